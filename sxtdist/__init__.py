@@ -1,0 +1,27 @@
+"""sxtdist: interior soft X-ray tomography with sparse global sampling.
+
+Align and reconstruct an interior (region-of-interest) scan together with a few
+full-field-of-view projections as one least-squares problem, block by block on
+Dask, into a multiscale OME-Zarr volume.
+"""
+
+from ._version import __version__
+from .dataset import Acquisition, Scan, ScanData, create_acquisition, open_acquisition
+from .errors import InputError, ParameterError, SxtdistError
+from .geometry import ScanGeometry, VolumeGrid
+from .simulate import simulate
+
+__all__ = [
+    "Acquisition",
+    "InputError",
+    "ParameterError",
+    "Scan",
+    "ScanData",
+    "ScanGeometry",
+    "SxtdistError",
+    "VolumeGrid",
+    "__version__",
+    "create_acquisition",
+    "open_acquisition",
+    "simulate",
+]

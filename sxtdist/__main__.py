@@ -1,0 +1,7 @@
+"""``python -m sxtdist``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

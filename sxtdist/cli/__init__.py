@@ -1,0 +1,59 @@
+"""The ``sxtdist`` command: thin, over the Python API.
+
+Each subcommand lives in its own module and is registered in :data:`COMMANDS`.
+An :class:`~sxtdist.errors.SxtdistError` (bad input, busy output) is printed as
+one line on standard error and the exit code is 2; anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from .._version import __version__
+from ..errors import SxtdistError
+
+#: ``name -> module`` of the subcommands; each module defines a click command ``command``.
+COMMANDS = {
+    "simulate": "simulate",
+    "info": "info",
+}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="sxtdist")
+def cli() -> None:
+    """Interior soft X-ray tomography with sparse global sampling.
+
+    Typical use: simulate or import an acquisition, align it, reconstruct it,
+    look at the report. Run ``sxtdist COMMAND --help`` for each step.
+    """
+
+
+for _name, _module in COMMANDS.items():
+    cli.add_command(importlib.import_module(f"{__name__}.{_module}").command, _name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    try:
+        cli.main(args=argv, prog_name="sxtdist", standalone_mode=False)
+    except SxtdistError as exc:
+        click.echo(f"sxtdist: error: {exc}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("sxtdist: interrupted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

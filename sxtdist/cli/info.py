@@ -1,0 +1,120 @@
+"""``sxtdist info``: what an acquisition or a volume holds."""
+
+from __future__ import annotations
+
+import os
+
+import click
+import numpy as np
+
+from ..dataset import KEY, open_sxtdist_group
+from ..errors import InputError
+from ..geometry import angular_spacing_deg
+
+
+@click.command()
+@click.argument("path", type=click.Path())
+def command(path: str) -> None:
+    """Describe the acquisition dataset or reconstructed volume at PATH."""
+    click.echo(describe(path))
+
+
+def describe(path: str) -> str:
+    """A human-readable summary of an sxtdist dataset (acquisition or volume)."""
+    group = open_sxtdist_group(os.fspath(path))
+    kind = group.attrs[KEY].get("kind", "acquisition")
+    if kind == "volume":
+        return _describe_volume(path)
+    if kind == "acquisition":
+        return _describe_acquisition(path)
+    raise InputError(path, f"unknown sxtdist dataset kind {kind!r}")
+
+
+def _describe_acquisition(path: str) -> str:
+    from ..dataset import open_acquisition
+
+    acq = open_acquisition(path, mode="r")
+    meta = acq.group.attrs[KEY]
+    lines = [f"acquisition {path}", f"  created {meta.get('created')} by {meta.get('software')}"]
+    for name, scan in acq.scans.items():
+        g = scan.geometry
+        a = g.angles_deg
+        n, rows, cols = scan.shape
+        arr = acq.group[name]["0"]
+        m = scan.meta
+        lines.append(
+            f"  scan {name!r}: {n} projections, {rows} x {cols} px of {g.pixel_size_nm:g} nm "
+            f"({rows * g.pixel_size_nm / 1e3:.2f} x {cols * g.pixel_size_nm / 1e3:.2f} µm)"
+        )
+        lines.append(
+            f"    angles {a.min():.2f}..{a.max():.2f} deg, spacing {angular_spacing_deg(a):.3f} deg"
+        )
+        lines.append(
+            f"    detector centre offset from axis [row, col]: {list(g.center_offset_px)} px"
+        )
+        lines.append(
+            f"    chunks {arr.chunks}, dtype {arr.dtype}, data {m.get('data', 'optical_depth')}"
+        )
+        dose = m.get("photons_per_pixel")
+        dose_text = (
+            "unknown"
+            if dose is None
+            else f"{dose:g} photons/px/view, {dose * n:g} photons/px in total"
+        )
+        lines.append(
+            f"    energy {m.get('energy_ev')} eV, zone plate OZW {m.get('zone_plate_ozw_nm')} nm, "
+            f"dose {dose_text}"
+        )
+        al = m.get("alignment", {}) or {}
+        state = al.get("state", "unaligned")
+        s = np.asarray(m.get("shifts_px"), float)
+        extra = ""
+        if state != "unaligned":
+            extra = (
+                f" ({al.get('method', '?')}; |shift| max {np.abs(s).max():.2f} px, "
+                f"rms {np.sqrt((s**2).mean()):.2f} px)"
+            )
+        lines.append(f"    alignment: {state}{extra}")
+        it = m.get("intensity_transform")
+        if it:
+            lines.append(f"    intensity transform: {it}")
+    if acq.truth is not None:
+        t = acq.truth_meta
+        lines.append(
+            f"  truth: volume {tuple(acq.truth.shape)} at {t['voxel_size_nm']:g} nm "
+            f"(simulated, preset {t.get('preset')}, seed {t.get('seed')})"
+        )
+    return "\n".join(lines)
+
+
+def _describe_volume(path: str) -> str:
+    from ..volume import open_volume
+
+    vol = open_volume(path, mode="r")
+    meta = vol.meta
+    nz, ny, nx = vol.shape
+    v = vol.voxel_size_nm
+    lines = [
+        f"volume {path}",
+        f"  status {meta.get('status')}, created {meta.get('created')} by {meta.get('software')}",
+        f"  shape (z, y, x) {vol.shape} at {v:g} nm = "
+        f"{nz * v / 1e3:.2f} x {ny * v / 1e3:.2f} x {nx * v / 1e3:.2f} µm, values {meta.get('unit')}",
+        f"  levels {vol.n_levels}: "
+        + ", ".join(str(tuple(vol.group[str(i)].shape)) for i in range(vol.n_levels)),
+    ]
+    plan = meta.get("plan") or {}
+    if plan:
+        done = len(meta.get("blocks_done", []))
+        lines.append(
+            f"  blocks {done}/{plan.get('n_blocks')} done, block {plan.get('block_size')} slices, "
+            f"halo {plan.get('halo')}"
+        )
+    prov = meta.get("provenance") or {}
+    for key in ("input", "method", "iterations", "scans", "backend", "psf", "nonneg_every"):
+        if key in prov:
+            lines.append(f"  {key}: {prov[key]}")
+    if meta.get("stopping"):
+        lines.append(f"  stopping: {meta['stopping']}")
+    if meta.get("elapsed_s") is not None:
+        lines.append(f"  elapsed {meta['elapsed_s']:.1f} s")
+    return "\n".join(lines)

@@ -1,0 +1,458 @@
+"""The acquisition dataset: both scans of an interior-plus-sparse-global acquisition.
+
+On disk it is one Zarr v3 group. Each scan (``full``: the sparse full field of
+view; ``roi``: the dense interior scan) is an OME-NGFF 0.5 multiscale image with
+axes ``(angle, y, x)``, float32 optical depth ``-ln(I / I0)``, one projection
+per chunk. A simulated dataset also holds ``truth``, the volume ``(z, y, x)``.
+
+Metadata lives in ``attrs["sxtdist"]`` (schema version 1)::
+
+    {"version": 1, "kind": "acquisition", "software": "...", "created": "...",
+     "scans": {"full": {...}, "roi": {...}},
+     "truth": {"voxel_size_nm": ..., "shifts_px": {"full": [...], ...}, ...}}
+
+Per scan: ``angles_deg``, ``pixel_size_nm``, ``detector_shape``, ``roi_center_px``
+(``[row, col]`` offset of the detector centre from the rotation axis, pixels),
+``shifts_px`` (``[dy, dx]`` per projection, the measured image displacement;
+zeros until aligned), ``energy_ev``, ``zone_plate_ozw_nm``,
+``photons_per_pixel``, ``exposure_s``, ``data`` and ``alignment``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import zarr
+
+from . import _version
+from .errors import InputError, OutputExistsError, ParameterError
+from .geometry import ScanGeometry
+from .io import ngff
+
+SCHEMA_VERSION = 1
+SCAN_NAMES = ("full", "roi")
+KEY = "sxtdist"
+
+
+@dataclass
+class ScanData:
+    """What it takes to write one scan.
+
+    Parameters
+    ----------
+    data
+        ``(n_angles, rows, cols)`` optical depth, numpy or dask (written chunk by chunk).
+    angles_deg, pixel_size_nm
+        Rotation angles (degrees) and the pixel size in the object plane (nm).
+    energy_ev, zone_plate_ozw_nm, photons_per_pixel, exposure_s
+        Optics and dose, where known.
+    roi_center_px
+        ``(row, col)`` offset of the detector centre from the rotation axis, pixels.
+    shifts_px
+        ``(n_angles, 2)`` measured displacement ``(dy, dx)``; zeros when unaligned.
+    extra
+        More per-scan metadata to keep (source file, reader, flat-field notes).
+    """
+
+    data: Any
+    angles_deg: Any
+    pixel_size_nm: float
+    energy_ev: float | None = None
+    zone_plate_ozw_nm: float | None = None
+    photons_per_pixel: float | None = None
+    exposure_s: float | None = None
+    roi_center_px: tuple[float, float] = (0.0, 0.0)
+    shifts_px: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Scan:
+    """One scan of an acquisition: its projections (lazy), geometry and metadata."""
+
+    def __init__(self, acquisition: Acquisition, name: str, meta: dict[str, Any]) -> None:
+        self.acquisition = acquisition
+        self.name = name
+        self.meta = meta
+        self.array: zarr.Array = acquisition.group[name]["0"]
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.acquisition.path, self.name, "0")
+
+    @property
+    def geometry(self) -> ScanGeometry:
+        m = self.meta
+        return ScanGeometry(
+            m["angles_deg"],
+            m["pixel_size_nm"],
+            tuple(self.array.shape[1:]),
+            tuple(m.get("roi_center_px", (0.0, 0.0))),
+            m.get("shifts_px"),
+        )
+
+    @property
+    def data(self) -> da.Array:
+        """The projections as a lazy dask array ``(angle, y, x)``."""
+        return da.from_zarr(self.array)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.array.shape)
+
+    @property
+    def pixel_size_nm(self) -> float:
+        return float(self.meta["pixel_size_nm"])
+
+    @property
+    def energy_ev(self) -> float | None:
+        return self.meta.get("energy_ev")
+
+    @property
+    def zone_plate_ozw_nm(self) -> float | None:
+        return self.meta.get("zone_plate_ozw_nm")
+
+    @property
+    def photons_per_pixel(self) -> float | None:
+        return self.meta.get("photons_per_pixel")
+
+    @property
+    def aligned(self) -> bool:
+        return bool(self.meta.get("alignment", {}).get("state") == "aligned")
+
+    def read(self, rows: slice = slice(None), angles: Any = slice(None)) -> np.ndarray:
+        """Read projections ``[angles, rows, :]`` into memory (float32).
+
+        A damaged chunk raises :class:`InputError` naming the array.
+        """
+        try:
+            out = np.asarray(self.array[angles, rows, :], dtype=np.float32)
+        except Exception as exc:
+            raise InputError(self.path, f"cannot read projections ({exc})") from exc
+        if not np.all(np.isfinite(out)):
+            raise InputError(
+                self.path, "projections contain NaN or inf (missing or damaged chunks?)"
+            )
+        return out
+
+    def __repr__(self) -> str:
+        g = self.geometry
+        return (
+            f"Scan({self.name!r}, {g.n_angles} angles, detector {g.detector_shape}, "
+            f"{g.pixel_size_nm:g} nm)"
+        )
+
+
+class Acquisition:
+    """An acquisition dataset opened from disk. Use :func:`open_acquisition`."""
+
+    def __init__(self, path: str, group: zarr.Group) -> None:
+        self.path = path
+        self.group = group
+        self.meta: dict[str, Any] = dict(group.attrs[KEY])
+        self.scans: dict[str, Scan] = {
+            name: Scan(self, name, m) for name, m in self.meta["scans"].items()
+        }
+
+    def __getitem__(self, name: str) -> Scan:
+        try:
+            return self.scans[name]
+        except KeyError:
+            raise InputError(
+                self.path, f"has no scan {name!r} (scans: {', '.join(self.scans)})"
+            ) from None
+
+    @property
+    def truth(self) -> da.Array | None:
+        """The ground-truth volume (simulated data only), lazily."""
+        return da.from_zarr(self.group["truth"]["0"]) if "truth" in self.group else None
+
+    @property
+    def truth_meta(self) -> dict[str, Any] | None:
+        return self.meta.get("truth")
+
+    def update_scan(self, name: str, **changes: Any) -> None:
+        """Change per-scan metadata (e.g. ``shifts_px``) and write it to disk."""
+        scans = dict(self.meta["scans"])
+        entry = dict(scans[name])
+        entry.update({k: _jsonable(v) for k, v in changes.items()})
+        _check_scan_meta(self.path, name, entry, self.scans[name].array.shape)
+        scans[name] = entry
+        self.meta["scans"] = scans
+        self.group.attrs[KEY] = self.meta
+        self.scans[name].meta = entry
+
+    def set_shifts(self, name: str, shifts_px: np.ndarray, **alignment: Any) -> None:
+        """Store the estimated shifts of a scan and mark it aligned."""
+        info = {"state": "aligned", "date": _now(), **alignment}
+        self.update_scan(name, shifts_px=np.asarray(shifts_px, float), alignment=info)
+
+    def __repr__(self) -> str:
+        scans = ", ".join(repr(s) for s in self.scans.values())
+        return f"Acquisition({self.path!r}: {scans})"
+
+
+# -- creating ---------------------------------------------------------------------------------
+
+
+def create_acquisition(
+    path: str | os.PathLike[str],
+    scans: Mapping[str, ScanData],
+    truth: Any = None,
+    truth_meta: Mapping[str, Any] | None = None,
+    sample: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Acquisition:
+    """Write an acquisition dataset and return it opened.
+
+    Parameters
+    ----------
+    path
+        Directory of the new Zarr group (``*.zarr`` by convention).
+    scans
+        ``{"full": ScanData(...), "roi": ScanData(...)}``; either may be missing.
+    truth
+        Optional ground-truth volume ``(z, y, x)``; needs ``truth_meta["voxel_size_nm"]``.
+    truth_meta
+        What the simulator knows: voxel size, true shifts, intensity transform, seed.
+    sample
+        Optional free-form description of the sample.
+    overwrite
+        Replace an existing directory. Without it an existing path is an error.
+    """
+    path = os.fspath(path)
+    if not scans:
+        raise ParameterError("an acquisition needs at least one scan")
+    if os.path.exists(path):
+        if not overwrite:
+            raise OutputExistsError(path, "already exists (use --overwrite to replace it)")
+        _remove(path)
+    tmp = path.rstrip("/") + ".partial"
+    _remove(tmp)
+    try:
+        root = zarr.open_group(tmp, mode="w", zarr_format=3)
+        meta: dict[str, Any] = {
+            "version": SCHEMA_VERSION,
+            "kind": "acquisition",
+            "software": f"sxtdist {_version.__version__}",
+            "created": _now(),
+            "scans": {},
+        }
+        for name, scan in scans.items():
+            meta["scans"][name] = _write_scan(root, name, scan, tmp)
+        if truth is not None:
+            if not truth_meta or "voxel_size_nm" not in truth_meta:
+                raise ParameterError("a truth volume needs truth_meta['voxel_size_nm']")
+            v = float(truth_meta["voxel_size_nm"])
+            shape = tuple(truth.shape)
+            group = ngff.create_multiscale(
+                root,
+                "truth",
+                [shape],
+                [[v, v, v]],
+                ngff.VOLUME_AXES,
+                chunks=[(min(64, shape[0]), 256, 256)],
+            )
+            da.store(
+                da.asarray(truth).astype(np.float32).rechunk(group["0"].chunks),
+                group["0"],
+                lock=False,
+            )
+            meta["truth"] = _jsonable(dict(truth_meta))
+        if sample:
+            meta["sample"] = _jsonable(dict(sample))
+        root.attrs[KEY] = meta
+        os.replace(tmp, path)  # the dataset appears whole or not at all
+    except BaseException:
+        _remove(tmp)
+        raise
+    return open_acquisition(path)
+
+
+def _write_scan(root: zarr.Group, name: str, scan: ScanData, path: str) -> dict[str, Any]:
+    data = scan.data if isinstance(scan.data, da.Array) else np.asarray(scan.data)
+    if data.ndim != 3:
+        raise ParameterError(
+            f"scan {name!r}: projections must be 3D (angle, y, x), got {data.shape}"
+        )
+    n, rows, cols = data.shape
+    p = float(scan.pixel_size_nm)
+    meta = {
+        "angles_deg": np.asarray(scan.angles_deg, float).reshape(-1).tolist(),
+        "pixel_size_nm": p,
+        "detector_shape": [rows, cols],
+        "roi_center_px": [float(v) for v in scan.roi_center_px],
+        "shifts_px": (
+            np.zeros((n, 2)) if scan.shifts_px is None else np.asarray(scan.shifts_px, float)
+        ).tolist(),
+        "energy_ev": _opt_float(scan.energy_ev),
+        "zone_plate_ozw_nm": _opt_float(scan.zone_plate_ozw_nm),
+        "photons_per_pixel": _opt_float(scan.photons_per_pixel),
+        "exposure_s": _opt_float(scan.exposure_s),
+        "data": "optical_depth",
+        "alignment": {"state": "unaligned"},
+        **_jsonable(scan.extra),
+    }
+    _check_scan_meta(path, name, meta, (n, rows, cols))
+    group = ngff.create_multiscale(
+        root,
+        name,
+        [(n, rows, cols)],
+        [[1.0, p, p]],
+        ngff.PROJECTION_AXES,
+        chunks=[(1, rows, cols)],
+        fill_value=float("nan"),
+    )
+    arr = group["0"]
+    src = da.asarray(data).astype(np.float32).rechunk((1, rows, cols))
+    da.store(src, arr, lock=False)
+    return meta
+
+
+# -- opening and validating -------------------------------------------------------------------
+
+
+def open_acquisition(path: str | os.PathLike[str], mode: str = "r+") -> Acquisition:
+    """Open and validate an acquisition dataset.
+
+    Any problem (no such path, not Zarr, not sxtdist, wrong schema version,
+    inconsistent metadata, missing projections) raises :class:`InputError` with
+    the path and the problem in one line.
+    """
+    path = os.fspath(path)
+    group = open_sxtdist_group(path, mode=mode)
+    meta = group.attrs[KEY]
+    if meta.get("kind", "acquisition") != "acquisition":
+        raise InputError(path, f"is a {meta.get('kind')}, not an acquisition dataset")
+    scans = meta.get("scans")
+    if not isinstance(scans, dict) or not scans:
+        raise InputError(path, "has no scans in its sxtdist metadata")
+    for name, smeta in scans.items():
+        if name not in group or not isinstance(group[name], zarr.Group) or "0" not in group[name]:
+            raise InputError(
+                os.path.join(path, name), "scan listed in metadata but missing on disk"
+            )
+        arr = group[name]["0"]
+        if arr.ndim != 3:
+            raise InputError(
+                os.path.join(path, name, "0"), f"must be 3D (angle, y, x), is {arr.shape}"
+            )
+        _check_scan_meta(path, name, smeta, arr.shape)
+        ngff.validate_image(group[name])
+        missing = arr.nchunks - arr.nchunks_initialized
+        if missing:
+            raise InputError(
+                os.path.join(path, name, "0"),
+                f"{missing} of {arr.nchunks} projection chunks are missing (truncated array)",
+            )
+    if "truth" in meta:
+        t = meta["truth"]
+        if not _positive(t.get("voxel_size_nm")):
+            raise InputError(path, "truth voxel size must be a positive number")
+        if "truth" not in group:
+            raise InputError(os.path.join(path, "truth"), "listed in metadata but missing on disk")
+    return Acquisition(path, group)
+
+
+def open_sxtdist_group(path: str, mode: str = "r") -> zarr.Group:
+    """Open a Zarr group that carries sxtdist metadata of a version this code reads."""
+    if not os.path.exists(path):
+        raise InputError(path, "no such file or directory")
+    if not os.path.isdir(path):
+        raise InputError(path, "is a file, not a Zarr directory")
+    try:
+        group = zarr.open_group(path, mode=mode)
+    except Exception as exc:
+        raise InputError(path, "is not a Zarr group") from exc
+    meta = group.attrs.get(KEY)
+    if meta is None:
+        raise InputError(path, "is a Zarr group without sxtdist metadata (not an sxtdist dataset)")
+    if not isinstance(meta, dict):
+        raise InputError(path, "sxtdist metadata is not a mapping")
+    version = meta.get("version")
+    if version != SCHEMA_VERSION:
+        raise InputError(
+            path,
+            f"sxtdist schema version {version!r} is not supported (this sxtdist reads {SCHEMA_VERSION})",
+        )
+    return group
+
+
+def _check_scan_meta(path: str, name: str, m: Mapping[str, Any], shape: tuple[int, ...]) -> None:
+    where = f"scan {name!r}"
+
+    def bad(problem: str) -> InputError:
+        return InputError(path, f"{where}: {problem}")
+
+    try:
+        angles = np.asarray(m["angles_deg"], dtype=float)
+        pixel = m["pixel_size_nm"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise bad(f"metadata lacks or garbles {exc}") from exc
+    if angles.ndim != 1 or angles.size == 0:
+        raise bad("angles_deg must be a non-empty list")
+    if not np.all(np.isfinite(angles)):
+        raise bad("angles_deg contains NaN or inf")
+    if angles.size != shape[0]:
+        raise bad(f"{angles.size} angles but {shape[0]} projections")
+    if not _positive(pixel):
+        raise bad(f"pixel_size_nm must be a positive number, got {pixel!r}")
+    shifts = np.asarray(m.get("shifts_px", np.zeros((shape[0], 2))), dtype=float)
+    if shifts.shape != (shape[0], 2):
+        raise bad(f"shifts_px must be one [dy, dx] per projection, got shape {shifts.shape}")
+    if not np.all(np.isfinite(shifts)):
+        raise bad("shifts_px contains NaN or inf")
+    center = np.asarray(m.get("roi_center_px", (0.0, 0.0)), dtype=float)
+    if center.shape != (2,) or not np.all(np.isfinite(center)):
+        raise bad("roi_center_px must be two finite numbers [row, col]")
+    for key in ("energy_ev", "zone_plate_ozw_nm", "photons_per_pixel", "exposure_s"):
+        v = m.get(key)
+        if v is not None and not _positive(v):
+            raise bad(f"{key} must be a positive number or null, got {v!r}")
+    det = m.get("detector_shape")
+    if det is not None and list(det) != list(shape[1:]):
+        raise bad(f"detector_shape {list(det)} does not match the array's {list(shape[1:])}")
+
+
+# -- small helpers ------------------------------------------------------------------------------
+
+
+def _positive(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
+def _opt_float(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    if isinstance(v, Mapping):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, Path):
+        return os.fspath(v)
+    return v
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    elif os.path.exists(path):
+        os.remove(path)

@@ -1,0 +1,298 @@
+"""The one place where sxtdist's geometry conventions live.
+
+Conventions (used by the simulator and the reconstruction alike)
+----------------------------------------------------------------
+- A volume is indexed ``(z, y, x)``; ``z`` is the rotation axis and runs along
+  detector rows. The beam is parallel.
+- Physical coordinates are centred on the rotation axis (and, along z, on the
+  volume centre): ``x = (ix - (nx - 1) / 2) * voxel``, same for ``y`` and ``z``.
+- A point projects onto detector column coordinate ``u = x cos(theta) + y sin(theta)``
+  and row coordinate ``z``.
+- A scan's detector has its own pixel size ``p``. Column ``c`` of a detector of
+  width ``W`` is centred at ``u = (c - (W - 1) / 2 + offset_col - dx) * p`` and row ``r``
+  of height ``H`` at ``z = (r - (H - 1) / 2 + offset_row - dy) * p``, where
+  ``offset`` is the scan's ``center_offset_px`` (the detector centre relative to the
+  rotation axis, metadata key ``roi_center_px``) and ``(dy, dx)`` is the
+  projection's shift.
+- **Shifts are the measured displacement of the image**, in that scan's pixels:
+  a projection stored with shift ``(dy, dx) = (0, +2)`` shows the object two
+  columns to the right of where the aligned geometry puts it. The forward model
+  reproduces that displacement, i.e. it samples the aligned projection at
+  ``c - dx``; this is what "the operator applies the opposite" means.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ParameterError
+
+
+@dataclass(frozen=True)
+class VolumeGrid:
+    """A reconstruction grid: ``shape = (nz, ny, nx)`` voxels of ``voxel_size_nm``.
+
+    The grid is centred on the rotation axis in ``x, y`` and on its middle slice in ``z``.
+    """
+
+    shape: tuple[int, int, int]
+    voxel_size_nm: float
+
+    def __post_init__(self) -> None:
+        shape = tuple(int(n) for n in self.shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise ParameterError(f"volume shape must be three positive sizes, got {self.shape}")
+        if not (math.isfinite(self.voxel_size_nm) and self.voxel_size_nm > 0):
+            raise ParameterError(f"voxel size must be positive, got {self.voxel_size_nm}")
+        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "voxel_size_nm", float(self.voxel_size_nm))
+
+    @property
+    def nz(self) -> int:
+        return self.shape[0]
+
+    @property
+    def slice_shape(self) -> tuple[int, int]:
+        return self.shape[1], self.shape[2]
+
+    def z_centers_nm(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Physical z of the slice centres ``start .. stop - 1``."""
+        stop = self.nz if stop is None else stop
+        return (np.arange(start, stop) - (self.nz - 1) / 2.0) * self.voxel_size_nm
+
+    def to_dict(self) -> dict:
+        return {"shape": list(self.shape), "voxel_size_nm": self.voxel_size_nm}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VolumeGrid:
+        return cls(tuple(d["shape"]), d["voxel_size_nm"])
+
+
+@dataclass(frozen=True, eq=False)
+class ScanGeometry:
+    """Where each pixel of a scan's projections looks, in the conventions above.
+
+    Parameters
+    ----------
+    angles_deg
+        Rotation angle of each projection, degrees.
+    pixel_size_nm
+        Detector pixel size in the object plane, nm.
+    detector_shape
+        ``(rows, cols)`` of one projection.
+    center_offset_px
+        ``(row, col)`` offset of the detector centre from the rotation axis (col)
+        and from the volume centre (row), in this scan's pixels.
+    shifts_px
+        ``(n_angles, 2)`` measured image displacement ``(dy, dx)`` per projection,
+        in this scan's pixels. Zeros when unaligned.
+    """
+
+    angles_deg: np.ndarray
+    pixel_size_nm: float
+    detector_shape: tuple[int, int]
+    center_offset_px: tuple[float, float] = (0.0, 0.0)
+    shifts_px: np.ndarray | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        angles = np.asarray(self.angles_deg, dtype=np.float64).reshape(-1)
+        rows, cols = (int(n) for n in self.detector_shape)
+        if rows < 1 or cols < 1:
+            raise ParameterError(f"detector shape must be positive, got {self.detector_shape}")
+        if not np.all(np.isfinite(angles)) or angles.size == 0:
+            raise ParameterError("angles must be a non-empty list of finite numbers")
+        if not (math.isfinite(self.pixel_size_nm) and self.pixel_size_nm > 0):
+            raise ParameterError(f"pixel size must be positive, got {self.pixel_size_nm}")
+        shifts = (
+            np.zeros((angles.size, 2))
+            if self.shifts_px is None
+            else np.asarray(self.shifts_px, dtype=np.float64).reshape(-1, 2)
+        )
+        if shifts.shape[0] != angles.size:
+            raise ParameterError(
+                f"{shifts.shape[0]} shifts for {angles.size} angles: one (dy, dx) per projection"
+            )
+        if not np.all(np.isfinite(shifts)):
+            raise ParameterError("shifts must be finite")
+        offset = tuple(float(v) for v in self.center_offset_px)
+        if len(offset) != 2 or not all(math.isfinite(v) for v in offset):
+            raise ParameterError("center offset must be two finite numbers (row, col)")
+        angles.setflags(write=False)
+        shifts.setflags(write=False)
+        object.__setattr__(self, "angles_deg", angles)
+        object.__setattr__(self, "pixel_size_nm", float(self.pixel_size_nm))
+        object.__setattr__(self, "detector_shape", (rows, cols))
+        object.__setattr__(self, "center_offset_px", offset)
+        object.__setattr__(self, "shifts_px", shifts)
+
+    @property
+    def n_angles(self) -> int:
+        return self.angles_deg.size
+
+    @property
+    def angles_rad(self) -> np.ndarray:
+        return np.deg2rad(self.angles_deg)
+
+    def with_shifts(self, shifts_px: np.ndarray | None) -> ScanGeometry:
+        """The same geometry with other per-projection shifts (``None``: zeros)."""
+        return ScanGeometry(
+            self.angles_deg,
+            self.pixel_size_nm,
+            self.detector_shape,
+            self.center_offset_px,
+            shifts_px,
+        )
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> ScanGeometry:
+        """The geometry of a subset of the projections."""
+        index = np.asarray(index)
+        return ScanGeometry(
+            self.angles_deg[index],
+            self.pixel_size_nm,
+            self.detector_shape,
+            self.center_offset_px,
+            self.shifts_px[index],
+        )
+
+    # -- horizontal: detector columns ------------------------------------------------------
+
+    def column_centers_nm(
+        self, angle_index: int, pad: int = 0, supersampling: int = 1
+    ) -> np.ndarray:
+        """Column coordinates ``u`` (nm) of the (padded, supersampled) detector samples."""
+        cols = self.detector_shape[1] + 2 * pad
+        s = int(supersampling)
+        fine = (np.arange(cols * s) + 0.5) / s - 0.5  # centre of sub-sample in pixel units
+        dx = self.shifts_px[angle_index, 1]
+        return (fine - (cols - 1) / 2.0 + self.center_offset_px[1] - dx) * self.pixel_size_nm
+
+    def astra_vectors_2d(
+        self, voxel_size_nm: float, supersampling: int = 1, pad: int = 0
+    ) -> np.ndarray:
+        """ASTRA ``parallel_vec`` rows for a 2D slice, lengths in voxels.
+
+        The detector has ``(cols + 2 pad) * supersampling`` samples of pitch
+        ``pixel / supersampling``; averaging each run of ``supersampling`` samples
+        gives one (padded) pixel.
+
+        ASTRA's 2D volume has ``y`` pointing to decreasing row index, so our
+        ``(x, y)`` is ASTRA's ``(x, -y)``: the ray is ``(sin, cos)`` and the detector
+        step is ``pitch * (cos, -sin)``. ``tests/test_geometry.py`` pins this down.
+        """
+        theta = self.angles_rad
+        pitch = self.pixel_size_nm / voxel_size_nm / int(supersampling)
+        centre = (self.center_offset_px[1] - self.shifts_px[:, 1]) * (
+            self.pixel_size_nm / voxel_size_nm
+        )
+        c, s = np.cos(theta), np.sin(theta)
+        vec = np.empty((theta.size, 6))
+        vec[:, 0], vec[:, 1] = s, c
+        vec[:, 2], vec[:, 3] = centre * c, -centre * s
+        vec[:, 4], vec[:, 5] = pitch * c, -pitch * s
+        return vec
+
+    # -- vertical: detector rows -----------------------------------------------------------
+
+    def row_centers_nm(self, rows: np.ndarray, dy: np.ndarray | float = 0.0) -> np.ndarray:
+        """Physical z (nm) of detector rows, for shift(s) ``dy``; broadcasts."""
+        h = self.detector_shape[0]
+        return (
+            np.asarray(rows) - (h - 1) / 2.0 + self.center_offset_px[0] - dy
+        ) * self.pixel_size_nm
+
+    def row_weights(
+        self, grid: VolumeGrid, rows: np.ndarray, slab: tuple[int, int], per_angle: bool
+    ) -> np.ndarray:
+        """Vertical footprint of detector rows on the slices of a slab.
+
+        ``w[a, k, r]`` is the fraction of row ``rows[r]``'s height (for projection ``a``)
+        that falls in slice ``slab[0] + k``. Rows may lie outside ``0..H-1`` (padding
+        for a PSF). With ``per_angle=False`` the shifts are ignored except that they
+        must all be equal (the caller checks), and the first axis has length one.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n_angles or 1, slab_len, len(rows))`` float32.
+        """
+        dy = self.shifts_px[:, 0] if per_angle else self.shifts_px[:1, 0]
+        zr = self.row_centers_nm(np.asarray(rows)[None, :], dy[:, None])  # (A, R)
+        half_p = self.pixel_size_nm / 2.0
+        zk = grid.z_centers_nm(*slab)  # (K,)
+        half_v = grid.voxel_size_nm / 2.0
+        lo = np.maximum(zr[:, None, :] - half_p, zk[None, :, None] - half_v)
+        hi = np.minimum(zr[:, None, :] + half_p, zk[None, :, None] + half_v)
+        return (np.clip(hi - lo, 0.0, None) / self.pixel_size_nm).astype(np.float32)
+
+    def row_slice_support(
+        self, grid: VolumeGrid, rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """First and last slice (inclusive, may be outside the grid) each row touches."""
+        dy = self.shifts_px[:, 0]
+        zr = self.row_centers_nm(np.asarray(rows)[None, :], dy[:, None])
+        v = grid.voxel_size_nm
+        half_p = self.pixel_size_nm / 2.0
+        # slice k spans [(k - (nz-1)/2 - 1/2) v, (k - (nz-1)/2 + 1/2) v); touch = positive overlap
+        eps = 1e-6
+        k_lo = np.ceil((zr.min(0) - half_p) / v + (grid.nz - 1) / 2.0 - 0.5 + eps)
+        k_hi = np.floor((zr.max(0) + half_p) / v + (grid.nz - 1) / 2.0 + 0.5 - eps)
+        return k_lo.astype(int) - 0, k_hi.astype(int)
+
+    def to_dict(self) -> dict:
+        return {
+            "angles_deg": self.angles_deg.tolist(),
+            "pixel_size_nm": self.pixel_size_nm,
+            "detector_shape": list(self.detector_shape),
+            "roi_center_px": list(self.center_offset_px),
+            "shifts_px": self.shifts_px.tolist(),
+        }
+
+
+def default_grid(
+    geometries: Sequence[ScanGeometry], voxel_size_nm: float | None = None
+) -> VolumeGrid:
+    """The grid that covers every scan's field of view.
+
+    The voxel size defaults to the finest pixel; the in-slice size covers the widest
+    detector (with its offset) and the height the tallest detector.
+    """
+    if not geometries:
+        raise ParameterError("no scans to build a volume grid from")
+    v = float(voxel_size_nm or min(g.pixel_size_nm for g in geometries))
+    width_nm = max(
+        (g.detector_shape[1] + 2 * abs(g.center_offset_px[1])) * g.pixel_size_nm for g in geometries
+    )
+    height_nm = max(
+        (g.detector_shape[0] + 2 * abs(g.center_offset_px[0])) * g.pixel_size_nm for g in geometries
+    )
+    n_xy = max(1, math.ceil(width_nm / v - 1e-6))
+    n_z = max(1, math.ceil(height_nm / v - 1e-6))
+    return VolumeGrid((n_z, n_xy, n_xy), v)
+
+
+def angular_spacing_deg(angles_deg: np.ndarray) -> float:
+    """Median spacing of the sorted angles (degrees); 0 for a single angle."""
+    a = np.sort(np.asarray(angles_deg, dtype=float))
+    return float(np.median(np.diff(a))) if a.size > 1 else 0.0
+
+
+def scan_angles(n: int, arc_deg: float = 180.0, interleave: bool = True) -> np.ndarray:
+    """``n`` equally spaced angles over ``[0, arc_deg)``, in degrees.
+
+    For a full rotation (``arc_deg = 360``) with an even ``n``, views ``θ`` and
+    ``θ + 180°`` would see the same lines; with ``interleave`` the second half is
+    moved by half a step so the mirrored views fall between the first half's
+    (the paper's interlaced full-rotation protocol).
+    """
+    if n < 1:
+        raise ParameterError(f"number of angles must be at least 1, got {n}")
+    if arc_deg not in (180.0, 360.0) and not 0 < arc_deg <= 360:
+        raise ParameterError(f"angular range must be in (0, 360], got {arc_deg}")
+    angles = np.arange(n) * (arc_deg / n)
+    if interleave and arc_deg == 360.0 and n % 2 == 0:
+        angles[n // 2 :] += arc_deg / n / 2.0
+    return angles

@@ -1,0 +1,1 @@
+"""Input and output: the NGFF helpers, and ingest/export of other formats."""

@@ -1,0 +1,93 @@
+"""Simulation presets: ``tiny`` for unit tests, ``small`` paper-like, ``cell`` for benchmarks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..errors import ParameterError
+
+
+@dataclass(frozen=True)
+class ScanPreset:
+    """One scan of a preset."""
+
+    n_angles: int
+    pixel_size_nm: float
+    photons_per_pixel: float | None
+    zone_plate_ozw_nm: float
+    shifts_sigma_px: float = 0.0
+    arc_deg: float = 180.0
+    width_um: float | None = None  # detector width; None: the whole field of view
+    energy_ev: float = 517.0
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A simulated acquisition: the cell, the field of view, both scans."""
+
+    name: str
+    voxel_nm: float
+    fov_px: int  # in-slice field of view of the full scan, in voxels
+    height_px: int
+    cell_diameter_um: float
+    full: ScanPreset
+    roi: ScanPreset
+    capillary: bool = True
+    organelle_density: float = 1.0
+
+    @property
+    def fov_nm(self) -> float:
+        return self.fov_px * self.voxel_nm
+
+    @property
+    def height_nm(self) -> float:
+        return self.height_px * self.voxel_nm
+
+
+PRESETS: dict[str, Preset] = {
+    # ≤ 64³ and a few seconds: unit tests
+    "tiny": Preset(
+        "tiny",
+        voxel_nm=100.0,
+        fov_px=64,
+        height_px=32,
+        cell_diameter_um=4.6,
+        full=ScanPreset(9, 200.0, 4000.0, 60.0),
+        roi=ScanPreset(36, 100.0, 2000.0, 35.0, width_um=2.8),
+    ),
+    # ~128³, paper-like: ROI ≈ 60 % of the cell, 19 full views at twice the pixel, 90 interior views
+    "small": Preset(
+        "small",
+        voxel_nm=60.0,
+        fov_px=128,
+        height_px=128,
+        cell_diameter_um=6.0,
+        full=ScanPreset(19, 120.0, 8000.0, 60.0, shifts_sigma_px=1.0),
+        roi=ScanPreset(90, 60.0, 3000.0, 35.0, shifts_sigma_px=1.0, width_um=3.6),
+    ),
+    # 512³ whole cell for benchmarks: 12 µm cell, 6 µm ROI, 19 + 92 views
+    "cell": Preset(
+        "cell",
+        voxel_nm=30.0,
+        fov_px=512,
+        height_px=512,
+        cell_diameter_um=12.0,
+        full=ScanPreset(19, 60.0, 6000.0, 60.0, shifts_sigma_px=1.5),
+        roi=ScanPreset(92, 30.0, 1500.0, 35.0, shifts_sigma_px=1.5, width_um=6.0),
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ParameterError(
+            f"unknown preset {name!r} (choose from {', '.join(PRESETS)})"
+        ) from None
+
+
+def override_scan(scan: ScanPreset, **changes) -> ScanPreset:
+    """A copy of ``scan`` with the non-``None`` changes applied."""
+    return replace(scan, **{k: v for k, v in changes.items() if v is not None})

@@ -1,0 +1,234 @@
+"""The reconstructed volume: a multiscale OME-NGFF 0.5 image written block by block.
+
+On disk the volume directory is itself the image group: arrays ``0`` (full
+resolution), ``1``, ... (each half the size), axes ``(z, y, x)`` in nanometres,
+values the linear attenuation coefficient in µm⁻¹. ``attrs["sxtdist"]`` says what
+made it and how far it got::
+
+    {"version": 1, "kind": "volume", "status": "running" | "complete",
+     "voxel_size_nm": ..., "provenance": {...}, "plan": {...},
+     "blocks_done": [0, 3, ...], "stopping": {...}}
+
+Only the client process updates ``blocks_done`` (after a block's write has
+returned), so a block listed there is on disk whole. A lock file refuses a second
+writer; a lock left by a dead process on this host is taken over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import zarr
+
+from . import _version
+from .dataset import KEY, SCHEMA_VERSION, _jsonable, _now, _remove, open_sxtdist_group
+from .errors import InputError, OutputExistsError, OutputLockedError
+from .geometry import VolumeGrid
+from .io import ngff
+
+LOCK_NAME = ".sxtdist.lock"
+#: Coarser levels are made while every axis stays at least this long.
+MIN_LEVEL_SIZE = 8
+
+
+class Volume:
+    """An opened volume. ``level(n)`` is a lazy dask array; ``meta`` the sxtdist attributes."""
+
+    def __init__(self, path: str, group: zarr.Group) -> None:
+        self.path = path
+        self.group = group
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return dict(self.group.attrs[KEY])
+
+    @property
+    def status(self) -> str:
+        return self.meta.get("status", "unknown")
+
+    @property
+    def voxel_size_nm(self) -> float:
+        return float(self.meta["voxel_size_nm"])
+
+    @property
+    def n_levels(self) -> int:
+        return len(ngff.level_scales(self.group))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.group["0"].shape)
+
+    @property
+    def grid(self) -> VolumeGrid:
+        return VolumeGrid(self.shape, self.voxel_size_nm)
+
+    def level(self, n: int = 0) -> da.Array:
+        """Level ``n`` of the pyramid as a dask array (``0`` = full resolution)."""
+        if not 0 <= n < self.n_levels:
+            raise InputError(self.path, f"has levels 0..{self.n_levels - 1}, not {n}")
+        return da.from_zarr(self.group[str(n)])
+
+    @property
+    def blocks_done(self) -> set[int]:
+        return set(self.meta.get("blocks_done", []))
+
+    def update_meta(self, **changes: Any) -> None:
+        meta = self.meta
+        meta.update(_jsonable(changes))
+        self.group.attrs[KEY] = meta
+
+    def mark_blocks_done(self, ids: Iterable[int]) -> None:
+        done = self.blocks_done | {int(i) for i in ids}
+        self.update_meta(blocks_done=sorted(done))
+
+    def write_slices(self, z0: int, data: np.ndarray) -> None:
+        """Write ``data`` (``(nz, ny, nx)``) into level 0 at slice ``z0``.
+
+        The caller writes whole shards (the block plan aligns blocks to them).
+        """
+        arr = self.group["0"]
+        arr[z0 : z0 + data.shape[0]] = np.asarray(data, dtype=np.float32)
+
+    def finalize(self, **meta: Any) -> int:
+        """Build the coarser levels from level 0 and mark the volume complete."""
+        n = ngff.add_downsampled_levels(
+            self.group, 8, ngff.VOLUME_AXES, "volume", chunks=(64, 64, 64), min_size=MIN_LEVEL_SIZE
+        )
+        self.update_meta(status="complete", finished=_now(), levels=n, **meta)
+        return n
+
+    def __repr__(self) -> str:
+        return f"Volume({self.path!r}, shape={self.shape}, voxel={self.voxel_size_nm} nm, {self.status})"
+
+
+def create_volume(
+    path: str | os.PathLike[str],
+    grid: VolumeGrid,
+    shard_z: int,
+    chunk_z: int,
+    attributes: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Volume:
+    """Create an empty volume (status ``running``) for ``grid``.
+
+    Level 0 is sharded ``(shard_z, ny, nx)`` along z so that each block of the
+    plan writes whole shards; inner chunks are ``(chunk_z, ≤256, ≤256)``.
+    """
+    path = os.fspath(path)
+    if os.path.exists(path) and set(os.listdir(path)) - {LOCK_NAME}:
+        if not overwrite:
+            raise OutputExistsError(path, "already exists (use --overwrite to replace it)")
+        for entry in set(os.listdir(path)) - {LOCK_NAME}:  # keep our own lock
+            _remove(os.path.join(path, entry))
+    nz, ny, nx = grid.shape
+    v = grid.voxel_size_nm
+    root = zarr.create_group(path, zarr_format=3, overwrite=False)
+    chunk = (min(chunk_z, nz), min(256, ny), min(256, nx))
+    shard = (min(shard_z, nz), ny, nx)
+    # shards must be a multiple of chunks in every axis
+    shard = tuple(-(-s // c) * c for s, c in zip(shard, chunk))
+    ngff.create_multiscale(
+        root,
+        "",
+        [grid.shape],
+        [[v, v, v]],
+        ngff.VOLUME_AXES,
+        chunks=[chunk],
+        shards=[shard],
+    )
+    meta = {
+        "version": SCHEMA_VERSION,
+        "kind": "volume",
+        "status": "running",
+        "software": f"sxtdist {_version.__version__}",
+        "created": _now(),
+        "voxel_size_nm": v,
+        "unit": "1/um (linear attenuation coefficient)",
+        "blocks_done": [],
+        **_jsonable(dict(attributes or {})),
+    }
+    root.attrs[KEY] = meta
+    return Volume(path, root)
+
+
+def open_volume(path: str | os.PathLike[str], mode: str = "r+") -> Volume:
+    """Open and validate a volume written by sxtdist."""
+    path = os.fspath(path)
+    group = open_sxtdist_group(path, mode=mode)
+    meta = group.attrs[KEY]
+    if meta.get("kind") != "volume":
+        raise InputError(path, f"is a {meta.get('kind', 'dataset')}, not a reconstructed volume")
+    if "0" not in group:
+        raise InputError(path, "volume has no level 0 array")
+    ngff.validate_image(group)
+    return Volume(path, group)
+
+
+def is_volume(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is an sxtdist volume (no validation)."""
+    try:
+        meta = zarr.open_group(os.fspath(path), mode="r").attrs.get(KEY, {})
+    except Exception:
+        return False
+    return isinstance(meta, dict) and meta.get("kind") == "volume"
+
+
+# -- one writer at a time ---------------------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def write_lock(path: str | os.PathLike[str]):
+    """Hold ``path/.sxtdist.lock`` while writing; refuse if another live run holds it.
+
+    The lock is a file created with ``O_EXCL`` holding the owner's host and pid. A
+    lock whose process is gone (same host) is stale and taken over.
+    """
+    path = os.fspath(path)
+    os.makedirs(path, exist_ok=True)
+    lock = os.path.join(path, LOCK_NAME)
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "since": _now()}
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                with open(lock) as f:
+                    owner = json.load(f)
+            except (OSError, ValueError):
+                owner = {}
+            same_host = owner.get("host") == me["host"]
+            if same_host and isinstance(owner.get("pid"), int) and not _pid_alive(owner["pid"]):
+                os.remove(lock)  # stale: its writer died
+                continue
+            who = f"pid {owner.get('pid')} on {owner.get('host')}" if owner else "another run"
+            raise OutputLockedError(
+                path,
+                f"is being written by {who} (lock {LOCK_NAME}); wait for it or remove the lock",
+            ) from None
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        break
+    try:
+        yield
+    finally:
+        try:
+            os.remove(lock)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,149 @@
+"""The acquisition format: round trip, validation, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import zarr
+from ome_zarr_models import open_ome_zarr
+
+import sxtdist
+from sxtdist.dataset import ScanData
+from sxtdist.errors import InputError, OutputExistsError
+
+
+def _scans(rng):
+    full = ScanData(
+        data=rng.random((5, 8, 12), dtype=np.float32),
+        angles_deg=np.arange(5) * 36.0,
+        pixel_size_nm=40.0,
+        energy_ev=517.0,
+        zone_plate_ozw_nm=60.0,
+        photons_per_pixel=1000.0,
+        roi_center_px=(0.0, 0.0),
+    )
+    roi = ScanData(
+        data=rng.random((7, 16, 10), dtype=np.float32),
+        angles_deg=np.linspace(0, 360, 7),
+        pixel_size_nm=20.0,
+        roi_center_px=(1.5, -3.0),
+        shifts_px=rng.normal(size=(7, 2)),
+    )
+    return {"full": full, "roi": roi}
+
+
+def test_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    scans = _scans(rng)
+    truth = rng.random((8, 12, 12), dtype=np.float32)
+    path = tmp_path / "a.zarr"
+    acq = sxtdist.create_acquisition(path, scans, truth=truth, truth_meta={"voxel_size_nm": 40.0})
+    again = sxtdist.open_acquisition(path)
+    for name, s in scans.items():
+        np.testing.assert_array_equal(again[name].data.compute(), s.data)
+        g = again[name].geometry
+        np.testing.assert_allclose(g.angles_deg, s.angles_deg)
+        assert g.pixel_size_nm == s.pixel_size_nm
+        assert g.center_offset_px == tuple(s.roi_center_px)
+        expected = np.zeros((len(s.angles_deg), 2)) if s.shifts_px is None else s.shifts_px
+        np.testing.assert_allclose(g.shifts_px, expected)
+        assert again[name].data.chunksize[0] == 1  # one projection per chunk
+    assert again["full"].energy_ev == 517.0 and again["roi"].energy_ev is None
+    np.testing.assert_array_equal(again.truth.compute(), truth)
+    assert acq.truth_meta["voxel_size_nm"] == 40.0
+    group = zarr.open_group(path, mode="r")
+    for name in ("full", "roi", "truth"):
+        assert type(open_ome_zarr(group[name])).__name__ == "Image"
+
+
+def test_refuses_existing(tmp_path):
+    path = tmp_path / "a.zarr"
+    sxtdist.create_acquisition(path, _scans(np.random.default_rng(1)))
+    with pytest.raises(OutputExistsError):
+        sxtdist.create_acquisition(path, _scans(np.random.default_rng(1)))
+
+
+def test_set_shifts_persist(tiny_copy):
+    acq = sxtdist.open_acquisition(tiny_copy)
+    shifts = np.full((acq["roi"].shape[0], 2), 0.25)
+    acq.set_shifts("roi", shifts, method="test")
+    again = sxtdist.open_acquisition(tiny_copy)
+    np.testing.assert_allclose(again["roi"].geometry.shifts_px, shifts)
+    assert again["roi"].aligned
+
+
+def _edit_meta(path, fn):
+    zj = os.path.join(path, "zarr.json")
+    with open(zj) as f:
+        doc = json.load(f)
+    fn(doc["attributes"]["sxtdist"])
+    with open(zj, "w") as f:
+        json.dump(doc, f)
+
+
+def _truncate(path):
+    chunk_dir = os.path.join(path, "roi", "0", "c")
+    victim = sorted(os.listdir(chunk_dir))[-1]
+    import shutil
+
+    shutil.rmtree(os.path.join(chunk_dir, victim))
+
+
+BAD_CASES = {
+    "missing path": (lambda p: p + ".nope", "no such file"),
+    "plain zarr": (lambda p: _plain_zarr(p), "without sxtdist metadata"),
+    "truncated array": (lambda p: (_truncate(p), p)[1], "missing"),
+    "negative pixel": (
+        lambda p: (_edit_meta(p, lambda m: m["scans"]["roi"].update(pixel_size_nm=-5.0)), p)[1],
+        "pixel_size_nm",
+    ),
+    "angles count": (
+        lambda p: (_edit_meta(p, lambda m: m["scans"]["full"]["angles_deg"].pop()), p)[1],
+        "angles but",
+    ),
+    "nan angle": (
+        lambda p: (
+            _edit_meta(p, lambda m: m["scans"]["full"]["angles_deg"].__setitem__(0, "NaN")),
+            p,
+        )[1],
+        "angles_deg",
+    ),
+    "schema version": (lambda p: (_edit_meta(p, lambda m: m.update(version=99)), p)[1], "version"),
+}
+
+
+def _plain_zarr(p):
+    other = p + ".plain.zarr"
+    zarr.open_group(other, mode="w").create_array("x", shape=(3,), dtype="f4")
+    return other
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_inputs_exit_2_with_one_line(case, tiny_copy, run_cli):
+    make, expected = BAD_CASES[case]
+    path = make(tiny_copy)
+    with pytest.raises(InputError):
+        sxtdist.open_acquisition(path)
+    code, out, err = run_cli("info", path)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert os.path.basename(path) in lines[0] and expected in lines[0]
+    assert "Traceback" not in err
+
+
+def test_info_acquisition(tiny_acq, run_cli):
+    code, out, _ = run_cli("info", tiny_acq)
+    assert code == 0
+    for word in (
+        "scan 'full'",
+        "scan 'roi'",
+        "spacing",
+        "alignment: unaligned",
+        "photons/px",
+        "truth",
+    ):
+        assert word in out
