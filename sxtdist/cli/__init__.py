@@ -21,6 +21,7 @@ COMMANDS = {
     "simulate": "simulate",
     "info": "info",
     "reconstruct": "reconstruct",
+    "demo": "demo",
 }
 
 
