@@ -20,6 +20,8 @@ from ..errors import SxtdistError
 COMMANDS = {
     "simulate": "simulate",
     "info": "info",
+    "import": "import_",
+    "export": "export",
 }
 
 
