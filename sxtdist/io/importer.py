@@ -302,7 +302,8 @@ def _lazy_optical_depth(
         i0, i1 = block_info[None]["array-location"][0]
         raw = src.read(i0, i1)
         if raw.dtype.kind == "f" and not np.all(np.isfinite(raw)):
-            raise InputError(src.path, f"frames {i0}..{i1 - 1} contain NaN or inf")
+            bad = i0 + int(np.flatnonzero(~np.isfinite(raw).reshape(i1 - i0, -1).all(axis=1))[0])
+            raise InputError(src.path, f"frame {bad} contains NaN or inf")
         if mode == "transmission":
             med = float(np.median(raw))
             if med > MAX_TRANSMISSION_MEDIAN:

@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import tifffile
+import zarr
 
 from ..errors import InputError
 from .source import FrameSource, _one_line, check_dtype, check_shape
@@ -65,23 +66,24 @@ def open_tiff(path: str | os.PathLike[str]) -> FrameSource:
                 f"holds images of mixed shapes ({shapes}); all projections must have one shape",
             )
         s = series[0]
+        if "S" in s.axes:  # samples per pixel: RGB(A), not a grayscale stack
+            raise InputError(
+                path, f"is a colour image (axes {s.axes}); projections must be grayscale"
+            )
         shape = check_shape(path, tuple(s.shape))
         dtype = check_dtype(path, s.dtype)
-        n_pages = len(s.pages) if s.pages is not None else 0
-        if n_pages not in (0, shape[0]) and shape[0] > 1:
-            raise InputError(
-                path, f"series has {shape[0]} frames but {n_pages} pages (not one image per page)"
-            )
+        # tifffile's zarr view reads one frame per chunk whatever the layout
+        # (pages, contiguous ImageJ data beyond 4 GB, OME); never the whole stack
+        frames = zarr.open_array(s.aszarr(), mode="r")
         pixel = pixel_size_nm(tif)
     except BaseException:
         tif.close()
         raise
 
     def reader(i0: int, i1: int) -> np.ndarray:
-        if shape[0] == 1:
-            return np.asarray(s.asarray()).reshape(1, *shape[1:])
-        out = tif.asarray(key=slice(i0, i1), series=0)
-        return np.asarray(out).reshape(i1 - i0, *shape[1:])
+        return np.asarray(frames[i0:i1] if len(frames.shape) == 3 else frames[:]).reshape(
+            i1 - i0, *shape[1:]
+        )
 
     return FrameSource(
         path=path,
@@ -115,7 +117,7 @@ def _open_folder(path: str) -> FrameSource:
                     pixel = pixel_size_nm(tif)
         except Exception as exc:
             raise InputError(f, f"not a readable TIFF file ({_one_line(exc)})") from exc
-        if len(shp) != 2:
+        if len(shp) != 2 or page.samplesperpixel != 1:
             raise InputError(f, f"is not a single grayscale frame (shape {shp})")
         if shape0 is None:
             shape0, dtype = shp, check_dtype(f, dt)
