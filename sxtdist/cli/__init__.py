@@ -22,6 +22,8 @@ COMMANDS = {
     "info": "info",
     "reconstruct": "reconstruct",
     "demo": "demo",
+    "import": "import_",
+    "export": "export",
 }
 
 
