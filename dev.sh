@@ -58,7 +58,7 @@ case "$cmd" in
     setup test
     exec .venv/bin/python -m pytest -m slow --run-slow "$@" ;;
   gpu)
-    setup test
-    exec .venv/bin/python -m pytest -m gpu "$@" ;;
+    setup "test,gpu"
+    exec .venv/bin/python -m pytest -m gpu -rs "$@" ;;
   *) echo "usage: ./dev.sh demo|test|slow|gpu|setup [ARGS]" >&2; exit 2 ;;
 esac

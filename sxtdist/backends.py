@@ -303,9 +303,7 @@ def gpu_client(n_gpus: int | None = None, quiet: bool = False) -> Iterator[Any]:
     if n_gpus is not None:
         if n_gpus < 1:
             raise ParameterError(f"number of GPU workers must be at least 1, got {n_gpus}")
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        ids = visible.split(",") if visible else [str(i) for i in range(n_gpus)]
-        kwargs["CUDA_VISIBLE_DEVICES"] = ",".join(ids[:n_gpus])
+        kwargs["n_workers"] = n_gpus  # the first n of CUDA_VISIBLE_DEVICES
     with (
         LocalCUDACluster(
             threads_per_worker=1,  # one ASTRA call at a time per GPU (the par3d constants race)

@@ -177,14 +177,17 @@ class AstraCudaEngine:
             check_free_memory(free, texture, what)
             if self.check:
                 out.fill(np.nan)
-            vid = astra.data3d.link("-vol", self.vol_geom, vol)
-            sid = astra.data3d.link("-sino", self.proj_geom, proj)
-            try:
-                astra.experimental.do_composite(self.pid, [vid], [sid], MODE_SET, op)
-            except Exception as exc:  # AstraError: "Failed to perform FP/BP" + ASTRA's log
-                raise GpuError(f"ASTRA's {what} failed on GPU {self.device}: {exc}") from exc
+            ids = []
+            try:  # linked by DLPack: zero-copy, and cupy's stream is waited for
+                ids.append(astra.data3d.link("-vol", self.vol_geom, vol))
+                ids.append(astra.data3d.link("-sino", self.proj_geom, proj))
+                try:
+                    astra.experimental.do_composite(self.pid, ids[:1], ids[1:], MODE_SET, op)
+                except Exception as exc:  # AstraError "Failed to perform FP/BP" + ASTRA's log
+                    raise GpuError(f"ASTRA's {what} failed on GPU {self.device}: {exc}") from exc
             finally:
-                astra.data3d.delete([vid, sid])
+                if ids:
+                    astra.data3d.delete(ids)
             if self.check:
                 check_astra_output(out, what)
 
