@@ -156,7 +156,10 @@ def have_dask_cuda() -> bool:
 
 def gpu_workers(client: Any) -> list[str]:
     """Addresses of the cluster's workers that offer the ``GPU`` resource."""
-    info = client.scheduler_info()
+    import inspect
+
+    takes_n = "n_workers" in inspect.signature(client.scheduler_info).parameters
+    info = client.scheduler_info(n_workers=-1) if takes_n else client.scheduler_info()
     return [
         addr
         for addr, w in info.get("workers", {}).items()
