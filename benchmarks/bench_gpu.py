@@ -291,6 +291,12 @@ def main(argv=None) -> int:
         "--cpu-slices", type=int, default=6, help="slices of the CPU comparison (0: skip)"
     )
     ap.add_argument("--cpu-iterations", type=int, default=3)
+    ap.add_argument(
+        "--layout",
+        choices=["yxz", "zyx"],
+        default="yxz",
+        help="how the slab is handed to ASTRA (GpuSliceProjector's layout)",
+    )
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
     info = backends.probe_gpu()
@@ -299,7 +305,18 @@ def main(argv=None) -> int:
         return 2
     import cupy as cp
 
-    print(f"GPU: {info.describe()}")
+    import sxtdist.operators.gpu as gpu_ops
+
+    if args.layout != "yxz":  # the operator's default; the benchmark can compare both
+        base = gpu_ops.GpuSliceProjector
+
+        class WithLayout(base):
+            def __init__(self, *a, **kw):
+                kw.setdefault("layout", args.layout)
+                super().__init__(*a, **kw)
+
+        gpu_ops.GpuSliceProjector = WithLayout
+    print(f"GPU: {info.describe()}; layout {args.layout}")
     results = [run_size(cp, n, args) for n in args.sizes]
     if args.json:
         with open(args.json, "w") as f:

@@ -221,10 +221,10 @@ def estimate_gpu_block_bytes(
     """Device bytes one block's CGNE holds at its peak, ASTRA's CUDA arrays included.
 
     Volume-sized arrays: ``x``, ``p``, ``s`` and the new ``s`` being summed, one
-    scan's adjoint term, ASTRA's ``(nz, ny, nx)`` array (our layout transposed)
-    and ASTRA's CUDA-array copy of it in the forward projection: 7, a little more
-    than the peak of either half of an iteration (+2 with the oracle's truth and
-    best ``x``). Per scan the data ``y``, ``r``, ``q`` and a
+    scan's adjoint term, a transposed copy (made only in the ``zyx`` layout) and
+    ASTRA's CUDA-array copy of the input in the forward projection: 7, a little
+    more than the peak of either half of an iteration (+2 with the oracle's truth
+    and best ``x``). Per scan the data ``y``, ``r``, ``q`` and a
     restart's fresh residual (4 × coarse data) stay; the largest scan's
     supersampled projections, their CUDA-array copy for the back projection and
     three padded intermediates (row sampling, blur, crop) come and go.

@@ -77,10 +77,11 @@ def par3d_matrix(vectors: np.ndarray, vol_shape: tuple[int, int, int], det_shape
 class EmulatedEngine:
     """The :class:`sxtdist.operators.gpu.Engine` interface on numpy arrays."""
 
-    def __init__(self, vectors: np.ndarray, vol_shape: tuple[int, int, int], n_cols: int):
-        self.vol_shape = tuple(vol_shape)
-        self.proj_shape = (vol_shape[0], vectors.shape[0], int(n_cols))
-        self.matrix = par3d_matrix(vectors, self.vol_shape, (vol_shape[0], int(n_cols)))
+    def __init__(self, vectors: np.ndarray, vol_shape: tuple[int, int, int], det_shape):
+        self.vol_shape = tuple(int(n) for n in vol_shape)
+        n_rows, n_cols = (int(n) for n in det_shape)
+        self.proj_shape = (n_rows, vectors.shape[0], n_cols)
+        self.matrix = par3d_matrix(vectors, self.vol_shape, (n_rows, n_cols))
         self.calls = {"fp": 0, "bp": 0}
 
     def fp(self, vol, proj):

@@ -99,8 +99,8 @@ def texture_nbytes(shape: tuple[int, ...]) -> int:
 class Engine(Protocol):
     """What :class:`GpuSliceProjector` needs from a 3D projector (ASTRA, or a test stand-in)."""
 
-    vol_shape: tuple[int, int, int]  # (nz, ny, nx)
-    proj_shape: tuple[int, int, int]  # (nz, angles, fine cols)
+    vol_shape: tuple[int, int, int]  # ASTRA's (slices, rows, cols) of the volume
+    proj_shape: tuple[int, int, int]  # ASTRA's (detector rows, angles, detector cols)
 
     def fp(self, vol: Any, proj: Any) -> None: ...  # proj = FP(vol), in voxel lengths
 
@@ -113,11 +113,12 @@ class AstraCudaEngine:
     Parameters
     ----------
     vectors
-        ``(angles, 12)`` ``parallel3d_vec`` rows in voxel units.
+        ``(angles, 12)`` ``parallel3d_vec`` rows in voxel units, in ASTRA's axes.
     vol_shape
-        ``(nz, ny, nx)`` of the slab.
-    n_cols
-        Detector columns (supersampled).
+        ASTRA's ``(slices, rows, cols)`` of the volume array; the volume geometry is
+        centred, one unit per voxel.
+    det_shape
+        ``(rows, cols)`` of the detector (cols supersampled).
     device
         CUDA device (default: the current one; dask-cuda makes each worker's GPU device 0).
     check
@@ -128,7 +129,7 @@ class AstraCudaEngine:
         self,
         vectors: np.ndarray,
         vol_shape: tuple[int, int, int],
-        n_cols: int,
+        det_shape: tuple[int, int],
         device: int | None = None,
         check: bool = True,
     ) -> None:
@@ -137,15 +138,16 @@ class AstraCudaEngine:
         import cupy
 
         nz, ny, nx = (int(n) for n in vol_shape)
+        n_rows, n_cols = (int(n) for n in det_shape)
         self.vol_shape = (nz, ny, nx)
-        self.proj_shape = (nz, int(vectors.shape[0]), int(n_cols))
+        self.proj_shape = (n_rows, int(vectors.shape[0]), n_cols)
         self.device = cupy.cuda.runtime.getDevice() if device is None else int(device)
         self.check = bool(check)
         self.vol_geom = astra.create_vol_geom(
             ny, nx, nz, -nx / 2.0, nx / 2.0, -ny / 2.0, ny / 2.0, -nz / 2.0, nz / 2.0
         )
         self.proj_geom = astra.create_proj_geom(
-            "parallel3d_vec", nz, int(n_cols), np.asarray(vectors, dtype=np.float64)
+            "parallel3d_vec", n_rows, n_cols, np.asarray(vectors, dtype=np.float64)
         )
         with cupy.cuda.Device(self.device):
             self.pid = astra.create_projector("cuda3d", self.proj_geom, self.vol_geom)
@@ -192,12 +194,44 @@ class AstraCudaEngine:
                 check_astra_output(out, what)
 
 
+#: How our ``(ny, nx, nz)`` slab is handed to ASTRA (see :class:`GpuSliceProjector`).
+LAYOUTS = ("yxz", "zyx")
+
+
+def vectors_for_layout(vectors: np.ndarray, layout: str) -> np.ndarray:
+    """``parallel3d_vec`` rows in ASTRA's axes for a volume array laid out as ``layout``.
+
+    ASTRA's volume array is ``(slices, rows, cols)`` along its ``(z, y, x)``.
+    ``"zyx"``: our ``(nz, ny, nx)`` array, ASTRA's axes are ours. ``"yxz"``: our
+    ``(ny, nx, nz)`` array as is, so ASTRA's ``(x, y, z)`` are our ``(z, x, y)`` and every
+    3-vector ``(a_x, a_y, a_z)`` becomes ``(a_z, a_x, a_y)``; the rotation axis is then
+    ASTRA's ``x``. Same lines either way.
+    """
+    if layout == "zyx":
+        return np.asarray(vectors, dtype=np.float64)
+    if layout != "yxz":
+        raise ValueError(f"unknown layout {layout!r} (one of {', '.join(LAYOUTS)})")
+    v = np.asarray(vectors, dtype=np.float64).reshape(-1, 4, 3)
+    return v[:, :, [2, 0, 1]].reshape(-1, 12)
+
+
 class GpuSliceProjector(LinearOperator):
     """A scan's projection of every slice of a slab on the GPU: ``(ny, nx, nz) -> (angles, cols, nz)``.
 
     Same parameters, shapes and units as :class:`~sxtdist.operators.SliceProjector`.
-    ``engine`` replaces the ASTRA engine (tests); by default one is made on the
-    current CUDA device.
+
+    Parameters
+    ----------
+    layout
+        ``"yxz"`` (default): ASTRA reads and writes our ``(ny, nx, nz)`` arrays as they
+        are, with the geometry's axes permuted (:func:`vectors_for_layout`), so no
+        volume-sized transpose is made. ``"zyx"``: ASTRA's usual orientation (rotation
+        axis along its ``z``) on a transposed ``(nz, ny, nx)`` copy. Projections are
+        transposed between ASTRA's ``(nz, angles, cols)`` and ours either way (they
+        are small next to the volume).
+    engine
+        Replaces the ASTRA engine (tests); by default one is made on the current CUDA
+        device.
     """
 
     def __init__(
@@ -208,6 +242,7 @@ class GpuSliceProjector(LinearOperator):
         pad: int = 0,
         supersampling: int | None = None,
         engine: Engine | None = None,
+        layout: str = "yxz",
     ) -> None:
         s = default_supersampling(geometry, grid) if supersampling is None else int(supersampling)
         ny, nx = grid.slice_shape
@@ -215,12 +250,14 @@ class GpuSliceProjector(LinearOperator):
         cols = geometry.detector_shape[1] + 2 * pad
         self.supersampling = s
         self.n_cols = cols
+        self.layout = layout
         # FP gives lengths in voxels; a voxel in µm turns µm⁻¹ into optical depth
         self.scale = np.float32(grid.voxel_size_nm * 1e-3)
+        vol_shape = (ny, nx, nz) if layout == "yxz" else (nz, ny, nx)
+        vectors = vectors_for_layout(geometry.astra_vectors_3d(grid.voxel_size_nm, s, pad), layout)
         if engine is None:
-            vectors = geometry.astra_vectors_3d(grid.voxel_size_nm, s, pad)
-            engine = AstraCudaEngine(vectors, (nz, ny, nx), cols * s)
-        expected = ((nz, ny, nx), (nz, geometry.n_angles, cols * s))
+            engine = AstraCudaEngine(vectors, vol_shape, (nz, cols * s))
+        expected = (vol_shape, (nz, geometry.n_angles, cols * s))
         if (tuple(engine.vol_shape), tuple(engine.proj_shape)) != expected:
             raise ValueError(f"engine shapes {engine.vol_shape}, {engine.proj_shape} != {expected}")
         self.engine = engine
@@ -229,7 +266,10 @@ class GpuSliceProjector(LinearOperator):
 
     def _apply(self, x, out):
         xp = array_module(x)
-        vol = xp.ascontiguousarray(x.transpose(2, 0, 1), dtype=xp.float32)  # (nz, ny, nx)
+        if self.layout == "yxz":  # no copy when x is already C-contiguous float32
+            vol = xp.ascontiguousarray(x, dtype=xp.float32)
+        else:
+            vol = xp.ascontiguousarray(x.transpose(2, 0, 1), dtype=xp.float32)
         fine = xp.empty(self.engine.proj_shape, dtype=xp.float32)
         self.engine.fp(vol, fine)
         del vol
@@ -248,12 +288,19 @@ class GpuSliceProjector(LinearOperator):
         proj = xp.ascontiguousarray(y.transpose(2, 0, 1), dtype=xp.float32)  # (nz, angles, cols)
         if s > 1:  # adjoint of the average: spread each pixel evenly over its samples
             proj = xp.repeat(proj, s, axis=2)
+        factor = self.scale / np.float32(s)
+        if self.layout == "yxz" and out is None:  # ASTRA writes our layout: scale in place
+            vol = xp.empty(self.domain_shape, dtype=xp.float32)
+            self.engine.bp(proj, vol)
+            vol *= factor
+            return vol
         vol = xp.empty(self.engine.vol_shape, dtype=xp.float32)
         self.engine.bp(proj, vol)
         del proj
         if out is None:
             out = xp.empty(self.domain_shape, dtype=xp.float32)
-        xp.multiply(vol.transpose(1, 2, 0), self.scale / np.float32(s), out=out)
+        src = vol if self.layout == "yxz" else vol.transpose(1, 2, 0)
+        xp.multiply(src, factor, out=out)
         return out
 
 
@@ -300,6 +347,7 @@ class DeviceRowSampling(RowSampling):
 
 __all__ = [
     "ASTRA_HEADROOM",
+    "LAYOUTS",
     "MODE_ADD",
     "MODE_SET",
     "AstraCudaEngine",
@@ -311,4 +359,5 @@ __all__ = [
     "check_free_memory",
     "device_lock",
     "texture_nbytes",
+    "vectors_for_layout",
 ]
