@@ -535,7 +535,7 @@ def test_device_astra_failure_raises():
 
     cp = _cupy()
     g = ScanGeometry(np.array([0.0]), 10.0, (1, 8))
-    engine = AstraCudaEngine(g.astra_vectors_3d(10.0), (1, 4, 17000), 8)
+    engine = AstraCudaEngine(g.astra_vectors_3d(10.0), (1, 4, 17000), (1, 8))
     vol = cp.ones(engine.vol_shape, cp.float32)
     proj = cp.empty(engine.proj_shape, cp.float32)
     with pytest.raises(GpuError, match="ASTRA's forward projection"):
