@@ -132,3 +132,16 @@ def test_napari_reads_volume_export_and_projections(volume, tmp_path, tiny_acq):
         assert data[0].shape == scan.shape
         p = scan.pixel_size_nm
         assert list(props["scale"]) == [1.0, p, p]
+
+
+def test_large_tiff_is_bigtiff_with_ome_sizes(volume, tmp_path, monkeypatch):
+    import sxtdist.io.export as export
+    from sxtdist.io.tiff import pixel_size_nm
+
+    monkeypatch.setattr(export, "IMAGEJ_LIMIT", 0)  # as if the stack were above 4 GB
+    path, vol = volume
+    export_volume(path, tmp_path / "big.tif")
+    with tifffile.TiffFile(tmp_path / "big.tif") as t:
+        assert t.is_bigtiff and t.is_ome and not t.is_imagej
+        np.testing.assert_array_equal(t.asarray(), vol.level(0).compute())
+        assert pixel_size_nm(t) == pytest.approx(VOXEL)

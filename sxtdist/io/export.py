@@ -25,7 +25,7 @@ import numpy as np
 
 from .._progress import log, progress_bar
 from ..dataset import _remove
-from ..errors import InputError, OutputExistsError, ParameterError
+from ..errors import OutputExistsError, ParameterError
 from ..volume import MIN_LEVEL_SIZE, open_volume
 from . import ngff
 
@@ -302,4 +302,4 @@ def _fmt_crop(crop: Sequence[slice]) -> str:
     )
 
 
-__all__ = ["FORMATS", "InputError", "export_volume", "format_from_suffix", "parse_crop"]
+__all__ = ["FORMATS", "export_volume", "format_from_suffix", "parse_crop"]
