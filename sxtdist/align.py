@@ -549,9 +549,10 @@ def remove_gauge(err: np.ndarray, angles_deg: np.ndarray) -> np.ndarray:
     """
     err = np.asarray(err, float).copy()
     err[:, 0] -= err[:, 0].mean()
-    basis = sinusoid_basis(angles_deg)[:, 1:]
+    # fit constant and sinusoid together (over 180 deg they are not orthogonal)
+    basis = sinusoid_basis(angles_deg)
     coef, *_ = np.linalg.lstsq(basis, err[:, 1], rcond=None)
-    err[:, 1] -= basis @ coef
+    err[:, 1] -= basis[:, 1:] @ coef[1:]
     return err
 
 
@@ -632,7 +633,6 @@ def projection_matching(
     op = SliceProjector(g0, grid, rows, supersampling=1)
     yy, xx = np.mgrid[: cols + 2 * pad, : cols + 2 * pad] - (cols + 2 * pad - 1) / 2.0
     support = ((yy**2 + xx**2) <= ((cols + 2 * pad) / 2.0) ** 2).astype(np.float32)
-    basis = sinusoid_basis(geometry.angles_deg)
     history = []
     ones = np.ones((rows, cols))
     for it in range(max_iterations):
@@ -673,9 +673,7 @@ def projection_matching(
             dx_res, axis = center_of_mass_dx(completed, geometry)
             upd[:, 1] = dx_res
             upd[:, 0] = row_profile_dy(completed, max(2, rows // 6))
-        upd[:, 0] -= upd[:, 0].mean()
-        coef, *_ = np.linalg.lstsq(basis[:, 1:], upd[:, 1], rcond=None)
-        upd[:, 1] -= basis[:, 1:] @ coef
+        upd = remove_gauge(upd, geometry.angles_deg)
         d += relaxation * upd
         change = float(np.abs(upd).max())
         history.append(change)

@@ -258,6 +258,11 @@ def align(
         method = "projection-matching"
     result = AlignmentResult()
     plan_info = plan(acq, scans, method, anchor_window_deg)
+    margin = (
+        _default_margin(acq["roi"].geometry.detector_shape, max_shift_px)
+        if "roi" in scans
+        else None
+    )
     t_start = time.perf_counter()
     with get_client(client, scheduler, workers, quiet=quiet) as c:
         if "full" in scans:
@@ -284,7 +289,7 @@ def align(
                 method,
                 c,
                 run_tasks,
-                max_shift_px=max_shift_px,
+                margin=margin,
                 smooth_px=smooth_px,
                 rotation_model=rotation_model,
                 refine=refine,
@@ -331,7 +336,7 @@ def _align_roi(acq, result, pairs, method, client, run_tasks, **kw) -> None:
             g_full = g_full.with_shifts(result.shifts["full"])
         elif not full_scan.aligned:
             log("warning: the full scan is not aligned; anchoring to its raw views", kw["quiet"])
-    margin = _default_margin(g_roi.detector_shape, kw["max_shift_px"])
+    margin = kw["margin"]
     match = (
         matching_blur_px(g_roi, g_full, roi.zone_plate_ozw_nm, full_scan.zone_plate_ozw_nm)
         if g_full is not None
