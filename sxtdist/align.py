@@ -424,6 +424,74 @@ def solve_shifts(
     return d, info
 
 
+def solve_joint(
+    n: int,
+    n_full: int,
+    scale: float,
+    results: Sequence[PairResult],
+    roi_angles: np.ndarray,
+    full_angles: np.ndarray,
+    prior_weight: float = 0.01,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Interior shifts and corrections to the full scan's shifts, from the same pairs.
+
+    An anchor registered with full-view shift ``f_j`` whose truth is
+    ``f_j + D_j`` is displaced by ``scale * D_j`` on the interior grid
+    (``scale`` = full pixel / interior pixel; the mirrored view flips the sign
+    of the ``dx`` part), so each anchor pair measures ``d_i - scale * D_j`` and
+    the dense interior neighbour chain ties the sparse full views to each
+    other. Unknowns: ``d`` (``n x 2``), ``D`` (``n_full x 2``) and the rotation
+    point of :func:`solve_shifts`; a weak prior ``D = 0`` (weight
+    ``prior_weight`` per pair weight 1) fixes what the pairs leave free (the
+    rigid translation, and any full view no interior view reaches).
+
+    Returns
+    -------
+    d, delta_full, info
+        Interior shifts (interior px), corrections to add to the full shifts
+        (full px), and a record.
+    """
+    roi_angles = np.asarray(roi_angles, float)
+    used = [r for r in results if np.all(np.abs(r.shift) < np.asarray(r.ncc.shape) // 2 - 0.5)]
+    k = n + n_full + 2
+    ay = np.zeros((len(used), k))
+    ax = np.zeros((len(used), k))
+    b = np.zeros((len(used), 2))
+    for row, r in enumerate(used):
+        p = r.pair
+        ay[row, p.i] = ax[row, p.i] = 1.0
+        if p.kind == "neighbour":
+            ay[row, p.j] = ax[row, p.j] = -1.0
+        else:
+            ay[row, n + p.j] = -scale
+            ax[row, n + p.j] = scale if p.mirrored else -scale
+        ti, tj = _pair_angles(p, roi_angles, full_angles)
+        ax[row, n + n_full] = -(math.cos(ti) - math.cos(tj))
+        ax[row, n + n_full + 1] = -(math.sin(ti) - math.sin(tj))
+        b[row] = -np.asarray(r.shift, float)
+    prior = np.zeros((n_full, k))
+    prior[np.arange(n_full), n + np.arange(n_full)] = prior_weight * scale
+    ay = np.vstack([ay, prior])
+    ax = np.vstack([ax, prior])
+    b = np.vstack([b, np.zeros((n_full, 2))])
+    sy = np.linalg.lstsq(ay[:, : n + n_full], b[:, 0], rcond=None)[0]
+    sx = np.linalg.lstsq(ax, b[:, 1], rcond=None)[0]
+    d = np.stack([sy[:n], sx[:n]], axis=1)
+    delta = np.stack([sy[n : n + n_full], sx[n : n + n_full]], axis=1)
+    m = len(used)
+    resid = np.concatenate([ay[:m, : n + n_full] @ sy - b[:m, 0], ax[:m] @ sx - b[:m, 1]])
+    info = {
+        "pairs": len(results),
+        "pairs_used": m,
+        "rotation_model": True,
+        "joint_full": True,
+        "rotation_point_px": sx[n + n_full :].tolist(),
+        "residual_rms_px": float(np.sqrt(np.mean(resid**2))),
+        "full_correction_rms_px": float(np.sqrt(np.mean(delta**2))),
+    }
+    return d, delta, info
+
+
 # -- the intensity transform (paper appendix B.2, eq. 16) -------------------------------------
 
 

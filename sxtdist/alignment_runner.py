@@ -34,6 +34,7 @@ from .align import (
     register,
     remove_gauge,
     rms,
+    solve_joint,
     solve_shifts,
 )
 from .dataset import Acquisition, open_acquisition
@@ -185,6 +186,7 @@ def align(
     anchor_window_deg: float | None = None,
     rotation_model: bool = True,
     refine: bool = False,
+    joint: bool = True,
     intensity: str = "dual_energy",
     full_iterations: int = 10,
     tol_px: float = 0.05,
@@ -218,6 +220,10 @@ def align(
         full scan's angular step).
     rotation_model, refine
         See :func:`sxtdist.align.solve_shifts`.
+    joint
+        When both scans are aligned by anchors, also correct the full scan's
+        shifts from the interior pairs (:func:`sxtdist.align.solve_joint`);
+        not combined with ``refine``.
     intensity
         Intensity transform fitted between the scans and stored (``"none"``: skip).
     full_iterations, tol_px
@@ -293,6 +299,7 @@ def align(
                 smooth_px=smooth_px,
                 rotation_model=rotation_model,
                 refine=refine,
+                joint=joint,
                 intensity=intensity,
                 progress=progress,
                 quiet=quiet,
@@ -362,14 +369,31 @@ def _align_roi(acq, result, pairs, method, client, run_tasks, **kw) -> None:
         client, register_pair, pairs, "align roi pairs", kw["progress"], settings=settings
     )
     full_angles = None if g_full is None else g_full.angles_deg
-    d, info = solve_shifts(
-        g_roi.n_angles,
-        results,
-        g_roi.angles_deg,
-        full_angles,
-        rotation_model=kw["rotation_model"] and use_anchors,
-        refine=kw["refine"],
-    )
+    joint = kw["joint"] and use_anchors and "full" in result.shifts and not kw["refine"]
+    if joint:
+        # the interior chain also aligns the full views to each other (eq. 14 with the
+        # full shifts as unknowns too)
+        d, delta, info = solve_joint(
+            g_roi.n_angles,
+            g_full.n_angles,
+            g_full.pixel_size_nm / g_roi.pixel_size_nm,
+            results,
+            g_roi.angles_deg,
+            full_angles,
+        )
+        result.shifts["full"] = result.shifts["full"] + delta
+        result.info["full"]["joint_with_roi"] = True
+        result.info["full"]["joint_correction_rms_px"] = info["full_correction_rms_px"]
+        result.info["full"]["axis_offset_px"] = float(result.shifts["full"][:, 1].mean())
+    else:
+        d, info = solve_shifts(
+            g_roi.n_angles,
+            results,
+            g_roi.angles_deg,
+            full_angles,
+            rotation_model=kw["rotation_model"] and use_anchors,
+            refine=kw["refine"],
+        )
     info.update(
         method=method,
         anchors=n_anchor,
