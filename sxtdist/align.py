@@ -784,3 +784,11 @@ def align_full_scan(
     info["start"] = "row_profiles+centre_of_mass"
     info["com_axis_offset_px"] = axis
     return d, info
+
+
+def align(acq, *args, **kwargs):
+    """Align an acquisition: :func:`sxtdist.alignment_runner.align` (imported on call,
+    so this module's maths stays importable without Dask)."""
+    from .alignment_runner import align as _align
+
+    return _align(acq, *args, **kwargs)

@@ -21,6 +21,10 @@ COMMANDS = {
     "simulate": "simulate",
     "info": "info",
     "align": "align",
+    "reconstruct": "reconstruct",
+    "demo": "demo",
+    "import": "import_",
+    "export": "export",
 }
 
 
