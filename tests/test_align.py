@@ -213,6 +213,31 @@ def test_anchor_resampling_matches_the_roi_view(clean_acq):
     np.testing.assert_allclose(mir, ref[:, ::-1], atol=1e-9)
 
 
+def test_anchor_resampling_honours_offsets_and_shifts():
+    """A full view that is a ramp in u: the resampled anchor must read u at every ROI pixel,
+    for an off-centre ROI detector and a shifted full view (bicubic is exact on ramps)."""
+    from sxtdist.geometry import ScanGeometry
+
+    full = ScanGeometry([0.0, 90.0], 120.0, (20, 60), (0.0, 0.0), [[0, 0], [0.7, -1.3]])
+    roi = ScanGeometry([0.0], 60.0, (16, 30), (2.0, 7.5))
+    hf, wf = full.detector_shape
+    rows, cols = np.mgrid[:hf, :wf].astype(float)
+    dyf, dxf = full.shifts_px[1]
+    z_f = (rows - (hf - 1) / 2 - dyf) * 120.0  # what the shifted full view shows where
+    u_f = (cols - (wf - 1) / 2 - dxf) * 120.0
+    img, mask = anchor_on_roi_grid(u_f + 1e-3 * z_f, full, 1, roi, (2, 3))
+    hr, wr = roi.detector_shape
+    r, c = np.mgrid[-2 : hr + 2, -3 : wr + 3].astype(float)
+    u_r = (c - (wr - 1) / 2 + 7.5) * 60.0
+    z_r = (r - (hr - 1) / 2 + 2.0) * 60.0
+    inside = mask & (np.abs(u_r) < 0.45 * wf * 120.0) & (np.abs(z_r) < 0.4 * hf * 120.0)
+    assert inside.sum() > 0.5 * inside.size
+    # (nm; the spline boundary costs ~1e-4 nm; an offset or sign slip costs >= 60 nm)
+    np.testing.assert_allclose(img[inside], (u_r + 1e-3 * z_r)[inside], atol=0.01)
+    mir, _ = anchor_on_roi_grid(u_f, full, 1, roi, (2, 3), mirrored=True)
+    np.testing.assert_allclose(mir[inside], -u_r[inside], atol=0.01)
+
+
 def test_full_scan_start_row_profiles_and_centre_of_mass(tmp_path):
     acq = sxtdist.simulate(
         tmp_path / "f.zarr", preset="tiny", seed=6, photons=0, shifts_px={"full": 0.3}, quiet=True
