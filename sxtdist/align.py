@@ -332,6 +332,24 @@ def _pair_angles(pair: Pair, roi_angles: np.ndarray, full_angles: np.ndarray | N
     return ti, tj
 
 
+def pair_weights(
+    results: Sequence[PairResult], roi_angles: np.ndarray, anchor_scale_deg: float | None = None
+) -> np.ndarray:
+    """Least-squares weight of each pair: 1 for neighbours, ``1 / (1 + (delta / s)^2)``
+    for an anchor ``delta`` degrees away (``s``: the interior angular step by default),
+    because the farther the anchor the more the object's rotation biases the peak."""
+    if anchor_scale_deg is None:
+        a = np.sort(np.asarray(roi_angles, float))
+        anchor_scale_deg = float(np.median(np.diff(a))) if a.size > 1 else 1.0
+    s = max(float(anchor_scale_deg), 1e-6)
+    return np.array(
+        [
+            1.0 if r.pair.kind == "neighbour" else 1.0 / (1.0 + (r.pair.delta_deg / s) ** 2)
+            for r in results
+        ]
+    )
+
+
 def solve_shifts(
     n: int,
     results: Sequence[PairResult],
@@ -339,6 +357,7 @@ def solve_shifts(
     full_angles: np.ndarray | None = None,
     rotation_model: bool = True,
     refine: bool = False,
+    anchor_scale_deg: float | None = None,
 ) -> tuple[np.ndarray, dict]:
     """The interior shifts ``(n, 2)`` from the pair registrations (eq. 14).
 
@@ -351,7 +370,8 @@ def solve_shifts(
     (two more unknowns), which removes the bias that otherwise builds up along
     neighbour chains. The solution is the linear least-squares one; ``refine``
     then maximises the sum of the pairs' NCC splines (eq. 14 as written, by
-    L-BFGS) from it. Pairs whose peak sits on the edge of their map are dropped.
+    L-BFGS) from it. Pairs whose peak sits on the edge of their map are dropped;
+    the others are weighted by :func:`pair_weights` (near anchors count most).
     """
     roi_angles = np.asarray(roi_angles, float)
     used = [r for r in results if np.all(np.abs(r.shift) < np.asarray(r.ncc.shape) // 2 - 0.5)]
@@ -369,6 +389,9 @@ def solve_shifts(
         a[row, n] = -(math.cos(ti) - math.cos(tj))
         a[row, n + 1] = -(math.sin(ti) - math.sin(tj))
         b[row] = -np.asarray(r.shift, float)
+    w = np.sqrt(pair_weights(used, roi_angles, anchor_scale_deg))
+    a *= w[:, None]
+    b *= w[:, None]
     has_anchor = any(r.pair.kind == "anchor" for r in used)
     extra_rows = []
     if not has_anchor:  # relative only: pin the mean shift to zero
@@ -393,12 +416,13 @@ def solve_shifts(
     sol[:cols, 1] = np.linalg.lstsq(a[:, :cols], b[:, 1], rcond=None)[0]
     d0, c0 = sol[:n], sol[n:, 1]
     info["rotation_point_px"] = c0.tolist()
-    resid = a[: len(used)] @ sol - b[: len(used)]
+    resid = (a[: len(used)] @ sol - b[: len(used)]) / w[:, None]
     info["residual_rms_px"] = float(np.sqrt(np.mean(resid**2)))
     if not refine:
         return d0, info
     surfaces = [NccSurface(r.ncc) for r in used]
-    rows = a[: len(used)]
+    rows = a[: len(used)] / w[:, None]
+    wts = w**2
 
     def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
         d = x[: 2 * n].reshape(n, 2)
@@ -407,8 +431,8 @@ def solve_shifts(
         s = -(rows @ full)  # predicted peak of every pair
         f, g = 0.0, np.zeros_like(full)
         for p, surf in enumerate(surfaces):
-            f -= float(surf.value(s[p]))
-            g -= np.outer(rows[p], -surf.gradient(s[p]))
+            f -= wts[p] * float(surf.value(s[p]))
+            g -= wts[p] * np.outer(rows[p], -surf.gradient(s[p]))
         grad = g[:n].ravel()
         if rotation_model:
             grad = np.r_[grad, g[n:, 1]]
@@ -432,6 +456,7 @@ def solve_joint(
     roi_angles: np.ndarray,
     full_angles: np.ndarray,
     prior_weight: float = 0.01,
+    anchor_scale_deg: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Interior shifts and corrections to the full scan's shifts, from the same pairs.
 
@@ -469,6 +494,10 @@ def solve_joint(
         ax[row, n + n_full] = -(math.cos(ti) - math.cos(tj))
         ax[row, n + n_full + 1] = -(math.sin(ti) - math.sin(tj))
         b[row] = -np.asarray(r.shift, float)
+    w = np.sqrt(pair_weights(used, roi_angles, anchor_scale_deg))
+    ay *= w[:, None]
+    ax *= w[:, None]
+    b *= w[:, None]
     prior = np.zeros((n_full, k))
     prior[np.arange(n_full), n + np.arange(n_full)] = prior_weight * scale
     ay = np.vstack([ay, prior])
@@ -479,7 +508,9 @@ def solve_joint(
     d = np.stack([sy[:n], sx[:n]], axis=1)
     delta = np.stack([sy[n : n + n_full], sx[n : n + n_full]], axis=1)
     m = len(used)
-    resid = np.concatenate([ay[:m, : n + n_full] @ sy - b[:m, 0], ax[:m] @ sx - b[:m, 1]])
+    resid = np.concatenate(
+        [(ay[:m, : n + n_full] @ sy - b[:m, 0]) / w, (ax[:m] @ sx - b[:m, 1]) / w]
+    )
     info = {
         "pairs": len(results),
         "pairs_used": m,
