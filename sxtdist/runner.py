@@ -27,6 +27,7 @@ from .backends import (
     gpu_workers,
     select_backend,
 )
+from .align import apply_intensity_transform
 from .blocks import Block, BlockPlan, plan_blocks
 from .dataset import Acquisition, open_acquisition
 from .distributed import get_client, run_tasks, worker_memory_limit
@@ -100,7 +101,9 @@ def _solve_block(
     data = {}
     for name, r in rows.items():
         if r.size:
-            data[name] = acq[name].read(rows=slice(int(r[0]), int(r[-1]) + 1))
+            stack = acq[name].read(rows=slice(int(r[0]), int(r[-1]) + 1))
+            # eq. 16: bring a scan taken at another energy/optics into the reference's model
+            data[name] = apply_intensity_transform(stack, acq[name].meta.get("intensity_transform"))
     truth = mask = None
     if oracle and acq.truth is not None:
         s0, s1 = block.slab
