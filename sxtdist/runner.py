@@ -19,6 +19,7 @@ import numpy as np
 
 from . import _version
 from ._progress import log
+from .align import apply_intensity_transform
 from .backends import (
     GPU_RESOURCE,
     cluster_gpu_free_bytes,
@@ -27,7 +28,6 @@ from .backends import (
     gpu_workers,
     select_backend,
 )
-from .align import apply_intensity_transform
 from .blocks import Block, BlockPlan, plan_blocks
 from .dataset import Acquisition, open_acquisition
 from .distributed import get_client, run_tasks, worker_memory_limit
