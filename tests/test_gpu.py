@@ -621,7 +621,7 @@ def test_solve_slab_gpu_path_with_numpy_standing_in(tiny_acq, monkeypatch):
     monkeypatch.setattr(gpu_mod, "AstraCudaEngine", make_engine)
 
     acq = sxtdist.open_acquisition(tiny_acq, "r")
-    problem = build_problem(acq, iterations=5)
+    problem = build_problem(acq, iterations=5, weights="equal")
     slab = (0, 12)
     rows = problem.rows(slab)
     data = {n: acq[n].read(rows=slice(int(r[0]), int(r[-1]) + 1)) for n, r in rows.items()}

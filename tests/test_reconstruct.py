@@ -54,9 +54,13 @@ def test_blocking_does_not_change_the_answer(clean_acq, tmp_path, client):
 def test_psf_halo_seams_are_small(tiny_acq, tmp_path, client):
     """With a PSF rows couple all slices: blocks with a halo differ from the whole-volume
     solve (CG's scalars are shared per slab); at the default 30 iterations by < 1%."""
-    whole = _run(tiny_acq, tmp_path / "whole.zarr", client, block_size=10_000, iterations=30)
+    whole = _run(
+        tiny_acq, tmp_path / "whole.zarr", client, block_size=10_000, iterations=30, psf=True
+    )
     whole = whole.level(0).compute()
-    blocked_vol = _run(tiny_acq, tmp_path / "blk.zarr", client, block_size=8, iterations=30)
+    blocked_vol = _run(
+        tiny_acq, tmp_path / "blk.zarr", client, block_size=8, iterations=30, psf=True
+    )
     plan = blocked_vol.meta["plan"]
     assert not plan["exact"] and plan["halo"] > 0
     blocked = blocked_vol.level(0).compute()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import click
 
 from ..backends import BACKENDS
+from ..errors import ParameterError
 from ..recon import DEFAULT_ITERATIONS, METHODS
 from ..runner import reconstruct
-from ._options import overwrite_option, progress_option, scan_list
+from ._options import overwrite_option, per_scan_float, progress_option, scan_list
 
 
 @click.command()
@@ -35,9 +36,18 @@ from ._options import overwrite_option, progress_option, scan_list
 @click.option("--nonneg-every", type=int, help="CGNE: clamp at zero every K iterations.")
 @click.option("--rtol", type=float, help="CGNE: stop each slice group at this relative residual.")
 @click.option(
-    "--psf/--no-psf", default=True, show_default=True, help="Model the zone-plate PSF of each scan."
+    "--psf/--no-psf",
+    default=False,
+    show_default=True,
+    help="Model the zone-plate PSF of each scan (a deconvolving reconstruction).",
 )
 @click.option("--voxel-size-nm", type=float, help="Voxel size (default: the finest pixel).")
+@click.option(
+    "--weights",
+    default="quadrature",
+    show_default=True,
+    help="Scan weights: 'quadrature' (pixel area x angular step), 'equal', or 'full=W,roi=W'.",
+)
 @click.option(
     "--oracle",
     is_flag=True,
@@ -67,6 +77,7 @@ def command(
     rtol,
     psf,
     voxel_size_nm,
+    weights,
     oracle,
     backend,
     overwrite,
@@ -88,9 +99,19 @@ def command(
         rtol=rtol,
         psf=psf,
         voxel_size_nm=voxel_size_nm,
+        weights=_weights(weights),
         oracle=oracle,
         backend=backend,
         overwrite=overwrite,
         progress=progress,
         quiet=quiet,
     )
+
+
+def _weights(text: str):
+    if text in ("quadrature", "equal"):
+        return text
+    parsed = per_scan_float(text, "--weights")
+    if not isinstance(parsed, dict):
+        raise ParameterError("--weights: give 'quadrature', 'equal' or 'full=W,roi=W'")
+    return parsed

@@ -44,6 +44,15 @@ class Preset:
         return self.height_px * self.voxel_nm
 
 
+def paper_photons(pixel_nm: float, per_20nm: float) -> float:
+    """Photons per pixel for a fluence given per (20 nm)² pixel, the paper's unit.
+
+    The paper's simulations use 10 000 photons per (20 nm)² pixel and view for the
+    interior scan (figure 3) and 1000 for full-field scans (figure 5).
+    """
+    return per_20nm * (pixel_nm / 20.0) ** 2
+
+
 PRESETS: dict[str, Preset] = {
     # ≤ 64³ and a few seconds: unit tests
     "tiny": Preset(
@@ -55,15 +64,18 @@ PRESETS: dict[str, Preset] = {
         full=ScanPreset(9, 200.0, 4000.0, 60.0),
         roi=ScanPreset(36, 100.0, 2000.0, 35.0, width_um=2.8),
     ),
-    # ~128³, paper-like: ROI ≈ 60 % of the cell, 19 full views at twice the pixel, 90 interior views
+    # ~128³, paper-like: ROI ≈ 60 % of the cell, 19 full views at twice the pixel, 90 interior
+    # views, the paper's fluence (10 000 interior, 1000 full, per (20 nm)² and view)
     "small": Preset(
         "small",
         voxel_nm=60.0,
         fov_px=128,
         height_px=128,
         cell_diameter_um=6.0,
-        full=ScanPreset(19, 120.0, 8000.0, 60.0, shifts_sigma_px=1.0),
-        roi=ScanPreset(90, 60.0, 3000.0, 35.0, shifts_sigma_px=1.0, width_um=3.6),
+        full=ScanPreset(19, 120.0, paper_photons(120.0, 1000.0), 60.0, shifts_sigma_px=1.0),
+        roi=ScanPreset(
+            90, 60.0, paper_photons(60.0, 10000.0), 35.0, shifts_sigma_px=1.0, width_um=3.6
+        ),
     ),
     # 512³ whole cell for benchmarks: 12 µm cell, 6 µm ROI, 19 + 92 views
     "cell": Preset(
@@ -72,8 +84,10 @@ PRESETS: dict[str, Preset] = {
         fov_px=512,
         height_px=512,
         cell_diameter_um=12.0,
-        full=ScanPreset(19, 60.0, 6000.0, 60.0, shifts_sigma_px=1.5),
-        roi=ScanPreset(92, 30.0, 1500.0, 35.0, shifts_sigma_px=1.5, width_um=6.0),
+        full=ScanPreset(19, 60.0, paper_photons(60.0, 1000.0), 60.0, shifts_sigma_px=1.5),
+        roi=ScanPreset(
+            92, 30.0, paper_photons(30.0, 10000.0), 35.0, shifts_sigma_px=1.5, width_um=6.0
+        ),
     ),
 }
 
