@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -393,15 +394,48 @@ def run_tasks(
         futures.append(client.submit(fn, item, **small, **big, key=key, pure=False))
     index = {f.key: i for i, f in enumerate(futures)}
     results: list[Any] = [None] * len(items)
-    with progress_bar(len(items), desc, progress, unit="task") as advance:
-        for fut in as_completed(futures):
-            i = index[fut.key]
-            results[i] = fut.result()
-            if on_result is not None:
-                on_result(items[i], results[i])
-            fut.release()
-            advance()
+    token = object()
+    with _ACTIVE_LOCK:
+        _ACTIVE[id(token)] = (client, futures)
+    try:
+        with progress_bar(len(items), desc, progress, unit="task") as advance:
+            for fut in as_completed(futures):
+                i = index[fut.key]
+                results[i] = fut.result()  # raises if the task failed or was cancelled
+                if on_result is not None:
+                    on_result(items[i], results[i])
+                fut.release()
+                advance()
+    finally:
+        with _ACTIVE_LOCK:
+            _ACTIVE.pop(id(token), None)
     return results
+
+
+#: Futures of every :func:`run_tasks` call in progress (any thread), for :func:`cancel_tasks`.
+_ACTIVE: dict[int, tuple[Any, list[Any]]] = {}
+_ACTIVE_LOCK = threading.Lock()
+
+
+def cancel_tasks() -> int:
+    """Cancel the unfinished tasks of every :func:`run_tasks` call in progress.
+
+    Each such call then raises (``CancelledError``) in its own thread, so callers
+    blocked on a batch of cells return promptly after an interruption. Tasks that
+    already finished keep their effects. Returns the number of futures cancelled.
+    """
+    with _ACTIVE_LOCK:
+        active = list(_ACTIVE.values())
+    n = 0
+    for client, futures in active:
+        pending = [f for f in futures if not f.done()]
+        if pending:
+            try:
+                client.cancel(pending, force=True)
+                n += len(pending)
+            except Exception:  # a client closing under us: its futures are gone anyway
+                pass
+    return n
 
 
 def _is_big(v: Any) -> bool:
