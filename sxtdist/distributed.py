@@ -289,6 +289,7 @@ def get_client(
             raise SxtdistError(f"cannot connect to scheduler {scheduler}: {exc}") from None
         with c:
             log(f"connected to scheduler {scheduler} (dashboard {c.dashboard_link})", quiet)
+            check_workers_import(c)
             yield c
         return
     kind = normalize_kind(cluster if cluster is not None else cluster_config("kind", "local"))
@@ -313,6 +314,7 @@ def get_client(
         with Client(cl) as c:
             if kind in JOBQUEUE_KINDS:
                 _wait_for_first_worker(c, kind, quiet)
+                check_workers_import(c)
             else:
                 n = len(c.scheduler_info().get("workers", {}))
                 log(f"{kind} Dask cluster: {n} worker(s), dashboard {c.dashboard_link}", quiet)
@@ -332,6 +334,27 @@ def _close_cluster(cluster: Any) -> None:
         cluster.close()
     except AssertionError:
         pass
+
+
+def check_workers_import(client: Any, module: str = "sxtdist") -> None:
+    """Fail early, in one line, when the workers cannot import sxtdist.
+
+    Workers started elsewhere (batch jobs, a running scheduler's workers) run
+    whatever Python environment they were given; a task they cannot unpickle
+    kills them one after another and the run would wait for workers forever.
+    """
+    import importlib
+
+    if not client.scheduler_info().get("workers"):
+        return
+    try:
+        client.run(importlib.import_module, module)
+    except ImportError as exc:
+        raise SxtdistError(
+            f"the Dask workers cannot import {module} ({exc}); run them in the same Python "
+            "environment (set jobqueue.<kind>.python, job-script-prologue, or PYTHONPATH "
+            "to an absolute path)"
+        ) from None
 
 
 def _wait_for_first_worker(client: Any, kind: str, quiet: bool) -> None:

@@ -239,3 +239,64 @@ def test_slurm_job_that_never_starts_is_a_clear_error(tmp_path):
         ),
     ):
         pass
+
+
+@pytest.mark.slurm
+def test_sxtdist_batch_on_slurm(tmp_path, monkeypatch, run_cli):
+    """The acceptance run: `sxtdist batch` on two tiny cells through SLURMCluster."""
+    import sxtdist
+    from sxtdist.batch import read_summary
+    from sxtdist.volume import open_volume
+
+    for i in (1, 2):
+        sxtdist.simulate(tmp_path / f"c{i}.zarr", preset="tiny", seed=30 + i, quiet=True)
+    manifest = tmp_path / "cells.yaml"
+    manifest.write_text("cells:\n  - acquisition: c1.zarr\n  - acquisition: c2.zarr\n")
+    monkeypatch.chdir(tmp_path)  # job logs land here, not in the repository
+    # The jobs inherit this environment; a relative PYTHONPATH would point elsewhere there.
+    monkeypatch.setenv(
+        "PYTHONPATH",
+        os.pathsep.join([str(REPO), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]),
+    )
+    settings = {
+        "jobqueue.slurm.memory": "2GB",
+        "jobqueue.slurm.cores": 1,
+        "jobqueue.slurm.processes": 1,
+        "jobqueue.slurm.local-directory": str(tmp_path),
+        "jobqueue.slurm.log-directory": str(tmp_path / "logs"),
+        "jobqueue.slurm.scheduler-options": {"dashboard_address": ":0"},
+    }
+    with dask.config.set(settings):
+        code, out, err = run_cli(
+            "batch",
+            manifest,
+            "--out",
+            tmp_path / "out",
+            "--cluster",
+            "slurm",
+            "--min-jobs",
+            "2",
+            "--max-jobs",
+            "2",
+            "--iterations",
+            "8",
+            "--no-progress",
+        )
+    assert code == 0, err
+    assert "SLURM cluster: 2..2 job(s)" in err
+    rows = read_summary(tmp_path / "out" / "batch-summary.csv")
+    assert [(r["cell"], r["status"]) for r in rows] == [("c1", "done"), ("c2", "done")]
+    for r in rows:
+        assert float(r["psnr_db"]) > 10
+        assert open_volume(tmp_path / "out" / f"{r['cell']}.zarr").status == "complete"
+    # the workers really were SLURM jobs: their logs are there
+    assert len(list((tmp_path / "logs").glob("*.err"))) >= 1
+
+
+def test_workers_that_cannot_import_are_reported(tmp_path):
+    from sxtdist.distributed import check_workers_import
+
+    with get_client(workers=1, quiet=True) as client:
+        check_workers_import(client)  # sxtdist itself: fine
+        with pytest.raises(SxtdistError, match="workers cannot import no_such_module_xyz"):
+            check_workers_import(client, "no_such_module_xyz")
