@@ -27,7 +27,7 @@ from .geometry import VolumeGrid, default_grid
 from .operators.psf import fwhm_to_sigma_px
 from .operators.scan import ScanModel
 from .physics import psf_fwhm_nm
-from .recon import Problem, roi_cylinder_mask, solve_slab
+from .recon import DEFAULT_ITERATIONS, Problem, roi_cylinder_mask, solve_slab
 from .volume import Volume, create_volume, open_volume, write_lock
 
 
@@ -47,7 +47,7 @@ def build_problem(
     acq: Acquisition,
     scans: Sequence[str] | None = None,
     method: str = "cgne",
-    iterations: int = 30,
+    iterations: int = DEFAULT_ITERATIONS,
     psf: bool = True,
     voxel_size_nm: float | None = None,
     nonneg_every: int | None = None,
@@ -166,7 +166,7 @@ def reconstruct(
     out: str | os.PathLike[str],
     *,
     method: str = "cgne",
-    iterations: int = 30,
+    iterations: int = DEFAULT_ITERATIONS,
     scans: Sequence[str] | None = None,
     block_size: int | None = None,
     halo: int | None = None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -96,7 +98,7 @@ def test_cgne_reduces_residual_monotonically_and_restarts_on_increase():
     y = P(_disk_slices(n, 2, rng))
     res = cgne([P], [y], 10)
     totals = [h.sum() for h in res.residuals]
-    assert all(b <= a * (1 + 1e-6) for a, b in zip(totals, totals[1:]))
+    assert all(b <= a * (1 + 1e-6) for a, b in itertools.pairwise(totals))
     # a nonneg clamp every iteration: projected descent, residual never grows either
     res_nn = cgne([P], [y], 10, nonneg_every=1)
     assert res_nn.x.min() >= 0

@@ -21,6 +21,9 @@ COMMANDS = {
     "simulate": "simulate",
     "info": "info",
     "reconstruct": "reconstruct",
+    "demo": "demo",
+    "import": "import_",
+    "export": "export",
     "batch": "batch",
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..recon import METHODS
+from ..recon import DEFAULT_ITERATIONS, METHODS
 from ..runner import reconstruct
 from ._options import overwrite_option, progress_option, scan_list
 
@@ -13,7 +13,13 @@ from ._options import overwrite_option, progress_option, scan_list
 @click.argument("acquisition", type=click.Path())
 @click.argument("out", type=click.Path())
 @click.option("--method", type=click.Choice(METHODS), default="cgne", show_default=True)
-@click.option("--iterations", type=int, default=30, show_default=True, help="Iterations per block.")
+@click.option(
+    "--iterations",
+    type=int,
+    default=DEFAULT_ITERATIONS,
+    show_default=True,
+    help="Iterations per block.",
+)
 @click.option("--scans", help="Scans to use: 'full,roi' (combined, default), 'roi' or 'full'.")
 @click.option("--block-size", type=int, help="Slices per block (default: from the memory budget).")
 @click.option(
