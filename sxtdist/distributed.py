@@ -208,7 +208,8 @@ def scale_cluster(
 ) -> tuple[int, int]:
     """Start the jobs of a batch-queue cluster: adaptive between ``minimum_jobs`` and ``maximum_jobs``.
 
-    Equal bounds mean a fixed number of jobs. Defaults come from
+    Equal bounds mean a fixed number of jobs, kept up: a job that ends (its
+    walltime, a lost node) is replaced. Defaults come from
     ``sxtdist.cluster.minimum-jobs`` / ``maximum-jobs``. Returns the bounds used.
     """
     lo = int(minimum_jobs if minimum_jobs is not None else cluster_config("minimum-jobs", 1))
@@ -218,10 +219,9 @@ def scale_cluster(
     if lo < 0 or hi < 1 or lo > hi:
         raise ParameterError(f"jobs: need 0 <= minimum ({lo}) <= maximum ({hi}) and maximum >= 1")
     if kind in JOBQUEUE_KINDS:
-        if lo == hi:
-            cluster.scale(jobs=hi)
-        else:
-            cluster.adapt(minimum_jobs=lo, maximum_jobs=hi)
+        # Adaptive even for a fixed count: only the adaptive loop resubmits a job that
+        # ended (walltime, node failure) instead of leaving the run without workers.
+        cluster.adapt(minimum_jobs=lo, maximum_jobs=hi)
     return lo, hi
 
 

@@ -144,12 +144,13 @@ class _FakeJobCluster:
         self.calls.append(("adapt", kw))
 
 
-def test_scale_cluster_adaptive_or_fixed():
+def test_scale_cluster_is_adaptive_between_bounds():
     c = _FakeJobCluster()
     assert scale_cluster(c, "slurm", 1, 4) == (1, 4)
     assert c.calls[-1] == ("adapt", {"minimum_jobs": 1, "maximum_jobs": 4})
+    # A fixed count is adaptive too, so that jobs which end are resubmitted.
     assert scale_cluster(c, "slurm", 2, 2) == (2, 2)
-    assert c.calls[-1] == ("scale", {"jobs": 2})
+    assert c.calls[-1] == ("adapt", {"minimum_jobs": 2, "maximum_jobs": 2})
     with dask.config.set({"sxtdist.cluster.minimum-jobs": 0, "sxtdist.cluster.maximum-jobs": 3}):
         assert scale_cluster(c, "pbs") == (0, 3)
     # A minimum above the configured maximum raises the maximum with it.
@@ -300,3 +301,65 @@ def test_workers_that_cannot_import_are_reported(tmp_path):
         check_workers_import(client)  # sxtdist itself: fine
         with pytest.raises(SxtdistError, match="workers cannot import no_such_module_xyz"):
             check_workers_import(client, "no_such_module_xyz")
+
+
+@pytest.mark.slurm
+def test_slurm_job_lost_mid_run_volume_identical(tmp_path, monkeypatch):
+    """scancel one of two worker jobs mid-reconstruction: its tasks re-run, same volume."""
+    import subprocess
+    import threading
+    import time
+
+    import numpy as np
+
+    import sxtdist
+    from sxtdist.runner import reconstruct
+    from sxtdist.volume import open_volume
+
+    acq = tmp_path / "c.zarr"
+    sxtdist.simulate(acq, preset="tiny", seed=41, quiet=True)
+    opts = dict(block_size=4, iterations=40, quiet=True, progress=False)
+    ref = reconstruct(acq, tmp_path / "ref.zarr", workers=1, **opts).level(0).compute()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(
+        "PYTHONPATH",
+        os.pathsep.join([str(REPO), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]),
+    )
+    name = f"sxtdist-lost-{os.getpid()}"
+    cluster_opts = dict(
+        job_name=name, memory="1GB", log_directory=str(tmp_path / "logs"), **NO_DASHBOARD
+    )
+    out = tmp_path / "v.zarr"
+    with get_client(
+        cluster="slurm", minimum_jobs=2, maximum_jobs=2, cluster_options=cluster_opts, quiet=True
+    ) as client:
+        client.wait_for_workers(2, timeout=60)
+        box = {}
+        t = threading.Thread(
+            target=lambda: box.setdefault("vol", reconstruct(acq, out, client=client, **opts))
+        )
+        t.start()
+        t0 = time.monotonic()
+        while not open_volume_blocks(out) and time.monotonic() - t0 < 120:
+            time.sleep(0.02)
+        jobs = subprocess.run(
+            ["squeue", "-h", "-n", name, "-o", "%i"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert len(jobs) == 2, jobs
+        assert t.is_alive(), "the run ended before a job could be lost"
+        subprocess.run(["scancel", jobs[0]], check=True)  # a node lost mid-run
+        t.join(timeout=300)
+        assert "vol" in box, "the reconstruction did not finish"
+    vol = open_volume(out)
+    assert vol.status == "complete"
+    np.testing.assert_array_equal(vol.level(0).compute(), ref)
+
+
+def open_volume_blocks(out) -> list:
+    import json
+
+    try:
+        with open(os.path.join(out, "zarr.json")) as f:
+            return json.load(f)["attributes"]["sxtdist"].get("blocks_done", [])
+    except (OSError, ValueError, KeyError):
+        return []
