@@ -60,8 +60,8 @@ case "$cmd" in
     setup test
     exec .venv/bin/python -m pytest -m slow --run-slow "$@" ;;
   gpu)
-    setup test
-    exec .venv/bin/python -m pytest -m gpu "$@" ;;
+    setup "test,gpu"
+    exec .venv/bin/python -m pytest -m gpu -rs "$@" ;;
   slurm)
     setup test
     if [ "$(id -u)" -eq 0 ]; then deploy/slurm-local/start.sh; fi

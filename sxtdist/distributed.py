@@ -396,13 +396,15 @@ def run_tasks(
     progress: bool | None = None,
     on_result: Callable[[Any, Any], None] | None = None,
     key_prefix: str | None = None,
+    resources: dict[str, float] | None = None,
     **kwargs: Any,
 ) -> list[Any]:
     """Run ``fn(item, **kwargs)`` for every item as one task each; return results in item order.
 
     ``on_result(item, result)`` is called in the client as each task finishes (in
     completion order), e.g. to record a finished block. Large keyword arguments are
-    scattered once rather than sent with every task.
+    scattered once rather than sent with every task. ``resources`` (e.g.
+    ``{"GPU": 1}``) restricts each task to workers offering them.
     """
     from distributed import as_completed
 
@@ -414,7 +416,9 @@ def run_tasks(
     futures = []
     for i, item in enumerate(items):
         key = None if key_prefix is None else f"{key_prefix}-{i}"
-        futures.append(client.submit(fn, item, **small, **big, key=key, pure=False))
+        futures.append(
+            client.submit(fn, item, **small, **big, key=key, pure=False, resources=resources)
+        )
     index = {f.key: i for i, f in enumerate(futures)}
     results: list[Any] = [None] * len(items)
     token = object()

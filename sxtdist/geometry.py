@@ -195,6 +195,39 @@ class ScanGeometry:
         vec[:, 4], vec[:, 5] = pitch * c, -pitch * s
         return vec
 
+    def astra_vectors_3d(
+        self, voxel_size_nm: float, supersampling: int = 1, pad: int = 0
+    ) -> np.ndarray:
+        """ASTRA ``parallel3d_vec`` rows for a slab whose detector rows are its slices.
+
+        Lengths are in voxels, for a volume geometry centred on the slab with a
+        voxel of 1 (``create_vol_geom(ny, nx, nz, -nx/2, nx/2, -ny/2, ny/2, -nz/2, nz/2)``).
+        Columns are the ``(cols + 2 pad) * supersampling`` samples of
+        :meth:`astra_vectors_2d` (pitch ``pixel / supersampling``, horizontal shifts
+        applied); rows are one per slice at the voxel pitch, so a horizontal ray
+        through row ``r`` runs through the centre of slice ``r`` only. The scan's real
+        rows (pixel height, vertical shifts) are made from these by
+        :class:`sxtdist.operators.RowSampling`.
+
+        Unlike ASTRA's 2D volume, its 3D volume has ``y`` growing with the row index,
+        as ours does, so this is ASTRA's own ``parallel3d`` geometry (``geom_2vec``)
+        with the detector centre moved along ``u``: ray ``(sin, -cos, 0)``,
+        ``u = pitch (cos, sin, 0)``, ``v = (0, 0, 1)``. Each row is
+        ``[ray, detector centre, u, v]``.
+        """
+        theta = self.angles_rad
+        pitch = self.pixel_size_nm / voxel_size_nm / int(supersampling)
+        centre = (self.center_offset_px[1] - self.shifts_px[:, 1]) * (
+            self.pixel_size_nm / voxel_size_nm
+        )
+        c, s = np.cos(theta), np.sin(theta)
+        vec = np.zeros((theta.size, 12))
+        vec[:, 0], vec[:, 1] = s, -c
+        vec[:, 3], vec[:, 4] = centre * c, centre * s
+        vec[:, 6], vec[:, 7] = pitch * c, pitch * s
+        vec[:, 11] = 1.0
+        return vec
+
     # -- vertical: detector rows -----------------------------------------------------------
 
     def row_centers_nm(self, rows: np.ndarray, dy: np.ndarray | float = 0.0) -> np.ndarray:

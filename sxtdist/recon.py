@@ -100,6 +100,7 @@ def solve_slab(
     data: Mapping[str, np.ndarray],
     truth: np.ndarray | None = None,
     truth_mask: np.ndarray | None = None,
+    backend: str = "cpu",
 ) -> tuple[np.ndarray, SolveResult]:
     """Reconstruct the slices ``slab`` from each scan's rows ``problem.rows(slab)``.
 
@@ -109,12 +110,22 @@ def solve_slab(
         ``{scan: (angles, n_rows, cols)}`` optical depth for exactly those rows.
     truth, truth_mask
         ``(slices, y, x)``: stop by the oracle rule (best PSNR inside the mask).
+    backend
+        ``"cpu"`` or ``"gpu"``: on the GPU the same solver runs on cupy arrays with
+        ASTRA's CUDA projector; the data go to the device once and the slab comes
+        back once (numpy in, numpy out either way).
 
     Returns
     -------
     slab, result
         ``(slices, y, x)`` float32 and the solver's record.
     """
+    if backend == "gpu":
+        import cupy as xp
+    elif backend == "cpu":
+        xp = np
+    else:
+        raise ParameterError(f"unknown backend {backend!r} (cpu or gpu)")
     rows = problem.rows(slab)
     ops, ys = [], []
     for name, m in problem.models.items():
@@ -124,21 +135,23 @@ def solve_slab(
         d = np.asarray(data[name], dtype=np.float32)
         if d.shape != (m.geometry.n_angles, r.size, m.geometry.detector_shape[1]):
             raise ValueError(f"scan {name}: data {d.shape} do not match rows {r.size}")
-        op = scan_operator(m, problem.grid, slab, r)
+        op = scan_operator(m, problem.grid, slab, r, backend=backend)
         y = np.ascontiguousarray(d.transpose(0, 2, 1))
         w = float(problem.weights.get(name, 1.0))
         if w != 1.0:  # min Σ w_i ||A_i x − y_i||²: scale operator and data by √w_i
             op = Scaled(op, np.sqrt(w))
             y *= np.float32(np.sqrt(w))
         ops.append(op)
-        ys.append(y)
+        ys.append(xp.asarray(y))
     if not ops:
         raise ParameterError(f"no detector rows of any scan fall in slices {slab}")
     callback = None
     if truth is not None:
         callback = OracleStop(
-            np.ascontiguousarray(np.moveaxis(truth, 0, -1)),
-            None if truth_mask is None else np.ascontiguousarray(np.moveaxis(truth_mask, 0, -1)),
+            xp.asarray(np.ascontiguousarray(np.moveaxis(truth, 0, -1))),
+            None
+            if truth_mask is None
+            else xp.asarray(np.ascontiguousarray(np.moveaxis(truth_mask, 0, -1))),
         )
     if problem.method == "cgne":
         used = {n: rows[n] for n in problem.models if rows[n].size}
@@ -158,7 +171,13 @@ def solve_slab(
     if callback is not None and callback.best_x is not None:
         x = callback.best_x
         result.stopped_by = f"oracle (best at iteration {callback.best_iteration})"
-    return np.ascontiguousarray(np.moveaxis(x, -1, 0)), result
+    out = xp.ascontiguousarray(xp.moveaxis(x, -1, 0))
+    if xp is not np:  # the one copy back; release the device memory for the next block
+        out = xp.asnumpy(out)
+        result.x = np.moveaxis(out, 0, -1)  # a host view, in the CPU path's layout
+        del x, ops, ys, callback
+        xp.get_default_memory_pool().free_all_blocks()
+    return out, result
 
 
 def _subset(problem: Problem, names: Mapping[str, Any]) -> Problem:

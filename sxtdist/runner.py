@@ -19,6 +19,14 @@ import numpy as np
 
 from . import _version
 from ._progress import log
+from .backends import (
+    GPU_RESOURCE,
+    cluster_gpu_free_bytes,
+    gpu_block_size,
+    gpu_client,
+    gpu_workers,
+    select_backend,
+)
 from .blocks import Block, BlockPlan, plan_blocks
 from .dataset import Acquisition, open_acquisition
 from .distributed import get_client, run_tasks, worker_memory_limit
@@ -83,6 +91,7 @@ def _solve_block(
     problem: Problem,
     oracle: bool,
     roi_radius_nm: float | None,
+    backend: str = "cpu",
 ) -> dict[str, Any]:
     """One task: read the block's rows, solve the slab, write the core slices."""
     t0 = time.perf_counter()
@@ -100,7 +109,7 @@ def _solve_block(
             m2 = roi_cylinder_mask(problem.grid, roi_radius_nm)
             mask = np.broadcast_to(m2, truth.shape)
     t_read = time.perf_counter() - t0
-    x, result = solve_slab(problem, block.slab, data, truth, mask)
+    x, result = solve_slab(problem, block.slab, data, truth, mask, backend=backend)
     t_solve = time.perf_counter() - t0 - t_read
     c0, c1 = block.core
     s0 = block.slab[0]
@@ -183,6 +192,7 @@ def reconstruct(
     overwrite: bool = False,
     progress: bool | None = None,
     quiet: bool = False,
+    backend: str = "auto",
 ) -> Volume:
     """Reconstruct an acquisition into a multiscale OME-Zarr volume.
 
@@ -224,6 +234,13 @@ def reconstruct(
         Start over, replacing ``out``.
     progress, quiet
         Progress bar (default: on a terminal) and status lines.
+    backend
+        ``"auto"`` (default: the GPU when one is usable, else the CPU), ``"cpu"`` or
+        ``"gpu"`` (an error without a usable GPU). On the GPU each block is solved on
+        one GPU (a local ``dask_cuda`` cluster, one worker per GPU, unless ``client``
+        or ``scheduler`` name a cluster whose workers offer the resource ``GPU=1``),
+        and the block size comes from the GPU's free memory. The choice and its
+        reason are logged and recorded in the provenance.
 
     Returns
     -------
@@ -248,13 +265,28 @@ def reconstruct(
         )
     roi_radius = _roi_radius_nm(acq)
 
-    with write_lock(out), get_client(client, scheduler, workers, quiet=quiet) as c:
+    external = client is not None or scheduler is not None
+    chosen, why = ("cpu", "") if external else select_backend(backend)
+    connect = (
+        gpu_client(workers, quiet=quiet)
+        if chosen == "gpu"
+        else get_client(client, scheduler, workers, quiet=quiet)
+    )
+    with write_lock(out), connect as c:
+        if external:
+            chosen, why = select_backend(backend, client=c)
+        log(f"backend: {chosen} ({why})", quiet)
         n_workers = max(1, len(c.scheduler_info().get("workers", {})))
         limit = worker_memory_limit(c)
         budget = memory_budget or (int(limit * 0.6) if limit else None)
-        plan = plan_blocks(
-            list(problem.models.values()), problem.grid, block_size, budget, n_workers, halo
-        )
+        models = list(problem.models.values())
+        plan = plan_blocks(models, problem.grid, block_size, budget, n_workers, halo)
+        if chosen == "gpu" and block_size is None:  # size blocks from the GPU's free memory
+            n_workers = len(gpu_workers(c))
+            free = cluster_gpu_free_bytes(c)
+            b = gpu_block_size(models, problem.grid, free, plan.halo, oracle)
+            plan = plan_blocks(models, problem.grid, b, budget, n_workers, halo)
+            log(f"GPU blocks of {b} slices ({free / 2**30:.1f} GiB free per GPU)", quiet)
         log(
             f"volume {problem.grid.shape} at {problem.grid.voxel_size_nm:g} nm from scans "
             f"{', '.join(problem.models)}; {method}, {iterations} iterations",
@@ -277,7 +309,7 @@ def reconstruct(
             "psf": {n: round(m.psf_sigma_px, 4) for n, m in problem.models.items()},
             "weights": dict(weights or {}),
             "oracle": bool(oracle),
-            "backend": "cpu",
+            "backend": chosen,
             "software": f"sxtdist {_version.__version__}",
             "fingerprint": _fingerprint(acq, problem, oracle),
         }
@@ -304,6 +336,8 @@ def reconstruct(
             problem=problem,
             oracle=oracle,
             roi_radius_nm=roi_radius,
+            backend=chosen,
+            resources={GPU_RESOURCE: 1} if chosen == "gpu" else None,
         )
     elapsed = time.perf_counter() - t_start
     stopping = _summarise(stats)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..backends import BACKENDS
 from ..recon import DEFAULT_ITERATIONS, METHODS
 from ..runner import reconstruct
 from ._options import overwrite_option, progress_option, scan_list
@@ -25,7 +26,11 @@ from ._options import overwrite_option, progress_option, scan_list
 @click.option(
     "--halo", type=int, help="Halo slices per block side (default: from the row coupling)."
 )
-@click.option("--workers", type=int, help="Local worker processes (default: the available cores).")
+@click.option(
+    "--workers",
+    type=int,
+    help="Local worker processes (default: the available cores); with the GPU backend, the GPUs to use (default: all).",
+)
 @click.option("--scheduler", help="Address of a running Dask scheduler to use instead.")
 @click.option("--nonneg-every", type=int, help="CGNE: clamp at zero every K iterations.")
 @click.option("--rtol", type=float, help="CGNE: stop each slice group at this relative residual.")
@@ -37,6 +42,13 @@ from ._options import overwrite_option, progress_option, scan_list
     "--oracle",
     is_flag=True,
     help="Simulated data: stop at the best PSNR against the truth (studies only).",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default="auto",
+    show_default=True,
+    help="Solve blocks on the CPU or a GPU; auto: a GPU when one is usable (says which it chose).",
 )
 @overwrite_option
 @progress_option
@@ -56,6 +68,7 @@ def command(
     psf,
     voxel_size_nm,
     oracle,
+    backend,
     overwrite,
     progress,
     quiet,
@@ -76,6 +89,7 @@ def command(
         psf=psf,
         voxel_size_nm=voxel_size_nm,
         oracle=oracle,
+        backend=backend,
         overwrite=overwrite,
         progress=progress,
         quiet=quiet,

@@ -86,11 +86,20 @@ class ScanModel:
 
 
 def scan_operator(
-    model: ScanModel, grid: VolumeGrid, slab: tuple[int, int], rows: np.ndarray
+    model: ScanModel,
+    grid: VolumeGrid,
+    slab: tuple[int, int],
+    rows: np.ndarray,
+    backend: str = "cpu",
+    projector: LinearOperator | None = None,
 ) -> LinearOperator:
     """The composed operator ``(ny, nx, slab slices) -> (angles, cols, len(rows))``.
 
     ``rows`` must be contiguous detector rows (as :meth:`ScanModel.rows_for_slab` gives).
+    ``backend="gpu"`` projects with ASTRA's CUDA projector
+    (:class:`~sxtdist.operators.gpu.GpuSliceProjector`) and applies the rest on the
+    input's device; the operator then takes and returns cupy arrays, with the same
+    shapes. ``projector`` replaces the slice projector (it must have the padded shape).
     """
     rows = np.asarray(rows)
     if rows.size == 0:
@@ -101,9 +110,26 @@ def scan_operator(
     nz = slab[1] - slab[0]
     p = model.pad
     cols = g.detector_shape[1] + 2 * p
-    op: LinearOperator = SliceProjector(g, grid, nz, pad=p, supersampling=model.supersampling)
+    sampling_cls = RowSampling
+    if backend == "gpu":
+        from .gpu import DeviceRowSampling, GpuSliceProjector
+
+        sampling_cls = DeviceRowSampling
+        if projector is None:
+            projector = GpuSliceProjector(g, grid, nz, pad=p, supersampling=model.supersampling)
+    elif backend != "cpu":
+        raise ValueError(f"unknown backend {backend!r} (cpu or gpu)")
+    op: LinearOperator = (
+        projector
+        if projector is not None
+        else SliceProjector(g, grid, nz, pad=p, supersampling=model.supersampling)
+    )
+    if tuple(op.range_shape) != (g.n_angles, cols, nz):
+        raise ValueError(
+            f"projector gives {op.range_shape}, the model needs {(g.n_angles, cols, nz)}"
+        )
     ext_rows = np.arange(rows[0] - p, rows[-1] + 1 + p)
-    sampling = RowSampling(g, grid, ext_rows, slab, cols)
+    sampling = sampling_cls(g, grid, ext_rows, slab, cols)
     if not is_identity(sampling.matrix, nz, len(ext_rows)):  # skip a 1:1 row map
         op = sampling @ op
     shape = (g.n_angles, cols, len(ext_rows))
