@@ -84,6 +84,8 @@ CELL_OPTIONS = {
     "voxel_size_nm": float,
     "weights": _to_weights,
     "memory_budget": int,
+    "backend": str,
+    "oracle": _to_bool,
 }
 _CELL_KEYS = ("name", "acquisition", "out")
 
@@ -292,8 +294,9 @@ def reconstruct_batch(
     overwrite
         Reconstruct complete outputs again instead of skipping them.
     metrics
-        Compute each cell's PSNR against its truth where it has one (simulated data;
-        read slab by slab on a worker).
+        Where a cell has a truth (simulated data): its PSNR inside the ROI cylinder
+        (read slab by slab) and the FRC resolution of its central slice against the
+        truth (:func:`volume_frc_nm`), computed on a worker.
     summary
         Summary CSV path (default ``out_dir/batch-summary.csv``).
     progress, quiet
@@ -415,8 +418,10 @@ def _run_cell(
 ) -> CellResult:
     from .runner import reconstruct
 
-    def result(status: str, seconds: float | None, message: str = "", psnr=None) -> CellResult:
-        return CellResult(cell.name, status, seconds, psnr, None, cell.out, message)
+    def result(
+        status: str, seconds: float | None, message: str = "", psnr=None, res=None
+    ) -> CellResult:
+        return CellResult(cell.name, status, seconds, psnr, res, cell.out, message)
 
     if stop.is_set():
         return result("not run", None, "batch interrupted before this cell started")
@@ -432,8 +437,8 @@ def _run_cell(
                     f"{cell.out} is complete but was made with {mismatch}; "
                     "use --overwrite to redo it",
                 )
-            psnr = _psnr(cell, client) if metrics else None
-            return result("skipped", None, "complete already", psnr)
+            psnr, res = _metrics(cell, client) if metrics else (None, None)
+            return result("skipped", None, "complete already", psnr, res)
         reconstruct(
             cell.acquisition,
             cell.out,
@@ -444,8 +449,8 @@ def _run_cell(
             **cell.options,
         )
         seconds = time.perf_counter() - t0
-        psnr = _psnr(cell, client) if metrics and not stop.is_set() else None
-        return result("done", seconds, "resumed" if previous == "running" else "", psnr)
+        psnr, res = _metrics(cell, client) if metrics and not stop.is_set() else (None, None)
+        return result("done", seconds, "resumed" if previous == "running" else "", psnr, res)
     except SxtdistError as exc:
         return result("failed", time.perf_counter() - t0, str(exc))
     except Exception as exc:
@@ -475,9 +480,11 @@ def _provenance_mismatch(cell: Cell) -> str:
     from .volume import open_volume
 
     prov = open_volume(cell.out, mode="r").meta.get("provenance", {})
+    from .recon import DEFAULT_ITERATIONS
+
     want = {
         "method": cell.options.get("method", "cgne"),
-        "iterations": int(cell.options.get("iterations", 30)),
+        "iterations": int(cell.options.get("iterations", DEFAULT_ITERATIONS)),
     }
     if "scans" in cell.options:
         want["scans"] = list(cell.options["scans"])
@@ -487,13 +494,51 @@ def _provenance_mismatch(cell: Cell) -> str:
     return ", ".join(diff)
 
 
-def _psnr(cell: Cell, client: Any) -> float | None:
-    """PSNR (dB) inside the ROI cylinder against the acquisition's truth, on a worker."""
-    fut = client.submit(volume_psnr, cell.acquisition, cell.out, pure=False)
+def _metrics(cell: Cell, client: Any) -> tuple[float | None, float | None]:
+    """(PSNR dB, FRC resolution nm) against the acquisition's truth, on a worker."""
+    fut = client.submit(cell_metrics, cell.acquisition, cell.out, pure=False)
     try:
         return fut.result()
     finally:
         fut.release()
+
+
+def cell_metrics(acquisition: str, volume: str) -> tuple[float | None, float | None]:
+    """:func:`volume_psnr` and :func:`volume_frc_nm` of one output (``None`` where unknown)."""
+    return volume_psnr(acquisition, volume), volume_frc_nm(acquisition, volume)
+
+
+def volume_frc_nm(acquisition: str, volume: str) -> float | None:
+    """Resolution (nm) where the FRC of the volume against the truth falls below 1/7.
+
+    Computed on the central slice, over the square inscribed in the ROI cylinder
+    (the region the interior scan resolves). ``None`` without a truth, with
+    different grids, or when the curve does not cross (resolution at Nyquist or
+    better). One slice is read.
+    """
+    import numpy as np
+
+    from .dataset import open_acquisition
+    from .metrics import frc
+    from .runner import _roi_radius_nm
+    from .volume import open_volume
+
+    acq = open_acquisition(acquisition, "r")
+    vol = open_volume(volume, mode="r")
+    if acq.truth is None or tuple(acq.truth.shape) != tuple(vol.shape):
+        return None
+    nz, ny, nx = vol.shape
+    radius = _roi_radius_nm(acq)
+    half = min(ny, nx) // 2
+    if radius:
+        half = min(half, int(radius / vol.voxel_size_nm / np.sqrt(2.0)))
+    if half < 4:
+        return None
+    cy, cx, z = ny // 2, nx // 2, nz // 2
+    win = (z, slice(cy - half, cy + half), slice(cx - half, cx + half))
+    t = np.asarray(acq.truth[win].compute(), np.float64)
+    v = np.asarray(vol.level(0)[win].compute(), np.float64)
+    return frc(v, t, vol.voxel_size_nm).resolution("1/7")
 
 
 def volume_psnr(acquisition: str, volume: str, slab: int = 32) -> float | None:
@@ -582,10 +627,12 @@ __all__ = [
     "SUMMARY_NAME",
     "Cell",
     "CellResult",
+    "cell_metrics",
     "format_summary",
     "read_manifest",
     "read_summary",
     "reconstruct_batch",
+    "volume_frc_nm",
     "volume_psnr",
     "write_summary",
 ]

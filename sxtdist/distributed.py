@@ -146,7 +146,15 @@ def make_cluster(
                 "cluster 'local-cuda' needs dask-cuda (pip install 'sxtdist[gpu]'): "
                 f"{type(exc).__name__}: {exc}"
             ) from None
-        opts = dict(memory_limit=memory_limit, dashboard_address=":0", silence_logs=40)
+        # As sxtdist.backends.gpu_client: one thread per GPU worker (one ASTRA call at a
+        # time per device) and the resource GPU=1 that GPU block tasks ask for.
+        opts = dict(
+            threads_per_worker=1,
+            resources={"GPU": 1},
+            memory_limit=memory_limit,
+            dashboard_address=":0",
+            silence_logs=40,
+        )
         if workers:
             opts["n_workers"] = int(workers)
         opts.update(overrides)
