@@ -10,7 +10,7 @@ import click
 from ..batch import reconstruct_batch
 from ..recon import METHODS
 from ._cluster import client_kwargs, cluster_options
-from ._options import overwrite_option, progress_option, scan_list
+from ._options import progress_option, scan_list
 
 
 @contextmanager
@@ -54,10 +54,14 @@ def _sigterm_as_interrupt():
     "--metrics/--no-metrics",
     default=True,
     show_default=True,
-    help="PSNR against the truth where a cell has one (simulated data).",
+    help="PSNR and FRC resolution against the truth where a cell has one (simulated data).",
 )
 @click.option("--summary", type=click.Path(), help="Summary CSV (default OUT/batch-summary.csv).")
-@overwrite_option
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Reconstruct every cell again, replacing complete outputs instead of skipping them.",
+)
 @progress_option
 @click.option("-q", "--quiet", is_flag=True, help="No status lines and no table.")
 def command(
