@@ -439,6 +439,9 @@ def _run_cell(
                 )
             psnr, res = _metrics(cell, client) if metrics else (None, None)
             return result("skipped", None, "complete already", psnr, res)
+        options = dict(cell.options)
+        if previous == "running" and not overwrite:
+            options.update(_stored_layout(cell, options))
         reconstruct(
             cell.acquisition,
             cell.out,
@@ -446,7 +449,7 @@ def _run_cell(
             overwrite=overwrite,
             progress=False,
             quiet=True,
-            **cell.options,
+            **options,
         )
         seconds = time.perf_counter() - t0
         psnr, res = _metrics(cell, client) if metrics and not stop.is_set() else (None, None)
@@ -473,6 +476,23 @@ def _existing_status(cell: Cell) -> str | None:
         return open_volume(cell.out, mode="r").status
     except SxtdistError:
         return None
+
+
+def _stored_layout(cell: Cell, options: Mapping[str, Any]) -> dict[str, int]:
+    """Block size and halo of an unfinished output, where the cell leaves them open.
+
+    The default block size follows the workers' number and memory, which differ
+    when a batch resumes on another allocation; the finished blocks only count if
+    the layout is the same, so a resume keeps the layout it started with.
+    """
+    from .volume import open_volume
+
+    plan = open_volume(cell.out, mode="r").meta.get("plan", {})
+    out = {}
+    for key in ("block_size", "halo"):
+        if options.get(key) is None and isinstance(plan.get(key), int):
+            out[key] = plan[key]
+    return out
 
 
 def _provenance_mismatch(cell: Cell) -> str:

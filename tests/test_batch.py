@@ -244,3 +244,25 @@ def test_batch_cli_prints_table_and_exit_code(two_cells, tmp_path, run_cli):
     assert code == 1 and out == "" and err == ""
     rows = read_summary(tmp_path / "o" / "batch-summary.csv")
     assert [r["status"] for r in rows] == ["skipped", "failed"]
+
+
+def test_resume_on_another_number_of_workers_keeps_the_block_layout(two_cells, tmp_path, client):
+    """The default block size follows the workers; a resume on fewer must still count
+    the finished blocks (same layout) and give the same volume."""
+    from sxtdist.distributed import get_client
+
+    out = tmp_path / "o"
+    cell = [str(two_cells / "cell1.zarr")]
+    opts = dict(iterations=8, metrics=False, quiet=True)
+    reconstruct_batch(cell, out, client=client, **opts)  # 2 workers, default blocks
+    vol = open_volume(out / "cell1.zarr")
+    before = vol.level(0).compute()
+    plan = vol.meta["plan"]
+    vol.update_meta(status="running", blocks_done=[0])
+    with get_client(workers=1, quiet=True) as one:
+        (row,) = reconstruct_batch(cell, out, client=one, **opts)
+    assert row.status == "done" and row.message == "resumed", row
+    vol = open_volume(out / "cell1.zarr")
+    assert vol.meta["plan"]["block_size"] == plan["block_size"]
+    assert vol.meta["stopping"]["blocks_run"] == plan["n_blocks"] - 1
+    np.testing.assert_array_equal(vol.level(0).compute(), before)
