@@ -246,23 +246,30 @@ def test_batch_cli_prints_table_and_exit_code(two_cells, tmp_path, run_cli):
     assert [r["status"] for r in rows] == ["skipped", "failed"]
 
 
-def test_resume_on_another_number_of_workers_keeps_the_block_layout(two_cells, tmp_path, client):
-    """The default block size follows the workers; a resume on fewer must still count
-    the finished blocks (same layout) and give the same volume."""
-    from sxtdist.distributed import get_client
-
+def test_resume_keeps_the_block_layout_it_started_with(two_cells, tmp_path, client):
+    """The default block size follows the workers' number and memory, so a batch resumed
+    on another allocation may default to another layout; the finished blocks must still
+    count (same layout) and the volume be the same."""
     out = tmp_path / "o"
-    cell = [str(two_cells / "cell1.zarr")]
-    opts = dict(iterations=8, metrics=False, quiet=True)
-    reconstruct_batch(cell, out, client=client, **opts)  # 2 workers, default blocks
-    vol = open_volume(out / "cell1.zarr")
+    acq = two_cells / "cell1.zarr"
+    # Started where the default was 8 slices per block (here: 16), then interrupted.
+    vol = reconstruct(
+        acq,
+        out / "cell1.zarr",
+        client=client,
+        quiet=True,
+        progress=False,
+        iterations=8,
+        block_size=8,
+    )
     before = vol.level(0).compute()
-    plan = vol.meta["plan"]
-    vol.update_meta(status="running", blocks_done=[0])
-    with get_client(workers=1, quiet=True) as one:
-        (row,) = reconstruct_batch(cell, out, client=one, **opts)
+    n_blocks = vol.meta["plan"]["n_blocks"]
+    vol.update_meta(status="running", blocks_done=[0, 1])
+    (row,) = reconstruct_batch(
+        [str(acq)], out, client=client, iterations=8, metrics=False, quiet=True
+    )
     assert row.status == "done" and row.message == "resumed", row
     vol = open_volume(out / "cell1.zarr")
-    assert vol.meta["plan"]["block_size"] == plan["block_size"]
-    assert vol.meta["stopping"]["blocks_run"] == plan["n_blocks"] - 1
+    assert vol.meta["plan"]["block_size"] == 8
+    assert vol.meta["stopping"]["blocks_run"] == n_blocks - 2
     np.testing.assert_array_equal(vol.level(0).compute(), before)
