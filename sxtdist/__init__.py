@@ -6,6 +6,7 @@ Dask, into a multiscale OME-Zarr volume.
 """
 
 from ._version import __version__
+from .alignment_runner import align
 from .dataset import Acquisition, Scan, ScanData, create_acquisition, open_acquisition
 from .errors import InputError, ParameterError, SxtdistError
 from .geometry import ScanGeometry, VolumeGrid
@@ -21,6 +22,7 @@ __all__ = [
     "SxtdistError",
     "VolumeGrid",
     "__version__",
+    "align",
     "create_acquisition",
     "open_acquisition",
     "reconstruct_batch",

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import _version
 from ._progress import log
+from .align import apply_intensity_transform
 from .backends import (
     GPU_RESOURCE,
     cluster_gpu_free_bytes,
@@ -100,7 +101,9 @@ def _solve_block(
     data = {}
     for name, r in rows.items():
         if r.size:
-            data[name] = acq[name].read(rows=slice(int(r[0]), int(r[-1]) + 1))
+            stack = acq[name].read(rows=slice(int(r[0]), int(r[-1]) + 1))
+            # eq. 16: bring a scan taken at another energy/optics into the reference's model
+            data[name] = apply_intensity_transform(stack, acq[name].meta.get("intensity_transform"))
     truth = mask = None
     if oracle and acq.truth is not None:
         s0, s1 = block.slab

@@ -20,6 +20,7 @@ from ..errors import SxtdistError
 COMMANDS = {
     "simulate": "simulate",
     "info": "info",
+    "align": "align",
     "reconstruct": "reconstruct",
     "demo": "demo",
     "import": "import_",

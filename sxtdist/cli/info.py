@@ -75,6 +75,8 @@ def _describe_acquisition(path: str) -> str:
                 f"rms {np.sqrt((s**2).mean()):.2f} px)"
             )
         lines.append(f"    alignment: {state}{extra}")
+        if state == "aligned":
+            lines.append("      " + _alignment_details(al))
         it = m.get("intensity_transform")
         if it:
             lines.append(f"    intensity transform: {it}")
@@ -85,6 +87,26 @@ def _describe_acquisition(path: str) -> str:
             f"(simulated, preset {t.get('preset')}, seed {t.get('seed')})"
         )
     return "\n".join(lines)
+
+
+def _alignment_details(al: dict) -> str:
+    """One line of how an alignment went (what ``sxtdist align`` recorded)."""
+    parts = [f"date {al.get('date', '?')}"]
+    if "iterations" in al:
+        parts.append(f"{al['iterations']} iterations, converged {al.get('converged')}")
+    if "axis_offset_px" in al:
+        parts.append(f"rotation axis offset {al['axis_offset_px']:+.2f} px")
+    if al.get("joint_with_roi"):
+        parts.append("refined jointly with the interior pairs")
+    if "pairs" in al:
+        parts.append(
+            f"{al.get('pairs_used', '?')}/{al['pairs']} pairs ({al.get('anchors', 0)} anchors)"
+        )
+    if "residual_rms_px" in al:
+        parts.append(f"pair residual {al['residual_rms_px']:.3f} px")
+    if al.get("peak_ncc_median") is not None:
+        parts.append(f"median peak NCC {al['peak_ncc_median']:.4f}")
+    return "; ".join(parts)
 
 
 def _describe_volume(path: str) -> str:

@@ -1,0 +1,825 @@
+"""Alignment maths: NCC registration, anchor/neighbour pairs, eq. 14, the intensity transform.
+
+Pure numpy/scipy; the Dask orchestration and the dataset I/O live in
+:mod:`sxtdist.alignment_runner`.
+
+Conventions (see :mod:`sxtdist.geometry`): a shift ``d = (dy, dx)`` is the
+measured displacement of an image in its scan's pixels; an image displaced by
+``d`` shows at pixel ``x`` what the aligned image shows at ``x - d``.
+
+Registration of a *template* ``T`` (``H x W``) against a *reference* ``R`` on the
+same pixel grid but padded by a margin ``m`` on every side: the normalised
+cross-correlation (paper eq. 15) of ``T(x)`` with ``R(x + m + s)`` is evaluated
+at every integer ``s`` in ``[-m, m]^2`` over the pixels that are valid in both
+(masked NCC, all sums by FFT). That integer map is cached; a bicubic spline of
+it gives the NCC and its gradient at sub-pixel shifts, maximised with L-BFGS-B.
+If ``T`` is ``R`` displaced by ``d`` then the peak is at ``s = -d``.
+
+The interior scan (paper appendix B.1): every interior view ``i`` is paired with
+its anchor (the full view at the nearest angle, or the mirrored full view
+``theta + 180`` flipped left-right) when one lies within ``anchor_window_deg``,
+and with its angular neighbour ``i + 1``. Each pair gives a cached NCC map; the
+shifts maximise the sum of all pair NCCs (eq. 14), started from the linear
+least-squares solution of the pairs' peak shifts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage, optimize, signal
+from scipy.interpolate import RectBivariateSpline
+
+from .geometry import ScanGeometry
+from .physics import FWHM_PER_SIGMA, psf_fwhm_nm
+
+# -- NCC over integer shifts ------------------------------------------------------------------
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``c[k] = sum_x a[x] b[x + k]`` for every ``k`` where ``a`` fits inside ``b``."""
+    return signal.correlate(b, a, mode="valid", method="fft")
+
+
+def ncc_map(
+    template: np.ndarray,
+    reference: np.ndarray,
+    template_mask: np.ndarray | None = None,
+    reference_mask: np.ndarray | None = None,
+    min_overlap: float = 0.5,
+) -> np.ndarray:
+    """Masked normalised cross-correlation at every integer shift.
+
+    Parameters
+    ----------
+    template
+        ``(H, W)`` image.
+    reference
+        ``(H + 2 my, W + 2 mx)`` image on the same pixel grid, the template's
+        frame sitting at offset ``(my, mx)``.
+    template_mask, reference_mask
+        Valid pixels (default: all).
+    min_overlap
+        Shifts whose overlap is below this fraction of the template's valid pixels
+        get NCC ``-1``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(2 my + 1, 2 mx + 1)`` map; entry ``[sy + my, sx + mx]`` is the NCC of
+        ``template(x)`` and ``reference(x + (my, mx) + s)``.
+    """
+    t = np.asarray(template, dtype=np.float64)
+    r = np.asarray(reference, dtype=np.float64)
+    if t.ndim != 2 or r.ndim != 2 or r.shape[0] < t.shape[0] or r.shape[1] < t.shape[1]:
+        raise ValueError(f"reference {r.shape} must contain template {t.shape}")
+    mt = np.ones_like(t) if template_mask is None else np.asarray(template_mask, np.float64)
+    mr = np.ones_like(r) if reference_mask is None else np.asarray(reference_mask, np.float64)
+    # centre both first: the sums below subtract large, nearly equal numbers otherwise
+    t = (t - (t * mt).sum() / max(mt.sum(), 1)) * mt
+    r = (r - (r * mr).sum() / max(mr.sum(), 1)) * mr
+    n = np.rint(_corr(mt, mr))
+    st, sr = _corr(t, mr), _corr(mt, r)
+    stt, srr = _corr(t * t, mr), _corr(mt, r * r)
+    str_ = _corr(t, r)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        nn = np.maximum(n, 1)
+        cov = str_ - st * sr / nn
+        vt = stt - st * st / nn
+        vr = srr - sr * sr / nn
+        out = cov / np.sqrt(np.maximum(vt, 0) * np.maximum(vr, 0))
+    bad = (n < min_overlap * mt.sum()) | ~np.isfinite(out) | (vt <= 1e-12 * max(vt.max(), 1e-300))
+    out[bad] = -1.0
+    return np.clip(out, -1.0, 1.0)
+
+
+class NccSurface:
+    """A bicubic spline through a cached integer NCC map: values and gradients at any shift."""
+
+    def __init__(self, ncc: np.ndarray) -> None:
+        self.map = np.asarray(ncc, dtype=np.float64)
+        my, mx = (s // 2 for s in self.map.shape)
+        self.margin = (my, mx)
+        ky = min(3, self.map.shape[0] - 1)
+        kx = min(3, self.map.shape[1] - 1)
+        self.spline = RectBivariateSpline(
+            np.arange(-my, my + 1.0), np.arange(-mx, mx + 1.0), self.map, kx=ky, ky=kx, s=0
+        )
+
+    def clip(self, s: np.ndarray) -> np.ndarray:
+        m = np.asarray(self.margin, float)
+        return np.clip(s, -m, m)
+
+    def value(self, s: np.ndarray) -> np.ndarray:
+        """NCC at shifts ``s`` (``(..., 2)``), clipped to the map."""
+        s = self.clip(np.asarray(s, float))
+        return self.spline.ev(s[..., 0], s[..., 1])
+
+    def gradient(self, s: np.ndarray) -> np.ndarray:
+        s = self.clip(np.asarray(s, float))
+        return np.stack(
+            [
+                self.spline.ev(s[..., 0], s[..., 1], dx=1),
+                self.spline.ev(s[..., 0], s[..., 1], dy=1),
+            ],
+            axis=-1,
+        )
+
+    def peak(self) -> tuple[np.ndarray, float]:
+        """Sub-pixel maximum: integer argmax refined on the spline by L-BFGS-B (within ±1 px)."""
+        iy, ix = np.unravel_index(int(np.argmax(self.map)), self.map.shape)
+        s0 = np.array([iy - self.margin[0], ix - self.margin[1]], float)
+        m = np.asarray(self.margin, float)
+        bounds = [(max(s0[k] - 1, -m[k]), min(s0[k] + 1, m[k])) for k in range(2)]
+        res = optimize.minimize(
+            lambda s: -float(self.value(s)),
+            s0,
+            jac=lambda s: -self.gradient(s),
+            method="L-BFGS-B",
+            bounds=bounds,
+        )
+        s = res.x if res.fun <= -self.map.max() else s0
+        return np.asarray(s, float), float(self.value(s))
+
+
+def peak_quality(ncc: np.ndarray) -> float:
+    """Peak sharpness: peak NCC minus the median of the map (0: no peak, ~1: a sharp one)."""
+    return float(ncc.max() - np.median(ncc))
+
+
+# -- images to compare ------------------------------------------------------------------------
+
+
+def gaussian_blur(img: np.ndarray, sigma_px: float | Sequence[float]) -> np.ndarray:
+    """Gaussian blur (``nearest`` edges); no-op for zero sigma."""
+    sig = np.broadcast_to(np.asarray(sigma_px, float), (2,))
+    if not np.any(sig > 0):
+        return np.asarray(img, np.float64)
+    return ndimage.gaussian_filter(np.asarray(img, np.float64), sig, mode="nearest")
+
+
+def resolution_sigma_px(pixel_nm: float, ozw_nm: float | None, in_pixel_nm: float) -> float:
+    """Gaussian sigma (in pixels of ``in_pixel_nm``) of a scan's PSF plus its pixel box."""
+    psf = 0.0 if not ozw_nm else psf_fwhm_nm(ozw_nm) / FWHM_PER_SIGMA
+    return math.sqrt(psf**2 + pixel_nm**2 / 12.0) / in_pixel_nm
+
+
+def matching_blur_px(roi: ScanGeometry, full: ScanGeometry, roi_ozw, full_ozw) -> float:
+    """Extra blur (ROI pixels) that brings an ROI view to the full view's resolution."""
+    sf = resolution_sigma_px(full.pixel_size_nm, full_ozw, roi.pixel_size_nm)
+    sr = resolution_sigma_px(roi.pixel_size_nm, roi_ozw, roi.pixel_size_nm)
+    return math.sqrt(max(sf**2 - sr**2, 0.0))
+
+
+def anchor_on_roi_grid(
+    full_view: np.ndarray,
+    full: ScanGeometry,
+    full_index: int,
+    roi: ScanGeometry,
+    margin: tuple[int, int],
+    mirrored: bool = False,
+    full_shift: Sequence[float] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A full view resampled (bicubic) onto the ROI pixel grid, padded by ``margin``.
+
+    The full view is taken as aligned with shift ``full_shift`` (default: the
+    geometry's). ``mirrored`` gives the view at ``theta + 180``: the same lines, the
+    detector reversed (``u -> -u``). Returns the image and its validity mask
+    (inside the full detector).
+    """
+    my, mx = margin
+    hr, wr = roi.detector_shape
+    hf, wf = full.detector_shape
+    dyf, dxf = full.shifts_px[full_index] if full_shift is None else full_shift
+    rows = np.arange(-my, hr + my, dtype=float)
+    cols = np.arange(-mx, wr + mx, dtype=float)
+    # physical positions of the aligned ROI pixels (geometry.py's convention, no shift)
+    z = (rows - (hr - 1) / 2 + roi.center_offset_px[0]) * roi.pixel_size_nm
+    u = (cols - (wr - 1) / 2 + roi.center_offset_px[1]) * roi.pixel_size_nm
+    if mirrored:
+        u = -u
+    rf = z / full.pixel_size_nm + (hf - 1) / 2 - full.center_offset_px[0] + dyf
+    cf = u / full.pixel_size_nm + (wf - 1) / 2 - full.center_offset_px[1] + dxf
+    rr, cc = np.meshgrid(rf, cf, indexing="ij")
+    img = ndimage.map_coordinates(
+        np.asarray(full_view, np.float64), [rr, cc], order=3, mode="nearest"
+    )
+    mask = (rr >= -0.5) & (rr <= hf - 0.5) & (cc >= -0.5) & (cc <= wf - 0.5)
+    return img, mask
+
+
+def pad_with_mask(img: np.ndarray, margin: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-pad an image by ``margin`` and return it with its validity mask."""
+    my, mx = margin
+    out = np.pad(np.asarray(img, np.float64), ((my, my), (mx, mx)))
+    mask = np.pad(np.ones(img.shape, bool), ((my, my), (mx, mx)))
+    return out, mask
+
+
+def shift_image(img: np.ndarray, shift: Sequence[float], order: int = 3) -> np.ndarray:
+    """Move an image's content by ``shift`` pixels (``(dy, dx)``), bicubic, edges extended."""
+    return ndimage.shift(np.asarray(img, np.float64), shift, order=order, mode="nearest")
+
+
+# -- the pairs of the interior alignment (eq. 14) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One registration task.
+
+    ``kind == "anchor"``: ROI view ``i`` against full view ``j`` (``mirrored`` for
+    ``theta_j + 180``); the measurement is ``d_i = -s``.
+    ``kind == "neighbour"``: ROI view ``i`` against ROI view ``j``; ``d_i - d_j = -s``.
+    """
+
+    kind: str
+    i: int
+    j: int
+    mirrored: bool = False
+    delta_deg: float = 0.0
+
+
+def _angle_diff(a: np.ndarray, b: float) -> np.ndarray:
+    """Signed smallest difference ``a - b`` in degrees, in (-180, 180]."""
+    return (np.asarray(a) - b + 180.0) % 360.0 - 180.0
+
+
+def nearest_anchor(theta: float, full_angles: np.ndarray) -> tuple[int, bool, float]:
+    """The full view (or its mirror at ``+180``) nearest to ``theta``: (index, mirrored, |delta|)."""
+    d0 = np.abs(_angle_diff(full_angles, theta))
+    d1 = np.abs(_angle_diff(full_angles + 180.0, theta))
+    j0, j1 = int(np.argmin(d0)), int(np.argmin(d1))
+    if d0[j0] <= d1[j1]:
+        return j0, False, float(d0[j0])
+    return j1, True, float(d1[j1])
+
+
+def plan_pairs(
+    roi_angles: np.ndarray,
+    full_angles: np.ndarray | None,
+    anchor_window_deg: float | None = None,
+    neighbours: bool = True,
+) -> list[Pair]:
+    """The registrations of eq. 14 for an interior scan.
+
+    Parameters
+    ----------
+    roi_angles, full_angles
+        Angles (degrees) of the interior and full views (``None``: no anchors).
+    anchor_window_deg
+        An interior view is anchored when a full view (or its mirror) lies within
+        this angle; default half the full scan's angular step.
+    neighbours
+        Link every interior view to the next one in angle (the chain that carries
+        the alignment between anchors).
+    """
+    roi_angles = np.asarray(roi_angles, float)
+    order = np.argsort(roi_angles, kind="stable")
+    pairs: list[Pair] = []
+    if full_angles is not None and len(full_angles):
+        full_angles = np.asarray(full_angles, float)
+        if anchor_window_deg is None:
+            a = np.sort(full_angles % 180.0)
+            steps = np.diff(np.concatenate([a, a[:1] + 180.0]))
+            anchor_window_deg = 0.5 * float(steps.max()) + 1e-6
+        for i, th in enumerate(roi_angles):
+            j, mirrored, delta = nearest_anchor(th, full_angles)
+            if delta <= anchor_window_deg:
+                pairs.append(Pair("anchor", i, j, mirrored, delta))
+    if neighbours:
+        for a, b in itertools.pairwise(order):
+            delta = float(abs(roi_angles[b] - roi_angles[a]))
+            pairs.append(Pair("neighbour", int(a), int(b), False, delta))
+    return pairs
+
+
+@dataclass
+class PairResult:
+    """What a registration task returns: the cached map and its sub-pixel peak."""
+
+    pair: Pair
+    ncc: np.ndarray
+    shift: np.ndarray  # s at the peak (template vs reference)
+    peak: float
+    quality: float
+    seconds: float = 0.0
+    intensity_samples: np.ndarray | None = field(default=None, repr=False)
+
+
+def register(
+    template: np.ndarray,
+    reference: np.ndarray,
+    template_mask: np.ndarray | None = None,
+    reference_mask: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """NCC map, sub-pixel peak shift ``s``, peak NCC and peak quality of one pair."""
+    m = ncc_map(template, reference, template_mask, reference_mask)
+    s, peak = NccSurface(m).peak()
+    return m, s, peak, peak_quality(m)
+
+
+def _pair_angles(pair: Pair, roi_angles: np.ndarray, full_angles: np.ndarray | None):
+    ti = math.radians(roi_angles[pair.i])
+    if pair.kind == "neighbour":
+        tj = math.radians(roi_angles[pair.j])
+    else:
+        tj = math.radians(full_angles[pair.j] + (180.0 if pair.mirrored else 0.0))
+    return ti, tj
+
+
+def pair_weights(
+    results: Sequence[PairResult], roi_angles: np.ndarray, anchor_scale_deg: float | None = None
+) -> np.ndarray:
+    """Least-squares weight of each pair: 1 for neighbours, ``1 / (1 + (delta / s)^2)``
+    for an anchor ``delta`` degrees away (``s``: the interior angular step by default),
+    because the farther the anchor the more the object's rotation biases the peak."""
+    if anchor_scale_deg is None:
+        a = np.sort(np.asarray(roi_angles, float))
+        anchor_scale_deg = float(np.median(np.diff(a))) if a.size > 1 else 1.0
+    s = max(float(anchor_scale_deg), 1e-6)
+    return np.array(
+        [
+            1.0 if r.pair.kind == "neighbour" else 1.0 / (1.0 + (r.pair.delta_deg / s) ** 2)
+            for r in results
+        ]
+    )
+
+
+def solve_shifts(
+    n: int,
+    results: Sequence[PairResult],
+    roi_angles: np.ndarray,
+    full_angles: np.ndarray | None = None,
+    rotation_model: bool = True,
+    refine: bool = False,
+    anchor_scale_deg: float | None = None,
+) -> tuple[np.ndarray, dict]:
+    """The interior shifts ``(n, 2)`` from the pair registrations (eq. 14).
+
+    Each pair's peak ``s`` measures ``-(d_i - d_j)`` (neighbours) or ``-d_i``
+    (anchors). Views at different angles also differ by the object's rotation:
+    features at depth ``w`` along the beam move by ``w * delta``, and NCC follows
+    their contrast-weighted mean, which for a rigid object is the motion of one
+    point ``(c_x, c_y)``: ``c_x (cos t_i - cos t_j) + c_y (sin t_i - sin t_j)``
+    columns. With ``rotation_model`` that point is solved for with the shifts
+    (two more unknowns), which removes the bias that otherwise builds up along
+    neighbour chains. The solution is the linear least-squares one; ``refine``
+    then maximises the sum of the pairs' NCC splines (eq. 14 as written, by
+    L-BFGS) from it. Pairs whose peak sits on the edge of their map are dropped;
+    the others are weighted by :func:`pair_weights` (near anchors count most).
+    """
+    roi_angles = np.asarray(roi_angles, float)
+    used = [r for r in results if np.all(np.abs(r.shift) < np.asarray(r.ncc.shape) // 2 - 0.5)]
+    info: dict = {"pairs": len(results), "pairs_used": len(used), "rotation_model": rotation_model}
+    if not used:
+        return np.zeros((n, 2)), info
+    k = n + 2
+    a = np.zeros((len(used), k))
+    b = np.zeros((len(used), 2))
+    for row, r in enumerate(used):
+        a[row, r.pair.i] = 1.0
+        if r.pair.kind == "neighbour":
+            a[row, r.pair.j] = -1.0
+        ti, tj = _pair_angles(r.pair, roi_angles, full_angles)
+        a[row, n] = -(math.cos(ti) - math.cos(tj))
+        a[row, n + 1] = -(math.sin(ti) - math.sin(tj))
+        b[row] = -np.asarray(r.shift, float)
+    w = np.sqrt(pair_weights(used, roi_angles, anchor_scale_deg))
+    a *= w[:, None]
+    b *= w[:, None]
+    has_anchor = any(r.pair.kind == "anchor" for r in used)
+    extra_rows = []
+    if not has_anchor:  # relative only: pin the mean shift to zero
+        extra_rows.append(np.r_[np.full(n, 1.0 / n), 0.0, 0.0])
+    # views not reached by any pair: keep them at zero
+    touched = np.zeros(n, bool)
+    for r in used:
+        touched[r.pair.i] = True
+        if r.pair.kind == "neighbour":
+            touched[r.pair.j] = True
+    for i in np.flatnonzero(~touched):
+        e = np.zeros(k)
+        e[i] = 1.0
+        extra_rows.append(e)
+    if extra_rows:
+        a = np.vstack([a, extra_rows])
+        b = np.vstack([b, np.zeros((len(extra_rows), 2))])
+    sol = np.zeros((k, 2))
+    # dy: rotation about the vertical axis does not move features vertically
+    sol[:n, 0] = np.linalg.lstsq(a[:, :n], b[:, 0], rcond=None)[0]
+    cols = k if rotation_model else n
+    sol[:cols, 1] = np.linalg.lstsq(a[:, :cols], b[:, 1], rcond=None)[0]
+    d0, c0 = sol[:n], sol[n:, 1]
+    info["rotation_point_px"] = c0.tolist()
+    resid = (a[: len(used)] @ sol - b[: len(used)]) / w[:, None]
+    info["residual_rms_px"] = float(np.sqrt(np.mean(resid**2)))
+    if not refine:
+        return d0, info
+    surfaces = [NccSurface(r.ncc) for r in used]
+    rows = a[: len(used)] / w[:, None]
+    wts = w**2
+
+    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+        d = x[: 2 * n].reshape(n, 2)
+        c = x[2 * n :] if rotation_model else np.zeros(2)
+        full = np.vstack([np.c_[d[:, 0], d[:, 1]], np.c_[np.zeros(2), c]])
+        s = -(rows @ full)  # predicted peak of every pair
+        f, g = 0.0, np.zeros_like(full)
+        for p, surf in enumerate(surfaces):
+            f -= wts[p] * float(surf.value(s[p]))
+            g -= wts[p] * np.outer(rows[p], -surf.gradient(s[p]))
+        grad = g[:n].ravel()
+        if rotation_model:
+            grad = np.r_[grad, g[n:, 1]]
+        return f, grad
+
+    x0 = np.r_[d0.ravel(), c0] if rotation_model else d0.ravel()
+    res = optimize.minimize(fun, x0, jac=True, method="L-BFGS-B")
+    d = res.x[: 2 * n].reshape(n, 2)
+    if res.fun > fun(x0)[0] or np.abs(d - d0).max() > 2.0:
+        info["refine"] = "rejected"
+        return d0, info
+    info["refine"] = "ncc_sum"
+    return d, info
+
+
+def solve_joint(
+    n: int,
+    n_full: int,
+    scale: float,
+    results: Sequence[PairResult],
+    roi_angles: np.ndarray,
+    full_angles: np.ndarray,
+    prior_weight: float = 0.01,
+    anchor_scale_deg: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Interior shifts and corrections to the full scan's shifts, from the same pairs.
+
+    An anchor registered with full-view shift ``f_j`` whose truth is
+    ``f_j + D_j`` is displaced by ``scale * D_j`` on the interior grid
+    (``scale`` = full pixel / interior pixel; the mirrored view flips the sign
+    of the ``dx`` part), so each anchor pair measures ``d_i - scale * D_j`` and
+    the dense interior neighbour chain ties the sparse full views to each
+    other. Unknowns: ``d`` (``n x 2``), ``D`` (``n_full x 2``) and the rotation
+    point of :func:`solve_shifts`; a weak prior ``D = 0`` (weight
+    ``prior_weight`` per pair weight 1) fixes what the pairs leave free (the
+    rigid translation, and any full view no interior view reaches).
+
+    Returns
+    -------
+    d, delta_full, info
+        Interior shifts (interior px), corrections to add to the full shifts
+        (full px), and a record.
+    """
+    roi_angles = np.asarray(roi_angles, float)
+    used = [r for r in results if np.all(np.abs(r.shift) < np.asarray(r.ncc.shape) // 2 - 0.5)]
+    k = n + n_full + 2
+    ay = np.zeros((len(used), k))
+    ax = np.zeros((len(used), k))
+    b = np.zeros((len(used), 2))
+    for row, r in enumerate(used):
+        p = r.pair
+        ay[row, p.i] = ax[row, p.i] = 1.0
+        if p.kind == "neighbour":
+            ay[row, p.j] = ax[row, p.j] = -1.0
+        else:
+            ay[row, n + p.j] = -scale
+            ax[row, n + p.j] = scale if p.mirrored else -scale
+        ti, tj = _pair_angles(p, roi_angles, full_angles)
+        ax[row, n + n_full] = -(math.cos(ti) - math.cos(tj))
+        ax[row, n + n_full + 1] = -(math.sin(ti) - math.sin(tj))
+        b[row] = -np.asarray(r.shift, float)
+    w = np.sqrt(pair_weights(used, roi_angles, anchor_scale_deg))
+    ay *= w[:, None]
+    ax *= w[:, None]
+    b *= w[:, None]
+    prior = np.zeros((n_full, k))
+    prior[np.arange(n_full), n + np.arange(n_full)] = prior_weight * scale
+    ay = np.vstack([ay, prior])
+    ax = np.vstack([ax, prior])
+    b = np.vstack([b, np.zeros((n_full, 2))])
+    sy = np.linalg.lstsq(ay[:, : n + n_full], b[:, 0], rcond=None)[0]
+    sx = np.linalg.lstsq(ax, b[:, 1], rcond=None)[0]
+    d = np.stack([sy[:n], sx[:n]], axis=1)
+    delta = np.stack([sy[n : n + n_full], sx[n : n + n_full]], axis=1)
+    m = len(used)
+    resid = np.concatenate(
+        [(ay[:m, : n + n_full] @ sy - b[:m, 0]) / w, (ax[:m] @ sx - b[:m, 1]) / w]
+    )
+    info = {
+        "pairs": len(results),
+        "pairs_used": m,
+        "rotation_model": True,
+        "joint_full": True,
+        "rotation_point_px": sx[n + n_full :].tolist(),
+        "residual_rms_px": float(np.sqrt(np.mean(resid**2))),
+        "full_correction_rms_px": float(np.sqrt(np.mean(delta**2))),
+    }
+    return d, delta, info
+
+
+# -- the intensity transform (paper appendix B.2, eq. 16) -------------------------------------
+
+
+def dual_energy(t: np.ndarray, phi0: float, c: float) -> np.ndarray:
+    """Eq. 16: ``phi0 T + (1 - phi0) T**c`` for a transmission ``T`` of the reference scan."""
+    t = np.clip(np.asarray(t, np.float64), 1e-12, None)
+    return phi0 * t + (1.0 - phi0) * t**c
+
+
+def fit_intensity_transform(t_a: np.ndarray, t_b: np.ndarray, model: str = "dual_energy") -> dict:
+    """Fit ``T_B = g(T_A)`` by least squares over paired transmissions.
+
+    ``model="dual_energy"``: eq. 16, parameters ``phi0`` in (0, 1] and ``c > 0``;
+    ``model="affine"``: ``T_B = a T_A + b`` (stray light). Returns the parameters
+    and the RMS residual.
+    """
+    ta = np.asarray(t_a, np.float64).ravel()
+    tb = np.asarray(t_b, np.float64).ravel()
+    ok = np.isfinite(ta) & np.isfinite(tb) & (ta > 0)
+    ta, tb = ta[ok], tb[ok]
+    if ta.size < 3:
+        raise ValueError("too few samples to fit an intensity transform")
+    if model == "affine":
+        a, b = np.polyfit(ta, tb, 1)
+        rms = float(np.sqrt(np.mean((a * ta + b - tb) ** 2)))
+        return {"model": "affine", "a": float(a), "b": float(b), "rms": rms}
+    if model != "dual_energy":
+        raise ValueError(f"unknown intensity model {model!r}")
+    res = optimize.least_squares(
+        lambda p: dual_energy(ta, p[0], p[1]) - tb,
+        x0=[0.9, 1.5],
+        bounds=([1e-3, 1e-3], [1.0, 20.0]),
+    )
+    phi0, c = (float(v) for v in res.x)
+    rms = float(np.sqrt(np.mean(res.fun**2)))
+    return {"model": "dual_energy", "phi0": phi0, "c": c, "rms": rms}
+
+
+def apply_intensity_transform(data: np.ndarray, params: dict | None) -> np.ndarray:
+    """Bring optical depths of the transformed scan back to the reference scan's model.
+
+    ``data`` is optical depth ``-ln T_B`` (any shape); returns ``-ln T_A`` with
+    ``T_A = g^{-1}(T_B)`` for the fitted ``g`` (eq. 16 or affine). ``None`` or
+    ``{"model": "identity"}`` returns the data unchanged. float32 in, float32 out.
+    """
+    if not params or params.get("model", "identity") == "identity":
+        return data
+    tb = np.exp(-np.asarray(data, np.float64))
+    model = params["model"]
+    if model == "affine":
+        a, b = float(params["a"]), float(params["b"])
+        ta = (tb - b) / a
+    elif model == "dual_energy":
+        phi0, c = float(params["phi0"]), float(params["c"])
+        # g is increasing in T for 0 < phi0 <= 1, c > 0: invert by a dense table
+        grid = np.concatenate([np.geomspace(1e-8, 1e-2, 400), np.linspace(1e-2, 1.0, 4000)[1:]])
+        g = dual_energy(grid, phi0, c)
+        ta = np.interp(tb, g, grid, left=grid[0], right=None)
+        above = tb > g[-1]  # brighter than the flat (noise): extrapolate linearly at T = 1
+        if np.any(above):
+            slope = phi0 + (1.0 - phi0) * c
+            ta = np.where(above, 1.0 + (tb - g[-1]) / slope, ta)
+    else:
+        raise ValueError(f"unknown intensity model {model!r}")
+    out = -np.log(np.clip(ta, 1e-12, None))
+    return out.astype(np.asarray(data).dtype if np.asarray(data).dtype.kind == "f" else np.float32)
+
+
+# -- the sparse full scan ---------------------------------------------------------------------
+
+
+def row_profile_dy(views: np.ndarray, max_shift: int) -> np.ndarray:
+    """Vertical shifts from the rows' total mass, which parallel beam makes angle-independent.
+
+    Each view's row sums are registered (1D NCC, sub-pixel) to their median
+    profile; the result has mean zero (the common vertical offset is undetermined).
+    """
+    prof = np.asarray(views, np.float64).sum(axis=2)  # (n, rows)
+    ref = np.median(prof, axis=0)
+    m = int(max_shift)
+    out = np.zeros(len(prof))
+    for k, p in enumerate(prof):
+        # as 2D images three columns wide (the bicubic surface needs two axes)
+        r, mr = pad_with_mask(np.repeat(ref[:, None], 3, axis=1), (m, 1))
+        mt = np.ones((len(p), 3), bool)
+        mt[:m] = mt[len(p) - m :] = False  # the edge rows may have left the detector
+        ncc = ncc_map(np.repeat(p[:, None], 3, axis=1), r, mt, mr, min_overlap=0.3)
+        s, _ = NccSurface(ncc[:, 1:2].repeat(3, axis=1)).peak()
+        out[k] = -s[0]
+    return out - out.mean()
+
+
+def sinusoid_basis(angles_deg: np.ndarray) -> np.ndarray:
+    """``(n, 3)`` columns ``[1, cos, sin]`` of the angles."""
+    t = np.deg2rad(np.asarray(angles_deg, float))
+    return np.stack([np.ones_like(t), np.cos(t), np.sin(t)], axis=1)
+
+
+def center_of_mass_dx(views: np.ndarray, geometry: ScanGeometry) -> tuple[np.ndarray, float]:
+    """Horizontal shifts from the projections' centres of mass.
+
+    In parallel beam the column centroid of a view is ``x cos + y sin`` of the
+    object's centre of mass plus the view's displacement. The fitted sinusoid is
+    the object's position (a rigid translation: undetermined, removed); the
+    rest is the shift, its mean the rotation-axis offset. Needs the object
+    inside the field of view; a first estimate for projection matching.
+    """
+    v = np.clip(np.asarray(views, np.float64), 0.0, None).sum(axis=1)  # (n, cols)
+    cols = np.arange(v.shape[1])
+    com = (v * cols).sum(axis=1) / np.maximum(v.sum(axis=1), 1e-12)
+    basis = sinusoid_basis(geometry.angles_deg)
+    coef, *_ = np.linalg.lstsq(basis, com, rcond=None)
+    dx = com - basis[:, 1:] @ coef[1:] - (v.shape[1] - 1) / 2.0
+    return dx, float(coef[0] - (v.shape[1] - 1) / 2.0)
+
+
+def remove_gauge(err: np.ndarray, angles_deg: np.ndarray) -> np.ndarray:
+    """Remove what alignment cannot determine from shift errors ``(n, 2)``.
+
+    A rigid translation of the object moves every view by ``dy = c`` and
+    ``dx = a cos(theta) + b sin(theta)``: those components are projected out.
+    The constant part of ``dx`` (the rotation axis) is determinable and kept.
+    """
+    err = np.asarray(err, float).copy()
+    err[:, 0] -= err[:, 0].mean()
+    # fit constant and sinusoid together (over 180 deg they are not orthogonal)
+    basis = sinusoid_basis(angles_deg)
+    coef, *_ = np.linalg.lstsq(basis, err[:, 1], rcond=None)
+    err[:, 1] -= basis[:, 1:] @ coef[1:]
+    return err
+
+
+def rms(err: np.ndarray) -> float:
+    """RMS of the shift error vectors' length (px)."""
+    e = np.asarray(err, float)
+    return float(np.sqrt(np.mean(np.sum(e**2, axis=-1))))
+
+
+def _sirt(
+    op, data: np.ndarray, iterations: int, support: np.ndarray | None, weights=None
+) -> np.ndarray:
+    """Non-negative SIRT on a slice projector (``data``: its range; ``weights``: 0/1 per datum)."""
+    row = op(np.ones(op.domain_shape, np.float32))
+    w = np.ones(op.range_shape, np.float32) if weights is None else weights.astype(np.float32)
+    col = op.T(w)
+    r_inv = np.where(row > 1e-6, w / np.maximum(row, 1e-6), 0.0).astype(np.float32)
+    c_inv = np.where(col > 1e-6, 1.0 / np.maximum(col, 1e-6), 0.0).astype(np.float32)
+    if support is not None:
+        c_inv *= support[:, :, None]
+    x = np.zeros(op.domain_shape, np.float32)
+    for _ in range(iterations):
+        x += c_inv * op.T(r_inv * (data - op(x)))
+        np.maximum(x, 0.0, out=x)
+    return x
+
+
+def projection_matching(
+    views: np.ndarray,
+    geometry: ScanGeometry,
+    initial: np.ndarray | None = None,
+    max_iterations: int = 10,
+    tol_px: float = 0.05,
+    sirt_iterations: int = 100,
+    max_shift_px: int | None = None,
+    smooth_px: float = 0.5,
+    leave_one_out: bool = False,
+    moments: bool = False,
+    relaxation: float = 1.0,
+    callback=None,
+) -> tuple[np.ndarray, dict]:
+    """Align a (sparse) full-field scan to itself by projection matching.
+
+    Repeat: undo the current shifts on the views (bicubic), reconstruct the
+    slices coarsely (non-negative SIRT on the scan's own pixel grid, inside the
+    field-of-view disc), reproject, register every view to its reprojection
+    (NCC, sub-pixel) and add the measured residual displacement to its shift,
+    until the largest change is below ``tol_px``. The rotation axis is found,
+    not assumed: the constant part of ``dx`` is free; the rigid translation of
+    the object (``dy`` constant, ``dx`` in ``cos, sin``) is fixed by removing it
+    from every update.
+
+    Options: ``leave_one_out`` compares each view with a reconstruction made
+    without it (unstable with very few views, off by default); ``moments``
+    measures ``dx`` from the first Helgason-Ludwig moment (column centroid) and
+    ``dy`` from the row profiles of the views completed by the reprojection
+    where the shift pushed them off the detector, instead of registering the
+    view to its reprojection (a reconstruction from few views reproduces its own
+    misalignment, so that registration converges slowly); ``relaxation`` scales
+    every update.
+
+    Returns
+    -------
+    shifts, info
+        ``(n, 2)`` shifts (this scan's pixels) and a record of the iterations.
+    """
+    from .geometry import VolumeGrid
+    from .operators.projector import SliceProjector
+
+    views = np.asarray(views, np.float32)
+    n, rows, cols = views.shape
+    d = np.zeros((n, 2)) if initial is None else np.array(initial, float)
+    m = int(max_shift_px or max(2, min(rows, cols) // 6))
+    # the slices cover the detector plus a margin: shifted views reach beyond it
+    pad = m
+    grid = VolumeGrid((rows, cols + 2 * pad, cols + 2 * pad), geometry.pixel_size_nm)
+    g0 = geometry.with_shifts(None)
+    op = SliceProjector(g0, grid, rows, supersampling=1)
+    yy, xx = np.mgrid[: cols + 2 * pad, : cols + 2 * pad] - (cols + 2 * pad - 1) / 2.0
+    support = ((yy**2 + xx**2) <= ((cols + 2 * pad) / 2.0) ** 2).astype(np.float32)
+    history = []
+    ones = np.ones((rows, cols))
+    for it in range(max_iterations):
+        corrected = np.stack([shift_image(v, -s) for v, s in zip(views, d, strict=True)])
+        # pixels whose value came from inside the detector (not edge-extended)
+        # (two pixels in from the edge: bicubic shifts smear the extended edge inwards)
+        valid = np.stack(
+            [ndimage.shift(ones, -s, order=1, mode="constant", cval=0) > 0.999 for s in d]
+        )
+        valid = ndimage.binary_erosion(valid, np.ones((1, 1, 5), bool), border_value=0)
+        sino = np.ascontiguousarray(corrected.transpose(0, 2, 1))  # (angles, cols, rows)
+        wts = np.ascontiguousarray(valid.transpose(0, 2, 1))
+        if leave_one_out:
+            # each view is compared with what the others predict at its angle: a
+            # reconstruction from all views would reproduce its misalignment
+            reproj = np.empty_like(corrected)
+            for k in range(n):
+                w_k = wts.copy()
+                w_k[k] = 0.0
+                x = _sirt(op, sino, sirt_iterations, support, w_k)
+                reproj[k] = op(x)[k].T
+        else:
+            x = _sirt(op, sino, sirt_iterations, support, wts)
+            reproj = op(x).transpose(0, 2, 1)  # (angles, rows, cols)
+        upd = np.zeros((n, 2))
+        for k in range(n):
+            tpl = gaussian_blur(corrected[k], smooth_px)
+            ref, mr = pad_with_mask(gaussian_blur(reproj[k], smooth_px), (m, m))
+            ncc = ncc_map(tpl, ref, valid[k], mr)
+            s, _ = NccSurface(ncc).peak()
+            upd[k] = -s
+        if moments:
+            # dx from the first moment (Helgason-Ludwig): the column centroid of a
+            # view of the whole object is a sinusoid in the angle plus the view's
+            # displacement; the columns lost off the detector edge are filled in
+            # from the reprojection
+            completed = np.where(valid, corrected, reproj)
+            dx_res, axis = center_of_mass_dx(completed, geometry)
+            upd[:, 1] = dx_res
+            upd[:, 0] = row_profile_dy(completed, max(2, rows // 6))
+        upd = remove_gauge(upd, geometry.angles_deg)
+        d += relaxation * upd
+        change = float(np.abs(upd).max())
+        history.append(change)
+        if callback is not None:
+            callback(it, d.copy(), change)
+        if change < tol_px:
+            break
+    info = {
+        "iterations": len(history),
+        "changes_px": history,
+        "converged": bool(history and history[-1] < tol_px),
+        "axis_offset_px": float(d[:, 1].mean()),
+    }
+    return d, info
+
+
+def align_full_scan(
+    views: np.ndarray,
+    geometry: ScanGeometry,
+    max_iterations: int = 10,
+    tol_px: float = 0.05,
+    callback=None,
+) -> tuple[np.ndarray, dict]:
+    """Shifts of a full-field scan: row profiles (dy), centres of mass (dx), projection matching."""
+    views = np.asarray(views, np.float32)
+    rows, cols = views.shape[1:]
+    dy = row_profile_dy(views, max(2, rows // 6))
+    dx, axis = center_of_mass_dx(views, geometry)
+    start = np.stack([dy, dx], axis=1)
+    d, info = projection_matching(
+        views,
+        geometry,
+        start,
+        max_iterations=max_iterations,
+        tol_px=tol_px,
+        moments=True,
+        relaxation=0.5,
+        callback=callback,
+    )
+    info["start"] = "row_profiles+centre_of_mass"
+    info["com_axis_offset_px"] = axis
+    return d, info
+
+
+def align(acq, *args, **kwargs):
+    """Align an acquisition: :func:`sxtdist.alignment_runner.align` (imported on call,
+    so this module's maths stays importable without Dask)."""
+    from .alignment_runner import align as _align
+
+    return _align(acq, *args, **kwargs)

@@ -1,0 +1,102 @@
+"""The alignment report: CSV tables and a plot a person can check at a glance.
+
+``shifts.csv``: one row per projection (scan, index, angle, dy, dx, and the
+error against the simulation's truth when there is one, gauge removed).
+``pairs.csv``: one row per interior registration (kind, views, angle apart,
+peak shift, peak NCC, peak quality, task seconds). ``alignment.png``: shifts
+against angle for each scan, and the peak NCC of every pair against angle.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from typing import Any
+
+import numpy as np
+
+from .align import (
+    remove_gauge,
+)
+
+
+def write_report(directory: str, acq: Any, result: Any) -> str:
+    """Write the report files into ``directory`` (created); returns it."""
+    os.makedirs(directory, exist_ok=True)
+    truth = (acq.truth_meta or {}).get("shifts_px") or {}
+    with open(os.path.join(directory, "shifts.csv"), "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["scan", "index", "angle_deg", "dy_px", "dx_px", "err_dy_px", "err_dx_px"])
+        for name, d in result.shifts.items():
+            angles = acq[name].geometry.angles_deg
+            err = (
+                remove_gauge(d - np.asarray(truth[name]), angles)
+                if name in truth
+                else np.full_like(d, np.nan)
+            )
+            for k, (a, s, e) in enumerate(zip(angles, d, err, strict=True)):
+                w.writerow([name, k, f"{a:.4f}", f"{s[0]:.4f}", f"{s[1]:.4f}", *_fmt(e)])
+    with open(os.path.join(directory, "pairs.csv"), "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(
+            ["kind", "i", "j", "mirrored", "delta_deg", "peak_sy_px", "peak_sx_px",
+             "peak_ncc", "quality", "seconds"]
+        )  # fmt: skip
+        for r in result.pairs:
+            p = r.pair
+            w.writerow(
+                [p.kind, p.i, p.j, int(p.mirrored), f"{p.delta_deg:.4f}", f"{r.shift[0]:.4f}",
+                 f"{r.shift[1]:.4f}", f"{r.peak:.5f}", f"{r.quality:.5f}", f"{r.seconds:.4f}"]
+            )  # fmt: skip
+    _plot(os.path.join(directory, "alignment.png"), acq, result, truth)
+    return directory
+
+
+def _fmt(e: np.ndarray) -> list[str]:
+    return ["" if not np.isfinite(v) else f"{v:.4f}" for v in e]
+
+
+def _plot(path: str, acq: Any, result: Any, truth: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result.shifts)
+    n_rows = len(names) + (1 if result.pairs else 0)
+    fig, axes = plt.subplots(n_rows, 1, figsize=(8, 2.6 * n_rows), squeeze=False)
+    for ax, name in zip(axes[:, 0], names, strict=False):
+        angles = acq[name].geometry.angles_deg
+        d = result.shifts[name]
+        ax.plot(angles, d[:, 0], "o-", ms=3, label="dy")
+        ax.plot(angles, d[:, 1], "s-", ms=3, label="dx")
+        if name in truth:
+            t = np.asarray(truth[name])
+            # the truth moved into the estimate's gauge, so the curves are comparable
+            t_g = d - remove_gauge(d - t, angles)
+            ax.plot(angles, t_g[:, 0], "k:", lw=1, label="true dy")
+            ax.plot(angles, t_g[:, 1], "k--", lw=1, label="true dx")
+        ax.set_ylabel(f"{name} shift [px]")
+        ax.set_xlabel("angle [deg]")
+        ax.legend(fontsize=7, ncol=4)
+        ax.grid(alpha=0.3)
+    if result.pairs:
+        ax = axes[-1, 0]
+        roi_angles = acq["roi"].geometry.angles_deg
+        for kind, marker in (("anchor", "o"), ("neighbour", ".")):
+            rs = [r for r in result.pairs if r.pair.kind == kind]
+            if rs:
+                ax.plot(
+                    [roi_angles[r.pair.i] for r in rs],
+                    [r.peak for r in rs],
+                    marker,
+                    ms=4,
+                    label=f"{kind} peak NCC",
+                )
+        ax.set_ylabel("peak NCC")
+        ax.set_xlabel("angle [deg]")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

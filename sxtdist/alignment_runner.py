@@ -1,0 +1,428 @@
+"""Align an acquisition: read it, run the registrations on Dask, store shifts and the report.
+
+The maths is in :mod:`sxtdist.align`; this module plans the work (one Dask task
+per projection pair of the interior scan, one for the full scan), collects the
+results, solves eq. 14, fits the intensity transform and writes everything into
+the acquisition's metadata (unless ``dry_run``) and a report directory.
+
+>>> import sxtdist
+>>> result = sxtdist.align("cell.zarr")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._progress import log
+from .align import (
+    Pair,
+    PairResult,
+    align_full_scan,
+    anchor_on_roi_grid,
+    fit_intensity_transform,
+    gaussian_blur,
+    matching_blur_px,
+    pad_with_mask,
+    plan_pairs,
+    register,
+    remove_gauge,
+    rms,
+    solve_joint,
+    solve_shifts,
+)
+from .dataset import Acquisition, open_acquisition
+from .errors import InputError, ParameterError
+from .geometry import ScanGeometry, angular_spacing_deg
+
+METHODS = ("anchor", "neighbour", "projection-matching")
+INTENSITY_MODELS = ("dual_energy", "affine", "none")
+
+
+@dataclass(frozen=True)
+class PairSettings:
+    """What every pair task needs besides its pair (small: sent with each task)."""
+
+    roi_array: str
+    full_array: str | None
+    roi: ScanGeometry
+    full: ScanGeometry | None
+    margin: tuple[int, int]
+    roi_blur_px: float
+    anchor_blur_px: float
+    intensity_window_deg: float
+    max_samples: int = 400
+
+
+@dataclass
+class AlignmentResult:
+    """What :func:`align` found: per scan shifts, a record of how, and the pair results."""
+
+    shifts: dict[str, np.ndarray] = field(default_factory=dict)
+    info: dict[str, dict] = field(default_factory=dict)
+    pairs: list[PairResult] = field(default_factory=list)
+    intensity_transform: dict | None = None
+    report_dir: str | None = None
+    stored: bool = False
+
+    def errors(self, acq: Acquisition) -> dict[str, float]:
+        """RMS error (px) against the simulation's true shifts, gauge removed."""
+        out = {}
+        truth = (acq.truth_meta or {}).get("shifts_px") or {}
+        for name, d in self.shifts.items():
+            if name in truth:
+                e = remove_gauge(d - np.asarray(truth[name]), acq[name].geometry.angles_deg)
+                out[name] = rms(e)
+        return out
+
+
+def _read_view(array_path: str, index: int) -> np.ndarray:
+    import zarr
+
+    try:
+        return np.asarray(zarr.open_array(array_path, mode="r")[index], dtype=np.float64)
+    except Exception as exc:  # a worker reports the file and the problem
+        raise InputError(array_path, f"cannot read projection {index} ({exc})") from exc
+
+
+def register_pair(pair: Pair, settings: PairSettings) -> PairResult:
+    """One Dask task: read the two views, bring them to one grid and resolution, register.
+
+    Anchor pairs near the same angle also return paired transmissions
+    ``(T_full, T_roi)`` over the overlap for the intensity-transform fit.
+    """
+    t0 = time.perf_counter()
+    s = settings
+    roi_view = _read_view(s.roi_array, pair.i)
+    tpl = gaussian_blur(roi_view, s.roi_blur_px)
+    if pair.kind == "anchor":
+        full_view = _read_view(s.full_array, pair.j)
+        ref, mask = anchor_on_roi_grid(full_view, s.full, pair.j, s.roi, s.margin, pair.mirrored)
+        ref = gaussian_blur(ref, s.anchor_blur_px)
+    else:
+        other = gaussian_blur(_read_view(s.roi_array, pair.j), s.roi_blur_px)
+        ref, mask = pad_with_mask(other, s.margin)
+    ncc, shift, peak, quality = register(tpl, ref, None, mask)
+    samples = None
+    if pair.kind == "anchor" and pair.delta_deg <= s.intensity_window_deg:
+        samples = _intensity_samples(tpl, ref, mask, shift, s.margin, s.max_samples, pair.i)
+    return PairResult(
+        pair, ncc.astype(np.float32), shift, peak, quality, time.perf_counter() - t0, samples
+    )
+
+
+def _intensity_samples(tpl, ref, mask, shift, margin, k, seed) -> np.ndarray | None:
+    """``(2, k)`` transmissions (full, roi) at matching pixels after registration."""
+    from scipy import ndimage
+
+    h, w = tpl.shape
+    yy, xx = np.mgrid[:h, :w].astype(float)
+    coords = [yy + margin[0] + shift[0], xx + margin[1] + shift[1]]
+    ref_on = ndimage.map_coordinates(ref, coords, order=3, mode="nearest")
+    ok = ndimage.map_coordinates(mask.astype(float), coords, order=0) > 0.5
+    ok &= np.isfinite(ref_on) & np.isfinite(tpl)
+    idx = np.flatnonzero(ok.ravel())
+    if idx.size < 10:
+        return None
+    pick = np.random.default_rng(seed).choice(idx, size=min(k, idx.size), replace=False)
+    return np.exp(-np.stack([ref_on.ravel()[pick], tpl.ravel()[pick]])).astype(np.float32)
+
+
+def _full_task(_: int, array_path: str, geometry: ScanGeometry, **kw: Any) -> tuple:
+    import zarr
+
+    views = np.asarray(zarr.open_array(array_path, mode="r")[:], dtype=np.float32)
+    t0 = time.perf_counter()
+    d, info = align_full_scan(views, geometry, **kw)
+    info["seconds"] = time.perf_counter() - t0
+    return d, info
+
+
+def _default_margin(shape: tuple[int, int], max_shift_px: float | None) -> tuple[int, int]:
+    if max_shift_px is not None:
+        if max_shift_px < 1:
+            raise ParameterError(f"--max-shift must be at least 1 px, got {max_shift_px}")
+        m = int(math.ceil(max_shift_px))
+        if m > 0.45 * min(shape):
+            raise ParameterError(
+                f"--max-shift {max_shift_px} px is too large for {shape[0]} x {shape[1]} px views"
+            )
+        return m, m
+    return tuple(max(2, min(32, int(0.3 * n))) for n in shape)  # type: ignore[return-value]
+
+
+def plan(
+    acq: Acquisition,
+    scans: Sequence[str],
+    method: str,
+    anchor_window_deg: float | None = None,
+) -> dict[str, Any]:
+    """What :func:`align` will do: scans, methods and the interior pairs."""
+    out: dict[str, Any] = {"scans": list(scans), "method": method}
+    if "roi" in scans:
+        roi = acq["roi"].geometry
+        full_angles = None
+        if method == "anchor":
+            if "full" not in acq.scans:
+                raise InputError(acq.path, "anchor alignment needs a 'full' scan (use neighbour)")
+            full_angles = acq["full"].geometry.angles_deg
+        out["pairs"] = plan_pairs(roi.angles_deg, full_angles, anchor_window_deg)
+    return out
+
+
+def align(
+    acq: str | os.PathLike[str] | Acquisition,
+    scans: Sequence[str] | None = None,
+    method: str = "anchor",
+    *,
+    max_shift_px: float | None = None,
+    smooth_px: float = 1.0,
+    anchor_window_deg: float | None = None,
+    rotation_model: bool = True,
+    refine: bool = False,
+    joint: bool = True,
+    intensity: str = "dual_energy",
+    full_iterations: int = 10,
+    tol_px: float = 0.05,
+    dry_run: bool = False,
+    report: str | os.PathLike[str] | None = None,
+    client: Any = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: bool | None = None,
+    quiet: bool = False,
+) -> AlignmentResult:
+    """Align the scans of an acquisition and store the shifts in its metadata.
+
+    Parameters
+    ----------
+    acq
+        Path of the acquisition dataset (or an opened one).
+    scans
+        Which scans (default: all it has). The full scan is aligned first, by
+        projection matching; the interior scan is then registered to it.
+    method
+        Interior scan: ``"anchor"`` (anchors plus neighbour chain, eq. 14) or
+        ``"neighbour"`` (neighbour chain only, relative shifts with mean zero).
+        ``"projection-matching"`` aligns only full-field scans (their own method).
+    max_shift_px
+        Largest shift searched, interior pixels (default 30 % of the view, ≤ 32).
+    smooth_px
+        Gaussian sigma (ROI px) added to every compared image against noise.
+    anchor_window_deg
+        Largest angle between an interior view and its anchor (default: half the
+        full scan's angular step).
+    rotation_model, refine
+        See :func:`sxtdist.align.solve_shifts`.
+    joint
+        When both scans are aligned by anchors, also correct the full scan's
+        shifts from the interior pairs (:func:`sxtdist.align.solve_joint`);
+        not combined with ``refine``.
+    intensity
+        Intensity transform fitted between the scans and stored (``"none"``: skip).
+    full_iterations, tol_px
+        Projection-matching iterations and stopping tolerance (px).
+    dry_run
+        Compute and report, but leave the dataset unchanged.
+    report
+        Directory for ``shifts.csv``, ``pairs.csv`` and ``alignment.png``
+        (default ``<dataset>_alignment`` next to the dataset; ``""``: none).
+    client, scheduler, workers
+        Where the tasks run (see :func:`sxtdist.distributed.get_client`).
+
+    Returns
+    -------
+    AlignmentResult
+    """
+    from .distributed import get_client, run_tasks
+
+    if method not in METHODS:
+        raise ParameterError(f"unknown alignment method {method!r} (choose from {METHODS})")
+    if intensity not in INTENSITY_MODELS:
+        raise ParameterError(f"unknown intensity model {intensity!r} ({INTENSITY_MODELS})")
+    if smooth_px < 0:
+        raise ParameterError(f"smoothing must not be negative, got {smooth_px}")
+    if full_iterations < 1 or tol_px <= 0:
+        raise ParameterError("projection matching needs iterations >= 1 and a positive tolerance")
+    if not isinstance(acq, Acquisition):
+        acq = open_acquisition(acq, mode="r" if dry_run else "r+")
+    scans = list(scans or [s for s in ("full", "roi") if s in acq.scans])
+    for name in scans:
+        acq[name]
+    if method == "projection-matching" and "roi" in scans:
+        raise ParameterError(
+            "projection matching needs the whole sample in view: use it for the full scan "
+            "(--scans full); align the interior scan with anchor or neighbour"
+        )
+    if method in ("anchor", "neighbour") and scans == ["full"]:
+        method = "projection-matching"
+    result = AlignmentResult()
+    plan_info = plan(acq, scans, method, anchor_window_deg)
+    margin = (
+        _default_margin(acq["roi"].geometry.detector_shape, max_shift_px)
+        if "roi" in scans
+        else None
+    )
+    t_start = time.perf_counter()
+    with get_client(client, scheduler, workers, quiet=quiet) as c:
+        if "full" in scans:
+            full = acq["full"]
+            log(f"aligning 'full' ({full.geometry.n_angles} views) by projection matching", quiet)
+            ((d, info),) = run_tasks(
+                c,
+                _full_task,
+                [0],
+                "align full",
+                progress,
+                array_path=full.path,
+                geometry=full.geometry,
+                max_iterations=full_iterations,
+                tol_px=tol_px,
+            )
+            info["method"] = "projection_matching"
+            result.shifts["full"], result.info["full"] = d, info
+        if "roi" in scans:
+            _align_roi(
+                acq,
+                result,
+                plan_info["pairs"],
+                method,
+                c,
+                run_tasks,
+                margin=margin,
+                smooth_px=smooth_px,
+                rotation_model=rotation_model,
+                refine=refine,
+                joint=joint,
+                intensity=intensity,
+                progress=progress,
+                quiet=quiet,
+            )
+    elapsed = time.perf_counter() - t_start
+    for info in result.info.values():
+        info["elapsed_s"] = elapsed
+    if not dry_run:
+        for name, d in result.shifts.items():
+            acq.set_shifts(name, d, **_jsonable_info(result.info[name]))
+        if result.intensity_transform is not None:
+            acq.update_scan("roi", intensity_transform=result.intensity_transform)
+        result.stored = True
+    if report is None:
+        report = os.fspath(acq.path).rstrip("/")
+        report = (report[:-5] if report.endswith(".zarr") else report) + "_alignment"
+    if report:
+        from .alignment_report import write_report
+
+        result.report_dir = write_report(os.fspath(report), acq, result)
+    for name, d in result.shifts.items():
+        log(
+            f"{name}: {len(d)} shifts, rms {np.sqrt((d**2).mean()):.2f} px"
+            + ("" if dry_run else " (stored)"),
+            quiet,
+        )
+    return result
+
+
+def _align_roi(acq, result, pairs, method, client, run_tasks, **kw) -> None:
+    roi = acq["roi"]
+    g_roi = roi.geometry
+    full_scan = acq.scans.get("full")
+    use_anchors = method == "anchor"
+    if not use_anchors:
+        pairs = [p for p in pairs if p.kind == "neighbour"]
+    g_full = None
+    if full_scan is not None and use_anchors:
+        g_full = full_scan.geometry
+        if "full" in result.shifts:
+            g_full = g_full.with_shifts(result.shifts["full"])
+        elif not full_scan.aligned:
+            log("warning: the full scan is not aligned; anchoring to its raw views", kw["quiet"])
+    margin = kw["margin"]
+    match = (
+        matching_blur_px(g_roi, g_full, roi.zone_plate_ozw_nm, full_scan.zone_plate_ozw_nm)
+        if g_full is not None
+        else 0.0
+    )
+    settings = PairSettings(
+        roi_array=roi.path,
+        full_array=None if full_scan is None else full_scan.path,
+        roi=g_roi.with_shifts(None),
+        full=g_full,
+        margin=margin,
+        roi_blur_px=float(math.hypot(match, kw["smooth_px"])),
+        anchor_blur_px=float(kw["smooth_px"]),
+        intensity_window_deg=0.5 * angular_spacing_deg(g_roi.angles_deg) + 1e-6,
+    )
+    n_anchor = sum(p.kind == "anchor" for p in pairs)
+    log(
+        f"aligning 'roi' ({g_roi.n_angles} views): {n_anchor} anchor and "
+        f"{len(pairs) - n_anchor} neighbour pairs, one task each, search ±{margin} px",
+        kw["quiet"],
+    )
+    results = run_tasks(
+        client, register_pair, pairs, "align roi pairs", kw["progress"], settings=settings
+    )
+    full_angles = None if g_full is None else g_full.angles_deg
+    joint = kw["joint"] and use_anchors and "full" in result.shifts and not kw["refine"]
+    if joint:
+        # the interior chain also aligns the full views to each other (eq. 14 with the
+        # full shifts as unknowns too)
+        d, delta, info = solve_joint(
+            g_roi.n_angles,
+            g_full.n_angles,
+            g_full.pixel_size_nm / g_roi.pixel_size_nm,
+            results,
+            g_roi.angles_deg,
+            full_angles,
+        )
+        result.shifts["full"] = result.shifts["full"] + delta
+        result.info["full"]["joint_with_roi"] = True
+        result.info["full"]["joint_correction_rms_px"] = info["full_correction_rms_px"]
+        result.info["full"]["axis_offset_px"] = float(result.shifts["full"][:, 1].mean())
+    else:
+        d, info = solve_shifts(
+            g_roi.n_angles,
+            results,
+            g_roi.angles_deg,
+            full_angles,
+            rotation_model=kw["rotation_model"] and use_anchors,
+            refine=kw["refine"],
+        )
+    info.update(
+        method=method,
+        anchors=n_anchor,
+        search_px=list(margin),
+        mean_pair_seconds=float(np.mean([r.seconds for r in results])) if results else 0.0,
+        peak_ncc_median=float(np.median([r.peak for r in results])) if results else None,
+    )
+    result.shifts["roi"], result.info["roi"] = d, info
+    result.pairs = results
+    if kw["intensity"] != "none" and use_anchors:
+        samples = [r.intensity_samples for r in results if r.intensity_samples is not None]
+        if samples:
+            ta, tb = np.concatenate(samples, axis=1)
+            fits = {m: fit_intensity_transform(ta, tb, m) for m in ("dual_energy", "affine")}
+            chosen = dict(fits[kw["intensity"]])
+            chosen["alternative"] = fits[
+                "affine" if kw["intensity"] == "dual_energy" else "dual_energy"
+            ]
+            chosen["pairs"] = len(samples)
+            chosen["reference_scan"] = "full"
+            result.intensity_transform = chosen
+
+
+def _jsonable_info(info: dict) -> dict:
+    out = {}
+    for k, v in info.items():
+        if isinstance(v, np.ndarray):
+            v = v.tolist()
+        elif isinstance(v, np.generic):
+            v = v.item()
+        out[k] = v
+    return out

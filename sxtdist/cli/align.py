@@ -1,0 +1,88 @@
+"""``sxtdist align``: estimate per-projection shifts and the intensity transform."""
+
+from __future__ import annotations
+
+import click
+
+from ._options import progress_option, scan_list
+
+
+@click.command()
+@click.argument("acq", type=click.Path())
+@click.option("--scans", help="Scans to align, e.g. 'full,roi' (default: all).")
+@click.option(
+    "--method",
+    type=click.Choice(["anchor", "neighbour", "projection-matching"]),
+    default="anchor",
+    show_default=True,
+    help="Interior scan: anchors to the full views plus the neighbour chain (eq. 14), or the "
+    "neighbour chain only. projection-matching: full scan only (--scans full).",
+)
+@click.option("--max-shift", "max_shift_px", type=float, help="Largest shift searched (ROI px).")
+@click.option(
+    "--smooth", "smooth_px", type=float, default=1.0, show_default=True,
+    help="Extra Gaussian sigma (px) on the compared images, against noise.",
+)  # fmt: skip
+@click.option(
+    "--anchor-window", "anchor_window_deg", type=float,
+    help="Largest angle (deg) between an interior view and its anchor "
+    "(default: half the full scan's step).",
+)  # fmt: skip
+@click.option(
+    "--refine/--no-refine", default=False, show_default=True,
+    help="Maximise the sum of pair NCCs (eq. 14) from the least-squares solution.",
+)  # fmt: skip
+@click.option(
+    "--intensity",
+    type=click.Choice(["dual_energy", "affine", "none"]),
+    default="dual_energy",
+    show_default=True,
+    help="Intensity transform between the scans (paper eq. 16) to fit and store.",
+)
+@click.option("--iterations", "full_iterations", type=int, default=10, show_default=True,
+              help="Projection-matching iterations for the full scan.")  # fmt: skip
+@click.option("--tol", "tol_px", type=float, default=0.05, show_default=True,
+              help="Stop projection matching when no shift changes by more (px).")  # fmt: skip
+@click.option(
+    "--report", type=click.Path(), help="Report directory (default: <ACQ>_alignment); '' for none."
+)
+@click.option("--dry-run", is_flag=True, help="Compute and report, but do not store the shifts.")
+@click.option("--workers", type=int, help="Local Dask workers (default: the cores).")
+@click.option("--scheduler", help="Address of a running Dask scheduler.")
+@progress_option
+@click.option("-q", "--quiet", is_flag=True, help="No status lines.")
+def command(acq, scans, method, report, **kw) -> None:
+    """Align the scans of the acquisition ACQ and store the shifts in its metadata.
+
+    The full scan is aligned first (projection matching, the rotation axis found);
+    then every interior view is registered to its anchor (the full view at the
+    nearest angle, mirrored views included) and to its neighbour, one Dask task
+    per pair, and the shifts solved from all pairs. A report (shifts.csv,
+    pairs.csv, alignment.png) shows whether it worked.
+    """
+    from ..alignment_runner import align
+
+    result = align(acq, scan_list(scans), method, report=report, **kw)
+    for name, info in result.info.items():
+        extra = ""
+        if name == "full":
+            extra = (
+                f", {info['iterations']} iterations, converged {info['converged']}, "
+                f"rotation axis offset {info['axis_offset_px']:+.2f} px"
+            )
+        else:
+            extra = (
+                f", {info['pairs_used']}/{info['pairs']} pairs, "
+                f"residual {info['residual_rms_px']:.3f} px, median peak NCC "
+                f"{info['peak_ncc_median']:.4f}"
+            )
+        click.echo(f"{name}: {len(result.shifts[name])} shifts{extra}")
+    if result.intensity_transform:
+        it = result.intensity_transform
+        params = ", ".join(
+            f"{k} {v:.4g}" for k, v in it.items() if isinstance(v, float) and k != "rms"
+        )
+        click.echo(f"intensity transform ({it['model']}): {params}, rms {it['rms']:.4f}")
+    click.echo("not stored (dry run)" if kw["dry_run"] else f"stored in {acq}")
+    if result.report_dir:
+        click.echo(f"report: {result.report_dir}")

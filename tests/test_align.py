@@ -1,0 +1,381 @@
+"""Alignment: NCC registration, pairs, eq. 14 solve, full scan, intensity transform, CLI."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+import sxtdist
+from sxtdist.align import (
+    NccSurface,
+    Pair,
+    PairResult,
+    anchor_on_roi_grid,
+    apply_intensity_transform,
+    center_of_mass_dx,
+    dual_energy,
+    fit_intensity_transform,
+    ncc_map,
+    pad_with_mask,
+    plan_pairs,
+    register,
+    remove_gauge,
+    rms,
+    row_profile_dy,
+    shift_image,
+    sinusoid_basis,
+    solve_joint,
+    solve_shifts,
+)
+
+
+def _smooth_image(shape, seed=0, sigma=2.0):
+    rng = np.random.default_rng(seed)
+    return ndimage.gaussian_filter(rng.normal(size=shape), sigma)
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client
+
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as c:
+        yield c
+
+
+# -- registration primitives ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("d", [(0.0, 0.0), (2.0, -3.0), (1.3, -2.6), (-0.45, 0.8)])
+def test_register_recovers_displacement_with_sign(d):
+    """A template displaced by d (content at x shows at x + d) peaks at s = -d."""
+    m = 6
+    big = _smooth_image((40 + 2 * m, 36 + 2 * m), seed=1)
+    aligned = big[m:-m, m:-m]
+    moved = shift_image(big, d)[m:-m, m:-m]  # the displaced image, same frame
+    ncc, s, peak, quality = register(moved, big)
+    assert ncc.shape == (2 * m + 1, 2 * m + 1)
+    np.testing.assert_allclose(-s, d, atol=0.06)
+    assert peak > 0.99 and quality > 0
+    # the unmoved template peaks at zero exactly, NCC 1
+    ncc0 = ncc_map(aligned, big)
+    assert ncc0[m, m] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_ncc_uses_only_the_valid_overlap():
+    """Garbage outside the reference mask must not move the peak."""
+    m = 5
+    img = _smooth_image((30, 30), seed=2)
+    ref, mask = pad_with_mask(img, (m, m))
+    ref = ref + np.where(mask, 0.0, 1e3 * np.random.default_rng(0).normal(size=ref.shape))
+    ncc = ncc_map(img, ref, None, mask)
+    assert np.unravel_index(np.argmax(ncc), ncc.shape) == (m, m)
+    assert ncc.max() == pytest.approx(1.0, abs=1e-9)
+    assert ncc.min() >= -1.0
+
+
+def test_ncc_surface_peak_is_subpixel_and_inside_map():
+    y, x = np.mgrid[-4:5, -4:5]
+    true = np.array([0.3, -0.7])
+    ncc = np.exp(-((y - true[0]) ** 2 + (x - true[1]) ** 2) / (2 * 1.5**2))
+    s, v = NccSurface(ncc).peak()
+    np.testing.assert_allclose(s, true, atol=0.03)
+    assert v == pytest.approx(1.0, abs=0.01)
+
+
+# -- pairs and the eq. 14 solve ---------------------------------------------------------------
+
+
+def test_plan_pairs_anchor_window_mirror_and_chain():
+    roi = np.arange(0, 180, 5.0)
+    full = np.arange(0, 180, 20.0)
+    pairs = plan_pairs(roi, full)
+    anchors = {p.i: p for p in pairs if p.kind == "anchor"}
+    assert len(anchors) == len(roi)  # every view is within 10 deg of a full view
+    assert anchors[4].j == 1 and anchors[4].delta_deg == 0 and not anchors[4].mirrored
+    # 175 deg: the nearest anchor is full view 0 seen from 180 deg, mirrored
+    assert anchors[35].j == 0 and anchors[35].mirrored and anchors[35].delta_deg == 5
+    nbrs = [(p.i, p.j) for p in pairs if p.kind == "neighbour"]
+    assert nbrs == [(k, k + 1) for k in range(len(roi) - 1)]
+    strict = plan_pairs(roi, full, anchor_window_deg=1.0)
+    assert sum(p.kind == "anchor" for p in strict) == 9
+    assert not [p for p in plan_pairs(roi, None) if p.kind == "anchor"]
+
+
+def _gauss_map(s, m=6, width=1.5):
+    y, x = np.mgrid[-m : m + 1, -m : m + 1]
+    return np.exp(-((y - s[0]) ** 2 + (x - s[1]) ** 2) / (2 * width**2))
+
+
+@pytest.mark.parametrize("refine", [False, True])
+def test_solve_shifts_recovers_shifts_and_rotation_point(refine):
+    """Synthetic pair maps peaked where the model puts them: the solve returns the truth."""
+    rng = np.random.default_rng(4)
+    roi = np.arange(0, 180, 6.0)
+    full = np.arange(0, 180, 30.0)
+    n = roi.size
+    d = rng.normal(0, 2, size=(n, 2))
+    c = np.array([0.8, -1.1])  # the point whose motion biases pairs at different angles
+    results = []
+    for p in plan_pairs(roi, full):
+        ti = math.radians(roi[p.i])
+        tj = math.radians(roi[p.j] if p.kind == "neighbour" else full[p.j] + 180 * p.mirrored)
+        motion = c[0] * (math.cos(ti) - math.cos(tj)) + c[1] * (math.sin(ti) - math.sin(tj))
+        rel = d[p.i] - (d[p.j] if p.kind == "neighbour" else 0.0)
+        s = -(rel - np.array([0.0, motion]))
+        results.append(PairResult(p, _gauss_map(s), s, 1.0, 0.5))
+    est, info = solve_shifts(n, results, roi, full, rotation_model=True, refine=refine)
+    np.testing.assert_allclose(est, d, atol=0.05)
+    np.testing.assert_allclose(info["rotation_point_px"], c, atol=0.05)
+    plain, _ = solve_shifts(n, results, roi, full, rotation_model=False)
+    assert rms(plain - d) > 5 * rms(est - d)  # the model is what removes the bias
+
+
+def test_solve_joint_corrects_the_full_shifts_from_the_interior_chain():
+    """Anchors registered with wrong full shifts: the joint solve finds both scans' truth
+    up to the rigid translation, the rotation axis (constant dx) included."""
+    rng = np.random.default_rng(7)
+    roi = np.arange(0, 180, 5.0)
+    full = np.arange(0, 180, 20.0)
+    n, m, scale = roi.size, full.size, 2.0
+    d = rng.normal(0, 2, size=(n, 2))
+    delta = rng.normal(0, 0.7, size=(m, 2))
+    delta[:, 1] += 0.4  # a wrong rotation axis in the full scan's starting shifts
+    c = np.array([0.5, -0.9])
+    results = []
+    for p in plan_pairs(roi, full):
+        ti = math.radians(roi[p.i])
+        tj = math.radians(roi[p.j] if p.kind == "neighbour" else full[p.j] + 180 * p.mirrored)
+        motion = c[0] * (math.cos(ti) - math.cos(tj)) + c[1] * (math.sin(ti) - math.sin(tj))
+        if p.kind == "neighbour":
+            rel = d[p.i] - d[p.j]
+        else:
+            sign = np.array([1.0, -1.0 if p.mirrored else 1.0])
+            rel = d[p.i] - scale * sign * delta[p.j]
+        s = -(rel - np.array([0.0, motion]))
+        results.append(PairResult(p, _gauss_map(s, m=9), s, 1.0, 0.5))
+    est_d, est_delta, info = solve_joint(n, m, scale, results, roi, full)
+    assert rms(remove_gauge(est_d - d, roi)) < 0.05
+    assert rms(remove_gauge(est_delta - delta, full)) < 0.03
+    assert info["pairs_used"] == len(results)
+
+
+def test_solve_shifts_neighbours_only_has_zero_mean_and_drops_edge_peaks():
+    roi = np.arange(0, 30, 3.0)
+    d = np.linspace(-1, 1, roi.size)[:, None] * [1.0, -2.0]
+    results = []
+    for p in plan_pairs(roi, None):
+        s = -(d[p.i] - d[p.j])
+        results.append(PairResult(p, _gauss_map(s), s, 1.0, 0.5))
+    bad = Pair("neighbour", 0, 1)
+    results.append(PairResult(bad, _gauss_map((6.0, 6.0)), np.array([6.0, 6.0]), 1.0, 0.5))
+    est, info = solve_shifts(roi.size, results, roi, None, rotation_model=False)
+    assert info["pairs_used"] == len(results) - 1
+    np.testing.assert_allclose(est, d - d.mean(0), atol=0.02)
+
+
+def test_remove_gauge_removes_rigid_translation_keeps_axis():
+    angles = np.arange(0, 180, 10.0)
+    t = np.deg2rad(angles)
+    rigid = np.stack([np.full_like(t, 0.7), 1.3 * np.cos(t) - 0.4 * np.sin(t)], axis=1)
+    assert rms(remove_gauge(rigid, angles)) < 1e-12
+    axis = np.stack([np.zeros_like(t), np.full_like(t, 0.5)], axis=1)
+    assert rms(remove_gauge(axis, angles)) > 0.3
+
+
+# -- geometry of anchors on simulated data ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clean_acq(tmp_path_factory):
+    """Noise-free tiny acquisition without shifts."""
+    path = tmp_path_factory.mktemp("clean") / "clean.zarr"
+    return sxtdist.simulate(path, preset="tiny", seed=5, photons=0, shifts_px=0, quiet=True)
+
+
+def test_anchor_resampling_matches_the_roi_view(clean_acq):
+    full, roi = clean_acq["full"], clean_acq["roi"]
+    gf, gr = full.geometry, roi.geometry
+    j = 2
+    i = int(np.flatnonzero(gr.angles_deg == gf.angles_deg[j])[0])
+    ref, mask = anchor_on_roi_grid(full.read()[j], gf, j, gr, (4, 4))
+    assert ref.shape == (gr.detector_shape[0] + 8, gr.detector_shape[1] + 8)
+    tpl = ndimage.gaussian_filter(roi.read()[i].astype(float), 0.8)
+    ncc, s, peak, _ = register(tpl, ref, None, mask)
+    assert peak > 0.99
+    np.testing.assert_allclose(s, 0.0, atol=0.15)
+    # the mirrored view of a centred detector is the same image flipped left-right
+    mir, _ = anchor_on_roi_grid(full.read()[j], gf, j, gr, (4, 4), mirrored=True)
+    np.testing.assert_allclose(mir, ref[:, ::-1], atol=1e-9)
+
+
+def test_anchor_resampling_honours_offsets_and_shifts():
+    """A full view that is a ramp in u: the resampled anchor must read u at every ROI pixel,
+    for an off-centre ROI detector and a shifted full view (bicubic is exact on ramps)."""
+    from sxtdist.geometry import ScanGeometry
+
+    full = ScanGeometry([0.0, 90.0], 120.0, (20, 60), (0.0, 0.0), [[0, 0], [0.7, -1.3]])
+    roi = ScanGeometry([0.0], 60.0, (16, 30), (2.0, 7.5))
+    hf, wf = full.detector_shape
+    rows, cols = np.mgrid[:hf, :wf].astype(float)
+    dyf, dxf = full.shifts_px[1]
+    z_f = (rows - (hf - 1) / 2 - dyf) * 120.0  # what the shifted full view shows where
+    u_f = (cols - (wf - 1) / 2 - dxf) * 120.0
+    img, mask = anchor_on_roi_grid(u_f + 1e-3 * z_f, full, 1, roi, (2, 3))
+    hr, wr = roi.detector_shape
+    r, c = np.mgrid[-2 : hr + 2, -3 : wr + 3].astype(float)
+    u_r = (c - (wr - 1) / 2 + 7.5) * 60.0
+    z_r = (r - (hr - 1) / 2 + 2.0) * 60.0
+    inside = mask & (np.abs(u_r) < 0.45 * wf * 120.0) & (np.abs(z_r) < 0.4 * hf * 120.0)
+    assert inside.sum() > 0.5 * inside.size
+    # (nm; the spline boundary costs ~1e-4 nm; an offset or sign slip costs >= 60 nm)
+    np.testing.assert_allclose(img[inside], (u_r + 1e-3 * z_r)[inside], atol=0.01)
+    mir, _ = anchor_on_roi_grid(u_f, full, 1, roi, (2, 3), mirrored=True)
+    np.testing.assert_allclose(mir[inside], -u_r[inside], atol=0.01)
+
+
+def test_full_scan_start_row_profiles_and_centre_of_mass(tmp_path):
+    acq = sxtdist.simulate(
+        tmp_path / "f.zarr", preset="tiny", seed=6, photons=0, shifts_px={"full": 0.3}, quiet=True
+    )
+    full = acq["full"]
+    views = full.read()
+    truth = np.asarray(acq.truth_meta["shifts_px"]["full"])
+    dy = row_profile_dy(views, 3)
+    dx, axis = center_of_mass_dx(views, full.geometry)
+    err = remove_gauge(np.stack([dy, dx], axis=1) - truth, full.geometry.angles_deg)
+    assert np.sqrt(np.mean(err[:, 0] ** 2)) < 0.1
+    # the capillary wall sits one pixel inside the field: shifted views lose a little of it
+    assert np.sqrt(np.mean(err[:, 1] ** 2)) < 0.25
+    # the axis offset is the constant of the [1, cos, sin] fit of the displacements
+    const = np.linalg.lstsq(sinusoid_basis(full.geometry.angles_deg), truth[:, 1], rcond=None)[0][0]
+    assert axis == pytest.approx(const, abs=0.2)
+
+
+def test_centre_of_mass_is_exact_without_truncation(clean_acq):
+    full = clean_acq["full"]
+    dx, axis = center_of_mass_dx(full.read(), full.geometry)
+    assert np.abs(dx).max() < 0.01 and abs(axis) < 0.01
+
+
+# -- intensity transform ----------------------------------------------------------------------
+
+
+def test_intensity_transform_fit_and_inverse():
+    rng = np.random.default_rng(0)
+    ta = rng.uniform(0.05, 1.0, 5000)
+    tb = dual_energy(ta, 0.8, 1.6)
+    fit = fit_intensity_transform(ta, tb + rng.normal(0, 1e-3, ta.size))
+    assert fit["phi0"] == pytest.approx(0.8, abs=0.01)
+    assert fit["c"] == pytest.approx(1.6, abs=0.03)
+    back = apply_intensity_transform((-np.log(tb)).astype(np.float32), fit)
+    assert back.dtype == np.float32
+    np.testing.assert_allclose(back, -np.log(ta), atol=0.01)
+    aff = fit_intensity_transform(ta, 0.9 * ta + 0.05, "affine")
+    assert (aff["a"], aff["b"]) == pytest.approx((0.9, 0.05), abs=1e-9)
+    np.testing.assert_allclose(
+        apply_intensity_transform(-np.log(0.9 * ta + 0.05), aff), -np.log(ta), atol=1e-9
+    )
+    x = np.ones(3, np.float32)
+    assert apply_intensity_transform(x, None) is x
+    with pytest.raises(ValueError):
+        fit_intensity_transform(ta, tb, "cubic")
+
+
+# -- end to end (Dask tasks, metadata, report) ------------------------------------------------
+
+
+def test_align_recovers_simulated_shifts_and_stores_them(tmp_path, client):
+    """The sign convention end to end: simulate with known shifts, align, compare."""
+    path = tmp_path / "s.zarr"
+    acq = sxtdist.simulate(
+        path, preset="tiny", seed=1, shifts_px={"full": 0, "roi": 1.5}, quiet=True
+    )
+    res = sxtdist.align(path, client=client, quiet=True, report=tmp_path / "rep")
+    truth = np.asarray(acq.truth_meta["shifts_px"]["roi"])
+    err = remove_gauge(res.shifts["roi"] - truth, acq["roi"].geometry.angles_deg)
+    assert rms(err) < 0.3  # a sign error would give ~2 x 1.5 px
+    assert rms(res.shifts["roi"]) > 1.0
+    assert res.errors(acq)["full"] < 0.2
+    again = sxtdist.open_acquisition(path, mode="r")
+    assert again["roi"].aligned and again["full"].aligned
+    np.testing.assert_allclose(again["roi"].geometry.shifts_px, res.shifts["roi"])
+    meta = again["roi"].meta
+    assert meta["alignment"]["method"] == "anchor"
+    assert meta["intensity_transform"]["model"] == "dual_energy"
+    assert len(res.pairs) == meta["alignment"]["pairs"]
+    with open(tmp_path / "rep" / "shifts.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 36 + 9 and rows[0]["err_dx_px"] != ""
+    assert os.path.getsize(tmp_path / "rep" / "alignment.png") > 1000
+    with open(tmp_path / "rep" / "pairs.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == len(res.pairs)
+
+
+def test_align_fits_a_simulated_intensity_mismatch(tmp_path, client):
+    path = tmp_path / "m.zarr"
+    sxtdist.simulate(
+        path,
+        preset="tiny",
+        seed=2,
+        shifts_px=0,
+        photons=0,
+        intensity_mismatch=(0.8, 1.6),
+        quiet=True,
+    )
+    res = sxtdist.align(path, scans=["roi"], client=client, quiet=True, report="", dry_run=True)
+    it = res.intensity_transform
+    assert it["phi0"] == pytest.approx(0.8, abs=0.08)
+    assert it["alternative"]["model"] == "affine"
+    assert not sxtdist.open_acquisition(path, mode="r")["roi"].aligned  # dry run
+
+
+def test_align_neighbour_method_has_zero_mean(tmp_path, client, tiny_copy):
+    res = sxtdist.align(
+        tiny_copy, scans=["roi"], method="neighbour", client=client, quiet=True, report=""
+    )
+    assert np.abs(res.shifts["roi"].mean(axis=0)).max() < 1e-9
+    assert res.intensity_transform is None
+
+
+# -- CLI --------------------------------------------------------------------------------------
+
+
+def test_cli_align_dry_run_then_store_and_info(run_cli, tiny_copy, tmp_path):
+    rep = tmp_path / "r"
+    code, out, err = run_cli(
+        "align", tiny_copy, "--dry-run", "--workers", "1", "--report", rep, "--no-progress"
+    )
+    assert code == 0, err
+    assert "not stored (dry run)" in out and (rep / "alignment.png").exists()
+    code, out, _ = run_cli("info", tiny_copy)
+    assert "alignment: unaligned" in out
+    code, out, err = run_cli("align", tiny_copy, "--workers", "1", "--report", "", "-q")
+    assert code == 0, err
+    assert "stored in" in out and "intensity transform" in out
+    code, out, _ = run_cli("info", tiny_copy)
+    assert "alignment: aligned (anchor" in out and "projection_matching" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--scans", "roi", "--method", "projection-matching"], "projection matching needs"),
+        (["--max-shift", "100"], "too large"),
+        (["--scans", "side"], "unknown scan"),
+        (["--smooth", "-1"], "must not be negative"),
+    ],
+)
+def test_cli_align_bad_options_exit_2(run_cli, tiny_acq, args, message):
+    code, out, err = run_cli("align", tiny_acq, "--dry-run", "--report", "", *args)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_align_missing_dataset_exit_2(run_cli, tmp_path):
+    code, _, err = run_cli("align", tmp_path / "nope.zarr")
+    assert code == 2 and "no such file" in err
