@@ -60,6 +60,15 @@ def _to_scans(v: Any) -> list[str]:
     return names
 
 
+def _to_align(v: Any) -> str | bool:
+    if isinstance(v, str) and v.strip().lower() in ("auto", "always", "never"):
+        return {"auto": "auto", "always": True, "never": False}[v.strip().lower()]
+    try:
+        return _to_bool(v)
+    except ValueError:
+        raise ValueError(f"align must be auto, yes/always or no/never, got {v!r}") from None
+
+
 def _to_weights(v: Any) -> dict[str, float]:
     if isinstance(v, Mapping):
         return {str(k): float(x) for k, x in v.items()}
@@ -86,7 +95,12 @@ CELL_OPTIONS = {
     "memory_budget": int,
     "backend": str,
     "oracle": _to_bool,
+    # not reconstruct()'s: whether and how to align the cell first
+    "align": _to_align,
+    "align_method": str,
 }
+#: Options for the alignment step rather than the reconstruction.
+ALIGN_OPTIONS = ("align", "align_method")
 _CELL_KEYS = ("name", "acquisition", "out")
 
 
@@ -440,6 +454,11 @@ def _run_cell(
             psnr, res = _metrics(cell, client) if metrics else (None, None)
             return result("skipped", None, "complete already", psnr, res)
         options = dict(cell.options)
+        align_mode = options.pop("align", "auto")
+        align_method = options.pop("align_method", "anchor")
+        aligned = _align_cell(cell, client, align_mode, align_method)
+        if stop.is_set():
+            return result("not run", None, "batch interrupted before the reconstruction")
         if previous == "running" and not overwrite:
             options.update(_stored_layout(cell, options))
         reconstruct(
@@ -453,7 +472,8 @@ def _run_cell(
         )
         seconds = time.perf_counter() - t0
         psnr, res = _metrics(cell, client) if metrics and not stop.is_set() else (None, None)
-        return result("done", seconds, "resumed" if previous == "running" else "", psnr, res)
+        notes = [n for n, on in (("aligned", aligned), ("resumed", previous == "running")) if on]
+        return result("done", seconds, ", ".join(notes), psnr, res)
     except SxtdistError as exc:
         return result("failed", time.perf_counter() - t0, str(exc))
     except Exception as exc:
@@ -476,6 +496,44 @@ def _existing_status(cell: Cell) -> str | None:
         return open_volume(cell.out, mode="r").status
     except SxtdistError:
         return None
+
+
+_ALIGN_LOCKS: dict[str, threading.Lock] = {}
+_ALIGN_LOCKS_GUARD = threading.Lock()
+
+
+def _align_cell(cell: Cell, client: Any, mode: str | bool, method: str) -> bool:
+    """Align the cell's acquisition first when asked; True if it was aligned now.
+
+    ``mode``: ``"auto"`` aligns when some scan is not aligned yet (so a re-run
+    does not align again), ``True`` always, ``False`` never. The shifts go into the
+    acquisition's metadata (as ``sxtdist align``), the report next to the output.
+    Cells sharing an acquisition align it once: one lock per acquisition.
+    """
+    if mode is False:
+        return False
+    from .alignment_runner import align
+    from .dataset import open_acquisition
+
+    key = os.path.abspath(cell.acquisition)
+    with _ALIGN_LOCKS_GUARD:
+        lock = _ALIGN_LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        acq = open_acquisition(cell.acquisition, "r")
+        if mode == "auto" and all(acq[name].aligned for name in acq.scans):
+            return False
+        out = cell.out.rstrip("/").rstrip(os.sep)
+        report = (out[:-5] if out.endswith(".zarr") else out) + "_alignment"
+        align(
+            cell.acquisition,
+            None,
+            method,
+            client=client,
+            report=report,
+            progress=False,
+            quiet=True,
+        )
+        return True
 
 
 def _stored_layout(cell: Cell, options: Mapping[str, Any]) -> dict[str, int]:

@@ -14,7 +14,7 @@ from sxtdist.errors import InputError, OutputLockedError
 from sxtdist.runner import reconstruct
 from sxtdist.volume import open_volume, write_lock
 
-OPTS = dict(iterations=8, block_size=8)
+OPTS = dict(iterations=8, block_size=8, align=False)  # alignment: its own test
 
 
 @pytest.fixture(scope="module")
@@ -186,10 +186,19 @@ def test_complete_cell_with_other_options_is_not_silently_kept(two_cells, tmp_pa
     out = tmp_path / "o"
     cell = [str(two_cells / "cell1.zarr")]
     reconstruct_batch(cell, out, client=client, quiet=True, metrics=False, **OPTS)
-    (row,) = reconstruct_batch(cell, out, client=client, quiet=True, block_size=8, iterations=3)
+    (row,) = reconstruct_batch(
+        cell, out, client=client, quiet=True, block_size=8, iterations=3, align=False
+    )
     assert row.status == "failed" and "iterations=8" in row.message and "--overwrite" in row.message
     (row,) = reconstruct_batch(
-        cell, out, client=client, quiet=True, overwrite=True, block_size=8, iterations=3
+        cell,
+        out,
+        client=client,
+        quiet=True,
+        overwrite=True,
+        block_size=8,
+        iterations=3,
+        align=False,
     )
     assert row.status == "done"
     assert open_volume(out / "cell1.zarr").meta["provenance"]["iterations"] == 3
@@ -199,7 +208,9 @@ def test_second_batch_into_the_same_directory_is_refused(two_cells, tmp_path, cl
     out = tmp_path / "o"
     with write_lock(out):  # another batch holds the directory
         with pytest.raises(OutputLockedError, match="is being written by pid"):
-            reconstruct_batch([str(two_cells / "cell1.zarr")], out, client=client, quiet=True)
+            reconstruct_batch(
+                [str(two_cells / "cell1.zarr")], out, client=client, quiet=True, align=False
+            )
     assert not (out / "cell1.zarr").exists()
 
 
@@ -231,6 +242,8 @@ def test_batch_cli_prints_table_and_exit_code(two_cells, tmp_path, run_cli):
         "--block-size",
         "8",
         "--no-progress",
+        "--align",
+        "never",
     )
     assert code == 1  # a cell failed
     lines = out.strip().splitlines()
@@ -240,7 +253,9 @@ def test_batch_cli_prints_table_and_exit_code(two_cells, tmp_path, run_cli):
         "failed",
     ]
     assert "batch: 1 done, 1 failed" in err
-    code, out, err = run_cli("batch", m, "--out", tmp_path / "o", "--workers", "1", "-q")
+    code, out, err = run_cli(
+        "batch", m, "--out", tmp_path / "o", "--workers", "1", "-q", "--align", "never"
+    )
     assert code == 1 and out == "" and err == ""
     rows = read_summary(tmp_path / "o" / "batch-summary.csv")
     assert [r["status"] for r in rows] == ["skipped", "failed"]
@@ -266,10 +281,66 @@ def test_resume_keeps_the_block_layout_it_started_with(two_cells, tmp_path, clie
     n_blocks = vol.meta["plan"]["n_blocks"]
     vol.update_meta(status="running", blocks_done=[0, 1])
     (row,) = reconstruct_batch(
-        [str(acq)], out, client=client, iterations=8, metrics=False, quiet=True
+        [str(acq)], out, client=client, iterations=8, metrics=False, quiet=True, align=False
     )
     assert row.status == "done" and row.message == "resumed", row
     vol = open_volume(out / "cell1.zarr")
     assert vol.meta["plan"]["block_size"] == 8
     assert vol.meta["stopping"]["blocks_run"] == n_blocks - 2
     np.testing.assert_array_equal(vol.level(0).compute(), before)
+
+
+def test_cells_are_aligned_first_once_and_as_sxtdist_align_does(two_cells, tmp_path, client):
+    import shutil
+
+    from sxtdist.alignment_runner import align
+
+    a, ref = tmp_path / "a.zarr", tmp_path / "ref.zarr"
+    shutil.copytree(two_cells / "cell1.zarr", a)
+    shutil.copytree(two_cells / "cell1.zarr", ref)
+    assert not sxtdist.open_acquisition(a, "r")["roi"].aligned
+    out = tmp_path / "o"
+    # two cells on one acquisition (e.g. two reconstructions of it): aligned once
+    cells = [str(a), {"acquisition": str(a), "name": "a-roi", "scans": "roi"}]
+    rows = reconstruct_batch(
+        cells, out, client=client, quiet=True, metrics=False, **OPTS | {"align": "auto"}
+    )
+    assert [r.status for r in rows] == ["done", "done"]
+    assert sorted(r.message for r in rows) == ["", "aligned"]
+    acq = sxtdist.open_acquisition(a, "r")
+    assert acq["full"].aligned and acq["roi"].aligned
+    assert {p.name for p in out.glob("*_alignment")} <= {"a_alignment", "a-roi_alignment"}
+    assert len(list(out.glob("*_alignment"))) == 1  # one report: aligned once
+    # the same shifts as `sxtdist align`, and the volume reconstructed from them
+    align(ref, client=client, report="", quiet=True, progress=False)
+    expect = sxtdist.open_acquisition(ref, "r")
+    for name in ("full", "roi"):
+        np.testing.assert_allclose(acq[name].geometry.shifts_px, expect[name].geometry.shifts_px)
+    vol = reconstruct(
+        ref,
+        tmp_path / "v.zarr",
+        client=client,
+        quiet=True,
+        progress=False,
+        iterations=8,
+        block_size=8,
+    )
+    np.testing.assert_array_equal(
+        open_volume(out / "a.zarr").level(0).compute(), vol.level(0).compute()
+    )
+    # a re-run neither aligns again nor reconstructs again
+    date = acq["roi"].meta["alignment"]["date"]
+    rows = reconstruct_batch(
+        cells, out, client=client, quiet=True, metrics=False, **OPTS | {"align": "auto"}
+    )
+    assert [r.status for r in rows] == ["skipped", "skipped"]
+    again = sxtdist.open_acquisition(a, "r")
+    np.testing.assert_array_equal(again["roi"].geometry.shifts_px, acq["roi"].geometry.shifts_px)
+    assert again["roi"].meta["alignment"]["date"] == date
+
+
+def test_bad_align_value(tmp_path):
+    m = tmp_path / "m.yaml"
+    m.write_text("- acquisition: a.zarr\n  align: sometimes\n")
+    with pytest.raises(InputError, match="align must be auto, yes/always or no/never"):
+        read_manifest(m, tmp_path / "o")

@@ -46,6 +46,11 @@ def _sigterm_as_interrupt():
     type=click.IntRange(min=1),
     help="Cells reconstructed at once (default: the number of workers, at least 2).",
 )
+@click.option(
+    "--align",
+    type=click.Choice(["auto", "always", "never"]),
+    help="Align each cell first: auto (default) when a scan is not aligned yet, always, never.",
+)
 @click.option("--method", type=click.Choice(METHODS), help="Default method for every cell.")
 @click.option("--iterations", type=click.IntRange(min=1), help="Default iterations per block.")
 @click.option("--scans", help="Default scans: 'full,roi' (combined), 'roi' or 'full'.")
@@ -73,6 +78,7 @@ def command(
     min_jobs,
     max_jobs,
     concurrent,
+    align,
     method,
     iterations,
     scans,
@@ -83,10 +89,10 @@ def command(
     progress,
     quiet,
 ) -> None:
-    """Reconstruct every cell listed in MANIFEST (YAML or CSV), several at once.
+    """Align and reconstruct every cell listed in MANIFEST (YAML or CSV), several at once.
 
     Each line or entry names an acquisition and may override options for that cell
-    (method, iterations, scans, block_size, ...); see docs/cluster.md. A failing
+    (align, method, iterations, scans, block_size, ...); see docs/cluster.md. A failing
     cell is recorded and the others go on; running the same command again resumes
     (complete cells are skipped, unfinished ones continue from their finished
     blocks). Ctrl-C or SIGTERM stops cleanly. The summary table goes to standard
@@ -95,7 +101,11 @@ def command(
     defaults = {
         k: v
         for k, v in dict(
-            method=method, iterations=iterations, scans=scan_list(scans), block_size=block_size
+            align={"auto": "auto", "always": True, "never": False}.get(align),
+            method=method,
+            iterations=iterations,
+            scans=scan_list(scans),
+            block_size=block_size,
         ).items()
         if v is not None
     }
