@@ -309,8 +309,8 @@ def reconstruct_batch(
         Reconstruct complete outputs again instead of skipping them.
     metrics
         Where a cell has a truth (simulated data): its PSNR inside the ROI cylinder
-        (read slab by slab) and the FRC resolution of its central slice against the
-        truth (:func:`volume_frc_nm`), computed on a worker.
+        (read slab by slab) and the FSC resolution of its central ROI cube against
+        the truth (:func:`volume_frc_nm`), computed on a worker.
     summary
         Summary CSV path (default ``out_dir/batch-summary.csv``).
     progress, quiet
@@ -587,12 +587,13 @@ def cell_metrics(acquisition: str, volume: str) -> tuple[float | None, float | N
 
 
 def volume_frc_nm(acquisition: str, volume: str) -> float | None:
-    """Resolution (nm) where the FRC of the volume against the truth falls below 1/7.
+    """Resolution (nm) where the Fourier shell correlation with the truth falls below 1/7.
 
-    Computed on the central slice, over the square inscribed in the ROI cylinder
-    (the region the interior scan resolves). ``None`` without a truth, with
-    different grids, or when the curve does not cross (resolution at Nyquist or
-    better). One slice is read.
+    Computed over the central cube inscribed in the ROI cylinder (the region the
+    interior scan resolves; a cube rather than one slice for enough Fourier samples
+    per shell). When the curve stays above 1/7 up to Nyquist the answer is the
+    Nyquist period, two voxels. ``None`` without a truth, with different grids, or
+    for a cube under 16 voxels. Reads only that cube.
     """
     import numpy as np
 
@@ -607,16 +608,18 @@ def volume_frc_nm(acquisition: str, volume: str) -> float | None:
         return None
     nz, ny, nx = vol.shape
     radius = _roi_radius_nm(acq)
-    half = min(ny, nx) // 2
+    half = min(nz, ny, nx) // 2
     if radius:
         half = min(half, int(radius / vol.voxel_size_nm / np.sqrt(2.0)))
-    if half < 4:
+    if 2 * half < 16:
         return None
-    cy, cx, z = ny // 2, nx // 2, nz // 2
-    win = (z, slice(cy - half, cy + half), slice(cx - half, cx + half))
+    win = tuple(slice(c // 2 - half, c // 2 + half) for c in (nz, ny, nx))
     t = np.asarray(acq.truth[win].compute(), np.float64)
     v = np.asarray(vol.level(0)[win].compute(), np.float64)
-    return frc(v, t, vol.voxel_size_nm).resolution("1/7")
+    res = frc(v, t, vol.voxel_size_nm).resolution("1/7")
+    # No crossing: the volume is correlated with the truth up to Nyquist; the
+    # resolution is then the sampling's, two voxels.
+    return res if res is not None else 2.0 * vol.voxel_size_nm
 
 
 def volume_psnr(acquisition: str, volume: str, slab: int = 32) -> float | None:
