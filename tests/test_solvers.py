@@ -157,4 +157,6 @@ def test_scan_chain_solves_toward_truth(psf):
     truth = _disk_slices(24, 8, rng)
     y = A(truth)
     x = cgne([A], [y], 40).x
-    assert np.linalg.norm(x - truth) < 0.2 * np.linalg.norm(truth)
+    # rows seeing past the slab's ends are not modelled: compare the slices they cover
+    k = slice(m.pad, 8 - m.pad)
+    assert np.linalg.norm(x[..., k] - truth[..., k]) < 0.2 * np.linalg.norm(truth[..., k])

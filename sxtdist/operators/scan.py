@@ -10,9 +10,9 @@
 * ``Blur``: the zone plate's PSF on the padded detector (zero outside);
 * ``Crop``: back to the real detector columns and the block's data rows.
 
-The data rows of a slab are those whose whole footprint (PSF included) lies in
-the slab, or beyond the volume's ends; rows at a slab's inner edges are left to
-the neighbouring blocks' halo.
+The data rows of a slab are those whose whole footprint (PSF and vertical shifts
+included) lies in the slab; rows at a slab's edges are left to the neighbouring
+blocks' halo, and rows that see past the volume's ends are not used.
 """
 
 from __future__ import annotations
@@ -76,13 +76,15 @@ class ScanModel:
         return lo_w, hi_w
 
     def rows_for_slab(self, grid: VolumeGrid, slab: tuple[int, int]) -> np.ndarray:
-        """Detector rows modelled in full by the slices ``slab`` (see module doc)."""
+        """Detector rows modelled in full by the slices ``slab`` (see module doc).
+
+        A row whose footprint (any angle's vertical shift, the PSF's reach) leaves the
+        volume is left out: the sample goes on above and below the field (ice, a
+        capillary), and a row that sees past the grid's ends cannot be modelled.
+        """
         lo, hi = self.row_footprints(grid)
-        z0, z1 = slab
-        lo_ok = (lo >= z0) | ((z0 == 0) & (hi >= 0))
-        hi_ok = (hi < z1) | ((z1 == grid.nz) & (lo < grid.nz))
-        inside = (hi >= 0) & (lo < grid.nz)
-        return np.flatnonzero(lo_ok & hi_ok & inside)
+        z0, z1 = max(slab[0], 0), min(slab[1], grid.nz)
+        return np.flatnonzero((lo >= z0) & (hi < z1))
 
 
 def scan_operator(
