@@ -4,6 +4,8 @@
 #   ./dev.sh test [ARGS]   set up .venv, lint with ruff, run the default pytest suite
 #   ./dev.sh slow [ARGS]   the slow studies and checks (pytest -m slow)
 #   ./dev.sh gpu  [ARGS]   the GPU tests (pytest -m gpu; needs cupy + ASTRA with CUDA)
+#   ./dev.sh slurm [ARGS]  the SLURM tests (pytest -m slurm); as root, starts a local
+#                          single-node SLURM first (deploy/slurm-local/start.sh)
 #   ./dev.sh setup         only create/refresh .venv
 # Python >= 3.12 is found from $PYTHON, python3.12/3.13 on PATH, or pyenv.
 set -euo pipefail
@@ -60,5 +62,9 @@ case "$cmd" in
   gpu)
     setup "test,gpu"
     exec .venv/bin/python -m pytest -m gpu -rs "$@" ;;
-  *) echo "usage: ./dev.sh demo|test|slow|gpu|setup [ARGS]" >&2; exit 2 ;;
+  slurm)
+    setup test
+    if [ "$(id -u)" -eq 0 ]; then deploy/slurm-local/start.sh; fi
+    exec .venv/bin/python -m pytest -m slurm -rs "$@" ;;
+  *) echo "usage: ./dev.sh demo|test|slow|gpu|slurm|setup [ARGS]" >&2; exit 2 ;;
 esac

@@ -25,5 +25,15 @@ __all__ = [
     "align",
     "create_acquisition",
     "open_acquisition",
+    "reconstruct_batch",
     "simulate",
 ]
+
+
+def __getattr__(name: str):
+    # Imported on first use: the batch layer pulls in Dask's configuration.
+    if name == "reconstruct_batch":
+        from .batch import reconstruct_batch
+
+        return reconstruct_batch
+    raise AttributeError(f"module 'sxtdist' has no attribute {name!r}")

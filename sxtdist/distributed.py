@@ -1,19 +1,82 @@
-"""Where the work runs: a Dask client on a local cluster, a running scheduler, or one passed in.
+"""Where the work runs: a Dask client on a local cluster, a batch-queue cluster, a running scheduler, or one passed in.
 
 The Dask layer is thin: callers submit plain functions (one block, one projection
 pair) and collect results with :func:`run_tasks`, which draws a progress bar over
 them and keeps the client from ever holding more than the results.
+
+Which cluster is made is chosen, in this order, by the ``cluster=`` / ``scheduler=``
+arguments (the CLI's ``--cluster NAME`` / ``--scheduler ADDRESS``) or by Dask's
+configuration system under the ``sxtdist.cluster`` key (a YAML file in
+``~/.config/dask/``, a file named by ``DASK_CONFIG``, or environment variables such as
+``DASK_SXTDIST__CLUSTER__KIND=slurm``)::
+
+    sxtdist:
+      cluster:
+        kind: local            # local | local-cuda | slurm | pbs | lsf
+        scheduler: null        # address of a running scheduler (wins over kind)
+        workers: null          # local kinds: worker processes (default: the available cores)
+        memory-limit: auto     # local kinds: memory limit per worker
+        minimum-jobs: 1        # batch queues: adaptive scaling between these job counts
+        maximum-jobs: 4
+        wait-for-workers: 300  # seconds to wait for the first worker before giving up
+        connect-timeout: 30s   # to reach a running scheduler
+        jobqueue-defaults:     # used only where jobqueue.<kind> leaves them unset
+          cores: 1
+          memory: 4GiB
+          processes: 1
+
+The batch-queue kinds are dask-jobqueue's ``SLURMCluster``, ``PBSCluster`` and
+``LSFCluster``; they read everything else (queue, account, walltime, worker command,
+job directives ...) from the ``jobqueue.<kind>`` section users of dask-jobqueue
+already have. See ``docs/cluster.md`` and the examples in ``deploy/``.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import dask.config
+
 from ._progress import log, progress_bar
-from .errors import ParameterError
+from .errors import ParameterError, SxtdistError
+
+#: Cluster kinds :func:`make_cluster` knows.
+CLUSTER_KINDS = ("local", "local-cuda", "slurm", "pbs", "lsf")
+#: dask-jobqueue class and submit command of each batch-queue kind.
+JOBQUEUE_KINDS = {
+    "slurm": ("SLURMCluster", "sbatch"),
+    "pbs": ("PBSCluster", "qsub"),
+    "lsf": ("LSFCluster", "bsub"),
+}
+
+#: sxtdist's defaults in Dask's configuration (overridden by any user file or variable).
+DEFAULT_CONFIG: dict[str, Any] = {
+    "sxtdist": {
+        "cluster": {
+            "kind": "local",
+            "scheduler": None,
+            "workers": None,
+            "memory-limit": "auto",
+            "minimum-jobs": 1,
+            "maximum-jobs": 4,
+            "wait-for-workers": 300,
+            "connect-timeout": "30s",
+            "jobqueue-defaults": {"cores": 1, "memory": "4GiB", "processes": 1},
+        }
+    }
+}
+dask.config.update_defaults(DEFAULT_CONFIG)
+
+
+def cluster_config(key: str, default: Any = None) -> Any:
+    """``sxtdist.cluster.<key>`` from Dask's configuration (refreshed from disk and environment)."""
+    return dask.config.get(f"sxtdist.cluster.{key}", default=default)
 
 
 def default_workers() -> int:
@@ -24,6 +87,152 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def make_cluster(
+    kind: str | None = None,
+    *,
+    workers: int | None = None,
+    memory_limit: str | int | None = None,
+    quiet: bool = True,
+    **overrides: Any,
+) -> Any:
+    """Make (but do not scale or start jobs on) a Dask cluster of the given kind.
+
+    Parameters
+    ----------
+    kind
+        ``"local"`` (``LocalCluster``), ``"local-cuda"`` (dask-cuda's
+        ``LocalCUDACluster``, one worker per GPU), or ``"slurm"`` / ``"pbs"`` / ``"lsf"``
+        (dask-jobqueue). Default: ``sxtdist.cluster.kind`` from Dask's config.
+    workers
+        Local kinds: number of worker processes (default: config
+        ``sxtdist.cluster.workers``, else the available cores; for ``local-cuda`` the
+        visible GPUs). Ignored by batch queues, which are scaled afterwards.
+    memory_limit
+        Local kinds: memory limit per worker (Dask's syntax, e.g. ``"4GiB"``).
+    **overrides
+        Passed to the cluster class; for batch queues they win over the
+        ``jobqueue.<kind>`` configuration (``cores=``, ``memory=``, ``queue=``,
+        ``walltime=``, ``job_extra_directives=``, ``worker_command=`` ...).
+
+    Returns
+    -------
+    The cluster object; close it (or use it as a context manager) when done.
+    """
+    kind = normalize_kind(kind if kind is not None else cluster_config("kind", "local"))
+    if memory_limit is None:
+        memory_limit = cluster_config("memory-limit", "auto")
+    if workers is None:
+        workers = cluster_config("workers")
+    if workers is not None and int(workers) < 1:
+        raise ParameterError(f"number of workers must be at least 1, got {workers}")
+    if kind == "local":
+        from distributed import LocalCluster
+
+        opts = dict(
+            n_workers=int(workers or default_workers()),
+            threads_per_worker=1,
+            processes=True,
+            memory_limit=memory_limit,
+            dashboard_address=":0",
+            silence_logs=40,
+        )
+        opts.update(overrides)
+        return LocalCluster(**opts)
+    if kind == "local-cuda":
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError as exc:
+            raise ParameterError(
+                "cluster 'local-cuda' needs dask-cuda (pip install 'sxtdist[gpu]'): "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+        # As sxtdist.backends.gpu_client: one thread per GPU worker (one ASTRA call at a
+        # time per device) and the resource GPU=1 that GPU block tasks ask for.
+        opts = dict(
+            threads_per_worker=1,
+            resources={"GPU": 1},
+            memory_limit=memory_limit,
+            dashboard_address=":0",
+            silence_logs=40,
+        )
+        if workers:
+            opts["n_workers"] = int(workers)
+        opts.update(overrides)
+        return LocalCUDACluster(**opts)
+    return _make_jobqueue_cluster(kind, overrides)
+
+
+def normalize_kind(kind: str) -> str:
+    """Lower-case cluster kind, checked against :data:`CLUSTER_KINDS`."""
+    k = str(kind).strip().lower()
+    if k not in CLUSTER_KINDS:
+        raise ParameterError(f"unknown cluster {kind!r} (choose from {', '.join(CLUSTER_KINDS)})")
+    return k
+
+
+def jobqueue_options(kind: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Keyword arguments for the dask-jobqueue class of ``kind``.
+
+    dask-jobqueue itself reads ``jobqueue.<kind>``; sxtdist only fills in
+    ``cores``/``memory``/``processes`` where that section leaves them unset (from
+    ``sxtdist.cluster.jobqueue-defaults``), so a bare ``--cluster slurm`` works, and
+    passes explicit ``overrides`` through.
+    """
+    overrides = dict(overrides or {})
+    defaults = cluster_config("jobqueue-defaults", {}) or {}
+    opts: dict[str, Any] = {}
+    for key in ("cores", "memory", "processes"):
+        if overrides.get(key) is None and dask.config.get(f"jobqueue.{kind}.{key}", None) is None:
+            if defaults.get(key) is not None:
+                opts[key] = defaults[key]
+    if overrides.get("python") is None and dask.config.get(f"jobqueue.{kind}.python", None) is None:
+        # The workers run the same Python (and so the same sxtdist) as this process.
+        opts["python"] = sys.executable
+    opts.update({k: v for k, v in overrides.items() if v is not None})
+    return opts
+
+
+def _make_jobqueue_cluster(kind: str, overrides: dict[str, Any]) -> Any:
+    cls_name, _ = JOBQUEUE_KINDS[kind]
+    try:
+        import dask_jobqueue
+    except ImportError as exc:
+        raise ParameterError(
+            f"cluster {kind!r} needs dask-jobqueue (pip install 'sxtdist[cluster]'): {exc}"
+        ) from None
+    cls = getattr(dask_jobqueue, cls_name)
+    try:
+        return cls(**jobqueue_options(kind, overrides))
+    except (ValueError, TypeError) as exc:
+        # dask-jobqueue's own complaints (no cores/memory, unknown option) are user-fixable.
+        raise ParameterError(f"cluster {kind!r}: {exc}") from None
+
+
+def scale_cluster(
+    cluster: Any,
+    kind: str,
+    minimum_jobs: int | None = None,
+    maximum_jobs: int | None = None,
+) -> tuple[int, int]:
+    """Start the jobs of a batch-queue cluster: adaptive between ``minimum_jobs`` and ``maximum_jobs``.
+
+    Equal bounds mean a fixed number of jobs, kept up: a job that ends (its
+    walltime, a lost node) is replaced. Defaults come from
+    ``sxtdist.cluster.minimum-jobs`` / ``maximum-jobs``. Returns the bounds used.
+    """
+    lo = int(minimum_jobs if minimum_jobs is not None else cluster_config("minimum-jobs", 1))
+    hi = int(maximum_jobs if maximum_jobs is not None else cluster_config("maximum-jobs", lo))
+    if minimum_jobs is not None and maximum_jobs is None:
+        hi = max(hi, lo)
+    if lo < 0 or hi < 1 or lo > hi:
+        raise ParameterError(f"jobs: need 0 <= minimum ({lo}) <= maximum ({hi}) and maximum >= 1")
+    if kind in JOBQUEUE_KINDS:
+        # Adaptive even for a fixed count: only the adaptive loop resubmits a job that
+        # ended (walltime, node failure) instead of leaving the run without workers.
+        cluster.adapt(minimum_jobs=lo, maximum_jobs=hi)
+    return lo, hi
+
+
 @contextmanager
 def get_client(
     client: Any = None,
@@ -31,6 +240,10 @@ def get_client(
     workers: int | None = None,
     memory_limit: str | int | None = "auto",
     quiet: bool = False,
+    cluster: str | None = None,
+    minimum_jobs: int | None = None,
+    maximum_jobs: int | None = None,
+    cluster_options: dict[str, Any] | None = None,
 ) -> Iterator[Any]:
     """Yield a ``distributed.Client``.
 
@@ -48,11 +261,26 @@ def get_client(
         predictable.
     memory_limit
         Per-worker memory limit of the local cluster (Dask's syntax).
+    cluster
+        Kind of cluster to make when neither ``client`` nor ``scheduler`` is given
+        (see :func:`make_cluster`); an address (``tcp://...``) means ``scheduler``.
+        Default: Dask config ``sxtdist.cluster.scheduler``, else
+        ``sxtdist.cluster.kind``, else ``"local"``.
+    minimum_jobs, maximum_jobs
+        Batch queues: adaptive scaling bounds (equal: a fixed number of jobs).
+    cluster_options
+        Extra keyword arguments for the cluster class (see :func:`make_cluster`).
     """
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    if client is not None and scheduler is not None:
-        raise ParameterError("give either a client/cluster or a scheduler address, not both")
+    if cluster is not None and "://" in str(cluster):
+        if scheduler is not None:
+            raise ParameterError("give either a cluster or a scheduler address, not both")
+        cluster, scheduler = None, str(cluster)
+    if client is not None and (scheduler is not None or cluster is not None):
+        raise ParameterError("give either a client/cluster object or a scheduler address, not both")
+    if scheduler is not None and cluster is not None:
+        raise ParameterError("give either --cluster or --scheduler, not both")
     if client is not None:
         if isinstance(client, Client):
             yield client
@@ -60,27 +288,96 @@ def get_client(
         with Client(client) as c:
             yield c
         return
+    if scheduler is None and cluster is None:
+        scheduler = cluster_config("scheduler")
     if scheduler is not None:
-        with Client(scheduler) as c:
+        try:
+            c = Client(scheduler, timeout=cluster_config("connect-timeout", "30s"))
+        except (OSError, TimeoutError) as exc:
+            raise SxtdistError(f"cannot connect to scheduler {scheduler}: {exc}") from None
+        with c:
             log(f"connected to scheduler {scheduler} (dashboard {c.dashboard_link})", quiet)
+            check_workers_import(c)
             yield c
         return
-    n = workers or default_workers()
-    if n < 1:
-        raise ParameterError(f"number of workers must be at least 1, got {n}")
-    with (
-        LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            memory_limit=memory_limit,
-            dashboard_address=":0",
-            silence_logs=40,
-        ) as cluster,
-        Client(cluster) as c,
-    ):
-        log(f"local Dask cluster: {n} worker(s), dashboard {c.dashboard_link}", quiet)
-        yield c
+    kind = normalize_kind(cluster if cluster is not None else cluster_config("kind", "local"))
+    if kind in JOBQUEUE_KINDS:
+        submit = JOBQUEUE_KINDS[kind][1]
+        if shutil.which(submit) is None:
+            raise SxtdistError(
+                f"cluster {kind!r}: {submit} is not on PATH (run on a login node of the "
+                f"{kind.upper()} cluster, or choose another --cluster)"
+            )
+    local_limit = memory_limit if memory_limit != "auto" else None
+    cl = make_cluster(kind, workers=workers, memory_limit=local_limit, **(cluster_options or {}))
+    try:
+        if kind in JOBQUEUE_KINDS:
+            lo, hi = scale_cluster(cl, kind, minimum_jobs, maximum_jobs)
+            per_job = getattr(cl._dummy_job, "worker_processes", "?")
+            log(
+                f"{kind.upper()} cluster: {lo}..{hi} job(s) of {per_job} worker(s) each, "
+                f"dashboard {cl.dashboard_link}",
+                quiet,
+            )
+        with Client(cl) as c:
+            if kind in JOBQUEUE_KINDS:
+                _wait_for_first_worker(c, kind, quiet)
+                check_workers_import(c)
+            else:
+                n = len(c.scheduler_info().get("workers", {}))
+                log(f"{kind} Dask cluster: {n} worker(s), dashboard {c.dashboard_link}", quiet)
+            yield c
+    finally:
+        _close_cluster(cl)
+
+
+def _close_cluster(cluster: Any) -> None:
+    """Close a cluster we made, cancelling its jobs.
+
+    distributed's ``SpecCluster.close`` asserts on jobs that were never submitted
+    (a rejected ``sbatch``) after it has already stopped the scheduler and the
+    other jobs; that must not hide the error that brought us here.
+    """
+    try:
+        cluster.close()
+    except AssertionError:
+        pass
+
+
+def check_workers_import(client: Any, module: str = "sxtdist") -> None:
+    """Fail early, in one line, when the workers cannot import sxtdist.
+
+    Workers started elsewhere (batch jobs, a running scheduler's workers) run
+    whatever Python environment they were given; a task they cannot unpickle
+    kills them one after another and the run would wait for workers forever.
+    """
+    import importlib
+
+    if not client.scheduler_info().get("workers"):
+        return
+    try:
+        client.run(importlib.import_module, module)
+    except ImportError as exc:
+        raise SxtdistError(
+            f"the Dask workers cannot import {module} ({exc}); run them in the same Python "
+            "environment (set jobqueue.<kind>.python, job-script-prologue, or PYTHONPATH "
+            "to an absolute path)"
+        ) from None
+
+
+def _wait_for_first_worker(client: Any, kind: str, quiet: bool) -> None:
+    """Block until one worker of a batch-queue cluster is up (jobs may wait in the queue)."""
+    timeout = float(cluster_config("wait-for-workers", 300))
+    log(f"waiting up to {timeout:.0f} s for the first {kind.upper()} job to start", quiet)
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except TimeoutError:
+        raise SxtdistError(
+            f"cluster {kind!r}: no worker started within {timeout:.0f} s; the jobs may be "
+            "waiting in the queue or failing at start (check the queue and the job logs; "
+            "set jobqueue.<kind>.log-directory to keep them, raise "
+            "sxtdist.cluster.wait-for-workers to wait longer)"
+        ) from None
 
 
 def worker_memory_limit(client: Any) -> int | None:
@@ -132,15 +429,48 @@ def run_tasks(
         )
     index = {f.key: i for i, f in enumerate(futures)}
     results: list[Any] = [None] * len(items)
-    with progress_bar(len(items), desc, progress, unit="task") as advance:
-        for fut in as_completed(futures):
-            i = index[fut.key]
-            results[i] = fut.result()
-            if on_result is not None:
-                on_result(items[i], results[i])
-            fut.release()
-            advance()
+    token = object()
+    with _ACTIVE_LOCK:
+        _ACTIVE[id(token)] = (client, futures)
+    try:
+        with progress_bar(len(items), desc, progress, unit="task") as advance:
+            for fut in as_completed(futures):
+                i = index[fut.key]
+                results[i] = fut.result()  # raises if the task failed or was cancelled
+                if on_result is not None:
+                    on_result(items[i], results[i])
+                fut.release()
+                advance()
+    finally:
+        with _ACTIVE_LOCK:
+            _ACTIVE.pop(id(token), None)
     return results
+
+
+#: Futures of every :func:`run_tasks` call in progress (any thread), for :func:`cancel_tasks`.
+_ACTIVE: dict[int, tuple[Any, list[Any]]] = {}
+_ACTIVE_LOCK = threading.Lock()
+
+
+def cancel_tasks() -> int:
+    """Cancel the unfinished tasks of every :func:`run_tasks` call in progress.
+
+    Each such call then raises (``CancelledError``) in its own thread, so callers
+    blocked on a batch of cells return promptly after an interruption. Tasks that
+    already finished keep their effects. Returns the number of futures cancelled.
+    """
+    with _ACTIVE_LOCK:
+        active = list(_ACTIVE.values())
+    n = 0
+    for client, futures in active:
+        pending = [f for f in futures if not f.done()]
+        if pending:
+            try:
+                client.cancel(pending, force=True)
+                n += len(pending)
+            except Exception:  # a client closing under us: its futures are gone anyway
+                pass
+    return n
 
 
 def _is_big(v: Any) -> bool:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def pytest_addoption(parser):
@@ -30,6 +34,63 @@ def _gpu_reason() -> str | None:
     return None
 
 
+def _slurm_state() -> tuple[bool, str]:
+    """(usable, why): is there a SLURM with an idle (or partly used) node?"""
+    if shutil.which("sinfo") is None:
+        return False, "sinfo not found (no SLURM client installed)"
+    try:
+        r = subprocess.run(
+            ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=15, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return False, "sinfo did not answer within 15 s"
+    if r.returncode != 0:
+        return False, (r.stderr.strip().splitlines() or ["sinfo failed"])[-1]
+    states = set(r.stdout.split())
+    if states & {"idle", "mix"}:
+        return True, ""
+    return False, f"no idle node (sinfo states: {', '.join(sorted(states)) or 'none'})"
+
+
+def _may_start_slurm() -> tuple[bool, str]:
+    """Start deploy/slurm-local/start.sh only when asked (SXTDIST_START_SLURM=1, or CI) and root."""
+    asked = os.environ.get("SXTDIST_START_SLURM") == "1" or os.environ.get("CI") == "true"
+    if os.environ.get("SXTDIST_START_SLURM") == "0" or not asked:
+        return False, "set SXTDIST_START_SLURM=1 (as root) to start deploy/slurm-local/start.sh"
+    if os.geteuid() != 0:
+        return False, "starting it needs root (deploy/slurm-local/start.sh)"
+    return True, ""
+
+
+_SLURM_REASON: str | None = None
+
+
+def slurm_reason() -> str:
+    """Why SLURM tests cannot run ("" when they can); tries the local start script once."""
+    global _SLURM_REASON
+    if _SLURM_REASON is not None:
+        return _SLURM_REASON
+    ok, why = _slurm_state()
+    if not ok:
+        may, why_not = _may_start_slurm()
+        if may:
+            r = subprocess.run(
+                [str(REPO / "deploy" / "slurm-local" / "start.sh")],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+            ok, why_after = _slurm_state()
+            if not ok:
+                tail = (r.stderr.strip().splitlines() or ["no output"])[-1]
+                why = f"{why_after}; deploy/slurm-local/start.sh failed: {tail}"
+        else:
+            why = f"{why}; {why_not}"
+    _SLURM_REASON = "" if ok else f"SLURM not running: {why}"
+    return _SLURM_REASON
+
+
 def pytest_collection_modifyitems(config, items):
     run_slow = config.getoption("--run-slow")
     gpu_reason = None
@@ -41,6 +102,9 @@ def pytest_collection_modifyitems(config, items):
                 gpu_reason = _gpu_reason() or ""
             if gpu_reason:
                 item.add_marker(pytest.mark.skip(reason=f"GPU test: {gpu_reason}"))
+        if "slurm" in item.keywords and not ("slow" in item.keywords and not run_slow):
+            if slurm_reason():
+                item.add_marker(pytest.mark.skip(reason=slurm_reason()))
 
 
 @pytest.fixture(scope="session")

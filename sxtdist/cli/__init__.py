@@ -25,6 +25,7 @@ COMMANDS = {
     "demo": "demo",
     "import": "import_",
     "export": "export",
+    "batch": "batch",
 }
 
 
@@ -45,7 +46,10 @@ for _name, _module in COMMANDS.items():
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     try:
-        cli.main(args=argv, prog_name="sxtdist", standalone_mode=False)
+        # Without standalone mode click returns a command's ``Exit`` code instead of exiting.
+        code = cli.main(args=argv, prog_name="sxtdist", standalone_mode=False)
+        if isinstance(code, int) and code:
+            return code
     except SxtdistError as exc:
         click.echo(f"sxtdist: error: {exc}", err=True)
         return exc.exit_code

@@ -1,0 +1,719 @@
+"""Whole-cell batches: many acquisitions reconstructed concurrently on one Dask cluster.
+
+:func:`reconstruct_batch` takes a manifest (a YAML or CSV file, or a list of
+cells), reconstructs every cell into ``out_dir/<name>.zarr`` and returns (and
+writes as ``out_dir/batch-summary.csv``) one row per cell. Cells run at the same
+time from client-side threads sharing one client, so the scheduler interleaves
+their block tasks over all workers.
+
+Faults stay inside their cell: a cell whose input is bad or whose run fails is
+recorded as ``failed`` and the others go on. A re-run resumes: complete outputs
+are skipped, unfinished ones resume from their finished blocks. An interruption
+(SIGINT, or SIGTERM in the CLI) stops every cell with its output left complete or
+visibly unfinished (``status: running`` in its metadata), writes the summary, and
+re-raises :class:`KeyboardInterrupt`. A second batch writing to the same
+directory is refused by a lock.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ._progress import log, progress_bar
+from .distributed import cancel_tasks, get_client
+from .errors import InputError, SxtdistError
+
+#: Summary file written into the output directory.
+SUMMARY_NAME = "batch-summary.csv"
+#: Statuses of a cell in the summary.
+STATUSES = ("done", "skipped", "failed", "interrupted", "not run")
+
+
+def _to_bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in ("1", "true", "yes", "y", "on"):
+        return True
+    if s in ("0", "false", "no", "n", "off"):
+        return False
+    raise ValueError(f"not a yes/no value: {v!r}")
+
+
+def _to_scans(v: Any) -> list[str]:
+    names = (
+        v if isinstance(v, list | tuple) else str(v).replace(";", ",").replace("+", ",").split(",")
+    )
+    names = [str(n).strip() for n in names if str(n).strip()]
+    bad = [n for n in names if n not in ("full", "roi")]
+    if bad or not names:
+        raise ValueError(f"scans must name full and/or roi, got {v!r}")
+    return names
+
+
+def _to_align(v: Any) -> str | bool:
+    if isinstance(v, str) and v.strip().lower() in ("auto", "always", "never"):
+        return {"auto": "auto", "always": True, "never": False}[v.strip().lower()]
+    try:
+        return _to_bool(v)
+    except ValueError:
+        raise ValueError(f"align must be auto, yes/always or no/never, got {v!r}") from None
+
+
+def _to_weights(v: Any) -> dict[str, float]:
+    if isinstance(v, Mapping):
+        return {str(k): float(x) for k, x in v.items()}
+    out = {}
+    for part in str(v).replace(";", ",").split(","):
+        k, _, x = part.partition("=")
+        out[k.strip()] = float(x)
+    return out
+
+
+#: Per-cell options (manifest keys, ``-`` or ``_``) → converter; they are
+#: :func:`sxtdist.reconstruct`'s keyword arguments.
+CELL_OPTIONS = {
+    "method": str,
+    "iterations": int,
+    "scans": _to_scans,
+    "block_size": int,
+    "halo": int,
+    "nonneg_every": int,
+    "rtol": float,
+    "psf": _to_bool,
+    "voxel_size_nm": float,
+    "weights": _to_weights,
+    "memory_budget": int,
+    "backend": str,
+    "oracle": _to_bool,
+    # not reconstruct()'s: whether and how to align the cell first
+    "align": _to_align,
+    "align_method": str,
+}
+#: Options for the alignment step rather than the reconstruction.
+ALIGN_OPTIONS = ("align", "align_method")
+_CELL_KEYS = ("name", "acquisition", "out")
+
+
+@dataclass
+class Cell:
+    """One acquisition of a batch: where it is, where its volume goes, its options."""
+
+    name: str
+    acquisition: str
+    out: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CellResult:
+    """One row of the summary."""
+
+    cell: str
+    status: str
+    seconds: float | None
+    psnr_db: float | None
+    frc_nm: float | None
+    output: str
+    message: str = ""
+
+    def row(self) -> dict[str, str]:
+        d = asdict(self)
+        for k in ("seconds", "psnr_db", "frc_nm"):
+            d[k] = "" if d[k] is None else f"{d[k]:.2f}"
+        return {k: str(v) for k, v in d.items()}
+
+
+# --- manifest ----------------------------------------------------------------------------
+
+
+def read_manifest(
+    source: str | os.PathLike[str] | Sequence[Mapping[str, Any] | str],
+    out_dir: str | os.PathLike[str],
+    defaults: Mapping[str, Any] | None = None,
+) -> list[Cell]:
+    """The cells of a manifest.
+
+    Parameters
+    ----------
+    source
+        A ``.yaml``/``.yml`` file (a list of cells, or ``{"defaults": {...},
+        "cells": [...]}``), a ``.csv`` file (a header row; column ``acquisition``
+        required, ``name``, ``out`` and any option optional, an empty field meaning
+        the default), or a list of cells (mappings, or bare acquisition paths).
+        Relative acquisition paths are relative to the manifest's directory.
+    out_dir
+        Where outputs go: ``out_dir/<name>.zarr`` unless a cell names its ``out``
+        (relative to ``out_dir``).
+    defaults
+        Options for every cell (below the manifest's own ``defaults``, above nothing).
+    """
+    base = Path.cwd()
+    where = "cells"
+    file_defaults: dict[str, Any] = {}
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        where = os.fspath(path)
+        if not path.is_file():
+            raise InputError(path, "no such manifest file")
+        base = path.resolve().parent
+        entries, file_defaults = _load_manifest_file(path)
+    else:
+        entries = list(source)
+    if not entries:
+        raise InputError(where, "lists no cells")
+    merged_defaults = _check_options(dict(defaults or {}), where, "defaults")
+    merged_defaults.update(_check_options(file_defaults, where, "defaults"))
+    cells: list[Cell] = []
+    for i, entry in enumerate(entries, start=1):
+        if isinstance(entry, str | os.PathLike):
+            entry = {"acquisition": os.fspath(entry)}
+        if not isinstance(entry, Mapping):
+            raise InputError(where, f"cell {i}: expected a mapping or a path, got {entry!r}")
+        entry = {_key(k): v for k, v in entry.items() if v is not None and v != ""}
+        acq = entry.pop("acquisition", None)
+        if not acq:
+            raise InputError(where, f"cell {i}: no 'acquisition'")
+        acq_path = Path(os.path.expanduser(str(acq)))
+        if not acq_path.is_absolute():
+            acq_path = base / acq_path
+        name = str(entry.pop("name", "") or _stem(acq_path))
+        out = str(entry.pop("out", "") or f"{name}.zarr")
+        out_path = Path(out) if Path(out).is_absolute() else Path(out_dir) / out
+        opts = dict(merged_defaults)
+        opts.update(_check_options(entry, where, f"cell {i} ({name})"))
+        cells.append(Cell(name, os.fspath(acq_path), os.fspath(out_path), opts))
+    _check_unique(cells, where)
+    return cells
+
+
+def _key(k: Any) -> str:
+    return str(k).strip().lower().replace("-", "_")
+
+
+def _stem(p: Path) -> str:
+    name = p.name
+    for suffix in (".ome.zarr", ".zarr"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return p.stem or name
+
+
+def _load_manifest_file(path: Path) -> tuple[list[Any], dict[str, Any]]:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        try:
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+        except (OSError, csv.Error, UnicodeDecodeError) as exc:
+            raise InputError(path, f"cannot read as CSV: {exc}") from None
+        if rows and "acquisition" not in {_key(k) for k in rows[0] if k}:
+            raise InputError(path, "CSV manifest needs an 'acquisition' column")
+        return [{k: v for k, v in r.items() if k} for r in rows], {}
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(path, f"cannot read as YAML: {first}") from None
+        if isinstance(data, list):
+            return data, {}
+        if isinstance(data, Mapping) and isinstance(data.get("cells"), list):
+            extra = set(data) - {"cells", "defaults"}
+            if extra:
+                raise InputError(path, f"unknown top-level key(s): {', '.join(sorted(extra))}")
+            d = data.get("defaults") or {}
+            if not isinstance(d, Mapping):
+                raise InputError(path, "'defaults' must be a mapping of options")
+            return data["cells"], dict(d)
+        raise InputError(path, "expected a list of cells or a mapping with 'cells:'")
+    raise InputError(path, "manifest must be .yaml, .yml or .csv")
+
+
+def _check_options(raw: Mapping[str, Any], where: str, what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in raw.items():
+        key = _key(k)
+        if key in _CELL_KEYS and what != "defaults":
+            continue
+        if key not in CELL_OPTIONS:
+            known = ", ".join(sorted(CELL_OPTIONS))
+            raise InputError(where, f"{what}: unknown option {k!r} (known: {known})")
+        if v is None or v == "":
+            continue
+        try:
+            out[key] = CELL_OPTIONS[key](v)
+        except (TypeError, ValueError) as exc:
+            raise InputError(where, f"{what}: {k}: {exc}") from None
+    return out
+
+
+def _check_unique(cells: list[Cell], where: str) -> None:
+    seen: dict[str, str] = {}
+    for c in cells:
+        key = os.path.abspath(c.out)
+        if key in seen:
+            raise InputError(
+                where, f"cells {seen[key]!r} and {c.name!r} write the same output {c.out}"
+            )
+        seen[key] = c.name
+
+
+# --- running -----------------------------------------------------------------------------
+
+
+def reconstruct_batch(
+    manifest: str | os.PathLike[str] | Sequence[Mapping[str, Any] | str],
+    out_dir: str | os.PathLike[str],
+    *,
+    client: Any = None,
+    cluster: str | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    minimum_jobs: int | None = None,
+    maximum_jobs: int | None = None,
+    concurrent: int | None = None,
+    overwrite: bool = False,
+    metrics: bool = True,
+    summary: str | os.PathLike[str] | None = None,
+    progress: bool | None = None,
+    quiet: bool = False,
+    **defaults: Any,
+) -> list[CellResult]:
+    """Reconstruct every cell of a manifest on one cluster; return the summary rows.
+
+    Parameters
+    ----------
+    manifest
+        A YAML/CSV manifest file or a list of cells (see :func:`read_manifest`).
+    out_dir
+        Output directory (created); holds the volumes, the summary CSV and, while
+        the batch runs, a lock refusing a second batch into the same place.
+    client, cluster, scheduler, workers, minimum_jobs, maximum_jobs
+        Where to run (see :func:`sxtdist.distributed.get_client`); one cluster for
+        all cells.
+    concurrent
+        Cells in flight at once (default: the number of workers, at least 2).
+    overwrite
+        Reconstruct complete outputs again instead of skipping them.
+    metrics
+        Where a cell has a truth (simulated data): its PSNR inside the ROI cylinder
+        (read slab by slab) and the FSC resolution of its central ROI cube against
+        the truth (:func:`volume_frc_nm`), computed on a worker.
+    summary
+        Summary CSV path (default ``out_dir/batch-summary.csv``).
+    progress, quiet
+        A progress bar over cells; status lines.
+    **defaults
+        Options for every cell (``method=``, ``iterations=`` ...: the keyword
+        arguments of :func:`sxtdist.reconstruct`); the manifest's own win.
+
+    Returns
+    -------
+    list of CellResult
+        In manifest order. Raises :class:`KeyboardInterrupt` after writing the
+        summary when interrupted.
+    """
+    from .volume import write_lock
+
+    cells = read_manifest(manifest, out_dir, defaults)
+    out_dir = os.fspath(out_dir)
+    summary_path = os.fspath(summary) if summary else os.path.join(out_dir, SUMMARY_NAME)
+    results: dict[str, CellResult] = {
+        c.name: CellResult(c.name, "not run", None, None, None, c.out) for c in cells
+    }
+    stop = threading.Event()
+    interrupted = False
+    t0 = time.perf_counter()
+    with write_lock(out_dir):
+        try:
+            with get_client(
+                client,
+                scheduler,
+                workers,
+                quiet=quiet,
+                cluster=cluster,
+                minimum_jobs=minimum_jobs,
+                maximum_jobs=maximum_jobs,
+            ) as c:
+                n_workers = len(c.scheduler_info().get("workers", {}))
+                width = max(1, min(len(cells), concurrent or max(2, n_workers)))
+                log(f"batch: {len(cells)} cell(s), {width} at a time, into {out_dir}", quiet)
+                interrupted = _run_cells(
+                    cells, c, width, overwrite, metrics, stop, results, progress, quiet
+                )
+        finally:
+            write_summary(list(results.values()), summary_path)
+    total = time.perf_counter() - t0
+    rows = [results[c.name] for c in cells]
+    if not quiet:
+        print(format_summary(rows), flush=True)
+        counts = {s: sum(r.status == s for r in rows) for s in STATUSES}
+        said = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        log(f"batch: {said} in {total:.1f} s; summary {summary_path}", quiet)
+    if interrupted:
+        raise KeyboardInterrupt
+    return rows
+
+
+def _run_cells(
+    cells: list[Cell],
+    client: Any,
+    width: int,
+    overwrite: bool,
+    metrics: bool,
+    stop: threading.Event,
+    results: dict[str, CellResult],
+    progress: bool | None,
+    quiet: bool,
+    drain_timeout: float = 120.0,
+) -> bool:
+    """Run the cells in ``width`` threads; fill ``results``; True if interrupted."""
+    pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="sxtdist-cell")
+    futures = {
+        pool.submit(_run_cell, cell, client, overwrite, metrics, stop): cell for cell in cells
+    }
+
+    def record(f) -> None:
+        r = f.result()
+        results[r.cell] = r
+        msg = f" ({r.message})" if r.message else ""
+        secs = f" in {r.seconds:.1f} s" if r.seconds is not None else ""
+        log(f"{r.cell}: {r.status}{secs}{msg}", quiet)
+
+    pending = set(futures)
+    try:
+        with progress_bar(len(cells), "cells", progress, unit="cell") as advance:
+            while pending:
+                # A timeout keeps the main thread responsive to SIGINT.
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for f in done:
+                    record(f)
+                    advance()
+        return False
+    except KeyboardInterrupt:
+        # Stop: cells not started stay "not run"; running cells' tasks are cancelled so
+        # their threads return; blocks already written stay recorded for the resume.
+        stop.set()
+        log("batch: interrupted; stopping the running cells", quiet)
+        for f in pending:
+            f.cancel()
+        cancel_tasks()
+        done, still = wait([f for f in pending if not f.cancelled()], timeout=drain_timeout)
+        for f in done:
+            record(f)
+        for f in still:
+            cell = futures[f]
+            results[cell.name] = CellResult(
+                cell.name, "interrupted", None, None, None, cell.out, "did not stop in time"
+            )
+        return True
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_cell(
+    cell: Cell,
+    client: Any,
+    overwrite: bool,
+    metrics: bool,
+    stop: threading.Event,
+) -> CellResult:
+    from .runner import reconstruct
+
+    def result(
+        status: str, seconds: float | None, message: str = "", psnr=None, res=None
+    ) -> CellResult:
+        return CellResult(cell.name, status, seconds, psnr, res, cell.out, message)
+
+    if stop.is_set():
+        return result("not run", None, "batch interrupted before this cell started")
+    t0 = time.perf_counter()
+    try:
+        previous = _existing_status(cell)
+        if previous == "complete" and not overwrite:
+            mismatch = _provenance_mismatch(cell)
+            if mismatch:
+                return result(
+                    "failed",
+                    None,
+                    f"{cell.out} is complete but was made with {mismatch}; "
+                    "use --overwrite to redo it",
+                )
+            psnr, res = _metrics(cell, client) if metrics else (None, None)
+            return result("skipped", None, "complete already", psnr, res)
+        options = dict(cell.options)
+        align_mode = options.pop("align", "auto")
+        align_method = options.pop("align_method", "anchor")
+        aligned = _align_cell(cell, client, align_mode, align_method)
+        if stop.is_set():
+            return result("not run", None, "batch interrupted before the reconstruction")
+        if previous == "running" and not overwrite:
+            options.update(_stored_layout(cell, options))
+        reconstruct(
+            cell.acquisition,
+            cell.out,
+            client=client,
+            overwrite=overwrite,
+            progress=False,
+            quiet=True,
+            **options,
+        )
+        seconds = time.perf_counter() - t0
+        psnr, res = _metrics(cell, client) if metrics and not stop.is_set() else (None, None)
+        notes = [n for n, on in (("aligned", aligned), ("resumed", previous == "running")) if on]
+        return result("done", seconds, ", ".join(notes), psnr, res)
+    except SxtdistError as exc:
+        return result("failed", time.perf_counter() - t0, str(exc))
+    except Exception as exc:
+        if stop.is_set():
+            return result(
+                "interrupted",
+                time.perf_counter() - t0,
+                "output left unfinished (status running); re-run to resume",
+            )
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return result("failed", time.perf_counter() - t0, f"{type(exc).__name__}: {first}")
+
+
+def _existing_status(cell: Cell) -> str | None:
+    if not os.path.isdir(cell.out):
+        return None
+    from .volume import open_volume
+
+    try:
+        return open_volume(cell.out, mode="r").status
+    except SxtdistError:
+        return None
+
+
+_ALIGN_LOCKS: dict[str, threading.Lock] = {}
+_ALIGN_LOCKS_GUARD = threading.Lock()
+
+
+def _align_cell(cell: Cell, client: Any, mode: str | bool, method: str) -> bool:
+    """Align the cell's acquisition first when asked; True if it was aligned now.
+
+    ``mode``: ``"auto"`` aligns when some scan is not aligned yet (so a re-run
+    does not align again), ``True`` always, ``False`` never. The shifts go into the
+    acquisition's metadata (as ``sxtdist align``), the report next to the output.
+    Cells sharing an acquisition align it once: one lock per acquisition.
+    """
+    if mode is False:
+        return False
+    from .alignment_runner import align
+    from .dataset import open_acquisition
+
+    key = os.path.abspath(cell.acquisition)
+    with _ALIGN_LOCKS_GUARD:
+        lock = _ALIGN_LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        acq = open_acquisition(cell.acquisition, "r")
+        if mode == "auto" and all(acq[name].aligned for name in acq.scans):
+            return False
+        out = cell.out.rstrip("/").rstrip(os.sep)
+        report = (out[:-5] if out.endswith(".zarr") else out) + "_alignment"
+        align(
+            cell.acquisition,
+            None,
+            method,
+            client=client,
+            report=report,
+            progress=False,
+            quiet=True,
+        )
+        return True
+
+
+def _stored_layout(cell: Cell, options: Mapping[str, Any]) -> dict[str, int]:
+    """Block size and halo of an unfinished output, where the cell leaves them open.
+
+    The default block size follows the workers' number and memory, which differ
+    when a batch resumes on another allocation; the finished blocks only count if
+    the layout is the same, so a resume keeps the layout it started with.
+    """
+    from .volume import open_volume
+
+    plan = open_volume(cell.out, mode="r").meta.get("plan", {})
+    out = {}
+    for key in ("block_size", "halo"):
+        if options.get(key) is None and isinstance(plan.get(key), int):
+            out[key] = plan[key]
+    return out
+
+
+def _provenance_mismatch(cell: Cell) -> str:
+    """Which requested options a complete output was not made with ('' if none)."""
+    from .volume import open_volume
+
+    prov = open_volume(cell.out, mode="r").meta.get("provenance", {})
+    from .recon import DEFAULT_ITERATIONS
+
+    want = {
+        "method": cell.options.get("method", "cgne"),
+        "iterations": int(cell.options.get("iterations", DEFAULT_ITERATIONS)),
+    }
+    if "scans" in cell.options:
+        want["scans"] = list(cell.options["scans"])
+    if os.path.abspath(prov.get("input", cell.acquisition)) != os.path.abspath(cell.acquisition):
+        return f"input {prov.get('input')}"
+    diff = [f"{k}={prov.get(k)!r}" for k, v in want.items() if k in prov and prov[k] != v]
+    return ", ".join(diff)
+
+
+def _metrics(cell: Cell, client: Any) -> tuple[float | None, float | None]:
+    """(PSNR dB, FRC resolution nm) against the acquisition's truth, on a worker."""
+    fut = client.submit(cell_metrics, cell.acquisition, cell.out, pure=False)
+    try:
+        return fut.result()
+    finally:
+        fut.release()
+
+
+def cell_metrics(acquisition: str, volume: str) -> tuple[float | None, float | None]:
+    """:func:`volume_psnr` and :func:`volume_frc_nm` of one output (``None`` where unknown)."""
+    return volume_psnr(acquisition, volume), volume_frc_nm(acquisition, volume)
+
+
+def volume_frc_nm(acquisition: str, volume: str) -> float | None:
+    """Resolution (nm) where the Fourier shell correlation with the truth falls below 1/7.
+
+    Computed over the central cube inscribed in the ROI cylinder (the region the
+    interior scan resolves; a cube rather than one slice for enough Fourier samples
+    per shell). When the curve stays above 1/7 up to Nyquist the answer is the
+    Nyquist period, two voxels. ``None`` without a truth, with different grids, or
+    for a cube under 16 voxels. Reads only that cube.
+    """
+    import numpy as np
+
+    from .dataset import open_acquisition
+    from .metrics import frc
+    from .runner import _roi_radius_nm
+    from .volume import open_volume
+
+    acq = open_acquisition(acquisition, "r")
+    vol = open_volume(volume, mode="r")
+    if acq.truth is None or tuple(acq.truth.shape) != tuple(vol.shape):
+        return None
+    nz, ny, nx = vol.shape
+    radius = _roi_radius_nm(acq)
+    half = min(nz, ny, nx) // 2
+    if radius:
+        half = min(half, int(radius / vol.voxel_size_nm / np.sqrt(2.0)))
+    if 2 * half < 16:
+        return None
+    win = tuple(slice(c // 2 - half, c // 2 + half) for c in (nz, ny, nx))
+    t = np.asarray(acq.truth[win].compute(), np.float64)
+    v = np.asarray(vol.level(0)[win].compute(), np.float64)
+    res = frc(v, t, vol.voxel_size_nm).resolution("1/7")
+    # No crossing: the volume is correlated with the truth up to Nyquist; the
+    # resolution is then the sampling's, two voxels.
+    return res if res is not None else 2.0 * vol.voxel_size_nm
+
+
+def volume_psnr(acquisition: str, volume: str, slab: int = 32) -> float | None:
+    """PSNR (dB) of ``volume`` against the truth of ``acquisition`` inside the ROI cylinder.
+
+    ``None`` when the acquisition has no truth or the grids differ. Reads ``slab``
+    slices at a time, so memory stays at two slabs whatever the volume's size.
+    Peak value: the truth's range inside the cylinder (as the oracle rule uses).
+    """
+    import numpy as np
+
+    from .dataset import open_acquisition
+    from .recon import roi_cylinder_mask
+    from .runner import _roi_radius_nm
+    from .volume import open_volume
+
+    acq = open_acquisition(acquisition, "r")
+    truth = acq.truth
+    vol = open_volume(volume, mode="r")
+    if truth is None or tuple(truth.shape) != tuple(vol.shape):
+        return None
+    radius = _roi_radius_nm(acq)
+    mask = roi_cylinder_mask(vol.grid, radius) if radius else np.ones(vol.grid.slice_shape, bool)
+    t_arr, v_arr = truth, vol.level(0)
+    sse, n, lo, hi = 0.0, 0, math.inf, -math.inf
+    for z0 in range(0, vol.shape[0], slab):
+        t = np.asarray(t_arr[z0 : z0 + slab].compute(), np.float64)[:, mask]
+        v = np.asarray(v_arr[z0 : z0 + slab].compute(), np.float64)[:, mask]
+        sse += float(((v - t) ** 2).sum())
+        n += t.size
+        lo, hi = min(lo, float(t.min())), max(hi, float(t.max()))
+    if n == 0 or sse == 0:
+        return None
+    return 10.0 * math.log10((hi - lo) ** 2 / (sse / n))
+
+
+# --- summary -----------------------------------------------------------------------------
+
+_COLUMNS = [f.name for f in fields(CellResult)]
+
+
+def write_summary(rows: Iterable[CellResult], path: str | os.PathLike[str]) -> None:
+    """Write the summary CSV (atomically: a reader never sees half a table)."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.partial"
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=_COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow(r.row())
+    os.replace(tmp, path)
+
+
+def read_summary(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+    """The rows of a summary CSV as dictionaries of strings."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def format_summary(rows: Sequence[CellResult]) -> str:
+    """The summary as an aligned text table."""
+    head = ["cell", "status", "time_s", "psnr_db", "frc_nm", "output", "message"]
+    body = []
+    for r in rows:
+        d = r.row()
+        body.append(
+            [
+                d["cell"],
+                d["status"],
+                d["seconds"],
+                d["psnr_db"],
+                d["frc_nm"],
+                d["output"],
+                d["message"],
+            ]
+        )
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)).rstrip() for b in body]
+    return "\n".join(lines)
+
+
+__all__ = [
+    "CELL_OPTIONS",
+    "SUMMARY_NAME",
+    "Cell",
+    "CellResult",
+    "cell_metrics",
+    "format_summary",
+    "read_manifest",
+    "read_summary",
+    "reconstruct_batch",
+    "volume_frc_nm",
+    "volume_psnr",
+    "write_summary",
+]

@@ -1,0 +1,347 @@
+"""Batches of cells: manifests, concurrent cells on one client, failures, resume, summary."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+import sxtdist
+from sxtdist.batch import read_manifest, read_summary, reconstruct_batch, volume_psnr
+from sxtdist.errors import InputError, OutputLockedError
+from sxtdist.runner import reconstruct
+from sxtdist.volume import open_volume, write_lock
+
+OPTS = dict(iterations=8, block_size=8, align=False)  # alignment: its own test
+
+
+@pytest.fixture(scope="module")
+def client():
+    from sxtdist.distributed import get_client
+
+    with get_client(workers=2, quiet=True) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def two_cells(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cells")
+    for i in (1, 2):
+        sxtdist.simulate(d / f"cell{i}.zarr", preset="tiny", seed=10 + i, quiet=True)
+    return d
+
+
+# --- manifests ---------------------------------------------------------------------------
+
+
+def test_yaml_manifest_defaults_overrides_and_paths(tmp_path):
+    m = tmp_path / "m.yaml"
+    m.write_text(
+        "defaults:\n  iterations: 20\n  method: sirt\n"
+        "cells:\n"
+        "  - acquisition: data/a.zarr\n"
+        "  - acquisition: /abs/b.ome.zarr\n    name: bee\n    iterations: 5\n    scans: roi\n"
+        "  - acquisition: c.zarr\n    out: sub/c-out.zarr\n    block-size: 4\n    psf: no\n"
+    )
+    cells = read_manifest(m, tmp_path / "out", defaults={"iterations": 3, "rtol": 1e-3})
+    a, b, c = cells
+    assert a.name == "a" and a.acquisition == str(tmp_path / "data" / "a.zarr")
+    assert a.out == str(tmp_path / "out" / "a.zarr")
+    # manifest defaults beat the caller's, a cell's own options beat both
+    assert a.options == {"iterations": 20, "method": "sirt", "rtol": 1e-3}
+    assert b.name == "bee" and b.acquisition == "/abs/b.ome.zarr"
+    assert b.options["iterations"] == 5 and b.options["scans"] == ["roi"]
+    assert c.out == str(tmp_path / "out" / "sub" / "c-out.zarr")
+    assert c.options["block_size"] == 4 and c.options["psf"] is False
+
+
+def test_csv_manifest_empty_fields_mean_default(tmp_path):
+    m = tmp_path / "m.csv"
+    m.write_text(
+        "name,acquisition,iterations,scans,psf\n"
+        "one,a.zarr,,,\n"
+        'two,b.zarr,7,"full,roi",false\n'
+        "three,c.zarr,,roi,yes\n"
+    )
+    one, two, three = read_manifest(m, tmp_path / "o", defaults={"iterations": 9})
+    assert one.options == {"iterations": 9}
+    assert two.options == {"iterations": 7, "scans": ["full", "roi"], "psf": False}
+    assert three.options == {"iterations": 9, "scans": ["roi"], "psf": True}
+
+
+def test_list_of_paths_is_a_manifest(tmp_path):
+    cells = read_manifest(["x/a.zarr", {"acquisition": "b.zarr", "iterations": 2}], tmp_path)
+    assert [c.name for c in cells] == ["a", "b"] and cells[1].options == {"iterations": 2}
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "problem"),
+    [
+        ("m.yaml", "- acquisition: a.zarr\n  iteratons: 3\n", "unknown option 'iteratons'"),
+        ("m.yaml", "- acquisition: a.zarr\n  iterations: many\n", "iterations: invalid literal"),
+        ("m.yaml", "- name: x\n", "cell 1: no 'acquisition'"),
+        ("m.yaml", "- a.zarr\n- other/a.zarr\n", "write the same output"),
+        ("m.yaml", "cells: []\n", "lists no cells"),
+        ("m.yaml", "cells: [a.zarr]\nsettings: {}\n", "unknown top-level key(s): settings"),
+        ("m.yaml", "- acquisition: a.zarr\n  scans: side\n", "scans must name full and/or roi"),
+        ("m.yaml", "[unclosed\n", "cannot read as YAML"),
+        ("m.csv", "path,iterations\na.zarr,3\n", "needs an 'acquisition' column"),
+        ("m.txt", "a.zarr\n", "must be .yaml, .yml or .csv"),
+    ],
+)
+def test_bad_manifests_are_one_line_errors(tmp_path, run_cli, name, text, problem):
+    m = tmp_path / name
+    m.write_text(text)
+    with pytest.raises(InputError, match=problem.replace("(", r"\(").replace(")", r"\)")):
+        read_manifest(m, tmp_path / "o")
+    code, out, err = run_cli("batch", m, "--out", tmp_path / "o")
+    assert code == 2 and err.startswith(f"sxtdist: error: {m}:") and problem in err
+    assert len(err.strip().splitlines()) == 1
+    assert not os.path.exists(tmp_path / "o" / "batch-summary.csv")
+
+
+def test_missing_manifest(tmp_path, run_cli):
+    code, _, err = run_cli("batch", tmp_path / "none.yaml", "--out", tmp_path / "o")
+    assert code == 2 and "no such manifest file" in err
+
+
+# --- running -----------------------------------------------------------------------------
+
+
+def test_batch_runs_cells_records_failures_and_resumes(two_cells, tmp_path, client):
+    out = tmp_path / "out"
+    manifest = [
+        str(two_cells / "cell1.zarr"),
+        {"acquisition": str(two_cells / "cell2.zarr"), "iterations": 5},
+        str(two_cells / "absent.zarr"),
+    ]
+    rows = reconstruct_batch(manifest, out, client=client, quiet=True, **OPTS)
+    by = {r.cell: r for r in rows}
+    assert [r.cell for r in rows] == ["cell1", "cell2", "absent"]
+    assert by["cell1"].status == by["cell2"].status == "done"
+    assert by["absent"].status == "failed" and "no such file" in by["absent"].message
+    # Each cell's volume is what a single reconstruct with its options gives.
+    ref = reconstruct(
+        two_cells / "cell2.zarr",
+        tmp_path / "ref2.zarr",
+        client=client,
+        quiet=True,
+        progress=False,
+        iterations=5,
+        block_size=8,
+    )
+    got = open_volume(out / "cell2.zarr")
+    assert got.status == "complete"
+    np.testing.assert_array_equal(got.level(0).compute(), ref.level(0).compute())
+    # PSNR against the truth, inside the ROI cylinder, recomputed here by hand.
+    acq = sxtdist.open_acquisition(two_cells / "cell2.zarr", "r")
+    from sxtdist.recon import roi_cylinder_mask
+    from sxtdist.runner import _roi_radius_nm
+
+    mask = roi_cylinder_mask(got.grid, _roi_radius_nm(acq))
+    t = acq.truth.compute()[:, mask].astype(np.float64)
+    v = got.level(0).compute()[:, mask].astype(np.float64)
+    expect = 10 * math.log10((t.max() - t.min()) ** 2 / np.mean((v - t) ** 2))
+    assert by["cell2"].psnr_db == pytest.approx(expect, rel=1e-9)
+    assert volume_psnr(str(two_cells / "cell2.zarr"), str(out / "cell2.zarr"), slab=3) == (
+        pytest.approx(expect, rel=1e-9)
+    )
+    # FSC resolution against the truth: the central cube inside the ROI cylinder.
+    from sxtdist.metrics import frc
+
+    half = int(_roi_radius_nm(acq) / got.voxel_size_nm / np.sqrt(2))
+    win = tuple(slice(c // 2 - half, c // 2 + half) for c in got.shape)
+    curve = frc(got.level(0)[win].compute(), acq.truth[win].compute(), got.voxel_size_nm)
+    assert curve.frc.ndim == 1 and len(curve.frc) == half + 1  # shells of a 3D cube
+    expect_res = curve.resolution("1/7") or 2 * got.voxel_size_nm  # no crossing: Nyquist
+    assert by["cell2"].frc_nm == pytest.approx(expect_res, rel=1e-9)
+    assert 2 * got.voxel_size_nm <= by["cell2"].frc_nm < 2 * half * got.voxel_size_nm
+    # The summary CSV has every cell.
+    table = read_summary(out / "batch-summary.csv")
+    assert [r["cell"] for r in table] == ["cell1", "cell2", "absent"]
+    assert table[1]["status"] == "done" and float(table[1]["psnr_db"]) == pytest.approx(
+        expect, abs=0.01
+    )
+    assert table[2]["psnr_db"] == ""
+
+    # A re-run skips complete cells; an unfinished one resumes from its blocks.
+    vol1 = open_volume(out / "cell1.zarr")
+    before = vol1.level(0).compute()
+    n_blocks = vol1.meta["plan"]["n_blocks"]
+    vol1.update_meta(status="running", blocks_done=[0])
+    import zarr
+
+    zarr.open_array(out / "cell1.zarr" / "0", mode="r+")[8:] = -1.0  # lost work
+    rows = reconstruct_batch(manifest[:2], out, client=client, quiet=True, **OPTS)
+    by = {r.cell: r for r in rows}
+    assert by["cell1"].status == "done" and by["cell1"].message == "resumed"
+    assert by["cell2"].status == "skipped"
+    resumed = open_volume(out / "cell1.zarr")
+    assert resumed.meta["stopping"]["blocks_run"] == n_blocks - 1
+    np.testing.assert_array_equal(resumed.level(0).compute(), before)
+
+
+def test_complete_cell_with_other_options_is_not_silently_kept(two_cells, tmp_path, client):
+    out = tmp_path / "o"
+    cell = [str(two_cells / "cell1.zarr")]
+    reconstruct_batch(cell, out, client=client, quiet=True, metrics=False, **OPTS)
+    (row,) = reconstruct_batch(
+        cell, out, client=client, quiet=True, block_size=8, iterations=3, align=False
+    )
+    assert row.status == "failed" and "iterations=8" in row.message and "--overwrite" in row.message
+    (row,) = reconstruct_batch(
+        cell,
+        out,
+        client=client,
+        quiet=True,
+        overwrite=True,
+        block_size=8,
+        iterations=3,
+        align=False,
+    )
+    assert row.status == "done"
+    assert open_volume(out / "cell1.zarr").meta["provenance"]["iterations"] == 3
+
+
+def test_second_batch_into_the_same_directory_is_refused(two_cells, tmp_path, client, run_cli):
+    out = tmp_path / "o"
+    with write_lock(out):  # another batch holds the directory
+        with pytest.raises(OutputLockedError, match="is being written by pid"):
+            reconstruct_batch(
+                [str(two_cells / "cell1.zarr")], out, client=client, quiet=True, align=False
+            )
+    assert not (out / "cell1.zarr").exists()
+
+
+def test_cell_whose_output_is_locked_fails_alone(two_cells, tmp_path, client):
+    out = tmp_path / "o"
+    with write_lock(out / "cell1.zarr"):  # e.g. a `sxtdist reconstruct` writing it
+        rows = reconstruct_batch(
+            [str(two_cells / "cell1.zarr"), str(two_cells / "cell2.zarr")],
+            out,
+            client=client,
+            quiet=True,
+            metrics=False,
+            **OPTS,
+        )
+    assert rows[0].status == "failed" and "is being written by" in rows[0].message
+    assert rows[1].status == "done"
+
+
+def test_batch_cli_prints_table_and_exit_code(two_cells, tmp_path, run_cli):
+    m = tmp_path / "cells.csv"
+    m.write_text(f"acquisition,iterations\n{two_cells / 'cell1.zarr'},4\nmissing.zarr,\n")
+    code, out, err = run_cli(
+        "batch",
+        m,
+        "--out",
+        tmp_path / "o",
+        "--workers",
+        "1",
+        "--block-size",
+        "8",
+        "--no-progress",
+        "--align",
+        "never",
+    )
+    assert code == 1  # a cell failed
+    lines = out.strip().splitlines()
+    assert lines[0].split()[:5] == ["cell", "status", "time_s", "psnr_db", "frc_nm"]
+    assert lines[1].split()[:2] == ["cell1", "done"] and lines[2].split()[:2] == [
+        "missing",
+        "failed",
+    ]
+    assert "batch: 1 done, 1 failed" in err
+    code, out, err = run_cli(
+        "batch", m, "--out", tmp_path / "o", "--workers", "1", "-q", "--align", "never"
+    )
+    assert code == 1 and out == "" and err == ""
+    rows = read_summary(tmp_path / "o" / "batch-summary.csv")
+    assert [r["status"] for r in rows] == ["skipped", "failed"]
+
+
+def test_resume_keeps_the_block_layout_it_started_with(two_cells, tmp_path, client):
+    """The default block size follows the workers' number and memory, so a batch resumed
+    on another allocation may default to another layout; the finished blocks must still
+    count (same layout) and the volume be the same."""
+    out = tmp_path / "o"
+    acq = two_cells / "cell1.zarr"
+    # Started where the default was 8 slices per block (here: 16), then interrupted.
+    vol = reconstruct(
+        acq,
+        out / "cell1.zarr",
+        client=client,
+        quiet=True,
+        progress=False,
+        iterations=8,
+        block_size=8,
+    )
+    before = vol.level(0).compute()
+    n_blocks = vol.meta["plan"]["n_blocks"]
+    vol.update_meta(status="running", blocks_done=[0, 1])
+    (row,) = reconstruct_batch(
+        [str(acq)], out, client=client, iterations=8, metrics=False, quiet=True, align=False
+    )
+    assert row.status == "done" and row.message == "resumed", row
+    vol = open_volume(out / "cell1.zarr")
+    assert vol.meta["plan"]["block_size"] == 8
+    assert vol.meta["stopping"]["blocks_run"] == n_blocks - 2
+    np.testing.assert_array_equal(vol.level(0).compute(), before)
+
+
+def test_cells_are_aligned_first_once_and_as_sxtdist_align_does(two_cells, tmp_path, client):
+    import shutil
+
+    from sxtdist.alignment_runner import align
+
+    a, ref = tmp_path / "a.zarr", tmp_path / "ref.zarr"
+    shutil.copytree(two_cells / "cell1.zarr", a)
+    shutil.copytree(two_cells / "cell1.zarr", ref)
+    assert not sxtdist.open_acquisition(a, "r")["roi"].aligned
+    out = tmp_path / "o"
+    # two cells on one acquisition (e.g. two reconstructions of it): aligned once
+    cells = [str(a), {"acquisition": str(a), "name": "a-roi", "scans": "roi"}]
+    rows = reconstruct_batch(
+        cells, out, client=client, quiet=True, metrics=False, **OPTS | {"align": "auto"}
+    )
+    assert [r.status for r in rows] == ["done", "done"]
+    assert sorted(r.message for r in rows) == ["", "aligned"]
+    acq = sxtdist.open_acquisition(a, "r")
+    assert acq["full"].aligned and acq["roi"].aligned
+    assert {p.name for p in out.glob("*_alignment")} <= {"a_alignment", "a-roi_alignment"}
+    assert len(list(out.glob("*_alignment"))) == 1  # one report: aligned once
+    # the same shifts as `sxtdist align`, and the volume reconstructed from them
+    align(ref, client=client, report="", quiet=True, progress=False)
+    expect = sxtdist.open_acquisition(ref, "r")
+    for name in ("full", "roi"):
+        np.testing.assert_allclose(acq[name].geometry.shifts_px, expect[name].geometry.shifts_px)
+    vol = reconstruct(
+        ref,
+        tmp_path / "v.zarr",
+        client=client,
+        quiet=True,
+        progress=False,
+        iterations=8,
+        block_size=8,
+    )
+    np.testing.assert_array_equal(
+        open_volume(out / "a.zarr").level(0).compute(), vol.level(0).compute()
+    )
+    # a re-run neither aligns again nor reconstructs again
+    date = acq["roi"].meta["alignment"]["date"]
+    rows = reconstruct_batch(
+        cells, out, client=client, quiet=True, metrics=False, **OPTS | {"align": "auto"}
+    )
+    assert [r.status for r in rows] == ["skipped", "skipped"]
+    again = sxtdist.open_acquisition(a, "r")
+    np.testing.assert_array_equal(again["roi"].geometry.shifts_px, acq["roi"].geometry.shifts_px)
+    assert again["roi"].meta["alignment"]["date"] == date
+
+
+def test_bad_align_value(tmp_path):
+    m = tmp_path / "m.yaml"
+    m.write_text("- acquisition: a.zarr\n  align: sometimes\n")
+    with pytest.raises(InputError, match="align must be auto, yes/always or no/never"):
+        read_manifest(m, tmp_path / "o")

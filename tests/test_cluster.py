@@ -1,0 +1,366 @@
+"""Clusters from configuration: local, batch queues (job scripts without submitting), a real SLURM."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dask.config
+import dask_jobqueue  # noqa: F401  (registers jobqueue.* defaults before any config.set)
+import pytest
+import yaml
+
+from sxtdist.distributed import get_client, jobqueue_options, make_cluster, scale_cluster
+from sxtdist.errors import ParameterError, SxtdistError
+
+REPO = Path(__file__).resolve().parent.parent
+NO_DASHBOARD = {"scheduler_options": {"dashboard_address": ":0"}}
+
+
+def flat(d: dict, prefix: str = "") -> dict:
+    """Nested config → dotted keys, so dask.config.set merges instead of replacing sections."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def deploy_config(name: str) -> dict:
+    return flat(yaml.safe_load((REPO / "deploy" / "dask-config" / name).read_text()))
+
+
+def _job_script(kind: str, **kw) -> str:
+    with make_cluster(kind, **NO_DASHBOARD, **kw) as cluster:
+        return cluster.job_script()
+
+
+def test_slurm_job_script_from_arguments(tmp_path):
+    script = _job_script(
+        "slurm", cores=2, processes=2, memory="2GB", queue="debug", local_directory="/tmp"
+    )
+    import sys
+
+    assert script.startswith("#!/usr/bin/env bash")
+    assert "#SBATCH -p debug" in script
+    assert "#SBATCH --cpus-per-task=2" in script
+    assert "#SBATCH --mem=2G" in script
+    # Our process's Python runs the workers; one thread per worker process.
+    assert f"{sys.executable} -m distributed.cli.dask_worker" in script
+    assert "--nthreads 1" in script and "--nworkers 2" in script
+
+
+def test_jobqueue_defaults_fill_only_unset_keys():
+    # Nothing configured: sxtdist's defaults make a bare --cluster slurm work.
+    with dask.config.set(
+        {
+            "jobqueue.slurm.cores": None,
+            "jobqueue.slurm.memory": None,
+            "jobqueue.slurm.processes": None,
+        }
+    ):
+        opts = jobqueue_options("slurm")
+        assert opts["cores"] == 1 and opts["memory"] == "4GiB" and opts["processes"] == 1
+    # The user's jobqueue.slurm section wins (dask-jobqueue reads it itself) ...
+    with dask.config.set({"jobqueue.slurm.cores": 16, "jobqueue.slurm.memory": "64GB"}):
+        opts = jobqueue_options("slurm")
+        assert "cores" not in opts and "memory" not in opts
+        script = _job_script("slurm")
+        assert "--cpus-per-task=16" in script and "--mem=60G" in script
+    # ... and explicit arguments win over both.
+    assert jobqueue_options("slurm", {"cores": 3})["cores"] == 3
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (
+            "slurm-cpu.yaml",
+            ["#SBATCH -p compute", "--cpus-per-task=8", "--nworkers 8", "--nthreads 1"],
+        ),
+        (
+            "slurm-gpu.yaml",
+            [
+                "#SBATCH --gres=gpu:1",
+                "#SBATCH --cpus-per-task=8",
+                "-m dask_cuda.cli",
+                "--resources GPU=1",
+                "--nthreads 1",
+            ],
+        ),
+        ("pbs-cpu.yaml", ["#PBS -q workq", "#PBS -l select=1:ncpus=8:mem=32GB", "--nworkers 8"]),
+        ("pbs-gpu.yaml", ["ngpus=1", "-m dask_cuda.cli", "--resources GPU=1"]),
+    ],
+)
+def test_deploy_configs_make_the_job_scripts_they_promise(config, expected, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the configs' relative log-directory is created here
+    with dask.config.set(deploy_config(config)):
+        kind = dask.config.get("sxtdist.cluster.kind")
+        assert kind in ("slurm", "pbs")
+        script = _job_script(kind)
+    for text in expected:
+        assert text in script, f"{config}: {text!r} not in\n{script}"
+    assert "dummy-name" in script  # a worker command line, not an empty template
+
+
+def test_lsf_kind_is_dask_jobqueue_lsf():
+    script = _job_script("lsf", cores=1, memory="1GB", queue="normal")
+    assert "#BSUB -q normal" in script
+
+
+def test_unknown_cluster_kind_is_refused():
+    with pytest.raises(ParameterError, match=r"unknown cluster 'kubernetes' \(choose from local"):
+        make_cluster("kubernetes")
+    with pytest.raises(ParameterError, match="unknown cluster"), get_client(cluster="nope"):
+        pass
+
+
+def test_local_cuda_without_dask_cuda_says_what_to_install():
+    try:
+        import dask_cuda  # noqa: F401
+
+        pytest.skip("dask-cuda is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(ParameterError, match=r"needs dask-cuda \(pip install 'sxtdist\[gpu\]'\)"):
+        make_cluster("local-cuda")
+
+
+def test_jobqueue_option_errors_are_one_line():
+    with pytest.raises(ParameterError, match="cluster 'slurm'"):
+        make_cluster("slurm", cores=1, memory="1GB", no_such_option=3)
+
+
+class _FakeJobCluster:
+    def __init__(self):
+        self.calls = []
+
+    def scale(self, **kw):
+        self.calls.append(("scale", kw))
+
+    def adapt(self, **kw):
+        self.calls.append(("adapt", kw))
+
+
+def test_scale_cluster_is_adaptive_between_bounds():
+    c = _FakeJobCluster()
+    assert scale_cluster(c, "slurm", 1, 4) == (1, 4)
+    assert c.calls[-1] == ("adapt", {"minimum_jobs": 1, "maximum_jobs": 4})
+    # A fixed count is adaptive too, so that jobs which end are resubmitted.
+    assert scale_cluster(c, "slurm", 2, 2) == (2, 2)
+    assert c.calls[-1] == ("adapt", {"minimum_jobs": 2, "maximum_jobs": 2})
+    with dask.config.set({"sxtdist.cluster.minimum-jobs": 0, "sxtdist.cluster.maximum-jobs": 3}):
+        assert scale_cluster(c, "pbs") == (0, 3)
+    # A minimum above the configured maximum raises the maximum with it.
+    with dask.config.set({"sxtdist.cluster.maximum-jobs": 2}):
+        assert scale_cluster(c, "slurm", 5) == (5, 5)
+    with pytest.raises(ParameterError, match=r"minimum \(3\) <= maximum \(2\)"):
+        scale_cluster(c, "slurm", 3, 2)
+
+
+def test_local_cluster_from_config_runs_tasks():
+    with (
+        dask.config.set({"sxtdist.cluster.kind": "local", "sxtdist.cluster.workers": 1}),
+        get_client(quiet=True) as client,
+    ):
+        assert len(client.scheduler_info()["workers"]) == 1
+        assert client.submit(pow, 2, 10).result() == 1024
+
+
+def test_scheduler_address_from_cluster_option_and_config():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as lc:
+        # --cluster tcp://... means "connect to this scheduler".
+        with get_client(cluster=lc.scheduler_address, quiet=True) as client:
+            assert client.submit(abs, -3).result() == 3
+        with (
+            dask.config.set({"sxtdist.cluster.scheduler": lc.scheduler_address}),
+            get_client(quiet=True) as client,
+        ):
+            assert client.scheduler.address == lc.scheduler_address
+
+
+def test_unreachable_scheduler_is_a_one_line_error():
+    with (
+        dask.config.set({"sxtdist.cluster.connect-timeout": "1s"}),
+        pytest.raises(SxtdistError, match=r"cannot connect to scheduler tcp://127.0.0.1:9"),
+        get_client(scheduler="tcp://127.0.0.1:9", quiet=True),
+    ):
+        pass
+
+
+def test_both_cluster_and_scheduler_refused():
+    with (
+        pytest.raises(ParameterError, match="not both"),
+        get_client(cluster="slurm", scheduler="tcp://127.0.0.1:9"),
+    ):
+        pass
+
+
+def test_batch_queue_without_its_submit_command(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch / qsub here
+    with pytest.raises(SxtdistError, match="qsub is not on PATH"), get_client(cluster="pbs"):
+        pass
+
+
+# --- a real SLURM ------------------------------------------------------------------------
+
+
+@pytest.mark.slurm
+def test_slurm_cluster_runs_tasks_in_slurm_jobs(tmp_path):
+    def where():
+        return os.environ.get("SLURM_JOB_ID"), os.getpid()
+
+    opts = dict(
+        memory="1GB",
+        local_directory=str(tmp_path),
+        log_directory=str(tmp_path / "logs"),
+        **NO_DASHBOARD,
+    )
+    with get_client(
+        cluster="slurm", minimum_jobs=1, maximum_jobs=1, cluster_options=opts, quiet=True
+    ) as client:
+        job_id, pid = client.submit(where, pure=False).result(timeout=60)
+    assert job_id is not None and job_id.isdigit(), "the task did not run inside a SLURM job"
+    assert pid != os.getpid()
+
+
+@pytest.mark.slurm
+def test_slurm_job_that_never_starts_is_a_clear_error(tmp_path):
+    # More memory than any node has: SLURM rejects the job, no worker ever comes.
+    opts = dict(memory="100TB", log_directory=str(tmp_path / "logs"), **NO_DASHBOARD)
+    with (
+        dask.config.set({"sxtdist.cluster.wait-for-workers": 5}),
+        pytest.raises(SxtdistError, match="no worker started within 5 s"),
+        get_client(
+            cluster="slurm", minimum_jobs=1, maximum_jobs=1, cluster_options=opts, quiet=True
+        ),
+    ):
+        pass
+
+
+@pytest.mark.slurm
+def test_sxtdist_batch_on_slurm(tmp_path, monkeypatch, run_cli):
+    """The acceptance run: `sxtdist batch` on two tiny cells through SLURMCluster."""
+    import sxtdist
+    from sxtdist.batch import read_summary
+    from sxtdist.volume import open_volume
+
+    for i in (1, 2):
+        sxtdist.simulate(tmp_path / f"c{i}.zarr", preset="tiny", seed=30 + i, quiet=True)
+    manifest = tmp_path / "cells.yaml"
+    manifest.write_text("cells:\n  - acquisition: c1.zarr\n  - acquisition: c2.zarr\n")
+    monkeypatch.chdir(tmp_path)  # job logs land here, not in the repository
+    # The jobs inherit this environment; a relative PYTHONPATH would point elsewhere there.
+    monkeypatch.setenv(
+        "PYTHONPATH",
+        os.pathsep.join([str(REPO), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]),
+    )
+    settings = {
+        "jobqueue.slurm.memory": "2GB",
+        "jobqueue.slurm.cores": 1,
+        "jobqueue.slurm.processes": 1,
+        "jobqueue.slurm.local-directory": str(tmp_path),
+        "jobqueue.slurm.log-directory": str(tmp_path / "logs"),
+        "jobqueue.slurm.scheduler-options": {"dashboard_address": ":0"},
+    }
+    with dask.config.set(settings):
+        code, out, err = run_cli(
+            "batch",
+            manifest,
+            "--out",
+            tmp_path / "out",
+            "--cluster",
+            "slurm",
+            "--min-jobs",
+            "2",
+            "--max-jobs",
+            "2",
+            "--iterations",
+            "8",
+            "--no-progress",
+        )
+    assert code == 0, err
+    assert "SLURM cluster: 2..2 job(s)" in err
+    rows = read_summary(tmp_path / "out" / "batch-summary.csv")
+    assert [(r["cell"], r["status"]) for r in rows] == [("c1", "done"), ("c2", "done")]
+    assert all(r["message"] == "aligned" for r in rows)  # aligned, then reconstructed
+    for r in rows:
+        assert float(r["psnr_db"]) > 10
+        assert open_volume(tmp_path / "out" / f"{r['cell']}.zarr").status == "complete"
+    # the workers really were SLURM jobs: their logs are there
+    assert len(list((tmp_path / "logs").glob("*.err"))) >= 1
+
+
+def test_workers_that_cannot_import_are_reported(tmp_path):
+    from sxtdist.distributed import check_workers_import
+
+    with get_client(workers=1, quiet=True) as client:
+        check_workers_import(client)  # sxtdist itself: fine
+        with pytest.raises(SxtdistError, match="workers cannot import no_such_module_xyz"):
+            check_workers_import(client, "no_such_module_xyz")
+
+
+@pytest.mark.slurm
+def test_slurm_job_lost_mid_run_volume_identical(tmp_path, monkeypatch):
+    """scancel one of two worker jobs mid-reconstruction: its tasks re-run, same volume."""
+    import subprocess
+    import threading
+    import time
+
+    import numpy as np
+
+    import sxtdist
+    from sxtdist.runner import reconstruct
+    from sxtdist.volume import open_volume
+
+    acq = tmp_path / "c.zarr"
+    sxtdist.simulate(acq, preset="tiny", seed=41, quiet=True)
+    opts = dict(block_size=4, iterations=40, quiet=True, progress=False)
+    ref = reconstruct(acq, tmp_path / "ref.zarr", workers=1, **opts).level(0).compute()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(
+        "PYTHONPATH",
+        os.pathsep.join([str(REPO), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]),
+    )
+    name = f"sxtdist-lost-{os.getpid()}"
+    cluster_opts = dict(
+        job_name=name, memory="1GB", log_directory=str(tmp_path / "logs"), **NO_DASHBOARD
+    )
+    out = tmp_path / "v.zarr"
+    with get_client(
+        cluster="slurm", minimum_jobs=2, maximum_jobs=2, cluster_options=cluster_opts, quiet=True
+    ) as client:
+        client.wait_for_workers(2, timeout=60)
+        box = {}
+        t = threading.Thread(
+            target=lambda: box.setdefault("vol", reconstruct(acq, out, client=client, **opts))
+        )
+        t.start()
+        t0 = time.monotonic()
+        while not open_volume_blocks(out) and time.monotonic() - t0 < 120:
+            time.sleep(0.02)
+        jobs = subprocess.run(
+            ["squeue", "-h", "-n", name, "-o", "%i"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert len(jobs) == 2, jobs
+        assert t.is_alive(), "the run ended before a job could be lost"
+        subprocess.run(["scancel", jobs[0]], check=True)  # a node lost mid-run
+        t.join(timeout=300)
+        assert "vol" in box, "the reconstruction did not finish"
+    vol = open_volume(out)
+    assert vol.status == "complete"
+    np.testing.assert_array_equal(vol.level(0).compute(), ref)
+
+
+def open_volume_blocks(out) -> list:
+    import json
+
+    try:
+        with open(os.path.join(out, "zarr.json")) as f:
+            return json.load(f)["attributes"]["sxtdist"].get("blocks_done", [])
+    except (OSError, ValueError, KeyError):
+        return []

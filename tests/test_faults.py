@@ -1,0 +1,192 @@
+"""Faults: a worker killed mid-block, an interrupted run, two writers of one output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sxtdist
+from sxtdist.batch import read_summary
+from sxtdist.runner import reconstruct
+from sxtdist.volume import LOCK_NAME, open_volume
+
+REPO = Path(__file__).resolve().parent.parent
+# Small blocks and many iterations: a run lasts a few seconds, long enough to hit mid-way.
+OPTS = dict(block_size=4, iterations=40)
+CLI_OPTS = ["--block-size", "4", "--iterations", "40"]
+
+
+@pytest.fixture(scope="module")
+def acq(tmp_path_factory):
+    path = tmp_path_factory.mktemp("faults") / "cell.zarr"
+    sxtdist.simulate(path, preset="tiny", seed=21, quiet=True)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def reference(acq, tmp_path_factory):
+    """The uninterrupted result every faulty run must reproduce exactly."""
+    out = tmp_path_factory.mktemp("ref") / "ref.zarr"
+    vol = reconstruct(acq, out, workers=1, quiet=True, progress=False, **OPTS)
+    return vol.level(0).compute()
+
+
+def _meta(out) -> dict:
+    with open(os.path.join(out, "zarr.json")) as f:
+        return json.load(f)["attributes"]["sxtdist"]
+
+
+def _wait_for_blocks(out, n: int = 1, proc=None, timeout: float = 120.0) -> list[int]:
+    """Wait until ``out`` records at least ``n`` finished blocks."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the run ended (rc {proc.returncode}) before any block was done")
+        try:
+            done = _meta(out).get("blocks_done", [])
+            if len(done) >= n:
+                return done
+        except (OSError, ValueError, KeyError):
+            pass  # not created yet, or being rewritten
+        time.sleep(0.02)
+    raise AssertionError(f"no block recorded in {out} within {timeout} s")
+
+
+def _sxtdist(*args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen(
+        [sys.executable, "-m", "sxtdist", *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_killed_worker_task_reruns_and_volume_is_identical(acq, reference, tmp_path):
+    from distributed import Client, LocalCluster
+
+    out = tmp_path / "v.zarr"
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, dashboard_address=":0", silence_logs=50
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        pids = client.run(os.getpid)  # worker address -> worker process id
+        box: dict = {}
+
+        def run():
+            try:
+                box["vol"] = reconstruct(
+                    acq, out, client=client, quiet=True, progress=False, **OPTS
+                )
+            except BaseException as exc:  # reported below
+                box["error"] = exc
+
+        t = threading.Thread(target=run)
+        t.start()
+        _wait_for_blocks(out, 1)
+        killed = None
+        t0 = time.monotonic()
+        while killed is None and time.monotonic() - t0 < 60:
+            busy = {w: ks for w, ks in client.processing().items() if ks}
+            for addr, keys in busy.items():
+                if addr in pids and any("_solve_block" in str(k) for k in keys):
+                    os.kill(pids[addr], signal.SIGKILL)  # mid-block
+                    killed = addr
+                    break
+            time.sleep(0.005)
+        assert killed is not None, "no worker was busy with a block"
+        t.join(timeout=180)
+        assert not t.is_alive() and "error" not in box, box.get("error")
+        # the killed worker is gone (its nanny started a new one at another address)
+        assert killed not in client.scheduler_info()["workers"]
+    vol = open_volume(out)
+    assert vol.status == "complete"
+    assert sorted(vol.blocks_done) == list(range(vol.meta["plan"]["n_blocks"]))
+    np.testing.assert_array_equal(vol.level(0).compute(), reference)
+
+
+def test_sigint_reconstruct_then_rerun_is_identical(acq, reference, tmp_path):
+    out = tmp_path / "v.zarr"
+    p = _sxtdist("reconstruct", acq, out, "--workers", "1", *CLI_OPTS)
+    _wait_for_blocks(out, 1, proc=p)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert "sxtdist: interrupted" in err and "Traceback" not in err
+    meta = _meta(out)
+    n_blocks = meta["plan"]["n_blocks"]
+    assert meta["status"] == "running"  # visibly unfinished
+    assert 1 <= len(meta["blocks_done"]) < n_blocks
+    assert not (out / LOCK_NAME).exists()
+    p = _sxtdist("reconstruct", acq, out, "--workers", "1", *CLI_OPTS)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    assert "resuming:" in err
+    vol = open_volume(out)
+    assert vol.status == "complete"
+    assert vol.meta["stopping"]["blocks_run"] == n_blocks - len(meta["blocks_done"])
+    np.testing.assert_array_equal(vol.level(0).compute(), reference)
+
+
+def test_sigterm_batch_then_rerun_is_identical(acq, reference, tmp_path):
+    manifest = tmp_path / "cells.yaml"
+    manifest.write_text(f"- name: a\n  acquisition: {acq}\n- name: b\n  acquisition: {acq}\n")
+    out = tmp_path / "out"
+    args = ("batch", manifest, "--out", out, "--workers", "2", "--no-metrics", "--align", "never")
+    args = (*args, *CLI_OPTS)
+    p = _sxtdist(*args)
+    _wait_for_blocks(out / "a.zarr", 1, proc=p)
+    p.send_signal(signal.SIGTERM)  # what a batch system sends at the time limit
+    stdout, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    rows = {r["cell"]: r for r in read_summary(out / "batch-summary.csv")}
+    for name in ("a", "b"):
+        status = rows[name]["status"]
+        assert status in ("interrupted", "not run", "done"), rows[name]
+        if os.path.isdir(out / f"{name}.zarr"):
+            # every output is either complete or marked unfinished
+            assert _meta(out / f"{name}.zarr")["status"] in ("running", "complete")
+            assert (status == "done") == (_meta(out / f"{name}.zarr")["status"] == "complete")
+    assert rows["a"]["status"] == "interrupted"
+    assert not (out / LOCK_NAME).exists()
+    p = _sxtdist(*args)
+    stdout, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    rows = {r["cell"]: r for r in read_summary(out / "batch-summary.csv")}
+    assert rows["a"]["status"] == "done" and rows["a"]["message"] == "resumed"
+    for name in ("a", "b"):
+        np.testing.assert_array_equal(
+            open_volume(out / f"{name}.zarr").level(0).compute(), reference
+        )
+
+
+def test_second_writer_of_the_same_output_is_refused(acq, reference, tmp_path):
+    out = tmp_path / "v.zarr"
+    first = _sxtdist("reconstruct", acq, out, "--workers", "1", *CLI_OPTS)
+    t0 = time.monotonic()
+    while not (out / LOCK_NAME).exists():
+        assert first.poll() is None and time.monotonic() - t0 < 60, "first run never took the lock"
+        time.sleep(0.01)
+    second = _sxtdist("reconstruct", acq, out, "--workers", "1", *CLI_OPTS)
+    _, err2 = second.communicate(timeout=120)
+    assert second.returncode == 2
+    assert err2.strip() == (
+        f"sxtdist: error: {out}: is being written by pid {first.pid} on {socket.gethostname()} "
+        f"(lock {LOCK_NAME}); wait for it or remove the lock"
+    )
+    _, err1 = first.communicate(timeout=300)
+    assert first.returncode == 0, err1
+    np.testing.assert_array_equal(open_volume(out).level(0).compute(), reference)
