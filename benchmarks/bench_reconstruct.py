@@ -121,12 +121,15 @@ def timed(fn, repeat: int = 1) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=256, help="slice size n (n x n voxels)")
-    ap.add_argument("--slices", type=int, default=32)
+    ap.add_argument("--size", type=int, default=255, help="slice size n (n x n voxels)")
+    ap.add_argument("--slices", type=int, default=48)
     ap.add_argument("--iterations", type=int, default=10)
     ap.add_argument("--voxel-nm", type=float, default=30.0)
     args = ap.parse_args(argv)
-    n, nz, its, v = args.size, args.slices, args.iterations, args.voxel_nm
+    # multiples of 3: the full scan's 3x pixels then tile the grid exactly (default_grid
+    # would otherwise round the volume up and the data would not match it)
+    n, nz = 3 * (args.size // 3), 3 * (args.slices // 3)
+    its, v = args.iterations, args.voxel_nm
     rng = np.random.default_rng(0)
     tmp = tempfile.mkdtemp(prefix="bench_recon_")
     print(
@@ -171,7 +174,7 @@ def main(argv=None) -> int:
             quiet=True,
             progress=False,
             overwrite=True,
-            block_size=max(1, nz // 4),
+            block_size=-(-nz // 4),  # 4 blocks: 2 per worker
         )
         from sxtdist.distributed import get_client
 
@@ -201,7 +204,7 @@ def main(argv=None) -> int:
                     os.path.join(tmp, f"v{tall}.zarr"),
                     client=c,
                     iterations=its,
-                    block_size=max(1, nz // 4),
+                    block_size=-(-nz // 4),  # 4 blocks: 2 per worker
                     quiet=True,
                     progress=False,
                     overwrite=True,

@@ -6,7 +6,10 @@ Reconstructs, with the simulation's known shifts applied:
 * sparse-only (the full-view scan alone),
 * combined (both, one least-squares problem),
 * a full-data reference: the same cell scanned with the interior optics and dose at
-  every interior angle but an untruncated detector.
+  every interior angle but an untruncated detector;
+
+with the defaults (quadrature scan weights, no PSF deconvolution) and, for the
+combined problem and the reference, the variants (equal weights, PSF modelled).
 
 and prints a markdown table of PSNR inside the ROI (the paper's cylinder), near the
 ROI edge (outer 30% of its radius) and over the whole cell, for a fixed number of
@@ -47,7 +50,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", help="keep outputs here (default: a temporary directory)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--iterations", type=int, default=30)
+    ap.add_argument("--iterations", type=int, default=10)
     ap.add_argument("--workers", type=int, default=None)
     args = ap.parse_args(argv)
     out = args.out or tempfile.mkdtemp(prefix="sxtdist_accuracy_")
@@ -76,15 +79,18 @@ def main(argv=None) -> int:
             "cell": truth > 0.5 * float(np.median(truth[truth > 0])),
         }
         runs = {
-            "interior-only": (acq_path, ["roi"]),
-            "sparse-only": (acq_path, ["full"]),
-            "combined": (acq_path, ["full", "roi"]),
-            "full-data reference": (ref_path, ["roi"]),
+            "interior-only": (acq_path, ["roi"], {}),
+            "sparse-only": (acq_path, ["full"], {}),
+            "combined": (acq_path, ["full", "roi"], {}),
+            "combined, equal weights": (acq_path, ["full", "roi"], {"weights": "equal"}),
+            "combined, PSF modelled": (acq_path, ["full", "roi"], {"psf": True}),
+            "full-data reference": (ref_path, ["roi"], {}),
+            "full-data reference, PSF": (ref_path, ["roi"], {"psf": True}),
         }
         rows = []
         with get_client(workers=args.workers, quiet=True) as client:
             for stop in (f"{args.iterations} it.", "oracle"):
-                for name, (path, scans) in runs.items():
+                for name, (path, scans, extra) in runs.items():
                     oracle = stop == "oracle"
                     vol = reconstruct(
                         path,
@@ -96,6 +102,7 @@ def main(argv=None) -> int:
                         overwrite=True,
                         quiet=True,
                         progress=False,
+                        **extra,
                     )
                     x = vol.level(0).compute()
                     rows.append((stop, name, *(psnr(x, truth, m) for m in masks.values())))

@@ -235,6 +235,9 @@ def reconstruct(
     progress: bool | None = None,
     quiet: bool = False,
     backend: str = "auto",
+    cluster: str | None = None,
+    minimum_jobs: int | None = None,
+    maximum_jobs: int | None = None,
 ) -> Volume:
     """Reconstruct an acquisition into a multiscale OME-Zarr volume.
 
@@ -254,9 +257,12 @@ def reconstruct(
         only) or ``["full"]`` (sparse only).
     block_size, halo
         Slices per block and halo; default from the memory budget and the row coupling.
-    workers, client, scheduler
+    workers, client, scheduler, cluster, minimum_jobs, maximum_jobs
         Where to run: a new local cluster of ``workers`` processes (default), a
-        ``distributed.Client`` or cluster object, or a scheduler address.
+        ``distributed.Client`` or cluster object, a scheduler address, or a cluster
+        made from configuration (``"slurm"``, ``"pbs"``, ``"lsf"``, ``"local-cuda"``;
+        batch queues scale adaptively between ``minimum_jobs`` and ``maximum_jobs``;
+        docs/cluster.md).
     nonneg_every
         CGNE: clamp at zero every ``k`` iterations.
     rtol
@@ -310,14 +316,25 @@ def reconstruct(
         )
     roi_radius = _roi_radius_nm(acq)
 
-    external = client is not None or scheduler is not None
+    external = client is not None or scheduler is not None or cluster not in (None, "local")
     chosen, why = ("cpu", "") if external else select_backend(backend)
     connect = (
         gpu_client(workers, quiet=quiet)
         if chosen == "gpu"
-        else get_client(client, scheduler, workers, quiet=quiet)
+        else get_client(
+            client,
+            scheduler,
+            workers,
+            quiet=quiet,
+            cluster=cluster,
+            minimum_jobs=minimum_jobs,
+            maximum_jobs=maximum_jobs,
+        )
     )
     with write_lock(out), connect as c:
+        if block_size is None and halo is None and not overwrite:
+            # resuming: keep the unfinished output's blocks, whatever the workers now
+            block_size, halo = _stored_blocks(out)
         if external:
             chosen, why = select_backend(backend, client=c)
         log(f"backend: {chosen} ({why})", quiet)
@@ -389,6 +406,19 @@ def reconstruct(
     n_levels = vol.finalize(elapsed_s=elapsed, stopping=stopping)
     log(f"wrote {out}: {n_levels} levels, {plan.n_blocks} blocks in {elapsed:.1f} s", quiet)
     return vol
+
+
+def _stored_blocks(out: str) -> tuple[int | None, int | None]:
+    """Block size and halo of an unfinished volume at ``out`` (``None, None`` otherwise)."""
+    from .volume import is_volume
+
+    if not is_volume(out):
+        return None, None
+    meta = open_volume(out, mode="r").meta
+    plan = meta.get("plan") or {}
+    if meta.get("status") == "complete" or "block_size" not in plan:
+        return None, None
+    return int(plan["block_size"]), int(plan["halo"])
 
 
 def _roi_radius_nm(acq: Acquisition) -> float | None:

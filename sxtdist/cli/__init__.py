@@ -9,7 +9,9 @@ keeps its traceback.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+from contextlib import contextmanager
 
 import click
 
@@ -43,8 +45,31 @@ for _name, _module in COMMANDS.items():
     cli.add_command(importlib.import_module(f"{__name__}.{_module}").command, _name)
 
 
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a batch system's time limit, ``kill``) stops like Ctrl-C: cleanly, resumable."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
+    with _sigterm_as_interrupt():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         # Without standalone mode click returns a command's ``Exit`` code instead of exiting.
         code = cli.main(args=argv, prog_name="sxtdist", standalone_mode=False)

@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-import signal
-from contextlib import contextmanager
-
 import click
 
 from ..batch import reconstruct_batch
 from ..recon import METHODS
 from ._cluster import client_kwargs, cluster_options
 from ._options import progress_option, scan_list
-
-
-@contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (a batch system's time limit, ``kill``) stops like Ctrl-C: cleanly, resumable."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (embedded use): leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @click.command()
@@ -109,18 +88,18 @@ def command(
         ).items()
         if v is not None
     }
-    with _sigterm_as_interrupt():
-        rows = reconstruct_batch(
-            manifest,
-            out_dir,
-            **client_kwargs(cluster, scheduler, workers, min_jobs, max_jobs),
-            concurrent=concurrent,
-            overwrite=overwrite,
-            metrics=metrics,
-            summary=summary,
-            progress=progress,
-            quiet=quiet,
-            **defaults,
-        )
+    # SIGTERM arrives as an interrupt (sxtdist.cli.main): outputs stay resumable
+    rows = reconstruct_batch(
+        manifest,
+        out_dir,
+        **client_kwargs(cluster, scheduler, workers, min_jobs, max_jobs),
+        concurrent=concurrent,
+        overwrite=overwrite,
+        metrics=metrics,
+        summary=summary,
+        progress=progress,
+        quiet=quiet,
+        **defaults,
+    )
     if any(r.status == "failed" for r in rows):
         raise click.exceptions.Exit(1)

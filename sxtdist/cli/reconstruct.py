@@ -8,6 +8,7 @@ from ..backends import BACKENDS
 from ..errors import ParameterError
 from ..recon import DEFAULT_ITERATIONS, METHODS
 from ..runner import reconstruct
+from ._cluster import client_kwargs, cluster_options
 from ._options import overwrite_option, per_scan_float, progress_option, scan_list
 
 
@@ -27,12 +28,6 @@ from ._options import overwrite_option, per_scan_float, progress_option, scan_li
 @click.option(
     "--halo", type=int, help="Halo slices per block side (default: from the row coupling)."
 )
-@click.option(
-    "--workers",
-    type=int,
-    help="Local worker processes (default: the available cores); with the GPU backend, the GPUs to use (default: all).",
-)
-@click.option("--scheduler", help="Address of a running Dask scheduler to use instead.")
 @click.option("--nonneg-every", type=int, help="CGNE: clamp at zero every K iterations.")
 @click.option("--rtol", type=float, help="CGNE: stop each slice group at this relative residual.")
 @click.option(
@@ -60,6 +55,7 @@ from ._options import overwrite_option, per_scan_float, progress_option, scan_li
     show_default=True,
     help="Solve blocks on the CPU or a GPU; auto: a GPU when one is usable (says which it chose).",
 )
+@cluster_options
 @overwrite_option
 @progress_option
 @click.option("-q", "--quiet", is_flag=True, help="No status lines.")
@@ -80,6 +76,9 @@ def command(
     weights,
     oracle,
     backend,
+    cluster,
+    min_jobs,
+    max_jobs,
     overwrite,
     progress,
     quiet,
@@ -93,8 +92,7 @@ def command(
         scans=scan_list(scans),
         block_size=block_size,
         halo=halo,
-        workers=workers,
-        scheduler=scheduler,
+        **client_kwargs(cluster, scheduler, workers, min_jobs, max_jobs),
         nonneg_every=nonneg_every,
         rtol=rtol,
         psf=psf,
