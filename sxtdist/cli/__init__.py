@@ -20,6 +20,8 @@ from ..errors import SxtdistError
 COMMANDS = {
     "simulate": "simulate",
     "info": "info",
+    "plan": "plan",
+    "report": "report",
 }
 
 
