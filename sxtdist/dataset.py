@@ -317,6 +317,58 @@ def _write_scan(root: zarr.Group, name: str, scan: ScanData, path: str) -> dict[
     return meta
 
 
+def add_scan(
+    path: str | os.PathLike[str],
+    name: str,
+    scan: ScanData,
+    overwrite: bool = False,
+) -> Acquisition:
+    """Write one scan into an existing acquisition and return it reopened.
+
+    The scan is written to a temporary group beside the others and renamed into
+    place when complete; the metadata entry is added last, so an interrupted
+    write leaves the acquisition as it was.
+
+    Parameters
+    ----------
+    path
+        An existing acquisition dataset.
+    name
+        ``"full"`` or ``"roi"``.
+    scan
+        The projections and geometry (``data`` may be a lazy dask array).
+    overwrite
+        Replace a scan of that name. Without it an existing scan is an error.
+    """
+    path = os.fspath(path)
+    if name not in SCAN_NAMES:
+        raise ParameterError(f"unknown scan {name!r} (choose from {', '.join(SCAN_NAMES)})")
+    acq = open_acquisition(path, mode="r+")
+    if name in acq.scans and not overwrite:
+        raise OutputExistsError(
+            os.path.join(path, name), "scan already exists (use --overwrite to replace it)"
+        )
+    root = acq.group
+    tmp_name = f"_partial_{name}"
+    tmp_dir = os.path.join(path, tmp_name)
+    _remove(tmp_dir)  # left by an interrupted run
+    try:
+        smeta = _write_scan(root, tmp_name, scan, path)
+        final_dir = os.path.join(path, name)
+        _remove(final_dir)
+        os.replace(tmp_dir, final_dir)
+    except BaseException:
+        _remove(tmp_dir)
+        raise
+    root = zarr.open_group(path, mode="r+")
+    p = float(smeta["pixel_size_nm"])
+    ngff.set_multiscale_metadata(root[name], [[1.0, p, p]], ngff.PROJECTION_AXES, name)
+    meta = dict(root.attrs[KEY])
+    meta["scans"] = {**meta["scans"], name: smeta}
+    root.attrs[KEY] = meta  # last: the scan exists for readers only from here
+    return open_acquisition(path)
+
+
 # -- opening and validating -------------------------------------------------------------------
 
 

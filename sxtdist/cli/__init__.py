@@ -20,6 +20,10 @@ from ..errors import SxtdistError
 COMMANDS = {
     "simulate": "simulate",
     "info": "info",
+    "reconstruct": "reconstruct",
+    "demo": "demo",
+    "import": "import_",
+    "export": "export",
     "plan": "plan",
     "report": "report",
 }

@@ -1,0 +1,164 @@
+"""A stack of projections in someone else's file format, read frame by frame.
+
+Every reader (:mod:`.tiff`, :mod:`.mrc`, :mod:`.nxtomo`, :mod:`.txrm`) returns a
+:class:`FrameSource`: the stack's shape, what the file says about angles, pixel
+size and energy, its flat and dark fields if it holds them, and a
+``read(i0, i1)`` that returns frames ``i0 .. i1-1`` only. Nothing reads the
+whole stack at once, so a stack larger than memory imports in bounded memory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+#: Pixel data types a projection may have (anything else is the wrong mode).
+REAL_KINDS = "uif"
+
+
+@dataclass
+class FrameSource:
+    """A projection stack opened for reading.
+
+    Parameters
+    ----------
+    path
+        The file (or folder) it came from; errors name it.
+    format
+        Short name of the reader (``tiff``, ``mrc``, ``nxtomo``, ``txrm``).
+    shape
+        ``(frames, rows, cols)`` of the projections (flats and darks excluded).
+    dtype
+        Pixel type on disk.
+    reader
+        ``reader(i0, i1) -> ndarray (i1-i0, rows, cols)``; not thread-safe, the
+        :class:`FrameSource` serialises calls.
+    angles_deg, pixel_size_nm, energy_ev
+        What the file says, or ``None``.
+    flat, dark
+        Averaged flat and dark fields ``(rows, cols)`` held by the file, or ``None``.
+    values
+        What the pixel values are if the format says (``"intensity"`` for raw
+        detector counts), else ``None``.
+    extra
+        More metadata to keep with the scan.
+    closer
+        Called by :meth:`close`.
+    """
+
+    path: str
+    format: str
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+    reader: Callable[[int, int], np.ndarray]
+    angles_deg: np.ndarray | None = None
+    pixel_size_nm: float | None = None
+    energy_ev: float | None = None
+    flat: np.ndarray | None = None
+    dark: np.ndarray | None = None
+    values: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    closer: Callable[[], None] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def n_frames(self) -> int:
+        return self.shape[0]
+
+    def read(self, i0: int, i1: int) -> np.ndarray:
+        """Frames ``i0 .. i1-1`` as an array ``(i1-i0, rows, cols)`` in the file's type."""
+        with self._lock:  # file handles are not safe to share between threads
+            try:
+                out = self.reader(i0, i1)
+            except InputError:
+                raise
+            except Exception as exc:  # a damaged file fails in many ways; the user needs one line
+                raise InputError(
+                    self.path, f"cannot read frames {i0}..{i1 - 1} ({_one_line(exc)})"
+                ) from exc
+        expected = (i1 - i0, *self.shape[1:])
+        if out.shape != expected:
+            raise InputError(
+                self.path, f"frames {i0}..{i1 - 1} have shape {out.shape}, expected {expected}"
+            )
+        return out
+
+    def mean(self) -> np.ndarray:
+        """The average of all frames, one at a time (for flat and dark files)."""
+        acc = np.zeros(self.shape[1:], dtype=np.float64)
+        for i in range(self.n_frames):
+            acc += self.read(i, i + 1)[0]
+        return (acc / self.n_frames).astype(np.float32)
+
+    def close(self) -> None:
+        if self.closer is not None:
+            self.closer()
+            self.closer = None
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_dtype(path: str, dtype: np.dtype, what: str = "pixel data") -> np.dtype:
+    """Refuse complex, boolean or structured pixel types with one line."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in REAL_KINDS or dtype.itemsize > 8:
+        raise InputError(path, f"{what} has type {dtype}, not a real number type")
+    return dtype
+
+
+def check_shape(path: str, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """A projection stack must be ``(frames, rows, cols)`` with all three non-zero."""
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) != 3:
+        raise InputError(path, f"expected a stack of 2D images, got an array of shape {shape}")
+    if min(shape) < 1:
+        raise InputError(path, f"the stack is empty (shape {shape})")
+    return tuple(int(s) for s in shape)
+
+
+def read_angles_file(path: str | os.PathLike[str]) -> np.ndarray:
+    """Angles in degrees, one per line (IMOD ``.tlt``/``.rawtlt``, or any text list).
+
+    Blank lines and ``#`` comments are skipped; several numbers on a line are read
+    left to right.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as exc:
+        raise InputError(path, f"cannot read the angle list ({exc.strerror})") from exc
+    values: list[float] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        for tok in re.split(r"[,\s]+", line):
+            if not tok:
+                continue
+            try:
+                values.append(float(tok))
+            except ValueError:
+                raise InputError(path, f"line {n}: {tok!r} is not a number") from None
+    if not values:
+        raise InputError(path, "the angle list is empty")
+    angles = np.asarray(values, float)
+    if not np.all(np.isfinite(angles)):
+        raise InputError(path, "the angle list contains NaN or inf")
+    return angles
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,172 @@
+"""TIFF and OME-TIFF projection stacks (tifffile): one multi-page file or a folder of frames.
+
+TIFF has no standard place for rotation angles, so they come from ``--angles``
+or ``--angle-range``. The pixel size is taken from OME-XML (``PhysicalSizeX``)
+or from ImageJ's calibration (``XResolution`` with the ``unit`` in ImageJ's
+description) when the file has one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import tifffile
+import zarr
+
+from ..errors import InputError
+from .source import FrameSource, _one_line, check_dtype, check_shape
+
+SUFFIXES = (".tif", ".tiff")
+
+#: Length units as written by OME, ImageJ and people, in nanometres.
+UNIT_NM = {
+    "nm": 1.0,
+    "nanometer": 1.0,
+    "nanometre": 1.0,
+    "um": 1e3,
+    "µm": 1e3,
+    "μm": 1e3,
+    "\\u00b5m": 1e3,
+    "micron": 1e3,
+    "microns": 1e3,
+    "micrometer": 1e3,
+    "micrometre": 1e3,
+    "mm": 1e6,
+    "millimeter": 1e6,
+    "m": 1e9,
+    "meter": 1e9,
+    "å": 0.1,
+    "a": 0.1,
+    "angstrom": 0.1,
+}
+
+
+def open_tiff(path: str | os.PathLike[str]) -> FrameSource:
+    """Open a multi-page TIFF/OME-TIFF, or a folder of single-frame TIFFs, as a stack."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return _open_folder(path)
+    try:
+        tif = tifffile.TiffFile(path)
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except Exception as exc:
+        raise InputError(path, f"not a readable TIFF file ({_one_line(exc)})") from exc
+    try:
+        series = tif.series
+        if not series:
+            raise InputError(path, "holds no images")
+        if len(series) > 1:
+            shapes = ", ".join(str(tuple(s.shape)) for s in series[:3])
+            raise InputError(
+                path,
+                f"holds images of mixed shapes ({shapes}); all projections must have one shape",
+            )
+        s = series[0]
+        if "S" in s.axes:  # samples per pixel: RGB(A), not a grayscale stack
+            raise InputError(
+                path, f"is a colour image (axes {s.axes}); projections must be grayscale"
+            )
+        shape = check_shape(path, tuple(s.shape))
+        dtype = check_dtype(path, s.dtype)
+        # tifffile's zarr view reads one frame per chunk whatever the layout
+        # (pages, contiguous ImageJ data beyond 4 GB, OME); never the whole stack
+        frames = zarr.open_array(s.aszarr(), mode="r")
+        pixel = pixel_size_nm(tif)
+    except BaseException:
+        tif.close()
+        raise
+
+    def reader(i0: int, i1: int) -> np.ndarray:
+        return np.asarray(frames[i0:i1] if len(frames.shape) == 3 else frames[:]).reshape(
+            i1 - i0, *shape[1:]
+        )
+
+    return FrameSource(
+        path=path,
+        format="tiff",
+        shape=shape,
+        dtype=dtype,
+        reader=reader,
+        pixel_size_nm=pixel,
+        extra={"ome": bool(tif.is_ome), "imagej": bool(tif.is_imagej)},
+        closer=tif.close,
+    )
+
+
+def _open_folder(path: str) -> FrameSource:
+    files = sorted(
+        (f for f in os.listdir(path) if f.lower().endswith(SUFFIXES) and not f.startswith(".")),
+        key=_natural_key,
+    )
+    if not files:
+        raise InputError(path, "folder holds no .tif/.tiff files")
+    files = [os.path.join(path, f) for f in files]
+    shape0 = None
+    dtype = None
+    pixel = None
+    for f in files:  # headers only: check every frame before importing anything
+        try:
+            with tifffile.TiffFile(f) as tif:
+                page = tif.pages[0]
+                shp, dt = tuple(page.shape), page.dtype
+                if shape0 is None:
+                    pixel = pixel_size_nm(tif)
+        except Exception as exc:
+            raise InputError(f, f"not a readable TIFF file ({_one_line(exc)})") from exc
+        if len(shp) != 2 or page.samplesperpixel != 1:
+            raise InputError(f, f"is not a single grayscale frame (shape {shp})")
+        if shape0 is None:
+            shape0, dtype = shp, check_dtype(f, dt)
+        elif shp != shape0:
+            raise InputError(
+                f, f"has shape {shp} but {os.path.basename(files[0])} has {shape0} (mixed shapes)"
+            )
+
+    def reader(i0: int, i1: int) -> np.ndarray:
+        return np.stack([tifffile.imread(f, key=0) for f in files[i0:i1]])
+
+    return FrameSource(
+        path=path,
+        format="tiff",
+        shape=(len(files), *shape0),
+        dtype=dtype,
+        reader=reader,
+        pixel_size_nm=pixel,
+        extra={"files": len(files)},
+    )
+
+
+def pixel_size_nm(tif: tifffile.TiffFile) -> float | None:
+    """The pixel size (nm) from OME-XML or ImageJ calibration, or ``None``."""
+    try:
+        if tif.is_ome and tif.ome_metadata:
+            root = ET.fromstring(tif.ome_metadata)
+            for el in root.iter():
+                if el.tag.endswith("Pixels") and el.get("PhysicalSizeX"):
+                    unit = el.get("PhysicalSizeXUnit", "µm")
+                    return _to_nm(float(el.get("PhysicalSizeX")), unit)
+        if tif.is_imagej:
+            unit = (tif.imagej_metadata or {}).get("unit")
+            tag = tif.pages[0].tags.get("XResolution")
+            if unit and tag is not None:
+                num, den = tag.value
+                if num > 0:
+                    return _to_nm(den / num, unit)
+    except (ValueError, ET.ParseError, TypeError, ZeroDivisionError):
+        return None
+    return None
+
+
+def _to_nm(value: float, unit: str) -> float | None:
+    factor = UNIT_NM.get(str(unit).strip().lower())
+    if factor is None or not np.isfinite(value) or value <= 0:
+        return None
+    return float(value) * factor
+
+
+def _natural_key(name: str) -> list[object]:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]

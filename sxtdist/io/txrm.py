@@ -1,0 +1,131 @@
+"""Zeiss/Xradia ``.txrm`` tilt series and ``.xrm`` single images (OLE compound files).
+
+Streams read (names as Xradia writes them; OLE names are case-insensitive):
+
+- ``ImageInfo/NoOfImages`` (or ``ImagesTaken``), ``ImageWidth``, ``ImageHeight``
+  (uint32) and ``DataType`` (5: uint16, 10: float32);
+- ``ImageInfo/Angles`` (float32 per image, degrees), ``ImageInfo/PixelSize``
+  (float32, µm), ``ImageInfo/Energy`` (float32 per image, eV);
+- ``ImageData{k}/Image{i}``: image ``i`` (1-based) in folder ``k = ceil(i/100)``;
+- ``ReferenceData/Image``: the flat field (reference) when the file carries one,
+  with its own ``ReferenceData/DataType``.
+
+The raw images are detector counts; with a reference they are flat-field
+corrected on import.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import olefile
+
+from ..errors import InputError
+from .source import FrameSource, _one_line, check_shape
+
+SUFFIXES = (".txrm", ".xrm")
+DATA_TYPES = {5: np.dtype("<u2"), 10: np.dtype("<f4")}
+
+
+def image_stream(i: int) -> str:
+    """The stream name of image ``i`` (0-based)."""
+    return f"ImageData{math.ceil((i + 1) / 100)}/Image{i + 1}"
+
+
+def open_txrm(path: str | os.PathLike[str]) -> FrameSource:
+    """Open a TXRM/XRM file."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(path, "no such file")
+    if not olefile.isOleFile(path):
+        raise InputError(path, "not an OLE compound file (not a TXRM/XRM file)")
+    try:
+        ole = olefile.OleFileIO(path)
+    except Exception as exc:
+        raise InputError(path, f"damaged OLE compound file ({_one_line(exc)})") from exc
+    try:
+        return _open(path, ole)
+    except BaseException:
+        ole.close()
+        raise
+
+
+def _open(path: str, ole: olefile.OleFileIO) -> FrameSource:
+    def stream(name: str) -> bytes | None:
+        if not ole.exists(name):
+            return None
+        try:
+            return ole.openstream(name).read()
+        except Exception as exc:
+            raise InputError(path, f"stream {name} is damaged ({_one_line(exc)})") from exc
+
+    def ints(name: str) -> int | None:
+        b = stream(name)
+        return None if b is None or len(b) < 4 else int(np.frombuffer(b[:4], "<u4")[0])
+
+    def floats(name: str) -> np.ndarray | None:
+        b = stream(name)
+        return None if b is None else np.frombuffer(b[: len(b) // 4 * 4], "<f4").astype(float)
+
+    n = ints("ImageInfo/NoOfImages") or ints("ImageInfo/ImagesTaken")
+    width, height = ints("ImageInfo/ImageWidth"), ints("ImageInfo/ImageHeight")
+    if not n or not width or not height:
+        raise InputError(
+            path, "lacks ImageInfo/NoOfImages, ImageWidth or ImageHeight (not a TXRM/XRM file?)"
+        )
+    code = ints("ImageInfo/DataType")
+    if code not in DATA_TYPES:
+        raise InputError(path, f"image data type {code} is not supported (5: uint16, 10: float32)")
+    dtype = DATA_TYPES[code]
+    shape = check_shape(path, (n, height, width))
+    missing = [image_stream(i) for i in range(n) if not ole.exists(image_stream(i))]
+    if missing:
+        raise InputError(
+            path, f"{len(missing)} of {n} images are missing (first: {missing[0]}); truncated?"
+        )
+
+    angles = floats("ImageInfo/Angles")
+    if angles is not None:
+        if angles.size < n:
+            raise InputError(path, f"ImageInfo/Angles has {angles.size} values for {n} images")
+        angles = angles[:n]
+    pixel = floats("ImageInfo/PixelSize")
+    pixel_nm = float(pixel[0]) * 1e3 if pixel is not None and pixel.size and pixel[0] > 0 else None
+    energy = floats("ImageInfo/Energy")
+    energy_ev = None
+    if energy is not None and energy.size and np.all(energy[:n] > 0):
+        energy_ev = float(np.mean(energy[:n]))
+
+    def image(name: str, dt: np.dtype) -> np.ndarray:
+        b = stream(name)
+        need = width * height * dt.itemsize
+        if b is None or len(b) < need:
+            have = 0 if b is None else len(b)
+            raise InputError(path, f"{name} has {have} bytes, {need} expected (truncated?)")
+        return np.frombuffer(b[:need], dt).reshape(height, width)
+
+    flat = None
+    if ole.exists("ReferenceData/Image"):
+        ref_code = ints("ReferenceData/DataType")
+        ref_dt = DATA_TYPES.get(ref_code, np.dtype("<f4"))
+        flat = image("ReferenceData/Image", ref_dt).astype(np.float32)
+
+    def reader(i0: int, i1: int) -> np.ndarray:
+        return np.stack([image(image_stream(i), dtype) for i in range(i0, i1)])
+
+    return FrameSource(
+        path=path,
+        format="txrm",
+        shape=shape,
+        dtype=dtype,
+        reader=reader,
+        angles_deg=angles,
+        pixel_size_nm=pixel_nm,
+        energy_ev=energy_ev,
+        flat=flat,
+        values="intensity",
+        extra={"xradia_data_type": code},
+        closer=ole.close,
+    )

@@ -1,0 +1,25 @@
+"""Linear operators with exact adjoints: projector, row sampling, PSF, crop, binning, stack."""
+
+from .base import Composition, Identity, LinearOperator, Scaled, Stack, dot_test
+from .binning import Binning
+from .projector import SliceProjector
+from .psf import Crop, GaussianBlur, KernelBlur
+from .rows import RowSampling
+from .scan import ScanModel, scan_operator
+
+__all__ = [
+    "Binning",
+    "Composition",
+    "Crop",
+    "GaussianBlur",
+    "Identity",
+    "KernelBlur",
+    "LinearOperator",
+    "RowSampling",
+    "Scaled",
+    "ScanModel",
+    "SliceProjector",
+    "Stack",
+    "dot_test",
+    "scan_operator",
+]

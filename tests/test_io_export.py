@@ -1,0 +1,134 @@
+"""Export to MRC, TIFF and NGFF 0.4 (Zarr v2): re-read equals the volume level; napari reads it."""
+
+from __future__ import annotations
+
+import os
+
+import mrcfile
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from sxtdist.geometry import VolumeGrid
+from sxtdist.io.export import export_volume
+from sxtdist.volume import create_volume
+
+VOXEL = 30.0
+
+
+@pytest.fixture(scope="module")
+def volume(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vol") / "v.zarr"
+    data = np.random.default_rng(4).random((20, 24, 28), dtype=np.float32)
+    vol = create_volume(path, VolumeGrid(data.shape, VOXEL), shard_z=10, chunk_z=10)
+    vol.write_slices(0, data[:10])
+    vol.write_slices(10, data[10:])
+    vol.finalize()
+    return str(path), vol
+
+
+def _read_v2(path):
+    g = zarr.open_group(path, mode="r", zarr_format=2)
+    ms = g.attrs["multiscales"][0]
+    return g, ms
+
+
+@pytest.mark.parametrize("level", [0, 1])
+def test_exports_equal_the_level(volume, tmp_path, run_cli, level):
+    path, vol = volume
+    expected = vol.level(level).compute()
+    v = VOXEL * 2**level
+    for name in ("v.mrc", "v.tif", "v.zarr"):
+        code, out, err = run_cli("export", path, tmp_path / name, "--level", str(level), "-q")
+        assert code == 0, err
+        assert out.strip() == str(tmp_path / name)
+    with mrcfile.open(tmp_path / "v.mrc", permissive=False) as m:
+        np.testing.assert_array_equal(m.data, expected)
+        assert m.voxel_size.x == pytest.approx(v * 10) and m.voxel_size.z == pytest.approx(v * 10)
+        assert m.header.dmax == pytest.approx(expected.max())
+        assert m.header.dmean == pytest.approx(expected.mean(), rel=1e-5)
+    with tifffile.TiffFile(tmp_path / "v.tif") as t:
+        np.testing.assert_array_equal(t.asarray(), expected)
+        assert t.imagej_metadata["spacing"] == pytest.approx(v / 1e3)
+        num, den = t.pages[0].tags["XResolution"].value
+        assert den / num == pytest.approx(v / 1e3)
+    g, ms = _read_v2(tmp_path / "v.zarr")
+    assert ms["version"] == "0.4"
+    assert [a["unit"] for a in ms["axes"]] == ["nanometer"] * 3
+    first = ms["datasets"][0]
+    np.testing.assert_array_equal(g[first["path"]][:], expected)
+    assert first["coordinateTransformations"][0]["scale"] == [v, v, v]
+    assert len(ms["datasets"]) >= 1
+    if len(ms["datasets"]) > 1:
+        assert ms["datasets"][1]["coordinateTransformations"][0]["scale"] == [2 * v] * 3
+
+
+def test_export_crop(volume, tmp_path, run_cli):
+    path, vol = volume
+    expected = vol.level(0).compute()[3:15, :, 5:]
+    code, _, err = run_cli("export", path, tmp_path / "c.mrc", "--crop", "3:15,:,5:", "-q")
+    assert code == 0, err
+    with mrcfile.open(tmp_path / "c.mrc") as m:
+        np.testing.assert_array_equal(m.data, expected)
+        assert m.header.origin.x == pytest.approx(5 * VOXEL * 10)
+        assert m.header.origin.z == pytest.approx(3 * VOXEL * 10)
+    export_volume(path, tmp_path / "c.zarr", crop=(slice(3, 15), slice(None), slice(5, None)))
+    g, ms = _read_v2(tmp_path / "c.zarr")
+    np.testing.assert_array_equal(g[ms["datasets"][0]["path"]][:], expected)
+    assert ms["datasets"][0]["coordinateTransformations"][1]["translation"] == [90.0, 0.0, 150.0]
+
+
+def test_export_errors(volume, tmp_path, run_cli, tiny_acq):
+    path, _ = volume
+    (tmp_path / "exists.mrc").write_bytes(b"x")
+    cases = [
+        ((path, tmp_path / "exists.mrc"), "already exists"),
+        ((path, tmp_path / "v.xyz"), "cannot tell the format"),
+        ((path, tmp_path / "v.mrc", "--level", "9"), "levels"),
+        ((path, tmp_path / "v.mrc", "--crop", "5:2,:,:"), "empty"),
+        ((path, tmp_path / "v.mrc", "--crop", "1:2,3"), "--crop"),
+        ((tiny_acq, tmp_path / "v.mrc"), "not a reconstructed volume"),
+        ((tmp_path / "none.zarr", tmp_path / "v.mrc"), "no such file"),
+    ]
+    for args, words in cases:
+        code, out, err = run_cli("export", *args)
+        assert code == 2, (args, err)
+        assert err.startswith("sxtdist: error: ") and words in err, err
+        assert len(err.strip().splitlines()) == 1
+    assert (tmp_path / "exists.mrc").read_bytes() == b"x"
+    assert sorted(os.listdir(tmp_path)) == ["exists.mrc"]  # nothing half-written
+
+
+def test_napari_reads_volume_export_and_projections(volume, tmp_path, tiny_acq):
+    pytest.importorskip("napari_ome_zarr", reason="napari-ome-zarr not installed (extra: napari)")
+    from napari_ome_zarr._reader import napari_get_reader
+
+    path, vol = volume
+
+    def layers(p):
+        reader = napari_get_reader(str(p))
+        assert reader is not None, p
+        out = reader(str(p))
+        assert len(out) == 1
+        return out[0]
+
+    data, props, kind = layers(path)  # NGFF 0.5 / Zarr v3 as written by sxtdist
+    assert kind == "image"
+    assert data[0].shape == vol.shape and len(data) == vol.n_levels
+    assert list(props["scale"]) == [VOXEL] * 3
+    np.testing.assert_array_equal(np.asarray(data[0]), vol.level(0).compute())
+
+    export_volume(path, tmp_path / "v.zarr", level=1)
+    data, props, _ = layers(tmp_path / "v.zarr")  # NGFF 0.4 / Zarr v2
+    assert data[0].shape == vol.level(1).shape
+    assert list(props["scale"]) == [2 * VOXEL] * 3
+
+    import sxtdist
+
+    acq = sxtdist.open_acquisition(tiny_acq, mode="r")
+    for name, scan in acq.scans.items():
+        data, props, _ = layers(os.path.join(tiny_acq, name))
+        assert data[0].shape == scan.shape
+        p = scan.pixel_size_nm
+        assert list(props["scale"]) == [1.0, p, p]

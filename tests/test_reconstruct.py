@@ -1,0 +1,154 @@
+"""The combined reconstruction end to end: blocking invariance, seams, output, resume."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import zarr
+from ome_zarr_models import open_ome_zarr
+
+import sxtdist
+from sxtdist.blocks import plan_blocks
+from sxtdist.runner import build_problem, reconstruct
+from sxtdist.volume import open_volume
+
+
+@pytest.fixture(scope="module")
+def client():
+    from sxtdist.distributed import get_client
+
+    with get_client(workers=2, quiet=True) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def clean_acq(tmp_path_factory):
+    """Tiny, no PSF, no shifts: full-view pixels pair slices exactly (exact blocking)."""
+    path = tmp_path_factory.mktemp("clean") / "clean.zarr"
+    sxtdist.simulate(path, preset="tiny", seed=5, shifts_px=0, psf=False, quiet=True)
+    return str(path)
+
+
+def _run(acq, out, client, **kw):
+    kw.setdefault("iterations", 12)
+    return reconstruct(acq, out, client=client, quiet=True, progress=False, **kw)
+
+
+def test_blocking_does_not_change_the_answer(clean_acq, tmp_path, client):
+    acq = sxtdist.open_acquisition(clean_acq, "r")
+    problem = build_problem(acq, psf=False)
+    plan = plan_blocks(list(problem.models.values()), problem.grid, block_size=4)
+    assert plan.exact and plan.halo == 0 and plan.period == 2
+    vols = {}
+    for b in (1, 4, None):
+        v = _run(clean_acq, tmp_path / f"b{b}.zarr", client, block_size=b or 10_000, psf=False)
+        vols[b] = v.level(0).compute()
+    ref = vols[None]
+    scale = np.abs(ref).max()
+    for b in (1, 4):
+        assert np.abs(vols[b] - ref).max() <= 1e-5 * scale, b
+
+
+def test_psf_halo_seams_are_small(tiny_acq, tmp_path, client):
+    """With a PSF rows couple all slices: blocks with a halo differ from the whole-volume
+    solve (CG's scalars are shared per slab); at the default 30 iterations by < 1%."""
+    whole = _run(tiny_acq, tmp_path / "whole.zarr", client, block_size=10_000, iterations=30)
+    whole = whole.level(0).compute()
+    blocked_vol = _run(tiny_acq, tmp_path / "blk.zarr", client, block_size=8, iterations=30)
+    plan = blocked_vol.meta["plan"]
+    assert not plan["exact"] and plan["halo"] > 0
+    blocked = blocked_vol.level(0).compute()
+    edges = [z for z in range(8, whole.shape[0], 8)]
+    seam = max(np.abs(blocked[z - 1 : z + 1] - whole[z - 1 : z + 1]).max() for z in edges)
+    value_range = float(whole.max() - whole.min())
+    print(f"largest seam difference: {seam / value_range:.2%} of the volume's range")
+    assert seam < 0.01 * value_range, seam / value_range
+
+
+def test_output_is_ngff_multiscale_with_provenance(tiny_acq, tmp_path, client):
+    out = tmp_path / "v.zarr"
+    vol = _run(tiny_acq, out, client)
+    assert vol.status == "complete" and vol.n_levels >= 2
+    img = open_ome_zarr(zarr.open_group(out, mode="r"))
+    assert type(img).__name__ == "Image"
+    scales = [
+        ds.coordinateTransformations[0].scale for ds in img.attributes.ome.multiscales[0].datasets
+    ]
+    assert scales[0] == [100.0, 100.0, 100.0] and scales[1] == [200.0, 200.0, 200.0]
+    prov = vol.meta["provenance"]
+    assert prov["method"] == "cgne" and prov["scans"] == ["full", "roi"]
+    assert not os.path.exists(out / ".sxtdist.lock")
+
+
+def test_complete_output_is_not_overwritten(tiny_acq, tmp_path, client, run_cli):
+    out = tmp_path / "v.zarr"
+    _run(tiny_acq, out, client)
+    before = open_volume(out).level(0).compute()
+    code, _, err = run_cli("reconstruct", tiny_acq, out, "--workers", "1", "--iterations", "3")
+    assert code == 2 and "complete volume already" in err
+    np.testing.assert_array_equal(open_volume(out).level(0).compute(), before)
+
+
+def test_resume_skips_done_blocks_and_matches(tiny_acq, tmp_path, client):
+    ref = _run(tiny_acq, tmp_path / "ref.zarr", client, block_size=8).level(0).compute()
+    out = tmp_path / "part.zarr"
+    vol = _run(tiny_acq, out, client, block_size=8)
+    # simulate an interruption after two blocks: forget the rest, scribble on them
+    vol.update_meta(status="running", blocks_done=[0, 2])
+    arr = zarr.open_array(out / "0", mode="r+")
+    arr[8:16] = -1.0
+    arr[24:32] = -1.0
+    resumed = _run(tiny_acq, out, client, block_size=8)
+    np.testing.assert_array_equal(resumed.level(0).compute(), ref)
+    assert resumed.meta["stopping"]["blocks_run"] == 2
+
+
+def test_resume_with_other_parameters_is_refused(tiny_acq, tmp_path, client):
+    out = tmp_path / "part.zarr"
+    vol = _run(tiny_acq, out, client, block_size=8)
+    vol.update_meta(status="running", blocks_done=[0])
+    with pytest.raises(sxtdist.SxtdistError, match="different parameters"):
+        _run(tiny_acq, out, client, block_size=8, iterations=5)
+
+
+def test_interior_and_sparse_only_share_the_grid(tiny_acq, tmp_path, client):
+    a = _run(tiny_acq, tmp_path / "roi.zarr", client, scans=["roi"])
+    b = _run(tiny_acq, tmp_path / "full.zarr", client, scans=["full"])
+    assert a.shape == b.shape == sxtdist.open_acquisition(tiny_acq, "r").truth.shape
+
+
+def test_combined_beats_interior_only_near_the_roi_edge(tiny_acq, tmp_path, client):
+    acq = sxtdist.open_acquisition(tiny_acq, "r")
+    truth = acq.truth.compute()
+    g = acq["roi"].geometry
+    radius = g.detector_shape[1] / 2 * g.pixel_size_nm
+    from sxtdist.recon import roi_cylinder_mask
+
+    grid = build_problem(acq).grid
+    ring = roi_cylinder_mask(grid, radius) & ~roi_cylinder_mask(grid, 0.7 * radius)
+    err = {}
+    for scans in (["roi"], ["full", "roi"]):
+        x = (
+            _run(tiny_acq, tmp_path / f"{'-'.join(scans)}.zarr", client, scans=scans, iterations=20)
+            .level(0)
+            .compute()
+        )
+        err[len(scans)] = np.sqrt(np.mean((x - truth)[:, ring] ** 2))
+    assert err[2] < 0.7 * err[1], err
+
+
+def test_sirt_runs_and_is_nonnegative(tiny_acq, tmp_path, client):
+    vol = _run(tiny_acq, tmp_path / "s.zarr", client, method="sirt", iterations=20)
+    assert vol.level(0).min().compute() >= 0
+
+
+def test_bad_reconstruct_inputs(tiny_acq, tmp_path, run_cli):
+    code, _, err = run_cli("reconstruct", tmp_path / "nope.zarr", tmp_path / "o.zarr")
+    assert code == 2 and "no such file" in err
+    code, _, err = run_cli("reconstruct", tiny_acq, tmp_path / "o.zarr", "--scans", "abc")
+    assert code == 2 and "unknown scan" in err
+    code, _, err = run_cli("reconstruct", tiny_acq, tmp_path / "o.zarr", "--iterations", "0")
+    assert code == 2 and "iterations" in err
+    assert not os.path.exists(tmp_path / "o.zarr")
