@@ -1,8 +1,8 @@
 """Shared plumbing of the study scripts (examples/study_*.py): simulate, reconstruct, score, save.
 
 Every study simulates the paper-like ``small`` preset (a 6 µm cell at 60 nm voxels,
-a 3.6 µm ROI) without random shifts (the known geometry; alignment is another
-study), reconstructs with :func:`sxtdist.runner.reconstruct` on a local Dask
+a 3.6 µm ROI) with its random per-view jitter (σ = 1 px) and applies the known
+shifts (alignment is another study), reconstructs with :func:`sxtdist.runner.reconstruct` on a local Dask
 cluster and scores with :mod:`sxtdist.metrics`.
 """
 
@@ -58,8 +58,8 @@ class Study:
         return os.path.join(self.work, name)
 
     def simulate(self, name: str, **kw) -> sxtdist.Acquisition:
-        kw.setdefault("shifts_px", 0.0)
-        return sxtdist.simulate(
+        """Simulate the ``small`` preset (its random jitter included) and apply the known shifts."""
+        acq = sxtdist.simulate(
             self.path(name + ".zarr"),
             "small",
             self.args.seed,
@@ -68,6 +68,11 @@ class Study:
             progress=False,
             **kw,
         )
+        for scan in acq.scans:
+            acq.set_shifts(
+                scan, np.asarray(acq.truth_meta["shifts_px"][scan]), method="known (simulated)"
+            )
+        return acq
 
     def reconstruct(
         self, acq: sxtdist.Acquisition, scans: Sequence[str], tag: str, **kw
@@ -77,7 +82,7 @@ class Study:
         kw.setdefault("iterations", 300 if kw["oracle"] else 10)
         vol = reconstruct(
             acq.path,
-            self.path(f"{tag}.zarr"),
+            self.path(f"rec_{tag}.zarr"),
             scans=list(scans),
             client=self.client,
             overwrite=True,
@@ -86,6 +91,11 @@ class Study:
             **kw,
         )
         return np.asarray(vol.level(0).compute())
+
+
+def photons_per_pixel(pixel_nm: float, per_20nm: float) -> float:
+    """Photons per pixel for the paper's fluence ``per_20nm`` photons per (20 nm)² pixel."""
+    return per_20nm * (pixel_nm / 20.0) ** 2
 
 
 def roi_diameter_px(acq: sxtdist.Acquisition) -> float:

@@ -1,8 +1,10 @@
 """Dose redistribution at a fixed budget (the paper's figure 5, eq. 13).
 
-Reference budget: N₀ = 90 full-field views at I₀ photons per (60 nm)² pixel. For
-each N_full the combined protocol keeps N_full full views at the same fluence
-(4 I₀ in the 120 nm full pixel) and gives the interior scan (90 views, 3.6 µm ROI)
+As in the paper's simulation both scans use the same pixel (60 nm here; the full
+scan differs by its 60 nm zone plate and its field of view). Reference budget:
+N₀ = 90 full-field views at I₀ photons per pixel (default: the paper's
+1000 photons per (20 nm)², i.e. 9000 per 60 nm pixel). For each N_full the combined
+protocol keeps N_full full views at I₀ and gives the interior scan (90 views, 3.6 µm ROI)
 I_ROI = I₀ (D_full/D_ROI)(N₀ − N_full)/N₀, with D_full/D_ROI computed from dose
 maps of the cell (``sxtdist.dose.dose_ratio`` on the truth's central slice, the
 cell as the sample), not hard-coded. Reconstructed with oracle stopping:
@@ -16,7 +18,7 @@ reference's with dose maps (column ``dose_vs_reference``).
 
 Writes ``study_dose.csv`` and ``study_dose.png``.
 
-Usage: ``python examples/study_dose.py [--quick] [--out DIR] [--photons 2000]``
+Usage: ``python examples/study_dose.py [--quick] [--out DIR] [--photons 1000]``
 """
 
 from __future__ import annotations
@@ -35,15 +37,21 @@ from sxtdist.geometry import scan_angles
 
 def main(argv=None) -> int:
     ap = _study.parser(__doc__)
-    ap.add_argument("--photons", type=float, default=2000.0, help="I₀ per (60 nm)² pixel")
+    ap.add_argument(
+        "--photons",
+        type=float,
+        default=1000.0,
+        help="I₀ per (20 nm)² as in the paper's figure 5 (scaled to the 60 nm pixel)",
+    )
     args = ap.parse_args(argv)
     n0 = 90
-    i0 = args.photons
+    i0 = _study.photons_per_pixel(60.0, args.photons)
     n_fulls = [5, 9, 19, 45] if args.quick else [3, 5, 9, 13, 19, 29, 45, 61, 75]
     st = _study.Study(args, "study_dose")
     rows = []
     try:
-        probe = st.simulate("probe", n_full=1, n_roi=1)
+        same_pixel = {"pixel_size_nm": 60.0}
+        probe = st.simulate("probe", n_full=1, n_roi=1, **same_pixel)
         truth = np.asarray(probe.truth.compute())
         v = float(probe.truth_meta["voxel_size_nm"])
         roi_px = _study.roi_diameter_px(probe)
@@ -57,7 +65,7 @@ def main(argv=None) -> int:
         ref_dose = dose.mean_dose(
             dose.absorbed_photons(mid, v, dose.Exposure(scan_angles(n0), np.inf, fluence0)), cell
         )
-        ref = st.simulate("reference", roi_width_um=fov_um, photons={"roi": i0})
+        ref = st.simulate("reference", roi_width_um=fov_um, photons={"roi": i0}, **same_pixel)
         x = st.reconstruct(ref, ["roi"], "reference")
         s_ref = _study.scores(x, truth, roi_px)
         for nf in n_fulls:

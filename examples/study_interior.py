@@ -1,6 +1,7 @@
 """Interior vs combined: radial PSNR and FRC (the paper's figure 3).
 
-The ``small`` preset (noisy, 19 full views with the 60 nm zone plate at 120 nm
+The ``small`` preset at the paper's fluence (10000 photons per (20 nm)² and view,
+scaled to the pixels; 19 full views with the 60 nm zone plate at 120 nm
 pixels, 90 interior views with the 35 nm zone plate at 60 nm over a 3.6 µm ROI),
 reconstructed four ways with oracle stopping (best PSNR in the ROI):
 
@@ -32,16 +33,27 @@ from sxtdist import metrics
 
 
 def main(argv=None) -> int:
-    args = _study.parser(__doc__).parse_args(argv)
+    ap = _study.parser(__doc__)
+    ap.add_argument(
+        "--photons",
+        type=float,
+        default=10000.0,
+        help="photons per (20 nm)² per view, both scans (the paper's figure 3: 10000)",
+    )
+    args = ap.parse_args(argv)
     seeds = [args.seed] if args.quick else [args.seed, args.seed + 1]
     st = _study.Study(args, "study_interior")
     rows, frc_rows, curves = [], [], {}
     try:
         for seed in seeds:
             st.args.seed = seed
-            acq = st.simulate(f"acq{seed}")
+            ph = {
+                "full": _study.photons_per_pixel(120.0, args.photons),
+                "roi": _study.photons_per_pixel(60.0, args.photons),
+            }
+            acq = st.simulate(f"acq{seed}", photons=ph)
             fov_um = acq["full"].geometry.detector_shape[1] * acq["full"].pixel_size_nm / 1e3
-            ref = st.simulate(f"ref{seed}", roi_width_um=fov_um)
+            ref = st.simulate(f"ref{seed}", roi_width_um=fov_um, photons=ph)
             truth = np.asarray(acq.truth.compute())
             roi_px = _study.roi_diameter_px(acq)
             v = float(acq.truth_meta["voxel_size_nm"])
