@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from dataclasses import replace
 
 import numpy as np
 
@@ -34,10 +35,12 @@ def null_space_ratios(acq, scans, truth, roi_px, slab_len, eval_len, iterations)
     """‖x_null‖/‖x₀‖ (ROI, whole) on the central ``eval_len`` slices of a ``slab_len`` slab."""
     prob = build_problem(acq, scans)
     grid = prob.grid
+    # the null space belongs to the acquisition geometry, not to the jitter
+    models = [replace(m, geometry=m.geometry.with_shifts(None)) for m in prob.models.values()]
     z0 = grid.nz // 2 - slab_len // 2
     slab = (z0, z0 + slab_len)
     ops = []
-    for m in prob.models.values():
+    for m in models:
         rows = m.rows_for_slab(grid, slab)
         ops.append(scan_operator(m, grid, slab, rows))
     x0 = np.ascontiguousarray(np.moveaxis(truth[slab[0] : slab[1]], 0, -1))
