@@ -188,9 +188,10 @@ class FRC:
     def crossing(self, threshold: str = "1/7", smooth: bool = False) -> float | None:
         """First frequency (cycles/voxel) where the curve falls below the threshold.
 
-        Linear interpolation between the last ring above and the first below;
-        ring 0 is skipped. ``None`` when the curve never crosses (resolution at
-        least Nyquist).
+        Ring 0 (the mean) is skipped. The crossing is interpolated linearly between
+        the last ring above and the first below; if ring 1 is already below, the
+        answer is ring 1's frequency (no correlation beyond the lowest ring).
+        ``None`` when the curve never crosses (resolution at least Nyquist).
         """
         curve = self.smoothed if smooth and self.smoothed is not None else self.frc
         thr = self.threshold(threshold)
@@ -198,6 +199,8 @@ class FRC:
         if below.size == 0:
             return None
         i = int(below[0]) + 1
+        if i == 1:
+            return float(self.freq[1])
         d0 = curve[i - 1] - thr[i - 1]
         d1 = curve[i] - thr[i]
         t = d0 / (d0 - d1) if d0 != d1 else 0.0

@@ -28,6 +28,8 @@ COMMANDS = {
     "import": "import_",
     "export": "export",
     "batch": "batch",
+    "plan": "plan",
+    "report": "report",
 }
 
 

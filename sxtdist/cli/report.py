@@ -1,0 +1,39 @@
+"""``sxtdist report``: slices, FRC and PSNR of a reconstructed volume, as a PNG and CSVs."""
+
+from __future__ import annotations
+
+import click
+
+from ..report import MAX_SLICES, make_report
+from ._options import overwrite_option
+
+
+@click.command()
+@click.argument("volume", type=click.Path())
+@click.option(
+    "--truth", type=click.Path(), help="Simulated acquisition whose truth to compare with."
+)
+@click.option(
+    "--half", type=click.Path(), help="Volume from the other half of the views: split-half FRC."
+)
+@click.option("--roi-um", type=float, help="ROI width for masked PSNR and the FRC crop (µm).")
+@click.option("--out", type=click.Path(), help="Output prefix (default VOLUME.report).")
+@click.option(
+    "--max-slices",
+    type=click.IntRange(1),
+    default=MAX_SLICES,
+    show_default=True,
+    help="Central slices read for the metrics.",
+)
+@overwrite_option
+def command(volume, truth, half, roi_um, out, max_slices, overwrite) -> None:
+    """Write VOLUME.report.png, .csv and .curves.csv: a look at a reconstruction."""
+    rep = make_report(volume, truth, out, half, roi_um, max_slices, overwrite)
+    for r in rep.rows:
+        value = r["value"]
+        if value == "":
+            click.echo(f"{r['metric']:32s} not crossed (resolution ≤ 2 voxels)")
+            continue
+        text = f"{value:.4g}" if isinstance(value, float) else str(value)
+        click.echo(f"{r['metric']:32s} {text} {r['unit']}")
+    click.echo(f"wrote {rep.png}, {rep.csv}, {rep.curves_csv}")
