@@ -122,23 +122,36 @@ def add_downsampled_levels(
     factors: Sequence[int] = (2, 2, 2),
     chunks: tuple[int, ...] = (64, 64, 64),
     min_size: int = 16,
+    in_memory_bytes: int = 64 * 2**20,
 ) -> int:
-    """Build levels ``1 .. n_levels-1`` from level 0 by block means (dask; bounded memory).
+    """Build levels ``1 .. n_levels-1`` from level 0 by block means (bounded memory).
 
     A level is only made while every downsampled axis stays at least ``min_size``
-    long. Returns the number of levels the image has afterwards.
+    long. Returns the number of levels the image has afterwards. Levels whose
+    source is at most ``in_memory_bytes`` are computed in numpy (dask's graph costs
+    more than the work there); larger ones stream through dask chunk by chunk.
     """
     scales = [level_scales(group)[0]]
     made = 1
+    previous = None  # the last level made, kept when it was small enough to hold
     for level in range(1, n_levels):
-        src = da.from_zarr(group[str(level - 1)])
-        new_shape = tuple(n // f for n, f in zip(src.shape, factors))
+        src_arr = group[str(level - 1)]
+        new_shape = tuple(n // f for n, f in zip(src_arr.shape, factors))
         if any(f > 1 and n < min_size for n, f in zip(new_shape, factors)):
             break
         # block means over whole factor-sized cells; excess edge voxels are dropped
-        trimmed = src[tuple(slice(0, n * f) for n, f in zip(new_shape, factors))]
-        trimmed = trimmed.rechunk(tuple(max(f, (c // f) * f) for c, f in zip(chunks, factors)))
-        coarse = da.coarsen(np.mean, trimmed, dict(enumerate(factors))).astype(src.dtype)
+        cells = tuple(slice(0, n * f) for n, f in zip(new_shape, factors))
+        if src_arr.nbytes <= in_memory_bytes:
+            src = previous if previous is not None else src_arr[...]
+            view = src[cells].reshape([x for n, f in zip(new_shape, factors) for x in (n, f)])
+            coarse = view.mean(axis=tuple(range(1, 2 * len(factors), 2)), dtype=np.float64)
+            coarse = coarse.astype(src_arr.dtype)
+            previous = coarse
+        else:
+            src = da.from_zarr(src_arr)[cells]
+            src = src.rechunk(tuple(max(f, (c // f) * f) for c, f in zip(chunks, factors)))
+            coarse = da.coarsen(np.mean, src, dict(enumerate(factors))).astype(src_arr.dtype)
+            previous = None
         path = str(level)
         if path in group:
             del group[path]
@@ -146,11 +159,14 @@ def add_downsampled_levels(
             path,
             shape=new_shape,
             chunks=tuple(min(c, n) for c, n in zip(chunks, new_shape)),
-            dtype=src.dtype,
+            dtype=src_arr.dtype,
             fill_value=0.0,
             dimension_names=tuple(a[0] for a in axes),
         )
-        da.store(coarse.rechunk(target.chunks), target, lock=False)
+        if isinstance(coarse, np.ndarray):
+            target[...] = coarse
+        else:
+            da.store(coarse.rechunk(target.chunks), target, lock=False)
         scales.append([s * f for s, f in zip(scales[-1], factors)])
         made += 1
     set_multiscale_metadata(group, scales, axes, name)
