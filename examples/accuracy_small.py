@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", help="keep outputs here (default: a temporary directory)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--iterations", type=int, default=10)
+    ap.add_argument("--iterations", type=int, default=20)
     ap.add_argument("--workers", type=int, default=None)
     args = ap.parse_args(argv)
     out = args.out or tempfile.mkdtemp(prefix="sxtdist_accuracy_")
