@@ -85,6 +85,10 @@ class Study:
         """Reconstruct ``scans`` of ``acq``; default: oracle stopping in the ROI (the paper's)."""
         kw.setdefault("oracle", True)
         kw.setdefault("iterations", 300 if kw["oracle"] else 10)
+        # the paper's reference code: equal scan weights, PSF-aware operators (the figures
+        # in docs/studies.md were made so; sxtdist's defaults differ, docs/reconstruction.md)
+        kw.setdefault("weights", "equal")
+        kw.setdefault("psf", True)
         vol = reconstruct(
             acq.path,
             self.path(f"rec_{tag}.zarr"),
