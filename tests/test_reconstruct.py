@@ -48,7 +48,9 @@ def test_blocking_does_not_change_the_answer(clean_acq, tmp_path, client):
     ref = vols[None]
     scale = np.abs(ref).max()
     for b in (1, 4):
-        assert np.abs(vols[b] - ref).max() <= 1e-5 * scale, b
+        diff = np.abs(vols[b] - ref).max() / scale
+        print(f"block size {b} vs whole: largest difference {diff:.1e} of the maximum")
+        assert diff <= 1e-5, b
 
 
 def test_psf_halo_seams_are_small(tiny_acq, tmp_path, client):

@@ -62,6 +62,7 @@ def test_cgne_matches_astra_cgls():
             astra.algorithm.delete(alg)
             astra.data2d.delete([sino_id, rec_id])
             rel = np.linalg.norm(ours[..., k] - ref) / np.linalg.norm(ref)
+            print(f"slice {k}: CGNE vs ASTRA CGLS, 20 iterations, relative difference {rel:.2e}")
             assert rel < 1e-3, (k, rel)
     finally:
         astra.projector.delete(proj_id)
