@@ -16,16 +16,16 @@ from ._progress import log
 from .dataset import open_acquisition
 from .distributed import get_client
 from .errors import OutputExistsError
+from .metrics import psnr
 from .recon import DEFAULT_ITERATIONS, roi_cylinder_mask
 from .runner import build_problem, reconstruct
 from .simulate import simulate
 
 
 def _psnr(x: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
-    """PSNR inside ``mask`` with the truth's range there as the peak (the paper's convention)."""
+    """PSNR inside ``mask``, the truth's range there as the peak."""
     t = truth[mask]
-    mse = float(np.mean((x[mask] - t) ** 2))
-    return 10.0 * np.log10(float(t.max() - t.min()) ** 2 / mse)
+    return psnr(x, truth, mask, data_range_value=float(t.max() - t.min()))
 
 
 def run_demo(
