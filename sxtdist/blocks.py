@@ -12,7 +12,9 @@ Two regimes:
   whole numbers of groups, no halo, and the per-group CG scalars make the result
   independent of the block size.
 * **halo** — rows chain slices together. Each block gets a halo as wide as the
-  longest row footprint; a seam test bounds the difference at block edges.
+  longest row footprint; a seam test bounds the difference at block edges. At the
+  volume's ends the halo reaches past the grid: the sample goes on there (ice, a
+  capillary), and the detector rows that see it are modelled rather than dropped.
 
 Blocks cover whole output shards (the shard's z size is the block size), so two
 tasks never write one shard.
@@ -196,7 +198,9 @@ def plan_blocks(
     blocks = []
     for i, z0 in enumerate(range(0, nz, b)):
         z1 = min(nz, z0 + b)
-        blocks.append(Block(i, (z0, z1), (max(0, z0 - h), min(nz, z1 + h))))
+        # slabs go past the volume's ends too: the sample continues there, and rows that
+        # see past an end can then be modelled (those slices are solved and dropped)
+        blocks.append(Block(i, (z0, z1), (z0 - h, z1 + h)))
     slab_len = max(bl.slab[1] - bl.slab[0] for bl in blocks)
     return BlockPlan(
         grid_shape=tuple(grid.shape),

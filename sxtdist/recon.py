@@ -84,10 +84,17 @@ class Problem:
 def slab_groups(
     problem: Problem, slab: tuple[int, int], rows: Mapping[str, np.ndarray]
 ) -> SliceGroups:
-    """The slice groups inside ``slab`` and the group of each data row."""
+    """The slice groups inside ``slab`` and the group of each data row.
+
+    Slices past the volume's ends (a slab may reach there) count as coupled.
+    """
     s0, s1 = slab
     models = list(problem.models.values())
-    links = coupling_links(models, problem.grid)[s0 : s1 - 1]
+    inside = coupling_links(models, problem.grid)
+    k = np.arange(s0, s1 - 1)
+    ok = (k >= 0) & (k < inside.size)
+    links = np.ones(k.size, bool)
+    links[ok] = inside[k[ok]]
     firsts = []
     for m, r in zip(models, rows.values()):
         lo, _ = m.row_footprints(problem.grid)

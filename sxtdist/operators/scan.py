@@ -12,7 +12,7 @@
 
 The data rows of a slab are those whose whole footprint (PSF and vertical shifts
 included) lies in the slab; rows at a slab's edges are left to the neighbouring
-blocks' halo, and rows that see past the volume's ends are not used.
+blocks' halo. Slabs of the first and last blocks reach past the volume's ends.
 """
 
 from __future__ import annotations
@@ -79,12 +79,13 @@ class ScanModel:
         """Detector rows modelled in full by the slices ``slab`` (see module doc).
 
         A row whose footprint (any angle's vertical shift, the PSF's reach) leaves the
-        volume is left out: the sample goes on above and below the field (ice, a
-        capillary), and a row that sees past the grid's ends cannot be modelled.
+        slab is left out. Slabs may reach past the volume's ends (slice indices below 0
+        or from ``nz``): the sample goes on above and below the field (ice, a
+        capillary), so a row that sees past the grid is modelled by slices there
+        rather than by zeros.
         """
         lo, hi = self.row_footprints(grid)
-        z0, z1 = max(slab[0], 0), min(slab[1], grid.nz)
-        return np.flatnonzero((lo >= z0) & (hi < z1))
+        return np.flatnonzero((lo >= slab[0]) & (hi < slab[1]) & (hi >= 0) & (lo < grid.nz))
 
 
 def scan_operator(
