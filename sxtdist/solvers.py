@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .operators.base import LinearOperator, array_module
+from .operators.base import LinearOperator, Stack, array_module
 
 Callback = Callable[[int, Any], bool | None]
 
@@ -112,21 +112,6 @@ class _Reducer:
         return scalars[self.g.ranges[i]].astype(self.xp.float32)
 
 
-def _forward(ops: Sequence[LinearOperator], x) -> list:
-    return [A(x) for A in ops]
-
-
-def _adjoint(ops: Sequence[LinearOperator], ys: Sequence) -> Any:
-    acc = None
-    for A, y in zip(ops, ys):
-        part = A.T(y)
-        if acc is None:
-            acc = part
-        else:
-            acc += part
-    return acc
-
-
 def cgne(
     ops: Sequence[LinearOperator],
     data: Sequence[Any],
@@ -163,8 +148,9 @@ def cgne(
     """
     if len(ops) != len(data) or not ops:
         raise ValueError("one data array per operator, at least one")
+    A = Stack(ops)
     xp = _xp(data[0])
-    shape = ops[0].domain_shape
+    shape = A.domain_shape
     groups = groups or SliceGroups.single(shape[-1], [d.shape[-1] for d in data])
     red = _Reducer(groups, xp)
     x = xp.zeros(shape, dtype=xp.float32) if x0 is None else x0.astype(xp.float32, copy=True)
@@ -173,8 +159,8 @@ def cgne(
     restarts = 0
 
     def initialise():
-        r = [y - q for y, q in zip(data, _forward(ops, x))]
-        s = _adjoint(ops, r)
+        r = [y - q for y, q in zip(data, A(x))]
+        s = A.T(r)
         return r, s, s.copy(), red.domain_sumsq(s), red.range_sumsq(r)
 
     r, s, p, gamma, loss = initialise()
@@ -182,7 +168,7 @@ def cgne(
     stopped_by = "iterations"
     it = 0
     for it in range(1, int(iterations) + 1):
-        q = _forward(ops, p)
+        q = A(p)
         qq = red.range_sumsq(q)
         ok = active & (qq > 0)
         alpha = xp.where(ok, gamma / xp.where(ok, qq, 1.0), 0.0)
@@ -194,7 +180,7 @@ def cgne(
         x += red.on_domain(step)[None, None, :] * p
         if bool(restart.any()):
             restarts += int(restart.sum())
-            fresh = _forward(ops, x)
+            fresh = A(x)
             for i in range(len(r)):
                 mask = red.on_range(restart.astype(xp.float64), i)[None, None, :] > 0
                 r[i] = xp.where(mask, data[i] - fresh[i], r[i])
@@ -205,7 +191,7 @@ def cgne(
             xp.maximum(x, 0, out=x)
             r, s, p, gamma, loss = initialise()
         else:
-            s = _adjoint(ops, r)
+            s = A.T(r)
             gamma_new = red.domain_sumsq(s)
             keep = ~restart & (gamma > 0)
             beta = xp.where(keep, gamma_new / xp.where(keep, gamma, 1.0), 0.0)
@@ -238,8 +224,9 @@ def sirt(
     ``R_i = 1 / A_i 1``; entries of ``A_i 1`` or ``Σ A_iᵀ 1`` below ``eps`` give 0
     (rays and voxels nothing passes through). Per-slice by construction.
     """
+    A = Stack(ops)
     xp = _xp(data[0])
-    shape = ops[0].domain_shape
+    shape = A.domain_shape
     x = xp.zeros(shape, dtype=xp.float32) if x0 is None else x0.astype(xp.float32, copy=True)
 
     def reciprocal(v):
@@ -247,13 +234,13 @@ def sirt(
 
     ones = xp.ones(shape, dtype=xp.float32)
     row_w = [reciprocal(A(ones)) for A in ops]
-    col_w = reciprocal(_adjoint(ops, [xp.ones(d.shape, dtype=xp.float32) for d in data]))
+    col_w = reciprocal(A.T([xp.ones(d.shape, dtype=xp.float32) for d in data]))
     stopped_by = "iterations"
     history: list[np.ndarray] = []
     it = 0
     for it in range(1, int(iterations) + 1):
-        r = [w * (y - q) for w, y, q in zip(row_w, data, _forward(ops, x))]
-        x += col_w * _adjoint(ops, r)
+        r = [w * (y - q) for w, y, q in zip(row_w, data, A(x))]
+        x += col_w * A.T(r)
         if nonneg:
             xp.maximum(x, 0, out=x)
         history.append(np.asarray([float(sum(float((ri * ri).sum()) for ri in r))]))

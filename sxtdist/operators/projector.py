@@ -170,20 +170,17 @@ class SliceProjector(LinearOperator):
         self.domain_shape = (ny, nx, int(n_slices))
         self.range_shape = (geometry.n_angles, cols, int(n_slices))
 
-    def _apply(self, x, out):
-        nz = self.domain_shape[2]
-        y = self.matrix @ np.ascontiguousarray(x, dtype=np.float32).reshape(-1, nz)
-        y = y.reshape(self.range_shape)
+    def _product(self, matrix, v, shape_out, out):
+        # slices are the columns of one sparse x dense product
+        y = matrix @ np.ascontiguousarray(v, dtype=np.float32).reshape(-1, shape_out[-1])
+        y = y.reshape(shape_out)
         if out is None:
             return y
         out[...] = y
         return out
 
+    def _apply(self, x, out):
+        return self._product(self.matrix, x, self.range_shape, out)
+
     def _adjoint(self, y, out):
-        nz = self.range_shape[2]
-        x = self.matrix_t @ np.ascontiguousarray(y, dtype=np.float32).reshape(-1, nz)
-        x = x.reshape(self.domain_shape)
-        if out is None:
-            return x
-        out[...] = x
-        return out
+        return self._product(self.matrix_t, y, self.domain_shape, out)
