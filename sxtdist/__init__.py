@@ -25,13 +25,23 @@ __all__ = [
     "align",
     "create_acquisition",
     "open_acquisition",
+    "open_volume",
+    "reconstruct",
     "reconstruct_batch",
     "simulate",
 ]
 
 
 def __getattr__(name: str):
-    # Imported on first use: the batch layer pulls in Dask's configuration.
+    # Imported on first use: the runner and the batch layer pull in Dask's configuration.
+    if name == "reconstruct":
+        from .runner import reconstruct
+
+        return reconstruct
+    if name == "open_volume":
+        from .volume import open_volume
+
+        return open_volume
     if name == "reconstruct_batch":
         from .batch import reconstruct_batch
 

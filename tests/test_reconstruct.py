@@ -191,3 +191,13 @@ def test_end_slices_are_constrained(tmp_path, client):
     for k in (0, -1):
         ratio = np.abs(x[k]).mean() / np.abs(truth[k]).mean()
         assert 0.7 < ratio < 1.3, (k, ratio)
+
+
+def test_public_api_names_resolve():
+    # README and docs call sxtdist.reconstruct(...) and friends
+    import sxtdist
+    from sxtdist.runner import reconstruct
+
+    assert sxtdist.reconstruct is reconstruct
+    for name in sxtdist.__all__:
+        assert getattr(sxtdist, name) is not None, name
