@@ -31,7 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage, optimize, signal
+from scipy import fft as sfft
+from scipy import ndimage, optimize
 from scipy.interpolate import RectBivariateSpline
 
 from .geometry import ScanGeometry
@@ -40,9 +41,28 @@ from .physics import FWHM_PER_SIGMA, psf_fwhm_nm
 # -- NCC over integer shifts ------------------------------------------------------------------
 
 
-def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``c[k] = sum_x a[x] b[x + k]`` for every ``k`` where ``a`` fits inside ``b``."""
-    return signal.correlate(b, a, mode="valid", method="fft")
+class _ValidCorrelator:
+    """``c[k] = sum_x a[x] b[x + k]`` for every ``k`` where an ``(H, W)`` ``a`` fits inside the
+    ``(Hr, Wr)`` ``b``, by FFTs of the reference's size (not the full linear size): the
+    template sits at the origin of a zero-padded frame and no lag that is kept wraps
+    around. Each image is transformed once, however many products it enters."""
+
+    def __init__(self, template_shape: tuple[int, int], reference_shape: tuple[int, int]):
+        self.out = (
+            reference_shape[0] - template_shape[0] + 1,
+            reference_shape[1] - template_shape[1] + 1,
+        )
+        self.shape = tuple(sfft.next_fast_len(n, real=True) for n in reference_shape)
+
+    def template(self, a: np.ndarray) -> np.ndarray:
+        return np.conj(sfft.rfft2(a, s=self.shape))
+
+    def reference(self, b: np.ndarray) -> np.ndarray:
+        return sfft.rfft2(b, s=self.shape)
+
+    def __call__(self, fa: np.ndarray, fb: np.ndarray) -> np.ndarray:
+        c = sfft.irfft2(fa * fb, s=self.shape)
+        return c[: self.out[0], : self.out[1]]
 
 
 def ncc_map(
@@ -82,10 +102,13 @@ def ncc_map(
     # centre both first: the sums below subtract large, nearly equal numbers otherwise
     t = (t - (t * mt).sum() / max(mt.sum(), 1)) * mt
     r = (r - (r * mr).sum() / max(mr.sum(), 1)) * mr
-    n = np.rint(_corr(mt, mr))
-    st, sr = _corr(t, mr), _corr(mt, r)
-    stt, srr = _corr(t * t, mr), _corr(mt, r * r)
-    str_ = _corr(t, r)
+    corr = _ValidCorrelator(t.shape, r.shape)
+    f_mt, f_t, f_tt = corr.template(mt), corr.template(t), corr.template(t * t)
+    f_mr, f_r, f_rr = corr.reference(mr), corr.reference(r), corr.reference(r * r)
+    n = np.rint(corr(f_mt, f_mr))
+    st, sr = corr(f_t, f_mr), corr(f_mt, f_r)
+    stt, srr = corr(f_tt, f_mr), corr(f_mt, f_rr)
+    str_ = corr(f_t, f_r)
     with np.errstate(invalid="ignore", divide="ignore"):
         nn = np.maximum(n, 1)
         cov = str_ - st * sr / nn
@@ -135,12 +158,16 @@ class NccSurface:
         s0 = np.array([iy - self.margin[0], ix - self.margin[1]], float)
         m = np.asarray(self.margin, float)
         bounds = [(max(s0[k] - 1, -m[k]), min(s0[k] + 1, m[k])) for k in range(2)]
+        # NCC peaks of large, smooth images are broad and nearly flat (values within 1e-4 of
+        # each other over pixels): scipy's default tolerances (gradient 1e-5) would stop at
+        # the integer start, so the tolerances are set far below any meaningful change
         res = optimize.minimize(
             lambda s: -float(self.value(s)),
             s0,
             jac=lambda s: -self.gradient(s),
             method="L-BFGS-B",
             bounds=bounds,
+            options={"gtol": 1e-14, "ftol": 1e-15, "maxiter": 100},
         )
         s = res.x if res.fun <= -self.map.max() else s0
         return np.asarray(s, float), float(self.value(s))
@@ -621,6 +648,12 @@ def sinusoid_basis(angles_deg: np.ndarray) -> np.ndarray:
     return np.stack([np.ones_like(t), np.cos(t), np.sin(t)], axis=1)
 
 
+def axis_offset_px(dx: np.ndarray, angles_deg: np.ndarray) -> float:
+    """The rotation-axis offset in shifts ``dx``: the constant of their fit by ``[1, cos, sin]``
+    (a rigid translation, the sinusoid, does not change it)."""
+    return float(np.linalg.lstsq(sinusoid_basis(angles_deg), dx, rcond=None)[0][0])
+
+
 def center_of_mass_dx(views: np.ndarray, geometry: ScanGeometry) -> tuple[np.ndarray, float]:
     """Horizontal shifts from the projections' centres of mass.
 
@@ -784,7 +817,7 @@ def projection_matching(
         "iterations": len(history),
         "changes_px": history,
         "converged": bool(history and history[-1] < tol_px),
-        "axis_offset_px": float(d[:, 1].mean()),
+        "axis_offset_px": axis_offset_px(d[:, 1], geometry.angles_deg),
     }
     return d, info
 

@@ -8,6 +8,8 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import ndimage
 
 import sxtdist
@@ -32,6 +34,7 @@ from sxtdist.align import (
     solve_joint,
     solve_shifts,
 )
+from sxtdist.geometry import rigid_translation_nm
 
 
 def _smooth_image(shape, seed=0, sigma=2.0):
@@ -300,6 +303,12 @@ def test_align_recovers_simulated_shifts_and_stores_them(tmp_path, client):
     err = remove_gauge(res.shifts["roi"] - truth, acq["roi"].geometry.angles_deg)
     assert rms(err) < 0.3  # a sign error would give ~2 x 1.5 px
     assert rms(res.shifts["roi"]) > 1.0
+    # centred: no rigid translation left (the simulated truth has none either), so the
+    # estimate matches the truth without removing one
+    geoms = {n: acq[n].geometry for n in ("full", "roi")}
+    np.testing.assert_allclose(rigid_translation_nm(res.shifts, geoms), 0.0, atol=1e-6)
+    assert len(res.info["roi"]["rigid_translation_removed_nm"]) == 3
+    assert rms(res.shifts["roi"] - truth) < 0.4
     assert res.errors(acq)["full"] < 0.2
     again = sxtdist.open_acquisition(path, mode="r")
     assert again["roi"].aligned and again["full"].aligned
@@ -334,11 +343,15 @@ def test_align_fits_a_simulated_intensity_mismatch(tmp_path, client):
     assert not sxtdist.open_acquisition(path, mode="r")["roi"].aligned  # dry run
 
 
-def test_align_neighbour_method_has_zero_mean(tmp_path, client, tiny_copy):
+def test_align_neighbour_method_leaves_no_undetermined_part(tmp_path, client, tiny_copy):
+    # relative shifts only: no mean dy, and no constant or sinusoid in dx (axis, translation)
     res = sxtdist.align(
         tiny_copy, scans=["roi"], method="neighbour", client=client, quiet=True, report=""
     )
-    assert np.abs(res.shifts["roi"].mean(axis=0)).max() < 1e-9
+    d = res.shifts["roi"]
+    assert abs(d[:, 0].mean()) < 1e-9
+    basis = sinusoid_basis(sxtdist.open_acquisition(tiny_copy)["roi"].geometry.angles_deg)
+    assert np.abs(np.linalg.lstsq(basis, d[:, 1], rcond=None)[0]).max() < 1e-9
     assert res.intensity_transform is None
 
 
@@ -379,3 +392,39 @@ def test_cli_align_bad_options_exit_2(run_cli, tiny_acq, args, message):
 def test_cli_align_missing_dataset_exit_2(run_cli, tmp_path):
     code, _, err = run_cli("align", tmp_path / "nope.zarr")
     assert code == 2 and "no such file" in err
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    h=st.integers(3, 9),
+    w=st.integers(3, 9),
+    my=st.integers(0, 3),
+    mx=st.integers(0, 3),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_ncc_map_matches_a_direct_computation(h, w, my, mx, seed):
+    """Every entry is the Pearson correlation over the pixels valid in both images."""
+    rng = np.random.default_rng(seed)
+    t = rng.normal(size=(h, w))
+    r = rng.normal(size=(h + 2 * my, w + 2 * mx))
+    mt = rng.random((h, w)) > 0.2
+    mr = rng.random(r.shape) > 0.2
+    got = ncc_map(t, r, mt, mr, min_overlap=0.0)
+    assert got.shape == (2 * my + 1, 2 * mx + 1)
+    for sy in range(2 * my + 1):
+        for sx in range(2 * mx + 1):
+            both = mt & mr[sy : sy + h, sx : sx + w]
+            a, b = t[both], r[sy : sy + h, sx : sx + w][both]
+            if both.sum() < 3 or a.std() == 0 or b.std() == 0:
+                continue
+            assert got[sy, sx] == pytest.approx(np.corrcoef(a, b)[0, 1], abs=1e-9)
+
+
+def test_ncc_surface_peak_is_subpixel_on_a_broad_flat_peak():
+    # large smooth images give peaks within 1e-4 of each other across pixels; the
+    # refinement must still move off the integer start (it did not, with default tolerances)
+    y, x = np.mgrid[-4:5, -4:5]
+    true = np.array([0.27, -0.3])
+    ncc = 0.9987 - 2e-5 * ((y - true[0]) ** 2 + (x - true[1]) ** 2)
+    s, _ = NccSurface(ncc).peak()
+    np.testing.assert_allclose(s, true, atol=0.02)
