@@ -26,6 +26,7 @@ from .align import (
     PairResult,
     align_full_scan,
     anchor_on_roi_grid,
+    axis_offset_px,
     fit_intensity_transform,
     gaussian_blur,
     matching_blur_px,
@@ -34,12 +35,13 @@ from .align import (
     register,
     remove_gauge,
     rms,
+    sinusoid_basis,
     solve_joint,
     solve_shifts,
 )
 from .dataset import Acquisition, open_acquisition
 from .errors import InputError, ParameterError
-from .geometry import ScanGeometry, angular_spacing_deg
+from .geometry import ScanGeometry, angular_spacing_deg, without_rigid_translation
 
 METHODS = ("anchor", "neighbour", "projection-matching")
 INTENSITY_MODELS = ("dual_energy", "affine", "none")
@@ -304,6 +306,7 @@ def align(
                 progress=progress,
                 quiet=quiet,
             )
+    _center(acq, result, method)
     elapsed = time.perf_counter() - t_start
     for info in result.info.values():
         info["elapsed_s"] = elapsed
@@ -327,6 +330,37 @@ def align(
             quiet,
         )
     return result
+
+
+def _center(acq: Acquisition, result: AlignmentResult, method: str) -> None:
+    """Take the rigid translation out of the new shifts, so the reconstruction stays centred.
+
+    No alignment can determine it (it is the object's position); left in, it moves
+    the reconstructed cell in its grid, by a few pixels for random jitter on a
+    sparse scan. Scans tied by anchors lose their translation jointly. An interior
+    scan anchored to a full scan aligned earlier keeps that scan's gauge.
+    """
+    tied = method == "anchor" and "full" in result.shifts and "roi" in result.shifts
+    if tied:
+        groups = [["full", "roi"]]
+    else:
+        anchored_to_stored = method == "anchor" and "full" in acq.scans
+        groups = [
+            [name]
+            for name in result.shifts
+            if not (name == "roi" and anchored_to_stored and "full" not in result.shifts)
+        ]
+    for names in groups:
+        geoms = {n: acq[n].geometry for n in names}
+        centred, t = without_rigid_translation({n: result.shifts[n] for n in names}, geoms)
+        for n in names:
+            result.shifts[n] = centred[n]
+            result.info[n]["rigid_translation_removed_nm"] = [float(v) for v in t]
+    if method == "neighbour" and "roi" in result.shifts:
+        # relative shifts only: the axis is unknown too, so dx keeps no constant either
+        d, angles = result.shifts["roi"], acq["roi"].geometry.angles_deg
+        basis = sinusoid_basis(angles)
+        d[:, 1] -= basis @ np.linalg.lstsq(basis, d[:, 1], rcond=None)[0]
 
 
 def _align_roi(acq, result, pairs, method, client, run_tasks, **kw) -> None:
@@ -384,7 +418,9 @@ def _align_roi(acq, result, pairs, method, client, run_tasks, **kw) -> None:
         result.shifts["full"] = result.shifts["full"] + delta
         result.info["full"]["joint_with_roi"] = True
         result.info["full"]["joint_correction_rms_px"] = info["full_correction_rms_px"]
-        result.info["full"]["axis_offset_px"] = float(result.shifts["full"][:, 1].mean())
+        result.info["full"]["axis_offset_px"] = axis_offset_px(
+            result.shifts["full"][:, 1], g_full.angles_deg
+        )
     else:
         d, info = solve_shifts(
             g_roi.n_angles,

@@ -24,7 +24,7 @@ Conventions (used by the simulator and the reconstruction alike)
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -329,3 +329,74 @@ def scan_angles(n: int, arc_deg: float = 180.0, interleave: bool = True) -> np.n
     if interleave and arc_deg == 360.0 and n % 2 == 0:
         angles[n // 2 :] += arc_deg / n / 2.0
     return angles
+
+
+def rigid_translation_nm(
+    shifts_px: Mapping[str, np.ndarray], geometries: Mapping[str, ScanGeometry]
+) -> np.ndarray:
+    """The translation of the object that best explains per-view shifts, nm.
+
+    Moving the object by ``t = (t_z, t_x, t_y)`` nm displaces view ``theta`` of a
+    scan with pixel ``p`` by ``dy = t_z / p`` and ``dx = (t_x cos theta + t_y sin
+    theta) / p``, in every scan alike. No alignment can tell such a shift from the
+    object's position; it only moves the reconstruction in its grid. Fitted by least
+    squares in nm over all views of all the given scans, each view weighted equally.
+
+    Parameters
+    ----------
+    shifts_px
+        ``{scan: (n_angles, 2)}`` shifts ``(dy, dx)`` in each scan's pixels.
+    geometries
+        ``{scan: ScanGeometry}`` for the same scans (their angles and pixel sizes).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(t_z, t_x, t_y)`` in nm.
+    """
+    dy_nm, dx_nm, basis = [], [], []
+    for name, d in shifts_px.items():
+        g = geometries[name]
+        d = np.asarray(d, dtype=np.float64).reshape(-1, 2)
+        t = np.deg2rad(g.angles_deg)
+        dy_nm.append(d[:, 0] * g.pixel_size_nm)
+        dx_nm.append(d[:, 1] * g.pixel_size_nm)
+        basis.append(np.stack([np.cos(t), np.sin(t)], axis=1))
+    if not dy_nm:
+        return np.zeros(3)
+    t_z = float(np.concatenate(dy_nm).mean())
+    # lstsq gives the minimum-norm answer when the angles cannot separate t_x from t_y
+    t_xy = np.linalg.lstsq(np.vstack(basis), np.concatenate(dx_nm), rcond=None)[0]
+    return np.array([t_z, *t_xy])
+
+
+def translation_shifts_px(translation_nm: Sequence[float], geometry: ScanGeometry) -> np.ndarray:
+    """``(n_angles, 2)`` shifts, in the scan's pixels, that a translation of the object makes
+    (see :func:`rigid_translation_nm`)."""
+    t_z, t_x, t_y = (float(v) for v in translation_nm)
+    t = np.deg2rad(geometry.angles_deg)
+    dy = np.full(t.size, t_z)
+    dx = t_x * np.cos(t) + t_y * np.sin(t)
+    return np.stack([dy, dx], axis=1) / geometry.pixel_size_nm
+
+
+def without_rigid_translation(
+    shifts_px: Mapping[str, np.ndarray], geometries: Mapping[str, ScanGeometry]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Shifts with their joint rigid translation (:func:`rigid_translation_nm`) removed.
+
+    What remains keeps the object where it is on average, so a reconstruction
+    from these shifts stays centred in its grid.
+
+    Returns
+    -------
+    shifts, translation_nm
+        The new ``{scan: (n_angles, 2)}`` shifts and the translation taken out.
+    """
+    t = rigid_translation_nm(shifts_px, geometries)
+    out = {
+        name: np.asarray(d, dtype=np.float64).reshape(-1, 2)
+        - translation_shifts_px(t, geometries[name])
+        for name, d in shifts_px.items()
+    }
+    return out, t

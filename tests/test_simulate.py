@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 import sxtdist
+from sxtdist.geometry import rigid_translation_nm
 from sxtdist.simulate.phantom import LAC
 
 
@@ -31,6 +32,26 @@ def test_truth_values_and_shifts(tiny_acq):
     true_shifts = np.asarray(acq.truth_meta["shifts_px"]["roi"])
     assert true_shifts.shape == (acq["roi"].shape[0], 2)
     assert np.all(acq["roi"].geometry.shifts_px == 0)  # unaligned until align runs
+
+
+def test_random_shifts_carry_no_rigid_translation(tmp_path):
+    # a joint translation would only move the cell away from the truth volume
+    acq = sxtdist.simulate(
+        tmp_path / "s.zarr", preset="tiny", seed=2, photons=0, shifts_px=2.0, quiet=True
+    )
+    shifts = {n: np.asarray(acq.truth_meta["shifts_px"][n]) for n in ("full", "roi")}
+    geoms = {n: acq[n].geometry for n in shifts}
+    np.testing.assert_allclose(rigid_translation_nm(shifts, geoms), 0.0, atol=1e-6)
+    assert all(np.std(s) > 1.0 for s in shifts.values())
+    only_roi = sxtdist.simulate(
+        tmp_path / "r.zarr",
+        preset="tiny",
+        seed=2,
+        photons=0,
+        shifts_px={"roi": 2.0, "full": 0},
+        quiet=True,
+    )
+    assert not np.any(only_roi.truth_meta["shifts_px"]["full"])  # no jitter stays none
 
 
 def test_data_are_optical_depth_of_the_truth(tmp_path):

@@ -17,7 +17,7 @@ import numpy as np
 from .._progress import log, progress_bar
 from ..dataset import Acquisition, ScanData, create_acquisition
 from ..errors import OutputExistsError, ParameterError
-from ..geometry import ScanGeometry, default_grid, scan_angles
+from ..geometry import ScanGeometry, default_grid, scan_angles, without_rigid_translation
 from ..physics import psf_fwhm_nm
 from .forward import ForwardModel, project_scan
 from .phantom import CellPhantom, make_cell
@@ -112,7 +112,9 @@ def simulate(
         Override the preset's numbers of views and ROI detector width.
     pixel_size_nm, photons, shifts_px
         A number for both scans or ``{"full": ..., "roi": ...}``. ``shifts_px`` is the
-        standard deviation of the random per-projection shifts (both axes).
+        standard deviation of the random per-projection shifts (both axes). The shifts'
+        joint rigid translation is removed (it would only move the cell away from the
+        truth volume; :func:`sxtdist.geometry.rigid_translation_nm`).
     arc_deg
         180 or 360 (full rotation, interleaved).
     intensity_mismatch
@@ -165,12 +167,21 @@ def simulate(
     scans: dict[str, ScanData] = {}
     true_shifts: dict[str, list] = {}
     total = full.n_angles + roi.n_angles
+    drawn = {
+        name: np.random.default_rng(seeds[1 + i]).normal(
+            0.0, sp.shifts_sigma_px, size=(geoms[name].n_angles, 2)
+        )
+        for i, (name, sp) in enumerate((("full", full), ("roi", roi)))
+    }
+    # a rigid translation in the random shifts would only move the cell away from where the
+    # truth volume has it (no alignment can know it): take it out, jointly for both scans
+    # (over the scans that have shifts: a scan simulated without any stays without)
+    jittered = {n: d for n, d in drawn.items() if np.any(d)}
+    drawn.update(without_rigid_translation(jittered, geoms)[0])
     with progress_bar(total, f"simulate {preset}", progress, unit="proj") as advance:
         for i, (name, sp) in enumerate((("full", full), ("roi", roi))):
-            g = geoms[name]
-            shift_rng = np.random.default_rng(seeds[1 + i])
-            shifts = shift_rng.normal(0.0, sp.shifts_sigma_px, size=(g.n_angles, 2))
-            g = g.with_shifts(shifts)
+            shifts = drawn[name]
+            g = geoms[name].with_shifts(shifts)
             model = ForwardModel(
                 psf_fwhm_nm=psf_fwhm_nm(sp.zone_plate_ozw_nm) if psf else None,
                 photons_per_pixel=sp.photons_per_pixel,
