@@ -190,7 +190,7 @@ def align(
     refine: bool = False,
     joint: bool = True,
     intensity: str = "dual_energy",
-    full_iterations: int = 10,
+    full_iterations: int = 0,
     tol_px: float = 0.05,
     dry_run: bool = False,
     report: str | os.PathLike[str] | None = None,
@@ -229,7 +229,9 @@ def align(
     intensity
         Intensity transform fitted between the scans and stored (``"none"``: skip).
     full_iterations, tol_px
-        Projection-matching iterations and stopping tolerance (px).
+        Projection-matching iterations after the full scan's moments (default none:
+        on sparse scans it made the moments' estimate worse; see
+        :func:`sxtdist.align.align_full_scan`) and their stopping tolerance (px).
     dry_run
         Compute and report, but leave the dataset unchanged.
     report
@@ -250,8 +252,8 @@ def align(
         raise ParameterError(f"unknown intensity model {intensity!r} ({INTENSITY_MODELS})")
     if smooth_px < 0:
         raise ParameterError(f"smoothing must not be negative, got {smooth_px}")
-    if full_iterations < 1 or tol_px <= 0:
-        raise ParameterError("projection matching needs iterations >= 1 and a positive tolerance")
+    if full_iterations < 0 or tol_px <= 0:
+        raise ParameterError("projection matching needs iterations >= 0 and a positive tolerance")
     if not isinstance(acq, Acquisition):
         acq = open_acquisition(acq, mode="r" if dry_run else "r+")
     scans = list(scans or [s for s in ("full", "roi") if s in acq.scans])
@@ -275,7 +277,12 @@ def align(
     with get_client(client, scheduler, workers, quiet=quiet) as c:
         if "full" in scans:
             full = acq["full"]
-            log(f"aligning 'full' ({full.geometry.n_angles} views) by projection matching", quiet)
+            how = "row profiles and weighted centroids" + (
+                f", then up to {full_iterations} projection-matching iterations"
+                if full_iterations
+                else ""
+            )
+            log(f"aligning 'full' ({full.geometry.n_angles} views): {how}", quiet)
             ((d, info),) = run_tasks(
                 c,
                 _full_task,
@@ -287,7 +294,7 @@ def align(
                 max_iterations=full_iterations,
                 tol_px=tol_px,
             )
-            info["method"] = "projection_matching"
+            info["method"] = "moments" + ("+projection_matching" if full_iterations else "")
             result.shifts["full"], result.info["full"] = d, info
         if "roi" in scans:
             _align_roi(
@@ -330,6 +337,27 @@ def align(
             quiet,
         )
     return result
+
+
+#: Prior weights ``(dy, dx)`` of the full scan's own estimate in the joint solve, for a
+#: weighted-centroid noise of :data:`REFERENCE_SIGMA_PX` (the ``small`` preset at the
+#: paper's fluence); noisier views get proportionally less.
+FULL_PRIOR_WEIGHTS = (0.3, 1.0)
+REFERENCE_SIGMA_PX = 0.1
+
+
+def full_prior_weights(full_info: dict, n_full: int) -> np.ndarray:
+    """``(n_full, 2)`` weights of the full scan's own shifts in :func:`solve_joint`.
+
+    Worth a pair when they come from the weighted moments alone, scaled down by the
+    estimated noise of each view's centroid; only a gauge (0.01) otherwise (the
+    plain centroid is biased by truncation, projection matching by the few views).
+    """
+    sigma = full_info.get("weighted_centroid_sigma_px")
+    if full_info.get("iterations") or sigma is None:
+        return np.full((n_full, 2), 0.01)
+    factor = np.clip(REFERENCE_SIGMA_PX / np.maximum(np.asarray(sigma, float), 1e-6), 0.01, 1.0)
+    return np.maximum(np.outer(factor, FULL_PRIOR_WEIGHTS), 0.01)
 
 
 def _center(acq: Acquisition, result: AlignmentResult, method: str) -> None:
@@ -407,6 +435,9 @@ def _align_roi(acq, result, pairs, method, client, run_tasks, **kw) -> None:
     if joint:
         # the interior chain also aligns the full views to each other (eq. 14 with the
         # full shifts as unknowns too)
+        # the full scan's own estimate is worth a pair when it came from the weighted moments
+        # alone; otherwise (plain centroid, or projection matching) it only fixes the gauge
+        prior = full_prior_weights(result.info["full"], g_full.n_angles)
         d, delta, info = solve_joint(
             g_roi.n_angles,
             g_full.n_angles,
@@ -414,7 +445,9 @@ def _align_roi(acq, result, pairs, method, client, run_tasks, **kw) -> None:
             results,
             g_roi.angles_deg,
             full_angles,
+            prior_weight=prior,
         )
+        info["full_prior_weight_median"] = np.median(prior, axis=0).tolist()
         result.shifts["full"] = result.shifts["full"] + delta
         result.info["full"]["joint_with_roi"] = True
         result.info["full"]["joint_correction_rms_px"] = info["full_correction_rms_px"]

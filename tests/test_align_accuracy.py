@@ -1,4 +1,4 @@
-"""The alignment accuracy study (slow): paper-like data, known shifts of 3 px."""
+"""The alignment accuracy study (slow): paper-like data at the paper's dose, shifts of 3 px."""
 
 from __future__ import annotations
 
@@ -6,7 +6,20 @@ import numpy as np
 import pytest
 
 import sxtdist
+from sxtdist import metrics
 from sxtdist.align import remove_gauge, rms
+from sxtdist.recon import roi_cylinder_mask
+from sxtdist.runner import build_problem
+
+
+def _roi_psnr(acq, path, out, client) -> float:
+    vol = sxtdist.reconstruct(path, out, client=client, overwrite=True, quiet=True, progress=False)
+    truth = acq.truth.compute()
+    g = acq["roi"].geometry
+    radius = 0.95 * g.detector_shape[1] / 2 * g.pixel_size_nm
+    mask = np.broadcast_to(roi_cylinder_mask(build_problem(acq).grid, radius), truth.shape)
+    peak = float(truth[mask].max() - truth[mask].min())
+    return metrics.psnr(vol.level(0).compute(), truth, mask, data_range_value=peak)
 
 
 @pytest.mark.slow
@@ -14,19 +27,25 @@ from sxtdist.align import remove_gauge, rms
 def test_alignment_accuracy_small_preset(tmp_path, n_full):
     from distributed import Client
 
-    path = tmp_path / "acc.zarr"
-    acq = sxtdist.simulate(
-        path, preset="small", seed=1, n_full=n_full, photons=3000, shifts_px=3.0, quiet=True
-    )
+    path = str(tmp_path / "acc.zarr")
+    acq = sxtdist.simulate(path, preset="small", seed=1, n_full=n_full, shifts_px=3.0, quiet=True)
     truth = {k: np.asarray(v) for k, v in acq.truth_meta["shifts_px"].items()}
+
+    def err(name, shifts):
+        return rms(remove_gauge(shifts - truth[name], acq[name].geometry.angles_deg))
+
     with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as c:
         res = sxtdist.align(acq, client=c, report="", quiet=True, progress=False)
-        full_err = rms(
-            remove_gauge(res.shifts["full"] - truth["full"], acq["full"].geometry.angles_deg)
-        )
-        assert full_err <= 0.2
+        assert err("full", res.shifts["full"]) <= 0.2
+        # end to end (measured 0.126 and 0.131 px for this seed; the 0.1 px target is met
+        # on other seeds only, docs/alignment.md)
+        assert err("roi", res.shifts["roi"]) <= 0.15
+        # the reconstruction from the estimated shifts is as good as from the true ones
+        estimated = _roi_psnr(acq, path, str(tmp_path / "est.zarr"), c)
+        for name in ("full", "roi"):
+            acq.set_shifts(name, truth[name], method="truth")
+        true = _roi_psnr(acq, path, str(tmp_path / "true.zarr"), c)
+        assert estimated >= true - 0.3
         # the interior registration itself: anchors at the truly aligned full views
-        acq.set_shifts("full", truth["full"], method="truth")
         res = sxtdist.align(acq, scans=["roi"], client=c, report="", quiet=True, progress=False)
-    roi_err = rms(remove_gauge(res.shifts["roi"] - truth["roi"], acq["roi"].geometry.angles_deg))
-    assert roi_err <= 0.1
+    assert err("roi", res.shifts["roi"]) <= 0.1

@@ -39,8 +39,9 @@ from ._options import progress_option, scan_list
     show_default=True,
     help="Intensity transform between the scans (paper eq. 16) to fit and store.",
 )
-@click.option("--iterations", "full_iterations", type=int, default=10, show_default=True,
-              help="Projection-matching iterations for the full scan.")  # fmt: skip
+@click.option("--iterations", "full_iterations", type=int, default=0, show_default=True,
+              help="Projection-matching iterations for the full scan after its moments "
+                   "(0: none; on sparse scans it made them worse, docs/alignment.md).")  # fmt: skip
 @click.option("--tol", "tol_px", type=float, default=0.05, show_default=True,
               help="Stop projection matching when no shift changes by more (px).")  # fmt: skip
 @click.option(
@@ -67,8 +68,9 @@ def command(acq, scans, method, report, **kw) -> None:
         extra = ""
         if name == "full":
             extra = (
-                f", {info['iterations']} iterations, converged {info['converged']}, "
-                f"rotation axis offset {info['axis_offset_px']:+.2f} px"
+                f", {info['iterations']} projection-matching iterations"
+                + (f" (converged: {info['converged']})" if info["iterations"] else "")
+                + f", rotation axis offset {info['axis_offset_px']:+.2f} px"
             )
         else:
             extra = (

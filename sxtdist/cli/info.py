@@ -92,8 +92,12 @@ def _describe_acquisition(path: str) -> str:
 def _alignment_details(al: dict) -> str:
     """One line of how an alignment went (what ``sxtdist align`` recorded)."""
     parts = [f"date {al.get('date', '?')}"]
-    if "iterations" in al:
-        parts.append(f"{al['iterations']} iterations, converged {al.get('converged')}")
+    if al.get("iterations"):
+        parts.append(
+            f"{al['iterations']} projection-matching iterations, converged {al.get('converged')}"
+        )
+    elif al.get("start") == "row_profiles+weighted_centroid":
+        parts.append("row profiles and weighted centroids")
     if "axis_offset_px" in al:
         parts.append(f"rotation axis offset {al['axis_offset_px']:+.2f} px")
     if al.get("joint_with_roi"):
