@@ -78,18 +78,12 @@ def psnr_true_vs_estimated(path: str, estimated: dict, client, workdir: str, ite
     volume as they are.
     """
     import sxtdist
-    from sxtdist import metrics
-    from sxtdist.recon import roi_cylinder_mask
-    from sxtdist.runner import build_problem
+    from sxtdist.metrics import psnr_in_region
+    from sxtdist.runner import roi_mask
 
     acq = sxtdist.open_acquisition(path)
     truth = acq.truth.compute()
-    g = acq["roi"].geometry
-    mask2d = roi_cylinder_mask(
-        build_problem(acq).grid, 0.95 * g.detector_shape[1] / 2 * g.pixel_size_nm
-    )
-    mask = np.broadcast_to(mask2d, truth.shape)
-    peak = float(truth[mask].max() - truth[mask].min())
+    mask = np.broadcast_to(roi_mask(acq), truth.shape)
     out = {}
     for label, shifts in (("true", acq.truth_meta["shifts_px"]), ("estimated", estimated)):
         for name in ("full", "roi"):
@@ -103,9 +97,7 @@ def psnr_true_vs_estimated(path: str, estimated: dict, client, workdir: str, ite
             quiet=True,
             progress=False,
         )
-        out[f"psnr_{label}"] = metrics.psnr(
-            vol.level(0).compute(), truth, mask, data_range_value=peak
-        )
+        out[f"psnr_{label}"] = psnr_in_region(vol.level(0).compute(), truth, mask)
     return out
 
 

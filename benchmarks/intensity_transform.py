@@ -21,16 +21,13 @@ import numpy as np
 
 
 def roi_psnr(acq, vol) -> float:
-    from sxtdist import metrics
-    from sxtdist.recon import roi_cylinder_mask
-    from sxtdist.runner import build_problem
+    from sxtdist.metrics import psnr_in_region
+    from sxtdist.runner import roi_mask
 
     truth = acq.truth.compute()
-    g = acq["roi"].geometry
-    radius = 0.95 * g.detector_shape[1] / 2 * g.pixel_size_nm
-    mask = np.broadcast_to(roi_cylinder_mask(build_problem(acq).grid, radius), truth.shape)
-    peak = float(truth[mask].max() - truth[mask].min())
-    return metrics.psnr(vol.level(0).compute(), truth, mask, data_range_value=peak)
+    return psnr_in_region(
+        vol.level(0).compute(), truth, np.broadcast_to(roi_mask(acq), truth.shape)
+    )
 
 
 def main() -> None:

@@ -29,16 +29,10 @@ import tempfile
 import numpy as np
 
 import sxtdist
-from sxtdist import metrics
 from sxtdist.distributed import get_client
+from sxtdist.metrics import psnr_in_region
 from sxtdist.recon import roi_cylinder_mask
 from sxtdist.runner import build_problem, reconstruct
-
-
-def psnr(x, truth, mask) -> float:
-    """PSNR inside ``mask``, the truth's range there as the peak."""
-    t = truth[mask]
-    return metrics.psnr(x, truth, mask, data_range_value=float(t.max() - t.min()))
 
 
 def apply_known_shifts(acq) -> None:
@@ -107,7 +101,7 @@ def main(argv=None) -> int:
                         **extra,
                     )
                     x = vol.level(0).compute()
-                    rows.append((stop, name, *(psnr(x, truth, m) for m in masks.values())))
+                    rows.append((stop, name, *(psnr_in_region(x, truth, m) for m in masks.values())))
         print(f"small preset, seed {args.seed}; PSNR in dB (peak = truth's range in the region)\n")
         print("| stopping | reconstruction | " + " | ".join(masks) + " |")
         print("|---|---|" + "---:|" * len(masks))

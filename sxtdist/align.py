@@ -754,18 +754,13 @@ def weighted_centroid_dx(
         kept) and the axis offset, in this scan's pixels.
     """
     v = np.asarray(views, np.float64)
-    n, rows, cols = v.shape
-    dy = np.zeros(n) if dy is None else np.asarray(dy, float)
-    margin = weight_margin(rows, dy, margin)
-    w_z = slice_weights(v, dy, margin)
-    z = np.arange(rows, dtype=np.float64)
-    c = np.arange(cols, dtype=np.float64)
-    com = np.empty(n)
-    for k in range(n):
-        w_rows = np.interp(z, z + dy[k], w_z, left=0.0, right=0.0)  # detector row r sees z = r - dy
-        q = w_rows @ v[k]
-        total = q.sum()
-        com[k] = (q @ c) / total if abs(total) > 1e-12 else (cols - 1) / 2.0
+    cols = v.shape[2]
+    _, q = _weighted_columns(v, dy, margin)
+    total = q.sum(axis=1)
+    safe = np.where(np.abs(total) > 1e-12, total, 1.0)
+    com = np.where(
+        np.abs(total) > 1e-12, q @ np.arange(cols, dtype=np.float64) / safe, (cols - 1) / 2.0
+    )
     basis = sinusoid_basis(geometry.angles_deg)
     coef, *_ = np.linalg.lstsq(basis, com, rcond=None)
     dx = com - basis[:, 1:] @ coef[1:] - (cols - 1) / 2.0
@@ -782,26 +777,34 @@ def weighted_centroid_noise_px(
     scale, as the optics make it) and propagated through the weighted moment.
     """
     v = np.asarray(views, np.float64)
-    n, rows, cols = v.shape
+    w_rows, q = _weighted_columns(v, dy, margin)
+    c = np.arange(v.shape[2], dtype=np.float64)
+    out = np.full(len(v), np.inf)
+    for k in range(len(v)):
+        total = q[k].sum()
+        if abs(total) < 1e-12:
+            continue
+        second = v[k, :, 1:-1] - 0.5 * (v[k, :, :-2] + v[k, :, 2:])
+        var = float(np.median(second**2) / 0.4549 / 1.5)  # median of chi²(1) is 0.4549
+        com = (q[k] @ c) / total
+        # var(com) = sum_u ((u - com) / total)^2 var(q(u)), var(q(u)) = sum_v w(v)^2 var
+        out[k] = np.sqrt(((c - com) ** 2).sum() * (w_rows[k] ** 2).sum() * var) / abs(total)
+    return out
+
+
+def _weighted_columns(
+    v: np.ndarray, dy: np.ndarray | None, margin: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each view's row weights (:func:`slice_weights` placed at its ``dy``) and weighted
+    column sums: ``(n, rows)`` and ``(n, cols)``."""
+    n, rows, _ = v.shape
     dy = np.zeros(n) if dy is None else np.asarray(dy, float)
     margin = weight_margin(rows, dy, margin)
     w_z = slice_weights(v, dy, margin)
     z = np.arange(rows, dtype=np.float64)
-    c = np.arange(cols, dtype=np.float64)
-    out = np.empty(n)
-    for k in range(n):
-        second = v[k, :, 1:-1] - 0.5 * (v[k, :, :-2] + v[k, :, 2:])
-        var = float(np.median(second**2) / 0.4549 / 1.5)  # median of chi²(1) is 0.4549
-        w_rows = np.interp(z, z + dy[k], w_z, left=0.0, right=0.0)
-        q = w_rows @ v[k]
-        total = q.sum()
-        if abs(total) < 1e-12:
-            out[k] = np.inf
-            continue
-        com = (q @ c) / total
-        # var(com) = sum_u ((u - com) / total)^2 var(q(u)), var(q(u)) = sum_v w(v)^2 var
-        out[k] = np.sqrt(((c - com) ** 2).sum() * (w_rows**2).sum() * var) / abs(total)
-    return out
+    # detector row r sees z = r - dy
+    w_rows = np.stack([np.interp(z, z + dy[k], w_z, left=0.0, right=0.0) for k in range(n)])
+    return w_rows, np.einsum("kr,krc->kc", w_rows, v)
 
 
 def remove_gauge(err: np.ndarray, angles_deg: np.ndarray) -> np.ndarray:

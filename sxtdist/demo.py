@@ -16,16 +16,10 @@ from ._progress import log
 from .dataset import open_acquisition
 from .distributed import get_client
 from .errors import OutputExistsError
-from .metrics import psnr
-from .recon import DEFAULT_ITERATIONS, roi_cylinder_mask
-from .runner import build_problem, reconstruct
+from .metrics import psnr_in_region
+from .recon import DEFAULT_ITERATIONS
+from .runner import reconstruct, roi_mask
 from .simulate import simulate
-
-
-def _psnr(x: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
-    """PSNR inside ``mask``, the truth's range there as the peak."""
-    t = truth[mask]
-    return psnr(x, truth, mask, data_range_value=float(t.max() - t.min()))
 
 
 def run_demo(
@@ -51,10 +45,7 @@ def run_demo(
         log("2/3 aligning the projections")
         _align(acq, client)
         truth = acq.truth.compute()
-        grid = build_problem(acq).grid
-        g = acq["roi"].geometry
-        radius = (g.detector_shape[1] / 2 - abs(g.center_offset_px[1])) * g.pixel_size_nm
-        roi = np.broadcast_to(roi_cylinder_mask(grid, 0.95 * radius), truth.shape)
+        roi = np.broadcast_to(roi_mask(acq), truth.shape)
         cell = truth > 0.5 * float(np.median(truth[truth > 0]))
         log("3/3 reconstructing (interior only, then combined)")
         for name, scans in volumes.items():
@@ -68,7 +59,10 @@ def run_demo(
                 overwrite=overwrite,
             )
             x = vol.level(0).compute()
-            results[name] = {"roi_psnr": _psnr(x, truth, roi), "cell_psnr": _psnr(x, truth, cell)}
+            results[name] = {
+                "roi_psnr": psnr_in_region(x, truth, roi),
+                "cell_psnr": psnr_in_region(x, truth, cell),
+            }
     print(f"\nsxtdist demo finished in {time.perf_counter() - t0:.0f} s; outputs in {out_dir}/")
     print(f"  acquisition   {acq_path}  (sxtdist info {acq_path})")
     print(f"  {'volume':<14}{'PSNR in ROI':>12}{'PSNR cell':>12}  path")

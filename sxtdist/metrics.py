@@ -86,6 +86,15 @@ def psnr(
     return 10.0 * math.log10(r * r / m)
 
 
+def psnr_in_region(x: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    """PSNR (dB) inside ``mask`` with the truth's range there as the peak.
+
+    The convention of every accuracy table in the docs (ROI, cell, ROI edge).
+    """
+    t = np.asarray(truth)[np.asarray(mask, bool)]
+    return psnr(x, truth, mask, data_range_value=float(t.max() - t.min()))
+
+
 def cylinder_mask(shape: Sequence[int], diameter_px: float) -> np.ndarray:
     """Voxels whose in-slice distance from the axis (the ``(y, x)`` centre) is < ``diameter/2``.
 

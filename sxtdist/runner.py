@@ -86,6 +86,19 @@ def build_problem(
     )
 
 
+def roi_mask(acq: Acquisition, fraction: float = 0.95) -> np.ndarray:
+    """``(ny, nx)`` mask of the interior cylinder on the reconstruction grid of ``acq``.
+
+    The disc about the rotation axis that the interior scan sees at every angle
+    (its detector's half-width less its centre offset), shrunk by ``fraction``: the
+    region of every "PSNR in the ROI" in the docs.
+    """
+    g = acq["roi"].geometry
+    radius = (g.detector_shape[1] / 2 - abs(g.center_offset_px[1])) * g.pixel_size_nm
+    grid = default_grid([acq[n].geometry for n in acq.scans])
+    return roi_cylinder_mask(grid, fraction * radius)
+
+
 WEIGHTINGS = ("quadrature", "equal")
 
 

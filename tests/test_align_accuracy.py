@@ -6,20 +6,16 @@ import numpy as np
 import pytest
 
 import sxtdist
-from sxtdist import metrics
 from sxtdist.align import remove_gauge, rms
-from sxtdist.recon import roi_cylinder_mask
-from sxtdist.runner import build_problem
+from sxtdist.metrics import psnr_in_region
+from sxtdist.runner import roi_mask
 
 
 def _roi_psnr(acq, path, out, client) -> float:
     vol = sxtdist.reconstruct(path, out, client=client, overwrite=True, quiet=True, progress=False)
     truth = acq.truth.compute()
-    g = acq["roi"].geometry
-    radius = 0.95 * g.detector_shape[1] / 2 * g.pixel_size_nm
-    mask = np.broadcast_to(roi_cylinder_mask(build_problem(acq).grid, radius), truth.shape)
-    peak = float(truth[mask].max() - truth[mask].min())
-    return metrics.psnr(vol.level(0).compute(), truth, mask, data_range_value=peak)
+    mask = np.broadcast_to(roi_mask(acq), truth.shape)
+    return psnr_in_region(vol.level(0).compute(), truth, mask)
 
 
 @pytest.mark.slow
