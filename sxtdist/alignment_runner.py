@@ -190,7 +190,7 @@ def align(
     refine: bool = False,
     joint: bool = True,
     intensity: str = "dual_energy",
-    full_iterations: int = 0,
+    full_iterations: int | None = None,
     tol_px: float = 0.05,
     dry_run: bool = False,
     report: str | os.PathLike[str] | None = None,
@@ -229,9 +229,10 @@ def align(
     intensity
         Intensity transform fitted between the scans and stored (``"none"``: skip).
     full_iterations, tol_px
-        Projection-matching iterations after the full scan's moments (default none:
-        on sparse scans it made the moments' estimate worse; see
-        :func:`sxtdist.align.align_full_scan`) and their stopping tolerance (px).
+        Projection-matching iterations after the full scan's moments and their
+        stopping tolerance (px). Default: none (on sparse scans it made the moments'
+        estimate worse; see :func:`sxtdist.align.align_full_scan`), unless
+        ``method="projection-matching"`` asks for it (then 10).
     dry_run
         Compute and report, but leave the dataset unchanged.
     report
@@ -252,6 +253,8 @@ def align(
         raise ParameterError(f"unknown intensity model {intensity!r} ({INTENSITY_MODELS})")
     if smooth_px < 0:
         raise ParameterError(f"smoothing must not be negative, got {smooth_px}")
+    if full_iterations is None:
+        full_iterations = 10 if method == "projection-matching" else 0
     if full_iterations < 0 or tol_px <= 0:
         raise ParameterError("projection matching needs iterations >= 0 and a positive tolerance")
     if not isinstance(acq, Acquisition):

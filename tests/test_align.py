@@ -489,3 +489,14 @@ def test_ncc_surface_peak_is_subpixel_on_a_broad_flat_peak():
     ncc = 0.9987 - 2e-5 * ((y - true[0]) ** 2 + (x - true[1]) ** 2)
     s, _ = NccSurface(ncc).peak()
     np.testing.assert_allclose(s, true, atol=0.02)
+
+
+def test_full_scan_moments_by_default_projection_matching_on_request(client, tiny_copy):
+    kw = dict(client=client, quiet=True, report="", dry_run=True, progress=False)
+    res = sxtdist.align(tiny_copy, scans=["full"], **kw)
+    assert res.info["full"]["method"] == "moments" and res.info["full"]["iterations"] == 0
+    res = sxtdist.align(tiny_copy, scans=["full"], method="projection-matching", **kw)
+    assert res.info["full"]["method"] == "moments+projection_matching"
+    assert 1 <= res.info["full"]["iterations"] <= 10
+    res = sxtdist.align(tiny_copy, scans=["full"], full_iterations=2, tol_px=1e-9, **kw)
+    assert res.info["full"]["iterations"] == 2

@@ -39,9 +39,10 @@ from ._options import progress_option, scan_list
     show_default=True,
     help="Intensity transform between the scans (paper eq. 16) to fit and store.",
 )
-@click.option("--iterations", "full_iterations", type=int, default=0, show_default=True,
+@click.option("--iterations", "full_iterations", type=int, default=None,
               help="Projection-matching iterations for the full scan after its moments "
-                   "(0: none; on sparse scans it made them worse, docs/alignment.md).")  # fmt: skip
+                   "[default: 0, or 10 with --method projection-matching; on sparse scans "
+                   "it made the moments worse, docs/alignment.md].")  # fmt: skip
 @click.option("--tol", "tol_px", type=float, default=0.05, show_default=True,
               help="Stop projection matching when no shift changes by more (px).")  # fmt: skip
 @click.option(
