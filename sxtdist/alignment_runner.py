@@ -359,7 +359,7 @@ def full_prior_weights(full_info: dict, n_full: int) -> np.ndarray:
     sigma = full_info.get("weighted_centroid_sigma_px")
     if full_info.get("iterations") or sigma is None:
         return np.full((n_full, 2), 0.01)
-    factor = np.clip(REFERENCE_SIGMA_PX / np.maximum(np.asarray(sigma, float), 1e-6), 0.01, 1.0)
+    factor = np.clip(REFERENCE_SIGMA_PX / np.maximum(np.asarray(sigma, float), 1e-6), 0.01, 10.0)
     return np.maximum(np.outer(factor, FULL_PRIOR_WEIGHTS), 0.01)
 
 
