@@ -37,7 +37,7 @@ def study(
     psnr_iterations: int = 0,
 ) -> dict:
     import sxtdist
-    from sxtdist.align import remove_gauge, rms, sinusoid_basis
+    from sxtdist.alignment import remove_gauge, rms, sinusoid_basis
 
     path = f"{workdir}/acq_{photons or 0:g}_{n_full}_{seed}.zarr"
     acq = sxtdist.simulate(

@@ -15,7 +15,7 @@
    sub-pixel shift, once with the two views divided by the same noisy flat field
    (one scan, as in real data: its noise is a pattern common to both) and once
    with independent flats;
-   RMS error and time per pair of ``sxtdist.align.register`` (the pair task's
+   RMS error and time per pair of ``sxtdist.alignment.register`` (the pair task's
    registration: blur 1 px, masked NCC over ±32 px, spline peak) and of
    ``skimage.registration.phase_cross_correlation`` (``upsample_factor=100``,
    with its default phase normalisation, without it, and on the same blurred
@@ -66,7 +66,7 @@ def time_workers(acq, repeat: int, scans: list[str], method: str) -> tuple[dict,
     res = None
     for workers in (1, 2):
         with get_client(workers=workers, quiet=True) as client:
-            client.run(lambda: __import__("sxtdist.align"))  # warm imports
+            client.run(lambda: __import__("sxtdist.alignment"))  # warm imports
             best = np.inf
             for _ in range(repeat):
                 t0 = time.perf_counter()
@@ -108,7 +108,7 @@ def part_large(workdir: str, repeat: int, n_views: int) -> None:
     create_acquisition(path, {"roi": ScanData(data, angles, LARGE_PIXEL_NM)})
     acq = sxtdist.open_acquisition(path)
     times, pair_s, res = time_workers(acq, repeat, ["roi"], "neighbour")
-    from sxtdist.align import remove_gauge
+    from sxtdist.alignment import remove_gauge
 
     # relative shifts only: the rigid translation and the axis (a constant dx) are unknown
     err = remove_gauge(res.shifts["roi"] - shifts, angles)
@@ -128,7 +128,7 @@ def part_large(workdir: str, repeat: int, n_views: int) -> None:
 def part_compare(n_pairs: int, shared_flat: bool) -> None:
     from skimage.registration import phase_cross_correlation
 
-    from sxtdist.align import gaussian_blur, pad_with_mask, register
+    from sxtdist.alignment import gaussian_blur, pad_with_mask, register
 
     rng = np.random.default_rng(11)
     truth = rng.normal(0.0, 3.0, (n_pairs, 2))

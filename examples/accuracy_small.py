@@ -101,7 +101,9 @@ def main(argv=None) -> int:
                         **extra,
                     )
                     x = vol.level(0).compute()
-                    rows.append((stop, name, *(psnr_in_region(x, truth, m) for m in masks.values())))
+                    rows.append(
+                        (stop, name, *(psnr_in_region(x, truth, m) for m in masks.values()))
+                    )
         print(f"small preset, seed {args.seed}; PSNR in dB (peak = truth's range in the region)\n")
         print("| stopping | reconstruction | " + " | ".join(masks) + " |")
         print("|---|---|" + "---:|" * len(masks))

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .align import (
+from .alignment import (
     remove_gauge,
 )
 

@@ -1,6 +1,6 @@
 """Align an acquisition: read it, run the registrations on Dask, store shifts and the report.
 
-The maths is in :mod:`sxtdist.align`; this module plans the work (one Dask task
+The maths is in :mod:`sxtdist.alignment`; this module plans the work (one Dask task
 per projection pair of the interior scan, one for the full scan), collects the
 results, solves eq. 14, fits the intensity transform and writes everything into
 the acquisition's metadata (unless ``dry_run``) and a report directory.
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ._progress import log
-from .align import (
+from .alignment import (
     Pair,
     PairResult,
     align_full_scan,
@@ -221,17 +221,17 @@ def align(
         Largest angle between an interior view and its anchor (default: half the
         full scan's angular step).
     rotation_model, refine
-        See :func:`sxtdist.align.solve_shifts`.
+        See :func:`sxtdist.alignment.solve_shifts`.
     joint
         When both scans are aligned by anchors, also correct the full scan's
-        shifts from the interior pairs (:func:`sxtdist.align.solve_joint`);
+        shifts from the interior pairs (:func:`sxtdist.alignment.solve_joint`);
         not combined with ``refine``.
     intensity
         Intensity transform fitted between the scans and stored (``"none"``: skip).
     full_iterations, tol_px
         Projection-matching iterations after the full scan's moments and their
         stopping tolerance (px). Default: none (on sparse scans it made the moments'
-        estimate worse; see :func:`sxtdist.align.align_full_scan`), unless
+        estimate worse; see :func:`sxtdist.alignment.align_full_scan`), unless
         ``method="projection-matching"`` asks for it (then 10).
     dry_run
         Compute and report, but leave the dataset unchanged.

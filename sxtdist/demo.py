@@ -76,16 +76,7 @@ def run_demo(
 
 
 def _align(acq, client) -> None:
-    """Align with sxtdist.align where available; otherwise use the simulation's known shifts."""
-    try:
-        from .align import align
-    except ImportError:
-        align = None
-    if align is not None:
-        align(acq, client=client)
-        return
-    for name in acq.scans:
-        acq.set_shifts(
-            name, np.asarray(acq.truth_meta["shifts_px"][name]), method="known (simulated)"
-        )
-    log("   (alignment not available: used the simulation's known shifts)")
+    """Align both scans (the demo's data carry the preset's random jitter)."""
+    from .alignment_runner import align
+
+    align(acq, client=client)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 import sxtdist
-from sxtdist.align import (
+from sxtdist.alignment import (
     MIN_SLICE_WEIGHT_CONTRAST,
     NccSurface,
     Pair,

@@ -1003,11 +1003,3 @@ def align_full_scan(
     )
     info.update(start=how, start_axis_offset_px=axis, **extra)
     return d, info
-
-
-def align(acq, *args, **kwargs):
-    """Align an acquisition: :func:`sxtdist.alignment_runner.align` (imported on call,
-    so this module's maths stays importable without Dask)."""
-    from .alignment_runner import align as _align
-
-    return _align(acq, *args, **kwargs)
