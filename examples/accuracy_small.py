@@ -83,6 +83,9 @@ def main(argv=None) -> int:
             "full-data reference": (ref_path, ["roi"], {}),
             "full-data reference, PSF": (ref_path, ["roi"], {"psf": True}),
         }
+        # the oracle scores in the interior scan's ROI for every run, the full-width
+        # reference included (scored over its whole field it stops elsewhere)
+        roi_nm = (g.detector_shape[1] / 2 - abs(g.center_offset_px[1])) * g.pixel_size_nm
         rows = []
         with get_client(workers=args.workers, quiet=True) as client:
             for stop in (f"{args.iterations} it.", "oracle"):
@@ -94,6 +97,7 @@ def main(argv=None) -> int:
                         scans=scans,
                         iterations=300 if oracle else args.iterations,
                         oracle=oracle,
+                        oracle_radius_nm=roi_nm,
                         client=client,
                         overwrite=True,
                         quiet=True,

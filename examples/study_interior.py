@@ -66,8 +66,11 @@ def main(argv=None) -> int:
             cell = truth > 0.5 * float(np.median(truth[truth > 0]))
             bin_px = roi_px / 6.0
             radial = {}
+            # the oracle scores where the PSNR is read: the interior scan's ROI, for the
+            # full-width reference too (over its whole field it stops elsewhere)
+            roi_nm = roi_px / 2.0 * v
             for name, (a, scans) in runs.items():
-                x = st.reconstruct(a, scans, f"{name}{seed}")
+                x = st.reconstruct(a, scans, f"{name}{seed}", oracle_radius_nm=roi_nm)
                 s = _study.scores(x, truth, roi_px)
                 rp = metrics.radial_psnr(x, truth, bin_px=bin_px, mask=cell)
                 radial[name] = rp
