@@ -39,7 +39,7 @@ LARGE_PIXEL_NM = 15.0
 
 
 def _phantom(seed: int):
-    from sxtdist.simulate.phantom import make_cell
+    from sxtdist.simulation.phantom import make_cell
 
     # a 12 µm cell in an 18 µm capillary: the 15.4 µm views see the cell, not the wall
     return make_cell(np.random.default_rng(seed), 12000.0, 18000.0, 16000.0, 30.0)
@@ -47,7 +47,7 @@ def _phantom(seed: int):
 
 def _views(phantom, angles_deg, shifts, seed: int) -> np.ndarray:
     from sxtdist.geometry import ScanGeometry
-    from sxtdist.simulate.forward import ForwardModel, project_scan
+    from sxtdist.simulation.forward import ForwardModel, project_scan
 
     g = ScanGeometry(
         np.asarray(angles_deg, float), LARGE_PIXEL_NM, (LARGE, LARGE), shifts_px=shifts

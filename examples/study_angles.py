@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _study
 
 from sxtdist import metrics
-from sxtdist.simulate.presets import get_preset
+from sxtdist.simulation.presets import get_preset
 
 
 def main(argv=None) -> int:

@@ -160,7 +160,7 @@ def main(argv=None) -> int:
 
 
 def _roi_radius_um() -> float:
-    from sxtdist.simulate.presets import get_preset
+    from sxtdist.simulation.presets import get_preset
 
     return get_preset("small").roi.width_um / 2.0
 

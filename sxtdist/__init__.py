@@ -10,7 +10,7 @@ from .alignment_runner import align
 from .dataset import Acquisition, Scan, ScanData, create_acquisition, open_acquisition
 from .errors import InputError, ParameterError, SxtdistError
 from .geometry import ScanGeometry, VolumeGrid
-from .simulate import simulate
+from .simulation import simulate
 
 __all__ = [
     "Acquisition",

@@ -19,7 +19,7 @@ from .errors import OutputExistsError
 from .metrics import psnr_in_region
 from .recon import DEFAULT_ITERATIONS
 from .runner import reconstruct, roi_mask
-from .simulate import simulate
+from .simulation import simulate
 
 
 def run_demo(

@@ -8,7 +8,7 @@ import numpy as np
 
 import sxtdist
 from sxtdist.geometry import rigid_translation_nm
-from sxtdist.simulate.phantom import LAC
+from sxtdist.simulation.phantom import LAC
 
 
 def test_tiny_is_fast_and_deterministic(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..errors import ParameterError
-from ..simulate import PRESETS, simulate
+from ..simulation import PRESETS, simulate
 from ._options import overwrite_option, per_scan_float, progress_option
 
 
