@@ -344,7 +344,7 @@ def align(
 
 #: Prior weights ``(dy, dx)`` of the full scan's own estimate in the joint solve, for a
 #: weighted-centroid noise of :data:`REFERENCE_SIGMA_PX` (the ``small`` preset at the
-#: paper's fluence); noisier views get proportionally less.
+#: paper's fluence); each view's are scaled by ``REFERENCE_SIGMA_PX / its noise`` (0.01-10).
 FULL_PRIOR_WEIGHTS = (0.3, 1.0)
 REFERENCE_SIGMA_PX = 0.1
 
@@ -352,9 +352,10 @@ REFERENCE_SIGMA_PX = 0.1
 def full_prior_weights(full_info: dict, n_full: int) -> np.ndarray:
     """``(n_full, 2)`` weights of the full scan's own shifts in :func:`solve_joint`.
 
-    Worth a pair when they come from the weighted moments alone, scaled down by the
-    estimated noise of each view's centroid; only a gauge (0.01) otherwise (the
-    plain centroid is biased by truncation, projection matching by the few views).
+    Worth about a pair when they come from the weighted moments alone, scaled by the
+    inverse of each view's estimated centroid noise (between 0.01 and 10 times
+    :data:`FULL_PRIOR_WEIGHTS`); only a gauge (0.01) otherwise (the plain centroid is
+    biased by truncation, projection matching by the few views).
     """
     sigma = full_info.get("weighted_centroid_sigma_px")
     if full_info.get("iterations") or sigma is None:
