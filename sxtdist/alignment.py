@@ -676,10 +676,18 @@ def center_of_mass_dx(views: np.ndarray, geometry: ScanGeometry) -> tuple[np.nda
     v = np.clip(np.asarray(views, np.float64), 0.0, None).sum(axis=1)  # (n, cols)
     cols = np.arange(v.shape[1])
     com = (v * cols).sum(axis=1) / np.maximum(v.sum(axis=1), 1e-12)
-    basis = sinusoid_basis(geometry.angles_deg)
+    return _shifts_from_centroids(com, geometry.angles_deg, v.shape[1])
+
+
+def _shifts_from_centroids(
+    com: np.ndarray, angles_deg: np.ndarray, cols: int
+) -> tuple[np.ndarray, float]:
+    """Column centroids -> ``dx`` (the fitted sinusoid, the object's position, removed; the
+    constant, the rotation axis, kept) and the axis offset, both about the detector centre."""
+    basis = sinusoid_basis(angles_deg)
     coef, *_ = np.linalg.lstsq(basis, com, rcond=None)
-    dx = com - basis[:, 1:] @ coef[1:] - (v.shape[1] - 1) / 2.0
-    return dx, float(coef[0] - (v.shape[1] - 1) / 2.0)
+    dx = com - basis[:, 1:] @ coef[1:] - (cols - 1) / 2.0
+    return dx, float(coef[0] - (cols - 1) / 2.0)
 
 
 def slice_weights(views: np.ndarray, dy: np.ndarray, margin: int) -> np.ndarray:
@@ -695,17 +703,23 @@ def slice_weights(views: np.ndarray, dy: np.ndarray, margin: int) -> np.ndarray:
     detector, get none.
     """
     v = np.asarray(views, np.float64)
-    n, rows, _ = v.shape
-    z = np.arange(rows, dtype=np.float64)
-    inner = z[margin : rows - margin]
+    rows = v.shape[1]
+    inner = np.arange(margin, rows - margin, dtype=np.float64)
     length = max(inner.size, 1)
     taper = np.cos(np.pi * (inner - (rows - 1) / 2.0) / length) ** 2
-    profiles = v.sum(axis=2)
-    mass = np.median([np.interp(inner, z - dy[k], profiles[k]) for k in range(n)], axis=0)
+    mass = _slice_mass(v, dy)[margin : rows - margin]
     w = (mass - (mass * taper).sum() / taper.sum()) * taper
     out = np.zeros(rows)
     out[margin : rows - margin] = w
     return out
+
+
+def _slice_mass(v: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """The mass of each slice (object ``z`` on the detector rows' grid): the views' row sums
+    moved back by their ``dy``, the median over views."""
+    z = np.arange(v.shape[1], dtype=np.float64)
+    profiles = v.sum(axis=2)
+    return np.median([np.interp(z, z - dy[k], profiles[k]) for k in range(len(v))], axis=0)
 
 
 #: Below this :func:`slice_weight_contrast` the weighted centroid is mostly noise and the
@@ -727,9 +741,7 @@ def slice_weight_contrast(views: np.ndarray, dy: np.ndarray, margin: int) -> flo
     v = np.asarray(views, np.float64)
     margin = weight_margin(v.shape[1], dy, margin)
     w = slice_weights(v, dy, margin)
-    z = np.arange(v.shape[1], dtype=np.float64)
-    profiles = v.sum(axis=2)
-    mass = np.median([np.interp(z, z - dy[k], profiles[k]) for k in range(len(v))], axis=0)
+    mass = _slice_mass(v, dy)
     scale = np.abs(w).sum() * max(abs(mass.mean()), 1e-12)
     return float(abs((w * mass).sum()) / scale)
 
@@ -761,10 +773,7 @@ def weighted_centroid_dx(
     com = np.where(
         np.abs(total) > 1e-12, q @ np.arange(cols, dtype=np.float64) / safe, (cols - 1) / 2.0
     )
-    basis = sinusoid_basis(geometry.angles_deg)
-    coef, *_ = np.linalg.lstsq(basis, com, rcond=None)
-    dx = com - basis[:, 1:] @ coef[1:] - (cols - 1) / 2.0
-    return dx, float(coef[0] - (cols - 1) / 2.0)
+    return _shifts_from_centroids(com, geometry.angles_deg, cols)
 
 
 def weighted_centroid_noise_px(
@@ -805,6 +814,31 @@ def _weighted_columns(
     # detector row r sees z = r - dy
     w_rows = np.stack([np.interp(z, z + dy[k], w_z, left=0.0, right=0.0) for k in range(n)])
     return w_rows, np.einsum("kr,krc->kc", w_rows, v)
+
+
+def moment_dx(
+    views: np.ndarray, geometry: ScanGeometry, dy: np.ndarray, margin: int
+) -> tuple[np.ndarray, float, dict]:
+    """``dx`` of a full-field scan from its first moment: weighted along the axis
+    (:func:`weighted_centroid_dx`, with each view's noise) unless the sample looks the
+    same along the axis (:func:`slice_weight_contrast` below
+    :data:`MIN_SLICE_WEIGHT_CONTRAST`), then the plain :func:`center_of_mass_dx`.
+
+    Returns
+    -------
+    dx, axis, record
+        Shifts and axis offset (this scan's pixels) and how they were measured.
+    """
+    contrast = slice_weight_contrast(views, dy, margin)
+    record: dict = {"slice_weight_contrast": contrast}
+    if contrast < MIN_SLICE_WEIGHT_CONTRAST:  # the weighted mass would be all noise
+        dx, axis = center_of_mass_dx(views, geometry)
+        record["start"] = "row_profiles+centre_of_mass"
+        return dx, axis, record
+    dx, axis = weighted_centroid_dx(views, geometry, dy, margin)
+    record["start"] = "row_profiles+weighted_centroid"
+    record["weighted_centroid_sigma_px"] = weighted_centroid_noise_px(views, dy, margin).tolist()
+    return dx, axis, record
 
 
 def remove_gauge(err: np.ndarray, angles_deg: np.ndarray) -> np.ndarray:
@@ -938,7 +972,7 @@ def projection_matching(
             # from the reprojection
             completed = np.where(valid, corrected, reproj)
             upd[:, 0] = row_profile_dy(completed, max(2, rows // 6))
-            upd[:, 1], _ = weighted_centroid_dx(completed, geometry, upd[:, 0], m)
+            upd[:, 1], _, _ = moment_dx(completed, geometry, upd[:, 0], m)
         upd = remove_gauge(upd, geometry.angles_deg)
         d += relaxation * upd
         change = float(np.abs(upd).max())
@@ -976,21 +1010,12 @@ def align_full_scan(
     views = np.asarray(views, np.float32)
     rows, cols = views.shape[1:]
     dy = row_profile_dy(views, max(2, rows // 6))
-    margin = max(2, rows // 16)
-    contrast = slice_weight_contrast(views, dy, margin)
-    extra: dict = {"slice_weight_contrast": contrast}
-    if contrast >= MIN_SLICE_WEIGHT_CONTRAST:
-        dx, axis = weighted_centroid_dx(views, geometry, dy, margin)
-        how = "row_profiles+weighted_centroid"
-        extra["weighted_centroid_sigma_px"] = weighted_centroid_noise_px(views, dy, margin).tolist()
-    else:  # the cell fills the field along the axis: the weighted mass is all noise
-        dx, axis = center_of_mass_dx(views, geometry)
-        how = "row_profiles+centre_of_mass"
+    dx, axis, record = moment_dx(views, geometry, dy, max(2, rows // 16))
+    record["start_axis_offset_px"] = axis
     start = np.stack([dy, dx], axis=1)
     if max_iterations == 0:
         info = {"iterations": 0, "changes_px": [], "converged": None, "axis_offset_px": axis}
-        info.update(start=how, start_axis_offset_px=axis, **extra)
-        return start, info
+        return start, {**info, **record}
     d, info = projection_matching(
         views,
         geometry,
@@ -1001,5 +1026,4 @@ def align_full_scan(
         relaxation=0.5,
         callback=callback,
     )
-    info.update(start=how, start_axis_offset_px=axis, **extra)
-    return d, info
+    return d, {**info, **record}
