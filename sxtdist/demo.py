@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from ._progress import log
+from .alignment_runner import align
 from .dataset import open_acquisition
 from .distributed import get_client
 from .errors import OutputExistsError
@@ -43,7 +44,7 @@ def run_demo(
     results: dict[str, dict[str, float]] = {}
     with get_client(workers=workers) as client:
         log("2/3 aligning the projections")
-        _align(acq, client)
+        align(acq, client=client)
         truth = acq.truth.compute()
         roi = np.broadcast_to(roi_mask(acq), truth.shape)
         cell = truth > 0.5 * float(np.median(truth[truth > 0]))
@@ -73,10 +74,3 @@ def run_demo(
         )
     print("  view: napari --plugin napari-ome-zarr " + os.path.join(out_dir, "combined.zarr"))
     return results
-
-
-def _align(acq, client) -> None:
-    """Align both scans (the demo's data carry the preset's random jitter)."""
-    from .alignment_runner import align
-
-    align(acq, client=client)

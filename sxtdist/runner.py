@@ -93,10 +93,8 @@ def roi_mask(acq: Acquisition, fraction: float = 0.95) -> np.ndarray:
     (its detector's half-width less its centre offset), shrunk by ``fraction``: the
     region of every "PSNR in the ROI" in the docs.
     """
-    g = acq["roi"].geometry
-    radius = (g.detector_shape[1] / 2 - abs(g.center_offset_px[1])) * g.pixel_size_nm
     grid = default_grid([acq[n].geometry for n in acq.scans])
-    return roi_cylinder_mask(grid, fraction * radius)
+    return roi_cylinder_mask(grid, fraction * _roi_radius_nm(acq))
 
 
 WEIGHTINGS = ("quadrature", "equal")
