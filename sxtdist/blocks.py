@@ -12,9 +12,11 @@ Two regimes:
   whole numbers of groups, no halo, and the per-group CG scalars make the result
   independent of the block size.
 * **halo** — rows chain slices together. Each block gets a halo as wide as the
-  longest row footprint; a seam test bounds the difference at block edges. At the
-  volume's ends the halo reaches past the grid: the sample goes on there (ice, a
-  capillary), and the detector rows that see it are modelled rather than dropped.
+  longest row footprint; a seam test bounds the difference at block edges.
+
+Either way the first and last slabs reach past the grid's ends (a halo's width, or as
+far as the rows that see the grid reach): the sample goes on there (ice, a capillary),
+and the detector rows that see it are modelled rather than dropped.
 
 Blocks cover whole output shards (the shard's z size is the block size), so two
 tasks never write one shard.
@@ -109,6 +111,19 @@ def max_footprint(models: Sequence[ScanModel], grid: VolumeGrid) -> int:
     return max(int((hi - lo).max()) + 1 for m in models for lo, hi in [m.row_footprints(grid)])
 
 
+def end_reach(models: Sequence[ScanModel], grid: VolumeGrid) -> tuple[int, int]:
+    """Slices below 0 and from ``nz`` up that the detector rows seeing the grid also see."""
+    nz = grid.nz
+    below = above = 0
+    for m in models:
+        lo, hi = m.row_footprints(grid)
+        seen = (hi >= 0) & (lo < nz)
+        if seen.any():
+            below = max(below, -int(lo[seen].min()))
+            above = max(above, int(hi[seen].max()) - (nz - 1))
+    return below, above
+
+
 def regular_period(links: np.ndarray) -> int | None:
     """``g`` if the slices form groups of exactly ``g`` starting at slice 0, else ``None``."""
     nz = links.size + 1
@@ -195,12 +210,16 @@ def plan_blocks(
         period = 1
         h = halo if halo is not None else footprint + 1
         b = size_for(h)
+    # slabs go past the volume's ends too: the sample continues there, and rows that see
+    # past an end can then be modelled (those slices are solved and dropped). A halo
+    # reaches far enough; an exact plan's end blocks reach as far as the rows do.
+    below, above = (h, h) if h else end_reach(models, grid)
     blocks = []
     for i, z0 in enumerate(range(0, nz, b)):
         z1 = min(nz, z0 + b)
-        # slabs go past the volume's ends too: the sample continues there, and rows that
-        # see past an end can then be modelled (those slices are solved and dropped)
-        blocks.append(Block(i, (z0, z1), (z0 - h, z1 + h)))
+        lo = z0 - (below if z0 == 0 else h)
+        hi = z1 + (above if z1 == nz else h)
+        blocks.append(Block(i, (z0, z1), (lo, hi)))
     slab_len = max(bl.slab[1] - bl.slab[0] for bl in blocks)
     return BlockPlan(
         grid_shape=tuple(grid.shape),
