@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from .operators.base import LinearOperator, Stack, array_module
+from .slice_kernels import axpy_last, sumsq_last, xpby_last
 
 Callback = Callable[[int, Any], bool | None]
 
@@ -79,12 +80,6 @@ def _xp(x):
     return array_module(x)
 
 
-def _sumsq_last(v, xp) -> Any:
-    """Σ v² over all axes but the last (slices / rows), accumulated in float64."""
-    axes = tuple(range(v.ndim - 1))
-    return (v * v).sum(axis=axes, dtype=xp.float64)
-
-
 def _group_sum(per_item, labels, n, xp):
     return xp.bincount(labels, weights=per_item, minlength=n)
 
@@ -97,12 +92,12 @@ class _Reducer:
         self.xp = xp
 
     def domain_sumsq(self, v):
-        return _group_sum(_sumsq_last(v, self.xp), self.g.domain, self.g.n, self.xp)
+        return _group_sum(sumsq_last(v), self.g.domain, self.g.n, self.xp)
 
     def range_sumsq(self, vs):
         total = self.xp.zeros(self.g.n, dtype=self.xp.float64)
         for v, lab in zip(vs, self.g.ranges):
-            total += _group_sum(_sumsq_last(v, self.xp), lab, self.g.n, self.xp)
+            total += _group_sum(sumsq_last(v), lab, self.g.n, self.xp)
         return total
 
     def on_domain(self, scalars):
@@ -173,11 +168,11 @@ def cgne(
         ok = active & (qq > 0)
         alpha = xp.where(ok, gamma / xp.where(ok, qq, 1.0), 0.0)
         for i, (ri, qi) in enumerate(zip(r, q)):
-            ri -= red.on_range(alpha, i)[None, None, :] * qi
+            axpy_last(ri, -red.on_range(alpha, i), qi)
         res = red.range_sumsq(r)
         restart = ok & (res > loss)
         step = xp.where(restart, 0.0, alpha)
-        x += red.on_domain(step)[None, None, :] * p
+        axpy_last(x, red.on_domain(step), p)
         if bool(restart.any()):
             restarts += int(restart.sum())
             fresh = A(x)
@@ -195,8 +190,7 @@ def cgne(
             gamma_new = red.domain_sumsq(s)
             keep = ~restart & (gamma > 0)
             beta = xp.where(keep, gamma_new / xp.where(keep, gamma, 1.0), 0.0)
-            p *= red.on_domain(beta)[None, None, :]
-            p += s
+            xpby_last(p, red.on_domain(beta), s)
             gamma = gamma_new
         if rtol is not None:
             active &= ~(res <= (float(rtol) ** 2) * y_norm)

@@ -119,9 +119,8 @@ class Scaled(LinearOperator):
         return y
 
     def _adjoint(self, y, out):
-        x = self.op.T(y, out)
-        x *= self.factor
-        return x
+        # scale the data, not the result: the range is smaller than the volume
+        return self.op.T(y * self.factor, out)
 
 
 class Stack(LinearOperator):
