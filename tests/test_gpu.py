@@ -31,6 +31,7 @@ from sxtdist.operators.gpu import (
     check_astra_output,
     check_free_memory,
     device_lock,
+    sentinel_indices,
     texture_nbytes,
     vectors_for_layout,
 )
@@ -240,10 +241,19 @@ def test_astra_output_check():
     with pytest.raises(GpuError, match="did not run"):
         check_astra_output(out, "forward projection")
     out[0] = 1.0
-    with pytest.raises(GpuError, match="12 of 24 values non-finite"):
+    with pytest.raises(GpuError, match="12 of 24 checked values non-finite"):
         check_astra_output(out, "forward projection")
     out[...] = 0.0
     check_astra_output(out, "forward projection")  # zeros are a valid projection
+
+
+@pytest.mark.parametrize("size", [1, 2, 63, 64, 65, 1000, 123457])
+def test_sentinel_indices_spread_over_the_array_with_both_ends(size):
+    idx = sentinel_indices(size)
+    assert idx[0] == 0 and idx[-1] == size - 1
+    assert idx.size == min(size, 64) and np.all(np.diff(idx) > 0)
+    if size > 1:
+        assert np.diff(idx).max() <= -(-size // 63)
 
 
 def test_free_memory_check():
@@ -430,8 +440,10 @@ def _positive_dot(op, xp, seed=0):
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_device_projector_dot_and_matches_cpu(case, layout):
     """ASTRA's ray-driven FP and voxel-driven BP are only approximately adjoint (its own test
-    allows 10 %); at pixel ≈ voxel on uniform vectors we expect < 3 %. The forward projection
-    agrees with the CPU projector to about the texture unit's 8-bit interpolation weights."""
+    allows 10 %). The forward projection agrees with the CPU projector (the same Joseph-type
+    line integrals) to about the texture unit's 8-bit interpolation weights; the
+    back-projection differs from the CPU's exact transpose by about 2 % (RMS) and 5.5 % (max)
+    everywhere, not only at the edges (H100, ASTRA 2.5: 2.0-2.4 % and 5.3-5.5 %)."""
     cp = _cupy()
     g = _geom(**CASES[case])
     grid = VolumeGrid((5, 24, 26), 10.0)
@@ -443,14 +455,15 @@ def test_device_projector_dot_and_matches_cpu(case, layout):
     y = _smooth(cpu.range_shape, 1)
     at, bt = cpu.T(y), cp.asnumpy(gpu.T(cp.asarray(y)))
     rel_t = np.abs(at - bt).max() / np.abs(at).max()
+    rms_t = np.linalg.norm(at - bt) / np.linalg.norm(at)
     dot = _positive_dot(gpu, cp)
     print(
-        f"{case}, {layout}: FP vs CPU {rel:.2e}, BP vs CPU transpose {rel_t:.2e}, "
-        f"uniform dot mismatch {dot:.2e}, white-noise dot mismatch {dot_test(gpu, xp=cp):.2e}"
+        f"{case}, {layout}: FP vs CPU {rel:.2e}, BP vs CPU transpose {rel_t:.2e} (max) "
+        f"{rms_t:.2e} (RMS), uniform dot mismatch {dot:.2e}"
     )
-    assert rel < 0.02
-    assert rel_t < 0.05
-    assert dot < 0.03
+    assert rel < 0.002
+    assert rms_t < 0.03 and rel_t < 0.08
+    assert dot < 0.01
 
 
 @pytest.mark.gpu
@@ -502,17 +515,31 @@ def _solve_tiny(acq_path, slab, backend, psf=True, iterations=8):
     return solve_slab(problem, slab, data, backend=backend)[0]
 
 
-@pytest.mark.gpu
-def test_device_solve_matches_cpu(tiny_acq):
-    """The same block and iterations on both backends: within 2 % of the range."""
-    nz = sxtdist.open_acquisition(tiny_acq, "r").truth.shape[0]
-    cpu = _solve_tiny(tiny_acq, (0, nz), "cpu")
-    gpu = _solve_tiny(tiny_acq, (0, nz), "gpu")
-    rng = float(cpu.max() - cpu.min())
-    diff = np.abs(gpu - cpu).max() / rng
-    print(f"GPU vs CPU: max difference {diff:.2%} of the range")
+def _assert_as_good_as_cpu(gpu, cpu, truth, what):
+    """ASTRA's back-projection is not the exact transpose of its projection, so CGNE takes
+    another path on the GPU: the two results differ by several per cent (RMS), but they must
+    be equally close to the truth. H100: 7.8-9.5 % apart, the GPU 0.07-0.12 dB better."""
+    from sxtdist.metrics import psnr
+
+    apart = np.linalg.norm(gpu - cpu) / np.linalg.norm(cpu)
+    p_cpu, p_gpu = psnr(cpu, truth), psnr(gpu, truth)
+    print(
+        f"{what}: GPU vs CPU {apart:.1%} apart (RMS); PSNR CPU {p_cpu:.2f} dB, GPU {p_gpu:.2f} dB"
+    )
     assert gpu.dtype == np.float32 and gpu.shape == cpu.shape
-    assert diff < 0.02
+    assert apart < 0.15
+    assert abs(p_gpu - p_cpu) < 0.3
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("psf", [False, True])
+def test_device_solve_matches_cpu(tiny_acq, psf):
+    """The same block and iterations on both backends."""
+    truth = np.asarray(sxtdist.open_acquisition(tiny_acq, "r").truth[:].compute(), np.float32)
+    nz = truth.shape[0]
+    cpu = _solve_tiny(tiny_acq, (0, nz), "cpu", psf=psf)
+    gpu = _solve_tiny(tiny_acq, (0, nz), "gpu", psf=psf)
+    _assert_as_good_as_cpu(gpu, cpu, truth, f"solve_slab, psf={psf}")
 
 
 @pytest.mark.gpu
@@ -584,8 +611,9 @@ def test_device_reconstruct_end_to_end(tiny_acq, tmp_path):
         quiet=True,
         progress=False,
     )
+    truth = np.asarray(sxtdist.open_acquisition(tiny_acq, "r").truth[:].compute(), np.float32)
     a, b = cpu.level(0).compute(), gpu.level(0).compute()
-    assert np.abs(a - b).max() < 0.02 * float(a.max() - a.min())
+    _assert_as_good_as_cpu(b, a, truth, "reconstruct")
 
 
 def test_solve_slab_gpu_path_with_numpy_standing_in(tiny_acq, monkeypatch):
