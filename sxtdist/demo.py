@@ -14,6 +14,7 @@ import numpy as np
 
 from ._progress import log
 from .alignment_runner import align
+from .backends import select_backend
 from .dataset import open_acquisition
 from .distributed import get_client
 from .errors import OutputExistsError
@@ -49,6 +50,9 @@ def run_demo(
         roi = np.broadcast_to(roi_mask(acq), truth.shape)
         cell = truth > 0.5 * float(np.median(truth[truth > 0]))
         log("3/3 reconstructing (interior only, then combined)")
+        # with a usable GPU, reconstruct starts its own dask-cuda cluster: the CPU workers
+        # started here for the alignment offer no GPU resource
+        on_gpu = select_backend("auto")[0] == "gpu"
         for name, scans in volumes.items():
             out = os.path.join(out_dir, f"{name}.zarr")
             vol = reconstruct(
@@ -56,7 +60,7 @@ def run_demo(
                 out,
                 scans=scans,
                 iterations=iterations,
-                client=client,
+                client=None if on_gpu else client,
                 overwrite=overwrite,
             )
             x = vol.level(0).compute()

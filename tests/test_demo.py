@@ -14,3 +14,21 @@ def test_demo_tiny(tmp_path, run_cli):
     assert "PSNR in ROI" in stdout and "combined" in stdout
     code, _, err = run_cli("demo", "--out", out, "--preset", "tiny", "--workers", "1")
     assert code == 2 and "earlier demo" in err
+
+
+def test_demo_leaves_its_cpu_workers_out_of_a_gpu_reconstruction(tmp_path, monkeypatch):
+    """The demo's local workers (for the alignment) offer no GPU resource: when a GPU is
+    usable, the reconstruction must start its own cluster, or it would run on the CPU."""
+    import sxtdist.demo as demo
+    from sxtdist.runner import reconstruct
+
+    calls = []
+
+    def recording_reconstruct(*args, client=None, **kwargs):
+        calls.append(client)
+        return reconstruct(*args, client=None, workers=1, backend="cpu", **kwargs)
+
+    monkeypatch.setattr(demo, "select_backend", lambda requested: ("gpu", "a GPU, for the test"))
+    monkeypatch.setattr(demo, "reconstruct", recording_reconstruct)
+    demo.run_demo(tmp_path / "demo", preset="tiny", workers=1, iterations=2)
+    assert calls == [None, None]
