@@ -145,3 +145,22 @@ def test_large_tiff_is_bigtiff_with_ome_sizes(volume, tmp_path, monkeypatch):
         assert t.is_bigtiff and t.is_ome and not t.is_imagej
         np.testing.assert_array_equal(t.asarray(), vol.level(0).compute())
         assert pixel_size_nm(t) == pytest.approx(VOXEL)
+
+
+def test_export_refuses_an_unfinished_volume_unless_asked(tmp_path, run_cli):
+    path = tmp_path / "u.zarr"
+    data = np.random.default_rng(5).random((20, 24, 28), dtype=np.float32)
+    vol = create_volume(path, VolumeGrid(data.shape, VOXEL), shard_z=10, chunk_z=10)
+    vol.write_slices(0, data[:10])  # one of two blocks, as an interrupted run leaves it
+    vol.update_meta(plan={"n_blocks": 2})
+    vol.mark_blocks_done([0])
+    code, _, err = run_cli("export", path, tmp_path / "u.mrc")
+    assert code == 2 and "is unfinished (running, 1 of 2 blocks written)" in err, err
+    assert "--allow-incomplete" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "u.mrc").exists()
+    code, _, err = run_cli("export", path, tmp_path / "u.mrc", "--allow-incomplete")
+    assert code == 0, err
+    assert "1 of 2 blocks written" in err
+    with mrcfile.open(tmp_path / "u.mrc") as m:
+        np.testing.assert_array_equal(m.data[:10], data[:10])
+        assert not m.data[10:].any()

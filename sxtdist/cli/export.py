@@ -25,10 +25,15 @@ from ._options import overwrite_option, progress_option
     metavar="Z0:Z1,Y0:Y1,X0:X1",
     help="Sub-volume in voxels of the chosen level; empty ends mean the edge, e.g. '10:50,:,:'.",
 )
+@click.option(
+    "--allow-incomplete",
+    is_flag=True,
+    help="Export a volume whose reconstruction has not finished (missing blocks are zeros).",
+)
 @overwrite_option
 @progress_option
 @click.option("-q", "--quiet", is_flag=True, help="No status lines.")
-def command(volume, out, fmt, level, crop, overwrite, progress, quiet) -> None:
+def command(volume, out, fmt, level, crop, allow_incomplete, overwrite, progress, quiet) -> None:
     """Write VOLUME (a level, optionally cropped) to OUT as MRC, TIFF or OME-Zarr 0.4.
 
     MRC carries the voxel size in its header (IMOD, ChimeraX, Amira), TIFF
@@ -44,5 +49,6 @@ def command(volume, out, fmt, level, crop, overwrite, progress, quiet) -> None:
         overwrite=overwrite,
         progress=progress,
         quiet=quiet,
+        allow_incomplete=allow_incomplete,
     )
     click.echo(path)

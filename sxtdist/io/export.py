@@ -25,7 +25,7 @@ import numpy as np
 
 from .._progress import log, progress_bar
 from ..dataset import _remove
-from ..errors import OutputExistsError, ParameterError
+from ..errors import InputError, OutputExistsError, ParameterError
 from ..volume import MIN_LEVEL_SIZE, open_volume
 from . import ngff
 
@@ -80,6 +80,7 @@ def export_volume(
     overwrite: bool = False,
     progress: bool | None = None,
     quiet: bool = True,
+    allow_incomplete: bool = False,
 ) -> str:
     """Write level ``level`` of ``volume`` (cropped to ``crop``) to ``out``.
 
@@ -97,6 +98,9 @@ def export_volume(
         Three slices ``(z, y, x)`` in voxels of that level (steps are not allowed).
     overwrite
         Replace an existing output.
+    allow_incomplete
+        Export a volume whose reconstruction has not finished (its missing blocks are
+        zeros); refused otherwise.
 
     Returns
     -------
@@ -109,7 +113,16 @@ def export_volume(
         raise ParameterError(f"--format: unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
     vol = open_volume(volume, mode="r")
     if vol.status != "complete":
-        log(f"note: {vol.path} is {vol.status}: unfinished blocks are zeros", quiet)
+        n_blocks = vol.meta.get("plan", {}).get("n_blocks")
+        done = f"{len(vol.blocks_done)} of {n_blocks}" if n_blocks else str(len(vol.blocks_done))
+        if not allow_incomplete:
+            raise InputError(
+                vol.path,
+                f"is unfinished ({vol.status}, {done} blocks written): re-run the same "
+                "'sxtdist reconstruct' to finish it, or pass --allow-incomplete to export "
+                "it with zeros for the missing blocks",
+            )
+        log(f"note: {vol.path} is {vol.status} ({done} blocks written): the rest are zeros", quiet)
     arr = vol.level(level)
     scale = [float(s) for s in ngff.level_scales(vol.group)[level]]
     crop = tuple(crop) if crop is not None else (slice(None),) * 3
