@@ -350,6 +350,9 @@ def reconstruct_batch(
                 n_workers = len(c.scheduler_info().get("workers", {}))
                 width = max(1, min(len(cells), concurrent or max(2, n_workers)))
                 log(f"batch: {len(cells)} cell(s), {width} at a time, into {out_dir}", quiet)
+                local = client is None and scheduler is None and cluster in (None, "local")
+                for line in _backend_lines(cells, c, local):
+                    log(line, quiet)
                 interrupted = _run_cells(
                     cells, c, width, overwrite, metrics, stop, results, progress, quiet
                 )
@@ -365,6 +368,28 @@ def reconstruct_batch(
     if interrupted:
         raise KeyboardInterrupt
     return rows
+
+
+def _backend_lines(cells: Sequence[Cell], client: Any, local: bool) -> list[str]:
+    """What each requested backend resolves to on this cluster, said once at the start.
+
+    A batch's cells run on its cluster: CPU workers offer no GPU, so on a machine with
+    one the default local cluster reconstructs on the CPU; say so, and how to use it.
+    """
+    from .backends import probe_gpu, select_backend
+
+    lines = []
+    for requested in sorted({str(c.options.get("backend", "auto")) for c in cells}):
+        try:
+            chosen, why = select_backend(requested, client=client)
+        except SxtdistError as exc:
+            lines.append(f"batch: cells asking for backend {requested!r} will fail: {exc}")
+            continue
+        line = f"batch: backend {chosen} ({why})"
+        if chosen == "cpu" and requested == "auto" and local and probe_gpu().usable:
+            line += "; this machine has a GPU: --cluster local-cuda reconstructs on it"
+        lines.append(line)
+    return lines
 
 
 def _run_cells(

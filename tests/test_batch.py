@@ -345,3 +345,26 @@ def test_bad_align_value(tmp_path):
     m.write_text("- acquisition: a.zarr\n  align: sometimes\n")
     with pytest.raises(InputError, match="align must be auto, yes/always or no/never"):
         read_manifest(m, tmp_path / "o")
+
+
+def test_batch_says_which_backend_its_cluster_gives(two_cells, tmp_path, monkeypatch, capsys):
+    """CPU workers offer no GPU: a local batch on a GPU machine says how to use the GPU."""
+    import sxtdist.backends as backends
+    from sxtdist.batch import _backend_lines, read_manifest
+    from sxtdist.distributed import get_client
+
+    m = tmp_path / "m.csv"
+    m.write_text(
+        f"acquisition,backend\n{two_cells / 'cell1.zarr'},\n{two_cells / 'cell2.zarr'},gpu\n"
+    )
+    cells = read_manifest(m, tmp_path / "out")
+    with get_client(workers=1, quiet=True) as c:
+        lines = _backend_lines(cells, c, local=True)
+        assert lines[0].startswith("batch: backend cpu (auto: no usable GPU: no worker of the")
+        assert "local-cuda" not in lines[0]  # no GPU here, or none usable
+        assert lines[1].startswith("batch: cells asking for backend 'gpu' will fail: no usable GPU")
+        gpu_here = backends.GpuInfo(True, "", [{"name": "a test GPU"}])
+        monkeypatch.setattr(backends, "probe_gpu", lambda *a, **k: gpu_here)
+        lines = _backend_lines(cells[:1], c, local=True)
+        assert lines[0].endswith("this machine has a GPU: --cluster local-cuda reconstructs on it")
+        assert "local-cuda" not in _backend_lines(cells[:1], c, local=False)[0]
