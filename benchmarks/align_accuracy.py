@@ -13,8 +13,8 @@ of the full scan. RMS is of the error vector length, px. With ``--psnr N``: the
 ROI PSNR of the combined reconstruction (N CGNE iterations) from the true and from
 the estimated shifts.
 
-Run: ``PYTHONPATH=. python benchmarks/align_accuracy.py [--photons paper 3000] [--full 9 19]
-[--seeds 1 2 3] [--psnr 20]``
+Run: ``PYTHONPATH=. python benchmarks/align_accuracy.py [--photons paper 3000 paperx100]
+[--full 9 19] [--seeds 1 2 3] [--sigma 3] [--psnr 20]``
 """
 
 from __future__ import annotations
@@ -27,8 +27,33 @@ import time
 import numpy as np
 
 
+def parse_photons(spec: str) -> float | dict | None:
+    """``"paper"`` (the preset's own doses), ``"paperxK"`` (K times them) or a number (both scans)."""
+    if spec == "paper":
+        return None
+    if spec.startswith("paperx"):
+        from sxtdist.simulation.presets import get_preset
+
+        k, preset = float(spec[len("paperx") :]), get_preset("small")
+        return {
+            "full": k * preset.full.photons_per_pixel,
+            "roi": k * preset.roi.photons_per_pixel,
+        }
+    return float(spec)
+
+
+def label(photons: float | dict | None) -> str:
+    if photons is None:
+        return "paper"
+    if isinstance(photons, dict):
+        from sxtdist.simulation.presets import get_preset
+
+        return f"paper x{photons['full'] / get_preset('small').full.photons_per_pixel:g}"
+    return format(photons, "g")
+
+
 def study(
-    photons: float | None,
+    photons: float | dict | None,
     n_full: int,
     seed: int,
     sigma: float,
@@ -39,7 +64,7 @@ def study(
     import sxtdist
     from sxtdist.alignment import remove_gauge, rms, sinusoid_basis
 
-    path = f"{workdir}/acq_{photons or 0:g}_{n_full}_{seed}.zarr"
+    path = f"{workdir}/acq_{label(photons).replace(' ', '')}_{n_full}_{seed}_{sigma:g}.zarr"
     acq = sxtdist.simulate(
         path, preset="small", seed=seed, n_full=n_full, photons=photons, shifts_px=sigma, quiet=True
     )
@@ -107,8 +132,8 @@ def main() -> None:
         "--photons",
         nargs="+",
         default=["paper", "3000"],
-        help="photons per pixel and view on both scans, or 'paper': the preset's own doses "
-        "(the paper's fluence: 36 000 full, 90 000 interior per pixel)",
+        help="photons per pixel and view on both scans, 'paper': the preset's own doses "
+        "(the paper's fluence: 36 000 full, 90 000 interior per pixel), or 'paperxK': K times",
     )
     ap.add_argument("--full", type=int, nargs="+", default=[9, 19])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1])
@@ -129,7 +154,7 @@ def main() -> None:
         with Client(
             processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"
         ) as client:
-            for photons in [None if p == "paper" else float(p) for p in args.photons]:
+            for photons in [parse_photons(p) for p in args.photons]:
                 for n_full in args.full:
                     for seed in args.seeds:
                         r = study(photons, n_full, seed, args.sigma, client, workdir, args.psnr)
@@ -154,7 +179,7 @@ def main() -> None:
             else ""
         )
         print(
-            f"| {'paper' if r['photons'] is None else format(r['photons'], 'g')} | {r['n_full']} | {r['seed']} | {r['full_rms']:.3f} | "
+            f"| {label(r['photons'])} | {r['n_full']} | {r['seed']} | {r['full_rms']:.3f} | "
             f"{r['roi_true_anchor_rms']:.3f} | {r['roi_rms']:.3f} | {r['roi_rms_no_offset']:.3f} | "
             f"{r['axis_err']:+.3f} | {extra}{r['seconds']:.1f} |"
         )
