@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from .operators.base import array_module
+
 _KERNELS: dict[str, Any] = {}
 
 _SUMSQ_SOURCE = r"""
@@ -61,10 +63,6 @@ extern "C" __global__ void transpose_scale(const float* in, float* out,
 """
 
 
-def _is_numpy(a) -> bool:
-    return isinstance(a, np.ndarray)
-
-
 def _kernel(name: str):
     """Compile (once per process) and return the cupy kernel ``name``."""
     if name not in _KERNELS:
@@ -92,7 +90,7 @@ def _kernel(name: str):
 
 def sumsq_last(v) -> Any:
     """``Σ v²`` over all axes but the last, in float64: one value per slice (or row)."""
-    if _is_numpy(v):
+    if array_module(v) is np:
         return (v * v).sum(axis=tuple(range(v.ndim - 1)), dtype=np.float64)
     import cupy
 
@@ -118,7 +116,7 @@ def sumsq_last(v) -> Any:
 
 def axpy_last(x, a, p) -> None:
     """``x += a[k] · p[..., k]`` in place."""
-    if _is_numpy(x):
+    if array_module(x) is np:
         x += a[(None,) * (x.ndim - 1)] * p
         return
     _kernel("axpy")(a.astype("float32", copy=False), p, np.int64(x.shape[-1]), x)
@@ -126,7 +124,7 @@ def axpy_last(x, a, p) -> None:
 
 def xpby_last(p, b, s) -> None:
     """``p = s + b[k] · p[..., k]`` in place."""
-    if _is_numpy(p):
+    if array_module(p) is np:
         p *= b[(None,) * (p.ndim - 1)]
         p += s
         return
@@ -141,7 +139,7 @@ def transpose_2d(a, rows: int, cols: int, alpha: float = 1.0, out=None):
     ``out`` (any shape of ``rows · cols`` elements) receives the result.
     """
     alpha = np.float32(alpha)
-    if _is_numpy(a):
+    if array_module(a) is np:
         res = np.empty((cols, rows), np.float32) if out is None else out.reshape(cols, rows)
         np.multiply(a.reshape(rows, cols).T, alpha, out=res)
         return res if out is None else out
