@@ -53,7 +53,9 @@ from ._options import overwrite_option, per_scan_float, progress_option, scan_li
     type=click.Choice(BACKENDS),
     default="auto",
     show_default=True,
-    help="Solve blocks on the CPU or a GPU; auto: a GPU when one is usable (says which it chose).",
+    help="Solve blocks on the CPU or a GPU; auto: a GPU when one is usable (says which it "
+    "chose). The two agree in quality, not bit for bit: ASTRA's GPU back-projection is "
+    "not the exact transpose (docs/gpu.md).",
 )
 @cluster_options
 @overwrite_option
