@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ._progress import log, progress_bar
-from .distributed import cancel_tasks, get_client
+from .distributed import cancel_tasks, get_client, is_external
 from .errors import InputError, SxtdistError
 
 #: Summary file written into the output directory.
@@ -350,7 +350,7 @@ def reconstruct_batch(
                 n_workers = len(c.scheduler_info().get("workers", {}))
                 width = max(1, min(len(cells), concurrent or max(2, n_workers)))
                 log(f"batch: {len(cells)} cell(s), {width} at a time, into {out_dir}", quiet)
-                local = client is None and scheduler is None and cluster in (None, "local")
+                local = not is_external(client, scheduler, cluster)
                 for line in _backend_lines(cells, c, local):
                     log(line, quiet)
                 interrupted = _run_cells(

@@ -233,6 +233,14 @@ def scale_cluster(
     return lo, hi
 
 
+def is_external(
+    client: Any = None, scheduler: str | None = None, cluster: str | None = None
+) -> bool:
+    """Whether :func:`get_client` with these arguments uses a cluster given by the user
+    (a client, a scheduler, a non-local kind) rather than a local one made here."""
+    return client is not None or scheduler is not None or cluster not in (None, "local")
+
+
 @contextmanager
 def get_client(
     client: Any = None,

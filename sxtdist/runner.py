@@ -30,7 +30,7 @@ from .backends import (
 )
 from .blocks import Block, BlockPlan, plan_blocks
 from .dataset import Acquisition, open_acquisition
-from .distributed import get_client, run_tasks, worker_memory_limit
+from .distributed import get_client, is_external, run_tasks, worker_memory_limit
 from .errors import InputError, OutputExistsError, ParameterError
 from .geometry import VolumeGrid, angular_spacing_deg, default_grid
 from .operators.psf import fwhm_to_sigma_px
@@ -345,7 +345,7 @@ def reconstruct(
         )
     roi_radius = _roi_radius_nm(acq) if oracle_radius_nm is None else float(oracle_radius_nm)
 
-    external = client is not None or scheduler is not None or cluster not in (None, "local")
+    external = is_external(client, scheduler, cluster)
     chosen, why = ("cpu", "") if external else select_backend(backend)
     connect = (
         gpu_client(workers, quiet=quiet)
