@@ -40,6 +40,7 @@ from .alignment import (
     solve_shifts,
 )
 from .dataset import Acquisition, open_acquisition
+from .distributed import reuse_freed_memory
 from .errors import InputError, ParameterError
 from .geometry import ScanGeometry, angular_spacing_deg, without_rigid_translation
 
@@ -99,6 +100,7 @@ def register_pair(pair: Pair, settings: PairSettings) -> PairResult:
     Anchor pairs near the same angle also return paired transmissions
     ``(T_full, T_roi)`` over the overlap for the intensity-transform fit.
     """
+    reuse_freed_memory()
     t0 = time.perf_counter()
     s = settings
     roi_view = _read_view(s.roi_array, pair.i)

@@ -33,6 +33,7 @@ already have. See ``docs/cluster.md`` and the examples in ``deploy/``.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -453,6 +454,41 @@ def run_tasks(
         with _ACTIVE_LOCK:
             _ACTIVE.pop(id(token), None)
     return results
+
+
+#: glibc ``mallopt`` parameters (``malloc.h``) and the values :func:`reuse_freed_memory` sets.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+REUSE_MMAP_THRESHOLD = 64 << 20
+REUSE_TRIM_THRESHOLD = 256 << 20
+
+
+@functools.cache
+def reuse_freed_memory() -> bool:
+    """Let this worker process reuse freed memory for its next arrays (glibc only; once).
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (so memory goes
+    back to the system promptly), which also turns off glibc's adaptive mmap threshold:
+    every array over 128 KiB is then mapped fresh and page-faulted in, and one freed is
+    unmapped at once. A task that makes many such temporaries pays for that on every
+    one: a 1024² pair registration took 136 ms instead of 103 ms
+    (``benchmarks/bench_align.py``, docs/alignment.md). This keeps arrays up to 64 MiB
+    on the heap and up to 256 MiB of freed heap for reuse: bounded, so a worker's idle
+    memory grows by at most that much. The alignment's pair tasks call it; the
+    reconstruction's block tasks do not (10 % faster, but their peak memory grew by
+    16 % in ``benchmarks/bench_reconstruct.py``). Returns whether it could be set.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(
+            libc.mallopt(_M_MMAP_THRESHOLD, REUSE_MMAP_THRESHOLD)
+            and libc.mallopt(_M_TRIM_THRESHOLD, REUSE_TRIM_THRESHOLD)
+        )
+    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
+        return False
 
 
 #: Futures of every :func:`run_tasks` call in progress (any thread), for :func:`cancel_tasks`.
