@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -462,15 +463,18 @@ def test_cli_align_missing_dataset_exit_2(run_cli, tmp_path):
     my=st.integers(0, 3),
     mx=st.integers(0, 3),
     seed=st.integers(0, 2**31 - 1),
+    all_valid_template=st.booleans(),
 )
-def test_ncc_map_matches_a_direct_computation(h, w, my, mx, seed):
+def test_ncc_map_matches_a_direct_computation(h, w, my, mx, seed, all_valid_template):
     """Every entry is the Pearson correlation over the pixels valid in both images."""
     rng = np.random.default_rng(seed)
     t = rng.normal(size=(h, w))
     r = rng.normal(size=(h + 2 * my, w + 2 * mx))
     mt = rng.random((h, w)) > 0.2
+    if all_valid_template:  # the window-sum path (template_mask=None)
+        mt[:] = True
     mr = rng.random(r.shape) > 0.2
-    got = ncc_map(t, r, mt, mr, min_overlap=0.0)
+    got = ncc_map(t, r, None if all_valid_template else mt, mr, min_overlap=0.0)
     assert got.shape == (2 * my + 1, 2 * mx + 1)
     for sy in range(2 * my + 1):
         for sx in range(2 * mx + 1):
@@ -500,3 +504,39 @@ def test_full_scan_moments_by_default_projection_matching_on_request(client, tin
     assert 1 <= res.info["full"]["iterations"] <= 10
     res = sxtdist.align(tiny_copy, scans=["full"], full_iterations=2, tol_px=1e-9, **kw)
     assert res.info["full"]["iterations"] == 2
+
+
+def test_pair_tasks_keep_freed_memory_for_reuse_on_linux():
+    """The pair task's allocator setting (glibc) takes, and is made once per process."""
+    from sxtdist.distributed import reuse_freed_memory
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc's mallopt is Linux-only")
+    assert reuse_freed_memory() is True
+    assert reuse_freed_memory.cache_info().currsize == 1
+
+
+def test_ncc_map_in_single_precision_on_large_frames_keeps_the_peak():
+    """Frames from SINGLE_PRECISION_FFT_SIZE on correlate in float32: the map stays within
+    1e-5 of double precision and the sub-pixel peak within 1e-4 px."""
+    import sxtdist.alignment as alignment
+
+    rng = np.random.default_rng(3)
+    base = ndimage.gaussian_filter(rng.normal(size=(340, 340)), 3) * 5 + 2.0
+    inner = (slice(20, 320), slice(20, 320))  # away from the edges the shift fills
+    tpl = base[inner] + 0.02 * rng.normal(size=(300, 300))
+    moved = ndimage.shift(base, (1.3, -0.7), order=3)[inner] + 0.02 * rng.normal(size=(300, 300))
+    ref, mask = alignment.pad_with_mask(moved, (8, 8))
+    assert alignment._ValidCorrelator(tpl.shape, ref.shape).dtype == np.float32
+    single = alignment.ncc_map(tpl, ref, None, mask)
+    original = alignment.SINGLE_PRECISION_FFT_SIZE
+    try:
+        alignment.SINGLE_PRECISION_FFT_SIZE = 10**12
+        double = alignment.ncc_map(tpl, ref, None, mask)
+    finally:
+        alignment.SINGLE_PRECISION_FFT_SIZE = original
+    assert 0 < np.abs(single - double).max() < 1e-5
+    s1, _ = alignment.NccSurface(single).peak()
+    s2, _ = alignment.NccSurface(double).peak()
+    np.testing.assert_allclose(s1, s2, atol=1e-4)
+    np.testing.assert_allclose(s2, [1.3, -0.7], atol=0.05)
