@@ -540,3 +540,38 @@ def test_ncc_map_in_single_precision_on_large_frames_keeps_the_peak():
     s2, _ = alignment.NccSurface(double).peak()
     np.testing.assert_allclose(s1, s2, atol=1e-4)
     np.testing.assert_allclose(s2, [1.3, -0.7], atol=0.05)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), mirrored=st.booleans())
+def test_anchor_on_roi_grid_equals_bicubic_interpolation_of_the_whole_view(seed, mirrored):
+    """The crop it interpolates on changes nothing: same as map_coordinates on the whole
+    full view at the ROI pixels' positions (geometry.py's convention), mask included."""
+    from sxtdist.alignment import anchor_on_roi_grid
+    from sxtdist.geometry import ScanGeometry
+
+    rng = np.random.default_rng(seed)
+    hr, wr, hf, wf = (int(v) for v in rng.integers(8, 120, 4))
+    pr = float(rng.uniform(5, 60))
+    pf = pr * float(rng.uniform(0.5, 4))
+    roi = ScanGeometry(np.zeros(1), pr, (hr, wr), center_offset_px=tuple(rng.normal(0, 10, 2)))
+    full = ScanGeometry(
+        np.zeros(1),
+        pf,
+        (hf, wf),
+        shifts_px=rng.normal(0, 3, (1, 2)),
+        center_offset_px=tuple(rng.normal(0, 3, 2)),
+    )
+    view = rng.normal(size=(hf, wf))
+    my, mx = (int(v) for v in rng.integers(0, 12, 2))
+    got, mask = anchor_on_roi_grid(view, full, 0, roi, (my, mx), mirrored)
+    z = (np.arange(-my, hr + my) - (hr - 1) / 2 + roi.center_offset_px[0]) * pr
+    u = (np.arange(-mx, wr + mx) - (wr - 1) / 2 + roi.center_offset_px[1]) * pr
+    u = -u if mirrored else u
+    rf = z / pf + (hf - 1) / 2 - full.center_offset_px[0] + full.shifts_px[0, 0]
+    cf = u / pf + (wf - 1) / 2 - full.center_offset_px[1] + full.shifts_px[0, 1]
+    rr, cc = np.meshgrid(rf, cf, indexing="ij")
+    want = ndimage.map_coordinates(view, [rr, cc], order=3, mode="nearest")
+    np.testing.assert_allclose(got, want, atol=1e-8)
+    inside = (rr >= -0.5) & (rr <= hf - 0.5) & (cc >= -0.5) & (cc <= wf - 0.5)
+    np.testing.assert_array_equal(mask, inside)
