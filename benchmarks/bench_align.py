@@ -7,9 +7,11 @@
    full scan's alignment (row profiles, weighted centroids) is one task, timed separately.
 2. **1024² interior views, 1 vs 2 workers** (``--large-views N``, default 48):
    an interior scan of ``N`` views of 1024 x 1024 pixels (15 nm, 2° apart, random
-   shifts of 3 px, Poisson noise, PSF) written as an acquisition and aligned by
-   the same runner (one Dask task per neighbour pair); per-pair task time and the
-   1-worker / 2-worker ratio.
+   shifts of 3 px, Poisson noise, PSF) and ``--large-full F`` (default 7) aligned
+   full views of 1024² pixels of 30 nm over the same arc, written as an acquisition
+   and aligned by the same runner (one Dask task per neighbour and per anchor
+   pair; ``--large-full 0``: neighbours only); per-pair task time (all, and per
+   kind) and the 1-worker / 2-worker ratio.
 3. **Against scikit-image** (``--compare-pairs M``, default 8): ``M`` pairs of
    1024² views at the same angle with independent noise and a known random
    sub-pixel shift, once with the two views divided by the same noisy flat field
@@ -45,13 +47,11 @@ def _phantom(seed: int):
     return make_cell(np.random.default_rng(seed), 12000.0, 18000.0, 16000.0, 30.0)
 
 
-def _views(phantom, angles_deg, shifts, seed: int) -> np.ndarray:
+def _views(phantom, angles_deg, shifts, seed: int, pixel_nm: float = LARGE_PIXEL_NM) -> np.ndarray:
     from sxtdist.geometry import ScanGeometry
     from sxtdist.simulation.forward import ForwardModel, project_scan
 
-    g = ScanGeometry(
-        np.asarray(angles_deg, float), LARGE_PIXEL_NM, (LARGE, LARGE), shifts_px=shifts
-    )
+    g = ScanGeometry(np.asarray(angles_deg, float), pixel_nm, (LARGE, LARGE), shifts_px=shifts)
     model = ForwardModel(psf_fwhm_nm=30.0, photons_per_pixel=2500.0, supersampling=1)
     return project_scan(phantom, g, model, np.random.default_rng(seed))
 
@@ -75,7 +75,7 @@ def time_workers(acq, repeat: int, scans: list[str], method: str) -> tuple[dict,
                     dry_run=True, progress=False, intensity="none",
                 )  # fmt: skip
                 best = min(best, time.perf_counter() - t0)
-                pair_s[workers] += [r.seconds for r in res.pairs]
+                pair_s[workers] += [(r.pair.kind, r.seconds) for r in res.pairs]
             times[workers] = best
     return times, pair_s, res
 
@@ -94,28 +94,40 @@ def part_small(workdir: str, repeat: int) -> None:
     print(f"    full scan (row profiles and weighted centroids, one task): {full_s:.2f} s")
 
 
-def part_large(workdir: str, repeat: int, n_views: int) -> None:
+def part_large(workdir: str, repeat: int, n_views: int, n_full: int) -> None:
     import sxtdist
     from sxtdist.dataset import ScanData, create_acquisition
 
     rng = np.random.default_rng(5)
     angles = np.arange(n_views) * 2.0
     shifts = rng.normal(0.0, 3.0, (n_views, 2))
+    phantom = _phantom(3)
     t0 = time.perf_counter()
-    data = _views(_phantom(3), angles, shifts, seed=6)
+    data = _views(phantom, angles, shifts, seed=6)
+    scans = {"roi": ScanData(data, angles, LARGE_PIXEL_NM)}
+    if n_full:  # anchors: full views of twice the pixel over the same arc, aligned
+        full_angles = np.linspace(0.0, angles[-1], n_full)
+        full = _views(
+            phantom, full_angles, np.zeros((n_full, 2)), seed=7, pixel_nm=2 * LARGE_PIXEL_NM
+        )
+        scans["full"] = ScanData(full, full_angles, 2 * LARGE_PIXEL_NM)
     sim_s = time.perf_counter() - t0
     path = f"{workdir}/large.zarr"
-    create_acquisition(path, {"roi": ScanData(data, angles, LARGE_PIXEL_NM)})
+    create_acquisition(path, scans)
     acq = sxtdist.open_acquisition(path)
-    times, pair_s, res = time_workers(acq, repeat, ["roi"], "neighbour")
+    if n_full:
+        acq.set_shifts("full", np.zeros((n_full, 2)), method="truth")
+    times, pair_s, res = time_workers(acq, repeat, ["roi"], "anchor" if n_full else "neighbour")
     from sxtdist.alignment import remove_gauge
 
-    # relative shifts only: the rigid translation and the axis (a constant dx) are unknown
+    # the rigid translation and the axis (a constant dx) are unknown without anchors
     err = remove_gauge(res.shifts["roi"] - shifts, angles)
     err -= err.mean(axis=0)
+    n_anchor = sum(r.pair.kind == "anchor" for r in res.pairs)
     print(
-        f"[2] {n_views} interior views of {LARGE}x{LARGE} px ({sim_s:.0f} s to simulate), "
-        f"{len(res.pairs)} neighbour pairs"
+        f"[2] {n_views} interior views of {LARGE}x{LARGE} px and {n_full} full views "
+        f"({sim_s:.0f} s to simulate): {len(res.pairs) - n_anchor} neighbour and {n_anchor} "
+        f"anchor pairs"
     )
     _print_times(times, pair_s)
     print(
@@ -189,17 +201,22 @@ def _print_times(times: dict, pair_s: dict) -> None:
     print(f"    2 workers: {times[2]:.2f} s")
     print(f"    ratio 1 worker / 2 workers: {times[1] / times[2]:.2f}x (target >= 1.8)")
     for w in (1, 2):
-        print(
-            f"    per-pair task time with {w} worker{'s' if w > 1 else ''}: median "
-            f"{np.median(pair_s[w]) * 1e3:.1f} ms, mean {np.mean(pair_s[w]) * 1e3:.1f} ms "
-            f"over {len(pair_s[w])} tasks"
-        )
+        kinds = sorted({k for k, _ in pair_s[w]})
+        for kind in [None, *kinds] if len(kinds) > 1 else [None]:
+            sec = [t for k, t in pair_s[w] if kind in (None, k)]
+            what = "per-pair" if kind is None else f"  {kind}"
+            print(
+                f"    {what} task time with {w} worker{'s' if w > 1 else ''}: median "
+                f"{np.median(sec) * 1e3:.1f} ms, mean {np.mean(sec) * 1e3:.1f} ms "
+                f"over {len(sec)} tasks"
+            )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--large-views", type=int, default=48, help="0: skip part 2")
+    ap.add_argument("--large-full", type=int, default=7, help="part 2's full views (anchors)")
     ap.add_argument("--compare-pairs", type=int, default=8, help="0: skip part 3")
     ap.add_argument("--skip-small", action="store_true", help="skip part 1")
     args = ap.parse_args()
@@ -208,7 +225,7 @@ def main() -> None:
         if not args.skip_small:
             part_small(workdir, args.repeat)
         if args.large_views:
-            part_large(workdir, args.repeat, args.large_views)
+            part_large(workdir, args.repeat, args.large_views, args.large_full)
         if args.compare_pairs:
             part_compare(args.compare_pairs, shared_flat=True)
             part_compare(args.compare_pairs, shared_flat=False)
