@@ -476,7 +476,8 @@ def reuse_freed_memory() -> bool:
     memory grows by at most that much. The alignment's pair tasks call it; the
     reconstruction's block tasks do not (with a 128 MiB trim threshold they ran 10 %
     faster, but their peak memory grew by 16 % in ``benchmarks/bench_reconstruct.py``).
-    Returns whether it could be set.
+    The setting stays with the process: blocks that a worker solves after it aligned
+    (``sxtdist batch``, ``sxtdist demo``) run with it too. Returns whether it could be set.
     """
     if not sys.platform.startswith("linux"):
         return False
