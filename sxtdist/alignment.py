@@ -78,7 +78,7 @@ SINGLE_PRECISION_FFT_SIZE = 256 * 256
 
 def _window_sums(b: np.ndarray, window: tuple[int, int]) -> np.ndarray:
     """``c[k] = sum of b over the window-sized box at offset k``, for every box inside ``b``:
-    the correlation of an all-ones template with ``b``, from a summed-area table."""
+    the correlation of an all-ones template with ``b``, by running sums (rows, then columns)."""
     h, w = window
     # sums over h consecutive rows, by a running update from the first: one pass over b
     # and arrays only as tall as the search range (a cumsum along rows is much slower)
