@@ -751,25 +751,36 @@ def _shifts_from_centroids(
 def slice_weights(views: np.ndarray, dy: np.ndarray, margin: int) -> np.ndarray:
     """A weight per slice (object ``z``, detector rows' spacing) for :func:`weighted_centroid_dx`.
 
-    Zero-sum, smooth and zero at both ends: anything that does not change along
-    the rotation axis (ice, a capillary, the parts of them cut off by the
-    detector's edges) drops out of a weighted moment, and a sub-pixel error in
-    ``dy`` moves no weight on or off the detector. Matched to the slices' mass
-    (the views' row sums, aligned by ``dy``; the median over views) under a
-    ``cos²`` taper, the weight favours the slices that hold most of the cell.
-    The first and last ``margin`` rows, which shifts may have moved off the
-    detector, get none.
+    Zero-sum and zero at both ends: anything that does not change along the
+    rotation axis (ice, a capillary, the parts of them cut off by the detector's
+    edges) drops out of a weighted moment. The weight is the slices' mass (the
+    views' row sums, aligned by ``dy``; the median over views) less its mean, the
+    matched filter that keeps most of the cell for the noise it lets in. Only
+    :data:`SLICE_WEIGHT_RAMP_ROWS` rows at each end are tapered: a ``cos²`` taper
+    over the whole axis (the same function with the ramp over half of it), used
+    before, kept a third less of the cell for the same weight and made ``dx``
+    1.3-1.7 times noisier (``benchmarks/full_moments_noise.py``). The first and
+    last ``margin`` rows, which shifts may have moved off the detector, get none. Linear
+    interpolation onto each view's rows keeps the sum exactly zero for any
+    sub-pixel ``dy`` (the hat functions sum to one), so a steep edge costs nothing.
     """
     v = np.asarray(views, np.float64)
     rows = v.shape[1]
-    inner = np.arange(margin, rows - margin, dtype=np.float64)
-    length = max(inner.size, 1)
-    taper = np.cos(np.pi * (inner - (rows - 1) / 2.0) / length) ** 2
+    length = max(rows - 2 * margin, 0)
+    taper = np.ones(length)
+    ramp = min(SLICE_WEIGHT_RAMP_ROWS, length // 2)
+    if ramp:
+        edge = np.sin(0.5 * np.pi * (np.arange(ramp) + 0.5) / ramp) ** 2
+        taper[:ramp], taper[length - ramp :] = edge, edge[::-1]
     mass = _slice_mass(v, dy)[margin : rows - margin]
-    w = (mass - (mass * taper).sum() / taper.sum()) * taper
+    w = (mass - (mass * taper).sum() / max(taper.sum(), 1e-12)) * taper
     out = np.zeros(rows)
     out[margin : rows - margin] = w
     return out
+
+
+#: Rows at each end of :func:`slice_weights` over which the weight ramps up (``sin²``).
+SLICE_WEIGHT_RAMP_ROWS = 2
 
 
 def _slice_mass(v: np.ndarray, dy: np.ndarray) -> np.ndarray:
@@ -1060,10 +1071,11 @@ def align_full_scan(
 
     The moments alone are the default (``max_iterations=0`` in
     :func:`sxtdist.alignment_runner.align`): on the ``small`` preset with 9 or 19
-    views and 3 px shifts they are accurate to 0.07-0.10 px RMS, and every form of
-    projection matching tried from there made it worse (0.24-0.79 px after 10
-    iterations; a reconstruction from so few views reproduces its own
-    misalignment). See docs/alignment.md.
+    views and 3 px shifts they are accurate to 0.05-0.09 px RMS at the paper's dose
+    (seeds 1-6), and every form of projection matching tried from there made it
+    worse (0.24-0.79 px after 10 iterations, from moments then at 0.07-0.10 px; a
+    reconstruction from so few views reproduces its own misalignment). See
+    docs/alignment.md.
     """
     views = np.asarray(views, np.float32)
     rows, cols = views.shape[1:]

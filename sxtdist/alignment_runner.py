@@ -345,8 +345,10 @@ def align(
 
 
 #: Prior weights ``(dy, dx)`` of the full scan's own estimate in the joint solve, for a
-#: weighted-centroid noise of :data:`REFERENCE_SIGMA_PX` (the ``small`` preset at the
-#: paper's fluence); each view's are scaled by ``REFERENCE_SIGMA_PX / its noise`` (0.01-10).
+#: weighted-centroid noise of :data:`REFERENCE_SIGMA_PX`; each view's are scaled by
+#: ``REFERENCE_SIGMA_PX / its noise`` (0.01-10). The ``small`` preset's views report
+#: 0.06-0.09 px at the paper's fluence (about twice their true noise), so about 1.1-1.6
+#: pairs each; doubling or halving that was worse on most rows (docs/alignment.md).
 FULL_PRIOR_WEIGHTS = (0.3, 1.0)
 REFERENCE_SIGMA_PX = 0.1
 
