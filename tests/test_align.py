@@ -297,6 +297,21 @@ def test_full_scan_start_row_profiles_and_centre_of_mass(tmp_path):
     assert axis == pytest.approx(const, abs=0.2)
 
 
+def test_row_profile_dy_is_not_locked_to_whole_pixels(tmp_path):
+    """Noise-free, 3 px shifts: registering each row profile to the median of the unaligned
+    ones (a blurred reference) through a spline of the NCC map is 0.12 px off on this
+    seed; the least-squares refinement against the re-aligned reference is not."""
+    acq = sxtdist.simulate(
+        tmp_path / "p.zarr", preset="small", seed=1, n_full=9, photons=0,
+        shifts_px={"full": 3.0, "roi": 0}, quiet=True,
+    )  # fmt: skip
+    views = acq["full"].read()
+    truth = np.asarray(acq.truth_meta["shifts_px"]["full"])[:, 0]
+    truth = truth - truth.mean()
+    assert np.sqrt(np.mean((row_profile_dy(views, 10, refinements=0) - truth) ** 2)) > 0.08
+    assert np.sqrt(np.mean((row_profile_dy(views, 10) - truth) ** 2)) < 0.01
+
+
 def test_weighted_centroid_ignores_what_is_uniform_along_the_axis(tmp_path):
     """Shifts of 3 px cut the capillary and the ice at the detector's edges: the plain
     centroid is off by a pixel, the axially weighted one is not (noise-free)."""
@@ -325,7 +340,7 @@ def test_weighted_centroid_ignores_what_is_uniform_along_the_axis(tmp_path):
 def test_weighted_centroid_noise_at_the_papers_dose(tmp_path):
     """The slice weights are the matched filter (the slices' mass less its mean), tapered
     over two rows only: over 12 noise realisations at the paper's dose (9 views, 3 px
-    shifts) ``dx`` is right to 0.048 px RMS, each view to 0.029 px about their common
+    shifts) ``dx`` is right to 0.049 px RMS, each view to 0.029 px about their common
     offset. The ``cos²`` taper over the whole axis used before gave 0.069 and 0.049 px
     (docs/alignment.md). The noise each view reports (0.063 px) must cover what is
     measured without overstating it more than threefold."""
