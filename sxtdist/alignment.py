@@ -123,15 +123,21 @@ def ncc_map(
     r = np.asarray(reference, dtype=np.float64)
     if t.ndim != 2 or r.ndim != 2 or r.shape[0] < t.shape[0] or r.shape[1] < t.shape[1]:
         raise ValueError(f"reference {r.shape} must contain template {t.shape}")
-    mt = np.ones_like(t) if template_mask is None else np.asarray(template_mask, np.float64)
     mr = np.ones_like(r) if reference_mask is None else np.asarray(reference_mask, np.float64)
     # centre both first: the sums below subtract large, nearly equal numbers otherwise
-    t = (t - (t * mt).sum() / max(mt.sum(), 1)) * mt
+    if template_mask is None:  # no all-ones mask to build and multiply by (exact either way)
+        mt = None
+        n_template = t.size
+        t = t - t.sum() / max(n_template, 1)
+    else:
+        mt = np.asarray(template_mask, np.float64)
+        n_template = mt.sum()
+        t = (t - (t * mt).sum() / max(n_template, 1)) * mt
     r = (r - (r * mr).sum() / max(mr.sum(), 1)) * mr
     corr = _ValidCorrelator(t.shape, r.shape)
     f_t, f_tt = corr.template(t), corr.template(t * t)
     f_mr, f_r = corr.reference(mr), corr.reference(r)
-    if template_mask is None:
+    if mt is None:
         # an all-valid template: its mask's correlations are window sums (7 FFTs, not 13)
         n = np.rint(_window_sums(mr, t.shape))
         sr, srr = _window_sums(r, t.shape), _window_sums(r * r, t.shape)
@@ -147,7 +153,7 @@ def ncc_map(
         vt = stt - st * st / nn
         vr = srr - sr * sr / nn
         out = cov / np.sqrt(np.maximum(vt, 0) * np.maximum(vr, 0))
-    bad = (n < min_overlap * mt.sum()) | ~np.isfinite(out) | (vt <= 1e-12 * max(vt.max(), 1e-300))
+    bad = (n < min_overlap * n_template) | ~np.isfinite(out) | (vt <= 1e-12 * max(vt.max(), 1e-300))
     out[bad] = -1.0
     return np.clip(out, -1.0, 1.0)
 
