@@ -723,8 +723,9 @@ def row_profile_dy(views: np.ndarray, max_shift: int, refinements: int = 2) -> n
         s, _ = NccSurface(ncc[:, 1:2].repeat(3, axis=1)).peak()
         out[k] = -s[0]
     out -= out.mean()
-    for _ in range(refinements):
-        out = _refine_profile_shifts(prof, out, m)
+    if prof.shape[1] - 2 * m >= 8:  # a gain, an offset and a shift need rows to fit
+        for _ in range(refinements):
+            out = _refine_profile_shifts(prof, out, m)
     return out
 
 
