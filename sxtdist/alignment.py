@@ -714,11 +714,11 @@ def row_profile_dy(views: np.ndarray, max_shift: int, refinements: int = 2) -> n
     ref = np.median(prof, axis=0)
     m = int(max_shift)
     out = np.zeros(len(prof))
+    # as 2D images three columns wide (the bicubic surface needs two axes)
+    r, mr = pad_with_mask(np.repeat(ref[:, None], 3, axis=1), (m, 1))
+    mt = np.ones((prof.shape[1], 3), bool)
+    mt[:m] = mt[prof.shape[1] - m :] = False  # the edge rows may have left the detector
     for k, p in enumerate(prof):
-        # as 2D images three columns wide (the bicubic surface needs two axes)
-        r, mr = pad_with_mask(np.repeat(ref[:, None], 3, axis=1), (m, 1))
-        mt = np.ones((len(p), 3), bool)
-        mt[:m] = mt[len(p) - m :] = False  # the edge rows may have left the detector
         ncc = ncc_map(np.repeat(p[:, None], 3, axis=1), r, mt, mr, min_overlap=0.3)
         s, _ = NccSurface(ncc[:, 1:2].repeat(3, axis=1)).peak()
         out[k] = -s[0]
