@@ -735,9 +735,7 @@ def _refine_profile_shifts(prof: np.ndarray, dy: np.ndarray, margin: int) -> np.
     that fits it best as ``a * reference(z - s) + b`` over the rows ``margin`` away
     from both ends. Returns the shifts with mean zero."""
     n, rows = prof.shape
-    ref = np.median(
-        [ndimage.shift(prof[k], -dy[k], order=3, mode="nearest") for k in range(n)], axis=0
-    )
+    ref = _realigned_median(prof, dy, cubic=True)
     coef = ndimage.spline_filter1d(ref, order=3, mode="nearest")
     z = np.arange(margin, rows - margin, dtype=np.float64)
     out = np.empty(n)
@@ -833,9 +831,19 @@ SLICE_WEIGHT_RAMP_ROWS = 2
 def _slice_mass(v: np.ndarray, dy: np.ndarray) -> np.ndarray:
     """The mass of each slice (object ``z`` on the detector rows' grid): the views' row sums
     moved back by their ``dy``, the median over views."""
-    z = np.arange(v.shape[1], dtype=np.float64)
-    profiles = v.sum(axis=2)
-    return np.median([np.interp(z, z - dy[k], profiles[k]) for k in range(len(v))], axis=0)
+    return _realigned_median(v.sum(axis=2), dy)
+
+
+def _realigned_median(prof: np.ndarray, dy: np.ndarray, cubic: bool = False) -> np.ndarray:
+    """Row profiles ``(n, rows)`` moved back by their ``dy`` (object ``z`` on the detector
+    rows' grid; linear, or bicubic for :func:`row_profile_dy`'s sub-pixel fit; the end
+    values held), the median over views."""
+    if cubic:
+        moved = [ndimage.shift(p, -d, order=3, mode="nearest") for p, d in zip(prof, dy)]
+    else:
+        z = np.arange(prof.shape[1], dtype=np.float64)
+        moved = [np.interp(z, z - d, p) for p, d in zip(prof, dy)]
+    return np.median(moved, axis=0)
 
 
 #: Below this :func:`slice_weight_contrast` the weighted centroid is mostly noise and the
