@@ -39,7 +39,7 @@ from .alignment import (
     solve_joint,
     solve_shifts,
 )
-from .dataset import Acquisition, open_acquisition
+from .dataset import Acquisition, open_acquisition, open_projections, read_projection
 from .distributed import reuse_freed_memory
 from .errors import InputError, ParameterError
 from .geometry import ScanGeometry, angular_spacing_deg, without_rigid_translation
@@ -85,15 +85,6 @@ class AlignmentResult:
         return out
 
 
-def _read_view(array_path: str, index: int) -> np.ndarray:
-    import zarr
-
-    try:
-        return np.asarray(zarr.open_array(array_path, mode="r")[index], dtype=np.float64)
-    except Exception as exc:  # a worker reports the file and the problem
-        raise InputError(array_path, f"cannot read projection {index} ({exc})") from exc
-
-
 def register_pair(pair: Pair, settings: PairSettings) -> PairResult:
     """One Dask task: read the two views, bring them to one grid and resolution, register.
 
@@ -103,14 +94,14 @@ def register_pair(pair: Pair, settings: PairSettings) -> PairResult:
     reuse_freed_memory()
     t0 = time.perf_counter()
     s = settings
-    roi_view = _read_view(s.roi_array, pair.i)
+    roi_view = read_projection(s.roi_array, pair.i)
     tpl = gaussian_blur(roi_view, s.roi_blur_px)
     if pair.kind == "anchor":
-        full_view = _read_view(s.full_array, pair.j)
+        full_view = read_projection(s.full_array, pair.j)
         ref, mask = anchor_on_roi_grid(full_view, s.full, pair.j, s.roi, s.margin, pair.mirrored)
         ref = gaussian_blur(ref, s.anchor_blur_px)
     else:
-        other = gaussian_blur(_read_view(s.roi_array, pair.j), s.roi_blur_px)
+        other = gaussian_blur(read_projection(s.roi_array, pair.j), s.roi_blur_px)
         ref, mask = pad_with_mask(other, s.margin)
     ncc, shift, peak, quality = register(tpl, ref, None, mask)
     samples = None
@@ -139,9 +130,7 @@ def _intensity_samples(tpl, ref, mask, shift, margin, k, seed) -> np.ndarray | N
 
 
 def _full_task(_: int, array_path: str, geometry: ScanGeometry, **kw: Any) -> tuple:
-    import zarr
-
-    views = np.asarray(zarr.open_array(array_path, mode="r")[:], dtype=np.float32)
+    views = np.asarray(open_projections(array_path)[:], dtype=np.float32)
     t0 = time.perf_counter()
     d, info = align_full_scan(views, geometry, **kw)
     info["seconds"] = time.perf_counter() - t0

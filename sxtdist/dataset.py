@@ -21,6 +21,7 @@ zeros until aligned), ``energy_ev``, ``zone_plate_ozw_nm``,
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import math
 import os
 import shutil
@@ -436,6 +437,42 @@ def open_sxtdist_group(path: str, mode: str = "r") -> zarr.Group:
             f"sxtdist schema version {version!r} is not supported (this sxtdist reads {SCHEMA_VERSION})",
         )
     return group
+
+
+def read_projection(array_path: str, index: int, dtype: Any = np.float64) -> np.ndarray:
+    """One projection ``[index]`` of a scan's array, for a task that needs only a few.
+
+    The array is opened once per process for as long as its metadata file is
+    unchanged (:func:`open_projections`), so tasks that each read one or two views,
+    like the alignment's pair tasks, do not each parse the metadata again.
+    A read that fails raises :class:`InputError` naming the array.
+    """
+    try:
+        return np.asarray(open_projections(array_path)[index], dtype=dtype)
+    except Exception as exc:
+        raise InputError(array_path, f"cannot read projection {index} ({exc})") from exc
+
+
+def open_projections(array_path: str) -> zarr.Array:
+    """A scan's array, opened read-only; cached per process while its ``zarr.json`` is unchanged.
+
+    Opening costs 4 ms on its own and about 12 ms in a task of an in-process Dask
+    worker (the metadata is read through Zarr's event loop), against 2 ms to read a
+    small view; the ``small`` preset's alignment spent two thirds of its time
+    there. The cache key includes the metadata file's modification time and size,
+    so an array rewritten at the same path (a notebook re-simulating) is opened
+    anew; chunks are never cached, only the metadata.
+    """
+    try:
+        st = os.stat(os.path.join(array_path, "zarr.json"))
+    except OSError:  # not a local directory (or gone): open it plainly, Zarr reports
+        return zarr.open_array(array_path, mode="r")
+    return _open_projections_cached(array_path, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _open_projections_cached(array_path: str, mtime_ns: int, size: int) -> zarr.Array:
+    return zarr.open_array(array_path, mode="r")
 
 
 def _check_scan_meta(path: str, name: str, m: Mapping[str, Any], shape: tuple[int, ...]) -> None:

@@ -66,6 +66,30 @@ def test_refuses_existing(tmp_path):
         sxtdist.create_acquisition(path, _scans(np.random.default_rng(1)))
 
 
+def test_read_projection_sees_an_acquisition_rewritten_at_the_same_path(tmp_path):
+    """The per-process cache of opened arrays must not serve a replaced dataset's metadata."""
+    import shutil
+
+    from sxtdist.dataset import read_projection
+
+    path = tmp_path / "a.zarr"
+    rng = np.random.default_rng(2)
+    first = sxtdist.create_acquisition(path, _scans(rng))
+    np.testing.assert_array_equal(read_projection(first["roi"].path, 6), first["roi"].read()[6])
+    shutil.rmtree(path)
+    scans = _scans(rng)
+    scans["roi"] = ScanData(
+        data=rng.random((12, 16, 10), dtype=np.float32),
+        angles_deg=np.linspace(0, 330, 12),
+        pixel_size_nm=20.0,
+    )
+    second = sxtdist.create_acquisition(path, scans)
+    assert second["roi"].path == first["roi"].path
+    np.testing.assert_array_equal(read_projection(second["roi"].path, 11), scans["roi"].data[11])
+    with pytest.raises(InputError, match="cannot read projection 12"):
+        read_projection(second["roi"].path, 12)
+
+
 def test_set_shifts_persist(tiny_copy):
     acq = sxtdist.open_acquisition(tiny_copy)
     shifts = np.full((acq["roi"].shape[0], 2), 0.25)
