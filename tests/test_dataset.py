@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import zarr
 from ome_zarr_models import open_ome_zarr
 
 import sxtdist
-from sxtdist.dataset import ScanData
+from sxtdist.dataset import ScanData, read_projection
 from sxtdist.errors import InputError, OutputExistsError
 
 
@@ -68,10 +69,6 @@ def test_refuses_existing(tmp_path):
 
 def test_read_projection_sees_an_acquisition_rewritten_at_the_same_path(tmp_path):
     """The per-process cache of opened arrays must not serve a replaced dataset's metadata."""
-    import shutil
-
-    from sxtdist.dataset import read_projection
-
     path = tmp_path / "a.zarr"
     rng = np.random.default_rng(2)
     first = sxtdist.create_acquisition(path, _scans(rng))
