@@ -459,9 +459,9 @@ def open_projections(array_path: str) -> zarr.Array:
     Opening costs 4 ms on its own and about 12 ms in a task of an in-process Dask
     worker (the metadata is read through Zarr's event loop), against 2 ms to read a
     small view: opening took 4.4 of the 10.9 s of a profiled ``small`` alignment
-    on one in-process worker. The cache key includes the metadata file's modification time and size,
-    so an array rewritten at the same path (a notebook re-simulating) is opened
-    anew; chunks are never cached, only the metadata.
+    on one in-process worker. The cache key includes the metadata file's
+    modification time and size, so an array rewritten at the same path (a notebook
+    re-simulating) is opened anew; chunks are never cached, only the metadata.
     """
     try:
         st = os.stat(os.path.join(array_path, "zarr.json"))
