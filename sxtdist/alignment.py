@@ -91,6 +91,54 @@ def _window_sums(b: np.ndarray, window: tuple[int, int]) -> np.ndarray:
     return cols[:, w:] - cols[:, :-w]
 
 
+def _box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """``(y0, y1, x0, x1)`` if the valid pixels of ``mask`` fill exactly that rectangle
+    (not empty), else ``None``."""
+    rows, cols = mask.any(axis=1), mask.any(axis=0)
+    if not rows.any():
+        return None
+    y0, y1 = int(np.argmax(rows)), rows.size - int(np.argmax(rows[::-1]))
+    x0, x1 = int(np.argmax(cols)), cols.size - int(np.argmax(cols[::-1]))
+    if np.count_nonzero(mask) != (y1 - y0) * (x1 - x0):
+        return None
+    return y0, y1, x0, x1
+
+
+def _sums_inside_box(t: np.ndarray, box: tuple[int, int, int, int], out: tuple[int, int]):
+    """``c[k] = sum of t over the template pixels x with x + k inside the box``, for every
+    lag ``k`` of an ``out``-shaped map: rectangle sums of an integral image, built only at
+    the rows the lags need (a full one takes a cumsum along rows, much slower)."""
+    h, w = t.shape
+    y0, y1, x0, x1 = box
+    ky, kx = np.arange(out[0]), np.arange(out[1])
+    a0, a1 = np.clip(y0 - ky, 0, h), np.clip(y1 - ky, 0, h)
+    b0, b1 = np.clip(x0 - kx, 0, w), np.clip(x1 - kx, 0, w)
+    starts = np.unique(np.concatenate([[0], a0, a1]))
+    starts = starts[starts < h]
+    rows = np.append(starts, h)  # the integral image's rows kept: sums of t above each
+    integral = np.zeros((rows.size, w + 1))
+    # band by band (np.add.reduceat along rows is as slow as a cumsum)
+    bands = [t[i:j].sum(axis=0) for i, j in itertools.pairwise(rows)]
+    np.cumsum(bands, axis=0, out=integral[1:, 1:])
+    np.cumsum(integral[1:, 1:], axis=1, out=integral[1:, 1:])
+    r0, r1 = np.searchsorted(rows, a0), np.searchsorted(rows, a1)
+    return (
+        integral[np.ix_(r1, b1)]
+        - integral[np.ix_(r0, b1)]
+        - integral[np.ix_(r1, b0)]
+        + integral[np.ix_(r0, b0)]
+    )
+
+
+def _box_overlap(box: tuple[int, int, int, int], shape, out: tuple[int, int]) -> np.ndarray:
+    """Pixels of an all-valid ``shape`` template inside the box, at every lag."""
+    y0, y1, x0, x1 = box
+    ky, kx = np.arange(out[0]), np.arange(out[1])
+    oy = np.clip(np.minimum(y1 - ky, shape[0]) - np.maximum(y0 - ky, 0), 0, None)
+    ox = np.clip(np.minimum(x1 - kx, shape[1]) - np.maximum(x0 - kx, 0), 0, None)
+    return np.outer(oy, ox).astype(np.float64)
+
+
 def ncc_map(
     template: np.ndarray,
     reference: np.ndarray,
@@ -123,7 +171,12 @@ def ncc_map(
     r = np.asarray(reference, dtype=np.float64)
     if t.ndim != 2 or r.ndim != 2 or r.shape[0] < t.shape[0] or r.shape[1] < t.shape[1]:
         raise ValueError(f"reference {r.shape} must contain template {t.shape}")
-    mr = np.ones_like(r) if reference_mask is None else np.asarray(reference_mask, np.float64)
+    if reference_mask is None:
+        mr_bool = None
+        box = (0, r.shape[0], 0, r.shape[1])
+    else:
+        mr_bool = np.asarray(reference_mask, bool)
+        box = _box(mr_bool) if template_mask is None else None
     # centre both first: the sums below subtract large, nearly equal numbers otherwise
     if template_mask is None:  # no all-ones mask to build and multiply by (exact either way)
         mt = None
@@ -133,20 +186,34 @@ def ncc_map(
         mt = np.asarray(template_mask, np.float64)
         n_template = mt.sum()
         t = (t - (t * mt).sum() / max(n_template, 1)) * mt
-    r = (r - (r * mr).sum() / max(mr.sum(), 1)) * mr
     corr = _ValidCorrelator(t.shape, r.shape)
-    f_t, f_tt = corr.template(t), corr.template(t * t)
-    f_mr, f_r = corr.reference(mr), corr.reference(r)
-    if mt is None:
-        # an all-valid template: its mask's correlations are window sums (7 FFTs, not 13)
-        n = np.rint(_window_sums(mr, t.shape))
+    if box is not None:
+        # an all-valid template and a rectangle of valid reference pixels (a padded view, a
+        # full view resampled onto the ROI grid): every sum but the cross term is a
+        # rectangle sum (3 FFTs, not 7)
+        y0, y1, x0, x1 = box
+        inside = r[y0:y1, x0:x1]
+        r = np.zeros_like(r)
+        r[y0:y1, x0:x1] = inside - inside.mean()
+        n = _box_overlap(box, t.shape, corr.out)
+        st, stt = _sums_inside_box(t, box, corr.out), _sums_inside_box(t * t, box, corr.out)
         sr, srr = _window_sums(r, t.shape), _window_sums(r * r, t.shape)
+        str_ = corr(corr.template(t), corr.reference(r))
     else:
-        f_mt = corr.template(mt)
-        n = np.rint(corr(f_mt, f_mr))
-        sr, srr = corr(f_mt, f_r), corr(f_mt, corr.reference(r * r))
-    st, stt = corr(f_t, f_mr), corr(f_tt, f_mr)
-    str_ = corr(f_t, f_r)
+        mr = np.ones_like(r) if mr_bool is None else mr_bool.astype(np.float64)
+        r = (r - (r * mr).sum() / max(mr.sum(), 1)) * mr
+        f_t, f_tt = corr.template(t), corr.template(t * t)
+        f_mr, f_r = corr.reference(mr), corr.reference(r)
+        if mt is None:
+            # an all-valid template: its mask's correlations are window sums (7 FFTs, not 13)
+            n = np.rint(_window_sums(mr, t.shape))
+            sr, srr = _window_sums(r, t.shape), _window_sums(r * r, t.shape)
+        else:
+            f_mt = corr.template(mt)
+            n = np.rint(corr(f_mt, f_mr))
+            sr, srr = corr(f_mt, f_r), corr(f_mt, corr.reference(r * r))
+        st, stt = corr(f_t, f_mr), corr(f_tt, f_mr)
+        str_ = corr(f_t, f_r)
     with np.errstate(invalid="ignore", divide="ignore"):
         nn = np.maximum(n, 1)
         cov = str_ - st * sr / nn

@@ -503,7 +503,7 @@ def test_cli_align_missing_dataset_exit_2(run_cli, tmp_path):
     assert code == 2 and "no such file" in err
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     h=st.integers(3, 9),
     w=st.integers(3, 9),
@@ -511,16 +511,22 @@ def test_cli_align_missing_dataset_exit_2(run_cli, tmp_path):
     mx=st.integers(0, 3),
     seed=st.integers(0, 2**31 - 1),
     all_valid_template=st.booleans(),
+    box=st.booleans(),
 )
-def test_ncc_map_matches_a_direct_computation(h, w, my, mx, seed, all_valid_template):
+def test_ncc_map_matches_a_direct_computation(h, w, my, mx, seed, all_valid_template, box):
     """Every entry is the Pearson correlation over the pixels valid in both images."""
     rng = np.random.default_rng(seed)
     t = rng.normal(size=(h, w))
-    r = rng.normal(size=(h + 2 * my, w + 2 * mx))
+    r = rng.normal(size=(h + 2 * my, w + 2 * mx)) + 3.0
     mt = rng.random((h, w)) > 0.2
     if all_valid_template:  # the window-sum path (template_mask=None)
         mt[:] = True
     mr = rng.random(r.shape) > 0.2
+    if box:  # a rectangle of valid pixels: with an all-valid template, the rectangle-sum path
+        y0, x0 = rng.integers(0, r.shape[0]), rng.integers(0, r.shape[1])
+        y1, x1 = rng.integers(y0 + 1, r.shape[0] + 1), rng.integers(x0 + 1, r.shape[1] + 1)
+        mr[:] = False
+        mr[y0:y1, x0:x1] = True
     got = ncc_map(t, r, None if all_valid_template else mt, mr, min_overlap=0.0)
     assert got.shape == (2 * my + 1, 2 * mx + 1)
     for sy in range(2 * my + 1):
@@ -530,6 +536,18 @@ def test_ncc_map_matches_a_direct_computation(h, w, my, mx, seed, all_valid_temp
             if both.sum() < 3 or a.std() == 0 or b.std() == 0:
                 continue
             assert got[sy, sx] == pytest.approx(np.corrcoef(a, b)[0, 1], abs=1e-9)
+
+
+def test_ncc_map_finds_the_rectangles_of_valid_pixels_it_can_sum_fast():
+    from sxtdist.alignment import _box
+
+    m = np.zeros((6, 7), bool)
+    assert _box(m) is None
+    m[1:4, 2:6] = True
+    assert _box(m) == (1, 4, 2, 6)
+    m[4, 2] = True  # an L: not a rectangle
+    assert _box(m) is None
+    assert _box(np.ones((3, 2), bool)) == (0, 3, 0, 2)
 
 
 def test_ncc_surface_peak_is_subpixel_on_a_broad_flat_peak():
