@@ -607,6 +607,41 @@ def test_ncc_map_in_single_precision_on_large_frames_keeps_the_peak():
     np.testing.assert_allclose(s2, [1.3, -0.7], atol=0.05)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    sy=st.sampled_from([0.0, 0.01, 0.7, 1.2, 3.0]),
+    sx=st.sampled_from([0.0, 0.01, 0.7, 1.2, 3.0]),
+)
+def test_gaussian_blur_is_ndimage_gaussian_filter(seed, sy, sx):
+    """The banded column pass changes only the rounding (edges: ndimage's ``nearest``)."""
+    from sxtdist.alignment import gaussian_blur
+
+    rng = np.random.default_rng(seed)
+    img = rng.normal(size=tuple(rng.integers(1, 40, 2)))
+    want = ndimage.gaussian_filter(img, (sy, sx), mode="nearest") if sy or sx else img
+    np.testing.assert_allclose(gaussian_blur(img, (sy, sx)), want, rtol=0, atol=1e-13)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), reversed_cols=st.booleans())
+def test_bicubic_on_grid_is_ndimage_order_3_nearest(seed, reversed_cols):
+    """Separable, but the same spline as ndimage's, edges included."""
+    from sxtdist.alignment import bicubic_on_grid
+
+    rng = np.random.default_rng(seed)
+    h, w = rng.integers(4, 30, 2)
+    img = ndimage.gaussian_filter(rng.random((h, w)), 1.0) + 0.1 * rng.random((h, w))
+    rows = np.sort(rng.uniform(-20, h + 20, rng.integers(1, 25)))
+    cols = np.sort(rng.uniform(-20, w + 20, rng.integers(1, 25)))
+    if reversed_cols:  # a mirrored anchor samples its columns backwards
+        cols = cols[::-1]
+    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    want = ndimage.map_coordinates(img, [rr, cc], order=3, mode="nearest")
+    got = bicubic_on_grid(img, rows, cols)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), mirrored=st.booleans())
 def test_anchor_on_roi_grid_equals_bicubic_interpolation_of_the_whole_view(seed, mirrored):
