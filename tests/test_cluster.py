@@ -169,6 +169,28 @@ def test_local_cluster_from_config_runs_tasks():
         assert client.submit(pow, 2, 10).result() == 1024
 
 
+def test_local_cluster_housekeeping_is_lighter_unless_configured():
+    """The workers of sxtdist's local cluster run without the profiler and with slow
+    event-loop ticks; a value the user configured is kept."""
+    keys = ["distributed.worker.profile.enabled", "distributed.admin.tick.interval"]
+
+    def worker_config(keys):
+        import dask.config
+
+        return [dask.config.get(k) for k in keys]
+
+    with get_client(cluster="local", workers=1, quiet=True) as client:
+        (got,) = client.run(worker_config, keys).values()
+    assert got == [False, "500ms"]
+    with (
+        dask.config.set({"distributed.admin.tick.interval": "50ms"}),
+        get_client(cluster="local", workers=1, quiet=True) as client,
+    ):
+        (got,) = client.run(worker_config, keys).values()
+    assert got == [False, "50ms"]
+    assert dask.config.get("distributed.worker.profile.enabled") is True  # ours only
+
+
 def test_scheduler_address_from_cluster_option_and_config():
     from distributed import LocalCluster
 
