@@ -454,12 +454,11 @@ def run_tasks(
         return []
     big = {k: client.scatter(v, broadcast=True) for k, v in kwargs.items() if _is_big(v)}
     small = {k: v for k, v in kwargs.items() if k not in big}
-    futures = []
-    for i, item in enumerate(items):
-        key = None if key_prefix is None else f"{key_prefix}-{i}"
-        futures.append(
-            client.submit(fn, item, **small, **big, key=key, pure=False, resources=resources)
-        )
+    # one message for all tasks, and results fetched by the client's event loop as they
+    # come (not one synchronous round trip each): the scheduler's and the client's
+    # work shares the cores with the workers on a small machine
+    keys = None if key_prefix is None else [f"{key_prefix}-{i}" for i in range(len(items))]
+    futures = client.map(fn, items, **small, **big, key=keys, pure=False, resources=resources)
     index = {f.key: i for i, f in enumerate(futures)}
     results: list[Any] = [None] * len(items)
     token = object()
@@ -467,9 +466,11 @@ def run_tasks(
         _ACTIVE[id(token)] = (client, futures)
     try:
         with progress_bar(len(items), desc, progress, unit="task") as advance:
-            for fut in as_completed(futures):
+            for fut, result in as_completed(futures, with_results=True):  # raises if one failed
+                if fut.status != "finished":  # cancelled: yielded, not raised; raise it here
+                    fut.result()
                 i = index[fut.key]
-                results[i] = fut.result()  # raises if the task failed or was cancelled
+                results[i] = result
                 if on_result is not None:
                     on_result(items[i], results[i])
                 fut.release()
