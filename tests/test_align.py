@@ -503,7 +503,7 @@ def test_cli_align_missing_dataset_exit_2(run_cli, tmp_path):
     assert code == 2 and "no such file" in err
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     h=st.integers(3, 9),
     w=st.integers(3, 9),
@@ -512,8 +512,11 @@ def test_cli_align_missing_dataset_exit_2(run_cli, tmp_path):
     seed=st.integers(0, 2**31 - 1),
     all_valid_template=st.booleans(),
     box=st.booleans(),
+    no_reference_mask=st.booleans(),
 )
-def test_ncc_map_matches_a_direct_computation(h, w, my, mx, seed, all_valid_template, box):
+def test_ncc_map_matches_a_direct_computation(
+    h, w, my, mx, seed, all_valid_template, box, no_reference_mask
+):
     """Every entry is the Pearson correlation over the pixels valid in both images."""
     rng = np.random.default_rng(seed)
     t = rng.normal(size=(h, w))
@@ -527,7 +530,11 @@ def test_ncc_map_matches_a_direct_computation(h, w, my, mx, seed, all_valid_temp
         y1, x1 = rng.integers(y0 + 1, r.shape[0] + 1), rng.integers(x0 + 1, r.shape[1] + 1)
         mr[:] = False
         mr[y0:y1, x0:x1] = True
-    got = ncc_map(t, r, None if all_valid_template else mt, mr, min_overlap=0.0)
+    if no_reference_mask:  # every reference pixel valid (reference_mask=None)
+        mr[:] = True
+    got = ncc_map(
+        t, r, None if all_valid_template else mt, None if no_reference_mask else mr, min_overlap=0.0
+    )
     assert got.shape == (2 * my + 1, 2 * mx + 1)
     for sy in range(2 * my + 1):
         for sx in range(2 * mx + 1):
