@@ -172,10 +172,11 @@ def ncc_map(
     r = np.asarray(reference, dtype=np.float64)
     if t.ndim != 2 or r.ndim != 2 or r.shape[0] < t.shape[0] or r.shape[1] < t.shape[1]:
         raise ValueError(f"reference {r.shape} must contain template {t.shape}")
-    mr_bool = None if reference_mask is None else np.asarray(reference_mask, bool)
-    box = None  # the rectangle-sum path needs an all-valid template
-    if template_mask is None:
-        box = (0, r.shape[0], 0, r.shape[1]) if mr_bool is None else _box(mr_bool)
+    box = None  # the rectangle-sum path: an all-valid template, a boolean rectangle
+    if template_mask is None and reference_mask is None:
+        box = (0, r.shape[0], 0, r.shape[1])
+    elif template_mask is None and np.asarray(reference_mask).dtype == bool:
+        box = _box(np.asarray(reference_mask))
     # centre both first: the sums below subtract large, nearly equal numbers otherwise
     if template_mask is None:  # no all-ones mask to build and multiply by (exact either way)
         mt = None
@@ -199,7 +200,7 @@ def ncc_map(
         sr, srr = _window_sums(r, t.shape), _window_sums(r * r, t.shape)
         str_ = corr(corr.template(t), corr.reference(r))
     else:
-        mr = np.ones_like(r) if mr_bool is None else mr_bool.astype(np.float64)
+        mr = np.ones_like(r) if reference_mask is None else np.asarray(reference_mask, np.float64)
         r = (r - (r * mr).sum() / max(mr.sum(), 1)) * mr
         f_t, f_tt = corr.template(t), corr.template(t * t)
         f_mr, f_r = corr.reference(mr), corr.reference(r)
