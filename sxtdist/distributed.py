@@ -466,15 +466,25 @@ def run_tasks(
         _ACTIVE[id(token)] = (client, futures)
     try:
         with progress_bar(len(items), desc, progress, unit="task") as advance:
-            for fut, result in as_completed(futures, with_results=True):  # raises if one failed
-                if fut.status != "finished":  # cancelled: yielded, not raised; raise it here
-                    fut.result()
-                i = index[fut.key]
-                results[i] = result
-                if on_result is not None:
+            if on_result is None:
+                # results stay on the workers until all are done, then come in one gather:
+                # fetching each as it finishes costs the client and scheduler a round trip
+                # per task (0.5 s of CPU per 95 tasks on a 2-core machine, taken from the
+                # workers)
+                for fut in as_completed(futures):
+                    if fut.status != "finished":  # failed or cancelled: raise it here
+                        fut.result()
+                    advance()
+                results = client.gather(futures)
+            else:
+                for fut, result in as_completed(futures, with_results=True):  # raises if failed
+                    if fut.status != "finished":  # cancelled: yielded, not raised; raise it
+                        fut.result()
+                    i = index[fut.key]
+                    results[i] = result
                     on_result(items[i], results[i])
-                fut.release()
-                advance()
+                    fut.release()
+                    advance()
     finally:
         with _ACTIVE_LOCK:
             _ACTIVE.pop(id(token), None)

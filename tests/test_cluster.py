@@ -191,6 +191,35 @@ def test_local_cluster_housekeeping_is_lighter_unless_configured():
     assert dask.config.get("distributed.worker.profile.enabled") is True  # ours only
 
 
+def _square_or_fail(i: int, fail_at: int = -1) -> int:
+    if i == fail_at:
+        raise ValueError(f"task {i} failed")
+    return i * i
+
+
+def test_run_tasks_returns_in_item_order_and_raises_a_failed_task():
+    """Both ways of collecting results (one gather at the end; each as it comes, when
+    ``on_result`` is given) keep the items' order and raise a task's own error."""
+    from distributed import Client, LocalCluster
+
+    from sxtdist.distributed import run_tasks
+
+    items = list(range(12))
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        assert run_tasks(client, _square_or_fail, items, "t", False) == [i * i for i in items]
+        seen = {}
+        got = run_tasks(client, _square_or_fail, items, "t", False, on_result=seen.__setitem__)
+        assert got == [i * i for i in items] and seen == dict(zip(items, got, strict=True))
+        for on_result in (None, seen.__setitem__):
+            with pytest.raises(ValueError, match="task 5 failed"):
+                run_tasks(client, _square_or_fail, items, "t", False, on_result, fail_at=5)
+
+
 def test_scheduler_address_from_cluster_option_and_config():
     from distributed import LocalCluster
 
