@@ -117,12 +117,12 @@ def _intensity_samples(tpl, ref, mask, shift, margin, k, seed) -> np.ndarray | N
     from scipy import ndimage
 
     h, w = tpl.shape
-    yy, xx = np.mgrid[:h, :w].astype(float)
-    coords = np.stack([yy + margin[0] + shift[0], xx + margin[1] + shift[1]]).reshape(2, -1)
-    ok = ndimage.map_coordinates(mask.astype(float), coords, order=0) > 0.5
-    ok &= np.isfinite(tpl.ravel())
+    ys = np.arange(h, dtype=float) + margin[0] + shift[0]
+    xs = np.arange(w, dtype=float) + margin[1] + shift[1]
+    ok = (_nearest_on_grid(mask, ys, xs) & np.isfinite(tpl)).ravel()
     ref_on = None
     if not np.isfinite(ref).all():  # only then can its spline be too: interpolate everywhere
+        coords = np.stack(np.meshgrid(ys, xs, indexing="ij")).reshape(2, -1)
         ref_on = ndimage.map_coordinates(ref, coords, order=3, mode="nearest")
         ok &= np.isfinite(ref_on)
     idx = np.flatnonzero(ok)
@@ -130,10 +130,27 @@ def _intensity_samples(tpl, ref, mask, shift, margin, k, seed) -> np.ndarray | N
         return None
     pick = np.random.default_rng(seed).choice(idx, size=min(k, idx.size), replace=False)
     if ref_on is None:  # only the k picked pixels (a whole 1024² frame: ~0.1 s)
-        ref_picked = ndimage.map_coordinates(ref, coords[:, pick], order=3, mode="nearest")
+        at = np.stack([ys[pick // w], xs[pick % w]])
+        ref_picked = ndimage.map_coordinates(ref, at, order=3, mode="nearest")
     else:
         ref_picked = ref_on[pick]
     return np.exp(-np.stack([ref_picked, tpl.ravel()[pick]])).astype(np.float32)
+
+
+def _nearest_on_grid(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``mask`` at the nearest pixel to every ``(rows[i], cols[j])``, False off the array.
+
+    What ``ndimage.map_coordinates(mask, meshgrid(rows, cols), order=0) > 0.5`` gives
+    (its rounding, ``floor(c + 0.5)``, and its ``constant`` edge: outside ``[0, n - 1]``),
+    by indexing: the whole frame's spline-free lookup took 0.1 s at 1024².
+    """
+
+    def axis(c: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        inside = (c >= 0) & (c <= n - 1)
+        return np.where(inside, np.floor(c + 0.5), 0).astype(np.intp), inside
+
+    (iy, vy), (ix, vx) = axis(rows, mask.shape[0]), axis(cols, mask.shape[1])
+    return np.asarray(mask, bool)[np.ix_(iy, ix)] & vy[:, None] & vx[None, :]
 
 
 def _full_task(_: int, array_path: str, geometry: ScanGeometry, **kw: Any) -> tuple:

@@ -649,6 +649,26 @@ def test_bicubic_on_grid_is_ndimage_order_3_nearest(seed, reversed_cols):
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
 
 
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), step=st.sampled_from([0.0, 0.5, 1.0]))
+def test_nearest_on_grid_is_ndimage_order_0(seed, step):
+    """The intensity samples' mask lookup by indexing: ndimage's order-0 rounding (half
+    up) and edges (off outside [0, n - 1]), at whole, half and any sub-pixel offsets."""
+    from sxtdist.alignment_runner import _nearest_on_grid
+
+    rng = np.random.default_rng(seed)
+    h, w = rng.integers(1, 20, 2)
+    mask = rng.random((h, w)) > 0.4
+    off = rng.uniform(-4, 4, 2)
+    if step:  # offsets on a whole or half pixel: the rounding's ties
+        off = np.round(off / step) * step
+    rows = np.arange(rng.integers(1, 25), dtype=float) + off[0]
+    cols = np.arange(rng.integers(1, 25), dtype=float) + off[1]
+    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    want = ndimage.map_coordinates(mask.astype(float), [rr, cc], order=0) > 0.5
+    np.testing.assert_array_equal(_nearest_on_grid(mask, rows, cols), want)
+
+
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), mirrored=st.booleans())
 def test_anchor_on_roi_grid_equals_bicubic_interpolation_of_the_whole_view(seed, mirrored):
