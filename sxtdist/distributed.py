@@ -38,7 +38,7 @@ import os
 import shutil
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -447,25 +447,55 @@ def run_tasks(
     scattered once rather than sent with every task. ``resources`` (e.g.
     ``{"GPU": 1}``) restricts each task to workers offering them.
     """
-    from distributed import as_completed
-
     items = list(items)
     if not items:
         return []
     big = {k: client.scatter(v, broadcast=True) for k, v in kwargs.items() if _is_big(v)}
     small = {k: v for k, v in kwargs.items() if k not in big}
-    # one message for all tasks, and results fetched by the client's event loop as they
-    # come (not one synchronous round trip each): the scheduler's and the client's
-    # work shares the cores with the workers on a small machine
+    # one message for all tasks: the scheduler's and the client's work shares the cores
+    # with the workers on a small machine
     keys = None if key_prefix is None else [f"{key_prefix}-{i}" for i in range(len(items))]
     futures = client.map(fn, items, **small, **big, key=keys, pure=False, resources=resources)
-    index = {f.key: i for i, f in enumerate(futures)}
-    results: list[Any] = [None] * len(items)
+    return _collect(futures, client, desc, progress, on_result, items)
+
+
+def run_graph(
+    client: Any,
+    graph: Mapping[str, Any],
+    keys: Sequence[str],
+    desc: str,
+    progress: bool | None = None,
+) -> list[Any]:
+    """Compute ``keys`` of a task graph on the cluster; return their results in order.
+
+    ``graph`` maps each key to a task ``(fn, *args)``, where an argument that is a key of
+    the graph stands for that task's result, or to a plain value shared by the tasks
+    that name it. For work whose tasks share inputs worth computing once (the
+    alignment's prepared views). The keys must be unique to the run (include a token):
+    the cluster may be shared. The progress bar counts ``keys``.
+    """
+    if not keys:
+        return []
+    futures = client.get(dict(graph), list(keys), sync=False)
+    return _collect(futures, client, desc, progress)
+
+
+def _collect(
+    futures: list[Any],
+    client: Any,
+    desc: str,
+    progress: bool | None,
+    on_result: Callable[[Any, Any], None] | None = None,
+    items: list[Any] | None = None,
+) -> list[Any]:
+    """Wait for ``futures`` with a progress bar; their results in order (see :func:`run_tasks`)."""
+    from distributed import as_completed
+
     token = object()
     with _ACTIVE_LOCK:
         _ACTIVE[id(token)] = (client, futures)
     try:
-        with progress_bar(len(items), desc, progress, unit="task") as advance:
+        with progress_bar(len(futures), desc, progress, unit="task") as advance:
             if on_result is None:
                 # results stay on the workers until all are done, then come in one gather:
                 # fetching each as it finishes costs the client and scheduler a round trip
@@ -475,20 +505,21 @@ def run_tasks(
                     if fut.status != "finished":  # failed or cancelled: raise it here
                         fut.result()
                     advance()
-                results = client.gather(futures)
-            else:
-                for fut, result in as_completed(futures, with_results=True):  # raises if failed
-                    if fut.status != "finished":  # cancelled: yielded, not raised; raise it
-                        fut.result()
-                    i = index[fut.key]
-                    results[i] = result
-                    on_result(items[i], results[i])
-                    fut.release()
-                    advance()
+                return client.gather(futures)
+            index = {f.key: i for i, f in enumerate(futures)}
+            results: list[Any] = [None] * len(futures)
+            for fut, result in as_completed(futures, with_results=True):  # raises if failed
+                if fut.status != "finished":  # cancelled: yielded, not raised; raise it here
+                    fut.result()
+                i = index[fut.key]
+                results[i] = result
+                on_result(items[i] if items is not None else i, result)
+                fut.release()
+                advance()
+            return results
     finally:
         with _ACTIVE_LOCK:
             _ACTIVE.pop(id(token), None)
-    return results
 
 
 #: glibc ``mallopt`` parameters (``malloc.h``) and the values :func:`reuse_freed_memory` sets.
@@ -528,13 +559,14 @@ def reuse_freed_memory() -> bool:
         return False
 
 
-#: Futures of every :func:`run_tasks` call in progress (any thread), for :func:`cancel_tasks`.
+#: Futures of every :func:`run_tasks` or :func:`run_graph` call in progress (any thread), for
+#: :func:`cancel_tasks`.
 _ACTIVE: dict[int, tuple[Any, list[Any]]] = {}
 _ACTIVE_LOCK = threading.Lock()
 
 
 def cancel_tasks() -> int:
-    """Cancel the unfinished tasks of every :func:`run_tasks` call in progress.
+    """Cancel the unfinished tasks of every :func:`run_tasks` or :func:`run_graph` call in progress.
 
     Each such call then raises (``CancelledError``) in its own thread, so callers
     blocked on a batch of cells return promptly after an interruption. Tasks that

@@ -452,6 +452,65 @@ def test_align_fits_a_simulated_intensity_mismatch(tmp_path, client):
     assert not sxtdist.open_acquisition(path, mode="r")["roi"].aligned  # dry run
 
 
+def test_prepared_views_graph_registers_exactly_like_one_task_per_pair(
+    tmp_path, client, monkeypatch
+):
+    """Large views are prepared once each in tasks of their own (run_graph); the pairs come
+    out bit for bit as when every pair task prepares its own views."""
+    import sxtdist.alignment_runner as runner
+    import sxtdist.distributed as distributed
+
+    path = tmp_path / "g.zarr"
+    sxtdist.simulate(path, preset="tiny", seed=4, shifts_px=1.5, quiet=True)
+    kw = dict(client=client, quiet=True, report="", dry_run=True)
+    per_pair = sxtdist.align(path, **kw)
+    graphs = []
+
+    def recording_run_graph(client, graph, keys, *args, **kwargs):
+        graphs.append((graph, keys))
+        return run_graph(client, graph, keys, *args, **kwargs)
+
+    run_graph = distributed.run_graph
+    monkeypatch.setattr(distributed, "run_graph", recording_run_graph)
+    monkeypatch.setattr(runner, "PREPARED_VIEW_PIXELS", 1)
+    prepared = sxtdist.align(path, **kw)
+    ((graph, keys),) = graphs
+    n_roi = sxtdist.open_acquisition(path)["roi"].shape[0]
+    assert len(keys) == len(per_pair.pairs)
+    # every interior view and every anchor view prepared once, and the settings
+    anchors = {(r.pair.j, r.pair.mirrored) for r in per_pair.pairs if r.pair.kind == "anchor"}
+    assert len(graph) == 1 + n_roi + len(anchors) + len(keys)
+    for a, b in zip(per_pair.pairs, prepared.pairs, strict=True):
+        assert a.pair == b.pair
+        np.testing.assert_array_equal(a.ncc, b.ncc)
+        np.testing.assert_array_equal(a.shift, b.shift)
+        if a.intensity_samples is None:
+            assert b.intensity_samples is None
+        else:
+            np.testing.assert_array_equal(a.intensity_samples, b.intensity_samples)
+    for name in per_pair.shifts:
+        np.testing.assert_array_equal(per_pair.shifts[name], prepared.shifts[name])
+
+
+@pytest.mark.parametrize("prepared", [False, True], ids=["per-pair", "prepared-views"])
+def test_align_names_a_view_it_cannot_read(tmp_path, client, monkeypatch, prepared):
+    """A damaged chunk fails the alignment with one InputError naming the array and the
+    view, whichever task reads it, and nothing is stored."""
+    import sxtdist.alignment_runner as runner
+    from sxtdist.errors import InputError
+
+    path = tmp_path / "d.zarr"
+    acq = sxtdist.simulate(path, preset="tiny", seed=5, quiet=True)
+    chunk = os.path.join(acq["roi"].path, "c", "7", "0", "0")
+    with open(chunk, "wb") as fh:
+        fh.write(b"not a compressed chunk")
+    if prepared:
+        monkeypatch.setattr(runner, "PREPARED_VIEW_PIXELS", 1)
+    with pytest.raises(InputError, match=r"roi/0.*cannot read projection 7"):
+        sxtdist.align(path, scans=["roi"], client=client, quiet=True, report="")
+    assert not sxtdist.open_acquisition(path, mode="r")["roi"].aligned
+
+
 def test_align_neighbour_method_leaves_no_undetermined_part(tmp_path, client, tiny_copy):
     # relative shifts only: no mean dy, and no constant or sinusoid in dx (axis, translation)
     res = sxtdist.align(
