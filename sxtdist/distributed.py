@@ -183,7 +183,10 @@ def make_cluster(
         if workers:
             opts["n_workers"] = int(workers)
         opts.update(overrides)
-        return LocalCUDACluster(**opts)
+        # a LocalCluster underneath: its scheduler, nannies and workers take the same
+        # lighter housekeeping from the configuration in force when it is made
+        with dask.config.set(local_housekeeping()):
+            return LocalCUDACluster(**opts)
     return _make_jobqueue_cluster(kind, overrides)
 
 

@@ -10,7 +10,13 @@ import dask_jobqueue  # noqa: F401  (registers jobqueue.* defaults before any co
 import pytest
 import yaml
 
-from sxtdist.distributed import get_client, jobqueue_options, make_cluster, scale_cluster
+from sxtdist.distributed import (
+    LOCAL_HOUSEKEEPING,
+    get_client,
+    jobqueue_options,
+    make_cluster,
+    scale_cluster,
+)
 from sxtdist.errors import ParameterError, SxtdistError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -126,6 +132,30 @@ def test_local_cuda_without_dask_cuda_says_what_to_install():
         pass
     with pytest.raises(ParameterError, match=r"needs dask-cuda \(pip install 'sxtdist\[gpu\]'\)"):
         make_cluster("local-cuda")
+
+
+def test_local_cuda_cluster_is_made_with_the_lighter_housekeeping(monkeypatch):
+    """dask-cuda's LocalCUDACluster (a LocalCluster underneath) is made while the lighter
+    housekeeping is configured, with one thread and the GPU resource per worker; a
+    stand-in class records what it got (no GPU or dask-cuda needed)."""
+    import sys
+    import types
+
+    made = {}
+
+    class FakeLocalCUDACluster:
+        def __init__(self, **opts):
+            made.update(opts)
+            made["config"] = {k: dask.config.get(k) for k in LOCAL_HOUSEKEEPING}
+
+    monkeypatch.setitem(
+        sys.modules, "dask_cuda", types.SimpleNamespace(LocalCUDACluster=FakeLocalCUDACluster)
+    )
+    make_cluster("local-cuda", workers=2)
+    assert made["config"] == {k: ours for k, (_, ours) in LOCAL_HOUSEKEEPING.items()}
+    assert made["n_workers"] == 2 and made["threads_per_worker"] == 1
+    assert made["resources"] == {"GPU": 1}
+    assert dask.config.get("distributed.admin.tick.interval") == "20ms"  # only while made
 
 
 def test_jobqueue_option_errors_are_one_line():
