@@ -518,16 +518,20 @@ def _align_roi(acq, result, pairs, method, client, run_tasks, **kw) -> None:
         intensity_window_deg=0.5 * angular_spacing_deg(g_roi.angles_deg) + 1e-6,
     )
     n_anchor = sum(p.kind == "anchor" for p in pairs)
+    h, w = g_roi.detector_shape
+    prepared = h * w >= PREPARED_VIEW_PIXELS
+    graph, keys = pair_graph(pairs, settings, uuid.uuid4().hex) if prepared else (None, None)
+    views = (
+        f" (and {len(graph) - len(keys) - 1} tasks preparing the views once)" if prepared else ""
+    )
     log(
         f"aligning 'roi' ({g_roi.n_angles} views): {n_anchor} anchor and "
-        f"{len(pairs) - n_anchor} neighbour pairs, one task each, search ±{margin} px",
+        f"{len(pairs) - n_anchor} neighbour pairs, one task each{views}, search ±{margin} px",
         kw["quiet"],
     )
-    h, w = g_roi.detector_shape
-    if h * w >= PREPARED_VIEW_PIXELS:
+    if prepared:
         from .distributed import run_graph
 
-        graph, keys = pair_graph(pairs, settings, uuid.uuid4().hex)
         results = run_graph(client, graph, keys, "align roi pairs", kw["progress"])
     else:
         results = run_tasks(
