@@ -91,9 +91,9 @@ class AlignmentResult:
 #: interior view read and blurred, a full view resampled onto the interior grid), once
 #: each, and handed to the pair tasks; smaller ones inside each pair task, where a task
 #: of its own would cost more than it saves. Each interior view enters up to three
-#: pairs and each full view every pair it anchors: at 1024² the alignment took 40 % less
-#: time on 1 worker and 25 % less on 2 (``benchmarks/bench_align.py``); on the ``small``
-#: preset (157² views) the extra tasks made it slower.
+#: pairs and each full view every pair it anchors: at 1024² the alignment takes 38 % less
+#: time on 1 worker and on 2 (``benchmarks/bench_align.py``, docs/alignment.md); on the
+#: ``small`` preset (128 x 60 views) the extra tasks made it slower.
 PREPARED_VIEW_PIXELS = 512 * 512
 
 
