@@ -26,14 +26,19 @@
    with its default phase normalisation, without it, and on the same blurred
    images as ours).
 
+``--large-size N`` gives part 2 views of ``N x N`` pixels over the same field (pixels of
+``15 * 1024 / N`` nm); ``--one-task-per-pair`` makes every pair task prepare its own
+views there, as views below ``PREPARED_VIEW_PIXELS`` always do, for comparison.
+
 Run: ``PYTHONPATH=. python benchmarks/bench_align.py [--repeat 3] [--large-views 48]
-[--compare-pairs 8]``
+[--large-full 7] [--large-size 1024] [--one-task-per-pair] [--compare-pairs 8]``
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 import time
 
@@ -50,11 +55,13 @@ def _phantom(seed: int):
     return make_cell(np.random.default_rng(seed), 12000.0, 18000.0, 16000.0, 30.0)
 
 
-def _views(phantom, angles_deg, shifts, seed: int, pixel_nm: float = LARGE_PIXEL_NM) -> np.ndarray:
+def _views(
+    phantom, angles_deg, shifts, seed: int, pixel_nm: float = LARGE_PIXEL_NM, size: int = LARGE
+) -> np.ndarray:
     from sxtdist.geometry import ScanGeometry
     from sxtdist.simulation.forward import ForwardModel, project_scan
 
-    g = ScanGeometry(np.asarray(angles_deg, float), pixel_nm, (LARGE, LARGE), shifts_px=shifts)
+    g = ScanGeometry(np.asarray(angles_deg, float), pixel_nm, (size, size), shifts_px=shifts)
     model = ForwardModel(psf_fwhm_nm=30.0, photons_per_pixel=2500.0, supersampling=1)
     return project_scan(phantom, g, model, np.random.default_rng(seed))
 
@@ -107,23 +114,29 @@ def part_small(workdir: str, repeat: int) -> None:
     print(f"    full scan (row profiles and weighted centroids, one task): {full_s:.2f} s")
 
 
-def part_large(workdir: str, repeat: int, n_views: int, n_full: int) -> None:
+def part_large(
+    workdir: str, repeat: int, n_views: int, n_full: int, size: int = LARGE, per_pair: bool = False
+) -> None:
     import sxtdist
+    import sxtdist.alignment_runner as runner
     from sxtdist.dataset import ScanData, create_acquisition
 
+    if per_pair:  # every pair task prepares its own views, whatever their size
+        runner.PREPARED_VIEW_PIXELS = sys.maxsize
     rng = np.random.default_rng(5)
     angles = np.arange(n_views) * 2.0
     shifts = rng.normal(0.0, 3.0, (n_views, 2))
     phantom = _phantom(3)
+    pixel_nm = LARGE_PIXEL_NM * LARGE / size  # the same field of view at any size
     t0 = time.perf_counter()
-    data = _views(phantom, angles, shifts, seed=6)
-    scans = {"roi": ScanData(data, angles, LARGE_PIXEL_NM)}
+    data = _views(phantom, angles, shifts, seed=6, pixel_nm=pixel_nm, size=size)
+    scans = {"roi": ScanData(data, angles, pixel_nm)}
     if n_full:  # anchors: full views of twice the pixel over the same arc, aligned
         full_angles = np.linspace(0.0, angles[-1], n_full)
         full = _views(
-            phantom, full_angles, np.zeros((n_full, 2)), seed=7, pixel_nm=2 * LARGE_PIXEL_NM
+            phantom, full_angles, np.zeros((n_full, 2)), seed=7, pixel_nm=2 * pixel_nm, size=size
         )
-        scans["full"] = ScanData(full, full_angles, 2 * LARGE_PIXEL_NM)
+        scans["full"] = ScanData(full, full_angles, 2 * pixel_nm)
     sim_s = time.perf_counter() - t0
     path = f"{workdir}/large.zarr"
     create_acquisition(path, scans)
@@ -138,7 +151,7 @@ def part_large(workdir: str, repeat: int, n_views: int, n_full: int) -> None:
     err -= err.mean(axis=0)
     n_anchor = sum(r.pair.kind == "anchor" for r in res.pairs)
     print(
-        f"[2] {n_views} interior views of {LARGE}x{LARGE} px and {n_full} full views "
+        f"[2] {n_views} interior views of {size}x{size} px and {n_full} full views "
         f"({sim_s:.0f} s to simulate): {len(res.pairs) - n_anchor} neighbour and {n_anchor} "
         f"anchor pairs"
     )
@@ -246,6 +259,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="rounds of 1 then 2 workers")
     ap.add_argument("--large-views", type=int, default=48, help="0: skip part 2")
     ap.add_argument("--large-full", type=int, default=7, help="part 2's full views (anchors)")
+    ap.add_argument("--large-size", type=int, default=LARGE, help="part 2's view side, px")
+    ap.add_argument(
+        "--one-task-per-pair",
+        action="store_true",
+        help="part 2: every pair task prepares its own views (no view tasks, any size)",
+    )
     ap.add_argument("--compare-pairs", type=int, default=8, help="0: skip part 3")
     ap.add_argument("--skip-small", action="store_true", help="skip part 1")
     args = ap.parse_args()
@@ -254,7 +273,14 @@ def main() -> None:
         if not args.skip_small:
             part_small(workdir, args.repeat)
         if args.large_views:
-            part_large(workdir, args.repeat, args.large_views, args.large_full)
+            part_large(
+                workdir,
+                args.repeat,
+                args.large_views,
+                args.large_full,
+                args.large_size,
+                args.one_task_per_pair,
+            )
         if args.compare_pairs:
             part_compare(args.compare_pairs, shared_flat=True)
             part_compare(args.compare_pairs, shared_flat=False)
