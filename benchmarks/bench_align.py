@@ -94,10 +94,9 @@ def time_workers(acq, repeat: int, scans: list[str], method: str) -> tuple[dict,
 
 
 def _prepared(acq) -> bool:
-    from sxtdist.alignment_runner import PREPARED_VIEW_PIXELS
+    from sxtdist.alignment_runner import prepares_views_apart
 
-    h, w = acq["roi"].geometry.detector_shape
-    return h * w >= PREPARED_VIEW_PIXELS
+    return prepares_views_apart(acq["roi"].geometry.detector_shape)
 
 
 def part_small(workdir: str, repeat: int) -> None:

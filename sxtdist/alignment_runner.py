@@ -97,6 +97,12 @@ class AlignmentResult:
 PREPARED_VIEW_PIXELS = 512 * 512
 
 
+def prepares_views_apart(view_shape: Sequence[int]) -> bool:
+    """Whether interior views of this shape are prepared in tasks of their own
+    (:data:`PREPARED_VIEW_PIXELS`)."""
+    return math.prod(view_shape) >= PREPARED_VIEW_PIXELS
+
+
 def prepare_roi_view(index: int, settings: PairSettings) -> np.ndarray:
     """Interior view ``index`` as the pairs compare it: blurred to the full scan's resolution."""
     reuse_freed_memory()
@@ -518,12 +524,11 @@ def _align_roi(acq, result, pairs, method, client, run_tasks, **kw) -> None:
         intensity_window_deg=0.5 * angular_spacing_deg(g_roi.angles_deg) + 1e-6,
     )
     n_anchor = sum(p.kind == "anchor" for p in pairs)
-    h, w = g_roi.detector_shape
-    prepared = h * w >= PREPARED_VIEW_PIXELS
-    graph, keys = pair_graph(pairs, settings, uuid.uuid4().hex) if prepared else (None, None)
-    views = (
-        f" (and {len(graph) - len(keys) - 1} tasks preparing the views once)" if prepared else ""
-    )
+    prepared = prepares_views_apart(g_roi.detector_shape)
+    views = ""
+    if prepared:
+        graph, keys = pair_graph(pairs, settings, uuid.uuid4().hex)
+        views = f" (and {len(graph) - len(keys) - 1} tasks preparing the views once)"
     log(
         f"aligning 'roi' ({g_roi.n_angles} views): {n_anchor} anchor and "
         f"{len(pairs) - n_anchor} neighbour pairs, one task each{views}, search ±{margin} px",

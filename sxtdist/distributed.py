@@ -491,7 +491,10 @@ def _collect(
     on_result: Callable[[Any, Any], None] | None = None,
     items: list[Any] | None = None,
 ) -> list[Any]:
-    """Wait for ``futures`` with a progress bar; their results in order (see :func:`run_tasks`)."""
+    """Wait for ``futures`` with a progress bar; their results in order (see :func:`run_tasks`).
+
+    ``on_result(items[i], result)`` is called as each finishes when given (``items``
+    then required)."""
     from distributed import as_completed
 
     token = object()
@@ -516,7 +519,7 @@ def _collect(
                     fut.result()
                 i = index[fut.key]
                 results[i] = result
-                on_result(items[i] if items is not None else i, result)
+                on_result(items[i], result)
                 fut.release()
                 advance()
             return results
