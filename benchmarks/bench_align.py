@@ -28,10 +28,13 @@
 
 ``--large-size N`` gives part 2 views of ``N x N`` pixels over the same field (pixels of
 ``15 * 1024 / N`` nm); ``--one-task-per-pair`` makes every pair task prepare its own
-views there, as views below ``PREPARED_VIEW_PIXELS`` always do, for comparison.
+views there, as views below ``PREPARED_VIEW_PIXELS`` always do, for comparison;
+``--no-locality`` lets Dask place part 2's tasks alone (without it, each of the 2
+workers keeps the tasks of a stretch of consecutive views: ``run_graph``'s locality).
 
 Run: ``PYTHONPATH=. python benchmarks/bench_align.py [--repeat 3] [--large-views 48]
-[--large-full 7] [--large-size 1024] [--one-task-per-pair] [--compare-pairs 8]``
+[--large-full 7] [--large-size 1024] [--one-task-per-pair] [--no-locality]
+[--compare-pairs 8]``
 """
 
 from __future__ import annotations
@@ -237,9 +240,16 @@ def _print_times(times: dict, pair_s: dict, n_pairs: int, prepared: bool) -> Non
         f"{np.median(two) / n_pairs * 1e3:.1f} ms"
     )
     if prepared:
+        import dask.config
+
+        together = (
+            "; on 2 workers each keeps the tasks of a stretch of consecutive views"
+            if dask.config.get("sxtdist.cluster.locality")
+            else "; placed by Dask alone (--no-locality)"
+        )
         print(
-            "    (views prepared in tasks of their own, once each: the pair tasks below "
-            "only register)"
+            f"    (views prepared in tasks of their own, once each{together}: the pair "
+            "tasks below only register)"
         )
     for w in (1, 2):
         kinds = sorted({k for k, _ in pair_s[w]})
@@ -264,22 +274,32 @@ def main() -> None:
         action="store_true",
         help="part 2: every pair task prepares its own views (no view tasks, any size)",
     )
+    ap.add_argument(
+        "--no-locality",
+        action="store_true",
+        help="part 2: let Dask place the tasks alone (sxtdist.cluster.locality: false)",
+    )
     ap.add_argument("--compare-pairs", type=int, default=8, help="0: skip part 3")
     ap.add_argument("--skip-small", action="store_true", help="skip part 1")
     args = ap.parse_args()
+    import dask.config
+
+    import sxtdist.distributed  # noqa: F401  (its config defaults)
+
     workdir = tempfile.mkdtemp(prefix="sxtdist-bench-align-")
     try:
         if not args.skip_small:
             part_small(workdir, args.repeat)
         if args.large_views:
-            part_large(
-                workdir,
-                args.repeat,
-                args.large_views,
-                args.large_full,
-                args.large_size,
-                args.one_task_per_pair,
-            )
+            with dask.config.set({"sxtdist.cluster.locality": not args.no_locality}):
+                part_large(
+                    workdir,
+                    args.repeat,
+                    args.large_views,
+                    args.large_full,
+                    args.large_size,
+                    args.one_task_per_pair,
+                )
         if args.compare_pairs:
             part_compare(args.compare_pairs, shared_flat=True)
             part_compare(args.compare_pairs, shared_flat=False)

@@ -165,32 +165,43 @@ def register_pair(pair: Pair, settings: PairSettings) -> PairResult:
 
 
 def pair_graph(
-    pairs: Sequence[Pair], settings: PairSettings, token: str
-) -> tuple[dict[str, Any], list[str]]:
+    pairs: Sequence[Pair], settings: PairSettings, token: str, roi_angles: Sequence[float]
+) -> tuple[dict[str, Any], list[str], dict[str, float]]:
     """The task graph that prepares every view once and registers each pair in a task of
-    its own (for :func:`sxtdist.distributed.run_graph`); returns it and the pairs' keys.
+    its own (for :func:`sxtdist.distributed.run_graph`).
 
-    ``token`` makes the keys unique to this run (a cluster may align several datasets).
+    Returns the graph, the pairs' keys, and each task's place along the interior scan in
+    ``[0, 1)``: interior view ``i``'s rank in angle, for the view, the pairs it is the
+    template of, and the anchors it is the first to need; by it ``run_graph`` keeps a
+    stretch of consecutive views, their pairs and anchors on one worker. ``token`` makes the keys unique to this run (a
+    cluster may align several datasets).
     """
     s_key = f"align-settings-{token}"
     graph: dict[str, Any] = {s_key: settings}
+    position: dict[str, float] = {}
+    rank = np.argsort(np.argsort(np.asarray(roi_angles, float), kind="stable"), kind="stable")
+
+    def at(key: str, view: int) -> str:
+        position.setdefault(key, (rank[view] + 0.5) / len(rank))
+        return key
 
     def roi_view(i: int) -> str:
-        key = f"align-roi-view-{token}-{i}"
+        key = at(f"align-roi-view-{token}-{i}", i)
         graph.setdefault(key, (prepare_roi_view, i, s_key))
         return key
 
     keys = []
     for n, p in enumerate(pairs):
         if p.kind == "anchor":
-            other = f"align-anchor-view-{token}-{p.j}-{'mirrored' if p.mirrored else 'direct'}"
+            side = "mirrored" if p.mirrored else "direct"
+            other = at(f"align-anchor-view-{token}-{p.j}-{side}", p.i)
             graph.setdefault(other, (prepare_anchor, p.j, p.mirrored, s_key))
         else:
             other = roi_view(p.j)
-        key = f"align-pair-{token}-{n}"
+        key = at(f"align-pair-{token}-{n}", p.i)
         graph[key] = (register_prepared, p, roi_view(p.i), other, s_key)
         keys.append(key)
-    return graph, keys
+    return graph, keys, position
 
 
 def _intensity_samples(tpl, ref, mask, shift, margin, k, seed) -> np.ndarray | None:
@@ -527,7 +538,7 @@ def _align_roi(acq, result, pairs, method, client, run_tasks, **kw) -> None:
     prepared = prepares_views_apart(g_roi.detector_shape)
     views = ""
     if prepared:
-        graph, keys = pair_graph(pairs, settings, uuid.uuid4().hex)
+        graph, keys, position = pair_graph(pairs, settings, uuid.uuid4().hex, g_roi.angles_deg)
         views = f" (and {len(graph) - len(keys) - 1} tasks preparing the views once)"
     log(
         f"aligning 'roi' ({g_roi.n_angles} views): {n_anchor} anchor and "
@@ -537,7 +548,7 @@ def _align_roi(acq, result, pairs, method, client, run_tasks, **kw) -> None:
     if prepared:
         from .distributed import run_graph
 
-        results = run_graph(client, graph, keys, "align roi pairs", kw["progress"])
+        results = run_graph(client, graph, keys, "align roi pairs", kw["progress"], position)
     else:
         results = run_tasks(
             client, register_pair, pairs, "align roi pairs", kw["progress"], settings=settings

@@ -33,7 +33,9 @@ already have. See ``docs/cluster.md`` and the examples in ``deploy/``.
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import os
 import shutil
 import sys
@@ -68,6 +70,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "maximum-jobs": 4,
             "wait-for-workers": 300,
             "connect-timeout": "30s",
+            "locality": True,
             "jobqueue-defaults": {"cores": 1, "memory": "4GiB", "processes": 1},
         }
     }
@@ -468,6 +471,7 @@ def run_graph(
     keys: Sequence[str],
     desc: str,
     progress: bool | None = None,
+    locality: Mapping[str, float] | None = None,
 ) -> list[Any]:
     """Compute ``keys`` of a task graph on the cluster; return their results in order.
 
@@ -476,11 +480,45 @@ def run_graph(
     that name it. For work whose tasks share inputs worth computing once (the
     alignment's prepared views). The keys must be unique to the run (include a token):
     the cluster may be shared. The progress bar counts ``keys``.
+
+    ``locality`` maps task keys to where they lie along the work, in ``[0, 1)``, so that
+    tasks near each other, which share inputs, run on the same worker: the workers
+    present when the graph is sent take contiguous ranges of it
+    (:func:`split_by_position`). A preference, not a rule (Dask's loose worker
+    restrictions): work stealing still evens out the load, and a worker that leaves or
+    joins only changes where Dask would have put the tasks anyway. Dask itself places
+    a task with the worker holding most of its inputs, which for two inputs of equal
+    size is a coin toss. Off with the config ``sxtdist.cluster.locality: false``.
     """
     if not keys:
         return []
-    futures = client.get(dict(graph), list(keys), sync=False)
+    graph = dict(graph)
+    placement = None
+    if locality is not None and cluster_config("locality", True):
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        if len(workers) > 1:
+            threads = {a: int(w.get("nthreads", 1)) for a, w in workers.items()}
+            everyone = sorted(threads)
+            placement = {k: everyone for k in graph}
+            placement.update({k: [w] for k, w in split_by_position(locality, threads).items()})
+    if placement is None:
+        futures = client.get(graph, list(keys), sync=False)
+    else:
+        # a dict's own ``get`` (not a function of ours): the scheduler unpickles it, and a
+        # scheduler started apart need not have sxtdist installed
+        with dask.annotate(workers=placement.get, allow_other_workers=True):
+            futures = client.get(graph, list(keys), sync=False)
     return _collect(futures, client, desc, progress)
+
+
+def split_by_position(position: Mapping[str, float], threads: Mapping[str, int]) -> dict[str, str]:
+    """Each key's worker: the workers, in address order, take contiguous ranges of
+    ``[0, 1)`` in proportion to their threads, and a key goes to the one whose range
+    holds its position (positions outside are clipped)."""
+    workers = sorted(threads)
+    weights = [max(1, int(threads[w])) for w in workers]
+    edges = [c / sum(weights) for c in itertools.accumulate(weights[:-1])]
+    return {k: workers[bisect.bisect_right(edges, p)] for k, p in position.items()}
 
 
 def _collect(

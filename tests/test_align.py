@@ -456,7 +456,8 @@ def test_prepared_views_graph_registers_exactly_like_one_task_per_pair(
     tmp_path, client, monkeypatch
 ):
     """Large views are prepared once each in tasks of their own (run_graph); the pairs come
-    out bit for bit as when every pair task prepares its own views."""
+    out bit for bit as when every pair task prepares its own views, on one worker and on
+    two."""
     import sxtdist.alignment_runner as runner
     import sxtdist.distributed as distributed
 
@@ -490,6 +491,15 @@ def test_prepared_views_graph_registers_exactly_like_one_task_per_pair(
             np.testing.assert_array_equal(a.intensity_samples, b.intensity_samples)
     for name in per_pair.shifts:
         np.testing.assert_array_equal(per_pair.shifts[name], prepared.shifts[name])
+    # on two workers the tasks are placed by the views' angles (run_graph's locality):
+    # where they run changes nothing in the results
+    from distributed import Client
+
+    with Client(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=":0") as c2:
+        on_two = sxtdist.align(path, **{**kw, "client": c2})
+    assert len(graphs) == 2
+    for name in per_pair.shifts:
+        np.testing.assert_array_equal(per_pair.shifts[name], on_two.shifts[name])
 
 
 @pytest.mark.parametrize("prepared", [False, True], ids=["per-pair", "prepared-views"])

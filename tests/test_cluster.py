@@ -9,6 +9,9 @@ import dask.config
 import dask_jobqueue  # noqa: F401  (registers jobqueue.* defaults before any config.set)
 import pytest
 import yaml
+from distributed.diagnostics.plugin import SchedulerPlugin
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sxtdist.distributed import (
     LOCAL_HOUSEKEEPING,
@@ -248,6 +251,108 @@ def test_run_tasks_returns_in_item_order_and_raises_a_failed_task():
         for on_result in (None, seen.__setitem__):
             with pytest.raises(ValueError, match="task 5 failed"):
                 run_tasks(client, _square_or_fail, items, "t", False, on_result, fail_at=5)
+
+
+def _worker_address(*_inputs) -> str:
+    from distributed import get_worker
+
+    return get_worker().address
+
+
+class _FirstPlacement(SchedulerPlugin):
+    """Scheduler plugin: each task's restrictions and worker as it starts processing."""
+
+    name = "first-placement"
+
+    def __init__(self):
+        self.seen = {}
+
+    def transition(self, key, start, finish, *args, **kwargs):
+        if finish == "processing" and key not in self.seen:
+            ts = self.scheduler.tasks[key]
+            self.seen[key] = (
+                sorted(ts.worker_restrictions or ()),
+                ts.loose_restrictions,
+                ts.processing_on.address,
+            )
+
+    async def start(self, scheduler):
+        self.scheduler = scheduler
+
+
+def _first_placement(dask_scheduler) -> dict:
+    return dask_scheduler.plugins[_FirstPlacement.name].seen
+
+
+@pytest.mark.parametrize("locality_on", [True, False], ids=["locality", "config-off"])
+def test_run_graph_places_tasks_by_position_as_a_loose_preference(locality_on):
+    """With ``locality``, each half of the work is restricted, loosely, to one of the two
+    workers, every key of the graph gets a valid placement (a plain value and tasks
+    without a position included), and the results come back in key order; the config
+    ``sxtdist.cluster.locality: false`` turns it off."""
+    from distributed import Client, LocalCluster
+
+    from sxtdist.distributed import run_graph, split_by_position
+
+    graph = {"shared": 3, "root": (_worker_address,)}
+    for i in range(8):
+        graph[f"t-{i}"] = (_worker_address, "shared", "root")
+    keys = [f"t-{i}" for i in range(8)]
+    position = {k: (i + 0.5) / 8 for i, k in enumerate(keys)}
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+        dask.config.set({"sxtdist.cluster.locality": locality_on}),
+    ):
+        client.register_plugin(_FirstPlacement())
+        workers = sorted(client.scheduler_info()["workers"])
+        ran_on = run_graph(client, graph, keys, "t", False, locality=position)
+        seen = client.run_on_scheduler(_first_placement)
+    assert len(ran_on) == 8 and set(ran_on) <= set(workers)
+    wanted = split_by_position(position, dict.fromkeys(workers, 1))
+    assert [wanted[k] for k in keys] == [workers[0]] * 4 + [workers[1]] * 4
+    for key in keys:
+        restrictions, loose, first_worker = seen[key]
+        if locality_on:
+            assert (restrictions, loose, first_worker) == ([wanted[key]], True, wanted[key])
+        else:
+            assert restrictions == []
+    if locality_on:  # no position: any worker
+        assert seen["root"][:2] == (workers, True)
+
+
+def test_split_by_position_gives_contiguous_ranges_in_proportion_to_threads():
+    from sxtdist.distributed import split_by_position
+
+    position = {i: (i + 0.5) / 12 for i in range(12)}
+    got = split_by_position(position, {"tcp://b:2": 2, "tcp://a:1": 1})
+    assert [got[i] for i in range(12)] == ["tcp://a:1"] * 4 + ["tcp://b:2"] * 8
+    assert set(split_by_position({"x": -0.5, "y": 1.5}, {"a": 1, "b": 1}).items()) == {
+        ("x", "a"),
+        ("y", "b"),
+    }
+
+
+@given(
+    positions=st.lists(st.floats(0.0, 1.0, exclude_max=True), min_size=1, max_size=40),
+    threads=st.lists(st.integers(1, 8), min_size=1, max_size=6),
+)
+def test_split_by_position_is_monotone_and_uses_every_range(positions, threads):
+    """Later positions never go to an earlier worker, and a worker's share of evenly
+    spread positions is its share of the threads, to within one task."""
+    from sxtdist.distributed import split_by_position
+
+    workers = {f"w{i}": t for i, t in enumerate(threads)}
+    order = sorted(workers)
+    got = split_by_position(dict(enumerate(sorted(positions))), workers)
+    ranks = [order.index(got[i]) for i in range(len(positions))]
+    assert ranks == sorted(ranks)
+    n = 10 * sum(threads)
+    even = split_by_position({i: (i + 0.5) / n for i in range(n)}, workers)
+    for w, t in workers.items():
+        assert abs(sum(v == w for v in even.values()) - 10 * t) <= 1
 
 
 def test_scheduler_address_from_cluster_option_and_config():
