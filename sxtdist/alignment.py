@@ -68,9 +68,29 @@ class _ValidCorrelator:
     def reference(self, b: np.ndarray) -> np.ndarray:
         return sfft.rfft2(b.astype(self.dtype, copy=False), s=self.shape)
 
-    def __call__(self, fa: np.ndarray, fb: np.ndarray) -> np.ndarray:
+    def __call__(
+        self, fa: np.ndarray, fb: np.ndarray, offset: tuple[int, int] = (0, 0)
+    ) -> np.ndarray:
+        """The correlation of the images transformed to ``fa`` and ``fb``; ``offset``: the
+        reference was transformed at the frame's origin but sits at ``offset`` in the
+        reference, which only moves the lags read out: ``c[k] = c_0[k - offset]``, and the
+        negative lags that wrap around meet only the zeros of the frame's padding."""
         c = sfft.irfft2(fa * fb, s=self.shape)
-        return c[: self.out[0], : self.out[1]].astype(np.float64)
+        if offset == (0, 0):
+            return c[: self.out[0], : self.out[1]].astype(np.float64)
+        rows = (np.arange(self.out[0]) - offset[0]) % self.shape[0]
+        cols = (np.arange(self.out[1]) - offset[1]) % self.shape[1]
+        return c[np.ix_(rows, cols)].astype(np.float64)
+
+    def check(self, spectrum: np.ndarray) -> np.ndarray:
+        """``spectrum`` if it is a transform of this frame, else ``ValueError``."""
+        want = (self.shape[0], self.shape[1] // 2 + 1)
+        if spectrum.shape != want or spectrum.real.dtype != self.dtype:
+            raise ValueError(
+                f"a spectrum of shape {want} and {np.dtype(self.dtype).name} precision is "
+                f"needed for this pair, got {spectrum.shape} {spectrum.real.dtype.name}"
+            )
+        return spectrum
 
 
 #: FFT frames of at least this many pixels are correlated in single precision.
@@ -140,12 +160,45 @@ def _box_overlap(box: tuple[int, int, int, int], shape, out: tuple[int, int]) ->
     return np.outer(oy, ox).astype(np.float64)
 
 
+def centred_spectrum(
+    image: np.ndarray, template_shape: tuple[int, int], reference_shape: tuple[int, int]
+) -> np.ndarray:
+    """The transform :func:`ncc_map` computes of an all-valid image in a pair of these
+    shapes: the image less its mean, at the origin of the pair's zero-padded frame.
+
+    Pass it to :func:`ncc_map` as ``template_spectrum`` where the image is the template,
+    or as ``reference_spectrum`` where it fills the reference's valid rectangle (a
+    padded view, an anchor), so that pairs sharing an image transform it once. The
+    same spectrum serves both: ``ncc_map`` reads the lags out where the rectangle sits.
+    """
+    corr = _ValidCorrelator(tuple(template_shape), tuple(reference_shape))
+    a = np.asarray(image, dtype=np.float64)
+    return sfft.rfft2((a - a.sum() / max(a.size, 1)).astype(corr.dtype, copy=False), s=corr.shape)
+
+
+def rectangle_spectrum(
+    reference: np.ndarray, reference_mask: np.ndarray, template_shape: tuple[int, int]
+) -> np.ndarray | None:
+    """:func:`centred_spectrum` of a reference's valid rectangle, for pairs that share the
+    reference; ``None`` when its valid pixels do not form a rectangle (then
+    :func:`ncc_map` takes no spectrum for it)."""
+    mask = np.asarray(reference_mask)
+    box = _box(mask) if mask.dtype == bool else None
+    if box is None:
+        return None
+    y0, y1, x0, x1 = box
+    return centred_spectrum(np.asarray(reference)[y0:y1, x0:x1], template_shape, mask.shape)
+
+
 def ncc_map(
     template: np.ndarray,
     reference: np.ndarray,
     template_mask: np.ndarray | None = None,
     reference_mask: np.ndarray | None = None,
     min_overlap: float = 0.5,
+    *,
+    template_spectrum: np.ndarray | None = None,
+    reference_spectrum: np.ndarray | None = None,
 ) -> np.ndarray:
     """Masked normalised cross-correlation at every integer shift.
 
@@ -161,6 +214,10 @@ def ncc_map(
     min_overlap
         Shifts whose overlap is below this fraction of the template's valid pixels
         get NCC ``-1``.
+    template_spectrum, reference_spectrum
+        :func:`centred_spectrum` of the template, and of the reference's valid
+        rectangle, when already computed (pairs that share a view). Only for an
+        all-valid template and a reference whose valid pixels form a rectangle.
 
     Returns
     -------
@@ -177,6 +234,10 @@ def ncc_map(
         box = (0, r.shape[0], 0, r.shape[1])
     elif template_mask is None and np.asarray(reference_mask).dtype == bool:
         box = _box(np.asarray(reference_mask))
+    if box is None and (template_spectrum is not None or reference_spectrum is not None):
+        raise ValueError(
+            "spectra need an all-valid template and a reference whose valid pixels form a rectangle"
+        )
     # centre both first: the sums below subtract large, nearly equal numbers otherwise
     if template_mask is None:  # no all-ones mask to build and multiply by (exact either way)
         mt = None
@@ -193,12 +254,18 @@ def ncc_map(
         # rectangle sum (3 FFTs, not 7)
         y0, y1, x0, x1 = box
         inside = r[y0:y1, x0:x1]
+        if reference_spectrum is None:  # the rectangle at the frame's origin (see corr())
+            reference_spectrum = centred_spectrum(inside, t.shape, r.shape)
         r = np.zeros_like(r)
-        r[y0:y1, x0:x1] = inside - inside.mean()
+        r[y0:y1, x0:x1] = inside - inside.sum() / max(inside.size, 1)
         n = _box_overlap(box, t.shape, corr.out)
         st, stt = _sums_inside_box(t, box, corr.out), _sums_inside_box(t * t, box, corr.out)
         sr, srr = _window_sums(r, t.shape), _window_sums(r * r, t.shape)
-        str_ = corr(corr.template(t), corr.reference(r))
+        if template_spectrum is None:
+            f_t = corr.template(t)
+        else:
+            f_t = np.conj(corr.check(template_spectrum))
+        str_ = corr(f_t, corr.check(reference_spectrum), offset=(y0, x0))
     else:
         mr = np.ones_like(r) if reference_mask is None else np.asarray(reference_mask, np.float64)
         r = (r - (r * mr).sum() / max(mr.sum(), 1)) * mr
@@ -520,9 +587,11 @@ def register(
     reference: np.ndarray,
     template_mask: np.ndarray | None = None,
     reference_mask: np.ndarray | None = None,
+    **spectra: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """NCC map, sub-pixel peak shift ``s``, peak NCC and peak quality of one pair."""
-    m = ncc_map(template, reference, template_mask, reference_mask)
+    """NCC map, sub-pixel peak shift ``s``, peak NCC and peak quality of one pair
+    (``spectra``: :func:`ncc_map`'s ``template_spectrum`` and ``reference_spectrum``)."""
+    m = ncc_map(template, reference, template_mask, reference_mask, **spectra)
     s, peak = NccSurface(m).peak()
     return m, s, peak, peak_quality(m)
 

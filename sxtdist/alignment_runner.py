@@ -29,11 +29,13 @@ from .alignment import (
     align_full_scan,
     anchor_on_roi_grid,
     axis_offset_px,
+    centred_spectrum,
     fit_intensity_transform,
     gaussian_blur,
     matching_blur_px,
     pad_with_mask,
     plan_pairs,
+    rectangle_spectrum,
     register,
     remove_gauge,
     rms,
@@ -88,13 +90,15 @@ class AlignmentResult:
 
 
 #: Interior views of at least this many pixels are prepared in tasks of their own (an
-#: interior view read and blurred, a full view resampled onto the interior grid), once
-#: each, and handed to the pair tasks; smaller ones inside each pair task, where a task
-#: of its own would cost more than it saves. Each interior view enters up to three
-#: pairs and each full view every pair it anchors: at 1024² the alignment takes 38 % less
-#: time on 1 worker and on 2 (``benchmarks/bench_align.py``, docs/alignment.md); on the
-#: ``small`` preset (128 x 60 views) the extra tasks made it slower.
-PREPARED_VIEW_PIXELS = 512 * 512
+#: interior view read, blurred and transformed, a full view resampled onto the interior
+#: grid and transformed), once each, and handed to the pair tasks; smaller ones inside
+#: each pair task, where a task of its own would cost more than it saves. Each interior
+#: view enters up to three pairs and each full view every pair it anchors. With one
+#: transform per view, 256² views took 35-40 % less time on 1 worker and 15-25 % less
+#: on 2 this way, 128² views about the same on 2 workers (a ``/tmp`` script,
+#: docs/alignment.md); the ``small`` preset's 128 x 60 views were slower with the extra
+#: tasks before the shared transforms.
+PREPARED_VIEW_PIXELS = 256 * 256
 
 
 def prepares_views_apart(view_shape: Sequence[int]) -> bool:
@@ -103,33 +107,44 @@ def prepares_views_apart(view_shape: Sequence[int]) -> bool:
     return math.prod(view_shape) >= PREPARED_VIEW_PIXELS
 
 
-def prepare_roi_view(index: int, settings: PairSettings) -> np.ndarray:
-    """Interior view ``index`` as the pairs compare it: blurred to the full scan's resolution."""
+#: A prepared interior view: the view, blurred, and its :func:`centred_spectrum` in the
+#: pairs' frame, which its neighbour pairs and its anchor pair share.
+PreparedView = tuple[np.ndarray, np.ndarray]
+#: A prepared anchor: the full view on the interior grid plus the margin, its validity
+#: mask, and the spectrum of its valid rectangle (``None`` if it is not one).
+PreparedAnchor = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+
+
+def _padded_shape(view_shape: Sequence[int], margin: tuple[int, int]) -> tuple[int, int]:
+    return (view_shape[0] + 2 * margin[0], view_shape[1] + 2 * margin[1])
+
+
+def prepare_roi_view(index: int, settings: PairSettings) -> PreparedView:
+    """Interior view ``index`` as the pairs compare it: blurred to the full scan's
+    resolution, with its transform for the correlations (one for all its pairs)."""
     reuse_freed_memory()
-    return gaussian_blur(read_projection(settings.roi_array, index), settings.roi_blur_px)
+    view = gaussian_blur(read_projection(settings.roi_array, index), settings.roi_blur_px)
+    return view, centred_spectrum(view, view.shape, _padded_shape(view.shape, settings.margin))
 
 
-def prepare_anchor(
-    full_index: int, mirrored: bool, settings: PairSettings
-) -> tuple[np.ndarray, np.ndarray]:
+def prepare_anchor(full_index: int, mirrored: bool, settings: PairSettings) -> PreparedAnchor:
     """Full view ``full_index`` (its mirror image for ``mirrored``) resampled onto the interior
-    grid plus the search margin and blurred by ``--smooth``, with its validity mask."""
+    grid plus the search margin and blurred by ``--smooth``, with its validity mask and
+    the transform of its valid rectangle (one for all the pairs it anchors)."""
     reuse_freed_memory()
     s = settings
     view = read_projection(s.full_array, full_index)
     ref, mask = anchor_on_roi_grid(view, s.full, full_index, s.roi, s.margin, mirrored)
-    return gaussian_blur(ref, s.anchor_blur_px), mask
+    ref = gaussian_blur(ref, s.anchor_blur_px)
+    return ref, mask, rectangle_spectrum(ref, mask, s.roi.detector_shape)
 
 
 def register_prepared(
-    pair: Pair,
-    template: np.ndarray,
-    other: np.ndarray | tuple[np.ndarray, np.ndarray],
-    settings: PairSettings,
+    pair: Pair, template: PreparedView, other: PreparedView | PreparedAnchor, settings: PairSettings
 ) -> PairResult:
     """Register one pair from its prepared views (:func:`prepare_roi_view`,
     :func:`prepare_anchor`): ``template`` is interior view ``pair.i``, ``other`` interior
-    view ``pair.j`` for a neighbour pair or the anchor's ``(reference, mask)``.
+    view ``pair.j`` for a neighbour pair or the anchor.
 
     Anchor pairs near the same angle also return paired transmissions
     ``(T_full, T_roi)`` over the overlap for the intensity-transform fit.
@@ -137,14 +152,18 @@ def register_prepared(
     reuse_freed_memory()
     t0 = time.perf_counter()
     s = settings
+    tpl, tpl_spectrum = template
     if pair.kind == "anchor":
-        ref, mask = other
+        ref, mask, ref_spectrum = other
     else:
-        ref, mask = pad_with_mask(other, s.margin)
-    ncc, shift, peak, quality = register(template, ref, None, mask)
+        view, ref_spectrum = other
+        ref, mask = pad_with_mask(view, s.margin)
+    ncc, shift, peak, quality = register(
+        tpl, ref, None, mask, template_spectrum=tpl_spectrum, reference_spectrum=ref_spectrum
+    )
     samples = None
     if pair.kind == "anchor" and pair.delta_deg <= s.intensity_window_deg:
-        samples = _intensity_samples(template, ref, mask, shift, s.margin, s.max_samples, pair.i)
+        samples = _intensity_samples(tpl, ref, mask, shift, s.margin, s.max_samples, pair.i)
     return PairResult(
         pair, ncc.astype(np.float32), shift, peak, quality, time.perf_counter() - t0, samples
     )

@@ -614,6 +614,74 @@ def test_ncc_map_matches_a_direct_computation(
             assert got[sy, sx] == pytest.approx(np.corrcoef(a, b)[0, 1], abs=1e-9)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    h=st.integers(3, 40),
+    w=st.integers(3, 40),
+    my=st.integers(0, 6),
+    mx=st.integers(0, 6),
+    seed=st.integers(0, 2**31 - 1),
+    padded=st.booleans(),
+)
+def test_ncc_map_takes_spectra_computed_once_and_gives_the_same_map(h, w, my, mx, seed, padded):
+    """The spectra a pair's views share (centred_spectrum, rectangle_spectrum) give the map
+    ncc_map computes by itself, bit for bit: the template's, and the reference's valid
+    rectangle's wherever it sits (a padded view, or an anchor's rectangle)."""
+    from sxtdist.alignment import centred_spectrum, rectangle_spectrum
+
+    rng = np.random.default_rng(seed)
+    t = rng.normal(size=(h, w)) + 2.0
+    if padded:  # a neighbour: the other view, zero-padded by the margin
+        other = rng.normal(size=(h, w)) - 1.0
+        r, mr = pad_with_mask(other, (my, mx))
+        reference_spectrum = centred_spectrum(other, t.shape, r.shape)
+    else:  # an anchor: a valid rectangle somewhere in the reference
+        r = rng.normal(size=(h + 2 * my, w + 2 * mx))
+        y0, x0 = rng.integers(0, r.shape[0]), rng.integers(0, r.shape[1])
+        y1, x1 = rng.integers(y0 + 1, r.shape[0] + 1), rng.integers(x0 + 1, r.shape[1] + 1)
+        mr = np.zeros(r.shape, bool)
+        mr[y0:y1, x0:x1] = True
+        reference_spectrum = rectangle_spectrum(r, mr, t.shape)
+    spectra = {
+        "template_spectrum": centred_spectrum(t, t.shape, r.shape),
+        "reference_spectrum": reference_spectrum,
+    }
+    alone = ncc_map(t, r, None, mr)
+    for given_ in ({}, *({k: v} for k, v in spectra.items()), spectra):
+        np.testing.assert_array_equal(ncc_map(t, r, None, mr, **given_), alone)
+
+
+def test_ncc_map_takes_spectra_in_single_precision_frames_too():
+    from sxtdist.alignment import SINGLE_PRECISION_FFT_SIZE, centred_spectrum
+
+    rng = np.random.default_rng(1)
+    t, other = rng.normal(size=(2, 300, 300))
+    r, mr = pad_with_mask(other, (8, 8))
+    assert math.prod(r.shape) >= SINGLE_PRECISION_FFT_SIZE
+    f_t, f_r = (centred_spectrum(a, t.shape, r.shape) for a in (t, other))
+    assert f_t.dtype == np.complex64
+    got = ncc_map(t, r, None, mr, template_spectrum=f_t, reference_spectrum=f_r)
+    np.testing.assert_array_equal(got, ncc_map(t, r, None, mr))
+
+
+def test_ncc_map_refuses_spectra_it_cannot_use():
+    from sxtdist.alignment import centred_spectrum, rectangle_spectrum
+
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=(6, 5))
+    r, mr = pad_with_mask(rng.normal(size=(6, 5)), (2, 2))
+    spectrum = centred_spectrum(t, t.shape, r.shape)
+    with pytest.raises(ValueError, match="spectrum of shape"):  # another frame's
+        ncc_map(t, r, None, mr, template_spectrum=centred_spectrum(t, t.shape, (20, 20)))
+    with pytest.raises(ValueError, match="all-valid template"):
+        ncc_map(t, r, np.ones(t.shape, bool), mr, template_spectrum=spectrum)
+    l_shape = mr.copy()
+    l_shape[0, 0] = True  # not a rectangle: no spectrum for it
+    assert rectangle_spectrum(r, l_shape, t.shape) is None
+    with pytest.raises(ValueError, match="rectangle"):
+        ncc_map(t, r, None, l_shape, reference_spectrum=spectrum)
+
+
 def test_ncc_map_finds_the_rectangles_of_valid_pixels_it_can_sum_fast():
     from sxtdist.alignment import _box
 
