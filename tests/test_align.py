@@ -572,6 +572,15 @@ def test_cli_align_missing_dataset_exit_2(run_cli, tmp_path):
     assert code == 2 and "no such file" in err
 
 
+def _random_rectangle(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """A mask whose valid pixels are a random, non-empty rectangle."""
+    y0, x0 = rng.integers(0, shape[0]), rng.integers(0, shape[1])
+    y1, x1 = rng.integers(y0 + 1, shape[0] + 1), rng.integers(x0 + 1, shape[1] + 1)
+    mask = np.zeros(shape, bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     h=st.integers(3, 9),
@@ -595,10 +604,7 @@ def test_ncc_map_matches_a_direct_computation(
         mt[:] = True
     mr = rng.random(r.shape) > 0.2
     if box:  # a rectangle of valid pixels: with an all-valid template, the rectangle-sum path
-        y0, x0 = rng.integers(0, r.shape[0]), rng.integers(0, r.shape[1])
-        y1, x1 = rng.integers(y0 + 1, r.shape[0] + 1), rng.integers(x0 + 1, r.shape[1] + 1)
-        mr[:] = False
-        mr[y0:y1, x0:x1] = True
+        mr = _random_rectangle(rng, r.shape)
     if no_reference_mask:  # every reference pixel valid (reference_mask=None)
         mr[:] = True
     got = ncc_map(
@@ -637,10 +643,7 @@ def test_ncc_map_takes_spectra_computed_once_and_gives_the_same_map(h, w, my, mx
         reference_spectrum = centred_spectrum(other, t.shape, r.shape)
     else:  # an anchor: a valid rectangle somewhere in the reference
         r = rng.normal(size=(h + 2 * my, w + 2 * mx))
-        y0, x0 = rng.integers(0, r.shape[0]), rng.integers(0, r.shape[1])
-        y1, x1 = rng.integers(y0 + 1, r.shape[0] + 1), rng.integers(x0 + 1, r.shape[1] + 1)
-        mr = np.zeros(r.shape, bool)
-        mr[y0:y1, x0:x1] = True
+        mr = _random_rectangle(rng, r.shape)
         reference_spectrum = rectangle_spectrum(r, mr, t.shape)
     spectra = {
         "template_spectrum": centred_spectrum(t, t.shape, r.shape),
