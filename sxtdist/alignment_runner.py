@@ -192,8 +192,8 @@ def pair_graph(
     Returns the graph, the pairs' keys, and each task's place along the interior scan in
     ``[0, 1)``: interior view ``i``'s rank in angle, for the view, the pairs it is the
     template of, and the anchors it is the first to need; by it ``run_graph`` keeps a
-    stretch of consecutive views, their pairs and anchors on one worker. ``token`` makes the keys unique to this run (a
-    cluster may align several datasets).
+    stretch of consecutive views, their pairs and anchors on one worker. ``token`` makes
+    the keys unique to this run (a cluster may align several datasets).
     """
     s_key = f"align-settings-{token}"
     graph: dict[str, Any] = {s_key: settings}
