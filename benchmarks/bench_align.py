@@ -30,10 +30,12 @@
 ``15 * 1024 / N`` nm); ``--one-task-per-pair`` makes every pair task prepare its own
 views there, as views below ``PREPARED_VIEW_PIXELS`` always do, for comparison;
 ``--no-locality`` lets Dask place part 2's tasks alone (without it, each of the 2
-workers keeps the tasks of a stretch of consecutive views: ``run_graph``'s locality).
+workers keeps the tasks of a stretch of consecutive views: ``run_graph``'s locality);
+``--memory`` adds part 2's peak memory of a worker process, from one more run on 1 and
+on 2 workers that is not timed.
 
 Run: ``PYTHONPATH=. python benchmarks/bench_align.py [--repeat 3] [--large-views 48]
-[--large-full 7] [--large-size 1024] [--one-task-per-pair] [--no-locality]
+[--large-full 7] [--large-size 1024] [--one-task-per-pair] [--no-locality] [--memory]
 [--compare-pairs 8]``
 """
 
@@ -69,6 +71,15 @@ def _views(
     return project_scan(phantom, g, model, np.random.default_rng(seed))
 
 
+def _align(acq, client, scans: list[str], method: str):
+    import sxtdist
+
+    return sxtdist.align(
+        acq, scans=scans, method=method, client=client, report="", quiet=True, dry_run=True,
+        progress=False, intensity="none",
+    )  # fmt: skip
+
+
 def time_workers(acq, repeat: int, scans: list[str], method: str) -> tuple[dict, dict, object]:
     """Alignment times on 1 and on 2 local workers, ``repeat`` rounds, and the task times.
 
@@ -76,7 +87,6 @@ def time_workers(acq, repeat: int, scans: list[str], method: str) -> tuple[dict,
     runs, so that a slow spell of the shared machine falls on both sides of a round's
     ratio rather than on one side of the best times.
     """
-    import sxtdist
     from sxtdist.distributed import get_client
 
     times: dict[int, list[float]] = {1: [], 2: []}
@@ -87,13 +97,36 @@ def time_workers(acq, repeat: int, scans: list[str], method: str) -> tuple[dict,
             with get_client(workers=workers, quiet=True) as client:
                 client.run(lambda: __import__("sxtdist.alignment"))  # warm imports
                 t0 = time.perf_counter()
-                res = sxtdist.align(
-                    acq, scans=scans, method=method, client=client, report="", quiet=True,
-                    dry_run=True, progress=False, intensity="none",
-                )  # fmt: skip
+                res = _align(acq, client, scans, method)
                 times[workers].append(time.perf_counter() - t0)
                 pair_s[workers] += [(r.pair.kind, r.seconds) for r in res.pairs]
     return times, pair_s, res
+
+
+def peak_worker_memory(acq, scans: list[str], method: str) -> None:
+    """Print the largest worker process's peak resident memory in one untimed alignment on
+    1 and on 2 workers (sampled every 50 ms by ``bench_reconstruct.PeakRSS``, apart from
+    the timed runs, whose times the sampling would disturb on a small machine)."""
+    from bench_reconstruct import PeakRSS
+
+    from sxtdist.distributed import get_client
+
+    peaks = {}
+    for workers in (1, 2):
+        with get_client(workers=workers, quiet=True) as client:
+            client.run(lambda: __import__("sxtdist.alignment"))
+            with PeakRSS() as idle:
+                time.sleep(0.2)
+            with PeakRSS() as busy:
+                _align(acq, client, scans, method)
+            peaks[workers] = (idle.peak, busy.peak)
+    print(
+        "    peak memory of a worker process (one untimed run each): "
+        + ", ".join(
+            f"{w} worker{'s' if w > 1 else ''} {busy / 2**20:.0f} MiB (idle {idle / 2**20:.0f})"
+            for w, (idle, busy) in peaks.items()
+        )
+    )
 
 
 def _prepared(acq) -> bool:
@@ -117,7 +150,13 @@ def part_small(workdir: str, repeat: int) -> None:
 
 
 def part_large(
-    workdir: str, repeat: int, n_views: int, n_full: int, size: int = LARGE, per_pair: bool = False
+    workdir: str,
+    repeat: int,
+    n_views: int,
+    n_full: int,
+    size: int = LARGE,
+    per_pair: bool = False,
+    memory: bool = False,
 ) -> None:
     import sxtdist
     import sxtdist.alignment_runner as runner
@@ -163,6 +202,8 @@ def part_large(
         f"biases neighbour pairs): "
         f"{np.sqrt((err**2).sum(axis=1).mean()):.3f} px RMS"
     )
+    if memory:
+        peak_worker_memory(acq, ["roi"], "anchor" if n_full else "neighbour")
 
 
 def part_compare(n_pairs: int, shared_flat: bool) -> None:
@@ -279,6 +320,12 @@ def main() -> None:
         action="store_true",
         help="part 2: let Dask place the tasks alone (sxtdist.cluster.locality: false)",
     )
+    ap.add_argument(
+        "--memory",
+        action="store_true",
+        help="part 2: also the peak memory of a worker process, in one more (untimed) run "
+        "on 1 and on 2 workers",
+    )
     ap.add_argument("--compare-pairs", type=int, default=8, help="0: skip part 3")
     ap.add_argument("--skip-small", action="store_true", help="skip part 1")
     args = ap.parse_args()
@@ -299,6 +346,7 @@ def main() -> None:
                     args.large_full,
                     args.large_size,
                     args.one_task_per_pair,
+                    args.memory,
                 )
         if args.compare_pairs:
             part_compare(args.compare_pairs, shared_flat=True)
