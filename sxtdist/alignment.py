@@ -261,10 +261,9 @@ def ncc_map(
         n = _box_overlap(box, t.shape, corr.out)
         st, stt = _sums_inside_box(t, box, corr.out), _sums_inside_box(t * t, box, corr.out)
         sr, srr = _window_sums(r, t.shape), _window_sums(r * r, t.shape)
-        if template_spectrum is None:
-            f_t = corr.template(t)
-        else:
-            f_t = np.conj(corr.check(template_spectrum))
+        if template_spectrum is None:  # one definition of both transforms: centred_spectrum
+            template_spectrum = centred_spectrum(template, t.shape, r.shape)
+        f_t = np.conj(corr.check(template_spectrum))
         str_ = corr(f_t, corr.check(reference_spectrum), offset=(y0, x0))
     else:
         mr = np.ones_like(r) if reference_mask is None else np.asarray(reference_mask, np.float64)
