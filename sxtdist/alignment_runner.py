@@ -272,7 +272,9 @@ def _full_task(_: int, array_path: str, geometry: ScanGeometry, **kw: Any) -> tu
     return d, info
 
 
-def _default_margin(shape: tuple[int, int], max_shift_px: float | None) -> tuple[int, int]:
+def search_margin(shape: tuple[int, int], max_shift_px: float | None = None) -> tuple[int, int]:
+    """The pairs' search range ``(my, mx)`` in interior pixels for views of ``shape``:
+    ``ceil(max_shift_px)``, or by default 30 % of the view, at least 2 and at most 32."""
     if max_shift_px is not None:
         if max_shift_px < 1:
             raise ParameterError(f"--max-shift must be at least 1 px, got {max_shift_px}")
@@ -398,9 +400,7 @@ def align(
     result = AlignmentResult()
     plan_info = plan(acq, scans, method, anchor_window_deg)
     margin = (
-        _default_margin(acq["roi"].geometry.detector_shape, max_shift_px)
-        if "roi" in scans
-        else None
+        search_margin(acq["roi"].geometry.detector_shape, max_shift_px) if "roi" in scans else None
     )
     t_start = time.perf_counter()
     with get_client(client, scheduler, workers, quiet=quiet) as c:
@@ -432,7 +432,6 @@ def align(
                 plan_info["pairs"],
                 method,
                 c,
-                run_tasks,
                 margin=margin,
                 smooth_px=smooth_px,
                 rotation_model=rotation_model,
@@ -523,9 +522,42 @@ def _center(acq: Acquisition, result: AlignmentResult, method: str) -> None:
         d[:, 1] -= basis @ np.linalg.lstsq(basis, d[:, 1], rcond=None)[0]
 
 
-def _align_roi(acq, result, pairs, method, client, run_tasks, **kw) -> None:
+def pair_settings(
+    acq: Acquisition,
+    full_geometry: ScanGeometry | None,
+    margin: tuple[int, int],
+    smooth_px: float = 1.0,
+) -> PairSettings:
+    """What every pair task of ``acq``'s interior scan needs (:func:`register_pair`,
+    :func:`pair_graph`): where the views are, both geometries, the search margin and
+    the blurs that bring the interior views to the full scan's resolution.
+
+    ``full_geometry``: the full scan's geometry with the shifts the anchors should
+    honour (``None``: neighbour pairs only).
+    """
     roi = acq["roi"]
-    g_roi = roi.geometry
+    full_scan = acq.scans.get("full")
+    match = 0.0
+    if full_geometry is not None:
+        match = matching_blur_px(
+            roi.geometry, full_geometry, roi.zone_plate_ozw_nm, full_scan.zone_plate_ozw_nm
+        )
+    return PairSettings(
+        roi_array=roi.path,
+        full_array=None if full_scan is None else full_scan.path,
+        roi=roi.geometry.with_shifts(None),
+        full=full_geometry,
+        margin=margin,
+        roi_blur_px=float(math.hypot(match, smooth_px)),
+        anchor_blur_px=float(smooth_px),
+        intensity_window_deg=0.5 * angular_spacing_deg(roi.geometry.angles_deg) + 1e-6,
+    )
+
+
+def _align_roi(acq, result, pairs, method, client, **kw) -> None:
+    from .distributed import run_graph, run_tasks
+
+    g_roi = acq["roi"].geometry
     full_scan = acq.scans.get("full")
     use_anchors = method == "anchor"
     if not use_anchors:
@@ -538,21 +570,7 @@ def _align_roi(acq, result, pairs, method, client, run_tasks, **kw) -> None:
         elif not full_scan.aligned:
             log("warning: the full scan is not aligned; anchoring to its raw views", kw["quiet"])
     margin = kw["margin"]
-    match = (
-        matching_blur_px(g_roi, g_full, roi.zone_plate_ozw_nm, full_scan.zone_plate_ozw_nm)
-        if g_full is not None
-        else 0.0
-    )
-    settings = PairSettings(
-        roi_array=roi.path,
-        full_array=None if full_scan is None else full_scan.path,
-        roi=g_roi.with_shifts(None),
-        full=g_full,
-        margin=margin,
-        roi_blur_px=float(math.hypot(match, kw["smooth_px"])),
-        anchor_blur_px=float(kw["smooth_px"]),
-        intensity_window_deg=0.5 * angular_spacing_deg(g_roi.angles_deg) + 1e-6,
-    )
+    settings = pair_settings(acq, g_full, margin, kw["smooth_px"])
     n_anchor = sum(p.kind == "anchor" for p in pairs)
     prepared = prepares_views_apart(g_roi.detector_shape)
     views = ""
@@ -565,8 +583,6 @@ def _align_roi(acq, result, pairs, method, client, run_tasks, **kw) -> None:
         kw["quiet"],
     )
     if prepared:
-        from .distributed import run_graph
-
         results = run_graph(client, graph, keys, "align roi pairs", kw["progress"], position)
     else:
         results = run_tasks(

@@ -502,6 +502,42 @@ def test_prepared_views_graph_registers_exactly_like_one_task_per_pair(
         np.testing.assert_array_equal(per_pair.shifts[name], on_two.shifts[name])
 
 
+def test_pair_settings_are_what_align_submits(tmp_path, client, monkeypatch):
+    """``pair_settings`` and ``search_margin`` give the settings ``align`` hands its pair
+    tasks (what ``benchmarks/bench_align.py`` rebuilds the task graph from): the arrays,
+    the anchors' geometry with the full scan's stored shifts, the margin, the blurs."""
+    import sxtdist.alignment_runner as runner
+    import sxtdist.distributed as distributed
+
+    path = tmp_path / "s.zarr"
+    acq = sxtdist.simulate(path, preset="tiny", seed=3, shifts_px=1.5, quiet=True)
+    sxtdist.align(path, scans=["full"], client=client, quiet=True, report="")
+    submitted = []
+
+    def recording_run_graph(client, graph, keys, *args, **kwargs):
+        submitted.extend(v for k, v in graph.items() if k.startswith("align-settings-"))
+        return run_graph(client, graph, keys, *args, **kwargs)
+
+    run_graph = distributed.run_graph
+    monkeypatch.setattr(distributed, "run_graph", recording_run_graph)
+    monkeypatch.setattr(runner, "PREPARED_VIEW_PIXELS", 1)
+    kw = dict(scans=["roi"], client=client, quiet=True, report="", dry_run=True)
+    sxtdist.align(path, smooth_px=1.5, **kw)
+    acq = sxtdist.open_acquisition(path)
+    margin = runner.search_margin(acq["roi"].geometry.detector_shape)
+    ours = runner.pair_settings(acq, acq["full"].geometry, margin, 1.5)
+    (theirs,) = submitted
+    for name in ("roi_array", "full_array", "margin", "roi_blur_px", "anchor_blur_px"):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    assert ours.intensity_window_deg == theirs.intensity_window_deg
+    assert ours.roi_blur_px > ours.anchor_blur_px == 1.5  # the resolution match adds to it
+    np.testing.assert_array_equal(ours.full.shifts_px, theirs.full.shifts_px)
+    np.testing.assert_array_equal(ours.full.shifts_px, acq["full"].geometry.shifts_px)
+    assert not ours.roi.shifts_px.any() and not theirs.roi.shifts_px.any()  # views as read
+    sxtdist.align(path, max_shift_px=2.5, **kw)
+    assert submitted[-1].margin == runner.search_margin((64, 64), 2.5) == (3, 3)
+
+
 @pytest.mark.parametrize("prepared", [False, True], ids=["per-pair", "prepared-views"])
 def test_align_names_a_view_it_cannot_read(tmp_path, client, monkeypatch, prepared):
     """A damaged chunk fails the alignment with one InputError naming the array and the
