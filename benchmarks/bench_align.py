@@ -34,9 +34,18 @@ workers keeps the tasks of a stretch of consecutive views: ``run_graph``'s local
 ``--memory`` adds part 2's peak memory of a worker process, from one more run on 1 and
 on 2 workers that is not timed.
 
+After the Dask timings of parts 1 and 2, **this machine's ceiling**: the same task graph
+(``task_graph``: what ``sxtdist.align`` submits) run whole by Dask's synchronous
+scheduler in plain processes, with the environment Dask's nanny gives its workers, one
+alone and then two at once, ``--repeat`` rounds. Two processes doing twice the work in
+``t2`` against one in ``t1`` is a throughput ratio of ``2 t1 / t2``, the most any
+scheduling of the tasks on 2 workers can reach here: below 2 where the two cores share
+the memory bandwidth or one physical core. The Dask ratio is then printed as a fraction
+of it (``--no-ceiling`` skips this).
+
 Run: ``PYTHONPATH=. python benchmarks/bench_align.py [--repeat 3] [--large-views 48]
 [--large-full 7] [--large-size 1024] [--one-task-per-pair] [--no-locality] [--memory]
-[--compare-pairs 8]``
+[--no-ceiling] [--compare-pairs 8]``
 """
 
 from __future__ import annotations
@@ -129,13 +138,102 @@ def peak_worker_memory(acq, scans: list[str], method: str) -> None:
     )
 
 
+def task_graph(acq, method: str) -> tuple[dict, list]:
+    """The interior alignment's task graph as :func:`sxtdist.align` builds it for ``acq``
+    (views prepared apart at this size, or one task per pair), the full scan's stored
+    shifts honoured: ``(graph, keys of the pair results)``."""
+    import sxtdist.alignment_runner as runner
+
+    roi = acq["roi"].geometry
+    pairs = runner.plan(acq, ["roi"], method)["pairs"]
+    full = acq["full"].geometry if method == "anchor" else None
+    if full is None:
+        pairs = [p for p in pairs if p.kind == "neighbour"]
+    settings = runner.pair_settings(acq, full, runner.search_margin(roi.detector_shape))
+    if runner.prepares_views_apart(roi.detector_shape):
+        graph, keys, _ = runner.pair_graph(pairs, settings, "ceiling", roi.angles_deg)
+        return graph, keys
+    graph = {f"pair-{n}": (runner.register_pair, p, settings) for n, p in enumerate(pairs)}
+    return graph, list(graph)
+
+
+def _run_graph_alone(graph, keys, barrier, times) -> None:
+    """A plain process: wait for the others, run the whole graph by Dask's synchronous
+    scheduler, put the seconds it took."""
+    import dask.local
+
+    import sxtdist.alignment_runner  # noqa: F401  (imported before the clock, as on the workers)
+
+    barrier.wait()
+    t0 = time.perf_counter()
+    dask.local.get_sync(graph, keys)
+    times.put(time.perf_counter() - t0)
+
+
+def machine_ceiling(acq, method: str, repeat: int) -> np.ndarray:
+    """What 2 processes can do on this machine against 1, with no Dask cluster at all.
+
+    The alignment's own task graph, run whole by Dask's synchronous scheduler in plain
+    processes (spawned with the environment Dask's nanny gives its workers): alone, then
+    two at once. Two processes doing twice the work in ``t2`` against one in ``t1`` is
+    a throughput ratio of ``2 t1 / t2``: where two cores share the memory bandwidth (or
+    one physical core) this is below 2, and no scheduling of the tasks on 2 workers can
+    beat it. Returns the ratio of each of ``repeat`` rounds.
+    """
+    import multiprocessing as mp
+    import os
+
+    import dask.config
+
+    graph, keys = task_graph(acq, method)
+    ctx = mp.get_context("spawn")
+    env = {k: str(v) for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the spawned children inherit it, as a nanny's workers do
+    try:
+        ratios, alone, together = [], [], []
+        for _ in range(repeat):
+            for n in (1, 2):
+                barrier, times = ctx.Barrier(n), ctx.Queue()
+                procs = [
+                    ctx.Process(target=_run_graph_alone, args=(graph, keys, barrier, times))
+                    for _ in range(n)
+                ]
+                for proc in procs:
+                    proc.start()
+                seconds = [times.get() for _ in procs]
+                for proc in procs:
+                    proc.join()
+                (alone if n == 1 else together).append(max(seconds))
+            ratios.append(2 * alone[-1] / together[-1])
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    print(
+        f"    this machine's ceiling (the same graph in plain processes, Dask's synchronous "
+        f"scheduler, no cluster): 1 process {', '.join(f'{t:.2f}' for t in alone)} s, "
+        f"2 at once {', '.join(f'{t:.2f}' for t in together)} s -> 2 processes do "
+        f"{', '.join(f'{r:.2f}' for r in ratios)}x the work of one, median "
+        f"{np.median(ratios):.2f}x"
+    )
+    return np.asarray(ratios)
+
+
 def _prepared(acq) -> bool:
     from sxtdist.alignment_runner import prepares_views_apart
 
     return prepares_views_apart(acq["roi"].geometry.detector_shape)
 
 
-def part_small(workdir: str, repeat: int) -> None:
+def _print_ceiling(acq, method: str, repeat: int, ratio: float) -> None:
+    ceiling = float(np.median(machine_ceiling(acq, method, repeat)))
+    print(f"    Dask's median ratio is {ratio / ceiling:.0%} of this machine's ceiling")
+
+
+def part_small(workdir: str, repeat: int, ceiling: bool = True) -> None:
     import sxtdist
 
     path = f"{workdir}/small.zarr"
@@ -145,7 +243,9 @@ def part_small(workdir: str, repeat: int) -> None:
     full_s = res.info["full"]["seconds"]
     times, pair_s, res = time_workers(acq, repeat, ["roi"], "anchor")
     print(f"[1] small preset: {acq['roi'].shape[0]} interior views, {len(res.pairs)} pairs")
-    _print_times(times, pair_s, len(res.pairs), _prepared(acq))
+    ratio = _print_times(times, pair_s, len(res.pairs), _prepared(acq))
+    if ceiling:
+        _print_ceiling(acq, "anchor", repeat, ratio)
     print(f"    full scan (row profiles and weighted centroids, one task): {full_s:.2f} s")
 
 
@@ -157,6 +257,7 @@ def part_large(
     size: int = LARGE,
     per_pair: bool = False,
     memory: bool = False,
+    ceiling: bool = True,
 ) -> None:
     import sxtdist
     import sxtdist.alignment_runner as runner
@@ -196,7 +297,9 @@ def part_large(
         f"({sim_s:.0f} s to simulate): {len(res.pairs) - n_anchor} neighbour and {n_anchor} "
         f"anchor pairs"
     )
-    _print_times(times, pair_s, len(res.pairs), _prepared(acq))
+    ratio = _print_times(times, pair_s, len(res.pairs), _prepared(acq))
+    if ceiling:
+        _print_ceiling(acq, "anchor" if n_full else "neighbour", repeat, ratio)
     print(
         f"    shift error vs truth (translation and axis removed; the 2° rotation between views "
         f"biases neighbour pairs): "
@@ -265,7 +368,8 @@ def part_compare(n_pairs: int, shared_flat: bool) -> None:
         )
 
 
-def _print_times(times: dict, pair_s: dict, n_pairs: int, prepared: bool) -> None:
+def _print_times(times: dict, pair_s: dict, n_pairs: int, prepared: bool) -> float:
+    """Print the times, ratios and task times; return the median ratio of the rounds."""
     one, two = np.asarray(times[1]), np.asarray(times[2])
     print(f"    1 worker : {', '.join(f'{t:.2f}' for t in one)} s (best {one.min():.2f})")
     print(f"    2 workers: {', '.join(f'{t:.2f}' for t in two)} s (best {two.min():.2f})")
@@ -302,6 +406,7 @@ def _print_times(times: dict, pair_s: dict, n_pairs: int, prepared: bool) -> Non
                 f"{np.median(sec) * 1e3:.1f} ms, mean {np.mean(sec) * 1e3:.1f} ms "
                 f"over {len(sec)} tasks"
             )
+    return float(np.median(rounds))
 
 
 def main() -> None:
@@ -326,6 +431,12 @@ def main() -> None:
         help="part 2: also the peak memory of a worker process, in one more (untimed) run "
         "on 1 and on 2 workers",
     )
+    ap.add_argument(
+        "--no-ceiling",
+        action="store_true",
+        help="parts 1 and 2: skip this machine's ceiling (the task graph in 1 and in 2 plain "
+        "processes)",
+    )
     ap.add_argument("--compare-pairs", type=int, default=8, help="0: skip part 3")
     ap.add_argument("--skip-small", action="store_true", help="skip part 1")
     args = ap.parse_args()
@@ -336,7 +447,7 @@ def main() -> None:
     workdir = tempfile.mkdtemp(prefix="sxtdist-bench-align-")
     try:
         if not args.skip_small:
-            part_small(workdir, args.repeat)
+            part_small(workdir, args.repeat, not args.no_ceiling)
         if args.large_views:
             with dask.config.set({"sxtdist.cluster.locality": not args.no_locality}):
                 part_large(
@@ -347,6 +458,7 @@ def main() -> None:
                     args.large_size,
                     args.one_task_per_pair,
                     args.memory,
+                    not args.no_ceiling,
                 )
         if args.compare_pairs:
             part_compare(args.compare_pairs, shared_flat=True)
