@@ -1084,11 +1084,20 @@ def weighted_centroid_dx(
 def weighted_centroid_noise_px(
     views: np.ndarray, dy: np.ndarray | None = None, margin: int = 8
 ) -> np.ndarray:
-    """Standard deviation of :func:`weighted_centroid_dx`'s estimate per view, from the noise.
+    """Standard deviation, from the photon noise, of each view's weighted column centroid
+    (what :func:`weighted_centroid_dx` fits its sinusoid to), in pixels.
 
-    The pixels' noise is measured in the data (the detector rows' second difference,
-    whose variance is 3/2 of the noise's where the image is smooth on the pixel
-    scale, as the optics make it) and propagated through the weighted moment.
+    A pixel of optical depth ``p`` counted ``N0 exp(-p)`` photons, so its variance is
+    ``exp(p) / N0``. Each view's ``N0`` is measured in the data: the mixed second
+    difference of four neighbouring pixels, ``p[r, c] - p[r+1, c] - p[r, c+1] +
+    p[r+1, c+1]``, vanishes on whatever is smooth or varies along one direction only,
+    so it is nearly all noise, of variance the four pixels' sum; ``1 / N0`` is the
+    median of its square over that sum, divided by the median of ``chi²(1)``. The
+    pixels' variances are then propagated through the weighted moment. On the ``small``
+    preset (seeds 1-3, 9 and 19 views) this reads 0.99-1.23 times the centroids'
+    scatter over 24 Poisson draws (``test_weighted_centroid_noise_at_the_papers_dose``);
+    the second difference along the rows used before, with one noise level for the
+    whole view, read 1.26-1.72 times it (the cell's edges leak into it).
     """
     v = np.asarray(views, np.float64)
     w_rows, q = _weighted_columns(v, dy, margin)
@@ -1098,11 +1107,14 @@ def weighted_centroid_noise_px(
         total = q[k].sum()
         if abs(total) < 1e-12:
             continue
-        second = v[k, :, 1:-1] - 0.5 * (v[k, :, :-2] + v[k, :, 2:])
-        var = float(np.median(second**2) / 0.4549 / 1.5)  # median of chi²(1) is 0.4549
+        e = np.exp(np.clip(v[k], -50.0, 50.0))  # exp(p) / N0: each pixel's variance
+        d = v[k, :-1, :-1] - v[k, 1:, :-1] - v[k, :-1, 1:] + v[k, 1:, 1:]
+        spread = e[:-1, :-1] + e[1:, :-1] + e[:-1, 1:] + e[1:, 1:]
+        per_photon = float(np.median(d**2 / spread)) / 0.4549  # median of chi²(1): 0.4549
         com = (q[k] @ c) / total
-        # var(com) = sum_u ((u - com) / total)^2 var(q(u)), var(q(u)) = sum_v w(v)^2 var
-        out[k] = np.sqrt(((c - com) ** 2).sum() * (w_rows[k] ** 2).sum() * var) / abs(total)
+        # var(com) = sum_u ((u - com) / total)^2 var(q(u)), var(q(u)) = sum_r w(r)^2 var(p)
+        var_q = (w_rows[k] ** 2) @ e * per_photon
+        out[k] = np.sqrt((((c - com) / total) ** 2 * var_q).sum())
     return out
 
 

@@ -470,10 +470,12 @@ def align(
 #: Prior weights ``(dy, dx)`` of the full scan's own estimate in the joint solve, for a
 #: weighted-centroid noise of :data:`REFERENCE_SIGMA_PX`; each view's are scaled by
 #: ``REFERENCE_SIGMA_PX / its noise`` (0.01-10). The ``small`` preset's views report
-#: 0.06-0.09 px at the paper's fluence (about twice their true noise), so about 1.1-1.6
-#: pairs each; doubling or halving that was worse on most rows (docs/alignment.md).
+#: 0.04-0.06 px at the paper's fluence, so about 1.1-1.6 pairs each; doubling or halving
+#: that was worse on most rows (docs/alignment.md). (0.1 px when the noise was read 1.4
+#: times as high, see :func:`~sxtdist.alignment.weighted_centroid_noise_px`: the same
+#: weights at the paper's fluence.)
 FULL_PRIOR_WEIGHTS = (0.3, 1.0)
-REFERENCE_SIGMA_PX = 0.1
+REFERENCE_SIGMA_PX = 0.07
 
 
 def full_prior_weights(full_info: dict, n_full: int) -> np.ndarray:
