@@ -844,6 +844,39 @@ def fit_intensity_transform(t_a: np.ndarray, t_b: np.ndarray, model: str = "dual
     return {"model": "dual_energy", "phi0": phi0, "c": c, "rms": rms}
 
 
+#: Above this fitted ``phi0`` eq. 16 is the identity to within the fit, and ``c`` says nothing.
+IDENTITY_PHI0 = 0.995
+
+
+def describe_intensity_transform(params: dict | None) -> str:
+    """One line for people: the chosen model's parameters, its RMS misfit and the pairs it
+    was fitted on, then the alternative's (what :func:`fit_intensity_transform` returned
+    and ``sxtdist align`` stored)."""
+
+    def one(p: dict) -> str:
+        model = p.get("model", "identity")
+        if model == "dual_energy":
+            text = f"dual_energy (eq. 16): phi0 {p['phi0']:.4f}, c {p['c']:.3g}"
+            if p["phi0"] > IDENTITY_PHI0:
+                text += " (phi0 ~ 1: no second energy seen, c undetermined)"
+        elif model == "affine":
+            text = f"affine: a {p['a']:.4f}, b {p['b']:+.4f}"
+        else:
+            return model
+        return text + (f", rms {p['rms']:.2g}" if "rms" in p else "")
+
+    if not params:
+        return "none"
+    text = one(params)
+    if params.get("pairs"):
+        text += f" over {params['pairs']} pairs"
+    if params.get("reference_scan"):
+        text += f", relative to scan {params['reference_scan']!r}"
+    if params.get("alternative"):
+        text += f"; alternative {one(params['alternative'])}"
+    return text
+
+
 def apply_intensity_transform(data: np.ndarray, params: dict | None) -> np.ndarray:
     """Bring optical depths of the transformed scan back to the reference scan's model.
 

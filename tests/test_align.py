@@ -23,6 +23,7 @@ from sxtdist.alignment import (
     anchor_on_roi_grid,
     apply_intensity_transform,
     center_of_mass_dx,
+    describe_intensity_transform,
     dual_energy,
     fit_intensity_transform,
     ncc_map,
@@ -385,6 +386,24 @@ def test_centre_of_mass_is_exact_without_truncation(clean_acq):
 # -- intensity transform ----------------------------------------------------------------------
 
 
+def test_describe_intensity_transform_for_people():
+    """What ``sxtdist align`` and ``sxtdist info`` print: the chosen model, its misfit and
+    pairs, the alternative; a phi0 of about 1 says that c means nothing."""
+    fitted = {
+        "model": "dual_energy", "phi0": 0.81234, "c": 1.6617, "rms": 0.00153, "pairs": 12,
+        "reference_scan": "full",
+        "alternative": {"model": "affine", "a": 0.93881, "b": -0.012574, "rms": 0.0015},
+    }  # fmt: skip
+    assert describe_intensity_transform(fitted) == (
+        "dual_energy (eq. 16): phi0 0.8123, c 1.66, rms 0.0015 over 12 pairs, relative to "
+        "scan 'full'; alternative affine: a 0.9388, b -0.0126, rms 0.0015"
+    )
+    assert "c undetermined" in describe_intensity_transform({**fitted, "phi0": 0.9996})
+    assert "c undetermined" not in describe_intensity_transform(fitted)
+    assert describe_intensity_transform(None) == "none"
+    assert describe_intensity_transform({"model": "identity"}) == "identity"
+
+
 def test_intensity_transform_fit_and_inverse():
     rng = np.random.default_rng(0)
     ta = rng.uniform(0.05, 1.0, 5000)
@@ -594,6 +613,7 @@ def test_cli_align_dry_run_then_store_and_info(run_cli, tiny_copy, tmp_path):
     assert "stored in" in out and "intensity transform" in out
     code, out, _ = run_cli("info", tiny_copy)
     assert "alignment: aligned (anchor" in out and "moments" in out
+    assert "intensity transform: dual_energy (eq. 16): phi0" in out and "{" not in out
 
 
 @pytest.mark.parametrize(

@@ -62,6 +62,7 @@ def command(acq, scans, method, report, **kw) -> None:
     per pair, and the shifts solved from all pairs. A report (shifts.csv,
     pairs.csv, alignment.png) shows whether it worked.
     """
+    from ..alignment import describe_intensity_transform
     from ..alignment_runner import align
 
     result = align(acq, scan_list(scans), method, report=report, **kw)
@@ -81,11 +82,9 @@ def command(acq, scans, method, report, **kw) -> None:
             )
         click.echo(f"{name}: {len(result.shifts[name])} shifts{extra}")
     if result.intensity_transform:
-        it = result.intensity_transform
-        params = ", ".join(
-            f"{k} {v:.4g}" for k, v in it.items() if isinstance(v, float) and k != "rms"
+        click.echo(
+            f"intensity transform: {describe_intensity_transform(result.intensity_transform)}"
         )
-        click.echo(f"intensity transform ({it['model']}): {params}, rms {it['rms']:.4f}")
     click.echo("not stored (dry run)" if kw["dry_run"] else f"stored in {acq}")
     if result.report_dir:
         click.echo(f"report: {result.report_dir}")
