@@ -614,6 +614,7 @@ def test_cli_align_dry_run_then_store_and_info(run_cli, tiny_copy, tmp_path):
     code, out, _ = run_cli("info", tiny_copy)
     assert "alignment: aligned (anchor" in out and "moments" in out
     assert "intensity transform: dual_energy (eq. 16): phi0" in out and "{" not in out
+    assert "weighted centroids" not in out  # tiny's 16 rows: the plain centre of mass
 
 
 @pytest.mark.parametrize(

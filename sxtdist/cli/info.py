@@ -99,7 +99,11 @@ def _alignment_details(al: dict) -> str:
             f"{al['iterations']} projection-matching iterations, converged {al.get('converged')}"
         )
     elif al.get("start") == "row_profiles+weighted_centroid":
-        parts.append("row profiles and weighted centroids")
+        what = "row profiles and weighted centroids"
+        sigma = al.get("weighted_centroid_sigma_px")
+        if sigma:  # the photon noise of each view's centroid, as measured in the data
+            what += f" (centroid noise median {np.median(sigma):.3f} px)"
+        parts.append(what)
     if "axis_offset_px" in al:
         parts.append(f"rotation axis offset {al['axis_offset_px']:+.2f} px")
     if al.get("joint_with_roi"):
