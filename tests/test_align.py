@@ -907,3 +907,18 @@ def test_anchor_on_roi_grid_equals_bicubic_interpolation_of_the_whole_view(seed,
     np.testing.assert_allclose(got, want, atol=1e-8)
     inside = (rr >= -0.5) & (rr <= hf - 0.5) & (cc >= -0.5) & (cc <= wf - 0.5)
     np.testing.assert_array_equal(mask, inside)
+
+
+def test_info_line_of_a_full_scan_alignment():
+    """``sxtdist info``'s line for a full scan aligned by its moments and with the pairs."""
+    from sxtdist.cli.info import _alignment_details
+
+    recorded = {
+        "date": "2026-12-02", "start": "row_profiles+weighted_centroid",
+        "weighted_centroid_sigma_px": [0.05, 0.041, 0.062], "axis_offset_px": -0.0312,
+        "joint_with_roi": True,
+    }  # fmt: skip
+    assert _alignment_details(recorded) == (
+        "date 2026-12-02; row profiles and weighted centroids (centroid noise median "
+        "0.050 px); rotation axis offset -0.03 px; refined jointly with the interior pairs"
+    )
