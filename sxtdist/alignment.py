@@ -125,21 +125,17 @@ def _box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return y0, y1, x0, x1
 
 
-def _sums_inside_box(t: np.ndarray, box: tuple[int, int, int, int], out: tuple[int, int]):
-    """``c[k] = sum of t over the template pixels x with x + k inside the box``, for every
-    lag ``k`` of an ``out``-shaped map: rectangle sums of an integral image, built only at
-    the rows the lags need (a full one takes a cumsum along rows, much slower)."""
-    h, w = t.shape
-    y0, y1, x0, x1 = box
-    ky, kx = np.arange(out[0]), np.arange(out[1])
-    a0, a1 = np.clip(y0 - ky, 0, h), np.clip(y1 - ky, 0, h)
-    b0, b1 = np.clip(x0 - kx, 0, w), np.clip(x1 - kx, 0, w)
+def _range_sums(img: np.ndarray, a0, a1, b0, b1) -> np.ndarray:
+    """``c[i, j] = img[a0[i]:a1[i], b0[j]:b1[j]].sum()`` for every ``i, j``: rectangle sums
+    of an integral image, built only at the rows the ranges need (a full one takes a
+    cumsum along rows, much slower), from one pass over ``img``."""
+    h, w = img.shape
     starts = np.unique(np.concatenate([[0], a0, a1]))
     starts = starts[starts < h]
-    rows = np.append(starts, h)  # the integral image's rows kept: sums of t above each
+    rows = np.append(starts, h)  # the integral image's rows kept: sums of img above each
     integral = np.zeros((rows.size, w + 1))
     # band by band (np.add.reduceat along rows is as slow as a cumsum)
-    bands = [t[i:j].sum(axis=0) for i, j in itertools.pairwise(rows)]
+    bands = [img[i:j].sum(axis=0) for i, j in itertools.pairwise(rows)]
     np.cumsum(bands, axis=0, out=integral[1:, 1:])
     np.cumsum(integral[1:, 1:], axis=1, out=integral[1:, 1:])
     r0, r1 = np.searchsorted(rows, a0), np.searchsorted(rows, a1)
@@ -149,6 +145,33 @@ def _sums_inside_box(t: np.ndarray, box: tuple[int, int, int, int], out: tuple[i
         - integral[np.ix_(r1, b0)]
         + integral[np.ix_(r0, b0)]
     )
+
+
+def _sums_inside_box(t: np.ndarray, box: tuple[int, int, int, int], out: tuple[int, int]):
+    """``c[k] = sum of t over the template pixels x with x + k inside the box``, for every
+    lag ``k`` of an ``out``-shaped map."""
+    h, w = t.shape
+    y0, y1, x0, x1 = box
+    ky, kx = np.arange(out[0]), np.arange(out[1])
+    return _range_sums(
+        t, np.clip(y0 - ky, 0, h), np.clip(y1 - ky, 0, h), np.clip(x0 - kx, 0, w),
+        np.clip(x1 - kx, 0, w),
+    )  # fmt: skip
+
+
+def _box_window_sums(
+    inside: np.ndarray, box: tuple[int, int, int, int], window: tuple[int, int], out
+) -> np.ndarray:
+    """``c[k] = sum of a frame over the window-sized box at offset k``, for every lag ``k``
+    of an ``out``-shaped map, where the frame is ``inside`` over ``box`` and zero elsewhere
+    (what :func:`_window_sums` gives for the whole frame, without making it)."""
+    hb, wb = inside.shape
+    y0, _, x0, _ = box
+    ky, kx = np.arange(out[0]), np.arange(out[1])
+    return _range_sums(
+        inside, np.clip(ky - y0, 0, hb), np.clip(ky + window[0] - y0, 0, hb),
+        np.clip(kx - x0, 0, wb), np.clip(kx + window[1] - x0, 0, wb),
+    )  # fmt: skip
 
 
 def _box_overlap(box: tuple[int, int, int, int], shape, out: tuple[int, int]) -> np.ndarray:
@@ -234,7 +257,13 @@ def ncc_map(
         box = (0, r.shape[0], 0, r.shape[1])
     elif template_mask is None and np.asarray(reference_mask).dtype == bool:
         box = _box(np.asarray(reference_mask))
-    if box is None and (template_spectrum is not None or reference_spectrum is not None):
+    if box is not None:
+        y0, y1, x0, x1 = box
+        return ncc_map_in_rectangle(
+            template, r[y0:y1, x0:x1], (y0, x0), r.shape, min_overlap,
+            template_spectrum=template_spectrum, reference_spectrum=reference_spectrum,
+        )  # fmt: skip
+    if template_spectrum is not None or reference_spectrum is not None:
         raise ValueError(
             "spectra need an all-valid template and a reference whose valid pixels form a rectangle"
         )
@@ -248,38 +277,75 @@ def ncc_map(
         n_template = mt.sum()
         t = (t - (t * mt).sum() / max(n_template, 1)) * mt
     corr = _ValidCorrelator(t.shape, r.shape)
-    if box is not None:
-        # an all-valid template and a rectangle of valid reference pixels (a padded view, a
-        # full view resampled onto the ROI grid): every sum but the cross term is a
-        # rectangle sum (3 FFTs, not 7)
-        y0, y1, x0, x1 = box
-        inside = r[y0:y1, x0:x1]
-        if reference_spectrum is None:  # the rectangle at the frame's origin (see corr())
-            reference_spectrum = centred_spectrum(inside, t.shape, r.shape)
-        r = np.zeros_like(r)
-        r[y0:y1, x0:x1] = inside - inside.sum() / max(inside.size, 1)
-        n = _box_overlap(box, t.shape, corr.out)
-        st, stt = _sums_inside_box(t, box, corr.out), _sums_inside_box(t * t, box, corr.out)
+    mr = np.ones_like(r) if reference_mask is None else np.asarray(reference_mask, np.float64)
+    r = (r - (r * mr).sum() / max(mr.sum(), 1)) * mr
+    f_t, f_tt = corr.template(t), corr.template(t * t)
+    f_mr, f_r = corr.reference(mr), corr.reference(r)
+    if mt is None:
+        # an all-valid template: its mask's correlations are window sums (7 FFTs, not 13)
+        n = np.rint(_window_sums(mr, t.shape))
         sr, srr = _window_sums(r, t.shape), _window_sums(r * r, t.shape)
-        if template_spectrum is None:  # one definition of both transforms: centred_spectrum
-            template_spectrum = centred_spectrum(template, t.shape, r.shape)
-        f_t = np.conj(corr.check(template_spectrum))
-        str_ = corr(f_t, corr.check(reference_spectrum), offset=(y0, x0))
     else:
-        mr = np.ones_like(r) if reference_mask is None else np.asarray(reference_mask, np.float64)
-        r = (r - (r * mr).sum() / max(mr.sum(), 1)) * mr
-        f_t, f_tt = corr.template(t), corr.template(t * t)
-        f_mr, f_r = corr.reference(mr), corr.reference(r)
-        if mt is None:
-            # an all-valid template: its mask's correlations are window sums (7 FFTs, not 13)
-            n = np.rint(_window_sums(mr, t.shape))
-            sr, srr = _window_sums(r, t.shape), _window_sums(r * r, t.shape)
-        else:
-            f_mt = corr.template(mt)
-            n = np.rint(corr(f_mt, f_mr))
-            sr, srr = corr(f_mt, f_r), corr(f_mt, corr.reference(r * r))
-        st, stt = corr(f_t, f_mr), corr(f_tt, f_mr)
-        str_ = corr(f_t, f_r)
+        f_mt = corr.template(mt)
+        n = np.rint(corr(f_mt, f_mr))
+        sr, srr = corr(f_mt, f_r), corr(f_mt, corr.reference(r * r))
+    st, stt = corr(f_t, f_mr), corr(f_tt, f_mr)
+    return _normalised(corr(f_t, f_r), n, st, stt, sr, srr, n_template, min_overlap)
+
+
+def ncc_map_in_rectangle(
+    template: np.ndarray,
+    valid: np.ndarray,
+    offset: tuple[int, int],
+    frame_shape: tuple[int, int],
+    min_overlap: float = 0.5,
+    *,
+    template_spectrum: np.ndarray | None = None,
+    reference_spectrum: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`ncc_map` of an all-valid template against a reference frame of
+    ``frame_shape`` whose valid pixels are the rectangle ``valid`` at ``offset`` (a view
+    padded by the search margin, a full view resampled onto the interior grid), without
+    making the frame.
+
+    Every sum but the cross term is a rectangle sum of the template or of ``valid``
+    (3 FFTs, not 7, or one inverse FFT with both spectra given: see
+    :func:`centred_spectrum`, which ``reference_spectrum`` is of ``valid``).
+    """
+    t = np.asarray(template, dtype=np.float64)
+    inside = np.asarray(valid, dtype=np.float64)
+    y0, x0 = offset
+    box = (y0, y0 + inside.shape[0], x0, x0 + inside.shape[1])
+    if (
+        t.ndim != 2 or inside.ndim != 2 or len(frame_shape) != 2
+        or min(y0, x0) < 0 or box[1] > frame_shape[0] or box[3] > frame_shape[1]
+        or frame_shape[0] < t.shape[0] or frame_shape[1] < t.shape[1]
+    ):  # fmt: skip
+        raise ValueError(
+            f"a {inside.shape} rectangle at {offset} and template {t.shape} must fit in the "
+            f"frame {tuple(frame_shape)}"
+        )
+    frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
+    corr = _ValidCorrelator(t.shape, frame_shape)
+    # centre both first: the sums below subtract large, nearly equal numbers otherwise
+    t_c = t - t.sum() / max(t.size, 1)
+    r_c = inside - inside.sum() / max(inside.size, 1)
+    if reference_spectrum is None:  # the rectangle at the frame's origin (see corr())
+        reference_spectrum = centred_spectrum(inside, t.shape, frame_shape)
+    if template_spectrum is None:  # one definition of both transforms: centred_spectrum
+        template_spectrum = centred_spectrum(template, t.shape, frame_shape)
+    n = _box_overlap(box, t.shape, corr.out)
+    st, stt = _sums_inside_box(t_c, box, corr.out), _sums_inside_box(t_c * t_c, box, corr.out)
+    sr = _box_window_sums(r_c, box, t.shape, corr.out)
+    srr = _box_window_sums(r_c * r_c, box, t.shape, corr.out)
+    f_t = np.conj(corr.check(template_spectrum))
+    cross = corr(f_t, corr.check(reference_spectrum), offset=(y0, x0))
+    return _normalised(cross, n, st, stt, sr, srr, t.size, min_overlap)
+
+
+def _normalised(str_, n, st, stt, sr, srr, n_template, min_overlap) -> np.ndarray:
+    """NCC from the overlap's pixel count and sums (template, reference, their squares,
+    the cross term), ``-1`` where the overlap is too small or a side is flat."""
     with np.errstate(invalid="ignore", divide="ignore"):
         nn = np.maximum(n, 1)
         cov = str_ - st * sr / nn
@@ -591,8 +657,14 @@ def register(
     """NCC map, sub-pixel peak shift ``s``, peak NCC and peak quality of one pair
     (``spectra``: :func:`ncc_map`'s ``template_spectrum`` and ``reference_spectrum``)."""
     m = ncc_map(template, reference, template_mask, reference_mask, **spectra)
-    s, peak = NccSurface(m).peak()
-    return m, s, peak, peak_quality(m)
+    return (m, *locate_peak(m))
+
+
+def locate_peak(ncc: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Sub-pixel peak shift, peak NCC and peak quality of an integer NCC map (what
+    :func:`register` returns after the map)."""
+    s, peak = NccSurface(ncc).peak()
+    return s, peak, peak_quality(ncc)
 
 
 def _pair_angles(pair: Pair, roi_angles: np.ndarray, full_angles: np.ndarray | None):

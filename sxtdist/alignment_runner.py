@@ -32,11 +32,12 @@ from .alignment import (
     centred_spectrum,
     fit_intensity_transform,
     gaussian_blur,
+    locate_peak,
     matching_blur_px,
-    pad_with_mask,
+    ncc_map,
+    ncc_map_in_rectangle,
     plan_pairs,
     rectangle_spectrum,
-    register,
     remove_gauge,
     rms,
     sinusoid_basis,
@@ -153,14 +154,15 @@ def register_prepared(
     t0 = time.perf_counter()
     s = settings
     tpl, tpl_spectrum = template
+    spectra = {"template_spectrum": tpl_spectrum}
     if pair.kind == "anchor":
-        ref, mask, ref_spectrum = other
-    else:
-        view, ref_spectrum = other
-        ref, mask = pad_with_mask(view, s.margin)
-    ncc, shift, peak, quality = register(
-        tpl, ref, None, mask, template_spectrum=tpl_spectrum, reference_spectrum=ref_spectrum
-    )
+        ref, mask, spectra["reference_spectrum"] = other
+        ncc = ncc_map(tpl, ref, None, mask, **spectra)
+    else:  # the other view padded by the margin, without making the padded frame
+        view, spectra["reference_spectrum"] = other
+        frame = _padded_shape(view.shape, s.margin)
+        ncc = ncc_map_in_rectangle(tpl, view, s.margin, frame, **spectra)
+    shift, peak, quality = locate_peak(ncc)
     samples = None
     if pair.kind == "anchor" and pair.delta_deg <= s.intensity_window_deg:
         samples = _intensity_samples(tpl, ref, mask, shift, s.margin, s.max_samples, pair.i)

@@ -719,6 +719,47 @@ def test_ncc_map_takes_spectra_computed_once_and_gives_the_same_map(h, w, my, mx
         np.testing.assert_array_equal(ncc_map(t, r, None, mr, **given_), alone)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    h=st.integers(3, 9),
+    w=st.integers(3, 9),
+    my=st.integers(0, 3),
+    mx=st.integers(0, 3),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_ncc_map_in_rectangle_is_ncc_map_on_the_frame(h, w, my, mx, seed):
+    """A valid rectangle anywhere in a frame (a view padded by the margin, an anchor's
+    field): the map equals ncc_map's general path (the mask as numbers, correlated by
+    FFTs) on the frame made of it, without the frame ever being made; a rectangle that
+    does not fit is refused."""
+    from sxtdist.alignment import centred_spectrum, ncc_map_in_rectangle
+
+    rng = np.random.default_rng(seed)
+    t = rng.normal(size=(h, w)) + 2.0
+    frame = (h + 2 * my, w + 2 * mx)
+    mask = _random_rectangle(rng, frame)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    valid = rng.normal(size=(rows.size, cols.size)) - 1.0
+    r = np.zeros(frame)
+    r[mask] = valid.ravel()
+    offset = (int(rows[0]), int(cols[0]))
+    np.testing.assert_allclose(
+        ncc_map_in_rectangle(t, valid, offset, frame),
+        ncc_map(t, r, None, mask.astype(np.float64)),
+        atol=1e-9,
+    )
+    spectra = {
+        "template_spectrum": centred_spectrum(t, t.shape, frame),
+        "reference_spectrum": centred_spectrum(valid, t.shape, frame),
+    }
+    np.testing.assert_array_equal(
+        ncc_map_in_rectangle(t, valid, offset, frame, **spectra),
+        ncc_map_in_rectangle(t, valid, offset, frame),
+    )
+    with pytest.raises(ValueError, match="must fit in the frame"):
+        ncc_map_in_rectangle(t, valid, (frame[0] - rows.size + 1, 0), frame)
+
+
 def test_ncc_map_takes_spectra_in_single_precision_frames_too():
     from sxtdist.alignment import SINGLE_PRECISION_FFT_SIZE, centred_spectrum
 
