@@ -637,6 +637,16 @@ def test_cli_align_missing_dataset_exit_2(run_cli, tmp_path):
     assert code == 2 and "no such file" in err
 
 
+#: Small pairs for the NCC property tests: template ``h x w``, search margin ``(my, mx)``.
+_SMALL_PAIRS = {
+    "h": st.integers(3, 9),
+    "w": st.integers(3, 9),
+    "my": st.integers(0, 3),
+    "mx": st.integers(0, 3),
+    "seed": st.integers(0, 2**31 - 1),
+}
+
+
 def _random_rectangle(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     """A mask whose valid pixels are a random, non-empty rectangle."""
     y0, x0 = rng.integers(0, shape[0]), rng.integers(0, shape[1])
@@ -648,11 +658,7 @@ def _random_rectangle(rng: np.random.Generator, shape: tuple[int, int]) -> np.nd
 
 @settings(max_examples=60, deadline=None)
 @given(
-    h=st.integers(3, 9),
-    w=st.integers(3, 9),
-    my=st.integers(0, 3),
-    mx=st.integers(0, 3),
-    seed=st.integers(0, 2**31 - 1),
+    **_SMALL_PAIRS,
     all_valid_template=st.booleans(),
     box=st.booleans(),
     no_reference_mask=st.booleans(),
@@ -720,13 +726,7 @@ def test_ncc_map_takes_spectra_computed_once_and_gives_the_same_map(h, w, my, mx
 
 
 @settings(max_examples=40, deadline=None)
-@given(
-    h=st.integers(3, 9),
-    w=st.integers(3, 9),
-    my=st.integers(0, 3),
-    mx=st.integers(0, 3),
-    seed=st.integers(0, 2**31 - 1),
-)
+@given(**_SMALL_PAIRS)
 def test_ncc_map_in_rectangle_is_ncc_map_on_the_frame(h, w, my, mx, seed):
     """A valid rectangle anywhere in a frame (a view padded by the margin, an anchor's
     field): the map equals ncc_map's general path (the mask as numbers, correlated by
