@@ -145,10 +145,8 @@ def task_graph(acq, method: str) -> tuple[dict, list]:
     import sxtdist.alignment_runner as runner
 
     roi = acq["roi"].geometry
-    pairs = runner.plan(acq, ["roi"], method)["pairs"]
+    pairs = runner.plan(acq, ["roi"], method)["pairs"]  # neighbours only, unless anchored
     full = acq["full"].geometry if method == "anchor" else None
-    if full is None:
-        pairs = [p for p in pairs if p.kind == "neighbour"]
     settings = runner.pair_settings(acq, full, runner.search_margin(roi.detector_shape))
     if runner.prepares_views_apart(roi.detector_shape):
         graph, keys, _ = runner.pair_graph(pairs, settings, "ceiling", roi.angles_deg)
