@@ -38,8 +38,8 @@ from .alignment import (
     ncc_map_in_rectangle,
     plan_pairs,
     rectangle_spectrum,
-    remove_gauge,
     rms,
+    shift_errors,
     sinusoid_basis,
     solve_joint,
     solve_shifts,
@@ -80,14 +80,13 @@ class AlignmentResult:
     stored: bool = False
 
     def errors(self, acq: Acquisition) -> dict[str, float]:
-        """RMS error (px) against the simulation's true shifts, gauge removed."""
-        out = {}
+        """RMS error (px) of each scan's shifts against the simulation's true shifts, less
+        the one object translation that best explains them all
+        (:func:`~sxtdist.alignment.shift_errors`)."""
         truth = (acq.truth_meta or {}).get("shifts_px") or {}
-        for name, d in self.shifts.items():
-            if name in truth:
-                e = remove_gauge(d - np.asarray(truth[name]), acq[name].geometry.angles_deg)
-                out[name] = rms(e)
-        return out
+        found = {name: d for name, d in self.shifts.items() if name in truth}
+        geometries = {name: acq[name].geometry for name in found}
+        return {name: rms(e) for name, e in shift_errors(found, truth, geometries).items()}
 
 
 #: Interior views of at least this many pixels are prepared in tasks of their own (an

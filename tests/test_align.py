@@ -33,6 +33,7 @@ from sxtdist.alignment import (
     remove_gauge,
     rms,
     row_profile_dy,
+    shift_errors,
     shift_image,
     sinusoid_basis,
     slice_weight_contrast,
@@ -41,7 +42,7 @@ from sxtdist.alignment import (
     weighted_centroid_dx,
     weighted_centroid_noise_px,
 )
-from sxtdist.geometry import rigid_translation_nm
+from sxtdist.geometry import ScanGeometry, rigid_translation_nm, translation_shifts_px
 
 
 def _smooth_image(shape, seed=0, sigma=2.0):
@@ -228,6 +229,39 @@ def test_remove_gauge_removes_rigid_translation_keeps_axis():
     assert rms(remove_gauge(rigid, angles)) < 1e-12
     axis = np.stack([np.zeros_like(t), np.full_like(t, 0.5)], axis=1)
     assert rms(remove_gauge(axis, angles)) > 0.3
+
+
+def test_shift_errors_remove_one_translation_for_all_scans():
+    rng = np.random.default_rng(3)
+    geoms = {
+        "full": ScanGeometry(np.arange(0, 180, 20.0), 120.0, (64, 64)),
+        "roi": ScanGeometry(np.arange(0, 180, 2.0), 60.0, (64, 32)),
+    }
+    truth = {n: rng.normal(0, 3, (g.n_angles, 2)) for n, g in geoms.items()}
+    t = np.array([40.0, -75.0, 130.0])  # nm
+    moved = {n: truth[n] + translation_shifts_px(t, g) for n, g in geoms.items()}
+    for e in shift_errors(moved, truth, geoms).values():
+        assert rms(e) < 1e-12
+    # one scan translated against the other: per scan that is gauge, jointly an error
+    same = {"a": geoms["roi"], "b": geoms["roi"]}
+    zero = np.zeros((90, 2))
+    step = translation_shifts_px(t, geoms["roi"])
+    errs = shift_errors({"a": step, "b": zero}, {"a": zero, "b": zero}, same)
+    assert rms(remove_gauge(step, geoms["roi"].angles_deg)) < 1e-12
+    # equal views on both: the best translation is half of it, each scan keeps the other half
+    for e in errs.values():
+        np.testing.assert_allclose(rms(e), rms(step) / 2, rtol=1e-9)
+
+
+def test_shift_errors_of_an_axis_error_over_180_degrees():
+    # a constant dx error c over a half circle: the best translation (b sin) takes all but
+    # c * sqrt(1 - 8 / pi^2) = 0.435 c RMS of it; remove_gauge keeps all of c
+    g = ScanGeometry(np.arange(0, 180, 1.0), 60.0, (64, 64))
+    est = np.zeros((g.n_angles, 2))
+    est[:, 1] = 0.5
+    e = shift_errors({"roi": est}, {"roi": np.zeros_like(est)}, {"roi": g})["roi"]
+    assert rms(e) == pytest.approx(0.5 * math.sqrt(1 - 8 / math.pi**2), rel=1e-3)
+    assert rms(remove_gauge(est, g.angles_deg)) == pytest.approx(0.5)
 
 
 # -- geometry of anchors on simulated data ----------------------------------------------------

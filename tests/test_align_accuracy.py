@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import sxtdist
-from sxtdist.alignment import remove_gauge, rms
+from sxtdist.alignment import remove_gauge, rms, shift_errors
 from sxtdist.metrics import psnr_in_region
 from sxtdist.runner import roi_mask
 
@@ -18,6 +18,14 @@ def _roi_psnr(acq, path, out, client) -> float:
     return psnr_in_region(vol.level(0).compute(), truth, mask)
 
 
+#: Interior RMS bound (px) per number of full views, after removing the object's one rigid
+#: translation (``shift_errors``). Seed 1 measured 0.122 (9 views) and 0.077 px (19);
+#: over seeds 1-12 at this dose 0.056-0.122 and 0.052-0.086 px (docs/alignment.md). The
+#: target, 0.1 px, holds for every seed with 19 views; with 9 it holds for the RMS over
+#: the seeds, not for each (the full views' axis noise over 180°).
+INTERIOR_BOUND_PX = {9: 0.15, 19: 0.1}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("n_full", [9, 19])
 def test_alignment_accuracy_small_preset(tmp_path, n_full):
@@ -26,20 +34,20 @@ def test_alignment_accuracy_small_preset(tmp_path, n_full):
     path = str(tmp_path / "acc.zarr")
     acq = sxtdist.simulate(path, preset="small", seed=1, n_full=n_full, shifts_px=3.0, quiet=True)
     truth = {k: np.asarray(v) for k, v in acq.truth_meta["shifts_px"].items()}
+    geoms = {name: acq[name].geometry for name in ("full", "roi")}
 
-    def err(name, shifts):
-        return rms(remove_gauge(shifts - truth[name], acq[name].geometry.angles_deg))
+    def err(shifts):
+        return {name: rms(e) for name, e in shift_errors(shifts, truth, geoms).items()}
 
     with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as c:
         res = sxtdist.align(acq, client=c, report="", quiet=True, progress=False)
-        assert err("full", res.shifts["full"]) <= 0.2
-        # end to end: measured 0.180 (9 views) and 0.094 px (19 views) for this seed; over
-        # seeds 1-6 0.064-0.180 px, and a row moves by about +-0.05 px with the noise draw
-        # of the full scan's rotation axis (docs/alignment.md), so the bound is loose
-        assert err("roi", res.shifts["roi"]) <= 0.2
-        # without the constant (dy, dx) common to all views, mostly the axis: 0.102 and 0.073
-        e = remove_gauge(res.shifts["roi"] - truth["roi"], acq["roi"].geometry.angles_deg)
-        assert rms(e - e.mean(axis=0)) <= 0.12
+        e = err(res.shifts)
+        assert e == res.errors(acq)
+        assert e["full"] <= 0.2
+        assert e["roi"] <= INTERIOR_BOUND_PX[n_full]
+        # per scan with the constant dx kept (the earlier reading), seed 1: 0.182 and 0.093
+        per_scan = remove_gauge(res.shifts["roi"] - truth["roi"], geoms["roi"].angles_deg)
+        assert rms(per_scan) <= 0.2
         # the reconstruction from the estimated shifts is as good as from the true ones
         estimated = _roi_psnr(acq, path, str(tmp_path / "est.zarr"), c)
         for name in ("full", "roi"):
@@ -48,4 +56,4 @@ def test_alignment_accuracy_small_preset(tmp_path, n_full):
         assert estimated >= true - 0.3
         # the interior registration itself: anchors at the truly aligned full views
         res = sxtdist.align(acq, scans=["roi"], client=c, report="", quiet=True, progress=False)
-    assert err("roi", res.shifts["roi"]) <= 0.1
+    assert err({"full": truth["full"], "roi": res.shifts["roi"]})["roi"] <= 0.1
