@@ -32,7 +32,9 @@ views there, as views below ``PREPARED_VIEW_PIXELS`` always do, for comparison;
 ``--no-locality`` lets Dask place part 2's tasks alone (without it, each of the 2
 workers keeps the tasks of a stretch of consecutive views: ``run_graph``'s locality);
 ``--memory`` adds part 2's peak memory of a worker process, from one more run on 1 and
-on 2 workers that is not timed.
+on 2 workers that is not timed. The timed run is the first on a fresh cluster (what
+``sxtdist align`` does); ``--warm`` also times the same alignment once more on each
+cluster, as a batch's later cells run, and prints that ratio too.
 
 After the Dask timings of parts 1 and 2, **this machine's ceiling**: the same task graph
 (``task_graph``: what ``sxtdist.align`` submits) run whole by Dask's synchronous
@@ -45,7 +47,7 @@ of it (``--no-ceiling`` skips this).
 
 Run: ``PYTHONPATH=. python benchmarks/bench_align.py [--repeat 3] [--large-views 48]
 [--large-full 7] [--large-size 1024] [--one-task-per-pair] [--no-locality] [--memory]
-[--no-ceiling] [--compare-pairs 8]``
+[--no-ceiling] [--warm] [--compare-pairs 8]``
 """
 
 from __future__ import annotations
@@ -89,16 +91,23 @@ def _align(acq, client, scans: list[str], method: str):
     )  # fmt: skip
 
 
-def time_workers(acq, repeat: int, scans: list[str], method: str) -> tuple[dict, dict, object]:
+def time_workers(
+    acq, repeat: int, scans: list[str], method: str, warm: bool = False
+) -> tuple[dict, dict, object, dict]:
     """Alignment times on 1 and on 2 local workers, ``repeat`` rounds, and the task times.
 
     Each round times 1 worker, then 2, each on a fresh cluster started before the clock
     runs, so that a slow spell of the shared machine falls on both sides of a round's
-    ratio rather than on one side of the best times.
+    ratio rather than on one side of the best times. That first run on a fresh cluster
+    is what ``sxtdist align`` does. With ``warm``, the same alignment is timed once more
+    on each cluster right after it: what a cluster that already aligned a cell (a
+    batch) gives. Returns the first runs' times, the task times, the last result and
+    the second runs' times (empty without ``warm``).
     """
     from sxtdist.distributed import get_client
 
     times: dict[int, list[float]] = {1: [], 2: []}
+    again: dict[int, list[float]] = {1: [], 2: []}
     pair_s: dict[int, list[float]] = {1: [], 2: []}
     res = None
     for _ in range(repeat):
@@ -109,7 +118,25 @@ def time_workers(acq, repeat: int, scans: list[str], method: str) -> tuple[dict,
                 res = _align(acq, client, scans, method)
                 times[workers].append(time.perf_counter() - t0)
                 pair_s[workers] += [(r.pair.kind, r.seconds) for r in res.pairs]
-    return times, pair_s, res
+                if warm:
+                    t0 = time.perf_counter()
+                    _align(acq, client, scans, method)
+                    again[workers].append(time.perf_counter() - t0)
+    return times, pair_s, res, again
+
+
+def _print_warm(again: dict) -> None:
+    """The second runs' times and ratios (:func:`time_workers` with ``warm``)."""
+    if not again[1]:
+        return
+    one, two = np.asarray(again[1]), np.asarray(again[2])
+    rounds = one / two
+    print(
+        f"    the same once more on each cluster (--warm): 1 worker "
+        f"{', '.join(f'{t:.2f}' for t in one)} s, 2 workers {', '.join(f'{t:.2f}' for t in two)}"
+        f" s; ratio per round {', '.join(f'{r:.2f}' for r in rounds)}x, median "
+        f"{np.median(rounds):.2f}x"
+    )
 
 
 def peak_worker_memory(acq, scans: list[str], method: str) -> None:
@@ -231,7 +258,7 @@ def _print_ceiling(acq, method: str, repeat: int, ratio: float) -> None:
     print(f"    Dask's median ratio is {ratio / ceiling:.0%} of this machine's ceiling")
 
 
-def part_small(workdir: str, repeat: int, ceiling: bool = True) -> None:
+def part_small(workdir: str, repeat: int, ceiling: bool = True, warm: bool = False) -> None:
     import sxtdist
 
     path = f"{workdir}/small.zarr"
@@ -239,9 +266,10 @@ def part_small(workdir: str, repeat: int, ceiling: bool = True) -> None:
     acq = sxtdist.open_acquisition(path)
     res = sxtdist.align(acq, scans=["full"], report="", quiet=True, dry_run=True, workers=1)
     full_s = res.info["full"]["seconds"]
-    times, pair_s, res = time_workers(acq, repeat, ["roi"], "anchor")
+    times, pair_s, res, again = time_workers(acq, repeat, ["roi"], "anchor", warm)
     print(f"[1] small preset: {acq['roi'].shape[0]} interior views, {len(res.pairs)} pairs")
     ratio = _print_times(times, pair_s, len(res.pairs), _prepared(acq))
+    _print_warm(again)
     if ceiling:
         _print_ceiling(acq, "anchor", repeat, ratio)
     print(f"    full scan (row profiles and weighted centroids, one task): {full_s:.2f} s")
@@ -256,6 +284,7 @@ def part_large(
     per_pair: bool = False,
     memory: bool = False,
     ceiling: bool = True,
+    warm: bool = False,
 ) -> None:
     import sxtdist
     import sxtdist.alignment_runner as runner
@@ -283,7 +312,8 @@ def part_large(
     acq = sxtdist.open_acquisition(path)
     if n_full:
         acq.set_shifts("full", np.zeros((n_full, 2)), method="truth")
-    times, pair_s, res = time_workers(acq, repeat, ["roi"], "anchor" if n_full else "neighbour")
+    method = "anchor" if n_full else "neighbour"
+    times, pair_s, res, again = time_workers(acq, repeat, ["roi"], method, warm)
     from sxtdist.alignment import remove_gauge
 
     # the rigid translation and the axis (a constant dx) are unknown without anchors
@@ -296,8 +326,9 @@ def part_large(
         f"anchor pairs"
     )
     ratio = _print_times(times, pair_s, len(res.pairs), _prepared(acq))
+    _print_warm(again)
     if ceiling:
-        _print_ceiling(acq, "anchor" if n_full else "neighbour", repeat, ratio)
+        _print_ceiling(acq, method, repeat, ratio)
     print(
         f"    shift error vs truth (translation and axis removed; the 2° rotation between views "
         f"biases neighbour pairs): "
@@ -435,6 +466,12 @@ def main() -> None:
         help="parts 1 and 2: skip this machine's ceiling (the task graph in 1 and in 2 plain "
         "processes)",
     )
+    ap.add_argument(
+        "--warm",
+        action="store_true",
+        help="parts 1 and 2: also time a second alignment on each cluster (a batch's cells "
+        "after the first)",
+    )
     ap.add_argument("--compare-pairs", type=int, default=8, help="0: skip part 3")
     ap.add_argument("--skip-small", action="store_true", help="skip part 1")
     args = ap.parse_args()
@@ -445,7 +482,7 @@ def main() -> None:
     workdir = tempfile.mkdtemp(prefix="sxtdist-bench-align-")
     try:
         if not args.skip_small:
-            part_small(workdir, args.repeat, not args.no_ceiling)
+            part_small(workdir, args.repeat, not args.no_ceiling, args.warm)
         if args.large_views:
             with dask.config.set({"sxtdist.cluster.locality": not args.no_locality}):
                 part_large(
@@ -457,6 +494,7 @@ def main() -> None:
                     args.one_task_per_pair,
                     args.memory,
                     not args.no_ceiling,
+                    args.warm,
                 )
         if args.compare_pairs:
             part_compare(args.compare_pairs, shared_flat=True)
