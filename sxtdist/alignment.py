@@ -1297,8 +1297,8 @@ def shift_errors(
     removed: what no placement of the object explains. Unlike :func:`remove_gauge`
     per scan, this also counts a translation of one scan against the other, and it
     does not keep a constant ``dx`` fitted beside the sinusoid: over 180° a
-    constant and ``sin`` are far from orthogonal (an axis error ``c`` leaves
-    ``0.44 c`` RMS once the best translation is removed, not ``c``).
+    constant and ``sin`` are far from orthogonal (an axis error ``c`` of one scan
+    over 180° leaves ``0.44 c`` RMS once the best translation is removed, not ``c``).
 
     Parameters
     ----------
