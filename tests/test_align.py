@@ -208,6 +208,44 @@ def test_solve_joint_prior_brings_the_full_scans_own_axis():
     assert rms(remove_gauge(good - delta, full)) < 0.06
 
 
+def test_solve_joint_weighs_down_a_full_view_the_pairs_contradict():
+    """One full view's own estimate far off (as when the object leaves its field): the
+    robust joint solve follows the pairs there; plain least squares keeps much of the
+    error and spreads it to the neighbouring views."""
+    rng = np.random.default_rng(11)
+    roi = np.arange(0, 180, 2.0)
+    full = np.arange(0, 180, 10.0)
+    n, m, scale = roi.size, full.size, 2.0
+    d = rng.normal(0, 2, size=(n, 2))
+    delta = rng.normal(0, 0.5, size=(m, 2))  # errors of the full shifts used for the anchors
+    results = []
+    for p in plan_pairs(roi, full):
+        if p.kind == "neighbour":
+            rel = d[p.i] - d[p.j]
+        else:
+            sign = np.array([1.0, -1.0 if p.mirrored else 1.0])
+            rel = d[p.i] - scale * sign * delta[p.j]
+        s = -rel + rng.normal(0, 0.02, 2)
+        results.append(PairResult(p, _gauss_map(s, m=9), s, 1.0, 0.5))
+    own = delta + rng.normal(0, 0.03, size=(m, 2))  # the full scan's own estimate of delta
+    own[12, 1] += 1.2  # one view's moments badly biased
+
+    _, plain, _ = solve_joint(n, m, scale, results, roi, full, prior_target=own, robust=None)
+    _, fixed, info = solve_joint(n, m, scale, results, roi, full, prior_target=own)
+    assert info["full_views_downweighted"] == [12]
+    err_plain = remove_gauge(plain - delta, full)
+    err_fixed = remove_gauge(fixed - delta, full)
+    assert abs(err_plain[12, 1]) > 0.4
+    assert abs(err_fixed[12, 1]) < 0.1
+    assert rms(err_fixed) < 0.5 * rms(err_plain)
+    # without an outlier nothing is weighted down, and the answer is least squares'
+    own[12, 1] -= 1.2
+    _, a, info = solve_joint(n, m, scale, results, roi, full, prior_target=own)
+    _, b, _ = solve_joint(n, m, scale, results, roi, full, prior_target=own, robust=None)
+    assert info["full_views_downweighted"] == []
+    np.testing.assert_array_equal(a, b)
+
+
 def test_solve_shifts_neighbours_only_has_zero_mean_and_drops_edge_peaks():
     roi = np.arange(0, 30, 3.0)
     d = np.linspace(-1, 1, roi.size)[:, None] * [1.0, -2.0]

@@ -108,6 +108,8 @@ def _alignment_details(al: dict) -> str:
         parts.append(f"rotation axis offset {al['axis_offset_px']:+.2f} px")
     if al.get("joint_with_roi"):
         parts.append("refined jointly with the interior pairs")
+        if al.get("joint_downweighted_views"):  # their own estimate contradicted by the pairs
+            parts.append(f"own shifts weighted down for views {al['joint_downweighted_views']}")
     if "pairs" in al:
         parts.append(
             f"{al.get('pairs_used', '?')}/{al['pairs']} pairs ({al.get('anchors', 0)} anchors)"
