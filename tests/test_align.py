@@ -1035,3 +1035,7 @@ def test_info_line_of_a_full_scan_alignment():
         "date 2026-12-02; row profiles and weighted centroids (centroid noise median "
         "0.050 px); rotation axis offset -0.03 px; refined jointly with the interior pairs"
     )
+    recorded["joint_downweighted_views"] = [4, 12]
+    assert _alignment_details(recorded).endswith(
+        "refined jointly with the interior pairs; own shifts weighted down for views [4, 12]"
+    )
