@@ -176,6 +176,26 @@ def test_solve_joint_corrects_the_full_shifts_from_the_interior_chain():
     assert info["pairs_used"] == len(results)
 
 
+def _joint_pairs(rng, roi, full, scale, mirrored_bias=0.0, noise_px=0.0):
+    """Full-shift errors ``delta`` (σ 0.5 px) and the pair results that they and random
+    interior shifts (σ 2 px) give without rotation: mirrored anchors off by
+    ``mirrored_bias`` px in ``dx``, every peak with Gaussian noise of ``noise_px``."""
+    d = rng.normal(0, 2, size=(roi.size, 2))
+    delta = rng.normal(0, 0.5, size=(full.size, 2))  # errors of the full shifts the anchors use
+    results = []
+    for p in plan_pairs(roi, full):
+        if p.kind == "neighbour":
+            rel = d[p.i] - d[p.j]
+        else:
+            sign = np.array([1.0, -1.0 if p.mirrored else 1.0])
+            rel = d[p.i] - scale * sign * delta[p.j]
+            if p.mirrored:
+                rel = rel + np.array([0.0, mirrored_bias])
+        s = -rel + (rng.normal(0, noise_px, 2) if noise_px else 0.0)
+        results.append(PairResult(p, _gauss_map(s, m=9), s, 1.0, 0.5))
+    return delta, results
+
+
 def test_solve_joint_prior_brings_the_full_scans_own_axis():
     """The rotation axis rests on the mirrored anchors' closure over 180°, which the object's
     rotation biases; with a good estimate of the full scan's own shifts as the prior target
@@ -185,17 +205,7 @@ def test_solve_joint_prior_brings_the_full_scans_own_axis():
     roi = np.arange(0, 180, 2.0)
     full = np.arange(0, 180, 20.0)
     n, m, scale = roi.size, full.size, 2.0
-    d = rng.normal(0, 2, size=(n, 2))
-    delta = rng.normal(0, 0.5, size=(m, 2))  # errors of the full shifts used for the anchors
-    results = []
-    for p in plan_pairs(roi, full):
-        if p.kind == "neighbour":
-            rel = d[p.i] - d[p.j]
-        else:
-            sign = np.array([1.0, -1.0 if p.mirrored else 1.0])
-            rel = d[p.i] - scale * sign * delta[p.j] + (np.array([0.0, 0.4]) if p.mirrored else 0)
-        s = -rel
-        results.append(PairResult(p, _gauss_map(s, m=9), s, 1.0, 0.5))
+    delta, results = _joint_pairs(rng, roi, full, scale, mirrored_bias=0.4)
     own = delta + rng.normal(0, 0.03, size=(m, 2))  # the full scan's own estimate of delta
 
     def axis_error(est):
@@ -216,17 +226,7 @@ def test_solve_joint_weighs_down_a_full_view_the_pairs_contradict():
     roi = np.arange(0, 180, 2.0)
     full = np.arange(0, 180, 10.0)
     n, m, scale = roi.size, full.size, 2.0
-    d = rng.normal(0, 2, size=(n, 2))
-    delta = rng.normal(0, 0.5, size=(m, 2))  # errors of the full shifts used for the anchors
-    results = []
-    for p in plan_pairs(roi, full):
-        if p.kind == "neighbour":
-            rel = d[p.i] - d[p.j]
-        else:
-            sign = np.array([1.0, -1.0 if p.mirrored else 1.0])
-            rel = d[p.i] - scale * sign * delta[p.j]
-        s = -rel + rng.normal(0, 0.02, 2)
-        results.append(PairResult(p, _gauss_map(s, m=9), s, 1.0, 0.5))
+    delta, results = _joint_pairs(rng, roi, full, scale, noise_px=0.02)
     own = delta + rng.normal(0, 0.03, size=(m, 2))  # the full scan's own estimate of delta
     own[12, 1] += 1.2  # one view's moments badly biased
 
