@@ -18,7 +18,7 @@ of the combined reconstruction (N CGNE iterations) from the true and from the
 estimated shifts.
 
 Run: ``PYTHONPATH=. python benchmarks/align_accuracy.py [--photons paper 3000 paperx100]
-[--full 9 19] [--seeds 1 2 3] [--sigma 3] [--psnr 20]``
+[--full 9 19] [--seeds 1 2 3] [--sigma 3] [--arc 360] [--psnr 20]``
 """
 
 from __future__ import annotations
@@ -64,13 +64,21 @@ def study(
     client,
     workdir: str,
     psnr_iterations: int = 0,
+    arc_deg: float | None = None,
 ) -> dict:
     import sxtdist
     from sxtdist.alignment import remove_gauge, rms, shift_errors, sinusoid_basis
 
     path = f"{workdir}/acq_{label(photons).replace(' ', '')}_{n_full}_{seed}_{sigma:g}.zarr"
     acq = sxtdist.simulate(
-        path, preset="small", seed=seed, n_full=n_full, photons=photons, shifts_px=sigma, quiet=True
+        path,
+        preset="small",
+        seed=seed,
+        n_full=n_full,
+        photons=photons,
+        shifts_px=sigma,
+        arc_deg=arc_deg,
+        quiet=True,
     )
     truth = {k: np.asarray(v) for k, v in acq.truth_meta["shifts_px"].items()}
     t0 = time.perf_counter()
@@ -143,6 +151,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1])
     ap.add_argument("--sigma", type=float, default=3.0)
     ap.add_argument(
+        "--arc",
+        type=float,
+        default=None,
+        metavar="DEG",
+        help="both scans over this arc (360: full rotation; default the preset's 180)",
+    )
+    ap.add_argument(
         "--psnr",
         type=int,
         default=0,
@@ -161,7 +176,9 @@ def main() -> None:
             for photons in [parse_photons(p) for p in args.photons]:
                 for n_full in args.full:
                     for seed in args.seeds:
-                        r = study(photons, n_full, seed, args.sigma, client, workdir, args.psnr)
+                        r = study(
+                            photons, n_full, seed, args.sigma, client, workdir, args.psnr, args.arc
+                        )
                         rows.append(r)
                         print(r, flush=True)
     finally:
