@@ -874,7 +874,6 @@ def solve_joint(
     target = np.zeros((n_full, 2)) if prior_target is None else np.asarray(prior_target, float)
     eye = np.zeros((n_full, k))
     eye[np.arange(n_full), n + np.arange(n_full)] = scale
-    m = len(used)
 
     def solve(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         py = np.vstack([ay, weights[:, :1] * eye])
@@ -889,7 +888,7 @@ def solve_joint(
         # iteratively reweighted: a full view whose own estimate the pairs contradict far
         # more than the others' (an object pushed out of the field biases its moments)
         # loses weight by Huber's rule, in robust standard deviations of those residuals
-        r = np.abs(pw * scale * (np.stack([sy, sx[: n + n_full]], 1)[n:] - target))
+        r = np.abs(pw * scale * (np.stack([sy[n:], sx[n : n + n_full]], 1) - target))
         sigma = np.maximum(1.4826 * np.median(r, axis=0), ROBUST_SCALE_FLOOR_PX)
         new = np.minimum(1.0, robust * sigma / np.maximum(r, 1e-300))
         if np.abs(new - huber).max() < 1e-3:
