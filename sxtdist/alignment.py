@@ -834,8 +834,9 @@ def solve_joint(
     ``robust``: the prior is not trusted where the pairs contradict it far more than
     elsewhere. After the least-squares solution, each full view's prior residual is
     compared with ``robust`` times their robust standard deviation (1.4826 times the
-    median, per component), and a view beyond it gets Huber's weight
-    ``robust * sigma / |r|``; repeated until the weights settle. A full view moved so
+    median, per component, but never less than the RMS misfit of the pairs
+    themselves), and a view beyond it gets Huber's weight ``robust * sigma / |r|``;
+    repeated until the weights settle. A full view moved so
     far that the object leaves its field has biased moments (1.2 px on one of 19 views
     of seed 14 in docs/alignment.md), and its prior, worth about a pair, would
     otherwise pull its anchors' stretch of the interior with it. ``None``: plain
@@ -846,7 +847,8 @@ def solve_joint(
     d, delta_full, info
         Interior shifts (interior px), corrections to add to the full shifts
         (full px), and a record (``full_views_downweighted``: the full views whose
-        prior lost weight).
+        prior lost weight; ``full_views_downweighted_weights``: the share of its weight
+        each kept, the smaller of ``dy``'s and ``dx``'s).
     """
     roi_angles = np.asarray(roi_angles, float)
     used = [r for r in results if np.all(np.abs(r.shift) < np.asarray(r.ncc.shape) // 2 - 0.5)]
@@ -882,14 +884,25 @@ def solve_joint(
         sy = np.linalg.lstsq(py[:, : n + n_full], rhs[:, 0], rcond=None)[0]
         return sy, np.linalg.lstsq(px, rhs[:, 1], rcond=None)[0]
 
+    def pair_residuals(sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
+        # the pairs' own misfit, unweighted, dy then dx (interior px)
+        return np.concatenate([(ay[:, : n + n_full] @ sy - b[:, 0]) / w, (ax @ sx - b[:, 1]) / w])
+
     huber = np.ones((n_full, 2))
     sy, sx = solve(pw)
     for _ in range(ROBUST_ITERATIONS if robust else 0):
         # iteratively reweighted: a full view whose own estimate the pairs contradict far
         # more than the others' (an object pushed out of the field biases its moments)
-        # loses weight by Huber's rule, in robust standard deviations of those residuals
+        # loses weight by Huber's rule, in robust standard deviations of those residuals;
+        # never below the pairs' own misfit: with few full views the median of their
+        # residuals can be a third of it, and a view then lost weight for a residual the
+        # pairs have anyway
         r = np.abs(pw * scale * (np.stack([sy[n:], sx[n : n + n_full]], 1) - target))
-        sigma = np.maximum(1.4826 * np.median(r, axis=0), ROBUST_SCALE_FLOOR_PX)
+        misfit = pair_residuals(sy, sx)
+        floor = max(
+            float(np.sqrt(np.mean(misfit**2))) if misfit.size else 0.0, ROBUST_SCALE_FLOOR_PX
+        )
+        sigma = np.maximum(1.4826 * np.median(r, axis=0), floor)
         new = np.minimum(1.0, robust * sigma / np.maximum(r, 1e-300))
         if np.abs(new - huber).max() < 1e-3:
             break
@@ -898,15 +911,15 @@ def solve_joint(
     d = np.stack([sy[:n], sx[:n]], axis=1)
     delta = np.stack([sy[n : n + n_full], sx[n : n + n_full]], axis=1)
     m = len(used)
-    resid = np.concatenate(
-        [(ay[:m, : n + n_full] @ sy - b[:m, 0]) / w, (ax[:m] @ sx - b[:m, 1]) / w]
-    )
+    resid = pair_residuals(sy, sx)
+    down = np.flatnonzero((huber < 1).any(axis=1))
     info = {
         "pairs": len(results),
         "pairs_used": m,
         "rotation_model": True,
         "joint_full": True,
-        "full_views_downweighted": np.flatnonzero((huber < 1).any(axis=1)).tolist(),
+        "full_views_downweighted": down.tolist(),
+        "full_views_downweighted_weights": [round(float(huber[j].min()), 3) for j in down],
         "rotation_point_px": sx[n + n_full :].tolist(),
         "residual_rms_px": float(np.sqrt(np.mean(resid**2))),
         "full_correction_rms_px": float(np.sqrt(np.mean(delta**2))),

@@ -610,17 +610,22 @@ def _align_roi(acq, result, pairs, method, client, **kw) -> None:
         )
         info["full_prior_weight_median"] = np.median(prior, axis=0).tolist()
         outliers = info["full_views_downweighted"]
+        kept = info["full_views_downweighted_weights"]
         if outliers:
-            angles = ", ".join(f"{g_full.angles_deg[j]:g}°" for j in outliers)
+            angles = ", ".join(
+                f"{g_full.angles_deg[j]:g}° (to {k:.0%})"
+                for j, k in zip(outliers, kept, strict=True)
+            )
             log(
-                f"full views whose own shifts the interior pairs contradict (weighted down in "
-                f"the joint solve): {angles}",
+                f"full views whose own shifts the interior pairs contradict, weighted down in "
+                f"the joint solve (to the share of their weight shown): {angles}",
                 kw["quiet"],
             )
         result.shifts["full"] = result.shifts["full"] + delta
         result.info["full"]["joint_with_roi"] = True
         result.info["full"]["joint_correction_rms_px"] = info["full_correction_rms_px"]
         result.info["full"]["joint_downweighted_views"] = outliers
+        result.info["full"]["joint_downweighted_weights"] = kept
         result.info["full"]["axis_offset_px"] = axis_offset_px(
             result.shifts["full"][:, 1], g_full.angles_deg
         )

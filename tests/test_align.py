@@ -233,6 +233,7 @@ def test_solve_joint_weighs_down_a_full_view_the_pairs_contradict():
     _, plain, _ = solve_joint(n, m, scale, results, roi, full, prior_target=own, robust=None)
     _, fixed, info = solve_joint(n, m, scale, results, roi, full, prior_target=own)
     assert info["full_views_downweighted"] == [12]
+    assert 0.0 < info["full_views_downweighted_weights"][0] < 0.2
     err_plain = remove_gauge(plain - delta, full)
     err_fixed = remove_gauge(fixed - delta, full)
     assert abs(err_plain[12, 1]) > 0.4
@@ -244,6 +245,34 @@ def test_solve_joint_weighs_down_a_full_view_the_pairs_contradict():
     _, b, _ = solve_joint(n, m, scale, results, roi, full, prior_target=own, robust=None)
     assert info["full_views_downweighted"] == []
     np.testing.assert_array_equal(a, b)
+
+
+def test_solve_joint_keeps_a_full_view_whose_residual_is_within_the_pairs_misfit():
+    """Own estimates good to 0.01 px, pairs noisy (0.05 px), one view 0.06 px off: its
+    prior residual is 4.5 robust standard deviations of the full views' residuals (whose
+    median is small when the prior is good), but no more than the pairs' own misfit, so
+    nothing is weighted down and the answer is least squares'."""
+    rng = np.random.default_rng(6)
+    roi = np.arange(0, 180, 2.0)
+    full = np.arange(0, 180, 10.0)
+    n, m, scale = roi.size, full.size, 2.0
+    weight = np.array([0.3, 1.0])
+    delta, results = _joint_pairs(rng, roi, full, scale, noise_px=0.05)
+    own = delta + rng.normal(0, 0.01, size=(m, 2))
+    own[7, 1] += 0.06
+
+    _, plain, info = solve_joint(
+        n, m, scale, results, roi, full, prior_weight=weight, prior_target=own, robust=None
+    )
+    r = np.abs(weight * scale * (plain - own))  # the prior rows' residuals
+    assert (r / (1.4826 * np.median(r, axis=0))).max() > 3.0  # beyond 3 robust SDs alone
+    assert r.max() < 3.0 * info["residual_rms_px"]  # within 3 times the pairs' misfit
+    _, robust, info = solve_joint(
+        n, m, scale, results, roi, full, prior_weight=weight, prior_target=own
+    )
+    assert info["full_views_downweighted"] == []
+    assert info["full_views_downweighted_weights"] == []
+    np.testing.assert_array_equal(robust, plain)
 
 
 def test_solve_shifts_neighbours_only_has_zero_mean_and_drops_edge_peaks():
@@ -1035,7 +1064,11 @@ def test_info_line_of_a_full_scan_alignment():
         "date 2026-12-02; row profiles and weighted centroids (centroid noise median "
         "0.050 px); rotation axis offset -0.03 px; refined jointly with the interior pairs"
     )
-    recorded["joint_downweighted_views"] = [4, 12]
+    recorded["joint_downweighted_views"] = [4, 12]  # as recorded before the weights were
     assert _alignment_details(recorded).endswith(
         "refined jointly with the interior pairs; own shifts weighted down for views [4, 12]"
+    )
+    recorded["joint_downweighted_weights"] = [0.225, 0.49]
+    assert _alignment_details(recorded).endswith(
+        "own shifts weighted down for views 4 (to 22%), 12 (to 49%)"
     )

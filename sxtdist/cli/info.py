@@ -108,8 +108,14 @@ def _alignment_details(al: dict) -> str:
         parts.append(f"rotation axis offset {al['axis_offset_px']:+.2f} px")
     if al.get("joint_with_roi"):
         parts.append("refined jointly with the interior pairs")
-        if al.get("joint_downweighted_views"):  # their own estimate contradicted by the pairs
-            parts.append(f"own shifts weighted down for views {al['joint_downweighted_views']}")
+        views = al.get("joint_downweighted_views")
+        if views:  # their own estimate contradicted by the pairs
+            kept = al.get("joint_downweighted_weights")
+            if kept and len(kept) == len(views):  # recorded since the weights were kept too
+                shares = ", ".join(f"{j} (to {k:.0%})" for j, k in zip(views, kept, strict=True))
+                parts.append(f"own shifts weighted down for views {shares}")
+            else:
+                parts.append(f"own shifts weighted down for views {views}")
     if "pairs" in al:
         parts.append(
             f"{al.get('pairs_used', '?')}/{al['pairs']} pairs ({al.get('anchors', 0)} anchors)"
