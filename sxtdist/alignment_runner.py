@@ -336,8 +336,9 @@ def align(
     acq
         Path of the acquisition dataset (or an opened one).
     scans
-        Which scans (default: all it has). The full scan is aligned first, by
-        projection matching; the interior scan is then registered to it.
+        Which scans (default: all it has). The full scan is aligned first, by its
+        row profiles and weighted centroids (and projection matching when
+        ``full_iterations`` asks for it); the interior scan is then registered to it.
     method
         Interior scan: ``"anchor"`` (anchors plus neighbour chain, eq. 14) or
         ``"neighbour"`` (neighbour chain only, relative shifts with mean zero).

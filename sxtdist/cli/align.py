@@ -56,10 +56,11 @@ from ._options import progress_option, scan_list
 def command(acq, scans, method, report, **kw) -> None:
     """Align the scans of the acquisition ACQ and store the shifts in its metadata.
 
-    The full scan is aligned first (projection matching, the rotation axis found);
-    then every interior view is registered to its anchor (the full view at the
-    nearest angle, mirrored views included) and to its neighbour, one Dask task
-    per pair, and the shifts solved from all pairs. A report (shifts.csv,
+    The full scan is aligned first (row profiles and weighted centroids, the
+    rotation axis found; projection matching on request); then every interior view
+    is registered to its anchor (the full view at the nearest angle, mirrored views
+    included) and to its neighbour, one Dask task per pair, and the shifts solved
+    from all pairs, the full views' shifts refined with them. A report (shifts.csv,
     pairs.csv, alignment.png) shows whether it worked.
     """
     from ..alignment import describe_intensity_transform
