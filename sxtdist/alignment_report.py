@@ -1,7 +1,9 @@
 """The alignment report: CSV tables and a plot a person can check at a glance.
 
 ``shifts.csv``: one row per projection (scan, index, angle, dy, dx, and the
-error against the simulation's truth when there is one, gauge removed).
+error against the simulation's truth when there is one, less the one object
+translation that best explains the errors of all the scans together:
+:func:`~sxtdist.alignment.shift_errors`, what ``AlignmentResult.errors`` reports).
 ``pairs.csv``: one row per interior registration (kind, views, angle apart,
 peak shift, peak NCC, peak quality, task seconds). ``alignment.png``: shifts
 against angle for each scan, and the peak NCC of every pair against angle.
@@ -15,25 +17,25 @@ from typing import Any
 
 import numpy as np
 
-from .alignment import (
-    remove_gauge,
-)
+from .alignment import shift_errors
 
 
 def write_report(directory: str, acq: Any, result: Any) -> str:
     """Write the report files into ``directory`` (created); returns it."""
     os.makedirs(directory, exist_ok=True)
-    truth = (acq.truth_meta or {}).get("shifts_px") or {}
+    truth = {
+        k: np.asarray(v, float) for k, v in ((acq.truth_meta or {}).get("shifts_px") or {}).items()
+    }
+    known = {name: d for name, d in result.shifts.items() if name in truth}
+    errors = (
+        shift_errors(known, truth, {name: acq[name].geometry for name in known}) if known else {}
+    )
     with open(os.path.join(directory, "shifts.csv"), "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["scan", "index", "angle_deg", "dy_px", "dx_px", "err_dy_px", "err_dx_px"])
         for name, d in result.shifts.items():
             angles = acq[name].geometry.angles_deg
-            err = (
-                remove_gauge(d - np.asarray(truth[name]), angles)
-                if name in truth
-                else np.full_like(d, np.nan)
-            )
+            err = errors.get(name, np.full_like(d, np.nan))
             for k, (a, s, e) in enumerate(zip(angles, d, err, strict=True)):
                 w.writerow([name, k, f"{a:.4f}", f"{s[0]:.4f}", f"{s[1]:.4f}", *_fmt(e)])
     with open(os.path.join(directory, "pairs.csv"), "w", newline="") as fh:
@@ -48,7 +50,7 @@ def write_report(directory: str, acq: Any, result: Any) -> str:
                 [p.kind, p.i, p.j, int(p.mirrored), f"{p.delta_deg:.4f}", f"{r.shift[0]:.4f}",
                  f"{r.shift[1]:.4f}", f"{r.peak:.5f}", f"{r.quality:.5f}", f"{r.seconds:.4f}"]
             )  # fmt: skip
-    _plot(os.path.join(directory, "alignment.png"), acq, result, truth)
+    _plot(os.path.join(directory, "alignment.png"), acq, result, errors)
     return directory
 
 
@@ -56,7 +58,7 @@ def _fmt(e: np.ndarray) -> list[str]:
     return ["" if not np.isfinite(v) else f"{v:.4f}" for v in e]
 
 
-def _plot(path: str, acq: Any, result: Any, truth: dict) -> None:
+def _plot(path: str, acq: Any, result: Any, errors: dict) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,12 +72,18 @@ def _plot(path: str, acq: Any, result: Any, truth: dict) -> None:
         d = result.shifts[name]
         ax.plot(angles, d[:, 0], "o-", ms=3, label="dy")
         ax.plot(angles, d[:, 1], "s-", ms=3, label="dx")
-        if name in truth:
-            t = np.asarray(truth[name])
-            # the truth moved into the estimate's gauge, so the curves are comparable
-            t_g = d - remove_gauge(d - t, angles)
+        if name in errors:
+            # the truth moved by the object translation the errors leave out, so the
+            # curves are comparable
+            t_g = d - errors[name]
             ax.plot(angles, t_g[:, 0], "k:", lw=1, label="true dy")
             ax.plot(angles, t_g[:, 1], "k--", lw=1, label="true dx")
+        down = (result.info.get(name) or {}).get("joint_downweighted_views") or []
+        if down:  # their own shifts contradicted by the interior pairs
+            ax.plot(
+                angles[down], d[down, 1], "o", ms=9, mfc="none", mec="red",
+                label="weighted down (joint solve)",
+            )  # fmt: skip
         ax.set_ylabel(f"{name} shift [px]")
         ax.set_xlabel("angle [deg]")
         ax.legend(fontsize=7, ncol=4)

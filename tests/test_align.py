@@ -557,9 +557,18 @@ def test_align_recovers_simulated_shifts_and_stores_them(tmp_path, client):
     with open(tmp_path / "rep" / "shifts.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 36 + 9 and rows[0]["err_dx_px"] != ""
+    for name, value in res.errors(acq).items():  # the report's errors are the same reading
+        e = [[float(r["err_dy_px"]), float(r["err_dx_px"])] for r in rows if r["scan"] == name]
+        assert rms(np.asarray(e)) == pytest.approx(value, abs=2e-4)
     assert os.path.getsize(tmp_path / "rep" / "alignment.png") > 1000
     with open(tmp_path / "rep" / "pairs.csv") as fh:
         assert len(list(csv.DictReader(fh))) == len(res.pairs)
+    # full views weighted down in the joint solve are circled in the plot
+    from sxtdist.alignment_report import write_report
+
+    res.info["full"]["joint_downweighted_views"] = [2, 5]
+    write_report(str(tmp_path / "rep2"), acq, res)
+    assert os.path.getsize(tmp_path / "rep2" / "alignment.png") > 1000
 
 
 def test_align_fits_a_simulated_intensity_mismatch(tmp_path, client):
