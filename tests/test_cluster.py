@@ -323,6 +323,72 @@ def test_run_graph_places_tasks_by_position_as_a_loose_preference(locality_on):
         assert seen["root"][:2] == (workers, True)
 
 
+def test_run_graph_leaves_the_tasks_next_to_a_boundary_to_dask():
+    """``sxtdist.cluster.locality-shared``: the tasks in the inner quarter of each half
+    (here the two next to the middle) get no restriction, the others keep theirs."""
+    from distributed import Client, LocalCluster
+
+    from sxtdist.distributed import run_graph, split_by_position
+
+    graph = {"shared": 3}
+    for i in range(8):
+        graph[f"t-{i}"] = (_worker_address, "shared")
+    keys = [f"t-{i}" for i in range(8)]
+    position = {k: (i + 0.5) / 8 for i, k in enumerate(keys)}
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+        dask.config.set({"sxtdist.cluster.locality-shared": 0.25}),
+    ):
+        client.register_plugin(_FirstPlacement())
+        workers = sorted(client.scheduler_info()["workers"])
+        ran_on = run_graph(client, graph, keys, "t", False, locality=position)
+        seen = client.run_on_scheduler(_first_placement)
+    assert set(ran_on) <= set(workers)
+    wanted = split_by_position(position, dict.fromkeys(workers, 1))
+    for i, key in enumerate(keys):
+        restrictions, _, _ = seen[key]
+        assert restrictions == ([] if i in (3, 4) else [wanted[key]])
+
+
+def test_shared_near_edges_takes_the_inner_ends_of_every_range():
+    from sxtdist.distributed import shared_near_edges
+
+    position = {i: (i + 0.5) / 20 for i in range(20)}
+    # two equal ranges, edge at 0.5: the last and first 10 % of each (positions 0.45-0.55)
+    assert shared_near_edges(position, {"a": 1, "b": 1}, 0.1) == {9, 10}
+    assert shared_near_edges(position, {"a": 1, "b": 1}, 0.3) == {7, 8, 9, 10, 11, 12}
+    # ranges of 1/3 and 2/3 (edge 1/3): 0.2 of each, 1/15 below it and 2/15 above
+    # (positions 0.267-0.467: 0.275, 0.325, 0.375, 0.425)
+    assert shared_near_edges(position, {"a": 1, "b": 2}, 0.2) == {5, 6, 7, 8}
+    assert shared_near_edges(position, {"a": 1}, 0.5) == set()
+    assert shared_near_edges(position, {"a": 1, "b": 1}, 0.0) == set()
+
+
+@given(
+    shared=st.floats(0.0, 0.5),
+    threads=st.lists(st.integers(1, 8), min_size=1, max_size=6),
+)
+def test_shared_near_edges_leaves_each_worker_most_of_its_range(shared, threads):
+    """With evenly spread positions, a worker keeps all but about ``2 * shared`` of its
+    range (``shared`` at an outer one), to within one task per edge."""
+    from sxtdist.distributed import shared_near_edges, split_by_position
+
+    workers = {f"w{i}": t for i, t in enumerate(threads)}
+    n = 20 * sum(threads)
+    position = {i: (i + 0.5) / n for i in range(n)}
+    owner = split_by_position(position, workers)
+    loose = shared_near_edges(position, workers, shared)
+    order = sorted(workers)
+    for rank, w in enumerate(order):
+        mine = [k for k in position if owner[k] == w]
+        ends = (rank > 0) + (rank < len(order) - 1)
+        kept = sum(k not in loose for k in mine)
+        assert abs(kept - len(mine) * (1 - ends * shared)) <= 2
+
+
 def test_split_by_position_gives_contiguous_ranges_in_proportion_to_threads():
     from sxtdist.distributed import split_by_position
 
