@@ -36,6 +36,7 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
+import math
 import os
 import shutil
 import sys
@@ -514,7 +515,7 @@ def run_graph(
             threads = {a: int(w.get("nthreads", 1)) for a, w in workers.items()}
             everyone = sorted(threads)
             placement = {k: everyone for k in graph}
-            shared = float(cluster_config("locality-shared", LOCALITY_SHARED))
+            shared = _locality_shared()
             unplaced = shared_near_edges(locality, threads, shared)
             for k, w in split_by_position(locality, threads).items():
                 placement[k] = [] if k in unplaced else [w]  # []: Dask's own choice
@@ -535,6 +536,20 @@ def split_by_position(position: Mapping[str, float], threads: Mapping[str, int])
     workers = sorted(threads)
     edges = _range_edges(threads)
     return {k: workers[bisect.bisect_right(edges, p)] for k, p in position.items()}
+
+
+def _locality_shared() -> float:
+    """``sxtdist.cluster.locality-shared``, checked: a number from 0 to 0.5."""
+    value = cluster_config("locality-shared", LOCALITY_SHARED)
+    try:
+        shared = float(value)
+    except (TypeError, ValueError):
+        shared = math.nan
+    if not 0.0 <= shared <= 0.5:
+        raise ParameterError(
+            f"sxtdist.cluster.locality-shared must be a number from 0 to 0.5, got {value!r}"
+        )
+    return shared
 
 
 def shared_near_edges(

@@ -353,6 +353,24 @@ def test_run_graph_leaves_the_tasks_next_to_a_boundary_to_dask():
         assert restrictions == ([] if i in (3, 4) else [wanted[key]])
 
 
+@pytest.mark.parametrize("value", ["lots", -0.1, 0.7])
+def test_run_graph_refuses_a_bad_locality_shared(value):
+    from distributed import Client, LocalCluster
+
+    from sxtdist.distributed import run_graph
+    from sxtdist.errors import ParameterError
+
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+        dask.config.set({"sxtdist.cluster.locality-shared": value}),
+        pytest.raises(ParameterError, match=r"locality-shared must be a number from 0 to 0\.5"),
+    ):
+        run_graph(client, {"t": (_worker_address,)}, ["t"], "t", False, locality={"t": 0.5})
+
+
 def test_shared_near_edges_takes_the_inner_ends_of_every_range():
     from sxtdist.distributed import shared_near_edges
 
