@@ -284,12 +284,11 @@ def _first_placement(dask_scheduler) -> dict:
     return dask_scheduler.plugins[_FirstPlacement.name].seen
 
 
-@pytest.mark.parametrize("locality_on", [True, False], ids=["locality", "config-off"])
-def test_run_graph_places_tasks_by_position_as_a_loose_preference(locality_on):
-    """With ``locality``, each half of the work is restricted, loosely, to one of the two
-    workers, every key of the graph gets a valid placement (a plain value and tasks
-    without a position included), and the results come back in key order; the config
-    ``sxtdist.cluster.locality: false`` turns it off."""
+def _placements_on_two_workers(config: dict):
+    """``run_graph`` with ``config`` on an in-process cluster of 2 workers: 8 tasks at
+    positions 1/16, 3/16, ... 15/16 that share a plain value and a task without a
+    position. Returns the workers, where the 8 ran, each task's first placement
+    (:class:`_FirstPlacement`), the keys and their wanted workers."""
     from distributed import Client, LocalCluster
 
     from sxtdist.distributed import run_graph, split_by_position
@@ -304,14 +303,27 @@ def test_run_graph_places_tasks_by_position_as_a_loose_preference(locality_on):
             n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
         ) as cluster,
         Client(cluster) as client,
-        dask.config.set({"sxtdist.cluster.locality": locality_on}),
+        dask.config.set(config),
     ):
         client.register_plugin(_FirstPlacement())
         workers = sorted(client.scheduler_info()["workers"])
         ran_on = run_graph(client, graph, keys, "t", False, locality=position)
         seen = client.run_on_scheduler(_first_placement)
-    assert len(ran_on) == 8 and set(ran_on) <= set(workers)
     wanted = split_by_position(position, dict.fromkeys(workers, 1))
+    return workers, ran_on, seen, keys, wanted
+
+
+@pytest.mark.parametrize("locality_on", [True, False], ids=["locality", "config-off"])
+def test_run_graph_places_tasks_by_position_as_a_loose_preference(locality_on):
+    """With ``locality``, each half of the work is restricted, loosely, to one of the two
+    workers, every key of the graph gets a valid placement (a plain value and tasks
+    without a position included), and the results come back in key order; the config
+    ``sxtdist.cluster.locality: false`` turns it off. (No position here is within the
+    default shared tenth around the middle.)"""
+    workers, ran_on, seen, keys, wanted = _placements_on_two_workers(
+        {"sxtdist.cluster.locality": locality_on}
+    )
+    assert len(ran_on) == 8 and set(ran_on) <= set(workers)
     assert [wanted[k] for k in keys] == [workers[0]] * 4 + [workers[1]] * 4
     for key in keys:
         restrictions, loose, first_worker = seen[key]
@@ -326,28 +338,10 @@ def test_run_graph_places_tasks_by_position_as_a_loose_preference(locality_on):
 def test_run_graph_leaves_the_tasks_next_to_a_boundary_to_dask():
     """``sxtdist.cluster.locality-shared``: the tasks in the inner quarter of each half
     (here the two next to the middle) get no restriction, the others keep theirs."""
-    from distributed import Client, LocalCluster
-
-    from sxtdist.distributed import run_graph, split_by_position
-
-    graph = {"shared": 3}
-    for i in range(8):
-        graph[f"t-{i}"] = (_worker_address, "shared")
-    keys = [f"t-{i}" for i in range(8)]
-    position = {k: (i + 0.5) / 8 for i, k in enumerate(keys)}
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
-        ) as cluster,
-        Client(cluster) as client,
-        dask.config.set({"sxtdist.cluster.locality-shared": 0.25}),
-    ):
-        client.register_plugin(_FirstPlacement())
-        workers = sorted(client.scheduler_info()["workers"])
-        ran_on = run_graph(client, graph, keys, "t", False, locality=position)
-        seen = client.run_on_scheduler(_first_placement)
+    workers, ran_on, seen, keys, wanted = _placements_on_two_workers(
+        {"sxtdist.cluster.locality-shared": 0.25}
+    )
     assert set(ran_on) <= set(workers)
-    wanted = split_by_position(position, dict.fromkeys(workers, 1))
     for i, key in enumerate(keys):
         restrictions, _, _ = seen[key]
         assert restrictions == ([] if i in (3, 4) else [wanted[key]])
