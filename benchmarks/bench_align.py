@@ -34,7 +34,11 @@ workers keeps the tasks of a stretch of consecutive views: ``run_graph``'s local
 ``--memory`` adds part 2's peak memory of a worker process, from one more run on 1 and
 on 2 workers that is not timed. The timed run is the first on a fresh cluster (what
 ``sxtdist align`` does); ``--warm`` also times the same alignment once more on each
-cluster, as a batch's later cells run, and prints that ratio too.
+cluster, as a batch's later cells run, and prints that ratio too. From Dask's task
+stream of every timed run on 2 workers, part 2 prints how long the first worker to
+run out of tasks waited for the other, and how many inputs moved between them;
+``--locality-shared F`` sets the share of each worker's stretch left to whichever is
+free first (``sxtdist.cluster.locality-shared``, default 0.1; 0: every task placed).
 
 After the Dask timings of parts 1 and 2, **this machine's ceiling**: the same task graph
 (``task_graph``: what ``sxtdist.align`` submits) run whole by Dask's synchronous
@@ -47,7 +51,7 @@ of it (``--no-ceiling`` skips this).
 
 Run: ``PYTHONPATH=. python benchmarks/bench_align.py [--repeat 3] [--large-views 48]
 [--large-full 7] [--large-size 1024] [--one-task-per-pair] [--no-locality] [--memory]
-[--no-ceiling] [--warm] [--compare-pairs 8]``
+[--no-ceiling] [--warm] [--locality-shared F] [--compare-pairs 8]``
 """
 
 from __future__ import annotations
@@ -93,7 +97,7 @@ def _align(acq, client, scans: list[str], method: str):
 
 def time_workers(
     acq, repeat: int, scans: list[str], method: str, warm: bool = False
-) -> tuple[dict, dict, object, dict]:
+) -> tuple[dict, dict, object, dict, list]:
     """Alignment times on 1 and on 2 local workers, ``repeat`` rounds, and the task times.
 
     Each round times 1 worker, then 2, each on a fresh cluster started before the clock
@@ -101,28 +105,70 @@ def time_workers(
     ratio rather than on one side of the best times. That first run on a fresh cluster
     is what ``sxtdist align`` does. With ``warm``, the same alignment is timed once more
     on each cluster right after it: what a cluster that already aligned a cell (a
-    batch) gives. Returns the first runs' times, the task times, the last result and
-    the second runs' times (empty without ``warm``).
+    batch) gives. Returns the first runs' times, the task times, the last result, the
+    second runs' times (empty without ``warm``) and, for every timed run on 2 workers,
+    :func:`end_wait` from Dask's task stream (recorded on the scheduler, read after the
+    clock stops).
     """
     from sxtdist.distributed import get_client
 
     times: dict[int, list[float]] = {1: [], 2: []}
     again: dict[int, list[float]] = {1: [], 2: []}
     pair_s: dict[int, list[float]] = {1: [], 2: []}
+    waits: list[tuple[float, int]] = []
     res = None
     for _ in range(repeat):
         for workers in (1, 2):
             with get_client(workers=workers, quiet=True) as client:
                 client.run(lambda: __import__("sxtdist.alignment"))  # warm imports
-                t0 = time.perf_counter()
-                res = _align(acq, client, scans, method)
-                times[workers].append(time.perf_counter() - t0)
-                pair_s[workers] += [(r.pair.kind, r.seconds) for r in res.pairs]
-                if warm:
+                client.get_task_stream(start=time.time())  # starts the scheduler's record
+                for run in range(2 if warm else 1):
+                    since = time.time()
                     t0 = time.perf_counter()
-                    _align(acq, client, scans, method)
-                    again[workers].append(time.perf_counter() - t0)
-    return times, pair_s, res, again
+                    out = _align(acq, client, scans, method)
+                    (times if run == 0 else again)[workers].append(time.perf_counter() - t0)
+                    if run == 0:
+                        res = out
+                        pair_s[workers] += [(r.pair.kind, r.seconds) for r in res.pairs]
+                    if workers == 2:
+                        waits.append(end_wait(client.get_task_stream(start=since)))
+    return times, pair_s, res, again, waits
+
+
+def end_wait(records: list[dict]) -> tuple[float, int]:
+    """From Dask's task stream of one run: how long the first worker to run out of tasks
+    waited for the last (seconds between their last tasks' ends), and how many inputs
+    moved between workers."""
+    ends: dict[str, float] = {}
+    moved = 0
+    for r in records:
+        for part in r["startstops"]:
+            if part["action"] == "compute":
+                ends[r["worker"]] = max(ends.get(r["worker"], 0.0), part["stop"])
+            elif part["action"] == "transfer":
+                moved += 1
+    return (max(ends.values()) - min(ends.values()) if ends else 0.0), moved
+
+
+def _print_end_wait(waits: list) -> None:
+    """:func:`end_wait` over the runs on 2 workers (first and second runs together)."""
+    if not waits:
+        return
+    wait = np.array([w for w, _ in waits])
+    moved = [m for _, m in waits]
+    print(
+        f"    on 2 workers, one waited for the other at the end: median {np.median(wait):.3f} s "
+        f"(mean {wait.mean():.3f}, largest {wait.max():.3f}) over {len(wait)} runs; inputs "
+        f"moved between them: median {np.median(moved):g} ({_placement()})"
+    )
+
+
+def _placement() -> str:
+    import dask.config
+
+    if not dask.config.get("sxtdist.cluster.locality"):
+        return "placed by Dask alone"
+    return f"sxtdist.cluster.locality-shared {dask.config.get('sxtdist.cluster.locality-shared'):g}"
 
 
 def _print_warm(again: dict) -> None:
@@ -266,7 +312,7 @@ def part_small(workdir: str, repeat: int, ceiling: bool = True, warm: bool = Fal
     acq = sxtdist.open_acquisition(path)
     res = sxtdist.align(acq, scans=["full"], report="", quiet=True, dry_run=True, workers=1)
     full_s = res.info["full"]["seconds"]
-    times, pair_s, res, again = time_workers(acq, repeat, ["roi"], "anchor", warm)
+    times, pair_s, res, again, _ = time_workers(acq, repeat, ["roi"], "anchor", warm)
     print(f"[1] small preset: {acq['roi'].shape[0]} interior views, {len(res.pairs)} pairs")
     ratio = _print_times(times, pair_s, len(res.pairs), _prepared(acq))
     _print_warm(again)
@@ -313,7 +359,7 @@ def part_large(
     if n_full:
         acq.set_shifts("full", np.zeros((n_full, 2)), method="truth")
     method = "anchor" if n_full else "neighbour"
-    times, pair_s, res, again = time_workers(acq, repeat, ["roi"], method, warm)
+    times, pair_s, res, again, waits = time_workers(acq, repeat, ["roi"], method, warm)
     from sxtdist.alignment import remove_gauge
 
     # the rigid translation and the axis (a constant dx) are unknown without anchors
@@ -327,6 +373,7 @@ def part_large(
     )
     ratio = _print_times(times, pair_s, len(res.pairs), _prepared(acq))
     _print_warm(again)
+    _print_end_wait(waits)
     if ceiling:
         _print_ceiling(acq, method, repeat, ratio)
     print(
@@ -472,6 +519,13 @@ def main() -> None:
         help="parts 1 and 2: also time a second alignment on each cluster (a batch's cells "
         "after the first)",
     )
+    ap.add_argument(
+        "--locality-shared",
+        type=float,
+        default=None,
+        help="part 2: sxtdist.cluster.locality-shared, the share of each worker's stretch "
+        "left to whichever worker is free first (default: the configured value, 0.1)",
+    )
     ap.add_argument("--compare-pairs", type=int, default=8, help="0: skip part 3")
     ap.add_argument("--skip-small", action="store_true", help="skip part 1")
     args = ap.parse_args()
@@ -484,7 +538,10 @@ def main() -> None:
         if not args.skip_small:
             part_small(workdir, args.repeat, not args.no_ceiling, args.warm)
         if args.large_views:
-            with dask.config.set({"sxtdist.cluster.locality": not args.no_locality}):
+            config = {"sxtdist.cluster.locality": not args.no_locality}
+            if args.locality_shared is not None:
+                config["sxtdist.cluster.locality-shared"] = args.locality_shared
+            with dask.config.set(config):
                 part_large(
                     workdir,
                     args.repeat,

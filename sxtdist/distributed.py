@@ -61,8 +61,9 @@ JOBQUEUE_KINDS = {
 
 #: The share of each worker's range, at its inner ends, that :func:`run_graph` leaves for
 #: whichever worker is free first. With 2 workers, aligning 48 views of 1024² pixels, one
-#: worker used to stop 0.126 s (median of 16 runs) before the other; with 0.1 it stopped
-#: 0.044 s before, for 5 inputs moved between the workers instead of 3 (docs/cluster.md).
+#: worker used to stop 0.126 and 0.138 s (medians of 16 and 20 runs) before the other;
+#: with 0.1, 0.044 and 0.056 s, for 5 inputs moved between the workers instead of 3
+#: (docs/cluster.md).
 LOCALITY_SHARED = 0.1
 
 
