@@ -87,8 +87,7 @@ def study(
     estimated = {k: v.copy() for k, v in res.shifts.items()}
     out = {"photons": photons, "n_full": n_full, "seed": seed, "seconds": seconds}
     geoms = {name: acq[name].geometry for name in ("full", "roi")}
-    for name, e in shift_errors(res.shifts, truth, geoms).items():
-        out[f"{name}_rms"] = rms(e)
+    out.update({f"{name}_rms": value for name, value in res.errors(acq).items()})
     e = remove_gauge(res.shifts["roi"] - truth["roi"], geoms["roi"].angles_deg)
     out["roi_rms_per_scan"] = rms(e)
     basis = sinusoid_basis(geoms["full"].angles_deg)

@@ -3,10 +3,11 @@
 ``shifts.csv``: one row per projection (scan, index, angle, dy, dx, and the
 error against the simulation's truth when there is one, less the one object
 translation that best explains the errors of all the scans together:
-:func:`~sxtdist.alignment.shift_errors`, what ``AlignmentResult.errors`` reports).
+``AlignmentResult.error_arrays``, whose RMS ``AlignmentResult.errors`` reports).
 ``pairs.csv``: one row per interior registration (kind, views, angle apart,
 peak shift, peak NCC, peak quality, task seconds). ``alignment.png``: shifts
-against angle for each scan, and the peak NCC of every pair against angle.
+against angle for each scan (full views whose own shifts the joint solve weighted
+down circled), and the peak NCC of every pair against angle.
 """
 
 from __future__ import annotations
@@ -17,19 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from .alignment import shift_errors
-
 
 def write_report(directory: str, acq: Any, result: Any) -> str:
     """Write the report files into ``directory`` (created); returns it."""
     os.makedirs(directory, exist_ok=True)
-    truth = {
-        k: np.asarray(v, float) for k, v in ((acq.truth_meta or {}).get("shifts_px") or {}).items()
-    }
-    known = {name: d for name, d in result.shifts.items() if name in truth}
-    errors = (
-        shift_errors(known, truth, {name: acq[name].geometry for name in known}) if known else {}
-    )
+    errors = result.error_arrays(acq)
     with open(os.path.join(directory, "shifts.csv"), "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["scan", "index", "angle_deg", "dy_px", "dx_px", "err_dy_px", "err_dx_px"])

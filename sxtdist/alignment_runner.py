@@ -79,14 +79,19 @@ class AlignmentResult:
     report_dir: str | None = None
     stored: bool = False
 
-    def errors(self, acq: Acquisition) -> dict[str, float]:
-        """RMS error (px) of each scan's shifts against the simulation's true shifts, less
-        the one object translation that best explains them all
-        (:func:`~sxtdist.alignment.shift_errors`)."""
+    def error_arrays(self, acq: Acquisition) -> dict[str, np.ndarray]:
+        """``(n_angles, 2)`` errors (px) of each scan's shifts that the simulation has true
+        shifts for, less the one object translation that best explains them all
+        (:func:`~sxtdist.alignment.shift_errors`); empty without a truth."""
         truth = (acq.truth_meta or {}).get("shifts_px") or {}
         found = {name: d for name, d in self.shifts.items() if name in truth}
-        geometries = {name: acq[name].geometry for name in found}
-        return {name: rms(e) for name, e in shift_errors(found, truth, geometries).items()}
+        if not found:
+            return {}
+        return shift_errors(found, truth, {name: acq[name].geometry for name in found})
+
+    def errors(self, acq: Acquisition) -> dict[str, float]:
+        """RMS of :meth:`error_arrays` per scan (px)."""
+        return {name: rms(e) for name, e in self.error_arrays(acq).items()}
 
 
 #: Interior views of at least this many pixels are prepared in tasks of their own (an
