@@ -676,6 +676,20 @@ def _pair_angles(pair: Pair, roi_angles: np.ndarray, full_angles: np.ndarray | N
     return ti, tj
 
 
+def peak_inside_map(result: PairResult) -> bool:
+    """Whether a pair's peak lies inside its NCC map: on the edge it only bounds the shift,
+    and the solvers leave the pair out."""
+    return bool(np.all(np.abs(result.shift) < np.asarray(result.ncc.shape) // 2 - 0.5))
+
+
+def misfit_per_pair(results: Sequence[PairResult], misfit: np.ndarray) -> np.ndarray:
+    """``(len(results), 2)``: each used pair's misfit ``(dy, dx)`` (the misfit rows are the
+    used pairs in order, :func:`peak_inside_map`), NaN for a pair left out."""
+    out = np.full((len(results), 2), np.nan)
+    out[[k for k, r in enumerate(results) if peak_inside_map(r)]] = misfit
+    return out
+
+
 def pair_weights(
     results: Sequence[PairResult], roi_angles: np.ndarray, anchor_scale_deg: float | None = None
 ) -> np.ndarray:
@@ -716,11 +730,16 @@ def solve_shifts(
     then maximises the sum of the pairs' NCC splines (eq. 14 as written, by
     L-BFGS) from it. Pairs whose peak sits on the edge of their map are dropped;
     the others are weighted by :func:`pair_weights` (near anchors count most).
+
+    The record ``info`` holds ``pair_misfit_px``, ``(len(results), 2)``: each pair's
+    measured peak less the one the solution predicts (``dy, dx``, interior px; NaN for
+    a dropped pair), and ``residual_rms_px``, its RMS over the used pairs.
     """
     roi_angles = np.asarray(roi_angles, float)
-    used = [r for r in results if np.all(np.abs(r.shift) < np.asarray(r.ncc.shape) // 2 - 0.5)]
+    used = [r for r in results if peak_inside_map(r)]
     info: dict = {"pairs": len(results), "pairs_used": len(used), "rotation_model": rotation_model}
     if not used:
+        info["pair_misfit_px"] = misfit_per_pair(results, np.zeros((0, 2)))
         return np.zeros((n, 2)), info
     k = n + 2
     a = np.zeros((len(used), k))
@@ -762,6 +781,7 @@ def solve_shifts(
     info["rotation_point_px"] = c0.tolist()
     resid = (a[: len(used)] @ sol - b[: len(used)]) / w[:, None]
     info["residual_rms_px"] = float(np.sqrt(np.mean(resid**2)))
+    info["pair_misfit_px"] = misfit_per_pair(results, resid)
     if not refine:
         return d0, info
     surfaces = [NccSurface(r.ncc) for r in used]
@@ -789,6 +809,10 @@ def solve_shifts(
         info["refine"] = "rejected"
         return d0, info
     info["refine"] = "ncc_sum"
+    full = np.vstack([d, np.c_[np.zeros(2), res.x[2 * n :] if rotation_model else np.zeros(2)]])
+    resid = rows @ full - b[: len(used)] / w[:, None]
+    info["residual_rms_px"] = float(np.sqrt(np.mean(resid**2)))
+    info["pair_misfit_px"] = misfit_per_pair(results, resid)
     return d, info
 
 
@@ -848,10 +872,11 @@ def solve_joint(
         Interior shifts (interior px), corrections to add to the full shifts
         (full px), and a record (``full_views_downweighted``: the full views whose
         prior lost weight; ``full_views_downweighted_weights``: the share of its weight
-        each kept, the smaller of ``dy``'s and ``dx``'s).
+        each kept, the smaller of ``dy``'s and ``dx``'s; ``pair_misfit_px`` and
+        ``residual_rms_px`` as in :func:`solve_shifts`).
     """
     roi_angles = np.asarray(roi_angles, float)
-    used = [r for r in results if np.all(np.abs(r.shift) < np.asarray(r.ncc.shape) // 2 - 0.5)]
+    used = [r for r in results if peak_inside_map(r)]
     k = n + n_full + 2
     ay = np.zeros((len(used), k))
     ax = np.zeros((len(used), k))
@@ -922,6 +947,7 @@ def solve_joint(
         "full_views_downweighted_weights": [round(float(huber[j].min()), 3) for j in down],
         "rotation_point_px": sx[n + n_full :].tolist(),
         "residual_rms_px": float(np.sqrt(np.mean(resid**2))),
+        "pair_misfit_px": misfit_per_pair(results, resid.reshape(2, m).T),
         "full_correction_rms_px": float(np.sqrt(np.mean(delta**2))),
     }
     return d, delta, info

@@ -5,9 +5,12 @@ error against the simulation's truth when there is one, less the one object
 translation that best explains the errors of all the scans together:
 ``AlignmentResult.error_arrays``, whose RMS ``AlignmentResult.errors`` reports).
 ``pairs.csv``: one row per interior registration (kind, views, angle apart,
-peak shift, peak NCC, peak quality, task seconds). ``alignment.png``: shifts
-against angle for each scan (full views whose own shifts the joint solve weighted
-down circled), and the peak NCC of every pair against angle.
+peak shift, peak NCC, peak quality, task seconds, whether the solve used it, and
+its misfit: the measured peak less the one the solved shifts predict,
+``AlignmentResult.pair_misfit``). ``alignment.png``: shifts against angle for each
+scan (full views whose own shifts the joint solve weighted down circled), the peak
+NCC of every pair against angle, and the pairs' misfit against angle. Without a
+truth the misfit is what tells a registration the others disagree with.
 """
 
 from __future__ import annotations
@@ -31,34 +34,43 @@ def write_report(directory: str, acq: Any, result: Any) -> str:
             err = errors.get(name, np.full_like(d, np.nan))
             for k, (a, s, e) in enumerate(zip(angles, d, err, strict=True)):
                 w.writerow([name, k, f"{a:.4f}", f"{s[0]:.4f}", f"{s[1]:.4f}", *_fmt(e)])
+    misfit = _pair_misfit(result)
     with open(os.path.join(directory, "pairs.csv"), "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(
             ["kind", "i", "j", "mirrored", "delta_deg", "peak_sy_px", "peak_sx_px",
-             "peak_ncc", "quality", "seconds"]
+             "peak_ncc", "quality", "seconds", "used", "misfit_dy_px", "misfit_dx_px"]
         )  # fmt: skip
-        for r in result.pairs:
+        for r, m in zip(result.pairs, misfit, strict=True):
             p = r.pair
             w.writerow(
                 [p.kind, p.i, p.j, int(p.mirrored), f"{p.delta_deg:.4f}", f"{r.shift[0]:.4f}",
-                 f"{r.shift[1]:.4f}", f"{r.peak:.5f}", f"{r.quality:.5f}", f"{r.seconds:.4f}"]
+                 f"{r.shift[1]:.4f}", f"{r.peak:.5f}", f"{r.quality:.5f}", f"{r.seconds:.4f}",
+                 int(np.isfinite(m).all()), *_fmt(m)]
             )  # fmt: skip
-    _plot(os.path.join(directory, "alignment.png"), acq, result, errors)
+    _plot(os.path.join(directory, "alignment.png"), acq, result, errors, misfit)
     return directory
+
+
+def _pair_misfit(result: Any) -> np.ndarray:
+    """The pairs' misfit, NaN throughout where the solve recorded none."""
+    if result.pair_misfit is None:
+        return np.full((len(result.pairs), 2), np.nan)
+    return np.asarray(result.pair_misfit, float)
 
 
 def _fmt(e: np.ndarray) -> list[str]:
     return ["" if not np.isfinite(v) else f"{v:.4f}" for v in e]
 
 
-def _plot(path: str, acq: Any, result: Any, errors: dict) -> None:
+def _plot(path: str, acq: Any, result: Any, errors: dict, misfit: np.ndarray) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(result.shifts)
-    n_rows = len(names) + (1 if result.pairs else 0)
+    n_rows = len(names) + (2 if result.pairs else 0)
     fig, axes = plt.subplots(n_rows, 1, figsize=(8, 2.6 * n_rows), squeeze=False)
     for ax, name in zip(axes[:, 0], names, strict=False):
         angles = acq[name].geometry.angles_deg
@@ -82,22 +94,23 @@ def _plot(path: str, acq: Any, result: Any, errors: dict) -> None:
         ax.legend(fontsize=7, ncol=4)
         ax.grid(alpha=0.3)
     if result.pairs:
-        ax = axes[-1, 0]
         roi_angles = acq["roi"].geometry.angles_deg
-        for kind, marker in (("anchor", "o"), ("neighbour", ".")):
-            rs = [r for r in result.pairs if r.pair.kind == kind]
-            if rs:
-                ax.plot(
-                    [roi_angles[r.pair.i] for r in rs],
-                    [r.peak for r in rs],
-                    marker,
-                    ms=4,
-                    label=f"{kind} peak NCC",
-                )
-        ax.set_ylabel("peak NCC")
-        ax.set_xlabel("angle [deg]")
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
+        at = np.array([roi_angles[r.pair.i] for r in result.pairs])
+        kinds = np.array([r.pair.kind for r in result.pairs])
+        length = np.hypot(misfit[:, 0], misfit[:, 1])
+        peaks = np.array([r.peak for r in result.pairs])
+        for ax, values, label in (
+            (axes[-2, 0], peaks, "peak NCC"),
+            (axes[-1, 0], length, "misfit after the solve [px]"),
+        ):
+            for kind, marker in (("anchor", "o"), ("neighbour", ".")):
+                k = (kinds == kind) & np.isfinite(values)
+                if k.any():
+                    ax.plot(at[k], values[k], marker, ms=4, label=f"{kind} pairs")
+            ax.set_ylabel(label)
+            ax.set_xlabel("angle [deg]")
+            ax.legend(fontsize=7)
+            ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

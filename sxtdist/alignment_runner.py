@@ -75,6 +75,10 @@ class AlignmentResult:
     shifts: dict[str, np.ndarray] = field(default_factory=dict)
     info: dict[str, dict] = field(default_factory=dict)
     pairs: list[PairResult] = field(default_factory=list)
+    #: ``(len(pairs), 2)``: each pair's measured peak less the one the solved shifts
+    #: predict (``dy, dx``, interior px; NaN for a pair whose peak lay on the edge of its
+    #: search and was left out). Large where the solution disagrees with a registration.
+    pair_misfit: np.ndarray | None = None
     intensity_transform: dict | None = None
     report_dir: str | None = None
     stored: bool = False
@@ -651,6 +655,8 @@ def _align_roi(acq, result, pairs, method, client, **kw) -> None:
         mean_pair_seconds=float(np.mean([r.seconds for r in results])) if results else 0.0,
         peak_ncc_median=float(np.median([r.peak for r in results])) if results else None,
     )
+    result.pair_misfit = info.pop("pair_misfit_px", None)
+    _log_pair_misfit(info, results, result.pair_misfit, g_roi.angles_deg, margin, kw["quiet"])
     result.shifts["roi"], result.info["roi"] = d, info
     result.pairs = results
     if kw["intensity"] != "none" and use_anchors:
@@ -665,6 +671,49 @@ def _align_roi(acq, result, pairs, method, client, **kw) -> None:
             chosen["pairs"] = len(samples)
             chosen["reference_scan"] = "full"
             result.intensity_transform = chosen
+
+
+def describe_pair(pair: Pair, roi_angles: np.ndarray) -> str:
+    """A pair in words, for logs and ``sxtdist info``: "neighbour 33-34 at 66°"."""
+    at = f"at {roi_angles[pair.i]:g}°"
+    if pair.kind == "neighbour":
+        return f"neighbour {pair.i}-{pair.j} {at}"
+    return f"anchor {pair.i} to full view {pair.j}{' mirrored' if pair.mirrored else ''} {at}"
+
+
+def _log_pair_misfit(
+    info: dict,
+    results: Sequence[PairResult],
+    misfit: np.ndarray | None,
+    roi_angles: np.ndarray,
+    margin: Sequence[int],
+    quiet: bool,
+) -> None:
+    """Record and log how far the solution is from the pairs: the largest misfit and its
+    pair (on real data, with no truth, where a registration and the rest disagree), and
+    how many pairs were left out for a peak on the edge of the search."""
+    dropped = len(results) - info.get("pairs_used", len(results))
+    if dropped:
+        log(
+            f"warning: {dropped} of {len(results)} pairs left out: their NCC peak lay on "
+            f"the edge of the ±{margin[0]}×{margin[1]} px search (raise --max-shift if the "
+            "views moved further)",
+            quiet,
+        )
+    if misfit is None or not np.isfinite(misfit).any():
+        return
+    length = np.hypot(misfit[:, 0], misfit[:, 1])
+    worst = int(np.nanargmax(length))
+    if length[worst] < 1e-6:  # a chain without anchors: no loop, every pair met exactly
+        log("pairs' misfit after the solve: none to see (the pairs form no loop)", quiet)
+        return
+    info["residual_largest_px"] = float(length[worst])
+    info["residual_largest_pair"] = describe_pair(results[worst].pair, roi_angles)
+    log(
+        f"pairs' misfit after the solve: RMS {info['residual_rms_px']:.3f} px per "
+        f"component, largest {length[worst]:.3f} px ({info['residual_largest_pair']})",
+        quiet,
+    )
 
 
 def _jsonable_info(info: dict) -> dict:

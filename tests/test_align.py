@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 import sys
 
 import numpy as np
@@ -42,6 +43,7 @@ from sxtdist.alignment import (
     weighted_centroid_dx,
     weighted_centroid_noise_px,
 )
+from sxtdist.alignment_runner import describe_pair
 from sxtdist.geometry import ScanGeometry, rigid_translation_nm, translation_shifts_px
 
 
@@ -176,12 +178,13 @@ def test_solve_joint_corrects_the_full_shifts_from_the_interior_chain():
     assert info["pairs_used"] == len(results)
 
 
-def _joint_pairs(rng, roi, full, scale, mirrored_bias=0.0, noise_px=0.0):
-    """Full-shift errors ``delta`` (σ 0.5 px) and the pair results that they and random
-    interior shifts (σ 2 px) give without rotation: mirrored anchors off by
+def _joint_pairs(rng, roi, full, scale, mirrored_bias=0.0, noise_px=0.0, full_error_px=0.5):
+    """Full-shift errors ``delta`` (σ ``full_error_px``) and the pair results that they and
+    random interior shifts (σ 2 px) give without rotation: mirrored anchors off by
     ``mirrored_bias`` px in ``dx``, every peak with Gaussian noise of ``noise_px``."""
     d = rng.normal(0, 2, size=(roi.size, 2))
-    delta = rng.normal(0, 0.5, size=(full.size, 2))  # errors of the full shifts the anchors use
+    # errors of the full shifts the anchors use
+    delta = rng.normal(0, full_error_px, size=(full.size, 2))
     results = []
     for p in plan_pairs(roi, full):
         if p.kind == "neighbour":
@@ -287,6 +290,47 @@ def test_solve_shifts_neighbours_only_has_zero_mean_and_drops_edge_peaks():
     est, info = solve_shifts(roi.size, results, roi, None, rotation_model=False)
     assert info["pairs_used"] == len(results) - 1
     np.testing.assert_allclose(est, d - d.mean(0), atol=0.02)
+
+
+@pytest.mark.parametrize("solver", ["shifts", "shifts_refined", "joint"])
+def test_pair_misfit_points_at_the_pair_the_solution_disagrees_with(solver):
+    """Consistent pairs but one neighbour pair (views 40-41) 1 px off in ``dx`` and one
+    peak on the edge of its map: the misfit is large only near the bad pair (least squares
+    shares the conflict with the anchors around it, so it says where, not which), NaN at
+    the dropped pair, and its RMS over the used pairs is ``residual_rms_px``."""
+    rng = np.random.default_rng(11)
+    roi = np.arange(0, 180, 2.0)
+    full = np.arange(0, 180, 20.0)
+    n, m, scale = roi.size, full.size, 2.0
+    _, results = _joint_pairs(rng, roi, full, scale, noise_px=0.01, full_error_px=0.0)
+    bad = next(k for k, r in enumerate(results) if r.pair.kind == "neighbour" and r.pair.i == 40)
+    r = results[bad]
+    results[bad] = PairResult(r.pair, r.ncc, r.shift + np.array([0.0, 1.0]), r.peak, r.quality)
+    edge = np.array([9.0, 0.0])  # the maps are 19 x 19: a peak 9 px out is on the edge
+    results.append(PairResult(Pair("neighbour", 3, 2), _gauss_map(edge, m=9), edge, 1.0, 0.5))
+    if solver == "joint":
+        _, _, info = solve_joint(n, m, scale, results, roi, full, robust=None)
+    else:
+        _, info = solve_shifts(n, results, roi, full, refine=solver == "shifts_refined")
+        if solver == "shifts_refined":
+            assert info["refine"] == "ncc_sum"
+    misfit = info["pair_misfit_px"]
+    assert misfit.shape == (len(results), 2)
+    assert np.isnan(misfit[-1]).all() and np.isfinite(misfit[:-1]).all()
+    length = np.hypot(misfit[:-1, 0], misfit[:-1, 1])
+    assert bad in np.argsort(-length)[:2] and length[bad] > 0.3
+    assert np.median(length) < 0.03
+    large = [results[k].pair.i for k in np.flatnonzero(length > 0.1)]
+    assert large and all(35 <= i <= 46 for i in large)  # within 5 views of the bad pair
+    assert np.sqrt(np.mean(misfit[:-1] ** 2)) == pytest.approx(info["residual_rms_px"])
+
+
+def test_describe_pair_names_views_and_angle():
+    roi = np.arange(0, 180, 2.0)
+    assert describe_pair(Pair("neighbour", 33, 34), roi) == "neighbour 33-34 at 66°"
+    assert describe_pair(Pair("anchor", 5, 1, True), roi) == (
+        "anchor 5 to full view 1 mirrored at 10°"
+    )
 
 
 def test_remove_gauge_removes_rigid_translation_keeps_axis():
@@ -562,7 +606,16 @@ def test_align_recovers_simulated_shifts_and_stores_them(tmp_path, client):
         assert rms(np.asarray(e)) == pytest.approx(value, abs=2e-4)
     assert os.path.getsize(tmp_path / "rep" / "alignment.png") > 1000
     with open(tmp_path / "rep" / "pairs.csv") as fh:
-        assert len(list(csv.DictReader(fh))) == len(res.pairs)
+        pair_rows = list(csv.DictReader(fh))
+    assert len(pair_rows) == len(res.pairs)
+    # the misfit of every used pair, whose RMS is the one the solve recorded
+    used = [r for r in pair_rows if r["used"] == "1"]
+    assert len(used) == meta["alignment"]["pairs_used"]
+    misfit = np.array([[float(r["misfit_dy_px"]), float(r["misfit_dx_px"])] for r in used])
+    per_component = np.sqrt(np.mean(misfit**2))
+    assert per_component == pytest.approx(meta["alignment"]["residual_rms_px"], abs=2e-4)
+    largest = np.hypot(misfit[:, 0], misfit[:, 1]).max()
+    assert largest == pytest.approx(meta["alignment"]["residual_largest_px"], abs=2e-4)
     # full views weighted down in the joint solve are circled in the plot
     from sxtdist.alignment_report import write_report
 
@@ -740,6 +793,38 @@ def test_cli_align_bad_options_exit_2(run_cli, tiny_acq, args, message):
     code, out, err = run_cli("align", tiny_acq, "--dry-run", "--report", "", *args)
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_align_warns_of_pairs_left_out_and_logs_the_misfit(run_cli, tiny_acq):
+    """A search too small for the shifts leaves pairs out of the solve: said, with how
+    many; the misfit line names the largest and its pair."""
+    code, _, err = run_cli("align", tiny_acq, "--dry-run", "--report", "", "--workers", "1")
+    assert code == 0, err
+    assert "left out" not in err
+    assert re.search(r"pairs' misfit after the solve: RMS \d\.\d{3} px per component, "
+                     r"largest \d\.\d{3} px \((anchor|neighbour) \d+", err)  # fmt: skip
+    code, _, err = run_cli(
+        "align", tiny_acq, "--dry-run", "--report", "", "--workers", "1", "--max-shift", "1"
+    )
+    assert code == 0, err
+    m = re.search(r"warning: (\d+) of (\d+) pairs left out: their NCC peak lay on the edge", err)
+    assert m and 0 < int(m[1]) <= int(m[2])
+
+
+def test_info_line_of_an_interior_alignment():
+    """The pair residual with its largest misfit and pair; records from before the misfit
+    per pair show the residual alone."""
+    from sxtdist.cli.info import _alignment_details
+
+    recorded = {"date": "2026-12-02", "pairs": 179, "pairs_used": 179, "anchors": 90,
+                "residual_rms_px": 0.0291}  # fmt: skip
+    assert _alignment_details(recorded) == (
+        "date 2026-12-02; 179/179 pairs (90 anchors); pair residual 0.029 px"
+    )
+    recorded.update(residual_largest_px=0.1594, residual_largest_pair="neighbour 8-9 at 16°")
+    assert _alignment_details(recorded).endswith(
+        "pair residual 0.029 px (largest 0.159 px, neighbour 8-9 at 16°)"
+    )
 
 
 def test_cli_align_missing_dataset_exit_2(run_cli, tmp_path):

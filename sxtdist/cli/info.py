@@ -121,7 +121,12 @@ def _alignment_details(al: dict) -> str:
             f"{al.get('pairs_used', '?')}/{al['pairs']} pairs ({al.get('anchors', 0)} anchors)"
         )
     if "residual_rms_px" in al:
-        parts.append(f"pair residual {al['residual_rms_px']:.3f} px")
+        residual = f"pair residual {al['residual_rms_px']:.3f} px"
+        if "residual_largest_px" in al:  # recorded since the misfit per pair is
+            residual += (
+                f" (largest {al['residual_largest_px']:.3f} px, {al['residual_largest_pair']})"
+            )
+        parts.append(residual)
     if al.get("peak_ncc_median") is not None:
         parts.append(f"median peak NCC {al['peak_ncc_median']:.4f}")
     return "; ".join(parts)
