@@ -682,12 +682,40 @@ def peak_inside_map(result: PairResult) -> bool:
     return bool(np.all(np.abs(result.shift) < np.asarray(result.ncc.shape) // 2 - 0.5))
 
 
-def misfit_per_pair(results: Sequence[PairResult], misfit: np.ndarray) -> np.ndarray:
-    """``(len(results), 2)``: each used pair's misfit ``(dy, dx)`` (the misfit rows are the
-    used pairs in order, :func:`peak_inside_map`), NaN for a pair left out."""
-    out = np.full((len(results), 2), np.nan)
-    out[[k for k, r in enumerate(results) if peak_inside_map(r)]] = misfit
+def per_pair(results: Sequence[PairResult], values: np.ndarray) -> np.ndarray:
+    """``values`` of the used pairs (in order, :func:`peak_inside_map`) spread over all
+    ``results``: NaN for a pair left out."""
+    values = np.asarray(values, float)
+    out = np.full((len(results), *values.shape[1:]), np.nan)
+    out[[k for k, r in enumerate(results) if peak_inside_map(r)]] = values
     return out
+
+
+#: Reweighting rounds at most, and the smallest robust standard deviation of the prior
+#: residuals or the pairs' misfits (interior px times the weight) that :func:`solve_joint`
+#: reads as one: below it they are met to rounding and nothing is an outlier.
+ROBUST_ITERATIONS = 30
+ROBUST_SCALE_FLOOR_PX = 1e-3
+
+
+#: :func:`solve_joint`'s and :func:`solve_shifts`' rule for pairs that the others contradict:
+#: a pair whose misfit, in the solve's own units (times the square root of its weight),
+#: is beyond this many robust standard deviations of all pairs' loses weight by Huber's
+#: rule. Chosen on the ``small`` preset (docs/alignment.md): at 5 it weighted down 1
+#: pair in 48 clean alignments (seeds 1-24, 9 and 19 full views, paper dose) and left
+#: every figure as it was, and with half of one interior frame lost it kept the other
+#: views within 0.1 px on 12 of 12 seeds with 19 full views (0.131 -> 0.075 px).
+ROBUST_PAIRS = 5.0
+
+
+def robust_pair_weights(misfit: np.ndarray, sqrt_weight: np.ndarray, k: float) -> np.ndarray:
+    """``(m, 1)`` Huber weights of pairs from their misfit ``(m, 2)`` (px) and the square
+    roots of their least-squares weights: ``min(1, k sigma / |r|)`` per component, in
+    robust standard deviations ``sigma`` (1.4826 times the median) of the weighted misfit,
+    the smaller of a pair's two (one registration: a bad frame spoils both parts)."""
+    r = np.abs(np.asarray(misfit, float)) * np.asarray(sqrt_weight, float)[:, None]
+    sigma = np.maximum(1.4826 * np.median(r, axis=0), ROBUST_SCALE_FLOOR_PX)
+    return np.minimum(1.0, k * sigma / np.maximum(r, 1e-300)).min(axis=1, keepdims=True)
 
 
 def pair_weights(
@@ -716,6 +744,7 @@ def solve_shifts(
     rotation_model: bool = True,
     refine: bool = False,
     anchor_scale_deg: float | None = None,
+    robust_pairs: float | None = ROBUST_PAIRS,
 ) -> tuple[np.ndarray, dict]:
     """The interior shifts ``(n, 2)`` from the pair registrations (eq. 14).
 
@@ -731,15 +760,22 @@ def solve_shifts(
     L-BFGS) from it. Pairs whose peak sits on the edge of their map are dropped;
     the others are weighted by :func:`pair_weights` (near anchors count most).
 
+    ``robust_pairs``: a pair the others contradict (a damaged frame, a peak on the wrong
+    feature) loses weight by Huber's rule beyond ``robust_pairs`` robust standard
+    deviations of the pairs' misfits (:func:`robust_pair_weights`), repeated until the
+    weights settle; ``None``: plain least squares.
+
     The record ``info`` holds ``pair_misfit_px``, ``(len(results), 2)``: each pair's
     measured peak less the one the solution predicts (``dy, dx``, interior px; NaN for
-    a dropped pair), and ``residual_rms_px``, its RMS over the used pairs.
+    a dropped pair), ``residual_rms_px``, its RMS over the used pairs, and
+    ``pair_robust_weights``, the share of its weight each pair kept (NaN if dropped).
     """
     roi_angles = np.asarray(roi_angles, float)
     used = [r for r in results if peak_inside_map(r)]
     info: dict = {"pairs": len(results), "pairs_used": len(used), "rotation_model": rotation_model}
     if not used:
-        info["pair_misfit_px"] = misfit_per_pair(results, np.zeros((0, 2)))
+        info["pair_misfit_px"] = per_pair(results, np.zeros((0, 2)))
+        info["pair_robust_weights"] = per_pair(results, np.zeros(0))
         return np.zeros((n, 2)), info
     k = n + 2
     a = np.zeros((len(used), k))
@@ -772,21 +808,43 @@ def solve_shifts(
     if extra_rows:
         a = np.vstack([a, extra_rows])
         b = np.vstack([b, np.zeros((len(extra_rows), 2))])
-    sol = np.zeros((k, 2))
-    # dy: rotation about the vertical axis does not move features vertically
-    sol[:n, 0] = np.linalg.lstsq(a[:, :n], b[:, 0], rcond=None)[0]
     cols = k if rotation_model else n
-    sol[:cols, 1] = np.linalg.lstsq(a[:, :cols], b[:, 1], rcond=None)[0]
+    m = len(used)
+
+    def solve(pair_w: np.ndarray) -> np.ndarray:
+        aw, bw = a.copy(), b.copy()
+        aw[:m] *= pair_w
+        bw[:m] *= pair_w
+        sol = np.zeros((k, 2))
+        # dy: rotation about the vertical axis does not move features vertically
+        sol[:n, 0] = np.linalg.lstsq(aw[:, :n], bw[:, 0], rcond=None)[0]
+        sol[:cols, 1] = np.linalg.lstsq(aw[:, :cols], bw[:, 1], rcond=None)[0]
+        return sol
+
+    def misfit(sol: np.ndarray) -> np.ndarray:
+        return (a[:m] @ sol - b[:m]) / w[:, None]
+
+    pair_huber = np.ones((m, 1))
+    sol = solve(pair_huber)
+    for _ in range(ROBUST_ITERATIONS if robust_pairs else 0):
+        # iteratively reweighted: a pair the others contradict (a damaged frame) loses
+        # weight by Huber's rule (:func:`robust_pair_weights`)
+        new = robust_pair_weights(misfit(sol), w, robust_pairs)
+        if np.abs(new - pair_huber).max() < 1e-3:
+            break
+        pair_huber = new
+        sol = solve(np.sqrt(pair_huber))
+    info["pair_robust_weights"] = per_pair(results, pair_huber[:, 0])
     d0, c0 = sol[:n], sol[n:, 1]
     info["rotation_point_px"] = c0.tolist()
-    resid = (a[: len(used)] @ sol - b[: len(used)]) / w[:, None]
+    resid = misfit(sol)
     info["residual_rms_px"] = float(np.sqrt(np.mean(resid**2)))
-    info["pair_misfit_px"] = misfit_per_pair(results, resid)
+    info["pair_misfit_px"] = per_pair(results, resid)
     if not refine:
         return d0, info
     surfaces = [NccSurface(r.ncc) for r in used]
-    rows = a[: len(used)] / w[:, None]
-    wts = w**2
+    rows = a[:m] / w[:, None]
+    wts = w**2 * pair_huber[:, 0]
 
     def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
         d = x[: 2 * n].reshape(n, 2)
@@ -810,17 +868,10 @@ def solve_shifts(
         return d0, info
     info["refine"] = "ncc_sum"
     full = np.vstack([d, np.c_[np.zeros(2), res.x[2 * n :] if rotation_model else np.zeros(2)]])
-    resid = rows @ full - b[: len(used)] / w[:, None]
+    resid = rows @ full - b[:m] / w[:, None]
     info["residual_rms_px"] = float(np.sqrt(np.mean(resid**2)))
-    info["pair_misfit_px"] = misfit_per_pair(results, resid)
+    info["pair_misfit_px"] = per_pair(results, resid)
     return d, info
-
-
-#: Reweighting rounds at most, and the smallest robust standard deviation of the prior
-#: residuals (interior px times the weight) that :func:`solve_joint` reads as one: below it the
-#: prior is met to rounding and nothing is an outlier.
-ROBUST_ITERATIONS = 30
-ROBUST_SCALE_FLOOR_PX = 1e-3
 
 
 def solve_joint(
@@ -834,6 +885,7 @@ def solve_joint(
     anchor_scale_deg: float | None = None,
     prior_target: np.ndarray | None = None,
     robust: float | None = 3.0,
+    robust_pairs: float | None = ROBUST_PAIRS,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Interior shifts and corrections to the full scan's shifts, from the same pairs.
 
@@ -866,14 +918,20 @@ def solve_joint(
     otherwise pull its anchors' stretch of the interior with it. ``None``: plain
     least squares.
 
+    ``robust_pairs``: as in :func:`solve_shifts`, the pairs that the others contradict
+    lose weight, but only once the full views' weights have settled: a full view's bad
+    prior first shows as the misfit of the pairs around it, and weighting those down
+    first would keep the bad prior (seed 14 with 19 full views in docs/alignment.md:
+    0.53 px instead of 0.07).
+
     Returns
     -------
     d, delta_full, info
         Interior shifts (interior px), corrections to add to the full shifts
         (full px), and a record (``full_views_downweighted``: the full views whose
         prior lost weight; ``full_views_downweighted_weights``: the share of its weight
-        each kept, the smaller of ``dy``'s and ``dx``'s; ``pair_misfit_px`` and
-        ``residual_rms_px`` as in :func:`solve_shifts`).
+        each kept, the smaller of ``dy``'s and ``dx``'s; ``pair_misfit_px``,
+        ``residual_rms_px`` and ``pair_robust_weights`` as in :func:`solve_shifts`).
     """
     roi_angles = np.asarray(roi_angles, float)
     used = [r for r in results if peak_inside_map(r)]
@@ -902,10 +960,10 @@ def solve_joint(
     eye = np.zeros((n_full, k))
     eye[np.arange(n_full), n + np.arange(n_full)] = scale
 
-    def solve(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        py = np.vstack([ay, weights[:, :1] * eye])
-        px = np.vstack([ax, weights[:, 1:] * eye])
-        rhs = np.vstack([b, scale * weights * target])
+    def solve(weights: np.ndarray, pair_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        py = np.vstack([ay * pair_w, weights[:, :1] * eye])
+        px = np.vstack([ax * pair_w, weights[:, 1:] * eye])
+        rhs = np.vstack([b * pair_w, scale * weights * target])
         sy = np.linalg.lstsq(py[:, : n + n_full], rhs[:, 0], rcond=None)[0]
         return sy, np.linalg.lstsq(px, rhs[:, 1], rcond=None)[0]
 
@@ -914,8 +972,9 @@ def solve_joint(
         return np.concatenate([(ay[:, : n + n_full] @ sy - b[:, 0]) / w, (ax @ sx - b[:, 1]) / w])
 
     huber = np.ones((n_full, 2))
-    sy, sx = solve(pw)
-    for _ in range(ROBUST_ITERATIONS if robust else 0):
+    pair_huber = np.ones((len(used), 1))
+    sy, sx = solve(pw, pair_huber)
+    for _ in range(ROBUST_ITERATIONS if robust or robust_pairs else 0):
         # iteratively reweighted: a full view whose own estimate the pairs contradict far
         # more than the others' (an object pushed out of the field biases its moments)
         # loses weight by Huber's rule, in robust standard deviations of those residuals;
@@ -924,15 +983,30 @@ def solve_joint(
         # pairs have anyway
         r = np.abs(pw * scale * (np.stack([sy[n:], sx[n : n + n_full]], 1) - target))
         misfit = pair_residuals(sy, sx)
+        misfit_pairs = misfit.reshape(2, -1).T
+        # the floor is the misfit of the pairs the robust rule would keep whole: a damaged
+        # frame's pairs (2 px) would otherwise raise it and hide a bad full view
+        kept = (
+            robust_pair_weights(misfit_pairs, w, robust_pairs)[:, 0] >= 1.0
+            if robust_pairs and misfit.size
+            else np.ones(len(misfit_pairs), bool)
+        )
         floor = max(
-            float(np.sqrt(np.mean(misfit**2))) if misfit.size else 0.0, ROBUST_SCALE_FLOOR_PX
+            float(np.sqrt(np.mean(misfit_pairs[kept] ** 2))) if kept.any() else 0.0,
+            ROBUST_SCALE_FLOOR_PX,
         )
         sigma = np.maximum(1.4826 * np.median(r, axis=0), floor)
-        new = np.minimum(1.0, robust * sigma / np.maximum(r, 1e-300))
-        if np.abs(new - huber).max() < 1e-3:
+        new = np.minimum(1.0, robust * sigma / np.maximum(r, 1e-300)) if robust else huber
+        new_pairs = pair_huber
+        settled = np.abs(new - huber).max() < 1e-3
+        # pairs only once the prior's weights have settled: a full view's bad prior shows
+        # first as the misfit of the pairs around it, which would otherwise lose weight
+        if robust_pairs and misfit.size and settled:
+            new_pairs = robust_pair_weights(misfit_pairs, w, robust_pairs)
+        if settled and np.abs(new_pairs - pair_huber).max() < 1e-3:
             break
-        huber = new
-        sy, sx = solve(pw * np.sqrt(huber))
+        huber, pair_huber = new, new_pairs
+        sy, sx = solve(pw * np.sqrt(huber), np.sqrt(pair_huber))
     d = np.stack([sy[:n], sx[:n]], axis=1)
     delta = np.stack([sy[n : n + n_full], sx[n : n + n_full]], axis=1)
     m = len(used)
@@ -947,7 +1021,8 @@ def solve_joint(
         "full_views_downweighted_weights": [round(float(huber[j].min()), 3) for j in down],
         "rotation_point_px": sx[n + n_full :].tolist(),
         "residual_rms_px": float(np.sqrt(np.mean(resid**2))),
-        "pair_misfit_px": misfit_per_pair(results, resid.reshape(2, m).T),
+        "pair_misfit_px": per_pair(results, resid.reshape(2, m).T),
+        "pair_robust_weights": per_pair(results, pair_huber[:, 0]),
         "full_correction_rms_px": float(np.sqrt(np.mean(delta**2))),
     }
     return d, delta, info

@@ -5,12 +5,14 @@ error against the simulation's truth when there is one, less the one object
 translation that best explains the errors of all the scans together:
 ``AlignmentResult.error_arrays``, whose RMS ``AlignmentResult.errors`` reports).
 ``pairs.csv``: one row per interior registration (kind, views, angle apart,
-peak shift, peak NCC, peak quality, task seconds, whether the solve used it, and
-its misfit: the measured peak less the one the solved shifts predict,
+peak shift, peak NCC, peak quality, task seconds, whether the solve used it, the
+share of its weight it kept, ``AlignmentResult.pair_kept_weight``, and its misfit:
+the measured peak less the one the solved shifts predict,
 ``AlignmentResult.pair_misfit``). ``alignment.png``: shifts against angle for each
 scan (full views whose own shifts the joint solve weighted down circled), the peak
-NCC of every pair against angle, and the pairs' misfit against angle. Without a
-truth the misfit is what tells a registration the others disagree with.
+NCC of every pair against angle, and the pairs' misfit against angle (pairs weighted
+down circled). Without a truth the misfit is what tells a registration the others
+disagree with.
 """
 
 from __future__ import annotations
@@ -35,35 +37,41 @@ def write_report(directory: str, acq: Any, result: Any) -> str:
             for k, (a, s, e) in enumerate(zip(angles, d, err, strict=True)):
                 w.writerow([name, k, f"{a:.4f}", f"{s[0]:.4f}", f"{s[1]:.4f}", *_fmt(e)])
     misfit = _pair_misfit(result)
+    kept = _per_pair_or_nan(result.pair_kept_weight, len(result.pairs))
     with open(os.path.join(directory, "pairs.csv"), "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(
             ["kind", "i", "j", "mirrored", "delta_deg", "peak_sy_px", "peak_sx_px",
-             "peak_ncc", "quality", "seconds", "used", "misfit_dy_px", "misfit_dx_px"]
+             "peak_ncc", "quality", "seconds", "used", "kept_weight", "misfit_dy_px",
+             "misfit_dx_px"]
         )  # fmt: skip
-        for r, m in zip(result.pairs, misfit, strict=True):
+        for r, m, k in zip(result.pairs, misfit, kept, strict=True):
             p = r.pair
             w.writerow(
                 [p.kind, p.i, p.j, int(p.mirrored), f"{p.delta_deg:.4f}", f"{r.shift[0]:.4f}",
                  f"{r.shift[1]:.4f}", f"{r.peak:.5f}", f"{r.quality:.5f}", f"{r.seconds:.4f}",
-                 int(np.isfinite(m).all()), *_fmt(m)]
+                 int(np.isfinite(m).all()), *_fmt([k]), *_fmt(m)]
             )  # fmt: skip
-    _plot(os.path.join(directory, "alignment.png"), acq, result, errors, misfit)
+    _plot(os.path.join(directory, "alignment.png"), acq, result, errors, misfit, kept)
     return directory
 
 
 def _pair_misfit(result: Any) -> np.ndarray:
     """The pairs' misfit, NaN throughout where the solve recorded none."""
-    if result.pair_misfit is None:
-        return np.full((len(result.pairs), 2), np.nan)
-    return np.asarray(result.pair_misfit, float)
+    return _per_pair_or_nan(result.pair_misfit, len(result.pairs), 2)
+
+
+def _per_pair_or_nan(values: Any, n: int, *shape: int) -> np.ndarray:
+    return np.full((n, *shape), np.nan) if values is None else np.asarray(values, float)
 
 
 def _fmt(e: np.ndarray) -> list[str]:
     return ["" if not np.isfinite(v) else f"{v:.4f}" for v in e]
 
 
-def _plot(path: str, acq: Any, result: Any, errors: dict, misfit: np.ndarray) -> None:
+def _plot(
+    path: str, acq: Any, result: Any, errors: dict, misfit: np.ndarray, kept: np.ndarray
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -107,6 +115,12 @@ def _plot(path: str, acq: Any, result: Any, errors: dict, misfit: np.ndarray) ->
                 k = (kinds == kind) & np.isfinite(values)
                 if k.any():
                     ax.plot(at[k], values[k], marker, ms=4, label=f"{kind} pairs")
+            down = kept < 1  # NaN (left out) compares False
+            if down.any():
+                ax.plot(
+                    at[down], values[down], "o", ms=9, mfc="none", mec="red",
+                    label="weighted down (others contradict it)",
+                )  # fmt: skip
             ax.set_ylabel(label)
             ax.set_xlabel("angle [deg]")
             ax.legend(fontsize=7)

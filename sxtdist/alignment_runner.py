@@ -79,6 +79,9 @@ class AlignmentResult:
     #: predict (``dy, dx``, interior px; NaN for a pair whose peak lay on the edge of its
     #: search and was left out). Large where the solution disagrees with a registration.
     pair_misfit: np.ndarray | None = None
+    #: ``(len(pairs),)``: the share of its weight each pair kept in the solve (1 for most;
+    #: less for a pair the others contradict; NaN for one left out).
+    pair_kept_weight: np.ndarray | None = None
     intensity_transform: dict | None = None
     report_dir: str | None = None
     stored: bool = False
@@ -656,7 +659,11 @@ def _align_roi(acq, result, pairs, method, client, **kw) -> None:
         peak_ncc_median=float(np.median([r.peak for r in results])) if results else None,
     )
     result.pair_misfit = info.pop("pair_misfit_px", None)
+    result.pair_kept_weight = info.pop("pair_robust_weights", None)
     _log_pair_misfit(info, results, result.pair_misfit, g_roi.angles_deg, margin, kw["quiet"])
+    _log_pairs_weighted_down(
+        info, results, result.pair_kept_weight, g_roi.angles_deg, g_roi.n_angles, kw["quiet"]
+    )
     result.shifts["roi"], result.info["roi"] = d, info
     result.pairs = results
     if kw["intensity"] != "none" and use_anchors:
@@ -714,6 +721,62 @@ def _log_pair_misfit(
         f"component, largest {length[worst]:.3f} px ({info['residual_largest_pair']})",
         quiet,
     )
+
+
+#: Pairs named one by one in the log when weighted down; beyond, a count.
+PAIRS_NAMED = 5
+#: A pair "lost its weight" for :func:`views_without_weight` below this share.
+LOST_WEIGHT = 0.5
+
+
+def views_without_weight(
+    results: Sequence[PairResult], kept: np.ndarray, n_views: int
+) -> list[int]:
+    """Interior views all of whose used pairs kept less than :data:`LOST_WEIGHT` of their
+    weight: nothing the solve trusts ties them (a damaged frame, most likely)."""
+    worst = np.zeros(n_views)
+    has_pair = np.zeros(n_views, bool)
+    for r, k in zip(results, kept, strict=True):
+        if not np.isfinite(k):
+            continue
+        views = (r.pair.i, r.pair.j) if r.pair.kind == "neighbour" else (r.pair.i,)
+        for v in views:
+            worst[v] = max(worst[v], k)  # the best-kept pair of the view
+            has_pair[v] = True
+    return [int(v) for v in np.flatnonzero(has_pair & (worst < LOST_WEIGHT))]
+
+
+def _log_pairs_weighted_down(
+    info: dict,
+    results: Sequence[PairResult],
+    kept: np.ndarray | None,
+    roi_angles: np.ndarray,
+    n_views: int,
+    quiet: bool,
+) -> None:
+    """Record and log the pairs the others contradicted (weighted down by the robust rule)
+    and the interior views left with no trusted pair."""
+    if kept is None:
+        return
+    down = np.flatnonzero(kept < 1)  # NaN (left out) compares False
+    info["pairs_downweighted"] = int(down.size)
+    if not down.size:
+        return
+    down = down[np.argsort(kept[down])]
+    named = ", ".join(
+        f"{describe_pair(results[k].pair, roi_angles)} (to {kept[k]:.0%})"
+        for k in down[:PAIRS_NAMED]
+    )
+    more = f" and {down.size - PAIRS_NAMED} more" if down.size > PAIRS_NAMED else ""
+    log(f"pairs the others contradict, weighted down in the solve: {named}{more}", quiet)
+    lost = views_without_weight(results, kept, n_views)
+    info["views_without_weight"] = lost
+    if lost:
+        log(
+            f"warning: interior views whose every pair lost its weight (check these "
+            f"frames): {', '.join(map(str, lost))}",
+            quiet,
+        )
 
 
 def _jsonable_info(info: dict) -> dict:

@@ -33,6 +33,7 @@ from sxtdist.alignment import (
     register,
     remove_gauge,
     rms,
+    robust_pair_weights,
     row_profile_dy,
     shift_errors,
     shift_image,
@@ -43,7 +44,7 @@ from sxtdist.alignment import (
     weighted_centroid_dx,
     weighted_centroid_noise_px,
 )
-from sxtdist.alignment_runner import describe_pair
+from sxtdist.alignment_runner import describe_pair, views_without_weight
 from sxtdist.geometry import ScanGeometry, rigid_translation_nm, translation_shifts_px
 
 
@@ -292,28 +293,36 @@ def test_solve_shifts_neighbours_only_has_zero_mean_and_drops_edge_peaks():
     np.testing.assert_allclose(est, d - d.mean(0), atol=0.02)
 
 
-@pytest.mark.parametrize("solver", ["shifts", "shifts_refined", "joint"])
-def test_pair_misfit_points_at_the_pair_the_solution_disagrees_with(solver):
-    """Consistent pairs but one neighbour pair (views 40-41) 1 px off in ``dx`` and one
-    peak on the edge of its map: the misfit is large only near the bad pair (least squares
-    shares the conflict with the anchors around it, so it says where, not which), NaN at
-    the dropped pair, and its RMS over the used pairs is ``residual_rms_px``."""
-    rng = np.random.default_rng(11)
+def _pairs_with_one_bad(rng):
+    """Consistent pairs (no full-view error, 0.01 px noise) but the neighbour pair 40-41
+    1 px off in ``dx``, and one more pair whose peak is on the edge of its map (last)."""
     roi = np.arange(0, 180, 2.0)
     full = np.arange(0, 180, 20.0)
-    n, m, scale = roi.size, full.size, 2.0
-    _, results = _joint_pairs(rng, roi, full, scale, noise_px=0.01, full_error_px=0.0)
+    _, results = _joint_pairs(rng, roi, full, 2.0, noise_px=0.01, full_error_px=0.0)
     bad = next(k for k, r in enumerate(results) if r.pair.kind == "neighbour" and r.pair.i == 40)
     r = results[bad]
     results[bad] = PairResult(r.pair, r.ncc, r.shift + np.array([0.0, 1.0]), r.peak, r.quality)
     edge = np.array([9.0, 0.0])  # the maps are 19 x 19: a peak 9 px out is on the edge
     results.append(PairResult(Pair("neighbour", 3, 2), _gauss_map(edge, m=9), edge, 1.0, 0.5))
+    return roi, full, results, bad
+
+
+def _solve_info(solver, roi, full, results, **kw):
     if solver == "joint":
-        _, _, info = solve_joint(n, m, scale, results, roi, full, robust=None)
-    else:
-        _, info = solve_shifts(n, results, roi, full, refine=solver == "shifts_refined")
-        if solver == "shifts_refined":
-            assert info["refine"] == "ncc_sum"
+        return solve_joint(roi.size, full.size, 2.0, results, roi, full, robust=None, **kw)[2]
+    info = solve_shifts(roi.size, results, roi, full, refine=solver == "shifts_refined", **kw)[1]
+    assert solver != "shifts_refined" or info["refine"] == "ncc_sum"
+    return info
+
+
+@pytest.mark.parametrize("solver", ["shifts", "shifts_refined", "joint"])
+def test_pair_misfit_in_plain_least_squares_says_where_not_which(solver):
+    """Without the robust rule, least squares shares the bad pair's conflict with the
+    anchors around it: the misfit is large only near the bad pair (so it says where, not
+    which), NaN at the dropped pair, and its RMS over the used pairs is
+    ``residual_rms_px``."""
+    roi, full, results, bad = _pairs_with_one_bad(np.random.default_rng(11))
+    info = _solve_info(solver, roi, full, results, robust_pairs=None)
     misfit = info["pair_misfit_px"]
     assert misfit.shape == (len(results), 2)
     assert np.isnan(misfit[-1]).all() and np.isfinite(misfit[:-1]).all()
@@ -323,6 +332,37 @@ def test_pair_misfit_points_at_the_pair_the_solution_disagrees_with(solver):
     large = [results[k].pair.i for k in np.flatnonzero(length > 0.1)]
     assert large and all(35 <= i <= 46 for i in large)  # within 5 views of the bad pair
     assert np.sqrt(np.mean(misfit[:-1] ** 2)) == pytest.approx(info["residual_rms_px"])
+    np.testing.assert_array_equal(info["pair_robust_weights"][:-1], 1.0)
+
+
+@pytest.mark.parametrize("solver", ["shifts", "shifts_refined", "joint"])
+def test_robust_pairs_weight_down_the_pair_the_others_contradict(solver):
+    """The robust rule (the default) takes the bad pair out: it keeps under 5 % of its
+    weight, its misfit is its whole error (1 px), and every other pair is met to its
+    noise; at most one other pair loses any weight."""
+    roi, full, results, bad = _pairs_with_one_bad(np.random.default_rng(11))
+    info = _solve_info(solver, roi, full, results)
+    kept = info["pair_robust_weights"]
+    assert np.isnan(kept[-1]) and kept[bad] < 0.05
+    assert np.sum(kept[:-1] < 1) <= 2 and np.sort(kept[:-1])[1] > 0.5
+    length = np.hypot(*info["pair_misfit_px"][:-1].T)
+    assert length[bad] == pytest.approx(1.0, abs=0.06)
+    assert np.delete(length, bad).max() < 0.08
+
+
+def test_robust_pair_weights_known_answer():
+    """Nine pairs missing by 0.01 px, one by 1 px in ``dx``: sigma is 1.4826 x 0.01 per
+    component, and the outlier keeps ``5 sigma / 1`` of its weight; a pair's weight
+    scales its misfit first (one counting a quarter is judged on half its misfit)."""
+    misfit = np.full((10, 2), 0.01)
+    misfit[3, 1] = 1.0
+    kept = robust_pair_weights(misfit, np.ones(10), 5.0)
+    assert kept.shape == (10, 1)
+    np.testing.assert_allclose(np.delete(kept[:, 0], 3), 1.0)
+    assert kept[3, 0] == pytest.approx(5 * 1.4826 * 0.01)
+    sqrt_w = np.ones(10)
+    sqrt_w[3] = 0.5
+    assert robust_pair_weights(misfit, sqrt_w, 5.0)[3, 0] == pytest.approx(2 * 5 * 1.4826 * 0.01)
 
 
 def test_describe_pair_names_views_and_angle():
@@ -616,6 +656,11 @@ def test_align_recovers_simulated_shifts_and_stores_them(tmp_path, client):
     assert per_component == pytest.approx(meta["alignment"]["residual_rms_px"], abs=2e-4)
     largest = np.hypot(misfit[:, 0], misfit[:, 1]).max()
     assert largest == pytest.approx(meta["alignment"]["residual_largest_px"], abs=2e-4)
+    kept = np.array([float(r["kept_weight"]) for r in used])
+    np.testing.assert_allclose(
+        kept, res.pair_kept_weight[np.isfinite(res.pair_kept_weight)], atol=1e-4
+    )
+    assert meta["alignment"]["pairs_downweighted"] == int(np.sum(kept < 1))
     # full views weighted down in the joint solve are circled in the plot
     from sxtdist.alignment_report import write_report
 
@@ -811,6 +856,37 @@ def test_cli_align_warns_of_pairs_left_out_and_logs_the_misfit(run_cli, tiny_acq
     assert m and 0 < int(m[1]) <= int(m[2])
 
 
+def test_cli_align_weights_down_the_pairs_of_a_damaged_frame(run_cli, tiny_copy, tmp_path):
+    """Half of interior frame 12 lost (set to its median, as a beam drop leaves it): its
+    anchor pair is named in the log as weighted down, and ``pairs.csv`` says how much
+    of its weight it kept."""
+    import zarr
+
+    arr = zarr.open_array(sxtdist.open_acquisition(tiny_copy)["roi"].path, mode="r+")
+    frame = arr[12]
+    frame[:, : frame.shape[1] // 2] = np.median(frame)
+    arr[12] = frame
+    rep = tmp_path / "rep"
+    code, _, err = run_cli("align", tiny_copy, "--dry-run", "--report", rep, "--workers", "1")
+    assert code == 0, err
+    assert "weighted down in the solve: anchor 12 to full view" in err
+    with open(rep / "pairs.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    anchor = next(r for r in rows if r["kind"] == "anchor" and r["i"] == "12")
+    assert float(anchor["kept_weight"]) < 0.5
+    others = [float(r["kept_weight"]) for r in rows if "12" not in (r["i"], r["j"])]
+    assert min(others) == 1.0
+
+
+def test_views_without_weight_are_those_whose_every_pair_lost_it():
+    pairs = [Pair("anchor", 0, 0), Pair("neighbour", 0, 1), Pair("anchor", 1, 0),
+             Pair("neighbour", 1, 2), Pair("anchor", 2, 1), Pair("anchor", 3, 1)]  # fmt: skip
+    results = [PairResult(p, np.zeros((3, 3)), np.zeros(2), 1.0, 0.5) for p in pairs]
+    kept = np.array([1.0, 0.2, 0.3, 0.1, 1.0, np.nan])  # view 1: all its pairs below half
+    assert views_without_weight(results, kept, 5) == [1]  # 3: left out; 4: no pair
+    assert views_without_weight(results, np.ones(6), 5) == []
+
+
 def test_info_line_of_an_interior_alignment():
     """The pair residual with its largest misfit and pair; records from before the misfit
     per pair show the residual alone."""
@@ -824,6 +900,12 @@ def test_info_line_of_an_interior_alignment():
     recorded.update(residual_largest_px=0.1594, residual_largest_pair="neighbour 8-9 at 16°")
     assert _alignment_details(recorded).endswith(
         "pair residual 0.029 px (largest 0.159 px, neighbour 8-9 at 16°)"
+    )
+    recorded.update(pairs_downweighted=0, views_without_weight=[])
+    assert _alignment_details(recorded).endswith("neighbour 8-9 at 16°)")
+    recorded.update(pairs_downweighted=3, views_without_weight=[30])
+    assert _alignment_details(recorded).endswith(
+        "at 16°); 3 pairs weighted down; views whose every pair lost its weight: 30"
     )
 
 

@@ -127,6 +127,13 @@ def _alignment_details(al: dict) -> str:
                 f" (largest {al['residual_largest_px']:.3f} px, {al['residual_largest_pair']})"
             )
         parts.append(residual)
+    if al.get("pairs_downweighted"):  # the others contradicted them (a damaged frame?)
+        parts.append(f"{al['pairs_downweighted']} pairs weighted down")
+    if al.get("views_without_weight"):
+        parts.append(
+            "views whose every pair lost its weight: "
+            + ", ".join(map(str, al["views_without_weight"]))
+        )
     if al.get("peak_ncc_median") is not None:
         parts.append(f"median peak NCC {al['peak_ncc_median']:.4f}")
     return "; ".join(parts)
