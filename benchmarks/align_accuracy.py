@@ -27,6 +27,7 @@ import argparse
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -137,6 +138,25 @@ def psnr_true_vs_estimated(path: str, estimated: dict, client, workdir: str, ite
     return out
 
 
+def run_studies(prefix: str, cases: Iterable[tuple], study_fn: Callable[..., dict]) -> list[dict]:
+    """``study_fn(*case, client, workdir)`` for each case, on a one-worker in-process Dask
+    cluster and in a scratch folder removed afterwards; prints each row as it comes."""
+    from distributed import Client
+
+    workdir = tempfile.mkdtemp(prefix=prefix)
+    rows = []
+    try:
+        with Client(
+            processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"
+        ) as client:
+            for case in cases:
+                rows.append(study_fn(*case, client, workdir))
+                print(rows[-1], flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -164,24 +184,17 @@ def main() -> None:
         help="also reconstruct from the true and the estimated shifts (CGNE iterations)",
     )
     args = ap.parse_args()
-    from distributed import Client
+    cases = [
+        (photons, n_full, seed)
+        for photons in [parse_photons(p) for p in args.photons]
+        for n_full in args.full
+        for seed in args.seeds
+    ]
 
-    workdir = tempfile.mkdtemp(prefix="sxtdist-align-acc-")
-    rows = []
-    try:
-        with Client(
-            processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0"
-        ) as client:
-            for photons in [parse_photons(p) for p in args.photons]:
-                for n_full in args.full:
-                    for seed in args.seeds:
-                        r = study(
-                            photons, n_full, seed, args.sigma, client, workdir, args.psnr, args.arc
-                        )
-                        rows.append(r)
-                        print(r, flush=True)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    def one(photons, n_full, seed, client, workdir):
+        return study(photons, n_full, seed, args.sigma, client, workdir, args.psnr, args.arc)
+
+    rows = run_studies("sxtdist-align-acc-", cases, one)
     print()
     psnr = bool(args.psnr)
     print(

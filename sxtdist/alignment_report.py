@@ -5,13 +5,14 @@ error against the simulation's truth when there is one, less the one object
 translation that best explains the errors of all the scans together:
 ``AlignmentResult.error_arrays``, whose RMS ``AlignmentResult.errors`` reports).
 ``pairs.csv``: one row per interior registration (kind, views, angle apart,
-peak shift, peak NCC, peak quality, task seconds, whether the solve used it, the
+peak shift, peak NCC, its ``1 - peak`` over the median of its kind's, peak
+quality, task seconds, whether the solve used it, the
 share of its weight it kept, ``AlignmentResult.pair_kept_weight``, and its misfit:
 the measured peak less the one the solved shifts predict,
 ``AlignmentResult.pair_misfit``). ``alignment.png``: shifts against angle for each
 scan (full views whose own shifts the joint solve weighted down circled), the peak
 NCC of every pair against angle, and the pairs' misfit against angle (pairs weighted
-down circled). Without a truth the misfit is what tells a registration the others
+down circled, pairs correlating poorly crossed: ``POOR_PEAK_FACTOR``). Without a truth the misfit is what tells a registration the others
 disagree with.
 """
 
@@ -22,6 +23,8 @@ import os
 from typing import Any
 
 import numpy as np
+
+from .alignment_runner import POOR_PEAK_FACTOR, peak_loss_ratio
 
 
 def write_report(directory: str, acq: Any, result: Any) -> str:
@@ -38,21 +41,22 @@ def write_report(directory: str, acq: Any, result: Any) -> str:
                 w.writerow([name, k, f"{a:.4f}", f"{s[0]:.4f}", f"{s[1]:.4f}", *_fmt(e)])
     misfit = _pair_misfit(result)
     kept = _per_pair_or_nan(result.pair_kept_weight, len(result.pairs))
+    loss = peak_loss_ratio(result.pairs)
     with open(os.path.join(directory, "pairs.csv"), "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(
             ["kind", "i", "j", "mirrored", "delta_deg", "peak_sy_px", "peak_sx_px",
-             "peak_ncc", "quality", "seconds", "used", "kept_weight", "misfit_dy_px",
-             "misfit_dx_px"]
+             "peak_ncc", "peak_loss_ratio", "quality", "seconds", "used", "kept_weight",
+             "misfit_dy_px", "misfit_dx_px"]
         )  # fmt: skip
-        for r, m, k in zip(result.pairs, misfit, kept, strict=True):
+        for r, m, k, q in zip(result.pairs, misfit, kept, loss, strict=True):
             p = r.pair
             w.writerow(
                 [p.kind, p.i, p.j, int(p.mirrored), f"{p.delta_deg:.4f}", f"{r.shift[0]:.4f}",
-                 f"{r.shift[1]:.4f}", f"{r.peak:.5f}", f"{r.quality:.5f}", f"{r.seconds:.4f}",
-                 int(np.isfinite(m).all()), *_fmt([k]), *_fmt(m)]
+                 f"{r.shift[1]:.4f}", f"{r.peak:.5f}", f"{q:.2f}", f"{r.quality:.5f}",
+                 f"{r.seconds:.4f}", int(np.isfinite(m).all()), *_fmt([k]), *_fmt(m)]
             )  # fmt: skip
-    _plot(os.path.join(directory, "alignment.png"), acq, result, errors, misfit, kept)
+    _plot(os.path.join(directory, "alignment.png"), acq, result, errors, misfit, kept, loss)
     return directory
 
 
@@ -70,7 +74,13 @@ def _fmt(e: np.ndarray) -> list[str]:
 
 
 def _plot(
-    path: str, acq: Any, result: Any, errors: dict, misfit: np.ndarray, kept: np.ndarray
+    path: str,
+    acq: Any,
+    result: Any,
+    errors: dict,
+    misfit: np.ndarray,
+    kept: np.ndarray,
+    loss: np.ndarray,
 ) -> None:
     import matplotlib
 
@@ -120,6 +130,12 @@ def _plot(
                 ax.plot(
                     at[down], values[down], "o", ms=9, mfc="none", mec="red",
                     label="weighted down (others contradict it)",
+                )  # fmt: skip
+            poor = (loss > POOR_PEAK_FACTOR) & np.isfinite(values)
+            if poor.any():
+                ax.plot(
+                    at[poor], values[poor], "x", ms=8, color="black",
+                    label=f"poor peak (1 - NCC > {POOR_PEAK_FACTOR:g}× median)",
                 )  # fmt: skip
             ax.set_ylabel(label)
             ax.set_xlabel("angle [deg]")

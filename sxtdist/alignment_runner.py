@@ -24,6 +24,7 @@ import numpy as np
 
 from ._progress import log
 from .alignment import (
+    ROBUST_PAIRS,
     Pair,
     PairResult,
     align_full_scan,
@@ -330,6 +331,7 @@ def align(
     rotation_model: bool = True,
     refine: bool = False,
     joint: bool = True,
+    robust_pairs: float | None = ROBUST_PAIRS,
     intensity: str = "dual_energy",
     full_iterations: int | None = None,
     tol_px: float = 0.05,
@@ -368,6 +370,10 @@ def align(
         When both scans are aligned by anchors, also correct the full scan's
         shifts from the interior pairs (:func:`sxtdist.alignment.solve_joint`);
         not combined with ``refine``.
+    robust_pairs
+        A pair whose misfit is beyond this many robust standard deviations of all
+        pairs' loses weight (a damaged frame; :func:`sxtdist.alignment.robust_pair_weights`).
+        ``None`` or 0: plain least squares.
     intensity
         Intensity transform fitted between the scans and stored (``"none"``: skip).
     full_iterations, tol_px
@@ -395,6 +401,10 @@ def align(
         raise ParameterError(f"unknown intensity model {intensity!r} ({INTENSITY_MODELS})")
     if smooth_px < 0:
         raise ParameterError(f"smoothing must not be negative, got {smooth_px}")
+    if robust_pairs is not None and not robust_pairs >= 0:
+        raise ParameterError(
+            f"robust pairs: a number of standard deviations >= 0 (0: off), got {robust_pairs}"
+        )
     if full_iterations is None:
         full_iterations = 10 if method == "projection-matching" else 0
     if full_iterations < 0 or tol_px <= 0:
@@ -448,6 +458,7 @@ def align(
                 c,
                 margin=margin,
                 smooth_px=smooth_px,
+                robust_pairs=robust_pairs or None,
                 rotation_model=rotation_model,
                 refine=refine,
                 joint=joint,
@@ -620,6 +631,7 @@ def _align_roi(acq, result, pairs, method, client, **kw) -> None:
             g_roi.angles_deg,
             full_angles,
             prior_weight=prior,
+            robust_pairs=kw["robust_pairs"],
         )
         info["full_prior_weight_median"] = np.median(prior, axis=0).tolist()
         outliers = info["full_views_downweighted"]
@@ -650,6 +662,7 @@ def _align_roi(acq, result, pairs, method, client, **kw) -> None:
             full_angles,
             rotation_model=kw["rotation_model"] and use_anchors,
             refine=kw["refine"],
+            robust_pairs=kw["robust_pairs"],
         )
     info.update(
         method=method,
@@ -664,6 +677,7 @@ def _align_roi(acq, result, pairs, method, client, **kw) -> None:
     _log_pairs_weighted_down(
         info, results, result.pair_kept_weight, g_roi.angles_deg, g_roi.n_angles, kw["quiet"]
     )
+    _log_poor_peaks(info, results, g_roi.angles_deg, kw["quiet"])
     result.shifts["roi"], result.info["roi"] = d, info
     result.pairs = results
     if kw["intensity"] != "none" and use_anchors:
@@ -723,10 +737,74 @@ def _log_pair_misfit(
     )
 
 
-#: Pairs named one by one in the log when weighted down; beyond, a count.
+#: Pairs named one by one in the log when weighted down or correlating poorly; beyond, a count.
 PAIRS_NAMED = 5
 #: A pair "lost its weight" for :func:`views_without_weight` below this share.
 LOST_WEIGHT = 0.5
+
+
+#: A pair whose ``1 - peak NCC`` is more than this many times the median of its kind
+#: (anchors, neighbours) correlates far worse than the others. On the ``small`` preset
+#: (seeds 1-24, 9 and 19 full views, paper dose and 3000 photons) one clean pair in 96
+#: alignments passed 20 (45 times: an anchor 10° from its full view), and with half of
+#: one frame lost every pair of that frame was 68-926 times (docs/alignment.md).
+POOR_PEAK_FACTOR = 20.0
+
+
+def peak_loss_ratio(results: Sequence[PairResult]) -> np.ndarray:
+    """``(len(results),)``: each pair's ``1 - peak NCC`` over the median of its kind's
+    (anchors, neighbours); beyond :data:`POOR_PEAK_FACTOR` a pair correlates poorly."""
+    kinds = np.array([r.pair.kind for r in results])
+    loss = np.array([1.0 - r.peak for r in results], float)
+    ratio = np.full(len(results), np.nan)
+    for kind in set(kinds.tolist()):
+        k = kinds == kind
+        ratio[k] = loss[k] / max(float(np.median(loss[k])), 1e-12)
+    return ratio
+
+
+def views_of(pair: Pair) -> tuple[int, ...]:
+    """The interior views a pair registers."""
+    return (pair.i, pair.j) if pair.kind == "neighbour" else (pair.i,)
+
+
+def _log_poor_peaks(
+    info: dict, results: Sequence[PairResult], roi_angles: np.ndarray, quiet: bool
+) -> None:
+    """Warn of the pairs that correlate far worse than the others (a damaged frame whose
+    pairs all agree on a wrong shift shows in no misfit, but in its peaks), and of the
+    interior views all of whose pairs do."""
+    if not results:
+        return
+    ratio = peak_loss_ratio(results)
+    poor = np.flatnonzero(ratio > POOR_PEAK_FACTOR)
+    info["pairs_poor_peak"] = int(poor.size)
+    if not poor.size:
+        return
+    poor = poor[np.argsort(-ratio[poor])]
+    named = ", ".join(
+        f"{describe_pair(results[k].pair, roi_angles)} ({ratio[k]:.0f}×)"
+        for k in poor[:PAIRS_NAMED]
+    )
+    more = f" and {poor.size - PAIRS_NAMED} more" if poor.size > PAIRS_NAMED else ""
+    log(
+        f"warning: pairs whose peak NCC is far below the others' (1 - peak over "
+        f"{POOR_PEAK_FACTOR:g} times their kind's median): {named}{more}",
+        quiet,
+    )
+    bad = np.zeros(len(roi_angles), bool)
+    good = np.zeros(len(roi_angles), bool)
+    for k, r in enumerate(results):
+        for v in views_of(r.pair):
+            (bad if ratio[k] > POOR_PEAK_FACTOR else good)[v] = True
+    views = [int(v) for v in np.flatnonzero(bad & ~good)]
+    info["views_poor_peak"] = views
+    if views:
+        log(
+            f"warning: interior views all of whose pairs correlate poorly (check these "
+            f"frames): {', '.join(map(str, views))}",
+            quiet,
+        )
 
 
 def views_without_weight(
@@ -739,8 +817,7 @@ def views_without_weight(
     for r, k in zip(results, kept, strict=True):
         if not np.isfinite(k):
             continue
-        views = (r.pair.i, r.pair.j) if r.pair.kind == "neighbour" else (r.pair.i,)
-        for v in views:
+        for v in views_of(r.pair):
             worst[v] = max(worst[v], k)  # the best-kept pair of the view
             has_pair[v] = True
     return [int(v) for v in np.flatnonzero(has_pair & (worst < LOST_WEIGHT))]

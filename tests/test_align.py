@@ -44,7 +44,7 @@ from sxtdist.alignment import (
     weighted_centroid_dx,
     weighted_centroid_noise_px,
 )
-from sxtdist.alignment_runner import describe_pair, views_without_weight
+from sxtdist.alignment_runner import describe_pair, peak_loss_ratio, views_without_weight
 from sxtdist.geometry import ScanGeometry, rigid_translation_nm, translation_shifts_px
 
 
@@ -832,6 +832,7 @@ def test_cli_align_dry_run_then_store_and_info(run_cli, tiny_copy, tmp_path):
         (["--max-shift", "100"], "too large"),
         (["--scans", "side"], "unknown scan"),
         (["--smooth", "-1"], "must not be negative"),
+        (["--robust-pairs", "-1"], "robust pairs: a number of standard deviations"),
     ],
 )
 def test_cli_align_bad_options_exit_2(run_cli, tiny_acq, args, message):
@@ -878,6 +879,53 @@ def test_cli_align_weights_down_the_pairs_of_a_damaged_frame(run_cli, tiny_copy,
     assert min(others) == 1.0
 
 
+def test_cli_robust_pairs_default_is_the_library_s():
+    from sxtdist.alignment import ROBUST_PAIRS
+    from sxtdist.cli.align import command
+
+    option = next(p for p in command.params if p.name == "robust_pairs")
+    assert option.default == ROBUST_PAIRS
+
+
+def test_align_robust_pairs_zero_is_plain_least_squares(tiny_acq, client):
+    """``robust_pairs=0`` turns the rule off: every used pair keeps its whole weight."""
+    kw = {"client": client, "report": "", "quiet": True, "dry_run": True}
+    plain = sxtdist.align(tiny_acq, robust_pairs=0, **kw)
+    kept = plain.pair_kept_weight
+    np.testing.assert_array_equal(kept[np.isfinite(kept)], 1.0)
+    assert "pairs_downweighted" in plain.info["roi"]
+    assert plain.info["roi"]["pairs_downweighted"] == 0
+
+
+def test_align_names_the_frame_whose_pairs_all_correlate_poorly(tmp_path, client):
+    """Noise-free ``tiny`` data, three quarters of interior frame 12 lost: its three pairs'
+    ``1 - peak NCC`` are 39-53 times their kind's median (the others' at most 4.7), so
+    the frame is named; the clean data name none."""
+    import zarr
+
+    acq = sxtdist.simulate(tmp_path / "t.zarr", preset="tiny", seed=3, photons=0, quiet=True)
+    kw = {"client": client, "report": "", "quiet": True, "dry_run": True}
+    clean = sxtdist.align(acq, **kw)
+    assert clean.info["roi"]["pairs_poor_peak"] == 0
+    assert "views_poor_peak" not in clean.info["roi"]
+    arr = zarr.open_array(acq["roi"].path, mode="r+")
+    frame = arr[12]
+    frame[:, : 3 * frame.shape[1] // 4] = np.median(frame)
+    arr[12] = frame
+    damaged = sxtdist.align(acq, **kw)
+    assert damaged.info["roi"]["pairs_poor_peak"] == 3
+    assert damaged.info["roi"]["views_poor_peak"] == [12]
+
+
+def test_peak_loss_ratio_per_kind_known_answer():
+    """``1 - peak`` over its kind's median: anchors and neighbours are judged apart."""
+    pairs = [Pair("anchor", 0, 0), Pair("anchor", 1, 0), Pair("anchor", 2, 0),
+             Pair("neighbour", 0, 1), Pair("neighbour", 1, 2)]  # fmt: skip
+    peaks = [0.99, 0.98, 0.5, 0.999, 0.997]
+    results = [PairResult(p, np.zeros((3, 3)), np.zeros(2), q, 0.5) for p, q in zip(pairs, peaks)]
+    np.testing.assert_allclose(peak_loss_ratio(results), [0.5, 1.0, 25.0, 0.5, 1.5])
+
+
 def test_views_without_weight_are_those_whose_every_pair_lost_it():
     pairs = [Pair("anchor", 0, 0), Pair("neighbour", 0, 1), Pair("anchor", 1, 0),
              Pair("neighbour", 1, 2), Pair("anchor", 2, 1), Pair("anchor", 3, 1)]  # fmt: skip
@@ -907,6 +955,8 @@ def test_info_line_of_an_interior_alignment():
     assert _alignment_details(recorded).endswith(
         "at 16°); 3 pairs weighted down; views whose every pair lost its weight: 30"
     )
+    recorded.update(views_poor_peak=[30, 31])
+    assert "; views whose pairs all correlate poorly: 30, 31; " in _alignment_details(recorded)
 
 
 def test_cli_align_missing_dataset_exit_2(run_cli, tmp_path):

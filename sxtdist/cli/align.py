@@ -33,6 +33,11 @@ from ._options import progress_option, scan_list
     help="Maximise the sum of pair NCCs (eq. 14) from the least-squares solution.",
 )  # fmt: skip
 @click.option(
+    "--robust-pairs", "robust_pairs", type=float, default=5.0, show_default=True,
+    help="Weight down a pair whose misfit is beyond this many robust standard deviations "
+    "of all pairs' (a damaged frame); 0: plain least squares.",
+)  # fmt: skip
+@click.option(
     "--intensity",
     type=click.Choice(["dual_energy", "affine", "none"]),
     default="dual_energy",

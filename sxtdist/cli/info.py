@@ -129,6 +129,10 @@ def _alignment_details(al: dict) -> str:
         parts.append(residual)
     if al.get("pairs_downweighted"):  # the others contradicted them (a damaged frame?)
         parts.append(f"{al['pairs_downweighted']} pairs weighted down")
+    if al.get("views_poor_peak"):  # every pair of theirs correlates far below the others
+        parts.append(
+            "views whose pairs all correlate poorly: " + ", ".join(map(str, al["views_poor_peak"]))
+        )
     if al.get("views_without_weight"):
         parts.append(
             "views whose every pair lost its weight: "
