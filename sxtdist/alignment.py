@@ -984,13 +984,14 @@ def solve_joint(
         r = np.abs(pw * scale * (np.stack([sy[n:], sx[n : n + n_full]], 1) - target))
         misfit = pair_residuals(sy, sx)
         misfit_pairs = misfit.reshape(2, -1).T
+        rule = (
+            robust_pair_weights(misfit_pairs, w, robust_pairs)
+            if robust_pairs and misfit.size
+            else np.ones((len(misfit_pairs), 1))
+        )
         # the floor is the misfit of the pairs the robust rule would keep whole: a damaged
         # frame's pairs (2 px) would otherwise raise it and hide a bad full view
-        kept = (
-            robust_pair_weights(misfit_pairs, w, robust_pairs)[:, 0] >= 1.0
-            if robust_pairs and misfit.size
-            else np.ones(len(misfit_pairs), bool)
-        )
+        kept = rule[:, 0] >= 1.0
         floor = max(
             float(np.sqrt(np.mean(misfit_pairs[kept] ** 2))) if kept.any() else 0.0,
             ROBUST_SCALE_FLOOR_PX,
@@ -1001,8 +1002,8 @@ def solve_joint(
         settled = np.abs(new - huber).max() < 1e-3
         # pairs only once the prior's weights have settled: a full view's bad prior shows
         # first as the misfit of the pairs around it, which would otherwise lose weight
-        if robust_pairs and misfit.size and settled:
-            new_pairs = robust_pair_weights(misfit_pairs, w, robust_pairs)
+        if settled:
+            new_pairs = rule
         if settled and np.abs(new_pairs - pair_huber).max() < 1e-3:
             break
         huber, pair_huber = new, new_pairs

@@ -16,7 +16,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -781,23 +781,17 @@ def _log_poor_peaks(
     info["pairs_poor_peak"] = int(poor.size)
     if not poor.size:
         return
-    poor = poor[np.argsort(-ratio[poor])]
-    named = ", ".join(
-        f"{describe_pair(results[k].pair, roi_angles)} ({ratio[k]:.0f}×)"
-        for k in poor[:PAIRS_NAMED]
+    named = _name_pairs(
+        poor[np.argsort(-ratio[poor])], results, roi_angles, lambda k: f"{ratio[k]:.0f}×"
     )
-    more = f" and {poor.size - PAIRS_NAMED} more" if poor.size > PAIRS_NAMED else ""
     log(
         f"warning: pairs whose peak NCC is far below the others' (1 - peak over "
-        f"{POOR_PEAK_FACTOR:g} times their kind's median): {named}{more}",
+        f"{POOR_PEAK_FACTOR:g} times their kind's median): {named}",
         quiet,
     )
-    bad = np.zeros(len(roi_angles), bool)
-    good = np.zeros(len(roi_angles), bool)
-    for k, r in enumerate(results):
-        for v in views_of(r.pair):
-            (bad if ratio[k] > POOR_PEAK_FACTOR else good)[v] = True
-    views = [int(v) for v in np.flatnonzero(bad & ~good)]
+    views = views_whose_pairs_all(
+        results, ratio > POOR_PEAK_FACTOR, np.ones(len(results), bool), len(roi_angles)
+    )
     info["views_poor_peak"] = views
     if views:
         log(
@@ -807,20 +801,39 @@ def _log_poor_peaks(
         )
 
 
+def views_whose_pairs_all(
+    results: Sequence[PairResult], flagged: np.ndarray, counted: np.ndarray, n_views: int
+) -> list[int]:
+    """Interior views that have ``counted`` pairs, all of them ``flagged``."""
+    bad = np.zeros(n_views, bool)
+    good = np.zeros(n_views, bool)
+    for r, f, c in zip(results, flagged, counted, strict=True):
+        if c:
+            for v in views_of(r.pair):
+                (bad if f else good)[v] = True
+    return [int(v) for v in np.flatnonzero(bad & ~good)]
+
+
 def views_without_weight(
     results: Sequence[PairResult], kept: np.ndarray, n_views: int
 ) -> list[int]:
     """Interior views all of whose used pairs kept less than :data:`LOST_WEIGHT` of their
     weight: nothing the solve trusts ties them (a damaged frame, most likely)."""
-    worst = np.zeros(n_views)
-    has_pair = np.zeros(n_views, bool)
-    for r, k in zip(results, kept, strict=True):
-        if not np.isfinite(k):
-            continue
-        for v in views_of(r.pair):
-            worst[v] = max(worst[v], k)  # the best-kept pair of the view
-            has_pair[v] = True
-    return [int(v) for v in np.flatnonzero(has_pair & (worst < LOST_WEIGHT))]
+    return views_whose_pairs_all(results, kept < LOST_WEIGHT, np.isfinite(kept), n_views)
+
+
+def _name_pairs(
+    order: np.ndarray,
+    results: Sequence[PairResult],
+    roi_angles: np.ndarray,
+    note: Callable[[int], str],
+) -> str:
+    """The first :data:`PAIRS_NAMED` pairs of ``order`` in words, each with ``note(k)``,
+    and how many more."""
+    named = ", ".join(
+        f"{describe_pair(results[k].pair, roi_angles)} ({note(k)})" for k in order[:PAIRS_NAMED]
+    )
+    return named + (f" and {len(order) - PAIRS_NAMED} more" if len(order) > PAIRS_NAMED else "")
 
 
 def _log_pairs_weighted_down(
@@ -839,13 +852,10 @@ def _log_pairs_weighted_down(
     info["pairs_downweighted"] = int(down.size)
     if not down.size:
         return
-    down = down[np.argsort(kept[down])]
-    named = ", ".join(
-        f"{describe_pair(results[k].pair, roi_angles)} (to {kept[k]:.0%})"
-        for k in down[:PAIRS_NAMED]
+    named = _name_pairs(
+        down[np.argsort(kept[down])], results, roi_angles, lambda k: f"to {kept[k]:.0%}"
     )
-    more = f" and {down.size - PAIRS_NAMED} more" if down.size > PAIRS_NAMED else ""
-    log(f"pairs the others contradict, weighted down in the solve: {named}{more}", quiet)
+    log(f"pairs the others contradict, weighted down in the solve: {named}", quiet)
     lost = views_without_weight(results, kept, n_views)
     info["views_without_weight"] = lost
     if lost:
