@@ -4,16 +4,16 @@
 error against the simulation's truth when there is one, less the one object
 translation that best explains the errors of all the scans together:
 ``AlignmentResult.error_arrays``, whose RMS ``AlignmentResult.errors`` reports).
-``pairs.csv``: one row per interior registration (kind, views, angle apart,
-peak shift, peak NCC, its ``1 - peak`` over the median of its kind's, peak
-quality, task seconds, whether the solve used it, the
-share of its weight it kept, ``AlignmentResult.pair_kept_weight``, and its misfit:
-the measured peak less the one the solved shifts predict,
-``AlignmentResult.pair_misfit``). ``alignment.png``: shifts against angle for each
-scan (full views whose own shifts the joint solve weighted down circled), the peak
-NCC of every pair against angle, and the pairs' misfit against angle (pairs weighted
-down circled, pairs correlating poorly crossed: ``POOR_PEAK_FACTOR``). Without a truth the misfit is what tells a registration the others
-disagree with.
+``pairs.csv``: one row per interior registration (kind, views, angle apart, peak
+shift, peak NCC, its ``1 - peak`` over the median of its kind's, peak quality, task
+seconds, whether the solve used it, the share of its weight it kept,
+``AlignmentResult.pair_kept_weight``, and its misfit: the measured peak less the one
+the solved shifts predict, ``AlignmentResult.pair_misfit``). ``alignment.png``: shifts
+against angle for each scan (full views whose own shifts the joint solve weighted down
+circled), the peak NCC of every pair against angle, and the pairs' misfit against
+angle (pairs weighted down circled, pairs correlating poorly crossed:
+``POOR_PEAK_FACTOR``). Without a truth the misfit is what tells a registration the
+others disagree with.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def write_report(directory: str, acq: Any, result: Any) -> str:
             err = errors.get(name, np.full_like(d, np.nan))
             for k, (a, s, e) in enumerate(zip(angles, d, err, strict=True)):
                 w.writerow([name, k, f"{a:.4f}", f"{s[0]:.4f}", f"{s[1]:.4f}", *_fmt(e)])
-    misfit = _pair_misfit(result)
+    misfit = _per_pair_or_nan(result.pair_misfit, len(result.pairs), 2)
     kept = _per_pair_or_nan(result.pair_kept_weight, len(result.pairs))
     loss = peak_loss_ratio(result.pairs)
     with open(os.path.join(directory, "pairs.csv"), "w", newline="") as fh:
@@ -60,12 +60,8 @@ def write_report(directory: str, acq: Any, result: Any) -> str:
     return directory
 
 
-def _pair_misfit(result: Any) -> np.ndarray:
-    """The pairs' misfit, NaN throughout where the solve recorded none."""
-    return _per_pair_or_nan(result.pair_misfit, len(result.pairs), 2)
-
-
 def _per_pair_or_nan(values: Any, n: int, *shape: int) -> np.ndarray:
+    """A per-pair record of the result, NaN throughout where the solve recorded none."""
     return np.full((n, *shape), np.nan) if values is None else np.asarray(values, float)
 
 

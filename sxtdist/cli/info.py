@@ -129,15 +129,13 @@ def _alignment_details(al: dict) -> str:
         parts.append(residual)
     if al.get("pairs_downweighted"):  # the others contradicted them (a damaged frame?)
         parts.append(f"{al['pairs_downweighted']} pairs weighted down")
-    if al.get("views_poor_peak"):  # every pair of theirs correlates far below the others
-        parts.append(
-            "views whose pairs all correlate poorly: " + ", ".join(map(str, al["views_poor_peak"]))
-        )
-    if al.get("views_without_weight"):
-        parts.append(
-            "views whose every pair lost its weight: "
-            + ", ".join(map(str, al["views_without_weight"]))
-        )
+    # frames to check: every pair of theirs correlates poorly, or lost its weight
+    for key, what in (
+        ("views_poor_peak", "views whose pairs all correlate poorly"),
+        ("views_without_weight", "views whose every pair lost its weight"),
+    ):
+        if al.get(key):
+            parts.append(f"{what}: " + ", ".join(map(str, al[key])))
     if al.get("peak_ncc_median") is not None:
         parts.append(f"median peak NCC {al['peak_ncc_median']:.4f}")
     return "; ".join(parts)
