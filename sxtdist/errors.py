@@ -43,3 +43,7 @@ class OutputLockedError(InputError):
 
 class ParameterError(SxtdistError):
     """A parameter value that cannot work (negative sizes, unknown names)."""
+
+
+class SxtdistWarning(UserWarning):
+    """A condition the user should look at and can correct (shown as one line by the CLI)."""
