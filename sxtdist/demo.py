@@ -10,17 +10,15 @@ from __future__ import annotations
 import os
 import time
 
-import numpy as np
-
 from ._progress import log
 from .alignment_runner import align
 from .backends import select_backend
 from .dataset import open_acquisition
 from .distributed import get_client
 from .errors import OutputExistsError
-from .metrics import psnr_in_region
-from .recon import DEFAULT_ITERATIONS
-from .runner import reconstruct, roi_mask
+from .recon import AUTO
+from .runner import reconstruct
+from .scoring import PSNR_NOTE, Regions, score
 from .simulation import simulate
 
 
@@ -29,7 +27,7 @@ def run_demo(
     preset: str = "small",
     seed: int = 1,
     workers: int | None = None,
-    iterations: int = DEFAULT_ITERATIONS,
+    iterations: int | str = AUTO,
     overwrite: bool = False,
 ) -> dict[str, dict[str, float]]:
     """Run the demo; returns ``{volume name: {"roi_psnr": ..., "cell_psnr": ...}}``."""
@@ -46,9 +44,7 @@ def run_demo(
     with get_client(workers=workers) as client:
         log("2/3 aligning the projections")
         align(acq, client=client)
-        truth = acq.truth.compute()
-        roi = np.broadcast_to(roi_mask(acq), truth.shape)
-        cell = truth > 0.5 * float(np.median(truth[truth > 0]))
+        regions = Regions.of(acq)
         log("3/3 reconstructing (interior only, then combined)")
         # with a usable GPU, reconstruct starts its own dask-cuda cluster: the CPU workers
         # started here for the alignment offer no GPU resource
@@ -63,11 +59,8 @@ def run_demo(
                 client=None if on_gpu else client,
                 overwrite=overwrite,
             )
-            x = vol.level(0).compute()
-            results[name] = {
-                "roi_psnr": psnr_in_region(x, truth, roi),
-                "cell_psnr": psnr_in_region(x, truth, cell),
-            }
+            s = score(vol.level(0), acq.truth, regions)
+            results[name] = {"roi_psnr": s.psnr_roi, "cell_psnr": s.psnr_cell}
     print(f"\nsxtdist demo finished in {time.perf_counter() - t0:.0f} s; outputs in {out_dir}/")
     print(f"  acquisition   {acq_path}  (sxtdist info {acq_path})")
     print(f"  {'volume':<14}{'PSNR in ROI':>12}{'PSNR cell':>12}  path")
@@ -76,5 +69,6 @@ def run_demo(
             f"  {name:<14}{r['roi_psnr']:>10.2f}dB{r['cell_psnr']:>10.2f}dB  "
             f"{os.path.join(out_dir, name + '.zarr')}"
         )
+    print(f"  PSNR: {PSNR_NOTE}")
     print("  view: napari --plugin napari-ome-zarr " + os.path.join(out_dir, "combined.zarr"))
     return results

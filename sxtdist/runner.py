@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -31,12 +33,22 @@ from .backends import (
 from .blocks import Block, BlockPlan, plan_blocks
 from .dataset import Acquisition, open_acquisition
 from .distributed import get_client, is_external, run_tasks, worker_memory_limit
-from .errors import InputError, OutputExistsError, ParameterError
+from .errors import InputError, OutputExistsError, ParameterError, SxtdistWarning
 from .geometry import VolumeGrid, angular_spacing_deg, default_grid
+from .metrics import cylinder_mask, roi_diameter_px, split_half_indices
 from .operators.psf import fwhm_to_sigma_px
 from .operators.scan import ScanModel
 from .physics import psf_fwhm_nm
-from .recon import DEFAULT_ITERATIONS, Problem, roi_cylinder_mask, solve_slab
+from .recon import (
+    AUTO,
+    DEFAULT_ITERATIONS,
+    Problem,
+    holdout_misfit,
+    holdout_views,
+    solve_slab,
+    view_subset,
+)
+from .solvers import cross_validated_count
 from .volume import Volume, create_volume, open_volume, write_lock
 
 
@@ -84,17 +96,6 @@ def build_problem(
         nonneg_every,
         rtol,
     )
-
-
-def roi_mask(acq: Acquisition, fraction: float = 0.95) -> np.ndarray:
-    """``(ny, nx)`` mask of the interior cylinder on the reconstruction grid of ``acq``.
-
-    The disc about the rotation axis that the interior scan sees at every angle
-    (its detector's half-width less its centre offset), shrunk by ``fraction``: the
-    region of every "PSNR in the ROI" in the docs.
-    """
-    grid = default_grid([acq[n].geometry for n in acq.scans])
-    return roi_cylinder_mask(grid, fraction * _roi_radius_nm(acq))
 
 
 WEIGHTINGS = ("quadrature", "equal")
@@ -147,13 +148,7 @@ def _solve_block(
     """One task: read the block's rows, solve the slab, write the core slices."""
     t0 = time.perf_counter()
     acq = open_acquisition(acquisition, mode="r")
-    rows = problem.rows(block.slab)
-    data = {}
-    for name, r in rows.items():
-        if r.size:
-            stack = acq[name].read(rows=slice(int(r[0]), int(r[-1]) + 1))
-            # eq. 16: bring a scan taken at another energy/optics into the reference's model
-            data[name] = apply_intensity_transform(stack, acq[name].meta.get("intensity_transform"))
+    data = _read_block(acq, problem, block.slab)
     truth = mask = None
     if oracle and acq.truth is not None:
         s0, s1 = block.slab
@@ -167,7 +162,7 @@ def _solve_block(
         c0, c1 = block.core
         inside = ((np.arange(s0, s1) >= c0) & (np.arange(s0, s1) < c1))[:, None, None]
         m2 = (
-            roi_cylinder_mask(problem.grid, roi_radius_nm)
+            cylinder_mask(problem.grid.slice_shape, 2 * roi_radius_nm / problem.grid.voxel_size_nm)
             if roi_radius_nm
             else np.ones(problem.grid.slice_shape, bool)
         )
@@ -190,6 +185,123 @@ def _solve_block(
         "solve_s": t_solve,
         "total_s": time.perf_counter() - t0,
     }
+
+
+def _read_block(acq: Acquisition, problem: Problem, slab: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Each scan's rows of ``slab`` (of the problem's views), as the solve takes them."""
+    data = {}
+    for name, r in problem.rows(slab).items():
+        if r.size:
+            stack = acq[name].read(rows=slice(int(r[0]), int(r[-1]) + 1))
+            if name in problem.views:
+                stack = stack[list(problem.views[name])]
+            # eq. 16: bring a scan taken at another energy/optics into the reference's model
+            data[name] = apply_intensity_transform(stack, acq[name].meta.get("intensity_transform"))
+    return data
+
+
+#: ``iterations="auto"``: the cross-validation pilot's cap, its patience past the held-out
+#: minimum, and the share of the blocks it solves (at least one).
+AUTO_CAP = 200
+AUTO_PATIENCE = 10
+AUTO_PILOT_SHARE = 0.25
+
+
+def _pilot_block(block: Block, acquisition: str, problem: Problem, backend: str = "cpu"):
+    """One cross-validation task: the held-out misfit per iteration of one block."""
+    acq = open_acquisition(acquisition, mode="r")
+    data = _read_block(acq, problem, block.slab)
+    held = holdout_views(problem)
+    return holdout_misfit(problem, block.slab, data, held, backend, patience=AUTO_PATIENCE)
+
+
+def pilot_blocks(blocks: Sequence[Block], share: float = AUTO_PILOT_SHARE) -> list[Block]:
+    """``share`` of the blocks (at least one), spread evenly along the volume."""
+    n = max(1, min(len(blocks), int(round(share * len(blocks)))))
+    return [blocks[int((i + 0.5) * len(blocks) / n)] for i in range(n)]
+
+
+def _auto_iterations(
+    client: Any,
+    plan: BlockPlan,
+    acquisition: str,
+    problem: Problem,
+    backend: str,
+    progress: bool | None,
+    quiet: bool,
+) -> tuple[int, dict]:
+    """The iteration count by hold-out cross-validation, global over the volume.
+
+    A pilot solves :func:`pilot_blocks` without every 10th view of the interior scan and
+    records the held views' misfit after each iteration; the count minimising its sum
+    over the pilot blocks is used for every block (one count for the volume: blocks
+    with their own counts would show seams).
+    """
+    pilot = pilot_blocks(plan.blocks)
+    held = holdout_views(problem)
+    log(
+        f"iterations auto: cross-validation on {len(pilot)} of {plan.n_blocks} block(s), "
+        f"holding out {sum(len(v) for v in held.values())} view(s) of {', '.join(held)}",
+        quiet,
+    )
+    curves = run_tasks(
+        client,
+        _pilot_block,
+        pilot,
+        "cross-validation",
+        progress,
+        acquisition=acquisition,
+        problem=replace(problem, iterations=AUTO_CAP),
+        backend=backend,
+        resources={GPU_RESOURCE: 1} if backend == "gpu" else None,
+    )
+    n = min(len(c) for c in curves)
+    misfit = np.sum([np.asarray(c[:n]) for c in curves], axis=0)
+    count = cross_validated_count(misfit)
+    if count == n:
+        warnings.warn(
+            f"iterations auto: the held-out misfit was still falling after {n} iterations; "
+            f"using {n} (pass --iterations N for more)",
+            SxtdistWarning,
+            stacklevel=3,
+        )
+    log(f"iterations auto: {count} (held-out misfit smallest there)", quiet)
+    detail = {
+        "rule": "hold-out cross-validation",
+        "held_views": {k: [int(i) for i in v] for k, v in held.items()},
+        "pilot_blocks": [b.index for b in pilot],
+        "held_misfit": [float(m) for m in misfit],
+    }
+    return count, detail
+
+
+def _stored_auto_count(out: str, fingerprint: str) -> tuple[int, dict] | None:
+    """The count an unfinished output of the same ``iterations="auto"`` run chose."""
+    from .volume import is_volume
+
+    if not is_volume(out):
+        return None
+    prov = open_volume(out, mode="r").meta.get("provenance") or {}
+    if prov.get("fingerprint") != fingerprint or "iterations_rule" not in prov:
+        return None
+    return int(prov["iterations"]), prov["iterations_rule"]
+
+
+def _half_views(problem: Problem) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """The stored views of the even and of the odd halves, in angular order, per scan."""
+    halves: tuple[dict[str, list[int]], dict[str, list[int]]] = ({}, {})
+    for name, m in problem.models.items():
+        stored = np.asarray(problem.views.get(name, np.arange(m.geometry.n_angles)))
+        for half, idx in zip(halves, split_half_indices(m.geometry.angles_deg)):
+            half[name] = [int(i) for i in stored[idx]]
+    return halves
+
+
+def half_paths(out: str) -> tuple[str, str]:
+    """Where ``split_halves`` writes the two half volumes of ``out``."""
+    base = os.fspath(out).rstrip("/\\")
+    stem, ext = (base[:-5], ".zarr") if base.endswith(".zarr") else (base, "")
+    return f"{stem}.half1{ext}", f"{stem}.half2{ext}"
 
 
 def _check_resumable(vol: Volume, provenance: dict, plan: BlockPlan) -> None:
@@ -239,8 +351,10 @@ def reconstruct(
     out: str | os.PathLike[str],
     *,
     method: str = "cgne",
-    iterations: int = DEFAULT_ITERATIONS,
+    iterations: int | str = AUTO,
     scans: Sequence[str] | None = None,
+    views: Mapping[str, Sequence[int]] | None = None,
+    split_halves: bool = False,
     block_size: int | None = None,
     halo: int | None = None,
     workers: int | None = None,
@@ -274,10 +388,20 @@ def reconstruct(
     method
         ``"cgne"`` (default) or ``"sirt"``.
     iterations
-        Iterations per block (the cap when ``rtol`` or ``oracle`` stop earlier).
+        Iterations (the cap when ``rtol`` or ``oracle`` stop earlier), or ``"auto"``
+        (default): one count for the volume, chosen by hold-out cross-validation on a
+        pilot of a quarter of the blocks (every 10th interior view held out; the count
+        where their misfit is smallest), recorded in the provenance
+        (docs/reconstruction.md).
     scans
         Scans to use: both (default, the combined problem), ``["roi"]`` (interior
         only) or ``["full"]`` (sparse only).
+    views
+        Per scan, the indices of the stored views to use (default: all).
+    split_halves
+        Also reconstruct two half volumes from the even and the odd views of every scan
+        (in angular order) with the same count, next to ``out`` (:func:`half_paths`),
+        for ``sxtdist report``'s split-half FSC: a resolution without a truth.
     block_size, halo
         Slices per block and halo; default from the memory budget and the row coupling.
     workers, client, scheduler, cluster, minimum_jobs, maximum_jobs
@@ -334,9 +458,28 @@ def reconstruct(
     out = os.fspath(out)
     if os.path.abspath(out) == os.path.abspath(acq.path):
         raise ParameterError("the output must not be the acquisition itself")
+    # with the oracle, "auto" is only the cap: the oracle stops each block
+    auto = iterations == AUTO and not oracle
+    if iterations == AUTO:
+        iterations = AUTO_CAP
+    if isinstance(iterations, str) or int(iterations) < 1:
+        raise ParameterError(f"iterations must be a positive number or 'auto', got {iterations!r}")
     problem = build_problem(
-        acq, scans, method, iterations, psf, voxel_size_nm, nonneg_every, rtol, weights
+        acq,
+        scans,
+        method,
+        int(iterations),
+        psf,
+        voxel_size_nm,
+        nonneg_every,
+        rtol,
+        weights,
     )
+    if views:
+        unknown = set(views) - set(problem.models)
+        if unknown:
+            raise ParameterError(f"views for scans not used: {', '.join(sorted(unknown))}")
+        problem = view_subset(problem, views)
     if oracle and acq.truth is None:
         raise InputError(acq.path, "has no truth volume: --oracle needs simulated data")
     if oracle and tuple(acq.truth.shape) != problem.grid.shape:
@@ -378,9 +521,17 @@ def reconstruct(
             b = gpu_block_size(models, problem.grid, free, plan.halo, oracle)
             plan = plan_blocks(models, problem.grid, b, budget, n_workers, halo)
             log(f"GPU blocks of {b} slices ({free / 2**30:.1f} GiB free per GPU)", quiet)
+        fingerprint = _fingerprint(acq, problem, (oracle, roi_radius if oracle else None))
+        rule: dict = {"rule": "fixed"}
+        if auto:
+            stored = None if overwrite else _stored_auto_count(out, fingerprint)
+            count, rule = stored or _auto_iterations(
+                c, plan, os.path.abspath(acq.path), problem, chosen, progress, quiet
+            )
+            problem = replace(problem, iterations=count)
         log(
             f"volume {problem.grid.shape} at {problem.grid.voxel_size_nm:g} nm from scans "
-            f"{', '.join(problem.models)}; {method}, {iterations} iterations",
+            f"{', '.join(problem.models)}; {method}, {problem.iterations} iterations",
             quiet,
         )
         log(plan.describe(), quiet)
@@ -393,7 +544,9 @@ def reconstruct(
         provenance = {
             "input": os.path.abspath(acq.path),
             "method": method,
-            "iterations": int(iterations),
+            "iterations": int(problem.iterations),
+            "iterations_rule": rule,
+            "views": {k: list(v) for k, v in problem.views.items()},
             "scans": list(problem.models),
             "nonneg_every": nonneg_every,
             "rtol": rtol,
@@ -403,7 +556,8 @@ def reconstruct(
             "oracle_radius_nm": float(roi_radius) if oracle and roi_radius else None,
             "backend": chosen,
             "software": f"sxtdist {_version.__version__}",
-            "fingerprint": _fingerprint(acq, problem, (oracle, roi_radius if oracle else None)),
+            "fingerprint": fingerprint,
+            "split_halves": [os.path.abspath(p) for p in half_paths(out)] if split_halves else None,
         }
         vol = _open_or_create(out, problem.grid, plan, provenance, overwrite)
         done = vol.blocks_done
@@ -431,6 +585,28 @@ def reconstruct(
             backend=chosen,
             resources={GPU_RESOURCE: 1} if chosen == "gpu" else None,
         )
+        if split_halves:
+            for path, half in zip(half_paths(out), _half_views(problem)):
+                reconstruct(
+                    acq,
+                    path,
+                    method=method,
+                    iterations=problem.iterations,
+                    scans=list(problem.models),
+                    views=half,
+                    block_size=plan.block_size,
+                    halo=plan.halo,
+                    client=c,
+                    nonneg_every=nonneg_every,
+                    rtol=rtol,
+                    psf=psf,
+                    voxel_size_nm=voxel_size_nm,
+                    weights=dict(problem.weights) or "equal",
+                    overwrite=overwrite,
+                    progress=progress,
+                    quiet=quiet,
+                    backend=chosen,
+                )
     elapsed = time.perf_counter() - t_start
     stopping = _summarise(stats)
     n_levels = vol.finalize(elapsed_s=elapsed, stopping=stopping)
@@ -454,8 +630,7 @@ def _stored_blocks(out: str) -> tuple[int | None, int | None]:
 def _roi_radius_nm(acq: Acquisition) -> float | None:
     if "roi" not in acq.scans:
         return None
-    g = acq["roi"].geometry
-    return (g.detector_shape[1] / 2.0 - abs(g.center_offset_px[1])) * g.pixel_size_nm
+    return roi_diameter_px(acq["roi"].geometry, 1.0) / 2.0  # a 1 nm "voxel": the radius in nm
 
 
 def _open_or_create(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..errors import ParameterError
+from ..recon import parse_iterations
 
 
 def per_scan_float(text: str | None, name: str) -> float | dict[str, float] | None:
@@ -38,6 +39,20 @@ def scan_list(text: str | None) -> list[str] | None:
         raise ParameterError("--scans: name at least one scan")
     return names
 
+
+class _Iterations(click.ParamType):
+    """A positive iteration count or ``auto``."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        try:
+            return parse_iterations(value)
+        except ParameterError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+ITERATIONS = _Iterations()
 
 progress_option = click.option(
     "--progress/--no-progress",

@@ -7,7 +7,7 @@ import click
 from ..batch import reconstruct_batch
 from ..recon import METHODS
 from ._cluster import client_kwargs, cluster_options
-from ._options import progress_option, scan_list
+from ._options import ITERATIONS, progress_option, scan_list
 
 
 @click.command()
@@ -31,7 +31,7 @@ from ._options import progress_option, scan_list
     help="Align each cell first: auto (default) when a scan is not aligned yet, always, never.",
 )
 @click.option("--method", type=click.Choice(METHODS), help="Default method for every cell.")
-@click.option("--iterations", type=click.IntRange(min=1), help="Default iterations per block.")
+@click.option("--iterations", type=ITERATIONS, help="Default iterations, or 'auto' (the default).")
 @click.option("--scans", help="Default scans: 'full,roi' (combined), 'roi' or 'full'.")
 @click.option("--block-size", type=click.IntRange(min=1), help="Default slices per block.")
 @click.option(

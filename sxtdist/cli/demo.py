@@ -7,7 +7,8 @@ import os
 import click
 
 from ..demo import run_demo
-from ..recon import DEFAULT_ITERATIONS
+from ..recon import AUTO
+from ._options import ITERATIONS
 
 
 @click.command()
@@ -22,7 +23,7 @@ from ..recon import DEFAULT_ITERATIONS
 @click.option("--preset", type=click.Choice(["tiny", "small"]), default="small", show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--workers", type=int, help="Local worker processes (default: the available cores).")
-@click.option("--iterations", type=int, default=DEFAULT_ITERATIONS, show_default=True)
+@click.option("--iterations", type=ITERATIONS, default=AUTO, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace the outputs of an earlier demo in --out.")
 def command(out_dir, preset, seed, workers, iterations, overwrite) -> None:
     """Run the whole pipeline on a simulated cell and print where the outputs are."""

@@ -6,10 +6,10 @@ import click
 
 from ..backends import BACKENDS
 from ..errors import ParameterError
-from ..recon import DEFAULT_ITERATIONS, METHODS
+from ..recon import AUTO, METHODS
 from ..runner import reconstruct
 from ._cluster import client_kwargs, cluster_options
-from ._options import overwrite_option, per_scan_float, progress_option, scan_list
+from ._options import ITERATIONS, overwrite_option, per_scan_float, progress_option, scan_list
 
 
 @click.command()
@@ -18,12 +18,19 @@ from ._options import overwrite_option, per_scan_float, progress_option, scan_li
 @click.option("--method", type=click.Choice(METHODS), default="cgne", show_default=True)
 @click.option(
     "--iterations",
-    type=int,
-    default=DEFAULT_ITERATIONS,
+    type=ITERATIONS,
+    default=AUTO,
     show_default=True,
-    help="Iterations per block.",
+    help="Iterations, or 'auto': one count for the volume by hold-out cross-validation "
+    "(recorded in the volume's provenance).",
 )
 @click.option("--scans", help="Scans to use: 'full,roi' (combined, default), 'roi' or 'full'.")
+@click.option(
+    "--split-halves",
+    is_flag=True,
+    help="Also reconstruct OUT.half1/.half2 from the even and odd views: "
+    "`sxtdist report OUT` then gives the split-half FSC (no truth needed).",
+)
 @click.option("--block-size", type=int, help="Slices per block (default: from the memory budget).")
 @click.option(
     "--halo", type=int, help="Halo slices per block side (default: from the row coupling)."
@@ -67,6 +74,7 @@ def command(
     method,
     iterations,
     scans,
+    split_halves,
     block_size,
     halo,
     workers,
@@ -92,6 +100,7 @@ def command(
         method=method,
         iterations=iterations,
         scans=scan_list(scans),
+        split_halves=split_halves,
         block_size=block_size,
         halo=halo,
         **client_kwargs(cluster, scheduler, workers, min_jobs, max_jobs),
