@@ -427,7 +427,7 @@ def align(
         search_margin(acq["roi"].geometry.detector_shape, max_shift_px) if "roi" in scans else None
     )
     t_start = time.perf_counter()
-    with get_client(client, scheduler, workers, quiet=quiet) as c:
+    with get_client(client=client, scheduler=scheduler, workers=workers) as c:
         if "full" in scans:
             full = acq["full"]
             how = "row profiles and weighted centroids" + (

@@ -57,7 +57,6 @@ from ._options import progress_option, scan_list
 @click.option("--workers", type=int, help="Local Dask workers (default: the cores).")
 @click.option("--scheduler", help="Address of a running Dask scheduler.")
 @progress_option
-@click.option("-q", "--quiet", is_flag=True, help="No status lines.")
 def command(acq, scans, method, report, **kw) -> None:
     """Align the scans of the acquisition ACQ and store the shifts in its metadata.
 

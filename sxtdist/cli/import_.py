@@ -51,7 +51,6 @@ from ._options import overwrite_option, progress_option
 )
 @overwrite_option
 @progress_option
-@click.option("-q", "--quiet", is_flag=True, help="No status lines.")
 def command(
     source,
     acquisition,
@@ -67,7 +66,6 @@ def command(
     center_offset_px,
     overwrite,
     progress,
-    quiet,
 ) -> None:
     """Add the projections in SOURCE to ACQUISITION (created if absent) as one scan.
 
@@ -91,7 +89,6 @@ def command(
         center_offset_px=_pair(center_offset_px, ",", "--center-offset-px", "ROW,COL"),
         overwrite=overwrite,
         progress=progress,
-        quiet=quiet,
     )
 
 

@@ -13,6 +13,7 @@ place), see :func:`sxtdist.dataset.add_scan`.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -21,11 +22,13 @@ import dask
 import dask.array as da
 import numpy as np
 
-from .._progress import log, progress_bar
+from .._progress import progress_bar
 from ..dataset import SCAN_NAMES, Acquisition, ScanData, add_scan, create_acquisition
 from ..errors import InputError, ParameterError
 from . import mrc, nxtomo, tiff, txrm
 from .source import FrameSource, read_angles_file
+
+logger = logging.getLogger(__name__)
 
 #: Transmission is clipped to this before the log (dead pixels, zero counts).
 EPS = 1e-6
@@ -83,7 +86,6 @@ def import_scan(
     frames_per_chunk: int = 1,
     overwrite: bool = False,
     progress: bool | None = None,
-    quiet: bool = True,
 ) -> Acquisition:
     """Read ``source`` and add it as scan ``scan`` to ``acquisition`` (created if absent).
 
@@ -140,19 +142,26 @@ def import_scan(
     with open_source(source, fmt) as src:
         n, rows, cols = src.shape
         ang = _angles(src, angles, angle_range)
-        pixel = _override(src.pixel_size_nm, pixel_size_nm, "pixel size", "nm", src, quiet)
+        pixel = _override(src.pixel_size_nm, pixel_size_nm, "pixel size", "nm", src)
         if pixel is None:
             raise InputError(source, "has no pixel size; give --pixel-size-nm")
         if not (np.isfinite(pixel) and pixel > 0):
             raise ParameterError(f"pixel size must be a positive number, got {pixel}")
-        energy = _override(src.energy_ev, energy_ev, "energy", "eV", src, quiet)
+        energy = _override(src.energy_ev, energy_ev, "energy", "eV", src)
         flat_img = _field(flat, src.flat, (rows, cols), "flat")
         dark_img = _field(dark, src.dark, (rows, cols), "dark")
         mode = _mode(values, flat_img, dark_img, src)
-        log(
-            f"importing {source} ({src.format}, {n} frames of {rows}x{cols} {src.dtype}, "
-            f"{mode}) as scan {scan!r} of {acquisition}",
-            quiet,
+        logger.info(
+            "importing %s (%s, %d frames of %dx%d %s, %s) as scan %r of %s",
+            source,
+            src.format,
+            n,
+            rows,
+            cols,
+            src.dtype,
+            mode,
+            scan,
+            acquisition,
         )
         with progress_bar(n, f"import {scan}", progress, unit="frame") as advance:
             data = _lazy_optical_depth(src, mode, flat_img, dark_img, frames_per_chunk, advance)
@@ -181,7 +190,7 @@ def import_scan(
                     acq = add_scan(acquisition, scan, scan_data, overwrite=overwrite)
                 else:
                     acq = create_acquisition(acquisition, {scan: scan_data})
-    log(f"wrote scan {scan!r}: {n} projections, {pixel:g} nm pixels", quiet)
+    logger.info("wrote scan %r: %d projections, %g nm pixels", scan, n, pixel)
     return acq
 
 
@@ -220,12 +229,11 @@ def _override(
     what: str,
     unit: str,
     src: FrameSource,
-    quiet: bool,
 ) -> float | None:
     if given is None:
         return from_file
     if from_file is not None and not np.isclose(from_file, given):
-        log(f"note: {src.path} says {what} {from_file:g} {unit}; using {given:g} {unit}", quiet)
+        logger.info("%s says %s %g %s; using %g %s", src.path, what, from_file, unit, given, unit)
     return float(given)
 
 
