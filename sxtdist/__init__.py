@@ -29,7 +29,7 @@ _LAZY = {
     "open_acquisition": "dataset",
     "ScanGeometry": "geometry",
     "VolumeGrid": "geometry",
-    "align": "alignment_runner",
+    "align": "alignment",
     "open_volume": "volume",
     "Reconstruction": "runner",
     "reconstruct": "runner",

@@ -13,9 +13,8 @@ import time
 
 import numpy as np
 
-from .alignment_runner import align
+from .alignment import align
 from .dataset import open_acquisition
-from .distributed import get_client
 from .errors import OutputExistsError
 from .execution import Execution
 from .metrics import psnr_in_region
@@ -54,8 +53,7 @@ def run_demo(
     simulate(acq_path, preset=preset, seed=seed, overwrite=ex.overwrite, progress=ex.progress)
     acq = open_acquisition(acq_path)
     logger.info("2/3 aligning the projections")
-    with get_client(ex) as client:
-        align(acq, client=client, progress=ex.progress)
+    align(acq, execution=ex)
     truth = acq.truth.compute()
     roi = np.broadcast_to(roi_mask(acq), truth.shape)
     cell = truth > 0.5 * float(np.median(truth[truth > 0]))
