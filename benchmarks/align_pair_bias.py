@@ -4,7 +4,7 @@ Two views at different angles differ by the object's rotation as well as by thei
 shifts, so every registered pair carries a bias that depends only on the object
 (docs/alignment.md, "Reading it honestly"). For one simulated ``small``
 acquisition (σ = 3 px shifts, the paper's dose) this prints the interior and
-full-scan errors of the joint solve (:func:`sxtdist.alignment.solve_joint`, the
+full-scan errors of the joint solve (:func:`sxtdist.alignment.shifts.solve_joint`, the
 pipeline's own):
 
 * as the pipeline has them;
@@ -100,8 +100,8 @@ def main() -> None:
     from distributed import Client, LocalCluster
 
     import sxtdist
-    from sxtdist.alignment import remove_gauge, rms, solve_joint
-    from sxtdist.alignment_runner import full_prior_weights
+    from sxtdist.alignment.gauge import remove_gauge, rms
+    from sxtdist.alignment.shifts import full_prior_weights, solve_joint
     from sxtdist.scoring import Regions
 
     with (
@@ -109,7 +109,7 @@ def main() -> None:
         Client(cluster) as client,
         tempfile.TemporaryDirectory() as tmp,
     ):
-        common = dict(preset="small", seed=args.seed, n_full=args.full, quiet=True)
+        common = dict(preset="small", seed=args.seed, n_full=args.full)
         acq = sxtdist.simulate(f"{tmp}/a.zarr", shifts_px=3.0, **common)
         clean = sxtdist.simulate(f"{tmp}/clean.zarr", shifts_px=0.0, photons=0, **common)
         truth = {k: np.asarray(v) for k, v in acq.truth_meta["shifts_px"].items()}
@@ -155,7 +155,6 @@ def main() -> None:
             f"{tmp}/rec.zarr",
             iterations=args.iterations,
             client=client,
-            quiet=True,
             progress=False,
         )
         model = np.asarray(volume.level(0))

@@ -61,34 +61,68 @@ def to_float64(op):
     return twin
 
 
-def cgls64(ops, data, groups, shape, iterations: int) -> list[np.ndarray]:
-    """Plain CGLS in float64 with per-group scalars; every iterate."""
+def cgls(ops_forward, ops_adjoint, data, groups, shape, iterations: int, **variant):
+    """CGLS with per-group scalars (float64 sums); every iterate.
+
+    ``ops_forward``/``ops_adjoint``: the operators used for ``A p`` and ``Aᵀ r`` (float32
+    or float64 twins); ``variant``: ``dtype`` of the vectors (default float64),
+    ``replace_every`` (recompute ``r = y − A x`` every k iterations), ``polak_ribiere``
+    (β = s·(s − s_old) / γ).
+    """
+    dtype = variant.get("dtype", np.float64)
+    every = variant.get("replace_every", 0)
     dom, ranges, n = groups.domain, groups.ranges, groups.n
 
     def dsum(v):
-        return np.bincount(dom, (v * v).sum(axis=(0, 1)), n)
+        return np.bincount(dom, np.einsum("ijk,ijk->k", v, v, dtype=np.float64), n)
 
     def rsum(vs):
-        return sum(np.bincount(lab, (v * v).sum(axis=(0, 1)), n) for v, lab in zip(vs, ranges))
+        return sum(
+            np.bincount(lab, np.einsum("ijk,ijk->k", v, v, dtype=np.float64), n)
+            for v, lab in zip(vs, ranges)
+        )
 
-    x = np.zeros(shape)
-    r = [np.asarray(y, np.float64).copy() for y in data]
-    s = sum(o.T(ri) for o, ri in zip(ops, r))
+    def forward(v):
+        return [np.asarray(o(v), dtype) for o in ops_forward]
+
+    def adjoint(rs):
+        return np.asarray(sum(o.T(ri) for o, ri in zip(ops_adjoint, rs)), dtype)
+
+    x = np.zeros(shape, dtype)
+    r = [np.asarray(y, dtype).copy() for y in data]
+    s = adjoint(r)
     p, gamma = s.copy(), dsum(s)
     out = []
-    for _ in range(iterations):
-        q = [o(p) for o in ops]
+    for it in range(1, iterations + 1):
+        q = forward(p)
         qq = rsum(q)
         a = np.where(qq > 0, gamma / np.where(qq > 0, qq, 1), 0)
-        x += a[dom] * p
+        x += (a[dom] * p).astype(dtype)
         for i in range(len(r)):
-            r[i] -= a[ranges[i]] * q[i]
-        s = sum(o.T(ri) for o, ri in zip(ops, r))
+            r[i] -= (a[ranges[i]] * q[i]).astype(dtype)
+        if every and it % every == 0:
+            r = [np.asarray(y, dtype) - f for y, f in zip(data, forward(x))]
+        s_old, s = s, adjoint(r)
         g = dsum(s)
-        p = s + np.where(gamma > 0, g / np.where(gamma > 0, gamma, 1), 0)[dom] * p
+        num = (
+            g - np.bincount(dom, np.einsum("ijk,ijk->k", s, s_old), n)
+            if variant.get("polak_ribiere")
+            else g
+        )
+        p = (s + np.where(gamma > 0, num / np.where(gamma > 0, gamma, 1), 0)[dom] * p).astype(dtype)
         gamma = g
         out.append(x.copy())
     return out
+
+
+#: Variants of CGLS tried against float64 CGLS (``--variants``): where float32 loses ground.
+VARIANTS = {
+    "float32 products, float64 vectors": ("32", "32", {}),
+    "float64 forward only, float32 vectors": ("64", "32", {"dtype": np.float32}),
+    "float64 adjoint only, float32 vectors": ("32", "64", {"dtype": np.float32}),
+    "float32, Polak-Ribiere beta": ("32", "32", {"dtype": np.float32, "polak_ribiere": True}),
+    "float32, residual replaced every 5": ("32", "32", {"dtype": np.float32, "replace_every": 5}),
+}
 
 
 def bench_problem():
@@ -125,7 +159,6 @@ def small_problem(photons, work: str, n_slices: int = 24, margin: int = 4):
         photons=photons,
         capillary=False,
         overwrite=True,
-        quiet=True,
         progress=False,
     )
     for s in acq.scans:
@@ -152,7 +185,7 @@ def small_problem(photons, work: str, n_slices: int = 24, margin: int = 4):
     )
 
 
-def compare(label, ops, ys, groups, truth, roi, cell, iterations, out) -> None:
+def compare(label, ops, ys, groups, truth, roi, cell, iterations, out, variants=False) -> None:
     ops64 = [to_float64(o) for o in ops]
     ys64 = [np.asarray(y, np.float64) for y in ys]
 
@@ -160,7 +193,7 @@ def compare(label, ops, ys, groups, truth, roi, cell, iterations, out) -> None:
         x = np.asarray(x, np.float64)
         return sum(float(((o(x) - y) ** 2).sum()) for o, y in zip(ops64, ys64))
 
-    ref = cgls64(ops64, ys64, groups, ops[0].domain_shape, max(iterations) + 20)
+    ref = cgls(ops64, ops64, ys64, groups, ops[0].domain_shape, max(iterations) + 20)
     f64 = [objective(x) for x in ref]
     peak = metrics.data_range(truth, mask=cell)
     for k in iterations:
@@ -174,6 +207,13 @@ def compare(label, ops, ys, groups, truth, roi, cell, iterations, out) -> None:
             f"{metrics.psnr(ref[k - 1], truth, roi, peak):.2f} |"
         )
         print(out[-1], flush=True)
+    if variants:
+        pick = {"32": ops, "64": ops64}
+        for name, (fw, bw, kw) in VARIANTS.items():
+            xs = cgls(pick[fw], pick[bw], ys64, groups, ops[0].domain_shape, max(iterations), **kw)
+            ratios = ", ".join(f"{k}: {objective(xs[k - 1]) / f64[k - 1]:.3f}" for k in iterations)
+            out.append(f"| {label} | {name} | objective / float64's at {ratios} |")
+            print(out[-1], flush=True)
     # the count where the ROI PSNR peaks (the oracle's): does float32 move it?
     scores: list[float] = []
     cgne(
@@ -196,6 +236,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--problems", nargs="+", default=["bench", "small", "small-noisy"])
     ap.add_argument("--iterations", nargs="+", type=int, default=[10, 20, 50])
+    ap.add_argument("--variants", action="store_true", help="also the CGLS variants (VARIANTS)")
     args = ap.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory(prefix="cg_precision_") as work:
@@ -206,7 +247,7 @@ def main(argv=None) -> int:
                 system = small_problem(None if name == "small-noisy" else 0, work)
             else:
                 raise SystemExit(f"unknown problem {name!r}")
-            compare(name, *system, args.iterations, rows)
+            compare(name, *system, args.iterations, rows, args.variants)
     print(
         "\n| problem | iterations | objective float32 | objective float64 | ratio | float64 "
         "iteration reaching float32's objective | ROI PSNR float32 (dB) | float64 (dB) |"

@@ -108,7 +108,6 @@ def record(config: dict, work: str) -> dict:
         photons=photons,
         capillary=capillary,
         overwrite=True,
-        quiet=True,
         progress=False,
     )
     for s in acq.scans:

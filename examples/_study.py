@@ -47,7 +47,7 @@ class Study:
         os.makedirs(self.work, exist_ok=True)
         from sxtdist.distributed import get_client
 
-        self._client_cm = get_client(workers=args.workers, quiet=True)
+        self._client_cm = get_client(workers=args.workers)
         self.client = self._client_cm.__enter__()
 
     def close(self) -> None:
@@ -71,7 +71,6 @@ class Study:
             "small",
             self.args.seed,
             overwrite=True,
-            quiet=True,
             progress=False,
             **kw,
         )
@@ -97,7 +96,6 @@ class Study:
             scans=list(scans),
             client=self.client,
             overwrite=True,
-            quiet=True,
             progress=False,
             **kw,
         )

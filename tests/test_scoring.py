@@ -73,7 +73,7 @@ def test_cell_psnr_does_not_follow_the_capillary(tmp_path, monkeypatch):
     for glass in (1.2, 2.4):
         monkeypatch.setitem(phantom.LAC, "glass", glass)
         path = str(tmp_path / f"glass{glass}.zarr")
-        sxtdist.simulate(path, preset="tiny", seed=3, capillary=True, photons=0, quiet=True)
+        sxtdist.simulate(path, preset="tiny", seed=3, capillary=True, photons=0)
         truths[glass] = sxtdist.open_acquisition(path, "r")
     acq = truths[1.2]
     problem = build_problem(acq, iterations=10)

@@ -25,7 +25,7 @@ from sxtdist.volume import open_volume
 def client():
     from sxtdist.distributed import get_client
 
-    with get_client(workers=2, quiet=True) as c:
+    with get_client(workers=2) as c:
         yield c
 
 
@@ -33,7 +33,7 @@ def client():
 def low_dose(tmp_path_factory):
     """Tiny at a tenth of its dose: CGNE semi-converges within a few iterations."""
     path = tmp_path_factory.mktemp("low") / "low.zarr"
-    sxtdist.simulate(path, preset="tiny", seed=4, photons={"full": 400, "roi": 200}, quiet=True)
+    sxtdist.simulate(path, preset="tiny", seed=4, photons={"full": 400, "roi": 200})
     return str(path)
 
 
@@ -90,7 +90,6 @@ def test_iterations_auto_is_one_count_recorded_in_the_provenance(low_dose, tmp_p
         tmp_path / "auto.zarr",
         client=client,
         block_size=8,
-        quiet=True,
         progress=False,
     )
     prov = vol.meta["provenance"]
@@ -108,7 +107,6 @@ def test_iterations_auto_is_one_count_recorded_in_the_provenance(low_dose, tmp_p
         iterations=prov["iterations"],
         client=client,
         block_size=8,
-        quiet=True,
         progress=False,
     )
     np.testing.assert_array_equal(vol.level(0).compute(), fixed.level(0).compute())
@@ -116,9 +114,7 @@ def test_iterations_auto_is_one_count_recorded_in_the_provenance(low_dose, tmp_p
 
 def test_split_halves_and_their_fsc(tiny_acq, tmp_path, client, run_cli):
     out = tmp_path / "rec.zarr"
-    reconstruct(
-        tiny_acq, out, iterations=6, split_halves=True, client=client, quiet=True, progress=False
-    )
+    reconstruct(tiny_acq, out, iterations=6, split_halves=True, client=client, progress=False)
     h1, h2 = half_paths(str(out))
     assert h1.endswith("rec.half1.zarr") and h2.endswith("rec.half2.zarr")
     acq = sxtdist.open_acquisition(tiny_acq, "r")
