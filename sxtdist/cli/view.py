@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import webbrowser
 
 import click
 
 from ..io.viewer import serve
+
+logger = logging.getLogger(__name__)
 
 
 @click.command()
@@ -43,10 +46,10 @@ def command(path, host, port, public_client, open_browser) -> None:
             click.echo(f"neuroglancer  {view.local_link}")
         click.echo(f"public client {view.public_link}")
         click.echo(f"data          {view.data.url}")
-        click.echo("serving; Ctrl-C stops", err=True)
+        logger.info("serving %s; Ctrl-C stops", view.path)
         if open_browser:
             webbrowser.open(view.link)
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
-            click.echo("stopped", err=True)
+            logger.info("stopped")
