@@ -27,7 +27,6 @@ KNOWN_OFFENDERS = {
     "sxtdist.alignment.runner._align_roi": "#25 alignment",
     "sxtdist.alignment.runner.align": "#25 alignment",
     "sxtdist.alignment.shifts.solve_joint": "#25 alignment",
-    "sxtdist.alignment.shifts.solve_shifts": "#25 alignment",
     "sxtdist.io.ngff.create_multiscale": "#30 ngff",
     "sxtdist.io.txrm._open": "#29 importers",
     "sxtdist.plan.plan_acquisition": "#27",
