@@ -2,25 +2,29 @@
 
 Each configuration (preset, seed, capillary, dose, scan weights) is simulated once,
 with the known shifts applied, and reconstructed in one block (all slices: CG's scalars
-are per slice group, so a block's answer is the volume's) to a cap, recording after
-every iteration what each rule looks at:
+are per slice group, so a block's answer is the volume's), recording after every
+iteration what each rule looks at:
 
-* run A, all views: the PSNR in the ROI and in the cell against the truth
+* run A, all views, to a cap: the PSNR in the ROI and in the cell against the truth
   (:mod:`sxtdist.scoring`; the oracle and the "fixed 20" figures), the weighted
   residual ``Σ w_i ||A_i x − y_i||²`` and ``||x||²``;
-* run B, without every 10th interior view: the held views' misfit
-  (:func:`sxtdist.recon.holdout_misfit`, cross-validation) and the PSNR;
-* run C (``--holdout-both``), without every 10th view of both scans: the same.
+* run B, without every 10th interior view, to the cap: the held views' misfit
+  (data-space hold-out cross-validation);
+* run C, ``--iterations auto`` itself: the even and the odd views apart, 60 iterations
+  (:data:`sxtdist.runner.AUTO_CAP`), compared at a sample of the ROI's voxels
+  (:func:`sxtdist.recon.split_half_curves`).
 
 The rules, evaluated on the records (the count a rule picks is applied to run A):
 
 * ``fixed``: 20 iterations;
 * ``oracle``: the best count for the whole volume (max of A's ROI PSNR);
-* ``cv``: the count at the minimum of B's held-out misfit;
-* ``cv-both``: the same from run C;
-* ``discrepancy``: the first count whose residual is at most the noise expected
-  from the Poisson model, ``Σ_i w_i Σ exp(y)/N_i`` (``N_i`` the scan's photons per
-  pixel; ``None`` when never reached);
+* ``auto``: the minimum of C's estimated full-data error
+  (:func:`sxtdist.solvers.split_half_error`), what ``--iterations auto`` picks;
+* ``half``: the minimum of C's ``far`` alone (the halves' own best count, uncorrected);
+* ``holdout``: the minimum of B's held-out misfit;
+* ``discrepancy``: the first count whose residual is at most the noise expected from the
+  Poisson model, ``Σ_i w_i Σ exp(y)/N_i`` (``N_i`` the scan's photons per pixel;
+  ``None`` when never reached);
 * ``lcurve``: the corner (largest curvature) of ``(log ||r||, log ||x||)``.
 
 ``cell-slab`` is the ``cell`` preset (12 µm cell, 30 nm voxels, 512² slices) cut to its
@@ -30,7 +34,8 @@ Usage::
 
     python benchmarks/stopping_rules.py record --out /tmp/stop.jsonl [--presets small]
         [--seeds 1 2 3 4 5] [--doses 1 0.1] [--capillary on off] [--weights quadrature equal]
-    python benchmarks/stopping_rules.py table /tmp/stop.jsonl
+    python benchmarks/stopping_rules.py table /tmp/stop.jsonl     # each rule against the oracle
+    python benchmarks/stopping_rules.py weights /tmp/stop.jsonl   # quadrature against equal
 """
 
 from __future__ import annotations
@@ -47,10 +52,16 @@ import numpy as np
 import sxtdist
 from sxtdist import metrics, scoring
 from sxtdist.blocks import plan_blocks
-from sxtdist.recon import holdout_misfit, slab_system
-from sxtdist.runner import build_problem
+from sxtdist.recon import (
+    roi_region,
+    sample_voxels,
+    slab_system,
+    split_half_curves,
+    view_subset,
+)
+from sxtdist.runner import AUTO_CAP, build_problem
 from sxtdist.simulation.presets import PRESETS
-from sxtdist.solvers import cgne
+from sxtdist.solvers import Stack, cgne, split_half_error
 
 PRESETS.setdefault("cell-slab", replace(PRESETS["cell"], name="cell-slab", height_px=32))
 #: Iteration cap per dose factor (the best count is near 20 at the paper's dose, 6-10 at 1/10).
@@ -78,6 +89,33 @@ class Recorder:
         self.psnr_cell.append(metrics.psnr(core, self.truth, self.cell, self.peak))
         self.xnorm.append(float(np.einsum("ijk,ijk->", x, x, dtype=np.float64)))
         return False
+
+
+def holdout_misfit(problem, slab, data, every: int = HOLD_EVERY) -> list[float]:
+    """Data-space hold-out: CGNE without every ``every``-th interior view; the held views'
+    weighted misfit after each iteration."""
+    rows = problem.rows(slab)
+    n = problem.models["roi"].geometry.n_angles
+    held = np.arange(every // 2, n, every)
+    keep = np.setdiff1d(np.arange(n), held)
+    fit, test = view_subset(problem, {"roi": keep}), view_subset(problem, {"roi": held})
+    test = replace(test, models={"roi": test.models["roi"]})
+
+    def pick(idx):
+        return dict(data, roi=np.asarray(data["roi"])[idx])
+
+    ops, ys, groups, _ = slab_system(fit, slab, pick(keep), rows=rows)
+    hops, hys, _, _ = slab_system(test, slab, pick(held), rows=rows)
+    stack, misfit = Stack(hops), []
+
+    def record(iteration, x) -> bool:
+        misfit.append(
+            sum(float(((q - z) ** 2).sum(dtype=np.float64)) for q, z in zip(stack(x), hys))
+        )
+        return False
+
+    cgne(ops, ys, problem.iterations, groups=groups, callback=record)
+    return misfit
 
 
 def expected_noise(problem, data, photons: dict) -> float | None:
@@ -134,16 +172,13 @@ def record(config: dict, work: str) -> dict:
         noise=expected_noise(problem, data, photons),
         seconds_a=time.perf_counter() - t0,
     )
-    views = {"roi": np.arange(0, problem.models["roi"].geometry.n_angles, HOLD_EVERY)}
-    holdouts = {"cv": views}
-    if config.get("holdout_both"):
-        n_full = problem.models["full"].geometry.n_angles
-        holdouts["cv-both"] = dict(views, full=np.arange(0, n_full, HOLD_EVERY))
-    for name, held in holdouts.items():
-        b = Recorder(truth, regions, core)
-        misfit = holdout_misfit(problem, block.slab, data, held, callback=b)
-        out[f"{name}_misfit"] = misfit.tolist()
-        out[f"{name}_psnr_roi"] = b.psnr_roi
+    out["holdout_misfit"] = holdout_misfit(problem, block.slab, data)
+    shape = (*grid.slice_shape, block.slab[1] - block.slab[0])
+    voxels = sample_voxels(shape, roi_region(problem), core, seed=block.index)
+    far, between = split_half_curves(
+        replace(problem, iterations=AUTO_CAP), block.slab, data, voxels
+    )
+    out.update(far=far.tolist(), between=between.tolist(), seconds=time.perf_counter() - t0)
     return out
 
 
@@ -164,9 +199,9 @@ def choices(r: dict) -> dict[str, int | None]:
         "oracle": int(np.argmax(r["psnr_roi"])) + 1,
         "lcurve": corner(r["residual"], r["xnorm"]),
     }
-    for name in ("cv", "cv-both"):
-        if f"{name}_misfit" in r:
-            out[name] = int(np.argmin(r[f"{name}_misfit"])) + 1
+    out["holdout"] = int(np.argmin(r["holdout_misfit"])) + 1
+    out["auto"] = int(np.argmin(split_half_error(r["far"], r["between"]))) + 1
+    out["half"] = int(np.argmin(r["far"])) + 1
     noise = r.get("noise")
     below = [i + 1 for i, v in enumerate(r["residual"]) if noise and v <= noise]
     out["discrepancy"] = below[0] if below else None
@@ -175,7 +210,7 @@ def choices(r: dict) -> dict[str, int | None]:
 
 def table(path: str) -> str:
     records = [json.loads(line) for line in open(path)]
-    rules = ["fixed", "cv", "cv-both", "discrepancy", "lcurve"]
+    rules = ["fixed", "auto", "half", "holdout", "discrepancy", "lcurve"]
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         key = (r["preset"], r["dose"], r["capillary"], r["weights"])
@@ -214,6 +249,40 @@ def table(path: str) -> str:
     return "\n".join(lines)
 
 
+def weights_table(path: str) -> str:
+    """Quadrature against equal weights per seed: ROI PSNR at 20, by ``auto``, by the oracle."""
+    records = [json.loads(line) for line in open(path)]
+    by = {(r["preset"], r["dose"], r["capillary"], r["seed"], r["weights"]): r for r in records}
+    lines = [
+        "| preset | dose | capillary | stop | seeds | quadrature (dB) | equal (dB) | "
+        "quadrature − equal: mean (min … max) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    keys = sorted({k[:3] for k in by})
+    for preset, dose, cap in keys:
+        seeds = sorted(
+            s for (p, d, c, s, w) in by if (p, d, c, w) == (preset, dose, cap, "quadrature")
+        )
+        seeds = [s for s in seeds if (preset, dose, cap, s, "equal") in by]
+        if not seeds:
+            continue
+        for rule in ("fixed", "auto", "oracle"):
+            vals = {}
+            for w in ("quadrature", "equal"):
+                vals[w] = []
+                for s in seeds:
+                    r = by[(preset, dose, cap, s, w)]
+                    k = min(choices(r)[rule], r["cap"])
+                    vals[w].append(r["psnr_roi"][k - 1])
+            diff = np.subtract(vals["quadrature"], vals["equal"])
+            lines.append(
+                f"| {preset} | {dose:g} | {'on' if cap else 'off'} | {rule} | {len(seeds)} | "
+                f"{np.mean(vals['quadrature']):.2f} | {np.mean(vals['equal']):.2f} | "
+                f"{diff.mean():+.2f} ({diff.min():+.2f} … {diff.max():+.2f}) |"
+            )
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -224,12 +293,16 @@ def main(argv=None) -> int:
     rec.add_argument("--doses", nargs="+", type=float, default=[1.0, 0.1])
     rec.add_argument("--capillary", nargs="+", default=["on", "off"])
     rec.add_argument("--weights", nargs="+", default=["quadrature", "equal"])
-    rec.add_argument("--holdout-both", action="store_true")
     tab = sub.add_parser("table")
     tab.add_argument("records")
+    wts = sub.add_parser("weights")
+    wts.add_argument("records")
     args = ap.parse_args(argv)
     if args.command == "table":
         print(table(args.records))
+        return 0
+    if args.command == "weights":
+        print(weights_table(args.records))
         return 0
     done = set()
     if os.path.exists(args.out):
@@ -246,8 +319,7 @@ def main(argv=None) -> int:
                             if key in done:
                                 continue
                             config = dict(
-                                zip(("preset", "seed", "dose", "capillary", "weights"), key),
-                                holdout_both=args.holdout_both,
+                                zip(("preset", "seed", "dose", "capillary", "weights"), key)
                             )
                             t0 = time.perf_counter()
                             r = record(config, work)

@@ -59,16 +59,16 @@ class Study:
     def path(self, name: str) -> str:
         return os.path.join(self.work, name)
 
-    def simulate(self, name: str, **kw) -> sxtdist.Acquisition:
-        """Simulate the ``small`` preset (its random jitter included) and apply the known shifts.
+    def simulate(self, name: str, preset: str = "small", **kw) -> sxtdist.Acquisition:
+        """Simulate a preset (``small``; its random jitter included) and apply the known shifts.
 
-        No capillary (as the paper's phantom): the glass wall would dominate the PSNR's
-        data range and the whole-volume norms.
+        No capillary (as the paper's phantom): its glass would dominate the whole-volume
+        norms and streak the outside.
         """
         kw.setdefault("capillary", False)
         acq = sxtdist.simulate(
             self.path(name + ".zarr"),
-            "small",
+            preset,
             self.args.seed,
             overwrite=True,
             progress=False,

@@ -20,28 +20,21 @@ import numpy as np
 from .blocks import coupling_links
 from .errors import ParameterError
 from .geometry import VolumeGrid
+from .metrics import cylinder_mask, roi_diameter_px, split_half_indices
 from .operators.base import LinearOperator, Scaled
 from .operators.scan import ScanModel, scan_operator
-from .solvers import (
-    Callback,
-    HeldOutMisfit,
-    OracleStop,
-    SliceGroups,
-    SolveResult,
-    cgne,
-    chain,
-    sirt,
-)
+from .solvers import OracleStop, SliceGroups, SolveResult, cgne, sirt
 
 METHODS = ("cgne", "sirt")
 #: CGNE on noisy SXT data semi-converges: on the paper-like ``small`` preset (the paper's
 #: fluence) the ROI's PSNR peaks near 20 iterations; at a 30x lower dose near 6-10
 #: (docs/reconstruction.md).
 DEFAULT_ITERATIONS = 20
-#: ``iterations="auto"``: the count is chosen by hold-out cross-validation (:func:`holdout_misfit`).
+#: ``iterations="auto"``: the count is chosen by split-half cross-validation
+#: (:func:`split_half_curves`).
 AUTO = "auto"
-#: Cross-validation holds out every ``HOLDOUT_EVERY``-th view of the scan with the most views.
-HOLDOUT_EVERY = 10
+#: Voxels of a slab's ROI that split-half cross-validation compares (a random sample of them).
+CV_VOXELS = 100_000
 
 
 @dataclass(frozen=True)
@@ -113,16 +106,25 @@ def parse_iterations(value: Any) -> int | str:
     return n
 
 
-def holdout_views(problem: Problem) -> dict[str, np.ndarray]:
-    """The views cross-validation holds out: every :data:`HOLDOUT_EVERY`-th of the scan with
-    the most views (the interior scan of the combined problem), at least one.
+def half_views(problem: Problem) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The even and the odd views of every scan in angular order (positions in the
+    problem's views; :func:`view_subset` maps them to the stored ones)."""
+    halves: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] = ({}, {})
+    for name, m in problem.models.items():
+        for half, idx in zip(halves, split_half_indices(m.geometry.angles_deg)):
+            half[name] = idx
+    return halves
 
-    Only that scan: a few sparse full views carry the low frequencies, and holding out
-    theirs changes the problem more than it tests it (docs/reconstruction.md).
-    """
-    name = max(problem.models, key=lambda n: problem.models[n].geometry.n_angles)
-    n = problem.models[name].geometry.n_angles
-    return {name: np.arange(min(HOLDOUT_EVERY // 2, n - 1), n, HOLDOUT_EVERY)}
+
+def roi_region(problem: Problem) -> np.ndarray:
+    """The ``(ny, nx)`` disc the interior scan ``roi`` sees at every angle (the whole slice
+    without one): where split-half cross-validation compares the halves."""
+    m = problem.models.get("roi")
+    if m is None:
+        return np.ones(problem.grid.slice_shape, bool)
+    return cylinder_mask(
+        problem.grid.slice_shape, roi_diameter_px(m.geometry, problem.grid.voxel_size_nm)
+    )
 
 
 def slab_groups(
@@ -283,65 +285,79 @@ def view_subset(problem: Problem, views: Mapping[str, Sequence[int]]) -> Problem
     return replace(problem, models=models, views={n: v for n, v in kept.items() if v is not None})
 
 
-def holdout_misfit(
+def split_half_curves(
     problem: Problem,
     slab: tuple[int, int],
     data: Mapping[str, np.ndarray],
-    held: Mapping[str, Sequence[int]],
+    voxels: np.ndarray,
     backend: str = "cpu",
-    callback: Callback | None = None,
-    patience: int | None = None,
-) -> np.ndarray:
-    """Cross-validation of the iteration count on one slab.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Image-space split-half cross-validation of the iteration count on one slab.
 
-    CGNE runs up to ``problem.iterations`` iterations on the data without the ``held``
-    views (indices per scan) and records, after each, the weighted misfit of the held
-    views ``Σ_i w_i ||A_i x − y_i||²`` over the slab's rows. ``data`` is as for
-    :func:`solve_slab` (every view). ``callback`` also sees each iterate; ``patience``
-    stops early past the minimum (:class:`~sxtdist.solvers.HeldOutMisfit`).
+    The even and the odd views (:func:`half_views`) are reconstructed apart for
+    ``problem.iterations`` iterations; at the slab's flat ``voxels`` (indices into
+    ``(ny, nx, slices)``, e.g. a sample of the ROI in the slab's core) every iterate is
+    kept, and the halves compared: ``far[k] = ½(||a_k − b_K||² + ||b_k − a_K||²)`` and
+    ``between[k] = ||a_k − b_k||²`` (:func:`~sxtdist.solvers.split_half_error` turns them
+    into the full data's error). ``data`` is as for :func:`solve_slab` (every view).
 
     Returns
     -------
-    numpy.ndarray
-        The misfit per iteration.
+    far, between
+        ``(iterations,)`` each.
     """
     rows = problem.rows(slab)
-    keep = {
-        n: np.setdiff1d(np.arange(m.geometry.n_angles), np.asarray(held[n], int))
-        for n, m in problem.models.items()
-        if n in held
-    }
-    fit = view_subset(problem, keep)
-    test = view_subset(replace(problem, models={n: problem.models[n] for n in held}), held)
+    kept = []
+    for half in half_views(problem):
+        p = view_subset(problem, half)
+        d = {n: np.asarray(data[n])[half[n]] for n in p.models}
+        ops, ys, groups, xp = slab_system(p, slab, d, backend, rows)
+        at = xp.asarray(voxels)
+        seen: list[np.ndarray] = []
 
-    def pick(p: Problem, idx: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        return {
-            n: np.asarray(data[n])[np.asarray(idx[n])] if n in idx else data[n] for n in p.models
-        }
+        def keep(iteration: int, x: Any, seen=seen, at=at, xp=xp) -> bool:
+            v = x.ravel()[at]
+            seen.append(v.get() if xp is not np else v.copy())
+            return False
 
-    ops, ys, groups, _ = slab_system(fit, slab, pick(fit, keep), backend, rows)
-    hops, hys, _, _ = slab_system(test, slab, pick(test, held), backend, rows)
-    monitor = HeldOutMisfit(hops, hys, patience)
-    cgne(
-        ops,
-        ys,
-        problem.iterations,
-        groups=groups,
-        nonneg_every=problem.nonneg_every,
-        callback=chain(monitor, callback),
-    )
-    return np.asarray(monitor.misfit)
+        cgne(
+            ops,
+            ys,
+            problem.iterations,
+            groups=groups,
+            nonneg_every=problem.nonneg_every,
+            callback=keep,
+        )
+        kept.append(np.asarray(seen, np.float64))
+    a, b = kept
+    far = 0.5 * (((a - b[-1]) ** 2).sum(axis=1) + ((b - a[-1]) ** 2).sum(axis=1))
+    return far, ((a - b) ** 2).sum(axis=1)
+
+
+def sample_voxels(
+    shape: tuple[int, int, int], region: np.ndarray, core: slice, n: int = CV_VOXELS, seed: int = 0
+) -> np.ndarray:
+    """Flat indices of at most ``n`` voxels of ``region`` (``(ny, nx)``) in the ``core``
+    slices of a slab of ``shape`` ``(ny, nx, slices)``, drawn without replacement, sorted."""
+    inside = np.zeros(shape, bool)
+    inside[..., core] = region[:, :, None]
+    flat = np.flatnonzero(inside)
+    if flat.size > n:
+        flat = np.sort(np.random.default_rng(seed).choice(flat, n, replace=False))
+    return flat
 
 
 __all__: Sequence[str] = [
     "AUTO",
     "METHODS",
     "Problem",
-    "holdout_misfit",
-    "holdout_views",
+    "half_views",
     "parse_iterations",
+    "roi_region",
+    "sample_voxels",
     "slab_groups",
     "slab_system",
     "solve_slab",
+    "split_half_curves",
     "view_subset",
 ]

@@ -37,20 +37,22 @@ from .distributed import current_client, get_client, run_tasks, worker_memory_li
 from .errors import InputError, OutputExistsError, ParameterError, SxtdistWarning
 from .execution import Execution, execution_fields
 from .geometry import VolumeGrid, angular_spacing_deg, default_grid
-from .metrics import cylinder_mask, roi_diameter_px, split_half_indices
+from .metrics import cylinder_mask, roi_diameter_px
 from .operators.psf import fwhm_to_sigma_px
 from .operators.scan import ScanModel
 from .physics import psf_fwhm_nm
 from .recon import (
     AUTO,
     Problem,
-    holdout_misfit,
-    holdout_views,
+    half_views,
     parse_iterations,
+    roi_region,
+    sample_voxels,
     solve_slab,
+    split_half_curves,
     view_subset,
 )
-from .solvers import cross_validated_count
+from .solvers import cross_validated_count, split_half_error
 from .volume import Volume, create_volume, open_volume, write_lock
 
 logger = logging.getLogger(__name__)
@@ -88,10 +90,10 @@ class Reconstruction:
         ``"cgne"`` (default) or ``"sirt"``.
     iterations
         Iterations (the cap when ``rtol`` or ``oracle`` stop earlier), or ``"auto"``
-        (default): one count for the volume, chosen by hold-out cross-validation on a
-        pilot of a quarter of the blocks (every 10th interior view held out; the count
-        where their misfit is smallest) and recorded in the provenance
-        (docs/reconstruction.md). With ``oracle``, ``"auto"`` is a cap of
+        (default): one count for the volume, chosen by split-half cross-validation on a
+        pilot of a quarter of the blocks (the even and the odd views reconstructed apart
+        and compared in the ROI; :func:`_auto_iterations`) and recorded in the
+        provenance (docs/reconstruction.md). With ``oracle``, ``"auto"`` is a cap of
         :data:`AUTO_CAP`.
     scans
         Scans to use: all (default, the combined problem), ``("roi",)`` (interior only)
@@ -314,19 +316,23 @@ def _read_block(acq: Acquisition, problem: Problem, slab: tuple[int, int]) -> di
     return data
 
 
-#: ``iterations="auto"``: the cross-validation pilot's cap, its patience past the held-out
-#: minimum, and the share of the blocks it solves (at least one).
-AUTO_CAP = 200
-AUTO_PATIENCE = 10
+#: ``iterations="auto"``: the split-half pilot's iterations and the share of the blocks it
+#: solves (at least one).
+AUTO_CAP = 60
 AUTO_PILOT_SHARE = 0.25
 
 
-def _pilot_block(block: Block, acquisition: str, problem: Problem, backend: str = "cpu"):
-    """One cross-validation task: the held-out misfit per iteration of one block."""
+def _pilot_block(
+    block: Block, acquisition: str, problem: Problem, backend: str = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
+    """One cross-validation task: the split-half curves of one block's core ROI voxels."""
     acq = open_acquisition(acquisition, mode="r")
     data = _read_block(acq, problem, block.slab)
-    held = holdout_views(problem)
-    return holdout_misfit(problem, block.slab, data, held, backend, patience=AUTO_PATIENCE)
+    s0 = block.slab[0]
+    shape = (*problem.grid.slice_shape, block.slab[1] - s0)
+    core = slice(block.core[0] - s0, block.core[1] - s0)
+    voxels = sample_voxels(shape, roi_region(problem), core, seed=block.index)
+    return split_half_curves(problem, block.slab, data, voxels, backend)
 
 
 def pilot_blocks(blocks: Sequence[Block], share: float = AUTO_PILOT_SHARE) -> list[Block]:
@@ -338,21 +344,21 @@ def pilot_blocks(blocks: Sequence[Block], share: float = AUTO_PILOT_SHARE) -> li
 def _auto_iterations(
     client: Any, plan: BlockPlan, job: _Job, ex: Execution, backend: str
 ) -> tuple[int, dict]:
-    """The iteration count by hold-out cross-validation, global over the volume.
+    """The iteration count by split-half cross-validation, global over the volume.
 
-    A pilot solves :func:`pilot_blocks` without every 10th view of the interior scan and
-    records the held views' misfit after each iteration; the count minimising its sum
-    over the pilot blocks is used for every block (one count for the volume: blocks
-    with their own counts would show seams).
+    A pilot reconstructs :func:`pilot_blocks` from the even and from the odd views apart,
+    :data:`AUTO_CAP` iterations each, and compares the halves' iterates in the ROI
+    (:func:`sxtdist.recon.split_half_curves`); the count minimising the full data's
+    error so estimated (:func:`sxtdist.solvers.split_half_error`), summed over the pilot
+    blocks, is used for every block (one count for the volume: blocks with counts of
+    their own would show seams).
     """
     pilot = pilot_blocks(plan.blocks)
-    held = holdout_views(job.problem)
     logger.info(
-        "iterations auto: cross-validation on %d of %d block(s), holding out %d view(s) of %s",
+        "iterations auto: split-half cross-validation on %d of %d block(s), %d iterations",
         len(pilot),
         plan.n_blocks,
-        sum(len(v) for v in held.values()),
-        ", ".join(held),
+        AUTO_CAP,
     )
     curves = run_tasks(
         client,
@@ -361,26 +367,25 @@ def _auto_iterations(
         "cross-validation",
         ex.progress,
         acquisition=os.path.abspath(job.acq.path),
-        problem=job.problem,
+        problem=dataclasses.replace(job.problem, iterations=AUTO_CAP),
         backend=backend,
         resources={GPU_RESOURCE: 1} if backend == "gpu" else None,
     )
-    n = min(len(c) for c in curves)
-    misfit = np.sum([np.asarray(c[:n]) for c in curves], axis=0)
-    count = cross_validated_count(misfit)
-    if count == n:
+    error = split_half_error(sum(c[0] for c in curves), sum(c[1] for c in curves))
+    count = cross_validated_count(error)
+    if count > 0.8 * AUTO_CAP:
         warnings.warn(
-            f"iterations auto: the held-out misfit was still falling after {n} iterations; "
-            f"using {n} (pass --iterations N for more)",
+            f"iterations auto: the estimated error was still falling near the pilot's "
+            f"{AUTO_CAP} iterations; using {count} (pass --iterations N for more)",
             SxtdistWarning,
             stacklevel=3,
         )
-    logger.info("iterations auto: %d (held-out misfit smallest there)", count)
+    logger.info("iterations auto: %d (the halves' estimated error is smallest there)", count)
     rule = {
-        "rule": "hold-out cross-validation",
-        "held_views": {k: [int(i) for i in v] for k, v in held.items()},
+        "rule": "split-half cross-validation",
         "pilot_blocks": [b.index for b in pilot],
-        "held_misfit": [float(m) for m in misfit],
+        "pilot_iterations": AUTO_CAP,
+        "estimated_error": [float(e) for e in error],
     }
     return count, rule
 
@@ -394,16 +399,6 @@ def _stored_auto_count(out: str, fingerprint: str) -> tuple[int, dict] | None:
     if prov.get("fingerprint") != fingerprint or rule.get("rule", "fixed") == "fixed":
         return None
     return int(prov["iterations"]), rule
-
-
-def _half_views(problem: Problem) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
-    """The stored views of the even and of the odd halves, in angular order, per scan."""
-    halves: tuple[dict[str, list[int]], dict[str, list[int]]] = ({}, {})
-    for name, m in problem.models.items():
-        stored = np.asarray(problem.views.get(name, np.arange(m.geometry.n_angles)))
-        for half, idx in zip(halves, split_half_indices(m.geometry.angles_deg)):
-            half[name] = [int(i) for i in stored[idx]]
-    return halves
 
 
 def half_paths(out: str | os.PathLike[str]) -> tuple[str, str]:
@@ -556,10 +551,11 @@ def _run_blocks(
 def _reconstruct_halves(job: _Job, vol: Volume, plan: BlockPlan, ex: Execution) -> None:
     """The two split halves of ``job``'s volume, with its count and block layout."""
     prov = vol.meta["provenance"]
-    for path, half in zip(half_paths(job.out), _half_views(job.problem)):
+    for path, half in zip(half_paths(job.out), half_views(job.problem)):
+        views = view_subset(job.problem, half).views  # as indices of the stored views
         recipe = job.recipe.replace(
             iterations=int(prov["iterations"]),
-            views=half,
+            views={n: list(v) for n, v in views.items()},
             split_halves=False,
             oracle=False,
             block_size=plan.block_size,

@@ -282,57 +282,21 @@ class OracleStop:
         return iteration - self.best_iteration > self.patience
 
 
-def chain(*callbacks: Callback | None) -> Callback:
-    """One callback calling each given one in turn; it stops when any of them says stop."""
-    todo = [c for c in callbacks if c is not None]
+def split_half_error(far: np.ndarray, between: np.ndarray) -> np.ndarray:
+    """The full data's error per iteration, up to a constant, from two half reconstructions.
 
-    def call(iteration: int, x: Any) -> bool:
-        stop = False
-        for c in todo:
-            stop = bool(c(iteration, x)) or stop
-        return stop
-
-    return call
-
-
-class HeldOutMisfit:
-    """A callback recording ``Σ_i ||B_i x − z_i||²`` after each iteration.
-
-    ``B_i``, ``z_i``: operators and data of views the solve does not see; their misfit
-    estimates how well an iterate predicts new data (hold-out cross-validation), which
-    falls while the iterate gains signal and rises once it fits the noise.
-
-    Parameters
-    ----------
-    ops, data
-        The held views' operators and data.
-    patience
-        Stop once the minimum is more than ``max(patience, k_min / 2)`` iterations old
-        (``None``: never): far enough past it to be sure it is the minimum.
+    ``far[k] = ½(||a_k − b_K||² + ||b_k − a_K||²)`` compares each half's iterate ``k``
+    with the other half's last one (an independent, nearly unbiased estimate of the
+    object): its expectation is the half's error ``bias_k² + var_k`` plus a constant.
+    ``between[k] = ||a_k − b_k||²`` is twice the half's noise ``var_k`` (the bias cancels).
+    The full data have half the halves' noise, so their error is, up to the constant,
+    ``far − between / 4``. Sums over the same voxels (a region, or a sample of it).
     """
-
-    def __init__(
-        self, ops: Sequence[LinearOperator], data: Sequence[Any], patience: int | None = None
-    ) -> None:
-        self.stack = Stack(ops)
-        self.data = list(data)
-        self.patience = patience
-        self.misfit: list[float] = []
-
-    def __call__(self, iteration: int, x: Any) -> bool:
-        total = 0.0
-        for q, z in zip(self.stack(x), self.data):
-            q -= z
-            total += float(sumsq_last(q).sum())
-        self.misfit.append(total)
-        if self.patience is None:
-            return False
-        best = int(np.argmin(self.misfit)) + 1
-        return iteration - best > max(self.patience, best // 2)
+    return np.asarray(far, np.float64) - 0.25 * np.asarray(between, np.float64)
 
 
-def cross_validated_count(misfit: Sequence[float]) -> int:
-    """The iteration count (1-based) at which the held-out misfit is smallest."""
-    if len(misfit) == 0:
-        raise ValueError("no held-out misfit recorded")
-    return int(np.argmin(np.asarray(misfit, dtype=np.float64))) + 1
+def cross_validated_count(error: Sequence[float]) -> int:
+    """The iteration count (1-based) at which an estimated error is smallest."""
+    if len(error) == 0:
+        raise ValueError("no error estimate recorded")
+    return int(np.argmin(np.asarray(error, dtype=np.float64))) + 1

@@ -1,4 +1,4 @@
-"""Stopping without a truth: hold-out cross-validation, ``--iterations auto``, split halves."""
+"""Stopping without a truth: split-half cross-validation, ``--iterations auto``, split halves."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ from sxtdist.blocks import plan_blocks
 from sxtdist.errors import ParameterError
 from sxtdist.recon import (
     AUTO,
-    holdout_misfit,
-    holdout_views,
+    half_views,
     parse_iterations,
-    slab_system,
+    roi_region,
+    sample_voxels,
+    split_half_curves,
     view_subset,
 )
 from sxtdist.runner import build_problem, half_paths, pilot_blocks, reconstruct
-from sxtdist.solvers import cgne, cross_validated_count
+from sxtdist.solvers import split_half_error
 from sxtdist.volume import open_volume
 
 
@@ -54,26 +55,47 @@ def test_view_subset_keeps_the_stored_indices(tiny_acq):
     np.testing.assert_array_equal(twice.models["roi"].geometry.angles_deg, angles[[1, 5]])
     assert twice.models["full"] is problem.models["full"]
     assert set(view_subset(problem, {"full": []}).models) == {"roi"}
-    held = holdout_views(problem)  # every 10th view of the scan with the most views
-    assert list(held) == ["roi"] and np.all(np.diff(held["roi"]) == 10)
+    even, odd = half_views(problem)  # alternate views in angle, every scan
+    for name, m in problem.models.items():
+        assert not set(even[name]) & set(odd[name])
+        assert set(even[name]) | set(odd[name]) == set(range(m.geometry.n_angles))
+        assert np.all(np.diff(np.sort(m.geometry.angles_deg[even[name]])) > 0)
 
 
-def test_holdout_misfit_falls_then_rises_near_the_best_iterate(low_dose):
+def test_split_half_error_is_the_full_datas_error_up_to_a_constant():
+    # each half: the object's part (bias c_k, none at the last iterate) plus its own noise,
+    # growing with k; the full data are the halves' mean: half their noise power
+    rng = np.random.default_rng(0)
+    n = 20_000
+    obj, noise_a, noise_b = rng.standard_normal((3, n))
+    bias = [2.0, 1.0, 0.5, 0.25, 0.0]
+    noise = [0.1, 0.3, 0.6, 1.0, 1.6]
+    a = [obj * (1 - c) + s * noise_a for c, s in zip(bias, noise)]
+    b = [obj * (1 - c) + s * noise_b for c, s in zip(bias, noise)]
+    far = [0.5 * (((x - b[-1]) ** 2).sum() + ((y - a[-1]) ** 2).sum()) for x, y in zip(a, b)]
+    between = [((x - y) ** 2).sum() for x, y in zip(a, b)]
+    error = split_half_error(far, between)
+    full = [((0.5 * (x + y) - obj) ** 2).sum() for x, y in zip(a, b)]
+    np.testing.assert_allclose(np.diff(error), np.diff(full), rtol=0.05, atol=0.02 * n)
+    assert np.argmin(error) == np.argmin(full) == 2
+
+
+def test_split_half_curves_find_an_inner_minimum(low_dose):
     acq = sxtdist.open_acquisition(low_dose, "r")
-    problem = build_problem(acq, iterations=40)
+    problem = build_problem(acq, iterations=30)
     block, data = _one_block(acq, problem)
-    misfit = holdout_misfit(problem, block.slab, data, holdout_views(problem))
-    assert misfit.shape == (40,)
-    k = cross_validated_count(misfit)
-    assert 2 < k < 30  # a minimum inside, then the held views' misfit grows: noise is fitted
-    assert misfit[-1] > misfit[k - 1] * 1.05
-    # patience: stop once the minimum is well behind, with the same minimum
-    short = holdout_misfit(problem, block.slab, data, holdout_views(problem), patience=5)
-    assert len(short) < 40 and cross_validated_count(short) == k
-    np.testing.assert_allclose(short, misfit[: len(short)], rtol=1e-6)
-    # the held views are the fit's test set: without holding them out they would be fitted
-    ops, ys, groups, _ = slab_system(problem, block.slab, data)
-    assert cgne(ops, ys, 5, groups=groups).iterations == 5
+    s0 = block.slab[0]
+    shape = (*problem.grid.slice_shape, block.slab[1] - s0)
+    core = slice(block.core[0] - s0, block.core[1] - s0)
+    voxels = sample_voxels(shape, roi_region(problem), core, n=5000)
+    assert voxels.size == 5000 and np.all(np.diff(voxels) > 0)
+    far, between = split_half_curves(problem, block.slab, data, voxels)
+    assert far.shape == between.shape == (30,)
+    assert between[-1] > 3 * between[2]  # the halves part ways as they fit their own noise
+    error = split_half_error(far, between)
+    k = int(np.argmin(error)) + 1
+    assert 2 < k < 25  # a minimum inside: low dose semi-converges early
+    assert error[-1] > error[k - 1]
 
 
 def test_parse_iterations():
@@ -94,8 +116,8 @@ def test_iterations_auto_is_one_count_recorded_in_the_provenance(low_dose, tmp_p
     )
     prov = vol.meta["provenance"]
     rule = prov["iterations_rule"]
-    assert rule["rule"] == "hold-out cross-validation"
-    assert prov["iterations"] == int(np.argmin(rule["held_misfit"])) + 1
+    assert rule["rule"] == "split-half cross-validation"
+    assert prov["iterations"] == int(np.argmin(rule["estimated_error"])) + 1
     assert vol.meta["stopping"]["iterations_min"] == vol.meta["stopping"]["iterations_max"]
     problem = build_problem(sxtdist.open_acquisition(low_dose, "r"))
     plan = plan_blocks(list(problem.models.values()), problem.grid, 8)

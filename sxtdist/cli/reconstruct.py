@@ -19,7 +19,7 @@ from ._options import ITERATIONS, execution_options, per_scan_float, scan_list
     type=ITERATIONS,
     default=AUTO,
     show_default=True,
-    help="Iterations, or 'auto': one count for the volume by hold-out cross-validation "
+    help="Iterations, or 'auto': one count for the volume by split-half cross-validation "
     "(recorded in the volume's provenance).",
 )
 @click.option("--scans", help="Scans to use: 'full,roi' (combined, default), 'roi' or 'full'.")
