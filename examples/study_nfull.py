@@ -17,7 +17,7 @@ Gaussian blur of 1.5 px FWHM on the intensity, an interior detector 23.8 % of th
 field (as 62 of 260 px), 273 interior views, N_full ∈ {2, 3, 9, 18, 273}, equal weights
 and the oracle stop (≤ 100 iterations) as in the paper's code; the reference is the
 273 views on the untruncated detector, reconstructed the same way. Writes
-``study_nfull_paper.csv``; ``--weights quadrature`` and ``--psf`` vary the
+``study_nfull_paper.csv``; ``--weights quadrature``, ``--psf`` and ``--cap N`` vary the
 reconstruction to explain the trend.
 
 Usage: ``python examples/study_nfull.py [--quick | --paper] [--out DIR]``
@@ -96,7 +96,7 @@ def paper_preset():
 def paper_table(st, args) -> list[dict]:
     """Combined minus the full-data reference in the ROI, per N_full (the paper's setup)."""
     preset = paper_preset()
-    kw = dict(oracle=True, iterations=100, weights=args.weights, psf=args.psf)
+    kw = dict(oracle=True, iterations=args.cap, weights=args.weights, psf=args.psf)
     ref = st.simulate("paper_ref", preset, n_full=1, roi_width_um=128 * 60.0 / 1e3, photons=0)
     acq0 = st.simulate("paper_nf2", preset, n_full=2, photons=0)
     # the reference's oracle scores in the interior ROI, where it is compared
@@ -125,6 +125,7 @@ def main(argv=None) -> int:
     ap.add_argument("--paper", action="store_true", help="the paper's figure-2 setup (see above)")
     ap.add_argument("--weights", default="equal", help="--paper: scan weights (paper: equal)")
     ap.add_argument("--psf", action="store_true", help="--paper: model the blur in the solve")
+    ap.add_argument("--cap", type=int, default=100, help="--paper: the oracle's cap (paper: 100)")
     args = ap.parse_args(argv)
     if args.paper:
         st = _study.Study(args, "study_nfull_paper")
@@ -132,11 +133,8 @@ def main(argv=None) -> int:
             rows = paper_table(st, args)
         finally:
             st.close()
-        tag = (
-            ""
-            if (args.weights, args.psf) == ("equal", False)
-            else f"_{args.weights}{'_psf' * args.psf}"
-        )
+        variant = (args.weights, args.psf, args.cap) != ("equal", False, 100)
+        tag = f"_{args.weights}{'_psf' * args.psf}_cap{args.cap}" if variant else ""
         _study.write_csv(os.path.join(args.out, f"study_nfull_paper{tag}.csv"), rows)
         _study.print_table(rows)
         return 0

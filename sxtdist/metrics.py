@@ -471,24 +471,14 @@ def transfer(x: np.ndarray, truth: np.ndarray, voxel_size_nm: float | None = Non
 
 
 def split_half_indices(angles_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the even and odd views in angular order, for split-half FRC.
+    """Indices of the even and the odd views in angular order (the split halves).
 
-    Reconstruct each half on its own and pass the two volumes to :func:`frc`; with
-    no truth, the half-bit crossing of that curve is the usual resolution estimate
-    (each half has half the dose, so it is a conservative one).
+    Reconstructed apart they give the split-half FSC (:func:`frc` of the two volumes;
+    ``reconstruct --split-halves``) and the split-half cross-validation of
+    ``--iterations auto`` (:func:`sxtdist.recon.split_half_curves`).
     """
     order = np.argsort(np.asarray(angles_deg, dtype=np.float64), kind="stable")
     return np.sort(order[0::2]), np.sort(order[1::2])
-
-
-def split_half_frc(
-    half_a: np.ndarray,
-    half_b: np.ndarray,
-    voxel_size_nm: float | None = None,
-    smooth_sigma: float = 0.0,
-) -> FRC:
-    """FRC/FSC between two reconstructions from disjoint halves of the views."""
-    return frc(half_a, half_b, voxel_size_nm, smooth_sigma)
 
 
 # -- null space -------------------------------------------------------------------------------

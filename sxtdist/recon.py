@@ -317,7 +317,7 @@ def split_half_curves(
 
         def keep(iteration: int, x: Any, seen=seen, at=at, xp=xp) -> bool:
             v = x.ravel()[at]
-            seen.append(v.get() if xp is not np else v.copy())
+            seen.append(xp.asnumpy(v) if xp is not np else v.copy())
             return False
 
         cgne(

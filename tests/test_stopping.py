@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -149,3 +151,29 @@ def test_split_halves_and_their_fsc(tiny_acq, tmp_path, client, run_cli):
     code, text, err = run_cli("report", out)
     assert code == 0, err
     assert "resolution_split_half_half_bit" in text and "resolution_split_half_one_seventh" in text
+
+
+def test_split_half_curves_on_the_gpu_path(low_dose, monkeypatch):
+    """The device plumbing of the pilot (data to the device, sampled voxels back each
+    iteration) with a numpy stand-in for cupy and the ASTRA emulator: the CPU's answer."""
+    import sys
+    import types
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from _astra3d_emulator import EmulatedEngine
+
+    import sxtdist.operators.gpu as gpu_mod
+
+    fake = types.ModuleType("cupy")
+    fake.asarray, fake.asnumpy = np.asarray, np.array
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(gpu_mod, "AstraCudaEngine", EmulatedEngine)
+    acq = sxtdist.open_acquisition(low_dose, "r")
+    problem = build_problem(acq, iterations=4, weights="equal")
+    block, data = _one_block(acq, problem)
+    shape = (*problem.grid.slice_shape, block.slab[1] - block.slab[0])
+    voxels = sample_voxels(shape, roi_region(problem), slice(2, shape[2] - 2), n=2000)
+    cpu = split_half_curves(problem, block.slab, data, voxels, "cpu")
+    gpu = split_half_curves(problem, block.slab, data, voxels, "gpu")
+    for a, b in zip(cpu, gpu):
+        np.testing.assert_allclose(b, a, rtol=2e-3)
