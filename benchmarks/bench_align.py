@@ -150,6 +150,34 @@ def end_wait(records: list[dict]) -> tuple[float, int]:
     return (max(ends.values()) - min(ends.values()) if ends else 0.0), moved
 
 
+def compare_locality(acq, method: str, workers: list[int], repeat: int) -> None:
+    """The whole alignment's time with ``run_graph``'s task placement on and off, on each
+    worker count: ``repeat`` rounds, each timing both (in alternating order) on fresh
+    clusters started before the clock runs; the ratio off / on per round and its median."""
+    import dask.config
+
+    from sxtdist.distributed import get_client
+
+    for w in workers:
+        t: dict[bool, list[float]] = {True: [], False: []}
+        for r in range(repeat):
+            for on in (True, False) if r % 2 == 0 else (False, True):
+                with (
+                    dask.config.set({"sxtdist.cluster.locality": on}),
+                    get_client(workers=w, keep_cluster=False) as client,
+                ):
+                    client.run(lambda: __import__("sxtdist.alignment"))  # warm imports
+                    t0 = time.perf_counter()
+                    _align(acq, client, ["roi"], method)
+                    t[on].append(time.perf_counter() - t0)
+        on, off = np.asarray(t[True]), np.asarray(t[False])
+        print(
+            f"    {w} workers: placement on {', '.join(f'{x:.2f}' for x in on)} s, off "
+            f"{', '.join(f'{x:.2f}' for x in off)} s; off / on per round "
+            f"{', '.join(f'{x:.3f}' for x in off / on)}, median {np.median(off / on):.3f}"
+        )
+
+
 def _print_end_wait(waits: list) -> None:
     """:func:`end_wait` over the runs on 2 workers (first and second runs together)."""
     if not waits:
@@ -332,6 +360,7 @@ def part_large(
     memory: bool = False,
     ceiling: bool = True,
     warm: bool = False,
+    locality_ab: list[int] | None = None,
 ) -> None:
     import sxtdist
     import sxtdist.alignment.tasks as tasks
@@ -360,6 +389,10 @@ def part_large(
     if n_full:
         acq.set_shifts("full", np.zeros((n_full, 2)), method="truth")
     method = "anchor" if n_full else "neighbour"
+    if locality_ab:
+        print(f"[2] {n_views} views of {size}x{size} px, {n_full} full: task placement on / off")
+        compare_locality(acq, method, locality_ab, repeat)
+        return
     times, pair_s, res, again, waits = time_workers(acq, repeat, ["roi"], method, warm)
     from sxtdist.alignment.gauge import remove_gauge
 
@@ -528,6 +561,13 @@ def main() -> None:
         help="part 2: sxtdist.cluster.locality-shared, the share of each worker's stretch "
         "left to whichever worker is free first (default: the configured value, 0.1)",
     )
+    ap.add_argument(
+        "--locality-ab",
+        default=None,
+        metavar="W1,W2",
+        help="part 2: only time the alignment with the task placement on and off, on each "
+        "of these worker counts (--repeat rounds)",
+    )
     ap.add_argument("--compare-pairs", type=int, default=8, help="0: skip part 3")
     ap.add_argument("--skip-small", action="store_true", help="skip part 1")
     args = ap.parse_args()
@@ -554,6 +594,7 @@ def main() -> None:
                     args.memory,
                     not args.no_ceiling,
                     args.warm,
+                    [int(w) for w in args.locality_ab.split(",")] if args.locality_ab else None,
                 )
         if args.compare_pairs:
             part_compare(args.compare_pairs, shared_flat=True)
