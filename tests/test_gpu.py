@@ -206,7 +206,7 @@ def test_gpu_scan_operator_matches_cpu(psf):
         x = _smooth(cpu.domain_shape)
         a, b = cpu(x), gpu(x)
         assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max()
-        assert dot_test(gpu) < 1e-4
+        assert dot_test(gpu) < TOL
 
 
 def test_scan_operator_refuses_unknown_backend_and_wrong_projector():

@@ -107,11 +107,17 @@ class Identity(LinearOperator):
 
 
 class Scaled(LinearOperator):
-    """``c · A`` for a scalar ``c``."""
+    """``c · A`` for a scalar ``c``.
+
+    The adjoint scales its input, not its result (the range, a scan's data, is smaller
+    than the domain, a volume), into a buffer kept between calls: a solver applies it
+    every iteration. So one ``Scaled`` must not be applied from two threads at once.
+    """
 
     def __init__(self, op: LinearOperator, factor: float) -> None:
         self.op, self.factor = op, float(factor)
         self.domain_shape, self.range_shape = op.domain_shape, op.range_shape
+        self._scaled = None
 
     def _apply(self, x, out):
         y = self.op(x, out)
@@ -119,8 +125,12 @@ class Scaled(LinearOperator):
         return y
 
     def _adjoint(self, y, out):
-        # scale the data, not the result: the range is smaller than the volume
-        return self.op.T(y * self.factor, out)
+        buf = self._scaled
+        if buf is None or buf.shape != y.shape or buf.dtype != y.dtype or type(buf) is not type(y):
+            buf = self._scaled = array_module(y).empty_like(y)
+        array_module(y).multiply(y, self.factor, out=buf)
+        x = self.op.T(buf, out)
+        return x.copy() if x is buf else x
 
 
 class Stack(LinearOperator):
