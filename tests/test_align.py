@@ -1165,22 +1165,6 @@ def test_ncc_map_in_single_precision_on_large_frames_keeps_the_peak():
     np.testing.assert_allclose(s2, [1.3, -0.7], atol=0.05)
 
 
-@settings(max_examples=40, deadline=None)
-@given(
-    seed=st.integers(0, 2**31 - 1),
-    sy=st.sampled_from([0.0, 0.01, 0.7, 1.2, 3.0]),
-    sx=st.sampled_from([0.0, 0.01, 0.7, 1.2, 3.0]),
-)
-def test_gaussian_blur_is_ndimage_gaussian_filter(seed, sy, sx):
-    """The banded column pass changes only the rounding (edges: ndimage's ``nearest``)."""
-    from sxtdist.alignment.resample import gaussian_blur
-
-    rng = np.random.default_rng(seed)
-    img = rng.normal(size=tuple(rng.integers(1, 40, 2)))
-    want = ndimage.gaussian_filter(img, (sy, sx), mode="nearest") if sy or sx else img
-    np.testing.assert_allclose(gaussian_blur(img, (sy, sx)), want, rtol=0, atol=1e-13)
-
-
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), reversed_cols=st.booleans())
 def test_bicubic_on_grid_is_ndimage_order_3_nearest(seed, reversed_cols):
