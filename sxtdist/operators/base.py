@@ -91,6 +91,47 @@ class Composition(LinearOperator):
         return self.inner.T(self.outer.T(y), out)
 
 
+class SparseOperator(LinearOperator):
+    """An operator given by a sparse matrix and its transpose, both CSR (``matrix``,
+    ``matrix_t``, set by the subclass): :meth:`_map` says how one is applied to an array.
+
+    On cupy input the matrices are copied to the device once (cuSPARSE) and the same
+    code runs there. A result is a new C-contiguous array, or written into ``out``.
+    """
+
+    matrix: Any
+    matrix_t: Any
+
+    def _map(self, matrix, x, shape_out):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _on_device(self, matrix, xp):
+        if xp is np:
+            return matrix
+        device = self.__dict__.setdefault("_device_matrices", {})
+        if id(matrix) not in device:
+            import cupyx.scipy.sparse as csp
+
+            device[id(matrix)] = csp.csr_matrix(matrix)
+        return device[id(matrix)]
+
+    def _apply(self, x, out):
+        y = self._map(self._on_device(self.matrix, array_module(x)), x, self.range_shape)
+        return _into(y, out)
+
+    def _adjoint(self, y, out):
+        x = self._map(self._on_device(self.matrix_t, array_module(y)), y, self.domain_shape)
+        return _into(x, out)
+
+
+def _into(y, out):
+    """``y`` as a C-contiguous array, or copied into ``out``."""
+    if out is None:
+        return array_module(y).ascontiguousarray(y)
+    out[...] = y
+    return out
+
+
 class Identity(LinearOperator):
     """The identity on arrays of ``shape``."""
 
