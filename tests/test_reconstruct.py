@@ -119,6 +119,19 @@ def test_resume_with_other_parameters_is_refused(tiny_acq, tmp_path, client):
         _run(tiny_acq, out, client, block_size=8, iterations=5)
 
 
+def test_resume_with_a_block_size_the_plan_rounds(clean_acq, tmp_path, client):
+    """A block size that the plan rounds to whole slice groups resumes the output it made
+    (the check before any cluster starts plans it the same way); the layout stays."""
+    out = tmp_path / "part.zarr"
+    vol = _run(clean_acq, out, client, block_size=7, iterations=2)
+    stored = vol.meta["plan"]["block_size"]
+    assert stored != 7  # rounded: the full scan's pixels pair the slices
+    vol.update_meta(status="running", blocks_done=[0])
+    resumed = _run(clean_acq, out, client, block_size=7, iterations=2)
+    assert resumed.meta["stopping"]["blocks_run"] == resumed.meta["plan"]["n_blocks"] - 1
+    assert resumed.meta["plan"]["block_size"] == stored
+
+
 def test_interior_and_sparse_only_share_the_grid(tiny_acq, tmp_path, client):
     a = _run(tiny_acq, tmp_path / "roi.zarr", client, scans=["roi"])
     b = _run(tiny_acq, tmp_path / "full.zarr", client, scans=["full"])
