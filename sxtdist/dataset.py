@@ -30,7 +30,9 @@ import importlib.util
 import math
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +54,8 @@ KEY = "sxtdist"
 #: of ``R`` rows then decodes at most ``R + 2 (ROW_BAND - 1)`` rows of each view: with
 #: blocks of 32 rows and a halo of 4, 1.2x the bytes it needs (benchmarks/bench_io.py).
 ROW_BAND = 8
+#: Slices per chunk of a simulated truth volume (a simulator writes slabs of this many).
+TRUTH_CHUNK_Z = 64
 #: Projections per shard: one file per view, written whole by the task that makes it.
 VIEWS_PER_SHARD = 1
 #: zarr's codec pipeline decodes each inner chunk through Python's event loop (about
@@ -77,14 +81,58 @@ def fast_codecs() -> Iterator[None]:
     """Open (or create) zarr arrays inside this block with the zarrs codec pipeline.
 
     The pipeline is chosen when an array object is made, so only arrays opened here
-    use it; the process's zarr configuration is left as it was. Without the
+    use it; the process's zarr configuration is left as it was. The configuration is
+    global, so the block holds a lock: two threads' blocks interleaving would restore
+    each other's setting and leave zarrs set for the whole process. Without the
     ``zarrs`` package, zarr's own pipeline reads the same values, more slowly.
     """
     if importlib.util.find_spec("zarrs") is None:
         yield
         return
-    with zarr.config.set({"codec_pipeline.path": FAST_PIPELINE}):
+    with _CONFIG_LOCK, zarr.config.set({"codec_pipeline.path": FAST_PIPELINE}):
         yield
+
+
+_CONFIG_LOCK = threading.RLock()
+
+
+@dataclass(frozen=True)
+class Stream:
+    """An array made piece by piece along its first axis, written as the pieces come.
+
+    ``pieces`` yields arrays whose first axes add up to ``shape[0]``, in order (slabs
+    of a volume), or single entries without that axis (views of a scan); only one
+    piece is in memory at a time.
+    """
+
+    shape: tuple[int, ...]
+    pieces: Iterable[np.ndarray]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+def write_stream(array: zarr.Array, stream: Stream) -> None:
+    """Write ``stream``'s pieces into ``array`` one after another.
+
+    Each write runs in a thread while the next piece is made (zarr and zarrs release
+    the GIL to compress and write), so at most two pieces are in memory.
+    """
+    i = 0
+    with ThreadPoolExecutor(1, thread_name_prefix="sxtdist-write") as pool:
+        pending = None
+        for piece in stream.pieces:
+            if piece.ndim == array.ndim - 1:  # a single entry (a view)
+                piece = piece[None]
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(array.__setitem__, slice(i, i + piece.shape[0]), piece)
+            i += piece.shape[0]
+        if pending is not None:
+            pending.result()
+    if i != stream.shape[0]:
+        raise ValueError(f"the stream made {i} of its {stream.shape[0]} entries")
 
 
 @dataclass
@@ -94,7 +142,8 @@ class ScanData:
     Parameters
     ----------
     data
-        ``(n_angles, rows, cols)`` optical depth, numpy or dask (written chunk by chunk).
+        ``(n_angles, rows, cols)`` optical depth: numpy, dask (written chunk by chunk) or
+        a :class:`Stream` of views (written as they come).
     angles_deg, pixel_size_nm
         Rotation angles (degrees) and the pixel size in the object plane (nm).
     energy_ev, zone_plate_ozw_nm, photons_per_pixel, exposure_s
@@ -265,7 +314,8 @@ def create_acquisition(
     scans
         ``{"full": ScanData(...), "roi": ScanData(...)}``; either may be missing.
     truth
-        Optional ground-truth volume ``(z, y, x)``; needs ``truth_meta["voxel_size_nm"]``.
+        Optional ground-truth volume ``(z, y, x)`` (an array or a :class:`Stream` of
+        slabs); needs ``truth_meta["voxel_size_nm"]``.
     truth_meta
         What the simulator knows: voxel size, true shifts, intensity transform, seed.
     sample
@@ -304,13 +354,16 @@ def create_acquisition(
                 [shape],
                 [[v, v, v]],
                 ngff.VOLUME_AXES,
-                chunks=[(min(64, shape[0]), 256, 256)],
+                chunks=[(min(TRUTH_CHUNK_Z, shape[0]), 256, 256)],
             )
-            da.store(
-                da.asarray(truth).astype(np.float32).rechunk(group["0"].chunks),
-                group["0"],
-                lock=False,
-            )
+            if isinstance(truth, Stream):
+                write_stream(group["0"], truth)
+            else:
+                da.store(
+                    da.asarray(truth).astype(np.float32).rechunk(group["0"].chunks),
+                    group["0"],
+                    lock=False,
+                )
             meta["truth"] = _jsonable(dict(truth_meta))
         if sample:
             meta["sample"] = _jsonable(dict(sample))
@@ -323,7 +376,7 @@ def create_acquisition(
 
 
 def _write_scan(root: zarr.Group, name: str, scan: ScanData, path: str) -> dict[str, Any]:
-    data = scan.data if isinstance(scan.data, da.Array) else np.asarray(scan.data)
+    data = scan.data if isinstance(scan.data, (da.Array, Stream)) else np.asarray(scan.data)
     if data.ndim != 3:
         raise ParameterError(
             f"scan {name!r}: projections must be 3D (angle, y, x), got {data.shape}"
@@ -371,6 +424,9 @@ def write_projections(root: zarr.Group, name: str, data: Any, pixel_size_nm: flo
             fill_value=float("nan"),
         )
         arr = group["0"]
+    if isinstance(data, Stream):
+        write_stream(arr, data)  # a view at a time: whole shards, in order
+        return
     src = da.asarray(data).astype(np.float32).rechunk((shards[0], rows, cols))
     da.store(src, arr, lock=False)
 

@@ -102,3 +102,33 @@ def test_convert_refuses_an_existing_output_without_overwrite(tmp_path):
     with pytest.raises(OutputExistsError):
         convert_layout(acq.path, tmp_path / "b.zarr")
     convert_layout(acq.path, tmp_path / "b.zarr", overwrite=True)
+
+
+def test_fast_codecs_in_two_threads_leave_the_process_config_alone():
+    """Two threads in :func:`fast_codecs` at once (Dask's threads opening arrays) must not
+    leave zarrs set for the whole process: the second one's block waits for the first."""
+    import threading
+    import time
+
+    before = zarr.config.get("codec_pipeline.path")
+    a_inside, b_trying, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        with dataset.fast_codecs():
+            a_inside.set()
+            b_trying.wait(5)
+            time.sleep(0.2)  # the second thread now tries to enter
+        a_out.set()
+
+    def second():  # leaves its block after the first has left (interleaved, without a lock)
+        a_inside.wait(5)
+        b_trying.set()
+        with dataset.fast_codecs():
+            a_out.wait(5)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert zarr.config.get("codec_pipeline.path") == before
