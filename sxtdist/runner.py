@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _version
 from ._progress import log
-from .alignment import apply_intensity_transform
+from .alignment.intensity import apply_intensity_transform
 from .backends import (
     GPU_RESOURCE,
     cluster_gpu_free_bytes,
