@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from ..backends import BACKENDS
@@ -57,6 +59,13 @@ from ._options import overwrite_option, per_scan_float, progress_option, scan_li
     "chose). The two agree in quality, not bit for bit: ASTRA's GPU back-projection is "
     "not the exact transpose (docs/gpu.md).",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the block plan, bytes read and written, peak memory per worker (or GPU) "
+    "and the wall time estimated from this machine's rates for --workers (or "
+    "--max-jobs) workers; run nothing, write nothing (docs/cluster.md).",
+)
 @cluster_options
 @overwrite_option
 @progress_option
@@ -78,6 +87,7 @@ def command(
     weights,
     oracle,
     backend,
+    dry_run,
     cluster,
     min_jobs,
     max_jobs,
@@ -86,6 +96,23 @@ def command(
     quiet,
 ) -> None:
     """Reconstruct ACQUISITION (both scans together by default) into the volume OUT."""
+    if dry_run:
+        click.echo(
+            _estimate(
+                acquisition,
+                backend,
+                workers or max_jobs or os.cpu_count() or 1,
+                block_size=block_size,
+                halo=halo,
+                method=method,
+                iterations=iterations,
+                scans=scan_list(scans),
+                psf=psf,
+                voxel_size_nm=voxel_size_nm,
+                weights=_weights(weights),
+            ).describe()
+        )
+        return
     reconstruct(
         acquisition,
         out,
@@ -106,6 +133,15 @@ def command(
         progress=progress,
         quiet=quiet,
     )
+
+
+def _estimate(acquisition, backend: str, workers: int, **options):
+    """The dry run's estimate; ``auto`` is the backend a local run would choose."""
+    from ..backends import select_backend
+    from ..estimate import estimate_reconstruction
+
+    chosen = backend if backend != "auto" else select_backend("auto")[0]
+    return estimate_reconstruction(acquisition, workers, chosen, **options)
 
 
 def _weights(text: str):
