@@ -1,10 +1,9 @@
 """Rates of this installation for the capacity planner: a short calibration run, cached per machine.
 
-:func:`measure_rates` times, on a 192² interior-plus-sparse problem (about 20 s on a
-2-core VM): building the system matrices, forward plus back projections at two slab
-widths (the fixed and per-slice parts of :class:`~sxtdist.capacity.Rates`), a few CGNE
-iterations (the vector work), writing and reading Zarr, and starting a one-worker
-cluster. :func:`load_rates` returns the cached figures of this machine, measuring
+:func:`measure_rates` times, on a 192² interior-plus-sparse problem (20-40 s on a
+2-core VM): building the system matrices, CGNE block solves at two slab widths (the
+fixed and per-slice parts of an iteration's cost, :class:`~sxtdist.capacity.Rates`),
+writing and reading Zarr, and starting a one-worker cluster. :func:`load_rates` returns the cached figures of this machine, measuring
 them the first time. GPU rates are not measured here (no GPU in the calibration):
 they come from the H100 run recorded in docs/gpu.md (:data:`GPU_FIGURE`).
 """
@@ -84,8 +83,13 @@ def load_rates(recalibrate: bool = False) -> Rates:
 
 
 def measure_rates(n: int = 192, startup: bool = True) -> Rates:
-    """Measure the CPU rates on an ``n``² problem in this process (one thread)."""
-    from .operators.projector import system_matrix
+    """Measure the CPU rates on an ``n``² problem in this process (one thread).
+
+    The CGNE rates are fitted to whole block solves (projections, row sampling and
+    vector work together) at two slab widths, the median of three each: on a shared
+    machine single runs vary by 2x.
+    """
+    from .operators.projector import build_system_matrix
     from .operators.scan import ScanModel
     from .recon import Problem, solve_slab
 
@@ -96,44 +100,39 @@ def measure_rates(n: int = 192, startup: bool = True) -> Rates:
         "full": ScanGeometry(np.arange(19) * 180 / 19, 60.0, (32, n // 2)),
     }
     t0 = time.perf_counter()
-    mats = [system_matrix(g, grid) for g in geoms.values()]
+    built = [build_system_matrix(g, grid) for g in geoms.values()]
+    for w in built:
+        w.T.tocsr()
     build = time.perf_counter() - t0
-    nnz = sum(w.nnz for w, _ in mats)
+    nnz = sum(w.nnz for w in built)
 
-    def products(k: int) -> float:
-        x = np.ones((n * n, k), np.float32)
-        t = time.perf_counter()
-        for w, wt in mats:
-            wt @ (w @ x)
-        return time.perf_counter() - t
-
-    products(4)  # warm
-    k1, k2 = 4, 32
-    t1, t2 = min(products(k1) for _ in range(2)), min(products(k2) for _ in range(2))
-    per_slice = max(0.0, (t2 - t1) / (k2 - k1)) / nnz
-    fixed = max(0.0, t1 / nnz - per_slice * k1)
-
-    k, its = 16, 4
+    its = 2
     problem = Problem(grid, {name: ScanModel(g) for name, g in geoms.items()}, "cgne", its)
-    rows = problem.rows((0, k))
     rng = np.random.default_rng(0)
-    data = {
-        name: rng.random((g.n_angles, rows[name].size, g.detector_shape[1]), dtype=np.float32)
-        for name, g in geoms.items()
-    }
-    t = time.perf_counter()
-    solve_slab(problem, (0, k), data)
-    t_solve = time.perf_counter() - t
-    slab_nnz = sum(matrix_nnz(g, grid) for g in geoms.values())
-    predicted = (its + 1) * slab_nnz * (fixed + per_slice * k)
-    vector = max(0.0, t_solve - predicted) / ((its + 1) * n * n * k)
 
+    def solve_s(k: int) -> float:
+        rows = problem.rows((0, k))
+        data = {
+            name: rng.random((g.n_angles, rows[name].size, g.detector_shape[1]), np.float32)
+            for name, g in geoms.items()
+        }
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            solve_slab(problem, (0, k), data)
+            times.append(time.perf_counter() - t)
+        return float(np.median(times))
+
+    solve_s(4)  # builds the cached matrices the solves use
+    k1, k2 = 16, 64
+    t1, t2 = solve_s(k1), solve_s(k2)
+    per_slice = max(0.0, (t2 - t1) / (k2 - k1)) / ((its + 1) * nnz)
+    fixed = max(0.0, t1 / ((its + 1) * nnz) - per_slice * k1)
     read_rate, write_rate = _zarr_rates(n)
     rates = Rates(
         build_s_per_nnz=build / nnz,
-        product_s_per_nnz=fixed,
-        product_s_per_nnz_slice=per_slice,
-        vector_s_per_voxel=vector,
+        iteration_s_per_nnz=fixed,
+        iteration_s_per_nnz_slice=per_slice,
         read_bytes_per_s=read_rate,
         write_bytes_per_s=write_rate,
         startup_s=_startup_s() if startup else 0.0,

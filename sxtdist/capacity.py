@@ -4,11 +4,10 @@ Pure numerics (no Dask, no Zarr): a :class:`~sxtdist.recon.Problem`, its
 :class:`~sxtdist.blocks.BlockPlan` and the :class:`Rates` of this installation give a
 :class:`CapacityEstimate` for ``N`` CPU workers or GPUs. The model:
 
-* a CGNE iteration is one forward and one back projection of every scan (CGNE does
-  ``iterations + 1`` of each) plus vector work on the slab; a projection costs
-  ``nnz × (fixed + per_slice × slices)`` where ``nnz`` is the scan's system-matrix
-  nonzeros (:func:`matrix_nnz`: the fixed part streams the matrix once, the rest is per
-  slice column);
+* a CGNE iteration (CGNE does ``iterations + 1`` forward and back projections)
+  costs ``nnz × (fixed + per_slice × slices)``, ``nnz`` the scans' system-matrix
+  nonzeros (:func:`matrix_nnz`): the fixed part streams the matrices once, the rest
+  (products, row sampling, vector work) grows with the slab;
 * each worker builds each scan's matrix once (``nnz × build``), then solves its share
   of the blocks, ``ceil(blocks / workers)`` rounds of the slowest block;
 * a block reads the inner chunks (bands of rows) its rows touch, of every view, and
@@ -43,11 +42,9 @@ class Rates:
     ----------
     build_s_per_nnz
         Building a scan's system matrix and its transpose, per nonzero.
-    product_s_per_nnz, product_s_per_nnz_slice
-        One forward plus one back projection: the fixed part per nonzero and the part
-        per nonzero and slice.
-    vector_s_per_voxel
-        CGNE's vector work per voxel and iteration.
+    iteration_s_per_nnz, iteration_s_per_nnz_slice
+        One CGNE iteration: the fixed part per nonzero and the part per nonzero and
+        slice (fitted to whole block solves).
     read_bytes_per_s, write_bytes_per_s
         Decoding projections, encoding volume slices (Zarr, zstd).
     startup_s
@@ -59,9 +56,8 @@ class Rates:
     """
 
     build_s_per_nnz: float
-    product_s_per_nnz: float
-    product_s_per_nnz_slice: float
-    vector_s_per_voxel: float
+    iteration_s_per_nnz: float
+    iteration_s_per_nnz_slice: float
     read_bytes_per_s: float
     write_bytes_per_s: float
     startup_s: float
@@ -226,10 +222,8 @@ def estimate(
     def solve_s(slices: int) -> float:
         if backend == "gpu":
             return its * sum(nnz) * slices * rates.gpu_s_per_nnz_slice
-        products = sum(
-            n * (rates.product_s_per_nnz + rates.product_s_per_nnz_slice * slices) for n in nnz
-        )
-        return its * (products + rates.vector_s_per_voxel * ny * nx * slices)
+        per_nnz = rates.iteration_s_per_nnz + rates.iteration_s_per_nnz_slice * slices
+        return its * sum(nnz) * per_nnz
 
     written = math.prod(plan.grid_shape) * 4
     block_s = max(
