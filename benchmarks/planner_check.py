@@ -27,7 +27,7 @@ PIXELS = {256: {"full": 120.0, "roi": 60.0}, 512: None}
 def acquisition(tmp: str, size: int) -> str:
     path = os.path.join(tmp, f"cell{size}.zarr")
     if not os.path.exists(path):
-        sxtdist.simulate(path, preset="cell", seed=0, pixel_size_nm=PIXELS[size], quiet=True)
+        sxtdist.simulate(path, preset="cell", seed=0, pixel_size_nm=PIXELS[size])
     return path
 
 
@@ -44,7 +44,11 @@ def main(argv=None) -> int:
         acq = acquisition(args.tmp, size)
         load0 = os.getloadavg()
         est = estimate_reconstruction(
-            acq, args.workers, "cpu", iterations=args.iterations, rates=measure_rates()
+            acq,
+            workers=args.workers,
+            backend="cpu",
+            iterations=args.iterations,
+            rates=measure_rates(),
         )
         print(f"\n## {size}³\n{est.describe()}")
         t0 = time.perf_counter()
@@ -56,7 +60,7 @@ def main(argv=None) -> int:
             backend="cpu",
             overwrite=True,
             progress=False,
-            quiet=True,
+            keep_cluster=False,  # each run starts its cluster, as a command does
         )
         measured = time.perf_counter() - t0
         load1 = os.getloadavg()

@@ -172,7 +172,7 @@ def _startup_s() -> float:
     from .distributed import get_client
 
     t = time.perf_counter()
-    with get_client(workers=1, quiet=True) as client:
+    with get_client(workers=1, keep_cluster=False) as client:
         client.submit(_import_core, pure=False).result()
         return time.perf_counter() - t  # closing the cluster is not counted
 

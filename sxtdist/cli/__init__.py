@@ -3,7 +3,8 @@
 Each subcommand lives in its own module and is registered in :data:`COMMANDS`.
 An :class:`~sxtdist.errors.SxtdistError` (bad input, busy output) is printed as
 one line on standard error and the exit code is 2; anything else is a bug and
-keeps its traceback.
+keeps its traceback. Status lines are logging (``-v``/``-q``/``--log-file`` on the
+group and on every subcommand), warnings are shown as one line each.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import click
 
 from .._version import __version__
 from ..errors import SxtdistError
+from ..logs import configure_logging, reset_logging, warnings_as_log_lines
+from ._options import verbosity_options
 
 #: ``name -> module`` of the subcommands; each module defines a click command ``command``.
 COMMANDS = {
@@ -26,6 +29,7 @@ COMMANDS = {
     "reconstruct": "reconstruct",
     "demo": "demo",
     "import": "import_",
+    "edit": "edit",
     "export": "export",
     "batch": "batch",
     "plan": "plan",
@@ -36,6 +40,7 @@ COMMANDS = {
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="sxtdist")
+@verbosity_options
 def cli() -> None:
     """Interior soft X-ray tomography with sparse global sampling.
 
@@ -45,7 +50,9 @@ def cli() -> None:
 
 
 for _name, _module in COMMANDS.items():
-    cli.add_command(importlib.import_module(f"{__name__}.{_module}").command, _name)
+    cli.add_command(
+        verbosity_options(importlib.import_module(f"{__name__}.{_module}").command), _name
+    )
 
 
 @contextmanager
@@ -68,8 +75,25 @@ def _sigterm_as_interrupt():
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
-    with _sigterm_as_interrupt():
-        return _main(argv)
+    configure_logging()
+    try:
+        with _sigterm_as_interrupt(), warnings_as_log_lines(), _closing_new_clusters():
+            return _main(argv)
+    finally:
+        reset_logging()
+
+
+@contextmanager
+def _closing_new_clusters():
+    """The local clusters the command started and kept (sxtdist.distributed) are closed
+    when it ends; those a caller of :func:`main` holds are left alone."""
+    from ..distributed import close_kept_clusters, kept_cluster_keys
+
+    before = kept_cluster_keys()
+    try:
+        yield
+    finally:
+        close_kept_clusters(since=before)
 
 
 def _main(argv: list[str] | None) -> int:

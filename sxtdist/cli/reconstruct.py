@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
-from ..backends import BACKENDS
 from ..errors import ParameterError
 from ..recon import DEFAULT_ITERATIONS, METHODS
-from ..runner import reconstruct
-from ._cluster import client_kwargs, cluster_options
-from ._options import overwrite_option, per_scan_float, progress_option, scan_list
+from ..runner import Reconstruction, reconstruct
+from ._options import execution_options, per_scan_float, scan_list
 
 
 @click.command()
@@ -51,97 +47,25 @@ from ._options import overwrite_option, per_scan_float, progress_option, scan_li
     help="Simulated data: stop at the best PSNR against the truth (studies only).",
 )
 @click.option(
-    "--backend",
-    type=click.Choice(BACKENDS),
-    default="auto",
-    show_default=True,
-    help="Solve blocks on the CPU or a GPU; auto: a GPU when one is usable (says which it "
-    "chose). The two agree in quality, not bit for bit: ASTRA's GPU back-projection is "
-    "not the exact transpose (docs/gpu.md).",
-)
-@click.option(
     "--dry-run",
     is_flag=True,
     help="Print the block plan, bytes read and written, peak memory per worker (or GPU) "
-    "and the wall time estimated from this machine's rates for --workers (or "
-    "--max-jobs) workers; run nothing, write nothing (docs/cluster.md).",
+    "and the wall time estimated from this machine's rates for the cluster's workers "
+    "(--workers, or --max-jobs for a batch queue); run nothing, write nothing "
+    "(docs/cluster.md).",
 )
-@cluster_options
-@overwrite_option
-@progress_option
-@click.option("-q", "--quiet", is_flag=True, help="No status lines.")
-def command(
-    acquisition,
-    out,
-    method,
-    iterations,
-    scans,
-    block_size,
-    halo,
-    workers,
-    scheduler,
-    nonneg_every,
-    rtol,
-    psf,
-    voxel_size_nm,
-    weights,
-    oracle,
-    backend,
-    dry_run,
-    cluster,
-    min_jobs,
-    max_jobs,
-    overwrite,
-    progress,
-    quiet,
-) -> None:
+@execution_options(backend=True)
+def command(acquisition, out, execution, dry_run, **recipe) -> None:
     """Reconstruct ACQUISITION (both scans together by default) into the volume OUT."""
+    recipe["scans"] = scan_list(recipe["scans"])
+    recipe["weights"] = _weights(recipe["weights"])
     if dry_run:
-        click.echo(
-            _estimate(
-                acquisition,
-                backend,
-                workers or max_jobs or os.cpu_count() or 1,
-                block_size=block_size,
-                halo=halo,
-                method=method,
-                iterations=iterations,
-                scans=scan_list(scans),
-                psf=psf,
-                voxel_size_nm=voxel_size_nm,
-                weights=_weights(weights),
-            ).describe()
-        )
+        from ..estimate import estimate_reconstruction
+
+        estimate = estimate_reconstruction(acquisition, Reconstruction(**recipe), execution)
+        click.echo(estimate.describe())
         return
-    reconstruct(
-        acquisition,
-        out,
-        method=method,
-        iterations=iterations,
-        scans=scan_list(scans),
-        block_size=block_size,
-        halo=halo,
-        **client_kwargs(cluster, scheduler, workers, min_jobs, max_jobs),
-        nonneg_every=nonneg_every,
-        rtol=rtol,
-        psf=psf,
-        voxel_size_nm=voxel_size_nm,
-        weights=_weights(weights),
-        oracle=oracle,
-        backend=backend,
-        overwrite=overwrite,
-        progress=progress,
-        quiet=quiet,
-    )
-
-
-def _estimate(acquisition, backend: str, workers: int, **options):
-    """The dry run's estimate; ``auto`` is the backend a local run would choose."""
-    from ..backends import select_backend
-    from ..estimate import estimate_reconstruction
-
-    chosen = backend if backend != "auto" else select_backend("auto")[0]
-    return estimate_reconstruction(acquisition, workers, chosen, **options)
+    reconstruct(acquisition, out, Reconstruction(**recipe), execution)
 
 
 def _weights(text: str):

@@ -16,6 +16,7 @@ when complete, so a failed export leaves nothing behind.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -23,11 +24,13 @@ from collections.abc import Sequence
 import dask.array as da
 import numpy as np
 
-from .._progress import log, progress_bar
+from .._progress import progress_bar
 from ..dataset import _remove
-from ..errors import InputError, OutputExistsError, ParameterError
+from ..errors import InputError, OutputExistsError, ParameterError, SxtdistWarning
 from ..volume import MIN_LEVEL_SIZE, open_volume
 from . import ngff
+
+logger = logging.getLogger(__name__)
 
 FORMATS = {
     "mrc": (".mrc", ".rec", ".map"),
@@ -79,7 +82,6 @@ def export_volume(
     crop: Sequence[slice] | None = None,
     overwrite: bool = False,
     progress: bool | None = None,
-    quiet: bool = True,
     allow_incomplete: bool = False,
 ) -> str:
     """Write level ``level`` of ``volume`` (cropped to ``crop``) to ``out``.
@@ -122,7 +124,11 @@ def export_volume(
                 "'sxtdist reconstruct' to finish it, or pass --allow-incomplete to export "
                 "it with zeros for the missing blocks",
             )
-        log(f"note: {vol.path} is {vol.status} ({done} blocks written): the rest are zeros", quiet)
+        warnings.warn(
+            f"{vol.path} is {vol.status} ({done} blocks written): the rest are zeros",
+            SxtdistWarning,
+            stacklevel=2,
+        )
     arr = vol.level(level)
     scale = [float(s) for s in ngff.level_scales(vol.group)[level]]
     crop = tuple(crop) if crop is not None else (slice(None),) * 3
@@ -140,7 +146,9 @@ def export_volume(
             raise OutputExistsError(out, "already exists (use --overwrite to replace it)")
     tmp = out + ".partial"
     _remove(tmp)
-    log(f"exporting level {level} {tuple(arr.shape)} of {vol.path} to {out} ({fmt})", quiet)
+    logger.info(
+        "exporting level %d %s of %s to %s (%s)", level, tuple(arr.shape), vol.path, out, fmt
+    )
     try:
         if fmt == "mrc":
             _write_mrc(arr, tmp, scale, origin, progress)

@@ -1,9 +1,12 @@
 """TIFF and OME-TIFF projection stacks (tifffile): one multi-page file or a folder of frames.
 
 TIFF has no standard place for rotation angles, so they come from ``--angles``
-or ``--angle-range``. The pixel size is taken from OME-XML (``PhysicalSizeX``)
-or from ImageJ's calibration (``XResolution`` with the ``unit`` in ImageJ's
-description) when the file has one.
+or ``--angle-range``, or, for a folder of one file per angle, from the file
+names (``--angles-from-names``: a regular expression whose first group, or the
+group named ``angle``, is the angle in degrees; files that do not match, such as
+flats and darks in the same folder, are left out). The pixel size is taken from
+OME-XML (``PhysicalSizeX``) or from ImageJ's calibration (``XResolution`` with
+the ``unit`` in ImageJ's description) when the file has one.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import numpy as np
 import tifffile
 import zarr
 
-from ..errors import InputError
+from ..errors import InputError, ParameterError
 from .source import FrameSource, _one_line, check_dtype, check_shape
 
 SUFFIXES = (".tif", ".tiff")
@@ -44,11 +47,23 @@ UNIT_NM = {
 }
 
 
-def open_tiff(path: str | os.PathLike[str]) -> FrameSource:
-    """Open a multi-page TIFF/OME-TIFF, or a folder of single-frame TIFFs, as a stack."""
+def open_tiff(path: str | os.PathLike[str], angles_from_names: str | None = None) -> FrameSource:
+    """Open a multi-page TIFF/OME-TIFF, or a folder of single-frame TIFFs, as a stack.
+
+    Parameters
+    ----------
+    path
+        The file, or a folder of one file per projection (natural sort order of the names).
+    angles_from_names
+        For a folder: a regular expression matched against each file name (``re.search``);
+        its group ``angle`` (or its first group) is the angle in degrees. Files that do not
+        match are not projections and are skipped.
+    """
     path = os.fspath(path)
     if os.path.isdir(path):
-        return _open_folder(path)
+        return _open_folder(path, angles_from_names)
+    if angles_from_names is not None:
+        raise InputError(path, "--angles-from-names needs a folder of one TIFF file per angle")
     try:
         tif = tifffile.TiffFile(path)
     except FileNotFoundError:
@@ -97,13 +112,16 @@ def open_tiff(path: str | os.PathLike[str]) -> FrameSource:
     )
 
 
-def _open_folder(path: str) -> FrameSource:
+def _open_folder(path: str, angles_from_names: str | None) -> FrameSource:
     files = sorted(
         (f for f in os.listdir(path) if f.lower().endswith(SUFFIXES) and not f.startswith(".")),
         key=_natural_key,
     )
     if not files:
         raise InputError(path, "folder holds no .tif/.tiff files")
+    angles = None
+    if angles_from_names is not None:
+        files, angles = angles_in_names(path, files, angles_from_names)
     files = [os.path.join(path, f) for f in files]
     shape0 = None
     dtype = None
@@ -135,9 +153,44 @@ def _open_folder(path: str) -> FrameSource:
         shape=(len(files), *shape0),
         dtype=dtype,
         reader=reader,
+        angles_deg=angles,
         pixel_size_nm=pixel,
-        extra={"files": len(files)},
+        extra={"files": len(files), "angles_from_names": angles_from_names},
     )
+
+
+def angles_in_names(folder: str, names: list[str], pattern: str) -> tuple[list[str], np.ndarray]:
+    """The names that match ``pattern`` and the angle (degrees) each one gives.
+
+    The angle is the group named ``angle`` or else the first group of the match.
+    """
+    try:
+        rx = re.compile(pattern)
+    except re.error as exc:
+        raise ParameterError(
+            f"--angles-from-names: {pattern!r} is not a regular expression ({exc})"
+        ) from None
+    if rx.groups == 0:
+        raise ParameterError(
+            f"--angles-from-names: {pattern!r} has no group (...) around the angle"
+        )
+    group = "angle" if "angle" in rx.groupindex else 1
+    kept, angles = [], []
+    for name in names:
+        m = rx.search(name)
+        if m is None:
+            continue
+        try:
+            angles.append(float(m.group(group)))
+        except (TypeError, ValueError):
+            raise InputError(
+                os.path.join(folder, name),
+                f"--angles-from-names: {m.group(group)!r} in the name is not a number",
+            ) from None
+        kept.append(name)
+    if not kept:
+        raise InputError(folder, f"no file name matches --angles-from-names {pattern!r}")
+    return kept, np.asarray(angles, float)
 
 
 def pixel_size_nm(tif: tifffile.TiffFile) -> float | None:

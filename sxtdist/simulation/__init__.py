@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .._progress import log, progress_bar
+from .._progress import progress_bar
 from ..dataset import TRUTH_CHUNK_Z, Acquisition, ScanData, Stream, create_acquisition
 from ..errors import OutputExistsError, ParameterError
 from ..geometry import (
@@ -28,6 +29,8 @@ from ..physics import psf_fwhm_nm
 from .forward import ForwardModel, scan_views
 from .phantom import CellPhantom, make_cell
 from .presets import PRESETS, Preset, ScanPreset, get_preset, override_scan
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["PRESETS", "CellPhantom", "ForwardModel", "simulate", "simulation_geometries"]
 
@@ -108,7 +111,6 @@ def simulate(
     psf: bool = True,
     overwrite: bool = False,
     progress: bool | None = None,
-    quiet: bool = False,
 ) -> Acquisition:
     """Simulate an acquisition and write it to ``path``.
 
@@ -237,5 +239,7 @@ def simulate(
             overwrite=overwrite,
             sample={"description": f"simulated cell ({preset} preset)"},
         )
-    log(f"simulated {preset!r} (seed {seed}) in {time.perf_counter() - t0:.1f} s -> {path}", quiet)
+    logger.info(
+        "simulated %r (seed %d) in %.1f s -> %s", preset, seed, time.perf_counter() - t0, path
+    )
     return acq
