@@ -172,3 +172,7 @@ def test_dry_run_prints_the_estimate_and_writes_nothing(tiny_acq, tmp_path, monk
     assert code == 0, err
     assert "backend gpu, 4 GPU(s)" in stdout and "peak memory per GPU" in stdout
     assert not out.exists()
+    import sxtdist
+
+    est = sxtdist.estimate_reconstruction(tiny_acq, workers=2, backend="cpu", iterations=7)
+    assert est.workers == 2 and est.iterations == 7 and est.wall_s > 0
