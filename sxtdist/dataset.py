@@ -18,7 +18,8 @@ Metadata lives in ``attrs["sxtdist"]`` (schema version 1)::
 Per scan: ``angles_deg``, ``pixel_size_nm``, ``detector_shape``, ``roi_center_px``
 (``[row, col]`` offset of the detector centre from the rotation axis, pixels),
 ``shifts_px`` (``[dy, dx]`` per projection, the measured image displacement;
-zeros until aligned), ``energy_ev``, ``zone_plate_ozw_nm``,
+zeros until aligned), ``axis_tilt_deg`` (in-plane tilt of the rotation axis on the
+detector, :mod:`sxtdist.geometry`; absent: 0), ``energy_ev``, ``zone_plate_ozw_nm``,
 ``photons_per_pixel``, ``exposure_s``, ``data`` and ``alignment``.
 """
 
@@ -44,7 +45,7 @@ import zarr
 
 from . import _version
 from .errors import InputError, OutputExistsError, ParameterError
-from .geometry import ScanGeometry
+from .geometry import MAX_AXIS_TILT_DEG, ScanGeometry
 from .io import ngff
 
 SCHEMA_VERSION = 1
@@ -56,6 +57,8 @@ KEY = "sxtdist"
 ROW_BAND = 8
 #: Slices per chunk of a simulated truth volume (a simulator writes slabs of this many).
 TRUTH_CHUNK_Z = 64
+#: What the truth volume's values are (its display window's label).
+TRUTH_LABEL = "attenuation (1/um)"
 #: Projections per shard: one file per view, written whole by the task that makes it.
 VIEWS_PER_SHARD = 1
 #: zarr's codec pipeline decodes each inner chunk through Python's event loop (about
@@ -152,6 +155,8 @@ class ScanData:
         ``(row, col)`` offset of the detector centre from the rotation axis, pixels.
     shifts_px
         ``(n_angles, 2)`` measured displacement ``(dy, dx)``; zeros when unaligned.
+    axis_tilt_deg
+        In-plane tilt of the rotation axis on the detector (:mod:`sxtdist.geometry`).
     extra
         More per-scan metadata to keep (source file, reader, flat-field notes).
     """
@@ -165,6 +170,7 @@ class ScanData:
     exposure_s: float | None = None
     roi_center_px: tuple[float, float] = (0.0, 0.0)
     shifts_px: Any = None
+    axis_tilt_deg: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -191,6 +197,7 @@ class Scan:
             tuple(self.array.shape[1:]),
             tuple(m.get("roi_center_px", (0.0, 0.0))),
             m.get("shifts_px"),
+            m.get("axis_tilt_deg") or 0.0,
         )
 
     @property
@@ -364,6 +371,7 @@ def create_acquisition(
                     group["0"],
                     lock=False,
                 )
+            ngff.update_display_window(group, TRUTH_LABEL)
             meta["truth"] = _jsonable(dict(truth_meta))
         if sample:
             meta["sample"] = _jsonable(dict(sample))
@@ -395,20 +403,24 @@ def _write_scan(root: zarr.Group, name: str, scan: ScanData, path: str) -> dict[
         "zone_plate_ozw_nm": _opt_float(scan.zone_plate_ozw_nm),
         "photons_per_pixel": _opt_float(scan.photons_per_pixel),
         "exposure_s": _opt_float(scan.exposure_s),
+        "axis_tilt_deg": float(scan.axis_tilt_deg),
         "data": "optical_depth",
         "alignment": {"state": "unaligned"},
         **_jsonable(scan.extra),
     }
     _check_scan_meta(path, name, meta, (n, rows, cols))
-    write_projections(root, name, data, p)
+    write_projections(root, name, data, p, meta["data"].replace("_", " "))
     return meta
 
 
-def write_projections(root: zarr.Group, name: str, data: Any, pixel_size_nm: float) -> None:
+def write_projections(
+    root: zarr.Group, name: str, data: Any, pixel_size_nm: float, label: str = "optical depth"
+) -> None:
     """Write projections ``(angle, y, x)`` as the multiscale image ``root/name``.
 
     The layout is :func:`projection_layout`'s; each dask chunk is one whole shard,
-    so the parallel writes never share a shard.
+    so the parallel writes never share a shard. The display window (``label``) is
+    computed from the data written.
     """
     n, rows, cols = data.shape
     chunks, shards = projection_layout((n, rows, cols))
@@ -426,9 +438,10 @@ def write_projections(root: zarr.Group, name: str, data: Any, pixel_size_nm: flo
         arr = group["0"]
     if isinstance(data, Stream):
         write_stream(arr, data)  # a view at a time: whole shards, in order
-        return
-    src = da.asarray(data).astype(np.float32).rechunk((shards[0], rows, cols))
-    da.store(src, arr, lock=False)
+    else:
+        src = da.asarray(data).astype(np.float32).rechunk((shards[0], rows, cols))
+        da.store(src, arr, lock=False)
+    ngff.update_display_window(root[name], label)
 
 
 def add_scan(
@@ -521,6 +534,7 @@ def convert_layout(
                 shards=[level0.shards],
             )
             da.store(da.from_zarr(level0), group["0"], lock=False)
+            ngff.update_display_window(group, TRUTH_LABEL)
         root.attrs[KEY] = acq.meta
         os.replace(tmp, out)
     except BaseException:
@@ -663,6 +677,11 @@ def _check_scan_meta(path: str, name: str, m: Mapping[str, Any], shape: tuple[in
     center = np.asarray(m.get("roi_center_px", (0.0, 0.0)), dtype=float)
     if center.shape != (2,) or not np.all(np.isfinite(center)):
         raise bad("roi_center_px must be two finite numbers [row, col]")
+    tilt = m.get("axis_tilt_deg")
+    if tilt is not None and not (
+        isinstance(tilt, (int, float)) and math.isfinite(tilt) and abs(tilt) < MAX_AXIS_TILT_DEG
+    ):
+        raise bad(f"axis_tilt_deg must be a finite angle below {MAX_AXIS_TILT_DEG}, got {tilt!r}")
     for key in ("energy_ev", "zone_plate_ozw_nm", "photons_per_pixel", "exposure_s"):
         v = m.get(key)
         if v is not None and not _positive(v):

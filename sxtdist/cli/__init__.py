@@ -35,6 +35,7 @@ COMMANDS = {
     "plan": "plan",
     "report": "report",
     "rechunk": "rechunk",
+    "view": "view",
 }
 
 
