@@ -84,6 +84,7 @@ class CapacityEstimate:
     wall_s: float
     worker_hours: float
     source: str
+    note: str = ""
 
     def describe(self) -> str:
         """A few lines for a person deciding whether to submit."""
@@ -103,6 +104,7 @@ class CapacityEstimate:
                 f"time: matrices {self.build_s:.0f} s per {who} (CPU), a block {self.block_s:.0f} s; "
                 f"wall about {_duration(self.wall_s)}; {self.worker_hours:.2f} {who}-hours",
                 f"rates: {self.source}",
+                *([self.note] if self.note else []),
             ]
         )
 

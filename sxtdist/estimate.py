@@ -12,6 +12,7 @@ measured).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -26,7 +27,8 @@ from .capacity import CapacityEstimate, Rates, estimate
 from .dataset import Acquisition, open_acquisition
 from .distributed import cluster_config, default_workers, jobqueue_options
 from .execution import Execution
-from .runner import Reconstruction, build_problem, split_options
+from .recon import AUTO, DEFAULT_ITERATIONS
+from .runner import AUTO_CAP, AUTO_PILOT_SHARE, Reconstruction, build_problem, split_options
 
 #: Free memory assumed on a GPU when none is at hand (an 80 GB H100, docs/gpu.md).
 DEFAULT_GPU_BYTES = 79 * 2**30
@@ -61,6 +63,9 @@ def estimate_reconstruction(
         Free memory of each GPU (default: an 80 GB H100's, :data:`DEFAULT_GPU_BYTES`).
     """
     recipe, ex = split_options(recipe, execution, options)
+    auto = recipe.iterations == AUTO
+    if auto:  # the count is chosen during the run: estimate the default one and say so
+        recipe = recipe.replace(iterations=DEFAULT_ITERATIONS)
     acq = (
         acquisition if isinstance(acquisition, Acquisition) else open_acquisition(acquisition, "r")
     )
@@ -79,7 +84,7 @@ def estimate_reconstruction(
         slab = max(bl.slab[1] - bl.slab[0] for bl in plan.blocks)
         gpu_peak = estimate_gpu_block_bytes(models, prob.grid, slab, recipe.oracle)
     bands = {name: int(acq[name].array.chunks[1]) for name in prob.models}
-    return estimate(
+    result = estimate(
         prob,
         plan,
         rates or load_rates(),
@@ -88,6 +93,14 @@ def estimate_reconstruction(
         row_bands=bands,
         gpu_peak_bytes=gpu_peak,
     )
+    if auto:
+        note = (
+            f"iterations auto: estimated at {DEFAULT_ITERATIONS}; the count is chosen during the "
+            f"run, after a cross-validation pilot on {AUTO_PILOT_SHARE:.0%} of the blocks "
+            f"(up to {AUTO_CAP} iterations each), not counted here"
+        )
+        result = dataclasses.replace(result, note=note)
+    return result
 
 
 def _workers_and_memory(ex: Execution, backend: str) -> tuple[int, int]:

@@ -165,6 +165,7 @@ def test_dry_run_prints_the_estimate_and_writes_nothing(tiny_acq, tmp_path, monk
     assert code == 0, err
     assert "3 worker(s)" in stdout and "peak memory per worker" in stdout
     assert "rates: test" in stdout
+    assert "20 iterations" in stdout and "iterations auto: estimated at 20" in stdout
     assert not out.exists()
     code, stdout, err = run_cli(
         "reconstruct", tiny_acq, out, "--dry-run", "--workers", "4", "--backend", "gpu"
