@@ -29,7 +29,6 @@ KNOWN_OFFENDERS = {
     "sxtdist.alignment.shifts.solve_joint": "#25 alignment",
     "sxtdist.io.ngff.create_multiscale": "#30 ngff",
     "sxtdist.report.make_report": "#26 report",
-    "sxtdist.report._plot": "#26 report",
     "sxtdist.simulation.simulate": "#28 simulation",
     "sxtdist.simulation.phantom.make_cell": "#28 simulation",
 }
