@@ -9,7 +9,7 @@ The recommendation follows the paper's reasoning step by step:
    ``N_ROI = ⌈2π R_ROI f⌉`` views over 180° (or interleaved over 360°).
 2. **Full views** (figure 2): the sparse full-field scan is there to remove the
    interior scan's null space (cupping, offsets). The null space of the combined
-   operator is estimated (:func:`sxtdist.metrics.null_space`) on a coarse model
+   operator is estimated (:func:`sxtdist.nullspace.null_space`) on a coarse model
    of the cell for a ladder of ``N_full``; the recommendation is the smallest
    ``N_full`` from which on (three rungs of the ladder in a row) the ROI
    null-space component stays below the tolerance: 2 % of the
@@ -252,7 +252,8 @@ def _null_space_ladder(
     Stops once ``stable`` consecutive rungs are below ``stop_below`` (None: all rungs).
     """
     from .geometry import ScanGeometry, VolumeGrid, scan_angles
-    from .metrics import cylinder_mask, null_space
+    from .metrics import cylinder_mask
+    from .nullspace import null_space
     from .operators.projector import SliceProjector
 
     px = int(req.model_px)

@@ -189,6 +189,8 @@ def build_problem(acq: Acquisition, recipe: Reconstruction | None = None, **fiel
     interior-only or sparse-only reconstruction lands on the same grid as the
     combined one (and as a simulation's truth).
     """
+    if recipe is not None and not isinstance(recipe, Reconstruction):
+        raise TypeError(f"recipe must be a Reconstruction, got {recipe!r} (scans=... is a keyword)")
     r = (recipe or Reconstruction()).replace(**fields) if fields else recipe or Reconstruction()
     names = list(r.scans or acq.scans)
     for n in names:

@@ -10,7 +10,7 @@ groups gives the same answer as solving it whole.
 Both solvers are written against the array API shared by numpy and cupy, so the
 GPU backend runs the same code on device arrays. They work in float32 (the
 reconstruction), or in float64 when the data are float64 (the null-space estimate of
-:func:`sxtdist.metrics.cgls_zero_data`).
+:func:`sxtdist.nullspace.cgls_zero_data`).
 
 CGNE follows the reference implementation (interiorsxt_facts.md 3.1): CGLS with
 the restart-on-residual-increase rule (a group whose residual grows keeps its
