@@ -1,4 +1,4 @@
-"""Image-quality metrics: PSNR, regions, radial PSNR, FRC/FSC, transfer function, null space.
+"""Image-quality metrics: PSNR, regions, radial PSNR, FRC/FSC, transfer function.
 
 One definition of each, used by ``report``, ``batch``, the demo and the studies
 (through :mod:`sxtdist.scoring`, which applies them to volumes on disk):
@@ -24,10 +24,8 @@ One definition of each, used by ``report``, ``batch``, the demo and the studies
   the MTF of everything between the object and the reconstruction. Unlike the FRC
   it sees blur (a per-ring gain does not change a correlation); its 0.5 crossing
   (MTF-50) is the blur-sensitive resolution figure (docs/metrics.md).
-- **Null space**: CGLS with zero data started at the phantom only moves ``x``
-  inside ``range(Aᵀ)``, so it converges to the phantom's null-space component
-  (the paper's Wilson–Barrett iteration, reached faster); the size is reported as
-  the squared-norm ratio the reference code plots and its square root.
+
+The null-space estimate (figure 2h) is :mod:`sxtdist.nullspace`.
 
 Only numpy here (cupy arrays work where the functions use array methods only).
 """

@@ -11,7 +11,7 @@ from ome_zarr_models import open_ome_zarr
 
 import sxtdist
 from sxtdist.blocks import plan_blocks
-from sxtdist.runner import build_problem, reconstruct, roi_mask
+from sxtdist.runner import build_problem, reconstruct
 from sxtdist.volume import open_volume
 
 
@@ -162,7 +162,11 @@ def test_sirt_converges_towards_the_truth(clean_acq, tmp_path, client):
     below that of an all-zero volume, and the volume stays non-negative (its clamp)."""
     acq = sxtdist.open_acquisition(clean_acq, "r")
     truth = acq.truth.compute()
-    roi = np.broadcast_to(roi_mask(acq), truth.shape)
+    from sxtdist.metrics import cylinder_mask, roi_diameter_px
+
+    voxel = build_problem(acq).grid.voxel_size_nm
+    disc = cylinder_mask(truth.shape[1:], roi_diameter_px(acq["roi"].geometry, voxel))
+    roi = np.broadcast_to(disc, truth.shape)
     err = {}
     for its in (3, 30):
         x = _run(clean_acq, tmp_path / f"s{its}.zarr", client, method="sirt", iterations=its)
