@@ -256,7 +256,8 @@ def test_oracle_scores_inside_the_radius_asked_for(tiny_acq, tmp_path, client):
 
 def _best_iterate(acq, radius_nm: float) -> np.ndarray:
     """The whole volume as one block, stopped by the oracle inside ``radius_nm``."""
-    from sxtdist.recon import roi_cylinder_mask, solve_slab
+    from sxtdist.metrics import cylinder_mask
+    from sxtdist.recon import solve_slab
 
     problem = build_problem(acq, iterations=60)
     nz = problem.grid.nz
@@ -268,7 +269,9 @@ def _best_iterate(acq, radius_nm: float) -> np.ndarray:
     truth = np.zeros((s1 - s0, *problem.grid.slice_shape), np.float32)
     truth[-s0 : nz - s0] = acq.truth.compute()
     inside = (np.arange(s0, s1) >= 0) & (np.arange(s0, s1) < nz)
-    mask = inside[:, None, None] & roi_cylinder_mask(problem.grid, radius_nm)[None]
+    v = problem.grid.voxel_size_nm
+    disc = cylinder_mask(problem.grid.slice_shape, 2 * radius_nm / v)
+    mask = inside[:, None, None] & disc[None]
     x, _ = solve_slab(problem, block.slab, data, truth, mask)
     return x[-s0 : nz - s0]
 
