@@ -35,7 +35,7 @@ import numpy as np
 import zarr
 
 from . import _version
-from .errors import InputError, OutputExistsError, ParameterError
+from .errors import InputError, OutputExistsError, ParameterError, use_overwrite
 from .geometry import ScanGeometry
 from .io import ngff
 
@@ -234,7 +234,7 @@ def create_acquisition(
         raise ParameterError("an acquisition needs at least one scan")
     if os.path.exists(path):
         if not overwrite:
-            raise OutputExistsError(path, "already exists (use --overwrite to replace it)")
+            raise OutputExistsError(path, f"already exists ({use_overwrite()})")
         _remove(path)
     tmp = path.rstrip("/") + ".partial"
     _remove(tmp)
@@ -349,7 +349,7 @@ def add_scan(
     acq = open_acquisition(path, mode="r+")
     if name in acq.scans and not overwrite:
         raise OutputExistsError(
-            os.path.join(path, name), "scan already exists (use --overwrite to replace it)"
+            os.path.join(path, name), f"scan already exists ({use_overwrite()})"
         )
     root = acq.group
     tmp_name = f"_partial_{name}"

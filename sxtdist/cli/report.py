@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..report import MAX_SLICES, make_report
-from ._options import overwrite_option
+from ._options import echo_json, overwrite_option, renamed_option
 
 
 @click.command()
@@ -16,7 +16,12 @@ from ._options import overwrite_option
 @click.option(
     "--half", type=click.Path(), help="Volume from the other half of the views: split-half FRC."
 )
-@click.option("--roi-um", type=float, help="ROI width for masked PSNR and the FRC crop (µm).")
+@click.option(
+    "--roi-width-um",
+    "roi_um",
+    type=float,
+    help="ROI width for masked PSNR and the FRC crop (µm).",
+)
 @click.option("--out", type=click.Path(), help="Output prefix (default VOLUME.report).")
 @click.option(
     "--max-slices",
@@ -26,9 +31,15 @@ from ._options import overwrite_option
     help="Central slices read for the metrics.",
 )
 @overwrite_option
-def command(volume, truth, half, roi_um, out, max_slices, overwrite) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics and files as JSON.")
+@renamed_option("--roi-um", "--roi-width-um", "roi_um", type=float)
+def command(volume, truth, half, roi_um, out, max_slices, overwrite, as_json) -> None:
     """Write VOLUME.report.png, .csv and .curves.csv: a look at a reconstruction."""
     rep = make_report(volume, truth, out, half, roi_um, max_slices, overwrite)
+    if as_json:
+        files = {"png": rep.png, "csv": rep.csv, "curves_csv": rep.curves_csv}
+        echo_json({"metrics": rep.rows, "files": files})
+        return
     for r in rep.rows:
         value = r["value"]
         if value == "":

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._progress import progress_bar
 from ..dataset import Acquisition, ScanData, create_acquisition
-from ..errors import OutputExistsError, ParameterError
+from ..errors import OutputExistsError, ParameterError, use_overwrite
 from ..geometry import ScanGeometry, default_grid, scan_angles, without_rigid_translation
 from ..physics import psf_fwhm_nm
 from .forward import ForwardModel, project_scan
@@ -135,7 +135,7 @@ def simulate(
     """
     path = os.fspath(path)
     if os.path.exists(path) and not overwrite:
-        raise OutputExistsError(path, "already exists (use --overwrite to replace it)")
+        raise OutputExistsError(path, f"already exists ({use_overwrite()})")
     base = get_preset(preset)
     if arc_deg is not None and arc_deg not in (180, 360):
         raise ParameterError(f"angular range must be 180 or 360, got {arc_deg}")
