@@ -339,6 +339,7 @@ def test_batch_says_which_backend_its_cluster_gives(two_cells, tmp_path, monkeyp
     """CPU workers offer no GPU: a local batch on a GPU machine says how to use the GPU."""
     import sxtdist.backends as backends
     from sxtdist.batch import _backend_lines, read_manifest
+    from sxtdist.errors import command_line_words
     from sxtdist.distributed import get_client
 
     m = tmp_path / "m.csv"
@@ -353,6 +354,9 @@ def test_batch_says_which_backend_its_cluster_gives(two_cells, tmp_path, monkeyp
         assert lines[1].startswith("batch: cells asking for backend 'gpu' will fail: no usable GPU")
         gpu_here = backends.GpuInfo(True, "", [{"name": "a test GPU"}])
         monkeypatch.setattr(backends, "probe_gpu", lambda *a, **k: gpu_here)
-        lines = _backend_lines(cells[:1], c, local=True)
+        lines = _backend_lines(cells[:1], c, local=True)  # from Python: its words
+        assert lines[0].endswith('this machine has a GPU: cluster="local-cuda" reconstructs on it')
+        with command_line_words():  # as sxtdist batch says it
+            lines = _backend_lines(cells[:1], c, local=True)
         assert lines[0].endswith("this machine has a GPU: --cluster local-cuda reconstructs on it")
         assert "local-cuda" not in _backend_lines(cells[:1], c, local=False)[0]
