@@ -339,8 +339,8 @@ def test_batch_says_which_backend_its_cluster_gives(two_cells, tmp_path, monkeyp
     """CPU workers offer no GPU: a local batch on a GPU machine says how to use the GPU."""
     import sxtdist.backends as backends
     from sxtdist.batch import _backend_lines, read_manifest
-    from sxtdist.errors import command_line_words
     from sxtdist.distributed import get_client
+    from sxtdist.errors import command_line_words
 
     m = tmp_path / "m.csv"
     m.write_text(
