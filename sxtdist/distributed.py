@@ -227,12 +227,16 @@ def main_rerun_problem() -> str | None:
     that calls sxtdist at its top level, outside ``if __name__ == "__main__":``,
     would start the whole run again in every worker (distributed reports only
     "Nanny failed to start"); a script read from standard input cannot be read
-    again at all. Notebooks, ``python -c`` and interactive sessions are fine.
+    again at all. Notebooks, ``python -c``, ``python -m package`` (multiprocessing
+    leaves a package's ``__main__`` alone) and interactive sessions are fine.
     """
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
     if main is None or path is None:
         return None
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if name is not None and (name == "__main__" or name.endswith(".__main__")):
+        return None  # python -m package: multiprocessing does not run its __main__ again
     if not os.path.isfile(path):
         return f"the script {path} cannot be read again by Dask's worker processes"
     frame = sys._getframe(1)

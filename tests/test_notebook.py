@@ -121,6 +121,16 @@ def test_main_rerun_problem_sees_the_guard(tmp_path):
         capture_output=True, text=True, check=True, timeout=120,
     ).stdout  # fmt: skip
     assert out.strip() == "None"
+    # python -m: a module is run again by the workers, a package's __main__ is not
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "__main__.py").write_text(_script('print("pkg:", main_rerun_problem())'))
+    for module, expected in (("probe", unguarded), ("pkg", None)):
+        out = subprocess.run(
+            [sys.executable, "-m", module], capture_output=True, text=True, check=True,
+            timeout=120, cwd=tmp_path,
+        ).stdout.splitlines()[0]  # fmt: skip
+        assert (expected in out) if expected else out == "pkg: None", out
 
 
 def test_a_script_without_the_guard_runs_on_threads_and_says_so(tiny_acq, tmp_path):
