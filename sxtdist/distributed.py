@@ -50,7 +50,7 @@ from typing import Any
 import dask.config
 
 from ._progress import progress_bar
-from .errors import ParameterError, SxtdistError
+from .errors import ParameterError, SxtdistError, option
 from .execution import Execution, normalize_kind
 
 logger = logging.getLogger(__name__)
@@ -427,7 +427,7 @@ def _jobqueue_client(kind: str, ex: Execution) -> Iterator[Any]:
     if shutil.which(submit) is None:
         raise SxtdistError(
             f"cluster {kind!r}: {submit} is not on PATH (run on a login node of the "
-            f"{kind.upper()} cluster, or choose another --cluster)"
+            f"{kind.upper()} cluster, or choose another {option('--cluster', 'cluster=')})"
         )
     cl = make_cluster(kind, **dict(ex.cluster_options or {}))
     try:
