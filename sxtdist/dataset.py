@@ -511,7 +511,7 @@ def convert_layout(
         raise ParameterError("the output must not be the acquisition itself")
     if os.path.exists(out):
         if not overwrite:
-            raise OutputExistsError(out, "already exists (use --overwrite to replace it)")
+            raise OutputExistsError(out, f"already exists ({use_overwrite()})")
         open_acquisition(out, mode="r")  # replace only an acquisition, never a foreign folder
         _remove(out)
     tmp = out.rstrip("/") + ".partial"
