@@ -299,8 +299,9 @@ def split_half_curves(
     ``problem.iterations`` iterations; at the slab's flat ``voxels`` (indices into
     ``(ny, nx, slices)``, e.g. a sample of the ROI in the slab's core) every iterate is
     kept, and the halves compared: ``far[k] = ½(||a_k − b_K||² + ||b_k − a_K||²)`` and
-    ``between[k] = ||a_k − b_k||²`` (:func:`~sxtdist.solvers.split_half_error` turns them
-    into the full data's error). ``data`` is as for :func:`solve_slab` (every view).
+    ``between[k] = ||a_k − b_k||²``. ``far`` is, up to a constant, the half's error
+    (the other half's last iterate is an independent estimate of the object): its minimum
+    is ``--iterations auto``'s count. ``data`` is as for :func:`solve_slab` (every view).
 
     Returns
     -------

@@ -291,19 +291,6 @@ class OracleStop:
         return iteration - self.best_iteration > self.patience
 
 
-def split_half_error(far: np.ndarray, between: np.ndarray) -> np.ndarray:
-    """The full data's error per iteration, up to a constant, from two half reconstructions.
-
-    ``far[k] = ½(||a_k − b_K||² + ||b_k − a_K||²)`` compares each half's iterate ``k``
-    with the other half's last one (an independent, nearly unbiased estimate of the
-    object): its expectation is the half's error ``bias_k² + var_k`` plus a constant.
-    ``between[k] = ||a_k − b_k||²`` is twice the half's noise ``var_k`` (the bias cancels).
-    The full data have half the halves' noise, so their error is, up to the constant,
-    ``far − between / 4``. Sums over the same voxels (a region, or a sample of it).
-    """
-    return np.asarray(far, np.float64) - 0.25 * np.asarray(between, np.float64)
-
-
 def cross_validated_count(error: Sequence[float]) -> int:
     """The iteration count (1-based) at which an estimated error is smallest."""
     if len(error) == 0:
