@@ -35,6 +35,7 @@ COMMANDS = {
     "batch": "batch",
     "plan": "plan",
     "report": "report",
+    "rechunk": "rechunk",
     "view": "view",
 }
 
