@@ -3,7 +3,7 @@
 For each seed: simulate ``small`` with the rotation axis tilted on the detector by
 ``--tilt`` degrees, store the views' true shifts as their alignment (so that only the
 tilt differs between the runs), measure the tilt on the full scan
-(:func:`sxtdist.alignment.tilt.measure_axis_tilt`, what ``sxtdist align --axis-tilt``
+(:func:`sxtdist.alignment.tilt.measure_axis_tilt`, what ``sxtdist align --measure-axis-tilt``
 runs), and reconstruct the combined problem three times: the tilt ignored (0), as
 measured, and as simulated. PSNR in the ROI and over the cell as everywhere
 (:mod:`sxtdist.scoring`). Prints the two markdown tables of docs/tilt.md.
@@ -47,7 +47,9 @@ def main(argv=None) -> int:
                 path = os.path.join(out, f"small_{seed}.zarr")
                 acq = sxtdist.simulate(path, "small", seed, axis_tilt_deg=args.tilt, overwrite=True)
                 for name in acq.scans:  # the true shifts: only the tilt is left to find
-                    acq.set_shifts(name, np.asarray(acq.truth_meta["shifts_px"][name]), method="known")
+                    acq.set_shifts(
+                        name, np.asarray(acq.truth_meta["shifts_px"][name]), method="known"
+                    )
                 t0 = time.perf_counter()
                 est = measure_axis_tilt(acq, store=False)
                 seconds = time.perf_counter() - t0
@@ -78,7 +80,9 @@ def main(argv=None) -> int:
                 f"| {seed} | {est.tilt_deg:+.4f} | {err:+.4f} | {est.sigma_deg:.4f} | "
                 f"{est.rows_used} | {seconds:.1f} |"
             )
-        print(f"\nPSNR (dB) after {args.iterations} CGNE iterations, ROI / cell; {scoring.PSNR_NOTE}\n")
+        print(
+            f"\nPSNR (dB) after {args.iterations} CGNE iterations, ROI / cell; {scoring.PSNR_NOTE}\n"
+        )
         print("| seed | tilt ignored | tilt measured | tilt as simulated |")
         print("|---:|---:|---:|---:|")
         for seed, *cells in psnr:

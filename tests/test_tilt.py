@@ -305,7 +305,7 @@ def test_the_tilt_is_estimated_from_the_full_scan(tilt):
 def test_measure_axis_tilt_stores_it_on_every_scan(tiny_copy, run_cli):
     import sxtdist
 
-    code, out, err = run_cli("align", tiny_copy, "--axis-tilt", "--workers=1", "--report=")
+    code, out, err = run_cli("align", tiny_copy, "--measure-axis-tilt", "--workers=1", "--report=")
     assert code == 0, err
     acq = sxtdist.open_acquisition(tiny_copy)
     tilt = acq["full"].geometry.axis_tilt_deg

@@ -55,12 +55,12 @@ from ._options import execution_options, scan_list
 )
 @click.option("--dry-run", is_flag=True, help="Compute and report, but do not store the shifts.")
 @click.option(
-    "--axis-tilt", is_flag=True,
+    "--measure-axis-tilt", "measure_tilt", is_flag=True,
     help="Also measure the rotation axis's in-plane tilt on the full scan and store it on "
     "every scan (then align again: docs/alignment.md).",
 )  # fmt: skip
 @execution_options(overwrite=None)
-def command(acq, scans, method, report, axis_tilt, execution, **kw) -> None:
+def command(acq, scans, method, report, measure_tilt, execution, **kw) -> None:
     """Align the scans of the acquisition ACQ and store the shifts in its metadata.
 
     The full scan is aligned first (row profiles and weighted centroids, the
@@ -73,7 +73,7 @@ def command(acq, scans, method, report, axis_tilt, execution, **kw) -> None:
     from ..alignment import align
     from ..alignment.intensity import describe_intensity_transform
 
-    if axis_tilt:
+    if measure_tilt:
         from ..alignment.tilt import measure_axis_tilt
 
         tilt = measure_axis_tilt(acq, store=not kw["dry_run"])
