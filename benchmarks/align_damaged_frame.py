@@ -54,7 +54,7 @@ def study(n_full: int, seed: int, clean: bool, client, workdir: str) -> dict:
     out = {"n_full": n_full, "seed": seed, "view": bad}
     for k in RULES:
         res = sxtdist.align(
-            acq, client=client, report="", quiet=True, dry_run=True, progress=False,
+            acq, client=client, report="", dry_run=True, progress=False,
             robust_pairs=k,
         )  # fmt: skip
         e = shift_errors(res.shifts, truth, geoms)

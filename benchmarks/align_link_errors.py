@@ -102,9 +102,7 @@ def main() -> None:
             shifts_px=3.0,
         )
         truth = {k: np.asarray(v) for k, v in acq.truth_meta["shifts_px"].items()}
-        result = sxtdist.align(
-            acq, client=client, report="", quiet=True, dry_run=True, progress=False
-        )
+        result = sxtdist.align(acq, client=client, report="", dry_run=True, progress=False)
         print(
             f"small, {args.full} full views, seed {args.seed}, neighbour weight x{args.neighbour_weight:g}"
         )

@@ -90,7 +90,7 @@ def _align(acq, client, scans: list[str], method: str):
     import sxtdist
 
     return sxtdist.align(
-        acq, scans=scans, method=method, client=client, report="", quiet=True, dry_run=True,
+        acq, scans=scans, method=method, client=client, report="", dry_run=True,
         progress=False, intensity="none",
     )  # fmt: skip
 
@@ -311,7 +311,7 @@ def part_small(workdir: str, repeat: int, ceiling: bool = True, warm: bool = Fal
     path = f"{workdir}/small.zarr"
     sxtdist.simulate(path, preset="small", seed=1, shifts_px=3.0)
     acq = sxtdist.open_acquisition(path)
-    res = sxtdist.align(acq, scans=["full"], report="", quiet=True, dry_run=True, workers=1)
+    res = sxtdist.align(acq, scans=["full"], report="", dry_run=True, workers=1)
     full_s = res.info["full"]["seconds"]
     times, pair_s, res, again, _ = time_workers(acq, repeat, ["roi"], "anchor", warm)
     print(f"[1] small preset: {acq['roi'].shape[0]} interior views, {len(res.pairs)} pairs")

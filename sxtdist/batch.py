@@ -532,7 +532,6 @@ def _align_cell(cell: Cell, client: Any, mode: str | bool, method: str) -> bool:
             client=client,
             report=report,
             progress=False,
-            quiet=True,
         )
         return True
 

@@ -608,7 +608,7 @@ def test_align_recovers_simulated_shifts_and_stores_them(tmp_path, client):
     """The sign convention end to end: simulate with known shifts, align, compare."""
     path = tmp_path / "s.zarr"
     acq = sxtdist.simulate(path, preset="tiny", seed=1, shifts_px={"full": 0, "roi": 1.5})
-    res = sxtdist.align(path, client=client, quiet=True, report=tmp_path / "rep")
+    res = sxtdist.align(path, client=client, report=tmp_path / "rep")
     truth = np.asarray(acq.truth_meta["shifts_px"]["roi"])
     err = remove_gauge(res.shifts["roi"] - truth, acq["roi"].geometry.angles_deg)
     assert rms(err) < 0.3  # a sign error would give ~2 x 1.5 px
@@ -668,7 +668,7 @@ def test_align_fits_a_simulated_intensity_mismatch(tmp_path, client):
         photons=0,
         intensity_mismatch=(0.8, 1.6),
     )
-    res = sxtdist.align(path, scans=["roi"], client=client, quiet=True, report="", dry_run=True)
+    res = sxtdist.align(path, scans=["roi"], client=client, report="", dry_run=True)
     it = res.intensity_transform
     assert it["phi0"] == pytest.approx(0.8, abs=0.08)
     assert it["alternative"]["model"] == "affine"
@@ -735,7 +735,7 @@ def test_pair_settings_are_what_align_submits(tmp_path, client, monkeypatch):
 
     path = tmp_path / "s.zarr"
     acq = sxtdist.simulate(path, preset="tiny", seed=3, shifts_px=1.5)
-    sxtdist.align(path, scans=["full"], client=client, quiet=True, report="")
+    sxtdist.align(path, scans=["full"], client=client, report="")
     submitted = []
 
     def recording_run_graph(client, graph, keys, *args, **kwargs):
@@ -777,15 +777,13 @@ def test_align_names_a_view_it_cannot_read(tmp_path, client, monkeypatch, prepar
     if prepared:
         monkeypatch.setattr(tasks, "PREPARED_VIEW_PIXELS", 1)
     with pytest.raises(InputError, match=r"roi/0.*cannot read projection 7"):
-        sxtdist.align(path, scans=["roi"], client=client, quiet=True, report="")
+        sxtdist.align(path, scans=["roi"], client=client, report="")
     assert not sxtdist.open_acquisition(path, mode="r")["roi"].aligned
 
 
 def test_align_neighbour_method_leaves_no_undetermined_part(tmp_path, client, tiny_copy):
     # relative shifts only: no mean dy, and no constant or sinusoid in dx (axis, translation)
-    res = sxtdist.align(
-        tiny_copy, scans=["roi"], method="neighbour", client=client, quiet=True, report=""
-    )
+    res = sxtdist.align(tiny_copy, scans=["roi"], method="neighbour", client=client, report="")
     d = res.shifts["roi"]
     assert abs(d[:, 0].mean()) < 1e-9
     basis = sinusoid_basis(sxtdist.open_acquisition(tiny_copy)["roi"].geometry.angles_deg)
@@ -878,7 +876,7 @@ def test_cli_robust_pairs_default_is_the_library_s():
 
 def test_align_robust_pairs_zero_is_plain_least_squares(tiny_acq, client):
     """``robust_pairs=0`` turns the rule off: every used pair keeps its whole weight."""
-    kw = {"client": client, "report": "", "quiet": True, "dry_run": True}
+    kw = {"client": client, "report": "", "dry_run": True}
     plain = sxtdist.align(tiny_acq, robust_pairs=0, **kw)
     kept = plain.pair_kept_weight
     np.testing.assert_array_equal(kept[np.isfinite(kept)], 1.0)
@@ -893,7 +891,7 @@ def test_align_names_the_frame_whose_pairs_all_correlate_poorly(tmp_path, client
     import zarr
 
     acq = sxtdist.simulate(tmp_path / "t.zarr", preset="tiny", seed=3, photons=0)
-    kw = {"client": client, "report": "", "quiet": True, "dry_run": True}
+    kw = {"client": client, "report": "", "dry_run": True}
     clean = sxtdist.align(acq, **kw)
     assert clean.info["roi"]["pairs_poor_peak"] == 0
     assert "views_poor_peak" not in clean.info["roi"]

@@ -13,18 +13,19 @@ the results, solves eq. 14 (:mod:`.shifts`), fits the intensity transform
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from .._progress import log
 from ..dataset import Acquisition, open_acquisition
-from ..errors import InputError, ParameterError
+from ..errors import InputError, ParameterError, SxtdistWarning
 from ..execution import Execution
 from ..geometry import ScanGeometry, angular_spacing_deg, without_rigid_translation
 from .diagnostics import log_pair_misfit, log_pairs_weighted_down, log_poor_peaks
@@ -41,6 +42,8 @@ from .tasks import (
     prepares_views_apart,
     register_pair,
 )
+
+logger = logging.getLogger(__name__)
 
 METHODS = ("anchor", "neighbour", "projection-matching")
 
@@ -103,7 +106,6 @@ def align(
     client: Any = None,
     workers: int | None = None,
     progress: bool | None = None,
-    quiet: bool = False,
 ) -> AlignmentResult:
     """Align the scans of an acquisition and store the shifts in its metadata.
 
@@ -202,7 +204,7 @@ def align(
                 if full_iterations
                 else ""
             )
-            log(f"aligning 'full' ({full.geometry.n_angles} views): {how}", quiet)
+            logger.info("aligning 'full' (%d views): %s", full.geometry.n_angles, how)
             ((d, info),) = run_tasks(
                 c,
                 _full_task,
@@ -231,7 +233,6 @@ def align(
                 joint=joint,
                 intensity=intensity,
                 progress=progress,
-                quiet=quiet,
             )
     _center(acq, result, method)
     elapsed = time.perf_counter() - t_start
@@ -251,10 +252,12 @@ def align(
 
         result.report_dir = write_report(os.fspath(report), acq, result)
     for name, d in result.shifts.items():
-        log(
-            f"{name}: {len(d)} shifts, rms {np.sqrt((d**2).mean()):.2f} px"
-            + ("" if dry_run else " (stored)"),
-            quiet,
+        logger.info(
+            "%s: %d shifts, rms %.2f px%s",
+            name,
+            len(d),
+            np.sqrt((d**2).mean()),
+            "" if dry_run else " (stored)",
         )
     return result
 
@@ -336,7 +339,11 @@ def _align_roi(acq, result, pairs, method, client, **kw) -> None:
         if "full" in result.shifts:
             g_full = g_full.with_shifts(result.shifts["full"])
         elif not full_scan.aligned:
-            log("warning: the full scan is not aligned; anchoring to its raw views", kw["quiet"])
+            warnings.warn(
+                "the full scan is not aligned; anchoring to its raw views",
+                SxtdistWarning,
+                stacklevel=3,
+            )
     margin = kw["margin"]
     settings = pair_settings(acq, g_full, margin, kw["smooth_px"])
     n_anchor = sum(p.kind == "anchor" for p in pairs)
@@ -345,10 +352,14 @@ def _align_roi(acq, result, pairs, method, client, **kw) -> None:
     if prepared:
         graph, keys, position = pair_graph(pairs, settings, uuid.uuid4().hex, g_roi.angles_deg)
         views = f" (and {len(graph) - len(keys) - 1} tasks preparing the views once)"
-    log(
-        f"aligning 'roi' ({g_roi.n_angles} views): {n_anchor} anchor and "
-        f"{len(pairs) - n_anchor} neighbour pairs, one task each{views}, search ±{margin} px",
-        kw["quiet"],
+    logger.info(
+        "aligning 'roi' (%d views): %d anchor and %d neighbour pairs, one task each%s, "
+        "search ±%s px",
+        g_roi.n_angles,
+        n_anchor,
+        len(pairs) - n_anchor,
+        views,
+        margin,
     )
     if prepared:
         results = run_graph(client, graph, keys, "align roi pairs", kw["progress"], position)
@@ -382,10 +393,10 @@ def _align_roi(acq, result, pairs, method, client, **kw) -> None:
                 f"{g_full.angles_deg[j]:g}° (to {k:.0%})"
                 for j, k in zip(outliers, kept, strict=True)
             )
-            log(
-                f"full views whose own shifts the interior pairs contradict, weighted down in "
-                f"the joint solve (to the share of their weight shown): {angles}",
-                kw["quiet"],
+            logger.info(
+                "full views whose own shifts the interior pairs contradict, weighted down in "
+                "the joint solve (to the share of their weight shown): %s",
+                angles,
             )
         result.shifts["full"] = result.shifts["full"] + delta
         result.info["full"]["joint_with_roi"] = True
@@ -414,11 +425,11 @@ def _align_roi(acq, result, pairs, method, client, **kw) -> None:
     )
     result.pair_misfit = info.pop("pair_misfit_px", None)
     result.pair_kept_weight = info.pop("pair_robust_weights", None)
-    log_pair_misfit(info, results, result.pair_misfit, g_roi.angles_deg, margin, kw["quiet"])
+    log_pair_misfit(info, results, result.pair_misfit, g_roi.angles_deg, margin)
     log_pairs_weighted_down(
-        info, results, result.pair_kept_weight, g_roi.angles_deg, g_roi.n_angles, kw["quiet"]
+        info, results, result.pair_kept_weight, g_roi.angles_deg, g_roi.n_angles
     )
-    log_poor_peaks(info, results, g_roi.angles_deg, kw["quiet"])
+    log_poor_peaks(info, results, g_roi.angles_deg)
     result.shifts["roi"], result.info["roi"] = d, info
     result.pairs = results
     if kw["intensity"] != "none" and use_anchors:
