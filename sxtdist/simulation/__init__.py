@@ -21,6 +21,7 @@ from ..errors import OutputExistsError, ParameterError
 from ..geometry import ScanGeometry, default_grid, scan_angles, without_rigid_translation
 from ..physics import psf_fwhm_nm
 from .forward import ForwardModel, project_scan
+from .motion import Motion, check_motion
 from .phantom import CellPhantom, make_cell
 from .presets import PRESETS, Preset, ScanPreset, get_preset, override_scan
 
@@ -99,6 +100,7 @@ def simulate(
     psf: bool = True,
     overwrite: bool = False,
     progress: bool | None = None,
+    motion: Motion | None = None,
 ) -> Acquisition:
     """Simulate an acquisition and write it to ``path``.
 
@@ -127,6 +129,11 @@ def simulate(
         Blur with the zone plates' Gaussian PSF; ``False`` leaves only pixel integration.
     overwrite
         Replace an existing output.
+    motion
+        Known per-view shifts ``{scan: [[dy, dx], ...]}`` (each scan's pixels, one pair per
+        view), or the path of a JSON file of them (:mod:`sxtdist.simulation.motion`):
+        applied inside the forward model instead of the random shifts of the scans it
+        names, and stored as the truth (less the rigid translation, as the random ones).
 
     Returns
     -------
@@ -156,6 +163,7 @@ def simulate(
     t0 = time.perf_counter()
     seeds = np.random.SeedSequence(seed).spawn(5)
     geoms = simulation_geometries(base, full, roi)
+    given_motion = {} if motion is None else check_motion(motion, geoms)
     grid = default_grid(list(geoms.values()))
     phantom = make_cell(
         np.random.default_rng(seeds[0]),
@@ -175,6 +183,7 @@ def simulate(
         )
         for i, (name, sp) in enumerate((("full", full), ("roi", roi)))
     }
+    drawn.update(given_motion)
     # a rigid translation in the random shifts would only move the cell away from where the
     # truth volume has it (no alignment can know it): take it out, jointly for both scans
     # (over the scans that have shifts: a scan simulated without any stays without)
