@@ -46,12 +46,12 @@ def study(family: str, n_full: int, seed: int, psnr_iterations: int, client, wor
     motion = motion_family(family, geoms, rng)
     path = f"{workdir}/{family}_{n_full}_{seed}.zarr"
     acq = sxtdist.simulate(
-        path, preset="small", seed=seed, n_full=n_full, motion=motion, quiet=True
+        path, preset="small", seed=seed, n_full=n_full, motion=motion
     )
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SxtdistWarning)
-        res = sxtdist.align(acq, client=client, report="", quiet=True, dry_run=True, progress=False)
+        res = sxtdist.align(acq, client=client, report="", dry_run=True, progress=False)
     seconds = time.perf_counter() - t0
     err = res.error_arrays(acq)
     e_roi, e_full = (np.hypot(err[k][:, 0], err[k][:, 1]) for k in ("roi", "full"))
