@@ -267,6 +267,7 @@ def create_acquisition(
                 group["0"],
                 lock=False,
             )
+            ngff.update_display_window(group, "attenuation (1/um)")
             meta["truth"] = _jsonable(dict(truth_meta))
         if sample:
             meta["sample"] = _jsonable(dict(sample))
@@ -315,6 +316,7 @@ def _write_scan(root: zarr.Group, name: str, scan: ScanData, path: str) -> dict[
     arr = group["0"]
     src = da.asarray(data).astype(np.float32).rechunk((1, rows, cols))
     da.store(src, arr, lock=False)
+    ngff.update_display_window(group, meta["data"].replace("_", " "))
     return meta
 
 

@@ -34,6 +34,7 @@ COMMANDS = {
     "batch": "batch",
     "plan": "plan",
     "report": "report",
+    "view": "view",
 }
 
 
