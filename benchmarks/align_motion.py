@@ -45,9 +45,7 @@ def study(family: str, n_full: int, seed: int, psnr_iterations: int, client, wor
     rng = np.random.default_rng([seed, sorted(MOTION_ORDER).index(family), n_full])
     motion = motion_family(family, geoms, rng)
     path = f"{workdir}/{family}_{n_full}_{seed}.zarr"
-    acq = sxtdist.simulate(
-        path, preset="small", seed=seed, n_full=n_full, motion=motion
-    )
+    acq = sxtdist.simulate(path, preset="small", seed=seed, n_full=n_full, motion=motion)
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SxtdistWarning)
