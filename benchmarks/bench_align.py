@@ -221,12 +221,11 @@ def task_graph(acq, method: str) -> tuple[dict, list]:
     roi = acq["roi"].geometry
     pairs = runner.plan(acq, ["roi"], method)["pairs"]  # neighbours only, unless anchored
     full = acq["full"].geometry if method == "anchor" else None
-    settings = runner.pair_settings(acq, full, runner.search_margin(roi.detector_shape))
-    if tasks.prepares_views_apart(roi.detector_shape):
-        graph, keys, _ = tasks.pair_graph(pairs, settings, "ceiling", roi.angles_deg)
-        return graph, keys
-    graph = {f"pair-{n}": (tasks.register_pair, p, settings) for n, p in enumerate(pairs)}
-    return graph, list(graph)
+    settings = runner.pair_settings(acq, full)
+    graph, keys, _ = tasks.pair_graph(
+        pairs, settings, "ceiling", roi.angles_deg, coarse=method == "anchor"
+    )
+    return graph, keys
 
 
 def _run_graph_alone(graph, keys, barrier, times) -> None:

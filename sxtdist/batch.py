@@ -528,7 +528,7 @@ def _align_cell(cell: Cell, client: Any, mode: str | bool, method: str) -> bool:
         align(
             cell.acquisition,
             None,
-            method,
+            method=method,
             client=client,
             report=report,
             progress=False,

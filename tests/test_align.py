@@ -675,18 +675,20 @@ def test_align_fits_a_simulated_intensity_mismatch(tmp_path, client):
     assert not sxtdist.open_acquisition(path, mode="r")["roi"].aligned  # dry run
 
 
+@pytest.mark.parametrize("coarse", [True, False], ids=["coarse", "no-coarse"])
 def test_prepared_views_graph_registers_exactly_like_one_task_per_pair(
-    tmp_path, client, monkeypatch
+    tmp_path, client, monkeypatch, coarse
 ):
     """Large views are prepared once each in tasks of their own (run_graph); the pairs come
     out bit for bit as when every pair task prepares its own views, on one worker and on
-    two."""
+    two. With the coarse pass at no binning (tiny's views) an anchor pair's coarse task is
+    its registration, and no anchor view is prepared apart."""
     import sxtdist.alignment.tasks as tasks
     import sxtdist.distributed as distributed
 
     path = tmp_path / "g.zarr"
     sxtdist.simulate(path, preset="tiny", seed=4, shifts_px=1.5)
-    kw = dict(client=client, report="", dry_run=True)
+    kw = dict(client=client, report="", dry_run=True, coarse=coarse)
     per_pair = sxtdist.align(path, **kw)
     graphs = []
 
@@ -703,7 +705,7 @@ def test_prepared_views_graph_registers_exactly_like_one_task_per_pair(
     assert len(keys) == len(per_pair.pairs)
     # every interior view and every anchor view prepared once, and the settings
     anchors = {(r.pair.j, r.pair.mirrored) for r in per_pair.pairs if r.pair.kind == "anchor"}
-    assert len(graph) == 1 + n_roi + len(anchors) + len(keys)
+    assert len(graph) == 1 + n_roi + (0 if coarse else len(anchors)) + len(keys)
     for a, b in zip(per_pair.pairs, prepared.pairs, strict=True):
         assert a.pair == b.pair
         np.testing.assert_array_equal(a.ncc, b.ncc)
@@ -732,6 +734,7 @@ def test_pair_settings_are_what_align_submits(tmp_path, client, monkeypatch):
     import sxtdist.alignment.runner as runner
     import sxtdist.alignment.tasks as tasks
     import sxtdist.distributed as distributed
+    from sxtdist.alignment import AlignOptions
 
     path = tmp_path / "s.zarr"
     acq = sxtdist.simulate(path, preset="tiny", seed=3, shifts_px=1.5)
@@ -748,10 +751,10 @@ def test_pair_settings_are_what_align_submits(tmp_path, client, monkeypatch):
     kw = dict(scans=["roi"], client=client, report="", dry_run=True)
     sxtdist.align(path, smooth_px=1.5, **kw)
     acq = sxtdist.open_acquisition(path)
-    margin = runner.search_margin(acq["roi"].geometry.detector_shape)
-    ours = runner.pair_settings(acq, acq["full"].geometry, margin, 1.5)
+    ours = runner.pair_settings(acq, acq["full"].geometry, AlignOptions(smooth_px=1.5))
     (theirs,) = submitted
-    for name in ("roi_array", "full_array", "margin", "roi_blur_px", "anchor_blur_px"):
+    for name in ("roi_array", "full_array", "margin", "roi_blur_px", "anchor_blur_px",
+                 "search_range", "coarse_bin"):  # fmt: skip
         assert getattr(ours, name) == getattr(theirs, name), name
     assert ours.intensity_window_deg == theirs.intensity_window_deg
     assert ours.roi_blur_px > ours.anchor_blur_px == 1.5  # the resolution match adds to it
@@ -760,6 +763,7 @@ def test_pair_settings_are_what_align_submits(tmp_path, client, monkeypatch):
     assert not ours.roi.shifts_px.any() and not theirs.roi.shifts_px.any()  # views as read
     sxtdist.align(path, max_shift_px=2.5, **kw)
     assert submitted[-1].margin == runner.search_margin((64, 64), 2.5) == (3, 3)
+    assert submitted[-1].search_range == runner.search_range((64, 64), 2.5) == (3, 3)
 
 
 @pytest.mark.parametrize("prepared", [False, True], ids=["per-pair", "prepared-views"])

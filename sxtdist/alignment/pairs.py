@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .ncc import SearchWindow
+
 
 @dataclass(frozen=True)
 class Pair:
@@ -97,6 +99,8 @@ class PairResult:
     quality: float
     seconds: float = 0.0
     intensity_samples: np.ndarray | None = field(default=None, repr=False)
+    #: Where the peak was looked for (``None``: the whole map).
+    window: SearchWindow | None = None
 
 
 def _pair_angles(pair: Pair, roi_angles: np.ndarray, full_angles: np.ndarray | None):
@@ -109,9 +113,12 @@ def _pair_angles(pair: Pair, roi_angles: np.ndarray, full_angles: np.ndarray | N
 
 
 def peak_inside_map(result: PairResult) -> bool:
-    """Whether a pair's peak lies inside its NCC map: on the edge it only bounds the shift,
-    and the solvers leave the pair out."""
-    return bool(np.all(np.abs(result.shift) < np.asarray(result.ncc.shape) // 2 - 0.5))
+    """Whether a pair's peak lies inside its NCC map and its search window: on an edge it
+    only bounds the shift, and the solvers leave the pair out."""
+    margin = np.asarray(result.ncc.shape) // 2
+    if result.window is None:
+        return bool(np.all(np.abs(result.shift) < margin - 0.5))
+    return result.window.holds_inside(result.shift, margin)
 
 
 def per_pair(results: Sequence[PairResult], values: np.ndarray) -> np.ndarray:

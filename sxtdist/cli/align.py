@@ -18,7 +18,15 @@ from ._options import execution_options, scan_list
     help="Interior scan: anchors to the full views plus the neighbour chain (eq. 14), or the "
     "neighbour chain only. projection-matching: full scan only (--scans full).",
 )
-@click.option("--max-shift", "max_shift_px", type=float, help="Largest shift searched (ROI px).")
+@click.option(
+    "--max-shift", "max_shift_px", type=float,
+    help="Largest shift searched (ROI px; default 45 % of the interior view's smaller side).",
+)  # fmt: skip
+@click.option(
+    "--coarse/--no-coarse", default=True, show_default=True,
+    help="Register each anchor pair over the whole search first and centre every pair's "
+    "search on what that predicts (--no-coarse: around zero).",
+)  # fmt: skip
 @click.option(
     "--smooth", "smooth_px", type=float, default=1.0, show_default=True,
     help="Extra Gaussian sigma (px) on the compared images, against noise.",
@@ -68,7 +76,7 @@ def command(acq, scans, method, report, execution, **kw) -> None:
     from ..alignment import align
     from ..alignment.intensity import describe_intensity_transform
 
-    result = align(acq, scan_list(scans), method, report=report, execution=execution, **kw)
+    result = align(acq, scan_list(scans), method=method, report=report, execution=execution, **kw)
     for name, info in result.info.items():
         extra = ""
         if name == "full":
