@@ -53,7 +53,7 @@ def study(family: str, n_full: int, seed: int, psnr_iterations: int, client, wor
     seconds = time.perf_counter() - t0
     err = res.error_arrays(acq)
     e_roi, e_full = (np.hypot(err[k][:, 0], err[k][:, 1]) for k in ("roi", "full"))
-    verdict = res.verdict if hasattr(res, "verdict") else None
+    verdict = res.verdict
     out = {
         "family": family,
         "n_full": n_full,
@@ -68,7 +68,7 @@ def study(family: str, n_full: int, seed: int, psnr_iterations: int, client, wor
         "verdict": verdict,
         "seconds": seconds,
     }
-    for key in ("coarse_seconds", "check_seconds"):
+    for key in ("coarse_task_seconds", "fine_task_seconds", "check_seconds", "pairs_widened"):
         if key in res.info.get("roi", {}):
             out[key] = res.info["roi"][key]
     if psnr_iterations:

@@ -38,6 +38,7 @@ from .resample import matching_blur_px
 from .result import AlignmentResult
 from .shifts import full_prior_weights, solve_joint, solve_shifts
 from .tasks import PairSettings, _full_task, pair_graph, register_widened
+from .verdict import judge
 
 logger = logging.getLogger(__name__)
 
@@ -350,6 +351,7 @@ def _align_roi(
         info, results, result.pair_kept_weight, g_roi.angles_deg, g_roi.n_angles
     )
     log_poor_peaks(info, results, g_roi.angles_deg)
+    _record_verdict(result, info, results, g_roi.n_angles)
     result.shifts["roi"], result.info["roi"] = d, info
     result.pairs = results
     if opts.intensity != "none" and use_anchors:
@@ -381,8 +383,21 @@ def _register_pairs(
         settings.search_range,
     )
     t0 = time.perf_counter()
-    results = run_graph(client, graph, keys, "align roi pairs", progress, position)
-    timing = {"pairs_seconds": time.perf_counter() - t0, "pairs_widened": 0}
+    # the coarse registrations come back too where they are not pairs' own (binned)
+    extra = [k for k in graph if k.startswith("align-coarse-") and k not in set(keys)]
+    got = run_graph(client, graph, [*keys, *extra], "align roi pairs", progress, position)
+    results = got[: len(keys)]
+    coarse_tasks = [*got[len(keys) :], *(r for k, r in zip(keys, results) if "-coarse-" in k)]
+    timing = {
+        "pairs_seconds": time.perf_counter() - t0,
+        "pairs_widened": 0,
+        # task seconds, summed: the coarse pass (with no binning, the anchors' own) and
+        # the rest of the registrations
+        "coarse_task_seconds": float(sum(r.seconds for r in coarse_tasks)),
+        "fine_task_seconds": float(
+            sum(r.seconds for k, r in zip(keys, results) if "-coarse-" not in k)
+        ),
+    }
     for _ in range(WIDEN_ROUNDS):
         edge = [k for k, r in enumerate(results) if _can_widen(r, settings)]
         if not edge:
@@ -397,6 +412,24 @@ def _register_pairs(
         timing["pairs_widened"] += len(edge)
         timing["widen_seconds"] = timing.get("widen_seconds", 0.0) + time.perf_counter() - t1
     return results, timing
+
+
+def _record_verdict(
+    result: AlignmentResult, info: dict, results: list[PairResult], n_roi: int
+) -> None:
+    """The verdict (:func:`~sxtdist.alignment.verdict.judge`) into each scan's record; a
+    warning naming the views to check unless it is ``trusted``."""
+    full = result.info.get("full", {})
+    kept = full.get("joint_downweighted_weights") or []
+    rejected = [j for j, k in zip(full.get("joint_downweighted_views") or [], kept) if k == 0]
+    verdict = judge(results, result.pair_misfit, result.pair_kept_weight, n_roi, rejected)
+    info["verdict"], info["check_views"] = verdict.scan_line("roi"), sorted(verdict.roi)
+    if "full" in result.info:
+        full["verdict"], full["check_views"] = verdict.scan_line("full"), sorted(verdict.full)
+    if not verdict.trusted:
+        warnings.warn(f"alignment: {verdict.line()}", SxtdistWarning, stacklevel=4)
+    else:
+        logger.info("alignment verdict: trusted")
 
 
 def _can_widen(result: PairResult, settings: PairSettings) -> bool:

@@ -10,6 +10,7 @@ pixel ``x`` what the aligned image shows at ``x - d``. A pair's peak ``s`` measu
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -398,7 +399,9 @@ def solve_joint(
     }
     _record_misfit(info, results, misfit)
     weights = (pw * np.sqrt(huber), np.sqrt(pair_huber))
+    t0 = time.perf_counter()
     info.update(view_uncertainty(system, *weights, sy, sx, (roi_angles, full_angles)))
+    info["check_seconds"] = time.perf_counter() - t0
     return d, delta, info
 
 

@@ -101,7 +101,8 @@ def _describe_acquisition(path: str) -> str:
 
 def _alignment_details(al: dict) -> str:
     """One line of how an alignment went (what ``sxtdist align`` recorded)."""
-    parts = [f"date {al.get('date', '?')}"]
+    parts = [f"verdict: {al['verdict']}"] if "verdict" in al else []
+    parts.append(f"date {al.get('date', '?')}")
     if al.get("iterations"):
         parts.append(
             f"{al['iterations']} projection-matching iterations, converged {al.get('converged')}"

@@ -1,0 +1,116 @@
+"""One verdict per alignment, from what the pairs say (no truth needed): ``trusted``, or
+``check views ...`` with the views and why.
+
+A view is named when
+
+- no registration that the solve used ties it (every pair of it left out at the edge
+  of the search, or weighted down to less than half: :data:`LOST_WEIGHT`);
+- all its pairs correlate far worse than the others (a damaged frame,
+  :data:`~sxtdist.alignment.diagnostics.POOR_PEAK_FACTOR`);
+- a pair of it that the solve kept disagrees with the solution by more than
+  :data:`MISFIT_FLAG_PX`: the loops of anchors and neighbours through it do not close;
+- (full views) its own estimate was rejected by the joint solve and fewer than
+  :data:`MIN_ANCHORS` anchors tie it instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .diagnostics import LOST_WEIGHT, POOR_PEAK_FACTOR, peak_loss_ratio
+from .pairs import PairResult, views_of
+
+#: A kept pair whose misfit after the solve is longer than this (interior px) names its
+#: views. On the ``small`` preset's control motion (σ 3 px, seeds 1-6, 9 and 19 full
+#: views) the largest is 0.16-0.23 px; a view off by 0.5 px in a loop leaves about
+#: half of it on each of its pairs.
+MISFIT_FLAG_PX = 0.3
+#: A full view whose own estimate the joint solve rejected needs this many used anchors.
+MIN_ANCHORS = 2
+
+
+@dataclass
+class Verdict:
+    """The views to check (none: trusted), per scan, with the reason for each."""
+
+    roi: dict[int, str] = field(default_factory=dict)
+    full: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def trusted(self) -> bool:
+        return not self.roi and not self.full
+
+    def line(self) -> str:
+        """``trusted`` or ``check views roi 12, 13 (pair misfit ...); full 4 (...)``."""
+        if self.trusted:
+            return "trusted"
+        parts = [f"{scan} {_by_reason(views)}" for scan, views in self.scans() if views]
+        return "check views " + "; ".join(parts)
+
+    def scans(self) -> list[tuple[str, dict[int, str]]]:
+        return [("roi", self.roi), ("full", self.full)]
+
+    def scan_line(self, scan: str) -> str:
+        """One scan's part: ``trusted`` or ``check views 12, 13 (pair misfit ...)``."""
+        views = dict(self.scans())[scan]
+        return f"check views {_by_reason(views)}" if views else "trusted"
+
+
+def _by_reason(views: dict[int, str]) -> str:
+    by_reason: dict[str, list[int]] = {}
+    for v, why in sorted(views.items()):
+        by_reason.setdefault(why, []).append(v)
+    return "; ".join(f"{_listed(vs)} ({why})" for why, vs in by_reason.items())
+
+
+def _listed(views: Sequence[int], most: int = 12) -> str:
+    shown = ", ".join(map(str, views[:most]))
+    return shown + (f" and {len(views) - most} more" if len(views) > most else "")
+
+
+def judge(
+    results: Sequence[PairResult],
+    misfit: np.ndarray | None,
+    kept: np.ndarray | None,
+    n_roi: int,
+    full_rejected: Sequence[int] = (),
+) -> Verdict:
+    """The verdict on an interior alignment from its pairs (``misfit`` ``(m, 2)`` and
+    ``kept`` ``(m,)`` as :class:`~sxtdist.alignment.AlignmentResult` holds them, NaN for a
+    pair left out) and the full views whose own estimate the joint solve rejected."""
+    verdict = Verdict()
+    m = len(results)
+    misfit = np.full((m, 2), np.nan) if misfit is None else np.asarray(misfit, float)
+    kept = np.full(m, np.nan) if kept is None else np.asarray(kept, float)
+    trusted = np.isfinite(kept) & (kept >= LOST_WEIGHT)
+    tied = np.zeros(n_roi, bool)
+    for r, ok in zip(results, trusted, strict=True):
+        if ok:
+            tied[list(views_of(r.pair))] = True
+    for v in np.flatnonzero(~tied):
+        verdict.roi[int(v)] = "no trusted pair"
+    if m:
+        poor = peak_loss_ratio(results) > POOR_PEAK_FACTOR
+        has_good = np.zeros(n_roi, bool)
+        has_poor = np.zeros(n_roi, bool)
+        for r, p in zip(results, poor, strict=True):
+            for v in views_of(r.pair):
+                (has_poor if p else has_good)[v] = True
+        for v in np.flatnonzero(has_poor & ~has_good):
+            verdict.roi.setdefault(int(v), "pairs correlate poorly")
+    length = np.hypot(misfit[:, 0], misfit[:, 1])
+    for r, ok, size in zip(results, trusted, length, strict=True):
+        if ok and size > MISFIT_FLAG_PX:
+            for v in views_of(r.pair):
+                verdict.roi.setdefault(int(v), f"pair misfit over {MISFIT_FLAG_PX:g} px")
+    anchors = np.zeros(max([r.pair.j for r in results if r.pair.kind == "anchor"] + [-1]) + 1)
+    for r, ok in zip(results, trusted, strict=True):
+        if ok and r.pair.kind == "anchor":
+            anchors[r.pair.j] += 1
+    for j in full_rejected:
+        if j >= len(anchors) or anchors[j] < MIN_ANCHORS:
+            verdict.full[int(j)] = "own estimate rejected, too few anchors"
+    return verdict
