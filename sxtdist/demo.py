@@ -11,15 +11,13 @@ import logging
 import os
 import time
 
-import numpy as np
-
 from .alignment import align
 from .dataset import open_acquisition
 from .errors import OutputExistsError
 from .execution import Execution
-from .metrics import psnr_in_region
-from .recon import DEFAULT_ITERATIONS
-from .runner import reconstruct, roi_mask
+from .recon import AUTO
+from .runner import reconstruct
+from .scoring import PSNR_NOTE, Regions, score
 from .simulation import simulate
 
 logger = logging.getLogger(__name__)
@@ -29,7 +27,7 @@ def run_demo(
     out_dir: str | os.PathLike[str],
     preset: str = "small",
     seed: int = 1,
-    iterations: int = DEFAULT_ITERATIONS,
+    iterations: int | str = AUTO,
     execution: Execution | None = None,
     *,
     workers: int | None = None,
@@ -54,19 +52,14 @@ def run_demo(
     acq = open_acquisition(acq_path)
     logger.info("2/3 aligning the projections")
     align(acq, execution=ex)
-    truth = acq.truth.compute()
-    roi = np.broadcast_to(roi_mask(acq), truth.shape)
-    cell = truth > 0.5 * float(np.median(truth[truth > 0]))
+    regions = Regions.of(acq)
     logger.info("3/3 reconstructing (interior only, then combined)")
     results: dict[str, dict[str, float]] = {}
     for name, scans in {"interior-only": ["roi"], "combined": ["full", "roi"]}.items():
         out = os.path.join(out_dir, f"{name}.zarr")
         vol = reconstruct(acq_path, out, execution=ex, scans=scans, iterations=iterations)
-        x = vol.level(0).compute()
-        results[name] = {
-            "roi_psnr": psnr_in_region(x, truth, roi),
-            "cell_psnr": psnr_in_region(x, truth, cell),
-        }
+        s = score(vol.level(0), acq.truth, regions)
+        results[name] = {"roi_psnr": s.psnr_roi, "cell_psnr": s.psnr_cell}
     logger.info("demo finished in %.0f s", time.perf_counter() - t0)
     return results
 
@@ -87,6 +80,7 @@ def describe_results(
             f"  {name:<14}{r['roi_psnr']:>10.2f}dB{r['cell_psnr']:>10.2f}dB  "
             f"{os.path.join(out_dir, name + '.zarr')}"
         )
+    lines.append(f"  PSNR: {PSNR_NOTE}")
     lines.append(
         "  view: napari --plugin napari-ome-zarr " + os.path.join(out_dir, "combined.zarr")
     )

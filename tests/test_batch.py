@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import sxtdist
-from sxtdist.batch import read_manifest, read_summary, reconstruct_batch, volume_psnr
+from sxtdist.batch import cell_metrics, read_manifest, read_summary, reconstruct_batch
 from sxtdist.errors import InputError, OutputLockedError
 from sxtdist.runner import reconstruct
 from sxtdist.volume import open_volume, write_lock
@@ -80,7 +80,11 @@ def test_list_of_paths_is_a_manifest(tmp_path):
     ("name", "text", "problem"),
     [
         ("m.yaml", "- acquisition: a.zarr\n  iteratons: 3\n", "unknown option 'iteratons'"),
-        ("m.yaml", "- acquisition: a.zarr\n  iterations: many\n", "iterations: invalid literal"),
+        (
+            "m.yaml",
+            "- acquisition: a.zarr\n  iterations: many\n",
+            "iterations: iterations must be a positive number or 'auto'",
+        ),
         ("m.yaml", "- name: x\n", "cell 1: no 'acquisition'"),
         ("m.yaml", "- a.zarr\n- other/a.zarr\n", "write the same output"),
         ("m.yaml", "cells: []\n", "lists no cells"),
@@ -134,36 +138,41 @@ def test_batch_runs_cells_records_failures_and_resumes(two_cells, tmp_path, clie
     got = open_volume(out / "cell2.zarr")
     assert got.status == "complete"
     np.testing.assert_array_equal(got.level(0).compute(), ref.level(0).compute())
-    # PSNR against the truth, inside the ROI cylinder, recomputed here by hand.
+    # PSNR against the truth inside the ROI cylinder, recomputed here by hand: the peak is
+    # the 99th percentile of the truth in the cell (above the ice-cytoplasm midpoint,
+    # inside the ice column)
     acq = sxtdist.open_acquisition(two_cells / "cell2.zarr", "r")
-    from sxtdist.recon import roi_cylinder_mask
-    from sxtdist.runner import _roi_radius_nm
+    t = acq.truth.compute().astype(np.float64)
+    v = got.level(0).compute().astype(np.float64)
+    g, vox = acq["roi"].geometry, got.voxel_size_nm
+    r = np.hypot(*np.meshgrid(*(np.arange(n) - (n - 1) / 2 for n in t.shape[1:]), indexing="ij"))
+    roi = r < g.detector_shape[1] / 2 * g.pixel_size_nm / vox
+    ice = acq.truth_meta["phantom"]["ice_radius_nm"] / vox
+    cell = (t > (0.109 + 0.20) / 2) & (r < ice - 1)
+    peak = np.percentile(t[cell], 99)
+    expect = 10 * math.log10(peak**2 / np.mean((v - t)[:, roi] ** 2))
+    assert by["cell2"].psnr_roi_db == pytest.approx(expect, rel=1e-9)
+    expect_cell = 10 * math.log10(peak**2 / np.mean((v - t)[cell] ** 2))
+    assert by["cell2"].psnr_cell_db == pytest.approx(expect_cell, rel=1e-9)
+    # resolution against the truth: the central cube inside the ROI cylinder
+    from sxtdist.metrics import NOT_CROSSED, frc
 
-    mask = roi_cylinder_mask(got.grid, _roi_radius_nm(acq))
-    t = acq.truth.compute()[:, mask].astype(np.float64)
-    v = got.level(0).compute()[:, mask].astype(np.float64)
-    expect = 10 * math.log10((t.max() - t.min()) ** 2 / np.mean((v - t) ** 2))
-    assert by["cell2"].psnr_db == pytest.approx(expect, rel=1e-9)
-    assert volume_psnr(str(two_cells / "cell2.zarr"), str(out / "cell2.zarr"), slab=3) == (
-        pytest.approx(expect, rel=1e-9)
-    )
-    # FSC resolution against the truth: the central cube inside the ROI cylinder.
-    from sxtdist.metrics import frc
-
-    half = int(_roi_radius_nm(acq) / got.voxel_size_nm / np.sqrt(2))
+    half = int(roi.sum(axis=1).max() / 2 / np.sqrt(2))
     win = tuple(slice(c // 2 - half, c // 2 + half) for c in got.shape)
-    curve = frc(got.level(0)[win].compute(), acq.truth[win].compute(), got.voxel_size_nm)
+    curve = frc(v[win], t[win], vox)
     assert curve.frc.ndim == 1 and len(curve.frc) == half + 1  # shells of a 3D cube
-    expect_res = curve.resolution("1/7") or 2 * got.voxel_size_nm  # no crossing: Nyquist
-    assert by["cell2"].frc_nm == pytest.approx(expect_res, rel=1e-9)
-    assert 2 * got.voxel_size_nm <= by["cell2"].frc_nm < 2 * half * got.voxel_size_nm
+    assert by["cell2"].fsc_nm == (curve.resolution("1/7") or NOT_CROSSED)
+    assert by["cell2"].mtf50_nm is not None
+    assert cell_metrics(str(two_cells / "cell2.zarr"), str(out / "cell2.zarr")) == {
+        k: getattr(by["cell2"], k) for k in ("psnr_roi_db", "psnr_cell_db", "fsc_nm", "mtf50_nm")
+    }
     # The summary CSV has every cell.
     table = read_summary(out / "batch-summary.csv")
     assert [r["cell"] for r in table] == ["cell1", "cell2", "absent"]
-    assert table[1]["status"] == "done" and float(table[1]["psnr_db"]) == pytest.approx(
+    assert table[1]["status"] == "done" and float(table[1]["psnr_roi_db"]) == pytest.approx(
         expect, abs=0.01
     )
-    assert table[2]["psnr_db"] == ""
+    assert table[2]["psnr_roi_db"] == ""
 
     # A re-run skips complete cells; an unfinished one resumes from its blocks.
     vol1 = open_volume(out / "cell1.zarr")
@@ -241,7 +250,15 @@ def test_batch_cli_prints_table_and_exit_code(two_cells, tmp_path, run_cli):
     )
     assert code == 1  # a cell failed
     lines = out.strip().splitlines()
-    assert lines[0].split()[:5] == ["cell", "status", "time_s", "psnr_db", "frc_nm"]
+    assert lines[0].split()[:7] == [
+        "cell",
+        "status",
+        "time_s",
+        "psnr_roi_db",
+        "psnr_cell_db",
+        "fsc_nm",
+        "mtf50_nm",
+    ]
     assert lines[1].split()[:2] == ["cell1", "done"] and lines[2].split()[:2] == [
         "missing",
         "failed",

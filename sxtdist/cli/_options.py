@@ -18,6 +18,7 @@ import click
 
 from ..errors import ParameterError
 from ..execution import BACKENDS, CLUSTER_KINDS, Execution
+from ..recon import parse_iterations
 
 
 def per_scan_float(text: str | None, name: str) -> float | dict[str, float] | None:
@@ -50,6 +51,22 @@ def scan_list(text: str | None) -> list[str] | None:
     if not names:
         raise ParameterError("--scans: name at least one scan")
     return names
+
+
+class _Iterations(click.ParamType):
+    """A positive iteration count or ``auto``."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        try:
+            return parse_iterations(value)
+        except ParameterError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+#: ``--iterations``: a positive count or ``auto``.
+ITERATIONS = _Iterations()
 
 
 #: The CLI's ``-v``/``-q`` count, summed over the group and the subcommand, in ``ctx.meta``.
