@@ -1,4 +1,4 @@
-"""Alignment accuracy on simulated data with known shifts (the table in docs/alignment.md).
+"""Alignment accuracy on simulated data with known shifts (the table in docs/dev/alignment-history.md).
 
 For each noise level and number of full views: simulate the ``small`` preset
 (paper-like) with random shifts of standard deviation 3 px on both scans, align,

@@ -1,4 +1,4 @@
-"""The robust rule for pairs on a damaged frame (the table in docs/alignment.md).
+"""The robust rule for pairs on a damaged frame (the table in docs/dev/alignment-history.md).
 
 For each seed and number of full views: simulate the ``small`` preset (paper dose,
 random shifts of 3 px), lose half of one interior frame (view ``10 + 7 seed mod 70``,

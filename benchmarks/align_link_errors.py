@@ -1,4 +1,4 @@
-"""Where the interior alignment's error comes from (docs/alignment.md, "Reading it honestly").
+"""Where the interior alignment's error comes from (docs/dev/alignment-history.md, "Reading it honestly").
 
 For one simulated ``small`` acquisition (σ = 3 px shifts, the paper's dose) it aligns
 and prints:

@@ -2,7 +2,7 @@
 
 Two views at different angles differ by the object's rotation as well as by their
 shifts, so every registered pair carries a bias that depends only on the object
-(docs/alignment.md, "Reading it honestly"). For one simulated ``small``
+(docs/dev/alignment-history.md, "Reading it honestly"). For one simulated ``small``
 acquisition (σ = 3 px shifts, the paper's dose) this prints the interior and
 full-scan errors of the joint solve (:func:`sxtdist.alignment.shifts.solve_joint`, the
 pipeline's own):

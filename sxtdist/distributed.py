@@ -705,7 +705,7 @@ def reuse_freed_memory() -> bool:
     every array over 128 KiB is then mapped fresh and page-faulted in, and one freed is
     unmapped at once. A task that makes many such temporaries pays for that on every
     one: a 1024² pair registration took 136 ms instead of 103 ms
-    (``benchmarks/bench_align.py``, docs/alignment.md). This keeps arrays up to 64 MiB
+    (``benchmarks/bench_align.py``, docs/dev/alignment-history.md). This keeps arrays up to 64 MiB
     on the heap and up to 256 MiB of freed heap for reuse: bounded, so a worker's idle
     memory grows by at most that much. The alignment's pair tasks call it; the
     reconstruction's block tasks do not (with a 128 MiB trim threshold they ran 10 %

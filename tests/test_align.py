@@ -521,7 +521,7 @@ def test_weighted_centroid_noise_at_the_papers_dose(tmp_path):
     over two rows only: over 12 noise realisations at the paper's dose (9 views, 3 px
     shifts) ``dx`` is right to 0.049 px RMS, each view to 0.029 px about their common
     offset. The ``cos²`` taper over the whole axis used before gave 0.069 and 0.049 px
-    (docs/alignment.md). The noise each view reports is its weighted centroid's scatter
+    (docs/dev/alignment-history.md). The noise each view reports is its weighted centroid's scatter
     over the draws to within -20 % / +40 % (the one noise level per view from the rows'
     second difference used before read 1.68 times it here)."""
     from sxtdist.simulation.presets import get_preset

@@ -20,7 +20,7 @@ def _roi_psnr(acq, path, out, client) -> float:
 
 #: Interior RMS bound (px) per number of full views, after removing the object's one rigid
 #: translation (``shift_errors``). Seed 1 measured 0.122 (9 views) and 0.077 px (19);
-#: over seeds 1-12 at this dose 0.056-0.122 and 0.052-0.086 px (docs/alignment.md). The
+#: over seeds 1-12 at this dose 0.056-0.122 and 0.052-0.086 px (docs/dev/alignment-history.md). The
 #: target, 0.1 px, holds for every seed with 19 views; with 9 it holds for the RMS over
 #: the seeds, not for each (the full views' axis noise over 180°).
 INTERIOR_BOUND_PX = {9: 0.15, 19: 0.1}

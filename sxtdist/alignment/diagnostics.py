@@ -64,7 +64,7 @@ LOST_WEIGHT = 0.5
 #: (anchors, neighbours) correlates far worse than the others. On the ``small`` preset
 #: (seeds 1-24, 9 and 19 full views, paper dose and 3000 photons) one clean pair in 96
 #: alignments passed 20 (45 times: an anchor 10° from its full view), and with half of
-#: one frame lost every pair of that frame was 68-926 times (docs/alignment.md).
+#: one frame lost every pair of that frame was 68-926 times (docs/dev/alignment-history.md).
 POOR_PEAK_FACTOR = 20.0
 
 

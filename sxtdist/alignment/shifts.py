@@ -51,7 +51,7 @@ ROBUST_SCALE_FLOOR_PX = 1e-3
 #: :func:`solve_joint`'s and :func:`solve_shifts`' rule for pairs that the others contradict:
 #: a pair whose misfit, in the solve's own units (times the square root of its weight),
 #: is beyond this many robust standard deviations of all pairs' loses weight by Huber's
-#: rule. Chosen on the ``small`` preset (docs/alignment.md): at 5 it weighted down 1
+#: rule. Chosen on the ``small`` preset (docs/dev/alignment-history.md): at 5 it weighted down 1
 #: pair in 48 clean alignments (seeds 1-24, 9 and 19 full views, paper dose) and left
 #: every figure as it was, and with half of one interior frame lost it kept the other
 #: views within 0.1 px on 12 of 12 seeds with 19 full views (0.131 -> 0.075 px).
@@ -323,7 +323,7 @@ def solve_joint(
     rigid translation, any full view no interior view reaches, and the slow
     errors of the chain (its drift over many steps and the closure over 180°,
     i.e. the rotation axis), which the full scan's moments measure directly.
-    The default weights were chosen on the ``small`` preset (docs/alignment.md):
+    The default weights were chosen on the ``small`` preset (docs/dev/alignment-history.md):
     the weighted centroids (``dx``) are as good as a pair; ``dy`` weighs less,
     which was still best (against 1, 3 and 10 times more) after the row profiles
     were refined to 0.02 px.
@@ -335,14 +335,14 @@ def solve_joint(
     themselves), and a view beyond it gets Huber's weight ``robust * sigma / |r|``;
     repeated until the weights settle. A full view moved so
     far that the object leaves its field has biased moments (1.2 px on one of 19 views
-    of seed 14 in docs/alignment.md), and its prior, worth about a pair, would
+    of seed 14 in docs/dev/alignment-history.md), and its prior, worth about a pair, would
     otherwise pull its anchors' stretch of the interior with it. ``None``: plain
     least squares.
 
     ``robust_pairs``: as in :func:`solve_shifts`, the pairs that the others contradict
     lose weight, but only once the full views' weights have settled: a full view's bad
     prior first shows as the misfit of the pairs around it, and weighting those down
-    first would keep the bad prior (seed 14 with 19 full views in docs/alignment.md:
+    first would keep the bad prior (seed 14 with 19 full views in docs/dev/alignment-history.md:
     0.53 px instead of 0.07).
 
     Returns
@@ -489,7 +489,7 @@ def _joint_weights(
 #: weighted-centroid noise of :data:`REFERENCE_SIGMA_PX`; each view's are scaled by
 #: ``REFERENCE_SIGMA_PX / its noise`` (0.01-10). The ``small`` preset's views report
 #: 0.04-0.06 px at the paper's fluence, so about 1.1-1.6 pairs each; doubling or halving
-#: that was worse on most rows (docs/alignment.md). (0.1 px when the noise was read 1.4
+#: that was worse on most rows (docs/dev/alignment-history.md). (0.1 px when the noise was read 1.4
 #: times as high, see :func:`~sxtdist.alignment.fullscan.weighted_centroid_noise_px`: the same
 #: weights at the paper's fluence.)
 FULL_PRIOR_WEIGHTS = (0.3, 1.0)

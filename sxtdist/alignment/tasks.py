@@ -60,7 +60,7 @@ class PairSettings:
 #: view enters up to three pairs and each full view every pair it anchors. With one
 #: transform per view, 256² views took 35-40 % less time on 1 worker and 15-25 % less
 #: on 2 this way, 128² views about the same on 2 workers (a ``/tmp`` script,
-#: docs/alignment.md); the ``small`` preset's 128 x 60 views were slower with the extra
+#: docs/dev/alignment-history.md); the ``small`` preset's 128 x 60 views were slower with the extra
 #: tasks before the shared transforms.
 PREPARED_VIEW_PIXELS = 256 * 256
 

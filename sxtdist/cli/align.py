@@ -55,7 +55,7 @@ from ._options import execution_options, scan_list
 @click.option("--iterations", "full_iterations", type=int, default=None,
               help="Projection-matching iterations for the full scan after its moments "
                    "[default: 0, or 10 with --method projection-matching; on sparse scans "
-                   "it made the moments worse, docs/alignment.md].")  # fmt: skip
+                   "it made the moments worse, docs/dev/alignment-history.md].")  # fmt: skip
 @click.option("--tol", "tol_px", type=float, default=0.05, show_default=True,
               help="Stop projection matching when no shift changes by more (px).")  # fmt: skip
 @click.option(
