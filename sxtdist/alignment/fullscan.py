@@ -92,37 +92,11 @@ def _shifts_from_centroids(
     com: np.ndarray, angles_deg: np.ndarray, cols: int
 ) -> tuple[np.ndarray, float]:
     """Column centroids -> ``dx`` (the fitted sinusoid, the object's position, removed; the
-    constant, the rotation axis, kept) and the axis offset, both about the detector centre.
-
-    The fit is robust (:func:`robust_sinusoid_fit`): one view far off, or one whose
-    centroid the detector's edge cut, would otherwise move the sinusoid, and with it every
-    other view's ``dx`` (by about 2/n of its own error on n views)."""
+    constant, the rotation axis, kept) and the axis offset, both about the detector centre."""
     basis = sinusoid_basis(angles_deg)
-    coef = robust_sinusoid_fit(basis, com)
+    coef, *_ = np.linalg.lstsq(basis, com, rcond=None)
     dx = com - basis[:, 1:] @ coef[1:] - (cols - 1) / 2.0
     return dx, float(coef[0] - (cols - 1) / 2.0)
-
-
-#: Huber's threshold of :func:`robust_sinusoid_fit`, in robust standard deviations.
-SINUSOID_HUBER = 1.5
-
-
-def robust_sinusoid_fit(basis: np.ndarray, values: np.ndarray, rounds: int = 20) -> np.ndarray:
-    """Coefficients of ``values ~ basis @ coef`` by iteratively reweighted least squares
-    with Huber's weights beyond :data:`SINUSOID_HUBER` robust standard deviations (1.4826
-    times the median absolute residual, at least 0.01 px)."""
-    w = np.ones(len(values))
-    coef = np.linalg.lstsq(basis, values, rcond=None)[0]
-    for _ in range(rounds):
-        r = np.abs(values - basis @ coef)
-        sigma = max(1.4826 * float(np.median(r)), 0.01)
-        new = np.minimum(1.0, SINUSOID_HUBER * sigma / np.maximum(r, 1e-300))
-        if np.abs(new - w).max() < 1e-4:
-            break
-        w = new
-        sw = np.sqrt(w)
-        coef = np.linalg.lstsq(basis * sw[:, None], values * sw, rcond=None)[0]
-    return coef
 
 
 def slice_weights(views: np.ndarray, dy: np.ndarray, margin: int) -> np.ndarray:
