@@ -129,3 +129,17 @@ def test_no_search_goes_beyond_max_shift(client, one_view_far_off):
         )
     info = res.info["roi"]
     assert info["search_range_px"] == [6, 6] and info["pairs_used"] < info["pairs"]
+
+
+def test_a_peak_next_to_the_overlap_limit_is_not_inside():
+    """Where the views overlap too little the map is -1; a spline through that cliff
+    overshoots, so a peak within 2 px of it is left out like one on the map's edge."""
+    ncc = _two_peaks()
+    result = PairResult(Pair("neighbour", 0, 1), ncc, np.array([-7.0, 11.0]), 0.9, 0.1)
+    assert peak_inside_map(result)
+    cut = ncc.copy()
+    cut[:, 15 + 13 :] = -1.0  # shifts beyond x = 12 overlap too little
+    assert not peak_inside_map(PairResult(Pair("neighbour", 0, 1), cut, result.shift, 0.9, 0.1))
+    cut = ncc.copy()
+    cut[:, 15 + 14 :] = -1.0  # 3 px away: clear of it
+    assert peak_inside_map(PairResult(Pair("neighbour", 0, 1), cut, result.shift, 0.9, 0.1))

@@ -23,18 +23,25 @@ PAIRS = [Pair("anchor", i, i // 3) for i in range(5)] + [
 
 
 def test_clean_pairs_are_trusted():
-    v = judge(_results(PAIRS), np.full((9, 2), 0.05), np.ones(9), 5)
+    v = judge(_results(PAIRS), np.full((9, 2), 0.05), np.ones(9), np.ones(9), 5)
     assert v.trusted and v.line() == "trusted" and v.scan_line("roi") == "trusted"
 
 
 def test_a_pair_that_does_not_close_its_loop_names_its_views():
     misfit = np.full((9, 2), 0.05)
     misfit[6] = (0.0, MISFIT_FLAG_PX + 0.05)  # neighbour 1-2
-    v = judge(_results(PAIRS), misfit, np.ones(9), 5)
-    assert v.roi == {1: "pair misfit over 0.3 px", 2: "pair misfit over 0.3 px"}
-    assert v.line() == "check views roi 1, 2 (pair misfit over 0.3 px)"
+    kept = np.ones(9)
+    kept[6] = 0.3  # weighted down by the robust rule: it still counts
+    v = judge(_results(PAIRS), misfit, kept, np.ones(9), 5)
+    assert v.roi == {1: "pair misfit over 0.25 px", 2: "pair misfit over 0.25 px"}
+    assert v.line() == "check views roi 1, 2 (pair misfit over 0.25 px)"
     misfit[6] = (0.0, MISFIT_FLAG_PX - 0.05)
-    assert judge(_results(PAIRS), misfit, np.ones(9), 5).trusted
+    assert judge(_results(PAIRS), misfit, np.ones(9), np.ones(9), 5).trusted
+    # a far anchor's misfit counts as little as it weighs
+    misfit[0] = (0.0, 2 * MISFIT_FLAG_PX)
+    weights = np.ones(9)
+    weights[0] = 0.2
+    assert judge(_results(PAIRS), misfit, np.ones(9), weights, 5).trusted
 
 
 def test_views_no_trusted_pair_ties_and_frames_that_correlate_poorly():
@@ -43,7 +50,7 @@ def test_views_no_trusted_pair_ties_and_frames_that_correlate_poorly():
     peaks = [0.99] * 9
     peaks[0] = 0.5  # view 0's anchor
     peaks[5] = 0.4  # and its neighbour pair 0-1 ...
-    v = judge(_results(PAIRS, peaks), np.zeros((9, 2)), kept, 5)
+    v = judge(_results(PAIRS, peaks), np.zeros((9, 2)), kept, np.ones(9), 5)
     assert v.roi[4] == "no trusted pair"
     assert v.roi[0] == "pairs correlate poorly"  # all its pairs; view 1 has good ones
     assert 1 not in v.roi
@@ -52,7 +59,7 @@ def test_views_no_trusted_pair_ties_and_frames_that_correlate_poorly():
 def test_a_rejected_full_view_with_too_few_anchors():
     kept = np.ones(9)
     kept[3] = np.nan  # full view 1 keeps one anchor (view 4)
-    v = judge(_results(PAIRS), np.zeros((9, 2)), kept, 5, full_rejected=[0, 1])
+    v = judge(_results(PAIRS), np.zeros((9, 2)), kept, np.ones(9), 5, full_rejected=[0, 1])
     assert v.full == {1: "own estimate rejected, too few anchors"}  # view 0 has 3
     assert v.line() == "check views full 1 (own estimate rejected, too few anchors)"
     assert v.scan_line("roi") == "trusted"

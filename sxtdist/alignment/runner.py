@@ -36,7 +36,7 @@ from .options import AlignOptions, option_fields
 from .pairs import PairResult, peak_inside_map, plan_pairs
 from .resample import matching_blur_px
 from .result import AlignmentResult
-from .shifts import full_prior_weights, solve_joint, solve_shifts
+from .shifts import full_prior_weights, pair_weights, solve_joint, solve_shifts
 from .tasks import PairSettings, _full_task, pair_graph, register_widened
 from .verdict import judge
 
@@ -351,7 +351,7 @@ def _align_roi(
         info, results, result.pair_kept_weight, g_roi.angles_deg, g_roi.n_angles
     )
     log_poor_peaks(info, results, g_roi.angles_deg)
-    _record_verdict(result, info, results, g_roi.n_angles)
+    _record_verdict(result, info, results, g_roi.angles_deg)
     result.shifts["roi"], result.info["roi"] = d, info
     result.pairs = results
     if opts.intensity != "none" and use_anchors:
@@ -415,14 +415,17 @@ def _register_pairs(
 
 
 def _record_verdict(
-    result: AlignmentResult, info: dict, results: list[PairResult], n_roi: int
+    result: AlignmentResult, info: dict, results: list[PairResult], roi_angles: np.ndarray
 ) -> None:
     """The verdict (:func:`~sxtdist.alignment.verdict.judge`) into each scan's record; a
     warning naming the views to check unless it is ``trusted``."""
     full = result.info.get("full", {})
     kept = full.get("joint_downweighted_weights") or []
     rejected = [j for j, k in zip(full.get("joint_downweighted_views") or [], kept) if k == 0]
-    verdict = judge(results, result.pair_misfit, result.pair_kept_weight, n_roi, rejected)
+    weights = pair_weights(results, roi_angles)
+    verdict = judge(
+        results, result.pair_misfit, result.pair_kept_weight, weights, len(roi_angles), rejected
+    )
     info["verdict"], info["check_views"] = verdict.scan_line("roi"), sorted(verdict.roi)
     if "full" in result.info:
         full["verdict"], full["check_views"] = verdict.scan_line("full"), sorted(verdict.full)

@@ -7,8 +7,11 @@ A view is named when
   of the search, or weighted down to less than half: :data:`LOST_WEIGHT`);
 - all its pairs correlate far worse than the others (a damaged frame,
   :data:`~sxtdist.alignment.diagnostics.POOR_PEAK_FACTOR`);
-- a pair of it that the solve kept disagrees with the solution by more than
-  :data:`MISFIT_FLAG_PX`: the loops of anchors and neighbours through it do not close;
+- a pair of it disagrees with the solution by more than :data:`MISFIT_FLAG_PX` in the
+  solve's own units (the misfit times the square root of the pair's weight: a far
+  anchor's misfit counts as little as it weighs): the loops of anchors and neighbours
+  through it do not close (a pair the robust rule weighted down counts too: it was
+  contradicted, or it was right and the rest is not);
 - (full views) its own estimate was rejected by the joint solve and fewer than
   :data:`MIN_ANCHORS` anchors tie it instead.
 """
@@ -23,11 +26,12 @@ import numpy as np
 from .diagnostics import LOST_WEIGHT, POOR_PEAK_FACTOR, peak_loss_ratio
 from .pairs import PairResult, views_of
 
-#: A kept pair whose misfit after the solve is longer than this (interior px) names its
-#: views. On the ``small`` preset's control motion (σ 3 px, seeds 1-6, 9 and 19 full
-#: views) the largest is 0.16-0.23 px; a view off by 0.5 px in a loop leaves about
-#: half of it on each of its pairs.
-MISFIT_FLAG_PX = 0.3
+#: A pair whose misfit after the solve, times the square root of its weight, is longer
+#: than this (interior px) names its views. On the ``small`` preset's control motion
+#: (σ 3 px, development seeds 1-6, 9 and 19 full views, paper dose) the largest is
+#: 0.045-0.126 px per alignment; a view off by 0.5 px in a loop of neighbours leaves
+#: about half of it on each of its two neighbour pairs.
+MISFIT_FLAG_PX = 0.25
 #: A full view whose own estimate the joint solve rejected needs this many used anchors.
 MIN_ANCHORS = 2
 
@@ -75,12 +79,15 @@ def judge(
     results: Sequence[PairResult],
     misfit: np.ndarray | None,
     kept: np.ndarray | None,
+    weights: np.ndarray,
     n_roi: int,
     full_rejected: Sequence[int] = (),
 ) -> Verdict:
     """The verdict on an interior alignment from its pairs (``misfit`` ``(m, 2)`` and
     ``kept`` ``(m,)`` as :class:`~sxtdist.alignment.AlignmentResult` holds them, NaN for a
-    pair left out) and the full views whose own estimate the joint solve rejected."""
+    pair left out; ``weights``: the pairs' least-squares weights,
+    :func:`~sxtdist.alignment.shifts.pair_weights`) and the full views whose own estimate
+    the joint solve rejected."""
     verdict = Verdict()
     m = len(results)
     misfit = np.full((m, 2), np.nan) if misfit is None else np.asarray(misfit, float)
@@ -101,9 +108,9 @@ def judge(
                 (has_poor if p else has_good)[v] = True
         for v in np.flatnonzero(has_poor & ~has_good):
             verdict.roi.setdefault(int(v), "pairs correlate poorly")
-    length = np.hypot(misfit[:, 0], misfit[:, 1])
-    for r, ok, size in zip(results, trusted, length, strict=True):
-        if ok and size > MISFIT_FLAG_PX:
+    length = np.hypot(misfit[:, 0], misfit[:, 1]) * np.sqrt(np.asarray(weights, float))
+    for r, size in zip(results, length, strict=True):
+        if size > MISFIT_FLAG_PX:  # NaN (left out) compares False
             for v in views_of(r.pair):
                 verdict.roi.setdefault(int(v), f"pair misfit over {MISFIT_FLAG_PX:g} px")
     anchors = np.zeros(max([r.pair.j for r in results if r.pair.kind == "anchor"] + [-1]) + 1)
