@@ -34,6 +34,7 @@ COMMANDS = {
     "batch": "batch",
     "plan": "plan",
     "report": "report",
+    "rechunk": "rechunk",
     "view": "view",
 }
 

@@ -53,11 +53,25 @@ from ._options import ITERATIONS, execution_options, per_scan_float, scan_list
     is_flag=True,
     help="Simulated data: stop at the best PSNR against the truth (studies only).",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the block plan, bytes read and written, peak memory per worker (or GPU) "
+    "and the wall time estimated from this machine's rates for the cluster's workers "
+    "(--workers, or --max-jobs for a batch queue); run nothing, write nothing "
+    "(docs/cluster.md).",
+)
 @execution_options(backend=True)
-def command(acquisition, out, execution, **recipe) -> None:
+def command(acquisition, out, execution, dry_run, **recipe) -> None:
     """Reconstruct ACQUISITION (both scans together by default) into the volume OUT."""
     recipe["scans"] = scan_list(recipe["scans"])
     recipe["weights"] = _weights(recipe["weights"])
+    if dry_run:
+        from ..estimate import estimate_reconstruction
+
+        estimate = estimate_reconstruction(acquisition, Reconstruction(**recipe), execution)
+        click.echo(estimate.describe())
+        return
     reconstruct(acquisition, out, Reconstruction(**recipe), execution)
 
 

@@ -1,7 +1,7 @@
 """Import a projection stack from a beamline format into an acquisition, as one scan.
 
 The stack is read frame by frame (a lazy dask array over the reader), converted
-to optical depth and written one projection per chunk, so memory stays at a few
+to optical depth and written one projection per shard, so memory stays at a few
 frames whatever the size of the file. Flat/dark correction::
 
     OD = -ln( clip((I - dark) / (flat - dark), EPS) )

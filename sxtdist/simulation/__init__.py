@@ -10,17 +10,23 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from .._progress import progress_bar
-from ..dataset import Acquisition, ScanData, create_acquisition
+from ..dataset import TRUTH_CHUNK_Z, Acquisition, ScanData, Stream, create_acquisition
 from ..errors import OutputExistsError, ParameterError
-from ..geometry import ScanGeometry, default_grid, scan_angles, without_rigid_translation
+from ..geometry import (
+    ScanGeometry,
+    VolumeGrid,
+    default_grid,
+    scan_angles,
+    without_rigid_translation,
+)
 from ..physics import psf_fwhm_nm
-from .forward import ForwardModel, project_scan
+from .forward import ForwardModel, scan_views
 from .motion import Motion, check_motion
 from .phantom import CellPhantom, make_cell
 from .presets import PRESETS, Preset, ScanPreset, get_preset, override_scan
@@ -68,6 +74,12 @@ def _resolve(preset: Preset, **kw: Any) -> tuple[ScanPreset, ScanPreset]:
     if roi.width_um is not None and roi.width_um <= 0:
         raise ParameterError("ROI width must be positive")
     return full, roi
+
+
+def truth_slabs(phantom: CellPhantom, grid: VolumeGrid) -> Iterator[np.ndarray]:
+    """The phantom rasterised on ``grid``, slab after slab of the truth's chunk height."""
+    for z0 in range(0, grid.nz, TRUTH_CHUNK_Z):
+        yield phantom.rasterize(grid, z_range=(z0, min(grid.nz, z0 + TRUTH_CHUNK_Z)))
 
 
 def simulation_geometries(
@@ -174,8 +186,6 @@ def simulate(
         capillary=base.capillary if capillary is None else capillary,
         organelle_density=base.organelle_density,
     )
-    scans: dict[str, ScanData] = {}
-    true_shifts: dict[str, list] = {}
     total = full.n_angles + roi.n_angles
     drawn = {
         name: np.random.default_rng(seeds[1 + i]).normal(
@@ -189,31 +199,9 @@ def simulate(
     # (over the scans that have shifts: a scan simulated without any stays without)
     jittered = {n: d for n, d in drawn.items() if np.any(d)}
     drawn.update(without_rigid_translation(jittered, geoms)[0])
-    with progress_bar(total, f"simulate {preset}", progress, unit="proj") as advance:
-        for i, (name, sp) in enumerate((("full", full), ("roi", roi))):
-            shifts = drawn[name]
-            g = geoms[name].with_shifts(shifts)
-            model = ForwardModel(
-                psf_fwhm_nm=psf_fwhm_nm(sp.zone_plate_ozw_nm) if psf else None,
-                photons_per_pixel=sp.photons_per_pixel,
-                intensity_mismatch=intensity_mismatch if name == "roi" else None,
-            )
-            data = project_scan(phantom, g, model, np.random.default_rng(seeds[3 + i]), advance)
-            true_shifts[name] = shifts.tolist()
-            scans[name] = ScanData(
-                data=data,
-                angles_deg=g.angles_deg,
-                pixel_size_nm=g.pixel_size_nm,
-                energy_ev=sp.energy_ev,
-                zone_plate_ozw_nm=sp.zone_plate_ozw_nm,
-                photons_per_pixel=sp.photons_per_pixel or None,
-                roi_center_px=g.center_offset_px,
-                extra={"source": {"simulated": True, "preset": preset, "seed": seed}},
-            )
-    truth = phantom.rasterize(grid)
     truth_meta = {
         "voxel_size_nm": grid.voxel_size_nm,
-        "shifts_px": true_shifts,
+        "shifts_px": {name: drawn[name].tolist() for name in ("full", "roi")},
         "shifts_sigma_px": {"full": full.shifts_sigma_px, "roi": roi.shifts_sigma_px},
         "intensity_transform": (
             None
@@ -230,14 +218,36 @@ def simulate(
         "seed": int(seed),
         "phantom": phantom.description,
     }
-    acq = create_acquisition(
-        path,
-        scans,
-        truth=truth,
-        truth_meta=truth_meta,
-        overwrite=overwrite,
-        sample={"description": f"simulated cell ({preset} preset)"},
-    )
+    with progress_bar(total, f"simulate {preset}", progress, unit="proj") as advance:
+        scans: dict[str, ScanData] = {}
+        for i, (name, sp) in enumerate((("full", full), ("roi", roi))):
+            g = geoms[name].with_shifts(drawn[name])
+            model = ForwardModel(
+                psf_fwhm_nm=psf_fwhm_nm(sp.zone_plate_ozw_nm) if psf else None,
+                photons_per_pixel=sp.photons_per_pixel,
+                intensity_mismatch=intensity_mismatch if name == "roi" else None,
+            )
+            # views are made as they are written, one at a time and in order: the memory
+            # of a scan is one view's, the truth's one slab's
+            views = scan_views(phantom, g, model, np.random.default_rng(seeds[3 + i]), advance)
+            scans[name] = ScanData(
+                data=Stream((g.n_angles, *g.detector_shape), views),
+                angles_deg=g.angles_deg,
+                pixel_size_nm=g.pixel_size_nm,
+                energy_ev=sp.energy_ev,
+                zone_plate_ozw_nm=sp.zone_plate_ozw_nm,
+                photons_per_pixel=sp.photons_per_pixel or None,
+                roi_center_px=g.center_offset_px,
+                extra={"source": {"simulated": True, "preset": preset, "seed": seed}},
+            )
+        acq = create_acquisition(
+            path,
+            scans,
+            truth=Stream(grid.shape, truth_slabs(phantom, grid)),
+            truth_meta=truth_meta,
+            overwrite=overwrite,
+            sample={"description": f"simulated cell ({preset} preset)"},
+        )
     logger.info(
         "simulated %r (seed %d) in %.1f s -> %s", preset, seed, time.perf_counter() - t0, path
     )
