@@ -68,6 +68,8 @@ def study(family: str, n_full: int, seed: int, psnr_iterations: int, client, wor
         "verdict": verdict,
         "seconds": seconds,
     }
+    sigma = np.hypot(*np.asarray(res.info["roi"].get("roi_sigma_px", np.full((1, 2), np.nan))).T)
+    out["sigma_over_error"] = float(np.median(sigma) / max(out["roi_rms"], 1e-12))
     for key in ("coarse_task_seconds", "fine_task_seconds", "check_seconds", "pairs_widened"):
         if key in res.info.get("roi", {}):
             out[key] = res.info["roi"][key]

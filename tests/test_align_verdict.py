@@ -65,6 +65,19 @@ def test_a_rejected_full_view_with_too_few_anchors():
     assert v.scan_line("roi") == "trusted"
 
 
+def test_standard_errors_of_a_mean_known_answer():
+    """Four measurements of one value: the mean's standard error is their sample standard
+    deviation (n - 1 degrees of freedom) over the square root of 4."""
+    from scipy import sparse
+
+    from sxtdist.alignment.confidence import standard_errors
+
+    b = np.array([1.0, 2.0, 4.0, 5.0])
+    a = sparse.csr_matrix(np.ones((4, 1)))
+    se = standard_errors(a, b, np.array([b.mean()]))
+    assert se[0] == pytest.approx(np.std(b, ddof=1) / 2.0)
+
+
 def test_verdict_line_groups_by_reason():
     v = Verdict(roi={3: "a", 1: "a", 7: "b"}, full={2: "c"})
     assert v.line() == "check views roi 1, 3 (a); 7 (b); full 2 (c)"
