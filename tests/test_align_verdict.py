@@ -3,6 +3,8 @@ stored with the shifts and shown by ``sxtdist info``."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -104,6 +106,9 @@ def test_align_stores_the_verdict_and_info_shows_it(client, tmp_path, run_cli):
     assert res.info["roi"]["verdict"] == res.info["full"]["verdict"] == "trusted"
     code, out, _ = run_cli("info", path)
     assert code == 0 and out.count("verdict: trusted") == 2
+    assert re.search(
+        r"views' standard error median 0\.\d{3} px \(largest 0\.\d{3} px, view \d+\)", out
+    )
     arr = zarr.open_array(acq["roi"].path, mode="r+")
     frame = arr[12]
     frame[:, : 3 * frame.shape[1] // 4] = np.median(frame)
