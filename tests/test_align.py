@@ -849,10 +849,12 @@ def test_cli_align_warns_of_pairs_left_out_and_logs_the_misfit(run_cli, tiny_acq
     assert m and 0 < int(m[1]) <= int(m[2])
 
 
-def test_cli_align_weights_down_the_pairs_of_a_damaged_frame(run_cli, tiny_copy, tmp_path):
+def test_cli_align_names_a_damaged_frame_in_its_verdict(run_cli, tiny_copy, tmp_path):
     """Half of interior frame 12 lost (set to its median, as a beam drop leaves it): its
-    anchor pair is named in the log as weighted down, and ``pairs.csv`` says how much
-    of its weight it kept."""
+    three pairs agree with each other on a shift 0.6 px off, so no misfit shows it, but
+    they all correlate far worse than the others (5.6-9.3 times the median's loss, the
+    others at most 2): the verdict names the frame, a one-line warning on the command
+    line; ``pairs.csv`` shows the other pairs kept their whole weight."""
     import zarr
 
     arr = zarr.open_array(sxtdist.open_acquisition(tiny_copy)["roi"].path, mode="r+")
@@ -862,11 +864,9 @@ def test_cli_align_weights_down_the_pairs_of_a_damaged_frame(run_cli, tiny_copy,
     rep = tmp_path / "rep"
     code, _, err = run_cli("align", tiny_copy, "--dry-run", "--report", rep, "--workers", "1")
     assert code == 0, err
-    assert "weighted down in the solve: anchor 12 to full view" in err
+    assert "sxtdist: warning: alignment: check views roi 12 (pairs correlate poorly)" in err
     with open(rep / "pairs.csv") as fh:
         rows = list(csv.DictReader(fh))
-    anchor = next(r for r in rows if r["kind"] == "anchor" and r["i"] == "12")
-    assert float(anchor["kept_weight"]) < 0.5
     others = [float(r["kept_weight"]) for r in rows if "12" not in (r["i"], r["j"])]
     assert min(others) == 1.0
 
