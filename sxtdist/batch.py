@@ -30,7 +30,7 @@ from typing import Any
 
 from ._progress import progress_bar
 from .distributed import cancel_tasks, get_client
-from .errors import InputError, SxtdistError
+from .errors import InputError, SxtdistError, option, use_overwrite
 from .execution import Execution, execution_fields
 from .logs import cell_messages_as_details
 from .recon import AUTO, parse_iterations
@@ -388,7 +388,10 @@ def _backend_lines(cells: Sequence[Cell], client: Any, local: bool) -> list[str]
             continue
         line = f"batch: backend {chosen} ({why})"
         if chosen == "cpu" and requested == "auto" and local and probe_gpu().usable:
-            line += "; this machine has a GPU: --cluster local-cuda reconstructs on it"
+            line += (
+                "; this machine has a GPU: "
+                f"{option('--cluster local-cuda', 'cluster="local-cuda"')} reconstructs on it"
+            )
         lines.append(line)
     return lines
 
@@ -481,7 +484,7 @@ class _Batch:
                     "failed",
                     None,
                     f"{cell.out} is complete but was made with {mismatch}; "
-                    "use --overwrite to redo it",
+                    + use_overwrite("redo it"),
                 )
             scores = _metrics(cell, self.client) if self.metrics else None
             return result("skipped", None, "complete already", scores)

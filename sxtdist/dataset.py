@@ -44,7 +44,7 @@ import numpy as np
 import zarr
 
 from . import _version
-from .errors import InputError, OutputExistsError, ParameterError
+from .errors import InputError, OutputExistsError, ParameterError, use_overwrite
 from .geometry import MAX_AXIS_TILT_DEG, ScanGeometry
 from .io import ngff
 
@@ -335,7 +335,7 @@ def create_acquisition(
         raise ParameterError("an acquisition needs at least one scan")
     if os.path.exists(path):
         if not overwrite:
-            raise OutputExistsError(path, "already exists (use --overwrite to replace it)")
+            raise OutputExistsError(path, f"already exists ({use_overwrite()})")
         _remove(path)
     tmp = path.rstrip("/") + ".partial"
     _remove(tmp)
@@ -473,7 +473,7 @@ def add_scan(
     acq = open_acquisition(path, mode="r+")
     if name in acq.scans and not overwrite:
         raise OutputExistsError(
-            os.path.join(path, name), "scan already exists (use --overwrite to replace it)"
+            os.path.join(path, name), f"scan already exists ({use_overwrite()})"
         )
     root = acq.group
     tmp_name = f"_partial_{name}"
@@ -511,7 +511,7 @@ def convert_layout(
         raise ParameterError("the output must not be the acquisition itself")
     if os.path.exists(out):
         if not overwrite:
-            raise OutputExistsError(out, "already exists (use --overwrite to replace it)")
+            raise OutputExistsError(out, f"already exists ({use_overwrite()})")
         open_acquisition(out, mode="r")  # replace only an acquisition, never a foreign folder
         _remove(out)
     tmp = out.rstrip("/") + ".partial"

@@ -13,7 +13,7 @@ import time
 
 from .alignment import align
 from .dataset import open_acquisition
-from .errors import OutputExistsError
+from .errors import OutputExistsError, use_overwrite
 from .execution import Execution
 from .recon import AUTO
 from .runner import reconstruct
@@ -46,7 +46,7 @@ def run_demo(
     os.makedirs(out_dir, exist_ok=True)
     acq_path = os.path.join(out_dir, f"{preset}.zarr")
     if os.path.exists(acq_path) and not ex.overwrite:
-        raise OutputExistsError(acq_path, "exists from an earlier demo (use --overwrite)")
+        raise OutputExistsError(acq_path, f"exists from an earlier demo ({use_overwrite()})")
     logger.info("1/3 simulating a '%s' cell (seed %d) -> %s", preset, seed, acq_path)
     simulate(acq_path, preset=preset, seed=seed, overwrite=ex.overwrite, progress=ex.progress)
     acq = open_acquisition(acq_path)
@@ -81,7 +81,6 @@ def describe_results(
             f"{os.path.join(out_dir, name + '.zarr')}"
         )
     lines.append(f"  PSNR: {PSNR_NOTE}")
-    lines.append(
-        "  view: napari --plugin napari-ome-zarr " + os.path.join(out_dir, "combined.zarr")
-    )
+    combined = os.path.join(out_dir, "combined.zarr")
+    lines.append(f"  view: sxtdist view {combined}  (or napari --plugin sxtdist {combined})")
     return "\n".join(lines)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .blocks import coupling_links
-from .errors import ParameterError
+from .errors import ParameterError, option
 from .geometry import VolumeGrid
 from .operators.base import LinearOperator, Scaled
 from .operators.scan import ScanModel, scan_operator
@@ -88,7 +88,7 @@ class Problem:
         if not self.models:
             raise ParameterError("no scans to reconstruct from")
         if self.nonneg_every is not None and self.nonneg_every < 1:
-            raise ParameterError("--nonneg-every must be at least 1")
+            raise ParameterError(f"{option('--nonneg-every', 'nonneg_every')} must be at least 1")
         for name, w in self.weights.items():
             if not w > 0:
                 raise ParameterError(f"weight of scan {name!r} must be positive, got {w}")

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import metrics, scoring
-from .errors import InputError, OutputExistsError
+from .errors import InputError, OutputExistsError, use_overwrite
 
 #: Default number of central slices read for the images and the radial PSNR.
 MAX_SLICES = 64
@@ -107,7 +107,7 @@ def make_report(
     paths = {"png": prefix + ".png", "csv": prefix + ".csv", "curves": prefix + ".curves.csv"}
     for p in paths.values():
         if os.path.exists(p) and not overwrite:
-            raise OutputExistsError(p, "already exists (use --overwrite to replace it)")
+            raise OutputExistsError(p, f"already exists ({use_overwrite()})")
     parent = os.path.dirname(os.path.abspath(prefix))
     if not os.path.isdir(parent):
         raise InputError(parent, "output directory does not exist")

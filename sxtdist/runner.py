@@ -34,7 +34,14 @@ from .backends import (
 from .blocks import Block, BlockPlan, plan_blocks
 from .dataset import Acquisition, open_acquisition
 from .distributed import current_client, get_client, run_tasks, worker_memory_limit
-from .errors import InputError, OutputExistsError, ParameterError, SxtdistWarning
+from .errors import (
+    InputError,
+    OutputExistsError,
+    ParameterError,
+    SxtdistWarning,
+    option,
+    use_overwrite,
+)
 from .execution import Execution, execution_fields
 from .geometry import VolumeGrid, angular_spacing_deg, default_grid
 from .metrics import cylinder_mask, roi_diameter_px, split_half_indices
@@ -69,7 +76,8 @@ def scan_models(acq: Acquisition, scans: Sequence[str], psf: bool = False) -> di
         if psf and not scan.zone_plate_ozw_nm:
             raise InputError(
                 acq.path,
-                f"scan {name!r} has no zone-plate OZW, so --psf cannot model its PSF; set it "
+                f"scan {name!r} has no zone-plate OZW, so {option('--psf', 'psf=True')} cannot "
+                f"model its PSF; set it "
                 f"with 'sxtdist edit {acq.path} --scan {name} --zone-plate-ozw-nm NM'",
             )
         if psf:
@@ -371,7 +379,7 @@ def _auto_iterations(
     if count == n:
         warnings.warn(
             f"iterations auto: the held-out misfit was still falling after {n} iterations; "
-            f"using {n} (pass --iterations N for more)",
+            f"using {n} (pass {option('--iterations N', 'iterations=N')} for more)",
             SxtdistWarning,
             stacklevel=3,
         )
@@ -595,10 +603,14 @@ def _prepare(
         raise ParameterError("the output must not be the acquisition itself")
     problem = build_problem(acq, recipe)
     if recipe.oracle and acq.truth is None:
-        raise InputError(acq.path, "has no truth volume: --oracle needs simulated data")
+        raise InputError(
+            acq.path,
+            f"has no truth volume: {option('--oracle', 'oracle=True')} needs simulated data",
+        )
     if recipe.oracle and tuple(acq.truth.shape) != problem.grid.shape:
         raise ParameterError(
-            "--oracle needs the reconstruction on the truth's grid (no --voxel-size-nm)"
+            f"{option('--oracle', 'oracle=True')} needs the reconstruction on the truth's grid "
+            f"(no {option('--voxel-size-nm', 'voxel_size_nm=')})"
         )
     roi_radius = (
         _roi_radius_nm(acq) if recipe.oracle_radius_nm is None else float(recipe.oracle_radius_nm)
@@ -638,7 +650,7 @@ def _check_existing(job: _Job) -> Reconstruction:
         return recipe
     vol = open_volume(out, mode="r")
     if vol.status == "complete":
-        raise OutputExistsError(out, "is a complete volume already (use --overwrite to replace it)")
+        raise OutputExistsError(out, f"is a complete volume already ({use_overwrite()})")
     meta = vol.meta
     stored = meta.get("plan") or {}
     layout = {k: stored.get(k) for k in ("block_size", "halo")}
@@ -652,7 +664,7 @@ def _check_existing(job: _Job) -> Reconstruction:
         raise OutputExistsError(
             out,
             "holds an unfinished reconstruction with different parameters; "
-            "use --overwrite to start over",
+            + use_overwrite("start over"),
         )
     return recipe.replace(**{k: v for k, v in layout.items() if asked[k] is None})
 
@@ -707,7 +719,7 @@ def _plan(client: Any, job: _Job, ex: Execution, backend: str) -> BlockPlan:
     if limit and plan.peak_bytes > limit:
         warnings.warn(
             f"the plan's {plan.peak_bytes / 2**20:.0f} MiB exceeds the worker limit "
-            f"{limit / 2**20:.0f} MiB; pass --block-size smaller",
+            f"{limit / 2**20:.0f} MiB; pass a smaller {option('--block-size', 'block_size=')}",
             SxtdistWarning,
             stacklevel=3,
         )

@@ -29,7 +29,7 @@ import zarr
 
 from . import _version
 from .dataset import KEY, SCHEMA_VERSION, _jsonable, _now, _remove, open_sxtdist_group
-from .errors import InputError, OutputExistsError, OutputLockedError
+from .errors import InputError, OutputExistsError, OutputLockedError, use_overwrite
 from .geometry import VolumeGrid
 from .io import ngff
 
@@ -127,7 +127,7 @@ def create_volume(
     path = os.fspath(path)
     if os.path.exists(path) and set(os.listdir(path)) - {LOCK_NAME}:
         if not overwrite:
-            raise OutputExistsError(path, "already exists (use --overwrite to replace it)")
+            raise OutputExistsError(path, f"already exists ({use_overwrite()})")
         for entry in set(os.listdir(path)) - {LOCK_NAME}:  # keep our own lock
             _remove(os.path.join(path, entry))
     nz, ny, nx = grid.shape

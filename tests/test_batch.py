@@ -196,7 +196,8 @@ def test_complete_cell_with_other_options_is_not_silently_kept(two_cells, tmp_pa
     cell = [str(two_cells / "cell1.zarr")]
     reconstruct_batch(cell, out, client=client, metrics=False, **OPTS)
     (row,) = reconstruct_batch(cell, out, client=client, block_size=8, iterations=3, align=False)
-    assert row.status == "failed" and "iterations=8" in row.message and "--overwrite" in row.message
+    assert row.status == "failed" and "iterations=8" in row.message
+    assert "overwrite=True" in row.message  # in Python's words: this is a call from Python
     (row,) = reconstruct_batch(
         cell,
         out,
@@ -356,6 +357,7 @@ def test_batch_says_which_backend_its_cluster_gives(two_cells, tmp_path, monkeyp
     import sxtdist.backends as backends
     from sxtdist.batch import _backend_lines, read_manifest
     from sxtdist.distributed import get_client
+    from sxtdist.errors import command_line_words
 
     m = tmp_path / "m.csv"
     m.write_text(
@@ -369,6 +371,9 @@ def test_batch_says_which_backend_its_cluster_gives(two_cells, tmp_path, monkeyp
         assert lines[1].startswith("batch: cells asking for backend 'gpu' will fail: no usable GPU")
         gpu_here = backends.GpuInfo(True, "", [{"name": "a test GPU"}])
         monkeypatch.setattr(backends, "probe_gpu", lambda *a, **k: gpu_here)
-        lines = _backend_lines(cells[:1], c, local=True)
+        lines = _backend_lines(cells[:1], c, local=True)  # from Python: its words
+        assert lines[0].endswith('this machine has a GPU: cluster="local-cuda" reconstructs on it')
+        with command_line_words():  # as sxtdist batch says it
+            lines = _backend_lines(cells[:1], c, local=True)
         assert lines[0].endswith("this machine has a GPU: --cluster local-cuda reconstructs on it")
         assert "local-cuda" not in _backend_lines(cells[:1], c, local=False)[0]

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..errors import SxtdistWarning
+from ..errors import SxtdistWarning, option
 from .pairs import PairResult, describe_pair, views_of
 
 logger = logging.getLogger(__name__)
@@ -30,8 +30,8 @@ def log_pair_misfit(
     if dropped:
         warnings.warn(
             f"{dropped} of {len(results)} pairs left out: their NCC peak lay on "
-            f"the edge of the ±{margin[0]}×{margin[1]} px search (raise --max-shift if the "
-            "views moved further)",
+            f"the edge of the ±{margin[0]}×{margin[1]} px search range (raise "
+            f"{option('--max-shift', 'max_shift_px')} if the views moved further)",
             SxtdistWarning,
             stacklevel=2,
         )

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ParameterError
+from ..errors import ParameterError, option
 from .shifts import ROBUST_PAIRS, ROBUST_PRIOR
 
 METHODS = ("anchor", "neighbour", "projection-matching")
@@ -95,7 +95,10 @@ class AlignOptions:
                     f"(0: off), got {value}"
                 )
         if self.max_shift_px is not None and not self.max_shift_px >= 1:
-            raise ParameterError(f"--max-shift must be at least 1 px, got {self.max_shift_px}")
+            raise ParameterError(
+                f"{option('--max-shift', 'max_shift_px')} must be at least 1 px, "
+                f"got {self.max_shift_px}"
+            )
         if self.projection_iterations < 0 or not self.tol_px > 0:
             raise ParameterError(
                 "projection matching needs iterations >= 0 and a positive tolerance"

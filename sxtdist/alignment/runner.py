@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..dataset import Acquisition, open_acquisition
-from ..errors import InputError, ParameterError, SxtdistWarning
+from ..errors import InputError, ParameterError, SxtdistWarning, option
 from ..execution import Execution
 from ..geometry import ScanGeometry, angular_spacing_deg, without_rigid_translation
 from .diagnostics import log_pair_misfit, log_pairs_weighted_down, log_poor_peaks
@@ -58,7 +58,8 @@ def search_range(shape: Sequence[int], max_shift_px: float | None = None) -> tup
     m = int(math.ceil(max_shift_px))
     if m > 0.45 * min(shape):
         raise ParameterError(
-            f"--max-shift {max_shift_px} px is too large for {shape[0]} x {shape[1]} px views"
+            f"{option('--max-shift', 'max_shift_px=')} {max_shift_px} px is too large for "
+            f"{shape[0]} x {shape[1]} px views"
         )
     return m, m
 
@@ -150,7 +151,8 @@ def align(
     if opts.method == "projection-matching" and "roi" in scans:
         raise ParameterError(
             "projection matching needs the whole sample in view: use it for the full scan "
-            "(--scans full); align the interior scan with anchor or neighbour"
+            f"({option('--scans full', 'scans=["full"]')}); align the interior scan with "
+            "anchor or neighbour"
         )
     if opts.method in ("anchor", "neighbour") and scans == ["full"]:
         # the full scan's own method, with the iterations the method asked for

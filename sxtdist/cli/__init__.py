@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import click
 
 from .._version import __version__
-from ..errors import SxtdistError
+from ..errors import SxtdistError, command_line_words
 from ..logs import configure_logging, reset_logging, warnings_as_log_lines
 from ._options import verbosity_options
 
@@ -78,7 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     configure_logging()
     try:
-        with _sigterm_as_interrupt(), warnings_as_log_lines(), _closing_new_clusters():
+        with (
+            _sigterm_as_interrupt(),
+            warnings_as_log_lines(),
+            command_line_words(),
+            _closing_new_clusters(),
+        ):
             return _main(argv)
     finally:
         reset_logging()

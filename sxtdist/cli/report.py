@@ -6,7 +6,7 @@ import click
 
 from ..report import MAX_SLICES, make_report
 from ..scoring import PSNR_NOTE
-from ._options import overwrite_option
+from ._options import echo_json, overwrite_option, renamed_option
 
 
 @click.command()
@@ -18,7 +18,10 @@ from ._options import overwrite_option
     "--half", type=click.Path(), help="Volume from the other half of the views: split-half FRC."
 )
 @click.option(
-    "--roi-um", type=float, help="ROI width for the ROI PSNR and the resolution cube (µm)."
+    "--roi-width-um",
+    "roi_um",
+    type=float,
+    help="ROI width for the ROI PSNR and the resolution cube (µm).",
 )
 @click.option("--out", type=click.Path(), help="Output prefix (default VOLUME.report).")
 @click.option(
@@ -29,9 +32,15 @@ from ._options import overwrite_option
     help="Central slices read for the images and the radial PSNR.",
 )
 @overwrite_option
-def command(volume, truth, half, roi_um, out, max_slices, overwrite) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics and files as JSON.")
+@renamed_option("--roi-um", "--roi-width-um", "roi_um", type=float)
+def command(volume, truth, half, roi_um, out, max_slices, overwrite, as_json) -> None:
     """Write VOLUME.report.png, .csv and .curves.csv: a look at a reconstruction."""
     rep = make_report(volume, truth, out, half, roi_um, max_slices, overwrite)
+    if as_json:
+        files = {"png": rep.png, "csv": rep.csv, "curves_csv": rep.curves_csv}
+        echo_json({"metrics": rep.rows, "files": files})
+        return
     for r in rep.rows:
         value = r["value"]
         text = f"{value:.4g} {r['unit']}" if isinstance(value, float) else str(value)

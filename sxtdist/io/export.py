@@ -41,7 +41,14 @@ import numpy as np
 from .._progress import progress_bar
 from .._version import __version__
 from ..dataset import _remove
-from ..errors import InputError, OutputExistsError, ParameterError, SxtdistWarning
+from ..errors import (
+    InputError,
+    OutputExistsError,
+    ParameterError,
+    SxtdistWarning,
+    option,
+    use_overwrite,
+)
 from ..volume import MIN_LEVEL_SIZE, open_volume
 from . import ngff
 
@@ -58,6 +65,8 @@ OME_TIFF_SUFFIXES = (".ome.tif", ".ome.tiff")
 MARK = "sxtdist"
 #: ImageJ TIFFs must stay below 4 GiB; larger stacks are written as BigTIFF + OME.
 IMAGEJ_LIMIT = 2**32 - 2**25
+#: How a message names the command that finishes a volume.
+RECONSTRUCT_CLI = "'sxtdist reconstruct'"
 #: Bytes per slab read and written at once.
 SLAB_BYTES = 64 * 2**20
 
@@ -70,7 +79,7 @@ def format_from_suffix(out: str) -> str:
             return fmt
     raise ParameterError(
         f"{out}: cannot tell the format from the suffix "
-        "(.mrc/.rec/.map, .tif/.tiff, .zarr); name it with --format"
+        f"(.mrc/.rec/.map, .tif/.tiff, .zarr); name it with {option('--format', 'fmt=')}"
     )
 
 
@@ -131,7 +140,10 @@ def export_volume(
     out = os.fspath(out).rstrip("/")
     fmt = fmt or format_from_suffix(out)
     if fmt not in FORMATS:
-        raise ParameterError(f"--format: unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+        raise ParameterError(
+            f"{option('--format', 'fmt')}: unknown format {fmt!r} "
+            f"(choose from {', '.join(FORMATS)})"
+        )
     vol = open_volume(volume, mode="r")
     if vol.status != "complete":
         n_blocks = vol.meta.get("plan", {}).get("n_blocks")
@@ -139,9 +151,10 @@ def export_volume(
         if not allow_incomplete:
             raise InputError(
                 vol.path,
-                f"is unfinished ({vol.status}, {done} blocks written): re-run the same "
-                "'sxtdist reconstruct' to finish it, or pass --allow-incomplete to export "
-                "it with zeros for the missing blocks",
+                f"is unfinished ({vol.status}, {done} blocks written): run the same "
+                f"{option(RECONSTRUCT_CLI, 'reconstruct()')} again to finish it, or "
+                f"pass {option('--allow-incomplete', 'allow_incomplete=True')} to export it "
+                "with zeros for the missing blocks",
             )
         warnings.warn(
             f"{vol.path} is {vol.status} ({done} blocks written): the rest are zeros",
@@ -165,7 +178,7 @@ def export_volume(
     source = _Source(os.path.abspath(vol.path), level, bounds)
     if os.path.exists(out):
         if not overwrite:
-            raise OutputExistsError(out, "already exists (use --overwrite to replace it)")
+            raise OutputExistsError(out, f"already exists ({use_overwrite()})")
     tmp = out + ".partial"
     _remove(tmp)
     logger.info(

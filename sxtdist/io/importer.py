@@ -25,7 +25,7 @@ import numpy as np
 
 from .._progress import progress_bar
 from ..dataset import SCAN_NAMES, Acquisition, ScanData, add_scan, create_acquisition
-from ..errors import InputError, ParameterError
+from ..errors import InputError, ParameterError, use_overwrite
 from . import mrc, nxtomo, tiff, txrm
 from .metadata import OPTIONS, ScanPhysics, check_axis_tilt, check_center_offset
 from .source import FrameSource, read_angles_file
@@ -234,7 +234,7 @@ def import_scan(
 
             raise OutputExistsError(
                 os.path.join(acquisition, scan),
-                "scan already exists (use --overwrite to replace it)",
+                f"scan already exists ({use_overwrite()})",
             )
     if os.path.exists(source):
         opts.check_format(opts.fmt or guess_format(source))

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._progress import progress_bar
 from ..dataset import TRUTH_CHUNK_Z, Acquisition, ScanData, Stream, create_acquisition
-from ..errors import OutputExistsError, ParameterError
+from ..errors import OutputExistsError, ParameterError, use_overwrite
 from ..geometry import (
     ScanGeometry,
     VolumeGrid,
@@ -154,7 +154,7 @@ def simulate(
     """
     path = os.fspath(path)
     if os.path.exists(path) and not overwrite:
-        raise OutputExistsError(path, "already exists (use --overwrite to replace it)")
+        raise OutputExistsError(path, f"already exists ({use_overwrite()})")
     base = get_preset(preset)
     if arc_deg is not None and arc_deg not in (180, 360):
         raise ParameterError(f"angular range must be 180 or 360, got {arc_deg}")
