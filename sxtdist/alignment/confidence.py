@@ -10,13 +10,8 @@ at the paper's dose it is about a quarter to a half of the actual error
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 from scipy import sparse
-
-if TYPE_CHECKING:
-    from .shifts import JointSystem
 
 
 def standard_errors(
@@ -38,18 +33,19 @@ def standard_errors(
 
 
 def view_uncertainty(
-    system: JointSystem,
-    prior_w: np.ndarray,
-    pair_w: np.ndarray,
+    matrices: tuple[sparse.spmatrix, sparse.spmatrix, np.ndarray],
     solution: tuple[np.ndarray, np.ndarray],
     angles: tuple[np.ndarray, np.ndarray],
+    scale: float,
 ) -> dict:
-    """The standard errors of the solution ``(sy, sx)`` of ``system`` at these weights,
-    less the object's position (``angles``: the interior and full views', degrees):
-    ``roi_sigma_px`` ``(n, 2)`` (interior px) and ``full_sigma_px`` ``(n_full, 2)`` (full
-    px)."""
-    n, n_full, s = system.n, system.n_full, system.scale
-    py, px, rhs = system.matrices(prior_w, pair_w)
+    """The standard errors of the joint solve's solution ``(sy, sx)`` of its weighted
+    ``matrices`` (``dy``, ``dx`` and the right-hand sides:
+    :meth:`sxtdist.alignment.shifts.JointSystem.matrices`), less the object's position
+    (``angles``: the interior and full views', degrees; ``scale``: full pixel over interior
+    pixel): ``roi_sigma_px`` ``(n, 2)`` (interior px) and ``full_sigma_px`` ``(n_full, 2)``
+    (full px)."""
+    py, px, rhs = matrices
+    n, n_full, s = len(angles[0]), len(angles[1]), scale
     theta, phi = (np.deg2rad(np.asarray(a, float)) for a in angles)
     # a translation of the object: dy by a constant (full views by it over the scale), dx
     # by a cos + b sin of each view's angle, and the rotation point by (a, b)

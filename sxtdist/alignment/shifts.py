@@ -400,7 +400,8 @@ def solve_joint(
     _record_misfit(info, results, misfit)
     weights = (pw * np.sqrt(huber), np.sqrt(pair_huber))
     t0 = time.perf_counter()
-    info.update(view_uncertainty(system, *weights, (sy, sx), (roi_angles, full_angles)))
+    matrices = system.matrices(*weights)
+    info.update(view_uncertainty(matrices, (sy, sx), (roi_angles, full_angles), scale))
     info["check_seconds"] = time.perf_counter() - t0
     return d, delta, info
 
