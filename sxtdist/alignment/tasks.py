@@ -94,8 +94,7 @@ def prepare_roi_view(
     reuse_freed_memory()
     view = gaussian_blur(read_projection(settings.roi_array, index), settings.roi_blur_px)
     view = bin_image(view, binning)
-    frame = _padded_shape(view.shape, margin or settings.margin)
-    return view, centred_spectrum(view, view.shape, frame)
+    return view, spectrum_in_frame(view, margin or settings.margin)
 
 
 def prepare_anchor(
@@ -213,46 +212,46 @@ def coarse_anchor(pair: Pair, settings: PairSettings) -> PairResult:
     ``coarse_bin``) against its anchor over the whole search range, with no window. With
     no binning it is the pair's registration, used as is; binned, its peak (times the
     binning) predicts the pair's and its neighbours' (:func:`predicted_window`)."""
-    t0 = time.perf_counter()
-    b, margin = settings.coarse_bin, settings.coarse_margin()
-    template = prepare_roi_view(pair.i, settings, margin, b)
-    other = prepare_anchor(pair.j, pair.mirrored, settings, margin, b)
-    result = _register(pair, template, other, margin, settings, None)
+    b = settings.coarse_bin
+    result = _prepare_and_register(pair, settings, None, settings.coarse_margin(), b)
     if b > 1:
         result.intensity_samples = None
-    result.seconds = time.perf_counter() - t0
     return result
 
 
 def register_pair(pair: Pair, settings: PairSettings, *coarse: PairResult | None) -> PairResult:
     """One Dask task: prepare the pair's two views and register them (views smaller than
-    :data:`PREPARED_VIEW_PIXELS`). ``seconds`` includes the preparation."""
-    t0 = time.perf_counter()
+    :data:`PREPARED_VIEW_PIXELS`), within the window the ``coarse`` registrations of its
+    views predict (:func:`predicted_window`). ``seconds`` includes the preparation."""
     window = predicted_window(pair, coarse, settings)
     margin = settings.margin if window is None else map_margin(window, settings)
-    template = prepare_roi_view(pair.i, settings, margin)
-    if pair.kind == "anchor":
-        other = prepare_anchor(pair.j, pair.mirrored, settings, margin)
-    else:
-        other = prepare_roi_view(pair.j, settings, margin)
-    result = _register(pair, template, other, margin, settings, window)
-    result.seconds = time.perf_counter() - t0
-    return result
+    return _prepare_and_register(pair, settings, window, margin)
 
 
 def register_widened(target: tuple[Pair, np.ndarray], settings: PairSettings) -> PairResult:
     """A pair registered again around a shift (``target``: the pair and the shift, interior
     px), the pairs' margin either side: for a peak found on the edge of its first search
     (widen, not drop)."""
-    t0 = time.perf_counter()
     pair, centre = target
     window = SearchWindow(np.round(centre), settings.margin)
-    margin = map_margin(window, settings)
-    template = prepare_roi_view(pair.i, settings, margin)
+    return _prepare_and_register(pair, settings, window, map_margin(window, settings))
+
+
+def _prepare_and_register(
+    pair: Pair,
+    settings: PairSettings,
+    window: SearchWindow | None,
+    margin: tuple[int, int],
+    binning: int = 1,
+) -> PairResult:
+    """Prepare a pair's two views for a map of ``margin`` (binned) and register them within
+    ``window``; ``seconds`` includes the preparation."""
+    t0 = time.perf_counter()
+    template = prepare_roi_view(pair.i, settings, margin, binning)
     if pair.kind == "anchor":
-        other = prepare_anchor(pair.j, pair.mirrored, settings, margin)
+        other = prepare_anchor(pair.j, pair.mirrored, settings, margin, binning)
     else:
-        other = prepare_roi_view(pair.j, settings, margin)
+        other = prepare_roi_view(pair.j, settings, margin, binning)
     result = _register(pair, template, other, margin, settings, window)
     result.seconds = time.perf_counter() - t0
     return result
