@@ -369,9 +369,7 @@ def _register_pairs(
     from ..distributed import run_graph, run_tasks
 
     g_roi = settings.roi
-    graph, keys, position = pair_graph(
-        pairs, settings, uuid.uuid4().hex, g_roi.angles_deg, coarse=coarse
-    )
+    graph, keys = pair_graph(pairs, settings, uuid.uuid4().hex, coarse=coarse)
     n_anchor = sum(p.kind == "anchor" for p in pairs)
     logger.info(
         "aligning 'roi' (%d views): %d anchor and %d neighbour pairs, one task each "
@@ -387,7 +385,7 @@ def _register_pairs(
     t0 = time.perf_counter()
     # the coarse registrations come back too where they are not pairs' own (binned)
     extra = [k for k in graph if k.startswith("align-coarse-") and k not in set(keys)]
-    got = run_graph(client, graph, [*keys, *extra], "align roi pairs", progress, position)
+    got = run_graph(client, graph, [*keys, *extra], "align roi pairs", progress)
     results = got[: len(keys)]
     coarse_tasks = [*got[len(keys) :], *(r for k, r in zip(keys, results) if "-coarse-" in k)]
     timing = {

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 
 from ..dataset import open_projections, read_projection
-from ..distributed import reuse_freed_memory
 from ..geometry import ScanGeometry
 from .fullscan import align_full_scan
 from .ncc import (
@@ -91,7 +90,6 @@ def prepare_roi_view(
     """Interior view ``index`` as the pairs compare it: blurred to the full scan's
     resolution (and binned), with its transform for the correlations in a frame of
     ``margin`` (default the pairs' own: one for all its pairs)."""
-    reuse_freed_memory()
     view = gaussian_blur(read_projection(settings.roi_array, index), settings.roi_blur_px)
     view = bin_image(view, binning)
     return view, spectrum_in_frame(view, margin or settings.margin)
@@ -108,7 +106,6 @@ def prepare_anchor(
     grid (binned) plus a search margin (default the pairs' own) and blurred by
     ``--smooth``, with its validity mask and the transform of its valid rectangle (one
     for all the pairs it anchors)."""
-    reuse_freed_memory()
     s = settings
     view = read_projection(s.full_array, full_index)
     margin = margin or s.margin
@@ -137,7 +134,6 @@ def register_prepared(
     Anchor pairs near the same angle also return paired transmissions
     ``(T_full, T_roi)`` over the overlap for the intensity-transform fit.
     """
-    reuse_freed_memory()
     t0 = time.perf_counter()
     window = predicted_window(pair, coarse, settings)
     margin = settings.margin if window is None else map_margin(window, settings)
@@ -261,40 +257,30 @@ def pair_graph(
     pairs: Sequence[Pair],
     settings: PairSettings,
     token: str,
-    roi_angles: Sequence[float],
     coarse: bool = True,
-) -> tuple[dict[str, Any], list[str], dict[str, float]]:
+) -> tuple[dict[str, Any], list[str]]:
     """The task graph of the interior registrations (for
     :func:`sxtdist.distributed.run_graph`): with ``coarse``, first each anchor pair over the
     whole search range (:func:`coarse_anchor`), then every pair within the pairs' margin
     of what those predict; each pair in a task of its own, and views of at least
     :data:`PREPARED_VIEW_PIXELS` prepared once each in tasks of their own.
 
-    Returns the graph, the pairs' keys, and each task's place along the interior scan in
-    ``[0, 1)``: interior view ``i``'s rank in angle, for the view, the pairs it is the
-    template of, and the anchors it is the first to need; by it ``run_graph`` keeps a
-    stretch of consecutive views, their pairs and anchors on one worker. ``token`` makes
-    the keys unique to this run (a cluster may align several datasets).
+    Returns the graph and the pairs' keys. ``token`` makes the keys unique to this run
+    (a cluster may align several datasets).
     """
     s_key = f"align-settings-{token}"
     graph: dict[str, Any] = {s_key: settings}
-    position: dict[str, float] = {}
-    rank = np.argsort(np.argsort(np.asarray(roi_angles, float), kind="stable"), kind="stable")
     prepared = prepares_views_apart(settings.roi.detector_shape)
 
-    def at(key: str, view: int) -> str:
-        position.setdefault(key, (rank[view] + 0.5) / len(rank))
-        return key
-
     def roi_view(i: int) -> str:
-        key = at(f"align-roi-view-{token}-{i}", i)
+        key = f"align-roi-view-{token}-{i}"
         graph.setdefault(key, (prepare_roi_view, i, s_key))
         return key
 
     coarse_of: dict[int, str] = {}  # interior view -> its anchor pair's coarse task
     for n, p in enumerate(pairs):
         if coarse and p.kind == "anchor":
-            coarse_of[p.i] = at(f"align-coarse-{token}-{n}", p.i)
+            coarse_of[p.i] = f"align-coarse-{token}-{n}"
             graph[coarse_of[p.i]] = (coarse_anchor, p, s_key)
     keys = []
     for n, p in enumerate(pairs):
@@ -303,18 +289,18 @@ def pair_graph(
         if p.kind == "anchor" and coarse and settings.coarse_bin == 1:
             keys.append(coarse_of[p.i])  # the coarse registration is the pair's own
             continue
-        key = at(f"align-pair-{token}-{n}", p.i)
+        key = f"align-pair-{token}-{n}"
         if not prepared:
             graph[key] = (register_pair, p, s_key, *deps)
         elif p.kind == "anchor":
             side = "mirrored" if p.mirrored else "direct"
-            other = at(f"align-anchor-view-{token}-{p.j}-{side}", p.i)
+            other = f"align-anchor-view-{token}-{p.j}-{side}"
             graph.setdefault(other, (prepare_anchor, p.j, p.mirrored, s_key))
             graph[key] = (register_prepared, p, roi_view(p.i), other, s_key, *deps)
         else:
             graph[key] = (register_prepared, p, roi_view(p.i), roi_view(p.j), s_key, *deps)
         keys.append(key)
-    return graph, keys, position
+    return graph, keys
 
 
 def _intensity_samples(tpl, ref, mask, shift, margin, k, seed) -> np.ndarray | None:
