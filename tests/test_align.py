@@ -1211,8 +1211,9 @@ def test_nearest_on_grid_is_ndimage_order_0(seed, step):
 @given(seed=st.integers(0, 2**31 - 1), mirrored=st.booleans())
 def test_anchor_on_roi_grid_equals_bicubic_interpolation_of_the_whole_view(seed, mirrored):
     """The crop it interpolates on changes nothing: same as map_coordinates on the whole
-    full view at the ROI pixels' positions (geometry.py's convention), mask included."""
-    from sxtdist.alignment.resample import anchor_on_roi_grid
+    full view at the ROI pixels' positions (geometry.py's convention), mask included (the
+    detector's edge pixels left out)."""
+    from sxtdist.alignment.resample import DETECTOR_EDGE_PX, anchor_on_roi_grid
     from sxtdist.geometry import ScanGeometry
 
     rng = np.random.default_rng(seed)
@@ -1238,7 +1239,9 @@ def test_anchor_on_roi_grid_equals_bicubic_interpolation_of_the_whole_view(seed,
     rr, cc = np.meshgrid(rf, cf, indexing="ij")
     want = ndimage.map_coordinates(view, [rr, cc], order=3, mode="nearest")
     np.testing.assert_allclose(got, want, atol=1e-8)
-    inside = (rr >= -0.5) & (rr <= hf - 0.5) & (cc >= -0.5) & (cc <= wf - 0.5)
+    # valid: inside the full detector less its DETECTOR_EDGE_PX outermost pixels
+    e = DETECTOR_EDGE_PX
+    inside = (rr >= e) & (rr <= hf - 1 - e) & (cc >= e) & (cc <= wf - 1 - e)
     np.testing.assert_array_equal(mask, inside)
 
 
