@@ -27,6 +27,7 @@ from .._progress import progress_bar
 from ..dataset import SCAN_NAMES, Acquisition, ScanData, add_scan, create_acquisition
 from ..errors import InputError, ParameterError, use_overwrite
 from . import mrc, nxtomo, tiff, txrm
+from .imod import xf_alignment
 from .metadata import OPTIONS, ScanPhysics, check_axis_tilt, check_center_offset
 from .source import FrameSource, read_angles_file
 
@@ -112,6 +113,9 @@ class ImportOptions:
     axis_tilt_deg
         In-plane tilt of the rotation axis on the detector, when known
         (:mod:`sxtdist.geometry`).
+    xf
+        An IMOD ``.xf`` alignment of the stack: its shifts and axis tilt are stored, the
+        scan marked aligned (:mod:`sxtdist.io.imod`).
     frames_per_chunk
         Frames read at once (memory is about this many frames, times a few).
     """
@@ -133,6 +137,7 @@ class ImportOptions:
     physics: ScanPhysics = field(default_factory=ScanPhysics)
     center_offset_px: tuple[float, float] = (0.0, 0.0)
     axis_tilt_deg: float = 0.0
+    xf: str | os.PathLike[str] | None = None
     frames_per_chunk: int = 1
 
     def __post_init__(self) -> None:
@@ -148,6 +153,8 @@ class ImportOptions:
             self, "center_offset_px", tuple(check_center_offset(self.center_offset_px))
         )
         object.__setattr__(self, "axis_tilt_deg", check_axis_tilt(self.axis_tilt_deg))
+        if self.xf is not None and self.axis_tilt_deg:
+            raise ParameterError("give --axis-tilt-deg or --xf (which has the tilt), not both")
 
     def check_format(self, fmt: str) -> None:
         """Refuse options the reader ``fmt`` does not use (a silently ignored path would mislead)."""
@@ -285,6 +292,7 @@ def _import_open(
         physics[key] = value
     if physics["pixel_size_nm"] is None:
         raise InputError(source, "has no pixel size; give --pixel-size-nm")
+    xf = None if opts.xf is None else xf_alignment(opts.xf, n)
     pixel = float(physics["pixel_size_nm"])
     flat_img = _field(opts, "flats", src)
     dark_img = _field(opts, "darks", src)
@@ -307,7 +315,7 @@ def _import_open(
             data=data,
             angles_deg=ang,
             roi_center_px=_cropped_center(opts.center_offset_px, src),
-            axis_tilt_deg=opts.axis_tilt_deg,
+            axis_tilt_deg=opts.axis_tilt_deg if xf is None else xf.axis_tilt_deg,
             **physics,
             extra={
                 "source": {
@@ -328,6 +336,8 @@ def _import_open(
                 acq = add_scan(acquisition, scan, scan_data, overwrite=overwrite)
             else:
                 acq = create_acquisition(acquisition, {scan: scan_data})
+    if xf is not None:
+        acq.set_shifts(scan, xf.shifts_px, method="imod xf", file=os.path.abspath(opts.xf))
     missing = [OPTIONS[k] for k in ("zone_plate_ozw_nm", "energy_ev") if physics.get(k) is None]
     if missing:
         logger.info(

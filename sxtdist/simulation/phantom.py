@@ -101,13 +101,18 @@ class CellPhantom:
         theta
             Projection angle (radians).
         z_nm, u_nm
-            1D sample positions along detector rows (z) and columns (u).
+            1D sample positions along detector rows (z) and columns (u), or two arrays of
+            one shape: the rays' own heights and positions (a tilted detector's rays do
+            not form a grid, :mod:`sxtdist.geometry`).
 
         Returns
         -------
         numpy.ndarray
-            ``(len(z_nm), len(u_nm))`` float64.
+            ``(len(z_nm), len(u_nm))`` float64, or the shape of the points.
         """
+        z_nm, u_nm = np.asarray(z_nm, dtype=np.float64), np.asarray(u_nm, dtype=np.float64)
+        if z_nm.ndim != 1 or u_nm.ndim != 1:
+            return self._line_integrals_at(theta, *np.broadcast_arrays(z_nm, u_nm))
         c, s = math.cos(theta), math.sin(theta)
         d = np.array([0.0, c, -s])  # ray direction (z, y, x), perpendicular to u = (0, s, c)
         out = np.zeros((z_nm.size, u_nm.size))
@@ -128,6 +133,26 @@ class CellPhantom:
             uu = u_nm[None, iu[0] : iu[1]]
             q = np.stack(np.broadcast_arrays(zz, uu * s, uu * c), axis=-1)
             out[iz[0] : iz[1], iu[0] : iu[1]] += (e.delta * 1e-3) * e.chord(q, d)
+        return out
+
+    def _line_integrals_at(self, theta: float, z_nm: np.ndarray, u_nm: np.ndarray) -> np.ndarray:
+        """:meth:`line_integrals` at rays ``(z, u)`` given point by point (arrays of one shape)."""
+        c, s = math.cos(theta), math.sin(theta)
+        d = np.array([0.0, c, -s])
+        out = np.zeros(z_nm.shape)
+        for cyl in self.cylinders:
+            dist = u_nm - (cyl.center_yx[1] * c + cyl.center_yx[0] * s)
+            out += (cyl.delta * 1e-3) * 2.0 * np.sqrt(np.clip(cyl.radius**2 - dist**2, 0.0, None))
+        for e in self.ellipsoids:
+            h = e.half_extent
+            u0 = e.center[2] * c + e.center[1] * s
+            uh = abs(h[2] * c) + abs(h[1] * s)
+            near = (np.abs(u_nm - u0) <= uh) & (np.abs(z_nm - e.center[0]) <= h[0])
+            if not near.any():
+                continue
+            zz, uu = z_nm[near], u_nm[near]
+            q = np.stack([zz, uu * s, uu * c], axis=-1)
+            out[near] += (e.delta * 1e-3) * e.chord(q, d)
         return out
 
     # -- rasterisation -----------------------------------------------------------------------
