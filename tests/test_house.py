@@ -24,13 +24,8 @@ MAX_LINES = 80
 #: that no longer offends (take it out).
 KNOWN_OFFENDERS = {
     "sxtdist.alignment.fullscan.projection_matching": "#25 alignment",
-    "sxtdist.alignment.runner._align_roi": "#25 alignment",
-    "sxtdist.alignment.runner.align": "#25 alignment",
     "sxtdist.alignment.shifts.solve_joint": "#25 alignment",
-    "sxtdist.io.ngff.create_multiscale": "#30 ngff",
     "sxtdist.report.make_report": "#26 report",
-    "sxtdist.simulation.simulate": "#28 simulation",
-    "sxtdist.simulation.phantom.make_cell": "#28 simulation",
 }
 #: Import cycles still there, as the sorted modules of each (same rule as above).
 KNOWN_CYCLES: dict[tuple[str, ...], str] = {}
