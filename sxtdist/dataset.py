@@ -24,12 +24,12 @@ import datetime as _dt
 import functools
 import math
 import os
-import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 import zarr
@@ -38,6 +38,15 @@ from . import _version
 from .errors import InputError, OutputExistsError, ParameterError
 from .geometry import ScanGeometry
 from .io import ngff
+from .io.checks import (
+    MAX_PIXEL_NM,
+    OpticalDepthRange,
+    check_angles,
+    check_finite,
+    check_pixel_type,
+)
+from .lock import write_lock
+from .outputs import check_output, install, remove, writing
 
 SCHEMA_VERSION = 1
 SCAN_NAMES = ("full", "roi")
@@ -211,8 +220,13 @@ def create_acquisition(
     truth_meta: Mapping[str, Any] | None = None,
     sample: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    inputs: Sequence[str | os.PathLike[str]] = (),
 ) -> Acquisition:
     """Write an acquisition dataset and return it opened.
+
+    The dataset is written beside ``path`` and renamed into place when complete,
+    so it appears whole or not at all, and an existing one is replaced only then
+    (:mod:`sxtdist.outputs`).
 
     Parameters
     ----------
@@ -227,18 +241,18 @@ def create_acquisition(
     sample
         Optional free-form description of the sample.
     overwrite
-        Replace an existing directory. Without it an existing path is an error.
+        Replace an existing acquisition (never anything else). Without it an
+        existing path is an error.
+    inputs
+        Files the data come from: ``path`` may not be, contain or lie inside one.
     """
     path = os.fspath(path)
     if not scans:
         raise ParameterError("an acquisition needs at least one scan")
-    if os.path.exists(path):
-        if not overwrite:
-            raise OutputExistsError(path, "already exists (use --overwrite to replace it)")
-        _remove(path)
-    tmp = path.rstrip("/") + ".partial"
-    _remove(tmp)
-    try:
+    if truth is not None and (not truth_meta or "voxel_size_nm" not in truth_meta):
+        raise ParameterError("a truth volume needs truth_meta['voxel_size_nm']")
+    with writing(path, "acquisition", inputs=inputs, overwrite=overwrite) as target:
+        tmp = target.write_path
         root = zarr.open_group(tmp, mode="w", zarr_format=3)
         meta: dict[str, Any] = {
             "version": SCHEMA_VERSION,
@@ -248,10 +262,8 @@ def create_acquisition(
             "scans": {},
         }
         for name, scan in scans.items():
-            meta["scans"][name] = _write_scan(root, name, scan, tmp)
+            meta["scans"][name] = _write_scan(root, name, scan, path)
         if truth is not None:
-            if not truth_meta or "voxel_size_nm" not in truth_meta:
-                raise ParameterError("a truth volume needs truth_meta['voxel_size_nm']")
             v = float(truth_meta["voxel_size_nm"])
             shape = tuple(truth.shape)
             group = ngff.create_multiscale(
@@ -271,23 +283,22 @@ def create_acquisition(
         if sample:
             meta["sample"] = _jsonable(dict(sample))
         root.attrs[KEY] = meta
-        os.replace(tmp, path)  # the dataset appears whole or not at all
-    except BaseException:
-        _remove(tmp)
-        raise
     return open_acquisition(path)
 
 
 def _write_scan(root: zarr.Group, name: str, scan: ScanData, path: str) -> dict[str, Any]:
+    """Write one scan's projections into ``root/name``, verified as they go; its metadata."""
     data = scan.data if isinstance(scan.data, da.Array) else np.asarray(scan.data)
+    where = f"{path} (scan {name!r})"
     if data.ndim != 3:
         raise ParameterError(
             f"scan {name!r}: projections must be 3D (angle, y, x), got {data.shape}"
         )
+    check_pixel_type(where, data.dtype, counts_ok=False)
     n, rows, cols = data.shape
     p = float(scan.pixel_size_nm)
     meta = {
-        "angles_deg": np.asarray(scan.angles_deg, float).reshape(-1).tolist(),
+        "angles_deg": check_angles(path, scan.angles_deg, name).tolist(),
         "pixel_size_nm": p,
         "detector_shape": [rows, cols],
         "roi_center_px": [float(v) for v in scan.roi_center_px],
@@ -313,8 +324,19 @@ def _write_scan(root: zarr.Group, name: str, scan: ScanData, path: str) -> dict[
         fill_value=float("nan"),
     )
     arr = group["0"]
+    od = OpticalDepthRange()
+
+    def verified(x: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+        first = block_info[0]["array-location"][0][0] if block_info else 0
+        check_finite(where, x, first)
+        return od.add(x)
+
     src = da.asarray(data).astype(np.float32).rechunk((1, rows, cols))
-    da.store(src, arr, lock=False)
+    # in this process (the checks gather here), on one thread where the caller asked
+    local = dask.config.get("scheduler", None)
+    local = local if local in ("sync", "synchronous", "single-threaded") else "threads"
+    da.store(src.map_blocks(verified, dtype=np.float32), arr, lock=False, scheduler=local)
+    od.check(where)
     return meta
 
 
@@ -323,6 +345,7 @@ def add_scan(
     name: str,
     scan: ScanData,
     overwrite: bool = False,
+    inputs: Sequence[str | os.PathLike[str]] = (),
 ) -> Acquisition:
     """Write one scan into an existing acquisition and return it reopened.
 
@@ -340,34 +363,41 @@ def add_scan(
         The projections and geometry (``data`` may be a lazy dask array).
     overwrite
         Replace a scan of that name. Without it an existing scan is an error.
+    inputs
+        Files the data come from: the acquisition may not be, contain or lie inside one.
     """
     path = os.fspath(path)
     if name not in SCAN_NAMES:
         raise ParameterError(f"unknown scan {name!r} (choose from {', '.join(SCAN_NAMES)})")
-    acq = open_acquisition(path, mode="r+")
-    if name in acq.scans and not overwrite:
-        raise OutputExistsError(
-            os.path.join(path, name), "scan already exists (use --overwrite to replace it)"
-        )
-    root = acq.group
-    tmp_name = f"_partial_{name}"
-    tmp_dir = os.path.join(path, tmp_name)
-    _remove(tmp_dir)  # left by an interrupted run
-    try:
-        smeta = _write_scan(root, tmp_name, scan, path)
-        final_dir = os.path.join(path, name)
-        _remove(final_dir)
-        os.replace(tmp_dir, final_dir)
-    except BaseException:
-        _remove(tmp_dir)
-        raise
+    check_output(path, "acquisition", inputs=inputs, resume=True)
+    with write_lock(path):
+        acq = open_acquisition(path, mode="r+")
+        if name in acq.scans and not overwrite:
+            raise OutputExistsError(
+                os.path.join(path, name), "scan already exists (use --overwrite to replace it)"
+            )
+        root = acq.group
+        tmp_name = f"_partial_{name}"
+        tmp_dir = os.path.join(path, tmp_name)
+        remove(tmp_dir)  # left by an interrupted run
+        try:
+            smeta = _write_scan(root, tmp_name, scan, path)
+            # swapped in whole: until then the old scan (if any) is as it was
+            install(tmp_dir, os.path.join(path, name))
+        except BaseException:
+            remove(tmp_dir)
+            raise
+        _register_scan(path, name, smeta)
+    return open_acquisition(path)
+
+
+def _register_scan(path: str, name: str, smeta: dict[str, Any]) -> None:
     root = zarr.open_group(path, mode="r+")
     p = float(smeta["pixel_size_nm"])
     ngff.set_multiscale_metadata(root[name], [[1.0, p, p]], ngff.PROJECTION_AXES, name)
     meta = dict(root.attrs[KEY])
     meta["scans"] = {**meta["scans"], name: smeta}
     root.attrs[KEY] = meta  # last: the scan exists for readers only from here
-    return open_acquisition(path)
 
 
 # -- opening and validating -------------------------------------------------------------------
@@ -389,6 +419,8 @@ def open_acquisition(path: str | os.PathLike[str], mode: str = "r+") -> Acquisit
     if not isinstance(scans, dict) or not scans:
         raise InputError(path, "has no scans in its sxtdist metadata")
     for name, smeta in scans.items():
+        if name not in SCAN_NAMES:
+            raise InputError(path, f"unknown scan {name!r} in the metadata (scans are full, roi)")
         if name not in group or not isinstance(group[name], zarr.Group) or "0" not in group[name]:
             raise InputError(
                 os.path.join(path, name), "scan listed in metadata but missing on disk"
@@ -408,8 +440,10 @@ def open_acquisition(path: str | os.PathLike[str], mode: str = "r+") -> Acquisit
             )
     if "truth" in meta:
         t = meta["truth"]
-        if not _positive(t.get("voxel_size_nm")):
-            raise InputError(path, "truth voxel size must be a positive number")
+        if not isinstance(t, Mapping):
+            raise InputError(path, f"truth metadata must be a mapping, got {t!r:.60}")
+        if not _positive(t.get("voxel_size_nm")) or t["voxel_size_nm"] > MAX_PIXEL_NM:
+            raise InputError(path, "truth voxel size must be a positive number of nm")
         if "truth" not in group:
             raise InputError(os.path.join(path, "truth"), "listed in metadata but missing on disk")
     return Acquisition(path, group)
@@ -476,30 +510,34 @@ def _open_projections_cached(array_path: str, mtime_ns: int, size: int) -> zarr.
 
 
 def _check_scan_meta(path: str, name: str, m: Mapping[str, Any], shape: tuple[int, ...]) -> None:
+    """Refuse per-scan metadata that does not describe the array of ``shape`` (one line)."""
     where = f"scan {name!r}"
 
     def bad(problem: str) -> InputError:
         return InputError(path, f"{where}: {problem}")
 
-    try:
-        angles = np.asarray(m["angles_deg"], dtype=float)
-        pixel = m["pixel_size_nm"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise bad(f"metadata lacks or garbles {exc}") from exc
+    if not isinstance(m, Mapping):
+        raise bad(f"metadata must be a mapping, got {type(m).__name__}")
+    if "angles_deg" not in m or "pixel_size_nm" not in m:
+        raise bad("metadata lacks angles_deg or pixel_size_nm")
+    angles = _numbers(m["angles_deg"], "angles_deg", bad)
     if angles.ndim != 1 or angles.size == 0:
-        raise bad("angles_deg must be a non-empty list")
+        raise bad("angles_deg must be a non-empty list of numbers")
     if not np.all(np.isfinite(angles)):
         raise bad("angles_deg contains NaN or inf")
     if angles.size != shape[0]:
         raise bad(f"{angles.size} angles but {shape[0]} projections")
-    if not _positive(pixel):
-        raise bad(f"pixel_size_nm must be a positive number, got {pixel!r}")
-    shifts = np.asarray(m.get("shifts_px", np.zeros((shape[0], 2))), dtype=float)
+    check_angles(path, angles, name, warn=False)
+    pixel = m["pixel_size_nm"]
+    if not _positive(pixel) or pixel > MAX_PIXEL_NM:
+        raise bad(f"pixel_size_nm must be a number in (0, {MAX_PIXEL_NM:g}] nm, got {pixel!r}")
+    shifts = m.get("shifts_px")
+    shifts = np.zeros((shape[0], 2)) if shifts is None else _numbers(shifts, "shifts_px", bad)
     if shifts.shape != (shape[0], 2):
         raise bad(f"shifts_px must be one [dy, dx] per projection, got shape {shifts.shape}")
     if not np.all(np.isfinite(shifts)):
         raise bad("shifts_px contains NaN or inf")
-    center = np.asarray(m.get("roi_center_px", (0.0, 0.0)), dtype=float)
+    center = _numbers(m.get("roi_center_px", (0.0, 0.0)), "roi_center_px", bad)
     if center.shape != (2,) or not np.all(np.isfinite(center)):
         raise bad("roi_center_px must be two finite numbers [row, col]")
     for key in ("energy_ev", "zone_plate_ozw_nm", "photons_per_pixel", "exposure_s"):
@@ -507,8 +545,22 @@ def _check_scan_meta(path: str, name: str, m: Mapping[str, Any], shape: tuple[in
         if v is not None and not _positive(v):
             raise bad(f"{key} must be a positive number or null, got {v!r}")
     det = m.get("detector_shape")
-    if det is not None and list(det) != list(shape[1:]):
-        raise bad(f"detector_shape {list(det)} does not match the array's {list(shape[1:])}")
+    if det is not None:
+        det = _numbers(det, "detector_shape", bad)
+        if det.shape != (2,) or det.tolist() != list(shape[1:]):
+            raise bad(
+                f"detector_shape {m['detector_shape']!r} does not match the array's {list(shape[1:])}"
+            )
+
+
+def _numbers(value: Any, key: str, bad: Any) -> np.ndarray:
+    """``value`` as a float array; text, ragged lists or mappings are refused by ``bad``."""
+    if isinstance(value, (str, bytes, Mapping)) or isinstance(value, bool):
+        raise bad(f"{key} must be numbers, got {value!r:.60}")
+    try:
+        return np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise bad(f"{key} must be numbers in a regular list, got {value!r:.60}") from None
 
 
 # -- small helpers ------------------------------------------------------------------------------
@@ -538,10 +590,3 @@ def _jsonable(v: Any) -> Any:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-
-
-def _remove(path: str) -> None:
-    if os.path.isdir(path):
-        shutil.rmtree(path)
-    elif os.path.exists(path):
-        os.remove(path)

@@ -10,6 +10,11 @@ from __future__ import annotations
 import os
 
 
+def printable(path: str | os.PathLike[str]) -> str:
+    """``path`` as text that any terminal can show (undecodable bytes as ``\\xNN``)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 class SxtdistError(Exception):
     """A problem the user can fix (bad input, bad configuration, a busy output)."""
 
@@ -28,9 +33,12 @@ class InputError(SxtdistError):
     """
 
     def __init__(self, path: str | os.PathLike[str] | None, problem: str) -> None:
-        self.path = None if path is None else os.fspath(path)
+        self.path = None if path is None else os.fsdecode(path)
         self.problem = problem
-        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+        super().__init__(f"{printable(self.path)}: {problem}" if self.path else problem)
+
+    def __reduce__(self):  # raised on a Dask worker, re-raised in the client as it was
+        return type(self), (self.path, self.problem)
 
 
 class OutputExistsError(InputError):

@@ -10,6 +10,7 @@ the blocks that are on disk, and the result is the same as an uninterrupted run.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -31,13 +32,16 @@ from .backends import (
 from .blocks import Block, BlockPlan, plan_blocks
 from .dataset import Acquisition, open_acquisition
 from .distributed import get_client, is_external, run_tasks, worker_memory_limit
-from .errors import InputError, OutputExistsError, ParameterError
+from .errors import InputError, OutputExistsError, ParameterError, SxtdistError
 from .geometry import VolumeGrid, angular_spacing_deg, default_grid
+from .io.checks import MAX_PIXEL_NM
 from .operators.psf import fwhm_to_sigma_px
 from .operators.scan import ScanModel
+from .outputs import check_output, writing
 from .physics import psf_fwhm_nm
 from .recon import DEFAULT_ITERATIONS, Problem, roi_cylinder_mask, solve_slab
-from .volume import Volume, create_volume, open_volume, write_lock
+from .resources import require_disk, require_memory
+from .volume import Volume, create_volume, open_volume
 
 
 def scan_models(acq: Acquisition, scans: Sequence[str], psf: bool = False) -> dict[str, ScanModel]:
@@ -192,20 +196,15 @@ def _solve_block(
     }
 
 
-def _check_resumable(vol: Volume, provenance: dict, plan: BlockPlan) -> None:
+def _resumable(vol: Volume, provenance: dict, plan: BlockPlan) -> bool:
+    """Whether ``vol`` was started with the same parameters and block layout."""
     old = vol.meta
-    same = (
+    return (
         old.get("provenance", {}).get("fingerprint") == provenance["fingerprint"]
         and old.get("plan", {}).get("block_size") == plan.block_size
         and old.get("plan", {}).get("halo") == plan.halo
         and tuple(old.get("plan", {}).get("grid_shape", ())) == tuple(plan.grid_shape)
     )
-    if not same:
-        raise OutputExistsError(
-            vol.path,
-            "holds an unfinished reconstruction with different parameters; "
-            "use --overwrite to start over",
-        )
 
 
 def _fingerprint(acq: Acquisition, problem: Problem, oracle: Any) -> str:
@@ -332,11 +331,12 @@ def reconstruct(
         acquisition if isinstance(acquisition, Acquisition) else open_acquisition(acquisition, "r")
     )
     out = os.fspath(out)
-    if os.path.abspath(out) == os.path.abspath(acq.path):
-        raise ParameterError("the output must not be the acquisition itself")
+    _check_layout(block_size, halo, memory_budget, voxel_size_nm)
+    _check_target(out, acq.path, overwrite)
     problem = build_problem(
         acq, scans, method, iterations, psf, voxel_size_nm, nonneg_every, rtol, weights
     )
+    _check_capacity(problem.grid, out)
     if oracle and acq.truth is None:
         raise InputError(acq.path, "has no truth volume: --oracle needs simulated data")
     if oracle and tuple(acq.truth.shape) != problem.grid.shape:
@@ -360,10 +360,15 @@ def reconstruct(
             maximum_jobs=maximum_jobs,
         )
     )
-    with write_lock(out), connect as c:
-        if block_size is None and halo is None and not overwrite:
+    claim = writing(
+        out, "volume", inputs=[acq.path], overwrite=overwrite, resume=True, beside=False,
+        keep=_worth_resuming,
+    )  # fmt: skip
+    with claim as target, connect as c:
+        path = target.write_path  # beside the output when replacing one
+        if block_size is None and halo is None:
             # resuming: keep the unfinished output's blocks, whatever the workers now
-            block_size, halo = _stored_blocks(out)
+            block_size, halo = _stored_blocks(path)
         if external:
             chosen, why = select_backend(backend, client=c)
         log(f"backend: {chosen} ({why})", quiet)
@@ -384,12 +389,9 @@ def reconstruct(
             quiet,
         )
         log(plan.describe(), quiet)
-        if limit and plan.peak_bytes > limit:
-            log(
-                f"warning: the plan's {plan.peak_bytes / 2**20:.0f} MiB exceeds the worker limit "
-                f"{limit / 2**20:.0f} MiB; pass --block-size smaller",
-                quiet,
-            )
+        if limit:
+            hint = "pass a smaller --block-size" if plan.block_size > 1 else "use bigger workers"
+            require_memory(plan.peak_bytes, f"the block plan ({hint})", limit)
         provenance = {
             "input": os.path.abspath(acq.path),
             "method": method,
@@ -405,7 +407,7 @@ def reconstruct(
             "software": f"sxtdist {_version.__version__}",
             "fingerprint": _fingerprint(acq, problem, (oracle, roi_radius if oracle else None)),
         }
-        vol = _open_or_create(out, problem.grid, plan, provenance, overwrite)
+        vol = _open_or_create(path, problem.grid, plan, provenance, restart=target.beside)
         done = vol.blocks_done
         todo = [b for b in plan.blocks if b.index not in done]
         if done:
@@ -424,18 +426,66 @@ def reconstruct(
             progress,
             on_result=record,
             acquisition=os.path.abspath(acq.path),
-            volume=os.path.abspath(out),
+            volume=os.path.abspath(path),
             problem=problem,
             oracle=oracle,
             roi_radius_nm=roi_radius,
             backend=chosen,
             resources={GPU_RESOURCE: 1} if chosen == "gpu" else None,
         )
-    elapsed = time.perf_counter() - t_start
-    stopping = _summarise(stats)
-    n_levels = vol.finalize(elapsed_s=elapsed, stopping=stopping)
+        elapsed = time.perf_counter() - t_start
+        n_levels = vol.finalize(elapsed_s=elapsed, stopping=_summarise(stats))
     log(f"wrote {out}: {n_levels} levels, {plan.n_blocks} blocks in {elapsed:.1f} s", quiet)
-    return vol
+    return open_volume(out, mode="r+")
+
+
+def _check_layout(
+    block_size: int | None, halo: int | None, memory_budget: int | None, voxel: float | None
+) -> None:
+    """Refuse block layouts and voxel sizes that cannot work, before anything starts."""
+    if block_size is not None and block_size < 1:
+        raise ParameterError(f"--block-size must be at least 1 slice, got {block_size}")
+    if halo is not None and halo < 0:
+        raise ParameterError(f"--halo must be 0 or more slices, got {halo}")
+    if memory_budget is not None and memory_budget < 1:
+        raise ParameterError(
+            f"memory budget must be a positive number of bytes, got {memory_budget}"
+        )
+    if voxel is not None and not 0 < voxel <= MAX_PIXEL_NM:
+        raise ParameterError(
+            f"--voxel-size-nm must be a number in (0, {MAX_PIXEL_NM:g}], got {voxel}"
+        )
+
+
+def _check_target(out: str, acquisition: str, overwrite: bool) -> None:
+    """Refuse an output that may not be written (:mod:`sxtdist.outputs`) or is complete already."""
+    existing = check_output(out, "volume", inputs=[acquisition], overwrite=overwrite, resume=True)
+    if existing and not overwrite:
+        vol = open_volume(out, mode="r")
+        if vol.status == "complete":
+            raise OutputExistsError(
+                out, "is a complete volume already (use --overwrite to replace it)"
+            )
+
+
+def _check_capacity(grid: VolumeGrid, out: str) -> None:
+    """Refuse a grid whose volume the disk at ``out`` cannot hold (pyramid included)."""
+    nbytes = 4 * math.prod(grid.shape) * 8 / 7
+    require_disk(out, nbytes, f"a volume of {grid.shape} voxels of {grid.voxel_size_nm:g} nm")
+
+
+def _worth_resuming(exc: BaseException, path: str) -> bool:
+    """Keep an unfinished volume that holds finished blocks, unless bad input stopped it.
+
+    An interruption (Ctrl-C, a cancelled batch), a full disk or a lost worker leave
+    it marked running: the same command resumes it. An input error removes it (the
+    input has to change, and with it the reconstruction).
+    """
+    from .volume import is_volume
+
+    if isinstance(exc, SxtdistError) or not is_volume(path):
+        return False
+    return bool(open_volume(path, mode="r").blocks_done)
 
 
 def _stored_blocks(out: str) -> tuple[int | None, int | None]:
@@ -459,22 +509,26 @@ def _roi_radius_nm(acq: Acquisition) -> float | None:
 
 
 def _open_or_create(
-    out: str, grid: VolumeGrid, plan: BlockPlan, provenance: dict, overwrite: bool
+    path: str, grid: VolumeGrid, plan: BlockPlan, provenance: dict, restart: bool
 ) -> Volume:
+    """Resume the unfinished volume at ``path`` when it was started with the same
+    parameters, else create it. A different one is refused, unless ``restart`` (a
+    replacement's partial volume: it is started over)."""
+    from .volume import is_volume
+
     attrs = {"provenance": provenance, "plan": plan.to_dict()}
-    has_content = os.path.isdir(out) and any(
-        not e.startswith(".sxtdist.lock") for e in os.listdir(out)
-    )
-    if has_content and not overwrite:
-        vol = open_volume(out)
-        if vol.status == "complete":
+    if is_volume(path):
+        vol = open_volume(path)
+        if _resumable(vol, provenance, plan):
+            vol.update_meta(status="running")
+            return vol
+        if not restart:
             raise OutputExistsError(
-                out, "is a complete volume already (use --overwrite to replace it)"
+                path,
+                "holds an unfinished reconstruction with different parameters; "
+                "use --overwrite to start over",
             )
-        _check_resumable(vol, provenance, plan)
-        vol.update_meta(status="running")
-        return vol
-    return create_volume(out, grid, plan.shard_z, plan.chunk_z, attrs, overwrite=True)
+    return create_volume(path, grid, plan.shard_z, plan.chunk_z, attrs, overwrite=True)
 
 
 def _summarise(stats: list[dict]) -> dict:

@@ -18,7 +18,8 @@ import pytest
 import sxtdist
 from sxtdist.batch import read_summary
 from sxtdist.runner import reconstruct
-from sxtdist.volume import LOCK_NAME, open_volume
+from sxtdist.lock import lock_path
+from sxtdist.volume import open_volume
 
 REPO = Path(__file__).resolve().parent.parent
 # Small blocks and many iterations: a run lasts a few seconds, long enough to hit mid-way.
@@ -130,7 +131,7 @@ def test_sigint_reconstruct_then_rerun_is_identical(acq, reference, tmp_path):
     n_blocks = meta["plan"]["n_blocks"]
     assert meta["status"] == "running"  # visibly unfinished
     assert 1 <= len(meta["blocks_done"]) < n_blocks
-    assert not (out / LOCK_NAME).exists()
+    assert not os.path.exists(lock_path(out))
     p = _sxtdist("reconstruct", acq, out, "--workers", "1", *CLI_OPTS)
     _, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
@@ -161,7 +162,7 @@ def test_sigterm_batch_then_rerun_is_identical(acq, reference, tmp_path):
             assert _meta(out / f"{name}.zarr")["status"] in ("running", "complete")
             assert (status == "done") == (_meta(out / f"{name}.zarr")["status"] == "complete")
     assert rows["a"]["status"] == "interrupted"
-    assert not (out / LOCK_NAME).exists()
+    assert not os.path.exists(lock_path(out))
     p = _sxtdist(*args)
     stdout, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
@@ -177,7 +178,7 @@ def test_second_writer_of_the_same_output_is_refused(acq, reference, tmp_path):
     out = tmp_path / "v.zarr"
     first = _sxtdist("reconstruct", acq, out, "--workers", "1", *CLI_OPTS)
     t0 = time.monotonic()
-    while not (out / LOCK_NAME).exists():
+    while not os.path.exists(lock_path(out)):
         assert first.poll() is None and time.monotonic() - t0 < 60, "first run never took the lock"
         time.sleep(0.01)
     second = _sxtdist("reconstruct", acq, out, "--workers", "1", *CLI_OPTS)
@@ -185,7 +186,7 @@ def test_second_writer_of_the_same_output_is_refused(acq, reference, tmp_path):
     assert second.returncode == 2
     assert err2.strip() == (
         f"sxtdist: error: {out}: is being written by pid {first.pid} on {socket.gethostname()} "
-        f"(lock {LOCK_NAME}); wait for it or remove the lock"
+        f"(lock {lock_path(out)}); wait for it to finish"
     )
     _, err1 = first.communicate(timeout=300)
     assert first.returncode == 0, err1

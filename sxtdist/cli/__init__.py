@@ -1,9 +1,9 @@
 """The ``sxtdist`` command: thin, over the Python API.
 
 Each subcommand lives in its own module and is registered in :data:`COMMANDS`.
-An :class:`~sxtdist.errors.SxtdistError` (bad input, busy output) is printed as
-one line on standard error and the exit code is 2; anything else is a bug and
-keeps its traceback.
+Every failure is printed as one line on standard error
+(:mod:`sxtdist.cli._failures`): exit code 2 for bad input, 1 for an environment
+failure or a bug; ``sxtdist --debug COMMAND`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import click
 
 from .._version import __version__
-from ..errors import SxtdistError
+from ._failures import describe
 
 #: ``name -> module`` of the subcommands; each module defines a click command ``command``.
 COMMANDS = {
@@ -33,14 +33,20 @@ COMMANDS = {
 }
 
 
+#: Set by ``--debug``: failures keep their traceback.
+DEBUG = {"on": False}
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="sxtdist")
-def cli() -> None:
+@click.option("--debug", is_flag=True, help="Show the traceback of a failure instead of one line.")
+def cli(debug: bool) -> None:
     """Interior soft X-ray tomography with sparse global sampling.
 
     Typical use: simulate or import an acquisition, align it, reconstruct it,
     look at the report. Run ``sxtdist COMMAND --help`` for each step.
     """
+    DEBUG["on"] = debug
 
 
 for _name, _module in COMMANDS.items():
@@ -72,22 +78,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
+    DEBUG["on"] = False
     try:
         # Without standalone mode click returns a command's ``Exit`` code instead of exiting.
         code = cli.main(args=argv, prog_name="sxtdist", standalone_mode=False)
         if isinstance(code, int) and code:
             return code
-    except SxtdistError as exc:
-        click.echo(f"sxtdist: error: {exc}", err=True)
-        return exc.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("sxtdist: interrupted", err=True)
         return 130
-    except click.ClickException as exc:
-        exc.show()
-        return 2
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except Exception as exc:
+        if DEBUG["on"]:
+            raise
+        code, line = describe(exc)
+        click.echo(f"sxtdist: error: {line}", err=True)
+        return code
     return 0
 
 

@@ -10,8 +10,13 @@
   older napari plugins, neuroglancer builds). The exported level becomes
   level 0 and coarser levels are rebuilt from it by 2×2×2 block means.
 
-Everything is written slab by slab to ``OUT.partial`` and renamed into place
-when complete, so a failed export leaves nothing behind.
+Everything is written slab by slab beside ``OUT`` and renamed into place when
+complete, so a failed export leaves nothing behind, and an existing export is
+replaced only then (:mod:`sxtdist.outputs`: never the volume itself, a path
+inside it, or a file sxtdist did not export). Each export says it was made by
+sxtdist (an MRC label, the TIFF software tag, the Zarr's ``sxtdist_export``
+attributes), which is how ``--overwrite`` recognises it. A damaged volume
+(:meth:`sxtdist.volume.Volume.damage`) is refused.
 """
 
 from __future__ import annotations
@@ -24,8 +29,8 @@ import dask.array as da
 import numpy as np
 
 from .._progress import log, progress_bar
-from ..dataset import _remove
-from ..errors import InputError, OutputExistsError, ParameterError
+from ..errors import InputError, ParameterError
+from ..outputs import EXPORT_MARK, check_output, writing
 from ..volume import MIN_LEVEL_SIZE, open_volume
 from . import ngff
 
@@ -111,7 +116,15 @@ def export_volume(
     fmt = fmt or format_from_suffix(out)
     if fmt not in FORMATS:
         raise ParameterError(f"--format: unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    check_output(out, "export", inputs=[volume], overwrite=overwrite)
     vol = open_volume(volume, mode="r")
+    damage = vol.damage()
+    if damage:
+        raise InputError(
+            vol.path,
+            f"is damaged ({'; '.join(damage)}): reconstruct it again (sxtdist verify lists "
+            "what is lost)",
+        )
     if vol.status != "complete":
         n_blocks = vol.meta.get("plan", {}).get("n_blocks")
         done = f"{len(vol.blocks_done)} of {n_blocks}" if n_blocks else str(len(vol.blocks_done))
@@ -135,24 +148,15 @@ def export_volume(
         )
     arr = arr[tuple(slice(a, b) for a, b in bounds)]
     origin = [a * s for (a, _), s in zip(bounds, scale)]
-    if os.path.exists(out):
-        if not overwrite:
-            raise OutputExistsError(out, "already exists (use --overwrite to replace it)")
-    tmp = out + ".partial"
-    _remove(tmp)
     log(f"exporting level {level} {tuple(arr.shape)} of {vol.path} to {out} ({fmt})", quiet)
-    try:
+    with writing(out, "export", inputs=[volume], overwrite=overwrite) as target:
+        tmp = target.write_path
         if fmt == "mrc":
             _write_mrc(arr, tmp, scale, origin, progress)
         elif fmt == "tiff":
             _write_tiff(arr, tmp, scale, progress)
         else:
             _write_ngff04(arr, tmp, scale, origin, vol.path, level, bounds)
-        _remove(out)
-        os.replace(tmp, out)
-    except BaseException:
-        _remove(tmp)
-        raise
     return out
 
 
@@ -175,6 +179,7 @@ def _write_mrc(
     # offset, not through the memory map, so resident memory stays at one slab
     with mrcfile.new_mmap(path, shape=(nz, ny, nx), mrc_mode=2, overwrite=True) as m:
         m.voxel_size = (scale[2] * 10.0, scale[1] * 10.0, scale[0] * 10.0)  # x, y, z in Å
+        m.add_label(f"{EXPORT_MARK}: exported volume")  # what --overwrite recognises
         m.header.origin = (origin[2] * 10.0, origin[1] * 10.0, origin[0] * 10.0)
         offset = 1024 + int(m.header.nsymbt)
         m.flush()
@@ -223,6 +228,7 @@ def _write_tiff(arr: da.Array, path: str, scale: list[float], progress: bool | N
     with tifffile.TiffWriter(path, **writer_kwargs) as tif:
         tif.write(
             frames(),
+            software=EXPORT_MARK,  # what --overwrite recognises
             shape=(nz, ny, nx),
             dtype=np.float32,
             resolution=(1.0 / sx, 1.0 / sy),

@@ -33,6 +33,21 @@ VOLUME_AXES: tuple[tuple[str, str | None, str | None], ...] = (
 )
 
 
+def array_options() -> dict[str, Any]:
+    """What every array sxtdist writes gets, so damage can be found (``sxtdist verify``).
+
+    Every chunk is stored, fill values too (a missing chunk is then a lost one, not
+    an empty one), and carries a CRC32C checksum of its stored bytes (a chunk of
+    garbage fails to decode instead of reading as numbers).
+    """
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    return {
+        "compressors": (ZstdCodec(), Crc32cCodec()),
+        "config": {"write_empty_chunks": True},
+    }
+
+
 def _axes(spec: Sequence[tuple[str, str | None, str | None]]) -> list[Axis]:
     return [Axis(name=n, type=t, unit=u) for n, t, u in spec]
 
@@ -67,6 +82,7 @@ def create_multiscale(
             dtype=dtype,
             fill_value=fill_value,
             dimension_names=dim_names,
+            **array_options(),
         )
     set_multiscale_metadata(group, level_scales, axes, name or "image")
     if attributes:
@@ -162,6 +178,7 @@ def add_downsampled_levels(
             dtype=src_arr.dtype,
             fill_value=0.0,
             dimension_names=tuple(a[0] for a in axes),
+            **array_options(),
         )
         if isinstance(coarse, np.ndarray):
             target[...] = coarse

@@ -16,9 +16,12 @@ import numpy as np
 
 from .._progress import log, progress_bar
 from ..dataset import Acquisition, ScanData, create_acquisition
-from ..errors import OutputExistsError, ParameterError
+from ..errors import ParameterError
 from ..geometry import ScanGeometry, default_grid, scan_angles, without_rigid_translation
+from ..io.checks import MAX_PIXEL_NM
+from ..outputs import check_output
 from ..physics import psf_fwhm_nm
+from ..resources import require_disk, require_memory
 from .forward import ForwardModel, project_scan
 from .phantom import CellPhantom, make_cell
 from .presets import PRESETS, Preset, ScanPreset, get_preset, override_scan
@@ -55,14 +58,14 @@ def _resolve(preset: Preset, **kw: Any) -> tuple[ScanPreset, ScanPreset]:
     for name, s in (("full", full), ("roi", roi)):
         if s.n_angles < 1:
             raise ParameterError(f"{name}: number of views must be at least 1")
-        if s.pixel_size_nm <= 0:
-            raise ParameterError(f"{name}: pixel size must be positive")
-        if s.photons_per_pixel is not None and s.photons_per_pixel < 0:
-            raise ParameterError(f"{name}: photons per pixel must not be negative")
-        if s.shifts_sigma_px < 0:
-            raise ParameterError(f"{name}: shift standard deviation must not be negative")
-    if roi.width_um is not None and roi.width_um <= 0:
-        raise ParameterError("ROI width must be positive")
+        if not 0 < s.pixel_size_nm <= MAX_PIXEL_NM:
+            raise ParameterError(f"{name}: pixel size must be in (0, {MAX_PIXEL_NM:g}] nm")
+        if s.photons_per_pixel is not None and not 0 <= s.photons_per_pixel < math.inf:
+            raise ParameterError(f"{name}: photons per pixel must be a number >= 0")
+        if not 0 <= s.shifts_sigma_px < math.inf:
+            raise ParameterError(f"{name}: shift standard deviation must be a number >= 0")
+    if roi.width_um is not None and not 0 < roi.width_um < math.inf:
+        raise ParameterError("ROI width must be a positive number")
     return full, roi
 
 
@@ -132,8 +135,9 @@ def simulate(
         The dataset, opened.
     """
     path = os.fspath(path)
-    if os.path.exists(path) and not overwrite:
-        raise OutputExistsError(path, "already exists (use --overwrite to replace it)")
+    check_output(path, "acquisition", overwrite=overwrite)  # before hours of work
+    if not 0 <= seed < 2**63:
+        raise ParameterError(f"seed must be a whole number from 0 to 2**63 - 1, got {seed}")
     base = get_preset(preset)
     if arc_deg is not None and arc_deg not in (180, 360):
         raise ParameterError(f"angular range must be 180 or 360, got {arc_deg}")
@@ -155,6 +159,14 @@ def simulate(
     seeds = np.random.SeedSequence(seed).spawn(5)
     geoms = simulation_geometries(base, full, roi)
     grid = default_grid(list(geoms.values()))
+    # the truth and the projections are held whole in memory, then written
+    nbytes = 4 * (
+        math.prod(grid.shape)
+        + sum(g.n_angles * math.prod(g.detector_shape) for g in geoms.values())
+    )
+    what = f"simulating {preset!r} (a volume of {grid.shape} voxels of {grid.voxel_size_nm:g} nm)"
+    require_memory(nbytes, what)
+    require_disk(path, nbytes, what)
     phantom = make_cell(
         np.random.default_rng(seeds[0]),
         base.cell_diameter_um * 1e3,
