@@ -303,6 +303,8 @@ def gpu_client(n_gpus: int | None = None, quiet: bool = False) -> Iterator[Any]:
         ) from exc
     from distributed import Client
 
+    from .distributed import local_addresses
+
     kwargs: dict[str, Any] = {}
     if n_gpus is not None:
         if n_gpus < 1:
@@ -312,8 +314,8 @@ def gpu_client(n_gpus: int | None = None, quiet: bool = False) -> Iterator[Any]:
         LocalCUDACluster(
             threads_per_worker=1,  # one ASTRA call at a time per GPU (the par3d constants race)
             resources={GPU_RESOURCE: 1},
-            dashboard_address=":0",
             silence_logs=40,
+            **local_addresses(),
             **kwargs,
         ) as cluster,
         Client(cluster) as c,

@@ -20,6 +20,7 @@ configuration system under the ``sxtdist.cluster`` key (a YAML file in
         maximum-jobs: 4
         wait-for-workers: 300  # seconds to wait for the first worker before giving up
         connect-timeout: 30s   # to reach a running scheduler
+        host: 127.0.0.1        # local kinds: the interface the scheduler and dashboard listen on
         jobqueue-defaults:     # used only where jobqueue.<kind> leaves them unset
           cores: 1
           memory: 4GiB
@@ -79,6 +80,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "maximum-jobs": 4,
             "wait-for-workers": 300,
             "connect-timeout": "30s",
+            "host": "127.0.0.1",
             "locality": True,
             "locality-shared": LOCALITY_SHARED,
             "jobqueue-defaults": {"cores": 1, "memory": "4GiB", "processes": 1},
@@ -121,6 +123,13 @@ def local_housekeeping() -> dict[str, Any]:
         for key, (default, ours) in LOCAL_HOUSEKEEPING.items()
         if dask.config.get(key, default=None) == default
     }
+
+
+def local_addresses() -> dict[str, str]:
+    """Where a local cluster's scheduler and dashboard listen: one interface for both
+    (``sxtdist.cluster.host``, this machine only by default), so the printed link is true."""
+    host = str(cluster_config("host", "127.0.0.1"))
+    return {"host": host, "dashboard_address": f"{host}:0"}
 
 
 def make_cluster(
@@ -169,8 +178,8 @@ def make_cluster(
             threads_per_worker=1,
             processes=True,
             memory_limit=memory_limit,
-            dashboard_address=":0",
             silence_logs=40,
+            **local_addresses(),
         )
         opts.update(overrides)
         # the scheduler and the nannies take their configuration when they are made
@@ -190,8 +199,8 @@ def make_cluster(
             threads_per_worker=1,
             resources={"GPU": 1},
             memory_limit=memory_limit,
-            dashboard_address=":0",
             silence_logs=40,
+            **local_addresses(),
         )
         if workers:
             opts["n_workers"] = int(workers)

@@ -30,6 +30,7 @@ COMMANDS = {
     "batch": "batch",
     "plan": "plan",
     "report": "report",
+    "verify": "verify",
 }
 
 

@@ -42,9 +42,8 @@ def check_pixel_type(where: str, dtype: np.dtype, counts_ok: bool) -> np.dtype:
     if dtype.kind in COUNT_KINDS and not counts_ok:
         raise InputError(
             where,
-            f"pixels are integers ({dtype}): raw detector counts need a flat field (--flat) to "
-            "become optical depth; transmission and optical depth must be floating point "
-            "(convert them explicitly, e.g. data.astype(numpy.float32))",
+            f"pixels are integers ({dtype}), read as raw detector counts: give their flat "
+            "field (--flat); transmission or optical depth must be floating point",
         )
     return dtype
 

@@ -22,9 +22,18 @@ import dask.array as da
 import numpy as np
 
 from .._progress import log, progress_bar
-from ..dataset import SCAN_NAMES, Acquisition, ScanData, add_scan, create_acquisition
-from ..errors import InputError, ParameterError
+from ..dataset import (
+    SCAN_NAMES,
+    Acquisition,
+    ScanData,
+    add_scan,
+    create_acquisition,
+    open_acquisition,
+)
+from ..errors import InputError, OutputExistsError, ParameterError
+from ..outputs import check_output, recognise
 from . import mrc, nxtomo, tiff, txrm
+from .checks import MAX_PIXEL_NM, check_angles, check_finite, check_pixel_type
 from .source import FrameSource, read_angles_file
 
 #: Transmission is clipped to this before the log (dead pixels, zero counts).
@@ -38,6 +47,11 @@ READERS = {
     "nxtomo": nxtomo.open_nxtomo,
     "txrm": txrm.open_txrm,
 }
+
+
+def is_acquisition(path: str) -> bool:
+    """Whether an sxtdist acquisition is at ``path`` (an empty folder is not one)."""
+    return recognise(path) == "acquisition"
 
 
 def guess_format(path: str) -> str:
@@ -126,29 +140,27 @@ def import_scan(
         raise ParameterError(f"--values: {values!r} is not one of {', '.join(VALUES)}")
     if frames_per_chunk < 1:
         raise ParameterError("frames per chunk must be at least 1")
-    if os.path.exists(acquisition) and not overwrite:
-        # fail before reading anything when the scan is already there
-        from ..dataset import open_acquisition
-
+    inputs = [source, flat, dark, angles if isinstance(angles, (str, os.PathLike)) else None]
+    # fail before reading anything: an output that is no acquisition, an input, a scan there
+    if check_output(acquisition, "acquisition", inputs=inputs, resume=True) and not overwrite:
         if scan in open_acquisition(acquisition, mode="r").scans:
-            from ..errors import OutputExistsError
-
             raise OutputExistsError(
                 os.path.join(acquisition, scan),
                 "scan already exists (use --overwrite to replace it)",
             )
     with open_source(source, fmt) as src:
         n, rows, cols = src.shape
-        ang = _angles(src, angles, angle_range)
+        ang = check_angles(source, _angles(src, angles, angle_range), scan)
         pixel = _override(src.pixel_size_nm, pixel_size_nm, "pixel size", "nm", src, quiet)
         if pixel is None:
             raise InputError(source, "has no pixel size; give --pixel-size-nm")
-        if not (np.isfinite(pixel) and pixel > 0):
-            raise ParameterError(f"pixel size must be a positive number, got {pixel}")
+        if not 0 < pixel <= MAX_PIXEL_NM:
+            raise ParameterError(f"pixel size must be in (0, {MAX_PIXEL_NM:g}] nm, got {pixel}")
         energy = _override(src.energy_ev, energy_ev, "energy", "eV", src, quiet)
         flat_img = _field(flat, src.flat, (rows, cols), "flat")
         dark_img = _field(dark, src.dark, (rows, cols), "dark")
         mode = _mode(values, flat_img, dark_img, src)
+        check_pixel_type(source, src.dtype, counts_ok=mode == "intensity")
         log(
             f"importing {source} ({src.format}, {n} frames of {rows}x{cols} {src.dtype}, "
             f"{mode}) as scan {scan!r} of {acquisition}",
@@ -177,10 +189,10 @@ def import_scan(
             # one frame at a time in this thread: readers share a file handle and
             # memory stays at a few frames
             with dask.config.set(scheduler="synchronous"):
-                if os.path.exists(acquisition):
-                    acq = add_scan(acquisition, scan, scan_data, overwrite=overwrite)
+                if is_acquisition(acquisition):
+                    acq = add_scan(acquisition, scan, scan_data, overwrite, inputs)
                 else:
-                    acq = create_acquisition(acquisition, {scan: scan_data})
+                    acq = create_acquisition(acquisition, {scan: scan_data}, inputs=inputs)
     log(f"wrote scan {scan!r}: {n} projections, {pixel:g} nm pixels", quiet)
     return acq
 
@@ -301,9 +313,7 @@ def _lazy_optical_depth(
     def block(block_info: dict | None = None) -> np.ndarray:
         i0, i1 = block_info[None]["array-location"][0]
         raw = src.read(i0, i1)
-        if raw.dtype.kind == "f" and not np.all(np.isfinite(raw)):
-            bad = i0 + int(np.flatnonzero(~np.isfinite(raw).reshape(i1 - i0, -1).all(axis=1))[0])
-            raise InputError(src.path, f"frame {bad} contains NaN or inf")
+        check_finite(src.path, raw, i0)
         if mode == "transmission":
             med = float(np.median(raw))
             if med > MAX_TRANSMISSION_MEDIAN:

@@ -43,6 +43,11 @@ def open_nxtomo(path: str | os.PathLike[str]) -> FrameSource:
     try:
         f = h5py.File(path, "r")
     except Exception as exc:  # truncated or not HDF5
+        if "truncated file" in str(exc):
+            raise InputError(
+                path, f"truncated: the HDF5 file ends at byte {os.path.getsize(path)} "
+                f"before its own end ({_one_line(exc)})",
+            ) from exc  # fmt: skip
         raise InputError(path, f"not a readable HDF5 file ({_one_line(exc)})") from exc
     try:
         return _open(path, f)
@@ -62,6 +67,7 @@ def _open(path: str, f: h5py.File) -> FrameSource:
     check_dtype(path, data.dtype, f"{data.name}")
     if data.ndim != 3:
         raise InputError(path, f"{data.name} must be (frames, rows, cols), is {data.shape}")
+    _check_written(path, data)
     n = data.shape[0]
     det = entry["instrument/detector"]
     key_name = "image_key_control" if "image_key_control" in det else "image_key"
@@ -126,6 +132,29 @@ def _open(path: str, f: h5py.File) -> FrameSource:
             "n_darks": int(np.sum(keys == 2)),
         },
         closer=data.file.close,
+    )
+
+
+def _check_written(path: str, data: h5py.Dataset) -> None:
+    """Refuse a dataset some of whose frames were never written (HDF5 would read zeros)."""
+    if data.chunks is None:
+        if data.size and data.id.get_offset() is None:
+            raise InputError(path, f"{data.name} was never written (no frame is stored)")
+        return
+    per = data.chunks
+    grid = [-(-n // c) for n, c in zip(data.shape, per)]
+    expected = int(np.prod(grid))
+    stored = data.id.get_num_chunks()
+    if stored >= expected:
+        return
+    frames = np.zeros(grid[0], dtype=int)
+    for k in range(stored):
+        frames[data.id.get_chunk_info(k).chunk_offset[0] // per[0]] += 1
+    first = int(np.flatnonzero(frames < expected // grid[0])[0]) * per[0]
+    raise InputError(
+        path,
+        f"{data.name}: {expected - stored} of {expected} chunks were never written "
+        f"(frame {first} is the first incomplete one)",
     )
 
 
