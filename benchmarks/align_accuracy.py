@@ -5,12 +5,12 @@ For each noise level and number of full views: simulate the ``small`` preset
 and compare with the truth after removing what no alignment can determine: the
 object's position, one rigid translation for both scans (``dy`` constant,
 ``dx = a cos + b sin``), fitted to the errors by least squares
-(:func:`sxtdist.alignment.shift_errors`).
+(:func:`sxtdist.alignment.gauge.shift_errors`).
 
 Columns: full-scan and interior RMS error so measured (each in its own pixels);
 the interior's when its anchors are the truly aligned full views (the interior
 registration on its own); the interior's as earlier versions of this table gave
-it (:func:`sxtdist.alignment.remove_gauge`: each scan on its own, with a
+it (:func:`sxtdist.alignment.gauge.remove_gauge`: each scan on its own, with a
 constant ``dx`` fitted beside the sinusoid and kept as the axis error); the
 rotation-axis error of the full scan (constant of a ``[1, cos, sin]`` fit, its
 pixels). RMS is of the error vector length, px. With ``--psnr N``: the ROI PSNR
@@ -68,7 +68,7 @@ def study(
     arc_deg: float | None = None,
 ) -> dict:
     import sxtdist
-    from sxtdist.alignment import remove_gauge, rms, shift_errors, sinusoid_basis
+    from sxtdist.alignment.gauge import remove_gauge, rms, shift_errors, sinusoid_basis
 
     path = f"{workdir}/acq_{label(photons).replace(' ', '')}_{n_full}_{seed}_{sigma:g}.zarr"
     acq = sxtdist.simulate(

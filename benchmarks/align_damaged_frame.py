@@ -5,7 +5,7 @@ random shifts of 3 px), lose half of one interior frame (view ``10 + 7 seed mod 
 its left half set to the frame's median, as a beam drop or a shutter leaves it),
 align with the robust rule for pairs (``robust_pairs=5``, the default) and without it
 (``0``), and compare with the truth in the joint reading
-(:func:`sxtdist.alignment.shift_errors`). The interior RMS is over the other views:
+(:func:`sxtdist.alignment.gauge.shift_errors`). The interior RMS is over the other views:
 the damaged view's own pairs all see the damage, and what the rule is for is to keep
 it from spreading. The last column: the interior views that ``sxtdist.align`` named as
 correlating poorly with all their pairs (``views_poor_peak``), which is how a damaged
@@ -42,7 +42,7 @@ def damage_frame(acq, view: int) -> None:
 
 def study(n_full: int, seed: int, clean: bool, client, workdir: str) -> dict:
     import sxtdist
-    from sxtdist.alignment import rms, shift_errors
+    from sxtdist.alignment.gauge import rms, shift_errors
 
     path = f"{workdir}/acq_{n_full}_{seed}.zarr"
     acq = sxtdist.simulate(

@@ -4,7 +4,7 @@ For one simulated ``small`` acquisition (σ = 3 px shifts, the paper's dose) it 
 and prints:
 
 * the neighbour pairs' errors (measured shift against the true difference), before
-  and after fitting the rotation point of :func:`sxtdist.alignment.solve_shifts`, their
+  and after fitting the rotation point of :func:`sxtdist.alignment.shifts.solve_shifts`, their
   lag-1 autocorrelation, and how far they drift when summed along the chain;
 * how much of each interior view's final error is its nearest full view's error times
   the pixel ratio (correlation, and what is left).
@@ -50,7 +50,7 @@ def link_errors(acq, truth: dict, result) -> None:
 
 def inherited(acq, truth: dict, result) -> None:
     """How far each interior view's error is its nearest full view's error x the pixel ratio."""
-    from sxtdist.alignment import remove_gauge
+    from sxtdist.alignment.gauge import remove_gauge
 
     er = remove_gauge(result.shifts["roi"] - truth["roi"], acq["roi"].geometry.angles_deg)
     ef = remove_gauge(result.shifts["full"] - truth["full"], acq["full"].geometry.angles_deg)
@@ -78,7 +78,7 @@ def main() -> None:
     from distributed import Client, LocalCluster
 
     import sxtdist
-    import sxtdist.alignment as alignment
+    import sxtdist.alignment.shifts as alignment
 
     if args.neighbour_weight != 1.0:
         original = alignment.pair_weights

@@ -4,7 +4,7 @@ Two views at different angles differ by the object's rotation as well as by thei
 shifts, so every registered pair carries a bias that depends only on the object
 (docs/alignment.md, "Reading it honestly"). For one simulated ``small``
 acquisition (σ = 3 px shifts, the paper's dose) this prints the interior and
-full-scan errors of the joint solve (:func:`sxtdist.alignment.solve_joint`, the
+full-scan errors of the joint solve (:func:`sxtdist.alignment.shifts.solve_joint`, the
 pipeline's own):
 
 * as the pipeline has them;
@@ -100,8 +100,8 @@ def main() -> None:
     from distributed import Client, LocalCluster
 
     import sxtdist
-    from sxtdist.alignment import remove_gauge, rms, solve_joint
-    from sxtdist.alignment_runner import full_prior_weights
+    from sxtdist.alignment.gauge import remove_gauge, rms
+    from sxtdist.alignment.shifts import full_prior_weights, solve_joint
     from sxtdist.runner import roi_mask
 
     with (

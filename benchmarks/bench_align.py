@@ -20,7 +20,7 @@
    sub-pixel shift, once with the two views divided by the same noisy flat field
    (one scan, as in real data: its noise is a pattern common to both) and once
    with independent flats;
-   RMS error and time per pair of ``sxtdist.alignment.register`` (the pair task's
+   RMS error and time per pair of ``sxtdist.alignment.ncc.register`` (the pair task's
    registration: blur 1 px, masked NCC over ±32 px, spline peak) and of
    ``skimage.registration.phase_cross_correlation`` (``upsample_factor=100``,
    with its default phase normalisation, without it, and on the same blurred
@@ -215,16 +215,17 @@ def task_graph(acq, method: str) -> tuple[dict, list]:
     """The interior alignment's task graph as :func:`sxtdist.align` builds it for ``acq``
     (views prepared apart at this size, or one task per pair), the full scan's stored
     shifts honoured: ``(graph, keys of the pair results)``."""
-    import sxtdist.alignment_runner as runner
+    import sxtdist.alignment.runner as runner
+    import sxtdist.alignment.tasks as tasks
 
     roi = acq["roi"].geometry
     pairs = runner.plan(acq, ["roi"], method)["pairs"]  # neighbours only, unless anchored
     full = acq["full"].geometry if method == "anchor" else None
     settings = runner.pair_settings(acq, full, runner.search_margin(roi.detector_shape))
-    if runner.prepares_views_apart(roi.detector_shape):
-        graph, keys, _ = runner.pair_graph(pairs, settings, "ceiling", roi.angles_deg)
+    if tasks.prepares_views_apart(roi.detector_shape):
+        graph, keys, _ = tasks.pair_graph(pairs, settings, "ceiling", roi.angles_deg)
         return graph, keys
-    graph = {f"pair-{n}": (runner.register_pair, p, settings) for n, p in enumerate(pairs)}
+    graph = {f"pair-{n}": (tasks.register_pair, p, settings) for n, p in enumerate(pairs)}
     return graph, list(graph)
 
 
@@ -233,7 +234,7 @@ def _run_graph_alone(graph, keys, barrier, times) -> None:
     scheduler, put the seconds it took."""
     import dask.local
 
-    import sxtdist.alignment_runner  # noqa: F401  (imported before the clock, as on the workers)
+    import sxtdist.alignment.runner  # noqa: F401  (imported before the clock, as on the workers)
 
     barrier.wait()
     t0 = time.perf_counter()
@@ -294,7 +295,7 @@ def machine_ceiling(acq, method: str, repeat: int) -> np.ndarray:
 
 
 def _prepared(acq) -> bool:
-    from sxtdist.alignment_runner import prepares_views_apart
+    from sxtdist.alignment.tasks import prepares_views_apart
 
     return prepares_views_apart(acq["roi"].geometry.detector_shape)
 
@@ -333,11 +334,11 @@ def part_large(
     warm: bool = False,
 ) -> None:
     import sxtdist
-    import sxtdist.alignment_runner as runner
+    import sxtdist.alignment.tasks as tasks
     from sxtdist.dataset import ScanData, create_acquisition
 
     if per_pair:  # every pair task prepares its own views, whatever their size
-        runner.PREPARED_VIEW_PIXELS = sys.maxsize
+        tasks.PREPARED_VIEW_PIXELS = sys.maxsize
     rng = np.random.default_rng(5)
     angles = np.arange(n_views) * 2.0
     shifts = rng.normal(0.0, 3.0, (n_views, 2))
@@ -360,7 +361,7 @@ def part_large(
         acq.set_shifts("full", np.zeros((n_full, 2)), method="truth")
     method = "anchor" if n_full else "neighbour"
     times, pair_s, res, again, waits = time_workers(acq, repeat, ["roi"], method, warm)
-    from sxtdist.alignment import remove_gauge
+    from sxtdist.alignment.gauge import remove_gauge
 
     # the rigid translation and the axis (a constant dx) are unknown without anchors
     err = remove_gauge(res.shifts["roi"] - shifts, angles)
@@ -388,7 +389,8 @@ def part_large(
 def part_compare(n_pairs: int, shared_flat: bool) -> None:
     from skimage.registration import phase_cross_correlation
 
-    from sxtdist.alignment import gaussian_blur, pad_with_mask, register
+    from sxtdist.alignment.ncc import register
+    from sxtdist.alignment.resample import gaussian_blur, pad_with_mask
 
     rng = np.random.default_rng(11)
     truth = rng.normal(0.0, 3.0, (n_pairs, 2))

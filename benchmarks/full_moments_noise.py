@@ -5,7 +5,7 @@ noise-free with random shifts (σ = 3 px), then draw Poisson noise at the paper'
 dose (or ``--photons``) many times and estimate ``dy`` (row profiles) and ``dx``
 (weighted centroids) from each draw, as ``sxtdist align`` does. Two slice weights
 are compared on the same draws: the current one (the slices' mass less its mean,
-tapered over :data:`sxtdist.alignment.SLICE_WEIGHT_RAMP_ROWS` rows at each end)
+tapered over :data:`sxtdist.alignment.fullscan.SLICE_WEIGHT_RAMP_ROWS` rows at each end)
 and the one used before (the same under a ``cos²`` taper over the whole axis,
 which is the current function with the ramp over half the axis).
 
@@ -28,7 +28,8 @@ import numpy as np
 
 def study(seed: int, n_full: int, draws: int, photons: float | None, workdir: str) -> dict:
     import sxtdist
-    import sxtdist.alignment as al
+    import sxtdist.alignment.fullscan as al
+    from sxtdist.alignment.gauge import remove_gauge
     from sxtdist.simulation.presets import get_preset
 
     acq = sxtdist.simulate(
@@ -53,7 +54,7 @@ def study(seed: int, n_full: int, draws: int, photons: float | None, workdir: st
             for name, ramp in weights.items():
                 al.SLICE_WEIGHT_RAMP_ROWS = ramp
                 dx, _ = al.weighted_centroid_dx(views, full.geometry, dy, margin)
-                err = al.remove_gauge(np.stack([dy, dx], axis=1) - truth, angles)[:, 1]
+                err = remove_gauge(np.stack([dy, dx], axis=1) - truth, angles)[:, 1]
                 out[name]["axis"].append(err.mean())
                 out[name]["dx"].append(err)
                 out[name]["sigma"].append(

@@ -6,7 +6,7 @@ Dask, into a multiscale OME-Zarr volume.
 """
 
 from ._version import __version__
-from .alignment_runner import align
+from .alignment import align
 from .dataset import Acquisition, Scan, ScanData, create_acquisition, open_acquisition
 from .errors import InputError, ParameterError, SxtdistError
 from .geometry import ScanGeometry, VolumeGrid

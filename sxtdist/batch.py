@@ -587,7 +587,7 @@ def _align_cell(cell: Cell, client: Any, mode: str | bool, method: str) -> bool:
     """
     if mode is False:
         return False
-    from .alignment_runner import align
+    from .alignment import align
     from .dataset import open_acquisition
 
     key = os.path.abspath(cell.acquisition)

@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from ._progress import log
-from .alignment_runner import align
+from .alignment import align
 from .backends import select_backend
 from .dataset import open_acquisition
 from .distributed import get_client

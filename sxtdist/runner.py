@@ -20,7 +20,7 @@ import numpy as np
 
 from . import _version
 from ._progress import log
-from .alignment import apply_intensity_transform
+from .alignment.intensity import apply_intensity_transform
 from .backends import (
     GPU_RESOURCE,
     cluster_gpu_free_bytes,
@@ -45,12 +45,22 @@ from .volume import Volume, create_volume, open_volume
 
 
 def scan_models(acq: Acquisition, scans: Sequence[str], psf: bool = False) -> dict[str, ScanModel]:
-    """A :class:`ScanModel` per scan: its geometry (with stored shifts) and zone-plate PSF."""
+    """A :class:`ScanModel` per scan: its geometry (with stored shifts) and zone-plate PSF.
+
+    With ``psf``, a scan whose zone plate is unknown is an error (it would be modelled
+    without a PSF, silently).
+    """
     models = {}
     for name in scans:
         scan = acq[name]
         sigma = 0.0
-        if psf and scan.zone_plate_ozw_nm:
+        if psf and not scan.zone_plate_ozw_nm:
+            raise InputError(
+                acq.path,
+                f"scan {name!r} has no zone-plate OZW, so --psf cannot model its PSF; set it "
+                f"with 'sxtdist edit {acq.path} --scan {name} --zone-plate-ozw-nm NM'",
+            )
+        if psf:
             sigma = fwhm_to_sigma_px(psf_fwhm_nm(scan.zone_plate_ozw_nm), scan.pixel_size_nm)
         models[name] = ScanModel(scan.geometry, sigma)
     return models

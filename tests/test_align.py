@@ -15,36 +15,27 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 import sxtdist
-from sxtdist.alignment import (
+from sxtdist.alignment.diagnostics import peak_loss_ratio, views_without_weight
+from sxtdist.alignment.fullscan import (
     MIN_SLICE_WEIGHT_CONTRAST,
-    NccSurface,
-    Pair,
-    PairResult,
     _weighted_columns,
-    anchor_on_roi_grid,
-    apply_intensity_transform,
     center_of_mass_dx,
-    describe_intensity_transform,
-    dual_energy,
-    fit_intensity_transform,
-    ncc_map,
-    pad_with_mask,
-    plan_pairs,
-    register,
-    remove_gauge,
-    rms,
-    robust_pair_weights,
     row_profile_dy,
-    shift_errors,
-    shift_image,
-    sinusoid_basis,
     slice_weight_contrast,
-    solve_joint,
-    solve_shifts,
     weighted_centroid_dx,
     weighted_centroid_noise_px,
 )
-from sxtdist.alignment_runner import describe_pair, peak_loss_ratio, views_without_weight
+from sxtdist.alignment.gauge import remove_gauge, rms, shift_errors, sinusoid_basis
+from sxtdist.alignment.intensity import (
+    apply_intensity_transform,
+    describe_intensity_transform,
+    dual_energy,
+    fit_intensity_transform,
+)
+from sxtdist.alignment.ncc import NccSurface, ncc_map, register
+from sxtdist.alignment.pairs import Pair, PairResult, describe_pair, plan_pairs
+from sxtdist.alignment.resample import anchor_on_roi_grid, pad_with_mask, shift_image
+from sxtdist.alignment.shifts import robust_pair_weights, solve_joint, solve_shifts
 from sxtdist.geometry import ScanGeometry, rigid_translation_nm, translation_shifts_px
 
 
@@ -662,7 +653,7 @@ def test_align_recovers_simulated_shifts_and_stores_them(tmp_path, client):
     )
     assert meta["alignment"]["pairs_downweighted"] == int(np.sum(kept < 1))
     # full views weighted down in the joint solve are circled in the plot
-    from sxtdist.alignment_report import write_report
+    from sxtdist.alignment.report import write_report
 
     res.info["full"]["joint_downweighted_views"] = [2, 5]
     write_report(str(tmp_path / "rep2"), acq, res)
@@ -693,7 +684,7 @@ def test_prepared_views_graph_registers_exactly_like_one_task_per_pair(
     """Large views are prepared once each in tasks of their own (run_graph); the pairs come
     out bit for bit as when every pair task prepares its own views, on one worker and on
     two."""
-    import sxtdist.alignment_runner as runner
+    import sxtdist.alignment.tasks as tasks
     import sxtdist.distributed as distributed
 
     path = tmp_path / "g.zarr"
@@ -708,7 +699,7 @@ def test_prepared_views_graph_registers_exactly_like_one_task_per_pair(
 
     run_graph = distributed.run_graph
     monkeypatch.setattr(distributed, "run_graph", recording_run_graph)
-    monkeypatch.setattr(runner, "PREPARED_VIEW_PIXELS", 1)
+    monkeypatch.setattr(tasks, "PREPARED_VIEW_PIXELS", 1)
     prepared = sxtdist.align(path, **kw)
     ((graph, keys),) = graphs
     n_roi = sxtdist.open_acquisition(path)["roi"].shape[0]
@@ -741,7 +732,8 @@ def test_pair_settings_are_what_align_submits(tmp_path, client, monkeypatch):
     """``pair_settings`` and ``search_margin`` give the settings ``align`` hands its pair
     tasks (what ``benchmarks/bench_align.py`` rebuilds the task graph from): the arrays,
     the anchors' geometry with the full scan's stored shifts, the margin, the blurs."""
-    import sxtdist.alignment_runner as runner
+    import sxtdist.alignment.runner as runner
+    import sxtdist.alignment.tasks as tasks
     import sxtdist.distributed as distributed
 
     path = tmp_path / "s.zarr"
@@ -755,7 +747,7 @@ def test_pair_settings_are_what_align_submits(tmp_path, client, monkeypatch):
 
     run_graph = distributed.run_graph
     monkeypatch.setattr(distributed, "run_graph", recording_run_graph)
-    monkeypatch.setattr(runner, "PREPARED_VIEW_PIXELS", 1)
+    monkeypatch.setattr(tasks, "PREPARED_VIEW_PIXELS", 1)
     kw = dict(scans=["roi"], client=client, quiet=True, report="", dry_run=True)
     sxtdist.align(path, smooth_px=1.5, **kw)
     acq = sxtdist.open_acquisition(path)
@@ -777,7 +769,7 @@ def test_pair_settings_are_what_align_submits(tmp_path, client, monkeypatch):
 def test_align_names_a_view_it_cannot_read(tmp_path, client, monkeypatch, prepared):
     """A damaged chunk fails the alignment with one InputError naming the array and the
     view, whichever task reads it, and nothing is stored."""
-    import sxtdist.alignment_runner as runner
+    import sxtdist.alignment.tasks as tasks
     from sxtdist.errors import InputError
 
     path = tmp_path / "d.zarr"
@@ -786,7 +778,7 @@ def test_align_names_a_view_it_cannot_read(tmp_path, client, monkeypatch, prepar
     with open(chunk, "wb") as fh:
         fh.write(b"not a compressed chunk")
     if prepared:
-        monkeypatch.setattr(runner, "PREPARED_VIEW_PIXELS", 1)
+        monkeypatch.setattr(tasks, "PREPARED_VIEW_PIXELS", 1)
     with pytest.raises(InputError, match=r"roi/0.*cannot read projection 7"):
         sxtdist.align(path, scans=["roi"], client=client, quiet=True, report="")
     assert not sxtdist.open_acquisition(path, mode="r")["roi"].aligned
@@ -880,7 +872,7 @@ def test_cli_align_weights_down_the_pairs_of_a_damaged_frame(run_cli, tiny_copy,
 
 
 def test_cli_robust_pairs_default_is_the_library_s():
-    from sxtdist.alignment import ROBUST_PAIRS
+    from sxtdist.alignment.shifts import ROBUST_PAIRS
     from sxtdist.cli.align import command
 
     option = next(p for p in command.params if p.name == "robust_pairs")
@@ -1031,7 +1023,7 @@ def test_ncc_map_takes_spectra_computed_once_and_gives_the_same_map(h, w, my, mx
     """The spectra a pair's views share (centred_spectrum, rectangle_spectrum) give the map
     ncc_map computes by itself, bit for bit: the template's, and the reference's valid
     rectangle's wherever it sits (a padded view, or an anchor's rectangle)."""
-    from sxtdist.alignment import centred_spectrum, rectangle_spectrum
+    from sxtdist.alignment.ncc import centred_spectrum, rectangle_spectrum
 
     rng = np.random.default_rng(seed)
     t = rng.normal(size=(h, w)) + 2.0
@@ -1059,7 +1051,7 @@ def test_ncc_map_in_rectangle_is_ncc_map_on_the_frame(h, w, my, mx, seed):
     field): the map equals ncc_map's general path (the mask as numbers, correlated by
     FFTs) on the frame made of it, without the frame ever being made; a rectangle that
     does not fit is refused."""
-    from sxtdist.alignment import centred_spectrum, ncc_map_in_rectangle
+    from sxtdist.alignment.ncc import centred_spectrum, ncc_map_in_rectangle
 
     rng = np.random.default_rng(seed)
     t = rng.normal(size=(h, w)) + 2.0
@@ -1088,7 +1080,7 @@ def test_ncc_map_in_rectangle_is_ncc_map_on_the_frame(h, w, my, mx, seed):
 
 
 def test_ncc_map_takes_spectra_in_single_precision_frames_too():
-    from sxtdist.alignment import SINGLE_PRECISION_FFT_SIZE, centred_spectrum
+    from sxtdist.alignment.ncc import SINGLE_PRECISION_FFT_SIZE, centred_spectrum
 
     rng = np.random.default_rng(1)
     t, other = rng.normal(size=(2, 300, 300))
@@ -1101,7 +1093,7 @@ def test_ncc_map_takes_spectra_in_single_precision_frames_too():
 
 
 def test_ncc_map_refuses_spectra_it_cannot_use():
-    from sxtdist.alignment import centred_spectrum, rectangle_spectrum
+    from sxtdist.alignment.ncc import centred_spectrum, rectangle_spectrum
 
     rng = np.random.default_rng(0)
     t = rng.normal(size=(6, 5))
@@ -1119,7 +1111,7 @@ def test_ncc_map_refuses_spectra_it_cannot_use():
 
 
 def test_ncc_map_finds_the_rectangles_of_valid_pixels_it_can_sum_fast():
-    from sxtdist.alignment import _box
+    from sxtdist.alignment.ncc import _box
 
     m = np.zeros((6, 7), bool)
     assert _box(m) is None
@@ -1164,14 +1156,15 @@ def test_pair_tasks_keep_freed_memory_for_reuse_on_linux():
 def test_ncc_map_in_single_precision_on_large_frames_keeps_the_peak():
     """Frames from SINGLE_PRECISION_FFT_SIZE on correlate in float32: the map stays within
     1e-5 of double precision and the sub-pixel peak within 1e-4 px."""
-    import sxtdist.alignment as alignment
+    import sxtdist.alignment.ncc as alignment
+    from sxtdist.alignment.resample import pad_with_mask
 
     rng = np.random.default_rng(3)
     base = ndimage.gaussian_filter(rng.normal(size=(340, 340)), 3) * 5 + 2.0
     inner = (slice(20, 320), slice(20, 320))  # away from the edges the shift fills
     tpl = base[inner] + 0.02 * rng.normal(size=(300, 300))
     moved = ndimage.shift(base, (1.3, -0.7), order=3)[inner] + 0.02 * rng.normal(size=(300, 300))
-    ref, mask = alignment.pad_with_mask(moved, (8, 8))
+    ref, mask = pad_with_mask(moved, (8, 8))
     assert alignment._ValidCorrelator(tpl.shape, ref.shape).dtype == np.float32
     single = alignment.ncc_map(tpl, ref, None, mask)
     original = alignment.SINGLE_PRECISION_FFT_SIZE
@@ -1195,7 +1188,7 @@ def test_ncc_map_in_single_precision_on_large_frames_keeps_the_peak():
 )
 def test_gaussian_blur_is_ndimage_gaussian_filter(seed, sy, sx):
     """The banded column pass changes only the rounding (edges: ndimage's ``nearest``)."""
-    from sxtdist.alignment import gaussian_blur
+    from sxtdist.alignment.resample import gaussian_blur
 
     rng = np.random.default_rng(seed)
     img = rng.normal(size=tuple(rng.integers(1, 40, 2)))
@@ -1207,7 +1200,7 @@ def test_gaussian_blur_is_ndimage_gaussian_filter(seed, sy, sx):
 @given(seed=st.integers(0, 2**31 - 1), reversed_cols=st.booleans())
 def test_bicubic_on_grid_is_ndimage_order_3_nearest(seed, reversed_cols):
     """Separable, but the same spline as ndimage's, edges included."""
-    from sxtdist.alignment import bicubic_on_grid
+    from sxtdist.alignment.resample import bicubic_on_grid
 
     rng = np.random.default_rng(seed)
     h, w = rng.integers(4, 30, 2)
@@ -1227,7 +1220,7 @@ def test_bicubic_on_grid_is_ndimage_order_3_nearest(seed, reversed_cols):
 def test_nearest_on_grid_is_ndimage_order_0(seed, step):
     """The intensity samples' mask lookup by indexing: ndimage's order-0 rounding (half
     up) and edges (off outside [0, n - 1]), at whole, half and any sub-pixel offsets."""
-    from sxtdist.alignment_runner import _nearest_on_grid
+    from sxtdist.alignment.tasks import _nearest_on_grid
 
     rng = np.random.default_rng(seed)
     h, w = rng.integers(1, 20, 2)
@@ -1247,7 +1240,7 @@ def test_nearest_on_grid_is_ndimage_order_0(seed, step):
 def test_anchor_on_roi_grid_equals_bicubic_interpolation_of_the_whole_view(seed, mirrored):
     """The crop it interpolates on changes nothing: same as map_coordinates on the whole
     full view at the ROI pixels' positions (geometry.py's convention), mask included."""
-    from sxtdist.alignment import anchor_on_roi_grid
+    from sxtdist.alignment.resample import anchor_on_roi_grid
     from sxtdist.geometry import ScanGeometry
 
     rng = np.random.default_rng(seed)

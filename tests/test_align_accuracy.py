@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import sxtdist
-from sxtdist.alignment import remove_gauge, rms, shift_errors
+from sxtdist.alignment.gauge import remove_gauge, rms, shift_errors
 from sxtdist.metrics import psnr_in_region
 from sxtdist.runner import roi_mask
 

@@ -297,7 +297,7 @@ def test_resume_keeps_the_block_layout_it_started_with(two_cells, tmp_path, clie
 def test_cells_are_aligned_first_once_and_as_sxtdist_align_does(two_cells, tmp_path, client):
     import shutil
 
-    from sxtdist.alignment_runner import align
+    from sxtdist.alignment import align
 
     a, ref = tmp_path / "a.zarr", tmp_path / "ref.zarr"
     shutil.copytree(two_cells / "cell1.zarr", a)

@@ -378,7 +378,12 @@ def test_bad_nxtomo_and_txrm_files(tmp_path, run_cli):
     _expect_error(run_cli, tmp_path, [tmp_path / "cut.nx", "--scan=roi"], ["cut.nx"])
     with h5py.File(tmp_path / "empty.h5", "w") as f:
         f["x"] = 1
-    _expect_error(run_cli, tmp_path, [tmp_path / "empty.h5", "--scan=roi"], ["no NXtomo entry"])
+    _expect_error(
+        run_cli,
+        tmp_path,
+        [tmp_path / "empty.h5", "--scan=roi"],
+        ["no projections found", "--data-path"],
+    )
 
     _txrm(tmp_path / "gap.txrm", np.round(raw), np.arange(4.0), ref=np.full((6, 6), 1000.0), drop=2)
     _expect_error(

@@ -26,6 +26,7 @@ COMMANDS = {
     "reconstruct": "reconstruct",
     "demo": "demo",
     "import": "import_",
+    "edit": "edit",
     "export": "export",
     "batch": "batch",
     "plan": "plan",

@@ -68,8 +68,8 @@ def command(acq, scans, method, report, **kw) -> None:
     from all pairs, the full views' shifts refined with them. A report (shifts.csv,
     pairs.csv, alignment.png) shows whether it worked.
     """
-    from ..alignment import describe_intensity_transform
-    from ..alignment_runner import align
+    from ..alignment import align
+    from ..alignment.intensity import describe_intensity_transform
 
     result = align(acq, scan_list(scans), method, report=report, **kw)
     for name, info in result.info.items():

@@ -79,7 +79,7 @@ def _describe_acquisition(path: str) -> str:
             lines.append("      " + _alignment_details(al))
         it = m.get("intensity_transform")
         if it:
-            from ..alignment import describe_intensity_transform
+            from ..alignment.intensity import describe_intensity_transform
 
             lines.append(f"    intensity transform: {describe_intensity_transform(it)}")
     if acq.truth is not None:

@@ -13,8 +13,10 @@ place), see :func:`sxtdist.dataset.add_scan`.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import dask
@@ -33,8 +35,11 @@ from ..dataset import (
 from ..errors import InputError, OutputExistsError, ParameterError
 from ..outputs import check_output, recognise
 from . import mrc, nxtomo, tiff, txrm
-from .checks import MAX_PIXEL_NM, check_angles, check_finite, check_pixel_type
+from .checks import check_angles, check_finite, check_pixel_type
+from .metadata import OPTIONS, ScanPhysics, check_center_offset
 from .source import FrameSource, read_angles_file
+
+logger = logging.getLogger(__name__)
 
 #: Transmission is clipped to this before the log (dead pixels, zero counts).
 EPS = 1e-6
@@ -47,11 +52,6 @@ READERS = {
     "nxtomo": nxtomo.open_nxtomo,
     "txrm": txrm.open_txrm,
 }
-
-
-def is_acquisition(path: str) -> bool:
-    """Whether an sxtdist acquisition is at ``path`` (an empty folder is not one)."""
-    return recognise(path) == "acquisition"
 
 
 def guess_format(path: str) -> str:
@@ -69,14 +69,128 @@ def guess_format(path: str) -> str:
     )
 
 
-def open_source(path: str | os.PathLike[str], fmt: str | None = None) -> FrameSource:
-    """Open a projection stack with the reader for ``fmt`` (guessed from the suffix if None)."""
+#: Import options that only one reader understands: option -> format.
+READER_ONLY = {
+    "data_path": "nxtomo",
+    "angles_path": "nxtomo",
+    "image_key_path": "nxtomo",
+    "flat_data_path": "nxtomo",
+    "dark_data_path": "nxtomo",
+    "angles_from_names": "tiff",
+}
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """How to read a projection stack and what to state about it.
+
+    Parameters
+    ----------
+    fmt
+        ``tiff``, ``mrc``, ``nxtomo`` or ``txrm``; guessed from the suffix when None.
+    data_path, angles_path, image_key_path
+        NXtomo: where the frames, angles and ``image_key`` are, when not where the
+        definition (or the search in :mod:`sxtdist.io.nxtomo`) puts them.
+    angles
+        An angle list file (one value per line, degrees; IMOD ``.tlt``) or the values;
+        overrides the file's.
+    angle_range
+        ``(start, stop)`` degrees, evenly spaced with both ends included; used when
+        neither ``angles`` nor the file gives angles.
+    angles_from_names
+        A folder of TIFFs: a regular expression whose first group (or group ``angle``)
+        in each file name is its angle in degrees; files that do not match are skipped.
+    flat, dark
+        Files of flat and dark frames (any supported format; averaged). They override
+        flats and darks held in the source. An HDF5 file of flats (darks) gives its
+        frames keyed 1 (2), or all of them.
+    flat_data_path, dark_data_path
+        Where the frames are in those HDF5 files (default: ``data_path``, else searched).
+    crop_rows, crop_cols
+        ``(start, stop)`` pixels of each frame to keep (flats and darks alike).
+    values
+        What the pixels are: ``intensity`` (counts: needs a flat), ``transmission``
+        (I/I0), ``od`` (already optical depth), or ``auto`` (intensity if a flat is
+        available, else transmission).
+    physics
+        Pixel size, energy, zone plate, dose, exposure: given values override the
+        file's (:class:`~sxtdist.io.metadata.ScanPhysics`).
+    center_offset_px
+        ``(row, col)`` offset of the detector centre from the rotation axis, in pixels
+        of the frame as the file holds it (a crop moves it accordingly).
+    frames_per_chunk
+        Frames read at once (memory is about this many frames, times a few).
+    """
+
+    fmt: str | None = None
+    data_path: str | None = None
+    angles_path: str | None = None
+    image_key_path: str | None = None
+    angles: str | os.PathLike[str] | Sequence[float] | None = None
+    angle_range: tuple[float, float] | None = None
+    angles_from_names: str | None = None
+    flat: str | os.PathLike[str] | None = None
+    dark: str | os.PathLike[str] | None = None
+    flat_data_path: str | None = None
+    dark_data_path: str | None = None
+    crop_rows: tuple[int, int] | None = None
+    crop_cols: tuple[int, int] | None = None
+    values: str = "auto"
+    physics: ScanPhysics = field(default_factory=ScanPhysics)
+    center_offset_px: tuple[float, float] = (0.0, 0.0)
+    frames_per_chunk: int = 1
+
+    def __post_init__(self) -> None:
+        if self.fmt is not None and self.fmt not in READERS:
+            raise ParameterError(
+                f"--format: unknown format {self.fmt!r} (choose from {', '.join(READERS)})"
+            )
+        if self.values not in VALUES:
+            raise ParameterError(f"--values: {self.values!r} is not one of {', '.join(VALUES)}")
+        if self.frames_per_chunk < 1:
+            raise ParameterError("frames per chunk must be at least 1")
+        object.__setattr__(
+            self, "center_offset_px", tuple(check_center_offset(self.center_offset_px))
+        )
+
+    def check_format(self, fmt: str) -> None:
+        """Refuse options the reader ``fmt`` does not use (a silently ignored path would mislead)."""
+        for name, only in READER_ONLY.items():
+            if getattr(self, name) is not None and fmt != only:
+                option = "--" + name.replace("_", "-")
+                raise ParameterError(f"{option} applies to {only} sources, not {fmt}")
+
+
+def open_source(
+    path: str | os.PathLike[str],
+    fmt: str | None = None,
+    options: ImportOptions | None = None,
+    frames: str = "projections",
+) -> FrameSource:
+    """Open a projection stack with the reader for ``fmt`` (guessed from the suffix if None).
+
+    ``frames`` is ``"flats"`` or ``"darks"`` when the file holds those (HDF5 files
+    then give their frames of that ``image_key``); other formats give all frames.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise InputError(path, "no such file or directory")
     fmt = fmt or guess_format(path)
     if fmt not in READERS:
         raise ParameterError(f"--format: unknown format {fmt!r} (choose from {', '.join(READERS)})")
+    o = options or ImportOptions()
+    if fmt == "nxtomo":
+        layout = nxtomo.HdfLayout(o.data_path, o.angles_path, o.image_key_path)
+        if frames != "projections":  # a file of flats or darks: its own paths, keys searched
+            own = o.flat_data_path if frames == "flats" else o.dark_data_path
+            option = "--flat-data-path" if frames == "flats" else "--dark-data-path"
+            layout = nxtomo.HdfLayout(
+                own or o.data_path,
+                data_option=option if own else f"--data-path; give {option} for this file",
+            )
+        return nxtomo.open_nxtomo(path, layout, frames)
+    if fmt == "tiff" and frames == "projections":
+        return tiff.open_tiff(path, o.angles_from_names)
     return READERS[fmt](path)
 
 
@@ -84,20 +198,12 @@ def import_scan(
     source: str | os.PathLike[str],
     acquisition: str | os.PathLike[str],
     scan: str = "roi",
+    options: ImportOptions | None = None,
     *,
-    fmt: str | None = None,
-    angles: str | os.PathLike[str] | Sequence[float] | None = None,
-    angle_range: tuple[float, float] | None = None,
-    pixel_size_nm: float | None = None,
-    energy_ev: float | None = None,
-    flat: str | os.PathLike[str] | None = None,
-    dark: str | os.PathLike[str] | None = None,
-    values: str = "auto",
-    center_offset_px: tuple[float, float] = (0.0, 0.0),
-    frames_per_chunk: int = 1,
     overwrite: bool = False,
     progress: bool | None = None,
     quiet: bool = True,
+    **option_fields: Any,
 ) -> Acquisition:
     """Read ``source`` and add it as scan ``scan`` to ``acquisition`` (created if absent).
 
@@ -109,92 +215,150 @@ def import_scan(
         The acquisition dataset (``*.zarr``); a new one is created if it does not exist.
     scan
         ``"full"`` (sparse full field of view) or ``"roi"`` (dense interior scan).
-    fmt
-        ``tiff``, ``mrc``, ``nxtomo`` or ``txrm``; guessed from the suffix when None.
-    angles
-        An angle list file (one value per line, degrees) or the values; overrides the file's.
-    angle_range
-        ``(start, stop)`` degrees, evenly spaced with both ends included; used
-        when neither ``angles`` nor the file gives angles.
-    pixel_size_nm, energy_ev
-        Override (or supply, where the file has none) the pixel size and energy.
-    flat, dark
-        Files of flat and dark frames (any supported format; averaged). They
-        override flats and darks held in the source.
-    values
-        What the pixels are: ``intensity`` (counts: needs a flat), ``transmission``
-        (I/I0), ``od`` (already optical depth), or ``auto`` (intensity if a flat
-        is available, else transmission).
-    center_offset_px
-        ``(row, col)`` offset of the detector centre from the rotation axis (pixels).
-    frames_per_chunk
-        Frames read at once (memory is about this many frames, times a few).
+    options
+        How to read it and what to state (:class:`ImportOptions`).
     overwrite
         Replace the scan if the acquisition already has one of that name.
+    option_fields
+        :class:`ImportOptions` fields given one by one (``pixel_size_nm=40``,
+        ``flat="flat.tif"``); the physics fields (``pixel_size_nm``, ``energy_ev``,
+        ``zone_plate_ozw_nm``, ``photons_per_pixel``, ``exposure_s``) go into its
+        ``physics``. Not together with ``options``.
     """
     source = os.fspath(source)
     acquisition = os.fspath(acquisition)
+    opts = _options(options, option_fields)
     if scan not in SCAN_NAMES:
         raise ParameterError(f"unknown scan {scan!r} (choose from {', '.join(SCAN_NAMES)})")
-    if values not in VALUES:
-        raise ParameterError(f"--values: {values!r} is not one of {', '.join(VALUES)}")
-    if frames_per_chunk < 1:
-        raise ParameterError("frames per chunk must be at least 1")
-    inputs = [source, flat, dark, angles if isinstance(angles, (str, os.PathLike)) else None]
     # fail before reading anything: an output that is no acquisition, an input, a scan there
-    if check_output(acquisition, "acquisition", inputs=inputs, resume=True) and not overwrite:
-        if scan in open_acquisition(acquisition, mode="r").scans:
+    if check_output(acquisition, "acquisition", inputs=_inputs(source, opts), resume=True):
+        if not overwrite and scan in open_acquisition(acquisition, mode="r").scans:
             raise OutputExistsError(
                 os.path.join(acquisition, scan),
                 "scan already exists (use --overwrite to replace it)",
             )
-    with open_source(source, fmt) as src:
-        n, rows, cols = src.shape
-        ang = check_angles(source, _angles(src, angles, angle_range), scan)
-        pixel = _override(src.pixel_size_nm, pixel_size_nm, "pixel size", "nm", src, quiet)
-        if pixel is None:
-            raise InputError(source, "has no pixel size; give --pixel-size-nm")
-        if not 0 < pixel <= MAX_PIXEL_NM:
-            raise ParameterError(f"pixel size must be in (0, {MAX_PIXEL_NM:g}] nm, got {pixel}")
-        energy = _override(src.energy_ev, energy_ev, "energy", "eV", src, quiet)
-        flat_img = _field(flat, src.flat, (rows, cols), "flat")
-        dark_img = _field(dark, src.dark, (rows, cols), "dark")
-        mode = _mode(values, flat_img, dark_img, src)
-        check_pixel_type(source, src.dtype, counts_ok=mode == "intensity")
-        log(
-            f"importing {source} ({src.format}, {n} frames of {rows}x{cols} {src.dtype}, "
-            f"{mode}) as scan {scan!r} of {acquisition}",
-            quiet,
-        )
-        with progress_bar(n, f"import {scan}", progress, unit="frame") as advance:
-            data = _lazy_optical_depth(src, mode, flat_img, dark_img, frames_per_chunk, advance)
-            scan_data = ScanData(
-                data=data,
-                angles_deg=ang,
-                pixel_size_nm=pixel,
-                energy_ev=energy,
-                roi_center_px=tuple(float(v) for v in center_offset_px),
-                extra={
-                    "source": {
-                        "path": os.path.abspath(source),
-                        "format": src.format,
-                        "values": mode,
-                        "flat": None if flat is None else os.path.abspath(os.fspath(flat)),
-                        "dark": None if dark is None else os.path.abspath(os.fspath(dark)),
-                        "flat_from_source": flat is None and src.flat is not None,
-                        **src.extra,
-                    }
-                },
+    if os.path.exists(source):
+        opts.check_format(opts.fmt or guess_format(source))
+    with open_source(source, opts.fmt, opts) as opened:
+        src = opened.cropped(opts.crop_rows, opts.crop_cols)
+        with src:
+            return _import_open(src, acquisition, scan, opts, overwrite, progress, quiet)
+
+
+def _inputs(source: str, opts: ImportOptions) -> list[str | os.PathLike[str] | None]:
+    """The files an import reads: the acquisition written may be none of them."""
+    angles = opts.angles if isinstance(opts.angles, (str, os.PathLike)) else None
+    return [source, opts.flat, opts.dark, angles]
+
+
+def _options(options: ImportOptions | None, given: dict[str, Any]) -> ImportOptions:
+    if options is not None:
+        if given:
+            raise ParameterError("give either an ImportOptions or its fields, not both")
+        return options
+    physics_names = {f.name for f in fields(ScanPhysics)}
+    known = {f.name for f in fields(ImportOptions)} | physics_names
+    unknown = set(given) - known
+    if unknown:
+        raise ParameterError(f"unknown import option(s): {', '.join(sorted(unknown))}")
+    physics = ScanPhysics(**{k: v for k, v in given.items() if k in physics_names})
+    rest = {k: v for k, v in given.items() if k not in physics_names}
+    return ImportOptions(physics=physics, **rest)
+
+
+def _import_open(
+    src: FrameSource,
+    acquisition: str,
+    scan: str,
+    opts: ImportOptions,
+    overwrite: bool,
+    progress: bool | None,
+    quiet: bool,
+) -> Acquisition:
+    """Convert and write an opened (and cropped) source; see :func:`import_scan`."""
+    source = src.path
+    n, rows, cols = src.shape
+    ang = check_angles(source, _angles(src, opts.angles, opts.angle_range), scan)
+    stated = opts.physics.given()
+    physics = {
+        "pixel_size_nm": src.pixel_size_nm,
+        "energy_ev": src.energy_ev,
+        "exposure_s": src.exposure_s,
+    }
+    for key, value in stated.items():
+        if physics.get(key) is not None and not np.isclose(physics[key], value):
+            logger.info(
+                "%s says %s %g; using %g (%s)", source, key, physics[key], value, OPTIONS[key]
             )
-            # one frame at a time in this thread: readers share a file handle and
-            # memory stays at a few frames
-            with dask.config.set(scheduler="synchronous"):
-                if is_acquisition(acquisition):
-                    acq = add_scan(acquisition, scan, scan_data, overwrite, inputs)
-                else:
-                    acq = create_acquisition(acquisition, {scan: scan_data}, inputs=inputs)
+        physics[key] = value
+    if physics["pixel_size_nm"] is None:
+        raise InputError(source, "has no pixel size; give --pixel-size-nm")
+    pixel = float(physics["pixel_size_nm"])
+    flat_img = _field(opts, "flats", src)
+    dark_img = _field(opts, "darks", src)
+    mode = _mode(opts.values, flat_img, dark_img, src)
+    check_pixel_type(source, src.dtype, counts_ok=mode == "intensity")
+    log(
+        f"importing {source} ({src.format}, {n} frames of {rows}x{cols} {src.dtype}, "
+        f"{mode}) as scan {scan!r} of {acquisition}",
+        quiet,
+    )
+    with progress_bar(n, f"import {scan}", progress, unit="frame") as advance:
+        data = _lazy_optical_depth(src, mode, flat_img, dark_img, opts.frames_per_chunk, advance)
+        scan_data = ScanData(
+            data=data,
+            angles_deg=ang,
+            roi_center_px=_cropped_center(opts.center_offset_px, src),
+            **physics,
+            extra={
+                "source": {
+                    "path": os.path.abspath(source),
+                    "format": src.format,
+                    "values": mode,
+                    "flat": _abspath(opts.flat),
+                    "dark": _abspath(opts.dark),
+                    "flat_from_source": opts.flat is None and src.flat is not None,
+                    **src.extra,
+                }
+            },
+        )
+        # one frame at a time in this thread: readers share a file handle and
+        # memory stays at a few frames
+        with dask.config.set(scheduler="synchronous"):
+            inputs = _inputs(source, opts)
+            if recognise(acquisition) == "acquisition":
+                acq = add_scan(acquisition, scan, scan_data, overwrite, inputs)
+            else:
+                acq = create_acquisition(acquisition, {scan: scan_data}, inputs=inputs)
+    missing = [OPTIONS[k] for k in ("zone_plate_ozw_nm", "energy_ev") if physics.get(k) is None]
+    if missing:
+        logger.info(
+            "scan %r has no %s (set with sxtdist edit; the PSF model needs the zone plate)",
+            scan,
+            " or ".join(missing),
+        )
     log(f"wrote scan {scan!r}: {n} projections, {pixel:g} nm pixels", quiet)
     return acq
+
+
+def _cropped_center(offset: tuple[float, float], src: FrameSource) -> tuple[float, float]:
+    """The detector centre's offset from the axis after a crop (``offset`` is for the whole frame).
+
+    A window ``[start, stop)`` of ``size`` pixels moves the centre by
+    ``(start + stop - 1) / 2 - (size - 1) / 2``.
+    """
+    crop = src.extra.get("crop")
+    if crop is None:
+        return tuple(float(v) for v in offset)
+    full = src.extra["uncropped_shape"]
+    return tuple(
+        float(o) + (a + b - 1) / 2.0 - (size - 1) / 2.0
+        for o, (a, b), size in zip(offset, crop, full, strict=True)
+    )
+
+
+def _abspath(p: str | os.PathLike[str] | None) -> str | None:
+    return None if p is None else os.path.abspath(os.fspath(p))
 
 
 def _angles(
@@ -226,38 +390,22 @@ def _angles(
     return ang
 
 
-def _override(
-    from_file: float | None,
-    given: float | None,
-    what: str,
-    unit: str,
-    src: FrameSource,
-    quiet: bool,
-) -> float | None:
-    if given is None:
-        return from_file
-    if from_file is not None and not np.isclose(from_file, given):
-        log(f"note: {src.path} says {what} {from_file:g} {unit}; using {given:g} {unit}", quiet)
-    return float(given)
-
-
-def _field(
-    path: str | os.PathLike[str] | None,
-    from_source: np.ndarray | None,
-    shape: tuple[int, int],
-    what: str,
-) -> np.ndarray | None:
+def _field(opts: ImportOptions, kind: str, src: FrameSource) -> np.ndarray | None:
+    """The averaged flat (``kind="flats"``) or dark field, from its own file or the source."""
+    path = opts.flat if kind == "flats" else opts.dark
+    what = kind[:-1]
     if path is None:
-        img = from_source
+        img = src.flat if kind == "flats" else src.dark
         where = f"{what} field in the source"
     else:
         where = os.fspath(path)
-        with open_source(where) as s:
-            img = s.mean()
+        with open_source(where, None, opts, frames=kind) as s:
+            with s.cropped(opts.crop_rows, opts.crop_cols) as c:
+                img = c.mean()
     if img is None:
         return None
-    if img.shape != shape:
-        raise InputError(where, f"{what} field is {img.shape}, projections are {shape}")
+    if img.shape != src.shape[1:]:
+        raise InputError(where, f"{what} field is {img.shape}, projections are {src.shape[1:]}")
     if not np.all(np.isfinite(img)):
         raise InputError(where, f"{what} field contains NaN or inf")
     return np.asarray(img, np.float32)

@@ -1,24 +1,38 @@
-"""HDF5 NXtomo (NeXus) files: projections, flats and darks told apart by ``image_key``.
+"""HDF5 NXtomo (NeXus) files as beamlines write them: projections, flats and darks by ``image_key``.
 
-Read from the first ``NXentry`` whose definition is ``NXtomo`` (or, failing
-that, the first entry with ``instrument/detector/data``):
+Where things are is found in this order (or named with :class:`HdfLayout`, the
+import options ``--data-path``, ``--angles-path``, ``--image-key-path``):
 
-- ``instrument/detector/data`` ``(frames, rows, cols)``;
-- ``instrument/detector/image_key`` (0 projection, 1 flat, 2 dark, 3 invalid),
-  or ``image_key_control`` where present (-1 marks alignment frames, skipped);
-- ``sample/rotation_angle`` (``units`` degree or rad; degrees if absent);
-- ``instrument/detector/x_pixel_size`` (``units`` attribute; metres, NeXus'
-  default, if absent);
-- the energy from ``beam/incident_energy``, ``instrument/monochromator/energy``
-  or ``instrument/source/energy`` (``units`` eV or keV; keV, tomoscan's
-  convention, if absent).
+- the frames: ``ENTRY/instrument/detector/data`` (the NXtomo definition), else
+  ``ENTRY/data/data`` (an ``NXdata`` group, as Diamond's ``/entry1/tomo_entry``
+  holds them), where ENTRY is a top-level group or a group inside one (an
+  ``NXsubentry``), those whose ``definition`` is ``NXtomo`` first;
+- ``image_key_control`` (-1 marks alignment frames, skipped) or ``image_key``
+  (0 projection, 1 flat, 2 dark, 3 invalid) in the detector group, else in the
+  ``NXdata`` group; none: every frame is a projection;
+- the angles: ``ENTRY/sample/rotation_angle``, else ``rotation_angle`` beside the
+  frames, in degrees or radians by their ``units`` attribute (degrees if absent);
+  one per frame, or one per projection;
+- ``instrument/detector/x_pixel_size`` (``units``; metres, NeXus' default, if
+  absent), the energy from ``beam/incident_energy``,
+  ``instrument/monochromator/energy`` or ``instrument/source/energy`` (``units``
+  eV or keV; keV, tomoscan's convention, if absent) and the exposure from
+  ``instrument/detector/count_time`` (seconds).
 
-All flats are averaged into one flat and all darks into one dark.
+External links are followed (HDF5 looks for the linked file beside the master
+file); a link whose file is missing is an error naming the link. A virtual
+dataset whose source files are missing would read as its fill value, so those
+files are checked on opening. All flats are averaged into one flat and all darks
+into one dark. A file of flats or darks alone (as Diamond's I12 writes them) is
+opened with ``frames="flats"`` / ``"darks"``: its frames of that ``image_key``,
+or all of them when it has no key or marks every frame as a projection.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from dataclasses import dataclass
 
 import h5py
 import numpy as np
@@ -27,17 +41,68 @@ from ..errors import InputError
 from .source import FrameSource, _one_line, check_dtype, check_shape
 from .tiff import UNIT_NM
 
+logger = logging.getLogger(__name__)
+
 SUFFIXES = (".nx", ".nxs", ".h5", ".hdf5", ".hdf", ".nxtomo")
+DATA_PATHS = ("instrument/detector/data", "data/data")
+KEY_NAMES = ("image_key_control", "image_key")
 ENERGY_PATHS = (
     "beam/incident_energy",
     "instrument/monochromator/energy",
     "instrument/source/energy",
 )
+#: ``image_key`` of each kind of frame.
+KEYS = {"projections": 0, "flats": 1, "darks": 2}
+ANGLE_UNITS = {
+    "degree": 1.0,
+    "degrees": 1.0,
+    "deg": 1.0,
+    "rad": 180.0 / np.pi,
+    "radian": 180.0 / np.pi,
+    "radians": 180.0 / np.pi,
+}
 
 
-def open_nxtomo(path: str | os.PathLike[str]) -> FrameSource:
-    """Open the projections of an NXtomo file; flats and darks are averaged on opening."""
+@dataclass(frozen=True)
+class HdfLayout:
+    """Where a file keeps what the NXtomo definition puts elsewhere (``None``: look for it).
+
+    Parameters
+    ----------
+    data_path
+        The frames ``(frames, rows, cols)`` (``--data-path``).
+    angles_path
+        The rotation angles (``--angles-path``).
+    image_key_path
+        The per-frame ``image_key`` (``--image-key-path``).
+    data_option
+        How the user named ``data_path``, for messages.
+    """
+
+    data_path: str | None = None
+    angles_path: str | None = None
+    image_key_path: str | None = None
+    data_option: str = "--data-path"
+
+
+def open_nxtomo(
+    path: str | os.PathLike[str], layout: HdfLayout | None = None, frames: str = "projections"
+) -> FrameSource:
+    """Open the projections (or the flats or darks) of an NXtomo-like HDF5 file.
+
+    Parameters
+    ----------
+    path
+        The (master) file.
+    layout
+        Dataset paths that replace the search (see the module doc).
+    frames
+        ``"projections"`` (flats and darks in the file are averaged on opening),
+        ``"flats"`` or ``"darks"`` (a file of flat or dark frames).
+    """
     path = os.fspath(path)
+    if frames not in KEYS:
+        raise ValueError(f"frames must be one of {', '.join(KEYS)}, not {frames!r}")
     if not os.path.isfile(path):
         raise InputError(path, "no such file")
     try:
@@ -50,93 +115,16 @@ def open_nxtomo(path: str | os.PathLike[str]) -> FrameSource:
             ) from exc  # fmt: skip
         raise InputError(path, f"not a readable HDF5 file ({_one_line(exc)})") from exc
     try:
-        return _open(path, f)
+        return _open(path, f, layout or HdfLayout(), frames)
     except BaseException:
         f.close()
         raise
 
 
-def _open(path: str, f: h5py.File) -> FrameSource:
-    entry = _find_entry(f)
-    if entry is None:
-        raise InputError(path, "has no NXtomo entry (no */instrument/detector/data)")
-    where = entry.name
-    data = entry["instrument/detector/data"]
-    if not isinstance(data, h5py.Dataset):
-        raise InputError(path, f"{where}/instrument/detector/data is not a dataset")
-    check_dtype(path, data.dtype, f"{data.name}")
-    if data.ndim != 3:
-        raise InputError(path, f"{data.name} must be (frames, rows, cols), is {data.shape}")
-    _check_written(path, data)
-    n = data.shape[0]
-    det = entry["instrument/detector"]
-    key_name = "image_key_control" if "image_key_control" in det else "image_key"
-    if key_name in det:
-        keys = np.asarray(det[key_name][()], dtype=int).reshape(-1)
-        if keys.size != n:
-            raise InputError(path, f"{det.name}/{key_name} has {keys.size} entries for {n} frames")
-    else:
-        keys = np.zeros(n, dtype=int)
-    proj = np.flatnonzero(keys == 0)
-    if proj.size == 0:
-        raise InputError(path, f"{det.name}/{key_name} marks no frame as a projection (0)")
-    shape = check_shape(path, (proj.size, *data.shape[1:]))
-
-    angles = None
-    if "sample/rotation_angle" in entry:
-        ds = entry["sample/rotation_angle"]
-        all_angles = np.asarray(ds[()], dtype=float).reshape(-1)
-        if all_angles.size != n:
-            raise InputError(
-                path,
-                f"{ds.name} has {all_angles.size} angles for {n} frames (flats/darks included)",
-            )
-        angles = all_angles[proj]
-        if str(_units(ds) or "degree").lower().startswith("rad"):
-            angles = np.degrees(angles)
-
-    def read_indices(idx: np.ndarray) -> np.ndarray:
-        if idx.size and np.all(np.diff(idx) == 1):
-            return data[int(idx[0]) : int(idx[-1]) + 1]
-        return data[list(map(int, idx))]  # h5py fancy indexing wants increasing indices
-
-    def mean_of(kind: int) -> np.ndarray | None:
-        idx = np.flatnonzero(keys == kind)
-        if idx.size == 0:
-            return None
-        acc = np.zeros(data.shape[1:], dtype=np.float64)
-        for i in idx:  # one frame at a time: bounded memory
-            acc += data[int(i)]
-        return (acc / idx.size).astype(np.float32)
-
-    try:
-        flat, dark = mean_of(1), mean_of(2)
-    except Exception as exc:
-        raise InputError(path, f"cannot read flats/darks ({_one_line(exc)})") from exc
-
-    return FrameSource(
-        path=path,
-        format="nxtomo",
-        shape=shape,
-        dtype=data.dtype,
-        reader=lambda i0, i1: read_indices(proj[i0:i1]),
-        angles_deg=angles,
-        pixel_size_nm=_pixel_size_nm(det),
-        energy_ev=_energy_ev(entry),
-        flat=flat,
-        dark=dark,
-        values="intensity" if flat is not None else None,
-        extra={
-            "entry": where,
-            "n_flats": int(np.sum(keys == 1)),
-            "n_darks": int(np.sum(keys == 2)),
-        },
-        closer=data.file.close,
-    )
-
-
 def _check_written(path: str, data: h5py.Dataset) -> None:
     """Refuse a dataset some of whose frames were never written (HDF5 would read zeros)."""
+    if data.is_virtual or data.external:  # their sources are checked where they are read
+        return
     if data.chunks is None:
         if data.size and data.id.get_offset() is None:
             raise InputError(path, f"{data.name} was never written (no frame is stored)")
@@ -158,22 +146,246 @@ def _check_written(path: str, data: h5py.Dataset) -> None:
     )
 
 
-def _find_entry(f: h5py.File) -> h5py.Group | None:
-    fallback = None
+def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
+    # where the frames are as reached from this file (through a link, the dataset's own
+    # name is its path in the linked file)
+    data, data_at = _frames_dataset(path, f, layout.data_path, layout.data_option)
+    _check_written(path, data)
+    n = data.shape[0]
+    keys, key_where = _image_keys(path, f, data_at, layout.image_key_path)
+    if keys is not None and keys.size != n:
+        raise InputError(path, f"{key_where} has {keys.size} entries for {n} frames in {data_at}")
+    if keys is None:
+        keys = np.zeros(n, dtype=int)
+    wanted = KEYS[kind]
+    chosen = np.flatnonzero(keys == wanted)
+    if kind != "projections" and (chosen.size == 0 and np.all(keys == 0)):
+        chosen = np.arange(n)  # a file of flats (darks) only, keyed as projections or not at all
+    if chosen.size == 0:
+        what = {0: "a projection (0)", 1: "a flat (1)", 2: "a dark (2)"}[wanted]
+        raise InputError(path, f"{key_where} marks no frame as {what}")
+    shape = check_shape(path, (chosen.size, *data.shape[1:]))
+
+    def read_indices(idx: np.ndarray) -> np.ndarray:
+        if idx.size and np.all(np.diff(idx) == 1):
+            return data[int(idx[0]) : int(idx[-1]) + 1]
+        return data[list(map(int, idx))]  # h5py fancy indexing wants increasing indices
+
+    flat = dark = None
+    entry = _entry_of(f, data_at)
+    if kind == "projections":
+        try:
+            flat, dark = _mean_of(data, keys == 1), _mean_of(data, keys == 2)
+        except Exception as exc:
+            raise InputError(
+                path, f"cannot read flats/darks of {data_at} ({_one_line(exc)})"
+            ) from exc
+    angles = None
+    if kind == "projections":
+        angles = _angles(path, f, entry, data_at, layout.angles_path, n, chosen)
+    det = entry.get("instrument/detector") if entry is not None else None
+    return FrameSource(
+        path=path,
+        format="nxtomo",
+        shape=shape,
+        dtype=data.dtype,
+        reader=lambda i0, i1: read_indices(chosen[i0:i1]),
+        angles_deg=angles,
+        pixel_size_nm=_pixel_size_nm(det) if isinstance(det, h5py.Group) else None,
+        energy_ev=_energy_ev(entry) if entry is not None else None,
+        exposure_s=_exposure_s(det, chosen) if isinstance(det, h5py.Group) else None,
+        flat=flat,
+        dark=dark,
+        values="intensity" if flat is not None else None,
+        extra={
+            "entry": None if entry is None else entry.name,
+            "data_path": data_at,
+            "image_key_path": key_where if key_where.startswith("/") else None,
+            "n_flats": int(np.sum(keys == 1)),
+            "n_darks": int(np.sum(keys == 2)),
+        },
+        closer=f.close,
+    )
+
+
+# -- finding datasets -------------------------------------------------------------------------
+
+
+def _get(path: str, f: h5py.File, where: str, option: str) -> h5py.Dataset:
+    """The dataset at ``where``, or one line naming what is missing (a link's file, a path)."""
+    node: h5py.Group = f
+    parts = [p for p in where.split("/") if p]
+    for i, name in enumerate(parts):
+        sofar = "/" + "/".join(parts[: i + 1])
+        link = node.get(name, getlink=True) if isinstance(node, h5py.Group) else None
+        if link is None:
+            raise InputError(path, f"has no dataset {where} ({option}; {sofar} does not exist)")
+        try:
+            node = node[name]
+        except (KeyError, OSError) as exc:
+            if isinstance(link, h5py.ExternalLink):
+                raise InputError(
+                    path,
+                    f"{sofar} ({option}) is an external link to {link.filename}:{link.path}, "
+                    "which cannot be opened (the linked file must lie beside the master file)",
+                ) from exc
+            raise InputError(
+                path, f"{sofar} ({option}) cannot be opened ({_one_line(exc)})"
+            ) from exc
+    if not isinstance(node, h5py.Dataset):
+        raise InputError(path, f"{where} ({option}) is a group, not a dataset")
+    _check_virtual_sources(path, node, where, option)
+    return node
+
+
+def _check_virtual_sources(path: str, ds: h5py.Dataset, where: str, option: str) -> None:
+    """A virtual dataset reads its fill value where a source file is missing: refuse that."""
+    if not ds.is_virtual:
+        return
+    base = os.path.dirname(os.path.abspath(path))
+    for vmap in ds.virtual_sources():
+        name = vmap.file_name
+        if name == "." or "%" in name:  # this file, or a printf pattern HDF5 expands
+            continue
+        full = name if os.path.isabs(name) else os.path.join(base, name)
+        if not os.path.isfile(full):
+            raise InputError(
+                path,
+                f"{where} ({option}) is a virtual dataset whose source file {name} is missing "
+                "(it would read as fill values)",
+            )
+
+
+def _candidate_entries(f: h5py.File) -> list[h5py.Group]:
+    """Top-level groups and the groups inside them, those defined as NXtomo first."""
+    groups: list[h5py.Group] = []
     for name in f:
-        g = f[name]
+        g = f.get(name)
         if not isinstance(g, h5py.Group):
             continue
-        definition = g.get("definition")
-        text = definition[()] if isinstance(definition, h5py.Dataset) else g.attrs.get("definition")
-        if isinstance(text, bytes):
-            text = text.decode(errors="replace")
-        has_data = "instrument/detector/data" in g
-        if has_data and str(text) == "NXtomo":
-            return g
-        if has_data and fallback is None:
-            fallback = g
-    return fallback
+        groups.append(g)
+        for sub in g:
+            link = g.get(sub, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                continue  # not opened just to look (it may be missing)
+            s = g.get(sub)
+            if isinstance(s, h5py.Group):
+                groups.append(s)
+    return sorted(groups, key=lambda g: _definition(g) != "NXtomo")
+
+
+def _definition(g: h5py.Group) -> str:
+    d = g.get("definition")
+    text = d[()] if isinstance(d, h5py.Dataset) else g.attrs.get("definition")
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    return str(text)
+
+
+def _frames_dataset(
+    path: str, f: h5py.File, data_path: str | None, option: str
+) -> tuple[h5py.Dataset, str]:
+    """The frames and the path they were reached by in this file."""
+    if data_path is not None:
+        where = "/" + data_path.strip("/")
+        data = _get(path, f, where, option)
+    else:
+        data = None
+        for g in _candidate_entries(f):
+            for rel in DATA_PATHS:
+                if rel in g:
+                    where = f"{g.name}/{rel}"
+                    data = _get(path, f, where, "found by search")
+                    logger.debug("%s: projections found at %s", path, where)
+                    break
+            if data is not None:
+                break
+        if data is None:
+            raise InputError(
+                path,
+                "no projections found (looked for ENTRY/instrument/detector/data and "
+                "ENTRY/data/data); name the dataset with --data-path",
+            )
+    check_dtype(path, data.dtype, where)
+    if data.ndim != 3:
+        raise InputError(path, f"{where} must be (frames, rows, cols), is {data.shape}")
+    return data, where
+
+
+def _entry_of(f: h5py.File, name: str) -> h5py.Group | None:
+    """The group two or three levels above the frames at ``name`` (``ENTRY/instrument/
+    detector/data``, ``ENTRY/data/data``), else their parent: the metadata around them."""
+    for rel in DATA_PATHS:
+        if name.endswith("/" + rel):
+            g = f.get(name[: -len(rel) - 1] or "/")
+            return g if isinstance(g, h5py.Group) else None
+    parent = f.get(os.path.dirname(name) or "/")
+    return parent if isinstance(parent, h5py.Group) else None
+
+
+def _image_keys(
+    path: str, f: h5py.File, data_at: str, key_path: str | None
+) -> tuple[np.ndarray | None, str]:
+    if key_path is not None:
+        ds = _get(path, f, key_path, "--image-key-path")
+        return np.asarray(ds[()], dtype=int).reshape(-1), key_path
+    entry = _entry_of(f, data_at)
+    groups = [os.path.dirname(data_at)]
+    if entry is not None:
+        groups = [f"{entry.name}/instrument/detector", *groups]
+    for g in groups:
+        for key in KEY_NAMES:
+            p = f"{g}/{key}"
+            if p in f and isinstance(f[p], h5py.Dataset):
+                return np.asarray(f[p][()], dtype=int).reshape(-1), p
+    return None, "the file (no image_key)"
+
+
+def _angles(
+    path: str,
+    f: h5py.File,
+    entry: h5py.Group | None,
+    data_at: str,
+    angles_path: str | None,
+    n_frames: int,
+    chosen: np.ndarray,
+) -> np.ndarray | None:
+    if angles_path is not None:
+        where = angles_path
+        ds = _get(path, f, angles_path, "--angles-path")
+    else:
+        candidates = [f"{os.path.dirname(data_at)}/rotation_angle"]
+        if entry is not None:
+            candidates.insert(0, f"{entry.name}/sample/rotation_angle")
+        where = next((p for p in candidates if p in f and isinstance(f[p], h5py.Dataset)), None)
+        if where is None:
+            return None
+        ds = f[where]
+    values = np.asarray(ds[()], dtype=float).reshape(-1)
+    unit = (_units(ds) or "degree").strip().lower()
+    if unit not in ANGLE_UNITS:
+        raise InputError(path, f"{where} has units {unit!r}; expected degree or rad")
+    if values.size == n_frames:
+        values = values[chosen]
+    elif values.size != chosen.size:
+        raise InputError(
+            path,
+            f"{where} has {values.size} angles for {n_frames} frames ({chosen.size} projections)",
+        )
+    return values * ANGLE_UNITS[unit]
+
+
+def _mean_of(data: h5py.Dataset, which: np.ndarray) -> np.ndarray | None:
+    idx = np.flatnonzero(which)
+    if idx.size == 0:
+        return None
+    acc = np.zeros(data.shape[1:], dtype=np.float64)
+    for i in idx:  # one frame at a time: bounded memory
+        acc += data[int(i)]
+    return (acc / idx.size).astype(np.float32)
+
+
+# -- metadata ---------------------------------------------------------------------------------
 
 
 def _units(ds: h5py.Dataset) -> str | None:
@@ -189,9 +401,9 @@ def _scalar(ds: h5py.Dataset) -> float | None:
 
 
 def _pixel_size_nm(det: h5py.Group) -> float | None:
-    if "x_pixel_size" not in det:
+    ds = det.get("x_pixel_size")
+    if not isinstance(ds, h5py.Dataset):
         return None
-    ds = det["x_pixel_size"]
     v = _scalar(ds)
     factor = UNIT_NM.get((_units(ds) or "m").strip().lower())
     return None if v is None or factor is None else v * factor
@@ -199,10 +411,25 @@ def _pixel_size_nm(det: h5py.Group) -> float | None:
 
 def _energy_ev(entry: h5py.Group) -> float | None:
     for p in ENERGY_PATHS:
-        if p in entry and isinstance(entry[p], h5py.Dataset):
-            v = _scalar(entry[p])
-            unit = (_units(entry[p]) or "keV").strip().lower()
-            factor = {"ev": 1.0, "kev": 1e3}.get(unit)
+        ds = entry.get(p)
+        if isinstance(ds, h5py.Dataset):
+            v = _scalar(ds)
+            factor = {"ev": 1.0, "kev": 1e3}.get((_units(ds) or "keV").strip().lower())
             if v is not None and factor is not None:
                 return v * factor
     return None
+
+
+def _exposure_s(det: h5py.Group, chosen: np.ndarray) -> float | None:
+    """The median ``count_time`` of the projections (one value, or one per frame), seconds."""
+    ds = det.get("count_time")
+    if not isinstance(ds, h5py.Dataset):
+        return None
+    v = np.asarray(ds[()], dtype=float).reshape(-1)
+    if v.size > 1 and v.size > chosen.max():
+        v = v[chosen]
+    factor = {"s": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3}.get(
+        (_units(ds) or "s").strip().lower()
+    )
+    v = v[np.isfinite(v) & (v > 0)]
+    return float(np.median(v)) * factor if v.size and factor is not None else None

@@ -13,7 +13,7 @@ import os
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -41,7 +41,7 @@ class FrameSource:
     reader
         ``reader(i0, i1) -> ndarray (i1-i0, rows, cols)``; not thread-safe, the
         :class:`FrameSource` serialises calls.
-    angles_deg, pixel_size_nm, energy_ev
+    angles_deg, pixel_size_nm, energy_ev, exposure_s
         What the file says, or ``None``.
     flat, dark
         Averaged flat and dark fields ``(rows, cols)`` held by the file, or ``None``.
@@ -62,6 +62,7 @@ class FrameSource:
     angles_deg: np.ndarray | None = None
     pixel_size_nm: float | None = None
     energy_ev: float | None = None
+    exposure_s: float | None = None
     flat: np.ndarray | None = None
     dark: np.ndarray | None = None
     values: str | None = None
@@ -98,6 +99,37 @@ class FrameSource:
             acc += self.read(i, i + 1)[0]
         return (acc / self.n_frames).astype(np.float32)
 
+    def cropped(
+        self, rows: tuple[int, int] | None = None, cols: tuple[int, int] | None = None
+    ) -> FrameSource:
+        """The same stack seen through a window ``rows = (start, stop)``, ``cols = (start, stop)``.
+
+        Flat and dark are cropped alike. The new source owns the file: close it, not this one.
+        """
+        n, h, w = self.shape
+        r0, r1 = check_window(self.path, rows, h, "--crop-rows")
+        c0, c1 = check_window(self.path, cols, w, "--crop-cols")
+        if (r0, r1, c0, c1) == (0, h, 0, w):
+            return self
+
+        def reader(i0: int, i1: int) -> np.ndarray:
+            return self.read(i0, i1)[:, r0:r1, c0:c1]
+
+        def crop(img: np.ndarray | None) -> np.ndarray | None:
+            return None if img is None else img[r0:r1, c0:c1]
+
+        closer, self.closer = self.closer, None
+        return replace(
+            self,
+            shape=(n, r1 - r0, c1 - c0),
+            reader=reader,
+            flat=crop(self.flat),
+            dark=crop(self.dark),
+            extra={**self.extra, "crop": [[r0, r1], [c0, c1]], "uncropped_shape": [h, w]},
+            closer=closer,
+            _lock=threading.Lock(),
+        )
+
     def close(self) -> None:
         if self.closer is not None:
             self.closer()
@@ -108,6 +140,20 @@ class FrameSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_window(
+    path: str, window: tuple[int, int] | None, size: int, option: str
+) -> tuple[int, int]:
+    """``(start, stop)`` of a crop along an axis of ``size`` pixels (``None``: all of it)."""
+    if window is None:
+        return 0, size
+    start, stop = (int(v) for v in window)
+    if not 0 <= start < stop <= size:
+        raise InputError(
+            path, f"{option} {start}:{stop} is not inside the frame's 0:{size} (start < stop)"
+        )
+    return start, stop
 
 
 def check_dtype(path: str, dtype: np.dtype, what: str = "pixel data") -> np.dtype:

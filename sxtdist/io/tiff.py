@@ -1,9 +1,12 @@
 """TIFF and OME-TIFF projection stacks (tifffile): one multi-page file or a folder of frames.
 
 TIFF has no standard place for rotation angles, so they come from ``--angles``
-or ``--angle-range``. The pixel size is taken from OME-XML (``PhysicalSizeX``)
-or from ImageJ's calibration (``XResolution`` with the ``unit`` in ImageJ's
-description) when the file has one.
+or ``--angle-range``, or, for a folder of one file per angle, from the file
+names (``--angles-from-names``: a regular expression whose first group, or the
+group named ``angle``, is the angle in degrees; files that do not match, such as
+flats and darks in the same folder, are left out). The pixel size is taken from
+OME-XML (``PhysicalSizeX``) or from ImageJ's calibration (``XResolution`` with
+the ``unit`` in ImageJ's description) when the file has one.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 import tifffile
 import zarr
 
-from ..errors import InputError
+from ..errors import InputError, ParameterError
 from .source import FrameSource, _one_line, check_dtype, check_shape
 
 SUFFIXES = (".tif", ".tiff")
@@ -75,14 +78,62 @@ def _refuse_damage(path: str, what: str) -> Iterator[None]:
         )
 
 
-def open_tiff(path: str | os.PathLike[str]) -> FrameSource:
+def _inspect(path: str, tif: tifffile.TiffFile) -> tuple[tuple[int, int, int], np.dtype, object]:
+    """Shape, pixel type and a frame-by-frame zarr view of the file's one image series."""
+    series = tif.series
+    if not series:
+        raise InputError(path, "holds no images")
+    if len(series) > 1:
+        shapes = ", ".join(str(tuple(s.shape)) for s in series[:3])
+        raise InputError(
+            path,
+            f"holds images of mixed shapes ({shapes}); all projections must have one shape",
+        )
+    s = series[0]
+    if "S" in s.axes:  # samples per pixel: RGB(A), not a grayscale stack
+        raise InputError(path, f"is a colour image (axes {s.axes}); projections must be grayscale")
+    shape = check_shape(path, tuple(s.shape))
+    dtype = check_dtype(path, s.dtype)
+    _check_extent(path, s, shape, dtype)
+    len(s.pages)  # every page's header, now: a broken page list is a truncated file
+    # tifffile's zarr view reads one frame per chunk whatever the layout
+    # (pages, contiguous ImageJ data beyond 4 GB, OME); never the whole stack
+    return shape, dtype, zarr.open_array(s.aszarr(), mode="r")
+
+
+def _check_extent(path: str, series: object, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Refuse a contiguous stack whose data run past the end of the file (truncated)."""
+    offset = getattr(series, "dataoffset", None)
+    if offset is None:  # not contiguous: pages are checked as they are read
+        return
+    frame_bytes = int(np.prod(shape[1:])) * dtype.itemsize
+    size = os.path.getsize(path)
+    if offset + shape[0] * frame_bytes > size:
+        first = max(0, size - offset) // frame_bytes
+        raise InputError(
+            path,
+            f"truncated: frame {first} of {shape[0]} ends past the end of the file "
+            f"({size} bytes)",
+        )
+
+
+def open_tiff(path: str | os.PathLike[str], angles_from_names: str | None = None) -> FrameSource:
     """Open a multi-page TIFF/OME-TIFF, or a folder of single-frame TIFFs, as a stack.
 
-    A truncated file is refused, naming the first frame it lacks.
+    Parameters
+    ----------
+    path
+        The file, or a folder of one file per projection (natural sort order of the names).
+    angles_from_names
+        For a folder: a regular expression matched against each file name (``re.search``);
+        its group ``angle`` (or its first group) is the angle in degrees. Files that do not
+        match are not projections and are skipped.
     """
     path = os.fspath(path)
     if os.path.isdir(path):
-        return _open_folder(path)
+        return _open_folder(path, angles_from_names)
+    if angles_from_names is not None:
+        raise InputError(path, "--angles-from-names needs a folder of one TIFF file per angle")
     tif = None
     try:
         # tifffile reads pages lazily: the whole inspection is watched for damage
@@ -116,36 +167,16 @@ def open_tiff(path: str | os.PathLike[str]) -> FrameSource:
     )
 
 
-def _inspect(path: str, tif: tifffile.TiffFile) -> tuple[tuple[int, int, int], np.dtype, object]:
-    """Shape, pixel type and a frame-by-frame zarr view of the file's one image series."""
-    series = tif.series
-    if not series:
-        raise InputError(path, "holds no images")
-    if len(series) > 1:
-        shapes = ", ".join(str(tuple(s.shape)) for s in series[:3])
-        raise InputError(
-            path,
-            f"holds images of mixed shapes ({shapes}); all projections must have one shape",
-        )
-    s = series[0]
-    if "S" in s.axes:  # samples per pixel: RGB(A), not a grayscale stack
-        raise InputError(path, f"is a colour image (axes {s.axes}); projections must be grayscale")
-    shape = check_shape(path, tuple(s.shape))
-    dtype = check_dtype(path, s.dtype)
-    _check_extent(path, s, shape, dtype)
-    len(s.pages)  # every page's header, now: a broken page list is a truncated file
-    # tifffile's zarr view reads one frame per chunk whatever the layout
-    # (pages, contiguous ImageJ data beyond 4 GB, OME); never the whole stack
-    return shape, dtype, zarr.open_array(s.aszarr(), mode="r")
-
-
-def _open_folder(path: str) -> FrameSource:
+def _open_folder(path: str, angles_from_names: str | None) -> FrameSource:
     files = sorted(
         (f for f in os.listdir(path) if f.lower().endswith(SUFFIXES) and not f.startswith(".")),
         key=_natural_key,
     )
     if not files:
         raise InputError(path, "folder holds no .tif/.tiff files")
+    angles = None
+    if angles_from_names is not None:
+        files, angles = angles_in_names(path, files, angles_from_names)
     files = [os.path.join(path, f) for f in files]
     shape0 = None
     dtype = None
@@ -181,24 +212,44 @@ def _open_folder(path: str) -> FrameSource:
         shape=(len(files), *shape0),
         dtype=dtype,
         reader=reader,
+        angles_deg=angles,
         pixel_size_nm=pixel,
-        extra={"files": len(files)},
+        extra={"files": len(files), "angles_from_names": angles_from_names},
     )
 
 
-def _check_extent(path: str, series: object, shape: tuple[int, ...], dtype: np.dtype) -> None:
-    """Refuse a contiguous stack whose data run past the end of the file (truncated)."""
-    offset = getattr(series, "dataoffset", None)
-    if offset is None:  # not contiguous: pages are checked as they are read
-        return
-    frame_bytes = int(np.prod(shape[1:])) * dtype.itemsize
-    size = os.path.getsize(path)
-    if offset + shape[0] * frame_bytes > size:
-        first = max(0, size - offset) // frame_bytes
-        raise InputError(
-            path,
-            f"truncated: frame {first} of {shape[0]} ends past the end of the file ({size} bytes)",
+def angles_in_names(folder: str, names: list[str], pattern: str) -> tuple[list[str], np.ndarray]:
+    """The names that match ``pattern`` and the angle (degrees) each one gives.
+
+    The angle is the group named ``angle`` or else the first group of the match.
+    """
+    try:
+        rx = re.compile(pattern)
+    except re.error as exc:
+        raise ParameterError(
+            f"--angles-from-names: {pattern!r} is not a regular expression ({exc})"
+        ) from None
+    if rx.groups == 0:
+        raise ParameterError(
+            f"--angles-from-names: {pattern!r} has no group (...) around the angle"
         )
+    group = "angle" if "angle" in rx.groupindex else 1
+    kept, angles = [], []
+    for name in names:
+        m = rx.search(name)
+        if m is None:
+            continue
+        try:
+            angles.append(float(m.group(group)))
+        except (TypeError, ValueError):
+            raise InputError(
+                os.path.join(folder, name),
+                f"--angles-from-names: {m.group(group)!r} in the name is not a number",
+            ) from None
+        kept.append(name)
+    if not kept:
+        raise InputError(folder, f"no file name matches --angles-from-names {pattern!r}")
+    return kept, np.asarray(angles, float)
 
 
 def pixel_size_nm(tif: tifffile.TiffFile) -> float | None:

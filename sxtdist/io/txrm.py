@@ -5,7 +5,8 @@ Streams read (names as Xradia writes them; OLE names are case-insensitive):
 - ``ImageInfo/NoOfImages`` (or ``ImagesTaken``), ``ImageWidth``, ``ImageHeight``
   (uint32) and ``DataType`` (5: uint16, 10: float32);
 - ``ImageInfo/Angles`` (float32 per image, degrees), ``ImageInfo/PixelSize``
-  (float32, µm), ``ImageInfo/Energy`` (float32 per image, eV);
+  (float32, µm), ``ImageInfo/Energy`` (float32 per image, eV), ``ImageInfo/ExpTimes``
+  (float32 per image, seconds; the median is kept);
 - ``ImageData{k}/Image{i}``: image ``i`` (1-based) in folder ``k = ceil(i/100)``;
 - ``ReferenceData/Image``: the flat field (reference) when the file carries one,
   with its own ``ReferenceData/DataType``.
@@ -98,6 +99,11 @@ def _open(path: str, ole: olefile.OleFileIO) -> FrameSource:
     if energy is not None and energy.size and np.all(energy[:n] > 0):
         energy_ev = float(np.mean(energy[:n]))
 
+    exposure = floats("ImageInfo/ExpTimes")
+    exposure_s = None
+    if exposure is not None and exposure.size and np.all(exposure[:n] > 0):
+        exposure_s = float(np.median(exposure[:n]))
+
     def image(name: str, dt: np.dtype) -> np.ndarray:
         b = stream(name)
         need = width * height * dt.itemsize
@@ -124,6 +130,7 @@ def _open(path: str, ole: olefile.OleFileIO) -> FrameSource:
         angles_deg=angles,
         pixel_size_nm=pixel_nm,
         energy_ev=energy_ev,
+        exposure_s=exposure_s,
         flat=flat,
         values="intensity",
         extra={"xradia_data_type": code},

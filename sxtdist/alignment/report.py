@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .alignment_runner import POOR_PEAK_FACTOR, peak_loss_ratio
+from .diagnostics import POOR_PEAK_FACTOR, peak_loss_ratio
 
 
 def write_report(directory: str, acq: Any, result: Any) -> str:

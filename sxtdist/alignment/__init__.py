@@ -1,0 +1,22 @@
+"""Alignment of an interior scan and a sparse full scan (paper appendix B.1-B.2).
+
+Modules, from the maths up:
+
+- :mod:`.ncc`: masked normalised cross-correlation maps, their bicubic surface and peak;
+- :mod:`.resample`: blurs, a full view on the interior grid, padding, sub-pixel shifts;
+- :mod:`.pairs`: which views are registered to which (anchors, neighbours), their results;
+- :mod:`.shifts`: the shifts from the pairs (eq. 14, least squares with robust weights);
+- :mod:`.fullscan`: the full scan on its own (row profiles, weighted moments, projection
+  matching);
+- :mod:`.gauge`: what no alignment determines, and errors measured without it;
+- :mod:`.intensity`: the intensity transform between the scans (eq. 16);
+- :mod:`.diagnostics`: what the pairs say about the result without a truth;
+- :mod:`.tasks`: the worker-side tasks; :mod:`.runner`: :func:`align`, which plans,
+  submits and stores; :mod:`.result`: :class:`AlignmentResult`; :mod:`.report`: the CSV
+  tables and the plot.
+"""
+
+from .result import AlignmentResult
+from .runner import align
+
+__all__ = ["AlignmentResult", "align"]

@@ -1,0 +1,136 @@
+"""The registrations of the interior alignment (paper appendix B.1, eq. 14): which pairs,
+and what each returned.
+
+Every interior view ``i`` is paired with its anchor (the full view at the nearest angle,
+or the mirrored full view ``theta + 180`` flipped left-right) when one lies within
+``anchor_window_deg``, and with its angular neighbour ``i + 1``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One registration task.
+
+    ``kind == "anchor"``: ROI view ``i`` against full view ``j`` (``mirrored`` for
+    ``theta_j + 180``); the measurement is ``d_i = -s``.
+    ``kind == "neighbour"``: ROI view ``i`` against ROI view ``j``; ``d_i - d_j = -s``.
+    """
+
+    kind: str
+    i: int
+    j: int
+    mirrored: bool = False
+    delta_deg: float = 0.0
+
+
+def _angle_diff(a: np.ndarray, b: float) -> np.ndarray:
+    """Signed smallest difference ``a - b`` in degrees, in (-180, 180]."""
+    return (np.asarray(a) - b + 180.0) % 360.0 - 180.0
+
+
+def nearest_anchor(theta: float, full_angles: np.ndarray) -> tuple[int, bool, float]:
+    """The full view (or its mirror at ``+180``) nearest to ``theta``: (index, mirrored, |delta|)."""
+    d0 = np.abs(_angle_diff(full_angles, theta))
+    d1 = np.abs(_angle_diff(full_angles + 180.0, theta))
+    j0, j1 = int(np.argmin(d0)), int(np.argmin(d1))
+    if d0[j0] <= d1[j1]:
+        return j0, False, float(d0[j0])
+    return j1, True, float(d1[j1])
+
+
+def plan_pairs(
+    roi_angles: np.ndarray,
+    full_angles: np.ndarray | None,
+    anchor_window_deg: float | None = None,
+    neighbours: bool = True,
+) -> list[Pair]:
+    """The registrations of eq. 14 for an interior scan.
+
+    Parameters
+    ----------
+    roi_angles, full_angles
+        Angles (degrees) of the interior and full views (``None``: no anchors).
+    anchor_window_deg
+        An interior view is anchored when a full view (or its mirror) lies within
+        this angle; default half the full scan's angular step.
+    neighbours
+        Link every interior view to the next one in angle (the chain that carries
+        the alignment between anchors).
+    """
+    roi_angles = np.asarray(roi_angles, float)
+    order = np.argsort(roi_angles, kind="stable")
+    pairs: list[Pair] = []
+    if full_angles is not None and len(full_angles):
+        full_angles = np.asarray(full_angles, float)
+        if anchor_window_deg is None:
+            a = np.sort(full_angles % 180.0)
+            steps = np.diff(np.concatenate([a, a[:1] + 180.0]))
+            anchor_window_deg = 0.5 * float(steps.max()) + 1e-6
+        for i, th in enumerate(roi_angles):
+            j, mirrored, delta = nearest_anchor(th, full_angles)
+            if delta <= anchor_window_deg:
+                pairs.append(Pair("anchor", i, j, mirrored, delta))
+    if neighbours:
+        for a, b in itertools.pairwise(order):
+            delta = float(abs(roi_angles[b] - roi_angles[a]))
+            pairs.append(Pair("neighbour", int(a), int(b), False, delta))
+    return pairs
+
+
+@dataclass
+class PairResult:
+    """What a registration task returns: the cached map and its sub-pixel peak."""
+
+    pair: Pair
+    ncc: np.ndarray
+    shift: np.ndarray  # s at the peak (template vs reference)
+    peak: float
+    quality: float
+    seconds: float = 0.0
+    intensity_samples: np.ndarray | None = field(default=None, repr=False)
+
+
+def _pair_angles(pair: Pair, roi_angles: np.ndarray, full_angles: np.ndarray | None):
+    ti = math.radians(roi_angles[pair.i])
+    if pair.kind == "neighbour":
+        tj = math.radians(roi_angles[pair.j])
+    else:
+        tj = math.radians(full_angles[pair.j] + (180.0 if pair.mirrored else 0.0))
+    return ti, tj
+
+
+def peak_inside_map(result: PairResult) -> bool:
+    """Whether a pair's peak lies inside its NCC map: on the edge it only bounds the shift,
+    and the solvers leave the pair out."""
+    return bool(np.all(np.abs(result.shift) < np.asarray(result.ncc.shape) // 2 - 0.5))
+
+
+def per_pair(results: Sequence[PairResult], values: np.ndarray) -> np.ndarray:
+    """``values`` of the used pairs (in order, :func:`peak_inside_map`) spread over all
+    ``results``: NaN for a pair left out."""
+    values = np.asarray(values, float)
+    out = np.full((len(results), *values.shape[1:]), np.nan)
+    out[[k for k, r in enumerate(results) if peak_inside_map(r)]] = values
+    return out
+
+
+def describe_pair(pair: Pair, roi_angles: np.ndarray) -> str:
+    """A pair in words, for logs and ``sxtdist info``: "neighbour 33-34 at 66°"."""
+    at = f"at {roi_angles[pair.i]:g}°"
+    if pair.kind == "neighbour":
+        return f"neighbour {pair.i}-{pair.j} {at}"
+    return f"anchor {pair.i} to full view {pair.j}{' mirrored' if pair.mirrored else ''} {at}"
+
+
+def views_of(pair: Pair) -> tuple[int, ...]:
+    """The interior views a pair registers."""
+    return (pair.i, pair.j) if pair.kind == "neighbour" else (pair.i,)

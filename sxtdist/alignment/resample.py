@@ -1,0 +1,156 @@
+"""Images made comparable: blurs to a common resolution, resampling of a full view onto the
+interior grid (bicubic), padding with a validity mask, sub-pixel shifts."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage, sparse
+
+from ..geometry import ScanGeometry
+from ..physics import FWHM_PER_SIGMA, psf_fwhm_nm
+
+
+def gaussian_blur(img: np.ndarray, sigma_px: float | Sequence[float]) -> np.ndarray:
+    """Gaussian blur of a 2D image (``nearest`` edges, kernel to 4 sigma); no-op for zero sigma.
+
+    ``ndimage.gaussian_filter``'s result to rounding, but along the columns by a banded
+    matrix product (whole rows at a time): ndimage's column pass takes 2.5 times its row
+    pass (1024²: 22 ms against 33 ms for the whole blur).
+    """
+    sig = np.broadcast_to(np.asarray(sigma_px, float), (2,))
+    out = np.asarray(img, np.float64)
+    if sig[1] > 0:
+        out = ndimage.gaussian_filter1d(out, sig[1], axis=1, mode="nearest")
+    if sig[0] > 0:
+        out = _gaussian_band(out.shape[0], float(sig[0])) @ out
+    return out
+
+
+def _gaussian_band(n: int, sigma: float) -> sparse.csr_matrix:
+    """``(n, n)`` matrix of ndimage's Gaussian filter along an axis (``nearest`` edges)."""
+    radius = int(4.0 * sigma + 0.5)
+    x = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    kernel /= kernel.sum()
+    cols = np.clip(np.arange(n)[:, None] + x, 0, n - 1)  # repeated edge columns add up
+    indptr = np.arange(0, x.size * n + 1, x.size)
+    return sparse.csr_matrix((np.tile(kernel, n), cols.ravel(), indptr), shape=(n, n))
+
+
+def resolution_sigma_px(pixel_nm: float, ozw_nm: float | None, in_pixel_nm: float) -> float:
+    """Gaussian sigma (in pixels of ``in_pixel_nm``) of a scan's PSF plus its pixel box."""
+    psf = 0.0 if not ozw_nm else psf_fwhm_nm(ozw_nm) / FWHM_PER_SIGMA
+    return math.sqrt(psf**2 + pixel_nm**2 / 12.0) / in_pixel_nm
+
+
+def matching_blur_px(roi: ScanGeometry, full: ScanGeometry, roi_ozw, full_ozw) -> float:
+    """Extra blur (ROI pixels) that brings an ROI view to the full view's resolution."""
+    sf = resolution_sigma_px(full.pixel_size_nm, full_ozw, roi.pixel_size_nm)
+    sr = resolution_sigma_px(roi.pixel_size_nm, roi_ozw, roi.pixel_size_nm)
+    return math.sqrt(max(sf**2 - sr**2, 0.0))
+
+
+def anchor_on_roi_grid(
+    full_view: np.ndarray,
+    full: ScanGeometry,
+    full_index: int,
+    roi: ScanGeometry,
+    margin: tuple[int, int],
+    mirrored: bool = False,
+    full_shift: Sequence[float] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A full view resampled (bicubic) onto the ROI pixel grid, padded by ``margin``.
+
+    The full view is taken as aligned with shift ``full_shift`` (default: the
+    geometry's). ``mirrored`` gives the view at ``theta + 180``: the same lines, the
+    detector reversed (``u -> -u``). Returns the image and its validity mask
+    (inside the full detector).
+    """
+    my, mx = margin
+    hr, wr = roi.detector_shape
+    hf, wf = full.detector_shape
+    dyf, dxf = full.shifts_px[full_index] if full_shift is None else full_shift
+    rows = np.arange(-my, hr + my, dtype=float)
+    cols = np.arange(-mx, wr + mx, dtype=float)
+    # physical positions of the aligned ROI pixels (geometry.py's convention, no shift)
+    z = (rows - (hr - 1) / 2 + roi.center_offset_px[0]) * roi.pixel_size_nm
+    u = (cols - (wr - 1) / 2 + roi.center_offset_px[1]) * roi.pixel_size_nm
+    if mirrored:
+        u = -u
+    rf = z / full.pixel_size_nm + (hf - 1) / 2 - full.center_offset_px[0] + dyf
+    cf = u / full.pixel_size_nm + (wf - 1) / 2 - full.center_offset_px[1] + dxf
+    # rows and columns map independently (an axis-aligned affine map), and only the part
+    # of the full view the ROI grid falls on is needed: interpolate on that crop, which
+    # keeps SPLINE_CROP_PAD pixels around it so the spline prefilter's edge effect
+    # (decaying by 0.268 per pixel) is below 1e-9 where it is sampled
+    (r0, r1), (c0, c1) = (_crop_range(rf, hf), _crop_range(cf, wf))
+    img = bicubic_on_grid(np.asarray(full_view)[r0:r1, c0:c1], rf - r0, cf - c0)
+    mask = ((rf >= -0.5) & (rf <= hf - 0.5))[:, None] & ((cf >= -0.5) & (cf <= wf - 0.5))[None, :]
+    return img, mask
+
+
+#: Edge pixels ndimage adds before its spline prefilter in ``mode="nearest"`` (scipy >= 1.6).
+_SPLINE_PREPAD = 12
+
+
+def _cubic_bspline_weights(coords: np.ndarray, n: int) -> sparse.csr_matrix:
+    """``(len(coords), n)`` matrix that evaluates a cubic B-spline with ``n`` coefficients at
+    ``coords``; coefficients beyond the ends are the end ones (ndimage's ``nearest``)."""
+    c = np.asarray(coords, np.float64)
+    f = np.floor(c)
+    t = c - f
+    t2, t3 = t * t, t * t * t
+    w = np.stack(
+        [(1 - t) ** 3 / 6, (3 * t3 - 6 * t2 + 4) / 6, (-3 * t3 + 3 * t2 + 3 * t + 1) / 6, t3 / 6],
+        axis=1,
+    )
+    idx = np.clip(f.astype(np.intp)[:, None] + np.arange(-1, 3), 0, n - 1)
+    indptr = np.arange(0, 4 * c.size + 1, 4)
+    return sparse.csr_matrix((w.ravel(), idx.ravel(), indptr), shape=(c.size, n))
+
+
+def bicubic_on_grid(img: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Bicubic spline interpolation of ``img`` at every ``(rows[i], cols[j])``.
+
+    The same as ``ndimage.map_coordinates(img, meshgrid(rows, cols), order=3,
+    mode="nearest")`` (to rounding), but separable: rows, then columns, 8 taps per
+    pixel instead of 16 and no general coordinate transform (a 1088² grid: 33 ms
+    against 107 ms for ndimage).
+    """
+    padded = np.pad(np.asarray(img, np.float64), _SPLINE_PREPAD, mode="edge")
+    coef = ndimage.spline_filter(padded, 3, output=np.float64, mode="nearest")
+    wy = _cubic_bspline_weights(np.asarray(rows) + _SPLINE_PREPAD, padded.shape[0])
+    wx = _cubic_bspline_weights(np.asarray(cols) + _SPLINE_PREPAD, padded.shape[1])
+    return np.ascontiguousarray((wx @ (wy @ coef).T).T)
+
+
+#: Pixels kept around the sampled part of a view for bicubic interpolation on a crop.
+SPLINE_CROP_PAD = 16
+
+
+def _crop_range(coords: np.ndarray, size: int) -> tuple[int, int]:
+    """Index range of a view's axis of ``size`` pixels that covers ``coords`` (any order)
+    with :data:`SPLINE_CROP_PAD` pixels to spare, clipped to the view."""
+    lo = int(np.floor(coords.min())) - SPLINE_CROP_PAD
+    hi = int(np.ceil(coords.max())) + SPLINE_CROP_PAD + 1
+    lo, hi = max(lo, 0), min(hi, size)
+    if hi <= lo:  # entirely off the view: the nearest edge pixels
+        lo = min(max(lo, 0), size - 1)
+        hi = lo + 1
+    return lo, hi
+
+
+def pad_with_mask(img: np.ndarray, margin: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-pad an image by ``margin`` and return it with its validity mask."""
+    my, mx = margin
+    out = np.pad(np.asarray(img, np.float64), ((my, my), (mx, mx)))
+    mask = np.pad(np.ones(img.shape, bool), ((my, my), (mx, mx)))
+    return out, mask
+
+
+def shift_image(img: np.ndarray, shift: Sequence[float], order: int = 3) -> np.ndarray:
+    """Move an image's content by ``shift`` pixels (``(dy, dx)``), bicubic, edges extended."""
+    return ndimage.shift(np.asarray(img, np.float64), shift, order=order, mode="nearest")

@@ -1,0 +1,41 @@
+"""``sxtdist edit``: change what an acquisition says about a scan (metadata only)."""
+
+from __future__ import annotations
+
+import click
+
+from ..io.metadata import edit_scan
+from .import_ import pair, physics_options, pop_physics
+
+
+@click.command()
+@click.argument("acquisition", type=click.Path())
+@click.option(
+    "--scan", type=click.Choice(["full", "roi"]), required=True, help="The scan to change."
+)
+@physics_options
+@click.option(
+    "--center-offset-px",
+    metavar="ROW,COL",
+    help="Offset of the detector centre from the rotation axis (pixels).",
+)
+def command(acquisition, scan, center_offset_px, **kw) -> None:
+    """Set the pixel size, energy, zone plate, dose or centre of a scan already imported.
+
+    Only the metadata changes; the projections are not touched. Values are checked
+    before anything is written, and each change is kept with its old value under the
+    scan's "edits" (see `sxtdist info`). Example: the zone plate an import could not
+    know, so that `reconstruct --psf` can model it:
+
+        sxtdist edit cell.zarr --scan roi --zone-plate-ozw-nm 35
+    """
+    changes = edit_scan(
+        acquisition,
+        scan,
+        pop_physics(kw),
+        pair(center_offset_px, ",", "--center-offset-px", "ROW,COL"),
+    )
+    for key, c in changes.items():
+        click.echo(f"{scan}: {key} {c['from']} -> {c['to']}")
+    if not changes:
+        click.echo(f"{scan}: nothing changed (the values were already set)")
