@@ -303,7 +303,7 @@ def gpu_client(n_gpus: int | None = None, quiet: bool = False) -> Iterator[Any]:
         ) from exc
     from distributed import Client
 
-    from .distributed import local_addresses
+    from .distributed import local_cluster_options
 
     kwargs: dict[str, Any] = {}
     if n_gpus is not None:
@@ -314,8 +314,7 @@ def gpu_client(n_gpus: int | None = None, quiet: bool = False) -> Iterator[Any]:
         LocalCUDACluster(
             threads_per_worker=1,  # one ASTRA call at a time per GPU (the par3d constants race)
             resources={GPU_RESOURCE: 1},
-            silence_logs=40,
-            **local_addresses(),
+            **local_cluster_options(),
             **kwargs,
         ) as cluster,
         Client(cluster) as c,

@@ -146,7 +146,7 @@ class Scan:
         try:
             out = np.asarray(self.array[angles, rows, :], dtype=np.float32)
         except Exception as exc:
-            raise InputError(self.path, f"cannot read projections ({exc})") from exc
+            raise InputError(self.path, f"cannot read projections ({_first_line(exc)})") from exc
         if not np.all(np.isfinite(out)):
             raise InputError(
                 self.path, "projections contain NaN or inf (missing or damaged chunks?)"
@@ -196,8 +196,9 @@ class Acquisition:
         entry.update({k: _jsonable(v) for k, v in changes.items()})
         _check_scan_meta(self.path, name, entry, self.scans[name].array.shape)
         scans[name] = entry
-        self.meta["scans"] = scans
-        self.group.attrs[KEY] = self.meta
+        with write_lock(self.path):  # not while an import or another edit writes it
+            self.meta["scans"] = scans
+            self.group.attrs[KEY] = self.meta
         self.scans[name].meta = entry
 
     def set_shifts(self, name: str, shifts_px: np.ndarray, **alignment: Any) -> None:
@@ -482,9 +483,18 @@ def read_projection(array_path: str, index: int) -> np.ndarray:
     A read that fails raises :class:`InputError` naming the array.
     """
     try:
-        return np.asarray(open_projections(array_path)[index], dtype=np.float64)
+        out = np.asarray(open_projections(array_path)[index], dtype=np.float64)
     except Exception as exc:
-        raise InputError(array_path, f"cannot read projection {index} ({exc})") from exc
+        raise InputError(
+            array_path, f"cannot read projection {index} ({_first_line(exc)})"
+        ) from exc
+    if not np.all(np.isfinite(out)):
+        raise InputError(array_path, f"projection {index} contains NaN or inf (damaged?)")
+    return out
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def open_projections(array_path: str) -> zarr.Array:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
+import logging
 import math
 import os
 import shutil
@@ -125,11 +126,17 @@ def local_housekeeping() -> dict[str, Any]:
     }
 
 
-def local_addresses() -> dict[str, str]:
-    """Where a local cluster's scheduler and dashboard listen: one interface for both
-    (``sxtdist.cluster.host``, this machine only by default), so the printed link is true."""
+def local_cluster_options() -> dict[str, Any]:
+    """Options of every local cluster sxtdist makes.
+
+    The scheduler and the dashboard listen on one interface (``sxtdist.cluster.host``,
+    this machine only by default), so the printed link is true. The cluster's own
+    logs are silenced up to errors: a task's error (a damaged input) reaches the
+    client as the same exception and is told there in one line, not also as a
+    worker's traceback.
+    """
     host = str(cluster_config("host", "127.0.0.1"))
-    return {"host": host, "dashboard_address": f"{host}:0"}
+    return {"host": host, "dashboard_address": f"{host}:0", "silence_logs": logging.CRITICAL}
 
 
 def make_cluster(
@@ -178,8 +185,7 @@ def make_cluster(
             threads_per_worker=1,
             processes=True,
             memory_limit=memory_limit,
-            silence_logs=40,
-            **local_addresses(),
+            **local_cluster_options(),
         )
         opts.update(overrides)
         # the scheduler and the nannies take their configuration when they are made
@@ -199,8 +205,7 @@ def make_cluster(
             threads_per_worker=1,
             resources={"GPU": 1},
             memory_limit=memory_limit,
-            silence_logs=40,
-            **local_addresses(),
+            **local_cluster_options(),
         )
         if workers:
             opts["n_workers"] = int(workers)

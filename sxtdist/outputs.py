@@ -37,13 +37,15 @@ from .errors import InputError, OutputExistsError
 from .lock import write_lock
 
 #: Kinds of output sxtdist writes and recognises.
-KINDS = ("volume", "acquisition", "export", "report", "summary")
+KINDS = ("volume", "acquisition", "export", "alignment-report", "summary")
 #: Suffix of the folder or file a replacement is written to, beside the output.
 PARTIAL_SUFFIX = ".sxtdist-partial"
 #: What an exported file says about its maker (MRC label, TIFF software tag).
 EXPORT_MARK = "sxtdist"
-#: The file that marks a report folder as sxtdist's.
+#: The file that marks an alignment report folder as sxtdist's.
 REPORT_MARK = "sxtdist-report.json"
+#: What an alignment report folder held before it had :data:`REPORT_MARK`.
+REPORT_FILES = frozenset({"shifts.csv", "pairs.csv", "alignment.png", REPORT_MARK})
 
 
 def partial_path(path: str | os.PathLike[str]) -> str:
@@ -60,7 +62,7 @@ def recognise(path: str | os.PathLike[str]) -> str | None:
 
     Reads only metadata: a Zarr group's ``sxtdist`` attributes, an exported
     Zarr's ``sxtdist_export`` attributes, an MRC label or TIFF software tag
-    holding :data:`EXPORT_MARK`, a report's :data:`REPORT_MARK` file, a batch
+    holding :data:`EXPORT_MARK`, an alignment report's :data:`REPORT_MARK` file, a batch
     summary's header.
     """
     path = os.fspath(path)
@@ -88,8 +90,9 @@ def _read_json(path: str) -> dict:
 
 
 def _recognise_dir(path: str) -> str | None:
-    if os.path.isfile(os.path.join(path, REPORT_MARK)):
-        return "report"
+    entries = set(os.listdir(path))
+    if REPORT_MARK in entries or ("shifts.csv" in entries and entries <= REPORT_FILES):
+        return "alignment-report"
     attrs = _read_json(os.path.join(path, "zarr.json")).get("attributes") or {}
     if not attrs:  # Zarr v2 (an NGFF 0.4 export)
         attrs = _read_json(os.path.join(path, ".zattrs"))

@@ -16,11 +16,12 @@ from .errors import ParameterError
 
 def format_bytes(n: float) -> str:
     """``n`` bytes in the largest binary unit that keeps it above 1 (``"1.5 GiB"``)."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(n) < 1024 or unit == "PiB":
-            return f"{n:.3g} {unit}" if unit != "B" else f"{int(n)} B"
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
+    i = 0
+    while abs(n) >= 1024 and i < len(units) - 1:
         n /= 1024
-    raise AssertionError  # pragma: no cover
+        i += 1
+    return f"{int(n)} B" if i == 0 else f"{n:.4g} {units[i]}"
 
 
 def free_disk_bytes(path: str | os.PathLike[str]) -> int:

@@ -11,8 +11,8 @@ import pytest
 import sxtdist
 from sxtdist.batch import read_manifest, read_summary, reconstruct_batch, volume_psnr
 from sxtdist.errors import InputError, OutputLockedError
-from sxtdist.runner import reconstruct
 from sxtdist.lock import write_lock
+from sxtdist.runner import reconstruct
 from sxtdist.volume import open_volume
 
 OPTS = dict(iterations=8, block_size=8, align=False)  # alignment: its own test
@@ -84,8 +84,11 @@ def test_list_of_paths_is_a_manifest(tmp_path):
         ("m.yaml", "- acquisition: a.zarr\n  iterations: many\n", "iterations: invalid literal"),
         ("m.yaml", "- name: x\n", "cell 1: no 'acquisition'"),
         ("m.yaml", "- a.zarr\n- other/a.zarr\n", "two cells are named 'a'"),
-        ("m.yaml", "- {acquisition: a.zarr, out: x.zarr}\n- {acquisition: b.zarr, out: x.zarr}\n",
-         "write the same output"),
+        (
+            "m.yaml",
+            "- {acquisition: a.zarr, out: x.zarr}\n- {acquisition: b.zarr, out: x.zarr}\n",
+            "write the same output",
+        ),
         ("m.yaml", "cells: []\n", "lists no cells"),
         ("m.yaml", "cells: [a.zarr]\nsettings: {}\n", "unknown top-level key(s): settings"),
         ("m.yaml", "- acquisition: a.zarr\n  scans: side\n", "scans must name full and/or roi"),

@@ -112,8 +112,7 @@ def _check_extent(path: str, series: object, shape: tuple[int, ...], dtype: np.d
         first = max(0, size - offset) // frame_bytes
         raise InputError(
             path,
-            f"truncated: frame {first} of {shape[0]} ends past the end of the file "
-            f"({size} bytes)",
+            f"truncated: frame {first} of {shape[0]} ends past the end of the file ({size} bytes)",
         )
 
 
