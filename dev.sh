@@ -2,7 +2,8 @@
 # sxtdist developer entry point.
 #   ./dev.sh demo [ARGS]   set up .venv and run `sxtdist demo` end to end
 #   ./dev.sh test [ARGS]   set up .venv, lint with ruff, run the default pytest suite
-#   ./dev.sh slow [ARGS]   the slow studies and checks (pytest -m slow)
+#   ./dev.sh slow [ARGS]   the slow studies and checks (pytest -m slow; with playwright for
+#                          the browser test, which needs a Chromium: apt-get install chromium)
 #   ./dev.sh gpu  [ARGS]   the GPU tests (pytest -m gpu; needs cupy + ASTRA with CUDA)
 #   ./dev.sh slurm [ARGS]  the SLURM tests (pytest -m slurm); as root, starts a local
 #                          single-node SLURM first (deploy/slurm-local/start.sh)

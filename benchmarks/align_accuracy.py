@@ -79,7 +79,6 @@ def study(
         photons=photons,
         shifts_px=sigma,
         arc_deg=arc_deg,
-        quiet=True,
     )
     truth = {k: np.asarray(v) for k, v in acq.truth_meta["shifts_px"].items()}
     t0 = time.perf_counter()
@@ -131,7 +130,6 @@ def psnr_true_vs_estimated(path: str, estimated: dict, client, workdir: str, ite
             iterations=iterations,
             client=client,
             overwrite=True,
-            quiet=True,
             progress=False,
         )
         out[f"psnr_{label}"] = psnr_in_region(vol.level(0).compute(), truth, mask)

@@ -45,9 +45,7 @@ def study(n_full: int, seed: int, clean: bool, client, workdir: str) -> dict:
     from sxtdist.alignment.gauge import rms, shift_errors
 
     path = f"{workdir}/acq_{n_full}_{seed}.zarr"
-    acq = sxtdist.simulate(
-        path, preset="small", seed=seed, n_full=n_full, shifts_px=3.0, quiet=True
-    )
+    acq = sxtdist.simulate(path, preset="small", seed=seed, n_full=n_full, shifts_px=3.0)
     bad = None if clean else damaged_view(seed)
     if bad is not None:
         damage_frame(acq, bad)

@@ -100,7 +100,6 @@ def main() -> None:
             seed=args.seed,
             n_full=args.full,
             shifts_px=3.0,
-            quiet=True,
         )
         truth = {k: np.asarray(v) for k, v in acq.truth_meta["shifts_px"].items()}
         result = sxtdist.align(

@@ -109,7 +109,7 @@ def main() -> None:
         Client(cluster) as client,
         tempfile.TemporaryDirectory() as tmp,
     ):
-        common = dict(preset="small", seed=args.seed, n_full=args.full, quiet=True)
+        common = dict(preset="small", seed=args.seed, n_full=args.full)
         acq = sxtdist.simulate(f"{tmp}/a.zarr", shifts_px=3.0, **common)
         clean = sxtdist.simulate(f"{tmp}/clean.zarr", shifts_px=0.0, photons=0, **common)
         truth = {k: np.asarray(v) for k, v in acq.truth_meta["shifts_px"].items()}
@@ -155,7 +155,6 @@ def main() -> None:
             f"{tmp}/rec.zarr",
             iterations=args.iterations,
             client=client,
-            quiet=True,
             progress=False,
         )
         model = np.asarray(volume.level(0))

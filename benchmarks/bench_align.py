@@ -119,7 +119,7 @@ def time_workers(
     res = None
     for _ in range(repeat):
         for workers in (1, 2):
-            with get_client(workers=workers, quiet=True) as client:
+            with get_client(workers=workers, keep_cluster=False) as client:
                 client.run(lambda: __import__("sxtdist.alignment"))  # warm imports
                 client.get_task_stream(start=time.time())  # starts the scheduler's record
                 for run in range(2 if warm else 1):
@@ -195,7 +195,7 @@ def peak_worker_memory(acq, scans: list[str], method: str) -> None:
 
     peaks = {}
     for workers in (1, 2):
-        with get_client(workers=workers, quiet=True) as client:
+        with get_client(workers=workers, keep_cluster=False) as client:
             client.run(lambda: __import__("sxtdist.alignment"))
             with PeakRSS() as idle:
                 time.sleep(0.2)
@@ -309,7 +309,7 @@ def part_small(workdir: str, repeat: int, ceiling: bool = True, warm: bool = Fal
     import sxtdist
 
     path = f"{workdir}/small.zarr"
-    sxtdist.simulate(path, preset="small", seed=1, shifts_px=3.0, quiet=True)
+    sxtdist.simulate(path, preset="small", seed=1, shifts_px=3.0)
     acq = sxtdist.open_acquisition(path)
     res = sxtdist.align(acq, scans=["full"], report="", quiet=True, dry_run=True, workers=1)
     full_s = res.info["full"]["seconds"]

@@ -58,7 +58,6 @@ def run_batch(cells, out, workers: int, opts: dict) -> dict:
                 out,
                 client=client,
                 metrics=False,
-                quiet=True,
                 progress=False,
                 align=False,
                 **opts,
@@ -112,7 +111,7 @@ def main() -> None:
         cells = []
         for i in range(args.cells):
             path = os.path.join(tmp, f"cell{i}.zarr")
-            sxtdist.simulate(path, preset=args.preset, seed=100 + i, quiet=True)
+            sxtdist.simulate(path, preset=args.preset, seed=100 + i)
             cells.append(path)
         shape = sxtdist.open_acquisition(cells[0], "r").truth.shape
         print(

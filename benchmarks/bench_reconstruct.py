@@ -171,7 +171,6 @@ def main(argv=None) -> int:
             iterations=its,
             scans=["roi"],
             psf=False,
-            quiet=True,
             progress=False,
             overwrite=True,
             block_size=-(-nz // 4),  # 4 blocks: 2 per worker
@@ -180,7 +179,7 @@ def main(argv=None) -> int:
 
         times = {}
         for w in (1, 2):
-            with get_client(workers=w, quiet=True) as c:
+            with get_client(workers=w, keep_cluster=False) as c:
                 reconstruct(acq_path, out, client=c, **kw)  # warm: imports, matrices
                 times[w] = timed(lambda c=c: reconstruct(acq_path, out, client=c, **kw))
         t_astra_cgls = astra_cgls_time(models["roi"], grid, acq["roi"].read(), its)
@@ -198,14 +197,13 @@ def main(argv=None) -> int:
         for tall in (1, 2):
             p = os.path.join(tmp, f"acq{tall}.zarr")
             make_acquisition(p, n, nz * tall, v, np.random.default_rng(1))
-            with get_client(workers=1, quiet=True) as c, PeakRSS() as mon:
+            with get_client(workers=1, keep_cluster=False) as c, PeakRSS() as mon:
                 reconstruct(
                     p,
                     os.path.join(tmp, f"v{tall}.zarr"),
                     client=c,
                     iterations=its,
                     block_size=-(-nz // 4),  # 4 blocks: 2 per worker
-                    quiet=True,
                     progress=False,
                     overwrite=True,
                 )

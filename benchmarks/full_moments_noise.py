@@ -34,7 +34,7 @@ def study(seed: int, n_full: int, draws: int, photons: float | None, workdir: st
 
     acq = sxtdist.simulate(
         f"{workdir}/m_{seed}_{n_full}.zarr", preset="small", seed=seed, n_full=n_full,
-        photons=0, shifts_px={"full": 3.0, "roi": 0.0}, quiet=True,
+        photons=0, shifts_px={"full": 3.0, "roi": 0.0},
     )  # fmt: skip
     full = acq["full"]
     clean = np.asarray(full.read(), np.float64)

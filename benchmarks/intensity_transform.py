@@ -44,7 +44,7 @@ def main() -> None:
     workdir = tempfile.mkdtemp(prefix="sxtdist-intensity-")
     rows = []
     try:
-        with get_client(workers=2, quiet=True) as client:
+        with get_client(workers=2) as client:
             for phi0 in args.phi0:
                 for seed in args.seeds:
                     path = f"{workdir}/acq_{phi0}_{seed}.zarr"
@@ -54,7 +54,6 @@ def main() -> None:
                         seed=seed,
                         shifts_px=3.0,
                         intensity_mismatch=(phi0, args.c),
-                        quiet=True,
                     )
                     res = sxtdist.align(path, client=client, report="", quiet=True, progress=False)
                     fit = res.intensity_transform
@@ -69,7 +68,6 @@ def main() -> None:
                             iterations=args.iterations,
                             client=client,
                             overwrite=True,
-                            quiet=True,
                             progress=False,
                         )
                         psnr[applied] = roi_psnr(acq, vol)

@@ -45,7 +45,7 @@ class Study:
         os.makedirs(self.work, exist_ok=True)
         from sxtdist.distributed import get_client
 
-        self._client_cm = get_client(workers=args.workers, quiet=True)
+        self._client_cm = get_client(workers=args.workers)
         self.client = self._client_cm.__enter__()
 
     def close(self) -> None:
@@ -69,7 +69,6 @@ class Study:
             "small",
             self.args.seed,
             overwrite=True,
-            quiet=True,
             progress=False,
             **kw,
         )
@@ -95,7 +94,6 @@ class Study:
             scans=list(scans),
             client=self.client,
             overwrite=True,
-            quiet=True,
             progress=False,
             **kw,
         )

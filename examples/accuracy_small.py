@@ -54,11 +54,9 @@ def main(argv=None) -> int:
     try:
         acq_path = os.path.join(out, "small.zarr")
         ref_path = os.path.join(out, "reference.zarr")
-        acq = sxtdist.simulate(acq_path, "small", args.seed, overwrite=True, quiet=True)
+        acq = sxtdist.simulate(acq_path, "small", args.seed, overwrite=True)
         fov_um = acq["full"].geometry.detector_shape[1] * acq["full"].pixel_size_nm / 1e3
-        ref = sxtdist.simulate(
-            ref_path, "small", args.seed, roi_width_um=fov_um, overwrite=True, quiet=True
-        )
+        ref = sxtdist.simulate(ref_path, "small", args.seed, roi_width_um=fov_um, overwrite=True)
         apply_known_shifts(acq)
         apply_known_shifts(ref)
         truth = acq.truth.compute()
@@ -87,7 +85,7 @@ def main(argv=None) -> int:
         # reference included (scored over its whole field it stops elsewhere)
         roi_nm = (g.detector_shape[1] / 2 - abs(g.center_offset_px[1])) * g.pixel_size_nm
         rows = []
-        with get_client(workers=args.workers, quiet=True) as client:
+        with get_client(workers=args.workers) as client:
             for stop in (f"{args.iterations} it.", "oracle"):
                 for name, (path, scans, extra) in runs.items():
                     oracle = stop == "oracle"
@@ -100,7 +98,6 @@ def main(argv=None) -> int:
                         oracle_radius_nm=roi_nm,
                         client=client,
                         overwrite=True,
-                        quiet=True,
                         progress=False,
                         **extra,
                     )

@@ -1,24 +1,40 @@
-"""Progress reporting: a bar on a terminal, silence elsewhere (CI, logs, notebooks' files)."""
+"""Progress bars (tqdm: a text bar on a terminal, a widget in a notebook), off elsewhere.
+
+Messages are not here: they go through :mod:`logging` (:mod:`sxtdist.logs`).
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 
 def progress_enabled(explicit: bool | None = None) -> bool:
-    """``explicit`` when given, else whether standard error is a terminal."""
+    """``explicit`` when given, else whether standard error is a terminal or this is a notebook."""
     if explicit is not None:
         return explicit
     try:
-        return sys.stderr.isatty()
+        if sys.stderr.isatty():
+            return True
     except (AttributeError, ValueError):
+        pass
+    return _in_notebook()
+
+
+def _in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (where tqdm.auto draws a widget)."""
+    shell = sys.modules.get("IPython")
+    if shell is None:
         return False
+    ip = shell.get_ipython()  # type: ignore[attr-defined]
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
 
 
 @contextmanager
-def progress_bar(total: int, desc: str, enabled: bool | None = None, unit: str = "it"):
+def progress_bar(
+    total: int, desc: str, enabled: bool | None = None, unit: str = "it"
+) -> Iterator[Callable[[int], None]]:
     """Yield a callable ``advance(n=1)``; draws a tqdm bar when enabled."""
     if not progress_enabled(enabled):
         yield lambda n=1: None
@@ -29,7 +45,13 @@ def progress_bar(total: int, desc: str, enabled: bool | None = None, unit: str =
         yield bar.update
 
 
-def log(message: str, quiet: bool = False, **kwargs: Any) -> None:
-    """Print a status line to standard error (kept apart from results on stdout)."""
+def log(message: str, quiet: bool = False) -> None:
+    """The old status line, now an INFO message of ``sxtdist.alignment``.
+
+    Kept only while the alignment moves to :mod:`logging` itself (issue 25); new code
+    logs to its own module's logger.
+    """
     if not quiet:
-        print(message, file=sys.stderr, flush=True, **kwargs)
+        import logging
+
+        logging.getLogger("sxtdist.alignment").info("%s", message)

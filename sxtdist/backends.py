@@ -9,8 +9,8 @@
 * :func:`estimate_gpu_block_bytes` and :func:`gpu_block_size` size blocks from a
   GPU's free memory; ASTRA's CUDA-array copy of its input sits outside cupy's pool
   and is counted here.
-* :func:`gpu_client` starts a ``dask_cuda.LocalCUDACluster`` with one worker per
-  GPU, each offering the resource ``GPU=1`` that block tasks ask for.
+* The local GPU cluster is ``sxtdist.distributed.make_cluster("local-cuda")``: one
+  worker per GPU, each offering the resource ``GPU=1`` that block tasks ask for.
 """
 
 from __future__ import annotations
@@ -21,19 +21,17 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._progress import log
 from .errors import ParameterError, SxtdistError
+from .execution import BACKENDS
 from .geometry import VolumeGrid
 from .operators.gpu import ASTRA_HEADROOM, texture_nbytes
 from .operators.projector import default_supersampling
 from .operators.scan import ScanModel
 
-BACKENDS = ("auto", "cpu", "gpu")
 #: The resource name block tasks ask for and GPU workers offer.
 GPU_RESOURCE = "GPU"
 #: Fraction of a GPU's free memory a block may plan for.
@@ -289,41 +287,6 @@ def gpu_block_size(
 # -- cluster ---------------------------------------------------------------------------------
 
 
-@contextmanager
-def gpu_client(n_gpus: int | None = None, quiet: bool = False) -> Iterator[Any]:
-    """A client on a ``LocalCUDACluster``: one single-threaded worker per GPU, resource ``GPU=1``.
-
-    ``n_gpus`` limits the GPUs used (the first ones of ``CUDA_VISIBLE_DEVICES``).
-    """
-    try:
-        from dask_cuda import LocalCUDACluster
-    except ImportError as exc:
-        raise SxtdistError(
-            "no usable GPU: dask-cuda is not installed (pip install 'sxtdist[gpu]')"
-        ) from exc
-    from distributed import Client
-
-    from .distributed import local_cluster_options
-
-    kwargs: dict[str, Any] = {}
-    if n_gpus is not None:
-        if n_gpus < 1:
-            raise ParameterError(f"number of GPU workers must be at least 1, got {n_gpus}")
-        kwargs["n_workers"] = n_gpus  # the first n of CUDA_VISIBLE_DEVICES
-    with (
-        LocalCUDACluster(
-            threads_per_worker=1,  # one ASTRA call at a time per GPU (the par3d constants race)
-            resources={GPU_RESOURCE: 1},
-            **local_cluster_options(),
-            **kwargs,
-        ) as cluster,
-        Client(cluster) as c,
-    ):
-        n = len(c.scheduler_info().get("workers", {}))
-        log(f"local dask-cuda cluster: {n} GPU worker(s), dashboard {c.dashboard_link}", quiet)
-        yield c
-
-
 def worker_gpu_free_bytes() -> int:
     """Free memory of this process's current GPU (run on a GPU worker)."""
     import cupy
@@ -349,7 +312,6 @@ __all__ = [
     "cluster_gpu_free_bytes",
     "estimate_gpu_block_bytes",
     "gpu_block_size",
-    "gpu_client",
     "gpu_workers",
     "parse_probe",
     "probe_gpu",

@@ -18,19 +18,24 @@ directory is refused by a lock.
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ._progress import log, progress_bar
-from .distributed import cancel_tasks, get_client, is_external
+from ._progress import progress_bar
+from .distributed import cancel_tasks, get_client
 from .errors import InputError, SxtdistError
+from .execution import Execution, execution_fields
+from .logs import cell_messages_as_details
+
+logger = logging.getLogger(__name__)
 
 #: Summary file written into the output directory.
 SUMMARY_NAME = "batch-summary.csv"
@@ -315,20 +320,14 @@ def _check_unique(cells: list[Cell], where: str) -> None:
 def reconstruct_batch(
     manifest: str | os.PathLike[str] | Sequence[Mapping[str, Any] | str],
     out_dir: str | os.PathLike[str],
+    execution: Execution | None = None,
     *,
-    client: Any = None,
-    cluster: str | None = None,
-    scheduler: str | None = None,
-    workers: int | None = None,
-    minimum_jobs: int | None = None,
-    maximum_jobs: int | None = None,
     concurrent: int | None = None,
-    overwrite: bool = False,
     metrics: bool = True,
     summary: str | os.PathLike[str] | None = None,
-    progress: bool | None = None,
-    quiet: bool = False,
-    **defaults: Any,
+    workers: int | None = None,
+    client: Any = None,
+    **options: Any,
 ) -> list[CellResult]:
     """Reconstruct every cell of a manifest on one cluster; return the summary rows.
 
@@ -339,24 +338,23 @@ def reconstruct_batch(
     out_dir
         Output directory (created); holds the volumes, the summary CSV and, while
         the batch runs, a lock refusing a second batch into the same place.
-    client, cluster, scheduler, workers, minimum_jobs, maximum_jobs
-        Where to run (see :func:`sxtdist.distributed.get_client`); one cluster for
-        all cells.
+    execution
+        Where and how to run (:class:`~sxtdist.execution.Execution`): one cluster for
+        all cells. Its ``overwrite`` reconstructs complete outputs again instead of
+        skipping them; its ``progress`` draws a bar over cells; its ``backend`` and
+        ``memory_budget`` are the cells' defaults.
     concurrent
         Cells in flight at once (default: the number of workers, at least 2).
-    overwrite
-        Reconstruct complete outputs again instead of skipping them.
     metrics
         Where a cell has a truth (simulated data): its PSNR inside the ROI cylinder
         (read slab by slab) and the FSC resolution of its central ROI cube against
         the truth (:func:`volume_frc_nm`), computed on a worker.
     summary
         Summary CSV path (default ``out_dir/batch-summary.csv``).
-    progress, quiet
-        A progress bar over cells; status lines.
-    **defaults
-        Options for every cell (``method=``, ``iterations=`` ...: the keyword
-        arguments of :func:`sxtdist.reconstruct`); the manifest's own win.
+    workers, client, **options
+        Shortcuts for fields of ``execution`` (``workers=``, ``client=``,
+        ``overwrite=`` ...), and options for every cell (:data:`CELL_OPTIONS`:
+        ``method=``, ``iterations=`` ...); the manifest's own win.
 
     Returns
     -------
@@ -367,14 +365,16 @@ def reconstruct_batch(
     from .lock import write_lock
     from .outputs import check_output, make_folders, remove_empty_folders
 
-    cells = read_manifest(manifest, out_dir, defaults)
+    shortcuts = {k: options.pop(k) for k in execution_fields() if k in options}
+    ex = Execution.of(execution, workers=workers, client=client, **shortcuts)
+    for key in ("backend", "memory_budget"):  # the cells' defaults, below the manifest's
+        if getattr(ex, key) != getattr(Execution(), key):
+            options.setdefault(key, getattr(ex, key))
+    cells = read_manifest(manifest, out_dir, options)
     out_dir = os.fspath(out_dir)
     summary_path = os.fspath(summary) if summary else os.path.join(out_dir, SUMMARY_NAME)
     check_output(summary_path, "summary", inputs=[c.acquisition for c in cells], resume=True)
-    results: dict[str, CellResult] = {
-        c.name: CellResult(c.name, "not run", None, None, None, c.out) for c in cells
-    }
-    stop = threading.Event()
+    results = {c.name: CellResult(c.name, "not run", None, None, None, c.out) for c in cells}
     interrupted = False
     t0 = time.perf_counter()
     made = make_folders(out_dir)
@@ -382,25 +382,17 @@ def reconstruct_batch(
         with write_lock(out_dir):
             started = False
             try:
-                with get_client(
-                    client,
-                    scheduler,
-                    workers,
-                    quiet=quiet,
-                    cluster=cluster,
-                    minimum_jobs=minimum_jobs,
-                    maximum_jobs=maximum_jobs,
-                ) as c:
+                with get_client(ex) as c:
                     n_workers = len(c.scheduler_info().get("workers", {}))
                     width = max(1, min(len(cells), concurrent or max(2, n_workers)))
-                    log(f"batch: {len(cells)} cell(s), {width} at a time, into {out_dir}", quiet)
-                    local = not is_external(client, scheduler, cluster)
-                    for line in _backend_lines(cells, c, local):
-                        log(line, quiet)
-                    started = True
-                    interrupted = _run_cells(
-                        cells, c, width, overwrite, metrics, stop, results, progress, quiet
+                    logger.info(
+                        "batch: %d cell(s), %d at a time, into %s", len(cells), width, out_dir
                     )
+                    for line in _backend_lines(cells, c, not ex.external):
+                        logger.info("%s", line)
+                    run = _Batch(c, ex, metrics, results)
+                    started = True
+                    interrupted = run.run_cells(cells, width)
             finally:
                 if started:  # a batch that never ran (no cluster) leaves nothing
                     write_summary(list(results.values()), summary_path)
@@ -408,13 +400,10 @@ def reconstruct_batch(
         if made:
             remove_empty_folders(made)
         raise
-    total = time.perf_counter() - t0
     rows = [results[c.name] for c in cells]
-    if not quiet:
-        print(format_summary(rows), flush=True)
-        counts = {s: sum(r.status == s for r in rows) for s in STATUSES}
-        said = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-        log(f"batch: {said} in {total:.1f} s; summary {summary_path}", quiet)
+    counts = {s: sum(r.status == s for r in rows) for s in STATUSES}
+    said = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    logger.info("batch: %s in %.1f s; summary %s", said, time.perf_counter() - t0, summary_path)
     if interrupted:
         raise KeyboardInterrupt
     return rows
@@ -442,80 +431,86 @@ def _backend_lines(cells: Sequence[Cell], client: Any, local: bool) -> list[str]
     return lines
 
 
-def _run_cells(
-    cells: list[Cell],
-    client: Any,
-    width: int,
-    overwrite: bool,
-    metrics: bool,
-    stop: threading.Event,
-    results: dict[str, CellResult],
-    progress: bool | None,
-    quiet: bool,
-    drain_timeout: float = 120.0,
-) -> bool:
-    """Run the cells in ``width`` threads; fill ``results``; True if interrupted."""
-    pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="sxtdist-cell")
-    futures = {
-        pool.submit(_run_cell, cell, client, overwrite, metrics, stop): cell for cell in cells
-    }
+@dataclass
+class _Batch:
+    """The cells of one batch on one client: run them, record each one's result."""
 
-    def record(f) -> None:
-        r = f.result()
-        results[r.cell] = r
+    client: Any
+    execution: Execution
+    metrics: bool
+    results: dict[str, CellResult]
+    stop: threading.Event = field(default_factory=threading.Event)
+    drain_timeout: float = 120.0
+
+    def run_cells(self, cells: list[Cell], width: int) -> bool:
+        """Run the cells in ``width`` threads; fill ``results``; True if interrupted."""
+        pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="sxtdist-cell")
+        futures = {pool.submit(self.run_cell, cell): cell for cell in cells}
+        pending = set(futures)
+        try:
+            with progress_bar(len(cells), "cells", self.execution.progress, unit="cell") as advance:
+                while pending:
+                    # A timeout keeps the main thread responsive to SIGINT.
+                    done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        self._record(f.result())
+                        advance()
+            return False
+        except KeyboardInterrupt:
+            # Stop: cells not started stay "not run"; running cells' tasks are cancelled so
+            # their threads return; blocks already written stay recorded for the resume.
+            self.stop.set()
+            logger.info("batch: interrupted; stopping the running cells")
+            for f in pending:
+                f.cancel()
+            cancel_tasks()
+            running = [f for f in pending if not f.cancelled()]
+            done, still = wait(running, timeout=self.drain_timeout)
+            for f in done:
+                self._record(f.result())
+            for f in still:
+                cell = futures[f]
+                self.results[cell.name] = CellResult(
+                    cell.name, "interrupted", None, None, None, cell.out, "did not stop in time"
+                )
+            return True
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _record(self, r: CellResult) -> None:
+        self.results[r.cell] = r
         msg = f" ({r.message})" if r.message else ""
         secs = f" in {r.seconds:.1f} s" if r.seconds is not None else ""
-        log(f"{r.cell}: {r.status}{secs}{msg}", quiet)
+        logger.info("%s: %s%s%s", r.cell, r.status, secs, msg)
 
-    pending = set(futures)
-    try:
-        with progress_bar(len(cells), "cells", progress, unit="cell") as advance:
-            while pending:
-                # A timeout keeps the main thread responsive to SIGINT.
-                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                for f in done:
-                    record(f)
-                    advance()
-        return False
-    except KeyboardInterrupt:
-        # Stop: cells not started stay "not run"; running cells' tasks are cancelled so
-        # their threads return; blocks already written stay recorded for the resume.
-        stop.set()
-        log("batch: interrupted; stopping the running cells", quiet)
-        for f in pending:
-            f.cancel()
-        cancel_tasks()
-        done, still = wait([f for f in pending if not f.cancelled()], timeout=drain_timeout)
-        for f in done:
-            record(f)
-        for f in still:
-            cell = futures[f]
-            results[cell.name] = CellResult(
-                cell.name, "interrupted", None, None, None, cell.out, "did not stop in time"
-            )
-        return True
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    def run_cell(self, cell: Cell) -> CellResult:
+        """Align (when asked) and reconstruct one cell; its row, whatever happens."""
 
+        def result(status: str, seconds: float | None, message: str = "", psnr=None, res=None):
+            return CellResult(cell.name, status, seconds, psnr, res, cell.out, message)
 
-def _run_cell(
-    cell: Cell,
-    client: Any,
-    overwrite: bool,
-    metrics: bool,
-    stop: threading.Event,
-) -> CellResult:
-    from .runner import reconstruct
+        if self.stop.is_set():
+            return result("not run", None, "batch interrupted before this cell started")
+        t0 = time.perf_counter()
+        try:
+            with cell_messages_as_details():
+                return self._run_cell(cell, result, t0)
+        except SxtdistError as exc:
+            return result("failed", time.perf_counter() - t0, str(exc))
+        except Exception as exc:
+            if self.stop.is_set():
+                return result(
+                    "interrupted",
+                    time.perf_counter() - t0,
+                    "output left unfinished (status running); re-run to resume",
+                )
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            return result("failed", time.perf_counter() - t0, f"{type(exc).__name__}: {first}")
 
-    def result(
-        status: str, seconds: float | None, message: str = "", psnr=None, res=None
-    ) -> CellResult:
-        return CellResult(cell.name, status, seconds, psnr, res, cell.out, message)
+    def _run_cell(self, cell: Cell, result: Callable[..., CellResult], t0: float) -> CellResult:
+        from .runner import reconstruct
 
-    if stop.is_set():
-        return result("not run", None, "batch interrupted before this cell started")
-    t0 = time.perf_counter()
-    try:
+        overwrite = self.execution.overwrite
         previous = _existing_status(cell)
         if previous == "complete" and not overwrite:
             mismatch = _provenance_mismatch(cell)
@@ -526,40 +521,23 @@ def _run_cell(
                     f"{cell.out} is complete but was made with {mismatch}; "
                     "use --overwrite to redo it",
                 )
-            psnr, res = _metrics(cell, client) if metrics else (None, None)
+            psnr, res = _metrics(cell, self.client) if self.metrics else (None, None)
             return result("skipped", None, "complete already", psnr, res)
         options = dict(cell.options)
         align_mode = options.pop("align", "auto")
         align_method = options.pop("align_method", "anchor")
-        aligned = _align_cell(cell, client, align_mode, align_method)
-        if stop.is_set():
+        aligned = _align_cell(cell, self.client, align_mode, align_method)
+        if self.stop.is_set():
             return result("not run", None, "batch interrupted before the reconstruction")
-        if previous == "running" and not overwrite:
-            options.update(_stored_layout(cell, options))
+        on_cluster = self.execution.replace(client=self.client, cluster=None, scheduler=None)
         reconstruct(
-            cell.acquisition,
-            cell.out,
-            client=client,
-            overwrite=overwrite,
-            progress=False,
-            quiet=True,
-            **options,
+            cell.acquisition, cell.out, execution=on_cluster.replace(progress=False), **options
         )
         seconds = time.perf_counter() - t0
-        psnr, res = _metrics(cell, client) if metrics and not stop.is_set() else (None, None)
+        scored = self.metrics and not self.stop.is_set()
+        psnr, res = _metrics(cell, self.client) if scored else (None, None)
         notes = [n for n, on in (("aligned", aligned), ("resumed", previous == "running")) if on]
         return result("done", seconds, ", ".join(notes), psnr, res)
-    except SxtdistError as exc:
-        return result("failed", time.perf_counter() - t0, str(exc))
-    except Exception as exc:
-        if stop.is_set():
-            return result(
-                "interrupted",
-                time.perf_counter() - t0,
-                "output left unfinished (status running); re-run to resume",
-            )
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        return result("failed", time.perf_counter() - t0, f"{type(exc).__name__}: {first}")
 
 
 def _existing_status(cell: Cell) -> str | None:
@@ -609,23 +587,6 @@ def _align_cell(cell: Cell, client: Any, mode: str | bool, method: str) -> bool:
             quiet=True,
         )
         return True
-
-
-def _stored_layout(cell: Cell, options: Mapping[str, Any]) -> dict[str, int]:
-    """Block size and halo of an unfinished output, where the cell leaves them open.
-
-    The default block size follows the workers' number and memory, which differ
-    when a batch resumes on another allocation; the finished blocks only count if
-    the layout is the same, so a resume keeps the layout it started with.
-    """
-    from .volume import open_volume
-
-    plan = open_volume(cell.out, mode="r").meta.get("plan", {})
-    out = {}
-    for key in ("block_size", "halo"):
-        if options.get(key) is None and isinstance(plan.get(key), int):
-            out[key] = plan[key]
-    return out
 
 
 def _provenance_mismatch(cell: Cell) -> str:

@@ -280,6 +280,7 @@ def create_acquisition(
                 group["0"],
                 lock=False,
             )
+            ngff.update_display_window(group, "attenuation (1/um)")
             meta["truth"] = _jsonable(dict(truth_meta))
         if sample:
             meta["sample"] = _jsonable(dict(sample))
@@ -338,6 +339,7 @@ def _write_scan(root: zarr.Group, name: str, scan: ScanData, path: str) -> dict[
     local = local if local in ("sync", "synchronous", "single-threaded") else "threads"
     da.store(src.map_blocks(verified, dtype=np.float32), arr, lock=False, scheduler=local)
     od.check(where)
+    ngff.update_display_window(group, meta["data"].replace("_", " "))
     return meta
 
 

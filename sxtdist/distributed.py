@@ -34,6 +34,7 @@ already have. See ``docs/cluster.md`` and the examples in ``deploy/``.
 
 from __future__ import annotations
 
+import atexit
 import bisect
 import functools
 import itertools
@@ -49,11 +50,11 @@ from typing import Any
 
 import dask.config
 
-from ._progress import log, progress_bar
+from ._progress import progress_bar
 from .errors import ParameterError, SxtdistError
+from .execution import Execution, normalize_kind
 
-#: Cluster kinds :func:`make_cluster` knows.
-CLUSTER_KINDS = ("local", "local-cuda", "slurm", "pbs", "lsf")
+logger = logging.getLogger(__name__)
 #: dask-jobqueue class and submit command of each batch-queue kind.
 JOBQUEUE_KINDS = {
     "slurm": ("SLURMCluster", "sbatch"),
@@ -144,7 +145,6 @@ def make_cluster(
     *,
     workers: int | None = None,
     memory_limit: str | int | None = None,
-    quiet: bool = True,
     **overrides: Any,
 ) -> Any:
     """Make (but do not scale or start jobs on) a Dask cluster of the given kind.
@@ -199,7 +199,7 @@ def make_cluster(
                 "cluster 'local-cuda' needs dask-cuda (pip install 'sxtdist[gpu]'): "
                 f"{type(exc).__name__}: {exc}"
             ) from None
-        # As sxtdist.backends.gpu_client: one thread per GPU worker (one ASTRA call at a
+        # One thread per GPU worker (one ASTRA call at a
         # time per device) and the resource GPU=1 that GPU block tasks ask for.
         opts = dict(
             threads_per_worker=1,
@@ -215,14 +215,6 @@ def make_cluster(
         with dask.config.set(local_housekeeping()):
             return LocalCUDACluster(**opts)
     return _make_jobqueue_cluster(kind, overrides)
-
-
-def normalize_kind(kind: str) -> str:
-    """Lower-case cluster kind, checked against :data:`CLUSTER_KINDS`."""
-    k = str(kind).strip().lower()
-    if k not in CLUSTER_KINDS:
-        raise ParameterError(f"unknown cluster {kind!r} (choose from {', '.join(CLUSTER_KINDS)})")
-    return k
 
 
 def jobqueue_options(kind: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -288,110 +280,180 @@ def scale_cluster(
     return lo, hi
 
 
-def is_external(
-    client: Any = None, scheduler: str | None = None, cluster: str | None = None
-) -> bool:
-    """Whether :func:`get_client` with these arguments uses a cluster given by the user
-    (a client, a scheduler, a non-local kind) rather than a local one made here."""
-    return client is not None or scheduler is not None or cluster not in (None, "local")
+def current_client() -> Any:
+    """distributed's current default client (one a notebook made with ``Client()``), or ``None``."""
+    from distributed import default_client
+
+    try:
+        return default_client()
+    except ValueError:  # none
+        return None
 
 
 @contextmanager
-def get_client(
-    client: Any = None,
-    scheduler: str | None = None,
-    workers: int | None = None,
-    memory_limit: str | int | None = "auto",
-    quiet: bool = False,
-    cluster: str | None = None,
-    minimum_jobs: int | None = None,
-    maximum_jobs: int | None = None,
-    cluster_options: dict[str, Any] | None = None,
-) -> Iterator[Any]:
-    """Yield a ``distributed.Client``.
+def get_client(execution: Execution | None = None, **options: Any) -> Iterator[Any]:
+    """Yield a ``distributed.Client`` for ``execution`` (or the fields given as ``options``).
 
-    Parameters
-    ----------
-    client
-        A ``Client`` (used as is) or a cluster object (``LocalCluster``,
-        ``SLURMCluster`` ...) to connect to; neither is closed afterwards.
-    scheduler
-        Address of a running scheduler (``tcp://host:8786``).
-    workers
-        Worker processes of the local cluster made when neither is given
-        (default: the available cores), one thread each: ASTRA and scipy's sparse
-        products do their own work per call and one task per core keeps memory
-        predictable.
-    memory_limit
-        Per-worker memory limit of the local cluster (Dask's syntax).
-    cluster
-        Kind of cluster to make when neither ``client`` nor ``scheduler`` is given
-        (see :func:`make_cluster`); an address (``tcp://...``) means ``scheduler``.
-        Default: Dask config ``sxtdist.cluster.scheduler``, else
-        ``sxtdist.cluster.kind``, else ``"local"``.
-    minimum_jobs, maximum_jobs
-        Batch queues: adaptive scaling bounds (equal: a fixed number of jobs).
-    cluster_options
-        Extra keyword arguments for the cluster class (see :func:`make_cluster`).
+    In this order: the execution's ``client`` (a client used as is, or a cluster
+    object to connect to; neither closed afterwards); its ``scheduler``; its
+    ``cluster`` kind; distributed's current default client, when none of those nor
+    ``workers`` is given; Dask's configuration (``sxtdist.cluster.scheduler``, then
+    ``sxtdist.cluster.kind``); a local cluster. A local cluster is kept for the next
+    call in this process when ``execution.keep_cluster`` (the default; see
+    :func:`close_kept_clusters`), else closed on leaving. See
+    :class:`sxtdist.execution.Execution` for the fields.
     """
     from distributed import Client
 
-    if cluster is not None and "://" in str(cluster):
-        if scheduler is not None:
-            raise ParameterError("give either a cluster or a scheduler address, not both")
-        cluster, scheduler = None, str(cluster)
-    if client is not None and (scheduler is not None or cluster is not None):
-        raise ParameterError("give either a client/cluster object or a scheduler address, not both")
-    if scheduler is not None and cluster is not None:
-        raise ParameterError("give either --cluster or --scheduler, not both")
-    if client is not None:
-        if isinstance(client, Client):
-            yield client
+    ex = Execution.of(execution, **options)
+    if ex.client is not None:
+        if isinstance(ex.client, Client):
+            yield ex.client
             return
-        with Client(client) as c:
+        with Client(ex.client, set_as_default=False) as c:
             yield c
         return
-    if scheduler is None and cluster is None:
+    if ex.scheduler is None and ex.cluster is None and ex.workers is None:
+        current = current_client()
+        if current is not None:
+            logger.debug("using the current Dask client %s", current)
+            yield current
+            return
+    scheduler = ex.scheduler
+    if scheduler is None and ex.cluster is None:
         scheduler = cluster_config("scheduler")
     if scheduler is not None:
-        try:
-            c = Client(scheduler, timeout=cluster_config("connect-timeout", "30s"))
-        except (OSError, TimeoutError) as exc:
-            raise SxtdistError(f"cannot connect to scheduler {scheduler}: {exc}") from None
-        with c:
-            log(f"connected to scheduler {scheduler} (dashboard {c.dashboard_link})", quiet)
-            check_workers_import(c)
+        with _scheduler_client(scheduler) as c:
             yield c
         return
-    kind = normalize_kind(cluster if cluster is not None else cluster_config("kind", "local"))
+    kind = normalize_kind(ex.cluster if ex.cluster is not None else cluster_config("kind", "local"))
     if kind in JOBQUEUE_KINDS:
-        submit = JOBQUEUE_KINDS[kind][1]
-        if shutil.which(submit) is None:
-            raise SxtdistError(
-                f"cluster {kind!r}: {submit} is not on PATH (run on a login node of the "
-                f"{kind.upper()} cluster, or choose another --cluster)"
-            )
-    local_limit = memory_limit if memory_limit != "auto" else None
-    cl = make_cluster(kind, workers=workers, memory_limit=local_limit, **(cluster_options or {}))
+        with _jobqueue_client(kind, ex) as c:
+            yield c
+        return
+    if ex.keep_cluster:
+        yield _kept_client(kind, ex)
+        return
+    with _local_cluster(kind, ex) as cl, Client(cl, set_as_default=False) as c:
+        _log_local(kind, c)
+        yield c
+
+
+@contextmanager
+def _scheduler_client(address: str) -> Iterator[Any]:
+    from distributed import Client
+
     try:
-        if kind in JOBQUEUE_KINDS:
-            lo, hi = scale_cluster(cl, kind, minimum_jobs, maximum_jobs)
-            per_job = getattr(cl._dummy_job, "worker_processes", "?")
-            log(
-                f"{kind.upper()} cluster: {lo}..{hi} job(s) of {per_job} worker(s) each, "
-                f"dashboard {cl.dashboard_link}",
-                quiet,
-            )
-        with Client(cl) as c:
-            if kind in JOBQUEUE_KINDS:
-                _wait_for_first_worker(c, kind, quiet)
-                check_workers_import(c)
-            else:
-                n = len(c.scheduler_info().get("workers", {}))
-                log(f"{kind} Dask cluster: {n} worker(s), dashboard {c.dashboard_link}", quiet)
+        c = Client(address, timeout=cluster_config("connect-timeout", "30s"), set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise SxtdistError(f"cannot connect to scheduler {address}: {exc}") from None
+    with c:
+        logger.info("connected to scheduler %s (dashboard %s)", address, c.dashboard_link)
+        check_workers_import(c)
+        yield c
+
+
+@contextmanager
+def _jobqueue_client(kind: str, ex: Execution) -> Iterator[Any]:
+    from distributed import Client
+
+    submit = JOBQUEUE_KINDS[kind][1]
+    if shutil.which(submit) is None:
+        raise SxtdistError(
+            f"cluster {kind!r}: {submit} is not on PATH (run on a login node of the "
+            f"{kind.upper()} cluster, or choose another --cluster)"
+        )
+    cl = make_cluster(kind, **dict(ex.cluster_options or {}))
+    try:
+        lo, hi = scale_cluster(cl, kind, ex.minimum_jobs, ex.maximum_jobs)
+        per_job = getattr(cl._dummy_job, "worker_processes", "?")
+        logger.info(
+            "%s cluster: %d..%d job(s) of %s worker(s) each, dashboard %s",
+            kind.upper(),
+            lo,
+            hi,
+            per_job,
+            cl.dashboard_link,
+        )
+        with Client(cl, set_as_default=False) as c:
+            _wait_for_first_worker(c, kind)
+            check_workers_import(c)
             yield c
     finally:
         _close_cluster(cl)
+
+
+def _local_cluster(kind: str, ex: Execution) -> Any:
+    limit = ex.memory_limit if ex.memory_limit != "auto" else None
+    return make_cluster(
+        kind, workers=ex.workers, memory_limit=limit, **dict(ex.cluster_options or {})
+    )
+
+
+def _log_local(kind: str, client: Any) -> None:
+    n = len(client.scheduler_info().get("workers", {}))
+    logger.info("%s Dask cluster: %d worker(s), dashboard %s", kind, n, client.dashboard_link)
+
+
+#: Local clusters kept for later calls (:func:`get_client`), by what they were made with.
+_KEPT: dict[tuple, tuple[Any, Any]] = {}
+_KEPT_LOCK = threading.Lock()
+
+
+def _kept_client(kind: str, ex: Execution) -> Any:
+    """The client of the kept local cluster made as ``ex`` asks, started on first use."""
+    from distributed import Client
+
+    workers = ex.workers if ex.workers is not None else cluster_config("workers")
+    limit = ex.memory_limit if ex.memory_limit is not None else cluster_config("memory-limit")
+    key = (
+        kind,
+        workers,
+        limit,
+        repr(sorted((ex.cluster_options or {}).items())),
+        repr(sorted(local_housekeeping().items())),
+    )
+    with _KEPT_LOCK:
+        kept = _KEPT.get(key)
+        if kept is not None and kept[1].status == "running":
+            return kept[1]
+        if kept is not None:
+            _close_kept(kept)
+        cluster = _local_cluster(kind, ex.replace(workers=workers, memory_limit=limit))
+        client = Client(cluster, set_as_default=False)
+        if not _KEPT:
+            atexit.register(close_kept_clusters)
+        _KEPT[key] = (cluster, client)
+    _log_local(kind, client)
+    return client
+
+
+def _close_kept(kept: tuple[Any, Any]) -> None:
+    cluster, client = kept
+    client.close()
+    _close_cluster(cluster)
+
+
+def close_kept_clusters(since: Iterable[tuple] | None = None) -> int:
+    """Close the local clusters kept for later calls; returns how many were closed.
+
+    ``since``: close only those kept after :func:`kept_cluster_keys` returned these
+    keys (the CLI closes what its command started, not what a caller of ``main`` holds).
+    Registered to run at exit; call it to free the workers' memory sooner.
+    """
+    old = set(since or ())
+    with _KEPT_LOCK:
+        keys = [k for k in _KEPT if k not in old]
+        kept = [_KEPT.pop(k) for k in keys]
+    for k in kept:
+        _close_kept(k)
+    return len(kept)
+
+
+def kept_cluster_keys() -> set[tuple]:
+    """What identifies the local clusters kept now (for :func:`close_kept_clusters`)."""
+    with _KEPT_LOCK:
+        return set(_KEPT)
 
 
 def _close_cluster(cluster: Any) -> None:
@@ -428,10 +490,10 @@ def check_workers_import(client: Any, module: str = "sxtdist") -> None:
         ) from None
 
 
-def _wait_for_first_worker(client: Any, kind: str, quiet: bool) -> None:
+def _wait_for_first_worker(client: Any, kind: str) -> None:
     """Block until one worker of a batch-queue cluster is up (jobs may wait in the queue)."""
     timeout = float(cluster_config("wait-for-workers", 300))
-    log(f"waiting up to {timeout:.0f} s for the first {kind.upper()} job to start", quiet)
+    logger.info("waiting up to %.0f s for the first %s job to start", timeout, kind.upper())
     try:
         client.wait_for_workers(1, timeout=timeout)
     except TimeoutError:
@@ -618,14 +680,16 @@ def _collect(
                 # fetching each as it finishes costs the client and scheduler a round trip
                 # per task (0.5 s of CPU per 95 tasks on a 2-core machine, taken from the
                 # workers)
-                for fut in as_completed(futures):
+                for fut in as_completed(futures, loop=client.loop):
                     if fut.status != "finished":  # failed or cancelled: raise it here
                         fut.result()
                     advance()
                 return client.gather(futures)
             index = {f.key: i for i, f in enumerate(futures)}
             results: list[Any] = [None] * len(futures)
-            for fut, result in as_completed(futures, with_results=True):  # raises if failed
+            for fut, result in as_completed(
+                futures, loop=client.loop, with_results=True
+            ):  # raises if failed
                 if fut.status != "finished":  # cancelled: yielded, not raised; raise it here
                     fut.result()
                 i = index[fut.key]

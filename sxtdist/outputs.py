@@ -40,8 +40,6 @@ from .lock import write_lock
 KINDS = ("volume", "acquisition", "export", "alignment-report", "summary")
 #: Suffix of the folder or file a replacement is written to, beside the output.
 PARTIAL_SUFFIX = ".sxtdist-partial"
-#: What an exported file says about its maker (MRC label, TIFF software tag).
-EXPORT_MARK = "sxtdist"
 #: The file that marks an alignment report folder as sxtdist's.
 REPORT_MARK = "sxtdist-report.json"
 #: What an alignment report folder held before it had :data:`REPORT_MARK`.
@@ -61,8 +59,8 @@ def recognise(path: str | os.PathLike[str]) -> str | None:
     """The kind of sxtdist output at ``path`` (one of :data:`KINDS`), or None.
 
     Reads only metadata: a Zarr group's ``sxtdist`` attributes, an exported
-    Zarr's ``sxtdist_export`` attributes, an MRC label or TIFF software tag
-    holding :data:`EXPORT_MARK`, an alignment report's :data:`REPORT_MARK` file, a batch
+    Zarr's ``sxtdist_export`` attributes, an exported file's mark
+    (:func:`sxtdist.io.export.export_mark`), an alignment report's :data:`REPORT_MARK` file, a batch
     summary's header.
     """
     path = os.fspath(path)
@@ -70,14 +68,11 @@ def recognise(path: str | os.PathLike[str]) -> str | None:
         return _recognise_dir(path)
     if not os.path.isfile(path):
         return None
-    low = path.lower()
-    if low.endswith((".mrc", ".rec", ".map")):
-        return "export" if _mrc_is_ours(path) else None
-    if low.endswith((".tif", ".tiff")):
-        return "export" if _tiff_is_ours(path) else None
-    if low.endswith(".csv"):
+    if path.lower().endswith(".csv"):
         return "summary" if _summary_is_ours(path) else None
-    return None
+    from .io.export import export_mark
+
+    return "export" if export_mark(path) else None
 
 
 def _read_json(path: str) -> dict:
@@ -102,28 +97,6 @@ def _recognise_dir(path: str) -> str | None:
     if isinstance(attrs.get("sxtdist_export"), dict):
         return "export"
     return None
-
-
-def _mrc_is_ours(path: str) -> bool:
-    try:
-        import mrcfile
-
-        with mrcfile.open(path, mode="r", header_only=True, permissive=True) as m:
-            labels = bytes(m.header.label.tobytes())
-    except Exception:  # not an MRC file at all: not ours
-        return False
-    return EXPORT_MARK.encode() in labels
-
-
-def _tiff_is_ours(path: str) -> bool:
-    try:
-        import tifffile
-
-        with tifffile.TiffFile(path) as tif:
-            tag = tif.pages[0].tags.get("Software")
-            return tag is not None and str(tag.value).startswith(EXPORT_MARK)
-    except Exception:  # not a TIFF file at all: not ours
-        return False
 
 
 def _summary_is_ours(path: str) -> bool:

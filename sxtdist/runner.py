@@ -10,38 +10,43 @@ the blocks that are on disk, and the result is the same as an uninterrupted run.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import _version
-from ._progress import log
 from .alignment.intensity import apply_intensity_transform
 from .backends import (
     GPU_RESOURCE,
     cluster_gpu_free_bytes,
     gpu_block_size,
-    gpu_client,
     gpu_workers,
     select_backend,
 )
 from .blocks import Block, BlockPlan, plan_blocks
 from .dataset import Acquisition, open_acquisition
-from .distributed import get_client, is_external, run_tasks, worker_memory_limit
+from .distributed import current_client, get_client, run_tasks, worker_memory_limit
 from .errors import InputError, OutputExistsError, ParameterError, SxtdistError
+from .execution import Execution, execution_fields
 from .geometry import VolumeGrid, angular_spacing_deg, default_grid
 from .io.checks import MAX_PIXEL_NM
 from .operators.psf import fwhm_to_sigma_px
 from .operators.scan import ScanModel
-from .outputs import check_output, writing
+from .outputs import check_output, recognise, remove, writing
 from .physics import psf_fwhm_nm
 from .recon import DEFAULT_ITERATIONS, Problem, roi_cylinder_mask, solve_slab
 from .resources import require_disk, require_memory
 from .volume import Volume, create_volume, open_volume
+
+logger = logging.getLogger(__name__)
 
 
 def scan_models(acq: Acquisition, scans: Sequence[str], psf: bool = False) -> dict[str, ScanModel]:
@@ -66,37 +71,119 @@ def scan_models(acq: Acquisition, scans: Sequence[str], psf: bool = False) -> di
     return models
 
 
-def build_problem(
-    acq: Acquisition,
-    scans: Sequence[str] | None = None,
-    method: str = "cgne",
-    iterations: int = DEFAULT_ITERATIONS,
-    psf: bool = False,
-    voxel_size_nm: float | None = None,
-    nonneg_every: int | None = None,
-    rtol: float | None = None,
-    weights: Mapping[str, float] | str | None = None,
-) -> Problem:
-    """The reconstruction problem for an acquisition (all scans by default).
+@dataclass(frozen=True)
+class Reconstruction:
+    """What a reconstruction solves (how it runs is an :class:`~sxtdist.execution.Execution`).
+
+    Parameters
+    ----------
+    method
+        ``"cgne"`` (default) or ``"sirt"``.
+    iterations
+        Iterations per block (the cap when ``rtol`` or ``oracle`` stop earlier).
+    scans
+        Scans to use: all (default, the combined problem), ``("roi",)`` (interior only)
+        or ``("full",)`` (sparse only).
+    psf
+        Model each scan's zone-plate PSF (from ``zone_plate_ozw_nm``): a deconvolving
+        reconstruction. Off by default: on the paper-like preset it changes the PSNR by
+        +0.03 dB while it couples all slices and costs a padded detector and two blurs
+        per iteration (docs/reconstruction.md).
+    voxel_size_nm
+        Voxel size (default: the finest pixel).
+    weights
+        ``"quadrature"`` (default: pixel area × angular step per scan,
+        :func:`quadrature_weights`), ``"equal"`` (the paper's code) or a weight per scan.
+    nonneg_every
+        CGNE: clamp at zero every ``k`` iterations.
+    rtol
+        CGNE: stop each slice group at this relative residual.
+    oracle
+        Simulated data only: stop each block at its best PSNR against the truth
+        inside the ROI (the paper's oracle rule); for studies, not for real data.
+    oracle_radius_nm
+        Radius of the cylinder about the axis where the oracle scores (default: the
+        interior scan's field). Give the ROI's when reconstructing a full-width
+        reference that is to be compared inside an ROI: scored over its whole field,
+        the oracle stops where the whole slice is best, not the ROI.
+    block_size, halo
+        Slices per block and halo slices per side; default from the memory budget and
+        the row coupling (an unfinished output keeps the layout it was started with).
+    """
+
+    method: str = "cgne"
+    iterations: int = DEFAULT_ITERATIONS
+    scans: Sequence[str] | None = None
+    psf: bool = False
+    voxel_size_nm: float | None = None
+    weights: Mapping[str, float] | str | None = None
+    nonneg_every: int | None = None
+    rtol: float | None = None
+    oracle: bool = False
+    oracle_radius_nm: float | None = None
+    block_size: int | None = None
+    halo: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.scans is not None:
+            object.__setattr__(self, "scans", tuple(str(n) for n in self.scans))
+        for name, least in (("block_size", 1), ("halo", 0)):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int) and value >= least):
+                raise ParameterError(f"{name} must be a whole number >= {least}, got {value!r}")
+        for name in ("voxel_size_nm", "oracle_radius_nm", "rtol"):
+            value = getattr(self, name)
+            if value is not None and not float(value) > 0:
+                raise ParameterError(f"{name} must be positive, got {value!r}")
+        if self.voxel_size_nm is not None and float(self.voxel_size_nm) > MAX_PIXEL_NM:
+            raise ParameterError(f"voxel_size_nm must be at most {MAX_PIXEL_NM:g} nm")
+
+    def replace(self, **changes: Any) -> Reconstruction:
+        """A copy with ``changes`` (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def split_options(
+    recipe: Reconstruction | None, execution: Execution | None, options: Mapping[str, Any]
+) -> tuple[Reconstruction, Execution]:
+    """``recipe`` and ``execution`` with the keyword ``options`` (fields of either) applied.
+
+    An option that is ``None`` is left at the object's value; a name that is a field of
+    neither is a ``TypeError``, as for any unknown keyword argument.
+    """
+    mine = {f.name for f in dataclasses.fields(Reconstruction)}
+    theirs = set(execution_fields())
+    unknown = sorted(set(options) - mine - theirs)
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(unknown)}")
+    changes = {k: v for k, v in options.items() if k in mine and v is not None}
+    recipe = recipe if recipe is not None else Reconstruction()
+    if changes:
+        recipe = recipe.replace(**changes)
+    return recipe, Execution.of(execution, **{k: v for k, v in options.items() if k in theirs})
+
+
+def build_problem(acq: Acquisition, recipe: Reconstruction | None = None, **fields: Any) -> Problem:
+    """The reconstruction problem of ``recipe`` (or of its ``fields``) for an acquisition.
 
     The grid is :func:`sxtdist.geometry.default_grid` of *all* scans, so an
     interior-only or sparse-only reconstruction lands on the same grid as the
-    combined one (and as a simulation's truth). ``weights``: a mapping per scan,
-    ``"equal"`` or ``"quadrature"`` (the default, :func:`quadrature_weights`).
+    combined one (and as a simulation's truth).
     """
-    names = list(scans or acq.scans)
+    r = (recipe or Reconstruction()).replace(**fields) if fields else recipe or Reconstruction()
+    names = list(r.scans or acq.scans)
     for n in names:
         if n not in acq.scans:
             raise InputError(acq.path, f"has no scan {n!r} (it has {', '.join(acq.scans)})")
-    grid = default_grid([acq[n].geometry for n in acq.scans], voxel_size_nm)
+    grid = default_grid([acq[n].geometry for n in acq.scans], r.voxel_size_nm)
     return Problem(
         grid,
-        scan_models(acq, names, psf),
-        method,
-        int(iterations),
-        resolve_weights(acq, names, weights),
-        nonneg_every,
-        rtol,
+        scan_models(acq, names, r.psf),
+        r.method,
+        int(r.iterations),
+        resolve_weights(acq, names, r.weights),
+        r.nonneg_every,
+        r.rtol,
     )
 
 
@@ -206,17 +293,6 @@ def _solve_block(
     }
 
 
-def _resumable(vol: Volume, provenance: dict, plan: BlockPlan) -> bool:
-    """Whether ``vol`` was started with the same parameters and block layout."""
-    old = vol.meta
-    return (
-        old.get("provenance", {}).get("fingerprint") == provenance["fingerprint"]
-        and old.get("plan", {}).get("block_size") == plan.block_size
-        and old.get("plan", {}).get("halo") == plan.halo
-        and tuple(old.get("plan", {}).get("grid_shape", ())) == tuple(plan.grid_shape)
-    )
-
-
 def _fingerprint(acq: Acquisition, problem: Problem, oracle: Any) -> str:
     import hashlib
     import json
@@ -246,30 +322,14 @@ def _fingerprint(acq: Acquisition, problem: Problem, oracle: Any) -> str:
 def reconstruct(
     acquisition: str | os.PathLike[str] | Acquisition,
     out: str | os.PathLike[str],
+    recipe: Reconstruction | None = None,
+    execution: Execution | None = None,
     *,
-    method: str = "cgne",
-    iterations: int = DEFAULT_ITERATIONS,
+    iterations: int | None = None,
+    method: str | None = None,
     scans: Sequence[str] | None = None,
-    block_size: int | None = None,
-    halo: int | None = None,
     workers: int | None = None,
-    client: Any = None,
-    scheduler: str | None = None,
-    nonneg_every: int | None = None,
-    rtol: float | None = None,
-    psf: bool = False,
-    voxel_size_nm: float | None = None,
-    weights: Mapping[str, float] | str | None = None,
-    oracle: bool = False,
-    oracle_radius_nm: float | None = None,
-    memory_budget: int | None = None,
-    overwrite: bool = False,
-    progress: bool | None = None,
-    quiet: bool = False,
-    backend: str = "auto",
-    cluster: str | None = None,
-    minimum_jobs: int | None = None,
-    maximum_jobs: int | None = None,
+    **options: Any,
 ) -> Volume:
     """Reconstruct an acquisition into a multiscale OME-Zarr volume.
 
@@ -279,57 +339,23 @@ def reconstruct(
         Path of (or an opened) acquisition dataset.
     out
         Output volume directory. An unfinished output from the same command is
-        resumed; a complete one is refused unless ``overwrite``.
-    method
-        ``"cgne"`` (default) or ``"sirt"``.
-    iterations
-        Iterations per block (the cap when ``rtol`` or ``oracle`` stop earlier).
-    scans
-        Scans to use: both (default, the combined problem), ``["roi"]`` (interior
-        only) or ``["full"]`` (sparse only).
-    block_size, halo
-        Slices per block and halo; default from the memory budget and the row coupling.
-    workers, client, scheduler, cluster, minimum_jobs, maximum_jobs
-        Where to run: a new local cluster of ``workers`` processes (default), a
-        ``distributed.Client`` or cluster object, a scheduler address, or a cluster
-        made from configuration (``"slurm"``, ``"pbs"``, ``"lsf"``, ``"local-cuda"``;
-        batch queues scale adaptively between ``minimum_jobs`` and ``maximum_jobs``;
-        docs/cluster.md).
-    nonneg_every
-        CGNE: clamp at zero every ``k`` iterations.
-    rtol
-        CGNE: stop each slice group at this relative residual.
-    psf
-        Model each scan's zone-plate PSF (from ``zone_plate_ozw_nm``): a deconvolving
-        reconstruction. Off by default: on the paper-like preset it changes the PSNR by
-        +0.03 dB while it couples all slices and costs a padded detector and two blurs
-        per iteration (docs/reconstruction.md).
-    voxel_size_nm
-        Voxel size (default: the finest pixel).
-    weights
-        ``"quadrature"`` (default: pixel area × angular step per scan), ``"equal"``
-        (the paper's code) or a weight per scan.
-    oracle
-        Simulated data only: stop each block at its best PSNR against the truth
-        inside the ROI (the paper's oracle rule); for studies, not for real data.
-    oracle_radius_nm
-        Radius of the cylinder about the axis where the oracle scores (default: the
-        interior scan's field). Give the ROI's when reconstructing a full-width
-        reference that is to be compared inside an ROI: scored over its whole field,
-        the oracle stops where the whole slice is best, not the ROI.
-    memory_budget
-        Bytes per worker for the block plan (default: from the workers' limit).
-    overwrite
-        Start over, replacing ``out``.
-    progress, quiet
-        Progress bar (default: on a terminal) and status lines.
-    backend
-        ``"auto"`` (default: the GPU when one is usable, else the CPU), ``"cpu"`` or
-        ``"gpu"`` (an error without a usable GPU). On the GPU each block is solved on
-        one GPU (a local ``dask_cuda`` cluster, one worker per GPU, unless ``client``
-        or ``scheduler`` name a cluster whose workers offer the resource ``GPU=1``),
-        and the block size comes from the GPU's free memory. The choice and its
-        reason are logged and recorded in the provenance.
+        resumed; a complete one is refused unless ``execution.overwrite``.
+    recipe
+        What is solved (:class:`Reconstruction`: method, iterations, scans, weights,
+        PSF, grid, stopping rules, block layout); default: its defaults.
+    execution
+        How and where it runs (:class:`~sxtdist.execution.Execution`: cluster,
+        workers, memory, backend, progress, overwrite); default: a local cluster
+        shared with the other calls of this process. On the GPU each block is solved
+        on one GPU (a local ``dask_cuda`` cluster unless the execution names a
+        cluster whose workers offer the resource ``GPU=1``) and the block size comes
+        from the GPU's free memory; the choice and its reason are logged and recorded
+        in the provenance.
+    iterations, method, scans, workers, **options
+        Shortcuts: any field of :class:`Reconstruction` or of
+        :class:`~sxtdist.execution.Execution` (``block_size=``, ``client=``,
+        ``overwrite=`` ...) given as a keyword replaces the one in ``recipe`` or
+        ``execution``.
 
     Returns
     -------
@@ -337,145 +363,157 @@ def reconstruct(
         The finished volume.
     """
     t_start = time.perf_counter()
+    recipe, ex = split_options(
+        recipe,
+        execution,
+        dict(options, iterations=iterations, method=method, scans=scans, workers=workers),
+    )
+    job = _prepare(acquisition, out, recipe)
+    ex, backend, why = _local_backend(ex)
+    claim = writing(
+        job.out, "volume", inputs=[job.acq.path], overwrite=ex.overwrite, resume=True,
+        beside=False, keep=_worth_resuming,
+    )  # fmt: skip
+    with claim as target:
+        # a replacement is written beside the output, and resumed there if interrupted
+        work = dataclasses.replace(job, out=target.write_path)
+        recipe, resume = _resume_layout(work, restart=target.beside)
+        work = dataclasses.replace(work, recipe=recipe)
+        with _connect(ex, backend, why) as (client, backend, why):
+            logger.info("backend: %s (%s)", backend, why)
+            vol, plan, stats = _run_blocks(client, work, ex, backend, resume)
+        elapsed = time.perf_counter() - t_start
+        n_levels = vol.finalize(elapsed_s=elapsed, stopping=_summarise(stats))
+    logger.info(
+        "wrote %s: %d levels, %d blocks in %.1f s", job.out, n_levels, plan.n_blocks, elapsed
+    )
+    return open_volume(job.out, mode="r+")
+
+
+def _run_blocks(
+    client: Any, job: _Job, ex: Execution, backend: str, resume: bool
+) -> tuple[Volume, BlockPlan, list[dict]]:
+    """Plan, open (``resume``) or create the output and solve the blocks not done yet."""
+    plan = _plan(client, job, ex, backend)
+    provenance = dict(job.provenance, backend=backend)
+    vol = _open_or_create(job.out, job.problem.grid, plan, provenance, resume)
+    done = vol.blocks_done
+    todo = [b for b in plan.blocks if b.index not in done]
+    if done:
+        logger.info("resuming: %d of %d blocks already done", len(done), plan.n_blocks)
+    stats: list[dict] = []
+
+    def record(block: Block, result: dict) -> None:
+        vol.mark_blocks_done([block.index])
+        stats.append(result)
+
+    run_tasks(
+        client,
+        _solve_block,
+        todo,
+        "blocks",
+        ex.progress,
+        on_result=record,
+        acquisition=os.path.abspath(job.acq.path),
+        volume=os.path.abspath(job.out),
+        problem=job.problem,
+        oracle=job.recipe.oracle,
+        roi_radius_nm=job.roi_radius_nm,
+        backend=backend,
+        resources={GPU_RESOURCE: 1} if backend == "gpu" else None,
+    )
+    return vol, plan, stats
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One reconstruction, resolved and checked before any cluster starts."""
+
+    acq: Acquisition
+    out: str
+    recipe: Reconstruction
+    problem: Problem
+    roi_radius_nm: float | None
+    provenance: dict[str, Any]
+
+
+def _prepare(
+    acquisition: str | os.PathLike[str] | Acquisition,
+    out: str | os.PathLike[str],
+    recipe: Reconstruction,
+) -> _Job:
+    """Open the input, build the problem, check the output may be written and can be held."""
     acq = (
         acquisition if isinstance(acquisition, Acquisition) else open_acquisition(acquisition, "r")
     )
     out = os.fspath(out)
-    _check_layout(block_size, halo, memory_budget, voxel_size_nm)
-    _check_target(out, acq.path, overwrite)
-    problem = build_problem(
-        acq, scans, method, iterations, psf, voxel_size_nm, nonneg_every, rtol, weights
-    )
+    check_output(out, "volume", inputs=[acq.path], resume=True)  # no input, nothing foreign
+    problem = build_problem(acq, recipe)
     _check_capacity(problem.grid, out)
-    if oracle and acq.truth is None:
+    if recipe.oracle and acq.truth is None:
         raise InputError(acq.path, "has no truth volume: --oracle needs simulated data")
-    if oracle and tuple(acq.truth.shape) != problem.grid.shape:
+    if recipe.oracle and tuple(acq.truth.shape) != problem.grid.shape:
         raise ParameterError(
             "--oracle needs the reconstruction on the truth's grid (no --voxel-size-nm)"
         )
-    roi_radius = _roi_radius_nm(acq) if oracle_radius_nm is None else float(oracle_radius_nm)
-
-    external = is_external(client, scheduler, cluster)
-    chosen, why = ("cpu", "") if external else select_backend(backend)
-    connect = (
-        gpu_client(workers, quiet=quiet)
-        if chosen == "gpu"
-        else get_client(
-            client,
-            scheduler,
-            workers,
-            quiet=quiet,
-            cluster=cluster,
-            minimum_jobs=minimum_jobs,
-            maximum_jobs=maximum_jobs,
-        )
+    roi_radius = (
+        _roi_radius_nm(acq) if recipe.oracle_radius_nm is None else float(recipe.oracle_radius_nm)
     )
-    claim = writing(
-        out, "volume", inputs=[acq.path], overwrite=overwrite, resume=True, beside=False,
-        keep=_worth_resuming,
-    )  # fmt: skip
-    with claim as target, connect as c:
-        path = target.write_path  # beside the output when replacing one
-        if block_size is None and halo is None:
-            # resuming: keep the unfinished output's blocks, whatever the workers now
-            block_size, halo = _stored_blocks(path)
-        if external:
-            chosen, why = select_backend(backend, client=c)
-        log(f"backend: {chosen} ({why})", quiet)
-        n_workers = max(1, len(c.scheduler_info().get("workers", {})))
-        limit = worker_memory_limit(c)
-        budget = memory_budget or (int(limit * 0.6) if limit else None)
-        models = list(problem.models.values())
-        plan = plan_blocks(models, problem.grid, block_size, budget, n_workers, halo)
-        if chosen == "gpu" and block_size is None:  # size blocks from the GPU's free memory
-            n_workers = len(gpu_workers(c))
-            free = cluster_gpu_free_bytes(c)
-            b = gpu_block_size(models, problem.grid, free, plan.halo, oracle)
-            plan = plan_blocks(models, problem.grid, b, budget, n_workers, halo)
-            log(f"GPU blocks of {b} slices ({free / 2**30:.1f} GiB free per GPU)", quiet)
-        log(
-            f"volume {problem.grid.shape} at {problem.grid.voxel_size_nm:g} nm from scans "
-            f"{', '.join(problem.models)}; {method}, {iterations} iterations",
-            quiet,
+    oracle_key = (recipe.oracle, roi_radius if recipe.oracle else None)
+    provenance = {
+        "input": os.path.abspath(acq.path),
+        "method": problem.method,
+        "iterations": problem.iterations,
+        "scans": list(problem.models),
+        "nonneg_every": problem.nonneg_every,
+        "rtol": problem.rtol,
+        "psf": {n: round(m.psf_sigma_px, 4) for n, m in problem.models.items()},
+        "weights": dict(problem.weights),
+        "oracle": bool(recipe.oracle),
+        "oracle_radius_nm": float(roi_radius) if recipe.oracle and roi_radius else None,
+        "software": f"sxtdist {_version.__version__}",
+        "fingerprint": _fingerprint(acq, problem, oracle_key),
+    }
+    return _Job(acq, out, recipe, problem, roi_radius, provenance)
+
+
+def _resume_layout(job: _Job, restart: bool) -> tuple[Reconstruction, bool]:
+    """``(recipe, resume)``: whether to resume the unfinished volume at ``job.out``.
+
+    A complete volume is refused, and so is an unfinished one made otherwise, unless
+    ``restart`` (the partial volume of a replacement: it is started over). The recipe
+    takes the unfinished volume's block layout where it leaves it open: its finished
+    blocks only count with the same layout, and the default layout follows the
+    workers, which may differ on a resume. Runs under the output's lock, before any
+    cluster starts.
+    """
+    out, recipe = job.out, job.recipe
+    if not _has_content(out):
+        return recipe, False
+    if restart and recognise(out) != "volume":  # a partial left half made (ours, by its name)
+        remove(out)
+        return recipe, False
+    vol = open_volume(out, mode="r")
+    if vol.status == "complete" and not restart:
+        raise OutputExistsError(out, "is a complete volume already (use --overwrite to replace it)")
+    meta = vol.meta
+    stored = meta.get("plan") or {}
+    layout = {k: stored.get(k) for k in ("block_size", "halo")}
+    asked = {k: getattr(recipe, k) for k in layout}
+    same = (
+        meta.get("provenance", {}).get("fingerprint") == job.provenance["fingerprint"]
+        and tuple(stored.get("grid_shape", ())) == tuple(job.problem.grid.shape)
+        and all(v is None or v == layout[k] for k, v in asked.items())
+    )
+    if not same:
+        if restart:
+            return recipe, False
+        raise OutputExistsError(
+            out,
+            "holds an unfinished reconstruction with different parameters; "
+            "use --overwrite to start over",
         )
-        log(plan.describe(), quiet)
-        if limit:
-            hint = "pass a smaller --block-size" if plan.block_size > 1 else "use bigger workers"
-            require_memory(plan.peak_bytes, f"the block plan ({hint})", limit)
-        provenance = {
-            "input": os.path.abspath(acq.path),
-            "method": method,
-            "iterations": int(iterations),
-            "scans": list(problem.models),
-            "nonneg_every": nonneg_every,
-            "rtol": rtol,
-            "psf": {n: round(m.psf_sigma_px, 4) for n, m in problem.models.items()},
-            "weights": dict(problem.weights),
-            "oracle": bool(oracle),
-            "oracle_radius_nm": float(roi_radius) if oracle and roi_radius else None,
-            "backend": chosen,
-            "software": f"sxtdist {_version.__version__}",
-            "fingerprint": _fingerprint(acq, problem, (oracle, roi_radius if oracle else None)),
-        }
-        vol = _open_or_create(path, problem.grid, plan, provenance, restart=target.beside)
-        done = vol.blocks_done
-        todo = [b for b in plan.blocks if b.index not in done]
-        if done:
-            log(f"resuming: {len(done)} of {plan.n_blocks} blocks already done", quiet)
-        stats: list[dict] = []
-
-        def record(block: Block, result: dict) -> None:
-            vol.mark_blocks_done([block.index])
-            stats.append(result)
-
-        run_tasks(
-            c,
-            _solve_block,
-            todo,
-            "blocks",
-            progress,
-            on_result=record,
-            acquisition=os.path.abspath(acq.path),
-            volume=os.path.abspath(path),
-            problem=problem,
-            oracle=oracle,
-            roi_radius_nm=roi_radius,
-            backend=chosen,
-            resources={GPU_RESOURCE: 1} if chosen == "gpu" else None,
-        )
-        elapsed = time.perf_counter() - t_start
-        n_levels = vol.finalize(elapsed_s=elapsed, stopping=_summarise(stats))
-    log(f"wrote {out}: {n_levels} levels, {plan.n_blocks} blocks in {elapsed:.1f} s", quiet)
-    return open_volume(out, mode="r+")
-
-
-def _check_layout(
-    block_size: int | None, halo: int | None, memory_budget: int | None, voxel: float | None
-) -> None:
-    """Refuse block layouts and voxel sizes that cannot work, before anything starts."""
-    if block_size is not None and block_size < 1:
-        raise ParameterError(f"--block-size must be at least 1 slice, got {block_size}")
-    if halo is not None and halo < 0:
-        raise ParameterError(f"--halo must be 0 or more slices, got {halo}")
-    if memory_budget is not None and memory_budget < 1:
-        raise ParameterError(
-            f"memory budget must be a positive number of bytes, got {memory_budget}"
-        )
-    if voxel is not None and not 0 < voxel <= MAX_PIXEL_NM:
-        raise ParameterError(
-            f"--voxel-size-nm must be a number in (0, {MAX_PIXEL_NM:g}], got {voxel}"
-        )
-
-
-def _check_target(out: str, acquisition: str, overwrite: bool) -> None:
-    """Refuse an output that may not be written (:mod:`sxtdist.outputs`) or is complete already."""
-    existing = check_output(out, "volume", inputs=[acquisition], overwrite=overwrite, resume=True)
-    if existing and not overwrite:
-        vol = open_volume(out, mode="r")
-        if vol.status == "complete":
-            raise OutputExistsError(
-                out, "is a complete volume already (use --overwrite to replace it)"
-            )
+    return recipe.replace(**{k: v for k, v in layout.items() if asked[k] is None}), True
 
 
 def _check_capacity(grid: VolumeGrid, out: str) -> None:
@@ -498,17 +536,57 @@ def _worth_resuming(exc: BaseException, path: str) -> bool:
     return bool(open_volume(path, mode="r").blocks_done)
 
 
-def _stored_blocks(out: str) -> tuple[int | None, int | None]:
-    """Block size and halo of an unfinished volume at ``out`` (``None, None`` otherwise)."""
-    from .volume import is_volume
+def _local_backend(ex: Execution) -> tuple[Execution, str | None, str]:
+    """``(execution, backend, why)`` chosen on this machine, before any cluster starts.
 
-    if not is_volume(out):
-        return None, None
-    meta = open_volume(out, mode="r").meta
-    plan = meta.get("plan") or {}
-    if meta.get("status") == "complete" or "block_size" not in plan:
-        return None, None
-    return int(plan["block_size"]), int(plan["halo"])
+    A local run picks the backend from this machine (a GPU needs a dask-cuda cluster,
+    which the returned execution then asks for); a cluster given by the user (or
+    distributed's current client) says by its workers' resources whether a GPU is there:
+    then ``backend`` is ``None`` until :func:`_connect` asks it.
+    """
+    if ex.external or (ex.workers is None and current_client() is not None):
+        return ex, None, ""
+    backend, why = select_backend(ex.backend)
+    return (ex.replace(cluster="local-cuda") if backend == "gpu" else ex), backend, why
+
+
+@contextmanager
+def _connect(ex: Execution, backend: str | None, why: str) -> Iterator[tuple[Any, str, str]]:
+    """Yield ``(client, backend, why)``, the backend asked of the cluster if not chosen yet."""
+    with get_client(ex) as c:
+        if backend is None:
+            backend, why = select_backend(ex.backend, client=c)
+        yield c, backend, why
+
+
+def _plan(client: Any, job: _Job, ex: Execution, backend: str) -> BlockPlan:
+    """The block plan for the cluster's workers (and GPUs), said in the log."""
+    problem, recipe = job.problem, job.recipe
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    limit = worker_memory_limit(client)
+    budget = ex.memory_budget or (int(limit * 0.6) if limit else None)
+    models = list(problem.models.values())
+    grid = problem.grid
+    plan = plan_blocks(models, grid, recipe.block_size, budget, n_workers, recipe.halo)
+    if backend == "gpu" and recipe.block_size is None:  # size blocks from the GPU's free memory
+        n_workers = len(gpu_workers(client))
+        free = cluster_gpu_free_bytes(client)
+        b = gpu_block_size(models, grid, free, plan.halo, recipe.oracle)
+        plan = plan_blocks(models, grid, b, budget, n_workers, recipe.halo)
+        logger.info("GPU blocks of %d slices (%.1f GiB free per GPU)", b, free / 2**30)
+    logger.info(
+        "volume %s at %g nm from scans %s; %s, %d iterations",
+        grid.shape,
+        grid.voxel_size_nm,
+        ", ".join(problem.models),
+        problem.method,
+        problem.iterations,
+    )
+    logger.info("%s", plan.describe())
+    if limit:  # refused before anything is written
+        hint = "pass a smaller --block-size" if plan.block_size > 1 else "use bigger workers"
+        require_memory(plan.peak_bytes, f"the block plan ({hint})", limit)
+    return plan
 
 
 def _roi_radius_nm(acq: Acquisition) -> float | None:
@@ -518,27 +596,20 @@ def _roi_radius_nm(acq: Acquisition) -> float | None:
     return (g.detector_shape[1] / 2.0 - abs(g.center_offset_px[1])) * g.pixel_size_nm
 
 
-def _open_or_create(
-    path: str, grid: VolumeGrid, plan: BlockPlan, provenance: dict, restart: bool
-) -> Volume:
-    """Resume the unfinished volume at ``path`` when it was started with the same
-    parameters, else create it. A different one is refused, unless ``restart`` (a
-    replacement's partial volume: it is started over)."""
-    from .volume import is_volume
+def _has_content(out: str) -> bool:
+    return os.path.isdir(out) and bool(os.listdir(out))
 
+
+def _open_or_create(
+    out: str, grid: VolumeGrid, plan: BlockPlan, provenance: dict, resume: bool
+) -> Volume:
+    """The unfinished output to resume (checked by :func:`_resume_layout`), or a new one."""
+    if resume:
+        vol = open_volume(out)
+        vol.update_meta(status="running")
+        return vol
     attrs = {"provenance": provenance, "plan": plan.to_dict()}
-    if is_volume(path):
-        vol = open_volume(path)
-        if _resumable(vol, provenance, plan):
-            vol.update_meta(status="running")
-            return vol
-        if not restart:
-            raise OutputExistsError(
-                path,
-                "holds an unfinished reconstruction with different parameters; "
-                "use --overwrite to start over",
-            )
-    return create_volume(path, grid, plan.shard_z, plan.chunk_z, attrs, overwrite=True)
+    return create_volume(out, grid, plan.shard_z, plan.chunk_z, attrs, overwrite=True)
 
 
 def _summarise(stats: list[dict]) -> dict:

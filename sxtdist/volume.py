@@ -36,6 +36,8 @@ from .outputs import check_output, remove
 
 #: Coarser levels are made while every axis stays at least this long.
 MIN_LEVEL_SIZE = 8
+#: What a volume's values are (the label of its display channel).
+VALUE_LABEL = "attenuation (1/um)"
 
 
 class Volume:
@@ -101,6 +103,7 @@ class Volume:
         n = ngff.add_downsampled_levels(
             self.group, 8, ngff.VOLUME_AXES, "volume", chunks=(64, 64, 64), min_size=MIN_LEVEL_SIZE
         )
+        ngff.update_display_window(self.group, VALUE_LABEL)
         contents = {str(i): self.group[str(i)].nchunks_initialized for i in range(n)}
         self.update_meta(status="complete", finished=_now(), levels=n, contents=contents, **meta)
         return n

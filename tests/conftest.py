@@ -107,13 +107,23 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=slurm_reason()))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_kept_clusters():
+    """The local clusters the tests' calls kept, closed while the session's output is open
+    (at exit, their schedulers' last log lines would go to closed streams)."""
+    yield
+    from sxtdist.distributed import close_kept_clusters
+
+    close_kept_clusters()
+
+
 @pytest.fixture(scope="session")
 def tiny_acq(tmp_path_factory):
     """A simulated tiny acquisition (shared, read-only)."""
     import sxtdist
 
     path = tmp_path_factory.mktemp("data") / "tiny.zarr"
-    sxtdist.simulate(path, preset="tiny", seed=3, quiet=True)
+    sxtdist.simulate(path, preset="tiny", seed=3)
     return str(path)
 
 

@@ -413,7 +413,7 @@ def test_shift_errors_of_an_axis_error_over_180_degrees():
 def clean_acq(tmp_path_factory):
     """Noise-free tiny acquisition without shifts."""
     path = tmp_path_factory.mktemp("clean") / "clean.zarr"
-    return sxtdist.simulate(path, preset="tiny", seed=5, photons=0, shifts_px=0, quiet=True)
+    return sxtdist.simulate(path, preset="tiny", seed=5, photons=0, shifts_px=0)
 
 
 def test_anchor_resampling_matches_the_roi_view(clean_acq):
@@ -459,7 +459,7 @@ def test_anchor_resampling_honours_offsets_and_shifts():
 
 def test_full_scan_start_row_profiles_and_centre_of_mass(tmp_path):
     acq = sxtdist.simulate(
-        tmp_path / "f.zarr", preset="tiny", seed=6, photons=0, shifts_px={"full": 0.3}, quiet=True
+        tmp_path / "f.zarr", preset="tiny", seed=6, photons=0, shifts_px={"full": 0.3}
     )
     full = acq["full"]
     views = full.read()
@@ -481,7 +481,7 @@ def test_row_profile_dy_is_not_locked_to_whole_pixels(tmp_path):
     seed; the least-squares refinement against the re-aligned reference is not."""
     acq = sxtdist.simulate(
         tmp_path / "p.zarr", preset="small", seed=1, n_full=9, photons=0,
-        shifts_px={"full": 3.0, "roi": 0}, quiet=True,
+        shifts_px={"full": 3.0, "roi": 0},
     )  # fmt: skip
     views = acq["full"].read()
     truth = np.asarray(acq.truth_meta["shifts_px"]["full"])[:, 0]
@@ -495,7 +495,7 @@ def test_weighted_centroid_ignores_what_is_uniform_along_the_axis(tmp_path):
     centroid is off by a pixel, the axially weighted one is not (noise-free)."""
     acq = sxtdist.simulate(
         tmp_path / "w.zarr", preset="small", seed=1, n_full=9, photons=0,
-        shifts_px={"full": 3.0, "roi": 0}, quiet=True,
+        shifts_px={"full": 3.0, "roi": 0},
     )  # fmt: skip
     full = acq["full"]
     views = full.read()
@@ -527,7 +527,7 @@ def test_weighted_centroid_noise_at_the_papers_dose(tmp_path):
 
     acq = sxtdist.simulate(
         tmp_path / "n.zarr", preset="small", seed=2, n_full=9, photons=0,
-        shifts_px={"full": 3.0, "roi": 0}, quiet=True,
+        shifts_px={"full": 3.0, "roi": 0},
     )  # fmt: skip
     full = acq["full"]
     clean = np.asarray(full.read(), np.float64)
@@ -607,9 +607,7 @@ def test_intensity_transform_fit_and_inverse():
 def test_align_recovers_simulated_shifts_and_stores_them(tmp_path, client):
     """The sign convention end to end: simulate with known shifts, align, compare."""
     path = tmp_path / "s.zarr"
-    acq = sxtdist.simulate(
-        path, preset="tiny", seed=1, shifts_px={"full": 0, "roi": 1.5}, quiet=True
-    )
+    acq = sxtdist.simulate(path, preset="tiny", seed=1, shifts_px={"full": 0, "roi": 1.5})
     res = sxtdist.align(path, client=client, quiet=True, report=tmp_path / "rep")
     truth = np.asarray(acq.truth_meta["shifts_px"]["roi"])
     err = remove_gauge(res.shifts["roi"] - truth, acq["roi"].geometry.angles_deg)
@@ -669,7 +667,6 @@ def test_align_fits_a_simulated_intensity_mismatch(tmp_path, client):
         shifts_px=0,
         photons=0,
         intensity_mismatch=(0.8, 1.6),
-        quiet=True,
     )
     res = sxtdist.align(path, scans=["roi"], client=client, quiet=True, report="", dry_run=True)
     it = res.intensity_transform
@@ -688,8 +685,8 @@ def test_prepared_views_graph_registers_exactly_like_one_task_per_pair(
     import sxtdist.distributed as distributed
 
     path = tmp_path / "g.zarr"
-    sxtdist.simulate(path, preset="tiny", seed=4, shifts_px=1.5, quiet=True)
-    kw = dict(client=client, quiet=True, report="", dry_run=True)
+    sxtdist.simulate(path, preset="tiny", seed=4, shifts_px=1.5)
+    kw = dict(client=client, report="", dry_run=True)
     per_pair = sxtdist.align(path, **kw)
     graphs = []
 
@@ -737,7 +734,7 @@ def test_pair_settings_are_what_align_submits(tmp_path, client, monkeypatch):
     import sxtdist.distributed as distributed
 
     path = tmp_path / "s.zarr"
-    acq = sxtdist.simulate(path, preset="tiny", seed=3, shifts_px=1.5, quiet=True)
+    acq = sxtdist.simulate(path, preset="tiny", seed=3, shifts_px=1.5)
     sxtdist.align(path, scans=["full"], client=client, quiet=True, report="")
     submitted = []
 
@@ -748,7 +745,7 @@ def test_pair_settings_are_what_align_submits(tmp_path, client, monkeypatch):
     run_graph = distributed.run_graph
     monkeypatch.setattr(distributed, "run_graph", recording_run_graph)
     monkeypatch.setattr(tasks, "PREPARED_VIEW_PIXELS", 1)
-    kw = dict(scans=["roi"], client=client, quiet=True, report="", dry_run=True)
+    kw = dict(scans=["roi"], client=client, report="", dry_run=True)
     sxtdist.align(path, smooth_px=1.5, **kw)
     acq = sxtdist.open_acquisition(path)
     margin = runner.search_margin(acq["roi"].geometry.detector_shape)
@@ -773,7 +770,7 @@ def test_align_names_a_view_it_cannot_read(tmp_path, client, monkeypatch, prepar
     from sxtdist.errors import InputError
 
     path = tmp_path / "d.zarr"
-    acq = sxtdist.simulate(path, preset="tiny", seed=5, quiet=True)
+    acq = sxtdist.simulate(path, preset="tiny", seed=5)
     chunk = os.path.join(acq["roi"].path, "c", "7", "0", "0")
     with open(chunk, "wb") as fh:
         fh.write(b"not a compressed chunk")
@@ -895,7 +892,7 @@ def test_align_names_the_frame_whose_pairs_all_correlate_poorly(tmp_path, client
     the frame is named; the clean data name none."""
     import zarr
 
-    acq = sxtdist.simulate(tmp_path / "t.zarr", preset="tiny", seed=3, photons=0, quiet=True)
+    acq = sxtdist.simulate(tmp_path / "t.zarr", preset="tiny", seed=3, photons=0)
     kw = {"client": client, "report": "", "quiet": True, "dry_run": True}
     clean = sxtdist.align(acq, **kw)
     assert clean.info["roi"]["pairs_poor_peak"] == 0
@@ -1133,7 +1130,7 @@ def test_ncc_surface_peak_is_subpixel_on_a_broad_flat_peak():
 
 
 def test_full_scan_moments_by_default_projection_matching_on_request(client, tiny_copy):
-    kw = dict(client=client, quiet=True, report="", dry_run=True, progress=False)
+    kw = dict(client=client, report="", dry_run=True, progress=False)
     res = sxtdist.align(tiny_copy, scans=["full"], **kw)
     assert res.info["full"]["method"] == "moments" and res.info["full"]["iterations"] == 0
     res = sxtdist.align(tiny_copy, scans=["full"], method="projection-matching", **kw)
@@ -1178,22 +1175,6 @@ def test_ncc_map_in_single_precision_on_large_frames_keeps_the_peak():
     s2, _ = alignment.NccSurface(double).peak()
     np.testing.assert_allclose(s1, s2, atol=1e-4)
     np.testing.assert_allclose(s2, [1.3, -0.7], atol=0.05)
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    seed=st.integers(0, 2**31 - 1),
-    sy=st.sampled_from([0.0, 0.01, 0.7, 1.2, 3.0]),
-    sx=st.sampled_from([0.0, 0.01, 0.7, 1.2, 3.0]),
-)
-def test_gaussian_blur_is_ndimage_gaussian_filter(seed, sy, sx):
-    """The banded column pass changes only the rounding (edges: ndimage's ``nearest``)."""
-    from sxtdist.alignment.resample import gaussian_blur
-
-    rng = np.random.default_rng(seed)
-    img = rng.normal(size=tuple(rng.integers(1, 40, 2)))
-    want = ndimage.gaussian_filter(img, (sy, sx), mode="nearest") if sy or sx else img
-    np.testing.assert_allclose(gaussian_blur(img, (sy, sx)), want, rtol=0, atol=1e-13)
 
 
 @settings(max_examples=30, deadline=None)

@@ -12,7 +12,7 @@ from sxtdist.runner import roi_mask
 
 
 def _roi_psnr(acq, path, out, client) -> float:
-    vol = sxtdist.reconstruct(path, out, client=client, overwrite=True, quiet=True, progress=False)
+    vol = sxtdist.reconstruct(path, out, client=client, overwrite=True, progress=False)
     truth = acq.truth.compute()
     mask = np.broadcast_to(roi_mask(acq), truth.shape)
     return psnr_in_region(vol.level(0).compute(), truth, mask)
@@ -32,7 +32,7 @@ def test_alignment_accuracy_small_preset(tmp_path, n_full):
     from distributed import Client
 
     path = str(tmp_path / "acc.zarr")
-    acq = sxtdist.simulate(path, preset="small", seed=1, n_full=n_full, shifts_px=3.0, quiet=True)
+    acq = sxtdist.simulate(path, preset="small", seed=1, n_full=n_full, shifts_px=3.0)
     truth = {k: np.asarray(v) for k, v in acq.truth_meta["shifts_px"].items()}
     geoms = {name: acq[name].geometry for name in ("full", "roi")}
 
@@ -68,7 +68,7 @@ def test_alignment_survives_a_full_view_pushed_out_of_its_field(tmp_path):
     from distributed import Client
 
     path = str(tmp_path / "acc.zarr")
-    acq = sxtdist.simulate(path, preset="small", seed=14, n_full=19, shifts_px=3.0, quiet=True)
+    acq = sxtdist.simulate(path, preset="small", seed=14, n_full=19, shifts_px=3.0)
     with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as c:
         res = sxtdist.align(acq, client=c, report="", quiet=True, progress=False, dry_run=True)
     assert 12 in res.info["full"]["joint_downweighted_views"]

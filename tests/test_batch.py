@@ -22,7 +22,7 @@ OPTS = dict(iterations=8, block_size=8, align=False)  # alignment: its own test
 def client():
     from sxtdist.distributed import get_client
 
-    with get_client(workers=2, quiet=True) as c:
+    with get_client(workers=2) as c:
         yield c
 
 
@@ -30,7 +30,7 @@ def client():
 def two_cells(tmp_path_factory):
     d = tmp_path_factory.mktemp("cells")
     for i in (1, 2):
-        sxtdist.simulate(d / f"cell{i}.zarr", preset="tiny", seed=10 + i, quiet=True)
+        sxtdist.simulate(d / f"cell{i}.zarr", preset="tiny", seed=10 + i)
     return d
 
 
@@ -123,7 +123,7 @@ def test_batch_runs_cells_records_failures_and_resumes(two_cells, tmp_path, clie
         {"acquisition": str(two_cells / "cell2.zarr"), "iterations": 5},
         str(two_cells / "absent.zarr"),
     ]
-    rows = reconstruct_batch(manifest, out, client=client, quiet=True, **OPTS)
+    rows = reconstruct_batch(manifest, out, client=client, **OPTS)
     by = {r.cell: r for r in rows}
     assert [r.cell for r in rows] == ["cell1", "cell2", "absent"]
     assert by["cell1"].status == by["cell2"].status == "done"
@@ -133,7 +133,6 @@ def test_batch_runs_cells_records_failures_and_resumes(two_cells, tmp_path, clie
         two_cells / "cell2.zarr",
         tmp_path / "ref2.zarr",
         client=client,
-        quiet=True,
         progress=False,
         iterations=5,
         block_size=8,
@@ -180,7 +179,7 @@ def test_batch_runs_cells_records_failures_and_resumes(two_cells, tmp_path, clie
     import zarr
 
     zarr.open_array(out / "cell1.zarr" / "0", mode="r+")[8:] = -1.0  # lost work
-    rows = reconstruct_batch(manifest[:2], out, client=client, quiet=True, **OPTS)
+    rows = reconstruct_batch(manifest[:2], out, client=client, **OPTS)
     by = {r.cell: r for r in rows}
     assert by["cell1"].status == "done" and by["cell1"].message == "resumed"
     assert by["cell2"].status == "skipped"
@@ -192,16 +191,13 @@ def test_batch_runs_cells_records_failures_and_resumes(two_cells, tmp_path, clie
 def test_complete_cell_with_other_options_is_not_silently_kept(two_cells, tmp_path, client):
     out = tmp_path / "o"
     cell = [str(two_cells / "cell1.zarr")]
-    reconstruct_batch(cell, out, client=client, quiet=True, metrics=False, **OPTS)
-    (row,) = reconstruct_batch(
-        cell, out, client=client, quiet=True, block_size=8, iterations=3, align=False
-    )
+    reconstruct_batch(cell, out, client=client, metrics=False, **OPTS)
+    (row,) = reconstruct_batch(cell, out, client=client, block_size=8, iterations=3, align=False)
     assert row.status == "failed" and "iterations=8" in row.message and "--overwrite" in row.message
     (row,) = reconstruct_batch(
         cell,
         out,
         client=client,
-        quiet=True,
         overwrite=True,
         block_size=8,
         iterations=3,
@@ -215,9 +211,7 @@ def test_second_batch_into_the_same_directory_is_refused(two_cells, tmp_path, cl
     out = tmp_path / "o"
     with write_lock(out):  # another batch holds the directory
         with pytest.raises(OutputLockedError, match="is being written by pid"):
-            reconstruct_batch(
-                [str(two_cells / "cell1.zarr")], out, client=client, quiet=True, align=False
-            )
+            reconstruct_batch([str(two_cells / "cell1.zarr")], out, client=client, align=False)
     assert not (out / "cell1.zarr").exists()
 
 
@@ -228,7 +222,6 @@ def test_cell_whose_output_is_locked_fails_alone(two_cells, tmp_path, client):
             [str(two_cells / "cell1.zarr"), str(two_cells / "cell2.zarr")],
             out,
             client=client,
-            quiet=True,
             metrics=False,
             **OPTS,
         )
@@ -279,7 +272,6 @@ def test_resume_keeps_the_block_layout_it_started_with(two_cells, tmp_path, clie
         acq,
         out / "cell1.zarr",
         client=client,
-        quiet=True,
         progress=False,
         iterations=8,
         block_size=8,
@@ -288,7 +280,7 @@ def test_resume_keeps_the_block_layout_it_started_with(two_cells, tmp_path, clie
     n_blocks = vol.meta["plan"]["n_blocks"]
     vol.update_meta(status="running", blocks_done=[0, 1])
     (row,) = reconstruct_batch(
-        [str(acq)], out, client=client, iterations=8, metrics=False, quiet=True, align=False
+        [str(acq)], out, client=client, iterations=8, metrics=False, align=False
     )
     assert row.status == "done" and row.message == "resumed", row
     vol = open_volume(out / "cell1.zarr")
@@ -309,9 +301,7 @@ def test_cells_are_aligned_first_once_and_as_sxtdist_align_does(two_cells, tmp_p
     out = tmp_path / "o"
     # two cells on one acquisition (e.g. two reconstructions of it): aligned once
     cells = [str(a), {"acquisition": str(a), "name": "a-roi", "scans": "roi"}]
-    rows = reconstruct_batch(
-        cells, out, client=client, quiet=True, metrics=False, **OPTS | {"align": "auto"}
-    )
+    rows = reconstruct_batch(cells, out, client=client, metrics=False, **OPTS | {"align": "auto"})
     assert [r.status for r in rows] == ["done", "done"]
     assert sorted(r.message for r in rows) == ["", "aligned"]
     acq = sxtdist.open_acquisition(a, "r")
@@ -327,7 +317,6 @@ def test_cells_are_aligned_first_once_and_as_sxtdist_align_does(two_cells, tmp_p
         ref,
         tmp_path / "v.zarr",
         client=client,
-        quiet=True,
         progress=False,
         iterations=8,
         block_size=8,
@@ -337,9 +326,7 @@ def test_cells_are_aligned_first_once_and_as_sxtdist_align_does(two_cells, tmp_p
     )
     # a re-run neither aligns again nor reconstructs again
     date = acq["roi"].meta["alignment"]["date"]
-    rows = reconstruct_batch(
-        cells, out, client=client, quiet=True, metrics=False, **OPTS | {"align": "auto"}
-    )
+    rows = reconstruct_batch(cells, out, client=client, metrics=False, **OPTS | {"align": "auto"})
     assert [r.status for r in rows] == ["skipped", "skipped"]
     again = sxtdist.open_acquisition(a, "r")
     np.testing.assert_array_equal(again["roi"].geometry.shifts_px, acq["roi"].geometry.shifts_px)
@@ -364,7 +351,7 @@ def test_batch_says_which_backend_its_cluster_gives(two_cells, tmp_path, monkeyp
         f"acquisition,backend\n{two_cells / 'cell1.zarr'},\n{two_cells / 'cell2.zarr'},gpu\n"
     )
     cells = read_manifest(m, tmp_path / "out")
-    with get_client(workers=1, quiet=True) as c:
+    with get_client(workers=1) as c:
         lines = _backend_lines(cells, c, local=True)
         assert lines[0].startswith("batch: backend cpu (auto: no usable GPU: no worker of the")
         assert "local-cuda" not in lines[0]  # no GPU here, or none usable

@@ -196,7 +196,7 @@ def test_scale_cluster_is_adaptive_between_bounds():
 def test_local_cluster_from_config_runs_tasks():
     with (
         dask.config.set({"sxtdist.cluster.kind": "local", "sxtdist.cluster.workers": 1}),
-        get_client(quiet=True) as client,
+        get_client() as client,
     ):
         assert len(client.scheduler_info()["workers"]) == 1
         assert client.submit(pow, 2, 10).result() == 1024
@@ -212,12 +212,12 @@ def test_local_cluster_housekeeping_is_lighter_unless_configured():
 
         return [dask.config.get(k) for k in keys]
 
-    with get_client(cluster="local", workers=1, quiet=True) as client:
+    with get_client(cluster="local", workers=1) as client:
         (got,) = client.run(worker_config, keys).values()
     assert got == [False, "500ms"]
     with (
         dask.config.set({"distributed.admin.tick.interval": "50ms"}),
-        get_client(cluster="local", workers=1, quiet=True) as client,
+        get_client(cluster="local", workers=1) as client,
     ):
         (got,) = client.run(worker_config, keys).values()
     assert got == [False, "50ms"]
@@ -438,11 +438,11 @@ def test_scheduler_address_from_cluster_option_and_config():
 
     with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as lc:
         # --cluster tcp://... means "connect to this scheduler".
-        with get_client(cluster=lc.scheduler_address, quiet=True) as client:
+        with get_client(cluster=lc.scheduler_address) as client:
             assert client.submit(abs, -3).result() == 3
         with (
             dask.config.set({"sxtdist.cluster.scheduler": lc.scheduler_address}),
-            get_client(quiet=True) as client,
+            get_client() as client,
         ):
             assert client.scheduler.address == lc.scheduler_address
 
@@ -451,7 +451,7 @@ def test_unreachable_scheduler_is_a_one_line_error():
     with (
         dask.config.set({"sxtdist.cluster.connect-timeout": "1s"}),
         pytest.raises(SxtdistError, match=r"cannot connect to scheduler tcp://127.0.0.1:9"),
-        get_client(scheduler="tcp://127.0.0.1:9", quiet=True),
+        get_client(scheduler="tcp://127.0.0.1:9"),
     ):
         pass
 
@@ -485,7 +485,7 @@ def test_slurm_cluster_runs_tasks_in_slurm_jobs(tmp_path):
         **NO_DASHBOARD,
     )
     with get_client(
-        cluster="slurm", minimum_jobs=1, maximum_jobs=1, cluster_options=opts, quiet=True
+        cluster="slurm", minimum_jobs=1, maximum_jobs=1, cluster_options=opts
     ) as client:
         job_id, pid = client.submit(where, pure=False).result(timeout=60)
     assert job_id is not None and job_id.isdigit(), "the task did not run inside a SLURM job"
@@ -499,9 +499,7 @@ def test_slurm_job_that_never_starts_is_a_clear_error(tmp_path):
     with (
         dask.config.set({"sxtdist.cluster.wait-for-workers": 5}),
         pytest.raises(SxtdistError, match="no worker started within 5 s"),
-        get_client(
-            cluster="slurm", minimum_jobs=1, maximum_jobs=1, cluster_options=opts, quiet=True
-        ),
+        get_client(cluster="slurm", minimum_jobs=1, maximum_jobs=1, cluster_options=opts),
     ):
         pass
 
@@ -514,7 +512,7 @@ def test_sxtdist_batch_on_slurm(tmp_path, monkeypatch, run_cli):
     from sxtdist.volume import open_volume
 
     for i in (1, 2):
-        sxtdist.simulate(tmp_path / f"c{i}.zarr", preset="tiny", seed=30 + i, quiet=True)
+        sxtdist.simulate(tmp_path / f"c{i}.zarr", preset="tiny", seed=30 + i)
     manifest = tmp_path / "cells.yaml"
     manifest.write_text("cells:\n  - acquisition: c1.zarr\n  - acquisition: c2.zarr\n")
     monkeypatch.chdir(tmp_path)  # job logs land here, not in the repository
@@ -562,7 +560,7 @@ def test_sxtdist_batch_on_slurm(tmp_path, monkeypatch, run_cli):
 def test_workers_that_cannot_import_are_reported(tmp_path):
     from sxtdist.distributed import check_workers_import
 
-    with get_client(workers=1, quiet=True) as client:
+    with get_client(workers=1) as client:
         check_workers_import(client)  # sxtdist itself: fine
         with pytest.raises(SxtdistError, match="workers cannot import no_such_module_xyz"):
             check_workers_import(client, "no_such_module_xyz")
@@ -582,8 +580,8 @@ def test_slurm_job_lost_mid_run_volume_identical(tmp_path, monkeypatch):
     from sxtdist.volume import open_volume
 
     acq = tmp_path / "c.zarr"
-    sxtdist.simulate(acq, preset="tiny", seed=41, quiet=True)
-    opts = dict(block_size=4, iterations=40, quiet=True, progress=False)
+    sxtdist.simulate(acq, preset="tiny", seed=41)
+    opts = dict(block_size=4, iterations=40, progress=False)
     ref = reconstruct(acq, tmp_path / "ref.zarr", workers=1, **opts).level(0).compute()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(
@@ -596,7 +594,7 @@ def test_slurm_job_lost_mid_run_volume_identical(tmp_path, monkeypatch):
     )
     out = tmp_path / "v.zarr"
     with get_client(
-        cluster="slurm", minimum_jobs=2, maximum_jobs=2, cluster_options=cluster_opts, quiet=True
+        cluster="slurm", minimum_jobs=2, maximum_jobs=2, cluster_options=cluster_opts
     ) as client:
         client.wait_for_workers(2, timeout=60)
         box = {}

@@ -17,18 +17,19 @@ def test_demo_tiny(tmp_path, run_cli):
 
 
 def test_demo_leaves_its_cpu_workers_out_of_a_gpu_reconstruction(tmp_path, monkeypatch):
-    """The demo's local workers (for the alignment) offer no GPU resource: when a GPU is
-    usable, the reconstruction must start its own cluster, or it would run on the CPU."""
+    """The demo's local workers (for the alignment) offer no GPU resource: the
+    reconstructions get the execution without a client, so that with a usable GPU
+    they start a dask-cuda cluster (tests/test_reconstruct.py checks that choice)."""
     import sxtdist.demo as demo
     from sxtdist.runner import reconstruct
 
     calls = []
 
-    def recording_reconstruct(*args, client=None, **kwargs):
-        calls.append(client)
-        return reconstruct(*args, client=None, workers=1, backend="cpu", **kwargs)
+    def recording_reconstruct(*args, execution=None, **kwargs):
+        calls.append(execution)
+        return reconstruct(*args, execution=execution.replace(backend="cpu"), **kwargs)
 
-    monkeypatch.setattr(demo, "select_backend", lambda requested: ("gpu", "a GPU, for the test"))
     monkeypatch.setattr(demo, "reconstruct", recording_reconstruct)
     demo.run_demo(tmp_path / "demo", preset="tiny", workers=1, iterations=2)
-    assert calls == [None, None]
+    assert len(calls) == 2
+    assert all(ex.client is None and ex.workers == 1 for ex in calls)

@@ -30,7 +30,7 @@ CLI_OPTS = ["--block-size", "4", "--iterations", "40"]
 @pytest.fixture(scope="module")
 def acq(tmp_path_factory):
     path = tmp_path_factory.mktemp("faults") / "cell.zarr"
-    sxtdist.simulate(path, preset="tiny", seed=21, quiet=True)
+    sxtdist.simulate(path, preset="tiny", seed=21)
     return str(path)
 
 
@@ -38,7 +38,7 @@ def acq(tmp_path_factory):
 def reference(acq, tmp_path_factory):
     """The uninterrupted result every faulty run must reproduce exactly."""
     out = tmp_path_factory.mktemp("ref") / "ref.zarr"
-    vol = reconstruct(acq, out, workers=1, quiet=True, progress=False, **OPTS)
+    vol = reconstruct(acq, out, workers=1, progress=False, **OPTS)
     return vol.level(0).compute()
 
 
@@ -89,9 +89,7 @@ def test_killed_worker_task_reruns_and_volume_is_identical(acq, reference, tmp_p
 
         def run():
             try:
-                box["vol"] = reconstruct(
-                    acq, out, client=client, quiet=True, progress=False, **OPTS
-                )
+                box["vol"] = reconstruct(acq, out, client=client, progress=False, **OPTS)
             except BaseException as exc:  # reported below
                 box["error"] = exc
 

@@ -546,7 +546,7 @@ def test_device_solve_matches_cpu(tiny_acq, psf):
 def test_device_blocked_equals_unblocked(tmp_path):
     """Exact regime (no PSF, no shifts, 2x full pixels): blocks of 4 slices == the whole."""
     path = tmp_path / "clean.zarr"
-    sxtdist.simulate(path, preset="tiny", seed=5, shifts_px=0, psf=False, quiet=True)
+    sxtdist.simulate(path, preset="tiny", seed=5, shifts_px=0, psf=False)
     nz = sxtdist.open_acquisition(path, "r").truth.shape[0]
     whole = _solve_tiny(path, (0, nz), "gpu", psf=False, iterations=12)
     blocks = np.concatenate(
@@ -597,9 +597,7 @@ def test_device_concurrent_calls_are_serialised():
 def test_device_reconstruct_end_to_end(tiny_acq, tmp_path):
     """``reconstruct(backend="gpu")`` on a local dask-cuda cluster; close to the CPU result."""
     pytest.importorskip("dask_cuda")
-    gpu = reconstruct(
-        tiny_acq, tmp_path / "g.zarr", backend="gpu", iterations=6, quiet=True, progress=False
-    )
+    gpu = reconstruct(tiny_acq, tmp_path / "g.zarr", backend="gpu", iterations=6, progress=False)
     assert gpu.meta["provenance"]["backend"] == "gpu"
     cpu = reconstruct(
         tiny_acq,
@@ -608,7 +606,6 @@ def test_device_reconstruct_end_to_end(tiny_acq, tmp_path):
         iterations=6,
         workers=1,
         block_size=gpu.meta["plan"]["block_size"],
-        quiet=True,
         progress=False,
     )
     truth = np.asarray(sxtdist.open_acquisition(tiny_acq, "r").truth[:].compute(), np.float32)

@@ -118,6 +118,8 @@ def test_napari_reads_volume_export_and_projections(volume, tmp_path, tiny_acq):
     assert data[0].shape == vol.shape and len(data) == vol.n_levels
     assert list(props["scale"]) == [VOXEL] * 3
     np.testing.assert_array_equal(np.asarray(data[0]), vol.level(0).compute())
+    lo, hi = np.percentile(vol.level(0).compute(), [0.5, 99.5])  # the omero window
+    np.testing.assert_allclose(props["contrast_limits"], [lo, hi], rtol=1e-6)
 
     export_volume(path, tmp_path / "v.zarr", level=1)
     data, props, _ = layers(tmp_path / "v.zarr")  # NGFF 0.4 / Zarr v2
@@ -164,3 +166,81 @@ def test_export_refuses_an_unfinished_volume_unless_asked(tmp_path, run_cli):
     with mrcfile.open(tmp_path / "u.mrc") as m:
         np.testing.assert_array_equal(m.data[:10], data[:10])
         assert not m.data[10:].any()
+
+
+def test_crops_of_coarse_levels_keep_positions_in_every_format(tmp_path):
+    """A point phantom exported from level 1, cropped, sits where level 0 puts it (in nm)
+    in the NGFF 0.4 export (every level), the MRC origin and the OME-TIFF plane positions."""
+    from sxtdist.io.tiff import pixel_size_nm
+
+    shape = (64, 64, 64)
+    data = np.zeros(shape, np.float32)
+    data[24:28, 40:44, 8:12] = 1.0  # one voxel of level 2
+    vol = create_volume(tmp_path / "p.zarr", VolumeGrid(shape, VOXEL), shard_z=64, chunk_z=16)
+    vol.write_slices(0, data)
+    vol.finalize()
+    expected = np.array([25.5, 41.5, 9.5]) * VOXEL
+    crop = (slice(2, 20), slice(4, 24), slice(0, 18))  # level-1 voxels, the point inside
+
+    def centroid(arr, scale, first):  # ``first``: the centre of voxel (0, 0, 0), nm
+        grids = np.indices(arr.shape, dtype=np.float64)
+        w = arr.astype(np.float64)
+        return np.array([(g * w).sum() / w.sum() * s + o for g, s, o in zip(grids, scale, first)])
+
+    export_volume(tmp_path / "p.zarr", tmp_path / "c.zarr", level=1, crop=crop)
+    g, ms = _read_v2(tmp_path / "c.zarr")
+    assert len(ms["datasets"]) == 2  # 18 x 20 x 18, then 9 x 10 x 9
+    for ds in ms["datasets"]:
+        scale, translation = (
+            t[k] for t, k in zip(ds["coordinateTransformations"], ("scale", "translation"))
+        )
+        np.testing.assert_allclose(centroid(g[ds["path"]][:], scale, translation), expected)
+    first = [(a * 2 + 0.5) * VOXEL for a in (2, 4, 0)]  # level-1 voxel a: centre (2a + 1/2) v0
+    assert ms["datasets"][0]["coordinateTransformations"][1]["translation"] == first
+    assert ms["datasets"][1]["coordinateTransformations"][1]["translation"] == [
+        f + 2 * VOXEL / 2 for f in first
+    ]
+
+    export_volume(tmp_path / "p.zarr", tmp_path / "c.mrc", level=1, crop=crop)
+    with mrcfile.open(tmp_path / "c.mrc") as m:
+        origin = [m.header.origin.z / 10, m.header.origin.y / 10, m.header.origin.x / 10]
+        np.testing.assert_allclose(centroid(m.data, [2 * VOXEL] * 3, origin), expected)
+
+    export_volume(tmp_path / "p.zarr", tmp_path / "c.ome.tif", level=1, crop=crop)
+    with tifffile.TiffFile(tmp_path / "c.ome.tif") as t:
+        assert t.is_ome and not t.is_imagej
+        assert pixel_size_nm(t) == pytest.approx(2 * VOXEL)
+        ome = tifffile.xml2dict(t.ome_metadata)["OME"]
+        pixels = ome["Image"]["Pixels"]
+        assert pixels["PhysicalSizeZ"] == pytest.approx(2 * VOXEL / 1e3)
+        plane0 = pixels["Plane"][0]
+        origin = [plane0[f"Position{a}"] * 1e3 for a in "ZYX"]
+        assert pixels["Plane"][1]["PositionZ"] * 1e3 == pytest.approx(origin[0] + 2 * VOXEL)
+        np.testing.assert_allclose(centroid(t.asarray(), [2 * VOXEL] * 3, origin), expected)
+        assert ome["Creator"].startswith("sxtdist ")
+        assert "level 1, crop 2:20,4:24,0:18" in ome["Image"]["Description"]
+
+
+def test_exports_carry_sxtdist_mark_and_provenance(volume, tmp_path):
+    from sxtdist import __version__
+    from sxtdist.io.export import export_mark
+
+    path, _ = volume
+    for name in ("m.mrc", "m.tif", "m.ome.tif"):
+        export_volume(path, tmp_path / name, level=1, crop=(slice(2, 8), slice(None), slice(None)))
+        mark = export_mark(tmp_path / name)
+        assert mark is not None and mark.startswith(f"sxtdist {__version__}"), (name, mark)
+    with mrcfile.open(tmp_path / "m.mrc") as m:
+        labels = [bytes(lab).decode().strip() for lab in m.header.label[: m.header.nlabl]]
+    assert labels[0].startswith(f"sxtdist {__version__} export ")
+    assert labels[1] == f"source {os.path.abspath(path)}"[:80] or labels[1].startswith("source ...")
+    assert labels[2].startswith("level 1 crop 2:8,0:12,0:14")
+    with tifffile.TiffFile(tmp_path / "m.tif") as t:
+        assert t.is_imagej and os.path.abspath(path) in t.pages[0].tags["Software"].value
+    # files sxtdist did not write carry no mark
+    tifffile.imwrite(tmp_path / "other.tif", np.zeros((2, 3, 3), np.float32))
+    with mrcfile.new(tmp_path / "other.mrc") as m:
+        m.set_data(np.zeros((2, 3, 3), np.float32))
+    (tmp_path / "text.txt").write_text("sxtdist 0.1")
+    for name in ("other.tif", "other.mrc", "text.txt", "none.mrc"):
+        assert export_mark(tmp_path / name) is None, name

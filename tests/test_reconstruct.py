@@ -19,7 +19,7 @@ from sxtdist.volume import open_volume
 def client():
     from sxtdist.distributed import get_client
 
-    with get_client(workers=2, quiet=True) as c:
+    with get_client(workers=2) as c:
         yield c
 
 
@@ -27,13 +27,13 @@ def client():
 def clean_acq(tmp_path_factory):
     """Tiny, no PSF, no shifts: full-view pixels pair slices exactly (exact blocking)."""
     path = tmp_path_factory.mktemp("clean") / "clean.zarr"
-    sxtdist.simulate(path, preset="tiny", seed=5, shifts_px=0, psf=False, quiet=True)
+    sxtdist.simulate(path, preset="tiny", seed=5, shifts_px=0, psf=False)
     return str(path)
 
 
 def _run(acq, out, client, **kw):
     kw.setdefault("iterations", 12)
-    return reconstruct(acq, out, client=client, quiet=True, progress=False, **kw)
+    return reconstruct(acq, out, client=client, progress=False, **kw)
 
 
 def test_blocking_does_not_change_the_answer(clean_acq, tmp_path, client):
@@ -163,7 +163,7 @@ def test_bad_reconstruct_inputs(tiny_acq, tmp_path, run_cli):
 def test_intensity_transform_is_applied_before_solving(tmp_path, client):
     """A ROI scan with an eq. 16 mismatch, corrected by the stored transform, reconstructs
     like the scan without the mismatch."""
-    kw = dict(preset="tiny", seed=4, shifts_px=0, photons=0, quiet=True)
+    kw = dict(preset="tiny", seed=4, shifts_px=0, photons=0)
     plain = sxtdist.simulate(tmp_path / "plain.zarr", **kw)
     skew = sxtdist.simulate(tmp_path / "skew.zarr", intensity_mismatch=(0.8, 1.6), **kw)
     ref = _run(plain.path, tmp_path / "ref.zarr", client, scans=["roi"]).level(0).compute()
@@ -182,7 +182,7 @@ def test_end_slices_are_constrained(tmp_path, client, whole):
     come out like the rest instead of staying near zero. Also with the volume in one block
     (an exact plan, as a GPU's memory allows): that plan once had no halo and dropped those
     rows (the demo's combined volume lost 1.8 dB in the ROI on the GPU)."""
-    acq = sxtdist.simulate(tmp_path / "s.zarr", preset="tiny", seed=2, shifts_px=1.0, quiet=True)
+    acq = sxtdist.simulate(tmp_path / "s.zarr", preset="tiny", seed=2, shifts_px=1.0)
     for n in acq.scans:
         acq.set_shifts(n, np.asarray(acq.truth_meta["shifts_px"][n]))
     problem = build_problem(acq, psf=True)
@@ -210,7 +210,7 @@ def test_public_api_names_resolve():
 
 def test_oracle_scores_inside_the_radius_asked_for(tiny_acq, tmp_path, client):
     """A full-width reference compared inside an ROI must be stopped by the ROI's PSNR."""
-    kw = dict(oracle=True, iterations=60, client=client, quiet=True, progress=False)
+    kw = dict(oracle=True, iterations=60, client=client, progress=False)
     wide = reconstruct(tiny_acq, tmp_path / "a.zarr", oracle_radius_nm=3000.0, **kw)
     narrow = reconstruct(tiny_acq, tmp_path / "b.zarr", oracle_radius_nm=500.0, **kw)
     assert wide.meta["provenance"]["oracle_radius_nm"] == 3000.0
@@ -227,7 +227,7 @@ def test_oracle_scores_only_the_core_of_a_block(tiny_acq, tmp_path, monkeypatch,
     from sxtdist.blocks import Block
 
     out = str(tmp_path / "o.zarr")
-    reconstruct(tiny_acq, out, iterations=1, block_size=8, client=client, quiet=True)
+    reconstruct(tiny_acq, out, iterations=1, block_size=8, client=client)
     problem = build_problem(acq := sxtdist.open_acquisition(tiny_acq, mode="r"), psf=True)
     seen = {}
 

@@ -13,10 +13,10 @@ from sxtdist.simulation.phantom import LAC
 
 def test_tiny_is_fast_and_deterministic(tmp_path):
     t0 = time.perf_counter()
-    a = sxtdist.simulate(tmp_path / "a.zarr", preset="tiny", seed=7, quiet=True)
+    a = sxtdist.simulate(tmp_path / "a.zarr", preset="tiny", seed=7)
     assert time.perf_counter() - t0 < 5.0
-    b = sxtdist.simulate(tmp_path / "b.zarr", preset="tiny", seed=7, quiet=True)
-    c = sxtdist.simulate(tmp_path / "c.zarr", preset="tiny", seed=8, quiet=True)
+    b = sxtdist.simulate(tmp_path / "b.zarr", preset="tiny", seed=7)
+    c = sxtdist.simulate(tmp_path / "c.zarr", preset="tiny", seed=8)
     for name in ("full", "roi"):
         np.testing.assert_array_equal(a[name].data.compute(), b[name].data.compute())
         assert not np.array_equal(a[name].data.compute(), c[name].data.compute())
@@ -36,9 +36,7 @@ def test_truth_values_and_shifts(tiny_acq):
 
 def test_random_shifts_carry_no_rigid_translation(tmp_path):
     # a joint translation would only move the cell away from the truth volume
-    acq = sxtdist.simulate(
-        tmp_path / "s.zarr", preset="tiny", seed=2, photons=0, shifts_px=2.0, quiet=True
-    )
+    acq = sxtdist.simulate(tmp_path / "s.zarr", preset="tiny", seed=2, photons=0, shifts_px=2.0)
     shifts = {n: np.asarray(acq.truth_meta["shifts_px"][n]) for n in ("full", "roi")}
     geoms = {n: acq[n].geometry for n in shifts}
     np.testing.assert_allclose(rigid_translation_nm(shifts, geoms), 0.0, atol=1e-6)
@@ -49,7 +47,6 @@ def test_random_shifts_carry_no_rigid_translation(tmp_path):
         seed=2,
         photons=0,
         shifts_px={"roi": 2.0, "full": 0},
-        quiet=True,
     )
     assert not np.any(only_roi.truth_meta["shifts_px"]["full"])  # no jitter stays none
 
@@ -58,7 +55,7 @@ def test_data_are_optical_depth_of_the_truth(tmp_path):
     """Noise-free, PSF-free, unshifted: the central ROI projection at 0° matches the
     truth's line integral along the beam (a different discretisation, so to ~5%)."""
     acq = sxtdist.simulate(
-        tmp_path / "n.zarr", preset="tiny", seed=1, photons=0, shifts_px=0, psf=False, quiet=True
+        tmp_path / "n.zarr", preset="tiny", seed=1, photons=0, shifts_px=0, psf=False
     )
     truth = acq.truth.compute()
     v_um = acq.truth_meta["voxel_size_nm"] * 1e-3

@@ -41,7 +41,7 @@ import tempfile
 
 tmp = pathlib.Path(tempfile.mkdtemp())
 acq_path = tmp / "t.zarr"
-sxtdist.simulate(acq_path, preset="tiny", seed=1, quiet=True)
+sxtdist.simulate(acq_path, preset="tiny", seed=1)
 from sxtdist.metrics import psnr
 from sxtdist.recon import solve_slab
 from sxtdist.runner import build_problem

@@ -15,7 +15,7 @@ from sxtdist.runner import build_problem, roi_mask
 def main():
     global acq, truth, nz, roi
     path = pathlib.Path(tempfile.mkdtemp()) / "small.zarr"
-    sxtdist.simulate(path, preset="small", seed=1, quiet=True)
+    sxtdist.simulate(path, preset="small", seed=1)
     sxtdist.align(
         str(path), quiet=True
     ) if "quiet" in sxtdist.align.__code__.co_varnames else sxtdist.align(str(path))

@@ -7,6 +7,8 @@ import numpy as np
 from scipy import ndimage, optimize
 
 from ..geometry import ScanGeometry
+from ..operators.base import Diagonal
+from ..solvers import sirt
 from .gauge import axis_offset_px, remove_gauge, sinusoid_basis
 from .ncc import NccSurface, ncc_map
 from .resample import gaussian_blur, pad_with_mask, shift_image
@@ -281,22 +283,11 @@ def moment_dx(
     return dx, axis, record
 
 
-def _sirt(
-    op, data: np.ndarray, iterations: int, support: np.ndarray | None, weights=None
-) -> np.ndarray:
-    """Non-negative SIRT on a slice projector (``data``: its range; ``weights``: 0/1 per datum)."""
-    row = op(np.ones(op.domain_shape, np.float32))
-    w = np.ones(op.range_shape, np.float32) if weights is None else weights.astype(np.float32)
-    col = op.T(w)
-    r_inv = np.where(row > 1e-6, w / np.maximum(row, 1e-6), 0.0).astype(np.float32)
-    c_inv = np.where(col > 1e-6, 1.0 / np.maximum(col, 1e-6), 0.0).astype(np.float32)
-    if support is not None:
-        c_inv *= support[:, :, None]
-    x = np.zeros(op.domain_shape, np.float32)
-    for _ in range(iterations):
-        x += c_inv * op.T(r_inv * (data - op(x)))
-        np.maximum(x, 0.0, out=x)
-    return x
+def _sirt(op, data: np.ndarray, iterations: int, support: np.ndarray, weights: np.ndarray):
+    """Non-negative SIRT (:func:`sxtdist.solvers.sirt`) of the data ``weights`` keeps
+    (0/1 per datum: pixels from inside the detector), for the voxels in ``support``."""
+    masked = Diagonal(weights, op.range_shape) @ op @ Diagonal(support, op.domain_shape)
+    return sirt([masked], [weights * data], iterations, nonneg=True).x
 
 
 def projection_matching(
@@ -351,7 +342,7 @@ def projection_matching(
     g0 = geometry.with_shifts(None)
     op = SliceProjector(g0, grid, rows, supersampling=1)
     yy, xx = np.mgrid[: cols + 2 * pad, : cols + 2 * pad] - (cols + 2 * pad - 1) / 2.0
-    support = ((yy**2 + xx**2) <= ((cols + 2 * pad) / 2.0) ** 2).astype(np.float32)
+    support = ((yy**2 + xx**2) <= ((cols + 2 * pad) / 2.0) ** 2).astype(np.float32)[:, :, None]
     history = []
     ones = np.ones((rows, cols))
     for it in range(max_iterations):
@@ -363,7 +354,7 @@ def projection_matching(
         )
         valid = ndimage.binary_erosion(valid, np.ones((1, 1, 5), bool), border_value=0)
         sino = np.ascontiguousarray(corrected.transpose(0, 2, 1))  # (angles, cols, rows)
-        wts = np.ascontiguousarray(valid.transpose(0, 2, 1))
+        wts = np.ascontiguousarray(valid.transpose(0, 2, 1), dtype=np.float32)
         if leave_one_out:
             # each view is compared with what the others predict at its angle: a
             # reconstruction from all views would reproduce its misalignment

@@ -14,30 +14,9 @@ from ..physics import FWHM_PER_SIGMA, psf_fwhm_nm
 
 
 def gaussian_blur(img: np.ndarray, sigma_px: float | Sequence[float]) -> np.ndarray:
-    """Gaussian blur of a 2D image (``nearest`` edges, kernel to 4 sigma); no-op for zero sigma.
-
-    ``ndimage.gaussian_filter``'s result to rounding, but along the columns by a banded
-    matrix product (whole rows at a time): ndimage's column pass takes 2.5 times its row
-    pass (1024²: 22 ms against 33 ms for the whole blur).
-    """
-    sig = np.broadcast_to(np.asarray(sigma_px, float), (2,))
-    out = np.asarray(img, np.float64)
-    if sig[1] > 0:
-        out = ndimage.gaussian_filter1d(out, sig[1], axis=1, mode="nearest")
-    if sig[0] > 0:
-        out = _gaussian_band(out.shape[0], float(sig[0])) @ out
-    return out
-
-
-def _gaussian_band(n: int, sigma: float) -> sparse.csr_matrix:
-    """``(n, n)`` matrix of ndimage's Gaussian filter along an axis (``nearest`` edges)."""
-    radius = int(4.0 * sigma + 0.5)
-    x = np.arange(-radius, radius + 1)
-    kernel = np.exp(-0.5 * (x / sigma) ** 2)
-    kernel /= kernel.sum()
-    cols = np.clip(np.arange(n)[:, None] + x, 0, n - 1)  # repeated edge columns add up
-    indptr = np.arange(0, x.size * n + 1, x.size)
-    return sparse.csr_matrix((np.tile(kernel, n), cols.ravel(), indptr), shape=(n, n))
+    """``ndimage.gaussian_filter`` as every compared image gets it: in double precision,
+    edges extended (``nearest``), the kernel to 4 sigma; zero sigma leaves an axis alone."""
+    return ndimage.gaussian_filter(img, sigma_px, output=np.float64, mode="nearest")
 
 
 def resolution_sigma_px(pixel_nm: float, ozw_nm: float | None, in_pixel_nm: float) -> float:

@@ -25,6 +25,7 @@ import numpy as np
 from .._progress import log
 from ..dataset import Acquisition, open_acquisition
 from ..errors import InputError, ParameterError
+from ..execution import Execution
 from ..geometry import ScanGeometry, angular_spacing_deg, without_rigid_translation
 from ..outputs import check_output
 from .diagnostics import log_pair_misfit, log_pairs_weighted_down, log_poor_peaks
@@ -99,8 +100,8 @@ def align(
     tol_px: float = 0.05,
     dry_run: bool = False,
     report: str | os.PathLike[str] | None = None,
+    execution: Execution | None = None,
     client: Any = None,
-    scheduler: str | None = None,
     workers: int | None = None,
     progress: bool | None = None,
     quiet: bool = False,
@@ -148,8 +149,11 @@ def align(
     report
         Directory for ``shifts.csv``, ``pairs.csv`` and ``alignment.png``
         (default ``<dataset>_alignment`` next to the dataset; ``""``: none).
-    client, scheduler, workers
-        Where the tasks run (see :func:`sxtdist.distributed.get_client`).
+    execution
+        Where and how the tasks run (:class:`~sxtdist.execution.Execution`; default: a
+        local cluster shared with the other calls of this process).
+    client, workers, progress
+        Shortcuts for those fields of ``execution``.
 
     Returns
     -------
@@ -193,8 +197,10 @@ def align(
     margin = (
         search_margin(acq["roi"].geometry.detector_shape, max_shift_px) if "roi" in scans else None
     )
+    ex = Execution.of(execution, client=client, workers=workers, progress=progress)
+    progress = ex.progress
     t_start = time.perf_counter()
-    with get_client(client, scheduler, workers, quiet=quiet) as c:
+    with get_client(ex) as c:
         if "full" in scans:
             full = acq["full"]
             how = "row profiles and weighted centroids" + (

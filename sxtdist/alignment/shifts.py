@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize
+import scipy.sparse.linalg  # noqa: F401  (sparse.linalg)
+from scipy import optimize, sparse
 
 from .ncc import NccSurface
-from .pairs import PairResult, _pair_angles, peak_inside_map, per_pair
+from .pairs import PairResult, _pair_angles, peak_inside_map, per_pair, views_of
 
 
 def pair_weights(
@@ -41,8 +43,6 @@ def pair_weights(
 #: residuals or the pairs' misfits (interior px times the weight) that :func:`solve_joint`
 #: reads as one: below it they are met to rounding and nothing is an outlier.
 ROBUST_ITERATIONS = 30
-
-
 ROBUST_SCALE_FLOOR_PX = 1e-3
 
 
@@ -64,6 +64,85 @@ def robust_pair_weights(misfit: np.ndarray, sqrt_weight: np.ndarray, k: float) -
     r = np.abs(np.asarray(misfit, float)) * np.asarray(sqrt_weight, float)[:, None]
     sigma = np.maximum(1.4826 * np.median(r, axis=0), ROBUST_SCALE_FLOOR_PX)
     return np.minimum(1.0, k * sigma / np.maximum(r, 1e-300)).min(axis=1, keepdims=True)
+
+
+@dataclass
+class PairRows:
+    """Eq. 14's pairs as sparse least-squares rows, each times the square root of its
+    weight (:func:`pair_weights`).
+
+    Unknowns: the interior shifts ``d`` (``n``), corrections ``D`` to the full views'
+    shifts (``n_full``, none when the full shifts are taken as they are) and, for ``dx``
+    only, the rotation point ``(c_x, c_y)``: ``dy`` rows have ``n + n_full`` columns,
+    ``dx`` rows two more.
+    """
+
+    used: list[PairResult]
+    ay: sparse.csr_matrix
+    ax: sparse.csr_matrix
+    b: np.ndarray  #: ``(m, 2)``: minus each peak, times the square root of its weight
+    sqrt_w: np.ndarray  #: ``(m,)``
+
+    def misfit(self, sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
+        """``(m, 2)``: each pair's measured peak less the one the solution predicts (px)."""
+        return (
+            np.stack([self.ay @ sy - self.b[:, 0], self.ax @ sx - self.b[:, 1]], 1)
+            / (self.sqrt_w[:, None])
+        )
+
+
+def pair_rows(
+    used: Sequence[PairResult],
+    n: int,
+    roi_angles: np.ndarray,
+    full_angles: np.ndarray | None,
+    n_full: int = 0,
+    scale: float = 1.0,
+    anchor_scale_deg: float | None = None,
+) -> PairRows:
+    """The rows of the pairs ``used``: a neighbour measures ``d_i - d_j``, an anchor ``d_i``
+    less ``scale * D_j`` when ``n_full`` corrections are unknowns (``scale``: full pixel
+    over interior pixel; the mirrored view flips the ``dx`` part's sign), and for ``dx``
+    the rotation point's ``c_x (cos t_i - cos t_j) + c_y (sin t_i - sin t_j)`` too."""
+    m, nd = len(used), n + n_full
+    y_entries: list[tuple[int, int, float]] = []  # (row, column, value)
+    x_entries: list[tuple[int, int, float]] = []
+    b = np.zeros((m, 2))
+    for row, r in enumerate(used):
+        p = r.pair
+        views = [(p.i, 1.0)]
+        if p.kind == "neighbour":
+            views.append((p.j, -1.0))
+        elif n_full:
+            views.append((n + p.j, -scale))
+        ti, tj = _pair_angles(p, roi_angles, full_angles)
+        y_entries += [(row, c, v) for c, v in views]
+        x_entries += [(row, c, -v if c >= n and p.mirrored else v) for c, v in views]
+        x_entries += [
+            (row, nd, math.cos(tj) - math.cos(ti)),
+            (row, nd + 1, math.sin(tj) - math.sin(ti)),
+        ]
+        b[row] = -np.asarray(r.shift, float)
+    w = np.sqrt(pair_weights(used, roi_angles, anchor_scale_deg))
+
+    def matrix(entries: list[tuple[int, int, float]], cols: int) -> sparse.csr_matrix:
+        r, c, v = (np.array(t, dtype=d) for t, d in zip(zip(*entries), (int, int, float)))
+        return sparse.csr_matrix((v * w[r], (r, c)), shape=(m, cols))
+
+    return PairRows(list(used), matrix(y_entries, nd), matrix(x_entries, nd + 2), b * w[:, None], w)
+
+
+def least_squares(a: sparse.spmatrix, rhs: np.ndarray) -> np.ndarray:
+    """The minimum-norm least-squares solution of ``a x = rhs`` (LSQR, to rounding: the
+    pairs' systems have a few hundred rows and columns and a condition number of a
+    neighbour chain's)."""
+    return sparse.linalg.lsqr(
+        a, rhs, atol=1e-14, btol=1e-14, conlim=1e14, iter_lim=20 * a.shape[1]
+    )[0]
+
+
+def _rows_times(a: sparse.spmatrix, v: np.ndarray) -> sparse.csr_matrix:
+    return (sparse.diags(np.asarray(v, float).ravel()) @ a).tocsr()
 
 
 def solve_shifts(
@@ -107,88 +186,97 @@ def solve_shifts(
         info["pair_misfit_px"] = per_pair(results, np.zeros((0, 2)))
         info["pair_robust_weights"] = per_pair(results, np.zeros(0))
         return np.zeros((n, 2)), info
-    k = n + 2
-    a = np.zeros((len(used), k))
-    b = np.zeros((len(used), 2))
-    for row, r in enumerate(used):
-        a[row, r.pair.i] = 1.0
-        if r.pair.kind == "neighbour":
-            a[row, r.pair.j] = -1.0
-        ti, tj = _pair_angles(r.pair, roi_angles, full_angles)
-        a[row, n] = -(math.cos(ti) - math.cos(tj))
-        a[row, n + 1] = -(math.sin(ti) - math.sin(tj))
-        b[row] = -np.asarray(r.shift, float)
-    w = np.sqrt(pair_weights(used, roi_angles, anchor_scale_deg))
-    a *= w[:, None]
-    b *= w[:, None]
-    has_anchor = any(r.pair.kind == "anchor" for r in used)
-    extra_rows = []
-    if not has_anchor:  # relative only: pin the mean shift to zero
-        extra_rows.append(np.r_[np.full(n, 1.0 / n), 0.0, 0.0])
-    # views not reached by any pair: keep them at zero
-    touched = np.zeros(n, bool)
-    for r in used:
-        touched[r.pair.i] = True
-        if r.pair.kind == "neighbour":
-            touched[r.pair.j] = True
-    for i in np.flatnonzero(~touched):
-        e = np.zeros(k)
-        e[i] = 1.0
-        extra_rows.append(e)
-    if extra_rows:
-        a = np.vstack([a, extra_rows])
-        b = np.vstack([b, np.zeros((len(extra_rows), 2))])
-    cols = k if rotation_model else n
-    m = len(used)
+    rows = pair_rows(used, n, roi_angles, full_angles, anchor_scale_deg=anchor_scale_deg)
+    pins = _pins(used, n)
+    cols_x = n + 2 if rotation_model else n
 
-    def solve(pair_w: np.ndarray) -> np.ndarray:
-        aw, bw = a.copy(), b.copy()
-        aw[:m] *= pair_w
-        bw[:m] *= pair_w
-        sol = np.zeros((k, 2))
+    def solve(pair_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # dy: rotation about the vertical axis does not move features vertically
-        sol[:n, 0] = np.linalg.lstsq(aw[:, :n], bw[:, 0], rcond=None)[0]
-        sol[:cols, 1] = np.linalg.lstsq(aw[:, :cols], bw[:, 1], rcond=None)[0]
-        return sol
+        ay = sparse.vstack([_rows_times(rows.ay, pair_w), pins]).tocsr()
+        ax = sparse.vstack(
+            [
+                _rows_times(rows.ax, pair_w),
+                sparse.hstack([pins, sparse.csr_matrix((pins.shape[0], 2))]),
+            ]
+        )
+        pad = np.zeros(pins.shape[0])
+        sy = least_squares(ay, np.r_[rows.b[:, 0] * pair_w.ravel(), pad])
+        sx = np.zeros(n + 2)
+        sx[:cols_x] = least_squares(
+            ax.tocsr()[:, :cols_x], np.r_[rows.b[:, 1] * pair_w.ravel(), pad]
+        )
+        return sy, sx
 
-    def misfit(sol: np.ndarray) -> np.ndarray:
-        return (a[:m] @ sol - b[:m]) / w[:, None]
-
-    pair_huber = np.ones((m, 1))
-    sol = solve(pair_huber)
+    pair_huber = np.ones((len(used), 1))
+    sy, sx = solve(pair_huber)
     for _ in range(ROBUST_ITERATIONS if robust_pairs else 0):
         # iteratively reweighted: a pair the others contradict (a damaged frame) loses
         # weight by Huber's rule (:func:`robust_pair_weights`)
-        new = robust_pair_weights(misfit(sol), w, robust_pairs)
+        new = robust_pair_weights(rows.misfit(sy, sx), rows.sqrt_w, robust_pairs)
         if np.abs(new - pair_huber).max() < 1e-3:
             break
         pair_huber = new
-        sol = solve(np.sqrt(pair_huber))
+        sy, sx = solve(np.sqrt(pair_huber))
     info["pair_robust_weights"] = per_pair(results, pair_huber[:, 0])
-    d0, c0 = sol[:n], sol[n:, 1]
+    d0, c0 = np.stack([sy, sx[:n]], axis=1), sx[n:]
     info["rotation_point_px"] = c0.tolist()
-    resid = misfit(sol)
-    info["residual_rms_px"] = float(np.sqrt(np.mean(resid**2)))
-    info["pair_misfit_px"] = per_pair(results, resid)
+    _record_misfit(info, results, rows.misfit(sy, sx))
     if not refine:
         return d0, info
-    surfaces = [NccSurface(r.ncc) for r in used]
-    rows = a[:m] / w[:, None]
-    wts = w**2 * pair_huber[:, 0]
+    return _refine_ncc_sum(d0, c0, rows, pair_huber[:, 0], rotation_model, results, info)
+
+
+def _pins(used: Sequence[PairResult], n: int) -> sparse.csr_matrix:
+    """Rows that fix what the pairs leave free: the mean shift (zero) when no pair is an
+    anchor (relative shifts only), and each view no pair reaches (kept at zero)."""
+    extra = []
+    if not any(r.pair.kind == "anchor" for r in used):
+        extra.append(np.full(n, 1.0 / n))
+    touched = np.zeros(n, bool)
+    for r in used:
+        touched[list(views_of(r.pair))] = True
+    extra += [np.eye(1, n, i)[0] for i in np.flatnonzero(~touched)]
+    return sparse.csr_matrix(np.array(extra).reshape(-1, n))
+
+
+def _record_misfit(info: dict, results: Sequence[PairResult], misfit: np.ndarray) -> None:
+    """The pairs' misfit after the solve in the record: per pair and its RMS."""
+    info["residual_rms_px"] = float(np.sqrt(np.mean(misfit**2)))
+    info["pair_misfit_px"] = per_pair(results, misfit)
+
+
+def _refine_ncc_sum(
+    d0: np.ndarray,
+    c0: np.ndarray,
+    rows: PairRows,
+    kept: np.ndarray,
+    rotation_model: bool,
+    results: Sequence[PairResult],
+    info: dict,
+) -> tuple[np.ndarray, dict]:
+    """Eq. 14 as written: the shifts (and rotation point) that maximise the weighted sum
+    of the used pairs' NCC surfaces, by L-BFGS from the least-squares ``d0, c0``; kept
+    only if it improves the sum and stays within 2 px of ``d0``."""
+    n = len(d0)
+    surfaces = [NccSurface(r.ncc) for r in rows.used]
+    unweighted = sparse.diags(1.0 / rows.sqrt_w)
+    ay, ax = (unweighted @ rows.ay).tocsr(), (unweighted @ rows.ax).tocsr()
+    wts = rows.sqrt_w**2 * kept
+
+    def unpack(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        d = x[: 2 * n].reshape(n, 2)
+        return d[:, 0], np.r_[d[:, 1], x[2 * n :] if rotation_model else np.zeros(2)]
 
     def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
-        d = x[: 2 * n].reshape(n, 2)
-        c = x[2 * n :] if rotation_model else np.zeros(2)
-        full = np.vstack([np.c_[d[:, 0], d[:, 1]], np.c_[np.zeros(2), c]])
-        s = -(rows @ full)  # predicted peak of every pair
-        f, g = 0.0, np.zeros_like(full)
-        for p, surf in enumerate(surfaces):
-            f -= wts[p] * float(surf.value(s[p]))
-            g -= wts[p] * np.outer(rows[p], -surf.gradient(s[p]))
-        grad = g[:n].ravel()
-        if rotation_model:
-            grad = np.r_[grad, g[n:, 1]]
-        return f, grad
+        sy, sx = unpack(x)
+        s = -np.stack([ay @ sy, ax @ sx], 1)  # predicted peak of every pair
+        f = -sum(wt * float(surf.value(sp)) for wt, surf, sp in zip(wts, surfaces, s, strict=True))
+        g = np.stack(
+            [wt * surf.gradient(sp) for wt, surf, sp in zip(wts, surfaces, s, strict=True)]
+        )
+        gy, gx = ay.T @ g[:, 0], ax.T @ g[:, 1]
+        grad = np.stack([gy, gx[:n]], 1).ravel()
+        return f, np.r_[grad, gx[n:]] if rotation_model else grad
 
     x0 = np.r_[d0.ravel(), c0] if rotation_model else d0.ravel()
     res = optimize.minimize(fun, x0, jac=True, method="L-BFGS-B")
@@ -197,10 +285,7 @@ def solve_shifts(
         info["refine"] = "rejected"
         return d0, info
     info["refine"] = "ncc_sum"
-    full = np.vstack([d, np.c_[np.zeros(2), res.x[2 * n :] if rotation_model else np.zeros(2)]])
-    resid = rows @ full - b[:m] / w[:, None]
-    info["residual_rms_px"] = float(np.sqrt(np.mean(resid**2)))
-    info["pair_misfit_px"] = per_pair(results, resid)
+    _record_misfit(info, results, rows.misfit(*unpack(res.x)))
     return d, info
 
 
@@ -265,98 +350,97 @@ def solve_joint(
     """
     roi_angles = np.asarray(roi_angles, float)
     used = [r for r in results if peak_inside_map(r)]
-    k = n + n_full + 2
-    ay = np.zeros((len(used), k))
-    ax = np.zeros((len(used), k))
-    b = np.zeros((len(used), 2))
-    for row, r in enumerate(used):
-        p = r.pair
-        ay[row, p.i] = ax[row, p.i] = 1.0
-        if p.kind == "neighbour":
-            ay[row, p.j] = ax[row, p.j] = -1.0
-        else:
-            ay[row, n + p.j] = -scale
-            ax[row, n + p.j] = scale if p.mirrored else -scale
-        ti, tj = _pair_angles(p, roi_angles, full_angles)
-        ax[row, n + n_full] = -(math.cos(ti) - math.cos(tj))
-        ax[row, n + n_full + 1] = -(math.sin(ti) - math.sin(tj))
-        b[row] = -np.asarray(r.shift, float)
-    w = np.sqrt(pair_weights(used, roi_angles, anchor_scale_deg))
-    ay *= w[:, None]
-    ax *= w[:, None]
-    b *= w[:, None]
+    rows = pair_rows(used, n, roi_angles, full_angles, n_full, scale, anchor_scale_deg)
     pw = np.broadcast_to(np.asarray(prior_weight, float), (n_full, 2))
     target = np.zeros((n_full, 2)) if prior_target is None else np.asarray(prior_target, float)
-    eye = np.zeros((n_full, k))
-    eye[np.arange(n_full), n + np.arange(n_full)] = scale
+    prior = sparse.hstack([sparse.csr_matrix((n_full, n)), scale * sparse.eye(n_full)]).tocsr()
+    prior_x = sparse.hstack([prior, sparse.csr_matrix((n_full, 2))]).tocsr()
 
     def solve(weights: np.ndarray, pair_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        py = np.vstack([ay * pair_w, weights[:, :1] * eye])
-        px = np.vstack([ax * pair_w, weights[:, 1:] * eye])
-        rhs = np.vstack([b * pair_w, scale * weights * target])
-        sy = np.linalg.lstsq(py[:, : n + n_full], rhs[:, 0], rcond=None)[0]
-        return sy, np.linalg.lstsq(px, rhs[:, 1], rcond=None)[0]
+        pair_w = pair_w.ravel()
+        py = sparse.vstack([_rows_times(rows.ay, pair_w), _rows_times(prior, weights[:, 0])])
+        px = sparse.vstack([_rows_times(rows.ax, pair_w), _rows_times(prior_x, weights[:, 1])])
+        rhs = np.vstack([rows.b * pair_w[:, None], scale * weights * target])
+        return least_squares(py.tocsr(), rhs[:, 0]), least_squares(px.tocsr(), rhs[:, 1])
 
-    def pair_residuals(sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
-        # the pairs' own misfit, unweighted, dy then dx (interior px)
-        return np.concatenate([(ay[:, : n + n_full] @ sy - b[:, 0]) / w, (ax @ sx - b[:, 1]) / w])
+    def prior_residual(sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
+        return np.abs(pw * scale * (np.stack([sy[n:], sx[n : n + n_full]], 1) - target))
 
     huber = np.ones((n_full, 2))
     pair_huber = np.ones((len(used), 1))
     sy, sx = solve(pw, pair_huber)
     for _ in range(ROBUST_ITERATIONS if robust or robust_pairs else 0):
-        # iteratively reweighted: a full view whose own estimate the pairs contradict far
-        # more than the others' (an object pushed out of the field biases its moments)
-        # loses weight by Huber's rule, in robust standard deviations of those residuals;
-        # never below the pairs' own misfit: with few full views the median of their
-        # residuals can be a third of it, and a view then lost weight for a residual the
-        # pairs have anyway
-        r = np.abs(pw * scale * (np.stack([sy[n:], sx[n : n + n_full]], 1) - target))
-        misfit = pair_residuals(sy, sx)
-        misfit_pairs = misfit.reshape(2, -1).T
-        rule = (
-            robust_pair_weights(misfit_pairs, w, robust_pairs)
-            if robust_pairs and misfit.size
-            else np.ones((len(misfit_pairs), 1))
+        new, new_pairs = _joint_weights(
+            prior_residual(sy, sx),
+            rows,
+            rows.misfit(sy, sx),
+            huber,
+            pair_huber,
+            robust,
+            robust_pairs,
         )
-        # the floor is the misfit of the pairs the robust rule would keep whole: a damaged
-        # frame's pairs (2 px) would otherwise raise it and hide a bad full view
-        kept = rule[:, 0] >= 1.0
-        floor = max(
-            float(np.sqrt(np.mean(misfit_pairs[kept] ** 2))) if kept.any() else 0.0,
-            ROBUST_SCALE_FLOOR_PX,
-        )
-        sigma = np.maximum(1.4826 * np.median(r, axis=0), floor)
-        new = np.minimum(1.0, robust * sigma / np.maximum(r, 1e-300)) if robust else huber
-        new_pairs = pair_huber
-        settled = np.abs(new - huber).max() < 1e-3
-        # pairs only once the prior's weights have settled: a full view's bad prior shows
-        # first as the misfit of the pairs around it, which would otherwise lose weight
-        if settled:
-            new_pairs = rule
-        if settled and np.abs(new_pairs - pair_huber).max() < 1e-3:
+        if new is None:
             break
         huber, pair_huber = new, new_pairs
         sy, sx = solve(pw * np.sqrt(huber), np.sqrt(pair_huber))
     d = np.stack([sy[:n], sx[:n]], axis=1)
     delta = np.stack([sy[n : n + n_full], sx[n : n + n_full]], axis=1)
-    m = len(used)
-    resid = pair_residuals(sy, sx)
+    misfit = rows.misfit(sy, sx)
     down = np.flatnonzero((huber < 1).any(axis=1))
     info = {
         "pairs": len(results),
-        "pairs_used": m,
+        "pairs_used": len(used),
         "rotation_model": True,
         "joint_full": True,
         "full_views_downweighted": down.tolist(),
         "full_views_downweighted_weights": [round(float(huber[j].min()), 3) for j in down],
         "rotation_point_px": sx[n + n_full :].tolist(),
-        "residual_rms_px": float(np.sqrt(np.mean(resid**2))),
-        "pair_misfit_px": per_pair(results, resid.reshape(2, m).T),
         "pair_robust_weights": per_pair(results, pair_huber[:, 0]),
         "full_correction_rms_px": float(np.sqrt(np.mean(delta**2))),
     }
+    _record_misfit(info, results, misfit)
     return d, delta, info
+
+
+def _joint_weights(
+    prior_residual: np.ndarray,
+    rows: PairRows,
+    misfit: np.ndarray,
+    huber: np.ndarray,
+    pair_huber: np.ndarray,
+    robust: float | None,
+    robust_pairs: float | None,
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """One round of :func:`solve_joint`'s reweighting: the full views' prior weights and
+    the pairs' (``(None, ...)`` once neither changes).
+
+    A full view whose own estimate the pairs contradict far more than the others' (an
+    object pushed out of the field biases its moments) loses weight by Huber's rule,
+    in robust standard deviations of those residuals; never below the pairs' own
+    misfit: with few full views the median of their residuals can be a third of it,
+    and a view then lost weight for a residual the pairs have anyway. The pairs'
+    weights change only once the prior's have settled: a full view's bad prior shows
+    first as the misfit of the pairs around it, which would otherwise lose weight.
+    """
+    rule = (
+        robust_pair_weights(misfit, rows.sqrt_w, robust_pairs)
+        if robust_pairs and misfit.size
+        else np.ones((len(misfit), 1))
+    )
+    # the floor is the misfit of the pairs the robust rule would keep whole: a damaged
+    # frame's pairs (2 px) would otherwise raise it and hide a bad full view
+    kept = rule[:, 0] >= 1.0
+    floor = max(
+        float(np.sqrt(np.mean(misfit[kept] ** 2))) if kept.any() else 0.0,
+        ROBUST_SCALE_FLOOR_PX,
+    )
+    sigma = np.maximum(1.4826 * np.median(prior_residual, axis=0), floor)
+    new = np.minimum(1.0, robust * sigma / np.maximum(prior_residual, 1e-300)) if robust else huber
+    settled = np.abs(new - huber).max() < 1e-3
+    new_pairs = rule if settled else pair_huber
+    if settled and np.abs(new_pairs - pair_huber).max() < 1e-3:
+        return None, pair_huber
+    return new, new_pairs
 
 
 #: Prior weights ``(dy, dx)`` of the full scan's own estimate in the joint solve, for a
@@ -367,8 +451,6 @@ def solve_joint(
 #: times as high, see :func:`~sxtdist.alignment.fullscan.weighted_centroid_noise_px`: the same
 #: weights at the paper's fluence.)
 FULL_PRIOR_WEIGHTS = (0.3, 1.0)
-
-
 REFERENCE_SIGMA_PX = 0.07
 
 

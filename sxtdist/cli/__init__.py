@@ -3,7 +3,9 @@
 Each subcommand lives in its own module and is registered in :data:`COMMANDS`.
 Every failure is printed as one line on standard error
 (:mod:`sxtdist.cli._failures`): exit code 2 for bad input, 1 for an environment
-failure or a bug; ``sxtdist --debug COMMAND`` shows the traceback instead.
+failure or a bug; ``--debug`` shows the traceback instead. Status lines are logging
+(``-v``/``-q``/``--log-file``/``--debug`` on the group and on every subcommand),
+warnings are shown as one line each.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from contextlib import contextmanager
 import click
 
 from .._version import __version__
-from ._failures import describe
+from ..logs import configure_logging, reset_logging, warnings_as_log_lines
+from ._failures import DEBUG, describe
+from ._options import verbosity_options
 
 #: ``name -> module`` of the subcommands; each module defines a click command ``command``.
 COMMANDS = {
@@ -31,28 +35,26 @@ COMMANDS = {
     "batch": "batch",
     "plan": "plan",
     "report": "report",
+    "view": "view",
     "verify": "verify",
 }
 
 
-#: Set by ``--debug``: failures keep their traceback.
-DEBUG = {"on": False}
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="sxtdist")
-@click.option("--debug", is_flag=True, help="Show the traceback of a failure instead of one line.")
-def cli(debug: bool) -> None:
+@verbosity_options
+def cli() -> None:
     """Interior soft X-ray tomography with sparse global sampling.
 
     Typical use: simulate or import an acquisition, align it, reconstruct it,
     look at the report. Run ``sxtdist COMMAND --help`` for each step.
     """
-    DEBUG["on"] = debug
 
 
 for _name, _module in COMMANDS.items():
-    cli.add_command(importlib.import_module(f"{__name__}.{_module}").command, _name)
+    cli.add_command(
+        verbosity_options(importlib.import_module(f"{__name__}.{_module}").command), _name
+    )
 
 
 @contextmanager
@@ -75,8 +77,25 @@ def _sigterm_as_interrupt():
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
-    with _sigterm_as_interrupt():
-        return _main(argv)
+    configure_logging()
+    try:
+        with _sigterm_as_interrupt(), warnings_as_log_lines(), _closing_new_clusters():
+            return _main(argv)
+    finally:
+        reset_logging()
+
+
+@contextmanager
+def _closing_new_clusters():
+    """The local clusters the command started and kept (sxtdist.distributed) are closed
+    when it ends; those a caller of :func:`main` holds are left alone."""
+    from ..distributed import close_kept_clusters, kept_cluster_keys
+
+    before = kept_cluster_keys()
+    try:
+        yield
+    finally:
+        close_kept_clusters(since=before)
 
 
 def _main(argv: list[str] | None) -> int:

@@ -18,6 +18,10 @@ import click
 
 from ..errors import SxtdistError, printable
 
+#: Set by ``--debug`` (:func:`sxtdist.cli._options.verbosity_options`): failures keep
+#: their traceback.
+DEBUG = {"on": False}
+
 #: What a user can do about an environment failure, by ``errno``.
 OS_HINTS = {
     errno.ENOSPC: "the disk is full: free space (or write elsewhere) and run the same "

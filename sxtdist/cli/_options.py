@@ -1,10 +1,23 @@
-"""Shared option parsing for the subcommands."""
+"""Options shared by the subcommands, each defined once.
+
+* :func:`execution_options`: how and where a command's work runs (cluster, workers,
+  memory, backend, progress, overwrite), passed to the command as one
+  :class:`~sxtdist.execution.Execution` argument ``execution``.
+* :func:`verbosity_options`: ``-v``, ``-q`` and ``--log-file``, on the ``sxtdist``
+  group and on every subcommand (``sxtdist -q reconstruct ...`` and
+  ``sxtdist reconstruct ... -q`` are the same).
+"""
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 from ..errors import ParameterError
+from ..execution import BACKENDS, CLUSTER_KINDS, Execution
 
 
 def per_scan_float(text: str | None, name: str) -> float | dict[str, float] | None:
@@ -39,11 +52,192 @@ def scan_list(text: str | None) -> list[str] | None:
     return names
 
 
+#: The CLI's ``-v``/``-q`` count, summed over the group and the subcommand, in ``ctx.meta``.
+_VERBOSITY = "sxtdist.verbosity"
+_LOG_FILE = "sxtdist.log_file"
+
+
+def verbosity(ctx: click.Context | None = None) -> int:
+    """``-v`` (+1 each) and ``-q`` (-1 each) given so far on this command line."""
+    ctx = ctx or click.get_current_context()
+    return int(ctx.find_root().meta.get(_VERBOSITY, 0))
+
+
+def _on_verbosity(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    from ..logs import configure_logging
+
+    meta = ctx.find_root().meta
+    if param.name == "log_file":
+        if value is not None:
+            meta[_LOG_FILE] = value
+    else:
+        meta[_VERBOSITY] = meta.get(_VERBOSITY, 0) + (value if param.name == "verbose" else -value)
+    configure_logging(meta.get(_VERBOSITY, 0), meta.get(_LOG_FILE))
+
+
+def _on_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    from ._failures import DEBUG
+
+    if value:
+        DEBUG["on"] = True
+
+
+def verbosity_options(cmd: Any) -> Any:
+    """Add ``-v/--verbose``, ``-q/--quiet``, ``--log-file`` (they configure logging) and
+    ``--debug`` (a failure's traceback instead of one line)."""
+    options = [
+        click.option(
+            "-v",
+            "--verbose",
+            count=True,
+            expose_value=False,
+            callback=_on_verbosity,
+            help="More detail (repeatable).",
+        ),
+        click.option(
+            "-q",
+            "--quiet",
+            count=True,
+            expose_value=False,
+            callback=_on_verbosity,
+            help="Only warnings and errors.",
+        ),
+        click.option(
+            "--log-file",
+            type=click.Path(dir_okay=False),
+            expose_value=False,
+            callback=_on_verbosity,
+            help="Also append every message, with times, to this file.",
+        ),
+        click.option(
+            "--debug",
+            is_flag=True,
+            expose_value=False,
+            callback=_on_debug,
+            help="Show the traceback of a failure instead of one line.",
+        ),
+    ]
+    for opt in reversed(options):
+        cmd = opt(cmd)
+    return cmd
+
+
+#: Fields of :class:`Execution` the options of :func:`execution_options` fill.
+_EXECUTION_OPTIONS = (
+    "cluster",
+    "scheduler",
+    "workers",
+    "min_jobs",
+    "max_jobs",
+    "memory_limit",
+    "backend",
+    "progress",
+    "overwrite",
+)
+OVERWRITE_HELP = "Replace an existing output instead of refusing."
+
+
+def execution_options(
+    *, backend: bool = False, overwrite: str | None = OVERWRITE_HELP
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add the options of how a command runs; the command receives ``execution=``.
+
+    Parameters
+    ----------
+    backend
+        Add ``--backend auto|cpu|gpu``.
+    overwrite
+        Help of ``--overwrite``; ``None``: no such option.
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            given = {k: kwargs.pop(k) for k in _EXECUTION_OPTIONS if k in kwargs}
+            kwargs["execution"] = Execution(
+                cluster=given.get("cluster"),
+                scheduler=given.get("scheduler"),
+                workers=given.get("workers"),
+                minimum_jobs=given.get("min_jobs"),
+                maximum_jobs=given.get("max_jobs"),
+                memory_limit=given.get("memory_limit"),
+                backend=given.get("backend", "auto"),
+                progress=given.get("progress"),
+                overwrite=bool(given.get("overwrite", False)),
+            )
+            return fn(*args, **kwargs)
+
+        options = _cluster_options()
+        if backend:
+            options.append(_backend_option)
+        if overwrite is not None:
+            options.append(click.option("--overwrite", is_flag=True, help=overwrite))
+        options.append(progress_option)
+        for opt in reversed(options):
+            command = opt(command)
+        return command
+
+    return decorate
+
+
+def _cluster_options() -> list[Callable[[Any], Any]]:
+    return [
+        click.option(
+            "--cluster",
+            metavar="NAME",
+            default=None,
+            help=(
+                f"Where to run: {', '.join(CLUSTER_KINDS)} (default: Dask config "
+                "sxtdist.cluster.kind, else local). Batch queues read jobqueue.<name> from "
+                "Dask's config; see docs/cluster.md."
+            ),
+        ),
+        click.option(
+            "--scheduler",
+            metavar="ADDRESS",
+            default=None,
+            help="Address of a running Dask scheduler (tcp://host:8786) instead of a new cluster.",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Local clusters: worker processes (default: the available cores).",
+        ),
+        click.option(
+            "--min-jobs",
+            type=click.IntRange(min=0),
+            default=None,
+            help="Batch queues: fewest jobs kept (adaptive scaling; default from config, 1).",
+        ),
+        click.option(
+            "--max-jobs",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Batch queues: most jobs submitted (default from config, 4).",
+        ),
+        click.option(
+            "--memory-limit",
+            metavar="SIZE",
+            default=None,
+            help="Local clusters: memory limit per worker, e.g. 4GiB (default: shared fairly).",
+        ),
+    ]
+
+
+_backend_option = click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default="auto",
+    show_default=True,
+    help="Solve blocks on the CPU or a GPU; auto: a GPU when one is usable (says which it "
+    "chose). The two agree in quality, not bit for bit: ASTRA's GPU back-projection is "
+    "not the exact transpose (docs/gpu.md).",
+)
+
 progress_option = click.option(
     "--progress/--no-progress",
     default=None,
     help="Progress bars (default: on when standard error is a terminal).",
 )
-overwrite_option = click.option(
-    "--overwrite", is_flag=True, help="Replace an existing output instead of refusing."
-)
+overwrite_option = click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._options import progress_option, scan_list
+from ._options import execution_options, scan_list
 
 
 @click.command()
@@ -54,11 +54,8 @@ from ._options import progress_option, scan_list
     "--report", type=click.Path(), help="Report directory (default: <ACQ>_alignment); '' for none."
 )
 @click.option("--dry-run", is_flag=True, help="Compute and report, but do not store the shifts.")
-@click.option("--workers", type=int, help="Local Dask workers (default: the cores).")
-@click.option("--scheduler", help="Address of a running Dask scheduler.")
-@progress_option
-@click.option("-q", "--quiet", is_flag=True, help="No status lines.")
-def command(acq, scans, method, report, **kw) -> None:
+@execution_options(overwrite=None)
+def command(acq, scans, method, report, execution, **kw) -> None:
     """Align the scans of the acquisition ACQ and store the shifts in its metadata.
 
     The full scan is aligned first (row profiles and weighted centroids, the
@@ -71,7 +68,7 @@ def command(acq, scans, method, report, **kw) -> None:
     from ..alignment import align
     from ..alignment.intensity import describe_intensity_transform
 
-    result = align(acq, scan_list(scans), method, report=report, **kw)
+    result = align(acq, scan_list(scans), method, report=report, execution=execution, **kw)
     for name, info in result.info.items():
         extra = ""
         if name == "full":

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..batch import reconstruct_batch
+from ..batch import format_summary, reconstruct_batch
 from ..recon import METHODS
-from ._cluster import client_kwargs, cluster_options
-from ._options import progress_option, scan_list
+from ._options import execution_options, scan_list, verbosity
 
 
 @click.command()
@@ -19,7 +18,6 @@ from ._options import progress_option, scan_list
     required=True,
     help="Output directory: one CELL.zarr volume per cell and batch-summary.csv.",
 )
-@cluster_options
 @click.option(
     "--concurrent",
     type=click.IntRange(min=1),
@@ -41,21 +39,14 @@ from ._options import progress_option, scan_list
     help="PSNR and FRC resolution against the truth where a cell has one (simulated data).",
 )
 @click.option("--summary", type=click.Path(), help="Summary CSV (default OUT/batch-summary.csv).")
-@click.option(
-    "--overwrite",
-    is_flag=True,
-    help="Reconstruct every cell again, replacing complete outputs instead of skipping them.",
+@execution_options(
+    backend=True,
+    overwrite="Reconstruct every cell again, replacing complete outputs instead of skipping them.",
 )
-@progress_option
-@click.option("-q", "--quiet", is_flag=True, help="No status lines and no table.")
 def command(
     manifest,
     out_dir,
-    cluster,
-    scheduler,
-    workers,
-    min_jobs,
-    max_jobs,
+    execution,
     concurrent,
     align,
     method,
@@ -64,9 +55,6 @@ def command(
     block_size,
     metrics,
     summary,
-    overwrite,
-    progress,
-    quiet,
 ) -> None:
     """Align and reconstruct every cell listed in MANIFEST (YAML or CSV), several at once.
 
@@ -75,7 +63,8 @@ def command(
     cell is recorded and the others go on; running the same command again resumes
     (complete cells are skipped, unfinished ones continue from their finished
     blocks). Ctrl-C or SIGTERM stops cleanly. The summary table goes to standard
-    output and to OUT/batch-summary.csv; the exit code is 1 if any cell failed.
+    output (not with -q) and to OUT/batch-summary.csv; the exit code is 1 if any cell
+    failed.
     """
     defaults = {
         k: v
@@ -92,14 +81,13 @@ def command(
     rows = reconstruct_batch(
         manifest,
         out_dir,
-        **client_kwargs(cluster, scheduler, workers, min_jobs, max_jobs),
+        execution,
         concurrent=concurrent,
-        overwrite=overwrite,
         metrics=metrics,
         summary=summary,
-        progress=progress,
-        quiet=quiet,
         **defaults,
     )
+    if verbosity() >= 0:
+        click.echo(format_summary(rows))
     if any(r.status == "failed" for r in rows):
         raise click.exceptions.Exit(1)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
-from ..demo import run_demo
+from ..demo import describe_results, run_demo
 from ..recon import DEFAULT_ITERATIONS
+from ._options import execution_options
 
 
 @click.command()
@@ -21,16 +20,9 @@ from ..recon import DEFAULT_ITERATIONS
 )
 @click.option("--preset", type=click.Choice(["tiny", "small"]), default="small", show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--workers", type=int, help="Local worker processes (default: the available cores).")
 @click.option("--iterations", type=int, default=DEFAULT_ITERATIONS, show_default=True)
-@click.option("--overwrite", is_flag=True, help="Replace the outputs of an earlier demo in --out.")
-def command(out_dir, preset, seed, workers, iterations, overwrite) -> None:
+@execution_options(backend=True, overwrite="Replace the outputs of an earlier demo in --out.")
+def command(out_dir, preset, seed, iterations, execution) -> None:
     """Run the whole pipeline on a simulated cell and print where the outputs are."""
-    run_demo(
-        os.fspath(out_dir),
-        preset=preset,
-        seed=seed,
-        workers=workers,
-        iterations=iterations,
-        overwrite=overwrite,
-    )
+    results = run_demo(out_dir, preset, seed, iterations, execution)
+    click.echo(describe_results(out_dir, preset, results))

@@ -32,8 +32,7 @@ from ._options import overwrite_option, progress_option
 )
 @overwrite_option
 @progress_option
-@click.option("-q", "--quiet", is_flag=True, help="No status lines.")
-def command(volume, out, fmt, level, crop, allow_incomplete, overwrite, progress, quiet) -> None:
+def command(volume, out, fmt, level, crop, allow_incomplete, overwrite, progress) -> None:
     """Write VOLUME (a level, optionally cropped) to OUT as MRC, TIFF or OME-Zarr 0.4.
 
     MRC carries the voxel size in its header (IMOD, ChimeraX, Amira), TIFF
@@ -48,7 +47,6 @@ def command(volume, out, fmt, level, crop, allow_incomplete, overwrite, progress
         crop=parse_crop(crop),
         overwrite=overwrite,
         progress=progress,
-        quiet=quiet,
         allow_incomplete=allow_incomplete,
     )
     click.echo(path)

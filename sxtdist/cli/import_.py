@@ -88,8 +88,7 @@ def physics_options(func):
 )
 @overwrite_option
 @progress_option
-@click.option("-q", "--quiet", is_flag=True, help="No status lines.")
-def command(source, acquisition, scan, overwrite, progress, quiet, **kw) -> None:
+def command(source, acquisition, scan, overwrite, progress, **kw) -> None:
     """Add the projections in SOURCE to ACQUISITION (created if absent) as one scan.
 
     SOURCE is a TIFF/OME-TIFF stack or folder of frames, an MRC stack (.mrc, .st,
@@ -106,9 +105,7 @@ def command(source, acquisition, scan, overwrite, progress, quiet, **kw) -> None
         physics=physics,
         **kw,
     )
-    import_scan(
-        source, acquisition, scan, options, overwrite=overwrite, progress=progress, quiet=quiet
-    )
+    import_scan(source, acquisition, scan, options, overwrite=overwrite, progress=progress)
 
 
 def pop_physics(kw: dict) -> ScanPhysics:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..backends import BACKENDS
 from ..errors import ParameterError
 from ..recon import DEFAULT_ITERATIONS, METHODS
-from ..runner import reconstruct
-from ._cluster import client_kwargs, cluster_options
-from ._options import overwrite_option, per_scan_float, progress_option, scan_list
+from ..runner import Reconstruction, reconstruct
+from ._options import execution_options, per_scan_float, scan_list
 
 
 @click.command()
@@ -48,64 +46,12 @@ from ._options import overwrite_option, per_scan_float, progress_option, scan_li
     is_flag=True,
     help="Simulated data: stop at the best PSNR against the truth (studies only).",
 )
-@click.option(
-    "--backend",
-    type=click.Choice(BACKENDS),
-    default="auto",
-    show_default=True,
-    help="Solve blocks on the CPU or a GPU; auto: a GPU when one is usable (says which it "
-    "chose). The two agree in quality, not bit for bit: ASTRA's GPU back-projection is "
-    "not the exact transpose (docs/gpu.md).",
-)
-@cluster_options
-@overwrite_option
-@progress_option
-@click.option("-q", "--quiet", is_flag=True, help="No status lines.")
-def command(
-    acquisition,
-    out,
-    method,
-    iterations,
-    scans,
-    block_size,
-    halo,
-    workers,
-    scheduler,
-    nonneg_every,
-    rtol,
-    psf,
-    voxel_size_nm,
-    weights,
-    oracle,
-    backend,
-    cluster,
-    min_jobs,
-    max_jobs,
-    overwrite,
-    progress,
-    quiet,
-) -> None:
+@execution_options(backend=True)
+def command(acquisition, out, execution, **recipe) -> None:
     """Reconstruct ACQUISITION (both scans together by default) into the volume OUT."""
-    reconstruct(
-        acquisition,
-        out,
-        method=method,
-        iterations=iterations,
-        scans=scan_list(scans),
-        block_size=block_size,
-        halo=halo,
-        **client_kwargs(cluster, scheduler, workers, min_jobs, max_jobs),
-        nonneg_every=nonneg_every,
-        rtol=rtol,
-        psf=psf,
-        voxel_size_nm=voxel_size_nm,
-        weights=_weights(weights),
-        oracle=oracle,
-        backend=backend,
-        overwrite=overwrite,
-        progress=progress,
-        quiet=quiet,
-    )
+    recipe["scans"] = scan_list(recipe["scans"])
+    recipe["weights"] = _weights(recipe["weights"])
+    reconstruct(acquisition, out, Reconstruction(**recipe), execution)
 
 
 def _weights(text: str):

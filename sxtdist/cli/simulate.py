@@ -43,7 +43,6 @@ from ._options import overwrite_option, per_scan_float, progress_option
 )
 @overwrite_option
 @progress_option
-@click.option("-q", "--quiet", is_flag=True, help="No status lines.")
 def command(
     out,
     preset,
@@ -60,7 +59,6 @@ def command(
     psf,
     overwrite,
     progress,
-    quiet,
 ) -> None:
     """Simulate an interior + sparse full-view acquisition of a frozen cell into OUT (Zarr)."""
     simulate(
@@ -79,7 +77,6 @@ def command(
         psf=psf,
         overwrite=overwrite,
         progress=progress,
-        quiet=quiet,
     )
 
 

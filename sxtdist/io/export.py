@@ -1,7 +1,11 @@
 """Export a reconstructed volume (any pyramid level, optionally cropped) to MRC, TIFF or NGFF 0.4.
 
 - **MRC** (``.mrc``, ``.rec``, ``.map``): mode 2 (float32), voxel size in the header
-  (Å), the crop's position in the header origin; IMOD, ChimeraX, Amira read it.
+  (Å), the first voxel's position in the header origin; labels say what wrote
+  it, from which volume, level and crop. IMOD, ChimeraX, Amira read it.
+- **OME-TIFF** (``.ome.tif``, ``.ome.tiff``): float32 planes with OME-XML
+  physical sizes (µm) and each plane's position, the provenance in the image
+  description; BigTIFF above 4 GB. Fiji (Bio-Formats), QuPath, napari read it.
 - **TIFF** (``.tif``, ``.tiff``): one multi-page float32 stack with ImageJ
   calibration (pixel size and z spacing in µm) for Fiji; above 4 GB a BigTIFF
   with OME-XML physical sizes instead (ImageJ's format cannot exceed 4 GB).
@@ -10,35 +14,51 @@
   older napari plugins, neuroglancer builds). The exported level becomes
   level 0 and coarser levels are rebuilt from it by 2×2×2 block means.
 
+Positions are those of voxel centres in nm, as in the volume's NGFF metadata:
+a level-``k`` voxel is the mean of a block of level-0 voxels, so its centre is
+half a block beyond the block's first voxel centre (:mod:`sxtdist.io.ngff`).
+
+Every file carries sxtdist's mark (MRC label 0, the TIFF ``Software`` tag, the
+OME ``Creator``) so that what sxtdist wrote can be told from what it did not
+(:func:`export_mark`).
+
 Everything is written slab by slab beside ``OUT`` and renamed into place when
 complete, so a failed export leaves nothing behind, and an existing export is
 replaced only then (:mod:`sxtdist.outputs`: never the volume itself, a path
-inside it, or a file sxtdist did not export). Each export says it was made by
-sxtdist (an MRC label, the TIFF software tag, the Zarr's ``sxtdist_export``
-attributes), which is how ``--overwrite`` recognises it. A damaged volume
+inside it, or a file without sxtdist's mark). A damaged volume
 (:meth:`sxtdist.volume.Volume.damage`) is refused.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import logging
 import os
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import dask.array as da
 import numpy as np
 
-from .._progress import log, progress_bar
-from ..errors import InputError, ParameterError
-from ..outputs import EXPORT_MARK, check_output, writing
+from .._progress import progress_bar
+from .._version import __version__
+from ..errors import InputError, ParameterError, SxtdistWarning
+from ..outputs import check_output, writing
 from ..volume import MIN_LEVEL_SIZE, open_volume
 from . import ngff
+
+logger = logging.getLogger(__name__)
 
 FORMATS = {
     "mrc": (".mrc", ".rec", ".map"),
     "tiff": (".tif", ".tiff"),
     "zarr": (".zarr",),
 }
+#: Suffixes of OME-TIFF (a kind of ``tiff``).
+OME_TIFF_SUFFIXES = (".ome.tif", ".ome.tiff")
+#: What every exported file's mark starts with (MRC label 0, TIFF Software tag).
+MARK = "sxtdist"
 #: ImageJ TIFFs must stay below 4 GiB; larger stacks are written as BigTIFF + OME.
 IMAGEJ_LIMIT = 2**32 - 2**25
 #: Bytes per slab read and written at once.
@@ -84,7 +104,6 @@ def export_volume(
     crop: Sequence[slice] | None = None,
     overwrite: bool = False,
     progress: bool | None = None,
-    quiet: bool = True,
     allow_incomplete: bool = False,
 ) -> str:
     """Write level ``level`` of ``volume`` (cropped to ``crop``) to ``out``.
@@ -135,7 +154,11 @@ def export_volume(
                 "'sxtdist reconstruct' to finish it, or pass --allow-incomplete to export "
                 "it with zeros for the missing blocks",
             )
-        log(f"note: {vol.path} is {vol.status} ({done} blocks written): the rest are zeros", quiet)
+        warnings.warn(
+            f"{vol.path} is {vol.status} ({done} blocks written): the rest are zeros",
+            SxtdistWarning,
+            stacklevel=2,
+        )
     arr = vol.level(level)
     scale = [float(s) for s in ngff.level_scales(vol.group)[level]]
     crop = tuple(crop) if crop is not None else (slice(None),) * 3
@@ -147,17 +170,93 @@ def export_volume(
             f"crop {_fmt_crop(crop)} is empty for level {level} of shape {tuple(arr.shape)}"
         )
     arr = arr[tuple(slice(a, b) for a, b in bounds)]
-    origin = [a * s for (a, _), s in zip(bounds, scale)]
-    log(f"exporting level {level} {tuple(arr.shape)} of {vol.path} to {out} ({fmt})", quiet)
+    translation = ngff.level_translations(vol.group)[level]
+    # the first exported voxel's centre, nm: where the volume's metadata puts it
+    origin = [a * s + t for (a, _), s, t in zip(bounds, scale, translation)]
+    source = _Source(os.path.abspath(vol.path), level, bounds)
+    logger.info(
+        "exporting level %d %s of %s to %s (%s)", level, tuple(arr.shape), vol.path, out, fmt
+    )
     with writing(out, "export", inputs=[volume], overwrite=overwrite) as target:
         tmp = target.write_path
         if fmt == "mrc":
-            _write_mrc(arr, tmp, scale, origin, progress)
+            _write_mrc(arr, tmp, scale, origin, source, progress)
         elif fmt == "tiff":
-            _write_tiff(arr, tmp, scale, progress)
+            ome = out.lower().endswith(OME_TIFF_SUFFIXES)
+            _write_tiff(arr, tmp, scale, origin, source, ome, progress)
         else:
-            _write_ngff04(arr, tmp, scale, origin, vol.path, level, bounds)
+            _write_ngff04(arr, tmp, scale, origin, source)
     return out
+
+
+@dataclass(frozen=True)
+class _Source:
+    """What an export was made from: written into every file as its provenance."""
+
+    volume: str
+    level: int
+    bounds: list[tuple[int, int]]
+
+    @property
+    def crop(self) -> str:
+        return ",".join(f"{a}:{b}" for a, b in self.bounds)
+
+    def mrc_labels(self) -> list[str]:
+        """Three MRC labels (80 characters at most each): mark, source, level and crop."""
+        date = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        source = self.volume if len(self.volume) <= 72 else "..." + self.volume[-69:]
+        return [
+            f"{MARK} {__version__} export {date}",
+            f"source {source}",
+            f"level {self.level} crop {self.crop} (z,y,x); values 1/um"[:80],
+        ]
+
+    def description(self) -> str:
+        return (
+            f"{MARK} {__version__} export of {self.volume}, level {self.level}, crop "
+            f"{self.crop} (z,y,x voxels); values: linear attenuation coefficient (1/um)"
+        )
+
+    def attributes(self) -> dict:
+        return {
+            "software": f"{MARK} {__version__}",
+            "source": self.volume,
+            "level": self.level,
+            "crop": [list(b) for b in self.bounds],
+            "unit": "1/um (linear attenuation coefficient)",
+        }
+
+
+def export_mark(path: str | os.PathLike[str]) -> str | None:
+    """The provenance sxtdist wrote into an exported MRC or TIFF, or None.
+
+    Returns MRC label 0 or the TIFF ``Software`` tag (``"sxtdist 0.1.0 ..."``)
+    when the file carries sxtdist's mark; None for any other file, one that
+    cannot be read, or a directory (an NGFF export holds ``sxtdist_export`` in
+    its attributes instead).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1024)
+    except OSError:
+        return None
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(path) as t:
+                tag = t.pages.first.tags.get("Software")
+        except Exception:  # not a readable TIFF: not ours
+            return None
+        text = str(tag.value) if tag is not None else ""
+    elif len(head) == 1024 and head[208:212] == b"MAP ":
+        text = head[224:304].decode("ascii", "replace")  # label 0
+    else:
+        return None
+    return text.strip() if text.startswith(MARK + " ") else None
 
 
 def _slabs(arr: da.Array):
@@ -169,7 +268,12 @@ def _slabs(arr: da.Array):
 
 
 def _write_mrc(
-    arr: da.Array, path: str, scale: list[float], origin: list[float], progress: bool | None
+    arr: da.Array,
+    path: str,
+    scale: list[float],
+    origin: list[float],
+    source: _Source,
+    progress: bool | None,
 ) -> None:
     import mrcfile
 
@@ -179,8 +283,10 @@ def _write_mrc(
     # offset, not through the memory map, so resident memory stays at one slab
     with mrcfile.new_mmap(path, shape=(nz, ny, nx), mrc_mode=2, overwrite=True) as m:
         m.voxel_size = (scale[2] * 10.0, scale[1] * 10.0, scale[0] * 10.0)  # x, y, z in Å
-        m.add_label(f"{EXPORT_MARK}: exported volume")  # what --overwrite recognises
         m.header.origin = (origin[2] * 10.0, origin[1] * 10.0, origin[0] * 10.0)
+        labels = source.mrc_labels()
+        m.header.label = [t.encode("ascii", "replace") for t in labels] + [b""] * (10 - len(labels))
+        m.header.nlabl = len(labels)
         offset = 1024 + int(m.header.nsymbt)
         m.flush()
         with open(path, "r+b") as fh, progress_bar(nz, "export mrc", progress, "slice") as adv:
@@ -192,7 +298,16 @@ def _write_mrc(
         m.header.dmin, m.header.dmax, m.header.dmean, m.header.rms = stats.result()
 
 
-def _write_tiff(arr: da.Array, path: str, scale: list[float], progress: bool | None) -> None:
+def _write_tiff(
+    arr: da.Array,
+    path: str,
+    scale: list[float],
+    origin: list[float],
+    source: _Source,
+    ome: bool,
+    progress: bool | None,
+) -> None:
+    """An ImageJ TIFF, or an OME-TIFF when asked (``.ome.tif``) or above 4 GB."""
     import tifffile
 
     nz, ny, nx = arr.shape
@@ -205,46 +320,46 @@ def _write_tiff(arr: da.Array, path: str, scale: list[float], progress: bool | N
                 yield from slab
                 adv(slab.shape[0])
 
-    if big:
-        kwargs = {
-            "bigtiff": True,
-            "ome": True,
-            "metadata": {
-                "axes": "ZYX",
-                "PhysicalSizeX": sx,
-                "PhysicalSizeXUnit": "µm",
-                "PhysicalSizeY": sy,
-                "PhysicalSizeYUnit": "µm",
-                "PhysicalSizeZ": sz,
-                "PhysicalSizeZUnit": "µm",
+    if ome or big:
+        oz, oy, ox = (o / 1e3 for o in origin)  # µm
+        writer_kwargs = {"bigtiff": big, "ome": True}
+        metadata = {
+            "axes": "ZYX",
+            "Creator": f"{MARK} {__version__}",
+            "Name": os.path.basename(source.volume),
+            "Description": source.description(),
+            "PhysicalSizeX": sx,
+            "PhysicalSizeXUnit": "µm",
+            "PhysicalSizeY": sy,
+            "PhysicalSizeYUnit": "µm",
+            "PhysicalSizeZ": sz,
+            "PhysicalSizeZUnit": "µm",
+            "Plane": {
+                "PositionX": [ox] * nz,
+                "PositionXUnit": ["µm"] * nz,
+                "PositionY": [oy] * nz,
+                "PositionYUnit": ["µm"] * nz,
+                "PositionZ": [oz + k * sz for k in range(nz)],
+                "PositionZUnit": ["µm"] * nz,
             },
         }
     else:
-        kwargs = {
-            "imagej": True,
-            "metadata": {"axes": "ZYX", "spacing": sz, "unit": "um"},
-        }
-    writer_kwargs = {k: kwargs.pop(k) for k in ("bigtiff", "ome", "imagej") if k in kwargs}
+        writer_kwargs = {"imagej": True}
+        metadata = {"axes": "ZYX", "spacing": sz, "unit": "um"}
     with tifffile.TiffWriter(path, **writer_kwargs) as tif:
         tif.write(
             frames(),
-            software=EXPORT_MARK,  # what --overwrite recognises
             shape=(nz, ny, nx),
             dtype=np.float32,
             resolution=(1.0 / sx, 1.0 / sy),
             contiguous=True,
-            **kwargs,
+            software=source.description()[:200],
+            metadata=metadata,
         )
 
 
 def _write_ngff04(
-    arr: da.Array,
-    path: str,
-    scale: list[float],
-    origin: list[float],
-    source: str,
-    level: int,
-    bounds: list[tuple[int, int]],
+    arr: da.Array, path: str, scale: list[float], origin: list[float], source: _Source
 ) -> None:
     import zarr
     from ome_zarr.format import FormatV04
@@ -266,8 +381,8 @@ def _write_ngff04(
         scales.append([s * 2 for s in scales[-1]])
     axes = [{"name": a, "type": t, "unit": u} for a, t, u in ngff.VOLUME_AXES]
     transforms = [
-        [{"type": "scale", "scale": s}, {"type": "translation", "translation": origin}]
-        for s in scales
+        [{"type": "scale", "scale": s}, {"type": "translation", "translation": t}]
+        for s, t in zip(scales, ngff.pyramid_translations(scales, origin))
     ]
     group = zarr.open_group(path, mode="w", zarr_format=2)
     with warnings.catch_warnings():
@@ -284,12 +399,7 @@ def _write_ngff04(
             axes_units={a: u for a, _, u in ngff.VOLUME_AXES},
             name="volume",
         )
-    group.attrs["sxtdist_export"] = {
-        "source": os.path.abspath(source),
-        "level": level,
-        "crop": [list(b) for b in bounds],
-        "unit": "1/um (linear attenuation coefficient)",
-    }
+    group.attrs["sxtdist_export"] = source.attributes()
 
 
 class _Stats:
@@ -321,4 +431,4 @@ def _fmt_crop(crop: Sequence[slice]) -> str:
     )
 
 
-__all__ = ["FORMATS", "export_volume", "format_from_suffix", "parse_crop"]
+__all__ = ["FORMATS", "export_mark", "export_volume", "format_from_suffix", "parse_crop"]

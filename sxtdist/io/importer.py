@@ -23,7 +23,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from .._progress import log, progress_bar
+from .._progress import progress_bar
 from ..dataset import (
     SCAN_NAMES,
     Acquisition,
@@ -202,7 +202,6 @@ def import_scan(
     *,
     overwrite: bool = False,
     progress: bool | None = None,
-    quiet: bool = True,
     **option_fields: Any,
 ) -> Acquisition:
     """Read ``source`` and add it as scan ``scan`` to ``acquisition`` (created if absent).
@@ -242,7 +241,7 @@ def import_scan(
     with open_source(source, opts.fmt, opts) as opened:
         src = opened.cropped(opts.crop_rows, opts.crop_cols)
         with src:
-            return _import_open(src, acquisition, scan, opts, overwrite, progress, quiet)
+            return _import_open(src, acquisition, scan, opts, overwrite, progress)
 
 
 def _inputs(source: str, opts: ImportOptions) -> list[str | os.PathLike[str] | None]:
@@ -273,7 +272,6 @@ def _import_open(
     opts: ImportOptions,
     overwrite: bool,
     progress: bool | None,
-    quiet: bool,
 ) -> Acquisition:
     """Convert and write an opened (and cropped) source; see :func:`import_scan`."""
     source = src.path
@@ -298,10 +296,17 @@ def _import_open(
     dark_img = _field(opts, "darks", src)
     mode = _mode(opts.values, flat_img, dark_img, src)
     check_pixel_type(source, src.dtype, counts_ok=mode == "intensity")
-    log(
-        f"importing {source} ({src.format}, {n} frames of {rows}x{cols} {src.dtype}, "
-        f"{mode}) as scan {scan!r} of {acquisition}",
-        quiet,
+    logger.info(
+        "importing %s (%s, %d frames of %dx%d %s, %s) as scan %r of %s",
+        source,
+        src.format,
+        n,
+        rows,
+        cols,
+        src.dtype,
+        mode,
+        scan,
+        acquisition,
     )
     with progress_bar(n, f"import {scan}", progress, unit="frame") as advance:
         data = _lazy_optical_depth(src, mode, flat_img, dark_img, opts.frames_per_chunk, advance)
@@ -337,7 +342,7 @@ def _import_open(
             scan,
             " or ".join(missing),
         )
-    log(f"wrote scan {scan!r}: {n} projections, {pixel:g} nm pixels", quiet)
+    logger.info("wrote scan %r: %d projections, %g nm pixels", scan, n, pixel)
     return acq
 
 

@@ -123,6 +123,23 @@ class Scaled(LinearOperator):
         return self.op.T(y * self.factor, out)
 
 
+class Diagonal(LinearOperator):
+    """Multiplication by fixed ``weights`` (a mask, per-datum weights), broadcast to
+    ``shape``; its own adjoint."""
+
+    def __init__(self, weights: Any, shape: Shape) -> None:
+        self.domain_shape = self.range_shape = tuple(shape)
+        self.weights = weights
+
+    def _apply(self, x, out):
+        if out is None:
+            return x * self.weights
+        array_module(x).multiply(x, self.weights, out=out)
+        return out
+
+    _adjoint = _apply
+
+
 class Stack(LinearOperator):
     """Operators with a common domain, stacked: ``[w_1 A_1; w_2 A_2; ...]``.
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .._progress import log, progress_bar
+from .._progress import progress_bar
 from ..dataset import Acquisition, ScanData, create_acquisition
 from ..errors import ParameterError
 from ..geometry import ScanGeometry, default_grid, scan_angles, without_rigid_translation
@@ -25,6 +26,8 @@ from ..resources import require_disk, require_memory
 from .forward import ForwardModel, project_scan
 from .phantom import CellPhantom, make_cell
 from .presets import PRESETS, Preset, ScanPreset, get_preset, override_scan
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["PRESETS", "CellPhantom", "ForwardModel", "simulate", "simulation_geometries"]
 
@@ -99,7 +102,6 @@ def simulate(
     psf: bool = True,
     overwrite: bool = False,
     progress: bool | None = None,
-    quiet: bool = False,
 ) -> Acquisition:
     """Simulate an acquisition and write it to ``path``.
 
@@ -239,5 +241,7 @@ def simulate(
         overwrite=overwrite,
         sample={"description": f"simulated cell ({preset} preset)"},
     )
-    log(f"simulated {preset!r} (seed {seed}) in {time.perf_counter() - t0:.1f} s -> {path}", quiet)
+    logger.info(
+        "simulated %r (seed %d) in %.1f s -> %s", preset, seed, time.perf_counter() - t0, path
+    )
     return acq
