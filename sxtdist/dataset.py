@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import zarr
@@ -334,10 +333,10 @@ def _write_scan(root: zarr.Group, name: str, scan: ScanData, path: str) -> dict[
         return od.add(x)
 
     src = da.asarray(data).astype(np.float32).rechunk((1, rows, cols))
-    # in this process (the checks gather here), on one thread where the caller asked
-    local = dask.config.get("scheduler", None)
-    local = local if local in ("sync", "synchronous", "single-threaded") else "threads"
-    da.store(src.map_blocks(verified, dtype=np.float32), arr, lock=False, scheduler=local)
+    # in this process (the checks gather here) and one chunk at a time: a failed check
+    # stops the writing at once, so the partial output is removed with nothing still
+    # writing into it
+    da.store(src.map_blocks(verified, dtype=np.float32), arr, lock=False, scheduler="sync")
     od.check(where)
     ngff.update_display_window(group, meta["data"].replace("_", " "))
     return meta

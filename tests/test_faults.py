@@ -195,7 +195,7 @@ def test_interrupted_overwrite_leaves_the_old_output(acq, reference, tmp_path):
     from sxtdist.outputs import partial_path
 
     out = tmp_path / "v.zarr"
-    reconstruct(acq, out, workers=1, quiet=True, progress=False, block_size=4, iterations=2)
+    reconstruct(acq, out, workers=1, progress=False, block_size=4, iterations=2)
     old = _tree(out)
     args = ("reconstruct", acq, out, "--workers", "1", "--overwrite", *CLI_OPTS)
     p = _sxtdist(*args)
@@ -274,10 +274,10 @@ def test_write_failure_mid_run_keeps_the_blocks_and_resumes(acq, reference, tmp_
     ):
         monkeypatch.setattr(Volume, "write_slices", failing)
         with pytest.raises(OSError, match="No space left"):
-            reconstruct(acq, out, client=client, quiet=True, progress=False, **OPTS)
+            reconstruct(acq, out, client=client, progress=False, **OPTS)
         assert _meta(out)["status"] == "running" and len(_meta(out)["blocks_done"]) == 2
         monkeypatch.setattr(Volume, "write_slices", write)
-        vol = reconstruct(acq, out, client=client, quiet=True, progress=False, **OPTS)
+        vol = reconstruct(acq, out, client=client, progress=False, **OPTS)
     assert vol.meta["stopping"]["blocks_run"] == vol.meta["plan"]["n_blocks"] - 2
     np.testing.assert_array_equal(vol.level(0).compute(), reference)
 

@@ -76,13 +76,37 @@ def simulation_geometries(
     preset: Preset, full: ScanPreset, roi: ScanPreset
 ) -> dict[str, ScanGeometry]:
     """Detector geometries (no shifts) of both scans of a preset."""
-    out = {}
-    for name, s in (("full", full), ("roi", roi)):
-        width_nm = preset.fov_nm if s.width_um is None else min(s.width_um * 1e3, preset.fov_nm)
-        cols = max(2, int(round(width_nm / s.pixel_size_nm)))
-        rows = max(1, int(math.ceil(preset.height_nm / s.pixel_size_nm - 1e-6)))
-        out[name] = ScanGeometry(scan_angles(s.n_angles, s.arc_deg), s.pixel_size_nm, (rows, cols))
-    return out
+    return {
+        name: ScanGeometry(
+            scan_angles(s.n_angles, s.arc_deg), s.pixel_size_nm, _detector_shape(preset, s)
+        )
+        for name, s in (("full", full), ("roi", roi))
+    }
+
+
+def _detector_shape(preset: Preset, s: ScanPreset) -> tuple[int, int]:
+    width_nm = preset.fov_nm if s.width_um is None else min(s.width_um * 1e3, preset.fov_nm)
+    cols = max(2, int(round(width_nm / s.pixel_size_nm)))
+    rows = max(1, int(math.ceil(preset.height_nm / s.pixel_size_nm - 1e-6)))
+    return rows, cols
+
+
+def _check_capacity(path: str, preset: Preset, full: ScanPreset, roi: ScanPreset) -> None:
+    """Refuse, before any array is made, a simulation the machine cannot hold.
+
+    The truth and the projections are held whole in memory, then written; the grid
+    is :func:`sxtdist.geometry.default_grid`'s (the finest pixel, the widest field).
+    """
+    shapes = {name: _detector_shape(preset, s) for name, s in (("full", full), ("roi", roi))}
+    v = min(full.pixel_size_nm, roi.pixel_size_nm)
+    n_xy = max(cols * s.pixel_size_nm for (_, cols), s in zip(shapes.values(), (full, roi))) / v
+    n_z = max(rows * s.pixel_size_nm for (rows, _), s in zip(shapes.values(), (full, roi))) / v
+    grid = (math.ceil(n_z), math.ceil(n_xy), math.ceil(n_xy))
+    views = sum(s.n_angles * math.prod(shapes[n]) for n, s in (("full", full), ("roi", roi)))
+    nbytes = 4 * (math.prod(grid) + views)
+    what = f"simulating {preset.name!r} (a volume of {grid} voxels of {v:g} nm)"
+    require_memory(nbytes, what)
+    require_disk(path, nbytes, what)
 
 
 def simulate(
@@ -157,18 +181,11 @@ def simulate(
         phi0, c = intensity_mismatch
         if not (0 < phi0 <= 1 and c > 0):
             raise ParameterError("intensity mismatch needs 0 < phi0 <= 1 and c > 0")
+    _check_capacity(path, base, full, roi)
     t0 = time.perf_counter()
     seeds = np.random.SeedSequence(seed).spawn(5)
     geoms = simulation_geometries(base, full, roi)
     grid = default_grid(list(geoms.values()))
-    # the truth and the projections are held whole in memory, then written
-    nbytes = 4 * (
-        math.prod(grid.shape)
-        + sum(g.n_angles * math.prod(g.detector_shape) for g in geoms.values())
-    )
-    what = f"simulating {preset!r} (a volume of {grid.shape} voxels of {grid.voxel_size_nm:g} nm)"
-    require_memory(nbytes, what)
-    require_disk(path, nbytes, what)
     phantom = make_cell(
         np.random.default_rng(seeds[0]),
         base.cell_diameter_um * 1e3,
