@@ -15,9 +15,9 @@ import numpy as np
 
 from .alignment import align
 from .dataset import open_acquisition
-from .errors import OutputExistsError
 from .execution import Execution
 from .metrics import psnr_in_region
+from .outputs import check_output, make_folders, remove_empty_folders
 from .recon import DEFAULT_ITERATIONS
 from .runner import reconstruct, roi_mask
 from .simulation import simulate
@@ -45,10 +45,35 @@ def run_demo(
     t0 = time.perf_counter()
     ex = Execution.of(execution, workers=workers, overwrite=overwrite)
     out_dir = os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
     acq_path = os.path.join(out_dir, f"{preset}.zarr")
-    if os.path.exists(acq_path) and not ex.overwrite:
-        raise OutputExistsError(acq_path, "exists from an earlier demo (use --overwrite)")
+    volumes = {name: os.path.join(out_dir, f"{name}.zarr") for name in VOLUMES}
+    # every output checked before the first is written: only an earlier demo's are replaced
+    check_output(acq_path, "acquisition", overwrite=ex.overwrite)
+    for out in volumes.values():
+        check_output(out, "volume", inputs=[acq_path], overwrite=ex.overwrite)
+    made = make_folders(out_dir)
+    try:
+        results = _run(acq_path, volumes, preset, seed, iterations, ex)
+    except BaseException:
+        if made:
+            remove_empty_folders(made)
+        raise
+    logger.info("demo finished in %.0f s", time.perf_counter() - t0)
+    return results
+
+
+#: The demo's volumes and the scans each is reconstructed from.
+VOLUMES = {"interior-only": ["roi"], "combined": ["full", "roi"]}
+
+
+def _run(
+    acq_path: str,
+    volumes: dict[str, str],
+    preset: str,
+    seed: int,
+    iterations: int,
+    ex: Execution,
+) -> dict[str, dict[str, float]]:
     logger.info("1/3 simulating a '%s' cell (seed %d) -> %s", preset, seed, acq_path)
     simulate(acq_path, preset=preset, seed=seed, overwrite=ex.overwrite, progress=ex.progress)
     acq = open_acquisition(acq_path)
@@ -59,15 +84,13 @@ def run_demo(
     cell = truth > 0.5 * float(np.median(truth[truth > 0]))
     logger.info("3/3 reconstructing (interior only, then combined)")
     results: dict[str, dict[str, float]] = {}
-    for name, scans in {"interior-only": ["roi"], "combined": ["full", "roi"]}.items():
-        out = os.path.join(out_dir, f"{name}.zarr")
-        vol = reconstruct(acq_path, out, execution=ex, scans=scans, iterations=iterations)
+    for name, scans in VOLUMES.items():
+        vol = reconstruct(acq_path, volumes[name], execution=ex, scans=scans, iterations=iterations)
         x = vol.level(0).compute()
         results[name] = {
             "roi_psnr": psnr_in_region(x, truth, roi),
             "cell_psnr": psnr_in_region(x, truth, cell),
         }
-    logger.info("demo finished in %.0f s", time.perf_counter() - t0)
     return results
 
 

@@ -37,7 +37,7 @@ from .errors import InputError, OutputExistsError
 from .lock import write_lock
 
 #: Kinds of output sxtdist writes and recognises.
-KINDS = ("volume", "acquisition", "export", "alignment-report", "summary")
+KINDS = ("volume", "acquisition", "export", "alignment-report", "report", "summary")
 #: Suffix of the folder or file a replacement is written to, beside the output.
 PARTIAL_SUFFIX = ".sxtdist-partial"
 #: The file that marks an alignment report folder as sxtdist's.
@@ -60,16 +60,20 @@ def recognise(path: str | os.PathLike[str]) -> str | None:
 
     Reads only metadata: a Zarr group's ``sxtdist`` attributes, an exported
     Zarr's ``sxtdist_export`` attributes, an exported file's mark
-    (:func:`sxtdist.io.export.export_mark`), an alignment report's :data:`REPORT_MARK` file, a batch
-    summary's header.
+    (:func:`sxtdist.io.export.export_mark`), an alignment report's
+    :data:`REPORT_MARK` file, the header of a batch summary or a report's CSV, a
+    report PNG's ``Software`` text.
     """
     path = os.fspath(path)
     if os.path.isdir(path):
         return _recognise_dir(path)
     if not os.path.isfile(path):
         return None
-    if path.lower().endswith(".csv"):
-        return "summary" if _summary_is_ours(path) else None
+    low = path.lower()
+    if low.endswith(".csv"):
+        return _csv_kind(path)
+    if low.endswith(".png"):
+        return "report" if _png_is_ours(path) else None
     from .io.export import export_mark
 
     return "export" if export_mark(path) else None
@@ -99,14 +103,31 @@ def _recognise_dir(path: str) -> str | None:
     return None
 
 
-def _summary_is_ours(path: str) -> bool:
+def _csv_kind(path: str) -> str | None:
+    """``summary`` (a batch's) or ``report`` (``sxtdist report``'s) from a CSV's header."""
     from .batch import SUMMARY_HEADER
+    from .report import CURVES_HEADER, METRICS_HEADER
 
     try:
         with open(path, encoding="utf-8") as f:
-            return f.readline().strip() == SUMMARY_HEADER
+            header = f.readline().strip()
     except (OSError, UnicodeDecodeError):
+        return None
+    if header == SUMMARY_HEADER:
+        return "summary"
+    return "report" if header in (",".join(METRICS_HEADER), ",".join(CURVES_HEADER)) else None
+
+
+def _png_is_ours(path: str) -> bool:
+    """Whether a PNG's ``Software`` text says ``sxtdist report`` wrote it."""
+    from .report import REPORT_SOFTWARE
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
         return False
+    return head.startswith(b"\x89PNG") and b"Software\x00" + REPORT_SOFTWARE.encode() in head
 
 
 def _is_empty_dir(path: str) -> bool:
@@ -221,13 +242,10 @@ class Target:
     write_path
         Where to write now: ``path`` itself, or :func:`partial_path` when the output
         is written beside and swapped in on success.
-    existing
-        What was at ``path`` before (:func:`check_output`'s answer).
     """
 
     path: str
     write_path: str
-    existing: str | None
 
     @property
     def beside(self) -> bool:
@@ -267,7 +285,7 @@ def writing(
             if write_path != out and not resume:
                 remove(write_path)
             created = not os.path.lexists(write_path)
-            target = Target(out, write_path, existing)
+            target = Target(out, write_path)
             try:
                 yield target
             except BaseException as exc:

@@ -28,7 +28,14 @@ from typing import Any
 import numpy as np
 
 from . import metrics
-from .errors import InputError, OutputExistsError
+from .errors import InputError
+from .outputs import check_output, partial_path
+
+#: The first rows of the report's two CSV files and the PNG's ``Software`` text: how
+#: ``--overwrite`` recognises a report sxtdist wrote (:func:`sxtdist.outputs.recognise`).
+METRICS_HEADER = ["metric", "value", "unit", "note"]
+CURVES_HEADER = ["curve", "x", "x_unit", "y"]
+REPORT_SOFTWARE = "sxtdist report"
 
 #: Default number of central slices the metrics read.
 MAX_SLICES = 64
@@ -107,9 +114,8 @@ def make_report(
     volume_path = os.fspath(volume_path)
     prefix = _prefix(volume_path, None if out is None else os.fspath(out))
     paths = {"png": prefix + ".png", "csv": prefix + ".csv", "curves": prefix + ".curves.csv"}
-    for p in paths.values():
-        if os.path.exists(p) and not overwrite:
-            raise OutputExistsError(p, "already exists (use --overwrite to replace it)")
+    for p in paths.values():  # only earlier reports are replaced, never an input
+        check_output(p, "report", inputs=[volume_path, truth, half], overwrite=overwrite)
     parent = os.path.dirname(os.path.abspath(prefix))
     if not os.path.isdir(parent):
         raise InputError(parent, "output directory does not exist")
@@ -251,10 +257,10 @@ def make_report(
 
     _write_csv(
         paths["csv"],
-        ["metric", "value", "unit", "note"],
+        METRICS_HEADER,
         [[r[k] for k in ("metric", "value", "unit", "note")] for r in rows],
     )
-    _write_csv(paths["curves"], ["curve", "x", "x_unit", "y"], curves)
+    _write_csv(paths["curves"], CURVES_HEADER, curves)
     radial = [(c[1], c[3]) for c in curves if c[0] == "radial_psnr"]
     _plot(
         paths["png"],
@@ -275,7 +281,7 @@ def make_report(
 
 
 def _write_csv(path: str, header: list[str], rows: list) -> None:
-    tmp = path + ".partial"
+    tmp = partial_path(path)
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
@@ -377,7 +383,7 @@ def _plot(
     ax.text(0.0, 1.0, text, va="top", ha="left", family="monospace", fontsize=9)
     fig.suptitle(os.path.basename(os.fspath(title).rstrip("/")))
     fig.tight_layout()
-    tmp = path + ".partial.png"
-    fig.savefig(tmp, dpi=90)
+    tmp = partial_path(path)
+    fig.savefig(tmp, dpi=90, format="png", metadata={"Software": REPORT_SOFTWARE})
     plt.close(fig)
     os.replace(tmp, path)

@@ -318,6 +318,10 @@ CASES = [
     # -- align's report ------------------------------------------------------------------------------
     Case("align: --report a user's folder", lambda ws: ["align", ws.acq(), "--report", ws.folder("results", paper_tex="x")], 2, r"not something sxtdist wrote"),
     Case("align: --report inside the acquisition", lambda ws: ["align", ws.acq(), "--report", ws / "cell.zarr/report"], 2, r"lies inside the input"),
+    # -- sxtdist report's files, the demo's folder ---------------------------------------------
+    Case("report: --out over a user's CSV, --overwrite", lambda ws: ["report", ws.vol(), "--out", ws / "mine", "--overwrite", ws.text("mine.csv", "a,b\n") and "--max-slices=4"], 2, r"mine\.csv: already exists and is not something sxtdist wrote"),
+    Case("report: --out inside the volume", lambda ws: ["report", ws.vol(), "--out", ws / "vol.zarr/rep"], 2, r"lies inside the input"),
+    Case("demo: --out holds a user's tiny.zarr, --overwrite", lambda ws: ["demo", "--out", ws.root, "--preset", "tiny", "--overwrite", ws.folder("tiny.zarr", a_txt="x") and "-q"], 2, r"tiny\.zarr: already exists and is not something sxtdist wrote"),
     # -- damage found in a worker (a Dask cluster runs) -------------------------------------------
     Case("reconstruct: a chunk of garbage bytes", lambda ws: ["reconstruct", _garbage_chunk(ws), ws / "out.zarr", "--workers", "1"], 2, r"roi/0: cannot read projections"),
     Case("align: an inf in a projection", lambda ws: ["align", _inf_projection(ws), "--workers", "1", "--report", ""], 2, r"roi/0: projection \d+ contains NaN or inf"),

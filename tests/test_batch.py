@@ -217,6 +217,7 @@ def test_second_batch_into_the_same_directory_is_refused(two_cells, tmp_path, cl
 
 def test_cell_whose_output_is_locked_fails_alone(two_cells, tmp_path, client):
     out = tmp_path / "o"
+    out.mkdir()
     with write_lock(out / "cell1.zarr"):  # e.g. a `sxtdist reconstruct` writing it
         rows = reconstruct_batch(
             [str(two_cells / "cell1.zarr"), str(two_cells / "cell2.zarr")],

@@ -202,6 +202,28 @@ def test_local_cluster_from_config_runs_tasks():
         assert client.submit(pow, 2, 10).result() == 1024
 
 
+def test_local_cluster_dashboard_listens_where_its_link_says():
+    """The scheduler and the dashboard on one interface (127.0.0.1 by default), nothing on
+    every interface, and the printed link is one of the listening addresses."""
+    from urllib.parse import urlparse
+
+    import psutil
+    from distributed import Client
+
+    with make_cluster("local", workers=1) as cluster, Client(cluster) as client:
+        listening = {
+            (c.laddr.ip, c.laddr.port)
+            for c in psutil.Process().net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN
+        }
+        link = urlparse(client.dashboard_link)
+        scheduler = urlparse(cluster.scheduler_address)
+        assert (link.hostname, link.port) in listening
+        assert scheduler.hostname == link.hostname == "127.0.0.1"
+        ours = {ip for ip, port in listening if port in (link.port, scheduler.port)}
+        assert ours == {"127.0.0.1"}, listening
+
+
 def test_local_cluster_housekeeping_is_lighter_unless_configured():
     """The workers of sxtdist's local cluster run without the profiler and with slow
     event-loop ticks; a value the user configured is kept."""
