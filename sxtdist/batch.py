@@ -33,7 +33,18 @@ from ._progress import progress_bar
 from .distributed import cancel_tasks, get_client
 from .errors import InputError, SxtdistError
 from .execution import Execution, execution_fields
+from .lock import write_lock
 from .logs import cell_messages_as_details
+from .outputs import (
+    check_name,
+    check_not_input,
+    check_output,
+    first_line,
+    make_folders,
+    partial_path,
+    register_file_kind,
+    remove_empty_folders,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -215,8 +226,6 @@ def _check_name(name: str, where: str, i: int) -> str:
 
 def _check_outputs(cells: list[Cell], out_dir: str | os.PathLike[str], where: str) -> None:
     """Every output stays under ``out_dir`` and is no input (:mod:`sxtdist.outputs`)."""
-    from .outputs import check_name, check_not_input
-
     out_dir = os.path.realpath(check_name(os.fspath(out_dir)))
     inputs = [c.acquisition for c in cells]
     check_not_input(out_dir, [i for i in inputs if not _under(i, out_dir)])
@@ -362,9 +371,6 @@ def reconstruct_batch(
         In manifest order. Raises :class:`KeyboardInterrupt` after writing the
         summary when interrupted.
     """
-    from .lock import write_lock
-    from .outputs import check_output, make_folders, remove_empty_folders
-
     shortcuts = {k: options.pop(k) for k in execution_fields() if k in options}
     ex = Execution.of(execution, workers=workers, client=client, **shortcuts)
     for key in ("backend", "memory_budget"):  # the cells' defaults, below the manifest's
@@ -695,14 +701,13 @@ def volume_psnr(acquisition: str, volume: str, slab: int = 32) -> float | None:
 # --- summary -----------------------------------------------------------------------------
 
 _COLUMNS = [f.name for f in fields(CellResult)]
-#: The summary's first line: how ``--overwrite``-style checks recognise one sxtdist wrote.
+#: The summary's first line: how a summary sxtdist wrote is recognised.
 SUMMARY_HEADER = ",".join(_COLUMNS)
+register_file_kind("summary", lambda path: first_line(path) == SUMMARY_HEADER)
 
 
 def write_summary(rows: Iterable[CellResult], path: str | os.PathLike[str]) -> None:
     """Write the summary CSV (atomically: a reader never sees half a table)."""
-    from .outputs import partial_path
-
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = partial_path(path)

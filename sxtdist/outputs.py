@@ -55,28 +55,42 @@ def partial_path(path: str | os.PathLike[str]) -> str:
 # -- what is at a path ------------------------------------------------------------------------
 
 
+#: How to tell a file of each kind sxtdist writes, registered by the module that writes
+#: it (:func:`register_file_kind`), so that this module imports none of them. A kind
+#: whose module is not imported is not recognised: its files are left alone, as foreign.
+FILE_KINDS: dict[str, Callable[[str], bool]] = {}
+
+
+def register_file_kind(kind: str, is_ours: Callable[[str], bool]) -> None:
+    """Say how :func:`recognise` tells a file of ``kind`` (``is_ours(path)``, no exceptions)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown output kind {kind!r}")
+    FILE_KINDS[kind] = is_ours
+
+
+def first_line(path: str) -> str | None:
+    """The first line of a text file (stripped), or None when it is not UTF-8 text."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.readline(4096).strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def recognise(path: str | os.PathLike[str]) -> str | None:
     """The kind of sxtdist output at ``path`` (one of :data:`KINDS`), or None.
 
     Reads only metadata: a Zarr group's ``sxtdist`` attributes, an exported
-    Zarr's ``sxtdist_export`` attributes, an exported file's mark
-    (:func:`sxtdist.io.export.export_mark`), an alignment report's
-    :data:`REPORT_MARK` file, the header of a batch summary or a report's CSV, a
-    report PNG's ``Software`` text.
+    Zarr's ``sxtdist_export`` attributes, an alignment report's
+    :data:`REPORT_MARK` file; a file is asked of the :data:`FILE_KINDS` (an
+    export's mark, a batch summary's or a report's header, a report PNG's text).
     """
     path = os.fspath(path)
     if os.path.isdir(path):
         return _recognise_dir(path)
     if not os.path.isfile(path):
         return None
-    low = path.lower()
-    if low.endswith(".csv"):
-        return _csv_kind(path)
-    if low.endswith(".png"):
-        return "report" if _png_is_ours(path) else None
-    from .io.export import export_mark
-
-    return "export" if export_mark(path) else None
+    return next((kind for kind, is_ours in FILE_KINDS.items() if is_ours(path)), None)
 
 
 def _read_json(path: str) -> dict:
@@ -101,33 +115,6 @@ def _recognise_dir(path: str) -> str | None:
     if isinstance(attrs.get("sxtdist_export"), dict):
         return "export"
     return None
-
-
-def _csv_kind(path: str) -> str | None:
-    """``summary`` (a batch's) or ``report`` (``sxtdist report``'s) from a CSV's header."""
-    from .batch import SUMMARY_HEADER
-    from .report import CURVES_HEADER, METRICS_HEADER
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            header = f.readline().strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    if header == SUMMARY_HEADER:
-        return "summary"
-    return "report" if header in (",".join(METRICS_HEADER), ",".join(CURVES_HEADER)) else None
-
-
-def _png_is_ours(path: str) -> bool:
-    """Whether a PNG's ``Software`` text says ``sxtdist report`` wrote it."""
-    from .report import REPORT_SOFTWARE
-
-    try:
-        with open(path, "rb") as f:
-            head = f.read(1 << 16)
-    except OSError:
-        return False
-    return head.startswith(b"\x89PNG") and b"Software\x00" + REPORT_SOFTWARE.encode() in head
 
 
 def _is_empty_dir(path: str) -> bool:

@@ -29,13 +29,28 @@ import numpy as np
 
 from . import metrics
 from .errors import InputError
-from .outputs import check_output, partial_path
+from .outputs import check_output, first_line, partial_path, register_file_kind
 
 #: The first rows of the report's two CSV files and the PNG's ``Software`` text: how
 #: ``--overwrite`` recognises a report sxtdist wrote (:func:`sxtdist.outputs.recognise`).
 METRICS_HEADER = ["metric", "value", "unit", "note"]
 CURVES_HEADER = ["curve", "x", "x_unit", "y"]
 REPORT_SOFTWARE = "sxtdist report"
+
+
+def _is_ours(path: str) -> bool:
+    """A report file sxtdist wrote: a CSV with one of its headers, a PNG with its text."""
+    if path.lower().endswith(".png"):
+        try:
+            with open(path, "rb") as f:
+                head = f.read(1 << 16)
+        except OSError:
+            return False
+        return head.startswith(b"\x89PNG") and b"Software\x00" + REPORT_SOFTWARE.encode() in head
+    return first_line(path) in (",".join(METRICS_HEADER), ",".join(CURVES_HEADER))
+
+
+register_file_kind("report", _is_ours)
 
 #: Default number of central slices the metrics read.
 MAX_SLICES = 64

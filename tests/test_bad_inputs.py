@@ -196,6 +196,15 @@ def _inf_projection(ws):
     return acq
 
 
+def _inf_in_the_last_row(ws):
+    import zarr
+
+    acq = ws.acq()
+    arr = zarr.open_array(acq / "roi" / "0", mode="r+")
+    arr[5, -1, 7] = np.inf  # read only by the last block: the first one finishes before
+    return acq
+
+
 def _hdf5(ws, name, n_written=None, truncated=False):
     path = ws / name
     with h5py.File(path, "w") as f:
@@ -324,6 +333,7 @@ CASES = [
     Case("demo: --out holds a user's tiny.zarr, --overwrite", lambda ws: ["demo", "--out", ws.root, "--preset", "tiny", "--overwrite", ws.folder("tiny.zarr", a_txt="x") and "-q"], 2, r"tiny\.zarr: already exists and is not something sxtdist wrote"),
     # -- damage found in a worker (a Dask cluster runs) -------------------------------------------
     Case("reconstruct: a chunk of garbage bytes", lambda ws: ["reconstruct", _garbage_chunk(ws), ws / "out.zarr", "--workers", "1"], 2, r"roi/0: cannot read projections"),
+    Case("reconstruct: an inf the last block finds", lambda ws: ["reconstruct", _inf_in_the_last_row(ws), ws / "out.zarr", "--workers", "1"], 2, r"roi/0: projections contain NaN or inf"),
     Case("align: an inf in a projection", lambda ws: ["align", _inf_projection(ws), "--workers", "1", "--report", ""], 2, r"roi/0: projection \d+ contains NaN or inf"),
     # -- damaged outputs -------------------------------------------------------------------------------
     Case("verify: a volume missing a chunk", lambda ws: ["verify", _damaged_volume(ws)], 2, r"damaged: \d+ problem"),

@@ -13,7 +13,7 @@ def test_demo_tiny(tmp_path, run_cli):
         assert os.path.isdir(out / name)
     assert "PSNR in ROI" in stdout and "combined" in stdout
     code, _, err = run_cli("demo", "--out", out, "--preset", "tiny", "--workers", "1")
-    assert code == 2 and "earlier demo" in err
+    assert code == 2 and "already exists (use --overwrite" in err
 
 
 def test_demo_leaves_its_cpu_workers_out_of_a_gpu_reconstruction(tmp_path, monkeypatch):

@@ -44,7 +44,7 @@ import numpy as np
 from .._progress import progress_bar
 from .._version import __version__
 from ..errors import InputError, ParameterError, SxtdistWarning
-from ..outputs import check_output, writing
+from ..outputs import check_output, register_file_kind, writing
 from ..volume import MIN_LEVEL_SIZE, open_volume
 from . import ngff
 
@@ -430,5 +430,7 @@ def _fmt_crop(crop: Sequence[slice]) -> str:
         f"{'' if s.start is None else s.start}:{'' if s.stop is None else s.stop}" for s in crop
     )
 
+
+register_file_kind("export", lambda path: export_mark(path) is not None)
 
 __all__ = ["FORMATS", "export_mark", "export_volume", "format_from_suffix", "parse_crop"]

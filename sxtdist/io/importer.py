@@ -35,7 +35,7 @@ from ..dataset import (
 from ..errors import InputError, OutputExistsError, ParameterError
 from ..outputs import check_output, recognise
 from . import mrc, nxtomo, tiff, txrm
-from .checks import check_angles, check_finite, check_pixel_type
+from .checks import check_finite, check_pixel_type
 from .metadata import OPTIONS, ScanPhysics, check_center_offset
 from .source import FrameSource, read_angles_file
 
@@ -276,7 +276,7 @@ def _import_open(
     """Convert and write an opened (and cropped) source; see :func:`import_scan`."""
     source = src.path
     n, rows, cols = src.shape
-    ang = check_angles(source, _angles(src, opts.angles, opts.angle_range), scan)
+    ang = _angles(src, opts.angles, opts.angle_range)  # checked as the scan is written
     stated = opts.physics.given()
     physics = {
         "pixel_size_nm": src.pixel_size_nm,
