@@ -145,6 +145,8 @@ def estimate_block_bytes(models: Sequence[ScanModel], grid: VolumeGrid, slab_len
         rows = slab_len * grid.voxel_size_nm / g.pixel_size_nm + 2 * m.pad + 2
         padded = g.n_angles * (g.detector_shape[1] + 2 * m.pad) * rows * 4
         data += 8 * padded  # y, r, q, forward temporaries, row-sampling transposes
+        if g.tilted:  # CPU: the tilt's sparse matrix and its transpose, 8 weights per sample
+            data += 2 * 8 * 8 * g.n_angles * (g.detector_shape[1] + 2 * m.pad) * slab_len
     return int(volume + data)
 
 

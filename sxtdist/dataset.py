@@ -14,7 +14,8 @@ Metadata lives in ``attrs["sxtdist"]`` (schema version 1)::
 Per scan: ``angles_deg``, ``pixel_size_nm``, ``detector_shape``, ``roi_center_px``
 (``[row, col]`` offset of the detector centre from the rotation axis, pixels),
 ``shifts_px`` (``[dy, dx]`` per projection, the measured image displacement;
-zeros until aligned), ``energy_ev``, ``zone_plate_ozw_nm``,
+zeros until aligned), ``axis_tilt_deg`` (in-plane tilt of the rotation axis on the
+detector, :mod:`sxtdist.geometry`; absent: 0), ``energy_ev``, ``zone_plate_ozw_nm``,
 ``photons_per_pixel``, ``exposure_s``, ``data`` and ``alignment``.
 """
 
@@ -35,7 +36,7 @@ import zarr
 
 from . import _version
 from .errors import InputError, OutputExistsError, ParameterError
-from .geometry import ScanGeometry
+from .geometry import MAX_AXIS_TILT_DEG, ScanGeometry
 from .io import ngff
 from .io.checks import (
     MAX_PIXEL_NM,
@@ -68,6 +69,8 @@ class ScanData:
         ``(row, col)`` offset of the detector centre from the rotation axis, pixels.
     shifts_px
         ``(n_angles, 2)`` measured displacement ``(dy, dx)``; zeros when unaligned.
+    axis_tilt_deg
+        In-plane tilt of the rotation axis on the detector (:mod:`sxtdist.geometry`).
     extra
         More per-scan metadata to keep (source file, reader, flat-field notes).
     """
@@ -81,6 +84,7 @@ class ScanData:
     exposure_s: float | None = None
     roi_center_px: tuple[float, float] = (0.0, 0.0)
     shifts_px: Any = None
+    axis_tilt_deg: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -106,6 +110,7 @@ class Scan:
             tuple(self.array.shape[1:]),
             tuple(m.get("roi_center_px", (0.0, 0.0))),
             m.get("shifts_px"),
+            m.get("axis_tilt_deg") or 0.0,
         )
 
     @property
@@ -310,6 +315,7 @@ def _write_scan(root: zarr.Group, name: str, scan: ScanData, path: str) -> dict[
         "zone_plate_ozw_nm": _opt_float(scan.zone_plate_ozw_nm),
         "photons_per_pixel": _opt_float(scan.photons_per_pixel),
         "exposure_s": _opt_float(scan.exposure_s),
+        "axis_tilt_deg": float(scan.axis_tilt_deg),
         "data": "optical_depth",
         "alignment": {"state": "unaligned"},
         **_jsonable(scan.extra),
@@ -551,6 +557,11 @@ def _check_scan_meta(path: str, name: str, m: Mapping[str, Any], shape: tuple[in
     center = _numbers(m.get("roi_center_px", (0.0, 0.0)), "roi_center_px", bad)
     if center.shape != (2,) or not np.all(np.isfinite(center)):
         raise bad("roi_center_px must be two finite numbers [row, col]")
+    tilt = m.get("axis_tilt_deg")
+    if tilt is not None and not (
+        isinstance(tilt, (int, float)) and math.isfinite(tilt) and abs(tilt) < MAX_AXIS_TILT_DEG
+    ):
+        raise bad(f"axis_tilt_deg must be a finite angle below {MAX_AXIS_TILT_DEG}, got {tilt!r}")
     for key in ("energy_ev", "zone_plate_ozw_nm", "photons_per_pixel", "exposure_s"):
         v = m.get(key)
         if v is not None and not _positive(v):

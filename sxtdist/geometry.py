@@ -19,17 +19,28 @@ Conventions (used by the simulator and the reconstruction alike)
   columns to the right of where the aligned geometry puts it. The forward model
   reproduces that displacement, i.e. it samples the aligned projection at
   ``c - dx``; this is what "the operator applies the opposite" means.
+- **A tilted rotation axis** (``axis_tilt_deg`` φ: the detector turned about the
+  beam) is a rotation of the detector frame about the point where the axis meets
+  the volume's middle slice. The pixel at detector-frame position ``(a, b)`` (the
+  ``u`` and ``z`` formulas above, shifts included, so shifts are displacements on
+  the detector as measured) sees the ray through ``u = a cos φ - b sin φ`` and
+  ``z = a sin φ + b cos φ``. Positive φ: the image of the axis runs ``tan φ``
+  columns to the right per row down the detector. A tilt about another point is
+  this one plus a shift, which the alignment absorbs.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .errors import ParameterError
+
+#: Largest in-plane axis tilt accepted (degrees): real ones are a fraction of a degree.
+MAX_AXIS_TILT_DEG = 10.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,8 @@ class ScanGeometry:
     shifts_px
         ``(n_angles, 2)`` measured image displacement ``(dy, dx)`` per projection,
         in this scan's pixels. Zeros when unaligned.
+    axis_tilt_deg
+        In-plane angle of the rotation axis on the detector (see the module doc).
     """
 
     angles_deg: np.ndarray
@@ -97,6 +110,7 @@ class ScanGeometry:
     detector_shape: tuple[int, int]
     center_offset_px: tuple[float, float] = (0.0, 0.0)
     shifts_px: np.ndarray | None = field(default=None)
+    axis_tilt_deg: float = 0.0
 
     def __post_init__(self) -> None:
         angles = np.asarray(self.angles_deg, dtype=np.float64).reshape(-1)
@@ -121,6 +135,12 @@ class ScanGeometry:
         offset = tuple(float(v) for v in self.center_offset_px)
         if len(offset) != 2 or not all(math.isfinite(v) for v in offset):
             raise ParameterError("center offset must be two finite numbers (row, col)")
+        tilt = float(self.axis_tilt_deg)
+        if not (math.isfinite(tilt) and abs(tilt) < MAX_AXIS_TILT_DEG):
+            raise ParameterError(
+                f"axis tilt must be a finite angle below {MAX_AXIS_TILT_DEG} degrees, got {tilt}"
+            )
+        object.__setattr__(self, "axis_tilt_deg", tilt)
         angles.setflags(write=False)
         shifts.setflags(write=False)
         object.__setattr__(self, "angles_deg", angles)
@@ -139,24 +159,60 @@ class ScanGeometry:
 
     def with_shifts(self, shifts_px: np.ndarray | None) -> ScanGeometry:
         """The same geometry with other per-projection shifts (``None``: zeros)."""
-        return ScanGeometry(
-            self.angles_deg,
-            self.pixel_size_nm,
-            self.detector_shape,
-            self.center_offset_px,
-            shifts_px,
-        )
+        return replace(self, shifts_px=shifts_px)
+
+    def with_tilt(self, axis_tilt_deg: float) -> ScanGeometry:
+        """The same geometry with another in-plane axis tilt."""
+        return replace(self, axis_tilt_deg=axis_tilt_deg)
 
     def subset(self, index: Sequence[int] | np.ndarray) -> ScanGeometry:
         """The geometry of a subset of the projections."""
         index = np.asarray(index)
-        return ScanGeometry(
-            self.angles_deg[index],
-            self.pixel_size_nm,
-            self.detector_shape,
-            self.center_offset_px,
-            self.shifts_px[index],
+        return replace(self, angles_deg=self.angles_deg[index], shifts_px=self.shifts_px[index])
+
+    # -- the tilted axis -------------------------------------------------------------------
+
+    @property
+    def tilted(self) -> bool:
+        return self.axis_tilt_deg != 0.0
+
+    def detector_to_axis_frame(
+        self, a: np.ndarray | float, b: np.ndarray | float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(u, z)`` of the ray seen at detector-frame position ``(a, b)`` (any length unit)."""
+        phi = math.radians(self.axis_tilt_deg)
+        c, s = math.cos(phi), math.sin(phi)
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        return a * c - b * s, a * s + b * c
+
+    def _max_abs_col_px(self, pad: int) -> float:
+        """The largest ``|a|`` (pixels) of a (padded) column, shifts and offset included."""
+        w = self.detector_shape[1]
+        return (
+            (w - 1) / 2.0 + pad + abs(self.center_offset_px[1]) + np.abs(self.shifts_px[:, 1]).max()
         )
+
+    def tilt_reach_slices(self, voxel_size_nm: float, pad: int = 0) -> int:
+        """Slices beyond its own that a detector row's pixels (``pad`` columns each side
+        included) reach through the tilt, interpolation included; 0 without a tilt."""
+        if not self.tilted:
+            return 0
+        a_nm = self._max_abs_col_px(pad) * self.pixel_size_nm
+        reach = a_nm * abs(math.sin(math.radians(self.axis_tilt_deg))) / voxel_size_nm
+        return int(math.ceil(reach - 1e-9)) + 1
+
+    def tilt_pad_px(self, voxel_size_nm: float, pad: int = 0) -> int:
+        """Extra columns each side an untilted detector needs to hold every ray of the
+        tilted one (its rows and ``pad`` more each way, shifts included); 0 without a tilt."""
+        if not self.tilted:
+            return 0
+        phi = math.radians(self.axis_tilt_deg)
+        h = self.detector_shape[0]
+        b_px = (
+            (h - 1) / 2.0 + pad + abs(self.center_offset_px[0]) + np.abs(self.shifts_px[:, 0]).max()
+        ) + 2.0 * voxel_size_nm / self.pixel_size_nm
+        a_px = self._max_abs_col_px(pad)
+        return int(math.ceil(b_px * abs(math.sin(phi)) + a_px * (1.0 - math.cos(phi)))) + 1
 
     # -- horizontal: detector columns ------------------------------------------------------
 
@@ -196,7 +252,11 @@ class ScanGeometry:
         return vec
 
     def astra_vectors_3d(
-        self, voxel_size_nm: float, supersampling: int = 1, pad: int = 0
+        self,
+        voxel_size_nm: float,
+        supersampling: int = 1,
+        pad: int = 0,
+        slab_center_vox: float = 0.0,
     ) -> np.ndarray:
         """ASTRA ``parallel3d_vec`` rows for a slab whose detector rows are its slices.
 
@@ -214,6 +274,12 @@ class ScanGeometry:
         with the detector centre moved along ``u``: ray ``(sin, -cos, 0)``,
         ``u = pitch (cos, sin, 0)``, ``v = (0, 0, 1)``. Each row is
         ``[ray, detector centre, u, v]``.
+
+        A tilted axis turns ``u`` and ``v`` about the ray (the detector frame of the
+        module doc): the fine rows are then rows of the tilted detector, one voxel
+        apart, the middle one at the slab's height ``slab_center_vox`` (voxels from the
+        grid's middle slice; the detector turns about the grid's middle, so where the
+        slab sits matters).
         """
         theta = self.angles_rad
         pitch = self.pixel_size_nm / voxel_size_nm / int(supersampling)
@@ -221,11 +287,16 @@ class ScanGeometry:
             self.pixel_size_nm / voxel_size_nm
         )
         c, s = np.cos(theta), np.sin(theta)
+        e_u = np.stack([c, s, np.zeros_like(c)], axis=1)
+        e_z = np.array([0.0, 0.0, 1.0])
+        # the middle fine pixel's ray: detector frame (centre, slab centre) -> (u, z)
+        u0, z0 = self.detector_to_axis_frame(centre, slab_center_vox)
+        phi = math.radians(self.axis_tilt_deg)
         vec = np.zeros((theta.size, 12))
         vec[:, 0], vec[:, 1] = s, -c
-        vec[:, 3], vec[:, 4] = centre * c, centre * s
-        vec[:, 6], vec[:, 7] = pitch * c, pitch * s
-        vec[:, 11] = 1.0
+        vec[:, 3:6] = e_u * u0[:, None] + e_z * (z0 - slab_center_vox)[:, None]
+        vec[:, 6:9] = pitch * (math.cos(phi) * e_u + math.sin(phi) * e_z)
+        vec[:, 9:12] = -math.sin(phi) * e_u + math.cos(phi) * e_z
         return vec
 
     # -- vertical: detector rows -----------------------------------------------------------
@@ -262,9 +333,13 @@ class ScanGeometry:
         return (np.clip(hi - lo, 0.0, None) / self.pixel_size_nm).astype(np.float32)
 
     def row_slice_support(
-        self, grid: VolumeGrid, rows: np.ndarray
+        self, grid: VolumeGrid, rows: np.ndarray, pad: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
-        """First and last slice (inclusive, may be outside the grid) each row touches."""
+        """First and last slice (inclusive, may be outside the grid) each row touches.
+
+        With a tilted axis a row's pixels (and ``pad`` more columns each side, which a
+        PSF reaches) see slices above and below their own: :meth:`tilt_reach_slices`.
+        """
         dy = self.shifts_px[:, 0]
         zr = self.row_centers_nm(np.asarray(rows)[None, :], dy[:, None])
         v = grid.voxel_size_nm
@@ -273,7 +348,8 @@ class ScanGeometry:
         eps = 1e-6
         k_lo = np.ceil((zr.min(0) - half_p) / v + (grid.nz - 1) / 2.0 - 0.5 + eps)
         k_hi = np.floor((zr.max(0) + half_p) / v + (grid.nz - 1) / 2.0 + 0.5 - eps)
-        return k_lo.astype(int) - 0, k_hi.astype(int)
+        reach = self.tilt_reach_slices(v, pad)
+        return k_lo.astype(int) - reach, k_hi.astype(int) + reach
 
     def to_dict(self) -> dict:
         return {
@@ -282,6 +358,7 @@ class ScanGeometry:
             "detector_shape": list(self.detector_shape),
             "roi_center_px": list(self.center_offset_px),
             "shifts_px": self.shifts_px.tolist(),
+            "axis_tilt_deg": self.axis_tilt_deg,
         }
 
 

@@ -28,7 +28,6 @@ KNOWN_OFFENDERS = {
     "sxtdist.alignment.runner.align": "#25 alignment",
     "sxtdist.alignment.shifts.solve_joint": "#25 alignment",
     "sxtdist.io.ngff.create_multiscale": "#30 ngff",
-    "sxtdist.io.txrm._open": "#29 importers",
     "sxtdist.plan.plan_acquisition": "#27",
     "sxtdist.report.make_report": "#26 report",
     "sxtdist.report._plot": "#26 report",

@@ -394,6 +394,36 @@ def test_file_physics_read_and_overridden(tmp_path):
     assert acq["roi"].zone_plate_ozw_nm == 25.0
 
 
+def test_txrm_physics_read(tmp_path):
+    """TXRM: pixel size (µm), energy (eV per image, averaged), exposure (s per image)."""
+    import struct
+
+    from _cfb import write_cfb
+
+    from sxtdist.io.txrm import image_stream
+
+    raw = np.round(_counts(3, 4, 5))
+    streams = {
+        "ImageInfo/NoOfImages": struct.pack("<I", 3),
+        "ImageInfo/ImageWidth": struct.pack("<I", 5),
+        "ImageInfo/ImageHeight": struct.pack("<I", 4),
+        "ImageInfo/DataType": struct.pack("<I", 5),
+        "ImageInfo/Angles": np.array([0, 60, 120], "<f4").tobytes(),
+        "ImageInfo/PixelSize": struct.pack("<f", 0.0125),
+        "ImageInfo/Energy": np.array([519, 520, 521], "<f4").tobytes(),
+        "ImageInfo/ExpTimes": np.array([1.0, 1.5, 1.0], "<f4").tobytes(),
+        "ReferenceData/Image": np.full((4, 5), FLAT, "<f4").tobytes(),
+        "ReferenceData/DataType": struct.pack("<I", 10),
+        **{image_stream(i): raw[i].astype("<u2").tobytes() for i in range(3)},
+    }
+    write_cfb(str(tmp_path / "s.txrm"), streams)
+    acq = import_scan(tmp_path / "s.txrm", tmp_path / "a.zarr", "roi", zone_plate_ozw_nm=25)
+    m = acq["roi"].meta
+    assert m["pixel_size_nm"] == pytest.approx(12.5) and m["energy_ev"] == pytest.approx(520)
+    assert m["exposure_s"] == pytest.approx(1.0) and m["zone_plate_ozw_nm"] == 25.0
+    np.testing.assert_allclose(acq["roi"].data.compute(), -np.log(raw / FLAT), rtol=1e-5)
+
+
 # -- sxtdist edit ------------------------------------------------------------------------------
 
 

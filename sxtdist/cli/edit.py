@@ -19,8 +19,14 @@ from .import_ import pair, physics_options, pop_physics
     metavar="ROW,COL",
     help="Offset of the detector centre from the rotation axis (pixels).",
 )
-def command(acquisition, scan, center_offset_px, **kw) -> None:
-    """Set the pixel size, energy, zone plate, dose or centre of a scan already imported.
+@click.option(
+    "--axis-tilt-deg",
+    type=float,
+    help="In-plane tilt of the rotation axis on the detector (degrees; positive: the axis "
+    "runs to the right down the detector).",
+)
+def command(acquisition, scan, center_offset_px, axis_tilt_deg, **kw) -> None:
+    """Set the pixel size, energy, zone plate, dose, centre or axis tilt of an imported scan.
 
     Only the metadata changes; the projections are not touched. Values are checked
     before anything is written, and each change is kept with its old value under the
@@ -34,6 +40,7 @@ def command(acquisition, scan, center_offset_px, **kw) -> None:
         scan,
         pop_physics(kw),
         pair(center_offset_px, ",", "--center-offset-px", "ROW,COL"),
+        axis_tilt_deg,
     )
     for key, c in changes.items():
         click.echo(f"{scan}: {key} {c['from']} -> {c['to']}")

@@ -86,6 +86,12 @@ def physics_options(func):
     show_default=True,
     help="Offset of the detector centre from the rotation axis (pixels of the uncropped frame).",
 )
+@click.option(
+    "--axis-tilt-deg",
+    type=float,
+    default=0.0,
+    help="In-plane tilt of the rotation axis on the detector, when known (degrees).",
+)
 @overwrite_option
 @progress_option
 def command(source, acquisition, scan, overwrite, progress, **kw) -> None:

@@ -52,6 +52,14 @@ def _describe_acquisition(path: str) -> str:
         lines.append(
             f"    detector centre offset from axis [row, col]: {list(g.center_offset_px)} px"
         )
+        if g.tilted:
+            lines.append(f"    rotation axis tilted {g.axis_tilt_deg:+.3f} deg on the detector")
+        if m.get("edits"):
+            last = m["edits"][-1]
+            lines.append(
+                f"    edited {len(m['edits'])} time(s), last {last.get('date')}: "
+                + ", ".join(f"{k} {c['from']} -> {c['to']}" for k, c in last["changes"].items())
+            )
         lines.append(
             f"    chunks {arr.chunks}, dtype {arr.dtype}, data {m.get('data', 'optical_depth')}"
         )

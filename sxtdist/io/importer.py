@@ -36,7 +36,7 @@ from ..errors import InputError, OutputExistsError, ParameterError
 from ..outputs import check_output, recognise
 from . import mrc, nxtomo, tiff, txrm
 from .checks import check_finite, check_pixel_type
-from .metadata import OPTIONS, ScanPhysics, check_center_offset
+from .metadata import OPTIONS, ScanPhysics, check_axis_tilt, check_center_offset
 from .source import FrameSource, read_angles_file
 
 logger = logging.getLogger(__name__)
@@ -118,6 +118,9 @@ class ImportOptions:
     center_offset_px
         ``(row, col)`` offset of the detector centre from the rotation axis, in pixels
         of the frame as the file holds it (a crop moves it accordingly).
+    axis_tilt_deg
+        In-plane tilt of the rotation axis on the detector, when known
+        (:mod:`sxtdist.geometry`).
     frames_per_chunk
         Frames read at once (memory is about this many frames, times a few).
     """
@@ -138,6 +141,7 @@ class ImportOptions:
     values: str = "auto"
     physics: ScanPhysics = field(default_factory=ScanPhysics)
     center_offset_px: tuple[float, float] = (0.0, 0.0)
+    axis_tilt_deg: float = 0.0
     frames_per_chunk: int = 1
 
     def __post_init__(self) -> None:
@@ -152,6 +156,7 @@ class ImportOptions:
         object.__setattr__(
             self, "center_offset_px", tuple(check_center_offset(self.center_offset_px))
         )
+        object.__setattr__(self, "axis_tilt_deg", check_axis_tilt(self.axis_tilt_deg))
 
     def check_format(self, fmt: str) -> None:
         """Refuse options the reader ``fmt`` does not use (a silently ignored path would mislead)."""
@@ -314,6 +319,7 @@ def _import_open(
             data=data,
             angles_deg=ang,
             roi_center_px=_cropped_center(opts.center_offset_px, src),
+            axis_tilt_deg=opts.axis_tilt_deg,
             **physics,
             extra={
                 "source": {

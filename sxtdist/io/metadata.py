@@ -88,11 +88,27 @@ def check_center_offset(offset: Any) -> list[float]:
     return values
 
 
+def check_axis_tilt(tilt: Any) -> float:
+    """An in-plane axis tilt in degrees, or a :class:`ParameterError` naming the option."""
+    from ..geometry import MAX_AXIS_TILT_DEG
+
+    try:
+        value = float(tilt)
+    except (TypeError, ValueError):
+        raise ParameterError(f"--axis-tilt-deg: expected a number, got {tilt!r}") from None
+    if not (math.isfinite(value) and abs(value) < MAX_AXIS_TILT_DEG):
+        raise ParameterError(
+            f"--axis-tilt-deg: must be a finite angle below {MAX_AXIS_TILT_DEG} degrees, got {tilt}"
+        )
+    return value
+
+
 def edit_scan(
     acquisition: str | os.PathLike[str],
     scan: str,
     physics: ScanPhysics | None = None,
     center_offset_px: tuple[float, float] | None = None,
+    axis_tilt_deg: float | None = None,
 ) -> dict[str, Any]:
     """Change what an acquisition says about one scan; the projections stay as they are.
 
@@ -106,6 +122,8 @@ def edit_scan(
         The values to set (those left ``None`` are kept).
     center_offset_px
         New ``(row, col)`` offset of the detector centre from the rotation axis.
+    axis_tilt_deg
+        New in-plane tilt of the rotation axis on the detector (:mod:`sxtdist.geometry`).
 
     Returns
     -------
@@ -124,19 +142,23 @@ def edit_scan(
     asked: dict[str, Any] = dict((physics or ScanPhysics()).given())
     if center_offset_px is not None:
         asked["roi_center_px"] = check_center_offset(center_offset_px)
+    if axis_tilt_deg is not None:
+        asked["axis_tilt_deg"] = check_axis_tilt(axis_tilt_deg)
     if not asked:
-        names = ", ".join([*OPTIONS.values(), "--center-offset-px"])
+        names = ", ".join([*OPTIONS.values(), "--center-offset-px", "--axis-tilt-deg"])
         raise ParameterError(f"nothing to change: give at least one of {names}")
     acq = open_acquisition(acquisition, mode="r+")
     entry = acq[scan].meta
-    changes = {k: {"from": entry.get(k), "to": v} for k, v in asked.items() if entry.get(k) != v}
+    was = {**entry, "axis_tilt_deg": entry.get("axis_tilt_deg") or 0.0}  # absent: untilted
+    changes = {k: {"from": was.get(k), "to": v} for k, v in asked.items() if was.get(k) != v}
     if not changes:
         logger.info("scan %r of %s already says so: nothing changed", scan, acq.path)
         return {}
-    if acq[scan].aligned and {"pixel_size_nm", "roi_center_px"} & set(changes):
+    geometric = ("pixel_size_nm", "roi_center_px", "axis_tilt_deg")
+    if acq[scan].aligned and set(geometric) & set(changes):
         warnings.warn(
             f"{acq.path}: scan {scan!r} was aligned with the old "
-            + " and ".join(k for k in ("pixel_size_nm", "roi_center_px") if k in changes)
+            + " and ".join(k for k in geometric if k in changes)
             + "; run sxtdist align again",
             SxtdistWarning,
             stacklevel=2,

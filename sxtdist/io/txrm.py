@@ -53,30 +53,51 @@ def open_txrm(path: str | os.PathLike[str]) -> FrameSource:
         raise
 
 
-def _open(path: str, ole: olefile.OleFileIO) -> FrameSource:
-    def stream(name: str) -> bytes | None:
-        if not ole.exists(name):
+class _Streams:
+    """Typed reads of an OLE file's streams; a damaged stream is one line naming it."""
+
+    def __init__(self, path: str, ole: olefile.OleFileIO) -> None:
+        self.path, self.ole = path, ole
+
+    def bytes(self, name: str) -> bytes | None:
+        if not self.ole.exists(name):
             return None
         try:
-            return ole.openstream(name).read()
+            return self.ole.openstream(name).read()
         except Exception as exc:
-            raise InputError(path, f"stream {name} is damaged ({_one_line(exc)})") from exc
+            raise InputError(self.path, f"stream {name} is damaged ({_one_line(exc)})") from exc
 
-    def ints(name: str) -> int | None:
-        b = stream(name)
+    def int(self, name: str) -> int | None:
+        b = self.bytes(name)
         return None if b is None or len(b) < 4 else int(np.frombuffer(b[:4], "<u4")[0])
 
-    def floats(name: str) -> np.ndarray | None:
-        b = stream(name)
+    def floats(self, name: str) -> np.ndarray | None:
+        b = self.bytes(name)
         return None if b is None else np.frombuffer(b[: len(b) // 4 * 4], "<f4").astype(float)
 
-    n = ints("ImageInfo/NoOfImages") or ints("ImageInfo/ImagesTaken")
-    width, height = ints("ImageInfo/ImageWidth"), ints("ImageInfo/ImageHeight")
+    def positive(self, name: str, n: int) -> np.ndarray | None:
+        """The first ``n`` values of a per-image stream, if all are positive."""
+        v = self.floats(name)
+        return v[:n] if v is not None and v.size and np.all(v[:n] > 0) else None
+
+    def image(self, name: str, dt: np.dtype, shape: tuple[int, int]) -> np.ndarray:
+        b = self.bytes(name)
+        need = shape[0] * shape[1] * dt.itemsize
+        if b is None or len(b) < need:
+            have = 0 if b is None else len(b)
+            raise InputError(self.path, f"{name} has {have} bytes, {need} expected (truncated?)")
+        return np.frombuffer(b[:need], dt).reshape(shape)
+
+
+def _open(path: str, ole: olefile.OleFileIO) -> FrameSource:
+    st = _Streams(path, ole)
+    n = st.int("ImageInfo/NoOfImages") or st.int("ImageInfo/ImagesTaken")
+    width, height = st.int("ImageInfo/ImageWidth"), st.int("ImageInfo/ImageHeight")
     if not n or not width or not height:
         raise InputError(
             path, "lacks ImageInfo/NoOfImages, ImageWidth or ImageHeight (not a TXRM/XRM file?)"
         )
-    code = ints("ImageInfo/DataType")
+    code = st.int("ImageInfo/DataType")
     if code not in DATA_TYPES:
         raise InputError(path, f"image data type {code} is not supported (5: uint16, 10: float32)")
     dtype = DATA_TYPES[code]
@@ -86,40 +107,21 @@ def _open(path: str, ole: olefile.OleFileIO) -> FrameSource:
         raise InputError(
             path, f"{len(missing)} of {n} images are missing (first: {missing[0]}); truncated?"
         )
-
-    angles = floats("ImageInfo/Angles")
+    angles = st.floats("ImageInfo/Angles")
     if angles is not None:
         if angles.size < n:
             raise InputError(path, f"ImageInfo/Angles has {angles.size} values for {n} images")
         angles = angles[:n]
-    pixel = floats("ImageInfo/PixelSize")
-    pixel_nm = float(pixel[0]) * 1e3 if pixel is not None and pixel.size and pixel[0] > 0 else None
-    energy = floats("ImageInfo/Energy")
-    energy_ev = None
-    if energy is not None and energy.size and np.all(energy[:n] > 0):
-        energy_ev = float(np.mean(energy[:n]))
-
-    exposure = floats("ImageInfo/ExpTimes")
-    exposure_s = None
-    if exposure is not None and exposure.size and np.all(exposure[:n] > 0):
-        exposure_s = float(np.median(exposure[:n]))
-
-    def image(name: str, dt: np.dtype) -> np.ndarray:
-        b = stream(name)
-        need = width * height * dt.itemsize
-        if b is None or len(b) < need:
-            have = 0 if b is None else len(b)
-            raise InputError(path, f"{name} has {have} bytes, {need} expected (truncated?)")
-        return np.frombuffer(b[:need], dt).reshape(height, width)
-
+    pixel = st.positive("ImageInfo/PixelSize", 1)  # µm
+    energy = st.positive("ImageInfo/Energy", n)  # eV per image
+    exposure = st.positive("ImageInfo/ExpTimes", n)  # s per image
     flat = None
     if ole.exists("ReferenceData/Image"):
-        ref_code = ints("ReferenceData/DataType")
-        ref_dt = DATA_TYPES.get(ref_code, np.dtype("<f4"))
-        flat = image("ReferenceData/Image", ref_dt).astype(np.float32)
+        ref_dt = DATA_TYPES.get(st.int("ReferenceData/DataType"), np.dtype("<f4"))
+        flat = st.image("ReferenceData/Image", ref_dt, (height, width)).astype(np.float32)
 
     def reader(i0: int, i1: int) -> np.ndarray:
-        return np.stack([image(image_stream(i), dtype) for i in range(i0, i1)])
+        return np.stack([st.image(image_stream(i), dtype, (height, width)) for i in range(i0, i1)])
 
     return FrameSource(
         path=path,
@@ -128,9 +130,9 @@ def _open(path: str, ole: olefile.OleFileIO) -> FrameSource:
         dtype=dtype,
         reader=reader,
         angles_deg=angles,
-        pixel_size_nm=pixel_nm,
-        energy_ev=energy_ev,
-        exposure_s=exposure_s,
+        pixel_size_nm=None if pixel is None else float(pixel[0]) * 1e3,
+        energy_ev=None if energy is None else float(np.mean(energy)),
+        exposure_s=None if exposure is None else float(np.median(exposure)),
         flat=flat,
         values="intensity",
         extra={"xradia_data_type": code},

@@ -6,11 +6,13 @@ from .projector import SliceProjector
 from .psf import Crop, GaussianBlur, KernelBlur
 from .rows import RowSampling
 from .scan import ScanModel, scan_operator
+from .tilt import DetectorTilt
 
 __all__ = [
     "Binning",
     "Composition",
     "Crop",
+    "DetectorTilt",
     "GaussianBlur",
     "Identity",
     "KernelBlur",

@@ -226,6 +226,25 @@ def vectors_for_layout(vectors: np.ndarray, layout: str) -> np.ndarray:
     return v[:, :, [2, 0, 1]].reshape(-1, 12)
 
 
+def slab_vectors(
+    geometry: ScanGeometry,
+    grid: VolumeGrid,
+    slab: tuple[int, int],
+    pad: int,
+    supersampling: int,
+    layout: str = "zyx",
+) -> np.ndarray:
+    """The ``parallel3d_vec`` rows of a scan for the slices ``slab`` of ``grid``, in ``layout``.
+
+    The slab's place matters with a tilted axis only: the detector turns about the
+    grid's middle slice (:meth:`ScanGeometry.astra_vectors_3d`).
+    """
+    centre = (slab[0] + slab[1] - 1) / 2.0 - (grid.nz - 1) / 2.0  # voxels from the middle
+    return vectors_for_layout(
+        geometry.astra_vectors_3d(grid.voxel_size_nm, supersampling, pad, centre), layout
+    )
+
+
 class GpuSliceProjector(LinearOperator):
     """A scan's projection of every slice of a slab on the GPU: ``(ny, nx, nz) -> (angles, cols, nz)``.
 
@@ -246,6 +265,9 @@ class GpuSliceProjector(LinearOperator):
     engine
         Replaces the ASTRA engine (tests); by default one is made on the current CUDA
         device.
+    first_slice
+        The slab's first slice in the grid: with a tilted axis the detector turns about
+        the grid's middle, so the vectors depend on where the slab is.
     """
 
     def __init__(
@@ -257,6 +279,7 @@ class GpuSliceProjector(LinearOperator):
         supersampling: int | None = None,
         engine: Engine | None = None,
         layout: str = "zyx",
+        first_slice: int = 0,
     ) -> None:
         s = default_supersampling(geometry, grid) if supersampling is None else int(supersampling)
         ny, nx = grid.slice_shape
@@ -268,7 +291,7 @@ class GpuSliceProjector(LinearOperator):
         # FP gives lengths in voxels; a voxel in µm turns µm⁻¹ into optical depth
         self.scale = np.float32(grid.voxel_size_nm * 1e-3)
         vol_shape = (ny, nx, nz) if layout == "yxz" else (nz, ny, nx)
-        vectors = vectors_for_layout(geometry.astra_vectors_3d(grid.voxel_size_nm, s, pad), layout)
+        vectors = slab_vectors(geometry, grid, (first_slice, first_slice + nz), pad, s, layout)
         if engine is None:
             engine = AstraCudaEngine(vectors, vol_shape, (nz, cols * s))
         expected = (vol_shape, (nz, geometry.n_angles, cols * s))
@@ -373,6 +396,7 @@ __all__ = [
     "check_free_memory",
     "device_lock",
     "sentinel_indices",
+    "slab_vectors",
     "texture_nbytes",
     "vectors_for_layout",
 ]

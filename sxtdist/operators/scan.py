@@ -1,10 +1,14 @@
 """The forward model of one scan on a slab of slices, as one composed operator.
 
-``y = Crop( Blur( RowSampling( Project(x) ) ) )``:
+``y = Crop( Blur( RowSampling( [Tilt] Project(x) ) ) )``:
 
 * ``Project``: the scan's 2D system matrix on every slice (horizontal shifts,
   pixel size, truncated and off-centre detector), on a detector padded by the
   PSF's reach;
+* ``Tilt`` (a tilted rotation axis only): on the CPU the untilted projections,
+  on a detector wider by the tilt's reach, resampled onto the tilted detector's
+  fine rows (:class:`~sxtdist.operators.tilt.DetectorTilt`); on the GPU the
+  projector's vectors are tilted instead and there is no such step;
 * ``RowSampling``: slices to detector rows (pixel height, vertical shifts),
   skipped where it is the identity;
 * ``Blur``: the zone plate's PSF on the padded detector (zero outside);
@@ -26,6 +30,7 @@ from .base import LinearOperator
 from .projector import SliceProjector
 from .psf import Crop, GaussianBlur, KernelBlur, psf_pad
 from .rows import RowSampling, is_identity
+from .tilt import DetectorTilt
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,7 @@ class ScanModel:
         h = self.geometry.detector_shape[0]
         p = self.pad
         ext = np.arange(-p, h + p)
-        lo, hi = self.geometry.row_slice_support(grid, ext)
+        lo, hi = self.geometry.row_slice_support(grid, ext, pad=p)
         if p == 0:
             return lo, hi
         win = 2 * p + 1
@@ -114,23 +119,31 @@ def scan_operator(
     p = model.pad
     cols = g.detector_shape[1] + 2 * p
     sampling_cls = RowSampling
+    tilt_pad = 0  # CPU and tilted: the untilted projection's extra columns
     if backend == "gpu":
         from .gpu import DeviceRowSampling, GpuSliceProjector
 
         sampling_cls = DeviceRowSampling
         if projector is None:
-            projector = GpuSliceProjector(g, grid, nz, pad=p, supersampling=model.supersampling)
-    elif backend != "cpu":
+            projector = GpuSliceProjector(
+                g, grid, nz, pad=p, supersampling=model.supersampling, first_slice=slab[0]
+            )
+    elif backend == "cpu":
+        tilt_pad = g.tilt_pad_px(grid.voxel_size_nm, p)
+    else:
         raise ValueError(f"unknown backend {backend!r} (cpu or gpu)")
     op: LinearOperator = (
         projector
         if projector is not None
-        else SliceProjector(g, grid, nz, pad=p, supersampling=model.supersampling)
+        else SliceProjector(g, grid, nz, pad=p + tilt_pad, supersampling=model.supersampling)
     )
-    if tuple(op.range_shape) != (g.n_angles, cols, nz):
+    wide = g.detector_shape[1] + 2 * (p + tilt_pad)
+    if tuple(op.range_shape) != (g.n_angles, wide, nz):
         raise ValueError(
-            f"projector gives {op.range_shape}, the model needs {(g.n_angles, cols, nz)}"
+            f"projector gives {op.range_shape}, the model needs {(g.n_angles, wide, nz)}"
         )
+    if backend == "cpu" and g.tilted:
+        op = DetectorTilt(g, grid, slab, p + tilt_pad, p) @ op
     ext_rows = np.arange(rows[0] - p, rows[-1] + 1 + p)
     sampling = sampling_cls(g, grid, ext_rows, slab, cols)
     if not is_identity(sampling.matrix, nz, len(ext_rows)):  # skip a 1:1 row map
