@@ -492,3 +492,32 @@ def test_radians_angles_warn_naming_the_scan(tmp_path, templates):
             src, tmp_path / "a.zarr", "roi", angles=angles, pixel_size_nm=20
         )
     assert sxtdist.open_acquisition(tmp_path / "a.zarr")["roi"].shape == (10, 16, 16)
+
+
+def test_damage_is_reported_and_a_whole_volume_verifies(templates, tmp_path, run_cli):
+    ws = Workspace(tmp_path, templates)
+    vol = ws.vol()
+    code, out, _ = run_cli("verify", vol)
+    assert code == 0 and "volume whole:" in out
+    code, out, _ = run_cli("info", vol)
+    assert code == 0 and "DAMAGED" not in out
+    _chunk_files(vol / "0")[0].unlink()
+    code, out, _ = run_cli("info", vol)
+    assert code == 0 and "DAMAGED: level 0 lacks 1 of" in out
+    code, out, err = run_cli("verify", vol)
+    assert code == 2 and "is missing" in out and "damaged" in one_line(err)
+
+
+def test_overwrite_replaces_what_sxtdist_wrote(templates, tmp_path, run_cli):
+    ws = Workspace(tmp_path, templates)
+    vol = ws.vol()
+    for name in ("v.mrc", "v.tif", "v.zarr"):
+        assert run_cli("export", vol, tmp_path / name)[0] == 0
+        code, _, err = run_cli("export", vol, tmp_path / name, "--overwrite")
+        assert code == 0, err
+    acq = ws.acq("sim.zarr")
+    code, _, err = run_cli("simulate", acq, "--preset", "tiny", "--seed", "5", "--overwrite")
+    assert code == 0, err
+    assert sxtdist.open_acquisition(acq).truth_meta["seed"] == 5
+    leftovers = [p for p in os.listdir(tmp_path) if "sxtdist" in p]
+    assert leftovers == [], leftovers  # no lock, no partial
