@@ -521,3 +521,15 @@ def test_overwrite_replaces_what_sxtdist_wrote(templates, tmp_path, run_cli):
     assert sxtdist.open_acquisition(acq).truth_meta["seed"] == 5
     leftovers = [p for p in os.listdir(tmp_path) if "sxtdist" in p]
     assert leftovers == [], leftovers  # no lock, no partial
+
+
+def test_an_error_in_a_worker_is_one_line_without_its_traceback(templates, tmp_path):
+    """The workers' own log of a failed task (a traceback) is not shown: the client says
+    it once, in one line (run as a command, so the workers' standard error is seen)."""
+    acq = _garbage_chunk(Workspace(tmp_path, templates))
+    before = tree(tmp_path)
+    r = _run(["reconstruct", acq, tmp_path / "out.zarr", "--workers", "1", "-q"])
+    assert r.returncode == 2, r.stderr
+    assert one_line(r.stderr) == r.stderr.strip()
+    assert "cannot read projections" in r.stderr
+    assert tree(tmp_path) == before
