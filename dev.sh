@@ -58,7 +58,7 @@ case "$cmd" in
     .venv/bin/ruff format --check sxtdist tests benchmarks examples
     exec .venv/bin/python -m pytest "$@" ;;
   slow)
-    setup test
+    setup "test,browser"
     exec .venv/bin/python -m pytest -m slow --run-slow "$@" ;;
   gpu)
     setup "test,gpu"

@@ -114,12 +114,10 @@ def psnr_true_vs_estimated(path: str, estimated: dict, client, workdir: str, ite
     volume as they are.
     """
     import sxtdist
-    from sxtdist.metrics import psnr_in_region
-    from sxtdist.runner import roi_mask
+    from sxtdist.scoring import Regions, score
 
     acq = sxtdist.open_acquisition(path)
-    truth = acq.truth.compute()
-    mask = np.broadcast_to(roi_mask(acq), truth.shape)
+    regions = Regions.of(acq)
     out = {}
     for label, shifts in (("true", acq.truth_meta["shifts_px"]), ("estimated", estimated)):
         for name in ("full", "roi"):
@@ -132,7 +130,7 @@ def psnr_true_vs_estimated(path: str, estimated: dict, client, workdir: str, ite
             overwrite=True,
             progress=False,
         )
-        out[f"psnr_{label}"] = psnr_in_region(vol.level(0).compute(), truth, mask)
+        out[f"psnr_{label}"] = score(vol.level(0), acq.truth, regions).psnr_roi
     return out
 
 

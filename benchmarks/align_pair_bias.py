@@ -102,7 +102,7 @@ def main() -> None:
     import sxtdist
     from sxtdist.alignment.gauge import remove_gauge, rms
     from sxtdist.alignment.shifts import full_prior_weights, solve_joint
-    from sxtdist.runner import roi_mask
+    from sxtdist.scoring import Regions
 
     with (
         LocalCluster(n_workers=1, processes=False, threads_per_worker=2) as cluster,
@@ -159,7 +159,8 @@ def main() -> None:
         )
         model = np.asarray(volume.level(0))
         if args.truth_outside:
-            model = np.where(roi_mask(acq, 1.0)[None], model, np.asarray(acq.truth))
+            roi = Regions.of(acq).roi(model.shape[1:])
+            model = np.where(roi[None], model, np.asarray(acq.truth))
         twin = twin_from_volume(acq, model.astype(np.float32), f"{tmp}/twin.zarr")
         predicted, pred_bias = without_bias(
             moments.pairs, sxtdist.align(twin, joint=False, **opts).pairs

@@ -17,17 +17,11 @@ import argparse
 import shutil
 import tempfile
 
-import numpy as np
-
 
 def roi_psnr(acq, vol) -> float:
-    from sxtdist.metrics import psnr_in_region
-    from sxtdist.runner import roi_mask
+    from sxtdist.scoring import Regions, score
 
-    truth = acq.truth.compute()
-    return psnr_in_region(
-        vol.level(0).compute(), truth, np.broadcast_to(roi_mask(acq), truth.shape)
-    )
+    return score(vol.level(0), acq.truth, Regions.of(acq)).psnr_roi
 
 
 def main() -> None:

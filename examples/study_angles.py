@@ -49,7 +49,7 @@ def main(argv=None) -> int:
                 truth = np.asarray(acq.truth.compute())
                 v = float(acq.truth_meta["voxel_size_nm"])
                 x = st.reconstruct(acq, ["roi"], f"a{na}_d{k}", nonneg_every=1)
-                s = _study.scores(x, truth, 0.7 * probe_fov)
+                s = _study.scores(x, acq, 0.7 * probe_fov)
                 mid = truth.shape[0] // 2
                 w = int(round(0.7 * truth.shape[1]))
                 y0 = (truth.shape[1] - w) // 2

@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _study
 
-from sxtdist import dose
+from sxtdist import dose, scoring
 from sxtdist.geometry import scan_angles
 
 
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
         roi_nm = roi_px * v
         fov_um = probe["full"].geometry.detector_shape[1] * probe["full"].pixel_size_nm / 1e3
         mid = truth[truth.shape[0] // 2]
-        cell = mid > 0.5 * float(np.median(mid[mid > 0]))
+        cell = scoring.Regions.of(probe).cell(mid)
         ratio = dose.dose_ratio(mid, v, roi_nm, scan_angles(30), mask=cell)
         print(f"D_full/D_ROI = {ratio:.3f} (computed on the central slice)", flush=True)
         fluence0 = i0 / 0.06**2
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         )
         ref = st.simulate("reference", roi_width_um=fov_um, photons={"roi": i0}, **same_pixel)
         x = st.reconstruct(ref, ["roi"], "reference")
-        s_ref = _study.scores(x, truth, roi_px)
+        s_ref = _study.scores(x, ref, roi_px)
         for nf in n_fulls:
             i_roi = dose.redistributed_intensity(i0, n0, nf, ratio)
             acq = st.simulate(
@@ -84,8 +84,8 @@ def main(argv=None) -> int:
                 ),
                 cell,
             )
-            sc = _study.scores(st.reconstruct(acq, ["full", "roi"], f"comb{nf}"), truth, roi_px)
-            ss = _study.scores(st.reconstruct(acq, ["full"], f"sparse{nf}"), truth, roi_px)
+            sc = _study.scores(st.reconstruct(acq, ["full", "roi"], f"comb{nf}"), acq, roi_px)
+            ss = _study.scores(st.reconstruct(acq, ["full"], f"sparse{nf}"), acq, roi_px)
             rows.append(
                 {
                     "n_full": nf,

@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _study
 
-from sxtdist import metrics
+from sxtdist import metrics, scoring
 
 
 def main(argv=None) -> int:
@@ -63,7 +63,9 @@ def main(argv=None) -> int:
                 "combined": (acq, ["full", "roi"]),
                 "reference": (ref, ["roi"]),
             }
-            cell = truth > 0.5 * float(np.median(truth[truth > 0]))
+            regions = scoring.Regions.of(acq)
+            cell = regions.cell(truth)
+            peak = metrics.data_range(truth, mask=cell)
             bin_px = roi_px / 6.0
             radial = {}
             # the oracle scores where the PSNR is read: the interior scan's ROI, for the
@@ -71,8 +73,8 @@ def main(argv=None) -> int:
             roi_nm = roi_px / 2.0 * v
             for name, (a, scans) in runs.items():
                 x = st.reconstruct(a, scans, f"{name}{seed}", oracle_radius_nm=roi_nm)
-                s = _study.scores(x, truth, roi_px)
-                rp = metrics.radial_psnr(x, truth, bin_px=bin_px, mask=cell)
+                s = _study.scores(x, acq)
+                rp = metrics.radial_psnr(x, truth, bin_px, mask=cell, data_range_value=peak)
                 radial[name] = rp
                 mid = truth.shape[0] // 2
                 w = int(round(roi_px))

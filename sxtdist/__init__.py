@@ -35,6 +35,7 @@ _LAZY = {
     "reconstruct": "runner",
     "reconstruct_batch": "batch",
     "simulate": "simulation",
+    "estimate_reconstruction": "estimate",
 }
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "align",
     "configure_logging",
     "create_acquisition",
+    "estimate_reconstruction",
     "open_acquisition",
     "open_volume",
     "reconstruct",

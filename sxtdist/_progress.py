@@ -39,10 +39,27 @@ def progress_bar(
     if not progress_enabled(enabled):
         yield lambda n=1: None
         return
-    from tqdm.auto import tqdm
-
-    with tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False) as bar:
+    with _tqdm_class()(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False) as bar:
         yield bar.update
+
+
+def _tqdm_class() -> type:
+    """tqdm's widget in a notebook that has ipywidgets, its text bar elsewhere.
+
+    ``tqdm.auto`` does the same but warns (``TqdmWarning: IProgress not found``) in
+    a notebook without ipywidgets; the text bar works there as well.
+    """
+    if _in_notebook():
+        try:
+            import ipywidgets  # noqa: F401  (the widget bar needs it)
+            from tqdm.notebook import tqdm
+        except ImportError:
+            pass
+        else:
+            return tqdm
+    from tqdm.std import tqdm
+
+    return tqdm
 
 
 def log(message: str, quiet: bool = False) -> None:

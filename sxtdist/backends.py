@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ParameterError, SxtdistError
+from .errors import ParameterError, SxtdistError, option
 from .execution import BACKENDS
 from .geometry import VolumeGrid
 from .operators.gpu import ASTRA_HEADROOM, texture_nbytes
@@ -272,7 +272,8 @@ def gpu_block_size(
         need = estimate_gpu_block_bytes(models, grid, min(nz, 1 + 2 * halo), oracle)
         raise SxtdistError(
             f"a block of one slice needs about {need / 2**30:.1f} GiB of GPU memory, "
-            f"{free_bytes / 2**30:.1f} GiB are free; use --backend cpu or a coarser --voxel-size-nm"
+            f"{free_bytes / 2**30:.1f} GiB are free; use {option('--backend cpu', 'backend="cpu"')} "
+            f"or a coarser {option('--voxel-size-nm', 'voxel_size_nm')}"
         )
     lo, hi = 1, nz
     while lo < hi:  # the estimate grows with the slab: bisect for the largest fit

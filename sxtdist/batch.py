@@ -19,19 +19,18 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ._progress import progress_bar
 from .distributed import cancel_tasks, get_client
-from .errors import InputError, SxtdistError
+from .errors import InputError, SxtdistError, option, use_overwrite
 from .execution import Execution, execution_fields
 from .lock import write_lock
 from .logs import cell_messages_as_details
@@ -45,6 +44,8 @@ from .outputs import (
     register_file_kind,
     remove_empty_folders,
 )
+from .recon import AUTO, parse_iterations
+from .scoring import PSNR_NOTE
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def _to_weights(v: Any) -> dict[str, float]:
 #: :func:`sxtdist.reconstruct`'s keyword arguments.
 CELL_OPTIONS = {
     "method": str,
-    "iterations": int,
+    "iterations": parse_iterations,
     "scans": _to_scans,
     "block_size": int,
     "halo": int,
@@ -130,23 +131,35 @@ class Cell:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+#: The metric columns of the summary (:func:`cell_metrics`); empty where unknown.
+METRICS = ("psnr_roi_db", "psnr_cell_db", "fsc_nm", "mtf50_nm")
+
+
 @dataclass
 class CellResult:
-    """One row of the summary."""
+    """One row of the summary.
+
+    Against a truth (simulated data): PSNR in the ROI cylinder and in the cell, with the
+    peak the 99th percentile of the truth inside the cell (:mod:`sxtdist.scoring`); the
+    FSC (1/7) and MTF-50 resolutions over the central ROI cube, ``"not crossed"`` when
+    the curve does not cross.
+    """
 
     cell: str
     status: str
     seconds: float | None
-    psnr_db: float | None
-    frc_nm: float | None
     output: str
     message: str = ""
+    psnr_roi_db: float | None = None
+    psnr_cell_db: float | None = None
+    fsc_nm: float | str | None = None
+    mtf50_nm: float | str | None = None
 
     def row(self) -> dict[str, str]:
         d = asdict(self)
-        for k in ("seconds", "psnr_db", "frc_nm"):
-            d[k] = "" if d[k] is None else f"{d[k]:.2f}"
-        return {k: str(v) for k, v in d.items()}
+        for k in ("seconds", *METRICS):
+            d[k] = "" if d[k] is None else d[k] if isinstance(d[k], str) else f"{d[k]:.2f}"
+        return {k: str(d[k]) for k in _COLUMNS}
 
 
 # --- manifest ----------------------------------------------------------------------------
@@ -302,7 +315,7 @@ def _check_options(raw: Mapping[str, Any], where: str, what: str) -> dict[str, A
             continue
         try:
             out[key] = CELL_OPTIONS[key](v)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, SxtdistError) as exc:
             raise InputError(where, f"{what}: {k}: {exc}") from None
     return out
 
@@ -355,9 +368,8 @@ def reconstruct_batch(
     concurrent
         Cells in flight at once (default: the number of workers, at least 2).
     metrics
-        Where a cell has a truth (simulated data): its PSNR inside the ROI cylinder
-        (read slab by slab) and the FSC resolution of its central ROI cube against
-        the truth (:func:`volume_frc_nm`), computed on a worker.
+        Where a cell has a truth (simulated data): :func:`cell_metrics` (PSNR in the ROI
+        and in the cell, FSC and MTF-50 resolutions), computed on a worker.
     summary
         Summary CSV path (default ``out_dir/batch-summary.csv``).
     workers, client, **options
@@ -380,7 +392,7 @@ def reconstruct_batch(
     out_dir = os.fspath(out_dir)
     summary_path = os.fspath(summary) if summary else os.path.join(out_dir, SUMMARY_NAME)
     check_output(summary_path, "summary", inputs=[c.acquisition for c in cells], resume=True)
-    results = {c.name: CellResult(c.name, "not run", None, None, None, c.out) for c in cells}
+    results = {c.name: CellResult(c.name, "not run", None, c.out) for c in cells}
     interrupted = False
     t0 = time.perf_counter()
     made = make_folders(out_dir)
@@ -410,6 +422,8 @@ def reconstruct_batch(
     counts = {s: sum(r.status == s for r in rows) for s in STATUSES}
     said = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     logger.info("batch: %s in %.1f s; summary %s", said, time.perf_counter() - t0, summary_path)
+    if metrics and any(r.psnr_roi_db is not None or r.psnr_cell_db is not None for r in rows):
+        logger.info("batch: PSNR %s", PSNR_NOTE)
     if interrupted:
         raise KeyboardInterrupt
     return rows
@@ -432,7 +446,10 @@ def _backend_lines(cells: Sequence[Cell], client: Any, local: bool) -> list[str]
             continue
         line = f"batch: backend {chosen} ({why})"
         if chosen == "cpu" and requested == "auto" and local and probe_gpu().usable:
-            line += "; this machine has a GPU: --cluster local-cuda reconstructs on it"
+            line += (
+                "; this machine has a GPU: "
+                f"{option('--cluster local-cuda', 'cluster="local-cuda"')} reconstructs on it"
+            )
         lines.append(line)
     return lines
 
@@ -477,7 +494,7 @@ class _Batch:
             for f in still:
                 cell = futures[f]
                 self.results[cell.name] = CellResult(
-                    cell.name, "interrupted", None, None, None, cell.out, "did not stop in time"
+                    cell.name, "interrupted", None, cell.out, "did not stop in time"
                 )
             return True
         finally:
@@ -492,8 +509,8 @@ class _Batch:
     def run_cell(self, cell: Cell) -> CellResult:
         """Align (when asked) and reconstruct one cell; its row, whatever happens."""
 
-        def result(status: str, seconds: float | None, message: str = "", psnr=None, res=None):
-            return CellResult(cell.name, status, seconds, psnr, res, cell.out, message)
+        def result(status: str, seconds: float | None, message: str = "", scores=None):
+            return CellResult(cell.name, status, seconds, cell.out, message, **(scores or {}))
 
         if self.stop.is_set():
             return result("not run", None, "batch interrupted before this cell started")
@@ -525,10 +542,10 @@ class _Batch:
                     "failed",
                     None,
                     f"{cell.out} is complete but was made with {mismatch}; "
-                    "use --overwrite to redo it",
+                    + use_overwrite("redo it"),
                 )
-            psnr, res = _metrics(cell, self.client) if self.metrics else (None, None)
-            return result("skipped", None, "complete already", psnr, res)
+            scores = _metrics(cell, self.client) if self.metrics else None
+            return result("skipped", None, "complete already", scores)
         options = dict(cell.options)
         align_mode = options.pop("align", "auto")
         align_method = options.pop("align_method", "anchor")
@@ -541,9 +558,9 @@ class _Batch:
         )
         seconds = time.perf_counter() - t0
         scored = self.metrics and not self.stop.is_set()
-        psnr, res = _metrics(cell, self.client) if scored else (None, None)
+        scores = _metrics(cell, self.client) if scored else None
         notes = [n for n, on in (("aligned", aligned), ("resumed", previous == "running")) if on]
-        return result("done", seconds, ", ".join(notes), psnr, res)
+        return result("done", seconds, ", ".join(notes), scores)
 
 
 def _existing_status(cell: Cell) -> str | None:
@@ -599,12 +616,12 @@ def _provenance_mismatch(cell: Cell) -> str:
     """Which requested options a complete output was not made with ('' if none)."""
     from .volume import open_volume
 
-    prov = open_volume(cell.out, mode="r").meta.get("provenance", {})
-    from .recon import DEFAULT_ITERATIONS
-
+    prov = dict(open_volume(cell.out, mode="r").meta.get("provenance", {}))
+    if (prov.get("iterations_rule") or {}).get("rule", "fixed") != "fixed":
+        prov["iterations"] = AUTO  # what was asked for, not the count it chose
     want = {
         "method": cell.options.get("method", "cgne"),
-        "iterations": int(cell.options.get("iterations", DEFAULT_ITERATIONS)),
+        "iterations": cell.options.get("iterations", AUTO),
     }
     if "scans" in cell.options:
         want["scans"] = list(cell.options["scans"])
@@ -614,8 +631,8 @@ def _provenance_mismatch(cell: Cell) -> str:
     return ", ".join(diff)
 
 
-def _metrics(cell: Cell, client: Any) -> tuple[float | None, float | None]:
-    """(PSNR dB, FRC resolution nm) against the acquisition's truth, on a worker."""
+def _metrics(cell: Cell, client: Any) -> dict[str, float | str | None]:
+    """:func:`cell_metrics` of one cell, computed on a worker."""
     fut = client.submit(cell_metrics, cell.acquisition, cell.out, pure=False)
     try:
         return fut.result()
@@ -623,87 +640,37 @@ def _metrics(cell: Cell, client: Any) -> tuple[float | None, float | None]:
         fut.release()
 
 
-def cell_metrics(acquisition: str, volume: str) -> tuple[float | None, float | None]:
-    """:func:`volume_psnr` and :func:`volume_frc_nm` of one output (``None`` where unknown)."""
-    return volume_psnr(acquisition, volume), volume_frc_nm(acquisition, volume)
+def cell_metrics(acquisition: str, volume: str) -> dict[str, float | str | None]:
+    """The summary's metric columns (:data:`METRICS`) of one output against its truth.
 
-
-def volume_frc_nm(acquisition: str, volume: str) -> float | None:
-    """Resolution (nm) where the Fourier shell correlation with the truth falls below 1/7.
-
-    Computed over the central cube inscribed in the ROI cylinder (the region the
-    interior scan resolves; a cube rather than one slice for enough Fourier samples
-    per shell). When the curve stays above 1/7 up to Nyquist the answer is the
-    Nyquist period, two voxels. ``None`` without a truth, with different grids, or
-    for a cube under 16 voxels. Reads only that cube.
+    Empty (``{}``) when the acquisition has no truth or the grids differ. Reads the
+    volume and the truth slab by slab (:func:`sxtdist.scoring.score`) and the central
+    ROI cube (:func:`sxtdist.scoring.resolution`).
     """
-    import numpy as np
-
+    from . import scoring
     from .dataset import open_acquisition
-    from .metrics import frc
-    from .runner import _roi_radius_nm
     from .volume import open_volume
 
     acq = open_acquisition(acquisition, "r")
     vol = open_volume(volume, mode="r")
     if acq.truth is None or tuple(acq.truth.shape) != tuple(vol.shape):
-        return None
-    nz, ny, nx = vol.shape
-    radius = _roi_radius_nm(acq)
-    half = min(nz, ny, nx) // 2
-    if radius:
-        half = min(half, int(radius / vol.voxel_size_nm / np.sqrt(2.0)))
-    if 2 * half < 16:
-        return None
-    win = tuple(slice(c // 2 - half, c // 2 + half) for c in (nz, ny, nx))
-    t = np.asarray(acq.truth[win].compute(), np.float64)
-    v = np.asarray(vol.level(0)[win].compute(), np.float64)
-    res = frc(v, t, vol.voxel_size_nm).resolution("1/7")
-    # No crossing: the volume is correlated with the truth up to Nyquist; the
-    # resolution is then the sampling's, two voxels.
-    return res if res is not None else 2.0 * vol.voxel_size_nm
-
-
-def volume_psnr(acquisition: str, volume: str, slab: int = 32) -> float | None:
-    """PSNR (dB) of ``volume`` against the truth of ``acquisition`` inside the ROI cylinder.
-
-    ``None`` when the acquisition has no truth or the grids differ. Reads ``slab``
-    slices at a time, so memory stays at two slabs whatever the volume's size.
-    Peak value: the truth's range inside the cylinder (as the oracle rule uses).
-    """
-    import numpy as np
-
-    from .dataset import open_acquisition
-    from .recon import roi_cylinder_mask
-    from .runner import _roi_radius_nm
-    from .volume import open_volume
-
-    acq = open_acquisition(acquisition, "r")
-    truth = acq.truth
-    vol = open_volume(volume, mode="r")
-    if truth is None or tuple(truth.shape) != tuple(vol.shape):
-        return None
-    radius = _roi_radius_nm(acq)
-    mask = roi_cylinder_mask(vol.grid, radius) if radius else np.ones(vol.grid.slice_shape, bool)
-    t_arr, v_arr = truth, vol.level(0)
-    sse, n, lo, hi = 0.0, 0, math.inf, -math.inf
-    for z0 in range(0, vol.shape[0], slab):
-        t = np.asarray(t_arr[z0 : z0 + slab].compute(), np.float64)[:, mask]
-        v = np.asarray(v_arr[z0 : z0 + slab].compute(), np.float64)[:, mask]
-        sse += float(((v - t) ** 2).sum())
-        n += t.size
-        lo, hi = min(lo, float(t.min())), max(hi, float(t.max()))
-    if n == 0 or sse == 0:
-        return None
-    return 10.0 * math.log10((hi - lo) ** 2 / (sse / n))
+        return {}
+    regions = scoring.Regions.of(acq)
+    s = scoring.score(vol.level(0), acq.truth, regions)
+    out: dict[str, float | str | None] = {"psnr_roi_db": s.psnr_roi, "psnr_cell_db": s.psnr_cell}
+    res = scoring.resolution(vol.level(0), acq.truth, regions)
+    if res is not None:
+        out["fsc_nm"] = scoring.describe(res.fsc_one_seventh_nm)
+        out["mtf50_nm"] = scoring.describe(res.mtf50_nm)
+    return out
 
 
 # --- summary -----------------------------------------------------------------------------
 
-_COLUMNS = [f.name for f in fields(CellResult)]
-#: The summary's first line: how a summary sxtdist wrote is recognised.
-SUMMARY_HEADER = ",".join(_COLUMNS)
-register_file_kind("summary", lambda path: first_line(path) == SUMMARY_HEADER)
+_COLUMNS = ["cell", "status", "seconds", *METRICS, "output", "message"]
+#: How a summary sxtdist wrote begins (this version's columns, or an earlier one's).
+SUMMARY_START = "cell,status,seconds,"
+register_file_kind("summary", lambda path: (first_line(path) or "").startswith(SUMMARY_START))
 
 
 def write_summary(rows: Iterable[CellResult], path: str | os.PathLike[str]) -> None:
@@ -732,21 +699,8 @@ def read_summary(path: str | os.PathLike[str]) -> list[dict[str, str]]:
 
 def format_summary(rows: Sequence[CellResult]) -> str:
     """The summary as an aligned text table."""
-    head = ["cell", "status", "time_s", "psnr_db", "frc_nm", "output", "message"]
-    body = []
-    for r in rows:
-        d = r.row()
-        body.append(
-            [
-                d["cell"],
-                d["status"],
-                d["seconds"],
-                d["psnr_db"],
-                d["frc_nm"],
-                d["output"],
-                d["message"],
-            ]
-        )
+    head = ["cell", "status", "time_s", *METRICS, "output", "message"]
+    body = [[r.row()["seconds" if k == "time_s" else k] for k in head] for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)).rstrip() for b in body]
@@ -763,7 +717,5 @@ __all__ = [
     "read_manifest",
     "read_summary",
     "reconstruct_batch",
-    "volume_frc_nm",
-    "volume_psnr",
     "write_summary",
 ]

@@ -2,8 +2,12 @@
 
 On disk it is one Zarr v3 group. Each scan (``full``: the sparse full field of
 view; ``roi``: the dense interior scan) is an OME-NGFF 0.5 multiscale image with
-axes ``(angle, y, x)``, float32 optical depth ``-ln(I / I0)``, one projection
-per chunk. A simulated dataset also holds ``truth``, the volume ``(z, y, x)``.
+axes ``(angle, y, x)``, float32 optical depth ``-ln(I / I0)``, stored so both
+readers read only what they need (:func:`projection_layout`): one projection per
+shard (alignment reads whole views), inner chunks of :data:`ROW_BAND` rows at full
+width (a slice block reads its band of rows of every view). Acquisitions written
+before, one projection per chunk, open and read the same (:func:`convert_layout`
+rewrites one). A simulated dataset also holds ``truth``, the volume ``(z, y, x)``.
 
 Metadata lives in ``attrs["sxtdist"]`` (schema version 1)::
 
@@ -23,9 +27,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import importlib.util
 import math
 import os
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +43,7 @@ import numpy as np
 import zarr
 
 from . import _version
-from .errors import InputError, OutputExistsError, ParameterError
+from .errors import InputError, OutputExistsError, ParameterError, use_overwrite
 from .geometry import MAX_AXIS_TILT_DEG, ScanGeometry
 from .io import ngff
 from .io.checks import (
@@ -51,6 +59,91 @@ from .outputs import check_output, install, remove, writing
 SCHEMA_VERSION = 1
 SCAN_NAMES = ("full", "roi")
 KEY = "sxtdist"
+#: Detector rows per inner chunk of a projection array (a band at full width). A block
+#: of ``R`` rows then decodes at most ``R + 2 (ROW_BAND - 1)`` rows of each view: with
+#: blocks of 32 rows and a halo of 4, 1.2x the bytes it needs (benchmarks/bench_io.py).
+ROW_BAND = 8
+#: Slices per chunk of a simulated truth volume (a simulator writes slabs of this many).
+TRUTH_CHUNK_Z = 64
+#: What the truth volume's values are (its display window's label).
+TRUTH_LABEL = "attenuation (1/um)"
+#: Projections per shard: one file per view, written whole by the task that makes it.
+VIEWS_PER_SHARD = 1
+#: zarr's codec pipeline decodes each inner chunk through Python's event loop (about
+#: 70 µs a chunk here), which made a whole 512² view of 64 row bands cost 3-4x the old
+#: one-chunk view; the zarrs pipeline (Rust) reads it as fast as the old layout.
+FAST_PIPELINE = "zarrs.ZarrsCodecPipeline"
+
+
+def projection_layout(shape: tuple[int, int, int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Inner chunks and shards of a projection array of ``shape`` ``(angles, rows, cols)``.
+
+    Shards hold :data:`VIEWS_PER_SHARD` whole projections; inner chunks are bands
+    of :data:`ROW_BAND` rows at full width (a shard is a whole number of bands).
+    """
+    n, rows, cols = shape
+    band = max(1, min(ROW_BAND, rows))
+    views = max(1, min(VIEWS_PER_SHARD, n))
+    return (1, band, cols), (views, -(-rows // band) * band, cols)
+
+
+@contextmanager
+def fast_codecs() -> Iterator[None]:
+    """Open (or create) zarr arrays inside this block with the zarrs codec pipeline.
+
+    The pipeline is chosen when an array object is made, so only arrays opened here
+    use it; the process's zarr configuration is left as it was. The configuration is
+    global, so the block holds a lock: two threads' blocks interleaving would restore
+    each other's setting and leave zarrs set for the whole process. Without the
+    ``zarrs`` package, zarr's own pipeline reads the same values, more slowly.
+    """
+    if importlib.util.find_spec("zarrs") is None:
+        yield
+        return
+    with _CONFIG_LOCK, zarr.config.set({"codec_pipeline.path": FAST_PIPELINE}):
+        yield
+
+
+_CONFIG_LOCK = threading.RLock()
+
+
+@dataclass(frozen=True)
+class Stream:
+    """An array made piece by piece along its first axis, written as the pieces come.
+
+    ``pieces`` yields arrays whose first axes add up to ``shape[0]``, in order (slabs
+    of a volume), or single entries without that axis (views of a scan); only one
+    piece is in memory at a time.
+    """
+
+    shape: tuple[int, ...]
+    pieces: Iterable[np.ndarray]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+def write_stream(array: zarr.Array, stream: Stream) -> None:
+    """Write ``stream``'s pieces into ``array`` one after another.
+
+    Each write runs in a thread while the next piece is made (zarr and zarrs release
+    the GIL to compress and write), so at most two pieces are in memory.
+    """
+    i = 0
+    with ThreadPoolExecutor(1, thread_name_prefix="sxtdist-write") as pool:
+        pending = None
+        for piece in stream.pieces:
+            if piece.ndim == array.ndim - 1:  # a single entry (a view)
+                piece = piece[None]
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(array.__setitem__, slice(i, i + piece.shape[0]), piece)
+            i += piece.shape[0]
+        if pending is not None:
+            pending.result()
+    if i != stream.shape[0]:
+        raise ValueError(f"the stream made {i} of its {stream.shape[0]} entries")
 
 
 @dataclass
@@ -60,7 +153,8 @@ class ScanData:
     Parameters
     ----------
     data
-        ``(n_angles, rows, cols)`` optical depth, numpy or dask (written chunk by chunk).
+        ``(n_angles, rows, cols)`` optical depth: numpy, dask (written chunk by chunk) or
+        a :class:`Stream` of views (written as they come).
     angles_deg, pixel_size_nm
         Rotation angles (degrees) and the pixel size in the object plane (nm).
     energy_ev, zone_plate_ozw_nm, photons_per_pixel, exposure_s
@@ -95,7 +189,8 @@ class Scan:
         self.acquisition = acquisition
         self.name = name
         self.meta = meta
-        self.array: zarr.Array = acquisition.group[name]["0"]
+        with fast_codecs():
+            self.array: zarr.Array = acquisition.group[name]["0"]
 
     @property
     def path(self) -> str:
@@ -115,8 +210,8 @@ class Scan:
 
     @property
     def data(self) -> da.Array:
-        """The projections as a lazy dask array ``(angle, y, x)``."""
-        return da.from_zarr(self.array)
+        """The projections as a lazy dask array ``(angle, y, x)``, a dask chunk per shard."""
+        return da.from_zarr(self.array, chunks=self.array.shards or self.array.chunks)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -240,7 +335,8 @@ def create_acquisition(
     scans
         ``{"full": ScanData(...), "roi": ScanData(...)}``; either may be missing.
     truth
-        Optional ground-truth volume ``(z, y, x)``; needs ``truth_meta["voxel_size_nm"]``.
+        Optional ground-truth volume ``(z, y, x)`` (an array or a :class:`Stream` of
+        slabs); needs ``truth_meta["voxel_size_nm"]``.
     truth_meta
         What the simulator knows: voxel size, true shifts, intensity transform, seed.
     sample
@@ -277,14 +373,17 @@ def create_acquisition(
                 [shape],
                 [[v, v, v]],
                 ngff.VOLUME_AXES,
-                chunks=[(min(64, shape[0]), 256, 256)],
+                chunks=[(min(TRUTH_CHUNK_Z, shape[0]), 256, 256)],
             )
-            da.store(
-                da.asarray(truth).astype(np.float32).rechunk(group["0"].chunks),
-                group["0"],
-                lock=False,
-            )
-            ngff.update_display_window(group, "attenuation (1/um)")
+            if isinstance(truth, Stream):
+                write_stream(group["0"], truth)
+            else:
+                da.store(
+                    da.asarray(truth).astype(np.float32).rechunk(group["0"].chunks),
+                    group["0"],
+                    lock=False,
+                )
+            ngff.update_display_window(group, TRUTH_LABEL)
             meta["truth"] = _jsonable(dict(truth_meta))
         if sample:
             meta["sample"] = _jsonable(dict(sample))
@@ -294,13 +393,14 @@ def create_acquisition(
 
 def _write_scan(root: zarr.Group, name: str, scan: ScanData, path: str) -> dict[str, Any]:
     """Write one scan's projections into ``root/name``, verified as they go; its metadata."""
-    data = scan.data if isinstance(scan.data, da.Array) else np.asarray(scan.data)
-    where = f"{path} (scan {name!r})"
+    data = scan.data if isinstance(scan.data, (da.Array, Stream)) else np.asarray(scan.data)
     if data.ndim != 3:
         raise ParameterError(
             f"scan {name!r}: projections must be 3D (angle, y, x), got {data.shape}"
         )
-    check_pixel_type(where, data.dtype, counts_ok=False)
+    where = f"{path} (scan {name!r})"
+    if not isinstance(data, Stream):  # a stream's pieces are checked as they come
+        check_pixel_type(where, data.dtype, counts_ok=False)
     n, rows, cols = data.shape
     p = float(scan.pixel_size_nm)
     meta = {
@@ -321,31 +421,77 @@ def _write_scan(root: zarr.Group, name: str, scan: ScanData, path: str) -> dict[
         **_jsonable(scan.extra),
     }
     _check_scan_meta(path, name, meta, (n, rows, cols))
-    group = ngff.create_multiscale(
-        root,
-        name,
-        [(n, rows, cols)],
-        [[1.0, p, p]],
-        ngff.PROJECTION_AXES,
-        chunks=[(1, rows, cols)],
-        fill_value=float("nan"),
-    )
-    arr = group["0"]
+    write_projections(root, name, data, p, meta["data"].replace("_", " "), where)
+    return meta
+
+
+def write_projections(
+    root: zarr.Group,
+    name: str,
+    data: Any,
+    pixel_size_nm: float,
+    label: str = "optical depth",
+    where: str | None = None,
+) -> None:
+    """Write projections ``(angle, y, x)`` as the multiscale image ``root/name``.
+
+    The layout is :func:`projection_layout`'s; each dask chunk is one whole shard.
+    The display window (``label``) is computed from the data written. Every piece is
+    verified before it is written (:mod:`sxtdist.io.checks`; errors name ``where``):
+    real floating point, no NaN or inf (naming the view), and not negative
+    everywhere. Dask chunks are written one at a time, in this process: a failed
+    check stops the writing at once, so the caller removes the partial output with
+    nothing still writing into it.
+    """
+    where = where or os.path.join(_group_path(root), name)
     od = OpticalDepthRange()
 
-    def verified(x: np.ndarray, block_info: dict | None = None) -> np.ndarray:
-        first = block_info[0]["array-location"][0][0] if block_info else 0
-        check_finite(where, x, first)
+    def verified(x: np.ndarray, first: int) -> np.ndarray:
+        check_pixel_type(where, x.dtype, counts_ok=False)
+        check_finite(where, x if x.ndim == 3 else x[None], first)
         return od.add(x)
 
-    src = da.asarray(data).astype(np.float32).rechunk((1, rows, cols))
-    # in this process (the checks gather here) and one chunk at a time: a failed check
-    # stops the writing at once, so the partial output is removed with nothing still
-    # writing into it
-    da.store(src.map_blocks(verified, dtype=np.float32), arr, lock=False, scheduler="sync")
+    n, rows, cols = data.shape
+    chunks, shards = projection_layout((n, rows, cols))
+    with fast_codecs():
+        group = ngff.create_multiscale(
+            root,
+            name,
+            [(n, rows, cols)],
+            [[1.0, pixel_size_nm, pixel_size_nm]],
+            ngff.PROJECTION_AXES,
+            chunks=[chunks],
+            shards=[shards],
+            fill_value=float("nan"),
+        )
+        arr = group["0"]
+    if isinstance(data, Stream):
+        counted = _counting(data.pieces)
+        pieces = (verified(x, i) for i, x in counted)
+        write_stream(arr, Stream(data.shape, pieces))  # a view at a time, in order
+    else:
+        src = da.asarray(data).astype(np.float32).rechunk((shards[0], rows, cols))
+
+        def block(x: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+            return verified(x, block_info[0]["array-location"][0][0] if block_info else 0)
+
+        da.store(src.map_blocks(block, dtype=np.float32), arr, lock=False, scheduler="sync")
     od.check(where)
-    ngff.update_display_window(group, meta["data"].replace("_", " "))
-    return meta
+    ngff.update_display_window(root[name], label)
+
+
+def _counting(pieces: Iterable[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
+    """``(index of the piece's first view, piece)`` of a stream of views or slabs of views."""
+    i = 0
+    for x in pieces:
+        yield i, x
+        i += 1 if x.ndim == 2 else x.shape[0]
+
+
+def _group_path(group: zarr.Group) -> str:
+    root = getattr(group.store, "root", None)
+    base = os.fspath(root) if root is not None else str(group.store)
+    return os.path.join(base, group.path) if group.path else base
 
 
 def add_scan(
@@ -382,7 +528,7 @@ def add_scan(
         acq = open_acquisition(path, mode="r+")
         if name in acq.scans and not overwrite:
             raise OutputExistsError(
-                os.path.join(path, name), "scan already exists (use --overwrite to replace it)"
+                os.path.join(path, name), f"scan already exists ({use_overwrite()})"
             )
         root = acq.group
         tmp_name = f"_partial_{name}"
@@ -406,6 +552,41 @@ def _register_scan(path: str, name: str, smeta: dict[str, Any]) -> None:
     meta = dict(root.attrs[KEY])
     meta["scans"] = {**meta["scans"], name: smeta}
     root.attrs[KEY] = meta  # last: the scan exists for readers only from here
+
+
+def convert_layout(
+    source: str | os.PathLike[str], out: str | os.PathLike[str], overwrite: bool = False
+) -> Acquisition:
+    """Copy the acquisition ``source`` to ``out`` with the projection layout of this version.
+
+    Every scan's projections are rewritten shard by shard (:func:`write_projections`);
+    the metadata (alignment included) and the truth volume are copied unchanged. The
+    copy appears whole or not at all; ``source`` is only read.
+    """
+    source, out = os.fspath(source), os.fspath(out)
+    acq = open_acquisition(source, mode="r")
+    with writing(out, "acquisition", inputs=[source], overwrite=overwrite) as target:
+        tmp = target.write_path
+        root = zarr.open_group(tmp, mode="w", zarr_format=3)
+        for name, scan in acq.scans.items():
+            write_projections(root, name, scan.data, scan.pixel_size_nm)
+        if "truth" in acq.group:
+            src = acq.group["truth"]
+            level0 = src["0"]
+            v = float(acq.meta["truth"]["voxel_size_nm"])
+            group = ngff.create_multiscale(
+                root,
+                "truth",
+                [level0.shape],
+                [[v, v, v]],
+                ngff.VOLUME_AXES,
+                chunks=[level0.chunks],
+                shards=[level0.shards],
+            )
+            da.store(da.from_zarr(level0), group["0"], lock=False)
+            ngff.update_display_window(group, TRUTH_LABEL)
+        root.attrs[KEY] = acq.meta
+    return open_acquisition(out)
 
 
 # -- opening and validating -------------------------------------------------------------------
@@ -517,13 +698,15 @@ def open_projections(array_path: str) -> zarr.Array:
     try:
         st = os.stat(os.path.join(array_path, "zarr.json"))
     except OSError:  # not a local directory (or gone): open it plainly, Zarr reports
-        return zarr.open_array(array_path, mode="r")
+        with fast_codecs():
+            return zarr.open_array(array_path, mode="r")
     return _open_projections_cached(array_path, st.st_mtime_ns, st.st_size)
 
 
 @functools.lru_cache(maxsize=16)
 def _open_projections_cached(array_path: str, mtime_ns: int, size: int) -> zarr.Array:
-    return zarr.open_array(array_path, mode="r")
+    with fast_codecs():
+        return zarr.open_array(array_path, mode="r")
 
 
 def _check_scan_meta(path: str, name: str, m: Mapping[str, Any], shape: tuple[int, ...]) -> None:

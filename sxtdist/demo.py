@@ -11,15 +11,14 @@ import logging
 import os
 import time
 
-import numpy as np
-
 from .alignment import align
 from .dataset import open_acquisition
+from .errors import OutputExistsError, use_overwrite
 from .execution import Execution
-from .metrics import psnr_in_region
 from .outputs import check_output, make_folders, remove_empty_folders
-from .recon import DEFAULT_ITERATIONS
-from .runner import reconstruct, roi_mask
+from .recon import AUTO
+from .runner import reconstruct
+from .scoring import PSNR_NOTE, Regions, score
 from .simulation import simulate
 
 logger = logging.getLogger(__name__)
@@ -29,7 +28,7 @@ def run_demo(
     out_dir: str | os.PathLike[str],
     preset: str = "small",
     seed: int = 1,
-    iterations: int = DEFAULT_ITERATIONS,
+    iterations: int | str = AUTO,
     execution: Execution | None = None,
     *,
     workers: int | None = None,
@@ -47,6 +46,8 @@ def run_demo(
     out_dir = os.fspath(out_dir)
     acq_path = os.path.join(out_dir, f"{preset}.zarr")
     volumes = {name: os.path.join(out_dir, f"{name}.zarr") for name in VOLUMES}
+    if os.path.exists(acq_path) and not ex.overwrite:
+        raise OutputExistsError(acq_path, f"exists from an earlier demo ({use_overwrite()})")
     # every output checked before the first is written: only an earlier demo's are replaced
     check_output(acq_path, "acquisition", overwrite=ex.overwrite)
     for out in volumes.values():
@@ -71,7 +72,7 @@ def _run(
     volumes: dict[str, str],
     preset: str,
     seed: int,
-    iterations: int,
+    iterations: int | str,
     ex: Execution,
 ) -> dict[str, dict[str, float]]:
     logger.info("1/3 simulating a '%s' cell (seed %d) -> %s", preset, seed, acq_path)
@@ -79,18 +80,13 @@ def _run(
     acq = open_acquisition(acq_path)
     logger.info("2/3 aligning the projections")
     align(acq, execution=ex)
-    truth = acq.truth.compute()
-    roi = np.broadcast_to(roi_mask(acq), truth.shape)
-    cell = truth > 0.5 * float(np.median(truth[truth > 0]))
+    regions = Regions.of(acq)
     logger.info("3/3 reconstructing (interior only, then combined)")
     results: dict[str, dict[str, float]] = {}
     for name, scans in VOLUMES.items():
         vol = reconstruct(acq_path, volumes[name], execution=ex, scans=scans, iterations=iterations)
-        x = vol.level(0).compute()
-        results[name] = {
-            "roi_psnr": psnr_in_region(x, truth, roi),
-            "cell_psnr": psnr_in_region(x, truth, cell),
-        }
+        s = score(vol.level(0), acq.truth, regions)
+        results[name] = {"roi_psnr": s.psnr_roi, "cell_psnr": s.psnr_cell}
     return results
 
 
@@ -110,7 +106,7 @@ def describe_results(
             f"  {name:<14}{r['roi_psnr']:>10.2f}dB{r['cell_psnr']:>10.2f}dB  "
             f"{os.path.join(out_dir, name + '.zarr')}"
         )
-    lines.append(
-        "  view: napari --plugin napari-ome-zarr " + os.path.join(out_dir, "combined.zarr")
-    )
+    lines.append(f"  PSNR: {PSNR_NOTE}")
+    combined = os.path.join(out_dir, "combined.zarr")
+    lines.append(f"  view: sxtdist view {combined}  (or napari --plugin sxtdist {combined})")
     return "\n".join(lines)

@@ -51,7 +51,7 @@ from typing import Any
 import dask.config
 
 from ._progress import progress_bar
-from .errors import ParameterError, SxtdistError
+from .errors import ParameterError, SxtdistError, option
 from .execution import Execution, normalize_kind
 
 logger = logging.getLogger(__name__)
@@ -177,6 +177,7 @@ def make_cluster(
         workers = cluster_config("workers")
     if workers is not None and int(workers) < 1:
         raise ParameterError(f"number of workers must be at least 1, got {workers}")
+    rerun = main_rerun_problem() if kind in ("local", "local-cuda") else None
     if kind == "local":
         from distributed import LocalCluster
 
@@ -187,11 +188,22 @@ def make_cluster(
             memory_limit=memory_limit,
             **local_cluster_options(),
         )
+        if rerun:  # worker processes would fail to start: one worker of threads, said so
+            logger.warning(
+                "%s: running on %d threads in this process instead of worker processes "
+                "(%s to have processes)",
+                rerun,
+                opts["n_workers"],
+                GUARD_ADVICE,
+            )
+            opts.update(threads_per_worker=opts["n_workers"], n_workers=1, processes=False)
         opts.update(overrides)
         # the scheduler and the nannies take their configuration when they are made
         with dask.config.set(local_housekeeping()):
             return LocalCluster(**opts)
     if kind == "local-cuda":
+        if rerun:  # one process per GPU is how dask-cuda works: no threads to fall back to
+            raise SxtdistError(f"{rerun}; {GUARD_ADVICE}")
         try:
             from dask_cuda import LocalCUDACluster
         except ImportError as exc:
@@ -215,6 +227,73 @@ def make_cluster(
         with dask.config.set(local_housekeeping()):
             return LocalCUDACluster(**opts)
     return _make_jobqueue_cluster(kind, overrides)
+
+
+#: What to do about a script that worker processes would run again.
+GUARD_ADVICE = "put the script's calls under 'if __name__ == \"__main__\":' (docs/python.md)"
+
+
+def main_rerun_problem() -> str | None:
+    """Why Dask's local worker processes would fail to start now, or None.
+
+    Worker processes are spawned: each imports the main script again, so a script
+    that calls sxtdist at its top level, outside ``if __name__ == "__main__":``,
+    would start the whole run again in every worker (distributed reports only
+    "Nanny failed to start"); a script read from standard input cannot be read
+    again at all. Notebooks, ``python -c``, ``python -m package`` (multiprocessing
+    leaves a package's ``__main__`` alone) and interactive sessions are fine.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None:
+        return None
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if name is not None and (name == "__main__" or name.endswith(".__main__")):
+        return None  # python -m package: multiprocessing does not run its __main__ again
+    if not os.path.isfile(path):
+        return f"the script {path} cannot be read again by Dask's worker processes"
+    frame = sys._getframe(1)
+    while frame is not None and not (
+        frame.f_globals is vars(main) and frame.f_code.co_name == "<module>"
+    ):
+        frame = frame.f_back
+    if frame is None:  # not called while the script's top level runs (a thread, an import)
+        return None
+    if _under_main_guard(path, frame.f_lineno):
+        return None
+    return (
+        f"{os.path.basename(path)} calls sxtdist outside 'if __name__ == \"__main__\":', so "
+        "every Dask worker process would run the script again"
+    )
+
+
+def _under_main_guard(path: str, line: int) -> bool:
+    """Whether ``line`` of the script lies in an ``if __name__ == "__main__":`` block."""
+    import ast
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+    except (OSError, SyntaxError, ValueError):  # cannot tell: let distributed try
+        return True
+    for node in tree.body:
+        if isinstance(node, ast.If) and _is_main_test(node.test):
+            if node.body[0].lineno <= line <= (node.body[-1].end_lineno or line):
+                return True
+    return False
+
+
+def _is_main_test(test: Any) -> bool:
+    import ast
+
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return (
+        isinstance(test.ops[0], ast.Eq)
+        and any(isinstance(x, ast.Name) and x.id == "__name__" for x in sides)
+        and any(isinstance(x, ast.Constant) and x.value == "__main__" for x in sides)
+    )
 
 
 def jobqueue_options(kind: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -361,7 +440,7 @@ def _jobqueue_client(kind: str, ex: Execution) -> Iterator[Any]:
     if shutil.which(submit) is None:
         raise SxtdistError(
             f"cluster {kind!r}: {submit} is not on PATH (run on a login node of the "
-            f"{kind.upper()} cluster, or choose another --cluster)"
+            f"{kind.upper()} cluster, or choose another {option('--cluster', 'cluster=')})"
         )
     cl = make_cluster(kind, **dict(ex.cluster_options or {}))
     try:

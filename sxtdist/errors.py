@@ -8,6 +8,8 @@ code 2. Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def printable(path: str | os.PathLike[str]) -> str:
@@ -55,3 +57,36 @@ class ParameterError(SxtdistError):
 
 class SxtdistWarning(UserWarning):
     """A condition the user should look at and can correct (shown as one line by the CLI)."""
+
+
+#: Whether messages name choices by the command line's words (while the CLI runs).
+_cli_words = False
+
+
+def option(cli: str, python: str) -> str:
+    """Name a choice in a message the way the user makes it.
+
+    ``cli`` (``"--overwrite"``) while a command of the ``sxtdist`` program runs,
+    ``python`` (``"overwrite=True"``) for a call from Python: a notebook user is
+    not told about flags they cannot pass.
+    """
+    return cli if _cli_words else python
+
+
+@contextmanager
+def command_line_words() -> Iterator[None]:
+    """Within the block (the CLI's ``main``), :func:`option` names command-line flags.
+
+    A process-wide switch, not per thread: the CLI's helper threads speak its words too.
+    """
+    global _cli_words
+    before, _cli_words = _cli_words, True
+    try:
+        yield
+    finally:
+        _cli_words = before
+
+
+def use_overwrite(to: str = "replace it") -> str:
+    """``"use --overwrite to replace it"`` (or ``overwrite=True`` from Python)."""
+    return f"use {option('--overwrite', 'overwrite=True')} to {to}"

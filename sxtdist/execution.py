@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ParameterError
+from .errors import ParameterError, option
 
 #: Cluster kinds :func:`sxtdist.distributed.make_cluster` knows.
 CLUSTER_KINDS = ("local", "local-cuda", "slurm", "pbs", "lsf")
@@ -97,7 +97,10 @@ class Execution:
                 "give either a client/cluster object or a scheduler address, not both"
             )
         if self.scheduler is not None and self.cluster is not None:
-            raise ParameterError("give either --cluster or --scheduler, not both")
+            raise ParameterError(
+                f"give either {option('--cluster', 'cluster=')} or "
+                f"{option('--scheduler', 'scheduler=')}, not both"
+            )
         if self.cluster is not None:
             object.__setattr__(self, "cluster", normalize_kind(self.cluster))
         _check_count("number of workers", self.workers, 1)

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from . import dose as _dose
-from .errors import ParameterError
+from .errors import ParameterError, option
 from .physics import PAPER_POWER_FRACTION, ZonePlate, views_for_frequency
 
 #: Voxels across the cell in the coarse model used for the null space and the dose ratio.
@@ -347,7 +347,7 @@ def plan_acquisition(req: PlanRequest) -> Plan:
     if n_full >= n0:
         raise ParameterError(
             f"{n_full} full views leave no dose for the interior scan within the reference "
-            f"scan's {n0} views: raise --reference-views"
+            f"scan's {n0} views: raise {option('--reference-views', 'reference_views')}"
         )
     from .geometry import scan_angles
 

@@ -13,17 +13,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from .blocks import coupling_links
-from .errors import ParameterError
+from .errors import ParameterError, option
 from .geometry import VolumeGrid
-from .operators.base import Scaled
+from .operators.base import LinearOperator, Scaled
 from .operators.scan import ScanModel, scan_operator
-from .solvers import OracleStop, SliceGroups, SolveResult, cgne, sirt
+from .solvers import (
+    Callback,
+    HeldOutMisfit,
+    OracleStop,
+    SliceGroups,
+    SolveResult,
+    cgne,
+    chain,
+    sirt,
+)
 
 METHODS = ("cgne", "sirt")
 #: CGNE on noisy SXT data semi-converges: on the paper-like ``small`` preset (the paper's
@@ -32,6 +41,10 @@ METHODS = ("cgne", "sirt")
 DEFAULT_ITERATIONS = 20
 #: More iterations than anyone runs: a typo (``10**20``) is refused, not started.
 MAX_ITERATIONS = 100_000
+#: ``iterations="auto"``: the count is chosen by hold-out cross-validation (:func:`holdout_misfit`).
+AUTO = "auto"
+#: Cross-validation holds out every ``HOLDOUT_EVERY``-th view of the scan with the most views.
+HOLDOUT_EVERY = 10
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,9 @@ class Problem:
         CGNE: clamp at 0 every ``k`` iterations. SIRT: any value clamps every iteration.
     rtol
         CGNE: stop a slice group at this relative residual.
+    views
+        Per scan, the stored views the models' geometries are (default: all of them);
+        see :func:`view_subset`.
     """
 
     grid: VolumeGrid
@@ -63,6 +79,7 @@ class Problem:
     weights: Mapping[str, float] = field(default_factory=dict)
     nonneg_every: int | None = None
     rtol: float | None = None
+    views: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -76,9 +93,11 @@ class Problem:
         if not self.models:
             raise ParameterError("no scans to reconstruct from")
         if self.nonneg_every is not None and self.nonneg_every < 1:
-            raise ParameterError("--nonneg-every must be at least 1")
+            raise ParameterError(f"{option('--nonneg-every', 'nonneg_every')} must be at least 1")
         if self.rtol is not None and not 0 < self.rtol < 1:
-            raise ParameterError(f"--rtol must be a number between 0 and 1, got {self.rtol}")
+            raise ParameterError(
+                f"{option('--rtol', 'rtol')} must be between 0 and 1, got {self.rtol}"
+            )
         for name, w in self.weights.items():
             if not 0 < w < math.inf:
                 raise ParameterError(f"weight of scan {name!r} must be positive, got {w}")
@@ -86,6 +105,33 @@ class Problem:
     def rows(self, slab: tuple[int, int]) -> dict[str, np.ndarray]:
         """Detector rows each scan contributes to ``slab``."""
         return {name: m.rows_for_slab(self.grid, slab) for name, m in self.models.items()}
+
+
+def parse_iterations(value: Any) -> int | str:
+    """A positive iteration count or :data:`AUTO`, from a number or text (CLI, manifests)."""
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ParameterError(
+            f"iterations must be a positive number or 'auto', got {value!r}"
+        ) from None
+    if n < 1 or n != float(value):
+        raise ParameterError(f"iterations must be a positive number or 'auto', got {value!r}")
+    return n
+
+
+def holdout_views(problem: Problem) -> dict[str, np.ndarray]:
+    """The views cross-validation holds out: every :data:`HOLDOUT_EVERY`-th of the scan with
+    the most views (the interior scan of the combined problem), at least one.
+
+    Only that scan: a few sparse full views carry the low frequencies, and holding out
+    theirs changes the problem more than it tests it (docs/reconstruction.md).
+    """
+    name = max(problem.models, key=lambda n: problem.models[n].geometry.n_angles)
+    n = problem.models[name].geometry.n_angles
+    return {name: np.arange(min(HOLDOUT_EVERY // 2, n - 1), n, HOLDOUT_EVERY)}
 
 
 def slab_groups(
@@ -135,31 +181,7 @@ def solve_slab(
     slab, result
         ``(slices, y, x)`` float32 and the solver's record.
     """
-    if backend == "gpu":
-        import cupy as xp
-    elif backend == "cpu":
-        xp = np
-    else:
-        raise ParameterError(f"unknown backend {backend!r} (cpu or gpu)")
-    rows = problem.rows(slab)
-    ops, ys = [], []
-    for name, m in problem.models.items():
-        r = rows[name]
-        if r.size == 0:
-            continue
-        d = np.asarray(data[name], dtype=np.float32)
-        if d.shape != (m.geometry.n_angles, r.size, m.geometry.detector_shape[1]):
-            raise ValueError(f"scan {name}: data {d.shape} do not match rows {r.size}")
-        op = scan_operator(m, problem.grid, slab, r, backend=backend)
-        y = np.ascontiguousarray(d.transpose(0, 2, 1))
-        w = float(problem.weights.get(name, 1.0))
-        if w != 1.0:  # min Σ w_i ||A_i x − y_i||²: scale operator and data by √w_i
-            op = Scaled(op, np.sqrt(w))
-            y *= np.float32(np.sqrt(w))
-        ops.append(op)
-        ys.append(xp.asarray(y))
-    if not ops:
-        raise ParameterError(f"no detector rows of any scan fall in slices {slab}")
+    ops, ys, groups, xp = slab_system(problem, slab, data, backend)
     callback = None
     if truth is not None:
         callback = OracleStop(
@@ -169,8 +191,6 @@ def solve_slab(
             else xp.asarray(np.ascontiguousarray(np.moveaxis(truth_mask, 0, -1))),
         )
     if problem.method == "cgne":
-        used = {n: rows[n] for n in problem.models if rows[n].size}
-        groups = slab_groups(_subset(problem, used), slab, used)
         result = cgne(
             ops,
             ys,
@@ -195,29 +215,142 @@ def solve_slab(
     return out, result
 
 
-def _subset(problem: Problem, names: Mapping[str, Any]) -> Problem:
-    if len(names) == len(problem.models):
-        return problem
-    return Problem(
-        problem.grid,
-        {n: problem.models[n] for n in names},
-        problem.method,
-        problem.iterations,
-        problem.weights,
-        problem.nonneg_every,
-        problem.rtol,
-    )
+def _array_module(backend: str):
+    if backend == "gpu":
+        import cupy
+
+        return cupy
+    if backend == "cpu":
+        return np
+    raise ParameterError(f"unknown backend {backend!r} (cpu or gpu)")
 
 
-def roi_cylinder_mask(
-    grid: VolumeGrid, radius_nm: float, center_nm: tuple[float, float] = (0.0, 0.0)
+def slab_system(
+    problem: Problem,
+    slab: tuple[int, int],
+    data: Mapping[str, np.ndarray],
+    backend: str = "cpu",
+    rows: Mapping[str, np.ndarray] | None = None,
+) -> tuple[list[LinearOperator], list[Any], SliceGroups, Any]:
+    """The weighted least-squares system of a slab: operators, data, slice groups.
+
+    ``min Σ_i w_i ||A_i x − y_i||²`` is stacked as ``√w_i A_i`` and ``√w_i y_i``. ``data``
+    holds each scan's ``rows`` (default ``problem.rows(slab)``) of the problem's views,
+    as stored ``(angles, rows, cols)``; scans with no rows in the slab are left out.
+
+    Returns
+    -------
+    ops, data, groups, xp
+        Per-scan operators and slices-last data on the backend's array module ``xp``.
+    """
+    xp = _array_module(backend)
+    rows = problem.rows(slab) if rows is None else rows
+    ops, ys = [], []
+    used = {}
+    for name, m in problem.models.items():
+        r = rows[name]
+        if r.size == 0:
+            continue
+        d = np.asarray(data[name], dtype=np.float32)
+        if d.shape != (m.geometry.n_angles, r.size, m.geometry.detector_shape[1]):
+            raise ValueError(f"scan {name}: data {d.shape} do not match rows {r.size}")
+        op = scan_operator(m, problem.grid, slab, r, backend=backend)
+        y = np.ascontiguousarray(d.transpose(0, 2, 1))
+        w = float(problem.weights.get(name, 1.0))
+        if w != 1.0:  # min Σ w_i ||A_i x − y_i||²: scale operator and data by √w_i
+            op = Scaled(op, np.sqrt(w))
+            y *= np.float32(np.sqrt(w))
+        ops.append(op)
+        ys.append(xp.asarray(y))
+        used[name] = r
+    if not ops:
+        raise ParameterError(f"no detector rows of any scan fall in slices {slab}")
+    sub = replace(problem, models={n: problem.models[n] for n in used})
+    return ops, ys, slab_groups(sub, slab, used), xp
+
+
+def view_subset(problem: Problem, views: Mapping[str, Sequence[int]]) -> Problem:
+    """The problem seen through some of the views of each scan named in ``views``.
+
+    Indices are into the problem's own views; :attr:`Problem.views` keeps them as indices
+    of the stored scan, so a reader knows which projections to pass. Scans given no view
+    are left out.
+    """
+    models, kept = {}, {}
+    for name, m in problem.models.items():
+        if name not in views:
+            models[name], kept[name] = m, problem.views.get(name)
+            continue
+        idx = np.asarray(views[name], dtype=int)
+        if idx.size == 0:
+            continue
+        models[name] = replace(m, geometry=m.geometry.subset(idx))
+        stored = np.asarray(problem.views.get(name, np.arange(m.geometry.n_angles)))
+        kept[name] = tuple(int(i) for i in stored[idx])
+    if not models:
+        raise ParameterError("no views left to reconstruct from")
+    return replace(problem, models=models, views={n: v for n, v in kept.items() if v is not None})
+
+
+def holdout_misfit(
+    problem: Problem,
+    slab: tuple[int, int],
+    data: Mapping[str, np.ndarray],
+    held: Mapping[str, Sequence[int]],
+    backend: str = "cpu",
+    callback: Callback | None = None,
+    patience: int | None = None,
 ) -> np.ndarray:
-    """``(ny, nx)`` mask of the interior cylinder about the rotation axis (the ROI)."""
-    ny, nx = grid.slice_shape
-    v = grid.voxel_size_nm
-    y = (np.arange(ny) - (ny - 1) / 2.0) * v - center_nm[0]
-    x = (np.arange(nx) - (nx - 1) / 2.0) * v - center_nm[1]
-    return (y[:, None] ** 2 + x[None, :] ** 2) <= radius_nm**2
+    """Cross-validation of the iteration count on one slab.
+
+    CGNE runs up to ``problem.iterations`` iterations on the data without the ``held``
+    views (indices per scan) and records, after each, the weighted misfit of the held
+    views ``Σ_i w_i ||A_i x − y_i||²`` over the slab's rows. ``data`` is as for
+    :func:`solve_slab` (every view). ``callback`` also sees each iterate; ``patience``
+    stops early past the minimum (:class:`~sxtdist.solvers.HeldOutMisfit`).
+
+    Returns
+    -------
+    numpy.ndarray
+        The misfit per iteration.
+    """
+    rows = problem.rows(slab)
+    keep = {
+        n: np.setdiff1d(np.arange(m.geometry.n_angles), np.asarray(held[n], int))
+        for n, m in problem.models.items()
+        if n in held
+    }
+    fit = view_subset(problem, keep)
+    test = view_subset(replace(problem, models={n: problem.models[n] for n in held}), held)
+
+    def pick(p: Problem, idx: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        return {
+            n: np.asarray(data[n])[np.asarray(idx[n])] if n in idx else data[n] for n in p.models
+        }
+
+    ops, ys, groups, _ = slab_system(fit, slab, pick(fit, keep), backend, rows)
+    hops, hys, _, _ = slab_system(test, slab, pick(test, held), backend, rows)
+    monitor = HeldOutMisfit(hops, hys, patience)
+    cgne(
+        ops,
+        ys,
+        problem.iterations,
+        groups=groups,
+        nonneg_every=problem.nonneg_every,
+        callback=chain(monitor, callback),
+    )
+    return np.asarray(monitor.misfit)
 
 
-__all__: Sequence[str] = ["METHODS", "Problem", "roi_cylinder_mask", "slab_groups", "solve_slab"]
+__all__: Sequence[str] = [
+    "AUTO",
+    "METHODS",
+    "Problem",
+    "holdout_misfit",
+    "holdout_views",
+    "parse_iterations",
+    "slab_groups",
+    "slab_system",
+    "solve_slab",
+    "view_subset",
+]

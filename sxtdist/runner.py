@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,16 +35,34 @@ from .backends import (
 from .blocks import Block, BlockPlan, plan_blocks
 from .dataset import Acquisition, open_acquisition
 from .distributed import current_client, get_client, run_tasks, worker_memory_limit
-from .errors import InputError, OutputExistsError, ParameterError, SxtdistError
+from .errors import (
+    InputError,
+    OutputExistsError,
+    ParameterError,
+    SxtdistError,
+    SxtdistWarning,
+    option,
+    use_overwrite,
+)
 from .execution import Execution, execution_fields
 from .geometry import VolumeGrid, angular_spacing_deg, default_grid
 from .io.checks import MAX_PIXEL_NM
+from .metrics import cylinder_mask, roi_diameter_px, split_half_indices
 from .operators.psf import fwhm_to_sigma_px
 from .operators.scan import ScanModel
 from .outputs import check_output, recognise, remove, writing
 from .physics import psf_fwhm_nm
-from .recon import DEFAULT_ITERATIONS, Problem, roi_cylinder_mask, solve_slab
+from .recon import (
+    AUTO,
+    Problem,
+    holdout_misfit,
+    holdout_views,
+    parse_iterations,
+    solve_slab,
+    view_subset,
+)
 from .resources import require_disk, require_memory
+from .solvers import cross_validated_count
 from .volume import Volume, create_volume, open_volume
 
 logger = logging.getLogger(__name__)
@@ -62,7 +81,8 @@ def scan_models(acq: Acquisition, scans: Sequence[str], psf: bool = False) -> di
         if psf and not scan.zone_plate_ozw_nm:
             raise InputError(
                 acq.path,
-                f"scan {name!r} has no zone-plate OZW, so --psf cannot model its PSF; set it "
+                f"scan {name!r} has no zone-plate OZW, so {option('--psf', 'psf=True')} cannot "
+                f"model its PSF; set it "
                 f"with 'sxtdist edit {acq.path} --scan {name} --zone-plate-ozw-nm NM'",
             )
         if psf:
@@ -80,10 +100,21 @@ class Reconstruction:
     method
         ``"cgne"`` (default) or ``"sirt"``.
     iterations
-        Iterations per block (the cap when ``rtol`` or ``oracle`` stop earlier).
+        Iterations (the cap when ``rtol`` or ``oracle`` stop earlier), or ``"auto"``
+        (default): one count for the volume, chosen by hold-out cross-validation on a
+        pilot of a quarter of the blocks (every 10th interior view held out; the count
+        where their misfit is smallest) and recorded in the provenance
+        (docs/reconstruction.md). With ``oracle``, ``"auto"`` is a cap of
+        :data:`AUTO_CAP`.
     scans
         Scans to use: all (default, the combined problem), ``("roi",)`` (interior only)
         or ``("full",)`` (sparse only).
+    views
+        Per scan, the indices of the stored views to use (default: all).
+    split_halves
+        Also reconstruct two half volumes from the even and the odd views of every scan
+        (in angular order) with the same count, next to the output (:func:`half_paths`),
+        for ``sxtdist report``'s split-half FSC: a resolution without a truth.
     psf
         Model each scan's zone-plate PSF (from ``zone_plate_ozw_nm``): a deconvolving
         reconstruction. Off by default: on the paper-like preset it changes the PSNR by
@@ -112,8 +143,10 @@ class Reconstruction:
     """
 
     method: str = "cgne"
-    iterations: int = DEFAULT_ITERATIONS
+    iterations: int | str = AUTO
     scans: Sequence[str] | None = None
+    views: Mapping[str, Sequence[int]] | None = None
+    split_halves: bool = False
     psf: bool = False
     voxel_size_nm: float | None = None
     weights: Mapping[str, float] | str | None = None
@@ -125,6 +158,7 @@ class Reconstruction:
     halo: int | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "iterations", parse_iterations(self.iterations))
         if self.scans is not None:
             object.__setattr__(self, "scans", tuple(str(n) for n in self.scans))
         for name, least in (("block_size", 1), ("halo", 0)):
@@ -176,26 +210,21 @@ def build_problem(acq: Acquisition, recipe: Reconstruction | None = None, **fiel
         if n not in acq.scans:
             raise InputError(acq.path, f"has no scan {n!r} (it has {', '.join(acq.scans)})")
     grid = default_grid([acq[n].geometry for n in acq.scans], r.voxel_size_nm)
-    return Problem(
+    problem = Problem(
         grid,
         scan_models(acq, names, r.psf),
         r.method,
-        int(r.iterations),
+        AUTO_CAP if r.iterations == AUTO else int(r.iterations),
         resolve_weights(acq, names, r.weights),
         r.nonneg_every,
         r.rtol,
     )
-
-
-def roi_mask(acq: Acquisition, fraction: float = 0.95) -> np.ndarray:
-    """``(ny, nx)`` mask of the interior cylinder on the reconstruction grid of ``acq``.
-
-    The disc about the rotation axis that the interior scan sees at every angle
-    (its detector's half-width less its centre offset), shrunk by ``fraction``: the
-    region of every "PSNR in the ROI" in the docs.
-    """
-    grid = default_grid([acq[n].geometry for n in acq.scans])
-    return roi_cylinder_mask(grid, fraction * _roi_radius_nm(acq))
+    if r.views:
+        unknown = set(r.views) - set(names)
+        if unknown:
+            raise ParameterError(f"views for scans not used: {', '.join(sorted(unknown))}")
+        problem = view_subset(problem, r.views)
+    return problem
 
 
 WEIGHTINGS = ("quadrature", "equal")
@@ -208,7 +237,7 @@ def quadrature_weights(acq: Acquisition, names: Sequence[str]) -> dict[str, floa
     weighting by ``p_i² Δθ_i`` (relative to the smallest) makes the misfit of every
     scan count per unit of detector area and angle, so a few coarse full views are
     not drowned by many fine interior ones. Measured on the ``small`` preset
-    (20 iterations, no PSF): 31.96 dB in the ROI against 26.40 dB with equal weights
+    (20 iterations, no PSF): 28.13 dB in the ROI against 22.60 dB with equal weights
     (docs/reconstruction.md). The paper's code weighs scans equally (``"equal"``).
     """
     raw = {}
@@ -248,13 +277,7 @@ def _solve_block(
     """One task: read the block's rows, solve the slab, write the core slices."""
     t0 = time.perf_counter()
     acq = open_acquisition(acquisition, mode="r")
-    rows = problem.rows(block.slab)
-    data = {}
-    for name, r in rows.items():
-        if r.size:
-            stack = acq[name].read(rows=slice(int(r[0]), int(r[-1]) + 1))
-            # eq. 16: bring a scan taken at another energy/optics into the reference's model
-            data[name] = apply_intensity_transform(stack, acq[name].meta.get("intensity_transform"))
+    data = _read_block(acq, problem, block.slab)
     truth = mask = None
     if oracle and acq.truth is not None:
         s0, s1 = block.slab
@@ -268,7 +291,7 @@ def _solve_block(
         c0, c1 = block.core
         inside = ((np.arange(s0, s1) >= c0) & (np.arange(s0, s1) < c1))[:, None, None]
         m2 = (
-            roi_cylinder_mask(problem.grid, roi_radius_nm)
+            cylinder_mask(problem.grid.slice_shape, 2 * roi_radius_nm / problem.grid.voxel_size_nm)
             if roi_radius_nm
             else np.ones(problem.grid.slice_shape, bool)
         )
@@ -291,6 +314,118 @@ def _solve_block(
         "solve_s": t_solve,
         "total_s": time.perf_counter() - t0,
     }
+
+
+def _read_block(acq: Acquisition, problem: Problem, slab: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Each scan's rows of ``slab`` (of the problem's views), as the solve takes them."""
+    data = {}
+    for name, r in problem.rows(slab).items():
+        if r.size:
+            stack = acq[name].read(rows=slice(int(r[0]), int(r[-1]) + 1))
+            if name in problem.views:
+                stack = stack[list(problem.views[name])]
+            # eq. 16: bring a scan taken at another energy/optics into the reference's model
+            data[name] = apply_intensity_transform(stack, acq[name].meta.get("intensity_transform"))
+    return data
+
+
+#: ``iterations="auto"``: the cross-validation pilot's cap, its patience past the held-out
+#: minimum, and the share of the blocks it solves (at least one).
+AUTO_CAP = 200
+AUTO_PATIENCE = 10
+AUTO_PILOT_SHARE = 0.25
+
+
+def _pilot_block(block: Block, acquisition: str, problem: Problem, backend: str = "cpu"):
+    """One cross-validation task: the held-out misfit per iteration of one block."""
+    acq = open_acquisition(acquisition, mode="r")
+    data = _read_block(acq, problem, block.slab)
+    held = holdout_views(problem)
+    return holdout_misfit(problem, block.slab, data, held, backend, patience=AUTO_PATIENCE)
+
+
+def pilot_blocks(blocks: Sequence[Block], share: float = AUTO_PILOT_SHARE) -> list[Block]:
+    """``share`` of the blocks (at least one), spread evenly along the volume."""
+    n = max(1, min(len(blocks), int(round(share * len(blocks)))))
+    return [blocks[int((i + 0.5) * len(blocks) / n)] for i in range(n)]
+
+
+def _auto_iterations(
+    client: Any, plan: BlockPlan, job: _Job, ex: Execution, backend: str
+) -> tuple[int, dict]:
+    """The iteration count by hold-out cross-validation, global over the volume.
+
+    A pilot solves :func:`pilot_blocks` without every 10th view of the interior scan and
+    records the held views' misfit after each iteration; the count minimising its sum
+    over the pilot blocks is used for every block (one count for the volume: blocks
+    with their own counts would show seams).
+    """
+    pilot = pilot_blocks(plan.blocks)
+    held = holdout_views(job.problem)
+    logger.info(
+        "iterations auto: cross-validation on %d of %d block(s), holding out %d view(s) of %s",
+        len(pilot),
+        plan.n_blocks,
+        sum(len(v) for v in held.values()),
+        ", ".join(held),
+    )
+    curves = run_tasks(
+        client,
+        _pilot_block,
+        pilot,
+        "cross-validation",
+        ex.progress,
+        acquisition=os.path.abspath(job.acq.path),
+        problem=job.problem,
+        backend=backend,
+        resources={GPU_RESOURCE: 1} if backend == "gpu" else None,
+    )
+    n = min(len(c) for c in curves)
+    misfit = np.sum([np.asarray(c[:n]) for c in curves], axis=0)
+    count = cross_validated_count(misfit)
+    if count == n:
+        warnings.warn(
+            f"iterations auto: the held-out misfit was still falling after {n} iterations; "
+            f"using {n} (pass {option('--iterations N', 'iterations=N')} for more)",
+            SxtdistWarning,
+            stacklevel=3,
+        )
+    logger.info("iterations auto: %d (held-out misfit smallest there)", count)
+    rule = {
+        "rule": "hold-out cross-validation",
+        "held_views": {k: [int(i) for i in v] for k, v in held.items()},
+        "pilot_blocks": [b.index for b in pilot],
+        "held_misfit": [float(m) for m in misfit],
+    }
+    return count, rule
+
+
+def _stored_auto_count(out: str, fingerprint: str) -> tuple[int, dict] | None:
+    """The count an unfinished output of the same ``iterations="auto"`` run chose."""
+    if not _has_content(out):
+        return None
+    prov = open_volume(out, mode="r").meta.get("provenance") or {}
+    rule = prov.get("iterations_rule") or {}
+    if prov.get("fingerprint") != fingerprint or rule.get("rule", "fixed") == "fixed":
+        return None
+    return int(prov["iterations"]), rule
+
+
+def _half_views(problem: Problem) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """The stored views of the even and of the odd halves, in angular order, per scan."""
+    halves: tuple[dict[str, list[int]], dict[str, list[int]]] = ({}, {})
+    for name, m in problem.models.items():
+        stored = np.asarray(problem.views.get(name, np.arange(m.geometry.n_angles)))
+        for half, idx in zip(halves, split_half_indices(m.geometry.angles_deg)):
+            half[name] = [int(i) for i in stored[idx]]
+    return halves
+
+
+def half_paths(out: str | os.PathLike[str]) -> tuple[str, str]:
+    """Where ``split_halves`` writes the two half volumes of ``out``."""
+    base = os.fspath(out).rstrip("/\\")
+    stem, ext = (base[:-5], ".zarr") if base.endswith(".zarr") else (base, "")
+    return f"{stem}.half1{ext}", f"{stem}.half2{ext}"
 
 
 def _fingerprint(acq: Acquisition, problem: Problem, oracle: Any) -> str:
@@ -382,6 +517,9 @@ def reconstruct(
         with _connect(ex, backend, why) as (client, backend, why):
             logger.info("backend: %s (%s)", backend, why)
             vol, plan, stats = _run_blocks(client, work, ex, backend, resume)
+            if recipe.split_halves:
+                half_ex = ex.replace(client=client, cluster=None, scheduler=None, backend=backend)
+                _reconstruct_halves(job, vol, plan, half_ex)
         elapsed = time.perf_counter() - t_start
         n_levels = vol.finalize(elapsed_s=elapsed, stopping=_summarise(stats))
     logger.info(
@@ -393,8 +531,19 @@ def reconstruct(
 def _run_blocks(
     client: Any, job: _Job, ex: Execution, backend: str, resume: bool
 ) -> tuple[Volume, BlockPlan, list[dict]]:
-    """Plan, open (``resume``) or create the output and solve the blocks not done yet."""
+    """Plan, choose the count (``"auto"``), open (``resume``) or create the output and
+    solve the blocks not done yet."""
     plan = _plan(client, job, ex, backend)
+    if job.recipe.iterations == AUTO and not job.recipe.oracle:
+        fingerprint = job.provenance["fingerprint"]
+        stored = None if ex.overwrite else _stored_auto_count(job.out, fingerprint)
+        count, rule = stored or _auto_iterations(client, plan, job, ex, backend)
+        job = dataclasses.replace(
+            job,
+            problem=dataclasses.replace(job.problem, iterations=count),
+            provenance=dict(job.provenance, iterations=count, iterations_rule=rule),
+        )
+        logger.info("%d iterations for every block", count)
     provenance = dict(job.provenance, backend=backend)
     vol = _open_or_create(job.out, job.problem.grid, plan, provenance, resume)
     done = vol.blocks_done
@@ -425,6 +574,22 @@ def _run_blocks(
     return vol, plan, stats
 
 
+def _reconstruct_halves(job: _Job, vol: Volume, plan: BlockPlan, ex: Execution) -> None:
+    """The two split halves of ``job``'s volume, with its count and block layout."""
+    prov = vol.meta["provenance"]
+    for path, half in zip(half_paths(job.out), _half_views(job.problem)):
+        recipe = job.recipe.replace(
+            iterations=int(prov["iterations"]),
+            views=half,
+            split_halves=False,
+            oracle=False,
+            block_size=plan.block_size,
+            halo=plan.halo,
+        )
+        logger.info("split half %s", path)
+        reconstruct(job.acq, path, recipe, ex)
+
+
 @dataclass(frozen=True)
 class _Job:
     """One reconstruction, resolved and checked before any cluster starts."""
@@ -451,10 +616,14 @@ def _prepare(
     problem = build_problem(acq, recipe)
     _check_capacity(problem.grid, out)
     if recipe.oracle and acq.truth is None:
-        raise InputError(acq.path, "has no truth volume: --oracle needs simulated data")
+        raise InputError(
+            acq.path,
+            f"has no truth volume: {option('--oracle', 'oracle=True')} needs simulated data",
+        )
     if recipe.oracle and tuple(acq.truth.shape) != problem.grid.shape:
         raise ParameterError(
-            "--oracle needs the reconstruction on the truth's grid (no --voxel-size-nm)"
+            f"{option('--oracle', 'oracle=True')} needs the reconstruction on the truth's grid "
+            f"(no {option('--voxel-size-nm', 'voxel_size_nm=')})"
         )
     roi_radius = (
         _roi_radius_nm(acq) if recipe.oracle_radius_nm is None else float(recipe.oracle_radius_nm)
@@ -464,7 +633,9 @@ def _prepare(
         "input": os.path.abspath(acq.path),
         "method": problem.method,
         "iterations": problem.iterations,
+        "iterations_rule": {"rule": "fixed"},
         "scans": list(problem.models),
+        "views": {k: list(v) for k, v in problem.views.items()},
         "nonneg_every": problem.nonneg_every,
         "rtol": problem.rtol,
         "psf": {n: round(m.psf_sigma_px, 4) for n, m in problem.models.items()},
@@ -473,6 +644,9 @@ def _prepare(
         "oracle_radius_nm": float(roi_radius) if recipe.oracle and roi_radius else None,
         "software": f"sxtdist {_version.__version__}",
         "fingerprint": _fingerprint(acq, problem, oracle_key),
+        "split_halves": [os.path.abspath(p) for p in half_paths(out)]
+        if recipe.split_halves
+        else None,
     }
     return _Job(acq, out, recipe, problem, roi_radius, provenance)
 
@@ -495,7 +669,7 @@ def _resume_layout(job: _Job, restart: bool) -> tuple[Reconstruction, bool]:
         return recipe, False
     vol = open_volume(out, mode="r")
     if vol.status == "complete" and not restart:
-        raise OutputExistsError(out, "is a complete volume already (use --overwrite to replace it)")
+        raise OutputExistsError(out, f"is a complete volume already ({use_overwrite()})")
     meta = vol.meta
     stored = meta.get("plan") or {}
     layout = {k: stored.get(k) for k in ("block_size", "halo")}
@@ -511,7 +685,7 @@ def _resume_layout(job: _Job, restart: bool) -> tuple[Reconstruction, bool]:
         raise OutputExistsError(
             out,
             "holds an unfinished reconstruction with different parameters; "
-            "use --overwrite to start over",
+            + use_overwrite("start over"),
         )
     return recipe.replace(**{k: v for k, v in layout.items() if asked[k] is None}), True
 
@@ -592,8 +766,7 @@ def _plan(client: Any, job: _Job, ex: Execution, backend: str) -> BlockPlan:
 def _roi_radius_nm(acq: Acquisition) -> float | None:
     if "roi" not in acq.scans:
         return None
-    g = acq["roi"].geometry
-    return (g.detector_shape[1] / 2.0 - abs(g.center_offset_px[1])) * g.pixel_size_nm
+    return roi_diameter_px(acq["roi"].geometry, 1.0) / 2.0  # a 1 nm "voxel": the radius in nm
 
 
 def _has_content(out: str) -> bool:

@@ -89,9 +89,14 @@ def _kernel(name: str):
 
 
 def sumsq_last(v) -> Any:
-    """``Σ v²`` over all axes but the last, in float64: one value per slice (or row)."""
+    """``Σ v²`` over all axes but the last, in float64: one value per slice (or row).
+
+    Products and sums are float64 (CG's scalars from float32 vectors keep their
+    accuracy; numpy's einsum casts in buffered chunks, no float64 copy of ``v``).
+    """
     if array_module(v) is np:
-        return (v * v).sum(axis=tuple(range(v.ndim - 1)), dtype=np.float64)
+        ax = "abcdefgh"[: v.ndim - 1] + "z"
+        return np.einsum(f"{ax},{ax}->z", v, v, dtype=np.float64)
     import cupy
 
     n = int(v.shape[-1])

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .metrics import psnr_from_mse
 from .operators.base import LinearOperator, Stack, array_module
 from .slice_kernels import axpy_last, sumsq_last, xpby_last
 
@@ -256,17 +257,17 @@ class OracleStop:
         The true slab, same layout as ``x``.
     mask
         Where to measure (e.g. the ROI cylinder); default everywhere.
-    data_range
-        PSNR's peak value (default: the truth's max − min).
+    peak
+        PSNR's peak (:func:`sxtdist.metrics.psnr_from_mse`); the best iterate does not
+        depend on it. Default: the 99th percentile of the truth inside ``mask``.
     """
 
-    def __init__(self, truth, mask=None, patience: int = 5, data_range: float | None = None):
+    def __init__(self, truth, mask=None, patience: int = 5, peak: float | None = None):
         xp = _xp(truth)
         self.truth = truth
         self.mask = xp.ones(truth.shape, bool) if mask is None else mask
         self.patience = int(patience)
-        t = truth[self.mask]
-        self.data_range = float(data_range if data_range is not None else (t.max() - t.min()))
+        self.peak = float(peak if peak is not None else xp.percentile(truth[self.mask], 99.0))
         self.best = -np.inf
         self.best_iteration = 0
         self.best_x = None
@@ -274,9 +275,64 @@ class OracleStop:
 
     def __call__(self, iteration: int, x) -> bool:
         d = (x - self.truth)[self.mask]
-        mse = float((d * d).mean())
-        score = 10.0 * np.log10(self.data_range**2 / mse) if mse > 0 else np.inf
+        score = psnr_from_mse(float((d * d).mean(dtype=np.float64)), self.peak)
         self.scores.append(score)
         if score > self.best:
             self.best, self.best_iteration, self.best_x = score, iteration, x.copy()
         return iteration - self.best_iteration > self.patience
+
+
+def chain(*callbacks: Callback | None) -> Callback:
+    """One callback calling each given one in turn; it stops when any of them says stop."""
+    todo = [c for c in callbacks if c is not None]
+
+    def call(iteration: int, x: Any) -> bool:
+        stop = False
+        for c in todo:
+            stop = bool(c(iteration, x)) or stop
+        return stop
+
+    return call
+
+
+class HeldOutMisfit:
+    """A callback recording ``Σ_i ||B_i x − z_i||²`` after each iteration.
+
+    ``B_i``, ``z_i``: operators and data of views the solve does not see; their misfit
+    estimates how well an iterate predicts new data (hold-out cross-validation), which
+    falls while the iterate gains signal and rises once it fits the noise.
+
+    Parameters
+    ----------
+    ops, data
+        The held views' operators and data.
+    patience
+        Stop once the minimum is more than ``max(patience, k_min / 2)`` iterations old
+        (``None``: never): far enough past it to be sure it is the minimum.
+    """
+
+    def __init__(
+        self, ops: Sequence[LinearOperator], data: Sequence[Any], patience: int | None = None
+    ) -> None:
+        self.stack = Stack(ops)
+        self.data = list(data)
+        self.patience = patience
+        self.misfit: list[float] = []
+
+    def __call__(self, iteration: int, x: Any) -> bool:
+        total = 0.0
+        for q, z in zip(self.stack(x), self.data):
+            q -= z
+            total += float(sumsq_last(q).sum())
+        self.misfit.append(total)
+        if self.patience is None:
+            return False
+        best = int(np.argmin(self.misfit)) + 1
+        return iteration - best > max(self.patience, best // 2)
+
+
+def cross_validated_count(misfit: Sequence[float]) -> int:
+    """The iteration count (1-based) at which the held-out misfit is smallest."""
+    if len(misfit) == 0:
+        raise ValueError("no held-out misfit recorded")
+    return int(np.argmin(np.asarray(misfit, dtype=np.float64))) + 1

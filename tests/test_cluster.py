@@ -573,7 +573,7 @@ def test_sxtdist_batch_on_slurm(tmp_path, monkeypatch, run_cli):
     assert [(r["cell"], r["status"]) for r in rows] == [("c1", "done"), ("c2", "done")]
     assert all(r["message"] == "aligned" for r in rows)  # aligned, then reconstructed
     for r in rows:
-        assert float(r["psnr_db"]) > 10
+        assert float(r["psnr_roi_db"]) > 10
         assert open_volume(tmp_path / "out" / f"{r['cell']}.zarr").status == "complete"
     # the workers really were SLURM jobs: their logs are there
     assert len(list((tmp_path / "logs").glob("*.err"))) >= 1

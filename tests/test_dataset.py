@@ -51,7 +51,7 @@ def test_round_trip(tmp_path):
         assert g.center_offset_px == tuple(s.roi_center_px)
         expected = np.zeros((len(s.angles_deg), 2)) if s.shifts_px is None else s.shifts_px
         np.testing.assert_allclose(g.shifts_px, expected)
-        assert again[name].data.chunksize[0] == 1  # one projection per chunk
+        assert again[name].data.chunksize[0] == 1  # one projection per dask chunk (a shard)
     assert again["full"].energy_ev == 517.0 and again["roi"].energy_ev is None
     np.testing.assert_array_equal(again.truth.compute(), truth)
     assert acq.truth_meta["voxel_size_nm"] == 40.0

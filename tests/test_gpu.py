@@ -258,7 +258,7 @@ def test_sentinel_indices_spread_over_the_array_with_both_ends(size):
 
 def test_free_memory_check():
     check_free_memory(10 * 2**30, 2**30, "FP")
-    with pytest.raises(GpuError, match=r"not enough GPU memory.*--block-size"):
+    with pytest.raises(GpuError, match=r"not enough GPU memory.*block_size"):
         check_free_memory(2**30, 2**30, "FP")
     check_free_memory(2**30 + ASTRA_HEADROOM, 2**30, "FP")
 

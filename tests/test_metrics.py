@@ -145,3 +145,27 @@ def test_null_space_accepts_a_solver_callable(slice_problem):
     assert calls == [7] and ns.ratio < 0.5
     with pytest.raises(ValueError):
         metrics.null_space([ops["full"]], np.zeros_like(ph))
+
+
+def test_transfer_function_is_the_blur_and_ignores_noise():
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(4)
+    truth = rng.standard_normal((256, 256))
+    sigma = 3.0
+    blurred = gaussian_filter(truth, sigma, mode="wrap")
+    t = metrics.transfer(blurred, truth, voxel_size_nm=10.0)
+    f = np.sqrt(np.log(2) / (2 * np.pi**2)) / sigma  # exp(-2π²σ²f²) = 1/2
+    assert t.crossing() == pytest.approx(f, rel=0.05)
+    assert t.resolution() == pytest.approx(10.0 / f, rel=0.05)
+    k = t.freq < 0.3
+    assert np.allclose(
+        t.gain[k][1:], np.exp(-2 * np.pi**2 * sigma**2 * t.freq[k][1:] ** 2), atol=0.03
+    )
+    # independent noise of the truth's power: the gain stays at 1, no crossing; FRC sees it
+    noisy = truth + rng.standard_normal(truth.shape)
+    assert metrics.transfer(noisy, truth).resolution() is None
+    assert metrics.frc(noisy, truth).crossing() is None  # FRC = 1/√2 > 1/7 everywhere
+    # and FRC is blind to the blur (up to where the truncated kernel's spectrum is ~0)
+    blind = metrics.frc(blurred, truth)
+    assert np.all(blind.frc[1:][blind.freq[1:] < 0.2] > 0.99)

@@ -78,14 +78,24 @@ def test_plan_rejects_bad_requests(kw, words):
 
 
 def test_plan_cli_table_json_and_errors(run_cli):
-    args = ["plan", "--cell-um", "16", "--roi-um", "6", "--pixel-nm", "full=40,roi=20"]
+    args = [
+        "plan",
+        "--cell-diameter-um",
+        "16",
+        "--roi-width-um",
+        "6",
+        "--pixel-size-nm",
+        "full=40,roi=20",
+    ]
     code, out, err = run_cli(*args, "--model-px", "32", "--n-roi", "97", "--json")
     assert code == 0, err
     d = json.loads(out)
     assert d["n_roi"] == 97 and d["request"]["pixel_full_nm"] == 40
     code, out, err = run_cli(*args, "--model-px", "32", "--n-roi", "97", "--n-full", "5")
     assert code == 0 and "photons / pixel / view" in out
-    code, out, err = run_cli("plan", "--cell-um", "6", "--roi-um", "8", "--pixel-nm", "20")
+    code, out, err = run_cli(
+        "plan", "--cell-diameter-um", "6", "--roi-width-um", "8", "--pixel-size-nm", "20"
+    )
     assert code == 2 and err.count("\n") == 1 and "not smaller than the cell" in err
     code, out, err = run_cli(*args[:-1], "full=40")
     assert code == 2 and "give both scans" in err

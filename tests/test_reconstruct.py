@@ -128,12 +128,11 @@ def test_interior_and_sparse_only_share_the_grid(tiny_acq, tmp_path, client):
 def test_combined_beats_interior_only_near_the_roi_edge(tiny_acq, tmp_path, client):
     acq = sxtdist.open_acquisition(tiny_acq, "r")
     truth = acq.truth.compute()
-    g = acq["roi"].geometry
-    radius = g.detector_shape[1] / 2 * g.pixel_size_nm
-    from sxtdist.recon import roi_cylinder_mask
+    from sxtdist.metrics import cylinder_mask, roi_diameter_px
 
     grid = build_problem(acq).grid
-    ring = roi_cylinder_mask(grid, radius) & ~roi_cylinder_mask(grid, 0.7 * radius)
+    d = roi_diameter_px(acq["roi"].geometry, grid.voxel_size_nm)
+    ring = cylinder_mask(grid.slice_shape, d) & ~cylinder_mask(grid.slice_shape, 0.7 * d)
     err = {}
     for scans in (["roi"], ["full", "roi"]):
         x = (

@@ -31,6 +31,18 @@ def test_numpy_path_known_answers():
     np.testing.assert_array_equal(p[1, 1], [9, 10 + 1, 11 + 2])
 
 
+def test_sums_of_squares_are_float64_products():
+    """CG's per-slice scalars: squares and sums in float64, so neither underflow (1e-23² is
+    0 in float32) nor rounding of 2²⁴ + 1 float32 terms loses them."""
+    v = np.full((4, 2, 2), 1e-23, np.float32)
+    v[..., 1] = 3.0
+    got = sumsq_last(v)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, [8 * float(np.float32(1e-23)) ** 2, 72.0], rtol=1e-12)
+    big = np.full((2**12, 2**12 + 1, 1), 1.0, np.float32)
+    assert sumsq_last(big)[0] == 2**24 + 2**12
+
+
 def test_numpy_transpose_turns_a_slab_between_layouts():
     x = np.random.default_rng(1).random((4, 5, 6)).astype(np.float32)  # (ny, nx, nz)
     t = transpose_2d(x, 20, 6, 2.0).reshape(6, 4, 5)

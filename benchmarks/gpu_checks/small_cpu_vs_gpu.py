@@ -7,9 +7,9 @@ import time
 import numpy as np
 
 import sxtdist
-from sxtdist.metrics import psnr_in_region
 from sxtdist.recon import solve_slab
-from sxtdist.runner import build_problem, roi_mask
+from sxtdist.runner import build_problem
+from sxtdist.scoring import Regions, score
 
 
 def main():
@@ -22,7 +22,8 @@ def main():
     acq = sxtdist.open_acquisition(path, "r")
     truth = np.asarray(acq.truth[:].compute(), np.float32)
     nz = truth.shape[0]
-    roi = np.broadcast_to(roi_mask(acq), truth.shape)
+    regions = Regions.of(acq)
+    roi = np.broadcast_to(regions.roi(truth.shape[1:]), truth.shape)
 
     def run(scans, its, b, oracle=False, psf=False):
         problem = build_problem(acq, scans=scans, iterations=its, psf=psf)
@@ -33,7 +34,7 @@ def main():
         kw = dict(truth=truth, truth_mask=roi) if oracle else {}
         t0 = time.perf_counter()
         x, res = solve_slab(problem, (0, nz), data, backend=b, **kw)
-        return psnr_in_region(x, truth, roi), res, time.perf_counter() - t0
+        return score(x, truth, regions).psnr_roi, res, time.perf_counter() - t0
 
     for scans in (["full"], ["full", "roi"]):
         for its in (5, 10, 20, 30):

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from .._progress import log
+from ..errors import option
 from .pairs import PairResult, describe_pair, views_of
 
 
@@ -27,7 +28,7 @@ def log_pair_misfit(
     if dropped:
         log(
             f"warning: {dropped} of {len(results)} pairs left out: their NCC peak lay on "
-            f"the edge of the ±{margin[0]}×{margin[1]} px search (raise --max-shift if the "
+            f"the edge of the ±{margin[0]}×{margin[1]} px search (raise {option('--max-shift', 'max_shift_px')} if the "
             "views moved further)",
             quiet,
         )

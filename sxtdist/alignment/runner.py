@@ -24,7 +24,7 @@ import numpy as np
 
 from .._progress import log
 from ..dataset import Acquisition, open_acquisition
-from ..errors import InputError, ParameterError
+from ..errors import InputError, ParameterError, option
 from ..execution import Execution
 from ..geometry import ScanGeometry, angular_spacing_deg, without_rigid_translation
 from ..outputs import check_output
@@ -54,11 +54,14 @@ def search_margin(shape: tuple[int, int], max_shift_px: float | None = None) -> 
     ``ceil(max_shift_px)``, or by default 30 % of the view, at least 2 and at most 32."""
     if max_shift_px is not None:
         if max_shift_px < 1:
-            raise ParameterError(f"--max-shift must be at least 1 px, got {max_shift_px}")
+            raise ParameterError(
+                f"{option('--max-shift', 'max_shift_px')} must be at least 1 px, got {max_shift_px}"
+            )
         m = int(math.ceil(max_shift_px))
         if m > 0.45 * min(shape):
             raise ParameterError(
-                f"--max-shift {max_shift_px} px is too large for {shape[0]} x {shape[1]} px views"
+                f"{option('--max-shift', 'max_shift_px=')} {max_shift_px} px is too large for "
+                f"{shape[0]} x {shape[1]} px views"
             )
         return m, m
     return tuple(max(2, min(32, int(0.3 * n))) for n in shape)  # type: ignore[return-value]
@@ -188,7 +191,7 @@ def align(
     if method == "projection-matching" and "roi" in scans:
         raise ParameterError(
             "projection matching needs the whole sample in view: use it for the full scan "
-            "(--scans full); align the interior scan with anchor or neighbour"
+            f"({option('--scans full', 'scans=["full"]')}); align the interior scan with anchor or neighbour"
         )
     if method in ("anchor", "neighbour") and scans == ["full"]:
         method = "projection-matching"

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import click
 
 from .._version import __version__
+from ..errors import command_line_words
 from ..logs import configure_logging, reset_logging, warnings_as_log_lines
 from ._failures import DEBUG, describe
 from ._options import verbosity_options
@@ -35,6 +36,7 @@ COMMANDS = {
     "batch": "batch",
     "plan": "plan",
     "report": "report",
+    "rechunk": "rechunk",
     "view": "view",
     "verify": "verify",
 }
@@ -79,7 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     configure_logging()
     try:
-        with _sigterm_as_interrupt(), warnings_as_log_lines(), _closing_new_clusters():
+        with (
+            _sigterm_as_interrupt(),
+            warnings_as_log_lines(),
+            command_line_words(),
+            _closing_new_clusters(),
+        ):
             return _main(argv)
     finally:
         reset_logging()

@@ -11,13 +11,17 @@
 from __future__ import annotations
 
 import functools
+import json
+import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from ..errors import ParameterError
+from ..errors import ParameterError, SxtdistWarning
 from ..execution import BACKENDS, CLUSTER_KINDS, Execution
+from ..recon import parse_iterations
 
 
 def per_scan_float(text: str | None, name: str) -> float | dict[str, float] | None:
@@ -50,6 +54,22 @@ def scan_list(text: str | None) -> list[str] | None:
     if not names:
         raise ParameterError("--scans: name at least one scan")
     return names
+
+
+class _Iterations(click.ParamType):
+    """A positive iteration count or ``auto``."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        try:
+            return parse_iterations(value)
+        except ParameterError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+#: ``--iterations``: a positive count or ``auto``.
+ITERATIONS = _Iterations()
 
 
 #: The CLI's ``-v``/``-q`` count, summed over the group and the subcommand, in ``ctx.meta``.
@@ -241,3 +261,61 @@ progress_option = click.option(
     help="Progress bars (default: on when standard error is a terminal).",
 )
 overwrite_option = click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
+
+
+def renamed_option(
+    old: str, new: str, param: str, *, required: bool = False, **attrs: Any
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Keep ``old``, a former spelling of the option ``new``, working for users' scripts.
+
+    ``old`` is hidden from ``--help``; using it warns (``sxtdist: warning: --pixel-nm
+    is deprecated: use --pixel-size-nm``) and gives its value to ``new``; both at
+    once is an error. Declare ``new`` without ``required`` and pass ``required=True``
+    here instead, so that either spelling satisfies it.
+
+    Parameters
+    ----------
+    old, new
+        The two spellings (``"--pixel-nm"``, ``"--pixel-size-nm"``).
+    param
+        The command's parameter that ``new`` fills.
+    required
+        Whether one of the two must be given.
+    **attrs
+        ``click.option`` arguments for ``old`` (its ``type``), as for ``new``.
+    """
+    dest = f"renamed_{param}"
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            ctx = click.get_current_context()
+            value = kwargs.pop(dest)
+            if value is not None:
+                if ctx.get_parameter_source(param) == click.core.ParameterSource.COMMANDLINE:
+                    raise ParameterError(f"give {new} once (it was also given as {old})")
+                warnings.warn(f"{old} is deprecated: use {new}", SxtdistWarning, stacklevel=2)
+                kwargs[param] = value
+            if required and kwargs.get(param) is None:
+                option = next(p for p in ctx.command.params if p.name == param)
+                raise click.MissingParameter(ctx=ctx, param=option)
+            return fn(*args, **kwargs)
+
+        return click.option(old, dest, hidden=True, default=None, **attrs)(command)
+
+    return decorate
+
+
+def echo_json(value: Any) -> None:
+    """Print ``value`` as JSON for scripts: NaN, inf and "" (not measured) as null."""
+    click.echo(json.dumps(_json_safe(value), indent=2, default=str))
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if (isinstance(value, float) and not math.isfinite(value)) or value == "":
+        return None
+    return value

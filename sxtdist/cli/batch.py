@@ -6,7 +6,7 @@ import click
 
 from ..batch import format_summary, reconstruct_batch
 from ..recon import METHODS
-from ._options import execution_options, scan_list, verbosity
+from ._options import ITERATIONS, execution_options, scan_list, verbosity
 
 
 @click.command()
@@ -29,7 +29,7 @@ from ._options import execution_options, scan_list, verbosity
     help="Align each cell first: auto (default) when a scan is not aligned yet, always, never.",
 )
 @click.option("--method", type=click.Choice(METHODS), help="Default method for every cell.")
-@click.option("--iterations", type=click.IntRange(min=1), help="Default iterations per block.")
+@click.option("--iterations", type=ITERATIONS, help="Default iterations, or 'auto' (the default).")
 @click.option("--scans", help="Default scans: 'full,roi' (combined), 'roi' or 'full'.")
 @click.option("--block-size", type=click.IntRange(min=1), help="Default slices per block.")
 @click.option(

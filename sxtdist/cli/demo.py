@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from ..demo import describe_results, run_demo
-from ..recon import DEFAULT_ITERATIONS
-from ._options import execution_options
+from ..recon import AUTO
+from ._options import ITERATIONS, execution_options
 
 
 @click.command()
@@ -20,7 +20,7 @@ from ._options import execution_options
 )
 @click.option("--preset", type=click.Choice(["tiny", "small"]), default="small", show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--iterations", type=int, default=DEFAULT_ITERATIONS, show_default=True)
+@click.option("--iterations", type=ITERATIONS, default=AUTO, show_default=True)
 @execution_options(backend=True, overwrite="Replace the outputs of an earlier demo in --out.")
 def command(out_dir, preset, seed, iterations, execution) -> None:
     """Run the whole pipeline on a simulated cell and print where the outputs are."""

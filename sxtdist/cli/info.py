@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import click
 import numpy as np
@@ -10,13 +11,64 @@ import numpy as np
 from ..dataset import KEY, open_sxtdist_group
 from ..errors import InputError
 from ..geometry import angular_spacing_deg
+from ..io import ngff
+from ._options import echo_json
 
 
 @click.command()
 @click.argument("path", type=click.Path())
-def command(path: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the metadata and the arrays as JSON.")
+def command(path: str, as_json: bool) -> None:
     """Describe the acquisition dataset or reconstructed volume at PATH."""
-    click.echo(describe(path))
+    if as_json:
+        echo_json(summary(path))
+    else:
+        click.echo(describe(path))
+
+
+def summary(path: str) -> dict[str, Any]:
+    """What ``info --json`` prints: the kind, sxtdist's metadata, and each image's levels.
+
+    ``images`` maps each scan (and a simulated truth), or ``volume``, to its levels'
+    shape, chunks, dtype, scale and translation (nm) and its display window.
+    """
+    group = open_sxtdist_group(os.fspath(path))
+    kind = group.attrs[KEY].get("kind", "acquisition")
+    if kind == "volume":
+        from ..volume import open_volume
+
+        images = {"volume": open_volume(path, mode="r").group}
+    elif kind == "acquisition":
+        from ..dataset import open_acquisition
+
+        acq = open_acquisition(path, mode="r")
+        names = [*acq.scans, *(["truth"] if "truth" in acq.group else [])]
+        images = {name: acq.group[name] for name in names}
+    else:
+        raise InputError(path, f"unknown sxtdist dataset kind {kind!r}")
+    return {
+        "path": os.path.abspath(path),
+        "kind": kind,
+        "metadata": dict(group.attrs[KEY]),
+        "images": {name: _image_summary(g) for name, g in images.items()},
+    }
+
+
+def _image_summary(group) -> dict[str, Any]:
+    scales, translations = ngff.level_scales(group), ngff.level_translations(group)
+    levels = []
+    for k, (scale, translation) in enumerate(zip(scales, translations)):
+        arr = group[str(k)]
+        levels.append(
+            {
+                "shape": list(arr.shape),
+                "chunks": list(arr.chunks),
+                "dtype": str(arr.dtype),
+                "scale": scale,
+                "translation": translation,
+            }
+        )
+    return {"levels": levels, "display_window": ngff.stored_display_window(group)}
 
 
 def describe(path: str) -> str:

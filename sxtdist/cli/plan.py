@@ -8,7 +8,7 @@ import click
 
 from ..errors import ParameterError
 from ..plan import PlanRequest, plan_acquisition
-from ._options import per_scan_float
+from ._options import per_scan_float, renamed_option
 
 
 def _pair(text: str | None, name: str, default: tuple[float, float]) -> tuple[float, float]:
@@ -24,13 +24,14 @@ def _pair(text: str | None, name: str, default: tuple[float, float]) -> tuple[fl
 
 
 @click.command()
-@click.option("--cell-um", type=float, required=True, help="Cell (sample) diameter, µm.")
-@click.option("--roi-um", type=float, required=True, help="Interior field of view width, µm.")
+@click.option("--cell-diameter-um", "cell_um", type=float, help="Cell (sample) diameter, µm.")
+@click.option("--roi-width-um", "roi_um", type=float, help="Interior field of view width, µm.")
 @click.option(
-    "--pixel-nm", required=True, help="Pixel size at the sample: '20' or 'full=40,roi=20'."
+    "--pixel-size-nm", "pixel_nm", help="Pixel size at the sample: '20' or 'full=40,roi=20'."
 )
 @click.option(
-    "--ozw-nm",
+    "--zone-plate-ozw-nm",
+    "ozw_nm",
     default="full=60,roi=35",
     show_default=True,
     help="Zone-plate outermost zone widths.",
@@ -67,6 +68,10 @@ def _pair(text: str | None, name: str, default: tuple[float, float]) -> tuple[fl
 )
 @click.option("--range", "arc_deg", type=click.Choice(["180", "360"]), default="180")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@renamed_option("--cell-um", "--cell-diameter-um", "cell_um", required=True, type=float)
+@renamed_option("--roi-um", "--roi-width-um", "roi_um", required=True, type=float)
+@renamed_option("--pixel-nm", "--pixel-size-nm", "pixel_nm", required=True)
+@renamed_option("--ozw-nm", "--zone-plate-ozw-nm", "ozw_nm")
 def command(
     cell_um,
     roi_um,
@@ -90,10 +95,11 @@ def command(
     The interior views follow from the target resolution (paper figure 11), the
     full views from the null space of the combined scan on a model of the cell
     (figure 2), the photons from the dose budget with eq. 13. Example (the
-    paper's simulation): sxtdist plan --cell-um 16 --roi-um 6 --pixel-nm 20
+    paper's simulation): sxtdist plan --cell-diameter-um 16 --roi-width-um 6
+    --pixel-size-nm 20
     """
-    pf, pr = _pair(pixel_nm, "--pixel-nm", (0.0, 0.0))
-    of, orr = _pair(ozw_nm, "--ozw-nm", (60.0, 35.0))
+    pf, pr = _pair(pixel_nm, "--pixel-size-nm", (0.0, 0.0))
+    of, orr = _pair(ozw_nm, "--zone-plate-ozw-nm", (60.0, 35.0))
     req = PlanRequest(
         cell_diameter_um=cell_um,
         roi_width_um=roi_um,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from ..errors import ParameterError
-from ..recon import DEFAULT_ITERATIONS, METHODS
+from ..recon import AUTO, METHODS
 from ..runner import Reconstruction, reconstruct
-from ._options import execution_options, per_scan_float, scan_list
+from ._options import ITERATIONS, execution_options, per_scan_float, scan_list
 
 
 @click.command()
@@ -16,12 +16,19 @@ from ._options import execution_options, per_scan_float, scan_list
 @click.option("--method", type=click.Choice(METHODS), default="cgne", show_default=True)
 @click.option(
     "--iterations",
-    type=int,
-    default=DEFAULT_ITERATIONS,
+    type=ITERATIONS,
+    default=AUTO,
     show_default=True,
-    help="Iterations per block.",
+    help="Iterations, or 'auto': one count for the volume by hold-out cross-validation "
+    "(recorded in the volume's provenance).",
 )
 @click.option("--scans", help="Scans to use: 'full,roi' (combined, default), 'roi' or 'full'.")
+@click.option(
+    "--split-halves",
+    is_flag=True,
+    help="Also reconstruct OUT.half1/.half2 from the even and odd views: "
+    "`sxtdist report OUT` then gives the split-half FSC (no truth needed).",
+)
 @click.option("--block-size", type=int, help="Slices per block (default: from the memory budget).")
 @click.option(
     "--halo", type=int, help="Halo slices per block side (default: from the row coupling)."
@@ -46,11 +53,25 @@ from ._options import execution_options, per_scan_float, scan_list
     is_flag=True,
     help="Simulated data: stop at the best PSNR against the truth (studies only).",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the block plan, bytes read and written, peak memory per worker (or GPU) "
+    "and the wall time estimated from this machine's rates for the cluster's workers "
+    "(--workers, or --max-jobs for a batch queue); run nothing, write nothing "
+    "(docs/cluster.md).",
+)
 @execution_options(backend=True)
-def command(acquisition, out, execution, **recipe) -> None:
+def command(acquisition, out, execution, dry_run, **recipe) -> None:
     """Reconstruct ACQUISITION (both scans together by default) into the volume OUT."""
     recipe["scans"] = scan_list(recipe["scans"])
     recipe["weights"] = _weights(recipe["weights"])
+    if dry_run:
+        from ..estimate import estimate_reconstruction
+
+        estimate = estimate_reconstruction(acquisition, Reconstruction(**recipe), execution)
+        click.echo(estimate.describe())
+        return
     reconstruct(acquisition, out, Reconstruction(**recipe), execution)
 
 

@@ -1,11 +1,12 @@
-"""``sxtdist report``: slices, FRC and PSNR of a reconstructed volume, as a PNG and CSVs."""
+"""``sxtdist report``: slices, PSNR and resolution of a reconstructed volume, as a PNG and CSVs."""
 
 from __future__ import annotations
 
 import click
 
 from ..report import MAX_SLICES, make_report
-from ._options import overwrite_option
+from ..scoring import PSNR_NOTE
+from ._options import echo_json, overwrite_option, renamed_option
 
 
 @click.command()
@@ -16,24 +17,34 @@ from ._options import overwrite_option
 @click.option(
     "--half", type=click.Path(), help="Volume from the other half of the views: split-half FRC."
 )
-@click.option("--roi-um", type=float, help="ROI width for masked PSNR and the FRC crop (µm).")
+@click.option(
+    "--roi-width-um",
+    "roi_um",
+    type=float,
+    help="ROI width for the ROI PSNR and the resolution cube (µm).",
+)
 @click.option("--out", type=click.Path(), help="Output prefix (default VOLUME.report).")
 @click.option(
     "--max-slices",
     type=click.IntRange(1),
     default=MAX_SLICES,
     show_default=True,
-    help="Central slices read for the metrics.",
+    help="Central slices read for the images and the radial PSNR.",
 )
 @overwrite_option
-def command(volume, truth, half, roi_um, out, max_slices, overwrite) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics and files as JSON.")
+@renamed_option("--roi-um", "--roi-width-um", "roi_um", type=float)
+def command(volume, truth, half, roi_um, out, max_slices, overwrite, as_json) -> None:
     """Write VOLUME.report.png, .csv and .curves.csv: a look at a reconstruction."""
     rep = make_report(volume, truth, out, half, roi_um, max_slices, overwrite)
+    if as_json:
+        files = {"png": rep.png, "csv": rep.csv, "curves_csv": rep.curves_csv}
+        echo_json({"metrics": rep.rows, "files": files})
+        return
     for r in rep.rows:
         value = r["value"]
-        if value == "":
-            click.echo(f"{r['metric']:32s} not crossed (resolution ≤ 2 voxels)")
-            continue
-        text = f"{value:.4g}" if isinstance(value, float) else str(value)
-        click.echo(f"{r['metric']:32s} {text} {r['unit']}")
+        text = f"{value:.4g} {r['unit']}" if isinstance(value, float) else str(value)
+        click.echo(f"{r['metric']:32s} {text}")
+    if any(r["metric"].startswith("psnr") for r in rep.rows):
+        click.echo(f"PSNR: {PSNR_NOTE}")
     click.echo(f"wrote {rep.png}, {rep.csv}, {rep.curves_csv}")

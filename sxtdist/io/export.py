@@ -43,7 +43,12 @@ import numpy as np
 
 from .._progress import progress_bar
 from .._version import __version__
-from ..errors import InputError, ParameterError, SxtdistWarning
+from ..errors import (
+    InputError,
+    ParameterError,
+    SxtdistWarning,
+    option,
+)
 from ..outputs import check_output, register_file_kind, writing
 from ..volume import MIN_LEVEL_SIZE, open_volume
 from . import ngff
@@ -61,6 +66,8 @@ OME_TIFF_SUFFIXES = (".ome.tif", ".ome.tiff")
 MARK = "sxtdist"
 #: ImageJ TIFFs must stay below 4 GiB; larger stacks are written as BigTIFF + OME.
 IMAGEJ_LIMIT = 2**32 - 2**25
+#: How a message names the command that finishes a volume.
+RECONSTRUCT_CLI = "'sxtdist reconstruct'"
 #: Bytes per slab read and written at once.
 SLAB_BYTES = 64 * 2**20
 
@@ -73,7 +80,7 @@ def format_from_suffix(out: str) -> str:
             return fmt
     raise ParameterError(
         f"{out}: cannot tell the format from the suffix "
-        "(.mrc/.rec/.map, .tif/.tiff, .zarr); name it with --format"
+        f"(.mrc/.rec/.map, .tif/.tiff, .zarr); name it with {option('--format', 'fmt=')}"
     )
 
 
@@ -134,7 +141,10 @@ def export_volume(
     out = os.fspath(out).rstrip("/")
     fmt = fmt or format_from_suffix(out)
     if fmt not in FORMATS:
-        raise ParameterError(f"--format: unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+        raise ParameterError(
+            f"{option('--format', 'fmt')}: unknown format {fmt!r} "
+            f"(choose from {', '.join(FORMATS)})"
+        )
     check_output(out, "export", inputs=[volume], overwrite=overwrite)
     vol = open_volume(volume, mode="r")
     damage = vol.damage()
@@ -150,9 +160,10 @@ def export_volume(
         if not allow_incomplete:
             raise InputError(
                 vol.path,
-                f"is unfinished ({vol.status}, {done} blocks written): re-run the same "
-                "'sxtdist reconstruct' to finish it, or pass --allow-incomplete to export "
-                "it with zeros for the missing blocks",
+                f"is unfinished ({vol.status}, {done} blocks written): run the same "
+                f"{option(RECONSTRUCT_CLI, 'reconstruct()')} again to finish it, or "
+                f"pass {option('--allow-incomplete', 'allow_incomplete=True')} to export it "
+                "with zeros for the missing blocks",
             )
         warnings.warn(
             f"{vol.path} is {vol.status} ({done} blocks written): the rest are zeros",

@@ -1,7 +1,7 @@
 """Import a projection stack from a beamline format into an acquisition, as one scan.
 
 The stack is read frame by frame (a lazy dask array over the reader), converted
-to optical depth and written one projection per chunk, so memory stays at a few
+to optical depth and written one projection per shard, so memory stays at a few
 frames whatever the size of the file. Flat/dark correction::
 
     OD = -ln( clip((I - dark) / (flat - dark), EPS) )
@@ -32,7 +32,7 @@ from ..dataset import (
     create_acquisition,
     open_acquisition,
 )
-from ..errors import InputError, OutputExistsError, ParameterError
+from ..errors import InputError, OutputExistsError, ParameterError, use_overwrite
 from ..outputs import check_output, recognise
 from . import mrc, nxtomo, tiff, txrm
 from .checks import check_finite, check_pixel_type
@@ -239,7 +239,7 @@ def import_scan(
         if not overwrite and scan in open_acquisition(acquisition, mode="r").scans:
             raise OutputExistsError(
                 os.path.join(acquisition, scan),
-                "scan already exists (use --overwrite to replace it)",
+                f"scan already exists ({use_overwrite()})",
             )
     if os.path.exists(source):
         opts.check_format(opts.fmt or guess_format(source))

@@ -252,6 +252,7 @@ class View:
         return self.local_link or self.public_link
 
     def close(self) -> None:
+        """Stop the data server and neuroglancer's server (the one of this process)."""
         self.data.shutdown()
         self.data.server_close()
         if self._viewer is not None:

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import SxtdistError
+from ..errors import SxtdistError, option
 from ..geometry import ScanGeometry, VolumeGrid
 from ..slice_kernels import transpose_2d
 from .base import LinearOperator, array_module
@@ -69,7 +69,7 @@ def check_free_memory(free_bytes: int, needed_bytes: int, what: str) -> None:
         raise GpuError(
             f"not enough GPU memory for ASTRA's {what}: it needs "
             f"{(needed_bytes + ASTRA_HEADROOM) / 2**20:.0f} MiB outside cupy's pool and "
-            f"{free_bytes / 2**20:.0f} MiB are free; use a smaller --block-size"
+            f"{free_bytes / 2**20:.0f} MiB are free; use a smaller {option('--block-size', 'block_size')}"
         )
 
 

@@ -10,20 +10,26 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from .._progress import progress_bar
-from ..dataset import Acquisition, ScanData, create_acquisition
+from ..dataset import TRUTH_CHUNK_Z, Acquisition, ScanData, Stream, create_acquisition
 from ..errors import ParameterError
-from ..geometry import ScanGeometry, default_grid, scan_angles, without_rigid_translation
+from ..geometry import (
+    ScanGeometry,
+    VolumeGrid,
+    default_grid,
+    scan_angles,
+    without_rigid_translation,
+)
 from ..io.checks import MAX_PIXEL_NM
 from ..outputs import check_output
 from ..physics import psf_fwhm_nm
 from ..resources import require_disk, require_memory
-from .forward import ForwardModel, project_scan
+from .forward import ForwardModel, scan_views
 from .phantom import CellPhantom, make_cell
 from .presets import PRESETS, Preset, ScanPreset, get_preset, override_scan
 
@@ -72,6 +78,12 @@ def _resolve(preset: Preset, **kw: Any) -> tuple[ScanPreset, ScanPreset]:
     return full, roi
 
 
+def truth_slabs(phantom: CellPhantom, grid: VolumeGrid) -> Iterator[np.ndarray]:
+    """The phantom rasterised on ``grid``, slab after slab of the truth's chunk height."""
+    for z0 in range(0, grid.nz, TRUTH_CHUNK_Z):
+        yield phantom.rasterize(grid, z_range=(z0, min(grid.nz, z0 + TRUTH_CHUNK_Z)))
+
+
 def simulation_geometries(
     preset: Preset, full: ScanPreset, roi: ScanPreset
 ) -> dict[str, ScanGeometry]:
@@ -94,8 +106,9 @@ def _detector_shape(preset: Preset, s: ScanPreset) -> tuple[int, int]:
 def _check_capacity(path: str, preset: Preset, full: ScanPreset, roi: ScanPreset) -> None:
     """Refuse, before any array is made, a simulation the machine cannot hold.
 
-    The truth and the projections are held whole in memory, then written; the grid
-    is :func:`sxtdist.geometry.default_grid`'s (the finest pixel, the widest field).
+    The grid is :func:`sxtdist.geometry.default_grid`'s (the finest pixel, the widest
+    field). The truth and the projections go to disk whole; memory holds a slab of
+    the truth and a view at a time.
     """
     shapes = {name: _detector_shape(preset, s) for name, s in (("full", full), ("roi", roi))}
     v = min(full.pixel_size_nm, roi.pixel_size_nm)
@@ -103,10 +116,10 @@ def _check_capacity(path: str, preset: Preset, full: ScanPreset, roi: ScanPreset
     n_z = max(rows * s.pixel_size_nm for (rows, _), s in zip(shapes.values(), (full, roi))) / v
     grid = (math.ceil(n_z), math.ceil(n_xy), math.ceil(n_xy))
     views = sum(s.n_angles * math.prod(shapes[n]) for n, s in (("full", full), ("roi", roi)))
-    nbytes = 4 * (math.prod(grid) + views)
     what = f"simulating {preset.name!r} (a volume of {grid} voxels of {v:g} nm)"
-    require_memory(nbytes, what)
-    require_disk(path, nbytes, what)
+    require_disk(path, 4 * (math.prod(grid) + views), what)
+    piece = max(TRUTH_CHUNK_Z * grid[1] * grid[2], *(math.prod(s) for s in shapes.values()))
+    require_memory(4 * piece, what)
 
 
 def simulate(
@@ -195,8 +208,6 @@ def simulate(
         capillary=base.capillary if capillary is None else capillary,
         organelle_density=base.organelle_density,
     )
-    scans: dict[str, ScanData] = {}
-    true_shifts: dict[str, list] = {}
     total = full.n_angles + roi.n_angles
     drawn = {
         name: np.random.default_rng(seeds[1 + i]).normal(
@@ -209,31 +220,9 @@ def simulate(
     # (over the scans that have shifts: a scan simulated without any stays without)
     jittered = {n: d for n, d in drawn.items() if np.any(d)}
     drawn.update(without_rigid_translation(jittered, geoms)[0])
-    with progress_bar(total, f"simulate {preset}", progress, unit="proj") as advance:
-        for i, (name, sp) in enumerate((("full", full), ("roi", roi))):
-            shifts = drawn[name]
-            g = geoms[name].with_shifts(shifts)
-            model = ForwardModel(
-                psf_fwhm_nm=psf_fwhm_nm(sp.zone_plate_ozw_nm) if psf else None,
-                photons_per_pixel=sp.photons_per_pixel,
-                intensity_mismatch=intensity_mismatch if name == "roi" else None,
-            )
-            data = project_scan(phantom, g, model, np.random.default_rng(seeds[3 + i]), advance)
-            true_shifts[name] = shifts.tolist()
-            scans[name] = ScanData(
-                data=data,
-                angles_deg=g.angles_deg,
-                pixel_size_nm=g.pixel_size_nm,
-                energy_ev=sp.energy_ev,
-                zone_plate_ozw_nm=sp.zone_plate_ozw_nm,
-                photons_per_pixel=sp.photons_per_pixel or None,
-                roi_center_px=g.center_offset_px,
-                extra={"source": {"simulated": True, "preset": preset, "seed": seed}},
-            )
-    truth = phantom.rasterize(grid)
     truth_meta = {
         "voxel_size_nm": grid.voxel_size_nm,
-        "shifts_px": true_shifts,
+        "shifts_px": {name: drawn[name].tolist() for name in ("full", "roi")},
         "shifts_sigma_px": {"full": full.shifts_sigma_px, "roi": roi.shifts_sigma_px},
         "intensity_transform": (
             None
@@ -250,14 +239,36 @@ def simulate(
         "seed": int(seed),
         "phantom": phantom.description,
     }
-    acq = create_acquisition(
-        path,
-        scans,
-        truth=truth,
-        truth_meta=truth_meta,
-        overwrite=overwrite,
-        sample={"description": f"simulated cell ({preset} preset)"},
-    )
+    with progress_bar(total, f"simulate {preset}", progress, unit="proj") as advance:
+        scans: dict[str, ScanData] = {}
+        for i, (name, sp) in enumerate((("full", full), ("roi", roi))):
+            g = geoms[name].with_shifts(drawn[name])
+            model = ForwardModel(
+                psf_fwhm_nm=psf_fwhm_nm(sp.zone_plate_ozw_nm) if psf else None,
+                photons_per_pixel=sp.photons_per_pixel,
+                intensity_mismatch=intensity_mismatch if name == "roi" else None,
+            )
+            # views are made as they are written, one at a time and in order: the memory
+            # of a scan is one view's, the truth's one slab's
+            views = scan_views(phantom, g, model, np.random.default_rng(seeds[3 + i]), advance)
+            scans[name] = ScanData(
+                data=Stream((g.n_angles, *g.detector_shape), views),
+                angles_deg=g.angles_deg,
+                pixel_size_nm=g.pixel_size_nm,
+                energy_ev=sp.energy_ev,
+                zone_plate_ozw_nm=sp.zone_plate_ozw_nm,
+                photons_per_pixel=sp.photons_per_pixel or None,
+                roi_center_px=g.center_offset_px,
+                extra={"source": {"simulated": True, "preset": preset, "seed": seed}},
+            )
+        acq = create_acquisition(
+            path,
+            scans,
+            truth=Stream(grid.shape, truth_slabs(phantom, grid)),
+            truth_meta=truth_meta,
+            overwrite=overwrite,
+            sample={"description": f"simulated cell ({preset} preset)"},
+        )
     logger.info(
         "simulated %r (seed %d) in %.1f s -> %s", preset, seed, time.perf_counter() - t0, path
     )

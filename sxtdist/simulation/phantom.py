@@ -132,16 +132,25 @@ class CellPhantom:
 
     # -- rasterisation -----------------------------------------------------------------------
 
-    def rasterize(self, grid: VolumeGrid, supersampling: int = 3) -> np.ndarray:
+    def rasterize(
+        self,
+        grid: VolumeGrid,
+        supersampling: int = 3,
+        z_range: tuple[int, int] | None = None,
+    ) -> np.ndarray:
         """LAC volume (µm⁻¹, float32) on ``grid`` with partial-volume supersampling.
 
         Voxels whose centre is far from a surface are classified exactly from the
         centre; only the band of voxels around a surface is supersampled.
+        ``z_range = (z0, z1)`` gives only those slices (the same values as the
+        whole volume's): temporaries stay within :data:`RASTER_BYTES` per shape, so
+        a volume is made slab by slab in bounded memory.
         """
         nz, ny, nx = grid.shape
+        z0, z1 = (0, nz) if z_range is None else (int(z_range[0]), int(z_range[1]))
         v = grid.voxel_size_nm
         coords = [(np.arange(n) - (n - 1) / 2.0) * v for n in grid.shape]
-        vol = np.zeros(grid.shape, dtype=np.float32)
+        vol = np.zeros((z1 - z0, ny, nx), dtype=np.float32)
         ss = int(supersampling)
         offs = ((np.arange(ss) + 0.5) / ss - 0.5) * v
 
@@ -163,26 +172,43 @@ class CellPhantom:
                 lo = np.searchsorted(coords[ax], e.center[ax] - h[ax])
                 hi = np.searchsorted(coords[ax], e.center[ax] + h[ax])
                 sl.append(slice(lo, hi))
-            if any(s.start >= s.stop for s in sl):
+            zlo, zhi = max(sl[0].start, z0), min(sl[0].stop, z1)
+            if zlo >= zhi or any(s.start >= s.stop for s in sl[1:]):
                 continue
-            zz, yy, xx = np.meshgrid(
-                coords[0][sl[0]], coords[1][sl[1]], coords[2][sl[2]], indexing="ij"
-            )
-            p = np.stack([zz, yy, xx], axis=-1)
-            r = np.sqrt(e.norm2(p))
+            plane = (sl[1].stop - sl[1].start) * (sl[2].stop - sl[2].start)
+            step = max(1, RASTER_BYTES // (plane * RASTER_BYTES_PER_VOXEL))
             band = half_diag / float(e.semi_axes.min())
-            frac = (r <= 1.0).astype(np.float64)
-            edge = np.abs(r - 1.0) <= band
-            if np.any(edge):
-                pe = p[edge]
-                count = np.zeros(pe.shape[0])
-                for oz in offs:
-                    for oy in offs:
-                        for ox in offs:
-                            count += e.norm2(pe + np.array([oz, oy, ox])) <= 1.0
-                frac[edge] = count / ss**3
-            vol[tuple(sl)] += (e.delta * frac).astype(np.float32)
+            for za in range(zlo, zhi, step):
+                zs = slice(za, min(zhi, za + step))
+                frac = _ellipsoid_fraction(e, coords, (zs, sl[1], sl[2]), band, offs)
+                vol[zs.start - z0 : zs.stop - z0, sl[1], sl[2]] += (e.delta * frac).astype(
+                    np.float32
+                )
         return vol
+
+
+def _ellipsoid_fraction(e: Ellipsoid, coords, sl, band: float, offs: np.ndarray) -> np.ndarray:
+    """Fraction of each voxel of the box ``sl`` inside ``e`` (supersampled near the surface)."""
+    zz, yy, xx = np.meshgrid(coords[0][sl[0]], coords[1][sl[1]], coords[2][sl[2]], indexing="ij")
+    p = np.stack([zz, yy, xx], axis=-1)
+    r = np.sqrt(e.norm2(p))
+    frac = (r <= 1.0).astype(np.float64)
+    edge = np.abs(r - 1.0) <= band
+    if np.any(edge):
+        pe = p[edge]
+        count = np.zeros(pe.shape[0])
+        for oz in offs:
+            for oy in offs:
+                for ox in offs:
+                    count += e.norm2(pe + np.array([oz, oy, ox])) <= 1.0
+        frac[edge] = count / offs.size**3
+    return frac
+
+
+#: Bytes of temporaries one shape's rasterisation may take at a time, and what a voxel
+#: of its bounding box costs (coordinates, points, radii, fraction: about 12 float64).
+RASTER_BYTES = 64 * 2**20
+RASTER_BYTES_PER_VOXEL = 96
 
 
 # -- building a cell ------------------------------------------------------------------------------

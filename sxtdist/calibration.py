@@ -1,0 +1,183 @@
+"""Rates of this installation for the capacity planner: a short calibration run, cached per machine.
+
+:func:`measure_rates` times, on a 192² interior-plus-sparse problem (20-40 s on a
+2-core VM): building the system matrices, CGNE block solves at two slab widths (the
+fixed and per-slice parts of an iteration's cost, :class:`~sxtdist.capacity.Rates`),
+writing and reading Zarr, and starting a one-worker cluster. :func:`load_rates` returns the cached figures of this machine, measuring
+them the first time. GPU rates are not measured here (no GPU in the calibration):
+they come from the H100 run recorded in docs/gpu.md (:data:`GPU_FIGURE`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import socket
+import tempfile
+import time
+
+import numpy as np
+
+from . import _version
+from .capacity import Rates, matrix_nnz
+from .geometry import ScanGeometry, VolumeGrid
+
+logger = logging.getLogger(__name__)
+
+#: docs/gpu.md, bench_gpu.py on an NVIDIA H100 (2026-11-25): 1024³, 92 interior views on a
+#: 600-column detector at the voxel pitch and 19 full views at 3x the pixel, PSF σ 1 px,
+#: 0.523 s per CGNE iteration over one block of 1050 slices.
+GPU_FIGURE = {"size": 1024, "slices": 1050, "s_per_iteration": 0.523}
+
+
+def _gpu_rate() -> float:
+    n = GPU_FIGURE["size"]
+    grid = VolumeGrid((1, n, n), 1.0)
+    roi = ScanGeometry(np.arange(92) * 180 / 92, 1.0, (1, int(0.586 * n)))
+    full = ScanGeometry(np.arange(19) * 180 / 19, 3.0, (1, int(np.ceil(n / 3))))
+    nnz = matrix_nnz(roi, grid, 3) + matrix_nnz(full, grid, 1)
+    return GPU_FIGURE["s_per_iteration"] / (nnz * GPU_FIGURE["slices"])
+
+
+def cache_path() -> str:
+    """The per-machine cache file (``$XDG_CACHE_HOME/sxtdist`` or ``~/.cache/sxtdist``)."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(root, "sxtdist", f"rates-{socket.gethostname()}.json")
+
+
+def _machine() -> dict:
+    return {
+        "host": socket.gethostname(),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "sxtdist": _version.__version__,
+    }
+
+
+def load_rates(recalibrate: bool = False) -> Rates:
+    """This machine's rates: from the cache, or measured now (and cached) when missing or stale.
+
+    A cache written by another sxtdist version or for another CPU count is measured again.
+    """
+    path = cache_path()
+    if not recalibrate:
+        try:
+            with open(path) as f:
+                cached = json.load(f)
+            if cached.get("machine") == _machine():
+                return Rates(**cached["rates"])
+        except (OSError, ValueError, TypeError, KeyError):
+            pass
+    rates = measure_rates()
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"machine": _machine(), "rates": rates.to_dict()}, f, indent=1)
+        os.replace(tmp, path)
+    except OSError as exc:  # a read-only home: use the figures, say they were not kept
+        logger.warning("could not cache the calibration in %s (%s)", path, exc)
+    return rates
+
+
+def measure_rates(n: int = 192, startup: bool = True) -> Rates:
+    """Measure the CPU rates on an ``n``² problem in this process (one thread).
+
+    The CGNE rates are fitted to whole block solves (projections, row sampling and
+    vector work together) at two slab widths, the median of three each: on a shared
+    machine single runs vary by 2x.
+    """
+    from .operators.projector import build_system_matrix
+    from .operators.scan import ScanModel
+    from .recon import Problem, solve_slab
+
+    t_start = time.perf_counter()
+    grid = VolumeGrid((64, n, n), 30.0)
+    geoms = {
+        "roi": ScanGeometry(np.arange(92) * 180 / 92, 30.0, (64, int(0.39 * n))),
+        "full": ScanGeometry(np.arange(19) * 180 / 19, 60.0, (32, n // 2)),
+    }
+    t0 = time.perf_counter()
+    built = [build_system_matrix(g, grid) for g in geoms.values()]
+    for w in built:
+        w.T.tocsr()
+    build = time.perf_counter() - t0
+    nnz = sum(w.nnz for w in built)
+
+    its = 2
+    problem = Problem(grid, {name: ScanModel(g) for name, g in geoms.items()}, "cgne", its)
+    rng = np.random.default_rng(0)
+
+    def solve_s(k: int) -> float:
+        rows = problem.rows((0, k))
+        data = {
+            name: rng.random((g.n_angles, rows[name].size, g.detector_shape[1]), np.float32)
+            for name, g in geoms.items()
+        }
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            solve_slab(problem, (0, k), data)
+            times.append(time.perf_counter() - t)
+        return float(np.median(times))
+
+    solve_s(4)  # builds the cached matrices the solves use
+    k1, k2 = 16, 64
+    t1, t2 = solve_s(k1), solve_s(k2)
+    per_slice = max(0.0, (t2 - t1) / (k2 - k1)) / ((its + 1) * nnz)
+    fixed = max(0.0, t1 / ((its + 1) * nnz) - per_slice * k1)
+    read_rate, write_rate = _zarr_rates(n)
+    rates = Rates(
+        build_s_per_nnz=build / nnz,
+        iteration_s_per_nnz=fixed,
+        iteration_s_per_nnz_slice=per_slice,
+        read_bytes_per_s=read_rate,
+        write_bytes_per_s=write_rate,
+        startup_s=_startup_s() if startup else 0.0,
+        gpu_s_per_nnz_slice=_gpu_rate(),
+        source=(
+            f"CPU: calibrated on {socket.gethostname()} "
+            f"({time.strftime('%Y-%m-%d %H:%M')}, load {os.getloadavg()[0]:.1f}, "
+            f"{time.perf_counter() - t_start:.0f} s); GPU: H100 figure of docs/gpu.md "
+            f"({GPU_FIGURE['s_per_iteration']} s per iteration at 1024³), not measured here"
+        ),
+    )
+    logger.info("calibration: %s", rates)
+    return rates
+
+
+def _zarr_rates(n: int) -> tuple[float, float]:
+    """Bytes per second writing and reading noisy float32 slabs through Zarr (zstd)."""
+    import zarr
+
+    rng = np.random.default_rng(1)
+    slab = (0.2 + 0.01 * rng.standard_normal((32, n, n))).astype(np.float32)
+    with tempfile.TemporaryDirectory(prefix="sxtdist-calibrate-") as tmp:
+        arr = zarr.create_array(
+            os.path.join(tmp, "a.zarr"), shape=slab.shape, chunks=(32, 64, 64), dtype="float32"
+        )
+        t = time.perf_counter()
+        arr[...] = slab
+        write = time.perf_counter() - t
+        t = time.perf_counter()
+        arr[...]
+        read = time.perf_counter() - t
+    return slab.nbytes / read, slab.nbytes / write
+
+
+def _startup_s() -> float:
+    """Seconds from asking for a one-worker local cluster to a first task's result."""
+    from .distributed import get_client
+
+    t = time.perf_counter()
+    with get_client(workers=1, keep_cluster=False) as client:
+        client.submit(_import_core, pure=False).result()
+        return time.perf_counter() - t  # closing the cluster is not counted
+
+
+def _import_core() -> bool:
+    import sxtdist.recon  # noqa: F401  (what a block task imports first)
+
+    return True
