@@ -303,7 +303,7 @@ CASES = [
     Case("reconstruct: --halo -3", lambda ws: _reconstruct(ws, "--halo", "-3"), 2, r"halo must be a whole number >= 0, got -3"),
     Case("reconstruct: --rtol nan", lambda ws: _reconstruct(ws, "--rtol", "nan"), 2, r"rtol must be positive, got nan"),
     Case("reconstruct: --iterations 10**20", lambda ws: _reconstruct(ws, "--iterations", str(10**20)), 2, r"iterations must be from 1 to"),
-    Case("reconstruct: --iterations 0", lambda ws: _reconstruct(ws, "--iterations", "0"), 2, r"iterations must be from 1 to"),
+    Case("reconstruct: --iterations 0", lambda ws: _reconstruct(ws, "--iterations", "0"), 2, r"iterations must be a positive number or 'auto', got '0'"),
     Case("reconstruct: --block-size 0", lambda ws: _reconstruct(ws, "--block-size", "0"), 2, r"block_size must be a whole number >= 1, got 0"),
     Case("reconstruct: --nonneg-every -1", lambda ws: _reconstruct(ws, "--nonneg-every", "-1"), 2, r"--nonneg-every must be at least 1"),
     Case("reconstruct: --voxel-size-nm -1", lambda ws: _reconstruct(ws, "--voxel-size-nm", "-1"), 2, r"voxel_size_nm must be positive, got -1"),
@@ -313,8 +313,8 @@ CASES = [
     Case("simulate: --seed -1", lambda ws: ["simulate", ws / "s.zarr", "--preset", "tiny", "--seed", "-1"], 2, r"seed must be a whole number"),
     # -- plans the machine cannot hold ---------------------------------------------------------------
     Case("reconstruct: --voxel-size-nm 0.001", lambda ws: _reconstruct(ws, "--voxel-size-nm", "0.001"), 2, r"needs [\d.]+ EiB on disk; .* free"),
-    Case("simulate: --pixel-size-nm 0.001", lambda ws: ["simulate", ws / "s.zarr", "--preset", "tiny", "--pixel-size-nm", "0.001"], 2, r"needs [\d.]+ EiB of memory; this machine has"),
-    Case("simulate: --n-roi 10**9", lambda ws: ["simulate", ws / "s.zarr", "--preset", "tiny", "--n-roi", str(10**9)], 2, r"needs [\d.]+ [TP]iB of memory"),
+    Case("simulate: --pixel-size-nm 0.001", lambda ws: ["simulate", ws / "s.zarr", "--preset", "tiny", "--pixel-size-nm", "0.001"], 2, r"needs [\d.]+ EiB on disk; .* free"),
+    Case("simulate: --n-roi 10**9", lambda ws: ["simulate", ws / "s.zarr", "--preset", "tiny", "--n-roi", str(10**9)], 2, r"needs [\d.]+ [TP]iB on disk"),
     # -- batch manifests ---------------------------------------------------------------------------
     Case("batch: two cells named alike", lambda ws: ["batch", _manifest(ws, "- {name: x, acquisition: a.zarr}\n- {name: x, acquisition: b.zarr}\n"), "--out", ws / "out"], 2, r"two cells are named 'x'"),
     Case("batch: a name that is a path", lambda ws: ["batch", _manifest(ws, "- {name: ../../x, acquisition: a.zarr}\n"), "--out", ws / "out"], 2, r"name '\.\./\.\./x' must be a name"),
@@ -337,7 +337,7 @@ CASES = [
     Case("align: an inf in a projection", lambda ws: ["align", _inf_projection(ws), "--workers", "1", "--report", ""], 2, r"roi/0: projection \d+ contains NaN or inf"),
     # -- damaged outputs -------------------------------------------------------------------------------
     Case("verify: a volume missing a chunk", lambda ws: ["verify", _damaged_volume(ws)], 2, r"damaged: \d+ problem"),
-    Case("verify: an acquisition with a garbage chunk", lambda ws: ["verify", _garbage_chunk(ws)], 2, r"damaged: 1 problem"),
+    Case("verify: an acquisition with a garbage chunk", lambda ws: ["verify", _garbage_chunk(ws)], 2, r"damaged: \d+ problem"),
     Case("verify: a user's folder", lambda ws: ["verify", ws.folder("mine", a_txt="x")], 2, r"not a Zarr group|without sxtdist metadata"),
     # -- the environment fails (exit 1) ----------------------------------------------------------------
     Case("simulate: name too long", lambda ws: ["simulate", ws / ("x" * 300 + ".zarr"), "--preset", "tiny"], 1, r"File name too long \(the name is too long"),
