@@ -198,6 +198,9 @@ def make_cluster(
             )
             opts.update(threads_per_worker=opts["n_workers"], n_workers=1, processes=False)
         opts.update(overrides)
+        if not opts["processes"]:  # over TCP on the host, not inproc://: the link is true
+            opts.setdefault("protocol", "tcp://")
+            opts.setdefault("worker_dashboard_address", opts["dashboard_address"])
         # the scheduler and the nannies take their configuration when they are made
         with dask.config.set(local_housekeeping()):
             return LocalCluster(**opts)

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .errors import InputError, OutputExistsError
+from .errors import InputError, OutputExistsError, use_overwrite
 from .lock import write_lock
 
 #: Kinds of output sxtdist writes and recognises.
@@ -177,6 +177,15 @@ def check_not_input(out: str, inputs: Iterable[str | os.PathLike[str] | None]) -
             raise InputError(out, f"contains the input {inp}; write the output elsewhere")
 
 
+def _check_folder_above(out: str) -> None:
+    """Refuse an output below a file (``notes.txt/out.zarr``): its folder cannot be made."""
+    p = os.path.dirname(os.path.abspath(out))
+    while not os.path.lexists(p):
+        p = os.path.dirname(p)
+    if not os.path.isdir(p):
+        raise InputError(out, f"cannot be made: {p} is a file, not a folder")
+
+
 def _inside(child: str, parent: str) -> bool:
     return os.path.commonpath([child, parent]) == parent and child != parent
 
@@ -202,16 +211,17 @@ def check_output(
     out = check_name(out)
     inputs = [check_name(i) for i in inputs if i is not None]
     check_not_input(out, inputs)
+    _check_folder_above(out)
     if not os.path.lexists(out) or _is_empty_dir(out):
         return None
     found = recognise(out)
     if found != kind:
-        what = f"an sxtdist {found}" if found else "not something sxtdist wrote"
+        what = f"is an sxtdist {found}" if found else "was not written by sxtdist"
         raise OutputExistsError(
-            out, f"already exists and is {what}, not an sxtdist {kind}: it is left alone"
+            out, f"already exists and {what}, not an sxtdist {kind}: it is left alone"
         )
     if not (overwrite or resume):
-        raise OutputExistsError(out, "already exists (use --overwrite to replace it)")
+        raise OutputExistsError(out, f"already exists ({use_overwrite()})")
     return found
 
 
