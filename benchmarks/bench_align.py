@@ -29,16 +29,12 @@
 ``--large-size N`` gives part 2 views of ``N x N`` pixels over the same field (pixels of
 ``15 * 1024 / N`` nm); ``--one-task-per-pair`` makes every pair task prepare its own
 views there, as views below ``PREPARED_VIEW_PIXELS`` always do, for comparison;
-``--no-locality`` lets Dask place part 2's tasks alone (without it, each of the 2
-workers keeps the tasks of a stretch of consecutive views: ``run_graph``'s locality);
 ``--memory`` adds part 2's peak memory of a worker process, from one more run on 1 and
 on 2 workers that is not timed. The timed run is the first on a fresh cluster (what
 ``sxtdist align`` does); ``--warm`` also times the same alignment once more on each
 cluster, as a batch's later cells run, and prints that ratio too. From Dask's task
 stream of every timed run on 2 workers, part 2 prints how long the first worker to
-run out of tasks waited for the other, and how many inputs moved between them;
-``--locality-shared F`` sets the share of each worker's stretch left to whichever is
-free first (``sxtdist.cluster.locality-shared``, default 0.1; 0: every task placed).
+run out of tasks waited for the other, and how many inputs moved between them.
 
 After the Dask timings of parts 1 and 2, **this machine's ceiling**: the same task graph
 (``task_graph``: what ``sxtdist.align`` submits) run whole by Dask's synchronous
@@ -50,8 +46,14 @@ the memory bandwidth or one physical core. The Dask ratio is then printed as a f
 of it (``--no-ceiling`` skips this).
 
 Run: ``PYTHONPATH=. python benchmarks/bench_align.py [--repeat 3] [--large-views 48]
-[--large-full 7] [--large-size 1024] [--one-task-per-pair] [--no-locality] [--memory]
-[--no-ceiling] [--warm] [--locality-shared F] [--compare-pairs 8]``
+[--large-full 7] [--large-size 1024] [--one-task-per-pair] [--memory]
+[--no-ceiling] [--warm] [--compare-pairs 8]``
+
+Dask places the tasks itself. Until 0.2.0 ``run_graph`` kept each worker on a stretch of
+consecutive views; ``--locality-ab 2,4`` of commit 7061327 timed the whole alignment with
+and without that on 2 and 4 workers (6 alternating rounds each, fresh clusters; load
+average 13-53 on the shared 2-core VM): median off / on 0.988 and 0.994 on 2 workers,
+1.028 and 1.244 on 4 (rounds from 0.43 to 1.86), no gain of 5 % on both, so it went.
 """
 
 from __future__ import annotations
@@ -159,16 +161,8 @@ def _print_end_wait(waits: list) -> None:
     print(
         f"    on 2 workers, one waited for the other at the end: median {np.median(wait):.3f} s "
         f"(mean {wait.mean():.3f}, largest {wait.max():.3f}) over {len(wait)} runs; inputs "
-        f"moved between them: median {np.median(moved):g} ({_placement()})"
+        f"moved between them: median {np.median(moved):g}"
     )
-
-
-def _placement() -> str:
-    import dask.config
-
-    if not dask.config.get("sxtdist.cluster.locality"):
-        return "placed by Dask alone"
-    return f"sxtdist.cluster.locality-shared {dask.config.get('sxtdist.cluster.locality-shared'):g}"
 
 
 def _print_warm(again: dict) -> None:
@@ -223,7 +217,7 @@ def task_graph(acq, method: str) -> tuple[dict, list]:
     full = acq["full"].geometry if method == "anchor" else None
     settings = runner.pair_settings(acq, full, runner.search_margin(roi.detector_shape))
     if tasks.prepares_views_apart(roi.detector_shape):
-        graph, keys, _ = tasks.pair_graph(pairs, settings, "ceiling", roi.angles_deg)
+        graph, keys = tasks.pair_graph(pairs, settings, "ceiling")
         return graph, keys
     graph = {f"pair-{n}": (tasks.register_pair, p, settings) for n, p in enumerate(pairs)}
     return graph, list(graph)
@@ -259,7 +253,11 @@ def machine_ceiling(acq, method: str, repeat: int) -> np.ndarray:
 
     graph, keys = task_graph(acq, method)
     ctx = mp.get_context("spawn")
-    env = {k: str(v) for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()}
+    from sxtdist.distributed import local_housekeeping
+
+    with dask.config.set(local_housekeeping()):  # what sxtdist's local clusters give theirs
+        spawn = dask.config.get("distributed.nanny.pre-spawn-environ")
+    env = {k: str(v) for k, v in spawn.items()}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the spawned children inherit it, as a nanny's workers do
     try:
@@ -463,16 +461,9 @@ def _print_times(times: dict, pair_s: dict, n_pairs: int, prepared: bool) -> flo
         f"{np.median(two) / n_pairs * 1e3:.1f} ms"
     )
     if prepared:
-        import dask.config
-
-        together = (
-            "; on 2 workers each keeps the tasks of a stretch of consecutive views"
-            if dask.config.get("sxtdist.cluster.locality")
-            else "; placed by Dask alone (--no-locality)"
-        )
         print(
-            f"    (views prepared in tasks of their own, once each{together}: the pair "
-            "tasks below only register)"
+            "    (views prepared in tasks of their own, once each: the pair tasks below only "
+            "register)"
         )
     for w in (1, 2):
         kinds = sorted({k for k, _ in pair_s[w]})
@@ -499,11 +490,6 @@ def main() -> None:
         help="part 2: every pair task prepares its own views (no view tasks, any size)",
     )
     ap.add_argument(
-        "--no-locality",
-        action="store_true",
-        help="part 2: let Dask place the tasks alone (sxtdist.cluster.locality: false)",
-    )
-    ap.add_argument(
         "--memory",
         action="store_true",
         help="part 2: also the peak memory of a worker process, in one more (untimed) run "
@@ -521,40 +507,26 @@ def main() -> None:
         help="parts 1 and 2: also time a second alignment on each cluster (a batch's cells "
         "after the first)",
     )
-    ap.add_argument(
-        "--locality-shared",
-        type=float,
-        default=None,
-        help="part 2: sxtdist.cluster.locality-shared, the share of each worker's stretch "
-        "left to whichever worker is free first (default: the configured value, 0.1)",
-    )
     ap.add_argument("--compare-pairs", type=int, default=8, help="0: skip part 3")
     ap.add_argument("--skip-small", action="store_true", help="skip part 1")
     args = ap.parse_args()
-    import dask.config
-
-    import sxtdist.distributed  # noqa: F401  (its config defaults)
 
     workdir = tempfile.mkdtemp(prefix="sxtdist-bench-align-")
     try:
         if not args.skip_small:
             part_small(workdir, args.repeat, not args.no_ceiling, args.warm)
         if args.large_views:
-            config = {"sxtdist.cluster.locality": not args.no_locality}
-            if args.locality_shared is not None:
-                config["sxtdist.cluster.locality-shared"] = args.locality_shared
-            with dask.config.set(config):
-                part_large(
-                    workdir,
-                    args.repeat,
-                    args.large_views,
-                    args.large_full,
-                    args.large_size,
-                    args.one_task_per_pair,
-                    args.memory,
-                    not args.no_ceiling,
-                    args.warm,
-                )
+            part_large(
+                workdir,
+                args.repeat,
+                args.large_views,
+                args.large_full,
+                args.large_size,
+                args.one_task_per_pair,
+                args.memory,
+                not args.no_ceiling,
+                args.warm,
+            )
         if args.compare_pairs:
             part_compare(args.compare_pairs, shared_flat=True)
             part_compare(args.compare_pairs, shared_flat=False)

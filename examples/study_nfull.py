@@ -6,7 +6,7 @@ Noiseless data of the ``small`` preset (90 interior views of a 3.6 µm ROI in a
 * the combined reconstruction (oracle stopping, best PSNR in the ROI): PSNR in the
   ROI cylinder and over the whole volume;
 * the null-space component of the truth for the interior-only, sparse-only and
-  combined operators (zero-data CGLS from the truth, :func:`sxtdist.metrics.null_space`)
+  combined operators (zero-data CGLS from the truth, :func:`sxtdist.nullspace.null_space`)
   on a central slab, as ``‖x_null‖/‖x₀‖`` in the ROI and in the whole slab.
 
 Writes ``study_nfull.csv`` and ``study_nfull.png`` to ``--out``.
@@ -26,14 +26,14 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _study
 
-from sxtdist import metrics
+from sxtdist import metrics, nullspace
 from sxtdist.operators.scan import scan_operator
 from sxtdist.runner import build_problem
 
 
 def null_space_ratios(acq, scans, truth, roi_px, slab_len, eval_len, iterations):
     """‖x_null‖/‖x₀‖ (ROI, whole) on the central ``eval_len`` slices of a ``slab_len`` slab."""
-    prob = build_problem(acq, scans)
+    prob = build_problem(acq, scans=scans)
     grid = prob.grid
     # the null space belongs to the acquisition geometry, not to the jitter
     models = [replace(m, geometry=m.geometry.with_shifts(None)) for m in prob.models.values()]
@@ -44,7 +44,7 @@ def null_space_ratios(acq, scans, truth, roi_px, slab_len, eval_len, iterations)
         rows = m.rows_for_slab(grid, slab)
         ops.append(scan_operator(m, grid, slab, rows))
     x0 = np.ascontiguousarray(np.moveaxis(truth[slab[0] : slab[1]], 0, -1))
-    ns = metrics.null_space(ops, x0, iterations)
+    ns = nullspace.null_space(ops, x0, iterations)
     # slices near the slab's ends lose the rows they share with the neighbours: score the middle
     e0 = (slab_len - eval_len) // 2
     inner = np.zeros(x0.shape, bool)

@@ -600,15 +600,8 @@ def _align_cell(cell: Cell, client: Any, mode: str | bool, method: str) -> bool:
             return False
         out = cell.out.rstrip("/").rstrip(os.sep)
         report = (out[:-5] if out.endswith(".zarr") else out) + "_alignment"
-        align(
-            cell.acquisition,
-            None,
-            method,
-            client=client,
-            report=report,
-            progress=False,
-            quiet=True,
-        )
+        # its status lines are the cell's details (logs.cell_messages_as_details)
+        align(cell.acquisition, None, method, client=client, report=report, progress=False)
         return True
 
 

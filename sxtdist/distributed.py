@@ -21,6 +21,7 @@ configuration system under the ``sxtdist.cluster`` key (a YAML file in
         wait-for-workers: 300  # seconds to wait for the first worker before giving up
         connect-timeout: 30s   # to reach a running scheduler
         host: 127.0.0.1        # local kinds: the interface the scheduler and dashboard listen on
+        retries: 2             # times a failed block or pair task is run again
         jobqueue-defaults:     # used only where jobqueue.<kind> leaves them unset
           cores: 1
           memory: 4GiB
@@ -35,11 +36,7 @@ already have. See ``docs/cluster.md`` and the examples in ``deploy/``.
 from __future__ import annotations
 
 import atexit
-import bisect
-import functools
-import itertools
 import logging
-import math
 import os
 import shutil
 import sys
@@ -62,14 +59,6 @@ JOBQUEUE_KINDS = {
     "lsf": ("LSFCluster", "bsub"),
 }
 
-#: The share of each worker's range, at its inner ends, that :func:`run_graph` leaves for
-#: whichever worker is free first. With 2 workers, aligning 48 views of 1024² pixels, one
-#: worker used to stop 0.126 and 0.138 s (medians of 16 and 20 runs) before the other;
-#: with 0.1, 0.044 and 0.056 s, for 5 inputs moved between the workers instead of 3
-#: (docs/cluster.md).
-LOCALITY_SHARED = 0.1
-
-
 #: sxtdist's defaults in Dask's configuration (overridden by any user file or variable).
 DEFAULT_CONFIG: dict[str, Any] = {
     "sxtdist": {
@@ -83,8 +72,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "wait-for-workers": 300,
             "connect-timeout": "30s",
             "host": "127.0.0.1",
-            "locality": True,
-            "locality-shared": LOCALITY_SHARED,
+            "retries": 2,
             "jobqueue-defaults": {"cores": 1, "memory": "4GiB", "processes": 1},
         }
     }
@@ -106,15 +94,25 @@ def default_workers() -> int:
 
 
 #: Dask's housekeeping on the local clusters sxtdist makes: distributed's default (key:
-#: ``(default, ours)``) and the lighter value used while it is still the default. An idle
-#: 2-worker LocalCluster spent a quarter of one core on it on a 2-core machine (event-loop
-#: ticks every 20 ms, the workers' statistical profiler every 10 ms, the system monitor
-#: every 0.5 s), time the workers' tasks then lacked. What is lost: the dashboard's profile
-#: page, and its CPU and memory plots are updated every 2 s.
+#: ``(default, ours)``) and the value used while it is still the default.
+#:
+#: * An idle 2-worker LocalCluster spent a quarter of one core on its housekeeping on a
+#:   2-core machine (event-loop ticks every 20 ms, the workers' statistical profiler every
+#:   10 ms, the system monitor every 0.5 s), time the workers' tasks then lacked. What is
+#:   lost: the dashboard's profile page, and its CPU and memory plots are updated every 2 s.
+#: * The workers' allocator: Dask's nanny starts them with ``MALLOC_TRIM_THRESHOLD_=65536``
+#:   (memory goes back to the system promptly), which also turns off glibc's adaptive mmap
+#:   threshold: every array over 128 KiB is then mapped fresh and page-faulted in, and one
+#:   freed is unmapped at once. A task making many such temporaries pays that on each: a
+#:   1024² pair registration took 136 ms instead of 103 ms (docs/alignment.md). Arrays up to
+#:   64 MiB come from the heap and up to 256 MiB of freed heap is kept for reuse instead
+#:   (bounded: a worker's idle memory grows by at most that much).
 LOCAL_HOUSEKEEPING = {
     "distributed.worker.profile.enabled": (True, False),
     "distributed.admin.tick.interval": ("20ms", "500ms"),
     "distributed.admin.system-monitor.interval": ("500ms", "2s"),
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": (65536, 256 << 20),
+    "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": (None, 64 << 20),
 }
 
 
@@ -587,6 +585,14 @@ def _wait_for_first_worker(client: Any, kind: str) -> None:
         ) from None
 
 
+def task_retries() -> int:
+    """``sxtdist.cluster.retries``, checked: how many times a failed task is run again."""
+    value = cluster_config("retries", 2)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ParameterError(f"sxtdist.cluster.retries must be a whole number >= 0, got {value!r}")
+    return value
+
+
 def worker_memory_limit(client: Any) -> int | None:
     """The smallest worker memory limit (bytes) of the cluster, if any is set."""
     info = (
@@ -619,7 +625,9 @@ def run_tasks(
     ``on_result(item, result)`` is called in the client as each task finishes (in
     completion order), e.g. to record a finished block. Large keyword arguments are
     scattered once rather than sent with every task. ``resources`` (e.g.
-    ``{"GPU": 1}``) restricts each task to workers offering them.
+    ``{"GPU": 1}``) restricts each task to workers offering them. A task that raises is
+    run again (:func:`task_retries`; a block rewrites the same slices, a pair computes the
+    same result) before its error is raised here.
     """
     items = list(items)
     if not items:
@@ -629,7 +637,16 @@ def run_tasks(
     # one message for all tasks: the scheduler's and the client's work shares the cores
     # with the workers on a small machine
     keys = None if key_prefix is None else [f"{key_prefix}-{i}" for i in range(len(items))]
-    futures = client.map(fn, items, **small, **big, key=keys, pure=False, resources=resources)
+    futures = client.map(
+        fn,
+        items,
+        **small,
+        **big,
+        key=keys,
+        pure=False,
+        resources=resources,
+        retries=task_retries(),
+    )
     return _collect(futures, client, desc, progress, on_result, items)
 
 
@@ -639,7 +656,6 @@ def run_graph(
     keys: Sequence[str],
     desc: str,
     progress: bool | None = None,
-    locality: Mapping[str, float] | None = None,
 ) -> list[Any]:
     """Compute ``keys`` of a task graph on the cluster; return their results in order.
 
@@ -647,95 +663,14 @@ def run_graph(
     the graph stands for that task's result, or to a plain value shared by the tasks
     that name it. For work whose tasks share inputs worth computing once (the
     alignment's prepared views). The keys must be unique to the run (include a token):
-    the cluster may be shared. The progress bar counts ``keys``.
-
-    ``locality`` maps task keys to where they lie along the work, in ``[0, 1)``, so that
-    tasks near each other, which share inputs, run on the same worker: the workers
-    present when the graph is sent take contiguous ranges of it
-    (:func:`split_by_position`). A preference, not a rule (Dask's loose worker
-    restrictions): work stealing still evens out the load, and a worker that leaves or
-    joins only changes where Dask would have put the tasks anyway. Dask itself places
-    a task with the worker holding most of its inputs, which for two inputs of equal
-    size is a coin toss. Off with the config ``sxtdist.cluster.locality: false``.
-
-    The tasks at the inner ends of each range (``sxtdist.cluster.locality-shared``, by
-    default :data:`LOCALITY_SHARED` of it; :func:`shared_near_edges`) are left to Dask:
-    it hands them out as workers run out of work, so the worker that finishes its range
-    first takes them. Dask's work stealing does not do that for tasks of tens of
-    milliseconds (it counts 0.1 s of latency for every move).
+    the cluster may be shared. The progress bar counts ``keys``. Dask places the tasks
+    (with the worker holding most of their inputs); a failed task is retried
+    (:func:`task_retries`).
     """
     if not keys:
         return []
-    graph = dict(graph)
-    placement = None
-    if locality is not None and cluster_config("locality", True):
-        workers = client.scheduler_info(n_workers=-1)["workers"]
-        if len(workers) > 1:
-            threads = {a: int(w.get("nthreads", 1)) for a, w in workers.items()}
-            everyone = sorted(threads)
-            placement = {k: everyone for k in graph}
-            shared = _locality_shared()
-            unplaced = shared_near_edges(locality, threads, shared)
-            for k, w in split_by_position(locality, threads).items():
-                placement[k] = [] if k in unplaced else [w]  # []: Dask's own choice
-    if placement is None:
-        futures = client.get(graph, list(keys), sync=False)
-    else:
-        # a dict's own ``get`` (not a function of ours): the scheduler unpickles it, and a
-        # scheduler started apart need not have sxtdist installed
-        with dask.annotate(workers=placement.get, allow_other_workers=True):
-            futures = client.get(graph, list(keys), sync=False)
+    futures = client.get(dict(graph), list(keys), sync=False, retries=task_retries())
     return _collect(futures, client, desc, progress)
-
-
-def split_by_position(position: Mapping[str, float], threads: Mapping[str, int]) -> dict[str, str]:
-    """Each key's worker: the workers, in address order, take contiguous ranges of
-    ``[0, 1)`` in proportion to their threads, and a key goes to the one whose range
-    holds its position (positions outside are clipped)."""
-    workers = sorted(threads)
-    edges = _range_edges(threads)
-    return {k: workers[bisect.bisect_right(edges, p)] for k, p in position.items()}
-
-
-def _locality_shared() -> float:
-    """``sxtdist.cluster.locality-shared``, checked: a number from 0 to 0.5."""
-    value = cluster_config("locality-shared", LOCALITY_SHARED)
-    try:
-        shared = float(value)
-    except (TypeError, ValueError):
-        shared = math.nan
-    if not 0.0 <= shared <= 0.5:
-        raise ParameterError(
-            f"sxtdist.cluster.locality-shared must be a number from 0 to 0.5, got {value!r}"
-        )
-    return shared
-
-
-def shared_near_edges(
-    position: Mapping[str, float], threads: Mapping[str, int], shared: float
-) -> set[str]:
-    """The keys whose position lies in the last ``shared`` of a worker's range next to
-    its neighbour's, on either side of every boundary between the ranges of
-    :func:`split_by_position` (none for one worker or ``shared <= 0``)."""
-    edges = _range_edges(threads)
-    if not edges or shared <= 0:
-        return set()
-    bounds = [0.0, *edges, 1.0]
-    widths = [b - a for a, b in itertools.pairwise(bounds)]
-    out = set()
-    for k, p in position.items():
-        for j, e in enumerate(edges):  # edge j: between range j and range j + 1
-            if e - shared * widths[j] <= p < e + shared * widths[j + 1]:
-                out.add(k)
-                break
-    return out
-
-
-def _range_edges(threads: Mapping[str, int]) -> list[float]:
-    """Where one worker's range of ``[0, 1)`` ends and the next one's begins
-    (:func:`split_by_position`)."""
-    weights = [max(1, int(threads[w])) for w in sorted(threads)]
-    return [c / sum(weights) for c in itertools.accumulate(weights[:-1])]
 
 
 def _collect(
@@ -783,43 +718,6 @@ def _collect(
     finally:
         with _ACTIVE_LOCK:
             _ACTIVE.pop(id(token), None)
-
-
-#: glibc ``mallopt`` parameters (``malloc.h``) and the values :func:`reuse_freed_memory` sets.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-REUSE_MMAP_THRESHOLD = 64 << 20
-REUSE_TRIM_THRESHOLD = 256 << 20
-
-
-@functools.cache
-def reuse_freed_memory() -> bool:
-    """Let this worker process reuse freed memory for its next arrays (glibc only; once).
-
-    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (so memory goes
-    back to the system promptly), which also turns off glibc's adaptive mmap threshold:
-    every array over 128 KiB is then mapped fresh and page-faulted in, and one freed is
-    unmapped at once. A task that makes many such temporaries pays for that on every
-    one: a 1024² pair registration took 136 ms instead of 103 ms
-    (``benchmarks/bench_align.py``, docs/alignment.md). This keeps arrays up to 64 MiB
-    on the heap and up to 256 MiB of freed heap for reuse: bounded, so a worker's idle
-    memory grows by at most that much. The alignment's pair tasks call it; the
-    reconstruction's block tasks do not (with a 128 MiB trim threshold they ran 10 %
-    faster, but their peak memory grew by 16 % in ``benchmarks/bench_reconstruct.py``).
-    The setting stays with the process: blocks that a worker solves after it aligned
-    (``sxtdist batch``, ``sxtdist demo``) run with it too. Returns whether it could be set.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(
-            libc.mallopt(_M_MMAP_THRESHOLD, REUSE_MMAP_THRESHOLD)
-            and libc.mallopt(_M_TRIM_THRESHOLD, REUSE_TRIM_THRESHOLD)
-        )
-    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
-        return False
 
 
 #: Futures of every :func:`run_tasks` or :func:`run_graph` call in progress (any thread), for

@@ -1,4 +1,4 @@
-"""Image-quality metrics: PSNR, regions, radial PSNR, FRC/FSC, transfer function, null space.
+"""Image-quality metrics: PSNR, regions, radial PSNR, FRC/FSC, transfer function.
 
 One definition of each, used by ``report``, ``batch``, the demo and the studies
 (through :mod:`sxtdist.scoring`, which applies them to volumes on disk):
@@ -24,10 +24,8 @@ One definition of each, used by ``report``, ``batch``, the demo and the studies
   the MTF of everything between the object and the reconstruction. Unlike the FRC
   it sees blur (a per-ring gain does not change a correlation); its 0.5 crossing
   (MTF-50) is the blur-sensitive resolution figure (docs/metrics.md).
-- **Null space**: CGLS with zero data started at the phantom only moves ``x``
-  inside ``range(Aᵀ)``, so it converges to the phantom's null-space component
-  (the paper's Wilson–Barrett iteration, reached faster); the size is reported as
-  the squared-norm ratio the reference code plots and its square root.
+
+The null-space estimate (figure 2h) is :mod:`sxtdist.nullspace`.
 
 Only numpy here (cupy arrays work where the functions use array methods only).
 """
@@ -35,7 +33,7 @@ Only numpy here (cupy arrays work where the functions use array methods only).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -489,112 +487,3 @@ def split_half_frc(
 ) -> FRC:
     """FRC/FSC between two reconstructions from disjoint halves of the views."""
     return frc(half_a, half_b, voxel_size_nm, smooth_sigma)
-
-
-# -- null space -------------------------------------------------------------------------------
-
-
-def _as_list(y: Any) -> list:
-    return y if isinstance(y, list) else [y]
-
-
-def _norm2(v: Any) -> float:
-    return float(sum(float(np.vdot(p.ravel(), p.ravel()).real) for p in _as_list(v)))
-
-
-def cgls_zero_data(operators: Sequence[Any], x0: np.ndarray, iterations: int) -> np.ndarray:
-    """CGLS on ``min Σ‖A_i x‖²`` from ``x0``: converges to ``x0``'s null-space component.
-
-    ``operators`` is a list of per-scan operators (``A(x)``, ``A.T(y)``), the
-    combined operator of the paper's eq. 7 without materialising it.
-    """
-    x = np.array(x0, dtype=np.float64, copy=True)
-    r = [-np.asarray(op(x.astype(np.float32)), dtype=np.float64) for op in operators]
-    s = sum(
-        np.asarray(op.T(ri.astype(np.float32)), dtype=np.float64) for op, ri in zip(operators, r)
-    )
-    p = s.copy()
-    gamma = _norm2(s)
-    gamma0 = gamma
-    for _ in range(int(iterations)):
-        if gamma <= 1e-30 * max(gamma0, 1e-300):
-            break
-        q = [np.asarray(op(p.astype(np.float32)), dtype=np.float64) for op in operators]
-        qq = _norm2(q)
-        if qq == 0:
-            break
-        alpha = gamma / qq
-        x += alpha * p
-        for ri, qi in zip(r, q):
-            ri -= alpha * qi
-        s = sum(
-            np.asarray(op.T(ri.astype(np.float32)), dtype=np.float64)
-            for op, ri in zip(operators, r)
-        )
-        gamma_new = _norm2(s)
-        p = s + (gamma_new / gamma) * p
-        gamma = gamma_new
-    return x
-
-
-@dataclass
-class NullSpace:
-    """The null-space component of a phantom and its size.
-
-    ``ratio`` and ``ratio_mask`` are ``‖x_null‖² / ‖x₀‖²`` (whole, inside the mask),
-    the quantity the paper's figure 2h plots ×100; ``norm_ratio*`` are their
-    square roots, the true length ratio.
-    """
-
-    x_null: np.ndarray
-    ratio: float
-    ratio_mask: float | None
-
-    @property
-    def norm_ratio(self) -> float:
-        return math.sqrt(self.ratio)
-
-    @property
-    def norm_ratio_mask(self) -> float | None:
-        return None if self.ratio_mask is None else math.sqrt(self.ratio_mask)
-
-
-def null_space(
-    operators: Any,
-    phantom: np.ndarray,
-    iterations: int = 200,
-    mask: np.ndarray | None = None,
-    solver: Callable[[Sequence[Any], np.ndarray, int], np.ndarray] | None = None,
-) -> NullSpace:
-    """Estimate the null-space component of ``phantom`` for one or several operators.
-
-    Parameters
-    ----------
-    operators
-        An operator or a list of per-scan operators (interior only, sparse only, or
-        both: the combined operator).
-    phantom
-        ``x₀``, in the operators' domain layout.
-    iterations
-        CGLS iterations (the reference used 200).
-    mask
-        Voxels for the masked ratio (e.g. the ROI cylinder), broadcastable to ``x₀``.
-    solver
-        ``solver(operators, x0, iterations) -> x``: any least-squares solver that
-        with zero data started at ``x0`` returns ``x0``'s null-space part;
-        default :func:`cgls_zero_data`.
-    """
-    ops = list(operators) if isinstance(operators, (list, tuple)) else [operators]
-    x0 = np.asarray(phantom, dtype=np.float64)
-    x = (solver or cgls_zero_data)(ops, x0, iterations)
-    x = np.asarray(x, dtype=np.float64)
-    n0 = _norm2(x0)
-    if n0 == 0:
-        raise ValueError("the phantom is zero: its null-space ratio is undefined")
-    ratio = _norm2(x) / n0
-    ratio_mask = None
-    if mask is not None:
-        m = np.broadcast_to(mask, x0.shape)
-        d = _norm2(x0[m])
-        ratio_mask = _norm2(x[m]) / d if d > 0 else None
-    return NullSpace(x.astype(np.float32), ratio, ratio_mask)

@@ -9,7 +9,7 @@ The recommendation follows the paper's reasoning step by step:
    ``N_ROI = ⌈2π R_ROI f⌉`` views over 180° (or interleaved over 360°).
 2. **Full views** (figure 2): the sparse full-field scan is there to remove the
    interior scan's null space (cupping, offsets). The null space of the combined
-   operator is estimated (:func:`sxtdist.metrics.null_space`) on a coarse model
+   operator is estimated (:func:`sxtdist.nullspace.null_space`) on a coarse model
    of the cell for a ladder of ``N_full``; the recommendation is the smallest
    ``N_full`` from which on (three rungs of the ladder in a row) the ROI
    null-space component stays below the tolerance: 2 % of the
@@ -252,7 +252,8 @@ def _null_space_ladder(
     Stops once ``stable`` consecutive rungs are below ``stop_below`` (None: all rungs).
     """
     from .geometry import ScanGeometry, VolumeGrid, scan_angles
-    from .metrics import cylinder_mask, null_space
+    from .metrics import cylinder_mask
+    from .nullspace import null_space
     from .operators.projector import SliceProjector
 
     px = int(req.model_px)
@@ -300,10 +301,41 @@ def plan_acquisition(req: PlanRequest) -> Plan:
     notes: list[str] = []
     zp_full = ZonePlate(req.ozw_full_nm, req.energy_ev)
     zp_roi = ZonePlate(req.ozw_roi_nm, req.energy_ev)
-    r_roi = req.roi_width_um * 1e3 / 2.0
     r_cell = req.cell_diameter_um * 1e3 / 2.0
+    n_roi, views_optics, f_optics, target_res = _interior_views(req, zp_roi, notes)
+    n_full, interior_ns, table, ns_roi = _full_views(req, n_roi, notes)
+    full_res = 2 * math.pi * r_cell / n_full if n_full else math.inf
+    dose = _photons_and_dose(req, n_roi, n_full, notes)
+    cell = dose["cell"]
+    return Plan(
+        request=req,
+        n_full=int(n_full),
+        n_roi=int(n_roi),
+        reference_views=int(dose["n0"]),
+        photons_full=dose["fluence0"] * (req.pixel_full_nm * 1e-3) ** 2,
+        photons_roi=dose["fluence_roi"] * (req.pixel_roi_nm * 1e-3) ** 2,
+        dose_ratio=float(dose["ratio"]),
+        target_resolution_nm=float(target_res),
+        optics_resolution_nm=float(1.0 / f_optics),
+        views_for_optics=int(views_optics),
+        full_scan_resolution_nm=float(full_res),
+        null_space_roi=float(ns_roi),
+        null_space_interior_only=float(interior_ns),
+        null_space_table=table,
+        mean_dose_gy=float(dose["plan_map"][cell].mean()),
+        reference_mean_dose_gy=float(dose["ref_map"][cell].mean()),
+        max_dose_gy=float(dose["plan_map"].max()),
+        reference_max_dose_gy=float(dose["ref_map"].max()),
+        optics={"full": zp_full.summary(), "roi": zp_roi.summary()},
+        notes=notes,
+    )
 
-    # 1. interior views from the target resolution
+
+def _interior_views(
+    req: PlanRequest, zp_roi: ZonePlate, notes: list[str]
+) -> tuple[int, int, float, float]:
+    """Step 1: ``(N_ROI, views the optics ask for, the optics' cutoff, target resolution)``."""
+    r_roi = req.roi_width_um * 1e3 / 2.0
     f_optics = min(zp_roi.sampling_cutoff_per_nm(PAPER_POWER_FRACTION), 0.5 / req.pixel_roi_nm)
     if f_optics < zp_roi.sampling_cutoff_per_nm():
         notes.append(
@@ -319,19 +351,22 @@ def plan_acquisition(req: PlanRequest) -> Plan:
         )
     n_roi = req.n_roi or views_for_frequency(r_roi, f_target)
     target_res = 2 * math.pi * r_roi / n_roi if req.n_roi else 1.0 / f_target
-    target_res = max(target_res, 1.0 / f_optics)
+    return n_roi, views_optics, f_optics, max(target_res, 1.0 / f_optics)
 
-    # 2. full views from the null space of the combined operator
+
+def _full_views(
+    req: PlanRequest, n_roi: int, notes: list[str]
+) -> tuple[int, float, list[dict], float]:
+    """Step 2, from the null space of the combined operator: ``(N_full, the interior-only
+    null space, the ladder's table, N_full's ROI null space)``."""
     if req.n_full is not None:
         ladder = sorted({n for n in N_FULL_LADDER if n < req.n_full} | {req.n_full} - {0})
         interior_ns, table = _null_space_ladder(req, ladder, None)
+        n_full = req.n_full
     else:
         n0_cap = req.reference_views or n_roi
         ladder = [n for n in N_FULL_LADDER if n < n0_cap] or [min(N_FULL_LADDER)]
         interior_ns, table = _null_space_ladder(req, ladder, req.null_tolerance)
-    if req.n_full is not None:
-        n_full = req.n_full
-    else:
         n_full = _first_stable(table, req.null_tolerance)
         if n_full is None:
             n_full = table[-1]["n_full"]
@@ -340,17 +375,21 @@ def plan_acquisition(req: PlanRequest) -> Plan:
                 f"{100 * req.null_tolerance:g} %; using {n_full}"
             )
     ns_roi = next((row["roi"] for row in table if row["n_full"] == n_full), interior_ns)
-    full_res = 2 * math.pi * r_cell / n_full if n_full else math.inf
+    return n_full, interior_ns, table, ns_roi
 
-    # 3. photons from eq. 13 with a computed D_full / D_ROI
+
+def _photons_and_dose(
+    req: PlanRequest, n_roi: int, n_full: int, notes: list[str]
+) -> dict[str, Any]:
+    """Step 3: the photons from eq. 13 with a computed D_full / D_ROI, and the dose maps."""
+    from .geometry import scan_angles
+
     n0 = req.reference_views or n_roi
     if n_full >= n0:
         raise ParameterError(
             f"{n_full} full views leave no dose for the interior scan within the reference "
             f"scan's {n0} views: raise {option('--reference-views', 'reference_views')}"
         )
-    from .geometry import scan_angles
-
     v = req.cell_diameter_um * 1e3 / req.model_px
     n = req.model_px + 4
     lac = model_cell(n, req.model_px, req.lac_um)
@@ -368,31 +407,16 @@ def plan_acquisition(req: PlanRequest) -> Plan:
     else:
         fluence0 = req.photons / (req.pixel_roi_nm * 1e-3) ** 2
     fluence_roi = fluence0 * ratio * (n0 - n_full) / n_roi  # eq. 13 (N_ROI = N₀ as printed)
-    ref_map = n0 * fluence0 * gy_full
-    plan_map = n_full * fluence0 * gy_full + n_roi * fluence_roi * gy_roi
     if n0 != n_roi:
         notes.append(
             f"eq. 13 with N_ROI = {n_roi} ≠ N₀ = {n0}: I_ROI = I₀ (D_full/D_ROI) (N₀ − N_full) / N_ROI"
         )
-    return Plan(
-        request=req,
-        n_full=int(n_full),
-        n_roi=int(n_roi),
-        reference_views=int(n0),
-        photons_full=fluence0 * (req.pixel_full_nm * 1e-3) ** 2,
-        photons_roi=fluence_roi * (req.pixel_roi_nm * 1e-3) ** 2,
-        dose_ratio=float(ratio),
-        target_resolution_nm=float(target_res),
-        optics_resolution_nm=float(1.0 / f_optics),
-        views_for_optics=int(views_optics),
-        full_scan_resolution_nm=float(full_res),
-        null_space_roi=float(ns_roi),
-        null_space_interior_only=float(interior_ns),
-        null_space_table=table,
-        mean_dose_gy=float(plan_map[cell].mean()),
-        reference_mean_dose_gy=float(ref_map[cell].mean()),
-        max_dose_gy=float(plan_map.max()),
-        reference_max_dose_gy=float(ref_map.max()),
-        optics={"full": zp_full.summary(), "roi": zp_roi.summary()},
-        notes=notes,
-    )
+    return {
+        "n0": n0,
+        "fluence0": fluence0,
+        "fluence_roi": fluence_roi,
+        "ratio": ratio,
+        "cell": cell,
+        "ref_map": n0 * fluence0 * gy_full,
+        "plan_map": n_full * fluence0 * gy_full + n_roi * fluence_roi * gy_roi,
+    }

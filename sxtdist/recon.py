@@ -255,13 +255,14 @@ def slab_system(
         if d.shape != (m.geometry.n_angles, r.size, m.geometry.detector_shape[1]):
             raise ValueError(f"scan {name}: data {d.shape} do not match rows {r.size}")
         op = scan_operator(m, problem.grid, slab, r, backend=backend)
-        y = np.ascontiguousarray(d.transpose(0, 2, 1))
+        y = d.transpose(0, 2, 1)
         w = float(problem.weights.get(name, 1.0))
         if w != 1.0:  # min Σ w_i ||A_i x − y_i||²: scale operator and data by √w_i
             op = Scaled(op, np.sqrt(w))
-            y *= np.float32(np.sqrt(w))
+            # a new array (never the caller's, which the transpose of one row is a view of)
+            y = np.multiply(y, np.float32(np.sqrt(w)), order="C")
         ops.append(op)
-        ys.append(xp.asarray(y))
+        ys.append(xp.asarray(np.ascontiguousarray(y)))
         used[name] = r
     if not ops:
         raise ParameterError(f"no detector rows of any scan fall in slices {slab}")

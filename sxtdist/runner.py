@@ -204,6 +204,8 @@ def build_problem(acq: Acquisition, recipe: Reconstruction | None = None, **fiel
     interior-only or sparse-only reconstruction lands on the same grid as the
     combined one (and as a simulation's truth).
     """
+    if recipe is not None and not isinstance(recipe, Reconstruction):
+        raise TypeError(f"recipe must be a Reconstruction, got {recipe!r} (scans=... is a keyword)")
     r = (recipe or Reconstruction()).replace(**fields) if fields else recipe or Reconstruction()
     names = list(r.scans or acq.scans)
     for n in names:
@@ -658,8 +660,9 @@ def _resume_layout(job: _Job, restart: bool) -> tuple[Reconstruction, bool]:
     ``restart`` (the partial volume of a replacement: it is started over). The recipe
     takes the unfinished volume's block layout where it leaves it open: its finished
     blocks only count with the same layout, and the default layout follows the
-    workers, which may differ on a resume. Runs under the output's lock, before any
-    cluster starts.
+    workers, which may differ on a resume. A layout asked for counts as the one it
+    plans to (a block size is rounded to whole slice groups). Runs under the output's
+    lock, before any cluster starts.
     """
     out, recipe = job.out, job.recipe
     if not _has_content(out):
@@ -672,12 +675,15 @@ def _resume_layout(job: _Job, restart: bool) -> tuple[Reconstruction, bool]:
         raise OutputExistsError(out, f"is a complete volume already ({use_overwrite()})")
     meta = vol.meta
     stored = meta.get("plan") or {}
-    layout = {k: stored.get(k) for k in ("block_size", "halo")}
-    asked = {k: getattr(recipe, k) for k in layout}
+    layout = {
+        k: getattr(recipe, k) if getattr(recipe, k) is not None else stored.get(k)
+        for k in ("block_size", "halo")
+    }
     same = (
         meta.get("provenance", {}).get("fingerprint") == job.provenance["fingerprint"]
         and tuple(stored.get("grid_shape", ())) == tuple(job.problem.grid.shape)
-        and all(v is None or v == layout[k] for k, v in asked.items())
+        and layout["block_size"] is not None
+        and _planned_layout(job.problem, layout) == (stored.get("block_size"), stored.get("halo"))
     )
     if not same:
         if restart:
@@ -687,7 +693,7 @@ def _resume_layout(job: _Job, restart: bool) -> tuple[Reconstruction, bool]:
             "holds an unfinished reconstruction with different parameters; "
             + use_overwrite("start over"),
         )
-    return recipe.replace(**{k: v for k, v in layout.items() if asked[k] is None}), True
+    return recipe.replace(**layout), True
 
 
 def _check_capacity(grid: VolumeGrid, out: str) -> None:
@@ -708,6 +714,13 @@ def _worth_resuming(exc: BaseException, path: str) -> bool:
     if isinstance(exc, SxtdistError) or not is_volume(path):
         return False
     return bool(open_volume(path, mode="r").blocks_done)
+
+
+def _planned_layout(problem: Problem, layout: Mapping[str, int | None]) -> tuple[int, int]:
+    """``(block size, halo)`` that :func:`plan_blocks` makes of a given block size."""
+    models = list(problem.models.values())
+    plan = plan_blocks(models, problem.grid, layout["block_size"], halo=layout["halo"])
+    return plan.block_size, plan.halo
 
 
 def _local_backend(ex: Execution) -> tuple[Execution, str | None, str]:

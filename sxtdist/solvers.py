@@ -8,7 +8,9 @@ group (:class:`SliceGroups`), so solving a volume in blocks that respect the
 groups gives the same answer as solving it whole.
 
 Both solvers are written against the array API shared by numpy and cupy, so the
-GPU backend runs the same code on device arrays.
+GPU backend runs the same code on device arrays. They work in float32 (the
+reconstruction), or in float64 when the data are float64 (the null-space estimate of
+:func:`sxtdist.nullspace.cgls_zero_data`).
 
 CGNE follows the reference implementation (interiorsxt_facts.md 3.1): CGLS with
 the restart-on-residual-increase rule (a group whose residual grows keeps its
@@ -85,12 +87,18 @@ def _group_sum(per_item, labels, n, xp):
     return xp.bincount(labels, weights=per_item, minlength=n)
 
 
+def _work_dtype(data: Sequence[Any], xp) -> Any:
+    """float64 when every data array is float64, else float32."""
+    return xp.float64 if all(d.dtype == xp.float64 for d in data) else xp.float32
+
+
 class _Reducer:
     """Per-group norms and broadcasts for the domain (slices) and the ranges (rows)."""
 
-    def __init__(self, groups: SliceGroups, xp) -> None:
+    def __init__(self, groups: SliceGroups, xp, dtype=np.float32) -> None:
         self.g = groups.to(xp)
         self.xp = xp
+        self.dtype = dtype
 
     def domain_sumsq(self, v):
         return _group_sum(sumsq_last(v), self.g.domain, self.g.n, self.xp)
@@ -102,10 +110,10 @@ class _Reducer:
         return total
 
     def on_domain(self, scalars):
-        return scalars[self.g.domain].astype(self.xp.float32)
+        return scalars[self.g.domain].astype(self.dtype)
 
     def on_range(self, scalars, i):
-        return scalars[self.g.ranges[i]].astype(self.xp.float32)
+        return scalars[self.g.ranges[i]].astype(self.dtype)
 
 
 def cgne(
@@ -148,15 +156,16 @@ def cgne(
     xp = _xp(data[0])
     shape = A.domain_shape
     groups = groups or SliceGroups.single(shape[-1], [d.shape[-1] for d in data])
-    red = _Reducer(groups, xp)
-    x = xp.zeros(shape, dtype=xp.float32) if x0 is None else x0.astype(xp.float32, copy=True)
+    dtype = _work_dtype(data, xp)
+    red = _Reducer(groups, xp, dtype)
+    x = xp.zeros(shape, dtype=dtype) if x0 is None else x0.astype(dtype, copy=True)
     y_norm = red.range_sumsq(data)
     active = y_norm > 0
     restarts = 0
 
     def initialise():
         r = [y - q for y, q in zip(data, A(x))]
-        s = A.T(r)
+        s = A.T(r).astype(dtype, copy=False)
         return r, s, s.copy(), red.domain_sumsq(s), red.range_sumsq(r)
 
     r, s, p, gamma, loss = initialise()
@@ -187,7 +196,7 @@ def cgne(
             xp.maximum(x, 0, out=x)
             r, s, p, gamma, loss = initialise()
         else:
-            s = A.T(r)
+            s = A.T(r).astype(dtype, copy=False)
             gamma_new = red.domain_sumsq(s)
             keep = ~restart & (gamma > 0)
             beta = xp.where(keep, gamma_new / xp.where(keep, gamma, 1.0), 0.0)

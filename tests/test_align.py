@@ -6,7 +6,6 @@ import csv
 import math
 import os
 import re
-import sys
 
 import numpy as np
 import pytest
@@ -714,8 +713,7 @@ def test_prepared_views_graph_registers_exactly_like_one_task_per_pair(
             np.testing.assert_array_equal(a.intensity_samples, b.intensity_samples)
     for name in per_pair.shifts:
         np.testing.assert_array_equal(per_pair.shifts[name], prepared.shifts[name])
-    # on two workers the tasks are placed by the views' angles (run_graph's locality):
-    # where they run changes nothing in the results
+    # on two workers: where the tasks run changes nothing in the results
     from distributed import Client
 
     with Client(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=":0") as c2:
@@ -1138,16 +1136,6 @@ def test_full_scan_moments_by_default_projection_matching_on_request(client, tin
     assert 1 <= res.info["full"]["iterations"] <= 10
     res = sxtdist.align(tiny_copy, scans=["full"], full_iterations=2, tol_px=1e-9, **kw)
     assert res.info["full"]["iterations"] == 2
-
-
-def test_pair_tasks_keep_freed_memory_for_reuse_on_linux():
-    """The pair task's allocator setting (glibc) takes, and is made once per process."""
-    from sxtdist.distributed import reuse_freed_memory
-
-    if not sys.platform.startswith("linux"):
-        pytest.skip("glibc's mallopt is Linux-only")
-    assert reuse_freed_memory() is True
-    assert reuse_freed_memory.cache_info().currsize == 1
 
 
 def test_ncc_map_in_single_precision_on_large_frames_keeps_the_peak():

@@ -384,3 +384,34 @@ def test_batch_says_which_backend_its_cluster_gives(two_cells, tmp_path, monkeyp
             lines = _backend_lines(cells[:1], c, local=True)
         assert lines[0].endswith("this machine has a GPU: --cluster local-cuda reconstructs on it")
         assert "local-cuda" not in _backend_lines(cells[:1], c, local=False)[0]
+
+
+@pytest.mark.parametrize("cutoff_shell", [3, 5])
+def test_fsc_resolution_of_a_known_cutoff(two_cells, tmp_path, client, cutoff_shell):
+    """The truth with its central ROI cube (where the FSC is taken) cut off sharply beyond
+    Fourier shell ``c`` of the cube: the correlation is 1 up to shell ``c`` and 0 from
+    shell ``c + 1``, so the summary's resolution lies between the periods of those two
+    shells, ``N / (c + 1)`` and ``N / c`` voxels; the truth itself never crosses."""
+    import zarr
+
+    from sxtdist import scoring
+    from sxtdist.batch import cell_metrics
+    from sxtdist.metrics import NOT_CROSSED
+
+    acq_path = str(two_cells / "cell1.zarr")
+    out = tmp_path / "v.zarr"
+    vol = reconstruct(acq_path, out, iterations=1, client=client, progress=False)
+    acq = sxtdist.open_acquisition(acq_path, "r")
+    truth = acq.truth.compute()
+    win = scoring.central_cube(truth.shape, scoring.Regions.of(acq))
+    n = win[0].stop - win[0].start
+    k = np.meshgrid(*(np.fft.fftfreq(n) * n for _ in range(3)), indexing="ij")
+    shell = np.round(np.sqrt(sum(f**2 for f in k)))
+    cube = np.fft.ifftn(np.fft.fftn(truth[win].astype(np.float64)) * (shell <= cutoff_shell))
+    low = truth.copy()
+    low[win] = cube.real
+    zarr.open_array(out / "0", mode="r+")[:] = low
+    period = cell_metrics(acq_path, str(out))["fsc_nm"] / vol.voxel_size_nm
+    assert n / (cutoff_shell + 1) <= period <= n / cutoff_shell, (period, n)
+    zarr.open_array(out / "0", mode="r+")[:] = truth
+    assert cell_metrics(acq_path, str(out))["fsc_nm"] == NOT_CROSSED

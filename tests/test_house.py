@@ -28,7 +28,6 @@ KNOWN_OFFENDERS = {
     "sxtdist.alignment.runner.align": "#25 alignment",
     "sxtdist.alignment.shifts.solve_joint": "#25 alignment",
     "sxtdist.io.ngff.create_multiscale": "#30 ngff",
-    "sxtdist.plan.plan_acquisition": "#27",
     "sxtdist.report.make_report": "#26 report",
     "sxtdist.simulation.simulate": "#28 simulation",
     "sxtdist.simulation.phantom.make_cell": "#28 simulation",

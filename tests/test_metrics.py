@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from sxtdist import metrics
+from sxtdist import metrics, nullspace
 
 
 def test_psnr_matches_a_hand_computation():
@@ -112,15 +112,15 @@ def slice_problem():
 
 def test_null_space_of_untruncated_full_scan_is_zero(slice_problem):
     ph, ops, mask = slice_problem
-    ns = metrics.null_space(ops["full"], ph, iterations=200, mask=mask)
+    ns = nullspace.null_space(ops["full"], ph, iterations=200, mask=mask)
     assert ns.ratio < 1e-4 and ns.ratio_mask < 1e-4
 
 
 def test_null_space_interior_sparse_and_combined(slice_problem):
     ph, ops, mask = slice_problem
-    interior = metrics.null_space([ops["roi"]], ph, 100, mask)
-    sparse = metrics.null_space([ops["sparse"]], ph, 100, mask)
-    combined = metrics.null_space([ops["roi"], ops["sparse"]], ph, 100, mask)
+    interior = nullspace.null_space([ops["roi"]], ph, 100, mask)
+    sparse = nullspace.null_space([ops["sparse"]], ph, 100, mask)
+    combined = nullspace.null_space([ops["roi"], ops["sparse"]], ph, 100, mask)
     assert interior.ratio > 0.1  # truncation leaves most of the outside unmeasured
     assert interior.ratio_mask > 0.01  # and a bias inside the ROI
     assert sparse.ratio > 0.01
@@ -139,12 +139,12 @@ def test_null_space_accepts_a_solver_callable(slice_problem):
 
     def solver(operators, x0, iterations):
         calls.append(iterations)
-        return metrics.cgls_zero_data(operators, x0, iterations)
+        return nullspace.cgls_zero_data(operators, x0, iterations)
 
-    ns = metrics.null_space([ops["full"]], ph, 7, solver=solver)
+    ns = nullspace.null_space([ops["full"]], ph, 7, solver=solver)
     assert calls == [7] and ns.ratio < 0.5
     with pytest.raises(ValueError):
-        metrics.null_space([ops["full"]], np.zeros_like(ph))
+        nullspace.null_space([ops["full"]], np.zeros_like(ph))
 
 
 def test_transfer_function_is_the_blur_and_ignores_noise():

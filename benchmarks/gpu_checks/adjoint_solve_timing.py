@@ -17,7 +17,8 @@ from sxtdist.geometry import VolumeGrid
 from sxtdist.operators import SliceProjector, scan_operator
 from sxtdist.operators import base as basemod
 from sxtdist.operators import psf as psfmod
-from sxtdist.operators.gpu import DeviceRowSampling, GpuSliceProjector
+from sxtdist.operators.gpu import GpuSliceProjector
+from sxtdist.operators.rows import RowSampling
 
 print("== A. projector BP vs CPU transpose")
 for case in sorted(T.CASES):
@@ -96,7 +97,7 @@ from sxtdist.operators.gpu import AstraCudaEngine
 for cls, meths in (
     (AstraCudaEngine, ("fp", "bp")),
     (GpuSliceProjector, ("_apply", "_adjoint")),
-    (DeviceRowSampling, ("_apply", "_adjoint")),
+    (RowSampling, ("_apply", "_adjoint")),
     (psfmod.GaussianBlur, ("_apply", "_adjoint")),
     (psfmod.Crop, ("_apply", "_adjoint")),
     (basemod.Scaled, ("_apply", "_adjoint")),

@@ -349,7 +349,7 @@ def _align_roi(acq, result, pairs, method, client, **kw) -> None:
     prepared = prepares_views_apart(g_roi.detector_shape)
     views = ""
     if prepared:
-        graph, keys, position = pair_graph(pairs, settings, uuid.uuid4().hex, g_roi.angles_deg)
+        graph, keys = pair_graph(pairs, settings, uuid.uuid4().hex)
         views = f" (and {len(graph) - len(keys) - 1} tasks preparing the views once)"
     log(
         f"aligning 'roi' ({g_roi.n_angles} views): {n_anchor} anchor and "
@@ -357,7 +357,7 @@ def _align_roi(acq, result, pairs, method, client, **kw) -> None:
         kw["quiet"],
     )
     if prepared:
-        results = run_graph(client, graph, keys, "align roi pairs", kw["progress"], position)
+        results = run_graph(client, graph, keys, "align roi pairs", kw["progress"])
     else:
         results = run_tasks(
             client, register_pair, pairs, "align roi pairs", kw["progress"], settings=settings

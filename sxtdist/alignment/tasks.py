@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 
 from ..dataset import open_projections, read_projection
-from ..distributed import reuse_freed_memory
 from ..geometry import ScanGeometry
 from .fullscan import align_full_scan
 from .ncc import centred_spectrum, locate_peak, ncc_map, ncc_map_in_rectangle, rectangle_spectrum
@@ -70,7 +69,6 @@ def _padded_shape(view_shape: Sequence[int], margin: tuple[int, int]) -> tuple[i
 def prepare_roi_view(index: int, settings: PairSettings) -> PreparedView:
     """Interior view ``index`` as the pairs compare it: blurred to the full scan's
     resolution, with its transform for the correlations (one for all its pairs)."""
-    reuse_freed_memory()
     view = gaussian_blur(read_projection(settings.roi_array, index), settings.roi_blur_px)
     return view, centred_spectrum(view, view.shape, _padded_shape(view.shape, settings.margin))
 
@@ -79,7 +77,6 @@ def prepare_anchor(full_index: int, mirrored: bool, settings: PairSettings) -> P
     """Full view ``full_index`` (its mirror image for ``mirrored``) resampled onto the interior
     grid plus the search margin and blurred by ``--smooth``, with its validity mask and
     the transform of its valid rectangle (one for all the pairs it anchors)."""
-    reuse_freed_memory()
     s = settings
     view = read_projection(s.full_array, full_index)
     ref, mask = anchor_on_roi_grid(view, s.full, full_index, s.roi, s.margin, mirrored)
@@ -97,7 +94,6 @@ def register_prepared(
     Anchor pairs near the same angle also return paired transmissions
     ``(T_full, T_roi)`` over the overlap for the intensity-transform fit.
     """
-    reuse_freed_memory()
     t0 = time.perf_counter()
     s = settings
     tpl, tpl_spectrum = template
@@ -133,28 +129,17 @@ def register_pair(pair: Pair, settings: PairSettings) -> PairResult:
 
 
 def pair_graph(
-    pairs: Sequence[Pair], settings: PairSettings, token: str, roi_angles: Sequence[float]
-) -> tuple[dict[str, Any], list[str], dict[str, float]]:
+    pairs: Sequence[Pair], settings: PairSettings, token: str
+) -> tuple[dict[str, Any], list[str]]:
     """The task graph that prepares every view once and registers each pair in a task of
-    its own (for :func:`sxtdist.distributed.run_graph`).
-
-    Returns the graph, the pairs' keys, and each task's place along the interior scan in
-    ``[0, 1)``: interior view ``i``'s rank in angle, for the view, the pairs it is the
-    template of, and the anchors it is the first to need; by it ``run_graph`` keeps a
-    stretch of consecutive views, their pairs and anchors on one worker. ``token`` makes
-    the keys unique to this run (a cluster may align several datasets).
+    its own (for :func:`sxtdist.distributed.run_graph`): the graph and the pairs' keys.
+    ``token`` makes the keys unique to this run (a cluster may align several datasets).
     """
     s_key = f"align-settings-{token}"
     graph: dict[str, Any] = {s_key: settings}
-    position: dict[str, float] = {}
-    rank = np.argsort(np.argsort(np.asarray(roi_angles, float), kind="stable"), kind="stable")
-
-    def at(key: str, view: int) -> str:
-        position.setdefault(key, (rank[view] + 0.5) / len(rank))
-        return key
 
     def roi_view(i: int) -> str:
-        key = at(f"align-roi-view-{token}-{i}", i)
+        key = f"align-roi-view-{token}-{i}"
         graph.setdefault(key, (prepare_roi_view, i, s_key))
         return key
 
@@ -162,14 +147,14 @@ def pair_graph(
     for n, p in enumerate(pairs):
         if p.kind == "anchor":
             side = "mirrored" if p.mirrored else "direct"
-            other = at(f"align-anchor-view-{token}-{p.j}-{side}", p.i)
+            other = f"align-anchor-view-{token}-{p.j}-{side}"
             graph.setdefault(other, (prepare_anchor, p.j, p.mirrored, s_key))
         else:
             other = roi_view(p.j)
-        key = at(f"align-pair-{token}-{n}", p.i)
+        key = f"align-pair-{token}-{n}"
         graph[key] = (register_prepared, p, roi_view(p.i), other, s_key)
         keys.append(key)
-    return graph, keys, position
+    return graph, keys
 
 
 def _intensity_samples(tpl, ref, mask, shift, margin, k, seed) -> np.ndarray | None:

@@ -91,6 +91,47 @@ class Composition(LinearOperator):
         return self.inner.T(self.outer.T(y), out)
 
 
+class SparseOperator(LinearOperator):
+    """An operator given by a sparse matrix and its transpose, both CSR (``matrix``,
+    ``matrix_t``, set by the subclass): :meth:`_map` says how one is applied to an array.
+
+    On cupy input the matrices are copied to the device once (cuSPARSE) and the same
+    code runs there. A result is a new C-contiguous array, or written into ``out``.
+    """
+
+    matrix: Any
+    matrix_t: Any
+
+    def _map(self, matrix, x, shape_out):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _on_device(self, matrix, xp):
+        if xp is np:
+            return matrix
+        device = self.__dict__.setdefault("_device_matrices", {})
+        if id(matrix) not in device:
+            import cupyx.scipy.sparse as csp
+
+            device[id(matrix)] = csp.csr_matrix(matrix)
+        return device[id(matrix)]
+
+    def _apply(self, x, out):
+        y = self._map(self._on_device(self.matrix, array_module(x)), x, self.range_shape)
+        return _into(y, out)
+
+    def _adjoint(self, y, out):
+        x = self._map(self._on_device(self.matrix_t, array_module(y)), y, self.domain_shape)
+        return _into(x, out)
+
+
+def _into(y, out):
+    """``y`` as a C-contiguous array, or copied into ``out``."""
+    if out is None:
+        return array_module(y).ascontiguousarray(y)
+    out[...] = y
+    return out
+
+
 class Identity(LinearOperator):
     """The identity on arrays of ``shape``."""
 
@@ -107,11 +148,17 @@ class Identity(LinearOperator):
 
 
 class Scaled(LinearOperator):
-    """``c · A`` for a scalar ``c``."""
+    """``c · A`` for a scalar ``c``.
+
+    The adjoint scales its input, not its result (the range, a scan's data, is smaller
+    than the domain, a volume), into a buffer kept between calls: a solver applies it
+    every iteration. So one ``Scaled`` must not be applied from two threads at once.
+    """
 
     def __init__(self, op: LinearOperator, factor: float) -> None:
         self.op, self.factor = op, float(factor)
         self.domain_shape, self.range_shape = op.domain_shape, op.range_shape
+        self._scaled = None
 
     def _apply(self, x, out):
         y = self.op(x, out)
@@ -119,8 +166,12 @@ class Scaled(LinearOperator):
         return y
 
     def _adjoint(self, y, out):
-        # scale the data, not the result: the range is smaller than the volume
-        return self.op.T(y * self.factor, out)
+        buf = self._scaled
+        if buf is None or buf.shape != y.shape or buf.dtype != y.dtype or type(buf) is not type(y):
+            buf = self._scaled = array_module(y).empty_like(y)
+        array_module(y).multiply(y, self.factor, out=buf)
+        x = self.op.T(buf, out)
+        return x.copy() if x is buf else x
 
 
 class Diagonal(LinearOperator):

@@ -42,7 +42,6 @@ from ..geometry import ScanGeometry, VolumeGrid
 from ..slice_kernels import transpose_2d
 from .base import LinearOperator, array_module
 from .projector import default_supersampling
-from .rows import RowSampling
 
 #: ASTRA's ``EJobMode`` values (``experimental.pyx``): add into the output, or overwrite it.
 MODE_ADD, MODE_SET = 0, 1
@@ -341,54 +340,12 @@ class GpuSliceProjector(LinearOperator):
         return res.reshape(self.domain_shape) if out is None else out
 
 
-def _sparse_module(xp):
-    if xp is np:
-        import scipy.sparse as sps
-    else:  # pragma: no cover - GPU path
-        import cupyx.scipy.sparse as sps
-    return sps
-
-
-class DeviceRowSampling(RowSampling):
-    """:class:`RowSampling` on numpy or cupy input: the same sparse matrix, on the input's device."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._on_device: dict[str, Any] = {}
-
-    def _device_matrix(self, which: str, xp):
-        host = self.matrix if which == "forward" else self.matrix_t
-        if xp is np:
-            return host
-        if which not in self._on_device:
-            self._on_device[which] = _sparse_module(xp).csr_matrix(host)
-        return self._on_device[which]
-
-    def _map_xp(self, which: str, x, shape_out, out):
-        xp = array_module(x)
-        matrix = self._device_matrix(which, xp)
-        n_a, n_c, n_in = x.shape
-        xt = xp.ascontiguousarray(x.transpose(0, 2, 1)).reshape(n_a * n_in, n_c)
-        y = (matrix @ xt).reshape(n_a, shape_out[2], n_c).transpose(0, 2, 1)
-        if out is None:
-            return xp.ascontiguousarray(y, dtype=xp.float32)
-        out[...] = y
-        return out
-
-    def _apply(self, x, out):
-        return self._map_xp("forward", x, self.range_shape, out)
-
-    def _adjoint(self, y, out):
-        return self._map_xp("adjoint", y, self.domain_shape, out)
-
-
 __all__ = [
     "ASTRA_HEADROOM",
     "LAYOUTS",
     "MODE_ADD",
     "MODE_SET",
     "AstraCudaEngine",
-    "DeviceRowSampling",
     "Engine",
     "GpuError",
     "GpuSliceProjector",

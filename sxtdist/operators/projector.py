@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..geometry import ScanGeometry, VolumeGrid
-from .base import LinearOperator
+from .base import SparseOperator
 
 _CACHE: OrderedDict[str, tuple[sp.csr_matrix, sp.csr_matrix]] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
@@ -141,7 +141,7 @@ def estimate_matrix_nbytes(
     return int(2 * nnz * 8 + 4 * (rays / s + ny * nx))
 
 
-class SliceProjector(LinearOperator):
+class SliceProjector(SparseOperator):
     """A scan's projection of every slice of a slab: ``(ny, nx, nz) -> (angles, cols, nz)``.
 
     Parameters
@@ -170,17 +170,7 @@ class SliceProjector(LinearOperator):
         self.domain_shape = (ny, nx, int(n_slices))
         self.range_shape = (geometry.n_angles, cols, int(n_slices))
 
-    def _product(self, matrix, v, shape_out, out):
+    def _map(self, matrix, v, shape_out):
         # slices are the columns of one sparse x dense product
         y = matrix @ np.ascontiguousarray(v, dtype=np.float32).reshape(-1, shape_out[-1])
-        y = y.reshape(shape_out)
-        if out is None:
-            return y
-        out[...] = y
-        return out
-
-    def _apply(self, x, out):
-        return self._product(self.matrix, x, self.range_shape, out)
-
-    def _adjoint(self, y, out):
-        return self._product(self.matrix_t, y, self.domain_shape, out)
+        return y.reshape(shape_out)

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..geometry import ScanGeometry, VolumeGrid
-from .base import LinearOperator
+from .base import SparseOperator, array_module
 
 
 def row_weight_matrix(
@@ -37,8 +37,8 @@ def is_identity(matrix: sp.csr_matrix, n_slices: int, n_rows: int) -> bool:
     return bool(np.all(coo.row == coo.col) and np.allclose(coo.data, 1.0, atol=1e-6))
 
 
-class RowSampling(LinearOperator):
-    """Slices of a slab to detector rows, per projection (exact adjoint).
+class RowSampling(SparseOperator):
+    """Slices of a slab to detector rows, per projection (exact adjoint; numpy or cupy).
 
     Parameters
     ----------
@@ -66,17 +66,8 @@ class RowSampling(LinearOperator):
         self.domain_shape = (n_a, int(n_cols), slab[1] - slab[0])
         self.range_shape = (n_a, int(n_cols), len(rows))
 
-    def _map(self, matrix, x, shape_out, out):
+    def _map(self, matrix, x, shape_out):
+        # the block-diagonal matrix acts on the slices axis: slices to the middle and back
         n_a, n_c, n_in = x.shape
-        xt = np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(n_a * n_in, n_c)
-        y = (matrix @ xt).reshape(n_a, shape_out[2], n_c).transpose(0, 2, 1)
-        if out is None:
-            return np.ascontiguousarray(y)
-        out[...] = y
-        return out
-
-    def _apply(self, x, out):
-        return self._map(self.matrix, x, self.range_shape, out)
-
-    def _adjoint(self, y, out):
-        return self._map(self.matrix_t, y, self.domain_shape, out)
+        xt = array_module(x).ascontiguousarray(x.transpose(0, 2, 1)).reshape(n_a * n_in, n_c)
+        return (matrix @ xt).reshape(n_a, shape_out[2], n_c).transpose(0, 2, 1)

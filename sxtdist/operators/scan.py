@@ -118,12 +118,10 @@ def scan_operator(
     nz = slab[1] - slab[0]
     p = model.pad
     cols = g.detector_shape[1] + 2 * p
-    sampling_cls = RowSampling
     tilt_pad = 0  # CPU and tilted: the untilted projection's extra columns
     if backend == "gpu":
-        from .gpu import DeviceRowSampling, GpuSliceProjector
+        from .gpu import GpuSliceProjector
 
-        sampling_cls = DeviceRowSampling
         if projector is None:
             projector = GpuSliceProjector(
                 g, grid, nz, pad=p, supersampling=model.supersampling, first_slice=slab[0]
@@ -145,7 +143,7 @@ def scan_operator(
     if backend == "cpu" and g.tilted:
         op = DetectorTilt(g, grid, slab, p + tilt_pad, p) @ op
     ext_rows = np.arange(rows[0] - p, rows[-1] + 1 + p)
-    sampling = sampling_cls(g, grid, ext_rows, slab, cols)
+    sampling = RowSampling(g, grid, ext_rows, slab, cols)
     if not is_identity(sampling.matrix, nz, len(ext_rows)):  # skip a 1:1 row map
         op = sampling @ op
     shape = (g.n_angles, cols, len(ext_rows))

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..geometry import ScanGeometry, VolumeGrid
-from .base import LinearOperator
+from .base import SparseOperator
 
 
 def tilt_matrix(
@@ -93,7 +93,7 @@ def _cubic_weights(t: np.ndarray) -> list[tuple[int, np.ndarray]]:
     ]
 
 
-class DetectorTilt(LinearOperator):
+class DetectorTilt(SparseOperator):
     """Untilted projections of a slab to the tilted detector: ``(A, cols_in, K) -> (A, cols_out, K)``.
 
     Parameters
@@ -120,16 +120,6 @@ class DetectorTilt(LinearOperator):
         self.domain_shape = (n_a, w + 2 * pad_in, n_k)
         self.range_shape = (n_a, w + 2 * pad_out, n_k)
 
-    def _map(self, matrix, x, shape_out, out):
+    def _map(self, matrix, x, shape_out):
         # float32 in, float32 out; float64 stays float64 (a dot test in double precision)
-        y = (matrix @ np.ascontiguousarray(x).reshape(-1)).reshape(shape_out)
-        if out is None:
-            return y
-        out[...] = y
-        return out
-
-    def _apply(self, x, out):
-        return self._map(self.matrix, x, self.range_shape, out)
-
-    def _adjoint(self, y, out):
-        return self._map(self.matrix_t, y, self.domain_shape, out)
+        return (matrix @ np.ascontiguousarray(x).reshape(-1)).reshape(shape_out)
