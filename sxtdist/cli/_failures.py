@@ -12,6 +12,8 @@ is told the same way.
 from __future__ import annotations
 
 import errno
+import os
+import re
 from typing import Any
 
 import click
@@ -46,6 +48,9 @@ def describe(exc: BaseException) -> tuple[int, str]:
         return exc.exit_code or 2, _flat(exc.format_message())
     if isinstance(exc, OSError):
         return 1, _os_error(exc)
+    code = _rust_os_error(exc)
+    if code is not None:
+        return 1, _os_error(OSError(code, os.strerror(code)))
     if isinstance(exc, MemoryError):
         return 1, "out of memory: use smaller blocks (--block-size) or a machine with more memory"
     kind = type(exc).__name__
@@ -58,6 +63,12 @@ def _os_error(exc: OSError) -> str:
     text = f"{' -> '.join(names)}: {what}" if names else what
     hint = OS_HINTS.get(exc.errno)
     return f"{text} ({hint})" if hint else text
+
+
+def _rust_os_error(exc: BaseException) -> int | None:
+    """The ``errno`` of an I/O error raised by zarrs (Rust) as ``RuntimeError: ... (os error 28)``."""
+    found = re.search(r"\(os error (\d+)\)", str(exc)) if isinstance(exc, RuntimeError) else None
+    return int(found[1]) if found else None
 
 
 def _flat(text: Any) -> str:
