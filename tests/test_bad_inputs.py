@@ -126,12 +126,23 @@ def _chunk_files(array_dir: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class Case:
-    """``make(ws)`` builds the inputs and returns the command's arguments (or a callable)."""
+    """``make(ws)`` builds the inputs and returns the command's arguments (or a callable).
+
+    A ``bounded`` case runs as its own process limited to :data:`BOUND` bytes of
+    address space: a plan too big must be refused before anything of its size is
+    allocated (were it not, the test fails with exit code 1 instead of taking the
+    machine's memory: --n-roi 10**9 once allocated 15 GB of angles).
+    """
 
     id: str
     make: Callable[[Workspace], list | Callable[[], object]]
     code: int
     message: str
+    bounded: bool = False
+
+
+#: Address space a ``bounded`` case may use (the interpreter and its imports need ~1.5 GiB).
+BOUND = 4 << 30
 
 
 def _reconstruct(ws, *extra):
@@ -312,9 +323,9 @@ CASES = [
     Case("simulate: --pixel-size-nm nan", lambda ws: ["simulate", ws / "s.zarr", "--preset", "tiny", "--pixel-size-nm", "nan"], 2, r"pixel size must be in"),
     Case("simulate: --seed -1", lambda ws: ["simulate", ws / "s.zarr", "--preset", "tiny", "--seed", "-1"], 2, r"seed must be a whole number"),
     # -- plans the machine cannot hold ---------------------------------------------------------------
-    Case("reconstruct: --voxel-size-nm 0.001", lambda ws: _reconstruct(ws, "--voxel-size-nm", "0.001"), 2, r"needs [\d.]+ EiB on disk; .* free"),
-    Case("simulate: --pixel-size-nm 0.001", lambda ws: ["simulate", ws / "s.zarr", "--preset", "tiny", "--pixel-size-nm", "0.001"], 2, r"needs [\d.]+ EiB on disk; .* free"),
-    Case("simulate: --n-roi 10**9", lambda ws: ["simulate", ws / "s.zarr", "--preset", "tiny", "--n-roi", str(10**9)], 2, r"needs [\d.]+ [TP]iB on disk"),
+    Case("reconstruct: --voxel-size-nm 0.001", lambda ws: _reconstruct(ws, "--voxel-size-nm", "0.001"), 2, r"needs [\d.]+ EiB on disk; .* free", bounded=True),
+    Case("simulate: --pixel-size-nm 0.001", lambda ws: ["simulate", ws / "s.zarr", "--preset", "tiny", "--pixel-size-nm", "0.001"], 2, r"needs [\d.]+ EiB on disk; .* free", bounded=True),
+    Case("simulate: --n-roi 10**9", lambda ws: ["simulate", ws / "s.zarr", "--preset", "tiny", "--n-roi", str(10**9)], 2, r"needs [\d.]+ [TP]iB on disk", bounded=True),
     # -- batch manifests ---------------------------------------------------------------------------
     Case("batch: two cells named alike", lambda ws: ["batch", _manifest(ws, "- {name: x, acquisition: a.zarr}\n- {name: x, acquisition: b.zarr}\n"), "--out", ws / "out"], 2, r"two cells are named 'x'"),
     Case("batch: a name that is a path", lambda ws: ["batch", _manifest(ws, "- {name: ../../x, acquisition: a.zarr}\n"), "--out", ws / "out"], 2, r"name '\.\./\.\./x' must be a name"),
@@ -387,6 +398,9 @@ def test_bad_input(case, templates, tmp_path, run_cli):
             made()
         code, line = info.value.exit_code, f"sxtdist: error: {info.value}"
         assert "\n" not in line
+    elif case.bounded:
+        r = _run(made, limits={resource.RLIMIT_AS: BOUND})
+        code, line = r.returncode, one_line(r.stderr)
     else:
         code, _, err = run_cli(*made)
         line = one_line(err)
@@ -408,18 +422,20 @@ def test_the_table_covers_every_category_and_writer():
 # -- cases that need their own machinery ---------------------------------------------------------
 
 
-def _run(args, limit_bytes=None, cwd=None):
+def _run(args, limits=None, cwd=None):
+    """Run ``python -m sxtdist ARGS`` with resource ``limits`` ({RLIMIT_*: bytes})."""
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
     def limit():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+        for which, n in limits.items():
+            resource.setrlimit(which, (n, n))
 
     return subprocess.run(
         [sys.executable, "-m", "sxtdist", *map(os.fspath, args)],
         env=env,
         capture_output=True,
         text=True,
-        preexec_fn=limit if limit_bytes else None,
+        preexec_fn=limit if limits else None,
         cwd=cwd,
         timeout=300,
     )
@@ -427,7 +443,9 @@ def _run(args, limit_bytes=None, cwd=None):
 
 def test_file_size_limit_is_one_line_and_leaves_nothing(tmp_path):
     before = tree(tmp_path)
-    r = _run(["simulate", tmp_path / "s.zarr", "--preset", "tiny"], limit_bytes=4096)
+    r = _run(
+        ["simulate", tmp_path / "s.zarr", "--preset", "tiny"], limits={resource.RLIMIT_FSIZE: 4096}
+    )
     line = one_line(r.stderr)
     assert r.returncode == 1, r.stderr
     assert "File too large" in line and "a file grew past the size allowed" in line
