@@ -20,6 +20,7 @@ import resource
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -387,8 +388,38 @@ def one_line(err: str) -> str:
     return last
 
 
+@pytest.fixture(scope="module")
+def matrix(request):
+    """Rows ``{case id: (command, code, line)}`` of the cases run, written as Markdown to
+    ``--matrix FILE`` after the module (the closing note's table, from the table itself)."""
+    rows: dict[str, tuple[str, int, str]] = {}
+    yield rows
+    path = request.config.getoption("--matrix")
+    if path and rows:
+        Path(path).write_text(matrix_markdown(rows))
+
+
+def matrix_markdown(rows: dict[str, tuple[str, int, str]]) -> str:
+    """The cases in table order: case, command, exit code, message; then the counts."""
+    lines = ["| case | command | exit | message |", "|---|---|---|---|"]
+    for c in CASES:
+        if c.id in rows:
+            command, code, line = rows[c.id]
+            lines.append(f"| {c.id} | {command} | {code} | `{line}` |".replace("\n", " "))
+    codes = Counter(code for _, code, _ in rows.values())
+    commands = Counter(command for command, _, _ in rows.values())
+    lines += [
+        "",
+        f"{len(rows)} of {len(CASES)} cases run; exit code "
+        + ", ".join(f"{k}: {v}" for k, v in sorted(codes.items()))
+        + "; by command: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(commands.items())),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case, templates, tmp_path, run_cli):
+def test_bad_input(case, templates, tmp_path, run_cli, matrix):
     ws = Workspace(tmp_path / "case", templates)
     ws.root.mkdir()
     made = case.make(ws)
@@ -404,6 +435,8 @@ def test_bad_input(case, templates, tmp_path, run_cli):
     else:
         code, _, err = run_cli(*made)
         line = one_line(err)
+    command = made[0] if isinstance(made, list) else case.id.split(" ")[0] + " (Python)"
+    matrix[case.id] = (command, code, line.replace(f"{ws.root}/", ""))
     assert code == case.code, line
     assert re.search(case.message, line), line
     after = tree(tmp_path)
