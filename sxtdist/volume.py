@@ -188,7 +188,9 @@ def open_volume(path: str | os.PathLike[str], mode: str = "r+") -> Volume:
     group = open_sxtdist_group(path, mode=mode)
     meta = group.attrs[KEY]
     if meta.get("kind") != "volume":
-        raise InputError(path, f"is a {meta.get('kind', 'dataset')}, not a reconstructed volume")
+        raise InputError(
+            path, f"is an sxtdist {meta.get('kind', 'dataset')}, not a reconstructed volume"
+        )
     if "0" not in group:
         raise InputError(path, "volume has no level 0 array")
     ngff.validate_image(group)
