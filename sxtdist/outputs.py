@@ -300,7 +300,7 @@ def writing(
 def make_folders(path: str) -> str | None:
     """Create folder ``path`` and missing parents; the topmost folder created, or None."""
     top = None
-    p = path
+    p = path = os.path.abspath(path)  # a relative path's dirname ends at '', not '/'
     while not os.path.exists(p):
         top = p
         p = os.path.dirname(p)

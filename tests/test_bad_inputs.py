@@ -584,3 +584,17 @@ def test_an_error_in_a_worker_is_one_line_without_its_traceback(templates, tmp_p
     assert one_line(r.stderr) == r.stderr.strip()
     assert "cannot read projections" in r.stderr
     assert tree(tmp_path) == before
+
+
+@pytest.mark.timeout(30)
+def test_folders_made_for_a_relative_output_are_removed_after(tmp_path, monkeypatch):
+    """``batch --out new/dir`` (relative) made its folders, and a failed run removes them
+    (a relative path's parents end at '', where the search for the first one once spun)."""
+    from sxtdist.outputs import make_folders, remove_empty_folders
+
+    monkeypatch.chdir(tmp_path)
+    top = make_folders(os.path.join("new", "dir"))
+    assert top == str(tmp_path / "new") and (tmp_path / "new" / "dir").is_dir()
+    remove_empty_folders(top)
+    assert os.listdir(tmp_path) == []
+    assert make_folders(".") is None
