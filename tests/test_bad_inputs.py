@@ -336,6 +336,10 @@ CASES = [
     Case("batch: out: the acquisition", lambda ws: ["batch", _manifest(ws, "- {acquisition: a.zarr, out: a.zarr}\n"), "--out", ws.root], 2, r"output .* is the input"),
     Case("batch: --out inside an acquisition", lambda ws: ["batch", _manifest(ws, "- a.zarr\n"), "--out", ws / "a.zarr/out"], 2, r"lies inside the input"),
     Case("batch: --summary over a user's file", lambda ws: ["batch", _manifest(ws, "- a.zarr\n"), "--out", ws / "out", "--summary", ws.text("notes.csv", "mine\n")], 2, r"was not written by sxtdist"),
+    # -- rechunk's copy --------------------------------------------------------------------------------
+    Case("rechunk: into its own acquisition", lambda ws: ["rechunk", ws.acq(), ws / "cell.zarr/new.zarr"], 2, r"lies inside the input"),
+    Case("rechunk: a user's folder, --overwrite", lambda ws: ["rechunk", ws.acq(), ws.folder("mine", a_txt="x"), "--overwrite"], 2, r"was not written by sxtdist"),
+    Case("rechunk: a volume, --overwrite", lambda ws: ["rechunk", ws.acq(), ws.vol(), "--overwrite"], 2, r"is an sxtdist volume, not an sxtdist acquisition"),
     # -- align's report ------------------------------------------------------------------------------
     Case("align: --report a user's folder", lambda ws: ["align", ws.acq(), "--report", ws.folder("results", paper_tex="x")], 2, r"was not written by sxtdist"),
     Case("align: --report inside the acquisition", lambda ws: ["align", ws.acq(), "--report", ws / "cell.zarr/report"], 2, r"lies inside the input"),
@@ -447,7 +451,7 @@ def test_bad_input(case, templates, tmp_path, run_cli, matrix):
 def test_the_table_covers_every_category_and_writer():
     assert len(CASES) >= 50
     commands = {c.id.split(":")[0].split(" ")[0] for c in CASES}
-    for writer in ("reconstruct", "simulate", "export", "import", "batch", "align"):
+    for writer in ("reconstruct", "simulate", "export", "import", "batch", "align", "rechunk"):
         assert writer in commands
     assert {c.code for c in CASES} == {1, 2}
 
