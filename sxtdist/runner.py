@@ -614,7 +614,9 @@ def _prepare(
         acquisition if isinstance(acquisition, Acquisition) else open_acquisition(acquisition, "r")
     )
     out = os.fspath(out)
-    check_output(out, "volume", inputs=[acq.path], resume=True)  # no input, nothing foreign
+    halves = half_paths(out) if recipe.split_halves else ()
+    for path in (out, *halves):  # no input, nothing foreign (the halves too, before hours of work)
+        check_output(path, "volume", inputs=[acq.path], resume=True)
     problem = build_problem(acq, recipe)
     _check_capacity(problem.grid, out)
     if recipe.oracle and acq.truth is None:

@@ -264,6 +264,7 @@ CASES = [
     Case("reconstruct: output is an existing file", lambda ws: ["reconstruct", ws.acq(), ws.text("out.zarr", "x")], 2, r"was not written by sxtdist"),
     Case("reconstruct: another acquisition, --overwrite", lambda ws: ["reconstruct", ws.acq(), ws.acq("other.zarr"), "--overwrite"], 2, r"is an sxtdist acquisition, not an sxtdist volume"),
     Case("reconstruct: a complete volume, no --overwrite", lambda ws: ["reconstruct", ws.acq(), ws.vol()], 2, r"complete volume already"),
+    Case("reconstruct: a split half over a user's folder (before any cluster)", lambda ws: ["reconstruct", ws.acq(), ws / "out.zarr", "--split-halves", "--scheduler", "tcp://127.0.0.1:9", ws.folder("out.half1.zarr", a_txt="x") and "-q"], 2, r"out\.half1\.zarr: already exists and was not written by sxtdist"),
     Case("reconstruct (Python): output inside the input", lambda ws: _api(sxtdist.reconstruct, ws.acq(), ws / "cell.zarr/x.zarr", workers=1), 2, r"lies inside the input"),
     # -- simulate ---------------------------------------------------------------------------
     Case("simulate: a user's folder, --overwrite", lambda ws: ["simulate", ws.folder("data", notes_txt="x"), "--preset", "tiny", "--overwrite"], 2, r"was not written by sxtdist"),
