@@ -1,7 +1,7 @@
 """Which paths a command may write, and how it replaces one: the one ownership rule.
 
-Every command that writes (``reconstruct``, ``simulate``, ``import``, ``export``,
-``batch``, ``align``'s report, and their Python functions) goes through
+Every command that writes (``reconstruct``, ``simulate``, ``import``, ``rechunk``, ``export``,
+``batch``, ``align``'s report, ``report``, ``demo`` and their Python functions) goes through
 :func:`check_output` and :func:`writing`:
 
 - An output is never a path that is, contains or lies inside one of the command's
