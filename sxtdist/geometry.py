@@ -185,6 +185,30 @@ class ScanGeometry:
         a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
         return a * c - b * s, a * s + b * c
 
+    def detector_position_px(
+        self, view: int, u_nm: np.ndarray | float, z_nm: np.ndarray | float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Fractional detector ``(row, col)`` where ``view`` sees the ray through ``(u, z)``.
+
+        The inverse of the forward convention (module doc): the tilt turned back, then
+        the offset and the view's measured shift added.
+        """
+        phi = math.radians(self.axis_tilt_deg)
+        c, s = math.cos(phi), math.sin(phi)
+        u, z = np.asarray(u_nm, dtype=np.float64), np.asarray(z_nm, dtype=np.float64)
+        a, b = u * c + z * s, -u * s + z * c
+        (h, w), p = self.detector_shape, self.pixel_size_nm
+        dy, dx = self.shifts_px[view]
+        col = a / p + (w - 1) / 2.0 - self.center_offset_px[1] + dx
+        row = b / p + (h - 1) / 2.0 - self.center_offset_px[0] + dy
+        return row, col
+
+    @property
+    def field_radius_nm(self) -> float:
+        """Radius of the disc about the axis that every view sees (the interior ROI)."""
+        w = self.detector_shape[1]
+        return (w / 2.0 - abs(self.center_offset_px[1])) * self.pixel_size_nm
+
     def _max_abs_col_px(self, pad: int) -> float:
         """The largest ``|a|`` (pixels) of a (padded) column, shifts and offset included."""
         w = self.detector_shape[1]

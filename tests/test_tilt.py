@@ -176,3 +176,139 @@ def test_the_tilt_is_stored_by_import_and_edit_and_used_by_the_reconstruction(tm
     problem = build_problem(sxtdist.open_acquisition(tiny_copy))
     assert problem.models["roi"].geometry.axis_tilt_deg == 0.4
     assert problem.models["full"].geometry.axis_tilt_deg == 0.0
+
+
+# -- IMOD .xf ----------------------------------------------------------------------------------
+
+
+def _imod_xf(tilt_deg, shifts):
+    """The .xf IMOD would write for raw views with this tilt and these shifts (dy, dx)."""
+    phi = np.radians(tilt_deg)
+    rot = np.array([[np.cos(phi), -np.sin(phi)], [np.sin(phi), np.cos(phi)]])
+    d = -(rot @ shifts[:, ::-1].T).T  # (DX, DY) = -R (dx, dy)
+    return np.column_stack([np.tile(rot.reshape(1, 4), (len(shifts), 1)), d])
+
+
+def test_an_xf_aligns_our_raw_views_as_imod_defines_it(tmp_path, run_cli):
+    """Views made with a tilt and shifts; the .xf that says so, applied as IMOD defines it
+    (x' = A x + D about the centre), gives the aligned views back; imported, it gives the
+    tilt and shifts back."""
+    import mrcfile
+    from scipy.ndimage import affine_transform
+
+    import sxtdist
+
+    grid = VolumeGrid((24, 32, 32), 10.0)
+    rng = np.random.default_rng(9)
+    shifts = rng.normal(0, 1.5, (6, 2))
+    g = _geom(1.2, n=6, rows=24, cols=32, shifts=shifts)
+    vol = ndi.gaussian_filter(rng.random((32, 32, 40)), 2.0).astype(np.float32)
+    m, slab = ScanModel(g), (-8, 32)
+    rows = m.rows_for_slab(grid, slab)
+    assert rows.size == 24
+    raw = scan_operator(m, grid, slab, rows)(vol).transpose(0, 2, 1)  # (views, rows, cols)
+    aligned = scan_operator(ScanModel(g.with_shifts(None).with_tilt(0.0)), grid, slab, rows)(vol)
+    aligned = aligned.transpose(0, 2, 1)
+    xf = _imod_xf(1.2, shifts)
+    centre = np.array([11.5, 15.5])  # (row, col)
+    for k in range(6):
+        a = xf[k, :4].reshape(2, 2)[::-1, ::-1]  # (x, y) -> (row, col) order
+        d = xf[k, 4:][::-1]
+        inv = np.linalg.inv(a)  # aligned(p') = raw(A⁻¹ (p' - c - D) + c)
+        out = affine_transform(raw[k], inv, offset=centre - inv @ (centre + d), order=3)
+        inner = (slice(5, 19), slice(5, 27))
+        err = np.abs(out[inner] - aligned[k][inner]).max() / np.abs(aligned[k]).max()
+        assert err < 0.02, (k, err)
+    # imported with the .xf: its shifts and tilt
+    with mrcfile.new(tmp_path / "t.st") as f:
+        f.set_data(raw.astype(np.float32))
+        f.voxel_size = 100.0
+    np.savetxt(tmp_path / "t.tlt", g.angles_deg)
+    np.savetxt(tmp_path / "t.xf", xf, fmt="%.7f")
+    acq = tmp_path / "a.zarr"
+    code, _, err = run_cli(
+        "import", tmp_path / "t.st", acq, "--scan=roi", "--values=od", "--xf", tmp_path / "t.xf"
+    )
+    assert code == 0, err
+    scan = sxtdist.open_acquisition(acq)["roi"]
+    assert scan.geometry.axis_tilt_deg == pytest.approx(1.2, abs=1e-5)
+    np.testing.assert_allclose(scan.geometry.shifts_px, shifts, atol=1e-5)
+    assert scan.aligned and scan.meta["alignment"]["method"] == "imod xf"
+
+
+def test_bad_xf_files_and_edit_with_an_xf(tmp_path, tiny_copy, run_cli):
+    import sxtdist
+
+    n = sxtdist.open_acquisition(tiny_copy)["roi"].geometry.n_angles
+    good = _imod_xf(-0.3, np.random.default_rng(1).normal(0, 1, (n, 2)))
+    np.savetxt(tmp_path / "ok.xf", good)
+    np.savetxt(tmp_path / "short.xf", good[:-1])
+    np.savetxt(tmp_path / "turned.xf", _imod_xf(45.0, np.zeros((n, 2))))
+    (tmp_path / "junk.xf").write_text("1 0 0 1 0\n")
+    for name, words in (
+        ("short.xf", [f"{n - 1} transforms for {n} views"]),
+        ("turned.xf", ["45.0 degrees", "rotate the stack"]),
+        ("junk.xf", ["line 1", "A11 A12 A21 A22 DX DY"]),
+        ("missing.xf", ["missing.xf", "cannot read"]),
+    ):
+        code, _, err = run_cli("edit", tiny_copy, "--scan=roi", "--xf", tmp_path / name)
+        assert code == 2 and all(w in err for w in words) and str(tmp_path / name) in err, err
+    assert not sxtdist.open_acquisition(tiny_copy)["roi"].aligned
+    code, out, err = run_cli("edit", tiny_copy, "--scan=roi", "--xf", tmp_path / "ok.xf")
+    assert code == 0, err
+    scan = sxtdist.open_acquisition(tiny_copy)["roi"]
+    assert scan.aligned and scan.geometry.axis_tilt_deg == pytest.approx(-0.3)
+    assert set(scan.meta["edits"][-1]["changes"]) == {"shifts_px", "axis_tilt_deg", "alignment"}
+    # a stretched transform: used for its rotation and shifts, with a warning
+    stretched = good.copy()
+    stretched[:, 0] *= 1.03
+    np.savetxt(tmp_path / "stretched.xf", stretched)
+    from sxtdist.io.imod import xf_alignment
+
+    with pytest.warns(sxtdist.errors.SxtdistWarning, match="stretch"):
+        assert xf_alignment(tmp_path / "stretched.xf", n).axis_tilt_deg == pytest.approx(
+            -0.3, abs=0.01
+        )
+
+
+# -- estimating the tilt ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tilt", [0.5, -1.0])
+def test_the_tilt_is_estimated_from_the_full_scan(tilt):
+    """Views of a smooth object (in the field, off the axis) with horizontal shifts and a
+    tilt: the tilt back to 0.05 deg, the vertical shifts measured with it (zero here; the
+    voxel phantom's slices would make shifted views blur differently, which the simulator's
+    analytic cell does not: benchmarks/tilt_study.py has both shifts)."""
+    from sxtdist.alignment.tilt import estimate_axis_tilt
+    from sxtdist.geometry import scan_angles
+
+    grid = VolumeGrid((32, 48, 48), 100.0)
+    rng = np.random.default_rng(2)
+    z, y, x = np.mgrid[:32, :48, :48]
+    vol = np.zeros(grid.shape, np.float32)
+    for _ in range(10):
+        c, r = rng.uniform([4, 14, 14], [28, 34, 34]), rng.uniform(2, 5)
+        vol += ((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2) < r * r
+    vol = ndi.gaussian_filter(vol, 1.5)
+    shifts = np.column_stack([np.zeros(19), rng.normal(0, 1, 19)])
+    g = ScanGeometry(scan_angles(19), 100.0, (32, 48), (0.0, 0.0), shifts, axis_tilt_deg=tilt)
+    m, slab = ScanModel(g), (-12, 44)
+    padded = np.zeros((48, 48, 56), np.float32)
+    padded[:, :, 12:44] = vol.transpose(1, 2, 0)
+    data = scan_operator(m, grid, slab, m.rows_for_slab(grid, slab))(padded).transpose(0, 2, 1)
+    est = estimate_axis_tilt(data, g.with_shifts(None).with_tilt(0.0))
+    assert est.tilt_deg == pytest.approx(tilt, abs=0.05)
+    assert est.sigma_deg < 0.05 and est.rows_used >= 10
+
+
+def test_measure_axis_tilt_stores_it_on_every_scan(tiny_copy, run_cli):
+    import sxtdist
+
+    code, out, err = run_cli("align", tiny_copy, "--measure-axis-tilt", "--workers=1", "--report=")
+    assert code == 0, err
+    acq = sxtdist.open_acquisition(tiny_copy)
+    tilt = acq["full"].geometry.axis_tilt_deg
+    assert f"axis tilt: {tilt:+.4f}" in out and tilt != 0.0  # tiny's 8 rows: a rough figure
+    assert acq["roi"].geometry.axis_tilt_deg == tilt
+    assert acq["roi"].meta["axis_tilt"]["scan"] == "full"

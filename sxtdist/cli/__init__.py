@@ -32,6 +32,7 @@ COMMANDS = {
     "demo": "demo",
     "import": "import_",
     "edit": "edit",
+    "preview": "preview",
     "export": "export",
     "batch": "batch",
     "plan": "plan",

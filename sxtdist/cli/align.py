@@ -54,8 +54,13 @@ from ._options import execution_options, scan_list
     "--report", type=click.Path(), help="Report directory (default: <ACQ>_alignment); '' for none."
 )
 @click.option("--dry-run", is_flag=True, help="Compute and report, but do not store the shifts.")
+@click.option(
+    "--measure-axis-tilt", "measure_tilt", is_flag=True,
+    help="Also measure the rotation axis's in-plane tilt on the full scan and store it on "
+    "every scan (then align again: docs/alignment.md).",
+)  # fmt: skip
 @execution_options(overwrite=None)
-def command(acq, scans, method, report, execution, **kw) -> None:
+def command(acq, scans, method, report, measure_tilt, execution, **kw) -> None:
     """Align the scans of the acquisition ACQ and store the shifts in its metadata.
 
     The full scan is aligned first (row profiles and weighted centroids, the
@@ -68,6 +73,11 @@ def command(acq, scans, method, report, execution, **kw) -> None:
     from ..alignment import align
     from ..alignment.intensity import describe_intensity_transform
 
+    if measure_tilt:
+        from ..alignment.tilt import measure_axis_tilt
+
+        tilt = measure_axis_tilt(acq, store=not kw["dry_run"])
+        click.echo(f"axis tilt: {tilt.tilt_deg:+.4f} ± {tilt.sigma_deg:.4f} deg")
     result = align(acq, scan_list(scans), method, report=report, execution=execution, **kw)
     for name, info in result.info.items():
         extra = ""

@@ -25,7 +25,10 @@ from .import_ import pair, physics_options, pop_physics
     help="In-plane tilt of the rotation axis on the detector (degrees; positive: the axis "
     "runs to the right down the detector).",
 )
-def command(acquisition, scan, center_offset_px, axis_tilt_deg, **kw) -> None:
+@click.option(
+    "--xf", type=click.Path(), help="An IMOD .xf alignment: its shifts and axis tilt are stored."
+)
+def command(acquisition, scan, center_offset_px, axis_tilt_deg, xf, **kw) -> None:
     """Set the pixel size, energy, zone plate, dose, centre or axis tilt of an imported scan.
 
     Only the metadata changes; the projections are not touched. Values are checked
@@ -41,8 +44,12 @@ def command(acquisition, scan, center_offset_px, axis_tilt_deg, **kw) -> None:
         pop_physics(kw),
         pair(center_offset_px, ",", "--center-offset-px", "ROW,COL"),
         axis_tilt_deg,
+        xf,
     )
     for key, c in changes.items():
-        click.echo(f"{scan}: {key} {c['from']} -> {c['to']}")
+        if key == "shifts_px":
+            click.echo(f"{scan}: shifts_px from {xf} ({len(c['to'])} views)")
+        elif key != "alignment":
+            click.echo(f"{scan}: {key} {c['from']} -> {c['to']}")
     if not changes:
         click.echo(f"{scan}: nothing changed (the values were already set)")

@@ -92,6 +92,11 @@ def physics_options(func):
     default=0.0,
     help="In-plane tilt of the rotation axis on the detector, when known (degrees).",
 )
+@click.option(
+    "--xf",
+    type=click.Path(),
+    help="An IMOD .xf alignment of the stack: its shifts and axis tilt are stored.",
+)
 @overwrite_option
 @progress_option
 def command(source, acquisition, scan, overwrite, progress, **kw) -> None:

@@ -36,6 +36,7 @@ from ..errors import InputError, OutputExistsError, ParameterError, use_overwrit
 from ..outputs import check_output, recognise
 from . import mrc, nxtomo, tiff, txrm
 from .checks import check_finite, check_pixel_type
+from .imod import xf_alignment
 from .metadata import OPTIONS, ScanPhysics, check_axis_tilt, check_center_offset
 from .source import FrameSource, read_angles_file
 
@@ -121,6 +122,9 @@ class ImportOptions:
     axis_tilt_deg
         In-plane tilt of the rotation axis on the detector, when known
         (:mod:`sxtdist.geometry`).
+    xf
+        An IMOD ``.xf`` alignment of the stack: its shifts and axis tilt are stored, the
+        scan marked aligned (:mod:`sxtdist.io.imod`).
     frames_per_chunk
         Frames read at once (memory is about this many frames, times a few).
     """
@@ -142,6 +146,7 @@ class ImportOptions:
     physics: ScanPhysics = field(default_factory=ScanPhysics)
     center_offset_px: tuple[float, float] = (0.0, 0.0)
     axis_tilt_deg: float = 0.0
+    xf: str | os.PathLike[str] | None = None
     frames_per_chunk: int = 1
 
     def __post_init__(self) -> None:
@@ -157,6 +162,8 @@ class ImportOptions:
             self, "center_offset_px", tuple(check_center_offset(self.center_offset_px))
         )
         object.__setattr__(self, "axis_tilt_deg", check_axis_tilt(self.axis_tilt_deg))
+        if self.xf is not None and self.axis_tilt_deg:
+            raise ParameterError("give --axis-tilt-deg or --xf (which has the tilt), not both")
 
     def check_format(self, fmt: str) -> None:
         """Refuse options the reader ``fmt`` does not use (a silently ignored path would mislead)."""
@@ -252,7 +259,7 @@ def import_scan(
 def _inputs(source: str, opts: ImportOptions) -> list[str | os.PathLike[str] | None]:
     """The files an import reads: the acquisition written may be none of them."""
     angles = opts.angles if isinstance(opts.angles, (str, os.PathLike)) else None
-    return [source, opts.flat, opts.dark, angles]
+    return [source, opts.flat, opts.dark, angles, opts.xf]
 
 
 def _options(options: ImportOptions | None, given: dict[str, Any]) -> ImportOptions:
@@ -296,6 +303,7 @@ def _import_open(
         physics[key] = value
     if physics["pixel_size_nm"] is None:
         raise InputError(source, "has no pixel size; give --pixel-size-nm")
+    xf = None if opts.xf is None else xf_alignment(opts.xf, n)
     pixel = float(physics["pixel_size_nm"])
     flat_img = _field(opts, "flats", src)
     dark_img = _field(opts, "darks", src)
@@ -319,7 +327,7 @@ def _import_open(
             data=data,
             angles_deg=ang,
             roi_center_px=_cropped_center(opts.center_offset_px, src),
-            axis_tilt_deg=opts.axis_tilt_deg,
+            axis_tilt_deg=opts.axis_tilt_deg if xf is None else xf.axis_tilt_deg,
             **physics,
             extra={
                 "source": {
@@ -341,6 +349,8 @@ def _import_open(
                 acq = add_scan(acquisition, scan, scan_data, overwrite, inputs)
             else:
                 acq = create_acquisition(acquisition, {scan: scan_data}, inputs=inputs)
+    if xf is not None:
+        acq.set_shifts(scan, xf.shifts_px, method="imod xf", file=os.path.abspath(opts.xf))
     missing = [OPTIONS[k] for k in ("zone_plate_ozw_nm", "energy_ev") if physics.get(k) is None]
     if missing:
         logger.info(

@@ -109,6 +109,7 @@ def edit_scan(
     physics: ScanPhysics | None = None,
     center_offset_px: tuple[float, float] | None = None,
     axis_tilt_deg: float | None = None,
+    xf: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Change what an acquisition says about one scan; the projections stay as they are.
 
@@ -124,6 +125,9 @@ def edit_scan(
         New ``(row, col)`` offset of the detector centre from the rotation axis.
     axis_tilt_deg
         New in-plane tilt of the rotation axis on the detector (:mod:`sxtdist.geometry`).
+    xf
+        An IMOD ``.xf`` alignment: its shifts and axis tilt replace the scan's, which is
+        then marked aligned (:mod:`sxtdist.io.imod`).
 
     Returns
     -------
@@ -143,19 +147,33 @@ def edit_scan(
     if center_offset_px is not None:
         asked["roi_center_px"] = check_center_offset(center_offset_px)
     if axis_tilt_deg is not None:
+        if xf is not None:
+            raise ParameterError("give --axis-tilt-deg or --xf (which has the tilt), not both")
         asked["axis_tilt_deg"] = check_axis_tilt(axis_tilt_deg)
-    if not asked:
-        names = ", ".join([*OPTIONS.values(), "--center-offset-px", "--axis-tilt-deg"])
+    if not asked and xf is None:
+        names = ", ".join([*OPTIONS.values(), "--center-offset-px", "--axis-tilt-deg", "--xf"])
         raise ParameterError(f"nothing to change: give at least one of {names}")
     acq = open_acquisition(acquisition, mode="r+")
     entry = acq[scan].meta
+    if xf is not None:
+        from .imod import xf_alignment
+
+        alignment = xf_alignment(xf, acq[scan].geometry.n_angles)
+        asked["shifts_px"] = alignment.shifts_px.tolist()
+        asked["axis_tilt_deg"] = alignment.axis_tilt_deg
+        asked["alignment"] = {
+            "state": "aligned",
+            "method": "imod xf",
+            "file": os.path.abspath(os.fspath(xf)),
+            "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
     was = {**entry, "axis_tilt_deg": entry.get("axis_tilt_deg") or 0.0}  # absent: untilted
     changes = {k: {"from": was.get(k), "to": v} for k, v in asked.items() if was.get(k) != v}
     if not changes:
         logger.info("scan %r of %s already says so: nothing changed", scan, acq.path)
         return {}
     geometric = ("pixel_size_nm", "roi_center_px", "axis_tilt_deg")
-    if acq[scan].aligned and set(geometric) & set(changes):
+    if acq[scan].aligned and xf is None and set(geometric) & set(changes):
         warnings.warn(
             f"{acq.path}: scan {scan!r} was aligned with the old "
             + " and ".join(k for k in geometric if k in changes)
@@ -172,5 +190,6 @@ def edit_scan(
         p = changes["pixel_size_nm"]["to"]
         ngff.set_multiscale_metadata(acq.group[scan], [[1.0, p, p]], ngff.PROJECTION_AXES, scan)
     for key, c in changes.items():
-        logger.info("scan %r: %s %s -> %s", scan, key, c["from"], c["to"])
+        if key not in ("shifts_px", "alignment"):  # arrays and records: not one line
+            logger.info("scan %r: %s %s -> %s", scan, key, c["from"], c["to"])
     return changes
