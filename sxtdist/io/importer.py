@@ -341,14 +341,7 @@ def _import_open(
                 }
             },
         )
-        # one frame at a time in this thread: readers share a file handle and
-        # memory stays at a few frames
-        with dask.config.set(scheduler="synchronous"):
-            inputs = _inputs(source, opts)
-            if recognise(acquisition) == "acquisition":
-                acq = add_scan(acquisition, scan, scan_data, overwrite, inputs)
-            else:
-                acq = create_acquisition(acquisition, {scan: scan_data}, inputs=inputs)
+        acq = _write_scan(acquisition, scan, scan_data, overwrite, _inputs(source, opts))
     if xf is not None:
         acq.set_shifts(scan, xf.shifts_px, method="imod xf", file=os.path.abspath(opts.xf))
     missing = [OPTIONS[k] for k in ("zone_plate_ozw_nm", "energy_ev") if physics.get(k) is None]
@@ -360,6 +353,18 @@ def _import_open(
         )
     logger.info("wrote scan %r: %d projections, %g nm pixels", scan, n, pixel)
     return acq
+
+
+def _write_scan(
+    acquisition: str, scan: str, data: ScanData, overwrite: bool, inputs: list
+) -> Acquisition:
+    """Add the scan to the acquisition sxtdist wrote there, or create one holding it."""
+    # one frame at a time in this thread: readers share a file handle and memory stays
+    # at a few frames
+    with dask.config.set(scheduler="synchronous"):
+        if recognise(acquisition) == "acquisition":
+            return add_scan(acquisition, scan, data, overwrite, inputs)
+        return create_acquisition(acquisition, {scan: data}, inputs=inputs)
 
 
 def _cropped_center(offset: tuple[float, float], src: FrameSource) -> tuple[float, float]:
