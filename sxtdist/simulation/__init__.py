@@ -109,6 +109,7 @@ def simulate(
     intensity_mismatch: tuple[float, float] | None = None,
     capillary: bool | None = None,
     psf: bool = True,
+    axis_tilt_deg: float = 0.0,
     overwrite: bool = False,
     progress: bool | None = None,
 ) -> Acquisition:
@@ -137,6 +138,10 @@ def simulate(
         Glass capillary wall around the ice (preset default: yes).
     psf
         Blur with the zone plates' Gaussian PSF; ``False`` leaves only pixel integration.
+    axis_tilt_deg
+        Tilt of the rotation axis on both detectors (:mod:`sxtdist.geometry`). Like the
+        shifts it is the truth's (``truth.axis_tilt_deg``): the scans say 0 until it is
+        measured (``sxtdist align --measure-axis-tilt``).
     overwrite
         Replace an existing output.
 
@@ -205,6 +210,7 @@ def simulate(
             }
         ),
         "psf": bool(psf),
+        "axis_tilt_deg": float(axis_tilt_deg),
         "preset": preset,
         "seed": int(seed),
         "phantom": phantom.description,
@@ -212,7 +218,7 @@ def simulate(
     with progress_bar(total, f"simulate {preset}", progress, unit="proj") as advance:
         scans: dict[str, ScanData] = {}
         for i, (name, sp) in enumerate((("full", full), ("roi", roi))):
-            g = geoms[name].with_shifts(drawn[name])
+            g = geoms[name].with_shifts(drawn[name]).with_tilt(axis_tilt_deg)
             model = ForwardModel(
                 psf_fwhm_nm=psf_fwhm_nm(sp.zone_plate_ozw_nm) if psf else None,
                 photons_per_pixel=sp.photons_per_pixel,
