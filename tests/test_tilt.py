@@ -350,3 +350,26 @@ def test_simulate_records_the_tilt_as_the_truths_only(tmp_path):
     # the same seed untilted: the same noise, other views (the tilt reached the forward model)
     flat = sxtdist.simulate(tmp_path / "f.zarr", "tiny", 1, progress=False)
     assert not np.allclose(acq["full"].read(), flat["full"].read(), atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "seed", [1, pytest.param(2, marks=pytest.mark.slow), pytest.param(3, marks=pytest.mark.slow)]
+)
+def test_a_simulated_tilt_is_recovered_from_the_full_scan(tmp_path, seed):
+    """``small`` simulated with the axis tilted 0.5 deg (no capillary: a wall that the
+    detector's edges cut biases it, alignment/tilt.py), the true shifts stored: the
+    tilt measured to 0.05 deg and stored on both scans. Seed 1 in the default suite,
+    seeds 2 and 3 in the slow one (benchmarks/tilt_study.py has the table)."""
+    import sxtdist
+    from sxtdist.alignment.tilt import measure_axis_tilt
+
+    acq = sxtdist.simulate(
+        tmp_path / "s.zarr", "small", seed, axis_tilt_deg=0.5, capillary=False, progress=False
+    )
+    for name in acq.scans:
+        acq.set_shifts(name, np.asarray(acq.truth_meta["shifts_px"][name]), method="known")
+    est = measure_axis_tilt(acq)
+    assert est.tilt_deg == pytest.approx(0.5, abs=0.05)
+    assert est.sigma_deg < 0.05
+    stored = sxtdist.open_acquisition(tmp_path / "s.zarr")
+    assert all(stored[n].geometry.axis_tilt_deg == est.tilt_deg for n in stored.scans)
