@@ -1,4 +1,4 @@
-"""The rotation axis's in-plane tilt on the detector, from the full scan's row centroids.
+"""The rotation axis's in-plane tilt on the detector, from the full scan's slice centroids.
 
 In parallel beam the column centroid of slice ``z``'s projection at angle ``θ`` is
 ``x_z cos θ + y_z sin θ`` (the slice's centre of mass) plus a term of the view alone
@@ -17,8 +17,9 @@ minimum; Gauss-Newton steps with the derivative of the centroids by a finite
 difference find it in three or four. Each step first measures the views' vertical
 shifts again on the views untilted by the current φ (their row profiles): on a
 tilted detector a view's row profile moves by φ times its mass centroid's column,
-a sinusoid in θ that a vertical alignment without the tilt takes for shifts. Slices weigh by their mass squared (a
-centroid's photon noise goes as one over its slice's mass); slices with less than
+a sinusoid in θ that a vertical alignment without the tilt takes for shifts. Slices
+weigh by their mass squared (a centroid's photon noise goes as one over its slice's
+mass); slices with less than
 :data:`MIN_ROW_MASS` of the heaviest's are left out. The spread is a jackknife over
 the views.
 
