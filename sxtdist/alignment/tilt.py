@@ -36,8 +36,11 @@ A capillary wall that the detector's edges cut is not removed: the cut runs alon
 detector column, so on the untilted slices it moves with the height by φ per row, and
 the wall's mass it takes away looks like a tilt (0.39, 0.69, 0.40 deg for 0.5 on the
 ``small`` preset's three seeds; narrowing the columns read, or a constant per slice
-in the form, made it worse). Measure the tilt where the capillary is inside the field
-or outside it, or give it by hand (``sxtdist edit --axis-tilt-deg``).
+in the form, made it worse; a cosine taper fixed on the object, 6 px wide and ending
+inside the detector, brought it to 0.57, 0.49, 0.60 but moved seed 3 without the
+capillary from 0.507 to 0.557, since it cuts the cell too). Measure the tilt where the
+capillary is inside the field or outside it, or give it by hand (``sxtdist edit
+--axis-tilt-deg``).
 
 Needs the full field of view (every slice's whole mass on the detector: the full
 scan, not the interior one) and views over an arc where ``cos``, ``sin`` and a
