@@ -52,10 +52,10 @@ def to_float64(op):
     elif isinstance(op, SliceProjector | RowSampling):
         twin.matrix = op.matrix.astype(np.float64)
         twin.matrix_t = op.matrix_t.astype(np.float64)
-        if isinstance(op, SliceProjector):
-            twin._product = lambda m, v, shape, out: (
-                m @ np.ascontiguousarray(v, np.float64).reshape(-1, shape[-1])
-            ).reshape(shape)
+        if isinstance(op, SliceProjector):  # its own _map casts to float32
+            twin._map = lambda m, v, shape_out: (
+                m @ np.ascontiguousarray(v, np.float64).reshape(-1, shape_out[-1])
+            ).reshape(shape_out)
     else:
         raise TypeError(f"no float64 twin for {type(op).__name__}")
     return twin

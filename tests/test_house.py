@@ -27,10 +27,7 @@ KNOWN_OFFENDERS = {
     "sxtdist.alignment.runner._align_roi": "#25 alignment",
     "sxtdist.alignment.runner.align": "#25 alignment",
     "sxtdist.alignment.shifts.solve_joint": "#25 alignment",
-    "sxtdist.io.ngff.create_multiscale": "#30 ngff",
     "sxtdist.report.make_report": "#26 report",
-    "sxtdist.simulation.simulate": "#28 simulation",
-    "sxtdist.simulation.phantom.make_cell": "#28 simulation",
 }
 #: Import cycles still there, as the sorted modules of each (same rule as above).
 KNOWN_CYCLES: dict[tuple[str, ...], str] = {}

@@ -65,15 +65,13 @@ def create_multiscale(
     shards: Sequence[tuple[int, ...] | None] | None = None,
     dtype: str = "float32",
     fill_value: float = 0.0,
-    overwrite: bool = False,
-    attributes: dict[str, Any] | None = None,
 ) -> zarr.Group:
     """Create an empty multiscale image group ``parent/name`` with arrays ``0, 1, ...``.
 
     With ``name=""`` the image is ``parent`` itself (a volume is an image at its root).
     Returns the group; its ``ome`` attributes validate as an NGFF 0.5 image.
     """
-    group = parent.create_group(name, overwrite=overwrite) if name else parent
+    group = parent.create_group(name) if name else parent
     dim_names = tuple(a[0] for a in axes)
     shards = shards or [None] * len(level_shapes)
     for i, (shape, ch, sh) in enumerate(zip(level_shapes, chunks, shards, strict=True)):
@@ -87,8 +85,6 @@ def create_multiscale(
             dimension_names=dim_names,
         )
     set_multiscale_metadata(group, level_scales, axes, name or "image", [[0.0] * len(axes)])
-    if attributes:
-        group.attrs.update(attributes)
     return group
 
 

@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,9 +34,73 @@ from .presets import PRESETS, Preset, ScanPreset, get_preset, override_scan
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PRESETS", "CellPhantom", "ForwardModel", "simulate", "simulation_geometries"]
+__all__ = [
+    "PRESETS",
+    "CellPhantom",
+    "ForwardModel",
+    "SimulationOptions",
+    "simulate",
+    "simulation_geometries",
+]
 
 PerScan = float | Mapping[str, float] | None
+
+
+@dataclass(frozen=True)
+class SimulationOptions:
+    """How a simulation departs from its preset (``None``: the preset's value).
+
+    Parameters
+    ----------
+    n_full, n_roi, roi_width_um
+        The numbers of views of the two scans and the ROI detector's width.
+    pixel_size_nm, photons, shifts_px
+        A number for both scans or ``{"full": ..., "roi": ...}``. ``shifts_px`` is the
+        standard deviation of the random per-projection shifts (both axes). The shifts'
+        joint rigid translation is removed (it would only move the cell away from the
+        truth volume; :func:`sxtdist.geometry.rigid_translation_nm`).
+    arc_deg
+        180 or 360 (full rotation, interleaved).
+    intensity_mismatch
+        ``(phi0, c)`` of the paper's eq. 16, applied to the ROI scan.
+    capillary
+        Glass capillary wall around the ice (preset default: yes).
+    psf
+        Blur with the zone plates' Gaussian PSF; ``False`` leaves only pixel integration.
+    axis_tilt_deg
+        Tilt of the rotation axis on both detectors (:mod:`sxtdist.geometry`). Like the
+        shifts it is the truth's (``truth.axis_tilt_deg``): the scans say 0 until it is
+        measured (``sxtdist align --measure-axis-tilt``).
+    """
+
+    n_full: int | None = None
+    n_roi: int | None = None
+    roi_width_um: float | None = None
+    pixel_size_nm: PerScan = None
+    photons: PerScan = None
+    shifts_px: PerScan = None
+    arc_deg: float | None = None
+    intensity_mismatch: tuple[float, float] | None = None
+    capillary: bool | None = None
+    psf: bool = True
+    axis_tilt_deg: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.arc_deg is not None and self.arc_deg not in (180, 360):
+            raise ParameterError(f"angular range must be 180 or 360, got {self.arc_deg}")
+        if self.intensity_mismatch is not None:
+            phi0, c = self.intensity_mismatch
+            if not (0 < phi0 <= 1 and c > 0):
+                raise ParameterError("intensity mismatch needs 0 < phi0 <= 1 and c > 0")
+
+    @classmethod
+    def of(cls, options: SimulationOptions | None = None, **fields: Any) -> SimulationOptions:
+        """``options`` (default: the preset's values) with ``fields`` replaced; an unknown
+        name is a ``TypeError``, as for any keyword argument."""
+        unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise TypeError(f"unexpected keyword argument(s): {', '.join(unknown)}")
+        return dataclasses.replace(options or cls(), **fields)
 
 
 def _per_scan(value: PerScan, name: str) -> float | None:
@@ -43,23 +109,25 @@ def _per_scan(value: PerScan, name: str) -> float | None:
     return value.get(name)
 
 
-def _resolve(preset: Preset, **kw: Any) -> tuple[ScanPreset, ScanPreset]:
+def _resolve(preset: Preset, o: SimulationOptions) -> tuple[ScanPreset, ScanPreset]:
+    """The two scans' settings: the preset's with the options' overrides, checked."""
+    arc = None if o.arc_deg is None else float(o.arc_deg)
     full = override_scan(
         preset.full,
-        n_angles=kw["n_full"],
-        pixel_size_nm=_per_scan(kw["pixel_size_nm"], "full"),
-        photons_per_pixel=_per_scan(kw["photons"], "full"),
-        shifts_sigma_px=_per_scan(kw["shifts_px"], "full"),
-        arc_deg=kw["arc_deg"],
+        n_angles=o.n_full,
+        pixel_size_nm=_per_scan(o.pixel_size_nm, "full"),
+        photons_per_pixel=_per_scan(o.photons, "full"),
+        shifts_sigma_px=_per_scan(o.shifts_px, "full"),
+        arc_deg=arc,
     )
     roi = override_scan(
         preset.roi,
-        n_angles=kw["n_roi"],
-        pixel_size_nm=_per_scan(kw["pixel_size_nm"], "roi"),
-        photons_per_pixel=_per_scan(kw["photons"], "roi"),
-        shifts_sigma_px=_per_scan(kw["shifts_px"], "roi"),
-        arc_deg=kw["arc_deg"],
-        width_um=kw["roi_width_um"],
+        n_angles=o.n_roi,
+        pixel_size_nm=_per_scan(o.pixel_size_nm, "roi"),
+        photons_per_pixel=_per_scan(o.photons, "roi"),
+        shifts_sigma_px=_per_scan(o.shifts_px, "roi"),
+        arc_deg=arc,
+        width_um=o.roi_width_um,
     )
     for name, s in (("full", full), ("roi", roi)):
         if s.n_angles < 1:
@@ -98,20 +166,11 @@ def simulate(
     path: str | os.PathLike[str],
     preset: str = "small",
     seed: int = 0,
+    options: SimulationOptions | None = None,
     *,
-    n_full: int | None = None,
-    n_roi: int | None = None,
-    roi_width_um: float | None = None,
-    pixel_size_nm: PerScan = None,
-    photons: PerScan = None,
-    shifts_px: PerScan = None,
-    arc_deg: float | None = None,
-    intensity_mismatch: tuple[float, float] | None = None,
-    capillary: bool | None = None,
-    psf: bool = True,
-    axis_tilt_deg: float = 0.0,
     overwrite: bool = False,
     progress: bool | None = None,
+    **overrides: Any,
 ) -> Acquisition:
     """Simulate an acquisition and write it to ``path``.
 
@@ -123,27 +182,15 @@ def simulate(
         ``"tiny"`` (unit tests), ``"small"`` (paper-like, ~128³) or ``"cell"`` (512³).
     seed
         Everything (phantom, shifts, noise) is deterministic for a seed.
-    n_full, n_roi, roi_width_um
-        Override the preset's numbers of views and ROI detector width.
-    pixel_size_nm, photons, shifts_px
-        A number for both scans or ``{"full": ..., "roi": ...}``. ``shifts_px`` is the
-        standard deviation of the random per-projection shifts (both axes). The shifts'
-        joint rigid translation is removed (it would only move the cell away from the
-        truth volume; :func:`sxtdist.geometry.rigid_translation_nm`).
-    arc_deg
-        180 or 360 (full rotation, interleaved).
-    intensity_mismatch
-        ``(phi0, c)`` of the paper's eq. 16, applied to the ROI scan.
-    capillary
-        Glass capillary wall around the ice (preset default: yes).
-    psf
-        Blur with the zone plates' Gaussian PSF; ``False`` leaves only pixel integration.
-    axis_tilt_deg
-        Tilt of the rotation axis on both detectors (:mod:`sxtdist.geometry`). Like the
-        shifts it is the truth's (``truth.axis_tilt_deg``): the scans say 0 until it is
-        measured (``sxtdist align --measure-axis-tilt``).
+    options
+        How the simulation departs from the preset (:class:`SimulationOptions`).
     overwrite
         Replace an existing output.
+    progress
+        A progress bar (``None``: on a terminal or in a notebook).
+    **overrides
+        Fields of :class:`SimulationOptions` as keywords (``n_full=9``, ``photons=500``,
+        ``psf=False`` ...), over ``options``.
 
     Returns
     -------
@@ -151,25 +198,11 @@ def simulate(
         The dataset, opened.
     """
     path = os.fspath(path)
+    opts = SimulationOptions.of(options, **overrides)
     if os.path.exists(path) and not overwrite:
         raise OutputExistsError(path, f"already exists ({use_overwrite()})")
     base = get_preset(preset)
-    if arc_deg is not None and arc_deg not in (180, 360):
-        raise ParameterError(f"angular range must be 180 or 360, got {arc_deg}")
-    full, roi = _resolve(
-        base,
-        n_full=n_full,
-        n_roi=n_roi,
-        pixel_size_nm=pixel_size_nm,
-        photons=photons,
-        shifts_px=shifts_px,
-        arc_deg=None if arc_deg is None else float(arc_deg),
-        roi_width_um=roi_width_um,
-    )
-    if intensity_mismatch is not None:
-        phi0, c = intensity_mismatch
-        if not (0 < phi0 <= 1 and c > 0):
-            raise ParameterError("intensity mismatch needs 0 < phi0 <= 1 and c > 0")
+    full, roi = _resolve(base, opts)
     t0 = time.perf_counter()
     seeds = np.random.SeedSequence(seed).spawn(5)
     geoms = simulation_geometries(base, full, roi)
@@ -180,66 +213,33 @@ def simulate(
         grid.shape[2] * grid.voxel_size_nm,
         grid.nz * grid.voxel_size_nm,
         grid.voxel_size_nm,
-        capillary=base.capillary if capillary is None else capillary,
+        capillary=base.capillary if opts.capillary is None else opts.capillary,
         organelle_density=base.organelle_density,
     )
-    total = full.n_angles + roi.n_angles
-    drawn = {
-        name: np.random.default_rng(seeds[1 + i]).normal(
-            0.0, sp.shifts_sigma_px, size=(geoms[name].n_angles, 2)
-        )
-        for i, (name, sp) in enumerate((("full", full), ("roi", roi)))
-    }
-    # a rigid translation in the random shifts would only move the cell away from where the
-    # truth volume has it (no alignment can know it): take it out, jointly for both scans
-    # (over the scans that have shifts: a scan simulated without any stays without)
-    jittered = {n: d for n, d in drawn.items() if np.any(d)}
-    drawn.update(without_rigid_translation(jittered, geoms)[0])
+    scans = {"full": full, "roi": roi}
+    drawn = _draw_shifts(scans, geoms, seeds)
     truth_meta = {
         "voxel_size_nm": grid.voxel_size_nm,
         "shifts_px": {name: drawn[name].tolist() for name in ("full", "roi")},
         "shifts_sigma_px": {"full": full.shifts_sigma_px, "roi": roi.shifts_sigma_px},
-        "intensity_transform": (
-            None
-            if intensity_mismatch is None
-            else {
-                "model": "dual_energy",
-                "scan": "roi",
-                "phi0": float(intensity_mismatch[0]),
-                "c": float(intensity_mismatch[1]),
-            }
-        ),
-        "psf": bool(psf),
-        "axis_tilt_deg": float(axis_tilt_deg),
+        "intensity_transform": _intensity_record(opts.intensity_mismatch),
+        "psf": bool(opts.psf),
+        "axis_tilt_deg": float(opts.axis_tilt_deg),
         "preset": preset,
         "seed": int(seed),
         "phantom": phantom.description,
     }
+    total = full.n_angles + roi.n_angles
     with progress_bar(total, f"simulate {preset}", progress, unit="proj") as advance:
-        scans: dict[str, ScanData] = {}
-        for i, (name, sp) in enumerate((("full", full), ("roi", roi))):
-            g = geoms[name].with_shifts(drawn[name]).with_tilt(axis_tilt_deg)
-            model = ForwardModel(
-                psf_fwhm_nm=psf_fwhm_nm(sp.zone_plate_ozw_nm) if psf else None,
-                photons_per_pixel=sp.photons_per_pixel,
-                intensity_mismatch=intensity_mismatch if name == "roi" else None,
-            )
-            # views are made as they are written, one at a time and in order: the memory
-            # of a scan is one view's, the truth's one slab's
-            views = scan_views(phantom, g, model, np.random.default_rng(seeds[3 + i]), advance)
-            scans[name] = ScanData(
-                data=Stream((g.n_angles, *g.detector_shape), views),
-                angles_deg=g.angles_deg,
-                pixel_size_nm=g.pixel_size_nm,
-                energy_ev=sp.energy_ev,
-                zone_plate_ozw_nm=sp.zone_plate_ozw_nm,
-                photons_per_pixel=sp.photons_per_pixel or None,
-                roi_center_px=g.center_offset_px,
-                extra={"source": {"simulated": True, "preset": preset, "seed": seed}},
-            )
+        data = {}
+        for i, (name, sp) in enumerate(scans.items()):
+            g = geoms[name].with_shifts(drawn[name]).with_tilt(opts.axis_tilt_deg)
+            noise = np.random.default_rng(seeds[3 + i])
+            data[name] = _scan_data(phantom, g, sp, opts, name, noise, advance)
+            data[name].extra = {"source": {"simulated": True, "preset": preset, "seed": seed}}
         acq = create_acquisition(
             path,
-            scans,
+            data,
             truth=Stream(grid.shape, truth_slabs(phantom, grid)),
             truth_meta=truth_meta,
             overwrite=overwrite,
@@ -249,3 +249,61 @@ def simulate(
         "simulated %r (seed %d) in %.1f s -> %s", preset, seed, time.perf_counter() - t0, path
     )
     return acq
+
+
+def _draw_shifts(
+    scans: Mapping[str, ScanPreset], geoms: Mapping[str, ScanGeometry], seeds: list
+) -> dict[str, np.ndarray]:
+    """Each scan's random per-view shifts (px; seeds 1 and 2), without their joint rigid
+    translation."""
+    drawn = {
+        name: np.random.default_rng(seeds[1 + i]).normal(
+            0.0, sp.shifts_sigma_px, size=(geoms[name].n_angles, 2)
+        )
+        for i, (name, sp) in enumerate(scans.items())
+    }
+    # a rigid translation in the random shifts would only move the cell away from where the
+    # truth volume has it (no alignment can know it): take it out, jointly for both scans
+    # (over the scans that have shifts: a scan simulated without any stays without)
+    jittered = {n: d for n, d in drawn.items() if np.any(d)}
+    drawn.update(without_rigid_translation(jittered, geoms)[0])
+    return drawn
+
+
+def _intensity_record(mismatch: tuple[float, float] | None) -> dict[str, Any] | None:
+    """The truth's record of eq. 16's intensity transform of the ROI scan."""
+    if mismatch is None:
+        return None
+    return {
+        "model": "dual_energy",
+        "scan": "roi",
+        "phi0": float(mismatch[0]),
+        "c": float(mismatch[1]),
+    }
+
+
+def _scan_data(
+    phantom: CellPhantom,
+    g: ScanGeometry,
+    sp: ScanPreset,
+    opts: SimulationOptions,
+    name: str,
+    noise: np.random.Generator,
+    advance: Callable[[int], None],
+) -> ScanData:
+    """Scan ``name`` of the phantom: its views are made as they are written, one at a time
+    and in order (a scan's memory is one view's)."""
+    model = ForwardModel(
+        psf_fwhm_nm=psf_fwhm_nm(sp.zone_plate_ozw_nm) if opts.psf else None,
+        photons_per_pixel=sp.photons_per_pixel,
+        intensity_mismatch=opts.intensity_mismatch if name == "roi" else None,
+    )
+    return ScanData(
+        data=Stream((g.n_angles, *g.detector_shape), scan_views(phantom, g, model, noise, advance)),
+        angles_deg=g.angles_deg,
+        pixel_size_nm=g.pixel_size_nm,
+        energy_ev=sp.energy_ev,
+        zone_plate_ozw_nm=sp.zone_plate_ozw_nm,
+        photons_per_pixel=sp.photons_per_pixel or None,
+        roi_center_px=g.center_offset_px,
+    )

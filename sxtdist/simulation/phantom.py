@@ -291,16 +291,7 @@ def make_cell(
     """
     ph = CellPhantom()
     membrane = max(40.0, 0.9 * voxel_nm)
-    # ice column (the capillary lumen), slightly inside the field of view
-    r_ice = 0.47 * fov_nm
-    ph.cylinders.append(Cylinder(np.zeros(2), r_ice, LAC["ice"], "ice"))
-    if capillary:
-        wall = max(150.0, 1.5 * voxel_nm)
-        r_ice -= wall
-        ph.cylinders[0] = Cylinder(np.zeros(2), r_ice, LAC["ice"], "ice")
-        ph.cylinders.append(Cylinder(np.zeros(2), r_ice + wall, LAC["glass"], "capillary_wall"))
-        ph.cylinders.append(Cylinder(np.zeros(2), r_ice, -LAC["glass"], "capillary_lumen"))
-
+    r_ice = _ice_column(ph, fov_nm, voxel_nm, capillary)
     radius = min(cell_diameter_nm / 2.0, 0.92 * r_ice)
     semi = radius * np.array(
         [rng.uniform(1.0, 1.25), rng.uniform(0.92, 1.0), rng.uniform(0.92, 1.0)]
@@ -312,26 +303,67 @@ def make_cell(
     ph.ellipsoids += _shell(
         center, semi, rot_cell, membrane, LAC["membrane"], LAC["cytoplasm"], LAC["ice"], "cell"
     )
-    cell = Ellipsoid(center, semi - membrane, rot_cell, 0.0)
+    inside = _Placer(rng, Ellipsoid(center, semi - membrane, rot_cell, 0.0), semi, height_nm)
+    _add_nucleus(ph, inside, radius, membrane, organelle_density)
+    counts = _add_organelles(ph, inside, radius, organelle_density)
+    ph.description = {
+        "cell_diameter_nm": float(2 * radius),
+        "capillary": bool(capillary),
+        "ice_radius_nm": float(r_ice),
+        "membrane_nm": float(membrane),
+        "counts": {"nucleus": 1, **counts},
+        "lac_um": dict(LAC),
+    }
+    return ph
 
-    placed: list[tuple[np.ndarray, float]] = []  # bounding spheres of what is inside the cell
 
-    def fits(c: np.ndarray, r: float, margin: float = 30.0) -> bool:
+def _ice_column(ph: CellPhantom, fov_nm: float, voxel_nm: float, capillary: bool) -> float:
+    """Add the ice column (the capillary's lumen, slightly inside the field of view) and
+    the capillary's glass wall; return the ice's radius."""
+    r_ice = 0.47 * fov_nm
+    ph.cylinders.append(Cylinder(np.zeros(2), r_ice, LAC["ice"], "ice"))
+    if capillary:
+        wall = max(150.0, 1.5 * voxel_nm)
+        r_ice -= wall
+        ph.cylinders[0] = Cylinder(np.zeros(2), r_ice, LAC["ice"], "ice")
+        ph.cylinders.append(Cylinder(np.zeros(2), r_ice + wall, LAC["glass"], "capillary_wall"))
+        ph.cylinders.append(Cylinder(np.zeros(2), r_ice, -LAC["glass"], "capillary_lumen"))
+    return r_ice
+
+
+class _Placer:
+    """Where things fit inside the cell: the bounding spheres placed so far, the cell's
+    inner ellipsoid (``cell``, semi-axes ``semi`` about its centre) and the imaged height."""
+
+    def __init__(
+        self, rng: np.random.Generator, cell: Ellipsoid, semi: np.ndarray, height_nm: float
+    ) -> None:
+        self.rng, self.cell, self.semi, self.height_nm = rng, cell, semi, height_nm
+        self.center = cell.center
+        self.placed: list[tuple[np.ndarray, float]] = []
+
+    def fits(self, c: np.ndarray, r: float, margin: float = 30.0) -> bool:
         # inside the cell with a margin: test the sphere's extreme points along the cell axes
-        pts = c + r * np.vstack([np.eye(3), -np.eye(3)]) @ rot_cell.T
-        if np.any(cell.norm2(pts) > 0.97**2) or abs(c[0]) > height_nm / 2 + r:
+        pts = c + r * np.vstack([np.eye(3), -np.eye(3)]) @ self.cell.rotation.T
+        if np.any(self.cell.norm2(pts) > 0.97**2) or abs(c[0]) > self.height_nm / 2 + r:
             return False
-        return all(np.linalg.norm(c - c2) > r + r2 + margin for c2, r2 in placed)
+        return all(np.linalg.norm(c - c2) > r + r2 + margin for c2, r2 in self.placed)
 
-    def place(r: float, tries: int = 200) -> np.ndarray | None:
+    def place(self, r: float, tries: int = 200) -> np.ndarray | None:
+        """A random centre where a sphere of radius ``r`` fits (kept), or None."""
         for _ in range(tries):
-            c = center + (rng.uniform(-1, 1, size=3) * semi)
-            if fits(c, r):
-                placed.append((c, r))
+            c = self.center + (self.rng.uniform(-1, 1, size=3) * self.semi)
+            if self.fits(c, r):
+                self.placed.append((c, r))
                 return c
         return None
 
-    # nucleus: a large off-centre ellipsoid with an envelope, nucleoli and heterochromatin
+
+def _add_nucleus(
+    ph: CellPhantom, inside: _Placer, radius: float, membrane: float, organelle_density: float
+) -> None:
+    """A large off-centre ellipsoid with an envelope, nucleoli and heterochromatin."""
+    rng, center, semi = inside.rng, inside.center, inside.semi
     n_semi = radius * np.array(
         [rng.uniform(0.42, 0.5), rng.uniform(0.38, 0.46), rng.uniform(0.4, 0.5)]
     )
@@ -339,13 +371,13 @@ def make_cell(
     n_center = None
     for _ in range(500):
         c = center + rng.uniform(-0.3, 0.3, size=3) * semi
-        c[0] = rng.uniform(-0.15, 0.15) * min(height_nm, semi[0])
-        if fits(c, float(n_semi.max())):
+        c[0] = rng.uniform(-0.15, 0.15) * min(inside.height_nm, semi[0])
+        if inside.fits(c, float(n_semi.max())):
             n_center = c
             break
     if n_center is None:
         n_center, n_semi = center.copy(), n_semi * 0.8
-    placed.append((n_center, float(n_semi.max())))
+    inside.placed.append((n_center, float(n_semi.max())))
     ph.ellipsoids += _shell(
         n_center,
         n_semi,
@@ -383,12 +415,18 @@ def make_cell(
             )
         )
 
+
+def _add_organelles(
+    ph: CellPhantom, inside: _Placer, radius: float, organelle_density: float
+) -> dict[str, int]:
+    """Mitochondria, lipid droplets, ER, dense granules and vesicles where they fit, as
+    many as the cell's volume calls for; return how many of each were placed."""
+    rng = inside.rng
     volume_ratio = (radius / 3000.0) ** 3 * organelle_density
     counts = {"mitochondrion": 0, "er": 0, "lipid_droplet": 0, "dense_granule": 0, "vesicle": 0}
 
     def add(kind: str, semi_axes: np.ndarray) -> None:
-        r = float(semi_axes.max())
-        c = place(r)
+        c = inside.place(float(semi_axes.max()))
         if c is not None:
             ph.ellipsoids.append(
                 Ellipsoid(c, semi_axes, _random_rotation(rng), LAC[kind] - LAC["cytoplasm"], kind)
@@ -407,13 +445,4 @@ def make_cell(
         add("dense_granule", np.full(3, rng.uniform(50, 110)))
     for _ in range(int(round(10 * volume_ratio)) + 1):
         add("vesicle", np.full(3, rng.uniform(80, 180)))
-
-    ph.description = {
-        "cell_diameter_nm": float(2 * radius),
-        "capillary": bool(capillary),
-        "ice_radius_nm": float(r_ice),
-        "membrane_nm": float(membrane),
-        "counts": {"nucleus": 1, **counts},
-        "lac_um": dict(LAC),
-    }
-    return ph
+    return counts
