@@ -1,4 +1,4 @@
-"""Alignment accuracy on simulated data with known shifts (the table in docs/alignment.md).
+"""Alignment accuracy on simulated data with known shifts (the table in docs/dev/alignment-history.md).
 
 For each noise level and number of full views: simulate the ``small`` preset
 (paper-like) with random shifts of standard deviation 3 px on both scans, align,
@@ -82,7 +82,7 @@ def study(
     )
     truth = {k: np.asarray(v) for k, v in acq.truth_meta["shifts_px"].items()}
     t0 = time.perf_counter()
-    res = sxtdist.align(acq, client=client, report="", quiet=True, dry_run=True, progress=False)
+    res = sxtdist.align(acq, client=client, report="", dry_run=True, progress=False)
     seconds = time.perf_counter() - t0
     estimated = {k: v.copy() for k, v in res.shifts.items()}
     out = {"photons": photons, "n_full": n_full, "seed": seed, "seconds": seconds}
@@ -96,9 +96,7 @@ def study(
     # the interior registration alone: anchors are the truly aligned full views
     acq = sxtdist.open_acquisition(path)
     acq.set_shifts("full", truth["full"], method="truth")
-    res = sxtdist.align(
-        acq, scans=["roi"], client=client, report="", quiet=True, dry_run=True, progress=False
-    )
+    res = sxtdist.align(acq, scans=["roi"], client=client, report="", dry_run=True, progress=False)
     both = {"full": truth["full"], "roi": res.shifts["roi"]}  # the full scan's error is 0
     out["roi_true_anchor_rms"] = rms(shift_errors(both, truth, geoms)["roi"])
     if psnr_iterations:

@@ -1,4 +1,4 @@
-"""The robust rule for pairs on a damaged frame (the table in docs/alignment.md).
+"""The robust rule for pairs on a damaged frame (the table in docs/dev/alignment-history.md).
 
 For each seed and number of full views: simulate the ``small`` preset (paper dose,
 random shifts of 3 px), lose half of one interior frame (view ``10 + 7 seed mod 70``,
@@ -54,7 +54,7 @@ def study(n_full: int, seed: int, clean: bool, client, workdir: str) -> dict:
     out = {"n_full": n_full, "seed": seed, "view": bad}
     for k in RULES:
         res = sxtdist.align(
-            acq, client=client, report="", quiet=True, dry_run=True, progress=False,
+            acq, client=client, report="", dry_run=True, progress=False,
             robust_pairs=k,
         )  # fmt: skip
         e = shift_errors(res.shifts, truth, geoms)

@@ -1,4 +1,4 @@
-"""Where the interior alignment's error comes from (docs/alignment.md, "Reading it honestly").
+"""Where the interior alignment's error comes from (docs/dev/alignment-history.md, "Reading it honestly").
 
 For one simulated ``small`` acquisition (σ = 3 px shifts, the paper's dose) it aligns
 and prints:
@@ -102,9 +102,7 @@ def main() -> None:
             shifts_px=3.0,
         )
         truth = {k: np.asarray(v) for k, v in acq.truth_meta["shifts_px"].items()}
-        result = sxtdist.align(
-            acq, client=client, report="", quiet=True, dry_run=True, progress=False
-        )
+        result = sxtdist.align(acq, client=client, report="", dry_run=True, progress=False)
         print(
             f"small, {args.full} full views, seed {args.seed}, neighbour weight x{args.neighbour_weight:g}"
         )

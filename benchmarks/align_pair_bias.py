@@ -2,7 +2,7 @@
 
 Two views at different angles differ by the object's rotation as well as by their
 shifts, so every registered pair carries a bias that depends only on the object
-(docs/alignment.md, "Reading it honestly"). For one simulated ``small``
+(docs/dev/alignment-history.md, "Reading it honestly"). For one simulated ``small``
 acquisition (σ = 3 px shifts, the paper's dose) this prints the interior and
 full-scan errors of the joint solve (:func:`sxtdist.alignment.shifts.solve_joint`, the
 pipeline's own):
@@ -113,7 +113,7 @@ def main() -> None:
         acq = sxtdist.simulate(f"{tmp}/a.zarr", shifts_px=3.0, **common)
         clean = sxtdist.simulate(f"{tmp}/clean.zarr", shifts_px=0.0, photons=0, **common)
         truth = {k: np.asarray(v) for k, v in acq.truth_meta["shifts_px"].items()}
-        opts = dict(report="", quiet=True, dry_run=True, progress=False, client=client)
+        opts = dict(report="", dry_run=True, progress=False, client=client)
         # joint=False: the full scan's moments alone, and the pairs registered against them
         # (the same registrations the pipeline's joint solve uses)
         moments = sxtdist.align(acq, joint=False, **opts)
@@ -146,7 +146,7 @@ def main() -> None:
         )
         show("true bias removed", oracle)
 
-        sxtdist.align(acq, report="", quiet=True, progress=False, client=client)
+        sxtdist.align(acq, report="", progress=False, client=client)
         if args.true_shifts:
             for name in ("full", "roi"):
                 acq.set_shifts(name, truth[name], method="truth")

@@ -49,7 +49,7 @@ def main() -> None:
                         shifts_px=3.0,
                         intensity_mismatch=(phi0, args.c),
                     )
-                    res = sxtdist.align(path, client=client, report="", quiet=True, progress=False)
+                    res = sxtdist.align(path, client=client, report="", progress=False)
                     fit = res.intensity_transform
                     acq = sxtdist.open_acquisition(path)
                     psnr = {}

@@ -543,7 +543,7 @@ def _align_cell(cell: Cell, client: Any, mode: str | bool, method: str) -> bool:
         out = cell.out.rstrip("/").rstrip(os.sep)
         report = (out[:-5] if out.endswith(".zarr") else out) + "_alignment"
         # its status lines are the cell's details (logs.cell_messages_as_details)
-        align(cell.acquisition, None, method, client=client, report=report, progress=False)
+        align(cell.acquisition, None, method=method, client=client, report=report, progress=False)
         return True
 
 

@@ -20,7 +20,7 @@ def _roi_psnr(acq, path, out, client) -> float:
 
 #: Interior RMS bound (px) per number of full views, after removing the object's one rigid
 #: translation (``shift_errors``). Seed 1 measured 0.122 (9 views) and 0.077 px (19);
-#: over seeds 1-12 at this dose 0.056-0.122 and 0.052-0.086 px (docs/alignment.md). The
+#: over seeds 1-12 at this dose 0.056-0.122 and 0.052-0.086 px (docs/dev/alignment-history.md). The
 #: target, 0.1 px, holds for every seed with 19 views; with 9 it holds for the RMS over
 #: the seeds, not for each (the full views' axis noise over 180°).
 INTERIOR_BOUND_PX = {9: 0.15, 19: 0.1}
@@ -40,7 +40,7 @@ def test_alignment_accuracy_small_preset(tmp_path, n_full):
         return {name: rms(e) for name, e in shift_errors(shifts, truth, geoms).items()}
 
     with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as c:
-        res = sxtdist.align(acq, client=c, report="", quiet=True, progress=False)
+        res = sxtdist.align(acq, client=c, report="", progress=False)
         e = err(res.shifts)
         assert e == res.errors(acq)
         assert e["full"] <= 0.2
@@ -55,7 +55,7 @@ def test_alignment_accuracy_small_preset(tmp_path, n_full):
         true = _roi_psnr(acq, path, str(tmp_path / "true.zarr"), c)
         assert estimated >= true - 0.3
         # the interior registration itself: anchors at the truly aligned full views
-        res = sxtdist.align(acq, scans=["roi"], client=c, report="", quiet=True, progress=False)
+        res = sxtdist.align(acq, scans=["roi"], client=c, report="", progress=False)
     assert err({"full": truth["full"], "roi": res.shifts["roi"]})["roi"] <= 0.1
 
 
@@ -70,7 +70,7 @@ def test_alignment_survives_a_full_view_pushed_out_of_its_field(tmp_path):
     path = str(tmp_path / "acc.zarr")
     acq = sxtdist.simulate(path, preset="small", seed=14, n_full=19, shifts_px=3.0)
     with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as c:
-        res = sxtdist.align(acq, client=c, report="", quiet=True, progress=False, dry_run=True)
+        res = sxtdist.align(acq, client=c, report="", progress=False, dry_run=True)
     assert 12 in res.info["full"]["joint_downweighted_views"]
     errors = res.errors(acq)
     assert errors["roi"] <= 0.1

@@ -24,8 +24,6 @@ MAX_LINES = 80
 #: that no longer offends (take it out).
 KNOWN_OFFENDERS = {
     "sxtdist.alignment.fullscan.projection_matching": "#25 alignment",
-    "sxtdist.alignment.runner._align_roi": "#25 alignment",
-    "sxtdist.alignment.runner.align": "#25 alignment",
     "sxtdist.alignment.shifts.solve_joint": "#25 alignment",
     "sxtdist.report.make_report": "#26 report",
 }

@@ -11,12 +11,14 @@ Modules, from the maths up:
 - :mod:`.gauge`: what no alignment determines, and errors measured without it;
 - :mod:`.intensity`: the intensity transform between the scans (eq. 16);
 - :mod:`.diagnostics`: what the pairs say about the result without a truth;
+- :mod:`.options`: :class:`AlignOptions`, the alignment's own settings;
 - :mod:`.tasks`: the worker-side tasks; :mod:`.runner`: :func:`align`, which plans,
   submits and stores; :mod:`.result`: :class:`AlignmentResult`; :mod:`.report`: the CSV
   tables and the plot.
 """
 
+from .options import AlignOptions
 from .result import AlignmentResult
 from .runner import align
 
-__all__ = ["AlignmentResult", "align"]
+__all__ = ["AlignOptions", "AlignmentResult", "align"]

@@ -4,13 +4,16 @@ the scan's record and logged."""
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .._progress import log
-from ..errors import option
+from ..errors import SxtdistWarning, option
 from .pairs import PairResult, describe_pair, views_of
+
+logger = logging.getLogger(__name__)
 
 
 def log_pair_misfit(
@@ -19,32 +22,33 @@ def log_pair_misfit(
     misfit: np.ndarray | None,
     roi_angles: np.ndarray,
     margin: Sequence[int],
-    quiet: bool,
 ) -> None:
     """Record and log how far the solution is from the pairs: the largest misfit and its
     pair (on real data, with no truth, where a registration and the rest disagree), and
     how many pairs were left out for a peak on the edge of the search."""
     dropped = len(results) - info.get("pairs_used", len(results))
     if dropped:
-        log(
-            f"warning: {dropped} of {len(results)} pairs left out: their NCC peak lay on "
-            f"the edge of the ±{margin[0]}×{margin[1]} px search (raise {option('--max-shift', 'max_shift_px')} if the "
-            "views moved further)",
-            quiet,
+        warnings.warn(
+            f"{dropped} of {len(results)} pairs left out: their NCC peak lay on "
+            f"the edge of the ±{margin[0]}×{margin[1]} px search range (raise "
+            f"{option('--max-shift', 'max_shift_px')} if the views moved further)",
+            SxtdistWarning,
+            stacklevel=2,
         )
     if misfit is None or not np.isfinite(misfit).any():
         return
     length = np.hypot(misfit[:, 0], misfit[:, 1])
     worst = int(np.nanargmax(length))
     if length[worst] < 1e-6:  # a chain without anchors: no loop, every pair met exactly
-        log("pairs' misfit after the solve: none to see (the pairs form no loop)", quiet)
+        logger.info("pairs' misfit after the solve: none to see (the pairs form no loop)")
         return
     info["residual_largest_px"] = float(length[worst])
     info["residual_largest_pair"] = describe_pair(results[worst].pair, roi_angles)
-    log(
-        f"pairs' misfit after the solve: RMS {info['residual_rms_px']:.3f} px per "
-        f"component, largest {length[worst]:.3f} px ({info['residual_largest_pair']})",
-        quiet,
+    logger.info(
+        "pairs' misfit after the solve: RMS %.3f px per component, largest %.3f px (%s)",
+        info["residual_rms_px"],
+        length[worst],
+        info["residual_largest_pair"],
     )
 
 
@@ -60,7 +64,7 @@ LOST_WEIGHT = 0.5
 #: (anchors, neighbours) correlates far worse than the others. On the ``small`` preset
 #: (seeds 1-24, 9 and 19 full views, paper dose and 3000 photons) one clean pair in 96
 #: alignments passed 20 (45 times: an anchor 10° from its full view), and with half of
-#: one frame lost every pair of that frame was 68-926 times (docs/alignment.md).
+#: one frame lost every pair of that frame was 68-926 times (docs/dev/alignment-history.md).
 POOR_PEAK_FACTOR = 20.0
 
 
@@ -76,9 +80,7 @@ def peak_loss_ratio(results: Sequence[PairResult]) -> np.ndarray:
     return ratio
 
 
-def log_poor_peaks(
-    info: dict, results: Sequence[PairResult], roi_angles: np.ndarray, quiet: bool
-) -> None:
+def log_poor_peaks(info: dict, results: Sequence[PairResult], roi_angles: np.ndarray) -> None:
     """Warn of the pairs that correlate far worse than the others (a damaged frame whose
     pairs all agree on a wrong shift shows in no misfit, but in its peaks), and of the
     interior views all of whose pairs do."""
@@ -92,20 +94,22 @@ def log_poor_peaks(
     named = _name_pairs(
         poor[np.argsort(-ratio[poor])], results, roi_angles, lambda k: f"{ratio[k]:.0f}×"
     )
-    log(
-        f"warning: pairs whose peak NCC is far below the others' (1 - peak over "
+    warnings.warn(
+        f"pairs whose peak NCC is far below the others' (1 - peak over "
         f"{POOR_PEAK_FACTOR:g} times their kind's median): {named}",
-        quiet,
+        SxtdistWarning,
+        stacklevel=2,
     )
     views = views_whose_pairs_all(
         results, ratio > POOR_PEAK_FACTOR, np.ones(len(results), bool), len(roi_angles)
     )
     info["views_poor_peak"] = views
     if views:
-        log(
-            f"warning: interior views all of whose pairs correlate poorly (check these "
+        warnings.warn(
+            f"interior views all of whose pairs correlate poorly (check these "
             f"frames): {', '.join(map(str, views))}",
-            quiet,
+            SxtdistWarning,
+            stacklevel=2,
         )
 
 
@@ -150,7 +154,6 @@ def log_pairs_weighted_down(
     kept: np.ndarray | None,
     roi_angles: np.ndarray,
     n_views: int,
-    quiet: bool,
 ) -> None:
     """Record and log the pairs the others contradicted (weighted down by the robust rule)
     and the interior views left with no trusted pair."""
@@ -163,12 +166,13 @@ def log_pairs_weighted_down(
     named = _name_pairs(
         down[np.argsort(kept[down])], results, roi_angles, lambda k: f"to {kept[k]:.0%}"
     )
-    log(f"pairs the others contradict, weighted down in the solve: {named}", quiet)
+    logger.info("pairs the others contradict, weighted down in the solve: %s", named)
     lost = views_without_weight(results, kept, n_views)
     info["views_without_weight"] = lost
     if lost:
-        log(
-            f"warning: interior views whose every pair lost its weight (check these "
+        warnings.warn(
+            f"interior views whose every pair lost its weight (check these "
             f"frames): {', '.join(map(str, lost))}",
-            quiet,
+            SxtdistWarning,
+            stacklevel=2,
         )

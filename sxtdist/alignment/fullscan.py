@@ -415,7 +415,7 @@ def align_full_scan(
     (seeds 1-6), and every form of projection matching tried from there made it
     worse (0.24-0.79 px after 10 iterations, from moments then at 0.07-0.10 px; a
     reconstruction from so few views reproduces its own misalignment). See
-    docs/alignment.md.
+    docs/dev/alignment-history.md.
     """
     views = np.asarray(views, np.float32)
     rows, cols = views.shape[1:]

@@ -13,6 +13,8 @@ gradient at sub-pixel shifts, maximised with L-BFGS-B. If ``T`` is ``R`` displac
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import fft as sfft
@@ -367,12 +369,22 @@ class NccSurface:
             axis=-1,
         )
 
-    def peak(self) -> tuple[np.ndarray, float]:
-        """Sub-pixel maximum: integer argmax refined on the spline by L-BFGS-B (within ±1 px)."""
-        iy, ix = np.unravel_index(int(np.argmax(self.map)), self.map.shape)
-        s0 = np.array([iy - self.margin[0], ix - self.margin[1]], float)
+    def peak(self, window: SearchWindow | None = None) -> tuple[np.ndarray, float]:
+        """Sub-pixel maximum: integer argmax (within ``window`` when given: the shifts a
+        coarse estimate leaves possible) refined on the spline by L-BFGS-B (within ±1 px,
+        and the window)."""
         m = np.asarray(self.margin, float)
-        bounds = [(max(s0[k] - 1, -m[k]), min(s0[k] + 1, m[k])) for k in range(2)]
+        lo, hi = -m, m
+        if window is not None:
+            lo = np.maximum(lo, np.ceil(window.centre - window.radius))
+            hi = np.minimum(hi, np.floor(window.centre + window.radius))
+        masked = np.full(self.map.shape, -np.inf)
+        rows = slice(int(lo[0] + m[0]), int(hi[0] + m[0]) + 1)
+        cols = slice(int(lo[1] + m[1]), int(hi[1] + m[1]) + 1)
+        masked[rows, cols] = self.map[rows, cols]
+        iy, ix = np.unravel_index(int(np.argmax(masked)), self.map.shape)
+        s0 = np.array([iy - self.margin[0], ix - self.margin[1]], float)
+        bounds = [(max(s0[k] - 1, lo[k]), min(s0[k] + 1, hi[k])) for k in range(2)]
         # NCC peaks of large, smooth images are broad and nearly flat (values within 1e-4 of
         # each other over pixels): scipy's default tolerances (gradient 1e-5) would stop at
         # the integer start, so the tolerances are set far below any meaningful change
@@ -384,8 +396,28 @@ class NccSurface:
             bounds=bounds,
             options={"gtol": 1e-14, "ftol": 1e-15, "maxiter": 100},
         )
-        s = res.x if res.fun <= -self.map.max() else s0
+        s = res.x if res.fun <= -masked.max() else s0
         return np.asarray(s, float), float(self.value(s))
+
+
+@dataclass(frozen=True)
+class SearchWindow:
+    """The shifts a pair's peak is looked for in: ``centre ± radius`` (px, per axis)."""
+
+    centre: np.ndarray
+    radius: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "centre", np.asarray(self.centre, float).reshape(2))
+        object.__setattr__(self, "radius", np.asarray(self.radius, float).reshape(2))
+
+    def holds_inside(self, shift: np.ndarray, margin: Sequence[int]) -> bool:
+        """Whether ``shift`` lies inside the window and a map of ``margin``, not on either's
+        edge (on an edge it only bounds the shift)."""
+        s = np.asarray(shift, float)
+        inner = np.minimum(self.centre + self.radius, np.asarray(margin)) - 0.5
+        outer = np.maximum(self.centre - self.radius, -np.asarray(margin)) + 0.5
+        return bool(np.all((s < inner) & (s > outer)))
 
 
 def peak_quality(ncc: np.ndarray) -> float:
@@ -406,8 +438,10 @@ def register(
     return (m, *locate_peak(m))
 
 
-def locate_peak(ncc: np.ndarray) -> tuple[np.ndarray, float, float]:
+def locate_peak(
+    ncc: np.ndarray, window: SearchWindow | None = None
+) -> tuple[np.ndarray, float, float]:
     """Sub-pixel peak shift, peak NCC and peak quality of an integer NCC map (what
-    :func:`register` returns after the map)."""
-    s, peak = NccSurface(ncc).peak()
+    :func:`register` returns after the map), the peak within ``window`` if given."""
+    s, peak = NccSurface(ncc).peak(window)
     return s, peak, peak_quality(ncc)

@@ -39,6 +39,17 @@ class AlignmentResult:
             return {}
         return shift_errors(found, truth, {name: acq[name].geometry for name in found})
 
+    @property
+    def verdict(self) -> str:
+        """``trusted``, or ``check views ...`` with the views of each scan to check and why
+        (:mod:`sxtdist.alignment.verdict`); ``trusted`` for a scan aligned on its own."""
+        lines = [
+            f"{name} {info['verdict'].removeprefix('check views ')}"
+            for name, info in self.info.items()
+            if info.get("verdict", "trusted") != "trusted"
+        ]
+        return "check views " + "; ".join(lines) if lines else "trusted"
+
     def errors(self, acq: Acquisition) -> dict[str, float]:
         """RMS of :meth:`error_arrays` per scan (px)."""
         return {name: rms(e) for name, e in self.error_arrays(acq).items()}

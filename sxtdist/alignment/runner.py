@@ -1,11 +1,11 @@
 """Align an acquisition: read it, run the registrations on Dask, store shifts and the report.
 
-The maths is in the package's other modules; this module plans the work (one Dask
-task per projection pair of the interior scan, one for the full scan; for large views
-also one per view that prepares it once for all its pairs, :mod:`.tasks`), collects
-the results, solves eq. 14 (:mod:`.shifts`), fits the intensity transform
-(:mod:`.intensity`) and writes everything into the acquisition's metadata (unless
-``dry_run``) and a report directory (:mod:`.report`).
+The maths is in the package's other modules; this module plans the work (the full
+scan's task; the interior scan's graph of coarse and fine registrations, :mod:`.tasks`),
+collects the results, widens the searches whose peak lay on their edge, solves eq. 14
+(:mod:`.shifts`), fits the intensity transform (:mod:`.intensity`) and writes everything
+into the acquisition's metadata (unless ``dry_run``) and a report directory
+(:mod:`.report`).
 
 >>> import sxtdist
 >>> result = sxtdist.align("cell.zarr")  # doctest: +SKIP
@@ -13,57 +13,67 @@ the results, solves eq. 14 (:mod:`.shifts`), fits the intensity transform
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from .._progress import log
 from ..dataset import Acquisition, open_acquisition
-from ..errors import InputError, ParameterError, option
+from ..errors import InputError, ParameterError, SxtdistWarning, option
 from ..execution import Execution
 from ..geometry import ScanGeometry, angular_spacing_deg, without_rigid_translation
 from .diagnostics import log_pair_misfit, log_pairs_weighted_down, log_poor_peaks
 from .gauge import axis_offset_px, sinusoid_basis
 from .intensity import fit_intensity_transform
-from .pairs import plan_pairs
+from .options import AlignOptions, option_fields
+from .pairs import PairResult, peak_inside_map, plan_pairs
 from .resample import matching_blur_px
 from .result import AlignmentResult
-from .shifts import ROBUST_PAIRS, full_prior_weights, solve_joint, solve_shifts
-from .tasks import (
-    PairSettings,
-    _full_task,
-    pair_graph,
-    prepares_views_apart,
-    register_pair,
-)
+from .shifts import full_prior_weights, pair_weights, solve_joint, solve_shifts
+from .tasks import PairSettings, _full_task, pair_graph, register_widened
+from .verdict import judge
 
-METHODS = ("anchor", "neighbour", "projection-matching")
+logger = logging.getLogger(__name__)
 
-
-INTENSITY_MODELS = ("dual_energy", "affine", "none")
+#: Views of at least this many pixels (the smaller side) per step of the coarse pass's
+#: binning: 64 px, so its template is 64-127 px across.
+COARSE_PIXELS = 64
+#: Rounds of widened searches at most (each centred on the last edge peak).
+WIDEN_ROUNDS = 3
 
 
-def search_margin(shape: tuple[int, int], max_shift_px: float | None = None) -> tuple[int, int]:
-    """The pairs' search range ``(my, mx)`` in interior pixels for views of ``shape``:
-    ``ceil(max_shift_px)``, or by default 30 % of the view, at least 2 and at most 32."""
-    if max_shift_px is not None:
-        if max_shift_px < 1:
-            raise ParameterError(
-                f"{option('--max-shift', 'max_shift_px')} must be at least 1 px, got {max_shift_px}"
-            )
-        m = int(math.ceil(max_shift_px))
-        if m > 0.45 * min(shape):
-            raise ParameterError(
-                f"{option('--max-shift', 'max_shift_px=')} {max_shift_px} px is too large for "
-                f"{shape[0]} x {shape[1]} px views"
-            )
-        return m, m
-    return tuple(max(2, min(32, int(0.3 * n))) for n in shape)  # type: ignore[return-value]
+def search_range(shape: Sequence[int], max_shift_px: float | None = None) -> tuple[int, int]:
+    """The largest shift searched ``(my, mx)``, interior pixels, for views of ``shape``:
+    ``ceil(max_shift_px)``, or by default 45 % of the view's smaller side (at least 2)."""
+    if max_shift_px is None:
+        r = max(2, int(0.45 * min(shape)))
+        return r, r
+    m = int(math.ceil(max_shift_px))
+    if m > 0.45 * min(shape):
+        raise ParameterError(
+            f"{option('--max-shift', 'max_shift_px=')} {max_shift_px} px is too large for "
+            f"{shape[0]} x {shape[1]} px views"
+        )
+    return m, m
+
+
+def search_margin(shape: Sequence[int], max_shift_px: float | None = None) -> tuple[int, int]:
+    """The pairs' own search margin ``(my, mx)`` (interior px) around what the coarse pass
+    predicts: 30 % of the view, at least 2 and at most 32, never beyond the search range."""
+    r = search_range(shape, max_shift_px)
+    return tuple(min(max(2, min(32, int(0.3 * n))), rk) for n, rk in zip(shape, r))  # type: ignore[return-value]
+
+
+def coarse_binning(shape: Sequence[int]) -> int:
+    """The coarse pass's binning for interior views of ``shape`` (:data:`COARSE_PIXELS`)."""
+    return max(1, min(shape) // COARSE_PIXELS)
 
 
 def plan(
@@ -88,25 +98,12 @@ def plan(
 def align(
     acq: str | os.PathLike[str] | Acquisition,
     scans: Sequence[str] | None = None,
-    method: str = "anchor",
+    options: AlignOptions | None = None,
+    execution: Execution | None = None,
     *,
-    max_shift_px: float | None = None,
-    smooth_px: float = 1.0,
-    anchor_window_deg: float | None = None,
-    rotation_model: bool = True,
-    refine: bool = False,
-    joint: bool = True,
-    robust_pairs: float | None = ROBUST_PAIRS,
-    intensity: str = "dual_energy",
-    full_iterations: int | None = None,
-    tol_px: float = 0.05,
     dry_run: bool = False,
     report: str | os.PathLike[str] | None = None,
-    execution: Execution | None = None,
-    client: Any = None,
-    workers: int | None = None,
-    progress: bool | None = None,
-    quiet: bool = False,
+    **shortcuts: Any,
 ) -> AlignmentResult:
     """Align the scans of an acquisition and store the shifts in its metadata.
 
@@ -118,128 +115,101 @@ def align(
         Which scans (default: all it has). The full scan is aligned first, by its
         row profiles and weighted centroids (and projection matching when
         ``full_iterations`` asks for it); the interior scan is then registered to it.
-    method
-        Interior scan: ``"anchor"`` (anchors plus neighbour chain, eq. 14) or
-        ``"neighbour"`` (neighbour chain only, relative shifts with mean zero).
-        ``"projection-matching"`` aligns only full-field scans (their own method).
-    max_shift_px
-        Largest shift searched, interior pixels (default 30 % of the view, ≤ 32).
-    smooth_px
-        Gaussian sigma (ROI px) added to every compared image against noise.
-    anchor_window_deg
-        Largest angle between an interior view and its anchor (default: half the
-        full scan's angular step).
-    rotation_model, refine
-        See :func:`sxtdist.alignment.shifts.solve_shifts`.
-    joint
-        When both scans are aligned by anchors, also correct the full scan's
-        shifts from the interior pairs (:func:`sxtdist.alignment.shifts.solve_joint`);
-        not combined with ``refine``.
-    robust_pairs
-        A pair whose misfit is beyond this many robust standard deviations of all
-        pairs' loses weight (a damaged frame; :func:`sxtdist.alignment.shifts.robust_pair_weights`).
-        ``None`` or 0: plain least squares.
-    intensity
-        Intensity transform fitted between the scans and stored (``"none"``: skip).
-    full_iterations, tol_px
-        Projection-matching iterations after the full scan's moments and their
-        stopping tolerance (px). Default: none (on sparse scans it made the moments'
-        estimate worse; see :func:`sxtdist.alignment.fullscan.align_full_scan`), unless
-        ``method="projection-matching"`` asks for it (then 10).
+    options
+        How (:class:`~sxtdist.alignment.options.AlignOptions`: method, search, blur,
+        robust rules, intensity model); default: its defaults.
+    execution
+        Where and how the tasks run (:class:`~sxtdist.execution.Execution`; default: a
+        local cluster shared with the other calls of this process).
     dry_run
         Compute and report, but leave the dataset unchanged.
     report
         Directory for ``shifts.csv``, ``pairs.csv`` and ``alignment.png``
         (default ``<dataset>_alignment`` next to the dataset; ``""``: none).
-    execution
-        Where and how the tasks run (:class:`~sxtdist.execution.Execution`; default: a
-        local cluster shared with the other calls of this process).
-    client, workers, progress
-        Shortcuts for those fields of ``execution``.
+    **shortcuts
+        Any field of :class:`~sxtdist.alignment.options.AlignOptions` (``method=``,
+        ``max_shift_px=`` ...) or of :class:`~sxtdist.execution.Execution` (``client=``,
+        ``workers=``, ``progress=``) as a keyword replaces the one in ``options`` or
+        ``execution``.
 
     Returns
     -------
     AlignmentResult
     """
-    from ..distributed import get_client, run_tasks
+    from ..distributed import get_client
 
-    if method not in METHODS:
-        raise ParameterError(f"unknown alignment method {method!r} (choose from {METHODS})")
-    if intensity not in INTENSITY_MODELS:
-        raise ParameterError(f"unknown intensity model {intensity!r} ({INTENSITY_MODELS})")
-    if smooth_px < 0:
-        raise ParameterError(f"smoothing must not be negative, got {smooth_px}")
-    if robust_pairs is not None and not robust_pairs >= 0:
-        raise ParameterError(
-            f"robust pairs: a number of standard deviations >= 0 (0: off), got {robust_pairs}"
-        )
-    if full_iterations is None:
-        full_iterations = 10 if method == "projection-matching" else 0
-    if full_iterations < 0 or tol_px <= 0:
-        raise ParameterError("projection matching needs iterations >= 0 and a positive tolerance")
+    if isinstance(options, str):
+        raise TypeError("align(acq, scans, options): give the method as method=...")
+    mine = option_fields()
+    opts = AlignOptions.of(options, **{k: v for k, v in shortcuts.items() if k in mine})
+    ex = Execution.of(execution, **{k: v for k, v in shortcuts.items() if k not in mine})
     if not isinstance(acq, Acquisition):
         acq = open_acquisition(acq, mode="r" if dry_run else "r+")
     scans = list(scans or [s for s in ("full", "roi") if s in acq.scans])
     for name in scans:
         acq[name]
-    if method == "projection-matching" and "roi" in scans:
+    if opts.method == "projection-matching" and "roi" in scans:
         raise ParameterError(
             "projection matching needs the whole sample in view: use it for the full scan "
-            f"({option('--scans full', 'scans=["full"]')}); align the interior scan with anchor or neighbour"
+            f"({option('--scans full', 'scans=["full"]')}); align the interior scan with "
+            "anchor or neighbour"
         )
-    if method in ("anchor", "neighbour") and scans == ["full"]:
-        method = "projection-matching"
+    if opts.method in ("anchor", "neighbour") and scans == ["full"]:
+        # the full scan's own method, with the iterations the method asked for
+        opts = dataclasses.replace(
+            opts, method="projection-matching", full_iterations=opts.projection_iterations
+        )
     result = AlignmentResult()
-    plan_info = plan(acq, scans, method, anchor_window_deg)
-    margin = (
-        search_margin(acq["roi"].geometry.detector_shape, max_shift_px) if "roi" in scans else None
-    )
-    ex = Execution.of(execution, client=client, workers=workers, progress=progress)
-    progress = ex.progress
+    plan_info = plan(acq, scans, opts.method, opts.anchor_window_deg)
+    if "roi" in scans:  # the search checked before any work
+        search_range(acq["roi"].geometry.detector_shape, opts.max_shift_px)
     t_start = time.perf_counter()
-    with get_client(ex) as c:
+    with get_client(ex) as client:
         if "full" in scans:
-            full = acq["full"]
-            how = "row profiles and weighted centroids" + (
-                f", then up to {full_iterations} projection-matching iterations"
-                if full_iterations
-                else ""
-            )
-            log(f"aligning 'full' ({full.geometry.n_angles} views): {how}", quiet)
-            ((d, info),) = run_tasks(
-                c,
-                _full_task,
-                [0],
-                "align full",
-                progress,
-                array_path=full.path,
-                geometry=full.geometry,
-                max_iterations=full_iterations,
-                tol_px=tol_px,
-            )
-            info["method"] = "moments" + ("+projection_matching" if full_iterations else "")
-            result.shifts["full"], result.info["full"] = d, info
+            _align_full(acq, result, opts, client, ex.progress)
         if "roi" in scans:
-            _align_roi(
-                acq,
-                result,
-                plan_info["pairs"],
-                method,
-                c,
-                margin=margin,
-                smooth_px=smooth_px,
-                robust_pairs=robust_pairs or None,
-                rotation_model=rotation_model,
-                refine=refine,
-                joint=joint,
-                intensity=intensity,
-                progress=progress,
-                quiet=quiet,
-            )
-    _center(acq, result, method)
+            _align_roi(acq, result, plan_info["pairs"], opts, client, ex.progress)
+    _center(acq, result, opts.method)
     elapsed = time.perf_counter() - t_start
     for info in result.info.values():
         info["elapsed_s"] = elapsed
+    _store_and_report(acq, result, dry_run, report)
+    return result
+
+
+def _align_full(
+    acq: Acquisition, result: AlignmentResult, opts: AlignOptions, client: Any, progress: Any
+) -> None:
+    """The full scan's own alignment (one task): row profiles and weighted centroids, then
+    projection matching if asked for."""
+    from ..distributed import run_tasks
+
+    full = acq["full"]
+    iterations = opts.projection_iterations
+    how = "row profiles and weighted centroids" + (
+        f", then up to {iterations} projection-matching iterations" if iterations else ""
+    )
+    logger.info("aligning 'full' (%d views): %s", full.geometry.n_angles, how)
+    ((d, info),) = run_tasks(
+        client,
+        _full_task,
+        [0],
+        "align full",
+        progress,
+        array_path=full.path,
+        geometry=full.geometry,
+        max_iterations=iterations,
+        tol_px=opts.tol_px,
+    )
+    info["method"] = "moments" + ("+projection_matching" if iterations else "")
+    result.shifts["full"], result.info["full"] = d, info
+
+
+def _store_and_report(
+    acq: Acquisition, result: AlignmentResult, dry_run: bool, report: Any
+) -> None:
+    """Store the shifts and the intensity transform (unless ``dry_run``), write the report
+    and log a line per scan."""
     if not dry_run:
         for name, d in result.shifts.items():
             acq.set_shifts(name, d, **_jsonable_info(result.info[name]))
@@ -254,12 +224,13 @@ def align(
 
         result.report_dir = write_report(os.fspath(report), acq, result)
     for name, d in result.shifts.items():
-        log(
-            f"{name}: {len(d)} shifts, rms {np.sqrt((d**2).mean()):.2f} px"
-            + ("" if dry_run else " (stored)"),
-            quiet,
+        logger.info(
+            "%s: %d shifts, rms %.2f px%s",
+            name,
+            len(d),
+            np.sqrt((d**2).mean()),
+            "" if dry_run else " (stored)",
         )
-    return result
 
 
 def _center(acq: Acquisition, result: AlignmentResult, method: str) -> None:
@@ -296,16 +267,17 @@ def _center(acq: Acquisition, result: AlignmentResult, method: str) -> None:
 def pair_settings(
     acq: Acquisition,
     full_geometry: ScanGeometry | None,
-    margin: tuple[int, int],
-    smooth_px: float = 1.0,
+    options: AlignOptions | None = None,
 ) -> PairSettings:
-    """What every pair task of ``acq``'s interior scan needs (:func:`register_pair`,
-    :func:`pair_graph`): where the views are, both geometries, the search margin and
-    the blurs that bring the interior views to the full scan's resolution.
+    """What every pair task of ``acq``'s interior scan needs (:func:`pair_graph`): where the
+    views are, both geometries, the searches (:func:`search_range`, :func:`search_margin`,
+    :func:`coarse_binning`) and the blurs that bring the interior views to the full scan's
+    resolution.
 
     ``full_geometry``: the full scan's geometry with the shifts the anchors should
     honour (``None``: neighbour pairs only).
     """
+    opts = options or AlignOptions()
     roi = acq["roi"]
     full_scan = acq.scans.get("full")
     match = 0.0
@@ -313,129 +285,243 @@ def pair_settings(
         match = matching_blur_px(
             roi.geometry, full_geometry, roi.zone_plate_ozw_nm, full_scan.zone_plate_ozw_nm
         )
+    shape = roi.geometry.detector_shape
     return PairSettings(
         roi_array=roi.path,
         full_array=None if full_scan is None else full_scan.path,
         roi=roi.geometry.with_shifts(None),
         full=full_geometry,
-        margin=margin,
-        roi_blur_px=float(math.hypot(match, smooth_px)),
-        anchor_blur_px=float(smooth_px),
+        margin=search_margin(shape, opts.max_shift_px),
+        roi_blur_px=float(math.hypot(match, opts.smooth_px)),
+        anchor_blur_px=float(opts.smooth_px),
         intensity_window_deg=0.5 * angular_spacing_deg(roi.geometry.angles_deg) + 1e-6,
+        search_range=search_range(shape, opts.max_shift_px),
+        coarse_bin=coarse_binning(shape),
     )
 
 
-def _align_roi(acq, result, pairs, method, client, **kw) -> None:
-    from ..distributed import run_graph, run_tasks
+def _full_geometry_for_anchors(acq: Acquisition, result: AlignmentResult) -> ScanGeometry:
+    """The full scan's geometry with the shifts the anchors honour: this run's, else the
+    stored ones (a warning if there are none)."""
+    g_full = acq["full"].geometry
+    if "full" in result.shifts:
+        return g_full.with_shifts(result.shifts["full"])
+    if not acq["full"].aligned:
+        warnings.warn(
+            "the full scan is not aligned; anchoring to its raw views", SxtdistWarning, stacklevel=4
+        )
+    return g_full
 
+
+def _align_roi(
+    acq: Acquisition,
+    result: AlignmentResult,
+    pairs: Sequence,
+    opts: AlignOptions,
+    client: Any,
+    progress: Any,
+) -> None:
+    """Register the interior scan's pairs, solve its shifts (and correct the full scan's
+    with them), record what the pairs say, fit the intensity transform."""
     g_roi = acq["roi"].geometry
-    full_scan = acq.scans.get("full")
-    use_anchors = method == "anchor"
+    use_anchors = opts.method == "anchor"
     if not use_anchors:
         pairs = [p for p in pairs if p.kind == "neighbour"]
     g_full = None
-    if full_scan is not None and use_anchors:
-        g_full = full_scan.geometry
-        if "full" in result.shifts:
-            g_full = g_full.with_shifts(result.shifts["full"])
-        elif not full_scan.aligned:
-            log("warning: the full scan is not aligned; anchoring to its raw views", kw["quiet"])
-    margin = kw["margin"]
-    settings = pair_settings(acq, g_full, margin, kw["smooth_px"])
-    n_anchor = sum(p.kind == "anchor" for p in pairs)
-    prepared = prepares_views_apart(g_roi.detector_shape)
-    views = ""
-    if prepared:
-        graph, keys = pair_graph(pairs, settings, uuid.uuid4().hex)
-        views = f" (and {len(graph) - len(keys) - 1} tasks preparing the views once)"
-    log(
-        f"aligning 'roi' ({g_roi.n_angles} views): {n_anchor} anchor and "
-        f"{len(pairs) - n_anchor} neighbour pairs, one task each{views}, search ±{margin} px",
-        kw["quiet"],
+    if "full" in acq.scans and use_anchors:
+        g_full = _full_geometry_for_anchors(acq, result)
+    settings = pair_settings(acq, g_full, opts)
+    results, timing = _register_pairs(
+        pairs, settings, opts.coarse and use_anchors, client, progress
     )
-    if prepared:
-        results = run_graph(client, graph, keys, "align roi pairs", kw["progress"])
-    else:
-        results = run_tasks(
-            client, register_pair, pairs, "align roi pairs", kw["progress"], settings=settings
-        )
-    full_angles = None if g_full is None else g_full.angles_deg
-    joint = kw["joint"] and use_anchors and "full" in result.shifts and not kw["refine"]
-    if joint:
-        # the interior chain also aligns the full views to each other (eq. 14 with the
-        # full shifts as unknowns too)
-        # the full scan's own estimate is worth a pair when it came from the weighted moments
-        # alone; otherwise (plain centroid, or projection matching) it only fixes the gauge
-        prior = full_prior_weights(result.info["full"], g_full.n_angles)
-        d, delta, info = solve_joint(
-            g_roi.n_angles,
-            g_full.n_angles,
-            g_full.pixel_size_nm / g_roi.pixel_size_nm,
-            results,
-            g_roi.angles_deg,
-            full_angles,
-            prior_weight=prior,
-            robust_pairs=kw["robust_pairs"],
-        )
-        info["full_prior_weight_median"] = np.median(prior, axis=0).tolist()
-        outliers = info["full_views_downweighted"]
-        kept = info["full_views_downweighted_weights"]
-        if outliers:
-            angles = ", ".join(
-                f"{g_full.angles_deg[j]:g}° (to {k:.0%})"
-                for j, k in zip(outliers, kept, strict=True)
-            )
-            log(
-                f"full views whose own shifts the interior pairs contradict, weighted down in "
-                f"the joint solve (to the share of their weight shown): {angles}",
-                kw["quiet"],
-            )
-        result.shifts["full"] = result.shifts["full"] + delta
-        result.info["full"]["joint_with_roi"] = True
-        result.info["full"]["joint_correction_rms_px"] = info["full_correction_rms_px"]
-        result.info["full"]["joint_downweighted_views"] = outliers
-        result.info["full"]["joint_downweighted_weights"] = kept
-        result.info["full"]["axis_offset_px"] = axis_offset_px(
-            result.shifts["full"][:, 1], g_full.angles_deg
-        )
-    else:
-        d, info = solve_shifts(
-            g_roi.n_angles,
-            results,
-            g_roi.angles_deg,
-            full_angles,
-            rotation_model=kw["rotation_model"] and use_anchors,
-            refine=kw["refine"],
-            robust_pairs=kw["robust_pairs"],
-        )
+    d, info = _solve_roi(acq, result, results, g_full, opts)
+    n_anchor = sum(p.kind == "anchor" for p in pairs)
     info.update(
-        method=method,
+        method=opts.method,
         anchors=n_anchor,
-        search_px=list(margin),
+        search_px=list(settings.margin),
+        search_range_px=list(settings.search_range),
+        coarse_bin=settings.coarse_bin if opts.coarse and use_anchors else None,
         mean_pair_seconds=float(np.mean([r.seconds for r in results])) if results else 0.0,
         peak_ncc_median=float(np.median([r.peak for r in results])) if results else None,
+        **timing,
     )
     result.pair_misfit = info.pop("pair_misfit_px", None)
     result.pair_kept_weight = info.pop("pair_robust_weights", None)
-    log_pair_misfit(info, results, result.pair_misfit, g_roi.angles_deg, margin, kw["quiet"])
+    log_pair_misfit(info, results, result.pair_misfit, g_roi.angles_deg, settings.search_range)
     log_pairs_weighted_down(
-        info, results, result.pair_kept_weight, g_roi.angles_deg, g_roi.n_angles, kw["quiet"]
+        info, results, result.pair_kept_weight, g_roi.angles_deg, g_roi.n_angles
     )
-    log_poor_peaks(info, results, g_roi.angles_deg, kw["quiet"])
+    log_poor_peaks(info, results, g_roi.angles_deg)
+    _record_verdict(result, info, results, g_roi.angles_deg)
     result.shifts["roi"], result.info["roi"] = d, info
     result.pairs = results
-    if kw["intensity"] != "none" and use_anchors:
-        samples = [r.intensity_samples for r in results if r.intensity_samples is not None]
-        if samples:
-            ta, tb = np.concatenate(samples, axis=1)
-            fits = {m: fit_intensity_transform(ta, tb, m) for m in ("dual_energy", "affine")}
-            chosen = dict(fits[kw["intensity"]])
-            chosen["alternative"] = fits[
-                "affine" if kw["intensity"] == "dual_energy" else "dual_energy"
-            ]
-            chosen["pairs"] = len(samples)
-            chosen["reference_scan"] = "full"
-            result.intensity_transform = chosen
+    if opts.intensity != "none" and use_anchors:
+        result.intensity_transform = _fit_intensity(results, opts.intensity)
+
+
+def _register_pairs(
+    pairs: Sequence, settings: PairSettings, coarse: bool, client: Any, progress: Any
+) -> tuple[list[PairResult], dict]:
+    """Every pair's registration (:func:`~sxtdist.alignment.tasks.pair_graph`), then the
+    searches whose peak lay on their edge widened around it (up to :data:`WIDEN_ROUNDS`
+    times, never beyond the search range). Returns the results and their timing."""
+    from ..distributed import run_graph, run_tasks
+
+    g_roi = settings.roi
+    graph, keys = pair_graph(pairs, settings, uuid.uuid4().hex, coarse=coarse)
+    n_anchor = sum(p.kind == "anchor" for p in pairs)
+    logger.info(
+        "aligning 'roi' (%d views): %d anchor and %d neighbour pairs, one task each "
+        "(%d tasks in all), search ±%s px around %s, at most ±%s px",
+        g_roi.n_angles,
+        n_anchor,
+        len(pairs) - n_anchor,
+        len(graph) - 1,
+        settings.margin,
+        "the coarse pass's prediction" if coarse else "zero",
+        settings.search_range,
+    )
+    t0 = time.perf_counter()
+    # the coarse registrations come back too where they are not pairs' own (binned)
+    extra = [k for k in graph if k.startswith("align-coarse-") and k not in set(keys)]
+    got = run_graph(client, graph, [*keys, *extra], "align roi pairs", progress)
+    results = got[: len(keys)]
+    coarse_tasks = [*got[len(keys) :], *(r for k, r in zip(keys, results) if "-coarse-" in k)]
+    timing = {
+        "pairs_seconds": time.perf_counter() - t0,
+        "pairs_widened": 0,
+        # task seconds, summed: the coarse pass (with no binning, the anchors' own) and
+        # the rest of the registrations
+        "coarse_task_seconds": float(sum(r.seconds for r in coarse_tasks)),
+        "fine_task_seconds": float(
+            sum(r.seconds for k, r in zip(keys, results) if "-coarse-" not in k)
+        ),
+    }
+    for _ in range(WIDEN_ROUNDS):
+        edge = [k for k, r in enumerate(results) if _can_widen(r, settings)]
+        if not edge:
+            break
+        t1 = time.perf_counter()
+        targets = [(results[k].pair, results[k].shift) for k in edge]
+        again = run_tasks(
+            client, register_widened, targets, "widen roi pairs", progress, settings=settings
+        )
+        for k, r in zip(edge, again, strict=True):
+            results[k] = r
+        timing["pairs_widened"] += len(edge)
+        timing["widen_seconds"] = timing.get("widen_seconds", 0.0) + time.perf_counter() - t1
+    return results, timing
+
+
+def _record_verdict(
+    result: AlignmentResult, info: dict, results: list[PairResult], roi_angles: np.ndarray
+) -> None:
+    """The verdict (:func:`~sxtdist.alignment.verdict.judge`) into each scan's record; a
+    warning naming the views to check unless it is ``trusted``."""
+    full = result.info.get("full", {})
+    kept = full.get("joint_downweighted_weights") or []
+    rejected = [j for j, k in zip(full.get("joint_downweighted_views") or [], kept) if k == 0]
+    weights = pair_weights(results, roi_angles)
+    verdict = judge(
+        results, result.pair_misfit, result.pair_kept_weight, weights, len(roi_angles), rejected
+    )
+    info["verdict"], info["check_views"] = verdict.scan_line("roi"), sorted(verdict.roi)
+    if "full" in result.info:
+        full["verdict"], full["check_views"] = verdict.scan_line("full"), sorted(verdict.full)
+    if not verdict.trusted:
+        warnings.warn(f"alignment: {verdict.line()}", SxtdistWarning, stacklevel=4)
+    else:
+        logger.info("alignment verdict: trusted")
+
+
+def _can_widen(result: PairResult, settings: PairSettings) -> bool:
+    """Whether a pair's peak lies on the edge of its search with room beyond it: inside
+    the search range, on an axis where it sits on the edge."""
+    if peak_inside_map(result):
+        return False
+    margin = np.asarray(result.ncc.shape) // 2
+    edge = np.abs(result.shift) >= margin - 0.5
+    if result.window is not None:
+        w = result.window
+        edge |= np.abs(result.shift - w.centre) >= w.radius - 0.5
+    room = np.abs(result.shift) < np.asarray(settings.search_range) - 0.5
+    return bool(np.any(edge & room))
+
+
+def _solve_roi(
+    acq: Acquisition,
+    result: AlignmentResult,
+    results: list[PairResult],
+    g_full: ScanGeometry | None,
+    opts: AlignOptions,
+) -> tuple[np.ndarray, dict]:
+    """The interior shifts from the pairs: jointly with corrections to the full scan's
+    (stored into ``result``) when both are aligned by anchors, else on their own."""
+    g_roi = acq["roi"].geometry
+    use_anchors = opts.method == "anchor"
+    full_angles = None if g_full is None else g_full.angles_deg
+    if not (opts.joint and use_anchors and "full" in result.shifts and not opts.refine):
+        return solve_shifts(
+            g_roi.n_angles,
+            results,
+            g_roi.angles_deg,
+            full_angles,
+            rotation_model=opts.rotation_model and use_anchors,
+            refine=opts.refine,
+            robust_pairs=opts.robust_pairs or None,
+        )
+    # the interior chain also aligns the full views to each other (eq. 14 with the full
+    # shifts as unknowns too); the full scan's own estimate is worth a pair when it came
+    # from the weighted moments alone, otherwise (plain centroid, or projection
+    # matching) it only fixes the gauge
+    prior = full_prior_weights(result.info["full"], g_full.n_angles)
+    d, delta, info = solve_joint(
+        g_roi.n_angles,
+        g_full.n_angles,
+        g_full.pixel_size_nm / g_roi.pixel_size_nm,
+        results,
+        g_roi.angles_deg,
+        full_angles,
+        prior_weight=prior,
+        robust=opts.robust_prior or None,
+        robust_pairs=opts.robust_pairs or None,
+    )
+    info["full_prior_weight_median"] = np.median(prior, axis=0).tolist()
+    outliers = info["full_views_downweighted"]
+    kept = info["full_views_downweighted_weights"]
+    if outliers:
+        angles = ", ".join(
+            f"{g_full.angles_deg[j]:g}° (to {k:.0%})" for j, k in zip(outliers, kept, strict=True)
+        )
+        logger.info(
+            "full views whose own shifts the interior pairs contradict, weighted down in "
+            "the joint solve (to the share of their weight shown): %s",
+            angles,
+        )
+    result.shifts["full"] = result.shifts["full"] + delta
+    full_info = result.info["full"]
+    full_info["joint_with_roi"] = True
+    full_info["joint_correction_rms_px"] = info["full_correction_rms_px"]
+    full_info["joint_downweighted_views"] = outliers
+    full_info["joint_downweighted_weights"] = kept
+    full_info["axis_offset_px"] = axis_offset_px(result.shifts["full"][:, 1], g_full.angles_deg)
+    return d, info
+
+
+def _fit_intensity(results: list[PairResult], model: str) -> dict | None:
+    """The intensity transform from the anchors' paired transmissions: ``model`` fitted,
+    the other model beside it; ``None`` without samples."""
+    samples = [r.intensity_samples for r in results if r.intensity_samples is not None]
+    if not samples:
+        return None
+    ta, tb = np.concatenate(samples, axis=1)
+    fits = {m: fit_intensity_transform(ta, tb, m) for m in ("dual_energy", "affine")}
+    chosen = dict(fits[model])
+    chosen["alternative"] = fits["affine" if model == "dual_energy" else "dual_energy"]
+    chosen["pairs"] = len(samples)
+    chosen["reference_scan"] = "full"
+    return chosen
 
 
 def _jsonable_info(info: dict) -> dict:

@@ -10,6 +10,7 @@ pixel ``x`` what the aligned image shows at ``x - d``. A pair's peak ``s`` measu
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ import numpy as np
 import scipy.sparse.linalg  # noqa: F401  (sparse.linalg)
 from scipy import optimize, sparse
 
+from .confidence import view_uncertainty
 from .ncc import NccSurface
 from .pairs import PairResult, _pair_angles, peak_inside_map, per_pair, views_of
 
@@ -49,11 +51,15 @@ ROBUST_SCALE_FLOOR_PX = 1e-3
 #: :func:`solve_joint`'s and :func:`solve_shifts`' rule for pairs that the others contradict:
 #: a pair whose misfit, in the solve's own units (times the square root of its weight),
 #: is beyond this many robust standard deviations of all pairs' loses weight by Huber's
-#: rule. Chosen on the ``small`` preset (docs/alignment.md): at 5 it weighted down 1
+#: rule. Chosen on the ``small`` preset (docs/dev/alignment-history.md): at 5 it weighted down 1
 #: pair in 48 clean alignments (seeds 1-24, 9 and 19 full views, paper dose) and left
 #: every figure as it was, and with half of one interior frame lost it kept the other
 #: views within 0.1 px on 12 of 12 seeds with 19 full views (0.131 -> 0.075 px).
 ROBUST_PAIRS = 5.0
+
+#: :func:`solve_joint`'s rule for the full views' own estimates: a view whose prior the
+#: pairs contradict beyond this many robust standard deviations loses weight (Huber).
+ROBUST_PRIOR = 3.0
 
 
 def robust_pair_weights(misfit: np.ndarray, sqrt_weight: np.ndarray, k: float) -> np.ndarray:
@@ -299,7 +305,7 @@ def solve_joint(
     prior_weight: float | Sequence[float] = (0.3, 1.0),
     anchor_scale_deg: float | None = None,
     prior_target: np.ndarray | None = None,
-    robust: float | None = 3.0,
+    robust: float | None = ROBUST_PRIOR,
     robust_pairs: float | None = ROBUST_PAIRS,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Interior shifts and corrections to the full scan's shifts, from the same pairs.
@@ -317,7 +323,7 @@ def solve_joint(
     rigid translation, any full view no interior view reaches, and the slow
     errors of the chain (its drift over many steps and the closure over 180°,
     i.e. the rotation axis), which the full scan's moments measure directly.
-    The default weights were chosen on the ``small`` preset (docs/alignment.md):
+    The default weights were chosen on the ``small`` preset (docs/dev/alignment-history.md):
     the weighted centroids (``dx``) are as good as a pair; ``dy`` weighs less,
     which was still best (against 1, 3 and 10 times more) after the row profiles
     were refined to 0.02 px.
@@ -329,14 +335,14 @@ def solve_joint(
     themselves), and a view beyond it gets Huber's weight ``robust * sigma / |r|``;
     repeated until the weights settle. A full view moved so
     far that the object leaves its field has biased moments (1.2 px on one of 19 views
-    of seed 14 in docs/alignment.md), and its prior, worth about a pair, would
+    of seed 14 in docs/dev/alignment-history.md), and its prior, worth about a pair, would
     otherwise pull its anchors' stretch of the interior with it. ``None``: plain
     least squares.
 
     ``robust_pairs``: as in :func:`solve_shifts`, the pairs that the others contradict
     lose weight, but only once the full views' weights have settled: a full view's bad
     prior first shows as the misfit of the pairs around it, and weighting those down
-    first would keep the bad prior (seed 14 with 19 full views in docs/alignment.md:
+    first would keep the bad prior (seed 14 with 19 full views in docs/dev/alignment-history.md:
     0.53 px instead of 0.07).
 
     Returns
@@ -353,15 +359,8 @@ def solve_joint(
     rows = pair_rows(used, n, roi_angles, full_angles, n_full, scale, anchor_scale_deg)
     pw = np.broadcast_to(np.asarray(prior_weight, float), (n_full, 2))
     target = np.zeros((n_full, 2)) if prior_target is None else np.asarray(prior_target, float)
-    prior = sparse.hstack([sparse.csr_matrix((n_full, n)), scale * sparse.eye(n_full)]).tocsr()
-    prior_x = sparse.hstack([prior, sparse.csr_matrix((n_full, 2))]).tocsr()
-
-    def solve(weights: np.ndarray, pair_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        pair_w = pair_w.ravel()
-        py = sparse.vstack([_rows_times(rows.ay, pair_w), _rows_times(prior, weights[:, 0])])
-        px = sparse.vstack([_rows_times(rows.ax, pair_w), _rows_times(prior_x, weights[:, 1])])
-        rhs = np.vstack([rows.b * pair_w[:, None], scale * weights * target])
-        return least_squares(py.tocsr(), rhs[:, 0]), least_squares(px.tocsr(), rhs[:, 1])
+    system = JointSystem(rows, n, n_full, scale, target)
+    solve = system.solve
 
     def prior_residual(sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
         return np.abs(pw * scale * (np.stack([sy[n:], sx[n : n + n_full]], 1) - target))
@@ -399,7 +398,43 @@ def solve_joint(
         "full_correction_rms_px": float(np.sqrt(np.mean(delta**2))),
     }
     _record_misfit(info, results, misfit)
+    weights = (pw * np.sqrt(huber), np.sqrt(pair_huber))
+    t0 = time.perf_counter()
+    matrices = system.matrices(*weights)
+    info.update(view_uncertainty(matrices, (sy, sx), (roi_angles, full_angles), scale))
+    info["check_seconds"] = time.perf_counter() - t0
     return d, delta, info
+
+
+@dataclass
+class JointSystem:
+    """:func:`solve_joint`'s least squares: the pairs' rows (:class:`PairRows`) and a prior
+    row per full view, ``scale * D_j = scale * target_j``, each weighted."""
+
+    rows: PairRows
+    n: int
+    n_full: int
+    scale: float
+    target: np.ndarray
+
+    def matrices(
+        self, prior_w: np.ndarray, pair_w: np.ndarray
+    ) -> tuple[sparse.csr_matrix, sparse.csr_matrix, np.ndarray]:
+        """The weighted ``dy`` and ``dx`` matrices and their right-hand sides ``(rows, 2)``
+        for prior weights ``(n_full, 2)`` and pair weights ``(m,)`` (square roots)."""
+        n, n_full, scale = self.n, self.n_full, self.scale
+        pair_w = np.asarray(pair_w, float).ravel()
+        prior = sparse.hstack([sparse.csr_matrix((n_full, n)), scale * sparse.eye(n_full)])
+        prior_x = sparse.hstack([prior, sparse.csr_matrix((n_full, 2))])
+        py = sparse.vstack([_rows_times(self.rows.ay, pair_w), _rows_times(prior, prior_w[:, 0])])
+        px = sparse.vstack([_rows_times(self.rows.ax, pair_w), _rows_times(prior_x, prior_w[:, 1])])
+        rhs = np.vstack([self.rows.b * pair_w[:, None], scale * prior_w * self.target])
+        return py.tocsr(), px.tocsr(), rhs
+
+    def solve(self, prior_w: np.ndarray, pair_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The ``dy`` and ``dx`` unknowns for these weights."""
+        py, px, rhs = self.matrices(prior_w, pair_w)
+        return least_squares(py, rhs[:, 0]), least_squares(px, rhs[:, 1])
 
 
 def _joint_weights(
@@ -435,7 +470,15 @@ def _joint_weights(
         ROBUST_SCALE_FLOOR_PX,
     )
     sigma = np.maximum(1.4826 * np.median(prior_residual, axis=0), floor)
-    new = np.minimum(1.0, robust * sigma / np.maximum(prior_residual, 1e-300)) if robust else huber
+    if robust:
+        # Huber's weight, and none at all beyond twice the threshold: Huber's bounded pull
+        # (weight times residual) of a view its own estimate put far off is still about a
+        # pair's, and bent the interior stretch it anchors by 0.5 px (a full view 15 px
+        # off, 9 views)
+        new = np.minimum(1.0, robust * sigma / np.maximum(prior_residual, 1e-300))
+        new = np.where(prior_residual > 2 * robust * sigma, 0.0, new)
+    else:
+        new = huber
     settled = np.abs(new - huber).max() < 1e-3
     new_pairs = rule if settled else pair_huber
     if settled and np.abs(new_pairs - pair_huber).max() < 1e-3:
@@ -447,7 +490,7 @@ def _joint_weights(
 #: weighted-centroid noise of :data:`REFERENCE_SIGMA_PX`; each view's are scaled by
 #: ``REFERENCE_SIGMA_PX / its noise`` (0.01-10). The ``small`` preset's views report
 #: 0.04-0.06 px at the paper's fluence, so about 1.1-1.6 pairs each; doubling or halving
-#: that was worse on most rows (docs/alignment.md). (0.1 px when the noise was read 1.4
+#: that was worse on most rows (docs/dev/alignment-history.md). (0.1 px when the noise was read 1.4
 #: times as high, see :func:`~sxtdist.alignment.fullscan.weighted_centroid_noise_px`: the same
 #: weights at the paper's fluence.)
 FULL_PRIOR_WEIGHTS = (0.3, 1.0)

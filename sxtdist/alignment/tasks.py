@@ -14,9 +14,16 @@ import numpy as np
 from ..dataset import open_projections, read_projection
 from ..geometry import ScanGeometry
 from .fullscan import align_full_scan
-from .ncc import centred_spectrum, locate_peak, ncc_map, ncc_map_in_rectangle, rectangle_spectrum
-from .pairs import Pair, PairResult
-from .resample import anchor_on_roi_grid, gaussian_blur
+from .ncc import (
+    SearchWindow,
+    centred_spectrum,
+    locate_peak,
+    ncc_map,
+    ncc_map_in_rectangle,
+    rectangle_spectrum,
+)
+from .pairs import Pair, PairResult, peak_inside_map
+from .resample import anchor_on_roi_grid, bin_image, gaussian_blur
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,17 @@ class PairSettings:
     anchor_blur_px: float
     intensity_window_deg: float
     max_samples: int = 400
+    #: The largest shift searched (interior px, per axis): the coarse pass's range and
+    #: the bound of every widened search.
+    search_range: tuple[int, int] | None = None
+    #: The coarse pass's binning of the interior views (1: the coarse registration of an
+    #: anchor pair is its fine one).
+    coarse_bin: int = 1
+
+    def coarse_margin(self) -> tuple[int, int]:
+        """The coarse pass's search margin, in binned pixels."""
+        r = self.search_range or self.margin
+        return (-(-r[0] // self.coarse_bin), -(-r[1] // self.coarse_bin))
 
 
 #: Interior views of at least this many pixels are prepared in tasks of their own (an
@@ -41,7 +59,7 @@ class PairSettings:
 #: view enters up to three pairs and each full view every pair it anchors. With one
 #: transform per view, 256² views took 35-40 % less time on 1 worker and 15-25 % less
 #: on 2 this way, 128² views about the same on 2 workers (a ``/tmp`` script,
-#: docs/alignment.md); the ``small`` preset's 128 x 60 views were slower with the extra
+#: docs/dev/alignment-history.md); the ``small`` preset's 128 x 60 views were slower with the extra
 #: tasks before the shared transforms.
 PREPARED_VIEW_PIXELS = 256 * 256
 
@@ -66,36 +84,85 @@ def _padded_shape(view_shape: Sequence[int], margin: tuple[int, int]) -> tuple[i
     return (view_shape[0] + 2 * margin[0], view_shape[1] + 2 * margin[1])
 
 
-def prepare_roi_view(index: int, settings: PairSettings) -> PreparedView:
+def prepare_roi_view(
+    index: int, settings: PairSettings, margin: tuple[int, int] | None = None, binning: int = 1
+) -> PreparedView:
     """Interior view ``index`` as the pairs compare it: blurred to the full scan's
-    resolution, with its transform for the correlations (one for all its pairs)."""
+    resolution (and binned), with its transform for the correlations in a frame of
+    ``margin`` (default the pairs' own: one for all its pairs)."""
     view = gaussian_blur(read_projection(settings.roi_array, index), settings.roi_blur_px)
-    return view, centred_spectrum(view, view.shape, _padded_shape(view.shape, settings.margin))
+    view = bin_image(view, binning)
+    return view, spectrum_in_frame(view, margin or settings.margin)
 
 
-def prepare_anchor(full_index: int, mirrored: bool, settings: PairSettings) -> PreparedAnchor:
+def prepare_anchor(
+    full_index: int,
+    mirrored: bool,
+    settings: PairSettings,
+    margin: tuple[int, int] | None = None,
+    binning: int = 1,
+) -> PreparedAnchor:
     """Full view ``full_index`` (its mirror image for ``mirrored``) resampled onto the interior
-    grid plus the search margin and blurred by ``--smooth``, with its validity mask and
-    the transform of its valid rectangle (one for all the pairs it anchors)."""
+    grid (binned) plus a search margin (default the pairs' own) and blurred by
+    ``--smooth``, with its validity mask and the transform of its valid rectangle (one
+    for all the pairs it anchors)."""
     s = settings
     view = read_projection(s.full_array, full_index)
-    ref, mask = anchor_on_roi_grid(view, s.full, full_index, s.roi, s.margin, mirrored)
-    ref = gaussian_blur(ref, s.anchor_blur_px)
-    return ref, mask, rectangle_spectrum(ref, mask, s.roi.detector_shape)
+    margin = margin or s.margin
+    ref, mask = anchor_on_roi_grid(view, s.full, full_index, s.roi, margin, mirrored, None, binning)
+    ref = gaussian_blur(ref, s.anchor_blur_px / binning)
+    shape = tuple(n // binning for n in s.roi.detector_shape)
+    return ref, mask, rectangle_spectrum(ref, mask, shape)
 
 
 def register_prepared(
-    pair: Pair, template: PreparedView, other: PreparedView | PreparedAnchor, settings: PairSettings
+    pair: Pair,
+    template: PreparedView,
+    other: PreparedView | PreparedAnchor,
+    settings: PairSettings,
+    *coarse: PairResult | None,
 ) -> PairResult:
     """Register one pair from its prepared views (:func:`prepare_roi_view`,
     :func:`prepare_anchor`): ``template`` is interior view ``pair.i``, ``other`` interior
     view ``pair.j`` for a neighbour pair or the anchor.
 
+    ``coarse``: the coarse registrations of the pair's views (:func:`coarse_anchor`;
+    ``None`` where a view has none): the peak is looked for within the pairs' margin of
+    what they predict (:func:`predicted_window`), in a map made larger (and its transforms
+    here) where the prepared ones do not reach that far.
+
     Anchor pairs near the same angle also return paired transmissions
     ``(T_full, T_roi)`` over the overlap for the intensity-transform fit.
     """
     t0 = time.perf_counter()
-    s = settings
+    window = predicted_window(pair, coarse, settings)
+    margin = settings.margin if window is None else map_margin(window, settings)
+    if margin != settings.margin:  # the prepared frame is too small: transform anew
+        template = (template[0], spectrum_in_frame(template[0], margin))
+        if pair.kind == "anchor":
+            other = prepare_anchor(pair.j, pair.mirrored, settings, margin)
+        else:
+            other = (other[0], spectrum_in_frame(other[0], margin))
+    result = _register(pair, template, other, margin, settings, window)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def spectrum_in_frame(view: np.ndarray, margin: tuple[int, int]) -> np.ndarray:
+    """:func:`centred_spectrum` of an interior view in a frame of ``margin``."""
+    return centred_spectrum(view, view.shape, _padded_shape(view.shape, margin))
+
+
+def _register(
+    pair: Pair,
+    template: PreparedView,
+    other: PreparedView | PreparedAnchor,
+    margin: tuple[int, int],
+    settings: PairSettings,
+    window: SearchWindow | None,
+) -> PairResult:
+    """The NCC map of a pair from its prepared views (in a frame of ``margin``), its peak
+    (within ``window``), and for anchors near the same angle the paired transmissions."""
     tpl, tpl_spectrum = template
     spectra = {"template_spectrum": tpl_spectrum}
     if pair.kind == "anchor":
@@ -103,56 +170,135 @@ def register_prepared(
         ncc = ncc_map(tpl, ref, None, mask, **spectra)
     else:  # the other view padded by the margin, without making the padded frame
         view, spectra["reference_spectrum"] = other
-        frame = _padded_shape(view.shape, s.margin)
-        ncc = ncc_map_in_rectangle(tpl, view, s.margin, frame, **spectra)
-    shift, peak, quality = locate_peak(ncc)
+        frame = _padded_shape(view.shape, margin)
+        ncc = ncc_map_in_rectangle(tpl, view, margin, frame, **spectra)
+    shift, peak, quality = locate_peak(ncc, window)
     samples = None
-    if pair.kind == "anchor" and pair.delta_deg <= s.intensity_window_deg:
-        samples = _intensity_samples(tpl, ref, mask, shift, s.margin, s.max_samples, pair.i)
-    return PairResult(
-        pair, ncc.astype(np.float32), shift, peak, quality, time.perf_counter() - t0, samples
-    )
+    if pair.kind == "anchor" and pair.delta_deg <= settings.intensity_window_deg:
+        samples = _intensity_samples(tpl, ref, mask, shift, margin, settings.max_samples, pair.i)
+    return PairResult(pair, ncc.astype(np.float32), shift, peak, quality, 0.0, samples, window)
 
 
-def register_pair(pair: Pair, settings: PairSettings) -> PairResult:
+def predicted_window(
+    pair: Pair, coarse: Sequence[PairResult | None], settings: PairSettings
+) -> SearchWindow | None:
+    """Where the coarse pass puts a pair's peak, ± the pairs' margin: an anchor's at its
+    view's coarse peak, a neighbour's at the difference of its two views' (each measures
+    ``-d`` against its anchor); ``None`` (the map around zero) where a view has no
+    coarse peak inside its search."""
+    if not coarse or any(c is None or not peak_inside_map(c) for c in coarse):
+        return None
+    centre = coarse[0].shift * settings.coarse_bin
+    if pair.kind == "neighbour":
+        centre = centre - coarse[1].shift * settings.coarse_bin
+    return SearchWindow(np.round(centre), settings.margin)
+
+
+def map_margin(window: SearchWindow, settings: PairSettings) -> tuple[int, int]:
+    """The smallest map margin (never below the pairs' own, nor beyond the search range)
+    that holds ``window``."""
+    need = np.abs(window.centre) + window.radius
+    bound = np.asarray(settings.search_range or settings.margin)
+    m = np.clip(np.ceil(need), settings.margin, np.maximum(bound, settings.margin))
+    return int(m[0]), int(m[1])
+
+
+def coarse_anchor(pair: Pair, settings: PairSettings) -> PairResult:
+    """The coarse registration of an anchor pair: the interior view (binned by
+    ``coarse_bin``) against its anchor over the whole search range, with no window. With
+    no binning it is the pair's registration, used as is; binned, its peak (times the
+    binning) predicts the pair's and its neighbours' (:func:`predicted_window`)."""
+    b = settings.coarse_bin
+    result = _prepare_and_register(pair, settings, None, settings.coarse_margin(), b)
+    if b > 1:
+        result.intensity_samples = None
+    return result
+
+
+def register_pair(pair: Pair, settings: PairSettings, *coarse: PairResult | None) -> PairResult:
     """One Dask task: prepare the pair's two views and register them (views smaller than
-    :data:`PREPARED_VIEW_PIXELS`). ``seconds`` includes the preparation."""
+    :data:`PREPARED_VIEW_PIXELS`), within the window the ``coarse`` registrations of its
+    views predict (:func:`predicted_window`). ``seconds`` includes the preparation."""
+    window = predicted_window(pair, coarse, settings)
+    margin = settings.margin if window is None else map_margin(window, settings)
+    return _prepare_and_register(pair, settings, window, margin)
+
+
+def register_widened(target: tuple[Pair, np.ndarray], settings: PairSettings) -> PairResult:
+    """A pair registered again around a shift (``target``: the pair and the shift, interior
+    px), the pairs' margin either side: for a peak found on the edge of its first search
+    (widen, not drop)."""
+    pair, centre = target
+    window = SearchWindow(np.round(centre), settings.margin)
+    return _prepare_and_register(pair, settings, window, map_margin(window, settings))
+
+
+def _prepare_and_register(
+    pair: Pair,
+    settings: PairSettings,
+    window: SearchWindow | None,
+    margin: tuple[int, int],
+    binning: int = 1,
+) -> PairResult:
+    """Prepare a pair's two views for a map of ``margin`` (binned) and register them within
+    ``window``; ``seconds`` includes the preparation."""
     t0 = time.perf_counter()
-    template = prepare_roi_view(pair.i, settings)
+    template = prepare_roi_view(pair.i, settings, margin, binning)
     if pair.kind == "anchor":
-        other = prepare_anchor(pair.j, pair.mirrored, settings)
+        other = prepare_anchor(pair.j, pair.mirrored, settings, margin, binning)
     else:
-        other = prepare_roi_view(pair.j, settings)
-    result = register_prepared(pair, template, other, settings)
+        other = prepare_roi_view(pair.j, settings, margin, binning)
+    result = _register(pair, template, other, margin, settings, window)
     result.seconds = time.perf_counter() - t0
     return result
 
 
 def pair_graph(
-    pairs: Sequence[Pair], settings: PairSettings, token: str
+    pairs: Sequence[Pair],
+    settings: PairSettings,
+    token: str,
+    coarse: bool = True,
 ) -> tuple[dict[str, Any], list[str]]:
-    """The task graph that prepares every view once and registers each pair in a task of
-    its own (for :func:`sxtdist.distributed.run_graph`): the graph and the pairs' keys.
-    ``token`` makes the keys unique to this run (a cluster may align several datasets).
+    """The task graph of the interior registrations (for
+    :func:`sxtdist.distributed.run_graph`): with ``coarse``, first each anchor pair over the
+    whole search range (:func:`coarse_anchor`), then every pair within the pairs' margin
+    of what those predict; each pair in a task of its own, and views of at least
+    :data:`PREPARED_VIEW_PIXELS` prepared once each in tasks of their own.
+
+    Returns the graph and the pairs' keys. ``token`` makes the keys unique to this run
+    (a cluster may align several datasets).
     """
     s_key = f"align-settings-{token}"
     graph: dict[str, Any] = {s_key: settings}
+    prepared = prepares_views_apart(settings.roi.detector_shape)
 
     def roi_view(i: int) -> str:
         key = f"align-roi-view-{token}-{i}"
         graph.setdefault(key, (prepare_roi_view, i, s_key))
         return key
 
+    coarse_of: dict[int, str] = {}  # interior view -> its anchor pair's coarse task
+    for n, p in enumerate(pairs):
+        if coarse and p.kind == "anchor":
+            coarse_of[p.i] = f"align-coarse-{token}-{n}"
+            graph[coarse_of[p.i]] = (coarse_anchor, p, s_key)
     keys = []
     for n, p in enumerate(pairs):
-        if p.kind == "anchor":
+        views = (p.i,) if p.kind == "anchor" else (p.i, p.j)
+        deps = [coarse_of.get(v) for v in views] if coarse else []
+        if p.kind == "anchor" and coarse and settings.coarse_bin == 1:
+            keys.append(coarse_of[p.i])  # the coarse registration is the pair's own
+            continue
+        key = f"align-pair-{token}-{n}"
+        if not prepared:
+            graph[key] = (register_pair, p, s_key, *deps)
+        elif p.kind == "anchor":
             side = "mirrored" if p.mirrored else "direct"
             other = f"align-anchor-view-{token}-{p.j}-{side}"
             graph.setdefault(other, (prepare_anchor, p.j, p.mirrored, s_key))
+            graph[key] = (register_prepared, p, roi_view(p.i), other, s_key, *deps)
         else:
-            other = roi_view(p.j)
-        key = f"align-pair-{token}-{n}"
-        graph[key] = (register_prepared, p, roi_view(p.i), other, s_key)
+            graph[key] = (register_prepared, p, roi_view(p.i), roi_view(p.j), s_key, *deps)
         keys.append(key)
     return graph, keys
 

@@ -18,7 +18,15 @@ from ._options import execution_options, scan_list
     help="Interior scan: anchors to the full views plus the neighbour chain (eq. 14), or the "
     "neighbour chain only. projection-matching: full scan only (--scans full).",
 )
-@click.option("--max-shift", "max_shift_px", type=float, help="Largest shift searched (ROI px).")
+@click.option(
+    "--max-shift", "max_shift_px", type=float,
+    help="Largest shift searched (ROI px; default 45 % of the interior view's smaller side).",
+)  # fmt: skip
+@click.option(
+    "--coarse/--no-coarse", default=True, show_default=True,
+    help="Register each anchor pair over the whole search first and centre every pair's "
+    "search on what that predicts (--no-coarse: around zero).",
+)  # fmt: skip
 @click.option(
     "--smooth", "smooth_px", type=float, default=1.0, show_default=True,
     help="Extra Gaussian sigma (px) on the compared images, against noise.",
@@ -47,7 +55,7 @@ from ._options import execution_options, scan_list
 @click.option("--iterations", "full_iterations", type=int, default=None,
               help="Projection-matching iterations for the full scan after its moments "
                    "[default: 0, or 10 with --method projection-matching; on sparse scans "
-                   "it made the moments worse, docs/alignment.md].")  # fmt: skip
+                   "it made the moments worse, docs/dev/alignment-history.md].")  # fmt: skip
 @click.option("--tol", "tol_px", type=float, default=0.05, show_default=True,
               help="Stop projection matching when no shift changes by more (px).")  # fmt: skip
 @click.option(
@@ -78,7 +86,7 @@ def command(acq, scans, method, report, measure_tilt, execution, **kw) -> None:
 
         tilt = measure_axis_tilt(acq, store=not kw["dry_run"])
         click.echo(f"axis tilt: {tilt.tilt_deg:+.4f} ± {tilt.sigma_deg:.4f} deg")
-    result = align(acq, scan_list(scans), method, report=report, execution=execution, **kw)
+    result = align(acq, scan_list(scans), method=method, report=report, execution=execution, **kw)
     for name, info in result.info.items():
         extra = ""
         if name == "full":

@@ -153,7 +153,8 @@ def _describe_acquisition(path: str) -> str:
 
 def _alignment_details(al: dict) -> str:
     """One line of how an alignment went (what ``sxtdist align`` recorded)."""
-    parts = [f"date {al.get('date', '?')}"]
+    parts = [f"verdict: {al['verdict']}"] if "verdict" in al else []
+    parts.append(f"date {al.get('date', '?')}")
     if al.get("iterations"):
         parts.append(
             f"{al['iterations']} projection-matching iterations, converged {al.get('converged')}"
@@ -198,6 +199,12 @@ def _alignment_details(al: dict) -> str:
             parts.append(f"{what}: " + ", ".join(map(str, al[key])))
     if al.get("peak_ncc_median") is not None:
         parts.append(f"median peak NCC {al['peak_ncc_median']:.4f}")
+    if al.get("roi_sigma_px"):  # each view's standard error in the solve's own reading
+        sigma = np.hypot(*np.asarray(al["roi_sigma_px"], float).T)
+        parts.append(
+            f"views' standard error median {np.median(sigma):.3f} px "
+            f"(largest {sigma.max():.3f} px, view {int(np.argmax(sigma))})"
+        )
     return "; ".join(parts)
 
 

@@ -28,6 +28,12 @@ from ._options import overwrite_option, per_scan_float, progress_option
     "--shifts", "shifts_px", help="Std. dev. of random per-projection shifts (px), or per scan."
 )
 @click.option(
+    "--motion",
+    type=click.Path(dir_okay=False),
+    help='Known per-view shifts, a JSON file {"full": [[dy, dx], ...], "roi": [...]} '
+    "(each scan's pixels, one pair per view), instead of random ones for the scans it names.",
+)
+@click.option(
     "--range", "arc_deg", type=click.Choice(["180", "360"]), help="Angular range (degrees)."
 )
 @click.option(
@@ -60,6 +66,7 @@ def command(
     pixel_size_nm,
     photons,
     shifts_px,
+    motion,
     arc_deg,
     intensity_mismatch,
     capillary,
@@ -79,6 +86,7 @@ def command(
         pixel_size_nm=per_scan_float(pixel_size_nm, "--pixel-size-nm"),
         photons=per_scan_float(photons, "--photons"),
         shifts_px=per_scan_float(shifts_px, "--shifts"),
+        motion=motion,
         arc_deg=None if arc_deg is None else float(arc_deg),
         intensity_mismatch=_pair(intensity_mismatch),
         capillary=capillary,

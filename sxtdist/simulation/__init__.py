@@ -29,6 +29,7 @@ from ..geometry import (
 )
 from ..physics import psf_fwhm_nm
 from .forward import ForwardModel, scan_views
+from .motion import Motion, check_motion
 from .phantom import CellPhantom, make_cell
 from .presets import PRESETS, Preset, ScanPreset, get_preset, override_scan
 
@@ -170,6 +171,7 @@ def simulate(
     *,
     overwrite: bool = False,
     progress: bool | None = None,
+    motion: Motion | None = None,
     **overrides: Any,
 ) -> Acquisition:
     """Simulate an acquisition and write it to ``path``.
@@ -188,6 +190,11 @@ def simulate(
         Replace an existing output.
     progress
         A progress bar (``None``: on a terminal or in a notebook).
+    motion
+        Known per-view shifts ``{scan: [[dy, dx], ...]}`` (each scan's pixels, one pair per
+        view), or the path of a JSON file of them (:mod:`sxtdist.simulation.motion`):
+        applied inside the forward model instead of the random shifts of the scans it
+        names, and stored as the truth (less the rigid translation, as the random ones).
     **overrides
         Fields of :class:`SimulationOptions` as keywords (``n_full=9``, ``photons=500``,
         ``psf=False`` ...), over ``options``.
@@ -206,6 +213,7 @@ def simulate(
     t0 = time.perf_counter()
     seeds = np.random.SeedSequence(seed).spawn(5)
     geoms = simulation_geometries(base, full, roi)
+    given_motion = {} if motion is None else check_motion(motion, geoms)
     grid = default_grid(list(geoms.values()))
     phantom = make_cell(
         np.random.default_rng(seeds[0]),
@@ -217,7 +225,7 @@ def simulate(
         organelle_density=base.organelle_density,
     )
     scans = {"full": full, "roi": roi}
-    drawn = _draw_shifts(scans, geoms, seeds)
+    drawn = _draw_shifts(scans, geoms, seeds, given_motion)
     truth_meta = {
         "voxel_size_nm": grid.voxel_size_nm,
         "shifts_px": {name: drawn[name].tolist() for name in ("full", "roi")},
@@ -252,16 +260,20 @@ def simulate(
 
 
 def _draw_shifts(
-    scans: Mapping[str, ScanPreset], geoms: Mapping[str, ScanGeometry], seeds: list
+    scans: Mapping[str, ScanPreset],
+    geoms: Mapping[str, ScanGeometry],
+    seeds: list,
+    given: Mapping[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
-    """Each scan's random per-view shifts (px; seeds 1 and 2), without their joint rigid
-    translation."""
+    """Each scan's per-view shifts (px): ``given`` (known motion) or random (seeds 1 and
+    2), without their joint rigid translation."""
     drawn = {
         name: np.random.default_rng(seeds[1 + i]).normal(
             0.0, sp.shifts_sigma_px, size=(geoms[name].n_angles, 2)
         )
         for i, (name, sp) in enumerate(scans.items())
     }
+    drawn.update(given)
     # a rigid translation in the random shifts would only move the cell away from where the
     # truth volume has it (no alignment can know it): take it out, jointly for both scans
     # (over the scans that have shifts: a scan simulated without any stays without)

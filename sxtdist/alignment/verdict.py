@@ -1,0 +1,130 @@
+"""One verdict per alignment, from what the pairs say (no truth needed): ``trusted``, or
+``check views ...`` with the views and why.
+
+A view is named when
+
+- no registration that the solve used ties it (every pair of it left out at the edge
+  of the search, or weighted down to less than half: :data:`LOST_WEIGHT`);
+- all its pairs correlate far worse than the others (a damaged frame): ``1 - peak NCC``
+  over :data:`POOR_PAIRS_FACTOR` times the median of their kind;
+- a pair of it disagrees with the solution by more than :data:`MISFIT_FLAG_PX` in the
+  solve's own units (the misfit times the square root of the pair's weight: a far
+  anchor's misfit counts as little as it weighs): the loops of anchors and neighbours
+  through it do not close (a pair the robust rule weighted down counts too: it was
+  contradicted, or it was right and the rest is not);
+- (full views) its own estimate was rejected by the joint solve and fewer than
+  :data:`MIN_ANCHORS` anchors tie it instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .diagnostics import LOST_WEIGHT, peak_loss_ratio
+from .pairs import PairResult, views_of
+
+#: A pair whose misfit after the solve, times the square root of its weight, is longer
+#: than this (interior px) names its views. On the ``small`` preset's control motion
+#: (σ 3 px, development seeds 1-6, 9 and 19 full views, paper dose) the largest is
+#: 0.045-0.126 px per alignment; a view off by 0.5 px in a loop of neighbours leaves
+#: about half of it on each of its two neighbour pairs.
+MISFIT_FLAG_PX = 0.25
+#: A view all of whose pairs' ``1 - peak NCC`` is over this many times the median of their
+#: kind is named (the log names single pairs only beyond
+#: :data:`~sxtdist.alignment.diagnostics.POOR_PEAK_FACTOR`). On the control motion
+#: (development seeds 1-6, 9 and 19 full views) no view's pairs all pass 1.85; half of
+#: one ``tiny`` frame lost puts its three pairs at 5.6-9.3 (and the view 0.64 px off,
+#: its pairs agreeing with each other).
+POOR_PAIRS_FACTOR = 4.0
+#: A full view whose own estimate the joint solve rejected needs this many used anchors.
+MIN_ANCHORS = 2
+
+
+@dataclass
+class Verdict:
+    """The views to check (none: trusted), per scan, with the reason for each."""
+
+    roi: dict[int, str] = field(default_factory=dict)
+    full: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def trusted(self) -> bool:
+        return not self.roi and not self.full
+
+    def line(self) -> str:
+        """``trusted`` or ``check views roi 12, 13 (pair misfit ...); full 4 (...)``."""
+        if self.trusted:
+            return "trusted"
+        parts = [f"{scan} {_by_reason(views)}" for scan, views in self.scans() if views]
+        return "check views " + "; ".join(parts)
+
+    def scans(self) -> list[tuple[str, dict[int, str]]]:
+        return [("roi", self.roi), ("full", self.full)]
+
+    def scan_line(self, scan: str) -> str:
+        """One scan's part: ``trusted`` or ``check views 12, 13 (pair misfit ...)``."""
+        views = dict(self.scans())[scan]
+        return f"check views {_by_reason(views)}" if views else "trusted"
+
+
+def _by_reason(views: dict[int, str]) -> str:
+    by_reason: dict[str, list[int]] = {}
+    for v, why in sorted(views.items()):
+        by_reason.setdefault(why, []).append(v)
+    return "; ".join(f"{_listed(vs)} ({why})" for why, vs in by_reason.items())
+
+
+def _listed(views: Sequence[int], most: int = 12) -> str:
+    shown = ", ".join(map(str, views[:most]))
+    return shown + (f" and {len(views) - most} more" if len(views) > most else "")
+
+
+def judge(
+    results: Sequence[PairResult],
+    misfit: np.ndarray | None,
+    kept: np.ndarray | None,
+    weights: np.ndarray,
+    n_roi: int,
+    full_rejected: Sequence[int] = (),
+) -> Verdict:
+    """The verdict on an interior alignment from its pairs (``misfit`` ``(m, 2)`` and
+    ``kept`` ``(m,)`` as :class:`~sxtdist.alignment.AlignmentResult` holds them, NaN for a
+    pair left out; ``weights``: the pairs' least-squares weights,
+    :func:`~sxtdist.alignment.shifts.pair_weights`) and the full views whose own estimate
+    the joint solve rejected."""
+    verdict = Verdict()
+    m = len(results)
+    misfit = np.full((m, 2), np.nan) if misfit is None else np.asarray(misfit, float)
+    kept = np.full(m, np.nan) if kept is None else np.asarray(kept, float)
+    trusted = np.isfinite(kept) & (kept >= LOST_WEIGHT)
+    tied = np.zeros(n_roi, bool)
+    for r, ok in zip(results, trusted, strict=True):
+        if ok:
+            tied[list(views_of(r.pair))] = True
+    for v in np.flatnonzero(~tied):
+        verdict.roi[int(v)] = "no trusted pair"
+    if m:
+        poor = peak_loss_ratio(results) > POOR_PAIRS_FACTOR
+        has_good = np.zeros(n_roi, bool)
+        has_poor = np.zeros(n_roi, bool)
+        for r, p in zip(results, poor, strict=True):
+            for v in views_of(r.pair):
+                (has_poor if p else has_good)[v] = True
+        for v in np.flatnonzero(has_poor & ~has_good):
+            verdict.roi.setdefault(int(v), "pairs correlate poorly")
+    length = np.hypot(misfit[:, 0], misfit[:, 1]) * np.sqrt(np.asarray(weights, float))
+    for r, size in zip(results, length, strict=True):
+        if size > MISFIT_FLAG_PX:  # NaN (left out) compares False
+            for v in views_of(r.pair):
+                verdict.roi.setdefault(int(v), f"pair misfit over {MISFIT_FLAG_PX:g} px")
+    anchors = np.zeros(max([r.pair.j for r in results if r.pair.kind == "anchor"] + [-1]) + 1)
+    for r, ok in zip(results, trusted, strict=True):
+        if ok and r.pair.kind == "anchor":
+            anchors[r.pair.j] += 1
+    for j in full_rejected:
+        if j >= len(anchors) or anchors[j] < MIN_ANCHORS:
+            verdict.full[int(j)] = "own estimate rejected, too few anchors"
+    return verdict

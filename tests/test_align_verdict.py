@@ -1,0 +1,122 @@
+"""The alignment's verdict: ``trusted`` or the views to check and why, from the pairs alone;
+stored with the shifts and shown by ``sxtdist info``."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import sxtdist
+from sxtdist.alignment.pairs import Pair, PairResult
+from sxtdist.alignment.verdict import MISFIT_FLAG_PX, Verdict, judge
+
+
+def _results(pairs, peaks=None):
+    peaks = peaks or [0.99] * len(pairs)
+    return [PairResult(p, np.zeros((3, 3)), np.zeros(2), q, 0.5) for p, q in zip(pairs, peaks)]
+
+
+#: A chain of 5 interior views, each anchored to full view 0 or 1.
+PAIRS = [Pair("anchor", i, i // 3) for i in range(5)] + [
+    Pair("neighbour", i, i + 1) for i in range(4)
+]
+
+
+def test_clean_pairs_are_trusted():
+    v = judge(_results(PAIRS), np.full((9, 2), 0.05), np.ones(9), np.ones(9), 5)
+    assert v.trusted and v.line() == "trusted" and v.scan_line("roi") == "trusted"
+
+
+def test_a_pair_that_does_not_close_its_loop_names_its_views():
+    misfit = np.full((9, 2), 0.05)
+    misfit[6] = (0.0, MISFIT_FLAG_PX + 0.05)  # neighbour 1-2
+    kept = np.ones(9)
+    kept[6] = 0.3  # weighted down by the robust rule: it still counts
+    v = judge(_results(PAIRS), misfit, kept, np.ones(9), 5)
+    assert v.roi == {1: "pair misfit over 0.25 px", 2: "pair misfit over 0.25 px"}
+    assert v.line() == "check views roi 1, 2 (pair misfit over 0.25 px)"
+    misfit[6] = (0.0, MISFIT_FLAG_PX - 0.05)
+    assert judge(_results(PAIRS), misfit, np.ones(9), np.ones(9), 5).trusted
+    # a far anchor's misfit counts as little as it weighs
+    misfit[0] = (0.0, 2 * MISFIT_FLAG_PX)
+    weights = np.ones(9)
+    weights[0] = 0.2
+    assert judge(_results(PAIRS), misfit, np.ones(9), weights, 5).trusted
+
+
+def test_views_no_trusted_pair_ties_and_frames_that_correlate_poorly():
+    kept = np.ones(9)
+    kept[[4, 7, 8]] = [np.nan, 0.2, np.nan]  # view 4: left out, weighted down, left out
+    peaks = [0.99] * 9
+    peaks[0] = 0.5  # view 0's anchor
+    peaks[5] = 0.4  # and its neighbour pair 0-1 ...
+    v = judge(_results(PAIRS, peaks), np.zeros((9, 2)), kept, np.ones(9), 5)
+    assert v.roi[4] == "no trusted pair"
+    assert v.roi[0] == "pairs correlate poorly"  # all its pairs; view 1 has good ones
+    assert 1 not in v.roi
+
+
+def test_a_rejected_full_view_with_too_few_anchors():
+    kept = np.ones(9)
+    kept[3] = np.nan  # full view 1 keeps one anchor (view 4)
+    v = judge(_results(PAIRS), np.zeros((9, 2)), kept, np.ones(9), 5, full_rejected=[0, 1])
+    assert v.full == {1: "own estimate rejected, too few anchors"}  # view 0 has 3
+    assert v.line() == "check views full 1 (own estimate rejected, too few anchors)"
+    assert v.scan_line("roi") == "trusted"
+
+
+def test_standard_errors_of_a_mean_known_answer():
+    """Four measurements of one value: the mean's standard error is their sample standard
+    deviation (n - 1 degrees of freedom) over the square root of 4."""
+    from scipy import sparse
+
+    from sxtdist.alignment.confidence import standard_errors
+
+    b = np.array([1.0, 2.0, 4.0, 5.0])
+    a = sparse.csr_matrix(np.ones((4, 1)))
+    se = standard_errors(a, b, np.array([b.mean()]))
+    assert se[0] == pytest.approx(np.std(b, ddof=1) / 2.0)
+
+
+def test_verdict_line_groups_by_reason():
+    v = Verdict(roi={3: "a", 1: "a", 7: "b"}, full={2: "c"})
+    assert v.line() == "check views roi 1, 3 (a); 7 (b); full 2 (c)"
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client
+
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as c:
+        yield c
+
+
+def test_align_stores_the_verdict_and_info_shows_it(client, tmp_path, run_cli):
+    """Clean noise-free data: trusted, stored and shown. Three quarters of interior frame 12
+    lost: its pairs correlate poorly, the verdict names it, a warning says so, and the
+    stored record keeps the views to check."""
+    import zarr
+
+    path = tmp_path / "t.zarr"
+    acq = sxtdist.simulate(path, preset="tiny", seed=3, photons=0)
+    res = sxtdist.align(acq, client=client, report="")
+    assert res.verdict == "trusted"
+    assert res.info["roi"]["verdict"] == res.info["full"]["verdict"] == "trusted"
+    code, out, _ = run_cli("info", path)
+    assert code == 0 and out.count("verdict: trusted") == 2
+    assert re.search(
+        r"views' standard error median 0\.\d{3} px \(largest 0\.\d{3} px, view \d+\)", out
+    )
+    arr = zarr.open_array(acq["roi"].path, mode="r+")
+    frame = arr[12]
+    frame[:, : 3 * frame.shape[1] // 4] = np.median(frame)
+    arr[12] = frame
+    with pytest.warns(sxtdist.errors.SxtdistWarning, match=r"alignment: check views roi .*12"):
+        res = sxtdist.align(acq, client=client, report="")
+    assert res.verdict.startswith("check views roi") and 12 in res.info["roi"]["check_views"]
+    stored = sxtdist.open_acquisition(path)["roi"].meta["alignment"]
+    assert 12 in stored["check_views"] and stored["verdict"].startswith("check views")
+    code, out, _ = run_cli("info", path)
+    assert "verdict: check views" in out
