@@ -60,15 +60,3 @@ def _tqdm_class() -> type:
     from tqdm.std import tqdm
 
     return tqdm
-
-
-def log(message: str, quiet: bool = False) -> None:
-    """The old status line, now an INFO message of ``sxtdist.alignment``.
-
-    Kept only while the alignment moves to :mod:`logging` itself (issue 25); new code
-    logs to its own module's logger.
-    """
-    if not quiet:
-        import logging
-
-        logging.getLogger("sxtdist.alignment").info("%s", message)

@@ -32,7 +32,18 @@ from ._progress import progress_bar
 from .distributed import cancel_tasks, get_client
 from .errors import InputError, SxtdistError, option, use_overwrite
 from .execution import Execution, execution_fields
+from .lock import write_lock
 from .logs import cell_messages_as_details
+from .outputs import (
+    check_name,
+    check_not_input,
+    check_output,
+    first_line,
+    make_folders,
+    partial_path,
+    register_file_kind,
+    remove_empty_folders,
+)
 from .recon import AUTO, parse_iterations
 from .scoring import PSNR_NOTE
 
@@ -204,14 +215,46 @@ def read_manifest(
         acq_path = Path(os.path.expanduser(str(acq)))
         if not acq_path.is_absolute():
             acq_path = base / acq_path
-        name = str(entry.pop("name", "") or _stem(acq_path))
+        name = _check_name(str(entry.pop("name", "") or _stem(acq_path)), where, i)
         out = str(entry.pop("out", "") or f"{name}.zarr")
         out_path = Path(out) if Path(out).is_absolute() else Path(out_dir) / out
         opts = dict(merged_defaults)
         opts.update(_check_options(entry, where, f"cell {i} ({name})"))
         cells.append(Cell(name, os.fspath(acq_path), os.fspath(out_path), opts))
     _check_unique(cells, where)
+    _check_outputs(cells, out_dir, where)
     return cells
+
+
+def _check_name(name: str, where: str, i: int) -> str:
+    """A cell's name names its output and its summary row: a name, not a path."""
+    if not name or name in (".", "..") or "/" in name or os.sep in name or "\\" in name:
+        raise InputError(
+            where, f"cell {i}: name {name!r} must be a name (no path separators, not '..')"
+        )
+    if any(not c.isprintable() for c in name):
+        raise InputError(where, f"cell {i}: name {name!r} has characters that cannot be shown")
+    return name
+
+
+def _check_outputs(cells: list[Cell], out_dir: str | os.PathLike[str], where: str) -> None:
+    """Every output stays under ``out_dir`` and is no input (:mod:`sxtdist.outputs`)."""
+    out_dir = os.path.realpath(check_name(os.fspath(out_dir)))
+    inputs = [c.acquisition for c in cells]
+    check_not_input(out_dir, [i for i in inputs if not _under(i, out_dir)])
+    for c in cells:
+        real = os.path.realpath(check_name(c.out))
+        if not _under(real, out_dir) or real == out_dir:
+            raise InputError(where, f"cell {c.name!r}: output {c.out} is not under --out {out_dir}")
+        try:
+            check_not_input(c.out, inputs)
+        except InputError as exc:
+            raise InputError(where, f"cell {c.name!r}: output {exc}") from None
+
+
+def _under(path: str, folder: str) -> bool:
+    real = os.path.realpath(path)
+    return os.path.commonpath([real, folder]) == folder
 
 
 def _key(k: Any) -> str:
@@ -278,6 +321,11 @@ def _check_options(raw: Mapping[str, Any], where: str, what: str) -> dict[str, A
 
 
 def _check_unique(cells: list[Cell], where: str) -> None:
+    names: set[str] = set()
+    for c in cells:
+        if c.name in names:
+            raise InputError(where, f"two cells are named {c.name!r}; names must be unique")
+        names.add(c.name)
     seen: dict[str, str] = {}
     for c in cells:
         key = os.path.abspath(c.out)
@@ -335,8 +383,6 @@ def reconstruct_batch(
         In manifest order. Raises :class:`KeyboardInterrupt` after writing the
         summary when interrupted.
     """
-    from .volume import write_lock
-
     shortcuts = {k: options.pop(k) for k in execution_fields() if k in options}
     ex = Execution.of(execution, workers=workers, client=client, **shortcuts)
     for key in ("backend", "memory_budget"):  # the cells' defaults, below the manifest's
@@ -345,21 +391,33 @@ def reconstruct_batch(
     cells = read_manifest(manifest, out_dir, options)
     out_dir = os.fspath(out_dir)
     summary_path = os.fspath(summary) if summary else os.path.join(out_dir, SUMMARY_NAME)
+    check_output(summary_path, "summary", inputs=[c.acquisition for c in cells], resume=True)
     results = {c.name: CellResult(c.name, "not run", None, c.out) for c in cells}
     interrupted = False
     t0 = time.perf_counter()
-    with write_lock(out_dir):
-        try:
-            with get_client(ex) as c:
-                n_workers = len(c.scheduler_info().get("workers", {}))
-                width = max(1, min(len(cells), concurrent or max(2, n_workers)))
-                logger.info("batch: %d cell(s), %d at a time, into %s", len(cells), width, out_dir)
-                for line in _backend_lines(cells, c, not ex.external):
-                    logger.info("%s", line)
-                run = _Batch(c, ex, metrics, results)
-                interrupted = run.run_cells(cells, width)
-        finally:
-            write_summary(list(results.values()), summary_path)
+    made = make_folders(out_dir)
+    try:
+        with write_lock(out_dir):
+            started = False
+            try:
+                with get_client(ex) as c:
+                    n_workers = len(c.scheduler_info().get("workers", {}))
+                    width = max(1, min(len(cells), concurrent or max(2, n_workers)))
+                    logger.info(
+                        "batch: %d cell(s), %d at a time, into %s", len(cells), width, out_dir
+                    )
+                    for line in _backend_lines(cells, c, not ex.external):
+                        logger.info("%s", line)
+                    run = _Batch(c, ex, metrics, results)
+                    started = True
+                    interrupted = run.run_cells(cells, width)
+            finally:
+                if started:  # a batch that never ran (no cluster) leaves nothing
+                    write_summary(list(results.values()), summary_path)
+    except BaseException:
+        if made:
+            remove_empty_folders(made)
+        raise
     rows = [results[c.name] for c in cells]
     counts = {s: sum(r.status == s for r in rows) for s in STATUSES}
     said = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
@@ -603,19 +661,27 @@ def cell_metrics(acquisition: str, volume: str) -> dict[str, float | str | None]
 # --- summary -----------------------------------------------------------------------------
 
 _COLUMNS = ["cell", "status", "seconds", *METRICS, "output", "message"]
+#: How a summary sxtdist wrote begins (this version's columns, or an earlier one's).
+SUMMARY_START = "cell,status,seconds,"
+register_file_kind("summary", lambda path: (first_line(path) or "").startswith(SUMMARY_START))
 
 
 def write_summary(rows: Iterable[CellResult], path: str | os.PathLike[str]) -> None:
     """Write the summary CSV (atomically: a reader never sees half a table)."""
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.partial"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=_COLUMNS)
-        w.writeheader()
-        for r in rows:
-            w.writerow(r.row())
-    os.replace(tmp, path)
+    tmp = partial_path(path)
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=_COLUMNS)
+            w.writeheader()
+            for r in rows:
+                w.writerow(r.row())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def read_summary(path: str | os.PathLike[str]) -> list[dict[str, str]]:

@@ -30,9 +30,8 @@ import functools
 import importlib.util
 import math
 import os
-import shutil
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -47,6 +46,15 @@ from . import _version
 from .errors import InputError, OutputExistsError, ParameterError, use_overwrite
 from .geometry import MAX_AXIS_TILT_DEG, ScanGeometry
 from .io import ngff
+from .io.checks import (
+    MAX_PIXEL_NM,
+    OpticalDepthRange,
+    check_angles,
+    check_finite,
+    check_pixel_type,
+)
+from .lock import write_lock
+from .outputs import check_output, install, remove, writing
 
 SCHEMA_VERSION = 1
 SCAN_NAMES = ("full", "roi")
@@ -237,7 +245,7 @@ class Scan:
         try:
             out = np.asarray(self.array[angles, rows, :], dtype=np.float32)
         except Exception as exc:
-            raise InputError(self.path, f"cannot read projections ({exc})") from exc
+            raise InputError(self.path, f"cannot read projections ({_first_line(exc)})") from exc
         if not np.all(np.isfinite(out)):
             raise InputError(
                 self.path, "projections contain NaN or inf (missing or damaged chunks?)"
@@ -287,8 +295,9 @@ class Acquisition:
         entry.update({k: _jsonable(v) for k, v in changes.items()})
         _check_scan_meta(self.path, name, entry, self.scans[name].array.shape)
         scans[name] = entry
-        self.meta["scans"] = scans
-        self.group.attrs[KEY] = self.meta
+        with write_lock(self.path):  # not while an import or another edit writes it
+            self.meta["scans"] = scans
+            self.group.attrs[KEY] = self.meta
         self.scans[name].meta = entry
 
     def set_shifts(self, name: str, shifts_px: np.ndarray, **alignment: Any) -> None:
@@ -311,8 +320,13 @@ def create_acquisition(
     truth_meta: Mapping[str, Any] | None = None,
     sample: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    inputs: Sequence[str | os.PathLike[str]] = (),
 ) -> Acquisition:
     """Write an acquisition dataset and return it opened.
+
+    The dataset is written beside ``path`` and renamed into place when complete,
+    so it appears whole or not at all, and an existing one is replaced only then
+    (:mod:`sxtdist.outputs`).
 
     Parameters
     ----------
@@ -328,18 +342,18 @@ def create_acquisition(
     sample
         Optional free-form description of the sample.
     overwrite
-        Replace an existing directory. Without it an existing path is an error.
+        Replace an existing acquisition (never anything else). Without it an
+        existing path is an error.
+    inputs
+        Files the data come from: ``path`` may not be, contain or lie inside one.
     """
     path = os.fspath(path)
     if not scans:
         raise ParameterError("an acquisition needs at least one scan")
-    if os.path.exists(path):
-        if not overwrite:
-            raise OutputExistsError(path, f"already exists ({use_overwrite()})")
-        _remove(path)
-    tmp = path.rstrip("/") + ".partial"
-    _remove(tmp)
-    try:
+    if truth is not None and (not truth_meta or "voxel_size_nm" not in truth_meta):
+        raise ParameterError("a truth volume needs truth_meta['voxel_size_nm']")
+    with writing(path, "acquisition", inputs=inputs, overwrite=overwrite) as target:
+        tmp = target.write_path
         root = zarr.open_group(tmp, mode="w", zarr_format=3)
         meta: dict[str, Any] = {
             "version": SCHEMA_VERSION,
@@ -349,10 +363,8 @@ def create_acquisition(
             "scans": {},
         }
         for name, scan in scans.items():
-            meta["scans"][name] = _write_scan(root, name, scan, tmp)
+            meta["scans"][name] = _write_scan(root, name, scan, path)
         if truth is not None:
-            if not truth_meta or "voxel_size_nm" not in truth_meta:
-                raise ParameterError("a truth volume needs truth_meta['voxel_size_nm']")
             v = float(truth_meta["voxel_size_nm"])
             shape = tuple(truth.shape)
             group = ngff.create_multiscale(
@@ -376,23 +388,23 @@ def create_acquisition(
         if sample:
             meta["sample"] = _jsonable(dict(sample))
         root.attrs[KEY] = meta
-        os.replace(tmp, path)  # the dataset appears whole or not at all
-    except BaseException:
-        _remove(tmp)
-        raise
     return open_acquisition(path)
 
 
 def _write_scan(root: zarr.Group, name: str, scan: ScanData, path: str) -> dict[str, Any]:
+    """Write one scan's projections into ``root/name``, verified as they go; its metadata."""
     data = scan.data if isinstance(scan.data, (da.Array, Stream)) else np.asarray(scan.data)
     if data.ndim != 3:
         raise ParameterError(
             f"scan {name!r}: projections must be 3D (angle, y, x), got {data.shape}"
         )
+    where = f"{path} (scan {name!r})"
+    if not isinstance(data, Stream):  # a stream's pieces are checked as they come
+        check_pixel_type(where, data.dtype, counts_ok=False)
     n, rows, cols = data.shape
     p = float(scan.pixel_size_nm)
     meta = {
-        "angles_deg": np.asarray(scan.angles_deg, float).reshape(-1).tolist(),
+        "angles_deg": check_angles(path, scan.angles_deg, name).tolist(),
         "pixel_size_nm": p,
         "detector_shape": [rows, cols],
         "roi_center_px": [float(v) for v in scan.roi_center_px],
@@ -409,19 +421,36 @@ def _write_scan(root: zarr.Group, name: str, scan: ScanData, path: str) -> dict[
         **_jsonable(scan.extra),
     }
     _check_scan_meta(path, name, meta, (n, rows, cols))
-    write_projections(root, name, data, p, meta["data"].replace("_", " "))
+    write_projections(root, name, data, p, meta["data"].replace("_", " "), where)
     return meta
 
 
 def write_projections(
-    root: zarr.Group, name: str, data: Any, pixel_size_nm: float, label: str = "optical depth"
+    root: zarr.Group,
+    name: str,
+    data: Any,
+    pixel_size_nm: float,
+    label: str = "optical depth",
+    where: str | None = None,
 ) -> None:
     """Write projections ``(angle, y, x)`` as the multiscale image ``root/name``.
 
-    The layout is :func:`projection_layout`'s; each dask chunk is one whole shard,
-    so the parallel writes never share a shard. The display window (``label``) is
-    computed from the data written.
+    The layout is :func:`projection_layout`'s; each dask chunk is one whole shard.
+    The display window (``label``) is computed from the data written. Every piece is
+    verified before it is written (:mod:`sxtdist.io.checks`; errors name ``where``):
+    real floating point, no NaN or inf (naming the view), and not negative
+    everywhere. Dask chunks are written one at a time, in this process: a failed
+    check stops the writing at once, so the caller removes the partial output with
+    nothing still writing into it.
     """
+    where = where or os.path.join(_group_path(root), name)
+    od = OpticalDepthRange()
+
+    def verified(x: np.ndarray, first: int) -> np.ndarray:
+        check_pixel_type(where, x.dtype, counts_ok=False)
+        check_finite(where, x if x.ndim == 3 else x[None], first)
+        return od.add(x)
+
     n, rows, cols = data.shape
     chunks, shards = projection_layout((n, rows, cols))
     with fast_codecs():
@@ -437,11 +466,32 @@ def write_projections(
         )
         arr = group["0"]
     if isinstance(data, Stream):
-        write_stream(arr, data)  # a view at a time: whole shards, in order
+        counted = _counting(data.pieces)
+        pieces = (verified(x, i) for i, x in counted)
+        write_stream(arr, Stream(data.shape, pieces))  # a view at a time, in order
     else:
         src = da.asarray(data).astype(np.float32).rechunk((shards[0], rows, cols))
-        da.store(src, arr, lock=False)
+
+        def block(x: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+            return verified(x, block_info[0]["array-location"][0][0] if block_info else 0)
+
+        da.store(src.map_blocks(block, dtype=np.float32), arr, lock=False, scheduler="sync")
+    od.check(where)
     ngff.update_display_window(root[name], label)
+
+
+def _counting(pieces: Iterable[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
+    """``(index of the piece's first view, piece)`` of a stream of views or slabs of views."""
+    i = 0
+    for x in pieces:
+        yield i, x
+        i += 1 if x.ndim == 2 else x.shape[0]
+
+
+def _group_path(group: zarr.Group) -> str:
+    root = getattr(group.store, "root", None)
+    base = os.fspath(root) if root is not None else str(group.store)
+    return os.path.join(base, group.path) if group.path else base
 
 
 def add_scan(
@@ -449,6 +499,7 @@ def add_scan(
     name: str,
     scan: ScanData,
     overwrite: bool = False,
+    inputs: Sequence[str | os.PathLike[str]] = (),
 ) -> Acquisition:
     """Write one scan into an existing acquisition and return it reopened.
 
@@ -466,34 +517,41 @@ def add_scan(
         The projections and geometry (``data`` may be a lazy dask array).
     overwrite
         Replace a scan of that name. Without it an existing scan is an error.
+    inputs
+        Files the data come from: the acquisition may not be, contain or lie inside one.
     """
     path = os.fspath(path)
     if name not in SCAN_NAMES:
         raise ParameterError(f"unknown scan {name!r} (choose from {', '.join(SCAN_NAMES)})")
-    acq = open_acquisition(path, mode="r+")
-    if name in acq.scans and not overwrite:
-        raise OutputExistsError(
-            os.path.join(path, name), f"scan already exists ({use_overwrite()})"
-        )
-    root = acq.group
-    tmp_name = f"_partial_{name}"
-    tmp_dir = os.path.join(path, tmp_name)
-    _remove(tmp_dir)  # left by an interrupted run
-    try:
-        smeta = _write_scan(root, tmp_name, scan, path)
-        final_dir = os.path.join(path, name)
-        _remove(final_dir)
-        os.replace(tmp_dir, final_dir)
-    except BaseException:
-        _remove(tmp_dir)
-        raise
+    check_output(path, "acquisition", inputs=inputs, resume=True)
+    with write_lock(path):
+        acq = open_acquisition(path, mode="r+")
+        if name in acq.scans and not overwrite:
+            raise OutputExistsError(
+                os.path.join(path, name), f"scan already exists ({use_overwrite()})"
+            )
+        root = acq.group
+        tmp_name = f"_partial_{name}"
+        tmp_dir = os.path.join(path, tmp_name)
+        remove(tmp_dir)  # left by an interrupted run
+        try:
+            smeta = _write_scan(root, tmp_name, scan, path)
+            # swapped in whole: until then the old scan (if any) is as it was
+            install(tmp_dir, os.path.join(path, name))
+        except BaseException:
+            remove(tmp_dir)
+            raise
+        _register_scan(path, name, smeta)
+    return open_acquisition(path)
+
+
+def _register_scan(path: str, name: str, smeta: dict[str, Any]) -> None:
     root = zarr.open_group(path, mode="r+")
     p = float(smeta["pixel_size_nm"])
     ngff.set_multiscale_metadata(root[name], [[1.0, p, p]], ngff.PROJECTION_AXES, name)
     meta = dict(root.attrs[KEY])
     meta["scans"] = {**meta["scans"], name: smeta}
     root.attrs[KEY] = meta  # last: the scan exists for readers only from here
-    return open_acquisition(path)
 
 
 def convert_layout(
@@ -507,16 +565,8 @@ def convert_layout(
     """
     source, out = os.fspath(source), os.fspath(out)
     acq = open_acquisition(source, mode="r")
-    if os.path.abspath(out) == os.path.abspath(source):
-        raise ParameterError("the output must not be the acquisition itself")
-    if os.path.exists(out):
-        if not overwrite:
-            raise OutputExistsError(out, f"already exists ({use_overwrite()})")
-        open_acquisition(out, mode="r")  # replace only an acquisition, never a foreign folder
-        _remove(out)
-    tmp = out.rstrip("/") + ".partial"
-    _remove(tmp)
-    try:
+    with writing(out, "acquisition", inputs=[source], overwrite=overwrite) as target:
+        tmp = target.write_path
         root = zarr.open_group(tmp, mode="w", zarr_format=3)
         for name, scan in acq.scans.items():
             write_projections(root, name, scan.data, scan.pixel_size_nm)
@@ -536,10 +586,6 @@ def convert_layout(
             da.store(da.from_zarr(level0), group["0"], lock=False)
             ngff.update_display_window(group, TRUTH_LABEL)
         root.attrs[KEY] = acq.meta
-        os.replace(tmp, out)
-    except BaseException:
-        _remove(tmp)
-        raise
     return open_acquisition(out)
 
 
@@ -562,6 +608,8 @@ def open_acquisition(path: str | os.PathLike[str], mode: str = "r+") -> Acquisit
     if not isinstance(scans, dict) or not scans:
         raise InputError(path, "has no scans in its sxtdist metadata")
     for name, smeta in scans.items():
+        if name not in SCAN_NAMES:
+            raise InputError(path, f"unknown scan {name!r} in the metadata (scans are full, roi)")
         if name not in group or not isinstance(group[name], zarr.Group) or "0" not in group[name]:
             raise InputError(
                 os.path.join(path, name), "scan listed in metadata but missing on disk"
@@ -581,8 +629,10 @@ def open_acquisition(path: str | os.PathLike[str], mode: str = "r+") -> Acquisit
             )
     if "truth" in meta:
         t = meta["truth"]
-        if not _positive(t.get("voxel_size_nm")):
-            raise InputError(path, "truth voxel size must be a positive number")
+        if not isinstance(t, Mapping):
+            raise InputError(path, f"truth metadata must be a mapping, got {t!r:.60}")
+        if not _positive(t.get("voxel_size_nm")) or t["voxel_size_nm"] > MAX_PIXEL_NM:
+            raise InputError(path, "truth voxel size must be a positive number of nm")
         if "truth" not in group:
             raise InputError(os.path.join(path, "truth"), "listed in metadata but missing on disk")
     return Acquisition(path, group)
@@ -621,9 +671,18 @@ def read_projection(array_path: str, index: int) -> np.ndarray:
     A read that fails raises :class:`InputError` naming the array.
     """
     try:
-        return np.asarray(open_projections(array_path)[index], dtype=np.float64)
+        out = np.asarray(open_projections(array_path)[index], dtype=np.float64)
     except Exception as exc:
-        raise InputError(array_path, f"cannot read projection {index} ({exc})") from exc
+        raise InputError(
+            array_path, f"cannot read projection {index} ({_first_line(exc)})"
+        ) from exc
+    if not np.all(np.isfinite(out)):
+        raise InputError(array_path, f"projection {index} contains NaN or inf (damaged?)")
+    return out
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def open_projections(array_path: str) -> zarr.Array:
@@ -651,30 +710,34 @@ def _open_projections_cached(array_path: str, mtime_ns: int, size: int) -> zarr.
 
 
 def _check_scan_meta(path: str, name: str, m: Mapping[str, Any], shape: tuple[int, ...]) -> None:
+    """Refuse per-scan metadata that does not describe the array of ``shape`` (one line)."""
     where = f"scan {name!r}"
 
     def bad(problem: str) -> InputError:
         return InputError(path, f"{where}: {problem}")
 
-    try:
-        angles = np.asarray(m["angles_deg"], dtype=float)
-        pixel = m["pixel_size_nm"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise bad(f"metadata lacks or garbles {exc}") from exc
+    if not isinstance(m, Mapping):
+        raise bad(f"metadata must be a mapping, got {type(m).__name__}")
+    if "angles_deg" not in m or "pixel_size_nm" not in m:
+        raise bad("metadata lacks angles_deg or pixel_size_nm")
+    angles = _numbers(m["angles_deg"], "angles_deg", bad)
     if angles.ndim != 1 or angles.size == 0:
-        raise bad("angles_deg must be a non-empty list")
+        raise bad("angles_deg must be a non-empty list of numbers")
     if not np.all(np.isfinite(angles)):
         raise bad("angles_deg contains NaN or inf")
     if angles.size != shape[0]:
         raise bad(f"{angles.size} angles but {shape[0]} projections")
-    if not _positive(pixel):
-        raise bad(f"pixel_size_nm must be a positive number, got {pixel!r}")
-    shifts = np.asarray(m.get("shifts_px", np.zeros((shape[0], 2))), dtype=float)
+    check_angles(path, angles, name, warn=False)
+    pixel = m["pixel_size_nm"]
+    if not _positive(pixel) or pixel > MAX_PIXEL_NM:
+        raise bad(f"pixel_size_nm must be a number in (0, {MAX_PIXEL_NM:g}] nm, got {pixel!r}")
+    shifts = m.get("shifts_px")
+    shifts = np.zeros((shape[0], 2)) if shifts is None else _numbers(shifts, "shifts_px", bad)
     if shifts.shape != (shape[0], 2):
         raise bad(f"shifts_px must be one [dy, dx] per projection, got shape {shifts.shape}")
     if not np.all(np.isfinite(shifts)):
         raise bad("shifts_px contains NaN or inf")
-    center = np.asarray(m.get("roi_center_px", (0.0, 0.0)), dtype=float)
+    center = _numbers(m.get("roi_center_px", (0.0, 0.0)), "roi_center_px", bad)
     if center.shape != (2,) or not np.all(np.isfinite(center)):
         raise bad("roi_center_px must be two finite numbers [row, col]")
     tilt = m.get("axis_tilt_deg")
@@ -687,8 +750,22 @@ def _check_scan_meta(path: str, name: str, m: Mapping[str, Any], shape: tuple[in
         if v is not None and not _positive(v):
             raise bad(f"{key} must be a positive number or null, got {v!r}")
     det = m.get("detector_shape")
-    if det is not None and list(det) != list(shape[1:]):
-        raise bad(f"detector_shape {list(det)} does not match the array's {list(shape[1:])}")
+    if det is not None:
+        det = _numbers(det, "detector_shape", bad)
+        if det.shape != (2,) or det.tolist() != list(shape[1:]):
+            raise bad(
+                f"detector_shape {m['detector_shape']!r} does not match the array's {list(shape[1:])}"
+            )
+
+
+def _numbers(value: Any, key: str, bad: Any) -> np.ndarray:
+    """``value`` as a float array; text, ragged lists or mappings are refused by ``bad``."""
+    if isinstance(value, (str, bytes, Mapping)) or isinstance(value, bool):
+        raise bad(f"{key} must be numbers, got {value!r:.60}")
+    try:
+        return np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise bad(f"{key} must be numbers in a regular list, got {value!r:.60}") from None
 
 
 # -- small helpers ------------------------------------------------------------------------------
@@ -718,10 +795,3 @@ def _jsonable(v: Any) -> Any:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-
-
-def _remove(path: str) -> None:
-    if os.path.isdir(path):
-        shutil.rmtree(path)
-    elif os.path.exists(path):
-        os.remove(path)

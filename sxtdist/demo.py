@@ -15,6 +15,7 @@ from .alignment import align
 from .dataset import open_acquisition
 from .errors import OutputExistsError, use_overwrite
 from .execution import Execution
+from .outputs import check_output, make_folders, remove_empty_folders
 from .recon import AUTO
 from .runner import reconstruct
 from .scoring import PSNR_NOTE, Regions, score
@@ -43,10 +44,37 @@ def run_demo(
     t0 = time.perf_counter()
     ex = Execution.of(execution, workers=workers, overwrite=overwrite)
     out_dir = os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
     acq_path = os.path.join(out_dir, f"{preset}.zarr")
+    volumes = {name: os.path.join(out_dir, f"{name}.zarr") for name in VOLUMES}
     if os.path.exists(acq_path) and not ex.overwrite:
         raise OutputExistsError(acq_path, f"exists from an earlier demo ({use_overwrite()})")
+    # every output checked before the first is written: only an earlier demo's are replaced
+    check_output(acq_path, "acquisition", overwrite=ex.overwrite)
+    for out in volumes.values():
+        check_output(out, "volume", inputs=[acq_path], overwrite=ex.overwrite)
+    made = make_folders(out_dir)
+    try:
+        results = _run(acq_path, volumes, preset, seed, iterations, ex)
+    except BaseException:
+        if made:
+            remove_empty_folders(made)
+        raise
+    logger.info("demo finished in %.0f s", time.perf_counter() - t0)
+    return results
+
+
+#: The demo's volumes and the scans each is reconstructed from.
+VOLUMES = {"interior-only": ["roi"], "combined": ["full", "roi"]}
+
+
+def _run(
+    acq_path: str,
+    volumes: dict[str, str],
+    preset: str,
+    seed: int,
+    iterations: int | str,
+    ex: Execution,
+) -> dict[str, dict[str, float]]:
     logger.info("1/3 simulating a '%s' cell (seed %d) -> %s", preset, seed, acq_path)
     simulate(acq_path, preset=preset, seed=seed, overwrite=ex.overwrite, progress=ex.progress)
     acq = open_acquisition(acq_path)
@@ -55,12 +83,10 @@ def run_demo(
     regions = Regions.of(acq)
     logger.info("3/3 reconstructing (interior only, then combined)")
     results: dict[str, dict[str, float]] = {}
-    for name, scans in {"interior-only": ["roi"], "combined": ["full", "roi"]}.items():
-        out = os.path.join(out_dir, f"{name}.zarr")
-        vol = reconstruct(acq_path, out, execution=ex, scans=scans, iterations=iterations)
+    for name, scans in VOLUMES.items():
+        vol = reconstruct(acq_path, volumes[name], execution=ex, scans=scans, iterations=iterations)
         s = score(vol.level(0), acq.truth, regions)
         results[name] = {"roi_psnr": s.psnr_roi, "cell_psnr": s.psnr_cell}
-    logger.info("demo finished in %.0f s", time.perf_counter() - t0)
     return results
 
 

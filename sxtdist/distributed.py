@@ -20,6 +20,7 @@ configuration system under the ``sxtdist.cluster`` key (a YAML file in
         maximum-jobs: 4
         wait-for-workers: 300  # seconds to wait for the first worker before giving up
         connect-timeout: 30s   # to reach a running scheduler
+        host: 127.0.0.1        # local kinds: the interface the scheduler and dashboard listen on
         retries: 2             # times a failed block or pair task is run again
         jobqueue-defaults:     # used only where jobqueue.<kind> leaves them unset
           cores: 1
@@ -70,6 +71,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "maximum-jobs": 4,
             "wait-for-workers": 300,
             "connect-timeout": "30s",
+            "host": "127.0.0.1",
             "retries": 2,
             "jobqueue-defaults": {"cores": 1, "memory": "4GiB", "processes": 1},
         }
@@ -123,6 +125,19 @@ def local_housekeeping() -> dict[str, Any]:
     }
 
 
+def local_cluster_options() -> dict[str, Any]:
+    """Options of every local cluster sxtdist makes.
+
+    The scheduler and the dashboard listen on one interface (``sxtdist.cluster.host``,
+    this machine only by default), so the printed link is true. The cluster's own
+    logs are silenced up to errors: a task's error (a damaged input) reaches the
+    client as the same exception and is told there in one line, not also as a
+    worker's traceback.
+    """
+    host = str(cluster_config("host", "127.0.0.1"))
+    return {"host": host, "dashboard_address": f"{host}:0", "silence_logs": logging.CRITICAL}
+
+
 def make_cluster(
     kind: str | None = None,
     *,
@@ -169,8 +184,7 @@ def make_cluster(
             threads_per_worker=1,
             processes=True,
             memory_limit=memory_limit,
-            dashboard_address=":0",
-            silence_logs=40,
+            **local_cluster_options(),
         )
         if rerun:  # worker processes would fail to start: one worker of threads, said so
             logger.warning(
@@ -182,6 +196,9 @@ def make_cluster(
             )
             opts.update(threads_per_worker=opts["n_workers"], n_workers=1, processes=False)
         opts.update(overrides)
+        if not opts["processes"]:  # over TCP on the host, not inproc://: the link is true
+            opts.setdefault("protocol", "tcp://")
+            opts.setdefault("worker_dashboard_address", opts["dashboard_address"])
         # the scheduler and the nannies take their configuration when they are made
         with dask.config.set(local_housekeeping()):
             return LocalCluster(**opts)
@@ -201,8 +218,7 @@ def make_cluster(
             threads_per_worker=1,
             resources={"GPU": 1},
             memory_limit=memory_limit,
-            dashboard_address=":0",
-            silence_logs=40,
+            **local_cluster_options(),
         )
         if workers:
             opts["n_workers"] = int(workers)

@@ -12,6 +12,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
+def printable(path: str | os.PathLike[str]) -> str:
+    """``path`` as text that any terminal can show (undecodable bytes as ``\\xNN``)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 class SxtdistError(Exception):
     """A problem the user can fix (bad input, bad configuration, a busy output)."""
 
@@ -30,9 +35,12 @@ class InputError(SxtdistError):
     """
 
     def __init__(self, path: str | os.PathLike[str] | None, problem: str) -> None:
-        self.path = None if path is None else os.fspath(path)
+        self.path = None if path is None else os.fsdecode(path)
         self.problem = problem
-        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+        super().__init__(f"{printable(self.path)}: {problem}" if self.path else problem)
+
+    def __reduce__(self):  # raised on a Dask worker, re-raised in the client as it was
+        return type(self), (self.path, self.problem)
 
 
 class OutputExistsError(InputError):

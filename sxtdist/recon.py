@@ -11,6 +11,7 @@ slices-last ``(angles, cols, rows)`` for the sparse products; the slab comes bac
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -38,6 +39,8 @@ METHODS = ("cgne", "sirt")
 #: fluence) the ROI's PSNR peaks near 20 iterations; at a 30x lower dose near 6-10
 #: (docs/reconstruction.md).
 DEFAULT_ITERATIONS = 20
+#: More iterations than anyone runs: a typo (``10**20``) is refused, not started.
+MAX_ITERATIONS = 100_000
 #: ``iterations="auto"``: the count is chosen by hold-out cross-validation (:func:`holdout_misfit`).
 AUTO = "auto"
 #: Cross-validation holds out every ``HOLDOUT_EVERY``-th view of the scan with the most views.
@@ -83,14 +86,20 @@ class Problem:
             raise ParameterError(
                 f"unknown method {self.method!r} (choose from {', '.join(METHODS)})"
             )
-        if self.iterations < 1:
-            raise ParameterError(f"iterations must be at least 1, got {self.iterations}")
+        if not 1 <= self.iterations <= MAX_ITERATIONS:
+            raise ParameterError(
+                f"iterations must be from 1 to {MAX_ITERATIONS}, got {self.iterations}"
+            )
         if not self.models:
             raise ParameterError("no scans to reconstruct from")
         if self.nonneg_every is not None and self.nonneg_every < 1:
             raise ParameterError(f"{option('--nonneg-every', 'nonneg_every')} must be at least 1")
+        if self.rtol is not None and not 0 < self.rtol < 1:
+            raise ParameterError(
+                f"{option('--rtol', 'rtol')} must be between 0 and 1, got {self.rtol}"
+            )
         for name, w in self.weights.items():
-            if not w > 0:
+            if not 0 < w < math.inf:
                 raise ParameterError(f"weight of scan {name!r} must be positive, got {w}")
 
     def rows(self, slab: tuple[int, int]) -> dict[str, np.ndarray]:

@@ -29,7 +29,29 @@ from typing import Any
 import numpy as np
 
 from . import metrics, scoring
-from .errors import InputError, OutputExistsError, use_overwrite
+from .errors import InputError
+from .outputs import check_output, first_line, partial_path, register_file_kind
+
+#: The first rows of the report's two CSV files and the PNG's ``Software`` text: how
+#: ``--overwrite`` recognises a report sxtdist wrote (:func:`sxtdist.outputs.recognise`).
+METRICS_HEADER = ["metric", "value", "unit", "note"]
+CURVES_HEADER = ["curve", "x", "x_unit", "y"]
+REPORT_SOFTWARE = "sxtdist report"
+
+
+def _is_ours(path: str) -> bool:
+    """A report file sxtdist wrote: a CSV with one of its headers, a PNG with its text."""
+    if path.lower().endswith(".png"):
+        try:
+            with open(path, "rb") as f:
+                head = f.read(1 << 16)
+        except OSError:
+            return False
+        return head.startswith(b"\x89PNG") and b"Software\x00" + REPORT_SOFTWARE.encode() in head
+    return first_line(path) in (",".join(METRICS_HEADER), ",".join(CURVES_HEADER))
+
+
+register_file_kind("report", _is_ours)
 
 #: Default number of central slices read for the images and the radial PSNR.
 MAX_SLICES = 64
@@ -105,9 +127,8 @@ def make_report(
     volume_path = os.fspath(volume_path)
     prefix = _prefix(volume_path, None if out is None else os.fspath(out))
     paths = {"png": prefix + ".png", "csv": prefix + ".csv", "curves": prefix + ".curves.csv"}
-    for p in paths.values():
-        if os.path.exists(p) and not overwrite:
-            raise OutputExistsError(p, f"already exists ({use_overwrite()})")
+    for p in paths.values():  # only earlier reports are replaced, never an input
+        check_output(p, "report", inputs=[volume_path, truth, half], overwrite=overwrite)
     parent = os.path.dirname(os.path.abspath(prefix))
     if not os.path.isdir(parent):
         raise InputError(parent, "output directory does not exist")
@@ -170,10 +191,10 @@ def make_report(
     mid = x.shape[0] // 2
     _write_csv(
         paths["csv"],
-        ["metric", "value", "unit", "note"],
+        METRICS_HEADER,
         [[r[k] for k in ("metric", "value", "unit", "note")] for r in rows],
     )
-    _write_csv(paths["curves"], ["curve", "x", "x_unit", "y"], curves)
+    _write_csv(paths["curves"], CURVES_HEADER, curves)
     _plot(
         paths["png"],
         volume_path,
@@ -331,7 +352,7 @@ def _resolution_curves(
 
 
 def _write_csv(path: str, header: list[str], rows: list) -> None:
-    tmp = path + ".partial"
+    tmp = partial_path(path)
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
@@ -401,8 +422,8 @@ def _plot(path, title, v, sections, truth_xy, roi_px, resolution, rows, z_mid, r
     )
     fig.suptitle(os.path.basename(os.fspath(title).rstrip("/")))
     fig.tight_layout()
-    tmp = path + ".partial.png"
-    fig.savefig(tmp, dpi=90)
+    tmp = partial_path(path)
+    fig.savefig(tmp, dpi=90, format="png", metadata={"Software": REPORT_SOFTWARE})
     plt.close(fig)
     os.replace(tmp, path)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import time
 import warnings
@@ -38,15 +39,18 @@ from .errors import (
     InputError,
     OutputExistsError,
     ParameterError,
+    SxtdistError,
     SxtdistWarning,
     option,
     use_overwrite,
 )
 from .execution import Execution, execution_fields
 from .geometry import VolumeGrid, angular_spacing_deg, default_grid
+from .io.checks import MAX_PIXEL_NM
 from .metrics import cylinder_mask, roi_diameter_px, split_half_indices
 from .operators.psf import fwhm_to_sigma_px
 from .operators.scan import ScanModel
+from .outputs import check_output, recognise, remove, writing
 from .physics import psf_fwhm_nm
 from .recon import (
     AUTO,
@@ -57,8 +61,9 @@ from .recon import (
     solve_slab,
     view_subset,
 )
+from .resources import require_disk, require_memory
 from .solvers import cross_validated_count
-from .volume import Volume, create_volume, open_volume, write_lock
+from .volume import Volume, create_volume, open_volume
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +169,8 @@ class Reconstruction:
             value = getattr(self, name)
             if value is not None and not float(value) > 0:
                 raise ParameterError(f"{name} must be positive, got {value!r}")
+        if self.voxel_size_nm is not None and float(self.voxel_size_nm) > MAX_PIXEL_NM:
+            raise ParameterError(f"voxel_size_nm must be at most {MAX_PIXEL_NM:g} nm")
 
     def replace(self, **changes: Any) -> Reconstruction:
         """A copy with ``changes`` (validated again)."""
@@ -500,28 +507,34 @@ def reconstruct(
     )
     job = _prepare(acquisition, out, recipe)
     ex, backend, why = _local_backend(ex)
-    with write_lock(job.out):
-        if not ex.overwrite:
-            job = dataclasses.replace(job, recipe=_check_existing(job))
+    claim = writing(
+        job.out, "volume", inputs=[job.acq.path], overwrite=ex.overwrite, resume=True,
+        beside=False, keep=_worth_resuming,
+    )  # fmt: skip
+    with claim as target:
+        # a replacement is written beside the output, and resumed there if interrupted
+        work = dataclasses.replace(job, out=target.write_path)
+        recipe, resume = _resume_layout(work, restart=target.beside)
+        work = dataclasses.replace(work, recipe=recipe)
         with _connect(ex, backend, why) as (client, backend, why):
             logger.info("backend: %s (%s)", backend, why)
-            vol, plan, stats = _run_blocks(client, job, ex, backend)
+            vol, plan, stats = _run_blocks(client, work, ex, backend, resume)
             if recipe.split_halves:
                 half_ex = ex.replace(client=client, cluster=None, scheduler=None, backend=backend)
                 _reconstruct_halves(job, vol, plan, half_ex)
-    elapsed = time.perf_counter() - t_start
-    n_levels = vol.finalize(elapsed_s=elapsed, stopping=_summarise(stats))
+        elapsed = time.perf_counter() - t_start
+        n_levels = vol.finalize(elapsed_s=elapsed, stopping=_summarise(stats))
     logger.info(
         "wrote %s: %d levels, %d blocks in %.1f s", job.out, n_levels, plan.n_blocks, elapsed
     )
-    return vol
+    return open_volume(job.out, mode="r+")
 
 
 def _run_blocks(
-    client: Any, job: _Job, ex: Execution, backend: str
+    client: Any, job: _Job, ex: Execution, backend: str, resume: bool
 ) -> tuple[Volume, BlockPlan, list[dict]]:
-    """Plan, choose the count (``"auto"``), open (or create) the output and solve the
-    blocks not done yet."""
+    """Plan, choose the count (``"auto"``), open (``resume``) or create the output and
+    solve the blocks not done yet."""
     plan = _plan(client, job, ex, backend)
     if job.recipe.iterations == AUTO and not job.recipe.oracle:
         fingerprint = job.provenance["fingerprint"]
@@ -534,7 +547,7 @@ def _run_blocks(
         )
         logger.info("%d iterations for every block", count)
     provenance = dict(job.provenance, backend=backend)
-    vol = _open_or_create(job.out, job.problem.grid, plan, provenance, ex.overwrite)
+    vol = _open_or_create(job.out, job.problem.grid, plan, provenance, resume)
     done = vol.blocks_done
     todo = [b for b in plan.blocks if b.index not in done]
     if done:
@@ -596,14 +609,16 @@ def _prepare(
     out: str | os.PathLike[str],
     recipe: Reconstruction,
 ) -> _Job:
-    """Open the input, build the problem, refuse the input as the output."""
+    """Open the input, build the problem, check the output may be written and can be held."""
     acq = (
         acquisition if isinstance(acquisition, Acquisition) else open_acquisition(acquisition, "r")
     )
     out = os.fspath(out)
-    if os.path.abspath(out) == os.path.abspath(acq.path):
-        raise ParameterError("the output must not be the acquisition itself")
+    halves = half_paths(out) if recipe.split_halves else ()
+    for path in (out, *halves):  # no input, nothing foreign (the halves too, before hours of work)
+        check_output(path, "volume", inputs=[acq.path], resume=True)
     problem = build_problem(acq, recipe)
+    _check_capacity(problem.grid, out)
     if recipe.oracle and acq.truth is None:
         raise InputError(
             acq.path,
@@ -640,19 +655,25 @@ def _prepare(
     return _Job(acq, out, recipe, problem, roi_radius, provenance)
 
 
-def _check_existing(job: _Job) -> Reconstruction:
-    """Refuse a complete output or an unfinished one made otherwise (before a cluster starts).
+def _resume_layout(job: _Job, restart: bool) -> tuple[Reconstruction, bool]:
+    """``(recipe, resume)``: whether to resume the unfinished volume at ``job.out``.
 
-    Returns the job's recipe with the unfinished output's block layout where the recipe
-    leaves it open: its finished blocks only count with the same layout, and the
-    default layout follows the workers, which may differ on a resume. A layout asked for
-    counts as the one it plans to (a block size is rounded to whole slice groups).
+    A complete volume is refused, and so is an unfinished one made otherwise, unless
+    ``restart`` (the partial volume of a replacement: it is started over). The recipe
+    takes the unfinished volume's block layout where it leaves it open: its finished
+    blocks only count with the same layout, and the default layout follows the
+    workers, which may differ on a resume. A layout asked for counts as the one it
+    plans to (a block size is rounded to whole slice groups). Runs under the output's
+    lock, before any cluster starts.
     """
     out, recipe = job.out, job.recipe
     if not _has_content(out):
-        return recipe
+        return recipe, False
+    if restart and recognise(out) != "volume":  # a partial left half made (ours, by its name)
+        remove(out)
+        return recipe, False
     vol = open_volume(out, mode="r")
-    if vol.status == "complete":
+    if vol.status == "complete" and not restart:
         raise OutputExistsError(out, f"is a complete volume already ({use_overwrite()})")
     meta = vol.meta
     stored = meta.get("plan") or {}
@@ -667,12 +688,34 @@ def _check_existing(job: _Job) -> Reconstruction:
         and _planned_layout(job.problem, layout) == (stored.get("block_size"), stored.get("halo"))
     )
     if not same:
+        if restart:
+            return recipe, False
         raise OutputExistsError(
             out,
             "holds an unfinished reconstruction with different parameters; "
             + use_overwrite("start over"),
         )
-    return recipe.replace(**layout)
+    return recipe.replace(**layout), True
+
+
+def _check_capacity(grid: VolumeGrid, out: str) -> None:
+    """Refuse a grid whose volume the disk at ``out`` cannot hold (pyramid included)."""
+    nbytes = 4 * math.prod(grid.shape) * 8 / 7
+    require_disk(out, nbytes, f"a volume of {grid.shape} voxels of {grid.voxel_size_nm:g} nm")
+
+
+def _worth_resuming(exc: BaseException, path: str) -> bool:
+    """Keep an unfinished volume that holds finished blocks, unless bad input stopped it.
+
+    An interruption (Ctrl-C, a cancelled batch), a full disk or a lost worker leave
+    it marked running: the same command resumes it. An input error removes it (the
+    input has to change, and with it the reconstruction).
+    """
+    from .volume import is_volume
+
+    if isinstance(exc, SxtdistError) or not is_volume(path):
+        return False
+    return bool(open_volume(path, mode="r").blocks_done)
 
 
 def _planned_layout(problem: Problem, layout: Mapping[str, int | None]) -> tuple[int, int]:
@@ -729,13 +772,9 @@ def _plan(client: Any, job: _Job, ex: Execution, backend: str) -> BlockPlan:
         problem.iterations,
     )
     logger.info("%s", plan.describe())
-    if limit and plan.peak_bytes > limit:
-        warnings.warn(
-            f"the plan's {plan.peak_bytes / 2**20:.0f} MiB exceeds the worker limit "
-            f"{limit / 2**20:.0f} MiB; pass a smaller {option('--block-size', 'block_size=')}",
-            SxtdistWarning,
-            stacklevel=3,
-        )
+    if limit:  # refused before anything is written
+        hint = "pass a smaller --block-size" if plan.block_size > 1 else "use bigger workers"
+        require_memory(plan.peak_bytes, f"the block plan ({hint})", limit)
     return plan
 
 
@@ -746,14 +785,14 @@ def _roi_radius_nm(acq: Acquisition) -> float | None:
 
 
 def _has_content(out: str) -> bool:
-    return os.path.isdir(out) and any(not e.startswith(".sxtdist.lock") for e in os.listdir(out))
+    return os.path.isdir(out) and bool(os.listdir(out))
 
 
 def _open_or_create(
-    out: str, grid: VolumeGrid, plan: BlockPlan, provenance: dict, overwrite: bool
+    out: str, grid: VolumeGrid, plan: BlockPlan, provenance: dict, resume: bool
 ) -> Volume:
-    """The unfinished output to resume (checked by :func:`_check_existing`), or a new one."""
-    if _has_content(out) and not overwrite:
+    """The unfinished output to resume (checked by :func:`_resume_layout`), or a new one."""
+    if resume:
         vol = open_volume(out)
         vol.update_meta(status="running")
         return vol

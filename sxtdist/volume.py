@@ -10,17 +10,17 @@ made it and how far it got::
      "blocks_done": [0, 3, ...], "stopping": {...}}
 
 Only the client process updates ``blocks_done`` (after a block's write has
-returned), so a block listed there is on disk whole. A lock file refuses a second
-writer; a lock left by a dead process on this host is taken over.
+returned), so a block listed there is on disk whole. A complete volume records
+what it must contain (``"contents"``: the chunks stored per level) and every
+chunk carries a checksum, so :meth:`Volume.damage` tells a volume whose files
+were lost since, and :func:`sxtdist.integrity.verify` one whose bytes were
+damaged. Writers hold :func:`sxtdist.lock.write_lock`.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 from collections.abc import Iterable, Mapping
-from contextlib import contextmanager
 from typing import Any
 
 import dask.array as da
@@ -28,12 +28,12 @@ import numpy as np
 import zarr
 
 from . import _version
-from .dataset import KEY, SCHEMA_VERSION, _jsonable, _now, _remove, open_sxtdist_group
-from .errors import InputError, OutputExistsError, OutputLockedError, use_overwrite
+from .dataset import KEY, SCHEMA_VERSION, _jsonable, _now, open_sxtdist_group
+from .errors import InputError
 from .geometry import VolumeGrid
 from .io import ngff
+from .outputs import check_output, remove
 
-LOCK_NAME = ".sxtdist.lock"
 #: Coarser levels are made while every axis stays at least this long.
 MIN_LEVEL_SIZE = 8
 #: What a volume's values are (the label of its display channel).
@@ -99,13 +99,37 @@ class Volume:
         arr[z0 : z0 + data.shape[0]] = np.asarray(data, dtype=np.float32)
 
     def finalize(self, **meta: Any) -> int:
-        """Build the coarser levels from level 0 and mark the volume complete."""
+        """Build the coarser levels from level 0, record the contents, mark the volume complete."""
         n = ngff.add_downsampled_levels(
             self.group, 8, ngff.VOLUME_AXES, "volume", chunks=(64, 64, 64), min_size=MIN_LEVEL_SIZE
         )
         ngff.update_display_window(self.group, VALUE_LABEL)
-        self.update_meta(status="complete", finished=_now(), levels=n, **meta)
+        contents = {str(i): self.group[str(i)].nchunks_initialized for i in range(n)}
+        self.update_meta(status="complete", finished=_now(), levels=n, contents=contents, **meta)
         return n
+
+    def damage(self) -> list[str]:
+        """What a complete volume lacks of what it recorded (``[]`` when whole, or not complete).
+
+        Counts the stored chunks of every level against ``"contents"`` (a directory
+        listing, no data read) and the finished blocks against the plan.
+        Unreadable bytes are found by :func:`sxtdist.integrity.verify`.
+        """
+        meta = self.meta
+        if meta.get("status") != "complete":
+            return []
+        problems = []
+        n_blocks = (meta.get("plan") or {}).get("n_blocks")
+        if n_blocks is not None and len(self.blocks_done) != n_blocks:
+            problems.append(f"{len(self.blocks_done)} of {n_blocks} blocks recorded done")
+        for level, expected in (meta.get("contents") or {}).items():
+            if level not in self.group:
+                problems.append(f"level {level} is missing")
+                continue
+            stored = self.group[level].nchunks_initialized
+            if stored < expected:
+                problems.append(f"level {level} lacks {expected - stored} of {expected} chunks")
+        return problems
 
     def __repr__(self) -> str:
         return f"Volume({self.path!r}, shape={self.shape}, voxel={self.voxel_size_nm} nm, {self.status})"
@@ -125,11 +149,8 @@ def create_volume(
     plan writes whole shards; inner chunks are ``(chunk_z, ≤256, ≤256)``.
     """
     path = os.fspath(path)
-    if os.path.exists(path) and set(os.listdir(path)) - {LOCK_NAME}:
-        if not overwrite:
-            raise OutputExistsError(path, f"already exists ({use_overwrite()})")
-        for entry in set(os.listdir(path)) - {LOCK_NAME}:  # keep our own lock
-            _remove(os.path.join(path, entry))
+    if check_output(path, "volume", overwrite=overwrite):  # only a volume is replaced
+        remove(path)
     nz, ny, nx = grid.shape
     v = grid.voxel_size_nm
     root = zarr.create_group(path, zarr_format=3, overwrite=False)
@@ -167,7 +188,9 @@ def open_volume(path: str | os.PathLike[str], mode: str = "r+") -> Volume:
     group = open_sxtdist_group(path, mode=mode)
     meta = group.attrs[KEY]
     if meta.get("kind") != "volume":
-        raise InputError(path, f"is a {meta.get('kind', 'dataset')}, not a reconstructed volume")
+        raise InputError(
+            path, f"is an sxtdist {meta.get('kind', 'dataset')}, not a reconstructed volume"
+        )
     if "0" not in group:
         raise InputError(path, "volume has no level 0 array")
     ngff.validate_image(group)
@@ -181,57 +204,3 @@ def is_volume(path: str | os.PathLike[str]) -> bool:
     except Exception:
         return False
     return isinstance(meta, dict) and meta.get("kind") == "volume"
-
-
-# -- one writer at a time ---------------------------------------------------------------------
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@contextmanager
-def write_lock(path: str | os.PathLike[str]):
-    """Hold ``path/.sxtdist.lock`` while writing; refuse if another live run holds it.
-
-    The lock is a file created with ``O_EXCL`` holding the owner's host and pid. A
-    lock whose process is gone (same host) is stale and taken over.
-    """
-    path = os.fspath(path)
-    os.makedirs(path, exist_ok=True)
-    lock = os.path.join(path, LOCK_NAME)
-    me = {"host": socket.gethostname(), "pid": os.getpid(), "since": _now()}
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                with open(lock) as f:
-                    owner = json.load(f)
-            except (OSError, ValueError):
-                owner = {}
-            same_host = owner.get("host") == me["host"]
-            if same_host and isinstance(owner.get("pid"), int) and not _pid_alive(owner["pid"]):
-                os.remove(lock)  # stale: its writer died
-                continue
-            who = f"pid {owner.get('pid')} on {owner.get('host')}" if owner else "another run"
-            raise OutputLockedError(
-                path,
-                f"is being written by {who} (lock {LOCK_NAME}); wait for it or remove the lock",
-            ) from None
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
-        break
-    try:
-        yield
-    finally:
-        try:
-            os.remove(lock)
-        except FileNotFoundError:
-            pass

@@ -14,6 +14,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", help="run tests marked slow")
+    parser.addoption(
+        "--matrix",
+        metavar="FILE",
+        help="write test_bad_inputs.py's table as run (case, command, exit code, message) "
+        "to FILE as Markdown",
+    )
 
 
 def _gpu_reason() -> str | None:

@@ -11,8 +11,9 @@ import pytest
 import sxtdist
 from sxtdist.batch import cell_metrics, read_manifest, read_summary, reconstruct_batch
 from sxtdist.errors import InputError, OutputLockedError
+from sxtdist.lock import write_lock
 from sxtdist.runner import reconstruct
-from sxtdist.volume import open_volume, write_lock
+from sxtdist.volume import open_volume
 
 OPTS = dict(iterations=8, block_size=8, align=False)  # alignment: its own test
 
@@ -86,7 +87,12 @@ def test_list_of_paths_is_a_manifest(tmp_path):
             "iterations: iterations must be a positive number or 'auto'",
         ),
         ("m.yaml", "- name: x\n", "cell 1: no 'acquisition'"),
-        ("m.yaml", "- a.zarr\n- other/a.zarr\n", "write the same output"),
+        ("m.yaml", "- a.zarr\n- other/a.zarr\n", "two cells are named 'a'"),
+        (
+            "m.yaml",
+            "- {acquisition: a.zarr, out: x.zarr}\n- {acquisition: b.zarr, out: x.zarr}\n",
+            "write the same output",
+        ),
         ("m.yaml", "cells: []\n", "lists no cells"),
         ("m.yaml", "cells: [a.zarr]\nsettings: {}\n", "unknown top-level key(s): settings"),
         ("m.yaml", "- acquisition: a.zarr\n  scans: side\n", "scans must name full and/or roi"),
@@ -221,6 +227,7 @@ def test_second_batch_into_the_same_directory_is_refused(two_cells, tmp_path, cl
 
 def test_cell_whose_output_is_locked_fails_alone(two_cells, tmp_path, client):
     out = tmp_path / "o"
+    out.mkdir()
     with write_lock(out / "cell1.zarr"):  # e.g. a `sxtdist reconstruct` writing it
         rows = reconstruct_batch(
             [str(two_cells / "cell1.zarr"), str(two_cells / "cell2.zarr")],

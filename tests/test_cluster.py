@@ -199,6 +199,37 @@ def test_local_cluster_from_config_runs_tasks():
         assert client.submit(pow, 2, 10).result() == 1024
 
 
+@pytest.mark.parametrize("processes", [True, False])
+def test_local_cluster_dashboard_listens_where_its_link_says(processes):
+    """The scheduler and the dashboards on one interface (127.0.0.1 by default), nothing on
+    every interface, and the printed link is one of the listening addresses (worker
+    processes or, for a script Dask cannot start them from, workers in this process)."""
+    from urllib.parse import urlparse
+
+    import psutil
+    from distributed import Client
+
+    def listening() -> set[tuple[str, int]]:
+        me = psutil.Process()
+        return {
+            (c.laddr.ip, c.laddr.port)
+            for p in (me, *me.children(recursive=True))
+            for c in p.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN
+        }
+
+    before = listening()
+    with (
+        make_cluster("local", workers=1, processes=processes) as cluster,
+        Client(cluster) as client,
+    ):
+        new = listening() - before
+        link = urlparse(client.dashboard_link)
+        assert (link.hostname, link.port) in new
+        assert urlparse(cluster.scheduler_address).hostname == link.hostname == "127.0.0.1"
+        assert {ip for ip, _ in new} == {"127.0.0.1"}, new
+
+
 def _malloc_environment() -> dict:
     return {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
 

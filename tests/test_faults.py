@@ -17,8 +17,9 @@ import pytest
 
 import sxtdist
 from sxtdist.batch import read_summary
+from sxtdist.lock import lock_path
 from sxtdist.runner import reconstruct
-from sxtdist.volume import LOCK_NAME, open_volume
+from sxtdist.volume import open_volume
 
 REPO = Path(__file__).resolve().parent.parent
 # Small blocks and many iterations: a run lasts a few seconds, long enough to hit mid-way.
@@ -128,7 +129,7 @@ def test_sigint_reconstruct_then_rerun_is_identical(acq, reference, tmp_path):
     n_blocks = meta["plan"]["n_blocks"]
     assert meta["status"] == "running"  # visibly unfinished
     assert 1 <= len(meta["blocks_done"]) < n_blocks
-    assert not (out / LOCK_NAME).exists()
+    assert not os.path.exists(lock_path(out))
     p = _sxtdist("reconstruct", acq, out, "--workers", "1", *CLI_OPTS)
     _, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
@@ -159,7 +160,7 @@ def test_sigterm_batch_then_rerun_is_identical(acq, reference, tmp_path):
             assert _meta(out / f"{name}.zarr")["status"] in ("running", "complete")
             assert (status == "done") == (_meta(out / f"{name}.zarr")["status"] == "complete")
     assert rows["a"]["status"] == "interrupted"
-    assert not (out / LOCK_NAME).exists()
+    assert not os.path.exists(lock_path(out))
     p = _sxtdist(*args)
     stdout, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
@@ -175,7 +176,7 @@ def test_second_writer_of_the_same_output_is_refused(acq, reference, tmp_path):
     out = tmp_path / "v.zarr"
     first = _sxtdist("reconstruct", acq, out, "--workers", "1", *CLI_OPTS)
     t0 = time.monotonic()
-    while not (out / LOCK_NAME).exists():
+    while not os.path.exists(lock_path(out)):
         assert first.poll() is None and time.monotonic() - t0 < 60, "first run never took the lock"
         time.sleep(0.01)
     second = _sxtdist("reconstruct", acq, out, "--workers", "1", *CLI_OPTS)
@@ -183,8 +184,116 @@ def test_second_writer_of_the_same_output_is_refused(acq, reference, tmp_path):
     assert second.returncode == 2
     assert err2.strip() == (
         f"sxtdist: error: {out}: is being written by pid {first.pid} on {socket.gethostname()} "
-        f"(lock {LOCK_NAME}); wait for it or remove the lock"
+        f"(lock {lock_path(out)}); wait for it to finish"
     )
     _, err1 = first.communicate(timeout=300)
     assert first.returncode == 0, err1
     np.testing.assert_array_equal(open_volume(out).level(0).compute(), reference)
+
+
+def test_interrupted_overwrite_leaves_the_old_output(acq, reference, tmp_path):
+    from sxtdist.outputs import partial_path
+
+    out = tmp_path / "v.zarr"
+    reconstruct(acq, out, workers=1, progress=False, block_size=4, iterations=2)
+    old = _tree(out)
+    args = ("reconstruct", acq, out, "--workers", "1", "--overwrite", *CLI_OPTS)
+    p = _sxtdist(*args)
+    partial = Path(partial_path(out))
+    _wait_for_blocks(partial, 1, proc=p)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert _tree(out) == old  # the old volume, byte for byte
+    assert _meta(partial)["status"] == "running"  # the replacement, resumable
+    p = _sxtdist(*args)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    assert "resuming:" in err
+    assert not partial.exists()
+    np.testing.assert_array_equal(open_volume(out).level(0).compute(), reference)
+
+
+def _tree(root) -> dict:
+    out = {}
+    for top, _, files in os.walk(root):
+        for f in files:
+            with open(os.path.join(top, f), "rb") as fh:
+                out[os.path.relpath(os.path.join(top, f), root)] = fh.read()
+    return out
+
+
+def test_disk_full_mid_run_then_resume_on_a_larger_disk(acq, reference, tmp_path):
+    from test_bad_inputs import mount_tmpfs
+
+    disk = tmp_path / "disk"
+    # room for the volume's metadata and 3 of its 8 blocks' shard files (3 inodes each)
+    mount_tmpfs(disk, "size=64m,nr_inodes=17")
+    try:
+        out = disk / "v.zarr"
+        p = _sxtdist("reconstruct", acq, out, "--workers", "1", *CLI_OPTS)
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 1, err
+        assert err.strip().splitlines()[-1].startswith("sxtdist: error: ")
+        assert "No space left on device" in err and "Traceback" not in err
+        meta = _meta(out)
+        assert meta["status"] == "running"
+        assert 1 <= len(meta["blocks_done"]) < meta["plan"]["n_blocks"]
+        assert not os.path.exists(lock_path(out))
+        subprocess.run(["mount", "-o", "remount,nr_inodes=10000", disk], check=True)
+        p = _sxtdist("reconstruct", acq, out, "--workers", "1", *CLI_OPTS)
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        assert "resuming:" in err
+        np.testing.assert_array_equal(open_volume(out).level(0).compute(), reference)
+    finally:
+        subprocess.run(["umount", "-l", disk], check=False)
+
+
+def test_write_failure_mid_run_keeps_the_blocks_and_resumes(acq, reference, tmp_path, monkeypatch):
+    """The same as a full disk, without root: from the third block on, writes fail (ENOSPC;
+    every time, as a full disk does: a failed block task is retried)."""
+    import errno
+
+    from distributed import Client, LocalCluster
+
+    from sxtdist.volume import Volume
+
+    write = Volume.write_slices
+    calls = []
+
+    def failing(self, z0, data):
+        calls.append(z0)
+        if len(calls) >= 3:
+            raise OSError(errno.ENOSPC, "No space left on device", self.path)
+        return write(self, z0, data)
+
+    out = tmp_path / "v.zarr"
+    with (
+        LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        monkeypatch.setattr(Volume, "write_slices", failing)
+        with pytest.raises(OSError, match="No space left"):
+            reconstruct(acq, out, client=client, progress=False, **OPTS)
+        assert _meta(out)["status"] == "running" and len(_meta(out)["blocks_done"]) == 2
+        monkeypatch.setattr(Volume, "write_slices", write)
+        vol = reconstruct(acq, out, client=client, progress=False, **OPTS)
+    assert vol.meta["stopping"]["blocks_run"] == vol.meta["plan"]["n_blocks"] - 2
+    np.testing.assert_array_equal(vol.level(0).compute(), reference)
+
+
+def test_stale_lock_taken_over_by_exactly_one_of_20_processes_each_round(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    script = REPO / "tests" / "_lock_race.py"
+    r = subprocess.run(
+        [sys.executable, script, tmp_path, "20", "50"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    counts = json.loads(r.stdout)
+    assert counts == [1] * 50, counts
+    assert not os.path.exists(lock_path(tmp_path / "v.zarr"))

@@ -354,7 +354,12 @@ def test_bad_tiff_files(tmp_path, run_cli):
     tifffile.imwrite(
         tmp_path / "counts.tif", np.full((3, 8, 8), 900, np.uint16), photometric="minisblack"
     )
-    _expect_error(run_cli, tmp_path, [tmp_path / "counts.tif", *args], ["not a transmission"])
+    _expect_error(run_cli, tmp_path, [tmp_path / "counts.tif", *args], ["raw detector counts"])
+    # float counts read as transmission
+    tifffile.imwrite(
+        tmp_path / "fcounts.tif", np.full((3, 8, 8), 900, np.float32), photometric="minisblack"
+    )
+    _expect_error(run_cli, tmp_path, [tmp_path / "fcounts.tif", *args], ["not a transmission"])
     tifffile.imwrite(tmp_path / "rgb.tif", np.full((8, 8, 3), 1, np.uint8), photometric="rgb")
     _expect_error(run_cli, tmp_path, [tmp_path / "rgb.tif", *args], ["colour image"])
     (tmp_path / "junk.tif").write_bytes(b"II*\0garbage")

@@ -19,17 +19,31 @@ others disagree with.
 from __future__ import annotations
 
 import csv
+import json
 import os
 from typing import Any
 
 import numpy as np
 
+from ..outputs import REPORT_MARK, writing
 from .diagnostics import POOR_PEAK_FACTOR, peak_loss_ratio
 
 
 def write_report(directory: str, acq: Any, result: Any) -> str:
-    """Write the report files into ``directory`` (created); returns it."""
-    os.makedirs(directory, exist_ok=True)
+    """Write the report folder ``directory``; returns it.
+
+    It is written beside and swapped in whole (:mod:`sxtdist.outputs`): an earlier
+    report is replaced, a folder sxtdist did not write is refused.
+    """
+    with writing(directory, "alignment-report", inputs=[acq.path], overwrite=True) as target:
+        _write_files(target.write_path, acq, result)
+        with open(os.path.join(target.write_path, REPORT_MARK), "w") as fh:
+            json.dump({"kind": "alignment-report", "acquisition": os.path.abspath(acq.path)}, fh)
+    return directory
+
+
+def _write_files(directory: str, acq: Any, result: Any) -> None:
+    os.makedirs(directory)
     errors = result.error_arrays(acq)
     with open(os.path.join(directory, "shifts.csv"), "w", newline="") as fh:
         w = csv.writer(fh)
@@ -57,7 +71,6 @@ def write_report(directory: str, acq: Any, result: Any) -> str:
                  f"{r.seconds:.4f}", int(np.isfinite(m).all()), *_fmt([k]), *_fmt(m)]
             )  # fmt: skip
     _plot(os.path.join(directory, "alignment.png"), acq, result, errors, misfit, kept, loss)
-    return directory
 
 
 def _per_pair_or_nan(values: Any, n: int, *shape: int) -> np.ndarray:

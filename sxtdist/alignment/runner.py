@@ -29,6 +29,7 @@ from ..dataset import Acquisition, open_acquisition
 from ..errors import InputError, ParameterError, SxtdistWarning, option
 from ..execution import Execution
 from ..geometry import ScanGeometry, angular_spacing_deg, without_rigid_translation
+from ..outputs import check_output
 from .diagnostics import log_pair_misfit, log_pairs_weighted_down, log_poor_peaks
 from .gauge import axis_offset_px, sinusoid_basis
 from .intensity import fit_intensity_transform
@@ -148,6 +149,11 @@ def align(
     scans = list(scans or [s for s in ("full", "roi") if s in acq.scans])
     for name in scans:
         acq[name]
+    if report is None:
+        report = os.fspath(acq.path).rstrip("/")
+        report = (report[:-5] if report.endswith(".zarr") else report) + "_alignment"
+    if report:  # before the work: a report may replace only an earlier report
+        check_output(report, "alignment-report", inputs=[acq.path], overwrite=True)
     if opts.method == "projection-matching" and "roi" in scans:
         raise ParameterError(
             "projection matching needs the whole sample in view: use it for the full scan "
@@ -216,9 +222,6 @@ def _store_and_report(
         if result.intensity_transform is not None:
             acq.update_scan("roi", intensity_transform=result.intensity_transform)
         result.stored = True
-    if report is None:
-        report = os.fspath(acq.path).rstrip("/")
-        report = (report[:-5] if report.endswith(".zarr") else report) + "_alignment"
     if report:
         from .report import write_report
 

@@ -1,10 +1,11 @@
 """The ``sxtdist`` command: thin, over the Python API.
 
 Each subcommand lives in its own module and is registered in :data:`COMMANDS`.
-An :class:`~sxtdist.errors.SxtdistError` (bad input, busy output) is printed as
-one line on standard error and the exit code is 2; anything else is a bug and
-keeps its traceback. Status lines are logging (``-v``/``-q``/``--log-file`` on the
-group and on every subcommand), warnings are shown as one line each.
+Every failure is printed as one line on standard error
+(:mod:`sxtdist.cli._failures`): exit code 2 for bad input, 1 for an environment
+failure or a bug; ``--debug`` shows the traceback instead. Status lines are logging
+(``-v``/``-q``/``--log-file``/``--debug`` on the group and on every subcommand),
+warnings are shown as one line each.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from contextlib import contextmanager
 import click
 
 from .._version import __version__
-from ..errors import SxtdistError, command_line_words
+from ..errors import command_line_words
 from ..logs import configure_logging, reset_logging, warnings_as_log_lines
+from ._failures import DEBUG, describe
 from ._options import verbosity_options
 
 #: ``name -> module`` of the subcommands; each module defines a click command ``command``.
@@ -37,6 +39,7 @@ COMMANDS = {
     "report": "report",
     "rechunk": "rechunk",
     "view": "view",
+    "verify": "verify",
 }
 
 
@@ -104,22 +107,23 @@ def _closing_new_clusters():
 
 
 def _main(argv: list[str] | None) -> int:
+    DEBUG["on"] = False
     try:
         # Without standalone mode click returns a command's ``Exit`` code instead of exiting.
         code = cli.main(args=argv, prog_name="sxtdist", standalone_mode=False)
         if isinstance(code, int) and code:
             return code
-    except SxtdistError as exc:
-        click.echo(f"sxtdist: error: {exc}", err=True)
-        return exc.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("sxtdist: interrupted", err=True)
         return 130
-    except click.ClickException as exc:
-        exc.show()
-        return 2
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except Exception as exc:
+        if DEBUG["on"]:
+            raise
+        code, line = describe(exc)
+        click.echo(f"sxtdist: error: {line}", err=True)
+        return code
     return 0
 
 

@@ -95,8 +95,16 @@ def _on_verbosity(ctx: click.Context, param: click.Parameter, value: Any) -> Non
     configure_logging(meta.get(_VERBOSITY, 0), meta.get(_LOG_FILE))
 
 
+def _on_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    from ._failures import DEBUG
+
+    if value:
+        DEBUG["on"] = True
+
+
 def verbosity_options(cmd: Any) -> Any:
-    """Add ``-v/--verbose``, ``-q/--quiet`` and ``--log-file`` (they configure logging)."""
+    """Add ``-v/--verbose``, ``-q/--quiet``, ``--log-file`` (they configure logging) and
+    ``--debug`` (a failure's traceback instead of one line)."""
     options = [
         click.option(
             "-v",
@@ -120,6 +128,13 @@ def verbosity_options(cmd: Any) -> Any:
             expose_value=False,
             callback=_on_verbosity,
             help="Also append every message, with times, to this file.",
+        ),
+        click.option(
+            "--debug",
+            is_flag=True,
+            expose_value=False,
+            callback=_on_debug,
+            help="Show the traceback of a failure instead of one line.",
         ),
     ]
     for opt in reversed(options):

@@ -230,6 +230,9 @@ def _describe_volume(path: str) -> str:
             f"  blocks {done}/{plan.get('n_blocks')} done, block {plan.get('block_size')} slices, "
             f"halo {plan.get('halo')}"
         )
+    damage = vol.damage()
+    if damage:
+        lines.append(f"  DAMAGED: {'; '.join(damage)} (sxtdist verify {path} lists it)")
     prov = meta.get("provenance") or {}
     for key in ("input", "method", "iterations", "scans", "backend", "psf", "nonneg_every"):
         if key in prov:

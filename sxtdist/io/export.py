@@ -22,8 +22,11 @@ Every file carries sxtdist's mark (MRC label 0, the TIFF ``Software`` tag, the
 OME ``Creator``) so that what sxtdist wrote can be told from what it did not
 (:func:`export_mark`).
 
-Everything is written slab by slab to ``OUT.partial`` and renamed into place
-when complete, so a failed export leaves nothing behind.
+Everything is written slab by slab beside ``OUT`` and renamed into place when
+complete, so a failed export leaves nothing behind, and an existing export is
+replaced only then (:mod:`sxtdist.outputs`: never the volume itself, a path
+inside it, or a file without sxtdist's mark). A damaged volume
+(:meth:`sxtdist.volume.Volume.damage`) is refused.
 """
 
 from __future__ import annotations
@@ -40,15 +43,13 @@ import numpy as np
 
 from .._progress import progress_bar
 from .._version import __version__
-from ..dataset import _remove
 from ..errors import (
     InputError,
-    OutputExistsError,
     ParameterError,
     SxtdistWarning,
     option,
-    use_overwrite,
 )
+from ..outputs import check_output, register_file_kind, writing
 from ..volume import MIN_LEVEL_SIZE, open_volume
 from . import ngff
 
@@ -144,7 +145,15 @@ def export_volume(
             f"{option('--format', 'fmt')}: unknown format {fmt!r} "
             f"(choose from {', '.join(FORMATS)})"
         )
+    check_output(out, "export", inputs=[volume], overwrite=overwrite)
     vol = open_volume(volume, mode="r")
+    damage = vol.damage()
+    if damage:
+        raise InputError(
+            vol.path,
+            f"is damaged ({'; '.join(damage)}): reconstruct it again (sxtdist verify lists "
+            "what is lost)",
+        )
     if vol.status != "complete":
         n_blocks = vol.meta.get("plan", {}).get("n_blocks")
         done = f"{len(vol.blocks_done)} of {n_blocks}" if n_blocks else str(len(vol.blocks_done))
@@ -176,15 +185,11 @@ def export_volume(
     # the first exported voxel's centre, nm: where the volume's metadata puts it
     origin = [a * s + t for (a, _), s, t in zip(bounds, scale, translation)]
     source = _Source(os.path.abspath(vol.path), level, bounds)
-    if os.path.exists(out):
-        if not overwrite:
-            raise OutputExistsError(out, f"already exists ({use_overwrite()})")
-    tmp = out + ".partial"
-    _remove(tmp)
     logger.info(
         "exporting level %d %s of %s to %s (%s)", level, tuple(arr.shape), vol.path, out, fmt
     )
-    try:
+    with writing(out, "export", inputs=[volume], overwrite=overwrite) as target:
+        tmp = target.write_path
         if fmt == "mrc":
             _write_mrc(arr, tmp, scale, origin, source, progress)
         elif fmt == "tiff":
@@ -192,11 +197,6 @@ def export_volume(
             _write_tiff(arr, tmp, scale, origin, source, ome, progress)
         else:
             _write_ngff04(arr, tmp, scale, origin, source)
-        _remove(out)
-        os.replace(tmp, out)
-    except BaseException:
-        _remove(tmp)
-        raise
     return out
 
 
@@ -441,5 +441,7 @@ def _fmt_crop(crop: Sequence[slice]) -> str:
         f"{'' if s.start is None else s.start}:{'' if s.stop is None else s.stop}" for s in crop
     )
 
+
+register_file_kind("export", lambda path: export_mark(path) is not None)
 
 __all__ = ["FORMATS", "export_mark", "export_volume", "format_from_suffix", "parse_crop"]

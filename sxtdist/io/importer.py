@@ -24,9 +24,18 @@ import dask.array as da
 import numpy as np
 
 from .._progress import progress_bar
-from ..dataset import SCAN_NAMES, Acquisition, ScanData, add_scan, create_acquisition
-from ..errors import InputError, ParameterError, use_overwrite
+from ..dataset import (
+    SCAN_NAMES,
+    Acquisition,
+    ScanData,
+    add_scan,
+    create_acquisition,
+    open_acquisition,
+)
+from ..errors import InputError, OutputExistsError, ParameterError, use_overwrite
+from ..outputs import check_output, recognise
 from . import mrc, nxtomo, tiff, txrm
+from .checks import check_finite, check_pixel_type
 from .imod import xf_alignment
 from .metadata import OPTIONS, ScanPhysics, check_axis_tilt, check_center_offset
 from .source import FrameSource, read_angles_file
@@ -232,13 +241,9 @@ def import_scan(
     opts = _options(options, option_fields)
     if scan not in SCAN_NAMES:
         raise ParameterError(f"unknown scan {scan!r} (choose from {', '.join(SCAN_NAMES)})")
-    if os.path.exists(acquisition) and not overwrite:
-        # fail before reading anything when the scan is already there
-        from ..dataset import open_acquisition
-
-        if scan in open_acquisition(acquisition, mode="r").scans:
-            from ..errors import OutputExistsError
-
+    # fail before reading anything: an output that is no acquisition, an input, a scan there
+    if check_output(acquisition, "acquisition", inputs=_inputs(source, opts), resume=True):
+        if not overwrite and scan in open_acquisition(acquisition, mode="r").scans:
             raise OutputExistsError(
                 os.path.join(acquisition, scan),
                 f"scan already exists ({use_overwrite()})",
@@ -249,6 +254,12 @@ def import_scan(
         src = opened.cropped(opts.crop_rows, opts.crop_cols)
         with src:
             return _import_open(src, acquisition, scan, opts, overwrite, progress)
+
+
+def _inputs(source: str, opts: ImportOptions) -> list[str | os.PathLike[str] | None]:
+    """The files an import reads: the acquisition written may be none of them."""
+    angles = opts.angles if isinstance(opts.angles, (str, os.PathLike)) else None
+    return [source, opts.flat, opts.dark, angles, opts.xf]
 
 
 def _options(options: ImportOptions | None, given: dict[str, Any]) -> ImportOptions:
@@ -277,7 +288,7 @@ def _import_open(
     """Convert and write an opened (and cropped) source; see :func:`import_scan`."""
     source = src.path
     n, rows, cols = src.shape
-    ang = _angles(src, opts.angles, opts.angle_range)
+    ang = _angles(src, opts.angles, opts.angle_range)  # checked as the scan is written
     stated = opts.physics.given()
     physics = {
         "pixel_size_nm": src.pixel_size_nm,
@@ -297,6 +308,7 @@ def _import_open(
     flat_img = _field(opts, "flats", src)
     dark_img = _field(opts, "darks", src)
     mode = _mode(opts.values, flat_img, dark_img, src)
+    check_pixel_type(source, src.dtype, counts_ok=mode == "intensity")
     logger.info(
         "importing %s (%s, %d frames of %dx%d %s, %s) as scan %r of %s",
         source,
@@ -329,13 +341,7 @@ def _import_open(
                 }
             },
         )
-        # one frame at a time in this thread: readers share a file handle and
-        # memory stays at a few frames
-        with dask.config.set(scheduler="synchronous"):
-            if os.path.exists(acquisition):
-                acq = add_scan(acquisition, scan, scan_data, overwrite=overwrite)
-            else:
-                acq = create_acquisition(acquisition, {scan: scan_data})
+        acq = _write_scan(acquisition, scan, scan_data, overwrite, _inputs(source, opts))
     if xf is not None:
         acq.set_shifts(scan, xf.shifts_px, method="imod xf", file=os.path.abspath(opts.xf))
     missing = [OPTIONS[k] for k in ("zone_plate_ozw_nm", "energy_ev") if physics.get(k) is None]
@@ -347,6 +353,18 @@ def _import_open(
         )
     logger.info("wrote scan %r: %d projections, %g nm pixels", scan, n, pixel)
     return acq
+
+
+def _write_scan(
+    acquisition: str, scan: str, data: ScanData, overwrite: bool, inputs: list
+) -> Acquisition:
+    """Add the scan to the acquisition sxtdist wrote there, or create one holding it."""
+    # one frame at a time in this thread: readers share a file handle and memory stays
+    # at a few frames
+    with dask.config.set(scheduler="synchronous"):
+        if recognise(acquisition) == "acquisition":
+            return add_scan(acquisition, scan, data, overwrite, inputs)
+        return create_acquisition(acquisition, {scan: data}, inputs=inputs)
 
 
 def _cropped_center(offset: tuple[float, float], src: FrameSource) -> tuple[float, float]:
@@ -469,9 +487,7 @@ def _lazy_optical_depth(
     def block(block_info: dict | None = None) -> np.ndarray:
         i0, i1 = block_info[None]["array-location"][0]
         raw = src.read(i0, i1)
-        if raw.dtype.kind == "f" and not np.all(np.isfinite(raw)):
-            bad = i0 + int(np.flatnonzero(~np.isfinite(raw).reshape(i1 - i0, -1).all(axis=1))[0])
-            raise InputError(src.path, f"frame {bad} contains NaN or inf")
+        check_finite(src.path, raw, i0)
         if mode == "transmission":
             med = float(np.median(raw))
             if med > MAX_TRANSMISSION_MEDIAN:

@@ -52,10 +52,11 @@ def open_mrc(path: str | os.PathLike[str]) -> FrameSource:
     expected = offset + nz * frame_bytes
     size = os.path.getsize(path)
     if size < expected:
+        first = max(0, size - offset) // frame_bytes
         raise InputError(
             path,
-            f"truncated: {nz} sections of {ny}x{nx} {dtype} need {expected} bytes, "
-            f"the file has {size}",
+            f"truncated: frame {first} of {nz} ends past the end of the file ({nz} sections "
+            f"of {ny}x{nx} {dtype} need {expected} bytes, the file has {size})",
         )
     angles, angles_file = None, None
     for sfx in ANGLE_SUFFIXES:

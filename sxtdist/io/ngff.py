@@ -45,6 +45,21 @@ VOLUME_AXES: tuple[tuple[str, str | None, str | None], ...] = (
 )
 
 
+def array_options() -> dict[str, Any]:
+    """What every array sxtdist writes gets, so damage can be found (``sxtdist verify``).
+
+    Every chunk is stored, fill values too (a missing chunk is then a lost one, not
+    an empty one), and carries a CRC32C checksum of its stored bytes (a chunk of
+    garbage fails to decode instead of reading as numbers).
+    """
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    return {
+        "compressors": (ZstdCodec(), Crc32cCodec()),
+        "config": {"write_empty_chunks": True},
+    }
+
+
 #: Percentiles of the data that bound the ``omero`` display window.
 WINDOW_PERCENTILES = (0.5, 99.5)
 #: Most values read to compute a display window (a coarse level or a subsample).
@@ -83,6 +98,7 @@ def create_multiscale(
             dtype=dtype,
             fill_value=fill_value,
             dimension_names=dim_names,
+            **array_options(),
         )
     set_multiscale_metadata(group, level_scales, axes, name or "image", [[0.0] * len(axes)])
     return group
@@ -338,6 +354,7 @@ def add_downsampled_levels(
             dtype=src_arr.dtype,
             fill_value=0.0,
             dimension_names=tuple(a[0] for a in axes),
+            **array_options(),
         )
         if isinstance(coarse, np.ndarray):
             target[...] = coarse

@@ -108,6 +108,11 @@ def open_nxtomo(
     try:
         f = h5py.File(path, "r")
     except Exception as exc:  # truncated or not HDF5
+        if "truncated file" in str(exc):
+            raise InputError(
+                path, f"truncated: the HDF5 file ends at byte {os.path.getsize(path)} "
+                f"before its own end ({_one_line(exc)})",
+            ) from exc  # fmt: skip
         raise InputError(path, f"not a readable HDF5 file ({_one_line(exc)})") from exc
     try:
         return _open(path, f, layout or HdfLayout(), frames)
@@ -116,10 +121,36 @@ def open_nxtomo(
         raise
 
 
+def _check_written(path: str, data: h5py.Dataset) -> None:
+    """Refuse a dataset some of whose frames were never written (HDF5 would read zeros)."""
+    if data.is_virtual or data.external:  # their sources are checked where they are read
+        return
+    if data.chunks is None:
+        if data.size and data.id.get_offset() is None:
+            raise InputError(path, f"{data.name} was never written (no frame is stored)")
+        return
+    per = data.chunks
+    grid = [-(-n // c) for n, c in zip(data.shape, per)]
+    expected = int(np.prod(grid))
+    stored = data.id.get_num_chunks()
+    if stored >= expected:
+        return
+    frames = np.zeros(grid[0], dtype=int)
+    for k in range(stored):
+        frames[data.id.get_chunk_info(k).chunk_offset[0] // per[0]] += 1
+    first = int(np.flatnonzero(frames < expected // grid[0])[0]) * per[0]
+    raise InputError(
+        path,
+        f"{data.name}: {expected - stored} of {expected} chunks were never written "
+        f"(frame {first} is the first incomplete one)",
+    )
+
+
 def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
     # where the frames are as reached from this file (through a link, the dataset's own
     # name is its path in the linked file)
     data, data_at = _frames_dataset(path, f, layout.data_path, layout.data_option)
+    _check_written(path, data)
     n = data.shape[0]
     keys, key_where = _image_keys(path, f, data_at, layout.image_key_path)
     if keys is not None and keys.size != n:

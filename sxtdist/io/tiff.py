@@ -11,9 +11,12 @@ the ``unit`` in ImageJ's description) when the file has one.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import tifffile
@@ -47,6 +50,72 @@ UNIT_NM = {
 }
 
 
+@contextmanager
+def _refuse_damage(path: str, what: str) -> Iterator[None]:
+    """Turn what tifffile only logs (a truncated file's missing pages, strips padded
+    with zeros) into an :class:`InputError` naming ``path`` and ``what`` was read."""
+    problems: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            problems.append(record.getMessage())
+
+    log = logging.getLogger("tifffile")
+    handler, propagate = Collect(logging.WARNING), log.propagate
+    log.addHandler(handler)
+    log.propagate = False  # one line for the user, not tifffile's log
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate
+    if problems:
+        first = problems[0].split("> ", 1)[-1]
+        raise InputError(
+            path,
+            f"truncated or damaged TIFF: {what} cannot be read whole ({first}; "
+            f"the file has {os.path.getsize(path)} bytes)",
+        )
+
+
+def _inspect(path: str, tif: tifffile.TiffFile) -> tuple[tuple[int, int, int], np.dtype, object]:
+    """Shape, pixel type and a frame-by-frame zarr view of the file's one image series."""
+    series = tif.series
+    if not series:
+        raise InputError(path, "holds no images")
+    if len(series) > 1:
+        shapes = ", ".join(str(tuple(s.shape)) for s in series[:3])
+        raise InputError(
+            path,
+            f"holds images of mixed shapes ({shapes}); all projections must have one shape",
+        )
+    s = series[0]
+    if "S" in s.axes:  # samples per pixel: RGB(A), not a grayscale stack
+        raise InputError(path, f"is a colour image (axes {s.axes}); projections must be grayscale")
+    shape = check_shape(path, tuple(s.shape))
+    dtype = check_dtype(path, s.dtype)
+    _check_extent(path, s, shape, dtype)
+    len(s.pages)  # every page's header, now: a broken page list is a truncated file
+    # tifffile's zarr view reads one frame per chunk whatever the layout
+    # (pages, contiguous ImageJ data beyond 4 GB, OME); never the whole stack
+    return shape, dtype, zarr.open_array(s.aszarr(), mode="r")
+
+
+def _check_extent(path: str, series: object, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Refuse a contiguous stack whose data run past the end of the file (truncated)."""
+    offset = getattr(series, "dataoffset", None)
+    if offset is None:  # not contiguous: pages are checked as they are read
+        return
+    frame_bytes = int(np.prod(shape[1:])) * dtype.itemsize
+    size = os.path.getsize(path)
+    if offset + shape[0] * frame_bytes > size:
+        first = max(0, size - offset) // frame_bytes
+        raise InputError(
+            path,
+            f"truncated: frame {first} of {shape[0]} ends past the end of the file ({size} bytes)",
+        )
+
+
 def open_tiff(path: str | os.PathLike[str], angles_from_names: str | None = None) -> FrameSource:
     """Open a multi-page TIFF/OME-TIFF, or a folder of single-frame TIFFs, as a stack.
 
@@ -64,41 +133,26 @@ def open_tiff(path: str | os.PathLike[str], angles_from_names: str | None = None
         return _open_folder(path, angles_from_names)
     if angles_from_names is not None:
         raise InputError(path, "--angles-from-names needs a folder of one TIFF file per angle")
+    tif = None
     try:
-        tif = tifffile.TiffFile(path)
-    except FileNotFoundError:
-        raise InputError(path, "no such file") from None
-    except Exception as exc:
-        raise InputError(path, f"not a readable TIFF file ({_one_line(exc)})") from exc
-    try:
-        series = tif.series
-        if not series:
-            raise InputError(path, "holds no images")
-        if len(series) > 1:
-            shapes = ", ".join(str(tuple(s.shape)) for s in series[:3])
-            raise InputError(
-                path,
-                f"holds images of mixed shapes ({shapes}); all projections must have one shape",
-            )
-        s = series[0]
-        if "S" in s.axes:  # samples per pixel: RGB(A), not a grayscale stack
-            raise InputError(
-                path, f"is a colour image (axes {s.axes}); projections must be grayscale"
-            )
-        shape = check_shape(path, tuple(s.shape))
-        dtype = check_dtype(path, s.dtype)
-        # tifffile's zarr view reads one frame per chunk whatever the layout
-        # (pages, contiguous ImageJ data beyond 4 GB, OME); never the whole stack
-        frames = zarr.open_array(s.aszarr(), mode="r")
-        pixel = pixel_size_nm(tif)
-    except BaseException:
-        tif.close()
+        # tifffile reads pages lazily: the whole inspection is watched for damage
+        with _refuse_damage(path, "its page list"):
+            tif = tifffile.TiffFile(path)
+            shape, dtype, frames = _inspect(path, tif)
+            pixel = pixel_size_nm(tif)
+    except BaseException as exc:
+        if tif is not None:
+            tif.close()
+        if isinstance(exc, FileNotFoundError):
+            raise InputError(path, "no such file") from None
+        if isinstance(exc, Exception) and not isinstance(exc, InputError):
+            raise InputError(path, f"not a readable TIFF file ({_one_line(exc)})") from exc
         raise
 
     def reader(i0: int, i1: int) -> np.ndarray:
-        return np.asarray(frames[i0:i1] if len(frames.shape) == 3 else frames[:]).reshape(
-            i1 - i0, *shape[1:]
-        )
+        with _refuse_damage(path, f"frames {i0}..{i1 - 1}"):
+            out = frames[i0:i1] if len(frames.shape) == 3 else frames[:]
+        return np.asarray(out).reshape(i1 - i0, *shape[1:])
 
     return FrameSource(
         path=path,
@@ -144,8 +198,12 @@ def _open_folder(path: str, angles_from_names: str | None) -> FrameSource:
                 f, f"has shape {shp} but {os.path.basename(files[0])} has {shape0} (mixed shapes)"
             )
 
+    def read(i: int) -> np.ndarray:
+        with _refuse_damage(files[i], f"frame {i}"):
+            return tifffile.imread(files[i], key=0)
+
     def reader(i0: int, i1: int) -> np.ndarray:
-        return np.stack([tifffile.imread(f, key=0) for f in files[i0:i1]])
+        return np.stack([read(i) for i in range(i0, i1)])
 
     return FrameSource(
         path=path,

@@ -19,7 +19,7 @@ import numpy as np
 
 from .._progress import progress_bar
 from ..dataset import TRUTH_CHUNK_Z, Acquisition, ScanData, Stream, create_acquisition
-from ..errors import OutputExistsError, ParameterError, use_overwrite
+from ..errors import ParameterError
 from ..geometry import (
     ScanGeometry,
     VolumeGrid,
@@ -27,7 +27,10 @@ from ..geometry import (
     scan_angles,
     without_rigid_translation,
 )
+from ..io.checks import MAX_PIXEL_NM
+from ..outputs import check_output
 from ..physics import psf_fwhm_nm
+from ..resources import require_disk, require_memory
 from .forward import ForwardModel, scan_views
 from .motion import Motion, check_motion
 from .phantom import CellPhantom, make_cell
@@ -133,14 +136,14 @@ def _resolve(preset: Preset, o: SimulationOptions) -> tuple[ScanPreset, ScanPres
     for name, s in (("full", full), ("roi", roi)):
         if s.n_angles < 1:
             raise ParameterError(f"{name}: number of views must be at least 1")
-        if s.pixel_size_nm <= 0:
-            raise ParameterError(f"{name}: pixel size must be positive")
-        if s.photons_per_pixel is not None and s.photons_per_pixel < 0:
-            raise ParameterError(f"{name}: photons per pixel must not be negative")
-        if s.shifts_sigma_px < 0:
-            raise ParameterError(f"{name}: shift standard deviation must not be negative")
-    if roi.width_um is not None and roi.width_um <= 0:
-        raise ParameterError("ROI width must be positive")
+        if not 0 < s.pixel_size_nm <= MAX_PIXEL_NM:
+            raise ParameterError(f"{name}: pixel size must be in (0, {MAX_PIXEL_NM:g}] nm")
+        if s.photons_per_pixel is not None and not 0 <= s.photons_per_pixel < math.inf:
+            raise ParameterError(f"{name}: photons per pixel must be a number >= 0")
+        if not 0 <= s.shifts_sigma_px < math.inf:
+            raise ParameterError(f"{name}: shift standard deviation must be a number >= 0")
+    if roi.width_um is not None and not 0 < roi.width_um < math.inf:
+        raise ParameterError("ROI width must be a positive number")
     return full, roi
 
 
@@ -154,13 +157,38 @@ def simulation_geometries(
     preset: Preset, full: ScanPreset, roi: ScanPreset
 ) -> dict[str, ScanGeometry]:
     """Detector geometries (no shifts) of both scans of a preset."""
-    out = {}
-    for name, s in (("full", full), ("roi", roi)):
-        width_nm = preset.fov_nm if s.width_um is None else min(s.width_um * 1e3, preset.fov_nm)
-        cols = max(2, int(round(width_nm / s.pixel_size_nm)))
-        rows = max(1, int(math.ceil(preset.height_nm / s.pixel_size_nm - 1e-6)))
-        out[name] = ScanGeometry(scan_angles(s.n_angles, s.arc_deg), s.pixel_size_nm, (rows, cols))
-    return out
+    return {
+        name: ScanGeometry(
+            scan_angles(s.n_angles, s.arc_deg), s.pixel_size_nm, _detector_shape(preset, s)
+        )
+        for name, s in (("full", full), ("roi", roi))
+    }
+
+
+def _detector_shape(preset: Preset, s: ScanPreset) -> tuple[int, int]:
+    width_nm = preset.fov_nm if s.width_um is None else min(s.width_um * 1e3, preset.fov_nm)
+    cols = max(2, int(round(width_nm / s.pixel_size_nm)))
+    rows = max(1, int(math.ceil(preset.height_nm / s.pixel_size_nm - 1e-6)))
+    return rows, cols
+
+
+def _check_capacity(path: str, preset: Preset, full: ScanPreset, roi: ScanPreset) -> None:
+    """Refuse, before any array is made, a simulation the machine cannot hold.
+
+    The grid is :func:`sxtdist.geometry.default_grid`'s (the finest pixel, the widest
+    field). The truth and the projections go to disk whole; memory holds a slab of
+    the truth and a view at a time.
+    """
+    shapes = {name: _detector_shape(preset, s) for name, s in (("full", full), ("roi", roi))}
+    v = min(full.pixel_size_nm, roi.pixel_size_nm)
+    n_xy = max(cols * s.pixel_size_nm for (_, cols), s in zip(shapes.values(), (full, roi))) / v
+    n_z = max(rows * s.pixel_size_nm for (rows, _), s in zip(shapes.values(), (full, roi))) / v
+    grid = (math.ceil(n_z), math.ceil(n_xy), math.ceil(n_xy))
+    views = sum(s.n_angles * math.prod(shapes[n]) for n, s in (("full", full), ("roi", roi)))
+    what = f"simulating {preset.name!r} (a volume of {grid} voxels of {v:g} nm)"
+    require_disk(path, 4 * (math.prod(grid) + views), what)
+    piece = max(TRUTH_CHUNK_Z * grid[1] * grid[2], *(math.prod(s) for s in shapes.values()))
+    require_memory(4 * piece, what)
 
 
 def simulate(
@@ -206,10 +234,12 @@ def simulate(
     """
     path = os.fspath(path)
     opts = SimulationOptions.of(options, **overrides)
-    if os.path.exists(path) and not overwrite:
-        raise OutputExistsError(path, f"already exists ({use_overwrite()})")
+    check_output(path, "acquisition", overwrite=overwrite)  # before hours of work
+    if not 0 <= seed < 2**63:
+        raise ParameterError(f"seed must be a whole number from 0 to 2**63 - 1, got {seed}")
     base = get_preset(preset)
     full, roi = _resolve(base, opts)
+    _check_capacity(path, base, full, roi)
     t0 = time.perf_counter()
     seeds = np.random.SeedSequence(seed).spawn(5)
     geoms = simulation_geometries(base, full, roi)

@@ -1,0 +1,127 @@
+"""Is every chunk of an acquisition or a volume there and readable? (``sxtdist verify``)
+
+sxtdist stores every chunk of the arrays it writes, fill values included, each
+with a CRC32C checksum (:func:`sxtdist.io.ngff.array_options`). A missing chunk
+file is therefore a lost one, and a chunk whose bytes changed fails to decode.
+:func:`verify` reads every chunk of every array once, in bounded memory, and
+lists what is missing, unreadable or holds NaN/inf; a complete volume is also
+held to what it recorded (:meth:`sxtdist.volume.Volume.damage`).
+
+Arrays written before checksums (no ``crc32c`` codec) may have left chunks of
+fill values unwritten: for them only the stored chunks are checked.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import zarr
+
+from .dataset import KEY, open_sxtdist_group
+from .errors import printable
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify` found.
+
+    Parameters
+    ----------
+    path, kind
+        The dataset and its kind (``acquisition`` or ``volume``).
+    arrays, chunks
+        How many arrays and chunks were checked.
+    problems
+        One line per missing, unreadable or non-finite chunk (and per recorded
+        content a volume lacks).
+    notes
+        What was not checked, and why (an unfinished volume's unwritten blocks).
+    """
+
+    path: str
+    kind: str
+    arrays: int = 0
+    chunks: int = 0
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(path: str | os.PathLike[str]) -> VerifyReport:
+    """Check every chunk of the acquisition or volume at ``path``."""
+    path = os.fspath(path)
+    group = open_sxtdist_group(path)
+    kind = group.attrs[KEY].get("kind", "acquisition")
+    report = VerifyReport(path, kind)
+    must_be_whole = True
+    if kind == "volume":
+        from .volume import open_volume
+
+        vol = open_volume(path, mode="r")
+        report.problems += [f"{path}: {p}" for p in vol.damage()]
+        if vol.status != "complete":
+            must_be_whole = False  # blocks not done yet are not written yet
+            report.notes.append(
+                f"unfinished ({vol.status}): only the chunks written so far were checked"
+            )
+    for name, arr in _arrays(group):
+        report.arrays += 1
+        whole = must_be_whole and _stores_every_chunk(arr)
+        for problem in _check_array(arr, os.path.join(path, name), whole):
+            report.problems.append(problem)
+        report.chunks += arr.nchunks
+    return report
+
+
+def _arrays(group: zarr.Group, prefix: str = "") -> Iterator[tuple[str, zarr.Array]]:
+    for name, member in sorted(group.members(), key=lambda m: m[0]):
+        where = f"{prefix}{name}"
+        if isinstance(member, zarr.Array):
+            yield where, member
+        else:
+            yield from _arrays(member, f"{where}/")
+
+
+def _stores_every_chunk(arr: zarr.Array) -> bool:
+    """Whether ``arr`` was written with every chunk stored (sxtdist's arrays since checksums)."""
+    names = {type(c).__name__ for c in arr.metadata.codecs}
+    for c in arr.metadata.codecs:
+        names |= {type(i).__name__ for i in getattr(c, "codecs", ())}
+    return "Crc32cCodec" in names
+
+
+def _check_array(arr: zarr.Array, where: str, whole: bool) -> Iterator[str]:
+    """One line per chunk of ``arr`` that is missing (where ``whole``), unreadable or not finite."""
+    stored_grid = arr.shards or arr.chunks
+    present: dict[tuple[int, ...], bool] = {}
+    for idx in itertools.product(*(range(-(-n // c)) for n, c in zip(arr.shape, arr.chunks))):
+        region = tuple(
+            slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(idx, arr.chunks, arr.shape)
+        )
+        key = tuple(r.start // s for r, s in zip(region, stored_grid))
+        if key not in present:
+            name = arr.metadata.encode_chunk_key(key)
+            present[key] = os.path.exists(os.path.join(where, name))
+        if not present[key]:
+            if whole:
+                yield f"{printable(where)}: chunk {_show(region)} is missing"
+            continue
+        try:
+            values = arr[region]
+        except Exception as exc:  # a damaged chunk fails in many ways: one line each
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            yield f"{printable(where)}: chunk {_show(region)} is unreadable ({first})"
+            continue
+        if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+            yield f"{printable(where)}: chunk {_show(region)} holds NaN or inf"
+
+
+def _show(region: tuple[slice, ...]) -> str:
+    return "[" + ", ".join(f"{r.start}:{r.stop}" for r in region) + "]"

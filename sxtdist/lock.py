@@ -1,0 +1,114 @@
+"""One writer per output: an operating-system lock on a file beside the output.
+
+The lock of ``path`` is the file ``.<name>.sxtdist-lock`` in ``path``'s parent
+directory (beside the output, so it protects the path whatever is put there: an
+output replaced by renaming keeps its lock). It is held with ``fcntl.flock``, which
+the kernel releases when its holder dies: a lock left by a killed run is free at
+once, and taking it over is as atomic as taking a fresh one (the old protocol, read
+the owner's pid and remove its file, let two processes in at once).
+
+The file holds the owner's host and pid, for the message that refuses a second
+writer. It is removed on release; a taker that locked a file just removed by its
+holder sees that the path no longer names the file it locked and tries again.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .errors import OutputLockedError, SxtdistError
+
+#: Suffix of the lock file ``.<name>.sxtdist-lock`` beside an output.
+LOCK_SUFFIX = ".sxtdist-lock"
+
+
+def lock_path(path: str | os.PathLike[str]) -> str:
+    """The lock file of the output ``path``."""
+    path = os.path.abspath(os.fspath(path))
+    parent, name = os.path.split(path)
+    return os.path.join(parent, f".{name}{LOCK_SUFFIX}")
+
+
+def _owner(fd: int) -> dict:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return json.loads(os.read(fd, 4096).decode() or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def _take(lock: str) -> int | None:
+    """Lock ``lock`` (created if absent) without waiting; its descriptor, or None if held."""
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # the holder removed it as we locked it: take the new file instead
+
+
+def _held_by(lock: str) -> str:
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return "another run"
+    try:
+        owner = _owner(fd)
+    finally:
+        os.close(fd)
+    if owner.get("pid") is None:
+        return "another run"
+    return f"pid {owner.get('pid')} on {owner.get('host')}"
+
+
+@contextmanager
+def write_lock(path: str | os.PathLike[str]) -> Iterator[str]:
+    """Hold the lock of the output ``path`` while writing it; refuse if another run holds it.
+
+    Raises :class:`~sxtdist.errors.OutputLockedError` (one line naming the holder)
+    when the lock is held. Yields the lock file's path. The parent directory must
+    exist.
+    """
+    path = os.fspath(path)
+    lock = lock_path(path)
+    try:
+        fd = _take(lock)
+    except OSError as exc:
+        if exc.errno in (errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP):
+            raise SxtdistError(
+                f"{lock}: the file system does not support locks ({exc.strerror}); "
+                "write the output to a local or lock-capable file system"
+            ) from None
+        raise
+    if fd is None:
+        raise OutputLockedError(
+            path, f"is being written by {_held_by(lock)} (lock {lock}); wait for it to finish"
+        )
+    try:
+        me = {"host": socket.gethostname(), "pid": os.getpid()}
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(me).encode())
+        yield lock
+    finally:
+        try:
+            os.remove(lock)  # while still locked: a waiting taker then sees another file
+        except FileNotFoundError:
+            pass
+        os.close(fd)

@@ -1,0 +1,367 @@
+"""Which paths a command may write, and how it replaces one: the one ownership rule.
+
+Every command that writes (``reconstruct``, ``simulate``, ``import``, ``rechunk``, ``export``,
+``batch``, ``align``'s report, ``report``, ``demo`` and their Python functions) goes through
+:func:`check_output` and :func:`writing`:
+
+- An output is never a path that is, contains or lies inside one of the command's
+  inputs. Paths are compared resolved (symbolic links, ``..``) and by identity
+  (:func:`os.path.samestat`: hard links, bind mounts), whether or not the output
+  exists, with or without ``overwrite``.
+- An existing output is replaced only with ``overwrite``, and only when sxtdist
+  wrote it and recognises it as the same kind (:func:`recognise`): a volume for
+  ``reconstruct``, an acquisition for ``simulate``, a file ``export`` made. A folder
+  or file that sxtdist did not write is never replaced; an empty folder may be
+  written into.
+- A replacement is written beside the output (``.<name>.sxtdist-partial``) and
+  swapped into place when complete (``renameat2(RENAME_EXCHANGE)`` where the file
+  system has it: the old output is whole until the new one is), then the old one
+  is removed. An interrupted replacement leaves the old output as it was.
+- One writer at a time: :func:`writing` holds :func:`sxtdist.lock.write_lock`.
+- A failed write removes what it created (no empty or half-written folder stays
+  behind), unless the caller keeps it to resume (an interrupted reconstruction).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from .errors import InputError, OutputExistsError, use_overwrite
+from .lock import write_lock
+
+#: Kinds of output sxtdist writes and recognises.
+KINDS = ("volume", "acquisition", "export", "alignment-report", "report", "summary")
+#: Suffix of the folder or file a replacement is written to, beside the output.
+PARTIAL_SUFFIX = ".sxtdist-partial"
+#: The file that marks an alignment report folder as sxtdist's.
+REPORT_MARK = "sxtdist-report.json"
+#: What an alignment report folder held before it had :data:`REPORT_MARK`.
+REPORT_FILES = frozenset({"shifts.csv", "pairs.csv", "alignment.png", REPORT_MARK})
+
+
+def partial_path(path: str | os.PathLike[str]) -> str:
+    """Where a replacement of ``path`` is written before it is swapped in."""
+    parent, name = os.path.split(os.path.abspath(os.fspath(path)))
+    return os.path.join(parent, f".{name}{PARTIAL_SUFFIX}")
+
+
+# -- what is at a path ------------------------------------------------------------------------
+
+
+#: How to tell a file of each kind sxtdist writes, registered by the module that writes
+#: it (:func:`register_file_kind`), so that this module imports none of them. A kind
+#: whose module is not imported is not recognised: its files are left alone, as foreign.
+FILE_KINDS: dict[str, Callable[[str], bool]] = {}
+
+
+def register_file_kind(kind: str, is_ours: Callable[[str], bool]) -> None:
+    """Say how :func:`recognise` tells a file of ``kind`` (``is_ours(path)``, no exceptions)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown output kind {kind!r}")
+    FILE_KINDS[kind] = is_ours
+
+
+def first_line(path: str) -> str | None:
+    """The first line of a text file (stripped), or None when it is not UTF-8 text."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.readline(4096).strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def recognise(path: str | os.PathLike[str]) -> str | None:
+    """The kind of sxtdist output at ``path`` (one of :data:`KINDS`), or None.
+
+    Reads only metadata: a Zarr group's ``sxtdist`` attributes, an exported
+    Zarr's ``sxtdist_export`` attributes, an alignment report's
+    :data:`REPORT_MARK` file; a file is asked of the :data:`FILE_KINDS` (an
+    export's mark, a batch summary's or a report's header, a report PNG's text).
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return _recognise_dir(path)
+    if not os.path.isfile(path):
+        return None
+    return next((kind for kind, is_ours in FILE_KINDS.items() if is_ours(path)), None)
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read(1 << 20))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _recognise_dir(path: str) -> str | None:
+    entries = set(os.listdir(path))
+    if REPORT_MARK in entries or ("shifts.csv" in entries and entries <= REPORT_FILES):
+        return "alignment-report"
+    attrs = _read_json(os.path.join(path, "zarr.json")).get("attributes") or {}
+    if not attrs:  # Zarr v2 (an NGFF 0.4 export)
+        attrs = _read_json(os.path.join(path, ".zattrs"))
+    meta = attrs.get("sxtdist")
+    if isinstance(meta, dict) and meta.get("kind", "acquisition") in ("volume", "acquisition"):
+        return meta.get("kind", "acquisition")
+    if isinstance(attrs.get("sxtdist_export"), dict):
+        return "export"
+    return None
+
+
+def _is_empty_dir(path: str) -> bool:
+    return os.path.isdir(path) and not os.listdir(path)
+
+
+# -- the rule ----------------------------------------------------------------------------------
+
+
+def check_name(path: str | os.PathLike[str]) -> str:
+    """``path`` as text; a name that is not valid UTF-8 is refused (Zarr's and JSON's
+    metadata need it) as the file system's problem (``EILSEQ``, exit code 1)."""
+    text = os.fsdecode(path)
+    try:
+        os.fsencode(text).decode("utf-8")
+    except UnicodeDecodeError:
+        raise OSError(errno.EILSEQ, "the name is not valid UTF-8 (rename it)", text) from None
+    return text
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
+def _ancestors(path: str) -> list[os.stat_result]:
+    """The identities of the existing folders above ``path`` (resolved)."""
+    out = []
+    p = os.path.realpath(path)
+    while (parent := os.path.dirname(p)) != p:
+        p = parent
+        st = _stat(p)
+        if st is not None:
+            out.append(st)
+    return out
+
+
+def check_not_input(out: str, inputs: Iterable[str | os.PathLike[str] | None]) -> None:
+    """Refuse an output that is, lies inside or contains one of ``inputs``."""
+    real_out = os.path.realpath(out)
+    out_st = _stat(real_out)
+    above_out = _ancestors(real_out)
+    for given in inputs:
+        if given is None:
+            continue
+        inp = os.fspath(given)
+        real_in = os.path.realpath(inp)
+        in_st = _stat(real_in)
+        if real_out == real_in or (out_st and in_st and os.path.samestat(out_st, in_st)):
+            raise InputError(out, f"is the input {inp}; write the output elsewhere")
+        if _inside(real_out, real_in) or (
+            in_st and any(os.path.samestat(in_st, a) for a in above_out)
+        ):
+            raise InputError(out, f"lies inside the input {inp}; write the output elsewhere")
+        if _inside(real_in, real_out) or (
+            out_st and any(os.path.samestat(out_st, a) for a in _ancestors(real_in))
+        ):
+            raise InputError(out, f"contains the input {inp}; write the output elsewhere")
+
+
+def _check_folder_above(out: str) -> None:
+    """Refuse an output below a file (``notes.txt/out.zarr``): its folder cannot be made."""
+    p = os.path.dirname(os.path.abspath(out))
+    while not os.path.lexists(p):
+        p = os.path.dirname(p)
+    if not os.path.isdir(p):
+        raise InputError(out, f"cannot be made: {p} is a file, not a folder")
+
+
+def _inside(child: str, parent: str) -> bool:
+    return os.path.commonpath([child, parent]) == parent and child != parent
+
+
+def check_output(
+    out: str | os.PathLike[str],
+    kind: str,
+    *,
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
+    overwrite: bool = False,
+    resume: bool = False,
+) -> str | None:
+    """Check that ``out`` may be written as an output of ``kind``; what is there now.
+
+    Returns ``None`` when nothing (or an empty folder) is at ``out``, else ``kind``
+    (an output sxtdist wrote, of that kind). Raises :class:`InputError` for an
+    output that is, lies inside or contains an input, or that sxtdist did not
+    write as that kind; :class:`OutputExistsError` when it exists and neither
+    ``overwrite`` nor ``resume`` (the caller continues an unfinished one) is given.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown output kind {kind!r}")
+    out = check_name(out)
+    inputs = [check_name(i) for i in inputs if i is not None]
+    check_not_input(out, inputs)
+    _check_folder_above(out)
+    if not os.path.lexists(out) or _is_empty_dir(out):
+        return None
+    found = recognise(out)
+    if found != kind:
+        what = f"is an sxtdist {found}" if found else "was not written by sxtdist"
+        raise OutputExistsError(
+            out, f"already exists and {what}, not an sxtdist {kind}: it is left alone"
+        )
+    if not (overwrite or resume):
+        raise OutputExistsError(out, f"already exists ({use_overwrite()})")
+    return found
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """Where a claimed output is written.
+
+    Parameters
+    ----------
+    path
+        The output.
+    write_path
+        Where to write now: ``path`` itself, or :func:`partial_path` when the output
+        is written beside and swapped in on success.
+    """
+
+    path: str
+    write_path: str
+
+    @property
+    def beside(self) -> bool:
+        return self.write_path != self.path
+
+
+@contextmanager
+def writing(
+    out: str | os.PathLike[str],
+    kind: str,
+    *,
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
+    overwrite: bool = False,
+    resume: bool = False,
+    beside: bool = True,
+    keep: Callable[[BaseException, str], bool] | None = None,
+) -> Iterator[Target]:
+    """Claim ``out`` (:func:`check_output`), hold its lock, and write it safely.
+
+    With ``beside`` (or when replacing an existing output) the caller writes to
+    ``target.write_path`` beside the output, and on success it is swapped into
+    place; otherwise it writes ``out`` itself (a resumable output that is visibly
+    unfinished while written). A leftover at the partial path (an interrupted
+    write) is removed first unless ``resume``. On failure, what this call created
+    is removed unless ``keep(exc, write_path)`` says to keep it for a resume.
+    """
+    out = os.fspath(out)
+    check_output(out, kind, inputs=inputs, overwrite=overwrite, resume=resume)
+    parent = os.path.dirname(os.path.abspath(out))
+    made_parent = make_folders(parent)
+    try:
+        with write_lock(out):
+            # checked again under the lock: another run may have written it meanwhile
+            existing = check_output(out, kind, inputs=inputs, overwrite=overwrite, resume=resume)
+            replace = existing is not None and overwrite
+            write_path = partial_path(out) if (beside or replace) else out
+            if write_path != out and not resume:
+                remove(write_path)
+            created = not os.path.lexists(write_path)
+            target = Target(out, write_path)
+            try:
+                yield target
+            except BaseException as exc:
+                if created and not (keep and keep(exc, write_path)):
+                    remove(write_path)
+                raise
+            if target.beside:
+                install(write_path, out)
+    except BaseException:
+        if made_parent:
+            remove_empty_folders(made_parent)
+        raise
+
+
+def make_folders(path: str) -> str | None:
+    """Create folder ``path`` and missing parents; the topmost folder created, or None."""
+    top = None
+    p = path = os.path.abspath(path)  # a relative path's dirname ends at '', not '/'
+    while not os.path.exists(p):
+        top = p
+        p = os.path.dirname(p)
+    if top is not None:
+        os.makedirs(path, exist_ok=True)
+    return top
+
+
+def remove_empty_folders(top: str) -> None:
+    """Remove the folders :func:`make_folders` made, as far as nothing was put in them."""
+    for root, _, _ in sorted(os.walk(top), key=lambda e: -len(e[0])):
+        try:
+            os.rmdir(root)
+        except OSError:
+            return
+
+
+def remove(path: str) -> None:
+    """Remove a file or a folder tree (nothing if absent)."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap ``a`` and ``b`` atomically (Linux ``renameat2``); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    rc = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
+def install(partial: str, out: str) -> None:
+    """Put the finished ``partial`` in place of ``out`` and remove what was there.
+
+    Files are renamed over (atomic). A folder replacing a folder is swapped with
+    ``RENAME_EXCHANGE`` (atomic) where the file system has it, else the old one is
+    renamed aside first (for an instant no output is at ``out``; the old one is
+    then at the partial path).
+    """
+    if not os.path.lexists(out) or not os.path.isdir(partial) or not os.path.isdir(out):
+        if os.path.isdir(out) and not os.path.islink(out):  # an empty folder
+            os.rmdir(out)
+        os.replace(partial, out)
+        return
+    if not _exchange(partial, out):
+        aside = partial + ".old"
+        os.replace(out, aside)
+        os.replace(partial, out)
+        partial = aside
+    remove(partial)  # now the old output

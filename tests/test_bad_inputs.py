@@ -1,0 +1,605 @@
+"""Bad input and bad places to write, as a table: every case ends in one line and an exit code.
+
+Each case builds its inputs in a fresh folder, runs one ``sxtdist`` command (in
+process, or a Python function), and asserts: the exit code (2 bad input, 1 the
+environment), a single ``sxtdist: error:`` line on standard error that says what
+is wrong, and that every file and folder under the case's folder is byte for byte
+what it was before: no input touched, nothing left behind. The categories
+(issue 24): who may write where (every writing command), truncated and
+ill-typed inputs, malformed metadata, parameter ranges, plans beyond the machine,
+batch manifests, damaged outputs, environment failures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import mrcfile
+import numpy as np
+import pytest
+import tifffile
+
+import sxtdist
+import sxtdist.io.importer
+from sxtdist.errors import SxtdistError, SxtdistWarning
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# -- the cases' building blocks --------------------------------------------------------------
+
+
+@dataclass
+class Templates:
+    """Inputs made once per session and copied into each case's folder."""
+
+    acq: Path
+    vol: Path
+
+
+@pytest.fixture(scope="module")
+def templates(tiny_acq, tmp_path_factory) -> Templates:
+    from sxtdist.runner import reconstruct
+
+    vol = tmp_path_factory.mktemp("tpl") / "vol.zarr"
+    reconstruct(tiny_acq, vol, iterations=2, workers=1, progress=False)
+    return Templates(Path(tiny_acq), vol)
+
+
+class Workspace:
+    """A case's folder and helpers that put inputs into it."""
+
+    def __init__(self, root: Path, tpl: Templates) -> None:
+        self.root = root
+        self.tpl = tpl
+
+    def __truediv__(self, name: str) -> Path:
+        return self.root / name
+
+    def acq(self, name: str = "cell.zarr") -> Path:
+        dst = self.root / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(self.tpl.acq, dst)
+        return dst
+
+    def vol(self, name: str = "vol.zarr") -> Path:
+        dst = self.root / name
+        shutil.copytree(self.tpl.vol, dst)
+        return dst
+
+    def tif(self, name: str, data: np.ndarray, **kw) -> Path:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(path, data, photometric="minisblack", **kw)
+        return path
+
+    def text(self, name: str, text: str) -> Path:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def folder(self, name: str, **files: str) -> Path:
+        path = self.root / name
+        path.mkdir(parents=True)
+        for f, text in files.items():
+            (path / f.replace("_", ".")).write_text(text)
+        return path
+
+    def meta(self, acq: Path, change: Callable[[dict], None]) -> Path:
+        """Change an acquisition's ``sxtdist`` metadata in its zarr.json (as a user might)."""
+        f = acq / "zarr.json"
+        doc = json.loads(f.read_text())
+        change(doc["attributes"]["sxtdist"])
+        f.write_text(json.dumps(doc))
+        return acq
+
+
+def truncate(path: Path, keep: float = 0.5) -> Path:
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.truncate(int(size * keep))
+    return path
+
+
+FRAMES = np.full((10, 16, 16), 0.6, np.float32)  # a transmission stack
+IMPORT = ["--scan", "roi", "--angle-range", "0:90", "--pixel-size-nm", "20"]
+
+
+def _chunk_files(array_dir: Path) -> list[Path]:
+    return sorted(p for p in (array_dir / "c").rglob("*") if p.is_file())
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """``make(ws)`` builds the inputs and returns the command's arguments (or a callable).
+
+    A ``bounded`` case runs as its own process limited to :data:`BOUND` bytes of
+    address space: a plan too big must be refused before anything of its size is
+    allocated (were it not, the test fails with exit code 1 instead of taking the
+    machine's memory: --n-roi 10**9 once allocated 15 GB of angles).
+    """
+
+    id: str
+    make: Callable[[Workspace], list | Callable[[], object]]
+    code: int
+    message: str
+    bounded: bool = False
+
+
+#: Address space a ``bounded`` case may use (the interpreter and its imports need ~1.5 GiB).
+BOUND = 4 << 30
+
+
+def _reconstruct(ws, *extra):
+    return ["reconstruct", ws.acq(), ws / "out.zarr", "--workers", "1", *extra]
+
+
+def _manifest(ws, text: str) -> Path:
+    ws.acq("a.zarr")
+    ws.acq("b.zarr")
+    return ws.text("cells.yaml", text)
+
+
+def _symlink(ws):
+    acq = ws.acq()
+    os.symlink(acq, ws / "link.zarr")
+    return ["reconstruct", acq, ws / "link.zarr", "--overwrite"]
+
+
+def _dotdot(ws):
+    acq = ws.acq()
+    (ws / "sub").mkdir()
+    return ["reconstruct", acq, f"{ws / 'sub'}/../cell.zarr/rec.zarr"]
+
+
+def _contains(ws):
+    acq = ws.acq("proj/cell.zarr")
+    (ws / "proj/notes.txt").write_text("mine")
+    return ["reconstruct", acq, ws / "proj", "--overwrite"]
+
+
+def _tampered(change, command="info"):
+    def make(ws):
+        acq = ws.meta(ws.acq(), change)
+        return [command, acq] if command == "info" else [command, acq, ws / "out.zarr"]
+
+    return make
+
+
+def _scan(meta, **values):
+    meta["scans"]["roi"].update(values)
+
+
+def _damaged_volume(ws):
+    vol = ws.vol()
+    _chunk_files(vol / "0")[-1].unlink()
+    return vol
+
+
+def _garbage_chunk(ws):
+    acq = ws.acq()
+    chunk = _chunk_files(acq / "roi" / "0")[3]
+    chunk.write_bytes(np.random.default_rng(0).bytes(chunk.stat().st_size))
+    return acq
+
+
+def _inf_projection(ws):
+    import zarr
+
+    acq = ws.acq()
+    arr = zarr.open_array(acq / "roi" / "0", mode="r+")
+    arr[2, 3, 4] = np.inf
+    return acq
+
+
+def _inf_in_the_last_row(ws):
+    import zarr
+
+    acq = ws.acq()
+    arr = zarr.open_array(acq / "roi" / "0", mode="r+")
+    arr[5, -1, 7] = np.inf  # read only by the last block: the first one finishes before
+    return acq
+
+
+def _hdf5(ws, name, n_written=None, truncated=False):
+    path = ws / name
+    with h5py.File(path, "w") as f:
+        e = f.create_group("entry")
+        e.attrs["definition"] = "NXtomo"
+        d = e.create_dataset(
+            "instrument/detector/data", shape=(6, 64, 64), dtype="f4", chunks=(1, 64, 64)
+        )
+        for i in range(6 if n_written is None else n_written):
+            d[i] = 0.5
+    return truncate(path) if truncated else path
+
+
+def _mrc(ws, name, data):
+    path = ws / name
+    with mrcfile.new(path) as m:
+        m.set_data(data)
+        m.voxel_size = 100.0
+    return path
+
+
+def _existing_acq_with_good_roi(ws):
+    acq = ws / "good.zarr"
+    sxtdist.io.importer.import_scan(
+        ws.tif("ok.tif", FRAMES), acq, "roi", angle_range=(0, 90), pixel_size_nm=20
+    )
+    return acq
+
+
+def _api(fn, *args, **kw):
+    return lambda: fn(*(os.fspath(a) if isinstance(a, Path) else a for a in args), **kw)
+
+
+# fmt: off
+CASES = [
+    # -- who may write where: reconstruct -------------------------------------------------
+    Case("reconstruct: output is the input", lambda ws: ["reconstruct", ws.acq(), ws / "cell.zarr"], 2, r"is the input"),
+    Case("reconstruct: output inside the input", lambda ws: ["reconstruct", ws.acq(), ws / "cell.zarr/rec.zarr"], 2, r"lies inside the input"),
+    Case("reconstruct: inside the input, --overwrite", lambda ws: ["reconstruct", ws.acq(), ws / "cell.zarr/rec.zarr", "--overwrite"], 2, r"lies inside the input"),
+    Case("reconstruct: a scan of the input, --overwrite", lambda ws: ["reconstruct", ws.acq(), ws / "cell.zarr/full", "--overwrite"], 2, r"lies inside the input"),
+    Case("reconstruct: the folder holding the input, --overwrite", _contains, 2, r"contains the input"),
+    Case("reconstruct: a symlink to the input, --overwrite", _symlink, 2, r"is the input"),
+    Case("reconstruct: '..' into the input", _dotdot, 2, r"lies inside the input"),
+    Case("reconstruct: a user's folder, --overwrite", lambda ws: ["reconstruct", ws.acq(), ws.folder("thesis", thesis_tex="x"), "--overwrite"], 2, r"was not written by sxtdist"),
+    Case("reconstruct: output is an existing file", lambda ws: ["reconstruct", ws.acq(), ws.text("out.zarr", "x")], 2, r"was not written by sxtdist"),
+    Case("reconstruct: another acquisition, --overwrite", lambda ws: ["reconstruct", ws.acq(), ws.acq("other.zarr"), "--overwrite"], 2, r"is an sxtdist acquisition, not an sxtdist volume"),
+    Case("reconstruct: a complete volume, no --overwrite", lambda ws: ["reconstruct", ws.acq(), ws.vol()], 2, r"complete volume already"),
+    Case("reconstruct: a split half over a user's folder (before any cluster)", lambda ws: ["reconstruct", ws.acq(), ws / "out.zarr", "--split-halves", "--scheduler", "tcp://127.0.0.1:9", ws.folder("out.half1.zarr", a_txt="x") and "-q"], 2, r"out\.half1\.zarr: already exists and was not written by sxtdist"),
+    Case("reconstruct (Python): output inside the input", lambda ws: _api(sxtdist.reconstruct, ws.acq(), ws / "cell.zarr/x.zarr", workers=1), 2, r"lies inside the input"),
+    # -- simulate ---------------------------------------------------------------------------
+    Case("simulate: a user's folder, --overwrite", lambda ws: ["simulate", ws.folder("data", notes_txt="x"), "--preset", "tiny", "--overwrite"], 2, r"was not written by sxtdist"),
+    Case("simulate: a volume, --overwrite", lambda ws: ["simulate", ws.vol(), "--preset", "tiny", "--overwrite"], 2, r"is an sxtdist volume, not an sxtdist acquisition"),
+    Case("simulate: an acquisition, no --overwrite", lambda ws: ["simulate", ws.acq(), "--preset", "tiny"], 2, r"already exists \(use --overwrite"),
+    Case("simulate (Python): a user's folder, overwrite=True", lambda ws: _api(sxtdist.simulate, ws.folder("data", a_txt="x"), preset="tiny", overwrite=True), 2, r"was not written by sxtdist"),
+    Case("create_acquisition (Python): complex data", lambda ws: _api(sxtdist.create_acquisition, ws / "c.zarr", {"roi": sxtdist.ScanData(np.ones((3, 4, 4), complex), [0, 60, 120], 10.0)}), 2, r"complex"),
+    Case("create_acquisition (Python): int16 data", lambda ws: _api(sxtdist.create_acquisition, ws / "c.zarr", {"roi": sxtdist.ScanData(np.ones((3, 4, 4), np.int16), [0, 60, 120], 10.0)}), 2, r"integers \(int16\)"),
+    Case("create_acquisition (Python): a NaN", lambda ws: _api(sxtdist.create_acquisition, ws / "c.zarr", {"roi": sxtdist.ScanData(np.where(np.arange(48).reshape(3, 4, 4) == 20, np.nan, 0.5), [0, 60, 120], 10.0)}), 2, r"frame 1 contains NaN"),
+    # -- export -----------------------------------------------------------------------------
+    Case("export: onto its own volume, --overwrite", lambda ws: ["export", ws.vol(), ws / "vol.zarr", "--overwrite"], 2, r"is the input"),
+    Case("export: into its own volume", lambda ws: ["export", ws.vol(), ws / "vol.zarr/0.zarr"], 2, r"lies inside the input"),
+    Case("export: a user's MRC, --overwrite", lambda ws: ["export", ws.vol(), _mrc(ws, "mine.mrc", np.zeros((2, 2, 2), np.float32)), "--overwrite"], 2, r"was not written by sxtdist"),
+    Case("export: a user's TIFF, --overwrite", lambda ws: ["export", ws.vol(), ws.tif("mine.tif", FRAMES), "--overwrite"], 2, r"was not written by sxtdist"),
+    Case("export: an acquisition, --overwrite", lambda ws: ["export", ws.vol(), ws.acq("x.zarr"), "--overwrite"], 2, r"is an sxtdist acquisition, not an sxtdist export"),
+    Case("export: a damaged volume", lambda ws: ["export", _damaged_volume(ws), ws / "v.mrc"], 2, r"is damaged \(level 0 lacks 1 of"),
+    Case("export: --level 99", lambda ws: ["export", ws.vol(), ws / "v.mrc", "--level", "99"], 2, r"has levels 0\.\.\d, not 99"),
+    Case("export: --crop garbage", lambda ws: ["export", ws.vol(), ws / "v.mrc", "--crop", "a:b"], 2, r"--crop"),
+    # -- import: files that lie -----------------------------------------------------------------
+    Case("import: TIFF cut in half", lambda ws: ["import", truncate(ws.tif("t.tif", FRAMES)), ws / "a.zarr", *IMPORT], 2, r"t\.tif: truncated: frame 5 of 10"),
+    Case("import: ImageJ TIFF cut in half", lambda ws: ["import", truncate(ws.tif("t.tif", FRAMES, imagej=True)), ws / "a.zarr", *IMPORT], 2, r"truncated or damaged TIFF"),
+    Case("import: truncated TIFF over a good scan, --overwrite", lambda ws: ["import", truncate(ws.tif("t.tif", FRAMES)), _existing_acq_with_good_roi(ws), *IMPORT, "--overwrite"], 2, r"truncated: frame 5"),
+    Case("import: MRC cut in half", lambda ws: ["import", truncate(_mrc(ws, "t.mrc", FRAMES)), ws / "a.zarr", *IMPORT[:-2]], 2, r"truncated: frame 4 of 10"),
+    Case("import: HDF5 cut in half", lambda ws: ["import", _hdf5(ws, "t.nx", truncated=True), ws / "a.zarr", *IMPORT], 2, r"t\.nx: truncated"),
+    Case("import: HDF5 frames never written", lambda ws: ["import", _hdf5(ws, "t.nx", n_written=4), ws / "a.zarr", *IMPORT], 2, r"never written \(frame 4"),
+    Case("import: complex TIFF", lambda ws: ["import", ws.tif("c.tif", FRAMES.astype(np.complex64)), ws / "a.zarr", *IMPORT], 2, r"complex|not a real number"),
+    Case("import: int16 as optical depth", lambda ws: ["import", ws.tif("i.tif", FRAMES.astype(np.int16)), ws / "a.zarr", *IMPORT, "--values", "od"], 2, r"integers \(int16\)"),
+    Case("import: a NaN in frame 2", lambda ws: ["import", ws.tif("n.tif", np.where(np.arange(10)[:, None, None] == 2, np.nan, FRAMES)), ws / "a.zarr", *IMPORT], 2, r"frame 2 contains NaN"),
+    Case("import: optical depth all negative", lambda ws: ["import", ws.tif("neg.tif", -FRAMES), ws / "a.zarr", *IMPORT, "--values", "od"], 2, r"every optical depth value is negative"),
+    Case("import: all angles equal", lambda ws: ["import", ws.tif("t.tif", FRAMES), ws / "a.zarr", *IMPORT[:2], "--angles", ws.text("a.tlt", "5\n" * 10), *IMPORT[4:]], 2, r"all 10 angles are equal"),
+    Case("import: text in the angle file", lambda ws: ["import", ws.tif("t.tif", FRAMES), ws / "a.zarr", *IMPORT[:2], "--angles", ws.text("a.tlt", "0\nten\n"), *IMPORT[4:]], 2, r"'ten' is not a number"),
+    Case("import: pixel size 1e30", lambda ws: ["import", ws.tif("t.tif", FRAMES), ws / "a.zarr", *IMPORT[:4], "--pixel-size-nm", "1e30"], 2, r"pixel_size_nm must be a number in"),
+    Case("import: into a user's folder", lambda ws: ["import", ws.tif("t.tif", FRAMES), ws.folder("mine", a_txt="x"), *IMPORT], 2, r"was not written by sxtdist"),
+    Case("import: a folder of frames into itself", lambda ws: ["import", ws.folder("frames"), ws / "frames/a.zarr", *IMPORT], 2, r"lies inside the input"),
+    Case("import: onto its own source file", lambda ws: ["import", ws.tif("t.tif", FRAMES), ws / "t.tif", *IMPORT], 2, r"is the input"),
+    # -- malformed metadata in an acquisition ---------------------------------------------------------
+    Case("metadata: ragged shifts_px", _tampered(lambda m: _scan(m, shifts_px=[[0, 0], [1]])), 2, r"shifts_px must be numbers in a regular list"),
+    Case("metadata: text for the pixel size", _tampered(lambda m: _scan(m, pixel_size_nm="fifty")), 2, r"pixel_size_nm must be a number"),
+    Case("metadata: detector_shape: 5", _tampered(lambda m: _scan(m, detector_shape=5)), 2, r"detector_shape 5 does not match"),
+    Case('metadata: truth: "yes"', _tampered(lambda m: m.update(truth="yes")), 2, r"truth metadata must be a mapping"),
+    Case("metadata: pixel size 1e30", _tampered(lambda m: _scan(m, pixel_size_nm=1e30)), 2, r"pixel_size_nm must be a number in"),
+    Case("metadata: text for the angles", _tampered(lambda m: _scan(m, angles_deg="0..180")), 2, r"angles_deg must be numbers"),
+    Case("metadata: all angles equal", _tampered(lambda m: _scan(m, angles_deg=[3.0] * len(m["scans"]["roi"]["angles_deg"]))), 2, r"angles are equal"),
+    Case("metadata: text for the centre", _tampered(lambda m: _scan(m, roi_center_px="middle")), 2, r"roi_center_px must be numbers"),
+    Case("metadata: schema version 99", _tampered(lambda m: m.update(version=99)), 2, r"schema version 99 is not supported"),
+    Case("metadata: an unknown scan", _tampered(lambda m: m["scans"].update({"../x": m["scans"]["roi"]})), 2, r"unknown scan '\.\./x'"),
+    Case("metadata: reconstruct refuses it too", _tampered(lambda m: _scan(m, shifts_px="none"), "reconstruct"), 2, r"shifts_px must be numbers"),
+    # -- parameters out of range -------------------------------------------------------------------
+    Case("reconstruct: --halo -3", lambda ws: _reconstruct(ws, "--halo", "-3"), 2, r"halo must be a whole number >= 0, got -3"),
+    Case("reconstruct: --rtol nan", lambda ws: _reconstruct(ws, "--rtol", "nan"), 2, r"rtol must be positive, got nan"),
+    Case("reconstruct: --iterations 10**20", lambda ws: _reconstruct(ws, "--iterations", str(10**20)), 2, r"iterations must be from 1 to"),
+    Case("reconstruct: --iterations 0", lambda ws: _reconstruct(ws, "--iterations", "0"), 2, r"iterations must be a positive number or 'auto', got '0'"),
+    Case("reconstruct: --block-size 0", lambda ws: _reconstruct(ws, "--block-size", "0"), 2, r"block_size must be a whole number >= 1, got 0"),
+    Case("reconstruct: --nonneg-every -1", lambda ws: _reconstruct(ws, "--nonneg-every", "-1"), 2, r"--nonneg-every must be at least 1"),
+    Case("reconstruct: --voxel-size-nm -1", lambda ws: _reconstruct(ws, "--voxel-size-nm", "-1"), 2, r"voxel_size_nm must be positive, got -1"),
+    Case("reconstruct: --weights full=inf", lambda ws: _reconstruct(ws, "--weights", "full=inf,roi=1"), 2, r"weight of scan 'full' must be positive"),
+    Case("reconstruct: --halo text", lambda ws: _reconstruct(ws, "--halo", "x"), 2, r"'x' is not a valid integer"),
+    Case("simulate: --pixel-size-nm nan", lambda ws: ["simulate", ws / "s.zarr", "--preset", "tiny", "--pixel-size-nm", "nan"], 2, r"pixel size must be in"),
+    Case("simulate: --seed -1", lambda ws: ["simulate", ws / "s.zarr", "--preset", "tiny", "--seed", "-1"], 2, r"seed must be a whole number"),
+    # -- plans the machine cannot hold ---------------------------------------------------------------
+    Case("reconstruct: --voxel-size-nm 0.001", lambda ws: _reconstruct(ws, "--voxel-size-nm", "0.001"), 2, r"needs [\d.]+ EiB on disk; .* free", bounded=True),
+    Case("simulate: --pixel-size-nm 0.001", lambda ws: ["simulate", ws / "s.zarr", "--preset", "tiny", "--pixel-size-nm", "0.001"], 2, r"needs [\d.]+ EiB on disk; .* free", bounded=True),
+    Case("simulate: --n-roi 10**9", lambda ws: ["simulate", ws / "s.zarr", "--preset", "tiny", "--n-roi", str(10**9)], 2, r"needs [\d.]+ [TP]iB on disk", bounded=True),
+    # -- batch manifests ---------------------------------------------------------------------------
+    Case("batch: two cells named alike", lambda ws: ["batch", _manifest(ws, "- {name: x, acquisition: a.zarr}\n- {name: x, acquisition: b.zarr}\n"), "--out", ws / "out"], 2, r"two cells are named 'x'"),
+    Case("batch: a name that is a path", lambda ws: ["batch", _manifest(ws, "- {name: ../../x, acquisition: a.zarr}\n"), "--out", ws / "out"], 2, r"name '\.\./\.\./x' must be a name"),
+    Case("batch: a name '..'", lambda ws: ["batch", _manifest(ws, "- {name: '..', acquisition: a.zarr}\n"), "--out", ws / "out"], 2, r"name '\.\.' must be a name"),
+    Case("batch: out: above --out", lambda ws: ["batch", _manifest(ws, "- {acquisition: a.zarr, out: ../escape.zarr}\n"), "--out", ws / "out"], 2, r"is not under --out"),
+    Case("batch: out: elsewhere", lambda ws: ["batch", _manifest(ws, f"- {{acquisition: a.zarr, out: {ws / 'x.zarr'}}}\n"), "--out", ws / "out"], 2, r"is not under --out"),
+    Case("batch: out: the acquisition", lambda ws: ["batch", _manifest(ws, "- {acquisition: a.zarr, out: a.zarr}\n"), "--out", ws.root], 2, r"output .* is the input"),
+    Case("batch: --out inside an acquisition", lambda ws: ["batch", _manifest(ws, "- a.zarr\n"), "--out", ws / "a.zarr/out"], 2, r"lies inside the input"),
+    Case("batch: --summary over a user's file", lambda ws: ["batch", _manifest(ws, "- a.zarr\n"), "--out", ws / "out", "--summary", ws.text("notes.csv", "mine\n")], 2, r"was not written by sxtdist"),
+    # -- rechunk's copy --------------------------------------------------------------------------------
+    Case("rechunk: into its own acquisition", lambda ws: ["rechunk", ws.acq(), ws / "cell.zarr/new.zarr"], 2, r"lies inside the input"),
+    Case("rechunk: a user's folder, --overwrite", lambda ws: ["rechunk", ws.acq(), ws.folder("mine", a_txt="x"), "--overwrite"], 2, r"was not written by sxtdist"),
+    Case("rechunk: a volume, --overwrite", lambda ws: ["rechunk", ws.acq(), ws.vol(), "--overwrite"], 2, r"is an sxtdist volume, not an sxtdist acquisition"),
+    # -- align's report ------------------------------------------------------------------------------
+    Case("align: --report a user's folder", lambda ws: ["align", ws.acq(), "--report", ws.folder("results", paper_tex="x")], 2, r"was not written by sxtdist"),
+    Case("align: --report inside the acquisition", lambda ws: ["align", ws.acq(), "--report", ws / "cell.zarr/report"], 2, r"lies inside the input"),
+    # -- sxtdist report's files, the demo's folder ---------------------------------------------
+    Case("report: --out over a user's CSV, --overwrite", lambda ws: ["report", ws.vol(), "--out", ws / "mine", "--overwrite", ws.text("mine.csv", "a,b\n") and "--max-slices=4"], 2, r"mine\.csv: already exists and was not written by sxtdist"),
+    Case("report: --out inside the volume", lambda ws: ["report", ws.vol(), "--out", ws / "vol.zarr/rep"], 2, r"lies inside the input"),
+    Case("demo: --out holds a user's tiny.zarr, --overwrite", lambda ws: ["demo", "--out", ws.root, "--preset", "tiny", "--overwrite", ws.folder("tiny.zarr", a_txt="x") and "-q"], 2, r"tiny\.zarr: already exists and was not written by sxtdist"),
+    # -- damage found in a worker (a Dask cluster runs) -------------------------------------------
+    Case("reconstruct: a chunk of garbage bytes", lambda ws: ["reconstruct", _garbage_chunk(ws), ws / "out.zarr", "--workers", "1"], 2, r"roi/0: cannot read projections"),
+    Case("reconstruct: an inf the last block finds", lambda ws: ["reconstruct", _inf_in_the_last_row(ws), ws / "out.zarr", "--workers", "1"], 2, r"roi/0: projections contain NaN or inf"),
+    Case("align: an inf in a projection", lambda ws: ["align", _inf_projection(ws), "--workers", "1", "--report", ""], 2, r"roi/0: projection \d+ contains NaN or inf"),
+    # -- damaged outputs -------------------------------------------------------------------------------
+    Case("verify: a volume missing a chunk", lambda ws: ["verify", _damaged_volume(ws)], 2, r"damaged: \d+ problem"),
+    Case("verify: an acquisition with a garbage chunk", lambda ws: ["verify", _garbage_chunk(ws)], 2, r"damaged: \d+ problem"),
+    Case("verify: a user's folder", lambda ws: ["verify", ws.folder("mine", a_txt="x")], 2, r"not a Zarr group|without sxtdist metadata"),
+    # -- the environment fails (exit 1) ----------------------------------------------------------------
+    Case("simulate: name too long", lambda ws: ["simulate", ws / ("x" * 300 + ".zarr"), "--preset", "tiny"], 1, r"File name too long \(the name is too long"),
+    Case("simulate: a name that is not UTF-8", lambda ws: ["simulate", os.fsdecode(bytes(ws / "caf") + b"\xe9.zarr"), "--preset", "tiny"], 1, r"caf\\xe9\.zarr: the name is not valid UTF-8"),
+    Case("import: no permission (sysfs)", lambda ws: ["import", ws.tif("t.tif", FRAMES), "/sys/sxtdist-test.zarr", *IMPORT], 1, r"Permission denied \(no permission"),
+    Case("reconstruct: output under a file", lambda ws: ["reconstruct", ws.acq(), ws.text("f.txt", "x") / "out.zarr"], 2, r"out\.zarr: cannot be made: .*f\.txt is a file, not a folder"),
+    Case("info: an input name that is not UTF-8", lambda ws: ["info", os.fsdecode(bytes(ws / "b") + b"\xff.zarr")], 2, r"b\\xff\.zarr: no such file"),
+]
+# fmt: on
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every path under ``root`` with what it is: a folder, a link's target, a file's SHA-256."""
+    out = {}
+    for top, dirs, files in os.walk(root):
+        for d in dirs:
+            p = os.path.join(top, d)
+            out[os.path.relpath(p, root)] = (
+                f"link {os.readlink(p)}" if os.path.islink(p) else "folder"
+            )
+        for f in files:
+            p = os.path.join(top, f)
+            if os.path.islink(p):
+                out[os.path.relpath(p, root)] = f"link {os.readlink(p)}"
+                continue
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, root)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+def one_line(err: str) -> str:
+    """The one error line (the last; any lines before it are status lines, not errors)."""
+    *status, last = err.strip().splitlines()
+    assert last.startswith("sxtdist: error: "), err
+    assert not [s for s in status if re.search(r"Error|error:|Traceback|^\s", s)], err
+    return last
+
+
+@pytest.fixture(scope="module")
+def matrix(request):
+    """Rows ``{case id: (command, code, line)}`` of the cases run, written as Markdown to
+    ``--matrix FILE`` after the module (the closing note's table, from the table itself)."""
+    rows: dict[str, tuple[str, int, str]] = {}
+    yield rows
+    path = request.config.getoption("--matrix")
+    if path and rows:
+        Path(path).write_text(matrix_markdown(rows))
+
+
+def matrix_markdown(rows: dict[str, tuple[str, int, str]]) -> str:
+    """The cases in table order: case, command, exit code, message; then the counts."""
+    lines = ["| case | command | exit | message |", "|---|---|---|---|"]
+    for c in CASES:
+        if c.id in rows:
+            command, code, line = rows[c.id]
+            lines.append(f"| {c.id} | {command} | {code} | `{line}` |".replace("\n", " "))
+    codes = Counter(code for _, code, _ in rows.values())
+    commands = Counter(command for command, _, _ in rows.values())
+    lines += [
+        "",
+        f"{len(rows)} of {len(CASES)} cases run; exit code "
+        + ", ".join(f"{k}: {v}" for k, v in sorted(codes.items()))
+        + "; by command: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(commands.items())),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case, templates, tmp_path, run_cli, matrix):
+    ws = Workspace(tmp_path / "case", templates)
+    ws.root.mkdir()
+    made = case.make(ws)
+    before = tree(tmp_path)
+    if callable(made):
+        with pytest.raises(SxtdistError) as info:
+            made()
+        code, line = info.value.exit_code, f"sxtdist: error: {info.value}"
+        assert "\n" not in line
+    elif case.bounded:
+        r = _run(made, limits={resource.RLIMIT_AS: BOUND})
+        code, line = r.returncode, one_line(r.stderr)
+    else:
+        code, _, err = run_cli(*made)
+        line = one_line(err)
+    command = made[0] if isinstance(made, list) else case.id.split(" ")[0] + " (Python)"
+    matrix[case.id] = (command, code, line.replace(f"{ws.root}/", ""))
+    assert code == case.code, line
+    assert re.search(case.message, line), line
+    after = tree(tmp_path)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"changed or left behind: {changed}"
+
+
+def test_the_table_covers_every_category_and_writer():
+    assert len(CASES) >= 50
+    commands = {c.id.split(":")[0].split(" ")[0] for c in CASES}
+    for writer in ("reconstruct", "simulate", "export", "import", "batch", "align", "rechunk"):
+        assert writer in commands
+    assert {c.code for c in CASES} == {1, 2}
+
+
+# -- cases that need their own machinery ---------------------------------------------------------
+
+
+def _run(args, limits=None, cwd=None):
+    """Run ``python -m sxtdist ARGS`` with resource ``limits`` ({RLIMIT_*: bytes})."""
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+    def limit():
+        for which, n in limits.items():
+            resource.setrlimit(which, (n, n))
+
+    return subprocess.run(
+        [sys.executable, "-m", "sxtdist", *map(os.fspath, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        preexec_fn=limit if limits else None,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def test_file_size_limit_is_one_line_and_leaves_nothing(tmp_path):
+    before = tree(tmp_path)
+    r = _run(
+        ["simulate", tmp_path / "s.zarr", "--preset", "tiny"], limits={resource.RLIMIT_FSIZE: 4096}
+    )
+    line = one_line(r.stderr)
+    assert r.returncode == 1, r.stderr
+    assert "File too large" in line and "a file grew past the size allowed" in line
+    assert tree(tmp_path) == before
+
+
+def mount_tmpfs(where: Path, options: str) -> None:
+    """Mount a small tmpfs at ``where`` (root only; skips the test where it cannot)."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root (the file-size-limit tests cover the rest)")
+    where.mkdir(exist_ok=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", where]).returncode:
+        pytest.skip("this container may not mount a tmpfs")
+
+
+@pytest.fixture
+def small_mount(tmp_path):
+    """A tmpfs of 4 MiB and 12 files (a tiny acquisition needs more), unmounted after."""
+    where = tmp_path / "mnt"
+    mount_tmpfs(where, "size=4m,nr_inodes=12")
+    yield where
+    subprocess.run(["umount", "-l", where], check=False)
+
+
+def test_full_and_read_only_disks_are_one_line(small_mount, tmp_path, run_cli):
+    code, _, err = run_cli("simulate", small_mount / "s.zarr", "--preset", "small")
+    line = one_line(err)
+    assert code == 2 and re.search(r"needs [\d.]+ MiB on disk; .* has [\d.]+ MiB free", line)
+    code, _, err = run_cli("simulate", small_mount / "s.zarr", "--preset", "tiny")
+    line = one_line(err)
+    assert code == 1 and "No space left on device (the disk is full" in line, line
+    assert os.listdir(small_mount) == []  # the partial acquisition and the lock are gone
+    subprocess.run(["mount", "-o", "remount,ro", small_mount], check=True)
+    code, _, err = run_cli("simulate", small_mount / "s.zarr", "--preset", "tiny")
+    line = one_line(err)
+    assert code == 1 and "Read-only file system (the file system is read-only" in line, line
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    r = _run(["--debug", "simulate", tmp_path / ("x" * 300), "--preset", "tiny"])
+    assert r.returncode == 1 and "Traceback" in r.stderr and "OSError" in r.stderr
+
+
+def test_a_bug_is_one_line_without_debug(monkeypatch, run_cli):
+    from sxtdist.cli import info
+
+    def boom(path):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(info, "describe", boom)
+    code, _, err = run_cli("info", "x")
+    line = one_line(err)
+    assert code == 1 and "internal error (ZeroDivisionError: division by zero)" in line
+    assert "--debug" in line
+
+
+def test_radians_angles_warn_naming_the_scan(tmp_path, templates):
+    angles = np.linspace(-1.5, 1.5, 10)
+    src = Workspace(tmp_path, templates).tif("t.tif", FRAMES)
+    with pytest.warns(SxtdistWarning, match=r"scan 'roi': the 10 angles span"):
+        sxtdist.io.importer.import_scan(
+            src, tmp_path / "a.zarr", "roi", angles=angles, pixel_size_nm=20
+        )
+    assert sxtdist.open_acquisition(tmp_path / "a.zarr")["roi"].shape == (10, 16, 16)
+
+
+def test_damage_is_reported_and_a_whole_volume_verifies(templates, tmp_path, run_cli):
+    ws = Workspace(tmp_path, templates)
+    vol = ws.vol()
+    code, out, _ = run_cli("verify", vol)
+    assert code == 0 and "volume whole:" in out
+    code, out, _ = run_cli("info", vol)
+    assert code == 0 and "DAMAGED" not in out
+    _chunk_files(vol / "0")[0].unlink()
+    code, out, _ = run_cli("info", vol)
+    assert code == 0 and "DAMAGED: level 0 lacks 1 of" in out
+    code, out, err = run_cli("verify", vol)
+    assert code == 2 and "is missing" in out and "damaged" in one_line(err)
+
+
+def test_overwrite_replaces_what_sxtdist_wrote(templates, tmp_path, run_cli):
+    ws = Workspace(tmp_path, templates)
+    vol = ws.vol()
+    for name in ("v.mrc", "v.tif", "v.zarr"):
+        assert run_cli("export", vol, tmp_path / name)[0] == 0
+        code, _, err = run_cli("export", vol, tmp_path / name, "--overwrite")
+        assert code == 0, err
+    acq = ws.acq("sim.zarr")
+    code, _, err = run_cli("simulate", acq, "--preset", "tiny", "--seed", "5", "--overwrite")
+    assert code == 0, err
+    assert sxtdist.open_acquisition(acq).truth_meta["seed"] == 5
+    leftovers = [p for p in os.listdir(tmp_path) if "sxtdist" in p]
+    assert leftovers == [], leftovers  # no lock, no partial
+
+
+def test_an_error_in_a_worker_is_one_line_without_its_traceback(templates, tmp_path):
+    """The workers' own log of a failed task (a traceback) is not shown: the client says
+    it once, in one line (run as a command, so the workers' standard error is seen)."""
+    acq = _garbage_chunk(Workspace(tmp_path, templates))
+    before = tree(tmp_path)
+    r = _run(["reconstruct", acq, tmp_path / "out.zarr", "--workers", "1", "-q"])
+    assert r.returncode == 2, r.stderr
+    assert one_line(r.stderr) == r.stderr.strip()
+    assert "cannot read projections" in r.stderr
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.timeout(30)
+def test_folders_made_for_a_relative_output_are_removed_after(tmp_path, monkeypatch):
+    """``batch --out new/dir`` (relative) made its folders, and a failed run removes them
+    (a relative path's parents end at '', where the search for the first one once spun)."""
+    from sxtdist.outputs import make_folders, remove_empty_folders
+
+    monkeypatch.chdir(tmp_path)
+    top = make_folders(os.path.join("new", "dir"))
+    assert top == str(tmp_path / "new") and (tmp_path / "new" / "dir").is_dir()
+    remove_empty_folders(top)
+    assert os.listdir(tmp_path) == []
+    assert make_folders(".") is None
