@@ -123,8 +123,6 @@ def main() -> None:
 
         def errors(pairs, prior_scale: float) -> str:
             d, delta, _ = solve_joint(
-                g_roi.n_angles,
-                g_full.n_angles,
                 scale,
                 pairs,
                 g_roi.angles_deg,

@@ -163,7 +163,7 @@ def test_solve_joint_corrects_the_full_shifts_from_the_interior_chain():
         s = -(rel - np.array([0.0, motion]))
         results.append(PairResult(p, _gauss_map(s, m=9), s, 1.0, 0.5))
     # a weak prior: the full scan's starting shifts only fix the gauge
-    est_d, est_delta, info = solve_joint(n, m, scale, results, roi, full, prior_weight=0.01)
+    est_d, est_delta, info = solve_joint(scale, results, roi, full, prior_weight=0.01)
     assert rms(remove_gauge(est_d - d, roi)) < 0.05
     assert rms(remove_gauge(est_delta - delta, full)) < 0.03
     assert info["pairs_used"] == len(results)
@@ -198,15 +198,15 @@ def test_solve_joint_prior_brings_the_full_scans_own_axis():
     rng = np.random.default_rng(3)
     roi = np.arange(0, 180, 2.0)
     full = np.arange(0, 180, 20.0)
-    n, m, scale = roi.size, full.size, 2.0
+    m, scale = full.size, 2.0
     delta, results = _joint_pairs(rng, roi, full, scale, mirrored_bias=0.4)
     own = delta + rng.normal(0, 0.03, size=(m, 2))  # the full scan's own estimate of delta
 
     def axis_error(est):
         return abs(remove_gauge(est - delta, full)[:, 1].mean())
 
-    _, weak, _ = solve_joint(n, m, scale, results, roi, full, prior_weight=0.01)
-    _, good, _ = solve_joint(n, m, scale, results, roi, full, prior_target=own)
+    _, weak, _ = solve_joint(scale, results, roi, full, prior_weight=0.01)
+    _, good, _ = solve_joint(scale, results, roi, full, prior_target=own)
     assert axis_error(weak) > 0.05
     assert axis_error(good) < 0.3 * axis_error(weak)
     assert rms(remove_gauge(good - delta, full)) < 0.06
@@ -219,13 +219,13 @@ def test_solve_joint_weighs_down_a_full_view_the_pairs_contradict():
     rng = np.random.default_rng(11)
     roi = np.arange(0, 180, 2.0)
     full = np.arange(0, 180, 10.0)
-    n, m, scale = roi.size, full.size, 2.0
+    m, scale = full.size, 2.0
     delta, results = _joint_pairs(rng, roi, full, scale, noise_px=0.02)
     own = delta + rng.normal(0, 0.03, size=(m, 2))  # the full scan's own estimate of delta
     own[12, 1] += 1.2  # one view's moments badly biased
 
-    _, plain, _ = solve_joint(n, m, scale, results, roi, full, prior_target=own, robust=None)
-    _, fixed, info = solve_joint(n, m, scale, results, roi, full, prior_target=own)
+    _, plain, _ = solve_joint(scale, results, roi, full, prior_target=own, robust=None)
+    _, fixed, info = solve_joint(scale, results, roi, full, prior_target=own)
     assert info["full_views_downweighted"] == [12]
     # beyond twice the robust threshold: rejected outright (no weight at all)
     assert info["full_views_downweighted_weights"][0] == 0.0
@@ -236,8 +236,8 @@ def test_solve_joint_weighs_down_a_full_view_the_pairs_contradict():
     assert rms(err_fixed) < 0.5 * rms(err_plain)
     # without an outlier nothing is weighted down, and the answer is least squares'
     own[12, 1] -= 1.2
-    _, a, info = solve_joint(n, m, scale, results, roi, full, prior_target=own)
-    _, b, _ = solve_joint(n, m, scale, results, roi, full, prior_target=own, robust=None)
+    _, a, info = solve_joint(scale, results, roi, full, prior_target=own)
+    _, b, _ = solve_joint(scale, results, roi, full, prior_target=own, robust=None)
     assert info["full_views_downweighted"] == []
     np.testing.assert_array_equal(a, b)
 
@@ -250,21 +250,19 @@ def test_solve_joint_keeps_a_full_view_whose_residual_is_within_the_pairs_misfit
     rng = np.random.default_rng(6)
     roi = np.arange(0, 180, 2.0)
     full = np.arange(0, 180, 10.0)
-    n, m, scale = roi.size, full.size, 2.0
+    m, scale = full.size, 2.0
     weight = np.array([0.3, 1.0])
     delta, results = _joint_pairs(rng, roi, full, scale, noise_px=0.05)
     own = delta + rng.normal(0, 0.01, size=(m, 2))
     own[7, 1] += 0.06
 
     _, plain, info = solve_joint(
-        n, m, scale, results, roi, full, prior_weight=weight, prior_target=own, robust=None
+        scale, results, roi, full, prior_weight=weight, prior_target=own, robust=None
     )
     r = np.abs(weight * scale * (plain - own))  # the prior rows' residuals
     assert (r / (1.4826 * np.median(r, axis=0))).max() > 3.0  # beyond 3 robust SDs alone
     assert r.max() < 3.0 * info["residual_rms_px"]  # within 3 times the pairs' misfit
-    _, robust, info = solve_joint(
-        n, m, scale, results, roi, full, prior_weight=weight, prior_target=own
-    )
+    _, robust, info = solve_joint(scale, results, roi, full, prior_weight=weight, prior_target=own)
     assert info["full_views_downweighted"] == []
     assert info["full_views_downweighted_weights"] == []
     np.testing.assert_array_equal(robust, plain)
@@ -300,7 +298,7 @@ def _pairs_with_one_bad(rng):
 
 def _solve_info(solver, roi, full, results, **kw):
     if solver == "joint":
-        return solve_joint(roi.size, full.size, 2.0, results, roi, full, robust=None, **kw)[2]
+        return solve_joint(2.0, results, roi, full, robust=None, **kw)[2]
     info = solve_shifts(roi.size, results, roi, full, refine=solver == "shifts_refined", **kw)[1]
     assert solver != "shifts_refined" or info["refine"] == "ncc_sum"
     return info

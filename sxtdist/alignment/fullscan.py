@@ -11,7 +11,7 @@ from ..operators.base import Diagonal
 from ..solvers import sirt
 from .gauge import axis_offset_px, remove_gauge, sinusoid_basis
 from .ncc import NccSurface, ncc_map
-from .resample import gaussian_blur, pad_with_mask, shift_image
+from .resample import pad_with_mask, shift_image
 
 
 def row_profile_dy(views: np.ndarray, max_shift: int, refinements: int = 2) -> np.ndarray:
@@ -298,9 +298,6 @@ def projection_matching(
     tol_px: float = 0.05,
     sirt_iterations: int = 100,
     max_shift_px: int | None = None,
-    smooth_px: float = 0.5,
-    leave_one_out: bool = False,
-    moments: bool = False,
     relaxation: float = 1.0,
     callback=None,
 ) -> tuple[np.ndarray, dict]:
@@ -308,21 +305,19 @@ def projection_matching(
 
     Repeat: undo the current shifts on the views (bicubic), reconstruct the
     slices coarsely (non-negative SIRT on the scan's own pixel grid, inside the
-    field-of-view disc), reproject, register every view to its reprojection
-    (NCC, sub-pixel) and add the measured residual displacement to its shift,
-    until the largest change is below ``tol_px``. The rotation axis is found,
+    field-of-view disc), reproject, complete each view by its reprojection where
+    the shift pushed it off the detector, and measure the residual displacement
+    from the completed views: ``dx`` from the first Helgason-Ludwig moment (column
+    centroid), ``dy`` from the row profiles. ``relaxation`` times it is added to the
+    shifts until the largest change is below ``tol_px``. The rotation axis is found,
     not assumed: the constant part of ``dx`` is free; the rigid translation of
     the object (``dy`` constant, ``dx`` in ``cos, sin``) is fixed by removing it
     from every update.
 
-    Options: ``leave_one_out`` compares each view with a reconstruction made
-    without it (unstable with very few views, off by default); ``moments``
-    measures ``dx`` from the first Helgason-Ludwig moment (column centroid) and
-    ``dy`` from the row profiles of the views completed by the reprojection
-    where the shift pushed them off the detector, instead of registering the
-    view to its reprojection (a reconstruction from few views reproduces its own
-    misalignment, so that registration converges slowly); ``relaxation`` scales
-    every update.
+    Registering each view to its reprojection (NCC) instead, with or without
+    leaving the view out of the reconstruction, converged slowly or not at all
+    (a reconstruction from few views reproduces its own misalignment) and was
+    removed; see docs/dev/alignment-history.md.
 
     Returns
     -------
@@ -355,33 +350,16 @@ def projection_matching(
         valid = ndimage.binary_erosion(valid, np.ones((1, 1, 5), bool), border_value=0)
         sino = np.ascontiguousarray(corrected.transpose(0, 2, 1))  # (angles, cols, rows)
         wts = np.ascontiguousarray(valid.transpose(0, 2, 1), dtype=np.float32)
-        if leave_one_out:
-            # each view is compared with what the others predict at its angle: a
-            # reconstruction from all views would reproduce its misalignment
-            reproj = np.empty_like(corrected)
-            for k in range(n):
-                w_k = wts.copy()
-                w_k[k] = 0.0
-                x = _sirt(op, sino, sirt_iterations, support, w_k)
-                reproj[k] = op(x)[k].T
-        else:
-            x = _sirt(op, sino, sirt_iterations, support, wts)
-            reproj = op(x).transpose(0, 2, 1)  # (angles, rows, cols)
+        x = _sirt(op, sino, sirt_iterations, support, wts)
+        reproj = op(x).transpose(0, 2, 1)  # (angles, rows, cols)
+        # dx from the first moment (Helgason-Ludwig): the column centroid of a
+        # view of the whole object is a sinusoid in the angle plus the view's
+        # displacement; the columns lost off the detector edge are filled in
+        # from the reprojection
+        completed = np.where(valid, corrected, reproj)
         upd = np.zeros((n, 2))
-        for k in range(n):
-            tpl = gaussian_blur(corrected[k], smooth_px)
-            ref, mr = pad_with_mask(gaussian_blur(reproj[k], smooth_px), (m, m))
-            ncc = ncc_map(tpl, ref, valid[k], mr)
-            s, _ = NccSurface(ncc).peak()
-            upd[k] = -s
-        if moments:
-            # dx from the first moment (Helgason-Ludwig): the column centroid of a
-            # view of the whole object is a sinusoid in the angle plus the view's
-            # displacement; the columns lost off the detector edge are filled in
-            # from the reprojection
-            completed = np.where(valid, corrected, reproj)
-            upd[:, 0] = row_profile_dy(completed, max(2, rows // 6))
-            upd[:, 1], _, _ = moment_dx(completed, geometry, upd[:, 0], m)
+        upd[:, 0] = row_profile_dy(completed, max(2, rows // 6))
+        upd[:, 1], _, _ = moment_dx(completed, geometry, upd[:, 0], m)
         upd = remove_gauge(upd, geometry.angles_deg)
         d += relaxation * upd
         change = float(np.abs(upd).max())
@@ -432,7 +410,6 @@ def align_full_scan(
         start,
         max_iterations=max_iterations,
         tol_px=tol_px,
-        moments=True,
         relaxation=0.5,
         callback=callback,
     )

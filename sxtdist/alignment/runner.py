@@ -480,8 +480,6 @@ def _solve_roi(
     # matching) it only fixes the gauge
     prior = full_prior_weights(result.info["full"], g_full.n_angles)
     d, delta, info = solve_joint(
-        g_roi.n_angles,
-        g_full.n_angles,
         g_full.pixel_size_nm / g_roi.pixel_size_nm,
         results,
         g_roi.angles_deg,

@@ -296,8 +296,6 @@ def _refine_ncc_sum(
 
 
 def solve_joint(
-    n: int,
-    n_full: int,
     scale: float,
     results: Sequence[PairResult],
     roi_angles: np.ndarray,
@@ -315,7 +313,8 @@ def solve_joint(
     (``scale`` = full pixel / interior pixel; the mirrored view flips the sign
     of the ``dx`` part), so each anchor pair measures ``d_i - scale * D_j`` and
     the dense interior neighbour chain ties the sparse full views to each
-    other. Unknowns: ``d`` (``n x 2``), ``D`` (``n_full x 2``) and the rotation
+    other. Unknowns (``n``, ``n_full``: the numbers of ``roi_angles`` and ``full_angles``):
+    ``d`` (``n x 2``), ``D`` (``n_full x 2``) and the rotation
     point of :func:`solve_shifts`; a prior ``D = prior_target`` (default 0: the
     full scan's own estimate; weight ``prior_weight`` for ``(dy, dx)``, or per
     full view ``(n_full, 2)``, against a pair's weight 1, in interior pixels)
@@ -355,6 +354,7 @@ def solve_joint(
         ``residual_rms_px`` and ``pair_robust_weights`` as in :func:`solve_shifts`).
     """
     roi_angles = np.asarray(roi_angles, float)
+    n, n_full = roi_angles.size, np.size(full_angles)
     used = [r for r in results if peak_inside_map(r)]
     rows = pair_rows(used, n, roi_angles, full_angles, n_full, scale, anchor_scale_deg)
     pw = np.broadcast_to(np.asarray(prior_weight, float), (n_full, 2))
