@@ -513,3 +513,14 @@ def test_psf_on_imported_data_needs_the_zone_plate(tiny_acq, tmp_path, run_cli):
 
     sigma = fwhm_to_sigma_px(psf_fwhm_nm(35.0), src.pixel_size_nm)
     assert prov["psf"] == {"roi": pytest.approx(sigma, abs=1e-4)} and sigma > 0.1
+    # given at the import instead: the same PSF
+    acq2 = str(tmp_path / "b.zarr")
+    code, _, err = run_cli(
+        "import", tmp_path / "roi.tif", acq2, "--scan=roi", "--angles", tmp_path / "roi.tlt",
+        "--pixel-size-nm", str(src.pixel_size_nm), "--zone-plate-ozw-nm=35", "-q",
+    )  # fmt: skip
+    assert code == 0, err
+    code, _, err = run_cli(*recon[:1], acq2, tmp_path / "w.zarr", *recon[3:])
+    assert code == 0, err
+    prov = sxtdist.open_volume(tmp_path / "w.zarr").meta["provenance"]
+    assert prov["psf"] == {"roi": pytest.approx(sigma, abs=1e-4)}

@@ -1,4 +1,4 @@
-"""The rotation axis's in-plane tilt on the detector, from the full scan's row centroids.
+"""The rotation axis's in-plane tilt on the detector, from the full scan's slice centroids.
 
 In parallel beam the column centroid of slice ``z``'s projection at angle ``θ`` is
 ``x_z cos θ + y_z sin θ`` (the slice's centre of mass) plus a term of the view alone
@@ -6,9 +6,9 @@ In parallel beam the column centroid of slice ``z``'s projection at angle ``θ``
 slice. On a detector turned by φ about the beam (:mod:`sxtdist.geometry`) a detector
 row is no slice: it runs across slices and is sheared along them, so its centroids
 break that form. :func:`estimate_axis_tilt` looks for the φ whose untilted views
-(each view sampled at the detector positions where it sees ``(u, z)``,
-:meth:`ScanGeometry.detector_position_px`, with the view's shifts) have row
-centroids that fit the form best::
+(each view read where it sees slice ``z``, :meth:`ScanGeometry.detector_position_px`
+with the view's shifts: along each detector column, every sample with its own ``u``)
+have slice centroids that fit the form best::
 
     c(z, θ) = α_z cos θ + β_z sin θ + d_θ
 
@@ -17,8 +17,9 @@ minimum; Gauss-Newton steps with the derivative of the centroids by a finite
 difference find it in three or four. Each step first measures the views' vertical
 shifts again on the views untilted by the current φ (their row profiles): on a
 tilted detector a view's row profile moves by φ times its mass centroid's column,
-a sinusoid in θ that a vertical alignment without the tilt takes for shifts. Slices weigh by their mass squared (a
-centroid's photon noise goes as one over its slice's mass); slices with less than
+a sinusoid in θ that a vertical alignment without the tilt takes for shifts. Slices
+weigh by their mass squared (a centroid's photon noise goes as one over its slice's
+mass); slices with less than
 :data:`MIN_ROW_MASS` of the heaviest's are left out. The spread is a jackknife over
 the views.
 
@@ -26,7 +27,20 @@ A first try, a straight line through each row's centroid offset (the shear alone
 was biased by 15-25 % on a cell and had the wrong sign on compact blobs: a tilted
 row also mixes slices across its width, which moves its centroid as much as the shear
 does wherever the mass changes along the axis. Sampling the views back into slices
-takes both into account.
+takes both into account. Sampling them on a grid of ``u`` (a spline across columns
+too) left 0.01-0.05 deg of bias at 0.5 deg on the ``small`` preset without its
+capillary, from the interpolation of the ice's sharp edge; read along the columns,
+0.007-0.024 (benchmarks/tilt_study.py).
+
+A capillary wall that the detector's edges cut is not removed: the cut runs along a
+detector column, so on the untilted slices it moves with the height by φ per row, and
+the wall's mass it takes away looks like a tilt (0.39, 0.69, 0.40 deg for 0.5 on the
+``small`` preset's three seeds; narrowing the columns read, or a constant per slice
+in the form, made it worse; a cosine taper fixed on the object, 6 px wide and ending
+inside the detector, brought it to 0.57, 0.49, 0.60 but moved seed 3 without the
+capillary from 0.507 to 0.557, since it cuts the cell too). Measure the tilt where the
+capillary is inside the field or outside it, or give it by hand (``sxtdist edit
+--axis-tilt-deg``).
 
 Needs the full field of view (every slice's whole mass on the detector: the full
 scan, not the interior one) and views over an arc where ``cos``, ``sin`` and a
@@ -147,18 +161,22 @@ def estimate_axis_tilt(
 
 
 class _Sampler:
-    """The views sampled back into slices for a trial tilt, and those slices' centroids."""
+    """The views sampled back into slices for a trial tilt, and those slices' centroids.
+
+    A slice is read along each detector column at the row where that column sees it
+    (a cubic spline along the column only), and each sample keeps its own position
+    ``u`` across the slice: no interpolation across columns, where the edges of a
+    capillary or the ice are sharp and an interpolation error that changes with the
+    height would look like a tilt.
+    """
 
     def __init__(self, views: np.ndarray, geometry: ScanGeometry, margin: int, max_dy: int) -> None:
         self.views, self.geometry, self.max_dy = views, geometry, max_dy
         (h, w), p = geometry.detector_shape, geometry.pixel_size_nm
-        off_r, off_c = geometry.center_offset_px
         r = np.arange(margin, h - margin, dtype=np.float64)
-        c = np.arange(w, dtype=np.float64)
-        self.z = ((r - (h - 1) / 2.0 + off_r) * p)[:, None]  # the slices' heights (nm)
-        self.u = ((c - (w - 1) / 2.0 + off_c) * p)[None, :]  # and positions across (nm)
-        self.cols = c
-        self.row_mass = np.median(self.sample(0.0).sum(axis=2), axis=0)
+        self.z = ((r - (h - 1) / 2.0 + geometry.center_offset_px[0]) * p)[:, None]  # nm
+        self.cols = np.arange(w, dtype=np.float64)[None, :]
+        self.row_mass = np.median(self.sample(0.0)[0].sum(axis=2), axis=0)
 
     def set_dy(self, dy: np.ndarray) -> None:
         shifts = self.geometry.shifts_px.copy()
@@ -174,24 +192,39 @@ class _Sampler:
         c1 = self.centroids(phi + step, remeasure_dy=True)[:, keep]
         return c0, (c1 - c0) / step
 
-    def sample(self, phi: float) -> np.ndarray:
-        """``(views, slices, cols)``: each view where it sees ``(u, z)`` under tilt ``phi``."""
-        g = self.geometry.with_tilt(math.degrees(phi))
-        out = np.empty((g.n_angles, self.z.shape[0], self.u.shape[1]))
-        for a in range(g.n_angles):
-            row, col = g.detector_position_px(a, self.u, self.z)
-            out[a] = ndimage.map_coordinates(self.views[a], [row, col], order=3, mode="nearest")
-        return out
+    def sample(self, phi: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(views, slices, cols)`` values of the slices under tilt ``phi``, read along the
+        detector's columns, and their positions ``u`` across the slice (pixels).
+
+        The inverse of :meth:`ScanGeometry.detector_position_px` at a given column: the
+        column's ``a`` (its shift and the offset out) and the slice's ``z`` give
+        ``u = (a - z sin φ) / cos φ`` and the row of ``b = -u sin φ + z cos φ``.
+        """
+        g = self.geometry
+        (h, w), p = g.detector_shape, g.pixel_size_nm
+        off_r, off_c = g.center_offset_px
+        cos, sin = math.cos(phi), math.sin(phi)
+        values = np.empty((g.n_angles, self.z.shape[0], w))
+        u_px = np.empty_like(values)
+        for k in range(g.n_angles):
+            dy, dx = g.shifts_px[k]
+            a = (self.cols - (w - 1) / 2.0 + off_c - dx) * p
+            u = (a - self.z * sin) / cos
+            row = (-u * sin + self.z * cos) / p + (h - 1) / 2.0 - off_r + dy
+            cols = np.broadcast_to(self.cols, row.shape)
+            values[k] = ndimage.map_coordinates(self.views[k], [row, cols], order=3, mode="nearest")
+            u_px[k] = u / p
+        return values, u_px
 
     def centroids(self, phi: float, remeasure_dy: bool = False) -> np.ndarray:
-        """``(views, slices)`` column centroids of the slices under tilt ``phi``; with
+        """``(views, slices)`` centroids ``u`` (pixels) of the slices under tilt ``phi``; with
         ``remeasure_dy`` the views' vertical shifts are first measured on their slices."""
         if remeasure_dy:  # from the row profiles of the views untilted by phi alone
             self.set_dy(np.zeros(self.geometry.n_angles))
-            self.set_dy(row_profile_dy(self.sample(phi), max_shift=self.max_dy))
-        s = self.sample(phi)
+            self.set_dy(row_profile_dy(self.sample(phi)[0], max_shift=self.max_dy))
+        s, u = self.sample(phi)
         mass = s.sum(axis=2)
-        return (s @ self.cols) / np.where(mass != 0, mass, 1.0)
+        return (s * u).sum(axis=2) / np.where(mass != 0, mass, 1.0)
 
 
 def _gauss_newton_step(

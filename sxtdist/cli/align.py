@@ -65,7 +65,7 @@ from ._options import execution_options, scan_list
 @click.option(
     "--measure-axis-tilt", "measure_tilt", is_flag=True,
     help="Also measure the rotation axis's in-plane tilt on the full scan and store it on "
-    "every scan (then align again: docs/alignment.md).",
+    "every scan (then align again: docs/tilt.md).",
 )  # fmt: skip
 @execution_options(overwrite=None)
 def command(acq, scans, method, report, measure_tilt, execution, **kw) -> None:

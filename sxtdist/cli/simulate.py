@@ -47,6 +47,13 @@ from ._options import overwrite_option, per_scan_float, progress_option
 @click.option(
     "--psf/--no-psf", default=True, show_default=True, help="Blur with the zone-plate PSF."
 )
+@click.option(
+    "--axis-tilt-deg",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Tilt of the rotation axis on the detectors (the truth's; the scans say 0).",
+)
 @overwrite_option
 @progress_option
 def command(
@@ -64,6 +71,7 @@ def command(
     intensity_mismatch,
     capillary,
     psf,
+    axis_tilt_deg,
     overwrite,
     progress,
 ) -> None:
@@ -83,6 +91,7 @@ def command(
         intensity_mismatch=_pair(intensity_mismatch),
         capillary=capillary,
         psf=psf,
+        axis_tilt_deg=axis_tilt_deg,
         overwrite=overwrite,
         progress=progress,
     )

@@ -71,6 +71,10 @@ class SimulationOptions:
         Glass capillary wall around the ice (preset default: yes).
     psf
         Blur with the zone plates' Gaussian PSF; ``False`` leaves only pixel integration.
+    axis_tilt_deg
+        Tilt of the rotation axis on both detectors (:mod:`sxtdist.geometry`). Like the
+        shifts it is the truth's (``truth.axis_tilt_deg``): the scans say 0 until it is
+        measured (``sxtdist align --measure-axis-tilt``).
     """
 
     n_full: int | None = None
@@ -83,6 +87,7 @@ class SimulationOptions:
     intensity_mismatch: tuple[float, float] | None = None
     capillary: bool | None = None
     psf: bool = True
+    axis_tilt_deg: float = 0.0
 
     def __post_init__(self) -> None:
         if self.arc_deg is not None and self.arc_deg not in (180, 360):
@@ -257,6 +262,7 @@ def simulate(
         "shifts_sigma_px": {"full": full.shifts_sigma_px, "roi": roi.shifts_sigma_px},
         "intensity_transform": _intensity_record(opts.intensity_mismatch),
         "psf": bool(opts.psf),
+        "axis_tilt_deg": float(opts.axis_tilt_deg),
         "preset": preset,
         "seed": int(seed),
         "phantom": phantom.description,
@@ -265,7 +271,7 @@ def simulate(
     with progress_bar(total, f"simulate {preset}", progress, unit="proj") as advance:
         data = {}
         for i, (name, sp) in enumerate(scans.items()):
-            g = geoms[name].with_shifts(drawn[name])
+            g = geoms[name].with_shifts(drawn[name]).with_tilt(opts.axis_tilt_deg)
             noise = np.random.default_rng(seeds[3 + i])
             data[name] = _scan_data(phantom, g, sp, opts, name, noise, advance)
             data[name].extra = {"source": {"simulated": True, "preset": preset, "seed": seed}}

@@ -121,8 +121,8 @@ def view_transmission(
     the PSF reaches beyond it (clipped at the padded detector's edges, where the blur
     extends the edge as it would on the whole view), so memory is bounded by a band
     whatever the detector, and the result equals the whole view computed at once.
-    The rays of a band are :func:`view_rays`': that is where per-view shifts enter
-    (and where a tilted rotation axis, which gives each ray its own height, would).
+    The rays of a band are :func:`view_rays`': that is where per-view shifts enter,
+    and a tilted rotation axis, which gives each ray its own height.
     """
     sp = sampling or _Sampling.of(geometry, model)
     s, pad, m = sp.s, sp.pad, sp.margin
@@ -149,13 +149,17 @@ def view_rays(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Heights ``z`` and detector positions ``u`` (nm) of the rays at sub-sample rows and columns.
 
-    The true displacement ``(dy, dx)`` of the view moves its sampling grid exactly.
+    The true displacement ``(dy, dx)`` of the view moves its sampling grid exactly. On a
+    tilted detector (:mod:`sxtdist.geometry`) each ray has its own height and position:
+    ``z`` and ``u`` are then ``(rows, cols)`` arrays instead of a row and a column axis.
     """
     rows, cols = geometry.detector_shape
     p = geometry.pixel_size_nm
     dy, dx = geometry.shifts_px[view]
     z = (r_fine - (rows - 1) / 2 + geometry.center_offset_px[0] - dy) * p
     u = (c_fine - (cols - 1) / 2 + geometry.center_offset_px[1] - dx) * p
+    if geometry.tilted:  # detector frame (a, b) = (u, z) above, turned into the object's
+        u, z = geometry.detector_to_axis_frame(u[None, :], z[:, None])
     return z, u
 
 
