@@ -125,14 +125,7 @@ def make_report(
     from .volume import open_volume
 
     volume_path = os.fspath(volume_path)
-    prefix = _prefix(volume_path, None if out is None else os.fspath(out))
-    paths = {"png": prefix + ".png", "csv": prefix + ".csv", "curves": prefix + ".curves.csv"}
-    for p in paths.values():  # only earlier reports are replaced, never an input
-        check_output(p, "report", inputs=[volume_path, truth, half], overwrite=overwrite)
-    parent = os.path.dirname(os.path.abspath(prefix))
-    if not os.path.isdir(parent):
-        raise InputError(parent, "output directory does not exist")
-
+    paths = _report_paths(volume_path, out, [volume_path, truth, half], overwrite)
     vol = open_volume(volume_path, mode="r")
     v = vol.voxel_size_nm
     nz, ny, nx = vol.shape
@@ -163,17 +156,8 @@ def make_report(
     found: list[tuple[scoring.Resolution, str]] = []
     if acq is not None and regions is not None:
         ref = np.asarray(acq.truth[slab], dtype=np.float32)
-        s = scoring.score(level0, acq.truth, regions)
-        rows += _psnr_rows(s, roi_px, v, x, ref, regions)
-        rp = metrics.radial_psnr(
-            x, ref, max(1.0, min(ny, nx) / 40.0), mask=regions.cell(ref), data_range_value=s.peak
-        )
-        curves += [
-            ("radial_psnr", float(r * v / 1e3), "radius_um", float(p))
-            for r, p in zip(rp.r_mean, rp.psnr)
-            if np.isfinite(r)
-        ]
-        res = scoring.resolution(level0, acq.truth, regions)
+        truth_rows, curves, res = _against_truth(level0, x, ref, acq.truth, regions, v)
+        rows += truth_rows
         if res is not None:
             found.append((res, "truth"))
     pair = _halves(vol, volume_path, half)
@@ -208,6 +192,40 @@ def make_report(
         [(c[1], c[3]) for c in curves if c[0] == "radial_psnr"],
     )
     return Report(paths["png"], paths["csv"], paths["curves"], rows)
+
+
+def _report_paths(
+    volume_path: str, out: str | os.PathLike[str] | None, inputs: list, overwrite: bool
+) -> dict[str, str]:
+    """The report's files (png, csv, curves), checked: only earlier reports are replaced,
+    never an input, and the folder must exist."""
+    prefix = _prefix(volume_path, None if out is None else os.fspath(out))
+    paths = {"png": prefix + ".png", "csv": prefix + ".csv", "curves": prefix + ".curves.csv"}
+    for p in paths.values():
+        check_output(p, "report", inputs=inputs, overwrite=overwrite)
+    parent = os.path.dirname(os.path.abspath(prefix))
+    if not os.path.isdir(parent):
+        raise InputError(parent, "output directory does not exist")
+    return paths
+
+
+def _against_truth(
+    level0: Any, x: np.ndarray, ref: np.ndarray, truth: Any, regions: scoring.Regions, v: float
+) -> tuple[list[dict], list[tuple[str, float, str, float]], scoring.Resolution | None]:
+    """The rows (PSNRs), the radial PSNR curve and the resolution of a volume against its
+    truth; ``x`` and ``ref`` are the central slab of each, ``v`` the voxel (nm)."""
+    ny, nx = x.shape[1:]
+    s = scoring.score(level0, truth, regions)
+    rows = _psnr_rows(s, regions.roi_diameter_px, v, x, ref, regions)
+    rp = metrics.radial_psnr(
+        x, ref, max(1.0, min(ny, nx) / 40.0), mask=regions.cell(ref), data_range_value=s.peak
+    )
+    curves = [
+        ("radial_psnr", float(r * v / 1e3), "radius_um", float(p))
+        for r, p in zip(rp.r_mean, rp.psnr)
+        if np.isfinite(r)
+    ]
+    return rows, curves, scoring.resolution(level0, truth, regions)
 
 
 def _truth_acquisition(truth: str | os.PathLike[str], vol: Any, volume_path: str) -> Any:
