@@ -30,28 +30,29 @@ transmission over its width, not the mean optical depth, so how much of the wall
 mass (and where) a slice's samples show depends on where the wall falls within a
 pixel: on the fraction of the axis image's column, ``dx_θ + z sin φ`` (the view's
 shift, and the tilt along the height). With the axis image's column changing by
-``z sin φ`` down each view, that error is a smooth trend along the height, different
-in each view: on the ``small`` preset a wall at 29 pixels from the axis moved slice
+``z sin φ`` down each view, that error is a smooth trend along the height, different in
+each view: on the ``small`` preset a wall at 29 pixels from the axis moved slice
 centroids by up to 0.3 px over 44 rows, and the tilt by 0.1-0.4 deg. The error is
 periodic in that phase and the same for every view, so :data:`PIXEL_PHASE_HARMONICS`
-harmonics of it are fitted along with the tilt: those that the views' sub-pixel
-shifts spread over the circle (:data:`PHASE_SPREAD`), since it is the shifts that tell
-them from a tilt; a scan with no shifts gets none, and a wall's bias. The harmonics depend on φ, so the Gauss-Newton derivative is that of what the fit
-leaves (steps that held them fixed went to 0.75 deg for 0.5 on one seed). Views whose
-outermost columns carry mass (:data:`TRUNCATED_EDGE`: a wall cut by the detector's
-edge, a cut that moves with the height by φ per row) are left out, unless fewer than
-:data:`MIN_VIEWS` would be left. benchmarks/tilt_study.py has the figures (docs/tilt.md).
+harmonics of it are fitted along with the tilt: those that the views' sub-pixel shifts
+spread over the circle (:data:`PHASE_SPREAD`), since it is the shifts that tell them
+from a tilt; a scan with no shifts gets none, and a wall's bias. The harmonics depend
+on φ, so the Gauss-Newton derivative is that of what the fit leaves (steps that held
+them fixed went to 0.75 deg for 0.5 on one seed). Views whose outermost columns carry
+mass (:data:`TRUNCATED_EDGE`: a wall cut by the detector's edge, a cut that moves with
+the height by φ per row) are left out, unless fewer than :data:`MIN_VIEWS` would be
+left. benchmarks/tilt_study.py has the figures (docs/tilt.md).
 
-Tried and rejected: a straight line through
-each row's centroid offset (the shear alone): 15-25 % of bias on a cell, the wrong
-sign on compact blobs (a tilted row mixes slices across its width). Sampling the
-views on a grid of ``u`` (a spline across columns too): 0.01-0.05 deg of bias from
-the interpolation of the ice's sharp edge; read along the columns, 0.007-0.024.
-Narrowing the columns read, a constant per slice in the form, a cosine taper fixed on
-the object (inside the lumen or ending inside the detector; seeds 11-13): the taper takes the ice
-column's share of the signal (a ring about the axis is the best marker of the axis's
-column per slice) and what it leaves at the wall's flank moved the tilt by up to 0.5
-deg. Leaving out the cut views alone: still 0.07-0.42 deg off.
+Tried and rejected: a straight line through each row's centroid offset (the shear
+alone): 15-25 % of bias on a cell, the wrong sign on compact blobs (a tilted row mixes
+slices across its width). Sampling the views on a grid of ``u`` (a spline across
+columns too): 0.01-0.05 deg of bias from the interpolation of the ice's sharp edge;
+read along the columns, 0.007-0.024. Narrowing the columns read, a constant per slice
+in the form, a cosine taper fixed on the object (inside the lumen or ending inside the
+detector; seeds 11-13): the taper takes the ice column's share of the signal (a ring
+about the axis is the best marker of the axis's column per slice) and what it leaves
+at the wall's flank moved the tilt by up to 0.5 deg. Leaving out the cut views alone:
+still 0.07-0.42 deg off.
 
 Needs the full field of view (every slice's whole mass on the detector: the full
 scan, not the interior one) and views over an arc where ``cos``, ``sin`` and a
