@@ -495,6 +495,8 @@ def _joint_weights(
 #: weights at the paper's fluence.)
 FULL_PRIOR_WEIGHTS = (0.3, 1.0)
 REFERENCE_SIGMA_PX = 0.07
+#: The weight of a full view's own estimate that only fixes the gauge.
+GAUGE_WEIGHT = 0.01
 
 
 def full_prior_weights(full_info: dict, n_full: int) -> np.ndarray:
@@ -502,11 +504,16 @@ def full_prior_weights(full_info: dict, n_full: int) -> np.ndarray:
 
     Worth about a pair when they come from the weighted moments alone, scaled by the
     inverse of each view's estimated centroid noise (between 0.01 and 10 times
-    :data:`FULL_PRIOR_WEIGHTS`); only a gauge (0.01) otherwise (the plain centroid is
-    biased by truncation, projection matching by the few views).
+    :data:`FULL_PRIOR_WEIGHTS`); only a gauge (:data:`GAUGE_WEIGHT`) otherwise (the plain
+    centroid is biased by truncation, projection matching by the few views), and for the
+    ``dx`` of a view whose cell the detector's edges cut (``cut_views``:
+    :func:`~sxtdist.alignment.fullscan.edge_significance`), which the anchors then place.
     """
     sigma = full_info.get("weighted_centroid_sigma_px")
     if full_info.get("iterations") or sigma is None:
-        return np.full((n_full, 2), 0.01)
+        return np.full((n_full, 2), GAUGE_WEIGHT)
     factor = np.clip(REFERENCE_SIGMA_PX / np.maximum(np.asarray(sigma, float), 1e-6), 0.01, 10.0)
-    return np.maximum(np.outer(factor, FULL_PRIOR_WEIGHTS), 0.01)
+    weights = np.maximum(np.outer(factor, FULL_PRIOR_WEIGHTS), GAUGE_WEIGHT)
+    # a view the detector's edges cut the cell of: its centroid is biased, its rows are not
+    weights[full_info.get("cut_views") or [], 1] = GAUGE_WEIGHT
+    return weights
