@@ -18,7 +18,8 @@ import numpy as np
 import scipy.sparse.linalg  # noqa: F401  (sparse.linalg)
 from scipy import optimize, sparse
 
-from .confidence import view_uncertainty
+from .confidence import object_translation, view_uncertainty
+from .consistency import leave_full_views_out
 from .ncc import NccSurface
 from .pairs import PairResult, _pair_angles, peak_inside_map, per_pair, views_of
 
@@ -402,8 +403,23 @@ def solve_joint(
     t0 = time.perf_counter()
     matrices = system.matrices(*weights)
     info.update(view_uncertainty(matrices, (sy, sx), (roi_angles, full_angles), scale))
+    loo = leave_full_views_out(
+        matrices,
+        (sy, sx),
+        full_view_rows(used, n_full),
+        n,
+        object_translation((roi_angles, full_angles), scale),
+    )
+    info.update(loo.per_view())
+    info["leave_one_out_flagged"] = [[i, j, round(m, 3)] for i, (j, m) in loo.flagged().items()]
     info["check_seconds"] = time.perf_counter() - t0
     return d, delta, info
+
+
+def full_view_rows(used: Sequence[PairResult], n_full: int) -> list[np.ndarray]:
+    """The row of :class:`JointSystem` of each full view's own estimate (after the rows of
+    the pairs ``used``)."""
+    return [np.array([len(used) + j]) for j in range(n_full)]
 
 
 @dataclass

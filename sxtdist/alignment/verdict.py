@@ -12,8 +12,12 @@ A view is named when
   anchor's misfit counts as little as it weighs): the loops of anchors and neighbours
   through it do not close (a pair the robust rule weighted down counts too: it was
   contradicted, or it was right and the rest is not);
-- (full views) its own estimate was rejected by the joint solve and fewer than
-  :data:`MIN_ANCHORS` anchors tie it instead.
+- (full views) its own estimate was rejected by the joint solve, or the detector's
+  edges cut its cell, and fewer than :data:`MIN_ANCHORS` anchors tie it instead;
+- it moves more than :data:`~sxtdist.alignment.consistency.MOVE_FLAG_PX` when the
+  measurements of one full view, which the rest of the data contradict, are left out
+  (:mod:`sxtdist.alignment.consistency`): an error the pairs of a stretch share; that
+  full view is named too.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .consistency import MOVE_FLAG_PX
 from .diagnostics import LOST_WEIGHT, peak_loss_ratio
 from .pairs import PairResult, views_of
 
@@ -89,12 +94,15 @@ def judge(
     weights: np.ndarray,
     n_roi: int,
     full_rejected: Sequence[int] = (),
+    left_out: Sequence[Sequence[float]] = (),
 ) -> Verdict:
     """The verdict on an interior alignment from its pairs (``misfit`` ``(m, 2)`` and
     ``kept`` ``(m,)`` as :class:`~sxtdist.alignment.AlignmentResult` holds them, NaN for a
     pair left out; ``weights``: the pairs' least-squares weights,
-    :func:`~sxtdist.alignment.shifts.pair_weights`) and the full views whose own estimate
-    the joint solve rejected."""
+    :func:`~sxtdist.alignment.shifts.pair_weights`), the full views whose own estimate
+    the joint solve rejected (or could not use) and the leave-one-out check's
+    ``[interior view, full view, move px]`` (``leave_one_out_flagged``,
+    :meth:`~sxtdist.alignment.consistency.LeaveOneOut.flagged`)."""
     verdict = Verdict()
     m = len(results)
     misfit = np.full((m, 2), np.nan) if misfit is None else np.asarray(misfit, float)
@@ -127,4 +135,8 @@ def judge(
     for j in full_rejected:
         if j >= len(anchors) or anchors[j] < MIN_ANCHORS:
             verdict.full[int(j)] = "own estimate rejected, too few anchors"
+    for i, j, _ in left_out:
+        why = f"move over {MOVE_FLAG_PX:g} px without full view {int(j)}"
+        verdict.roi.setdefault(int(i), why)
+        verdict.full.setdefault(int(j), "contradicted by the rest (leave-one-out)")
     return verdict
