@@ -521,15 +521,20 @@ def full_prior_weights(full_info: dict, n_full: int) -> np.ndarray:
     Worth about a pair when they come from the weighted moments alone, scaled by the
     inverse of each view's estimated centroid noise (between 0.01 and 10 times
     :data:`FULL_PRIOR_WEIGHTS`); only a gauge (:data:`GAUGE_WEIGHT`) otherwise (the plain
-    centroid is biased by truncation, projection matching by the few views), and for the
-    ``dx`` of a view whose cell the detector's edges cut (``cut_views``:
-    :func:`~sxtdist.alignment.fullscan.edge_significance`), which the anchors then place.
+    centroid is biased by truncation, projection matching by the few views). A view whose
+    cell the detector's edges cut has its ``dx`` noise and its truncation bias
+    (:func:`~sxtdist.alignment.fullscan.truncation_bias_px`) added in quadrature: one
+    14 px out keeps 4 % of the weight, and the anchors place it.
     """
     sigma = full_info.get("weighted_centroid_sigma_px")
     if full_info.get("iterations") or sigma is None:
         return np.full((n_full, 2), GAUGE_WEIGHT)
-    factor = np.clip(REFERENCE_SIGMA_PX / np.maximum(np.asarray(sigma, float), 1e-6), 0.01, 10.0)
-    weights = np.maximum(np.outer(factor, FULL_PRIOR_WEIGHTS), GAUGE_WEIGHT)
-    # a view the detector's edges cut the cell of: its centroid is biased, its rows are not
-    weights[full_info.get("cut_views") or [], 1] = GAUGE_WEIGHT
-    return weights
+    sigma = np.asarray(sigma, float)
+    # a view whose cell the detector's edges cut: its centroid is biased, its rows are not
+    bias = np.asarray(full_info.get("truncation_bias_px") or np.zeros(n_full), float)
+    factors = [
+        np.clip(REFERENCE_SIGMA_PX / np.maximum(s, 1e-6), 0.01, 10.0)
+        for s in (sigma, np.hypot(sigma, bias))
+    ]
+    weights = np.stack([f * w for f, w in zip(factors, FULL_PRIOR_WEIGHTS, strict=True)], 1)
+    return np.maximum(weights, GAUGE_WEIGHT)
