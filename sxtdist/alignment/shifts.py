@@ -524,7 +524,7 @@ def full_prior_weights(full_info: dict, n_full: int) -> np.ndarray:
     centroid is biased by truncation, projection matching by the few views). A view whose
     cell the detector's edges cut has its ``dx`` noise and its truncation bias
     (:func:`~sxtdist.alignment.fullscan.truncation_bias_px`) added in quadrature: one
-    14 px out keeps 4 % of the weight, and the anchors place it.
+    14 px out keeps 7 % of the weight, and the anchors place it.
     """
     sigma = full_info.get("weighted_centroid_sigma_px")
     if full_info.get("iterations") or sigma is None:
