@@ -36,6 +36,7 @@ Usage::
 
     python benchmarks/stopping_rules.py record --out /tmp/stop.jsonl [--presets small]
         [--seeds 1 2 3 4 5] [--doses 1 0.1] [--capillary on off] [--weights quadrature equal]
+        [--no-holdout]
     python benchmarks/stopping_rules.py table /tmp/stop.jsonl     # each rule against the oracle
     python benchmarks/stopping_rules.py weights /tmp/stop.jsonl   # quadrature against equal
     python benchmarks/stopping_rules.py variants /tmp/stop.jsonl  # auto against its variants
@@ -375,7 +376,7 @@ def main(argv=None) -> int:
     rec.add_argument(
         "--no-holdout",
         action="store_true",
-        help="skip run B (the hold-out rule, rejected; about a third of a record's time)",
+        help="skip run B (the hold-out rule, rejected; about a quarter of a record's CPU time)",
     )
     tab = sub.add_parser("table")
     tab.add_argument("records")
