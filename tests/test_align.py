@@ -673,20 +673,26 @@ def test_align_fits_a_simulated_intensity_mismatch(tmp_path, client):
     assert not sxtdist.open_acquisition(path, mode="r")["roi"].aligned  # dry run
 
 
-@pytest.mark.parametrize("coarse", [True, False], ids=["coarse", "no-coarse"])
+@pytest.mark.parametrize("coarse", [True, False, "binned"], ids=["coarse", "no-coarse", "binned"])
 def test_prepared_views_graph_registers_exactly_like_one_task_per_pair(
     tmp_path, client, monkeypatch, coarse
 ):
     """Large views are prepared once each in tasks of their own (run_graph); the pairs come
     out bit for bit as when every pair task prepares its own views, on one worker and on
     two. With the coarse pass at no binning (tiny's views) an anchor pair's coarse task is
-    its registration, and no anchor view is prepared apart."""
+    its registration, and no anchor view is prepared apart; binned, the coarse pass bins
+    the interior views the fine pass prepared and each anchor view is prepared binned
+    once, its coarse registrations the same as each pair's own preparation gives."""
+    import sxtdist.alignment.runner as runner
     import sxtdist.alignment.tasks as tasks
     import sxtdist.distributed as distributed
 
+    binned = coarse == "binned"
+    if binned:
+        monkeypatch.setattr(runner, "COARSE_PIXELS", 7)  # tiny's 28 px wide views: binned 4x
     path = tmp_path / "g.zarr"
     sxtdist.simulate(path, preset="tiny", seed=4, shifts_px=1.5)
-    kw = dict(client=client, report="", dry_run=True, coarse=coarse)
+    kw = dict(client=client, report="", dry_run=True, coarse=bool(coarse))
     per_pair = sxtdist.align(path, **kw)
     graphs = []
 
@@ -700,12 +706,21 @@ def test_prepared_views_graph_registers_exactly_like_one_task_per_pair(
     prepared = sxtdist.align(path, **kw)
     ((graph, keys),) = graphs
     n_roi = sxtdist.open_acquisition(path)["roi"].shape[0]
-    assert len(keys) == len(per_pair.pairs)
+    n_anchor = sum(r.pair.kind == "anchor" for r in per_pair.pairs)
+    # the pairs' results, and binned the coarse registrations too
+    assert len(keys) == len(per_pair.pairs) + (n_anchor if binned else 0)
     # every interior view and every anchor view prepared once, and the settings
     anchors = {(r.pair.j, r.pair.mirrored) for r in per_pair.pairs if r.pair.kind == "anchor"}
-    assert len(graph) == 1 + n_roi + (0 if coarse else len(anchors)) + len(keys)
+    if binned:  # and each anchor view prepared binned too
+        assert prepared.info["roi"]["coarse_bin"] == 4
+        assert len(graph) == 1 + n_roi + 2 * len(anchors) + len(keys)
+    else:
+        assert len(graph) == 1 + n_roi + (0 if coarse else len(anchors)) + len(keys)
     for a, b in zip(per_pair.pairs, prepared.pairs, strict=True):
         assert a.pair == b.pair
+        assert (a.window is None) == (b.window is None)  # the coarse predictions agree
+        if a.window is not None:
+            np.testing.assert_array_equal(a.window.centre, b.window.centre)
         np.testing.assert_array_equal(a.ncc, b.ncc)
         np.testing.assert_array_equal(a.shift, b.shift)
         if a.intensity_samples is None:
