@@ -1,11 +1,11 @@
 """Rates of this installation for the capacity planner: a short calibration run, cached per machine.
 
 :func:`measure_rates` times, on interior-plus-sparse problems of 192² and 512² slices
-(about 30 s of CPU on a 2-core VM, 1 GB): building the system matrices, CGNE block
-solves at two slab widths and two slice sizes (the fixed and per-slice parts of an
-iteration's cost, :class:`~sxtdist.capacity.Rates`), writing and reading Zarr, and
-starting a one-worker cluster. :func:`load_rates` returns the cached figures of this machine, measuring
-them the first time. GPU rates are not measured here (no GPU in the calibration):
+(about 15 s of CPU and 1 GB): building the system matrices, CGNE block solves at two
+slab widths and two slice sizes (the fixed and per-slice parts of an iteration's cost,
+:class:`~sxtdist.capacity.Rates`), writing and reading Zarr, and starting a one-worker
+cluster. :func:`load_rates` returns the cached figures of this machine, measuring them
+the first time. GPU rates are not measured here (no GPU in the calibration):
 they come from the H100 run recorded in docs/gpu.md (:data:`GPU_FIGURE`).
 """
 

@@ -8,9 +8,9 @@ Pure numerics (no Dask, no Zarr): a :class:`~sxtdist.recon.Problem`, its
   costs ``nnz × (fixed + per_slice × slices)``, ``nnz`` the scans' system-matrix
   nonzeros (:func:`matrix_nnz`): the fixed part streams the matrices once, the rest
   (products, row sampling, vector work) grows with the slab. ``per_slice`` grows with
-  the slice's size (:func:`per_slice_rate`): measured on one 2-core VM, CPU seconds per
-  nonzero, slice and iteration rose from 4.0e-10 at 128²-192² slices to 7.0e-10 at 512²
-  and 8e-10 at 768² (the products' gathers leave the caches), so it is calibrated at a
+  the slice's size (:func:`per_slice_rate`; ``benchmarks/slice_rate.py`` on a 2-core VM:
+  4.6-5.1e-10 CPU s per nonzero, slice and iteration at 192² slices, 7.5-8.2e-10 at 512²,
+  8.4e-10 at 768², as the products' reads leave the caches), so it is calibrated at a
   small and a large slice and interpolated in log(pixels), held flat outside;
 * times are CPU seconds of one worker with a core of its own (a machine busy with
   other work is slower);
@@ -285,8 +285,8 @@ def per_slice_rate(rates: Rates, slice_pixels: int) -> float:
     """CPU seconds per nonzero, slice and iteration for slices of ``slice_pixels`` pixels.
 
     Interpolated in ``log(pixels)`` between the small and the large calibration slice,
-    the end values held outside them (past the caches the rate measured flat: 7.0e-10 at
-    512², 8e-10 at 768² on the 2-core VM of docs/cluster.md).
+    the end values held outside them (past the caches it grows little: 7.5-8.2e-10 at
+    512², 8.4e-10 at 768², ``benchmarks/slice_rate.py`` on a 2-core VM).
     """
     small, large = (int(p) for p in rates.calibration_pixels)
     r_small = rates.iteration_s_per_nnz_slice

@@ -61,8 +61,8 @@ def estimate_reconstruction(
     rates
         Throughputs (default: this machine's, calibrated once and cached).
     recalibrate
-        Measure this machine's rates again (about 40 s) and cache them, instead of
-        using the cached ones.
+        Measure this machine's rates again (about 15 s of CPU) and cache them, instead
+        of using the cached ones.
     gpu_memory_bytes
         Free memory of each GPU (default: an 80 GB H100's, :data:`DEFAULT_GPU_BYTES`).
     """
@@ -112,9 +112,9 @@ def estimate_reconstruction(
 def load_warnings(rates: Rates, backend: str, local: bool) -> list[str]:
     """Warnings for an estimate: CPU rates measured on a busy machine; this machine busy now.
 
-    Times assume a core per worker; a calibration taken while the
-    load average exceeded the cores measured slower figures (caches shared), and a local
-    run on a busy machine takes longer than estimated.
+    Times assume a core per worker: a calibration taken while the load average exceeded
+    the cores measured slow figures (shared caches), and a local run on a busy machine
+    takes longer than estimated.
     """
     if backend == "gpu":
         return []

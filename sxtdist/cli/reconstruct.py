@@ -64,8 +64,8 @@ from ._options import ITERATIONS, execution_options, per_scan_float, scan_list
 @click.option(
     "--recalibrate",
     is_flag=True,
-    help="With --dry-run: measure this machine's CPU rates again (about 40 s) and cache "
-    "them, e.g. when the cached ones were measured under load.",
+    help="With --dry-run: measure this machine's CPU rates again (about 15 s of CPU) and "
+    "cache them, e.g. when the cached ones were measured under load.",
 )
 @execution_options(backend=True)
 def command(acquisition, out, execution, dry_run, recalibrate, **recipe) -> None:
