@@ -16,9 +16,12 @@ from scipy import ndimage
 import sxtdist
 from sxtdist.alignment.diagnostics import peak_loss_ratio, views_without_weight
 from sxtdist.alignment.fullscan import (
+    CUT_SIGMA,
     MIN_SLICE_WEIGHT_CONTRAST,
     _weighted_columns,
     center_of_mass_dx,
+    edge_significance,
+    moment_dx,
     row_profile_dy,
     slice_weight_contrast,
     weighted_centroid_dx,
@@ -549,6 +552,47 @@ def test_weighted_centroid_noise_at_the_papers_dose(tmp_path):
     scatter = np.array(centroids).std(axis=0, ddof=1)
     ratio = np.median(np.array(sigmas), axis=0) / scatter
     assert 0.8 < np.median(ratio) < 1.4, ratio
+
+
+def test_a_full_view_whose_cell_the_detector_cuts(tmp_path):
+    """Full view 3 of 9 moved 14 px sideways (the outlier-full motion): its cell leaves the
+    64-px field. At the paper's dose (8 draws) its weighted columns at the edge read far
+    beyond their noise and the other views' stay under :data:`CUT_SIGMA`; the record names
+    it, its centroid weighs little in the sinusoid's fit (weighing as much as the others
+    it moved the rotation axis by 1.6 px) and its own ``dx`` little in the joint solve."""
+    from sxtdist.alignment.shifts import GAUGE_WEIGHT, full_prior_weights
+    from sxtdist.simulation.presets import get_preset
+
+    motion = np.random.default_rng(7).normal(0.0, 1.0, (9, 2))
+    motion[3] = (0.5, 14.0)
+    acq = sxtdist.simulate(
+        tmp_path / "c.zarr", preset="small", seed=2, n_full=9, photons=0,
+        shifts_px={"roi": 0}, motion={"full": motion},
+    )  # fmt: skip
+    full = acq["full"]
+    clean = np.asarray(full.read(), np.float64)
+    truth = np.asarray(acq.truth_meta["shifts_px"]["full"])
+    i0 = get_preset("small").full.photons_per_pixel
+    rng = np.random.default_rng(101)
+    others = np.arange(9) != 3
+    for _ in range(8):
+        views = -np.log(np.maximum(rng.poisson(i0 * np.exp(-clean)), 1) / i0)
+        dy = row_profile_dy(views.astype(np.float32), 10)
+        z = edge_significance(views, dy, 4)
+        assert z[3] > 4 * CUT_SIGMA and z[others].max() < CUT_SIGMA, z
+        dx, axis, record = moment_dx(views, full.geometry, dy, 4)
+        assert record["cut_views"] == [3]
+        err = remove_gauge(
+            np.stack([dy, dx], 1)[others] - truth[others], full.geometry.angles_deg[others]
+        )
+        assert np.abs(err[:, 1]).max() < 0.15
+        assert abs(axis) < 0.2  # the simulated axis is the detector's centre
+        _, axis_all = weighted_centroid_dx(views, full.geometry, dy, 4)
+        assert abs(axis_all) > 1.0
+    weights = full_prior_weights({**record, "iterations": 0}, 9)
+    assert record["truncation_bias_px"][3] > 0.5  # the view's dx keeps a few % of its weight
+    assert weights[3, 1] < 0.1 * weights[others, 1].min() and weights[3, 0] > GAUGE_WEIGHT
+    assert max(record["truncation_bias_px"][k] for k in np.flatnonzero(others)) == 0
 
 
 def test_centre_of_mass_is_exact_without_truncation(clean_acq):

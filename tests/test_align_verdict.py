@@ -58,6 +58,22 @@ def test_views_no_trusted_pair_ties_and_frames_that_correlate_poorly():
     assert 1 not in v.roi
 
 
+def test_a_used_pair_whose_peak_overshoots_names_its_views():
+    """No NCC passes 1: a used pair whose spline peak does by more than
+    :data:`OVERSHOOT_PEAK` names its views; a pair left out (NaN misfit) or one at 1.004
+    does not."""
+    peaks = [0.99] * 9
+    peaks[6] = 1.01  # neighbour 1-2
+    misfit = np.full((9, 2), 0.05)
+    v = judge(_results(PAIRS, peaks), misfit, np.ones(9), np.ones(9), 5)
+    assert v.roi == {1: "pair peak NCC over 1.005", 2: "pair peak NCC over 1.005"}
+    misfit[6] = np.nan
+    assert judge(_results(PAIRS, peaks), misfit, np.ones(9), np.ones(9), 5).roi == {}
+    peaks[6] = 1.004
+    misfit[6] = 0.05
+    assert judge(_results(PAIRS, peaks), misfit, np.ones(9), np.ones(9), 5).trusted
+
+
 def test_a_rejected_full_view_with_too_few_anchors():
     kept = np.ones(9)
     kept[3] = np.nan  # full view 1 keeps one anchor (view 4)
@@ -109,6 +125,9 @@ def test_align_stores_the_verdict_and_info_shows_it(client, tmp_path, run_cli):
     assert re.search(
         r"views' standard error median 0\.\d{3} px \(largest 0\.\d{3} px, view \d+\)", out
     )
+    assert re.search(
+        r"leave-one-out: largest move \d\.\d{3} px \(view \d+, without full view \d+, p = ", out
+    )
     arr = zarr.open_array(acq["roi"].path, mode="r+")
     frame = arr[12]
     frame[:, : 3 * frame.shape[1] // 4] = np.median(frame)
@@ -120,3 +139,52 @@ def test_align_stores_the_verdict_and_info_shows_it(client, tmp_path, run_cli):
     assert 12 in stored["check_views"] and stored["verdict"].startswith("check views")
     code, out, _ = run_cli("info", path)
     assert "verdict: check views" in out
+
+
+def _joint_case(bias_full_px: float, seed: int = 2):
+    """A joint solve of 90 interior views (2° apart) and 9 full views (20° apart) from
+    pairs measured with 0.03 px of noise, the full views' own estimates right but full
+    view 4's said to be ``bias_full_px`` off in ``dx``: its anchors then pull their
+    stretch of the interior with it while every pair agrees."""
+    from sxtdist.alignment.pairs import plan_pairs
+    from sxtdist.alignment.shifts import full_prior_weights, solve_joint
+
+    rng = np.random.default_rng(seed)
+    roi_angles, full_angles = np.arange(90) * 2.0, np.arange(9) * 20.0
+    truth = rng.normal(0.0, 3.0, (90, 2))
+    results = []
+    for p in plan_pairs(roi_angles, full_angles):
+        d = truth[p.i] - (truth[p.j] if p.kind == "neighbour" else 0.0)
+        shift = -d + rng.normal(0.0, 0.03, 2)
+        results.append(PairResult(p, np.zeros((65, 65)), shift, 0.99, 0.5))
+    info = {"weighted_centroid_sigma_px": [0.05] * 9}
+    target = np.zeros((9, 2))
+    target[4, 1] = bias_full_px
+    d, _, rec = solve_joint(
+        2.0, results, roi_angles, full_angles, full_prior_weights(info, 9), prior_target=target
+    )
+    err = d - truth
+    return results, rec, np.hypot(*(err - err.mean(axis=0)).T)
+
+
+@pytest.mark.parametrize("bias", [0.0, 0.35])
+def test_leave_one_out_sees_a_stretch_bent_by_one_full_view(bias):
+    """A full view's own estimate 0.35 full px (0.7 interior px) off bends the interior
+    views it anchors together: the pairs' misfit stays under its flag, the leave-one-out
+    check names the stretch and the full view. Unbiased: nothing named."""
+    from sxtdist.alignment.shifts import pair_weights
+
+    results, rec, err = _joint_case(bias)
+    w = pair_weights(results, np.arange(90) * 2.0)
+    misfit = np.asarray(rec["pair_misfit_px"], float)
+    by_pairs = judge(results, misfit, np.ones(len(results)), w, 90)
+    assert by_pairs.trusted  # the pairs alone see nothing either way
+    v = judge(results, misfit, np.ones(len(results)), w, 90, (), rec["leave_one_out_flagged"])
+    if bias:
+        assert err.max() > 0.5
+        bad = set(np.flatnonzero(err > 0.5))
+        assert bad <= set(v.roi) and v.full == {4: "contradicted by the rest (leave-one-out)"}
+        assert all("without full view 4" in why for why in v.roi.values())
+    else:
+        assert err.max() < 0.2 and v.trusted
+    assert len(rec["leave_one_out_move_px"]) == 90

@@ -45,10 +45,26 @@ def view_uncertainty(
     pixel): ``roi_sigma_px`` ``(n, 2)`` (interior px) and ``full_sigma_px`` ``(n_full, 2)``
     (full px)."""
     py, px, rhs = matrices
+    n, n_full = len(angles[0]), len(angles[1])
+    gauge_y, gauge_x = object_translation(angles, scale)
+    ey = standard_errors(py, rhs[:, 0], solution[0], gauge_y)
+    ex = standard_errors(px, rhs[:, 1], solution[1], gauge_x)
+    return {
+        "roi_sigma_px": np.stack([ey[:n], ex[:n]], 1),
+        "full_sigma_px": np.stack([ey[n:], ex[n : n + n_full]], 1),
+    }
+
+
+def object_translation(
+    angles: tuple[np.ndarray, np.ndarray], scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The directions of the joint solve's ``dy`` and ``dx`` unknowns (``(n + n_full, 1)``,
+    ``(n + n_full + 2, 2)``) that only move the object, which no alignment determines:
+    ``dy`` by a constant (the full views' by it over ``scale``), ``dx`` by ``a cos + b sin``
+    of each view's angle and the rotation point by ``(a, b)``. ``angles``: the interior
+    and full views', degrees."""
     n, n_full, s = len(angles[0]), len(angles[1]), scale
     theta, phi = (np.deg2rad(np.asarray(a, float)) for a in angles)
-    # a translation of the object: dy by a constant (full views by it over the scale), dx
-    # by a cos + b sin of each view's angle, and the rotation point by (a, b)
     gauge_y = np.r_[np.ones(n), np.ones(n_full) / s][:, None]
     gauge_x = np.stack(
         [
@@ -57,9 +73,4 @@ def view_uncertainty(
         ],
         axis=1,
     )
-    ey = standard_errors(py, rhs[:, 0], solution[0], gauge_y)
-    ex = standard_errors(px, rhs[:, 1], solution[1], gauge_x)
-    return {
-        "roi_sigma_px": np.stack([ey[:n], ex[:n]], 1),
-        "full_sigma_px": np.stack([ey[n:], ex[n : n + n_full]], 1),
-    }
+    return gauge_y, gauge_x

@@ -425,9 +425,16 @@ def _record_verdict(
     full = result.info.get("full", {})
     kept = full.get("joint_downweighted_weights") or []
     rejected = [j for j, k in zip(full.get("joint_downweighted_views") or [], kept) if k == 0]
+    rejected = sorted({*rejected, *(full.get("cut_views") or [])})
     weights = pair_weights(results, roi_angles)
     verdict = judge(
-        results, result.pair_misfit, result.pair_kept_weight, weights, len(roi_angles), rejected
+        results,
+        result.pair_misfit,
+        result.pair_kept_weight,
+        weights,
+        len(roi_angles),
+        rejected,
+        info.get("leave_one_out_flagged") or (),
     )
     info["verdict"], info["check_views"] = verdict.scan_line("roi"), sorted(verdict.roi)
     if "full" in result.info:

@@ -18,7 +18,8 @@ import numpy as np
 import scipy.sparse.linalg  # noqa: F401  (sparse.linalg)
 from scipy import optimize, sparse
 
-from .confidence import view_uncertainty
+from .confidence import object_translation, view_uncertainty
+from .consistency import leave_full_views_out
 from .ncc import NccSurface
 from .pairs import PairResult, _pair_angles, peak_inside_map, per_pair, views_of
 
@@ -402,8 +403,23 @@ def solve_joint(
     t0 = time.perf_counter()
     matrices = system.matrices(*weights)
     info.update(view_uncertainty(matrices, (sy, sx), (roi_angles, full_angles), scale))
+    loo = leave_full_views_out(
+        matrices,
+        (sy, sx),
+        full_view_rows(used, n_full),
+        n,
+        object_translation((roi_angles, full_angles), scale),
+    )
+    info.update(loo.per_view())
+    info["leave_one_out_flagged"] = [[i, j, round(m, 3)] for i, (j, m) in loo.flagged().items()]
     info["check_seconds"] = time.perf_counter() - t0
     return d, delta, info
+
+
+def full_view_rows(used: Sequence[PairResult], n_full: int) -> list[np.ndarray]:
+    """The row of :class:`JointSystem` of each full view's own estimate (after the rows of
+    the pairs ``used``)."""
+    return [np.array([len(used) + j]) for j in range(n_full)]
 
 
 @dataclass
@@ -495,6 +511,8 @@ def _joint_weights(
 #: weights at the paper's fluence.)
 FULL_PRIOR_WEIGHTS = (0.3, 1.0)
 REFERENCE_SIGMA_PX = 0.07
+#: The weight of a full view's own estimate that only fixes the gauge.
+GAUGE_WEIGHT = 0.01
 
 
 def full_prior_weights(full_info: dict, n_full: int) -> np.ndarray:
@@ -502,11 +520,21 @@ def full_prior_weights(full_info: dict, n_full: int) -> np.ndarray:
 
     Worth about a pair when they come from the weighted moments alone, scaled by the
     inverse of each view's estimated centroid noise (between 0.01 and 10 times
-    :data:`FULL_PRIOR_WEIGHTS`); only a gauge (0.01) otherwise (the plain centroid is
-    biased by truncation, projection matching by the few views).
+    :data:`FULL_PRIOR_WEIGHTS`); only a gauge (:data:`GAUGE_WEIGHT`) otherwise (the plain
+    centroid is biased by truncation, projection matching by the few views). A view whose
+    cell the detector's edges cut has its ``dx`` noise and its truncation bias
+    (:func:`~sxtdist.alignment.fullscan.truncation_bias_px`) added in quadrature: one
+    14 px out keeps 7 % of the weight, and the anchors place it.
     """
     sigma = full_info.get("weighted_centroid_sigma_px")
     if full_info.get("iterations") or sigma is None:
-        return np.full((n_full, 2), 0.01)
-    factor = np.clip(REFERENCE_SIGMA_PX / np.maximum(np.asarray(sigma, float), 1e-6), 0.01, 10.0)
-    return np.maximum(np.outer(factor, FULL_PRIOR_WEIGHTS), 0.01)
+        return np.full((n_full, 2), GAUGE_WEIGHT)
+    sigma = np.asarray(sigma, float)
+    # a view whose cell the detector's edges cut: its centroid is biased, its rows are not
+    bias = np.asarray(full_info.get("truncation_bias_px") or np.zeros(n_full), float)
+    factors = [
+        np.clip(REFERENCE_SIGMA_PX / np.maximum(s, 1e-6), 0.01, 10.0)
+        for s in (sigma, np.hypot(sigma, bias))
+    ]
+    weights = np.stack([f * w for f, w in zip(factors, FULL_PRIOR_WEIGHTS, strict=True)], 1)
+    return np.maximum(weights, GAUGE_WEIGHT)

@@ -7,13 +7,20 @@ A view is named when
   of the search, or weighted down to less than half: :data:`LOST_WEIGHT`);
 - all its pairs correlate far worse than the others (a damaged frame): ``1 - peak NCC``
   over :data:`POOR_PAIRS_FACTOR` times the median of their kind;
+- a pair of it that the solve used peaks above :data:`OVERSHOOT_PEAK`: no correlation
+  passes 1, the spline through the map does next to the overlap's limit, and its shift
+  there is no measurement;
 - a pair of it disagrees with the solution by more than :data:`MISFIT_FLAG_PX` in the
   solve's own units (the misfit times the square root of the pair's weight: a far
   anchor's misfit counts as little as it weighs): the loops of anchors and neighbours
   through it do not close (a pair the robust rule weighted down counts too: it was
   contradicted, or it was right and the rest is not);
-- (full views) its own estimate was rejected by the joint solve and fewer than
-  :data:`MIN_ANCHORS` anchors tie it instead.
+- (full views) its own estimate was rejected by the joint solve, or the detector's
+  edges cut its cell, and fewer than :data:`MIN_ANCHORS` anchors tie it instead;
+- it moves more than :data:`~sxtdist.alignment.consistency.MOVE_FLAG_PX` when the
+  measurements of one full view, which the rest of the data contradict, are left out
+  (:mod:`sxtdist.alignment.consistency`): an error the pairs of a stretch share; that
+  full view is named too.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .consistency import MOVE_FLAG_PX
 from .diagnostics import LOST_WEIGHT, peak_loss_ratio
 from .pairs import PairResult, views_of
 
@@ -39,6 +47,11 @@ MISFIT_FLAG_PX = 0.25
 #: one ``tiny`` frame lost puts its three pairs at 5.6-9.3 (and the view 0.64 px off,
 #: its pairs agreeing with each other).
 POOR_PAIRS_FACTOR = 4.0
+#: A used pair whose peak NCC passes this names its views. The bicubic surface through
+#: a sharp map passes 1 by up to 0.0005 on clean pairs (development seeds 1-6, all
+#: families); on the ``large`` family two neighbour pairs with a third of the view's
+#: width in common peaked at 1.012 and 1.015, one of them 0.4 px off.
+OVERSHOOT_PEAK = 1.005
 #: A full view whose own estimate the joint solve rejected needs this many used anchors.
 MIN_ANCHORS = 2
 
@@ -89,12 +102,15 @@ def judge(
     weights: np.ndarray,
     n_roi: int,
     full_rejected: Sequence[int] = (),
+    left_out: Sequence[Sequence[float]] = (),
 ) -> Verdict:
     """The verdict on an interior alignment from its pairs (``misfit`` ``(m, 2)`` and
     ``kept`` ``(m,)`` as :class:`~sxtdist.alignment.AlignmentResult` holds them, NaN for a
     pair left out; ``weights``: the pairs' least-squares weights,
-    :func:`~sxtdist.alignment.shifts.pair_weights`) and the full views whose own estimate
-    the joint solve rejected."""
+    :func:`~sxtdist.alignment.shifts.pair_weights`), the full views whose own estimate
+    the joint solve rejected (or could not use) and the leave-one-out check's
+    ``[interior view, full view, move px]`` (``leave_one_out_flagged``,
+    :meth:`~sxtdist.alignment.consistency.LeaveOneOut.flagged`)."""
     verdict = Verdict()
     m = len(results)
     misfit = np.full((m, 2), np.nan) if misfit is None else np.asarray(misfit, float)
@@ -115,6 +131,10 @@ def judge(
                 (has_poor if p else has_good)[v] = True
         for v in np.flatnonzero(has_poor & ~has_good):
             verdict.roi.setdefault(int(v), "pairs correlate poorly")
+    for r, m in zip(results, misfit, strict=True):
+        if r.peak > OVERSHOOT_PEAK and np.isfinite(m).all():
+            for v in views_of(r.pair):
+                verdict.roi.setdefault(int(v), f"pair peak NCC over {OVERSHOOT_PEAK:g}")
     length = np.hypot(misfit[:, 0], misfit[:, 1]) * np.sqrt(np.asarray(weights, float))
     for r, size in zip(results, length, strict=True):
         if size > MISFIT_FLAG_PX:  # NaN (left out) compares False
@@ -127,4 +147,8 @@ def judge(
     for j in full_rejected:
         if j >= len(anchors) or anchors[j] < MIN_ANCHORS:
             verdict.full[int(j)] = "own estimate rejected, too few anchors"
+    for i, j, _ in left_out:
+        why = f"move over {MOVE_FLAG_PX:g} px without full view {int(j)}"
+        verdict.roi.setdefault(int(i), why)
+        verdict.full.setdefault(int(j), "contradicted by the rest (leave-one-out)")
     return verdict

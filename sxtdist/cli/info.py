@@ -165,6 +165,8 @@ def _alignment_details(al: dict) -> str:
         if sigma:  # the photon noise of each view's centroid, as measured in the data
             what += f" (centroid noise median {np.median(sigma):.3f} px)"
         parts.append(what)
+        if al.get("cut_views"):  # their centroid misses what lies beyond the edge
+            parts.append(f"cell cut by the detector's edges in views {al['cut_views']}")
     if "axis_offset_px" in al:
         parts.append(f"rotation axis offset {al['axis_offset_px']:+.2f} px")
     if al.get("joint_with_roi"):
@@ -204,6 +206,13 @@ def _alignment_details(al: dict) -> str:
         parts.append(
             f"views' standard error median {np.median(sigma):.3f} px "
             f"(largest {sigma.max():.3f} px, view {int(np.argmax(sigma))})"
+        )
+    move = al.get("leave_one_out_move_px")
+    if move:  # how far each view moves without one full view's measurements
+        i = int(np.argmax(move))
+        parts.append(
+            f"leave-one-out: largest move {move[i]:.3f} px (view {i}, without full view "
+            f"{al['leave_one_out_full_view'][i]}, p = {al['leave_one_out_p'][i]:.2g})"
         )
     return "; ".join(parts)
 
