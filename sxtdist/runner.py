@@ -113,6 +113,11 @@ class Reconstruction:
         or ``("full",)`` (sparse only).
     views
         Per scan, the indices of the stored views to use (default: all).
+    exclude_untrusted
+        Leave out the views the stored alignment verdict names (``check views ...``,
+        :mod:`sxtdist.alignment.verdict`; of ``views`` where given), logged and recorded
+        in the provenance. An :class:`~sxtdist.errors.InputError` where a scan used has
+        no verdict stored or would lose all its views.
     split_halves
         Also reconstruct two half volumes from the even and the odd views of every scan
         (in angular order) with the same count, next to the output (:func:`half_paths`),
@@ -148,6 +153,7 @@ class Reconstruction:
     iterations: int | str = AUTO
     scans: Sequence[str] | None = None
     views: Mapping[str, Sequence[int]] | None = None
+    exclude_untrusted: bool = False
     split_halves: bool = False
     psf: bool = False
     voxel_size_nm: float | None = None
@@ -228,7 +234,52 @@ def build_problem(acq: Acquisition, recipe: Reconstruction | None = None, **fiel
         if unknown:
             raise ParameterError(f"views for scans not used: {', '.join(sorted(unknown))}")
         problem = view_subset(problem, r.views)
+    if r.exclude_untrusted:
+        untrusted = untrusted_views(acq, problem)
+        if untrusted:
+            logger.info(
+                "leaving out the views the alignment verdict does not trust (stored view "
+                "indices): %s",
+                "; ".join(f"{n} {', '.join(map(str, v))}" for n, v in untrusted.items()),
+            )
+            keep = {
+                n: [k for k, v in enumerate(_stored_views(problem, n)) if v not in bad]
+                for n, bad in untrusted.items()
+            }
+            problem = view_subset(problem, keep)
     return problem
+
+
+def _stored_views(problem: Problem, name: str) -> Sequence[int]:
+    """The stored views a problem uses of scan ``name``, in its order."""
+    return problem.views.get(name, range(problem.models[name].geometry.n_angles))
+
+
+def untrusted_views(acq: Acquisition, problem: Problem) -> dict[str, list[int]]:
+    """Per scan of ``problem``, its views (indices of the stored views) that the stored
+    alignment verdict names; scans with none are left out. An
+    :class:`~sxtdist.errors.InputError` where a scan has no verdict stored, or where the
+    verdict names every view the problem uses of it."""
+    out = {}
+    for name in problem.models:
+        alignment = acq[name].meta.get("alignment") or {}
+        if "verdict" not in alignment:
+            raise InputError(
+                acq.path,
+                f"scan {name!r} has no alignment verdict to exclude untrusted views by "
+                "(align it with `sxtdist align`, which stores one)",
+            )
+        named = {int(v) for v in alignment.get("check_views") or ()}
+        used = [int(v) for v in _stored_views(problem, name)]
+        if named.issuperset(used):
+            raise InputError(
+                acq.path,
+                f"the alignment verdict names every view of scan {name!r} used: excluding "
+                f"the untrusted views leaves none ({alignment['verdict']})",
+            )
+        if named.intersection(used):
+            out[name] = sorted(named.intersection(used))
+    return out
 
 
 WEIGHTINGS = ("quadrature", "equal")
@@ -450,6 +501,8 @@ def _fingerprint(acq: Acquisition, problem: Problem, oracle: Any) -> str:
             )
         ).encode()
     )
+    if problem.views:  # some views only (without: the fingerprint as before they counted)
+        h.update(repr(sorted((k, list(v)) for k, v in problem.views.items())).encode())
     return h.hexdigest()
 
 
@@ -638,6 +691,7 @@ def _prepare(
         "iterations_rule": {"rule": "fixed"},
         "scans": list(problem.models),
         "views": {k: list(v) for k, v in problem.views.items()},
+        "excluded_untrusted": _excluded(acq, recipe, problem) if recipe.exclude_untrusted else None,
         "nonneg_every": problem.nonneg_every,
         "rtol": problem.rtol,
         "psf": {n: round(m.psf_sigma_px, 4) for n, m in problem.models.items()},
@@ -651,6 +705,19 @@ def _prepare(
         else None,
     }
     return _Job(acq, out, recipe, problem, roi_radius, provenance)
+
+
+def _excluded(acq: Acquisition, recipe: Reconstruction, problem: Problem) -> dict[str, list[int]]:
+    """Per scan, the stored views ``exclude_untrusted`` left out: those of ``recipe.views``
+    (default all) that the problem does not use."""
+    out = {}
+    for name in problem.models:
+        given = (recipe.views or {}).get(name)
+        before = set(range(acq[name].geometry.n_angles) if given is None else map(int, given))
+        dropped = sorted(before - set(problem.views.get(name, before)))
+        if dropped:
+            out[name] = dropped
+    return out
 
 
 def _resume_layout(job: _Job, restart: bool) -> tuple[Reconstruction, bool]:

@@ -1323,3 +1323,23 @@ def test_info_line_of_a_full_scan_alignment():
     assert _alignment_details(recorded).endswith(
         "own shifts weighted down for views 4 (to 22%), 12 (to 49%)"
     )
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    shape=st.tuples(st.integers(1, 40), st.integers(1, 40)),
+    sigma=st.one_of(
+        st.floats(0, 5), st.tuples(st.sampled_from([0.0, 1e-300, 0.7, 3.0]), st.floats(0, 5))
+    ),
+)
+def test_gaussian_blur_is_ndimages(seed, shape, sigma):
+    """The blur every compared image gets is ``ndimage.gaussian_filter`` (double precision,
+    ``nearest`` edges), whatever order it filters the axes in."""
+    from sxtdist.alignment.resample import gaussian_blur
+
+    img = np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+    want = ndimage.gaussian_filter(img.astype(np.float64), sigma, mode="nearest")
+    got = gaussian_blur(img, sigma)
+    assert got.dtype == np.float64 and got.flags.c_contiguous
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)

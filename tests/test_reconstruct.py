@@ -325,3 +325,58 @@ def test_oracle_scores_only_the_core_of_a_block(tiny_acq, tmp_path, monkeypatch,
     scored = np.flatnonzero(seen["mask"].any(axis=(1, 2))) + block.slab[0]
     assert scored.tolist() == list(range(8, 16))
     np.testing.assert_array_equal(seen["truth"][5:13], acq.truth[8:16].compute())
+
+
+@pytest.fixture
+def judged_acq(tmp_path):
+    """Tiny, with a stored alignment verdict naming interior views 3 and 4 (full: trusted)."""
+    path = tmp_path / "judged.zarr"
+    acq = sxtdist.simulate(path, preset="tiny", seed=5, shifts_px=0)
+    for name, views in (("full", []), ("roi", [3, 4])):
+        verdict = f"check views {', '.join(map(str, views))} (pair misfit)" if views else "trusted"
+        n = acq[name].geometry.n_angles
+        acq.set_shifts(name, np.zeros((n, 2)), verdict=verdict, check_views=views)
+    return str(path)
+
+
+def test_exclude_untrusted_leaves_out_the_views_the_verdict_names(
+    judged_acq, tmp_path, client, caplog
+):
+    """The named views leave the problem (logged with their indices, recorded in the
+    provenance), of the views asked for where some are; the rest is untouched."""
+    n_roi = sxtdist.open_acquisition(judged_acq)["roi"].geometry.n_angles
+    acq = sxtdist.open_acquisition(judged_acq)
+    problem = build_problem(acq, exclude_untrusted=True)
+    assert problem.views == {"roi": tuple(v for v in range(n_roi) if v not in (3, 4))}
+    problem = build_problem(acq, views={"roi": [1, 2, 3, 5]}, exclude_untrusted=True)
+    assert problem.views == {"roi": (1, 2, 5)}
+    with caplog.at_level("INFO", logger="sxtdist.runner"):
+        vol = _run(judged_acq, tmp_path / "v.zarr", client, iterations=2, exclude_untrusted=True)
+    assert "does not trust (stored view indices): roi 3, 4" in caplog.text
+    prov = vol.meta["provenance"]
+    assert prov["excluded_untrusted"] == {"roi": [3, 4]}
+    assert prov["views"]["roi"] == [v for v in range(n_roi) if v not in (3, 4)]
+    plain = _run(judged_acq, tmp_path / "w.zarr", client, iterations=2)
+    assert plain.meta["provenance"]["excluded_untrusted"] is None
+    assert plain.meta["provenance"]["fingerprint"] != prov["fingerprint"]
+
+
+def test_exclude_untrusted_needs_a_verdict_and_a_view_left(judged_acq, tiny_acq, tmp_path, run_cli):
+    """No verdict stored, or one naming every view of a scan: one line, exit 2, nothing
+    written; the CLI's flag is the recipe's field."""
+    out = tmp_path / "o.zarr"
+    code, _, err = run_cli("reconstruct", tiny_acq, out, "--exclude-untrusted")
+    assert code == 2 and "no alignment verdict" in err and len(err.strip().splitlines()) == 1
+    acq = sxtdist.open_acquisition(judged_acq, mode="r+")
+    n = acq["full"].geometry.n_angles
+    acq.set_shifts("full", np.zeros((n, 2)), verdict="check views ...", check_views=list(range(n)))
+    code, _, err = run_cli("reconstruct", judged_acq, out, "--exclude-untrusted")
+    assert code == 2 and "names every view of scan 'full'" in err
+    assert not os.path.exists(out)
+    # the interior scan alone keeps its trusted views
+    code, _, err = run_cli(
+        "reconstruct", judged_acq, out, "--exclude-untrusted", "--scans", "roi",
+        "--iterations", "2", "--workers", "1",
+    )  # fmt: skip
+    assert code == 0, err
+    assert open_volume(out).meta["provenance"]["excluded_untrusted"] == {"roi": [3, 4]}

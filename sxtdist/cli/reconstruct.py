@@ -24,6 +24,12 @@ from ._options import ITERATIONS, execution_options, per_scan_float, scan_list
 )
 @click.option("--scans", help="Scans to use: 'full,roi' (combined, default), 'roi' or 'full'.")
 @click.option(
+    "--exclude-untrusted",
+    is_flag=True,
+    help="Leave out the views the stored alignment verdict names ('check views ...', "
+    "`sxtdist info`); recorded in the volume's provenance.",
+)
+@click.option(
     "--split-halves",
     is_flag=True,
     help="Also reconstruct OUT.half1/.half2 from the even and odd views: "
