@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import numpy as np
 
+from sxtdist.calibration import slab_solve_seconds
 from sxtdist.geometry import ScanGeometry, VolumeGrid
 from sxtdist.operators.projector import system_matrix
 from sxtdist.operators.scan import ScanModel
-from sxtdist.recon import Problem, solve_slab
+from sxtdist.recon import Problem
 
 ITERATIONS = 2
 
@@ -39,18 +39,8 @@ def rate(n: int, k: int) -> tuple[float, int]:
         system_matrix(m.geometry, grid, m.pad, m.supersampling)[0].nnz
         for m in problem.models.values()
     )
-    rows = problem.rows((0, k))
-    rng = np.random.default_rng(0)
-    data = {
-        name: rng.random((g.n_angles, rows[name].size, g.detector_shape[1]), np.float32)
-        for name, g in geoms.items()
-    }
-    times = []
-    for _ in range(3):
-        t = time.process_time()
-        solve_slab(problem, (0, k), data)
-        times.append(time.process_time() - t)
-    return float(np.median(times)) / ((ITERATIONS + 1) * nnz * k), nnz
+    seconds = slab_solve_seconds(problem, k, np.random.default_rng(0))
+    return seconds / ((ITERATIONS + 1) * nnz * k), nnz
 
 
 def main(argv=None) -> int:

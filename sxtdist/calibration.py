@@ -18,12 +18,16 @@ import platform
 import socket
 import tempfile
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import _version
 from .capacity import Rates, matrix_nnz
 from .geometry import ScanGeometry, VolumeGrid
+
+if TYPE_CHECKING:
+    from .recon import Problem
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +138,7 @@ def _solve_rates(n: int, widths: tuple[int, ...], fixed: float | None = None) ->
     ``widths`` slices (or, for one width, the per-slice part given the ``fixed`` one)."""
     from .operators.projector import build_system_matrix, system_matrix
     from .operators.scan import ScanModel
-    from .recon import Problem, solve_slab
+    from .recon import Problem
 
     grid = VolumeGrid((max(64, *widths), n, n), 30.0)
     geoms = {
@@ -154,21 +158,7 @@ def _solve_rates(n: int, widths: tuple[int, ...], fixed: float | None = None) ->
         for m in problem.models.values()
     )
     rng = np.random.default_rng(0)
-
-    def solve_s(k: int) -> float:
-        rows = problem.rows((0, k))
-        data = {
-            name: rng.random((g.n_angles, rows[name].size, g.detector_shape[1]), np.float32)
-            for name, g in geoms.items()
-        }
-        times = []
-        for _ in range(3):
-            t = time.process_time()
-            solve_slab(problem, (0, k), data)
-            times.append(time.process_time() - t)
-        return float(np.median(times))
-
-    t = [solve_s(k) for k in widths]
+    t = [slab_solve_seconds(problem, k, rng) for k in widths]
     per_solve = (its + 1) * nnz
     if fixed is None:
         (k1, k2), (t1, t2) = widths, t
@@ -177,6 +167,26 @@ def _solve_rates(n: int, widths: tuple[int, ...], fixed: float | None = None) ->
     else:
         per_slice = max(0.0, t[0] / per_solve - fixed) / widths[0]
     return {"build": build / nnz, "fixed": fixed, "per_slice": per_slice}
+
+
+def slab_solve_seconds(problem: Problem, k: int, rng: np.random.Generator) -> float:
+    """Median CPU seconds (``process_time``, of 3) of solving the first ``k`` slices of
+    ``problem`` on random data (what the calibration and ``benchmarks/slice_rate.py`` time)."""
+    from .recon import solve_slab
+
+    rows = problem.rows((0, k))
+    data = {
+        name: rng.random(
+            (m.geometry.n_angles, rows[name].size, m.geometry.detector_shape[1]), np.float32
+        )
+        for name, m in problem.models.items()
+    }
+    times = []
+    for _ in range(3):
+        t = time.process_time()
+        solve_slab(problem, (0, k), data)
+        times.append(time.process_time() - t)
+    return float(np.median(times))
 
 
 def _zarr_rates(n: int) -> tuple[float, float]:
