@@ -29,6 +29,16 @@ The rules, evaluated on the records (the count a rule picks is applied to run A)
   ``None`` when never reached);
 * ``lcurve``: the corner (largest curvature) of ``(log ||r||, log ||x||)``.
 
+Experiments on why ``auto`` stops early on ``cell-slab`` (docs/dev/stopping-rule.md):
+
+* ``augment``: run D, two halves of the data's *noise* with every view in both
+  (:func:`noise_halves`), and run E, 4-fold: CGNE on three quarters of the views compared
+  with the last quarter's own last iterate (:func:`extra_record`);
+* ``decompose``: ``far`` against the truth: the halves' own errors, the cross term, and
+  the correlation of the two halves' errors (:func:`decompose`);
+* ``record-volume``: a whole volume solved blockwise with the pilot blocks of
+  ``reconstruct`` (:func:`record_volume`; the whole ``cell``).
+
 ``cell-slab`` is the ``cell`` preset (12 µm cell, 30 nm voxels, 512² slices) cut to its
 central 32 slices, to keep the CPU cost down.
 
@@ -40,6 +50,12 @@ Usage::
     python benchmarks/stopping_rules.py table /tmp/stop.jsonl     # each rule against the oracle
     python benchmarks/stopping_rules.py weights /tmp/stop.jsonl   # quadrature against equal
     python benchmarks/stopping_rules.py variants /tmp/stop.jsonl  # auto against its variants
+    python benchmarks/stopping_rules.py augment /tmp/stop.jsonl --out /tmp/stop_de.jsonl
+        [--presets small] [--doses 1]                             # then table /tmp/stop_de.jsonl
+    python benchmarks/stopping_rules.py decompose --out /tmp/dec.jsonl \
+        --configs '[["cell-slab", 1, 1.0, false]]'
+    python benchmarks/stopping_rules.py record-volume --out /tmp/cell.jsonl --preset cell \
+        --seed 1 --dose 1 --capillary on [--cap 40] [--block-size N]
 """
 
 from __future__ import annotations
@@ -57,13 +73,14 @@ import sxtdist
 from sxtdist import metrics, scoring
 from sxtdist.blocks import plan_blocks
 from sxtdist.recon import (
+    half_views,
     roi_region,
     sample_voxels,
     slab_system,
     split_half_curves,
     view_subset,
 )
-from sxtdist.runner import AUTO_CAP, build_problem
+from sxtdist.runner import AUTO_CAP, _read_block, build_problem, pilot_blocks
 from sxtdist.simulation.presets import PRESETS
 from sxtdist.solvers import Stack, cgne
 
@@ -145,30 +162,96 @@ def expected_noise(problem, data, photons: dict) -> float | None:
     return total
 
 
-def record(config: dict, work: str, holdout: bool = True) -> dict:
-    preset, seed, dose, capillary, weights = (
-        config[k] for k in ("preset", "seed", "dose", "capillary", "weights")
-    )
-    base = PRESETS[preset]
+def simulate(config: dict, work: str) -> tuple[sxtdist.Acquisition, dict[str, float]]:
+    """The configuration's acquisition (known shifts set) and its photons per pixel."""
+    base = PRESETS[config["preset"]]
     photons = {
-        "full": base.full.photons_per_pixel * dose,
-        "roi": base.roi.photons_per_pixel * dose,
+        "full": base.full.photons_per_pixel * config["dose"],
+        "roi": base.roi.photons_per_pixel * config["dose"],
     }
-    path = os.path.join(work, f"{preset}.zarr")
-    t_sim = time.perf_counter()
     acq = sxtdist.simulate(
-        path,
-        preset,
-        seed,
+        os.path.join(work, f"{config['preset']}.zarr"),
+        config["preset"],
+        config["seed"],
         photons=photons,
-        capillary=capillary,
+        capillary=config["capillary"],
         overwrite=True,
         progress=False,
     )
     for s in acq.scans:
         acq.set_shifts(s, np.asarray(acq.truth_meta["shifts_px"][s]), method="known")
-    cap = CAP[dose]
-    problem = build_problem(acq, iterations=cap, weights=weights)
+    return acq, photons
+
+
+def noise_halves(data: dict, photons: dict, seed: int = 0) -> tuple[dict, dict]:
+    """Two halves of the data's noise, every view in both (data fission): ``y ± d`` with
+    ``d`` normal of the Poisson log-data variance ``exp(y) / N``; uncorrelated, each with
+    twice the noise, mean ``y``. They differ by noise only, not by angular sampling."""
+    rng = np.random.default_rng(seed)
+    plus, minus = {}, {}
+    for name, y in data.items():
+        y = np.asarray(y, np.float32)
+        d = rng.standard_normal(y.shape, np.float32) * np.sqrt(np.exp(y) / photons[name])
+        plus[name], minus[name] = y + d, y - d
+    return plus, minus
+
+
+def iterates(problem, slab, data: dict, voxels, views: dict | None = None) -> np.ndarray:
+    """CGNE's iterates at ``voxels``, ``(AUTO_CAP, voxels)``, from ``views`` of ``data``."""
+    if views is not None:
+        problem = view_subset(problem, views)
+        data = {n: np.asarray(data[n])[views[n]] for n in problem.models}
+    ops, ys, groups, _ = slab_system(problem, slab, data, rows=problem.rows(slab))
+    seen: list[np.ndarray] = []
+    cgne(ops, ys, AUTO_CAP, groups=groups, callback=lambda i, x: seen.append(x.ravel()[voxels]))
+    return np.asarray(seen, np.float64)
+
+
+def extra_record(config: dict, work: str, folds: int = 4, rotations=(0, 1)) -> dict:
+    """Runs D and E of a configuration (added to its record by ``augment``).
+
+    D: the noise halves (:func:`noise_halves`), ``far_noise`` and ``between_noise`` as
+    ``far`` and ``between``. E: ``folds``-fold, for each of ``rotations``: CGNE on all but
+    fold ``j`` (every ``folds``-th view in angle order, from the ``j``-th), compared with
+    fold ``j``'s own last iterate, ``far_fold[j][k] = ||x_k − q_K||²`` (the larger subset's
+    error up to a constant).
+    """
+    acq, photons = simulate(config, work)
+    problem = build_problem(acq, iterations=AUTO_CAP, weights=config["weights"])
+    (block,) = plan_blocks(list(problem.models.values()), problem.grid, problem.grid.nz).blocks
+    data, voxels = _read_block(acq, problem, block.slab), _voxels(problem, block)
+    t0 = time.perf_counter()
+    a, b = (iterates(problem, block.slab, d, voxels) for d in noise_halves(data, photons))
+    out = dict(
+        far_noise=(0.5 * (((a - b[-1]) ** 2).sum(1) + ((b - a[-1]) ** 2).sum(1))).tolist(),
+        between_noise=((a - b) ** 2).sum(1).tolist(),
+        seconds_d=time.perf_counter() - t0,
+    )
+    t0 = time.perf_counter()
+    order = {n: np.argsort(m.geometry.angles_deg, kind="stable") for n, m in problem.models.items()}
+    out["far_fold"] = []
+    for j in rotations:
+        fold = {n: np.sort(o[j::folds]) for n, o in order.items()}
+        rest = {n: np.setdiff1d(np.arange(o.size), fold[n]) for n, o in order.items()}
+        q = iterates(problem, block.slab, data, voxels, fold)[-1]
+        x = iterates(problem, block.slab, data, voxels, rest)
+        out["far_fold"].append(((x - q) ** 2).sum(1).tolist())
+    out.update(folds=folds, seconds_e=time.perf_counter() - t0)
+    return out
+
+
+def _voxels(problem, block) -> np.ndarray:
+    s0 = block.slab[0]
+    shape = (*problem.grid.slice_shape, block.slab[1] - s0)
+    core = slice(block.core[0] - s0, block.core[1] - s0)
+    return sample_voxels(shape, roi_region(problem), core, seed=block.index)
+
+
+def record(config: dict, work: str, holdout: bool = True) -> dict:
+    t_sim = time.perf_counter()
+    acq, photons = simulate(config, work)
+    cap = CAP[config["dose"]]
+    problem = build_problem(acq, iterations=cap, weights=config["weights"])
     grid = problem.grid
     (block,) = plan_blocks(list(problem.models.values()), grid, grid.nz).blocks
     rows = problem.rows(block.slab)
@@ -191,12 +274,94 @@ def record(config: dict, work: str, holdout: bool = True) -> dict:
     )
     out["holdout_misfit"] = holdout_misfit(problem, block.slab, data) if holdout else None
     out["seconds_b"] = time.perf_counter() - t0 - out["seconds_a"]
-    shape = (*grid.slice_shape, block.slab[1] - block.slab[0])
-    voxels = sample_voxels(shape, roi_region(problem), core, seed=block.index)
+    voxels = _voxels(problem, block)
     far, between = split_half_curves(
         replace(problem, iterations=AUTO_CAP), block.slab, data, voxels
     )
     out.update(far=far.tolist(), between=between.tolist(), seconds=time.perf_counter() - t0)
+    return out
+
+
+def decompose(config: dict, work: str) -> dict:
+    """``far`` taken apart against the truth: the even and the odd halves' errors at the
+    sampled ROI voxels, ``err_a[k] = ||a_k − x||²`` (and ``err_b``), and the cross terms
+    ``cross[k] = ½(<a_k − x, b_K − x> + <b_k − x, a_K − x>)``, so that
+    ``far = ½(err_a + err_b) − 2 cross + const``; ``corr[k]``, the correlation of the two
+    halves' errors at the same count. A negative ``corr`` (the halves' artifacts are
+    opposite) makes ``far`` rise sooner than the half's own error."""
+    acq, _ = simulate(config, work)
+    problem = build_problem(acq, iterations=AUTO_CAP, weights=config["weights"])
+    (block,) = plan_blocks(list(problem.models.values()), problem.grid, problem.grid.nz).blocks
+    data, voxels = _read_block(acq, problem, block.slab), _voxels(problem, block)
+    (s0, s1), full = block.slab, np.asarray(acq.truth, np.float64)
+    truth = np.zeros((s1 - s0, *full.shape[1:]))
+    truth[max(s0, 0) - s0 : min(s1, full.shape[0]) - s0] = full[max(s0, 0) : s1]
+    truth = np.moveaxis(truth, 0, -1).ravel()[voxels]
+    ea, eb = (iterates(problem, block.slab, data, voxels, h) - truth for h in half_views(problem))
+    err_a, err_b = (ea**2).sum(1), (eb**2).sum(1)
+    return dict(
+        config,
+        err_a=err_a.tolist(),
+        err_b=err_b.tolist(),
+        cross=(0.5 * ((ea * eb[-1]).sum(1) + (eb * ea[-1]).sum(1))).tolist(),
+        corr=((ea * eb).sum(1) / np.sqrt(err_a * err_b)).tolist(),
+    )
+
+
+def record_volume(config: dict, work: str, cap: int, block_size: int) -> dict:
+    """A record of the whole volume solved blockwise, as ``reconstruct`` does.
+
+    Run A per block (``cap`` iterations), its squared ROI error summed over the blocks'
+    cores per iteration (CG's scalars are per slice group: the blocks' iterates are the
+    volume's); run C on :func:`sxtdist.runner.pilot_blocks` only, ``far`` and ``between``
+    summed over them, as ``--iterations auto`` does. For volumes too large for one block
+    (``cell``); no hold-out, no residual. Progress is logged per block.
+    """
+    t_sim = time.perf_counter()
+    acq, photons = simulate(config, work)
+    problem = build_problem(acq, iterations=cap, weights=config["weights"])
+    grid = problem.grid
+    plan = plan_blocks(list(problem.models.values()), grid, block_size)
+    regions = scoring.Regions.of(acq)
+    truth = np.asarray(acq.truth, np.float32)
+    peak = metrics.data_range(truth, mask=regions.cell(truth))
+    roi = regions.roi(grid.slice_shape)
+    out = dict(
+        config, cap=cap, block_size=plan.block_size, seconds_simulate=time.perf_counter() - t_sim
+    )
+    print(f"simulated in {out['seconds_simulate']:.0f} s; {plan.describe()}", flush=True)
+    t0 = time.perf_counter()
+    pilot = pilot_blocks(plan.blocks)
+    far = between = 0.0
+    for block in pilot:
+        data = _read_block(acq, problem, block.slab)
+        f, b = split_half_curves(
+            replace(problem, iterations=AUTO_CAP), block.slab, data, _voxels(problem, block)
+        )
+        far, between = far + f, between + b
+        print(f"pilot block {block.index}: {time.perf_counter() - t0:.0f} s", flush=True)
+    out.update(far=far.tolist(), between=between.tolist(), pilot=[b.index for b in pilot])
+    out["seconds_c"] = time.perf_counter() - t0
+    sse, count = np.zeros(cap), 0
+    for block in plan.blocks:
+        data = _read_block(acq, problem, block.slab)
+        (c0, c1), s0 = block.core, block.slab[0]
+        ref = np.moveaxis(truth[c0:c1], 0, -1).astype(np.float64)
+        mask = np.broadcast_to(roi[:, :, None], ref.shape)
+        errors: list[float] = []
+
+        def keep(iteration, x, ref=ref, mask=mask, errors=errors, lo=c0 - s0, hi=c1 - s0) -> bool:
+            errors.append(float(((x[..., lo:hi][mask] - ref[mask]) ** 2).sum()))
+            return False
+
+        ops, ys, groups, _ = slab_system(problem, block.slab, data)
+        cgne(ops, ys, cap, groups=groups, callback=keep)
+        sse, count = sse + np.asarray(errors), count + int(mask.sum())
+        print(f"block {block.index}: {time.perf_counter() - t0:.0f} s", flush=True)
+    out.update(
+        psnr_roi=[metrics.psnr_from_mse(e / count, peak) for e in sse],
+        seconds=time.perf_counter() - t0,
+    )
     return out
 
 
@@ -215,21 +380,36 @@ def choices(r: dict) -> dict[str, int | None]:
     out: dict[str, int | None] = {
         "fixed": FIXED,
         "oracle": int(np.argmax(r["psnr_roi"])) + 1,
-        "lcurve": corner(r["residual"], r["xnorm"]),
+        "lcurve": corner(r["residual"], r["xnorm"]) if r.get("residual") else None,
     }
     misfit = r.get("holdout_misfit")
     out["holdout"] = int(np.argmin(misfit)) + 1 if misfit else None
     out["auto"] = int(np.argmin(r["far"])) + 1
     out["corrected"] = int(np.argmin(corrected_error(r["far"], r["between"]))) + 1
+    if "far_noise" in r:
+        out["noise halves"] = int(np.argmin(r["far_noise"])) + 1
+        out["noise corrected"] = (
+            int(np.argmin(corrected_error(r["far_noise"], r["between_noise"]))) + 1
+        )
+        out["folds"] = int(np.argmin(np.mean(r["far_fold"], axis=0))) + 1
     noise = r.get("noise")
-    below = [i + 1 for i, v in enumerate(r["residual"]) if noise and v <= noise]
+    below = [i + 1 for i, v in enumerate(r.get("residual") or []) if noise and v <= noise]
     out["discrepancy"] = below[0] if below else None
     return out
 
 
 def table(path: str) -> str:
     records = [json.loads(line) for line in open(path)]
-    rules = ["fixed", "auto", "corrected", "holdout", "discrepancy", "lcurve"]
+    rules = [
+        "fixed",
+        "auto",
+        "corrected",
+        "holdout",
+        "discrepancy",
+        "lcurve",
+    ]
+    if any("far_noise" in r for r in records):  # augmented: runs D and E
+        rules += ["noise halves", "noise corrected", "folds"]
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         key = (r["preset"], r["dose"], r["capillary"], r["weights"])
@@ -378,6 +558,28 @@ def main(argv=None) -> int:
         action="store_true",
         help="skip run B (the hold-out rule, rejected; about a quarter of a record's CPU time)",
     )
+    vol = sub.add_parser("record-volume", help="one whole volume, blockwise (record_volume)")
+    vol.add_argument("--out", required=True, help="JSON lines file (appended)")
+    vol.add_argument("--preset", default="cell")
+    vol.add_argument("--seed", type=int, default=1)
+    vol.add_argument("--dose", type=float, default=1.0)
+    vol.add_argument("--capillary", choices=["on", "off"], default="on")
+    vol.add_argument("--weights", default="quadrature")
+    vol.add_argument("--cap", type=int, default=40, help="run A's iterations")
+    vol.add_argument("--block-size", type=int, default=None)
+    aug = sub.add_parser("augment", help="add runs D and E (extra_record) to records")
+    aug.add_argument("records")
+    aug.add_argument("--out", required=True, help="JSON lines file (appended)")
+    aug.add_argument("--presets", nargs="+", default=None)
+    aug.add_argument("--doses", nargs="+", type=float, default=None)
+    aug.add_argument("--seeds", nargs="+", type=int, default=None)
+    aug.add_argument("--capillary", nargs="+", choices=["on", "off"], default=None)
+    aug.add_argument("--weights", nargs="+", default=["quadrature"])
+    dec = sub.add_parser("decompose", help="far against the truth (decompose), one record a config")
+    dec.add_argument("--out", required=True, help="JSON lines file (appended)")
+    dec.add_argument(
+        "--configs", required=True, help="JSON list of [preset, seed, dose, capillary]"
+    )
     tab = sub.add_parser("table")
     tab.add_argument("records")
     wts = sub.add_parser("weights")
@@ -393,6 +595,67 @@ def main(argv=None) -> int:
         return 0
     if args.command == "variants":
         print(variants_table(args.records))
+        return 0
+    if args.command == "augment":
+        key = ("preset", "seed", "dose", "capillary", "weights")
+        done = set()
+        if os.path.exists(args.out):
+            done = {tuple(json.loads(line)[k] for k in key) for line in open(args.out)}
+        with tempfile.TemporaryDirectory(prefix="stopping_") as work:
+            for line in open(args.records):
+                r = json.loads(line)
+                if (
+                    tuple(r[k] for k in key) in done
+                    or (args.presets and r["preset"] not in args.presets)
+                    or (args.doses and r["dose"] not in args.doses)
+                    or (args.seeds and r["seed"] not in args.seeds)
+                    or (
+                        args.capillary and ("on" if r["capillary"] else "off") not in args.capillary
+                    )
+                    or r["weights"] not in args.weights
+                ):
+                    continue
+                r.update(extra_record({k: r[k] for k in key}, work))
+                with open(args.out, "a") as f:
+                    f.write(json.dumps(r) + "\n")
+                c = choices(r)
+                print(
+                    f"{tuple(r[k] for k in key)}: {r['seconds_d']:.0f} s; oracle {c['oracle']}, "
+                    f"auto {c['auto']}, noise halves {c['noise halves']}, noise corrected "
+                    f"{c['noise corrected']}, folds {c['folds']} ({r['seconds_e']:.0f} s)",
+                    flush=True,
+                )
+        return 0
+    if args.command == "decompose":
+        for preset, seed, dose, cap in json.loads(args.configs):
+            config = dict(preset=preset, seed=seed, dose=dose, capillary=cap, weights="quadrature")
+            with tempfile.TemporaryDirectory(prefix="stopping_") as work:
+                r = decompose(config, work)
+            with open(args.out, "a") as f:
+                f.write(json.dumps(r) + "\n")
+            half = 0.5 * (np.asarray(r["err_a"]) + r["err_b"])
+            corr = np.round(np.asarray(r["corr"])[[4, 9, 14, 19, 29, 59]], 2)
+            print(
+                f"{preset} seed {seed} dose {dose:g} capillary {cap}: the halves' own best "
+                f"{int(np.argmin(half)) + 1}, far's {int(np.argmin(half - 2 * np.asarray(r['cross']))) + 1}; "
+                f"corr at 5, 10, 15, 20, 30, 60: {corr.tolist()}",
+                flush=True,
+            )
+        return 0
+    if args.command == "record-volume":
+        config = dict(
+            preset=args.preset,
+            seed=args.seed,
+            dose=args.dose,
+            capillary=args.capillary == "on",
+            weights=args.weights,
+        )
+        with tempfile.TemporaryDirectory(prefix="stopping_") as work:
+            r = record_volume(config, work, args.cap, args.block_size)
+        with open(args.out, "a") as f:
+            f.write(json.dumps(r) + "\n")
+        c = choices(r)
+        print(f"oracle {c['oracle']} ({max(r['psnr_roi']):.2f} dB); auto {c['auto']}", flush=True)
         return 0
     done = set()
     if os.path.exists(args.out):

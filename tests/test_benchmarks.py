@@ -78,3 +78,35 @@ def test_stopping_rules_auto_is_the_runners_rule_and_skipped_holdout_reads_as_da
     row = sr.table(str(path)).splitlines()[-1].split("|")
     assert row[8].strip() == "4–4, 0.20 (max 0.20)"  # auto: iteration 4, 25.7 − 25.5
     assert row[10].strip() == "–"  # hold-out
+
+
+def test_stopping_rules_reads_a_volume_record_and_an_augmented_one(tmp_path):
+    """A ``record-volume`` record (no residual, no hold-out) gets counts for the rules it
+    has and none for the others; an augmented record's experiments (runs D and E) are
+    the minima of their curves, and the table shows them after the other rules."""
+    import json
+
+    sr = _load("stopping_rules")
+    psnr = [20.0, 24.0, 25.0, 25.5, 25.7, 25.6]
+    r = dict(
+        preset="cell", seed=1, dose=1.0, capillary=True, weights="quadrature", cap=6,
+        psnr_roi=psnr, far=[5.0, 2.0, 1.5, 1.0, 1.2, 1.3], between=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
+    )  # fmt: skip
+    c = sr.choices(r)
+    assert (c["oracle"], c["auto"], c["lcurve"], c["discrepancy"], c["holdout"]) == (
+        5, 4, None, None, None,
+    )  # fmt: skip
+    assert "folds" not in c
+    r.update(
+        far_noise=[4.0, 3.0, 2.0, 1.9, 1.8, 2.5], between_noise=[0.0, 0.4, 0.8, 1.2, 2.0, 4.0],
+        far_fold=[[3.0, 1.0, 2.0, 3.0, 4.0, 5.0], [3.0, 2.0, 0.5, 3.0, 4.0, 5.0]],
+    )  # fmt: skip
+    c = sr.choices(r)
+    # noise corrected: far_noise − between_noise/4 = 4, 2.9, 1.8, 1.6, 1.3, 1.5
+    # folds: the rotations' mean, 3, 1.5, 1.25, 3, 4, 5
+    assert (c["noise halves"], c["noise corrected"], c["folds"]) == (5, 5, 3)
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(r) + "\n")
+    header, _, row = sr.table(str(path)).splitlines()
+    assert header.split("|")[-2].strip() == "folds: count, loss"
+    assert row.split("|")[-2].strip() == "3–3, 0.70 (max 0.70)"  # 25.7 − 25.0
