@@ -196,14 +196,16 @@ def noise_halves(data: dict, photons: dict, seed: int = 0) -> tuple[dict, dict]:
     return plus, minus
 
 
-def iterates(problem, slab, data: dict, voxels, views: dict | None = None) -> np.ndarray:
-    """CGNE's iterates at ``voxels``, ``(AUTO_CAP, voxels)``, from ``views`` of ``data``."""
+def iterates(
+    problem, slab, data: dict, voxels, views: dict | None = None, count: int = AUTO_CAP
+) -> np.ndarray:
+    """CGNE's iterates at ``voxels``, ``(count, voxels)``, from ``views`` of ``data``."""
     if views is not None:
         problem = view_subset(problem, views)
         data = {n: np.asarray(data[n])[views[n]] for n in problem.models}
     ops, ys, groups, _ = slab_system(problem, slab, data, rows=problem.rows(slab))
     seen: list[np.ndarray] = []
-    cgne(ops, ys, AUTO_CAP, groups=groups, callback=lambda i, x: seen.append(x.ravel()[voxels]))
+    cgne(ops, ys, count, groups=groups, callback=lambda i, x: seen.append(x.ravel()[voxels]))
     return np.asarray(seen, np.float64)
 
 
@@ -287,8 +289,8 @@ def decompose(config: dict, work: str) -> dict:
     sampled ROI voxels, ``err_a[k] = ||a_k − x||²`` (and ``err_b``), and the cross terms
     ``cross[k] = ½(<a_k − x, b_K − x> + <b_k − x, a_K − x>)``, so that
     ``far = ½(err_a + err_b) − 2 cross + const``; ``corr[k]``, the correlation of the two
-    halves' errors at the same count. A negative ``corr`` (the halves' artifacts are
-    opposite) makes ``far`` rise sooner than the half's own error."""
+    halves' errors at the same count; ``far_long``, ``far`` with the other half's iterate at
+    ``2 × AUTO_CAP`` as the reference (docs/dev/stopping-rule.md)."""
     acq, _ = simulate(config, work)
     problem = build_problem(acq, iterations=AUTO_CAP, weights=config["weights"])
     (block,) = plan_blocks(list(problem.models.values()), problem.grid, problem.grid.nz).blocks
@@ -297,10 +299,17 @@ def decompose(config: dict, work: str) -> dict:
     truth = np.zeros((s1 - s0, *full.shape[1:]))
     truth[max(s0, 0) - s0 : min(s1, full.shape[0]) - s0] = full[max(s0, 0) : s1]
     truth = np.moveaxis(truth, 0, -1).ravel()[voxels]
-    ea, eb = (iterates(problem, block.slab, data, voxels, h) - truth for h in half_views(problem))
+    ea, eb = (
+        iterates(problem, block.slab, data, voxels, h, 2 * AUTO_CAP) - truth
+        for h in half_views(problem)
+    )
+    # far with the other half's iterate at twice the pilot's count as the reference
+    far_long = 0.5 * (((ea - eb[-1]) ** 2).sum(1) + ((eb - ea[-1]) ** 2).sum(1))[:AUTO_CAP]
+    ea, eb = ea[:AUTO_CAP], eb[:AUTO_CAP]
     err_a, err_b = (ea**2).sum(1), (eb**2).sum(1)
     return dict(
         config,
+        far_long=far_long.tolist(),
         err_a=err_a.tolist(),
         err_b=err_b.tolist(),
         cross=(0.5 * ((ea * eb[-1]).sum(1) + (eb * ea[-1]).sum(1))).tolist(),
@@ -597,71 +606,94 @@ def main(argv=None) -> int:
         print(variants_table(args.records))
         return 0
     if args.command == "augment":
-        key = ("preset", "seed", "dose", "capillary", "weights")
-        done = set()
-        if os.path.exists(args.out):
-            done = {tuple(json.loads(line)[k] for k in key) for line in open(args.out)}
-        with tempfile.TemporaryDirectory(prefix="stopping_") as work:
-            for line in open(args.records):
-                r = json.loads(line)
-                if (
-                    tuple(r[k] for k in key) in done
-                    or (args.presets and r["preset"] not in args.presets)
-                    or (args.doses and r["dose"] not in args.doses)
-                    or (args.seeds and r["seed"] not in args.seeds)
-                    or (
-                        args.capillary and ("on" if r["capillary"] else "off") not in args.capillary
-                    )
-                    or r["weights"] not in args.weights
-                ):
-                    continue
-                r.update(extra_record({k: r[k] for k in key}, work))
-                with open(args.out, "a") as f:
-                    f.write(json.dumps(r) + "\n")
-                c = choices(r)
-                print(
-                    f"{tuple(r[k] for k in key)}: {r['seconds_d']:.0f} s; oracle {c['oracle']}, "
-                    f"auto {c['auto']}, noise halves {c['noise halves']}, noise corrected "
-                    f"{c['noise corrected']}, folds {c['folds']} ({r['seconds_e']:.0f} s)",
-                    flush=True,
-                )
-        return 0
+        return augment(args)
     if args.command == "decompose":
-        for preset, seed, dose, cap in json.loads(args.configs):
-            config = dict(preset=preset, seed=seed, dose=dose, capillary=cap, weights="quadrature")
-            with tempfile.TemporaryDirectory(prefix="stopping_") as work:
-                r = decompose(config, work)
-            with open(args.out, "a") as f:
-                f.write(json.dumps(r) + "\n")
-            half = 0.5 * (np.asarray(r["err_a"]) + r["err_b"])
-            corr = np.round(np.asarray(r["corr"])[[4, 9, 14, 19, 29, 59]], 2)
-            print(
-                f"{preset} seed {seed} dose {dose:g} capillary {cap}: the halves' own best "
-                f"{int(np.argmin(half)) + 1}, far's {int(np.argmin(half - 2 * np.asarray(r['cross']))) + 1}; "
-                f"corr at 5, 10, 15, 20, 30, 60: {corr.tolist()}",
-                flush=True,
-            )
-        return 0
+        return decompose_main(args)
     if args.command == "record-volume":
-        config = dict(
-            preset=args.preset,
-            seed=args.seed,
-            dose=args.dose,
-            capillary=args.capillary == "on",
-            weights=args.weights,
-        )
-        with tempfile.TemporaryDirectory(prefix="stopping_") as work:
-            r = record_volume(config, work, args.cap, args.block_size)
-        with open(args.out, "a") as f:
-            f.write(json.dumps(r) + "\n")
-        c = choices(r)
-        print(f"oracle {c['oracle']} ({max(r['psnr_roi']):.2f} dB); auto {c['auto']}", flush=True)
-        return 0
+        return record_volume_main(args)
+    return record_main(args)
+
+
+KEY = ("preset", "seed", "dose", "capillary", "weights")
+
+
+def append(path: str, r: dict) -> None:
+    """Append a record to a JSON lines file."""
+    with open(path, "a") as f:
+        f.write(json.dumps(r) + "\n")
+
+
+def augment(args) -> int:
+    """``augment``: runs D and E (:func:`extra_record`) added to the selected records."""
     done = set()
     if os.path.exists(args.out):
-        for line in open(args.out):
+        done = {tuple(json.loads(line)[k] for k in KEY) for line in open(args.out)}
+    with tempfile.TemporaryDirectory(prefix="stopping_") as work:
+        for line in open(args.records):
             r = json.loads(line)
-            done.add((r["preset"], r["seed"], r["dose"], r["capillary"], r["weights"]))
+            if (
+                tuple(r[k] for k in KEY) in done
+                or (args.presets and r["preset"] not in args.presets)
+                or (args.doses and r["dose"] not in args.doses)
+                or (args.seeds and r["seed"] not in args.seeds)
+                or (args.capillary and ("on" if r["capillary"] else "off") not in args.capillary)
+                or r["weights"] not in args.weights
+            ):
+                continue
+            r.update(extra_record({k: r[k] for k in KEY}, work))
+            append(args.out, r)
+            c = choices(r)
+            print(
+                f"{tuple(r[k] for k in KEY)}: {r['seconds_d']:.0f} s; oracle {c['oracle']}, "
+                f"auto {c['auto']}, noise halves {c['noise halves']}, noise corrected "
+                f"{c['noise corrected']}, folds {c['folds']} ({r['seconds_e']:.0f} s)",
+                flush=True,
+            )
+    return 0
+
+
+def decompose_main(args) -> int:
+    """``decompose``: :func:`decompose` for each configuration, and its summary."""
+    for preset, seed, dose, cap in json.loads(args.configs):
+        config = dict(preset=preset, seed=seed, dose=dose, capillary=cap, weights="quadrature")
+        with tempfile.TemporaryDirectory(prefix="stopping_") as work:
+            r = decompose(config, work)
+        append(args.out, r)
+        half = 0.5 * (np.asarray(r["err_a"]) + r["err_b"])
+        far = half - 2 * np.asarray(r["cross"])
+        corr = np.round(np.asarray(r["corr"])[[4, 9, 14, 19, 29, 59]], 2)
+        print(
+            f"{preset} seed {seed} dose {dose:g} capillary {cap}: the halves' own best "
+            f"{int(np.argmin(half)) + 1}, far's {int(np.argmin(far)) + 1}, far's against "
+            f"{2 * AUTO_CAP} iterations {int(np.argmin(r['far_long'])) + 1}; "
+            f"corr at 5, 10, 15, 20, 30, 60: {corr.tolist()}",
+            flush=True,
+        )
+    return 0
+
+
+def record_volume_main(args) -> int:
+    """``record-volume``: one :func:`record_volume`."""
+    config = dict(
+        preset=args.preset,
+        seed=args.seed,
+        dose=args.dose,
+        capillary=args.capillary == "on",
+        weights=args.weights,
+    )
+    with tempfile.TemporaryDirectory(prefix="stopping_") as work:
+        r = record_volume(config, work, args.cap, args.block_size)
+    append(args.out, r)
+    c = choices(r)
+    print(f"oracle {c['oracle']} ({max(r['psnr_roi']):.2f} dB); auto {c['auto']}", flush=True)
+    return 0
+
+
+def record_main(args) -> int:
+    """``record``: every configuration not in ``--out`` yet, one record each."""
+    done = set()
+    if os.path.exists(args.out):
+        done = {tuple(json.loads(line)[k] for k in KEY) for line in open(args.out)}
     with tempfile.TemporaryDirectory(prefix="stopping_") as work:
         for preset in args.presets:
             for dose in args.doses:
@@ -671,13 +703,9 @@ def main(argv=None) -> int:
                             key = (preset, seed, dose, cap == "on", w)
                             if key in done:
                                 continue
-                            config = dict(
-                                zip(("preset", "seed", "dose", "capillary", "weights"), key)
-                            )
                             t0 = time.perf_counter()
-                            r = record(config, work, holdout=not args.no_holdout)
-                            with open(args.out, "a") as f:
-                                f.write(json.dumps(r) + "\n")
+                            r = record(dict(zip(KEY, key)), work, holdout=not args.no_holdout)
+                            append(args.out, r)
                             c = choices(r)
                             print(
                                 f"{key}: {time.perf_counter() - t0:.0f} s; oracle {c['oracle']} "
