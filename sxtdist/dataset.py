@@ -385,12 +385,13 @@ def create_acquisition(
                 ngff.VOLUME_AXES,
                 chunks=[(min(TRUTH_CHUNK_Z, shape[0]), 256, 256)],
             )
+            level0 = ngff.for_writing(group["0"])
             if isinstance(truth, Stream):
-                write_stream(group["0"], truth)
+                write_stream(level0, truth)
             else:
                 da.store(
-                    da.asarray(truth).astype(np.float32).rechunk(group["0"].chunks),
-                    group["0"],
+                    da.asarray(truth).astype(np.float32).rechunk(level0.chunks),
+                    level0,
                     lock=False,
                 )
             ngff.update_display_window(group, TRUTH_LABEL)
@@ -474,7 +475,7 @@ def write_projections(
             shards=[shards],
             fill_value=float("nan"),
         )
-        arr = group["0"]
+        arr = ngff.for_writing(group["0"])
     if isinstance(data, Stream):
         counted = _counting(data.pieces)
         pieces = (verified(x, i) for i, x in counted)
@@ -602,7 +603,7 @@ def convert_layout(
                 chunks=[level0.chunks],
                 shards=[level0.shards],
             )
-            da.store(da.from_zarr(level0), group["0"], lock=False)
+            da.store(da.from_zarr(level0), ngff.for_writing(group["0"]), lock=False)
             ngff.update_display_window(group, TRUTH_LABEL)
         root.attrs[KEY] = acq.meta
     return open_acquisition(out)

@@ -588,6 +588,32 @@ def test_damage_is_reported_and_a_whole_volume_verifies(templates, tmp_path, run
     assert code == 2 and "is missing" in out and "damaged" in one_line(err)
 
 
+def test_all_zero_chunks_written_through_a_reopened_array_verify(tmp_path, run_cli):
+    """Zarr keeps ``write_empty_chunks`` with the array object, not in the file: a worker's
+    handle (a volume opened again) and a truth volume's level 0 must still store an
+    all-zero chunk, written or rewritten, or ``verify`` calls it missing (review finding 8)."""
+    from sxtdist.geometry import VolumeGrid
+    from sxtdist.volume import create_volume, open_volume
+
+    path = tmp_path / "v.zarr"
+    vol = create_volume(path, VolumeGrid((8, 16, 16), 20.0), shard_z=4, chunk_z=4)
+    worker = open_volume(path, mode="r+")  # as a block task opens it
+    worker.write_slices(0, np.zeros((4, 16, 16), np.float32))
+    worker.write_slices(4, np.ones((4, 16, 16), np.float32))
+    worker.write_slices(4, np.zeros((4, 16, 16), np.float32))  # a block written again
+    vol.mark_blocks_done([0, 1])
+    vol.finalize()
+    code, out, err = run_cli("verify", path)
+    assert code == 0 and "volume whole:" in out, out + err
+    truth = np.zeros((2, 4, 300), np.float32)  # chunks of 256 columns
+    truth[:, :, 256:] = 0.5  # the first chunk of the truth volume all zero (outside a cell)
+    scan = sxtdist.ScanData(np.full((3, 8, 16), 0.5, np.float32), [0, 60, 120], 20.0)
+    acq = tmp_path / "a.zarr"
+    sxtdist.create_acquisition(acq, {"full": scan}, truth=truth, truth_meta={"voxel_size_nm": 20.0})
+    code, out, err = run_cli("verify", acq)
+    assert code == 0, out + err
+
+
 def test_overwrite_replaces_what_sxtdist_wrote(templates, tmp_path, run_cli):
     ws = Workspace(tmp_path, templates)
     vol = ws.vol()
