@@ -321,13 +321,15 @@ def record_volume(config: dict, work: str, cap: int, block_size: int) -> dict:
     """A record of the whole volume solved blockwise, as ``reconstruct`` does.
 
     Run A per block (``cap`` iterations), its squared ROI error summed over the blocks'
-    cores per iteration (CG's scalars are per slice group: the blocks' iterates are the
-    volume's); run C on :func:`sxtdist.runner.pilot_blocks` only, ``far`` and ``between``
-    summed over them, as ``--iterations auto`` does. For volumes too large for one block
-    (``cell``); no hold-out, no residual. Progress is logged per block.
+    cores per iteration (the blocks with their halos, as ``reconstruct`` solves them: on
+    ``small``, 2 blocks, the ROI PSNR differs from one block's by up to 1.5 dB in the first
+    11 iterations, by up to 0.12 dB from 14 on); run C on
+    :func:`sxtdist.runner.pilot_blocks` only, ``far`` and ``between`` summed over them, as
+    ``--iterations auto`` does. For volumes too large for one block (``cell``); no hold-out,
+    no residual. Progress is printed per block.
     """
     t_sim = time.perf_counter()
-    acq, photons = simulate(config, work)
+    acq, _ = simulate(config, work)
     problem = build_problem(acq, iterations=cap, weights=config["weights"])
     grid = problem.grid
     plan = plan_blocks(list(problem.models.values()), grid, block_size)
@@ -409,14 +411,7 @@ def choices(r: dict) -> dict[str, int | None]:
 
 def table(path: str) -> str:
     records = [json.loads(line) for line in open(path)]
-    rules = [
-        "fixed",
-        "auto",
-        "corrected",
-        "holdout",
-        "discrepancy",
-        "lcurve",
-    ]
+    rules = ["fixed", "auto", "corrected", "holdout", "discrepancy", "lcurve"]
     if any("far_noise" in r for r in records):  # augmented: runs D and E
         rules += ["noise halves", "noise corrected", "folds"]
     groups: dict[tuple, list[dict]] = {}
