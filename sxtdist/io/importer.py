@@ -297,25 +297,7 @@ def _import_open(
     source = src.path
     n, rows, cols = src.shape
     ang = _angles(src, opts.angles, opts.angle_range)  # checked as the scan is written
-    stated = opts.physics.given()
-    physics = {
-        "pixel_size_nm": src.pixel_size_nm,
-        "energy_ev": src.energy_ev,
-        "exposure_s": src.exposure_s,
-    }
-    for key, value in stated.items():
-        if physics.get(key) is not None and not np.isclose(physics[key], value):
-            logger.info(
-                "%s says %s %g; using %g (%s)",
-                source,
-                key,
-                physics[key],
-                value,
-                physics_option(key),
-            )
-        physics[key] = value
-    if physics["pixel_size_nm"] is None:
-        raise InputError(source, f"has no pixel size; give {physics_option('pixel_size_nm')}")
+    physics = _physics(src, opts.physics)
     xf = None if opts.xf is None else xf_alignment(opts.xf, n)
     pixel = float(physics["pixel_size_nm"])
     flat_img = _field(opts, "flats", src)
@@ -368,6 +350,29 @@ def _import_open(
         )
     logger.info("wrote scan %r: %d projections, %g nm pixels", scan, n, pixel)
     return acq
+
+
+def _physics(src: FrameSource, given: ScanPhysics) -> dict[str, float | None]:
+    """The file's physical values, overridden by those the user gave (a difference is logged)."""
+    physics = {
+        "pixel_size_nm": src.pixel_size_nm,
+        "energy_ev": src.energy_ev,
+        "exposure_s": src.exposure_s,
+    }
+    for key, value in given.given().items():
+        if physics.get(key) is not None and not np.isclose(physics[key], value):
+            logger.info(
+                "%s says %s %g; using %g (%s)",
+                src.path,
+                key,
+                physics[key],
+                value,
+                physics_option(key),
+            )
+        physics[key] = value
+    if physics["pixel_size_nm"] is None:
+        raise InputError(src.path, f"has no pixel size; give {physics_option('pixel_size_nm')}")
+    return physics
 
 
 def _write_scan(
