@@ -290,10 +290,11 @@ def _prepare_and_register(
 #: its views, where their coarse predictions already are; a neighbour pair across two
 #: stretches is a task of its own on both. One task per pair with the coarse pass made
 #: each neighbour wait for two anchor tasks, often run on different workers (``small`` on
-#: 2 workers: 179 tasks of about 5 ms, 45-58 inputs moved per run, the tasks' span 82-89 %
-#: busy, 0.26-0.36 s of client and scheduler CPU). With stretches: 4-9 inputs moved,
-#: 89-99 % busy, 0.09-0.18 s (8 per worker; 4 per worker left one worker idle longer at
-#: the end: 70-93 %). Load average 9-14, ``/tmp`` script of the task stream.
+#: 2 workers: 179 tasks of about 5 ms, 45-58 inputs moved per run, the workers 82-89 %
+#: busy over the tasks' span, 0.26-0.36 s of client and scheduler CPU per run). With
+#: stretches: 15 tasks, 4-9 inputs moved, 82-99 % busy, 0.08-0.18 s (8 per worker; 4 left
+#: one worker idle longer at the end: 70-93 %). Task-stream figures of
+#: ``benchmarks/bench_align.py`` part 1 and a script like it, load average 9-19.
 STRETCHES_PER_WORKER = 8
 
 
