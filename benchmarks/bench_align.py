@@ -94,13 +94,39 @@ def _views(
     return project_scan(phantom, g, model, np.random.default_rng(seed))
 
 
-def _align(acq, client, scans: list[str], method: str):
+def _align(acq, client, scans: list[str], method: str, **options):
     import sxtdist
 
     return sxtdist.align(
         acq, scans=scans, method=method, client=client, report="", dry_run=True,
-        progress=False, intensity="none",
+        progress=False, intensity="none", **options,
     )  # fmt: skip
+
+
+def coarse_pass_cost(acq, repeat: int) -> None:
+    """What the coarse pass adds to the interior registrations: the pairs' task seconds
+    (summed) of the alignment with and without it (``coarse=False``: every pair searched
+    around zero within the pairs' margin), on 1 worker, ``repeat`` alternating rounds on
+    one cluster, medians. With no binning (``small``) the coarse pass is the anchors' own
+    registrations over the whole search range, so only this difference is its cost."""
+    import sxtdist.alignment
+
+    if not hasattr(sxtdist.alignment, "AlignOptions"):
+        return  # the sxtdist of commit 50637ce: no coarse pass
+    seconds: dict[bool, list[float]] = {True: [], False: []}
+    with _fresh_client(1) as client:
+        client.run(lambda: __import__("sxtdist.alignment"))
+        _align(acq, client, ["roi"], "anchor")  # warm
+        for _ in range(repeat):
+            for coarse in (True, False):
+                info = _align(acq, client, ["roi"], "anchor", coarse=coarse).info["roi"]
+                seconds[coarse].append(info["coarse_task_seconds"] + info["fine_task_seconds"])
+    on, off = np.median(seconds[True]), np.median(seconds[False])
+    print(
+        f"    the interior registrations' task seconds on 1 worker, with the coarse pass "
+        f"{on:.3f} s, without {off:.3f} s (medians of {repeat}): the coarse pass adds "
+        f"{on - off:.3f} s, {(on - off) / off:.0%} of the registrations without it"
+    )
 
 
 def time_workers(
@@ -368,6 +394,7 @@ def part_small(workdir: str, repeat: int, ceiling: bool = True, warm: bool = Fal
         f"centroids, one task) {whole.info['full']['seconds']:.2f} s"
     )
     _print_stages(whole.info["roi"])
+    coarse_pass_cost(acq, repeat)
 
 
 def _print_stages(info: dict) -> None:
