@@ -459,7 +459,10 @@ def part_large(
         acq.set_shifts("full", np.zeros((n_full, 2)), method="truth")
     method = "anchor" if n_full else "neighbour"
     times, pair_s, res, again, waits = time_workers(acq, repeat, ["roi"], method, warm)
-    from sxtdist.alignment.gauge import remove_gauge
+    try:
+        from sxtdist.alignment.gauge import remove_gauge
+    except ImportError:  # commit 50637ce
+        from sxtdist.alignment import remove_gauge
 
     # the rigid translation and the axis (a constant dx) are unknown without anchors
     err = remove_gauge(res.shifts["roi"] - shifts, angles)
