@@ -56,8 +56,8 @@ class PairSettings:
 #: interior view read, blurred and transformed, a full view resampled onto the interior
 #: grid and transformed), once each, and handed to the pair tasks; smaller ones inside
 #: the tasks that register them (:data:`STRETCHES_PER_WORKER`), where a task of its own
-#: would cost more than it saves. Each interior
-#: view enters up to three pairs and each full view every pair it anchors. With one
+#: would cost more than it saves. Each interior view enters up to three pairs and each
+#: full view every pair it anchors. With one
 #: transform per view, 256² views took 35-40 % less time on 1 worker and 15-25 % less
 #: on 2 this way, 128² views about the same on 2 workers (a ``/tmp`` script,
 #: docs/dev/alignment-history.md); the ``small`` preset's 128 x 60 views were slower with the extra
@@ -353,10 +353,10 @@ def stretches(
     join two stretches (unless not ``joined``: then in the stretch of their first view)."""
     chain = [p for p in pairs if p.kind == "neighbour"]  # in angle order, view i then j
     order = [chain[0].i, *(p.j for p in chain)] if chain else []
-    for p in pairs:  # then any view off the chain
-        order += [v for v in views_of(p) if v not in order]
-    n = max(1, min(n_stretches, len(order)))  # stretches of equal length, to one view
-    stretch_of = {v: k * n // len(order) for k, v in enumerate(order)}
+    # then any view off the chain (dict: ordered and unique)
+    order = list(dict.fromkeys([*order, *(v for p in pairs for v in views_of(p))]))
+    count = max(1, min(n_stretches, len(order)))  # stretches of equal length, to one view
+    stretch_of = {v: k * count // len(order) for k, v in enumerate(order)}
     groups: dict[int, list[int]] = {}
     across = []
     for n, p in enumerate(pairs):
@@ -461,11 +461,11 @@ def _stretch_graph(
 ) -> PairGraph:
     """:func:`pair_graph` for views prepared inside the pair tasks: stretch tasks
     (:func:`register_stretch`) and a task per neighbour pair across two of them
-    (:func:`register_across`; on no task without the coarse pass)."""
+    (:func:`register_across`; none without the coarse pass)."""
     # the settings in every task rather than a key of their own: the stretches then
     # depend on nothing, and Dask hands them out as the workers free up
     graph: dict[str, Any] = {}
-    # no coarse predictions to wait for: every pair in a stretch
+    # without the coarse pass no pair waits for another: each in its first view's stretch
     groups, across = stretches(pairs, n_stretches, joined=coarse)
     stretch_keys = []
     stretch_of: dict[int, str] = {}  # interior view -> its stretch's key
