@@ -43,7 +43,7 @@ import numpy as np
 import zarr
 
 from . import _version
-from .errors import InputError, OutputExistsError, ParameterError, use_overwrite
+from .errors import InputError, OutputExistsError, ParameterError, one_line, use_overwrite
 from .geometry import MAX_AXIS_TILT_DEG, ScanGeometry
 from .io import ngff
 from .io.checks import (
@@ -248,7 +248,7 @@ class Scan:
         try:
             out = np.asarray(self.array[angles, rows, :], dtype=np.float32)
         except Exception as exc:
-            raise InputError(self.path, f"cannot read projections ({_first_line(exc)})") from exc
+            raise InputError(self.path, f"cannot read projections ({one_line(exc)})") from exc
         if not np.all(np.isfinite(out)):
             raise InputError(
                 self.path, "projections contain NaN or inf (missing or damaged chunks?)"
@@ -706,16 +706,10 @@ def read_projection(array_path: str, index: int) -> np.ndarray:
     try:
         out = np.asarray(open_projections(array_path)[index], dtype=np.float64)
     except Exception as exc:
-        raise InputError(
-            array_path, f"cannot read projection {index} ({_first_line(exc)})"
-        ) from exc
+        raise InputError(array_path, f"cannot read projection {index} ({one_line(exc)})") from exc
     if not np.all(np.isfinite(out)):
         raise InputError(array_path, f"projection {index} contains NaN or inf (damaged?)")
     return out
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def open_projections(array_path: str) -> zarr.Array:

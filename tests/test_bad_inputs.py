@@ -551,6 +551,22 @@ def test_debug_shows_the_traceback(tmp_path):
     assert r.returncode == 1 and "Traceback" in r.stderr and "OSError" in r.stderr
 
 
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (ValueError("\n  first\nsecond\n"), "first"),
+        (KeyError(), "KeyError"),
+        (RuntimeError("   "), "RuntimeError"),
+        ("\n\nusage: x\n  hint", "usage: x"),
+        ("", ""),
+    ],
+)
+def test_one_line_of_an_error(error, line):
+    from sxtdist.errors import one_line
+
+    assert one_line(error) == line
+
+
 def test_a_bug_is_one_line_without_debug(monkeypatch, run_cli):
     from sxtdist.cli import info
 

@@ -23,8 +23,8 @@ import numpy as np
 import tifffile
 import zarr
 
-from ..errors import InputError, ParameterError
-from .source import FrameSource, _one_line, check_dtype, check_shape
+from ..errors import InputError, ParameterError, one_line
+from .source import FrameSource, check_dtype, check_shape
 
 SUFFIXES = (".tif", ".tiff")
 
@@ -191,7 +191,7 @@ def open_tiff(path: str | os.PathLike[str], angles_from_names: str | None = None
         if isinstance(exc, FileNotFoundError):
             raise InputError(path, "no such file") from None
         if isinstance(exc, Exception) and not isinstance(exc, InputError):
-            raise InputError(path, f"not a readable TIFF file ({_one_line(exc)})") from exc
+            raise InputError(path, f"not a readable TIFF file ({one_line(exc)})") from exc
         raise
 
     def reader(i0: int, i1: int) -> np.ndarray:
@@ -233,7 +233,7 @@ def _open_folder(path: str, angles_from_names: str | None) -> FrameSource:
                 if shape0 is None:
                     pixel = pixel_size_nm(tif)
         except Exception as exc:
-            raise InputError(f, f"not a readable TIFF file ({_one_line(exc)})") from exc
+            raise InputError(f, f"not a readable TIFF file ({one_line(exc)})") from exc
         if len(shp) != 2 or page.samplesperpixel != 1:
             raise InputError(f, f"is not a single grayscale frame (shape {shp})")
         if shape0 is None:
