@@ -554,13 +554,13 @@ def add_scan(
         remove(tmp_dir)  # left by an interrupted run
         try:
             smeta = _write_scan(root, tmp_name, scan, path)
+            if name in acq.scans:  # from here until its metadata are written, refused on open
+                root.attrs[KEY] = {**acq.meta, REPLACING: name}
+            # swapped in whole: until then the old scan (if any) is as it was
+            install(tmp_dir, os.path.join(path, name))
         except BaseException:
             remove(tmp_dir)
             raise
-        if name in acq.scans:  # from here until its metadata are written, refused on open
-            root.attrs[KEY] = {**acq.meta, REPLACING: name}
-        # swapped in whole: until then the old scan (if any) is as it was
-        install(tmp_dir, os.path.join(path, name))
         _register_scan(path, name, smeta)
     return open_acquisition(path)
 
