@@ -307,7 +307,7 @@ class Acquisition:
             _check_scan_meta(self.path, name, entry, root[name]["0"].shape)
             meta["scans"] = {**meta["scans"], name: entry}
             root.attrs[KEY] = meta
-        self.meta = meta
+        self.group, self.meta = root, meta  # the group's attributes as now stored, too
         self.scans[name].meta = entry
 
     def set_shifts(self, name: str, shifts_px: np.ndarray, **alignment: Any) -> None:
