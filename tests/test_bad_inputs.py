@@ -641,6 +641,9 @@ def test_overwrite_replaces_what_sxtdist_wrote(templates, tmp_path, run_cli):
     code, _, err = run_cli("simulate", acq, "--preset", "tiny", "--seed", "5", "--overwrite")
     assert code == 0, err
     assert sxtdist.open_acquisition(acq).truth_meta["seed"] == 5
+    for _ in range(2):  # align's report folder (marked) is replaced without --overwrite
+        code, _, err = run_cli("align", acq, "--dry-run", "--workers", "1", "--report", ws / "r")
+        assert code == 0 and (ws / "r" / "sxtdist-report.json").is_file(), err
     leftovers = [p for p in os.listdir(tmp_path) if "sxtdist" in p]
     assert leftovers == [], leftovers  # no lock, no partial
 
