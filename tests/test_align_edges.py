@@ -11,7 +11,11 @@ from scipy import ndimage
 
 import sxtdist.alignment.tasks as tasks
 from sxtdist.alignment.ncc import rectangle_spectrum
-from sxtdist.alignment.pairs import Pair
+from sxtdist.alignment.pairs import (
+    MIN_VIEW_OVERLAP,
+    Pair,
+    views_overlap,
+)
 from sxtdist.alignment.resample import (
     DETECTOR_EDGE_PX,
     PADDING_MAX_SHARE,
@@ -124,3 +128,40 @@ def test_compared_box_leaves_out_padding_and_the_edge(side):
     p = np.rot90(v, turn).copy()
     p[:8] = 0.0  # a constant strip (a damaged frame's part, for the verdict): compared
     assert left_out(p)[side] == e
+
+
+def test_a_neighbour_pairs_shifts_are_limited_by_its_views_overlap_not_its_rectangles():
+    """Leaving out strips does not narrow the shifts a neighbour pair can find: its map is
+    ``-1`` exactly where the two views, as recorded, overlap by less than half a view
+    (judged on the compared rectangles alone, 9 % more of this map was cut)."""
+    rng = np.random.default_rng(5)
+    a, b, _ = _bad_edges(rng)
+    a[:6] = a[6]  # replicated strips: each view's rectangle smaller than the view
+    b[:, -5:] = b[:, [-6]]
+    s = _settings()
+    margin = (24, 30)
+    pa, pb = tasks.prepared_view(a, s, margin), tasks.prepared_view(b, s, margin)
+    assert pa[2] != (0, SHAPE[0], 0, SHAPE[1]) and pb[2][3] < SHAPE[1] - 5
+    ncc = tasks._register(Pair("neighbour", 0, 1), pa, pb, margin, s, None).ncc
+    limit = views_overlap(SHAPE, margin) < MIN_VIEW_OVERLAP
+    assert limit.any() and not limit.all()
+    np.testing.assert_array_equal(ncc == -1.0, limit)
+
+
+def test_a_shift_with_few_compared_pixels_is_not_compared():
+    """Strips as wide as they may be, on opposite sides of the two views: at some shifts
+    the views overlap by half but their rectangles by less than a quarter of the
+    template's (``MIN_COMPARED_OVERLAP``): those are ``-1`` too."""
+    rng = np.random.default_rng(5)
+    a, b, _ = _bad_edges(rng)
+    a[:12] = a[12]
+    a[:, :6] = a[:, [6]]
+    b[-12:] = b[-13]
+    b[:, -6:] = b[:, [-7]]
+    s = _settings()
+    margin = (30, 30)
+    pa, pb = tasks.prepared_view(a, s, margin), tasks.prepared_view(b, s, margin)
+    ncc = tasks._register(Pair("neighbour", 0, 1), pa, pb, margin, s, None).ncc
+    limit = views_overlap(SHAPE, margin) < MIN_VIEW_OVERLAP
+    assert np.all(ncc[limit] == -1.0)
+    assert 0 < np.sum((ncc == -1.0) & ~limit) < 0.05 * limit.sum()

@@ -103,6 +103,27 @@ class PairResult:
     window: SearchWindow | None = None
 
 
+#: The least share of a view that a neighbour pair's two views overlap at a shift that is
+#: compared (the map is ``-1`` elsewhere): the views as recorded, whatever each leaves out
+#: (:func:`~sxtdist.alignment.resample.compared_box`), so that leaving out an edge does not
+#: narrow the shifts a pair can find (the template's compared pixels judged alone did:
+#: a ``tiny`` view 10 px off lost both its neighbour pairs).
+MIN_VIEW_OVERLAP = 0.5
+#: The least share of the template's compared rectangle that a compared shift overlaps
+#: with the other view's: a floor for views whose replicated strips leave out much of them.
+MIN_COMPARED_OVERLAP = 0.25
+
+
+def views_overlap(view_shape: Sequence[int], margin: Sequence[int]) -> np.ndarray:
+    """The share of a ``view_shape`` view that a copy of it shifted by ``s`` overlaps, at
+    every shift of a map of ``margin`` (``[sy + my, sx + mx]``, as :class:`PairResult`)."""
+    share = [
+        np.clip(1.0 - np.abs(np.arange(-m, m + 1)) / n, 0.0, None)
+        for n, m in zip(view_shape, margin, strict=True)
+    ]
+    return np.outer(*share)
+
+
 def _pair_angles(pair: Pair, roi_angles: np.ndarray, full_angles: np.ndarray | None):
     ti = math.radians(roi_angles[pair.i])
     if pair.kind == "neighbour":

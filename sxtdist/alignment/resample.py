@@ -126,28 +126,34 @@ def compared_box(view: np.ndarray) -> Box:
     constant part (a beam drop) must still correlate poorly, for the verdict to name it.
     """
     v = np.asarray(view)
+    top, bottom = _replicated_ends(v)
+    left, right = _replicated_ends(v.T)
+    return top, v.shape[0] - bottom, left, v.shape[1] - right
 
-    def left_out(lines: np.ndarray) -> int:  # the leading lines that repeat the next one
-        n = lines.shape[0]
-        cap = int(PADDING_MAX_SHARE * n)
-        if cap == 0:
-            return DETECTOR_EDGE_PX
 
-        def step_and_spread(first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            a, b = (np.asarray(lines[k], np.float64) for k in (first, first + 1))
-            return np.sqrt(np.mean((b - a) ** 2, axis=1)), a.std(axis=1)
+def _replicated_ends(lines: np.ndarray) -> tuple[int, int]:
+    """How many of the first and of the last ``lines`` (a view's rows, or its columns
+    transposed) :func:`compared_box` leaves out."""
+    n = lines.shape[0]
+    cap = int(PADDING_MAX_SHARE * n)
+    if cap == 0:
+        return DETECTOR_EDGE_PX, DETECTOR_EDGE_PX
 
-        # the view's own: up to 64 lines of its middle, which no strip reaches (only the
-        # lines that can be a strip and these are read: a 1024² view in a few ms)
-        middle = np.unique(np.linspace(cap, max(n - 2 - cap, cap), 64).astype(int))
-        step, spread = (np.median(x) for x in step_and_spread(middle))
-        s, sp = step_and_spread(np.arange(cap))
+    def step_and_spread(k: np.ndarray, inward: int) -> tuple[np.ndarray, np.ndarray]:
+        a, b = (np.asarray(lines[i], np.float64) for i in (k, k + inward))
+        return np.sqrt(np.mean((b - a) ** 2, axis=1)), a.std(axis=1)
+
+    # the view's own: up to 64 lines of its middle, which no strip reaches (only the lines
+    # that can be a strip and these are read: a 1024² view in a few ms)
+    middle = np.unique(np.linspace(cap, max(n - 2 - cap, cap), 64).astype(int))
+    step, spread = (np.median(x) for x in step_and_spread(middle, 1))
+
+    def leading(k: np.ndarray, inward: int) -> int:  # the lines that repeat the next one in
+        s, sp = step_and_spread(k, inward)
         like = (s < PADDING_CONTRAST * step) & (sp > PADDING_CONTRAST * spread)
         return int(np.argmin(np.append(like, False))) + DETECTOR_EDGE_PX
 
-    top, bottom = left_out(v), left_out(v[::-1])
-    left, right = left_out(v.T), left_out(v.T[::-1])
-    return top, v.shape[0] - bottom, left, v.shape[1] - right
+    return leading(np.arange(cap), 1), leading(n - 1 - np.arange(cap), -1)
 
 
 def binned_box(box: Box, binning: int) -> Box:

@@ -22,7 +22,14 @@ from .ncc import (
     ncc_map_in_rectangle,
     rectangle_spectrum,
 )
-from .pairs import Pair, PairResult, peak_inside_map
+from .pairs import (
+    MIN_COMPARED_OVERLAP,
+    MIN_VIEW_OVERLAP,
+    Pair,
+    PairResult,
+    peak_inside_map,
+    views_overlap,
+)
 from .resample import Box, anchor_on_roi_grid, bin_image, binned_box, compared_box, gaussian_blur
 
 
@@ -207,7 +214,10 @@ def _register(
 
     Only each interior view's compared rectangle enters: the template is the rectangle
     ``(y0, y1, x0, x1)`` of its view, so its map over the whole frame puts shift zero at
-    ``margin + (y0, x0)``; the map kept is the ``margin`` either side of that.
+    ``margin + (y0, x0)``; the map kept is the ``margin`` either side of that. A neighbour
+    pair's shifts are limited by the overlap of its two views (:data:`MIN_VIEW_OVERLAP`),
+    not of their rectangles; an anchor's by its interior rectangle's share over the full
+    view's pixels.
     """
     whole, tpl_spectrum, (y0, y1, x0, x1) = template
     tpl = whole[y0:y1, x0:x1]
@@ -219,8 +229,11 @@ def _register(
         view, spectra["reference_spectrum"], (v0, v1, u0, u1) = other
         frame = _padded_shape(view.shape, margin)
         at = (margin[0] + v0, margin[1] + u0)
-        ncc = ncc_map_in_rectangle(tpl, view[v0:v1, u0:u1], at, frame, **spectra)
+        rect = view[v0:v1, u0:u1]
+        ncc = ncc_map_in_rectangle(tpl, rect, at, frame, MIN_COMPARED_OVERLAP, **spectra)
     ncc = ncc[y0 : y0 + 2 * margin[0] + 1, x0 : x0 + 2 * margin[1] + 1]
+    if pair.kind == "neighbour":  # the overlap limit is the views', not their rectangles'
+        ncc[views_overlap(whole.shape, margin) < MIN_VIEW_OVERLAP] = -1.0
     shift, peak, quality = locate_peak(ncc, window)
     paired = None
     if samples and pair.kind == "anchor" and pair.delta_deg <= settings.intensity_window_deg:
