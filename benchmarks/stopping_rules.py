@@ -36,8 +36,10 @@ Usage::
 
     python benchmarks/stopping_rules.py record --out /tmp/stop.jsonl [--presets small]
         [--seeds 1 2 3 4 5] [--doses 1 0.1] [--capillary on off] [--weights quadrature equal]
+        [--no-holdout]
     python benchmarks/stopping_rules.py table /tmp/stop.jsonl     # each rule against the oracle
     python benchmarks/stopping_rules.py weights /tmp/stop.jsonl   # quadrature against equal
+    python benchmarks/stopping_rules.py variants /tmp/stop.jsonl  # auto against its variants
 """
 
 from __future__ import annotations
@@ -143,7 +145,7 @@ def expected_noise(problem, data, photons: dict) -> float | None:
     return total
 
 
-def record(config: dict, work: str) -> dict:
+def record(config: dict, work: str, holdout: bool = True) -> dict:
     preset, seed, dose, capillary, weights = (
         config[k] for k in ("preset", "seed", "dose", "capillary", "weights")
     )
@@ -153,6 +155,7 @@ def record(config: dict, work: str) -> dict:
         "roi": base.roi.photons_per_pixel * dose,
     }
     path = os.path.join(work, f"{preset}.zarr")
+    t_sim = time.perf_counter()
     acq = sxtdist.simulate(
         path,
         preset,
@@ -173,7 +176,7 @@ def record(config: dict, work: str) -> dict:
     truth = np.asarray(acq.truth)
     regions = scoring.Regions.of(acq)
     core = slice(block.core[0] - block.slab[0], block.core[1] - block.slab[0])
-    out = dict(config, cap=cap)
+    out = dict(config, cap=cap, seconds_simulate=time.perf_counter() - t_sim)
     t0 = time.perf_counter()
     a = Recorder(truth, regions, core)
     ops, ys, groups, _ = slab_system(problem, block.slab, data)
@@ -186,7 +189,8 @@ def record(config: dict, work: str) -> dict:
         noise=expected_noise(problem, data, photons),
         seconds_a=time.perf_counter() - t0,
     )
-    out["holdout_misfit"] = holdout_misfit(problem, block.slab, data)
+    out["holdout_misfit"] = holdout_misfit(problem, block.slab, data) if holdout else None
+    out["seconds_b"] = time.perf_counter() - t0 - out["seconds_a"]
     shape = (*grid.slice_shape, block.slab[1] - block.slab[0])
     voxels = sample_voxels(shape, roi_region(problem), core, seed=block.index)
     far, between = split_half_curves(
@@ -213,7 +217,8 @@ def choices(r: dict) -> dict[str, int | None]:
         "oracle": int(np.argmax(r["psnr_roi"])) + 1,
         "lcurve": corner(r["residual"], r["xnorm"]),
     }
-    out["holdout"] = int(np.argmin(r["holdout_misfit"])) + 1
+    misfit = r.get("holdout_misfit")
+    out["holdout"] = int(np.argmin(misfit)) + 1 if misfit else None
     out["auto"] = int(np.argmin(r["far"])) + 1
     out["corrected"] = int(np.argmin(corrected_error(r["far"], r["between"]))) + 1
     noise = r.get("noise")
@@ -263,6 +268,67 @@ def table(path: str) -> str:
     return "\n".join(lines)
 
 
+def flat_minimum(far, tolerance: float) -> tuple[int, int]:
+    """The counts (1-based) where ``far`` stays within ``tolerance`` (relative) of its minimum,
+    around it: the ends of the flat bottom of the curve."""
+    f = np.asarray(far, np.float64)
+    k = int(np.argmin(f))
+    top = f[k] * (1.0 + tolerance)
+    lo = hi = k
+    while lo > 0 and f[lo - 1] <= top:
+        lo -= 1
+    while hi + 1 < f.size and f[hi + 1] <= top:
+        hi += 1
+    return lo + 1, hi + 1
+
+
+#: Variants of ``auto`` tried against its early stops (``variants``): the last or the middle
+#: count of the flat bottom of ``far``, and a weaker noise correction than ``corrected``.
+VARIANTS = {
+    **{
+        f"last {t:.1%}": (lambda r, t=t: flat_minimum(r["far"], t)[1]) for t in (0.002, 0.005, 0.01)
+    },
+    **{
+        f"middle {t:.1%}": (lambda r, t=t: sum(flat_minimum(r["far"], t)) // 2)
+        for t in (0.002, 0.005, 0.01)
+    },
+    "far − between/8": lambda r: (
+        int(np.argmin(np.asarray(r["far"]) - 0.125 * np.asarray(r["between"]))) + 1
+    ),
+}
+
+
+def variants_table(path: str) -> str:
+    """``auto`` and :data:`VARIANTS`: loss against the oracle, mean (max) per configuration,
+    and the worst loss over all configurations."""
+    records = [json.loads(line) for line in open(path)]
+    rules = {"auto": lambda r: choices(r)["auto"], **VARIANTS}
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["preset"], r["dose"], r["capillary"], r["weights"]), []).append(r)
+    lines = [
+        "| preset | dose | capillary | weights | " + " | ".join(rules) + " |",
+        "|---|---|---|---|" + "---|" * len(rules),
+    ]
+    worst = dict.fromkeys(rules, 0.0)
+    for key, rs in sorted(groups.items()):
+        cells = []
+        for name, rule in rules.items():
+            losses = []
+            for r in rs:
+                k = min(rule(r), len(r["psnr_roi"]))
+                losses.append(max(r["psnr_roi"]) - r["psnr_roi"][k - 1])
+            worst[name] = max(worst[name], max(losses))
+            cells.append(f"{np.mean(losses):.2f} ({max(losses):.2f})")
+        lines.append(
+            f"| {key[0]} | {key[1]:g} | {'on' if key[2] else 'off'} | {key[3]} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    lines.append("| worst | | | | " + " | ".join(f"{w:.2f}" for w in worst.values()) + " |")
+    return "\n".join(lines)
+
+
 def weights_table(path: str) -> str:
     """Quadrature against equal weights per seed: ROI PSNR at 20, by ``auto``, by the oracle."""
     records = [json.loads(line) for line in open(path)]
@@ -307,16 +373,26 @@ def main(argv=None) -> int:
     rec.add_argument("--doses", nargs="+", type=float, default=[1.0, 0.1])
     rec.add_argument("--capillary", nargs="+", default=["on", "off"])
     rec.add_argument("--weights", nargs="+", default=["quadrature", "equal"])
+    rec.add_argument(
+        "--no-holdout",
+        action="store_true",
+        help="skip run B (the hold-out rule, rejected; about a quarter of a record's CPU time)",
+    )
     tab = sub.add_parser("table")
     tab.add_argument("records")
     wts = sub.add_parser("weights")
     wts.add_argument("records")
+    var = sub.add_parser("variants")
+    var.add_argument("records")
     args = ap.parse_args(argv)
     if args.command == "table":
         print(table(args.records))
         return 0
     if args.command == "weights":
         print(weights_table(args.records))
+        return 0
+    if args.command == "variants":
+        print(variants_table(args.records))
         return 0
     done = set()
     if os.path.exists(args.out):
@@ -336,7 +412,7 @@ def main(argv=None) -> int:
                                 zip(("preset", "seed", "dose", "capillary", "weights"), key)
                             )
                             t0 = time.perf_counter()
-                            r = record(config, work)
+                            r = record(config, work, holdout=not args.no_holdout)
                             with open(args.out, "a") as f:
                                 f.write(json.dumps(r) + "\n")
                             c = choices(r)

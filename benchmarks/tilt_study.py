@@ -84,13 +84,15 @@ def main(argv=None) -> int:
         print(
             f"small preset {capillary} capillary, axis tilted {args.tilt:+.2f} deg, true shifts\n"
         )
-        print("| seed | measured (deg) | error (deg) | jackknife σ (deg) | slices | time (s) |")
-        print("|---:|---:|---:|---:|---:|---:|")
+        print(
+            "| seed | measured (deg) | error (deg) | jackknife σ (deg) | slices | views | time (s) |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|---:|")
         for seed, est, seconds in measured:
             err = est.tilt_deg - args.tilt
             print(
                 f"| {seed} | {est.tilt_deg:+.4f} | {err:+.4f} | {est.sigma_deg:.4f} | "
-                f"{est.rows_used} | {seconds:.1f} |"
+                f"{est.rows_used} | {est.views_used} | {seconds:.1f} |"
             )
         print(
             f"\nPSNR (dB) after {args.iterations} CGNE iterations, ROI / cell; {scoring.PSNR_NOTE}\n"

@@ -7,7 +7,13 @@ Pure numerics (no Dask, no Zarr): a :class:`~sxtdist.recon.Problem`, its
 * a CGNE iteration (CGNE does ``iterations + 1`` forward and back projections)
   costs ``nnz × (fixed + per_slice × slices)``, ``nnz`` the scans' system-matrix
   nonzeros (:func:`matrix_nnz`): the fixed part streams the matrices once, the rest
-  (products, row sampling, vector work) grows with the slab;
+  (products, row sampling, vector work) grows with the slab. ``per_slice`` grows with
+  the slice's size (:func:`per_slice_rate`; ``benchmarks/slice_rate.py`` on a 2-core VM:
+  4.6-5.1e-10 CPU s per nonzero, slice and iteration at 192² slices, 7.5-8.2e-10 at 512²,
+  8.4e-10 at 768², as the products' reads leave the caches), so it is calibrated at a
+  small and a large slice and interpolated in log(pixels), held flat outside;
+* times are CPU seconds of one worker with a core of its own (a machine busy with
+  other work is slower);
 * each worker builds each scan's matrix once (``nnz × build``), then solves its share
   of the blocks, ``ceil(blocks / workers)`` rounds of the slowest block;
 * a block reads the inner chunks (bands of rows) its rows touch, of every view, and
@@ -53,6 +59,11 @@ class Rates:
         GPU: one forward plus one back projection per nonzero-equivalent and slice.
     source
         Where the figures come from (shown with every estimate).
+    iteration_s_per_nnz_slice_large, calibration_pixels
+        The per-slice part measured at a large slice too, and the slice pixels (small,
+        large) of the two measurements (:func:`per_slice_rate`); default: one size.
+    load, cpus
+        The machine's 1-minute load average when the rates were measured, and its cores.
     """
 
     build_s_per_nnz: float
@@ -63,6 +74,18 @@ class Rates:
     startup_s: float
     gpu_s_per_nnz_slice: float
     source: str
+    iteration_s_per_nnz_slice_large: float | None = None
+    calibration_pixels: tuple[int, int] = (0, 0)
+    load: float | None = None
+    cpus: int | None = None
+
+    def __post_init__(self) -> None:  # JSON (the cache) gives a list
+        object.__setattr__(self, "calibration_pixels", tuple(self.calibration_pixels))
+
+    @property
+    def taken_under_load(self) -> bool:
+        """Measured while the machine was busier than its cores (the figures run slow)."""
+        return self.load is not None and self.cpus is not None and self.load > self.cpus
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -221,11 +244,12 @@ def estimate(
     ny, nx = grid.slice_shape
     reads = [block_read_bytes(problem, b, row_bands) for b in plan.blocks]
 
+    per_slice = per_slice_rate(rates, ny * nx)
+
     def solve_s(slices: int) -> float:
         if backend == "gpu":
             return its * sum(nnz) * slices * rates.gpu_s_per_nnz_slice
-        per_nnz = rates.iteration_s_per_nnz + rates.iteration_s_per_nnz_slice * slices
-        return its * sum(nnz) * per_nnz
+        return its * sum(nnz) * (rates.iteration_s_per_nnz + per_slice * slices)
 
     written = math.prod(plan.grid_shape) * 4
     block_s = max(
@@ -257,11 +281,32 @@ def estimate(
     )
 
 
+def per_slice_rate(rates: Rates, slice_pixels: int) -> float:
+    """CPU seconds per nonzero, slice and iteration for slices of ``slice_pixels`` pixels.
+
+    Interpolated in ``log(pixels)`` between the small and the large calibration slice,
+    the end values held outside them (past the caches it grows little: 7.5-8.2e-10 at
+    512², 8.4e-10 at 768², ``benchmarks/slice_rate.py`` on a 2-core VM).
+    """
+    small, large = (int(p) for p in rates.calibration_pixels)
+    r_small = rates.iteration_s_per_nnz_slice
+    r_large = rates.iteration_s_per_nnz_slice_large
+    if r_large is None or not 0 < small < large:
+        return r_small
+    if slice_pixels <= small:
+        return r_small
+    if slice_pixels >= large:
+        return r_large
+    t = math.log(slice_pixels / small) / math.log(large / small)
+    return r_small + t * (r_large - r_small)
+
+
 __all__: Sequence[str] = [
     "CapacityEstimate",
     "Rates",
     "block_read_bytes",
     "estimate",
     "matrix_nnz",
+    "per_slice_rate",
     "ray_chords_nm",
 ]

@@ -41,6 +41,7 @@ def estimate_reconstruction(
     *,
     rates: Rates | None = None,
     gpu_memory_bytes: int | None = None,
+    recalibrate: bool = False,
     **options: Any,
 ) -> CapacityEstimate:
     """The cost of ``sxtdist.reconstruct(acquisition, out, recipe, execution)``, without running it.
@@ -59,6 +60,9 @@ def estimate_reconstruction(
         batch queue's job memory is split over its processes).
     rates
         Throughputs (default: this machine's, calibrated once and cached).
+    recalibrate
+        Measure this machine's rates again (about 15 s of CPU) and cache them, instead
+        of using the cached ones.
     gpu_memory_bytes
         Free memory of each GPU (default: an 80 GB H100's, :data:`DEFAULT_GPU_BYTES`).
     """
@@ -84,23 +88,56 @@ def estimate_reconstruction(
         slab = max(bl.slab[1] - bl.slab[0] for bl in plan.blocks)
         gpu_peak = estimate_gpu_block_bytes(models, prob.grid, slab, recipe.oracle)
     bands = {name: int(acq[name].array.chunks[1]) for name in prob.models}
+    rates = rates or load_rates(recalibrate=recalibrate)
     result = estimate(
         prob,
         plan,
-        rates or load_rates(),
+        rates,
         workers=workers,
         backend=backend,
         row_bands=bands,
         gpu_peak_bytes=gpu_peak,
     )
+    notes = []
     if auto:
-        note = (
+        notes.append(
             f"iterations auto: estimated at {DEFAULT_ITERATIONS}; the count is chosen during the "
             f"run, after a cross-validation pilot on {AUTO_PILOT_SHARE:.0%} of the blocks "
             f"(up to {AUTO_CAP} iterations each), not counted here"
         )
-        result = dataclasses.replace(result, note=note)
-    return result
+    notes += load_warnings(rates, backend, local=_is_local(ex))
+    return dataclasses.replace(result, note="\n".join(notes)) if notes else result
+
+
+def load_warnings(rates: Rates, backend: str, local: bool) -> list[str]:
+    """Warnings for an estimate: CPU rates measured on a busy machine; this machine busy now.
+
+    Times assume a core per worker: a calibration taken while the load average exceeded
+    the cores measured slow figures (shared caches), and a local run on a busy machine
+    takes longer than estimated.
+    """
+    if backend == "gpu":
+        return []
+    found = []
+    if rates.taken_under_load:
+        found.append(
+            f"warning: the CPU rates were measured under load ({rates.load:.1f} on {rates.cpus} "
+            f"cores): times may be too long; measure them again on a quieter machine with "
+            f"--recalibrate"
+        )
+    cpus = os.cpu_count() or 1
+    load = os.getloadavg()[0]
+    if local and load > cpus:
+        found.append(
+            f"warning: this machine is busy now (load {load:.1f} on {cpus} cores): a local run "
+            f"will take longer than estimated (the times assume a core per worker)"
+        )
+    return found
+
+
+def _is_local(ex: Execution) -> bool:
+    kind = ex.cluster or cluster_config("kind", "local")
+    return kind in ("local", "local-cuda") and ex.scheduler is None and ex.client is None
 
 
 def _workers_and_memory(ex: Execution, backend: str) -> tuple[int, int]:
@@ -108,7 +145,7 @@ def _workers_and_memory(ex: Execution, backend: str) -> tuple[int, int]:
     kind = ex.cluster or cluster_config("kind", "local")
     if backend == "gpu":
         return ex.workers or 1, int(psutil.virtual_memory().total / (ex.workers or 1))
-    if kind in ("local", "local-cuda") and ex.scheduler is None and ex.client is None:
+    if _is_local(ex):
         workers = ex.workers or default_workers()
         limit = ex.memory_limit if ex.memory_limit not in (None, "auto") else None
         memory = parse_bytes(limit) if limit else psutil.virtual_memory().total / workers

@@ -51,3 +51,30 @@ def test_cg_precision_reference_computes_in_float64():
         assert ax.dtype == aty.dtype == np.float64
         lhs, rhs = float(np.vdot(ax, y)), float(np.vdot(x, aty))
         assert abs(lhs - rhs) < 1e-12 * abs(lhs), (lhs, rhs)
+
+
+def test_stopping_rules_auto_is_the_runners_rule_and_skipped_holdout_reads_as_dash(tmp_path):
+    """docs/reconstruction.md's stopping table: the ``auto`` column is the count the runner's
+    ``--iterations auto`` picks from the same curve; a record made with ``--no-holdout``
+    shows no hold-out count (not "never reached"); ``flat_minimum`` brackets the minimum."""
+    import json
+
+    from sxtdist.solvers import cross_validated_count
+
+    sr = _load("stopping_rules")
+    far = [5.0, 2.0, 1.004, 1.0, 1.003, 1.02, 1.5]
+    psnr = [20.0, 24.0, 25.0, 25.5, 25.7, 25.6, 25.0]
+    r = dict(
+        preset="p", seed=1, dose=1.0, capillary=True, weights="quadrature", cap=7,
+        psnr_roi=psnr, psnr_cell=psnr, xnorm=[1.0 + i for i in range(7)],
+        residual=[10.0 / (1 + i) for i in range(7)], noise=None, holdout_misfit=None,
+        far=far, between=[0.1 * i for i in range(7)],
+    )  # fmt: skip
+    assert sr.choices(r)["auto"] == cross_validated_count(far) == 4
+    assert sr.choices(r)["holdout"] is None
+    assert sr.flat_minimum(far, 0.005) == (3, 5)
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(r) + "\n")
+    row = sr.table(str(path)).splitlines()[-1].split("|")
+    assert row[8].strip() == "4–4, 0.20 (max 0.20)"  # auto: iteration 4, 25.7 − 25.5
+    assert row[10].strip() == "–"  # hold-out

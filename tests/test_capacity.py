@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from sxtdist import calibration
 from sxtdist.blocks import Block, plan_blocks
-from sxtdist.capacity import Rates, block_read_bytes, estimate, matrix_nnz
+from sxtdist.capacity import Rates, block_read_bytes, estimate, matrix_nnz, per_slice_rate
 from sxtdist.geometry import ScanGeometry, VolumeGrid
 from sxtdist.operators.projector import build_system_matrix
 from sxtdist.operators.scan import ScanModel
@@ -93,6 +94,31 @@ def test_the_time_model_by_hand():
     assert "4 block(s) of 10 slices" in text and "2 round(s)" in text and "rates: test" in text
 
 
+def test_the_per_slice_rate_grows_with_the_slice_between_the_calibrations():
+    two = dataclasses.replace(
+        RATES, iteration_s_per_nnz_slice_large=4e-9, calibration_pixels=(100, 10_000)
+    )
+    assert per_slice_rate(two, 50) == 1e-9  # below the small calibration: its figure
+    assert per_slice_rate(two, 100) == 1e-9
+    assert per_slice_rate(two, 1_000) == pytest.approx(2.5e-9)  # halfway in log(pixels)
+    assert per_slice_rate(two, 10_000) == 4e-9
+    assert per_slice_rate(two, 10**8) == 4e-9  # past the caches: flat
+    assert per_slice_rate(RATES, 10**8) == 1e-9  # one calibration size: one figure
+    # the estimate uses the rate of the problem's slice (32² = 1024 pixels)
+    problem = _problem(iterations=5)
+    plan = plan_blocks(list(problem.models.values()), problem.grid, block_size=10)
+    nnz = sum(matrix_nnz(m.geometry, problem.grid) for m in problem.models.values())
+    rate = 1e-9 + 3e-9 * np.log(1024 / 100) / np.log(100)
+    slow, fast = estimate(problem, plan, two), estimate(problem, plan, RATES)
+    assert slow.block_s - fast.block_s == pytest.approx(6 * nnz * 10 * (rate - 1e-9))
+
+
+def test_rates_taken_under_load_are_flagged():
+    assert not RATES.taken_under_load  # load unknown
+    assert not dataclasses.replace(RATES, load=1.9, cpus=2).taken_under_load
+    assert dataclasses.replace(RATES, load=2.5, cpus=2).taken_under_load
+
+
 def _imports(module: str) -> set[str]:
     """Top-level packages ``sxtdist.<module>`` imports, following sxtdist's own modules (AST)."""
     import ast
@@ -144,11 +170,20 @@ def test_rates_are_measured_once_per_machine_and_cached(tmp_path, monkeypatch):
     assert len(calls) == 2
     calibration.load_rates(recalibrate=True)
     assert len(calls) == 3
+    saved = json.loads(open(path).read())
+    del saved["machine"]["calibration"]  # wall-clock figures of the first calibration
+    open(path, "w").write(json.dumps(saved))
+    calibration.load_rates()
+    assert len(calls) == 4
 
 
 def test_a_small_calibration_measures_positive_rates():
-    r = calibration.measure_rates(n=48, startup=False)
+    r = calibration.measure_rates(n=48, startup=False, n_large=96)
     assert r.build_s_per_nnz > 0 and r.iteration_s_per_nnz_slice >= 0
+    assert r.iteration_s_per_nnz_slice_large >= 0 and r.calibration_pixels == (48**2, 96**2)
+    assert r.cpus and r.load is not None and f"on {r.cpus} cores" in r.source
+    again = calibration.measure_rates(n=48, startup=False, n_large=96)
+    assert again.build_s_per_nnz > 0.2 * r.build_s_per_nnz  # not the cached matrices
     assert r.read_bytes_per_s > 0 and r.write_bytes_per_s > 0
     assert 0 < r.gpu_s_per_nnz_slice < r.build_s_per_nnz
     assert "docs/gpu.md" in r.source
@@ -157,7 +192,7 @@ def test_a_small_calibration_measures_positive_rates():
 def test_dry_run_prints_the_estimate_and_writes_nothing(tiny_acq, tmp_path, monkeypatch, run_cli):
     from sxtdist import estimate as estimate_module
 
-    monkeypatch.setattr(estimate_module, "load_rates", lambda: RATES)
+    monkeypatch.setattr(estimate_module, "load_rates", lambda recalibrate=False: RATES)
     out = tmp_path / "v.zarr"
     code, stdout, err = run_cli(
         "reconstruct", tiny_acq, out, "--dry-run", "--workers", "3", "--backend", "cpu"
@@ -177,3 +212,30 @@ def test_dry_run_prints_the_estimate_and_writes_nothing(tiny_acq, tmp_path, monk
 
     est = sxtdist.estimate_reconstruction(tiny_acq, workers=2, backend="cpu", iterations=7)
     assert est.workers == 2 and est.iterations == 7 and est.wall_s > 0
+
+
+def test_dry_run_warns_of_rates_taken_under_load_and_recalibrates(
+    tiny_acq, tmp_path, monkeypatch, run_cli
+):
+    from sxtdist import estimate as estimate_module
+
+    busy = dataclasses.replace(RATES, load=29.7, cpus=2)
+    quiet = dataclasses.replace(RATES, load=0.4, cpus=2, source="quiet")
+    monkeypatch.setattr(estimate_module.os, "getloadavg", lambda: (0.5, 0.5, 0.5))
+    monkeypatch.setattr(
+        estimate_module, "load_rates", lambda recalibrate=False: quiet if recalibrate else busy
+    )
+    args = ("reconstruct", tiny_acq, tmp_path / "v.zarr", "--dry-run", "--backend", "cpu")
+    code, stdout, err = run_cli(*args, "--workers", "2")
+    assert code == 0, err
+    assert "measured under load (29.7 on 2 cores)" in stdout and "--recalibrate" in stdout
+    code, stdout, err = run_cli(*args, "--workers", "2", "--recalibrate")
+    assert code == 0, err
+    assert "under load" not in stdout and "rates: quiet" in stdout
+    code, stdout, err = run_cli(*args[:3], "--recalibrate")  # not without --dry-run
+    assert code == 2 and "--recalibrate goes with --dry-run" in err
+    # this machine busy now: a local run will be slower than the estimate
+    monkeypatch.setattr(estimate_module.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    monkeypatch.setattr(estimate_module.os, "cpu_count", lambda: 2)
+    code, stdout, err = run_cli(*args, "--workers", "2", "--recalibrate")
+    assert code == 0 and "busy now (load 9.0 on 2 cores)" in stdout

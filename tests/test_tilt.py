@@ -274,13 +274,9 @@ def test_bad_xf_files_and_edit_with_an_xf(tmp_path, tiny_copy, run_cli):
 # -- estimating the tilt ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tilt", [0.5, -1.0])
-def test_the_tilt_is_estimated_from_the_full_scan(tilt):
+def _blob_views(tilt):
     """Views of a smooth object (in the field, off the axis) with horizontal shifts and a
-    tilt: the tilt back to 0.05 deg, the vertical shifts measured with it (zero here; the
-    voxel phantom's slices would make shifted views blur differently, which the simulator's
-    analytic cell does not: benchmarks/tilt_study.py has both shifts)."""
-    from sxtdist.alignment.tilt import estimate_axis_tilt
+    tilt, and their geometry as an estimator meets it (no tilt, no shifts)."""
     from sxtdist.geometry import scan_angles
 
     grid = VolumeGrid((32, 48, 48), 100.0)
@@ -297,9 +293,37 @@ def test_the_tilt_is_estimated_from_the_full_scan(tilt):
     padded = np.zeros((48, 48, 56), np.float32)
     padded[:, :, 12:44] = vol.transpose(1, 2, 0)
     data = scan_operator(m, grid, slab, m.rows_for_slab(grid, slab))(padded).transpose(0, 2, 1)
-    est = estimate_axis_tilt(data, g.with_shifts(None).with_tilt(0.0))
+    return data, g.with_shifts(None).with_tilt(0.0)
+
+
+@pytest.mark.parametrize("tilt", [0.5, -1.0])
+def test_the_tilt_is_estimated_from_the_full_scan(tilt):
+    """The blobs' tilt back to 0.05 deg, the vertical shifts measured with it (zero here;
+    the voxel phantom's slices would make shifted views blur differently, which the
+    simulator's analytic cell does not: benchmarks/tilt_study.py has both shifts)."""
+    from sxtdist.alignment.tilt import estimate_axis_tilt
+
+    data, g = _blob_views(tilt)
+    est = estimate_axis_tilt(data, g)
     assert est.tilt_deg == pytest.approx(tilt, abs=0.05)
-    assert est.sigma_deg < 0.05 and est.rows_used >= 10
+    assert est.sigma_deg < 0.05 and est.rows_used >= 10 and est.views_used == 19
+
+
+def test_views_cut_by_the_detector_edge_are_left_out():
+    """Mass in a view's outermost column (a wall the detector's edge cuts): that view is
+    left out, and the tilt still found; when too few views would be left, all are used
+    and the user is warned."""
+    from sxtdist.alignment.tilt import MIN_VIEWS, estimate_axis_tilt
+    from sxtdist.errors import SxtdistWarning
+
+    data, g = _blob_views(0.5)
+    cut = data.copy()
+    cut[[3, 11], :, -1] += 0.5 * data.max()
+    est = estimate_axis_tilt(cut, g)
+    assert est.views_used == 17 and est.tilt_deg == pytest.approx(0.5, abs=0.05)
+    cut[: 19 - MIN_VIEWS + 1, :, 0] += 0.5 * data.max()
+    with pytest.warns(SxtdistWarning, match="past the detector's edge"):
+        assert estimate_axis_tilt(cut, g).views_used == 19
 
 
 def test_measure_axis_tilt_stores_it_on_every_scan(tiny_copy, run_cli):
@@ -353,18 +377,21 @@ def test_simulate_records_the_tilt_as_the_truths_only(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "seed", [1, pytest.param(2, marks=pytest.mark.slow), pytest.param(3, marks=pytest.mark.slow)]
+    ("seed", "capillary"),
+    [(1, True), (1, False)]
+    + [pytest.param(s, c, marks=pytest.mark.slow) for s in (2, 3) for c in (True, False)],
 )
-def test_a_simulated_tilt_is_recovered_from_the_full_scan(tmp_path, seed):
-    """``small`` simulated with the axis tilted 0.5 deg (no capillary: a wall that the
-    detector's edges cut biases it, alignment/tilt.py), the true shifts stored: the
-    tilt measured to 0.05 deg and stored on both scans. Seed 1 in the default suite,
-    seeds 2 and 3 in the slow one (benchmarks/tilt_study.py has the table)."""
+def test_a_simulated_tilt_is_recovered_from_the_full_scan(tmp_path, seed, capillary):
+    """``small`` simulated with the axis tilted 0.5 deg, with its capillary (whose wall the
+    pixel-phase terms of alignment/tilt.py are for; some views' walls cut by the
+    detector's edge) and without, the true shifts stored: the tilt measured to 0.05 deg
+    and stored on both scans. Seed 1 in the default suite, seeds 2 and 3 in the slow one
+    (benchmarks/tilt_study.py has the table)."""
     import sxtdist
     from sxtdist.alignment.tilt import measure_axis_tilt
 
     acq = sxtdist.simulate(
-        tmp_path / "s.zarr", "small", seed, axis_tilt_deg=0.5, capillary=False, progress=False
+        tmp_path / "s.zarr", "small", seed, axis_tilt_deg=0.5, capillary=capillary, progress=False
     )
     for name in acq.scans:
         acq.set_shifts(name, np.asarray(acq.truth_meta["shifts_px"][name]), method="known")

@@ -12,35 +12,47 @@ have slice centroids that fit the form best::
 
     c(z, θ) = α_z cos θ + β_z sin θ + d_θ
 
-a sinusoid per slice and a term per view. The misfit is quadratic in φ near its
-minimum; Gauss-Newton steps with the derivative of the centroids by a finite
-difference find it in three or four. Each step first measures the views' vertical
-shifts again on the views untilted by the current φ (their row profiles): on a
-tilted detector a view's row profile moves by φ times its mass centroid's column,
-a sinusoid in θ that a vertical alignment without the tilt takes for shifts. Slices
+a sinusoid per slice and a term per view, plus a periodic function of the pixel phase
+described below. The misfit is quadratic in φ near its minimum; Gauss-Newton steps on
+it (the other terms fitted at each φ, and the derivative of what they leave by a
+finite difference) find it in three or four. Each step first measures the views'
+vertical shifts again on the views untilted by the current φ (their row profiles): on
+a tilted detector a view's row profile moves by φ times its mass centroid's column, a
+sinusoid in θ that a vertical alignment without the tilt takes for shifts. Slices
 weigh by their mass squared (a centroid's photon noise goes as one over its slice's
-mass); slices with less than
-:data:`MIN_ROW_MASS` of the heaviest's are left out. The spread is a jackknife over
-the views.
+mass); slices with less than :data:`MIN_ROW_MASS` of the heaviest's are left out. The
+spread is a jackknife over the views.
 
-A first try, a straight line through each row's centroid offset (the shear alone),
-was biased by 15-25 % on a cell and had the wrong sign on compact blobs: a tilted
-row also mixes slices across its width, which moves its centroid as much as the shear
-does wherever the mass changes along the axis. Sampling the views back into slices
-takes both into account. Sampling them on a grid of ``u`` (a spline across columns
-too) left 0.01-0.05 deg of bias at 0.5 deg on the ``small`` preset without its
-capillary, from the interpolation of the ice's sharp edge; read along the columns,
-0.007-0.024 (benchmarks/tilt_study.py).
+**The pixel phase.** A capillary's wall (and, less, the ice column's edge) is a
+cylinder about the axis, the same in every view, and sharper than a pixel: its
+projection peaks at the lumen's edge. A pixel records ``-log`` of the mean
+transmission over its width, not the mean optical depth, so how much of the wall's
+mass (and where) a slice's samples show depends on where the wall falls within a
+pixel: on the fraction of the axis image's column, ``dx_θ + z sin φ`` (the view's
+shift, and the tilt along the height). With the axis image's column changing by
+``z sin φ`` down each view, that error is a smooth trend along the height, different in
+each view: on the ``small`` preset a wall at 29 pixels from the axis moved slice
+centroids by up to 0.3 px over 44 rows, and the tilt by 0.1-0.4 deg. The error is
+periodic in that phase and the same for every view, so :data:`PIXEL_PHASE_HARMONICS`
+harmonics of it are fitted along with the tilt: those that the views' sub-pixel shifts
+spread over the circle (:data:`PHASE_SPREAD`), since it is the shifts that tell them
+from a tilt; a scan with no shifts gets none, and a wall's bias. The harmonics depend
+on φ, so the Gauss-Newton derivative is that of what the fit leaves (steps that held
+them fixed went to 0.75 deg for 0.5 on one seed). Views whose outermost columns carry
+mass (:data:`TRUNCATED_EDGE`: a wall cut by the detector's edge, a cut that moves with
+the height by φ per row) are left out, unless fewer than :data:`MIN_VIEWS` would be
+left. benchmarks/tilt_study.py has the figures (docs/tilt.md).
 
-A capillary wall that the detector's edges cut is not removed: the cut runs along a
-detector column, so on the untilted slices it moves with the height by φ per row, and
-the wall's mass it takes away looks like a tilt (0.39, 0.69, 0.40 deg for 0.5 on the
-``small`` preset's three seeds; narrowing the columns read, or a constant per slice
-in the form, made it worse; a cosine taper fixed on the object, 6 px wide and ending
-inside the detector, brought it to 0.57, 0.49, 0.60 but moved seed 3 without the
-capillary from 0.507 to 0.557, since it cuts the cell too). Measure the tilt where the
-capillary is inside the field or outside it, or give it by hand (``sxtdist edit
---axis-tilt-deg``).
+Tried and rejected: a straight line through each row's centroid offset (the shear
+alone): 15-25 % of bias on a cell, the wrong sign on compact blobs (a tilted row mixes
+slices across its width). Sampling the views on a grid of ``u`` (a spline across
+columns too): 0.01-0.05 deg of bias from the interpolation of the ice's sharp edge;
+read along the columns, 0.007-0.024. Narrowing the columns read, a constant per slice
+in the form, a cosine taper fixed on the object (inside the lumen or ending inside the
+detector; seeds 11-13): the taper takes the ice column's share of the signal (a ring
+about the axis is the best marker of the axis's column per slice) and what it leaves
+at the wall's flank moved the tilt by up to 0.5 deg. Leaving out the cut views alone:
+still 0.07-0.42 deg off.
 
 Needs the full field of view (every slice's whole mass on the detector: the full
 scan, not the interior one) and views over an arc where ``cos``, ``sin`` and a
@@ -53,13 +65,15 @@ import datetime as _dt
 import logging
 import math
 import os
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
 from ..dataset import Acquisition, open_acquisition
-from ..errors import ParameterError
+from ..errors import ParameterError, SxtdistWarning
 from ..geometry import ScanGeometry
 from .fullscan import row_profile_dy
 
@@ -70,6 +84,16 @@ MIN_ROW_MASS = 0.1
 #: Largest Gauss-Newton step (radians, 2 degrees): far from the minimum the misfit is
 #: not quadratic.
 MAX_STEP = math.radians(2.0)
+#: Harmonics of the axis image's pixel phase fitted along with the tilt (module doc).
+PIXEL_PHASE_HARMONICS = 3
+#: A harmonic ``h`` is fitted only if ``|mean exp(2πi h dx)|`` over the views' horizontal
+#: shifts ``dx`` is below this (phases spread enough that the term is no tilt).
+PHASE_SPREAD = 0.5
+#: A view whose outermost columns (5-row means) reach this fraction of the views' typical
+#: row maximum is cut by the detector's edge and left out.
+TRUNCATED_EDGE = 0.05
+#: Fewest views left after the cut ones: with fewer, all are used (and a warning given).
+MIN_VIEWS = 8
 
 
 @dataclass(frozen=True)
@@ -85,18 +109,22 @@ class AxisTilt:
         Its jackknife standard error over the views.
     rows_used
         Detector rows that entered the fit.
+    views_used
+        Views that entered it (those cut by the detector's edge are left out).
     """
 
     tilt_deg: float
     sigma_deg: float
     rows_used: int
+    views_used: int
 
     def to_dict(self) -> dict:
         return {
             "tilt_deg": self.tilt_deg,
             "sigma_deg": self.sigma_deg,
             "rows_used": self.rows_used,
-            "method": "row centroids of the full scan",
+            "views_used": self.views_used,
+            "method": "slice centroids of the full scan, pixel phase fitted",
         }
 
 
@@ -132,24 +160,31 @@ def estimate_axis_tilt(
     margin = max_dy + 2 if margin is None else int(margin)
     if rows - 2 * margin < 3:
         raise ParameterError(f"{rows} rows leave too few for the axis tilt (margin {margin})")
+    use = _untruncated_views(v, margin)
+    v, geometry, n = v[use], geometry.subset(np.flatnonzero(use)), int(use.sum())
     sampler = _Sampler(v, geometry.with_shifts(geometry.shifts_px * [0.0, 1.0]), margin, max_dy)
     keep = sampler.row_mass >= MIN_ROW_MASS * sampler.row_mass.max()
     if keep.sum() < 3:
         raise ParameterError("fewer than 3 slices with mass: no axis tilt can be measured")
     weight = sampler.row_mass[keep] ** 2
     theta = geometry.angles_rad
+    fit = _Fit(theta, weight, _spread_harmonics(geometry.shifts_px[:, 1]))
     phi, step = 0.0, math.radians(0.05)
     for _ in range(iterations):
-        c0, jac = sampler.centroids_and_derivative(phi, step, keep)
-        phi += float(np.clip(_gauss_newton_step(c0, jac, weight, theta), -MAX_STEP, MAX_STEP))
-    c0, jac = sampler.centroids_and_derivative(phi, step, keep)
-    jack = [
-        _gauss_newton_step(np.delete(c0, i, 0), np.delete(jac, i, 0), weight, np.delete(theta, i))
-        for i in range(n)
-    ]
-    jack = np.asarray(jack)
+        at, ahead = sampler.fit_inputs(phi, step, keep)
+        gn = fit.gauss_newton_step(at, ahead, step)
+        phi += float(np.clip(gn, -MAX_STEP, MAX_STEP))
+    at, ahead = sampler.fit_inputs(phi, step, keep)
+    jack = np.asarray(
+        [
+            fit.without_view(i).gauss_newton_step(
+                [np.delete(x, i, 0) for x in at], [np.delete(x, i, 0) for x in ahead], step
+            )
+            for i in range(n)
+        ]
+    )
     sigma = math.sqrt((n - 1) / n * float(((jack - jack.mean()) ** 2).sum()))
-    tilt = math.degrees(phi + _gauss_newton_step(c0, jac, weight, theta))
+    tilt = math.degrees(phi + fit.gauss_newton_step(at, ahead, step))
     logger.info(
         "axis tilt %+.4f ± %.4f deg from %d slices of %d views",
         tilt,
@@ -157,7 +192,26 @@ def estimate_axis_tilt(
         int(keep.sum()),
         n,
     )
-    return AxisTilt(tilt, math.degrees(sigma), int(keep.sum()))
+    return AxisTilt(tilt, math.degrees(sigma), int(keep.sum()), n)
+
+
+def _untruncated_views(views: np.ndarray, margin: int) -> np.ndarray:
+    """The views whose outermost columns carry no mass (:data:`TRUNCATED_EDGE`), or all of
+    them, with a warning, when fewer than :data:`MIN_VIEWS` are left."""
+    edges = views[:, margin : views.shape[1] - margin][:, :, [0, -1]]
+    edge = ndimage.uniform_filter1d(edges, 5, axis=1).max(axis=(1, 2))  # 5 rows: noise down
+    use = edge <= TRUNCATED_EDGE * float(np.median(views.max(axis=2)))
+    if use.sum() < MIN_VIEWS:
+        warnings.warn(
+            f"the axis tilt: the sample reaches past the detector's edge in {int((~use).sum())} "
+            f"of {len(use)} views; all used, the estimate may be biased (docs/tilt.md)",
+            SxtdistWarning,
+            stacklevel=3,
+        )
+        return np.ones_like(use)
+    if not use.all():
+        logger.info("axis tilt: %d views cut by the detector's edge left out", int((~use).sum()))
+    return use
 
 
 class _Sampler:
@@ -183,14 +237,19 @@ class _Sampler:
         shifts[:, 0] = dy
         self.geometry = self.geometry.with_shifts(shifts)
 
-    def centroids_and_derivative(
+    def fit_inputs(
         self, phi: float, step: float, keep: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The kept slices' centroids at ``phi`` and their derivative in ``phi``, the views'
-        vertical shifts measured again at each (so the derivative carries theirs too)."""
-        c0 = self.centroids(phi, remeasure_dy=True)[:, keep]
-        c1 = self.centroids(phi + step, remeasure_dy=True)[:, keep]
-        return c0, (c1 - c0) / step
+    ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """The kept slices' centroids and the axis image's pixel phase at ``phi`` and at
+        ``phi + step``, the views' vertical shifts measured again at each (so the
+        difference carries theirs too)."""
+        return tuple(
+            (
+                self.centroids(p, remeasure_dy=True)[:, keep],
+                self.axis_phase(p)[:, keep],
+            )
+            for p in (phi, phi + step)
+        )
 
     def sample(self, phi: float) -> tuple[np.ndarray, np.ndarray]:
         """``(views, slices, cols)`` values of the slices under tilt ``phi``, read along the
@@ -216,6 +275,12 @@ class _Sampler:
             u_px[k] = u / p
         return values, u_px
 
+    def axis_phase(self, phi: float) -> np.ndarray:
+        """``(views, slices)`` column of the axis image where each view sees each slice under
+        tilt ``phi`` (pixels; only its fraction matters)."""
+        dx = self.geometry.shifts_px[:, 1] - self.geometry.center_offset_px[1]
+        return dx[:, None] + self.z[:, 0][None, :] * math.sin(phi) / self.geometry.pixel_size_nm
+
     def centroids(self, phi: float, remeasure_dy: bool = False) -> np.ndarray:
         """``(views, slices)`` centroids ``u`` (pixels) of the slices under tilt ``phi``; with
         ``remeasure_dy`` the views' vertical shifts are first measured on their slices."""
@@ -227,21 +292,53 @@ class _Sampler:
         return (s * u).sum(axis=2) / np.where(mass != 0, mass, 1.0)
 
 
-def _gauss_newton_step(
-    c: np.ndarray, jac: np.ndarray, weight: np.ndarray, theta: np.ndarray
-) -> float:
-    """The change of φ that best brings centroids ``c + jac Δ`` ``(views, slices)`` to the
-    form of the module doc (least squares, slices weighted)."""
-    q, _ = np.linalg.qr(np.stack([np.cos(theta), np.sin(theta)], axis=1))
-    w = weight / weight.sum()
+def _spread_harmonics(dx: np.ndarray) -> tuple[int, ...]:
+    """The pixel-phase harmonics that the views' horizontal shifts make identifiable."""
+    h = np.arange(1, PIXEL_PHASE_HARMONICS + 1)
+    spread = np.abs(np.exp(2j * np.pi * h[:, None] * dx[None, :]).mean(axis=1))
+    return tuple(int(k) for k in h[spread < PHASE_SPREAD])
 
-    def residual(x: np.ndarray) -> np.ndarray:
-        x = x - q @ (q.T @ x)  # each slice's sinusoid out
-        return x - (x @ w)[:, None]  # the views' terms out
 
-    rc, rj = residual(c), residual(jac)
-    den = float(((rj**2) @ w).sum())
-    return -float(((rc * rj) @ w).sum()) / den if den > 0 else 0.0
+@dataclass(frozen=True)
+class _Fit:
+    """The form of the module doc for the views at ``theta``, slices weighted by
+    ``weight``, with pixel-phase ``harmonics``."""
+
+    theta: np.ndarray
+    weight: np.ndarray
+    harmonics: tuple[int, ...]
+
+    def without_view(self, i: int) -> _Fit:
+        return _Fit(np.delete(self.theta, i), self.weight, self.harmonics)
+
+    def residual(self, c: np.ndarray, phase: np.ndarray) -> np.ndarray:
+        """What of the centroids ``c`` ``(views, slices)`` the form leaves, its terms (the
+        pixel phase's at ``phase``) fitted by least squares (flattened and scaled by the
+        square root of the slices' weights)."""
+        q, _ = np.linalg.qr(np.stack([np.cos(self.theta), np.sin(self.theta)], axis=1))
+        w = self.weight / self.weight.sum()
+
+        def project(x: np.ndarray) -> np.ndarray:
+            x = x - q @ (q.T @ x)  # each slice's sinusoid out
+            return x - (x @ w)[:, None]  # the views' terms out
+
+        sw = np.sqrt(np.broadcast_to(w, c.shape)).ravel()
+        r = project(c).ravel() * sw
+        if not self.harmonics:
+            return r
+        h = np.asarray(self.harmonics)[:, None, None] * (2 * np.pi * phase)
+        terms = np.stack([project(x).ravel() * sw for x in (*np.cos(h), *np.sin(h))], axis=1)
+        return r - terms @ np.linalg.lstsq(terms, r, rcond=None)[0]
+
+    def gauss_newton_step(
+        self, at: Sequence[np.ndarray], ahead: Sequence[np.ndarray], step: float
+    ) -> float:
+        """The change of φ that best brings the residual to zero, from the centroids and
+        pixel phases at φ (``at``) and at φ + ``step`` (``ahead``)."""
+        r0 = self.residual(*at)
+        jac = (self.residual(*ahead) - r0) / step
+        den = float(jac @ jac)
+        return -float(jac @ r0) / den if den > 0 else 0.0
 
 
 def measure_axis_tilt(

@@ -67,15 +67,25 @@ from ._options import ITERATIONS, execution_options, per_scan_float, scan_list
     "(--workers, or --max-jobs for a batch queue); run nothing, write nothing "
     "(docs/cluster.md).",
 )
+@click.option(
+    "--recalibrate",
+    is_flag=True,
+    help="With --dry-run: measure this machine's CPU rates again (about 15 s of CPU) and "
+    "cache them, e.g. when the cached ones were measured under load.",
+)
 @execution_options(backend=True)
-def command(acquisition, out, execution, dry_run, **recipe) -> None:
+def command(acquisition, out, execution, dry_run, recalibrate, **recipe) -> None:
     """Reconstruct ACQUISITION (both scans together by default) into the volume OUT."""
     recipe["scans"] = scan_list(recipe["scans"])
     recipe["weights"] = _weights(recipe["weights"])
+    if recalibrate and not dry_run:
+        raise ParameterError("--recalibrate goes with --dry-run")
     if dry_run:
         from ..estimate import estimate_reconstruction
 
-        estimate = estimate_reconstruction(acquisition, Reconstruction(**recipe), execution)
+        estimate = estimate_reconstruction(
+            acquisition, Reconstruction(**recipe), execution, recalibrate=recalibrate
+        )
         click.echo(estimate.describe())
         return
     reconstruct(acquisition, out, Reconstruction(**recipe), execution)
