@@ -165,3 +165,18 @@ def test_a_shift_with_few_compared_pixels_is_not_compared():
     limit = views_overlap(SHAPE, margin) < MIN_VIEW_OVERLAP
     assert np.all(ncc[limit] == -1.0)
     assert 0 < np.sum((ncc == -1.0) & ~limit) < 0.05 * limit.sum()
+
+
+def test_what_is_left_out_is_not_blurred_in_and_a_ramp_continues():
+    """The view is blurred as if the pixels outside its compared rectangle continued a
+    linear ramp: on a ramp whose outermost columns are dead and hot, the blurred
+    rectangle is the clean ramp's blur (its edge repeated instead is off by the slope)."""
+    y, x = np.mgrid[: SHAPE[0], : SHAPE[1]].astype(float)
+    clean = 0.05 * y - 0.2 * x
+    view = clean.copy()
+    view[:, 0], view[:, -1] = 0.0, 30.0
+    y0, y1, x0, x1 = compared_box(view)
+    assert (x0, x1) == (DETECTOR_EDGE_PX, SHAPE[1] - DETECTOR_EDGE_PX)
+    blurred = tasks.prepared_view(view, _settings())[0]
+    expected = gaussian_blur(clean, _settings().roi_blur_px)
+    np.testing.assert_allclose(blurred[y0:y1, x0:x1], expected[y0:y1, x0:x1], atol=1e-9)

@@ -107,10 +107,20 @@ def prepared_view(
     raw: np.ndarray, settings: PairSettings, margin: tuple[int, int] | None = None, binning: int = 1
 ) -> PreparedView:
     """:func:`prepare_roi_view` of an interior view already read: what lies outside its
-    compared rectangle does not enter the blur either (the rectangle's edge extended)."""
+    compared rectangle does not enter the blur either. The rectangle is extended by its
+    point reflection about its edge (``2 v[edge] - v[edge + k]``), which a linear ramp
+    continues exactly: its edge repeated instead (a flat extension) biased each blurred
+    edge pixel by the slope there, and the alignment lost 5-10 % RMS on every motion
+    family (``small``, 19 full views, seeds 401-403), the same with this extension as
+    with the true edge pixels blurred in."""
     y0, y1, x0, x1 = box = compared_box(raw)
     h, w = raw.shape
-    inside = np.pad(np.asarray(raw)[y0:y1, x0:x1], ((y0, h - y1), (x0, w - x1)), mode="edge")
+    inside = np.pad(
+        np.asarray(raw, np.float64)[y0:y1, x0:x1],
+        ((y0, h - y1), (x0, w - x1)),
+        mode="reflect",
+        reflect_type="odd",
+    )
     view = bin_image(gaussian_blur(inside, settings.roi_blur_px), binning)
     box = binned_box(box, binning)
     return view, spectrum_in_frame(view, box, margin or settings.margin), box
