@@ -101,6 +101,9 @@ class PairResult:
     intensity_samples: np.ndarray | None = field(default=None, repr=False)
     #: Where the peak was looked for (``None``: the whole map).
     window: SearchWindow | None = None
+    #: The share of the template view that the other view overlaps at the peak (1 for
+    #: an anchor: the full view covers the interior view and its search margin).
+    overlap: float = 1.0
 
 
 #: The least share of a view that a neighbour pair's two views overlap at a shift that is

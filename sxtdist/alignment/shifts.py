@@ -21,25 +21,48 @@ from scipy import optimize, sparse
 from .confidence import object_translation, view_uncertainty
 from .consistency import leave_full_views_out
 from .ncc import NccSurface
-from .pairs import PairResult, _pair_angles, peak_inside_map, per_pair, views_of
+from .pairs import MIN_VIEW_OVERLAP, PairResult, _pair_angles, peak_inside_map, per_pair, views_of
 
 
 def pair_weights(
     results: Sequence[PairResult], roi_angles: np.ndarray, anchor_scale_deg: float | None = None
 ) -> np.ndarray:
-    """Least-squares weight of each pair: 1 for neighbours, ``1 / (1 + (delta / s)^2)``
-    for an anchor ``delta`` degrees away (``s``: the interior angular step by default),
-    because the farther the anchor the more the object's rotation biases the peak."""
+    """Least-squares weight of each pair: ``1 / (1 + (delta / s)^2)`` for an anchor
+    ``delta`` degrees away (``s``: the interior angular step by default), because the
+    farther the anchor the more the object's rotation biases the peak; for neighbours
+    their :func:`overlap_weight`."""
     if anchor_scale_deg is None:
         a = np.sort(np.asarray(roi_angles, float))
         anchor_scale_deg = float(np.median(np.diff(a))) if a.size > 1 else 1.0
     s = max(float(anchor_scale_deg), 1e-6)
     return np.array(
         [
-            1.0 if r.pair.kind == "neighbour" else 1.0 / (1.0 + (r.pair.delta_deg / s) ** 2)
+            overlap_weight(r.overlap)
+            if r.pair.kind == "neighbour"
+            else 1.0 / (1.0 + (r.pair.delta_deg / s) ** 2)
             for r in results
         ]
     )
+
+
+def overlap_weight(overlap: float) -> float:
+    """The weight of a neighbour pair whose views overlap by ``overlap`` (a share of a
+    view) at its peak: 1 for views that overlap whole, falling linearly to nothing at the
+    overlap limit (:data:`~sxtdist.alignment.pairs.MIN_VIEW_OVERLAP`), but never below
+    :data:`MIN_OVERLAP_WEIGHT`. Only the part in
+    common is compared, and its features sit at other depths than the view's as a whole:
+    the rotation between the views moves them by other amounts than the rotation point
+    of :func:`solve_shifts` says. On the ``large`` motion family (19 full views, seeds
+    401-406) the pairs' RMS error in ``dx`` was 0.042 px with over 90 % in common, 0.061
+    at 70-80 %, 0.092 at 60-70 % and 0.24 at 50-60 % (largest 0.69 px); an anchor's
+    (whose full view covers the interior view) 0.04-0.07 px at any offset."""
+    share = (overlap - MIN_VIEW_OVERLAP) / (1.0 - MIN_VIEW_OVERLAP)
+    return float(np.clip(share, MIN_OVERLAP_WEIGHT, 1.0))
+
+
+#: The least weight of a neighbour pair (:func:`overlap_weight`): a row weighted to
+#: nothing has no misfit to read.
+MIN_OVERLAP_WEIGHT = 0.01
 
 
 #: Reweighting rounds at most, and the smallest robust standard deviation of the prior

@@ -249,7 +249,13 @@ def _register(
     if samples and pair.kind == "anchor" and pair.delta_deg <= settings.intensity_window_deg:
         at = (margin[0] + y0, margin[1] + x0)
         paired = _intensity_samples(tpl, ref, mask, shift, at, settings.max_samples, pair.i)
-    return PairResult(pair, ncc.astype(np.float32), shift, peak, quality, 0.0, paired, window)
+    overlap = 1.0
+    if pair.kind == "neighbour":
+        h, w = whole.shape
+        overlap = max(1.0 - abs(shift[0]) / h, 0.0) * max(1.0 - abs(shift[1]) / w, 0.0)
+    result = PairResult(pair, ncc.astype(np.float32), shift, peak, quality, 0.0, paired, window)
+    result.overlap = float(overlap)
+    return result
 
 
 def predicted_window(
