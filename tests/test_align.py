@@ -1386,3 +1386,32 @@ def test_gaussian_blur_is_ndimages(seed, shape, sigma):
     got = gaussian_blur(img, sigma)
     assert got.dtype == np.float64 and got.flags.c_contiguous
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_a_neighbour_pair_weighs_by_its_views_overlap():
+    """A neighbour pair whose views overlap by 55 % at its peak, 0.6 px off (what the
+    ``large`` family's did at that overlap): weighted by its overlap (a tenth) it moves
+    its views by 0.03 px; weighted as a whole overlap it moved them by 0.17."""
+    from sxtdist.alignment.shifts import overlap_weight, pair_weights
+
+    assert overlap_weight(1.0) == 1.0 and overlap_weight(0.75) == pytest.approx(0.5)
+    assert overlap_weight(0.5) == overlap_weight(0.3) > 0  # never nothing: a misfit to read
+    n = 12
+    angles = np.arange(n) * 2.0
+    flat = np.zeros((21, 21))
+
+    def solved(bias: float) -> np.ndarray:
+        results = []
+        for i in range(n):
+            results.append(PairResult(Pair("anchor", i, 0), flat, np.zeros(2), 0.99, 0.1))
+            if i + 1 < n:
+                r = PairResult(Pair("neighbour", i, i + 1), flat, np.zeros(2), 0.99, 0.1)
+                if i == 5:
+                    r.shift, r.overlap = np.array([0.0, bias]), 0.55
+                results.append(r)
+        w = pair_weights(results, angles)
+        assert w[next(k for k, r in enumerate(results) if r.overlap < 1)] == pytest.approx(0.1)
+        return solve_shifts(n, results, angles, np.zeros(1), False, robust_pairs=None)[0]
+
+    moved = np.abs(solved(0.6) - solved(0.0))
+    assert moved[:, 0].max() < 1e-9 and 0.01 < moved[5:7, 1].max() < 0.05, moved[:, 1]

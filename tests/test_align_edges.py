@@ -142,9 +142,12 @@ def test_a_neighbour_pairs_shifts_are_limited_by_its_views_overlap_not_its_recta
     margin = (24, 30)
     pa, pb = tasks.prepared_view(a, s, margin), tasks.prepared_view(b, s, margin)
     assert pa[2] != (0, SHAPE[0], 0, SHAPE[1]) and pb[2][3] < SHAPE[1] - 5
-    ncc = tasks._register(Pair("neighbour", 0, 1), pa, pb, margin, s, None).ncc
+    result = tasks._register(Pair("neighbour", 0, 1), pa, pb, margin, s, None)
+    ncc = result.ncc
     limit = views_overlap(SHAPE, margin) < MIN_VIEW_OVERLAP
     assert limit.any() and not limit.all()
+    sy, sx = np.abs(result.shift)  # the overlap at the peak, which weighs the pair
+    assert result.overlap == pytest.approx((1 - sy / SHAPE[0]) * (1 - sx / SHAPE[1]))
     np.testing.assert_array_equal(ncc == -1.0, limit)
 
 
