@@ -59,6 +59,9 @@ from .outputs import check_output, install, remove, writing
 SCHEMA_VERSION = 1
 SCAN_NAMES = ("full", "roi")
 KEY = "sxtdist"
+#: Key of the metadata naming a scan whose projections are being replaced (:func:`add_scan`):
+#: from the swap until its new metadata are written, the acquisition is refused.
+REPLACING = "replacing_scan"
 #: Detector rows per inner chunk of a projection array (a band at full width). A block
 #: of ``R`` rows then decodes at most ``R + 2 (ROW_BAND - 1)`` rows of each view: with
 #: blocks of 32 rows and a halo of 4, 1.2x the bytes it needs (benchmarks/bench_io.py).
@@ -289,15 +292,22 @@ class Acquisition:
         return self.meta.get("truth")
 
     def update_scan(self, name: str, **changes: Any) -> None:
-        """Change per-scan metadata (e.g. ``shifts_px``) and write it to disk."""
-        scans = dict(self.meta["scans"])
-        entry = dict(scans[name])
-        entry.update({k: _jsonable(v) for k, v in changes.items()})
-        _check_scan_meta(self.path, name, entry, self.scans[name].array.shape)
-        scans[name] = entry
+        """Change per-scan metadata (e.g. ``shifts_px``) and write it to disk.
+
+        The metadata are read again under the acquisition's lock and only this scan's
+        entry is changed, so what another handle stored since this one was opened (an
+        edit of the other scan, a scan an import added) is kept.
+        """
         with write_lock(self.path):  # not while an import or another edit writes it
-            self.meta["scans"] = scans
-            self.group.attrs[KEY] = self.meta
+            root = zarr.open_group(self.path, mode="r+")
+            meta = _current_meta(self.path, root)
+            if name not in meta["scans"] or name not in root:
+                raise InputError(self.path, f"has no scan {name!r} any more (removed meanwhile?)")
+            entry = {**meta["scans"][name], **{k: _jsonable(v) for k, v in changes.items()}}
+            _check_scan_meta(self.path, name, entry, root[name]["0"].shape)
+            meta["scans"] = {**meta["scans"], name: entry}
+            root.attrs[KEY] = meta
+        self.meta = meta
         self.scans[name].meta = entry
 
     def set_shifts(self, name: str, shifts_px: np.ndarray, **alignment: Any) -> None:
@@ -375,12 +385,13 @@ def create_acquisition(
                 ngff.VOLUME_AXES,
                 chunks=[(min(TRUTH_CHUNK_Z, shape[0]), 256, 256)],
             )
+            level0 = ngff.for_writing(group["0"])
             if isinstance(truth, Stream):
-                write_stream(group["0"], truth)
+                write_stream(level0, truth)
             else:
                 da.store(
-                    da.asarray(truth).astype(np.float32).rechunk(group["0"].chunks),
-                    group["0"],
+                    da.asarray(truth).astype(np.float32).rechunk(level0.chunks),
+                    level0,
                     lock=False,
                 )
             ngff.update_display_window(group, TRUTH_LABEL)
@@ -464,7 +475,7 @@ def write_projections(
             shards=[shards],
             fill_value=float("nan"),
         )
-        arr = group["0"]
+        arr = ngff.for_writing(group["0"])
     if isinstance(data, Stream):
         counted = _counting(data.pieces)
         pieces = (verified(x, i) for i, x in counted)
@@ -505,7 +516,10 @@ def add_scan(
 
     The scan is written to a temporary group beside the others and renamed into
     place when complete; the metadata entry is added last, so an interrupted
-    write leaves the acquisition as it was.
+    write leaves the acquisition as it was. A scan being replaced is first named in
+    the metadata (:data:`REPLACING`): if the write stops between the swap and its
+    new metadata, the acquisition is refused on open (never new projections read
+    with the old angles and shifts) until the scan is imported again with ``overwrite``.
 
     Parameters
     ----------
@@ -525,7 +539,11 @@ def add_scan(
         raise ParameterError(f"unknown scan {name!r} (choose from {', '.join(SCAN_NAMES)})")
     check_output(path, "acquisition", inputs=inputs, resume=True)
     with write_lock(path):
-        acq = open_acquisition(path, mode="r+")
+        group = open_sxtdist_group(path, mode="r+")
+        if overwrite and group.attrs[KEY].get(REPLACING) == name:
+            acq = Acquisition(path, group)  # this scan's interrupted replacement, done again
+        else:
+            acq = open_acquisition(path, mode="r+")
         if name in acq.scans and not overwrite:
             raise OutputExistsError(
                 os.path.join(path, name), f"scan already exists ({use_overwrite()})"
@@ -536,11 +554,13 @@ def add_scan(
         remove(tmp_dir)  # left by an interrupted run
         try:
             smeta = _write_scan(root, tmp_name, scan, path)
-            # swapped in whole: until then the old scan (if any) is as it was
-            install(tmp_dir, os.path.join(path, name))
         except BaseException:
             remove(tmp_dir)
             raise
+        if name in acq.scans:  # from here until its metadata are written, refused on open
+            root.attrs[KEY] = {**acq.meta, REPLACING: name}
+        # swapped in whole: until then the old scan (if any) is as it was
+        install(tmp_dir, os.path.join(path, name))
         _register_scan(path, name, smeta)
     return open_acquisition(path)
 
@@ -549,7 +569,7 @@ def _register_scan(path: str, name: str, smeta: dict[str, Any]) -> None:
     root = zarr.open_group(path, mode="r+")
     p = float(smeta["pixel_size_nm"])
     ngff.set_multiscale_metadata(root[name], [[1.0, p, p]], ngff.PROJECTION_AXES, name)
-    meta = dict(root.attrs[KEY])
+    meta = {k: v for k, v in root.attrs[KEY].items() if k != REPLACING}
     meta["scans"] = {**meta["scans"], name: smeta}
     root.attrs[KEY] = meta  # last: the scan exists for readers only from here
 
@@ -583,7 +603,7 @@ def convert_layout(
                 chunks=[level0.chunks],
                 shards=[level0.shards],
             )
-            da.store(da.from_zarr(level0), group["0"], lock=False)
+            da.store(da.from_zarr(level0), ngff.for_writing(group["0"]), lock=False)
             ngff.update_display_window(group, TRUTH_LABEL)
         root.attrs[KEY] = acq.meta
     return open_acquisition(out)
@@ -601,9 +621,7 @@ def open_acquisition(path: str | os.PathLike[str], mode: str = "r+") -> Acquisit
     """
     path = os.fspath(path)
     group = open_sxtdist_group(path, mode=mode)
-    meta = group.attrs[KEY]
-    if meta.get("kind", "acquisition") != "acquisition":
-        raise InputError(path, f"is a {meta.get('kind')}, not an acquisition dataset")
+    meta = _current_meta(path, group)
     scans = meta.get("scans")
     if not isinstance(scans, dict) or not scans:
         raise InputError(path, "has no scans in its sxtdist metadata")
@@ -636,6 +654,21 @@ def open_acquisition(path: str | os.PathLike[str], mode: str = "r+") -> Acquisit
         if "truth" not in group:
             raise InputError(os.path.join(path, "truth"), "listed in metadata but missing on disk")
     return Acquisition(path, group)
+
+
+def _current_meta(path: str, group: zarr.Group) -> dict[str, Any]:
+    """The acquisition's ``sxtdist`` metadata as ``group`` holds them; refused when they are
+    not an acquisition's, or while a scan's replacement is unfinished (:data:`REPLACING`)."""
+    meta = dict(group.attrs[KEY])
+    if meta.get("kind", "acquisition") != "acquisition":
+        raise InputError(path, f"is a {meta.get('kind')}, not an acquisition dataset")
+    if REPLACING in meta:
+        raise InputError(
+            path,
+            f"scan {meta[REPLACING]!r} was being replaced when a write stopped (its projections "
+            f"may not match its metadata): import it again ({use_overwrite()})",
+        )
+    return meta
 
 
 def open_sxtdist_group(path: str, mode: str = "r") -> zarr.Group:

@@ -87,6 +87,15 @@ def command_line_words() -> Iterator[None]:
         _cli_words = before
 
 
+def keyword(name: str, cli: str | None = None) -> str:
+    """:func:`option` for a keyword parameter ``name`` whose flag is ``--name-with-dashes``.
+
+    ``keyword("pixel_size_nm")`` is ``"--pixel-size-nm"`` on the command line and
+    ``"pixel_size_nm="`` from Python; ``cli`` names a flag spelled otherwise.
+    """
+    return option(cli or "--" + name.replace("_", "-"), f"{name}=")
+
+
 def use_overwrite(to: str = "replace it") -> str:
     """``"use --overwrite to replace it"`` (or ``overwrite=True`` from Python)."""
     return f"use {option('--overwrite', 'overwrite=True')} to {to}"

@@ -1,7 +1,8 @@
 """One writer per output: an operating-system lock on a file beside the output.
 
-The lock of ``path`` is the file ``.<name>.sxtdist-lock`` in ``path``'s parent
-directory (beside the output, so it protects the path whatever is put there: an
+The lock of ``path`` is the file ``.<name>.sxtdist-lock`` in the parent directory of
+``path`` resolved (through symbolic links: every spelling of one output has one lock),
+(beside the output, so it protects the path whatever is put there: an
 output replaced by renaming keeps its lock). It is held with ``fcntl.flock``, which
 the kernel releases when its holder dies: a lock left by a killed run is free at
 once, and taking it over is as atomic as taking a fresh one (the old protocol, read
@@ -29,8 +30,9 @@ LOCK_SUFFIX = ".sxtdist-lock"
 
 
 def lock_path(path: str | os.PathLike[str]) -> str:
-    """The lock file of the output ``path``."""
-    path = os.path.abspath(os.fspath(path))
+    """The lock file of the output ``path``, beside it once resolved: every spelling of one
+    output (through a symbolic link, ``..``) has the same lock."""
+    path = os.path.realpath(os.fspath(path))
     parent, name = os.path.split(path)
     return os.path.join(parent, f".{name}{LOCK_SUFFIX}")
 

@@ -1,8 +1,8 @@
 """Which paths a command may write, and how it replaces one: the one ownership rule.
 
 Every command that writes (``reconstruct``, ``simulate``, ``import``, ``rechunk``, ``export``,
-``batch``, ``align``'s report, ``report``, ``demo`` and their Python functions) goes through
-:func:`check_output` and :func:`writing`:
+``batch``, ``align``'s report, ``report``, ``preview``, ``demo`` and their Python functions)
+goes through :func:`check_output` and :func:`writing`:
 
 - An output is never a path that is, contains or lies inside one of the command's
   inputs. Paths are compared resolved (symbolic links, ``..``) and by identity
@@ -10,7 +10,8 @@ Every command that writes (``reconstruct``, ``simulate``, ``import``, ``rechunk`
   exists, with or without ``overwrite``.
 - An existing output is replaced only with ``overwrite``, and only when sxtdist
   wrote it and recognises it as the same kind (:func:`recognise`): a volume for
-  ``reconstruct``, an acquisition for ``simulate``, a file ``export`` made. A folder
+  ``reconstruct``, an acquisition for ``simulate``, a file ``export`` made, a report
+  folder holding :data:`REPORT_MARK`, a PNG whose text says sxtdist wrote it. A folder
   or file that sxtdist did not write is never replaced; an empty folder may be
   written into.
 - A replacement is written beside the output (``.<name>.sxtdist-partial``) and
@@ -37,13 +38,20 @@ from .errors import InputError, OutputExistsError, use_overwrite
 from .lock import write_lock
 
 #: Kinds of output sxtdist writes and recognises.
-KINDS = ("volume", "acquisition", "export", "alignment-report", "report", "summary")
+KINDS = (
+    "volume",
+    "acquisition",
+    "export",
+    "alignment-report",
+    "report",
+    "summary",
+    "preview",
+)
 #: Suffix of the folder or file a replacement is written to, beside the output.
 PARTIAL_SUFFIX = ".sxtdist-partial"
-#: The file that marks an alignment report folder as sxtdist's.
+#: The file that marks an alignment report folder as sxtdist's (its only sign: a folder
+#: of a user's that holds a ``shifts.csv`` is the user's).
 REPORT_MARK = "sxtdist-report.json"
-#: What an alignment report folder held before it had :data:`REPORT_MARK`.
-REPORT_FILES = frozenset({"shifts.csv", "pairs.csv", "alignment.png", REPORT_MARK})
 
 
 def partial_path(path: str | os.PathLike[str]) -> str:
@@ -103,8 +111,8 @@ def _read_json(path: str) -> dict:
 
 
 def _recognise_dir(path: str) -> str | None:
-    entries = set(os.listdir(path))
-    if REPORT_MARK in entries or ("shifts.csv" in entries and entries <= REPORT_FILES):
+    mark = _read_json(os.path.join(path, REPORT_MARK))
+    if mark.get("kind") == "alignment-report":
         return "alignment-report"
     attrs = _read_json(os.path.join(path, "zarr.json")).get("attributes") or {}
     if not attrs:  # Zarr v2 (an NGFF 0.4 export)

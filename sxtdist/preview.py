@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .dataset import Acquisition, open_acquisition
-from .errors import InputError, OutputExistsError, ParameterError, SxtdistError
+from .errors import ParameterError, SxtdistError
 from .execution import Execution
 from .fbp import FILTERS, axis_sinogram, combine, fbp, rows_for_slice, sample_positions
 from .geometry import VolumeGrid, default_grid
+from .outputs import check_output, register_file_kind, writing
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,22 @@ logger = logging.getLogger(__name__)
 PANEL_PX = 512
 RING_RGB = (230, 25, 25)
 LAYOUT_KEY = "Description"
+#: The layout's ``kind``: how ``--overwrite`` recognises a preview sxtdist wrote.
+LAYOUT_KIND = "sxtdist preview"
+
+
+def _is_ours(path: str) -> bool:
+    """A PNG whose layout text says sxtdist's preview wrote it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return False
+    mark = f'{LAYOUT_KEY}\x00{{"kind": "{LAYOUT_KIND}"'.encode()
+    return head.startswith(b"\x89PNG") and mark in head
+
+
+register_file_kind("preview", _is_ours)
 
 
 @dataclass(frozen=True)
@@ -122,13 +139,10 @@ def preview(
         else open_acquisition(acquisition, mode="r")
     )
     png = os.fspath(out) if out is not None else _default_png(acq.path)
-    _check_output(png, acq.path, ex.overwrite, "a file")
+    # before the work: each replaces only an earlier preview PNG, an sxtdist volume
+    check_output(png, "preview", inputs=[acq.path], overwrite=ex.overwrite)
     if opts.volume is not None:
-        _check_output(os.fspath(opts.volume), acq.path, ex.overwrite, "a volume")
-        from .volume import is_volume
-
-        if os.path.exists(opts.volume) and not is_volume(opts.volume):
-            raise InputError(opts.volume, "exists and is not an sxtdist volume: not replaced")
+        check_output(opts.volume, "volume", inputs=[acq.path], overwrite=ex.overwrite)
     backend = _backend(ex.backend)
     grid = default_grid([s.geometry for s in acq.scans.values()])
     z_index = _slice_indices(opts.slices, grid.nz)
@@ -147,7 +161,8 @@ def preview(
         combined.append(combine(one, grid, roi_radius))
     result.slices = {n: np.stack(v) for n, v in per_scan.items()}
     result.slices["combined"] = np.stack(combined)
-    write_png(result, acq, opts.panel_px)
+    with writing(png, "preview", inputs=[acq.path], overwrite=ex.overwrite) as target:
+        write_png(result, acq, opts.panel_px, target.write_path)
     if opts.volume is not None:
         result.volume = _write_volume(acq, opts, backend, ex.overwrite)
     result.seconds = time.perf_counter() - t0
@@ -210,20 +225,16 @@ def _default_png(acq_path: str) -> str:
     return os.path.abspath(f"{stem}_preview.png")
 
 
-def _check_output(path: str, acq_path: str, overwrite: bool, what: str) -> None:
-    """Never inside the acquisition; an existing output only with ``overwrite``."""
-    real, inside = os.path.realpath(path), os.path.realpath(acq_path)
-    if real == inside or real.startswith(inside + os.sep):
-        raise InputError(path, f"is inside the acquisition {acq_path}; write {what} elsewhere")
-    if os.path.exists(path) and not overwrite:
-        raise OutputExistsError(path, "already exists (use --overwrite to replace it)")
-
-
 # -- the picture ----------------------------------------------------------------------------
 
 
-def write_png(result: Preview, acq: Acquisition, panel_px: int = PANEL_PX) -> dict:
-    """Lay the slices out as a PNG (written beside and renamed); returns the layout."""
+def write_png(
+    result: Preview, acq: Acquisition, panel_px: int = PANEL_PX, path: str | None = None
+) -> dict:
+    """Lay the slices out as a PNG at ``path`` (default ``result.png``); returns the layout.
+
+    :func:`preview` writes it beside its output and swaps it in (:func:`sxtdist.outputs.writing`).
+    """
     from matplotlib.figure import Figure
 
     columns = list(result.slices)
@@ -270,7 +281,7 @@ def write_png(result: Preview, acq: Acquisition, panel_px: int = PANEL_PX) -> di
         )
     )
     layout = {
-        "kind": "sxtdist preview",
+        "kind": LAYOUT_KIND,
         "acquisition": os.path.abspath(acq.path),
         "panels": panels,
         "bin": f,
@@ -285,13 +296,9 @@ def write_png(result: Preview, acq: Acquisition, panel_px: int = PANEL_PX) -> di
     fig.figimage(canvas, 0, 0, origin="upper", resize=False)
     for x, y, text in labels:
         fig.text(x / width, 1.0 - y / height, text, fontsize=8, va="center", ha="left")
-    tmp = result.png + ".partial.png"
-    try:
-        fig.savefig(tmp, dpi=dpi, metadata={LAYOUT_KEY: json.dumps(layout)})
-        os.replace(tmp, result.png)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    fig.savefig(
+        path or result.png, dpi=dpi, format="png", metadata={LAYOUT_KEY: json.dumps(layout)}
+    )
     return layout
 
 
@@ -343,22 +350,19 @@ def _write_volume(acq: Acquisition, opts: PreviewOptions, backend: str, overwrit
         }
         vol[k] = combine(one, grid, roi_radius)
     out = os.fspath(opts.volume)
-    v = create_volume(
-        out,
-        grid,
-        shard_z=nz,
-        chunk_z=min(nz, 64),
-        attributes={
-            "provenance": {
-                "input": os.path.abspath(acq.path),
-                "method": f"fbp preview ({opts.filter_type}, {backend})",
-                "binning": b,
-                "scans": list(acq.scans),
-            }
-        },
-        overwrite=overwrite,
-    )
-    v.write_slices(0, vol)
-    v.finalize()
+    attributes = {
+        "provenance": {
+            "input": os.path.abspath(acq.path),
+            "method": f"fbp preview ({opts.filter_type}, {backend})",
+            "binning": b,
+            "scans": list(acq.scans),
+        }
+    }
+    with writing(out, "volume", inputs=[acq.path], overwrite=overwrite) as target:
+        v = create_volume(
+            target.write_path, grid, shard_z=nz, chunk_z=min(nz, 64), attributes=attributes
+        )
+        v.write_slices(0, vol)
+        v.finalize()
     logger.info("preview volume %s: %s voxels of %g nm", out, grid.shape, grid.voxel_size_nm)
     return out

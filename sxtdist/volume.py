@@ -95,7 +95,7 @@ class Volume:
 
         The caller writes whole shards (the block plan aligns blocks to them).
         """
-        arr = self.group["0"]
+        arr = ngff.for_writing(self.group["0"])
         arr[z0 : z0 + data.shape[0]] = np.asarray(data, dtype=np.float32)
 
     def finalize(self, **meta: Any) -> int:

@@ -12,7 +12,7 @@ import zarr
 from ome_zarr_models import open_ome_zarr
 
 import sxtdist
-from sxtdist.dataset import ScanData, read_projection
+from sxtdist.dataset import ScanData, add_scan, read_projection
 from sxtdist.errors import InputError, OutputExistsError
 
 
@@ -168,3 +168,61 @@ def test_info_acquisition(tiny_acq, run_cli):
         "truth",
     ):
         assert word in out
+
+
+def test_update_scan_keeps_what_another_handle_stored(tmp_path):
+    """An edit through a handle opened earlier (a long ``align``) keeps the other scan's
+    changes and a scan an import added meanwhile (review finding 4)."""
+    scans = _scans(np.random.default_rng(4))
+    path = str(tmp_path / "a.zarr")
+    sxtdist.create_acquisition(path, {"full": scans["full"]})
+    early = sxtdist.open_acquisition(path)
+    add_scan(path, "roi", scans["roi"])
+    other = sxtdist.open_acquisition(path)
+    other.update_scan("roi", zone_plate_ozw_nm=42.0)
+    early.update_scan("full", zone_plate_ozw_nm=35.0)
+    again = sxtdist.open_acquisition(path)
+    assert set(again.scans) == {"full", "roi"}
+    assert again["roi"].zone_plate_ozw_nm == 42.0 and again["full"].zone_plate_ozw_nm == 35.0
+    other.update_scan("roi", energy_ev=520.0)  # and the other way round
+    again = sxtdist.open_acquisition(path)
+    assert (again["full"].zone_plate_ozw_nm, again["roi"].energy_ev) == (35.0, 520.0)
+
+
+def test_a_replacement_stopped_after_the_swap_is_refused_until_done_again(
+    tmp_path, monkeypatch, run_cli
+):
+    """New projections never open under the old scan's metadata (review finding 11)."""
+    import errno
+
+    import sxtdist.dataset as dataset
+
+    scans = _scans(np.random.default_rng(5))
+    path = str(tmp_path / "a.zarr")
+    sxtdist.create_acquisition(path, scans)
+    handle = sxtdist.open_acquisition(path)
+    new = ScanData(
+        data=np.full((7, 16, 10), 0.25, np.float32),
+        angles_deg=np.linspace(10, 190, 7),
+        pixel_size_nm=25.0,
+    )
+
+    def disk_full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(dataset, "_register_scan", disk_full)
+        with pytest.raises(OSError):
+            add_scan(path, "roi", new, overwrite=True)
+    with pytest.raises(InputError, match="scan 'roi' was being replaced when a write stopped"):
+        sxtdist.open_acquisition(path)
+    with pytest.raises(InputError, match="was being replaced"):
+        handle.update_scan("full", energy_ev=500.0)
+    code, _, err = run_cli("info", path)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(InputError, match="was being replaced"):  # another scan: not yet
+        add_scan(path, "full", scans["full"], overwrite=True)
+    acq = add_scan(path, "roi", new, overwrite=True)  # the same import again
+    np.testing.assert_array_equal(acq["roi"].geometry.angles_deg, new.angles_deg)
+    np.testing.assert_array_equal(acq["roi"].read(), new.data)
+    assert acq["full"].zone_plate_ozw_nm == 60.0

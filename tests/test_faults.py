@@ -17,7 +17,8 @@ import pytest
 
 import sxtdist
 from sxtdist.batch import read_summary
-from sxtdist.lock import lock_path
+from sxtdist.errors import OutputLockedError
+from sxtdist.lock import lock_path, write_lock
 from sxtdist.runner import reconstruct
 from sxtdist.volume import open_volume
 
@@ -297,3 +298,19 @@ def test_stale_lock_taken_over_by_exactly_one_of_20_processes_each_round(tmp_pat
     counts = json.loads(r.stdout)
     assert counts == [1] * 50, counts
     assert not os.path.exists(lock_path(tmp_path / "v.zarr"))
+
+
+def test_every_spelling_of_one_output_has_the_same_lock(tmp_path):
+    """Through a symbolic link to its folder, or the output a link itself: one lock."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    (tmp_path / "alias.zarr").symlink_to(real / "v.zarr")
+    with write_lock(real / "v.zarr"):
+        for spelling in (tmp_path / "link" / "v.zarr", tmp_path / "alias.zarr"):
+            with pytest.raises(OutputLockedError, match="is being written by pid"):
+                with write_lock(spelling):
+                    pass
+    with write_lock(tmp_path / "link" / "v.zarr"):  # free again, whichever way it is named
+        pass
+    assert os.listdir(real) == []

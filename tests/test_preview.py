@@ -199,17 +199,28 @@ def test_preview_outputs_and_refusals(tiny_copy, tmp_path, run_cli):
     assert v.status == "complete" and v.shape == (8, 16, 16)
     assert v.meta["provenance"]["method"].startswith("fbp preview")
     before = out.read_bytes()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
     for args, words in (
         (["--out", out], ["already exists", "--overwrite"]),
-        (["--out", os.path.join(tiny_copy, "p.png")], ["inside the acquisition"]),
+        (["--out", os.path.join(tiny_copy, "p.png")], ["lies inside the input"]),
         (["--out", tmp_path / "q.png", "--z", "4,99"], ["--z", "0..31"]),
-        (["--out", tmp_path / "q.png", "--volume", tmp_path, "--overwrite"], ["not an sxtdist"]),
+        (
+            ["--out", tmp_path / "q.png", "--volume", tmp_path, "--overwrite"],
+            ["contains the input"],
+        ),
+        (
+            ["--out", tmp_path / "q.png", "--volume", mine, "--overwrite"],
+            ["not written by sxtdist"],
+        ),
     ):
         code, _, err = run_cli("preview", tiny_copy, *args)
         assert code == 2 and all(w in err for w in words), err
         assert len(err.strip().splitlines()) == 1, err
     assert out.read_bytes() == before
     assert not (tmp_path / "q.png").exists()
+    assert (mine / "notes.txt").read_text() == "mine"
     assert run_cli("preview", tiny_copy, "--out", out, "--overwrite", "--slices", "1")[0] == 0
     assert Image.open(out).height < Image.open(tmp_path / "p.png").height + 1
 

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from ..errors import InputError, SxtdistWarning
+from ..errors import InputError, SxtdistWarning, keyword
 
 #: Integer pixel types read as raw detector counts (TIFF, MRC modes 0, 1, 6, HDF5).
 COUNT_KINDS = "ui"
@@ -43,7 +43,7 @@ def check_pixel_type(where: str, dtype: np.dtype, counts_ok: bool) -> np.dtype:
         raise InputError(
             where,
             f"pixels are integers ({dtype}), read as raw detector counts: give their flat "
-            "field (--flat); transmission or optical depth must be floating point",
+            f"field ({keyword('flat')}); transmission or optical depth must be floating point",
         )
     return dtype
 

@@ -32,12 +32,12 @@ from ..dataset import (
     create_acquisition,
     open_acquisition,
 )
-from ..errors import InputError, OutputExistsError, ParameterError, use_overwrite
+from ..errors import InputError, OutputExistsError, ParameterError, keyword, use_overwrite
 from ..outputs import check_output, recognise
 from . import mrc, nxtomo, tiff, txrm
 from .checks import check_finite, check_pixel_type
 from .imod import xf_alignment
-from .metadata import OPTIONS, ScanPhysics, check_axis_tilt, check_center_offset
+from .metadata import ScanPhysics, check_axis_tilt, check_center_offset, physics_option
 from .source import FrameSource, read_angles_file
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def guess_format(path: str) -> str:
     raise InputError(
         path,
         "unknown file type (TIFF .tif/.tiff, MRC .mrc/.st/.ali, NXtomo .nx/.nxs/.h5, "
-        "Xradia .txrm/.xrm); name it with --format",
+        f"Xradia .txrm/.xrm); name it with {keyword('fmt', '--format')}",
     )
 
 
@@ -152,10 +152,13 @@ class ImportOptions:
     def __post_init__(self) -> None:
         if self.fmt is not None and self.fmt not in READERS:
             raise ParameterError(
-                f"--format: unknown format {self.fmt!r} (choose from {', '.join(READERS)})"
+                f"{keyword('fmt', '--format')}: unknown format {self.fmt!r} "
+                f"(choose from {', '.join(READERS)})"
             )
         if self.values not in VALUES:
-            raise ParameterError(f"--values: {self.values!r} is not one of {', '.join(VALUES)}")
+            raise ParameterError(
+                f"{keyword('values')}: {self.values!r} is not one of {', '.join(VALUES)}"
+            )
         if self.frames_per_chunk < 1:
             raise ParameterError("frames per chunk must be at least 1")
         object.__setattr__(
@@ -163,14 +166,15 @@ class ImportOptions:
         )
         object.__setattr__(self, "axis_tilt_deg", check_axis_tilt(self.axis_tilt_deg))
         if self.xf is not None and self.axis_tilt_deg:
-            raise ParameterError("give --axis-tilt-deg or --xf (which has the tilt), not both")
+            raise ParameterError(
+                f"give {keyword('axis_tilt_deg')} or {keyword('xf')} (which has the tilt), not both"
+            )
 
     def check_format(self, fmt: str) -> None:
         """Refuse options the reader ``fmt`` does not use (a silently ignored path would mislead)."""
         for name, only in READER_ONLY.items():
             if getattr(self, name) is not None and fmt != only:
-                option = "--" + name.replace("_", "-")
-                raise ParameterError(f"{option} applies to {only} sources, not {fmt}")
+                raise ParameterError(f"{keyword(name)} applies to {only} sources, not {fmt}")
 
 
 def open_source(
@@ -189,16 +193,20 @@ def open_source(
         raise InputError(path, "no such file or directory")
     fmt = fmt or guess_format(path)
     if fmt not in READERS:
-        raise ParameterError(f"--format: unknown format {fmt!r} (choose from {', '.join(READERS)})")
+        raise ParameterError(
+            f"{keyword('fmt', '--format')}: unknown format {fmt!r} (choose from {', '.join(READERS)})"
+        )
     o = options or ImportOptions()
     if fmt == "nxtomo":
         layout = nxtomo.HdfLayout(o.data_path, o.angles_path, o.image_key_path)
         if frames != "projections":  # a file of flats or darks: its own paths, keys searched
             own = o.flat_data_path if frames == "flats" else o.dark_data_path
-            option = "--flat-data-path" if frames == "flats" else "--dark-data-path"
+            option = keyword("flat_data_path" if frames == "flats" else "dark_data_path")
             layout = nxtomo.HdfLayout(
                 own or o.data_path,
-                data_option=option if own else f"--data-path; give {option} for this file",
+                data_option=option
+                if own
+                else f"{keyword('data_path')}; give {option} for this file",
             )
         return nxtomo.open_nxtomo(path, layout, frames)
     if fmt == "tiff" and frames == "projections":
@@ -289,20 +297,7 @@ def _import_open(
     source = src.path
     n, rows, cols = src.shape
     ang = _angles(src, opts.angles, opts.angle_range)  # checked as the scan is written
-    stated = opts.physics.given()
-    physics = {
-        "pixel_size_nm": src.pixel_size_nm,
-        "energy_ev": src.energy_ev,
-        "exposure_s": src.exposure_s,
-    }
-    for key, value in stated.items():
-        if physics.get(key) is not None and not np.isclose(physics[key], value):
-            logger.info(
-                "%s says %s %g; using %g (%s)", source, key, physics[key], value, OPTIONS[key]
-            )
-        physics[key] = value
-    if physics["pixel_size_nm"] is None:
-        raise InputError(source, "has no pixel size; give --pixel-size-nm")
+    physics = _physics(src, opts.physics)
     xf = None if opts.xf is None else xf_alignment(opts.xf, n)
     pixel = float(physics["pixel_size_nm"])
     flat_img = _field(opts, "flats", src)
@@ -344,7 +339,9 @@ def _import_open(
         acq = _write_scan(acquisition, scan, scan_data, overwrite, _inputs(source, opts))
     if xf is not None:
         acq.set_shifts(scan, xf.shifts_px, method="imod xf", file=os.path.abspath(opts.xf))
-    missing = [OPTIONS[k] for k in ("zone_plate_ozw_nm", "energy_ev") if physics.get(k) is None]
+    missing = [
+        physics_option(k) for k in ("zone_plate_ozw_nm", "energy_ev") if physics.get(k) is None
+    ]
     if missing:
         logger.info(
             "scan %r has no %s (set with sxtdist edit; the PSF model needs the zone plate)",
@@ -353,6 +350,29 @@ def _import_open(
         )
     logger.info("wrote scan %r: %d projections, %g nm pixels", scan, n, pixel)
     return acq
+
+
+def _physics(src: FrameSource, given: ScanPhysics) -> dict[str, float | None]:
+    """The file's physical values, overridden by those the user gave (a difference is logged)."""
+    physics = {
+        "pixel_size_nm": src.pixel_size_nm,
+        "energy_ev": src.energy_ev,
+        "exposure_s": src.exposure_s,
+    }
+    for key, value in given.given().items():
+        if physics.get(key) is not None and not np.isclose(physics[key], value):
+            logger.info(
+                "%s says %s %g; using %g (%s)",
+                src.path,
+                key,
+                physics[key],
+                value,
+                physics_option(key),
+            )
+        physics[key] = value
+    if physics["pixel_size_nm"] is None:
+        raise InputError(src.path, f"has no pixel size; give {physics_option('pixel_size_nm')}")
+    return physics
 
 
 def _write_scan(
@@ -398,7 +418,7 @@ def _angles(
             where = os.fspath(angles)
             ang = read_angles_file(where)
         else:
-            where = "--angles"
+            where = keyword("angles")
             ang = np.asarray(angles, float).reshape(-1)
     elif src.angles_deg is not None:
         where, ang = src.extra.get("angles_file") or src.path, np.asarray(src.angles_deg, float)
@@ -407,7 +427,9 @@ def _angles(
         return np.linspace(start, stop, n)
     else:
         raise InputError(
-            src.path, "has no rotation angles; give --angles FILE or --angle-range START:STOP"
+            src.path,
+            f"has no rotation angles; give {keyword('angles')} (a file or values) or "
+            f"{keyword('angle_range')} (start, stop)",
         )
     if ang.size != n:
         raise InputError(where, f"{ang.size} angles for {n} frames in {src.path}")
@@ -443,13 +465,15 @@ def _mode(values: str, flat: np.ndarray | None, dark: np.ndarray | None, src: Fr
             return "intensity"
         if src.values == "intensity":
             raise InputError(
-                src.path, "holds raw detector counts but no flat field; give --flat FILE"
+                src.path, f"holds raw detector counts but no flat field; give {keyword('flat')}"
             )
         return "transmission"
     if values == "intensity" and flat is None:
-        raise InputError(src.path, "--values intensity needs a flat field; give --flat FILE")
+        raise InputError(
+            src.path, f"{keyword('values')} intensity needs a flat field; give {keyword('flat')}"
+        )
     if values in ("transmission", "od") and (flat is not None or dark is not None):
-        raise ParameterError(f"--values {values} takes no flat or dark field")
+        raise ParameterError(f"{keyword('values')} {values} takes no flat or dark field")
     return values
 
 
@@ -494,7 +518,8 @@ def _lazy_optical_depth(
                 raise InputError(
                     src.path,
                     f"frame {i0} has median {med:.4g}, not a transmission (0..1); give "
-                    "--flat/--dark for raw counts, or --values od for optical depth",
+                    f"{keyword('flat')}/{keyword('dark')} for raw counts, or "
+                    f"{keyword('values')} od for optical depth",
                 )
         out = to_optical_depth(raw, mode, flat, dark)
         advance(i1 - i0)

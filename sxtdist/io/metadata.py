@@ -23,7 +23,7 @@ import warnings
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..errors import ParameterError, SxtdistWarning
+from ..errors import ParameterError, SxtdistWarning, keyword, option
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,11 @@ OPTIONS = {
     "photons_per_pixel": "--photons",
     "exposure_s": "--exposure-s",
 }
+
+
+def physics_option(key: str) -> str:
+    """How the user gives the physical value ``key``: its flag, or the :class:`ScanPhysics` field."""
+    return option(OPTIONS[key], f"ScanPhysics({key}=...)")
 
 
 @dataclass(frozen=True)
@@ -67,9 +72,11 @@ class ScanPhysics:
             if v is None:
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ParameterError(f"{OPTIONS[f.name]}: expected a number, got {v!r}")
+                raise ParameterError(f"{physics_option(f.name)}: expected a number, got {v!r}")
             if not (math.isfinite(v) and v > 0):
-                raise ParameterError(f"{OPTIONS[f.name]}: must be a positive number, got {v:g}")
+                raise ParameterError(
+                    f"{physics_option(f.name)}: must be a positive number, got {v:g}"
+                )
             object.__setattr__(self, f.name, float(v))
 
     def given(self) -> dict[str, float]:
@@ -82,9 +89,13 @@ def check_center_offset(offset: Any) -> list[float]:
     try:
         values = [float(v) for v in offset]
     except (TypeError, ValueError):
-        raise ParameterError(f"--center-offset-px: expected ROW,COL, got {offset!r}") from None
+        raise ParameterError(
+            f"{keyword('center_offset_px')}: expected ROW,COL, got {offset!r}"
+        ) from None
     if len(values) != 2 or not all(math.isfinite(v) for v in values):
-        raise ParameterError(f"--center-offset-px: expected two finite numbers, got {offset!r}")
+        raise ParameterError(
+            f"{keyword('center_offset_px')}: expected two finite numbers, got {offset!r}"
+        )
     return values
 
 
@@ -95,10 +106,13 @@ def check_axis_tilt(tilt: Any) -> float:
     try:
         value = float(tilt)
     except (TypeError, ValueError):
-        raise ParameterError(f"--axis-tilt-deg: expected a number, got {tilt!r}") from None
+        raise ParameterError(
+            f"{keyword('axis_tilt_deg')}: expected a number, got {tilt!r}"
+        ) from None
     if not (math.isfinite(value) and abs(value) < MAX_AXIS_TILT_DEG):
         raise ParameterError(
-            f"--axis-tilt-deg: must be a finite angle below {MAX_AXIS_TILT_DEG} degrees, got {tilt}"
+            f"{keyword('axis_tilt_deg')}: must be a finite angle below {MAX_AXIS_TILT_DEG} "
+            f"degrees, got {tilt}"
         )
     return value
 
@@ -148,10 +162,17 @@ def edit_scan(
         asked["roi_center_px"] = check_center_offset(center_offset_px)
     if axis_tilt_deg is not None:
         if xf is not None:
-            raise ParameterError("give --axis-tilt-deg or --xf (which has the tilt), not both")
+            raise ParameterError(
+                f"give {keyword('axis_tilt_deg')} or {keyword('xf')} (which has the tilt), not both"
+            )
         asked["axis_tilt_deg"] = check_axis_tilt(axis_tilt_deg)
     if not asked and xf is None:
-        names = ", ".join([*OPTIONS.values(), "--center-offset-px", "--axis-tilt-deg", "--xf"])
+        names = ", ".join(
+            [
+                *map(physics_option, OPTIONS),
+                *map(keyword, ("center_offset_px", "axis_tilt_deg", "xf")),
+            ]
+        )
         raise ParameterError(f"nothing to change: give at least one of {names}")
     acq = open_acquisition(acquisition, mode="r+")
     entry = acq[scan].meta

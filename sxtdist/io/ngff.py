@@ -60,6 +60,18 @@ def array_options() -> dict[str, Any]:
     }
 
 
+def for_writing(arr: zarr.Array) -> zarr.Array:
+    """``arr`` as every write of sxtdist's sees it: every chunk stored, fill values too.
+
+    Zarr keeps ``write_empty_chunks`` (:func:`array_options`) with the array object,
+    not in the file: an array opened again (``group["0"]``, a worker's
+    :func:`sxtdist.volume.open_volume`) would drop an all-zero chunk, and
+    ``sxtdist verify`` would then call a healthy array damaged. Every handle
+    sxtdist writes through comes from here.
+    """
+    return arr.with_config(array_options()["config"])
+
+
 #: Percentiles of the data that bound the ``omero`` display window.
 WINDOW_PERCENTILES = (0.5, 99.5)
 #: Most values read to compute a display window (a coarse level or a subsample).

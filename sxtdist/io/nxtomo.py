@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, keyword
 from .source import FrameSource, _one_line, check_dtype, check_shape
 from .tiff import UNIT_NM
 
@@ -76,13 +76,14 @@ class HdfLayout:
     image_key_path
         The per-frame ``image_key`` (``--image-key-path``).
     data_option
-        How the user named ``data_path``, for messages.
+        How the user named ``data_path``, for messages (``None``: ``--data-path``, or
+        ``data_path=`` from Python).
     """
 
     data_path: str | None = None
     angles_path: str | None = None
     image_key_path: str | None = None
-    data_option: str = "--data-path"
+    data_option: str | None = None
 
 
 def open_nxtomo(
@@ -149,7 +150,9 @@ def _check_written(path: str, data: h5py.Dataset) -> None:
 def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
     # where the frames are as reached from this file (through a link, the dataset's own
     # name is its path in the linked file)
-    data, data_at = _frames_dataset(path, f, layout.data_path, layout.data_option)
+    data, data_at = _frames_dataset(
+        path, f, layout.data_path, layout.data_option or keyword("data_path")
+    )
     _check_written(path, data)
     n = data.shape[0]
     keys, key_where = _image_keys(path, f, data_at, layout.image_key_path)
@@ -304,7 +307,7 @@ def _frames_dataset(
             raise InputError(
                 path,
                 "no projections found (looked for ENTRY/instrument/detector/data and "
-                "ENTRY/data/data); name the dataset with --data-path",
+                f"ENTRY/data/data); name the dataset with {keyword('data_path')}",
             )
     check_dtype(path, data.dtype, where)
     if data.ndim != 3:
@@ -327,7 +330,7 @@ def _image_keys(
     path: str, f: h5py.File, data_at: str, key_path: str | None
 ) -> tuple[np.ndarray | None, str]:
     if key_path is not None:
-        ds = _get(path, f, key_path, "--image-key-path")
+        ds = _get(path, f, key_path, keyword("image_key_path"))
         return np.asarray(ds[()], dtype=int).reshape(-1), key_path
     entry = _entry_of(f, data_at)
     groups = [os.path.dirname(data_at)]
@@ -352,7 +355,7 @@ def _angles(
 ) -> np.ndarray | None:
     if angles_path is not None:
         where = angles_path
-        ds = _get(path, f, angles_path, "--angles-path")
+        ds = _get(path, f, angles_path, keyword("angles_path"))
     else:
         candidates = [f"{os.path.dirname(data_at)}/rotation_angle"]
         if entry is not None:

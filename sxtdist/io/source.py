@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, keyword
 
 #: Pixel data types a projection may have (anything else is the wrong mode).
 REAL_KINDS = "uif"
@@ -107,8 +107,8 @@ class FrameSource:
         Flat and dark are cropped alike. The new source owns the file: close it, not this one.
         """
         n, h, w = self.shape
-        r0, r1 = check_window(self.path, rows, h, "--crop-rows")
-        c0, c1 = check_window(self.path, cols, w, "--crop-cols")
+        r0, r1 = check_window(self.path, rows, h, keyword("crop_rows"))
+        c0, c1 = check_window(self.path, cols, w, keyword("crop_cols"))
         if (r0, r1, c0, c1) == (0, h, 0, w):
             return self
 

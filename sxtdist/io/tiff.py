@@ -22,7 +22,7 @@ import numpy as np
 import tifffile
 import zarr
 
-from ..errors import InputError, ParameterError
+from ..errors import InputError, ParameterError, keyword
 from .source import FrameSource, _one_line, check_dtype, check_shape
 
 SUFFIXES = (".tif", ".tiff")
@@ -132,7 +132,9 @@ def open_tiff(path: str | os.PathLike[str], angles_from_names: str | None = None
     if os.path.isdir(path):
         return _open_folder(path, angles_from_names)
     if angles_from_names is not None:
-        raise InputError(path, "--angles-from-names needs a folder of one TIFF file per angle")
+        raise InputError(
+            path, f"{keyword('angles_from_names')} needs a folder of one TIFF file per angle"
+        )
     tif = None
     try:
         # tifffile reads pages lazily: the whole inspection is watched for damage
@@ -226,11 +228,11 @@ def angles_in_names(folder: str, names: list[str], pattern: str) -> tuple[list[s
         rx = re.compile(pattern)
     except re.error as exc:
         raise ParameterError(
-            f"--angles-from-names: {pattern!r} is not a regular expression ({exc})"
+            f"{keyword('angles_from_names')}: {pattern!r} is not a regular expression ({exc})"
         ) from None
     if rx.groups == 0:
         raise ParameterError(
-            f"--angles-from-names: {pattern!r} has no group (...) around the angle"
+            f"{keyword('angles_from_names')}: {pattern!r} has no group (...) around the angle"
         )
     group = "angle" if "angle" in rx.groupindex else 1
     kept, angles = [], []
@@ -243,11 +245,11 @@ def angles_in_names(folder: str, names: list[str], pattern: str) -> tuple[list[s
         except (TypeError, ValueError):
             raise InputError(
                 os.path.join(folder, name),
-                f"--angles-from-names: {m.group(group)!r} in the name is not a number",
+                f"{keyword('angles_from_names')}: {m.group(group)!r} in the name is not a number",
             ) from None
         kept.append(name)
     if not kept:
-        raise InputError(folder, f"no file name matches --angles-from-names {pattern!r}")
+        raise InputError(folder, f"no file name matches {keyword('angles_from_names')} {pattern!r}")
     return kept, np.asarray(angles, float)
 
 
