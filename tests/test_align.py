@@ -1366,6 +1366,9 @@ def test_info_line_of_a_full_scan_alignment():
     assert _alignment_details(recorded).endswith(
         "own shifts weighted down for views 4 (to 22%), 12 (to 49%)"
     )
+    recorded["cut_views"] = [3, 7]  # their centroid misses what lies beyond the edge
+    cut = "0.050 px); cell cut by the detector's edges in views [3, 7]; rotation axis"
+    assert cut in _alignment_details(recorded)
 
 
 @settings(max_examples=30, deadline=None)
