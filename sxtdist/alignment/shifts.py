@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse.linalg  # noqa: F401  (sparse.linalg)
 from scipy import optimize, sparse
 
-from .confidence import object_translation, view_uncertainty
+from .confidence import axis_fits, view_uncertainty
 from .consistency import leave_full_views_out
 from .ncc import NccSurface
 from .pairs import MIN_VIEW_OVERLAP, PairResult, _pair_angles, peak_inside_map, per_pair, views_of
@@ -424,15 +424,9 @@ def solve_joint(
     _record_misfit(info, results, misfit)
     weights = (pw * np.sqrt(huber), np.sqrt(pair_huber))
     t0 = time.perf_counter()
-    matrices = system.matrices(*weights)
-    info.update(view_uncertainty(matrices, (sy, sx), (roi_angles, full_angles), scale))
-    loo = leave_full_views_out(
-        matrices,
-        (sy, sx),
-        full_view_rows(used, n_full),
-        n,
-        object_translation((roi_angles, full_angles), scale),
-    )
+    fits = axis_fits(system.matrices(*weights), (sy, sx), (roi_angles, full_angles), scale)
+    info.update(view_uncertainty(fits, n))
+    loo = leave_full_views_out(fits, full_view_rows(used, n_full), n)
     info.update(loo.per_view())
     info["leave_one_out_flagged"] = [[i, j, round(m, 3)] for i, (j, m) in loo.flagged().items()]
     info["check_seconds"] = time.perf_counter() - t0
