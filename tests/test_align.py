@@ -1418,3 +1418,35 @@ def test_a_neighbour_pair_weighs_by_its_views_overlap():
 
     moved = np.abs(solved(0.6) - solved(0.0))
     assert moved[:, 0].max() < 1e-9 and 0.01 < moved[5:7, 1].max() < 0.05, moved[:, 1]
+
+
+def test_a_pair_whose_peak_overshoots_weighs_nothing():
+    """A neighbour pair whose spline peak passes 1 (:data:`OVERSHOOT_PEAK`), 1 px off (as
+    on the ``large`` family) with its views overlapping whole: it weighs
+    :data:`MIN_OVERLAP_WEIGHT` and moves its views by under 0.01 px; one at 1.004 weighs
+    as any."""
+    from sxtdist.alignment.pairs import OVERSHOOT_PEAK
+    from sxtdist.alignment.shifts import MIN_OVERLAP_WEIGHT, pair_weights
+
+    n = 12
+    angles = np.arange(n) * 2.0
+    flat = np.zeros((21, 21))
+
+    def chain(bias: float, peak: float) -> list[PairResult]:
+        out = []
+        for i in range(n):
+            out.append(PairResult(Pair("anchor", i, 0), flat, np.zeros(2), 0.99, 0.1))
+            if i + 1 < n:
+                s = np.array([0.0, bias if i == 5 else 0.0])
+                out.append(PairResult(Pair("neighbour", i, i + 1), flat, s, 0.99, 0.1))
+                out[-1].peak = peak if i == 5 else 0.99
+        return out
+
+    def moved(peak: float) -> float:
+        d = [solve_shifts(n, chain(b, peak), angles, np.zeros(1), False, robust_pairs=None)[0]
+             for b in (1.0, 0.0)]  # fmt: skip
+        return float(np.abs(d[0] - d[1]).max())
+
+    w = pair_weights(chain(1.0, 1.01), angles)
+    assert sorted(set(w)) == [MIN_OVERLAP_WEIGHT, 1.0] and 1.01 > OVERSHOOT_PEAK
+    assert moved(1.01) < 0.01 < 0.2 < moved(1.004)

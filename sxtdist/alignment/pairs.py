@@ -112,6 +112,14 @@ class PairResult:
 #: narrow the shifts a pair can find (the template's compared pixels judged alone did:
 #: a ``tiny`` view 10 px off lost both its neighbour pairs).
 MIN_VIEW_OVERLAP = 0.5
+#: A pair whose peak NCC passes this is weighed as nothing
+#: (:func:`~sxtdist.alignment.shifts.pair_weights`): no correlation passes 1, the bicubic
+#: surface through the map does next to the overlap's limit, and its shift there is no
+#: measurement. Clean pairs pass 1 by up to 0.0005 (development seeds 1-6, all families);
+#: on the ``large`` family neighbour pairs with about half the view in common peaked at
+#: 1.007-1.015, 0.3-1.0 px off. Weighed as nothing rather than left out, it still ties a
+#: chain of neighbours that has no anchors.
+OVERSHOOT_PEAK = 1.005
 #: The least share of the template's compared rectangle that a compared shift overlaps
 #: with the other view's: a floor for views whose replicated strips leave out much of them.
 MIN_COMPARED_OVERLAP = 0.25

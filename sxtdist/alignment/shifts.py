@@ -21,7 +21,15 @@ from scipy import optimize, sparse
 from .confidence import axis_fits, view_uncertainty
 from .consistency import leave_full_views_out
 from .ncc import NccSurface
-from .pairs import MIN_VIEW_OVERLAP, PairResult, _pair_angles, peak_inside_map, per_pair, views_of
+from .pairs import (
+    MIN_VIEW_OVERLAP,
+    OVERSHOOT_PEAK,
+    PairResult,
+    _pair_angles,
+    peak_inside_map,
+    per_pair,
+    views_of,
+)
 
 
 def pair_weights(
@@ -30,12 +38,13 @@ def pair_weights(
     """Least-squares weight of each pair: ``1 / (1 + (delta / s)^2)`` for an anchor
     ``delta`` degrees away (``s``: the interior angular step by default), because the
     farther the anchor the more the object's rotation biases the peak; for neighbours
-    their :func:`overlap_weight`."""
+    their :func:`overlap_weight`; :data:`MIN_OVERLAP_WEIGHT` for a pair whose peak passes
+    :data:`~sxtdist.alignment.pairs.OVERSHOOT_PEAK` (its shift is no measurement)."""
     if anchor_scale_deg is None:
         a = np.sort(np.asarray(roi_angles, float))
         anchor_scale_deg = float(np.median(np.diff(a))) if a.size > 1 else 1.0
     s = max(float(anchor_scale_deg), 1e-6)
-    return np.array(
+    w = np.array(
         [
             overlap_weight(r.overlap)
             if r.pair.kind == "neighbour"
@@ -43,6 +52,8 @@ def pair_weights(
             for r in results
         ]
     )
+    overshoot = np.array([r.peak > OVERSHOOT_PEAK for r in results], bool)
+    return np.where(overshoot, np.minimum(w, MIN_OVERLAP_WEIGHT), w)
 
 
 def overlap_weight(overlap: float) -> float:
