@@ -554,6 +554,24 @@ def test_weighted_centroid_noise_at_the_papers_dose(tmp_path):
     assert 0.8 < np.median(ratio) < 1.4, ratio
 
 
+def _full_scan_with_view_3_moved(tmp_path, sigma: float, move: tuple[float, float]):
+    """A noise-free ``small`` full scan of 9 views moving by ``sigma`` px, view 3 by
+    ``move`` instead: the scan, its clean optical depths, its true shifts and the paper's
+    fluence per pixel (to draw the photon noise)."""
+    from sxtdist.simulation.presets import get_preset
+
+    motion = np.random.default_rng(7).normal(0.0, sigma, (9, 2))
+    motion[3] = move
+    acq = sxtdist.simulate(
+        tmp_path / "c.zarr", preset="small", seed=2, n_full=9, photons=0,
+        shifts_px={"roi": 0}, motion={"full": motion},
+    )  # fmt: skip
+    full = acq["full"]
+    truth = np.asarray(acq.truth_meta["shifts_px"]["full"])
+    i0 = get_preset("small").full.photons_per_pixel
+    return full, np.asarray(full.read(), np.float64), truth, i0
+
+
 def test_a_full_view_whose_cell_the_detector_cuts(tmp_path):
     """Full view 3 of 9 moved 14 px sideways (the outlier-full motion): its cell leaves the
     64-px field. At the paper's dose (8 draws) its weighted columns at the edge read far
@@ -561,18 +579,8 @@ def test_a_full_view_whose_cell_the_detector_cuts(tmp_path):
     it, its centroid weighs little in the sinusoid's fit (weighing as much as the others
     it moved the rotation axis by 1.6 px) and its own ``dx`` little in the joint solve."""
     from sxtdist.alignment.shifts import GAUGE_WEIGHT, full_prior_weights
-    from sxtdist.simulation.presets import get_preset
 
-    motion = np.random.default_rng(7).normal(0.0, 1.0, (9, 2))
-    motion[3] = (0.5, 14.0)
-    acq = sxtdist.simulate(
-        tmp_path / "c.zarr", preset="small", seed=2, n_full=9, photons=0,
-        shifts_px={"roi": 0}, motion={"full": motion},
-    )  # fmt: skip
-    full = acq["full"]
-    clean = np.asarray(full.read(), np.float64)
-    truth = np.asarray(acq.truth_meta["shifts_px"]["full"])
-    i0 = get_preset("small").full.photons_per_pixel
+    full, clean, truth, i0 = _full_scan_with_view_3_moved(tmp_path, 1.0, (0.5, 14.0))
     rng = np.random.default_rng(101)
     others = np.arange(9) != 3
     for _ in range(8):
@@ -603,18 +611,8 @@ def test_a_full_view_far_off_along_the_axis_does_not_shorten_the_others_weights(
     fit, the anchors place it). At the paper's dose the others' ``dx`` are within 0.04 px
     RMS; making room for the far view too, 0.08 px (8 draws)."""
     from sxtdist.alignment import fullscan
-    from sxtdist.simulation.presets import get_preset
 
-    motion = np.random.default_rng(7).normal(0.0, 0.5, (9, 2))
-    motion[3] = (12.0, 0.5)
-    acq = sxtdist.simulate(
-        tmp_path / "c.zarr", preset="small", seed=2, n_full=9, photons=0,
-        shifts_px={"roi": 0}, motion={"full": motion},
-    )  # fmt: skip
-    full = acq["full"]
-    clean = np.asarray(full.read(), np.float64)
-    truth = np.asarray(acq.truth_meta["shifts_px"]["full"])
-    i0 = get_preset("small").full.photons_per_pixel
+    full, clean, truth, i0 = _full_scan_with_view_3_moved(tmp_path, 0.5, (12.0, 0.5))
     others = np.arange(9) != 3
     rows = clean.shape[1]
 
