@@ -603,6 +603,43 @@ def test_a_full_view_whose_cell_the_detector_cuts(tmp_path):
     assert max(record["truncation_bias_px"][k] for k in np.flatnonzero(others)) == 0
 
 
+def test_a_full_view_far_off_along_the_axis_does_not_shorten_the_others_weights(tmp_path):
+    """Full view 3 of 9 moved 12 rows along the axis (the outlier-full motion): the rows
+    left out at the ends are set by the other views (all within 2 rows), not by it, so
+    their weighted centroids keep the cell's rows; the far view's weights would leave
+    the detector, and it is named as cut (its ``dx`` weighs nothing in the sinusoid's
+    fit, and its ``dy`` only fixes the gauge in the joint solve: the detector cut its row
+    profile too; the anchors place it). At the paper's dose the others' ``dx`` are within
+    0.04 px RMS; making room for the far view too, 0.08 px (8 draws)."""
+    from sxtdist.alignment import fullscan
+    from sxtdist.alignment.shifts import GAUGE_WEIGHT, full_prior_weights
+
+    full, clean, truth, i0 = _full_scan_with_view_3_moved(tmp_path, 0.5, (12.0, 0.5))
+    others = np.arange(9) != 3
+    rows = clean.shape[1]
+
+    def others_dx_rms(draws: int = 4) -> float:
+        rng = np.random.default_rng(5)
+        errs = []
+        for _ in range(draws):
+            views = -np.log(np.maximum(rng.poisson(i0 * np.exp(-clean)), 1) / i0)
+            dy = row_profile_dy(views.astype(np.float32), 16)
+            dx, _, record = moment_dx(views, full.geometry, dy, 4)
+            assert record["cut_views"] == record["rows_cut_views"] == [3]
+            weights = full_prior_weights({**record, "iterations": 0}, 9)
+            assert weights[3, 0] == GAUGE_WEIGHT < weights[others, 0].min()
+            err = remove_gauge(
+                np.stack([dy, dx], 1)[others] - truth[others], full.geometry.angles_deg[others]
+            )
+            errs.append(err[:, 1])
+        return float(np.sqrt(np.mean(np.square(errs))))
+
+    dy = truth[:, 0] - truth[:, 0].mean()
+    assert fullscan.far_off_rows(dy).tolist() == (~others).tolist()
+    assert fullscan.weight_margin(rows, dy, 4) == fullscan.weight_margin(rows, dy[others], 4) < 8
+    assert others_dx_rms() < 0.06
+
+
 def test_centre_of_mass_is_exact_without_truncation(clean_acq):
     full = clean_acq["full"]
     dx, axis = center_of_mass_dx(full.read(), full.geometry)

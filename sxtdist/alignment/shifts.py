@@ -552,7 +552,11 @@ def full_prior_weights(full_info: dict, n_full: int) -> np.ndarray:
     centroid is biased by truncation, projection matching by the few views). A view whose
     cell the detector's edges cut has its ``dx`` noise and its truncation bias
     (:func:`~sxtdist.alignment.fullscan.truncation_bias_px`) added in quadrature: one
-    14 px out keeps 7 % of the weight, and the anchors place it.
+    14 px out keeps 7 % of the weight, and the anchors place it. A view far off the rest
+    along the axis (``rows_cut_views``: its weights, and its row profile, leave the
+    detector) keeps only the gauge weight in ``dy`` too: its ``dy`` kept whole and no longer
+    rejected by the robust rule, it pulled the interior 0.6-1.2 px off (``outlier-full``,
+    9 views, seeds 402 and 403).
     """
     sigma = full_info.get("weighted_centroid_sigma_px")
     if full_info.get("iterations") or sigma is None:
@@ -565,4 +569,5 @@ def full_prior_weights(full_info: dict, n_full: int) -> np.ndarray:
         for s in (sigma, np.hypot(sigma, bias))
     ]
     weights = np.stack([f * w for f, w in zip(factors, FULL_PRIOR_WEIGHTS, strict=True)], 1)
+    weights[full_info.get("rows_cut_views") or [], 0] = GAUGE_WEIGHT
     return np.maximum(weights, GAUGE_WEIGHT)
