@@ -40,9 +40,9 @@ from .outputs import (
     check_output,
     first_line,
     make_folders,
-    partial_path,
     register_file_kind,
     remove_empty_folders,
+    replacing_file,
 )
 from .recon import AUTO, parse_iterations
 from .scoring import PSNR_NOTE
@@ -670,18 +670,11 @@ def write_summary(rows: Iterable[CellResult], path: str | os.PathLike[str]) -> N
     """Write the summary CSV (atomically: a reader never sees half a table)."""
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = partial_path(path)
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=_COLUMNS)
-            w.writeheader()
-            for r in rows:
-                w.writerow(r.row())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with replacing_file(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=_COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow(r.row())
 
 
 def read_summary(path: str | os.PathLike[str]) -> list[dict[str, str]]:

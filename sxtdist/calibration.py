@@ -25,6 +25,7 @@ import numpy as np
 from . import _version
 from .capacity import Rates, matrix_nnz
 from .geometry import ScanGeometry, VolumeGrid
+from .outputs import replacing_file
 
 if TYPE_CHECKING:
     from .recon import Problem
@@ -84,10 +85,8 @@ def load_rates(recalibrate: bool = False) -> Rates:
     rates = measure_rates()
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
+        with replacing_file(path) as tmp, open(tmp, "w") as f:
             json.dump({"machine": _machine(), "rates": rates.to_dict()}, f, indent=1)
-        os.replace(tmp, path)
     except OSError as exc:  # a read-only home: use the figures, say they were not kept
         logger.warning("could not cache the calibration in %s (%s)", path, exc)
     return rates

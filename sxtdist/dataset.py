@@ -43,7 +43,7 @@ import numpy as np
 import zarr
 
 from . import _version
-from .errors import InputError, OutputExistsError, ParameterError, use_overwrite
+from .errors import InputError, OutputExistsError, ParameterError, one_line, use_overwrite
 from .geometry import MAX_AXIS_TILT_DEG, ScanGeometry
 from .io import ngff
 from .io.checks import (
@@ -248,7 +248,7 @@ class Scan:
         try:
             out = np.asarray(self.array[angles, rows, :], dtype=np.float32)
         except Exception as exc:
-            raise InputError(self.path, f"cannot read projections ({_first_line(exc)})") from exc
+            raise InputError(self.path, f"cannot read projections ({one_line(exc)})") from exc
         if not np.all(np.isfinite(out)):
             raise InputError(
                 self.path, "projections contain NaN or inf (missing or damaged chunks?)"
@@ -307,7 +307,7 @@ class Acquisition:
             _check_scan_meta(self.path, name, entry, root[name]["0"].shape)
             meta["scans"] = {**meta["scans"], name: entry}
             root.attrs[KEY] = meta
-        self.meta = meta
+        self.group, self.meta = root, meta  # the group's attributes as now stored, too
         self.scans[name].meta = entry
 
     def set_shifts(self, name: str, shifts_px: np.ndarray, **alignment: Any) -> None:
@@ -554,13 +554,13 @@ def add_scan(
         remove(tmp_dir)  # left by an interrupted run
         try:
             smeta = _write_scan(root, tmp_name, scan, path)
+            if name in acq.scans:  # from here until its metadata are written, refused on open
+                root.attrs[KEY] = {**acq.meta, REPLACING: name}
+            # swapped in whole: until then the old scan (if any) is as it was
+            install(tmp_dir, os.path.join(path, name))
         except BaseException:
             remove(tmp_dir)
             raise
-        if name in acq.scans:  # from here until its metadata are written, refused on open
-            root.attrs[KEY] = {**acq.meta, REPLACING: name}
-        # swapped in whole: until then the old scan (if any) is as it was
-        install(tmp_dir, os.path.join(path, name))
         _register_scan(path, name, smeta)
     return open_acquisition(path)
 
@@ -706,16 +706,10 @@ def read_projection(array_path: str, index: int) -> np.ndarray:
     try:
         out = np.asarray(open_projections(array_path)[index], dtype=np.float64)
     except Exception as exc:
-        raise InputError(
-            array_path, f"cannot read projection {index} ({_first_line(exc)})"
-        ) from exc
+        raise InputError(array_path, f"cannot read projection {index} ({one_line(exc)})") from exc
     if not np.all(np.isfinite(out)):
         raise InputError(array_path, f"projection {index} contains NaN or inf (damaged?)")
     return out
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def open_projections(array_path: str) -> zarr.Array:

@@ -17,6 +17,17 @@ def printable(path: str | os.PathLike[str]) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def one_line(error: BaseException | str) -> str:
+    """The first non-blank line of an error's message (stripped): what a one-line message
+    quotes of an exception (tracebacks and hints below it dropped). An exception with no
+    message gives its type's name; text with none, ``""``."""
+    text = error if isinstance(error, str) else str(error)
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return "" if isinstance(error, str) else type(error).__name__
+
+
 class SxtdistError(Exception):
     """A problem the user can fix (bad input, bad configuration, a busy output)."""
 

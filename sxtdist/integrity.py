@@ -22,7 +22,7 @@ import numpy as np
 import zarr
 
 from .dataset import KEY, open_sxtdist_group
-from .errors import printable
+from .errors import one_line, printable
 
 
 @dataclass
@@ -116,8 +116,7 @@ def _check_array(arr: zarr.Array, where: str, whole: bool) -> Iterator[str]:
         try:
             values = arr[region]
         except Exception as exc:  # a damaged chunk fails in many ways: one line each
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            yield f"{printable(where)}: chunk {_show(region)} is unreadable ({first})"
+            yield f"{printable(where)}: chunk {_show(region)} is unreadable ({one_line(exc)})"
             continue
         if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
             yield f"{printable(where)}: chunk {_show(region)} holds NaN or inf"

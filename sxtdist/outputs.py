@@ -305,6 +305,21 @@ def writing(
         raise
 
 
+@contextmanager
+def replacing_file(path: str | os.PathLike[str]) -> Iterator[str]:
+    """Write a file beside ``path`` (at the :func:`partial_path` yielded) and rename it over
+    ``path`` when the block ends: a reader never sees half a file, and a failed write
+    leaves no partial behind and ``path`` as it was. Whether ``path`` may be written is
+    the caller's to check first (:func:`check_output`)."""
+    path = os.fspath(path)
+    tmp = partial_path(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        remove(tmp)  # nothing there after the rename
+
+
 def make_folders(path: str) -> str | None:
     """Create folder ``path`` and missing parents; the topmost folder created, or None."""
     top = None

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import metrics, scoring
 from .errors import InputError
-from .outputs import check_output, first_line, partial_path, register_file_kind
+from .outputs import check_output, first_line, register_file_kind, replacing_file
 
 #: The first rows of the report's two CSV files and the PNG's ``Software`` text: how
 #: ``--overwrite`` recognises a report sxtdist wrote (:func:`sxtdist.outputs.recognise`).
@@ -370,12 +370,10 @@ def _resolution_curves(
 
 
 def _write_csv(path: str, header: list[str], rows: list) -> None:
-    tmp = partial_path(path)
-    with open(tmp, "w", newline="") as f:
+    with replacing_file(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 def _fmt(value: Any) -> str:
@@ -440,10 +438,11 @@ def _plot(path, title, v, sections, truth_xy, roi_px, resolution, rows, z_mid, r
     )
     fig.suptitle(os.path.basename(os.fspath(title).rstrip("/")))
     fig.tight_layout()
-    tmp = partial_path(path)
-    fig.savefig(tmp, dpi=90, format="png", metadata={"Software": REPORT_SOFTWARE})
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with replacing_file(path) as tmp:
+            fig.savefig(tmp, dpi=90, format="png", metadata={"Software": REPORT_SOFTWARE})
+    finally:
+        plt.close(fig)
 
 
 def _plot_resolution(ax, found, v: float) -> None:

@@ -551,6 +551,22 @@ def test_debug_shows_the_traceback(tmp_path):
     assert r.returncode == 1 and "Traceback" in r.stderr and "OSError" in r.stderr
 
 
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (ValueError("\n  first\nsecond\n"), "first"),
+        (KeyError(), "KeyError"),
+        (RuntimeError("   "), "RuntimeError"),
+        ("\n\nusage: x\n  hint", "usage: x"),
+        ("", ""),
+    ],
+)
+def test_one_line_of_an_error(error, line):
+    from sxtdist.errors import one_line
+
+    assert one_line(error) == line
+
+
 def test_a_bug_is_one_line_without_debug(monkeypatch, run_cli):
     from sxtdist.cli import info
 
@@ -625,6 +641,9 @@ def test_overwrite_replaces_what_sxtdist_wrote(templates, tmp_path, run_cli):
     code, _, err = run_cli("simulate", acq, "--preset", "tiny", "--seed", "5", "--overwrite")
     assert code == 0, err
     assert sxtdist.open_acquisition(acq).truth_meta["seed"] == 5
+    for _ in range(2):  # align's report folder (marked) is replaced without --overwrite
+        code, _, err = run_cli("align", acq, "--dry-run", "--workers", "1", "--report", ws / "r")
+        assert code == 0 and (ws / "r" / "sxtdist-report.json").is_file(), err
     leftovers = [p for p in os.listdir(tmp_path) if "sxtdist" in p]
     assert leftovers == [], leftovers  # no lock, no partial
 

@@ -187,6 +187,7 @@ def test_update_scan_keeps_what_another_handle_stored(tmp_path):
     other.update_scan("roi", energy_ev=520.0)  # and the other way round
     again = sxtdist.open_acquisition(path)
     assert (again["full"].zone_plate_ozw_nm, again["roi"].energy_ev) == (35.0, 520.0)
+    assert other.group.attrs["sxtdist"] == again.meta == other.meta  # the handle sees it too
 
 
 def test_a_replacement_stopped_after_the_swap_is_refused_until_done_again(

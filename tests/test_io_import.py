@@ -100,6 +100,58 @@ def test_tiff_folder_and_ome_pixel_size(tmp_path):
     np.testing.assert_allclose(acq["roi"].data.compute(), -np.log(t), rtol=1e-6)
 
 
+def test_tiff_warnings_refuse_only_missing_pixels(tmp_path, run_cli):
+    """tifffile's WARNING (invalid metadata, pixels whole) imports, its ERROR (pixels missing)
+    refuses, in one line, also when frames are read in several threads (review finding 12)."""
+    import logging
+    import threading
+
+    t = np.full((4, 8, 8), 0.5, np.float32)
+    odd = tmp_path / "odd.tif"  # tifffile: "ignoring predictor 2 for uncompressed data"
+    private = (65000).to_bytes(2, "little") + (3).to_bytes(2, "little")  # a SHORT tag
+    tifffile.imwrite(odd, t, photometric="minisblack", extratags=[(65000, "H", 1, 2, True)])
+    odd.write_bytes(odd.read_bytes().replace(private, (317).to_bytes(2, "little") + private[2:]))
+    with tifffile.TiffFile(odd) as tif:
+        assert tif.pages[0].tags[317].value == 2  # the Predictor tag, on uncompressed data
+    args = ["--scan=full", "--angle-range=0:90", "--pixel-size-nm=10"]
+    code, _, err = run_cli("import", odd, tmp_path / "a.zarr", *args)
+    assert code == 0, err
+    np.testing.assert_allclose(
+        sxtdist.open_acquisition(tmp_path / "a.zarr")["full"].read(), -np.log(t), rtol=1e-6
+    )
+    cut = tmp_path / "cut.tif"
+    tifffile.imwrite(cut, np.full((10, 16, 16), 0.6, np.float32), imagej=True)
+    with open(cut, "r+b") as f:
+        f.truncate(cut.stat().st_size // 2)
+    code, _, err = run_cli("import", cut, tmp_path / "b.zarr", *args)
+    assert code == 2 and "truncated or damaged TIFF" in err and not (tmp_path / "b.zarr").exists()
+    assert len(err.strip().splitlines()) == 1, err
+    # the shared logger is left as it was, and reads in threads keep their own records
+    log = logging.getLogger("tifffile")
+    propagate = log.propagate
+    from sxtdist.io.tiff import _refuse_damage
+
+    outcome = {}
+
+    def read(path, n):
+        try:
+            for _ in range(n):
+                with _refuse_damage(str(path), "the pages"):
+                    with tifffile.TiffFile(path) as tif:
+                        tif.series[0].asarray()
+            outcome[path.name] = "read"
+        except sxtdist.errors.InputError as exc:
+            outcome[path.name] = str(exc)
+
+    threads = [threading.Thread(target=read, args=(p, 20)) for p in (odd, cut, odd)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert outcome["odd.tif"] == "read" and "truncated or damaged" in outcome["cut.tif"]
+    assert log.propagate == propagate
+
+
 # -- MRC / IMOD ------------------------------------------------------------------------------------
 
 

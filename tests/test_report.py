@@ -1,6 +1,7 @@
 """``sxtdist report``: PNG and CSVs from a volume, with and without a truth."""
 
 import csv
+import os
 
 import numpy as np
 import pytest
@@ -81,3 +82,24 @@ def test_report_bad_inputs(noisy, tiny_acq, tmp_path, run_cli):
     code, _, err = run_cli("report", a, "--truth", a, "--out", tmp_path / "y")
     assert code == 2
     assert not (tmp_path / "x.png").exists()
+
+
+def test_a_failed_csv_write_keeps_the_old_file_and_leaves_no_partial(tmp_path):
+    """The report's CSVs are written beside and renamed (outputs.replacing_file): a write
+    that fails midway (a full disk) leaves the earlier file whole and nothing else."""
+    import errno
+
+    from sxtdist.report import METRICS_HEADER, _write_csv
+
+    path = tmp_path / "r.csv"
+    _write_csv(str(path), METRICS_HEADER, [["psnr", 30.0, "dB", ""]])
+    before = path.read_bytes()
+
+    class DiskFull:
+        def __str__(self) -> str:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        _write_csv(str(path), METRICS_HEADER, [["a", 1.0, "", ""], [DiskFull(), 2.0, "", ""]])
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["r.csv"]

@@ -14,11 +14,10 @@ from __future__ import annotations
 import errno
 import os
 import re
-from typing import Any
 
 import click
 
-from ..errors import SxtdistError, printable
+from ..errors import SxtdistError, one_line, printable
 
 #: Set by ``--debug`` (:func:`sxtdist.cli._options.verbosity_options`): failures keep
 #: their traceback.
@@ -40,12 +39,12 @@ OS_HINTS = {
 def describe(exc: BaseException) -> tuple[int, str]:
     """``(exit code, one line)`` for a failure that reached the command line."""
     if isinstance(exc, SxtdistError):
-        return exc.exit_code, _flat(str(exc))
+        return exc.exit_code, one_line(str(exc))
     if isinstance(exc, click.UsageError):
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-        return 2, _flat(exc.format_message()) + where
+        return 2, one_line(exc.format_message()) + where
     if isinstance(exc, click.ClickException):
-        return exc.exit_code or 2, _flat(exc.format_message())
+        return exc.exit_code or 2, one_line(exc.format_message())
     if isinstance(exc, OSError):
         return 1, _os_error(exc)
     code = _rust_os_error(exc)
@@ -54,11 +53,11 @@ def describe(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, MemoryError):
         return 1, "out of memory: use smaller blocks (--block-size) or a machine with more memory"
     kind = type(exc).__name__
-    return 1, f"internal error ({kind}: {_flat(str(exc))}); run with --debug for the traceback"
+    return 1, f"internal error ({kind}: {one_line(str(exc))}); run with --debug for the traceback"
 
 
 def _os_error(exc: OSError) -> str:
-    what = exc.strerror or _flat(str(exc)) or type(exc).__name__
+    what = exc.strerror or one_line(exc)
     names = [printable(n) for n in (exc.filename, exc.filename2) if n is not None]
     text = f"{' -> '.join(names)}: {what}" if names else what
     hint = OS_HINTS.get(exc.errno)
@@ -69,9 +68,3 @@ def _rust_os_error(exc: BaseException) -> int | None:
     """The ``errno`` of an I/O error raised by zarrs (Rust) as ``RuntimeError: ... (os error 28)``."""
     found = re.search(r"\(os error (\d+)\)", str(exc)) if isinstance(exc, RuntimeError) else None
     return int(found[1]) if found else None
-
-
-def _flat(text: Any) -> str:
-    """One line: the first line of the text, the rest dropped (tracebacks, hints)."""
-    lines = [t.strip() for t in str(text).splitlines() if t.strip()]
-    return lines[0] if lines else ""

@@ -19,8 +19,8 @@ import mrcfile
 import numpy as np
 from mrcfile.utils import data_dtype_from_header
 
-from ..errors import InputError
-from .source import FrameSource, _one_line, check_dtype, check_shape, read_angles_file
+from ..errors import InputError, one_line
+from .source import FrameSource, check_dtype, check_shape, read_angles_file
 
 SUFFIXES = (".mrc", ".mrcs", ".st", ".ali", ".preali", ".map", ".rec")
 ANGLE_SUFFIXES = (".rawtlt", ".tlt")
@@ -37,12 +37,12 @@ def open_mrc(path: str | os.PathLike[str]) -> FrameSource:
             header = m.header.copy()
             voxel = float(m.voxel_size.x)
     except Exception as exc:  # mrcfile raises ValueError for bad maps, mode, size
-        raise InputError(path, f"not a readable MRC file ({_one_line(exc)})") from exc
+        raise InputError(path, f"not a readable MRC file ({one_line(exc)})") from exc
     try:
         dtype = data_dtype_from_header(header)
     except ValueError as exc:
         raise InputError(
-            path, f"MRC mode {int(header.mode)} is not a supported pixel type ({_one_line(exc)})"
+            path, f"MRC mode {int(header.mode)} is not a supported pixel type ({one_line(exc)})"
         ) from exc
     dtype = check_dtype(path, dtype, f"MRC mode {int(header.mode)} data")
     nx, ny, nz = int(header.nx), int(header.ny), int(header.nz)

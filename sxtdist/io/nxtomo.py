@@ -37,8 +37,8 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from ..errors import InputError, keyword
-from .source import FrameSource, _one_line, check_dtype, check_shape
+from ..errors import InputError, keyword, one_line
+from .source import FrameSource, check_dtype, check_shape
 from .tiff import UNIT_NM
 
 logger = logging.getLogger(__name__)
@@ -112,9 +112,9 @@ def open_nxtomo(
         if "truncated file" in str(exc):
             raise InputError(
                 path, f"truncated: the HDF5 file ends at byte {os.path.getsize(path)} "
-                f"before its own end ({_one_line(exc)})",
+                f"before its own end ({one_line(exc)})",
             ) from exc  # fmt: skip
-        raise InputError(path, f"not a readable HDF5 file ({_one_line(exc)})") from exc
+        raise InputError(path, f"not a readable HDF5 file ({one_line(exc)})") from exc
     try:
         return _open(path, f, layout or HdfLayout(), frames)
     except BaseException:
@@ -181,7 +181,7 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
             flat, dark = _mean_of(data, keys == 1), _mean_of(data, keys == 2)
         except Exception as exc:
             raise InputError(
-                path, f"cannot read flats/darks of {data_at} ({_one_line(exc)})"
+                path, f"cannot read flats/darks of {data_at} ({one_line(exc)})"
             ) from exc
     angles = None
     if kind == "projections":
@@ -233,7 +233,7 @@ def _get(path: str, f: h5py.File, where: str, option: str) -> h5py.Dataset:
                     "which cannot be opened (the linked file must lie beside the master file)",
                 ) from exc
             raise InputError(
-                path, f"{sofar} ({option}) cannot be opened ({_one_line(exc)})"
+                path, f"{sofar} ({option}) cannot be opened ({one_line(exc)})"
             ) from exc
     if not isinstance(node, h5py.Dataset):
         raise InputError(path, f"{where} ({option}) is a group, not a dataset")

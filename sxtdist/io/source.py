@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, keyword
+from ..errors import InputError, keyword, one_line
 
 #: Pixel data types a projection may have (anything else is the wrong mode).
 REAL_KINDS = "uif"
@@ -83,7 +83,7 @@ class FrameSource:
                 raise
             except Exception as exc:  # a damaged file fails in many ways; the user needs one line
                 raise InputError(
-                    self.path, f"cannot read frames {i0}..{i1 - 1} ({_one_line(exc)})"
+                    self.path, f"cannot read frames {i0}..{i1 - 1} ({one_line(exc)})"
                 ) from exc
         expected = (i1 - i0, *self.shape[1:])
         if out.shape != expected:
@@ -203,8 +203,3 @@ def read_angles_file(path: str | os.PathLike[str]) -> np.ndarray:
     if not np.all(np.isfinite(angles)):
         raise InputError(path, "the angle list contains NaN or inf")
     return angles
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

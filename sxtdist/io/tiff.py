@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,8 +23,8 @@ import numpy as np
 import tifffile
 import zarr
 
-from ..errors import InputError, ParameterError, keyword
-from .source import FrameSource, _one_line, check_dtype, check_shape
+from ..errors import InputError, ParameterError, keyword, one_line
+from .source import FrameSource, check_dtype, check_shape
 
 SUFFIXES = (".tif", ".tiff")
 
@@ -50,27 +51,71 @@ UNIT_NM = {
 }
 
 
+logger = logging.getLogger(__name__)
+
+
+class _TifffileWatch(logging.Filter):
+    """A filter on the ``tifffile`` logger (added once): what tifffile logs while a read
+    inside :func:`_refuse_damage` runs is taken by that read instead of shown.
+
+    No switch of the shared logger is flipped, so reads in several threads do not
+    undo each other. A record goes to the read running in the thread that logged it;
+    one from a thread with no read of its own (tifffile decodes segments in a pool)
+    goes to every read running then.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._reads: dict[int, list[logging.LogRecord]] = {}
+
+    @contextmanager
+    def taking(self) -> Iterator[list[logging.LogRecord]]:
+        """The records logged while the block runs (a list, filled as they come)."""
+        me, taken = threading.get_ident(), []
+        with self._lock:
+            outer = self._reads.get(me)
+            self._reads[me] = taken
+        try:
+            yield taken
+        finally:
+            with self._lock:
+                if outer is None:
+                    del self._reads[me]
+                else:
+                    self._reads[me] = outer
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with self._lock:
+            own = self._reads.get(record.thread)
+            reads = [own] if own is not None else list(self._reads.values())
+        for taken in reads:
+            taken.append(record)
+        return not reads
+
+
+_WATCH = _TifffileWatch()
+logging.getLogger("tifffile").addFilter(_WATCH)
+
+
 @contextmanager
 def _refuse_damage(path: str, what: str) -> Iterator[None]:
-    """Turn what tifffile only logs (a truncated file's missing pages, strips padded
-    with zeros) into an :class:`InputError` naming ``path`` and ``what`` was read."""
-    problems: list[str] = []
+    """Turn what tifffile only logs about missing pixels into an :class:`InputError`
+    naming ``path`` and ``what`` was read.
 
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            problems.append(record.getMessage())
-
-    log = logging.getLogger("tifffile")
-    handler, propagate = Collect(logging.WARNING), log.propagate
-    log.addHandler(handler)
-    log.propagate = False  # one line for the user, not tifffile's log
-    try:
+    tifffile logs at ERROR when "the returned image data may be wrong or incomplete"
+    (a truncated file's missing pages, strips padded with zeros) and at WARNING when
+    the file is non-conforming but its pixels are believed correct (invalid ImageJ or
+    vendor metadata): only the first refuse the file; the others go to the debug log.
+    """
+    with _WATCH.taking() as taken:
         yield
-    finally:
-        log.removeHandler(handler)
-        log.propagate = propagate
-    if problems:
-        first = problems[0].split("> ", 1)[-1]
+    for record in taken:
+        if record.levelno < logging.ERROR:
+            logger.debug("%s: tifffile: %s", path, record.getMessage())
+    damage = [r.getMessage() for r in taken if r.levelno >= logging.ERROR]
+    if damage:
+        first = damage[0].split("> ", 1)[-1]
         raise InputError(
             path,
             f"truncated or damaged TIFF: {what} cannot be read whole ({first}; "
@@ -148,7 +193,7 @@ def open_tiff(path: str | os.PathLike[str], angles_from_names: str | None = None
         if isinstance(exc, FileNotFoundError):
             raise InputError(path, "no such file") from None
         if isinstance(exc, Exception) and not isinstance(exc, InputError):
-            raise InputError(path, f"not a readable TIFF file ({_one_line(exc)})") from exc
+            raise InputError(path, f"not a readable TIFF file ({one_line(exc)})") from exc
         raise
 
     def reader(i0: int, i1: int) -> np.ndarray:
@@ -190,7 +235,7 @@ def _open_folder(path: str, angles_from_names: str | None) -> FrameSource:
                 if shape0 is None:
                     pixel = pixel_size_nm(tif)
         except Exception as exc:
-            raise InputError(f, f"not a readable TIFF file ({_one_line(exc)})") from exc
+            raise InputError(f, f"not a readable TIFF file ({one_line(exc)})") from exc
         if len(shp) != 2 or page.samplesperpixel != 1:
             raise InputError(f, f"is not a single grayscale frame (shape {shp})")
         if shape0 is None:

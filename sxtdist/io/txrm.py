@@ -23,8 +23,8 @@ import os
 import numpy as np
 import olefile
 
-from ..errors import InputError
-from .source import FrameSource, _one_line, check_shape
+from ..errors import InputError, one_line
+from .source import FrameSource, check_shape
 
 SUFFIXES = (".txrm", ".xrm")
 DATA_TYPES = {5: np.dtype("<u2"), 10: np.dtype("<f4")}
@@ -45,7 +45,7 @@ def open_txrm(path: str | os.PathLike[str]) -> FrameSource:
     try:
         ole = olefile.OleFileIO(path)
     except Exception as exc:
-        raise InputError(path, f"damaged OLE compound file ({_one_line(exc)})") from exc
+        raise InputError(path, f"damaged OLE compound file ({one_line(exc)})") from exc
     try:
         return _open(path, ole)
     except BaseException:
@@ -65,7 +65,7 @@ class _Streams:
         try:
             return self.ole.openstream(name).read()
         except Exception as exc:
-            raise InputError(self.path, f"stream {name} is damaged ({_one_line(exc)})") from exc
+            raise InputError(self.path, f"stream {name} is damaged ({one_line(exc)})") from exc
 
     def int(self, name: str) -> int | None:
         b = self.bytes(name)
