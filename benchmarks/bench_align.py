@@ -36,8 +36,11 @@ views there, as views below ``PREPARED_VIEW_PIXELS`` always do, for comparison;
 on 2 workers that is not timed. The timed run is the first on a fresh cluster (what
 ``sxtdist align`` does); ``--warm`` also times the same alignment once more on each
 cluster, as a batch's later cells run, and prints that ratio too. From Dask's task
-stream of every timed run on 2 workers, part 2 prints how long the first worker to
-run out of tasks waited for the other, and how many inputs moved between them.
+stream of every timed run on 2 workers, parts 1 and 2 print how long the first worker to
+run out of tasks waited for the other, how many inputs moved between them and how busy
+they were over the tasks' span, and the CPU seconds of the client and the local
+scheduler per run (they share the machine's cores with the workers): figures that a
+busy machine disturbs far less than the times.
 
 After the Dask timings of parts 1 and 2, **this machine's ceiling**: the same task graph
 (``task_graph``: what ``sxtdist.align`` submits) run whole by Dask's synchronous
@@ -91,13 +94,39 @@ def _views(
     return project_scan(phantom, g, model, np.random.default_rng(seed))
 
 
-def _align(acq, client, scans: list[str], method: str):
+def _align(acq, client, scans: list[str], method: str, **options):
     import sxtdist
 
     return sxtdist.align(
         acq, scans=scans, method=method, client=client, report="", dry_run=True,
-        progress=False, intensity="none",
+        progress=False, intensity="none", **options,
     )  # fmt: skip
+
+
+def coarse_pass_cost(acq, repeat: int) -> None:
+    """What the coarse pass adds to the interior registrations: the pairs' task seconds
+    (summed) of the alignment with and without it (``coarse=False``: every pair searched
+    around zero within the pairs' margin), on 1 worker, ``repeat`` alternating rounds on
+    one cluster, medians. With no binning (``small``) the coarse pass is the anchors' own
+    registrations over the whole search range, so only this difference is its cost."""
+    import sxtdist.alignment
+
+    if not hasattr(sxtdist.alignment, "AlignOptions"):
+        return  # the sxtdist of commit 50637ce: no coarse pass
+    seconds: dict[bool, list[float]] = {True: [], False: []}
+    with _fresh_client(1) as client:
+        client.run(lambda: __import__("sxtdist.alignment"))
+        _align(acq, client, ["roi"], "anchor")  # warm
+        for _ in range(repeat):
+            for coarse in (True, False):
+                info = _align(acq, client, ["roi"], "anchor", coarse=coarse).info["roi"]
+                seconds[coarse].append(info["coarse_task_seconds"] + info["fine_task_seconds"])
+    on, off = np.median(seconds[True]), np.median(seconds[False])
+    print(
+        f"    the interior registrations' task seconds on 1 worker, with the coarse pass "
+        f"{on:.3f} s, without {off:.3f} s (medians of {repeat}): the coarse pass adds "
+        f"{on - off:.3f} s, {(on - off) / off:.0%} of the registrations without it"
+    )
 
 
 def time_workers(
@@ -113,58 +142,91 @@ def time_workers(
     batch) gives. Returns the first runs' times, the task times, the last result, the
     second runs' times (empty without ``warm``) and, for every timed run on 2 workers,
     :func:`end_wait` from Dask's task stream (recorded on the scheduler, read after the
-    clock stops).
+    clock stops) with the CPU seconds of this process per run on 1 and on 2 workers.
     """
-    from sxtdist.distributed import get_client
 
     times: dict[int, list[float]] = {1: [], 2: []}
     again: dict[int, list[float]] = {1: [], 2: []}
     pair_s: dict[int, list[float]] = {1: [], 2: []}
-    waits: list[tuple[float, int]] = []
+    waits: list[tuple[float, int, float]] = []
+    cpu: dict[int, list[float]] = {1: [], 2: []}
     res = None
     for _ in range(repeat):
         for workers in (1, 2):
-            with get_client(workers=workers, keep_cluster=False) as client:
+            with _fresh_client(workers) as client:
                 client.run(lambda: __import__("sxtdist.alignment"))  # warm imports
                 client.get_task_stream(start=time.time())  # starts the scheduler's record
                 for run in range(2 if warm else 1):
                     since = time.time()
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     out = _align(acq, client, scans, method)
                     (times if run == 0 else again)[workers].append(time.perf_counter() - t0)
+                    cpu[workers].append(time.process_time() - c0)
                     if run == 0:
                         res = out
                         pair_s[workers] += [(r.pair.kind, r.seconds) for r in res.pairs]
                     if workers == 2:
                         waits.append(end_wait(client.get_task_stream(start=since)))
-    return times, pair_s, res, again, waits
+    return times, pair_s, res, again, (waits, cpu)
 
 
-def end_wait(records: list[dict]) -> tuple[float, int]:
+def _fresh_client(workers: int):
+    """A local cluster of ``workers`` made for this run and closed after it. Also works with
+    the sxtdist of commit 50637ce (no ``Execution``; its ``get_client`` kept no cluster), for
+    old-against-new comparisons: ``PYTHONPATH=<old tree>:. python benchmarks/bench_align.py``."""
+    from sxtdist.distributed import get_client
+
+    try:
+        from sxtdist.execution import Execution  # noqa: F401
+    except ImportError:
+        return get_client(workers=workers)
+    return get_client(workers=workers, keep_cluster=False)
+
+
+def end_wait(records: list[dict]) -> tuple[float, int, float]:
     """From Dask's task stream of one run: how long the first worker to run out of tasks
-    waited for the last (seconds between their last tasks' ends), and how many inputs
-    moved between workers."""
+    waited for the last (seconds between their last tasks' ends), how many inputs moved
+    between workers, and how busy the workers were over the tasks' span (their compute
+    seconds over workers x span: 1 when none ever waited for a task)."""
     ends: dict[str, float] = {}
+    busy, start, stop = 0.0, np.inf, -np.inf
     moved = 0
     for r in records:
         for part in r["startstops"]:
             if part["action"] == "compute":
                 ends[r["worker"]] = max(ends.get(r["worker"], 0.0), part["stop"])
+                busy += part["stop"] - part["start"]
+                start, stop = min(start, part["start"]), max(stop, part["stop"])
             elif part["action"] == "transfer":
                 moved += 1
-    return (max(ends.values()) - min(ends.values()) if ends else 0.0), moved
+    if not ends:
+        return 0.0, moved, 0.0
+    return max(ends.values()) - min(ends.values()), moved, busy / (len(ends) * (stop - start))
 
 
-def _print_end_wait(waits: list) -> None:
-    """:func:`end_wait` over the runs on 2 workers (first and second runs together)."""
+def _print_end_wait(waits: list, cpu: dict) -> None:
+    """:func:`end_wait` over the runs on 2 workers (first and second runs together), and
+    the CPU seconds of this process (the client and the local cluster's scheduler) per
+    run: what the workers' two cores share with them."""
     if not waits:
         return
-    wait = np.array([w for w, _ in waits])
-    moved = [m for _, m in waits]
+    wait = np.array([w for w, _, _ in waits])
+    moved = [m for _, m, _ in waits]
+    busy = [b for _, _, b in waits]
     print(
         f"    on 2 workers, one waited for the other at the end: median {np.median(wait):.3f} s "
         f"(mean {wait.mean():.3f}, largest {wait.max():.3f}) over {len(wait)} runs; inputs "
-        f"moved between them: median {np.median(moved):g}"
+        f"moved between them: median {np.median(moved):g} ({min(moved)}-{max(moved)}); workers "
+        f"busy over the tasks' span: median {np.median(busy):.0%} ({min(busy):.0%}-"
+        f"{max(busy):.0%})"
+    )
+    print(
+        "    CPU of the client and scheduler (this process) per run: "
+        + ", ".join(
+            f"{w} worker{'s' if w > 1 else ''} median {np.median(c):.3f} s"
+            for w, c in cpu.items()
+            if c
+        )
     )
 
 
@@ -218,7 +280,8 @@ def task_graph(acq, method: str) -> tuple[dict, list]:
     pairs = runner.plan(acq, ["roi"], method)["pairs"]  # neighbours only, unless anchored
     full = acq["full"].geometry if method == "anchor" else None
     settings = runner.pair_settings(acq, full)
-    return tasks.pair_graph(pairs, settings, "ceiling", coarse=method == "anchor")
+    graph = tasks.pair_graph(pairs, settings, "ceiling", coarse=method == "anchor")
+    return graph.graph, graph.keys
 
 
 def _run_graph_alone(graph, keys, barrier, times) -> None:
@@ -290,10 +353,17 @@ def machine_ceiling(acq, method: str, repeat: int) -> np.ndarray:
     return np.asarray(ratios)
 
 
-def _prepared(acq) -> bool:
-    from sxtdist.alignment.tasks import prepares_views_apart
+def _tasks_module():
+    """The module of the alignment's tasks (``sxtdist.alignment_runner`` at commit 50637ce)."""
+    try:
+        import sxtdist.alignment.tasks as tasks
+    except ImportError:
+        import sxtdist.alignment_runner as tasks
+    return tasks
 
-    return prepares_views_apart(acq["roi"].geometry.detector_shape)
+
+def _prepared(acq) -> bool:
+    return _tasks_module().prepares_views_apart(acq["roi"].geometry.detector_shape)
 
 
 def _print_ceiling(acq, method: str, repeat: int, ratio: float) -> None:
@@ -311,10 +381,11 @@ def part_small(workdir: str, repeat: int, ceiling: bool = True, warm: bool = Fal
     whole = sxtdist.align(path, report="", workers=1)
     whole_s = time.perf_counter() - t0
     acq = sxtdist.open_acquisition(path)
-    times, pair_s, res, again, _ = time_workers(acq, repeat, ["roi"], "anchor", warm)
+    times, pair_s, res, again, waits = time_workers(acq, repeat, ["roi"], "anchor", warm)
     print(f"[1] small preset: {acq['roi'].shape[0]} interior views, {len(res.pairs)} pairs")
     ratio = _print_times(times, pair_s, len(res.pairs), _prepared(acq))
     _print_warm(again)
+    _print_end_wait(*waits)
     if ceiling:
         _print_ceiling(acq, "anchor", repeat, ratio)
     print(
@@ -323,6 +394,7 @@ def part_small(workdir: str, repeat: int, ceiling: bool = True, warm: bool = Fal
         f"centroids, one task) {whole.info['full']['seconds']:.2f} s"
     )
     _print_stages(whole.info["roi"])
+    coarse_pass_cost(acq, repeat)
 
 
 def _print_stages(info: dict) -> None:
@@ -361,11 +433,10 @@ def part_large(
     warm: bool = False,
 ) -> None:
     import sxtdist
-    import sxtdist.alignment.tasks as tasks
     from sxtdist.dataset import ScanData, create_acquisition
 
     if per_pair:  # every pair task prepares its own views, whatever their size
-        tasks.PREPARED_VIEW_PIXELS = sys.maxsize
+        _tasks_module().PREPARED_VIEW_PIXELS = sys.maxsize
     rng = np.random.default_rng(5)
     angles = np.arange(n_views) * 2.0
     shifts = rng.normal(0.0, 3.0, (n_views, 2))
@@ -388,7 +459,10 @@ def part_large(
         acq.set_shifts("full", np.zeros((n_full, 2)), method="truth")
     method = "anchor" if n_full else "neighbour"
     times, pair_s, res, again, waits = time_workers(acq, repeat, ["roi"], method, warm)
-    from sxtdist.alignment.gauge import remove_gauge
+    try:
+        from sxtdist.alignment.gauge import remove_gauge
+    except ImportError:  # commit 50637ce
+        from sxtdist.alignment import remove_gauge
 
     # the rigid translation and the axis (a constant dx) are unknown without anchors
     err = remove_gauge(res.shifts["roi"] - shifts, angles)
@@ -401,7 +475,7 @@ def part_large(
     )
     ratio = _print_times(times, pair_s, len(res.pairs), _prepared(acq))
     _print_warm(again)
-    _print_end_wait(waits)
+    _print_end_wait(*waits)
     if ceiling:
         _print_ceiling(acq, method, repeat, ratio)
     _print_stages(res.info["roi"])

@@ -783,6 +783,60 @@ def test_prepared_views_graph_registers_exactly_like_one_task_per_pair(
         np.testing.assert_array_equal(per_pair.shifts[name], on_two.shifts[name])
 
 
+@pytest.mark.parametrize("coarse", [True, False, "binned"], ids=["coarse", "no-coarse", "binned"])
+def test_stretch_graph_registers_exactly_like_one_task_per_pair(tmp_path, monkeypatch, coarse):
+    """Views below PREPARED_VIEW_PIXELS are registered in stretches of consecutive views:
+    however many stretches, the pairs come out bit for bit as from the graph of one task
+    per pair (views prepared apart), neighbour pairs across two stretches with the coarse
+    predictions of both. No stretch waits for a task; a pair across two waits for exactly
+    those two, and without the coarse pass there is none."""
+    import dask.local
+
+    import sxtdist.alignment.runner as runner
+    import sxtdist.alignment.tasks as tasks
+
+    if coarse == "binned":
+        monkeypatch.setattr(runner, "COARSE_PIXELS", 7)  # tiny's 28 px wide views: binned 4x
+    path = tmp_path / "g.zarr"
+    sxtdist.simulate(path, preset="tiny", seed=6, shifts_px=1.5)
+    acq = sxtdist.open_acquisition(path)
+    pairs = runner.plan(acq, ["roi"], "anchor")["pairs"]
+    settings = runner.pair_settings(acq, acq["full"].geometry)
+    assert settings.coarse_bin == (4 if coarse == "binned" else 1)
+
+    def run(graph: tasks.PairGraph) -> list:
+        return graph.results(dask.local.get_sync(graph.graph, graph.keys))[0]
+
+    monkeypatch.setattr(tasks, "PREPARED_VIEW_PIXELS", 1)
+    reference = run(tasks.pair_graph(pairs, settings, "r", coarse=bool(coarse)))
+    monkeypatch.undo()
+    if coarse == "binned":
+        monkeypatch.setattr(runner, "COARSE_PIXELS", 7)
+    n_views = acq["roi"].shape[0]
+    for workers in (1, n_views):  # 8 stretches, and one view each
+        graph = tasks.pair_graph(pairs, settings, "s", coarse=bool(coarse), workers=workers)
+        stretch = [k for k in graph.keys if "-stretch-" in k]
+        across = {k: v for k, v in graph.graph.items() if "-across-" in k}
+        assert len(stretch) == min(tasks.STRETCHES_PER_WORKER * workers, n_views)
+        assert len(graph.keys) == len(graph.graph) == len(stretch) + len(across)
+        for key in stretch:  # nothing to wait for: no argument is a key
+            assert not any(isinstance(a, str) and a in graph.graph for a in graph.graph[key][1:])
+        assert len(across) == (len(stretch) - 1 if coarse else 0)
+        for task in across.values():
+            deps = [a for a in task[1:] if isinstance(a, str) and a in graph.graph]
+            assert len(deps) == 2 and all("-stretch-" in d for d in deps)
+        for a, b in zip(reference, run(graph), strict=True):
+            assert a.pair == b.pair
+            assert (a.window is None) == (b.window is None)
+            if a.window is not None:
+                np.testing.assert_array_equal(a.window.centre, b.window.centre)
+            np.testing.assert_array_equal(a.ncc, b.ncc)
+            np.testing.assert_array_equal(a.shift, b.shift)
+    # the neighbour pairs searched around their coarse predictions
+    n_neighbour = sum(p.kind == "neighbour" for p in pairs)
+    assert sum(r.window is not None for r in reference) >= (0.9 * n_neighbour if coarse else 0)
+
+
 def test_pair_settings_are_what_align_submits(tmp_path, client, monkeypatch):
     """``pair_settings`` and ``search_margin`` give the settings ``align`` hands its pair
     tasks (what ``benchmarks/bench_align.py`` rebuilds the task graph from): the arrays,

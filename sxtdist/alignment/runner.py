@@ -372,34 +372,31 @@ def _register_pairs(
     from ..distributed import run_graph, run_tasks
 
     g_roi = settings.roi
-    graph, keys = pair_graph(pairs, settings, uuid.uuid4().hex, coarse=coarse)
+    workers = len(client.scheduler_info().get("workers", {})) or 1
+    tasks = pair_graph(pairs, settings, uuid.uuid4().hex, coarse=coarse, workers=workers)
     n_anchor = sum(p.kind == "anchor" for p in pairs)
     logger.info(
-        "aligning 'roi' (%d views): %d anchor and %d neighbour pairs, one task each "
-        "(%d tasks in all), search ±%s px around %s, at most ±%s px",
+        "aligning 'roi' (%d views): %d anchor and %d neighbour pairs (%d tasks in all), "
+        "search ±%s px around %s, at most ±%s px",
         g_roi.n_angles,
         n_anchor,
         len(pairs) - n_anchor,
-        len(graph) - 1,
+        len(tasks.graph) - 1,
         settings.margin,
         "the coarse pass's prediction" if coarse else "zero",
         settings.search_range,
     )
     t0 = time.perf_counter()
-    # the coarse registrations come back too where they are not pairs' own (binned)
-    extra = [k for k in graph if k.startswith("align-coarse-") and k not in set(keys)]
-    got = run_graph(client, graph, [*keys, *extra], "align roi pairs", progress)
-    results = got[: len(keys)]
-    coarse_tasks = [*got[len(keys) :], *(r for k, r in zip(keys, results) if "-coarse-" in k)]
+    got = run_graph(client, tasks.graph, tasks.keys, "align roi pairs", progress)
+    results, coarse_results = tasks.results(got)
+    own = {id(r) for r in coarse_results}  # unbinned, the anchors' own registrations
     timing = {
         "pairs_seconds": time.perf_counter() - t0,
         "pairs_widened": 0,
         # task seconds, summed: the coarse pass (with no binning, the anchors' own) and
         # the rest of the registrations
-        "coarse_task_seconds": float(sum(r.seconds for r in coarse_tasks)),
-        "fine_task_seconds": float(
-            sum(r.seconds for k, r in zip(keys, results) if "-coarse-" not in k)
-        ),
+        "coarse_task_seconds": float(sum(r.seconds for r in coarse_results)),
+        "fine_task_seconds": float(sum(r.seconds for r in results if id(r) not in own)),
     }
     for _ in range(WIDEN_ROUNDS):
         edge = [k for k, r in enumerate(results) if _can_widen(r, settings)]

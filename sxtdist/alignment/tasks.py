@@ -22,7 +22,7 @@ from .ncc import (
     ncc_map_in_rectangle,
     rectangle_spectrum,
 )
-from .pairs import Pair, PairResult, peak_inside_map
+from .pairs import Pair, PairResult, peak_inside_map, views_of
 from .resample import anchor_on_roi_grid, bin_image, gaussian_blur
 
 
@@ -55,8 +55,9 @@ class PairSettings:
 #: Interior views of at least this many pixels are prepared in tasks of their own (an
 #: interior view read, blurred and transformed, a full view resampled onto the interior
 #: grid and transformed), once each, and handed to the pair tasks; smaller ones inside
-#: each pair task, where a task of its own would cost more than it saves. Each interior
-#: view enters up to three pairs and each full view every pair it anchors. With one
+#: the tasks that register them (:data:`STRETCHES_PER_WORKER`), where a task of its own
+#: would cost more than it saves. Each interior view enters up to three pairs and each
+#: full view every pair it anchors. With one
 #: transform per view, 256² views took 35-40 % less time on 1 worker and 15-25 % less
 #: on 2 this way, 128² views about the same on 2 workers (a ``/tmp`` script,
 #: docs/dev/alignment-history.md); the ``small`` preset's 128 x 60 views were slower with the extra
@@ -283,25 +284,142 @@ def _prepare_and_register(
     return result
 
 
+#: Views smaller than :data:`PREPARED_VIEW_PIXELS` are registered in stretches of
+#: consecutive views (in angle), this many stretches per worker: each stretch one task
+#: that registers its anchor pairs (the coarse pass) and then the neighbour pairs between
+#: its views, where their coarse predictions already are; a neighbour pair across two
+#: stretches is a task of its own on both. One task per pair with the coarse pass made
+#: each neighbour wait for two anchor tasks, often run on different workers (``small`` on
+#: 2 workers: 179 tasks of about 5 ms, 45-58 inputs moved per run, the workers 82-89 %
+#: busy over the tasks' span, 0.26-0.36 s of client and scheduler CPU per run). With
+#: stretches: 15 tasks, 4-9 inputs moved, 82-99 % busy, 0.08-0.18 s (8 per worker; 4 left
+#: one worker idle longer at the end: 70-93 %). Task-stream figures of
+#: ``benchmarks/bench_align.py`` part 1 and a script like it, load average 9-19.
+STRETCHES_PER_WORKER = 8
+
+
+@dataclass
+class Registered:
+    """What a stretch task returns (:func:`register_stretch`): its pairs' results (by
+    their index in the planned pairs) and its views' coarse registrations (by interior
+    view; with no binning an anchor pair's result is its view's coarse registration)."""
+
+    pairs: dict[int, PairResult]
+    coarse: dict[int, PairResult]
+
+
+def register_stretch(
+    pairs: Sequence[tuple[int, Pair]], settings: PairSettings, coarse: bool
+) -> Registered:
+    """One Dask task: the coarse pass of a stretch's anchor pairs (:func:`coarse_anchor`),
+    then every pair of the stretch within what those predict (:func:`register_pair`), the
+    same calls as one task per pair makes. ``pairs``: ``(index, pair)``."""
+    out = Registered({}, {})
+    if coarse:
+        for _, p in pairs:
+            if p.kind == "anchor":
+                out.coarse[p.i] = coarse_anchor(p, settings)
+    for n, p in pairs:
+        out.pairs[n] = _registered_after_coarse(p, settings, coarse, out.coarse)
+    return out
+
+
+def register_across(
+    pair: tuple[int, Pair], settings: PairSettings, coarse: bool, *stretches: Registered
+) -> Registered:
+    """One Dask task: a neighbour pair whose views lie in two stretches
+    (:func:`register_stretch`), within what their coarse registrations predict."""
+    n, p = pair
+    known = {v: c for st in stretches for v, c in st.coarse.items()}
+    return Registered({n: _registered_after_coarse(p, settings, coarse, known)}, {})
+
+
+def _registered_after_coarse(
+    p: Pair, settings: PairSettings, coarse: bool, known: dict[int, PairResult]
+) -> PairResult:
+    """A pair's registration given its views' coarse registrations ``known``: with no
+    binning an anchor pair's coarse registration is its own."""
+    if coarse and p.kind == "anchor" and settings.coarse_bin == 1:
+        return known[p.i]
+    deps = [known.get(v) for v in views_of(p)] if coarse else []
+    return register_pair(p, settings, *deps)
+
+
+def stretches(
+    pairs: Sequence[Pair], n_stretches: int, joined: bool = True
+) -> tuple[list[list[int]], list[int]]:
+    """The planned pairs (by index) split into ``n_stretches`` stretches of consecutive
+    interior views in angle order (the neighbour chain's), and the neighbour pairs that
+    join two stretches (unless not ``joined``: then in the stretch of their first view)."""
+    chain = [p for p in pairs if p.kind == "neighbour"]  # in angle order, view i then j
+    order = [chain[0].i, *(p.j for p in chain)] if chain else []
+    # then any view off the chain (dict: ordered and unique)
+    order = list(dict.fromkeys([*order, *(v for p in pairs for v in views_of(p))]))
+    count = max(1, min(n_stretches, len(order)))  # stretches of equal length, to one view
+    stretch_of = {v: k * count // len(order) for k, v in enumerate(order)}
+    groups: dict[int, list[int]] = {}
+    across = []
+    for n, p in enumerate(pairs):
+        where = {stretch_of[v] for v in views_of(p)}
+        if len(where) > 1 and joined:
+            across.append(n)
+        else:
+            groups.setdefault(stretch_of[p.i], []).append(n)
+    return [groups[k] for k in sorted(groups)], across
+
+
+@dataclass
+class PairGraph:
+    """The task graph of an interior scan's registrations (:func:`pair_graph`) and how to
+    read its results back."""
+
+    #: Maps each key to a task ``(fn, *args)`` (:func:`sxtdist.distributed.run_graph`).
+    graph: dict[str, Any]
+    #: The keys to compute: every pair's result and every coarse registration are in them.
+    keys: list[str]
+    n_pairs: int
+    #: Keys holding one pair's result (by pair index), or one coarse registration.
+    pair_keys: dict[str, int]
+    coarse_keys: frozenset[str]
+
+    def results(self, values: Sequence[Any]) -> tuple[list[PairResult], list[PairResult]]:
+        """The pairs' results in plan order and the coarse registrations, from the values
+        of :attr:`keys`."""
+        found: dict[int, PairResult] = {}
+        coarse = []
+        for key, value in zip(self.keys, values, strict=True):
+            if isinstance(value, Registered):
+                found.update(value.pairs)
+                coarse.extend(value.coarse.values())
+                continue
+            if key in self.pair_keys:
+                found[self.pair_keys[key]] = value
+            if key in self.coarse_keys:
+                coarse.append(value)
+        return [found[n] for n in range(self.n_pairs)], coarse
+
+
 def pair_graph(
     pairs: Sequence[Pair],
     settings: PairSettings,
     token: str,
     coarse: bool = True,
-) -> tuple[dict[str, Any], list[str]]:
+    workers: int = 1,
+) -> PairGraph:
     """The task graph of the interior registrations (for
     :func:`sxtdist.distributed.run_graph`): with ``coarse``, first each anchor pair over the
     whole search range (:func:`coarse_anchor`; :func:`coarse_prepared` from the prepared
-    views), then every pair within the pairs' margin
-    of what those predict; each pair in a task of its own, and views of at least
-    :data:`PREPARED_VIEW_PIXELS` prepared once each in tasks of their own.
+    views), then every pair within the pairs' margin of what those predict. Views of at
+    least :data:`PREPARED_VIEW_PIXELS`: each pair in a task of its own, each view prepared
+    once in a task of its own; smaller views: stretches of consecutive views
+    (:data:`STRETCHES_PER_WORKER` per worker of ``workers``, :func:`register_stretch`).
 
-    Returns the graph and the pairs' keys. ``token`` makes the keys unique to this run
-    (a cluster may align several datasets).
+    ``token`` makes the keys unique to this run (a cluster may align several datasets).
     """
+    if not prepares_views_apart(settings.roi.detector_shape):
+        return _stretch_graph(pairs, settings, token, coarse, STRETCHES_PER_WORKER * workers)
     s_key = f"align-settings-{token}"
     graph: dict[str, Any] = {s_key: settings}
-    prepared = prepares_views_apart(settings.roi.detector_shape)
 
     def roi_view(i: int) -> str:
         key = f"align-roi-view-{token}-{i}"
@@ -316,30 +434,54 @@ def pair_graph(
         return key
 
     coarse_of: dict[int, str] = {}  # interior view -> its anchor pair's coarse task
+    pair_keys: dict[str, int] = {}
     for n, p in enumerate(pairs):
         if coarse and p.kind == "anchor":
             coarse_of[p.i] = f"align-coarse-{token}-{n}"
-            if prepared and settings.coarse_bin > 1:  # from the views the fine pass prepares
+            if settings.coarse_bin > 1:  # from the views the fine pass prepares
                 task = (coarse_prepared, p, roi_view(p.i), anchor_view(p, binned=True), s_key)
-            else:
+            else:  # the coarse registration is the pair's own
                 task = (coarse_anchor, p, s_key)
+                pair_keys[coarse_of[p.i]] = n
             graph[coarse_of[p.i]] = task
-    keys = []
     for n, p in enumerate(pairs):
-        views = (p.i,) if p.kind == "anchor" else (p.i, p.j)
-        deps = [coarse_of.get(v) for v in views] if coarse else []
         if p.kind == "anchor" and coarse and settings.coarse_bin == 1:
-            keys.append(coarse_of[p.i])  # the coarse registration is the pair's own
             continue
+        deps = [coarse_of.get(v) for v in views_of(p)] if coarse else []
+        other = anchor_view(p) if p.kind == "anchor" else roi_view(p.j)
         key = f"align-pair-{token}-{n}"
-        if not prepared:
-            graph[key] = (register_pair, p, s_key, *deps)
-        elif p.kind == "anchor":
-            graph[key] = (register_prepared, p, roi_view(p.i), anchor_view(p), s_key, *deps)
-        else:
-            graph[key] = (register_prepared, p, roi_view(p.i), roi_view(p.j), s_key, *deps)
-        keys.append(key)
-    return graph, keys
+        graph[key] = (register_prepared, p, roi_view(p.i), other, s_key, *deps)
+        pair_keys[key] = n
+    keys = [*pair_keys, *(k for k in coarse_of.values() if k not in pair_keys)]
+    return PairGraph(graph, keys, len(pairs), pair_keys, frozenset(coarse_of.values()))
+
+
+def _stretch_graph(
+    pairs: Sequence[Pair], settings: PairSettings, token: str, coarse: bool, n_stretches: int
+) -> PairGraph:
+    """:func:`pair_graph` for views prepared inside the pair tasks: stretch tasks
+    (:func:`register_stretch`) and a task per neighbour pair across two of them
+    (:func:`register_across`; none without the coarse pass)."""
+    # the settings in every task rather than a key of their own: the stretches then
+    # depend on nothing, and Dask hands them out as the workers free up
+    graph: dict[str, Any] = {}
+    # without the coarse pass no pair waits for another: each in its first view's stretch
+    groups, across = stretches(pairs, n_stretches, joined=coarse)
+    stretch_keys = []
+    stretch_of: dict[int, str] = {}  # interior view -> its stretch's key
+    for k, group in enumerate(groups):
+        key = f"align-stretch-{token}-{k}"
+        graph[key] = (register_stretch, [(n, pairs[n]) for n in group], settings, coarse)
+        stretch_keys.append(key)
+        for n in group:
+            for v in views_of(pairs[n]):
+                stretch_of[v] = key
+    for n in across:
+        key = f"align-across-{token}-{n}"
+        deps = sorted({stretch_of[v] for v in views_of(pairs[n]) if v in stretch_of})
+        graph[key] = (register_across, (n, pairs[n]), settings, coarse, *deps)
+        stretch_keys.append(key)
+    return PairGraph(graph, stretch_keys, len(pairs), {}, frozenset())
 
 
 def _intensity_samples(tpl, ref, mask, shift, margin, k, seed) -> np.ndarray | None:
