@@ -554,6 +554,24 @@ def test_weighted_centroid_noise_at_the_papers_dose(tmp_path):
     assert 0.8 < np.median(ratio) < 1.4, ratio
 
 
+def _full_scan_with_view_3_moved(tmp_path, sigma: float, move: tuple[float, float]):
+    """A noise-free ``small`` full scan of 9 views moving by ``sigma`` px, view 3 by
+    ``move`` instead: the scan, its clean optical depths, its true shifts and the paper's
+    fluence per pixel (to draw the photon noise)."""
+    from sxtdist.simulation.presets import get_preset
+
+    motion = np.random.default_rng(7).normal(0.0, sigma, (9, 2))
+    motion[3] = move
+    acq = sxtdist.simulate(
+        tmp_path / "c.zarr", preset="small", seed=2, n_full=9, photons=0,
+        shifts_px={"roi": 0}, motion={"full": motion},
+    )  # fmt: skip
+    full = acq["full"]
+    truth = np.asarray(acq.truth_meta["shifts_px"]["full"])
+    i0 = get_preset("small").full.photons_per_pixel
+    return full, np.asarray(full.read(), np.float64), truth, i0
+
+
 def test_a_full_view_whose_cell_the_detector_cuts(tmp_path):
     """Full view 3 of 9 moved 14 px sideways (the outlier-full motion): its cell leaves the
     64-px field. At the paper's dose (8 draws) its weighted columns at the edge read far
@@ -561,18 +579,8 @@ def test_a_full_view_whose_cell_the_detector_cuts(tmp_path):
     it, its centroid weighs little in the sinusoid's fit (weighing as much as the others
     it moved the rotation axis by 1.6 px) and its own ``dx`` little in the joint solve."""
     from sxtdist.alignment.shifts import GAUGE_WEIGHT, full_prior_weights
-    from sxtdist.simulation.presets import get_preset
 
-    motion = np.random.default_rng(7).normal(0.0, 1.0, (9, 2))
-    motion[3] = (0.5, 14.0)
-    acq = sxtdist.simulate(
-        tmp_path / "c.zarr", preset="small", seed=2, n_full=9, photons=0,
-        shifts_px={"roi": 0}, motion={"full": motion},
-    )  # fmt: skip
-    full = acq["full"]
-    clean = np.asarray(full.read(), np.float64)
-    truth = np.asarray(acq.truth_meta["shifts_px"]["full"])
-    i0 = get_preset("small").full.photons_per_pixel
+    full, clean, truth, i0 = _full_scan_with_view_3_moved(tmp_path, 1.0, (0.5, 14.0))
     rng = np.random.default_rng(101)
     others = np.arange(9) != 3
     for _ in range(8):
@@ -593,6 +601,43 @@ def test_a_full_view_whose_cell_the_detector_cuts(tmp_path):
     assert record["truncation_bias_px"][3] > 0.5  # the view's dx keeps a few % of its weight
     assert weights[3, 1] < 0.1 * weights[others, 1].min() and weights[3, 0] > GAUGE_WEIGHT
     assert max(record["truncation_bias_px"][k] for k in np.flatnonzero(others)) == 0
+
+
+def test_a_full_view_far_off_along_the_axis_does_not_shorten_the_others_weights(tmp_path):
+    """Full view 3 of 9 moved 12 rows along the axis (the outlier-full motion): the rows
+    left out at the ends are set by the other views (all within 2 rows), not by it, so
+    their weighted centroids keep the cell's rows; the far view's weights would leave
+    the detector, and it is named as cut (its ``dx`` weighs nothing in the sinusoid's
+    fit, and its ``dy`` only fixes the gauge in the joint solve: the detector cut its row
+    profile too; the anchors place it). At the paper's dose the others' ``dx`` are within
+    0.04 px RMS; making room for the far view too, 0.08 px (8 draws)."""
+    from sxtdist.alignment import fullscan
+    from sxtdist.alignment.shifts import GAUGE_WEIGHT, full_prior_weights
+
+    full, clean, truth, i0 = _full_scan_with_view_3_moved(tmp_path, 0.5, (12.0, 0.5))
+    others = np.arange(9) != 3
+    rows = clean.shape[1]
+
+    def others_dx_rms(draws: int = 4) -> float:
+        rng = np.random.default_rng(5)
+        errs = []
+        for _ in range(draws):
+            views = -np.log(np.maximum(rng.poisson(i0 * np.exp(-clean)), 1) / i0)
+            dy = row_profile_dy(views.astype(np.float32), 16)
+            dx, _, record = moment_dx(views, full.geometry, dy, 4)
+            assert record["cut_views"] == record["rows_cut_views"] == [3]
+            weights = full_prior_weights({**record, "iterations": 0}, 9)
+            assert weights[3, 0] == GAUGE_WEIGHT < weights[others, 0].min()
+            err = remove_gauge(
+                np.stack([dy, dx], 1)[others] - truth[others], full.geometry.angles_deg[others]
+            )
+            errs.append(err[:, 1])
+        return float(np.sqrt(np.mean(np.square(errs))))
+
+    dy = truth[:, 0] - truth[:, 0].mean()
+    assert fullscan.far_off_rows(dy).tolist() == (~others).tolist()
+    assert fullscan.weight_margin(rows, dy, 4) == fullscan.weight_margin(rows, dy[others], 4) < 8
+    assert others_dx_rms() < 0.06
 
 
 def test_centre_of_mass_is_exact_without_truncation(clean_acq):
@@ -1377,6 +1422,9 @@ def test_info_line_of_a_full_scan_alignment():
     assert _alignment_details(recorded).endswith(
         "own shifts weighted down for views 4 (to 22%), 12 (to 49%)"
     )
+    recorded["cut_views"] = [3, 7]  # their centroid misses what lies beyond the edge
+    cut = "0.050 px); cell cut by the detector's edges in views [3, 7]; rotation axis"
+    assert cut in _alignment_details(recorded)
 
 
 @settings(max_examples=30, deadline=None)
@@ -1397,3 +1445,64 @@ def test_gaussian_blur_is_ndimages(seed, shape, sigma):
     got = gaussian_blur(img, sigma)
     assert got.dtype == np.float64 and got.flags.c_contiguous
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_a_neighbour_pair_weighs_by_its_views_overlap():
+    """A neighbour pair whose views overlap by 55 % at its peak, 0.6 px off (what the
+    ``large`` family's did at that overlap): weighted by its overlap (a tenth) it moves
+    its views by 0.03 px; weighted as a whole overlap it moved them by 0.17."""
+    from sxtdist.alignment.shifts import overlap_weight, pair_weights
+
+    assert overlap_weight(1.0) == 1.0 and overlap_weight(0.75) == pytest.approx(0.5)
+    assert overlap_weight(0.5) == overlap_weight(0.3) > 0  # never nothing: a misfit to read
+    n = 12
+    angles = np.arange(n) * 2.0
+    flat = np.zeros((21, 21))
+
+    def solved(bias: float) -> np.ndarray:
+        results = []
+        for i in range(n):
+            results.append(PairResult(Pair("anchor", i, 0), flat, np.zeros(2), 0.99, 0.1))
+            if i + 1 < n:
+                r = PairResult(Pair("neighbour", i, i + 1), flat, np.zeros(2), 0.99, 0.1)
+                if i == 5:
+                    r.shift, r.overlap = np.array([0.0, bias]), 0.55
+                results.append(r)
+        w = pair_weights(results, angles)
+        assert w[next(k for k, r in enumerate(results) if r.overlap < 1)] == pytest.approx(0.1)
+        return solve_shifts(n, results, angles, np.zeros(1), False, robust_pairs=None)[0]
+
+    moved = np.abs(solved(0.6) - solved(0.0))
+    assert moved[:, 0].max() < 1e-9 and 0.01 < moved[5:7, 1].max() < 0.05, moved[:, 1]
+
+
+def test_a_pair_whose_peak_overshoots_weighs_nothing():
+    """A neighbour pair whose spline peak passes 1 (:data:`OVERSHOOT_PEAK`), 1 px off (as
+    on the ``large`` family) with its views overlapping whole: it weighs
+    :data:`MIN_OVERLAP_WEIGHT` and moves its views by under 0.01 px; one at 1.004 weighs
+    as any."""
+    from sxtdist.alignment.pairs import OVERSHOOT_PEAK
+    from sxtdist.alignment.shifts import MIN_OVERLAP_WEIGHT, pair_weights
+
+    n = 12
+    angles = np.arange(n) * 2.0
+    flat = np.zeros((21, 21))
+
+    def chain(bias: float, peak: float) -> list[PairResult]:
+        out = []
+        for i in range(n):
+            out.append(PairResult(Pair("anchor", i, 0), flat, np.zeros(2), 0.99, 0.1))
+            if i + 1 < n:
+                s = np.array([0.0, bias if i == 5 else 0.0])
+                out.append(PairResult(Pair("neighbour", i, i + 1), flat, s, 0.99, 0.1))
+                out[-1].peak = peak if i == 5 else 0.99
+        return out
+
+    def moved(peak: float) -> float:
+        d = [solve_shifts(n, chain(b, peak), angles, np.zeros(1), False, robust_pairs=None)[0]
+             for b in (1.0, 0.0)]  # fmt: skip
+        return float(np.abs(d[0] - d[1]).max())
+
+    w = pair_weights(chain(1.0, 1.01), angles)
+    assert sorted(set(w)) == [MIN_OVERLAP_WEIGHT, 1.0] and 1.01 > OVERSHOOT_PEAK
+    assert moved(1.01) < 0.01 < 0.2 < moved(1.004)

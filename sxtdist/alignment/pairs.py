@@ -101,6 +101,38 @@ class PairResult:
     intensity_samples: np.ndarray | None = field(default=None, repr=False)
     #: Where the peak was looked for (``None``: the whole map).
     window: SearchWindow | None = None
+    #: The share of the template view that the other view overlaps at the peak (1 for
+    #: an anchor: the full view covers the interior view and its search margin).
+    overlap: float = 1.0
+
+
+#: The least share of a view that a neighbour pair's two views overlap at a shift that is
+#: compared (the map is ``-1`` elsewhere): the views as recorded, whatever each leaves out
+#: (:func:`~sxtdist.alignment.resample.compared_box`), so that leaving out an edge does not
+#: narrow the shifts a pair can find (the template's compared pixels judged alone did:
+#: a ``tiny`` view 10 px off lost both its neighbour pairs).
+MIN_VIEW_OVERLAP = 0.5
+#: A pair whose peak NCC passes this is weighed as nothing
+#: (:func:`~sxtdist.alignment.shifts.pair_weights`): no correlation passes 1, the bicubic
+#: surface through the map does next to the overlap's limit, and its shift there is no
+#: measurement. Clean pairs pass 1 by up to 0.0005 (development seeds 1-6, all families);
+#: on the ``large`` family neighbour pairs with about half the view in common peaked at
+#: 1.007-1.015, 0.3-1.0 px off. Weighed as nothing rather than left out, it still ties a
+#: chain of neighbours that has no anchors.
+OVERSHOOT_PEAK = 1.005
+#: The least share of the template's compared rectangle that a compared shift overlaps
+#: with the other view's: a floor for views whose replicated strips leave out much of them.
+MIN_COMPARED_OVERLAP = 0.25
+
+
+def views_overlap(view_shape: Sequence[int], margin: Sequence[int]) -> np.ndarray:
+    """The share of a ``view_shape`` view that a copy of it shifted by ``s`` overlaps, at
+    every shift of a map of ``margin`` (``[sy + my, sx + mx]``, as :class:`PairResult`)."""
+    share = [
+        np.clip(1.0 - np.abs(np.arange(-m, m + 1)) / n, 0.0, None)
+        for n, m in zip(view_shape, margin, strict=True)
+    ]
+    return np.outer(*share)
 
 
 def _pair_angles(pair: Pair, roi_angles: np.ndarray, full_angles: np.ndarray | None):

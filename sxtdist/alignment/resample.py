@@ -93,12 +93,74 @@ def anchor_on_roi_grid(
     return img, mask
 
 
-#: Pixels along each edge of a full view that no anchor compares: a detector's outermost
-#: rows and columns are often bad, and next to the edge a bicubic spline reads the edge
-#: pixel's value repeated beyond it. One: two cut a quarter of the ``tiny`` preset's
-#: 16-row full views, and no simulated case measured better with two (a full view 15 px
-#: off, 9 views, seed 3: the same 0.54 px either way).
+#: Pixels along each edge of a view that no registration compares (a full view's in its
+#: anchors, an interior view's in all its pairs, :func:`compared_box`): a detector's
+#: outermost rows and columns are often bad, and next to the edge a bicubic spline reads
+#: the edge pixel's value repeated beyond it. One: two cut a quarter of the ``tiny``
+#: preset's 16-row full views, and no simulated case measured better with two (a full
+#: view 15 px off, 9 views, seed 3: the same 0.54 px either way).
 DETECTOR_EDGE_PX = 1
+
+#: The largest share of a view's side that :func:`compared_box` takes for edge-replicated
+#: strips.
+PADDING_MAX_SHARE = 0.125
+#: A row (column) is a replica where it differs from the next one inwards by less than
+#: this share of the median such difference over the view's middle (RMS over the line),
+#: while it varies along itself by more than this share of the middle's lines do.
+PADDING_CONTRAST = 0.25
+
+#: ``(y0, y1, x0, x1)``: rows ``y0:y1`` and columns ``x0:x1`` of a view.
+Box = tuple[int, int, int, int]
+
+
+def compared_box(view: np.ndarray) -> Box:
+    """The rectangle of an interior view that its registrations compare: the view less
+    its :data:`DETECTOR_EDGE_PX` outermost rows and columns and, before those, less any
+    strip along an edge whose rows (columns) each nearly repeat the next one inwards
+    (:data:`PADDING_CONTRAST`): the edge replicated, as shifting a recorded view with
+    ``nearest`` edges leaves it (by spline or not), up to :data:`PADDING_MAX_SHARE` of the
+    view per side. Such a strip is the same pattern in every view, at the same place on
+    the detector: compared, it pulls each pair towards no shift.
+
+    A strip that is flat along itself too (a constant) is compared: a damaged frame's
+    constant part (a beam drop) must still correlate poorly, for the verdict to name it.
+    """
+    v = np.asarray(view)
+    top, bottom = _replicated_ends(v)
+    left, right = _replicated_ends(v.T)
+    return top, v.shape[0] - bottom, left, v.shape[1] - right
+
+
+def _replicated_ends(lines: np.ndarray) -> tuple[int, int]:
+    """How many of the first and of the last ``lines`` (a view's rows, or its columns
+    transposed) :func:`compared_box` leaves out."""
+    n = lines.shape[0]
+    cap = int(PADDING_MAX_SHARE * n)
+    if cap == 0:
+        return DETECTOR_EDGE_PX, DETECTOR_EDGE_PX
+
+    def step_and_spread(k: np.ndarray, inward: int) -> tuple[np.ndarray, np.ndarray]:
+        a, b = (np.asarray(lines[i], np.float64) for i in (k, k + inward))
+        return np.sqrt(np.mean((b - a) ** 2, axis=1)), a.std(axis=1)
+
+    # the view's own: up to 64 lines of its middle, which no strip reaches (only the lines
+    # that can be a strip and these are read: a 1024² view in a few ms)
+    middle = np.unique(np.linspace(cap, max(n - 2 - cap, cap), 64).astype(int))
+    step, spread = (np.median(x) for x in step_and_spread(middle, 1))
+
+    def leading(k: np.ndarray, inward: int) -> int:  # the lines that repeat the next one in
+        s, sp = step_and_spread(k, inward)
+        like = (s < PADDING_CONTRAST * step) & (sp > PADDING_CONTRAST * spread)
+        return int(np.argmin(np.append(like, False))) + DETECTOR_EDGE_PX
+
+    return leading(np.arange(cap), 1), leading(n - 1 - np.arange(cap), -1)
+
+
+def binned_box(box: Box, binning: int) -> Box:
+    """The blocks of :func:`bin_image` that lie wholly inside ``box``."""
+    y0, y1, x0, x1 = box
+    b = int(binning)
+    return -(-y0 // b), y1 // b, -(-x0 // b), x1 // b
 
 
 def bin_image(img: np.ndarray, factor: int) -> np.ndarray:

@@ -22,8 +22,16 @@ from .ncc import (
     ncc_map_in_rectangle,
     rectangle_spectrum,
 )
-from .pairs import Pair, PairResult, peak_inside_map, views_of
-from .resample import anchor_on_roi_grid, bin_image, gaussian_blur
+from .pairs import (
+    MIN_COMPARED_OVERLAP,
+    MIN_VIEW_OVERLAP,
+    Pair,
+    PairResult,
+    peak_inside_map,
+    views_of,
+    views_overlap,
+)
+from .resample import Box, anchor_on_roi_grid, bin_image, binned_box, compared_box, gaussian_blur
 
 
 @dataclass(frozen=True)
@@ -71,9 +79,10 @@ def prepares_views_apart(view_shape: Sequence[int]) -> bool:
     return math.prod(view_shape) >= PREPARED_VIEW_PIXELS
 
 
-#: A prepared interior view: the view, blurred, and its :func:`centred_spectrum` in the
-#: pairs' frame, which its neighbour pairs and its anchor pair share.
-PreparedView = tuple[np.ndarray, np.ndarray]
+#: A prepared interior view: the view, blurred (and binned), the :func:`centred_spectrum`
+#: of the rectangle of it that is compared in the pairs' frame (which its neighbour pairs
+#: and its anchor pair share), and that rectangle (:func:`compared_box`).
+PreparedView = tuple[np.ndarray, np.ndarray, Box]
 
 
 #: A prepared anchor: the full view on the interior grid plus the margin, its validity
@@ -89,11 +98,34 @@ def prepare_roi_view(
     index: int, settings: PairSettings, margin: tuple[int, int] | None = None, binning: int = 1
 ) -> PreparedView:
     """Interior view ``index`` as the pairs compare it: blurred to the full scan's
-    resolution (and binned), with its transform for the correlations in a frame of
-    ``margin`` (default the pairs' own: one for all its pairs)."""
-    view = gaussian_blur(read_projection(settings.roi_array, index), settings.roi_blur_px)
-    view = bin_image(view, binning)
-    return view, spectrum_in_frame(view, margin or settings.margin)
+    resolution (and binned), with the rectangle of it that is compared
+    (:func:`~sxtdist.alignment.resample.compared_box`, found on the view as read) and its
+    transform for the correlations in a frame of ``margin`` (default the pairs' own: one
+    for all its pairs)."""
+    return prepared_view(read_projection(settings.roi_array, index), settings, margin, binning)
+
+
+def prepared_view(
+    raw: np.ndarray, settings: PairSettings, margin: tuple[int, int] | None = None, binning: int = 1
+) -> PreparedView:
+    """:func:`prepare_roi_view` of an interior view already read: what lies outside its
+    compared rectangle does not enter the blur either. The rectangle is extended by its
+    point reflection about its edge (``2 v[edge] - v[edge + k]``), which a linear ramp
+    continues exactly: its edge repeated instead (a flat extension) biased each blurred
+    edge pixel by the slope there, and the alignment lost 5-10 % RMS on every motion
+    family (``small``, 19 full views, seeds 401-403), the same with this extension as
+    with the true edge pixels blurred in."""
+    y0, y1, x0, x1 = box = compared_box(raw)
+    h, w = raw.shape
+    inside = np.pad(
+        np.asarray(raw, np.float64)[y0:y1, x0:x1],
+        ((y0, h - y1), (x0, w - x1)),
+        mode="reflect",
+        reflect_type="odd",
+    )
+    view = bin_image(gaussian_blur(inside, settings.roi_blur_px), binning)
+    box = binned_box(box, binning)
+    return view, spectrum_in_frame(view, box, margin or settings.margin), box
 
 
 def prepare_anchor(
@@ -139,11 +171,11 @@ def register_prepared(
     window = predicted_window(pair, coarse, settings)
     margin = fine_margin(window, settings)
     if margin != settings.margin:  # the prepared frame is too small: transform anew
-        template = (template[0], spectrum_in_frame(template[0], margin))
+        template = _in_frame(template, margin)
         if pair.kind == "anchor":
             other = prepare_anchor(pair.j, pair.mirrored, settings, margin)
         else:
-            other = (other[0], spectrum_in_frame(other[0], margin))
+            other = _in_frame(other, margin)
     result = _register(pair, template, other, margin, settings, window)
     result.seconds = time.perf_counter() - t0
     return result
@@ -165,9 +197,18 @@ def fine_margin(window: SearchWindow | None, settings: PairSettings) -> tuple[in
     return map_margin(window, settings)
 
 
-def spectrum_in_frame(view: np.ndarray, margin: tuple[int, int]) -> np.ndarray:
-    """:func:`centred_spectrum` of an interior view in a frame of ``margin``."""
-    return centred_spectrum(view, view.shape, _padded_shape(view.shape, margin))
+def spectrum_in_frame(view: np.ndarray, box: Box, margin: tuple[int, int]) -> np.ndarray:
+    """:func:`centred_spectrum` of the ``box`` of an interior view in the frame of the whole
+    view padded by ``margin``."""
+    y0, y1, x0, x1 = box
+    return centred_spectrum(
+        view[y0:y1, x0:x1], (y1 - y0, x1 - x0), _padded_shape(view.shape, margin)
+    )
+
+
+def _in_frame(prepared: PreparedView, margin: tuple[int, int]) -> PreparedView:
+    view, _, box = prepared
+    return view, spectrum_in_frame(view, box, margin), box
 
 
 def _register(
@@ -181,21 +222,42 @@ def _register(
 ) -> PairResult:
     """The NCC map of a pair from its prepared views (in a frame of ``margin``), its peak
     (within ``window``), and for anchors near the same angle (and ``samples``) the paired
-    transmissions."""
-    tpl, tpl_spectrum = template
+    transmissions.
+
+    Only each interior view's compared rectangle enters: the template is the rectangle
+    ``(y0, y1, x0, x1)`` of its view, so its map over the whole frame puts shift zero at
+    ``margin + (y0, x0)``; the map kept is the ``margin`` either side of that. A neighbour
+    pair's shifts are limited by the overlap of its two views (:data:`MIN_VIEW_OVERLAP`),
+    not of their rectangles; an anchor's by its interior rectangle's share over the full
+    view's pixels.
+    """
+    whole, tpl_spectrum, (y0, y1, x0, x1) = template
+    tpl = whole[y0:y1, x0:x1]
     spectra = {"template_spectrum": tpl_spectrum}
     if pair.kind == "anchor":
         ref, mask, spectra["reference_spectrum"] = other
         ncc = ncc_map(tpl, ref, None, mask, **spectra)
-    else:  # the other view padded by the margin, without making the padded frame
-        view, spectra["reference_spectrum"] = other
+    else:  # the other view's rectangle in its view padded by the margin, without the frame
+        view, spectra["reference_spectrum"], (v0, v1, u0, u1) = other
         frame = _padded_shape(view.shape, margin)
-        ncc = ncc_map_in_rectangle(tpl, view, margin, frame, **spectra)
+        at = (margin[0] + v0, margin[1] + u0)
+        rect = view[v0:v1, u0:u1]
+        ncc = ncc_map_in_rectangle(tpl, rect, at, frame, MIN_COMPARED_OVERLAP, **spectra)
+    ncc = ncc[y0 : y0 + 2 * margin[0] + 1, x0 : x0 + 2 * margin[1] + 1]
+    if pair.kind == "neighbour":  # the overlap limit is the views', not their rectangles'
+        ncc[views_overlap(whole.shape, margin) < MIN_VIEW_OVERLAP] = -1.0
     shift, peak, quality = locate_peak(ncc, window)
     paired = None
     if samples and pair.kind == "anchor" and pair.delta_deg <= settings.intensity_window_deg:
-        paired = _intensity_samples(tpl, ref, mask, shift, margin, settings.max_samples, pair.i)
-    return PairResult(pair, ncc.astype(np.float32), shift, peak, quality, 0.0, paired, window)
+        at = (margin[0] + y0, margin[1] + x0)
+        paired = _intensity_samples(tpl, ref, mask, shift, at, settings.max_samples, pair.i)
+    overlap = 1.0
+    if pair.kind == "neighbour":
+        h, w = whole.shape
+        overlap = max(1.0 - abs(shift[0]) / h, 0.0) * max(1.0 - abs(shift[1]) / w, 0.0)
+    result = PairResult(pair, ncc.astype(np.float32), shift, peak, quality, 0.0, paired, window)
+    result.overlap = float(overlap)
+    return result
 
 
 def predicted_window(
@@ -239,9 +301,9 @@ def coarse_prepared(
     prepared binned (:func:`prepare_anchor`), once for all the interior views it anchors:
     each view is read and blurred once for both passes."""
     t0 = time.perf_counter()
-    margin = settings.coarse_margin()
-    binned = bin_image(view[0], settings.coarse_bin)
-    template = (binned, spectrum_in_frame(binned, margin))
+    margin, b = settings.coarse_margin(), settings.coarse_bin
+    binned, box = bin_image(view[0], b), binned_box(view[2], b)
+    template = (binned, spectrum_in_frame(binned, box, margin), box)
     result = _register(pair, template, anchor, margin, settings, None, samples=False)
     result.seconds = time.perf_counter() - t0
     return result

@@ -7,9 +7,6 @@ A view is named when
   of the search, or weighted down to less than half: :data:`LOST_WEIGHT`);
 - all its pairs correlate far worse than the others (a damaged frame): ``1 - peak NCC``
   over :data:`POOR_PAIRS_FACTOR` times the median of their kind;
-- a pair of it that the solve used peaks above :data:`OVERSHOOT_PEAK`: no correlation
-  passes 1, the spline through the map does next to the overlap's limit, and its shift
-  there is no measurement;
 - a pair of it disagrees with the solution by more than :data:`MISFIT_FLAG_PX` in the
   solve's own units (the misfit times the square root of the pair's weight: a far
   anchor's misfit counts as little as it weighs): the loops of anchors and neighbours
@@ -47,11 +44,6 @@ MISFIT_FLAG_PX = 0.25
 #: one ``tiny`` frame lost puts its three pairs at 5.6-9.3 (and the view 0.64 px off,
 #: its pairs agreeing with each other).
 POOR_PAIRS_FACTOR = 4.0
-#: A used pair whose peak NCC passes this names its views. The bicubic surface through
-#: a sharp map passes 1 by up to 0.0005 on clean pairs (development seeds 1-6, all
-#: families); on the ``large`` family two neighbour pairs with a third of the view's
-#: width in common peaked at 1.012 and 1.015, one of them 0.4 px off.
-OVERSHOOT_PEAK = 1.005
 #: A full view whose own estimate the joint solve rejected needs this many used anchors.
 MIN_ANCHORS = 2
 
@@ -131,10 +123,6 @@ def judge(
                 (has_poor if p else has_good)[v] = True
         for v in np.flatnonzero(has_poor & ~has_good):
             verdict.roi.setdefault(int(v), "pairs correlate poorly")
-    for r, m in zip(results, misfit, strict=True):
-        if r.peak > OVERSHOOT_PEAK and np.isfinite(m).all():
-            for v in views_of(r.pair):
-                verdict.roi.setdefault(int(v), f"pair peak NCC over {OVERSHOOT_PEAK:g}")
     length = np.hypot(misfit[:, 0], misfit[:, 1]) * np.sqrt(np.asarray(weights, float))
     for r, size in zip(results, length, strict=True):
         if size > MISFIT_FLAG_PX:  # NaN (left out) compares False
