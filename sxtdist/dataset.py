@@ -20,7 +20,9 @@ Per scan: ``angles_deg``, ``pixel_size_nm``, ``detector_shape``, ``roi_center_px
 ``shifts_px`` (``[dy, dx]`` per projection, the measured image displacement;
 zeros until aligned), ``axis_tilt_deg`` (in-plane tilt of the rotation axis on the
 detector, :mod:`sxtdist.geometry`; absent: 0), ``energy_ev``, ``zone_plate_ozw_nm``,
-``photons_per_pixel``, ``exposure_s``, ``data`` and ``alignment``.
+``photons_per_pixel``, ``exposure_s``, ``data``, ``alignment`` and ``data_id`` (random,
+drawn whenever the scan's projections are written: a reconstruction's resume fingerprint
+holds it).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import importlib.util
 import math
 import os
 import threading
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -430,6 +433,8 @@ def _write_scan(root: zarr.Group, name: str, scan: ScanData, path: str) -> dict[
         "data": "optical_depth",
         "alignment": {"state": "unaligned"},
         **_jsonable(scan.extra),
+        # new with every write of a scan: a reconstruction resumes only on the same data
+        "data_id": uuid.uuid4().hex,
     }
     _check_scan_meta(path, name, meta, (n, rows, cols))
     write_projections(root, name, data, p, meta["data"].replace("_", " "), where)

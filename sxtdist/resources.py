@@ -6,6 +6,7 @@ alone would take hours. These checks run first and say the size in one line.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 
@@ -24,22 +25,29 @@ def format_bytes(n: float) -> str:
     return f"{int(n)} B" if i == 0 else f"{n:.4g} {units[i]}"
 
 
-def free_disk_bytes(path: str | os.PathLike[str]) -> int:
-    """Free bytes on the file system that holds (or will hold) ``path``."""
+def disk_bytes(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(total, free)`` bytes of the file system that holds (or will hold) ``path``."""
     p = os.path.abspath(os.fspath(path))
     while not os.path.exists(p):
         p = os.path.dirname(p)
-    return shutil.disk_usage(p).free
+    usage = shutil.disk_usage(p)
+    return usage.total, usage.free
 
 
 def require_disk(path: str | os.PathLike[str], nbytes: float, what: str) -> None:
-    """Refuse writing ``nbytes`` (``what``, for the message) where the disk has less free."""
-    free = free_disk_bytes(path)
-    if nbytes > free:
-        raise ParameterError(
-            f"{what} needs {format_bytes(nbytes)} on disk; {os.fspath(path)} has "
-            f"{format_bytes(free)} free"
-        )
+    """Refuse writing ``nbytes`` (``what``, for the message) where the disk has less free.
+
+    More than the whole file system holds is a :class:`ParameterError` (bad input,
+    exit code 2: no freeing of space helps); more than is free an :class:`OSError`
+    ``ENOSPC``, told as a full disk (exit code 1: free space and run it again).
+    """
+    total, free = disk_bytes(path)
+    if nbytes <= free:
+        return
+    text = f"{what} needs {format_bytes(nbytes)} on disk; {os.fspath(path)} has "
+    if nbytes > total:
+        raise ParameterError(text + f"{format_bytes(free)} free of {format_bytes(total)}")
+    raise OSError(errno.ENOSPC, text + f"{format_bytes(free)} free")
 
 
 def require_memory(nbytes: float, what: str, limit: float | None = None) -> None:

@@ -106,8 +106,9 @@ class Reconstruction:
         (default): one count for the volume, chosen by split-half cross-validation on a
         pilot of a quarter of the blocks (the even and the odd views reconstructed apart
         and compared in the ROI; :func:`_auto_iterations`) and recorded in the
-        provenance (docs/reconstruction.md). With ``oracle``, ``"auto"`` is a cap of
-        :data:`AUTO_CAP`.
+        provenance (docs/reconstruction.md). The pilot is CGNE's: with ``method="sirt"``
+        give a count (``"auto"`` is refused). With ``oracle``, ``"auto"`` is a cap of
+        :data:`ORACLE_CAP`.
     scans
         Scans to use: all (default, the combined problem), ``("roi",)`` (interior only)
         or ``("full",)`` (sparse only).
@@ -167,6 +168,13 @@ class Reconstruction:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "iterations", parse_iterations(self.iterations))
+        if self.iterations == AUTO and self.method == "sirt" and not self.oracle:
+            # the pilot runs CGNE, which converges far faster: its count would under-iterate
+            sirt = option("--method sirt", 'method="sirt"')
+            raise ParameterError(
+                f"iterations auto is chosen by a CGNE pilot, not for SIRT: give {sirt} a "
+                f"count ({option('--iterations N', 'iterations=N')})"
+            )
         if self.scans is not None:
             object.__setattr__(self, "scans", tuple(str(n) for n in self.scans))
         for name, least in (("block_size", 1), ("halo", 0)):
@@ -224,7 +232,7 @@ def build_problem(acq: Acquisition, recipe: Reconstruction | None = None, **fiel
         grid,
         scan_models(acq, names, r.psf),
         r.method,
-        AUTO_CAP if r.iterations == AUTO else int(r.iterations),
+        _cap(r) if r.iterations == AUTO else int(r.iterations),
         resolve_weights(acq, names, r.weights),
         r.nonneg_every,
         r.rtol,
@@ -388,6 +396,16 @@ def _read_block(acq: Acquisition, problem: Problem, slab: tuple[int, int]) -> di
 #: solves (at least one).
 AUTO_CAP = 60
 AUTO_PILOT_SHARE = 0.25
+#: ``iterations="auto"`` with ``oracle``: the cap of each block's oracle stop, the cap
+#: ``auto`` had before its pilot's was lowered to 60 (the oracle stops a block 5
+#: iterations after its best, so the cap only bounds a block whose PSNR keeps rising).
+ORACLE_CAP = 200
+
+
+def _cap(recipe: Reconstruction) -> int:
+    """The iterations a problem is built with for ``iterations="auto"`` (chosen later,
+    or the oracle's cap)."""
+    return ORACLE_CAP if recipe.oracle else AUTO_CAP
 
 
 def _pilot_block(
@@ -461,15 +479,10 @@ def _auto_iterations(
     return count, rule
 
 
-def _stored_auto_count(out: str, fingerprint: str) -> tuple[int, dict] | None:
-    """The count an unfinished output of the same ``iterations="auto"`` run chose."""
-    if not _has_content(out):
-        return None
-    prov = open_volume(out, mode="r").meta.get("provenance") or {}
-    rule = prov.get("iterations_rule") or {}
-    if prov.get("fingerprint") != fingerprint or rule.get("rule", "fixed") == "fixed":
-        return None
-    return int(prov["iterations"]), rule
+def _stored_count(out: str) -> tuple[int, dict]:
+    """``(count, rule)`` recorded by the unfinished volume at ``out``, to be resumed."""
+    prov = open_volume(out, mode="r").meta["provenance"]
+    return int(prov["iterations"]), dict(prov["iterations_rule"])
 
 
 def half_paths(out: str | os.PathLike[str]) -> tuple[str, str]:
@@ -479,19 +492,33 @@ def half_paths(out: str | os.PathLike[str]) -> tuple[str, str]:
     return f"{stem}.half1{ext}", f"{stem}.half2{ext}"
 
 
-def _fingerprint(acq: Acquisition, problem: Problem, oracle: Any) -> str:
+def _fingerprint(
+    acq: Acquisition, problem: Problem, iterations: int | str, oracle: tuple[bool, float | None]
+) -> str:
+    """What an unfinished volume must have been started with to be resumed.
+
+    The input: its path and every scan's metadata, which holds the ``data_id`` drawn
+    when the scan was written (a re-simulation or re-import into the same path has
+    other projections, and another id), and with the oracle the truth's metadata. The
+    parameters: ``iterations`` as asked (``"auto"`` or a count, not the count auto
+    chooses: a volume begun with a fixed count is not resumed by ``"auto"``, nor the
+    reverse), method, scans and views, weights, grid, PSF and the stopping rules
+    (``oracle``: whether, and the radius it scores in).
+    """
     import hashlib
     import json
 
     h = hashlib.sha1()
     h.update(os.path.abspath(acq.path).encode())
     h.update(json.dumps(acq.group.attrs["sxtdist"]["scans"], sort_keys=True).encode())
+    if oracle[0]:
+        h.update(json.dumps(acq.truth_meta, sort_keys=True).encode())
     h.update(
         repr(
             (
                 sorted(problem.models),
                 problem.method,
-                problem.iterations,
+                iterations,
                 problem.nonneg_every,
                 problem.rtol,
                 sorted(problem.weights.items()),
@@ -567,6 +594,7 @@ def reconstruct(
         work = dataclasses.replace(job, out=target.write_path)
         recipe, resume = _resume_layout(work, restart=target.beside)
         work = dataclasses.replace(work, recipe=recipe)
+        _check_capacity(work.problem.grid, work.out, resume)
         with _connect(ex, backend, why) as (client, backend, why):
             logger.info("backend: %s (%s)", backend, why)
             vol, plan, stats = _run_blocks(client, work, ex, backend, resume)
@@ -588,8 +616,8 @@ def _run_blocks(
     solve the blocks not done yet."""
     plan = _plan(client, job, ex, backend)
     if job.recipe.iterations == AUTO and not job.recipe.oracle:
-        fingerprint = job.provenance["fingerprint"]
-        stored = None if ex.overwrite else _stored_auto_count(job.out, fingerprint)
+        # resumed: the count it chose (same fingerprint: it was an "auto" run too)
+        stored = _stored_count(job.out) if resume else None
         count, rule = stored or _auto_iterations(client, plan, job, ex, backend)
         job = dataclasses.replace(
             job,
@@ -628,7 +656,11 @@ def _run_blocks(
 
 
 def _reconstruct_halves(job: _Job, vol: Volume, plan: BlockPlan, ex: Execution) -> None:
-    """The two split halves of ``job``'s volume, with its count and block layout."""
+    """The two split halves of ``job``'s volume, with its count and block layout.
+
+    A half that is complete with the same fingerprint (an interrupted run finished it)
+    is kept as it is, unless ``ex.overwrite``: the same command resumes.
+    """
     prov = vol.meta["provenance"]
     for path, half in zip(half_paths(job.out), half_views(job.problem)):
         views = view_subset(job.problem, half).views  # as indices of the stored views
@@ -640,8 +672,22 @@ def _reconstruct_halves(job: _Job, vol: Volume, plan: BlockPlan, ex: Execution) 
             block_size=plan.block_size,
             halo=plan.halo,
         )
+        if not ex.overwrite and _complete_as(job.acq, path, recipe):
+            logger.info("split half %s: complete already", path)
+            continue
         logger.info("split half %s", path)
         reconstruct(job.acq, path, recipe, ex)
+
+
+def _complete_as(acq: Acquisition, path: str, recipe: Reconstruction) -> bool:
+    """Whether ``path`` is a complete volume of ``recipe`` (no oracle) on ``acq``."""
+    from .volume import is_volume
+
+    if not is_volume(path):
+        return False
+    vol = open_volume(path, mode="r")
+    want = _fingerprint(acq, build_problem(acq, recipe), recipe.iterations, (False, None))
+    return vol.status == "complete" and vol.meta["provenance"].get("fingerprint") == want
 
 
 @dataclass(frozen=True)
@@ -670,7 +716,6 @@ def _prepare(
     for path in (out, *halves):  # no input, nothing foreign (the halves too, before hours of work)
         check_output(path, "volume", inputs=[acq.path], resume=True)
     problem = build_problem(acq, recipe)
-    _check_capacity(problem.grid, out)
     if recipe.oracle and acq.truth is None:
         raise InputError(
             acq.path,
@@ -700,7 +745,7 @@ def _prepare(
         "oracle": bool(recipe.oracle),
         "oracle_radius_nm": float(roi_radius) if recipe.oracle and roi_radius else None,
         "software": f"sxtdist {_version.__version__}",
-        "fingerprint": _fingerprint(acq, problem, oracle_key),
+        "fingerprint": _fingerprint(acq, problem, recipe.iterations, oracle_key),
         "split_halves": [os.path.abspath(p) for p in half_paths(out)]
         if recipe.split_halves
         else None,
@@ -758,30 +803,53 @@ def _resume_layout(job: _Job, restart: bool) -> tuple[Reconstruction, bool]:
             return recipe, False
         raise OutputExistsError(
             out,
-            "holds an unfinished reconstruction with different parameters; "
-            + use_overwrite("start over"),
+            "holds an unfinished reconstruction of other data or with other parameters "
+            f"({_started_with(meta.get('provenance') or {})}); " + use_overwrite("start over"),
         )
     return recipe.replace(**layout), True
 
 
-def _check_capacity(grid: VolumeGrid, out: str) -> None:
-    """Refuse a grid whose volume the disk at ``out`` cannot hold (pyramid included)."""
-    nbytes = 4 * math.prod(grid.shape) * 8 / 7
-    require_disk(out, nbytes, f"a volume of {grid.shape} voxels of {grid.voxel_size_nm:g} nm")
+def _started_with(prov: Mapping[str, Any]) -> str:
+    """What an unfinished volume's provenance says it was asked for, in a few words."""
+    rule = (prov.get("iterations_rule") or {}).get("rule", "fixed")
+    asked = AUTO if rule != "fixed" else prov.get("iterations")
+    scans = ",".join(prov.get("scans") or ())
+    return f"started as {prov.get('method')}, iterations {asked}, scans {scans}"
+
+
+def _check_capacity(grid: VolumeGrid, out: str, resume: bool) -> None:
+    """Refuse a volume the disk at ``out`` cannot hold (:func:`require_disk`).
+
+    What is still to be written, uncompressed: level 0's blocks not done yet (by their
+    share of the blocks, of the unfinished volume being resumed) and the pyramid
+    (1/7 of level 0), written at the end.
+    """
+    level0 = 4 * math.prod(grid.shape)
+    left = 1.0
+    if resume:
+        vol = open_volume(out, mode="r")
+        left -= len(vol.blocks_done) / max(1, int(vol.meta["plan"]["n_blocks"]))
+    what = f"a volume of {grid.shape} voxels of {grid.voxel_size_nm:g} nm"
+    if left < 1:
+        what += f" ({1 - left:.0%} of its blocks written)"
+    require_disk(out, level0 * (left + 1 / 7), what)
 
 
 def _worth_resuming(exc: BaseException, path: str) -> bool:
-    """Keep an unfinished volume that holds finished blocks, unless bad input stopped it.
+    """Keep an unfinished volume that holds a finished block, whatever stopped it.
 
-    An interruption (Ctrl-C, a cancelled batch), a full disk or a lost worker leave
-    it marked running: the same command resumes it. An input error removes it (the
-    input has to change, and with it the reconstruction).
+    An interruption (Ctrl-C, a cancelled batch), a full disk, a lost worker or a
+    failing split half leave it marked running: the same command resumes it. Bad input
+    found by a worker too: the finished blocks are kept (corrected in place, the same
+    command resumes; re-imported, the data's id changes and the resume is refused). A
+    volume without a finished block is removed.
     """
     from .volume import is_volume
 
-    if isinstance(exc, SxtdistError) or not is_volume(path):
+    try:
+        return is_volume(path) and bool(open_volume(path, mode="r").blocks_done)
+    except SxtdistError:  # unreadable: not resumable (and the first error is the one told)
         return False
-    return bool(open_volume(path, mode="r").blocks_done)
 
 
 def _planned_layout(problem: Problem, layout: Mapping[str, int | None]) -> tuple[int, int]:

@@ -107,7 +107,7 @@ def test_outputs_are_checked_before_any_cluster_starts(tiny_acq, tmp_path, monke
     with pytest.raises(sxtdist.SxtdistError, match="complete volume already"):
         runner.reconstruct(tiny_acq, out, iterations=1, workers=1)
     sxtdist.open_volume(out, mode="r+").update_meta(status="running")
-    with pytest.raises(sxtdist.SxtdistError, match="different parameters"):
+    with pytest.raises(sxtdist.SxtdistError, match="other parameters"):
         runner.reconstruct(tiny_acq, out, iterations=2, workers=1)
 
 

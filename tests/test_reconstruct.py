@@ -115,7 +115,7 @@ def test_resume_with_other_parameters_is_refused(tiny_acq, tmp_path, client):
     out = tmp_path / "part.zarr"
     vol = _run(tiny_acq, out, client, block_size=8)
     vol.update_meta(status="running", blocks_done=[0])
-    with pytest.raises(sxtdist.SxtdistError, match="different parameters"):
+    with pytest.raises(sxtdist.SxtdistError, match="other parameters"):
         _run(tiny_acq, out, client, block_size=8, iterations=5)
 
 

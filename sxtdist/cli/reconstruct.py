@@ -6,7 +6,7 @@ import click
 
 from ..errors import ParameterError
 from ..recon import AUTO, METHODS
-from ..runner import Reconstruction, reconstruct
+from ..runner import ORACLE_CAP, Reconstruction, reconstruct
 from ._options import ITERATIONS, execution_options, per_scan_float, scan_list
 
 
@@ -20,7 +20,7 @@ from ._options import ITERATIONS, execution_options, per_scan_float, scan_list
     default=AUTO,
     show_default=True,
     help="Iterations, or 'auto': one count for the volume by split-half cross-validation "
-    "(recorded in the volume's provenance).",
+    "of a CGNE pilot (recorded in the volume's provenance; give SIRT a count).",
 )
 @click.option("--scans", help="Scans to use: 'full,roi' (combined, default), 'roi' or 'full'.")
 @click.option(
@@ -57,7 +57,8 @@ from ._options import ITERATIONS, execution_options, per_scan_float, scan_list
 @click.option(
     "--oracle",
     is_flag=True,
-    help="Simulated data: stop at the best PSNR against the truth (studies only).",
+    help="Simulated data: stop at the best PSNR against the truth (studies only); "
+    f"with --iterations auto, within {ORACLE_CAP} iterations.",
 )
 @click.option(
     "--dry-run",

@@ -1,0 +1,207 @@
+"""Resuming an unfinished reconstruction: only the same run on the same data, with the
+same count; what stopped it never costs its finished blocks; the disk check counts them."""
+
+from __future__ import annotations
+
+import errno
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+import sxtdist
+import sxtdist.resources
+from sxtdist import runner
+from sxtdist.errors import InputError, OutputExistsError, ParameterError
+from sxtdist.outputs import partial_path
+from sxtdist.runner import (
+    AUTO_CAP,
+    ORACLE_CAP,
+    Reconstruction,
+    build_problem,
+    half_paths,
+    reconstruct,
+)
+from sxtdist.volume import open_volume
+
+
+@pytest.fixture(scope="module")
+def client():
+    from sxtdist.distributed import get_client
+
+    with get_client(workers=2) as c:
+        yield c
+
+
+def _run(acq, out, client, **kw):
+    return reconstruct(acq, out, client=client, progress=False, block_size=8, **kw)
+
+
+def _interrupt(vol, done):
+    """As if the run had stopped with ``done`` blocks finished."""
+    vol.update_meta(status="running", blocks_done=list(done))
+
+
+def test_auto_does_not_resume_a_fixed_count_run(tiny_acq, tmp_path, client):
+    """The review's case: a fixed count equal to the pilot's cap, half its blocks
+    unfinished, run again with ``auto``: refused in one line saying how it was started
+    (it used to resume at auto's count and keep the record 'fixed')."""
+    out = tmp_path / "o60.zarr"
+    vol = _run(tiny_acq, out, client, iterations=AUTO_CAP)
+    n = vol.meta["plan"]["n_blocks"]
+    _interrupt(vol, range(n // 2))
+    before = vol.level(0).compute()
+    with pytest.raises(OutputExistsError, match=f"started as cgne, iterations {AUTO_CAP}, "):
+        _run(tiny_acq, out, client)  # iterations auto (the default)
+    after = open_volume(out)
+    assert after.blocks_done == set(range(n // 2)) and after.status == "running"
+    np.testing.assert_array_equal(after.level(0).compute(), before)
+
+
+def test_a_resumed_auto_run_keeps_its_count(tiny_acq, tmp_path, client, monkeypatch):
+    """Resumed (here: an interrupted --overwrite, written beside the old output), an
+    ``auto`` run reuses the count it chose and records it; no second pilot."""
+    out = tmp_path / "auto.zarr"
+    vol = _run(tiny_acq, tmp_path / "first.zarr", client)
+    count = vol.meta["provenance"]["iterations"]
+    _interrupt(vol, [0])
+    _run(tiny_acq, out, client, iterations=3)  # the complete output being replaced
+    shutil.move(vol.path, partial_path(str(out)))
+
+    def another_pilot(*args, **kwargs):
+        return count + 1, {"rule": "split-half cross-validation"}
+
+    monkeypatch.setattr(runner, "_auto_iterations", another_pilot)
+    resumed = _run(tiny_acq, out, client, overwrite=True)
+    assert resumed.meta["provenance"]["iterations"] == count
+    assert resumed.meta["provenance"]["iterations_rule"]["rule"] == "split-half cross-validation"
+    stopping = resumed.meta["stopping"]
+    assert stopping["blocks_run"] == resumed.meta["plan"]["n_blocks"] - 1
+    assert stopping["iterations_min"] == stopping["iterations_max"] == count
+
+
+def test_re_simulated_data_are_not_resumed(tmp_path, client):
+    """The same path and seed simulated again without the capillary: other projections,
+    the same scan metadata but for the data's id; the old blocks are not resumed."""
+    acq = tmp_path / "tiny.zarr"
+    sxtdist.simulate(acq, "tiny", 3, progress=False)
+    first = sxtdist.open_acquisition(acq, "r")
+    meta, data = first.meta["scans"], first["roi"].read()
+    out = tmp_path / "rec.zarr"
+    _interrupt(_run(acq, out, client, iterations=3), [0])
+    sxtdist.simulate(acq, "tiny", 3, capillary=False, overwrite=True, progress=False)
+    second = sxtdist.open_acquisition(acq, "r")
+    assert np.abs(second["roi"].read() - data).max() > 0.01
+    for name, m in second.meta["scans"].items():
+        assert {k: v for k, v in m.items() if k != "data_id"} == {
+            k: v for k, v in meta[name].items() if k != "data_id"
+        }
+        assert m["data_id"] != meta[name]["data_id"]
+    with pytest.raises(OutputExistsError, match="other data or with other parameters"):
+        _run(acq, out, client, iterations=3)
+    assert open_volume(out).blocks_done == {0}
+
+
+def test_an_interrupted_split_halves_run_resumes(tiny_acq, tmp_path, client):
+    """Interrupted while half 2 was written: the same command finishes it (half 1, complete
+    with the same fingerprint, is kept as it is)."""
+    out = tmp_path / "sh.zarr"
+    vol = _run(tiny_acq, out, client, iterations=4, split_halves=True)
+    h1, h2 = half_paths(str(out))
+    ref = open_volume(h2).level(0).compute()
+    _interrupt(vol, vol.blocks_done)
+    _interrupt(open_volume(h2), [0])
+    took = open_volume(h1).meta["elapsed_s"]
+    again = _run(tiny_acq, out, client, iterations=4, split_halves=True)
+    assert again.status == "complete" and again.meta["stopping"]["blocks_run"] == 0
+    assert open_volume(h1).meta["elapsed_s"] == took  # not redone
+    half2 = open_volume(h2)
+    assert half2.status == "complete"
+    assert half2.meta["stopping"]["blocks_run"] == half2.meta["plan"]["n_blocks"] - 1
+    np.testing.assert_array_equal(half2.level(0).compute(), ref)
+
+
+def test_a_failing_half_keeps_the_solved_volume(tiny_acq, tmp_path, client, monkeypatch):
+    out = tmp_path / "sh.zarr"
+
+    def damaged(*args, **kwargs):
+        raise InputError("somewhere.zarr", "chunk 3 is damaged")
+
+    monkeypatch.setattr(runner, "_reconstruct_halves", damaged)
+    with pytest.raises(InputError, match="damaged"):
+        _run(tiny_acq, out, client, iterations=4, split_halves=True)
+    vol = open_volume(out)
+    assert vol.status == "running" and len(vol.blocks_done) == vol.meta["plan"]["n_blocks"]
+    monkeypatch.undo()
+    again = _run(tiny_acq, out, client, iterations=4, split_halves=True)
+    assert again.status == "complete" and again.meta["stopping"]["blocks_run"] == 0
+
+
+def test_an_error_keeps_finished_blocks_only(tiny_acq, tmp_path, client):
+    """What stopped it does not matter (a worker's input error included): a volume is kept
+    when a block of it is finished, removed when none is."""
+    vol = _run(tiny_acq, tmp_path / "v.zarr", client, iterations=2)
+    error = InputError(tiny_acq, "chunk roi/c/3/0/0 is damaged")
+    _interrupt(vol, [1])
+    assert runner._worth_resuming(error, vol.path)
+    assert runner._worth_resuming(KeyboardInterrupt(), vol.path)
+    _interrupt(vol, [])
+    assert not runner._worth_resuming(error, vol.path)
+    assert not runner._worth_resuming(error, str(tmp_path / "absent.zarr"))
+
+
+def _fake_disk(monkeypatch, total, free):
+    monkeypatch.setattr(sxtdist.resources, "disk_bytes", lambda path: (int(total), int(free)))
+
+
+def test_a_resume_needs_room_for_the_blocks_left_only(tiny_acq, tmp_path, client, monkeypatch):
+    out = tmp_path / "v.zarr"
+    vol = _run(tiny_acq, out, client, iterations=2)
+    n = vol.meta["plan"]["n_blocks"]
+    assert n >= 4
+    level0 = 4 * math.prod(vol.level(0).shape)
+    _interrupt(vol, range(n - 1))
+    # room for one block and the pyramid, not for the whole volume again
+    _fake_disk(monkeypatch, 2**40, level0 * (1 / n + 1 / 7) * 1.01)
+    resumed = _run(tiny_acq, out, client, iterations=2)
+    assert resumed.status == "complete" and resumed.meta["stopping"]["blocks_run"] == 1
+    _interrupt(resumed, range(n - 1))
+    _fake_disk(monkeypatch, 2**40, level0 * (1 / n + 1 / 7) * 0.9)
+    with pytest.raises(OSError, match=r"needs .* on disk") as e:
+        _run(tiny_acq, out, client, iterations=2)
+    assert e.value.errno == errno.ENOSPC
+    assert open_volume(out).blocks_done == set(range(n - 1))
+
+
+def test_too_little_disk_is_told_as_the_readme_says(tiny_acq, tmp_path, monkeypatch, run_cli):
+    """Free space short: a full disk, exit code 1 (free some and run it again); a volume
+    larger than the whole file system: a bad parameter, exit code 2. Nothing written."""
+    out = tmp_path / "v.zarr"
+    args = ("reconstruct", tiny_acq, out, "--iterations", "2", "--workers", "1")
+    _fake_disk(monkeypatch, 2**40, 1000)
+    code, _, err = run_cli(*args)
+    assert code == 1, err
+    assert "needs" in err and "the disk is full: free space" in err and len(err.splitlines()) == 1
+    _fake_disk(monkeypatch, 2000, 1000)
+    code, _, err = run_cli(*args)
+    assert code == 2 and "1000 B free of 1.953 KiB" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_sirt_needs_a_count(tiny_acq, run_cli, tmp_path):
+    """The pilot is CGNE's: ``auto`` would give SIRT a count far too small."""
+    with pytest.raises(ParameterError, match=r"iterations auto .* not for SIRT.*iterations=N"):
+        Reconstruction(method="sirt")
+    assert Reconstruction(method="sirt", iterations=50).iterations == 50
+    assert Reconstruction(method="sirt", oracle=True).iterations == "auto"  # a cap
+    code, _, err = run_cli("reconstruct", tiny_acq, tmp_path / "s.zarr", "--method", "sirt")
+    assert code == 2 and "give --method sirt a count (--iterations N)" in err, err
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_the_oracle_has_its_own_cap(tiny_acq):
+    acq = sxtdist.open_acquisition(tiny_acq, "r")
+    assert build_problem(acq, Reconstruction(oracle=True)).iterations == ORACLE_CAP > AUTO_CAP
+    assert build_problem(acq, Reconstruction()).iterations == AUTO_CAP
+    assert build_problem(acq, Reconstruction(oracle=True, iterations=7)).iterations == 7
