@@ -897,12 +897,15 @@ def _plan(client: Any, job: _Job, ex: Execution, backend: str) -> BlockPlan:
         b = gpu_block_size(models, grid, free, plan.halo, recipe.oracle)
         plan = plan_blocks(models, grid, b, budget, n_workers, recipe.halo)
         logger.info("GPU blocks of %d slices (%.1f GiB free per GPU)", b, free / 2**30)
+    # with auto or an oracle the count is a cap; the chosen one is said when it is known
+    capped = recipe.iterations == AUTO or recipe.oracle or recipe.rtol
     logger.info(
-        "volume %s at %g nm from scans %s; %s, %d iterations",
+        "volume %s at %g nm from scans %s; %s, %s%d iterations",
         grid.shape,
         grid.voxel_size_nm,
         ", ".join(problem.models),
         problem.method,
+        "at most " if capped else "",
         problem.iterations,
     )
     logger.info("%s", plan.describe())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -20,7 +21,7 @@ from sxtdist.recon import (
     split_half_curves,
     view_subset,
 )
-from sxtdist.runner import build_problem, half_paths, pilot_blocks, reconstruct
+from sxtdist.runner import AUTO_CAP, build_problem, half_paths, pilot_blocks, reconstruct
 from sxtdist.solvers import OracleStop, cgne
 from sxtdist.volume import open_volume
 
@@ -99,7 +100,10 @@ def test_parse_iterations():
             parse_iterations(bad)
 
 
-def test_iterations_auto_is_one_count_recorded_in_the_provenance(low_dose, tmp_path, client):
+def test_iterations_auto_is_one_count_recorded_in_the_provenance(
+    low_dose, tmp_path, client, caplog
+):
+    caplog.set_level(logging.INFO, logger="sxtdist")
     vol = reconstruct(
         low_dose,
         tmp_path / "auto.zarr",
@@ -125,6 +129,11 @@ def test_iterations_auto_is_one_count_recorded_in_the_provenance(low_dose, tmp_p
         progress=False,
     )
     np.testing.assert_array_equal(vol.level(0).compute(), fixed.level(0).compute())
+    # the log says the pilot's count is a cap, and the fixed run's count as it is
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("volume ")]
+    assert len(said) == 2
+    assert said[0].endswith(f"cgne, at most {AUTO_CAP} iterations"), said
+    assert said[1].endswith(f"cgne, {prov['iterations']} iterations"), said
 
 
 def test_split_halves_and_their_fsc(tiny_acq, tmp_path, client, run_cli):
