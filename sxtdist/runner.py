@@ -439,7 +439,8 @@ def _auto_iterations(
     for every block (one count for the volume: blocks with counts of their own would
     show seams). ``benchmarks/stopping_rules.py`` measured it within 0.5 dB of the
     oracle on every seed of ``small``; on ``cell-slab`` it stops early at the paper's dose
-    (3 of 10 seeds lose 0.51-0.88 dB; docs/reconstruction.md).
+    (0.50-0.88 dB lost on 2 of 5 development seeds and all 5 held-out seeds with the
+    capillary off, 1 of 5 with it on; docs/reconstruction.md).
     """
     pilot = pilot_blocks(plan.blocks)
     logger.info(
