@@ -123,6 +123,16 @@ def _close_kept_clusters():
     close_kept_clusters()
 
 
+@pytest.fixture(scope="module")
+def client():
+    """A local cluster of two workers for one test module (the alignment tests use their
+    own single-threaded in-process one)."""
+    from sxtdist.distributed import get_client
+
+    with get_client(workers=2) as c:
+        yield c
+
+
 @pytest.fixture(scope="session")
 def tiny_acq(tmp_path_factory):
     """A simulated tiny acquisition (shared, read-only)."""

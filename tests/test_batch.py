@@ -19,14 +19,6 @@ OPTS = dict(iterations=8, block_size=8, align=False)  # alignment: its own test
 
 
 @pytest.fixture(scope="module")
-def client():
-    from sxtdist.distributed import get_client
-
-    with get_client(workers=2) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def two_cells(tmp_path_factory):
     d = tmp_path_factory.mktemp("cells")
     for i in (1, 2):

@@ -16,14 +16,6 @@ from sxtdist.volume import open_volume
 
 
 @pytest.fixture(scope="module")
-def client():
-    from sxtdist.distributed import get_client
-
-    with get_client(workers=2) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def clean_acq(tmp_path_factory):
     """Tiny, no PSF, no shifts: full-view pixels pair slices exactly (exact blocking)."""
     path = tmp_path_factory.mktemp("clean") / "clean.zarr"

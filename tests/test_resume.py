@@ -26,14 +26,6 @@ from sxtdist.runner import (
 from sxtdist.volume import open_volume
 
 
-@pytest.fixture(scope="module")
-def client():
-    from sxtdist.distributed import get_client
-
-    with get_client(workers=2) as c:
-        yield c
-
-
 def _run(acq, out, client, **kw):
     return reconstruct(acq, out, client=client, progress=False, block_size=8, **kw)
 

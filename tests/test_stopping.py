@@ -27,14 +27,6 @@ from sxtdist.volume import open_volume
 
 
 @pytest.fixture(scope="module")
-def client():
-    from sxtdist.distributed import get_client
-
-    with get_client(workers=2) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def low_dose(tmp_path_factory):
     """Tiny at a low dose: CGNE semi-converges within a few iterations (best ROI PSNR at 5)."""
     path = tmp_path_factory.mktemp("low") / "low.zarr"
