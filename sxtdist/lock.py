@@ -1,9 +1,8 @@
 """One writer per output: an operating-system lock on a file beside the output.
 
-The lock of ``path`` is the file ``.<name>.sxtdist-lock`` in the parent directory of
-``path`` resolved (through symbolic links: every spelling of one output has one lock),
-(beside the output, so it protects the path whatever is put there: an
-output replaced by renaming keeps its lock). It is held with ``fcntl.flock``, which
+The lock of ``path`` is the file ``.<name>.sxtdist-lock`` beside ``path`` resolved
+through symbolic links (every spelling of one output has one lock), so it protects the
+path whatever is put there: an output replaced by renaming keeps its lock. It is held with ``fcntl.flock``, which
 the kernel releases when its holder dies: a lock left by a killed run is free at
 once, and taking it over is as atomic as taking a fresh one (the old protocol, read
 the owner's pid and remove its file, let two processes in at once).
