@@ -170,6 +170,12 @@ def _symlink(ws):
     return ["reconstruct", acq, ws / "link.zarr", "--overwrite"]
 
 
+def _preview_over_link(ws):
+    """``--out`` a symbolic link to a user's PNG: neither the link nor its target is replaced."""
+    os.symlink(ws.png("photo.png"), ws / "shown.png")
+    return ["preview", ws.acq(), "--out", ws / "shown.png", "--overwrite"]
+
+
 def _dotdot(ws):
     acq = ws.acq()
     (ws / "sub").mkdir()
@@ -358,6 +364,7 @@ CASES = [
     # -- preview's PNG and volume ------------------------------------------------------------
     Case("preview: --out a user's file, --overwrite", lambda ws: ["preview", ws.acq(), "--out", ws.text("notes.txt", "mine\n"), "--overwrite"], 2, r"notes\.txt: already exists and was not written by sxtdist"),
     Case("preview: --out a user's PNG, --overwrite", lambda ws: ["preview", ws.acq(), "--out", ws.png("photo.png"), "--overwrite"], 2, r"photo\.png: already exists and was not written by sxtdist"),
+    Case("preview: --out a link to a user's PNG, --overwrite", _preview_over_link, 2, r"shown\.png: already exists and was not written by sxtdist"),
     Case("preview: --volume an acquisition, --overwrite", lambda ws: ["preview", ws.acq(), "--volume", ws.acq("other.zarr"), "--overwrite"], 2, r"is an sxtdist acquisition, not an sxtdist volume"),
     # -- sxtdist report's files, the demo's folder ---------------------------------------------
     Case("report: --out over a user's CSV, --overwrite", lambda ws: ["report", ws.vol(), "--out", ws / "mine", "--overwrite", ws.text("mine.csv", "a,b\n") and "--max-slices=4"], 2, r"mine\.csv: already exists and was not written by sxtdist"),
