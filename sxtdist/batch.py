@@ -273,7 +273,7 @@ def _load_manifest_file(path: Path) -> tuple[list[Any], dict[str, Any]]:
     suffix = path.suffix.lower()
     if suffix == ".csv":
         try:
-            with open(path, newline="") as f:
+            with open(path, newline="", encoding="utf-8-sig") as f:  # Excel writes a BOM
                 rows = list(csv.DictReader(f))
         except (OSError, csv.Error, UnicodeDecodeError) as exc:
             raise InputError(path, f"cannot read as CSV: {exc}") from None
@@ -284,7 +284,7 @@ def _load_manifest_file(path: Path) -> tuple[list[Any], dict[str, Any]]:
         import yaml
 
         try:
-            data = yaml.safe_load(path.read_text())
+            data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
         except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise InputError(path, f"cannot read as YAML: {first}") from None
@@ -679,7 +679,7 @@ def write_summary(rows: Iterable[CellResult], path: str | os.PathLike[str]) -> N
 
 def read_summary(path: str | os.PathLike[str]) -> list[dict[str, str]]:
     """The rows of a summary CSV as dictionaries of strings."""
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # kept by Excel: a BOM
         return list(csv.DictReader(f))
 
 

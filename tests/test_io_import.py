@@ -79,6 +79,35 @@ def test_tiff_stack_with_flat_and_dark(tmp_path, run_cli):
     assert scan.data.chunksize[0] == 1
 
 
+def test_text_lists_saved_with_a_byte_order_mark_are_read(tmp_path, run_cli):
+    """Angle lists, IMOD transforms, motion files and CSV manifests saved by Excel or Notepad
+    begin with a UTF-8 byte order mark: read as without one (review 5 finding 14)."""
+    from sxtdist.batch import read_manifest
+    from sxtdist.io.imod import read_xf
+    from sxtdist.simulation.motion import read_motion
+
+    def bom(name, text):
+        (tmp_path / name).write_text(text, encoding="utf-8-sig")
+        return tmp_path / name
+
+    t = RNG.uniform(0.2, 0.9, (4, 6, 8)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "p.tif", t, photometric="minisblack")
+    angles = bom("angles.txt", "-60.000\n-20.000\n20.000\n60.000\n")
+    code, _, err = run_cli(
+        "import", tmp_path / "p.tif", tmp_path / "a.zarr", "--scan=full", "--angles", angles,
+        "--pixel-size-nm=10", "-q",
+    )  # fmt: skip
+    assert code == 0, err
+    scan = sxtdist.open_acquisition(tmp_path / "a.zarr")["full"]
+    np.testing.assert_allclose(scan.geometry.angles_deg, [-60, -20, 20, 60])
+    xf = read_xf(bom("s.xf", "1 0 0 1 2.5 -1\n1 0 0 1 0 0\n"))
+    np.testing.assert_allclose(xf[0], [1, 0, 0, 1, 2.5, -1])
+    assert read_motion(bom("m.json", '{"full": [[0, 1]]}')) == {"full": [[0, 1]]}
+    manifest = bom("cells.csv", "acquisition,name\na.zarr,c1\n")
+    (cell,) = read_manifest(manifest, tmp_path / "out")
+    assert cell.name == "c1" and cell.acquisition == os.fspath(tmp_path / "a.zarr")
+
+
 def test_tiff_folder_and_ome_pixel_size(tmp_path):
     t = RNG.uniform(0.2, 0.9, (5, 8, 10)).astype(np.float32)
     folder = tmp_path / "frames"
@@ -131,24 +160,26 @@ def test_tiff_warnings_refuse_only_missing_pixels(tmp_path, run_cli):
     propagate = log.propagate
     from sxtdist.io.tiff import _refuse_damage
 
-    outcome = {}
+    outcome = {}  # per thread: two threads read odd.tif, and each must end "read"
 
-    def read(path, n):
+    def read(i, path, n):
         try:
             for _ in range(n):
                 with _refuse_damage(str(path), "the pages"):
                     with tifffile.TiffFile(path) as tif:
                         tif.series[0].asarray()
-            outcome[path.name] = "read"
+            outcome[i] = "read"
         except sxtdist.errors.InputError as exc:
-            outcome[path.name] = str(exc)
+            outcome[i] = str(exc)
 
-    threads = [threading.Thread(target=read, args=(p, 20)) for p in (odd, cut, odd)]
+    paths = (odd, cut, odd)
+    threads = [threading.Thread(target=read, args=(i, p, 20)) for i, p in enumerate(paths)]
     for th in threads:
         th.start()
     for th in threads:
         th.join()
-    assert outcome["odd.tif"] == "read" and "truncated or damaged" in outcome["cut.tif"]
+    assert outcome[0] == outcome[2] == "read", outcome
+    assert "truncated or damaged" in outcome[1], outcome
     assert log.propagate == propagate
 
 

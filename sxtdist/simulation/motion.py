@@ -30,7 +30,7 @@ def read_motion(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON object in ``path`` (checked against the scans by :func:`check_motion`)."""
     path = os.fspath(path)
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8-sig") as fh:  # -sig: saved with a BOM
             raw = json.load(fh)
     except FileNotFoundError:
         raise InputError(path, "no such file") from None
