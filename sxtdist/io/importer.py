@@ -423,6 +423,7 @@ def _angles(
     elif src.angles_deg is not None:
         where, ang = src.extra.get("angles_file") or src.path, np.asarray(src.angles_deg, float)
     elif angle_range is not None:
+        _check_numbering(src, keyword("angle_range"))
         start, stop = (float(v) for v in angle_range)
         return np.linspace(start, stop, n)
     else:
@@ -431,11 +432,24 @@ def _angles(
             f"has no rotation angles; give {keyword('angles')} (a file or values) or "
             f"{keyword('angle_range')} (start, stop)",
         )
+    _check_numbering(src, f"the angle list {where}")
     if ang.size != n:
         raise InputError(where, f"{ang.size} angles for {n} frames in {src.path}")
     if not np.all(np.isfinite(ang)):
         raise InputError(where, "angles contain NaN or inf")
     return ang
+
+
+def _check_numbering(src: FrameSource, given: str) -> None:
+    """Refuse angles given by position to a folder whose files are not one numbered run."""
+    problem = src.extra.get("numbering")
+    if problem:
+        raise InputError(
+            src.path,
+            f"{problem}: {given} would give these files the wrong angles; keep only the "
+            f"projections in the folder, numbered without gaps, or take each file's angle "
+            f"from its name ({keyword('angles_from_names')})",
+        )
 
 
 def _field(opts: ImportOptions, kind: str, src: FrameSource) -> np.ndarray | None:

@@ -16,6 +16,7 @@ import os
 import re
 import threading
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -260,8 +261,61 @@ def _open_folder(path: str, angles_from_names: str | None) -> FrameSource:
         reader=reader,
         angles_deg=angles,
         pixel_size_nm=pixel,
-        extra={"files": len(files), "angles_from_names": angles_from_names},
+        extra={
+            "files": len(files),
+            "angles_from_names": angles_from_names,
+            # angles by position (a list, a range) fit only one run of numbered projections
+            "numbering": None if angles is not None else numbering_problem(path, files),
+        },
     )
+
+
+def numbering_problem(folder: str, files: list[str]) -> str | None:
+    """What makes the files' order unfit to be given angles by position, or ``None``.
+
+    ``files`` are in natural order. Their names must follow one pattern (the text
+    between their numbers) and be numbered in one evenly spaced run: a file named
+    otherwise (a flat, a dark, a note) or a missing number would shift every later
+    angle of an ``--angles`` list or ``--angle-range``.
+    """
+    names = [os.path.basename(f) for f in files]
+    if len(names) < 2:
+        return None
+    parts = [re.split(r"(\d+)", n.lower()) for n in names]
+    patterns = ["#".join(p[0::2]) for p in parts]
+    main, count = Counter(patterns).most_common(1)[0]
+    if "#" not in main or count == 1:
+        return "the file names carry no frame number"
+    problems = []
+    odd = [n for n, pat in zip(names, patterns, strict=True) if pat != main]
+    if odd:
+        like = next(n for n, pat in zip(names, patterns, strict=True) if pat == main)
+        problems.append(f"{_some(odd)} not named like {like}")
+    numbers = np.array(
+        [[int(x) for x in p[1::2]] for p, pat in zip(parts, patterns) if pat == main]
+    )
+    varying = [k for k in range(numbers.shape[1]) if len(set(numbers[:, k])) > 1]
+    if varying:  # natural order follows the first number that changes
+        run = np.sort(numbers[:, varying[0]])
+        steps = np.diff(run)
+        step = steps.min()
+        if step == 0:
+            twice = sorted({int(v) for v in run[1:][steps == 0]})
+            problems.append(f"two files numbered {_some(twice)}")
+        elif np.any(steps % step):
+            problems.append(f"numbers not evenly spaced ({_some(run.tolist())})")
+        elif np.any(steps != step):
+            missing = sorted(
+                set(range(int(run[0]), int(run[-1]) + 1, int(step))) - set(run.tolist())
+            )
+            problems.append(f"no file numbered {_some(missing)}")
+    return "; ".join(problems) or None
+
+
+def _some(items: list) -> str:
+    """The first few of ``items``, then how many more."""
+    shown = ", ".join(str(i) for i in items[:4])
+    return shown if len(items) <= 4 else f"{shown} and {len(items) - 4} more"
 
 
 def angles_in_names(folder: str, names: list[str], pattern: str) -> tuple[list[str], np.ndarray]:
