@@ -347,8 +347,13 @@ CASES = [
     Case("simulate: --pixel-size-nm nan", lambda ws: ["simulate", ws / "s.zarr", "--preset", "tiny", "--pixel-size-nm", "nan"], 2, r"pixel size must be in"),
     Case("simulate: --seed -1", lambda ws: ["simulate", ws / "s.zarr", "--preset", "tiny", "--seed", "-1"], 2, r"seed must be a whole number"),
     # -- plans the machine cannot hold ---------------------------------------------------------------
-    Case("reconstruct: --voxel-size-nm 0.001", lambda ws: _reconstruct(ws, "--voxel-size-nm", "0.001"), 2, r"needs [\d.]+ EiB on disk; .* free", bounded=True),
+    Case("reconstruct: --voxel-size-nm 0.001", lambda ws: _reconstruct(ws, "--voxel-size-nm", "0.001"), 2, r"volume grid would be \(\d+, \d+, \d+\) voxels, beyond 65536 a side .*: the voxel size 0.001 nm is too fine", bounded=True),
+    Case("reconstruct --dry-run: --voxel-size-nm 0.001", lambda ws: _reconstruct(ws, "--voxel-size-nm", "0.001", "--dry-run"), 2, r"the voxel size 0.001 nm is too fine", bounded=True),
     Case("simulate: --pixel-size-nm 0.001", lambda ws: ["simulate", ws / "s.zarr", "--preset", "tiny", "--pixel-size-nm", "0.001"], 2, r"needs [\d.]+ EiB on disk; .* free", bounded=True),
+    Case("reconstruct --dry-run: a stored centre offset of 1e9 rows", lambda ws: [*_tampered(lambda m: _scan(m, roi_center_px=[1e9, 0]), "reconstruct")(ws), "--dry-run"], 2, r"volume grid would be \(2000000\d+, \d+, \d+\) voxels.*: the detector centre offset \(1000000000.0, 0.0\) px on a \(\d+, \d+\) detector makes it so", bounded=True),
+    Case("reconstruct: a stored centre offset of 1e9 rows", _tampered(lambda m: _scan(m, roi_center_px=[1e9, 0]), "reconstruct"), 2, r"the detector centre offset \(1000000000.0, 0.0\) px", bounded=True),
+    Case("edit: --center-offset-px=1e9,0", lambda ws: ["edit", ws.acq(), "--scan", "roi", "--center-offset-px=1e9,0"], 2, r"--center-offset-px: a row offset of 1e\+09 px is more than 4 heights of the \d+-row detector"),
+    Case("import: --center-offset-px off the detector", lambda ws: ["import", ws.tif("t.tif", FRAMES), ws / "a.zarr", *IMPORT, "--center-offset-px=0,-8"], 2, r"--center-offset-px: a column offset of -8 px puts the rotation axis off the 16-px-wide detector"),
     Case("simulate: --n-roi 10**9", lambda ws: ["simulate", ws / "s.zarr", "--preset", "tiny", "--n-roi", str(10**9)], 2, r"needs [\d.]+ [TP]iB on disk", bounded=True),
     # -- batch manifests ---------------------------------------------------------------------------
     Case("batch: two cells named alike", lambda ws: ["batch", _manifest(ws, "- {name: x, acquisition: a.zarr}\n- {name: x, acquisition: b.zarr}\n"), "--out", ws / "out"], 2, r"two cells are named 'x'"),

@@ -296,6 +296,8 @@ def _import_open(
     """Convert and write an opened (and cropped) source; see :func:`import_scan`."""
     source = src.path
     n, rows, cols = src.shape
+    # the offset is in pixels of the frame as the file holds it
+    check_center_offset(opts.center_offset_px, src.extra.get("uncropped_shape") or (rows, cols))
     ang = _angles(src, opts.angles, opts.angle_range)  # checked as the scan is written
     physics = _physics(src, opts.physics)
     xf = None if opts.xf is None else xf_alignment(opts.xf, n)
