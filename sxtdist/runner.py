@@ -735,7 +735,7 @@ def _prepare(
         "input": os.path.abspath(acq.path),
         "method": problem.method,
         "iterations": problem.iterations,
-        "iterations_rule": {"rule": "fixed"},
+        "iterations_rule": _rule_asked(recipe, problem),
         "scans": list(problem.models),
         "views": {k: list(v) for k, v in problem.views.items()},
         "excluded_untrusted": _excluded(acq, recipe, problem) if recipe.exclude_untrusted else None,
@@ -810,12 +810,36 @@ def _resume_layout(job: _Job, restart: bool) -> tuple[Reconstruction, bool]:
     return recipe.replace(**layout), True
 
 
+def _rule_asked(recipe: Reconstruction, problem: Problem) -> dict[str, Any]:
+    """The provenance's ``iterations_rule`` before any count is chosen: ``fixed``, or
+    ``oracle`` (each block stops at its best against the truth, ``iterations`` its cap)
+    with the iterations asked for (``"auto"`` or a count); ``auto`` replaces it with
+    the pilot's rule once the count is chosen (:func:`_auto_iterations`)."""
+    if recipe.oracle:
+        return {"rule": "oracle", "asked": recipe.iterations, "cap": problem.iterations}
+    return {"rule": "fixed"}
+
+
+def asked_iterations(prov: Mapping[str, Any]) -> int | str:
+    """The iterations a volume's provenance says were asked for: the count of a fixed
+    one, ``"auto"`` where a rule chose it, what was given with the oracle."""
+    rule = prov.get("iterations_rule") or {}
+    name = rule.get("rule", "fixed")
+    if name == "fixed":
+        return prov.get("iterations")
+    if name == "oracle":
+        return rule.get("asked", prov.get("iterations"))
+    return AUTO
+
+
 def _started_with(prov: Mapping[str, Any]) -> str:
     """What an unfinished volume's provenance says it was asked for, in a few words."""
-    rule = (prov.get("iterations_rule") or {}).get("rule", "fixed")
-    asked = AUTO if rule != "fixed" else prov.get("iterations")
+    oracle = " with the oracle stop" if prov.get("oracle") else ""
     scans = ",".join(prov.get("scans") or ())
-    return f"started as {prov.get('method')}, iterations {asked}, scans {scans}"
+    return (
+        f"started as {prov.get('method')}, iterations {asked_iterations(prov)}{oracle}, "
+        f"scans {scans}"
+    )
 
 
 def _check_capacity(grid: VolumeGrid, out: str, resume: bool) -> None:
