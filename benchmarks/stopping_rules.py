@@ -496,8 +496,8 @@ VARIANTS = {
 
 
 def variants_table(path: str) -> str:
-    """``auto``, ``far`` and :data:`VARIANTS`: loss against the oracle, mean (max) per configuration,
-    and the worst loss over all configurations."""
+    """``auto``, ``far`` and :data:`VARIANTS`: loss against the oracle, mean (max) per
+    configuration, and the worst loss over all configurations."""
     records = [json.loads(line) for line in open(path)]
     rules = {"auto": lambda r: choices(r)["auto"], "far": lambda r: choices(r)["far"], **VARIANTS}
     groups: dict[tuple, list[dict]] = {}

@@ -447,8 +447,8 @@ def _auto_iterations(
     (:func:`sxtdist.recon.split_half_curves`): ``far`` (each half's iterate against the
     other half's last one) and ``between`` (the halves apart), summed over the pilot
     blocks, give the count (:func:`~sxtdist.solvers.cross_validated_count`: ``far``'s
-    minimum, later where the halves' disagreement is a large part of ``far``), used for
-    every block (one count for the volume: blocks with counts of their own would show
+    minimum, later where the halves' disagreement grows slowly after it; with quadrature
+    weights, :func:`late_factor`), used for every block (one count for the volume: blocks with counts of their own would show
     seams). ``benchmarks/stopping_rules.py`` measures it against the oracle
     (docs/reconstruction.md).
     """
