@@ -644,6 +644,8 @@ def _run_blocks(
             provenance=dict(job.provenance, iterations=count, iterations_rule=rule),
         )
         logger.info("%d iterations for every block", count)
+    if job.recipe.split_halves and not ex.overwrite:  # then job.out is the output itself
+        _check_halves(job, plan)
     provenance = dict(job.provenance, backend=backend)
     vol = _open_or_create(job.out, job.problem.grid, plan, provenance, resume)
     done = vol.blocks_done
@@ -680,22 +682,32 @@ def _reconstruct_halves(job: _Job, vol: Volume, plan: BlockPlan, ex: Execution) 
     A half that is complete with the same fingerprint (an interrupted run finished it)
     is kept as it is, unless ``ex.overwrite``: the same command resumes.
     """
-    prov = vol.meta["provenance"]
-    for path, half in zip(half_paths(job.out), half_views(job.problem)):
-        views = view_subset(job.problem, half).views  # as indices of the stored views
-        recipe = job.recipe.replace(
-            iterations=int(prov["iterations"]),
-            views={n: list(v) for n, v in views.items()},
-            split_halves=False,
-            oracle=False,
-            block_size=plan.block_size,
-            halo=plan.halo,
-        )
+    count = int(vol.meta["provenance"]["iterations"])
+    for path, recipe in zip(half_paths(job.out), _half_recipes(job, count, plan)):
         if not ex.overwrite and _complete_as(job.acq, path, recipe):
             logger.info("split half %s: complete already", path)
             continue
         logger.info("split half %s", path)
         reconstruct(job.acq, path, recipe, ex)
+
+
+def _half_recipes(job: _Job, count: int, plan: BlockPlan) -> list[Reconstruction]:
+    """The recipes of ``job``'s two split halves: its ``count``, its block layout, the even
+    and the odd views."""
+    recipes = []
+    for half in half_views(job.problem):
+        views = view_subset(job.problem, half).views  # as indices of the stored views
+        recipes.append(
+            job.recipe.replace(
+                iterations=count,
+                views={n: list(v) for n, v in views.items()},
+                split_halves=False,
+                oracle=False,
+                block_size=plan.block_size,
+                halo=plan.halo,
+            )
+        )
+    return recipes
 
 
 def _complete_as(acq: Acquisition, path: str, recipe: Reconstruction) -> bool:
@@ -707,6 +719,33 @@ def _complete_as(acq: Acquisition, path: str, recipe: Reconstruction) -> bool:
     vol = open_volume(path, mode="r")
     want = _fingerprint(acq, build_problem(acq, recipe), recipe.iterations, (False, None))
     return vol.status == "complete" and vol.meta["provenance"].get("fingerprint") == want
+
+
+def _check_halves(job: _Job, plan: BlockPlan) -> None:
+    """Refuse, before any block of the volume is solved, a split half at its path that the
+    halves' run could not keep or resume: one of other data or parameters, or an
+    unfinished one of another block layout (found only after hours of work otherwise)."""
+    from .volume import is_volume
+
+    for path, recipe in zip(half_paths(job.out), _half_recipes(job, job.problem.iterations, plan)):
+        if not _has_content(path):
+            continue
+        meta = open_volume(path, mode="r").meta if is_volume(path) else {}
+        prov, stored = meta.get("provenance") or {}, meta.get("plan") or {}
+        want = _fingerprint(
+            job.acq, build_problem(job.acq, recipe), recipe.iterations, (False, None)
+        )
+        complete = meta.get("status") == "complete"
+        layout = (stored.get("block_size"), stored.get("halo")) == (plan.block_size, plan.halo)
+        if prov.get("fingerprint") == want and (complete or layout):
+            continue
+        what = "a complete" if complete else "an unfinished"
+        raise OutputExistsError(
+            path,
+            f"holds {what} split half of other data or with other parameters "
+            f"({_started_with(prov)}; this run's halves: {recipe.method}, iterations "
+            f"{recipe.iterations}); {use_overwrite('replace it')}",
+        )
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,31 @@ def test_an_interrupted_split_halves_run_resumes(tiny_acq, tmp_path, client):
     np.testing.assert_array_equal(half2.level(0).compute(), ref)
 
 
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_a_half_of_another_run_is_refused_before_any_block(
+    tiny_acq, tmp_path, client, monkeypatch, interrupted
+):
+    """A split half left by a run with another count (complete, or unfinished) is refused
+    before a block of the volume is solved, not after: nothing is solved or written, the
+    halves are as they were."""
+    out = tmp_path / "sh.zarr"
+    vol = _run(tiny_acq, out, client, iterations=3, split_halves=True)
+    h1, _ = half_paths(str(out))
+    if interrupted:
+        _interrupt(open_volume(h1), [0])
+    shutil.rmtree(vol.path)
+    before = open_volume(h1).meta
+
+    def no_block(*args, **kwargs):
+        raise AssertionError("a block was solved")
+
+    monkeypatch.setattr(runner, "run_tasks", no_block)
+    what = "an unfinished" if interrupted else "a complete"
+    with pytest.raises(OutputExistsError, match=f"sh.half1.zarr: holds {what} split half of "):
+        _run(tiny_acq, out, client, iterations=4, split_halves=True)
+    assert not out.exists() and open_volume(h1).meta == before
+
+
 def test_a_failing_half_keeps_the_solved_volume(tiny_acq, tmp_path, client, monkeypatch):
     out = tmp_path / "sh.zarr"
 
