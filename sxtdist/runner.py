@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import _version
+from .alignment.anchoring import stale_anchoring
 from .alignment.intensity import apply_intensity_transform
 from .backends import (
     GPU_RESOURCE,
@@ -42,6 +43,7 @@ from .errors import (
     SxtdistError,
     SxtdistWarning,
     option,
+    printable,
     use_overwrite,
 )
 from .execution import Execution, execution_fields
@@ -228,6 +230,9 @@ def build_problem(acq: Acquisition, recipe: Reconstruction | None = None, **fiel
         if n not in acq.scans:
             raise InputError(acq.path, f"has no scan {n!r} (it has {', '.join(acq.scans)})")
     grid = default_grid([acq[n].geometry for n in acq.scans], r.voxel_size_nm)
+    stale = stale_anchoring(acq) if "roi" in names else None
+    if stale:
+        warnings.warn(f"{printable(acq.path)}: {stale}", SxtdistWarning, stacklevel=2)
     problem = Problem(
         grid,
         scan_models(acq, names, r.psf),

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -38,6 +40,7 @@ from sxtdist.alignment.ncc import NccSurface, ncc_map, register
 from sxtdist.alignment.pairs import Pair, PairResult, describe_pair, plan_pairs
 from sxtdist.alignment.resample import anchor_on_roi_grid, pad_with_mask, shift_image
 from sxtdist.alignment.shifts import robust_pair_weights, solve_joint, solve_shifts
+from sxtdist.errors import SxtdistWarning
 from sxtdist.geometry import ScanGeometry, rigid_translation_nm, translation_shifts_px
 
 
@@ -1506,3 +1509,46 @@ def test_a_pair_whose_peak_overshoots_weighs_nothing():
     w = pair_weights(chain(1.0, 1.01), angles)
     assert sorted(set(w)) == [MIN_OVERLAP_WEIGHT, 1.0] and 1.01 > OVERSHOOT_PEAK
     assert moved(1.01) < 0.01 < 0.2 < moved(1.004)
+
+
+def test_aligning_the_full_scan_alone_marks_the_anchored_interior_stale(tmp_path, client, run_cli):
+    """Re-aligning the full scan alone re-centres it: the interior anchored to it no longer
+    fits, and align, info and reconstruct say so until it is aligned again; a joint
+    alignment and an interior aligned to the stored full scan are not stale
+    (review 5 finding 8)."""
+    from sxtdist.alignment.anchoring import ANCHORED_TO, stale_anchoring
+    from sxtdist.cli.info import describe
+    from sxtdist.io.metadata import edit_scan
+    from sxtdist.runner import build_problem
+
+    path = tmp_path / "s.zarr"
+    sxtdist.simulate(path, preset="tiny", seed=14, shifts_px=1.5)
+    kw = dict(client=client, report="", progress=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", ".*alignment stale", SxtdistWarning)
+        sxtdist.align(path, **kw)  # jointly
+        assert stale_anchoring(sxtdist.open_acquisition(path)) is None
+        assert "stale" not in describe(str(path))
+        build_problem(sxtdist.open_acquisition(path), iterations=1)
+    with pytest.warns(SxtdistWarning, match=r"scan 'roi' was aligned by anchors .* --scans roi"):
+        sxtdist.align(path, scans=["full"], **kw)
+    acq = sxtdist.open_acquisition(path)
+    assert "the full scan changed since" in stale_anchoring(acq)
+    text = describe(str(path))
+    assert "verdict: stale (was " in text and "warning: scan 'roi'" in text, text
+    with pytest.warns(SxtdistWarning, match="alignment stale"):
+        build_problem(acq, iterations=1)  # what reconstruct, --dry-run and batch build
+    build_problem(acq, iterations=1, scans=["full"])  # the full scan alone: no warning
+    code, out, err = run_cli("info", path, "--json")
+    assert code == 0 and "alignment stale" in err and json.loads(out)["kind"] == "acquisition"
+    sxtdist.align(path, scans=["roi"], **kw)  # anchored to the stored full scan: fits again
+    assert stale_anchoring(sxtdist.open_acquisition(path)) is None
+    edit_scan(path, "full", center_offset_px=(0.0, 0.5))  # what the anchors saw moved
+    assert stale_anchoring(sxtdist.open_acquisition(path)) is not None
+    # an alignment stored before the digest was recorded: judged by the dates
+    acq = sxtdist.open_acquisition(path, mode="r+")
+    al = {k: v for k, v in acq["roi"].meta["alignment"].items() if k != ANCHORED_TO}
+    acq.update_scan("roi", alignment={**al, "date": "2026-01-01T00:00:00+00:00"})
+    assert "was aligned again on" in stale_anchoring(sxtdist.open_acquisition(path))
+    acq.update_scan("roi", alignment={**al, "date": "2999-01-01T00:00:00+00:00"})
+    assert stale_anchoring(sxtdist.open_acquisition(path)) is None

@@ -11,6 +11,7 @@ Modules, from the maths up:
 - :mod:`.gauge`: what no alignment determines, and errors measured without it;
 - :mod:`.intensity`: the intensity transform between the scans (eq. 16);
 - :mod:`.diagnostics`: what the pairs say about the result without a truth;
+- :mod:`.anchoring`: whether an interior scan aligned by anchors still fits its full scan;
 - :mod:`.options`: :class:`AlignOptions`, the alignment's own settings;
 - :mod:`.tasks`: the worker-side tasks; :mod:`.runner`: :func:`align`, which plans,
   submits and stores; :mod:`.result`: :class:`AlignmentResult`; :mod:`.report`: the CSV

@@ -26,10 +26,11 @@ from typing import Any
 import numpy as np
 
 from ..dataset import Acquisition, open_acquisition, shifts_change
-from ..errors import InputError, ParameterError, SxtdistWarning, option
+from ..errors import InputError, ParameterError, SxtdistWarning, option, printable
 from ..execution import Execution
 from ..geometry import ScanGeometry, angular_spacing_deg, without_rigid_translation
 from ..outputs import check_output
+from .anchoring import ANCHORED_TO, full_reference, stale_anchoring
 from .diagnostics import log_pair_misfit, log_pairs_weighted_down, log_poor_peaks
 from .gauge import axis_offset_px, sinusoid_basis
 from .intensity import fit_intensity_transform
@@ -177,10 +178,15 @@ def align(
         if "roi" in scans:
             _align_roi(acq, result, plan_info["pairs"], opts, client, ex.progress)
     _center(acq, result, opts.method)
+    _record_anchoring(acq, result, opts.method)
     elapsed = time.perf_counter() - t_start
     for info in result.info.values():
         info["elapsed_s"] = elapsed
     _store_and_report(acq, result, dry_run, report)
+    if result.stored and "roi" not in result.shifts:
+        stale = stale_anchoring(open_acquisition(acq.path, mode="r"))
+        if stale:  # the full scan alone, re-centred: the interior anchored to it is off now
+            warnings.warn(f"{printable(acq.path)}: {stale}", SxtdistWarning, stacklevel=2)
     return result
 
 
@@ -275,6 +281,18 @@ def _center(acq: Acquisition, result: AlignmentResult, method: str) -> None:
         d, angles = result.shifts["roi"], acq["roi"].geometry.angles_deg
         basis = sinusoid_basis(angles)
         d[:, 1] -= basis @ np.linalg.lstsq(basis, d[:, 1], rcond=None)[0]
+
+
+def _record_anchoring(acq: Acquisition, result: AlignmentResult, method: str) -> None:
+    """Record in the interior's alignment which full scan its anchors saw (:mod:`.anchoring`):
+    this run's final shifts, else the stored ones."""
+    if method != "anchor" or "roi" not in result.shifts or "full" not in acq.scans:
+        return
+    full = acq["full"]
+    g = full.geometry
+    if "full" in result.shifts:
+        g = g.with_shifts(result.shifts["full"])
+    result.info["roi"][ANCHORED_TO] = full_reference(g, full.meta.get("data_id"))
 
 
 def pair_settings(

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import click
 import numpy as np
 
+from ..alignment.anchoring import stale_anchoring
 from ..dataset import KEY, open_sxtdist_group
-from ..errors import InputError
+from ..errors import InputError, SxtdistWarning, printable
 from ..geometry import angular_spacing_deg
 from ..io import ngff
 from ._options import echo_json
@@ -42,6 +44,9 @@ def summary(path: str) -> dict[str, Any]:
         from ..dataset import open_acquisition
 
         acq = open_acquisition(path, mode="r")
+        stale = stale_anchoring(acq)
+        if stale:  # on standard error: the JSON on standard output stays whole
+            warnings.warn(f"{printable(acq.path)}: {stale}", SxtdistWarning, stacklevel=2)
         names = [*acq.scans, *(["truth"] if "truth" in acq.group else [])]
         images = {name: acq.group[name] for name in names}
     else:
@@ -88,6 +93,7 @@ def _describe_acquisition(path: str) -> str:
     acq = open_acquisition(path, mode="r")
     meta = acq.group.attrs[KEY]
     lines = [f"acquisition {path}", f"  created {meta.get('created')} by {meta.get('software')}"]
+    stale = stale_anchoring(acq)
     for name, scan in acq.scans.items():
         g = scan.geometry
         a = g.angles_deg
@@ -135,6 +141,9 @@ def _describe_acquisition(path: str) -> str:
                 f"rms {np.sqrt((s**2).mean()):.2f} px)"
             )
         lines.append(f"    alignment: {state}{extra}")
+        if name == "roi" and stale:  # its stored verdict was given against another full scan
+            al = {**al, "verdict": f"stale (was {al.get('verdict', 'not judged')})"}
+            lines.append(f"      warning: {stale}")
         if state == "aligned":
             lines.append("      " + _alignment_details(al))
         it = m.get("intensity_transform")
