@@ -516,6 +516,11 @@ def half_paths(out: str | os.PathLike[str]) -> tuple[str, str]:
     return f"{stem}.half1{ext}", f"{stem}.half2{ext}"
 
 
+#: Scan metadata that record how a scan was aligned or edited, not what is reconstructed:
+#: left out of the resume fingerprint (every other key, known or not, is in it).
+SCAN_RECORDS = ("alignment", "edits")
+
+
 def _fingerprint(
     acq: Acquisition, problem: Problem, iterations: int | str, oracle: tuple[bool, float | None]
 ) -> str:
@@ -523,7 +528,10 @@ def _fingerprint(
 
     The input: its path and every scan's metadata, which holds the ``data_id`` drawn
     when the scan was written (a re-simulation or re-import into the same path has
-    other projections, and another id), and with the oracle the truth's metadata. The
+    other projections, and another id), the shifts, the geometry and the intensity
+    transform, but not the records of how it was aligned and edited (dates, timings,
+    verdict: an alignment or edit that changed no value changes nothing solved), and
+    with the oracle the truth's metadata. The
     parameters: ``iterations`` as asked (``"auto"`` or a count, not the count auto
     chooses: a volume begun with a fixed count is not resumed by ``"auto"``, nor the
     reverse), method, scans and views, weights, grid, PSF and the stopping rules
@@ -534,7 +542,11 @@ def _fingerprint(
 
     h = hashlib.sha1()
     h.update(os.path.abspath(acq.path).encode())
-    h.update(json.dumps(acq.group.attrs["sxtdist"]["scans"], sort_keys=True).encode())
+    scans = {
+        name: {k: v for k, v in entry.items() if k not in SCAN_RECORDS}
+        for name, entry in acq.group.attrs["sxtdist"]["scans"].items()
+    }
+    h.update(json.dumps(scans, sort_keys=True).encode())
     if oracle[0]:
         h.update(json.dumps(acq.truth_meta, sort_keys=True).encode())
     h.update(

@@ -422,3 +422,37 @@ def test_fsc_resolution_of_a_known_cutoff(two_cells, tmp_path, client, cutoff_sh
     assert n / (cutoff_shell + 1) <= period <= n / cutoff_shell, (period, n)
     zarr.open_array(out / "0", mode="r+")[:] = truth
     assert cell_metrics(acq_path, str(out))["fsc_nm"] == NOT_CROSSED
+
+
+def test_align_always_resumes_an_unfinished_cell_and_aligns_a_shared_acquisition_once(
+    two_cells, tmp_path, client
+):
+    """``align: yes``: two cells on one acquisition align it once; re-run after an
+    interruption, the unfinished cell is resumed with the shifts it was begun with, not
+    aligned again (which made it 'other data' and failed it) (review 5 finding 9)."""
+    import shutil
+
+    a = tmp_path / "a.zarr"
+    shutil.copytree(two_cells / "cell1.zarr", a)
+    out = tmp_path / "o"
+    cells = [str(a), {"acquisition": str(a), "name": "a-roi", "scans": "roi"}]
+    opts = OPTS | {"align": True, "metrics": False}
+    rows = reconstruct_batch(cells, out, client=client, **opts)
+    assert [r.status for r in rows] == ["done", "done"]
+    assert sorted(r.message for r in rows) == ["", "aligned"]  # once, by one of them
+    assert len(list(out.glob("*_alignment"))) == 1
+    date = sxtdist.open_acquisition(a, "r")["roi"].meta["alignment"]["date"]
+    vol = open_volume(out / "a.zarr", mode="r+")
+    before = vol.level(0).compute()
+    vol.update_meta(status="running", blocks_done=[0])
+    rows = reconstruct_batch(cells, out, client=client, **opts)
+    assert [(r.status, r.message) for r in rows] == [
+        ("done", "resumed"),
+        ("skipped", "complete already"),
+    ]
+    assert sxtdist.open_acquisition(a, "r")["roi"].meta["alignment"]["date"] == date
+    np.testing.assert_array_equal(open_volume(out / "a.zarr").level(0).compute(), before)
+    # a later run with nothing unfinished aligns again (always), once
+    rows = reconstruct_batch(cells, out, client=client, overwrite=True, **opts)
+    assert sorted(r.message for r in rows) == ["", "aligned"]
+    assert sxtdist.open_acquisition(a, "r")["roi"].meta["alignment"]["date"] >= date

@@ -245,3 +245,37 @@ def test_an_oracle_run_records_its_rule_and_resumes_as_one(tiny_acq, tmp_path, c
     assert resumed.meta["provenance"]["iterations_rule"]["rule"] == "oracle"
     seven = _run(tiny_acq, tmp_path / "seven.zarr", client, oracle=True, iterations=7)
     assert seven.meta["provenance"]["iterations_rule"] == {"rule": "oracle", "asked": 7, "cap": 7}
+
+
+def test_the_fingerprint_holds_shifts_and_geometry_not_the_alignment_records(
+    tiny_acq, tmp_path, client
+):
+    """An unfinished run resumes after a change of how the scans were aligned or edited
+    that changes no value (dates, timings, verdict, history), and is refused after a
+    change of its shifts, geometry or intensity transform (review 5 finding 9)."""
+    acq_path = tmp_path / "a.zarr"
+    shutil.copytree(tiny_acq, acq_path)
+    out = tmp_path / "o.zarr"
+    vol = _run(acq_path, out, client, iterations=3)
+    acq = sxtdist.open_acquisition(acq_path, mode="r+")
+    roi = acq["roi"].meta
+    records = {
+        "alignment": {**(roi.get("alignment") or {}), "date": "2031-01-01T00:00:00+00:00",
+                      "elapsed_s": 12.5, "verdict": "trusted"},
+        "edits": [*roi.get("edits", []), {"date": "2031-01-01T00:00:00+00:00", "changes": {}}],
+    }  # fmt: skip
+    _interrupt(vol, [0])
+    acq.update_scan("roi", **records)
+    assert _run(acq_path, out, client, iterations=3).status == "complete"  # resumed
+    shifts = np.asarray(roi["shifts_px"], float)
+    for change in (
+        {"shifts_px": (shifts + 0.25).tolist()},
+        {"roi_center_px": [0.0, 0.5]},
+        {"intensity_transform": {"model": "affine", "a": 1.1, "b": 0.0}},
+    ):
+        _interrupt(open_volume(out, mode="r+"), [0])
+        saved = {k: roi.get(k) for k in change}
+        acq.update_scan("roi", **change)
+        with pytest.raises(OutputExistsError, match="other data or with other parameters"):
+            _run(acq_path, out, client, iterations=3)
+        acq.update_scan("roi", **{k: v for k, v in saved.items() if v is not None})
