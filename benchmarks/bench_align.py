@@ -51,6 +51,8 @@ scheduling of the tasks on 2 workers can reach here: below 2 where the two cores
 the memory bandwidth or one physical core. The Dask ratio is then printed as a fraction
 of it (``--no-ceiling`` skips this).
 
+It prints first which sxtdist it imported (its directory and that tree's git commit).
+
 Run: ``PYTHONPATH=. python benchmarks/bench_align.py [--repeat 3] [--large-views 48]
 [--large-full 7] [--large-size 1024] [--one-task-per-pair] [--memory]
 [--no-ceiling] [--warm] [--compare-pairs 8]``
@@ -582,6 +584,33 @@ def _print_times(times: dict, pair_s: dict, n_pairs: int, prepared: bool) -> flo
     return float(np.median(rounds))
 
 
+def imported_tree() -> str:
+    """Which sxtdist this run imported: its package directory and that tree's git commit
+    (``+ changes`` where the package differs from it), so that runs of two trees (an old
+    commit's through ``PYTHONPATH``) cannot be confused."""
+    import os
+    import subprocess
+
+    import sxtdist
+
+    where = os.path.dirname(os.path.abspath(sxtdist.__file__))
+
+    def git(*args: str) -> str:
+        try:
+            out = subprocess.run(
+                ["git", "-C", where, *args], capture_output=True, text=True, timeout=30
+            )
+        except (OSError, subprocess.SubprocessError):
+            return ""
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    commit = git("log", "-1", "--format=%h %cd", "--date=iso-strict")
+    if not commit:
+        return f"sxtdist {sxtdist.__version__} from {where} (not a git tree)"
+    changed = " + uncommitted changes" if git("status", "--porcelain", "--", ".") else ""
+    return f"sxtdist {sxtdist.__version__} from {where}, commit {commit}{changed}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3, help="rounds of 1 then 2 workers")
@@ -615,6 +644,7 @@ def main() -> None:
     ap.add_argument("--skip-small", action="store_true", help="skip part 1")
     args = ap.parse_args()
 
+    print(imported_tree(), flush=True)
     workdir = tempfile.mkdtemp(prefix="sxtdist-bench-align-")
     try:
         if not args.skip_small:
