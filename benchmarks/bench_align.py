@@ -13,11 +13,11 @@
    an interior scan of ``N`` views of 1024 x 1024 pixels (15 nm, 2° apart, random
    shifts of 3 px, Poisson noise, PSF) and ``--large-full F`` (default 7) aligned
    full views of 1024² pixels of 30 nm over the same arc, written as an acquisition
-   and aligned by the same runner (one Dask task per neighbour and per anchor
-   pair, and at this size one task per view that prepares it once for all its
-   pairs; ``--large-full 0``: neighbours only); the time per pair with all work
-   included (alignment time / pairs), the pair tasks' own time (all, and per kind)
-   and the 1-worker / 2-worker ratio.
+   and aligned by the same runner (at this size each view prepared once for all its
+   pairs, in stretches of consecutive views, one task each, that register their pairs;
+   commit 50637ce: a task per view and per pair; ``--large-full 0``: neighbours only);
+   the time per pair with all work included (alignment time / pairs), the pairs' own
+   registration time (all, and per kind) and the 1-worker / 2-worker ratio.
 3. **Against scikit-image** (``--compare-pairs M``, default 8): ``M`` pairs of
    1024² views at the same angle with independent noise and a known random
    sub-pixel shift, once with the two views divided by the same noisy flat field
@@ -568,8 +568,8 @@ def _print_times(times: dict, pair_s: dict, n_pairs: int, prepared: bool) -> flo
     )
     if prepared:
         print(
-            "    (views prepared in tasks of their own, once each: the pair tasks below only "
-            "register)"
+            "    (views prepared once each, apart from the pairs' registrations: the pair "
+            "times below only register)"
         )
     for w in (1, 2):
         kinds = sorted({k for k, _ in pair_s[w]})
