@@ -301,26 +301,46 @@ class Acquisition:
         entry is changed, so what another handle stored since this one was opened (an
         edit of the other scan, a scan an import added) is kept.
         """
-        with write_lock(self.path):  # not while an import or another edit writes it
+        self.update_scans({name: changes})
+
+    def update_scans(
+        self, changes: Mapping[str, Mapping[str, Any]], *, wait_s: float = 0.0
+    ) -> None:
+        """:meth:`update_scan` of several scans at once: all changes are stored together
+        or none. ``wait_s``: how long to wait for another writer's lock (default: refuse
+        at once, :class:`~sxtdist.errors.OutputLockedError`)."""
+        with write_lock(self.path, wait_s=wait_s):  # not while an import or an edit writes it
             root = zarr.open_group(self.path, mode="r+")
             meta = _current_meta(self.path, root)
-            if name not in meta["scans"] or name not in root:
-                raise InputError(self.path, f"has no scan {name!r} any more (removed meanwhile?)")
-            entry = {**meta["scans"][name], **{k: _jsonable(v) for k, v in changes.items()}}
-            _check_scan_meta(self.path, name, entry, root[name]["0"].shape)
-            meta["scans"] = {**meta["scans"], name: entry}
+            entries = {}
+            for name, change in changes.items():
+                if name not in meta["scans"] or name not in root:
+                    raise InputError(
+                        self.path, f"has no scan {name!r} any more (removed meanwhile?)"
+                    )
+                entry = {**meta["scans"][name], **{k: _jsonable(v) for k, v in change.items()}}
+                _check_scan_meta(self.path, name, entry, root[name]["0"].shape)
+                entries[name] = entry
+            meta["scans"] = {**meta["scans"], **entries}
             root.attrs[KEY] = meta
         self.group, self.meta = root, meta  # the group's attributes as now stored, too
-        self.scans[name].meta = entry
+        for name, entry in entries.items():
+            self.scans[name].meta = entry
 
     def set_shifts(self, name: str, shifts_px: np.ndarray, **alignment: Any) -> None:
         """Store the estimated shifts of a scan and mark it aligned."""
-        info = {"state": "aligned", "date": _now(), **alignment}
-        self.update_scan(name, shifts_px=np.asarray(shifts_px, float), alignment=info)
+        self.update_scan(name, **shifts_change(shifts_px, **alignment))
 
     def __repr__(self) -> str:
         scans = ", ".join(repr(s) for s in self.scans.values())
         return f"Acquisition({self.path!r}: {scans})"
+
+
+def shifts_change(shifts_px: np.ndarray, **alignment: Any) -> dict[str, Any]:
+    """The change of a scan's metadata (:meth:`Acquisition.update_scans`) that stores its
+    estimated shifts and marks it aligned (``alignment``: how, recorded with the date)."""
+    info = {"state": "aligned", "date": _now(), **alignment}
+    return {"shifts_px": np.asarray(shifts_px, float), "alignment": info}
 
 
 # -- creating ---------------------------------------------------------------------------------

@@ -17,8 +17,10 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import logging
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -26,6 +28,10 @@ from .errors import OutputLockedError, SxtdistError
 
 #: Suffix of the lock file ``.<name>.sxtdist-lock`` beside an output.
 LOCK_SUFFIX = ".sxtdist-lock"
+#: Seconds between two tries while :func:`write_lock` waits for a lock.
+POLL_S = 0.25
+
+logger = logging.getLogger(__name__)
 
 
 def lock_path(path: str | os.PathLike[str]) -> str:
@@ -79,18 +85,36 @@ def _held_by(lock: str) -> str:
     return f"pid {owner.get('pid')} on {owner.get('host')}"
 
 
+def _take_within(path: str, lock: str, wait_s: float) -> int | None:
+    """:func:`_take`, tried again every :data:`POLL_S` for up to ``wait_s`` seconds (one log
+    line when it has to wait)."""
+    deadline = time.monotonic() + wait_s
+    fd = _take(lock)
+    if fd is None and wait_s > 0:
+        logger.info(
+            "%s is being written by %s: waiting up to %g s for it to finish",
+            path,
+            _held_by(lock),
+            wait_s,
+        )
+        while fd is None and time.monotonic() < deadline:
+            time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
+            fd = _take(lock)
+    return fd
+
+
 @contextmanager
-def write_lock(path: str | os.PathLike[str]) -> Iterator[str]:
+def write_lock(path: str | os.PathLike[str], wait_s: float = 0.0) -> Iterator[str]:
     """Hold the lock of the output ``path`` while writing it; refuse if another run holds it.
 
     Raises :class:`~sxtdist.errors.OutputLockedError` (one line naming the holder)
-    when the lock is held. Yields the lock file's path. The parent directory must
-    exist.
+    when the lock is still held after ``wait_s`` seconds (default: at once). Yields
+    the lock file's path. The parent directory must exist.
     """
     path = os.fspath(path)
     lock = lock_path(path)
     try:
-        fd = _take(lock)
+        fd = _take_within(path, lock, wait_s)
     except OSError as exc:
         if exc.errno in (errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP):
             raise SxtdistError(
@@ -99,8 +123,10 @@ def write_lock(path: str | os.PathLike[str]) -> Iterator[str]:
             ) from None
         raise
     if fd is None:
+        waited = f" (waited {wait_s:g} s)" if wait_s > 0 else ""
         raise OutputLockedError(
-            path, f"is being written by {_held_by(lock)} (lock {lock}); wait for it to finish"
+            path,
+            f"is being written by {_held_by(lock)} (lock {lock}){waited}; wait for it to finish",
         )
     try:
         me = {"host": socket.gethostname(), "pid": os.getpid()}

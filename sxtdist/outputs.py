@@ -14,6 +14,10 @@ goes through :func:`check_output` and :func:`writing`:
   folder holding :data:`REPORT_MARK`, a PNG whose text says sxtdist wrote it. A folder
   or file that sxtdist did not write is never replaced; an empty folder may be
   written into.
+- An output that is a symbolic link is written where the link points, the link kept,
+  only when that is an sxtdist output of the same kind (:func:`through_link`); any other
+  link (to a user's file or folder, to nothing) is refused: renaming over it would
+  replace the link and leave its target as it was.
 - A replacement is written beside the output (``.<name>.sxtdist-partial``) and
   swapped into place when complete (``renameat2(RENAME_EXCHANGE)`` where the file
   system has it: the old output is whole until the new one is), then the old one
@@ -198,6 +202,29 @@ def _inside(child: str, parent: str) -> bool:
     return os.path.commonpath([child, parent]) == parent and child != parent
 
 
+def through_link(out: str, kind: str) -> str:
+    """The path to write for the output ``out``: ``out`` itself, or where it points when it
+    is a symbolic link to an sxtdist output of ``kind`` (the link stays and shows the new
+    output). Any other link is refused (:class:`InputError`)."""
+    if not os.path.islink(out):
+        return out
+    real = os.path.realpath(out)
+    found = recognise(real) if os.path.lexists(real) else None
+    if found == kind:
+        return real
+    if not os.path.lexists(real):
+        what = "which does not exist"
+    elif found:
+        what = f"an sxtdist {found}"
+    else:
+        what = "an empty folder" if _is_empty_dir(real) else "which sxtdist did not write"
+    raise InputError(
+        out,
+        f"is a symbolic link to {real}, {what}: sxtdist writes through a link only into "
+        f"an sxtdist {kind} it replaces; give the path to write itself",
+    )
+
+
 def check_output(
     out: str | os.PathLike[str],
     kind: str,
@@ -219,6 +246,7 @@ def check_output(
     out = check_name(out)
     inputs = [check_name(i) for i in inputs if i is not None]
     check_not_input(out, inputs)
+    out = through_link(out, kind)
     _check_folder_above(out)
     if not os.path.lexists(out) or _is_empty_dir(out):
         return None
@@ -277,8 +305,8 @@ def writing(
     write) is removed first unless ``resume``. On failure, what this call created
     is removed unless ``keep(exc, write_path)`` says to keep it for a resume.
     """
-    out = os.fspath(out)
     check_output(out, kind, inputs=inputs, overwrite=overwrite, resume=resume)
+    out = through_link(os.fspath(out), kind)  # where the link points, checked just now
     parent = os.path.dirname(os.path.abspath(out))
     made_parent = make_folders(parent)
     try:
@@ -310,8 +338,11 @@ def replacing_file(path: str | os.PathLike[str]) -> Iterator[str]:
     """Write a file beside ``path`` (at the :func:`partial_path` yielded) and rename it over
     ``path`` when the block ends: a reader never sees half a file, and a failed write
     leaves no partial behind and ``path`` as it was. Whether ``path`` may be written is
-    the caller's to check first (:func:`check_output`)."""
+    the caller's to check first (:func:`check_output`: a symbolic link there leads to a
+    file of sxtdist's, which is replaced, the link kept)."""
     path = os.fspath(path)
+    if os.path.islink(path):
+        path = os.path.realpath(path)
     tmp = partial_path(path)
     try:
         yield tmp

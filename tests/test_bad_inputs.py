@@ -176,6 +176,11 @@ def _preview_over_link(ws):
     return ["preview", ws.acq(), "--out", ws / "shown.png", "--overwrite"]
 
 
+def _link_to(ws, target, name):
+    os.symlink(target, ws / name)
+    return ws / name
+
+
 def _dotdot(ws):
     acq = ws.acq()
     (ws / "sub").mkdir()
@@ -273,6 +278,9 @@ CASES = [
     Case("reconstruct: a scan of the input, --overwrite", lambda ws: ["reconstruct", ws.acq(), ws / "cell.zarr/full", "--overwrite"], 2, r"lies inside the input"),
     Case("reconstruct: the folder holding the input, --overwrite", _contains, 2, r"contains the input"),
     Case("reconstruct: a symlink to the input, --overwrite", _symlink, 2, r"is the input"),
+    Case("reconstruct: a link to a user's folder, --overwrite", lambda ws: ["reconstruct", ws.acq(), _link_to(ws, ws.folder("mine", a_txt="x"), "out.zarr"), "--overwrite"], 2, r"out\.zarr: is a symbolic link to \S+mine, which sxtdist did not write"),
+    Case("simulate: a link to nothing", lambda ws: ["simulate", _link_to(ws, ws / "elsewhere.zarr", "sim.zarr"), "--preset", "tiny"], 2, r"sim\.zarr: is a symbolic link to \S+elsewhere\.zarr, which does not exist"),
+    Case("export: a link to an acquisition, --overwrite", lambda ws: ["export", ws.vol(), _link_to(ws, ws.acq("x.zarr"), "e.zarr"), "--overwrite"], 2, r"e\.zarr: is a symbolic link to \S+x\.zarr, an sxtdist acquisition"),
     Case("reconstruct: '..' into the input", _dotdot, 2, r"lies inside the input"),
     Case("reconstruct: a user's folder, --overwrite", lambda ws: ["reconstruct", ws.acq(), ws.folder("thesis", thesis_tex="x"), "--overwrite"], 2, r"was not written by sxtdist"),
     Case("reconstruct: output is an existing file", lambda ws: ["reconstruct", ws.acq(), ws.text("out.zarr", "x")], 2, r"was not written by sxtdist"),
@@ -364,7 +372,7 @@ CASES = [
     # -- preview's PNG and volume ------------------------------------------------------------
     Case("preview: --out a user's file, --overwrite", lambda ws: ["preview", ws.acq(), "--out", ws.text("notes.txt", "mine\n"), "--overwrite"], 2, r"notes\.txt: already exists and was not written by sxtdist"),
     Case("preview: --out a user's PNG, --overwrite", lambda ws: ["preview", ws.acq(), "--out", ws.png("photo.png"), "--overwrite"], 2, r"photo\.png: already exists and was not written by sxtdist"),
-    Case("preview: --out a link to a user's PNG, --overwrite", _preview_over_link, 2, r"shown\.png: already exists and was not written by sxtdist"),
+    Case("preview: --out a link to a user's PNG, --overwrite", _preview_over_link, 2, r"shown\.png: is a symbolic link to \S+photo\.png, which sxtdist did not write"),
     Case("preview: --volume an acquisition, --overwrite", lambda ws: ["preview", ws.acq(), "--volume", ws.acq("other.zarr"), "--overwrite"], 2, r"is an sxtdist acquisition, not an sxtdist volume"),
     # -- sxtdist report's files, the demo's folder ---------------------------------------------
     Case("report: --out over a user's CSV, --overwrite", lambda ws: ["report", ws.vol(), "--out", ws / "mine", "--overwrite", ws.text("mine.csv", "a,b\n") and "--max-slices=4"], 2, r"mine\.csv: already exists and was not written by sxtdist"),
@@ -653,6 +661,34 @@ def test_overwrite_replaces_what_sxtdist_wrote(templates, tmp_path, run_cli):
         assert code == 0 and (ws / "r" / "sxtdist-report.json").is_file(), err
     leftovers = [p for p in os.listdir(tmp_path) if "sxtdist" in p]
     assert leftovers == [], leftovers  # no lock, no partial
+
+
+def test_overwrite_through_a_link_replaces_its_target_and_keeps_the_link(
+    templates, tmp_path, run_cli
+):
+    """An output given as a symbolic link to an output of sxtdist's of the same kind is
+    replaced where the link points; the link stays and shows the new output (a rename over
+    the link used to replace the link and leave the old output at its target)."""
+    ws = Workspace(tmp_path, templates)
+    vol = ws.vol()
+    (tmp_path / "runs").mkdir()
+    acq = ws.acq("runs/sim.zarr")
+    os.symlink("runs/sim.zarr", tmp_path / "latest.zarr")
+    code, _, err = run_cli(
+        "simulate", tmp_path / "latest.zarr", "--preset", "tiny", "--seed", "5", "--overwrite"
+    )
+    assert code == 0, err
+    assert os.readlink(tmp_path / "latest.zarr") == "runs/sim.zarr"
+    assert sxtdist.open_acquisition(acq).truth_meta["seed"] == 5
+    assert run_cli("export", vol, tmp_path / "runs" / "v.mrc")[0] == 0
+    os.symlink("runs/v.mrc", tmp_path / "v.mrc")
+    before = os.stat(tmp_path / "runs" / "v.mrc").st_ino
+    code, _, err = run_cli("export", vol, tmp_path / "v.mrc", "--overwrite", "--level", "1")
+    assert code == 0, err
+    assert os.path.islink(tmp_path / "v.mrc")
+    assert os.stat(tmp_path / "runs" / "v.mrc").st_ino != before  # the target replaced
+    leftovers = [p for d in (tmp_path, tmp_path / "runs") for p in os.listdir(d) if "sxtdist" in p]
+    assert leftovers == [], leftovers
 
 
 def test_an_error_in_a_worker_is_one_line_without_its_traceback(templates, tmp_path):

@@ -114,6 +114,31 @@ def test_an_interrupted_split_halves_run_resumes(tiny_acq, tmp_path, client):
     np.testing.assert_array_equal(half2.level(0).compute(), ref)
 
 
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_a_half_of_another_run_is_refused_before_any_block(
+    tiny_acq, tmp_path, client, monkeypatch, interrupted
+):
+    """A split half left by a run with another count (complete, or unfinished) is refused
+    before a block of the volume is solved, not after: nothing is solved or written, the
+    halves are as they were."""
+    out = tmp_path / "sh.zarr"
+    vol = _run(tiny_acq, out, client, iterations=3, split_halves=True)
+    h1, _ = half_paths(str(out))
+    if interrupted:
+        _interrupt(open_volume(h1), [0])
+    shutil.rmtree(vol.path)
+    before = open_volume(h1).meta
+
+    def no_block(*args, **kwargs):
+        raise AssertionError("a block was solved")
+
+    monkeypatch.setattr(runner, "run_tasks", no_block)
+    what = "an unfinished" if interrupted else "a complete"
+    with pytest.raises(OutputExistsError, match=f"sh.half1.zarr: holds {what} split half of "):
+        _run(tiny_acq, out, client, iterations=4, split_halves=True)
+    assert not out.exists() and open_volume(h1).meta == before
+
+
 def test_a_failing_half_keeps_the_solved_volume(tiny_acq, tmp_path, client, monkeypatch):
     out = tmp_path / "sh.zarr"
 
@@ -197,3 +222,26 @@ def test_the_oracle_has_its_own_cap(tiny_acq):
     assert build_problem(acq, Reconstruction(oracle=True)).iterations == ORACLE_CAP > AUTO_CAP
     assert build_problem(acq, Reconstruction()).iterations == AUTO_CAP
     assert build_problem(acq, Reconstruction(oracle=True, iterations=7)).iterations == 7
+
+
+def test_an_oracle_run_records_its_rule_and_resumes_as_one(tiny_acq, tmp_path, client):
+    """``--oracle`` is recorded as the rule it is (``oracle``, what was asked and its cap),
+    not ``fixed``; the same oracle run resumes, and a run without the oracle is refused in
+    words that say the volume was an oracle run of ``auto`` (not a count of 200)."""
+    out = tmp_path / "oracle.zarr"
+    vol = _run(tiny_acq, out, client, oracle=True)
+    prov = vol.meta["provenance"]
+    assert prov["iterations_rule"] == {"rule": "oracle", "asked": "auto", "cap": ORACLE_CAP}
+    assert prov["iterations"] == ORACLE_CAP and runner.asked_iterations(prov) == "auto"
+    n = vol.meta["plan"]["n_blocks"]
+    _interrupt(vol, [0])
+    with pytest.raises(
+        OutputExistsError, match="started as cgne, iterations auto with the oracle stop, "
+    ):
+        _run(tiny_acq, out, client)  # auto, no oracle: another run
+    assert open_volume(out).blocks_done == {0}
+    resumed = _run(tiny_acq, out, client, oracle=True)
+    assert resumed.meta["stopping"]["blocks_run"] == n - 1
+    assert resumed.meta["provenance"]["iterations_rule"]["rule"] == "oracle"
+    seven = _run(tiny_acq, tmp_path / "seven.zarr", client, oracle=True, iterations=7)
+    assert seven.meta["provenance"]["iterations_rule"] == {"rule": "oracle", "asked": 7, "cap": 7}

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dataset import Acquisition, open_acquisition
+from ..dataset import Acquisition, open_acquisition, shifts_change
 from ..errors import InputError, ParameterError, SxtdistWarning, option
 from ..execution import Execution
 from ..geometry import ScanGeometry, angular_spacing_deg, without_rigid_translation
@@ -38,6 +38,7 @@ from .pairs import PairResult, peak_inside_map, plan_pairs
 from .resample import matching_blur_px
 from .result import AlignmentResult
 from .shifts import full_prior_weights, pair_weights, solve_joint, solve_shifts
+from .store import ShiftsNotStoredError, store
 from .tasks import PairSettings, _full_task, pair_graph, register_widened
 from .verdict import judge
 
@@ -216,16 +217,25 @@ def _store_and_report(
 ) -> None:
     """Store the shifts and the intensity transform (unless ``dry_run``), write the report
     and log a line per scan."""
+    unstored = None
     if not dry_run:
-        for name, d in result.shifts.items():
-            acq.set_shifts(name, d, **_jsonable_info(result.info[name]))
+        changes = {
+            name: shifts_change(d, **_jsonable_info(result.info[name]))
+            for name, d in result.shifts.items()
+        }
         if result.intensity_transform is not None:
-            acq.update_scan("roi", intensity_transform=result.intensity_transform)
-        result.stored = True
+            changes.setdefault("roi", {})["intensity_transform"] = result.intensity_transform
+        try:  # all scans at once, waiting for an import's lock; saved if it cannot be
+            store(acq, changes)
+            result.stored = True
+        except ShiftsNotStoredError as exc:
+            unstored = exc
     if report:
         from .report import write_report
 
         result.report_dir = write_report(os.fspath(report), acq, result)
+    if unstored is not None:
+        raise unstored
     for name, d in result.shifts.items():
         logger.info(
             "%s: %d shifts, rms %.2f px%s",

@@ -67,8 +67,13 @@ from ._options import execution_options, scan_list
     help="Also measure the rotation axis's in-plane tilt on the full scan and store it on "
     "every scan (then align again: docs/tilt.md).",
 )  # fmt: skip
+@click.option(
+    "--apply", "saved", type=click.Path(),
+    help="Store the alignment that an earlier align saved to this file when it could not "
+    "store it (the acquisition was busy); nothing is aligned.",
+)  # fmt: skip
 @execution_options(overwrite=None)
-def command(acq, scans, method, report, measure_tilt, execution, **kw) -> None:
+def command(acq, scans, method, report, measure_tilt, saved, execution, **kw) -> None:
     """Align the scans of the acquisition ACQ and store the shifts in its metadata.
 
     The full scan is aligned first (row profiles and weighted centroids, the
@@ -81,6 +86,12 @@ def command(acq, scans, method, report, measure_tilt, execution, **kw) -> None:
     from ..alignment import align
     from ..alignment.intensity import describe_intensity_transform
 
+    if saved is not None:
+        from ..alignment.store import apply_saved
+
+        stored = apply_saved(acq, saved)
+        click.echo(f"stored the alignment of {', '.join(stored)} in {acq}")
+        return
     if measure_tilt:
         from ..alignment.tilt import measure_axis_tilt
 

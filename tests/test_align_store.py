@@ -1,0 +1,128 @@
+"""align's final store: it waits for another writer's lock, and shifts it cannot store are
+saved to a file that ``sxtdist align ACQ --apply FILE`` stores later (never lost)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+
+import sxtdist
+from sxtdist.alignment import store
+from sxtdist.lock import write_lock
+
+
+@contextmanager
+def held(path, seconds):
+    """Another writer (an import, say) holding ``path``'s lock for ``seconds`` in a thread
+    (``flock`` locks of two open files conflict within one process too)."""
+    taken, done = threading.Event(), threading.Event()
+
+    def hold():
+        with write_lock(path):
+            taken.set()
+            done.wait(seconds)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    taken.wait(5)
+    try:
+        yield
+    finally:
+        done.set()
+        t.join()
+
+
+def _shifts(acq):
+    return {name: acq[name].meta.get("shifts_px") for name in acq.scans}
+
+
+def test_the_store_waits_for_a_lock_held_for_a_while(tiny_copy, monkeypatch, caplog):
+    monkeypatch.setattr(store, "STORE_WAIT_S", 20.0)
+    acq = sxtdist.open_acquisition(tiny_copy)
+    d = np.full((acq["roi"].geometry.n_angles, 2), 0.25)
+    taken, done = threading.Event(), threading.Event()
+
+    def hold():
+        with write_lock(tiny_copy):
+            taken.set()
+            time.sleep(1.0)
+        done.set()
+
+    t = threading.Thread(target=hold)
+    t.start()
+    taken.wait(5)
+    with caplog.at_level(logging.INFO, logger="sxtdist.lock"):
+        store.store(acq, {"roi": {"shifts_px": d}})
+    t.join()
+    assert done.is_set()
+    assert "waiting up to 20 s" in caplog.text
+    np.testing.assert_array_equal(sxtdist.open_acquisition(tiny_copy)["roi"].meta["shifts_px"], d)
+
+
+def test_cli_align_saves_what_it_cannot_store_and_apply_stores_it(
+    run_cli, tiny_copy, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(store, "STORE_WAIT_S", 0.5)
+    before = _shifts(sxtdist.open_acquisition(tiny_copy))
+    with held(tiny_copy, 120):
+        code, out, err = run_cli("align", tiny_copy, "--workers", "1", "--report", "", "-q")
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert "the alignment could not be stored (" in err and "is being written by" in err
+    saved = err.split("saved in ")[1].split(":")[0]
+    assert f"'sxtdist align {tiny_copy} --apply {saved}'" in err
+    assert _shifts(sxtdist.open_acquisition(tiny_copy)) == before  # nothing stored
+    record = json.loads(open(saved).read())
+    assert set(record["scans"]) == {"full", "roi"}
+    assert "intensity_transform" in record["scans"]["roi"]["changes"]
+
+    code, out, err = run_cli("align", tiny_copy, "--apply", saved)
+    assert code == 0, err
+    assert "stored the alignment of full, roi" in out
+    acq = sxtdist.open_acquisition(tiny_copy)
+    for name in ("full", "roi"):
+        np.testing.assert_array_equal(
+            acq[name].meta["shifts_px"], record["scans"][name]["changes"]["shifts_px"]
+        )
+        assert acq[name].aligned
+    assert (
+        acq["roi"].meta["intensity_transform"]
+        == record["scans"]["roi"]["changes"]["intensity_transform"]
+    )
+
+
+def test_apply_refuses_shifts_solved_for_projections_since_replaced(run_cli, tiny_copy, tmp_path):
+    acq = sxtdist.open_acquisition(tiny_copy)
+    n = acq["roi"].geometry.n_angles
+    saved = store.save(acq, {"roi": {"shifts_px": np.zeros((n, 2))}})
+    assert saved.startswith(str(tmp_path))  # beside the acquisition
+    record = json.loads(open(saved).read())
+    record["scans"]["roi"]["data_id"] = "another"
+    with open(saved, "w") as f:
+        json.dump(record, f)
+    code, out, err = run_cli("align", tiny_copy, "--apply", saved)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "was solved for other projections of scan 'roi'" in err
+
+
+@pytest.mark.parametrize("text", ["not json", '{"kind": "volume"}', '["x"]'])
+def test_apply_refuses_a_file_that_is_no_saved_alignment(run_cli, tiny_copy, tmp_path, text):
+    (tmp_path / "x.json").write_text(text)
+    code, out, err = run_cli("align", tiny_copy, "--apply", tmp_path / "x.json")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "x.json: " in err
+
+
+def test_save_never_replaces_a_file(tiny_copy, monkeypatch):
+    acq = sxtdist.open_acquisition(tiny_copy)
+    monkeypatch.setattr(store.time, "strftime", lambda fmt, *a: "same")
+    first = store.save(acq, {"roi": {"x": 1}})
+    second = store.save(acq, {"roi": {"x": 2}})
+    assert first != second
+    assert json.loads(open(first).read())["scans"]["roi"]["changes"] == {"x": 1}
