@@ -444,27 +444,19 @@ class PairGraph:
 
     #: Maps each key to a task ``(fn, *args)`` (:func:`sxtdist.distributed.run_graph`).
     graph: dict[str, Any]
-    #: The keys to compute: every pair's result and every coarse registration are in them.
+    #: The keys to compute, each a :class:`Registered`: every pair's result and every
+    #: coarse registration are in them.
     keys: list[str]
     n_pairs: int
-    #: Keys holding one pair's result (by pair index), or one coarse registration.
-    pair_keys: dict[str, int]
-    coarse_keys: frozenset[str]
 
-    def results(self, values: Sequence[Any]) -> tuple[list[PairResult], list[PairResult]]:
+    def results(self, values: Sequence[Registered]) -> tuple[list[PairResult], list[PairResult]]:
         """The pairs' results in plan order and the coarse registrations, from the values
         of :attr:`keys`."""
         found: dict[int, PairResult] = {}
         coarse = []
-        for key, value in zip(self.keys, values, strict=True):
-            if isinstance(value, Registered):
-                found.update(value.pairs)
-                coarse.extend(value.coarse.values())
-                continue
-            if key in self.pair_keys:
-                found[self.pair_keys[key]] = value
-            if key in self.coarse_keys:
-                coarse.append(value)
+        for value in values:
+            found.update(value.pairs)
+            coarse.extend(value.coarse.values())
         return [found[n] for n in range(self.n_pairs)], coarse
 
 
@@ -519,7 +511,7 @@ def _stretch_graph(
         deps = sorted({stretch_of[v] for v in views_of(pairs[n]) if v in stretch_of})
         graph[key] = (register_across, (n, pairs[n]), settings, coarse, *deps)
         stretch_keys.append(key)
-    return PairGraph(graph, stretch_keys, len(pairs), {}, frozenset())
+    return PairGraph(graph, stretch_keys, len(pairs))
 
 
 #: Views of at least :data:`PREPARED_VIEW_PIXELS` are registered in stretches of consecutive
@@ -678,7 +670,7 @@ def _prepared_stretch_graph(
             f"align-end-{token}-{p.j}",
         )  # fmt: skip
         keys.append(key)
-    return PairGraph(graph, keys, len(pairs), {}, frozenset())
+    return PairGraph(graph, keys, len(pairs))
 
 
 def _intensity_samples(tpl, ref, mask, shift, margin, k, seed) -> np.ndarray | None:
