@@ -145,3 +145,43 @@ def test_prepared_views_move_only_for_the_pairs_across_stretches(tmp_path, monke
     assert len(views) <= len(across)
     anchors = {k for k in graph if k.startswith("align-anchor-")}
     assert len(moved) - len(views) <= len(anchors)  # each to the other worker at most once
+
+
+def test_a_stretch_holds_few_prepared_views_however_long(tmp_path, monkeypatch):
+    """A stretch lets each prepared view go after its last pair: one stretch of all 12
+    views holds two at a time (a view and the next one, for their neighbour pair; three
+    allowed), not all twelve (as it did before it let them go), and gives the same
+    registrations as four stretches."""
+    import weakref
+
+    import dask.local
+
+    import sxtdist.alignment.runner as runner
+    import sxtdist.alignment.tasks as tasks
+
+    acq = sxtdist.open_acquisition(prepared_acquisition(tmp_path / "p.zarr"))
+    pairs = runner.plan(acq, ["roi"], "anchor")["pairs"]
+    settings = runner.pair_settings(acq, acq["full"].geometry)
+    alive, most = set(), [0]
+    prepare = tasks.prepare_roi_view
+
+    def counted(index, *args, **kwargs):
+        out = prepare(index, *args, **kwargs)
+        alive.add(index)
+        weakref.finalize(out[0], alive.discard, index)
+        most[0] = max(most[0], len(alive))
+        return out
+
+    def run(n_stretches: int) -> list:
+        monkeypatch.setattr(tasks, "PREPARED_STRETCHES_PER_WORKER", n_stretches)
+        graph = tasks.pair_graph(pairs, settings, "m", coarse=True)
+        return graph.results(dask.local.get_sync(graph.graph, graph.keys))[0]
+
+    four = run(4)
+    monkeypatch.setattr(tasks, "prepare_roi_view", counted)
+    one = run(1)
+    assert 1 < most[0] <= 3, most
+    for a, b in zip(four, one, strict=True):
+        assert a.pair == b.pair
+        np.testing.assert_array_equal(a.ncc, b.ncc)
+        np.testing.assert_array_equal(a.shift, b.shift)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -542,18 +543,21 @@ def register_prepared_stretch(
     pairs: Sequence[tuple[int, Pair]],
     settings: PairSettings,
     coarse: bool,
+    order: Sequence[int],
     ends: Sequence[int],
     sides: Sequence[AnchorSide],
     *anchors: PreparedAnchor,
 ) -> PreparedStretch:
-    """One Dask task: each interior view of a stretch prepared once
-    (:func:`prepare_roi_view`), the coarse pass of its anchor pairs from them
-    (:func:`coarse_prepared`; :func:`coarse_anchor` at no binning), then every pair of the
-    stretch from its prepared views (:func:`register_prepared`) within what those predict:
-    the calls a task per view, per coarse registration and per pair made. ``pairs``:
-    ``(index, pair)``; ``anchors``: the prepared anchor views (:func:`prepare_anchor`,
-    binned for the coarse pass) named by ``sides``; ``ends``: the views returned prepared,
-    for the pairs across two stretches (:func:`register_across_prepared`)."""
+    """One Dask task: the interior views of a stretch, in the neighbour chain's ``order``,
+    each prepared once (:func:`prepare_roi_view`), the coarse pass of its anchor pair from
+    it (:func:`coarse_prepared`; :func:`coarse_anchor` at no binning), then every pair
+    whose views are all done, within what their coarse registrations predict
+    (:func:`register_prepared`): the calls a task per view, per coarse registration and
+    per pair made. A view is let go after its last pair (a stretch holds two or three at
+    a time, however long). ``pairs``: ``(index, pair)``; ``anchors``: the prepared anchor
+    views (:func:`prepare_anchor`, binned for the coarse pass) named by ``sides``;
+    ``ends``: the views returned prepared, for the pairs across two stretches
+    (:func:`register_across_prepared`)."""
     anchor = dict(zip(sides, anchors, strict=True))
     views: dict[int, PreparedView] = {}
 
@@ -564,22 +568,33 @@ def register_prepared_stretch(
 
     out = Registered({}, {})
     unbinned = settings.coarse_bin == 1
-    if coarse:
-        for _, p in pairs:
-            if p.kind != "anchor":
-                continue
+    anchor_pair = {p.i: p for _, p in pairs if p.kind == "anchor"} if coarse else {}
+    at = {v: k for k, v in enumerate(order)}
+    last = [max(at[v] for v in views_of(p)) for _, p in pairs]  # where each pair can run
+    waiting = sorted(range(len(pairs)), key=last.__getitem__)
+    uses = Counter(v for _, p in pairs for v in views_of(p))
+    done = 0
+    for k, v in enumerate(order):
+        if v in anchor_pair:  # the coarse pass of its anchor pair
+            p = anchor_pair[v]
             if unbinned:  # the anchor pair's own registration, its views its own
-                out.coarse[p.i] = coarse_anchor(p, settings)
+                out.coarse[v] = coarse_anchor(p, settings)
             else:
                 binned = anchor[(p.j, p.mirrored, True)]
-                out.coarse[p.i] = coarse_prepared(p, view(p.i), binned, settings)
-    for n, p in pairs:
-        if coarse and unbinned and p.kind == "anchor":
-            out.pairs[n] = out.coarse[p.i]
-            continue
-        deps = [out.coarse.get(v) for v in views_of(p)] if coarse else []
-        other = anchor[(p.j, p.mirrored, False)] if p.kind == "anchor" else view(p.j)
-        out.pairs[n] = register_prepared(p, view(p.i), other, settings, *deps)
+                out.coarse[v] = coarse_prepared(p, view(v), binned, settings)
+        while done < len(waiting) and last[waiting[done]] <= k:
+            n, p = pairs[waiting[done]]
+            done += 1
+            if coarse and unbinned and p.kind == "anchor":
+                out.pairs[n] = out.coarse[p.i]
+            else:
+                deps = [out.coarse.get(u) for u in views_of(p)] if coarse else []
+                other = anchor[(p.j, p.mirrored, False)] if p.kind == "anchor" else view(p.j)
+                out.pairs[n] = register_prepared(p, view(p.i), other, settings, *deps)
+            for u in views_of(p):
+                uses[u] -= 1
+                if uses[u] == 0 and u not in ends:
+                    views.pop(u, None)
     return PreparedStretch(out, {v: (view(v), out.coarse.get(v)) for v in ends})
 
 
@@ -654,8 +669,9 @@ def _prepared_stretch_graph(
         key = f"align-stretch-{token}-{k}"
         task = [(n, pairs[n]) for n in group]
         mine = list(dict.fromkeys(ends.get(k, [])))
+        order = [v for v, at in stretch_of.items() if at == k]  # the chain's order
         graph[key] = (
-            register_prepared_stretch, task, settings, coarse, mine, sides,
+            register_prepared_stretch, task, settings, coarse, order, mine, sides,
             *(anchor_key(side) for side in sides),
         )  # fmt: skip
         keys.append(f"align-registered-{token}-{k}")
