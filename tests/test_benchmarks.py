@@ -73,6 +73,9 @@ def test_stopping_rules_auto_is_the_runners_rule_and_skipped_holdout_reads_as_da
     assert sr.choices(r)["auto"] == cross_validated_count(far, r["between"]) == 4
     assert sr.choices(r)["holdout"] is None
     assert sr.flat_minimum(far, 0.005) == (3, 5)
+    slow = [0.1 * i for i in range(7)]  # the halves' disagreement grows 2× after 4: 4 × 2.25
+    assert sr.choices(dict(r, between=slow))["auto"] == cross_validated_count(far, slow) == 9
+    assert sr.choices(dict(r, between=slow, weights="equal"))["auto"] == 4  # as the runner
     path = tmp_path / "r.jsonl"
     path.write_text(json.dumps(r) + "\n")
     row = sr.table(str(path)).splitlines()[-1].split("|")
