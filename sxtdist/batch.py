@@ -30,7 +30,15 @@ from typing import Any
 
 from ._progress import progress_bar
 from .distributed import cancel_tasks, get_client
-from .errors import InputError, SxtdistError, option, use_overwrite
+from .errors import (
+    InputError,
+    SxtdistError,
+    describe_os_error,
+    one_line,
+    option,
+    os_error,
+    use_overwrite,
+)
 from .execution import Execution, execution_fields
 from .lock import write_lock
 from .logs import cell_messages_as_details
@@ -527,8 +535,12 @@ class _Batch:
                     time.perf_counter() - t0,
                     "output left unfinished (status running); re-run to resume",
                 )
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            return result("failed", time.perf_counter() - t0, f"{type(exc).__name__}: {first}")
+            failed = os_error(exc)  # a full disk: what it is and what to do, as the CLI says
+            if failed is not None:
+                return result("failed", time.perf_counter() - t0, describe_os_error(failed))
+            return result(
+                "failed", time.perf_counter() - t0, f"{type(exc).__name__}: {one_line(exc)}"
+            )
 
     def _run_cell(self, cell: Cell, result: Callable[..., CellResult], t0: float) -> CellResult:
         from .runner import reconstruct

@@ -12,6 +12,7 @@ batch manifests, damaged outputs, environment failures.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -555,6 +556,9 @@ def test_full_and_read_only_disks_are_one_line(small_mount, tmp_path, run_cli):
     line = one_line(err)
     assert code == 1 and "No space left on device (the disk is full" in line, line
     assert os.listdir(small_mount) == []  # the partial acquisition and the lock are gone
+    with pytest.raises(OSError) as e:  # from Python: the OSError, not zarrs' RuntimeError
+        sxtdist.simulate(small_mount / "s.zarr", "tiny", 1, progress=False)
+    assert e.value.errno == errno.ENOSPC and os.listdir(small_mount) == []
     subprocess.run(["mount", "-o", "remount,ro", small_mount], check=True)
     code, _, err = run_cli("simulate", small_mount / "s.zarr", "--preset", "tiny")
     line = one_line(err)
