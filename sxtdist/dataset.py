@@ -34,7 +34,7 @@ import math
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -475,9 +475,9 @@ def write_projections(
     The display window (``label``) is computed from the data written. Every piece is
     verified before it is written (:mod:`sxtdist.io.checks`; errors name ``where``):
     real floating point, no NaN or inf (naming the view), and not negative
-    everywhere. Dask chunks are written one at a time, in this process: a failed
-    check stops the writing at once, so the caller removes the partial output with
-    nothing still writing into it.
+    everywhere. Dask chunks are written in parallel threads of this process
+    (:func:`write_shards`): after a failed check the writing stops, so the caller
+    removes the partial output with nothing still writing into it.
     """
     where = where or os.path.join(_group_path(root), name)
     od = OpticalDepthRange()
@@ -507,13 +507,52 @@ def write_projections(
         write_stream(arr, Stream(data.shape, pieces))  # a view at a time, in order
     else:
         src = da.asarray(data).astype(np.float32).rechunk((shards[0], rows, cols))
-
-        def block(x: np.ndarray, block_info: dict | None = None) -> np.ndarray:
-            return verified(x, block_info[0]["array-location"][0][0] if block_info else 0)
-
-        da.store(src.map_blocks(block, dtype=np.float32), arr, lock=False, scheduler="sync")
+        write_shards(src, arr, verified)
     od.check(where)
     ngff.update_display_window(root[name], label)
+
+
+def write_shards(
+    src: da.Array, arr: zarr.Array, verified: Callable[[np.ndarray, int], np.ndarray]
+) -> None:
+    """Write ``src``, each dask chunk one whole shard of ``arr``, in this process's threads.
+
+    Each task checks its chunk (``verified(x, index of its first view)``) and writes it:
+    no two tasks write the same shard. After a failure no task starts writing and this
+    returns (raises) only when the running writes are finished, so the caller may remove
+    the partial output with nothing still writing into it. In this process, on threads
+    (not a Dask cluster the caller may have made the default): the checks gather here.
+    """
+    stop = threading.Event()
+    running = threading.Condition()
+    writers = 0
+
+    def write(x: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+        nonlocal writers
+        where = tuple(slice(a, b) for a, b in block_info[0]["array-location"])
+        with running:
+            if stop.is_set():
+                return np.zeros((1,) * x.ndim, bool)
+            writers += 1
+        try:
+            arr[where] = verified(x, where[0].start)
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            with running:
+                writers -= 1
+                running.notify_all()
+        return np.zeros((1,) * x.ndim, bool)
+
+    done = src.map_blocks(write, dtype=bool, chunks=tuple((1,) * len(c) for c in src.chunks))
+    try:
+        done.compute(scheduler="threads")
+    except BaseException:
+        stop.set()
+        with running:
+            running.wait_for(lambda: writers == 0)
+        raise
 
 
 def _counting(pieces: Iterable[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:

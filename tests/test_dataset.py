@@ -227,3 +227,61 @@ def test_a_replacement_stopped_after_the_swap_is_refused_until_done_again(
     np.testing.assert_array_equal(acq["roi"].geometry.angles_deg, new.angles_deg)
     np.testing.assert_array_equal(acq["roi"].read(), new.data)
     assert acq["full"].zone_plate_ozw_nm == 60.0
+
+
+def _scratch_array(path):
+    return zarr.create_array(
+        path, shape=(16, 4, 4), chunks=(1, 4, 4), dtype="f4", fill_value=float("nan")
+    )
+
+
+def test_write_shards_writes_in_parallel_threads(tmp_path):
+    """Each chunk one shard, written by this process's threads (was one at a time: review
+    finding 15); every value arrives."""
+    import threading
+    import time
+
+    import dask.array as da
+
+    from sxtdist.dataset import write_shards
+
+    arr = _scratch_array(tmp_path / "a.zarr")
+    threads = set()
+
+    def verified(x, first):
+        threads.add(threading.get_ident())
+        time.sleep(0.05)
+        return x + first
+
+    write_shards(da.zeros((16, 4, 4), chunks=(1, 4, 4), dtype="f4"), arr, verified)
+    np.testing.assert_array_equal(arr[:, 0, 0], np.arange(16))
+    if (os.cpu_count() or 1) > 1:
+        assert len(threads) > 1
+
+
+def test_write_shards_writes_nothing_after_it_raised(tmp_path):
+    """After a failed check no chunk starts writing, and the call returns only when the
+    running ones are written: the caller may then remove the output safely."""
+    import threading
+    import time
+
+    import dask.array as da
+
+    from sxtdist.dataset import write_shards
+
+    arr = _scratch_array(tmp_path / "a.zarr")
+    returned, late = threading.Event(), []
+
+    def failing(x, first):
+        if first == 3:
+            raise InputError("x.tif", "view 3 is bad")
+        time.sleep(0.1)
+        if returned.is_set():
+            late.append(first)
+        return x
+
+    with pytest.raises(InputError, match="view 3"):
+        write_shards(da.zeros((16, 4, 4), chunks=(1, 4, 4), dtype="f4"), arr, failing)
+    returned.set()
+    time.sleep(1.0)  # a queued chunk would be written now
+    assert late == []
