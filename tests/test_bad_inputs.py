@@ -649,6 +649,49 @@ def test_all_zero_chunks_written_through_a_reopened_array_verify(tmp_path, run_c
     assert code == 0, out + err
 
 
+@pytest.mark.parametrize(
+    ("software", "counted_missing", "damaged"),
+    [
+        ("sxtdist 0.2.0", True, False),  # written before 3ef91e6: an all-zero chunk skipped
+        ("sxtdist 0.2.0", False, True),  # finished with the chunk, lost since: damage
+        ("sxtdist 0.2.1", True, True),  # later versions write every chunk: damage
+    ],
+)
+def test_a_chunk_an_old_volume_never_wrote_is_noted_not_damage(
+    tmp_path, run_cli, software, counted_missing, damaged
+):
+    """sxtdist 0.2.0 before 3ef91e6 did not write the all-zero chunks of a volume; it counted
+    the chunks it had when it finished. A chunk missing then and now is a note (it reads as
+    zeros), not damage: verify exits 0 and info says no DAMAGED. One lost after finishing,
+    or from a version that writes every chunk, is damage."""
+    from sxtdist.geometry import VolumeGrid
+    from sxtdist.volume import create_volume
+
+    path = tmp_path / "v.zarr"
+    vol = create_volume(path, VolumeGrid((8, 16, 16), 20.0), shard_z=4, chunk_z=4)
+    vol.write_slices(0, np.zeros((4, 16, 16), np.float32))
+    vol.write_slices(4, np.ones((4, 16, 16), np.float32))
+    vol.mark_blocks_done([0, 1])
+    vol.finalize()
+    zero_shard = path / "0" / "c" / "0" / "0" / "0"
+    zero_shard.unlink()  # as the old writer left it
+    contents = dict(vol.meta["contents"])
+    if counted_missing:
+        contents["0"] -= 1
+    vol.update_meta(software=software, contents=contents)
+    code, out, err = run_cli("verify", path)
+    _, info, _ = run_cli("info", path)
+    if damaged:
+        assert code == 2 and "chunk [0:4, 0:16, 0:16] is missing\n" in out, out + err
+    else:
+        assert code == 0, out + err
+        assert (
+            "note: " + str(path / "0") + ": chunk [0:4, 0:16, 0:16] is missing (possibly an "
+            "all-zero chunk, which sxtdist 0.2.0 before 3ef91e6 did not write; it reads as zeros)"
+        ) in out
+        assert "volume whole:" in out and "DAMAGED" not in info
+
+
 def test_overwrite_replaces_what_sxtdist_wrote(templates, tmp_path, run_cli):
     ws = Workspace(tmp_path, templates)
     vol = ws.vol()
