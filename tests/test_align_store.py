@@ -126,3 +126,25 @@ def test_save_never_replaces_a_file(tiny_copy, monkeypatch):
     second = store.save(acq, {"roi": {"x": 2}})
     assert first != second
     assert json.loads(open(first).read())["scans"]["roi"]["changes"] == {"x": 1}
+
+
+def test_a_report_that_fails_too_does_not_hide_the_saved_alignment(
+    run_cli, tiny_copy, tmp_path, monkeypatch
+):
+    import importlib
+
+    report = importlib.import_module("sxtdist.alignment.report")
+
+    def fails(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "r"))
+
+    monkeypatch.setattr(store, "STORE_WAIT_S", 0.2)
+    monkeypatch.setattr(report, "write_report", fails)
+    with held(tiny_copy, 120):
+        code, out, err = run_cli("align", tiny_copy, "--workers", "1", "--report", tmp_path / "r")
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert f"the alignment report {tmp_path / 'r'} was not written: {tmp_path / 'r'}: No space" in (
+        out + err
+    )
+    assert "the alignment could not be stored" in lines[-1] and "--apply" in lines[-1]

@@ -26,7 +26,15 @@ from typing import Any
 import numpy as np
 
 from ..dataset import Acquisition, open_acquisition, shifts_change
-from ..errors import InputError, ParameterError, SxtdistWarning, option
+from ..errors import (
+    InputError,
+    ParameterError,
+    SxtdistWarning,
+    describe_os_error,
+    one_line,
+    option,
+    os_error,
+)
 from ..execution import Execution
 from ..geometry import ScanGeometry, angular_spacing_deg, without_rigid_translation
 from ..outputs import check_output
@@ -233,8 +241,15 @@ def _store_and_report(
     if report:
         from .report import write_report
 
-        result.report_dir = write_report(os.fspath(report), acq, result)
-    if unstored is not None:
+        try:
+            result.report_dir = write_report(os.fspath(report), acq, result)
+        except Exception as exc:
+            if unstored is None:
+                raise
+            failed = os_error(exc)
+            why = describe_os_error(failed) if failed is not None else one_line(exc)
+            logger.warning("the alignment report %s was not written: %s", report, why)
+    if unstored is not None:  # the one command that stores it is what the user must see
         raise unstored
     for name, d in result.shifts.items():
         logger.info(
