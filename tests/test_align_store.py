@@ -148,3 +148,24 @@ def test_a_report_that_fails_too_does_not_hide_the_saved_alignment(
         out + err
     )
     assert "the alignment could not be stored" in lines[-1] and "--apply" in lines[-1]
+
+
+def test_save_goes_to_the_temporary_folder_when_the_acquisitions_cannot_be_written(
+    tiny_copy, tmp_path, monkeypatch
+):
+    import builtins
+    import os
+
+    beside = os.path.dirname(tiny_copy)
+    (tmp_path / "tmp").mkdir()
+
+    def read_only_beside(path, *args, **kwargs):
+        if os.path.dirname(path) == beside:
+            raise PermissionError(13, "Permission denied", path)
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(store, "open", read_only_beside, raising=False)
+    monkeypatch.setattr(store.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    saved = store.save(sxtdist.open_acquisition(tiny_copy), {"roi": {"x": 1}})
+    assert os.path.dirname(saved) == str(tmp_path / "tmp")
+    assert json.loads(open(saved).read())["scans"]["roi"]["changes"] == {"x": 1}

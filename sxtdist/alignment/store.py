@@ -93,12 +93,17 @@ def save(acq: Acquisition, changes: Mapping[str, Mapping[str, Any]]) -> str:
         for n in range(100):
             path = os.path.join(folder, f"{name}{f'-{n}' if n else ''}.json")
             try:
-                with open(path, "x", encoding="utf-8") as f:  # never over a file
-                    f.write(text)
-                return path
+                f = open(path, "x", encoding="utf-8")  # never over a file
             except FileExistsError:
                 continue
             except OSError as exc:
+                failure = exc
+                break
+            try:
+                with f:
+                    f.write(text)
+                return path
+            except OSError as exc:  # a full disk: what this call created goes
                 failure = exc
                 _remove_partial(path)
                 break
