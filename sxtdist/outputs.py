@@ -56,6 +56,8 @@ PARTIAL_SUFFIX = ".sxtdist-partial"
 #: The file that marks an alignment report folder as sxtdist's (its only sign: a folder
 #: of a user's that holds a ``shifts.csv`` is the user's).
 REPORT_MARK = "sxtdist-report.json"
+#: What an alignment report folder holds when its mark lists no ``files`` (older reports).
+REPORT_FILES = ("shifts.csv", "pairs.csv", "alignment.png")
 
 
 def partial_path(path: str | os.PathLike[str]) -> str:
@@ -117,7 +119,7 @@ def _read_json(path: str) -> dict:
 def _recognise_dir(path: str) -> str | None:
     mark = _read_json(os.path.join(path, REPORT_MARK))
     if mark.get("kind") == "alignment-report":
-        return "alignment-report"
+        return None if report_strangers(path) else "alignment-report"
     attrs = _read_json(os.path.join(path, "zarr.json")).get("attributes") or {}
     if not attrs:  # Zarr v2 (an NGFF 0.4 export)
         attrs = _read_json(os.path.join(path, ".zattrs"))
@@ -127,6 +129,20 @@ def _recognise_dir(path: str) -> str | None:
     if isinstance(attrs.get("sxtdist_export"), dict):
         return "export"
     return None
+
+
+def report_strangers(path: str) -> list[str]:
+    """The files in an alignment report folder that its report did not write (a user's
+    notes put there): such a folder is not replaced. ``[]`` for any other path."""
+    mark = _read_json(os.path.join(path, REPORT_MARK))
+    if mark.get("kind") != "alignment-report":
+        return []
+    listed = mark.get("files")
+    ours = set(listed) if isinstance(listed, list) else set(REPORT_FILES)
+    try:
+        return sorted(set(os.listdir(path)) - ours - {REPORT_MARK})
+    except OSError:
+        return []
 
 
 def _is_empty_dir(path: str) -> bool:
@@ -251,6 +267,14 @@ def check_output(
     if not os.path.lexists(out) or _is_empty_dir(out):
         return None
     found = recognise(out)
+    strangers = report_strangers(out) if os.path.isdir(out) else []
+    if strangers:
+        more = f" and {len(strangers) - 3} more" if len(strangers) > 3 else ""
+        raise OutputExistsError(
+            out,
+            f"is an alignment report holding files it did not write ({', '.join(strangers[:3])}"
+            f"{more}): it is left alone; move them, or write the report elsewhere",
+        )
     if found != kind:
         what = f"is an sxtdist {found}" if found else "was not written by sxtdist"
         raise OutputExistsError(

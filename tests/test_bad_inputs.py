@@ -182,6 +182,14 @@ def _link_to(ws, target, name):
     return ws / name
 
 
+def _report_with_notes(ws):
+    """An earlier alignment report (marked) where the user put a file of their own."""
+    folder = ws.folder("r", shifts_csv="x\n")
+    (folder / "my_notes.txt").write_text("mine\n")
+    (folder / "sxtdist-report.json").write_text('{"kind": "alignment-report"}')
+    return folder
+
+
 def _dotdot(ws):
     acq = ws.acq()
     (ws / "sub").mkdir()
@@ -369,6 +377,7 @@ CASES = [
     Case("align: --report inside the acquisition", lambda ws: ["align", ws.acq(), "--report", ws / "cell.zarr/report"], 2, r"lies inside the input"),
     Case("align: --report a folder of a user's shifts.csv", lambda ws: ["align", ws.acq(), "--report", ws.folder("mine", shifts_csv="scan,index\n")], 2, r"mine: already exists and was not written by sxtdist"),
     Case("align: the default report folder holds a user's shifts.csv", lambda ws: ["align", ws.acq(), ws.folder("cell_alignment", shifts_csv="scan,index\n") and "-q"], 2, r"cell_alignment: already exists and was not written by sxtdist"),
+    Case("align: a report folder where a user put notes", lambda ws: ["align", ws.acq(), "--report", _report_with_notes(ws)], 2, r"r: is an alignment report holding files it did not write \(my_notes\.txt\): it is left alone"),
     Case("align (Python): report= a folder of a user's shifts.csv", lambda ws: _api(sxtdist.align, ws.acq(), report=ws.folder("mine", shifts_csv="x\n")), 2, r"mine: already exists and was not written by sxtdist"),
     # -- preview's PNG and volume ------------------------------------------------------------
     Case("preview: --out a user's file, --overwrite", lambda ws: ["preview", ws.acq(), "--out", ws.text("notes.txt", "mine\n"), "--overwrite"], 2, r"notes\.txt: already exists and was not written by sxtdist"),
@@ -706,6 +715,10 @@ def test_overwrite_replaces_what_sxtdist_wrote(templates, tmp_path, run_cli):
     for _ in range(2):  # align's report folder (marked) is replaced without --overwrite
         code, _, err = run_cli("align", acq, "--dry-run", "--workers", "1", "--report", ws / "r")
         assert code == 0 and (ws / "r" / "sxtdist-report.json").is_file(), err
+    (ws / "r" / "notes.txt").write_text("mine")  # then a user's file in it: left alone
+    code, _, err = run_cli("align", acq, "--dry-run", "--workers", "1", "--report", ws / "r")
+    assert code == 2 and "holding files it did not write (notes.txt)" in err
+    assert (ws / "r" / "notes.txt").read_text() == "mine"
     leftovers = [p for p in os.listdir(tmp_path) if "sxtdist" in p]
     assert leftovers == [], leftovers  # no lock, no partial
 
