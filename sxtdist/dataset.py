@@ -304,11 +304,17 @@ class Acquisition:
         self.update_scans({name: changes})
 
     def update_scans(
-        self, changes: Mapping[str, Mapping[str, Any]], *, wait_s: float = 0.0
+        self,
+        changes: Mapping[str, Mapping[str, Any]],
+        *,
+        wait_s: float = 0.0,
+        data_ids: Mapping[str, str | None] | None = None,
     ) -> None:
         """:meth:`update_scan` of several scans at once: all changes are stored together
         or none. ``wait_s``: how long to wait for another writer's lock (default: refuse
-        at once, :class:`~sxtdist.errors.OutputLockedError`)."""
+        at once, :class:`~sxtdist.errors.OutputLockedError`). ``data_ids``: the
+        ``data_id`` each scan must still have (what the changes were measured on); a scan
+        replaced since raises :class:`ScanReplacedError`."""
         with write_lock(self.path, wait_s=wait_s):  # not while an import or an edit writes it
             root = zarr.open_group(self.path, mode="r+")
             meta = _current_meta(self.path, root)
@@ -318,6 +324,8 @@ class Acquisition:
                     raise InputError(
                         self.path, f"has no scan {name!r} any more (removed meanwhile?)"
                     )
+                if data_ids is not None and meta["scans"][name].get("data_id") != data_ids[name]:
+                    raise ScanReplacedError(self.path, name)
                 entry = {**meta["scans"][name], **{k: _jsonable(v) for k, v in change.items()}}
                 _check_scan_meta(self.path, name, entry, root[name]["0"].shape)
                 entries[name] = entry
@@ -334,6 +342,31 @@ class Acquisition:
     def __repr__(self) -> str:
         scans = ", ".join(repr(s) for s in self.scans.values())
         return f"Acquisition({self.path!r}: {scans})"
+
+
+class ScanReplacedError(InputError):
+    """A scan's projections were replaced (another ``data_id``) since they were read: what
+    was measured on the old ones is not stored on the new.
+
+    Parameters
+    ----------
+    path
+        The acquisition.
+    name
+        The scan.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], name: str) -> None:
+        self.name = name
+        InputError.__init__(
+            self,
+            path,
+            f"scan {name!r} was replaced (an import --overwrite?) while it was read: nothing "
+            "measured on it is stored; run again",
+        )
+
+    def __reduce__(self):
+        return type(self), (self.path, self.name)
 
 
 def shifts_change(shifts_px: np.ndarray, **alignment: Any) -> dict[str, Any]:

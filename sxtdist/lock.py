@@ -149,3 +149,14 @@ def write_lock(path: str | os.PathLike[str], wait_s: float = 0.0) -> Iterator[st
         except FileNotFoundError:
             pass
         os.close(fd)
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Raise now the :class:`OSError` that writing ``path`` would meet (a read-only file
+    system, no permission), before long work whose result goes there; another writer
+    holding its lock at this moment is no error here."""
+    try:
+        with write_lock(path):
+            pass
+    except OutputLockedError:
+        pass

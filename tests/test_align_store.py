@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,3 +170,35 @@ def test_save_goes_to_the_temporary_folder_when_the_acquisitions_cannot_be_writt
     saved = store.save(sxtdist.open_acquisition(tiny_copy), {"roi": {"x": 1}})
     assert os.path.dirname(saved) == str(tmp_path / "tmp")
     assert json.loads(open(saved).read())["scans"]["roi"]["changes"] == {"x": 1}
+
+
+def test_shifts_measured_on_a_scan_replaced_meanwhile_are_not_stored(tiny_copy):
+    """An import --overwrite replaced the scan while align read it (review5 finding 5): the
+    shifts belong to projections that are gone; refused, nothing stored or saved."""
+    from sxtdist.dataset import ScanReplacedError
+
+    acq = sxtdist.open_acquisition(tiny_copy)  # as align opened it
+    n = acq["roi"].geometry.n_angles
+    other = sxtdist.open_acquisition(tiny_copy)
+    other.update_scan("roi", data_id="new-projections")  # as the import leaves it
+    before = _shifts(sxtdist.open_acquisition(tiny_copy))
+    with pytest.raises(ScanReplacedError, match="scan 'roi' was replaced"):
+        store.store(acq, {"roi": {"shifts_px": np.ones((n, 2))}})
+    assert _shifts(sxtdist.open_acquisition(tiny_copy)) == before
+    assert not list(Path(tiny_copy).parent.glob("*unstored*"))
+
+
+def test_align_on_a_read_only_acquisition_fails_before_the_work(run_cli, tiny_copy, monkeypatch):
+    """review5 finding 9: told at once (exit 1, one line), not after every pair is done."""
+    import errno
+
+    from sxtdist import lock
+
+    def read_only(path):
+        raise OSError(errno.EROFS, "Read-only file system", path)
+
+    monkeypatch.setattr(lock, "_take", read_only)
+    code, out, err = run_cli("align", tiny_copy, "--workers", "1", "--report", "")
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "Read-only file system (the file system is read-only" in err
+    assert "aligning" not in out + err

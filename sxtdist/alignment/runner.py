@@ -37,6 +37,7 @@ from ..errors import (
 )
 from ..execution import Execution
 from ..geometry import ScanGeometry, angular_spacing_deg, without_rigid_translation
+from ..lock import check_writable
 from ..outputs import check_output
 from .diagnostics import log_pair_misfit, log_pairs_weighted_down, log_poor_peaks
 from .gauge import axis_offset_px, sinusoid_basis
@@ -163,6 +164,8 @@ def align(
         report = (report[:-5] if report.endswith(".zarr") else report) + "_alignment"
     if report:  # before the work: a report may replace only an earlier report
         check_output(report, "alignment-report", inputs=[acq.path], overwrite=True)
+    if not dry_run:  # a read-only acquisition is told now, not after the work
+        check_writable(acq.path)
     if opts.method == "projection-matching" and "roi" in scans:
         raise ParameterError(
             "projection matching needs the whole sample in view: use it for the full scan "
