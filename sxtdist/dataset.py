@@ -369,6 +369,22 @@ class ScanReplacedError(InputError):
         return type(self), (self.path, self.name)
 
 
+def data_ids(acq: Acquisition) -> dict[str, str | None]:
+    """Each scan's ``data_id``: which projections it holds (an import or a simulation into
+    the same path draws another)."""
+    return {name: scan.meta.get("data_id") for name, scan in acq.scans.items()}
+
+
+def check_data_ids(path: str, expected: Mapping[str, str | None]) -> None:
+    """Refuse (:class:`ScanReplacedError`) when a scan of the acquisition at ``path`` no
+    longer holds the projections ``expected`` names (:func:`data_ids`), as stored now: a
+    reader calls it after reading, so a replacement that came meanwhile is seen."""
+    now = _current_meta(path, open_sxtdist_group(path))["scans"]
+    for name, data_id in expected.items():
+        if name not in now or now[name].get("data_id") != data_id:
+            raise ScanReplacedError(path, name)
+
+
 def shifts_change(shifts_px: np.ndarray, **alignment: Any) -> dict[str, Any]:
     """The change of a scan's metadata (:meth:`Acquisition.update_scans`) that stores its
     estimated shifts and marks it aligned (``alignment``: how, recorded with the date)."""
