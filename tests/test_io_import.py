@@ -447,3 +447,15 @@ def test_bad_nxtomo_and_txrm_files(tmp_path, run_cli):
     _expect_error(run_cli, tmp_path, [tmp_path / "cut.txrm", "--scan=roi"], ["cut.txrm"])
     (tmp_path / "fake.txrm").write_bytes(b"not ole at all" * 40)
     _expect_error(run_cli, tmp_path, [tmp_path / "fake.txrm", "--scan=roi"], ["not an OLE"])
+
+
+def test_an_angle_list_with_a_byte_order_mark_reads_and_a_binary_one_is_one_line(tmp_path):
+    """review5 finding 13: Excel saves its UTF-8 CSV with a byte-order mark."""
+    from sxtdist.errors import InputError
+    from sxtdist.io.source import read_angles_file
+
+    (tmp_path / "a.txt").write_bytes("\ufeff-60.000\n0\n60\n".encode())
+    np.testing.assert_array_equal(read_angles_file(tmp_path / "a.txt"), [-60, 0, 60])
+    (tmp_path / "b.txt").write_bytes(b"\xff\xfe\x00\x01-60\n")
+    with pytest.raises(InputError, match=r"b\.txt: is not a text file of angles"):
+        read_angles_file(tmp_path / "b.txt")
