@@ -248,8 +248,12 @@ def check_output(
     inputs: Iterable[str | os.PathLike[str] | None] = (),
     overwrite: bool = False,
     resume: bool = False,
+    file: bool = False,
 ) -> str | None:
     """Check that ``out`` may be written as an output of ``kind``; what is there now.
+
+    ``file``: the output is a file, so an existing folder there (even an empty one, or
+    a link to one) is refused rather than replaced by it.
 
     Returns ``None`` when nothing (or an empty folder) is at ``out``, else ``kind``
     (an output sxtdist wrote, of that kind). Raises :class:`InputError` for an
@@ -262,6 +266,8 @@ def check_output(
     out = check_name(out)
     inputs = [check_name(i) for i in inputs if i is not None]
     check_not_input(out, inputs)
+    if file and os.path.isdir(out):
+        raise InputError(out, "is a folder: name the file to write")
     out = through_link(out, kind)
     _check_folder_above(out)
     if not os.path.lexists(out) or _is_empty_dir(out):
@@ -319,6 +325,7 @@ def writing(
     resume: bool = False,
     beside: bool = True,
     keep: Callable[[BaseException, str], bool] | None = None,
+    file: bool = False,
 ) -> Iterator[Target]:
     """Claim ``out`` (:func:`check_output`), hold its lock, and write it safely.
 
@@ -327,16 +334,19 @@ def writing(
     place; otherwise it writes ``out`` itself (a resumable output that is visibly
     unfinished while written). A leftover at the partial path (an interrupted
     write) is removed first unless ``resume``. On failure, what this call created
-    is removed unless ``keep(exc, write_path)`` says to keep it for a resume.
+    is removed unless ``keep(exc, write_path)`` says to keep it for a resume. ``file``: as
+    :func:`check_output`'s.
     """
-    check_output(out, kind, inputs=inputs, overwrite=overwrite, resume=resume)
+    check_output(out, kind, inputs=inputs, overwrite=overwrite, resume=resume, file=file)
     out = through_link(os.fspath(out), kind)  # where the link points, checked just now
     parent = os.path.dirname(os.path.abspath(out))
     made_parent = make_folders(parent)
     try:
         with write_lock(out):
             # checked again under the lock: another run may have written it meanwhile
-            existing = check_output(out, kind, inputs=inputs, overwrite=overwrite, resume=resume)
+            existing = check_output(
+                out, kind, inputs=inputs, overwrite=overwrite, resume=resume, file=file
+            )
             replace = existing is not None and overwrite
             write_path = partial_path(out) if (beside or replace) else out
             if write_path != out and not resume:
@@ -345,12 +355,12 @@ def writing(
             target = Target(out, write_path)
             try:
                 yield target
-            except BaseException as exc:
+                if target.beside:
+                    install(write_path, out)
+            except BaseException as exc:  # a failed install too: no partial left behind
                 if created and not (keep and keep(exc, write_path)):
                     remove(write_path)
                 raise
-            if target.beside:
-                install(write_path, out)
     except BaseException:
         if made_parent:
             remove_empty_folders(made_parent)
@@ -432,9 +442,9 @@ def install(partial: str, out: str) -> None:
     renamed aside first (for an instant no output is at ``out``; the old one is
     then at the partial path).
     """
+    if os.path.isdir(out) and not os.path.isdir(partial):
+        raise InputError(out, "is a folder: name the file to write")  # never replaced by one
     if not os.path.lexists(out) or not os.path.isdir(partial) or not os.path.isdir(out):
-        if os.path.isdir(out) and not os.path.islink(out):  # an empty folder
-            os.rmdir(out)
         os.replace(partial, out)
         return
     if not _exchange(partial, out):

@@ -312,6 +312,8 @@ CASES = [
     Case("export: a user's TIFF, --overwrite", lambda ws: ["export", ws.vol(), ws.tif("mine.tif", FRAMES), "--overwrite"], 2, r"was not written by sxtdist"),
     Case("export: an acquisition, --overwrite", lambda ws: ["export", ws.vol(), ws.acq("x.zarr"), "--overwrite"], 2, r"is an sxtdist acquisition, not an sxtdist export"),
     Case("export: a damaged volume", lambda ws: ["export", _damaged_volume(ws), ws / "v.mrc"], 2, r"is damaged \(level 0 lacks 1 of"),
+    Case("export: an MRC over an empty folder", lambda ws: ["export", ws.vol(), ws.folder("empty.mrc")], 2, r"empty\.mrc: is a folder: name the file to write"),
+    Case("preview: --out an empty folder", lambda ws: ["preview", ws.acq(), "--out", ws.folder("pv")], 2, r"pv: is a folder: name the file to write"),
     Case("export: --level 99", lambda ws: ["export", ws.vol(), ws / "v.mrc", "--level", "99"], 2, r"has levels 0\.\.\d, not 99"),
     Case("export: --crop garbage", lambda ws: ["export", ws.vol(), ws / "v.mrc", "--crop", "a:b"], 2, r"--crop"),
     # -- import: files that lie -----------------------------------------------------------------
@@ -775,3 +777,16 @@ def test_folders_made_for_a_relative_output_are_removed_after(tmp_path, monkeypa
     remove_empty_folders(top)
     assert os.listdir(tmp_path) == []
     assert make_folders(".") is None
+
+
+def test_a_file_never_replaces_a_folder_and_a_failed_swap_leaves_no_partial(tmp_path):
+    """review5 finding 2: a writer that did not say it writes a file, finishing one where a
+    folder is: refused at the swap; the folder stays and the partial file goes."""
+    from sxtdist.errors import InputError
+    from sxtdist.outputs import writing
+
+    (tmp_path / "out.mrc").mkdir()
+    with pytest.raises(InputError, match=r"out\.mrc: is a folder: name the file to write"):
+        with writing(tmp_path / "out.mrc", "export") as target:
+            Path(target.write_path).write_text("data")
+    assert (tmp_path / "out.mrc").is_dir() and sorted(os.listdir(tmp_path)) == ["out.mrc"]
