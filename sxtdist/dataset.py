@@ -32,6 +32,7 @@ import functools
 import importlib.util
 import math
 import os
+import shlex
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -46,7 +47,14 @@ import numpy as np
 import zarr
 
 from . import _version
-from .errors import InputError, OutputExistsError, ParameterError, one_line, use_overwrite
+from .errors import (
+    InputError,
+    OutputExistsError,
+    ParameterError,
+    one_line,
+    option,
+    use_overwrite,
+)
 from .geometry import MAX_AXIS_TILT_DEG, ScanGeometry
 from .io import ngff
 from .io.checks import (
@@ -57,7 +65,7 @@ from .io.checks import (
     check_pixel_type,
 )
 from .lock import write_lock
-from .outputs import check_output, install, remove, writing
+from .outputs import check_output, remove, swap_in, writing
 
 SCHEMA_VERSION = 1
 SCAN_NAMES = ("full", "roi")
@@ -65,6 +73,8 @@ KEY = "sxtdist"
 #: Key of the metadata naming a scan whose projections are being replaced (:func:`add_scan`):
 #: from the swap until its new metadata are written, the acquisition is refused.
 REPLACING = "replacing_scan"
+#: The file the interrupted replacement came from (the message names the command again).
+REPLACING_FROM = "replacing_scan_from"
 #: Detector rows per inner chunk of a projection array (a band at full width). A block
 #: of ``R`` rows then decodes at most ``R + 2 (ROW_BAND - 1)`` rows of each view: with
 #: blocks of 32 rows and a halo of 4, 1.2x the bytes it needs (benchmarks/bench_io.py).
@@ -665,13 +675,21 @@ def add_scan(
         tmp_name = f"_partial_{name}"
         tmp_dir = os.path.join(path, tmp_name)
         remove(tmp_dir)  # left by an interrupted run
+        marked = swapped = False
         try:
             smeta = _write_scan(root, tmp_name, scan, path)
             if name in acq.scans:  # from here until its metadata are written, refused on open
-                root.attrs[KEY] = {**acq.meta, REPLACING: name}
+                source = (smeta.get("source") or {}).get("path")
+                root.attrs[KEY] = {**acq.meta, REPLACING: name, REPLACING_FROM: source}
+                marked = True
             # swapped in whole: until then the old scan (if any) is as it was
-            install(tmp_dir, os.path.join(path, name))
+            old = swap_in(tmp_dir, os.path.join(path, name))
+            swapped = True
+            if old is not None:
+                remove(old)
         except BaseException:
+            if marked and not swapped:  # the old scan is whole: nothing to refuse
+                root.attrs[KEY] = acq.meta
             remove(tmp_dir)
             raise
         _register_scan(path, name, smeta)
@@ -682,7 +700,7 @@ def _register_scan(path: str, name: str, smeta: dict[str, Any]) -> None:
     root = zarr.open_group(path, mode="r+")
     p = float(smeta["pixel_size_nm"])
     ngff.set_multiscale_metadata(root[name], [[1.0, p, p]], ngff.PROJECTION_AXES, name)
-    meta = {k: v for k, v in root.attrs[KEY].items() if k != REPLACING}
+    meta = {k: v for k, v in root.attrs[KEY].items() if k not in (REPLACING, REPLACING_FROM)}
     meta["scans"] = {**meta["scans"], name: smeta}
     root.attrs[KEY] = meta  # last: the scan exists for readers only from here
 
@@ -776,10 +794,15 @@ def _current_meta(path: str, group: zarr.Group) -> dict[str, Any]:
     if meta.get("kind", "acquisition") != "acquisition":
         raise InputError(path, f"is a {meta.get('kind')}, not an acquisition dataset")
     if REPLACING in meta:
+        name, source = meta[REPLACING], meta.get(REPLACING_FROM)
+        again = f"import it again ({use_overwrite()})"
+        if source:
+            cmd = f"sxtdist import {shlex.quote(source)} {shlex.quote(path)} --scan {name}"
+            again = option(f"import it again: {cmd} --overwrite", again)
         raise InputError(
             path,
-            f"scan {meta[REPLACING]!r} was being replaced when a write stopped (its projections "
-            f"may not match its metadata): import it again ({use_overwrite()})",
+            f"scan {name!r} was being replaced when a write stopped (its projections may not "
+            f"match its metadata): {again}",
         )
     return meta
 

@@ -435,21 +435,33 @@ def _exchange(a: str, b: str) -> bool:
 
 
 def install(partial: str, out: str) -> None:
-    """Put the finished ``partial`` in place of ``out`` and remove what was there.
+    """Put the finished ``partial`` in place of ``out`` and remove what was there
+    (:func:`swap_in`, then the old output)."""
+    old = swap_in(partial, out)
+    if old is not None:
+        remove(old)
+
+
+def swap_in(partial: str, out: str) -> str | None:
+    """Put the finished ``partial`` in place of ``out``; where the old output is now (to be
+    removed), or None. When this raises, ``out`` is as it was.
 
     Files are renamed over (atomic). A folder replacing a folder is swapped with
     ``RENAME_EXCHANGE`` (atomic) where the file system has it, else the old one is
-    renamed aside first (for an instant no output is at ``out``; the old one is
-    then at the partial path).
+    renamed aside first (for an instant no output is at ``out``).
     """
     if os.path.isdir(out) and not os.path.isdir(partial):
         raise InputError(out, "is a folder: name the file to write")  # never replaced by one
     if not os.path.lexists(out) or not os.path.isdir(partial) or not os.path.isdir(out):
         os.replace(partial, out)
-        return
-    if not _exchange(partial, out):
-        aside = partial + ".old"
-        os.replace(out, aside)
+        return None
+    if _exchange(partial, out):
+        return partial
+    aside = partial + ".old"
+    os.replace(out, aside)
+    try:
         os.replace(partial, out)
-        partial = aside
-    remove(partial)  # now the old output
+    except BaseException:
+        os.replace(aside, out)  # the old one back
+        raise
+    return aside

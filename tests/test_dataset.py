@@ -229,6 +229,46 @@ def test_a_replacement_stopped_after_the_swap_is_refused_until_done_again(
     assert acq["full"].zone_plate_ozw_nm == 60.0
 
 
+def test_a_replacement_that_stops_before_its_swap_leaves_the_acquisition_open(
+    tmp_path, monkeypatch, run_cli
+):
+    """review5 finding 11: a replacement that failed before its swap (the old scan whole)
+    no longer locks the user out; one that stopped after it names the command to run."""
+    import errno
+
+    import sxtdist.dataset as dataset
+
+    scans = _scans(np.random.default_rng(5))
+    path = str(tmp_path / "a.zarr")
+    sxtdist.create_acquisition(path, scans)
+    old = sxtdist.open_acquisition(path)["roi"].read()
+    new = ScanData(
+        data=np.full((7, 16, 10), 0.25, np.float32),
+        angles_deg=np.linspace(10, 190, 7),
+        pixel_size_nm=25.0,
+        extra={"source": {"path": "/data/roi new.tif"}},
+    )
+
+    def failing(*args):
+        raise OSError(errno.EIO, "Input/output error")
+
+    with monkeypatch.context() as m:
+        m.setattr(dataset, "swap_in", failing)
+        with pytest.raises(OSError):
+            add_scan(path, "roi", new, overwrite=True)
+    np.testing.assert_array_equal(sxtdist.open_acquisition(path)["roi"].read(), old)
+    assert not any(n.startswith("_partial") for n in os.listdir(path))
+    with monkeypatch.context() as m:
+        m.setattr(dataset, "_register_scan", failing)
+        with pytest.raises(OSError):
+            add_scan(path, "roi", new, overwrite=True)
+    code, _, err = run_cli("info", path)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert (
+        f"import it again: sxtdist import '/data/roi new.tif' {path} --scan roi --overwrite" in err
+    )
+
+
 def _scratch_array(path):
     return zarr.create_array(
         path, shape=(16, 4, 4), chunks=(1, 4, 4), dtype="f4", fill_value=float("nan")
