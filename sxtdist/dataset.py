@@ -73,6 +73,8 @@ KEY = "sxtdist"
 #: Key of the metadata naming a scan whose projections are being replaced (:func:`add_scan`):
 #: from the swap until its new metadata are written, the acquisition is refused.
 REPLACING = "replacing_scan"
+#: The farthest a detector's centre may be from the rotation axis, in its own sizes.
+MAX_CENTER_OFFSET_VIEWS = 20
 #: The file the interrupted replacement came from (the message names the command again).
 REPLACING_FROM = "replacing_scan_from"
 #: Detector rows per inner chunk of a projection array (a band at full width). A block
@@ -903,6 +905,13 @@ def _check_scan_meta(path: str, name: str, m: Mapping[str, Any], shape: tuple[in
     center = _numbers(m.get("roi_center_px", (0.0, 0.0)), "roi_center_px", bad)
     if center.shape != (2,) or not np.all(np.isfinite(center)):
         raise bad("roi_center_px must be two finite numbers [row, col]")
+    if np.any(np.abs(center) > MAX_CENTER_OFFSET_VIEWS * np.asarray(shape[1:], float)):
+        # a detector that far off the axis sees nothing of the sample; its grid alone would
+        # fill the memory before any size check
+        raise bad(
+            f"roi_center_px [{center[0]:g}, {center[1]:g}] is more than "
+            f"{MAX_CENTER_OFFSET_VIEWS} detector sizes ({shape[1]} x {shape[2]} px) off the axis"
+        )
     tilt = m.get("axis_tilt_deg")
     if tilt is not None and not (
         isinstance(tilt, (int, float)) and math.isfinite(tilt) and abs(tilt) < MAX_AXIS_TILT_DEG

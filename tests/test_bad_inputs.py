@@ -314,6 +314,7 @@ CASES = [
     Case("export: a damaged volume", lambda ws: ["export", _damaged_volume(ws), ws / "v.mrc"], 2, r"is damaged \(level 0 lacks 1 of"),
     Case("export: an MRC over an empty folder", lambda ws: ["export", ws.vol(), ws.folder("empty.mrc")], 2, r"empty\.mrc: is a folder: name the file to write"),
     Case("preview: --out an empty folder", lambda ws: ["preview", ws.acq(), "--out", ws.folder("pv")], 2, r"pv: is a folder: name the file to write"),
+    Case("edit: a centre offset a billion pixels off", lambda ws: ["edit", ws.acq(), "--scan", "full", "--center-offset-px=1e9,0"], 2, r"roi_center_px \[1e\+09, 0\] is more than 20 detector sizes"),
     Case("export: --level 99", lambda ws: ["export", ws.vol(), ws / "v.mrc", "--level", "99"], 2, r"has levels 0\.\.\d, not 99"),
     Case("export: --crop garbage", lambda ws: ["export", ws.vol(), ws / "v.mrc", "--crop", "a:b"], 2, r"--crop"),
     # -- import: files that lie -----------------------------------------------------------------
