@@ -454,3 +454,29 @@ def test_write_lock_raises_zarrs_io_errors_as_oserror(tmp_path):
     assert e.value.errno == errno.EROFS and e.value.filename == str(tmp_path / "x.zarr")
     with pytest.raises(RuntimeError, match="something else"), write_lock(tmp_path / "x.zarr"):
         raise RuntimeError("something else")
+
+
+def test_align_always_aligns_once_and_resumes_an_unfinished_cell(two_cells, tmp_path, client):
+    """review5 finding 8: two ``align: yes`` cells on one acquisition align it once, and a
+    re-run resumes an unfinished cell with the shifts it began with (aligning again changed
+    them, and the resume was refused as 'other data or other parameters')."""
+    import shutil
+
+    a = tmp_path / "a.zarr"
+    shutil.copytree(two_cells / "cell1.zarr", a)
+    out = tmp_path / "o"
+    cells = [str(a), {"acquisition": str(a), "name": "a-roi", "scans": "roi"}]
+    rows = reconstruct_batch(cells, out, client=client, metrics=False, **OPTS | {"align": True})
+    assert [r.status for r in rows] == ["done", "done"]
+    assert sorted(r.message for r in rows) == ["", "aligned"]
+    date = sxtdist.open_acquisition(a, "r")["roi"].meta["alignment"]["date"]
+    vol = open_volume(out / "a-roi.zarr")
+    vol.update_meta(status="running", blocks_done=[0])  # as if interrupted
+    rows = reconstruct_batch(cells, out, client=client, metrics=False, **OPTS | {"align": True})
+    by = {r.cell: r for r in rows}
+    assert by["a-roi"].status == "done", by["a-roi"].message
+    assert (
+        open_volume(out / "a-roi.zarr").meta["stopping"]["blocks_run"]
+        == vol.meta["plan"]["n_blocks"] - 1
+    )
+    assert sxtdist.open_acquisition(a, "r")["roi"].meta["alignment"]["date"] == date
