@@ -18,8 +18,12 @@ The rules, evaluated on the records (the count a rule picks is applied to run A)
 
 * ``fixed``: 20 iterations;
 * ``oracle``: the best count for the whole volume (max of A's ROI PSNR);
-* ``auto``: the minimum of C's ``far`` (the halves' own best count), what
-  ``--iterations auto`` picks;
+* ``auto``: what ``--iterations auto`` picks from C's curves
+  (:func:`sxtdist.solvers.cross_validated_count`: ``far``'s minimum, made later by
+  ``max(1, 4.5 × between there / between at the pilot's end)`` with quadrature weights,
+  :func:`sxtdist.runner.late_factor`);
+* ``far``: the minimum of C's ``far`` (the halves' own best count as ``far`` sees it),
+  ``auto`` until the fifth session;
 * ``corrected``: the minimum of ``far − between/4`` (:func:`corrected_error`), the
   halves' error turned into the full data's by removing half the halves' noise: the
   rule first tried, rejected (stops late at 1/10 dose: docs/reconstruction.md);
@@ -49,7 +53,7 @@ Usage::
         [--no-holdout]
     python benchmarks/stopping_rules.py table /tmp/stop.jsonl     # each rule against the oracle
     python benchmarks/stopping_rules.py weights /tmp/stop.jsonl   # quadrature against equal
-    python benchmarks/stopping_rules.py variants /tmp/stop.jsonl  # auto against its variants
+    python benchmarks/stopping_rules.py variants /tmp/stop.jsonl  # auto, far and variants
     python benchmarks/stopping_rules.py augment /tmp/stop.jsonl --out /tmp/stop_de.jsonl
         [--presets small] [--doses 1]                             # then table /tmp/stop_de.jsonl
     python benchmarks/stopping_rules.py decompose --out /tmp/dec.jsonl \
@@ -80,9 +84,9 @@ from sxtdist.recon import (
     split_half_curves,
     view_subset,
 )
-from sxtdist.runner import AUTO_CAP, _read_block, build_problem, pilot_blocks
+from sxtdist.runner import AUTO_CAP, _read_block, build_problem, late_factor, pilot_blocks
 from sxtdist.simulation.presets import PRESETS
-from sxtdist.solvers import Stack, cgne
+from sxtdist.solvers import Stack, cgne, cross_validated_count
 
 PRESETS.setdefault("cell-slab", replace(PRESETS["cell"], name="cell-slab", height_px=32))
 #: Iteration cap per dose factor (the best count is near 20 at the paper's dose, 6-10 at 1/10).
@@ -395,7 +399,8 @@ def choices(r: dict) -> dict[str, int | None]:
     }
     misfit = r.get("holdout_misfit")
     out["holdout"] = int(np.argmin(misfit)) + 1 if misfit else None
-    out["auto"] = int(np.argmin(r["far"])) + 1
+    out["auto"] = cross_validated_count(r["far"], r["between"], late_factor(r["weights"]))
+    out["far"] = int(np.argmin(r["far"])) + 1
     out["corrected"] = int(np.argmin(corrected_error(r["far"], r["between"]))) + 1
     if "far_noise" in r:
         out["noise halves"] = int(np.argmin(r["far_noise"])) + 1
@@ -411,7 +416,7 @@ def choices(r: dict) -> dict[str, int | None]:
 
 def table(path: str) -> str:
     records = [json.loads(line) for line in open(path)]
-    rules = ["fixed", "auto", "corrected", "holdout", "discrepancy", "lcurve"]
+    rules = ["fixed", "auto", "far", "corrected", "holdout", "discrepancy", "lcurve"]
     if any("far_noise" in r for r in records):  # augmented: runs D and E
         rules += ["noise halves", "noise corrected", "folds"]
     groups: dict[tuple, list[dict]] = {}
@@ -445,8 +450,10 @@ def table(path: str) -> str:
                 f"{min(counts)}–{max(counts)}, {np.mean(losses):.2f} (max {max(losses):.2f}){miss}"
             )
         oracle = [choices(r)["oracle"] for r in rs]
+        seeds = sorted(r["seed"] for r in rs)
         lines.append(
-            f"| {key[0]} | {key[1]:g} | {'on' if key[2] else 'off'} | {key[3]} | {len(rs)} | "
+            f"| {key[0]} | {key[1]:g} | {'on' if key[2] else 'off'} | {key[3]} | "
+            f"{len(rs)} ({seeds[0]}–{seeds[-1]}) | "
             f"{min(oracle)}–{max(oracle)}, {np.mean(best):.2f} | " + " | ".join(cells) + " |"
         )
     return "\n".join(lines)
@@ -466,8 +473,9 @@ def flat_minimum(far, tolerance: float) -> tuple[int, int]:
     return lo + 1, hi + 1
 
 
-#: Variants of ``auto`` tried against its early stops (``variants``): the last or the middle
-#: count of the flat bottom of ``far``, and a weaker noise correction than ``corrected``.
+#: Variants of ``far`` tried against its early stops (``variants``): the last or the middle
+#: count of the flat bottom of ``far``, a weaker noise correction than ``corrected``, and
+#: ``auto`` with other factors.
 VARIANTS = {
     **{
         f"last {t:.1%}": (lambda r, t=t: flat_minimum(r["far"], t)[1]) for t in (0.002, 0.005, 0.01)
@@ -479,14 +487,19 @@ VARIANTS = {
     "far − between/8": lambda r: (
         int(np.argmin(np.asarray(r["far"]) - 0.125 * np.asarray(r["between"]))) + 1
     ),
+    # auto with other factors than LATE_FACTOR (4.5): how wide the good range is
+    **{
+        f"auto ×{c:g}": (lambda r, c=c: cross_validated_count(r["far"], r["between"], c))
+        for c in (3.5, 3.75, 5.0, 5.25)
+    },
 }
 
 
 def variants_table(path: str) -> str:
-    """``auto`` and :data:`VARIANTS`: loss against the oracle, mean (max) per configuration,
-    and the worst loss over all configurations."""
+    """``auto``, ``far`` and :data:`VARIANTS`: loss against the oracle, mean (max) per
+    configuration, and the worst loss over all configurations."""
     records = [json.loads(line) for line in open(path)]
-    rules = {"auto": lambda r: choices(r)["auto"], **VARIANTS}
+    rules = {"auto": lambda r: choices(r)["auto"], "far": lambda r: choices(r)["far"], **VARIANTS}
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         groups.setdefault((r["preset"], r["dose"], r["capillary"], r["weights"]), []).append(r)

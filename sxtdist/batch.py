@@ -633,14 +633,15 @@ def _align_cell(
 
 def _provenance_mismatch(cell: Cell) -> str:
     """Which requested options a complete output was not made with ('' if none)."""
+    from .runner import asked_iterations
     from .volume import open_volume
 
     prov = dict(open_volume(cell.out, mode="r").meta.get("provenance", {}))
-    if (prov.get("iterations_rule") or {}).get("rule", "fixed") != "fixed":
-        prov["iterations"] = AUTO  # what was asked for, not the count it chose
+    prov["iterations"] = asked_iterations(prov)  # what was asked for, not the count it chose
     want = {
         "method": cell.options.get("method", "cgne"),
         "iterations": cell.options.get("iterations", AUTO),
+        "oracle": bool(cell.options.get("oracle", False)),
     }
     if "scans" in cell.options:
         want["scans"] = list(cell.options["scans"])

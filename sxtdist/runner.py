@@ -64,7 +64,7 @@ from .recon import (
     view_subset,
 )
 from .resources import require_disk, require_memory
-from .solvers import cross_validated_count
+from .solvers import LATE_FACTOR, cross_validated_count
 from .volume import Volume, create_volume, open_volume
 
 logger = logging.getLogger(__name__)
@@ -328,6 +328,16 @@ def resolve_weights(
     return {n: float(w) for n, w in weights.items()}
 
 
+def late_factor(weights: Mapping[str, float] | str | None) -> float:
+    """``--iterations auto``'s ``factor`` (:func:`~sxtdist.solvers.cross_validated_count`)
+    for a weighting: :data:`~sxtdist.solvers.LATE_FACTOR` with quadrature weights (the
+    default), where it was fitted and measured; 1 (``far``'s minimum) with any other, where
+    the halves' disagreement grows slowly without the full data's best being later (equal
+    weights on ``small``: up to 2.8 dB lost with the factor, 0.26 dB without;
+    docs/dev/stopping-rule.md)."""
+    return LATE_FACTOR if weights is None or weights == "quadrature" else 1.0
+
+
 def _solve_block(
     block: Block,
     acquisition: str,
@@ -453,13 +463,13 @@ def _auto_iterations(
 
     A pilot reconstructs :func:`pilot_blocks` from the even and from the odd views apart,
     :data:`AUTO_CAP` iterations each, and compares the halves' iterates in the ROI
-    (:func:`sxtdist.recon.split_half_curves`): the count at which each half's iterate is
-    closest to the other half's last one (``far``, summed over the pilot blocks) is used
-    for every block (one count for the volume: blocks with counts of their own would
-    show seams). ``benchmarks/stopping_rules.py`` measured it within 0.5 dB of the
-    oracle on every seed of ``small``; on ``cell-slab`` it stops early at the paper's dose
-    (0.50-0.88 dB lost on 2 of 5 development seeds and all 5 held-out seeds with the
-    capillary off, 1 of 5 with it on; docs/reconstruction.md).
+    (:func:`sxtdist.recon.split_half_curves`): ``far`` (each half's iterate against the
+    other half's last one) and ``between`` (the halves apart), summed over the pilot
+    blocks, give the count (:func:`~sxtdist.solvers.cross_validated_count`: ``far``'s
+    minimum, later where the halves' disagreement grows slowly after it; with quadrature
+    weights, :func:`late_factor`), used for every block (one count for the volume: blocks with counts of their own would show
+    seams). ``benchmarks/stopping_rules.py`` measures it against the oracle
+    (docs/reconstruction.md).
     """
     pilot = pilot_blocks(plan.blocks)
     logger.info(
@@ -481,8 +491,11 @@ def _auto_iterations(
         resources={GPU_RESOURCE: 1} if backend == "gpu" else None,
     )
     error = sum(c[0] for c in curves)
-    count = cross_validated_count(error)
-    if count > 0.8 * AUTO_CAP:
+    between = sum(c[1] for c in curves)
+    lowest = int(np.argmin(error)) + 1
+    factor = late_factor(job.recipe.weights)
+    count = cross_validated_count(error, between, factor)
+    if lowest > 0.8 * AUTO_CAP:
         warnings.warn(
             f"iterations auto: the estimated error was still falling near the pilot's "
             f"{AUTO_CAP} iterations; using {count} "
@@ -490,12 +503,17 @@ def _auto_iterations(
             SxtdistWarning,
             stacklevel=3,
         )
-    logger.info("iterations auto: %d (the halves' estimated error is smallest there)", count)
+    logger.info(
+        "iterations auto: %d (the halves' estimated error is smallest at %d)", count, lowest
+    )
     rule = {
         "rule": "split-half cross-validation",
         "pilot_blocks": [b.index for b in pilot],
         "pilot_iterations": AUTO_CAP,
         "estimated_error": [float(e) for e in error],
+        "between": [float(e) for e in between],
+        "error_lowest_at": lowest,
+        "late_factor": factor,
     }
     return count, rule
 
@@ -796,7 +814,7 @@ def _prepare(
         "input": os.path.abspath(acq.path),
         "method": problem.method,
         "iterations": problem.iterations,
-        "iterations_rule": {"rule": "fixed"},
+        "iterations_rule": _rule_asked(recipe, problem),
         "scans": list(problem.models),
         "views": {k: list(v) for k, v in problem.views.items()},
         "excluded_untrusted": _excluded(acq, recipe, problem) if recipe.exclude_untrusted else None,
@@ -871,12 +889,36 @@ def _resume_layout(job: _Job, restart: bool) -> tuple[Reconstruction, bool]:
     return recipe.replace(**layout), True
 
 
+def _rule_asked(recipe: Reconstruction, problem: Problem) -> dict[str, Any]:
+    """The provenance's ``iterations_rule`` before any count is chosen: ``fixed``, or
+    ``oracle`` (each block stops at its best against the truth, ``iterations`` its cap)
+    with the iterations asked for (``"auto"`` or a count); ``auto`` replaces it with
+    the pilot's rule once the count is chosen (:func:`_auto_iterations`)."""
+    if recipe.oracle:
+        return {"rule": "oracle", "asked": recipe.iterations, "cap": problem.iterations}
+    return {"rule": "fixed"}
+
+
+def asked_iterations(prov: Mapping[str, Any]) -> int | str:
+    """The iterations a volume's provenance says were asked for: the count of a fixed
+    one, ``"auto"`` where a rule chose it, what was given with the oracle."""
+    rule = prov.get("iterations_rule") or {}
+    name = rule.get("rule", "fixed")
+    if name == "fixed":
+        return prov.get("iterations")
+    if name == "oracle":
+        return rule.get("asked", prov.get("iterations"))
+    return AUTO
+
+
 def _started_with(prov: Mapping[str, Any]) -> str:
     """What an unfinished volume's provenance says it was asked for, in a few words."""
-    rule = (prov.get("iterations_rule") or {}).get("rule", "fixed")
-    asked = AUTO if rule != "fixed" else prov.get("iterations")
+    oracle = " with the oracle stop" if prov.get("oracle") else ""
     scans = ",".join(prov.get("scans") or ())
-    return f"started as {prov.get('method')}, iterations {asked}, scans {scans}"
+    return (
+        f"started as {prov.get('method')}, iterations {asked_iterations(prov)}{oracle}, "
+        f"scans {scans}"
+    )
 
 
 def _check_capacity(grid: VolumeGrid, out: str, resume: bool) -> None:

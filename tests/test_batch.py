@@ -209,6 +209,21 @@ def test_complete_cell_with_other_options_is_not_silently_kept(two_cells, tmp_pa
     assert open_volume(out / "cell1.zarr").meta["provenance"]["iterations"] == 3
 
 
+def test_a_complete_oracle_cell_is_kept_and_a_plain_one_is_not(two_cells, tmp_path, client):
+    """A re-run of an oracle cell skips it (its provenance's count is the oracle's cap, not
+    what was asked: it used to be read as a fixed count and refused); the same cell asked
+    for without the oracle is refused, naming it."""
+    out = tmp_path / "o"
+    cell = [str(two_cells / "cell1.zarr")]
+    opts = dict(block_size=8, align=False, metrics=False)
+    (row,) = reconstruct_batch(cell, out, client=client, oracle=True, **opts)
+    assert row.status == "done"
+    (row,) = reconstruct_batch(cell, out, client=client, oracle=True, **opts)
+    assert row.status == "skipped", row
+    (row,) = reconstruct_batch(cell, out, client=client, **opts)
+    assert row.status == "failed" and "oracle=True" in row.message, row
+
+
 def test_second_batch_into_the_same_directory_is_refused(two_cells, tmp_path, client, run_cli):
     out = tmp_path / "o"
     with write_lock(out):  # another batch holds the directory

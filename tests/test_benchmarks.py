@@ -68,16 +68,20 @@ def test_stopping_rules_auto_is_the_runners_rule_and_skipped_holdout_reads_as_da
         preset="p", seed=1, dose=1.0, capillary=True, weights="quadrature", cap=7,
         psnr_roi=psnr, psnr_cell=psnr, xnorm=[1.0 + i for i in range(7)],
         residual=[10.0 / (1 + i) for i in range(7)], noise=None, holdout_misfit=None,
-        far=far, between=[0.1 * i for i in range(7)],
+        far=far, between=[0.1 * i**3 for i in range(7)],
     )  # fmt: skip
-    assert sr.choices(r)["auto"] == cross_validated_count(far) == 4
+    assert sr.choices(r)["auto"] == cross_validated_count(far, r["between"]) == 4
     assert sr.choices(r)["holdout"] is None
     assert sr.flat_minimum(far, 0.005) == (3, 5)
+    slow = [0.1 * i for i in range(7)]  # the halves' disagreement grows 2× after 4: 4 × 2.25
+    assert sr.choices(dict(r, between=slow))["auto"] == cross_validated_count(far, slow) == 9
+    assert sr.choices(dict(r, between=slow, weights="equal"))["auto"] == 4  # as the runner
     path = tmp_path / "r.jsonl"
     path.write_text(json.dumps(r) + "\n")
     row = sr.table(str(path)).splitlines()[-1].split("|")
     assert row[8].strip() == "4–4, 0.20 (max 0.20)"  # auto: iteration 4, 25.7 − 25.5
-    assert row[10].strip() == "–"  # hold-out
+    assert row[9].strip() == "4–4, 0.20 (max 0.20)"  # far's minimum: the same here
+    assert row[11].strip() == "–"  # hold-out
 
 
 def test_stopping_rules_reads_a_volume_record_and_an_augmented_one(tmp_path):
@@ -90,7 +94,7 @@ def test_stopping_rules_reads_a_volume_record_and_an_augmented_one(tmp_path):
     psnr = [20.0, 24.0, 25.0, 25.5, 25.7, 25.6]
     r = dict(
         preset="cell", seed=1, dose=1.0, capillary=True, weights="quadrature", cap=6,
-        psnr_roi=psnr, far=[5.0, 2.0, 1.5, 1.0, 1.2, 1.3], between=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
+        psnr_roi=psnr, far=[5.0, 2.0, 1.5, 1.0, 1.2, 1.3], between=[0.0, 0.0, 0.01, 0.02, 0.2, 0.5],
     )  # fmt: skip
     c = sr.choices(r)
     assert (c["oracle"], c["auto"], c["lcurve"], c["discrepancy"], c["holdout"]) == (

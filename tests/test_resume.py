@@ -264,3 +264,26 @@ def test_an_output_through_link_dotdot_is_written_where_the_kernel_puts_it(
     vol = _run(tiny_acq, tmp_path / "link" / ".." / "v.zarr", client, iterations=1)
     assert vol.status == "complete" and (tmp_path / "real" / "v.zarr").is_dir()
     assert not (tmp_path / "v.zarr").exists()
+
+
+def test_an_oracle_run_records_its_rule_and_resumes_as_one(tiny_acq, tmp_path, client):
+    """``--oracle`` is recorded as the rule it is (``oracle``, what was asked and its cap),
+    not ``fixed``; the same oracle run resumes, and a run without the oracle is refused in
+    words that say the volume was an oracle run of ``auto`` (not a count of 200)."""
+    out = tmp_path / "oracle.zarr"
+    vol = _run(tiny_acq, out, client, oracle=True)
+    prov = vol.meta["provenance"]
+    assert prov["iterations_rule"] == {"rule": "oracle", "asked": "auto", "cap": ORACLE_CAP}
+    assert prov["iterations"] == ORACLE_CAP and runner.asked_iterations(prov) == "auto"
+    n = vol.meta["plan"]["n_blocks"]
+    _interrupt(vol, [0])
+    with pytest.raises(
+        OutputExistsError, match="started as cgne, iterations auto with the oracle stop, "
+    ):
+        _run(tiny_acq, out, client)  # auto, no oracle: another run
+    assert open_volume(out).blocks_done == {0}
+    resumed = _run(tiny_acq, out, client, oracle=True)
+    assert resumed.meta["stopping"]["blocks_run"] == n - 1
+    assert resumed.meta["provenance"]["iterations_rule"]["rule"] == "oracle"
+    seven = _run(tiny_acq, tmp_path / "seven.zarr", client, oracle=True, iterations=7)
+    assert seven.meta["provenance"]["iterations_rule"] == {"rule": "oracle", "asked": 7, "cap": 7}

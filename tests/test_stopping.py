@@ -22,7 +22,7 @@ from sxtdist.recon import (
     view_subset,
 )
 from sxtdist.runner import AUTO_CAP, build_problem, half_paths, pilot_blocks, reconstruct
-from sxtdist.solvers import OracleStop, cgne
+from sxtdist.solvers import OracleStop, cgne, cross_validated_count
 from sxtdist.volume import open_volume
 
 
@@ -73,6 +73,8 @@ def test_split_half_curves_find_an_inner_minimum(low_dose):
     k = int(np.argmin(far)) + 1
     assert 2 < k < 25  # a minimum inside: low dose semi-converges early
     assert far[-1] > far[k - 1]
+    # auto's count is never earlier; here 7, 0.51 dB short (docs/dev/stopping-rule.md)
+    assert cross_validated_count(far, between) >= k
     # the count it picks is within 0.5 dB of the best in the ROI, known from the truth
     truth = np.moveaxis(np.asarray(acq.truth, np.float32)[block.slab[0] : block.slab[1]], 0, -1)
     roi = np.zeros(shape, bool)
@@ -82,6 +84,48 @@ def test_split_half_curves_find_an_inner_minimum(low_dose):
     cgne(ops, ys, 30, groups=groups, callback=oracle)
     assert oracle.scores[k - 1] > oracle.best - 0.5, (k, oracle.best_iteration)
     assert oracle.scores[-1] < oracle.best - 1.0  # and stopping late would cost
+
+
+def test_cross_validated_count_on_known_curves():
+    """``far``'s minimum (10 here), made later by 4.5 × between there / between at the end
+    when that is above 1 (between ∝ k: 4.5 × 10/30 = 1.5, so 15), kept where the halves'
+    disagreement grows fast (∝ k²: 4.5/9 = 0.5, so 10)."""
+    k = np.arange(1, 31, dtype=np.float64)
+    far = (k - 10) ** 2 + 100.0
+    assert cross_validated_count(far, 0.1 * k) == 15
+    assert cross_validated_count(far, k**2) == 10
+    assert cross_validated_count(far, k, factor=6.0) == 20
+    assert cross_validated_count([3.0, 1.0, 2.0], [0.0, 0.0, 0.0]) == 2
+    with pytest.raises(ValueError, match="equal"):
+        cross_validated_count(far, k[:-1])
+
+
+def test_auto_counts_from_the_pilot_blocks_summed_curves(tiny_acq, monkeypatch):
+    """The runner sums ``far`` and ``between`` over the pilot blocks and takes
+    :func:`cross_validated_count` of the sums (here 20 made 30: 4.5 × 20/60) with quadrature
+    weights, ``far``'s minimum with others; it records the curves and the factor."""
+    from types import SimpleNamespace
+
+    from sxtdist import runner
+
+    k = np.arange(1, AUTO_CAP + 1, dtype=np.float64)
+    far, between = (k - 20) ** 2 + 100.0, 0.1 * k
+    halves = [(far / 2, between / 4), (far / 2, 3 * between / 4)]
+    monkeypatch.setattr(runner, "run_tasks", lambda *args, **kwargs: halves)
+    problem = build_problem(sxtdist.open_acquisition(tiny_acq, "r"))
+    plan = SimpleNamespace(blocks=[SimpleNamespace(index=i) for i in range(4)], n_blocks=4)
+    ex = SimpleNamespace(progress=False)
+    for weights, expect in ((None, 30), ("quadrature", 30), ("equal", 20), ({"roi": 1.0}, 20)):
+        job = SimpleNamespace(
+            problem=problem,
+            acq=SimpleNamespace(path=str(tiny_acq)),
+            recipe=SimpleNamespace(weights=weights),
+        )
+        count, rule = runner._auto_iterations(None, plan, job, ex, "cpu")
+        assert (count, rule["error_lowest_at"]) == (expect, 20), weights
+        assert rule["late_factor"] == (4.5 if expect == 30 else 1.0)
+    np.testing.assert_allclose(rule["between"], between)
+    np.testing.assert_allclose(rule["estimated_error"], far)
 
 
 def test_parse_iterations():
@@ -106,7 +150,8 @@ def test_iterations_auto_is_one_count_recorded_in_the_provenance(
     prov = vol.meta["provenance"]
     rule = prov["iterations_rule"]
     assert rule["rule"] == "split-half cross-validation"
-    assert prov["iterations"] == int(np.argmin(rule["estimated_error"])) + 1
+    assert prov["iterations"] == cross_validated_count(rule["estimated_error"], rule["between"])
+    assert rule["error_lowest_at"] == int(np.argmin(rule["estimated_error"])) + 1
     assert vol.meta["stopping"]["iterations_min"] == vol.meta["stopping"]["iterations_max"]
     problem = build_problem(sxtdist.open_acquisition(low_dose, "r"))
     plan = plan_blocks(list(problem.models.values()), problem.grid, 8)
