@@ -95,6 +95,7 @@ def test_cross_validated_count_on_known_curves():
     assert cross_validated_count(far, 0.1 * k) == 15
     assert cross_validated_count(far, k**2) == 10
     assert cross_validated_count(far, k, factor=6.0) == 20
+    assert cross_validated_count(far, 1.0 / k) == 45  # drawing together: at most 4.5 × 10
     assert cross_validated_count([3.0, 1.0, 2.0], [0.0, 0.0, 0.0]) == 2
     with pytest.raises(ValueError, match="equal"):
         cross_validated_count(far, k[:-1])
