@@ -202,3 +202,14 @@ def test_align_on_a_read_only_acquisition_fails_before_the_work(run_cli, tiny_co
     assert code == 1 and len(err.strip().splitlines()) == 1, err
     assert "Read-only file system (the file system is read-only" in err
     assert "aligning" not in out + err
+
+
+def test_aligning_full_alone_warns_that_an_anchored_roi_goes_stale(run_cli, tiny_copy):
+    """review5 finding 7: the interior's shifts were measured against the earlier full ones."""
+    code, _, err = run_cli("align", tiny_copy, "--workers", "1", "--report", "", "-q")
+    assert code == 0, err
+    code, out, err = run_cli("align", tiny_copy, "--scans", "full", "--report", "", "-q")
+    assert code == 0, err
+    assert "'roi' was aligned to the earlier shifts of 'full'; align it again (--scans roi" in err
+    code, out, err = run_cli("align", tiny_copy, "--workers", "1", "--report", "", "-q")
+    assert code == 0 and "earlier shifts" not in err  # both scans: no warning

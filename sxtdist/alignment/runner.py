@@ -166,6 +166,7 @@ def align(
         check_output(report, "alignment-report", inputs=[acq.path], overwrite=True)
     if not dry_run:  # a read-only acquisition is told now, not after the work
         check_writable(acq.path)
+        _warn_of_a_stale_interior(acq, scans)
     if opts.method == "projection-matching" and "roi" in scans:
         raise ParameterError(
             "projection matching needs the whole sample in view: use it for the full scan "
@@ -193,6 +194,22 @@ def align(
         info["elapsed_s"] = elapsed
     _store_and_report(acq, result, dry_run, report)
     return result
+
+
+def _warn_of_a_stale_interior(acq: Acquisition, scans: Sequence[str]) -> None:
+    """The full scan aligned again alone: an interior scan anchored to its earlier shifts
+    keeps their gauge, which the new full shifts no longer share (review5 finding 7)."""
+    roi = acq.scans.get("roi")
+    if "roi" in scans or "full" not in scans or roi is None:
+        return
+    if (roi.meta.get("alignment") or {}).get("method") == "anchor":
+        warnings.warn(
+            f"{acq.path}: 'roi' was aligned to the earlier shifts of 'full'; align it again "
+            f"({option('--scans roi', 'scans=["roi"]')}, or both scans) so that they "
+            "keep one gauge",
+            SxtdistWarning,
+            stacklevel=3,
+        )
 
 
 def _align_full(
