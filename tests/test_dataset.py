@@ -194,9 +194,6 @@ def test_a_replacement_stopped_after_the_swap_is_refused_until_done_again(
     tmp_path, monkeypatch, run_cli
 ):
     """New projections never open under the old scan's metadata (review finding 11)."""
-    import errno
-
-    import sxtdist.dataset as dataset
 
     scans = _scans(np.random.default_rng(5))
     path = str(tmp_path / "a.zarr")
@@ -208,13 +205,7 @@ def test_a_replacement_stopped_after_the_swap_is_refused_until_done_again(
         pixel_size_nm=25.0,
     )
 
-    def disk_full(*args):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    with monkeypatch.context() as m:
-        m.setattr(dataset, "_register_scan", disk_full)
-        with pytest.raises(OSError):
-            add_scan(path, "roi", new, overwrite=True)
+    _add_scan_failing_in(monkeypatch, "_register_scan", path, new)
     with pytest.raises(InputError, match="scan 'roi' was being replaced when a write stopped"):
         sxtdist.open_acquisition(path)
     with pytest.raises(InputError, match="was being replaced"):
@@ -229,14 +220,26 @@ def test_a_replacement_stopped_after_the_swap_is_refused_until_done_again(
     assert acq["full"].zone_plate_ozw_nm == 60.0
 
 
+def _add_scan_failing_in(monkeypatch, step, path, scan):
+    """``add_scan(... overwrite=True)`` of the roi scan, the disk failing in ``step``."""
+    import errno
+
+    import sxtdist.dataset as dataset
+
+    def disk_full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(dataset, step, disk_full)
+        with pytest.raises(OSError):
+            add_scan(path, "roi", scan, overwrite=True)
+
+
 def test_a_replacement_that_stops_before_its_swap_leaves_the_acquisition_open(
     tmp_path, monkeypatch, run_cli
 ):
     """review5 finding 11: a replacement that failed before its swap (the old scan whole)
     no longer locks the user out; one that stopped after it names the command to run."""
-    import errno
-
-    import sxtdist.dataset as dataset
 
     scans = _scans(np.random.default_rng(5))
     path = str(tmp_path / "a.zarr")
@@ -249,19 +252,10 @@ def test_a_replacement_that_stops_before_its_swap_leaves_the_acquisition_open(
         extra={"source": {"path": "/data/roi new.tif"}},
     )
 
-    def failing(*args):
-        raise OSError(errno.EIO, "Input/output error")
-
-    with monkeypatch.context() as m:
-        m.setattr(dataset, "swap_in", failing)
-        with pytest.raises(OSError):
-            add_scan(path, "roi", new, overwrite=True)
+    _add_scan_failing_in(monkeypatch, "swap_in", path, new)
     np.testing.assert_array_equal(sxtdist.open_acquisition(path)["roi"].read(), old)
     assert not any(n.startswith("_partial") for n in os.listdir(path))
-    with monkeypatch.context() as m:
-        m.setattr(dataset, "_register_scan", failing)
-        with pytest.raises(OSError):
-            add_scan(path, "roi", new, overwrite=True)
+    _add_scan_failing_in(monkeypatch, "_register_scan", path, new)
     code, _, err = run_cli("info", path)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert (
