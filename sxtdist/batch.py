@@ -30,7 +30,15 @@ from typing import Any
 
 from ._progress import progress_bar
 from .distributed import cancel_tasks, get_client
-from .errors import InputError, SxtdistError, option, use_overwrite
+from .errors import (
+    InputError,
+    SxtdistError,
+    describe_os_error,
+    one_line,
+    option,
+    os_error,
+    use_overwrite,
+)
 from .execution import Execution, execution_fields
 from .lock import write_lock
 from .logs import cell_messages_as_details
@@ -464,6 +472,8 @@ class _Batch:
     results: dict[str, CellResult]
     stop: threading.Event = field(default_factory=threading.Event)
     drain_timeout: float = 120.0
+    #: The acquisitions aligned by this batch (resolved paths): each is aligned once.
+    aligned: set[str] = field(default_factory=set)
 
     def run_cells(self, cells: list[Cell], width: int) -> bool:
         """Run the cells in ``width`` threads; fill ``results``; True if interrupted."""
@@ -527,8 +537,12 @@ class _Batch:
                     time.perf_counter() - t0,
                     "output left unfinished (status running); re-run to resume",
                 )
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            return result("failed", time.perf_counter() - t0, f"{type(exc).__name__}: {first}")
+            failed = os_error(exc)  # a full disk: what it is and what to do, as the CLI says
+            if failed is not None:
+                return result("failed", time.perf_counter() - t0, describe_os_error(failed))
+            return result(
+                "failed", time.perf_counter() - t0, f"{type(exc).__name__}: {one_line(exc)}"
+            )
 
     def _run_cell(self, cell: Cell, result: Callable[..., CellResult], t0: float) -> CellResult:
         from .runner import reconstruct
@@ -549,7 +563,12 @@ class _Batch:
         options = dict(cell.options)
         align_mode = options.pop("align", "auto")
         align_method = options.pop("align_method", "anchor")
-        aligned = _align_cell(cell, self.client, align_mode, align_method)
+        if previous == "running" and align_mode is not False:
+            # resumed with the shifts it was started with: aligning again would change them
+            # (and the fingerprint), and its finished blocks could not be kept
+            logger.info("%s: resuming its unfinished volume, not aligning again", cell.name)
+            align_mode = False
+        aligned = _align_cell(cell, self.client, align_mode, align_method, self.aligned)
         if self.stop.is_set():
             return result("not run", None, "batch interrupted before the reconstruction")
         on_cluster = self.execution.replace(client=self.client, cluster=None, scheduler=None)
@@ -578,30 +597,37 @@ _ALIGN_LOCKS: dict[str, threading.Lock] = {}
 _ALIGN_LOCKS_GUARD = threading.Lock()
 
 
-def _align_cell(cell: Cell, client: Any, mode: str | bool, method: str) -> bool:
+def _align_cell(
+    cell: Cell, client: Any, mode: str | bool, method: str, done: set[str] | None = None
+) -> bool:
     """Align the cell's acquisition first when asked; True if it was aligned now.
 
     ``mode``: ``"auto"`` aligns when some scan is not aligned yet (so a re-run
     does not align again), ``True`` always, ``False`` never. The shifts go into the
     acquisition's metadata (as ``sxtdist align``), the report next to the output.
-    Cells sharing an acquisition align it once: one lock per acquisition.
+    Cells sharing an acquisition align it once: one lock per acquisition, and
+    ``done`` holds the acquisitions this batch aligned already.
     """
     if mode is False:
         return False
     from .alignment import align
     from .dataset import open_acquisition
 
-    key = os.path.abspath(cell.acquisition)
+    key = os.path.realpath(cell.acquisition)
     with _ALIGN_LOCKS_GUARD:
         lock = _ALIGN_LOCKS.setdefault(key, threading.Lock())
     with lock:
         acq = open_acquisition(cell.acquisition, "r")
+        if done is not None and key in done:
+            return False
         if mode == "auto" and all(acq[name].aligned for name in acq.scans):
             return False
         out = cell.out.rstrip("/").rstrip(os.sep)
         report = (out[:-5] if out.endswith(".zarr") else out) + "_alignment"
         # its status lines are the cell's details (logs.cell_messages_as_details)
         align(cell.acquisition, None, method=method, client=client, report=report, progress=False)
+        if done is not None:
+            done.add(key)
         return True
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
 
 import h5py
 import mrcfile
@@ -13,6 +14,7 @@ import tifffile
 from _cfb import write_cfb
 
 import sxtdist
+from sxtdist.errors import SxtdistWarning
 from sxtdist.io.importer import EPS, import_scan, to_optical_depth
 from sxtdist.io.txrm import image_stream
 
@@ -85,9 +87,21 @@ def test_tiff_folder_and_ome_pixel_size(tmp_path):
     folder.mkdir()
     for i in range(5):  # natural order: frame_2 before frame_10
         tifffile.imwrite(folder / f"frame_{[1, 2, 3, 10, 11][i]}.tif", t[i])
-    acq = import_scan(folder, tmp_path / "a.zarr", "full", angle_range=(0, 180), pixel_size_nm=25)
+    with pytest.warns(SxtdistWarning, match=r"frames: gaps in the numbering \(no 4, 5, 6, 7, 8\)"):
+        acq = import_scan(
+            folder, tmp_path / "a.zarr", "full", angle_range=(0, 180), pixel_size_nm=25
+        )  # views missing between 3 and 10 (review5 finding 6): told, not silent
     np.testing.assert_allclose(acq["full"].data.compute(), -np.log(t), rtol=1e-6)
     np.testing.assert_allclose(acq["full"].geometry.angles_deg, [0, 45, 90, 135, 180])
+    for i in range(4, 10):  # the whole series, and a flat frame among it
+        tifffile.imwrite(folder / f"frame_{i}.tif", t[0])
+    tifffile.imwrite(folder / "flat.tif", t[0])
+    with pytest.warns(SxtdistWarning, match=r"names of another pattern than frame_1\.tif \(flat"):
+        import_scan(folder, tmp_path / "c.zarr", "full", angle_range=(0, 180), pixel_size_nm=25)
+    os.remove(folder / "flat.tif")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SxtdistWarning)  # one consecutive series: no warning
+        import_scan(folder, tmp_path / "d.zarr", "full", angle_range=(0, 180), pixel_size_nm=25)
 
     tifffile.imwrite(
         tmp_path / "ome.ome.tif",
@@ -447,3 +461,15 @@ def test_bad_nxtomo_and_txrm_files(tmp_path, run_cli):
     _expect_error(run_cli, tmp_path, [tmp_path / "cut.txrm", "--scan=roi"], ["cut.txrm"])
     (tmp_path / "fake.txrm").write_bytes(b"not ole at all" * 40)
     _expect_error(run_cli, tmp_path, [tmp_path / "fake.txrm", "--scan=roi"], ["not an OLE"])
+
+
+def test_an_angle_list_with_a_byte_order_mark_reads_and_a_binary_one_is_one_line(tmp_path):
+    """review5 finding 13: Excel saves its UTF-8 CSV with a byte-order mark."""
+    from sxtdist.errors import InputError
+    from sxtdist.io.source import read_angles_file
+
+    (tmp_path / "a.txt").write_bytes("\ufeff-60.000\n0\n60\n".encode())
+    np.testing.assert_array_equal(read_angles_file(tmp_path / "a.txt"), [-60, 0, 60])
+    (tmp_path / "b.txt").write_bytes(b"\xff\xfe\x00\x01-60\n")
+    with pytest.raises(InputError, match=r"b\.txt: is not a text file of angles"):
+        read_angles_file(tmp_path / "b.txt")
