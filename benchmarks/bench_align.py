@@ -13,11 +13,11 @@
    an interior scan of ``N`` views of 1024 x 1024 pixels (15 nm, 2° apart, random
    shifts of 3 px, Poisson noise, PSF) and ``--large-full F`` (default 7) aligned
    full views of 1024² pixels of 30 nm over the same arc, written as an acquisition
-   and aligned by the same runner (one Dask task per neighbour and per anchor
-   pair, and at this size one task per view that prepares it once for all its
-   pairs; ``--large-full 0``: neighbours only); the time per pair with all work
-   included (alignment time / pairs), the pair tasks' own time (all, and per kind)
-   and the 1-worker / 2-worker ratio.
+   and aligned by the same runner (at this size each view prepared once for all its
+   pairs, in stretches of consecutive views, one task each, that register their pairs;
+   commit 50637ce: a task per view and per pair; ``--large-full 0``: neighbours only);
+   the time per pair with all work included (alignment time / pairs), the pairs' own
+   registration time (all, and per kind) and the 1-worker / 2-worker ratio.
 3. **Against scikit-image** (``--compare-pairs M``, default 8): ``M`` pairs of
    1024² views at the same angle with independent noise and a known random
    sub-pixel shift, once with the two views divided by the same noisy flat field
@@ -50,6 +50,8 @@ alone and then two at once, ``--repeat`` rounds. Two processes doing twice the w
 scheduling of the tasks on 2 workers can reach here: below 2 where the two cores share
 the memory bandwidth or one physical core. The Dask ratio is then printed as a fraction
 of it (``--no-ceiling`` skips this).
+
+It prints first which sxtdist it imported (its directory and that tree's git commit).
 
 Run: ``PYTHONPATH=. python benchmarks/bench_align.py [--repeat 3] [--large-views 48]
 [--large-full 7] [--large-size 1024] [--one-task-per-pair] [--memory]
@@ -566,8 +568,8 @@ def _print_times(times: dict, pair_s: dict, n_pairs: int, prepared: bool) -> flo
     )
     if prepared:
         print(
-            "    (views prepared in tasks of their own, once each: the pair tasks below only "
-            "register)"
+            "    (views prepared once each, apart from the pairs' registrations: the pair "
+            "times below only register)"
         )
     for w in (1, 2):
         kinds = sorted({k for k, _ in pair_s[w]})
@@ -580,6 +582,33 @@ def _print_times(times: dict, pair_s: dict, n_pairs: int, prepared: bool) -> flo
                 f"over {len(sec)} tasks"
             )
     return float(np.median(rounds))
+
+
+def imported_tree() -> str:
+    """Which sxtdist this run imported: its package directory and that tree's git commit
+    (``+ changes`` where the package differs from it), so that runs of two trees (an old
+    commit's through ``PYTHONPATH``) cannot be confused."""
+    import os
+    import subprocess
+
+    import sxtdist
+
+    where = os.path.dirname(os.path.abspath(sxtdist.__file__))
+
+    def git(*args: str) -> str:
+        try:
+            out = subprocess.run(
+                ["git", "-C", where, *args], capture_output=True, text=True, timeout=30
+            )
+        except (OSError, subprocess.SubprocessError):
+            return ""
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    commit = git("log", "-1", "--format=%h %cd", "--date=iso-strict")
+    if not commit:
+        return f"sxtdist {sxtdist.__version__} from {where} (not a git tree)"
+    changed = " + uncommitted changes" if git("status", "--porcelain", "--", ".") else ""
+    return f"sxtdist {sxtdist.__version__} from {where}, commit {commit}{changed}"
 
 
 def main() -> None:
@@ -615,6 +644,7 @@ def main() -> None:
     ap.add_argument("--skip-small", action="store_true", help="skip part 1")
     args = ap.parse_args()
 
+    print(imported_tree(), flush=True)
     workdir = tempfile.mkdtemp(prefix="sxtdist-bench-align-")
     try:
         if not args.skip_small:

@@ -30,7 +30,15 @@ from typing import Any
 
 from ._progress import progress_bar
 from .distributed import cancel_tasks, get_client
-from .errors import InputError, SxtdistError, option, use_overwrite
+from .errors import (
+    InputError,
+    SxtdistError,
+    describe_os_error,
+    one_line,
+    option,
+    os_error,
+    use_overwrite,
+)
 from .execution import Execution, execution_fields
 from .lock import write_lock
 from .logs import cell_messages_as_details
@@ -464,17 +472,11 @@ class _Batch:
     results: dict[str, CellResult]
     stop: threading.Event = field(default_factory=threading.Event)
     drain_timeout: float = 120.0
-    #: (acquisition, method) aligned in this run: cells sharing an acquisition align it once
-    aligned: set[tuple[str, str]] = field(default_factory=set)
-    #: acquisitions with an unfinished output to resume: not aligned again
-    resuming: set[str] = field(default_factory=set)
+    #: The acquisitions aligned by this batch (resolved paths): each is aligned once.
+    aligned: set[str] = field(default_factory=set)
 
     def run_cells(self, cells: list[Cell], width: int) -> bool:
         """Run the cells in ``width`` threads; fill ``results``; True if interrupted."""
-        if not self.execution.overwrite:  # new shifts would make them other reconstructions
-            self.resuming = {
-                os.path.abspath(c.acquisition) for c in cells if _existing_status(c) == "running"
-            }
         pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="sxtdist-cell")
         futures = {pool.submit(self.run_cell, cell): cell for cell in cells}
         pending = set(futures)
@@ -535,8 +537,12 @@ class _Batch:
                     time.perf_counter() - t0,
                     "output left unfinished (status running); re-run to resume",
                 )
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            return result("failed", time.perf_counter() - t0, f"{type(exc).__name__}: {first}")
+            failed = os_error(exc)  # a full disk: what it is and what to do, as the CLI says
+            if failed is not None:
+                return result("failed", time.perf_counter() - t0, describe_os_error(failed))
+            return result(
+                "failed", time.perf_counter() - t0, f"{type(exc).__name__}: {one_line(exc)}"
+            )
 
     def _run_cell(self, cell: Cell, result: Callable[..., CellResult], t0: float) -> CellResult:
         from .runner import reconstruct
@@ -557,7 +563,12 @@ class _Batch:
         options = dict(cell.options)
         align_mode = options.pop("align", "auto")
         align_method = options.pop("align_method", "anchor")
-        aligned = self._align(cell, align_mode, align_method)
+        if previous == "running" and align_mode is not False:
+            # resumed with the shifts it was started with: aligning again would change them
+            # (and the fingerprint), and its finished blocks could not be kept
+            logger.info("%s: resuming its unfinished volume, not aligning again", cell.name)
+            align_mode = False
+        aligned = _align_cell(cell, self.client, align_mode, align_method, self.aligned)
         if self.stop.is_set():
             return result("not run", None, "batch interrupted before the reconstruction")
         on_cluster = self.execution.replace(client=self.client, cluster=None, scheduler=None)
@@ -569,47 +580,6 @@ class _Batch:
         scores = _metrics(cell, self.client) if scored else None
         notes = [n for n, on in (("aligned", aligned), ("resumed", previous == "running")) if on]
         return result("done", seconds, ", ".join(notes), scores)
-
-    def _align(self, cell: Cell, mode: str | bool, method: str) -> bool:
-        """Align the cell's acquisition first when asked; True if it was aligned now.
-
-        ``mode``: ``"auto"`` aligns when some scan is not aligned yet (so a re-run
-        does not align again), ``True`` always, ``False`` never. An acquisition is
-        aligned once per batch run (per method: the first of the cells sharing it, the
-        others wait for it) and not at all while one of its cells' outputs is unfinished:
-        it is resumed with the shifts it was begun with. The shifts go into the
-        acquisition's metadata (as ``sxtdist align``), the report next to the output.
-        """
-        if mode is False:
-            return False
-        from .alignment import align
-        from .dataset import open_acquisition
-
-        key = os.path.abspath(cell.acquisition)
-        if key in self.resuming:
-            logger.info("%s: not aligned: an unfinished output of %s is resumed", cell.name, key)
-            return False
-        with _ALIGN_LOCKS_GUARD:
-            lock = _ALIGN_LOCKS.setdefault(key, threading.Lock())
-        with lock:
-            if (key, method) in self.aligned:
-                return False
-            acq = open_acquisition(cell.acquisition, "r")
-            if mode == "auto" and all(acq[name].aligned for name in acq.scans):
-                return False
-            out = cell.out.rstrip("/").rstrip(os.sep)
-            report = (out[:-5] if out.endswith(".zarr") else out) + "_alignment"
-            # its status lines are the cell's details (logs.cell_messages_as_details)
-            align(
-                cell.acquisition,
-                None,
-                method=method,
-                client=self.client,
-                report=report,
-                progress=False,
-            )
-            self.aligned.add((key, method))
-            return True
 
 
 def _existing_status(cell: Cell) -> str | None:
@@ -623,8 +593,42 @@ def _existing_status(cell: Cell) -> str | None:
         return None
 
 
-_ALIGN_LOCKS: dict[str, threading.Lock] = {}  # one per acquisition: cells align it in turn
+_ALIGN_LOCKS: dict[str, threading.Lock] = {}
 _ALIGN_LOCKS_GUARD = threading.Lock()
+
+
+def _align_cell(
+    cell: Cell, client: Any, mode: str | bool, method: str, done: set[str] | None = None
+) -> bool:
+    """Align the cell's acquisition first when asked; True if it was aligned now.
+
+    ``mode``: ``"auto"`` aligns when some scan is not aligned yet (so a re-run
+    does not align again), ``True`` always, ``False`` never. The shifts go into the
+    acquisition's metadata (as ``sxtdist align``), the report next to the output.
+    Cells sharing an acquisition align it once: one lock per acquisition, and
+    ``done`` holds the acquisitions this batch aligned already.
+    """
+    if mode is False:
+        return False
+    from .alignment import align
+    from .dataset import open_acquisition
+
+    key = os.path.realpath(cell.acquisition)
+    with _ALIGN_LOCKS_GUARD:
+        lock = _ALIGN_LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        acq = open_acquisition(cell.acquisition, "r")
+        if done is not None and key in done:
+            return False
+        if mode == "auto" and all(acq[name].aligned for name in acq.scans):
+            return False
+        out = cell.out.rstrip("/").rstrip(os.sep)
+        report = (out[:-5] if out.endswith(".zarr") else out) + "_alignment"
+        # its status lines are the cell's details (logs.cell_messages_as_details)
+        align(cell.acquisition, None, method=method, client=client, report=report, progress=False)
+        if done is not None:
+            done.add(key)
+        return True
 
 
 def _provenance_mismatch(cell: Cell) -> str:

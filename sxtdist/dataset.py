@@ -32,9 +32,10 @@ import functools
 import importlib.util
 import math
 import os
+import shlex
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,7 +47,14 @@ import numpy as np
 import zarr
 
 from . import _version
-from .errors import InputError, OutputExistsError, ParameterError, one_line, use_overwrite
+from .errors import (
+    InputError,
+    OutputExistsError,
+    ParameterError,
+    one_line,
+    option,
+    use_overwrite,
+)
 from .geometry import MAX_AXIS_TILT_DEG, ScanGeometry
 from .io import ngff
 from .io.checks import (
@@ -57,7 +65,7 @@ from .io.checks import (
     check_pixel_type,
 )
 from .lock import write_lock
-from .outputs import check_output, install, remove, writing
+from .outputs import check_output, remove, swap_in, writing
 
 SCHEMA_VERSION = 1
 SCAN_NAMES = ("full", "roi")
@@ -65,6 +73,10 @@ KEY = "sxtdist"
 #: Key of the metadata naming a scan whose projections are being replaced (:func:`add_scan`):
 #: from the swap until its new metadata are written, the acquisition is refused.
 REPLACING = "replacing_scan"
+#: The farthest a detector's centre may be from the rotation axis, in its own sizes.
+MAX_CENTER_OFFSET_VIEWS = 20
+#: The file the interrupted replacement came from (the message names the command again).
+REPLACING_FROM = "replacing_scan_from"
 #: Detector rows per inner chunk of a projection array (a band at full width). A block
 #: of ``R`` rows then decodes at most ``R + 2 (ROW_BAND - 1)`` rows of each view: with
 #: blocks of 32 rows and a halo of 4, 1.2x the bytes it needs (benchmarks/bench_io.py).
@@ -304,11 +316,17 @@ class Acquisition:
         self.update_scans({name: changes})
 
     def update_scans(
-        self, changes: Mapping[str, Mapping[str, Any]], *, wait_s: float = 0.0
+        self,
+        changes: Mapping[str, Mapping[str, Any]],
+        *,
+        wait_s: float = 0.0,
+        data_ids: Mapping[str, str | None] | None = None,
     ) -> None:
         """:meth:`update_scan` of several scans at once: all changes are stored together
         or none. ``wait_s``: how long to wait for another writer's lock (default: refuse
-        at once, :class:`~sxtdist.errors.OutputLockedError`)."""
+        at once, :class:`~sxtdist.errors.OutputLockedError`). ``data_ids``: the
+        ``data_id`` each scan must still have (what the changes were measured on); a scan
+        replaced since raises :class:`ScanReplacedError`."""
         with write_lock(self.path, wait_s=wait_s):  # not while an import or an edit writes it
             root = zarr.open_group(self.path, mode="r+")
             meta = _current_meta(self.path, root)
@@ -318,6 +336,8 @@ class Acquisition:
                     raise InputError(
                         self.path, f"has no scan {name!r} any more (removed meanwhile?)"
                     )
+                if data_ids is not None and meta["scans"][name].get("data_id") != data_ids[name]:
+                    raise ScanReplacedError(self.path, name)
                 entry = {**meta["scans"][name], **{k: _jsonable(v) for k, v in change.items()}}
                 _check_scan_meta(self.path, name, entry, root[name]["0"].shape)
                 entries[name] = entry
@@ -334,6 +354,47 @@ class Acquisition:
     def __repr__(self) -> str:
         scans = ", ".join(repr(s) for s in self.scans.values())
         return f"Acquisition({self.path!r}: {scans})"
+
+
+class ScanReplacedError(InputError):
+    """A scan's projections were replaced (another ``data_id``) since they were read: what
+    was measured on the old ones is not stored on the new.
+
+    Parameters
+    ----------
+    path
+        The acquisition.
+    name
+        The scan.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], name: str) -> None:
+        self.name = name
+        InputError.__init__(
+            self,
+            path,
+            f"scan {name!r} was replaced (an import --overwrite?) while it was read: nothing "
+            "measured on it is stored; run again",
+        )
+
+    def __reduce__(self):
+        return type(self), (self.path, self.name)
+
+
+def data_ids(acq: Acquisition) -> dict[str, str | None]:
+    """Each scan's ``data_id``: which projections it holds (an import or a simulation into
+    the same path draws another)."""
+    return {name: scan.meta.get("data_id") for name, scan in acq.scans.items()}
+
+
+def check_data_ids(path: str, expected: Mapping[str, str | None]) -> None:
+    """Refuse (:class:`ScanReplacedError`) when a scan of the acquisition at ``path`` no
+    longer holds the projections ``expected`` names (:func:`data_ids`), as stored now: a
+    reader calls it after reading, so a replacement that came meanwhile is seen."""
+    now = _current_meta(path, open_sxtdist_group(path))["scans"]
+    for name, data_id in expected.items():
+        if name not in now or now[name].get("data_id") != data_id:
+            raise ScanReplacedError(path, name)
 
 
 def shifts_change(shifts_px: np.ndarray, **alignment: Any) -> dict[str, Any]:
@@ -475,9 +536,9 @@ def write_projections(
     The display window (``label``) is computed from the data written. Every piece is
     verified before it is written (:mod:`sxtdist.io.checks`; errors name ``where``):
     real floating point, no NaN or inf (naming the view), and not negative
-    everywhere. Dask chunks are written one at a time, in this process: a failed
-    check stops the writing at once, so the caller removes the partial output with
-    nothing still writing into it.
+    everywhere. Dask chunks are written in parallel threads of this process
+    (:func:`write_shards`): after a failed check the writing stops, so the caller
+    removes the partial output with nothing still writing into it.
     """
     where = where or os.path.join(_group_path(root), name)
     od = OpticalDepthRange()
@@ -507,13 +568,52 @@ def write_projections(
         write_stream(arr, Stream(data.shape, pieces))  # a view at a time, in order
     else:
         src = da.asarray(data).astype(np.float32).rechunk((shards[0], rows, cols))
-
-        def block(x: np.ndarray, block_info: dict | None = None) -> np.ndarray:
-            return verified(x, block_info[0]["array-location"][0][0] if block_info else 0)
-
-        da.store(src.map_blocks(block, dtype=np.float32), arr, lock=False, scheduler="sync")
+        write_shards(src, arr, verified)
     od.check(where)
     ngff.update_display_window(root[name], label)
+
+
+def write_shards(
+    src: da.Array, arr: zarr.Array, verified: Callable[[np.ndarray, int], np.ndarray]
+) -> None:
+    """Write ``src``, each dask chunk one whole shard of ``arr``, in this process's threads.
+
+    Each task checks its chunk (``verified(x, index of its first view)``) and writes it:
+    no two tasks write the same shard. After a failure no task starts writing and this
+    returns (raises) only when the running writes are finished, so the caller may remove
+    the partial output with nothing still writing into it. In this process, on threads
+    (not a Dask cluster the caller may have made the default): the checks gather here.
+    """
+    stop = threading.Event()
+    running = threading.Condition()
+    writers = 0
+
+    def write(x: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+        nonlocal writers
+        where = tuple(slice(a, b) for a, b in block_info[0]["array-location"])
+        with running:
+            if stop.is_set():
+                return np.zeros((1,) * x.ndim, bool)
+            writers += 1
+        try:
+            arr[where] = verified(x, where[0].start)
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            with running:
+                writers -= 1
+                running.notify_all()
+        return np.zeros((1,) * x.ndim, bool)
+
+    done = src.map_blocks(write, dtype=bool, chunks=tuple((1,) * len(c) for c in src.chunks))
+    try:
+        done.compute(scheduler="threads")
+    except BaseException:
+        stop.set()
+        with running:
+            running.wait_for(lambda: writers == 0)
+        raise
 
 
 def _counting(pieces: Iterable[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
@@ -577,13 +677,21 @@ def add_scan(
         tmp_name = f"_partial_{name}"
         tmp_dir = os.path.join(path, tmp_name)
         remove(tmp_dir)  # left by an interrupted run
+        marked = swapped = False
         try:
             smeta = _write_scan(root, tmp_name, scan, path)
             if name in acq.scans:  # from here until its metadata are written, refused on open
-                root.attrs[KEY] = {**acq.meta, REPLACING: name}
+                source = (smeta.get("source") or {}).get("path")
+                root.attrs[KEY] = {**acq.meta, REPLACING: name, REPLACING_FROM: source}
+                marked = True
             # swapped in whole: until then the old scan (if any) is as it was
-            install(tmp_dir, os.path.join(path, name))
+            old = swap_in(tmp_dir, os.path.join(path, name))
+            swapped = True
+            if old is not None:
+                remove(old)
         except BaseException:
+            if marked and not swapped:  # the old scan is whole: nothing to refuse
+                root.attrs[KEY] = acq.meta
             remove(tmp_dir)
             raise
         _register_scan(path, name, smeta)
@@ -594,7 +702,7 @@ def _register_scan(path: str, name: str, smeta: dict[str, Any]) -> None:
     root = zarr.open_group(path, mode="r+")
     p = float(smeta["pixel_size_nm"])
     ngff.set_multiscale_metadata(root[name], [[1.0, p, p]], ngff.PROJECTION_AXES, name)
-    meta = {k: v for k, v in root.attrs[KEY].items() if k != REPLACING}
+    meta = {k: v for k, v in root.attrs[KEY].items() if k not in (REPLACING, REPLACING_FROM)}
     meta["scans"] = {**meta["scans"], name: smeta}
     root.attrs[KEY] = meta  # last: the scan exists for readers only from here
 
@@ -688,10 +796,15 @@ def _current_meta(path: str, group: zarr.Group) -> dict[str, Any]:
     if meta.get("kind", "acquisition") != "acquisition":
         raise InputError(path, f"is a {meta.get('kind')}, not an acquisition dataset")
     if REPLACING in meta:
+        name, source = meta[REPLACING], meta.get(REPLACING_FROM)
+        again = f"import it again ({use_overwrite()})"
+        if source:
+            cmd = f"sxtdist import {shlex.quote(source)} {shlex.quote(path)} --scan {name}"
+            again = option(f"import it again: {cmd} --overwrite", again)
         raise InputError(
             path,
-            f"scan {meta[REPLACING]!r} was being replaced when a write stopped (its projections "
-            f"may not match its metadata): import it again ({use_overwrite()})",
+            f"scan {name!r} was being replaced when a write stopped (its projections may not "
+            f"match its metadata): {again}",
         )
     return meta
 
@@ -792,6 +905,13 @@ def _check_scan_meta(path: str, name: str, m: Mapping[str, Any], shape: tuple[in
     center = _numbers(m.get("roi_center_px", (0.0, 0.0)), "roi_center_px", bad)
     if center.shape != (2,) or not np.all(np.isfinite(center)):
         raise bad("roi_center_px must be two finite numbers [row, col]")
+    if np.any(np.abs(center) > MAX_CENTER_OFFSET_VIEWS * np.asarray(shape[1:], float)):
+        # a detector that far off the axis sees nothing of the sample; its grid alone would
+        # fill the memory before any size check
+        raise bad(
+            f"roi_center_px [{center[0]:g}, {center[1]:g}] is more than "
+            f"{MAX_CENTER_OFFSET_VIEWS} detector sizes ({shape[1]} x {shape[2]} px) off the axis"
+        )
     tilt = m.get("axis_tilt_deg")
     if tilt is not None and not (
         isinstance(tilt, (int, float)) and math.isfinite(tilt) and abs(tilt) < MAX_AXIS_TILT_DEG

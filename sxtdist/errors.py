@@ -7,7 +7,9 @@ code 2. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -26,6 +28,42 @@ def one_line(error: BaseException | str) -> str:
         if line.strip():
             return line.strip()
     return "" if isinstance(error, str) else type(error).__name__
+
+
+#: What a user can do about an environment failure (an :class:`OSError`), by ``errno``.
+OS_HINTS = {
+    errno.ENOSPC: "the disk is full: free space (or write elsewhere) and run the same "
+    "command again; an unfinished reconstruction resumes",
+    errno.EDQUOT: "the disk quota is used up: free space and run the same command again",
+    errno.EFBIG: "a file grew past the size allowed (ulimit -f, or the file system's limit)",
+    errno.EROFS: "the file system is read-only: write the output elsewhere",
+    errno.EACCES: "no permission: write the output elsewhere or change its permissions",
+    errno.EPERM: "not permitted: write the output elsewhere or change its permissions",
+    errno.ENAMETOOLONG: "the name is too long for the file system: choose a shorter one",
+}
+
+
+def os_error(exc: BaseException, path: str | os.PathLike[str] | None = None) -> OSError | None:
+    """The :class:`OSError` that ``exc`` is: itself, or an I/O error of zarrs (Rust), raised
+    as ``RuntimeError("No space left on device (os error 28)")``, as an ``OSError`` with that
+    ``errno`` naming ``path``; None for any other exception."""
+    if isinstance(exc, OSError):
+        return exc
+    found = re.search(r"\(os error (\d+)\)", str(exc)) if isinstance(exc, RuntimeError) else None
+    if found is None:
+        return None
+    code = int(found[1])
+    return OSError(code, os.strerror(code), *(() if path is None else (os.fspath(path),)))
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an environment failure: the file(s), what failed, what to do about it
+    (:data:`OS_HINTS`)."""
+    what = exc.strerror or one_line(exc)
+    names = [printable(n) for n in (exc.filename, exc.filename2) if n is not None]
+    text = f"{' -> '.join(names)}: {what}" if names else what
+    hint = OS_HINTS.get(exc.errno)
+    return f"{text} ({hint})" if hint else text
 
 
 class SxtdistError(Exception):

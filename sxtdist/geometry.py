@@ -386,36 +386,10 @@ class ScanGeometry:
         }
 
 
-#: How far a scan's rows may be centred from the volume's middle slice, in its detector
-#: heights: an interior band may lie anywhere in a taller field of coarser pixels.
-MAX_ROW_OFFSET_HEIGHTS = 4
 #: Largest volume grid (voxels a side, voxels in all): far beyond any soft X-ray
 #: tomogram, small enough that planning it (arrays over its slices) fits in memory.
 MAX_GRID_SIDE = 2**16
 MAX_GRID_VOXELS = 2**40
-
-
-def center_offset_problem(offset: Sequence[float], detector_shape: tuple[int, int]) -> str | None:
-    """Why ``(row, col)`` cannot be the centre offset of a detector of ``(rows, cols)``.
-
-    The rotation axis must cross the detector (``|col|`` below half its width: else no
-    region is seen at every angle), and the rows lie within
-    :data:`MAX_ROW_OFFSET_HEIGHTS` detector heights of the volume's middle slice.
-    ``None`` when the offset fits.
-    """
-    row, col = (float(v) for v in offset)
-    rows, cols = detector_shape
-    if not abs(col) < cols / 2:
-        return (
-            f"a column offset of {col:g} px puts the rotation axis off the {cols}-px-wide "
-            f"detector (it must be under half its width, {cols / 2:g} px)"
-        )
-    if not abs(row) <= MAX_ROW_OFFSET_HEIGHTS * rows:
-        return (
-            f"a row offset of {row:g} px is more than {MAX_ROW_OFFSET_HEIGHTS} heights of "
-            f"the {rows}-row detector ({MAX_ROW_OFFSET_HEIGHTS * rows} px)"
-        )
-    return None
 
 
 def default_grid(
@@ -438,20 +412,11 @@ def default_grid(
     n_xy = max(1, math.ceil(width_nm / v - 1e-6))
     n_z = max(1, math.ceil(height_nm / v - 1e-6))
     if max(n_z, n_xy) > MAX_GRID_SIDE or n_z * n_xy**2 > MAX_GRID_VOXELS:  # before any array
-        odd = [
-            f"{g.center_offset_px} px on a {g.detector_shape} detector"
-            for g in geometries
-            if center_offset_problem(g.center_offset_px, g.detector_shape)
-        ]
-        cause = (
-            f"the detector centre offset {odd[0]} makes it so"
-            if odd
-            else f"the voxel size {v:g} nm is too fine for detectors "
-            f"{width_nm:g} nm wide and {height_nm:g} nm high"
-        )
         raise ParameterError(
             f"the volume grid would be {(n_z, n_xy, n_xy)} voxels, beyond "
-            f"{MAX_GRID_SIDE} a side or {MAX_GRID_VOXELS:.3g} in all: {cause}"
+            f"{MAX_GRID_SIDE} a side or {MAX_GRID_VOXELS:.3g} in all: the voxel size {v:g} nm "
+            f"is too fine for detectors {width_nm:g} nm wide and {height_nm:g} nm high "
+            "(with their centre offsets)"
         )
     return VolumeGrid((n_z, n_xy, n_xy), v)
 

@@ -8,7 +8,11 @@ lists what is missing, unreadable or holds NaN/inf; a complete volume is also
 held to what it recorded (:meth:`sxtdist.volume.Volume.damage`).
 
 Arrays written before checksums (no ``crc32c`` codec) may have left chunks of
-fill values unwritten: for them only the stored chunks are checked.
+fill values unwritten: for them only the stored chunks are checked. So did the
+volumes of sxtdist 0.2.0 before its workers stored all-zero chunks (commit 3ef91e6):
+a chunk missing from a complete volume whose finishing counted it missing too (its
+``contents`` agree with what is stored) was never written, an all-zero one, and is
+noted, not called damage (:func:`_unwritten_is_zero`).
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
     kind = group.attrs[KEY].get("kind", "acquisition")
     report = VerifyReport(path, kind)
     must_be_whole = True
+    zero_if_missing: set[str] = set()
     if kind == "volume":
         from .volume import open_volume
 
@@ -71,13 +76,50 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
             report.notes.append(
                 f"unfinished ({vol.status}): only the chunks written so far were checked"
             )
+        zero_if_missing = _unwritten_is_zero(vol.meta, group)
     for name, arr in _arrays(group):
         report.arrays += 1
         whole = must_be_whole and _stores_every_chunk(arr)
         for problem in _check_array(arr, os.path.join(path, name), whole):
-            report.problems.append(problem)
+            if name in zero_if_missing and problem.endswith(MISSING):
+                report.notes.append(f"{problem} ({UNWRITTEN})")
+            else:
+                report.problems.append(problem)
         report.chunks += arr.nchunks
     return report
+
+
+#: How :func:`_check_array` ends the line of a missing chunk.
+MISSING = " is missing"
+#: What a chunk that an old volume never wrote is (a note of :func:`verify`'s).
+UNWRITTEN = (
+    "possibly an all-zero chunk, which sxtdist 0.2.0 before 3ef91e6 did not write; "
+    "it reads as zeros"
+)
+
+
+def _unwritten_is_zero(meta: dict, group: zarr.Group) -> set[str]:
+    """The levels of a complete volume whose missing chunks were never written (all-zero
+    chunks that sxtdist <= 0.2.0 skipped), not lost: written by such a version, and when
+    it finished, it counted as stored what is stored now (a lost chunk makes fewer)."""
+    if meta.get("status") != "complete" or not _written_by_at_most(meta, (0, 2, 0)):
+        return set()
+    contents = meta.get("contents") or {}
+    return {
+        level
+        for level, counted in contents.items()
+        if level in group and group[level].nchunks_initialized == counted
+    }
+
+
+def _written_by_at_most(meta: dict, version: tuple[int, ...]) -> bool:
+    """Whether ``meta["software"]`` (``"sxtdist X.Y.Z"``) names ``version`` or an older one."""
+    text = str(meta.get("software", "")).removeprefix("sxtdist ")
+    try:
+        found = tuple(int(p) for p in text.split("+")[0].split(".")[:3])
+    except ValueError:
+        return False
+    return found <= version
 
 
 def _arrays(group: zarr.Group, prefix: str = "") -> Iterator[tuple[str, zarr.Array]]:
@@ -111,7 +153,7 @@ def _check_array(arr: zarr.Array, where: str, whole: bool) -> Iterator[str]:
             present[key] = os.path.exists(os.path.join(where, name))
         if not present[key]:
             if whole:
-                yield f"{printable(where)}: chunk {_show(region)} is missing"
+                yield f"{printable(where)}: chunk {_show(region)}{MISSING}"
             continue
         try:
             values = arr[region]

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .errors import OutputLockedError, SxtdistError
+from .errors import OutputLockedError, SxtdistError, os_error
 
 #: Suffix of the lock file ``.<name>.sxtdist-lock`` beside an output.
 LOCK_SUFFIX = ".sxtdist-lock"
@@ -110,6 +110,10 @@ def write_lock(path: str | os.PathLike[str], wait_s: float = 0.0) -> Iterator[st
     Raises :class:`~sxtdist.errors.OutputLockedError` (one line naming the holder)
     when the lock is still held after ``wait_s`` seconds (default: at once). Yields
     the lock file's path. The parent directory must exist.
+
+    An I/O error of zarrs (Rust) raised while the output is written, a ``RuntimeError``
+    such as ``No space left on device (os error 28)``, leaves as the :class:`OSError` it
+    is (``errno`` ``ENOSPC``, naming ``path``), as Python's own writes raise it.
     """
     path = os.fspath(path)
     lock = lock_path(path)
@@ -132,10 +136,27 @@ def write_lock(path: str | os.PathLike[str], wait_s: float = 0.0) -> Iterator[st
         me = {"host": socket.gethostname(), "pid": os.getpid()}
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(me).encode())
-        yield lock
+        try:
+            yield lock
+        except RuntimeError as exc:
+            failed = os_error(exc, path)
+            if failed is None:
+                raise
+            raise failed from exc
     finally:
         try:
             os.remove(lock)  # while still locked: a waiting taker then sees another file
         except FileNotFoundError:
             pass
         os.close(fd)
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Raise now the :class:`OSError` that writing ``path`` would meet (a read-only file
+    system, no permission), before long work whose result goes there; another writer
+    holding its lock at this moment is no error here."""
+    try:
+        with write_lock(path):
+            pass
+    except OutputLockedError:
+        pass

@@ -56,6 +56,8 @@ PARTIAL_SUFFIX = ".sxtdist-partial"
 #: The file that marks an alignment report folder as sxtdist's (its only sign: a folder
 #: of a user's that holds a ``shifts.csv`` is the user's).
 REPORT_MARK = "sxtdist-report.json"
+#: What an alignment report folder holds when its mark lists no ``files`` (older reports).
+REPORT_FILES = ("shifts.csv", "pairs.csv", "alignment.png")
 
 
 def partial_path(path: str | os.PathLike[str]) -> str:
@@ -117,7 +119,7 @@ def _read_json(path: str) -> dict:
 def _recognise_dir(path: str) -> str | None:
     mark = _read_json(os.path.join(path, REPORT_MARK))
     if mark.get("kind") == "alignment-report":
-        return "alignment-report"
+        return None if report_strangers(path) else "alignment-report"
     attrs = _read_json(os.path.join(path, "zarr.json")).get("attributes") or {}
     if not attrs:  # Zarr v2 (an NGFF 0.4 export)
         attrs = _read_json(os.path.join(path, ".zattrs"))
@@ -127,6 +129,20 @@ def _recognise_dir(path: str) -> str | None:
     if isinstance(attrs.get("sxtdist_export"), dict):
         return "export"
     return None
+
+
+def report_strangers(path: str) -> list[str]:
+    """The files in an alignment report folder that its report did not write (a user's
+    notes put there): such a folder is not replaced. ``[]`` for any other path."""
+    mark = _read_json(os.path.join(path, REPORT_MARK))
+    if mark.get("kind") != "alignment-report":
+        return []
+    listed = mark.get("files")
+    ours = set(listed) if isinstance(listed, list) else set(REPORT_FILES)
+    try:
+        return sorted(set(os.listdir(path)) - ours - {REPORT_MARK})
+    except OSError:
+        return []
 
 
 def _is_empty_dir(path: str) -> bool:
@@ -232,8 +248,12 @@ def check_output(
     inputs: Iterable[str | os.PathLike[str] | None] = (),
     overwrite: bool = False,
     resume: bool = False,
+    file: bool = False,
 ) -> str | None:
     """Check that ``out`` may be written as an output of ``kind``; what is there now.
+
+    ``file``: the output is a file, so an existing folder there (even an empty one, or
+    a link to one) is refused rather than replaced by it.
 
     Returns ``None`` when nothing (or an empty folder) is at ``out``, else ``kind``
     (an output sxtdist wrote, of that kind). Raises :class:`InputError` for an
@@ -246,11 +266,21 @@ def check_output(
     out = check_name(out)
     inputs = [check_name(i) for i in inputs if i is not None]
     check_not_input(out, inputs)
+    if file and os.path.isdir(out):
+        raise InputError(out, "is a folder: name the file to write")
     out = through_link(out, kind)
     _check_folder_above(out)
     if not os.path.lexists(out) or _is_empty_dir(out):
         return None
     found = recognise(out)
+    strangers = report_strangers(out) if os.path.isdir(out) else []
+    if strangers:
+        more = f" and {len(strangers) - 3} more" if len(strangers) > 3 else ""
+        raise OutputExistsError(
+            out,
+            f"is an alignment report holding files it did not write ({', '.join(strangers[:3])}"
+            f"{more}): it is left alone; move them, or write the report elsewhere",
+        )
     if found != kind:
         what = f"is an sxtdist {found}" if found else "was not written by sxtdist"
         raise OutputExistsError(
@@ -295,6 +325,7 @@ def writing(
     resume: bool = False,
     beside: bool = True,
     keep: Callable[[BaseException, str], bool] | None = None,
+    file: bool = False,
 ) -> Iterator[Target]:
     """Claim ``out`` (:func:`check_output`), hold its lock, and write it safely.
 
@@ -303,16 +334,19 @@ def writing(
     place; otherwise it writes ``out`` itself (a resumable output that is visibly
     unfinished while written). A leftover at the partial path (an interrupted
     write) is removed first unless ``resume``. On failure, what this call created
-    is removed unless ``keep(exc, write_path)`` says to keep it for a resume.
+    is removed unless ``keep(exc, write_path)`` says to keep it for a resume. ``file``: as
+    :func:`check_output`'s.
     """
-    check_output(out, kind, inputs=inputs, overwrite=overwrite, resume=resume)
+    check_output(out, kind, inputs=inputs, overwrite=overwrite, resume=resume, file=file)
     out = through_link(os.fspath(out), kind)  # where the link points, checked just now
     parent = os.path.dirname(os.path.abspath(out))
     made_parent = make_folders(parent)
     try:
         with write_lock(out):
             # checked again under the lock: another run may have written it meanwhile
-            existing = check_output(out, kind, inputs=inputs, overwrite=overwrite, resume=resume)
+            existing = check_output(
+                out, kind, inputs=inputs, overwrite=overwrite, resume=resume, file=file
+            )
             replace = existing is not None and overwrite
             write_path = partial_path(out) if (beside or replace) else out
             if write_path != out and not resume:
@@ -321,12 +355,12 @@ def writing(
             target = Target(out, write_path)
             try:
                 yield target
-            except BaseException as exc:
+                if target.beside:
+                    install(write_path, out)
+            except BaseException as exc:  # a failed install too: no partial left behind
                 if created and not (keep and keep(exc, write_path)):
                     remove(write_path)
                 raise
-            if target.beside:
-                install(write_path, out)
     except BaseException:
         if made_parent:
             remove_empty_folders(made_parent)
@@ -401,21 +435,33 @@ def _exchange(a: str, b: str) -> bool:
 
 
 def install(partial: str, out: str) -> None:
-    """Put the finished ``partial`` in place of ``out`` and remove what was there.
+    """Put the finished ``partial`` in place of ``out`` and remove what was there
+    (:func:`swap_in`, then the old output)."""
+    old = swap_in(partial, out)
+    if old is not None:
+        remove(old)
+
+
+def swap_in(partial: str, out: str) -> str | None:
+    """Put the finished ``partial`` in place of ``out``; where the old output is now (to be
+    removed), or None. When this raises, ``out`` is as it was.
 
     Files are renamed over (atomic). A folder replacing a folder is swapped with
     ``RENAME_EXCHANGE`` (atomic) where the file system has it, else the old one is
-    renamed aside first (for an instant no output is at ``out``; the old one is
-    then at the partial path).
+    renamed aside first (for an instant no output is at ``out``).
     """
+    if os.path.isdir(out) and not os.path.isdir(partial):
+        raise InputError(out, "is a folder: name the file to write")  # never replaced by one
     if not os.path.lexists(out) or not os.path.isdir(partial) or not os.path.isdir(out):
-        if os.path.isdir(out) and not os.path.islink(out):  # an empty folder
-            os.rmdir(out)
         os.replace(partial, out)
-        return
-    if not _exchange(partial, out):
-        aside = partial + ".old"
-        os.replace(out, aside)
+        return None
+    if _exchange(partial, out):
+        return partial
+    aside = partial + ".old"
+    os.replace(out, aside)
+    try:
         os.replace(partial, out)
-        partial = aside
-    remove(partial)  # now the old output
+    except BaseException:
+        os.replace(aside, out)  # the old one back
+        raise
+    return aside

@@ -161,7 +161,7 @@ def preview(
         combined.append(combine(one, grid, roi_radius))
     result.slices = {n: np.stack(v) for n, v in per_scan.items()}
     result.slices["combined"] = np.stack(combined)
-    with writing(png, "preview", inputs=[acq.path], overwrite=ex.overwrite) as target:
+    with writing(png, "preview", inputs=[acq.path], overwrite=ex.overwrite, file=True) as target:
         write_png(result, acq, opts.panel_px, target.write_path)
     if opts.volume is not None:
         result.volume = _write_volume(acq, opts, backend, ex.overwrite)

@@ -34,7 +34,7 @@ from .backends import (
     select_backend,
 )
 from .blocks import Block, BlockPlan, plan_blocks
-from .dataset import Acquisition, open_acquisition
+from .dataset import Acquisition, check_data_ids, data_ids, open_acquisition
 from .distributed import current_client, get_client, run_tasks, worker_memory_limit
 from .errors import (
     InputError,
@@ -351,11 +351,12 @@ def _solve_block(
     oracle: bool,
     roi_radius_nm: float | None,
     backend: str = "cpu",
+    data_ids: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """One task: read the block's rows, solve the slab, write the core slices."""
     t0 = time.perf_counter()
     acq = open_acquisition(acquisition, mode="r")
-    data = _read_block(acq, problem, block.slab)
+    data = _read_block(acq, problem, block.slab, data_ids)
     truth = mask = None
     if oracle and acq.truth is not None:
         s0, s1 = block.slab
@@ -394,8 +395,20 @@ def _solve_block(
     }
 
 
-def _read_block(acq: Acquisition, problem: Problem, slab: tuple[int, int]) -> dict[str, np.ndarray]:
-    """Each scan's rows of ``slab`` (of the problem's views), as the solve takes them."""
+def _read_block(
+    acq: Acquisition,
+    problem: Problem,
+    slab: tuple[int, int],
+    data_ids: Mapping[str, str | None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Each scan's rows of ``slab`` (of the problem's views), as the solve takes them.
+
+    ``data_ids``: the projections the run started with (:func:`~sxtdist.dataset.data_ids`);
+    a scan replaced before or while it was read (an ``import --overwrite`` meanwhile) is
+    refused, never mixed into the volume.
+    """
+    if data_ids is not None:
+        check_data_ids(acq.path, data_ids)
     data = {}
     for name, r in problem.rows(slab).items():
         if r.size:
@@ -404,6 +417,8 @@ def _read_block(acq: Acquisition, problem: Problem, slab: tuple[int, int]) -> di
                 stack = stack[list(problem.views[name])]
             # eq. 16: bring a scan taken at another energy/optics into the reference's model
             data[name] = apply_intensity_transform(stack, acq[name].meta.get("intensity_transform"))
+    if data_ids is not None:
+        check_data_ids(acq.path, data_ids)
     return data
 
 
@@ -424,11 +439,15 @@ def _cap(recipe: Reconstruction) -> int:
 
 
 def _pilot_block(
-    block: Block, acquisition: str, problem: Problem, backend: str = "cpu"
+    block: Block,
+    acquisition: str,
+    problem: Problem,
+    backend: str = "cpu",
+    data_ids: Mapping[str, str | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One cross-validation task: the split-half curves of one block's core ROI voxels."""
     acq = open_acquisition(acquisition, mode="r")
-    data = _read_block(acq, problem, block.slab)
+    data = _read_block(acq, problem, block.slab, data_ids)
     s0 = block.slab[0]
     shape = (*problem.grid.slice_shape, block.slab[1] - s0)
     core = slice(block.core[0] - s0, block.core[1] - s0)
@@ -470,9 +489,10 @@ def _auto_iterations(
         pilot,
         "cross-validation",
         ex.progress,
-        acquisition=os.path.abspath(job.acq.path),
+        acquisition=os.path.realpath(job.acq.path),
         problem=dataclasses.replace(job.problem, iterations=AUTO_CAP),
         backend=backend,
+        data_ids=data_ids(job.acq),
         resources={GPU_RESOURCE: 1} if backend == "gpu" else None,
     )
     error = sum(c[0] for c in curves)
@@ -682,12 +702,14 @@ def _run_blocks(
         "blocks",
         ex.progress,
         on_result=record,
-        acquisition=os.path.abspath(job.acq.path),
-        volume=os.path.abspath(job.out),
+        # resolved as the kernel and the lock resolve them (``link/..`` is not lexical)
+        acquisition=os.path.realpath(job.acq.path),
+        volume=os.path.realpath(job.out),
         problem=job.problem,
         oracle=job.recipe.oracle,
         roi_radius_nm=job.roi_radius_nm,
         backend=backend,
+        data_ids=data_ids(job.acq),
         resources={GPU_RESOURCE: 1} if backend == "gpu" else None,
     )
     return vol, plan, stats

@@ -292,7 +292,8 @@ class OracleStop:
 
 
 #: ``--iterations auto``: the full data's best count is later than ``far``'s minimum ``k_f``
-#: by ``max(1, LATE_FACTOR × between[k_f] / between[-1])`` (:func:`cross_validated_count`).
+#: by ``max(1, LATE_FACTOR × min(1, between[k_f] / between[-1]))``
+#: (:func:`cross_validated_count`).
 #: Fitted on ``benchmarks/stopping_rules.py``'s records of ``small`` and ``cell-slab``, seeds
 #: 1-5: every factor from 3.75 to 5 kept each configuration within 0.5 dB of the oracle.
 LATE_FACTOR = 4.5
@@ -304,8 +305,8 @@ def cross_validated_count(
     """The iteration count (1-based) of ``--iterations auto`` from its split-half curves.
 
     ``far[k]`` (the halves' error up to a constant; :func:`sxtdist.recon.split_half_curves`)
-    is smallest at ``k_f``; the count is ``k_f × max(1, factor × between[k_f] /
-    between[-1])``, rounded. ``between`` (the halves apart) is mostly their noise: where it
+    is smallest at ``k_f``; the count is ``k_f × max(1, factor × min(1, between[k_f] /
+    between[-1]))``, rounded. ``between`` (the halves apart) is mostly their noise: where it
     grows ``factor`` times or more from ``k_f`` to the pilot's last iteration, noise rules
     past ``k_f`` and the full data's best is not later (a tenth of the paper's dose). Where it
     grows less, the full data's best is later: they have half a half's noise, and ``far``
@@ -317,5 +318,7 @@ def cross_validated_count(
     if f.size == 0 or f.shape != b.shape:
         raise ValueError(f"split-half curves of lengths {f.size} and {b.size}: need equal, >= 1")
     k = int(np.argmin(f))
-    late = max(1.0, factor * b[k] / b[-1]) if b[-1] > 0 else 1.0
+    # at most ``factor``: halves that draw together after k_f (no noise growth) are no
+    # reason to go on without bound
+    late = max(1.0, factor * min(1.0, b[k] / b[-1])) if b[-1] > 0 else 1.0
     return int(np.floor((k + 1) * late + 0.5))

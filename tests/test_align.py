@@ -769,12 +769,13 @@ def test_align_fits_a_simulated_intensity_mismatch(tmp_path, client):
 def test_prepared_views_graph_registers_exactly_like_one_task_per_pair(
     tmp_path, client, monkeypatch, coarse
 ):
-    """Large views are prepared once each in tasks of their own (run_graph); the pairs come
-    out bit for bit as when every pair task prepares its own views, on one worker and on
-    two. With the coarse pass at no binning (tiny's views) an anchor pair's coarse task is
-    its registration, and no anchor view is prepared apart; binned, the coarse pass bins
-    the interior views the fine pass prepared and each anchor view is prepared binned
-    once, its coarse registrations the same as each pair's own preparation gives."""
+    """Large views are prepared once each, in stretches of consecutive views (run_graph);
+    the pairs come out bit for bit as when every pair task prepares its own views, on one
+    worker and on two. With the coarse pass at no binning (tiny's views) an anchor pair's
+    coarse registration is its registration, and no anchor view is prepared apart;
+    binned, the coarse pass bins the interior views the fine pass prepared and each
+    anchor view is prepared binned once, its coarse registrations the same as each
+    pair's own preparation gives."""
     import sxtdist.alignment.runner as runner
     import sxtdist.alignment.tasks as tasks
     import sxtdist.distributed as distributed
@@ -798,16 +799,23 @@ def test_prepared_views_graph_registers_exactly_like_one_task_per_pair(
     prepared = sxtdist.align(path, **kw)
     ((graph, keys),) = graphs
     n_roi = sxtdist.open_acquisition(path)["roi"].shape[0]
-    n_anchor = sum(r.pair.kind == "anchor" for r in per_pair.pairs)
-    # the pairs' results, and binned the coarse registrations too
-    assert len(keys) == len(per_pair.pairs) + (n_anchor if binned else 0)
-    # every interior view and every anchor view prepared once, and the settings
+    # one task per stretch, its registrations gathered; a pair across two stretches on
+    # the two views they return; every anchor view prepared once (and binned once)
+    stretch = [k for k in graph if "-stretch-" in k]
+    across = [k for k in graph if "-across-" in k]
+    assert len(stretch) == min(tasks.PREPARED_STRETCHES_PER_WORKER, n_roi) > 1
+    assert len(across) == len(stretch) - 1
+    assert len(keys) == len(stretch) + len(across)
+    assert sorted(keys) == sorted([k for k in graph if "-registered-" in k] + across)
+    assert len([k for k in graph if "-end-" in k]) == 2 * len(across)
     anchors = {(r.pair.j, r.pair.mirrored) for r in per_pair.pairs if r.pair.kind == "anchor"}
+    prepared_anchors = [k for k in graph if "-anchor-" in k]
     if binned:  # and each anchor view prepared binned too
         assert prepared.info["roi"]["coarse_bin"] == 4
-        assert len(graph) == 1 + n_roi + 2 * len(anchors) + len(keys)
+        assert len(prepared_anchors) == 2 * len(anchors)
     else:
-        assert len(graph) == 1 + n_roi + (0 if coarse else len(anchors)) + len(keys)
+        assert len(prepared_anchors) == (0 if coarse else len(anchors))
+    assert len(graph) == len(prepared_anchors) + 2 * len(stretch) + 3 * len(across)
     for a, b in zip(per_pair.pairs, prepared.pairs, strict=True):
         assert a.pair == b.pair
         assert (a.window is None) == (b.window is None)  # the coarse predictions agree
@@ -900,7 +908,9 @@ def test_pair_settings_are_what_align_submits(tmp_path, client, monkeypatch):
     submitted = []
 
     def recording_run_graph(client, graph, keys, *args, **kwargs):
-        submitted.extend(v for k, v in graph.items() if k.startswith("align-settings-"))
+        stretches = [v for k, v in graph.items() if k.startswith("align-stretch-")]
+        (settings,) = {id(task[2]): task[2] for task in stretches}.values()  # one for all
+        submitted.append(settings)
         return run_graph(client, graph, keys, *args, **kwargs)
 
     run_graph = distributed.run_graph
@@ -1530,7 +1540,7 @@ def test_aligning_the_full_scan_alone_marks_the_anchored_interior_stale(tmp_path
         assert stale_anchoring(sxtdist.open_acquisition(path)) is None
         assert "stale" not in describe(str(path))
         build_problem(sxtdist.open_acquisition(path), iterations=1)
-    with pytest.warns(SxtdistWarning, match=r"scan 'roi' was aligned by anchors .* --scans roi"):
+    with pytest.warns(SxtdistWarning, match=r"'roi' was aligned to the earlier shifts of 'full'"):
         sxtdist.align(path, scans=["full"], **kw)
     acq = sxtdist.open_acquisition(path)
     assert "the full scan changed since" in stale_anchoring(acq)

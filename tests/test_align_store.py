@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,3 +127,89 @@ def test_save_never_replaces_a_file(tiny_copy, monkeypatch):
     second = store.save(acq, {"roi": {"x": 2}})
     assert first != second
     assert json.loads(open(first).read())["scans"]["roi"]["changes"] == {"x": 1}
+
+
+def test_a_report_that_fails_too_does_not_hide_the_saved_alignment(
+    run_cli, tiny_copy, tmp_path, monkeypatch
+):
+    import importlib
+
+    report = importlib.import_module("sxtdist.alignment.report")
+
+    def fails(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "r"))
+
+    monkeypatch.setattr(store, "STORE_WAIT_S", 0.2)
+    monkeypatch.setattr(report, "write_report", fails)
+    with held(tiny_copy, 120):
+        code, out, err = run_cli("align", tiny_copy, "--workers", "1", "--report", tmp_path / "r")
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert f"the alignment report {tmp_path / 'r'} was not written: {tmp_path / 'r'}: No space" in (
+        out + err
+    )
+    assert "the alignment could not be stored" in lines[-1] and "--apply" in lines[-1]
+
+
+def test_save_goes_to_the_temporary_folder_when_the_acquisitions_cannot_be_written(
+    tiny_copy, tmp_path, monkeypatch
+):
+    import builtins
+    import os
+
+    beside = os.path.dirname(tiny_copy)
+    (tmp_path / "tmp").mkdir()
+
+    def read_only_beside(path, *args, **kwargs):
+        if os.path.dirname(path) == beside:
+            raise PermissionError(13, "Permission denied", path)
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(store, "open", read_only_beside, raising=False)
+    monkeypatch.setattr(store.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    saved = store.save(sxtdist.open_acquisition(tiny_copy), {"roi": {"x": 1}})
+    assert os.path.dirname(saved) == str(tmp_path / "tmp")
+    assert json.loads(open(saved).read())["scans"]["roi"]["changes"] == {"x": 1}
+
+
+def test_shifts_measured_on_a_scan_replaced_meanwhile_are_not_stored(tiny_copy):
+    """An import --overwrite replaced the scan while align read it (review5 finding 5): the
+    shifts belong to projections that are gone; refused, nothing stored or saved."""
+    from sxtdist.dataset import ScanReplacedError
+
+    acq = sxtdist.open_acquisition(tiny_copy)  # as align opened it
+    n = acq["roi"].geometry.n_angles
+    other = sxtdist.open_acquisition(tiny_copy)
+    other.update_scan("roi", data_id="new-projections")  # as the import leaves it
+    before = _shifts(sxtdist.open_acquisition(tiny_copy))
+    with pytest.raises(ScanReplacedError, match="scan 'roi' was replaced"):
+        store.store(acq, {"roi": {"shifts_px": np.ones((n, 2))}})
+    assert _shifts(sxtdist.open_acquisition(tiny_copy)) == before
+    assert not list(Path(tiny_copy).parent.glob("*unstored*"))
+
+
+def test_align_on_a_read_only_acquisition_fails_before_the_work(run_cli, tiny_copy, monkeypatch):
+    """review5 finding 9: told at once (exit 1, one line), not after every pair is done."""
+    import errno
+
+    from sxtdist import lock
+
+    def read_only(path):
+        raise OSError(errno.EROFS, "Read-only file system", path)
+
+    monkeypatch.setattr(lock, "_take", read_only)
+    code, out, err = run_cli("align", tiny_copy, "--workers", "1", "--report", "")
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "Read-only file system (the file system is read-only" in err
+    assert "aligning" not in out + err
+
+
+def test_aligning_full_alone_warns_that_an_anchored_roi_goes_stale(run_cli, tiny_copy):
+    """review5 finding 7: the interior's shifts were measured against the earlier full ones."""
+    code, _, err = run_cli("align", tiny_copy, "--workers", "1", "--report", "", "-q")
+    assert code == 0, err
+    code, out, err = run_cli("align", tiny_copy, "--scans", "full", "--report", "", "-q")
+    assert code == 0, err
+    assert "'roi' was aligned to the earlier shifts of 'full'; align it again (--scans roi" in err
+    code, out, err = run_cli("align", tiny_copy, "--workers", "1", "--report", "", "-q")
+    assert code == 0 and "earlier shifts" not in err  # both scans: no warning

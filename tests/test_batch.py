@@ -424,35 +424,74 @@ def test_fsc_resolution_of_a_known_cutoff(two_cells, tmp_path, client, cutoff_sh
     assert cell_metrics(acq_path, str(out))["fsc_nm"] == NOT_CROSSED
 
 
-def test_align_always_resumes_an_unfinished_cell_and_aligns_a_shared_acquisition_once(
-    two_cells, tmp_path, client
+def test_a_full_disk_is_one_clear_line_in_a_batch_and_an_oserror_in_python(
+    two_cells, tmp_path, monkeypatch
 ):
-    """``align: yes``: two cells on one acquisition align it once; re-run after an
-    interruption, the unfinished cell is resumed with the shifts it was begun with, not
-    aligned again (which made it 'other data' and failed it) (review 5 finding 9)."""
+    """zarrs (Rust) reports a full disk as ``RuntimeError('No space left on device (os error
+    28)')``: a Python caller gets the OSError it is (errno ENOSPC, naming the output), and a
+    batch's row says it as the command line does, not as ``OSError: [Errno 28] ...``."""
+    import errno
+
+    from distributed import Client, LocalCluster
+
+    from sxtdist.volume import Volume
+
+    def full(self, z0, data):
+        raise RuntimeError("No space left on device (os error 28)")  # as zarrs raises it
+
+    monkeypatch.setattr(Volume, "write_slices", full)
+    with (
+        LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        with pytest.raises(OSError) as e:
+            reconstruct(
+                two_cells / "cell1.zarr", tmp_path / "v.zarr", client=client, progress=False,
+                iterations=2, block_size=8,
+            )  # fmt: skip
+        assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "v.zarr")
+        (row,) = reconstruct_batch(
+            [str(two_cells / "cell1.zarr")], tmp_path / "o", client=client, **OPTS
+        )
+    assert row.status == "failed"
+    assert row.message == (
+        f"{tmp_path / 'o' / 'cell1.zarr'}: No space left on device (the disk is full: free "
+        "space (or write elsewhere) and run the same command again; an unfinished "
+        "reconstruction resumes)"
+    )
+
+
+def test_write_lock_raises_zarrs_io_errors_as_oserror(tmp_path):
+    import errno
+
+    with pytest.raises(OSError) as e, write_lock(tmp_path / "x.zarr"):
+        raise RuntimeError("Read-only file system (os error 30)")
+    assert e.value.errno == errno.EROFS and e.value.filename == str(tmp_path / "x.zarr")
+    with pytest.raises(RuntimeError, match="something else"), write_lock(tmp_path / "x.zarr"):
+        raise RuntimeError("something else")
+
+
+def test_align_always_aligns_once_and_resumes_an_unfinished_cell(two_cells, tmp_path, client):
+    """review5 finding 8: two ``align: yes`` cells on one acquisition align it once, and a
+    re-run resumes an unfinished cell with the shifts it began with (aligning again changed
+    them, and the resume was refused as 'other data or other parameters')."""
     import shutil
 
     a = tmp_path / "a.zarr"
     shutil.copytree(two_cells / "cell1.zarr", a)
     out = tmp_path / "o"
     cells = [str(a), {"acquisition": str(a), "name": "a-roi", "scans": "roi"}]
-    opts = OPTS | {"align": True, "metrics": False}
-    rows = reconstruct_batch(cells, out, client=client, **opts)
+    rows = reconstruct_batch(cells, out, client=client, metrics=False, **OPTS | {"align": True})
     assert [r.status for r in rows] == ["done", "done"]
-    assert sorted(r.message for r in rows) == ["", "aligned"]  # once, by one of them
-    assert len(list(out.glob("*_alignment"))) == 1
-    date = sxtdist.open_acquisition(a, "r")["roi"].meta["alignment"]["date"]
-    vol = open_volume(out / "a.zarr", mode="r+")
-    before = vol.level(0).compute()
-    vol.update_meta(status="running", blocks_done=[0])
-    rows = reconstruct_batch(cells, out, client=client, **opts)
-    assert [(r.status, r.message) for r in rows] == [
-        ("done", "resumed"),
-        ("skipped", "complete already"),
-    ]
-    assert sxtdist.open_acquisition(a, "r")["roi"].meta["alignment"]["date"] == date
-    np.testing.assert_array_equal(open_volume(out / "a.zarr").level(0).compute(), before)
-    # a later run with nothing unfinished aligns again (always), once
-    rows = reconstruct_batch(cells, out, client=client, overwrite=True, **opts)
     assert sorted(r.message for r in rows) == ["", "aligned"]
-    assert sxtdist.open_acquisition(a, "r")["roi"].meta["alignment"]["date"] >= date
+    date = sxtdist.open_acquisition(a, "r")["roi"].meta["alignment"]["date"]
+    vol = open_volume(out / "a-roi.zarr")
+    vol.update_meta(status="running", blocks_done=[0])  # as if interrupted
+    rows = reconstruct_batch(cells, out, client=client, metrics=False, **OPTS | {"align": True})
+    by = {r.cell: r for r in rows}
+    assert by["a-roi"].status == "done", by["a-roi"].message
+    assert (
+        open_volume(out / "a-roi.zarr").meta["stopping"]["blocks_run"]
+        == vol.meta["plan"]["n_blocks"] - 1
+    )
+    assert sxtdist.open_acquisition(a, "r")["roi"].meta["alignment"]["date"] == date

@@ -194,9 +194,6 @@ def test_a_replacement_stopped_after_the_swap_is_refused_until_done_again(
     tmp_path, monkeypatch, run_cli
 ):
     """New projections never open under the old scan's metadata (review finding 11)."""
-    import errno
-
-    import sxtdist.dataset as dataset
 
     scans = _scans(np.random.default_rng(5))
     path = str(tmp_path / "a.zarr")
@@ -208,13 +205,7 @@ def test_a_replacement_stopped_after_the_swap_is_refused_until_done_again(
         pixel_size_nm=25.0,
     )
 
-    def disk_full(*args):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    with monkeypatch.context() as m:
-        m.setattr(dataset, "_register_scan", disk_full)
-        with pytest.raises(OSError):
-            add_scan(path, "roi", new, overwrite=True)
+    _add_scan_failing_in(monkeypatch, "_register_scan", path, new)
     with pytest.raises(InputError, match="scan 'roi' was being replaced when a write stopped"):
         sxtdist.open_acquisition(path)
     with pytest.raises(InputError, match="was being replaced"):
@@ -227,3 +218,104 @@ def test_a_replacement_stopped_after_the_swap_is_refused_until_done_again(
     np.testing.assert_array_equal(acq["roi"].geometry.angles_deg, new.angles_deg)
     np.testing.assert_array_equal(acq["roi"].read(), new.data)
     assert acq["full"].zone_plate_ozw_nm == 60.0
+
+
+def _add_scan_failing_in(monkeypatch, step, path, scan):
+    """``add_scan(... overwrite=True)`` of the roi scan, the disk failing in ``step``."""
+    import errno
+
+    import sxtdist.dataset as dataset
+
+    def disk_full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(dataset, step, disk_full)
+        with pytest.raises(OSError):
+            add_scan(path, "roi", scan, overwrite=True)
+
+
+def test_a_replacement_that_stops_before_its_swap_leaves_the_acquisition_open(
+    tmp_path, monkeypatch, run_cli
+):
+    """review5 finding 11: a replacement that failed before its swap (the old scan whole)
+    no longer locks the user out; one that stopped after it names the command to run."""
+
+    scans = _scans(np.random.default_rng(5))
+    path = str(tmp_path / "a.zarr")
+    sxtdist.create_acquisition(path, scans)
+    old = sxtdist.open_acquisition(path)["roi"].read()
+    new = ScanData(
+        data=np.full((7, 16, 10), 0.25, np.float32),
+        angles_deg=np.linspace(10, 190, 7),
+        pixel_size_nm=25.0,
+        extra={"source": {"path": "/data/roi new.tif"}},
+    )
+
+    _add_scan_failing_in(monkeypatch, "swap_in", path, new)
+    np.testing.assert_array_equal(sxtdist.open_acquisition(path)["roi"].read(), old)
+    assert not any(n.startswith("_partial") for n in os.listdir(path))
+    _add_scan_failing_in(monkeypatch, "_register_scan", path, new)
+    code, _, err = run_cli("info", path)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert (
+        f"import it again: sxtdist import '/data/roi new.tif' {path} --scan roi --overwrite" in err
+    )
+
+
+def _scratch_array(path):
+    return zarr.create_array(
+        path, shape=(16, 4, 4), chunks=(1, 4, 4), dtype="f4", fill_value=float("nan")
+    )
+
+
+def test_write_shards_writes_in_parallel_threads(tmp_path):
+    """Each chunk one shard, written by this process's threads (was one at a time: review
+    finding 15); every value arrives."""
+    import threading
+    import time
+
+    import dask.array as da
+
+    from sxtdist.dataset import write_shards
+
+    arr = _scratch_array(tmp_path / "a.zarr")
+    threads = set()
+
+    def verified(x, first):
+        threads.add(threading.get_ident())
+        time.sleep(0.05)
+        return x + first
+
+    write_shards(da.zeros((16, 4, 4), chunks=(1, 4, 4), dtype="f4"), arr, verified)
+    np.testing.assert_array_equal(arr[:, 0, 0], np.arange(16))
+    if (os.cpu_count() or 1) > 1:
+        assert len(threads) > 1
+
+
+def test_write_shards_writes_nothing_after_it_raised(tmp_path):
+    """After a failed check no chunk starts writing, and the call returns only when the
+    running ones are written: the caller may then remove the output safely."""
+    import threading
+    import time
+
+    import dask.array as da
+
+    from sxtdist.dataset import write_shards
+
+    arr = _scratch_array(tmp_path / "a.zarr")
+    returned, late = threading.Event(), []
+
+    def failing(x, first):
+        if first == 3:
+            raise InputError("x.tif", "view 3 is bad")
+        time.sleep(0.1)
+        if returned.is_set():
+            late.append(first)
+        return x
+
+    with pytest.raises(InputError, match="view 3"):
+        write_shards(da.zeros((16, 4, 4), chunks=(1, 4, 4), dtype="f4"), arr, failing)
+    returned.set()
+    time.sleep(1.0)  # a queued chunk would be written now
+    assert late == []

@@ -276,6 +276,7 @@ def test_tiff_folder_with_angles_in_the_names(tmp_path, run_cli):
             words,
         )
     # angles from a text file instead; a missing list is named
+    (folder / "flat_0000.tif").unlink()  # (with it there, a warning says it is no projection)
     np.savetxt(tmp_path / "angles.txt", angles)
     acq = import_scan(
         tmp_path / "frames" / "tomo_0000_-60.0deg.tif", tmp_path / "c.zarr", "full",

@@ -224,6 +224,48 @@ def test_the_oracle_has_its_own_cap(tiny_acq):
     assert build_problem(acq, Reconstruction(oracle=True, iterations=7)).iterations == 7
 
 
+@pytest.mark.parametrize("when", ["before", "while"])
+def test_a_block_refuses_a_scan_replaced_since_the_run_began(tiny_copy, monkeypatch, when):
+    """review5 finding 4: an import --overwrite into the acquisition while a reconstruction
+    runs used to mix old and new projections into one 'complete' volume. A block reads the
+    projections the run began with (their data_id), checked before and after its read."""
+    from sxtdist.dataset import Scan, ScanReplacedError, data_ids
+
+    acq = sxtdist.open_acquisition(tiny_copy, "r")
+    began = data_ids(acq)
+    problem = build_problem(acq, Reconstruction(iterations=1))
+
+    def replace():  # what the import leaves: the scan's entry with another data_id
+        sxtdist.open_acquisition(tiny_copy).update_scan("roi", data_id="new")
+
+    if when == "before":
+        replace()
+    else:
+        read = Scan.read
+
+        def read_then_replaced(self, *args, **kwargs):
+            out = read(self, *args, **kwargs)
+            replace()
+            return out
+
+        monkeypatch.setattr(Scan, "read", read_then_replaced)
+    block = runner.plan_blocks(list(problem.models.values()), problem.grid, 8).blocks[0]
+    with pytest.raises(ScanReplacedError, match="scan 'roi' was replaced"):
+        runner._read_block(sxtdist.open_acquisition(tiny_copy, "r"), problem, block.slab, began)
+
+
+def test_an_output_through_link_dotdot_is_written_where_the_kernel_puts_it(
+    tiny_acq, tmp_path, client
+):
+    """review5 finding 10: ``link/../v.zarr`` is ``real/v.zarr`` to the kernel (and the
+    lock), not ``./v.zarr``; the workers were given the lexical path."""
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "sub")
+    vol = _run(tiny_acq, tmp_path / "link" / ".." / "v.zarr", client, iterations=1)
+    assert vol.status == "complete" and (tmp_path / "real" / "v.zarr").is_dir()
+    assert not (tmp_path / "v.zarr").exists()
+
+
 def test_an_oracle_run_records_its_rule_and_resumes_as_one(tiny_acq, tmp_path, client):
     """``--oracle`` is recorded as the rule it is (``oracle``, what was asked and its cap),
     not ``fixed``; the same oracle run resumes, and a run without the oracle is refused in

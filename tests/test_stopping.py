@@ -95,6 +95,7 @@ def test_cross_validated_count_on_known_curves():
     assert cross_validated_count(far, 0.1 * k) == 15
     assert cross_validated_count(far, k**2) == 10
     assert cross_validated_count(far, k, factor=6.0) == 20
+    assert cross_validated_count(far, 1.0 / k) == 45  # drawing together: at most 4.5 × 10
     assert cross_validated_count([3.0, 1.0, 2.0], [0.0, 0.0, 0.0]) == 2
     with pytest.raises(ValueError, match="equal"):
         cross_validated_count(far, k[:-1])
@@ -112,13 +113,14 @@ def test_auto_counts_from_the_pilot_blocks_summed_curves(tiny_acq, monkeypatch):
     far, between = (k - 20) ** 2 + 100.0, 0.1 * k
     halves = [(far / 2, between / 4), (far / 2, 3 * between / 4)]
     monkeypatch.setattr(runner, "run_tasks", lambda *args, **kwargs: halves)
-    problem = build_problem(sxtdist.open_acquisition(tiny_acq, "r"))
+    acq = sxtdist.open_acquisition(tiny_acq, "r")
+    problem = build_problem(acq)
     plan = SimpleNamespace(blocks=[SimpleNamespace(index=i) for i in range(4)], n_blocks=4)
     ex = SimpleNamespace(progress=False)
     for weights, expect in ((None, 30), ("quadrature", 30), ("equal", 20), ({"roi": 1.0}, 20)):
         job = SimpleNamespace(
             problem=problem,
-            acq=SimpleNamespace(path=str(tiny_acq)),
+            acq=acq,
             recipe=SimpleNamespace(weights=weights),
         )
         count, rule = runner._auto_iterations(None, plan, job, ex, "cpu")

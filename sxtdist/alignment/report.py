@@ -37,8 +37,13 @@ def write_report(directory: str, acq: Any, result: Any) -> str:
     """
     with writing(directory, "alignment-report", inputs=[acq.path], overwrite=True) as target:
         _write_files(target.write_path, acq, result)
+        mark = {
+            "kind": "alignment-report",
+            "acquisition": os.path.abspath(acq.path),
+            "files": sorted(os.listdir(target.write_path)),  # what a replacement may remove
+        }
         with open(os.path.join(target.write_path, REPORT_MARK), "w") as fh:
-            json.dump({"kind": "alignment-report", "acquisition": os.path.abspath(acq.path)}, fh)
+            json.dump(mark, fh)
     return directory
 
 

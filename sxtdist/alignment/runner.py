@@ -26,11 +26,20 @@ from typing import Any
 import numpy as np
 
 from ..dataset import Acquisition, open_acquisition, shifts_change
-from ..errors import InputError, ParameterError, SxtdistWarning, option, printable
+from ..errors import (
+    InputError,
+    ParameterError,
+    SxtdistWarning,
+    describe_os_error,
+    one_line,
+    option,
+    os_error,
+)
 from ..execution import Execution
 from ..geometry import ScanGeometry, angular_spacing_deg, without_rigid_translation
+from ..lock import check_writable
 from ..outputs import check_output
-from .anchoring import ANCHORED_TO, full_reference, stale_anchoring
+from .anchoring import ANCHORED_TO, full_reference
 from .diagnostics import log_pair_misfit, log_pairs_weighted_down, log_poor_peaks
 from .gauge import axis_offset_px, sinusoid_basis
 from .intensity import fit_intensity_transform
@@ -156,6 +165,9 @@ def align(
         report = (report[:-5] if report.endswith(".zarr") else report) + "_alignment"
     if report:  # before the work: a report may replace only an earlier report
         check_output(report, "alignment-report", inputs=[acq.path], overwrite=True)
+    if not dry_run:  # a read-only acquisition is told now, not after the work
+        check_writable(acq.path)
+        _warn_of_a_stale_interior(acq, scans)
     if opts.method == "projection-matching" and "roi" in scans:
         raise ParameterError(
             "projection matching needs the whole sample in view: use it for the full scan "
@@ -183,11 +195,23 @@ def align(
     for info in result.info.values():
         info["elapsed_s"] = elapsed
     _store_and_report(acq, result, dry_run, report)
-    if result.stored and "roi" not in result.shifts:
-        stale = stale_anchoring(open_acquisition(acq.path, mode="r"))
-        if stale:  # the full scan alone, re-centred: the interior anchored to it is off now
-            warnings.warn(f"{printable(acq.path)}: {stale}", SxtdistWarning, stacklevel=2)
     return result
+
+
+def _warn_of_a_stale_interior(acq: Acquisition, scans: Sequence[str]) -> None:
+    """The full scan aligned again alone: an interior scan anchored to its earlier shifts
+    keeps their gauge, which the new full shifts no longer share (review5 finding 7)."""
+    roi = acq.scans.get("roi")
+    if "roi" in scans or "full" not in scans or roi is None:
+        return
+    if (roi.meta.get("alignment") or {}).get("method") == "anchor":
+        warnings.warn(
+            f"{acq.path}: 'roi' was aligned to the earlier shifts of 'full'; align it again "
+            f"({option('--scans roi', 'scans=["roi"]')}, or both scans) so that they "
+            "keep one gauge",
+            SxtdistWarning,
+            stacklevel=3,
+        )
 
 
 def _align_full(
@@ -239,8 +263,15 @@ def _store_and_report(
     if report:
         from .report import write_report
 
-        result.report_dir = write_report(os.fspath(report), acq, result)
-    if unstored is not None:
+        try:
+            result.report_dir = write_report(os.fspath(report), acq, result)
+        except Exception as exc:
+            if unstored is None:
+                raise
+            failed = os_error(exc)
+            why = describe_os_error(failed) if failed is not None else one_line(exc)
+            logger.warning("the alignment report %s was not written: %s", report, why)
+    if unstored is not None:  # the one command that stores it is what the user must see
         raise unstored
     for name, d in result.shifts.items():
         logger.info(

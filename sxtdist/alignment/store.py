@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..dataset import Acquisition, open_acquisition
+from ..dataset import Acquisition, ScanReplacedError, open_acquisition
 from ..dataset import _jsonable as jsonable
 from ..errors import InputError, SxtdistError, one_line, printable
 
@@ -57,8 +57,11 @@ def store(acq: Acquisition, changes: Mapping[str, Mapping[str, Any]]) -> None:
         The acquisition could not be written (busy past :data:`STORE_WAIT_S`, a full
         disk, read-only ...): the changes are in the file it names.
     """
+    measured_on = {name: acq[name].meta.get("data_id") for name in changes}
     try:
-        acq.update_scans(changes, wait_s=STORE_WAIT_S)
+        acq.update_scans(changes, wait_s=STORE_WAIT_S, data_ids=measured_on)
+    except ScanReplacedError:
+        raise  # measured on projections that are gone: nothing to save
     except (SxtdistError, OSError) as exc:
         saved = save(acq, changes)
         logger.debug("could not store the alignment in %s", acq.path, exc_info=True)
@@ -93,12 +96,17 @@ def save(acq: Acquisition, changes: Mapping[str, Mapping[str, Any]]) -> str:
         for n in range(100):
             path = os.path.join(folder, f"{name}{f'-{n}' if n else ''}.json")
             try:
-                with open(path, "x", encoding="utf-8") as f:  # never over a file
-                    f.write(text)
-                return path
+                f = open(path, "x", encoding="utf-8")  # never over a file
             except FileExistsError:
                 continue
             except OSError as exc:
+                failure = exc
+                break
+            try:
+                with f:
+                    f.write(text)
+                return path
+            except OSError as exc:  # a full disk: what this call created goes
                 failure = exc
                 _remove_partial(path)
                 break
@@ -115,7 +123,7 @@ def apply_saved(acq_path: str | os.PathLike[str], saved: str | os.PathLike[str])
     saved = os.fspath(saved)
     record = _read(saved)
     acq = open_acquisition(acq_path, mode="r+")
-    changes = {}
+    changes, measured_on = {}, {}
     for name, entry in record["scans"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("changes"), dict):
             raise InputError(saved, f"scan {name!r} has no changes recorded")
@@ -127,8 +135,8 @@ def apply_saved(acq_path: str | os.PathLike[str], saved: str | os.PathLike[str])
                 f"was solved for other projections of scan {name!r} (it was replaced since): "
                 "align again",
             )
-        changes[name] = entry["changes"]
-    acq.update_scans(changes, wait_s=STORE_WAIT_S)
+        changes[name], measured_on[name] = entry["changes"], entry.get("data_id")
+    acq.update_scans(changes, wait_s=STORE_WAIT_S, data_ids=measured_on)
     logger.info("stored the alignment of %s from %s", ", ".join(changes), saved)
     return list(changes)
 

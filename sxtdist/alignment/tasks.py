@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -407,18 +408,25 @@ def _registered_after_coarse(
     return register_pair(p, settings, *deps)
 
 
+def view_stretches(pairs: Sequence[Pair], n_stretches: int) -> dict[int, int]:
+    """Each interior view's stretch (``0 .. n_stretches - 1``, fewer if there are fewer
+    views): stretches of equal length, to one view, of consecutive views in angle order
+    (the neighbour chain's), then any view off the chain."""
+    chain = [p for p in pairs if p.kind == "neighbour"]  # in angle order, view i then j
+    order = [chain[0].i, *(p.j for p in chain)] if chain else []
+    # then any view off the chain (dict: ordered and unique)
+    order = list(dict.fromkeys([*order, *(v for p in pairs for v in views_of(p))]))
+    count = max(1, min(n_stretches, len(order)))
+    return {v: k * count // len(order) for k, v in enumerate(order)}
+
+
 def stretches(
     pairs: Sequence[Pair], n_stretches: int, joined: bool = True
 ) -> tuple[list[list[int]], list[int]]:
     """The planned pairs (by index) split into ``n_stretches`` stretches of consecutive
     interior views in angle order (the neighbour chain's), and the neighbour pairs that
     join two stretches (unless not ``joined``: then in the stretch of their first view)."""
-    chain = [p for p in pairs if p.kind == "neighbour"]  # in angle order, view i then j
-    order = [chain[0].i, *(p.j for p in chain)] if chain else []
-    # then any view off the chain (dict: ordered and unique)
-    order = list(dict.fromkeys([*order, *(v for p in pairs for v in views_of(p))]))
-    count = max(1, min(n_stretches, len(order)))  # stretches of equal length, to one view
-    stretch_of = {v: k * count // len(order) for k, v in enumerate(order)}
+    stretch_of = view_stretches(pairs, n_stretches)
     groups: dict[int, list[int]] = {}
     across = []
     for n, p in enumerate(pairs):
@@ -437,27 +445,19 @@ class PairGraph:
 
     #: Maps each key to a task ``(fn, *args)`` (:func:`sxtdist.distributed.run_graph`).
     graph: dict[str, Any]
-    #: The keys to compute: every pair's result and every coarse registration are in them.
+    #: The keys to compute, each a :class:`Registered`: every pair's result and every
+    #: coarse registration are in them.
     keys: list[str]
     n_pairs: int
-    #: Keys holding one pair's result (by pair index), or one coarse registration.
-    pair_keys: dict[str, int]
-    coarse_keys: frozenset[str]
 
-    def results(self, values: Sequence[Any]) -> tuple[list[PairResult], list[PairResult]]:
+    def results(self, values: Sequence[Registered]) -> tuple[list[PairResult], list[PairResult]]:
         """The pairs' results in plan order and the coarse registrations, from the values
         of :attr:`keys`."""
         found: dict[int, PairResult] = {}
         coarse = []
-        for key, value in zip(self.keys, values, strict=True):
-            if isinstance(value, Registered):
-                found.update(value.pairs)
-                coarse.extend(value.coarse.values())
-                continue
-            if key in self.pair_keys:
-                found[self.pair_keys[key]] = value
-            if key in self.coarse_keys:
-                coarse.append(value)
+        for value in values:
+            found.update(value.pairs)
+            coarse.extend(value.coarse.values())
         return [found[n] for n in range(self.n_pairs)], coarse
 
 
@@ -472,50 +472,19 @@ def pair_graph(
     :func:`sxtdist.distributed.run_graph`): with ``coarse``, first each anchor pair over the
     whole search range (:func:`coarse_anchor`; :func:`coarse_prepared` from the prepared
     views), then every pair within the pairs' margin of what those predict. Views of at
-    least :data:`PREPARED_VIEW_PIXELS`: each pair in a task of its own, each view prepared
-    once in a task of its own; smaller views: stretches of consecutive views
-    (:data:`STRETCHES_PER_WORKER` per worker of ``workers``, :func:`register_stretch`).
+    least :data:`PREPARED_VIEW_PIXELS`: stretches of consecutive views that prepare each
+    view once (:data:`PREPARED_STRETCHES_PER_WORKER` per worker of ``workers``,
+    :func:`register_prepared_stretch`), each anchor view prepared once in a task of its
+    own; smaller views: stretches whose pairs prepare their own views
+    (:data:`STRETCHES_PER_WORKER` per worker, :func:`register_stretch`).
 
     ``token`` makes the keys unique to this run (a cluster may align several datasets).
     """
     if not prepares_views_apart(settings.roi.detector_shape):
         return _stretch_graph(pairs, settings, token, coarse, STRETCHES_PER_WORKER * workers)
-    s_key = f"align-settings-{token}"
-    graph: dict[str, Any] = {s_key: settings}
-
-    def roi_view(i: int) -> str:
-        key = f"align-roi-view-{token}-{i}"
-        graph.setdefault(key, (prepare_roi_view, i, s_key))
-        return key
-
-    def anchor_view(p: Pair, binned: bool = False) -> str:
-        side = "mirrored" if p.mirrored else "direct"
-        key = f"align-anchor-{'binned' if binned else 'view'}-{token}-{p.j}-{side}"
-        extra = (settings.coarse_margin(), settings.coarse_bin) if binned else ()
-        graph.setdefault(key, (prepare_anchor, p.j, p.mirrored, s_key, *extra))
-        return key
-
-    coarse_of: dict[int, str] = {}  # interior view -> its anchor pair's coarse task
-    pair_keys: dict[str, int] = {}
-    for n, p in enumerate(pairs):
-        if coarse and p.kind == "anchor":
-            coarse_of[p.i] = f"align-coarse-{token}-{n}"
-            if settings.coarse_bin > 1:  # from the views the fine pass prepares
-                task = (coarse_prepared, p, roi_view(p.i), anchor_view(p, binned=True), s_key)
-            else:  # the coarse registration is the pair's own
-                task = (coarse_anchor, p, s_key)
-                pair_keys[coarse_of[p.i]] = n
-            graph[coarse_of[p.i]] = task
-    for n, p in enumerate(pairs):
-        if p.kind == "anchor" and coarse and settings.coarse_bin == 1:
-            continue
-        deps = [coarse_of.get(v) for v in views_of(p)] if coarse else []
-        other = anchor_view(p) if p.kind == "anchor" else roi_view(p.j)
-        key = f"align-pair-{token}-{n}"
-        graph[key] = (register_prepared, p, roi_view(p.i), other, s_key, *deps)
-        pair_keys[key] = n
-    keys = [*pair_keys, *(k for k in coarse_of.values() if k not in pair_keys)]
-    return PairGraph(graph, keys, len(pairs), pair_keys, frozenset(coarse_of.values()))
+    return _prepared_stretch_graph(
+        pairs, settings, token, coarse, PREPARED_STRETCHES_PER_WORKER * workers
+    )
 
 
 def _stretch_graph(
@@ -543,7 +512,181 @@ def _stretch_graph(
         deps = sorted({stretch_of[v] for v in views_of(pairs[n]) if v in stretch_of})
         graph[key] = (register_across, (n, pairs[n]), settings, coarse, *deps)
         stretch_keys.append(key)
-    return PairGraph(graph, stretch_keys, len(pairs), {}, frozenset())
+    return PairGraph(graph, stretch_keys, len(pairs))
+
+
+#: Views of at least :data:`PREPARED_VIEW_PIXELS` are registered in stretches of consecutive
+#: views too, this many per worker, each one task that prepares its views once
+#: (:func:`register_prepared_stretch`): its pairs then run where their views are. With a
+#: task per view and per pair (and per coarse registration) the views' tasks alternated
+#: between two workers and 23 prepared views (13 MB each at 1024²) moved between them in
+#: a run of 24 views; now only a view at a stretch's end that a pair across two stretches
+#: needs can move (docs/dev/alignment-history.md, "Stretches of prepared views").
+PREPARED_STRETCHES_PER_WORKER = 4
+
+
+@dataclass
+class PreparedStretch:
+    """What a stretch of prepared views returns (:func:`register_prepared_stretch`): its
+    registrations, and each view a pair across two stretches needs, prepared, with its
+    coarse registration (``None`` where it has none)."""
+
+    registered: Registered
+    ends: dict[int, tuple[PreparedView, PairResult | None]]
+
+
+#: Which prepared anchor a stretch is given: ``(full view, mirrored, binned)``.
+AnchorSide = tuple[int, bool, bool]
+
+
+def register_prepared_stretch(
+    pairs: Sequence[tuple[int, Pair]],
+    settings: PairSettings,
+    coarse: bool,
+    order: Sequence[int],
+    ends: Sequence[int],
+    sides: Sequence[AnchorSide],
+    *anchors: PreparedAnchor,
+) -> PreparedStretch:
+    """One Dask task: the interior views of a stretch, in the neighbour chain's ``order``,
+    each prepared once (:func:`prepare_roi_view`), the coarse pass of its anchor pair from
+    it (:func:`coarse_prepared`; :func:`coarse_anchor` at no binning), then every pair
+    whose views are all done, within what their coarse registrations predict
+    (:func:`register_prepared`): the calls a task per view, per coarse registration and
+    per pair made. A view is let go after its last pair (a stretch holds two or three at
+    a time, however long). ``pairs``: ``(index, pair)``; ``anchors``: the prepared anchor
+    views (:func:`prepare_anchor`, binned for the coarse pass) named by ``sides``;
+    ``ends``: the views returned prepared, for the pairs across two stretches
+    (:func:`register_across_prepared`)."""
+    anchor = dict(zip(sides, anchors, strict=True))
+    views: dict[int, PreparedView] = {}
+
+    def view(i: int) -> PreparedView:
+        if i not in views:
+            views[i] = prepare_roi_view(i, settings)
+        return views[i]
+
+    out = Registered({}, {})
+    unbinned = settings.coarse_bin == 1
+    anchor_pair = {p.i: p for _, p in pairs if p.kind == "anchor"} if coarse else {}
+    at = {v: k for k, v in enumerate(order)}
+    last = [max(at[v] for v in views_of(p)) for _, p in pairs]  # where each pair can run
+    waiting = sorted(range(len(pairs)), key=last.__getitem__)
+    uses = Counter(v for _, p in pairs for v in views_of(p))
+    done = 0
+    for k, v in enumerate(order):
+        if v in anchor_pair:  # the coarse pass of its anchor pair
+            p = anchor_pair[v]
+            if unbinned:  # the anchor pair's own registration, its views its own
+                out.coarse[v] = coarse_anchor(p, settings)
+            else:
+                binned = anchor[(p.j, p.mirrored, True)]
+                out.coarse[v] = coarse_prepared(p, view(v), binned, settings)
+        while done < len(waiting) and last[waiting[done]] <= k:
+            n, p = pairs[waiting[done]]
+            done += 1
+            if coarse and unbinned and p.kind == "anchor":
+                out.pairs[n] = out.coarse[p.i]
+            else:
+                deps = [out.coarse.get(u) for u in views_of(p)] if coarse else []
+                other = anchor[(p.j, p.mirrored, False)] if p.kind == "anchor" else view(p.j)
+                out.pairs[n] = register_prepared(p, view(p.i), other, settings, *deps)
+            for u in views_of(p):
+                uses[u] -= 1
+                if uses[u] == 0 and u not in ends:
+                    views.pop(u, None)
+    return PreparedStretch(out, {v: (view(v), out.coarse.get(v)) for v in ends})
+
+
+def registrations_of(stretch: PreparedStretch) -> Registered:
+    """A stretch's registrations (what the client gathers), without its prepared views."""
+    return stretch.registered
+
+
+def stretch_end(stretch: PreparedStretch, view: int) -> tuple[PreparedView, PairResult | None]:
+    """One prepared view at a stretch's end, with its coarse registration: a task of its
+    own, so that a pair across two stretches moves only the view it needs."""
+    return stretch.ends[view]
+
+
+def register_across_prepared(
+    pair: tuple[int, Pair],
+    settings: PairSettings,
+    coarse: bool,
+    first: tuple[PreparedView, PairResult | None],
+    second: tuple[PreparedView, PairResult | None],
+) -> Registered:
+    """One Dask task: a neighbour pair whose views end two stretches
+    (:func:`stretch_end`: view ``pair.i`` and view ``pair.j``), within what their coarse
+    registrations predict."""
+    n, p = pair
+    (template, c_i), (other, c_j) = first, second
+    deps = [c_i, c_j] if coarse else []
+    return Registered({n: register_prepared(p, template, other, settings, *deps)}, {})
+
+
+def _prepared_stretch_graph(
+    pairs: Sequence[Pair], settings: PairSettings, token: str, coarse: bool, n_stretches: int
+) -> PairGraph:
+    """:func:`pair_graph` for views prepared once each: a task per anchor view (and per
+    binned anchor view for the coarse pass), stretch tasks
+    (:func:`register_prepared_stretch`), and for each neighbour pair across two stretches
+    a task (:func:`register_across_prepared`) on the two views they return
+    (:func:`stretch_end`). The client gathers :func:`registrations_of` each stretch."""
+    graph: dict[str, Any] = {}
+    unbinned = settings.coarse_bin == 1
+
+    def anchor_key(side: AnchorSide) -> str:
+        j, mirrored, binned = side
+        what = "binned" if binned else "view"
+        key = f"align-anchor-{what}-{token}-{j}-{'mirrored' if mirrored else 'direct'}"
+        extra = (settings.coarse_margin(), settings.coarse_bin) if binned else ()
+        graph.setdefault(key, (prepare_anchor, j, mirrored, settings, *extra))
+        return key
+
+    stretch_of = view_stretches(pairs, n_stretches)
+    groups: dict[int, list[int]] = {}  # stretch -> its pairs
+    ends: dict[int, list[int]] = {}  # stretch -> its views that pairs across need
+    across = []
+    for n, p in enumerate(pairs):
+        where = [stretch_of[v] for v in views_of(p)]
+        if len(set(where)) == 1:
+            groups.setdefault(where[0], []).append(n)
+            continue
+        across.append(n)
+        for v, k in zip(views_of(p), where, strict=True):
+            ends.setdefault(k, []).append(v)
+    keys = []
+    for k in sorted({*groups, *ends}):  # a stretch may only prepare views for pairs across
+        group = groups.get(k, [])
+        sides: list[AnchorSide] = []
+        for p in (pairs[n] for n in group if pairs[n].kind == "anchor"):
+            if coarse and not unbinned:
+                sides.append((p.j, p.mirrored, True))
+            if not (coarse and unbinned):  # else the coarse pass is the pair's registration
+                sides.append((p.j, p.mirrored, False))
+        sides = list(dict.fromkeys(sides))
+        key = f"align-stretch-{token}-{k}"
+        task = [(n, pairs[n]) for n in group]
+        mine = list(dict.fromkeys(ends.get(k, [])))
+        order = [v for v, at in stretch_of.items() if at == k]  # the chain's order
+        graph[key] = (
+            register_prepared_stretch, task, settings, coarse, order, mine, sides,
+            *(anchor_key(side) for side in sides),
+        )  # fmt: skip
+        keys.append(f"align-registered-{token}-{k}")
+        graph[keys[-1]] = (registrations_of, key)
+        for v in mine:
+            graph[f"align-end-{token}-{v}"] = (stretch_end, key, v)
+    for n in across:
+        p = pairs[n]
+        key = f"align-across-{token}-{n}"
+        graph[key] = (
+            register_across_prepared, (n, p), settings, coarse, f"align-end-{token}-{p.i}",
+            f"align-end-{token}-{p.j}",
+        )  # fmt: skip
+        keys.append(key)
+    return PairGraph(graph, keys, len(pairs))
 
 
 def _intensity_samples(tpl, ref, mask, shift, margin, k, seed) -> np.ndarray | None:

@@ -11,29 +11,13 @@ is told the same way.
 
 from __future__ import annotations
 
-import errno
-import os
-import re
-
 import click
 
-from ..errors import SxtdistError, one_line, printable
+from ..errors import SxtdistError, describe_os_error, one_line, os_error
 
 #: Set by ``--debug`` (:func:`sxtdist.cli._options.verbosity_options`): failures keep
 #: their traceback.
 DEBUG = {"on": False}
-
-#: What a user can do about an environment failure, by ``errno``.
-OS_HINTS = {
-    errno.ENOSPC: "the disk is full: free space (or write elsewhere) and run the same "
-    "command again; an unfinished reconstruction resumes",
-    errno.EDQUOT: "the disk quota is used up: free space and run the same command again",
-    errno.EFBIG: "a file grew past the size allowed (ulimit -f, or the file system's limit)",
-    errno.EROFS: "the file system is read-only: write the output elsewhere",
-    errno.EACCES: "no permission: write the output elsewhere or change its permissions",
-    errno.EPERM: "not permitted: write the output elsewhere or change its permissions",
-    errno.ENAMETOOLONG: "the name is too long for the file system: choose a shorter one",
-}
 
 
 def describe(exc: BaseException) -> tuple[int, str]:
@@ -45,26 +29,10 @@ def describe(exc: BaseException) -> tuple[int, str]:
         return 2, one_line(exc.format_message()) + where
     if isinstance(exc, click.ClickException):
         return exc.exit_code or 2, one_line(exc.format_message())
-    if isinstance(exc, OSError):
-        return 1, _os_error(exc)
-    code = _rust_os_error(exc)
-    if code is not None:
-        return 1, _os_error(OSError(code, os.strerror(code)))
+    failed = os_error(exc)  # an OSError, or zarrs' I/O error it stands for
+    if failed is not None:
+        return 1, describe_os_error(failed)
     if isinstance(exc, MemoryError):
         return 1, "out of memory: use smaller blocks (--block-size) or a machine with more memory"
     kind = type(exc).__name__
     return 1, f"internal error ({kind}: {one_line(str(exc))}); run with --debug for the traceback"
-
-
-def _os_error(exc: OSError) -> str:
-    what = exc.strerror or one_line(exc)
-    names = [printable(n) for n in (exc.filename, exc.filename2) if n is not None]
-    text = f"{' -> '.join(names)}: {what}" if names else what
-    hint = OS_HINTS.get(exc.errno)
-    return f"{text} ({hint})" if hint else text
-
-
-def _rust_os_error(exc: BaseException) -> int | None:
-    """The ``errno`` of an I/O error raised by zarrs (Rust) as ``RuntimeError: ... (os error 28)``."""
-    found = re.search(r"\(os error (\d+)\)", str(exc)) if isinstance(exc, RuntimeError) else None
-    return int(found[1]) if found else None

@@ -25,8 +25,10 @@ def command(path: str) -> None:
         click.echo(line)
     if len(report.problems) > SHOWN:
         click.echo(f"... and {len(report.problems) - SHOWN} more")
-    for note in report.notes:
+    for note in report.notes[:SHOWN]:
         click.echo(f"note: {note}")
+    if len(report.notes) > SHOWN:
+        click.echo(f"note: ... and {len(report.notes) - SHOWN} more")
     if not report.ok:
         raise InputError(
             path,

@@ -188,7 +188,7 @@ def export_volume(
     logger.info(
         "exporting level %d %s of %s to %s (%s)", level, tuple(arr.shape), vol.path, out, fmt
     )
-    with writing(out, "export", inputs=[volume], overwrite=overwrite) as target:
+    with writing(out, "export", inputs=[volume], overwrite=overwrite, file=fmt != "zarr") as target:
         tmp = target.write_path
         if fmt == "mrc":
             _write_mrc(arr, tmp, scale, origin, source, progress)

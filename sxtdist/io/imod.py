@@ -62,12 +62,12 @@ def read_xf(path: str | os.PathLike[str]) -> np.ndarray:
     """``(views, 6)`` rows ``A11 A12 A21 A22 DX DY`` of an IMOD ``.xf`` file."""
     path = os.fspath(path)
     try:
-        with open(path, encoding="utf-8-sig") as f:  # -sig: saved with a BOM
+        with open(path, encoding="utf-8-sig") as f:
             lines = [ln.split() for ln in f if ln.strip()]
     except OSError as exc:
         raise InputError(path, f"cannot read the transforms ({exc.strerror})") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(path, f"not a text file ({exc.reason} at byte {exc.start})") from None
+    except UnicodeDecodeError:
+        raise InputError(path, "is not a text file of transforms (not UTF-8)") from None
     if not lines:
         raise InputError(path, "holds no transforms")
     rows = []

@@ -296,8 +296,6 @@ def _import_open(
     """Convert and write an opened (and cropped) source; see :func:`import_scan`."""
     source = src.path
     n, rows, cols = src.shape
-    # the offset is in pixels of the frame as the file holds it
-    check_center_offset(opts.center_offset_px, src.extra.get("uncropped_shape") or (rows, cols))
     ang = _angles(src, opts.angles, opts.angle_range)  # checked as the scan is written
     physics = _physics(src, opts.physics)
     xf = None if opts.xf is None else xf_alignment(opts.xf, n)
@@ -425,7 +423,6 @@ def _angles(
     elif src.angles_deg is not None:
         where, ang = src.extra.get("angles_file") or src.path, np.asarray(src.angles_deg, float)
     elif angle_range is not None:
-        _check_numbering(src, keyword("angle_range"))
         start, stop = (float(v) for v in angle_range)
         return np.linspace(start, stop, n)
     else:
@@ -434,24 +431,11 @@ def _angles(
             f"has no rotation angles; give {keyword('angles')} (a file or values) or "
             f"{keyword('angle_range')} (start, stop)",
         )
-    _check_numbering(src, f"the angle list {where}")
     if ang.size != n:
         raise InputError(where, f"{ang.size} angles for {n} frames in {src.path}")
     if not np.all(np.isfinite(ang)):
         raise InputError(where, "angles contain NaN or inf")
     return ang
-
-
-def _check_numbering(src: FrameSource, given: str) -> None:
-    """Refuse angles given by position to a folder whose files are not one numbered run."""
-    problem = src.extra.get("numbering")
-    if problem:
-        raise InputError(
-            src.path,
-            f"{problem}: {given} would give these files the wrong angles; keep only the "
-            f"projections in the folder, numbered without gaps, or take each file's angle "
-            f"from its name ({keyword('angles_from_names')})",
-        )
 
 
 def _field(opts: ImportOptions, kind: str, src: FrameSource) -> np.ndarray | None:

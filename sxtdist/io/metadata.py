@@ -24,7 +24,6 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ..errors import ParameterError, SxtdistWarning, keyword, option
-from ..geometry import center_offset_problem
 
 logger = logging.getLogger(__name__)
 
@@ -85,12 +84,8 @@ class ScanPhysics:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name)}
 
 
-def check_center_offset(offset: Any, detector_shape: tuple[int, int] | None = None) -> list[float]:
-    """``[row, col]`` as two finite numbers, or a :class:`ParameterError` naming the option.
-
-    With the ``(rows, cols)`` of the frame the offset is given in, it must also fit that
-    detector (:func:`sxtdist.geometry.center_offset_problem`).
-    """
+def check_center_offset(offset: Any) -> list[float]:
+    """``[row, col]`` as two finite numbers, or a :class:`ParameterError` naming the option."""
     try:
         values = [float(v) for v in offset]
     except (TypeError, ValueError):
@@ -101,9 +96,6 @@ def check_center_offset(offset: Any, detector_shape: tuple[int, int] | None = No
         raise ParameterError(
             f"{keyword('center_offset_px')}: expected two finite numbers, got {offset!r}"
         )
-    problem = None if detector_shape is None else center_offset_problem(values, detector_shape)
-    if problem:
-        raise ParameterError(f"{keyword('center_offset_px')}: {problem}")
     return values
 
 
@@ -184,8 +176,6 @@ def edit_scan(
         raise ParameterError(f"nothing to change: give at least one of {names}")
     acq = open_acquisition(acquisition, mode="r+")
     entry = acq[scan].meta
-    if center_offset_px is not None:
-        check_center_offset(center_offset_px, acq[scan].geometry.detector_shape)
     if xf is not None:
         from .imod import xf_alignment
 

@@ -183,12 +183,12 @@ def read_angles_file(path: str | os.PathLike[str]) -> np.ndarray:
     """
     path = os.fspath(path)
     try:
-        with open(path, encoding="utf-8-sig") as f:  # -sig: a list saved with a BOM (Excel)
+        with open(path, encoding="utf-8-sig") as f:  # a byte-order mark (Excel) is no angle
             text = f.read()
     except OSError as exc:
         raise InputError(path, f"cannot read the angle list ({exc.strerror})") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(path, f"not a text file ({exc.reason} at byte {exc.start})") from None
+    except UnicodeDecodeError:
+        raise InputError(path, "is not a text file of angles (not UTF-8)") from None
     values: list[float] = []
     for n, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()

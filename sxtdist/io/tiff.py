@@ -15,8 +15,8 @@ import logging
 import os
 import re
 import threading
+import warnings
 import xml.etree.ElementTree as ET
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -24,7 +24,7 @@ import numpy as np
 import tifffile
 import zarr
 
-from ..errors import InputError, ParameterError, keyword, one_line
+from ..errors import InputError, ParameterError, SxtdistWarning, keyword, one_line
 from .source import FrameSource, check_dtype, check_shape
 
 SUFFIXES = (".tif", ".tiff")
@@ -224,6 +224,8 @@ def _open_folder(path: str, angles_from_names: str | None) -> FrameSource:
     angles = None
     if angles_from_names is not None:
         files, angles = angles_in_names(path, files, angles_from_names)
+    else:
+        _warn_of_odd_numbering(path, files)
     files = [os.path.join(path, f) for f in files]
     shape0 = None
     dtype = None
@@ -261,61 +263,8 @@ def _open_folder(path: str, angles_from_names: str | None) -> FrameSource:
         reader=reader,
         angles_deg=angles,
         pixel_size_nm=pixel,
-        extra={
-            "files": len(files),
-            "angles_from_names": angles_from_names,
-            # angles by position (a list, a range) fit only one run of numbered projections
-            "numbering": None if angles is not None else numbering_problem(path, files),
-        },
+        extra={"files": len(files), "angles_from_names": angles_from_names},
     )
-
-
-def numbering_problem(folder: str, files: list[str]) -> str | None:
-    """What makes the files' order unfit to be given angles by position, or ``None``.
-
-    ``files`` are in natural order. Their names must follow one pattern (the text
-    between their numbers) and be numbered in one evenly spaced run: a file named
-    otherwise (a flat, a dark, a note) or a missing number would shift every later
-    angle of an ``--angles`` list or ``--angle-range``.
-    """
-    names = [os.path.basename(f) for f in files]
-    if len(names) < 2:
-        return None
-    parts = [re.split(r"(\d+)", n.lower()) for n in names]
-    patterns = ["#".join(p[0::2]) for p in parts]
-    main, count = Counter(patterns).most_common(1)[0]
-    if "#" not in main or count == 1:
-        return "the file names carry no frame number"
-    problems = []
-    odd = [n for n, pat in zip(names, patterns, strict=True) if pat != main]
-    if odd:
-        like = next(n for n, pat in zip(names, patterns, strict=True) if pat == main)
-        problems.append(f"{_some(odd)} not named like {like}")
-    numbers = np.array(
-        [[int(x) for x in p[1::2]] for p, pat in zip(parts, patterns) if pat == main]
-    )
-    varying = [k for k in range(numbers.shape[1]) if len(set(numbers[:, k])) > 1]
-    if varying:  # natural order follows the first number that changes
-        run = np.sort(numbers[:, varying[0]])
-        steps = np.diff(run)
-        step = steps.min()
-        if step == 0:
-            twice = sorted({int(v) for v in run[1:][steps == 0]})
-            problems.append(f"two files numbered {_some(twice)}")
-        elif np.any(steps % step):
-            problems.append(f"numbers not evenly spaced ({_some(run.tolist())})")
-        elif np.any(steps != step):
-            missing = sorted(
-                set(range(int(run[0]), int(run[-1]) + 1, int(step))) - set(run.tolist())
-            )
-            problems.append(f"no file numbered {_some(missing)}")
-    return "; ".join(problems) or None
-
-
-def _some(items: list) -> str:
-    """The first few of ``items``, then how many more."""
-    shown = ", ".join(str(i) for i in items[:4])
-    return shown if len(items) <= 4 else f"{shown} and {len(items) - 4} more"
 
 
 def angles_in_names(folder: str, names: list[str], pattern: str) -> tuple[list[str], np.ndarray]:
@@ -378,6 +327,34 @@ def _to_nm(value: float, unit: str) -> float | None:
     if factor is None or not np.isfinite(value) or value <= 0:
         return None
     return float(value) * factor
+
+
+def _warn_of_odd_numbering(path: str, files: list[str]) -> None:
+    """Warn when a folder's frames are not one numbered series: names of another pattern (a
+    flat or dark frame among the projections) or gaps in the numbering (views missing):
+    every file is taken as a projection in name order, so evenly spread angles go wrong."""
+    patterns: dict[str, list[str]] = {}
+    for f in files:
+        patterns.setdefault(re.sub(r"[-+]?\d+(\.\d+)?", "#", f.lower()), []).append(f)
+    if len(patterns) > 1:
+        main = max(patterns.values(), key=len)
+        others = sorted(f for f in files if f not in main)
+        problem = f"names of another pattern than {main[0]} ({', '.join(others[:3])})"
+    else:
+        runs = [[int(n) for n in re.findall(r"\d+", f)] for f in files]
+        # the number that counts the views: the first that is not the same in every name
+        varying = [k for k in range(min(map(len, runs))) if len({r[k] for r in runs}) > 1]
+        numbers = {r[varying[0]] for r in runs} if varying else set()
+        missing = sorted(set(range(min(numbers), max(numbers) + 1)) - numbers) if numbers else []
+        if not missing:
+            return
+        problem = f"gaps in the numbering (no {', '.join(map(str, missing[:5]))})"
+    warnings.warn(
+        f"{path}: {problem}: every file is read as a projection, in name order; remove what is "
+        "not one, and give each view's angle (--angles) where views are missing",
+        SxtdistWarning,
+        stacklevel=3,
+    )
 
 
 def _natural_key(name: str) -> list[object]:

@@ -1,0 +1,187 @@
+"""The alignment's task graph: the shifts it gives are main's, and its pairs run where
+their views are prepared.
+
+The shifts are pinned to those of commit 8371db8 (before the views of
+``PREPARED_VIEW_PIXELS`` and more went into stretches): the graph changes where and in
+which tasks the registrations run, never what they compute. The digests below were equal
+to the last bit on the development machine (the 2-core VM of docs/alignment.md's Speed
+section); the tolerance, 1e-12 relative, leaves room for another CPU's rounding in
+vectorised sums and nothing else: any change of the maths moved these shifts by more
+than 1e-6 px.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import sxtdist
+
+#: (fixture, coarse pass, scan) -> :func:`digest` of its shifts at commit 8371db8, aligned
+#: on one in-process worker (:func:`aligned_shifts`).
+MAIN_DIGESTS: dict[tuple[str, bool, str], list[float]] = {
+    ('tiny', True, 'full'): [0.013262736832893252, -2.700431483243324, 34.53353117764843, 21.626589089972885, -24.126242240171, -20.06398440686207],
+    ('tiny', True, 'roi'): [-0.026525473665783617, 14.20221592518649, 80.96681455117297, 137.71050639379686, -26.188602570849955, 332.0887292144838],
+    ('tiny', False, 'full'): [0.014596939803554254, -2.7000174451936694, 34.542212364420465, 21.624258108114162, -24.116241335896742, -20.06158691618779],
+    ('tiny', False, 'roi'): [-0.02919387960710984, 14.202301297382743, 80.97388688176171, 137.70851280998693, -25.825016109781046, 332.09540693566845],
+    ('small', True, 'full'): [-0.8326259882717562, 2.3346592797936543, 205.2413509512582, 149.1537170460535, -113.50748830704894, 63.09581199387917],
+    ('small', True, 'roi'): [1.6652519765435105, 0.813594158161649, 796.3948511573575, 1008.1903291998951, -1659.2441188798339, -372.50717802548746],
+    ('small', False, 'full'): [-0.8326260165994536, 2.334659253512736, 205.24135104703026, 149.15371712321405, -113.50748879143894, 63.095811797357044],
+    ('small', False, 'roi'): [1.665252033198903, 0.813594090404536, 796.3948504443913, 1008.1903296885322, -1659.2441121086456, -372.5071818542541],
+    ('prepared', True, 'roi'): [-4.6649803316004155, -9.289005454061794, 42.61320524440755, 130.56351085382568, -43.73476113457226, -66.48133780592747],
+    ('prepared', False, 'roi'): [-4.6649803316004155, -9.289005454061794, 42.61320524440755, 130.56351085382568, -43.73476113457226, -66.48133780592747],
+}  # fmt: skip
+
+
+def digest(d: np.ndarray) -> np.ndarray:
+    """Sums over the views of ``dy``, ``dx``, their squares and their products with the
+    view's index: any view's shift moving moves one of them."""
+    d = np.asarray(d, np.float64)
+    k = np.arange(1, len(d) + 1, dtype=np.float64)[:, None]
+    return np.concatenate([d.sum(0), (d * d).sum(0), (k * d).sum(0)])
+
+
+def prepared_acquisition(path) -> str:
+    """12 interior views of 256² px (prepared apart: ``PREPARED_VIEW_PIXELS``; the coarse
+    pass binned 4x) and 3 full views over the same 22°, random shifts of 3 px, the full
+    scan's stored shifts zero."""
+    from sxtdist.dataset import ScanData, create_acquisition
+    from sxtdist.geometry import ScanGeometry
+    from sxtdist.simulation.forward import ForwardModel, project_scan
+    from sxtdist.simulation.phantom import make_cell
+
+    rng = np.random.default_rng(5)
+    phantom = make_cell(np.random.default_rng(3), 12000.0, 18000.0, 16000.0, 30.0)
+    model = ForwardModel(psf_fwhm_nm=30.0, photons_per_pixel=2500.0, supersampling=1)
+    angles = np.arange(12) * 2.0
+    full_angles = np.linspace(0.0, angles[-1], 3)
+
+    def views(a, shifts, pixel_nm, seed):
+        g = ScanGeometry(a, pixel_nm, (256, 256), shifts_px=shifts)
+        return project_scan(phantom, g, model, np.random.default_rng(seed))
+
+    roi = views(angles, rng.normal(0.0, 3.0, (12, 2)), 60.0, 6)
+    full = views(full_angles, np.zeros((3, 2)), 120.0, 7)
+    create_acquisition(
+        str(path), {"roi": ScanData(roi, angles, 60.0), "full": ScanData(full, full_angles, 120.0)}
+    )
+    sxtdist.open_acquisition(str(path)).set_shifts("full", np.zeros((3, 2)), method="truth")
+    return str(path)
+
+
+def fixture(name: str, tmp_path) -> tuple[str, list[str] | None]:
+    """The acquisition of a fixture and the scans to align (``None``: both)."""
+    path = tmp_path / f"{name}.zarr"
+    if name == "prepared":
+        return prepared_acquisition(path), ["roi"]
+    preset, seed, shifts = {"tiny": ("tiny", 1, 1.5), "small": ("small", 1, 3.0)}[name]
+    sxtdist.simulate(str(path), preset=preset, seed=seed, shifts_px=shifts)
+    return str(path), None
+
+
+def aligned_shifts(path: str, scans: list[str] | None, coarse: bool, client) -> dict:
+    kw = {} if scans is None else {"scans": scans}
+    res = sxtdist.align(path, client=client, report="", dry_run=True, coarse=coarse, **kw)
+    return res.shifts
+
+
+@pytest.fixture(scope="module")
+def one_worker():
+    """One in-process worker of one thread: nothing moves between processes."""
+    from distributed import Client
+
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    ("name", "coarse"),
+    [("tiny", True), ("tiny", False), ("small", True), ("prepared", True), ("prepared", False)],
+)
+def test_shifts_are_those_before_the_stretches(tmp_path, one_worker, name, coarse):
+    """Both scans' shifts (the interior one's alone for the prepared views, the full
+    scan's stored) as at commit 8371db8 (module docstring: to rounding)."""
+    path, scans = fixture(name, tmp_path)
+    shifts = aligned_shifts(path, scans, coarse, one_worker)
+    assert sorted(shifts) == sorted(scan for n, c, scan in MAIN_DIGESTS if (n, c) == (name, coarse))
+    for scan, d in shifts.items():
+        np.testing.assert_allclose(
+            digest(d), MAIN_DIGESTS[name, coarse, scan], rtol=1e-12, atol=1e-12, err_msg=scan
+        )
+
+
+def test_prepared_views_move_only_for_the_pairs_across_stretches(tmp_path, monkeypatch):
+    """On two workers each stretch prepares its views and registers its pairs where they
+    are: the only data that moves between the workers (the workers' own transfer logs)
+    are the anchor views and, for each neighbour pair across two stretches, one view at a
+    stretch's end, so at most one prepared interior view per stretch but the last.
+    Where each view was prepared in a task of its own, their pair tasks pulled about one
+    view in two from the other worker (23 of 24 views of 1024², docs/alignment.md)."""
+    from distributed import Client
+
+    import sxtdist.alignment.tasks as tasks
+    import sxtdist.distributed as distributed
+
+    path = prepared_acquisition(tmp_path / "p.zarr")
+    graphs = []
+
+    def recording_run_graph(client, graph, keys, *args, **kwargs):
+        graphs.append(graph)
+        return run_graph(client, graph, keys, *args, **kwargs)
+
+    run_graph = distributed.run_graph
+    monkeypatch.setattr(distributed, "run_graph", recording_run_graph)
+    with Client(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=":0") as c:
+        aligned_shifts(path, ["roi"], True, c)
+        logs = c.run(lambda dask_worker: list(dask_worker.transfer_incoming_log))
+    (graph,) = graphs
+    moved = [key for log in logs.values() for entry in log for key in entry["keys"]]
+    stretch = [k for k in graph if k.startswith("align-stretch-")]
+    across = [k for k in graph if k.startswith("align-across-")]
+    assert len(stretch) == 2 * tasks.PREPARED_STRETCHES_PER_WORKER < 12  # views
+    assert len(across) == len(stretch) - 1
+    views = [k for k in moved if not k.startswith("align-anchor-")]
+    assert all(k.startswith("align-end-") for k in views), views
+    assert len(views) <= len(across)
+    anchors = {k for k in graph if k.startswith("align-anchor-")}
+    assert len(moved) - len(views) <= len(anchors)  # each to the other worker at most once
+
+
+def test_a_stretch_holds_few_prepared_views_however_long(tmp_path, monkeypatch):
+    """A stretch lets each prepared view go after its last pair: one stretch of all 12
+    views holds two at a time (a view and the next one, for their neighbour pair; three
+    allowed), not all twelve (as it did before it let them go), and gives the same
+    registrations as four stretches."""
+    import weakref
+
+    import dask.local
+
+    import sxtdist.alignment.runner as runner
+    import sxtdist.alignment.tasks as tasks
+
+    acq = sxtdist.open_acquisition(prepared_acquisition(tmp_path / "p.zarr"))
+    pairs = runner.plan(acq, ["roi"], "anchor")["pairs"]
+    settings = runner.pair_settings(acq, acq["full"].geometry)
+    alive, most = set(), [0]
+    prepare = tasks.prepare_roi_view
+
+    def counted(index, *args, **kwargs):
+        out = prepare(index, *args, **kwargs)
+        alive.add(index)
+        weakref.finalize(out[0], alive.discard, index)
+        most[0] = max(most[0], len(alive))
+        return out
+
+    def run(n_stretches: int) -> list:
+        monkeypatch.setattr(tasks, "PREPARED_STRETCHES_PER_WORKER", n_stretches)
+        graph = tasks.pair_graph(pairs, settings, "m", coarse=True)
+        return graph.results(dask.local.get_sync(graph.graph, graph.keys))[0]
+
+    four = run(4)
+    monkeypatch.setattr(tasks, "prepare_roi_view", counted)
+    one = run(1)
+    assert 1 < most[0] <= 3, most
+    for a, b in zip(four, one, strict=True):
+        assert a.pair == b.pair
+        np.testing.assert_array_equal(a.ncc, b.ncc)
+        np.testing.assert_array_equal(a.shift, b.shift)
