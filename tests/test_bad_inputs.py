@@ -274,6 +274,13 @@ def _existing_acq_with_good_roi(ws):
     return acq
 
 
+def _tiff_folder(ws, names):
+    """A folder of single-frame TIFFs with these names."""
+    for n in names:
+        ws.tif(f"frames/{n}", FRAMES[0])
+    return ws / "frames"
+
+
 def _api(fn, *args, **kw):
     return lambda: fn(*(os.fspath(a) if isinstance(a, Path) else a for a in args), **kw)
 
@@ -318,6 +325,8 @@ CASES = [
     Case("export: --level 99", lambda ws: ["export", ws.vol(), ws / "v.mrc", "--level", "99"], 2, r"has levels 0\.\.\d, not 99"),
     Case("export: --crop garbage", lambda ws: ["export", ws.vol(), ws / "v.mrc", "--crop", "a:b"], 2, r"--crop"),
     # -- import: files that lie -----------------------------------------------------------------
+    Case("import: a TIFF folder with a flat among the projections", lambda ws: ["import", _tiff_folder(ws, ["p_1.tif", "p_2.tif", "p_3.tif", "flat.tif"]), ws / "a.zarr", *IMPORT], 2, r"frames: names of another pattern than p_1\.tif \(flat\.tif\): --angle-range gives every later file a wrong angle"),
+    Case("import: a TIFF folder with a gap, --angle-range", lambda ws: ["import", _tiff_folder(ws, ["p_1.tif", "p_2.tif", "p_5.tif"]), ws / "a.zarr", *IMPORT], 2, r"frames: gaps in the numbering \(no 3, 4\)"),
     Case("import: TIFF cut in half", lambda ws: ["import", truncate(ws.tif("t.tif", FRAMES)), ws / "a.zarr", *IMPORT], 2, r"t\.tif: truncated: frame 5 of 10"),
     Case("import: ImageJ TIFF cut in half", lambda ws: ["import", truncate(ws.tif("t.tif", FRAMES, imagej=True)), ws / "a.zarr", *IMPORT], 2, r"truncated or damaged TIFF"),
     Case("import: truncated TIFF over a good scan, --overwrite", lambda ws: ["import", truncate(ws.tif("t.tif", FRAMES)), _existing_acq_with_good_roi(ws), *IMPORT, "--overwrite"], 2, r"truncated: frame 5"),

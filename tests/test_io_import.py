@@ -14,7 +14,7 @@ import tifffile
 from _cfb import write_cfb
 
 import sxtdist
-from sxtdist.errors import SxtdistWarning
+from sxtdist.errors import InputError, SxtdistWarning
 from sxtdist.io.importer import EPS, import_scan, to_optical_depth
 from sxtdist.io.txrm import image_stream
 
@@ -116,17 +116,24 @@ def test_tiff_folder_and_ome_pixel_size(tmp_path):
     folder.mkdir()
     for i in range(5):  # natural order: frame_2 before frame_10
         tifffile.imwrite(folder / f"frame_{[1, 2, 3, 10, 11][i]}.tif", t[i])
+    # views missing between 3 and 10 (review5): evenly spread angles would be wrong after
+    # the gap, so a range is refused; a list may leave the missing views out on purpose
+    with pytest.raises(InputError, match=r"frames: gaps in the numbering \(no 4, 5, 6, 7, 8\)"):
+        import_scan(folder, tmp_path / "g.zarr", "full", angle_range=(0, 180), pixel_size_nm=25)
+    assert not (tmp_path / "g.zarr").exists()
     with pytest.warns(SxtdistWarning, match=r"frames: gaps in the numbering \(no 4, 5, 6, 7, 8\)"):
         acq = import_scan(
-            folder, tmp_path / "a.zarr", "full", angle_range=(0, 180), pixel_size_nm=25
-        )  # views missing between 3 and 10 (review5 finding 6): told, not silent
+            folder, tmp_path / "a.zarr", "full", angles=[0, 45, 90, 135, 180], pixel_size_nm=25
+        )
     np.testing.assert_allclose(acq["full"].data.compute(), -np.log(t), rtol=1e-6)
     np.testing.assert_allclose(acq["full"].geometry.angles_deg, [0, 45, 90, 135, 180])
-    for i in range(4, 10):  # the whole series, and a flat frame among it
+    for i in range(4, 10):  # the whole series, and a flat frame among it: refused either way
         tifffile.imwrite(folder / f"frame_{i}.tif", t[0])
     tifffile.imwrite(folder / "flat.tif", t[0])
-    with pytest.warns(SxtdistWarning, match=r"names of another pattern than frame_1\.tif \(flat"):
-        import_scan(folder, tmp_path / "c.zarr", "full", angle_range=(0, 180), pixel_size_nm=25)
+    for given in ({"angle_range": (0, 180)}, {"angles": list(range(12))}):
+        with pytest.raises(InputError, match=r"names of another pattern than frame_1\.tif \(flat"):
+            import_scan(folder, tmp_path / "c.zarr", "full", pixel_size_nm=25, **given)
+        assert not (tmp_path / "c.zarr").exists()
     os.remove(folder / "flat.tif")
     with warnings.catch_warnings():
         warnings.simplefilter("error", SxtdistWarning)  # one consecutive series: no warning

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -32,7 +33,14 @@ from ..dataset import (
     create_acquisition,
     open_acquisition,
 )
-from ..errors import InputError, OutputExistsError, ParameterError, keyword, use_overwrite
+from ..errors import (
+    InputError,
+    OutputExistsError,
+    ParameterError,
+    SxtdistWarning,
+    keyword,
+    use_overwrite,
+)
 from ..outputs import check_output, recognise
 from . import mrc, nxtomo, tiff, txrm
 from .checks import check_finite, check_pixel_type
@@ -423,6 +431,7 @@ def _angles(
     elif src.angles_deg is not None:
         where, ang = src.extra.get("angles_file") or src.path, np.asarray(src.angles_deg, float)
     elif angle_range is not None:
+        _check_numbering(src, keyword("angle_range"), refuse=("pattern", "gaps"))
         start, stop = (float(v) for v in angle_range)
         return np.linspace(start, stop, n)
     else:
@@ -431,11 +440,37 @@ def _angles(
             f"has no rotation angles; give {keyword('angles')} (a file or values) or "
             f"{keyword('angle_range')} (start, stop)",
         )
+    if angles is not None:  # a list may leave out the missing views' angles on purpose
+        _check_numbering(src, f"the angle list {where}", refuse=("pattern",))
     if ang.size != n:
         raise InputError(where, f"{ang.size} angles for {n} frames in {src.path}")
     if not np.all(np.isfinite(ang)):
         raise InputError(where, "angles contain NaN or inf")
     return ang
+
+
+def _check_numbering(src: FrameSource, given: str, refuse: tuple[str, ...]) -> None:
+    """A folder of frames that is not one numbered series, given angles by position:
+    refused (exit 2) for the ``refuse`` kinds of :func:`~sxtdist.io.tiff.odd_numbering`,
+    else a warning. Evenly spread angles are wrong after any gap or stray frame; a list is
+    wrong after a stray frame (a flat or dark) but may skip missing views on purpose."""
+    odd = src.extra.get("numbering")
+    if not odd:
+        return
+    kind, what = odd
+    if kind in refuse:
+        raise InputError(
+            src.path,
+            f"{what}: {given} gives every later file a wrong angle; keep only the projections "
+            f"in the folder, give each view's angle ({keyword('angles')}), or take the angles "
+            f"from the names ({keyword('angles_from_names')})",
+        )
+    warnings.warn(
+        f"{src.path}: {what}: every file is read as a projection, in name order, with the "
+        f"angles of {given}; check that they match",
+        SxtdistWarning,
+        stacklevel=4,
+    )
 
 
 def _field(opts: ImportOptions, kind: str, src: FrameSource) -> np.ndarray | None:

@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import threading
-import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ import numpy as np
 import tifffile
 import zarr
 
-from ..errors import InputError, ParameterError, SxtdistWarning, keyword, one_line
+from ..errors import InputError, ParameterError, keyword, one_line
 from .source import FrameSource, check_dtype, check_shape
 
 SUFFIXES = (".tif", ".tiff")
@@ -222,10 +221,11 @@ def _open_folder(path: str, angles_from_names: str | None) -> FrameSource:
     if not files:
         raise InputError(path, "folder holds no .tif/.tiff files")
     angles = None
+    numbering = None
     if angles_from_names is not None:
         files, angles = angles_in_names(path, files, angles_from_names)
-    else:
-        _warn_of_odd_numbering(path, files)
+    else:  # judged where angles are given by position (io.importer)
+        numbering = odd_numbering(files)
     files = [os.path.join(path, f) for f in files]
     shape0 = None
     dtype = None
@@ -263,7 +263,7 @@ def _open_folder(path: str, angles_from_names: str | None) -> FrameSource:
         reader=reader,
         angles_deg=angles,
         pixel_size_nm=pixel,
-        extra={"files": len(files), "angles_from_names": angles_from_names},
+        extra={"files": len(files), "angles_from_names": angles_from_names, "numbering": numbering},
     )
 
 
@@ -329,32 +329,28 @@ def _to_nm(value: float, unit: str) -> float | None:
     return float(value) * factor
 
 
-def _warn_of_odd_numbering(path: str, files: list[str]) -> None:
-    """Warn when a folder's frames are not one numbered series: names of another pattern (a
-    flat or dark frame among the projections) or gaps in the numbering (views missing):
-    every file is taken as a projection in name order, so evenly spread angles go wrong."""
+def odd_numbering(files: list[str]) -> tuple[str, str] | None:
+    """``(kind, what)`` when a folder's frames are not one numbered series, else ``None``.
+
+    ``kind`` is ``"pattern"`` for names of another pattern (a flat or dark frame among the
+    projections) and ``"gaps"`` for gaps in the numbering (views missing). Every file is
+    read as a projection in name order, so angles given by position go wrong.
+    """
     patterns: dict[str, list[str]] = {}
     for f in files:
         patterns.setdefault(re.sub(r"[-+]?\d+(\.\d+)?", "#", f.lower()), []).append(f)
     if len(patterns) > 1:
         main = max(patterns.values(), key=len)
         others = sorted(f for f in files if f not in main)
-        problem = f"names of another pattern than {main[0]} ({', '.join(others[:3])})"
-    else:
-        runs = [[int(n) for n in re.findall(r"\d+", f)] for f in files]
-        # the number that counts the views: the first that is not the same in every name
-        varying = [k for k in range(min(map(len, runs))) if len({r[k] for r in runs}) > 1]
-        numbers = {r[varying[0]] for r in runs} if varying else set()
-        missing = sorted(set(range(min(numbers), max(numbers) + 1)) - numbers) if numbers else []
-        if not missing:
-            return
-        problem = f"gaps in the numbering (no {', '.join(map(str, missing[:5]))})"
-    warnings.warn(
-        f"{path}: {problem}: every file is read as a projection, in name order; remove what is "
-        "not one, and give each view's angle (--angles) where views are missing",
-        SxtdistWarning,
-        stacklevel=3,
-    )
+        return "pattern", f"names of another pattern than {main[0]} ({', '.join(others[:3])})"
+    runs = [[int(n) for n in re.findall(r"\d+", f)] for f in files]
+    # the number that counts the views: the first that is not the same in every name
+    varying = [k for k in range(min(map(len, runs))) if len({r[k] for r in runs}) > 1]
+    numbers = {r[varying[0]] for r in runs} if varying else set()
+    missing = sorted(set(range(min(numbers), max(numbers) + 1)) - numbers) if numbers else []
+    if not missing:
+        return None
+    return "gaps", f"gaps in the numbering (no {', '.join(map(str, missing[:5]))})"
 
 
 def _natural_key(name: str) -> list[object]:
