@@ -336,8 +336,8 @@ class Acquisition:
                     raise InputError(
                         self.path, f"has no scan {name!r} any more (removed meanwhile?)"
                     )
-                if data_ids is not None and meta["scans"][name].get("data_id") != data_ids[name]:
-                    raise ScanReplacedError(self.path, name)
+                if data_ids is not None:
+                    _refuse_replaced(self.path, meta["scans"], {name: data_ids[name]})
                 entry = {**meta["scans"][name], **{k: _jsonable(v) for k, v in change.items()}}
                 _check_scan_meta(self.path, name, entry, root[name]["0"].shape)
                 entries[name] = entry
@@ -391,9 +391,16 @@ def check_data_ids(path: str, expected: Mapping[str, str | None]) -> None:
     """Refuse (:class:`ScanReplacedError`) when a scan of the acquisition at ``path`` no
     longer holds the projections ``expected`` names (:func:`data_ids`), as stored now: a
     reader calls it after reading, so a replacement that came meanwhile is seen."""
-    now = _current_meta(path, open_sxtdist_group(path))["scans"]
+    _refuse_replaced(path, _current_meta(path, open_sxtdist_group(path))["scans"], expected)
+
+
+def _refuse_replaced(
+    path: str, scans: Mapping[str, Mapping[str, Any]], expected: Mapping[str, str | None]
+) -> None:
+    """Raise :class:`ScanReplacedError` for the first scan of ``expected`` that ``scans``
+    (an acquisition's scan metadata) no longer has with that ``data_id``."""
     for name, data_id in expected.items():
-        if name not in now or now[name].get("data_id") != data_id:
+        if name not in scans or scans[name].get("data_id") != data_id:
             raise ScanReplacedError(path, name)
 
 
