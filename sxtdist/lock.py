@@ -2,10 +2,10 @@
 
 The lock of ``path`` is the file ``.<name>.sxtdist-lock`` beside ``path`` resolved
 through symbolic links (every spelling of one output has one lock), so it protects the
-path whatever is put there: an output replaced by renaming keeps its lock. It is held with ``fcntl.flock``, which
-the kernel releases when its holder dies: a lock left by a killed run is free at
-once, and taking it over is as atomic as taking a fresh one (the old protocol, read
-the owner's pid and remove its file, let two processes in at once).
+path whatever is put there: an output replaced by renaming keeps its lock. It is held
+with ``fcntl.flock``, which the kernel releases when its holder dies: a lock left by a
+killed run is free at once, and taking it over is as atomic as taking a fresh one (the
+old protocol, read the owner's pid and remove its file, let two processes in at once).
 
 The file holds the owner's host and pid, for the message that refuses a second
 writer. It is removed on release; a taker that locked a file just removed by its
