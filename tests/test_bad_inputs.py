@@ -645,6 +645,28 @@ def test_damage_is_reported_and_a_whole_volume_verifies(templates, tmp_path, run
     assert code == 2 and "is missing" in out and "damaged" in one_line(err)
 
 
+def test_verify_counts_what_it_does_not_list(tmp_path, run_cli, monkeypatch):
+    """At most SHOWN problems and SHOWN notes are listed: the rest are counted, problems
+    first, so no problem hides behind the cap or behind the notes."""
+    import sxtdist.cli.verify as cli_verify
+    from sxtdist.integrity import VerifyReport
+
+    n = cli_verify.SHOWN + 5
+    report = VerifyReport("v.zarr", "volume", 1, 2 * n)
+    report.problems = [f"problem {i}" for i in range(n)]
+    report.notes = [f"remark {i}" for i in range(n)]
+    monkeypatch.setattr(cli_verify, "verify", lambda path: report)
+    code, out, err = run_cli("verify", tmp_path / "v.zarr")
+    lines = out.splitlines()
+    shown = cli_verify.SHOWN
+    assert code == 2
+    assert lines[:shown] == [f"problem {i}" for i in range(shown)]
+    assert lines[shown] == "... and 5 more problem(s)"
+    assert lines[shown + 1 : 2 * shown + 1] == [f"note: remark {i}" for i in range(shown)]
+    assert lines[-1] == "note: ... and 5 more"
+    assert f"damaged: {n} problem(s)" in one_line(err) and f"the first {shown}" in err
+
+
 def test_all_zero_chunks_written_through_a_reopened_array_verify(tmp_path, run_cli):
     """Zarr keeps ``write_empty_chunks`` with the array object, not in the file: a worker's
     handle (a volume opened again) and a truth volume's level 0 must still store an
