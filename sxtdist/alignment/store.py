@@ -9,6 +9,7 @@ that stores them later: ``sxtdist align ACQ --apply FILE``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from typing import Any
 from ..dataset import Acquisition, ScanReplacedError, open_acquisition
 from ..dataset import _jsonable as jsonable
 from ..errors import InputError, SxtdistError, one_line, printable
+from ..outputs import remove
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +110,8 @@ def save(acq: Acquisition, changes: Mapping[str, Mapping[str, Any]]) -> str:
                 return path
             except OSError as exc:  # a full disk: what this call created goes
                 failure = exc
-                _remove_partial(path)
+                with contextlib.suppress(OSError):
+                    remove(path)
                 break
     raise failure or OSError(f"no free name for {name}.json")
 
@@ -129,14 +132,15 @@ def apply_saved(acq_path: str | os.PathLike[str], saved: str | os.PathLike[str])
             raise InputError(saved, f"scan {name!r} has no changes recorded")
         if name not in acq.scans:
             raise InputError(saved, f"changes scan {name!r}, which {acq.path} has not")
-        if entry.get("data_id") != acq[name].meta.get("data_id"):
-            raise InputError(
-                saved,
-                f"was solved for other projections of scan {name!r} (it was replaced since): "
-                "align again",
-            )
         changes[name], measured_on[name] = entry["changes"], entry.get("data_id")
-    acq.update_scans(changes, wait_s=STORE_WAIT_S, data_ids=measured_on)
+    try:  # the data_ids are compared under the acquisition's lock
+        acq.update_scans(changes, wait_s=STORE_WAIT_S, data_ids=measured_on)
+    except ScanReplacedError as exc:
+        raise InputError(
+            saved,
+            f"was solved for other projections of scan {exc.name!r} (it was replaced since): "
+            "align again",
+        ) from None
     logger.info("stored the alignment of %s from %s", ", ".join(changes), saved)
     return list(changes)
 
@@ -154,13 +158,6 @@ def _read(saved: str) -> dict[str, Any]:
     if not isinstance(record.get("scans"), dict) or not record["scans"]:
         raise InputError(saved, "holds no scans")
     return record
-
-
-def _remove_partial(path: str) -> None:
-    try:
-        os.remove(path)
-    except OSError:
-        pass
 
 
 def _quoted(path: str) -> str:
