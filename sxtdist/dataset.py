@@ -200,6 +200,29 @@ class ScanData:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def scan_geometry(m: Mapping[str, Any], shape: tuple[int, ...]) -> ScanGeometry:
+    """The geometry that a scan's metadata ``m`` give its projections of ``shape``."""
+    return ScanGeometry(
+        m["angles_deg"],
+        m["pixel_size_nm"],
+        tuple(shape[1:]),
+        tuple(m.get("roi_center_px", (0.0, 0.0))),
+        m.get("shifts_px"),
+        m.get("axis_tilt_deg") or 0.0,
+    )
+
+
+def place_scan(group: zarr.Group, m: Mapping[str, Any]) -> None:
+    """A scan's OME-NGFF ``scale`` and ``translation`` from its metadata ``m``: its pixel
+    size, and its first pixel where the geometry puts it (:attr:`ScanGeometry.first_pixel_nm`,
+    rows and columns about the volume's centre and the rotation axis), so viewers draw
+    the interior scan at its place in the full one."""
+    p = float(m["pixel_size_nm"])
+    z, u = scan_geometry(m, group["0"].shape).first_pixel_nm
+    name = group.basename
+    ngff.set_multiscale_metadata(group, [[1.0, p, p]], ngff.PROJECTION_AXES, name, [[0.0, z, u]])
+
+
 class Scan:
     """One scan of an acquisition: its projections (lazy), geometry and metadata."""
 
@@ -216,15 +239,7 @@ class Scan:
 
     @property
     def geometry(self) -> ScanGeometry:
-        m = self.meta
-        return ScanGeometry(
-            m["angles_deg"],
-            m["pixel_size_nm"],
-            tuple(self.array.shape[1:]),
-            tuple(m.get("roi_center_px", (0.0, 0.0))),
-            m.get("shifts_px"),
-            m.get("axis_tilt_deg") or 0.0,
-        )
+        return scan_geometry(self.meta, self.array.shape)
 
     @property
     def data(self) -> da.Array:
@@ -342,6 +357,9 @@ class Acquisition:
                 _check_scan_meta(self.path, name, entry, root[name]["0"].shape)
                 entries[name] = entry
             meta["scans"] = {**meta["scans"], **entries}
+            for name, change in changes.items():
+                if PLACED_BY & set(change):
+                    place_scan(root[name], entries[name])
             root.attrs[KEY] = meta
         self.group, self.meta = root, meta  # the group's attributes as now stored, too
         for name, entry in entries.items():
@@ -354,6 +372,10 @@ class Acquisition:
     def __repr__(self) -> str:
         scans = ", ".join(repr(s) for s in self.scans.values())
         return f"Acquisition({self.path!r}: {scans})"
+
+
+#: The scan metadata that place its projections (:func:`place_scan`).
+PLACED_BY = {"pixel_size_nm", "roi_center_px"}
 
 
 class ScanReplacedError(InputError):
@@ -465,6 +487,7 @@ def create_acquisition(
         }
         for name, scan in scans.items():
             meta["scans"][name] = _write_scan(root, name, scan, path)
+            place_scan(root[name], meta["scans"][name])
         if truth is not None:
             v = float(truth_meta["voxel_size_nm"])
             shape = tuple(truth.shape)
@@ -707,8 +730,7 @@ def add_scan(
 
 def _register_scan(path: str, name: str, smeta: dict[str, Any]) -> None:
     root = zarr.open_group(path, mode="r+")
-    p = float(smeta["pixel_size_nm"])
-    ngff.set_multiscale_metadata(root[name], [[1.0, p, p]], ngff.PROJECTION_AXES, name)
+    place_scan(root[name], smeta)
     meta = {k: v for k, v in root.attrs[KEY].items() if k not in (REPLACING, REPLACING_FROM)}
     meta["scans"] = {**meta["scans"], name: smeta}
     root.attrs[KEY] = meta  # last: the scan exists for readers only from here
@@ -730,6 +752,7 @@ def convert_layout(
         root = zarr.open_group(tmp, mode="w", zarr_format=3)
         for name, scan in acq.scans.items():
             write_projections(root, name, scan.data, scan.pixel_size_nm)
+            place_scan(root[name], scan.meta)
         if "truth" in acq.group:
             src = acq.group["truth"]
             level0 = src["0"]
