@@ -213,6 +213,20 @@ def _ancestors(path: str) -> list[os.stat_result]:
     return out
 
 
+def check_can_write(path: str | os.PathLike[str]) -> None:
+    """Raise now the :class:`OSError` (naming ``path``) that writing ``path`` would meet on
+    a read-only file system or without permission: the nearest folder that exists at or
+    above it must be writable. For an output written after long work."""
+    p = os.path.abspath(os.fspath(path))
+    while not os.path.lexists(p):
+        p = os.path.dirname(p)
+    folder = p if os.path.isdir(p) else os.path.dirname(p)
+    if not os.access(folder, os.W_OK):
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+        code = errno.EROFS if read_only else errno.EACCES
+        raise OSError(code, os.strerror(code), os.fspath(path))
+
+
 def check_not_input(out: str, inputs: Iterable[str | os.PathLike[str] | None]) -> None:
     """Refuse an output that is, lies inside or contains one of ``inputs``."""
     real_out = os.path.realpath(out)
