@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -112,6 +113,20 @@ def test_apply_refuses_shifts_solved_for_projections_since_replaced(run_cli, tin
     assert "was solved for other projections of scan 'roi'" in err
 
 
+def test_apply_reads_a_saved_alignment_with_a_byte_order_mark(run_cli, tiny_copy):
+    """A saved alignment kept with an editor that adds a UTF-8 byte-order mark (Notepad) was
+    refused as 'cannot be read ... (Unexpected UTF-8 BOM ...)'; other text inputs read one."""
+    acq = sxtdist.open_acquisition(tiny_copy)
+    d = np.full((acq["roi"].geometry.n_angles, 2), 0.25)
+    saved = store.save(acq, {"roi": {"shifts_px": d}})
+    text = open(saved, encoding="utf-8").read()
+    with open(saved, "w", encoding="utf-8-sig") as f:
+        f.write(text)
+    code, out, err = run_cli("align", tiny_copy, "--apply", saved)
+    assert code == 0, err
+    np.testing.assert_array_equal(sxtdist.open_acquisition(tiny_copy)["roi"].meta["shifts_px"], d)
+
+
 @pytest.mark.parametrize("text", ["not json", '{"kind": "volume"}', '["x"]'])
 def test_apply_refuses_a_file_that_is_no_saved_alignment(run_cli, tiny_copy, tmp_path, text):
     (tmp_path / "x.json").write_text(text)
@@ -186,6 +201,45 @@ def test_shifts_measured_on_a_scan_replaced_meanwhile_are_not_stored(tiny_copy):
         store.store(acq, {"roi": {"shifts_px": np.ones((n, 2))}})
     assert _shifts(sxtdist.open_acquisition(tiny_copy)) == before
     assert not list(Path(tiny_copy).parent.glob("*unstored*"))
+
+
+@pytest.mark.parametrize(
+    ("scan", "edit", "said"),
+    [
+        ("roi", {"pixel_size_nm": 12.0}, "scan 'roi' was edited (pixel_size_nm "),
+        ("roi", {"roi_center_px": [0.0, 3.0]}, "scan 'roi' was edited (roi_center_px "),
+        ("roi", {"axis_tilt_deg": 0.5}, "scan 'roi' was edited (axis_tilt_deg "),
+        ("full", {"pixel_size_nm": 33.0}, "scan 'full' was edited (pixel_size_nm "),  # anchors
+    ],
+)
+def test_shifts_measured_with_a_geometry_edited_meanwhile_are_not_stored(
+    tiny_copy, run_cli, scan, edit, said
+):
+    """Edit during align (review6 'Edit during align: shifts measured with the old pixel
+    size stored as trusted, no warning'): an edit of the pixel size, centre or tilt that
+    came while align measured was merged under its shifts. Refused, nothing stored or
+    saved; a saved alignment is refused the same way by --apply; an edit of a value the
+    shifts do not depend on (the energy) is kept beside them."""
+    from sxtdist.dataset import ScanEditedError
+
+    acq = sxtdist.open_acquisition(tiny_copy)  # as align opened it
+    n = acq["roi"].geometry.n_angles
+    saved = store.save(acq, {"roi": {"shifts_px": np.ones((n, 2))}})
+    sxtdist.open_acquisition(tiny_copy).update_scan(scan, **edit)  # the edit, meanwhile
+    before = _shifts(sxtdist.open_acquisition(tiny_copy))
+    with pytest.raises(ScanEditedError, match=re.escape(said)):
+        store.store(acq, {"roi": {"shifts_px": np.ones((n, 2))}})
+    assert _shifts(sxtdist.open_acquisition(tiny_copy)) == before
+    assert len(list(Path(tiny_copy).parent.glob("*unstored*"))) == 1  # only the one saved
+    code, out, err = run_cli("align", tiny_copy, "--apply", saved)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and said in err, err
+    assert "align again" in err and _shifts(sxtdist.open_acquisition(tiny_copy)) == before
+
+    acq = sxtdist.open_acquisition(tiny_copy)
+    sxtdist.open_acquisition(tiny_copy).update_scan("roi", energy_ev=700.0)
+    store.store(acq, {"roi": {"shifts_px": np.ones((n, 2))}})
+    stored = sxtdist.open_acquisition(tiny_copy)["roi"]
+    assert stored.meta["energy_ev"] == 700.0 and np.all(stored.geometry.shifts_px == 1)
 
 
 def test_align_on_a_read_only_acquisition_fails_before_the_work(run_cli, tiny_copy, monkeypatch):
