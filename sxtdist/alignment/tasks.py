@@ -251,7 +251,11 @@ def _register(
     pair's shifts are limited by the overlap of its two views (:data:`MIN_VIEW_OVERLAP`),
     not of their rectangles; an anchor's by its interior rectangle's share over the full
     view's pixels.
+
+    The arrays are used aligned (:func:`aligned`): a prepared view from another worker
+    may not be.
     """
+    template, other = aligned(template), aligned(other)
     whole, tpl_spectrum, (y0, y1, x0, x1) = template
     tpl = whole[y0:y1, x0:x1]
     spectra = {"template_spectrum": tpl_spectrum}
@@ -279,6 +283,19 @@ def _register(
     result = PairResult(pair, ncc.astype(np.float32), shift, peak, quality, 0.0, paired, window)
     result.overlap = float(overlap)
     return result
+
+
+def aligned(prepared: tuple) -> tuple:
+    """A prepared view or anchor with every array aligned in memory (the same one where it
+    is; a copy, in the same layout, where not). Dask may hand a task an array received
+    from another worker at any byte address (a prepared 1024² anchor's image arrived at
+    an odd one), and NumPy sums an unaligned array in another order: the sum of its
+    compared rectangle changed in the last bits and the pair's shift by up to 5e-7 px,
+    so an alignment on 2 workers differed from one on 1 (docs/dev/alignment-history.md,
+    session 6)."""
+    return tuple(
+        np.require(a, requirements="A") if isinstance(a, np.ndarray) else a for a in prepared
+    )
 
 
 def predicted_window(
@@ -672,7 +689,7 @@ def register_prepared_stretch(
     views (:func:`prepare_anchor`, binned for the coarse pass) named by ``sides``;
     ``ends``: the views returned prepared, for the pairs across two stretches
     (:func:`register_across_prepared`)."""
-    anchor = dict(zip(sides, anchors, strict=True))
+    anchor = dict(zip(sides, map(aligned, anchors), strict=True))  # once, not per pair
     views: dict[int, PreparedView] = {}
 
     def view(i: int) -> PreparedView:
