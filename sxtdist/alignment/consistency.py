@@ -27,7 +27,7 @@ in the noise model, so each axis's statistic is first divided by its median over
 full views, taken against the chi-square's own median (0.455 for one degree of freedom;
 at least 1): :func:`axis_inflation`. (Dividing by the median of both axes together, and
 against 1, gave chances of 10^-5 to 10^-9 on development runs whose every view was
-within 0.3 px: the ``dx`` statistics run 2-5 times the ``dy`` ones, and the median of a
+within 0.3 px: the ``dx`` statistics are in most runs the larger, and the median of a
 chi-square of 2 degrees of freedom is 1.39, not 2.)
 
 A view that moves more than :data:`MOVE_FLAG_PX` without a full view's estimate that the
