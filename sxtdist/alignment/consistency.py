@@ -75,8 +75,8 @@ class LeaveOneOut:
 
     def flagged(self, n_full: int | None = None) -> dict[int, tuple[int, float]]:
         """``{interior view: (full view, move px)}`` for the views that move more than
-        :data:`MOVE_FLAG_PX` without a significantly contradicted full view (the
-        largest such move)."""
+        :data:`MOVE_FLAG_PX` without a significantly contradicted full view, or more than
+        :data:`MOVE_ALWAYS_PX` without any one (the largest such move)."""
         n_full = len(self.p) if n_full is None else n_full
         contradicted = (self.p < SIGNIFICANCE / max(n_full, 1))[:, None]
         named = (contradicted & (self.move_px > MOVE_FLAG_PX)) | (self.move_px > MOVE_ALWAYS_PX)

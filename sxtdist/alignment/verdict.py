@@ -16,8 +16,8 @@ A view is named when
   edges cut its cell, and fewer than :data:`MIN_ANCHORS` anchors tie it instead;
 - (full views) none of its anchors is trusted: the interior cannot check it, and the
   interior views at its angles hang on neighbours from afar (a search narrower than the
-  motion leaves whole stretches so: with ``--max-shift 5`` on drift with slips, 6 of 90
-  anchors were left, the interior 5-8 px off and every pair still closing its loop);
+  motion leaves whole stretches so: with ``--max-shift 5`` on drift with slips, one
+  development run kept 6 of 90 anchors and ended up to 7 px off, every pair closing);
 - it moves more than :data:`~sxtdist.alignment.consistency.MOVE_FLAG_PX` when the
   measurements of one full view, which the rest of the data contradict, are left out
   (:mod:`sxtdist.alignment.consistency`): an error the pairs of a stretch share; that
