@@ -587,6 +587,54 @@ def test_full_and_read_only_disks_are_one_line(small_mount, tmp_path, run_cli):
     assert code == 1 and "Read-only file system (the file system is read-only" in line, line
 
 
+def test_a_full_disk_names_the_output_and_speaks_of_resuming_only_where_it_resumes(
+    templates, tmp_path, run_cli, monkeypatch
+):
+    """review6 'Disk-full message of export names no file and import/export say "an
+    unfinished reconstruction resumes"': a write to a full disk raises an OSError that
+    names no file; the line named none, and its advice was reconstruct's."""
+    import sxtdist.io.export as export
+    from sxtdist.cli._failures import describe
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a write() raises it
+
+    vol = Workspace(tmp_path, templates).vol()
+    monkeypatch.setattr(export, "_write_mrc", full)
+    code, _, err = run_cli("export", vol, tmp_path / "v.mrc", "--format", "mrc")
+    assert code == 1 and one_line(err) == (
+        f"sxtdist: error: {tmp_path / 'v.mrc'}: No space left on device (the disk is full: "
+        "free space (or write elsewhere) and run the same command again)"
+    )
+    assert not os.path.exists(tmp_path / "v.mrc")
+    failed = OSError(errno.ENOSPC, "No space left on device", "v.zarr")
+    assert describe(failed, "reconstruct")[1].endswith("; an unfinished reconstruction resumes)")
+    assert describe(failed, "batch")[1].endswith("; an unfinished reconstruction resumes)")
+    assert describe(failed, "import")[1].endswith("and run the same command again)")
+
+
+def test_suggested_commands_quote_their_paths(tiny_acq, tmp_path):
+    """review6 'Suggested commands not quoted: the stale advice breaks on a path with a
+    space': a command a message suggests, pasted into a shell, names the path."""
+    import shlex
+
+    from sxtdist.alignment.anchoring import ANCHORED_TO, stale_anchoring
+    from sxtdist.runner import build_problem
+
+    path = tmp_path / "out ß" / "a b.zarr"
+    shutil.copytree(tiny_acq, path)
+    acq = sxtdist.open_acquisition(path)
+    anchored = {"state": "aligned", "method": "anchor", "date": "2026-12-05", ANCHORED_TO: "x"}
+    acq.update_scans({"roi": {"alignment": anchored, "zone_plate_ozw_nm": None}})
+    said = stale_anchoring(sxtdist.open_acquisition(path, "r"))
+    command = shlex.split(said.split("align it again: ", 1)[1])
+    assert command == ["sxtdist", "align", str(path), "--scans", "roi"]
+    with pytest.raises(SxtdistError) as e:
+        build_problem(sxtdist.open_acquisition(path, "r"), scans=["roi"], psf=True)
+    command = shlex.split(str(e.value).split("set it with: ", 1)[1])
+    assert command == ["sxtdist", "edit", str(path), "--scan", "roi", "--zone-plate-ozw-nm", "NM"]
+
+
 def test_debug_shows_the_traceback(tmp_path):
     r = _run(["--debug", "simulate", tmp_path / ("x" * 300), "--preset", "tiny"])
     assert r.returncode == 1 and "Traceback" in r.stderr and "OSError" in r.stderr
@@ -643,6 +691,56 @@ def test_damage_is_reported_and_a_whole_volume_verifies(templates, tmp_path, run
     assert code == 0 and "DAMAGED: level 0 lacks 1 of" in out
     code, out, err = run_cli("verify", vol)
     assert code == 2 and "is missing" in out and "damaged" in one_line(err)
+
+
+def test_verify_tells_an_interrupted_replacement_and_skips_its_leftover(tmp_path, run_cli):
+    """review6 'verify calls an acquisition "whole" that every other command refuses,
+    counting the leftover _partial_roi': an import killed once it had marked the scan's
+    replacement left the mark (every other command refuses the acquisition) and the scan
+    it was writing, ``_partial_roi``, which verify read as one of its arrays."""
+    import zarr
+
+    from sxtdist.dataset import KEY, REPLACING, REPLACING_FROM
+
+    path = tmp_path / "a.zarr"
+    scan = sxtdist.ScanData(np.full((3, 8, 16), 0.5, np.float32), [0, 60, 120], 20.0)
+    sxtdist.create_acquisition(path, {"roi": scan})
+    code, out, _ = run_cli("verify", path)
+    whole = out.strip().splitlines()[-1]
+    assert code == 0 and whole.endswith("acquisition whole: 3 chunks of 1 arrays read"), out
+    shutil.copytree(path / "roi", path / "_partial_roi")  # as the killed import left it
+    code, out, _ = run_cli("verify", path)
+    assert code == 0 and out.strip().splitlines()[-1] == whole, out  # not counted
+    assert f"note: {path / '_partial_roi'}: left by an import of scan 'roi' that stopped" in out
+    root = zarr.open_group(path, mode="r+")
+    root.attrs[KEY] = {**root.attrs[KEY], REPLACING: "roi", REPLACING_FROM: "/data/roi.mrc"}
+    code, out, err = run_cli("verify", path)
+    _, _, info = run_cli("info", path)
+    assert code == 2 and "whole" not in out and "damaged: 1 problem(s)" in one_line(err)
+    said = "scan 'roi' was being replaced when a write stopped"
+    assert f"{path}: {said}" in out and said in info
+
+
+def test_verify_counts_what_it_does_not_list(tmp_path, run_cli, monkeypatch):
+    """At most SHOWN problems and SHOWN notes are listed: the rest are counted, problems
+    first, so no problem hides behind the cap or behind the notes."""
+    import sxtdist.cli.verify as cli_verify
+    from sxtdist.integrity import VerifyReport
+
+    n = cli_verify.SHOWN + 5
+    report = VerifyReport("v.zarr", "volume", 1, 2 * n)
+    report.problems = [f"problem {i}" for i in range(n)]
+    report.notes = [f"remark {i}" for i in range(n)]
+    monkeypatch.setattr(cli_verify, "verify", lambda path: report)
+    code, out, err = run_cli("verify", tmp_path / "v.zarr")
+    lines = out.splitlines()
+    shown = cli_verify.SHOWN
+    assert code == 2
+    assert lines[:shown] == [f"problem {i}" for i in range(shown)]
+    assert lines[shown] == "... and 5 more problem(s)"
+    assert lines[shown + 1 : 2 * shown + 1] == [f"note: remark {i}" for i in range(shown)]
+    assert lines[-1] == "note: ... and 5 more"
+    assert f"damaged: {n} problem(s)" in one_line(err) and f"the first {shown}" in err
 
 
 def test_all_zero_chunks_written_through_a_reopened_array_verify(tmp_path, run_cli):
@@ -734,6 +832,61 @@ def test_overwrite_replaces_what_sxtdist_wrote(templates, tmp_path, run_cli):
     assert (ws / "r" / "notes.txt").read_text() == "mine"
     leftovers = [p for p in os.listdir(tmp_path) if "sxtdist" in p]
     assert leftovers == [], leftovers  # no lock, no partial
+
+
+def test_an_output_inside_another_is_refused_and_overwrite_keeps_what_was_put_inside(
+    templates, tmp_path, run_cli
+):
+    """review6 'An output written inside another sxtdist output is deleted without a word
+    by --overwrite of the outer one': a volume and an export written into an acquisition
+    were taken, and `simulate --overwrite` of the acquisition deleted them. An output inside
+    an sxtdist output is refused; an output holding what sxtdist did not put there is not
+    replaced; a desktop's litter (.DS_Store) is no reason to refuse."""
+    ws = Workspace(tmp_path, templates)
+    acq, vol = ws.acq("a.zarr"), ws.vol()
+    for args in (
+        ["export", vol, acq / "x.mrc", "--format", "mrc"],
+        ["reconstruct", ws.acq("b.zarr"), acq / "v.zarr", "--iterations", "1", "--workers", "1"],
+        ["simulate", vol / "deeper" / "s.zarr", "--preset", "tiny"],
+    ):
+        code, _, err = run_cli(*args)
+        assert code == 2 and "lies inside the sxtdist " in one_line(err), err
+        assert "write it elsewhere" in err
+    assert sorted(os.listdir(acq)) == ["full", "roi", "truth", "zarr.json"]
+    (acq / "mine.txt").write_text("notes")  # put there by hand
+    (acq / ".DS_Store").write_bytes(b"\0")
+    code, _, err = run_cli("simulate", acq, "--preset", "tiny", "--seed", "4", "--overwrite")
+    assert (
+        code == 2 and "is an sxtdist acquisition holding files it did not write (mine.txt)" in err
+    )
+    assert (acq / "mine.txt").read_text() == "notes"
+    os.remove(acq / "mine.txt")
+    code, _, err = run_cli("simulate", acq, "--preset", "tiny", "--seed", "4", "--overwrite")
+    assert code == 0, err
+    (vol / ".DS_Store").write_bytes(b"\0")  # a volume's folder opened in Finder
+    code, _, err = run_cli("export", vol, tmp_path / "e.zarr")
+    assert code == 0, err
+
+
+def test_a_desktops_litter_in_a_report_folder_does_not_block_align(templates, tmp_path, run_cli):
+    """review6 'A .DS_Store (or .ipynb_checkpoints) in the report folder blocks every later
+    align': Finder's .DS_Store counted as a user's file, and the report was never replaced."""
+    ws = Workspace(tmp_path, templates)
+    acq = ws.acq()
+    args = ("align", acq, "--dry-run", "--workers", "1", "--report", ws / "r")
+    assert run_cli(*args)[0] == 0
+    for litter in (".DS_Store", "._shifts.csv", "Thumbs.db", ".ipynb_checkpoints"):
+        (ws / "r" / litter).mkdir() if litter.startswith(".ipynb") else (
+            ws / "r" / litter
+        ).write_text("")
+    code, _, err = run_cli(*args)
+    assert code == 0, err
+    assert sorted(os.listdir(ws / "r")) == [
+        "alignment.png",
+        "pairs.csv",
+        "shifts.csv",
+        "sxtdist-report.json",
+    ]
 
 
 def test_overwrite_through_a_link_replaces_its_target_and_keeps_the_link(

@@ -110,6 +110,47 @@ def test_text_lists_saved_with_a_byte_order_mark_are_read(tmp_path, run_cli):
     assert cell.name == "c1" and cell.acquisition == os.fspath(tmp_path / "a.zarr")
 
 
+def test_a_tiff_folder_named_by_signed_angles_is_not_given_angles_by_position(tmp_path):
+    """review6 'TIFF folder named by signed angles: an --angles list is given to the files
+    in the wrong order, rc 0': name order put img_+10.0 before img_-60.0 and the negatives
+    backwards (12 of 13 views got another view's angle). Angles by position are refused
+    for names numbered by angle; taken from the names, they are right; a folder numbered
+    with a dash (proj-0001) or a dated one is no angle series."""
+    t = RNG.uniform(0.2, 0.9, (5, 6, 8)).astype(np.float32)
+    angles = [-60.0, -30.0, 0.0, 30.0, 60.0]
+
+    def folder(name, names):
+        (tmp_path / name).mkdir()
+        for n, frame in zip(names, t, strict=True):
+            tifffile.imwrite(tmp_path / name / n, frame)
+        return tmp_path / name
+
+    signed = folder("signed", [f"img_{a:+.1f}.tif" for a in angles])
+    for given in ({"angles": angles}, {"angle_range": (-60, 60)}):
+        with pytest.raises(InputError, match=r"names that look like angles .*not by angle"):
+            import_scan(signed, tmp_path / "s.zarr", "full", pixel_size_nm=25, **given)
+        assert not (tmp_path / "s.zarr").exists()
+    acq = import_scan(
+        signed, tmp_path / "s.zarr", "full", pixel_size_nm=25, angles_from_names=r"img_(.*)\.tif"
+    )
+    order = np.argsort(acq["full"].geometry.angles_deg)
+    np.testing.assert_allclose(acq["full"].geometry.angles_deg[order], angles)
+    np.testing.assert_allclose(acq["full"].data.compute()[order], -np.log(t), rtol=1e-6)
+    for name, names in (
+        ("dash", [f"proj-{i:04d}.tif" for i in range(5)]),
+        ("dated", [f"2024-05-01_cell3_{i:03d}.tif" for i in range(5)]),
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", SxtdistWarning)  # one numbered series: fine
+            import_scan(
+                folder(name, names),
+                tmp_path / f"{name}.zarr",
+                "full",
+                angles=angles,
+                pixel_size_nm=25,
+            )
+
+
 def test_tiff_folder_and_ome_pixel_size(tmp_path):
     t = RNG.uniform(0.2, 0.9, (5, 8, 10)).astype(np.float32)
     folder = tmp_path / "frames"
@@ -374,6 +415,43 @@ def test_two_sources_one_acquisition(tmp_path, run_cli):
 
 
 # -- bad files: one line, exit 2, nothing half-written ---------------------------------------------
+
+
+def test_a_replacement_that_stopped_names_its_whole_command(tmp_path, run_cli, monkeypatch):
+    """'The "import it again" command after an interrupted replacement drops every import
+    option' (review6): it was rebuilt from the source path alone, so running it put back
+    the scan without its crop, centre, energy (a TIFF's without its angles: refused). The
+    command that stopped is recorded as given, and where it ran; run as printed, it
+    makes the scan it was to make."""
+    import shlex
+
+    import sxtdist.dataset as dataset
+
+    stack = RNG.uniform(0.3, 0.9, (5, 12, 10)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "roi.tif", stack, photometric="minisblack")
+    monkeypatch.chdir(tmp_path)  # relative paths, as typed
+    base = ("import", "roi.tif", "a b.zarr", "--scan", "roi", "--angle-range", "0:120", "-q")
+    assert run_cli(*base, "--pixel-size-nm", "20")[0] == 0
+    again = (*base, "--pixel-size-nm", "45", "--center-offset-px", "0,2", "--energy-ev", "520")
+    again = (*again, "--crop-rows", "2:10", "--overwrite")
+
+    def stopped(*args):  # killed after the swap, before the new metadata
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(dataset, "_register_scan", stopped)
+        assert run_cli(*again)[0] == 130
+    monkeypatch.chdir(tmp_path.parent)  # the user is elsewhere now
+    code, _, err = run_cli("info", tmp_path / "a b.zarr")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    printed = err.split("import it again: ", 1)[1].strip()
+    assert printed == f"cd {shlex.quote(str(tmp_path))} && " + shlex.join(["sxtdist", *again])
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(*shlex.split(printed.split(" && ", 1)[1])[1:])[0] == 0
+    roi = sxtdist.open_acquisition(tmp_path / "a b.zarr")["roi"]
+    assert roi.pixel_size_nm == 45.0 and roi.meta["roi_center_px"] == [0.0, 2.0]
+    assert roi.energy_ev == 520.0 and roi.shape == (5, 8, 10)
+    _no_leftovers(tmp_path / "a b.zarr")
 
 
 def _mrc(path, data, voxel=100.0):
