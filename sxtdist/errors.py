@@ -51,13 +51,18 @@ OS_HINTS = {
 }
 
 
+#: The ``errno`` of a failed write that concern the file written (:func:`os_error`).
+FILE_ERRNOS = (*OS_HINTS, errno.EIO)
+
+
 def os_error(exc: BaseException, path: str | os.PathLike[str] | None = None) -> OSError | None:
     """The :class:`OSError` that ``exc`` is: itself, or an I/O error of zarrs (Rust), raised
     as ``RuntimeError("No space left on device (os error 28)")``, as an ``OSError`` with that
     ``errno`` naming ``path`` (as is one that names no file, a failed write); None for any
     other exception."""
     if isinstance(exc, OSError):
-        if exc.filename is None and path is not None and exc.errno is not None:
+        # a file system's failure (not a socket's: a lost connection names no output)
+        if exc.filename is None and path is not None and exc.errno in FILE_ERRNOS:
             return OSError(exc.errno, exc.strerror or one_line(exc), os.fspath(path))
         return exc
     found = re.search(r"\(os error (\d+)\)", str(exc)) if isinstance(exc, RuntimeError) else None

@@ -73,9 +73,15 @@ class Report:
         raise KeyError(metric)
 
 
+def default_prefix(volume_path: str | os.PathLike[str]) -> str:
+    """Where :func:`make_report` writes a volume's report files by default: ``VOLUME.report``
+    (``.png``, ``.csv``, ``.curves.csv``)."""
+    return os.fspath(volume_path).rstrip("/\\") + ".report"
+
+
 def _prefix(volume_path: str, out: str | None) -> str:
     if out is None:
-        return os.fspath(volume_path).rstrip("/\\") + ".report"
+        return default_prefix(volume_path)
     out = os.fspath(out)
     for ext in (".png", ".csv"):
         if out.endswith(ext):

@@ -889,6 +889,33 @@ def test_a_desktops_litter_in_a_report_folder_does_not_block_align(templates, tm
     ]
 
 
+def test_info_says_a_report_beside_a_volume_is_older_than_the_volume(templates, tmp_path, run_cli):
+    """review6 'A report left beside a volume describes an older state after the volume is
+    resumed or replaced': info says which report files describe the volume before it was
+    finished, and the command that writes them again."""
+    from sxtdist.volume import open_volume
+
+    vol = Workspace(tmp_path, templates).vol()
+    code, _, err = run_cli("report", vol)
+    assert code == 0, err
+    code, out, _ = run_cli("info", vol)
+    assert code == 0 and "report:" not in out
+    open_volume(vol).update_meta(finished="2099-01-01T00:00:00+00:00")  # finished again since
+    code, out, _ = run_cli("info", vol)
+    assert (
+        code == 0
+        and (
+            "  report: vol.zarr.report.png, vol.zarr.report.csv, vol.zarr.report.curves.csv describe "
+            f"the volume before it was finished on 2099-01-01T00:00:00+00:00: run sxtdist report {vol} "
+            "--overwrite"
+        )
+        in out
+    ), out
+    open_volume(vol).update_meta(finished="2000-01-01T00:00:00+00:00")  # the report is later
+    code, out, _ = run_cli("info", vol)
+    assert code == 0 and "report:" not in out
+
+
 def test_overwrite_through_a_link_replaces_its_target_and_keeps_the_link(
     templates, tmp_path, run_cli
 ):

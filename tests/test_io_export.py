@@ -221,6 +221,23 @@ def test_crops_of_coarse_levels_keep_positions_in_every_format(tmp_path):
         assert "level 1, crop 2:20,4:24,0:18" in ome["Image"]["Description"]
 
 
+def test_a_volume_at_a_non_ascii_path_exports_to_every_format(volume, tmp_path):
+    """review6 'export --format tiff of a volume whose path has a non-ASCII letter: internal
+    error, rc 1': the source path went into a TIFF string tag, which must be ASCII."""
+    import shutil
+
+    from sxtdist.io.export import export_mark
+
+    src = tmp_path / "out ß" / "v.zarr"
+    shutil.copytree(volume[0], src)
+    for name in ("v.tif", "v.ome.tif", "v.mrc"):
+        export_volume(src, tmp_path / name)
+        assert (export_mark(tmp_path / name) or "").startswith("sxtdist"), name
+    export_volume(src, tmp_path / "v.zarr")
+    with tifffile.TiffFile(tmp_path / "v.tif") as t:
+        assert "out \\xdf/v.zarr" in t.pages[0].tags["Software"].value
+
+
 def test_exports_carry_sxtdist_mark_and_provenance(volume, tmp_path):
     from sxtdist import __version__
     from sxtdist.io.export import export_mark

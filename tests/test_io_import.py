@@ -151,6 +151,48 @@ def test_a_tiff_folder_named_by_signed_angles_is_not_given_angles_by_position(tm
             )
 
 
+def test_frames_without_transmission_are_refused_and_clipped_pixels_warned(tmp_path):
+    """review6 'All-zero or negative frames import silently as a constant optical depth of
+    13.8': a frame with no pixel above 0 (a closed shutter, the wrong --values) is refused,
+    naming it; many clipped pixels (a dark subtracted twice) are warned of, once."""
+    t = RNG.uniform(0.3, 0.9, (4, 10, 10)).astype(np.float32)
+    closed = t.copy()
+    closed[2] = 0.0
+    tifffile.imwrite(tmp_path / "closed.tif", closed, photometric="minisblack")
+    with pytest.raises(InputError, match=r"closed\.tif: frame 2 has no pixel with a transmission"):
+        import_scan(
+            tmp_path / "closed.tif",
+            tmp_path / "a.zarr",
+            "full",
+            angles=[0, 45, 90, 135],
+            pixel_size_nm=20,
+        )
+    assert not (tmp_path / "a.zarr").exists()
+    spiky = t.copy()
+    spiky[1, :5, :] = -0.01  # 5 of 40 rows: 12.5 % of the pixels
+    tifffile.imwrite(tmp_path / "spiky.tif", spiky, photometric="minisblack")
+    with pytest.warns(
+        SxtdistWarning, match=r"12\.50% of scan 'full''s pixels have no transmission.*frame 1"
+    ):
+        import_scan(
+            tmp_path / "spiky.tif",
+            tmp_path / "b.zarr",
+            "full",
+            angles=[0, 45, 90, 135],
+            pixel_size_nm=20,
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SxtdistWarning)
+        tifffile.imwrite(tmp_path / "fine.tif", t, photometric="minisblack")
+        import_scan(
+            tmp_path / "fine.tif",
+            tmp_path / "c.zarr",
+            "full",
+            angles=[0, 45, 90, 135],
+            pixel_size_nm=20,
+        )
+
+
 def test_tiff_folder_and_ome_pixel_size(tmp_path):
     t = RNG.uniform(0.2, 0.9, (5, 8, 10)).astype(np.float32)
     folder = tmp_path / "frames"

@@ -259,4 +259,30 @@ def _describe_volume(path: str) -> str:
         lines.append(f"  stopping: {meta['stopping']}")
     if meta.get("elapsed_s") is not None:
         lines.append(f"  elapsed {meta['elapsed_s']:.1f} s")
+    stale = _stale_report(path, meta)
+    if stale:
+        lines.append(f"  report: {stale}")
     return "\n".join(lines)
+
+
+def _stale_report(path: str, meta: dict[str, Any]) -> str | None:
+    """What to say of a report beside the volume (``sxtdist report``'s default files) that
+    is older than the volume's end (resumed or replaced since), or None."""
+    import datetime as dt
+    import os
+
+    from ..report import default_prefix
+
+    files = [default_prefix(path) + s for s in (".png", ".csv", ".curves.csv")]
+    files = [f for f in files if os.path.isfile(f)]
+    try:
+        finished = dt.datetime.fromisoformat(str(meta.get("finished"))).timestamp()
+    except ValueError:
+        return None
+    old = [f for f in files if os.path.getmtime(f) < finished]
+    if not old:
+        return None
+    return (
+        f"{', '.join(os.path.basename(f) for f in old)} describe the volume before it was "
+        f"finished on {meta.get('finished')}: run sxtdist report {quoted(path)} --overwrite"
+    )

@@ -364,7 +364,7 @@ def _write_tiff(
             dtype=np.float32,
             resolution=(1.0 / sx, 1.0 / sy),
             contiguous=True,
-            software=source.description()[:200],
+            software=source.description().encode("ascii", "backslashreplace").decode()[:200],
             metadata=metadata,
         )
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -54,6 +55,9 @@ logger = logging.getLogger(__name__)
 EPS = 1e-6
 #: A frame whose median exceeds this is not a transmission image (raw counts?).
 MAX_TRANSMISSION_MEDIAN = 2.0
+#: The share of a scan's pixels clipped at :data:`EPS` (no transmission) above which the
+#: import warns (a dark subtracted twice, dead pixels): each becomes a spike of OD 13.8.
+CLIPPED_WARN_SHARE = 1e-3
 VALUES = ("auto", "intensity", "transmission", "od")
 READERS = {
     "tiff": tiff.open_tiff,
@@ -324,8 +328,11 @@ def _import_open(
         scan,
         acquisition,
     )
+    clipped = _Clipped()
     with progress_bar(n, f"import {scan}", progress, unit="frame") as advance:
-        data = _lazy_optical_depth(src, mode, flat_img, dark_img, opts.frames_per_chunk, advance)
+        data = _lazy_optical_depth(
+            src, mode, flat_img, dark_img, opts.frames_per_chunk, advance, clipped
+        )
         scan_data = ScanData(
             data=data,
             angles_deg=ang,
@@ -345,6 +352,7 @@ def _import_open(
             },
         )
         acq = _write_scan(acquisition, scan, scan_data, overwrite, _inputs(source, opts))
+    clipped.warn(source, scan, n * rows * cols)
     if xf is not None:
         acq.set_shifts(scan, xf.shifts_px, method="imod xf", file=os.path.abspath(opts.xf))
     missing = [
@@ -539,6 +547,44 @@ def to_optical_depth(
     return -np.log(np.maximum(x, np.float32(EPS)))
 
 
+class _Clipped:
+    """The pixels an import clipped at :data:`EPS` (no transmission), counted as the
+    frames are converted (in the writer's threads): a frame of nothing else is refused,
+    many of them warned of once the scan is written."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.count = 0
+        self.worst = (0, -1)  # (pixels, frame)
+
+    def add(self, path: str, od: np.ndarray, first: int) -> None:
+        at_clip = od.reshape(od.shape[0], -1) >= np.float32(-np.log(EPS)) - np.float32(1e-3)
+        per_frame = at_clip.sum(axis=1)
+        empty = np.flatnonzero(per_frame == at_clip.shape[1])
+        if empty.size:
+            raise InputError(
+                path,
+                f"frame {first + int(empty[0])} has no pixel with a transmission above 0 (a "
+                f"closed shutter, or the wrong {keyword('values')} or "
+                f"{keyword('flat')}/{keyword('dark')}?): it would be a constant optical depth",
+            )
+        k = int(np.argmax(per_frame))
+        with self.lock:
+            self.count += int(per_frame.sum())
+            self.worst = max(self.worst, (int(per_frame[k]), first + k))
+
+    def warn(self, path: str, scan: str, total: int) -> None:
+        if total and self.count > CLIPPED_WARN_SHARE * total:
+            warnings.warn(
+                f"{path}: {self.count / total:.2%} of scan {scan!r}'s pixels have no "
+                f"transmission above 0 (stored as optical depth {-np.log(EPS):.1f}, spikes in "
+                f"every slice; frame {self.worst[1]} has the most): a dark subtracted twice, or "
+                "dead pixels?",
+                SxtdistWarning,
+                stacklevel=4,
+            )
+
+
 def _lazy_optical_depth(
     src: FrameSource,
     mode: str,
@@ -546,6 +592,7 @@ def _lazy_optical_depth(
     dark: np.ndarray | None,
     per_chunk: int,
     advance: Any,
+    clipped: _Clipped | None = None,
 ) -> da.Array:
     n, rows, cols = src.shape
     sizes = tuple(min(per_chunk, n - i) for i in range(0, n, per_chunk))
@@ -564,6 +611,8 @@ def _lazy_optical_depth(
                     f"{keyword('values')} od for optical depth",
                 )
         out = to_optical_depth(raw, mode, flat, dark)
+        if clipped is not None and mode != "od":
+            clipped.add(src.path, out, i0)
         advance(i1 - i0)
         return out
 
