@@ -37,6 +37,7 @@ from .errors import (
     one_line,
     option,
     os_error,
+    printable,
     use_overwrite,
 )
 from .execution import Execution, execution_fields
@@ -94,6 +95,15 @@ def _to_align(v: Any) -> str | bool:
         raise ValueError(f"align must be auto, yes/always or no/never, got {v!r}") from None
 
 
+def _to_align_method(v: Any) -> str:
+    from .alignment.options import METHODS
+
+    method = str(v).strip().lower()
+    if method not in METHODS:
+        raise ValueError(f"align_method must be one of {', '.join(METHODS)}, got {v!r}")
+    return method
+
+
 def _to_weights(v: Any) -> dict[str, float]:
     if isinstance(v, Mapping):
         return {str(k): float(x) for k, x in v.items()}
@@ -122,7 +132,7 @@ CELL_OPTIONS = {
     "oracle": _to_bool,
     # not reconstruct()'s: whether and how to align the cell first
     "align": _to_align,
-    "align_method": str,
+    "align_method": _to_align_method,
 }
 #: Options for the alignment step rather than the reconstruction.
 ALIGN_OPTIONS = ("align", "align_method")
@@ -231,7 +241,44 @@ def read_manifest(
         cells.append(Cell(name, os.fspath(acq_path), os.fspath(out_path), opts))
     _check_unique(cells, where)
     _check_outputs(cells, out_dir, where)
+    _check_alignments(cells, where)
     return cells
+
+
+def _alignment_asked(cell: Cell) -> tuple[str | bool, str | None]:
+    """``(align, align_method)`` as the cell asks for them (no method where it never aligns)."""
+    mode = cell.options.get("align", "auto")
+    return mode, None if mode is False else cell.options.get("align_method", "anchor")
+
+
+def _check_alignments(cells: list[Cell], where: str) -> None:
+    """Cells sharing an acquisition ask for one alignment of it.
+
+    An acquisition stores one set of shifts per scan (design: the metadata), so a cell
+    aligning it another way would change the shifts another cell is reconstructed with
+    (or has reconstructed with, as the threads happen to run): refused before any work.
+    """
+    first: dict[str, Cell] = {}
+    for c in cells:
+        seen = first.setdefault(os.path.realpath(c.acquisition), c)
+        asked, theirs = _alignment_asked(c), _alignment_asked(seen)
+        if asked != theirs:
+            said = [
+                f"{k} {_said(a)} and {_said(b)}"
+                for k, a, b in zip(ALIGN_OPTIONS, theirs, asked)
+                if a != b and None not in (a, b)
+            ]
+            raise InputError(
+                where,
+                f"cells {seen.name!r} and {c.name!r} share the acquisition "
+                f"{printable(c.acquisition)} "
+                f"but ask for different alignments ({'; '.join(said)}); it holds one set of "
+                "shifts: give them the same align and align_method, or each its own copy",
+            )
+
+
+def _said(v: str | bool) -> str:
+    return "yes" if v is True else "no" if v is False else v
 
 
 def _check_name(name: str, where: str, i: int) -> str:
@@ -474,9 +521,16 @@ class _Batch:
     drain_timeout: float = 120.0
     #: The acquisitions aligned by this batch (resolved paths): each is aligned once.
     aligned: set[str] = field(default_factory=set)
+    #: The acquisitions (resolved paths) of a cell whose unfinished output is resumed:
+    #: not aligned again, whichever of their cells asks (the resume needs its shifts).
+    resuming: set[str] = field(default_factory=set)
 
     def run_cells(self, cells: list[Cell], width: int) -> bool:
         """Run the cells in ``width`` threads; fill ``results``; True if interrupted."""
+        if not self.execution.overwrite:  # --overwrite starts unfinished outputs over
+            self.resuming = {
+                os.path.realpath(c.acquisition) for c in cells if _existing_status(c) == "running"
+            }
         pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="sxtdist-cell")
         futures = {pool.submit(self.run_cell, cell): cell for cell in cells}
         pending = set(futures)
@@ -563,10 +617,14 @@ class _Batch:
         options = dict(cell.options)
         align_mode = options.pop("align", "auto")
         align_method = options.pop("align_method", "anchor")
-        if previous == "running" and align_mode is not False:
-            # resumed with the shifts it was started with: aligning again would change them
-            # (and the fingerprint), and its finished blocks could not be kept
-            logger.info("%s: resuming its unfinished volume, not aligning again", cell.name)
+        if align_mode is not False and os.path.realpath(cell.acquisition) in self.resuming:
+            # an unfinished output of this acquisition resumes with the shifts it was begun
+            # with: aligning again would change them (and its fingerprint: refused)
+            logger.info(
+                "%s: not aligned: an unfinished output of %s is resumed with its shifts",
+                cell.name,
+                printable(cell.acquisition),
+            )
             align_mode = False
         aligned = _align_cell(cell, self.client, align_mode, align_method, self.aligned)
         if self.stop.is_set():

@@ -352,11 +352,12 @@ def _solve_block(
     roi_radius_nm: float | None,
     backend: str = "cpu",
     data_ids: Mapping[str, str | None] | None = None,
+    transforms: Mapping[str, dict | None] | None = None,
 ) -> dict[str, Any]:
     """One task: read the block's rows, solve the slab, write the core slices."""
     t0 = time.perf_counter()
     acq = open_acquisition(acquisition, mode="r")
-    data = _read_block(acq, problem, block.slab, data_ids)
+    data = _read_block(acq, problem, block.slab, data_ids, transforms)
     truth = mask = None
     if oracle and acq.truth is not None:
         s0, s1 = block.slab
@@ -400,13 +401,19 @@ def _read_block(
     problem: Problem,
     slab: tuple[int, int],
     data_ids: Mapping[str, str | None] | None = None,
+    transforms: Mapping[str, dict | None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Each scan's rows of ``slab`` (of the problem's views), as the solve takes them.
 
     ``data_ids``: the projections the run started with (:func:`~sxtdist.dataset.data_ids`);
     a scan replaced before or while it was read (an ``import --overwrite`` meanwhile) is
-    refused, never mixed into the volume.
+    refused, never mixed into the volume. ``transforms``: the intensity transforms the
+    run started with (:func:`intensity_transforms`; default: as stored now), as its
+    shifts are the problem's: an ``align`` meanwhile changes neither under a running
+    reconstruction.
     """
+    if transforms is None:
+        transforms = intensity_transforms(acq)
     if data_ids is not None:
         check_data_ids(acq.path, data_ids)
     data = {}
@@ -416,10 +423,15 @@ def _read_block(
             if name in problem.views:
                 stack = stack[list(problem.views[name])]
             # eq. 16: bring a scan taken at another energy/optics into the reference's model
-            data[name] = apply_intensity_transform(stack, acq[name].meta.get("intensity_transform"))
+            data[name] = apply_intensity_transform(stack, transforms.get(name))
     if data_ids is not None:
         check_data_ids(acq.path, data_ids)
     return data
+
+
+def intensity_transforms(acq: Acquisition) -> dict[str, dict | None]:
+    """Each scan's stored intensity transform (None where it has none)."""
+    return {name: scan.meta.get("intensity_transform") for name, scan in acq.scans.items()}
 
 
 #: ``iterations="auto"``: the split-half pilot's iterations and the share of the blocks it
@@ -444,10 +456,11 @@ def _pilot_block(
     problem: Problem,
     backend: str = "cpu",
     data_ids: Mapping[str, str | None] | None = None,
+    transforms: Mapping[str, dict | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One cross-validation task: the split-half curves of one block's core ROI voxels."""
     acq = open_acquisition(acquisition, mode="r")
-    data = _read_block(acq, problem, block.slab, data_ids)
+    data = _read_block(acq, problem, block.slab, data_ids, transforms)
     s0 = block.slab[0]
     shape = (*problem.grid.slice_shape, block.slab[1] - s0)
     core = slice(block.core[0] - s0, block.core[1] - s0)
@@ -494,6 +507,7 @@ def _auto_iterations(
         problem=dataclasses.replace(job.problem, iterations=AUTO_CAP),
         backend=backend,
         data_ids=data_ids(job.acq),
+        transforms=intensity_transforms(job.acq),
         resources={GPU_RESOURCE: 1} if backend == "gpu" else None,
     )
     error = sum(c[0] for c in curves)
@@ -712,6 +726,7 @@ def _run_blocks(
         roi_radius_nm=job.roi_radius_nm,
         backend=backend,
         data_ids=data_ids(job.acq),
+        transforms=intensity_transforms(job.acq),
         resources={GPU_RESOURCE: 1} if backend == "gpu" else None,
     )
     return vol, plan, stats

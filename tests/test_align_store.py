@@ -112,6 +112,20 @@ def test_apply_refuses_shifts_solved_for_projections_since_replaced(run_cli, tin
     assert "was solved for other projections of scan 'roi'" in err
 
 
+def test_apply_reads_a_saved_alignment_with_a_byte_order_mark(run_cli, tiny_copy):
+    """A saved alignment kept with an editor that adds a UTF-8 byte-order mark (Notepad) was
+    refused as 'cannot be read ... (Unexpected UTF-8 BOM ...)'; other text inputs read one."""
+    acq = sxtdist.open_acquisition(tiny_copy)
+    d = np.full((acq["roi"].geometry.n_angles, 2), 0.25)
+    saved = store.save(acq, {"roi": {"shifts_px": d}})
+    text = open(saved, encoding="utf-8").read()
+    with open(saved, "w", encoding="utf-8-sig") as f:
+        f.write(text)
+    code, out, err = run_cli("align", tiny_copy, "--apply", saved)
+    assert code == 0, err
+    np.testing.assert_array_equal(sxtdist.open_acquisition(tiny_copy)["roi"].meta["shifts_px"], d)
+
+
 @pytest.mark.parametrize("text", ["not json", '{"kind": "volume"}', '["x"]'])
 def test_apply_refuses_a_file_that_is_no_saved_alignment(run_cli, tiny_copy, tmp_path, text):
     (tmp_path / "x.json").write_text(text)

@@ -366,6 +366,71 @@ def test_bad_align_value(tmp_path):
         read_manifest(m, tmp_path / "o")
 
 
+def test_cells_sharing_an_acquisition_ask_for_one_alignment(tmp_path):
+    """A cell aligning a shared acquisition another way changed the shifts another cell
+    was reconstructed with (or, aligned once, reconstructed a cell with shifts of a
+    method it did not ask for): refused before any work, naming both cells."""
+    (tmp_path / "a.zarr").mkdir()
+    (tmp_path / "link.zarr").symlink_to(tmp_path / "a.zarr")
+    m = tmp_path / "m.yaml"
+
+    def cells(*entries):
+        m.write_text(
+            "".join(f"- {{acquisition: {a}, name: c{i}{e}}}\n" for i, (a, e) in enumerate(entries))
+        )
+        return read_manifest(m, tmp_path / "o")
+
+    for second in (", align_method: neighbour", ", align: yes", ", align: no"):
+        with pytest.raises(InputError, match="cells 'c0' and 'c1' share the acquisition") as e:
+            cells(("a.zarr", ""), ("link.zarr", second))
+        assert str(m) in str(e.value) and "different alignments" in str(e.value)
+    with pytest.raises(InputError, match=r"align_method anchor and neighbour\)"):
+        cells(("a.zarr", ""), ("a.zarr", ", align_method: neighbour"))
+    with pytest.raises(InputError, match=r"\(align auto and no\)"):
+        cells(("a.zarr", ""), ("a.zarr", ", align: never"))
+    # the same alignment, never aligned (the method is then no matter), other acquisitions
+    assert (
+        len(
+            cells(
+                ("a.zarr", ", align_method: neighbour"), ("link.zarr", ", align_method: Neighbour")
+            )
+        )
+        == 2
+    )
+    assert (
+        len(cells(("a.zarr", ", align: no"), ("a.zarr", ", align: no, align_method: neighbour")))
+        == 2
+    )
+    assert len(cells(("a.zarr", ""), ("b.zarr", ", align_method: neighbour, align: yes"))) == 2
+    with pytest.raises(InputError, match="align_method must be one of anchor, neighbour"):
+        cells(("a.zarr", ", align_method: nearest"))
+
+
+def test_a_cell_does_not_align_what_an_unfinished_cell_resumes(two_cells, tmp_path, client):
+    """An unfinished output resumes with the shifts it was begun with: another cell of its
+    acquisition asking ``align: yes`` aligned it again first, and the resume was refused
+    ('other data or other parameters'), or it resumed and the two cells had other shifts."""
+    import shutil
+
+    a = tmp_path / "a.zarr"
+    shutil.copytree(two_cells / "cell1.zarr", a)
+    out = tmp_path / "o"
+    cells = [str(a), {"acquisition": str(a), "name": "a-roi", "scans": "roi"}]
+    opts = OPTS | {"align": True, "concurrent": 1}
+    rows = reconstruct_batch(cells, out, client=client, metrics=False, **opts)
+    assert [r.status for r in rows] == ["done", "done"]
+    date = sxtdist.open_acquisition(a, "r")["roi"].meta["alignment"]["date"]
+    shutil.rmtree(out / "a.zarr")  # cell a as if not run yet; a-roi as if interrupted
+    open_volume(out / "a-roi.zarr").update_meta(status="running", blocks_done=[0])
+    rows = reconstruct_batch(cells, out, client=client, metrics=False, **opts)
+    assert [(r.status, r.message) for r in rows] == [("done", ""), ("done", "resumed")], rows
+    assert sxtdist.open_acquisition(a, "r")["roi"].meta["alignment"]["date"] == date
+    # --overwrite starts the unfinished output over: aligning again is then allowed
+    open_volume(out / "a-roi.zarr").update_meta(status="running", blocks_done=[0])
+    rows = reconstruct_batch(cells, out, client=client, metrics=False, overwrite=True, **opts)
+    assert [r.status for r in rows] == ["done", "done"] and rows[0].message == "aligned"
+
+
 def test_batch_says_which_backend_its_cluster_gives(two_cells, tmp_path, monkeypatch, capsys):
     """CPU workers offer no GPU: a local batch on a GPU machine says how to use the GPU."""
     import sxtdist.backends as backends

@@ -321,3 +321,25 @@ def test_the_fingerprint_holds_shifts_and_geometry_not_the_alignment_records(
         with pytest.raises(OutputExistsError, match="other data or with other parameters"):
             _run(acq_path, out, client, iterations=3)
         acq.update_scan("roi", **{k: v for k, v in saved.items() if v is not None})
+
+
+@pytest.mark.parametrize("iterations", [2, "auto"])
+def test_a_running_reconstruction_keeps_the_intensity_transform_it_began_with(
+    tiny_copy, tmp_path, client, monkeypatch, iterations
+):
+    """An ``align`` storing another intensity transform while a reconstruction runs (another
+    batch cell, another shell) changed it under the running blocks: each read the transform
+    as stored at its own start, so one volume mixed two. The run keeps the transform it
+    began with, as it keeps its shifts (the problem's)."""
+    ref = _run(tiny_copy, tmp_path / "ref.zarr", client, iterations=iterations).level(0).compute()
+    run_tasks = runner.run_tasks
+
+    def aligned_meanwhile(client, fn, *args, **kwargs):  # once the run has begun
+        sxtdist.open_acquisition(tiny_copy).update_scan(
+            "full", intensity_transform={"model": "affine", "a": 0.5, "b": 0.1}
+        )
+        return run_tasks(client, fn, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_tasks", aligned_meanwhile)
+    vol = _run(tiny_copy, tmp_path / "v.zarr", client, iterations=iterations)
+    np.testing.assert_array_equal(vol.level(0).compute(), ref)

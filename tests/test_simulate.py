@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 import sxtdist
@@ -11,10 +9,13 @@ from sxtdist.geometry import rigid_translation_nm
 from sxtdist.simulation.phantom import LAC
 
 
-def test_tiny_is_fast_and_deterministic(tmp_path):
-    t0 = time.perf_counter()
+def test_tiny_is_small_and_deterministic(tmp_path):
+    """``tiny`` is the suite's preset: its work (views x detector x volume) stays small.
+    Checked by its sizes, not a clock (a timing assertion failed on a loaded machine;
+    speed is the benchmarks' business)."""
     a = sxtdist.simulate(tmp_path / "a.zarr", preset="tiny", seed=7)
-    assert time.perf_counter() - t0 < 5.0
+    for name in ("full", "roi"):
+        assert a[name].shape[0] <= 64 and max(a[name].shape[1:]) <= 64, a[name].shape
     b = sxtdist.simulate(tmp_path / "b.zarr", preset="tiny", seed=7)
     c = sxtdist.simulate(tmp_path / "c.zarr", preset="tiny", seed=8)
     for name in ("full", "roi"):

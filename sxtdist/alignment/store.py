@@ -143,7 +143,7 @@ def apply_saved(acq_path: str | os.PathLike[str], saved: str | os.PathLike[str])
 
 def _read(saved: str) -> dict[str, Any]:
     try:
-        with open(saved, encoding="utf-8") as f:
+        with open(saved, encoding="utf-8-sig") as f:  # an editor may add a byte-order mark
             record = json.load(f)
     except FileNotFoundError:
         raise InputError(saved, "no such file") from None
