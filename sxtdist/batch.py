@@ -593,7 +593,8 @@ class _Batch:
                 )
             failed = os_error(exc)  # a full disk: what it is and what to do, as the CLI says
             if failed is not None:
-                return result("failed", time.perf_counter() - t0, describe_os_error(failed))
+                message = describe_os_error(failed, resumes=True)
+                return result("failed", time.perf_counter() - t0, message)
             return result(
                 "failed", time.perf_counter() - t0, f"{type(exc).__name__}: {one_line(exc)}"
             )

@@ -32,7 +32,6 @@ import functools
 import importlib.util
 import math
 import os
-import shlex
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -51,8 +50,11 @@ from .errors import (
     InputError,
     OutputExistsError,
     ParameterError,
+    command_line,
     one_line,
     option,
+    printable,
+    quoted,
     use_overwrite,
 )
 from .geometry import MAX_AXIS_TILT_DEG, ScanGeometry
@@ -77,6 +79,12 @@ REPLACING = "replacing_scan"
 MAX_CENTER_OFFSET_VIEWS = 20
 #: The file the interrupted replacement came from (the message names the command again).
 REPLACING_FROM = "replacing_scan_from"
+#: The command that replaced it, and where it ran (``{"cwd", "command"}``; from the CLI).
+REPLACING_COMMAND = "replacing_scan_command"
+#: The name of a scan being written before it is renamed into place (``_partial_roi``).
+PARTIAL_SCAN = "_partial_"
+#: The keys of an unfinished replacement's mark.
+REPLACING_MARK = (REPLACING, REPLACING_FROM, REPLACING_COMMAND)
 #: Detector rows per inner chunk of a projection array (a band at full width). A block
 #: of ``R`` rows then decodes at most ``R + 2 (ROW_BAND - 1)`` rows of each view: with
 #: blocks of 32 rows and a halo of 4, 1.2x the bytes it needs (benchmarks/bench_io.py).
@@ -200,6 +208,29 @@ class ScanData:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def scan_geometry(m: Mapping[str, Any], shape: tuple[int, ...]) -> ScanGeometry:
+    """The geometry that a scan's metadata ``m`` give its projections of ``shape``."""
+    return ScanGeometry(
+        m["angles_deg"],
+        m["pixel_size_nm"],
+        tuple(shape[1:]),
+        tuple(m.get("roi_center_px", (0.0, 0.0))),
+        m.get("shifts_px"),
+        m.get("axis_tilt_deg") or 0.0,
+    )
+
+
+def place_scan(group: zarr.Group, m: Mapping[str, Any]) -> None:
+    """A scan's OME-NGFF ``scale`` and ``translation`` from its metadata ``m``: its pixel
+    size, and its first pixel where the geometry puts it (:attr:`ScanGeometry.first_pixel_nm`,
+    rows and columns about the volume's centre and the rotation axis), so viewers draw
+    the interior scan at its place in the full one."""
+    p = float(m["pixel_size_nm"])
+    z, u = scan_geometry(m, group["0"].shape).first_pixel_nm
+    name = group.basename
+    ngff.set_multiscale_metadata(group, [[1.0, p, p]], ngff.PROJECTION_AXES, name, [[0.0, z, u]])
+
+
 class Scan:
     """One scan of an acquisition: its projections (lazy), geometry and metadata."""
 
@@ -216,15 +247,7 @@ class Scan:
 
     @property
     def geometry(self) -> ScanGeometry:
-        m = self.meta
-        return ScanGeometry(
-            m["angles_deg"],
-            m["pixel_size_nm"],
-            tuple(self.array.shape[1:]),
-            tuple(m.get("roi_center_px", (0.0, 0.0))),
-            m.get("shifts_px"),
-            m.get("axis_tilt_deg") or 0.0,
-        )
+        return scan_geometry(self.meta, self.array.shape)
 
     @property
     def data(self) -> da.Array:
@@ -320,28 +343,32 @@ class Acquisition:
         changes: Mapping[str, Mapping[str, Any]],
         *,
         wait_s: float = 0.0,
-        data_ids: Mapping[str, str | None] | None = None,
+        measured_on: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         """:meth:`update_scan` of several scans at once: all changes are stored together
         or none. ``wait_s``: how long to wait for another writer's lock (default: refuse
-        at once, :class:`~sxtdist.errors.OutputLockedError`). ``data_ids``: the
-        ``data_id`` each scan must still have (what the changes were measured on); a scan
-        replaced since raises :class:`ScanReplacedError`."""
+        at once, :class:`~sxtdist.errors.OutputLockedError`). ``measured_on``: per scan, the
+        metadata the changes were measured with (:func:`measured_with`), as they must
+        still be: a scan replaced since raises :class:`ScanReplacedError`, one edited
+        since (another pixel size, centre or axis tilt) :class:`ScanEditedError`."""
         with write_lock(self.path, wait_s=wait_s):  # not while an import or an edit writes it
             root = zarr.open_group(self.path, mode="r+")
             meta = _current_meta(self.path, root)
+            if measured_on is not None:
+                _refuse_changed(self.path, meta["scans"], measured_on)
             entries = {}
             for name, change in changes.items():
                 if name not in meta["scans"] or name not in root:
                     raise InputError(
                         self.path, f"has no scan {name!r} any more (removed meanwhile?)"
                     )
-                if data_ids is not None:
-                    _refuse_replaced(self.path, meta["scans"], {name: data_ids[name]})
                 entry = {**meta["scans"][name], **{k: _jsonable(v) for k, v in change.items()}}
                 _check_scan_meta(self.path, name, entry, root[name]["0"].shape)
                 entries[name] = entry
             meta["scans"] = {**meta["scans"], **entries}
+            for name, change in changes.items():
+                if PLACED_BY & set(change):
+                    place_scan(root[name], entries[name])
             root.attrs[KEY] = meta
         self.group, self.meta = root, meta  # the group's attributes as now stored, too
         for name, entry in entries.items():
@@ -354,6 +381,10 @@ class Acquisition:
     def __repr__(self) -> str:
         scans = ", ".join(repr(s) for s in self.scans.values())
         return f"Acquisition({self.path!r}: {scans})"
+
+
+#: The scan metadata that place its projections (:func:`place_scan`).
+PLACED_BY = {"pixel_size_nm", "roi_center_px"}
 
 
 class ScanReplacedError(InputError):
@@ -379,6 +410,55 @@ class ScanReplacedError(InputError):
 
     def __reduce__(self):
         return type(self), (self.path, self.name)
+
+
+class ScanEditedError(InputError):
+    """A scan's geometry was edited (another pixel size, centre or axis tilt) after
+    something was measured with it: what was measured with the old values is not stored.
+
+    Parameters
+    ----------
+    path
+        The acquisition.
+    name, key
+        The scan and the value edited.
+    was, now
+        The value measured with, and the value stored now.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], name: str, key: str, was: Any, now: Any):
+        self.name, self.key, self.was, self.now = name, key, was, now
+        InputError.__init__(
+            self,
+            path,
+            f"scan {name!r} was edited ({key} {was} -> {now}) after these shifts were "
+            "measured with it: nothing is stored; align again",
+        )
+
+    def __reduce__(self):
+        return type(self), (self.path, self.name, self.key, self.was, self.now)
+
+
+#: The scan metadata that an alignment is measured with (:func:`measured_with`): its
+#: projections (``data_id``) and the geometry they are read with.
+MEASURED_WITH = ("data_id", "pixel_size_nm", "roi_center_px", "axis_tilt_deg")
+
+
+def measured_with(acq: Acquisition, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Each scan of ``names``: its :data:`MEASURED_WITH` values as ``acq`` holds them."""
+    return {n: {k: acq[n].meta.get(k) for k in MEASURED_WITH} for n in names}
+
+
+def _refuse_changed(
+    path: str, scans: Mapping[str, Mapping[str, Any]], measured_on: Mapping[str, Mapping]
+) -> None:
+    """Raise :class:`ScanReplacedError` or :class:`ScanEditedError` for the first scan
+    whose stored metadata ``scans`` no longer hold what ``measured_on`` recorded."""
+    _refuse_replaced(path, scans, {n: m.get("data_id") for n, m in measured_on.items()})
+    for name, was in measured_on.items():
+        for key, value in was.items():
+            if scans[name].get(key) != value:
+                raise ScanEditedError(path, name, key, value, scans[name].get(key))
 
 
 def data_ids(acq: Acquisition) -> dict[str, str | None]:
@@ -465,6 +545,7 @@ def create_acquisition(
         }
         for name, scan in scans.items():
             meta["scans"][name] = _write_scan(root, name, scan, path)
+            place_scan(root[name], meta["scans"][name])
         if truth is not None:
             v = float(truth_meta["voxel_size_nm"])
             shape = tuple(truth.shape)
@@ -681,7 +762,7 @@ def add_scan(
                 os.path.join(path, name), f"scan already exists ({use_overwrite()})"
             )
         root = acq.group
-        tmp_name = f"_partial_{name}"
+        tmp_name = f"{PARTIAL_SCAN}{name}"
         tmp_dir = os.path.join(path, tmp_name)
         remove(tmp_dir)  # left by an interrupted run
         marked = swapped = False
@@ -689,7 +770,10 @@ def add_scan(
             smeta = _write_scan(root, tmp_name, scan, path)
             if name in acq.scans:  # from here until its metadata are written, refused on open
                 source = (smeta.get("source") or {}).get("path")
-                root.attrs[KEY] = {**acq.meta, REPLACING: name, REPLACING_FROM: source}
+                command = command_line()
+                ran = {"cwd": os.getcwd(), "command": command} if command else None
+                mark = {REPLACING: name, REPLACING_FROM: source, REPLACING_COMMAND: ran}
+                root.attrs[KEY] = {**acq.meta, **mark}
                 marked = True
             # swapped in whole: until then the old scan (if any) is as it was
             old = swap_in(tmp_dir, os.path.join(path, name))
@@ -707,9 +791,8 @@ def add_scan(
 
 def _register_scan(path: str, name: str, smeta: dict[str, Any]) -> None:
     root = zarr.open_group(path, mode="r+")
-    p = float(smeta["pixel_size_nm"])
-    ngff.set_multiscale_metadata(root[name], [[1.0, p, p]], ngff.PROJECTION_AXES, name)
-    meta = {k: v for k, v in root.attrs[KEY].items() if k not in (REPLACING, REPLACING_FROM)}
+    place_scan(root[name], smeta)
+    meta = {k: v for k, v in root.attrs[KEY].items() if k not in REPLACING_MARK}
     meta["scans"] = {**meta["scans"], name: smeta}
     root.attrs[KEY] = meta  # last: the scan exists for readers only from here
 
@@ -730,6 +813,7 @@ def convert_layout(
         root = zarr.open_group(tmp, mode="w", zarr_format=3)
         for name, scan in acq.scans.items():
             write_projections(root, name, scan.data, scan.pixel_size_nm)
+            place_scan(root[name], scan.meta)
         if "truth" in acq.group:
             src = acq.group["truth"]
             level0 = src["0"]
@@ -802,18 +886,30 @@ def _current_meta(path: str, group: zarr.Group) -> dict[str, Any]:
     meta = dict(group.attrs[KEY])
     if meta.get("kind", "acquisition") != "acquisition":
         raise InputError(path, f"is a {meta.get('kind')}, not an acquisition dataset")
-    if REPLACING in meta:
-        name, source = meta[REPLACING], meta.get(REPLACING_FROM)
-        again = f"import it again ({use_overwrite()})"
-        if source:
-            cmd = f"sxtdist import {shlex.quote(source)} {shlex.quote(path)} --scan {name}"
-            again = option(f"import it again: {cmd} --overwrite", again)
-        raise InputError(
-            path,
-            f"scan {name!r} was being replaced when a write stopped (its projections may not "
-            f"match its metadata): {again}",
-        )
+    stopped = interrupted_replacement(meta)
+    if stopped:
+        raise InputError(path, stopped)
     return meta
+
+
+def interrupted_replacement(meta: Mapping[str, Any]) -> str | None:
+    """What to say of an acquisition whose ``sxtdist`` metadata ``meta`` mark a scan's
+    replacement that stopped (:data:`REPLACING`), and what to do; None if none did."""
+    if REPLACING not in meta:
+        return None
+    name, source = meta[REPLACING], meta.get(REPLACING_FROM)
+    ran = meta.get(REPLACING_COMMAND) or {}
+    came = f" from {printable(source)}" if source else ""
+    again = option(
+        f"run the import{came} again with all its options and --overwrite",
+        f"import it again{came} with the same options and overwrite=True",
+    )
+    if ran.get("command"):  # the command that stopped, every option as it was given
+        again = f"import it again: cd {quoted(ran['cwd'])} && {ran['command']}"
+    return (
+        f"scan {name!r} was being replaced when a write stopped (its projections may not "
+        f"match its metadata): {again}"
+    )
 
 
 def open_sxtdist_group(path: str, mode: str = "r") -> zarr.Group:

@@ -13,7 +13,7 @@ import time
 
 from .alignment import align
 from .dataset import open_acquisition
-from .errors import OutputExistsError, use_overwrite
+from .errors import OutputExistsError, quoted, use_overwrite
 from .execution import Execution
 from .outputs import check_output, make_folders, remove_empty_folders
 from .recon import AUTO
@@ -98,7 +98,7 @@ def describe_results(
     acq_path = os.path.join(out_dir, f"{preset}.zarr")
     lines = [
         f"sxtdist demo: outputs in {out_dir}/",
-        f"  acquisition   {acq_path}  (sxtdist info {acq_path})",
+        f"  acquisition   {acq_path}  (sxtdist info {quoted(acq_path)})",
         f"  {'volume':<14}{'PSNR in ROI':>12}{'PSNR cell':>12}  path",
     ]
     for name, r in results.items():
@@ -108,5 +108,6 @@ def describe_results(
         )
     lines.append(f"  PSNR: {PSNR_NOTE}")
     combined = os.path.join(out_dir, "combined.zarr")
-    lines.append(f"  view: sxtdist view {combined}  (or napari --plugin sxtdist {combined})")
+    view = quoted(combined)
+    lines.append(f"  view: sxtdist view {view}  (or napari --plugin sxtdist {view})")
     return "\n".join(lines)

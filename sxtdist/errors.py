@@ -10,13 +10,21 @@ from __future__ import annotations
 import errno
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 
 def printable(path: str | os.PathLike[str]) -> str:
     """``path`` as text that any terminal can show (undecodable bytes as ``\\xNN``)."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def quoted(path: str | os.PathLike[str]) -> str:
+    """``path`` for a command a message suggests: :func:`printable`, quoted for a shell
+    (a path with a space or a quote is then copied and pasted as one argument)."""
+    import shlex
+
+    return shlex.quote(printable(path))
 
 
 def one_line(error: BaseException | str) -> str:
@@ -33,7 +41,7 @@ def one_line(error: BaseException | str) -> str:
 #: What a user can do about an environment failure (an :class:`OSError`), by ``errno``.
 OS_HINTS = {
     errno.ENOSPC: "the disk is full: free space (or write elsewhere) and run the same "
-    "command again; an unfinished reconstruction resumes",
+    "command again",
     errno.EDQUOT: "the disk quota is used up: free space and run the same command again",
     errno.EFBIG: "a file grew past the size allowed (ulimit -f, or the file system's limit)",
     errno.EROFS: "the file system is read-only: write the output elsewhere",
@@ -46,8 +54,11 @@ OS_HINTS = {
 def os_error(exc: BaseException, path: str | os.PathLike[str] | None = None) -> OSError | None:
     """The :class:`OSError` that ``exc`` is: itself, or an I/O error of zarrs (Rust), raised
     as ``RuntimeError("No space left on device (os error 28)")``, as an ``OSError`` with that
-    ``errno`` naming ``path``; None for any other exception."""
+    ``errno`` naming ``path`` (as is one that names no file, a failed write); None for any
+    other exception."""
     if isinstance(exc, OSError):
+        if exc.filename is None and path is not None and exc.errno is not None:
+            return OSError(exc.errno, exc.strerror or one_line(exc), os.fspath(path))
         return exc
     found = re.search(r"\(os error (\d+)\)", str(exc)) if isinstance(exc, RuntimeError) else None
     if found is None:
@@ -56,13 +67,16 @@ def os_error(exc: BaseException, path: str | os.PathLike[str] | None = None) -> 
     return OSError(code, os.strerror(code), *(() if path is None else (os.fspath(path),)))
 
 
-def describe_os_error(exc: OSError) -> str:
+def describe_os_error(exc: OSError, resumes: bool = False) -> str:
     """One line for an environment failure: the file(s), what failed, what to do about it
-    (:data:`OS_HINTS`)."""
+    (:data:`OS_HINTS`); ``resumes``: the command resumes what it left unfinished (a
+    reconstruction), said where running it again is the advice."""
     what = exc.strerror or one_line(exc)
     names = [printable(n) for n in (exc.filename, exc.filename2) if n is not None]
     text = f"{' -> '.join(names)}: {what}" if names else what
     hint = OS_HINTS.get(exc.errno)
+    if hint and resumes and "run the same command again" in hint:
+        hint += "; an unfinished reconstruction resumes"
     return f"{text} ({hint})" if hint else text
 
 
@@ -110,6 +124,8 @@ class SxtdistWarning(UserWarning):
 
 #: Whether messages name choices by the command line's words (while the CLI runs).
 _cli_words = False
+#: The arguments of the ``sxtdist`` command running (while the CLI runs), else None.
+_cli_args: list[str] | None = None
 
 
 def option(cli: str, python: str) -> str:
@@ -123,17 +139,28 @@ def option(cli: str, python: str) -> str:
 
 
 @contextmanager
-def command_line_words() -> Iterator[None]:
-    """Within the block (the CLI's ``main``), :func:`option` names command-line flags.
+def command_line_words(args: Sequence[str] | None = None) -> Iterator[None]:
+    """Within the block (the CLI's ``main``), :func:`option` names command-line flags, and
+    :func:`command_line` gives the command that runs (its arguments ``args``).
 
     A process-wide switch, not per thread: the CLI's helper threads speak its words too.
     """
-    global _cli_words
-    before, _cli_words = _cli_words, True
+    global _cli_words, _cli_args
+    before = _cli_words, _cli_args
+    _cli_words, _cli_args = True, None if args is None else [str(a) for a in args]
     try:
         yield
     finally:
-        _cli_words = before
+        _cli_words, _cli_args = before
+
+
+def command_line() -> str | None:
+    """The ``sxtdist`` command running, quoted for a shell, or None (a call from Python)."""
+    if _cli_args is None:
+        return None
+    import shlex
+
+    return shlex.join(["sxtdist", *_cli_args])
 
 
 def keyword(name: str, cli: str | None = None) -> str:

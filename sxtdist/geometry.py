@@ -204,6 +204,15 @@ class ScanGeometry:
         return row, col
 
     @property
+    def first_pixel_nm(self) -> tuple[float, float]:
+        """``(z, u)`` of the centre of detector pixel ``(0, 0)``, nm, shifts left out (they
+        differ per view): where a viewer draws a scan's first pixel, so that an interior
+        scan lies where it is in the full field."""
+        (h, w), p = self.detector_shape, self.pixel_size_nm
+        off_row, off_col = self.center_offset_px
+        return ((off_row - (h - 1) / 2.0) * p, (off_col - (w - 1) / 2.0) * p)
+
+    @property
     def field_radius_nm(self) -> float:
         """Radius of the disc about the axis that every view sees (the interior ROI)."""
         w = self.detector_shape[1]

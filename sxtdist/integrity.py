@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import zarr
 
-from .dataset import KEY, open_sxtdist_group
+from .dataset import KEY, PARTIAL_SCAN, interrupted_replacement, open_sxtdist_group
 from .errors import one_line, printable
 
 
@@ -77,7 +77,14 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
                 f"unfinished ({vol.status}): only the chunks written so far were checked"
             )
         zero_if_missing = _unwritten_is_zero(vol.meta, group)
+    else:
+        stopped = interrupted_replacement(group.attrs[KEY])
+        if stopped:  # every other command refuses it: not whole, whatever its chunks
+            report.problems.append(f"{path}: {stopped}")
     for name, arr in _arrays(group):
+        if kind == "acquisition" and name.startswith(PARTIAL_SCAN):
+            report.notes.append(_leftover(path, name))
+            continue
         report.arrays += 1
         whole = must_be_whole and _stores_every_chunk(arr)
         for problem in _check_array(arr, os.path.join(path, name), whole):
@@ -120,6 +127,17 @@ def _written_by_at_most(meta: dict, version: tuple[int, ...]) -> bool:
     except ValueError:
         return False
     return found <= version
+
+
+def _leftover(path: str, name: str) -> str:
+    """The note on an array of a scan an import was writing when it stopped."""
+    group = name.split("/")[0]
+    scan = group.removeprefix(PARTIAL_SCAN)
+    return (
+        f"{printable(os.path.join(path, group))}: left by an import of scan {scan!r} that "
+        "stopped, not part of the acquisition: not checked (the next import of that scan "
+        "removes it)"
+    )
 
 
 def _arrays(group: zarr.Group, prefix: str = "") -> Iterator[tuple[str, zarr.Array]]:

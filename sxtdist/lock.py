@@ -113,7 +113,8 @@ def write_lock(path: str | os.PathLike[str], wait_s: float = 0.0) -> Iterator[st
 
     An I/O error of zarrs (Rust) raised while the output is written, a ``RuntimeError``
     such as ``No space left on device (os error 28)``, leaves as the :class:`OSError` it
-    is (``errno`` ``ENOSPC``, naming ``path``), as Python's own writes raise it.
+    is (``errno`` ``ENOSPC``, naming ``path``), and so does an :class:`OSError` that
+    names no file (a write to a full disk): the message says which output failed.
     """
     path = os.fspath(path)
     lock = lock_path(path)
@@ -138,9 +139,9 @@ def write_lock(path: str | os.PathLike[str], wait_s: float = 0.0) -> Iterator[st
         os.write(fd, json.dumps(me).encode())
         try:
             yield lock
-        except RuntimeError as exc:
+        except (RuntimeError, OSError) as exc:  # a failed write names the output
             failed = os_error(exc, path)
-            if failed is None:
+            if failed is None or failed is exc:
                 raise
             raise failed from exc
     finally:

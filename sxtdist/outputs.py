@@ -261,6 +261,18 @@ def check_output(
     write as that kind; :class:`OutputExistsError` when it exists and neither
     ``overwrite`` nor ``resume`` (the caller continues an unfinished one) is given.
     """
+    return _claim(out, kind, inputs, overwrite, resume, file)[1]
+
+
+def _claim(
+    out: str | os.PathLike[str],
+    kind: str,
+    inputs: Iterable[str | os.PathLike[str] | None],
+    overwrite: bool,
+    resume: bool,
+    file: bool,
+) -> tuple[str, str | None]:
+    """:func:`check_output`, and the path to write (:func:`through_link`)."""
     if kind not in KINDS:
         raise ValueError(f"unknown output kind {kind!r}")
     out = check_name(out)
@@ -271,7 +283,7 @@ def check_output(
     out = through_link(out, kind)
     _check_folder_above(out)
     if not os.path.lexists(out) or _is_empty_dir(out):
-        return None
+        return out, None
     found = recognise(out)
     strangers = report_strangers(out) if os.path.isdir(out) else []
     if strangers:
@@ -288,7 +300,7 @@ def check_output(
         )
     if not (overwrite or resume):
         raise OutputExistsError(out, f"already exists ({use_overwrite()})")
-    return found
+    return out, found
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -337,8 +349,8 @@ def writing(
     is removed unless ``keep(exc, write_path)`` says to keep it for a resume. ``file``: as
     :func:`check_output`'s.
     """
-    check_output(out, kind, inputs=inputs, overwrite=overwrite, resume=resume, file=file)
-    out = through_link(os.fspath(out), kind)  # where the link points, checked just now
+    inputs = list(inputs)
+    out = _claim(out, kind, inputs, overwrite, resume, file)[0]  # where a link points
     parent = os.path.dirname(os.path.abspath(out))
     made_parent = make_folders(parent)
     try:

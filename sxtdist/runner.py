@@ -44,6 +44,7 @@ from .errors import (
     SxtdistWarning,
     option,
     printable,
+    quoted,
     use_overwrite,
 )
 from .execution import Execution, execution_fields
@@ -86,8 +87,8 @@ def scan_models(acq: Acquisition, scans: Sequence[str], psf: bool = False) -> di
             raise InputError(
                 acq.path,
                 f"scan {name!r} has no zone-plate OZW, so {option('--psf', 'psf=True')} cannot "
-                f"model its PSF; set it "
-                f"with 'sxtdist edit {acq.path} --scan {name} --zone-plate-ozw-nm NM'",
+                f"model its PSF; set it with: "
+                f"sxtdist edit {quoted(acq.path)} --scan {name} --zone-plate-ozw-nm NM",
             )
         if psf:
             sigma = fwhm_to_sigma_px(psf_fwhm_nm(scan.zone_plate_ozw_nm), scan.pixel_size_nm)

@@ -740,6 +740,16 @@ def test_align_recovers_simulated_shifts_and_stores_them(tmp_path, client):
         kept, res.pair_kept_weight[np.isfinite(res.pair_kept_weight)], atol=1e-4
     )
     assert meta["alignment"]["pairs_downweighted"] == int(np.sum(kept < 1))
+    # why a pair counted little: its overlap and the weight the solve gave it
+    from sxtdist.alignment.shifts import pair_weights
+
+    weight = pair_weights(res.pairs, acq["roi"].geometry.angles_deg)
+    for row, r, w in zip(pair_rows, res.pairs, weight, strict=True):
+        assert float(row["overlap"]) == pytest.approx(r.overlap, abs=1e-4)
+        assert float(row["weight"]) == pytest.approx(w, abs=1e-4)
+    assert any(
+        r.pair.kind == "anchor" and float(x["weight"]) < 1 for x, r in zip(pair_rows, res.pairs)
+    )
     # full views weighted down in the joint solve are circled in the plot
     from sxtdist.alignment.report import write_report
 

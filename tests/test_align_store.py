@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -200,6 +201,45 @@ def test_shifts_measured_on_a_scan_replaced_meanwhile_are_not_stored(tiny_copy):
         store.store(acq, {"roi": {"shifts_px": np.ones((n, 2))}})
     assert _shifts(sxtdist.open_acquisition(tiny_copy)) == before
     assert not list(Path(tiny_copy).parent.glob("*unstored*"))
+
+
+@pytest.mark.parametrize(
+    ("scan", "edit", "said"),
+    [
+        ("roi", {"pixel_size_nm": 12.0}, "scan 'roi' was edited (pixel_size_nm "),
+        ("roi", {"roi_center_px": [0.0, 3.0]}, "scan 'roi' was edited (roi_center_px "),
+        ("roi", {"axis_tilt_deg": 0.5}, "scan 'roi' was edited (axis_tilt_deg "),
+        ("full", {"pixel_size_nm": 33.0}, "scan 'full' was edited (pixel_size_nm "),  # anchors
+    ],
+)
+def test_shifts_measured_with_a_geometry_edited_meanwhile_are_not_stored(
+    tiny_copy, run_cli, scan, edit, said
+):
+    """Edit during align (review6 'Edit during align: shifts measured with the old pixel
+    size stored as trusted, no warning'): an edit of the pixel size, centre or tilt that
+    came while align measured was merged under its shifts. Refused, nothing stored or
+    saved; a saved alignment is refused the same way by --apply; an edit of a value the
+    shifts do not depend on (the energy) is kept beside them."""
+    from sxtdist.dataset import ScanEditedError
+
+    acq = sxtdist.open_acquisition(tiny_copy)  # as align opened it
+    n = acq["roi"].geometry.n_angles
+    saved = store.save(acq, {"roi": {"shifts_px": np.ones((n, 2))}})
+    sxtdist.open_acquisition(tiny_copy).update_scan(scan, **edit)  # the edit, meanwhile
+    before = _shifts(sxtdist.open_acquisition(tiny_copy))
+    with pytest.raises(ScanEditedError, match=re.escape(said)):
+        store.store(acq, {"roi": {"shifts_px": np.ones((n, 2))}})
+    assert _shifts(sxtdist.open_acquisition(tiny_copy)) == before
+    assert len(list(Path(tiny_copy).parent.glob("*unstored*"))) == 1  # only the one saved
+    code, out, err = run_cli("align", tiny_copy, "--apply", saved)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and said in err, err
+    assert "align again" in err and _shifts(sxtdist.open_acquisition(tiny_copy)) == before
+
+    acq = sxtdist.open_acquisition(tiny_copy)
+    sxtdist.open_acquisition(tiny_copy).update_scan("roi", energy_ev=700.0)
+    store.store(acq, {"roi": {"shifts_px": np.ones((n, 2))}})
+    stored = sxtdist.open_acquisition(tiny_copy)["roi"]
+    assert stored.meta["energy_ev"] == 700.0 and np.all(stored.geometry.shifts_px == 1)
 
 
 def test_align_on_a_read_only_acquisition_fails_before_the_work(run_cli, tiny_copy, monkeypatch):

@@ -587,6 +587,54 @@ def test_full_and_read_only_disks_are_one_line(small_mount, tmp_path, run_cli):
     assert code == 1 and "Read-only file system (the file system is read-only" in line, line
 
 
+def test_a_full_disk_names_the_output_and_speaks_of_resuming_only_where_it_resumes(
+    templates, tmp_path, run_cli, monkeypatch
+):
+    """review6 'Disk-full message of export names no file and import/export say "an
+    unfinished reconstruction resumes"': a write to a full disk raises an OSError that
+    names no file; the line named none, and its advice was reconstruct's."""
+    import sxtdist.io.export as export
+    from sxtdist.cli._failures import describe
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a write() raises it
+
+    vol = Workspace(tmp_path, templates).vol()
+    monkeypatch.setattr(export, "_write_mrc", full)
+    code, _, err = run_cli("export", vol, tmp_path / "v.mrc", "--format", "mrc")
+    assert code == 1 and one_line(err) == (
+        f"sxtdist: error: {tmp_path / 'v.mrc'}: No space left on device (the disk is full: "
+        "free space (or write elsewhere) and run the same command again)"
+    )
+    assert not os.path.exists(tmp_path / "v.mrc")
+    failed = OSError(errno.ENOSPC, "No space left on device", "v.zarr")
+    assert describe(failed, "reconstruct")[1].endswith("; an unfinished reconstruction resumes)")
+    assert describe(failed, "batch")[1].endswith("; an unfinished reconstruction resumes)")
+    assert describe(failed, "import")[1].endswith("and run the same command again)")
+
+
+def test_suggested_commands_quote_their_paths(tiny_acq, tmp_path):
+    """review6 'Suggested commands not quoted: the stale advice breaks on a path with a
+    space': a command a message suggests, pasted into a shell, names the path."""
+    import shlex
+
+    from sxtdist.alignment.anchoring import ANCHORED_TO, stale_anchoring
+    from sxtdist.runner import build_problem
+
+    path = tmp_path / "out ß" / "a b.zarr"
+    shutil.copytree(tiny_acq, path)
+    acq = sxtdist.open_acquisition(path)
+    anchored = {"state": "aligned", "method": "anchor", "date": "2026-12-05", ANCHORED_TO: "x"}
+    acq.update_scans({"roi": {"alignment": anchored, "zone_plate_ozw_nm": None}})
+    said = stale_anchoring(sxtdist.open_acquisition(path, "r"))
+    command = shlex.split(said.split("align it again: ", 1)[1])
+    assert command == ["sxtdist", "align", str(path), "--scans", "roi"]
+    with pytest.raises(SxtdistError) as e:
+        build_problem(sxtdist.open_acquisition(path, "r"), scans=["roi"], psf=True)
+    command = shlex.split(str(e.value).split("set it with: ", 1)[1])
+    assert command == ["sxtdist", "edit", str(path), "--scan", "roi", "--zone-plate-ozw-nm", "NM"]
+
+
 def test_debug_shows_the_traceback(tmp_path):
     r = _run(["--debug", "simulate", tmp_path / ("x" * 300), "--preset", "tiny"])
     assert r.returncode == 1 and "Traceback" in r.stderr and "OSError" in r.stderr
@@ -643,6 +691,56 @@ def test_damage_is_reported_and_a_whole_volume_verifies(templates, tmp_path, run
     assert code == 0 and "DAMAGED: level 0 lacks 1 of" in out
     code, out, err = run_cli("verify", vol)
     assert code == 2 and "is missing" in out and "damaged" in one_line(err)
+
+
+def test_verify_tells_an_interrupted_replacement_and_skips_its_leftover(tmp_path, run_cli):
+    """review6 'verify calls an acquisition "whole" that every other command refuses,
+    counting the leftover _partial_roi': an import killed once it had marked the scan's
+    replacement left the mark (every other command refuses the acquisition) and the scan
+    it was writing, ``_partial_roi``, which verify read as one of its arrays."""
+    import zarr
+
+    from sxtdist.dataset import KEY, REPLACING, REPLACING_FROM
+
+    path = tmp_path / "a.zarr"
+    scan = sxtdist.ScanData(np.full((3, 8, 16), 0.5, np.float32), [0, 60, 120], 20.0)
+    sxtdist.create_acquisition(path, {"roi": scan})
+    code, out, _ = run_cli("verify", path)
+    whole = out.strip().splitlines()[-1]
+    assert code == 0 and whole.endswith("acquisition whole: 3 chunks of 1 arrays read"), out
+    shutil.copytree(path / "roi", path / "_partial_roi")  # as the killed import left it
+    code, out, _ = run_cli("verify", path)
+    assert code == 0 and out.strip().splitlines()[-1] == whole, out  # not counted
+    assert f"note: {path / '_partial_roi'}: left by an import of scan 'roi' that stopped" in out
+    root = zarr.open_group(path, mode="r+")
+    root.attrs[KEY] = {**root.attrs[KEY], REPLACING: "roi", REPLACING_FROM: "/data/roi.mrc"}
+    code, out, err = run_cli("verify", path)
+    _, _, info = run_cli("info", path)
+    assert code == 2 and "whole" not in out and "damaged: 1 problem(s)" in one_line(err)
+    said = "scan 'roi' was being replaced when a write stopped"
+    assert f"{path}: {said}" in out and said in info
+
+
+def test_verify_counts_what_it_does_not_list(tmp_path, run_cli, monkeypatch):
+    """At most SHOWN problems and SHOWN notes are listed: the rest are counted, problems
+    first, so no problem hides behind the cap or behind the notes."""
+    import sxtdist.cli.verify as cli_verify
+    from sxtdist.integrity import VerifyReport
+
+    n = cli_verify.SHOWN + 5
+    report = VerifyReport("v.zarr", "volume", 1, 2 * n)
+    report.problems = [f"problem {i}" for i in range(n)]
+    report.notes = [f"remark {i}" for i in range(n)]
+    monkeypatch.setattr(cli_verify, "verify", lambda path: report)
+    code, out, err = run_cli("verify", tmp_path / "v.zarr")
+    lines = out.splitlines()
+    shown = cli_verify.SHOWN
+    assert code == 2
+    assert lines[:shown] == [f"problem {i}" for i in range(shown)]
+    assert lines[shown] == "... and 5 more problem(s)"
+    assert lines[shown + 1 : 2 * shown + 1] == [f"note: remark {i}" for i in range(shown)]
+    assert lines[-1] == "note: ... and 5 more"
+    assert f"damaged: {n} problem(s)" in one_line(err) and f"the first {shown}" in err
 
 
 def test_all_zero_chunks_written_through_a_reopened_array_verify(tmp_path, run_cli):

@@ -376,6 +376,43 @@ def test_two_sources_one_acquisition(tmp_path, run_cli):
 # -- bad files: one line, exit 2, nothing half-written ---------------------------------------------
 
 
+def test_a_replacement_that_stopped_names_its_whole_command(tmp_path, run_cli, monkeypatch):
+    """'The "import it again" command after an interrupted replacement drops every import
+    option' (review6): it was rebuilt from the source path alone, so running it put back
+    the scan without its crop, centre, energy (a TIFF's without its angles: refused). The
+    command that stopped is recorded as given, and where it ran; run as printed, it
+    makes the scan it was to make."""
+    import shlex
+
+    import sxtdist.dataset as dataset
+
+    stack = RNG.uniform(0.3, 0.9, (5, 12, 10)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "roi.tif", stack, photometric="minisblack")
+    monkeypatch.chdir(tmp_path)  # relative paths, as typed
+    base = ("import", "roi.tif", "a b.zarr", "--scan", "roi", "--angle-range", "0:120", "-q")
+    assert run_cli(*base, "--pixel-size-nm", "20")[0] == 0
+    again = (*base, "--pixel-size-nm", "45", "--center-offset-px", "0,2", "--energy-ev", "520")
+    again = (*again, "--crop-rows", "2:10", "--overwrite")
+
+    def stopped(*args):  # killed after the swap, before the new metadata
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(dataset, "_register_scan", stopped)
+        assert run_cli(*again)[0] == 130
+    monkeypatch.chdir(tmp_path.parent)  # the user is elsewhere now
+    code, _, err = run_cli("info", tmp_path / "a b.zarr")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    printed = err.split("import it again: ", 1)[1].strip()
+    assert printed == f"cd {shlex.quote(str(tmp_path))} && " + shlex.join(["sxtdist", *again])
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(*shlex.split(printed.split(" && ", 1)[1])[1:])[0] == 0
+    roi = sxtdist.open_acquisition(tmp_path / "a b.zarr")["roi"]
+    assert roi.pixel_size_nm == 45.0 and roi.meta["roi_center_px"] == [0.0, 2.0]
+    assert roi.energy_ev == 520.0 and roi.shape == (5, 8, 10)
+    _no_leftovers(tmp_path / "a b.zarr")
+
+
 def _mrc(path, data, voxel=100.0):
     with mrcfile.new(path, overwrite=True) as m:
         m.set_data(data)

@@ -45,7 +45,8 @@ def test_napari_opens_an_acquisition_root_as_its_scans(tiny_acq, tiny_volume):
     for scan_name, scan in acq.scans.items():
         layer = viewer.layers[f"{name} {scan_name}"]
         p = scan.pixel_size_nm
-        assert list(layer.scale) == [1.0, p, p] and list(layer.translate) == [0.0, 0.0, 0.0]
+        z, u = scan.geometry.first_pixel_nm  # about the axis: roi drawn inside full
+        assert list(layer.scale) == [1.0, p, p] and list(layer.translate) == [0.0, z, u]
         assert layer.axis_labels == ("angle", "y", "x")
         assert layer.visible == (scan_name == "roi")
         lo, hi = np.percentile(scan.read(), [0.5, 99.5])
@@ -64,6 +65,38 @@ def test_napari_opens_an_acquisition_root_as_its_scans(tiny_acq, tiny_volume):
     assert layer.metadata["sxtdist"]["status"] == "complete"
     window = ngff.stored_display_window(vol.group)
     assert list(layer.contrast_limits) == [window["start"], window["end"]]
+
+
+def test_scans_are_placed_where_the_geometry_puts_them(tmp_path):
+    """Scans were written with translation 0, so a viewer drew the interior scan at the
+    full scan's corner. Each scan's translation is its first pixel's centre about the
+    rotation axis (x) and the volume's middle (y), nm: the interior scan lies at its
+    place in the full field, and follows an edit of its centre or pixel size."""
+    import sxtdist
+    from sxtdist.io.metadata import ScanPhysics, edit_scan
+
+    rng = np.random.default_rng(0)
+    full = sxtdist.ScanData(rng.random((3, 16, 32), np.float32), [0, 60, 120], 60.0)
+    roi = sxtdist.ScanData(
+        rng.random((4, 30, 28), np.float32), [0, 45, 90, 135], 20.0, roi_center_px=(2.0, -3.0)
+    )
+    path = tmp_path / "a.zarr"
+    sxtdist.create_acquisition(path, {"full": full, "roi": roi})
+
+    def centre(name):  # of the scan's middle pixel, (y, x) nm, read back from the file
+        group = zarr.open_group(path, mode="r")[name]
+        (_, ty, tx), (_, sy, sx) = ngff.level_translations(group)[0], ngff.level_scales(group)[0]
+        _, rows, cols = group["0"].shape
+        return ty + (rows - 1) / 2 * sy, tx + (cols - 1) / 2 * sx
+
+    assert centre("full") == (0.0, 0.0)  # on the axis
+    assert centre("roi") == (2.0 * 20, -3.0 * 20)  # its detector centre's offset, nm
+    assert ngff.level_translations(zarr.open_group(path)["full"])[0] == [0.0, -450.0, -930.0]
+    edit_scan(path, "roi", center_offset_px=(0.0, 5.0))
+    assert centre("roi") == (0.0, 100.0)
+    edit_scan(path, "roi", ScanPhysics(pixel_size_nm=10.0))
+    assert centre("roi") == (0.0, 50.0)
+    assert ngff.level_scales(zarr.open_group(path)["roi"])[0] == [1.0, 10.0, 10.0]
 
 
 def test_reader_declines_what_is_not_sxtdist(tmp_path, tiny_acq):
@@ -145,7 +178,9 @@ def test_view_state_of_an_acquisition_and_its_link(tiny_acq):
     assert state["layout"] == "xy" and state["selectedLayer"] == {"layer": "tiny.zarr roi"}
     n, rows, cols = root["roi"]["0"].shape  # the middle interior view, centred
     assert list(state["dimensions"]) == ["x", "y", "angle"]
-    assert state["position"] == [cols / 2, rows / 2, n // 2 + 0.5]
+    (_, z, u), p = ngff.level_translations(root["roi"])[0], ngff.level_scales(root["roi"])[0][2]
+    assert state["position"] == [u / p + cols / 2, z / p + rows / 2, n // 2 + 0.5]
+    assert state["position"][:2] == [0.5, 0.5]  # tiny's roi is centred on the axis
     link = public_link(state)
     assert link.startswith(PUBLIC_CLIENT + "#!") and " " not in link
     assert json.loads(unquote(link.split("#!", 1)[1])) == state

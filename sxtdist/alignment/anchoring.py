@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import printable
+from ..errors import quoted
 
 if TYPE_CHECKING:
     from ..dataset import Acquisition
@@ -62,5 +62,5 @@ def stale_anchoring(acq: Acquisition) -> str | None:
     return (
         f"scan 'roi' was aligned by anchors to the full scan as it was on {al.get('date')}, "
         f"and the full scan {what}: the interior's shifts no longer fit it (alignment stale); "
-        f"align it again: sxtdist align {printable(acq.path)} --scans roi"
+        f"align it again: sxtdist align {quoted(acq.path)} --scans roi"
     )

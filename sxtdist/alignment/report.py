@@ -6,9 +6,11 @@ translation that best explains the errors of all the scans together:
 ``AlignmentResult.error_arrays``, whose RMS ``AlignmentResult.errors`` reports).
 ``pairs.csv``: one row per interior registration (kind, views, angle apart, peak
 shift, peak NCC, its ``1 - peak`` over the median of its kind's, peak quality, task
-seconds, whether the solve used it, the share of its weight it kept,
-``AlignmentResult.pair_kept_weight``, and its misfit: the measured peak less the one
-the solved shifts predict, ``AlignmentResult.pair_misfit``). ``alignment.png``: shifts
+seconds, the share of the view the other view overlaps at the peak, its least-squares
+weight (:func:`~sxtdist.alignment.shifts.pair_weights`: from the overlap for a neighbour,
+from the angle apart for an anchor), whether the solve used it, the share of that weight
+it kept, ``AlignmentResult.pair_kept_weight``, and its misfit: the measured peak less the
+one the solved shifts predict, ``AlignmentResult.pair_misfit``). ``alignment.png``: shifts
 against angle for each scan (full views whose own shifts the joint solve weighted down
 circled), the peak NCC of every pair against angle, and the pairs' misfit against
 angle (pairs weighted down circled, pairs correlating poorly crossed:
@@ -27,6 +29,7 @@ import numpy as np
 
 from ..outputs import REPORT_MARK, writing
 from .diagnostics import POOR_PEAK_FACTOR, peak_loss_ratio
+from .shifts import pair_weights
 
 
 def write_report(directory: str, acq: Any, result: Any) -> str:
@@ -61,19 +64,21 @@ def _write_files(directory: str, acq: Any, result: Any) -> None:
     misfit = _per_pair_or_nan(result.pair_misfit, len(result.pairs), 2)
     kept = _per_pair_or_nan(result.pair_kept_weight, len(result.pairs))
     loss = peak_loss_ratio(result.pairs)
+    weight = pair_weights(result.pairs, acq["roi"].geometry.angles_deg) if result.pairs else []
     with open(os.path.join(directory, "pairs.csv"), "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(
             ["kind", "i", "j", "mirrored", "delta_deg", "peak_sy_px", "peak_sx_px",
-             "peak_ncc", "peak_loss_ratio", "quality", "seconds", "used", "kept_weight",
-             "misfit_dy_px", "misfit_dx_px"]
+             "peak_ncc", "peak_loss_ratio", "quality", "seconds", "overlap", "weight", "used",
+             "kept_weight", "misfit_dy_px", "misfit_dx_px"]
         )  # fmt: skip
-        for r, m, k, q in zip(result.pairs, misfit, kept, loss, strict=True):
+        for r, m, k, q, pw in zip(result.pairs, misfit, kept, loss, weight, strict=True):
             p = r.pair
             w.writerow(
                 [p.kind, p.i, p.j, int(p.mirrored), f"{p.delta_deg:.4f}", f"{r.shift[0]:.4f}",
                  f"{r.shift[1]:.4f}", f"{r.peak:.5f}", f"{q:.2f}", f"{r.quality:.5f}",
-                 f"{r.seconds:.4f}", int(np.isfinite(m).all()), *_fmt([k]), *_fmt(m)]
+                 f"{r.seconds:.4f}", f"{r.overlap:.4f}", f"{pw:.4f}", int(np.isfinite(m).all()),
+                 *_fmt([k]), *_fmt(m)]
             )  # fmt: skip
     _plot(os.path.join(directory, "alignment.png"), acq, result, errors, misfit, kept, loss)
 

@@ -9,6 +9,7 @@ that stores them later: ``sxtdist align ACQ --apply FILE``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,9 +18,16 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..dataset import Acquisition, ScanReplacedError, open_acquisition
+from ..dataset import (
+    Acquisition,
+    ScanEditedError,
+    ScanReplacedError,
+    measured_with,
+    open_acquisition,
+)
 from ..dataset import _jsonable as jsonable
-from ..errors import InputError, SxtdistError, one_line, printable
+from ..errors import InputError, SxtdistError, one_line, printable, quoted
+from ..outputs import remove
 
 logger = logging.getLogger(__name__)
 
@@ -57,20 +65,26 @@ def store(acq: Acquisition, changes: Mapping[str, Mapping[str, Any]]) -> None:
         The acquisition could not be written (busy past :data:`STORE_WAIT_S`, a full
         disk, read-only ...): the changes are in the file it names.
     """
-    measured_on = {name: acq[name].meta.get("data_id") for name in changes}
     try:
-        acq.update_scans(changes, wait_s=STORE_WAIT_S, data_ids=measured_on)
-    except ScanReplacedError:
-        raise  # measured on projections that are gone: nothing to save
+        acq.update_scans(changes, wait_s=STORE_WAIT_S, measured_on=_measured_on(acq, changes))
+    except (ScanReplacedError, ScanEditedError):
+        raise  # measured on projections that are gone, or with another geometry: not saved
     except (SxtdistError, OSError) as exc:
         saved = save(acq, changes)
         logger.debug("could not store the alignment in %s", acq.path, exc_info=True)
         raise ShiftsNotStoredError(
             f"{printable(acq.path)}: the alignment could not be stored ({one_line(exc)}); "
             f"it is saved in {printable(saved)}: store it with "
-            f"'sxtdist align {_quoted(acq.path)} --apply {_quoted(saved)}'",
+            f"'sxtdist align {quoted(acq.path)} --apply {quoted(saved)}'",
             saved,
         ) from exc
+
+
+def _measured_on(acq: Acquisition, changes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """What the changes were measured with (:func:`~sxtdist.dataset.measured_with`): the
+    scans they change, and the full scan an interior scan's anchors read."""
+    names = [*changes, *(["full"] if "roi" in changes and "full" in acq.scans else [])]
+    return measured_with(acq, dict.fromkeys(names))
 
 
 def save(acq: Acquisition, changes: Mapping[str, Mapping[str, Any]]) -> str:
@@ -87,6 +101,7 @@ def save(acq: Acquisition, changes: Mapping[str, Mapping[str, Any]]) -> str:
             name: {"data_id": acq[name].meta.get("data_id"), "changes": jsonable(change)}
             for name, change in changes.items()
         },
+        "measured_on": jsonable(_measured_on(acq, changes)),
     }
     text = json.dumps(record, indent=1)
     stem = os.path.basename(os.path.abspath(acq.path).rstrip("/")).removesuffix(".zarr")
@@ -108,7 +123,8 @@ def save(acq: Acquisition, changes: Mapping[str, Mapping[str, Any]]) -> str:
                 return path
             except OSError as exc:  # a full disk: what this call created goes
                 failure = exc
-                _remove_partial(path)
+                with contextlib.suppress(OSError):
+                    remove(path)
                 break
     raise failure or OSError(f"no free name for {name}.json")
 
@@ -118,25 +134,34 @@ def apply_saved(acq_path: str | os.PathLike[str], saved: str | os.PathLike[str])
     ``acq_path`` (waiting for its lock as the store does); the scans changed.
 
     Refused (:class:`~sxtdist.errors.InputError`) when the file is not such a record,
-    or a scan it changes was replaced (another ``data_id``) or removed since.
+    or a scan it was measured on was replaced (another ``data_id``), edited (another
+    pixel size, centre or axis tilt: :class:`~sxtdist.dataset.ScanEditedError`) or
+    removed since.
     """
     saved = os.fspath(saved)
     record = _read(saved)
     acq = open_acquisition(acq_path, mode="r+")
-    changes, measured_on = {}, {}
+    changes, measured_on = {}, dict(record.get("measured_on") or {})
+    if not all(isinstance(m, dict) for m in measured_on.values()):
+        raise InputError(saved, "records what it was measured with in an unknown form")
     for name, entry in record["scans"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("changes"), dict):
             raise InputError(saved, f"scan {name!r} has no changes recorded")
         if name not in acq.scans:
             raise InputError(saved, f"changes scan {name!r}, which {acq.path} has not")
-        if entry.get("data_id") != acq[name].meta.get("data_id"):
-            raise InputError(
-                saved,
-                f"was solved for other projections of scan {name!r} (it was replaced since): "
-                "align again",
-            )
-        changes[name], measured_on[name] = entry["changes"], entry.get("data_id")
-    acq.update_scans(changes, wait_s=STORE_WAIT_S, data_ids=measured_on)
+        changes[name] = entry["changes"]
+        measured_on[name] = {**measured_on.get(name, {}), "data_id": entry.get("data_id")}
+    for name in measured_on:
+        if name not in acq.scans:
+            raise InputError(saved, f"was measured on scan {name!r}, which {acq.path} has not")
+    try:  # compared under the acquisition's lock
+        acq.update_scans(changes, wait_s=STORE_WAIT_S, measured_on=measured_on)
+    except ScanReplacedError as exc:
+        raise InputError(
+            saved,
+            f"was solved for other projections of scan {exc.name!r} (it was replaced since): "
+            "align again",
+        ) from None
     logger.info("stored the alignment of %s from %s", ", ".join(changes), saved)
     return list(changes)
 
@@ -154,16 +179,3 @@ def _read(saved: str) -> dict[str, Any]:
     if not isinstance(record.get("scans"), dict) or not record["scans"]:
         raise InputError(saved, "holds no scans")
     return record
-
-
-def _remove_partial(path: str) -> None:
-    try:
-        os.remove(path)
-    except OSError:
-        pass
-
-
-def _quoted(path: str) -> str:
-    import shlex
-
-    return shlex.quote(printable(path))

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         with (
             _sigterm_as_interrupt(),
             warnings_as_log_lines(),
-            command_line_words(),
+            command_line_words(sys.argv[1:] if argv is None else argv),
             _closing_new_clusters(),
         ):
             return _main(argv)
@@ -106,6 +106,11 @@ def _closing_new_clusters():
         close_kept_clusters(since=before)
 
 
+def _command(args: list[str]) -> str | None:
+    """The name of the ``sxtdist`` command that ``args`` run (its first word)."""
+    return next((a for a in args if not a.startswith("-")), None)
+
+
 def _main(argv: list[str] | None) -> int:
     DEBUG["on"] = False
     try:
@@ -121,7 +126,7 @@ def _main(argv: list[str] | None) -> int:
     except Exception as exc:
         if DEBUG["on"]:
             raise
-        code, line = describe(exc)
+        code, line = describe(exc, _command(sys.argv[1:] if argv is None else argv))
         click.echo(f"sxtdist: error: {line}", err=True)
         return code
     return 0

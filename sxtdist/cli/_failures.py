@@ -20,8 +20,13 @@ from ..errors import SxtdistError, describe_os_error, one_line, os_error
 DEBUG = {"on": False}
 
 
-def describe(exc: BaseException) -> tuple[int, str]:
-    """``(exit code, one line)`` for a failure that reached the command line."""
+#: The commands that resume what they left unfinished when run again.
+RESUMING = ("reconstruct", "batch")
+
+
+def describe(exc: BaseException, command: str | None = None) -> tuple[int, str]:
+    """``(exit code, one line)`` for a failure that reached the command line (of the
+    ``sxtdist`` command ``command``, when known)."""
     if isinstance(exc, SxtdistError):
         return exc.exit_code, one_line(str(exc))
     if isinstance(exc, click.UsageError):
@@ -31,7 +36,7 @@ def describe(exc: BaseException) -> tuple[int, str]:
         return exc.exit_code or 2, one_line(exc.format_message())
     failed = os_error(exc)  # an OSError, or zarrs' I/O error it stands for
     if failed is not None:
-        return 1, describe_os_error(failed)
+        return 1, describe_os_error(failed, resumes=command in RESUMING)
     if isinstance(exc, MemoryError):
         return 1, "out of memory: use smaller blocks (--block-size) or a machine with more memory"
     kind = type(exc).__name__

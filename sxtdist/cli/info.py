@@ -11,7 +11,7 @@ import numpy as np
 
 from ..alignment.anchoring import stale_anchoring
 from ..dataset import KEY, open_sxtdist_group
-from ..errors import InputError, SxtdistWarning, printable
+from ..errors import InputError, SxtdistWarning, printable, quoted
 from ..geometry import angular_spacing_deg
 from ..io import ngff
 from ._options import echo_json
@@ -250,7 +250,7 @@ def _describe_volume(path: str) -> str:
         )
     damage = vol.damage()
     if damage:
-        lines.append(f"  DAMAGED: {'; '.join(damage)} (sxtdist verify {path} lists it)")
+        lines.append(f"  DAMAGED: {'; '.join(damage)} (sxtdist verify {quoted(path)} lists it)")
     prov = meta.get("provenance") or {}
     for key in ("input", "method", "iterations", "scans", "backend", "psf", "nonneg_every"):
         if key in prov:

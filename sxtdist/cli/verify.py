@@ -24,16 +24,17 @@ def command(path: str) -> None:
     for line in report.problems[:SHOWN]:
         click.echo(line)
     if len(report.problems) > SHOWN:
-        click.echo(f"... and {len(report.problems) - SHOWN} more")
+        click.echo(f"... and {len(report.problems) - SHOWN} more problem(s)")
     for note in report.notes[:SHOWN]:
         click.echo(f"note: {note}")
     if len(report.notes) > SHOWN:
         click.echo(f"note: ... and {len(report.notes) - SHOWN} more")
     if not report.ok:
+        listed = f"the first {SHOWN} listed" if len(report.problems) > SHOWN else "listed"
         raise InputError(
             path,
             f"damaged: {len(report.problems)} problem(s) in {report.chunks} chunks of "
-            f"{report.arrays} arrays (listed above)",
+            f"{report.arrays} arrays ({listed} above)",
         )
     click.echo(
         f"{path}: {report.kind} whole: {report.chunks} chunks of {report.arrays} arrays read"

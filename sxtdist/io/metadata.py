@@ -150,12 +150,12 @@ def edit_scan(
 
     Notes
     -----
-    A new pixel size also updates the scan's OME-NGFF scale. Changing the pixel size
+    A new pixel size or centre also updates the scan's OME-NGFF scale and translation
+    (:func:`~sxtdist.dataset.place_scan`). Changing the pixel size
     or the centre of a scan that is aligned warns: its shifts were measured with the
     old values.
     """
     from ..dataset import open_acquisition
-    from . import ngff
 
     asked: dict[str, Any] = dict((physics or ScanPhysics()).given())
     if center_offset_px is not None:
@@ -207,9 +207,6 @@ def edit_scan(
     acq.update_scan(
         scan, **{k: c["to"] for k, c in changes.items()}, edits=[*entry.get("edits", []), record]
     )
-    if "pixel_size_nm" in changes:
-        p = changes["pixel_size_nm"]["to"]
-        ngff.set_multiscale_metadata(acq.group[scan], [[1.0, p, p]], ngff.PROJECTION_AXES, scan)
     for key, c in changes.items():
         if key not in ("shifts_px", "alignment"):  # arrays and records: not one line
             logger.info("scan %r: %s %s -> %s", scan, key, c["from"], c["to"])

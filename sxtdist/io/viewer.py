@@ -199,7 +199,9 @@ def viewer_state(path: str, data_url: str, panel_px: int = 360) -> dict[str, Any
     volume = sxtdist_kind(path) == "volume"
     shown = group if volume else group[_shown_scan(group)]
     scale = ngff.level_scales(shown)[0]
+    first = ngff.level_translations(shown)[0]  # where the image's first voxel sits
     n0, n1, n2 = shown["0"].shape
+    c1, c2 = (t / s + n / 2 for t, s, n in zip(first[1:], scale[1:], (n1, n2)))
     extent_px = max(n1, n2) * 1.15  # a margin around the image
     # neuroglancer shows the first two global dimensions in its first panel: x, y
     if volume:
@@ -209,7 +211,7 @@ def viewer_state(path: str, data_url: str, panel_px: int = 360) -> dict[str, Any
         panel_px *= 2
     return {
         "dimensions": dims,
-        "position": [n2 / 2, n1 / 2, n0 // 2 + 0.5],  # voxel i spans [i, i + 1)
+        "position": [c2, c1, n0 // 2 + 0.5],  # voxel i spans [i, i + 1), moved by its translation
         "crossSectionScale": extent_px / panel_px,
         "projectionScale": extent_px * 1.5,
         "layers": layers,
