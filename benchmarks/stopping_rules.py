@@ -520,7 +520,7 @@ def pushed_count(r: dict, push: float, growth: float = BETWEEN_GROWTH) -> int:
     k = int(np.argmin(r["far"]))
     g = b[k] / b[-1] if b[-1] > 0 else 0.0
     factor = late_factor(r["weights"])
-    if g > 0:  # factor × min(1, g) becomes factor × (g + push) (g + push <= 1 here)
+    if g > 0:  # factor × min(1, g) becomes factor × min(1, g + push)
         factor *= min(1.0, g + push) / min(1.0, g)
     return cross_validated_count(r["far"], b, factor, growth)
 
@@ -719,7 +719,9 @@ def main(argv=None) -> int:
     ovs = sub.add_parser("overshoot", help="auto's late factor pushed up, bounded or not")
     ovs.add_argument("records")
     ovs.add_argument("--push", type=float, nargs="+", default=[0.06, 0.1])
-    ovs.add_argument("--candidates", action="store_true", help="each of BOUNDS, worst loss")
+    ovs.add_argument(
+        "--candidates", action="store_true", help="each of BOUNDS: mean (max) loss per preset"
+    )
     args = ap.parse_args(argv)
     if args.command == "table":
         print(table(args.records))
