@@ -30,8 +30,9 @@
    images as ours).
 
 ``--large-size N`` gives part 2 views of ``N x N`` pixels over the same field (pixels of
-``15 * 1024 / N`` nm); ``--one-task-per-pair`` makes every pair task prepare its own
-views there, as views below ``PREPARED_VIEW_PIXELS`` always do, for comparison;
+``15 * 1024 / N`` nm); ``--one-task-per-pair`` registers them as views below
+``PREPARED_VIEW_PIXELS`` are (stretches that read and prepare their own views, no view
+or anchor tasks; until commit e44a53a each pair prepared its own), for comparison;
 ``--memory`` adds part 2's peak memory of a worker process, from one more run on 1 and
 on 2 workers that is not timed. The timed run is the first on a fresh cluster (what
 ``sxtdist align`` does); ``--warm`` also times the same alignment once more on each
@@ -437,7 +438,7 @@ def part_large(
     import sxtdist
     from sxtdist.dataset import ScanData, create_acquisition
 
-    if per_pair:  # every pair task prepares its own views, whatever their size
+    if per_pair:  # registered as small views are, whatever their size
         _tasks_module().PREPARED_VIEW_PIXELS = sys.maxsize
     rng = np.random.default_rng(5)
     angles = np.arange(n_views) * 2.0
@@ -620,7 +621,7 @@ def main() -> None:
     ap.add_argument(
         "--one-task-per-pair",
         action="store_true",
-        help="part 2: every pair task prepares its own views (no view tasks, any size)",
+        help="part 2: register the views as small ones are (no view or anchor tasks)",
     )
     ap.add_argument(
         "--memory",

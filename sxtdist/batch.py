@@ -339,7 +339,7 @@ def _load_manifest_file(path: Path) -> tuple[list[Any], dict[str, Any]]:
         import yaml
 
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+            data = yaml.load(path.read_text(encoding="utf-8-sig"), Loader=_text_loader())
         except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise InputError(path, f"cannot read as YAML: {first}") from None
@@ -355,6 +355,23 @@ def _load_manifest_file(path: Path) -> tuple[list[Any], dict[str, Any]]:
             return data["cells"], dict(d)
         raise InputError(path, "expected a list of cells or a mapping with 'cells:'")
     raise InputError(path, "manifest must be .yaml, .yml or .csv")
+
+
+def _text_loader() -> type:
+    """PyYAML's safe loader reading plain numbers and yes/no as the text written (each
+    option converts its value itself): a cell named ``010`` is ``"010"``, not YAML 1.1's
+    octal 8, and ``007`` is not ``7``."""
+    import yaml
+
+    class TextLoader(yaml.SafeLoader):
+        pass
+
+    typed = {f"tag:yaml.org,2002:{t}" for t in ("int", "float", "bool")}
+    TextLoader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag not in typed]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return TextLoader
 
 
 def _check_options(raw: Mapping[str, Any], where: str, what: str) -> dict[str, Any]:

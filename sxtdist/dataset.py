@@ -49,6 +49,7 @@ from . import _version
 from .errors import (
     InputError,
     OutputExistsError,
+    OutputLockedError,
     ParameterError,
     command_line,
     one_line,
@@ -66,7 +67,7 @@ from .io.checks import (
     check_finite,
     check_pixel_type,
 )
-from .lock import write_lock
+from .lock import held_by, write_lock
 from .outputs import check_output, remove, swap_in, writing
 
 SCHEMA_VERSION = 1
@@ -399,17 +400,22 @@ class ScanReplacedError(InputError):
         The scan.
     """
 
-    def __init__(self, path: str | os.PathLike[str], name: str) -> None:
-        self.name = name
+    def __init__(self, path: str | os.PathLike[str], name: str, volume: bool = False) -> None:
+        self.name, self.volume = name, volume
+        then = (  # a reconstruction's finished blocks were solved from the old projections
+            "the blocks it finished hold the old projections: reconstruct again with "
+            f"{option('--overwrite', 'overwrite=True')}"
+            if volume
+            else "nothing measured on it is stored; run again"
+        )
         InputError.__init__(
             self,
             path,
-            f"scan {name!r} was replaced (an import --overwrite?) while it was read: nothing "
-            "measured on it is stored; run again",
+            f"scan {name!r} was replaced (an import --overwrite?) while it was read: {then}",
         )
 
-    def __reduce__(self):
-        return type(self), (self.path, self.name)
+    def __reduce__(self):  # told again where it is caught, in the words of its interface
+        return type(self), (self.path, self.name, self.volume)
 
 
 class ScanEditedError(InputError):
@@ -467,21 +473,26 @@ def data_ids(acq: Acquisition) -> dict[str, str | None]:
     return {name: scan.meta.get("data_id") for name, scan in acq.scans.items()}
 
 
-def check_data_ids(path: str, expected: Mapping[str, str | None]) -> None:
+def check_data_ids(path: str, expected: Mapping[str, str | None], volume: bool = False) -> None:
     """Refuse (:class:`ScanReplacedError`) when a scan of the acquisition at ``path`` no
     longer holds the projections ``expected`` names (:func:`data_ids`), as stored now: a
-    reader calls it after reading, so a replacement that came meanwhile is seen."""
-    _refuse_replaced(path, _current_meta(path, open_sxtdist_group(path))["scans"], expected)
+    reader calls it after reading, so a replacement that came meanwhile is seen. ``volume``:
+    the reader is a reconstruction (the error says its finished blocks are the old data)."""
+    scans = _current_meta(path, open_sxtdist_group(path))["scans"]
+    _refuse_replaced(path, scans, expected, volume)
 
 
 def _refuse_replaced(
-    path: str, scans: Mapping[str, Mapping[str, Any]], expected: Mapping[str, str | None]
+    path: str,
+    scans: Mapping[str, Mapping[str, Any]],
+    expected: Mapping[str, str | None],
+    volume: bool = False,
 ) -> None:
     """Raise :class:`ScanReplacedError` for the first scan of ``expected`` that ``scans``
     (an acquisition's scan metadata) no longer has with that ``data_id``."""
     for name, data_id in expected.items():
         if name not in scans or scans[name].get("data_id") != data_id:
-            raise ScanReplacedError(path, name)
+            raise ScanReplacedError(path, name, volume)
 
 
 def shifts_change(shifts_px: np.ndarray, **alignment: Any) -> dict[str, Any]:
@@ -766,6 +777,7 @@ def add_scan(
         tmp_dir = os.path.join(path, tmp_name)
         remove(tmp_dir)  # left by an interrupted run
         marked = swapped = False
+        old = None
         try:
             smeta = _write_scan(root, tmp_name, scan, path)
             if name in acq.scans:  # from here until its metadata are written, refused on open
@@ -778,14 +790,14 @@ def add_scan(
             # swapped in whole: until then the old scan (if any) is as it was
             old = swap_in(tmp_dir, os.path.join(path, name))
             swapped = True
-            if old is not None:
-                remove(old)
         except BaseException:
             if marked and not swapped:  # the old scan is whole: nothing to refuse
                 root.attrs[KEY] = acq.meta
             remove(tmp_dir)
             raise
         _register_scan(path, name, smeta)
+        if old is not None:  # after the new metadata: readers wait out the renames only
+            remove(old)
     return open_acquisition(path)
 
 
@@ -888,6 +900,13 @@ def _current_meta(path: str, group: zarr.Group) -> dict[str, Any]:
         raise InputError(path, f"is a {meta.get('kind')}, not an acquisition dataset")
     stopped = interrupted_replacement(meta)
     if stopped:
+        holder = held_by(path)
+        if holder:  # not stopped: the import is writing it now
+            raise OutputLockedError(
+                path,
+                f"scan {meta[REPLACING]!r} is being replaced by {holder} (an import): wait "
+                "for it to finish",
+            )
         raise InputError(path, stopped)
     return meta
 

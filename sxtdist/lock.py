@@ -22,7 +22,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from .errors import OutputLockedError, SxtdistError, os_error
 
@@ -30,6 +30,8 @@ from .errors import OutputLockedError, SxtdistError, os_error
 LOCK_SUFFIX = ".sxtdist-lock"
 #: Seconds between two tries while :func:`write_lock` waits for a lock.
 POLL_S = 0.25
+#: The lock files this process holds (:func:`held_by` does not count them).
+_HELD: set[str] = set()
 
 logger = logging.getLogger(__name__)
 
@@ -126,13 +128,15 @@ def write_lock(path: str | os.PathLike[str], wait_s: float = 0.0) -> Iterator[st
                 f"{lock}: the file system does not support locks ({exc.strerror}); "
                 "write the output to a local or lock-capable file system"
             ) from None
-        raise
+        # the output the user named, not the hidden lock file beside it
+        raise OSError(exc.errno, exc.strerror or str(exc), path) from exc
     if fd is None:
         waited = f" (waited {wait_s:g} s)" if wait_s > 0 else ""
         raise OutputLockedError(
             path,
             f"is being written by {_held_by(lock)} (lock {lock}){waited}; wait for it to finish",
         )
+    _HELD.add(lock)
     try:
         me = {"host": socket.gethostname(), "pid": os.getpid()}
         os.ftruncate(fd, 0)
@@ -145,11 +149,51 @@ def write_lock(path: str | os.PathLike[str], wait_s: float = 0.0) -> Iterator[st
                 raise
             raise failed from exc
     finally:
+        _HELD.discard(lock)
         try:
             os.remove(lock)  # while still locked: a waiting taker then sees another file
         except FileNotFoundError:
             pass
         os.close(fd)
+
+
+@contextmanager
+def activity_lock(path: str | os.PathLike[str], activity: str) -> Iterator[None]:
+    """Hold, for the whole block, the lock of one ``activity`` on ``path`` (``"aligned"``:
+    an ``align`` of an acquisition, from its first read to its store): a second run of it
+    is refused at once (:class:`~sxtdist.errors.OutputLockedError`, "is being aligned by
+    pid N on HOST"). Writers of ``path`` itself take its own lock, not this one."""
+    path = os.fspath(path)
+    marker = f"{path.rstrip('/')}.{activity}"
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(write_lock(marker))
+        except OutputLockedError:
+            holder = _held_by(lock_path(marker))
+            raise OutputLockedError(
+                path, f"is being {activity} by {holder}; wait for it to finish"
+            ) from None
+        yield
+
+
+def held_by(path: str | os.PathLike[str]) -> str | None:
+    """Who holds the lock of the output ``path`` now (``"pid N on HOST"``), or None when
+    nobody does, this process does, or it cannot be told (a read-only place)."""
+    lock = lock_path(path)
+    if lock in _HELD or not os.path.exists(lock):  # this process writes it (an import)
+        return None
+    try:
+        fd = _take(lock)
+    except OSError:
+        return None
+    if fd is None:
+        return _held_by(lock)
+    try:
+        os.remove(lock)  # as a writer releases it: while still locked
+    except OSError:
+        pass
+    os.close(fd)
+    return None
 
 
 def check_writable(path: str | os.PathLike[str]) -> None:

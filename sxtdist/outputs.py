@@ -58,6 +58,9 @@ PARTIAL_SUFFIX = ".sxtdist-partial"
 REPORT_MARK = "sxtdist-report.json"
 #: What an alignment report folder holds when its mark lists no ``files`` (older reports).
 REPORT_FILES = ("shifts.csv", "pairs.csv", "alignment.png")
+#: What a desktop or a tool leaves in any folder it shows (Finder, Explorer, Jupyter), and
+#: macOS's ``._*`` companions: nobody's work, never a reason to leave an output alone.
+OS_LITTER = (".DS_Store", "Thumbs.db", "desktop.ini", ".ipynb_checkpoints")
 
 
 def partial_path(path: str | os.PathLike[str]) -> str:
@@ -117,32 +120,60 @@ def _read_json(path: str) -> dict:
 
 
 def _recognise_dir(path: str) -> str | None:
-    mark = _read_json(os.path.join(path, REPORT_MARK))
-    if mark.get("kind") == "alignment-report":
-        return None if report_strangers(path) else "alignment-report"
+    kind = _written_as(path)
+    return None if kind == "alignment-report" and strangers(path) else kind
+
+
+def _written_as(path: str) -> str | None:
+    """The kind of output sxtdist wrote as the folder ``path``, whatever was put in it since."""
+    if _read_json(os.path.join(path, REPORT_MARK)).get("kind") == "alignment-report":
+        return "alignment-report"
+    return _zarr_kind(path)[0]
+
+
+def _zarr_kind(path: str) -> tuple[str | None, dict]:
+    """The kind of sxtdist Zarr output at ``path`` (or None) and its attributes."""
     attrs = _read_json(os.path.join(path, "zarr.json")).get("attributes") or {}
     if not attrs:  # Zarr v2 (an NGFF 0.4 export)
         attrs = _read_json(os.path.join(path, ".zattrs"))
     meta = attrs.get("sxtdist")
     if isinstance(meta, dict) and meta.get("kind", "acquisition") in ("volume", "acquisition"):
-        return meta.get("kind", "acquisition")
+        return meta.get("kind", "acquisition"), attrs
     if isinstance(attrs.get("sxtdist_export"), dict):
-        return "export"
-    return None
+        return "export", attrs
+    return None, {}
 
 
-def report_strangers(path: str) -> list[str]:
-    """The files in an alignment report folder that its report did not write (a user's
-    notes put there): such a folder is not replaced. ``[]`` for any other path."""
-    mark = _read_json(os.path.join(path, REPORT_MARK))
-    if mark.get("kind") != "alignment-report":
-        return []
-    listed = mark.get("files")
-    ours = set(listed) if isinstance(listed, list) else set(REPORT_FILES)
+def _levels(attrs: dict) -> set[str]:
+    """The paths of a multiscale image's levels (NGFF 0.5 or 0.4 attributes)."""
+    ome = attrs.get("ome") if isinstance(attrs.get("ome"), dict) else attrs
     try:
-        return sorted(set(os.listdir(path)) - ours - {REPORT_MARK})
+        return {str(d["path"]) for m in ome.get("multiscales") or () for d in m["datasets"]}
+    except (TypeError, KeyError):
+        return set()
+
+
+def strangers(path: str) -> list[str]:
+    """What a folder that sxtdist wrote holds that sxtdist did not put there (a user's
+    notes, another output written inside it): such a folder is not replaced, whatever it
+    was. ``[]`` for any other path; a desktop's litter (:data:`OS_LITTER`) is no stranger."""
+    mark = _read_json(os.path.join(path, REPORT_MARK))
+    kind, attrs = _zarr_kind(path) if mark.get("kind") != "alignment-report" else ("", {})
+    if kind is None:
+        return []
+    try:
+        names = os.listdir(path)
     except OSError:
         return []
+    if not kind:  # an alignment report: the files its mark lists
+        listed = mark.get("files")
+        ours = {*(listed if isinstance(listed, list) else REPORT_FILES), REPORT_MARK}
+    else:  # an acquisition's scans, truth and a scan being written; levels; Zarr's files
+        ours = {"zarr.json", ".zattrs", ".zgroup", ".zmetadata", "truth"}
+        ours |= set(attrs["sxtdist"].get("scans") or ()) if kind == "acquisition" else set()
+        ours |= _levels(attrs) | {n for n in names if n.isdigit() or n.startswith("_partial_")}
+    litter = {n for n in names if n in OS_LITTER or n.startswith("._")}
+    return sorted(set(names) - ours - litter)
 
 
 def _is_empty_dir(path: str) -> bool:
@@ -182,6 +213,20 @@ def _ancestors(path: str) -> list[os.stat_result]:
     return out
 
 
+def check_can_write(path: str | os.PathLike[str]) -> None:
+    """Raise now the :class:`OSError` (naming ``path``) that writing ``path`` would meet on
+    a read-only file system or without permission: the nearest folder that exists at or
+    above it must be writable. For an output written after long work."""
+    p = os.path.abspath(os.fspath(path))
+    while not os.path.lexists(p):
+        p = os.path.dirname(p)
+    folder = p if os.path.isdir(p) else os.path.dirname(p)
+    if not os.access(folder, os.W_OK):
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+        code = errno.EROFS if read_only else errno.EACCES
+        raise OSError(code, os.strerror(code), os.fspath(path))
+
+
 def check_not_input(out: str, inputs: Iterable[str | os.PathLike[str] | None]) -> None:
     """Refuse an output that is, lies inside or contains one of ``inputs``."""
     real_out = os.path.realpath(out)
@@ -206,12 +251,26 @@ def check_not_input(out: str, inputs: Iterable[str | os.PathLike[str] | None]) -
 
 
 def _check_folder_above(out: str) -> None:
-    """Refuse an output below a file (``notes.txt/out.zarr``): its folder cannot be made."""
+    """Refuse an output below a file (``notes.txt/out.zarr``): its folder cannot be made;
+    and one inside an output of sxtdist's (``cell.zarr/vol.zarr``): replacing that one
+    would delete it without a word."""
     p = os.path.dirname(os.path.abspath(out))
     while not os.path.lexists(p):
         p = os.path.dirname(p)
     if not os.path.isdir(p):
         raise InputError(out, f"cannot be made: {p} is a file, not a folder")
+    p = os.path.realpath(p)
+    while True:
+        kind = _written_as(p)
+        if kind:
+            raise InputError(
+                out,
+                f"lies inside the sxtdist {kind} {p}: write it elsewhere (replacing "
+                f"{os.path.basename(p)} would delete it)",
+            )
+        if os.path.dirname(p) == p:
+            return
+        p = os.path.dirname(p)
 
 
 def _inside(child: str, parent: str) -> bool:
@@ -285,13 +344,15 @@ def _claim(
     if not os.path.lexists(out) or _is_empty_dir(out):
         return out, None
     found = recognise(out)
-    strangers = report_strangers(out) if os.path.isdir(out) else []
-    if strangers:
-        more = f" and {len(strangers) - 3} more" if len(strangers) > 3 else ""
+    foreign = strangers(out) if os.path.isdir(out) and (found is None or overwrite) else []
+    if foreign:  # a replacement would delete them with the folder
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        what = f"an sxtdist {found}" if found else "an alignment report"
         raise OutputExistsError(
             out,
-            f"is an alignment report holding files it did not write ({', '.join(strangers[:3])}"
-            f"{more}): it is left alone; move them, or write the report elsewhere",
+            f"is {what} holding files it did not write ({', '.join(foreign[:3])}{more}): it "
+            f"is left alone; move them, or write the {'report' if not found else kind} "
+            "elsewhere",
         )
     if found != kind:
         what = f"is an sxtdist {found}" if found else "was not written by sxtdist"

@@ -416,7 +416,7 @@ def _read_block(
     if transforms is None:
         transforms = intensity_transforms(acq)
     if data_ids is not None:
-        check_data_ids(acq.path, data_ids)
+        check_data_ids(acq.path, data_ids, volume=True)
     data = {}
     for name, r in problem.rows(slab).items():
         if r.size:
@@ -426,7 +426,7 @@ def _read_block(
             # eq. 16: bring a scan taken at another energy/optics into the reference's model
             data[name] = apply_intensity_transform(stack, transforms.get(name))
     if data_ids is not None:
-        check_data_ids(acq.path, data_ids)
+        check_data_ids(acq.path, data_ids, volume=True)
     return data
 
 

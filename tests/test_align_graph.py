@@ -185,3 +185,98 @@ def test_a_stretch_holds_few_prepared_views_however_long(tmp_path, monkeypatch):
         assert a.pair == b.pair
         np.testing.assert_array_equal(a.ncc, b.ncc)
         np.testing.assert_array_equal(a.shift, b.shift)
+
+
+def test_a_stretch_of_small_views_reads_each_view_once(tmp_path, monkeypatch):
+    """A stretch of views below PREPARED_VIEW_PIXELS reads each interior and full view
+    once for all its pairs and coarse registrations (a pair that prepared its own views
+    read an interior view up to three times and a full view once per interior view it
+    anchors), lets each go after its last pair (one stretch of all the views holds a few
+    at a time), and gives the registrations of eight stretches, bit for bit."""
+    import weakref
+    from collections import Counter
+
+    import dask.local
+
+    import sxtdist.alignment.runner as runner
+    import sxtdist.alignment.tasks as tasks
+
+    path = tmp_path / "t.zarr"
+    sxtdist.simulate(str(path), preset="tiny", seed=6, shifts_px=1.5)
+    acq = sxtdist.open_acquisition(str(path))
+    pairs = runner.plan(acq, ["roi"], "anchor")["pairs"]
+    settings = runner.pair_settings(acq, acq["full"].geometry)
+    assert not tasks.prepares_views_apart(settings.roi.detector_shape)
+    reads, alive, most = Counter(), set(), [0]
+    read = tasks.read_projection
+
+    def counted(array: str, index: int):
+        out = read(array, index)
+        reads[array, index] += 1
+        alive.add((array, index))
+        weakref.finalize(out, alive.discard, (array, index))
+        most[0] = max(most[0], len(alive))
+        return out
+
+    def run(n_stretches: int) -> list:
+        monkeypatch.setattr(tasks, "STRETCHES_PER_WORKER", n_stretches)
+        graph = tasks.pair_graph(pairs, settings, "r", coarse=True)
+        assert len(graph.keys) == n_stretches
+        return graph.results(dask.local.get_sync(graph.graph, graph.keys))[0]
+
+    eight = run(8)
+    monkeypatch.setattr(tasks, "read_projection", counted)
+    one = run(1)
+    assert set(reads.values()) == {1}
+    anchored = {(p.j, p.kind) for p in pairs if p.kind == "anchor"}
+    assert sorted(reads) == sorted(
+        [(settings.roi_array, i) for i in range(acq["roi"].shape[0])]
+        + [(settings.full_array, j) for j, _ in anchored]
+    )
+    assert 2 <= most[0] <= 5, most  # two interior views and their full views
+    for a, b in zip(eight, one, strict=True):
+        assert a.pair == b.pair
+        np.testing.assert_array_equal(a.ncc, b.ncc)
+        np.testing.assert_array_equal(a.shift, b.shift)
+
+
+def _unaligned(a: np.ndarray, offset: int = 3) -> np.ndarray:
+    """A copy of ``a`` at an odd byte address, as Dask may hand a task an array it received."""
+    buf = bytearray(a.nbytes + 64)
+    start = (-np.frombuffer(buf, np.uint8).ctypes.data) % 64 + offset
+    out = np.ndarray(a.shape, a.dtype, buffer=memoryview(buf)[start : start + a.nbytes])
+    out[...] = a
+    assert a.itemsize == 1 or not out.flags.aligned
+    return out
+
+
+def test_a_view_from_another_worker_registers_to_the_same_bits(tmp_path):
+    """A prepared anchor or interior view at an unaligned address (as a 1024² anchor
+    arrived from the other worker) gives the pairs of the aligned one to the last bit.
+    NumPy sums an unaligned array in another order (here a 512² one), which moved a 1024²
+    pair by up to 5e-7 px on 2 workers against 1; ``tasks.aligned`` copies such arrays."""
+    import sxtdist.alignment.runner as runner
+    import sxtdist.alignment.tasks as tasks
+
+    x = np.random.default_rng(0).normal(5.0, 1.0, (512, 512))
+    moved = _unaligned(x)
+    assert moved.sum() != x.sum()  # NumPy's own behaviour, which the copy is for
+    (copy,) = tasks.aligned((moved,))
+    assert copy.flags.aligned and copy.flags.c_contiguous and copy.sum() == x.sum()
+    acq = sxtdist.open_acquisition(prepared_acquisition(tmp_path / "p.zarr"))
+    settings = runner.pair_settings(acq, acq["full"].geometry)
+    pairs = runner.plan(acq, ["roi"], "anchor")["pairs"]
+    for p in [q for q in pairs if q.kind == "anchor"][:3] + [
+        q for q in pairs if q.kind != "anchor"
+    ][:2]:
+        template = tasks.prepare_roi_view(p.i, settings)
+        if p.kind == "anchor":
+            other = tasks.prepare_anchor(p.j, p.mirrored, settings)
+        else:
+            other = tasks.prepare_roi_view(p.j, settings)
+        moved = [tuple(_unaligned(a) if isinstance(a, np.ndarray) else a for a in x)
+                 for x in (template, other)]  # fmt: skip
+        a = tasks.register_prepared(p, template, other, settings)
+        b = tasks.register_prepared(p, *moved, settings)
+        np.testing.assert_array_equal(a.ncc, b.ncc)
+        np.testing.assert_array_equal(a.shift, b.shift, err_msg=str(p))

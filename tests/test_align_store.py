@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -243,7 +244,9 @@ def test_shifts_measured_with_a_geometry_edited_meanwhile_are_not_stored(
 
 
 def test_align_on_a_read_only_acquisition_fails_before_the_work(run_cli, tiny_copy, monkeypatch):
-    """review5 finding 9: told at once (exit 1, one line), not after every pair is done."""
+    """review5 finding 9: told at once, not after every pair is done; review6 'Read-only
+    acquisition: align/edit/import name a hidden lock file and advise "write the output
+    elsewhere"': one line naming the acquisition, what to do, exit 2."""
     import errno
 
     from sxtdist import lock
@@ -253,9 +256,56 @@ def test_align_on_a_read_only_acquisition_fails_before_the_work(run_cli, tiny_co
 
     monkeypatch.setattr(lock, "_take", read_only)
     code, out, err = run_cli("align", tiny_copy, "--workers", "1", "--report", "")
-    assert code == 1 and len(err.strip().splitlines()) == 1, err
-    assert "Read-only file system (the file system is read-only" in err
-    assert "aligning" not in out + err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{tiny_copy}: cannot be written (Read-only file system): align stores" in err
+    assert "--dry-run" in err and "sxtdist-lock" not in err and "aligning" not in out + err
+    code, out, err = run_cli("edit", tiny_copy, "--scan", "roi", "--energy-ev", "520")
+    assert code == 1 and f"error: {tiny_copy}: Read-only file system" in err, err
+
+
+def test_a_second_align_is_refused_and_a_report_failing_after_the_store_is_a_warning(
+    run_cli, tiny_copy, tmp_path, monkeypatch
+):
+    """review6 'Two aligns of one acquisition at once: the one that exits with an error is
+    the one stored, and the report folder shows the other's shifts' and '`align --report
+    DIR` on a read-only place: all the work, the shifts stored, then an error exit that
+    says nothing was stored': a second align is refused at its start; a report folder that
+    cannot be written is told before the work; a report failing after the store is a
+    warning that says the shifts are stored (exit 0)."""
+    import errno
+
+    from sxtdist import outputs
+    from sxtdist.alignment import report as report_module
+    from sxtdist.lock import activity_lock
+
+    args = ("align", tiny_copy, "--workers", "1", "-q")
+    with activity_lock(tiny_copy, "aligned"):  # another align running
+        code, out, err = run_cli(*args, "--report", "")
+    assert code == 2 and f"{tiny_copy}: is being aligned by pid {os.getpid()}" in err, err
+    assert not sxtdist.open_acquisition(tiny_copy)["roi"].aligned
+    with monkeypatch.context() as m:  # a read-only place for the report
+        access = os.access
+        m.setattr(
+            outputs.os,
+            "access",
+            lambda path, mode: (
+                access(path, mode) and not (mode == os.W_OK and path == str(tmp_path))
+            ),
+        )
+        code, out, err = run_cli(*args, "--report", tmp_path / "rep")
+    assert code == 1 and f"{tmp_path / 'rep'}: " in err and "aligning" not in out + err, err
+    assert not sxtdist.open_acquisition(tiny_copy)["roi"].aligned  # told before the work
+
+    def cannot(*a, **k):
+        raise OSError(errno.EACCES, "Permission denied", str(tmp_path / "rep"))
+
+    monkeypatch.setattr(report_module, "write_report", cannot)
+    code, out, err = run_cli(*args, "--report", tmp_path / "rep")
+    assert code == 0, err
+    assert f"the shifts are stored in {tiny_copy}; the alignment report {tmp_path / 'rep'}" in err
+    assert sxtdist.open_acquisition(tiny_copy)["roi"].aligned
+    code, out, err = run_cli(*args, "--report", "")  # the lock went with the run
+    assert code == 0, err
 
 
 def test_aligning_full_alone_warns_that_an_anchored_roi_goes_stale(run_cli, tiny_copy):

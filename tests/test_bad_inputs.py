@@ -834,6 +834,61 @@ def test_overwrite_replaces_what_sxtdist_wrote(templates, tmp_path, run_cli):
     assert leftovers == [], leftovers  # no lock, no partial
 
 
+def test_an_output_inside_another_is_refused_and_overwrite_keeps_what_was_put_inside(
+    templates, tmp_path, run_cli
+):
+    """review6 'An output written inside another sxtdist output is deleted without a word
+    by --overwrite of the outer one': a volume and an export written into an acquisition
+    were taken, and `simulate --overwrite` of the acquisition deleted them. An output inside
+    an sxtdist output is refused; an output holding what sxtdist did not put there is not
+    replaced; a desktop's litter (.DS_Store) is no reason to refuse."""
+    ws = Workspace(tmp_path, templates)
+    acq, vol = ws.acq("a.zarr"), ws.vol()
+    for args in (
+        ["export", vol, acq / "x.mrc", "--format", "mrc"],
+        ["reconstruct", ws.acq("b.zarr"), acq / "v.zarr", "--iterations", "1", "--workers", "1"],
+        ["simulate", vol / "deeper" / "s.zarr", "--preset", "tiny"],
+    ):
+        code, _, err = run_cli(*args)
+        assert code == 2 and "lies inside the sxtdist " in one_line(err), err
+        assert "write it elsewhere" in err
+    assert sorted(os.listdir(acq)) == ["full", "roi", "truth", "zarr.json"]
+    (acq / "mine.txt").write_text("notes")  # put there by hand
+    (acq / ".DS_Store").write_bytes(b"\0")
+    code, _, err = run_cli("simulate", acq, "--preset", "tiny", "--seed", "4", "--overwrite")
+    assert (
+        code == 2 and "is an sxtdist acquisition holding files it did not write (mine.txt)" in err
+    )
+    assert (acq / "mine.txt").read_text() == "notes"
+    os.remove(acq / "mine.txt")
+    code, _, err = run_cli("simulate", acq, "--preset", "tiny", "--seed", "4", "--overwrite")
+    assert code == 0, err
+    (vol / ".DS_Store").write_bytes(b"\0")  # a volume's folder opened in Finder
+    code, _, err = run_cli("export", vol, tmp_path / "e.zarr")
+    assert code == 0, err
+
+
+def test_a_desktops_litter_in_a_report_folder_does_not_block_align(templates, tmp_path, run_cli):
+    """review6 'A .DS_Store (or .ipynb_checkpoints) in the report folder blocks every later
+    align': Finder's .DS_Store counted as a user's file, and the report was never replaced."""
+    ws = Workspace(tmp_path, templates)
+    acq = ws.acq()
+    args = ("align", acq, "--dry-run", "--workers", "1", "--report", ws / "r")
+    assert run_cli(*args)[0] == 0
+    for litter in (".DS_Store", "._shifts.csv", "Thumbs.db", ".ipynb_checkpoints"):
+        (ws / "r" / litter).mkdir() if litter.startswith(".ipynb") else (
+            ws / "r" / litter
+        ).write_text("")
+    code, _, err = run_cli(*args)
+    assert code == 0, err
+    assert sorted(os.listdir(ws / "r")) == [
+        "alignment.png",
+        "pairs.csv",
+        "shifts.csv",
+        "sxtdist-report.json",
+    ]
+
+
 def test_overwrite_through_a_link_replaces_its_target_and_keeps_the_link(
     templates, tmp_path, run_cli
 ):

@@ -359,6 +359,28 @@ def test_cells_are_aligned_first_once_and_as_sxtdist_align_does(two_cells, tmp_p
     assert again["roi"].meta["alignment"]["date"] == date
 
 
+def test_yaml_names_and_paths_are_read_as_written(tmp_path):
+    """review6 'YAML manifest: cells named 010, 011 write 8.zarr, 9.zarr (YAML 1.1 octal),
+    007 and 7 collide': names, paths and values are the text written; each option still
+    converts its own (iterations 20, psf no, weights 1)."""
+    m = tmp_path / "m.yaml"
+    m.write_text(
+        "defaults:\n  iterations: 20\n  psf: no\n  rtol: 1.0e-3\n"
+        "cells:\n"
+        "  - {acquisition: 010.zarr, name: 010}\n"
+        "  - {acquisition: a.zarr, name: 007, weights: {full: 1, roi: 2.5}}\n"
+        "  - {acquisition: b.zarr, name: 7, out: 0x10.zarr}\n"
+        "  - {acquisition: c.zarr, name: yes, block_size: 8, oracle: true}\n"
+    )
+    cells = read_manifest(m, tmp_path / "o")
+    assert [c.name for c in cells] == ["010", "007", "7", "yes"]
+    assert cells[0].acquisition == str(tmp_path / "010.zarr")
+    assert cells[2].out == str(tmp_path / "o" / "0x10.zarr")
+    assert cells[0].options == {"iterations": 20, "psf": False, "rtol": 1e-3}
+    assert cells[1].options["weights"] == {"full": 1.0, "roi": 2.5}
+    assert cells[3].options["block_size"] == 8 and cells[3].options["oracle"] is True
+
+
 def test_bad_align_value(tmp_path):
     m = tmp_path / "m.yaml"
     m.write_text("- acquisition: a.zarr\n  align: sometimes\n")
@@ -524,6 +546,34 @@ def test_a_full_disk_is_one_clear_line_in_a_batch_and_an_oserror_in_python(
         "space (or write elsewhere) and run the same command again; an unfinished "
         "reconstruction resumes)"
     )
+
+
+def test_a_block_write_failing_with_an_unnamed_oserror_names_the_output(
+    two_cells, tmp_path, monkeypatch
+):
+    """review6 "Finding 5's cause, and the Python API too: the ENOSPC of a block write is
+    an OSError without a file name": zarr's local store raises Python's own OSError, which
+    names no file; the reconstruction's caller gets one naming the output."""
+    import errno
+
+    from distributed import Client, LocalCluster
+
+    from sxtdist.volume import Volume
+
+    def full(self, z0, data):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a write() raises it
+
+    monkeypatch.setattr(Volume, "write_slices", full)
+    with (
+        LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+        pytest.raises(OSError) as e,
+    ):
+        reconstruct(
+            two_cells / "cell1.zarr", tmp_path / "v.zarr", client=client, progress=False,
+            iterations=2, block_size=8,
+        )  # fmt: skip
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "v.zarr")
 
 
 def test_write_lock_raises_zarrs_io_errors_as_oserror(tmp_path):

@@ -262,6 +262,39 @@ def test_a_replacement_that_stops_before_its_swap_leaves_the_acquisition_open(
     assert "run the import from /data/roi new.tif again with all its options and --overwrite" in err
 
 
+def test_a_replacement_in_progress_is_told_as_one(tmp_path):
+    """review6 'During a normal import --overwrite, every reader is told the write
+    "stopped" and to import again': while the import holds the acquisition's lock its
+    mark means 'being replaced by pid N: wait'; only a mark nobody holds means 'stopped'."""
+    import subprocess
+    import sys
+
+    import zarr
+
+    from sxtdist.dataset import KEY, REPLACING
+    from sxtdist.errors import OutputLockedError
+
+    path = str(tmp_path / "a.zarr")
+    sxtdist.create_acquisition(path, _scans(np.random.default_rng(5)))
+    root = zarr.open_group(path, mode="r+")
+    root.attrs[KEY] = {**root.attrs[KEY], REPLACING: "roi"}
+    hold = "import sys, time\nfrom sxtdist.lock import write_lock\nwith write_lock(sys.argv[1]):\n"
+    hold += "    print('held', flush=True)\n    time.sleep(60)\n"
+    importer = subprocess.Popen(
+        [sys.executable, "-c", hold, path], stdout=subprocess.PIPE, text=True
+    )
+    try:  # the import, writing (another process)
+        assert importer.stdout.readline().strip() == "held"
+        with pytest.raises(OutputLockedError, match=rf"is being replaced by pid {importer.pid} "):
+            sxtdist.open_acquisition(path, "r")
+    finally:
+        importer.kill()
+        importer.wait()
+    with pytest.raises(InputError, match="scan 'roi' was being replaced when a write stopped"):
+        sxtdist.open_acquisition(path, "r")
+    assert not [f for f in os.listdir(tmp_path) if f.endswith("sxtdist-lock")]
+
+
 def _scratch_array(path):
     return zarr.create_array(
         path, shape=(16, 4, 4), chunks=(1, 4, 4), dtype="f4", fill_value=float("nan")

@@ -110,6 +110,47 @@ def test_text_lists_saved_with_a_byte_order_mark_are_read(tmp_path, run_cli):
     assert cell.name == "c1" and cell.acquisition == os.fspath(tmp_path / "a.zarr")
 
 
+def test_a_tiff_folder_named_by_signed_angles_is_not_given_angles_by_position(tmp_path):
+    """review6 'TIFF folder named by signed angles: an --angles list is given to the files
+    in the wrong order, rc 0': name order put img_+10.0 before img_-60.0 and the negatives
+    backwards (12 of 13 views got another view's angle). Angles by position are refused
+    for names numbered by angle; taken from the names, they are right; a folder numbered
+    with a dash (proj-0001) or a dated one is no angle series."""
+    t = RNG.uniform(0.2, 0.9, (5, 6, 8)).astype(np.float32)
+    angles = [-60.0, -30.0, 0.0, 30.0, 60.0]
+
+    def folder(name, names):
+        (tmp_path / name).mkdir()
+        for n, frame in zip(names, t, strict=True):
+            tifffile.imwrite(tmp_path / name / n, frame)
+        return tmp_path / name
+
+    signed = folder("signed", [f"img_{a:+.1f}.tif" for a in angles])
+    for given in ({"angles": angles}, {"angle_range": (-60, 60)}):
+        with pytest.raises(InputError, match=r"names that look like angles .*not by angle"):
+            import_scan(signed, tmp_path / "s.zarr", "full", pixel_size_nm=25, **given)
+        assert not (tmp_path / "s.zarr").exists()
+    acq = import_scan(
+        signed, tmp_path / "s.zarr", "full", pixel_size_nm=25, angles_from_names=r"img_(.*)\.tif"
+    )
+    order = np.argsort(acq["full"].geometry.angles_deg)
+    np.testing.assert_allclose(acq["full"].geometry.angles_deg[order], angles)
+    np.testing.assert_allclose(acq["full"].data.compute()[order], -np.log(t), rtol=1e-6)
+    for name, names in (
+        ("dash", [f"proj-{i:04d}.tif" for i in range(5)]),
+        ("dated", [f"2024-05-01_cell3_{i:03d}.tif" for i in range(5)]),
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", SxtdistWarning)  # one numbered series: fine
+            import_scan(
+                folder(name, names),
+                tmp_path / f"{name}.zarr",
+                "full",
+                angles=angles,
+                pixel_size_nm=25,
+            )
+
+
 def test_tiff_folder_and_ome_pixel_size(tmp_path):
     t = RNG.uniform(0.2, 0.9, (5, 8, 10)).astype(np.float32)
     folder = tmp_path / "frames"

@@ -12,7 +12,6 @@ gradient at sub-pixel shifts, maximised with L-BFGS-B. If ``T`` is ``R`` displac
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -114,10 +113,16 @@ def _range_sums(img: np.ndarray, a0, a1, b0, b1) -> np.ndarray:
     starts = starts[starts < h]
     rows = np.append(starts, h)  # the integral image's rows kept: sums of img above each
     integral = np.zeros((rows.size, w + 1))
-    # band by band (np.add.reduceat along rows is as slow as a cumsum)
-    bands = [img[i:j].sum(axis=0) for i, j in itertools.pairwise(rows)]
-    np.cumsum(bands, axis=0, out=integral[1:, 1:])
-    np.cumsum(integral[1:, 1:], axis=1, out=integral[1:, 1:])
+    bands = integral[1:, 1:]
+    # band by band (np.add.reduceat along rows is as slow as a cumsum); most bands are one
+    # row (the lags' edges), which is its own sum: copied at once, not summed one by one
+    # (a call per row was a third of the time of a map of small views)
+    single = np.diff(rows) == 1
+    bands[single] = img[starts[single]]
+    for k in np.flatnonzero(~single):
+        bands[k] = img[rows[k] : rows[k + 1]].sum(axis=0)
+    np.cumsum(bands, axis=0, out=bands)
+    np.cumsum(bands, axis=1, out=bands)
     r0, r1 = np.searchsorted(rows, a0), np.searchsorted(rows, a1)
     return (
         integral[np.ix_(r1, b1)]

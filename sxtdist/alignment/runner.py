@@ -21,6 +21,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -34,11 +35,13 @@ from ..errors import (
     one_line,
     option,
     os_error,
+    printable,
+    quoted,
 )
 from ..execution import Execution
 from ..geometry import ScanGeometry, angular_spacing_deg, without_rigid_translation
-from ..lock import check_writable
-from ..outputs import check_output
+from ..lock import activity_lock, check_writable
+from ..outputs import check_can_write, check_output
 from .anchoring import ANCHORED_TO, full_reference
 from .diagnostics import log_pair_misfit, log_pairs_weighted_down, log_poor_peaks
 from .gauge import axis_offset_px, sinusoid_basis
@@ -166,8 +169,10 @@ def align(
     if report:  # before the work: a report may replace only an earlier report
         check_output(report, "alignment-report", inputs=[acq.path], overwrite=True)
     if not dry_run:  # a read-only acquisition is told now, not after the work
-        check_writable(acq.path)
+        _check_writable(acq)
         _warn_of_a_stale_interior(acq, scans)
+    if report:  # and a report folder that cannot be written
+        check_can_write(report)
     if opts.method == "projection-matching" and "roi" in scans:
         raise ParameterError(
             "projection matching needs the whole sample in view: use it for the full scan "
@@ -184,18 +189,34 @@ def align(
     if "roi" in scans:  # the search checked before any work
         search_range(acq["roi"].geometry.detector_shape, opts.max_shift_px)
     t_start = time.perf_counter()
-    with get_client(ex) as client:
-        if "full" in scans:
-            _align_full(acq, result, opts, client, ex.progress)
-        if "roi" in scans:
-            _align_roi(acq, result, plan_info["pairs"], opts, client, ex.progress)
-    _center(acq, result, opts.method)
-    _record_anchoring(acq, result, opts.method)
-    elapsed = time.perf_counter() - t_start
-    for info in result.info.values():
-        info["elapsed_s"] = elapsed
-    _store_and_report(acq, result, dry_run, report)
+    # one align of an acquisition at a time (a second one's shifts were stored over the
+    # first's, the report showing the other's); a dry run stores nothing
+    with nullcontext() if dry_run else activity_lock(acq.path, "aligned"):
+        with get_client(ex) as client:
+            if "full" in scans:
+                _align_full(acq, result, opts, client, ex.progress)
+            if "roi" in scans:
+                _align_roi(acq, result, plan_info["pairs"], opts, client, ex.progress)
+        _center(acq, result, opts.method)
+        _record_anchoring(acq, result, opts.method)
+        elapsed = time.perf_counter() - t_start
+        for info in result.info.values():
+            info["elapsed_s"] = elapsed
+        _store_and_report(acq, result, dry_run, report)
     return result
+
+
+def _check_writable(acq: Acquisition) -> None:
+    """Refuse, before the work, an acquisition the shifts cannot be stored in."""
+    try:
+        check_writable(acq.path)
+    except OSError as exc:
+        raise InputError(
+            acq.path,
+            f"cannot be written ({exc.strerror or one_line(exc)}): align stores its shifts in "
+            "the acquisition; copy it somewhere writable, or align with "
+            f"{option('--dry-run', 'dry_run=True')} (the shifts in the report only)",
+        ) from None
 
 
 def _warn_of_a_stale_interior(acq: Acquisition, scans: Sequence[str]) -> None:
@@ -266,11 +287,16 @@ def _store_and_report(
         try:
             result.report_dir = write_report(os.fspath(report), acq, result)
         except Exception as exc:
-            if unstored is None:
-                raise
+            if unstored is None and not result.stored:
+                raise  # a dry run: the report is all it makes
             failed = os_error(exc)
             why = describe_os_error(failed) if failed is not None else one_line(exc)
-            logger.warning("the alignment report %s was not written: %s", report, why)
+            stored = f"the shifts are stored in {quoted(acq.path)}; " if result.stored else ""
+            warnings.warn(
+                f"{stored}the alignment report {printable(report)} was not written: {why}",
+                SxtdistWarning,
+                stacklevel=3,
+            )
     if unstored is not None:  # the one command that stores it is what the user must see
         raise unstored
     for name, d in result.shifts.items():

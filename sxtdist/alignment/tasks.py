@@ -116,6 +116,15 @@ def prepared_view(
     edge pixel by the slope there, and the alignment lost 5-10 % RMS on every motion
     family (``small``, 19 full views, seeds 401-403), the same with this extension as
     with the true edge pixels blurred in."""
+    view, box = blurred_view(raw, settings, binning)
+    return view, spectrum_in_frame(view, box, margin or settings.margin), box
+
+
+def blurred_view(
+    raw: np.ndarray, settings: PairSettings, binning: int = 1
+) -> tuple[np.ndarray, Box]:
+    """:func:`prepared_view` before its transform: the interior view blurred (and binned)
+    and its compared rectangle, which every map margin shares."""
     y0, y1, x0, x1 = box = compared_box(raw)
     h, w = raw.shape
     inside = np.pad(
@@ -125,8 +134,7 @@ def prepared_view(
         reflect_type="odd",
     )
     view = bin_image(gaussian_blur(inside, settings.roi_blur_px), binning)
-    box = binned_box(box, binning)
-    return view, spectrum_in_frame(view, box, margin or settings.margin), box
+    return view, binned_box(box, binning)
 
 
 def prepare_anchor(
@@ -140,8 +148,20 @@ def prepare_anchor(
     grid (binned) plus a search margin (default the pairs' own) and blurred by
     ``--smooth``, with its validity mask and the transform of its valid rectangle (one
     for all the pairs it anchors)."""
+    view = read_projection(settings.full_array, full_index)
+    return prepared_anchor(view, full_index, mirrored, settings, margin, binning)
+
+
+def prepared_anchor(
+    view: np.ndarray,
+    full_index: int,
+    mirrored: bool,
+    settings: PairSettings,
+    margin: tuple[int, int] | None = None,
+    binning: int = 1,
+) -> PreparedAnchor:
+    """:func:`prepare_anchor` of full view ``full_index`` already read (``view``)."""
     s = settings
-    view = read_projection(s.full_array, full_index)
     margin = margin or s.margin
     ref, mask = anchor_on_roi_grid(view, s.full, full_index, s.roi, margin, mirrored, None, binning)
     ref = gaussian_blur(ref, s.anchor_blur_px / binning)
@@ -231,7 +251,11 @@ def _register(
     pair's shifts are limited by the overlap of its two views (:data:`MIN_VIEW_OVERLAP`),
     not of their rectangles; an anchor's by its interior rectangle's share over the full
     view's pixels.
+
+    The arrays are used aligned (:func:`aligned`): a prepared view from another worker
+    may not be.
     """
+    template, other = aligned(template), aligned(other)
     whole, tpl_spectrum, (y0, y1, x0, x1) = template
     tpl = whole[y0:y1, x0:x1]
     spectra = {"template_spectrum": tpl_spectrum}
@@ -261,6 +285,19 @@ def _register(
     return result
 
 
+def aligned(prepared: tuple) -> tuple:
+    """A prepared view or anchor with every array aligned in memory (the same one where it
+    is; a copy, in the same layout, where not). Dask may hand a task an array received
+    from another worker at any byte address (a prepared 1024² anchor's image arrived at
+    an odd one), and NumPy sums an unaligned array in another order: the sum of its
+    compared rectangle changed in the last bits and the pair's shift by up to 5e-7 px,
+    so an alignment on 2 workers differed from one on 1 (docs/dev/alignment-history.md,
+    session 6)."""
+    return tuple(
+        np.require(a, requirements="A") if isinstance(a, np.ndarray) else a for a in prepared
+    )
+
+
 def predicted_window(
     pair: Pair, coarse: Sequence[PairResult | None], settings: PairSettings
 ) -> SearchWindow | None:
@@ -285,13 +322,15 @@ def map_margin(window: SearchWindow, settings: PairSettings) -> tuple[int, int]:
     return int(m[0]), int(m[1])
 
 
-def coarse_anchor(pair: Pair, settings: PairSettings) -> PairResult:
+def coarse_anchor(
+    pair: Pair, settings: PairSettings, views: StretchViews | None = None
+) -> PairResult:
     """The coarse registration of an anchor pair: the interior view (binned by
     ``coarse_bin``) against its anchor over the whole search range, with no window. With
     no binning it is the pair's registration, used as is; binned, its peak (times the
     binning) predicts the pair's and its neighbours' (:func:`predicted_window`)."""
     b = settings.coarse_bin
-    return _prepare_and_register(pair, settings, None, settings.coarse_margin(), b)
+    return _prepare_and_register(pair, settings, None, settings.coarse_margin(), b, views)
 
 
 def coarse_prepared(
@@ -310,12 +349,19 @@ def coarse_prepared(
     return result
 
 
-def register_pair(pair: Pair, settings: PairSettings, *coarse: PairResult | None) -> PairResult:
-    """One Dask task: prepare the pair's two views and register them (views smaller than
-    :data:`PREPARED_VIEW_PIXELS`), within the window the ``coarse`` registrations of its
-    views predict (:func:`predicted_window`). ``seconds`` includes the preparation."""
+def register_pair(
+    pair: Pair,
+    settings: PairSettings,
+    coarse: Sequence[PairResult | None] = (),
+    views: StretchViews | None = None,
+) -> PairResult:
+    """Prepare the pair's two views (views smaller than :data:`PREPARED_VIEW_PIXELS`; kept
+    in ``views`` when given) and register them, within the window the ``coarse``
+    registrations of its views predict (:func:`predicted_window`). ``seconds`` includes
+    the preparation."""
     window = predicted_window(pair, coarse, settings)
-    return _prepare_and_register(pair, settings, window, fine_margin(window, settings))
+    margin = fine_margin(window, settings)
+    return _prepare_and_register(pair, settings, window, margin, 1, views)
 
 
 def register_widened(target: tuple[Pair, np.ndarray], settings: PairSettings) -> PairResult:
@@ -333,31 +379,89 @@ def _prepare_and_register(
     window: SearchWindow | None,
     margin: tuple[int, int],
     binning: int = 1,
+    views: StretchViews | None = None,
 ) -> PairResult:
     """Prepare a pair's two views for a map of ``margin`` (binned) and register them within
-    ``window`` (binned: no intensity samples); ``seconds`` includes the preparation."""
+    ``window`` (binned: no intensity samples); ``seconds`` includes the preparation.
+    ``views``: where a stretch keeps the views it has prepared (default: none kept)."""
     t0 = time.perf_counter()
-    template = prepare_roi_view(pair.i, settings, margin, binning)
+    views = views or StretchViews(settings)
+    template = views.roi(pair.i, margin, binning)
     if pair.kind == "anchor":
-        other = prepare_anchor(pair.j, pair.mirrored, settings, margin, binning)
+        other = views.anchor(pair.j, pair.mirrored, margin, binning)
     else:
-        other = prepare_roi_view(pair.j, settings, margin, binning)
+        other = views.roi(pair.j, margin, binning)
     result = _register(pair, template, other, margin, settings, window, binning == 1)
     result.seconds = time.perf_counter() - t0
     return result
 
 
+class StretchViews:
+    """The views a stretch of small views (:func:`register_stretch`) reads and prepares,
+    each once for all its pairs: an interior view read once, blurred once per binning and
+    transformed once per map margin; a full view read once and prepared once per
+    orientation, margin and binning. The same calls on the same values as each pair
+    preparing its own views, so the same bits (``tests/test_align_graph.py``); on
+    ``small`` an interior view enters up to three pairs and a full view the anchor pairs
+    of about five interior views. :meth:`release` lets a view go after its last pair."""
+
+    def __init__(self, settings: PairSettings) -> None:
+        self.settings = settings
+        self._read: dict[tuple[str, int], np.ndarray] = {}
+        self._blurred: dict[tuple[int, int], tuple[np.ndarray, Box]] = {}
+        self._views: dict[tuple[int, tuple[int, int], int], PreparedView] = {}
+        self._anchors: dict[tuple[int, bool, tuple[int, int], int], PreparedAnchor] = {}
+
+    def _raw(self, scan: str, index: int) -> np.ndarray:
+        if (scan, index) not in self._read:
+            path = self.settings.roi_array if scan == "roi" else self.settings.full_array
+            self._read[scan, index] = read_projection(path, index)
+        return self._read[scan, index]
+
+    def roi(self, index: int, margin: tuple[int, int], binning: int = 1) -> PreparedView:
+        """:func:`prepare_roi_view`."""
+        key = (index, tuple(margin), binning)
+        if key not in self._views:
+            if (index, binning) not in self._blurred:
+                raw = self._raw("roi", index)
+                self._blurred[index, binning] = blurred_view(raw, self.settings, binning)
+            view, box = self._blurred[index, binning]
+            self._views[key] = (view, spectrum_in_frame(view, box, margin), box)
+        return self._views[key]
+
+    def anchor(
+        self, index: int, mirrored: bool, margin: tuple[int, int], binning: int = 1
+    ) -> PreparedAnchor:
+        """:func:`prepare_anchor`."""
+        key = (index, mirrored, tuple(margin), binning)
+        if key not in self._anchors:
+            raw = self._raw("full", index)
+            self._anchors[key] = prepared_anchor(raw, index, mirrored, self.settings, *key[2:])
+        return self._anchors[key]
+
+    def release(self, scan: str, index: int) -> None:
+        """Forget interior (``scan == "roi"``) or full view ``index``, read and prepared."""
+        self._read.pop((scan, index), None)
+        for cache in (self._blurred, self._views) if scan == "roi" else (self._anchors,):
+            for key in [k for k in cache if k[0] == index]:
+                del cache[key]
+
+
 #: Views smaller than :data:`PREPARED_VIEW_PIXELS` are registered in stretches of
 #: consecutive views (in angle), this many stretches per worker: each stretch one task
-#: that registers its anchor pairs (the coarse pass) and then the neighbour pairs between
-#: its views, where their coarse predictions already are; a neighbour pair across two
-#: stretches is a task of its own on both. One task per pair with the coarse pass made
-#: each neighbour wait for two anchor tasks, often run on different workers (``small`` on
-#: 2 workers: 179 tasks of about 5 ms, 45-58 inputs moved per run, the workers 82-89 %
-#: busy over the tasks' span, 0.26-0.36 s of client and scheduler CPU per run). With
-#: stretches: 15 tasks, 4-9 inputs moved, 82-99 % busy, 0.08-0.18 s (8 per worker; 4 left
-#: one worker idle longer at the end: 70-93 %). Task-stream figures of
-#: ``benchmarks/bench_align.py`` part 1 and a script like it, load average 9-19.
+#: that registers its anchor pairs (the coarse pass) and the neighbour pairs of its views
+#: (the one to the next stretch's first view too, whose coarse registration it makes
+#: again), each view read and prepared once (:class:`StretchViews`). One task per pair
+#: with the coarse pass made each neighbour wait for two anchor tasks, often run on
+#: different workers (``small`` on 2 workers: 179 tasks of about 5 ms, 45-58 inputs moved
+#: per run, the workers 82-89 % busy over the tasks' span, 0.26-0.36 s of client and
+#: scheduler CPU per run). With stretches and a task per neighbour pair across two: 15
+#: tasks, 4-9 inputs moved, 82-99 % busy, 0.08-0.18 s (8 per worker; 4 left one worker
+#: idle longer at the end: 70-93 %). Task-stream figures of ``benchmarks/bench_align.py``
+#: part 1 and a script like it, load average 9-19. With each view prepared once and no
+#: task across two stretches (nothing waits, nothing moves): the CPU of the graph of
+#: ``small`` on 2 workers' stretches 0.70 s instead of 0.96-1.00 s (in one process, 5
+#: runs each, load 27; docs/dev/alignment-history.md, session 6).
 STRETCHES_PER_WORKER = 8
 
 
@@ -372,40 +476,86 @@ class Registered:
 
 
 def register_stretch(
-    pairs: Sequence[tuple[int, Pair]], settings: PairSettings, coarse: bool
+    pairs: Sequence[tuple[int, Pair]],
+    settings: PairSettings,
+    coarse: bool,
+    order: Sequence[int] = (),
+    foreign: Sequence[Pair] = (),
 ) -> Registered:
-    """One Dask task: the coarse pass of a stretch's anchor pairs (:func:`coarse_anchor`),
-    then every pair of the stretch within what those predict (:func:`register_pair`), the
-    same calls as one task per pair makes. ``pairs``: ``(index, pair)``."""
+    """One Dask task: the pairs of a stretch of small views (``(index, pair)``: its anchor
+    pairs and the neighbour pairs from its views, to the next stretch's first view too),
+    the same calls as a task per pair makes (:func:`coarse_anchor`, then
+    :func:`register_pair` within what the coarse pass predicts), each view read and
+    prepared once (:class:`StretchViews`).
+
+    Along the neighbour chain's ``order`` of its views: each view's coarse pass (its
+    anchor pair), then every pair whose views have theirs, then the views no pair needs
+    any more are let go. ``foreign``: the anchor pairs of the views of other stretches
+    that its pairs reach; their coarse registrations are made again here (the same
+    bits), so that no stretch waits for another, and returned by theirs only.
+    """
+    views = StretchViews(settings)
     out = Registered({}, {})
-    if coarse:
-        for _, p in pairs:
-            if p.kind == "anchor":
-                out.coarse[p.i] = coarse_anchor(p, settings)
-    for n, p in pairs:
-        out.pairs[n] = _registered_after_coarse(p, settings, coarse, out.coarse)
+    known: dict[int, PairResult] = {}
+    own = {p.i: p for _, p in pairs if p.kind == "anchor"} if coarse else {}
+    others = {p.i: p for p in foreign} if coarse else {}
+    own_coarse = settings.coarse_bin == 1  # an anchor pair's coarse pass is its registration
+    at = {v: k for k, v in enumerate(order)}
+    last = [max(at.get(v, -1) for v in views_of(p)) for _, p in pairs]  # when each can run
+    waiting = sorted(range(len(pairs)), key=last.__getitem__)
+    # the registrations that prepare each view, to let it go after the last
+    reached = {v for _, p in pairs for v in views_of(p) if v in others}
+    work = [own.get(v) or others[v] for v in [*own, *reached]]
+    work += [p for _, p in pairs if not (coarse and own_coarse and p.kind == "anchor")]
+    uses = Counter(v for p in work for v in _scan_views(p))
+
+    def registered(p: Pair) -> None:
+        for v in _scan_views(p):
+            uses[v] -= 1
+            if uses[v] == 0:
+                views.release(*v)
+
+    def coarse_of(v: int) -> None:
+        anchor = own.get(v) or others.get(v)
+        if anchor is not None and v not in known:
+            known[v] = coarse_anchor(anchor, settings, views)
+            registered(anchor)
+            if v in own:
+                out.coarse[v] = known[v]
+
+    done = 0
+    for k in range(-1, len(order)):
+        if k >= 0:
+            coarse_of(order[k])
+        while done < len(waiting) and last[waiting[done]] <= k:
+            n, p = pairs[waiting[done]]
+            done += 1
+            for v in views_of(p):
+                coarse_of(v)
+            out.pairs[n] = _registered_after_coarse(p, settings, coarse, known, views)
+            if not (coarse and own_coarse and p.kind == "anchor"):
+                registered(p)
     return out
 
 
-def register_across(
-    pair: tuple[int, Pair], settings: PairSettings, coarse: bool, *stretches: Registered
-) -> Registered:
-    """One Dask task: a neighbour pair whose views lie in two stretches
-    (:func:`register_stretch`), within what their coarse registrations predict."""
-    n, p = pair
-    known = {v: c for st in stretches for v, c in st.coarse.items()}
-    return Registered({n: _registered_after_coarse(p, settings, coarse, known)}, {})
+def _scan_views(p: Pair) -> list[tuple[str, int]]:
+    """The views a pair registers, as ``(scan, index)`` (:meth:`StretchViews.release`)."""
+    return [("roi", p.i), ("full" if p.kind == "anchor" else "roi", p.j)]
 
 
 def _registered_after_coarse(
-    p: Pair, settings: PairSettings, coarse: bool, known: dict[int, PairResult]
+    p: Pair,
+    settings: PairSettings,
+    coarse: bool,
+    known: dict[int, PairResult],
+    views: StretchViews | None = None,
 ) -> PairResult:
     """A pair's registration given its views' coarse registrations ``known``: with no
     binning an anchor pair's coarse registration is its own."""
     if coarse and p.kind == "anchor" and settings.coarse_bin == 1:
         return known[p.i]
     deps = [known.get(v) for v in views_of(p)] if coarse else []
-    return register_pair(p, settings, *deps)
+    return register_pair(p, settings, deps, views)
 
 
 def view_stretches(pairs: Sequence[Pair], n_stretches: int) -> dict[int, int]:
@@ -418,24 +568,6 @@ def view_stretches(pairs: Sequence[Pair], n_stretches: int) -> dict[int, int]:
     order = list(dict.fromkeys([*order, *(v for p in pairs for v in views_of(p))]))
     count = max(1, min(n_stretches, len(order)))
     return {v: k * count // len(order) for k, v in enumerate(order)}
-
-
-def stretches(
-    pairs: Sequence[Pair], n_stretches: int, joined: bool = True
-) -> tuple[list[list[int]], list[int]]:
-    """The planned pairs (by index) split into ``n_stretches`` stretches of consecutive
-    interior views in angle order (the neighbour chain's), and the neighbour pairs that
-    join two stretches (unless not ``joined``: then in the stretch of their first view)."""
-    stretch_of = view_stretches(pairs, n_stretches)
-    groups: dict[int, list[int]] = {}
-    across = []
-    for n, p in enumerate(pairs):
-        where = {stretch_of[v] for v in views_of(p)}
-        if len(where) > 1 and joined:
-            across.append(n)
-        else:
-            groups.setdefault(stretch_of[p.i], []).append(n)
-    return [groups[k] for k in sorted(groups)], across
 
 
 @dataclass
@@ -475,8 +607,9 @@ def pair_graph(
     least :data:`PREPARED_VIEW_PIXELS`: stretches of consecutive views that prepare each
     view once (:data:`PREPARED_STRETCHES_PER_WORKER` per worker of ``workers``,
     :func:`register_prepared_stretch`), each anchor view prepared once in a task of its
-    own; smaller views: stretches whose pairs prepare their own views
-    (:data:`STRETCHES_PER_WORKER` per worker, :func:`register_stretch`).
+    own; smaller views: stretches that prepare their views once too, each with the
+    neighbour pair to the next stretch (:data:`STRETCHES_PER_WORKER` per worker,
+    :func:`register_stretch`).
 
     ``token`` makes the keys unique to this run (a cluster may align several datasets).
     """
@@ -490,29 +623,27 @@ def pair_graph(
 def _stretch_graph(
     pairs: Sequence[Pair], settings: PairSettings, token: str, coarse: bool, n_stretches: int
 ) -> PairGraph:
-    """:func:`pair_graph` for views prepared inside the pair tasks: stretch tasks
-    (:func:`register_stretch`) and a task per neighbour pair across two of them
-    (:func:`register_across`; none without the coarse pass)."""
+    """:func:`pair_graph` for views prepared inside the pair tasks: one task per stretch
+    (:func:`register_stretch`), each with the pairs of its views, the neighbour pair to
+    the next stretch's first view included (whose coarse registration it makes again):
+    no task waits for another."""
     # the settings in every task rather than a key of their own: the stretches then
     # depend on nothing, and Dask hands them out as the workers free up
+    stretch_of = view_stretches(pairs, n_stretches)
+    anchor_of = {p.i: p for p in pairs if p.kind == "anchor"}
+    groups: dict[int, list[int]] = {}
+    for n, p in enumerate(pairs):
+        groups.setdefault(stretch_of[p.i], []).append(n)
     graph: dict[str, Any] = {}
-    # without the coarse pass no pair waits for another: each in its first view's stretch
-    groups, across = stretches(pairs, n_stretches, joined=coarse)
-    stretch_keys = []
-    stretch_of: dict[int, str] = {}  # interior view -> its stretch's key
-    for k, group in enumerate(groups):
-        key = f"align-stretch-{token}-{k}"
-        graph[key] = (register_stretch, [(n, pairs[n]) for n in group], settings, coarse)
-        stretch_keys.append(key)
-        for n in group:
-            for v in views_of(pairs[n]):
-                stretch_of[v] = key
-    for n in across:
-        key = f"align-across-{token}-{n}"
-        deps = sorted({stretch_of[v] for v in views_of(pairs[n]) if v in stretch_of})
-        graph[key] = (register_across, (n, pairs[n]), settings, coarse, *deps)
-        stretch_keys.append(key)
-    return PairGraph(graph, stretch_keys, len(pairs))
+    keys = []
+    for k in sorted(groups):
+        task = [(n, pairs[n]) for n in groups[k]]
+        order = [v for v, at in stretch_of.items() if at == k]  # the chain's order
+        reached = sorted({v for _, p in task for v in views_of(p) if stretch_of[v] != k})
+        foreign = [anchor_of[v] for v in reached if v in anchor_of]
+        keys.append(f"align-stretch-{token}-{k}")
+        graph[keys[-1]] = (register_stretch, task, settings, coarse, order, foreign)
+    return PairGraph(graph, keys, len(pairs))
 
 
 #: Views of at least :data:`PREPARED_VIEW_PIXELS` are registered in stretches of consecutive
@@ -558,7 +689,7 @@ def register_prepared_stretch(
     views (:func:`prepare_anchor`, binned for the coarse pass) named by ``sides``;
     ``ends``: the views returned prepared, for the pairs across two stretches
     (:func:`register_across_prepared`)."""
-    anchor = dict(zip(sides, anchors, strict=True))
+    anchor = dict(zip(sides, map(aligned, anchors), strict=True))  # once, not per pair
     views: dict[int, PreparedView] = {}
 
     def view(i: int) -> PreparedView:

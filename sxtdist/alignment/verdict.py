@@ -14,6 +14,10 @@ A view is named when
   contradicted, or it was right and the rest is not);
 - (full views) its own estimate was rejected by the joint solve, or the detector's
   edges cut its cell, and fewer than :data:`MIN_ANCHORS` anchors tie it instead;
+- (full views) none of its anchors is trusted: the interior cannot check it, and the
+  interior views at its angles hang on neighbours from afar (a search narrower than the
+  motion leaves whole stretches so: with ``--max-shift 5`` on drift with slips, one
+  development run kept 6 of 90 anchors and ended up to 7 px off, every pair closing);
 - it moves more than :data:`~sxtdist.alignment.consistency.MOVE_FLAG_PX` when the
   measurements of one full view, which the rest of the data contradict, are left out
   (:mod:`sxtdist.alignment.consistency`): an error the pairs of a stretch share; that
@@ -129,9 +133,13 @@ def judge(
             for v in views_of(r.pair):
                 verdict.roi.setdefault(int(v), f"pair misfit over {MISFIT_FLAG_PX:g} px")
     anchors = np.zeros(max([r.pair.j for r in results if r.pair.kind == "anchor"] + [-1]) + 1)
+    planned = np.zeros_like(anchors)
     for r, ok in zip(results, trusted, strict=True):
-        if ok and r.pair.kind == "anchor":
-            anchors[r.pair.j] += 1
+        if r.pair.kind == "anchor":
+            planned[r.pair.j] += 1
+            anchors[r.pair.j] += ok
+    for j in np.flatnonzero((planned > 0) & (anchors == 0)):
+        verdict.full[int(j)] = "no trusted anchor"
     for j in full_rejected:
         if j >= len(anchors) or anchors[j] < MIN_ANCHORS:
             verdict.full[int(j)] = "own estimate rejected, too few anchors"

@@ -333,8 +333,10 @@ def odd_numbering(files: list[str]) -> tuple[str, str] | None:
     """``(kind, what)`` when a folder's frames are not one numbered series, else ``None``.
 
     ``kind`` is ``"pattern"`` for names of another pattern (a flat or dark frame among the
-    projections) and ``"gaps"`` for gaps in the numbering (views missing). Every file is
-    read as a projection in name order, so angles given by position go wrong.
+    projections), ``"angles"`` for names numbered by angle (the number that varies has
+    decimals or signs that differ: ``img_-60.0.tif``, whose name order is not the angles'
+    order) and ``"gaps"`` for gaps in the numbering (views missing). Every file is read
+    as a projection in name order, so angles given by position go wrong.
     """
     patterns: dict[str, list[str]] = {}
     for f in files:
@@ -343,6 +345,12 @@ def odd_numbering(files: list[str]) -> tuple[str, str] | None:
         main = max(patterns.values(), key=len)
         others = sorted(f for f in files if f not in main)
         return "pattern", f"names of another pattern than {main[0]} ({', '.join(others[:3])})"
+    signed = [re.findall(r"([-+]?)(\d+)(\.\d+)?", f) for f in files]  # one pattern: aligned
+    vary = [k for k in range(len(signed[0])) if len({s[k] for s in signed}) > 1]
+    if vary:
+        col = [s[vary[0]] for s in signed]
+        if any(frac for _, _, frac in col) or len({sign for sign, _, _ in col}) > 1:
+            return "angles", f"names that look like angles ({files[0]} ... {files[-1]})"
     runs = [[int(n) for n in re.findall(r"\d+", f)] for f in files]
     # the number that counts the views: the first that is not the same in every name
     varying = [k for k in range(min(map(len, runs))) if len({r[k] for r in runs}) > 1]
