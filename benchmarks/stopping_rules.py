@@ -21,7 +21,9 @@ The rules, evaluated on the records (the count a rule picks is applied to run A)
 * ``auto``: what ``--iterations auto`` picks from C's curves
   (:func:`sxtdist.solvers.cross_validated_count`: ``far``'s minimum, made later by
   ``max(1, 4.5 × between there / between at the pilot's end)`` with quadrature weights,
-  :func:`sxtdist.runner.late_factor`);
+  :func:`sxtdist.runner.late_factor`, never past where ``between`` has grown 1.4 times
+  from ``far``'s minimum, :data:`sxtdist.solvers.BETWEEN_GROWTH`);
+* ``unbounded``: ``auto`` without that bound (``auto`` of the fifth session);
 * ``far``: the minimum of C's ``far`` (the halves' own best count as ``far`` sees it),
   ``auto`` until the fifth session;
 * ``corrected``: the minimum of ``far − between/4`` (:func:`corrected_error`), the
@@ -54,6 +56,8 @@ Usage::
     python benchmarks/stopping_rules.py table /tmp/stop.jsonl     # each rule against the oracle
     python benchmarks/stopping_rules.py weights /tmp/stop.jsonl   # quadrature against equal
     python benchmarks/stopping_rules.py variants /tmp/stop.jsonl  # auto, far and variants
+    python benchmarks/stopping_rules.py overshoot /tmp/stop.jsonl [--push 0.06 0.1]
+                                          # auto with its late factor made to overshoot
     python benchmarks/stopping_rules.py augment /tmp/stop.jsonl --out /tmp/stop_de.jsonl
         [--presets small] [--doses 1]                             # then table /tmp/stop_de.jsonl
     python benchmarks/stopping_rules.py decompose --out /tmp/dec.jsonl \
@@ -86,7 +90,7 @@ from sxtdist.recon import (
 )
 from sxtdist.runner import AUTO_CAP, _read_block, build_problem, late_factor, pilot_blocks
 from sxtdist.simulation.presets import PRESETS
-from sxtdist.solvers import Stack, cgne, cross_validated_count
+from sxtdist.solvers import BETWEEN_GROWTH, Stack, cgne, cross_validated_count
 
 PRESETS.setdefault("cell-slab", replace(PRESETS["cell"], name="cell-slab", height_px=32))
 #: Iteration cap per dose factor (the best count is near 20 at the paper's dose, 6-10 at 1/10).
@@ -400,6 +404,9 @@ def choices(r: dict) -> dict[str, int | None]:
     misfit = r.get("holdout_misfit")
     out["holdout"] = int(np.argmin(misfit)) + 1 if misfit else None
     out["auto"] = cross_validated_count(r["far"], r["between"], late_factor(r["weights"]))
+    out["unbounded"] = cross_validated_count(
+        r["far"], r["between"], late_factor(r["weights"]), growth=np.inf
+    )
     out["far"] = int(np.argmin(r["far"])) + 1
     out["corrected"] = int(np.argmin(corrected_error(r["far"], r["between"]))) + 1
     if "far_noise" in r:
@@ -416,7 +423,7 @@ def choices(r: dict) -> dict[str, int | None]:
 
 def table(path: str) -> str:
     records = [json.loads(line) for line in open(path)]
-    rules = ["fixed", "auto", "far", "corrected", "holdout", "discrepancy", "lcurve"]
+    rules = ["fixed", "auto", "unbounded", "far", "corrected", "holdout", "discrepancy", "lcurve"]
     if any("far_noise" in r for r in records):  # augmented: runs D and E
         rules += ["noise halves", "noise corrected", "folds"]
     groups: dict[tuple, list[dict]] = {}
@@ -492,14 +499,120 @@ VARIANTS = {
         f"auto ×{c:g}": (lambda r, c=c: cross_validated_count(r["far"], r["between"], c))
         for c in (3.5, 3.75, 5.0, 5.25)
     },
+    # auto with other bounds than BETWEEN_GROWTH (1.4), and none (``unbounded``)
+    **{
+        f"growth {g:g}": (
+            lambda r, g=g: cross_validated_count(
+                r["far"], r["between"], late_factor(r["weights"]), growth=g
+            )
+        )
+        for g in (1.3, 1.45, 1.5, 1.6)
+    },
 }
+
+
+def pushed_count(r: dict, push: float, growth: float = BETWEEN_GROWTH) -> int:
+    """``auto``'s count with its late factor's indicator ``between[k_f] / between[-1]`` made
+    ``push`` larger: a late factor that overshoots as on held-out ``cell-slab`` seed 3014
+    (about 0.42 there: 30 from 16; 0.27-0.36 on seeds 1-13), for the bound to show what
+    it limits."""
+    b = np.asarray(r["between"], np.float64)
+    k = int(np.argmin(r["far"]))
+    g = b[k] / b[-1] if b[-1] > 0 else 0.0
+    factor = late_factor(r["weights"])
+    if g > 0:  # factor × min(1, g) becomes factor × min(1, g + push)
+        factor *= min(1.0, g + push) / min(1.0, g)
+    return cross_validated_count(r["far"], b, factor, growth)
+
+
+def _first_past(over: np.ndarray, k: int) -> int:
+    """The last count (1-based) before the first iterate past ``k`` where ``over`` holds
+    (the curves' length where none does)."""
+    past = np.flatnonzero(over[k + 1 :])
+    return k + 1 + int(past[0]) if past.size else over.size
+
+
+#: Bounds tried on the late factor (``overshoot --candidates``), each from the split-half
+#: curves alone (``f`` = ``far``, ``b`` = ``between``, ``k`` = ``far``'s minimum, 0-based):
+#: the count stops before ``far`` has risen by a fraction of its minimum, of ``between`` at
+#: its minimum or of its whole rise to the pilot's end; before ``between`` has grown a
+#: factor from ``k_f`` (``auto``'s bound, :data:`~sxtdist.solvers.BETWEEN_GROWTH`), or
+#: reached a fraction of its last value or of ``far``.
+BOUNDS = {
+    "far rise > 0.11 far[k_f]": lambda f, b, k: _first_past(f - f[k] > 0.11 * f[k], k),
+    "far rise > 0.24 between[k_f]": lambda f, b, k: _first_past(f - f[k] > 0.24 * b[k], k),
+    "far rise > 0.25 of far[60] − far[k_f]": lambda f, b, k: _first_past(
+        f - f[k] > 0.25 * (f[-1] - f[k]), k
+    ),
+    **{
+        f"between > {g:g} between[k_f]": (lambda f, b, k, g=g: _first_past(b > g * b[k], k))
+        for g in (1.3, 1.4, 1.5, 1.6)
+    },
+    "between > 0.6 between[60]": lambda f, b, k: _first_past(b > 0.6 * b[-1], k),
+    "between > 0.7 far": lambda f, b, k: _first_past(b > 0.7 * f, k),
+}
+
+
+def bounded_count(r: dict, push: float, bound) -> int:
+    """:func:`pushed_count` without ``auto``'s own bound, bounded by ``bound`` instead."""
+    f, b = np.asarray(r["far"], np.float64), np.asarray(r["between"], np.float64)
+    return min(pushed_count(r, push, np.inf), bound(f, b, int(np.argmin(f))))
+
+
+def overshoot_table(path: str, pushes: list[float], candidates: bool = False) -> str:
+    """``auto`` with and without its bound when the late factor overshoots
+    (:func:`pushed_count`): loss against the oracle, mean (max) per configuration; with
+    ``candidates``, the loss for each of :data:`BOUNDS` instead of ``auto``'s bound, mean (max)
+    per preset over the records where the (pushed) factor goes past ``far``'s minimum."""
+    records = [json.loads(line) for line in open(path)]
+    pushes = [0.0, *pushes]
+    if candidates:  # the records where the (pushed) factor goes past k_f, per preset
+        presets = sorted({r["preset"] for r in records})
+        cols = [(p, preset) for p in pushes for preset in presets]
+        lines = [
+            "| bound | " + " | ".join(f"+{p:g}: {preset}" for p, preset in cols) + " |",
+            "|---|" + "---|" * len(cols),
+        ]
+        for name, bound in {"none": lambda f, b, k: f.size, **BOUNDS}.items():
+            cells = []
+            for p, preset in cols:
+                rs = [
+                    r
+                    for r in records
+                    if r["preset"] == preset
+                    and pushed_count(r, p, np.inf) > np.argmin(r["far"]) + 1
+                ]
+                losses = [loss(r, bounded_count(r, p, bound)) for r in rs]
+                cells.append(f"{np.mean(losses):.2f} ({max(losses):.2f})" if rs else "–")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+    rules = {}
+    for push in pushes:
+        rules[f"+{push:g}, unbounded"] = lambda r, p=push: pushed_count(r, p, np.inf)
+        rules[f"+{push:g}, auto"] = lambda r, p=push: pushed_count(r, p)
+    return loss_table(records, rules)
+
+
+def loss(r: dict, k: int) -> float:
+    """The oracle's ROI PSNR minus that at count ``k`` (at most the record's cap)."""
+    return max(r["psnr_roi"]) - r["psnr_roi"][min(k, len(r["psnr_roi"])) - 1]
 
 
 def variants_table(path: str) -> str:
     """``auto``, ``far`` and :data:`VARIANTS`: loss against the oracle, mean (max) per
     configuration, and the worst loss over all configurations."""
     records = [json.loads(line) for line in open(path)]
-    rules = {"auto": lambda r: choices(r)["auto"], "far": lambda r: choices(r)["far"], **VARIANTS}
+    rules = {
+        "auto": lambda r: choices(r)["auto"],
+        "unbounded": lambda r: choices(r)["unbounded"],
+        "far": lambda r: choices(r)["far"],
+        **VARIANTS,
+    }
+    return loss_table(records, rules)
+
+
+def loss_table(records: list[dict], rules: dict) -> str:
+    """Each rule's loss against the oracle, mean (max) per configuration, and the worst."""
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         groups.setdefault((r["preset"], r["dose"], r["capillary"], r["weights"]), []).append(r)
@@ -603,6 +716,12 @@ def main(argv=None) -> int:
     wts.add_argument("records")
     var = sub.add_parser("variants")
     var.add_argument("records")
+    ovs = sub.add_parser("overshoot", help="auto's late factor pushed up, bounded or not")
+    ovs.add_argument("records")
+    ovs.add_argument("--push", type=float, nargs="+", default=[0.06, 0.1])
+    ovs.add_argument(
+        "--candidates", action="store_true", help="each of BOUNDS: mean (max) loss per preset"
+    )
     args = ap.parse_args(argv)
     if args.command == "table":
         print(table(args.records))
@@ -612,6 +731,9 @@ def main(argv=None) -> int:
         return 0
     if args.command == "variants":
         print(variants_table(args.records))
+        return 0
+    if args.command == "overshoot":
+        print(overshoot_table(args.records, args.push, args.candidates))
         return 0
     if args.command == "augment":
         return augment(args)

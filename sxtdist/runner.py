@@ -67,7 +67,7 @@ from .recon import (
     view_subset,
 )
 from .resources import require_disk, require_memory
-from .solvers import LATE_FACTOR, cross_validated_count
+from .solvers import BETWEEN_GROWTH, LATE_FACTOR, cross_validated_count
 from .volume import Volume, create_volume, open_volume
 
 logger = logging.getLogger(__name__)
@@ -486,7 +486,8 @@ def _auto_iterations(
     other half's last one) and ``between`` (the halves apart), summed over the pilot
     blocks, give the count (:func:`~sxtdist.solvers.cross_validated_count`: ``far``'s
     minimum, later where the halves' disagreement grows slowly after it; with quadrature
-    weights, :func:`late_factor`), used for every block (one count for the volume: blocks with counts of their own would show
+    weights, :func:`late_factor`; never past where that disagreement has grown
+    :data:`~sxtdist.solvers.BETWEEN_GROWTH` times), used for every block (one count for the volume: blocks with counts of their own would show
     seams). ``benchmarks/stopping_rules.py`` measures it against the oracle
     (docs/reconstruction.md).
     """
@@ -514,7 +515,7 @@ def _auto_iterations(
     between = sum(c[1] for c in curves)
     lowest = int(np.argmin(error)) + 1
     factor = late_factor(job.recipe.weights)
-    count = cross_validated_count(error, between, factor)
+    count = cross_validated_count(error, between, factor, BETWEEN_GROWTH)
     if lowest > 0.8 * AUTO_CAP:
         warnings.warn(
             f"iterations auto: the estimated error was still falling near the pilot's "
@@ -534,6 +535,7 @@ def _auto_iterations(
         "between": [float(e) for e in between],
         "error_lowest_at": lowest,
         "late_factor": factor,
+        "between_growth": BETWEEN_GROWTH,
     }
     return count, rule
 

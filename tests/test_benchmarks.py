@@ -73,15 +73,25 @@ def test_stopping_rules_auto_is_the_runners_rule_and_skipped_holdout_reads_as_da
     assert sr.choices(r)["auto"] == cross_validated_count(far, r["between"]) == 4
     assert sr.choices(r)["holdout"] is None
     assert sr.flat_minimum(far, 0.005) == (3, 5)
-    slow = [0.1 * i for i in range(7)]  # the halves' disagreement grows 2× after 4: 4 × 2.25
-    assert sr.choices(dict(r, between=slow))["auto"] == cross_validated_count(far, slow) == 9
+    # the halves' disagreement grows 2× after 4: 4 × 2.25 = 9, but it passes 1.4× at 6: 5
+    slow = [0.1 * i for i in range(7)]
+    assert sr.choices(dict(r, between=slow))["auto"] == cross_validated_count(far, slow) == 5
+    assert cross_validated_count(far, slow, growth=1e9) == 9
     assert sr.choices(dict(r, between=slow, weights="equal"))["auto"] == 4  # as the runner
     path = tmp_path / "r.jsonl"
     path.write_text(json.dumps(r) + "\n")
     row = sr.table(str(path)).splitlines()[-1].split("|")
     assert row[8].strip() == "4–4, 0.20 (max 0.20)"  # auto: iteration 4, 25.7 − 25.5
-    assert row[9].strip() == "4–4, 0.20 (max 0.20)"  # far's minimum: the same here
-    assert row[11].strip() == "–"  # hold-out
+    assert row[9].strip() == "4–4, 0.20 (max 0.20)"  # unbounded: the same here
+    assert row[10].strip() == "4–4, 0.20 (max 0.20)"  # far's minimum: the same here
+    assert row[12].strip() == "–"  # hold-out
+    # overshoot: the factor's indicator 0.5 pushed to 0.7 makes 4 × 4.5 × 0.7 = 12.6, 13;
+    # auto's bound keeps 5, a candidate bound its own count
+    s = dict(r, between=slow)
+    assert sr.pushed_count(s, 0.0) == 5 and sr.pushed_count(s, 0.0, np.inf) == 9
+    assert sr.pushed_count(s, 0.2) == 5 and sr.pushed_count(s, 0.2, np.inf) == 13
+    assert sr.bounded_count(s, 0.2, sr.BOUNDS["between > 1.6 between[k_f]"]) == 5  # 0.5 > 0.48
+    assert sr.bounded_count(s, 0.2, sr.BOUNDS["far rise > 0.11 far[k_f]"]) == 6  # 1.5 at 7
 
 
 def test_stopping_rules_reads_a_volume_record_and_an_augmented_one(tmp_path):

@@ -88,36 +88,61 @@ def test_split_half_curves_find_an_inner_minimum(low_dose):
 
 def test_cross_validated_count_on_known_curves():
     """``far``'s minimum (10 here), made later by 4.5 × between there / between at the end
-    when that is above 1 (between ∝ k: 4.5 × 10/30 = 1.5, so 15), kept where the halves'
-    disagreement grows fast (∝ k²: 4.5/9 = 0.5, so 10)."""
+    when that is above 1 (between ∝ k: 4.5 × 10/30 = 1.5, so 15, but between passes 1.4 × its
+    value at 10 at 15: 14), kept where the halves' disagreement grows fast (∝ k²: 4.5/9 =
+    0.5, so 10)."""
     k = np.arange(1, 31, dtype=np.float64)
     far = (k - 10) ** 2 + 100.0
-    assert cross_validated_count(far, 0.1 * k) == 15
+    assert cross_validated_count(far, k, growth=1e9) == 15
+    assert cross_validated_count(far, k) == 14
     assert cross_validated_count(far, k**2) == 10
-    assert cross_validated_count(far, k, factor=6.0) == 20
+    assert cross_validated_count(far, k, factor=6.0, growth=1e9) == 20
+    assert cross_validated_count(far, k, factor=6.0) == 14
     assert cross_validated_count(far, 1.0 / k) == 45  # drawing together: at most 4.5 × 10
     assert cross_validated_count([3.0, 1.0, 2.0], [0.0, 0.0, 0.0]) == 2
     with pytest.raises(ValueError, match="equal"):
         cross_validated_count(far, k[:-1])
 
 
+def test_between_growth_bounds_an_overshooting_late_factor():
+    """The bound bites where the late factor overshoots and leaves it alone where it does
+    not. ``far`` smallest at 16 (as on held-out cell-slab seed 3014); the halves'
+    disagreement grows like ``k`` to 30, then stops growing: over the whole pilot it grew
+    only 30/16 times, so the factor says 4.5 × 16/30 = 2.4, 38 iterations; but it passed
+    1.4 × its value at 16 (22.4) at 23: 22. Growing like ``k`` to 60 (4.5 × 16/60 = 1.2,
+    19), the bound (22 again) is later than the factor's count, which stays. It never
+    goes before ``k_f``, nor anywhere where ``between`` never grows that much."""
+    k = np.arange(1, 61, dtype=np.float64)
+    far = (k - 16) ** 2 + 100.0
+    flattening = np.minimum(k, 30.0)
+    assert cross_validated_count(far, flattening, growth=1e9) == 38
+    assert cross_validated_count(far, flattening) == 22
+    assert cross_validated_count(far, k) == 19
+    assert cross_validated_count(far, k, growth=1.1) == 17  # 17.6 passed at 18
+    assert cross_validated_count(far, k, growth=1.0) == 16  # at once: k_f itself
+    assert cross_validated_count(far, k, factor=1.0) == 16  # equal weights: k_f, as before
+    # grows 1.25 times only: no bound within the curves, the factor's 4.5 × 16/20 × 16 = 57.6
+    assert cross_validated_count(far, np.minimum(k, 20.0)) == 58
+
+
 def test_auto_counts_from_the_pilot_blocks_summed_curves(tiny_acq, monkeypatch):
     """The runner sums ``far`` and ``between`` over the pilot blocks and takes
-    :func:`cross_validated_count` of the sums (here 20 made 30: 4.5 × 20/60) with quadrature
-    weights, ``far``'s minimum with others; it records the curves and the factor."""
+    :func:`cross_validated_count` of the sums (here 20 made 30 by 4.5 × 2.05/6.05, then 28:
+    the halves' disagreement passes 1.4 × its value at 20 at 29) with quadrature weights,
+    ``far``'s minimum with others; it records the curves, the factor and the bound."""
     from types import SimpleNamespace
 
     from sxtdist import runner
 
     k = np.arange(1, AUTO_CAP + 1, dtype=np.float64)
-    far, between = (k - 20) ** 2 + 100.0, 0.1 * k
+    far, between = (k - 20) ** 2 + 100.0, 0.1 * k + 0.05
     halves = [(far / 2, between / 4), (far / 2, 3 * between / 4)]
     monkeypatch.setattr(runner, "run_tasks", lambda *args, **kwargs: halves)
     acq = sxtdist.open_acquisition(tiny_acq, "r")
     problem = build_problem(acq)
     plan = SimpleNamespace(blocks=[SimpleNamespace(index=i) for i in range(4)], n_blocks=4)
     ex = SimpleNamespace(progress=False)
-    for weights, expect in ((None, 30), ("quadrature", 30), ("equal", 20), ({"roi": 1.0}, 20)):
+    for weights, expect in ((None, 28), ("quadrature", 28), ("equal", 20), ({"roi": 1.0}, 20)):
         job = SimpleNamespace(
             problem=problem,
             acq=acq,
@@ -125,7 +150,8 @@ def test_auto_counts_from_the_pilot_blocks_summed_curves(tiny_acq, monkeypatch):
         )
         count, rule = runner._auto_iterations(None, plan, job, ex, "cpu")
         assert (count, rule["error_lowest_at"]) == (expect, 20), weights
-        assert rule["late_factor"] == (4.5 if expect == 30 else 1.0)
+        assert rule["late_factor"] == (4.5 if expect == 28 else 1.0)
+        assert rule["between_growth"] == 1.4
     np.testing.assert_allclose(rule["between"], between)
     np.testing.assert_allclose(rule["estimated_error"], far)
 
