@@ -454,6 +454,10 @@ def replacing_file(path: str | os.PathLike[str]) -> Iterator[str]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:  # the file the user named, not the hidden one beside it
+        if exc.filename != tmp or exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, path) from exc
     finally:
         remove(tmp)  # nothing there after the rename
 

@@ -889,6 +889,44 @@ def test_a_desktops_litter_in_a_report_folder_does_not_block_align(templates, tm
     ]
 
 
+def test_a_file_written_beside_and_renamed_names_itself_when_it_fails(tmp_path):
+    """review6 '(Finding 7 wider) Read-only failures name sxtdist's hidden files for report
+    and export too': a report's CSV failing named .v.zarr.report.csv.sxtdist-partial."""
+    from sxtdist.outputs import replacing_file
+
+    (tmp_path / "ro").mkdir()
+    target = tmp_path / "ro" / "v.zarr.report.csv"
+    with pytest.raises(OSError) as e, replacing_file(target) as tmp:
+        os.rmdir(tmp_path / "ro")  # the folder gone (read-only alike: the write fails)
+        open(tmp, "w").close()
+    assert e.value.filename == str(target) and "partial" not in str(e.value)
+
+
+def test_info_tells_a_running_volume_from_a_stopped_one(templates, tmp_path, run_cli):
+    """review6 'info calls a killed reconstruction "status running"': running only while a
+    run holds the volume's lock; else stopped, and what to do."""
+    import subprocess
+
+    from sxtdist.volume import open_volume
+
+    vol = Workspace(tmp_path, templates).vol()
+    open_volume(vol).update_meta(status="running")  # as a killed run left it
+    code, out, _ = run_cli("info", vol)
+    assert code == 0 and "status unfinished, stopped (no run holds it: run the same" in out, out
+    hold = "import sys, time\nfrom sxtdist.lock import write_lock\nwith write_lock(sys.argv[1]):\n"
+    hold += "    print('held', flush=True)\n    time.sleep(60)\n"
+    run = subprocess.Popen(
+        [sys.executable, "-c", hold, str(vol)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert run.stdout.readline().strip() == "held"
+        code, out, _ = run_cli("info", vol)
+        assert code == 0 and f"status running (pid {run.pid} on " in out, out
+    finally:
+        run.kill()
+        run.wait()
+
+
 def test_info_says_a_report_beside_a_volume_is_older_than_the_volume(templates, tmp_path, run_cli):
     """review6 'A report left beside a volume describes an older state after the volume is
     resumed or replaced': info says which report files describe the volume before it was

@@ -235,7 +235,8 @@ def _describe_volume(path: str) -> str:
     v = vol.voxel_size_nm
     lines = [
         f"volume {path}",
-        f"  status {meta.get('status')}, created {meta.get('created')} by {meta.get('software')}",
+        f"  status {_volume_status(path, meta)}, created {meta.get('created')} by "
+        f"{meta.get('software')}",
         f"  shape (z, y, x) {vol.shape} at {v:g} nm = "
         f"{nz * v / 1e3:.2f} x {ny * v / 1e3:.2f} x {nx * v / 1e3:.2f} µm, values {meta.get('unit')}",
         f"  levels {vol.n_levels}: "
@@ -263,6 +264,19 @@ def _describe_volume(path: str) -> str:
     if stale:
         lines.append(f"  report: {stale}")
     return "\n".join(lines)
+
+
+def _volume_status(path: str, meta: dict[str, Any]) -> str:
+    """The volume's status; a ``running`` one that no run holds (killed) said as stopped."""
+    from ..lock import held_by
+
+    status = meta.get("status")
+    if status != "running":
+        return str(status)
+    holder = held_by(path)
+    if holder:
+        return f"running ({holder})"
+    return "unfinished, stopped (no run holds it: run the same command again to finish it)"
 
 
 def _stale_report(path: str, meta: dict[str, Any]) -> str | None:
