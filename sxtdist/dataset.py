@@ -52,6 +52,7 @@ from .errors import (
     OutputLockedError,
     ParameterError,
     command_line,
+    no_such_file,
     one_line,
     option,
     printable,
@@ -934,7 +935,7 @@ def interrupted_replacement(meta: Mapping[str, Any]) -> str | None:
 def open_sxtdist_group(path: str, mode: str = "r") -> zarr.Group:
     """Open a Zarr group that carries sxtdist metadata of a version this code reads."""
     if not os.path.exists(path):
-        raise InputError(path, "no such file or directory")
+        raise InputError(path, no_such_file(path))
     if not os.path.isdir(path):
         raise InputError(path, "is a file, not a Zarr directory")
     try:

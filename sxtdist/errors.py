@@ -27,6 +27,23 @@ def quoted(path: str | os.PathLike[str]) -> str:
     return shlex.quote(printable(path))
 
 
+def no_such_file(path: str | os.PathLike[str]) -> str:
+    """What to say of a missing ``path``: no such file, and, where the same name exists in
+    the other Unicode form (macOS writes names decomposed: u + a combining diaeresis for
+    ü), that spelling, which looks the same."""
+    import unicodedata
+
+    text = os.fsdecode(path)
+    for form in ("NFC", "NFD"):
+        other = unicodedata.normalize(form, text)
+        if other != text and os.path.exists(other):
+            return (
+                f"no such file or directory, but {printable(other)} is: the same name in "
+                "another Unicode form (as macOS writes it); give that spelling"
+            )
+    return "no such file or directory"
+
+
 def one_line(error: BaseException | str) -> str:
     """The first non-blank line of an error's message (stripped): what a one-line message
     quotes of an exception (tracebacks and hints below it dropped). An exception with no

@@ -262,6 +262,23 @@ def test_a_replacement_that_stops_before_its_swap_leaves_the_acquisition_open(
     assert "run the import from /data/roi new.tif again with all its options and --overwrite" in err
 
 
+def test_a_path_in_the_other_unicode_form_is_named(tmp_path, run_cli):
+    """review6 'A path typed or saved in decomposed Unicode (macOS) is "no such file"
+    beside the folder it names': the message names the spelling that exists."""
+    import unicodedata
+
+    composed = tmp_path / unicodedata.normalize("NFC", "raw ü") / "a.zarr"
+    composed.parent.mkdir()
+    sxtdist.create_acquisition(composed, _scans(np.random.default_rng(5)))
+    decomposed = unicodedata.normalize("NFD", str(composed))
+    assert decomposed != str(composed)
+    with pytest.raises(InputError, match="another Unicode form") as e:
+        sxtdist.open_acquisition(decomposed, "r")
+    assert f"but {composed} is" in str(e.value)
+    code, _, err = run_cli("import", decomposed + ".tif", tmp_path / "b.zarr", "--scan", "roi")
+    assert code == 2 and "no such file or directory" in err and "Unicode" not in err
+
+
 def test_a_replacement_in_progress_is_told_as_one(tmp_path):
     """review6 'During a normal import --overwrite, every reader is told the write
     "stopped" and to import again': while the import holds the acquisition's lock its

@@ -156,41 +156,26 @@ def test_frames_without_transmission_are_refused_and_clipped_pixels_warned(tmp_p
     13.8': a frame with no pixel above 0 (a closed shutter, the wrong --values) is refused,
     naming it; many clipped pixels (a dark subtracted twice) are warned of, once."""
     t = RNG.uniform(0.3, 0.9, (4, 10, 10)).astype(np.float32)
+
+    def imported(name, frames):
+        tifffile.imwrite(tmp_path / f"{name}.tif", frames, photometric="minisblack")
+        out = tmp_path / f"{name}.zarr"
+        return import_scan(
+            tmp_path / f"{name}.tif", out, "full", angles=[0, 45, 90, 135], pixel_size_nm=20
+        )
+
     closed = t.copy()
     closed[2] = 0.0
-    tifffile.imwrite(tmp_path / "closed.tif", closed, photometric="minisblack")
     with pytest.raises(InputError, match=r"closed\.tif: frame 2 has no pixel with a transmission"):
-        import_scan(
-            tmp_path / "closed.tif",
-            tmp_path / "a.zarr",
-            "full",
-            angles=[0, 45, 90, 135],
-            pixel_size_nm=20,
-        )
-    assert not (tmp_path / "a.zarr").exists()
+        imported("closed", closed)
+    assert not (tmp_path / "closed.zarr").exists()
     spiky = t.copy()
-    spiky[1, :5, :] = -0.01  # 5 of 40 rows: 12.5 % of the pixels
-    tifffile.imwrite(tmp_path / "spiky.tif", spiky, photometric="minisblack")
-    with pytest.warns(
-        SxtdistWarning, match=r"12\.50% of scan 'full''s pixels have no transmission.*frame 1"
-    ):
-        import_scan(
-            tmp_path / "spiky.tif",
-            tmp_path / "b.zarr",
-            "full",
-            angles=[0, 45, 90, 135],
-            pixel_size_nm=20,
-        )
+    spiky[1, :5, :] = -0.01  # half of frame 1: 12.5 % of the scan's pixels
+    with pytest.warns(SxtdistWarning, match=r"12\.50% of scan 'full''s pixels have no .*frame 1"):
+        imported("spiky", spiky)
     with warnings.catch_warnings():
         warnings.simplefilter("error", SxtdistWarning)
-        tifffile.imwrite(tmp_path / "fine.tif", t, photometric="minisblack")
-        import_scan(
-            tmp_path / "fine.tif",
-            tmp_path / "c.zarr",
-            "full",
-            angles=[0, 45, 90, 135],
-            pixel_size_nm=20,
-        )
+        imported("fine", t)
 
 
 def test_tiff_folder_and_ome_pixel_size(tmp_path):

@@ -40,6 +40,7 @@ from ..errors import (
     ParameterError,
     SxtdistWarning,
     keyword,
+    no_such_file,
     use_overwrite,
 )
 from ..outputs import check_output, recognise
@@ -202,7 +203,7 @@ def open_source(
     """
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise InputError(path, "no such file or directory")
+        raise InputError(path, no_such_file(path))
     fmt = fmt or guess_format(path)
     if fmt not in READERS:
         raise ParameterError(
