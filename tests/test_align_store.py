@@ -260,7 +260,8 @@ def test_align_on_a_read_only_acquisition_fails_before_the_work(run_cli, tiny_co
     assert f"{tiny_copy}: cannot be written (Read-only file system): align stores" in err
     assert "--dry-run" in err and "sxtdist-lock" not in err and "aligning" not in out + err
     code, out, err = run_cli("edit", tiny_copy, "--scan", "roi", "--energy-ev", "520")
-    assert code == 1 and f"error: {tiny_copy}: Read-only file system" in err, err
+    assert code == 2 and f"error: {tiny_copy}: cannot be written (Read-only file system)" in err
+    assert "edit the copy" in err and "write the output elsewhere" not in err
 
 
 def test_a_second_align_is_refused_and_a_report_failing_after_the_store_is_a_warning(

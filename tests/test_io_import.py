@@ -126,10 +126,12 @@ def test_a_tiff_folder_named_by_signed_angles_is_not_given_angles_by_position(tm
         return tmp_path / name
 
     signed = folder("signed", [f"img_{a:+.1f}.tif" for a in angles])
-    for given in ({"angles": angles}, {"angle_range": (-60, 60)}):
-        with pytest.raises(InputError, match=r"names that look like angles .*not by angle"):
-            import_scan(signed, tmp_path / "s.zarr", "full", pixel_size_nm=25, **given)
-        assert not (tmp_path / "s.zarr").exists()
+    half = folder("half", [f"img_{a:.0f}.tif" for a in (-60, -50, -40, -30, -20)])  # one sign
+    for source in (signed, half):
+        for given in ({"angles": angles}, {"angle_range": (-60, 60)}):
+            with pytest.raises(InputError, match=r"names that look like angles .*not by angle"):
+                import_scan(source, tmp_path / "s.zarr", "full", pixel_size_nm=25, **given)
+            assert not (tmp_path / "s.zarr").exists()
     acq = import_scan(
         signed, tmp_path / "s.zarr", "full", pixel_size_nm=25, angles_from_names=r"img_(.*)\.tif"
     )
@@ -171,7 +173,9 @@ def test_frames_without_transmission_are_refused_and_clipped_pixels_warned(tmp_p
     assert not (tmp_path / "closed.zarr").exists()
     spiky = t.copy()
     spiky[1, :5, :] = -0.01  # half of frame 1: 12.5 % of the scan's pixels
-    with pytest.warns(SxtdistWarning, match=r"12\.50% of scan 'full''s pixels have no .*frame 1"):
+    with pytest.warns(
+        SxtdistWarning, match=r"12\.50% of the pixels of scan 'full' have no .*frame 1"
+    ):
         imported("spiky", spiky)
     with warnings.catch_warnings():
         warnings.simplefilter("error", SxtdistWarning)

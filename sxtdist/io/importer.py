@@ -577,7 +577,7 @@ class _Clipped:
     def warn(self, path: str, scan: str, total: int) -> None:
         if total and self.count > CLIPPED_WARN_SHARE * total:
             warnings.warn(
-                f"{path}: {self.count / total:.2%} of scan {scan!r}'s pixels have no "
+                f"{path}: {self.count / total:.2%} of the pixels of scan {scan!r} have no "
                 f"transmission above 0 (stored as optical depth {-np.log(EPS):.1f}, spikes in "
                 f"every slice; frame {self.worst[1]} has the most): a dark subtracted twice, or "
                 "dead pixels?",

@@ -16,6 +16,7 @@ written, the metadata written in one atomic replacement of the group's
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import logging
 import math
 import os
@@ -23,7 +24,7 @@ import warnings
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..errors import ParameterError, SxtdistWarning, keyword, option
+from ..errors import InputError, ParameterError, SxtdistWarning, keyword, option
 
 logger = logging.getLogger(__name__)
 
@@ -204,9 +205,20 @@ def edit_scan(
         )
     record = {"date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "changes": changes}
     # one write of the group's zarr.json (atomic in zarr): the new values and their history
-    acq.update_scan(
-        scan, **{k: c["to"] for k, c in changes.items()}, edits=[*entry.get("edits", []), record]
-    )
+    try:
+        acq.update_scan(
+            scan,
+            **{k: c["to"] for k, c in changes.items()},
+            edits=[*entry.get("edits", []), record],
+        )
+    except OSError as exc:
+        if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        raise InputError(
+            acq.path,
+            f"cannot be written ({exc.strerror}): an edit changes the acquisition's metadata; "
+            "copy it somewhere writable and edit the copy",
+        ) from None
     for key, c in changes.items():
         if key not in ("shifts_px", "alignment"):  # arrays and records: not one line
             logger.info("scan %r: %s %s -> %s", scan, key, c["from"], c["to"])

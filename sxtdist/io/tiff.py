@@ -334,8 +334,8 @@ def odd_numbering(files: list[str]) -> tuple[str, str] | None:
 
     ``kind`` is ``"pattern"`` for names of another pattern (a flat or dark frame among the
     projections), ``"angles"`` for names numbered by angle (the number that varies has
-    decimals or signs that differ: ``img_-60.0.tif``, whose name order is not the angles'
-    order) and ``"gaps"`` for gaps in the numbering (views missing). Every file is read
+    decimals or a sign: ``img_-60.0.tif``, ``img_-10.tif``, whose name order is not the
+    angles' order; ``proj-0001``'s dash is no sign) and ``"gaps"`` for gaps in the numbering (views missing). Every file is read
     as a projection in name order, so angles given by position go wrong.
     """
     patterns: dict[str, list[str]] = {}
@@ -345,11 +345,12 @@ def odd_numbering(files: list[str]) -> tuple[str, str] | None:
         main = max(patterns.values(), key=len)
         others = sorted(f for f in files if f not in main)
         return "pattern", f"names of another pattern than {main[0]} ({', '.join(others[:3])})"
-    signed = [re.findall(r"([-+]?)(\d+)(\.\d+)?", f) for f in files]  # one pattern: aligned
-    vary = [k for k in range(len(signed[0])) if len({s[k] for s in signed}) > 1]
+    # a sign is one where it does not follow a letter or a digit (img_-60, not proj-0001)
+    signed = [re.findall(r"((?<![0-9a-z])[-+])?(\d+)(\.\d+)?", f.lower()) for f in files]
+    vary = [k for k in range(min(map(len, signed))) if len({s[k] for s in signed}) > 1]
     if vary:
         col = [s[vary[0]] for s in signed]
-        if any(frac for _, _, frac in col) or len({sign for sign, _, _ in col}) > 1:
+        if any(sign or frac for sign, _, frac in col):
             return "angles", f"names that look like angles ({files[0]} ... {files[-1]})"
     runs = [[int(n) for n in re.findall(r"\d+", f)] for f in files]
     # the number that counts the views: the first that is not the same in every name
