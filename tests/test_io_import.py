@@ -113,9 +113,11 @@ def test_text_lists_saved_with_a_byte_order_mark_are_read(tmp_path, run_cli):
 def test_a_tiff_folder_named_by_signed_angles_is_not_given_angles_by_position(tmp_path):
     """review6 'TIFF folder named by signed angles: an --angles list is given to the files
     in the wrong order, rc 0': name order put img_+10.0 before img_-60.0 and the negatives
-    backwards (12 of 13 views got another view's angle). Angles by position are refused
-    for names numbered by angle; taken from the names, they are right; a folder numbered
-    with a dash (proj-0001) or a dated one is no angle series."""
+    backwards (12 of 13 views got another view's angle); and '7e2da71's rule refuses decimal
+    names that sort right, and misses all-negative ones: judge the order, not the look'.
+    Angles by position are refused where the names' numbers (signed, decimal) are not in
+    name order; taken from the names, they are right; times in order, a dash (proj-0001)
+    or a date are fine."""
     t = RNG.uniform(0.2, 0.9, (5, 6, 8)).astype(np.float32)
     angles = [-60.0, -30.0, 0.0, 30.0, 60.0]
 
@@ -129,7 +131,7 @@ def test_a_tiff_folder_named_by_signed_angles_is_not_given_angles_by_position(tm
     half = folder("half", [f"img_{a:.0f}.tif" for a in (-60, -50, -40, -30, -20)])  # one sign
     for source in (signed, half):
         for given in ({"angles": angles}, {"angle_range": (-60, 60)}):
-            with pytest.raises(InputError, match=r"names that look like angles .*not by angle"):
+            with pytest.raises(InputError, match=r"names are not in the order of their numbers"):
                 import_scan(source, tmp_path / "s.zarr", "full", pixel_size_nm=25, **given)
             assert not (tmp_path / "s.zarr").exists()
     acq = import_scan(
@@ -138,7 +140,8 @@ def test_a_tiff_folder_named_by_signed_angles_is_not_given_angles_by_position(tm
     order = np.argsort(acq["full"].geometry.angles_deg)
     np.testing.assert_allclose(acq["full"].geometry.angles_deg[order], angles)
     np.testing.assert_allclose(acq["full"].data.compute()[order], -np.log(t), rtol=1e-6)
-    for name, names in (
+    for name, names in (  # review6 'judge the order, not the look': times in order are fine
+        ("timed", [f"view_t{i:02d}.000s.tif" for i in range(5)]),
         ("dash", [f"proj-{i:04d}.tif" for i in range(5)]),
         ("dated", [f"2024-05-01_cell3_{i:03d}.tif" for i in range(5)]),
     ):

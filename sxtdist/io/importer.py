@@ -440,7 +440,7 @@ def _angles(
     elif src.angles_deg is not None:
         where, ang = src.extra.get("angles_file") or src.path, np.asarray(src.angles_deg, float)
     elif angle_range is not None:
-        _check_numbering(src, keyword("angle_range"), refuse=("pattern", "gaps", "angles"))
+        _check_numbering(src, keyword("angle_range"), refuse=("pattern", "gaps", "order"))
         start, stop = (float(v) for v in angle_range)
         return np.linspace(start, stop, n)
     else:
@@ -450,7 +450,7 @@ def _angles(
             f"{keyword('angle_range')} (start, stop)",
         )
     if angles is not None:  # a list may leave out the missing views' angles on purpose
-        _check_numbering(src, f"the angle list {where}", refuse=("pattern", "angles"))
+        _check_numbering(src, f"the angle list {where}", refuse=("pattern", "order"))
     if ang.size != n:
         raise InputError(where, f"{ang.size} angles for {n} frames in {src.path}")
     if not np.all(np.isfinite(ang)):
@@ -467,11 +467,11 @@ def _check_numbering(src: FrameSource, given: str, refuse: tuple[str, ...]) -> N
     if not odd:
         return
     kind, what = odd
-    if kind == "angles" and kind in refuse:
+    if kind == "order" and kind in refuse:
         raise InputError(
             src.path,
-            f"{what}: the files are read in name order, not by angle, so {given} would give "
-            f"views wrong angles; take the angles from the names "
+            f"{what}: the files are read in name order, so {given} would give views wrong "
+            f"angles; rename them, or take the angles from the names "
             f"({keyword('angles_from_names')} with a group around the angle)",
         )
     if kind in refuse:

@@ -333,10 +333,11 @@ def odd_numbering(files: list[str]) -> tuple[str, str] | None:
     """``(kind, what)`` when a folder's frames are not one numbered series, else ``None``.
 
     ``kind`` is ``"pattern"`` for names of another pattern (a flat or dark frame among the
-    projections), ``"angles"`` for names numbered by angle (the number that varies has
-    decimals or a sign: ``img_-60.0.tif``, ``img_-10.tif``, whose name order is not the
-    angles' order; ``proj-0001``'s dash is no sign) and ``"gaps"`` for gaps in the numbering (views missing). Every file is read
-    as a projection in name order, so angles given by position go wrong.
+    projections), ``"order"`` for names whose number, read with its sign and decimals, is
+    not in name order (``img_-10.tif`` sorts before ``img_-60.tif``; ``img_+10.0`` before
+    ``img_-60.0``; ``proj-0001``'s dash is no sign) and ``"gaps"`` for gaps in the
+    numbering (views missing). Every file is read as a projection in name order, so
+    angles given by position go wrong.
     """
     patterns: dict[str, list[str]] = {}
     for f in files:
@@ -348,10 +349,16 @@ def odd_numbering(files: list[str]) -> tuple[str, str] | None:
     # a sign is one where it does not follow a letter or a digit (img_-60, not proj-0001)
     signed = [re.findall(r"((?<![0-9a-z])[-+])?(\d+)(\.\d+)?", f.lower()) for f in files]
     vary = [k for k in range(min(map(len, signed))) if len({s[k] for s in signed}) > 1]
-    if vary:
-        col = [s[vary[0]] for s in signed]
-        if any(sign or frac for sign, _, frac in col):
-            return "angles", f"names that look like angles ({files[0]} ... {files[-1]})"
+    if vary:  # judged by the order, not the look: an elapsed time in decimals is fine
+        values = [
+            float(f"{sign}{whole}{frac}") for sign, whole, frac in (s[vary[0]] for s in signed)
+        ]
+        back = next((k for k in range(len(values) - 1) if values[k + 1] < values[k]), None)
+        if back is not None:
+            return "order", (
+                f"the files' names are not in the order of their numbers ({files[back]} comes "
+                f"before {files[back + 1]})"
+            )
     runs = [[int(n) for n in re.findall(r"\d+", f)] for f in files]
     # the number that counts the views: the first that is not the same in every name
     varying = [k for k in range(min(map(len, runs))) if len({r[k] for r in runs}) > 1]
