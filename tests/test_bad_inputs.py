@@ -902,6 +902,30 @@ def test_a_file_written_beside_and_renamed_names_itself_when_it_fails(tmp_path):
     assert e.value.filename == str(target) and "partial" not in str(e.value)
 
 
+def test_a_report_into_a_read_only_place_is_refused_before_reading(
+    templates, tmp_path, run_cli, monkeypatch
+):
+    """review6 '(Finding 7 wider) ... report alone does all its reading first': refused
+    before the volume is read, naming the file and --out, exit 2."""
+    import sxtdist.outputs as outputs
+    from sxtdist.volume import Volume
+
+    vol = Workspace(tmp_path, templates).vol()
+    access = os.access
+    monkeypatch.setattr(
+        outputs.os,
+        "access",
+        lambda p, mode: access(p, mode) and not (mode == os.W_OK and p == str(tmp_path)),
+    )
+    monkeypatch.setattr(Volume, "level", lambda *a: pytest.fail("the volume was read"))
+    code, _, err = run_cli("report", vol)
+    line = one_line(err)
+    assert code == 2 and line.startswith(
+        f"sxtdist: error: {vol}.report.csv: cannot be written ("
+    ), line
+    assert line.endswith("): write the report elsewhere with --out PREFIX"), line
+
+
 def test_info_tells_a_running_volume_from_a_stopped_one(templates, tmp_path, run_cli):
     """review6 'info calls a killed reconstruction "status running"': running only while a
     run holds the volume's lock; else stopped, and what to do."""
