@@ -297,3 +297,41 @@ def test_leave_one_out_is_quiet_on_errors_the_anchors_share():
         named.append(rec["leave_one_out_flagged"])
     assert max(errors) < 0.35
     assert not any(named)
+
+
+def test_a_full_view_with_no_signal_is_named():
+    """A full view the full scan's step found empty (``full_no_signal``): named, whatever
+    its anchors say; the interior stays trusted."""
+    v = judge(_results(PAIRS), np.zeros((9, 2)), np.ones(9), np.ones(9), 5, full_no_signal=[1])
+    assert v.full == {1: "no signal"} and v.scan_line("roi") == "trusted"
+    assert v.line() == "check views full 1 (no signal)"
+
+
+def test_no_signal_views_constant_or_not_finite():
+    from sxtdist.alignment.tasks import no_signal_views
+
+    views = np.random.default_rng(0).normal(1.0, 0.1, (5, 8, 8))
+    views[1] = 13.8  # a frame clipped whole
+    views[3, 2, 2] = np.nan
+    assert no_signal_views(views) == [1, 3]
+
+
+def test_a_blank_full_view_is_named_and_a_blank_full_scan_refused(client, tmp_path, run_cli):
+    """One full view constant (a beam drop): aligned, the verdict names it ``no signal``
+    (its centroid measured nothing, but its moments gave it a shift). Every full view
+    constant: refused before the interior is aligned, exit 2 in one line naming the scan."""
+    import zarr
+
+    path = tmp_path / "t.zarr"
+    acq = sxtdist.simulate(path, preset="tiny", seed=3, photons=0)
+    arr = zarr.open_array(acq["full"].path, mode="r+")
+    arr[2] = np.full(arr.shape[1:], 0.7, arr.dtype)
+    with pytest.warns(sxtdist.errors.SxtdistWarning, match=r"full 2 \(no signal\)"):
+        res = sxtdist.align(acq, client=client, report="")
+    assert 2 in res.info["full"]["check_views"]
+    arr[:] = np.full(arr.shape, 0.7, arr.dtype)
+    before = sxtdist.open_acquisition(path)["roi"].meta["alignment"]
+    code, out, err = run_cli("align", path, "--no-progress")
+    assert code == 2 and "Traceback" not in err
+    assert "every view of the full scan is constant (no signal)" in err
+    assert sxtdist.open_acquisition(path)["roi"].meta["alignment"] == before

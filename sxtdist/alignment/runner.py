@@ -517,6 +517,7 @@ def _record_verdict(
         len(roi_angles),
         rejected,
         info.get("leave_one_out_flagged") or (),
+        _no_signal(full),
     )
     info["verdict"], info["check_views"] = verdict.scan_line("roi"), sorted(verdict.roi)
     if "full" in result.info:
@@ -525,6 +526,14 @@ def _record_verdict(
         warnings.warn(f"alignment: {verdict.line()}", SxtdistWarning, stacklevel=4)
     else:
         logger.info("alignment verdict: trusted")
+
+
+def _no_signal(full: dict) -> list[int]:
+    """The full views with no signal: constant ones, and those whose centroid noise is
+    not finite (nothing to weigh the centroid by)."""
+    sigma = np.asarray(full.get("weighted_centroid_sigma_px") or [], float)
+    blank = {*(full.get("no_signal_views") or []), *np.flatnonzero(~np.isfinite(sigma)).tolist()}
+    return sorted(int(j) for j in blank)
 
 
 def _can_widen(result: PairResult, settings: PairSettings) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..dataset import open_projections, read_projection
+from ..errors import InputError
 from ..geometry import ScanGeometry
 from .fullscan import align_full_scan
 from .ncc import (
@@ -863,7 +864,24 @@ def _nearest_on_grid(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np
 
 def _full_task(_: int, array_path: str, geometry: ScanGeometry, **kw: Any) -> tuple:
     views = np.asarray(open_projections(array_path)[:], dtype=np.float32)
+    blank = no_signal_views(views)
+    if len(blank) == len(views):  # its moments would be noise over nothing, yet look fine
+        raise InputError(
+            array_path,
+            "every view of the full scan is constant (no signal): nothing to align it by; "
+            "check the import (flat and dark fields, --values)",
+        )
     t0 = time.perf_counter()
     d, info = align_full_scan(views, geometry, **kw)
     info["seconds"] = time.perf_counter() - t0
+    info["no_signal_views"] = blank
     return d, info
+
+
+def no_signal_views(views: np.ndarray) -> list[int]:
+    """The views (indices) that carry no signal: constant, or not finite everywhere
+    (a beam drop, a frame the import clipped whole)."""
+    v = np.asarray(views, np.float64).reshape(len(views), -1)
+    with np.errstate(invalid="ignore"):
+        flat = ~np.isfinite(v).all(axis=1) | ~(np.ptp(v, axis=1) > 0)
+    return np.flatnonzero(flat).tolist()

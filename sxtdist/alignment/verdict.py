@@ -99,6 +99,7 @@ def judge(
     n_roi: int,
     full_rejected: Sequence[int] = (),
     left_out: Sequence[Sequence[float]] = (),
+    full_no_signal: Sequence[int] = (),
 ) -> Verdict:
     """The verdict on an interior alignment from its pairs (``misfit`` ``(m, 2)`` and
     ``kept`` ``(m,)`` as :class:`~sxtdist.alignment.AlignmentResult` holds them, NaN for a
@@ -106,7 +107,8 @@ def judge(
     :func:`~sxtdist.alignment.shifts.pair_weights`), the full views whose own estimate
     the joint solve rejected (or could not use) and the leave-one-out check's
     ``[interior view, full view, move px]`` (``leave_one_out_flagged``,
-    :meth:`~sxtdist.alignment.consistency.LeaveOneOut.flagged`)."""
+    :meth:`~sxtdist.alignment.consistency.LeaveOneOut.flagged`) and the full views with no
+    signal (constant or not finite: their own estimate measured nothing)."""
     verdict = Verdict()
     m = len(results)
     misfit = np.full((m, 2), np.nan) if misfit is None else np.asarray(misfit, float)
@@ -147,4 +149,6 @@ def judge(
         why = f"move over {MOVE_FLAG_PX:g} px without full view {int(j)}"
         verdict.roi.setdefault(int(i), why)
         verdict.full.setdefault(int(j), "contradicted by the rest (leave-one-out)")
+    for j in full_no_signal:  # the cause of whatever else its anchors showed
+        verdict.full[int(j)] = "no signal"
     return verdict

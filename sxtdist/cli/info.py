@@ -172,7 +172,11 @@ def _alignment_details(al: dict) -> str:
         what = "row profiles and weighted centroids"
         sigma = al.get("weighted_centroid_sigma_px")
         if sigma:  # the photon noise of each view's centroid, as measured in the data
-            what += f" (centroid noise median {np.median(sigma):.3f} px)"
+            sigma = np.asarray(sigma, float)
+            ok = np.isfinite(sigma)
+            median = f"{np.median(sigma[ok]):.3f} px" if ok.any() else "none"
+            blank = f"; {np.count_nonzero(~ok)} views without signal" if not ok.all() else ""
+            what += f" (centroid noise median {median}{blank})"
         parts.append(what)
         if al.get("cut_views"):  # their centroid misses what lies beyond the edge
             parts.append(f"cell cut by the detector's edges in views {al['cut_views']}")
