@@ -926,6 +926,33 @@ def test_a_report_into_a_read_only_place_is_refused_before_reading(
     assert line.endswith("): write the report elsewhere with --out PREFIX"), line
 
 
+@pytest.mark.parametrize("fmt", ["mrc", "zarr"])
+def test_an_export_into_a_read_only_place_is_refused_before_reading(
+    templates, tmp_path, run_cli, monkeypatch, fmt
+):
+    """review6 '(Finding 7 wider) ...': export into a read-only folder read the whole volume,
+    then failed with exit 1; now refused first, naming the output, exit 2."""
+    import sxtdist.outputs as outputs
+    from sxtdist.volume import Volume
+
+    vol = Workspace(tmp_path, templates).vol()
+    (tmp_path / "ro").mkdir()
+    access = os.access
+    monkeypatch.setattr(
+        outputs.os,
+        "access",
+        lambda p, mode: access(p, mode) and not (mode == os.W_OK and p == str(tmp_path / "ro")),
+    )
+    monkeypatch.setattr(Volume, "level", lambda *a: pytest.fail("the volume was read"))
+    out = tmp_path / "ro" / f"v.{fmt}"
+    code, _, err = run_cli("export", vol, out)
+    line = one_line(err)
+    assert code == 2 and line == (
+        f"sxtdist: error: {out}: cannot be written (Permission denied): export elsewhere"
+    ), line
+    assert os.listdir(tmp_path / "ro") == []
+
+
 def test_info_tells_a_running_volume_from_a_stopped_one(templates, tmp_path, run_cli):
     """review6 'info calls a killed reconstruction "status running"': running only while a
     run holds the volume's lock; else stopped, and what to do."""

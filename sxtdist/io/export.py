@@ -49,7 +49,7 @@ from ..errors import (
     SxtdistWarning,
     option,
 )
-from ..outputs import check_output, register_file_kind, writing
+from ..outputs import check_can_write, check_output, register_file_kind, writing
 from ..volume import MIN_LEVEL_SIZE, open_volume
 from . import ngff
 
@@ -146,6 +146,10 @@ def export_volume(
             f"(choose from {', '.join(FORMATS)})"
         )
     check_output(out, "export", inputs=[volume], overwrite=overwrite)
+    try:  # a read-only place is told before the volume is read
+        check_can_write(out)
+    except OSError as exc:
+        raise InputError(out, f"cannot be written ({exc.strerror}): export elsewhere") from None
     vol = open_volume(volume, mode="r")
     damage = vol.damage()
     if damage:
