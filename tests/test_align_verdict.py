@@ -279,6 +279,8 @@ def test_leave_one_out_sees_a_stretch_bent_by_one_full_view(bias):
         bad = set(np.flatnonzero(err > 0.5))
         assert bad <= set(v.roi) and v.full == {4: "contradicted by the rest (leave-one-out)"}
         assert all("without full view 4" in why for why in v.roi.values())
+        # the record keeps whether the rest contradicted the full view (1: it did)
+        assert {tuple(e[1:2] + e[3:]) for e in rec["leave_one_out_flagged"]} == {(4, 1)}
     else:
         assert err.max() < 0.2 and v.trusted
     assert len(rec["leave_one_out_move_px"]) == 90
@@ -335,3 +337,20 @@ def test_a_blank_full_view_is_named_and_a_blank_full_scan_refused(client, tmp_pa
     assert code == 2 and "Traceback" not in err
     assert "every view of the full scan is constant (no signal)" in err
     assert sxtdist.open_acquisition(path)["roi"].meta["alignment"] == before
+
+
+def test_a_view_named_by_the_size_of_its_move_alone_says_so():
+    """Leave-one-out names a move over 1 px whether or not the rest contradicts the full
+    view (the floor); the reasons then say so, not 'contradicted'. A record of three
+    entries (before the flag was kept) reads as contradicted."""
+    clean = (_results(PAIRS), np.zeros((9, 2)), np.ones(9), np.ones(9), 5, ())
+    v = judge(*clean, [[2, 0, 1.3, 0], [3, 1, 0.4, 1]])
+    assert v.roi == {
+        2: "move over 1 px without full view 0",
+        3: "move over 0.25 px without full view 1",
+    }
+    assert v.full == {
+        0: "alone carries interior views (leave-one-out)",
+        1: "contradicted by the rest (leave-one-out)",
+    }
+    assert judge(*clean, [[2, 0, 1.3]]).full == {0: "contradicted by the rest (leave-one-out)"}

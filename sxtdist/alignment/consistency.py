@@ -77,14 +77,19 @@ class LeaveOneOut:
         """``{interior view: (full view, move px)}`` for the views that move more than
         :data:`MOVE_FLAG_PX` without a significantly contradicted full view, or more than
         :data:`MOVE_ALWAYS_PX` without any one (the largest such move)."""
-        n_full = len(self.p) if n_full is None else n_full
-        contradicted = (self.p < SIGNIFICANCE / max(n_full, 1))[:, None]
+        contradicted = self.contradicted(n_full)[:, None]
         named = (contradicted & (self.move_px > MOVE_FLAG_PX)) | (self.move_px > MOVE_ALWAYS_PX)
         out: dict[int, tuple[int, float]] = {}
         for j, i in zip(*np.nonzero(named), strict=True):
             if i not in out or self.move_px[j, i] > out[int(i)][1]:
                 out[int(i)] = (int(j), float(self.move_px[j, i]))
         return out
+
+    def contradicted(self, n_full: int | None = None) -> np.ndarray:
+        """``(full views,)``: whether the rest contradicts each full view's own estimate
+        more than the noise allows (:data:`SIGNIFICANCE` split over ``n_full``)."""
+        n_full = len(self.p) if n_full is None else n_full
+        return self.p < SIGNIFICANCE / max(n_full, 1)
 
     def per_view(self) -> dict:
         """The record kept per interior view: the largest move over all full views, and

@@ -439,7 +439,10 @@ def solve_joint(
     info.update(view_uncertainty(fits, n))
     loo = leave_full_views_out(fits, full_view_rows(used, n_full), n)
     info.update(loo.per_view())
-    info["leave_one_out_flagged"] = [[i, j, round(m, 3)] for i, (j, m) in loo.flagged().items()]
+    significant = loo.contradicted()
+    info["leave_one_out_flagged"] = [
+        [i, j, round(m, 3), int(significant[j])] for i, (j, m) in loo.flagged().items()
+    ]
     info["check_seconds"] = time.perf_counter() - t0
     return d, delta, info
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .consistency import MOVE_FLAG_PX
+from .consistency import MOVE_ALWAYS_PX, MOVE_FLAG_PX
 from .diagnostics import LOST_WEIGHT, peak_loss_ratio
 from .pairs import PairResult, views_of
 
@@ -106,7 +106,7 @@ def judge(
     pair left out; ``weights``: the pairs' least-squares weights,
     :func:`~sxtdist.alignment.shifts.pair_weights`), the full views whose own estimate
     the joint solve rejected (or could not use) and the leave-one-out check's
-    ``[interior view, full view, move px]`` (``leave_one_out_flagged``,
+    ``[interior view, full view, move px, contradicted (0/1)]`` (``leave_one_out_flagged``,
     :meth:`~sxtdist.alignment.consistency.LeaveOneOut.flagged`) and the full views with no
     signal (constant or not finite: their own estimate measured nothing)."""
     verdict = Verdict()
@@ -145,10 +145,17 @@ def judge(
     for j in full_rejected:
         if j >= len(anchors) or anchors[j] < MIN_ANCHORS:
             verdict.full[int(j)] = "own estimate rejected, too few anchors"
-    for i, j, _ in left_out:
-        why = f"move over {MOVE_FLAG_PX:g} px without full view {int(j)}"
-        verdict.roi.setdefault(int(i), why)
-        verdict.full.setdefault(int(j), "contradicted by the rest (leave-one-out)")
+    for i, j, _, *significant in left_out:
+        if not significant or significant[0]:
+            verdict.roi.setdefault(
+                int(i), f"move over {MOVE_FLAG_PX:g} px without full view {int(j)}"
+            )
+            verdict.full.setdefault(int(j), "contradicted by the rest (leave-one-out)")
+        else:  # named by the size of the move alone: the rest did not contradict it
+            verdict.roi.setdefault(
+                int(i), f"move over {MOVE_ALWAYS_PX:g} px without full view {int(j)}"
+            )
+            verdict.full.setdefault(int(j), "alone carries interior views (leave-one-out)")
     for j in full_no_signal:  # the cause of whatever else its anchors showed
         verdict.full[int(j)] = "no signal"
     return verdict
