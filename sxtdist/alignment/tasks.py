@@ -501,9 +501,6 @@ def register_stretch(
     own = {p.i: p for _, p in pairs if p.kind == "anchor"} if coarse else {}
     others = {p.i: p for p in foreign} if coarse else {}
     own_coarse = settings.coarse_bin == 1  # an anchor pair's coarse pass is its registration
-    at = {v: k for k, v in enumerate(order)}
-    last = [max(at.get(v, -1) for v in views_of(p)) for _, p in pairs]  # when each can run
-    waiting = sorted(range(len(pairs)), key=last.__getitem__)
     # the registrations that prepare each view, to let it go after the last
     reached = {v for _, p in pairs for v in views_of(p) if v in others}
     work = [own.get(v) or others[v] for v in [*own, *reached]]
@@ -524,19 +521,28 @@ def register_stretch(
             if v in own:
                 out.coarse[v] = known[v]
 
-    done = 0
-    for k in range(-1, len(order)):
-        if k >= 0:
-            coarse_of(order[k])
-        while done < len(waiting) and last[waiting[done]] <= k:
-            n, p = pairs[waiting[done]]
-            done += 1
+    for step, ready in chain_steps([p for _, p in pairs], order):
+        if step is not None:
+            coarse_of(step)
+        for n, p in (pairs[r] for r in ready):
             for v in views_of(p):
                 coarse_of(v)
             out.pairs[n] = _registered_after_coarse(p, settings, coarse, known, views)
             if not (coarse and own_coarse and p.kind == "anchor"):
                 registered(p)
     return out
+
+
+def chain_steps(pairs: Sequence[Pair], order: Sequence[int]) -> list[tuple[int | None, list[int]]]:
+    """A stretch's work along the neighbour chain's ``order`` of its views: each view (first
+    ``None``, before any), with the pairs (indices into ``pairs``, in their order) whose
+    views are all reached once it is (a view outside ``order`` counts as reached at the
+    start)."""
+    at = {v: k for k, v in enumerate(order)}
+    ready: list[list[int]] = [[] for _ in range(len(order) + 1)]
+    for n, p in enumerate(pairs):
+        ready[1 + max(at.get(v, -1) for v in views_of(p))].append(n)
+    return list(zip([None, *order], ready, strict=True))
 
 
 def _scan_views(p: Pair) -> list[tuple[str, int]]:
@@ -701,12 +707,8 @@ def register_prepared_stretch(
     out = Registered({}, {})
     unbinned = settings.coarse_bin == 1
     anchor_pair = {p.i: p for _, p in pairs if p.kind == "anchor"} if coarse else {}
-    at = {v: k for k, v in enumerate(order)}
-    last = [max(at[v] for v in views_of(p)) for _, p in pairs]  # where each pair can run
-    waiting = sorted(range(len(pairs)), key=last.__getitem__)
     uses = Counter(v for _, p in pairs for v in views_of(p))
-    done = 0
-    for k, v in enumerate(order):
+    for v, ready in chain_steps([p for _, p in pairs], order):
         if v in anchor_pair:  # the coarse pass of its anchor pair
             p = anchor_pair[v]
             if unbinned:  # the anchor pair's own registration, its views its own
@@ -714,9 +716,7 @@ def register_prepared_stretch(
             else:
                 binned = anchor[(p.j, p.mirrored, True)]
                 out.coarse[v] = coarse_prepared(p, view(v), binned, settings)
-        while done < len(waiting) and last[waiting[done]] <= k:
-            n, p = pairs[waiting[done]]
-            done += 1
+        for n, p in (pairs[r] for r in ready):
             if coarse and unbinned and p.kind == "anchor":
                 out.pairs[n] = out.coarse[p.i]
             else:
