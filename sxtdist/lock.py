@@ -164,7 +164,9 @@ def activity_lock(path: str | os.PathLike[str], activity: str) -> Iterator[None]
     is refused at once (:class:`~sxtdist.errors.OutputLockedError`, "is being aligned by
     pid N on HOST"). Writers of ``path`` itself take its own lock, not this one."""
     path = os.fspath(path)
-    marker = f"{path.rstrip('/')}.{activity}"
+    # resolved first: the marker does not exist, so lock_path could not follow a link to
+    # ``path`` itself, and two spellings of one acquisition would take two locks
+    marker = f"{os.path.realpath(path)}.{activity}"
     with ExitStack() as stack:
         try:
             stack.enter_context(write_lock(marker))

@@ -284,6 +284,12 @@ def test_a_second_align_is_refused_and_a_report_failing_after_the_store_is_a_war
         code, out, err = run_cli(*args, "--report", "")
     assert code == 2 and f"{tiny_copy}: is being aligned by pid {os.getpid()}" in err, err
     assert not sxtdist.open_acquisition(tiny_copy)["roi"].aligned
+    link = tmp_path / "link.zarr"  # the same acquisition by another name: the same lock
+    os.symlink(tiny_copy, link)
+    with activity_lock(tiny_copy, "aligned"):
+        code, out, err = run_cli("align", link, "--workers", "1", "-q", "--report", "")
+    assert code == 2 and "is being aligned by pid" in err, err
+    assert not sxtdist.open_acquisition(tiny_copy)["roi"].aligned
     with monkeypatch.context() as m:  # a read-only place for the report
         access = os.access
         m.setattr(
