@@ -632,9 +632,8 @@ class _Batch:
                 )
             scores = _metrics(cell, self.client) if self.metrics else None
             return result("skipped", None, "complete already", scores)
-        options = dict(cell.options)
-        align_mode = options.pop("align", "auto")
-        align_method = options.pop("align_method", "anchor")
+        options = {k: v for k, v in cell.options.items() if k not in ("align", "align_method")}
+        align_mode, align_method = _alignment_asked(cell)
         if align_mode is not False and os.path.realpath(cell.acquisition) in self.resuming:
             # an unfinished output of this acquisition resumes with the shifts it was begun
             # with: aligning again would change them (and its fingerprint: refused)
@@ -674,7 +673,7 @@ _ALIGN_LOCKS_GUARD = threading.Lock()
 
 
 def _align_cell(
-    cell: Cell, client: Any, mode: str | bool, method: str, done: set[str] | None = None
+    cell: Cell, client: Any, mode: str | bool, method: str | None, done: set[str]
 ) -> bool:
     """Align the cell's acquisition first when asked; True if it was aligned now.
 
@@ -693,17 +692,16 @@ def _align_cell(
     with _ALIGN_LOCKS_GUARD:
         lock = _ALIGN_LOCKS.setdefault(key, threading.Lock())
     with lock:
-        acq = open_acquisition(cell.acquisition, "r")
-        if done is not None and key in done:
+        if key in done:
             return False
+        acq = open_acquisition(cell.acquisition, "r")
         if mode == "auto" and all(acq[name].aligned for name in acq.scans):
             return False
         out = cell.out.rstrip("/").rstrip(os.sep)
         report = (out[:-5] if out.endswith(".zarr") else out) + "_alignment"
         # its status lines are the cell's details (logs.cell_messages_as_details)
         align(cell.acquisition, None, method=method, client=client, report=report, progress=False)
-        if done is not None:
-            done.add(key)
+        done.add(key)
         return True
 
 
