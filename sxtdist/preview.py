@@ -140,7 +140,7 @@ def preview(
     )
     png = os.fspath(out) if out is not None else _default_png(acq.path)
     # before the work: each replaces only an earlier preview PNG, an sxtdist volume
-    check_output(png, "preview", inputs=[acq.path], overwrite=ex.overwrite)
+    check_output(png, "preview", inputs=[acq.path], overwrite=ex.overwrite, file=True)
     if opts.volume is not None:
         check_output(opts.volume, "volume", inputs=[acq.path], overwrite=ex.overwrite)
     backend = _backend(ex.backend)

@@ -953,6 +953,36 @@ def test_an_export_into_a_read_only_place_is_refused_before_reading(
     assert os.listdir(tmp_path / "ro") == []
 
 
+def test_an_export_onto_a_folder_is_refused_before_reading(
+    templates, tmp_path, run_cli, monkeypatch
+):
+    """A file export (MRC) onto an existing folder, empty or not, is refused before the
+    volume is read (it was refused only when the writing began), and the folder is kept."""
+    from sxtdist.volume import Volume
+
+    vol = Workspace(tmp_path, templates).vol()
+    (tmp_path / "v.mrc").mkdir()
+    monkeypatch.setattr(Volume, "level", lambda *a: pytest.fail("the volume was read"))
+    code, _, err = run_cli("export", vol, tmp_path / "v.mrc", "--overwrite")
+    assert code == 2 and str(tmp_path / "v.mrc") in one_line(err), err
+    assert (tmp_path / "v.mrc").is_dir()
+
+
+def test_a_preview_onto_a_folder_is_refused_before_the_work(
+    templates, tmp_path, run_cli, monkeypatch
+):
+    """The preview PNG onto an existing folder is refused before any slice is computed,
+    and the folder is kept."""
+    import sxtdist.preview as preview
+
+    acq = Workspace(tmp_path, templates).acq()
+    (tmp_path / "pv").mkdir()
+    monkeypatch.setattr(preview, "_scan_slice", lambda *a: pytest.fail("a slice was computed"))
+    code, _, err = run_cli("preview", acq, "--out", tmp_path / "pv", "--overwrite")
+    assert code == 2 and "pv: is a folder" in one_line(err), err
+    assert (tmp_path / "pv").is_dir()
+
+
 def test_info_tells_a_running_volume_from_a_stopped_one(templates, tmp_path, run_cli):
     """review6 'info calls a killed reconstruction "status running"': running only while a
     run holds the volume's lock; else stopped, and what to do."""

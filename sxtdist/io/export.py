@@ -145,7 +145,7 @@ def export_volume(
             f"{option('--format', 'fmt')}: unknown format {fmt!r} "
             f"(choose from {', '.join(FORMATS)})"
         )
-    check_output(out, "export", inputs=[volume], overwrite=overwrite)
+    check_output(out, "export", inputs=[volume], overwrite=overwrite, file=fmt != "zarr")
     try:  # a read-only place is told before the volume is read
         check_can_write(out)
     except OSError as exc:
