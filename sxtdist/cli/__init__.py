@@ -81,14 +81,15 @@ def _sigterm_as_interrupt():
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     configure_logging()
+    args = sys.argv[1:] if argv is None else argv
     try:
         with (
             _sigterm_as_interrupt(),
             warnings_as_log_lines(),
-            command_line_words(sys.argv[1:] if argv is None else argv),
+            command_line_words(args),
             _closing_new_clusters(),
         ):
-            return _main(argv)
+            return _main(args)
     finally:
         reset_logging()
 
@@ -111,7 +112,7 @@ def _command(args: list[str]) -> str | None:
     return next((a for a in args if not a.startswith("-")), None)
 
 
-def _main(argv: list[str] | None) -> int:
+def _main(argv: list[str]) -> int:
     DEBUG["on"] = False
     try:
         # Without standalone mode click returns a command's ``Exit`` code instead of exiting.
@@ -126,7 +127,7 @@ def _main(argv: list[str] | None) -> int:
     except Exception as exc:
         if DEBUG["on"]:
             raise
-        code, line = describe(exc, _command(sys.argv[1:] if argv is None else argv))
+        code, line = describe(exc, _command(argv))
         click.echo(f"sxtdist: error: {line}", err=True)
         return code
     return 0

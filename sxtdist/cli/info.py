@@ -287,7 +287,6 @@ def _stale_report(path: str, meta: dict[str, Any]) -> str | None:
     """What to say of a report beside the volume (``sxtdist report``'s default files) that
     is older than the volume's end (resumed or replaced since), or None."""
     import datetime as dt
-    import os
 
     from ..report import default_prefix
 
