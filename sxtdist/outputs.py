@@ -323,6 +323,10 @@ def check_output(
     return _claim(out, kind, inputs, overwrite, resume, file)[1]
 
 
+#: How a message names an output kind.
+_NOUN = {"alignment-report": "report"}
+
+
 def _claim(
     out: str | os.PathLike[str],
     kind: str,
@@ -351,8 +355,7 @@ def _claim(
         raise OutputExistsError(
             out,
             f"is {what} holding files it did not write ({', '.join(foreign[:3])}{more}): it "
-            f"is left alone; move them, or write the {'report' if not found else kind} "
-            "elsewhere",
+            f"is left alone; move them, or write the {_NOUN.get(kind, kind)} elsewhere",
         )
     if found != kind:
         what = f"is an sxtdist {found}" if found else "was not written by sxtdist"

@@ -391,6 +391,7 @@ CASES = [
     Case("align: --report a folder of a user's shifts.csv", lambda ws: ["align", ws.acq(), "--report", ws.folder("mine", shifts_csv="scan,index\n")], 2, r"mine: already exists and was not written by sxtdist"),
     Case("align: the default report folder holds a user's shifts.csv", lambda ws: ["align", ws.acq(), ws.folder("cell_alignment", shifts_csv="scan,index\n") and "-q"], 2, r"cell_alignment: already exists and was not written by sxtdist"),
     Case("align: a report folder where a user put notes", lambda ws: ["align", ws.acq(), "--report", _report_with_notes(ws)], 2, r"r: is an alignment report holding files it did not write \(my_notes\.txt\): it is left alone"),
+    Case("simulate --overwrite: into a report folder where a user put notes", lambda ws: ["simulate", _report_with_notes(ws), "--preset", "tiny", "--overwrite"], 2, r"r: is an alignment report holding files it did not write \(my_notes\.txt\): it is left alone; move them, or write the acquisition elsewhere"),
     Case("align (Python): report= a folder of a user's shifts.csv", lambda ws: _api(sxtdist.align, ws.acq(), report=ws.folder("mine", shifts_csv="x\n")), 2, r"mine: already exists and was not written by sxtdist"),
     # -- preview's PNG and volume ------------------------------------------------------------
     Case("preview: --out a user's file, --overwrite", lambda ws: ["preview", ws.acq(), "--out", ws.text("notes.txt", "mine\n"), "--overwrite"], 2, r"notes\.txt: already exists and was not written by sxtdist"),
