@@ -165,6 +165,29 @@ def _manifest(ws, text: str) -> Path:
     return ws.text("cells.yaml", text)
 
 
+def _batch_over_a_users_file(ws):
+    """A batch run before (two complete outputs), then a user's notes put in one of them:
+    ``--overwrite`` must replace neither, not the other cell's before refusing this one."""
+    manifest = _manifest(ws, "- a.zarr\n- b.zarr\n")
+    (ws / "out").mkdir()
+    ws.vol("out/a.zarr")
+    _with_mine(ws.vol("out/b.zarr"), "notes.txt")
+    return [
+        "batch",
+        manifest,
+        "--out",
+        ws / "out",
+        "--overwrite",
+        "--workers",
+        "1",
+        "--iterations",
+        "1",
+        "--align",
+        "never",
+        "--no-metrics",
+    ]
+
+
 def _symlink(ws):
     acq = ws.acq()
     os.symlink(acq, ws / "link.zarr")
@@ -404,6 +427,7 @@ CASES = [
     Case("batch: out: elsewhere", lambda ws: ["batch", _manifest(ws, f"- {{acquisition: a.zarr, out: {ws / 'x.zarr'}}}\n"), "--out", ws / "out"], 2, r"is not under --out"),
     Case("batch: out: the acquisition", lambda ws: ["batch", _manifest(ws, "- {acquisition: a.zarr, out: a.zarr}\n"), "--out", ws.root], 2, r"output .* is the input"),
     Case("batch: --out inside an acquisition", lambda ws: ["batch", _manifest(ws, "- a.zarr\n"), "--out", ws / "a.zarr/out"], 2, r"lies inside the input"),
+    Case("batch --overwrite: one cell's output holds a user's file (no cell replaced)", _batch_over_a_users_file, 2, r"out/b\.zarr: is an sxtdist volume holding files it did not write \(notes\.txt\): it is left alone; move them, or write the volume elsewhere \(cell 'b': no cell was run\)"),
     Case("batch: --summary over a user's file", lambda ws: ["batch", _manifest(ws, "- a.zarr\n"), "--out", ws / "out", "--summary", ws.text("notes.csv", "mine\n")], 2, r"was not written by sxtdist"),
     # -- rechunk's copy --------------------------------------------------------------------------------
     Case("rechunk: into its own acquisition", lambda ws: ["rechunk", ws.acq(), ws / "cell.zarr/new.zarr"], 2, r"lies inside the input"),
