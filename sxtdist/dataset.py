@@ -781,7 +781,8 @@ def add_scan(
         root = acq.group
         tmp_name = f"{PARTIAL_SCAN}{name}"
         tmp_dir = os.path.join(path, tmp_name)
-        remove(tmp_dir)  # left by an interrupted run
+        for leftover in (tmp_dir, f"{tmp_dir}.old"):  # left by an interrupted run
+            remove(leftover)
         marked = swapped = False
         old = None
         try:
@@ -819,6 +820,28 @@ def _written_inside(path: str, name: str, meta: dict[str, Any]) -> bool:
 
 
 register_members("acquisition", _written_inside)
+
+
+def leftover_scans(path: str) -> dict[str, str]:
+    """What stopped imports left inside the acquisition ``path`` (:data:`LEFTOVER_SCANS`):
+    each folder's name and one line saying what it is. Not part of the acquisition; the
+    next import of that scan removes them (:func:`add_scan`)."""
+    found = {}
+    for name in sorted(LEFTOVER_SCANS):
+        where = os.path.join(path, name)
+        if not os.path.isdir(where):
+            continue
+        scan = name.removeprefix(PARTIAL_SCAN).removesuffix(".old")
+        what = (
+            f"the old scan {scan!r}, set aside by an import that stopped while replacing it"
+            if name.endswith(".old")
+            else f"left by an import of scan {scan!r} that stopped"
+        )
+        found[name] = (
+            f"{printable(where)}: {what}; not part of the acquisition (the next import of "
+            f"scan {scan!r} removes it; or delete it)"
+        )
+    return found
 
 
 def _register_scan(path: str, name: str, smeta: dict[str, Any]) -> None:

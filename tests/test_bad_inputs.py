@@ -770,6 +770,42 @@ def test_verify_tells_an_interrupted_replacement_and_skips_its_leftover(tmp_path
     assert f"{path}: {said}" in out and said in info
 
 
+def test_what_a_stopped_import_left_is_told_in_words_and_removed_by_the_next(
+    templates, tmp_path, run_cli, monkeypatch
+):
+    """An import stopped mid-way leaves _partial_roi (perhaps before its own zarr.json) or,
+    where folders cannot be swapped, the old scan set aside as _partial_full.old. verify
+    printed Zarr's 'Object at _partial_roi is not recognized' warning and called the latter
+    scan 'full.old', info said nothing, and no import ever removed a .old (on such a file
+    system the next replacement failed on it). Now both say what each is, a user's folder
+    is named as not sxtdist's, and the next import of the scan removes its leftovers."""
+    ws = Workspace(tmp_path, templates)
+    acq = ws.acq()
+    shutil.copytree(acq / "roi" / "0", acq / "_partial_roi" / "0")  # no group zarr.json yet
+    shutil.copytree(acq / "full", acq / "_partial_full.old")
+    ws.folder("cell.zarr/_partial_notes", a_txt="mine")
+    code, out, err = run_cli("verify", acq)
+    assert code == 0 and "warning" not in err, err
+    assert f"note: {acq / '_partial_roi'}: left by an import of scan 'roi' that stopped" in out
+    old = f"{acq / '_partial_full.old'}: the old scan 'full', set aside by an import that stopped"
+    assert f"note: {old}" in out
+    assert f"note: {acq / '_partial_notes'}: not written by sxtdist: not checked" in out
+    code, out, err = run_cli("info", acq)
+    assert code == 0 and "warning" not in err, err
+    assert f"  leftover: {old}" in out
+    monkeypatch.setattr(sxtdist.outputs, "_exchange", lambda a, b: False)  # NFS and the like
+    for scan in ("full", "roi"):
+        sxtdist.io.importer.import_scan(
+            ws.tif("t.tif", FRAMES),
+            acq,
+            scan,
+            angle_range=(0, 90),
+            pixel_size_nm=20,
+            overwrite=True,
+        )
+    assert sorted(os.listdir(acq)) == ["_partial_notes", "full", "roi", "truth", "zarr.json"]
+
+
 def test_verify_counts_what_it_does_not_list(tmp_path, run_cli, monkeypatch):
     """At most SHOWN problems and SHOWN notes are listed: the rest are counted, problems
     first, so no problem hides behind the cap or behind the notes."""
