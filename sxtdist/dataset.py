@@ -714,11 +714,34 @@ def write_shards(
     done = src.map_blocks(write, dtype=bool, chunks=tuple((1,) * len(c) for c in src.chunks))
     try:
         done.compute(scheduler="threads")
-    except BaseException:
+    except BaseException as exc:
         stop.set()
         with running:
             running.wait_for(lambda: writers == 0)
+        if isinstance(exc, InputError):  # the first bad view, not the first thread to fail
+            raise _first_bad_input(src, verified) or exc from None
         raise
+
+
+def _first_bad_input(
+    src: da.Array, verified: Callable[[np.ndarray, int], np.ndarray], step: int = 16
+) -> InputError | None:
+    """The bad input of the first view of ``src`` that is bad (the threads of
+    :func:`write_shards` report whichever piece fails first: of an all-zero stack, frame 9
+    rather than 0). Reads up to it again, ``step`` views at a time, then the failing ones
+    one by one (a piece may read several and fail on a later one); an error path."""
+    n = src.shape[0]
+    for first in range(0, n, step):
+        try:
+            verified(src[first : first + step].compute(scheduler="sync"), first)
+        except InputError as exc:
+            for i in range(first, min(first + step, n)):
+                try:
+                    verified(src[i : i + 1].compute(scheduler="sync"), i)
+                except InputError as one:
+                    return one
+            return exc
+    return None
 
 
 def _counting(pieces: Iterable[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:

@@ -374,6 +374,7 @@ CASES = [
     # -- import: files that lie -----------------------------------------------------------------
     Case("import: a TIFF folder with a flat among the projections", lambda ws: ["import", _tiff_folder(ws, ["p_1.tif", "p_2.tif", "p_3.tif", "flat.tif"]), ws / "a.zarr", *IMPORT], 2, r"frames: names of another pattern than p_1\.tif \(flat\.tif\): --angle-range gives every later file a wrong angle"),
     Case("import: a TIFF folder with a gap, --angle-range", lambda ws: ["import", _tiff_folder(ws, ["p_1.tif", "p_2.tif", "p_5.tif"]), ws / "a.zarr", *IMPORT], 2, r"frames: gaps in the numbering \(no 3, 4\)"),
+    Case("import: a TIFF folder whose names differ only in extension clash", lambda ws: ["import", _tiff_folder(ws, ["p_1.tif", "p_2.TIF", "p_2.tiff", "p_3.TIFF"]), ws / "a.zarr", *IMPORT], 2, r"frames: p_2\.TIF and p_2\.tiff number the same view: keep one of them"),
     Case("import: TIFF cut in half", lambda ws: ["import", truncate(ws.tif("t.tif", FRAMES)), ws / "a.zarr", *IMPORT], 2, r"t\.tif: truncated: frame 5 of 10"),
     Case("import: ImageJ TIFF cut in half", lambda ws: ["import", truncate(ws.tif("t.tif", FRAMES, imagej=True)), ws / "a.zarr", *IMPORT], 2, r"truncated or damaged TIFF"),
     Case("import: truncated TIFF over a good scan, --overwrite", lambda ws: ["import", truncate(ws.tif("t.tif", FRAMES)), _existing_acq_with_good_roi(ws), *IMPORT, "--overwrite"], 2, r"truncated: frame 5"),
@@ -383,6 +384,8 @@ CASES = [
     Case("import: complex TIFF", lambda ws: ["import", ws.tif("c.tif", FRAMES.astype(np.complex64)), ws / "a.zarr", *IMPORT], 2, r"complex|not a real number"),
     Case("import: int16 as optical depth", lambda ws: ["import", ws.tif("i.tif", FRAMES.astype(np.int16)), ws / "a.zarr", *IMPORT, "--values", "od"], 2, r"integers \(int16\)"),
     Case("import: a NaN in frame 2", lambda ws: ["import", ws.tif("n.tif", np.where(np.arange(10)[:, None, None] == 2, np.nan, FRAMES)), ws / "a.zarr", *IMPORT], 2, r"frame 2 contains NaN"),
+    Case("import: an all-zero TIFF stack names frame 0 (not the first thread to fail)", lambda ws: ["import", ws.tif("zero.tif", np.zeros((40, 16, 16), np.float32)), ws / "a.zarr", *IMPORT], 2, r"zero\.tif: frame 0 has no pixel with a transmission above 0"),
+    Case("import: a NaN in frame 3 of 40 and every later frame", lambda ws: ["import", ws.tif("n.tif", np.where(np.arange(40)[:, None, None] >= 3, np.nan, np.full((40, 16, 16), 0.6, np.float32))), ws / "a.zarr", *IMPORT], 2, r"frame 3 contains NaN"),
     Case("import: optical depth all negative", lambda ws: ["import", ws.tif("neg.tif", -FRAMES), ws / "a.zarr", *IMPORT, "--values", "od"], 2, r"every optical depth value is negative"),
     Case("import: all angles equal", lambda ws: ["import", ws.tif("t.tif", FRAMES), ws / "a.zarr", *IMPORT[:2], "--angles", ws.text("a.tlt", "5\n" * 10), *IMPORT[4:]], 2, r"all 10 angles are equal"),
     Case("import: text in the angle file", lambda ws: ["import", ws.tif("t.tif", FRAMES), ws / "a.zarr", *IMPORT[:2], "--angles", ws.text("a.tlt", "0\nten\n"), *IMPORT[4:]], 2, r"'ten' is not a number"),
@@ -768,6 +771,19 @@ def test_verify_tells_an_interrupted_replacement_and_skips_its_leftover(tmp_path
     assert code == 2 and "whole" not in out and "damaged: 1 problem(s)" in one_line(err)
     said = "scan 'roi' was being replaced when a write stopped"
     assert f"{path}: {said}" in out and said in info
+
+
+def test_a_tiff_folder_mixing_extension_spellings_is_one_series(templates, tmp_path, run_cli):
+    """p_1.tif, p_2.TIF, p_3.tiff, p_4.TIFF (one camera's files copied by two tools) are one
+    numbered series: refused as 'names of another pattern' before."""
+    ws = Workspace(tmp_path, templates)
+    names = ["p_1.tif", "p_2.TIF", "p_3.tiff", "p_4.TIFF"]
+    for i, n in enumerate(names):
+        ws.tif(f"frames/{n}", np.full((16, 16), 0.1 * (i + 1), np.float32))
+    code, _, err = run_cli("import", ws / "frames", ws / "a.zarr", *IMPORT)
+    assert code == 0, err
+    od = sxtdist.open_acquisition(ws / "a.zarr")["roi"].data.compute()
+    np.testing.assert_allclose(od[:, 0, 0], -np.log(0.1 * np.arange(1, 5)), rtol=1e-6)
 
 
 def test_what_a_stopped_import_left_is_told_in_words_and_removed_by_the_next(
