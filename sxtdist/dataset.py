@@ -467,9 +467,9 @@ def _refuse_changed(
     """Raise :class:`ScanReplacedError` or :class:`ScanEditedError` for the first scan
     whose stored metadata ``scans`` no longer hold what ``measured_on`` recorded."""
     _refuse_replaced(path, scans, {n: m.get("data_id") for n, m in measured_on.items()})
-    for name, was in measured_on.items():
+    for name, was in measured_on.items():  # the same projections: edited since?
         for key, value in was.items():
-            if scans[name].get(key) != value:
+            if key != "data_id" and scans[name].get(key) != value:
                 raise ScanEditedError(path, name, key, value, scans[name].get(key))
 
 
