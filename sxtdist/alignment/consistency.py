@@ -36,6 +36,18 @@ rest significantly contradicts is named by the verdict, and one that moves more 
 are kept per view in the scan's record (``leave_one_out_move_px``,
 ``leave_one_out_full_view``, ``leave_one_out_p``).
 
+One full view at a time cannot show an error that several full views' own estimates
+share: each is then about as far off as the rest, and the calibration takes their common
+error for noise. :func:`pairs_alone_dy` leaves every full view's own estimate out at once,
+in ``dy`` only: a rotation about the vertical axis moves nothing along it, so there the
+pairs alone place the interior to their own noise (on the control motion, development
+seeds 1-12 with 9 and 19 full views, within 0.14 px of the alignment), while in ``dx``
+features at other depths move otherwise and the pairs alone wandered up to 0.61 px from
+alignments right to 0.23 px. An interior view whose ``dy`` moves more than
+:data:`MOVE_FLAG_PX` is named, with the full views whose own ``dy`` the pairs alone put
+more than that off (``align_motion.py --families drift --motion-scale 3 --full 9 --seeds
+1``: the interior 0.61 px off in ``dy``, the largest move 0.42 px; docs/dev/alignment-history.md).
+
 Leaving a full view's anchors out too was tried: it opens the
 interior's chain of neighbours at the scan's ends, where the rest then extrapolates, and
 it moved views by 0.3-0.5 px on sub-pixel jitter (development seeds) whose error was 0.1 px.

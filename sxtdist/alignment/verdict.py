@@ -21,7 +21,11 @@ A view is named when
 - it moves more than :data:`~sxtdist.alignment.consistency.MOVE_FLAG_PX` when the
   measurements of one full view, which the rest of the data contradict, are left out
   (:mod:`sxtdist.alignment.consistency`): an error the pairs of a stretch share; that
-  full view is named too.
+  full view is named too;
+- its ``dy`` moves more than :data:`~sxtdist.alignment.consistency.MOVE_FLAG_PX` when
+  every full view's own estimate is left out (the pairs alone): an error those estimates
+  share, which no one of them left out shows; the full views whose own ``dy`` the pairs
+  alone put as far off are named too.
 """
 
 from __future__ import annotations
