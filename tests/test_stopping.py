@@ -73,7 +73,7 @@ def test_split_half_curves_find_an_inner_minimum(low_dose):
     k = int(np.argmin(far)) + 1
     assert 2 < k < 25  # a minimum inside: low dose semi-converges early
     assert far[-1] > far[k - 1]
-    # auto's count is never earlier; here 7, 0.51 dB short (docs/dev/stopping-rule.md)
+    # not earlier here (no early signature): 7, 0.51 dB short (docs/dev/stopping-rule.md)
     assert cross_validated_count(far, between) >= k
     # the count it picks is within 0.5 dB of the best in the ROI, known from the truth
     truth = np.moveaxis(np.asarray(acq.truth, np.float32)[block.slab[0] : block.slab[1]], 0, -1)
