@@ -41,9 +41,9 @@ share: each is then about as far off as the rest, and the calibration takes thei
 error for noise. :func:`pairs_alone_dy` leaves every full view's own estimate out at once,
 in ``dy`` only: a rotation about the vertical axis moves nothing along it, so there the
 pairs alone place the interior to their own noise (on the control motion, development
-seeds 1-12 with 9 and 19 full views, within 0.14 px of the alignment), while in ``dx``
+seeds 1-12 with 9 and 19 full views, within 0.15 px of the alignment), while in ``dx``
 features at other depths move otherwise and the pairs alone wandered up to 0.61 px from
-alignments right to 0.23 px. An interior view whose ``dy`` moves more than
+alignments right to 0.23 px (seeds 1-6). An interior view whose ``dy`` moves more than
 :data:`MOVE_FLAG_PX` is named, with the full views whose own ``dy`` the pairs alone put
 more than that off (``align_motion.py --families drift --motion-scale 3 --full 9 --seeds
 1``: the interior 0.61 px off in ``dy``, the largest move 0.42 px; docs/dev/alignment-history.md).
