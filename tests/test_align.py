@@ -1457,7 +1457,9 @@ def test_info_line_of_a_full_scan_alignment():
 )
 def test_gaussian_blur_is_ndimages(seed, shape, sigma):
     """The blur every compared image gets is ``ndimage.gaussian_filter`` (double precision,
-    ``nearest`` edges), whatever order it filters the axes in."""
+    ``nearest`` edges), whatever order it filters the axes in; to the last bit, ndimage's
+    pass along the rows, then across them (what the alignment's shifts are pinned to,
+    ``tests/test_align_graph.py``), whatever the strides it works on."""
     from sxtdist.alignment.resample import gaussian_blur
 
     img = np.random.default_rng(seed).normal(size=shape).astype(np.float32)
@@ -1465,6 +1467,12 @@ def test_gaussian_blur_is_ndimages(seed, shape, sigma):
     got = gaussian_blur(img, sigma)
     assert got.dtype == np.float64 and got.flags.c_contiguous
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    sy, sx = np.broadcast_to(np.asarray(sigma, float), (2,))
+    passes = img.astype(np.float64)
+    for axis, s in ((1, sx), (0, sy)):
+        if s > 1e-15:
+            passes = ndimage.gaussian_filter1d(passes, s, axis=axis, mode="nearest")
+    np.testing.assert_array_equal(got, passes)
 
 
 def test_a_neighbour_pair_weighs_by_its_views_overlap():
