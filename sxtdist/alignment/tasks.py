@@ -673,8 +673,21 @@ class PreparedStretch:
     ends: dict[int, tuple[PreparedView, PairResult | None]]
 
 
-#: Which prepared anchor a stretch is given: ``(full view, mirrored, binned)``.
-AnchorSide = tuple[int, bool, bool]
+#: Which anchor view a stretch is given (:func:`prepare_anchors`): ``(full view, mirrored)``.
+AnchorSide = tuple[int, bool]
+
+
+def prepare_anchors(
+    full_index: int, mirrored: bool, settings: PairSettings, binned: Sequence[bool]
+) -> dict[bool, PreparedAnchor]:
+    """One Dask task: full view ``full_index`` read once and prepared
+    (:func:`prepared_anchor`) for each of ``binned``: ``True`` the coarse pass's anchor
+    (:meth:`PairSettings.coarse_margin`, ``coarse_bin``), ``False`` the pairs' own. A task
+    per binning read each anchor view twice (a 1024² full view: 6-9 ms a read of its
+    sharded array), and every stretch needs both."""
+    view = read_projection(settings.full_array, full_index)
+    frame = {True: (settings.coarse_margin(), settings.coarse_bin), False: (None, 1)}
+    return {b: prepared_anchor(view, full_index, mirrored, settings, *frame[b]) for b in binned}
 
 
 def register_prepared_stretch(
@@ -684,7 +697,7 @@ def register_prepared_stretch(
     order: Sequence[int],
     ends: Sequence[int],
     sides: Sequence[AnchorSide],
-    *anchors: PreparedAnchor,
+    *anchors: dict[bool, PreparedAnchor],
 ) -> PreparedStretch:
     """One Dask task: the interior views of a stretch, in the neighbour chain's ``order``,
     each prepared once (:func:`prepare_roi_view`), the coarse pass of its anchor pair from
@@ -693,10 +706,14 @@ def register_prepared_stretch(
     (:func:`register_prepared`): the calls a task per view, per coarse registration and
     per pair made. A view is let go after its last pair (a stretch holds two or three at
     a time, however long). ``pairs``: ``(index, pair)``; ``anchors``: the prepared anchor
-    views (:func:`prepare_anchor`, binned for the coarse pass) named by ``sides``;
+    views named by ``sides`` (:func:`prepare_anchors`: binned for the coarse pass, and not);
     ``ends``: the views returned prepared, for the pairs across two stretches
     (:func:`register_across_prepared`)."""
-    anchor = dict(zip(sides, map(aligned, anchors), strict=True))  # once, not per pair
+    anchor = {  # aligned once, not per pair
+        (*side, b): aligned(a)
+        for side, prepared in zip(sides, anchors, strict=True)
+        for b, a in prepared.items()
+    }
     views: dict[int, PreparedView] = {}
 
     def view(i: int) -> PreparedView:
@@ -760,20 +777,23 @@ def register_across_prepared(
 def _prepared_stretch_graph(
     pairs: Sequence[Pair], settings: PairSettings, token: str, coarse: bool, n_stretches: int
 ) -> PairGraph:
-    """:func:`pair_graph` for views prepared once each: a task per anchor view (and per
-    binned anchor view for the coarse pass), stretch tasks
+    """:func:`pair_graph` for views prepared once each: a task per anchor view, which
+    prepares it binned for the coarse pass too (:func:`prepare_anchors`), stretch tasks
     (:func:`register_prepared_stretch`), and for each neighbour pair across two stretches
     a task (:func:`register_across_prepared`) on the two views they return
     (:func:`stretch_end`). The client gathers :func:`registrations_of` each stretch."""
     graph: dict[str, Any] = {}
     unbinned = settings.coarse_bin == 1
+    # the anchors a stretch is given: binned for the coarse pass, and the pairs' own unless
+    # the coarse pass (unbinned) is the anchor pair's registration, made in the stretch
+    binned = [True] if coarse and not unbinned else []
+    if not (coarse and unbinned):
+        binned.append(False)
 
     def anchor_key(side: AnchorSide) -> str:
-        j, mirrored, binned = side
-        what = "binned" if binned else "view"
-        key = f"align-anchor-{what}-{token}-{j}-{'mirrored' if mirrored else 'direct'}"
-        extra = (settings.coarse_margin(), settings.coarse_bin) if binned else ()
-        graph.setdefault(key, (prepare_anchor, j, mirrored, settings, *extra))
+        j, mirrored = side
+        key = f"align-anchor-{token}-{j}-{'mirrored' if mirrored else 'direct'}"
+        graph.setdefault(key, (prepare_anchors, j, mirrored, settings, binned))
         return key
 
     stretch_of = view_stretches(pairs, n_stretches)
@@ -791,13 +811,8 @@ def _prepared_stretch_graph(
     keys = []
     for k in sorted({*groups, *ends}):  # a stretch may only prepare views for pairs across
         group = groups.get(k, [])
-        sides: list[AnchorSide] = []
-        for p in (pairs[n] for n in group if pairs[n].kind == "anchor"):
-            if coarse and not unbinned:
-                sides.append((p.j, p.mirrored, True))
-            if not (coarse and unbinned):  # else the coarse pass is the pair's registration
-                sides.append((p.j, p.mirrored, False))
-        sides = list(dict.fromkeys(sides))
+        anchored = [(pairs[n].j, pairs[n].mirrored) for n in group if pairs[n].kind == "anchor"]
+        sides: list[AnchorSide] = list(dict.fromkeys(anchored)) if binned else []
         key = f"align-stretch-{token}-{k}"
         task = [(n, pairs[n]) for n in group]
         mine = list(dict.fromkeys(ends.get(k, [])))
