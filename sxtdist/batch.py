@@ -60,8 +60,12 @@ logger = logging.getLogger(__name__)
 
 #: Summary file written into the output directory.
 SUMMARY_NAME = "batch-summary.csv"
-#: Statuses of a cell in the summary.
-STATUSES = ("done", "skipped", "failed", "interrupted", "not run")
+#: Statuses of a cell in the summary. ``running`` is left only by a batch that stopped
+#: without a last word (killed outright, its machine lost): the summary is written as the
+#: cells start and finish.
+STATUSES = ("done", "skipped", "failed", "interrupted", "not run", "running")
+#: The message of a running cell's row (read only after such a stop).
+RUNNING_NOTE = "started; the batch stopped before it finished: run the batch again to resume"
 
 
 def _to_bool(v: Any) -> bool:
@@ -307,6 +311,18 @@ def _check_outputs(cells: list[Cell], out_dir: str | os.PathLike[str], where: st
             raise InputError(where, f"cell {c.name!r}: output {exc}") from None
 
 
+def _check_cell_outputs(cells: list[Cell], overwrite: bool) -> None:
+    """Refuse the batch before any cell runs when a cell's output may not be written (a
+    user's folder, a volume holding a user's files, an acquisition): checked cell by cell as
+    the cells ran, ``--overwrite`` had replaced other cells' outputs before refusing one."""
+    inputs = [c.acquisition for c in cells]
+    for c in cells:
+        try:
+            check_output(c.out, "volume", inputs=inputs, overwrite=overwrite, resume=True)
+        except InputError as exc:
+            raise type(exc)(exc.path, f"{exc.problem} (cell {c.name!r}: no cell was run)") from None
+
+
 def _under(path: str, folder: str) -> bool:
     real = os.path.realpath(path)
     return os.path.commonpath([real, folder]) == folder
@@ -461,9 +477,11 @@ def reconstruct_batch(
         if getattr(ex, key) != getattr(Execution(), key):
             options.setdefault(key, getattr(ex, key))
     cells = read_manifest(manifest, out_dir, options)
+    _check_cell_outputs(cells, ex.overwrite)
     out_dir = os.fspath(out_dir)
     summary_path = os.fspath(summary) if summary else os.path.join(out_dir, SUMMARY_NAME)
     check_output(summary_path, "summary", inputs=[c.acquisition for c in cells], resume=True)
+    _tell_a_stopped_batch(summary_path)
     results = {c.name: CellResult(c.name, "not run", None, c.out) for c in cells}
     interrupted = False
     t0 = time.perf_counter()
@@ -480,7 +498,7 @@ def reconstruct_batch(
                     )
                     for line in _backend_lines(cells, c, not ex.external):
                         logger.info("%s", line)
-                    run = _Batch(c, ex, metrics, results)
+                    run = _Batch(c, ex, metrics, results, summary_path)
                     started = True
                     interrupted = run.run_cells(cells, width)
             finally:
@@ -499,6 +517,26 @@ def reconstruct_batch(
     if interrupted:
         raise KeyboardInterrupt
     return rows
+
+
+def _tell_a_stopped_batch(summary: str) -> None:
+    """Say which cells the batch that last wrote ``summary`` left running when it stopped
+    without a last word (killed outright): their outputs are unfinished, and resume."""
+    try:
+        rows = read_summary(summary)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return
+    running = [r.get("cell", "?") for r in rows if r.get("status") == "running"]
+    if running:
+        cells = (
+            f"cell {running[0]} was" if len(running) == 1 else f"cells {', '.join(running)} were"
+        )
+        logger.info(
+            "batch: the batch that last wrote %s stopped while %s running (killed, or its "
+            "machine lost): an unfinished output resumes",
+            summary,
+            cells,
+        )
 
 
 def _backend_lines(cells: Sequence[Cell], client: Any, local: bool) -> list[str]:
@@ -534,7 +572,11 @@ class _Batch:
     execution: Execution
     metrics: bool
     results: dict[str, CellResult]
+    #: Where the summary goes: rewritten as each cell starts and ends, so a batch killed
+    #: outright leaves what it finished (:data:`RUNNING_NOTE`).
+    summary: str
     stop: threading.Event = field(default_factory=threading.Event)
+    saving: threading.Lock = field(default_factory=threading.Lock)
     drain_timeout: float = 120.0
     #: The acquisitions aligned by this batch (resolved paths): each is aligned once.
     aligned: set[str] = field(default_factory=set)
@@ -581,8 +623,14 @@ class _Batch:
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
+    def _save(self, r: CellResult) -> None:
+        """Put ``r`` in the results and the summary file (from any cell's thread)."""
+        with self.saving:
+            self.results[r.cell] = r
+            write_summary(list(self.results.values()), self.summary)
+
     def _record(self, r: CellResult) -> None:
-        self.results[r.cell] = r
+        self._save(r)
         msg = f" ({r.message})" if r.message else ""
         secs = f" in {r.seconds:.1f} s" if r.seconds is not None else ""
         logger.info("%s: %s%s%s", r.cell, r.status, secs, msg)
@@ -595,6 +643,7 @@ class _Batch:
 
         if self.stop.is_set():
             return result("not run", None, "batch interrupted before this cell started")
+        self._save(result("running", None, RUNNING_NOTE))
         t0 = time.perf_counter()
         try:
             with cell_messages_as_details():

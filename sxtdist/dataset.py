@@ -69,7 +69,7 @@ from .io.checks import (
     check_pixel_type,
 )
 from .lock import held_by, write_lock
-from .outputs import check_output, remove, swap_in, writing
+from .outputs import check_output, register_members, remove, swap_in, writing
 
 SCHEMA_VERSION = 1
 SCAN_NAMES = ("full", "roi")
@@ -87,6 +87,11 @@ REPLACING_COMMAND = "replacing_scan_command"
 PARTIAL_SCAN = "_partial_"
 #: The keys of an unfinished replacement's mark.
 REPLACING_MARK = (REPLACING, REPLACING_FROM, REPLACING_COMMAND)
+#: What an import leaves inside an acquisition when it stops: the scan it was writing
+#: and, where the file system cannot swap two folders, the old scan it set aside.
+LEFTOVER_SCANS = frozenset(
+    f"{PARTIAL_SCAN}{name}{end}" for name in SCAN_NAMES for end in ("", ".old")
+)
 #: Detector rows per inner chunk of a projection array (a band at full width). A block
 #: of ``R`` rows then decodes at most ``R + 2 (ROW_BAND - 1)`` rows of each view: with
 #: blocks of 32 rows and a halo of 4, 1.2x the bytes it needs (benchmarks/bench_io.py).
@@ -800,6 +805,20 @@ def add_scan(
         if old is not None:  # after the new metadata: readers wait out the renames only
             remove(old)
     return open_acquisition(path)
+
+
+def _written_inside(path: str, name: str, meta: dict[str, Any]) -> bool:
+    """Whether sxtdist wrote ``name`` inside the acquisition ``path`` (``meta``): a scan or
+    the truth volume its metadata list, or a scan an import left when it stopped."""
+    scans = meta.get("scans")
+    if isinstance(scans, dict) and name in scans:
+        return True
+    if name == "truth":
+        return "truth" in meta
+    return name in LEFTOVER_SCANS and os.path.isdir(os.path.join(path, name))
+
+
+register_members("acquisition", _written_inside)
 
 
 def _register_scan(path: str, name: str, smeta: dict[str, Any]) -> None:

@@ -85,6 +85,27 @@ def register_file_kind(kind: str, is_ours: Callable[[str], bool]) -> None:
     FILE_KINDS[kind] = is_ours
 
 
+#: What sxtdist puts inside a Zarr output of each kind besides Zarr's own files and the
+#: levels its attributes list (an acquisition's scans, a level being built),
+#: ``is_ours(folder, name, sxtdist_attributes)``, registered by the module that writes it
+#: (:func:`register_members`). Anything else inside is a user's (:func:`strangers`).
+MEMBERS: dict[str, Callable[[str, str, dict], bool]] = {}
+
+
+def register_members(kind: str, is_ours: Callable[[str, str, dict], bool]) -> None:
+    """Say how :func:`strangers` tells what sxtdist wrote inside a Zarr output of ``kind``
+    (``is_ours(folder, name, attrs)``, no exceptions)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown output kind {kind!r}")
+    MEMBERS[kind] = is_ours
+
+
+def is_zarr_array(path: str) -> bool:
+    """Whether ``path`` is a Zarr array (its v3 ``zarr.json`` says so, or a v2 ``.zarray``)."""
+    meta = _read_json(os.path.join(path, "zarr.json"))
+    return meta.get("node_type") == "array" or os.path.isfile(os.path.join(path, ".zarray"))
+
+
 def first_line(path: str) -> str | None:
     """The first line of a text file (stripped), or None when it is not UTF-8 text."""
     try:
@@ -168,10 +189,11 @@ def strangers(path: str) -> list[str]:
     if not kind:  # an alignment report: the files its mark lists
         listed = mark.get("files")
         ours = {*(listed if isinstance(listed, list) else REPORT_FILES), REPORT_MARK}
-    else:  # an acquisition's scans, truth and a scan being written; levels; Zarr's files
-        ours = {"zarr.json", ".zattrs", ".zgroup", ".zmetadata", "truth"}
-        ours |= set(attrs["sxtdist"].get("scans") or ()) if kind == "acquisition" else set()
-        ours |= _levels(attrs) | {n for n in names if n.isdigit() or n.startswith("_partial_")}
+    else:  # Zarr's files, the levels listed, and what the writer of the kind says is its
+        ours = {"zarr.json", ".zattrs", ".zgroup", ".zmetadata"} | _levels(attrs)
+        meta = attrs.get("sxtdist") if isinstance(attrs.get("sxtdist"), dict) else {}
+        is_ours = MEMBERS.get(kind)
+        ours |= {n for n in names if is_ours and is_ours(path, n, meta)}
     litter = {n for n in names if n in OS_LITTER or n.startswith("._")}
     return sorted(set(names) - ours - litter)
 

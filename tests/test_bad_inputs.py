@@ -165,6 +165,29 @@ def _manifest(ws, text: str) -> Path:
     return ws.text("cells.yaml", text)
 
 
+def _batch_over_a_users_file(ws):
+    """A batch run before (two complete outputs), then a user's notes put in one of them:
+    ``--overwrite`` must replace neither, not the other cell's before refusing this one."""
+    manifest = _manifest(ws, "- a.zarr\n- b.zarr\n")
+    (ws / "out").mkdir()
+    ws.vol("out/a.zarr")
+    _with_mine(ws.vol("out/b.zarr"), "notes.txt")
+    return [
+        "batch",
+        manifest,
+        "--out",
+        ws / "out",
+        "--overwrite",
+        "--workers",
+        "1",
+        "--iterations",
+        "1",
+        "--align",
+        "never",
+        "--no-metrics",
+    ]
+
+
 def _symlink(ws):
     acq = ws.acq()
     os.symlink(acq, ws / "link.zarr")
@@ -188,6 +211,26 @@ def _report_with_notes(ws):
     (folder / "my_notes.txt").write_text("mine\n")
     (folder / "sxtdist-report.json").write_text('{"kind": "alignment-report"}')
     return folder
+
+
+def _with_mine(output, *names):
+    """An sxtdist output into which a user put folders (``name/``, holding a file) and files
+    whose names look like sxtdist's own (a level ``7``, a scan being written ``_partial_*``,
+    ``truth``): they are the user's, so ``--overwrite`` must leave the output alone."""
+    for name in names:
+        if name.endswith("/"):
+            (output / name).mkdir()
+            (output / name / "notes.txt").write_text("mine\n")
+        else:
+            (output / name).write_text("mine\n")
+    return output
+
+
+def _exported(ws):
+    from sxtdist.io.export import export_volume
+
+    export_volume(ws.vol("v.zarr"), ws / "e.zarr")
+    return ws / "e.zarr"
 
 
 def _dotdot(ws):
@@ -303,10 +346,14 @@ CASES = [
     Case("reconstruct: another acquisition, --overwrite", lambda ws: ["reconstruct", ws.acq(), ws.acq("other.zarr"), "--overwrite"], 2, r"is an sxtdist acquisition, not an sxtdist volume"),
     Case("reconstruct: a complete volume, no --overwrite", lambda ws: ["reconstruct", ws.acq(), ws.vol()], 2, r"complete volume already"),
     Case("reconstruct: a split half over a user's folder (before any cluster)", lambda ws: ["reconstruct", ws.acq(), ws / "out.zarr", "--split-halves", "--scheduler", "tcp://127.0.0.1:9", ws.folder("out.half1.zarr", a_txt="x") and "-q"], 2, r"out\.half1\.zarr: already exists and was not written by sxtdist"),
+    Case("reconstruct: a volume holding a user's folder 7 and file 2024, --overwrite", lambda ws: ["reconstruct", ws.acq(), _with_mine(ws.vol(), "7/", "2024"), "--overwrite"], 2, r"vol\.zarr: is an sxtdist volume holding files it did not write \(2024, 7\): it is left alone"),
+    Case("reconstruct: a volume holding a user's truth folder, --overwrite", lambda ws: ["reconstruct", ws.acq(), _with_mine(ws.vol(), "truth/"), "--overwrite"], 2, r"holding files it did not write \(truth\)"),
     Case("reconstruct (Python): output inside the input", lambda ws: _api(sxtdist.reconstruct, ws.acq(), ws / "cell.zarr/x.zarr", workers=1), 2, r"lies inside the input"),
     # -- simulate ---------------------------------------------------------------------------
     Case("simulate: a user's folder, --overwrite", lambda ws: ["simulate", ws.folder("data", notes_txt="x"), "--preset", "tiny", "--overwrite"], 2, r"was not written by sxtdist"),
     Case("simulate: a volume, --overwrite", lambda ws: ["simulate", ws.vol(), "--preset", "tiny", "--overwrite"], 2, r"is an sxtdist volume, not an sxtdist acquisition"),
+    Case("simulate: an acquisition holding a user's _partial_notes folder and 7 file, --overwrite", lambda ws: ["simulate", _with_mine(ws.acq(), "_partial_notes/", "7", "_partial_roi"), "--preset", "tiny", "--overwrite"], 2, r"cell\.zarr: is an sxtdist acquisition holding files it did not write \(7, _partial_notes, _partial_roi\)"),
+    Case("export: an export holding a user's folder 3, --overwrite", lambda ws: ["export", ws.vol(), _with_mine(_exported(ws), "3/"), "--overwrite"], 2, r"e\.zarr: is an sxtdist export holding files it did not write \(3\)"),
     Case("simulate: an acquisition, no --overwrite", lambda ws: ["simulate", ws.acq(), "--preset", "tiny"], 2, r"already exists \(use --overwrite"),
     Case("simulate (Python): a user's folder, overwrite=True", lambda ws: _api(sxtdist.simulate, ws.folder("data", a_txt="x"), preset="tiny", overwrite=True), 2, r"was not written by sxtdist"),
     Case("create_acquisition (Python): complex data", lambda ws: _api(sxtdist.create_acquisition, ws / "c.zarr", {"roi": sxtdist.ScanData(np.ones((3, 4, 4), complex), [0, 60, 120], 10.0)}), 2, r"complex"),
@@ -380,6 +427,7 @@ CASES = [
     Case("batch: out: elsewhere", lambda ws: ["batch", _manifest(ws, f"- {{acquisition: a.zarr, out: {ws / 'x.zarr'}}}\n"), "--out", ws / "out"], 2, r"is not under --out"),
     Case("batch: out: the acquisition", lambda ws: ["batch", _manifest(ws, "- {acquisition: a.zarr, out: a.zarr}\n"), "--out", ws.root], 2, r"output .* is the input"),
     Case("batch: --out inside an acquisition", lambda ws: ["batch", _manifest(ws, "- a.zarr\n"), "--out", ws / "a.zarr/out"], 2, r"lies inside the input"),
+    Case("batch --overwrite: one cell's output holds a user's file (no cell replaced)", _batch_over_a_users_file, 2, r"out/b\.zarr: is an sxtdist volume holding files it did not write \(notes\.txt\): it is left alone; move them, or write the volume elsewhere \(cell 'b': no cell was run\)"),
     Case("batch: --summary over a user's file", lambda ws: ["batch", _manifest(ws, "- a.zarr\n"), "--out", ws / "out", "--summary", ws.text("notes.csv", "mine\n")], 2, r"was not written by sxtdist"),
     # -- rechunk's copy --------------------------------------------------------------------------------
     Case("rechunk: into its own acquisition", lambda ws: ["rechunk", ws.acq(), ws / "cell.zarr/new.zarr"], 2, r"lies inside the input"),
@@ -867,6 +915,32 @@ def test_an_output_inside_another_is_refused_and_overwrite_keeps_what_was_put_in
     (vol / ".DS_Store").write_bytes(b"\0")  # a volume's folder opened in Finder
     code, _, err = run_cli("export", vol, tmp_path / "e.zarr")
     assert code == 0, err
+
+
+def test_overwrite_takes_what_a_stopped_run_left_inside_its_own_output(
+    templates, tmp_path, run_cli
+):
+    """What sxtdist itself leaves inside an output when stopped is no user's file: a level
+    a volume's last step was building (a Zarr array its attributes do not list yet) and a
+    scan an import was writing (``_partial_roi``, with or without its own zarr.json; the old
+    scan set aside, ``_partial_full.old``). ``--overwrite`` replaces such outputs; the same
+    names holding a user's files are refused (the table's cases)."""
+    import zarr
+
+    ws = Workspace(tmp_path, templates)
+    vol = ws.vol()
+    zarr.create_array(vol / "5", shape=(2, 2, 2), dtype="f4")  # a level being built
+    code, _, err = run_cli(
+        "reconstruct", ws.acq("b.zarr"), vol, "--iterations", "1", "--workers", "1", "--overwrite"
+    )
+    assert code == 0, err
+    assert not (vol / "5").exists()
+    acq = ws.acq()
+    shutil.copytree(acq / "roi", acq / "_partial_roi")
+    shutil.copytree(acq / "full" / "0", acq / "_partial_full.old" / "0")  # no zarr.json above
+    code, _, err = run_cli("simulate", acq, "--preset", "tiny", "--seed", "4", "--overwrite")
+    assert code == 0, err
+    assert sorted(os.listdir(acq)) == ["full", "roi", "truth", "zarr.json"]
 
 
 def test_a_desktops_litter_in_a_report_folder_does_not_block_align(templates, tmp_path, run_cli):

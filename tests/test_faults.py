@@ -64,7 +64,9 @@ def _wait_for_blocks(out, n: int = 1, proc=None, timeout: float = 120.0) -> list
     raise AssertionError(f"no block recorded in {out} within {timeout} s")
 
 
-def _sxtdist(*args: str) -> subprocess.Popen:
+def _sxtdist(*args: str, own_group: bool = False) -> subprocess.Popen:
+    """``sxtdist ARGS`` as a process (``own_group``: with its workers in a process group of
+    their own, for :func:`os.killpg`)."""
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.Popen(
         [sys.executable, "-m", "sxtdist", *map(str, args)],
@@ -72,6 +74,7 @@ def _sxtdist(*args: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=own_group,
     )
 
 
@@ -171,6 +174,40 @@ def test_sigterm_batch_then_rerun_is_identical(acq, reference, tmp_path):
         np.testing.assert_array_equal(
             open_volume(out / f"{name}.zarr").level(0).compute(), reference
         )
+
+
+def test_a_batch_killed_outright_leaves_a_summary_of_what_it_did(acq, reference, tmp_path):
+    """kill -9 (or a node lost) gives a batch no last word: its summary was written only at
+    the end, so nothing said which cells had finished. It is written as the cells start and
+    finish: killed while b runs, it says a done, b running; the re-run says so and resumes."""
+    manifest = tmp_path / "cells.yaml"
+    manifest.write_text(f"- name: a\n  acquisition: {acq}\n- name: b\n  acquisition: {acq}\n")
+    out, summary = tmp_path / "out", tmp_path / "out" / "batch-summary.csv"
+    args = ("batch", manifest, "--out", out, "--workers", "1", "--concurrent", "1")
+    args = (*args, "--no-metrics", "--align", "never", *CLI_OPTS)
+    p = _sxtdist(*args, own_group=True)
+    t0 = time.monotonic()
+    statuses: dict[str, str] = {}
+    while statuses != {"a": "done", "b": "running"}:
+        assert p.poll() is None, f"the batch ended first (summary {statuses}): {p.stderr.read()}"
+        assert time.monotonic() - t0 < 300
+        time.sleep(0.05)
+        try:
+            statuses = {r["cell"]: r["status"] for r in read_summary(summary)}
+        except OSError:
+            pass
+    os.killpg(p.pid, signal.SIGKILL)
+    p.communicate(timeout=60)
+    rows = {r["cell"]: r for r in read_summary(summary)}
+    assert rows["a"]["status"] == "done" and _meta(out / "a.zarr")["status"] == "complete"
+    assert rows["b"]["status"] == "running" and "run the batch again" in rows["b"]["message"]
+    p = _sxtdist(*args)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    assert f"the batch that last wrote {summary} stopped while cell b was running" in err
+    rows = {r["cell"]: r["status"] for r in read_summary(summary)}
+    assert rows == {"a": "skipped", "b": "done"}
+    np.testing.assert_array_equal(open_volume(out / "b.zarr").level(0).compute(), reference)
 
 
 def test_second_writer_of_the_same_output_is_refused(acq, reference, tmp_path):
