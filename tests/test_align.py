@@ -1225,7 +1225,7 @@ def test_ncc_map_in_rectangle_is_ncc_map_on_the_frame(h, w, my, mx, seed):
     field): the map equals ncc_map's general path (the mask as numbers, correlated by
     FFTs) on the frame made of it, without the frame ever being made; a rectangle that
     does not fit is refused."""
-    from sxtdist.alignment.ncc import centred_spectrum, ncc_map_in_rectangle
+    from sxtdist.alignment.ncc import centred, centred_spectrum, ncc_map_in_rectangle
 
     rng = np.random.default_rng(seed)
     t = rng.normal(size=(h, w)) + 2.0
@@ -1249,6 +1249,15 @@ def test_ncc_map_in_rectangle_is_ncc_map_on_the_frame(h, w, my, mx, seed):
         ncc_map_in_rectangle(t, valid, offset, frame, **spectra),
         ncc_map_in_rectangle(t, valid, offset, frame),
     )
+    # the images less their means given (a stretch's, for all the pairs of a view)
+    sums = {"template_centred": centred(t), "valid_centred": centred(valid)}
+    np.testing.assert_array_equal(sums["valid_centred"][0], valid - valid.sum() / valid.size)
+    np.testing.assert_array_equal(
+        ncc_map_in_rectangle(t, valid, offset, frame, **spectra, **sums),
+        ncc_map_in_rectangle(t, valid, offset, frame),
+    )
+    with pytest.raises(ValueError, match="another shape"):
+        ncc_map_in_rectangle(t, valid, offset, frame, valid_centred=centred(valid[:, :0]))
     with pytest.raises(ValueError, match="must fit in the frame"):
         ncc_map_in_rectangle(t, valid, (frame[0] - rows.size + 1, 0), frame)
 

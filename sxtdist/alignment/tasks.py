@@ -17,12 +17,15 @@ from ..errors import InputError
 from ..geometry import ScanGeometry
 from .fullscan import align_full_scan
 from .ncc import (
+    Centred,
     SearchWindow,
+    centred,
     centred_spectrum,
     locate_peak,
     ncc_map,
     ncc_map_in_rectangle,
     rectangle_spectrum,
+    valid_rectangle,
 )
 from .pairs import (
     MIN_COMPARED_OVERLAP,
@@ -176,6 +179,7 @@ def register_prepared(
     other: PreparedView | PreparedAnchor,
     settings: PairSettings,
     *coarse: PairResult | None,
+    centred: tuple[Centred | None, Centred | None] = (None, None),
 ) -> PairResult:
     """Register one pair from its prepared views (:func:`prepare_roi_view`,
     :func:`prepare_anchor`): ``template`` is interior view ``pair.i``, ``other`` interior
@@ -186,6 +190,10 @@ def register_prepared(
     what they predict (:func:`predicted_window`), in a map of :func:`fine_margin` (made
     larger, and its transforms here, where the prepared ones do not reach that far).
 
+    ``centred``: :func:`~sxtdist.alignment.ncc.centred` of the template's compared
+    rectangle and of the other's (an anchor's valid rectangle), where a stretch keeps them
+    for all the pairs of a view (``None``: computed here).
+
     Anchor pairs near the same angle also return paired transmissions
     ``(T_full, T_roi)`` over the overlap for the intensity-transform fit.
     """
@@ -194,11 +202,12 @@ def register_prepared(
     margin = fine_margin(window, settings)
     if margin != settings.margin:  # the prepared frame is too small: transform anew
         template = _in_frame(template, margin)
-        if pair.kind == "anchor":
+        if pair.kind == "anchor":  # the full view on a larger grid: its own rectangle
             other = prepare_anchor(pair.j, pair.mirrored, settings, margin)
+            centred = (centred[0], None)
         else:
             other = _in_frame(other, margin)
-    result = _register(pair, template, other, margin, settings, window)
+    result = _register(pair, template, other, margin, settings, window, centred=centred)
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -241,10 +250,11 @@ def _register(
     settings: PairSettings,
     window: SearchWindow | None,
     samples: bool = True,
+    centred: tuple[Centred | None, Centred | None] = (None, None),
 ) -> PairResult:
     """The NCC map of a pair from its prepared views (in a frame of ``margin``), its peak
     (within ``window``), and for anchors near the same angle (and ``samples``) the paired
-    transmissions.
+    transmissions (``centred``: see :func:`register_prepared`).
 
     Only each interior view's compared rectangle enters: the template is the rectangle
     ``(y0, y1, x0, x1)`` of its view, so its map over the whole frame puts shift zero at
@@ -260,6 +270,7 @@ def _register(
     whole, tpl_spectrum, (y0, y1, x0, x1) = template
     tpl = whole[y0:y1, x0:x1]
     spectra = {"template_spectrum": tpl_spectrum}
+    spectra.update(template_centred=centred[0], valid_centred=centred[1])
     if pair.kind == "anchor":
         ref, mask, spectra["reference_spectrum"] = other
         ncc = ncc_map(tpl, ref, None, mask, **spectra)
@@ -725,6 +736,20 @@ def register_prepared_stretch(
     unbinned = settings.coarse_bin == 1
     anchor_pair = {p.i: p for _, p in pairs if p.kind == "anchor"} if coarse else {}
     uses = Counter(v for _, p in pairs for v in views_of(p))
+    sums: dict[tuple, Centred | None] = {}  # the compared rectangles centred, once each
+
+    def centred_of(i: int | None, side: AnchorSide | None = None) -> Centred | None:
+        key = ("roi", i) if side is None else side
+        if key not in sums:
+            if side is None:
+                whole, _, (y0, y1, x0, x1) = view(i)
+                sums[key] = centred(whole[y0:y1, x0:x1])
+            else:
+                ref, mask, _ = anchor[(*side, False)]
+                valid = valid_rectangle(ref, mask)
+                sums[key] = None if valid is None else centred(valid)
+        return sums[key]
+
     for v, ready in chain_steps([p for _, p in pairs], order):
         if v in anchor_pair:  # the coarse pass of its anchor pair
             p = anchor_pair[v]
@@ -738,12 +763,19 @@ def register_prepared_stretch(
                 out.pairs[n] = out.coarse[p.i]
             else:
                 deps = [out.coarse.get(u) for u in views_of(p)] if coarse else []
-                other = anchor[(p.j, p.mirrored, False)] if p.kind == "anchor" else view(p.j)
-                out.pairs[n] = register_prepared(p, view(p.i), other, settings, *deps)
+                if p.kind == "anchor":
+                    other = anchor[(p.j, p.mirrored, False)]
+                    sums_of = (centred_of(p.i), centred_of(None, (p.j, p.mirrored)))
+                else:
+                    other, sums_of = view(p.j), (centred_of(p.i), centred_of(p.j))
+                out.pairs[n] = register_prepared(
+                    p, view(p.i), other, settings, *deps, centred=sums_of
+                )
             for u in views_of(p):
                 uses[u] -= 1
                 if uses[u] == 0 and u not in ends:
                     views.pop(u, None)
+                    sums.pop(("roi", u), None)
     return PreparedStretch(out, {v: (view(v), out.coarse.get(v)) for v in ends})
 
 
