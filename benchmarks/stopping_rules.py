@@ -22,8 +22,11 @@ The rules, evaluated on the records (the count a rule picks is applied to run A)
   (:func:`sxtdist.solvers.cross_validated_count`: ``far``'s minimum, made later by
   ``max(1, 4.5 × between there / between at the pilot's end)`` with quadrature weights,
   :func:`sxtdist.runner.late_factor`, never past where ``between`` has grown 1.4 times
-  from ``far``'s minimum, :data:`sxtdist.solvers.BETWEEN_GROWTH`);
-* ``unbounded``: ``auto`` without that bound (``auto`` of the fifth session);
+  from ``far``'s minimum, :data:`sxtdist.solvers.BETWEEN_GROWTH`; earlier than ``far``'s
+  minimum where the curves show :data:`sxtdist.solvers.EARLY_SIGNATURE`, from the seventh
+  session; :func:`sxtdist.runner.auto_count`);
+* ``bounded``: ``auto`` without the early rule (``auto`` of the sixth session);
+* ``unbounded``: ``bounded`` without the bound (``auto`` of the fifth session);
 * ``far``: the minimum of C's ``far`` (the halves' own best count as ``far`` sees it),
   ``auto`` until the fifth session;
 * ``corrected``: the minimum of ``far − between/4`` (:func:`corrected_error`), the
@@ -56,6 +59,7 @@ Usage::
     python benchmarks/stopping_rules.py table /tmp/stop.jsonl     # each rule against the oracle
     python benchmarks/stopping_rules.py weights /tmp/stop.jsonl   # quadrature against equal
     python benchmarks/stopping_rules.py variants /tmp/stop.jsonl  # auto, far and variants
+    python benchmarks/stopping_rules.py signature /tmp/stop.jsonl # what the early rule reads
     python benchmarks/stopping_rules.py overshoot /tmp/stop.jsonl [--push 0.06 0.1]
                                           # auto with its late factor made to overshoot
     python benchmarks/stopping_rules.py augment /tmp/stop.jsonl --out /tmp/stop_de.jsonl
@@ -88,9 +92,23 @@ from sxtdist.recon import (
     split_half_curves,
     view_subset,
 )
-from sxtdist.runner import AUTO_CAP, _read_block, build_problem, late_factor, pilot_blocks
+from sxtdist.runner import (
+    AUTO_CAP,
+    _read_block,
+    auto_count,
+    build_problem,
+    early_signature,
+    late_factor,
+    pilot_blocks,
+)
 from sxtdist.simulation.presets import PRESETS
-from sxtdist.solvers import BETWEEN_GROWTH, Stack, cgne, cross_validated_count
+from sxtdist.solvers import (
+    BETWEEN_GROWTH,
+    Stack,
+    between_exponent,
+    cgne,
+    cross_validated_count,
+)
 
 PRESETS.setdefault("cell-slab", replace(PRESETS["cell"], name="cell-slab", height_px=32))
 #: Iteration cap per dose factor (the best count is near 20 at the paper's dose, 6-10 at 1/10).
@@ -403,9 +421,12 @@ def choices(r: dict) -> dict[str, int | None]:
     }
     misfit = r.get("holdout_misfit")
     out["holdout"] = int(np.argmin(misfit)) + 1 if misfit else None
-    out["auto"] = cross_validated_count(r["far"], r["between"], late_factor(r["weights"]))
+    out["auto"] = auto_count(r["far"], r["between"], r["weights"])
+    out["bounded"] = cross_validated_count(
+        r["far"], r["between"], late_factor(r["weights"]), early=None
+    )
     out["unbounded"] = cross_validated_count(
-        r["far"], r["between"], late_factor(r["weights"]), growth=np.inf
+        r["far"], r["between"], late_factor(r["weights"]), growth=np.inf, early=None
     )
     out["far"] = int(np.argmin(r["far"])) + 1
     out["corrected"] = int(np.argmin(corrected_error(r["far"], r["between"]))) + 1
@@ -423,7 +444,17 @@ def choices(r: dict) -> dict[str, int | None]:
 
 def table(path: str) -> str:
     records = [json.loads(line) for line in open(path)]
-    rules = ["fixed", "auto", "unbounded", "far", "corrected", "holdout", "discrepancy", "lcurve"]
+    rules = [
+        "fixed",
+        "auto",
+        "bounded",
+        "unbounded",
+        "far",
+        "corrected",
+        "holdout",
+        "discrepancy",
+        "lcurve",
+    ]
     if any("far_noise" in r for r in records):  # augmented: runs D and E
         rules += ["noise halves", "noise corrected", "folds"]
     groups: dict[tuple, list[dict]] = {}
@@ -496,14 +527,18 @@ VARIANTS = {
     ),
     # auto with other factors than LATE_FACTOR (4.5): how wide the good range is
     **{
-        f"auto ×{c:g}": (lambda r, c=c: cross_validated_count(r["far"], r["between"], c))
+        f"auto ×{c:g}": (
+            lambda r, c=c: cross_validated_count(
+                r["far"], r["between"], c, early=early_signature(r["weights"])
+            )
+        )
         for c in (3.5, 3.75, 5.0, 5.25)
     },
     # auto with other bounds than BETWEEN_GROWTH (1.4), and none (``unbounded``)
     **{
         f"growth {g:g}": (
             lambda r, g=g: cross_validated_count(
-                r["far"], r["between"], late_factor(r["weights"]), growth=g
+                r["far"], r["between"], late_factor(r["weights"]), g, early_signature(r["weights"])
             )
         )
         for g in (1.3, 1.45, 1.5, 1.6)
@@ -515,14 +550,14 @@ def pushed_count(r: dict, push: float, growth: float = BETWEEN_GROWTH) -> int:
     """``auto``'s count with its late factor's indicator ``between[k_f] / between[-1]`` made
     ``push`` larger: a late factor that overshoots as on held-out ``cell-slab`` seed 3014
     (about 0.42 there: 30 from 16; 0.27-0.36 on seeds 1-13), for the bound to show what
-    it limits."""
+    it limits (the late factor and its bound alone: the early rule off)."""
     b = np.asarray(r["between"], np.float64)
     k = int(np.argmin(r["far"]))
     g = b[k] / b[-1] if b[-1] > 0 else 0.0
     factor = late_factor(r["weights"])
     if g > 0:  # factor × min(1, g) becomes factor × min(1, g + push)
         factor *= min(1.0, g + push) / min(1.0, g)
-    return cross_validated_count(r["far"], b, factor, growth)
+    return cross_validated_count(r["far"], b, factor, growth, early=None)
 
 
 def _first_past(over: np.ndarray, k: int) -> int:
@@ -604,6 +639,7 @@ def variants_table(path: str) -> str:
     records = [json.loads(line) for line in open(path)]
     rules = {
         "auto": lambda r: choices(r)["auto"],
+        "bounded": lambda r: choices(r)["bounded"],
         "unbounded": lambda r: choices(r)["unbounded"],
         "far": lambda r: choices(r)["far"],
         **VARIANTS,
@@ -636,6 +672,33 @@ def loss_table(records: list[dict], rules: dict) -> str:
             + " |"
         )
     lines.append("| worst | | | | " + " | ".join(f"{w:.2f}" for w in worst.values()) + " |")
+    return "\n".join(lines)
+
+
+def signature_table(path: str) -> str:
+    """What ``auto``'s early rule reads (:data:`sxtdist.solvers.EARLY_SIGNATURE`), per
+    configuration, min–max over the seeds: ``far``'s minimum ``k_f`` and the oracle's count,
+    ``between[k_f] / between[-1]`` and :func:`sxtdist.solvers.between_exponent` at ``k_f``."""
+    records = [json.loads(line) for line in open(path)]
+    groups: dict[tuple, list[tuple]] = {}
+    for r in records:
+        k = int(np.argmin(r["far"]))
+        b = np.asarray(r["between"], np.float64)
+        e = between_exponent(b, k)
+        row = (k + 1, choices(r)["oracle"], b[k] / b[-1], np.nan if e is None else e)
+        groups.setdefault((r["preset"], r["dose"], r["capillary"], r["weights"]), []).append(row)
+    lines = [
+        "| preset | dose | capillary | weights | seeds | k_f | oracle | "
+        "between[k_f] / between[60] | exponent over [k_f/2, k_f] |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, rows in sorted(groups.items()):
+        kf, orc, g, e = (np.asarray(c, np.float64) for c in zip(*rows))
+        lines.append(
+            f"| {key[0]} | {key[1]:g} | {'on' if key[2] else 'off'} | {key[3]} | {len(rows)} | "
+            f"{kf.min():.0f}–{kf.max():.0f} | {orc.min():.0f}–{orc.max():.0f} | "
+            f"{g.min():.3f}–{g.max():.3f} | {e.min():.2f}–{e.max():.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -716,6 +779,8 @@ def main(argv=None) -> int:
     wts.add_argument("records")
     var = sub.add_parser("variants")
     var.add_argument("records")
+    sig = sub.add_parser("signature", help="what auto's early rule reads, per configuration")
+    sig.add_argument("records")
     ovs = sub.add_parser("overshoot", help="auto's late factor pushed up, bounded or not")
     ovs.add_argument("records")
     ovs.add_argument("--push", type=float, nargs="+", default=[0.06, 0.1])
@@ -728,6 +793,9 @@ def main(argv=None) -> int:
         return 0
     if args.command == "weights":
         print(weights_table(args.records))
+        return 0
+    if args.command == "signature":
+        print(signature_table(args.records))
         return 0
     if args.command == "variants":
         print(variants_table(args.records))

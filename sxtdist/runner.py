@@ -67,7 +67,7 @@ from .recon import (
     view_subset,
 )
 from .resources import require_disk, require_memory
-from .solvers import BETWEEN_GROWTH, LATE_FACTOR, cross_validated_count
+from .solvers import BETWEEN_GROWTH, EARLY_SIGNATURE, LATE_FACTOR, cross_validated_count
 from .volume import Volume, create_volume, open_volume
 
 logger = logging.getLogger(__name__)
@@ -344,6 +344,26 @@ def late_factor(weights: Mapping[str, float] | str | None) -> float:
     return LATE_FACTOR if weights is None or weights == "quadrature" else 1.0
 
 
+def early_signature(
+    weights: Mapping[str, float] | str | None,
+) -> tuple[float, float, float] | None:
+    """``--iterations auto``'s ``early`` (:func:`~sxtdist.solvers.cross_validated_count`)
+    for a weighting: :data:`~sxtdist.solvers.EARLY_SIGNATURE` with quadrature weights, where
+    it was fitted and measured, like :func:`late_factor`; ``None`` (off) with any other."""
+    return EARLY_SIGNATURE if weights is None or weights == "quadrature" else None
+
+
+def auto_count(
+    far: Sequence[float], between: Sequence[float], weights: Mapping[str, float] | str | None
+) -> int:
+    """``--iterations auto``'s count from the pilot's split-half curves for a weighting
+    (:func:`~sxtdist.solvers.cross_validated_count` with :func:`late_factor`,
+    :data:`~sxtdist.solvers.BETWEEN_GROWTH` and :func:`early_signature`)."""
+    return cross_validated_count(
+        far, between, late_factor(weights), BETWEEN_GROWTH, early_signature(weights)
+    )
+
+
 def _solve_block(
     block: Block,
     acquisition: str,
@@ -487,8 +507,9 @@ def _auto_iterations(
     blocks, give the count (:func:`~sxtdist.solvers.cross_validated_count`: ``far``'s
     minimum, later where the halves' disagreement grows slowly after it; with quadrature
     weights, :func:`late_factor`; never past where that disagreement has grown
-    :data:`~sxtdist.solvers.BETWEEN_GROWTH` times), used for every block (one count for the volume: blocks with counts of their own would show
-    seams). ``benchmarks/stopping_rules.py`` measures it against the oracle
+    :data:`~sxtdist.solvers.BETWEEN_GROWTH` times; earlier than the minimum where the curves
+    show :data:`~sxtdist.solvers.EARLY_SIGNATURE`; :func:`auto_count`), used for every
+    block (one count for the volume: blocks with counts of their own would show seams). ``benchmarks/stopping_rules.py`` measures it against the oracle
     (docs/reconstruction.md).
     """
     pilot = pilot_blocks(plan.blocks)
@@ -514,8 +535,7 @@ def _auto_iterations(
     error = sum(c[0] for c in curves)
     between = sum(c[1] for c in curves)
     lowest = int(np.argmin(error)) + 1
-    factor = late_factor(job.recipe.weights)
-    count = cross_validated_count(error, between, factor, BETWEEN_GROWTH)
+    count = auto_count(error, between, job.recipe.weights)
     if lowest > 0.8 * AUTO_CAP:
         warnings.warn(
             f"iterations auto: the estimated error was still falling near the pilot's "
@@ -534,8 +554,9 @@ def _auto_iterations(
         "estimated_error": [float(e) for e in error],
         "between": [float(e) for e in between],
         "error_lowest_at": lowest,
-        "late_factor": factor,
+        "late_factor": late_factor(job.recipe.weights),
         "between_growth": BETWEEN_GROWTH,
+        "early_signature": early_signature(job.recipe.weights),
     }
     return count, rule
 

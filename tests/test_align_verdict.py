@@ -230,13 +230,16 @@ def test_a_search_narrower_than_the_motion_is_not_trusted(client, tmp_path):
     assert res.verdict != "trusted"
 
 
-def _joint_case(bias_full_px: float, seed: int = 2, anchor_bias_px: float = 0.0):
+def _joint_case(bias_full_px: float, seed: int = 2, anchor_bias_px: float = 0.0, dy_full_px=None):
     """A joint solve of 90 interior views (2° apart) and 9 full views (20° apart) from
     pairs measured with 0.03 px of noise, the full views' own estimates right but full
     view 4's said to be ``bias_full_px`` off in ``dx``: its anchors then pull their
     stretch of the interior with it while every pair agrees. ``anchor_bias_px``: each
     full view's anchors share an error in ``dx`` drawn with this spread (as a rotation
-    model's), which no one full view's own estimate explains."""
+    model's), which no one full view's own estimate explains. ``dy_full_px`` ``(9,)``:
+    the full views' own ``dy`` estimates off by these (full px). Returns the pairs, the
+    record and each interior view's error (the object's position taken out), and the
+    errors per axis ``(90, 2)``."""
     from sxtdist.alignment.pairs import plan_pairs
     from sxtdist.alignment.shifts import full_prior_weights, solve_joint
 
@@ -254,11 +257,14 @@ def _joint_case(bias_full_px: float, seed: int = 2, anchor_bias_px: float = 0.0)
     info = {"weighted_centroid_sigma_px": [0.05] * 9}
     target = np.zeros((9, 2))
     target[4, 1] = bias_full_px
+    if dy_full_px is not None:
+        target[:, 0] = dy_full_px
     d, _, rec = solve_joint(
         2.0, results, roi_angles, full_angles, full_prior_weights(info, 9), prior_target=target
     )
     err = d - truth
-    return results, rec, np.hypot(*(err - err.mean(axis=0)).T)
+    err -= err.mean(axis=0)
+    return results, rec, np.hypot(*err.T), err
 
 
 @pytest.mark.parametrize("bias", [0.0, 0.35])
@@ -268,7 +274,7 @@ def test_leave_one_out_sees_a_stretch_bent_by_one_full_view(bias):
     check names the stretch and the full view. Unbiased: nothing named."""
     from sxtdist.alignment.shifts import pair_weights
 
-    results, rec, err = _joint_case(bias)
+    results, rec, err, _ = _joint_case(bias)
     w = pair_weights(results, np.arange(90) * 2.0)
     misfit = np.asarray(rec["pair_misfit_px"], float)
     by_pairs = judge(results, misfit, np.ones(len(results)), w, 90)
@@ -294,11 +300,47 @@ def test_leave_one_out_is_quiet_on_errors_the_anchors_share():
     median, named views on 2 of them)."""
     errors, named = [], []
     for seed in range(12):
-        _, rec, err = _joint_case(0.0, seed, anchor_bias_px=0.1)
+        _, rec, err, _ = _joint_case(0.0, seed, anchor_bias_px=0.1)
         errors.append(err.max())
         named.append(rec["leave_one_out_flagged"])
     assert max(errors) < 0.35
     assert not any(named)
+
+
+@pytest.mark.parametrize("amplitude", [0.0, 0.4])
+def test_an_error_the_full_views_own_dy_share_is_named(amplitude):
+    """Every full view's own ``dy`` estimate off by ``amplitude * sin 2φ`` full px (a smooth
+    error they share, as row profiles of cells the detector cuts can make), the pairs
+    right: the interior follows the estimates while every pair agrees, and each full view
+    is about as far off as the rest, so leaving one out at a time sees nothing. The pairs
+    alone place each interior view's ``dy`` at the truth, so the check's move is the joint
+    solve's ``dy`` error and each full view's distance from the pairs alone is its own
+    estimate's error, the other way (known answers, to the chain's noise: 0.06-0.12 px
+    on these pairs). The views over 0.25 px are named, with the full views. No shared
+    error: nothing named."""
+    from sxtdist.alignment.shifts import pair_weights
+
+    full_angles = np.arange(9) * 20.0
+    dy_off = amplitude * np.sin(np.deg2rad(2 * full_angles))
+    results, rec, err, axes = _joint_case(0.0, seed=3, dy_full_px=dy_off)
+    move = np.asarray(rec["pairs_alone_dy_move_px"])
+    assert move == pytest.approx(np.abs(axes[:, 0]), abs=0.15)
+    full_px = np.asarray(rec["pairs_alone_dy_full_px"])  # interior px, 2 per full px
+    assert full_px == pytest.approx(-2.0 * (dy_off - dy_off.mean()), abs=0.15)
+    w = pair_weights(results, np.arange(90) * 2.0)
+    misfit = np.asarray(rec["pair_misfit_px"], float)
+    args = (results, misfit, np.ones(len(results)), w, 90, (), rec["leave_one_out_flagged"])
+    assert judge(*args).trusted  # neither the pairs nor leave-one-out see it
+    v = judge(*args, pairs_alone=rec["pairs_alone_flagged"])
+    if amplitude:
+        assert err.max() > 0.5
+        assert set(np.flatnonzero(err > 0.5)) <= set(v.roi)
+        assert set(v.roi) == set(np.flatnonzero(move > 0.25))
+        assert set(v.full) == set(np.flatnonzero(np.abs(full_px) > 0.25))
+        assert set(v.full) >= {1, 2, 3, 6, 7, 8}  # |sin 2φ| 0.64-0.98: 0.51-0.79 interior px
+        assert all(why == "own dy contradicted by the pairs alone" for why in v.full.values())
+    else:
+        assert err.max() < 0.2 and v.trusted
 
 
 def test_a_full_view_with_no_signal_is_named():
@@ -354,3 +396,33 @@ def test_a_view_named_by_the_size_of_its_move_alone_says_so():
         1: "contradicted by the rest (leave-one-out)",
     }
     assert judge(*clean, [[2, 0, 1.3]]).full == {0: "contradicted by the rest (leave-one-out)"}
+
+
+def test_an_error_the_full_views_share_is_not_trusted(tmp_path):
+    """``benchmarks/align_motion.py --families drift --motion-scale 3 --full 9 --seeds 1``
+    (a development seed): the cell drifts 15-30 px, the detector's edges cut 3 of the 9
+    full views, and their own ``dy`` estimates share an error of up to 0.3 full px that the
+    interior follows (0.72 px largest error; 0.61 px in ``dy``), every pair agreeing and no
+    one full view contradicted by the rest. Before the pairs-alone check: ``trusted``. Now
+    the views it bends in ``dy`` are named, and the full views whose estimates disagree."""
+    from distributed import Client
+
+    from sxtdist.simulation import simulation_geometries
+    from sxtdist.simulation.motion import motion_family
+    from sxtdist.simulation.presets import get_preset, override_scan
+
+    preset = get_preset("small")
+    geoms = simulation_geometries(preset, override_scan(preset.full, n_angles=9), preset.roi)
+    # align_motion's stream for drift (its index among the sorted family names), seed 1
+    motion = motion_family("drift", geoms, np.random.default_rng([1, 1, 9]))
+    motion = {k: 3.0 * v for k, v in motion.items()}
+    acq = sxtdist.simulate(tmp_path / "d.zarr", preset="small", seed=1, n_full=9, motion=motion)
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as c:
+        with pytest.warns(sxtdist.errors.SxtdistWarning, match="pairs alone"):
+            res = sxtdist.align(acq, client=c, report="", dry_run=True, progress=False)
+    err = res.error_arrays(acq)["roi"]
+    assert np.hypot(*err.T).max() > 0.5
+    info = res.info["roi"]
+    assert set(np.flatnonzero(np.abs(err[:, 0]) > 0.4)) <= set(info["pairs_alone_flagged"]["roi"])
+    assert "own dy contradicted by the pairs alone" in res.info["full"]["verdict"]
+    assert not info["leave_one_out_flagged"]  # one full view at a time sees nothing

@@ -82,9 +82,10 @@ def test_stopping_rules_auto_is_the_runners_rule_and_skipped_holdout_reads_as_da
     path.write_text(json.dumps(r) + "\n")
     row = sr.table(str(path)).splitlines()[-1].split("|")
     assert row[8].strip() == "4–4, 0.20 (max 0.20)"  # auto: iteration 4, 25.7 − 25.5
-    assert row[9].strip() == "4–4, 0.20 (max 0.20)"  # unbounded: the same here
-    assert row[10].strip() == "4–4, 0.20 (max 0.20)"  # far's minimum: the same here
-    assert row[12].strip() == "–"  # hold-out
+    assert row[9].strip() == "4–4, 0.20 (max 0.20)"  # bounded: the same here
+    assert row[10].strip() == "4–4, 0.20 (max 0.20)"  # unbounded: the same here
+    assert row[11].strip() == "4–4, 0.20 (max 0.20)"  # far's minimum: the same here
+    assert row[13].strip() == "–"  # hold-out
     # overshoot: the factor's indicator 0.5 pushed to 0.7 makes 4 × 4.5 × 0.7 = 12.6, 13;
     # auto's bound keeps 5, a candidate bound its own count
     s = dict(r, between=slow)

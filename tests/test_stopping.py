@@ -73,7 +73,7 @@ def test_split_half_curves_find_an_inner_minimum(low_dose):
     k = int(np.argmin(far)) + 1
     assert 2 < k < 25  # a minimum inside: low dose semi-converges early
     assert far[-1] > far[k - 1]
-    # auto's count is never earlier; here 7, 0.51 dB short (docs/dev/stopping-rule.md)
+    # not earlier here (no early signature): 7, 0.51 dB short (docs/dev/stopping-rule.md)
     assert cross_validated_count(far, between) >= k
     # the count it picks is within 0.5 dB of the best in the ROI, known from the truth
     truth = np.moveaxis(np.asarray(acq.truth, np.float32)[block.slab[0] : block.slab[1]], 0, -1)
@@ -125,6 +125,50 @@ def test_between_growth_bounds_an_overshooting_late_factor():
     assert cross_validated_count(far, np.minimum(k, 20.0)) == 58
 
 
+def test_early_signature_stops_before_far_minimum():
+    """``small`` at a tenth of the dose without the capillary, made synthetic: ``far`` is
+    smallest at 12; the halves' disagreement grew like ``k ** 0.85`` up to there (the
+    exponent over [6, 12] is 0.85, inside 0.5-1.2) and grows like ``k²`` after it, so it is
+    at 12 only 1/25 of its last value (at most 0.15): the count is the first iterate from
+    which ``between`` stays within 1/1.4 of its value at 12, ``k ≥ 12 × 1.4 ** (-1/0.85)``
+    = 8.07, so 9. Growing like ``k ** 1.25`` or ``k²`` before 12 (``cell-slab`` at that dose) or like
+    ``k ** 0.3`` (with the capillary), or growing only like ``k ** 1.1`` after 12 (1/5.9 of
+    its last value, above 0.15: the paper's dose), the count is ``far``'s minimum."""
+    from sxtdist.solvers import between_exponent
+
+    k = np.arange(1, 61, dtype=np.float64)
+    far = (k - 12) ** 2 + 100.0
+
+    def between(before: float, after: float) -> np.ndarray:
+        return np.where(k <= 12, k**before, 12**before * (k / 12) ** after)
+
+    low = between(0.85, 2.0)
+    assert between_exponent(low, 11) == pytest.approx(0.85)
+    assert cross_validated_count(far, low) == 9
+    assert cross_validated_count(far, low, early=None) == 12  # the rule of session 6
+    assert cross_validated_count(far, low, growth=1.2) == 10  # 12 × 1.2 ** (-1/0.85) = 9.6
+    assert cross_validated_count(far, between(1.15, 2.0)) == 9  # 12 × 1.4 ** (-1/1.15) = 8.95
+    assert cross_validated_count(far, between(1.25, 2.0)) == 12  # above 1.2
+    assert cross_validated_count(far, between(0.85, 1.25)) == 9  # 1/7.5 of the last value
+    assert cross_validated_count(far, between(2.0, 2.0)) == 12
+    assert cross_validated_count(far, between(0.3, 2.0)) == 12
+    assert cross_validated_count(far, between(0.85, 1.1)) == 12
+    assert between_exponent(low, 1) is None  # too early to read a growth
+
+
+def test_auto_count_reads_the_weights():
+    """The early rule, like the late factor, applies with quadrature weights only."""
+    from sxtdist import runner
+
+    k = np.arange(1, AUTO_CAP + 1, dtype=np.float64)
+    far = (k - 12) ** 2 + 100.0
+    between = np.where(k <= 12, k**0.85, 12**0.85 * (k / 12) ** 2)
+    assert runner.auto_count(far, between, None) == 9
+    assert runner.auto_count(far, between, "quadrature") == 9
+    assert runner.auto_count(far, between, "equal") == 12
+    assert runner.auto_count(far, between, {"roi": 1.0, "full": 3.0}) == 12
+
+
 def test_auto_counts_from_the_pilot_blocks_summed_curves(tiny_acq, monkeypatch):
     """The runner sums ``far`` and ``between`` over the pilot blocks and takes
     :func:`cross_validated_count` of the sums (here 20 made 30 by 4.5 × 2.05/6.05, then 28:
@@ -152,6 +196,7 @@ def test_auto_counts_from_the_pilot_blocks_summed_curves(tiny_acq, monkeypatch):
         assert (count, rule["error_lowest_at"]) == (expect, 20), weights
         assert rule["late_factor"] == (4.5 if expect == 28 else 1.0)
         assert rule["between_growth"] == 1.4
+        assert rule["early_signature"] == ((0.15, 0.5, 1.2) if expect == 28 else None)
     np.testing.assert_allclose(rule["between"], between)
     np.testing.assert_allclose(rule["estimated_error"], far)
 

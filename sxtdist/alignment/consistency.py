@@ -36,6 +36,18 @@ rest significantly contradicts is named by the verdict, and one that moves more 
 are kept per view in the scan's record (``leave_one_out_move_px``,
 ``leave_one_out_full_view``, ``leave_one_out_p``).
 
+One full view at a time cannot show an error that several full views' own estimates
+share: each is then about as far off as the rest, and the calibration takes their common
+error for noise. :func:`pairs_alone_dy` leaves every full view's own estimate out at once,
+in ``dy`` only: a rotation about the vertical axis moves nothing along it, so there the
+pairs alone place the interior to their own noise (on the control motion, development
+seeds 1-12 with 9 and 19 full views, within 0.15 px of the alignment), while in ``dx``
+features at other depths move otherwise and the pairs alone wandered up to 0.61 px from
+alignments right to 0.23 px (seeds 1-6). An interior view whose ``dy`` moves more than
+:data:`MOVE_FLAG_PX` is named, with the full views whose own ``dy`` the pairs alone put
+more than that off (``align_motion.py --families drift --motion-scale 3 --full 9 --seeds
+1``: the interior 0.61 px off in ``dy``, the largest move 0.42 px; docs/dev/alignment-history.md).
+
 Leaving a full view's anchors out too was tried: it opens the
 interior's chain of neighbours at the scan's ends, where the rest then extrapolates, and
 it moved views by 0.3-0.5 px on sub-pixel jitter (development seeds) whose error was 0.1 px.
@@ -113,31 +125,14 @@ def leave_full_views_out(
     :func:`~sxtdist.alignment.confidence.axis_fits`, whose inverse the standard errors
     share); ``groups[j]``: the rows of full view ``j`` (its own estimate, its anchors), the
     same in both axes; ``n``: the interior views (the first unknowns)."""
-    per_axis = [(f.a, f.resid, f.scale2, f.cov, f.project) for f in fits]
     moves = np.zeros((len(groups), n))
     chi2 = np.zeros((len(groups), 2))  # per full view, per axis
     dof = np.zeros((len(groups), 2))
     for j, rows in enumerate(groups):
-        rows = np.asarray(rows, int)
-        if not rows.size:
-            continue
         move2 = np.zeros(n)
-        for axis, (a, resid, scale2, cov, project) in enumerate(per_axis):
-            a_g = a[rows].toarray()
-            keep = np.abs(a_g).sum(axis=1) > 0  # rows weighted to nothing say nothing
-            a_g, r_g = a_g[keep], resid[rows][keep]
-            if not len(r_g):
-                continue
-            # I - H_gg; a direction the group alone determines (its own correction D_j)
-            # has none left and is undetermined without it: left out
-            w, v = np.linalg.eigh(np.eye(len(r_g)) - a_g @ cov @ a_g.T)
-            kept = w > 1e-8
-            z = v[:, kept] @ ((v[:, kept].T @ r_g) / w[kept])
-            # the solution without the group: x - cov a_g^T (I - H_gg)^-1 r_g
-            delta = project @ (cov @ (a_g.T @ z))
+        for axis, fit in enumerate(fits):
+            delta, chi2[j, axis], dof[j, axis] = without_rows(fit, rows)
             move2 += delta[:n] ** 2
-            chi2[j, axis] = float(r_g @ z) / scale2
-            dof[j, axis] = kept.sum()
         moves[j] = np.sqrt(move2)
     per_dof = np.where(dof.sum(1) > 0, chi2.sum(1) / np.maximum(dof.sum(1), 1), np.nan)
     inflation = axis_inflation(chi2, dof)
@@ -146,6 +141,76 @@ def leave_full_views_out(
         total_dof > 0, stats.chi2.sf((chi2 / inflation).sum(1), np.maximum(total_dof, 1)), 1.0
     )
     return LeaveOneOut(moves, p, per_dof)
+
+
+@dataclass
+class PairsAlone:
+    """The joint solve's ``dy`` without every full view's own estimate (the pairs alone):
+    ``move_px`` ``(n,)``, how far each interior view's ``dy`` moves (interior px), and
+    ``full_px`` ``(n_full,)``, how far the pairs alone put each full view's ``dy`` from its
+    own estimate (interior px, signed)."""
+
+    move_px: np.ndarray
+    full_px: np.ndarray
+
+    def flagged(self) -> dict[str, list[int]]:
+        """``{"roi": [...], "full": [...]}``: the interior views whose ``dy`` moves more than
+        :data:`MOVE_FLAG_PX`, and, where there are any, the full views whose own ``dy`` the
+        pairs alone put more than :data:`MOVE_FLAG_PX` off."""
+        roi = np.flatnonzero(self.move_px > MOVE_FLAG_PX)
+        full = np.flatnonzero(np.abs(self.full_px) > MOVE_FLAG_PX) if roi.size else roi
+        return {"roi": roi.tolist(), "full": full.tolist()}
+
+    def record(self) -> dict:
+        """What the scan's record keeps."""
+        return {
+            "pairs_alone_dy_move_px": self.move_px.round(4).tolist(),
+            "pairs_alone_dy_full_px": self.full_px.round(4).tolist(),
+            "pairs_alone_flagged": self.flagged(),
+        }
+
+
+def pairs_alone_dy(fit: AxisFit, groups: Sequence[np.ndarray], n: int, scale: float) -> PairsAlone:
+    """:class:`PairsAlone` of the joint solve's ``dy`` axis (its
+    :class:`~sxtdist.alignment.confidence.AxisFit`): every full view's own-estimate row
+    (``groups[j][0]``, :func:`~sxtdist.alignment.shifts.full_view_rows`) left out at once;
+    ``n`` interior views, ``scale`` full pixel over interior pixel."""
+    own = np.array([np.asarray(g, int)[0] for g in groups], int)
+    if not own.size:
+        return PairsAlone(np.zeros(n), np.zeros(0))
+    delta, _, _ = without_rows(fit, own)
+    n_full = len(own)
+    # a full view's own-estimate row reads coef * D_j = coef * target_j (coef: its weight
+    # times scale), so its residual is coef * (target_j - D_j)
+    coef = np.array([fit.a[r, n + j] for j, r in enumerate(own)])
+    off = -fit.resid[own] / np.where(coef != 0, coef, np.inf)
+    full_px = scale * (off - delta[n : n + n_full])
+    return PairsAlone(np.abs(delta[:n]), np.where(coef != 0, full_px, 0.0))
+
+
+def without_rows(fit: AxisFit, rows: np.ndarray) -> tuple[np.ndarray, float, int]:
+    """How far the solution of one axis's weighted least squares moves when ``rows`` are
+    left out, in closed form (no new solve): ``(delta, chi2, dof)``, ``delta`` ``(unknowns,)``
+    the solution less the one without them, the object's position projected out, and the
+    externally studentised residual of those rows ``r_g^T (I - H_gg)^-1 r_g / s^2`` with
+    its degrees of freedom. Rows weighted to nothing say nothing; a direction that those
+    rows alone determine (a full view's own correction ``D_j``, or the object's position
+    when every full view's estimate is left out) is undetermined without them: left out."""
+    rows = np.asarray(rows, int)
+    delta = np.zeros(fit.a.shape[1])
+    if not rows.size:
+        return delta, 0.0, 0
+    a_g = fit.a[rows].toarray()
+    keep = np.abs(a_g).sum(axis=1) > 0
+    a_g, r_g = a_g[keep], fit.resid[rows][keep]
+    if not len(r_g):
+        return delta, 0.0, 0
+    w, v = np.linalg.eigh(np.eye(len(r_g)) - a_g @ fit.cov @ a_g.T)
+    kept = w > 1e-8
+    z = v[:, kept] @ ((v[:, kept].T @ r_g) / w[kept])
+    # the solution without the rows: x - cov a_g^T (I - H_gg)^-1 r_g
+    delta = fit.project @ (fit.cov @ (a_g.T @ z))
+    return delta, float(r_g @ z) / fit.scale2, int(kept.sum())
 
 
 def axis_inflation(chi2: np.ndarray, dof: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ import scipy.sparse.linalg  # noqa: F401  (sparse.linalg)
 from scipy import optimize, sparse
 
 from .confidence import axis_fits, view_uncertainty
-from .consistency import leave_full_views_out
+from .consistency import leave_full_views_out, pairs_alone_dy
 from .ncc import NccSurface
 from .pairs import (
     MIN_VIEW_OVERLAP,
@@ -437,8 +437,11 @@ def solve_joint(
     t0 = time.perf_counter()
     fits = axis_fits(system.matrices(*weights), (sy, sx), (roi_angles, full_angles), scale)
     info.update(view_uncertainty(fits, n))
-    loo = leave_full_views_out(fits, full_view_rows(used, n_full), n)
+    own_rows = full_view_rows(used, n_full)
+    loo = leave_full_views_out(fits, own_rows, n)
     info.update(loo.per_view())
+    # an error the full views' own dy estimates share moves no one view's test
+    info.update(pairs_alone_dy(fits[0], own_rows, n, scale).record())
     significant = loo.contradicted()
     info["leave_one_out_flagged"] = [
         [i, j, round(m, 3), int(significant[j])] for i, (j, m) in loo.flagged().items()

@@ -21,12 +21,16 @@ A view is named when
 - it moves more than :data:`~sxtdist.alignment.consistency.MOVE_FLAG_PX` when the
   measurements of one full view, which the rest of the data contradict, are left out
   (:mod:`sxtdist.alignment.consistency`): an error the pairs of a stretch share; that
-  full view is named too.
+  full view is named too;
+- its ``dy`` moves more than :data:`~sxtdist.alignment.consistency.MOVE_FLAG_PX` when
+  every full view's own estimate is left out (the pairs alone): an error those estimates
+  share, which no one of them left out shows; the full views whose own ``dy`` the pairs
+  alone put as far off are named too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,6 +104,7 @@ def judge(
     full_rejected: Sequence[int] = (),
     left_out: Sequence[Sequence[float]] = (),
     full_no_signal: Sequence[int] = (),
+    pairs_alone: Mapping[str, Sequence[int]] | None = None,
 ) -> Verdict:
     """The verdict on an interior alignment from its pairs (``misfit`` ``(m, 2)`` and
     ``kept`` ``(m,)`` as :class:`~sxtdist.alignment.AlignmentResult` holds them, NaN for a
@@ -108,7 +113,9 @@ def judge(
     the joint solve rejected (or could not use) and the leave-one-out check's
     ``[interior view, full view, move px, contradicted (0/1)]`` (``leave_one_out_flagged``,
     :meth:`~sxtdist.alignment.consistency.LeaveOneOut.flagged`) and the full views with no
-    signal (constant or not finite: their own estimate measured nothing)."""
+    signal (constant or not finite: their own estimate measured nothing) and the views the
+    pairs alone place otherwise in ``dy`` (``pairs_alone_flagged``,
+    :meth:`~sxtdist.alignment.consistency.PairsAlone.flagged`)."""
     verdict = Verdict()
     m = len(results)
     misfit = np.full((m, 2), np.nan) if misfit is None else np.asarray(misfit, float)
@@ -156,6 +163,13 @@ def judge(
                 int(i), f"move over {MOVE_ALWAYS_PX:g} px without full view {int(j)}"
             )
             verdict.full.setdefault(int(j), "alone carries interior views (leave-one-out)")
+    pairs_alone = pairs_alone or {}
+    for i in pairs_alone.get("roi", ()):
+        verdict.roi.setdefault(
+            int(i), f"dy move over {MOVE_FLAG_PX:g} px without the full views' own estimates"
+        )
+    for j in pairs_alone.get("full", ()):
+        verdict.full.setdefault(int(j), "own dy contradicted by the pairs alone")
     for j in full_no_signal:  # the cause of whatever else its anchors showed
         verdict.full[int(j)] = "no signal"
     return verdict
