@@ -503,7 +503,7 @@ def reconstruct_batch(
                     interrupted = run.run_cells(cells, width)
             finally:
                 if started:  # a batch that never ran (no cluster) leaves nothing
-                    write_summary(list(results.values()), summary_path)
+                    run.save()
     except BaseException:
         if made:
             remove_empty_folders(made)
@@ -623,14 +623,16 @@ class _Batch:
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
-    def _save(self, r: CellResult) -> None:
-        """Put ``r`` in the results and the summary file (from any cell's thread)."""
+    def save(self, r: CellResult | None = None) -> None:
+        """Put ``r`` in the results, and the results in the summary file (from any thread:
+        a cell still stopping may write its row as the batch writes its last)."""
         with self.saving:
-            self.results[r.cell] = r
+            if r is not None:
+                self.results[r.cell] = r
             write_summary(list(self.results.values()), self.summary)
 
     def _record(self, r: CellResult) -> None:
-        self._save(r)
+        self.save(r)
         msg = f" ({r.message})" if r.message else ""
         secs = f" in {r.seconds:.1f} s" if r.seconds is not None else ""
         logger.info("%s: %s%s%s", r.cell, r.status, secs, msg)
@@ -643,7 +645,7 @@ class _Batch:
 
         if self.stop.is_set():
             return result("not run", None, "batch interrupted before this cell started")
-        self._save(result("running", None, RUNNING_NOTE))
+        self.save(result("running", None, RUNNING_NOTE))
         t0 = time.perf_counter()
         try:
             with cell_messages_as_details():

@@ -467,9 +467,9 @@ def _refuse_changed(
     """Raise :class:`ScanReplacedError` or :class:`ScanEditedError` for the first scan
     whose stored metadata ``scans`` no longer hold what ``measured_on`` recorded."""
     _refuse_replaced(path, scans, {n: m.get("data_id") for n, m in measured_on.items()})
-    for name, was in measured_on.items():
+    for name, was in measured_on.items():  # the same projections: edited since?
         for key, value in was.items():
-            if scans[name].get(key) != value:
+            if key != "data_id" and scans[name].get(key) != value:
                 raise ScanEditedError(path, name, key, value, scans[name].get(key))
 
 
@@ -714,11 +714,34 @@ def write_shards(
     done = src.map_blocks(write, dtype=bool, chunks=tuple((1,) * len(c) for c in src.chunks))
     try:
         done.compute(scheduler="threads")
-    except BaseException:
+    except BaseException as exc:
         stop.set()
         with running:
             running.wait_for(lambda: writers == 0)
+        if isinstance(exc, InputError):  # the first bad view, not the first thread to fail
+            raise _first_bad_input(src, verified) or exc from None
         raise
+
+
+def _first_bad_input(
+    src: da.Array, verified: Callable[[np.ndarray, int], np.ndarray], step: int = 16
+) -> InputError | None:
+    """The bad input of the first view of ``src`` that is bad (the threads of
+    :func:`write_shards` report whichever piece fails first: of an all-zero stack, frame 9
+    rather than 0). Reads up to it again, ``step`` views at a time, then the failing ones
+    one by one (a piece may read several and fail on a later one); an error path."""
+    n = src.shape[0]
+    for first in range(0, n, step):
+        try:
+            verified(src[first : first + step].compute(scheduler="sync"), first)
+        except InputError as exc:
+            for i in range(first, min(first + step, n)):
+                try:
+                    verified(src[i : i + 1].compute(scheduler="sync"), i)
+                except InputError as one:
+                    return one
+            return exc
+    return None
 
 
 def _counting(pieces: Iterable[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
@@ -781,7 +804,8 @@ def add_scan(
         root = acq.group
         tmp_name = f"{PARTIAL_SCAN}{name}"
         tmp_dir = os.path.join(path, tmp_name)
-        remove(tmp_dir)  # left by an interrupted run
+        for leftover in (tmp_dir, f"{tmp_dir}.old"):  # left by an interrupted run
+            remove(leftover)
         marked = swapped = False
         old = None
         try:
@@ -819,6 +843,28 @@ def _written_inside(path: str, name: str, meta: dict[str, Any]) -> bool:
 
 
 register_members("acquisition", _written_inside)
+
+
+def leftover_scans(path: str) -> dict[str, str]:
+    """What stopped imports left inside the acquisition ``path`` (:data:`LEFTOVER_SCANS`):
+    each folder's name and one line saying what it is. Not part of the acquisition; the
+    next import of that scan removes them (:func:`add_scan`)."""
+    found = {}
+    for name in sorted(LEFTOVER_SCANS):
+        where = os.path.join(path, name)
+        if not os.path.isdir(where):
+            continue
+        scan = name.removeprefix(PARTIAL_SCAN).removesuffix(".old")
+        what = (
+            f"the old scan {scan!r}, set aside by an import that stopped while replacing it"
+            if name.endswith(".old")
+            else f"left by an import of scan {scan!r} that stopped"
+        )
+        found[name] = (
+            f"{printable(where)}: {what}; not part of the acquisition (the next import of "
+            f"scan {scan!r} removes it; or delete it)"
+        )
+    return found
 
 
 def _register_scan(path: str, name: str, smeta: dict[str, Any]) -> None:

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import zarr
 
-from .dataset import KEY, PARTIAL_SCAN, interrupted_replacement, open_sxtdist_group
+from .dataset import KEY, interrupted_replacement, leftover_scans, open_sxtdist_group
 from .errors import one_line, printable
+from .outputs import strangers
 
 
 @dataclass
@@ -81,23 +82,30 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
         stopped = interrupted_replacement(group.attrs[KEY])
         if stopped:  # every other command refuses it: not whole, whatever its chunks
             report.problems.append(f"{path}: {stopped}")
-    for name, arr in _arrays(group):
-        if kind == "acquisition" and name.startswith(PARTIAL_SCAN):
-            report.notes.append(_leftover(path, name))
-            continue
+    # not walked: what stopped imports left, and what sxtdist did not write
+    left = leftover_scans(path) if kind == "acquisition" else {}
+    foreign = [n for n in strangers(path) if n not in left]
+    report.notes += [*left.values()]
+    report.notes += [f"{printable(os.path.join(path, n))}: {NOT_OURS}" for n in foreign]
+    nodes = [
+        n
+        for n in sorted(os.listdir(path))
+        if n not in left and n not in foreign and os.path.isfile(os.path.join(path, n, "zarr.json"))
+    ]
+    for name, arr in _arrays(group, names=nodes):
         report.arrays += 1
         whole = must_be_whole and _stores_every_chunk(arr)
-        for problem in _check_array(arr, os.path.join(path, name), whole):
-            if name in zero_if_missing and problem.endswith(MISSING):
-                report.notes.append(f"{problem} ({UNWRITTEN})")
+        for missing, line in _check_array(arr, os.path.join(path, name), whole):
+            if missing and name in zero_if_missing:
+                report.notes.append(f"{line} ({UNWRITTEN})")
             else:
-                report.problems.append(problem)
+                report.problems.append(line)
         report.chunks += arr.nchunks
     return report
 
 
-#: How :func:`_check_array` ends the line of a missing chunk.
-MISSING = " is missing"
+#: What :func:`verify` says of a file or folder sxtdist did not put in the dataset.
+NOT_OURS = "not written by sxtdist: not checked"
 #: What a chunk that an old volume never wrote is (a note of :func:`verify`'s).
 UNWRITTEN = (
     "possibly an all-zero chunk, which sxtdist 0.2.0 before 3ef91e6 did not write; "
@@ -129,19 +137,13 @@ def _written_by_at_most(meta: dict, version: tuple[int, ...]) -> bool:
     return found <= version
 
 
-def _leftover(path: str, name: str) -> str:
-    """The note on an array of a scan an import was writing when it stopped."""
-    group = name.split("/")[0]
-    scan = group.removeprefix(PARTIAL_SCAN)
-    return (
-        f"{printable(os.path.join(path, group))}: left by an import of scan {scan!r} that "
-        "stopped, not part of the acquisition: not checked (the next import of that scan "
-        "removes it)"
-    )
-
-
-def _arrays(group: zarr.Group, prefix: str = "") -> Iterator[tuple[str, zarr.Array]]:
-    for name, member in sorted(group.members(), key=lambda m: m[0]):
+def _arrays(
+    group: zarr.Group, prefix: str = "", names: list[str] | None = None
+) -> Iterator[tuple[str, zarr.Array]]:
+    """Every array under ``group`` with its path; only the members ``names`` when given
+    (Zarr's own listing warns of each folder that is no Zarr node: a half-made one, a user's)."""
+    members = group.members() if names is None else ((n, group[n]) for n in names)
+    for name, member in sorted(members, key=lambda m: m[0]):
         where = f"{prefix}{name}"
         if isinstance(member, zarr.Array):
             yield where, member
@@ -157,8 +159,9 @@ def _stores_every_chunk(arr: zarr.Array) -> bool:
     return "Crc32cCodec" in names
 
 
-def _check_array(arr: zarr.Array, where: str, whole: bool) -> Iterator[str]:
-    """One line per chunk of ``arr`` that is missing (where ``whole``), unreadable or not finite."""
+def _check_array(arr: zarr.Array, where: str, whole: bool) -> Iterator[tuple[bool, str]]:
+    """One line per chunk of ``arr`` that is missing (where ``whole``), unreadable or not
+    finite, with whether it is missing."""
     stored_grid = arr.shards or arr.chunks
     present: dict[tuple[int, ...], bool] = {}
     for idx in itertools.product(*(range(-(-n // c)) for n, c in zip(arr.shape, arr.chunks))):
@@ -171,15 +174,18 @@ def _check_array(arr: zarr.Array, where: str, whole: bool) -> Iterator[str]:
             present[key] = os.path.exists(os.path.join(where, name))
         if not present[key]:
             if whole:
-                yield f"{printable(where)}: chunk {_show(region)}{MISSING}"
+                yield True, f"{printable(where)}: chunk {_show(region)} is missing"
             continue
         try:
             values = arr[region]
         except Exception as exc:  # a damaged chunk fails in many ways: one line each
-            yield f"{printable(where)}: chunk {_show(region)} is unreadable ({one_line(exc)})"
+            yield (
+                False,
+                f"{printable(where)}: chunk {_show(region)} is unreadable ({one_line(exc)})",
+            )
             continue
         if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
-            yield f"{printable(where)}: chunk {_show(region)} holds NaN or inf"
+            yield False, f"{printable(where)}: chunk {_show(region)} holds NaN or inf"
 
 
 def _show(region: tuple[slice, ...]) -> str:

@@ -175,6 +175,8 @@ def activity_lock(path: str | os.PathLike[str], activity: str) -> Iterator[None]
             raise OutputLockedError(
                 path, f"is being {activity} by {holder}; wait for it to finish"
             ) from None
+        except OSError as exc:  # the place the user named, not the marker beside it
+            raise OSError(exc.errno, exc.strerror or str(exc), path) from exc
         yield
 
 

@@ -369,11 +369,15 @@ def _claim(
     _check_folder_above(out)
     if not os.path.lexists(out) or _is_empty_dir(out):
         return out, None
-    found = recognise(out)
-    foreign = strangers(out) if os.path.isdir(out) and (found is None or overwrite) else []
+    foreign: list[str] = []
+    if not os.path.isdir(out):
+        found = recognise(out)
+    elif found := _written_as(out):  # strangers: a report is not one; others not replaced
+        if found == "alignment-report" or overwrite:
+            foreign = strangers(out)
     if foreign:  # a replacement would delete them with the folder
         more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
-        what = f"an sxtdist {found}" if found else "an alignment report"
+        what = "an alignment report" if found == "alignment-report" else f"an sxtdist {found}"
         raise OutputExistsError(
             out,
             f"is {what} holding files it did not write ({', '.join(foreign[:3])}{more}): it "

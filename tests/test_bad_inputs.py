@@ -374,6 +374,7 @@ CASES = [
     # -- import: files that lie -----------------------------------------------------------------
     Case("import: a TIFF folder with a flat among the projections", lambda ws: ["import", _tiff_folder(ws, ["p_1.tif", "p_2.tif", "p_3.tif", "flat.tif"]), ws / "a.zarr", *IMPORT], 2, r"frames: names of another pattern than p_1\.tif \(flat\.tif\): --angle-range gives every later file a wrong angle"),
     Case("import: a TIFF folder with a gap, --angle-range", lambda ws: ["import", _tiff_folder(ws, ["p_1.tif", "p_2.tif", "p_5.tif"]), ws / "a.zarr", *IMPORT], 2, r"frames: gaps in the numbering \(no 3, 4\)"),
+    Case("import: a TIFF folder whose names differ only in extension clash", lambda ws: ["import", _tiff_folder(ws, ["p_1.tif", "p_2.TIF", "p_2.tiff", "p_3.TIFF"]), ws / "a.zarr", *IMPORT], 2, r"frames: p_2\.TIF and p_2\.tiff number the same view: keep one of them"),
     Case("import: TIFF cut in half", lambda ws: ["import", truncate(ws.tif("t.tif", FRAMES)), ws / "a.zarr", *IMPORT], 2, r"t\.tif: truncated: frame 5 of 10"),
     Case("import: ImageJ TIFF cut in half", lambda ws: ["import", truncate(ws.tif("t.tif", FRAMES, imagej=True)), ws / "a.zarr", *IMPORT], 2, r"truncated or damaged TIFF"),
     Case("import: truncated TIFF over a good scan, --overwrite", lambda ws: ["import", truncate(ws.tif("t.tif", FRAMES)), _existing_acq_with_good_roi(ws), *IMPORT, "--overwrite"], 2, r"truncated: frame 5"),
@@ -383,6 +384,8 @@ CASES = [
     Case("import: complex TIFF", lambda ws: ["import", ws.tif("c.tif", FRAMES.astype(np.complex64)), ws / "a.zarr", *IMPORT], 2, r"complex|not a real number"),
     Case("import: int16 as optical depth", lambda ws: ["import", ws.tif("i.tif", FRAMES.astype(np.int16)), ws / "a.zarr", *IMPORT, "--values", "od"], 2, r"integers \(int16\)"),
     Case("import: a NaN in frame 2", lambda ws: ["import", ws.tif("n.tif", np.where(np.arange(10)[:, None, None] == 2, np.nan, FRAMES)), ws / "a.zarr", *IMPORT], 2, r"frame 2 contains NaN"),
+    Case("import: an all-zero TIFF stack names frame 0 (not the first thread to fail)", lambda ws: ["import", ws.tif("zero.tif", np.zeros((40, 16, 16), np.float32)), ws / "a.zarr", *IMPORT], 2, r"zero\.tif: frame 0 has no pixel with a transmission above 0"),
+    Case("import: a NaN in frame 3 of 40 and every later frame", lambda ws: ["import", ws.tif("n.tif", np.where(np.arange(40)[:, None, None] >= 3, np.nan, np.full((40, 16, 16), 0.6, np.float32))), ws / "a.zarr", *IMPORT], 2, r"frame 3 contains NaN"),
     Case("import: optical depth all negative", lambda ws: ["import", ws.tif("neg.tif", -FRAMES), ws / "a.zarr", *IMPORT, "--values", "od"], 2, r"every optical depth value is negative"),
     Case("import: all angles equal", lambda ws: ["import", ws.tif("t.tif", FRAMES), ws / "a.zarr", *IMPORT[:2], "--angles", ws.text("a.tlt", "5\n" * 10), *IMPORT[4:]], 2, r"all 10 angles are equal"),
     Case("import: text in the angle file", lambda ws: ["import", ws.tif("t.tif", FRAMES), ws / "a.zarr", *IMPORT[:2], "--angles", ws.text("a.tlt", "0\nten\n"), *IMPORT[4:]], 2, r"'ten' is not a number"),
@@ -768,6 +771,55 @@ def test_verify_tells_an_interrupted_replacement_and_skips_its_leftover(tmp_path
     assert code == 2 and "whole" not in out and "damaged: 1 problem(s)" in one_line(err)
     said = "scan 'roi' was being replaced when a write stopped"
     assert f"{path}: {said}" in out and said in info
+
+
+def test_a_tiff_folder_mixing_extension_spellings_is_one_series(templates, tmp_path, run_cli):
+    """p_1.tif, p_2.TIF, p_3.tiff, p_4.TIFF (one camera's files copied by two tools) are one
+    numbered series: refused as 'names of another pattern' before."""
+    ws = Workspace(tmp_path, templates)
+    names = ["p_1.tif", "p_2.TIF", "p_3.tiff", "p_4.TIFF"]
+    for i, n in enumerate(names):
+        ws.tif(f"frames/{n}", np.full((16, 16), 0.1 * (i + 1), np.float32))
+    code, _, err = run_cli("import", ws / "frames", ws / "a.zarr", *IMPORT)
+    assert code == 0, err
+    od = sxtdist.open_acquisition(ws / "a.zarr")["roi"].data.compute()
+    np.testing.assert_allclose(od[:, 0, 0], -np.log(0.1 * np.arange(1, 5)), rtol=1e-6)
+
+
+def test_what_a_stopped_import_left_is_told_in_words_and_removed_by_the_next(
+    templates, tmp_path, run_cli, monkeypatch
+):
+    """An import stopped mid-way leaves _partial_roi (perhaps before its own zarr.json) or,
+    where folders cannot be swapped, the old scan set aside as _partial_full.old. verify
+    printed Zarr's 'Object at _partial_roi is not recognized' warning and called the latter
+    scan 'full.old', info said nothing, and no import ever removed a .old (on such a file
+    system the next replacement failed on it). Now both say what each is, a user's folder
+    is named as not sxtdist's, and the next import of the scan removes its leftovers."""
+    ws = Workspace(tmp_path, templates)
+    acq = ws.acq()
+    shutil.copytree(acq / "roi" / "0", acq / "_partial_roi" / "0")  # no group zarr.json yet
+    shutil.copytree(acq / "full", acq / "_partial_full.old")
+    ws.folder("cell.zarr/_partial_notes", a_txt="mine")
+    code, out, err = run_cli("verify", acq)
+    assert code == 0 and "warning" not in err, err
+    assert f"note: {acq / '_partial_roi'}: left by an import of scan 'roi' that stopped" in out
+    old = f"{acq / '_partial_full.old'}: the old scan 'full', set aside by an import that stopped"
+    assert f"note: {old}" in out
+    assert f"note: {acq / '_partial_notes'}: not written by sxtdist: not checked" in out
+    code, out, err = run_cli("info", acq)
+    assert code == 0 and "warning" not in err, err
+    assert f"  leftover: {old}" in out
+    monkeypatch.setattr(sxtdist.outputs, "_exchange", lambda a, b: False)  # NFS and the like
+    for scan in ("full", "roi"):
+        sxtdist.io.importer.import_scan(
+            ws.tif("t.tif", FRAMES),
+            acq,
+            scan,
+            angle_range=(0, 90),
+            pixel_size_nm=20,
+            overwrite=True,
+        )
+    assert sorted(os.listdir(acq)) == ["_partial_notes", "full", "roi", "truth", "zarr.json"]
 
 
 def test_verify_counts_what_it_does_not_list(tmp_path, run_cli, monkeypatch):

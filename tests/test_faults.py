@@ -210,6 +210,24 @@ def test_a_batch_killed_outright_leaves_a_summary_of_what_it_did(acq, reference,
     np.testing.assert_array_equal(open_volume(out / "b.zarr").level(0).compute(), reference)
 
 
+def test_an_activity_lock_that_cannot_be_taken_names_the_path_given(tmp_path, monkeypatch):
+    """align's lock is a marker beside the acquisition (cell.zarr.aligned): a read-only
+    place named that file, which the user never gave, instead of the acquisition."""
+    import errno
+
+    from sxtdist import lock
+
+    def read_only(path, wait_s=0.0):
+        raise OSError(errno.EROFS, "Read-only file system", os.fspath(path))
+
+    monkeypatch.setattr(lock, "write_lock", read_only)
+    with pytest.raises(OSError) as info:
+        with lock.activity_lock(tmp_path / "cell.zarr", "aligned"):
+            pass
+    assert info.value.filename == os.fspath(tmp_path / "cell.zarr")
+    assert info.value.errno == errno.EROFS
+
+
 def test_second_writer_of_the_same_output_is_refused(acq, reference, tmp_path):
     out = tmp_path / "v.zarr"
     first = _sxtdist("reconstruct", acq, out, "--workers", "1", *CLI_OPTS)

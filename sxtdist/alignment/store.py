@@ -147,13 +147,12 @@ def apply_saved(acq_path: str | os.PathLike[str], saved: str | os.PathLike[str])
     for name, entry in record["scans"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("changes"), dict):
             raise InputError(saved, f"scan {name!r} has no changes recorded")
-        if name not in acq.scans:
-            raise InputError(saved, f"changes scan {name!r}, which {acq.path} has not")
         changes[name] = entry["changes"]
         measured_on[name] = {**measured_on.get(name, {}), "data_id": entry.get("data_id")}
-    for name in measured_on:
-        if name not in acq.scans:
-            raise InputError(saved, f"was measured on scan {name!r}, which {acq.path} has not")
+    gone = [name for name in (*changes, *measured_on) if name not in acq.scans]
+    if gone:  # every scan it changes was measured on too: one look
+        what = "changes" if gone[0] in changes else "was measured on"
+        raise InputError(saved, f"{what} scan {gone[0]!r}, which {acq.path} has not")
     try:  # compared under the acquisition's lock
         acq.update_scans(changes, wait_s=STORE_WAIT_S, measured_on=measured_on)
     except ScanReplacedError as exc:

@@ -10,7 +10,7 @@ import click
 import numpy as np
 
 from ..alignment.anchoring import stale_anchoring
-from ..dataset import KEY, open_sxtdist_group
+from ..dataset import KEY, leftover_scans, open_sxtdist_group
 from ..errors import InputError, SxtdistWarning, printable, quoted
 from ..geometry import angular_spacing_deg
 from ..io import ngff
@@ -157,6 +157,7 @@ def _describe_acquisition(path: str) -> str:
             f"  truth: volume {tuple(acq.truth.shape)} at {t['voxel_size_nm']:g} nm "
             f"(simulated, preset {t.get('preset')}, seed {t.get('seed')})"
         )
+    lines += [f"  leftover: {note}" for note in leftover_scans(path).values()]
     return "\n".join(lines)
 
 

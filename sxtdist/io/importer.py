@@ -467,6 +467,8 @@ def _check_numbering(src: FrameSource, given: str, refuse: tuple[str, ...]) -> N
     if not odd:
         return
     kind, what = odd
+    if kind == "clash":  # one view twice, whatever gives the angles
+        raise InputError(src.path, what)
     if kind == "order" and kind in refuse:
         raise InputError(
             src.path,

@@ -329,37 +329,63 @@ def _to_nm(value: float, unit: str) -> float | None:
     return float(value) * factor
 
 
+#: A number in a file name, with any sign or decimals before and after it.
+_NUMBER = re.compile(r"([-+])?(\d+)(\.\d+)?")
+
+
+def _numbers(name: str) -> tuple[str, list[float], list[int]]:
+    """A frame file's name read once: its pattern (lower case, numbers as ``#``, the
+    ``.tif``/``.tiff`` suffix in any spelling left out), its numbers read with their sign
+    and decimals, and its runs of digits. A sign is one only where it follows no letter
+    or digit (``img_-60``, not ``proj-0001``)."""
+    stem = name.lower()
+    stem = stem[: stem.rindex(".")] if stem.endswith(SUFFIXES) else stem
+    values, runs = [], []
+    for m in _NUMBER.finditer(stem):
+        sign, whole, frac = m.groups()
+        if sign and re.match(r"[0-9a-z]", stem[m.start() - 1 : m.start()]):
+            sign = ""
+        values.append(float(f"{sign or ''}{whole}{frac or ''}"))
+        runs += [int(whole), *([int(frac[1:])] if frac else [])]
+    return _NUMBER.sub("#", stem), values, runs
+
+
 def odd_numbering(files: list[str]) -> tuple[str, str] | None:
     """``(kind, what)`` when a folder's frames are not one numbered series, else ``None``.
 
     ``kind`` is ``"pattern"`` for names of another pattern (a flat or dark frame among the
-    projections), ``"order"`` for names whose number, read with its sign and decimals, is
-    not in name order (``img_-10.tif`` sorts before ``img_-60.tif``; ``img_+10.0`` before
-    ``img_-60.0``; ``proj-0001``'s dash is no sign) and ``"gaps"`` for gaps in the
-    numbering (views missing). Every file is read as a projection in name order, so
-    angles given by position go wrong.
+    projections), ``"clash"`` for two names that differ only in the suffix's spelling
+    (``p_2.TIF``, ``p_2.tiff``: one view twice), ``"order"`` for names whose number, read
+    with its sign and decimals, is not in name order (``img_-10.tif`` sorts before
+    ``img_-60.tif``; ``img_+10.0`` before ``img_-60.0``; ``proj-0001``'s dash is no sign)
+    and ``"gaps"`` for gaps in the numbering (views missing). Every file is read as a
+    projection in name order, so angles given by position go wrong. ``.tif``, ``.TIF``,
+    ``.tiff`` and ``.TIFF`` are one suffix.
     """
+    read = [_numbers(f) for f in files]
     patterns: dict[str, list[str]] = {}
-    for f in files:
-        patterns.setdefault(re.sub(r"[-+]?\d+(\.\d+)?", "#", f.lower()), []).append(f)
+    for f, (pattern, _, _) in zip(files, read):
+        patterns.setdefault(pattern, []).append(f)
     if len(patterns) > 1:
         main = max(patterns.values(), key=len)
         others = sorted(f for f in files if f not in main)
         return "pattern", f"names of another pattern than {main[0]} ({', '.join(others[:3])})"
-    # a sign is one where it does not follow a letter or a digit (img_-60, not proj-0001)
-    signed = [re.findall(r"((?<![0-9a-z])[-+])?(\d+)(\.\d+)?", f.lower()) for f in files]
+    seen: dict[tuple[float, ...], str] = {}
+    for f, (_, values, _) in zip(files, read):
+        if tuple(values) in seen:
+            return "clash", f"{seen[tuple(values)]} and {f} number the same view: keep one of them"
+        seen[tuple(values)] = f
+    signed = [values for _, values, _ in read]
     vary = [k for k in range(min(map(len, signed))) if len({s[k] for s in signed}) > 1]
     if vary:  # judged by the order, not the look: an elapsed time in decimals is fine
-        values = [
-            float(f"{sign}{whole}{frac}") for sign, whole, frac in (s[vary[0]] for s in signed)
-        ]
+        values = [s[vary[0]] for s in signed]
         back = next((k for k in range(len(values) - 1) if values[k + 1] < values[k]), None)
         if back is not None:
             return "order", (
                 f"the files' names are not in the order of their numbers ({files[back]} comes "
                 f"before {files[back + 1]})"
             )
-    runs = [[int(n) for n in re.findall(r"\d+", f)] for f in files]
+    runs = [r for _, _, r in read]
     # the number that counts the views: the first that is not the same in every name
     varying = [k for k in range(min(map(len, runs))) if len({r[k] for r in runs}) > 1]
     numbers = {r[varying[0]] for r in runs} if varying else set()
