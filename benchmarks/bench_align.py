@@ -277,8 +277,11 @@ def task_graph(acq, method: str) -> tuple[dict, list]:
     """The interior alignment's task graph as :func:`sxtdist.align` builds it for ``acq``
     (views prepared apart at this size, or one task per pair), the full scan's stored
     shifts honoured: ``(graph, keys of the pair results)``."""
-    import sxtdist.alignment.runner as runner
-    import sxtdist.alignment.tasks as tasks
+    try:
+        import sxtdist.alignment.runner as runner
+        import sxtdist.alignment.tasks as tasks
+    except ImportError:  # the sxtdist of commit 50637ce
+        return _task_graph_50637ce(acq, method)
 
     pairs = runner.plan(acq, ["roi"], method)["pairs"]  # neighbours only, unless anchored
     full = acq["full"].geometry if method == "anchor" else None
@@ -287,12 +290,28 @@ def task_graph(acq, method: str) -> tuple[dict, list]:
     return graph.graph, graph.keys
 
 
+def _task_graph_50637ce(acq, method: str) -> tuple[dict, list]:
+    """:func:`task_graph` of the sxtdist of commit 50637ce (a task per view and per pair,
+    or per pair below ``PREPARED_VIEW_PIXELS``), for old-against-new ceilings."""
+    import sxtdist.alignment_runner as runner
+
+    roi = acq["roi"].geometry
+    pairs = runner.plan(acq, ["roi"], method)["pairs"]
+    full = acq["full"].geometry if method == "anchor" else None
+    settings = runner.pair_settings(acq, full, runner.search_margin(roi.detector_shape))
+    if runner.prepares_views_apart(roi.detector_shape):
+        graph, keys, _ = runner.pair_graph(pairs, settings, "ceiling", roi.angles_deg)
+        return graph, keys
+    graph = {f"pair-{n}": (runner.register_pair, p, settings) for n, p in enumerate(pairs)}
+    return graph, list(graph)
+
+
 def _run_graph_alone(graph, keys, barrier, times) -> None:
     """A plain process: wait for the others, run the whole graph by Dask's synchronous
     scheduler, put the seconds it took."""
     import dask.local
 
-    import sxtdist.alignment.runner  # noqa: F401  (imported before the clock, as on the workers)
+    _tasks_module()  # imported before the clock, as on the workers
 
     barrier.wait()
     t0 = time.perf_counter()

@@ -784,8 +784,8 @@ def test_prepared_views_graph_registers_exactly_like_one_task_per_pair(
     worker and on two. With the coarse pass at no binning (tiny's views) an anchor pair's
     coarse registration is its registration, and no anchor view is prepared apart;
     binned, the coarse pass bins the interior views the fine pass prepared and each
-    anchor view is prepared binned once, its coarse registrations the same as each
-    pair's own preparation gives."""
+    anchor view is prepared binned once (in its one task), its coarse registrations the
+    same as each pair's own preparation gives."""
     import sxtdist.alignment.runner as runner
     import sxtdist.alignment.tasks as tasks
     import sxtdist.distributed as distributed
@@ -820,9 +820,9 @@ def test_prepared_views_graph_registers_exactly_like_one_task_per_pair(
     assert len([k for k in graph if "-end-" in k]) == 2 * len(across)
     anchors = {(r.pair.j, r.pair.mirrored) for r in per_pair.pairs if r.pair.kind == "anchor"}
     prepared_anchors = [k for k in graph if "-anchor-" in k]
-    if binned:  # and each anchor view prepared binned too
+    if binned:  # each anchor view prepared binned too, in the same task
         assert prepared.info["roi"]["coarse_bin"] == 4
-        assert len(prepared_anchors) == 2 * len(anchors)
+        assert len(prepared_anchors) == len(anchors)
     else:
         assert len(prepared_anchors) == (0 if coarse else len(anchors))
     assert len(graph) == len(prepared_anchors) + 2 * len(stretch) + 3 * len(across)
@@ -1225,7 +1225,7 @@ def test_ncc_map_in_rectangle_is_ncc_map_on_the_frame(h, w, my, mx, seed):
     field): the map equals ncc_map's general path (the mask as numbers, correlated by
     FFTs) on the frame made of it, without the frame ever being made; a rectangle that
     does not fit is refused."""
-    from sxtdist.alignment.ncc import centred_spectrum, ncc_map_in_rectangle
+    from sxtdist.alignment.ncc import centred, centred_spectrum, ncc_map_in_rectangle
 
     rng = np.random.default_rng(seed)
     t = rng.normal(size=(h, w)) + 2.0
@@ -1249,6 +1249,15 @@ def test_ncc_map_in_rectangle_is_ncc_map_on_the_frame(h, w, my, mx, seed):
         ncc_map_in_rectangle(t, valid, offset, frame, **spectra),
         ncc_map_in_rectangle(t, valid, offset, frame),
     )
+    # the images less their means given (a stretch's, for all the pairs of a view)
+    sums = {"template_centred": centred(t), "valid_centred": centred(valid)}
+    np.testing.assert_array_equal(sums["valid_centred"][0], valid - valid.sum() / valid.size)
+    np.testing.assert_array_equal(
+        ncc_map_in_rectangle(t, valid, offset, frame, **spectra, **sums),
+        ncc_map_in_rectangle(t, valid, offset, frame),
+    )
+    with pytest.raises(ValueError, match="another shape"):
+        ncc_map_in_rectangle(t, valid, offset, frame, valid_centred=centred(valid[:, :0]))
     with pytest.raises(ValueError, match="must fit in the frame"):
         ncc_map_in_rectangle(t, valid, (frame[0] - rows.size + 1, 0), frame)
 
@@ -1457,7 +1466,9 @@ def test_info_line_of_a_full_scan_alignment():
 )
 def test_gaussian_blur_is_ndimages(seed, shape, sigma):
     """The blur every compared image gets is ``ndimage.gaussian_filter`` (double precision,
-    ``nearest`` edges), whatever order it filters the axes in."""
+    ``nearest`` edges), whatever order it filters the axes in; to the last bit, ndimage's
+    pass along the rows, then across them (what the alignment's shifts are pinned to,
+    ``tests/test_align_graph.py``), whatever the strides it works on."""
     from sxtdist.alignment.resample import gaussian_blur
 
     img = np.random.default_rng(seed).normal(size=shape).astype(np.float32)
@@ -1465,6 +1476,12 @@ def test_gaussian_blur_is_ndimages(seed, shape, sigma):
     got = gaussian_blur(img, sigma)
     assert got.dtype == np.float64 and got.flags.c_contiguous
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    sy, sx = np.broadcast_to(np.asarray(sigma, float), (2,))
+    passes = img.astype(np.float64)
+    for axis, s in ((1, sx), (0, sy)):
+        if s > 1e-15:
+            passes = ndimage.gaussian_filter1d(passes, s, axis=axis, mode="nearest")
+    np.testing.assert_array_equal(got, passes)
 
 
 def test_a_neighbour_pair_weighs_by_its_views_overlap():

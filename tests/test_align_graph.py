@@ -280,3 +280,36 @@ def test_a_view_from_another_worker_registers_to_the_same_bits(tmp_path):
         b = tasks.register_prepared(p, *moved, settings)
         np.testing.assert_array_equal(a.ncc, b.ncc)
         np.testing.assert_array_equal(a.shift, b.shift, err_msg=str(p))
+
+
+def test_prepared_stretches_read_each_view_once(tmp_path, monkeypatch):
+    """Views of PREPARED_VIEW_PIXELS and more: each interior view and each anchored full
+    view is read once by the whole graph, the full view's one task preparing it for the
+    coarse pass (binned) and for its pairs (a task per binning read it twice)."""
+    from collections import Counter
+
+    import dask.local
+
+    import sxtdist.alignment.runner as runner
+    import sxtdist.alignment.tasks as tasks
+
+    acq = sxtdist.open_acquisition(prepared_acquisition(tmp_path / "p.zarr"))
+    pairs = runner.plan(acq, ["roi"], "anchor")["pairs"]
+    settings = runner.pair_settings(acq, acq["full"].geometry)
+    assert tasks.prepares_views_apart(settings.roi.detector_shape) and settings.coarse_bin > 1
+    reads = Counter()
+    read = tasks.read_projection
+
+    def counted(array: str, index: int):
+        reads[array, index] += 1
+        return read(array, index)
+
+    monkeypatch.setattr(tasks, "read_projection", counted)
+    graph = tasks.pair_graph(pairs, settings, "r", coarse=True, workers=2)
+    graph.results(dask.local.get_sync(graph.graph, graph.keys))
+    anchored = {p.j for p in pairs if p.kind == "anchor"}
+    assert sorted(reads) == sorted(
+        [(settings.roi_array, i) for i in range(acq["roi"].shape[0])]
+        + [(settings.full_array, j) for j in anchored]
+    )
+    assert set(reads.values()) == {1}, reads

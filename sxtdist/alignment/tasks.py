@@ -17,12 +17,15 @@ from ..errors import InputError
 from ..geometry import ScanGeometry
 from .fullscan import align_full_scan
 from .ncc import (
+    Centred,
     SearchWindow,
+    centred,
     centred_spectrum,
     locate_peak,
     ncc_map,
     ncc_map_in_rectangle,
     rectangle_spectrum,
+    valid_rectangle,
 )
 from .pairs import (
     MIN_COMPARED_OVERLAP,
@@ -176,6 +179,7 @@ def register_prepared(
     other: PreparedView | PreparedAnchor,
     settings: PairSettings,
     *coarse: PairResult | None,
+    centred: tuple[Centred | None, Centred | None] = (None, None),
 ) -> PairResult:
     """Register one pair from its prepared views (:func:`prepare_roi_view`,
     :func:`prepare_anchor`): ``template`` is interior view ``pair.i``, ``other`` interior
@@ -186,6 +190,10 @@ def register_prepared(
     what they predict (:func:`predicted_window`), in a map of :func:`fine_margin` (made
     larger, and its transforms here, where the prepared ones do not reach that far).
 
+    ``centred``: :func:`~sxtdist.alignment.ncc.centred` of the template's compared
+    rectangle and of the other's (an anchor's valid rectangle), where a stretch keeps them
+    for all the pairs of a view (``None``: computed here).
+
     Anchor pairs near the same angle also return paired transmissions
     ``(T_full, T_roi)`` over the overlap for the intensity-transform fit.
     """
@@ -194,11 +202,12 @@ def register_prepared(
     margin = fine_margin(window, settings)
     if margin != settings.margin:  # the prepared frame is too small: transform anew
         template = _in_frame(template, margin)
-        if pair.kind == "anchor":
+        if pair.kind == "anchor":  # the full view on a larger grid: its own rectangle
             other = prepare_anchor(pair.j, pair.mirrored, settings, margin)
+            centred = (centred[0], None)
         else:
             other = _in_frame(other, margin)
-    result = _register(pair, template, other, margin, settings, window)
+    result = _register(pair, template, other, margin, settings, window, centred=centred)
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -241,10 +250,11 @@ def _register(
     settings: PairSettings,
     window: SearchWindow | None,
     samples: bool = True,
+    centred: tuple[Centred | None, Centred | None] = (None, None),
 ) -> PairResult:
     """The NCC map of a pair from its prepared views (in a frame of ``margin``), its peak
     (within ``window``), and for anchors near the same angle (and ``samples``) the paired
-    transmissions.
+    transmissions (``centred``: see :func:`register_prepared`).
 
     Only each interior view's compared rectangle enters: the template is the rectangle
     ``(y0, y1, x0, x1)`` of its view, so its map over the whole frame puts shift zero at
@@ -260,6 +270,7 @@ def _register(
     whole, tpl_spectrum, (y0, y1, x0, x1) = template
     tpl = whole[y0:y1, x0:x1]
     spectra = {"template_spectrum": tpl_spectrum}
+    spectra.update(template_centred=centred[0], valid_centred=centred[1])
     if pair.kind == "anchor":
         ref, mask, spectra["reference_spectrum"] = other
         ncc = ncc_map(tpl, ref, None, mask, **spectra)
@@ -673,8 +684,21 @@ class PreparedStretch:
     ends: dict[int, tuple[PreparedView, PairResult | None]]
 
 
-#: Which prepared anchor a stretch is given: ``(full view, mirrored, binned)``.
-AnchorSide = tuple[int, bool, bool]
+#: Which anchor view a stretch is given (:func:`prepare_anchors`): ``(full view, mirrored)``.
+AnchorSide = tuple[int, bool]
+
+
+def prepare_anchors(
+    full_index: int, mirrored: bool, settings: PairSettings, binned: Sequence[bool]
+) -> dict[bool, PreparedAnchor]:
+    """One Dask task: full view ``full_index`` read once and prepared
+    (:func:`prepared_anchor`) for each of ``binned``: ``True`` the coarse pass's anchor
+    (:meth:`PairSettings.coarse_margin`, ``coarse_bin``), ``False`` the pairs' own. A task
+    per binning read each anchor view twice (a 1024² full view: 6-9 ms a read of its
+    sharded array), and every stretch needs both."""
+    view = read_projection(settings.full_array, full_index)
+    frame = {True: (settings.coarse_margin(), settings.coarse_bin), False: (None, 1)}
+    return {b: prepared_anchor(view, full_index, mirrored, settings, *frame[b]) for b in binned}
 
 
 def register_prepared_stretch(
@@ -684,7 +708,7 @@ def register_prepared_stretch(
     order: Sequence[int],
     ends: Sequence[int],
     sides: Sequence[AnchorSide],
-    *anchors: PreparedAnchor,
+    *anchors: dict[bool, PreparedAnchor],
 ) -> PreparedStretch:
     """One Dask task: the interior views of a stretch, in the neighbour chain's ``order``,
     each prepared once (:func:`prepare_roi_view`), the coarse pass of its anchor pair from
@@ -693,10 +717,14 @@ def register_prepared_stretch(
     (:func:`register_prepared`): the calls a task per view, per coarse registration and
     per pair made. A view is let go after its last pair (a stretch holds two or three at
     a time, however long). ``pairs``: ``(index, pair)``; ``anchors``: the prepared anchor
-    views (:func:`prepare_anchor`, binned for the coarse pass) named by ``sides``;
+    views named by ``sides`` (:func:`prepare_anchors`: binned for the coarse pass, and not);
     ``ends``: the views returned prepared, for the pairs across two stretches
     (:func:`register_across_prepared`)."""
-    anchor = dict(zip(sides, map(aligned, anchors), strict=True))  # once, not per pair
+    anchor = {  # aligned once, not per pair
+        (*side, b): aligned(a)
+        for side, prepared in zip(sides, anchors, strict=True)
+        for b, a in prepared.items()
+    }
     views: dict[int, PreparedView] = {}
 
     def view(i: int) -> PreparedView:
@@ -708,6 +736,20 @@ def register_prepared_stretch(
     unbinned = settings.coarse_bin == 1
     anchor_pair = {p.i: p for _, p in pairs if p.kind == "anchor"} if coarse else {}
     uses = Counter(v for _, p in pairs for v in views_of(p))
+    sums: dict[tuple, Centred | None] = {}  # the compared rectangles centred, once each
+
+    def centred_of(i: int | None, side: AnchorSide | None = None) -> Centred | None:
+        key = ("roi", i) if side is None else side
+        if key not in sums:
+            if side is None:
+                whole, _, (y0, y1, x0, x1) = view(i)
+                sums[key] = centred(whole[y0:y1, x0:x1])
+            else:
+                ref, mask, _ = anchor[(*side, False)]
+                valid = valid_rectangle(ref, mask)
+                sums[key] = None if valid is None else centred(valid)
+        return sums[key]
+
     for v, ready in chain_steps([p for _, p in pairs], order):
         if v in anchor_pair:  # the coarse pass of its anchor pair
             p = anchor_pair[v]
@@ -721,12 +763,19 @@ def register_prepared_stretch(
                 out.pairs[n] = out.coarse[p.i]
             else:
                 deps = [out.coarse.get(u) for u in views_of(p)] if coarse else []
-                other = anchor[(p.j, p.mirrored, False)] if p.kind == "anchor" else view(p.j)
-                out.pairs[n] = register_prepared(p, view(p.i), other, settings, *deps)
+                if p.kind == "anchor":
+                    other = anchor[(p.j, p.mirrored, False)]
+                    sums_of = (centred_of(p.i), centred_of(None, (p.j, p.mirrored)))
+                else:
+                    other, sums_of = view(p.j), (centred_of(p.i), centred_of(p.j))
+                out.pairs[n] = register_prepared(
+                    p, view(p.i), other, settings, *deps, centred=sums_of
+                )
             for u in views_of(p):
                 uses[u] -= 1
                 if uses[u] == 0 and u not in ends:
                     views.pop(u, None)
+                    sums.pop(("roi", u), None)
     return PreparedStretch(out, {v: (view(v), out.coarse.get(v)) for v in ends})
 
 
@@ -760,20 +809,23 @@ def register_across_prepared(
 def _prepared_stretch_graph(
     pairs: Sequence[Pair], settings: PairSettings, token: str, coarse: bool, n_stretches: int
 ) -> PairGraph:
-    """:func:`pair_graph` for views prepared once each: a task per anchor view (and per
-    binned anchor view for the coarse pass), stretch tasks
+    """:func:`pair_graph` for views prepared once each: a task per anchor view, which
+    prepares it binned for the coarse pass too (:func:`prepare_anchors`), stretch tasks
     (:func:`register_prepared_stretch`), and for each neighbour pair across two stretches
     a task (:func:`register_across_prepared`) on the two views they return
     (:func:`stretch_end`). The client gathers :func:`registrations_of` each stretch."""
     graph: dict[str, Any] = {}
     unbinned = settings.coarse_bin == 1
+    # the anchors a stretch is given: binned for the coarse pass, and the pairs' own unless
+    # the coarse pass (unbinned) is the anchor pair's registration, made in the stretch
+    binned = [True] if coarse and not unbinned else []
+    if not (coarse and unbinned):
+        binned.append(False)
 
     def anchor_key(side: AnchorSide) -> str:
-        j, mirrored, binned = side
-        what = "binned" if binned else "view"
-        key = f"align-anchor-{what}-{token}-{j}-{'mirrored' if mirrored else 'direct'}"
-        extra = (settings.coarse_margin(), settings.coarse_bin) if binned else ()
-        graph.setdefault(key, (prepare_anchor, j, mirrored, settings, *extra))
+        j, mirrored = side
+        key = f"align-anchor-{token}-{j}-{'mirrored' if mirrored else 'direct'}"
+        graph.setdefault(key, (prepare_anchors, j, mirrored, settings, binned))
         return key
 
     stretch_of = view_stretches(pairs, n_stretches)
@@ -791,13 +843,8 @@ def _prepared_stretch_graph(
     keys = []
     for k in sorted({*groups, *ends}):  # a stretch may only prepare views for pairs across
         group = groups.get(k, [])
-        sides: list[AnchorSide] = []
-        for p in (pairs[n] for n in group if pairs[n].kind == "anchor"):
-            if coarse and not unbinned:
-                sides.append((p.j, p.mirrored, True))
-            if not (coarse and unbinned):  # else the coarse pass is the pair's registration
-                sides.append((p.j, p.mirrored, False))
-        sides = list(dict.fromkeys(sides))
+        anchored = [(pairs[n].j, pairs[n].mirrored) for n in group if pairs[n].kind == "anchor"]
+        sides: list[AnchorSide] = list(dict.fromkeys(anchored)) if binned else []
         key = f"align-stretch-{token}-{k}"
         task = [(n, pairs[n]) for n in group]
         mine = list(dict.fromkeys(ends.get(k, [])))
