@@ -69,7 +69,7 @@ from .io.checks import (
     check_pixel_type,
 )
 from .lock import held_by, write_lock
-from .outputs import check_output, register_members, remove, swap_in, writing
+from .outputs import check_output, recover_swap, register_members, remove, swap_in, writing
 
 SCHEMA_VERSION = 1
 SCAN_NAMES = ("full", "roi")
@@ -792,6 +792,8 @@ def add_scan(
         raise ParameterError(f"unknown scan {name!r} (choose from {', '.join(SCAN_NAMES)})")
     check_output(path, "acquisition", inputs=inputs, resume=True)
     with write_lock(path):
+        # a swap that stopped with the old scan set aside (its only copy): back in place
+        recover_swap(os.path.join(path, f"{PARTIAL_SCAN}{name}"), os.path.join(path, name))
         group = open_sxtdist_group(path, mode="r+")
         if overwrite and group.attrs[KEY].get(REPLACING) == name:
             acq = Acquisition(path, group)  # this scan's interrupted replacement, done again
@@ -804,8 +806,7 @@ def add_scan(
         root = acq.group
         tmp_name = f"{PARTIAL_SCAN}{name}"
         tmp_dir = os.path.join(path, tmp_name)
-        for leftover in (tmp_dir, f"{tmp_dir}.old"):  # left by an interrupted run
-            remove(leftover)
+        remove(tmp_dir)  # left by an interrupted run
         marked = swapped = False
         old = None
         try:

@@ -445,6 +445,7 @@ def writing(
     made_parent = make_folders(parent)
     try:
         with write_lock(out):
+            recover_swap(partial_path(out), out)
             # checked again under the lock: another run may have written it meanwhile
             existing = check_output(
                 out, kind, inputs=inputs, overwrite=overwrite, resume=resume, file=file
@@ -538,6 +539,20 @@ def _exchange(a: str, b: str) -> bool:
     if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
         return False
     raise OSError(err, os.strerror(err), b)
+
+
+def recover_swap(partial: str, out: str) -> None:
+    """Undo what a :func:`swap_in` stopped mid-way left (a kill where the file system
+    cannot exchange two folders): the old output set aside at ``partial.old`` goes back
+    to ``out`` when nothing is there (its only copy), else it is removed (the swap was
+    done; its removal was not)."""
+    aside = f"{partial}.old"
+    if not os.path.lexists(aside):
+        return
+    if os.path.lexists(out):
+        remove(aside)
+    else:
+        os.replace(aside, out)
 
 
 def install(partial: str, out: str) -> None:

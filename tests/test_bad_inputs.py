@@ -773,6 +773,29 @@ def test_verify_tells_an_interrupted_replacement_and_skips_its_leftover(tmp_path
     assert f"{path}: {said}" in out and said in info
 
 
+def test_a_swap_stopped_with_the_old_output_set_aside_gets_it_back(templates, tmp_path, run_cli):
+    """Where folders cannot be exchanged, a replacement renames the old output (or scan)
+    aside, .old, then the new one in: killed between the two, the .old is the only copy.
+    The next write puts it back instead of deleting it, even when that write then fails."""
+    ws = Workspace(tmp_path, templates)
+    vol = ws.vol()
+    assert run_cli("export", vol, ws / "e.mrc")[0] == 0
+    before = (ws / "e.mrc").read_bytes()
+    os.replace(ws / "e.mrc", ws / ".e.mrc.sxtdist-partial.old")  # killed mid-swap
+    code, _, err = run_cli("export", vol, ws / "e.mrc")
+    assert code == 2 and "already exists" in err, err
+    assert (ws / "e.mrc").read_bytes() == before
+    assert not (ws / ".e.mrc.sxtdist-partial.old").exists()
+    acq = ws.acq()
+    roi = tree(acq / "roi")
+    os.replace(acq / "roi", acq / "_partial_roi.old")  # an import --overwrite killed mid-swap
+    ws.meta(acq, lambda m: m.update(replacing_scan="roi"))
+    closed = ws.tif("z.tif", np.zeros_like(FRAMES))  # refused as it is written
+    code, _, err = run_cli("import", closed, acq, *IMPORT, "--overwrite")
+    assert code == 2 and "no pixel with a transmission" in err, err
+    assert tree(acq / "roi") == roi and not (acq / "_partial_roi.old").exists()
+
+
 def test_a_tiff_folder_mixing_extension_spellings_is_one_series(templates, tmp_path, run_cli):
     """p_1.tif, p_2.TIF, p_3.tiff, p_4.TIFF (one camera's files copied by two tools) are one
     numbered series: refused as 'names of another pattern' before."""
