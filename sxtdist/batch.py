@@ -32,12 +32,14 @@ from ._progress import progress_bar
 from .distributed import cancel_tasks, get_client
 from .errors import (
     InputError,
+    OutputExistsError,
     SxtdistError,
     describe_os_error,
     one_line,
     option,
     os_error,
     printable,
+    quoted,
     use_overwrite,
 )
 from .execution import Execution, execution_fields
@@ -651,7 +653,9 @@ class _Batch:
             with cell_messages_as_details():
                 return self._run_cell(cell, result, t0)
         except SxtdistError as exc:
-            return result("failed", time.perf_counter() - t0, str(exc))
+            alone = isinstance(exc, OutputExistsError) and exc.path == cell.out
+            message = f"{exc}{_redo_alone(cell)}" if alone else str(exc)
+            return result("failed", time.perf_counter() - t0, message)
         except Exception as exc:
             if self.stop.is_set():
                 return result(
@@ -679,7 +683,8 @@ class _Batch:
                     "failed",
                     None,
                     f"{cell.out} is complete but was made with {mismatch}; "
-                    + use_overwrite("redo it"),
+                    + use_overwrite("redo it")
+                    + _redo_alone(cell),
                 )
             scores = _metrics(cell, self.client) if self.metrics else None
             return result("skipped", None, "complete already", scores)
@@ -706,6 +711,15 @@ class _Batch:
         scores = _metrics(cell, self.client) if scored else None
         notes = [n for n, on in (("aligned", aligned), ("resumed", previous == "running")) if on]
         return result("done", seconds, ", ".join(notes), scores)
+
+
+def _redo_alone(cell: Cell) -> str:
+    """What to do about one cell's output that only ``--overwrite`` would replace: in a
+    batch, that redoes every complete cell too."""
+    return (
+        f" (in a batch that redoes every cell: to redo {cell.name!r} alone, remove "
+        f"{quoted(cell.out)} and run the batch again)"
+    )
 
 
 def _existing_status(cell: Cell) -> str | None:

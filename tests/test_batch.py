@@ -196,6 +196,13 @@ def test_complete_cell_with_other_options_is_not_silently_kept(two_cells, tmp_pa
     (row,) = reconstruct_batch(cell, out, client=client, block_size=8, iterations=3, align=False)
     assert row.status == "failed" and "iterations=8" in row.message
     assert "overwrite=True" in row.message  # in Python's words: this is a call from Python
+    # overwrite=True redoes every cell of a batch: the row says how to redo this one alone
+    alone = f"to redo 'cell1' alone, remove {out / 'cell1.zarr'} and run the batch again"
+    assert alone in row.message
+    open_volume(out / "cell1.zarr").update_meta(status="running")  # stopped, of other options
+    (row,) = reconstruct_batch(cell, out, client=client, block_size=8, iterations=3, align=False)
+    assert row.status == "failed" and "holds an unfinished reconstruction" in row.message
+    assert alone in row.message
     (row,) = reconstruct_batch(
         cell,
         out,
