@@ -10,6 +10,7 @@ the blocks that are on disk, and the result is the same as an uninterrupted run.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import logging
 import math
@@ -216,6 +217,21 @@ def split_options(
     return recipe, Execution.of(execution, **{k: v for k, v in options.items() if k in theirs})
 
 
+#: True while a run works after :func:`build_problem` told it that its interior alignment is
+#: stale: the problems built again for its split halves (their checks, their runs) are of the
+#: same data, and the warning is told once per run, not once per half and check.
+_STALE_TOLD: contextvars.ContextVar[bool] = contextvars.ContextVar("stale_told", default=False)
+
+
+@contextmanager
+def _stale_told() -> Iterator[None]:
+    token = _STALE_TOLD.set(True)
+    try:
+        yield
+    finally:
+        _STALE_TOLD.reset(token)
+
+
 def build_problem(acq: Acquisition, recipe: Reconstruction | None = None, **fields: Any) -> Problem:
     """The reconstruction problem of ``recipe`` (or of its ``fields``) for an acquisition.
 
@@ -231,7 +247,7 @@ def build_problem(acq: Acquisition, recipe: Reconstruction | None = None, **fiel
         if n not in acq.scans:
             raise InputError(acq.path, f"has no scan {n!r} (it has {', '.join(acq.scans)})")
     grid = default_grid([acq[n].geometry for n in acq.scans], r.voxel_size_nm)
-    stale = stale_anchoring(acq) if "roi" in names else None
+    stale = stale_anchoring(acq) if "roi" in names and not _STALE_TOLD.get() else None
     if stale:
         warnings.warn(f"{printable(acq.path)}: {stale}", SxtdistWarning, stacklevel=2)
     problem = Problem(
@@ -683,7 +699,7 @@ def reconstruct(
         job.out, "volume", inputs=[job.acq.path], overwrite=ex.overwrite, resume=True,
         beside=False, keep=_worth_resuming,
     )  # fmt: skip
-    with claim as target:
+    with claim as target, _stale_told():
         # a replacement is written beside the output, and resumed there if interrupted
         work = dataclasses.replace(job, out=target.write_path)
         recipe, resume = _resume_layout(work, restart=target.beside)

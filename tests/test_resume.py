@@ -347,3 +347,21 @@ def test_a_running_reconstruction_keeps_the_intensity_transform_it_began_with(
     monkeypatch.setattr(runner, "run_tasks", aligned_meanwhile)
     vol = _run(tiny_copy, tmp_path / "v.zarr", client, iterations=iterations)
     np.testing.assert_array_equal(vol.level(0).compute(), ref)
+
+
+def test_a_resumed_split_halves_run_warns_of_a_stale_alignment_once(
+    tiny_acq, tmp_path, client, monkeypatch
+):
+    """A stale interior alignment is told once per run: resuming a split-halves run, the
+    checks of the halves already written and the run of the unfinished one build their
+    problems again, and used to repeat the warning for each (six times in all)."""
+    out = tmp_path / "stale.zarr"
+    vol = _run(tiny_acq, out, client, iterations=2, split_halves=True)
+    _interrupt(vol, vol.blocks_done)
+    _interrupt(open_volume(half_paths(str(out))[1]), [0])  # half 2 left to finish
+    monkeypatch.setattr(runner, "stale_anchoring", lambda acq: "STALE-ALIGNMENT")
+    with pytest.warns(sxtdist.errors.SxtdistWarning) as record:
+        again = _run(tiny_acq, out, client, iterations=2, split_halves=True)
+    assert again.status == "complete"
+    stale = [w for w in record if "STALE-ALIGNMENT" in str(w.message)]
+    assert len(stale) == 1, [str(w.message) for w in stale]
