@@ -856,6 +856,14 @@ def leftover_scans(path: str) -> dict[str, str]:
         if not os.path.isdir(where):
             continue
         scan = name.removeprefix(PARTIAL_SCAN).removesuffix(".old")
+        if name.endswith(".old") and not os.path.lexists(os.path.join(path, scan)):
+            # stopped between the swap's two renames: never tell to delete it
+            found[name] = (
+                f"{printable(where)}: the only copy of scan {scan!r}, set aside by an import "
+                f"that stopped while replacing it; do not delete it (the next import of "
+                f"scan {scan!r} puts it back first)"
+            )
+            continue
         what = (
             f"the old scan {scan!r}, set aside by an import that stopped while replacing it"
             if name.endswith(".old")

@@ -790,6 +790,10 @@ def test_a_swap_stopped_with_the_old_output_set_aside_gets_it_back(templates, tm
     roi = tree(acq / "roi")
     os.replace(acq / "roi", acq / "_partial_roi.old")  # an import --overwrite killed mid-swap
     ws.meta(acq, lambda m: m.update(replacing_scan="roi"))
+    for command in ("info", "verify"):  # the only copy of the scan: never 'delete it'
+        code, out, err = run_cli(command, acq)
+        assert "or delete it" not in out + err, (command, out, err)
+    assert "the only copy of scan 'roi'" in out, out  # verify's note
     closed = ws.tif("z.tif", np.zeros_like(FRAMES))  # refused as it is written
     code, _, err = run_cli("import", closed, acq, *IMPORT, "--overwrite")
     assert code == 2 and "no pixel with a transmission" in err, err
