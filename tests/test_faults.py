@@ -196,6 +196,9 @@ def test_a_batch_killed_outright_leaves_a_summary_of_what_it_did(acq, reference,
             statuses = {r["cell"]: r["status"] for r in read_summary(summary)}
         except OSError:
             pass
+    # killed once b's volume exists (a block recorded): killed while Zarr wrote its first
+    # zarr.json, b.zarr is a folder the re-run cannot tell from a user's (refused, kept)
+    _wait_for_blocks(out / "b.zarr", 1, p)
     os.killpg(p.pid, signal.SIGKILL)
     p.communicate(timeout=60)
     rows = {r["cell"]: r for r in read_summary(summary)}
