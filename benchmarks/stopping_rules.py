@@ -24,7 +24,10 @@ The rules, evaluated on the records (the count a rule picks is applied to run A)
   :func:`sxtdist.runner.late_factor`, never past where ``between`` has grown 1.4 times
   from ``far``'s minimum, :data:`sxtdist.solvers.BETWEEN_GROWTH`; earlier than ``far``'s
   minimum where the curves show :data:`sxtdist.solvers.EARLY_SIGNATURE`, from the seventh
-  session; :func:`sxtdist.runner.auto_count`);
+  session; in the noise regime the first count at or after ``far``'s vertex
+  (:func:`sxtdist.solvers.far_vertex`), from the eighth; :func:`sxtdist.runner.auto_count`);
+* ``seventh``: ``auto`` of the seventh session (the early band :data:`SEVENTH_EARLY`, no
+  vertex in the noise regime);
 * ``bounded``: ``auto`` without the early rule (``auto`` of the sixth session);
 * ``unbounded``: ``bounded`` without the bound (``auto`` of the fifth session);
 * ``far``: the minimum of C's ``far`` (the halves' own best count as ``far`` sees it),
@@ -108,13 +111,18 @@ from sxtdist.solvers import (
     between_exponent,
     cgne,
     cross_validated_count,
+    far_vertex,
 )
 
 PRESETS.setdefault("cell-slab", replace(PRESETS["cell"], name="cell-slab", height_px=32))
-#: Iteration cap per dose factor (the best count is near 20 at the paper's dose, 6-10 at 1/10).
+#: Iteration cap per dose factor (the best count is near 20 at the paper's dose, 6-10 at 1/10);
+#: other doses take the cap of the nearer of the two (:func:`cap_for`).
 CAP = {1.0: 60, 0.1: 40}
 FIXED = 20
 HOLD_EVERY = 10
+#: ``auto``'s early band of the seventh session (``seventh``: with it, without the noise
+#: regime's vertex; :data:`sxtdist.solvers.EARLY_SIGNATURE` is the band now).
+SEVENTH_EARLY = (0.15, 0.5, 1.2)
 
 
 class Recorder:
@@ -275,10 +283,16 @@ def _voxels(problem, block) -> np.ndarray:
     return sample_voxels(shape, roi_region(problem), core, seed=block.index)
 
 
+def cap_for(dose: float) -> int:
+    """Run A's iteration cap at a dose factor: :data:`CAP`'s, that of 1 from a dose of 0.5 up
+    and that of 0.1 below (0.3: 40, its best count is below 20 on both presets)."""
+    return CAP.get(dose, CAP[1.0] if dose >= 0.5 else CAP[0.1])
+
+
 def record(config: dict, work: str, holdout: bool = True) -> dict:
     t_sim = time.perf_counter()
     acq, photons = simulate(config, work)
-    cap = CAP[config["dose"]]
+    cap = cap_for(config["dose"])
     problem = build_problem(acq, iterations=cap, weights=config["weights"])
     grid = problem.grid
     (block,) = plan_blocks(list(problem.models.values()), grid, grid.nz).blocks
@@ -422,6 +436,13 @@ def choices(r: dict) -> dict[str, int | None]:
     misfit = r.get("holdout_misfit")
     out["holdout"] = int(np.argmin(misfit)) + 1 if misfit else None
     out["auto"] = auto_count(r["far"], r["between"], r["weights"])
+    out["seventh"] = cross_validated_count(
+        r["far"],
+        r["between"],
+        late_factor(r["weights"]),
+        early=SEVENTH_EARLY if early_signature(r["weights"]) else None,
+        noise_regime=False,
+    )
     out["bounded"] = cross_validated_count(
         r["far"], r["between"], late_factor(r["weights"]), early=None
     )
@@ -447,6 +468,7 @@ def table(path: str) -> str:
     rules = [
         "fixed",
         "auto",
+        "seventh",
         "bounded",
         "unbounded",
         "far",
@@ -677,7 +699,8 @@ def loss_table(records: list[dict], rules: dict) -> str:
 
 def signature_table(path: str) -> str:
     """What ``auto``'s early rule reads (:data:`sxtdist.solvers.EARLY_SIGNATURE`), per
-    configuration, min–max over the seeds: ``far``'s minimum ``k_f`` and the oracle's count,
+    configuration, min–max over the seeds: ``far``'s minimum ``k_f``, its vertex
+    (:func:`sxtdist.solvers.far_vertex`) and the oracle's count,
     ``between[k_f] / between[-1]`` and :func:`sxtdist.solvers.between_exponent` at ``k_f``."""
     records = [json.loads(line) for line in open(path)]
     groups: dict[tuple, list[tuple]] = {}
@@ -685,18 +708,25 @@ def signature_table(path: str) -> str:
         k = int(np.argmin(r["far"]))
         b = np.asarray(r["between"], np.float64)
         e = between_exponent(b, k)
-        row = (k + 1, choices(r)["oracle"], b[k] / b[-1], np.nan if e is None else e)
+        row = (
+            k + 1,
+            far_vertex(r["far"]),
+            choices(r)["oracle"],
+            b[k] / b[-1],
+            np.nan if e is None else e,
+        )
         groups.setdefault((r["preset"], r["dose"], r["capillary"], r["weights"]), []).append(row)
     lines = [
-        "| preset | dose | capillary | weights | seeds | k_f | oracle | "
+        "| preset | dose | capillary | weights | seeds | k_f | far's vertex | oracle | "
         "between[k_f] / between[60] | exponent over [k_f/2, k_f] |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, rows in sorted(groups.items()):
-        kf, orc, g, e = (np.asarray(c, np.float64) for c in zip(*rows))
+        kf, vx, orc, g, e = (np.asarray(c, np.float64) for c in zip(*rows))
         lines.append(
             f"| {key[0]} | {key[1]:g} | {'on' if key[2] else 'off'} | {key[3]} | {len(rows)} | "
-            f"{kf.min():.0f}–{kf.max():.0f} | {orc.min():.0f}–{orc.max():.0f} | "
+            f"{kf.min():.0f}–{kf.max():.0f} | {vx.min():.2f}–{vx.max():.2f} | "
+            f"{orc.min():.0f}–{orc.max():.0f} | "
             f"{g.min():.3f}–{g.max():.3f} | {e.min():.2f}–{e.max():.2f} |"
         )
     return "\n".join(lines)

@@ -313,13 +313,15 @@ BETWEEN_GROWTH = 1.4
 #: grew like ``k ** e`` over ``[k_f / 2, k_f]`` with ``e`` between the other two (0.81-0.89
 #: there; 0.11-0.31 with the capillary, where ``k_f`` is right; 1.61-2.31 on ``cell-slab`` at
 #: that dose, where ``k_f`` is right or early; 0.53-0.73 on ``small`` at the paper's dose,
-#: where the first value keeps the rule off). Then the count is the first iterate before
-#: ``k_f`` from which ``between`` stays above its value at ``k_f`` / :data:`BETWEEN_GROWTH`
-#: (:func:`cross_validated_count`). Fitted, not modelled: the three values sit near the middle
-#: of the gaps between the configurations of ``benchmarks/stopping_rules.py``'s records of
-#: seeds 1-5 (seeds 6-43, seen before they were set, fall in the same gaps;
-#: docs/dev/stopping-rule.md).
-EARLY_SIGNATURE = (0.15, 0.5, 1.2)
+#: where the first value keeps the rule off; 0.62-0.68 and 0.51-0.61 at 0.2 and 0.3 of the
+#: dose, whose first values, 0.12-0.16, do not: there ``k_f`` is right and the rule, with a
+#: lower edge of 0.5 until the eighth session, lost up to 1.3 dB). Then the count is the first
+#: iterate before ``k_f`` from which ``between`` stays above its value at ``k_f`` /
+#: :data:`BETWEEN_GROWTH` (:func:`cross_validated_count`). Above the band, ``between`` is the
+#: halves' noise (the noise regime of :func:`cross_validated_count`). Fitted, not modelled:
+#: the three values sit in the gaps between the configurations of
+#: ``benchmarks/stopping_rules.py``'s records of seeds 1-5 (docs/dev/stopping-rule.md).
+EARLY_SIGNATURE = (0.15, 0.7, 1.2)
 
 
 def between_exponent(between: Sequence[float], k: int) -> float | None:
@@ -338,6 +340,7 @@ def cross_validated_count(
     factor: float = LATE_FACTOR,
     growth: float = BETWEEN_GROWTH,
     early: tuple[float, float, float] | None = EARLY_SIGNATURE,
+    noise_regime: bool = True,
 ) -> int:
     """The iteration count (1-based) of ``--iterations auto`` from its split-half curves.
 
@@ -361,6 +364,13 @@ def cross_validated_count(
     ``[low, high]``, the count is the first iterate before ``k_f`` from which ``between``
     stays at or above its value at ``k_f`` / ``growth`` (``small`` at a tenth of the dose
     without the capillary, where the full data's best is earlier than the halves').
+
+    ``noise_regime`` (with ``early`` not ``None``): where ``between[k_f] / between[-1] <=
+    most`` and the exponent is above ``high``, ``between`` is the halves' noise alone
+    (``cell-slab`` at a tenth of the dose, ``k_f`` 3-6); the full data, with half their noise
+    and the same bias, is best no earlier than the halves, whose best lies between iterates
+    near :func:`far_vertex`: the count is the first iterate at or after it, ``k_f`` or
+    ``k_f + 1`` (at such small counts one iteration early loses up to 0.6 dB).
     """
     f = np.asarray(far, dtype=np.float64)
     b = np.asarray(between, dtype=np.float64)
@@ -381,4 +391,20 @@ def cross_validated_count(
             while j > 0 and growth * b[j - 1] >= b[k]:
                 j -= 1
             count = min(count, j + 1)
+        elif e is not None and e > early[2] and noise_regime:
+            count = max(count, int(np.ceil(far_vertex(f) - 1e-9)))
     return count
+
+
+def far_vertex(far: Sequence[float]) -> float:
+    """Where (a count, 1-based, between iterates) ``far`` is smallest: the vertex of the
+    parabola through its minimum and the two counts beside it, within half an iteration of
+    the minimum's count (the minimum's count itself at either end of the curve)."""
+    f = np.asarray(far, dtype=np.float64)
+    k = int(np.argmin(f))
+    if k == 0 or k == f.size - 1:
+        return float(k + 1)
+    curvature = f[k - 1] - 2.0 * f[k] + f[k + 1]
+    if curvature <= 0:  # flat: the three are equal
+        return float(k + 1)
+    return k + 1 + 0.5 * float(f[k - 1] - f[k + 1]) / curvature

@@ -132,7 +132,8 @@ def test_early_signature_stops_before_far_minimum():
     at 12 only 1/25 of its last value (at most 0.15): the count is the first iterate from
     which ``between`` stays within 1/1.4 of its value at 12, ``k ≥ 12 × 1.4 ** (-1/0.85)``
     = 8.07, so 9. Growing like ``k ** 1.25`` or ``k²`` before 12 (``cell-slab`` at that dose) or like
-    ``k ** 0.3`` (with the capillary), or growing only like ``k ** 1.1`` after 12 (1/5.9 of
+    ``k ** 0.3`` (with the capillary) or ``k ** 0.6`` (below 0.7: ``small`` at 0.2-0.3 of the
+    paper's dose, where ``k_f`` is right), or growing only like ``k ** 1.1`` after 12 (1/5.9 of
     its last value, above 0.15: the paper's dose), the count is ``far``'s minimum."""
     from sxtdist.solvers import between_exponent
 
@@ -152,8 +153,34 @@ def test_early_signature_stops_before_far_minimum():
     assert cross_validated_count(far, between(0.85, 1.25)) == 9  # 1/7.5 of the last value
     assert cross_validated_count(far, between(2.0, 2.0)) == 12
     assert cross_validated_count(far, between(0.3, 2.0)) == 12
+    assert cross_validated_count(far, between(0.6, 2.0)) == 12  # 0.2-0.3 of the dose: k_f
     assert cross_validated_count(far, between(0.85, 1.1)) == 12
     assert between_exponent(low, 1) is None  # too early to read a growth
+
+
+def test_noise_regime_stops_at_or_after_far_vertex():
+    """``cell-slab`` at a tenth of the dose, made synthetic: ``far`` is smallest at 4 and the
+    halves' disagreement grows like ``k²`` (their noise alone: exponent 2, above 1.2, and at
+    4 only 1/225 of its last value). The parabola through ``far`` at 3, 4 and 5 has its
+    vertex at 4.3: the halves' best lies between 4 and 5, and the full data, with half their
+    noise, is best no earlier, so 5 (the bound, which ``k²`` passes at 5, does not hold it
+    back). With the vertex at 3.7 it is 4; where the halves' disagreement grew like ``k ** 0.3``
+    (the early rule's band is below 1.2), with the rule off, or with equal weights, ``k_f``."""
+    from sxtdist import runner
+    from sxtdist.solvers import far_vertex
+
+    k = np.arange(1, AUTO_CAP + 1, dtype=np.float64)
+    late, early = (k - 4.3) ** 2 + 100.0, (k - 3.7) ** 2 + 100.0
+    assert far_vertex(late) == pytest.approx(4.3)
+    assert far_vertex(early) == pytest.approx(3.7)
+    assert far_vertex([1.0, 2.0, 3.0]) == 1.0  # at an end: the minimum's count
+    assert cross_validated_count(late, k**2) == 5
+    assert cross_validated_count(early, k**2) == 4
+    assert cross_validated_count(late, k**2, noise_regime=False) == 4
+    assert cross_validated_count(late, k**2, early=None) == 4
+    assert cross_validated_count(late, np.where(k <= 4, k**0.3, 4**0.3 * (k / 4) ** 2)) == 4
+    assert runner.auto_count(late, k**2, "quadrature") == 5
+    assert runner.auto_count(late, k**2, "equal") == 4
 
 
 def test_auto_count_reads_the_weights():
@@ -196,7 +223,7 @@ def test_auto_counts_from_the_pilot_blocks_summed_curves(tiny_acq, monkeypatch):
         assert (count, rule["error_lowest_at"]) == (expect, 20), weights
         assert rule["late_factor"] == (4.5 if expect == 28 else 1.0)
         assert rule["between_growth"] == 1.4
-        assert rule["early_signature"] == ((0.15, 0.5, 1.2) if expect == 28 else None)
+        assert rule["early_signature"] == ((0.15, 0.7, 1.2) if expect == 28 else None)
     np.testing.assert_allclose(rule["between"], between)
     np.testing.assert_allclose(rule["estimated_error"], far)
 
