@@ -68,7 +68,13 @@ from .recon import (
     view_subset,
 )
 from .resources import require_disk, require_memory
-from .solvers import BETWEEN_GROWTH, EARLY_SIGNATURE, LATE_FACTOR, cross_validated_count
+from .solvers import (
+    BETWEEN_GROWTH,
+    EARLY_SIGNATURE,
+    LATE_FACTOR,
+    cross_validated_count,
+    far_vertex,
+)
 from .volume import Volume, create_volume, open_volume
 
 logger = logging.getLogger(__name__)
@@ -524,7 +530,9 @@ def _auto_iterations(
     minimum, later where the halves' disagreement grows slowly after it; with quadrature
     weights, :func:`late_factor`; never past where that disagreement has grown
     :data:`~sxtdist.solvers.BETWEEN_GROWTH` times; earlier than the minimum where the curves
-    show :data:`~sxtdist.solvers.EARLY_SIGNATURE`; :func:`auto_count`), used for every
+    show :data:`~sxtdist.solvers.EARLY_SIGNATURE`, and in the noise regime above it the
+    first count at or after ``far``'s vertex, :func:`~sxtdist.solvers.far_vertex`;
+    :func:`auto_count`), used for every
     block (one count for the volume: blocks with counts of their own would show seams). ``benchmarks/stopping_rules.py`` measures it against the oracle
     (docs/reconstruction.md).
     """
@@ -570,6 +578,7 @@ def _auto_iterations(
         "estimated_error": [float(e) for e in error],
         "between": [float(e) for e in between],
         "error_lowest_at": lowest,
+        "error_vertex": far_vertex(error),
         "late_factor": late_factor(job.recipe.weights),
         "between_growth": BETWEEN_GROWTH,
         "early_signature": early_signature(job.recipe.weights),

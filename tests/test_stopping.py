@@ -252,6 +252,7 @@ def test_iterations_auto_is_one_count_recorded_in_the_provenance(
     assert rule["rule"] == "split-half cross-validation"
     assert prov["iterations"] == cross_validated_count(rule["estimated_error"], rule["between"])
     assert rule["error_lowest_at"] == int(np.argmin(rule["estimated_error"])) + 1
+    assert abs(rule["error_vertex"] - rule["error_lowest_at"]) <= 0.5
     assert vol.meta["stopping"]["iterations_min"] == vol.meta["stopping"]["iterations_max"]
     problem = build_problem(sxtdist.open_acquisition(low_dose, "r"))
     plan = plan_blocks(list(problem.models.values()), problem.grid, 8)
