@@ -323,12 +323,12 @@ def test_leave_one_out_is_quiet_on_errors_the_anchors_share():
 
 
 def test_weakly_tied_views_known_answer():
-    """A view's standard error over twice its axis's median, in either axis: named."""
+    """A view's standard error over 3 times its axis's median, in either axis: named."""
     sigma = np.full((10, 2), 0.05)
-    sigma[3, 1] = 0.101
-    sigma[7, 0] = 0.099
+    sigma[3, 1] = 0.151
+    sigma[7, 0] = 0.149
     assert weakly_tied(sigma).tolist() == [3]
-    assert sigma_ratio(sigma)[[3, 7, 0]] == pytest.approx([2.02, 1.98, 1.0])
+    assert sigma_ratio(sigma)[[3, 7, 0]] == pytest.approx([3.02, 2.98, 1.0])
     assert weakly_tied(np.zeros((0, 2))).size == 0
 
 
@@ -340,14 +340,14 @@ def test_views_the_solve_ties_weakly_are_named(lost):
     (cut by the edges): those interior views hang on the chain of neighbours from one
     side (the scan's two ends meet through the mirrored full view), their standard error
     grows along it, and every pair still closes. The views
-    over twice the median are named, whatever the noise (the ratio is the design's, at
+    over 3 times the median are named, whatever the noise (the ratio is the design's, at
     the weights the robust rules left: two noise draws agree to 0.02);
     every anchor kept: nothing named."""
     from sxtdist.alignment.shifts import pair_weights
 
     ratios = []
     for seed in (2, 3):
-        results, rec, _, _ = _joint_case(0.0, seed, 0.1, lost_anchors=lost, no_own_dx=(0, 8))
+        results, rec, _, _ = _joint_case(0.0, seed, 0.1, lost_anchors=lost, no_own_dx=(0, 1, 7, 8))
         ratios.append(rec["sigma_ratio"])
         w = pair_weights(results, np.arange(90) * 2.0)
         misfit = np.asarray(rec["pair_misfit_px"], float)
@@ -357,7 +357,7 @@ def test_views_the_solve_ties_weakly_are_named(lost):
         if lost:
             ends = {*range(10), *range(70, 90)}  # 0° and 180° meet: one end of the chain
             assert set(range(84, 90)) <= set(v.roi) <= ends and not v.full
-            assert set(v.roi.values()) == {"standard error over 2 times the median"}
+            assert set(v.roi.values()) == {"standard error over 3 times the median"}
         else:
             assert v.trusted and max(rec["sigma_ratio"]) < 1.5
     assert ratios[0] == pytest.approx(ratios[1], abs=0.02)
@@ -482,3 +482,23 @@ def test_an_error_the_full_views_share_is_not_trusted(tmp_path):
     assert set(np.flatnonzero(np.abs(err[:, 0]) > 0.4)) <= set(info["pairs_alone_flagged"]["roi"])
     assert "own dy contradicted by the pairs alone" in res.info["full"]["verdict"]
     assert not info["leave_one_out_flagged"]  # one full view at a time sees nothing
+
+
+@pytest.mark.slow  # a `small` alignment: 30-100 s on a busy 2-core machine
+def test_an_axis_tilt_does_not_fire_the_pairs_alone_check(tmp_path):
+    """A rotation axis tilted 1° on the detector and not measured (``small``, seed 2): a
+    view's row profile moves by the tilt times its mass centroid's column, which the full
+    views' own ``dy`` and the interior pairs see alike, so the pairs alone put no view's
+    ``dy`` 0.25 px from the alignment's (0.17 px here; 0.08 px untilted). The tilt bends
+    the shifts all the same (0.71 px): the pairs' misfit names views, and the remedy is
+    ``--measure-axis-tilt``."""
+    from distributed import Client
+
+    acq = sxtdist.simulate(tmp_path / "t.zarr", preset="small", seed=2, axis_tilt_deg=1.0)
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as c:
+        with pytest.warns(sxtdist.errors.SxtdistWarning, match="pair misfit"):
+            res = sxtdist.align(acq, client=c, report="", dry_run=True, progress=False)
+    info = res.info["roi"]
+    assert info["pairs_alone_flagged"] == {"roi": [], "full": []}
+    assert max(info["pairs_alone_dy_move_px"]) < 0.25
+    assert "pairs alone" not in res.verdict and "pair misfit" in res.verdict
