@@ -22,6 +22,9 @@ goes through :func:`check_output` and :func:`writing`:
   swapped into place when complete (``renameat2(RENAME_EXCHANGE)`` where the file
   system has it: the old output is whole until the new one is), then the old one
   is removed. An interrupted replacement leaves the old output as it was.
+- A new folder output written in place (a reconstruction, resumable there) is built
+  beside (``.<name>.sxtdist-new``) and renamed into place whole (:func:`creating`): a
+  run stopped as it creates one leaves nothing at the output that could be a user's.
 - One writer at a time: :func:`writing` holds :func:`sxtdist.lock.write_lock`.
 - A failed write removes what it created (no empty or half-written folder stays
   behind), unless the caller keeps it to resume (an interrupted reconstruction).
@@ -33,6 +36,7 @@ import ctypes
 import errno
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -53,6 +57,12 @@ KINDS = (
 )
 #: Suffix of the folder or file a replacement is written to, beside the output.
 PARTIAL_SUFFIX = ".sxtdist-partial"
+#: Suffix of the folder a new folder output is built in, beside it, before it is renamed
+#: into place (:func:`creating`).
+NEW_SUFFIX = ".sxtdist-new"
+#: Zarr's own file that a metadata write goes to before its rename over ``zarr.json``
+#: (zarr 3.4's atomic write): a run killed as it updated the output's attributes leaves it.
+ZARR_TEMP = re.compile(r"(zarr|\.zattrs|\.zgroup|\.zmetadata)\.[0-9a-f]{32}\.partial")
 #: The file that marks an alignment report folder as sxtdist's (its only sign: a folder
 #: of a user's that holds a ``shifts.csv`` is the user's).
 REPORT_MARK = "sxtdist-report.json"
@@ -65,8 +75,18 @@ OS_LITTER = (".DS_Store", "Thumbs.db", "desktop.ini", ".ipynb_checkpoints")
 
 def partial_path(path: str | os.PathLike[str]) -> str:
     """Where a replacement of ``path`` is written before it is swapped in."""
+    return _beside(path, PARTIAL_SUFFIX)
+
+
+def new_path(path: str | os.PathLike[str]) -> str:
+    """Where a new folder output ``path`` is built before it is renamed into place."""
+    return _beside(path, NEW_SUFFIX)
+
+
+def _beside(path: str | os.PathLike[str], suffix: str) -> str:
+    """The hidden name ``.<name><suffix>`` beside ``path``: sxtdist's, by its name."""
     parent, name = os.path.split(os.path.abspath(os.fspath(path)))
-    return os.path.join(parent, f".{name}{PARTIAL_SUFFIX}")
+    return os.path.join(parent, f".{name}{suffix}")
 
 
 # -- what is at a path ------------------------------------------------------------------------
@@ -177,7 +197,8 @@ def _levels(attrs: dict) -> set[str]:
 def strangers(path: str) -> list[str]:
     """What a folder that sxtdist wrote holds that sxtdist did not put there (a user's
     notes, another output written inside it): such a folder is not replaced, whatever it
-    was. ``[]`` for any other path; a desktop's litter (:data:`OS_LITTER`) is no stranger."""
+    was. ``[]`` for any other path; a desktop's litter (:data:`OS_LITTER`) and Zarr's own
+    temporary file (:data:`ZARR_TEMP`) are no strangers."""
     mark = _read_json(os.path.join(path, REPORT_MARK))
     kind, attrs = _zarr_kind(path) if mark.get("kind") != "alignment-report" else ("", {})
     if kind is None:
@@ -195,6 +216,7 @@ def strangers(path: str) -> list[str]:
         is_ours = MEMBERS.get(kind)
         ours |= {n for n in names if is_ours and is_ours(path, n, meta)}
     litter = {n for n in names if n in OS_LITTER or n.startswith("._")}
+    litter |= {n for n in names if ZARR_TEMP.fullmatch(n)}  # Zarr's, a write killed
     return sorted(set(names) - ours - litter)
 
 
@@ -490,6 +512,32 @@ def replacing_file(path: str | os.PathLike[str]) -> Iterator[str]:
         raise OSError(exc.errno, exc.strerror, path) from exc
     finally:
         remove(tmp)  # nothing there after the rename
+
+
+def creating(path: str | os.PathLike[str], build: Callable[[str], None]) -> None:
+    """Make the new folder output ``path`` whole or not at all: ``build(folder)`` writes it
+    in a folder beside (:func:`new_path`), which is then renamed to ``path``.
+
+    Built in place, a run stopped between Zarr's first file and the attributes that say
+    sxtdist wrote it (killed as it created a volume) left a folder that no later run can
+    tell from a user's; stopped now, it leaves the hidden folder beside, which the next
+    creation of ``path`` removes as its own. ``path`` is absent or an empty folder (its
+    owner's to check, holding its lock); an empty folder that cannot be renamed over (a
+    mount point) is built in place, as before.
+    """
+    path = os.fspath(path)
+    new = new_path(path)
+    remove(new)  # a creation stopped before its rename
+    try:
+        build(new)
+        os.rename(new, path)  # over an empty folder too
+    except BaseException as exc:
+        remove(new)
+        if not (isinstance(exc, OSError) and exc.filename2 == path):
+            raise
+        if exc.errno not in (errno.EBUSY, errno.EXDEV):
+            raise OSError(exc.errno, exc.strerror, path) from exc  # the output, not ``new``
+        build(path)  # ``path`` is a mount point: written in place
 
 
 def make_folders(path: str) -> str | None:

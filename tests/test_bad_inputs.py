@@ -639,6 +639,39 @@ def test_full_and_read_only_disks_are_one_line(small_mount, tmp_path, run_cli):
     assert code == 1 and "Read-only file system (the file system is read-only" in line, line
 
 
+def test_a_volume_is_created_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A volume is built beside and renamed in (a run killed half-way left a folder that
+    no run could tell from a user's, test_faults): a failure leaves nothing, an empty
+    folder is still written into, and so is a mount point (renamed over: EBUSY)."""
+    from sxtdist.geometry import VolumeGrid
+    from sxtdist.io import ngff
+    from sxtdist.volume import create_volume, open_volume
+
+    grid = VolumeGrid((8, 16, 16), 20.0)
+    (tmp_path / "empty.zarr").mkdir()
+    create_volume(tmp_path / "empty.zarr", grid, shard_z=4, chunk_z=4)
+    assert open_volume(tmp_path / "empty.zarr").status == "running"
+    with monkeypatch.context() as m:
+        m.setattr(ngff, "create_multiscale", _fails(errno.ENOSPC))
+        with pytest.raises(OSError):
+            create_volume(tmp_path / "v.zarr", grid, shard_z=4, chunk_z=4)
+    assert os.listdir(tmp_path) == ["empty.zarr"]
+    mount_tmpfs(tmp_path / "mnt.zarr", "size=4m")
+    try:
+        create_volume(tmp_path / "mnt.zarr", grid, shard_z=4, chunk_z=4)
+        assert open_volume(tmp_path / "mnt.zarr").status == "running"
+    finally:
+        subprocess.run(["umount", "-l", tmp_path / "mnt.zarr"], check=False)
+    assert sorted(os.listdir(tmp_path)) == ["empty.zarr", "mnt.zarr"]
+
+
+def _fails(code: int) -> Callable[..., None]:
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    return fail
+
+
 def test_a_full_disk_names_the_output_and_speaks_of_resuming_only_where_it_resumes(
     templates, tmp_path, run_cli, monkeypatch
 ):
