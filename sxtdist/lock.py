@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
-from .errors import OutputLockedError, SxtdistError, os_error
+from .errors import OutputLockedError, SxtdistError, naming, os_error
 
 #: Suffix of the lock file ``.<name>.sxtdist-lock`` beside an output.
 LOCK_SUFFIX = ".sxtdist-lock"
@@ -128,8 +128,7 @@ def write_lock(path: str | os.PathLike[str], wait_s: float = 0.0) -> Iterator[st
                 f"{lock}: the file system does not support locks ({exc.strerror}); "
                 "write the output to a local or lock-capable file system"
             ) from None
-        # the output the user named, not the hidden lock file beside it
-        raise OSError(exc.errno, exc.strerror or str(exc), path) from exc
+        raise naming(exc, path) from exc  # the output, not the hidden lock file beside it
     if fd is None:
         waited = f" (waited {wait_s:g} s)" if wait_s > 0 else ""
         raise OutputLockedError(
@@ -175,8 +174,8 @@ def activity_lock(path: str | os.PathLike[str], activity: str) -> Iterator[None]
             raise OutputLockedError(
                 path, f"is being {activity} by {holder}; wait for it to finish"
             ) from None
-        except OSError as exc:  # the place the user named, not the marker beside it
-            raise OSError(exc.errno, exc.strerror or str(exc), path) from exc
+        except OSError as exc:
+            raise naming(exc, path) from exc  # the place the user named, not the marker
         yield
 
 
@@ -198,14 +197,3 @@ def held_by(path: str | os.PathLike[str]) -> str | None:
         pass
     os.close(fd)
     return None
-
-
-def check_writable(path: str | os.PathLike[str]) -> None:
-    """Raise now the :class:`OSError` that writing ``path`` would meet (a read-only file
-    system, no permission), before long work whose result goes there; another writer
-    holding its lock at this moment is no error here."""
-    try:
-        with write_lock(path):
-            pass
-    except OutputLockedError:
-        pass

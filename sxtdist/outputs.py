@@ -42,8 +42,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .errors import InputError, OutputExistsError, use_overwrite
-from .lock import write_lock
+from .errors import InputError, OutputExistsError, naming, use_overwrite
+from .lock import lock_path, write_lock
 
 #: Kinds of output sxtdist writes and recognises.
 KINDS = (
@@ -57,6 +57,9 @@ KINDS = (
 )
 #: Suffix of the folder or file a replacement is written to, beside the output.
 PARTIAL_SUFFIX = ".sxtdist-partial"
+#: Suffix of where :func:`swap_in` sets the old output aside, beside the replacement, when
+#: the file system cannot exchange two folders (:func:`aside_path`).
+OLD_SUFFIX = ".old"
 #: Suffix of the folder a new folder output is built in, beside it, before it is renamed
 #: into place (:func:`creating`).
 NEW_SUFFIX = ".sxtdist-new"
@@ -81,6 +84,12 @@ def partial_path(path: str | os.PathLike[str]) -> str:
 def new_path(path: str | os.PathLike[str]) -> str:
     """Where a new folder output ``path`` is built before it is renamed into place."""
     return _beside(path, NEW_SUFFIX)
+
+
+def aside_path(partial: str | os.PathLike[str]) -> str:
+    """Where :func:`swap_in` sets aside the old output that ``partial`` replaces (where the
+    file system cannot exchange two folders), and :func:`recover_swap` looks for it."""
+    return f"{os.fspath(partial)}{OLD_SUFFIX}"
 
 
 def _beside(path: str | os.PathLike[str], suffix: str) -> str:
@@ -259,16 +268,27 @@ def _ancestors(path: str) -> list[os.stat_result]:
 
 def check_can_write(path: str | os.PathLike[str]) -> None:
     """Raise now the :class:`OSError` (naming ``path``) that writing ``path`` would meet on
-    a read-only file system or without permission: the nearest folder that exists at or
-    above it must be writable. For an output written after long work."""
+    a read-only file system or without permission, before long work whose result goes
+    there (or that is stored in it: an alignment's shifts in the acquisition).
+
+    Both must be writable: the nearest folder that exists at or above ``path`` (the
+    output's own files; the output itself when it is a folder) and the one that holds its
+    lock (:func:`sxtdist.lock.lock_path`: beside it, once resolved). Nothing is created
+    or locked: another writer holding the lock now is no error here, and is not disturbed.
+    """
+    for folder in (_nearest_folder(path), _nearest_folder(os.path.dirname(lock_path(path)))):
+        if not os.access(folder, os.W_OK):
+            read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+            code = errno.EROFS if read_only else errno.EACCES
+            raise OSError(code, os.strerror(code), os.fspath(path))
+
+
+def _nearest_folder(path: str | os.PathLike[str]) -> str:
+    """The folder at or above ``path`` that exists (a file's own folder)."""
     p = os.path.abspath(os.fspath(path))
     while not os.path.lexists(p):
         p = os.path.dirname(p)
-    folder = p if os.path.isdir(p) else os.path.dirname(p)
-    if not os.access(folder, os.W_OK):
-        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-        code = errno.EROFS if read_only else errno.EACCES
-        raise OSError(code, os.strerror(code), os.fspath(path))
+    return p if os.path.isdir(p) else os.path.dirname(p)
 
 
 def check_not_input(out: str, inputs: Iterable[str | os.PathLike[str] | None]) -> None:
@@ -509,7 +529,7 @@ def replacing_file(path: str | os.PathLike[str]) -> Iterator[str]:
     except OSError as exc:  # the file the user named, not the hidden one beside it
         if exc.filename != tmp or exc.errno is None:
             raise
-        raise OSError(exc.errno, exc.strerror, path) from exc
+        raise naming(exc, path) from exc
     finally:
         remove(tmp)  # nothing there after the rename
 
@@ -536,7 +556,7 @@ def creating(path: str | os.PathLike[str], build: Callable[[str], None]) -> None
         if not (isinstance(exc, OSError) and exc.filename2 == path):
             raise
         if exc.errno not in (errno.EBUSY, errno.EXDEV):
-            raise OSError(exc.errno, exc.strerror, path) from exc  # the output, not ``new``
+            raise naming(exc, path) from exc  # the output, not ``new``
         build(path)  # ``path`` is a mount point: written in place
 
 
@@ -594,7 +614,7 @@ def recover_swap(partial: str, out: str) -> None:
     cannot exchange two folders): the old output set aside at ``partial.old`` goes back
     to ``out`` when nothing is there (its only copy), else it is removed (the swap was
     done; its removal was not)."""
-    aside = f"{partial}.old"
+    aside = aside_path(partial)
     if not os.path.lexists(aside):
         return
     if os.path.lexists(out):
@@ -626,7 +646,7 @@ def swap_in(partial: str, out: str) -> str | None:
         return None
     if _exchange(partial, out):
         return partial
-    aside = partial + ".old"
+    aside = aside_path(partial)
     os.replace(out, aside)
     try:
         os.replace(partial, out)
