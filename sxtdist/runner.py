@@ -983,6 +983,20 @@ def asked_iterations(prov: Mapping[str, Any]) -> int | str:
     return AUTO
 
 
+def check_resumable(
+    acquisition: str | os.PathLike[str] | Acquisition,
+    out: str | os.PathLike[str],
+    recipe: Reconstruction | None = None,
+    **options: Any,
+) -> None:
+    """Raise now what :func:`reconstruct` (same arguments) would raise of the output
+    ``out`` before any work: a path it may not write, or an unfinished volume it would not
+    resume (begun on other data, with other parameters or another block layout). Nothing
+    is written; a batch checks every cell so before any cell runs."""
+    recipe, _ = split_options(recipe, None, options)
+    _resume_layout(_prepare(acquisition, out, recipe), restart=False)
+
+
 def _started_with(prov: Mapping[str, Any]) -> str:
     """What an unfinished volume's provenance says it was asked for, in a few words."""
     oracle = " with the oracle stop" if prov.get("oracle") else ""

@@ -254,6 +254,32 @@ def test_cell_whose_output_is_locked_fails_alone(two_cells, tmp_path, client):
     assert rows[1].status == "done"
 
 
+def test_a_later_cells_locked_or_unfinished_output_refuses_the_batch_first(
+    two_cells, tmp_path, client, lock_held_elsewhere
+):
+    """A later cell's output being written by another run, or unfinished and begun with
+    other parameters (not resumed), was found only when that cell ran, after the others:
+    now the batch is refused before any cell runs, naming the cell and the path."""
+    from sxtdist.errors import OutputExistsError
+    from sxtdist.geometry import VolumeGrid
+    from sxtdist.volume import create_volume
+
+    out = tmp_path / "o"
+    out.mkdir()
+    cells = [str(two_cells / "cell1.zarr"), str(two_cells / "cell2.zarr")]
+    with lock_held_elsewhere(out / "cell2.zarr") as pid:
+        locked = rf"cell2\.zarr: is being written by pid {pid} on \S+; wait for it to finish"
+        with pytest.raises(OutputLockedError, match=locked + r" \(cell 'cell2': no cell was run\)"):
+            reconstruct_batch(cells, out, client=client, metrics=False, **OPTS)
+    assert os.listdir(out) == []
+    prov = {"fingerprint": "another", "method": "sirt", "iterations": 3, "scans": ["full"]}
+    create_volume(out / "cell2.zarr", VolumeGrid((8, 16, 16), 20.0), 4, 4, {"provenance": prov})
+    other = r"cell2\.zarr: holds an unfinished reconstruction of other data or with other param"
+    with pytest.raises(OutputExistsError, match=other + r".* \(cell 'cell2': no cell was run\)"):
+        reconstruct_batch(cells, out, client=client, metrics=False, **OPTS)
+    assert os.listdir(out) == ["cell2.zarr"]
+
+
 def test_batch_cli_prints_table_and_exit_code(two_cells, tmp_path, run_cli):
     m = tmp_path / "cells.csv"
     m.write_text(f"acquisition,iterations\n{two_cells / 'cell1.zarr'},4\nmissing.zarr,\n")

@@ -411,7 +411,7 @@ def test_stale_lock_taken_over_by_exactly_one_of_20_processes_each_round(tmp_pat
     assert not os.path.exists(lock_path(tmp_path / "v.zarr"))
 
 
-def test_asking_who_holds_a_lock_never_refuses_a_writer(tmp_path, monkeypatch):
+def test_asking_who_holds_a_lock_never_refuses_a_writer(tmp_path, monkeypatch, lock_held_elsewhere):
     """held_by (info, an acquisition being replaced, a batch's check) took the lock for an
     instant: a writer starting then was refused ("is being written by another run").
     A lock of this host's run is told by its pid, the lock untouched; a writer waits out
@@ -419,20 +419,13 @@ def test_asking_who_holds_a_lock_never_refuses_a_writer(tmp_path, monkeypatch):
     from sxtdist import lock
 
     out = tmp_path / "v.zarr"
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD, out], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
-    )
-    try:
-        assert holder.stdout.readline() == b"held\n"
+    with lock_held_elsewhere(out) as pid:
         with monkeypatch.context() as m:
             m.setattr(lock, "_take", lambda path: pytest.fail("the probe took the lock"))
-            assert lock.held_by(out) == f"pid {holder.pid} on {socket.gethostname()}"
-        with pytest.raises(OutputLockedError, match=f"is being written by pid {holder.pid}"):
+            assert lock.held_by(out) == f"pid {pid} on {socket.gethostname()}"
+        with pytest.raises(OutputLockedError, match=f"is being written by pid {pid}"):
             with write_lock(out):
                 pass
-    finally:
-        holder.communicate(b"", timeout=60)
     assert lock.held_by(out) is None
     take, probed = lock._take, []
 
@@ -445,15 +438,6 @@ def test_asking_who_holds_a_lock_never_refuses_a_writer(tmp_path, monkeypatch):
     monkeypatch.setattr(lock, "_take", a_probe_holds_it_first)
     with write_lock(out):
         assert probed
-
-
-_HOLD = (
-    "import sys\n"
-    "from sxtdist.lock import write_lock\n"
-    "with write_lock(sys.argv[1]):\n"
-    "    print('held', flush=True)\n"
-    "    sys.stdin.read()\n"
-)
 
 
 def test_every_spelling_of_one_output_has_the_same_lock(tmp_path):
