@@ -351,8 +351,8 @@ def _check_resumable(cell: Cell) -> None:
 
     try:
         check_resumable(cell.acquisition, cell.out, **_reconstruct_options(cell))
-    except OutputExistsError:
-        raise
+    except OutputExistsError as exc:
+        raise OutputExistsError(exc.path, f"{exc.problem}{_redo_alone(cell)}") from None
     except SxtdistError:
         pass
 
