@@ -94,8 +94,16 @@ def aside_path(partial: str | os.PathLike[str]) -> str:
 
 def _beside(path: str | os.PathLike[str], suffix: str) -> str:
     """The hidden name ``.<name><suffix>`` beside ``path``: sxtdist's, by its name."""
-    parent, name = os.path.split(os.path.abspath(os.fspath(path)))
-    return os.path.join(parent, f".{name}{suffix}")
+    name = os.path.basename(os.path.abspath(os.fspath(path)))
+    return os.path.join(real_parent(path), f".{name}{suffix}")
+
+
+def real_parent(path: str | os.PathLike[str]) -> str:
+    """The folder that holds ``path`` as the system finds it: ``link/../out.zarr`` is beside
+    where ``link`` points, not beside ``link`` (:func:`os.path.abspath` reads ``..`` as
+    text). Resolved through symbolic links; ``path`` itself need not exist."""
+    head = os.path.dirname(os.fspath(path).rstrip(os.sep))
+    return os.path.realpath(head or os.curdir)
 
 
 # -- what is at a path ------------------------------------------------------------------------
@@ -318,12 +326,11 @@ def _check_folder_above(out: str) -> None:
     """Refuse an output below a file (``notes.txt/out.zarr``): its folder cannot be made;
     and one inside an output of sxtdist's (``cell.zarr/vol.zarr``): replacing that one
     would delete it without a word."""
-    p = os.path.dirname(os.path.abspath(out))
+    p = real_parent(out)  # ``link/..`` is above where the link points
     while not os.path.lexists(p):
         p = os.path.dirname(p)
     if not os.path.isdir(p):
         raise InputError(out, f"cannot be made: {p} is a file, not a folder")
-    p = os.path.realpath(p)
     while True:
         kind = _written_as(p)
         if kind:

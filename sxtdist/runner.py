@@ -54,7 +54,7 @@ from .io.checks import MAX_PIXEL_NM
 from .metrics import cylinder_mask, roi_diameter_px
 from .operators.psf import fwhm_to_sigma_px
 from .operators.scan import ScanModel
-from .outputs import check_output, recognise, remove, writing
+from .outputs import check_output, real_parent, recognise, remove, writing
 from .physics import psf_fwhm_nm
 from .recon import (
     AUTO,
@@ -1022,7 +1022,7 @@ def _check_capacity(grid: VolumeGrid, out: str, resume: bool) -> None:
     what = f"a volume of {grid.shape} voxels of {grid.voxel_size_nm:g} nm"
     if left < 1:
         what += f" ({1 - left:.0%} of its blocks written)"
-    require_disk(out, level0 * (left + 1 / 7), what)
+    require_disk(real_parent(out), level0 * (left + 1 / 7), what)  # not a hidden partial
 
 
 def _worth_resuming(exc: BaseException, path: str) -> bool:

@@ -239,6 +239,13 @@ def _dotdot(ws):
     return ["reconstruct", acq, f"{ws / 'sub'}/../cell.zarr/rec.zarr"]
 
 
+def _into_a_volume_through_a_link(ws):
+    """``link/..`` is where the link points, then up: a path naming a folder beside the link
+    as text names one inside the volume the link leads into."""
+    os.symlink(ws.vol() / "0", ws / "lk")
+    return ["reconstruct", ws.acq(), f"{ws / 'lk'}/../x.zarr", "--iterations", "1"]
+
+
 def _contains(ws):
     acq = ws.acq("proj/cell.zarr")
     (ws / "proj/notes.txt").write_text("mine")
@@ -341,6 +348,7 @@ CASES = [
     Case("simulate: a link to nothing", lambda ws: ["simulate", _link_to(ws, ws / "elsewhere.zarr", "sim.zarr"), "--preset", "tiny"], 2, r"sim\.zarr: is a symbolic link to \S+elsewhere\.zarr, which does not exist"),
     Case("export: a link to an acquisition, --overwrite", lambda ws: ["export", ws.vol(), _link_to(ws, ws.acq("x.zarr"), "e.zarr"), "--overwrite"], 2, r"e\.zarr: is a symbolic link to \S+x\.zarr, an sxtdist acquisition"),
     Case("reconstruct: '..' into the input", _dotdot, 2, r"lies inside the input"),
+    Case("reconstruct: 'link/..' into a volume", _into_a_volume_through_a_link, 2, r"lk/\.\./x\.zarr: lies inside the sxtdist volume \S+vol\.zarr: write it elsewhere"),
     Case("reconstruct: a user's folder, --overwrite", lambda ws: ["reconstruct", ws.acq(), ws.folder("thesis", thesis_tex="x"), "--overwrite"], 2, r"was not written by sxtdist"),
     Case("reconstruct: output is an existing file", lambda ws: ["reconstruct", ws.acq(), ws.text("out.zarr", "x")], 2, r"was not written by sxtdist"),
     Case("reconstruct: another acquisition, --overwrite", lambda ws: ["reconstruct", ws.acq(), ws.acq("other.zarr"), "--overwrite"], 2, r"is an sxtdist acquisition, not an sxtdist volume"),
@@ -663,6 +671,19 @@ def test_a_volume_is_created_whole_or_not_at_all(tmp_path, monkeypatch):
     finally:
         subprocess.run(["umount", "-l", tmp_path / "mnt.zarr"], check=False)
     assert sorted(os.listdir(tmp_path)) == ["empty.zarr", "mnt.zarr"]
+
+
+def test_a_disk_too_small_names_the_output_folder_not_a_hidden_partial(tmp_path):
+    """A replacement is written beside (.v.zarr.sxtdist-partial): the disk check said that
+    hidden name "has 164 KiB free", a path the user never gave."""
+    from sxtdist.errors import ParameterError
+    from sxtdist.geometry import VolumeGrid
+    from sxtdist.outputs import partial_path
+    from sxtdist.runner import _check_capacity
+
+    with pytest.raises(ParameterError) as e:  # more than any disk: told at once
+        _check_capacity(VolumeGrid((10**5,) * 3, 10.0), partial_path(tmp_path / "v.zarr"), False)
+    assert f"; {tmp_path} has " in str(e.value) and "partial" not in str(e.value), e.value
 
 
 def _fails(code: int) -> Callable[..., None]:
