@@ -220,18 +220,17 @@ def held_by(path: str | os.PathLike[str]) -> str | None:
     """Who holds the lock of the output ``path`` now (``"pid N on HOST"``), or None when
     nobody does, this process does, or it cannot be told (a read-only place).
 
-    A lock file naming a run of this host is told by that run's pid, the lock left
-    alone: taking it, even for an instant, refused a writer starting then. Only one that
-    names another host's run (or none yet) is taken for an instant, and a writer waits
-    such an instant out (:data:`PROBE_S`).
+    A lock file naming a live run of this host is told by that run's pid, the lock left
+    alone: taking it, even for an instant, refused a writer starting then. Any other (a
+    killed run's, removed when free; another host's) is taken for an instant, and a
+    writer finding its lock so held waits such an instant out (:data:`PROBE_S`).
     """
     lock = lock_path(path)
     if lock in _HELD or not os.path.exists(lock):  # this process writes it (an import)
         return None
     owner = _read_owner(lock)
-    alive = _alive_here(owner)
-    if alive is not None:  # a live writer of this host, or a killed one's file
-        return _describe(owner) if alive else None
+    if _alive_here(owner):  # a writer of this host, running
+        return _describe(owner)
     try:
         fd = _take(lock)
     except OSError:
