@@ -31,7 +31,8 @@ LOCK_SUFFIX = ".sxtdist-lock"
 #: Seconds between two tries while :func:`write_lock` waits for a lock.
 POLL_S = 0.25
 #: Seconds a writer tries again, quietly, for a lock held by what may be a probe
-#: (:func:`held_by` of another host holds it for an instant), and between two tries.
+#: (:func:`held_by` takes for an instant one that names no live run of this host), and
+#: between two tries.
 PROBE_S, PROBE_POLL_S = 0.5, 0.02
 #: The lock files this process holds (:func:`held_by` does not count them).
 _HELD: set[str] = set()
@@ -98,12 +99,12 @@ def _held_by(lock: str) -> str:
     return _describe(_read_owner(lock))
 
 
-def _alive_here(owner: dict) -> bool | None:
-    """Whether the run ``owner`` names is alive; None when this host cannot tell (a run of
-    another host, or no owner written yet)."""
+def _alive_here(owner: dict) -> bool:
+    """Whether ``owner`` is a run of this host that is alive (not a killed run, not another
+    host's run, which this host cannot tell, nor an owner not written yet)."""
     pid = owner.get("pid")
     if owner.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
-        return None
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
