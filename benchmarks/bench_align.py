@@ -377,6 +377,12 @@ def _print_ledgers(ledgers: dict) -> None:
             f"a core or for I/O); transfers between workers {med(2, 'transfers'):.2f} s per "
             f"run on 2 workers"
         )
+        outside = {w: np.median([g["own"] - g["thread-cpu"] for g in ledgers[w]]) for w in (1, 2)}
+        parts.append(
+            f"CPU outside the tasks' threads per run (reads' decoding threads, event loops, "
+            f"client, scheduler: on 1 worker mostly on the other core, on 2 workers it shares "
+            f"theirs): 1 worker {outside[1]:.2f} s, 2 workers {outside[2]:.2f} s"
+        )
     for line in parts:
         print(f"    {line}")
 
