@@ -82,7 +82,7 @@ def study(family: str, n_full: int, seed: int, args, client, workdir: str) -> di
     for key in ("coarse_task_seconds", "fine_task_seconds", "check_seconds", "pairs_widened"):
         if key in res.info.get("roi", {}):
             out[key] = res.info["roi"][key]
-    for key in ("leave_one_out_move_px", "pairs_alone_dy_move_px"):  # the checks' largest
+    for key in ("leave_one_out_move_px", "pairs_alone_dy_move_px", "sigma_ratio"):  # largest
         if res.info.get("roi", {}).get(key):
             out[key.removesuffix("_px") + "_max"] = float(np.max(res.info["roi"][key]))
     if args.psnr:

@@ -15,6 +15,20 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
+#: An interior view whose standard error in ``dy`` or ``dx`` is more than this many times
+#: that axis's median over the scan's views is named by the verdict
+#: (:func:`weakly_tied`). The ratio does not depend on the noise (the misfit scale is the
+#: same for every view): it says how much less the design of the solve (which pairs, the
+#: full views' own estimates, at the weights the robust rules left them) ties the view
+#: than the scan's typical view. Development runs (``benchmarks/align_motion.py``, seeds
+#: 1-12 of the control and of ``drift --motion-scale 3``, 1-6 of ``large``, 9 and 19 full
+#: views): at most 1.28 on the control, 2.05 on any run within 0.3 px; 3.2-4.5 on 8 of the
+#: 18 drift runs past 0.5 px, among them the one the other checks missed (``--full 19
+#: --seeds 6``: the last interior views' anchors lost and full views 0-2 and 16-18
+#: without their own ``dx``, the scan's ends hang on the chain of neighbours; 4.07, 0.60 px
+#: off; docs/dev/alignment-history.md).
+SIGMA_RATIO_FLAG = 3.0
+
 
 @dataclass
 class AxisFit:
@@ -90,6 +104,23 @@ def view_uncertainty(fits: tuple[AxisFit, AxisFit], n: int) -> dict:
         "roi_sigma_px": np.stack([ey[:n], ex[:n]], 1),
         "full_sigma_px": np.stack([ey[n:], ex[n : n + n_full]], 1),
     }
+
+
+def weakly_tied(sigma: np.ndarray, ratio: float = SIGMA_RATIO_FLAG) -> np.ndarray:
+    """The interior views whose standard error (``sigma`` ``(n, 2)``, ``roi_sigma_px``) in
+    either axis is more than ``ratio`` times that axis's median over the views."""
+    sigma = np.asarray(sigma, float).reshape(-1, 2)
+    if not len(sigma):
+        return np.zeros(0, int)
+    median = np.median(sigma, axis=0)
+    return np.flatnonzero((sigma > ratio * np.maximum(median, 1e-300)).any(axis=1))
+
+
+def sigma_ratio(sigma: np.ndarray) -> np.ndarray:
+    """``(n,)``: each interior view's largest standard error over its axis's median (the
+    statistic :func:`weakly_tied` reads)."""
+    sigma = np.asarray(sigma, float).reshape(-1, 2)
+    return (sigma / np.maximum(np.median(sigma, axis=0), 1e-300)).max(axis=1)
 
 
 def object_translation(

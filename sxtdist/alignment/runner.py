@@ -519,6 +519,7 @@ def _record_verdict(
         info.get("leave_one_out_flagged") or (),
         _no_signal(full),
         info.get("pairs_alone_flagged"),
+        info.get("weakly_tied_views") or (),
     )
     info["verdict"], info["check_views"] = verdict.scan_line("roi"), sorted(verdict.roi)
     if "full" in result.info:

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse.linalg  # noqa: F401  (sparse.linalg)
 from scipy import optimize, sparse
 
-from .confidence import axis_fits, view_uncertainty
+from .confidence import axis_fits, sigma_ratio, view_uncertainty, weakly_tied
 from .consistency import leave_full_views_out, pairs_alone_dy
 from .ncc import NccSurface
 from .pairs import (
@@ -437,6 +437,10 @@ def solve_joint(
     t0 = time.perf_counter()
     fits = axis_fits(system.matrices(*weights), (sy, sx), (roi_angles, full_angles), scale)
     info.update(view_uncertainty(fits, n))
+    # views the design ties far less than the scan's typical view (a stretch of full
+    # views without their own dx, say): an error the pairs share shows there first
+    info["sigma_ratio"] = sigma_ratio(info["roi_sigma_px"]).round(3).tolist()
+    info["weakly_tied_views"] = weakly_tied(info["roi_sigma_px"]).tolist()
     own_rows = full_view_rows(used, n_full)
     loo = leave_full_views_out(fits, own_rows, n)
     info.update(loo.per_view())

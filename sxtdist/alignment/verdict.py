@@ -25,7 +25,13 @@ A view is named when
 - its ``dy`` moves more than :data:`~sxtdist.alignment.consistency.MOVE_FLAG_PX` when
   every full view's own estimate is left out (the pairs alone): an error those estimates
   share, which no one of them left out shows; the full views whose own ``dy`` the pairs
-  alone put as far off are named too.
+  alone put as far off are named too;
+- its standard error in ``dy`` or ``dx`` is more than
+  :data:`~sxtdist.alignment.confidence.SIGMA_RATIO_FLAG` times the scan's median
+  (:func:`~sxtdist.alignment.confidence.weakly_tied`): the solve ties it far less than
+  its typical view (a stretch of full views whose own ``dx`` the edges cut leaves the
+  interior at their angles on the chain of neighbours alone), so an error the pairs
+  share there shows in no misfit.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .confidence import SIGMA_RATIO_FLAG
 from .consistency import MOVE_ALWAYS_PX, MOVE_FLAG_PX
 from .diagnostics import LOST_WEIGHT, peak_loss_ratio
 from .pairs import PairResult, views_of
@@ -105,6 +112,7 @@ def judge(
     left_out: Sequence[Sequence[float]] = (),
     full_no_signal: Sequence[int] = (),
     pairs_alone: Mapping[str, Sequence[int]] | None = None,
+    weakly_tied: Sequence[int] = (),
 ) -> Verdict:
     """The verdict on an interior alignment from its pairs (``misfit`` ``(m, 2)`` and
     ``kept`` ``(m,)`` as :class:`~sxtdist.alignment.AlignmentResult` holds them, NaN for a
@@ -115,7 +123,8 @@ def judge(
     :meth:`~sxtdist.alignment.consistency.LeaveOneOut.flagged`) and the full views with no
     signal (constant or not finite: their own estimate measured nothing) and the views the
     pairs alone place otherwise in ``dy`` (``pairs_alone_flagged``,
-    :meth:`~sxtdist.alignment.consistency.PairsAlone.flagged`)."""
+    :meth:`~sxtdist.alignment.consistency.PairsAlone.flagged`) and the views the solve
+    ties weakly (``weakly_tied_views``, :func:`~sxtdist.alignment.confidence.weakly_tied`)."""
     verdict = Verdict()
     m = len(results)
     misfit = np.full((m, 2), np.nan) if misfit is None else np.asarray(misfit, float)
@@ -170,6 +179,8 @@ def judge(
         )
     for j in pairs_alone.get("full", ()):
         verdict.full.setdefault(int(j), "own dy contradicted by the pairs alone")
+    for i in weakly_tied:
+        verdict.roi.setdefault(int(i), f"standard error over {SIGMA_RATIO_FLAG:g} times the median")
     for j in full_no_signal:  # the cause of whatever else its anchors showed
         verdict.full[int(j)] = "no signal"
     return verdict

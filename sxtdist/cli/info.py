@@ -228,6 +228,14 @@ def _alignment_details(al: dict) -> str:
             f"leave-one-out: largest move {move[i]:.3f} px (view {i}, without full view "
             f"{al['leave_one_out_full_view'][i]}, p = {al['leave_one_out_p'][i]:.2g})"
         )
+    alone = al.get("pairs_alone_dy_move_px")
+    if alone:  # how far each view's dy moves without every full view's own estimate
+        i = int(np.argmax(alone))
+        parts.append(f"pairs alone: largest dy move {alone[i]:.3f} px (view {i})")
+    ratio = al.get("sigma_ratio")
+    if ratio:  # how much less the solve ties a view than the median one
+        i = int(np.argmax(ratio))
+        parts.append(f"largest standard error {ratio[i]:.2f} times the median (view {i})")
     return "; ".join(parts)
 
 
