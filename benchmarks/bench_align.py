@@ -41,7 +41,14 @@ stream of every timed run on 2 workers, parts 1 and 2 print how long the first w
 run out of tasks waited for the other, how many inputs moved between them and how busy
 they were over the tasks' span, and the CPU seconds of the client and the local
 scheduler per run (they share the machine's cores with the workers): figures that a
-busy machine disturbs far less than the times.
+busy machine disturbs far less than the times. From a CPU ledger of every timed run
+(``CpuLedger``): the CPU other processes on the machine took meanwhile (``/proc/stat``
+less this run's own, in cores: a quiet machine is under 0.1; Linux shares the cores
+between sessions before it reads ``nice``, so a study at ``nice -n 19`` in another
+session still takes its share, and one such process halves what 2 workers get, not
+what 1 gets), and from Dask's task metrics the tasks' CPU seconds per run on 1 and on 2
+workers (equal where the second worker adds no work and the cores do not slow each
+other) and the share of the tasks' time they were on a CPU.
 
 After the Dask timings of parts 1 and 2, **this machine's ceiling**: the same task graph
 (``task_graph``: what ``sxtdist.align`` submits) run whole by Dask's synchronous
@@ -50,7 +57,9 @@ alone and then two at once, ``--repeat`` rounds. Two processes doing twice the w
 ``t2`` against one in ``t1`` is a throughput ratio of ``2 t1 / t2``, the most any
 scheduling of the tasks on 2 workers can reach here: below 2 where the two cores share
 the memory bandwidth or one physical core. The Dask ratio is then printed as a fraction
-of it (``--no-ceiling`` skips this).
+of it (``--no-ceiling`` skips this). Beside it the CPU seconds of the graph per process,
+alone and two at once (above 1x: the cores slow each other: memory bandwidth, a shared
+physical core), and what other processes took meanwhile.
 
 It prints first which sxtdist it imported (its directory and that tree's git commit).
 
@@ -153,6 +162,7 @@ def time_workers(
     pair_s: dict[int, list[float]] = {1: [], 2: []}
     waits: list[tuple[float, int, float]] = []
     cpu: dict[int, list[float]] = {1: [], 2: []}
+    ledgers: dict[int, list[dict]] = {1: [], 2: []}
     res = None
     for _ in range(repeat):
         for workers in (1, 2):
@@ -161,16 +171,18 @@ def time_workers(
                 client.get_task_stream(start=time.time())  # starts the scheduler's record
                 for run in range(2 if warm else 1):
                     since = time.time()
+                    before = CpuLedger.start(client)
                     t0, c0 = time.perf_counter(), time.process_time()
                     out = _align(acq, client, scans, method)
                     (times if run == 0 else again)[workers].append(time.perf_counter() - t0)
                     cpu[workers].append(time.process_time() - c0)
                     if run == 0:
+                        ledgers[workers].append(before.stop(client))
                         res = out
                         pair_s[workers] += [(r.pair.kind, r.seconds) for r in res.pairs]
                     if workers == 2:
                         waits.append(end_wait(client.get_task_stream(start=since)))
-    return times, pair_s, res, again, (waits, cpu)
+    return times, pair_s, res, again, (waits, cpu, ledgers)
 
 
 def _fresh_client(workers: int):
@@ -207,10 +219,13 @@ def end_wait(records: list[dict]) -> tuple[float, int, float]:
     return max(ends.values()) - min(ends.values()), moved, busy / (len(ends) * (stop - start))
 
 
-def _print_end_wait(waits: list, cpu: dict) -> None:
-    """:func:`end_wait` over the runs on 2 workers (first and second runs together), and
-    the CPU seconds of this process (the client and the local cluster's scheduler) per
-    run: what the workers' two cores share with them."""
+def _print_end_wait(waits: list, cpu: dict, ledgers: dict | None = None) -> None:
+    """:func:`end_wait` over the runs on 2 workers (first and second runs together), the
+    CPU seconds of this process (the client and the local cluster's scheduler) per
+    run: what the workers' two cores share with them, and the timed runs' CPU ledgers
+    (:class:`CpuLedger`, :func:`_print_ledgers`)."""
+    if ledgers:
+        _print_ledgers(ledgers)
     if not waits:
         return
     wait = np.array([w for w, _, _ in waits])
@@ -231,6 +246,145 @@ def _print_end_wait(waits: list, cpu: dict) -> None:
             if c
         )
     )
+
+
+def _machine_busy_seconds() -> float | None:
+    """CPU seconds all the machine's cores spent busy since boot (``/proc/stat``: user,
+    nice, system, irq, softirq, steal), or ``None`` where there is no ``/proc/stat``."""
+    import os
+
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:]
+    except OSError:
+        return None
+    ticks = sum(int(fields[k]) for k in (0, 1, 2, 5, 6, 7))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    """CPU seconds of this process (the client and a local cluster's scheduler) and of
+    every process it started (the local cluster's nannies and workers)."""
+    import psutil
+
+    me = psutil.Process()
+    total = time.process_time()
+    for child in me.children(recursive=True):
+        try:
+            t = child.cpu_times()
+        except psutil.Error:  # gone meanwhile
+            continue
+        total += t.user + t.system
+    return total
+
+
+async def _heartbeat(dask_worker) -> None:
+    """Send the worker's metrics to the scheduler now (they go with its heartbeat)."""
+    await dask_worker.heartbeat()
+
+
+def _task_metrics(client) -> dict[str, float]:
+    """The cluster's cumulative fine performance metrics (distributed 2023.4+; empty
+    where it has none), in seconds: the tasks' CPU (``thread-cpu``: their thread on a
+    CPU), their wall time off a CPU (``thread-noncpu``: waiting for a core, for I/O, for
+    the GIL) and the transfers between workers (``gather-dep`` and ``get-data``)."""
+    try:
+        client.run(_heartbeat)
+        raw = client.run_on_scheduler(
+            lambda dask_scheduler: dict(dask_scheduler.cumulative_worker_metrics)
+        )
+    except Exception:  # an older distributed: no such metrics
+        return {}
+    out = {"thread-cpu": 0.0, "thread-noncpu": 0.0, "transfers": 0.0}
+    for key, value in raw.items():
+        if not isinstance(key, tuple) or key[-1] != "seconds":
+            continue
+        if key[0] == "execute" and key[2] in ("thread-cpu", "thread-noncpu"):
+            out[key[2]] += value
+        elif key[0] in ("gather-dep", "get-data"):
+            out["transfers"] += value
+    return out
+
+
+class CpuLedger:
+    """Where the CPU went during one timed run: the machine's busy seconds, those of this
+    process and its local cluster's, and the tasks' own metrics (:func:`_task_metrics`).
+
+    The rest of the machine's busy seconds are other processes' (``others``): on this
+    2-core machine, shared by several sessions, a run that had less than both cores sees
+    its 1 -> 2 worker ratio fall towards what it was given, whatever the code. Linux
+    shares the cores between sessions (autogroups) before it reads ``nice``, so a study
+    at ``nice -n 19`` in another session takes its share all the same.
+    """
+
+    def __init__(self, client) -> None:
+        self.wall = time.perf_counter()
+        self.busy = _machine_busy_seconds()
+        self.own = _own_cpu_seconds()
+        self.metrics = _task_metrics(client)
+
+    @classmethod
+    def start(cls, client) -> CpuLedger:
+        return cls(client)
+
+    def stop(self, client) -> dict:
+        """The run's figures, from :meth:`start` to now (the tasks' metrics read after the
+        clock, when the workers have sent them)."""
+        wall = time.perf_counter() - self.wall
+        busy = _machine_busy_seconds()
+        own = _own_cpu_seconds() - self.own
+        after = _task_metrics(client)
+        out = {"wall": wall, "own": own}
+        if busy is not None and self.busy is not None:
+            out["others"] = max(busy - self.busy - own, 0.0)
+        if after and self.metrics:
+            out.update({k: after[k] - self.metrics.get(k, 0.0) for k in after})
+        return out
+
+
+def _print_ledgers(ledgers: dict) -> None:
+    """The timed runs' CPU ledgers (:class:`CpuLedger`), medians per worker count."""
+
+    def med(w: int, key: str) -> float:
+        return float(np.median([g[key] for g in ledgers[w]]))
+
+    if not ledgers[1] or not ledgers[2]:
+        return
+    have = set(ledgers[1][0]) & set(ledgers[2][0])
+    parts = []
+    if "others" in have:
+        parts.append(
+            "other processes' CPU during the timed runs (cores, median): "
+            + ", ".join(f"{w} worker{'s' if w > 1 else ''} {med(w, 'others') / med(w, 'wall'):.2f}"
+                        for w in (1, 2))
+            + " (a quiet machine: under 0.1)"
+        )  # fmt: skip
+    parts.append(
+        "this run's own CPU (client, scheduler, workers; seconds per run, median): "
+        + ", ".join(f"{w} worker{'s' if w > 1 else ''} {med(w, 'own'):.2f}" for w in (1, 2))
+    )
+    if "thread-cpu" in have:
+        one, two = med(1, "thread-cpu"), med(2, "thread-cpu")
+        on_cpu = {
+            w: med(w, "thread-cpu") / max(med(w, "thread-cpu") + med(w, "thread-noncpu"), 1e-9)
+            for w in (1, 2)
+        }
+        parts.append(
+            f"the tasks' CPU seconds per run: 1 worker {one:.2f}, 2 workers {two:.2f} "
+            f"({two / max(one, 1e-9):.2f}x: above 1, work the second worker adds or the two "
+            f"cores slowing each other); share of the tasks' time on a CPU: 1 worker "
+            f"{on_cpu[1]:.0%}, 2 workers {on_cpu[2]:.0%} (below ~95 %: the tasks waited for "
+            f"a core or for I/O); transfers between workers {med(2, 'transfers'):.2f} s per "
+            f"run on 2 workers"
+        )
+        outside = {w: np.median([g["own"] - g["thread-cpu"] for g in ledgers[w]]) for w in (1, 2)}
+        parts.append(
+            f"CPU outside the tasks' threads per run (reads' decoding threads, event loops, "
+            f"client, scheduler: on 1 worker mostly on the other core, on 2 workers it shares "
+            f"theirs): 1 worker {outside[1]:.2f} s, 2 workers {outside[2]:.2f} s"
+        )
+    for line in parts:
+        print(f"    {line}")
 
 
 def _print_warm(again: dict) -> None:
@@ -314,9 +468,10 @@ def _run_graph_alone(graph, keys, barrier, times) -> None:
     _tasks_module()  # imported before the clock, as on the workers
 
     barrier.wait()
-    t0 = time.perf_counter()
+    t0, c0, busy = time.perf_counter(), time.process_time(), _machine_busy_seconds()
     dask.local.get_sync(graph, keys)
-    times.put(time.perf_counter() - t0)
+    busy = None if busy is None else _machine_busy_seconds() - busy
+    times.put((time.perf_counter() - t0, time.process_time() - c0, busy))
 
 
 def machine_ceiling(acq, method: str, repeat: int) -> np.ndarray:
@@ -333,6 +488,7 @@ def machine_ceiling(acq, method: str, repeat: int) -> np.ndarray:
     import os
 
     import dask.config
+    import distributed  # noqa: F401  (its defaults, the nanny's environment, load on import)
 
     graph, keys = task_graph(acq, method)
     ctx = mp.get_context("spawn")
@@ -345,6 +501,8 @@ def machine_ceiling(acq, method: str, repeat: int) -> np.ndarray:
     os.environ.update(env)  # the spawned children inherit it, as a nanny's workers do
     try:
         ratios, alone, together = [], [], []
+        cpu: dict[int, list[float]] = {1: [], 2: []}  # per process
+        others: dict[int, list[float]] = {1: [], 2: []}  # cores
         for _ in range(repeat):
             for n in (1, 2):
                 barrier, times = ctx.Barrier(n), ctx.Queue()
@@ -357,7 +515,11 @@ def machine_ceiling(acq, method: str, repeat: int) -> np.ndarray:
                 seconds = [times.get() for _ in procs]
                 for proc in procs:
                     proc.join()
-                (alone if n == 1 else together).append(max(seconds))
+                (alone if n == 1 else together).append(max(s for s, _, _ in seconds))
+                cpu[n] += [c for _, c, _ in seconds]
+                wall, _, busy = seconds[0]
+                if busy is not None:  # the rest of the machine meanwhile, in cores
+                    others[n].append(max(busy - sum(c for _, c, _ in seconds), 0.0) / wall)
             ratios.append(2 * alone[-1] / together[-1])
     finally:
         for k, v in saved.items():
@@ -371,6 +533,17 @@ def machine_ceiling(acq, method: str, repeat: int) -> np.ndarray:
         f"2 at once {', '.join(f'{t:.2f}' for t in together)} s -> 2 processes do "
         f"{', '.join(f'{r:.2f}' for r in ratios)}x the work of one, median "
         f"{np.median(ratios):.2f}x"
+    )
+    quiet = (
+        f"; other processes meanwhile: median {np.median(others[1]):.2f} cores (1 process), "
+        f"{np.median(others[2]):.2f} (2 at once; a quiet machine: under 0.1)"
+        if others[1] and others[2]
+        else ""
+    )
+    print(
+        f"      CPU seconds of the graph per process: alone median {np.median(cpu[1]):.2f}, two "
+        f"at once {np.median(cpu[2]):.2f} ({np.median(cpu[2]) / np.median(cpu[1]):.2f}x: "
+        f"above 1, the two cores slow each other: memory bandwidth, a shared core){quiet}"
     )
     return np.asarray(ratios)
 

@@ -33,6 +33,7 @@ from .distributed import cancel_tasks, get_client
 from .errors import (
     InputError,
     OutputExistsError,
+    OutputLockedError,
     SxtdistError,
     describe_os_error,
     one_line,
@@ -43,7 +44,7 @@ from .errors import (
     use_overwrite,
 )
 from .execution import Execution, execution_fields
-from .lock import write_lock
+from .lock import held_by, write_lock
 from .logs import cell_messages_as_details
 from .outputs import (
     check_name,
@@ -313,16 +314,52 @@ def _check_outputs(cells: list[Cell], out_dir: str | os.PathLike[str], where: st
             raise InputError(where, f"cell {c.name!r}: output {exc}") from None
 
 
-def _check_cell_outputs(cells: list[Cell], overwrite: bool) -> None:
-    """Refuse the batch before any cell runs when a cell's output may not be written (a
-    user's folder, a volume holding a user's files, an acquisition): checked cell by cell as
-    the cells ran, ``--overwrite`` had replaced other cells' outputs before refusing one."""
+def _check_cell_outputs(cells: list[Cell], overwrite: bool) -> dict[str, str | None]:
+    """Each cell's output status now (``None``, ``"running"``, ``"complete"``), every cell's
+    outputs checked in one pass before any cell runs.
+
+    The batch is refused, naming the cell and the path, when an output may not be
+    written (a user's folder, a volume holding a user's files, an acquisition),
+    is being written by another run, or is unfinished and would not be resumed (begun on
+    other data or with other parameters; ``--overwrite`` starts it over). Found as each
+    cell ran, ``--overwrite`` had replaced other cells' outputs before refusing one, and a
+    later cell's output was found hours into the batch.
+    """
     inputs = [c.acquisition for c in cells]
+    status: dict[str, str | None] = {}
     for c in cells:
         try:
             check_output(c.out, "volume", inputs=inputs, overwrite=overwrite, resume=True)
+            holder = held_by(c.out)
+            if holder:
+                raise OutputLockedError(
+                    c.out, f"is being written by {holder}; wait for it to finish"
+                )
+            status[c.name] = _existing_status(c)
+            if status[c.name] == "running" and not overwrite:
+                _check_resumable(c)
         except InputError as exc:
             raise type(exc)(exc.path, f"{exc.problem} (cell {c.name!r}: no cell was run)") from None
+    return status
+
+
+def _check_resumable(cell: Cell) -> None:
+    """Refuse (:class:`OutputExistsError`) the cell's unfinished output that its run would
+    not resume; any other problem (its acquisition gone, a bad option) is its row's, told
+    when it runs, as before."""
+    from .runner import check_resumable
+
+    try:
+        check_resumable(cell.acquisition, cell.out, **_reconstruct_options(cell))
+    except OutputExistsError as exc:
+        raise OutputExistsError(exc.path, f"{exc.problem}{_redo_alone(cell)}") from None
+    except SxtdistError:
+        pass
+
+
+def _reconstruct_options(cell: Cell) -> dict[str, Any]:
+    """The cell's options that :func:`~sxtdist.runner.reconstruct` takes (not its alignment's)."""
+    return {k: v for k, v in cell.options.items() if k not in ("align", "align_method")}
 
 
 def _under(path: str, folder: str) -> bool:
@@ -479,7 +516,7 @@ def reconstruct_batch(
         if getattr(ex, key) != getattr(Execution(), key):
             options.setdefault(key, getattr(ex, key))
     cells = read_manifest(manifest, out_dir, options)
-    _check_cell_outputs(cells, ex.overwrite)
+    status = _check_cell_outputs(cells, ex.overwrite)
     out_dir = os.fspath(out_dir)
     summary_path = os.fspath(summary) if summary else os.path.join(out_dir, SUMMARY_NAME)
     check_output(summary_path, "summary", inputs=[c.acquisition for c in cells], resume=True)
@@ -500,7 +537,7 @@ def reconstruct_batch(
                     )
                     for line in _backend_lines(cells, c, not ex.external):
                         logger.info("%s", line)
-                    run = _Batch(c, ex, metrics, results, summary_path)
+                    run = _Batch(c, ex, metrics, results, summary_path, status)
                     started = True
                     interrupted = run.run_cells(cells, width)
             finally:
@@ -577,6 +614,8 @@ class _Batch:
     #: Where the summary goes: rewritten as each cell starts and ends, so a batch killed
     #: outright leaves what it finished (:data:`RUNNING_NOTE`).
     summary: str
+    #: Each cell's output status when the batch began (:func:`_check_cell_outputs`).
+    status: dict[str, str | None]
     stop: threading.Event = field(default_factory=threading.Event)
     saving: threading.Lock = field(default_factory=threading.Lock)
     drain_timeout: float = 120.0
@@ -590,7 +629,9 @@ class _Batch:
         """Run the cells in ``width`` threads; fill ``results``; True if interrupted."""
         if not self.execution.overwrite:  # --overwrite starts unfinished outputs over
             self.resuming = {
-                os.path.realpath(c.acquisition) for c in cells if _existing_status(c) == "running"
+                os.path.realpath(c.acquisition)
+                for c in cells
+                if self.status.get(c.name) == "running"
             }
         pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="sxtdist-cell")
         futures = {pool.submit(self.run_cell, cell): cell for cell in cells}
@@ -675,7 +716,7 @@ class _Batch:
         from .runner import reconstruct
 
         overwrite = self.execution.overwrite
-        previous = _existing_status(cell)
+        previous = self.status.get(cell.name)
         if previous == "complete" and not overwrite:
             mismatch = _provenance_mismatch(cell)
             if mismatch:
@@ -688,7 +729,7 @@ class _Batch:
                 )
             scores = _metrics(cell, self.client) if self.metrics else None
             return result("skipped", None, "complete already", scores)
-        options = {k: v for k, v in cell.options.items() if k not in ("align", "align_method")}
+        options = _reconstruct_options(cell)
         align_mode, align_method = _alignment_asked(cell)
         if align_mode is not False and os.path.realpath(cell.acquisition) in self.resuming:
             # an unfinished output of this acquisition resumes with the shifts it was begun

@@ -69,7 +69,15 @@ from .io.checks import (
     check_pixel_type,
 )
 from .lock import held_by, write_lock
-from .outputs import check_output, recover_swap, register_members, remove, swap_in, writing
+from .outputs import (
+    OLD_SUFFIX,
+    check_output,
+    recover_swap,
+    register_members,
+    remove,
+    swap_in,
+    writing,
+)
 
 SCHEMA_VERSION = 1
 SCAN_NAMES = ("full", "roi")
@@ -90,7 +98,7 @@ REPLACING_MARK = (REPLACING, REPLACING_FROM, REPLACING_COMMAND)
 #: What an import leaves inside an acquisition when it stops: the scan it was writing
 #: and, where the file system cannot swap two folders, the old scan it set aside.
 LEFTOVER_SCANS = frozenset(
-    f"{PARTIAL_SCAN}{name}{end}" for name in SCAN_NAMES for end in ("", ".old")
+    f"{PARTIAL_SCAN}{name}{end}" for name in SCAN_NAMES for end in ("", OLD_SUFFIX)
 )
 #: Detector rows per inner chunk of a projection array (a band at full width). A block
 #: of ``R`` rows then decodes at most ``R + 2 (ROW_BAND - 1)`` rows of each view: with
@@ -855,8 +863,8 @@ def leftover_scans(path: str) -> dict[str, str]:
         where = os.path.join(path, name)
         if not os.path.isdir(where):
             continue
-        scan = name.removeprefix(PARTIAL_SCAN).removesuffix(".old")
-        if name.endswith(".old") and not os.path.lexists(os.path.join(path, scan)):
+        scan = name.removeprefix(PARTIAL_SCAN).removesuffix(OLD_SUFFIX)
+        if name.endswith(OLD_SUFFIX) and not os.path.lexists(os.path.join(path, scan)):
             # stopped between the swap's two renames: never tell to delete it
             found[name] = (
                 f"{printable(where)}: the only copy of scan {scan!r}, set aside by an import "
@@ -866,7 +874,7 @@ def leftover_scans(path: str) -> dict[str, str]:
             continue
         what = (
             f"the old scan {scan!r}, set aside by an import that stopped while replacing it"
-            if name.endswith(".old")
+            if name.endswith(OLD_SUFFIX)
             else f"left by an import of scan {scan!r} that stopped"
         )
         found[name] = (

@@ -72,6 +72,12 @@ OS_HINTS = {
 FILE_ERRNOS = (*OS_HINTS, errno.EIO)
 
 
+def naming(exc: OSError, path: str | os.PathLike[str]) -> OSError:
+    """``exc`` as an :class:`OSError` naming ``path``: the place the user named rather than a
+    file sxtdist keeps beside it (a lock, a marker, a file being written), or than none."""
+    return OSError(exc.errno, exc.strerror or one_line(exc), os.fspath(path))
+
+
 def os_error(exc: BaseException, path: str | os.PathLike[str] | None = None) -> OSError | None:
     """The :class:`OSError` that ``exc`` is: itself, or an I/O error of zarrs (Rust), raised
     as ``RuntimeError("No space left on device (os error 28)")``, as an ``OSError`` with that
@@ -80,7 +86,7 @@ def os_error(exc: BaseException, path: str | os.PathLike[str] | None = None) -> 
     if isinstance(exc, OSError):
         # a file system's failure (not a socket's: a lost connection names no output)
         if exc.filename is None and path is not None and exc.errno in FILE_ERRNOS:
-            return OSError(exc.errno, exc.strerror or one_line(exc), os.fspath(path))
+            return naming(exc, path)
         return exc
     found = re.search(r"\(os error (\d+)\)", str(exc)) if isinstance(exc, RuntimeError) else None
     if found is None:

@@ -24,12 +24,16 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
-from .errors import OutputLockedError, SxtdistError, os_error
+from .errors import OutputLockedError, SxtdistError, naming, os_error
 
 #: Suffix of the lock file ``.<name>.sxtdist-lock`` beside an output.
 LOCK_SUFFIX = ".sxtdist-lock"
 #: Seconds between two tries while :func:`write_lock` waits for a lock.
 POLL_S = 0.25
+#: Seconds a writer tries again, quietly, for a lock held by what may be a probe
+#: (:func:`held_by` takes for an instant one that names no live run of this host), and
+#: between two tries.
+PROBE_S, PROBE_POLL_S = 0.5, 0.02
 #: The lock files this process holds (:func:`held_by` does not count them).
 _HELD: set[str] = set()
 
@@ -73,25 +77,59 @@ def _take(lock: str) -> int | None:
         os.close(fd)  # the holder removed it as we locked it: take the new file instead
 
 
-def _held_by(lock: str) -> str:
+def _read_owner(lock: str) -> dict:
+    """The owner written in the lock file ``lock`` (``{}`` when none can be read)."""
     try:
         fd = os.open(lock, os.O_RDONLY)
     except OSError:
-        return "another run"
+        return {}
     try:
-        owner = _owner(fd)
+        return _owner(fd)
     finally:
         os.close(fd)
+
+
+def _describe(owner: dict) -> str:
     if owner.get("pid") is None:
         return "another run"
     return f"pid {owner.get('pid')} on {owner.get('host')}"
 
 
+def _held_by(lock: str) -> str:
+    return _describe(_read_owner(lock))
+
+
+def _alive_here(owner: dict) -> bool:
+    """Whether ``owner`` is a run of this host that is alive (not a killed run, not another
+    host's run, which this host cannot tell, nor an owner not written yet)."""
+    pid = owner.get("pid")
+    if owner.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
+
+
+def _take_probed(lock: str) -> int | None:
+    """:func:`_take`; a lock held by what may be a probe (its file names no live run of this
+    host: a writer writes its own at once) is tried again for up to :data:`PROBE_S`."""
+    deadline = time.monotonic() + PROBE_S
+    while (fd := _take(lock)) is None and time.monotonic() < deadline:
+        if _alive_here(_read_owner(lock)):
+            return None  # a writer, not a probe
+        time.sleep(PROBE_POLL_S)
+    return fd
+
+
 def _take_within(path: str, lock: str, wait_s: float) -> int | None:
-    """:func:`_take`, tried again every :data:`POLL_S` for up to ``wait_s`` seconds (one log
-    line when it has to wait)."""
+    """:func:`_take_probed`, tried again every :data:`POLL_S` for up to ``wait_s`` seconds
+    (one log line when it has to wait)."""
     deadline = time.monotonic() + wait_s
-    fd = _take(lock)
+    fd = _take_probed(lock)
     if fd is None and wait_s > 0:
         logger.info(
             "%s is being written by %s: waiting up to %g s for it to finish",
@@ -128,8 +166,7 @@ def write_lock(path: str | os.PathLike[str], wait_s: float = 0.0) -> Iterator[st
                 f"{lock}: the file system does not support locks ({exc.strerror}); "
                 "write the output to a local or lock-capable file system"
             ) from None
-        # the output the user named, not the hidden lock file beside it
-        raise OSError(exc.errno, exc.strerror or str(exc), path) from exc
+        raise naming(exc, path) from exc  # the output, not the hidden lock file beside it
     if fd is None:
         waited = f" (waited {wait_s:g} s)" if wait_s > 0 else ""
         raise OutputLockedError(
@@ -175,17 +212,26 @@ def activity_lock(path: str | os.PathLike[str], activity: str) -> Iterator[None]
             raise OutputLockedError(
                 path, f"is being {activity} by {holder}; wait for it to finish"
             ) from None
-        except OSError as exc:  # the place the user named, not the marker beside it
-            raise OSError(exc.errno, exc.strerror or str(exc), path) from exc
+        except OSError as exc:
+            raise naming(exc, path) from exc  # the place the user named, not the marker
         yield
 
 
 def held_by(path: str | os.PathLike[str]) -> str | None:
     """Who holds the lock of the output ``path`` now (``"pid N on HOST"``), or None when
-    nobody does, this process does, or it cannot be told (a read-only place)."""
+    nobody does, this process does, or it cannot be told (a read-only place).
+
+    A lock file naming a live run of this host is told by that run's pid, the lock left
+    alone: taking it, even for an instant, refused a writer starting then. Any other (a
+    killed run's, removed when free; another host's) is taken for an instant, and a
+    writer finding its lock so held waits such an instant out (:data:`PROBE_S`).
+    """
     lock = lock_path(path)
     if lock in _HELD or not os.path.exists(lock):  # this process writes it (an import)
         return None
+    owner = _read_owner(lock)
+    if _alive_here(owner):  # a writer of this host, running
+        return _describe(owner)
     try:
         fd = _take(lock)
     except OSError:
@@ -198,14 +244,3 @@ def held_by(path: str | os.PathLike[str]) -> str | None:
         pass
     os.close(fd)
     return None
-
-
-def check_writable(path: str | os.PathLike[str]) -> None:
-    """Raise now the :class:`OSError` that writing ``path`` would meet (a read-only file
-    system, no permission), before long work whose result goes there; another writer
-    holding its lock at this moment is no error here."""
-    try:
-        with write_lock(path):
-            pass
-    except OutputLockedError:
-        pass

@@ -22,6 +22,9 @@ goes through :func:`check_output` and :func:`writing`:
   swapped into place when complete (``renameat2(RENAME_EXCHANGE)`` where the file
   system has it: the old output is whole until the new one is), then the old one
   is removed. An interrupted replacement leaves the old output as it was.
+- A new folder output written in place (a reconstruction, resumable there) is built
+  beside (``.<name>.sxtdist-new``) and renamed into place whole (:func:`creating`): a
+  run stopped as it creates one leaves nothing at the output that could be a user's.
 - One writer at a time: :func:`writing` holds :func:`sxtdist.lock.write_lock`.
 - A failed write removes what it created (no empty or half-written folder stays
   behind), unless the caller keeps it to resume (an interrupted reconstruction).
@@ -33,13 +36,14 @@ import ctypes
 import errno
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .errors import InputError, OutputExistsError, use_overwrite
-from .lock import write_lock
+from .errors import InputError, OutputExistsError, naming, use_overwrite
+from .lock import lock_path, write_lock
 
 #: Kinds of output sxtdist writes and recognises.
 KINDS = (
@@ -53,6 +57,15 @@ KINDS = (
 )
 #: Suffix of the folder or file a replacement is written to, beside the output.
 PARTIAL_SUFFIX = ".sxtdist-partial"
+#: Suffix of where :func:`swap_in` sets the old output aside, beside the replacement, when
+#: the file system cannot exchange two folders (:func:`aside_path`).
+OLD_SUFFIX = ".old"
+#: Suffix of the folder a new folder output is built in, beside it, before it is renamed
+#: into place (:func:`creating`).
+NEW_SUFFIX = ".sxtdist-new"
+#: Zarr's own file that a metadata write goes to before its rename over ``zarr.json``
+#: (zarr 3.4's atomic write): a run killed as it updated the output's attributes leaves it.
+ZARR_TEMP = re.compile(r"(zarr|\.zattrs|\.zgroup|\.zmetadata)\.[0-9a-f]{32}\.partial")
 #: The file that marks an alignment report folder as sxtdist's (its only sign: a folder
 #: of a user's that holds a ``shifts.csv`` is the user's).
 REPORT_MARK = "sxtdist-report.json"
@@ -65,8 +78,32 @@ OS_LITTER = (".DS_Store", "Thumbs.db", "desktop.ini", ".ipynb_checkpoints")
 
 def partial_path(path: str | os.PathLike[str]) -> str:
     """Where a replacement of ``path`` is written before it is swapped in."""
-    parent, name = os.path.split(os.path.abspath(os.fspath(path)))
-    return os.path.join(parent, f".{name}{PARTIAL_SUFFIX}")
+    return _beside(path, PARTIAL_SUFFIX)
+
+
+def new_path(path: str | os.PathLike[str]) -> str:
+    """Where a new folder output ``path`` is built before it is renamed into place."""
+    return _beside(path, NEW_SUFFIX)
+
+
+def aside_path(partial: str | os.PathLike[str]) -> str:
+    """Where :func:`swap_in` sets aside the old output that ``partial`` replaces (where the
+    file system cannot exchange two folders), and :func:`recover_swap` looks for it."""
+    return f"{os.fspath(partial)}{OLD_SUFFIX}"
+
+
+def _beside(path: str | os.PathLike[str], suffix: str) -> str:
+    """The hidden name ``.<name><suffix>`` beside ``path``: sxtdist's, by its name."""
+    name = os.path.basename(os.path.abspath(os.fspath(path)))
+    return os.path.join(real_parent(path), f".{name}{suffix}")
+
+
+def real_parent(path: str | os.PathLike[str]) -> str:
+    """The folder that holds ``path`` as the system finds it: ``link/../out.zarr`` is beside
+    where ``link`` points, not beside ``link`` (:func:`os.path.abspath` reads ``..`` as
+    text). Resolved through symbolic links; ``path`` itself need not exist."""
+    head = os.path.dirname(os.fspath(path).rstrip(os.sep))
+    return os.path.realpath(head or os.curdir)
 
 
 # -- what is at a path ------------------------------------------------------------------------
@@ -177,7 +214,8 @@ def _levels(attrs: dict) -> set[str]:
 def strangers(path: str) -> list[str]:
     """What a folder that sxtdist wrote holds that sxtdist did not put there (a user's
     notes, another output written inside it): such a folder is not replaced, whatever it
-    was. ``[]`` for any other path; a desktop's litter (:data:`OS_LITTER`) is no stranger."""
+    was. ``[]`` for any other path; a desktop's litter (:data:`OS_LITTER`) and Zarr's own
+    temporary file (:data:`ZARR_TEMP`) are no strangers."""
     mark = _read_json(os.path.join(path, REPORT_MARK))
     kind, attrs = _zarr_kind(path) if mark.get("kind") != "alignment-report" else ("", {})
     if kind is None:
@@ -195,6 +233,7 @@ def strangers(path: str) -> list[str]:
         is_ours = MEMBERS.get(kind)
         ours |= {n for n in names if is_ours and is_ours(path, n, meta)}
     litter = {n for n in names if n in OS_LITTER or n.startswith("._")}
+    litter |= {n for n in names if ZARR_TEMP.fullmatch(n)}  # Zarr's, a write killed
     return sorted(set(names) - ours - litter)
 
 
@@ -237,16 +276,27 @@ def _ancestors(path: str) -> list[os.stat_result]:
 
 def check_can_write(path: str | os.PathLike[str]) -> None:
     """Raise now the :class:`OSError` (naming ``path``) that writing ``path`` would meet on
-    a read-only file system or without permission: the nearest folder that exists at or
-    above it must be writable. For an output written after long work."""
+    a read-only file system or without permission, before long work whose result goes
+    there (or that is stored in it: an alignment's shifts in the acquisition).
+
+    Both must be writable: the nearest folder that exists at or above ``path`` (the
+    output's own files; the output itself when it is a folder) and the one that holds its
+    lock (:func:`sxtdist.lock.lock_path`: beside it, once resolved). Nothing is created
+    or locked: another writer holding the lock now is no error here, and is not disturbed.
+    """
+    for folder in (_nearest_folder(path), _nearest_folder(os.path.dirname(lock_path(path)))):
+        if not os.access(folder, os.W_OK):
+            read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+            code = errno.EROFS if read_only else errno.EACCES
+            raise OSError(code, os.strerror(code), os.fspath(path))
+
+
+def _nearest_folder(path: str | os.PathLike[str]) -> str:
+    """The folder at or above ``path`` that exists (a file's own folder)."""
     p = os.path.abspath(os.fspath(path))
     while not os.path.lexists(p):
         p = os.path.dirname(p)
-    folder = p if os.path.isdir(p) else os.path.dirname(p)
-    if not os.access(folder, os.W_OK):
-        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-        code = errno.EROFS if read_only else errno.EACCES
-        raise OSError(code, os.strerror(code), os.fspath(path))
+    return p if os.path.isdir(p) else os.path.dirname(p)
 
 
 def check_not_input(out: str, inputs: Iterable[str | os.PathLike[str] | None]) -> None:
@@ -276,12 +326,11 @@ def _check_folder_above(out: str) -> None:
     """Refuse an output below a file (``notes.txt/out.zarr``): its folder cannot be made;
     and one inside an output of sxtdist's (``cell.zarr/vol.zarr``): replacing that one
     would delete it without a word."""
-    p = os.path.dirname(os.path.abspath(out))
+    p = real_parent(out)  # ``link/..`` is above where the link points
     while not os.path.lexists(p):
         p = os.path.dirname(p)
     if not os.path.isdir(p):
         raise InputError(out, f"cannot be made: {p} is a file, not a folder")
-    p = os.path.realpath(p)
     while True:
         kind = _written_as(p)
         if kind:
@@ -487,9 +536,35 @@ def replacing_file(path: str | os.PathLike[str]) -> Iterator[str]:
     except OSError as exc:  # the file the user named, not the hidden one beside it
         if exc.filename != tmp or exc.errno is None:
             raise
-        raise OSError(exc.errno, exc.strerror, path) from exc
+        raise naming(exc, path) from exc
     finally:
         remove(tmp)  # nothing there after the rename
+
+
+def creating(path: str | os.PathLike[str], build: Callable[[str], None]) -> None:
+    """Make the new folder output ``path`` whole or not at all: ``build(folder)`` writes it
+    in a folder beside (:func:`new_path`), which is then renamed to ``path``.
+
+    Built in place, a run stopped between Zarr's first file and the attributes that say
+    sxtdist wrote it (killed as it created a volume) left a folder that no later run can
+    tell from a user's; stopped now, it leaves the hidden folder beside, which the next
+    creation of ``path`` removes as its own. ``path`` is absent or an empty folder (its
+    owner's to check, holding its lock); an empty folder that cannot be renamed over (a
+    mount point) is built in place, as before.
+    """
+    path = os.fspath(path)
+    new = new_path(path)
+    remove(new)  # a creation stopped before its rename
+    try:
+        build(new)
+        os.rename(new, path)  # over an empty folder too
+    except BaseException as exc:
+        remove(new)
+        if not (isinstance(exc, OSError) and exc.filename2 == path):
+            raise
+        if exc.errno not in (errno.EBUSY, errno.EXDEV):
+            raise naming(exc, path) from exc  # the output, not ``new``
+        build(path)  # ``path`` is a mount point: written in place
 
 
 def make_folders(path: str) -> str | None:
@@ -546,7 +621,7 @@ def recover_swap(partial: str, out: str) -> None:
     cannot exchange two folders): the old output set aside at ``partial.old`` goes back
     to ``out`` when nothing is there (its only copy), else it is removed (the swap was
     done; its removal was not)."""
-    aside = f"{partial}.old"
+    aside = aside_path(partial)
     if not os.path.lexists(aside):
         return
     if os.path.lexists(out):
@@ -578,7 +653,7 @@ def swap_in(partial: str, out: str) -> str | None:
         return None
     if _exchange(partial, out):
         return partial
-    aside = partial + ".old"
+    aside = aside_path(partial)
     os.replace(out, aside)
     try:
         os.replace(partial, out)

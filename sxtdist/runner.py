@@ -54,7 +54,7 @@ from .io.checks import MAX_PIXEL_NM
 from .metrics import cylinder_mask, roi_diameter_px
 from .operators.psf import fwhm_to_sigma_px
 from .operators.scan import ScanModel
-from .outputs import check_output, recognise, remove, writing
+from .outputs import check_output, real_parent, recognise, remove, writing
 from .physics import psf_fwhm_nm
 from .recon import (
     AUTO,
@@ -992,6 +992,20 @@ def asked_iterations(prov: Mapping[str, Any]) -> int | str:
     return AUTO
 
 
+def check_resumable(
+    acquisition: str | os.PathLike[str] | Acquisition,
+    out: str | os.PathLike[str],
+    recipe: Reconstruction | None = None,
+    **options: Any,
+) -> None:
+    """Raise now what :func:`reconstruct` (same arguments) would raise of the output
+    ``out`` before any work: a path it may not write, or an unfinished volume it would not
+    resume (begun on other data, with other parameters or another block layout). Nothing
+    is written; a batch checks every cell so before any cell runs."""
+    recipe, _ = split_options(recipe, None, options)
+    _resume_layout(_prepare(acquisition, out, recipe), restart=False)
+
+
 def _started_with(prov: Mapping[str, Any]) -> str:
     """What an unfinished volume's provenance says it was asked for, in a few words."""
     oracle = " with the oracle stop" if prov.get("oracle") else ""
@@ -1017,7 +1031,7 @@ def _check_capacity(grid: VolumeGrid, out: str, resume: bool) -> None:
     what = f"a volume of {grid.shape} voxels of {grid.voxel_size_nm:g} nm"
     if left < 1:
         what += f" ({1 - left:.0%} of its blocks written)"
-    require_disk(out, level0 * (left + 1 / 7), what)
+    require_disk(real_parent(out), level0 * (left + 1 / 7), what)  # not a hidden partial
 
 
 def _worth_resuming(exc: BaseException, path: str) -> bool:

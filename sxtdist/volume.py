@@ -32,7 +32,7 @@ from .dataset import KEY, SCHEMA_VERSION, _jsonable, _now, open_sxtdist_group
 from .errors import InputError
 from .geometry import VolumeGrid
 from .io import ngff
-from .outputs import check_output, is_zarr_array, register_members, remove
+from .outputs import check_output, creating, is_zarr_array, register_members, remove
 
 #: Coarser levels are made while every axis stays at least this long.
 MIN_LEVEL_SIZE = 8
@@ -146,27 +146,18 @@ def create_volume(
     """Create an empty volume (status ``running``) for ``grid``.
 
     Level 0 is sharded ``(shard_z, ny, nx)`` along z so that each block of the
-    plan writes whole shards; inner chunks are ``(chunk_z, ≤256, ≤256)``.
+    plan writes whole shards; inner chunks are ``(chunk_z, ≤256, ≤256)``. The volume is
+    built beside ``path`` and renamed into place (:func:`~sxtdist.outputs.creating`).
     """
     path = os.fspath(path)
     if check_output(path, "volume", overwrite=overwrite):  # only a volume is replaced
         remove(path)
     nz, ny, nx = grid.shape
     v = grid.voxel_size_nm
-    root = zarr.create_group(path, zarr_format=3, overwrite=False)
     chunk = (min(chunk_z, nz), min(256, ny), min(256, nx))
     shard = (min(shard_z, nz), ny, nx)
     # shards must be a multiple of chunks in every axis
     shard = tuple(-(-s // c) * c for s, c in zip(shard, chunk))
-    ngff.create_multiscale(
-        root,
-        "",
-        [grid.shape],
-        [[v, v, v]],
-        ngff.VOLUME_AXES,
-        chunks=[chunk],
-        shards=[shard],
-    )
     meta = {
         "version": SCHEMA_VERSION,
         "kind": "volume",
@@ -178,8 +169,18 @@ def create_volume(
         "blocks_done": [],
         **_jsonable(dict(attributes or {})),
     }
-    root.attrs[KEY] = meta
-    return Volume(path, root)
+
+    def build(folder: str) -> None:
+        root = zarr.create_group(folder, zarr_format=3, overwrite=False)
+        ngff.create_multiscale(
+            root, "", [grid.shape], [[v, v, v]], ngff.VOLUME_AXES, chunks=[chunk], shards=[shard]
+        )
+        root.attrs[KEY] = meta
+
+    # built beside and renamed in: stopped half-way, no folder at ``path`` that a re-run
+    # could not tell from a user's
+    creating(path, build)
+    return Volume(path, zarr.open_group(path, mode="r+", zarr_format=3))
 
 
 def open_volume(path: str | os.PathLike[str], mode: str = "r+") -> Volume:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -149,6 +151,40 @@ def tiny_copy(tiny_acq, tmp_path):
     dst = tmp_path / "tiny.zarr"
     shutil.copytree(tiny_acq, dst)
     return str(dst)
+
+
+@pytest.fixture
+def lock_held_elsewhere():
+    """``with lock_held_elsewhere(path) as pid``: the lock of the output ``path`` held by
+    another process (``pid``), as by another run writing it, until the block ends."""
+
+    @contextmanager
+    def hold(path):
+        env = dict(
+            os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+        )
+        holder = subprocess.Popen(
+            [sys.executable, "-c", _HOLD, os.fspath(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        try:
+            assert holder.stdout.readline() == b"held\n"
+            yield holder.pid
+        finally:
+            holder.communicate(b"", timeout=60)
+
+    return hold
+
+
+_HOLD = (
+    "import sys\n"
+    "from sxtdist.lock import write_lock\n"
+    "with write_lock(sys.argv[1]):\n"
+    "    print('held', flush=True)\n"
+    "    sys.stdin.read()\n"
+)
 
 
 @pytest.fixture

@@ -249,16 +249,26 @@ def test_align_on_a_read_only_acquisition_fails_before_the_work(run_cli, tiny_co
     elsewhere"': one line naming the acquisition, what to do, exit 2."""
     import errno
 
-    from sxtdist import lock
+    from sxtdist import lock, outputs
+
+    access = os.access
+    for read_only in (os.fspath(tiny_copy), os.path.dirname(tiny_copy)):  # shifts; lock
+        with monkeypatch.context() as m:  # that folder on a read-only file system
+            m.setattr(
+                outputs.os,
+                "access",
+                lambda p, mode, ro=read_only: access(p, mode) and (p, mode) != (ro, os.W_OK),
+            )
+            m.setattr(outputs.os, "statvfs", lambda p: os.statvfs_result((0,) * 8 + (1, 0)))
+            code, out, err = run_cli("align", tiny_copy, "--workers", "1", "--report", "")
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"{tiny_copy}: cannot be written (Read-only file system): align stores" in err
+        assert "--dry-run" in err and "sxtdist-lock" not in err and "aligning" not in out + err
 
     def read_only(path):
         raise OSError(errno.EROFS, "Read-only file system", path)
 
     monkeypatch.setattr(lock, "_take", read_only)
-    code, out, err = run_cli("align", tiny_copy, "--workers", "1", "--report", "")
-    assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert f"{tiny_copy}: cannot be written (Read-only file system): align stores" in err
-    assert "--dry-run" in err and "sxtdist-lock" not in err and "aligning" not in out + err
     code, out, err = run_cli("edit", tiny_copy, "--scan", "roi", "--energy-ev", "520")
     assert code == 2 and f"error: {tiny_copy}: cannot be written (Read-only file system)" in err
     assert "edit the copy" in err and "write the output elsewhere" not in err
@@ -290,17 +300,19 @@ def test_a_second_align_is_refused_and_a_report_failing_after_the_store_is_a_war
         code, out, err = run_cli("align", link, "--workers", "1", "-q", "--report", "")
     assert code == 2 and "is being aligned by pid" in err, err
     assert not sxtdist.open_acquisition(tiny_copy)["roi"].aligned
+    (tmp_path / "ro").mkdir()
     with monkeypatch.context() as m:  # a read-only place for the report
         access = os.access
         m.setattr(
             outputs.os,
             "access",
             lambda path, mode: (
-                access(path, mode) and not (mode == os.W_OK and path == str(tmp_path))
+                access(path, mode) and not (mode == os.W_OK and path == str(tmp_path / "ro"))
             ),
         )
-        code, out, err = run_cli(*args, "--report", tmp_path / "rep")
-    assert code == 1 and f"{tmp_path / 'rep'}: " in err and "aligning" not in out + err, err
+        code, out, err = run_cli(*args, "--report", tmp_path / "ro" / "rep")
+    assert code == 1 and f"{tmp_path / 'ro' / 'rep'}: " in err, err
+    assert "aligning" not in out + err, err
     assert not sxtdist.open_acquisition(tiny_copy)["roi"].aligned  # told before the work
 
     def cannot(*a, **k):

@@ -10,7 +10,7 @@ import pytest
 
 import sxtdist
 from sxtdist.batch import cell_metrics, read_manifest, read_summary, reconstruct_batch
-from sxtdist.errors import InputError, OutputLockedError
+from sxtdist.errors import InputError, OutputExistsError, OutputLockedError
 from sxtdist.lock import write_lock
 from sxtdist.runner import reconstruct
 from sxtdist.volume import open_volume
@@ -200,9 +200,9 @@ def test_complete_cell_with_other_options_is_not_silently_kept(two_cells, tmp_pa
     alone = f"to redo 'cell1' alone, remove {out / 'cell1.zarr'} and run the batch again"
     assert alone in row.message
     open_volume(out / "cell1.zarr").update_meta(status="running")  # stopped, of other options
-    (row,) = reconstruct_batch(cell, out, client=client, block_size=8, iterations=3, align=False)
-    assert row.status == "failed" and "holds an unfinished reconstruction" in row.message
-    assert alone in row.message
+    with pytest.raises(OutputExistsError, match="holds an unfinished reconstruction") as e:
+        reconstruct_batch(cell, out, client=client, block_size=8, iterations=3, align=False)
+    assert alone in str(e.value) and "(cell 'cell1': no cell was run)" in str(e.value)
     (row,) = reconstruct_batch(
         cell,
         out,
@@ -252,6 +252,31 @@ def test_cell_whose_output_is_locked_fails_alone(two_cells, tmp_path, client):
         )
     assert rows[0].status == "failed" and "is being written by" in rows[0].message
     assert rows[1].status == "done"
+
+
+def test_a_later_cells_locked_or_unfinished_output_refuses_the_batch_first(
+    two_cells, tmp_path, client, lock_held_elsewhere
+):
+    """A later cell's output being written by another run, or unfinished and begun with
+    other parameters (not resumed), was found only when that cell ran, after the others:
+    now the batch is refused before any cell runs, naming the cell and the path."""
+    from sxtdist.geometry import VolumeGrid
+    from sxtdist.volume import create_volume
+
+    out = tmp_path / "o"
+    out.mkdir()
+    cells = [str(two_cells / "cell1.zarr"), str(two_cells / "cell2.zarr")]
+    with lock_held_elsewhere(out / "cell2.zarr") as pid:
+        locked = rf"cell2\.zarr: is being written by pid {pid} on \S+; wait for it to finish"
+        with pytest.raises(OutputLockedError, match=locked + r" \(cell 'cell2': no cell was run\)"):
+            reconstruct_batch(cells, out, client=client, metrics=False, **OPTS)
+    assert os.listdir(out) == []
+    prov = {"fingerprint": "another", "method": "sirt", "iterations": 3, "scans": ["full"]}
+    create_volume(out / "cell2.zarr", VolumeGrid((8, 16, 16), 20.0), 4, 4, {"provenance": prov})
+    other = r"cell2\.zarr: holds an unfinished reconstruction of other data or with other param"
+    with pytest.raises(OutputExistsError, match=other + r".* \(cell 'cell2': no cell was run\)"):
+        reconstruct_batch(cells, out, client=client, metrics=False, **OPTS)
+    assert os.listdir(out) == ["cell2.zarr"]
 
 
 def test_batch_cli_prints_table_and_exit_code(two_cells, tmp_path, run_cli):

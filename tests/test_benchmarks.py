@@ -134,3 +134,31 @@ def test_stopping_rules_reads_a_volume_record_and_an_augmented_one(tmp_path):
     header, _, row = sr.table(str(path)).splitlines()
     assert header.split("|")[-2].strip() == "folds: count, loss"
     assert row.split("|")[-2].strip() == "3–3, 0.70 (max 0.70)"  # 25.7 − 25.0
+
+
+def _spin(seconds: float) -> float:
+    """Busy a thread for about ``seconds`` of its CPU; return the CPU it took."""
+    import time
+
+    t0 = time.thread_time()
+    x = 0
+    while time.thread_time() - t0 < seconds:
+        x += 1
+    return time.thread_time() - t0
+
+
+def test_bench_align_ledger_counts_the_tasks_cpu():
+    """docs/alignment.md's Speed section reads 1 -> 2 worker ratios through
+    ``bench_align.py``'s CPU ledger: the tasks' CPU it reports from Dask's metrics holds
+    a task's own CPU (a distributed that renamed its metrics would leave it at zero and
+    the ratios unjudgeable), and the CPU of other processes is never negative."""
+    from distributed import Client
+
+    bench = _load("bench_align")
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as c:
+        ledger = bench.CpuLedger.start(c)
+        spent = c.submit(_spin, 0.3, pure=False).result()
+        out = ledger.stop(c)
+    assert spent >= 0.3
+    assert spent * 0.9 <= out["thread-cpu"] <= out["own"] + 1e-6, (spent, out)
+    assert out.get("others", 0.0) >= 0.0

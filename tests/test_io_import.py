@@ -543,6 +543,32 @@ def test_bad_mrc_files(tmp_path, run_cli):
     )  # fmt: skip
 
 
+def test_the_import_bar_stops_at_its_total_when_a_frame_is_bad(tmp_path, monkeypatch):
+    """The first bad frame is found by reading the frames again (an error path): each
+    read advanced the bar, which passed 100 % (past 40/40 frames) before the error."""
+    from tqdm.std import tqdm
+
+    import sxtdist._progress
+
+    seen = []
+
+    class Bar(tqdm):
+        def update(self, n=1):
+            super().update(n)
+            seen.append((self.n, self.total))
+
+    monkeypatch.setattr(sxtdist._progress, "_tqdm_class", lambda: Bar)
+    t = np.full((40, 8, 8), 0.5, np.float32)
+    t[37, 3, 3] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", t)
+    with pytest.raises(InputError, match="NaN"):
+        import_scan(
+            tmp_path / "nan.tif", tmp_path / "a.zarr", "full", angle_range=(0, 90),
+            pixel_size_nm=10, frames_per_chunk=4, progress=True,
+        )  # fmt: skip
+    assert seen and all(n <= total for n, total in seen), seen
+
+
 def test_bad_tiff_files(tmp_path, run_cli):
     with tifffile.TiffWriter(tmp_path / "mixed.tif") as w:
         w.write(np.ones((8, 8), np.float32) * 0.5)

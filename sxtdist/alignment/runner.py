@@ -40,7 +40,7 @@ from ..errors import (
 )
 from ..execution import Execution
 from ..geometry import ScanGeometry, angular_spacing_deg, without_rigid_translation
-from ..lock import activity_lock, check_writable
+from ..lock import activity_lock
 from ..outputs import check_can_write, check_output
 from .anchoring import ANCHORED_TO, full_reference
 from .diagnostics import log_pair_misfit, log_pairs_weighted_down, log_poor_peaks
@@ -209,7 +209,7 @@ def align(
 def _check_writable(acq: Acquisition) -> None:
     """Refuse, before the work, an acquisition the shifts cannot be stored in."""
     try:
-        check_writable(acq.path)
+        check_can_write(acq.path)
     except OSError as exc:
         raise InputError(
             acq.path,

@@ -599,6 +599,8 @@ def _lazy_optical_depth(
 ) -> da.Array:
     n, rows, cols = src.shape
     sizes = tuple(min(per_chunk, n - i) for i in range(0, n, per_chunk))
+    read: set[int] = set()  # the pieces counted: one read again (an error path) is not
+    counting = threading.Lock()
 
     def block(block_info: dict | None = None) -> np.ndarray:
         i0, i1 = block_info[None]["array-location"][0]
@@ -616,7 +618,11 @@ def _lazy_optical_depth(
         out = to_optical_depth(raw, mode, flat, dark)
         if clipped is not None and mode != "od":
             clipped.add(src.path, out, i0)
-        advance(i1 - i0)
+        with counting:
+            first = i0 not in read
+            read.add(i0)
+        if first:
+            advance(i1 - i0)
         return out
 
     return da.map_blocks(
