@@ -673,6 +673,23 @@ def test_a_volume_is_created_whole_or_not_at_all(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["empty.zarr", "mnt.zarr"]
 
 
+def test_a_link_at_the_hidden_creation_name_is_removed_not_followed(tmp_path):
+    """A volume is built at .v.zarr.sxtdist-new, which the creation first clears: a link
+    found there (into a user's folder) is unlinked, the folder it points to left whole."""
+    from sxtdist.geometry import VolumeGrid
+    from sxtdist.outputs import new_path
+    from sxtdist.volume import create_volume, open_volume
+
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "notes.txt").write_text("keep")
+    os.symlink(user, new_path(tmp_path / "v.zarr"))
+    create_volume(tmp_path / "v.zarr", VolumeGrid((8, 16, 16), 20.0), shard_z=4, chunk_z=4)
+    assert open_volume(tmp_path / "v.zarr").status == "running"
+    assert os.listdir(user) == ["notes.txt"] and (user / "notes.txt").read_text() == "keep"
+    assert not os.path.lexists(new_path(tmp_path / "v.zarr"))
+
+
 def test_a_disk_too_small_names_the_output_folder_not_a_hidden_partial(tmp_path):
     """A replacement is written beside (.v.zarr.sxtdist-partial): the disk check said that
     hidden name "has 164 KiB free", a path the user never gave."""
