@@ -380,7 +380,9 @@ def auto_count(
 ) -> int:
     """``--iterations auto``'s count from the pilot's split-half curves for a weighting
     (:func:`~sxtdist.solvers.cross_validated_count` with :func:`late_factor`,
-    :data:`~sxtdist.solvers.BETWEEN_GROWTH` and :func:`early_signature`)."""
+    :data:`~sxtdist.solvers.BETWEEN_GROWTH` and :func:`early_signature`, which, where it
+    applies, also passes over a dip of the bias,
+    :func:`~sxtdist.solvers.semi_convergence_minimum`)."""
     return cross_validated_count(
         far, between, late_factor(weights), BETWEEN_GROWTH, early_signature(weights)
     )
