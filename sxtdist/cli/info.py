@@ -236,6 +236,12 @@ def _alignment_details(al: dict) -> str:
     if ratio:  # how much less the solve ties a view than the median one
         i = int(np.argmax(ratio))
         parts.append(f"largest standard error {ratio[i]:.2f} times the median (view {i})")
+    stretch = al.get("cut_stretch_deg")
+    if stretch and max(stretch) > 0:  # the widest run of full views without their own dx
+        j = int(np.argmax(stretch))
+        parts.append(
+            f"widest stretch of full views without their own dx {stretch[j]:.0f}° (full view {j})"
+        )
     return "; ".join(parts)
 
 
