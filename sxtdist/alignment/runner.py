@@ -517,11 +517,13 @@ def _record_verdict(
     cut_stretch = None
     if full_angles is not None and full.get("joint_with_roi"):
         # the full views whose own dx ties nothing: their runs, and the interior there
+        t0 = time.perf_counter()
         untied = sorted({*rejected, *_no_signal(full)})
         info["cut_stretch_deg"] = cut_stretch_deg(full_angles, untied).round(2).tolist()
         roi_named, full_named = views_in_cut_stretches(roi_angles, full_angles, untied)
         cut_stretch = {"roi": roi_named.tolist(), "full": full_named.tolist()}
         info["cut_stretch_flagged"] = cut_stretch
+        info["cut_stretch_seconds"] = time.perf_counter() - t0
     weights = pair_weights(results, roi_angles)
     verdict = judge(
         results,
