@@ -24,7 +24,8 @@ goes through :func:`check_output` and :func:`writing`:
   is removed. An interrupted replacement leaves the old output as it was.
 - A new folder output written in place (a reconstruction, resumable there) is built
   beside (``.<name>.sxtdist-new``) and renamed into place whole (:func:`creating`): a
-  run stopped as it creates one leaves nothing at the output that could be a user's.
+  run stopped as it creates one leaves nothing at the output that could be a user's; the
+  next write of the output removes it (:mod:`sxtdist.leftovers` names it meanwhile).
 - One writer at a time: :func:`writing` holds :func:`sxtdist.lock.write_lock`.
 - A failed write removes what it created (no empty or half-written folder stays
   behind), unless the caller keeps it to resume (an interrupted reconstruction).
@@ -495,6 +496,10 @@ def writing(
     try:
         with write_lock(out):
             recover_swap(partial_path(out), out)
+            # a creation stopped (:func:`creating`): sxtdist's by its name, and no one
+            # creates it now that the lock is ours; said cleared by ``sxtdist info``
+            for stopped in (new_path(out), new_path(partial_path(out))):
+                remove(stopped)
             # checked again under the lock: another run may have written it meanwhile
             existing = check_output(
                 out, kind, inputs=inputs, overwrite=overwrite, resume=resume, file=file
