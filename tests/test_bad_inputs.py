@@ -647,6 +647,47 @@ def test_full_and_read_only_disks_are_one_line(small_mount, tmp_path, run_cli):
     assert code == 1 and "Read-only file system (the file system is read-only" in line, line
 
 
+def test_writability_is_proved_by_a_file_not_by_os_access(tmp_path, monkeypatch):
+    """os.access says yes where a write then fails (root on an NFS export that maps root to
+    nobody, ACLs, some read-only bind mounts): check_can_write trusted it, and an export
+    read the whole volume before failing. A file is created and removed instead: on a
+    read-only mount with os.access saying yes, refused naming the folder (checked failing
+    with os.access back); nothing is left behind, even when the probe's close fails."""
+    from sxtdist.outputs import PROBE, check_can_write, strangers
+
+    check_can_write(tmp_path / "a" / "out.zarr")  # a writable place: nothing left in it
+    assert os.listdir(tmp_path) == []
+    real_close = os.close
+
+    def close_fails(fd):
+        real_close(fd)
+        raise OSError(errno.EIO, "Input/output error")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "close", close_fails)
+        with pytest.raises(OSError) as e:
+            check_can_write(tmp_path / "out.zarr")
+    assert e.value.errno == errno.EIO and e.value.filename == str(tmp_path)
+    assert os.listdir(tmp_path) == []  # the probe removed all the same
+    from sxtdist.geometry import VolumeGrid
+    from sxtdist.volume import create_volume
+
+    create_volume(tmp_path / "v.zarr", VolumeGrid((8, 16, 16), 20.0), shard_z=4, chunk_z=4)
+    left = ".sxtdist-probe-" + "0" * 32  # a probe a kill left in an output: nobody's
+    assert PROBE.fullmatch(left)
+    (tmp_path / "v.zarr" / left).touch()
+    assert strangers(str(tmp_path / "v.zarr")) == []
+    where = tmp_path / "ro"
+    mount_tmpfs(where, "size=1m,ro")
+    try:
+        monkeypatch.setattr(os, "access", lambda *a, **k: True)  # as it says there
+        with pytest.raises(OSError) as e:
+            check_can_write(where / "out.zarr")
+        assert e.value.errno == errno.EROFS and e.value.filename == str(where)
+    finally:
+        subprocess.run(["umount", "-l", where], check=False)
+
+
 def test_a_volume_is_created_whole_or_not_at_all(tmp_path, monkeypatch):
     """A volume is built beside and renamed in (a run killed half-way left a folder that
     no run could tell from a user's, test_faults): a failure leaves nothing, an empty
@@ -1128,52 +1169,41 @@ def test_a_file_written_beside_and_renamed_names_itself_when_it_fails(tmp_path):
 
 
 def test_a_report_into_a_read_only_place_is_refused_before_reading(
-    templates, tmp_path, run_cli, monkeypatch
+    templates, tmp_path, run_cli, monkeypatch, deny_writes
 ):
     """review6 '(Finding 7 wider) ... report alone does all its reading first': refused
-    before the volume is read, naming the file and --out, exit 2."""
-    import sxtdist.outputs as outputs
+    before the volume is read, naming the file, the folder and --out, exit 2."""
     from sxtdist.volume import Volume
 
     vol = Workspace(tmp_path, templates).vol()
-    access = os.access
-    monkeypatch.setattr(
-        outputs.os,
-        "access",
-        lambda p, mode: access(p, mode) and not (mode == os.W_OK and p == str(tmp_path)),
-    )
     monkeypatch.setattr(Volume, "level", lambda *a: pytest.fail("the volume was read"))
-    code, _, err = run_cli("report", vol)
+    with deny_writes(tmp_path):
+        code, _, err = run_cli("report", vol)
     line = one_line(err)
     assert code == 2 and line.startswith(
-        f"sxtdist: error: {vol}.report.csv: cannot be written ("
+        f"sxtdist: error: {vol}.report.csv: cannot be written ({tmp_path}: Permission denied)"
     ), line
     assert line.endswith("): write the report elsewhere with --out PREFIX"), line
 
 
 @pytest.mark.parametrize("fmt", ["mrc", "zarr"])
 def test_an_export_into_a_read_only_place_is_refused_before_reading(
-    templates, tmp_path, run_cli, monkeypatch, fmt
+    templates, tmp_path, run_cli, monkeypatch, deny_writes, fmt
 ):
     """review6 '(Finding 7 wider) ...': export into a read-only folder read the whole volume,
-    then failed with exit 1; now refused first, naming the output, exit 2."""
-    import sxtdist.outputs as outputs
+    then failed with exit 1; now refused first, naming the output and the folder, exit 2."""
     from sxtdist.volume import Volume
 
     vol = Workspace(tmp_path, templates).vol()
     (tmp_path / "ro").mkdir()
-    access = os.access
-    monkeypatch.setattr(
-        outputs.os,
-        "access",
-        lambda p, mode: access(p, mode) and not (mode == os.W_OK and p == str(tmp_path / "ro")),
-    )
     monkeypatch.setattr(Volume, "level", lambda *a: pytest.fail("the volume was read"))
     out = tmp_path / "ro" / f"v.{fmt}"
-    code, _, err = run_cli("export", vol, out)
+    with deny_writes(tmp_path / "ro"):
+        code, _, err = run_cli("export", vol, out)
     line = one_line(err)
     assert code == 2 and line == (
-        f"sxtdist: error: {out}: cannot be written (Permission denied): export elsewhere"
+        f"sxtdist: error: {out}: cannot be written ({tmp_path / 'ro'}: Permission denied): "
+        "export elsewhere"
     ), line
     assert os.listdir(tmp_path / "ro") == []
 
