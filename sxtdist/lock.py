@@ -194,6 +194,13 @@ def write_lock(path: str | os.PathLike[str], wait_s: float = 0.0) -> Iterator[st
         os.close(fd)
 
 
+def _marker(path: str | os.PathLike[str], activity: str) -> str:
+    """The path whose lock is that of ``activity`` on ``path`` (:func:`activity_lock`)."""
+    # resolved first: the marker does not exist, so lock_path could not follow a link to
+    # ``path`` itself, and two spellings of one acquisition would take two locks
+    return f"{os.path.realpath(os.fspath(path))}.{activity}"
+
+
 @contextmanager
 def activity_lock(path: str | os.PathLike[str], activity: str) -> Iterator[None]:
     """Hold, for the whole block, the lock of one ``activity`` on ``path`` (``"aligned"``:
@@ -201,9 +208,7 @@ def activity_lock(path: str | os.PathLike[str], activity: str) -> Iterator[None]
     is refused at once (:class:`~sxtdist.errors.OutputLockedError`, "is being aligned by
     pid N on HOST"). Writers of ``path`` itself take its own lock, not this one."""
     path = os.fspath(path)
-    # resolved first: the marker does not exist, so lock_path could not follow a link to
-    # ``path`` itself, and two spellings of one acquisition would take two locks
-    marker = f"{os.path.realpath(path)}.{activity}"
+    marker = _marker(path, activity)
     with ExitStack() as stack:
         try:
             stack.enter_context(write_lock(marker))
@@ -244,3 +249,9 @@ def held_by(path: str | os.PathLike[str]) -> str | None:
         pass
     os.close(fd)
     return None
+
+
+def activity_held_by(path: str | os.PathLike[str], activity: str) -> str | None:
+    """Who holds the lock of ``activity`` on ``path`` now (:func:`activity_lock`: an
+    ``align`` of an acquisition), as :func:`held_by` says it; None when nobody does."""
+    return held_by(_marker(path, activity))

@@ -438,7 +438,7 @@ CASES = [
     Case("batch: out: elsewhere", lambda ws: ["batch", _manifest(ws, f"- {{acquisition: a.zarr, out: {ws / 'x.zarr'}}}\n"), "--out", ws / "out"], 2, r"is not under --out"),
     Case("batch: out: the acquisition", lambda ws: ["batch", _manifest(ws, "- {acquisition: a.zarr, out: a.zarr}\n"), "--out", ws.root], 2, r"output .* is the input"),
     Case("batch: --out inside an acquisition", lambda ws: ["batch", _manifest(ws, "- a.zarr\n"), "--out", ws / "a.zarr/out"], 2, r"lies inside the input"),
-    Case("batch --overwrite: one cell's output holds a user's file (no cell replaced)", _batch_over_a_users_file, 2, r"out/b\.zarr: is an sxtdist volume holding files it did not write \(notes\.txt\): it is left alone; move them, or write the volume elsewhere \(cell 'b': no cell was run\)"),
+    Case("batch --overwrite: one cell's output holds a user's file (no cell replaced)", _batch_over_a_users_file, 2, r"out/b\.zarr: is an sxtdist volume holding files it did not write \(notes\.txt\): it is left alone; move them, or write the volume elsewhere; no cell was run \(refused at cell 'b'\)"),
     Case("batch: --summary over a user's file", lambda ws: ["batch", _manifest(ws, "- a.zarr\n"), "--out", ws / "out", "--summary", ws.text("notes.csv", "mine\n")], 2, r"was not written by sxtdist"),
     # -- rechunk's copy --------------------------------------------------------------------------------
     Case("rechunk: into its own acquisition", lambda ws: ["rechunk", ws.acq(), ws / "cell.zarr/new.zarr"], 2, r"lies inside the input"),
