@@ -744,6 +744,32 @@ def test_a_disk_too_small_names_the_output_folder_not_a_hidden_partial(tmp_path)
     assert f"; {tmp_path} has " in str(e.value) and "partial" not in str(e.value), e.value
 
 
+def test_overwrite_refused_for_room_says_what_stays_and_what_to_do(
+    tiny_acq, tmp_path, run_cli, monkeypatch
+):
+    """The disk check of a replacement ended with "; an unfinished reconstruction resumes",
+    of no use to --overwrite: the old volume stays whole, its replacement is written beside
+    it (both must fit), and removing it first needs only the new one's room."""
+    import sxtdist.resources as resources
+    from sxtdist.geometry import VolumeGrid
+    from sxtdist.volume import create_volume
+
+    out = tmp_path / "v.zarr"
+    create_volume(out, VolumeGrid((8, 16, 16), 20.0), shard_z=4, chunk_z=4)
+    before = tree(tmp_path)
+    monkeypatch.setattr(resources, "disk_bytes", lambda path: (1 << 40, 1024))
+    code, _, err = run_cli("reconstruct", tiny_acq, out, "--overwrite", "--workers", "1")
+    line = one_line(err)
+    assert code == 1 and line.startswith(f"sxtdist: error: {out}: a volume of "), line
+    assert line.endswith(
+        f"({out} is left as it was: its replacement is written beside it and swapped in "
+        "when complete, so both must fit; free space, write elsewhere, or remove "
+        f"{out} and run without --overwrite)"
+    ), line
+    assert "resumes" not in line
+    assert tree(tmp_path) == before  # nothing written, the old volume whole
+
+
 def _fails(code: int) -> Callable[..., None]:
     def fail(*args, **kwargs):
         raise OSError(code, os.strerror(code))
