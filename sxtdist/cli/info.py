@@ -295,18 +295,21 @@ def _describe_volume(path: str) -> str:
 
 
 def _volume_status(path: str, meta: dict[str, Any]) -> str:
-    """The volume's status; a ``running`` one that no run holds (killed) said as stopped."""
-    from ..lock import held_by
+    """The volume's status; a ``running`` one that no run holds (killed) said as stopped,
+    and a lock its killed run left said stale."""
+    from ..lock import held_by, stale_owner
 
     status = meta.get("status")
     if status != "running":
         return str(status)
     if is_leftover(path):  # not an output: its own "leftover" line says what it is
         return "unfinished (left by a stopped run: see leftover below)"
+    stale = stale_owner(path)  # read before held_by, which removes a free lock's file
     holder = held_by(path)
     if holder:
         return f"running ({holder})"
-    return "unfinished, stopped (no run holds it: run the same command again to finish it)"
+    was = f"its lock names {stale}, which has ended: stale; " if stale else ""
+    return f"unfinished, stopped ({was}no run holds it: run the same command again to finish it)"
 
 
 def _stale_report(path: str, meta: dict[str, Any]) -> str | None:
