@@ -302,9 +302,11 @@ def _check_name(name: str, where: str, i: int) -> str:
 
 def _check_outputs(cells: list[Cell], out_dir: str | os.PathLike[str], where: str) -> None:
     """Every output stays under ``out_dir`` and is no input (:mod:`sxtdist.outputs`)."""
-    out_dir = os.path.realpath(check_name(os.fspath(out_dir)))
+    given = check_name(os.fspath(out_dir))
+    out_dir = os.path.realpath(given)
     inputs = [c.acquisition for c in cells]
-    check_not_input(out_dir, [i for i in inputs if not _under(i, out_dir)])
+    # named as given (``lnk/res``), compared resolved (``cell.zarr/res``): inside the input
+    check_not_input(given, [i for i in inputs if not _under(i, out_dir)])
     for c in cells:
         real = os.path.realpath(check_name(c.out))
         if not _under(real, out_dir) or real == out_dir:

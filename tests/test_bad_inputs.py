@@ -194,6 +194,26 @@ def _symlink(ws):
     return ["reconstruct", acq, ws / "link.zarr", "--overwrite"]
 
 
+def _inside_through_a_linked_folder(ws):
+    """``lnk/v.zarr`` where ``lnk`` is a link to the acquisition: inside the input."""
+    acq = ws.acq()
+    os.symlink(acq, ws / "lnk")
+    return ["reconstruct", acq, ws / "lnk" / "v.zarr", "--iterations", "1"]
+
+
+def _batch_into_an_acquisition_through_a_link(ws):
+    """``batch --out lnk/res`` where ``lnk`` is a link to a cell's acquisition."""
+    manifest = _manifest(ws, "- a.zarr\n")
+    os.symlink(ws / "a.zarr", ws / "lnk")
+    return ["batch", manifest, "--out", ws / "lnk" / "res", "--workers", "1", "--no-metrics"]
+
+
+def _hard_link_to(ws, name, to):
+    """``name``, a second name (hard link) of the file ``to``: the same file, the user's."""
+    os.link(to, ws / name)
+    return ws / name
+
+
 def _preview_over_link(ws):
     """``--out`` a symbolic link to a user's PNG: neither the link nor its target is replaced."""
     os.symlink(ws.png("photo.png"), ws / "shown.png")
@@ -347,6 +367,9 @@ CASES = [
     Case("reconstruct: a link to a user's folder, --overwrite", lambda ws: ["reconstruct", ws.acq(), _link_to(ws, ws.folder("mine", a_txt="x"), "out.zarr"), "--overwrite"], 2, r"out\.zarr: is a symbolic link to \S+mine, which sxtdist did not write"),
     Case("simulate: a link to nothing", lambda ws: ["simulate", _link_to(ws, ws / "elsewhere.zarr", "sim.zarr"), "--preset", "tiny"], 2, r"sim\.zarr: is a symbolic link to \S+elsewhere\.zarr, which does not exist"),
     Case("export: a link to an acquisition, --overwrite", lambda ws: ["export", ws.vol(), _link_to(ws, ws.acq("x.zarr"), "e.zarr"), "--overwrite"], 2, r"e\.zarr: is a symbolic link to \S+x\.zarr, an sxtdist acquisition"),
+    Case("reconstruct: into the input through a linked folder", _inside_through_a_linked_folder, 2, r"lnk/v\.zarr: lies inside the input \S+cell\.zarr"),
+    Case("batch: --out into an acquisition through a linked folder", _batch_into_an_acquisition_through_a_link, 2, r"lnk/res: lies inside the input \S+a\.zarr"),
+    Case("export: an MRC that is a hard link to a user's file, --overwrite", lambda ws: ["export", ws.vol(), _hard_link_to(ws, "v.mrc", ws.text("notes.txt", "mine")), "--overwrite"], 2, r"v\.mrc: already exists and was not written by sxtdist"),
     Case("reconstruct: '..' into the input", _dotdot, 2, r"lies inside the input"),
     Case("reconstruct: 'link/..' into a volume", _into_a_volume_through_a_link, 2, r"lk/\.\./x\.zarr: lies inside the sxtdist volume \S+vol\.zarr: write it elsewhere"),
     Case("reconstruct: a user's folder, --overwrite", lambda ws: ["reconstruct", ws.acq(), ws.folder("thesis", thesis_tex="x"), "--overwrite"], 2, r"was not written by sxtdist"),
@@ -1368,6 +1391,29 @@ def test_folders_made_for_a_relative_output_are_removed_after(tmp_path, monkeypa
     remove_empty_folders(top)
     assert os.listdir(tmp_path) == []
     assert make_folders(".") is None
+
+
+def test_overwrite_of_a_hard_linked_output_leaves_its_other_name_whole(
+    templates, tmp_path, run_cli, monkeypatch
+):
+    """An export the user keeps a second name of (a hard link, backup.mrc, no copy made):
+    --overwrite writes the new file beside and renames it in, a new file, so backup.mrc
+    stays the old export. Written into the old file, both names would be the new one
+    (checked failing with the export written at its own path)."""
+    vol = Workspace(tmp_path, templates).vol()
+    out, backup = tmp_path / "v.mrc", tmp_path / "backup.mrc"
+    assert run_cli("export", vol, out)[0] == 0
+    os.link(out, backup)
+    old = backup.read_bytes()
+    with open(out, "r+b") as f:  # the user's mark in their backup, through either name
+        f.seek(len(old) - 1)
+        f.write(b"\x01")
+    kept = backup.read_bytes()
+    code, _, err = run_cli("export", vol, out, "--overwrite")
+    assert code == 0, err
+    assert backup.read_bytes() == kept and out.read_bytes() != kept  # each its own file
+    assert out.read_bytes()[-1:] != b"\x01" and len(out.read_bytes()) == len(old)
+    assert os.stat(out).st_ino != os.stat(backup).st_ino
 
 
 def test_a_file_never_replaces_a_folder_and_a_failed_swap_leaves_no_partial(tmp_path):
