@@ -14,6 +14,7 @@ import os
 import re
 
 from .errors import option, printable, quoted
+from .lock import held_by
 from .outputs import NEW_SUFFIX, OLD_SUFFIX, PARTIAL_SUFFIX, aside_path, new_path, partial_path
 
 #: A hidden name of sxtdist's beside the output ``name``; a replacement's own creation is
@@ -65,6 +66,9 @@ def _what_is(hidden: str) -> str:
     inner = HIDDEN.fullmatch(name)  # the creation of a replacement (``--overwrite``)
     out = os.path.join(folder, inner["name"] if inner else name)
     shown, shown_out = printable(hidden), printable(out)
+    holder = held_by(out)
+    if holder:  # a run writing the output now: its work, not a leftover
+        return f"{shown}: {shown_out} is being written by {holder}, and this with it: leave it"
     remove = f"rm -r {quoted(hidden)}"
     again = option("--overwrite", "overwrite=True")
     if suffix == NEW_SUFFIX:

@@ -41,12 +41,19 @@ def test_info_and_verify_name_a_stopped_creation(tmp_path, run_cli):
     assert sorted(os.listdir(tmp_path)) == [os.path.basename(new)]  # nothing removed
 
 
-def test_info_names_a_stopped_replacement_and_an_only_copy_set_aside(tmp_path, run_cli):
-    """Beside an existing volume: an unfinished --overwrite (.v.zarr.sxtdist-partial) and
-    the old volume set aside by a swap (its only copy while v.zarr is gone)."""
+def test_info_names_a_stopped_replacement_and_an_only_copy_set_aside(
+    tmp_path, run_cli, lock_held_elsewhere
+):
+    """Beside an existing volume: an unfinished --overwrite (.v.zarr.sxtdist-partial), said
+    to be a run's work while a run holds v.zarr's lock, and the old volume set aside by a
+    swap (its only copy while v.zarr is gone)."""
     out = tmp_path / "v.zarr"
     create_volume(out, GRID, shard_z=4, chunk_z=4)
     create_volume(partial_path(out), GRID, shard_z=4, chunk_z=4)
+    with lock_held_elsewhere(out) as pid:  # an --overwrite running
+        code, stdout, _ = run_cli("info", out)
+    assert code == 0 and f"{partial_path(out)}: {out} is being written by pid {pid}" in stdout
+    assert "unfinished replacement" not in stdout
     code, stdout, _ = run_cli("info", out)
     assert code == 0
     assert f"leftover: {partial_path(out)}: an unfinished replacement of {out}" in stdout
