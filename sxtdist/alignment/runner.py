@@ -213,7 +213,8 @@ def _check_writable(acq: Acquisition) -> None:
     except OSError as exc:
         raise InputError(
             acq.path,
-            f"cannot be written ({exc.strerror or one_line(exc)}): align stores its shifts in "
+            f"cannot be written ({printable(exc.filename)}: {exc.strerror or one_line(exc)}): "
+            "align stores its shifts in "
             "the acquisition; copy it somewhere writable, or align with "
             f"{option('--dry-run', 'dry_run=True')} (the shifts in the report only)",
         ) from None
