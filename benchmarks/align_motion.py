@@ -79,10 +79,21 @@ def study(family: str, n_full: int, seed: int, args, client, workdir: str) -> di
     }
     sigma = np.hypot(*np.asarray(res.info["roi"].get("roi_sigma_px", np.full((1, 2), np.nan))).T)
     out["sigma_over_error"] = float(np.median(sigma) / max(out["roi_rms"], 1e-12))
-    for key in ("coarse_task_seconds", "fine_task_seconds", "check_seconds", "pairs_widened"):
+    for key in (
+        "coarse_task_seconds",
+        "fine_task_seconds",
+        "check_seconds",
+        "cut_stretch_seconds",
+        "pairs_widened",
+    ):
         if key in res.info.get("roi", {}):
             out[key] = res.info["roi"][key]
-    for key in ("leave_one_out_move_px", "pairs_alone_dy_move_px", "sigma_ratio"):  # largest
+    for key in (
+        "leave_one_out_move_px",
+        "pairs_alone_dy_move_px",
+        "sigma_ratio",
+        "cut_stretch_deg",
+    ):
         if res.info.get("roi", {}).get(key):
             out[key.removesuffix("_px") + "_max"] = float(np.max(res.info["roi"][key]))
     if args.psnr:

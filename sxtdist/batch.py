@@ -22,8 +22,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from .errors import (
     use_overwrite,
 )
 from .execution import Execution, execution_fields
-from .lock import held_by, write_lock
+from .lock import activity_held_by, held_by, write_lock
 from .logs import cell_messages_as_details
 from .outputs import (
     check_name,
@@ -301,9 +302,11 @@ def _check_name(name: str, where: str, i: int) -> str:
 
 def _check_outputs(cells: list[Cell], out_dir: str | os.PathLike[str], where: str) -> None:
     """Every output stays under ``out_dir`` and is no input (:mod:`sxtdist.outputs`)."""
-    out_dir = os.path.realpath(check_name(os.fspath(out_dir)))
+    given = check_name(os.fspath(out_dir))
+    out_dir = os.path.realpath(given)
     inputs = [c.acquisition for c in cells]
-    check_not_input(out_dir, [i for i in inputs if not _under(i, out_dir)])
+    # named as given (``lnk/res``), compared resolved (``cell.zarr/res``): inside the input
+    check_not_input(given, [i for i in inputs if not _under(i, out_dir)])
     for c in cells:
         real = os.path.realpath(check_name(c.out))
         if not _under(real, out_dir) or real == out_dir:
@@ -321,14 +324,16 @@ def _check_cell_outputs(cells: list[Cell], overwrite: bool) -> dict[str, str | N
     The batch is refused, naming the cell and the path, when an output may not be
     written (a user's folder, a volume holding a user's files, an acquisition),
     is being written by another run, or is unfinished and would not be resumed (begun on
-    other data or with other parameters; ``--overwrite`` starts it over). Found as each
-    cell ran, ``--overwrite`` had replaced other cells' outputs before refusing one, and a
+    other data or with other parameters; ``--overwrite`` starts it over); and, for a cell
+    that will align its acquisition, when its report folder may not be written or that
+    acquisition is being aligned by another run (``sxtdist align``). Found as each cell
+    ran, ``--overwrite`` had replaced other cells' outputs before refusing one, and a
     later cell's output was found hours into the batch.
     """
     inputs = [c.acquisition for c in cells]
     status: dict[str, str | None] = {}
     for c in cells:
-        try:
+        with _refusing_the_batch(c):
             check_output(c.out, "volume", inputs=inputs, overwrite=overwrite, resume=True)
             holder = held_by(c.out)
             if holder:
@@ -338,9 +343,63 @@ def _check_cell_outputs(cells: list[Cell], overwrite: bool) -> dict[str, str | N
             status[c.name] = _existing_status(c)
             if status[c.name] == "running" and not overwrite:
                 _check_resumable(c)
-        except InputError as exc:
-            raise type(exc)(exc.path, f"{exc.problem} (cell {c.name!r}: no cell was run)") from None
+    resuming = _resumed_acquisitions(cells, status, overwrite)
+    for c in cells:
+        if not _will_align(c, resuming):
+            continue
+        with _refusing_the_batch(c):
+            check_output(_report_path(c), "alignment-report", inputs=inputs, overwrite=True)
+            holder = activity_held_by(c.acquisition, "aligned")
+            if holder:
+                raise OutputLockedError(
+                    c.acquisition, f"is being aligned by {holder}; wait for it to finish"
+                )
     return status
+
+
+@contextmanager
+def _refusing_the_batch(cell: Cell) -> Iterator[None]:
+    """A refusal found by the up-front pass (:func:`_check_cell_outputs`) says for which
+    cell, and that no cell was run."""
+    try:
+        yield
+    except InputError as exc:
+        said = f"{exc.problem}; no cell was run (refused at cell {cell.name!r})"
+        raise type(exc)(exc.path, said) from None
+
+
+def _resumed_acquisitions(
+    cells: list[Cell], status: Mapping[str, str | None], overwrite: bool
+) -> set[str]:
+    """The acquisitions (resolved) of the cells whose unfinished output is resumed: not
+    aligned again (the resume needs the shifts it began with); ``overwrite`` starts over."""
+    if overwrite:
+        return set()
+    return {os.path.realpath(c.acquisition) for c in cells if status.get(c.name) == "running"}
+
+
+def _will_align(cell: Cell, resuming: set[str]) -> bool:
+    """Whether the cell's run aligns its acquisition (:func:`_align_cell`): asked, not
+    resumed, and for ``"auto"`` some scan not aligned yet. An acquisition that cannot be
+    read is its row's to tell."""
+    mode = _alignment_asked(cell)[0]
+    if mode is False or os.path.realpath(cell.acquisition) in resuming:
+        return False
+    if mode is True:
+        return True
+    from .dataset import open_acquisition
+
+    try:
+        acq = open_acquisition(cell.acquisition, "r")
+        return not all(acq[name].aligned for name in acq.scans)
+    except SxtdistError:
+        return False
+
+
+def _report_path(cell: Cell) -> str:
+    """Where a cell's alignment report goes: ``<output stem>_alignment`` beside its output."""
+    out = cell.out.rstrip("/").rstrip(os.sep)
+    return (out[:-5] if out.endswith(".zarr") else out) + "_alignment"
 
 
 def _check_resumable(cell: Cell) -> None:
@@ -627,12 +686,8 @@ class _Batch:
 
     def run_cells(self, cells: list[Cell], width: int) -> bool:
         """Run the cells in ``width`` threads; fill ``results``; True if interrupted."""
-        if not self.execution.overwrite:  # --overwrite starts unfinished outputs over
-            self.resuming = {
-                os.path.realpath(c.acquisition)
-                for c in cells
-                if self.status.get(c.name) == "running"
-            }
+        # --overwrite starts unfinished outputs over
+        self.resuming = _resumed_acquisitions(cells, self.status, self.execution.overwrite)
         pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="sxtdist-cell")
         futures = {pool.submit(self.run_cell, cell): cell for cell in cells}
         pending = set(futures)
@@ -758,8 +813,8 @@ def _redo_alone(cell: Cell) -> str:
     """What to do about one cell's output that only ``--overwrite`` would replace: in a
     batch, that redoes every complete cell too."""
     return (
-        f" (in a batch that redoes every cell: to redo {cell.name!r} alone, remove "
-        f"{quoted(cell.out)} and run the batch again)"
+        f", but in a batch that redoes every cell: to redo {cell.name!r} alone, remove "
+        f"{quoted(cell.out)} and run the batch again"
     )
 
 
@@ -803,10 +858,11 @@ def _align_cell(
         acq = open_acquisition(cell.acquisition, "r")
         if mode == "auto" and all(acq[name].aligned for name in acq.scans):
             return False
-        out = cell.out.rstrip("/").rstrip(os.sep)
-        report = (out[:-5] if out.endswith(".zarr") else out) + "_alignment"
         # its status lines are the cell's details (logs.cell_messages_as_details)
-        align(cell.acquisition, None, method=method, client=client, report=report, progress=False)
+        align(
+            cell.acquisition, None, method=method, client=client, report=_report_path(cell),
+            progress=False,
+        )  # fmt: skip
         done.add(key)
         return True
 

@@ -97,15 +97,25 @@ def os_error(exc: BaseException, path: str | os.PathLike[str] | None = None) -> 
 
 def describe_os_error(exc: OSError, resumes: bool = False) -> str:
     """One line for an environment failure: the file(s), what failed, what to do about it
-    (:data:`OS_HINTS`); ``resumes``: the command resumes what it left unfinished (a
+    (:data:`OS_HINTS`, or the exception's own ``hint``: what sxtdist knows of this failure,
+    :func:`with_hint`); ``resumes``: the command resumes what it left unfinished (a
     reconstruction), said where running it again is the advice."""
     what = exc.strerror or one_line(exc)
     names = [printable(n) for n in (exc.filename, exc.filename2) if n is not None]
     text = f"{' -> '.join(names)}: {what}" if names else what
-    hint = OS_HINTS.get(exc.errno)
-    if hint and resumes and "run the same command again" in hint:
+    own = getattr(exc, "hint", None)
+    hint = own if isinstance(own, str) else OS_HINTS.get(exc.errno)
+    if hint and own is None and resumes and "run the same command again" in hint:
         hint += "; an unfinished reconstruction resumes"
     return f"{text} ({hint})" if hint else text
+
+
+def with_hint(exc: OSError, path: str | os.PathLike[str], hint: str) -> OSError:
+    """``exc`` naming ``path``, told with ``hint`` instead of :data:`OS_HINTS`' advice
+    (:func:`describe_os_error`)."""
+    named = naming(exc, path)
+    named.hint = hint  # type: ignore[attr-defined]  # kept when pickled (the __dict__)
+    return named
 
 
 class SxtdistError(Exception):

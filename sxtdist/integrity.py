@@ -27,6 +27,7 @@ import zarr
 
 from .dataset import KEY, interrupted_replacement, leftover_scans, open_sxtdist_group
 from .errors import one_line, printable
+from .leftovers import leftovers
 from .outputs import strangers
 
 
@@ -87,6 +88,7 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
     foreign = [n for n in strangers(path) if n not in left]
     report.notes += [*left.values()]
     report.notes += [f"{printable(os.path.join(path, n))}: {NOT_OURS}" for n in foreign]
+    report.notes += leftovers(path)  # beside it: what a stopped write left
     nodes = [
         n
         for n in sorted(os.listdir(path))

@@ -8,8 +8,11 @@ killed run is free at once, and taking it over is as atomic as taking a fresh on
 old protocol, read the owner's pid and remove its file, let two processes in at once).
 
 The file holds the owner's host and pid, for the message that refuses a second
-writer. It is removed on release; a taker that locked a file just removed by its
-holder sees that the path no longer names the file it locked and tries again.
+writer, and the pid's start time and the host's boot (:func:`_identity`): a pid that a
+killed run left in its file may since belong to another process, which is then not taken
+for the owner (the lock is stale). It is removed on release; a taker that locked a file
+just removed by its holder sees that the path no longer names the file it locked and
+tries again.
 """
 
 from __future__ import annotations
@@ -90,9 +93,50 @@ def _read_owner(lock: str) -> dict:
 
 
 def _describe(owner: dict) -> str:
-    if owner.get("pid") is None:
+    if owner.get("pid") is None or _ended_here(owner):  # a stale record: the holder is not it
         return "another run"
     return f"pid {owner.get('pid')} on {owner.get('host')}"
+
+
+def _started(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks after boot, ``/proc/PID/stat``'s 22nd
+    field), or None where it cannot be read (no ``/proc``: macOS; no such process)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rindex(b")") + 2 :].split()[19])  # after the command's name
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _boot() -> str | None:
+    """This boot of the host (Linux's ``boot_id``): pids start over at a reboot."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def _identity() -> dict:
+    """What a lock file records of its owner, this process: enough to tell it from a later
+    process given the same pid."""
+    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    started, boot = _started(os.getpid()), _boot()
+    return (
+        me
+        | ({"started": started} if started is not None else {})
+        | ({"boot": boot} if boot else {})
+    )
+
+
+def _ended_here(owner: dict) -> bool:
+    """Whether ``owner`` names a run of this host that has ended: its pid gone, or now
+    another process's (a start time or a boot other than recorded)."""
+    pid = owner.get("pid")
+    if owner.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return False
+    return not _alive_here(owner)
 
 
 def _held_by(lock: str) -> str:
@@ -100,8 +144,9 @@ def _held_by(lock: str) -> str:
 
 
 def _alive_here(owner: dict) -> bool:
-    """Whether ``owner`` is a run of this host that is alive (not a killed run, not another
-    host's run, which this host cannot tell, nor an owner not written yet)."""
+    """Whether ``owner`` is a run of this host that is alive (not a killed run, nor one whose
+    pid is now another process's, not another host's run, which this host cannot tell,
+    nor an owner not written yet)."""
     pid = owner.get("pid")
     if owner.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
         return False
@@ -110,8 +155,11 @@ def _alive_here(owner: dict) -> bool:
     except ProcessLookupError:
         return False
     except OSError:  # another user's process
-        return True
-    return True
+        pass
+    if owner.get("boot") is not None and owner["boot"] != _boot():
+        return False  # recorded before a reboot: another process now has this pid
+    started = owner.get("started")
+    return started is None or _started(pid) in (None, started)  # unrecorded: as before
 
 
 def _take_probed(lock: str) -> int | None:
@@ -175,7 +223,7 @@ def write_lock(path: str | os.PathLike[str], wait_s: float = 0.0) -> Iterator[st
         )
     _HELD.add(lock)
     try:
-        me = {"host": socket.gethostname(), "pid": os.getpid()}
+        me = _identity()
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(me).encode())
         try:
@@ -194,6 +242,13 @@ def write_lock(path: str | os.PathLike[str], wait_s: float = 0.0) -> Iterator[st
         os.close(fd)
 
 
+def _marker(path: str | os.PathLike[str], activity: str) -> str:
+    """The path whose lock is that of ``activity`` on ``path`` (:func:`activity_lock`)."""
+    # resolved first: the marker does not exist, so lock_path could not follow a link to
+    # ``path`` itself, and two spellings of one acquisition would take two locks
+    return f"{os.path.realpath(os.fspath(path))}.{activity}"
+
+
 @contextmanager
 def activity_lock(path: str | os.PathLike[str], activity: str) -> Iterator[None]:
     """Hold, for the whole block, the lock of one ``activity`` on ``path`` (``"aligned"``:
@@ -201,9 +256,7 @@ def activity_lock(path: str | os.PathLike[str], activity: str) -> Iterator[None]
     is refused at once (:class:`~sxtdist.errors.OutputLockedError`, "is being aligned by
     pid N on HOST"). Writers of ``path`` itself take its own lock, not this one."""
     path = os.fspath(path)
-    # resolved first: the marker does not exist, so lock_path could not follow a link to
-    # ``path`` itself, and two spellings of one acquisition would take two locks
-    marker = f"{os.path.realpath(path)}.{activity}"
+    marker = _marker(path, activity)
     with ExitStack() as stack:
         try:
             stack.enter_context(write_lock(marker))
@@ -244,3 +297,17 @@ def held_by(path: str | os.PathLike[str]) -> str | None:
         pass
     os.close(fd)
     return None
+
+
+def activity_held_by(path: str | os.PathLike[str], activity: str) -> str | None:
+    """Who holds the lock of ``activity`` on ``path`` now (:func:`activity_lock`: an
+    ``align`` of an acquisition), as :func:`held_by` says it; None when nobody does."""
+    return held_by(_marker(path, activity))
+
+
+def stale_owner(path: str | os.PathLike[str]) -> str | None:
+    """``"pid N on HOST"`` when the lock file of the output ``path`` names a run of this
+    host that has ended (killed; its pid maybe another process's now): a stale lock, no
+    obstacle to the next writer. None otherwise (no lock file, a live owner, another host's)."""
+    owner = _read_owner(lock_path(path))
+    return f"pid {owner['pid']} on {owner['host']}" if _ended_here(owner) else None

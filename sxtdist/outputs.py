@@ -24,7 +24,8 @@ goes through :func:`check_output` and :func:`writing`:
   is removed. An interrupted replacement leaves the old output as it was.
 - A new folder output written in place (a reconstruction, resumable there) is built
   beside (``.<name>.sxtdist-new``) and renamed into place whole (:func:`creating`): a
-  run stopped as it creates one leaves nothing at the output that could be a user's.
+  run stopped as it creates one leaves nothing at the output that could be a user's; the
+  next write of the output removes it (:mod:`sxtdist.leftovers` names it meanwhile).
 - One writer at a time: :func:`writing` holds :func:`sxtdist.lock.write_lock`.
 - A failed write removes what it created (no empty or half-written folder stays
   behind), unless the caller keeps it to resume (an interrupted reconstruction).
@@ -38,11 +39,12 @@ import json
 import os
 import re
 import shutil
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .errors import InputError, OutputExistsError, naming, use_overwrite
+from .errors import InputError, OutputExistsError, naming, one_line, use_overwrite
 from .lock import lock_path, write_lock
 
 #: Kinds of output sxtdist writes and recognises.
@@ -71,6 +73,9 @@ ZARR_TEMP = re.compile(r"(zarr|\.zattrs|\.zgroup|\.zmetadata)\.[0-9a-f]{32}\.par
 REPORT_MARK = "sxtdist-report.json"
 #: What an alignment report folder holds when its mark lists no ``files`` (older reports).
 REPORT_FILES = ("shifts.csv", "pairs.csv", "alignment.png")
+#: The file :func:`check_can_write` creates and removes at once: sxtdist's by its name (a
+#: run killed in between leaves it), so no stranger in an output.
+PROBE = re.compile(r"\.sxtdist-probe-[0-9a-f]{32}")
 #: What a desktop or a tool leaves in any folder it shows (Finder, Explorer, Jupyter), and
 #: macOS's ``._*`` companions: nobody's work, never a reason to leave an output alone.
 OS_LITTER = (".DS_Store", "Thumbs.db", "desktop.ini", ".ipynb_checkpoints")
@@ -214,8 +219,9 @@ def _levels(attrs: dict) -> set[str]:
 def strangers(path: str) -> list[str]:
     """What a folder that sxtdist wrote holds that sxtdist did not put there (a user's
     notes, another output written inside it): such a folder is not replaced, whatever it
-    was. ``[]`` for any other path; a desktop's litter (:data:`OS_LITTER`) and Zarr's own
-    temporary file (:data:`ZARR_TEMP`) are no strangers."""
+    was. ``[]`` for any other path; a desktop's litter (:data:`OS_LITTER`), Zarr's own
+    temporary file (:data:`ZARR_TEMP`) and a writability probe (:data:`PROBE`) are no
+    strangers."""
     mark = _read_json(os.path.join(path, REPORT_MARK))
     kind, attrs = _zarr_kind(path) if mark.get("kind") != "alignment-report" else ("", {})
     if kind is None:
@@ -233,7 +239,7 @@ def strangers(path: str) -> list[str]:
         is_ours = MEMBERS.get(kind)
         ours |= {n for n in names if is_ours and is_ours(path, n, meta)}
     litter = {n for n in names if n in OS_LITTER or n.startswith("._")}
-    litter |= {n for n in names if ZARR_TEMP.fullmatch(n)}  # Zarr's, a write killed
+    litter |= {n for n in names if ZARR_TEMP.fullmatch(n) or PROBE.fullmatch(n)}  # a kill's
     return sorted(set(names) - ours - litter)
 
 
@@ -275,20 +281,33 @@ def _ancestors(path: str) -> list[os.stat_result]:
 
 
 def check_can_write(path: str | os.PathLike[str]) -> None:
-    """Raise now the :class:`OSError` (naming ``path``) that writing ``path`` would meet on
-    a read-only file system or without permission, before long work whose result goes
-    there (or that is stored in it: an alignment's shifts in the acquisition).
+    """Raise now the :class:`OSError` that writing ``path`` would meet (a read-only file
+    system, no permission), naming the folder that cannot be written, before long work
+    whose result goes there (or that is stored in it: an alignment's shifts in the
+    acquisition).
 
     Both must be writable: the nearest folder that exists at or above ``path`` (the
     output's own files; the output itself when it is a folder) and the one that holds its
-    lock (:func:`sxtdist.lock.lock_path`: beside it, once resolved). Nothing is created
-    or locked: another writer holding the lock now is no error here, and is not disturbed.
+    lock (:func:`sxtdist.lock.lock_path`: beside it, once resolved). Each is proved so by
+    creating a file of a unique name in it (:data:`PROBE`) and removing it at once:
+    :func:`os.access` says yes where a write then fails (root on an NFS export that maps
+    root to nobody, ACLs it does not read, a read-only bind mount on some kernels).
+    Nothing is locked: another writer holding the lock now is no error here.
     """
-    for folder in (_nearest_folder(path), _nearest_folder(os.path.dirname(lock_path(path)))):
-        if not os.access(folder, os.W_OK):
-            read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-            code = errno.EROFS if read_only else errno.EACCES
-            raise OSError(code, os.strerror(code), os.fspath(path))
+    folders = (_nearest_folder(path), _nearest_folder(os.path.dirname(lock_path(path))))
+    for folder in dict.fromkeys(folders):
+        probe = os.path.join(folder, f".sxtdist-probe-{uuid.uuid4().hex}")
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.close(fd)
+            finally:  # made: removed whatever happens (left by a kill, it is nobody's)
+                try:
+                    os.remove(probe)
+                except OSError:
+                    pass
+        except OSError as exc:  # the folder the user can do something about, not the probe
+            raise OSError(exc.errno, exc.strerror or one_line(exc), folder) from None
 
 
 def _nearest_folder(path: str | os.PathLike[str]) -> str:
@@ -495,6 +514,10 @@ def writing(
     try:
         with write_lock(out):
             recover_swap(partial_path(out), out)
+            # a creation stopped (:func:`creating`): sxtdist's by its name, and no one
+            # creates it now that the lock is ours; said cleared by ``sxtdist info``
+            for stopped in (new_path(out), new_path(partial_path(out))):
+                remove(stopped)
             # checked again under the lock: another run may have written it meanwhile
             existing = check_output(
                 out, kind, inputs=inputs, overwrite=overwrite, resume=resume, file=file

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import metrics, scoring
-from .errors import InputError, option
+from .errors import InputError, option, printable
 from .outputs import check_can_write, check_output, first_line, register_file_kind, replacing_file
 
 #: The first rows of the report's two CSV files and the PNG's ``Software`` text: how
@@ -217,8 +217,8 @@ def _report_paths(
     except OSError as exc:
         raise InputError(
             paths["csv"],
-            f"cannot be written ({exc.strerror}): write the report elsewhere with "
-            f"{option('--out PREFIX', 'out=PREFIX')}",
+            f"cannot be written ({printable(exc.filename)}: {exc.strerror}): write the report "
+            f"elsewhere with {option('--out PREFIX', 'out=PREFIX')}",
         ) from None
     return paths
 

@@ -47,6 +47,7 @@ from .errors import (
     printable,
     quoted,
     use_overwrite,
+    with_hint,
 )
 from .execution import Execution, execution_fields
 from .geometry import VolumeGrid, angular_spacing_deg, default_grid
@@ -716,7 +717,7 @@ def reconstruct(
         work = dataclasses.replace(job, out=target.write_path)
         recipe, resume = _resume_layout(work, restart=target.beside)
         work = dataclasses.replace(work, recipe=recipe)
-        _check_capacity(work.problem.grid, work.out, resume)
+        _check_capacity(work.problem.grid, work.out, resume, target.path if target.beside else None)
         with _connect(ex, backend, why) as (client, backend, why):
             logger.info("backend: %s (%s)", backend, why)
             vol, plan, stats = _run_blocks(client, work, ex, backend, resume)
@@ -1019,12 +1020,13 @@ def _started_with(prov: Mapping[str, Any]) -> str:
     )
 
 
-def _check_capacity(grid: VolumeGrid, out: str, resume: bool) -> None:
+def _check_capacity(grid: VolumeGrid, out: str, resume: bool, replaces: str | None = None) -> None:
     """Refuse a volume the disk at ``out`` cannot hold (:func:`require_disk`).
 
     What is still to be written, uncompressed: level 0's blocks not done yet (by their
     share of the blocks, of the unfinished volume being resumed) and the pyramid
-    (1/7 of level 0), written at the end.
+    (1/7 of level 0), written at the end. ``replaces``: the volume that ``out`` (written
+    beside it) replaces, which stays until then: what the refusal advises is said of it.
     """
     level0 = 4 * math.prod(grid.shape)
     left = 1.0
@@ -1034,7 +1036,20 @@ def _check_capacity(grid: VolumeGrid, out: str, resume: bool) -> None:
     what = f"a volume of {grid.shape} voxels of {grid.voxel_size_nm:g} nm"
     if left < 1:
         what += f" ({1 - left:.0%} of its blocks written)"
-    require_disk(real_parent(out), level0 * (left + 1 / 7), what)  # not a hidden partial
+    try:
+        require_disk(real_parent(out), level0 * (left + 1 / 7), what)  # not a hidden partial
+    except OSError as exc:
+        if replaces is None:
+            raise  # "free space and run the same command again": it resumes
+        kept = "; the unfinished replacement is kept to resume" if resume else ""
+        raise with_hint(
+            exc,
+            replaces,
+            f"{printable(replaces)} is left as it was: its replacement is written beside it "
+            f"and swapped in when complete, so both must fit{kept}; free space, write "
+            f"elsewhere, or remove {quoted(replaces)} and run without "
+            f"{option('--overwrite', 'overwrite=True')}",
+        ) from None
 
 
 def _worth_resuming(exc: BaseException, path: str) -> bool:

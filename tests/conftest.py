@@ -198,3 +198,33 @@ def run_cli(capsys):
         return code, out.out, out.err
 
     return run
+
+
+@pytest.fixture
+def deny_writes(monkeypatch):
+    """``with deny_writes(folder, code):`` creating a file directly in ``folder`` fails with
+    ``errno`` ``code`` (default EACCES), as on a read-only or forbidden place, whatever
+    :func:`os.access` says of it (it says yes as root: the tests may run as root)."""
+    import errno
+
+    real_open = os.open
+    denied: dict[str, int] = {}
+
+    def fake_open(path, flags, *args, **kwargs):
+        folder = os.path.dirname(os.path.abspath(os.fsdecode(path)))
+        if flags & os.O_CREAT and folder in denied:
+            raise OSError(denied[folder], os.strerror(denied[folder]), os.fsdecode(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", fake_open)
+
+    @contextmanager
+    def deny(folder, code: int = errno.EACCES):
+        key = os.path.abspath(os.fspath(folder))
+        denied[key] = code
+        try:
+            yield
+        finally:
+            del denied[key]
+
+    return deny

@@ -46,6 +46,41 @@ def test_a_peak_on_a_window_edge_is_not_inside():
     assert not peak_inside_map(edge)
 
 
+def _inside_by_arrays(result: PairResult) -> bool:
+    """:func:`peak_inside_map` as it was written on arrays (before it took Python floats)."""
+    margin = np.asarray(result.ncc.shape) // 2
+    s = np.asarray(result.shift, float)
+    if result.window is None:
+        inside = bool(np.all(np.abs(s) < margin - 0.5))
+    else:
+        w = result.window
+        inner = np.minimum(w.centre + w.radius, margin) - 0.5
+        outer = np.maximum(w.centre - w.radius, -margin) + 0.5
+        inside = bool(np.all((s < inner) & (s > outer)))
+    if not inside:
+        return False
+    iy, ix = (int(round(c)) for c in s + margin)
+    return bool(np.all(result.ncc[max(iy - 2, 0) : iy + 3, max(ix - 2, 0) : ix + 3] > -1.0))
+
+
+def test_peak_inside_map_is_what_it_was_on_arrays():
+    """The same answer on every shift of a grid of half pixels and off it (the edges
+    exactly), with and without windows, and beside the map's -1 (no overlap)."""
+    ncc = _two_peaks()
+    ncc[:3, :] = -1.0  # shifts where the views do not overlap enough
+    rng = np.random.default_rng(0)
+    shifts = [
+        np.array([y, x]) for y in np.arange(-11, 11.5, 0.5) for x in np.arange(-16, 16.5, 0.5)
+    ]
+    shifts += list(rng.uniform(-11, 11, (400, 2)) * [1, 16 / 11])
+    windows = [None, SearchWindow([0, 5], [3, 3]), SearchWindow([-8, -14], [4, 6])]
+    windows.append(SearchWindow([9, 12], [5, 5]))  # reaching past the map
+    for window in windows:
+        for s in shifts:
+            result = PairResult(Pair("neighbour", 0, 1), ncc, s, 0.5, 0.1, window=window)
+            assert peak_inside_map(result) == _inside_by_arrays(result), (s, window)
+
+
 def _settings(**kw) -> PairSettings:
     g = ScanGeometry(np.arange(4.0), 60.0, (128, 60))
     base = dict(

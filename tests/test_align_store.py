@@ -243,26 +243,23 @@ def test_shifts_measured_with_a_geometry_edited_meanwhile_are_not_stored(
     assert stored.meta["energy_ev"] == 700.0 and np.all(stored.geometry.shifts_px == 1)
 
 
-def test_align_on_a_read_only_acquisition_fails_before_the_work(run_cli, tiny_copy, monkeypatch):
+def test_align_on_a_read_only_acquisition_fails_before_the_work(
+    run_cli, tiny_copy, monkeypatch, deny_writes
+):
     """review5 finding 9: told at once, not after every pair is done; review6 'Read-only
     acquisition: align/edit/import name a hidden lock file and advise "write the output
-    elsewhere"': one line naming the acquisition, what to do, exit 2."""
+    elsewhere"': one line naming the acquisition, the folder that cannot be written, what to
+    do, exit 2."""
     import errno
 
-    from sxtdist import lock, outputs
+    from sxtdist import lock
 
-    access = os.access
     for read_only in (os.fspath(tiny_copy), os.path.dirname(tiny_copy)):  # shifts; lock
-        with monkeypatch.context() as m:  # that folder on a read-only file system
-            m.setattr(
-                outputs.os,
-                "access",
-                lambda p, mode, ro=read_only: access(p, mode) and (p, mode) != (ro, os.W_OK),
-            )
-            m.setattr(outputs.os, "statvfs", lambda p: os.statvfs_result((0,) * 8 + (1, 0)))
+        with deny_writes(read_only, errno.EROFS):  # that folder on a read-only file system
             code, out, err = run_cli("align", tiny_copy, "--workers", "1", "--report", "")
         assert code == 2 and len(err.strip().splitlines()) == 1, err
-        assert f"{tiny_copy}: cannot be written (Read-only file system): align stores" in err
+        said = f"{tiny_copy}: cannot be written ({read_only}: Read-only file system): align"
+        assert said in err, err
         assert "--dry-run" in err and "sxtdist-lock" not in err and "aligning" not in out + err
 
     def read_only(path):
@@ -275,7 +272,7 @@ def test_align_on_a_read_only_acquisition_fails_before_the_work(run_cli, tiny_co
 
 
 def test_a_second_align_is_refused_and_a_report_failing_after_the_store_is_a_warning(
-    run_cli, tiny_copy, tmp_path, monkeypatch
+    run_cli, tiny_copy, tmp_path, monkeypatch, deny_writes
 ):
     """review6 'Two aligns of one acquisition at once: the one that exits with an error is
     the one stored, and the report folder shows the other's shifts' and '`align --report
@@ -285,7 +282,6 @@ def test_a_second_align_is_refused_and_a_report_failing_after_the_store_is_a_war
     warning that says the shifts are stored (exit 0)."""
     import errno
 
-    from sxtdist import outputs
     from sxtdist.alignment import report as report_module
     from sxtdist.lock import activity_lock
 
@@ -301,17 +297,9 @@ def test_a_second_align_is_refused_and_a_report_failing_after_the_store_is_a_war
     assert code == 2 and "is being aligned by pid" in err, err
     assert not sxtdist.open_acquisition(tiny_copy)["roi"].aligned
     (tmp_path / "ro").mkdir()
-    with monkeypatch.context() as m:  # a read-only place for the report
-        access = os.access
-        m.setattr(
-            outputs.os,
-            "access",
-            lambda path, mode: (
-                access(path, mode) and not (mode == os.W_OK and path == str(tmp_path / "ro"))
-            ),
-        )
+    with deny_writes(tmp_path / "ro"):  # a place for the report where no file can be made
         code, out, err = run_cli(*args, "--report", tmp_path / "ro" / "rep")
-    assert code == 1 and f"{tmp_path / 'ro' / 'rep'}: " in err, err
+    assert code == 1 and f"{tmp_path / 'ro'}: Permission denied (no permission" in err, err
     assert "aligning" not in out + err, err
     assert not sxtdist.open_acquisition(tiny_copy)["roi"].aligned  # told before the work
 

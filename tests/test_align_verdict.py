@@ -186,6 +186,11 @@ def test_align_stores_the_verdict_and_info_shows_it(client, tmp_path, run_cli):
     )
     assert re.search(r"pairs alone: largest dy move \d\.\d{3} px \(view \d+\)", out)
     assert re.search(r"largest standard error 1\.\d\d times the median \(view \d+\)", out)
+    # no full view cut: no stretch without their own dx, and info says nothing of it
+    n_full = acq["full"].geometry.n_angles
+    assert res.info["roi"]["cut_stretch_deg"] == [0.0] * n_full
+    assert res.info["roi"]["cut_stretch_flagged"] == {"roi": [], "full": []}
+    assert "without their own dx" not in out
     arr = zarr.open_array(acq["roi"].path, mode="r+")
     frame = arr[12]
     frame[:, : 3 * frame.shape[1] // 4] = np.median(frame)
@@ -240,6 +245,7 @@ def _joint_case(
     dy_full_px=None,
     lost_anchors: int = 0,
     no_own_dx=(),
+    anchor_dx_px=None,
 ):
     """A joint solve of 90 interior views (2° apart) and 9 full views (20° apart) from
     pairs measured with 0.03 px of noise, the full views' own estimates right but full
@@ -250,7 +256,8 @@ def _joint_case(
     the full views' own ``dy`` estimates off by these (full px). ``lost_anchors``: the
     last interior views without an anchor (left out at the search's edge);
     ``no_own_dx``: full views whose own ``dx`` estimate weighs only the gauge (the
-    detector's edges cut their cell). Returns the pairs, the
+    detector's edges cut their cell); ``anchor_dx_px`` ``(9,)``: each full view's anchors
+    off in ``dx`` by these (interior px) besides. Returns the pairs, the
     record and each interior view's error (the object's position taken out), and the
     errors per axis ``(90, 2)``."""
     from sxtdist.alignment.pairs import plan_pairs
@@ -260,6 +267,8 @@ def _joint_case(
     roi_angles, full_angles = np.arange(90) * 2.0, np.arange(9) * 20.0
     truth = rng.normal(0.0, 3.0, (90, 2))
     shared = rng.normal(0.0, anchor_bias_px, 9) if anchor_bias_px else np.zeros(9)
+    if anchor_dx_px is not None:
+        shared = shared + np.asarray(anchor_dx_px, float)
     results = []
     for p in plan_pairs(roi_angles, full_angles):
         if p.kind == "anchor" and p.i >= 90 - lost_anchors:
@@ -502,3 +511,69 @@ def test_an_axis_tilt_does_not_fire_the_pairs_alone_check(tmp_path):
     assert info["pairs_alone_flagged"] == {"roi": [], "full": []}
     assert max(info["pairs_alone_dy_move_px"]) < 0.25
     assert "pairs alone" not in res.verdict and "pair misfit" in res.verdict
+
+
+def test_cut_stretch_known_answers():
+    """Runs of consecutive full views without their own ``dx``, the scan's two ends
+    meeting (180° apart): their span is the views times the step."""
+    from sxtdist.alignment.cut_stretches import cut_stretch_deg, views_in_cut_stretches
+
+    phi = np.arange(9) * 20.0
+    assert cut_stretch_deg(phi, [0, 1, 7, 8]).tolist() == [80, 80, 0, 0, 0, 0, 0, 80, 80]
+    assert cut_stretch_deg(phi, [2, 4, 5]).tolist() == [0, 0, 20, 0, 40, 40, 0, 0, 0]
+    assert cut_stretch_deg(phi, []).tolist() == [0] * 9
+    assert cut_stretch_deg(phi, range(9)).tolist() == [180] * 9
+    # 19 views 9.47° apart: 5 in a row (47°) are not named, 6 (57°) are
+    phi19 = np.arange(19) * 180.0 / 19
+    roi_angles = np.arange(90) * 2.0
+    assert views_in_cut_stretches(roi_angles, phi19, [16, 17, 18, 0, 1])[0].size == 0
+    roi, full = views_in_cut_stretches(roi_angles, phi19, [16, 17, 18, 0, 1, 2])
+    assert full.tolist() == [0, 1, 2, 16, 17, 18]
+    # the interior views nearest those (modulo 180°): 147.4° to 23.7°, 0° and 178° included
+    assert roi.tolist() == [*range(0, 12), *range(74, 90)]
+
+
+@pytest.mark.parametrize("cut", [(0, 1, 7, 8), ()])
+def test_a_wide_stretch_without_the_full_views_own_dx_is_named(cut):
+    """As on ``align_motion.py --families drift --motion-scale 3 --full 9 --seeds 9`` (a
+    development seed, 0.75 px off and trusted before this rule): the detector's edges cut
+    full views 7, 8, 0 and 1 (80°, the scan's ends meeting), and their anchors share 0.7
+    interior px of ``dx`` error (a rotation bias, say). The interior there follows them
+    0.6 px off with every pair agreeing, the solve tying those views as well as the rest,
+    no one full view carrying them: no other check names them; the interior views nearest
+    the cut full views are named, and those full views. The same anchors with the full
+    views' own ``dx`` kept: they hold the interior within 0.5 px and nothing is named."""
+    from sxtdist.alignment.cut_stretches import CUT_STRETCH_FLAG_DEG, views_in_cut_stretches
+    from sxtdist.alignment.shifts import pair_weights
+
+    bias = np.zeros(9)
+    bias[[0, 1, 7, 8]] = 0.7
+    roi_angles, full_angles = np.arange(90) * 2.0, np.arange(9) * 20.0
+    for seed in (2, 3):
+        results, rec, err, _ = _joint_case(0.0, seed, no_own_dx=cut, anchor_dx_px=bias)
+        w = pair_weights(results, roi_angles)
+        misfit = np.asarray(rec["pair_misfit_px"], float)
+        args = (results, misfit, np.ones(len(results)), w, 90, (), rec["leave_one_out_flagged"])
+        others = dict(pairs_alone=rec["pairs_alone_flagged"], weakly_tied=rec["weakly_tied_views"])
+        assert judge(*args, **others).trusted  # no other check sees it
+        roi, full = views_in_cut_stretches(roi_angles, full_angles, cut)
+        v = judge(*args, **others, cut_stretch={"roi": roi.tolist(), "full": full.tolist()})
+        if cut:
+            assert err.max() > 0.55
+            assert set(np.flatnonzero(err > 0.5)) <= set(v.roi)
+            assert set(v.roi) == {*range(0, 16), *range(65, 90)}  # 30° and 130°: halfway
+            why = f"full views' own dx cut over {CUT_STRETCH_FLAG_DEG:g}° or more"
+            assert set(v.roi.values()) == {why}
+            assert v.full == dict.fromkeys(
+                cut, f"own dx cut, in a stretch of {CUT_STRETCH_FLAG_DEG:g}°+"
+            )
+        else:
+            assert err.max() < 0.5 and v.trusted
+
+
+def test_info_shows_the_widest_stretch_without_the_full_views_own_dx():
+    from sxtdist.cli.info import _alignment_details
+
+    line = _alignment_details({"cut_stretch_deg": [80.0, 80.0, 0.0, 0.0, 20.0]})
+    assert "widest stretch of full views without their own dx 80° (full view 0)" in line
+    assert "without their own dx" not in _alignment_details({"cut_stretch_deg": [0.0] * 5})

@@ -194,6 +194,26 @@ def _symlink(ws):
     return ["reconstruct", acq, ws / "link.zarr", "--overwrite"]
 
 
+def _inside_through_a_linked_folder(ws):
+    """``lnk/v.zarr`` where ``lnk`` is a link to the acquisition: inside the input."""
+    acq = ws.acq()
+    os.symlink(acq, ws / "lnk")
+    return ["reconstruct", acq, ws / "lnk" / "v.zarr", "--iterations", "1"]
+
+
+def _batch_into_an_acquisition_through_a_link(ws):
+    """``batch --out lnk/res`` where ``lnk`` is a link to a cell's acquisition."""
+    manifest = _manifest(ws, "- a.zarr\n")
+    os.symlink(ws / "a.zarr", ws / "lnk")
+    return ["batch", manifest, "--out", ws / "lnk" / "res", "--workers", "1", "--no-metrics"]
+
+
+def _hard_link_to(ws, name, to):
+    """``name``, a second name (hard link) of the file ``to``: the same file, the user's."""
+    os.link(to, ws / name)
+    return ws / name
+
+
 def _preview_over_link(ws):
     """``--out`` a symbolic link to a user's PNG: neither the link nor its target is replaced."""
     os.symlink(ws.png("photo.png"), ws / "shown.png")
@@ -347,6 +367,9 @@ CASES = [
     Case("reconstruct: a link to a user's folder, --overwrite", lambda ws: ["reconstruct", ws.acq(), _link_to(ws, ws.folder("mine", a_txt="x"), "out.zarr"), "--overwrite"], 2, r"out\.zarr: is a symbolic link to \S+mine, which sxtdist did not write"),
     Case("simulate: a link to nothing", lambda ws: ["simulate", _link_to(ws, ws / "elsewhere.zarr", "sim.zarr"), "--preset", "tiny"], 2, r"sim\.zarr: is a symbolic link to \S+elsewhere\.zarr, which does not exist"),
     Case("export: a link to an acquisition, --overwrite", lambda ws: ["export", ws.vol(), _link_to(ws, ws.acq("x.zarr"), "e.zarr"), "--overwrite"], 2, r"e\.zarr: is a symbolic link to \S+x\.zarr, an sxtdist acquisition"),
+    Case("reconstruct: into the input through a linked folder", _inside_through_a_linked_folder, 2, r"lnk/v\.zarr: lies inside the input \S+cell\.zarr"),
+    Case("batch: --out into an acquisition through a linked folder", _batch_into_an_acquisition_through_a_link, 2, r"lnk/res: lies inside the input \S+a\.zarr"),
+    Case("export: an MRC that is a hard link to a user's file, --overwrite", lambda ws: ["export", ws.vol(), _hard_link_to(ws, "v.mrc", ws.text("notes.txt", "mine")), "--overwrite"], 2, r"v\.mrc: already exists and was not written by sxtdist"),
     Case("reconstruct: '..' into the input", _dotdot, 2, r"lies inside the input"),
     Case("reconstruct: 'link/..' into a volume", _into_a_volume_through_a_link, 2, r"lk/\.\./x\.zarr: lies inside the sxtdist volume \S+vol\.zarr: write it elsewhere"),
     Case("reconstruct: a user's folder, --overwrite", lambda ws: ["reconstruct", ws.acq(), ws.folder("thesis", thesis_tex="x"), "--overwrite"], 2, r"was not written by sxtdist"),
@@ -438,7 +461,7 @@ CASES = [
     Case("batch: out: elsewhere", lambda ws: ["batch", _manifest(ws, f"- {{acquisition: a.zarr, out: {ws / 'x.zarr'}}}\n"), "--out", ws / "out"], 2, r"is not under --out"),
     Case("batch: out: the acquisition", lambda ws: ["batch", _manifest(ws, "- {acquisition: a.zarr, out: a.zarr}\n"), "--out", ws.root], 2, r"output .* is the input"),
     Case("batch: --out inside an acquisition", lambda ws: ["batch", _manifest(ws, "- a.zarr\n"), "--out", ws / "a.zarr/out"], 2, r"lies inside the input"),
-    Case("batch --overwrite: one cell's output holds a user's file (no cell replaced)", _batch_over_a_users_file, 2, r"out/b\.zarr: is an sxtdist volume holding files it did not write \(notes\.txt\): it is left alone; move them, or write the volume elsewhere \(cell 'b': no cell was run\)"),
+    Case("batch --overwrite: one cell's output holds a user's file (no cell replaced)", _batch_over_a_users_file, 2, r"out/b\.zarr: is an sxtdist volume holding files it did not write \(notes\.txt\): it is left alone; move them, or write the volume elsewhere; no cell was run \(refused at cell 'b'\)"),
     Case("batch: --summary over a user's file", lambda ws: ["batch", _manifest(ws, "- a.zarr\n"), "--out", ws / "out", "--summary", ws.text("notes.csv", "mine\n")], 2, r"was not written by sxtdist"),
     # -- rechunk's copy --------------------------------------------------------------------------------
     Case("rechunk: into its own acquisition", lambda ws: ["rechunk", ws.acq(), ws / "cell.zarr/new.zarr"], 2, r"lies inside the input"),
@@ -647,6 +670,47 @@ def test_full_and_read_only_disks_are_one_line(small_mount, tmp_path, run_cli):
     assert code == 1 and "Read-only file system (the file system is read-only" in line, line
 
 
+def test_writability_is_proved_by_a_file_not_by_os_access(tmp_path, monkeypatch):
+    """os.access says yes where a write then fails (root on an NFS export that maps root to
+    nobody, ACLs, some read-only bind mounts): check_can_write trusted it, and an export
+    read the whole volume before failing. A file is created and removed instead: on a
+    read-only mount with os.access saying yes, refused naming the folder (checked failing
+    with os.access back); nothing is left behind, even when the probe's close fails."""
+    from sxtdist.outputs import PROBE, check_can_write, strangers
+
+    check_can_write(tmp_path / "a" / "out.zarr")  # a writable place: nothing left in it
+    assert os.listdir(tmp_path) == []
+    real_close = os.close
+
+    def close_fails(fd):
+        real_close(fd)
+        raise OSError(errno.EIO, "Input/output error")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "close", close_fails)
+        with pytest.raises(OSError) as e:
+            check_can_write(tmp_path / "out.zarr")
+    assert e.value.errno == errno.EIO and e.value.filename == str(tmp_path)
+    assert os.listdir(tmp_path) == []  # the probe removed all the same
+    from sxtdist.geometry import VolumeGrid
+    from sxtdist.volume import create_volume
+
+    create_volume(tmp_path / "v.zarr", VolumeGrid((8, 16, 16), 20.0), shard_z=4, chunk_z=4)
+    left = ".sxtdist-probe-" + "0" * 32  # a probe a kill left in an output: nobody's
+    assert PROBE.fullmatch(left)
+    (tmp_path / "v.zarr" / left).touch()
+    assert strangers(str(tmp_path / "v.zarr")) == []
+    where = tmp_path / "ro"
+    mount_tmpfs(where, "size=1m,ro")
+    try:
+        monkeypatch.setattr(os, "access", lambda *a, **k: True)  # as it says there
+        with pytest.raises(OSError) as e:
+            check_can_write(where / "out.zarr")
+        assert e.value.errno == errno.EROFS and e.value.filename == str(where)
+    finally:
+        subprocess.run(["umount", "-l", where], check=False)
+
+
 def test_a_volume_is_created_whole_or_not_at_all(tmp_path, monkeypatch):
     """A volume is built beside and renamed in (a run killed half-way left a folder that
     no run could tell from a user's, test_faults): a failure leaves nothing, an empty
@@ -701,6 +765,32 @@ def test_a_disk_too_small_names_the_output_folder_not_a_hidden_partial(tmp_path)
     with pytest.raises(ParameterError) as e:  # more than any disk: told at once
         _check_capacity(VolumeGrid((10**5,) * 3, 10.0), partial_path(tmp_path / "v.zarr"), False)
     assert f"; {tmp_path} has " in str(e.value) and "partial" not in str(e.value), e.value
+
+
+def test_overwrite_refused_for_room_says_what_stays_and_what_to_do(
+    tiny_acq, tmp_path, run_cli, monkeypatch
+):
+    """The disk check of a replacement ended with "; an unfinished reconstruction resumes",
+    of no use to --overwrite: the old volume stays whole, its replacement is written beside
+    it (both must fit), and removing it first needs only the new one's room."""
+    import sxtdist.resources as resources
+    from sxtdist.geometry import VolumeGrid
+    from sxtdist.volume import create_volume
+
+    out = tmp_path / "v.zarr"
+    create_volume(out, VolumeGrid((8, 16, 16), 20.0), shard_z=4, chunk_z=4)
+    before = tree(tmp_path)
+    monkeypatch.setattr(resources, "disk_bytes", lambda path: (1 << 40, 1024))
+    code, _, err = run_cli("reconstruct", tiny_acq, out, "--overwrite", "--workers", "1")
+    line = one_line(err)
+    assert code == 1 and line.startswith(f"sxtdist: error: {out}: a volume of "), line
+    assert line.endswith(
+        f"({out} is left as it was: its replacement is written beside it and swapped in "
+        "when complete, so both must fit; free space, write elsewhere, or remove "
+        f"{out} and run without --overwrite)"
+    ), line
+    assert "resumes" not in line
+    assert tree(tmp_path) == before  # nothing written, the old volume whole
 
 
 def _fails(code: int) -> Callable[..., None]:
@@ -1128,52 +1218,41 @@ def test_a_file_written_beside_and_renamed_names_itself_when_it_fails(tmp_path):
 
 
 def test_a_report_into_a_read_only_place_is_refused_before_reading(
-    templates, tmp_path, run_cli, monkeypatch
+    templates, tmp_path, run_cli, monkeypatch, deny_writes
 ):
     """review6 '(Finding 7 wider) ... report alone does all its reading first': refused
-    before the volume is read, naming the file and --out, exit 2."""
-    import sxtdist.outputs as outputs
+    before the volume is read, naming the file, the folder and --out, exit 2."""
     from sxtdist.volume import Volume
 
     vol = Workspace(tmp_path, templates).vol()
-    access = os.access
-    monkeypatch.setattr(
-        outputs.os,
-        "access",
-        lambda p, mode: access(p, mode) and not (mode == os.W_OK and p == str(tmp_path)),
-    )
     monkeypatch.setattr(Volume, "level", lambda *a: pytest.fail("the volume was read"))
-    code, _, err = run_cli("report", vol)
+    with deny_writes(tmp_path):
+        code, _, err = run_cli("report", vol)
     line = one_line(err)
     assert code == 2 and line.startswith(
-        f"sxtdist: error: {vol}.report.csv: cannot be written ("
+        f"sxtdist: error: {vol}.report.csv: cannot be written ({tmp_path}: Permission denied)"
     ), line
     assert line.endswith("): write the report elsewhere with --out PREFIX"), line
 
 
 @pytest.mark.parametrize("fmt", ["mrc", "zarr"])
 def test_an_export_into_a_read_only_place_is_refused_before_reading(
-    templates, tmp_path, run_cli, monkeypatch, fmt
+    templates, tmp_path, run_cli, monkeypatch, deny_writes, fmt
 ):
     """review6 '(Finding 7 wider) ...': export into a read-only folder read the whole volume,
-    then failed with exit 1; now refused first, naming the output, exit 2."""
-    import sxtdist.outputs as outputs
+    then failed with exit 1; now refused first, naming the output and the folder, exit 2."""
     from sxtdist.volume import Volume
 
     vol = Workspace(tmp_path, templates).vol()
     (tmp_path / "ro").mkdir()
-    access = os.access
-    monkeypatch.setattr(
-        outputs.os,
-        "access",
-        lambda p, mode: access(p, mode) and not (mode == os.W_OK and p == str(tmp_path / "ro")),
-    )
     monkeypatch.setattr(Volume, "level", lambda *a: pytest.fail("the volume was read"))
     out = tmp_path / "ro" / f"v.{fmt}"
-    code, _, err = run_cli("export", vol, out)
+    with deny_writes(tmp_path / "ro"):
+        code, _, err = run_cli("export", vol, out)
     line = one_line(err)
     assert code == 2 and line == (
-        f"sxtdist: error: {out}: cannot be written (Permission denied): export elsewhere"
+        f"sxtdist: error: {out}: cannot be written ({tmp_path / 'ro'}: Permission denied): "
+        "export elsewhere"
     ), line
     assert os.listdir(tmp_path / "ro") == []
 
@@ -1312,6 +1391,29 @@ def test_folders_made_for_a_relative_output_are_removed_after(tmp_path, monkeypa
     remove_empty_folders(top)
     assert os.listdir(tmp_path) == []
     assert make_folders(".") is None
+
+
+def test_overwrite_of_a_hard_linked_output_leaves_its_other_name_whole(
+    templates, tmp_path, run_cli, monkeypatch
+):
+    """An export the user keeps a second name of (a hard link, backup.mrc, no copy made):
+    --overwrite writes the new file beside and renames it in, a new file, so backup.mrc
+    stays the old export. Written into the old file, both names would be the new one
+    (checked failing with the export written at its own path)."""
+    vol = Workspace(tmp_path, templates).vol()
+    out, backup = tmp_path / "v.mrc", tmp_path / "backup.mrc"
+    assert run_cli("export", vol, out)[0] == 0
+    os.link(out, backup)
+    old = backup.read_bytes()
+    with open(out, "r+b") as f:  # the user's mark in their backup, through either name
+        f.seek(len(old) - 1)
+        f.write(b"\x01")
+    kept = backup.read_bytes()
+    code, _, err = run_cli("export", vol, out, "--overwrite")
+    assert code == 0, err
+    assert backup.read_bytes() == kept and out.read_bytes() != kept  # each its own file
+    assert out.read_bytes()[-1:] != b"\x01" and len(out.read_bytes()) == len(old)
+    assert os.stat(out).st_ino != os.stat(backup).st_ino
 
 
 def test_a_file_never_replaces_a_folder_and_a_failed_swap_leaves_no_partial(tmp_path):

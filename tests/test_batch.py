@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -202,7 +203,7 @@ def test_complete_cell_with_other_options_is_not_silently_kept(two_cells, tmp_pa
     open_volume(out / "cell1.zarr").update_meta(status="running")  # stopped, of other options
     with pytest.raises(OutputExistsError, match="holds an unfinished reconstruction") as e:
         reconstruct_batch(cell, out, client=client, block_size=8, iterations=3, align=False)
-    assert alone in str(e.value) and "(cell 'cell1': no cell was run)" in str(e.value)
+    assert alone in str(e.value) and "; no cell was run (refused at cell 'cell1')" in str(e.value)
     (row,) = reconstruct_batch(
         cell,
         out,
@@ -268,15 +269,58 @@ def test_a_later_cells_locked_or_unfinished_output_refuses_the_batch_first(
     cells = [str(two_cells / "cell1.zarr"), str(two_cells / "cell2.zarr")]
     with lock_held_elsewhere(out / "cell2.zarr") as pid:
         locked = rf"cell2\.zarr: is being written by pid {pid} on \S+; wait for it to finish"
-        with pytest.raises(OutputLockedError, match=locked + r" \(cell 'cell2': no cell was run\)"):
+        with pytest.raises(
+            OutputLockedError, match=locked + r"; no cell was run \(refused at cell 'cell2'\)"
+        ):
             reconstruct_batch(cells, out, client=client, metrics=False, **OPTS)
     assert os.listdir(out) == []
     prov = {"fingerprint": "another", "method": "sirt", "iterations": 3, "scans": ["full"]}
     create_volume(out / "cell2.zarr", VolumeGrid((8, 16, 16), 20.0), 4, 4, {"provenance": prov})
     other = r"cell2\.zarr: holds an unfinished reconstruction of other data or with other param"
-    with pytest.raises(OutputExistsError, match=other + r".* \(cell 'cell2': no cell was run\)"):
+    with pytest.raises(OutputExistsError, match=other) as e:
         reconstruct_batch(cells, out, client=client, metrics=False, **OPTS)
     assert os.listdir(out) == ["cell2.zarr"]
+    # one sentence: it had two parenthesised clauses in a row, "... again) (cell 'cell2': ..."
+    assert str(e.value).endswith(
+        "use overwrite=True to start over, but in a batch that redoes every cell: to redo "
+        f"'cell2' alone, remove {out / 'cell2.zarr'} and run the batch again; no cell was run "
+        "(refused at cell 'cell2')"
+    ), e.value
+    assert ") (" not in str(e.value)
+
+
+def test_a_cells_report_folder_or_a_running_align_refuses_the_batch_first(
+    two_cells, tmp_path, client, lock_held_elsewhere
+):
+    """The up-front pass checked the volumes only: a cell's alignment report folder that is
+    a user's, or its acquisition being aligned by a `sxtdist align`, failed that cell when
+    it came to align, after the others ran. Refused before any cell runs, naming the path;
+    a cell that does not align is not refused for them (checked failing without the pass)."""
+    from sxtdist.batch import _check_cell_outputs
+
+    acqs = [tmp_path / "a1.zarr", tmp_path / "a2.zarr"]
+    for i, a in enumerate(acqs, 1):
+        shutil.copytree(two_cells / f"cell{i}.zarr", a)  # aligned if the refusal fails
+    out = tmp_path / "o"
+    (out / "a2_alignment").mkdir(parents=True)
+    (out / "a2_alignment" / "shifts.csv").write_text("mine")
+    before = sorted(os.walk(out))
+    cells = [str(a) for a in acqs]
+    mine = r"a2_alignment: already exists and was not written by sxtdist"
+    with pytest.raises(OutputExistsError, match=mine) as e:
+        reconstruct_batch(cells, out, client=client, metrics=False, **dict(OPTS, align=True))
+    assert str(e.value).endswith("; no cell was run (refused at cell 'a2')"), e.value
+    assert sorted(os.walk(out)) == before
+    assert _check_cell_outputs(read_manifest(cells, out, dict(OPTS)), False) == {
+        "a1": None,
+        "a2": None,
+    }  # align=False: no report written, none checked
+    shutil.rmtree(out / "a2_alignment")
+    with lock_held_elsewhere(f"{os.path.realpath(acqs[0])}.aligned") as pid:  # an align
+        aligning = rf"a1\.zarr: is being aligned by pid {pid} on \S+; wait for it to finish"
+        with pytest.raises(OutputLockedError, match=aligning + r"; no cell was run"):
+            reconstruct_batch(cells, out, client=client, metrics=False, **dict(OPTS, align=True))
+    assert not any(sxtdist.open_acquisition(a)[s].aligned for a in acqs for s in ("full", "roi"))
 
 
 def test_batch_cli_prints_table_and_exit_code(two_cells, tmp_path, run_cli):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -335,6 +336,43 @@ def test_failed_tasks_are_run_again(tmp_path, retries):
             for call in calls:
                 with pytest.raises(OSError, match="passing fault"):
                     call()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    offset: int
+
+
+def _offset(a: int, settings: _Settings) -> int:
+    return a + settings.offset
+
+
+def test_run_graph_does_not_hash_the_tasks_it_submits(monkeypatch):
+    """run_graph names its graph with a token of its own: ``Client.get`` given a plain
+    dict hashed every task's arguments (a dataclass pickled and read back) to name it,
+    most of an alignment's submission time in the client."""
+    import dask._expr
+    from distributed import Client, LocalCluster
+
+    from sxtdist.distributed import run_graph
+
+    hashed = []
+    real = dask._expr._tokenize_deterministic
+
+    def counting(*args, **kwargs):
+        hashed.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dask._expr, "_tokenize_deterministic", counting)
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        graph = {"a": (_offset, 1, _Settings(10)), "b": (_offset, "a", _Settings(100))}
+        assert run_graph(client, graph, ["b", "a"], "t", False) == [111, 11]
+    assert dask._expr.LLGExpr not in hashed
 
 
 def test_retries_from_the_configuration_are_checked():

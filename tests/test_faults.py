@@ -440,6 +440,44 @@ def test_asking_who_holds_a_lock_never_refuses_a_writer(tmp_path, monkeypatch, l
         assert probed
 
 
+def test_a_lock_naming_a_pid_now_another_process_s_is_stale(tmp_path, run_cli):
+    """A run killed outright leaves its lock file naming its pid; once that pid was another
+    process's, held_by named it as the writer: a batch refused the output ("is being
+    written by pid N") and info said "running (pid N ...)". The lock records the pid's start
+    time and the host's boot: such a lock is stale, held by nobody (checked failing with
+    the start time not compared)."""
+    from sxtdist import lock
+    from sxtdist.geometry import VolumeGrid
+    from sxtdist.volume import create_volume
+
+    with write_lock(tmp_path / "x.zarr") as held:  # what a writer records
+        me = json.loads(open(held).read())
+    if lock._started(os.getpid()) is None:
+        pytest.skip("no /proc: a process's start time cannot be read")
+    assert me["pid"] == os.getpid() and me["started"] == lock._started(os.getpid())
+    out = tmp_path / "v.zarr"
+    create_volume(out, VolumeGrid((8, 16, 16), 20.0), shard_z=4, chunk_z=4)  # running
+    idle = [sys.executable, "-c", "import sys; sys.stdin.read()"]
+    other = subprocess.Popen(idle, stdin=subprocess.PIPE)
+    try:  # the killed run's pid, now this live process's (it started later)
+        started, host = lock._started(other.pid), socket.gethostname()
+        for killed in (  # started before it; or before a reboot
+            dict(me, pid=other.pid, started=started - 1),
+            dict(me, pid=other.pid, started=started, boot="another boot"),
+        ):
+            Path(lock_path(out)).write_text(json.dumps(killed))
+            assert lock.stale_owner(out) == f"pid {other.pid} on {host}"
+            code, said, _ = run_cli("info", out)
+            assert code == 0 and f"its lock names pid {other.pid} on {host}, which has " in said
+            assert "running (" not in said and not os.path.exists(lock_path(out))
+            Path(lock_path(out)).write_text(json.dumps(killed))
+            assert lock.held_by(out) is None
+        Path(lock_path(out)).write_text(json.dumps(dict(me, pid=other.pid, started=started)))
+        assert lock.held_by(out) == f"pid {other.pid} on {host}"  # alive: it is the owner
+    finally:
+        other.communicate(b"", timeout=60)
+
+
 def test_every_spelling_of_one_output_has_the_same_lock(tmp_path):
     """Through a symbolic link to its folder, or the output a link itself: one lock."""
     real = tmp_path / "real"

@@ -56,7 +56,7 @@ it moved views by 0.3-0.5 px on sub-pixel jitter (development seeds) whose error
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
@@ -84,6 +84,8 @@ class LeaveOneOut:
     move_px: np.ndarray
     p: np.ndarray
     chi2_per_dof: np.ndarray
+    #: ``(2,)``: :func:`axis_inflation` of ``dy`` and ``dx``.
+    inflation: np.ndarray = field(default_factory=lambda: np.ones(2))
 
     def flagged(self, n_full: int | None = None) -> dict[int, tuple[int, float]]:
         """``{interior view: (full view, move px)}`` for the views that move more than
@@ -114,6 +116,7 @@ class LeaveOneOut:
             "leave_one_out_full_view": worst.tolist(),
             "leave_one_out_p": [float(f"{self.p[j]:.3g}") for j in worst],
             "leave_one_out_chi2_per_dof": np.round(self.chi2_per_dof, 2).tolist(),
+            "leave_one_out_axis_inflation": np.round(self.inflation, 3).tolist(),
         }
 
 
@@ -140,7 +143,7 @@ def leave_full_views_out(
     p = np.where(
         total_dof > 0, stats.chi2.sf((chi2 / inflation).sum(1), np.maximum(total_dof, 1)), 1.0
     )
-    return LeaveOneOut(moves, p, per_dof)
+    return LeaveOneOut(moves, p, per_dof, inflation)
 
 
 @dataclass

@@ -455,10 +455,12 @@ class SearchWindow:
     def holds_inside(self, shift: np.ndarray, margin: Sequence[int]) -> bool:
         """Whether ``shift`` lies inside the window and a map of ``margin``, not on either's
         edge (on an edge it only bounds the shift)."""
-        s = np.asarray(shift, float)
-        inner = np.minimum(self.centre + self.radius, np.asarray(margin)) - 0.5
-        outer = np.maximum(self.centre - self.radius, -np.asarray(margin)) + 0.5
-        return bool(np.all((s < inner) & (s > outer)))
+        # per axis on Python floats (the same comparisons): arrays of two cost more
+        for k in range(2):
+            s, c, r, m = float(shift[k]), float(self.centre[k]), float(self.radius[k]), margin[k]
+            if not (s < min(c + r, m) - 0.5 and s > max(c - r, -m) + 0.5):
+                return False
+        return True
 
 
 def peak_quality(ncc: np.ndarray) -> float:

@@ -43,6 +43,7 @@ from ..geometry import ScanGeometry, angular_spacing_deg, without_rigid_translat
 from ..lock import activity_lock
 from ..outputs import check_can_write, check_output
 from .anchoring import ANCHORED_TO, full_reference
+from .cut_stretches import cut_stretch_deg, views_in_cut_stretches
 from .diagnostics import log_pair_misfit, log_pairs_weighted_down, log_poor_peaks
 from .gauge import axis_offset_px, sinusoid_basis
 from .intensity import fit_intensity_transform
@@ -213,7 +214,8 @@ def _check_writable(acq: Acquisition) -> None:
     except OSError as exc:
         raise InputError(
             acq.path,
-            f"cannot be written ({exc.strerror or one_line(exc)}): align stores its shifts in "
+            f"cannot be written ({printable(exc.filename)}: {exc.strerror or one_line(exc)}): "
+            "align stores its shifts in "
             "the acquisition; copy it somewhere writable, or align with "
             f"{option('--dry-run', 'dry_run=True')} (the shifts in the report only)",
         ) from None
@@ -441,7 +443,8 @@ def _align_roi(
         info, results, result.pair_kept_weight, g_roi.angles_deg, g_roi.n_angles
     )
     log_poor_peaks(info, results, g_roi.angles_deg)
-    _record_verdict(result, info, results, g_roi.angles_deg)
+    full_angles = None if g_full is None else g_full.angles_deg
+    _record_verdict(result, info, results, g_roi.angles_deg, full_angles)
     result.shifts["roi"], result.info["roi"] = d, info
     result.pairs = results
     if opts.intensity != "none" and use_anchors:
@@ -500,7 +503,11 @@ def _register_pairs(
 
 
 def _record_verdict(
-    result: AlignmentResult, info: dict, results: list[PairResult], roi_angles: np.ndarray
+    result: AlignmentResult,
+    info: dict,
+    results: list[PairResult],
+    roi_angles: np.ndarray,
+    full_angles: np.ndarray | None = None,
 ) -> None:
     """The verdict (:func:`~sxtdist.alignment.verdict.judge`) into each scan's record; a
     warning naming the views to check unless it is ``trusted``."""
@@ -508,6 +515,16 @@ def _record_verdict(
     kept = full.get("joint_downweighted_weights") or []
     rejected = [j for j, k in zip(full.get("joint_downweighted_views") or [], kept) if k == 0]
     rejected = sorted({*rejected, *(full.get("cut_views") or [])})
+    cut_stretch = None
+    if full_angles is not None and full.get("joint_with_roi"):
+        # the full views whose own dx ties nothing: their runs, and the interior there
+        t0 = time.perf_counter()
+        untied = sorted({*rejected, *_no_signal(full)})
+        info["cut_stretch_deg"] = cut_stretch_deg(full_angles, untied).round(2).tolist()
+        roi_named, full_named = views_in_cut_stretches(roi_angles, full_angles, untied)
+        cut_stretch = {"roi": roi_named.tolist(), "full": full_named.tolist()}
+        info["cut_stretch_flagged"] = cut_stretch
+        info["cut_stretch_seconds"] = time.perf_counter() - t0
     weights = pair_weights(results, roi_angles)
     verdict = judge(
         results,
@@ -520,6 +537,7 @@ def _record_verdict(
         _no_signal(full),
         info.get("pairs_alone_flagged"),
         info.get("weakly_tied_views") or (),
+        cut_stretch,
     )
     info["verdict"], info["check_views"] = verdict.scan_line("roi"), sorted(verdict.roi)
     if "full" in result.info:

@@ -31,7 +31,12 @@ A view is named when
   (:func:`~sxtdist.alignment.confidence.weakly_tied`): the solve ties it far less than
   its typical view (a stretch of full views whose own ``dx`` the edges cut leaves the
   interior at their angles on the chain of neighbours alone), so an error the pairs
-  share there shows in no misfit.
+  share there shows in no misfit;
+- its nearest full view lies in a run of consecutive full views without their own ``dx``
+  (cut by the detector's edges, or rejected) spanning at least
+  :data:`~sxtdist.alignment.cut_stretches.CUT_STRETCH_FLAG_DEG`
+  (:mod:`sxtdist.alignment.cut_stretches`): nothing there ties a slow ``dx`` error that
+  the pairs share, and no reprojection shows one; those full views are named too.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import numpy as np
 
 from .confidence import SIGMA_RATIO_FLAG
 from .consistency import MOVE_ALWAYS_PX, MOVE_FLAG_PX
+from .cut_stretches import CUT_STRETCH_FLAG_DEG
 from .diagnostics import LOST_WEIGHT, peak_loss_ratio
 from .pairs import PairResult, views_of
 
@@ -113,6 +119,7 @@ def judge(
     full_no_signal: Sequence[int] = (),
     pairs_alone: Mapping[str, Sequence[int]] | None = None,
     weakly_tied: Sequence[int] = (),
+    cut_stretch: Mapping[str, Sequence[int]] | None = None,
 ) -> Verdict:
     """The verdict on an interior alignment from its pairs (``misfit`` ``(m, 2)`` and
     ``kept`` ``(m,)`` as :class:`~sxtdist.alignment.AlignmentResult` holds them, NaN for a
@@ -124,7 +131,10 @@ def judge(
     signal (constant or not finite: their own estimate measured nothing) and the views the
     pairs alone place otherwise in ``dy`` (``pairs_alone_flagged``,
     :meth:`~sxtdist.alignment.consistency.PairsAlone.flagged`) and the views the solve
-    ties weakly (``weakly_tied_views``, :func:`~sxtdist.alignment.confidence.weakly_tied`)."""
+    ties weakly (``weakly_tied_views``, :func:`~sxtdist.alignment.confidence.weakly_tied`)
+    and the views of a wide stretch without the full views' own ``dx`` (``cut_stretch``
+    ``{"roi": [...], "full": [...]}``,
+    :func:`~sxtdist.alignment.cut_stretches.views_in_cut_stretches`)."""
     verdict = Verdict()
     m = len(results)
     misfit = np.full((m, 2), np.nan) if misfit is None else np.asarray(misfit, float)
@@ -181,6 +191,13 @@ def judge(
         verdict.full.setdefault(int(j), "own dy contradicted by the pairs alone")
     for i in weakly_tied:
         verdict.roi.setdefault(int(i), f"standard error over {SIGMA_RATIO_FLAG:g} times the median")
+    cut_stretch = cut_stretch or {}
+    for i in cut_stretch.get("roi", ()):
+        verdict.roi.setdefault(
+            int(i), f"full views' own dx cut over {CUT_STRETCH_FLAG_DEG:g}° or more"
+        )
+    for j in cut_stretch.get("full", ()):
+        verdict.full.setdefault(int(j), f"own dx cut, in a stretch of {CUT_STRETCH_FLAG_DEG:g}°+")
     for j in full_no_signal:  # the cause of whatever else its anchors showed
         verdict.full[int(j)] = "no signal"
     return verdict

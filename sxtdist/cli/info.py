@@ -14,6 +14,7 @@ from ..dataset import KEY, leftover_scans, open_sxtdist_group
 from ..errors import InputError, SxtdistWarning, printable, quoted
 from ..geometry import angular_spacing_deg
 from ..io import ngff
+from ..leftovers import is_leftover, leftovers
 from ._options import echo_json
 
 
@@ -21,11 +22,22 @@ from ._options import echo_json
 @click.argument("path", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the metadata and the arrays as JSON.")
 def command(path: str, as_json: bool) -> None:
-    """Describe the acquisition dataset or reconstructed volume at PATH."""
+    """Describe the acquisition dataset or reconstructed volume at PATH.
+
+    Also names what a stopped run left beside it (or, for a folder, beside the outputs in
+    it): a volume it was creating, a replacement it was writing.
+    """
+    try:
+        text = None if as_json else describe(path)
+        found = summary(path) if as_json else None
+    except InputError:  # nothing to describe at PATH: what a stopped run left may be
+        for line in leftovers(path):
+            click.echo(f"leftover: {line}", err=as_json)
+        raise
     if as_json:
-        echo_json(summary(path))
+        echo_json(found)
     else:
-        click.echo(describe(path))
+        click.echo(text)
 
 
 def summary(path: str) -> dict[str, Any]:
@@ -56,6 +68,7 @@ def summary(path: str) -> dict[str, Any]:
         "kind": kind,
         "metadata": dict(group.attrs[KEY]),
         "images": {name: _image_summary(g) for name, g in images.items()},
+        "leftovers": leftovers(path),
     }
 
 
@@ -158,6 +171,7 @@ def _describe_acquisition(path: str) -> str:
             f"(simulated, preset {t.get('preset')}, seed {t.get('seed')})"
         )
     lines += [f"  leftover: {note}" for note in leftover_scans(path).values()]
+    lines += [f"  leftover: {note}" for note in leftovers(path)]
     return "\n".join(lines)
 
 
@@ -236,6 +250,12 @@ def _alignment_details(al: dict) -> str:
     if ratio:  # how much less the solve ties a view than the median one
         i = int(np.argmax(ratio))
         parts.append(f"largest standard error {ratio[i]:.2f} times the median (view {i})")
+    stretch = al.get("cut_stretch_deg")
+    if stretch and max(stretch) > 0:  # the widest run of full views without their own dx
+        j = int(np.argmax(stretch))
+        parts.append(
+            f"widest stretch of full views without their own dx {stretch[j]:.0f}° (full view {j})"
+        )
     return "; ".join(parts)
 
 
@@ -276,20 +296,26 @@ def _describe_volume(path: str) -> str:
     stale = _stale_report(path, meta)
     if stale:
         lines.append(f"  report: {stale}")
+    lines += [f"  leftover: {note}" for note in leftovers(path)]
     return "\n".join(lines)
 
 
 def _volume_status(path: str, meta: dict[str, Any]) -> str:
-    """The volume's status; a ``running`` one that no run holds (killed) said as stopped."""
-    from ..lock import held_by
+    """The volume's status; a ``running`` one that no run holds (killed) said as stopped,
+    and a lock its killed run left said stale."""
+    from ..lock import held_by, stale_owner
 
     status = meta.get("status")
     if status != "running":
         return str(status)
+    if is_leftover(path):  # not an output: its own "leftover" line says what it is
+        return "unfinished (left by a stopped run: see leftover below)"
+    stale = stale_owner(path)  # read before held_by, which removes a free lock's file
     holder = held_by(path)
     if holder:
         return f"running ({holder})"
-    return "unfinished, stopped (no run holds it: run the same command again to finish it)"
+    was = f"its lock names {stale}, which has ended: stale; " if stale else ""
+    return f"unfinished, stopped ({was}no run holds it: run the same command again to finish it)"
 
 
 def _stale_report(path: str, meta: dict[str, Any]) -> str | None:

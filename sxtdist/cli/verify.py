@@ -6,6 +6,7 @@ import click
 
 from ..errors import InputError
 from ..integrity import verify
+from ..leftovers import leftovers
 
 #: Problems listed one per line before the rest are counted.
 SHOWN = 20
@@ -18,9 +19,15 @@ def command(path: str) -> None:
 
     Reads all of it once (checksums, NaN/inf) and compares a complete volume with
     what it recorded. Lists what is missing or unreadable and exits with code 2 if
-    anything is; 0 when all is whole.
+    anything is; 0 when all is whole. Notes what a stopped run left beside PATH (or, for a
+    folder, beside the outputs in it).
     """
-    report = verify(path)
+    try:
+        report = verify(path)
+    except InputError:  # nothing to verify at PATH: what a stopped run left may be
+        for line in leftovers(path):
+            click.echo(f"note: {line}")
+        raise
     for line in report.problems[:SHOWN]:
         click.echo(line)
     if len(report.problems) > SHOWN:

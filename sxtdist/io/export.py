@@ -48,6 +48,7 @@ from ..errors import (
     ParameterError,
     SxtdistWarning,
     option,
+    printable,
 )
 from ..outputs import check_can_write, check_output, register_file_kind, writing
 from ..volume import MIN_LEVEL_SIZE, open_volume
@@ -149,7 +150,9 @@ def export_volume(
     try:  # a read-only place is told before the volume is read
         check_can_write(out)
     except OSError as exc:
-        raise InputError(out, f"cannot be written ({exc.strerror}): export elsewhere") from None
+        raise InputError(
+            out, f"cannot be written ({printable(exc.filename)}: {exc.strerror}): export elsewhere"
+        ) from None
     vol = open_volume(volume, mode="r")
     damage = vol.damage()
     if damage:

@@ -45,17 +45,18 @@ VOLUME_AXES: tuple[tuple[str, str | None, str | None], ...] = (
 )
 
 
-def array_options() -> dict[str, Any]:
+def array_options(compressor: Any | None = None) -> dict[str, Any]:
     """What every array sxtdist writes gets, so damage can be found (``sxtdist verify``).
 
     Every chunk is stored, fill values too (a missing chunk is then a lost one, not
     an empty one), and carries a CRC32C checksum of its stored bytes (a chunk of
-    garbage fails to decode instead of reading as numbers).
+    garbage fails to decode instead of reading as numbers). ``compressor``: a Zarr
+    bytes-to-bytes codec (default zstd).
     """
     from zarr.codecs import Crc32cCodec, ZstdCodec
 
     return {
-        "compressors": (ZstdCodec(), Crc32cCodec()),
+        "compressors": (compressor or ZstdCodec(), Crc32cCodec()),
         "config": {"write_empty_chunks": True},
     }
 
@@ -92,11 +93,13 @@ def create_multiscale(
     shards: Sequence[tuple[int, ...] | None] | None = None,
     dtype: str = "float32",
     fill_value: float = 0.0,
+    compressor: Any | None = None,
 ) -> zarr.Group:
     """Create an empty multiscale image group ``parent/name`` with arrays ``0, 1, ...``.
 
     With ``name=""`` the image is ``parent`` itself (a volume is an image at its root).
-    Returns the group; its ``ome`` attributes validate as an NGFF 0.5 image.
+    ``compressor``: see :func:`array_options`. Returns the group; its ``ome`` attributes
+    validate as an NGFF 0.5 image.
     """
     group = parent.create_group(name) if name else parent
     dim_names = tuple(a[0] for a in axes)
@@ -110,7 +113,7 @@ def create_multiscale(
             dtype=dtype,
             fill_value=fill_value,
             dimension_names=dim_names,
-            **array_options(),
+            **array_options(compressor),
         )
     set_multiscale_metadata(group, level_scales, axes, name or "image", [[0.0] * len(axes)])
     return group

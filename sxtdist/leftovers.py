@@ -1,0 +1,100 @@
+"""What a stopped write left beside an output, said so that its owner knows what it is.
+
+A write killed outright leaves sxtdist's hidden names beside the output ``NAME``
+(:mod:`sxtdist.outputs`): ``.NAME.sxtdist-new`` (a volume a reconstruction was creating),
+``.NAME.sxtdist-partial`` (a replacement being written) and ``.NAME.sxtdist-partial.old``
+(the old output set aside by a swap). Hidden, they are found by no listing a user reads;
+``sxtdist info`` and ``sxtdist verify`` name them (:func:`leftovers`): what each is, what
+clears it, and how to remove it. Nothing here removes anything.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from .errors import option, printable, quoted
+from .lock import held_by
+from .outputs import NEW_SUFFIX, OLD_SUFFIX, PARTIAL_SUFFIX, aside_path, new_path, partial_path
+
+#: A hidden name of sxtdist's beside the output ``name``; a replacement's own creation is
+#: ``..NAME.sxtdist-partial.sxtdist-new`` (the ``name`` then a partial's).
+HIDDEN = re.compile(
+    rf"\.(?P<name>.+?)(?P<suffix>{re.escape(NEW_SUFFIX)}|{re.escape(PARTIAL_SUFFIX)}"
+    rf"|{re.escape(PARTIAL_SUFFIX + OLD_SUFFIX)})"
+)
+
+
+def is_leftover(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is, by its name, one of the hidden names a write keeps beside an output."""
+    return HIDDEN.fullmatch(os.path.basename(os.path.abspath(os.fspath(path)))) is not None
+
+
+def leftovers(path: str | os.PathLike[str]) -> list[str]:
+    """One line for each thing a stopped write left that concerns ``path``: what it is, what
+    clears it and how to remove it.
+
+    Looked for: ``path`` itself when it is such a hidden name, those beside the output
+    ``path`` (whether or not it exists: a creation stopped leaves nothing at ``path``),
+    and, when ``path`` is a folder that is no dataset (an output folder), those of every
+    output in it.
+    """
+    path = os.fspath(path)
+    found = [path] if is_leftover(path) and os.path.lexists(path) else []
+    partial = partial_path(path)
+    beside = (new_path(path), partial, aside_path(partial), new_path(partial))
+    found += [p for p in beside if os.path.lexists(p)]
+    if os.path.isdir(path) and not _is_dataset(path):
+        try:
+            names = sorted(os.listdir(path))
+        except OSError:
+            names = []
+        found += [os.path.join(path, n) for n in names if HIDDEN.fullmatch(n)]
+    return [_what_is(p) for p in dict.fromkeys(found)]
+
+
+def _is_dataset(path: str) -> bool:
+    """Whether the folder ``path`` is a Zarr dataset (its hidden names are not leftovers)."""
+    return any(os.path.exists(os.path.join(path, f)) for f in ("zarr.json", ".zgroup"))
+
+
+def _what_is(hidden: str) -> str:
+    """What the hidden ``hidden`` is, what clears it, how to remove it (one line)."""
+    found = HIDDEN.fullmatch(os.path.basename(hidden))
+    assert found is not None
+    folder, name, suffix = os.path.dirname(hidden), found["name"], found["suffix"]
+    inner = HIDDEN.fullmatch(name)  # the creation of a replacement (``--overwrite``)
+    out = os.path.join(folder, inner["name"] if inner else name)
+    shown, shown_out = printable(hidden), printable(out)
+    holder = held_by(out)
+    if holder:  # a run writing the output now: its work, not a leftover
+        return f"{shown}: {shown_out} is being written by {holder}, and this with it: leave it"
+    remove = f"rm -r {quoted(hidden)}"
+    again = option("--overwrite", "overwrite=True")
+    if suffix == NEW_SUFFIX:
+        what = f"a replacement of {shown_out}" if inner else shown_out
+        clears = (
+            f"the next reconstruction of {shown_out} with {again}"
+            if inner
+            else f"the next reconstruction into {shown_out}"
+        )
+        return (
+            f"{shown}: the start of {what}, left by a reconstruction stopped while creating it "
+            f"(not an output, nothing of yours): {clears} removes it; or remove it: {remove}"
+        )
+    if suffix == PARTIAL_SUFFIX:
+        return (
+            f"{shown}: an unfinished replacement of {shown_out}, left by a run with {again} "
+            f"that stopped; {shown_out} is as it was: the same command again resumes or "
+            f"replaces it; or remove it: {remove}"
+        )
+    if not os.path.lexists(out):  # stopped between the swap's two renames: its only copy
+        return (
+            f"{shown}: the only copy of {shown_out}, set aside by a replacement that stopped; "
+            f"do not remove it: the next write of {shown_out} puts it back first (or move it "
+            f"back: mv {quoted(hidden)} {quoted(out)})"
+        )
+    return (
+        f"{shown}: the old {shown_out}, set aside by a replacement that stopped after its "
+        f"swap: the next write of {shown_out} removes it; or remove it: {remove}"
+    )

@@ -1,0 +1,82 @@
+"""What a stopped write left beside an output is named by ``info`` and ``verify``, and
+nothing of a user's is taken for one, or removed with one."""
+
+from __future__ import annotations
+
+import os
+import shlex
+
+from sxtdist.geometry import VolumeGrid
+from sxtdist.outputs import aside_path, new_path, partial_path, writing
+from sxtdist.volume import create_volume, open_volume
+
+GRID = VolumeGrid((8, 16, 16), 20.0)
+
+
+def _stopped_creation(out) -> str:
+    """What a reconstruction killed as it created ``out`` leaves: a volume at new_path."""
+    create_volume(f"{out}.tmp", GRID, shard_z=4, chunk_z=4)
+    os.rename(f"{out}.tmp", new_path(out))
+    return new_path(out)
+
+
+def test_info_and_verify_name_a_stopped_creation(tmp_path, run_cli):
+    """A reconstruction killed as it created v.zarr leaves only .v.zarr.sxtdist-new: info
+    and verify said "no such file or directory" of v.zarr and "not a Zarr group" of its
+    folder, and never named the hidden folder (checked failing without leftovers())."""
+    out = tmp_path / "v.zarr"
+    new = _stopped_creation(out)
+    for args in (("info", out), ("info", tmp_path), ("verify", out), ("info", out, "--json")):
+        code, stdout, err = run_cli(*args)
+        said = err if "--json" in args else stdout
+        assert code == 2 and err.strip().endswith(("no such file or directory", "Zarr group"))
+        (line,) = [x for x in said.splitlines() if x and not x.startswith("sxtdist: error")]
+        assert line.startswith(("leftover: ", "note: ")), line
+        assert f"{new}: the start of {out}, left by a reconstruction stopped" in line, line
+        assert f"the next reconstruction into {out} removes it" in line, line
+        assert shlex.split(line.split("or remove it: ")[1]) == ["rm", "-r", new]
+    code, stdout, _ = run_cli("info", new)  # the hidden folder itself: not "run it again"
+    assert code == 0 and "status unfinished (left by a stopped run" in stdout, stdout
+    assert "run the same command again" not in stdout and f"leftover: {new}" in stdout
+    assert sorted(os.listdir(tmp_path)) == [os.path.basename(new)]  # nothing removed
+
+
+def test_info_names_a_stopped_replacement_and_an_only_copy_set_aside(
+    tmp_path, run_cli, lock_held_elsewhere
+):
+    """Beside an existing volume: an unfinished --overwrite (.v.zarr.sxtdist-partial), said
+    to be a run's work while a run holds v.zarr's lock, and the old volume set aside by a
+    swap (its only copy while v.zarr is gone)."""
+    out = tmp_path / "v.zarr"
+    create_volume(out, GRID, shard_z=4, chunk_z=4)
+    create_volume(partial_path(out), GRID, shard_z=4, chunk_z=4)
+    with lock_held_elsewhere(out) as pid:  # an --overwrite running
+        code, stdout, _ = run_cli("info", out)
+    assert code == 0 and f"{partial_path(out)}: {out} is being written by pid {pid}" in stdout
+    assert "unfinished replacement" not in stdout
+    code, stdout, _ = run_cli("info", out)
+    assert code == 0
+    assert f"leftover: {partial_path(out)}: an unfinished replacement of {out}" in stdout
+    code, stdout, _ = run_cli("verify", out)
+    assert code == 0 and f"note: {partial_path(out)}: an unfinished replacement" in stdout
+    os.rename(out, aside_path(partial_path(out)))  # killed between the swap's renames
+    code, stdout, _ = run_cli("info", tmp_path)
+    assert code == 2
+    assert f"{aside_path(partial_path(out))}: the only copy of {out}" in stdout
+    assert "do not remove it" in stdout
+
+
+def test_a_write_clears_a_stopped_creation_and_nothing_else(tmp_path):
+    """.v.zarr.sxtdist-new is sxtdist's by its name: a write of v.zarr clears it under the
+    lock (as info says) even when v.zarr exists, and leaves a user's names beside alone
+    (checked failing without the clearing in outputs.writing)."""
+    out = tmp_path / "v.zarr"
+    create_volume(out, GRID, shard_z=4, chunk_z=4)
+    new = _stopped_creation(out)
+    (tmp_path / ".v.zarr.notes").write_text("mine")
+    (tmp_path / "v.zarr.sxtdist-new").mkdir()  # not hidden: a user's
+    with writing(out, "volume", resume=True, beside=False):
+        pass
+    assert not os.path.lexists(new)
+    assert sorted(os.listdir(tmp_path)) == [".v.zarr.notes", "v.zarr", "v.zarr.sxtdist-new"]
+    assert open_volume(out).status == "running"
