@@ -25,11 +25,7 @@ The rules, evaluated on the records (the count a rule picks is applied to run A)
   from ``far``'s minimum, :data:`sxtdist.solvers.BETWEEN_GROWTH`; earlier than ``far``'s
   minimum where the curves show :data:`sxtdist.solvers.EARLY_SIGNATURE`, from the seventh
   session; in the noise regime the first count at or after ``far``'s vertex
-  (:func:`sxtdist.solvers.far_vertex`), from the eighth; where the noise grows fast past
-  ``far``'s minimum, a minimum that is a dip of the bias is passed over
-  (:func:`sxtdist.solvers.semi_convergence_minimum`), from the ninth;
-  :func:`sxtdist.runner.auto_count`);
-* ``eighth``: ``auto`` of the eighth session (``far``'s plain minimum);
+  (:func:`sxtdist.solvers.far_vertex`), from the eighth; :func:`sxtdist.runner.auto_count`);
 * ``seventh``: ``auto`` of the seventh session (the early band :data:`SEVENTH_EARLY`, no
   vertex in the noise regime);
 * ``bounded``: ``auto`` without the early rule (``auto`` of the sixth session);
@@ -440,13 +436,6 @@ def choices(r: dict) -> dict[str, int | None]:
     misfit = r.get("holdout_misfit")
     out["holdout"] = int(np.argmin(misfit)) + 1 if misfit else None
     out["auto"] = auto_count(r["far"], r["between"], r["weights"])
-    out["eighth"] = cross_validated_count(
-        r["far"],
-        r["between"],
-        late_factor(r["weights"]),
-        early=early_signature(r["weights"]),
-        semi_convergence=False,
-    )
     out["seventh"] = cross_validated_count(
         r["far"],
         r["between"],
@@ -479,7 +468,6 @@ def table(path: str) -> str:
     rules = [
         "fixed",
         "auto",
-        "eighth",
         "seventh",
         "bounded",
         "unbounded",

@@ -381,9 +381,7 @@ def auto_count(
 ) -> int:
     """``--iterations auto``'s count from the pilot's split-half curves for a weighting
     (:func:`~sxtdist.solvers.cross_validated_count` with :func:`late_factor`,
-    :data:`~sxtdist.solvers.BETWEEN_GROWTH` and :func:`early_signature`, which, where it
-    applies, also passes over a dip of the bias,
-    :func:`~sxtdist.solvers.semi_convergence_minimum`)."""
+    :data:`~sxtdist.solvers.BETWEEN_GROWTH` and :func:`early_signature`)."""
     return cross_validated_count(
         far, between, late_factor(weights), BETWEEN_GROWTH, early_signature(weights)
     )
@@ -534,9 +532,8 @@ def _auto_iterations(
     weights, :func:`late_factor`; never past where that disagreement has grown
     :data:`~sxtdist.solvers.BETWEEN_GROWTH` times; earlier than the minimum where the curves
     show :data:`~sxtdist.solvers.EARLY_SIGNATURE`, and in the noise regime above it the
-    first count at or after ``far``'s vertex, :func:`~sxtdist.solvers.far_vertex`; there a
-    minimum that is a dip of the bias is passed over,
-    :func:`~sxtdist.solvers.semi_convergence_minimum`; :func:`auto_count`), used for every
+    first count at or after ``far``'s vertex, :func:`~sxtdist.solvers.far_vertex`;
+    :func:`auto_count`), used for every
     block (one count for the volume: blocks with counts of their own would show seams). ``benchmarks/stopping_rules.py`` measures it against the oracle
     (docs/reconstruction.md).
     """

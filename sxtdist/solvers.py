@@ -324,29 +324,6 @@ BETWEEN_GROWTH = 1.4
 EARLY_SIGNATURE = (0.15, 0.7, 1.2)
 
 
-def semi_convergence_minimum(far: Sequence[float], between: Sequence[float]) -> int:
-    """Where (an index, 0-based) ``far`` is smallest among the iterates past which it rises
-    no more than the halves' noise grows: ``far[k + 1] - far[k] <= max(0, (between[k + 1] -
-    between[k]) / 2)`` (the last iterate always counts).
-
-    ``far`` is a half's error, bias plus noise, and ``between / 2`` a half's noise (more,
-    where the halves also differ by their angular sampling). Past a minimum of
-    semi-convergence ``far`` rises because the noise outgrows the bias's fall; where it rises
-    by more than the noise grew, the bias itself rose: CGNE's early iterates pass through
-    the level of the large uniform regions (the whole ``cell`` at a tenth of the dose: the
-    halves' and the full data's error dip at count 2, then rise with the cell's structure
-    still unresolved; the full data's best is 5). Such a dip is not where iterating starts
-    to fit the noise (docs/dev/stopping-rule.md).
-    """
-    f = np.asarray(far, dtype=np.float64)
-    b = np.asarray(between, dtype=np.float64)
-    if f.size == 0 or f.shape != b.shape:
-        raise ValueError(f"split-half curves of lengths {f.size} and {b.size}: need equal, >= 1")
-    # a rise past the noise's growth is the bias rising: that iterate is no candidate
-    ok = np.flatnonzero(np.append(np.diff(f) <= np.maximum(0.0, 0.5 * np.diff(b)), True))
-    return int(ok[np.argmin(f[ok])])
-
-
 def between_exponent(between: Sequence[float], k: int) -> float | None:
     """``e`` such that ``between`` grew like ``count ** e`` from count ``k // 2 + 1`` to
     ``k + 1`` (``k`` 0-based); ``None`` where ``k < 2`` or a value is not positive."""
@@ -364,7 +341,6 @@ def cross_validated_count(
     growth: float = BETWEEN_GROWTH,
     early: tuple[float, float, float] | None = EARLY_SIGNATURE,
     noise_regime: bool = True,
-    semi_convergence: bool = True,
 ) -> int:
     """The iteration count (1-based) of ``--iterations auto`` from its split-half curves.
 
@@ -395,25 +371,12 @@ def cross_validated_count(
     and the same bias, is best no earlier than the halves, whose best lies between iterates
     near :func:`far_vertex`: the count is the first iterate at or after it, ``k_f`` or
     ``k_f + 1`` (at such small counts one iteration early loses up to 0.6 dB).
-
-    ``semi_convergence`` (with ``early`` not ``None``): where ``between[k_f] / between[-1] <=
-    most`` at ``far``'s plain minimum (the noise grows fast past it: the early band and the
-    noise regime), ``k_f`` is :func:`semi_convergence_minimum`, ``far``'s smallest value
-    among the iterates past which it rises no more than the halves' noise grows (a dip of
-    the bias, as at count 2 on the whole ``cell`` at a tenth of the dose, is passed over;
-    all the above then reads that ``k_f``). Where the noise grows slowly (the paper's dose)
-    ``far``'s rise and the noise's growth are both small near the minimum and the test is
-    not made. ``False``: ``far``'s plain minimum (the rule until the ninth session).
     """
     f = np.asarray(far, dtype=np.float64)
     b = np.asarray(between, dtype=np.float64)
     if f.size == 0 or f.shape != b.shape:
         raise ValueError(f"split-half curves of lengths {f.size} and {b.size}: need equal, >= 1")
     k = int(np.argmin(f))
-    if semi_convergence and early is not None and b[-1] > 0 and b[k] / b[-1] <= early[0]:
-        # where the noise grows fast past k_f (it rises past it by more than 1/most), a
-        # rise of far beyond the noise's growth is read as the bias's own
-        k = semi_convergence_minimum(f, b)
     # at most ``factor``: halves that draw together after k_f (no noise growth) are no
     # reason to go on without bound
     late = max(1.0, factor * min(1.0, b[k] / b[-1])) if b[-1] > 0 else 1.0
@@ -429,17 +392,16 @@ def cross_validated_count(
                 j -= 1
             count = min(count, j + 1)
         elif e is not None and e > early[2] and noise_regime:
-            count = max(count, int(np.ceil(far_vertex(f, k) - 1e-9)))
+            count = max(count, int(np.ceil(far_vertex(f) - 1e-9)))
     return count
 
 
-def far_vertex(far: Sequence[float], k: int | None = None) -> float:
+def far_vertex(far: Sequence[float]) -> float:
     """Where (a count, 1-based, between iterates) ``far`` is smallest: the vertex of the
-    parabola through its minimum (or the iterate ``k``, 0-based, a local minimum) and the two
-    counts beside it, within half an iteration of that count (the count itself at either
-    end of the curve)."""
+    parabola through its minimum and the two counts beside it, within half an iteration of
+    the minimum's count (the minimum's count itself at either end of the curve)."""
     f = np.asarray(far, dtype=np.float64)
-    k = int(np.argmin(f)) if k is None else k
+    k = int(np.argmin(f))
     if k == 0 or k == f.size - 1:
         return float(k + 1)
     curvature = f[k - 1] - 2.0 * f[k] + f[k + 1]
