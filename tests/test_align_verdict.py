@@ -361,8 +361,10 @@ def test_views_the_solve_ties_weakly_are_named(lost):
         w = pair_weights(results, np.arange(90) * 2.0)
         misfit = np.asarray(rec["pair_misfit_px"], float)
         args = (results, misfit, np.ones(len(results)), w, 90, (), rec["leave_one_out_flagged"])
-        assert judge(*args, pairs_alone=rec["pairs_alone_flagged"]).trusted  # none sees it
-        v = judge(*args, weakly_tied=rec["weakly_tied_views"])
+        assert judge(
+            *args, named={"pairs_alone": rec["pairs_alone_flagged"]}
+        ).trusted  # none sees it
+        v = judge(*args, named={"weakly_tied": {"roi": rec["weakly_tied_views"]}})
         if lost:
             ends = {*range(10), *range(70, 90)}  # 0° and 180° meet: one end of the chain
             assert set(range(84, 90)) <= set(v.roi) <= ends and not v.full
@@ -396,7 +398,7 @@ def test_an_error_the_full_views_own_dy_share_is_named(amplitude):
     misfit = np.asarray(rec["pair_misfit_px"], float)
     args = (results, misfit, np.ones(len(results)), w, 90, (), rec["leave_one_out_flagged"])
     assert judge(*args).trusted  # neither the pairs nor leave-one-out see it
-    v = judge(*args, pairs_alone=rec["pairs_alone_flagged"])
+    v = judge(*args, named={"pairs_alone": rec["pairs_alone_flagged"]})
     if amplitude:
         assert err.max() > 0.5
         assert set(np.flatnonzero(err > 0.5)) <= set(v.roi)
@@ -554,10 +556,15 @@ def test_a_wide_stretch_without_the_full_views_own_dx_is_named(cut):
         w = pair_weights(results, roi_angles)
         misfit = np.asarray(rec["pair_misfit_px"], float)
         args = (results, misfit, np.ones(len(results)), w, 90, (), rec["leave_one_out_flagged"])
-        others = dict(pairs_alone=rec["pairs_alone_flagged"], weakly_tied=rec["weakly_tied_views"])
-        assert judge(*args, **others).trusted  # no other check sees it
+        others = {
+            "pairs_alone": rec["pairs_alone_flagged"],
+            "weakly_tied": {"roi": rec["weakly_tied_views"]},
+        }
+        assert judge(*args, named=others).trusted  # no other check sees it
         roi, full = views_in_cut_stretches(roi_angles, full_angles, cut)
-        v = judge(*args, **others, cut_stretch={"roi": roi.tolist(), "full": full.tolist()})
+        v = judge(
+            *args, named={**others, "cut_stretch": {"roi": roi.tolist(), "full": full.tolist()}}
+        )
         if cut:
             assert err.max() > 0.55
             assert set(np.flatnonzero(err > 0.5)) <= set(v.roi)

@@ -535,9 +535,11 @@ def _record_verdict(
         rejected,
         info.get("leave_one_out_flagged") or (),
         _no_signal(full),
-        info.get("pairs_alone_flagged"),
-        info.get("weakly_tied_views") or (),
-        cut_stretch,
+        {
+            "pairs_alone": info.get("pairs_alone_flagged") or {},
+            "weakly_tied": {"roi": info.get("weakly_tied_views") or ()},
+            "cut_stretch": cut_stretch or {},
+        },
     )
     info["verdict"], info["check_views"] = verdict.scan_line("roi"), sorted(verdict.roi)
     if "full" in result.info:

@@ -67,6 +67,19 @@ MISFIT_FLAG_PX = 0.25
 POOR_PAIRS_FACTOR = 4.0
 #: A full view whose own estimate the joint solve rejected needs this many used anchors.
 MIN_ANCHORS = 2
+#: What the verdict says of a view that another check names (:func:`judge`'s ``named``),
+#: per check and scan.
+NAMED_REASONS: dict[str, dict[str, str]] = {
+    "pairs_alone": {
+        "roi": f"dy move over {MOVE_FLAG_PX:g} px without the full views' own estimates",
+        "full": "own dy contradicted by the pairs alone",
+    },
+    "weakly_tied": {"roi": f"standard error over {SIGMA_RATIO_FLAG:g} times the median"},
+    "cut_stretch": {
+        "roi": f"full views' own dx cut over {CUT_STRETCH_FLAG_DEG:g}° or more",
+        "full": f"own dx cut, in a stretch of {CUT_STRETCH_FLAG_DEG:g}°+",
+    },
+}
 
 
 @dataclass
@@ -117,9 +130,7 @@ def judge(
     full_rejected: Sequence[int] = (),
     left_out: Sequence[Sequence[float]] = (),
     full_no_signal: Sequence[int] = (),
-    pairs_alone: Mapping[str, Sequence[int]] | None = None,
-    weakly_tied: Sequence[int] = (),
-    cut_stretch: Mapping[str, Sequence[int]] | None = None,
+    named: Mapping[str, Mapping[str, Sequence[int]]] | None = None,
 ) -> Verdict:
     """The verdict on an interior alignment from its pairs (``misfit`` ``(m, 2)`` and
     ``kept`` ``(m,)`` as :class:`~sxtdist.alignment.AlignmentResult` holds them, NaN for a
@@ -128,12 +139,12 @@ def judge(
     the joint solve rejected (or could not use) and the leave-one-out check's
     ``[interior view, full view, move px, contradicted (0/1)]`` (``leave_one_out_flagged``,
     :meth:`~sxtdist.alignment.consistency.LeaveOneOut.flagged`) and the full views with no
-    signal (constant or not finite: their own estimate measured nothing) and the views the
-    pairs alone place otherwise in ``dy`` (``pairs_alone_flagged``,
-    :meth:`~sxtdist.alignment.consistency.PairsAlone.flagged`) and the views the solve
-    ties weakly (``weakly_tied_views``, :func:`~sxtdist.alignment.confidence.weakly_tied`)
-    and the views of a wide stretch without the full views' own ``dx`` (``cut_stretch``
-    ``{"roi": [...], "full": [...]}``,
+    signal (constant or not finite: their own estimate measured nothing), and ``named``:
+    the views other checks name, ``{check: {"roi": [...], "full": [...]}}`` for the checks
+    of :data:`NAMED_REASONS`: ``pairs_alone`` (the pairs alone place them otherwise in
+    ``dy``, :meth:`~sxtdist.alignment.consistency.PairsAlone.flagged`), ``weakly_tied``
+    (the solve ties them weakly, :func:`~sxtdist.alignment.confidence.weakly_tied`) and
+    ``cut_stretch`` (a wide stretch without the full views' own ``dx``,
     :func:`~sxtdist.alignment.cut_stretches.views_in_cut_stretches`)."""
     verdict = Verdict()
     m = len(results)
@@ -182,22 +193,10 @@ def judge(
                 int(i), f"move over {MOVE_ALWAYS_PX:g} px without full view {int(j)}"
             )
             verdict.full.setdefault(int(j), "alone carries interior views (leave-one-out)")
-    pairs_alone = pairs_alone or {}
-    for i in pairs_alone.get("roi", ()):
-        verdict.roi.setdefault(
-            int(i), f"dy move over {MOVE_FLAG_PX:g} px without the full views' own estimates"
-        )
-    for j in pairs_alone.get("full", ()):
-        verdict.full.setdefault(int(j), "own dy contradicted by the pairs alone")
-    for i in weakly_tied:
-        verdict.roi.setdefault(int(i), f"standard error over {SIGMA_RATIO_FLAG:g} times the median")
-    cut_stretch = cut_stretch or {}
-    for i in cut_stretch.get("roi", ()):
-        verdict.roi.setdefault(
-            int(i), f"full views' own dx cut over {CUT_STRETCH_FLAG_DEG:g}° or more"
-        )
-    for j in cut_stretch.get("full", ()):
-        verdict.full.setdefault(int(j), f"own dx cut, in a stretch of {CUT_STRETCH_FLAG_DEG:g}°+")
+    for check, scans in (named or {}).items():
+        for scan, views in scans.items():
+            for v in views:
+                getattr(verdict, scan).setdefault(int(v), NAMED_REASONS[check][scan])
     for j in full_no_signal:  # the cause of whatever else its anchors showed
         verdict.full[int(j)] = "no signal"
     return verdict

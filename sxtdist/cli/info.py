@@ -229,6 +229,15 @@ def _alignment_details(al: dict) -> str:
             parts.append(f"{what}: " + ", ".join(map(str, al[key])))
     if al.get("peak_ncc_median") is not None:
         parts.append(f"median peak NCC {al['peak_ncc_median']:.4f}")
+    parts += _check_details(al)
+    return "; ".join(parts)
+
+
+def _check_details(al: dict) -> list[str]:
+    """What the verdict's checks read, as recorded: the views' standard errors, the
+    leave-one-out and pairs-alone moves, the largest standard-error ratio and the widest
+    stretch of full views without their own ``dx``."""
+    parts: list[str] = []
     if al.get("roi_sigma_px"):  # each view's standard error in the solve's own reading
         sigma = np.hypot(*np.asarray(al["roi_sigma_px"], float).T)
         parts.append(
@@ -256,7 +265,7 @@ def _alignment_details(al: dict) -> str:
         parts.append(
             f"widest stretch of full views without their own dx {stretch[j]:.0f}° (full view {j})"
         )
-    return "; ".join(parts)
+    return parts
 
 
 def _describe_volume(path: str) -> str:
