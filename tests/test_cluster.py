@@ -375,6 +375,22 @@ def test_run_graph_does_not_hash_the_tasks_it_submits(monkeypatch):
     assert dask._expr.LLGExpr not in hashed
 
 
+def test_run_graph_falls_back_to_a_dict_when_dask_changes_its_private_expression(monkeypatch):
+    """``LLGExpr`` is Dask's private class: a Dask whose constructor takes other arguments
+    must cost the submission its speed, not the alignment."""
+    import dask._expr
+
+    from sxtdist.distributed import _named_graph
+
+    class Changed:
+        def __init__(self, graph):  # no _determ_token any more
+            self.graph = graph
+
+    monkeypatch.setattr(dask._expr, "LLGExpr", Changed)
+    graph = {"a": (_offset, 1, _Settings(10))}
+    assert _named_graph(graph) == graph
+
+
 def test_retries_from_the_configuration_are_checked():
     from sxtdist.distributed import task_retries
 
