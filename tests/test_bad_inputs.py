@@ -754,6 +754,32 @@ def test_a_link_at_the_hidden_creation_name_is_removed_not_followed(tmp_path):
     assert not os.path.lexists(new_path(tmp_path / "v.zarr"))
 
 
+def test_links_at_the_hidden_names_a_write_clears_are_unlinked_not_followed(tmp_path):
+    """Every write of an output clears, under its lock, a stopped creation of it and of its
+    replacement (.v.zarr.sxtdist-new, ..v.zarr.sxtdist-partial.sxtdist-new): links found
+    there (into a user's folder and to a user's file) are unlinked, what they point to
+    left whole, and the output written as asked."""
+    from sxtdist.geometry import VolumeGrid
+    from sxtdist.outputs import new_path, partial_path, writing
+    from sxtdist.volume import create_volume, open_volume
+
+    out = tmp_path / "v.zarr"
+    create_volume(out, VolumeGrid((8, 16, 16), 20.0), shard_z=4, chunk_z=4)
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "notes.txt").write_text("keep")
+    (tmp_path / "mine.txt").write_text("mine")
+    links = (new_path(out), new_path(partial_path(out)))
+    os.symlink(user, links[0])
+    os.symlink(tmp_path / "mine.txt", links[1])
+    with writing(out, "volume", resume=True, beside=False):
+        pass
+    assert not any(os.path.lexists(link) for link in links)
+    assert os.listdir(user) == ["notes.txt"] and (user / "notes.txt").read_text() == "keep"
+    assert (tmp_path / "mine.txt").read_text() == "mine"
+    assert open_volume(out).status == "running"
+
+
 def test_a_disk_too_small_names_the_output_folder_not_a_hidden_partial(tmp_path):
     """A replacement is written beside (.v.zarr.sxtdist-partial): the disk check said that
     hidden name "has 164 KiB free", a path the user never gave."""
