@@ -133,10 +133,14 @@ def _identity() -> dict:
 def _ended_here(owner: dict) -> bool:
     """Whether ``owner`` names a run of this host that has ended: its pid gone, or now
     another process's (a start time or a boot other than recorded)."""
+    return _of_this_host(owner) and not _alive_here(owner)
+
+
+def _of_this_host(owner: dict) -> bool:
+    """Whether ``owner`` names a pid of this host (another host's run this host cannot
+    tell; an owner not written yet names none)."""
     pid = owner.get("pid")
-    if owner.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
-        return False
-    return not _alive_here(owner)
+    return owner.get("host") == socket.gethostname() and isinstance(pid, int) and pid > 0
 
 
 def _held_by(lock: str) -> str:
@@ -147,9 +151,9 @@ def _alive_here(owner: dict) -> bool:
     """Whether ``owner`` is a run of this host that is alive (not a killed run, nor one whose
     pid is now another process's, not another host's run, which this host cannot tell,
     nor an owner not written yet)."""
-    pid = owner.get("pid")
-    if owner.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+    if not _of_this_host(owner):
         return False
+    pid = owner["pid"]
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
