@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .errors import InputError, OutputExistsError, naming, one_line, use_overwrite
+from .errors import InputError, OutputExistsError, naming, one_line, printable, use_overwrite
 from .lock import lock_path, write_lock
 
 #: Kinds of output sxtdist writes and recognises.
@@ -308,6 +308,17 @@ def check_can_write(path: str | os.PathLike[str]) -> None:
                     pass
         except OSError as exc:  # the folder the user can do something about, not the probe
             raise OSError(exc.errno, exc.strerror or one_line(exc), folder) from None
+
+
+def require_writable(path: str | os.PathLike[str], advice: str) -> None:
+    """:func:`check_can_write`, refused as bad input (:class:`InputError`): "``path``:
+    cannot be written (FOLDER: why): ``advice``", told before the work whose result goes
+    there."""
+    try:
+        check_can_write(path)
+    except OSError as exc:
+        why = f"{printable(exc.filename)}: {exc.strerror or one_line(exc)}"
+        raise InputError(os.fspath(path), f"cannot be written ({why}): {advice}") from None
 
 
 def _nearest_folder(path: str | os.PathLike[str]) -> str:

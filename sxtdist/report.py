@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from . import metrics, scoring
-from .errors import InputError, option, printable
-from .outputs import check_can_write, check_output, first_line, register_file_kind, replacing_file
+from .errors import InputError, option
+from .outputs import check_output, first_line, register_file_kind, replacing_file, require_writable
 
 #: The first rows of the report's two CSV files and the PNG's ``Software`` text: how
 #: ``--overwrite`` recognises a report sxtdist wrote (:func:`sxtdist.outputs.recognise`).
@@ -212,14 +212,10 @@ def _report_paths(
     parent = os.path.dirname(os.path.abspath(prefix))
     if not os.path.isdir(parent):
         raise InputError(parent, "output directory does not exist")
-    try:  # a read-only place is told before the volume is read
-        check_can_write(paths["csv"])
-    except OSError as exc:
-        raise InputError(
-            paths["csv"],
-            f"cannot be written ({printable(exc.filename)}: {exc.strerror}): write the report "
-            f"elsewhere with {option('--out PREFIX', 'out=PREFIX')}",
-        ) from None
+    # a read-only place is told before the volume is read
+    require_writable(
+        paths["csv"], f"write the report elsewhere with {option('--out PREFIX', 'out=PREFIX')}"
+    )
     return paths
 
 

@@ -41,7 +41,7 @@ from ..errors import (
 from ..execution import Execution
 from ..geometry import ScanGeometry, angular_spacing_deg, without_rigid_translation
 from ..lock import activity_lock
-from ..outputs import check_can_write, check_output
+from ..outputs import check_can_write, check_output, require_writable
 from .anchoring import ANCHORED_TO, full_reference
 from .cut_stretches import cut_stretch_deg, views_in_cut_stretches
 from .diagnostics import log_pair_misfit, log_pairs_weighted_down, log_poor_peaks
@@ -209,16 +209,11 @@ def align(
 
 def _check_writable(acq: Acquisition) -> None:
     """Refuse, before the work, an acquisition the shifts cannot be stored in."""
-    try:
-        check_can_write(acq.path)
-    except OSError as exc:
-        raise InputError(
-            acq.path,
-            f"cannot be written ({printable(exc.filename)}: {exc.strerror or one_line(exc)}): "
-            "align stores its shifts in "
-            "the acquisition; copy it somewhere writable, or align with "
-            f"{option('--dry-run', 'dry_run=True')} (the shifts in the report only)",
-        ) from None
+    require_writable(
+        acq.path,
+        "align stores its shifts in the acquisition; copy it somewhere writable, or align with "
+        f"{option('--dry-run', 'dry_run=True')} (the shifts in the report only)",
+    )
 
 
 def _warn_of_a_stale_interior(acq: Acquisition, scans: Sequence[str]) -> None:

@@ -48,9 +48,8 @@ from ..errors import (
     ParameterError,
     SxtdistWarning,
     option,
-    printable,
 )
-from ..outputs import check_can_write, check_output, register_file_kind, writing
+from ..outputs import check_output, register_file_kind, require_writable, writing
 from ..volume import MIN_LEVEL_SIZE, open_volume
 from . import ngff
 
@@ -147,12 +146,7 @@ def export_volume(
             f"(choose from {', '.join(FORMATS)})"
         )
     check_output(out, "export", inputs=[volume], overwrite=overwrite, file=fmt != "zarr")
-    try:  # a read-only place is told before the volume is read
-        check_can_write(out)
-    except OSError as exc:
-        raise InputError(
-            out, f"cannot be written ({printable(exc.filename)}: {exc.strerror}): export elsewhere"
-        ) from None
+    require_writable(out, "export elsewhere")  # a read-only place told before the volume is read
     vol = open_volume(volume, mode="r")
     damage = vol.damage()
     if damage:
