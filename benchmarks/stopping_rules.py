@@ -25,7 +25,12 @@ The rules, evaluated on the records (the count a rule picks is applied to run A)
   from ``far``'s minimum, :data:`sxtdist.solvers.BETWEEN_GROWTH`; earlier than ``far``'s
   minimum where the curves show :data:`sxtdist.solvers.EARLY_SIGNATURE`, from the seventh
   session; in the noise regime the first count at or after ``far``'s vertex
-  (:func:`sxtdist.solvers.far_vertex`), from the eighth; :func:`sxtdist.runner.auto_count`);
+  (:func:`sxtdist.solvers.far_vertex`), from the eighth; where the noise grows fast and
+  ``far`` rises past its minimum by more than ``between / 2`` grew (a dip of the bias),
+  ``far``'s minimum past it (:func:`sxtdist.solvers.past_a_dip`), from the tenth;
+  :func:`sxtdist.runner.auto_count`);
+* ``eighth``: ``auto`` of the eighth session (``far``'s plain minimum: no dip passed over,
+  :func:`sxtdist.solvers.past_a_dip`, from the tenth);
 * ``seventh``: ``auto`` of the seventh session (the early band :data:`SEVENTH_EARLY`, no
   vertex in the noise regime);
 * ``bounded``: ``auto`` without the early rule (``auto`` of the sixth session);
@@ -111,6 +116,7 @@ from sxtdist.solvers import (
     between_exponent,
     cgne,
     cross_validated_count,
+    far_minimum,
     far_vertex,
 )
 
@@ -442,6 +448,14 @@ def choices(r: dict) -> dict[str, int | None]:
         late_factor(r["weights"]),
         early=SEVENTH_EARLY if early_signature(r["weights"]) else None,
         noise_regime=False,
+        dips=False,
+    )
+    out["eighth"] = cross_validated_count(
+        r["far"],
+        r["between"],
+        late_factor(r["weights"]),
+        early=early_signature(r["weights"]),
+        dips=False,
     )
     out["bounded"] = cross_validated_count(
         r["far"], r["between"], late_factor(r["weights"]), early=None
@@ -468,6 +482,7 @@ def table(path: str) -> str:
     rules = [
         "fixed",
         "auto",
+        "eighth",
         "seventh",
         "bounded",
         "unbounded",
@@ -701,33 +716,44 @@ def signature_table(path: str) -> str:
     """What ``auto``'s early rule reads (:data:`sxtdist.solvers.EARLY_SIGNATURE`), per
     configuration, min–max over the seeds: ``far``'s minimum ``k_f``, its vertex
     (:func:`sxtdist.solvers.far_vertex`) and the oracle's count,
-    ``between[k_f] / between[-1]`` and :func:`sxtdist.solvers.between_exponent` at ``k_f``."""
+    ``between[k_f] / between[-1]`` and :func:`sxtdist.solvers.between_exponent` at ``k_f``;
+    and what the dip test reads (:func:`sxtdist.solvers.past_a_dip`): ``far``'s rise from
+    ``k_f`` to the next count over the growth of ``between / 2`` there (above 1: a dip, where
+    the ratio is at most the band's first value), and ``far``'s minimum past a dip
+    (:func:`sxtdist.solvers.far_minimum`)."""
     records = [json.loads(line) for line in open(path)]
     groups: dict[tuple, list[tuple]] = {}
     for r in records:
-        k = int(np.argmin(r["far"]))
+        f = np.asarray(r["far"], np.float64)
+        k = int(np.argmin(f))
         b = np.asarray(r["between"], np.float64)
         e = between_exponent(b, k)
+        rise = f[k + 1] - f[k] if k + 1 < f.size else np.nan
+        grew = 0.5 * (b[k + 1] - b[k]) if k + 1 < f.size else np.nan
         row = (
             k + 1,
             far_vertex(r["far"]),
             choices(r)["oracle"],
             b[k] / b[-1],
             np.nan if e is None else e,
+            rise / grew if grew > 0 else np.inf,
+            far_minimum(f, b)[0] + 1,
         )
         groups.setdefault((r["preset"], r["dose"], r["capillary"], r["weights"]), []).append(row)
     lines = [
         "| preset | dose | capillary | weights | seeds | k_f | far's vertex | oracle | "
-        "between[k_f] / between[60] | exponent over [k_f/2, k_f] |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "between[k_f] / between[60] | exponent over [k_f/2, k_f] | "
+        "far's rise / between's growth / 2 | k_f past a dip |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, rows in sorted(groups.items()):
-        kf, vx, orc, g, e = (np.asarray(c, np.float64) for c in zip(*rows))
+        kf, vx, orc, g, e, rg, kd = (np.asarray(c, np.float64) for c in zip(*rows))
         lines.append(
             f"| {key[0]} | {key[1]:g} | {'on' if key[2] else 'off'} | {key[3]} | {len(rows)} | "
             f"{kf.min():.0f}–{kf.max():.0f} | {vx.min():.2f}–{vx.max():.2f} | "
             f"{orc.min():.0f}–{orc.max():.0f} | "
-            f"{g.min():.3f}–{g.max():.3f} | {e.min():.2f}–{e.max():.2f} |"
+            f"{g.min():.3f}–{g.max():.3f} | {e.min():.2f}–{e.max():.2f} | "
+            f"{rg.min():.2f}–{rg.max():.2f} | {kd.min():.0f}–{kd.max():.0f} |"
         )
     return "\n".join(lines)
 

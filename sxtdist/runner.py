@@ -74,6 +74,7 @@ from .solvers import (
     EARLY_SIGNATURE,
     LATE_FACTOR,
     cross_validated_count,
+    far_minimum,
     far_vertex,
 )
 from .volume import Volume, create_volume, open_volume
@@ -532,8 +533,9 @@ def _auto_iterations(
     weights, :func:`late_factor`; never past where that disagreement has grown
     :data:`~sxtdist.solvers.BETWEEN_GROWTH` times; earlier than the minimum where the curves
     show :data:`~sxtdist.solvers.EARLY_SIGNATURE`, and in the noise regime above it the
-    first count at or after ``far``'s vertex, :func:`~sxtdist.solvers.far_vertex`;
-    :func:`auto_count`), used for every
+    first count at or after ``far``'s vertex, :func:`~sxtdist.solvers.far_vertex`; where
+    the noise grows fast, ``far``'s minimum past a dip of the bias,
+    :func:`~sxtdist.solvers.far_minimum`; :func:`auto_count`), used for every
     block (one count for the volume: blocks with counts of their own would show seams). ``benchmarks/stopping_rules.py`` measures it against the oracle
     (docs/reconstruction.md).
     """
@@ -560,7 +562,8 @@ def _auto_iterations(
     error = sum(c[0] for c in curves)
     between = sum(c[1] for c in curves)
     lowest = int(np.argmin(error)) + 1
-    count = auto_count(error, between, job.recipe.weights)
+    weights = job.recipe.weights
+    count = auto_count(error, between, weights)
     if lowest > 0.8 * AUTO_CAP:
         warnings.warn(
             f"iterations auto: the estimated error was still falling near the pilot's "
@@ -580,6 +583,8 @@ def _auto_iterations(
         "between": [float(e) for e in between],
         "error_lowest_at": lowest,
         "error_vertex": far_vertex(error),
+        # where far's minimum is a dip of the bias, the minimum past it (the count reads it)
+        "error_lowest_past_a_dip": far_minimum(error, between, early_signature(weights))[0] + 1,
         "late_factor": late_factor(job.recipe.weights),
         "between_growth": BETWEEN_GROWTH,
         "early_signature": early_signature(job.recipe.weights),

@@ -324,6 +324,54 @@ BETWEEN_GROWTH = 1.4
 EARLY_SIGNATURE = (0.15, 0.7, 1.2)
 
 
+def past_a_dip(far: Sequence[float], between: Sequence[float]) -> int:
+    """Where (an index, 0-based) the part of ``far`` past a dip begins: 0 where ``far``'s
+    minimum is no dip, else the iterate after it.
+
+    ``far`` is a half's error, bias plus noise, and ``between / 2`` a half's noise (more
+    where the halves also differ by their angular sampling). Past a minimum of
+    semi-convergence ``far`` rises because the noise outgrows the bias's fall, so it rises
+    by no more than the noise grew. A minimum past which ``far`` rises by more, ``far[k + 1]
+    - far[k] > max(0, (between[k + 1] - between[k]) / 2)``, is a dip of the bias: CGNE's
+    early iterates pass through the level of the large uniform regions (the whole ``cell``
+    at a tenth of the dose: the halves' and the full data's error dip at count 2 with the
+    cell's structure still unresolved; the full data's best is 5). Before a dip ``far`` fell
+    into it, the bias falling faster than the noise grew: no minimum of semi-convergence
+    lies there, and the structure's bias still falls past the dip. So the minimum is sought
+    after it (once: the minimum found there is not tested again; docs/dev/stopping-rule.md,
+    session 10).
+    """
+    f = np.asarray(far, dtype=np.float64)
+    b = np.asarray(between, dtype=np.float64)
+    if f.size == 0 or f.shape != b.shape:
+        raise ValueError(f"split-half curves of lengths {f.size} and {b.size}: need equal, >= 1")
+    k = int(np.argmin(f))
+    # the bias rose past k (far outgrew the noise): what came up to k is no candidate
+    dip = k + 1 < f.size and f[k + 1] - f[k] > max(0.0, 0.5 * (b[k + 1] - b[k]))
+    return k + 1 if dip else 0
+
+
+def far_minimum(
+    far: Sequence[float],
+    between: Sequence[float],
+    early: tuple[float, float, float] | None = EARLY_SIGNATURE,
+) -> tuple[int, int]:
+    """``(k_f, start)``, 0-based: ``far``'s minimum ``k_f`` from ``start`` on, ``start`` 0 or,
+    where the noise grows fast past ``far``'s plain minimum (``between`` there at most
+    ``early[0]`` times its last value) and that minimum is a dip (:func:`past_a_dip`), the
+    iterate after the dip. ``early`` ``None``: the plain minimum."""
+    f = np.asarray(far, dtype=np.float64)
+    b = np.asarray(between, dtype=np.float64)
+    k = int(np.argmin(f))
+    if early is None or b[-1] <= 0 or b[k] / b[-1] > early[0]:
+        return k, 0
+    # the noise grows fast past k_f: a rise of far beyond its growth is the bias's own. Where
+    # it grows slowly (the paper's dose), far's rise and the noise's growth are both small
+    # near the minimum and a rise past the noise's growth says nothing of the bias
+    start = past_a_dip(f, b)
+    return start + int(np.argmin(f[start:])), start
+
+
 def between_exponent(between: Sequence[float], k: int) -> float | None:
     """``e`` such that ``between`` grew like ``count ** e`` from count ``k // 2 + 1`` to
     ``k + 1`` (``k`` 0-based); ``None`` where ``k < 2`` or a value is not positive."""
@@ -341,6 +389,7 @@ def cross_validated_count(
     growth: float = BETWEEN_GROWTH,
     early: tuple[float, float, float] | None = EARLY_SIGNATURE,
     noise_regime: bool = True,
+    dips: bool = True,
 ) -> int:
     """The iteration count (1-based) of ``--iterations auto`` from its split-half curves.
 
@@ -371,12 +420,19 @@ def cross_validated_count(
     and the same bias, is best no earlier than the halves, whose best lies between iterates
     near :func:`far_vertex`: the count is the first iterate at or after it, ``k_f`` or
     ``k_f + 1`` (at such small counts one iteration early loses up to 0.6 dB).
+
+    ``dips`` (with ``early`` not ``None``): where ``between[k_f] / between[-1] <= most`` at
+    ``far``'s plain minimum (the noise grows fast past it), ``k_f`` and the vertex are those
+    of ``far`` past a dip (:func:`far_minimum`, :func:`past_a_dip`; the whole ``cell`` at a
+    tenth of the dose, where ``far`` dips at count 2), and all the above reads that ``k_f``.
+    Where the noise grows slowly (the paper's dose) the test is not made. ``False``:
+    ``far``'s plain minimum (the rule of the eighth session).
     """
     f = np.asarray(far, dtype=np.float64)
     b = np.asarray(between, dtype=np.float64)
     if f.size == 0 or f.shape != b.shape:
         raise ValueError(f"split-half curves of lengths {f.size} and {b.size}: need equal, >= 1")
-    k = int(np.argmin(f))
+    k, start = far_minimum(f, b, early if dips else None)
     # at most ``factor``: halves that draw together after k_f (no noise growth) are no
     # reason to go on without bound
     late = max(1.0, factor * min(1.0, b[k] / b[-1])) if b[-1] > 0 else 1.0
@@ -392,7 +448,8 @@ def cross_validated_count(
                 j -= 1
             count = min(count, j + 1)
         elif e is not None and e > early[2] and noise_regime:
-            count = max(count, int(np.ceil(far_vertex(f) - 1e-9)))
+            vertex = start + far_vertex(f[start:])  # past a dip: the dip is no neighbour
+            count = max(count, int(np.ceil(vertex - 1e-9)))
     return count
 
 
