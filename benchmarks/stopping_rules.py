@@ -719,7 +719,8 @@ def signature_table(path: str) -> str:
     ``between[k_f] / between[-1]`` and :func:`sxtdist.solvers.between_exponent` at ``k_f``;
     and what the dip test reads (:func:`sxtdist.solvers.past_a_dip`): ``far``'s rise from
     ``k_f`` to the next count over the growth of ``between / 2`` there (above 1: a dip, where
-    the ratio is at most the band's first value), and ``far``'s minimum past a dip
+    the ratio is at most the band's first value), on how many records ``far`` falls again
+    past ``k_f`` (a dip too), and ``far``'s minimum past a dip
     (:func:`sxtdist.solvers.far_minimum`)."""
     records = [json.loads(line) for line in open(path)]
     groups: dict[tuple, list[tuple]] = {}
@@ -738,22 +739,24 @@ def signature_table(path: str) -> str:
             np.nan if e is None else e,
             rise / grew if grew > 0 else np.inf,
             far_minimum(f, b)[0] + 1,
+            bool(np.any(np.diff(f[k:]) < 0)),
         )
         groups.setdefault((r["preset"], r["dose"], r["capillary"], r["weights"]), []).append(row)
     lines = [
         "| preset | dose | capillary | weights | seeds | k_f | far's vertex | oracle | "
         "between[k_f] / between[60] | exponent over [k_f/2, k_f] | "
-        "far's rise / between's growth / 2 | k_f past a dip |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "far's rise / between's growth / 2 | far falls again past k_f | k_f past a dip |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, rows in sorted(groups.items()):
-        kf, vx, orc, g, e, rg, kd = (np.asarray(c, np.float64) for c in zip(*rows))
+        kf, vx, orc, g, e, rg, kd, fa = (np.asarray(c, np.float64) for c in zip(*rows))
         lines.append(
             f"| {key[0]} | {key[1]:g} | {'on' if key[2] else 'off'} | {key[3]} | {len(rows)} | "
             f"{kf.min():.0f}–{kf.max():.0f} | {vx.min():.2f}–{vx.max():.2f} | "
             f"{orc.min():.0f}–{orc.max():.0f} | "
             f"{g.min():.3f}–{g.max():.3f} | {e.min():.2f}–{e.max():.2f} | "
-            f"{rg.min():.2f}–{rg.max():.2f} | {kd.min():.0f}–{kd.max():.0f} |"
+            f"{rg.min():.2f}–{rg.max():.2f} | {fa.sum():.0f} of {fa.size} | "
+            f"{kd.min():.0f}–{kd.max():.0f} |"
         )
     return "\n".join(lines)
 

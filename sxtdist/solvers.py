@@ -330,24 +330,29 @@ def past_a_dip(far: Sequence[float], between: Sequence[float]) -> int:
 
     ``far`` is a half's error, bias plus noise, and ``between / 2`` a half's noise (more
     where the halves also differ by their angular sampling). Past a minimum of
-    semi-convergence ``far`` rises because the noise outgrows the bias's fall, so it rises
-    by no more than the noise grew. A minimum past which ``far`` rises by more, ``far[k + 1]
-    - far[k] > max(0, (between[k + 1] - between[k]) / 2)``, is a dip of the bias: CGNE's
-    early iterates pass through the level of the large uniform regions (the whole ``cell``
-    at a tenth of the dose: the halves' and the full data's error dip at count 2 with the
-    cell's structure still unresolved; the full data's best is 5). Before a dip ``far`` fell
-    into it, the bias falling faster than the noise grew: no minimum of semi-convergence
-    lies there, and the structure's bias still falls past the dip. So the minimum is sought
-    after it (once: the minimum found there is not tested again; docs/dev/stopping-rule.md,
-    session 10).
+    semi-convergence ``far`` rises because the noise outgrows the bias's fall: it rises by
+    no more than the noise grew, and never falls again (the noise only grows, the bias falls
+    ever more slowly). A minimum past which ``far`` rises by more, ``far[k + 1] - far[k] >
+    max(0, (between[k + 1] - between[k]) / 2)``, or after which it falls again, is a dip of
+    the bias: CGNE's early iterates pass through the level of the large uniform regions (the
+    whole ``cell`` at a tenth of the dose: the halves' and the full data's error dip at
+    count 2 with the cell's structure still unresolved, and ``far`` falls again at 4; the
+    full data's best is 5). Before a dip ``far`` fell into it, the bias falling faster than
+    the noise grew: no minimum of semi-convergence lies there, and the structure's bias still
+    falls past the dip. So the minimum is sought after it (once: the minimum found there is
+    not tested again; docs/dev/stopping-rule.md, session 10).
     """
     f = np.asarray(far, dtype=np.float64)
     b = np.asarray(between, dtype=np.float64)
     if f.size == 0 or f.shape != b.shape:
         raise ValueError(f"split-half curves of lengths {f.size} and {b.size}: need equal, >= 1")
     k = int(np.argmin(f))
-    # the bias rose past k (far outgrew the noise): what came up to k is no candidate
-    dip = k + 1 < f.size and f[k + 1] - f[k] > max(0.0, 0.5 * (b[k + 1] - b[k]))
+    step = np.diff(f[k:])
+    if step.size == 0:
+        return 0
+    # the bias rose past k (far outgrew the noise) or fell again later (the rise can stay
+    # within between's growth, which also counts the halves' different sampling)
+    dip = step[0] > max(0.0, 0.5 * (b[k + 1] - b[k])) or bool(np.any(step < 0))
     return k + 1 if dip else 0
 
 

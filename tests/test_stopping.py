@@ -204,7 +204,8 @@ def test_a_dip_of_the_bias_is_passed_over():
     is at 4 (584.4); the noise regime (``between`` grew like ``k ** 2.9`` over [2, 4]) takes
     the first count at or after the vertex of ``far`` at 3, 4 and 5, 4.2: 5, the full data's
     best (2 lost 0.97 dB). Without the rule, 2; with equal weights (not measured there),
-    ``far``'s plain minimum.
+    ``far``'s plain minimum. On dev seed 11 the rise stays within the noise's growth but
+    ``far`` falls again after it: a dip too.
 
     Where ``far`` at 1 is below every count past the dip (held-out seeds 3051-3053 as
     described in docs/dev/stopping-rule.md: the ninth session's rule picked 1 there), the
@@ -226,8 +227,17 @@ def test_a_dip_of_the_bias_is_passed_over():
     assert past_a_dip(held, between) == 2
     assert cross_validated_count(held, between) == 5  # vertex 4.7 of far at 4, 5, 6
     assert cross_validated_count(held, between, dips=False) == 2
+    # dev seed 11: far rises 10.3 past the dip, within between/2's growth (10.8), but falls
+    # again at 4 (a minimum of semi-convergence is never followed by a fall): a dip; past it,
+    # the vertex of far at 3, 4, 5 is 3.97, so 4 (the oracle 5, 0.18 dB)
+    eleven_far, eleven_between = far.copy(), between.copy()
+    eleven_far[:10] = [586.6, 575.0, 585.3, 584.6, 585.4, 590.0, 596.2, 604.0, 611.8, 620.3]
+    eleven_between[:10] = [2.8, 7.1, 28.7, 53.1, 76.6, 104.1, 125.8, 148.0, 167.6, 188.0]
+    assert past_a_dip(eleven_far, eleven_between) == 2
+    assert cross_validated_count(eleven_far, eleven_between) == 4
+    assert cross_validated_count(eleven_far, eleven_between, dips=False) == 2
     k = np.arange(1, AUTO_CAP + 1, dtype=np.float64)
-    smooth = (k - 4.3) ** 2 + 100.0  # rises by 1.4 to 5, the noise k**2 by 12.5
+    smooth = (k - 4.3) ** 2 + 100.0  # rises by 1.4 to 5, the noise k**2 by 12.5, never falls
     assert past_a_dip(smooth, k**2) == 0
     assert past_a_dip(smooth, 0.5 * k**0.5) == 4  # a rise past a slow noise: read as a dip
     # but the gate keeps it off (the noise grows 3.9 times past 4): the late factor's 5
