@@ -528,8 +528,10 @@ def test_cut_stretch_known_answers():
     # 19 views 9.47° apart: 5 in a row (47°) are not named, 6 (57°) are
     phi19 = np.arange(19) * 180.0 / 19
     roi_angles = np.arange(90) * 2.0
-    assert views_in_cut_stretches(roi_angles, phi19, [16, 17, 18, 0, 1])[0].size == 0
-    roi, full = views_in_cut_stretches(roi_angles, phi19, [16, 17, 18, 0, 1, 2])
+    five = cut_stretch_deg(phi19, [16, 17, 18, 0, 1])
+    assert views_in_cut_stretches(roi_angles, phi19, five)[0].size == 0
+    six = cut_stretch_deg(phi19, [16, 17, 18, 0, 1, 2])
+    roi, full = views_in_cut_stretches(roi_angles, phi19, six)
     assert full.tolist() == [0, 1, 2, 16, 17, 18]
     # the interior views nearest those (modulo 180°): 147.4° to 23.7°, 0° and 178° included
     assert roi.tolist() == [*range(0, 12), *range(74, 90)]
@@ -545,7 +547,11 @@ def test_a_wide_stretch_without_the_full_views_own_dx_is_named(cut):
     no one full view carrying them: no other check names them; the interior views nearest
     the cut full views are named, and those full views. The same anchors with the full
     views' own ``dx`` kept: they hold the interior within 0.5 px and nothing is named."""
-    from sxtdist.alignment.cut_stretches import CUT_STRETCH_FLAG_DEG, views_in_cut_stretches
+    from sxtdist.alignment.cut_stretches import (
+        CUT_STRETCH_FLAG_DEG,
+        cut_stretch_deg,
+        views_in_cut_stretches,
+    )
     from sxtdist.alignment.shifts import pair_weights
 
     bias = np.zeros(9)
@@ -561,7 +567,9 @@ def test_a_wide_stretch_without_the_full_views_own_dx_is_named(cut):
             "weakly_tied": {"roi": rec["weakly_tied_views"]},
         }
         assert judge(*args, named=others).trusted  # no other check sees it
-        roi, full = views_in_cut_stretches(roi_angles, full_angles, cut)
+        roi, full = views_in_cut_stretches(
+            roi_angles, full_angles, cut_stretch_deg(full_angles, cut)
+        )
         v = judge(
             *args, named={**others, "cut_stretch": {"roi": roi.tolist(), "full": full.tolist()}}
         )

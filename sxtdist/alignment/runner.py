@@ -510,13 +510,14 @@ def _record_verdict(
     kept = full.get("joint_downweighted_weights") or []
     rejected = [j for j, k in zip(full.get("joint_downweighted_views") or [], kept) if k == 0]
     rejected = sorted({*rejected, *(full.get("cut_views") or [])})
+    no_signal = _no_signal(full)
     cut_stretch = None
     if full_angles is not None and full.get("joint_with_roi"):
         # the full views whose own dx ties nothing: their runs, and the interior there
         t0 = time.perf_counter()
-        untied = sorted({*rejected, *_no_signal(full)})
-        info["cut_stretch_deg"] = cut_stretch_deg(full_angles, untied).round(2).tolist()
-        roi_named, full_named = views_in_cut_stretches(roi_angles, full_angles, untied)
+        span = cut_stretch_deg(full_angles, sorted({*rejected, *no_signal}))
+        info["cut_stretch_deg"] = span.round(2).tolist()
+        roi_named, full_named = views_in_cut_stretches(roi_angles, full_angles, span)
         cut_stretch = {"roi": roi_named.tolist(), "full": full_named.tolist()}
         info["cut_stretch_flagged"] = cut_stretch
         info["cut_stretch_seconds"] = time.perf_counter() - t0
@@ -529,7 +530,7 @@ def _record_verdict(
         len(roi_angles),
         rejected,
         info.get("leave_one_out_flagged") or (),
-        _no_signal(full),
+        no_signal,
         {
             "pairs_alone": info.get("pairs_alone_flagged") or {},
             "weakly_tied": {"roi": info.get("weakly_tied_views") or ()},
