@@ -34,9 +34,9 @@
 ``15 * 1024 / N`` nm); ``--one-task-per-pair`` registers them as views below
 ``PREPARED_VIEW_PIXELS`` are (stretches that read and prepare their own views, no view
 or anchor tasks; until commit e44a53a each pair prepared its own), for comparison;
-``--stretches-per-worker N`` plans ``N`` stretches per worker at this size
+``--stretches-per-worker N`` plans ``N`` stretches per worker at this size on 2 workers
 (``PREPARED_STRETCHES_PER_WORKER``, 1 since speed10, 4 before: each stretch but the last
-prepares the next one's first view again), on 1 and 2 workers and in the ceiling;
+prepares the next one's first view again; 1 worker and the ceiling's graph: one stretch);
 ``--memory`` adds part 2's peak memory of a worker process, from one more run on 1 and
 on 2 workers that is not timed. The timed run is the first on a fresh cluster (what
 ``sxtdist align`` does); ``--warm`` also times the same alignment once more on each

@@ -784,8 +784,10 @@ def test_prepared_views_graph_registers_exactly_like_one_task_per_pair(
     worker and on two. With the coarse pass at no binning (tiny's views) an anchor pair's
     coarse registration is its registration, and no anchor view is prepared apart;
     binned, the coarse pass bins the interior views the fine pass prepared and each
-    anchor view is prepared binned once (in its one task), its coarse registrations the
-    same as each pair's own preparation gives."""
+    anchor view is prepared binned too, from the same read, its coarse registrations the
+    same as each pair's own preparation gives. One stretch on one worker whatever
+    PREPARED_STRETCHES_PER_WORKER (a second evens nothing out there); that many per
+    worker on two."""
     import sxtdist.alignment.runner as runner
     import sxtdist.alignment.tasks as tasks
     import sxtdist.distributed as distributed
@@ -806,8 +808,7 @@ def test_prepared_views_graph_registers_exactly_like_one_task_per_pair(
     run_graph = distributed.run_graph
     monkeypatch.setattr(distributed, "run_graph", recording_run_graph)
     monkeypatch.setattr(tasks, "PREPARED_VIEW_PIXELS", 1)
-    # four stretches on this one worker: neighbour pairs across two stretches
-    monkeypatch.setattr(tasks, "PREPARED_STRETCHES_PER_WORKER", 4)
+    monkeypatch.setattr(tasks, "PREPARED_STRETCHES_PER_WORKER", 4)  # from two workers
     binnings = []
     prepare_anchors = tasks.prepare_anchors
 
@@ -819,21 +820,7 @@ def test_prepared_views_graph_registers_exactly_like_one_task_per_pair(
     monkeypatch.setattr(tasks, "prepare_anchors", recording_prepare_anchors)
     prepared = sxtdist.align(path, **kw)
     ((graph, keys),) = graphs
-    n_roi = sxtdist.open_acquisition(path)["roi"].shape[0]
-    # one task per stretch, each preparing its views and anchor views: none waits
-    assert sorted(keys) == sorted(graph)
-    assert all("-stretch-" in k for k in keys)
-    assert len(keys) == min(tasks.PREPARED_STRETCHES_PER_WORKER, n_roi) > 1
-    for task in graph.values():
-        assert not any(isinstance(a, str) and a in graph for a in task[1:])
-    anchors = {(r.pair.j, r.pair.mirrored) for r in per_pair.pairs if r.pair.kind == "anchor"}
-    if binned:  # each anchor view prepared binned too, from the same read
-        assert prepared.info["roi"]["coarse_bin"] == 4
-        assert [False, True] in binnings and len(binnings) >= len(anchors)
-    elif coarse:  # the coarse pass is the anchor pair's own registration
-        assert binnings == []
-    else:
-        assert binnings and all(b == [False] for b in binnings)
+    assert list(keys) == list(graph) and len(keys) == 1  # one worker: one stretch
     for a, b in zip(per_pair.pairs, prepared.pairs, strict=True):
         assert a.pair == b.pair
         assert (a.window is None) == (b.window is None)  # the coarse predictions agree
@@ -855,6 +842,22 @@ def test_prepared_views_graph_registers_exactly_like_one_task_per_pair(
     assert len(graphs) == 2
     for name in per_pair.shifts:
         np.testing.assert_array_equal(per_pair.shifts[name], on_two.shifts[name])
+    # one task per stretch, each preparing its views and anchor views: none waits
+    graph, keys = graphs[1]
+    n_roi = sxtdist.open_acquisition(path)["roi"].shape[0]
+    assert sorted(keys) == sorted(graph)
+    assert all("-stretch-" in k for k in keys)
+    assert len(keys) == min(2 * tasks.PREPARED_STRETCHES_PER_WORKER, n_roi) > 2
+    for task in graph.values():
+        assert not any(isinstance(a, str) and a in graph for a in task[1:])
+    anchors = {(r.pair.j, r.pair.mirrored) for r in per_pair.pairs if r.pair.kind == "anchor"}
+    if binned:  # each anchor view prepared binned too, from the same read
+        assert prepared.info["roi"]["coarse_bin"] == 4
+        assert [False, True] in binnings and len(binnings) >= len(anchors)
+    elif coarse:  # the coarse pass is the anchor pair's own registration
+        assert binnings == []
+    else:
+        assert binnings and all(b == [False] for b in binnings)
 
 
 @pytest.mark.parametrize("coarse", [True, False, "binned"], ids=["coarse", "no-coarse", "binned"])

@@ -181,9 +181,9 @@ def test_a_stretch_holds_few_prepared_views_however_long(tmp_path, monkeypatch):
         most_anchors[0] = max(most_anchors[0], len(anchors))
         return out
 
-    def run(n_stretches: int) -> list:
-        monkeypatch.setattr(tasks, "PREPARED_STRETCHES_PER_WORKER", n_stretches)
-        graph = tasks.pair_graph(pairs, settings, "m", coarse=True)
+    def run(n_stretches: int) -> list:  # one per worker
+        graph = tasks.pair_graph(pairs, settings, "m", coarse=True, workers=n_stretches)
+        assert len(graph.keys) == n_stretches
         return graph.results(dask.local.get_sync(graph.graph, graph.keys))[0]
 
     four = run(4)

@@ -623,19 +623,19 @@ def pair_graph(
     whole search range (:func:`coarse_anchor`; :func:`coarse_prepared` from the prepared
     views), then every pair within the pairs' margin of what those predict. Views of at
     least :data:`PREPARED_VIEW_PIXELS`: stretches of consecutive views that prepare each
-    view once (:data:`PREPARED_STRETCHES_PER_WORKER` per worker of ``workers``,
-    :func:`register_prepared_stretch`), each anchor view prepared once in a task of its
-    own; smaller views: stretches that prepare their views once too, each with the
-    neighbour pair to the next stretch (:data:`STRETCHES_PER_WORKER` per worker,
-    :func:`register_stretch`).
+    view and anchor view once (:data:`PREPARED_STRETCHES_PER_WORKER` per worker of
+    ``workers`` from two workers, one on one worker, :func:`register_prepared_stretch`);
+    smaller views: stretches that prepare their views once too (:data:`STRETCHES_PER_WORKER`
+    per worker, :func:`register_stretch`); either registers the neighbour pair to the next
+    stretch's first view.
 
     ``token`` makes the keys unique to this run (a cluster may align several datasets).
     """
     if not prepares_views_apart(settings.roi.detector_shape):
         return _stretch_graph(pairs, settings, token, coarse, STRETCHES_PER_WORKER * workers)
-    return _prepared_stretch_graph(
-        pairs, settings, token, coarse, PREPARED_STRETCHES_PER_WORKER * workers
-    )
+    # one worker: a second stretch evens nothing out and prepares a view again
+    n_stretches = PREPARED_STRETCHES_PER_WORKER * workers if workers > 1 else 1
+    return _prepared_stretch_graph(pairs, settings, token, coarse, n_stretches)
 
 
 def _stretch_graph(
@@ -665,19 +665,20 @@ def _stretch_graph(
 
 
 #: Views of at least :data:`PREPARED_VIEW_PIXELS` are registered in stretches of consecutive
-#: views too, this many per worker, each one task that prepares its views and its anchor
-#: views once (:func:`register_prepared_stretch`) and registers its pairs, the neighbour
-#: pair to the next stretch's first view included (that view prepared, and its coarse
-#: registration made, again): no task waits for another and nothing moves between the
-#: workers. With a task per view and per pair the views' tasks alternated between two
-#: workers and 23 prepared views (13 MB each at 1024²) moved between them in a run of 24
-#: views; with four stretches per worker, anchor views in tasks of their own and a task
-#: per pair across two stretches on the views they returned, 5-8 anchors and views still
-#: moved and a 2-worker run took 1.15-1.3x the tasks' CPU of a 1-worker run and 0.4 s
-#: more CPU outside them (24 views of 1024², 4 full views, bench_align.py part 2). One
-#: stretch per worker repeats one view's preparation, and at most an anchor's binned one,
-#: per stretch but the last; Dask cannot then even out workers of unequal speed by handing
-#: the slower fewer stretches (docs/dev/alignment-history.md, "speed10").
+#: views too, this many per worker from two workers (one on one worker), each one task that
+#: prepares its views and its anchor views once (:func:`register_prepared_stretch`) and
+#: registers its pairs, the neighbour pair to the next stretch's first view included (that
+#: view prepared, and its coarse registration made, again): no task waits for another and
+#: nothing moves between the workers. With a task per view and per pair the views' tasks
+#: alternated between two workers and 23 prepared views (13 MB each at 1024²) moved between
+#: them in a run of 24 views; with four stretches per worker, anchor views in tasks of their
+#: own and a task per pair across two stretches on the views they returned, 5-8 anchors and
+#: views still moved and a 2-worker run took 1.02-1.28x the tasks' CPU of a 1-worker run
+#: and 0.2-0.4 s more CPU outside them (24 views of 1024², 4 full views, bench_align.py part
+#: 2 under load). Each stretch but the last prepares a view, and at most an anchor view
+#: binned, again (70-90 ms of CPU at 1024²); with one per worker Dask cannot even out
+#: workers of unequal speed by handing the slower fewer stretches
+#: (docs/dev/alignment-history.md, "speed10").
 PREPARED_STRETCHES_PER_WORKER = 1
 
 
