@@ -605,7 +605,7 @@ def _print_stages(info: dict) -> None:
     check = info.get("check_seconds")
     binned = info.get("coarse_bin") or 1
     what = (
-        f"binned {binned}x, extra tasks"
+        f"binned {binned}x, registrations of their own"
         if binned > 1
         else "unbinned: the anchors' own registrations over the whole range"
     )
