@@ -13,9 +13,10 @@
    an interior scan of ``N`` views of 1024 x 1024 pixels (15 nm, 2° apart, random
    shifts of 3 px, Poisson noise, PSF) and ``--large-full F`` (default 7) aligned
    full views of 1024² pixels of 30 nm over the same arc, written as an acquisition
-   and aligned by the same runner (at this size each view prepared once for all its
-   pairs, in stretches of consecutive views, one task each, that register their pairs;
-   commit 50637ce: a task per view and per pair; ``--large-full 0``: neighbours only);
+   and aligned by the same runner (at this size one stretch of consecutive views per
+   worker, one task each, that prepares its views and anchor views once and registers
+   their pairs; commit 50637ce: a task per view and per pair; ``--large-full 0``:
+   neighbours only);
    the time per pair with all work included (alignment time / pairs), the pairs' own
    registration time (all, and per kind) and the 1-worker / 2-worker ratio.
 3. **Against scikit-image** (``--compare-pairs M``, default 8): ``M`` pairs of
@@ -33,6 +34,9 @@
 ``15 * 1024 / N`` nm); ``--one-task-per-pair`` registers them as views below
 ``PREPARED_VIEW_PIXELS`` are (stretches that read and prepare their own views, no view
 or anchor tasks; until commit e44a53a each pair prepared its own), for comparison;
+``--stretches-per-worker N`` plans ``N`` stretches per worker at this size on 2 workers
+(``PREPARED_STRETCHES_PER_WORKER``, 1 since speed10, 4 before: each stretch but the last
+prepares the next one's first view again; 1 worker and the ceiling's graph: one stretch);
 ``--memory`` adds part 2's peak memory of a worker process, from one more run on 1 and
 on 2 workers that is not timed. The timed run is the first on a fresh cluster (what
 ``sxtdist align`` does); ``--warm`` also times the same alignment once more on each
@@ -64,7 +68,7 @@ physical core), and what other processes took meanwhile.
 It prints first which sxtdist it imported (its directory and that tree's git commit).
 
 Run: ``PYTHONPATH=. python benchmarks/bench_align.py [--repeat 3] [--large-views 48]
-[--large-full 7] [--large-size 1024] [--one-task-per-pair] [--memory]
+[--large-full 7] [--large-size 1024] [--one-task-per-pair] [--stretches-per-worker N] [--memory]
 [--no-ceiling] [--warm] [--compare-pairs 8]``
 
 Dask places the tasks itself. Until 0.2.0 ``run_graph`` kept each worker on a stretch of
@@ -601,7 +605,7 @@ def _print_stages(info: dict) -> None:
     check = info.get("check_seconds")
     binned = info.get("coarse_bin") or 1
     what = (
-        f"binned {binned}x, extra tasks"
+        f"binned {binned}x, registrations of their own"
         if binned > 1
         else "unbinned: the anchors' own registrations over the whole range"
     )
@@ -833,11 +837,19 @@ def main() -> None:
         help="parts 1 and 2: also time a second alignment on each cluster (a batch's cells "
         "after the first)",
     )
+    ap.add_argument(
+        "--stretches-per-worker",
+        type=int,
+        default=0,
+        help="part 2: stretches per worker of views prepared apart (0: sxtdist's own)",
+    )
     ap.add_argument("--compare-pairs", type=int, default=8, help="0: skip part 3")
     ap.add_argument("--skip-small", action="store_true", help="skip part 1")
     args = ap.parse_args()
 
     print(imported_tree(), flush=True)
+    if args.stretches_per_worker:  # the graph is planned here, in the client
+        _tasks_module().PREPARED_STRETCHES_PER_WORKER = args.stretches_per_worker
     workdir = tempfile.mkdtemp(prefix="sxtdist-bench-align-")
     try:
         if not args.skip_small:

@@ -390,8 +390,7 @@ def _will_align(cell: Cell, resuming: set[str]) -> bool:
     from .dataset import open_acquisition
 
     try:
-        acq = open_acquisition(cell.acquisition, "r")
-        return not all(acq[name].aligned for name in acq.scans)
+        return not open_acquisition(cell.acquisition, "r").aligned
     except SxtdistError:
         return False
 
@@ -856,7 +855,7 @@ def _align_cell(
         if key in done:
             return False
         acq = open_acquisition(cell.acquisition, "r")
-        if mode == "auto" and all(acq[name].aligned for name in acq.scans):
+        if mode == "auto" and acq.aligned:
             return False
         # its status lines are the cell's details (logs.cell_messages_as_details)
         align(

@@ -348,6 +348,11 @@ class Acquisition:
             ) from None
 
     @property
+    def aligned(self) -> bool:
+        """Whether every scan is aligned (its shifts stored by ``sxtdist align``)."""
+        return all(scan.aligned for scan in self.scans.values())
+
+    @property
     def truth(self) -> da.Array | None:
         """The ground-truth volume (simulated data only), lazily."""
         return da.from_zarr(self.group["truth"]["0"]) if "truth" in self.group else None

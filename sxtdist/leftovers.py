@@ -3,7 +3,9 @@
 A write killed outright leaves sxtdist's hidden names beside the output ``NAME``
 (:mod:`sxtdist.outputs`): ``.NAME.sxtdist-new`` (a volume a reconstruction was creating),
 ``.NAME.sxtdist-partial`` (a replacement being written) and ``.NAME.sxtdist-partial.old``
-(the old output set aside by a swap). Hidden, they are found by no listing a user reads;
+(the old output set aside by a swap); a run killed as it checked that a folder can be
+written leaves a writability probe in it (``.sxtdist-probe-HEX``). Hidden, they are found
+by no listing a user reads;
 ``sxtdist info`` and ``sxtdist verify`` name them (:func:`leftovers`): what each is, what
 clears it, and how to remove it. Nothing here removes anything.
 """
@@ -15,7 +17,16 @@ import re
 
 from .errors import option, printable, quoted
 from .lock import held_by
-from .outputs import NEW_SUFFIX, OLD_SUFFIX, PARTIAL_SUFFIX, aside_path, new_path, partial_path
+from .outputs import (
+    NEW_SUFFIX,
+    OLD_SUFFIX,
+    PARTIAL_SUFFIX,
+    PROBE,
+    aside_path,
+    is_empty_folder,
+    new_path,
+    partial_path,
+)
 
 #: A hidden name of sxtdist's beside the output ``name``; a replacement's own creation is
 #: ``..NAME.sxtdist-partial.sxtdist-new`` (the ``name`` then a partial's).
@@ -37,7 +48,7 @@ def leftovers(path: str | os.PathLike[str]) -> list[str]:
     Looked for: ``path`` itself when it is such a hidden name, those beside the output
     ``path`` (whether or not it exists: a creation stopped leaves nothing at ``path``),
     and, when ``path`` is a folder that is no dataset (an output folder), those of every
-    output in it.
+    output in it; the writability probes in the folder ``path``.
     """
     path = os.fspath(path)
     found = [path] if is_leftover(path) and os.path.lexists(path) else []
@@ -50,7 +61,27 @@ def leftovers(path: str | os.PathLike[str]) -> list[str]:
         except OSError:
             names = []
         found += [os.path.join(path, n) for n in names if HIDDEN.fullmatch(n)]
-    return [_what_is(p) for p in dict.fromkeys(found)]
+    return [_what_is(p) for p in dict.fromkeys(found)] + [_probe(p) for p in _probes(path)]
+
+
+def _probes(folder: str) -> list[str]:
+    """The writability probes in ``folder`` (none where it is no folder)."""
+    try:
+        names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    except OSError:
+        return []
+    return [os.path.join(folder, n) for n in names if PROBE.fullmatch(n)]
+
+
+def _probe(probe: str) -> str:
+    """What the writability probe ``probe`` is and how to remove it (one line)."""
+    folder = os.path.dirname(probe)
+    clears = " (a reconstruction into it removes it)" if is_empty_folder(folder) else ""
+    return (
+        f"{printable(probe)}: an empty file sxtdist made to check that {printable(folder)} "
+        f"can be written, left by a run stopped at that moment, nothing of yours{clears}; "
+        f"or remove it: rm {quoted(probe)}"
+    )
 
 
 def _is_dataset(path: str) -> bool:

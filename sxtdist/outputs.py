@@ -41,7 +41,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from .errors import InputError, OutputExistsError, naming, one_line, printable, use_overwrite
@@ -243,8 +243,14 @@ def strangers(path: str) -> list[str]:
     return sorted(set(names) - ours - litter)
 
 
-def _is_empty_dir(path: str) -> bool:
-    return os.path.isdir(path) and not os.listdir(path)
+def is_empty_folder(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a folder that holds nothing, or only the writability probes
+    (:data:`PROBE`) of a run killed as it checked it: those are sxtdist's, and
+    :func:`creating` clears them."""
+    try:
+        return os.path.isdir(path) and all(PROBE.fullmatch(n) for n in os.listdir(path))
+    except OSError:  # unreadable: not known to be empty
+        return False
 
 
 # -- the rule ----------------------------------------------------------------------------------
@@ -393,7 +399,7 @@ def through_link(out: str, kind: str) -> str:
     elif found:
         what = f"an sxtdist {found}"
     else:
-        what = "an empty folder" if _is_empty_dir(real) else "which sxtdist did not write"
+        what = "an empty folder" if is_empty_folder(real) else "which sxtdist did not write"
     raise InputError(
         out,
         f"is a symbolic link to {real}, {what}: sxtdist writes through a link only into "
@@ -446,7 +452,7 @@ def _claim(
         raise InputError(out, "is a folder: name the file to write")
     out = through_link(out, kind)
     _check_folder_above(out)
-    if not os.path.lexists(out) or _is_empty_dir(out):
+    if not os.path.lexists(out) or is_empty_folder(out):
         return out, None
     foreign: list[str] = []
     if not os.path.isdir(out):
@@ -591,6 +597,7 @@ def creating(path: str | os.PathLike[str], build: Callable[[str], None]) -> None
     remove(new)  # a creation stopped before its rename
     try:
         build(new)
+        _clear_probes(path)  # a killed run's: a rename over a folder needs it empty
         os.rename(new, path)  # over an empty folder too
     except BaseException as exc:
         remove(new)
@@ -599,6 +606,15 @@ def creating(path: str | os.PathLike[str], build: Callable[[str], None]) -> None
         if exc.errno not in (errno.EBUSY, errno.EXDEV):
             raise naming(exc, path) from exc  # the output, not ``new``
         build(path)  # ``path`` is a mount point: written in place
+
+
+def _clear_probes(folder: str) -> None:
+    """Remove the writability probes (:data:`PROBE`) in ``folder`` (not through a link)."""
+    if os.path.isdir(folder) and not os.path.islink(folder):
+        for name in os.listdir(folder):
+            if PROBE.fullmatch(name):
+                with suppress(FileNotFoundError):  # another run's, just removed
+                    os.remove(os.path.join(folder, name))
 
 
 def make_folders(path: str) -> str | None:

@@ -55,7 +55,7 @@ from .io.checks import MAX_PIXEL_NM
 from .metrics import cylinder_mask, roi_diameter_px
 from .operators.psf import fwhm_to_sigma_px
 from .operators.scan import ScanModel
-from .outputs import check_output, real_parent, recognise, remove, writing
+from .outputs import check_output, is_empty_folder, real_parent, recognise, remove, writing
 from .physics import psf_fwhm_nm
 from .recon import (
     AUTO,
@@ -1141,7 +1141,7 @@ def _roi_radius_nm(acq: Acquisition) -> float | None:
 
 
 def _has_content(out: str) -> bool:
-    return os.path.isdir(out) and bool(os.listdir(out))
+    return os.path.isdir(out) and not is_empty_folder(out)
 
 
 def _open_or_create(

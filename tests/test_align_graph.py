@@ -110,13 +110,13 @@ def test_shifts_are_those_before_the_stretches(tmp_path, one_worker, name, coars
         )
 
 
-def test_prepared_views_move_only_for_the_pairs_across_stretches(tmp_path, monkeypatch):
-    """On two workers each stretch prepares its views and registers its pairs where they
-    are: the only data that moves between the workers (the workers' own transfer logs)
-    are the anchor views and, for each neighbour pair across two stretches, one view at a
-    stretch's end, so at most one prepared interior view per stretch but the last.
-    Where each view was prepared in a task of its own, their pair tasks pulled about one
-    view in two from the other worker (23 of 24 views of 1024², docs/alignment.md)."""
+def test_nothing_moves_between_two_workers(tmp_path, monkeypatch):
+    """On two workers each stretch prepares its views and its anchor views and registers
+    its pairs, the one to the next stretch's first view included: one task per worker,
+    none waiting for another, and nothing moves between the workers (the workers' own
+    transfer logs), where anchor views in tasks of their own and the views at the
+    stretches' ends moved (5-8 of them at 1024², docs/alignment.md); the shifts are one
+    worker's, to the last bit."""
     from distributed import Client
 
     import sxtdist.alignment.tasks as tasks
@@ -126,32 +126,31 @@ def test_prepared_views_move_only_for_the_pairs_across_stretches(tmp_path, monke
     graphs = []
 
     def recording_run_graph(client, graph, keys, *args, **kwargs):
-        graphs.append(graph)
+        graphs.append((graph, keys))
         return run_graph(client, graph, keys, *args, **kwargs)
 
     run_graph = distributed.run_graph
     monkeypatch.setattr(distributed, "run_graph", recording_run_graph)
     with Client(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=":0") as c:
-        aligned_shifts(path, ["roi"], True, c)
+        shifts = aligned_shifts(path, ["roi"], True, c)
         logs = c.run(lambda dask_worker: list(dask_worker.transfer_incoming_log))
-    (graph,) = graphs
-    moved = [key for log in logs.values() for entry in log for key in entry["keys"]]
-    stretch = [k for k in graph if k.startswith("align-stretch-")]
-    across = [k for k in graph if k.startswith("align-across-")]
-    assert len(stretch) == 2 * tasks.PREPARED_STRETCHES_PER_WORKER < 12  # views
-    assert len(across) == len(stretch) - 1
-    views = [k for k in moved if not k.startswith("align-anchor-")]
-    assert all(k.startswith("align-end-") for k in views), views
-    assert len(views) <= len(across)
-    anchors = {k for k in graph if k.startswith("align-anchor-")}
-    assert len(moved) - len(views) <= len(anchors)  # each to the other worker at most once
+    ((graph, keys),) = graphs
+    assert len(keys) == len(graph) == 2 * tasks.PREPARED_STRETCHES_PER_WORKER < 12  # views
+    assert all(k.startswith("align-stretch-") for k in keys)
+    for task in graph.values():  # nothing to wait for: no argument is a key
+        assert not any(isinstance(a, str) and a in graph for a in task[1:])
+    assert [e for log in logs.values() for e in log] == []
+    np.testing.assert_allclose(
+        digest(shifts["roi"]), MAIN_DIGESTS["prepared", True, "roi"], rtol=1e-12, atol=1e-12
+    )
 
 
 def test_a_stretch_holds_few_prepared_views_however_long(tmp_path, monkeypatch):
     """A stretch lets each prepared view go after its last pair: one stretch of all 12
     views holds two at a time (a view and the next one, for their neighbour pair; three
-    allowed), not all twelve (as it did before it let them go), and gives the same
-    registrations as four stretches."""
+    allowed), not all twelve (as it did before it let them go), and one or two of its 3
+    anchor views, which it prepares itself, and gives the same registrations as four
+    stretches."""
     import weakref
 
     import dask.local
@@ -172,15 +171,28 @@ def test_a_stretch_holds_few_prepared_views_however_long(tmp_path, monkeypatch):
         most[0] = max(most[0], len(alive))
         return out
 
-    def run(n_stretches: int) -> list:
-        monkeypatch.setattr(tasks, "PREPARED_STRETCHES_PER_WORKER", n_stretches)
-        graph = tasks.pair_graph(pairs, settings, "m", coarse=True)
+    anchors, most_anchors = set(), [0]
+    prepare_anchors = tasks.prepare_anchors
+
+    def counted_anchors(full_index, *args, **kwargs):
+        out = prepare_anchors(full_index, *args, **kwargs)
+        anchors.add(full_index)
+        weakref.finalize(out[False][0], anchors.discard, full_index)
+        most_anchors[0] = max(most_anchors[0], len(anchors))
+        return out
+
+    def run(n_stretches: int) -> list:  # one per worker
+        graph = tasks.pair_graph(pairs, settings, "m", coarse=True, workers=n_stretches)
+        assert len(graph.keys) == n_stretches
         return graph.results(dask.local.get_sync(graph.graph, graph.keys))[0]
 
     four = run(4)
     monkeypatch.setattr(tasks, "prepare_roi_view", counted)
+    monkeypatch.setattr(tasks, "prepare_anchors", counted_anchors)
     one = run(1)
     assert 1 < most[0] <= 3, most
+    assert len({p.j for p in pairs if p.kind == "anchor"}) == 3
+    assert 1 <= most_anchors[0] <= 2, most_anchors
     for a, b in zip(four, one, strict=True):
         assert a.pair == b.pair
         np.testing.assert_array_equal(a.ncc, b.ncc)
@@ -283,15 +295,19 @@ def test_a_view_from_another_worker_registers_to_the_same_bits(tmp_path):
 
 
 def test_prepared_stretches_read_each_view_once(tmp_path, monkeypatch):
-    """Views of PREPARED_VIEW_PIXELS and more: each interior view and each anchored full
-    view is read once by the whole graph, the full view's one task preparing it for the
-    coarse pass (binned) and for its pairs (a task per binning read it twice)."""
+    """Views of PREPARED_VIEW_PIXELS and more: one stretch (one worker) reads each interior
+    view and each anchored full view once, each full view prepared for the coarse pass
+    (binned) and for its pairs from one read (a read per binning read it twice). On two
+    workers the second stretch's first view is read once more, by the first stretch (for
+    their neighbour pair), with the full view it anchors to, and a full view both
+    stretches anchor to is read by each."""
     from collections import Counter
 
     import dask.local
 
     import sxtdist.alignment.runner as runner
     import sxtdist.alignment.tasks as tasks
+    from sxtdist.alignment.pairs import views_of
 
     acq = sxtdist.open_acquisition(prepared_acquisition(tmp_path / "p.zarr"))
     pairs = runner.plan(acq, ["roi"], "anchor")["pairs"]
@@ -305,11 +321,21 @@ def test_prepared_stretches_read_each_view_once(tmp_path, monkeypatch):
         return read(array, index)
 
     monkeypatch.setattr(tasks, "read_projection", counted)
-    graph = tasks.pair_graph(pairs, settings, "r", coarse=True, workers=2)
-    graph.results(dask.local.get_sync(graph.graph, graph.keys))
+    n_roi = acq["roi"].shape[0]
     anchored = {p.j for p in pairs if p.kind == "anchor"}
-    assert sorted(reads) == sorted(
-        [(settings.roi_array, i) for i in range(acq["roi"].shape[0])]
-        + [(settings.full_array, j) for j in anchored]
-    )
-    assert set(reads.values()) == {1}, reads
+    for workers in (1, 2):
+        reads.clear()
+        graph = tasks.pair_graph(pairs, settings, "r", coarse=True, workers=workers)
+        graph.results(dask.local.get_sync(graph.graph, graph.keys))
+        expected = Counter()
+        for _, task, _, _, _, foreign in graph.graph.values():
+            roi = {v for _, p in task for v in views_of(p)}
+            expected.update((settings.roi_array, v) for v in roi)
+            full = {p.j for _, p in task if p.kind == "anchor"} | {p.j for p in foreign}
+            expected.update((settings.full_array, j) for j in full)
+        assert reads == expected
+        assert sorted({k for k in reads if k[0] == settings.full_array}) == sorted(
+            (settings.full_array, j) for j in anchored
+        )
+        in_roi = sum(n for (array, _), n in reads.items() if array == settings.roi_array)
+        assert in_roi == n_roi + len(graph.keys) - 1

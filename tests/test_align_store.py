@@ -76,7 +76,10 @@ def test_cli_align_saves_what_it_cannot_store_and_apply_stores_it(
     with held(tiny_copy, 120):
         code, out, err = run_cli("align", tiny_copy, "--workers", "1", "--report", "", "-q")
     assert code == 2
-    assert len(err.strip().splitlines()) == 1, err
+    # one line for the failure (tiny's verdict warns before it: its full views' own shifts
+    # only fix the gauge)
+    problems = [x for x in err.strip().splitlines() if not x.startswith("sxtdist: warning: ")]
+    assert len(problems) == 1, err
     assert "the alignment could not be stored (" in err and "is being written by" in err
     saved = err.split("saved in ")[1].split(":")[0]
     assert f"'sxtdist align {tiny_copy} --apply {saved}'" in err

@@ -165,12 +165,18 @@ def client():
         yield c
 
 
-def test_align_stores_the_verdict_and_info_shows_it(client, tmp_path, run_cli):
-    """Clean noise-free data: trusted, stored and shown. Three quarters of interior frame 12
-    lost: its pairs correlate poorly, the verdict names it, a warning says so, and the
-    stored record keeps the views to check."""
+def test_align_stores_the_verdict_and_info_shows_it(client, tmp_path, run_cli, monkeypatch):
+    """Clean noise-free data, the full views' own ``dx`` from their weighted centroids
+    (``tiny``'s 16 rows would give the plain centre of mass, which only fixes the gauge:
+    :func:`test_the_tiny_demo_whose_full_views_own_shifts_tie_nothing_is_not_trusted`):
+    trusted, stored and shown. Three quarters of interior frame 12 lost: its pairs
+    correlate poorly, the verdict names it, a warning says so, and the stored record keeps
+    the views to check."""
     import zarr
 
+    import sxtdist.alignment.fullscan as fullscan
+
+    monkeypatch.setattr(fullscan, "MIN_SLICE_WEIGHT_CONTRAST", 0.0)
     path = tmp_path / "t.zarr"
     acq = sxtdist.simulate(path, preset="tiny", seed=3, photons=0)
     res = sxtdist.align(acq, client=client, report="")
@@ -202,6 +208,49 @@ def test_align_stores_the_verdict_and_info_shows_it(client, tmp_path, run_cli):
     assert 12 in stored["check_views"] and stored["verdict"].startswith("check views")
     code, out, _ = run_cli("info", path)
     assert "verdict: check views" in out
+
+
+def test_own_estimates_unused_known_answer():
+    """Every full view's own estimate only the gauge: every view of both scans named, with
+    its reason (a view another check names keeps that check's); one full view's own
+    estimate weighed, or no full scan: nothing."""
+    from sxtdist.alignment.verdict import NAMED_REASONS, own_estimates_unused
+
+    every = own_estimates_unused([1, 0], 5, 2)
+    assert every == {"roi": [0, 1, 2, 3, 4], "full": [0, 1]}
+    assert own_estimates_unused([1], 5, 2) == {"roi": [], "full": []}
+    assert own_estimates_unused([], 5, 0) == {"roi": [], "full": []}
+    misfit = np.zeros((9, 2))
+    misfit[6] = (0.0, MISFIT_FLAG_PX + 0.05)  # neighbour 1-2
+    v = judge(_results(PAIRS), misfit, np.ones(9), np.ones(9), 5, named={"own_unused": every})
+    why = NAMED_REASONS["own_unused"]
+    assert v.roi == {0: why["roi"], 1: "pair misfit over 0.25 px", 2: "pair misfit over 0.25 px",
+                     3: why["roi"], 4: why["roi"]}  # fmt: skip
+    assert v.full == {0: why["full"], 1: why["full"]}
+    assert v.line() == (
+        "check views roi 0, 3, 4 (no full view's own shift ties it); 1, 2 (pair misfit over "
+        "0.25 px); full 0, 1 (own shift only fixes the gauge)"
+    )
+
+
+def test_the_tiny_demo_whose_full_views_own_shifts_tie_nothing_is_not_trusted(client, tiny_acq):
+    """The ``tiny`` preset at its own dose (the demo's settings, seed 3): its 16-row full
+    views look the same along the axis, their ``dx`` comes from the plain centre of mass,
+    and the joint solve weighs no full view's own shift more than the gauge. The pairs alone
+    place both scans, every loop closing (no pair misfit, standard errors under 0.08 px), and
+    the interior ends over 0.5 px off: it was ``trusted``; now every view is named."""
+    with pytest.warns(sxtdist.errors.SxtdistWarning, match="no full view's own shift ties it"):
+        res = sxtdist.align(tiny_acq, client=client, report="", dry_run=True)
+    n_roi, n_full = (
+        sxtdist.open_acquisition(tiny_acq)[s].geometry.n_angles for s in ("roi", "full")
+    )
+    assert np.hypot(*res.error_arrays(sxtdist.open_acquisition(tiny_acq))["roi"].T).max() > 0.5
+    assert res.info["roi"]["full_views_gauge_only"] == list(range(n_full))
+    assert res.info["roi"]["check_views"] == list(range(n_roi))
+    assert res.info["full"]["check_views"] == list(range(n_full))
+    assert res.info["full"]["verdict"] == (
+        "check views 0, 1, 2, 3, 4, 5, 6, 7, 8 (own shift only fixes the gauge)"
+    )
 
 
 def test_a_full_view_no_trusted_anchor_ties_is_named():
@@ -437,7 +486,9 @@ def test_a_blank_full_view_is_named_and_a_blank_full_scan_refused(client, tmp_pa
     acq = sxtdist.simulate(path, preset="tiny", seed=3, photons=0)
     arr = zarr.open_array(acq["full"].path, mode="r+")
     arr[2] = np.full(arr.shape[1:], 0.7, arr.dtype)
-    with pytest.warns(sxtdist.errors.SxtdistWarning, match=r"full 2 \(no signal\)"):
+    # tiny's other full views: only the gauge (the plain centre of mass), named for that
+    only_2 = r"full 0, 1, 3, 4, 5, 6, 7, 8 \(own shift only fixes the gauge\); 2 \(no signal\)"
+    with pytest.warns(sxtdist.errors.SxtdistWarning, match=only_2):
         res = sxtdist.align(acq, client=client, report="")
     assert 2 in res.info["full"]["check_views"]
     arr[:] = np.full(arr.shape, 0.7, arr.dtype)
@@ -528,8 +579,10 @@ def test_cut_stretch_known_answers():
     # 19 views 9.47° apart: 5 in a row (47°) are not named, 6 (57°) are
     phi19 = np.arange(19) * 180.0 / 19
     roi_angles = np.arange(90) * 2.0
-    assert views_in_cut_stretches(roi_angles, phi19, [16, 17, 18, 0, 1])[0].size == 0
-    roi, full = views_in_cut_stretches(roi_angles, phi19, [16, 17, 18, 0, 1, 2])
+    five = cut_stretch_deg(phi19, [16, 17, 18, 0, 1])
+    assert views_in_cut_stretches(roi_angles, phi19, five)[0].size == 0
+    six = cut_stretch_deg(phi19, [16, 17, 18, 0, 1, 2])
+    roi, full = views_in_cut_stretches(roi_angles, phi19, six)
     assert full.tolist() == [0, 1, 2, 16, 17, 18]
     # the interior views nearest those (modulo 180°): 147.4° to 23.7°, 0° and 178° included
     assert roi.tolist() == [*range(0, 12), *range(74, 90)]
@@ -545,7 +598,11 @@ def test_a_wide_stretch_without_the_full_views_own_dx_is_named(cut):
     no one full view carrying them: no other check names them; the interior views nearest
     the cut full views are named, and those full views. The same anchors with the full
     views' own ``dx`` kept: they hold the interior within 0.5 px and nothing is named."""
-    from sxtdist.alignment.cut_stretches import CUT_STRETCH_FLAG_DEG, views_in_cut_stretches
+    from sxtdist.alignment.cut_stretches import (
+        CUT_STRETCH_FLAG_DEG,
+        cut_stretch_deg,
+        views_in_cut_stretches,
+    )
     from sxtdist.alignment.shifts import pair_weights
 
     bias = np.zeros(9)
@@ -561,7 +618,9 @@ def test_a_wide_stretch_without_the_full_views_own_dx_is_named(cut):
             "weakly_tied": {"roi": rec["weakly_tied_views"]},
         }
         assert judge(*args, named=others).trusted  # no other check sees it
-        roi, full = views_in_cut_stretches(roi_angles, full_angles, cut)
+        roi, full = views_in_cut_stretches(
+            roi_angles, full_angles, cut_stretch_deg(full_angles, cut)
+        )
         v = judge(
             *args, named={**others, "cut_stretch": {"roi": roi.tolist(), "full": full.tolist()}}
         )

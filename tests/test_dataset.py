@@ -94,6 +94,9 @@ def test_set_shifts_persist(tiny_copy):
     again = sxtdist.open_acquisition(tiny_copy)
     np.testing.assert_allclose(again["roi"].geometry.shifts_px, shifts)
     assert again["roi"].aligned
+    assert not again.aligned  # the full scan is not (batch's --align auto aligns it)
+    again.set_shifts("full", np.zeros((again["full"].shape[0], 2)), method="test")
+    assert sxtdist.open_acquisition(tiny_copy).aligned
 
 
 def _edit_meta(path, fn):

@@ -80,3 +80,28 @@ def test_a_write_clears_a_stopped_creation_and_nothing_else(tmp_path):
     assert not os.path.lexists(new)
     assert sorted(os.listdir(tmp_path)) == [".v.zarr.notes", "v.zarr", "v.zarr.sxtdist-new"]
     assert open_volume(out).status == "running"
+
+
+def test_a_killed_probe_leaves_an_empty_folder_usable_and_is_named(tmp_path, run_cli, tiny_acq):
+    """A run killed between check_can_write's create and remove leaves .sxtdist-probe-HEX in
+    the empty folder given as the output: the next reconstruction refused it as a folder
+    "which sxtdist did not write" (checked failing with is_empty_folder as a plain
+    listdir), and the rename over it failed as not empty (checked failing without
+    _clear_probes). info names the probe; a user's file beside it stays."""
+    out = tmp_path / "v.zarr"
+    out.mkdir()
+    probe = out / f".sxtdist-probe-{'0' * 32}"
+    probe.touch()
+    code, stdout, _ = run_cli("info", out)
+    assert code == 2, stdout
+    assert f"{probe}: an empty file sxtdist made to check that {out} can be written" in stdout
+    assert "a reconstruction into it removes it" in stdout
+    code, _, err = run_cli("reconstruct", tiny_acq, out, "--workers", "1", "--iterations", "1")
+    assert code == 0, err
+    assert not probe.exists() and open_volume(out).status == "complete"
+    (tmp_path / "notes.txt").write_text("mine")
+    beside = tmp_path / f".sxtdist-probe-{'1' * 32}"
+    beside.touch()
+    code, stdout, _ = run_cli("info", tmp_path)
+    assert f"{beside}: an empty file" in stdout and "removes it" not in stdout.split(str(beside))[1]
+    assert (tmp_path / "notes.txt").read_text() == "mine" and beside.exists()

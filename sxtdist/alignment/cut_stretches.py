@@ -76,14 +76,14 @@ def cut_stretch_deg(full_angles_deg: np.ndarray, untied: Iterable[int]) -> np.nd
 def views_in_cut_stretches(
     roi_angles_deg: np.ndarray,
     full_angles_deg: np.ndarray,
-    untied: Iterable[int],
+    span_deg: np.ndarray,
     flag_deg: float = CUT_STRETCH_FLAG_DEG,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The interior views whose nearest full view (angles modulo 180°; either, halfway
-    between two) lies in a run of untied full views spanning at least ``flag_deg`` (:func:`cut_stretch_deg`), and those
-    full views. Returns ``(interior views, full views)``."""
-    span = cut_stretch_deg(full_angles_deg, untied)
-    full = np.flatnonzero(span >= flag_deg)
+    """The full views whose run of untied full views spans at least ``flag_deg``
+    (``span_deg``: :func:`cut_stretch_deg`'s answer, which the caller records too), and the
+    interior views whose nearest full view (angles modulo 180°; either, halfway between
+    two) is one of them. Returns ``(interior views, full views)``."""
+    full = np.flatnonzero(np.asarray(span_deg, float) >= flag_deg)
     if not full.size:
         return np.zeros(0, int), full
     theta = np.mod(np.asarray(roi_angles_deg, float), 180.0)

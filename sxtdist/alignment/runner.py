@@ -51,10 +51,10 @@ from .options import AlignOptions, option_fields
 from .pairs import PairResult, peak_inside_map, plan_pairs
 from .resample import matching_blur_px
 from .result import AlignmentResult
-from .shifts import full_prior_weights, pair_weights, solve_joint, solve_shifts
+from .shifts import GAUGE_WEIGHT, full_prior_weights, pair_weights, solve_joint, solve_shifts
 from .store import ShiftsNotStoredError, store
 from .tasks import PairSettings, _full_task, pair_graph, register_widened
-from .verdict import judge
+from .verdict import judge, own_estimates_unused
 
 logger = logging.getLogger(__name__)
 
@@ -510,13 +510,14 @@ def _record_verdict(
     kept = full.get("joint_downweighted_weights") or []
     rejected = [j for j, k in zip(full.get("joint_downweighted_views") or [], kept) if k == 0]
     rejected = sorted({*rejected, *(full.get("cut_views") or [])})
+    no_signal = _no_signal(full)
     cut_stretch = None
     if full_angles is not None and full.get("joint_with_roi"):
         # the full views whose own dx ties nothing: their runs, and the interior there
         t0 = time.perf_counter()
-        untied = sorted({*rejected, *_no_signal(full)})
-        info["cut_stretch_deg"] = cut_stretch_deg(full_angles, untied).round(2).tolist()
-        roi_named, full_named = views_in_cut_stretches(roi_angles, full_angles, untied)
+        span = cut_stretch_deg(full_angles, sorted({*rejected, *no_signal}))
+        info["cut_stretch_deg"] = span.round(2).tolist()
+        roi_named, full_named = views_in_cut_stretches(roi_angles, full_angles, span)
         cut_stretch = {"roi": roi_named.tolist(), "full": full_named.tolist()}
         info["cut_stretch_flagged"] = cut_stretch
         info["cut_stretch_seconds"] = time.perf_counter() - t0
@@ -529,11 +530,16 @@ def _record_verdict(
         len(roi_angles),
         rejected,
         info.get("leave_one_out_flagged") or (),
-        _no_signal(full),
+        no_signal,
         {
             "pairs_alone": info.get("pairs_alone_flagged") or {},
             "weakly_tied": {"roi": info.get("weakly_tied_views") or ()},
             "cut_stretch": cut_stretch or {},
+            "own_unused": own_estimates_unused(
+                info.get("full_views_gauge_only") or (),
+                len(roi_angles),
+                0 if full_angles is None else len(full_angles),
+            ),
         },
     )
     info["verdict"], info["check_views"] = verdict.scan_line("roi"), sorted(verdict.roi)
@@ -604,6 +610,8 @@ def _solve_roi(
         robust_pairs=opts.robust_pairs or None,
     )
     info["full_prior_weight_median"] = np.median(prior, axis=0).tolist()
+    # the full views whose own shifts only fix the gauge: the verdict reads them
+    info["full_views_gauge_only"] = np.flatnonzero(prior.max(axis=1) <= GAUGE_WEIGHT).tolist()
     outliers = info["full_views_downweighted"]
     kept = info["full_views_downweighted_weights"]
     if outliers:

@@ -623,19 +623,19 @@ def pair_graph(
     whole search range (:func:`coarse_anchor`; :func:`coarse_prepared` from the prepared
     views), then every pair within the pairs' margin of what those predict. Views of at
     least :data:`PREPARED_VIEW_PIXELS`: stretches of consecutive views that prepare each
-    view once (:data:`PREPARED_STRETCHES_PER_WORKER` per worker of ``workers``,
-    :func:`register_prepared_stretch`), each anchor view prepared once in a task of its
-    own; smaller views: stretches that prepare their views once too, each with the
-    neighbour pair to the next stretch (:data:`STRETCHES_PER_WORKER` per worker,
-    :func:`register_stretch`).
+    view and anchor view once (:data:`PREPARED_STRETCHES_PER_WORKER` per worker of
+    ``workers`` from two workers, one on one worker, :func:`register_prepared_stretch`);
+    smaller views: stretches that prepare their views once too (:data:`STRETCHES_PER_WORKER`
+    per worker, :func:`register_stretch`); either registers the neighbour pair to the next
+    stretch's first view.
 
     ``token`` makes the keys unique to this run (a cluster may align several datasets).
     """
     if not prepares_views_apart(settings.roi.detector_shape):
         return _stretch_graph(pairs, settings, token, coarse, STRETCHES_PER_WORKER * workers)
-    return _prepared_stretch_graph(
-        pairs, settings, token, coarse, PREPARED_STRETCHES_PER_WORKER * workers
-    )
+    # one worker: a second stretch evens nothing out and prepares a view again
+    n_stretches = PREPARED_STRETCHES_PER_WORKER * workers if workers > 1 else 1
+    return _prepared_stretch_graph(pairs, settings, token, coarse, n_stretches)
 
 
 def _stretch_graph(
@@ -665,40 +665,113 @@ def _stretch_graph(
 
 
 #: Views of at least :data:`PREPARED_VIEW_PIXELS` are registered in stretches of consecutive
-#: views too, this many per worker, each one task that prepares its views once
-#: (:func:`register_prepared_stretch`): its pairs then run where their views are. With a
-#: task per view and per pair (and per coarse registration) the views' tasks alternated
-#: between two workers and 23 prepared views (13 MB each at 1024²) moved between them in
-#: a run of 24 views; now only a view at a stretch's end that a pair across two stretches
-#: needs can move (docs/dev/alignment-history.md, "Stretches of prepared views").
-PREPARED_STRETCHES_PER_WORKER = 4
+#: views too, this many per worker from two workers (one on one worker), each one task that
+#: prepares its views and its anchor views once (:func:`register_prepared_stretch`) and
+#: registers its pairs, the neighbour pair to the next stretch's first view included (that
+#: view prepared, and its coarse registration made, again): no task waits for another and
+#: nothing moves between the workers. With a task per view and per pair the views' tasks
+#: alternated between two workers and 23 prepared views (13 MB each at 1024²) moved between
+#: them in a run of 24 views; with four stretches per worker, anchor views in tasks of their
+#: own and a task per pair across two stretches on the views they returned, 5-8 anchors and
+#: views still moved and a 2-worker run took 1.02-1.28x the tasks' CPU of a 1-worker run
+#: and 0.2-0.4 s more CPU outside them (24 views of 1024², 4 full views, bench_align.py part
+#: 2 under load). Each stretch but the last prepares a view, and at most an anchor view
+#: binned, again (70-90 ms of CPU at 1024²); with one per worker Dask cannot even out
+#: workers of unequal speed by handing the slower fewer stretches
+#: (docs/dev/alignment-history.md, "speed10").
+PREPARED_STRETCHES_PER_WORKER = 1
 
 
-@dataclass
-class PreparedStretch:
-    """What a stretch of prepared views returns (:func:`register_prepared_stretch`): its
-    registrations, and each view a pair across two stretches needs, prepared, with its
-    coarse registration (``None`` where it has none)."""
-
-    registered: Registered
-    ends: dict[int, tuple[PreparedView, PairResult | None]]
-
-
-#: Which anchor view a stretch is given (:func:`prepare_anchors`): ``(full view, mirrored)``.
+#: Which anchor view a stretch prepares (:class:`PreparedViews`): ``(full view, mirrored)``.
 AnchorSide = tuple[int, bool]
 
 
 def prepare_anchors(
     full_index: int, mirrored: bool, settings: PairSettings, binned: Sequence[bool]
 ) -> dict[bool, PreparedAnchor]:
-    """One Dask task: full view ``full_index`` read once and prepared
-    (:func:`prepared_anchor`) for each of ``binned``: ``True`` the coarse pass's anchor
-    (:meth:`PairSettings.coarse_margin`, ``coarse_bin``), ``False`` the pairs' own. A task
-    per binning read each anchor view twice (a 1024² full view: 6-9 ms a read of its
-    sharded array), and every stretch needs both."""
+    """Full view ``full_index`` read once and prepared (:func:`prepared_anchor`) for each
+    of ``binned``: ``True`` the coarse pass's anchor (:meth:`PairSettings.coarse_margin`,
+    ``coarse_bin``), ``False`` the pairs' own. Prepared per binning it was read twice (a
+    1024² full view: 6-9 ms a read of its sharded array)."""
     view = read_projection(settings.full_array, full_index)
     frame = {True: (settings.coarse_margin(), settings.coarse_bin), False: (None, 1)}
     return {b: prepared_anchor(view, full_index, mirrored, settings, *frame[b]) for b in binned}
+
+
+def anchor_binnings(settings: PairSettings, coarse: bool) -> list[bool]:
+    """The anchors a stretch of prepared views needs (:func:`prepare_anchors`): binned for
+    the coarse pass, and the pairs' own unless the coarse pass (unbinned) is the anchor
+    pair's registration, which reads its own views (:func:`coarse_anchor`)."""
+    unbinned = settings.coarse_bin == 1
+    return ([True] if coarse and not unbinned else []) + ([] if coarse and unbinned else [False])
+
+
+class PreparedViews:
+    """The views one stretch of prepared views holds (:func:`register_prepared_stretch`):
+    each interior view prepared once (:func:`prepare_roi_view`), each anchor view read
+    once and prepared for every binning the stretch needs (:func:`prepare_anchors`; only
+    binned for ``foreign``, the anchor pairs of the next stretch's views whose coarse
+    registrations are made again here), and the compared rectangles centred once; each
+    let go after its last pair (:meth:`done`): a stretch holds two or three interior
+    views and one or two anchors at a time, however long."""
+
+    def __init__(
+        self, settings: PairSettings, pairs: Sequence[Pair], foreign: Sequence[Pair], coarse: bool
+    ) -> None:
+        self.settings = settings
+        binned = anchor_binnings(settings, coarse)
+        # the foreign anchors serve only their coarse registrations, binned
+        self._need = {(p.j, p.mirrored): [True] for p in foreign if True in binned}
+        self._need.update({(p.j, p.mirrored): binned for p in pairs if p.kind == "anchor"})
+        self._uses = Counter(v for p in pairs for v in views_of(p))
+        self._uses.update((p.j, p.mirrored) for p in [*pairs, *foreign] if p.kind == "anchor")
+        self._views: dict[int, PreparedView] = {}
+        self._anchors: dict[AnchorSide, dict[bool, PreparedAnchor]] = {}
+        self._sums: dict[Any, Centred | None] = {}  # the compared rectangles centred
+
+    def roi(self, index: int) -> PreparedView:
+        """Interior view ``index``, prepared (:func:`prepare_roi_view`)."""
+        if index not in self._views:
+            self._views[index] = prepare_roi_view(index, self.settings)
+        return self._views[index]
+
+    def anchor(self, pair: Pair, binned: bool) -> PreparedAnchor:
+        """The anchor view of anchor pair ``pair``, binned for the coarse pass or not."""
+        side = (pair.j, pair.mirrored)
+        if side not in self._anchors:
+            self._anchors[side] = prepare_anchors(*side, self.settings, self._need[side])
+        return self._anchors[side][binned]
+
+    def centred(self, pair: Pair) -> tuple[Centred | None, Centred | None]:
+        """:func:`~sxtdist.alignment.ncc.centred` of the pair's compared rectangles (an
+        anchor's valid rectangle), once for all the pairs of a view."""
+        return self._centred(pair.i, None), self._centred(
+            pair.j, (pair.j, pair.mirrored) if pair.kind == "anchor" else None
+        )
+
+    def _centred(self, i: int, side: AnchorSide | None) -> Centred | None:
+        key = i if side is None else side
+        if key not in self._sums:
+            if side is None:
+                whole, _, (y0, y1, x0, x1) = self.roi(i)
+                self._sums[key] = centred(whole[y0:y1, x0:x1])
+            else:
+                ref, mask, _ = self._anchors[side][False]
+                valid = valid_rectangle(ref, mask)
+                self._sums[key] = None if valid is None else centred(valid)
+        return self._sums[key]
+
+    def done(self, pair: Pair, keep: Sequence[int] = ()) -> None:
+        """A registration of ``pair`` is made (for a foreign anchor pair, its coarse
+        one): let go what no other pair of the stretch needs (its interior views unless
+        in ``keep`` or a foreign anchor pair's)."""
+        used = [(pair.j, pair.mirrored)] if pair.kind == "anchor" else []
+        used += [] if pair.i in keep else list(views_of(pair))
+        for key in used:
+            self._uses[key] -= 1
+            if self._uses[key] == 0:
+                for cache in (self._views, self._anchors, self._sums):
+                    cache.pop(key, None)
 
 
 def register_prepared_stretch(
@@ -706,165 +779,81 @@ def register_prepared_stretch(
     settings: PairSettings,
     coarse: bool,
     order: Sequence[int],
-    ends: Sequence[int],
-    sides: Sequence[AnchorSide],
-    *anchors: dict[bool, PreparedAnchor],
-) -> PreparedStretch:
-    """One Dask task: the interior views of a stretch, in the neighbour chain's ``order``,
-    each prepared once (:func:`prepare_roi_view`), the coarse pass of its anchor pair from
-    it (:func:`coarse_prepared`; :func:`coarse_anchor` at no binning), then every pair
-    whose views are all done, within what their coarse registrations predict
-    (:func:`register_prepared`): the calls a task per view, per coarse registration and
-    per pair made. A view is let go after its last pair (a stretch holds two or three at
-    a time, however long). ``pairs``: ``(index, pair)``; ``anchors``: the prepared anchor
-    views named by ``sides`` (:func:`prepare_anchors`: binned for the coarse pass, and not);
-    ``ends``: the views returned prepared, for the pairs across two stretches
-    (:func:`register_across_prepared`)."""
-    anchor = {  # aligned once, not per pair
-        (*side, b): aligned(a)
-        for side, prepared in zip(sides, anchors, strict=True)
-        for b, a in prepared.items()
-    }
-    views: dict[int, PreparedView] = {}
+    foreign: Sequence[Pair] = (),
+) -> Registered:
+    """One Dask task: the interior views of a stretch of views of at least
+    :data:`PREPARED_VIEW_PIXELS`, in the neighbour chain's ``order``, each prepared once,
+    the coarse pass of its anchor pair from it (:func:`coarse_prepared`;
+    :func:`coarse_anchor` at no binning), then every pair whose views are all done,
+    within what their coarse registrations predict (:func:`register_prepared`): the calls
+    a task per view, per coarse registration and per pair made, so the same bits. Views
+    and anchor views are prepared here, once each, and let go after their last pair
+    (:class:`PreparedViews`).
 
-    def view(i: int) -> PreparedView:
-        if i not in views:
-            views[i] = prepare_roi_view(i, settings)
-        return views[i]
-
+    ``pairs``: ``(index, pair)``, the stretch's anchor pairs and the neighbour pairs from
+    its views, to the next stretch's first view too; ``foreign``: the anchor pairs of the
+    views of other stretches that its pairs reach, whose coarse registrations are made
+    again here (the same bits) and returned by their own stretch only.
+    """
+    views = PreparedViews(settings, [p for _, p in pairs], foreign, coarse)
     out = Registered({}, {})
     unbinned = settings.coarse_bin == 1
-    anchor_pair = {p.i: p for _, p in pairs if p.kind == "anchor"} if coarse else {}
-    uses = Counter(v for _, p in pairs for v in views_of(p))
-    sums: dict[tuple, Centred | None] = {}  # the compared rectangles centred, once each
+    own = {p.i: p for _, p in pairs if p.kind == "anchor"} if coarse else {}
+    others = {p.i: p for p in foreign} if coarse else {}
+    known: dict[int, PairResult] = {}  # coarse registrations, own and foreign
 
-    def centred_of(i: int | None, side: AnchorSide | None = None) -> Centred | None:
-        key = ("roi", i) if side is None else side
-        if key not in sums:
-            if side is None:
-                whole, _, (y0, y1, x0, x1) = view(i)
-                sums[key] = centred(whole[y0:y1, x0:x1])
-            else:
-                ref, mask, _ = anchor[(*side, False)]
-                valid = valid_rectangle(ref, mask)
-                sums[key] = None if valid is None else centred(valid)
-        return sums[key]
+    def coarse_of(v: int) -> None:
+        p = own.get(v) or others.get(v)
+        if p is None or v in known:
+            return
+        if unbinned:  # the anchor pair's own registration, its views its own
+            known[v] = coarse_anchor(p, settings)
+        else:
+            known[v] = coarse_prepared(p, views.roi(v), views.anchor(p, True), settings)
+        if v in own:
+            out.coarse[v] = known[v]
+        else:  # its anchor was prepared for this alone; the view stays for its pair
+            views.done(p, keep=[v])
 
-    for v, ready in chain_steps([p for _, p in pairs], order):
-        if v in anchor_pair:  # the coarse pass of its anchor pair
-            p = anchor_pair[v]
-            if unbinned:  # the anchor pair's own registration, its views its own
-                out.coarse[v] = coarse_anchor(p, settings)
-            else:
-                binned = anchor[(p.j, p.mirrored, True)]
-                out.coarse[v] = coarse_prepared(p, view(v), binned, settings)
+    for step, ready in chain_steps([p for _, p in pairs], order):
+        if step is not None:
+            coarse_of(step)
         for n, p in (pairs[r] for r in ready):
+            for v in views_of(p):  # the next stretch's first view: its coarse pass again
+                coarse_of(v)
             if coarse and unbinned and p.kind == "anchor":
-                out.pairs[n] = out.coarse[p.i]
+                out.pairs[n] = known[p.i]
             else:
-                deps = [out.coarse.get(u) for u in views_of(p)] if coarse else []
-                if p.kind == "anchor":
-                    other = anchor[(p.j, p.mirrored, False)]
-                    sums_of = (centred_of(p.i), centred_of(None, (p.j, p.mirrored)))
-                else:
-                    other, sums_of = view(p.j), (centred_of(p.i), centred_of(p.j))
+                deps = [known.get(v) for v in views_of(p)] if coarse else []
+                other = views.anchor(p, False) if p.kind == "anchor" else views.roi(p.j)
                 out.pairs[n] = register_prepared(
-                    p, view(p.i), other, settings, *deps, centred=sums_of
+                    p, views.roi(p.i), other, settings, *deps, centred=views.centred(p)
                 )
-            for u in views_of(p):
-                uses[u] -= 1
-                if uses[u] == 0 and u not in ends:
-                    views.pop(u, None)
-                    sums.pop(("roi", u), None)
-    return PreparedStretch(out, {v: (view(v), out.coarse.get(v)) for v in ends})
-
-
-def registrations_of(stretch: PreparedStretch) -> Registered:
-    """A stretch's registrations (what the client gathers), without its prepared views."""
-    return stretch.registered
-
-
-def stretch_end(stretch: PreparedStretch, view: int) -> tuple[PreparedView, PairResult | None]:
-    """One prepared view at a stretch's end, with its coarse registration: a task of its
-    own, so that a pair across two stretches moves only the view it needs."""
-    return stretch.ends[view]
-
-
-def register_across_prepared(
-    pair: tuple[int, Pair],
-    settings: PairSettings,
-    coarse: bool,
-    first: tuple[PreparedView, PairResult | None],
-    second: tuple[PreparedView, PairResult | None],
-) -> Registered:
-    """One Dask task: a neighbour pair whose views end two stretches
-    (:func:`stretch_end`: view ``pair.i`` and view ``pair.j``), within what their coarse
-    registrations predict."""
-    n, p = pair
-    (template, c_i), (other, c_j) = first, second
-    deps = [c_i, c_j] if coarse else []
-    return Registered({n: register_prepared(p, template, other, settings, *deps)}, {})
+            views.done(p)
+    return out
 
 
 def _prepared_stretch_graph(
     pairs: Sequence[Pair], settings: PairSettings, token: str, coarse: bool, n_stretches: int
 ) -> PairGraph:
-    """:func:`pair_graph` for views prepared once each: a task per anchor view, which
-    prepares it binned for the coarse pass too (:func:`prepare_anchors`), stretch tasks
-    (:func:`register_prepared_stretch`), and for each neighbour pair across two stretches
-    a task (:func:`register_across_prepared`) on the two views they return
-    (:func:`stretch_end`). The client gathers :func:`registrations_of` each stretch."""
-    graph: dict[str, Any] = {}
-    unbinned = settings.coarse_bin == 1
-    # the anchors a stretch is given: binned for the coarse pass, and the pairs' own unless
-    # the coarse pass (unbinned) is the anchor pair's registration, made in the stretch
-    binned = [True] if coarse and not unbinned else []
-    if not (coarse and unbinned):
-        binned.append(False)
-
-    def anchor_key(side: AnchorSide) -> str:
-        j, mirrored = side
-        key = f"align-anchor-{token}-{j}-{'mirrored' if mirrored else 'direct'}"
-        graph.setdefault(key, (prepare_anchors, j, mirrored, settings, binned))
-        return key
-
+    """:func:`pair_graph` for views prepared once each: one task per stretch
+    (:func:`register_prepared_stretch`) with the pairs of its views, the neighbour pair to
+    the next stretch's first view included (whose preparation and coarse registration it
+    makes again): no task waits for another, nothing moves between workers."""
     stretch_of = view_stretches(pairs, n_stretches)
-    groups: dict[int, list[int]] = {}  # stretch -> its pairs
-    ends: dict[int, list[int]] = {}  # stretch -> its views that pairs across need
-    across = []
+    anchor_of = {p.i: p for p in pairs if p.kind == "anchor"}
+    groups: dict[int, list[int]] = {}
     for n, p in enumerate(pairs):
-        where = [stretch_of[v] for v in views_of(p)]
-        if len(set(where)) == 1:
-            groups.setdefault(where[0], []).append(n)
-            continue
-        across.append(n)
-        for v, k in zip(views_of(p), where, strict=True):
-            ends.setdefault(k, []).append(v)
+        groups.setdefault(stretch_of[p.i], []).append(n)
+    graph: dict[str, Any] = {}
     keys = []
-    for k in sorted({*groups, *ends}):  # a stretch may only prepare views for pairs across
-        group = groups.get(k, [])
-        anchored = [(pairs[n].j, pairs[n].mirrored) for n in group if pairs[n].kind == "anchor"]
-        sides: list[AnchorSide] = list(dict.fromkeys(anchored)) if binned else []
-        key = f"align-stretch-{token}-{k}"
-        task = [(n, pairs[n]) for n in group]
-        mine = list(dict.fromkeys(ends.get(k, [])))
+    for k in sorted(groups):
+        task = [(n, pairs[n]) for n in groups[k]]
         order = [v for v, at in stretch_of.items() if at == k]  # the chain's order
-        graph[key] = (
-            register_prepared_stretch, task, settings, coarse, order, mine, sides,
-            *(anchor_key(side) for side in sides),
-        )  # fmt: skip
-        keys.append(f"align-registered-{token}-{k}")
-        graph[keys[-1]] = (registrations_of, key)
-        for v in mine:
-            graph[f"align-end-{token}-{v}"] = (stretch_end, key, v)
-    for n in across:
-        p = pairs[n]
-        key = f"align-across-{token}-{n}"
-        graph[key] = (
-            register_across_prepared, (n, p), settings, coarse, f"align-end-{token}-{p.i}",
-            f"align-end-{token}-{p.j}",
-        )  # fmt: skip
-        keys.append(key)
+        reached = sorted({v for _, p in task for v in views_of(p) if stretch_of[v] != k})
+        foreign = [anchor_of[v] for v in reached if v in anchor_of]
+        keys.append(f"align-stretch-{token}-{k}")
+        graph[keys[-1]] = (register_prepared_stretch, task, settings, coarse, order, foreign)
     return PairGraph(graph, keys, len(pairs))
 
 
