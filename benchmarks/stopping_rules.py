@@ -571,6 +571,19 @@ VARIANTS = {
         )
         for c in (3.5, 3.75, 5.0, 5.25)
     },
+    # auto with other corrections past a dip than DIP_CORRECTION (1/8; 0: far's own minimum)
+    **{
+        f"dip c={c:g}": (
+            lambda r, c=c: cross_validated_count(
+                r["far"],
+                r["between"],
+                late_factor(r["weights"]),
+                early=early_signature(r["weights"]),
+                dip_correction=c,
+            )
+        )
+        for c in (0.0, 0.0625, 0.1, 0.15, 0.25)
+    },
     # auto with other bounds than BETWEEN_GROWTH (1.4), and none (``unbounded``)
     **{
         f"growth {g:g}": (

@@ -71,6 +71,7 @@ from .recon import (
 from .resources import require_disk, require_memory
 from .solvers import (
     BETWEEN_GROWTH,
+    DIP_CORRECTION,
     EARLY_SIGNATURE,
     LATE_FACTOR,
     cross_validated_count,
@@ -534,8 +535,8 @@ def _auto_iterations(
     :data:`~sxtdist.solvers.BETWEEN_GROWTH` times; earlier than the minimum where the curves
     show :data:`~sxtdist.solvers.EARLY_SIGNATURE`, and in the noise regime above it the
     first count at or after ``far``'s vertex, :func:`~sxtdist.solvers.far_vertex`; where
-    the noise grows fast, ``far``'s minimum past a dip of the bias,
-    :func:`~sxtdist.solvers.far_minimum`; :func:`auto_count`), used for every
+    the noise grows fast and ``far``'s minimum is a dip of the bias, the minimum after it of
+    ``far - between / 8``, :func:`~sxtdist.solvers.past_a_dip`; :func:`auto_count`), used for every
     block (one count for the volume: blocks with counts of their own would show seams). ``benchmarks/stopping_rules.py`` measures it against the oracle
     (docs/reconstruction.md).
     """
@@ -583,8 +584,10 @@ def _auto_iterations(
         "between": [float(e) for e in between],
         "error_lowest_at": lowest,
         "error_vertex": far_vertex(error),
-        # where far's minimum is a dip of the bias, the minimum past it (the count reads it)
+        # where far's minimum is a dip of the bias, far's own minimum past it (the count is
+        # that of far - dip_correction * between there)
         "error_lowest_past_a_dip": far_minimum(error, between, early_signature(weights))[0] + 1,
+        "dip_correction": DIP_CORRECTION if early_signature(weights) else None,
         "late_factor": late_factor(job.recipe.weights),
         "between_growth": BETWEEN_GROWTH,
         "early_signature": early_signature(job.recipe.weights),

@@ -324,6 +324,17 @@ BETWEEN_GROWTH = 1.4
 EARLY_SIGNATURE = (0.15, 0.7, 1.2)
 
 
+#: Past a dip of the bias (:func:`past_a_dip`) ``--iterations auto`` stops at the minimum of
+#: ``far - DIP_CORRECTION * between``: the full data's error, estimated. ``far`` is a half's
+#: error, whose minimum is no later than the full data's (with half a half's noise); ``far -
+#: between / 4`` removes half of ``between / 2``, the most a half's noise can be (``between``
+#: also counts the halves' different sampling), and its minimum is no earlier. 1/8 is the
+#: middle of that bracket: on the whole ``cell``'s dev records (dose 0.1, no capillary, seeds
+#: 1, 2, 11, 12) 0 lost up to 0.71 dB, 1/16-1/8 gave the oracle's count on all four, 1/4 one
+#: late (at most 0.27 dB) (docs/dev/stopping-rule.md, session 10).
+DIP_CORRECTION = 0.125
+
+
 def past_a_dip(far: Sequence[float], between: Sequence[float]) -> int:
     """Where (an index, 0-based) the part of ``far`` past a dip begins: 0 where ``far``'s
     minimum is no dip, else the iterate after it.
@@ -395,6 +406,7 @@ def cross_validated_count(
     early: tuple[float, float, float] | None = EARLY_SIGNATURE,
     noise_regime: bool = True,
     dips: bool = True,
+    dip_correction: float = DIP_CORRECTION,
 ) -> int:
     """The iteration count (1-based) of ``--iterations auto`` from its split-half curves.
 
@@ -427,17 +439,19 @@ def cross_validated_count(
     ``k_f + 1`` (at such small counts one iteration early loses up to 0.6 dB).
 
     ``dips`` (with ``early`` not ``None``): where ``between[k_f] / between[-1] <= most`` at
-    ``far``'s plain minimum (the noise grows fast past it), ``k_f`` and the vertex are those
-    of ``far`` past a dip (:func:`far_minimum`, :func:`past_a_dip`; the whole ``cell`` at a
-    tenth of the dose, where ``far`` dips at count 2), and all the above reads that ``k_f``.
-    Where the noise grows slowly (the paper's dose) the test is not made. ``False``:
-    ``far``'s plain minimum (the rule of the eighth session).
+    ``far``'s plain minimum (the noise grows fast past it) and that minimum is a dip of the
+    bias (:func:`past_a_dip`; the whole ``cell`` at a tenth of the dose, count 2), the count
+    is the minimum of ``far - dip_correction * between`` after the dip (:data:`DIP_CORRECTION`:
+    the full data's error, estimated), and none of the above applies. Where the noise grows
+    slowly (the paper's dose) the test is not made. ``False``: the rule of the eighth session.
     """
     f = np.asarray(far, dtype=np.float64)
     b = np.asarray(between, dtype=np.float64)
     if f.size == 0 or f.shape != b.shape:
         raise ValueError(f"split-half curves of lengths {f.size} and {b.size}: need equal, >= 1")
     k, start = far_minimum(f, b, early if dips else None)
+    if start:  # past a dip: the full data's estimated error there, nothing else
+        return start + int(np.argmin(f[start:] - dip_correction * b[start:])) + 1
     # at most ``factor``: halves that draw together after k_f (no noise growth) are no
     # reason to go on without bound
     late = max(1.0, factor * min(1.0, b[k] / b[-1])) if b[-1] > 0 else 1.0
@@ -453,8 +467,7 @@ def cross_validated_count(
                 j -= 1
             count = min(count, j + 1)
         elif e is not None and e > early[2] and noise_regime:
-            vertex = start + far_vertex(f[start:])  # past a dip: the dip is no neighbour
-            count = max(count, int(np.ceil(vertex - 1e-9)))
+            count = max(count, int(np.ceil(far_vertex(f) - 1e-9)))
     return count
 
 

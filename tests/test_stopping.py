@@ -198,14 +198,14 @@ def _whole_cell_curves() -> tuple[np.ndarray, np.ndarray]:
 
 def test_a_dip_of_the_bias_is_passed_over():
     """The whole ``cell`` at a tenth of the dose without the capillary (dev seed 1,
-    :func:`_whole_cell_curves`): ``far`` dips at 2
-    (572.1 against 586.6 and 585.6) and rises by 13.5 to 3 while the halves' noise
-    (``between / 2``) grew by 9.75 only: the bias rose, so the minimum is sought past 2. It
-    is at 4 (584.4); the noise regime (``between`` grew like ``k ** 2.9`` over [2, 4]) takes
-    the first count at or after the vertex of ``far`` at 3, 4 and 5, 4.2: 5, the full data's
-    best (2 lost 0.97 dB). Without the rule, 2; with equal weights (not measured there),
-    ``far``'s plain minimum. On dev seed 11 the rise stays within the noise's growth but
-    ``far`` falls again after it: a dip too.
+    :func:`_whole_cell_curves`): ``far`` dips at 2 (572.1 against 586.6 and 585.6) and rises
+    by 13.5 to 3 while the halves' noise (``between / 2``) grew by 9.75 only: the bias rose,
+    so the count is sought past 2, at the minimum of ``far - between / 8`` (the full data's
+    error, estimated): 5 (582.4, 578.3, 575.6, 576.0 at 3-6), the full data's best (2 lost
+    0.97 dB). Without the rule, 2; with equal weights (not measured there), ``far``'s plain
+    minimum. On dev seed 11 the rise stays within the noise's growth but ``far`` falls again
+    after it: a dip too (5). On dev seed 12 ``far`` past the dip is flat and smallest at 3
+    (548.8, 548.9, 549.4): ``far``'s own minimum past the dip would lose 0.71 dB; 5.
 
     Where ``far`` at 1 is below every count past the dip (held-out seeds 3051-3053 as
     described in docs/dev/stopping-rule.md: the ninth session's rule picked 1 there), the
@@ -225,17 +225,23 @@ def test_a_dip_of_the_bias_is_passed_over():
     held = far.copy()
     held[:7] = [575.0, 565.0, 582.0, 580.0, 579.0, 583.0, 590.0]
     assert past_a_dip(held, between) == 2
-    assert cross_validated_count(held, between) == 5  # vertex 4.7 of far at 4, 5, 6
+    assert cross_validated_count(held, between) == 5  # 578.8, 573.9, 569.7, 570.4 at 3-6
     assert cross_validated_count(held, between, dips=False) == 2
     # dev seed 11: far rises 10.3 past the dip, within between/2's growth (10.8), but falls
-    # again at 4 (a minimum of semi-convergence is never followed by a fall): a dip; past it,
-    # the vertex of far at 3, 4, 5 is 3.97, so 4 (the oracle 5, 0.18 dB)
+    # again at 4 (a minimum of semi-convergence is never followed by a fall): a dip
     eleven_far, eleven_between = far.copy(), between.copy()
     eleven_far[:10] = [586.6, 575.0, 585.3, 584.6, 585.4, 590.0, 596.2, 604.0, 611.8, 620.3]
     eleven_between[:10] = [2.8, 7.1, 28.7, 53.1, 76.6, 104.1, 125.8, 148.0, 167.6, 188.0]
     assert past_a_dip(eleven_far, eleven_between) == 2
-    assert cross_validated_count(eleven_far, eleven_between) == 4
+    assert cross_validated_count(eleven_far, eleven_between) == 5
     assert cross_validated_count(eleven_far, eleven_between, dips=False) == 2
+    # dev seed 12: far flat past the dip, its own minimum there at 3; far - between/8: 5
+    twelve_far, twelve_between = far.copy(), between.copy()
+    twelve_far[:10] = [545.2, 535.2, 548.8, 548.9, 549.4, 552.7, 559.7, 566.7, 574.8, 583.1]
+    twelve_between[:10] = [2.3, 6.4, 26.2, 48.8, 73.0, 96.1, 119.9, 139.1, 158.9, 177.7]
+    assert past_a_dip(twelve_far, twelve_between) == 2
+    assert cross_validated_count(twelve_far, twelve_between) == 5
+    assert cross_validated_count(twelve_far, twelve_between, dips=False) == 2
     k = np.arange(1, AUTO_CAP + 1, dtype=np.float64)
     smooth = (k - 4.3) ** 2 + 100.0  # rises by 1.4 to 5, the noise k**2 by 12.5, never falls
     assert past_a_dip(smooth, k**2) == 0
@@ -291,9 +297,11 @@ def test_auto_counts_from_the_pilot_blocks_summed_curves(tiny_acq, monkeypatch):
         assert rule["between_growth"] == 1.4
         assert rule["early_signature"] == ((0.15, 0.7, 1.2) if expect == 28 else None)
         assert rule["error_lowest_past_a_dip"] == 20  # no dip: the noise grows slowly
+        assert rule["dip_correction"] == (0.125 if expect == 28 else None)
     np.testing.assert_allclose(rule["between"], between)
     np.testing.assert_allclose(rule["estimated_error"], far)
-    # the whole cell's dip (test_a_dip_of_the_bias_is_passed_over): 2, the minimum past it 4
+    # the whole cell's dip (test_a_dip_of_the_bias_is_passed_over): 2, far's minimum past it
+    # 4, that of far - between / 8 (the count) 5
     far, between = _whole_cell_curves()
     monkeypatch.setattr(runner, "run_tasks", lambda *args, **kwargs: [(far, between)])
     job.recipe.weights = "quadrature"
