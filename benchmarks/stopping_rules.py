@@ -26,11 +26,11 @@ The rules, evaluated on the records (the count a rule picks is applied to run A)
   minimum where the curves show :data:`sxtdist.solvers.EARLY_SIGNATURE`, from the seventh
   session; in the noise regime the first count at or after ``far``'s vertex
   (:func:`sxtdist.solvers.far_vertex`), from the eighth; where the noise grows fast and
-  ``far`` rises past its minimum by more than ``between / 2`` grew (a dip of the bias),
-  ``far``'s minimum past it (:func:`sxtdist.solvers.past_a_dip`), from the tenth;
+  ``far`` rises past its minimum by more than ``between / 2`` grew or falls again later (a
+  dip of the bias, :func:`sxtdist.solvers.past_a_dip`), the minimum after it of ``far −
+  between / 8`` (:data:`sxtdist.solvers.DIP_CORRECTION`), from the tenth;
   :func:`sxtdist.runner.auto_count`);
-* ``eighth``: ``auto`` of the eighth session (``far``'s plain minimum: no dip passed over,
-  :func:`sxtdist.solvers.past_a_dip`, from the tenth);
+* ``eighth``: ``auto`` of the eighth session (no dip passed over);
 * ``seventh``: ``auto`` of the seventh session (the early band :data:`SEVENTH_EARLY`, no
   vertex in the noise regime);
 * ``bounded``: ``auto`` without the early rule (``auto`` of the sixth session);

@@ -350,8 +350,8 @@ def past_a_dip(far: Sequence[float], between: Sequence[float]) -> int:
     count 2 with the cell's structure still unresolved, and ``far`` falls again at 4; the
     full data's best is 5). Before a dip ``far`` fell into it, the bias falling faster than
     the noise grew: no minimum of semi-convergence lies there, and the structure's bias still
-    falls past the dip. So the minimum is sought after it (once: the minimum found there is
-    not tested again; docs/dev/stopping-rule.md, session 10).
+    falls past the dip. So the count is sought after it (:func:`cross_validated_count`; the
+    dip is tested once; docs/dev/stopping-rule.md, session 10).
     """
     f = np.asarray(far, dtype=np.float64)
     b = np.asarray(between, dtype=np.float64)
