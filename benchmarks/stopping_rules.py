@@ -731,7 +731,8 @@ def signature_table(path: str) -> str:
     (:func:`sxtdist.solvers.far_vertex`) and the oracle's count,
     ``between[k_f] / between[-1]`` and :func:`sxtdist.solvers.between_exponent` at ``k_f``;
     and what the dip test reads (:func:`sxtdist.solvers.past_a_dip`): ``far``'s rise from
-    ``k_f`` to the next count over the growth of ``between / 2`` there (above 1: a dip, where
+    ``k_f`` to the next count over the growth of ``between / 2`` there (above
+    :data:`sxtdist.solvers.DIP_RISE`: a dip, where
     the ratio is at most the band's first value), on how many records ``far`` falls again
     past ``k_f`` (a dip too), and ``far``'s minimum past a dip
     (:func:`sxtdist.solvers.far_minimum`)."""

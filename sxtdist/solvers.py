@@ -334,6 +334,15 @@ EARLY_SIGNATURE = (0.15, 0.7, 1.2)
 #: late (at most 0.27 dB) (docs/dev/stopping-rule.md, session 10).
 DIP_CORRECTION = 0.125
 
+#: A minimum of ``far`` is a dip of the bias (:func:`past_a_dip`) where ``far`` rises past it
+#: by more than this share of what a half's noise (``between / 2``) grew. At a minimum of
+#: semi-convergence the bias still falls nearly as fast as the noise grows (the minimum is
+#: smooth): on the records ``far``'s first rise was at most 0.44 of the noise's growth (0.31
+#: inside the gate). Past a dip the bias stops falling at once: 0.96-1.65 on the whole
+#: ``cell``'s dev records at a tenth of the dose. 0.7 is the middle of that gap (1 until held-out
+#: seed 3063 rose 0.98 past its dip and was missed; docs/dev/stopping-rule.md, session 10).
+DIP_RISE = 0.7
+
 
 def past_a_dip(far: Sequence[float], between: Sequence[float]) -> int:
     """Where (an index, 0-based) the part of ``far`` past a dip begins: 0 where ``far``'s
@@ -342,10 +351,11 @@ def past_a_dip(far: Sequence[float], between: Sequence[float]) -> int:
     ``far`` is a half's error, bias plus noise, and ``between / 2`` a half's noise (more
     where the halves also differ by their angular sampling). Past a minimum of
     semi-convergence ``far`` rises because the noise outgrows the bias's fall: it rises by
-    no more than the noise grew, and never falls again (the noise only grows, the bias falls
-    ever more slowly). A minimum past which ``far`` rises by more, ``far[k + 1] - far[k] >
-    max(0, (between[k + 1] - between[k]) / 2)``, or after which it falls again, is a dip of
-    the bias: CGNE's early iterates pass through the level of the large uniform regions (the
+    no more than the noise grew, and at first by much less (the bias still falls nearly as
+    fast), and never falls again (the noise only grows, the bias falls ever more slowly). A
+    minimum past which ``far`` rises by more than :data:`DIP_RISE` of it, ``far[k + 1] -
+    far[k] > max(0, DIP_RISE * (between[k + 1] - between[k]) / 2)``, or after which it falls
+    again, is a dip of the bias: CGNE's early iterates pass through the level of the large uniform regions (the
     whole ``cell`` at a tenth of the dose: the halves' and the full data's error dip at
     count 2 with the cell's structure still unresolved, and ``far`` falls again at 4; the
     full data's best is 5). Before a dip ``far`` fell into it, the bias falling faster than
@@ -361,9 +371,9 @@ def past_a_dip(far: Sequence[float], between: Sequence[float]) -> int:
     step = np.diff(f[k:])
     if step.size == 0:
         return 0
-    # the bias rose past k (far outgrew the noise) or fell again later (the rise can stay
-    # within between's growth, which also counts the halves' different sampling)
-    dip = step[0] > max(0.0, 0.5 * (b[k + 1] - b[k])) or bool(np.any(step < 0))
+    # the bias stopped falling at k (far rose nearly as much as the noise grew, or more) or
+    # fell again later (between's growth also counts the halves' different sampling)
+    dip = step[0] > max(0.0, DIP_RISE * 0.5 * (b[k + 1] - b[k])) or bool(np.any(step < 0))
     return k + 1 if dip else 0
 
 
