@@ -21,11 +21,11 @@ from .outputs import (
     NEW_SUFFIX,
     OLD_SUFFIX,
     PARTIAL_SUFFIX,
-    PROBE,
     aside_path,
     is_empty_folder,
     new_path,
     partial_path,
+    probes,
 )
 
 #: A hidden name of sxtdist's beside the output ``name``; a replacement's own creation is
@@ -61,16 +61,7 @@ def leftovers(path: str | os.PathLike[str]) -> list[str]:
         except OSError:
             names = []
         found += [os.path.join(path, n) for n in names if HIDDEN.fullmatch(n)]
-    return [_what_is(p) for p in dict.fromkeys(found)] + [_probe(p) for p in _probes(path)]
-
-
-def _probes(folder: str) -> list[str]:
-    """The writability probes in ``folder`` (none where it is no folder)."""
-    try:
-        names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
-    except OSError:
-        return []
-    return [os.path.join(folder, n) for n in names if PROBE.fullmatch(n)]
+    return [_what_is(p) for p in dict.fromkeys(found)] + [_probe(p) for p in probes(path)]
 
 
 def _probe(probe: str) -> str:

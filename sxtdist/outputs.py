@@ -239,18 +239,39 @@ def strangers(path: str) -> list[str]:
         is_ours = MEMBERS.get(kind)
         ours |= {n for n in names if is_ours and is_ours(path, n, meta)}
     litter = {n for n in names if n in OS_LITTER or n.startswith("._")}
-    litter |= {n for n in names if ZARR_TEMP.fullmatch(n) or PROBE.fullmatch(n)}  # a kill's
+    litter |= {n for n in names if ZARR_TEMP.fullmatch(n)}  # a kill's
+    litter |= {os.path.basename(p) for p in probes(path)}
     return sorted(set(names) - ours - litter)
+
+
+def probes(folder: str | os.PathLike[str]) -> list[str]:
+    """The writability probes in ``folder`` (:data:`PROBE`: files of that name, not a
+    folder or a link, which are a user's), as paths; ``[]`` where it is no folder or
+    cannot be read."""
+    try:
+        with os.scandir(folder) as entries:
+            found = [e.path for e in entries if PROBE.fullmatch(e.name) and _plain_file(e)]
+    except OSError:
+        return []
+    return sorted(found)
+
+
+def _plain_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file(follow_symlinks=False)
+    except OSError:
+        return False
 
 
 def is_empty_folder(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a folder that holds nothing, or only the writability probes
-    (:data:`PROBE`) of a run killed as it checked it: those are sxtdist's, and
+    (:func:`probes`) of a run killed as it checked it: those are sxtdist's, and
     :func:`creating` clears them."""
     try:
-        return os.path.isdir(path) and all(PROBE.fullmatch(n) for n in os.listdir(path))
+        names = os.listdir(path) if os.path.isdir(path) else None
     except OSError:  # unreadable: not known to be empty
         return False
+    return names is not None and len(names) == len(probes(path))
 
 
 # -- the rule ----------------------------------------------------------------------------------
@@ -609,12 +630,10 @@ def creating(path: str | os.PathLike[str], build: Callable[[str], None]) -> None
 
 
 def _clear_probes(folder: str) -> None:
-    """Remove the writability probes (:data:`PROBE`) in ``folder`` (not through a link)."""
-    if os.path.isdir(folder) and not os.path.islink(folder):
-        for name in os.listdir(folder):
-            if PROBE.fullmatch(name):
-                with suppress(FileNotFoundError):  # another run's, just removed
-                    os.remove(os.path.join(folder, name))
+    """Remove the writability probes (:func:`probes`) in ``folder`` (not through a link)."""
+    for probe in [] if os.path.islink(folder) else probes(folder):
+        with suppress(FileNotFoundError):  # another run's, just removed
+            os.remove(probe)
 
 
 def make_folders(path: str) -> str | None:

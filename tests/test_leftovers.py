@@ -105,3 +105,28 @@ def test_a_killed_probe_leaves_an_empty_folder_usable_and_is_named(tmp_path, run
     code, stdout, _ = run_cli("info", tmp_path)
     assert f"{beside}: an empty file" in stdout and "removes it" not in stdout.split(str(beside))[1]
     assert (tmp_path / "notes.txt").read_text() == "mine" and beside.exists()
+
+
+def test_a_folder_or_link_named_like_a_probe_is_the_users(tmp_path, run_cli, tiny_acq):
+    """Only a file is a writability probe: a folder named .sxtdist-probe-HEX holding a
+    user's notes, or a link of that name to a user's file, leaves the output folder one
+    sxtdist did not write (refused, exit 2, both whole) and is named by no info line
+    (checked failing with probes() matching names alone: the reconstruction into the
+    folder went on)."""
+    mine = tmp_path / "mine.txt"
+    mine.write_text("mine")
+    for make in ("folder", "link"):
+        out = tmp_path / f"{make}.zarr"
+        out.mkdir()
+        fake = out / f".sxtdist-probe-{'2' * 32}"
+        if make == "folder":
+            fake.mkdir()
+            (fake / "notes.txt").write_text("mine")
+        else:
+            fake.symlink_to(mine)
+        code, _, err = run_cli("reconstruct", tiny_acq, out, "--workers", "1", "--iterations", "1")
+        assert code == 2 and "was not written by sxtdist" in err, err
+        assert fake.is_symlink() if make == "link" else (fake / "notes.txt").read_text() == "mine"
+        _, stdout, _ = run_cli("info", out)
+        assert "an empty file sxtdist made" not in stdout, stdout
+    assert mine.read_text() == "mine"
