@@ -564,6 +564,7 @@ def _auto_iterations(
     between = sum(c[1] for c in curves)
     lowest = int(np.argmin(error)) + 1
     weights = job.recipe.weights
+    early = early_signature(weights)
     count = auto_count(error, between, weights)
     if lowest > 0.8 * AUTO_CAP:
         warnings.warn(
@@ -586,11 +587,11 @@ def _auto_iterations(
         "error_vertex": far_vertex(error),
         # where far's minimum is a dip of the bias, far's own minimum past it (the count is
         # that of far - dip_correction * between there)
-        "error_lowest_past_a_dip": far_minimum(error, between, early_signature(weights))[0] + 1,
-        "dip_correction": DIP_CORRECTION if early_signature(weights) else None,
-        "late_factor": late_factor(job.recipe.weights),
+        "error_lowest_past_a_dip": far_minimum(error, between, early)[0] + 1,
+        "dip_correction": DIP_CORRECTION if early else None,
+        "late_factor": late_factor(weights),
         "between_growth": BETWEEN_GROWTH,
-        "early_signature": early_signature(job.recipe.weights),
+        "early_signature": early,
     }
     return count, rule
 

@@ -355,10 +355,10 @@ def past_a_dip(far: Sequence[float], between: Sequence[float]) -> int:
     fast), and never falls again (the noise only grows, the bias falls ever more slowly). A
     minimum past which ``far`` rises by more than :data:`DIP_RISE` of it, ``far[k + 1] -
     far[k] > max(0, DIP_RISE * (between[k + 1] - between[k]) / 2)``, or after which it falls
-    again, is a dip of the bias: CGNE's early iterates pass through the level of the large uniform regions (the
-    whole ``cell`` at a tenth of the dose: the halves' and the full data's error dip at
-    count 2 with the cell's structure still unresolved, and ``far`` falls again at 4; the
-    full data's best is 5). Before a dip ``far`` fell into it, the bias falling faster than
+    again, is a dip of the bias: CGNE's early iterates pass through the level of the large
+    uniform regions (the whole ``cell`` at a tenth of the dose: the halves' and the full
+    data's error dip at count 2 with the cell's structure still unresolved, and ``far``
+    falls again at 4; the full data's best is 5). Before a dip ``far`` fell into it, the bias falling faster than
     the noise grew: no minimum of semi-convergence lies there, and the structure's bias still
     falls past the dip. So the count is sought after it (:func:`cross_validated_count`; the
     dip is tested once; docs/dev/stopping-rule.md, session 10).
