@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -635,16 +635,24 @@ def pair_graph(
         return _stretch_graph(pairs, settings, token, coarse, STRETCHES_PER_WORKER * workers)
     # one worker: a second stretch evens nothing out and prepares a view again
     n_stretches = PREPARED_STRETCHES_PER_WORKER * workers if workers > 1 else 1
-    return _prepared_stretch_graph(pairs, settings, token, coarse, n_stretches)
+    return _stretch_graph(
+        pairs, settings, token, coarse, n_stretches, register=register_prepared_stretch
+    )
 
 
 def _stretch_graph(
-    pairs: Sequence[Pair], settings: PairSettings, token: str, coarse: bool, n_stretches: int
+    pairs: Sequence[Pair],
+    settings: PairSettings,
+    token: str,
+    coarse: bool,
+    n_stretches: int,
+    register: Callable[..., Registered] = register_stretch,
 ) -> PairGraph:
-    """:func:`pair_graph` for views prepared inside the pair tasks: one task per stretch
-    (:func:`register_stretch`), each with the pairs of its views, the neighbour pair to
-    the next stretch's first view included (whose coarse registration it makes again):
-    no task waits for another."""
+    """:func:`pair_graph`: one task per stretch (``register``: :func:`register_stretch`,
+    small views; :func:`register_prepared_stretch`, views prepared once each), each with the
+    pairs of its views, the neighbour pair to the next stretch's first view included (whose
+    preparation and coarse registration it makes again): no task waits for another, and
+    nothing moves between workers."""
     # the settings in every task rather than a key of their own: the stretches then
     # depend on nothing, and Dask hands them out as the workers free up
     stretch_of = view_stretches(pairs, n_stretches)
@@ -660,7 +668,7 @@ def _stretch_graph(
         reached = sorted({v for _, p in task for v in views_of(p) if stretch_of[v] != k})
         foreign = [anchor_of[v] for v in reached if v in anchor_of]
         keys.append(f"align-stretch-{token}-{k}")
-        graph[keys[-1]] = (register_stretch, task, settings, coarse, order, foreign)
+        graph[keys[-1]] = (register, task, settings, coarse, order, foreign)
     return PairGraph(graph, keys, len(pairs))
 
 
@@ -831,30 +839,6 @@ def register_prepared_stretch(
                 )
             views.done(p)
     return out
-
-
-def _prepared_stretch_graph(
-    pairs: Sequence[Pair], settings: PairSettings, token: str, coarse: bool, n_stretches: int
-) -> PairGraph:
-    """:func:`pair_graph` for views prepared once each: one task per stretch
-    (:func:`register_prepared_stretch`) with the pairs of its views, the neighbour pair to
-    the next stretch's first view included (whose preparation and coarse registration it
-    makes again): no task waits for another, nothing moves between workers."""
-    stretch_of = view_stretches(pairs, n_stretches)
-    anchor_of = {p.i: p for p in pairs if p.kind == "anchor"}
-    groups: dict[int, list[int]] = {}
-    for n, p in enumerate(pairs):
-        groups.setdefault(stretch_of[p.i], []).append(n)
-    graph: dict[str, Any] = {}
-    keys = []
-    for k in sorted(groups):
-        task = [(n, pairs[n]) for n in groups[k]]
-        order = [v for v, at in stretch_of.items() if at == k]  # the chain's order
-        reached = sorted({v for _, p in task for v in views_of(p) if stretch_of[v] != k})
-        foreign = [anchor_of[v] for v in reached if v in anchor_of]
-        keys.append(f"align-stretch-{token}-{k}")
-        graph[keys[-1]] = (register_prepared_stretch, task, settings, coarse, order, foreign)
-    return PairGraph(graph, keys, len(pairs))
 
 
 def _intensity_samples(tpl, ref, mask, shift, margin, k, seed) -> np.ndarray | None:
