@@ -26,7 +26,8 @@ The rules, evaluated on the records (the count a rule picks is applied to run A)
   minimum where the curves show :data:`sxtdist.solvers.EARLY_SIGNATURE`, from the seventh
   session; in the noise regime the first count at or after ``far``'s vertex
   (:func:`sxtdist.solvers.far_vertex`), from the eighth; where the noise grows fast and
-  ``far`` rises past its minimum by more than ``between / 2`` grew or falls again later (a
+  ``far`` rises past its minimum by more than :data:`sxtdist.solvers.DIP_RISE` of what
+  ``between / 2`` grew or falls again later (a
   dip of the bias, :func:`sxtdist.solvers.past_a_dip`), the minimum after it of ``far −
   between / 8`` (:data:`sxtdist.solvers.DIP_CORRECTION`), from the tenth;
   :func:`sxtdist.runner.auto_count`);
@@ -732,8 +733,8 @@ def signature_table(path: str) -> str:
     ``between[k_f] / between[-1]`` and :func:`sxtdist.solvers.between_exponent` at ``k_f``;
     and what the dip test reads (:func:`sxtdist.solvers.past_a_dip`): ``far``'s rise from
     ``k_f`` to the next count over the growth of ``between / 2`` there (above
-    :data:`sxtdist.solvers.DIP_RISE`: a dip, where
-    the ratio is at most the band's first value), on how many records ``far`` falls again
+    :data:`sxtdist.solvers.DIP_RISE`: a dip, where the ratio is at most the band's first
+    value), on how many records ``far`` falls again
     past ``k_f`` (a dip too), and ``far``'s minimum past a dip
     (:func:`sxtdist.solvers.far_minimum`)."""
     records = [json.loads(line) for line in open(path)]
