@@ -460,21 +460,21 @@ class StretchViews:
 
 
 #: Views smaller than :data:`PREPARED_VIEW_PIXELS` are registered in stretches of
-#: consecutive views (in angle), this many stretches per worker: each stretch one task
-#: that registers its anchor pairs (the coarse pass) and the neighbour pairs of its views
-#: (the one to the next stretch's first view too, whose coarse registration it makes
-#: again), each view read and prepared once (:class:`StretchViews`). One task per pair
-#: with the coarse pass made each neighbour wait for two anchor tasks, often run on
-#: different workers (``small`` on 2 workers: 179 tasks of about 5 ms, 45-58 inputs moved
-#: per run, the workers 82-89 % busy over the tasks' span, 0.26-0.36 s of client and
-#: scheduler CPU per run). With stretches and a task per neighbour pair across two: 15
-#: tasks, 4-9 inputs moved, 82-99 % busy, 0.08-0.18 s (8 per worker; 4 left one worker
-#: idle longer at the end: 70-93 %). Task-stream figures of ``benchmarks/bench_align.py``
-#: part 1 and a script like it, load average 9-19. With each view prepared once and no
-#: task across two stretches (nothing waits, nothing moves): the CPU of the graph of
-#: ``small`` on 2 workers' stretches 0.70 s instead of 0.96-1.00 s (in one process, 5
-#: runs each, load 27; docs/dev/alignment-history.md, session 6).
-STRETCHES_PER_WORKER = 8
+#: consecutive views (in angle), this many per worker from two workers (one on one
+#: worker): each stretch one task that registers its anchor pairs (the coarse pass) and
+#: the neighbour pairs of its views (the one to the next stretch's first view too, whose
+#: coarse registration it makes again), each view read and prepared once
+#: (:class:`SmallViews`). Each stretch but the last makes a view's coarse registration
+#: (on ``small`` its anchor pair's over the whole search range) again, with that view and
+#: its full view read and prepared: with 8 per worker the tasks of ``small`` took 1.31x
+#: and 1.16x the CPU on 2 workers that they took on 1, with one per worker 1.00x and
+#: 0.82x (the tasks' CPU per run from Dask's metrics, ``bench_align.py``'s
+#: ``time_workers``, medians of 3 rounds, two runs each alternated, load 9;
+#: docs/dev/alignment-history.md, session 11). Before: one task per
+#: pair (179 tasks of about 5 ms, 45-58 inputs moved per run), then 8 stretches per
+#: worker and a task per neighbour pair across two, then no task across two (session 6).
+#: As at 256² and more, Dask cannot even out workers of unequal speed then.
+STRETCHES_PER_WORKER = 1
 
 
 @dataclass
@@ -674,20 +674,19 @@ def pair_graph(
     views), then every pair within the pairs' margin of what those predict. Views of at
     least :data:`PREPARED_VIEW_PIXELS`: stretches of consecutive views that prepare each
     view and anchor view once (:data:`PREPARED_STRETCHES_PER_WORKER` per worker of
-    ``workers`` from two workers, one on one worker, :func:`register_prepared_stretch`);
-    smaller views: stretches that prepare their views once too (:data:`STRETCHES_PER_WORKER`
-    per worker, :func:`register_stretch`); either registers the neighbour pair to the next
-    stretch's first view.
+    ``workers`` from two workers, :func:`register_prepared_stretch`); smaller views:
+    stretches that prepare their views once too (:data:`STRETCHES_PER_WORKER` per worker
+    from two workers, :func:`register_stretch`); one stretch on one worker. Each registers
+    the neighbour pair to the next stretch's first view.
 
     ``token`` makes the keys unique to this run (a cluster may align several datasets).
     """
-    if not prepares_views_apart(settings.roi.detector_shape):
-        return _stretch_graph(pairs, settings, token, coarse, STRETCHES_PER_WORKER * workers)
-    # one worker: a second stretch evens nothing out and prepares a view again
-    n_stretches = PREPARED_STRETCHES_PER_WORKER * workers if workers > 1 else 1
-    return _stretch_graph(
-        pairs, settings, token, coarse, n_stretches, register=register_prepared_stretch
-    )
+    prepared = prepares_views_apart(settings.roi.detector_shape)
+    per_worker = PREPARED_STRETCHES_PER_WORKER if prepared else STRETCHES_PER_WORKER
+    # one worker: a second stretch evens nothing out and makes a view's work again
+    n_stretches = per_worker * workers if workers > 1 else 1
+    register = register_prepared_stretch if prepared else register_stretch
+    return _stretch_graph(pairs, settings, token, coarse, n_stretches, register)
 
 
 def _stretch_graph(
