@@ -345,3 +345,55 @@ def test_prepared_stretches_read_each_view_once(tmp_path, monkeypatch):
         )
         in_roi = sum(n for (array, _), n in reads.items() if array == settings.roi_array)
         assert in_roi == n_roi + len(graph.keys) - 1
+
+
+#: Set by the test's progress bar when it counts a unit a task reported
+#: (:func:`test_the_bar_counts_the_pairs_a_stretch_reports_as_it_goes`).
+_COUNTED = __import__("threading").Event()
+
+
+def _reports_two_of_five_then_waits() -> str:
+    """A task of five units that reports two, then ends only once the client counted one."""
+    from sxtdist.distributed import unit_reporter
+
+    report = unit_reporter(every_s=0.0)
+    report(1)
+    report(2)
+    assert _COUNTED.wait(20), "the client never counted a unit the task reported"
+    return "done"
+
+
+def test_the_bar_counts_the_pairs_a_stretch_reports_as_it_goes(monkeypatch):
+    """With one stretch task per worker a bar of tasks stands at 0 until the end: the
+    alignment's bar counts pairs, which each stretch reports as it registers them
+    (``run_graph``'s ``units``, ``unit_reporter``). Here the task ends only after the
+    client's bar counted a unit it reported; the rest are counted when it ends."""
+    from contextlib import contextmanager
+
+    from distributed import Client
+
+    import sxtdist.distributed as distributed
+
+    bars: list[tuple[int, str, list[int]]] = []
+
+    @contextmanager
+    def recording_bar(total, desc, enabled=None, unit="it"):
+        counted: list[int] = []
+        bars.append((total, unit, counted))
+
+        def advance(n: int = 1) -> None:
+            counted.append(n)
+            if unit == "pair":
+                _COUNTED.set()
+
+        yield advance
+
+    monkeypatch.setattr(distributed, "progress_bar", recording_bar)
+    _COUNTED.clear()
+    graph = {"units-test-0": (_reports_two_of_five_then_waits,)}
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as c:
+        got = distributed.run_graph(c, graph, list(graph), "t", True, ([5], "pair"))
+    assert got == ["done"]
+    ((total, _, advances),) = [b for b in bars if b[1] == "pair"]
+    assert total == 5 and sum(advances) == 5
+    assert advances[0] in (1, 2) and len(advances) >= 2  # a report counted before the end

@@ -504,7 +504,7 @@ def register_stretch(
     bits), so that no stretch waits for another, and returned by theirs only.
     """
     views = SmallViews(settings, [p for _, p in pairs], foreign, coarse)
-    return run_stretch(pairs, settings, coarse, order, foreign, views)
+    return run_stretch(pairs, settings, coarse, order, foreign, views, _pairs_reporter())
 
 
 class StretchCache(Protocol):
@@ -533,12 +533,14 @@ def run_stretch(
     order: Sequence[int],
     foreign: Sequence[Pair],
     views: StretchCache,
+    report: Callable[[int], None] | None = None,
 ) -> Registered:
     """The work of a stretch task (:func:`register_stretch`, :func:`register_prepared_stretch`),
     along the neighbour chain's ``order`` of its views (:func:`chain_steps`): each view's
     coarse pass (its anchor pair's, ``own`` or ``foreign``), then every pair whose views
-    have theirs, from the views ``views`` keeps and lets go. Returns the pairs' results
-    and the own views' coarse registrations."""
+    have theirs, from the views ``views`` keeps and lets go; ``report(n)`` after each
+    pair, ``n`` the pairs registered so far. Returns the pairs' results and the own views'
+    coarse registrations."""
     out = Registered({}, {})
     own = {p.i: p for _, p in pairs if p.kind == "anchor"} if coarse else {}
     others = {p.i: p for p in foreign} if coarse else {}
@@ -563,7 +565,17 @@ def run_stretch(
                 views.reuse(p)
             else:
                 out.pairs[n] = views.register(p, [known.get(v) for v in views_of(p)])
+            if report is not None:
+                report(len(out.pairs))
     return out
+
+
+def _pairs_reporter() -> Callable[[int], None]:
+    """``report(n)``: the stretch task's pairs registered so far, for the progress bar
+    (:func:`sxtdist.distributed.unit_reporter`; nothing outside a Dask worker)."""
+    from ..distributed import unit_reporter
+
+    return unit_reporter()
 
 
 class SmallViews:
@@ -883,7 +895,7 @@ def register_prepared_stretch(
     again here (the same bits) and returned by their own stretch only.
     """
     views = PreparedViews(settings, [p for _, p in pairs], foreign, coarse)
-    return run_stretch(pairs, settings, coarse, order, foreign, views)
+    return run_stretch(pairs, settings, coarse, order, foreign, views, _pairs_reporter())
 
 
 def _intensity_samples(tpl, ref, mask, shift, margin, k, seed) -> np.ndarray | None:
