@@ -28,7 +28,10 @@ goes through :func:`check_output` and :func:`writing`:
   next write of the output removes it (:mod:`sxtdist.leftovers` names it meanwhile).
 - One writer at a time: :func:`writing` holds :func:`sxtdist.lock.write_lock`.
 - A failed write removes what it created (no empty or half-written folder stays
-  behind), unless the caller keeps it to resume (an interrupted reconstruction).
+  behind), unless the caller keeps it to resume (an interrupted reconstruction) or a
+  user put files in it meanwhile (:func:`remove_made`).
+- A resume writes into the output: one whose listed level is not one (a link, a user's
+  folder: :func:`strangers`) is refused rather than written through.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import json
+import logging
 import os
 import re
 import shutil
@@ -47,6 +51,8 @@ from dataclasses import dataclass
 
 from .errors import InputError, OutputExistsError, naming, one_line, printable, use_overwrite
 from .lock import lock_path, write_lock
+
+logger = logging.getLogger(__name__)
 
 #: Kinds of output sxtdist writes and recognises.
 KINDS = (
@@ -581,6 +587,8 @@ def _claim(
     elif found := _written_as(out):  # strangers: a report is not one; others not replaced
         if found == "alignment-report" or overwrite:
             foreign = strangers(out)
+        elif resume:  # written into: a level that is a link or a user's folder is written through
+            foreign = sorted(set(strangers(out)) & _levels(_zarr_kind(out)[1]))
     if foreign:  # a replacement would delete them with the folder
         more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
         what = "an alignment report" if found == "alignment-report" else f"an sxtdist {found}"
@@ -639,11 +647,13 @@ def writing(
 
     With ``beside`` (or when replacing an existing output) the caller writes to
     ``target.write_path`` beside the output, and on success it is swapped into
-    place; otherwise it writes ``out`` itself (a resumable output that is visibly
-    unfinished while written). A leftover at the partial path (an interrupted
-    write) is removed first unless ``resume``. On failure, what this call created
-    is removed unless ``keep(exc, write_path)`` says to keep it for a resume. ``file``: as
-    :func:`check_output`'s.
+    place, ``out`` checked again first (a user's file put in the old output, or at its
+    path, while the new one was written refuses the swap); otherwise it writes ``out``
+    itself (a resumable output that is visibly unfinished while written). A leftover at
+    the partial path (an interrupted write) is removed first unless ``resume``. On
+    failure, what this call created is removed (:func:`remove_made`: not a folder where a
+    user put files) unless ``keep(exc, write_path)`` says to keep it for a resume.
+    ``file``: as :func:`check_output`'s.
     """
     inputs = list(inputs)
     out = _claim(out, kind, inputs, overwrite, resume, file)[0]  # where a link points
@@ -669,10 +679,15 @@ def writing(
             try:
                 yield target
                 if target.beside:
+                    # again as it is replaced: while it was written, a user may have put a
+                    # file in the old output (or one of theirs at its path)
+                    check_output(
+                        out, kind, inputs=inputs, overwrite=overwrite, resume=resume, file=file
+                    )
                     install(write_path, out)
             except BaseException as exc:  # a failed install too: no partial left behind
                 if created and not (keep and keep(exc, write_path)):
-                    remove(write_path)
+                    remove_made(write_path)
                 raise
     except BaseException:
         if made_parent:
@@ -755,6 +770,24 @@ def remove_empty_folders(top: str) -> None:
             os.rmdir(root)
         except OSError:
             return
+
+
+def remove_made(path: str) -> None:
+    """Remove what a failed write made at ``path`` (:func:`remove`), unless it is a folder
+    where a user put files of their own while it was written (:func:`strangers`): that is
+    kept, whole, and a warning names it (a new volume is written at its path, in sight)."""
+    foreign = strangers(path) if os.path.isdir(path) and not os.path.islink(path) else []
+    if not foreign:
+        remove(path)
+        return
+    more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+    logger.warning(
+        "%s: kept, unfinished, as it holds files sxtdist did not write (%s%s): move them "
+        "out before the same command is run again",
+        printable(path),
+        ", ".join(printable(n) for n in foreign[:3]),
+        more,
+    )
 
 
 def remove(path: str) -> None:

@@ -1547,3 +1547,82 @@ def test_a_file_never_replaces_a_folder_and_a_failed_swap_leaves_no_partial(tmp_
         with writing(tmp_path / "out.mrc", "export") as target:
             Path(target.write_path).write_text("data")
     assert (tmp_path / "out.mrc").is_dir() and sorted(os.listdir(tmp_path)) == ["out.mrc"]
+
+
+# -- what a write deletes when it ends, and what a resume writes through ------------------------
+
+
+def test_a_failed_reconstruction_keeps_its_new_volume_where_a_user_put_files(
+    templates, tmp_path, run_cli, monkeypatch
+):
+    """A failed write removes what it made: a reconstruction stopped before its first block
+    (Ctrl-C, a worker's error) removed its new volume, in sight at its path, with the notes a
+    user had put in it meanwhile. Such a folder is kept, the notes whole, and a warning
+    names them."""
+    import sxtdist.runner
+
+    out = tmp_path / "v.zarr"
+
+    def stopped(*args, **kwargs):
+        (out / "notes.txt").write_text("mine\n")  # the user, while it runs
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sxtdist.runner, "run_tasks", stopped)
+    code, _, err = run_cli("reconstruct", templates.acq, out, "--workers", "1", "--iterations", "1")
+    assert code == 130 and "sxtdist: interrupted" in err and "Traceback" not in err, err
+    assert (out / "notes.txt").read_text() == "mine\n"
+    assert f"{out}: kept, unfinished, as it holds files sxtdist did not write (notes.txt)" in err
+
+
+def test_a_user_file_put_in_an_output_while_it_is_replaced_is_kept(
+    templates, tmp_path, run_cli, monkeypatch
+):
+    """``--overwrite`` checked the old output for a user's files when it began, and deleted
+    it when the new one was done: notes put in it meanwhile went with it. It is checked
+    again as it is swapped: refused (exit 2, one line naming it), the old output and the
+    notes whole, the new one not left beside."""
+    import sxtdist.dataset
+    from sxtdist.outputs import partial_path
+
+    acq = Workspace(tmp_path, templates).acq()
+    before = tree(acq)
+    write_scan = sxtdist.dataset._write_scan
+
+    def meanwhile(*args, **kwargs):
+        (acq / "notes.txt").write_text("mine\n")  # the user, as the new one is written
+        return write_scan(*args, **kwargs)
+
+    monkeypatch.setattr(sxtdist.dataset, "_write_scan", meanwhile)
+    code, _, err = run_cli("simulate", acq, "--preset", "tiny", "--seed", "4", "--overwrite")
+    line = one_line(err)
+    assert code == 2 and line == (
+        f"sxtdist: error: {acq}: is an sxtdist acquisition holding files it did not write "
+        "(notes.txt): it is left alone; move them, or write the acquisition elsewhere"
+    ), line
+    assert (acq / "notes.txt").read_text() == "mine\n"
+    os.remove(acq / "notes.txt")
+    assert tree(acq) == before and not os.path.lexists(partial_path(acq))
+
+
+def test_a_resume_does_not_write_through_a_link_at_a_level(templates, tmp_path, run_cli):
+    """An unfinished volume whose level ``0`` is a link to a user's Zarr array: the resume
+    wrote the blocks left through it, over the user's values. A listed level that is not one
+    (a link, a user's folder) is refused on resume too (exit 2, naming it); all whole."""
+    import zarr
+
+    vol = Workspace(tmp_path, templates).vol()
+    doc = json.loads((vol / "zarr.json").read_text())
+    doc["attributes"]["sxtdist"].update(status="running", blocks_done=[0])  # interrupted
+    (vol / "zarr.json").write_text(json.dumps(doc))
+    shutil.move(vol / "0", tmp_path / "mine.zarr")
+    mine = zarr.open_array(tmp_path / "mine.zarr", mode="r+")
+    mine[...] = 7.0  # the user's own values
+    os.symlink(tmp_path / "mine.zarr", vol / "0")
+    before = tree(tmp_path)
+    code, _, err = run_cli("reconstruct", templates.acq, vol, "--iterations", "2", "--workers", "1")
+    line = one_line(err)
+    assert code == 2 and line == (
+        f"sxtdist: error: {vol}: is an sxtdist volume holding files it did not write (0): it "
+        "is left alone; move them, or write the volume elsewhere"
+    ), line
+    assert tree(tmp_path) == before
