@@ -696,18 +696,22 @@ def writing(
 
 
 @contextmanager
-def replacing_file(path: str | os.PathLike[str]) -> Iterator[str]:
+def replacing_file(path: str | os.PathLike[str], kind: str | None = None) -> Iterator[str]:
     """Write a file beside ``path`` (at the :func:`partial_path` yielded) and rename it over
     ``path`` when the block ends: a reader never sees half a file, and a failed write
     leaves no partial behind and ``path`` as it was. Whether ``path`` may be written is
     the caller's to check first (:func:`check_output`: a symbolic link there leads to a
-    file of sxtdist's, which is replaced, the link kept)."""
+    file of sxtdist's, which is replaced, the link kept). ``kind``: checked again as
+    the file is renamed over (:func:`check_output`), for a caller that checked long before
+    and holds no lock: a user's file put at ``path`` meanwhile is refused, not replaced."""
     path = os.fspath(path)
     if os.path.islink(path):
         path = os.path.realpath(path)
     tmp = partial_path(path)
     try:
         yield tmp
+        if kind is not None:
+            check_output(path, kind, overwrite=True, file=True)
         os.replace(tmp, path)
     except OSError as exc:  # the file the user named, not the hidden one beside it
         if exc.filename != tmp or exc.errno is None:

@@ -1626,3 +1626,30 @@ def test_a_resume_does_not_write_through_a_link_at_a_level(templates, tmp_path, 
         "is left alone; move them, or write the volume elsewhere"
     ), line
     assert tree(tmp_path) == before
+
+
+def test_a_users_file_put_where_a_report_is_written_is_kept(
+    templates, tmp_path, run_cli, monkeypatch
+):
+    """``report`` checks its files' paths when it begins, holds no lock and writes them once
+    computed (minutes for a large volume): a user's CSV saved at ``VOLUME.report.csv``
+    meanwhile was renamed over. Checked again as each file is renamed in: refused (exit 2,
+    one line naming it), the user's file whole, no partial left."""
+    import sxtdist.report
+
+    vol = Workspace(tmp_path, templates).vol()
+    mine = tmp_path / "vol.zarr.report.csv"
+    halves = sxtdist.report._halves
+
+    def meanwhile(*args, **kwargs):
+        mine.write_text("my,table\n")  # the user, while the report is computed
+        return halves(*args, **kwargs)
+
+    monkeypatch.setattr(sxtdist.report, "_halves", meanwhile)
+    code, _, err = run_cli("report", vol)
+    line = one_line(err)
+    assert code == 2 and line.startswith(
+        f"sxtdist: error: {mine}: already exists and was not written by sxtdist"
+    ), line
+    assert mine.read_text() == "my,table\n"
+    assert sorted(os.listdir(tmp_path)) == ["vol.zarr", "vol.zarr.report.csv"]
