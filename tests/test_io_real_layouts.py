@@ -4,9 +4,12 @@ in one line naming the file."""
 
 from __future__ import annotations
 
+import os
+
 import h5py
 import numpy as np
 import pytest
+import tifffile
 
 from sxtdist.io.importer import import_scan
 
@@ -38,3 +41,34 @@ def test_nxtomo_object_plane_pixel_size_is_the_samples_not_the_detectors(tmp_pat
     assert scan.pixel_size_nm == pytest.approx(15.0)  # not 6500 nm, the camera's pixel
     np.testing.assert_allclose(scan.geometry.angles_deg, angles)
     np.testing.assert_allclose(scan.data.compute(), -np.log(raw / 1000.0), rtol=1e-5)
+
+
+def _expect_refused(run_cli, args, acq, words):
+    code, _, err = run_cli("import", *args, acq, "--scan", "roi")
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sxtdist: error: "), err
+    assert "Traceback" not in err
+    for w in words:
+        assert w in err, err
+    assert not os.path.exists(acq)
+
+
+def test_a_folder_holding_multi_page_tiffs_is_refused_not_read_one_frame_each(tmp_path, run_cli):
+    raw = RNG.integers(100, 4095, (6, 5, 7)).astype(np.uint16)  # 12-bit counts
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    # a long scan saved in two parts (as ImageJ or a camera splits files): 3 frames each
+    tifffile.imwrite(folder / "scan_1.tif", raw[:3], photometric="minisblack")
+    tifffile.imwrite(folder / "scan_2.tif", raw[3:], photometric="minisblack")
+    tifffile.imwrite(tmp_path / "flat.tif", np.full((5, 7), 4095, np.uint16))
+    args = [
+        folder,
+        "--angle-range",
+        "-60:60",
+        "--pixel-size-nm",
+        "20",
+        "--flat",
+        tmp_path / "flat.tif",
+    ]
+    _expect_refused(run_cli, args, tmp_path / "a.zarr", ["scan_1.tif", "holds 3 frames"])
