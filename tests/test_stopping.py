@@ -279,7 +279,7 @@ def test_a_dip_of_the_bias_is_passed_over():
 
 def _capillary_curves() -> tuple[np.ndarray, np.ndarray]:
     """``far`` and ``between`` of the whole ``cell``'s pilot at a tenth of the dose with the
-    capillary, dev seed 1 (``/work/records/s11``, session 11): the first 12 counts as
+    capillary, dev seed 1 (docs/dev/stopping-rule.md, session 11): the first 12 counts as
     recorded, then growing on as there."""
     head_far = [928.0, 811.1, 778.6, 807.3, 829.8, 848.4, 859.9, 866.3, 868.0, 869.5, 872.0, 875.8]
     head_between = [3.3, 8.0, 38.6, 94.3, 169.6, 231.4, 262.1, 277.2, 284.2, 289.2, 294.8, 304.4]
