@@ -72,6 +72,7 @@ from .lock import held_by, write_lock
 from .outputs import (
     OLD_SUFFIX,
     check_output,
+    is_zarr_node,
     recover_swap,
     register_members,
     remove,
@@ -861,12 +862,11 @@ def add_scan(
 def _written_inside(path: str, name: str, meta: dict[str, Any]) -> bool:
     """Whether sxtdist wrote ``name`` inside the acquisition ``path`` (``meta``): a scan or
     the truth volume its metadata list, or a scan an import left when it stopped."""
+    where = os.path.join(path, name)
     scans = meta.get("scans")
-    if isinstance(scans, dict) and name in scans:
-        return True
-    if name == "truth":
-        return "truth" in meta
-    return name in LEFTOVER_SCANS and os.path.isdir(os.path.join(path, name))
+    if (isinstance(scans, dict) and name in scans) or (name == "truth" and "truth" in meta):
+        return is_zarr_node(where)  # a user's folder put in its place is the user's
+    return name in LEFTOVER_SCANS and os.path.isdir(where) and not os.path.islink(where)
 
 
 register_members("acquisition", _written_inside)
@@ -879,7 +879,7 @@ def leftover_scans(path: str) -> dict[str, str]:
     found = {}
     for name in sorted(LEFTOVER_SCANS):
         where = os.path.join(path, name)
-        if not os.path.isdir(where):
+        if not os.path.isdir(where) or os.path.islink(where):  # a link is a user's
             continue
         scan = name.removeprefix(PARTIAL_SCAN).removesuffix(OLD_SUFFIX)
         if name.endswith(OLD_SUFFIX) and not os.path.lexists(os.path.join(path, scan)):

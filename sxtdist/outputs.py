@@ -28,7 +28,10 @@ goes through :func:`check_output` and :func:`writing`:
   next write of the output removes it (:mod:`sxtdist.leftovers` names it meanwhile).
 - One writer at a time: :func:`writing` holds :func:`sxtdist.lock.write_lock`.
 - A failed write removes what it created (no empty or half-written folder stays
-  behind), unless the caller keeps it to resume (an interrupted reconstruction).
+  behind), unless the caller keeps it to resume (an interrupted reconstruction) or a
+  user put files in it meanwhile (:func:`remove_made`).
+- A resume writes into the output: one whose listed level is not one (a link, a user's
+  folder: :func:`strangers`) is refused rather than written through.
 """
 
 from __future__ import annotations
@@ -36,9 +39,11 @@ from __future__ import annotations
 import ctypes
 import errno
 import json
+import logging
 import os
 import re
 import shutil
+import stat
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -46,6 +51,8 @@ from dataclasses import dataclass
 
 from .errors import InputError, OutputExistsError, naming, one_line, printable, use_overwrite
 from .lock import lock_path, write_lock
+
+logger = logging.getLogger(__name__)
 
 #: Kinds of output sxtdist writes and recognises.
 KINDS = (
@@ -77,8 +84,28 @@ REPORT_FILES = ("shifts.csv", "pairs.csv", "alignment.png")
 #: run killed in between leaves it), so no stranger in an output.
 PROBE = re.compile(r"\.sxtdist-probe-[0-9a-f]{32}")
 #: What a desktop or a tool leaves in any folder it shows (Finder, Explorer, Jupyter), and
-#: macOS's ``._*`` companions: nobody's work, never a reason to leave an output alone.
+#: macOS's ``._*`` companions: nobody's work, never a reason to leave an output alone. Litter
+#: by its form, not its name alone (:func:`strangers`): a plain file (not a folder, not a
+#: link) of at most :data:`LITTER_MAX_BYTES` that begins as its format does
+#: (:data:`LITTER_MAGIC`); Jupyter's :data:`CHECKPOINTS` a folder of checkpoints of
+#: sxtdist's own files. Anything else of these names is a user's.
 OS_LITTER = (".DS_Store", "Thumbs.db", "desktop.ini", ".ipynb_checkpoints")
+#: The folder Jupyter keeps its checkpoints in (``STEM-checkpoint.EXT`` of ``STEM.EXT``).
+CHECKPOINTS = ".ipynb_checkpoints"
+#: The most a litter file weighs (a ``.DS_Store`` or a ``._*`` a few KiB, Zarr's temporary
+#: metadata no more than the 1 MiB :func:`recognise` reads): a bigger one is a user's.
+LITTER_MAX_BYTES = 1 << 20
+#: How a litter file begins, by its name (``._`` for every ``._*``): Finder's ``Bud1``
+#: store, Windows' OLE compound file, AppleDouble's magic, Zarr's JSON. An empty file is
+#: litter of any of these names (nothing in it to lose).
+LITTER_MAGIC = {
+    ".DS_Store": b"\0\0\0\1Bud1",
+    "Thumbs.db": b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+    "._": b"\0\5\x16\x07",
+    "zarr": b"{",
+}
+#: Zarr's own metadata files in a Zarr output (v3, and v2's for an NGFF 0.4 export).
+ZARR_FILES = ("zarr.json", ".zattrs", ".zgroup", ".zmetadata")
 
 
 def partial_path(path: str | os.PathLike[str]) -> str:
@@ -219,9 +246,15 @@ def _levels(attrs: dict) -> set[str]:
 def strangers(path: str) -> list[str]:
     """What a folder that sxtdist wrote holds that sxtdist did not put there (a user's
     notes, another output written inside it): such a folder is not replaced, whatever it
-    was. ``[]`` for any other path; a desktop's litter (:data:`OS_LITTER`), Zarr's own
-    temporary file (:data:`ZARR_TEMP`) and a writability probe (:data:`PROBE`) are no
-    strangers."""
+    was. ``[]`` for any other path.
+
+    Judged by form as well as name, as a replacement deletes what is not a stranger: what
+    sxtdist writes is a plain file (Zarr's metadata, a report's files) or a real folder
+    (a level, a scan: a Zarr node where the metadata list it), never a symbolic link; a
+    desktop's litter (:data:`OS_LITTER`), Zarr's own temporary file (:data:`ZARR_TEMP`) and
+    a writability probe (:data:`PROBE`) are no strangers only as the small plain files they
+    are. A folder or link of any of these names, or a 2 GB ``.DS_Store``, is a user's.
+    """
     mark = _read_json(os.path.join(path, REPORT_MARK))
     kind, attrs = _zarr_kind(path) if mark.get("kind") != "alignment-report" else ("", {})
     if kind is None:
@@ -230,18 +263,91 @@ def strangers(path: str) -> list[str]:
         names = os.listdir(path)
     except OSError:
         return []
+    forms = {n: _form(os.path.join(path, n)) for n in names}
     if not kind:  # an alignment report: the files its mark lists
         listed = mark.get("files")
-        ours = {*(listed if isinstance(listed, list) else REPORT_FILES), REPORT_MARK}
+        files = {*(listed if isinstance(listed, list) else REPORT_FILES), REPORT_MARK}
+        ours = {n for n in names if n in files and forms[n] == "file"}
     else:  # Zarr's files, the levels listed, and what the writer of the kind says is its
-        ours = {"zarr.json", ".zattrs", ".zgroup", ".zmetadata"} | _levels(attrs)
+        ours = {n for n in names if n in ZARR_FILES and forms[n] == "file"}
+        ours |= {n for n in _levels(attrs) & set(names) if is_zarr_node(os.path.join(path, n))}
         meta = attrs.get("sxtdist") if isinstance(attrs.get("sxtdist"), dict) else {}
         is_ours = MEMBERS.get(kind)
-        ours |= {n for n in names if is_ours and is_ours(path, n, meta)}
-    litter = {n for n in names if n in OS_LITTER or n.startswith("._")}
-    litter |= {n for n in names if ZARR_TEMP.fullmatch(n)}  # a kill's
-    litter |= {os.path.basename(p) for p in probes(path)}
-    return sorted(set(names) - ours - litter)
+        folders = [n for n in names if forms[n] == "folder" and n not in ours]
+        ours |= {n for n in folders if is_ours and is_ours(path, n, meta)}
+    return sorted(set(names) - ours - _litter(path, names, ours))
+
+
+def _form(path: str) -> str:
+    """``"file"`` (a plain file), ``"folder"`` (a real one), ``"link"`` or ``"other"``
+    (a socket, a device, gone): what is at ``path`` itself, links not followed."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return "other"
+    if stat.S_ISLNK(mode):
+        return "link"
+    return "file" if stat.S_ISREG(mode) else "folder" if stat.S_ISDIR(mode) else "other"
+
+
+def is_zarr_node(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a real folder (not a link) holding a Zarr node's metadata as a
+    plain file (v3 ``zarr.json``, v2 ``.zarray`` or ``.zgroup``): the form of a level or a
+    scan sxtdist wrote; a user's folder put in its place is not."""
+    path = os.fspath(path)
+    return _form(path) == "folder" and any(
+        _form(os.path.join(path, f)) == "file" for f in ("zarr.json", ".zarray", ".zgroup")
+    )
+
+
+def _litter(folder: str, names: Iterable[str], ours: set[str]) -> set[str]:
+    """Which of ``names`` in ``folder`` are a desktop's, Zarr's or a probe's litter, by
+    form (:data:`OS_LITTER`); ``ours``: sxtdist's own names there, whose checkpoints
+    Jupyter may keep."""
+    found = {os.path.basename(p) for p in probes(folder)}
+    for name in names:
+        where = os.path.join(folder, name)
+        if name == CHECKPOINTS:
+            found |= {name} if _only_checkpoints(where, ours) else set()
+        elif name in OS_LITTER or name.startswith("._"):
+            magic = LITTER_MAGIC.get("._" if name.startswith("._") else name, b"")
+            found |= {name} if _litter_file(where, magic) else set()
+        elif ZARR_TEMP.fullmatch(name):  # a kill's, as Zarr rewrote its metadata
+            found |= {name} if _litter_file(where, LITTER_MAGIC["zarr"]) else set()
+    return found
+
+
+def _litter_file(path: str, magic: bytes) -> bool:
+    """Whether ``path`` is a plain file of litter's size that is empty or begins with
+    ``magic`` (any content where ``magic`` is empty)."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > LITTER_MAX_BYTES:
+            return False
+        with open(path, "rb") as f:
+            head = f.read(len(magic))
+    except OSError:
+        return False
+    return st.st_size == 0 or head == magic
+
+
+def _only_checkpoints(path: str, ours: set[str]) -> bool:
+    """Whether ``path`` is a real folder holding nothing but Jupyter's checkpoints of the
+    files named ``ours`` beside it (``zarr-checkpoint.json`` of ``zarr.json``): a checkpoint
+    of a user's notebook, maybe its last copy, is the user's."""
+    if _form(path) != "folder":
+        return False
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return False
+    for name in names:
+        stem, ext = os.path.splitext(name)
+        if not (stem.endswith("-checkpoint") and stem.removesuffix("-checkpoint") + ext in ours):
+            return False
+        if not _litter_file(os.path.join(path, name), b""):
+            return False
+    return True
 
 
 def probes(folder: str | os.PathLike[str]) -> list[str]:
@@ -481,6 +587,8 @@ def _claim(
     elif found := _written_as(out):  # strangers: a report is not one; others not replaced
         if found == "alignment-report" or overwrite:
             foreign = strangers(out)
+        elif resume:  # written into: a level that is a link or a user's folder is written through
+            foreign = sorted(set(strangers(out)) & _levels(_zarr_kind(out)[1]))
     if foreign:  # a replacement would delete them with the folder
         more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
         what = "an alignment report" if found == "alignment-report" else f"an sxtdist {found}"
@@ -539,11 +647,13 @@ def writing(
 
     With ``beside`` (or when replacing an existing output) the caller writes to
     ``target.write_path`` beside the output, and on success it is swapped into
-    place; otherwise it writes ``out`` itself (a resumable output that is visibly
-    unfinished while written). A leftover at the partial path (an interrupted
-    write) is removed first unless ``resume``. On failure, what this call created
-    is removed unless ``keep(exc, write_path)`` says to keep it for a resume. ``file``: as
-    :func:`check_output`'s.
+    place, ``out`` checked again first (a user's file put in the old output, or at its
+    path, while the new one was written refuses the swap); otherwise it writes ``out``
+    itself (a resumable output that is visibly unfinished while written). A leftover at
+    the partial path (an interrupted write) is removed first unless ``resume``. On
+    failure, what this call created is removed (:func:`remove_made`: not a folder where a
+    user put files) unless ``keep(exc, write_path)`` says to keep it for a resume.
+    ``file``: as :func:`check_output`'s.
     """
     inputs = list(inputs)
     out = _claim(out, kind, inputs, overwrite, resume, file)[0]  # where a link points
@@ -569,10 +679,15 @@ def writing(
             try:
                 yield target
                 if target.beside:
+                    # again as it is replaced: while it was written, a user may have put a
+                    # file in the old output (or one of theirs at its path)
+                    check_output(
+                        out, kind, inputs=inputs, overwrite=overwrite, resume=resume, file=file
+                    )
                     install(write_path, out)
             except BaseException as exc:  # a failed install too: no partial left behind
                 if created and not (keep and keep(exc, write_path)):
-                    remove(write_path)
+                    remove_made(write_path)
                 raise
     except BaseException:
         if made_parent:
@@ -581,18 +696,22 @@ def writing(
 
 
 @contextmanager
-def replacing_file(path: str | os.PathLike[str]) -> Iterator[str]:
+def replacing_file(path: str | os.PathLike[str], kind: str | None = None) -> Iterator[str]:
     """Write a file beside ``path`` (at the :func:`partial_path` yielded) and rename it over
     ``path`` when the block ends: a reader never sees half a file, and a failed write
     leaves no partial behind and ``path`` as it was. Whether ``path`` may be written is
     the caller's to check first (:func:`check_output`: a symbolic link there leads to a
-    file of sxtdist's, which is replaced, the link kept)."""
+    file of sxtdist's, which is replaced, the link kept). ``kind``: checked again as
+    the file is renamed over (:func:`check_output`), for a caller that checked long before
+    and holds no lock: a user's file put at ``path`` meanwhile is refused, not replaced."""
     path = os.fspath(path)
     if os.path.islink(path):
         path = os.path.realpath(path)
     tmp = partial_path(path)
     try:
         yield tmp
+        if kind is not None:
+            check_output(path, kind, overwrite=True, file=True)
         os.replace(tmp, path)
     except OSError as exc:  # the file the user named, not the hidden one beside it
         if exc.filename != tmp or exc.errno is None:
@@ -655,6 +774,24 @@ def remove_empty_folders(top: str) -> None:
             os.rmdir(root)
         except OSError:
             return
+
+
+def remove_made(path: str) -> None:
+    """Remove what a failed write made at ``path`` (:func:`remove`), unless it is a folder
+    where a user put files of their own while it was written (:func:`strangers`): that is
+    kept, whole, and a warning names it (a new volume is written at its path, in sight)."""
+    foreign = strangers(path) if os.path.isdir(path) and not os.path.islink(path) else []
+    if not foreign:
+        remove(path)
+        return
+    more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+    logger.warning(
+        "%s: kept, unfinished, as it holds files sxtdist did not write (%s%s): move them "
+        "out before the same command is run again",
+        printable(path),
+        ", ".join(printable(n) for n in foreign[:3]),
+        more,
+    )
 
 
 def remove(path: str) -> None:

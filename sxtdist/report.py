@@ -380,7 +380,7 @@ def _resolution_curves(
 
 
 def _write_csv(path: str, header: list[str], rows: list) -> None:
-    with replacing_file(path) as tmp, open(tmp, "w", newline="") as f:
+    with replacing_file(path, "report") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
         w.writerows(rows)
@@ -449,7 +449,7 @@ def _plot(path, title, v, sections, truth_xy, roi_px, resolution, rows, z_mid, r
     fig.suptitle(os.path.basename(os.fspath(title).rstrip("/")))
     fig.tight_layout()
     try:
-        with replacing_file(path) as tmp:
+        with replacing_file(path, "report") as tmp:
             fig.savefig(tmp, dpi=90, format="png", metadata={"Software": REPORT_SOFTWARE})
     finally:
         plt.close(fig)

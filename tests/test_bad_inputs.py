@@ -246,6 +246,67 @@ def _with_mine(output, *names):
     return output
 
 
+def _named_like_litter(ws, output, *names):
+    """A user's things in an sxtdist output, named as a desktop's or Zarr's litter is but not
+    of its form: ``name/`` a folder holding notes, ``name@`` a link to a user's file beside
+    the output, ``name+`` a plain file bigger than litter ever is that begins as it does,
+    ``name`` a small file of the user's text. ``--overwrite`` must leave the output alone
+    (litter was once told by its name alone, and deleted with the output)."""
+    from sxtdist.outputs import LITTER_MAGIC, LITTER_MAX_BYTES
+
+    mine = ws / "mine.txt"
+    mine.write_text("mine\n")
+    for spec in names:
+        name = spec.rstrip("/@+")
+        if spec.endswith("/"):
+            (output / name).mkdir()
+            (output / name / "notes.txt").write_text("mine\n")
+        elif spec.endswith("@"):
+            os.symlink(mine, output / name)
+        elif spec.endswith("+"):
+            magic = LITTER_MAGIC["._" if name.startswith("._") else name]
+            (output / name).write_bytes(magic + b"m" * LITTER_MAX_BYTES)
+        else:
+            (output / name).write_text("mine\n")
+    return output
+
+
+def _level_0_a_users_folder(ws):
+    """A volume whose level ``0`` is a user's folder (its notes, no Zarr array)."""
+    vol = ws.vol()
+    shutil.rmtree(vol / "0")
+    return _with_mine(vol, "0/")
+
+
+def _linked_to_a_users_array(ws):
+    """A volume holding ``7`` (a level's name), a link to a user's Zarr array beside it."""
+    vol = ws.vol()
+    shutil.copytree(vol / "1", ws / "mine.zarr")
+    os.symlink(ws / "mine.zarr", vol / "7")
+    return vol
+
+
+def _scans_linked_to_a_users_folders(ws):
+    """An acquisition whose scan ``roi`` and leftover ``_partial_full`` are links to a
+    user's folders (the scan moved out, a copy of ``full``)."""
+    acq = ws.acq()
+    shutil.move(acq / "roi", ws / "my_roi")
+    shutil.copytree(acq / "full", ws / "my_full")
+    os.symlink(ws / "my_roi", acq / "roi")
+    os.symlink(ws / "my_full", acq / "_partial_full")
+    return acq
+
+
+def _report_with_a_users_checkpoints(ws):
+    """A marked report folder where Jupyter keeps a checkpoint of a user's notebook (perhaps
+    its last copy) and ``shifts.csv`` is a user's folder."""
+    folder = ws.folder("r", pairs_csv="x\n")
+    (folder / "sxtdist-report.json").write_text('{"kind": "alignment-report"}')
+    (folder / ".ipynb_checkpoints").mkdir()
+    (folder / ".ipynb_checkpoints" / "notes-checkpoint.ipynb").write_text("{}")
+    return _with_mine(folder, "shifts.csv/")
+
+
 def _exported(ws):
     from sxtdist.io.export import export_volume
 
@@ -384,6 +445,12 @@ CASES = [
     Case("simulate: a user's folder, --overwrite", lambda ws: ["simulate", ws.folder("data", notes_txt="x"), "--preset", "tiny", "--overwrite"], 2, r"was not written by sxtdist"),
     Case("simulate: a volume, --overwrite", lambda ws: ["simulate", ws.vol(), "--preset", "tiny", "--overwrite"], 2, r"is an sxtdist volume, not an sxtdist acquisition"),
     Case("simulate: an acquisition holding a user's _partial_notes folder and 7 file, --overwrite", lambda ws: ["simulate", _with_mine(ws.acq(), "_partial_notes/", "7", "_partial_roi"), "--preset", "tiny", "--overwrite"], 2, r"cell\.zarr: is an sxtdist acquisition holding files it did not write \(7, _partial_notes, _partial_roi\)"),
+    Case("simulate: an acquisition holding a user's folder ._notes, folder .DS_Store and link Thumbs.db, --overwrite", lambda ws: ["simulate", _named_like_litter(ws, ws.acq(), "._notes/", ".DS_Store/", "Thumbs.db@"), "--preset", "tiny", "--overwrite"], 2, r"cell\.zarr: is an sxtdist acquisition holding files it did not write \(\.DS_Store, \._notes, Thumbs\.db\): it is left alone"),
+    Case("reconstruct: a volume holding a user's big .DS_Store and text ._notes, --overwrite", lambda ws: ["reconstruct", ws.acq(), _named_like_litter(ws, ws.vol(), ".DS_Store+", "._notes"), "--overwrite"], 2, r"vol\.zarr: is an sxtdist volume holding files it did not write \(\.DS_Store, \._notes\)"),
+    Case("reconstruct: a volume holding a user's folder zarr.HEX.partial and link .zattrs, --overwrite", lambda ws: ["reconstruct", ws.acq(), _named_like_litter(ws, ws.vol(), f"zarr.{'a' * 32}.partial/", ".zattrs@"), "--overwrite"], 2, r"holding files it did not write \(\.zattrs, zarr\.a{32}\.partial\)"),
+    Case("reconstruct: a volume whose level 0 is a user's folder, --overwrite", lambda ws: ["reconstruct", ws.acq(), _level_0_a_users_folder(ws), "--overwrite"], 2, r"vol\.zarr: is an sxtdist volume holding files it did not write \(0\)"),
+    Case("reconstruct: a volume holding 7, a link to a user's Zarr array, --overwrite", lambda ws: ["reconstruct", ws.acq(), _linked_to_a_users_array(ws), "--overwrite"], 2, r"holding files it did not write \(7\)"),
+    Case("simulate: an acquisition whose roi and _partial_full are links to a user's folders, --overwrite", lambda ws: ["simulate", _scans_linked_to_a_users_folders(ws), "--preset", "tiny", "--overwrite"], 2, r"holding files it did not write \(_partial_full, roi\)"),
     Case("export: an export holding a user's folder 3, --overwrite", lambda ws: ["export", ws.vol(), _with_mine(_exported(ws), "3/"), "--overwrite"], 2, r"e\.zarr: is an sxtdist export holding files it did not write \(3\)"),
     Case("simulate: an acquisition, no --overwrite", lambda ws: ["simulate", ws.acq(), "--preset", "tiny"], 2, r"already exists \(use --overwrite"),
     Case("simulate (Python): a user's folder, overwrite=True", lambda ws: _api(sxtdist.simulate, ws.folder("data", a_txt="x"), preset="tiny", overwrite=True), 2, r"was not written by sxtdist"),
@@ -473,6 +540,7 @@ CASES = [
     Case("align: --report a folder of a user's shifts.csv", lambda ws: ["align", ws.acq(), "--report", ws.folder("mine", shifts_csv="scan,index\n")], 2, r"mine: already exists and was not written by sxtdist"),
     Case("align: the default report folder holds a user's shifts.csv", lambda ws: ["align", ws.acq(), ws.folder("cell_alignment", shifts_csv="scan,index\n") and "-q"], 2, r"cell_alignment: already exists and was not written by sxtdist"),
     Case("align: a report folder where a user put notes", lambda ws: ["align", ws.acq(), "--report", _report_with_notes(ws)], 2, r"r: is an alignment report holding files it did not write \(my_notes\.txt\): it is left alone"),
+    Case("align: a report folder holding a user's notebook checkpoint and shifts.csv folder", lambda ws: ["align", ws.acq(), "--report", _report_with_a_users_checkpoints(ws)], 2, r"r: is an alignment report holding files it did not write \(\.ipynb_checkpoints, shifts\.csv\): it is left alone"),
     Case("simulate --overwrite: into a report folder where a user put notes", lambda ws: ["simulate", _report_with_notes(ws), "--preset", "tiny", "--overwrite"], 2, r"r: is an alignment report holding files it did not write \(my_notes\.txt\): it is left alone; move them, or write the acquisition elsewhere"),
     Case("align (Python): report= a folder of a user's shifts.csv", lambda ws: _api(sxtdist.align, ws.acq(), report=ws.folder("mine", shifts_csv="x\n")), 2, r"mine: already exists and was not written by sxtdist"),
     # -- preview's PNG and volume ------------------------------------------------------------
@@ -1169,7 +1237,7 @@ def test_an_output_inside_another_is_refused_and_overwrite_keeps_what_was_put_in
         assert "write it elsewhere" in err
     assert sorted(os.listdir(acq)) == ["full", "roi", "truth", "zarr.json"]
     (acq / "mine.txt").write_text("notes")  # put there by hand
-    (acq / ".DS_Store").write_bytes(b"\0")
+    (acq / ".DS_Store").write_bytes(FINDER_STORE)
     code, _, err = run_cli("simulate", acq, "--preset", "tiny", "--seed", "4", "--overwrite")
     assert (
         code == 2 and "is an sxtdist acquisition holding files it did not write (mine.txt)" in err
@@ -1178,7 +1246,7 @@ def test_an_output_inside_another_is_refused_and_overwrite_keeps_what_was_put_in
     os.remove(acq / "mine.txt")
     code, _, err = run_cli("simulate", acq, "--preset", "tiny", "--seed", "4", "--overwrite")
     assert code == 0, err
-    (vol / ".DS_Store").write_bytes(b"\0")  # a volume's folder opened in Finder
+    (vol / ".DS_Store").write_bytes(FINDER_STORE)  # a volume's folder opened in Finder
     code, _, err = run_cli("export", vol, tmp_path / "e.zarr")
     assert code == 0, err
 
@@ -1207,6 +1275,32 @@ def test_overwrite_takes_what_a_stopped_run_left_inside_its_own_output(
     code, _, err = run_cli("simulate", acq, "--preset", "tiny", "--seed", "4", "--overwrite")
     assert code == 0, err
     assert sorted(os.listdir(acq)) == ["full", "roi", "truth", "zarr.json"]
+
+
+#: What Finder writes as ``.DS_Store`` (its ``Bud1`` store; 6 KiB is usual).
+FINDER_STORE = b"\0\0\0\1Bud1" + bytes(6 << 10)
+
+
+def test_litter_of_its_own_form_is_no_stranger(templates, tmp_path):
+    """A desktop's, Jupyter's, Zarr's and a probe's litter as they are made (plain files of
+    a few KiB that begin as their formats do; Jupyter's folder of checkpoints of sxtdist's
+    own files; empty files) leaves a volume one ``--overwrite`` replaces: litter is told by
+    its form, and this is its form."""
+    from sxtdist.outputs import strangers
+
+    vol = Workspace(tmp_path, templates).vol()
+    (vol / ".DS_Store").write_bytes(FINDER_STORE)
+    (vol / "._zarr.json").write_bytes(b"\0\5\x16\x07\0\2\0\0" + bytes(4088))  # AppleDouble
+    (vol / "._0").write_bytes(b"")
+    (vol / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504))
+    (vol / "desktop.ini").write_text("[.ShellClassInfo]\nIconResource=x\n")
+    (vol / f"zarr.{'b' * 32}.partial").write_text('{"zarr_format": 3')  # a kill's
+    (vol / f".sxtdist-probe-{'c' * 32}").write_bytes(b"")
+    (vol / ".ipynb_checkpoints").mkdir()
+    (vol / ".ipynb_checkpoints" / "zarr-checkpoint.json").write_text("{}")
+    assert strangers(str(vol)) == []
+    (vol / ".ipynb_checkpoints" / "notes-checkpoint.ipynb").write_text("{}")  # of a user's
+    assert strangers(str(vol)) == [".ipynb_checkpoints"]
 
 
 def test_a_desktops_litter_in_a_report_folder_does_not_block_align(templates, tmp_path, run_cli):
@@ -1453,3 +1547,109 @@ def test_a_file_never_replaces_a_folder_and_a_failed_swap_leaves_no_partial(tmp_
         with writing(tmp_path / "out.mrc", "export") as target:
             Path(target.write_path).write_text("data")
     assert (tmp_path / "out.mrc").is_dir() and sorted(os.listdir(tmp_path)) == ["out.mrc"]
+
+
+# -- what a write deletes when it ends, and what a resume writes through ------------------------
+
+
+def test_a_failed_reconstruction_keeps_its_new_volume_where_a_user_put_files(
+    templates, tmp_path, run_cli, monkeypatch
+):
+    """A failed write removes what it made: a reconstruction stopped before its first block
+    (Ctrl-C, a worker's error) removed its new volume, in sight at its path, with the notes a
+    user had put in it meanwhile. Such a folder is kept, the notes whole, and a warning
+    names them."""
+    import sxtdist.runner
+
+    out = tmp_path / "v.zarr"
+
+    def stopped(*args, **kwargs):
+        (out / "notes.txt").write_text("mine\n")  # the user, while it runs
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sxtdist.runner, "run_tasks", stopped)
+    code, _, err = run_cli("reconstruct", templates.acq, out, "--workers", "1", "--iterations", "1")
+    assert code == 130 and "sxtdist: interrupted" in err and "Traceback" not in err, err
+    assert (out / "notes.txt").read_text() == "mine\n"
+    assert f"{out}: kept, unfinished, as it holds files sxtdist did not write (notes.txt)" in err
+
+
+def test_a_user_file_put_in_an_output_while_it_is_replaced_is_kept(
+    templates, tmp_path, run_cli, monkeypatch
+):
+    """``--overwrite`` checked the old output for a user's files when it began, and deleted
+    it when the new one was done: notes put in it meanwhile went with it. It is checked
+    again as it is swapped: refused (exit 2, one line naming it), the old output and the
+    notes whole, the new one not left beside."""
+    import sxtdist.dataset
+    from sxtdist.outputs import partial_path
+
+    acq = Workspace(tmp_path, templates).acq()
+    before = tree(acq)
+    write_scan = sxtdist.dataset._write_scan
+
+    def meanwhile(*args, **kwargs):
+        (acq / "notes.txt").write_text("mine\n")  # the user, as the new one is written
+        return write_scan(*args, **kwargs)
+
+    monkeypatch.setattr(sxtdist.dataset, "_write_scan", meanwhile)
+    code, _, err = run_cli("simulate", acq, "--preset", "tiny", "--seed", "4", "--overwrite")
+    line = one_line(err)
+    assert code == 2 and line == (
+        f"sxtdist: error: {acq}: is an sxtdist acquisition holding files it did not write "
+        "(notes.txt): it is left alone; move them, or write the acquisition elsewhere"
+    ), line
+    assert (acq / "notes.txt").read_text() == "mine\n"
+    os.remove(acq / "notes.txt")
+    assert tree(acq) == before and not os.path.lexists(partial_path(acq))
+
+
+def test_a_resume_does_not_write_through_a_link_at_a_level(templates, tmp_path, run_cli):
+    """An unfinished volume whose level ``0`` is a link to a user's Zarr array: the resume
+    wrote the blocks left through it, over the user's values. A listed level that is not one
+    (a link, a user's folder) is refused on resume too (exit 2, naming it); all whole."""
+    import zarr
+
+    vol = Workspace(tmp_path, templates).vol()
+    doc = json.loads((vol / "zarr.json").read_text())
+    doc["attributes"]["sxtdist"].update(status="running", blocks_done=[0])  # interrupted
+    (vol / "zarr.json").write_text(json.dumps(doc))
+    shutil.move(vol / "0", tmp_path / "mine.zarr")
+    mine = zarr.open_array(tmp_path / "mine.zarr", mode="r+")
+    mine[...] = 7.0  # the user's own values
+    os.symlink(tmp_path / "mine.zarr", vol / "0")
+    before = tree(tmp_path)
+    code, _, err = run_cli("reconstruct", templates.acq, vol, "--iterations", "2", "--workers", "1")
+    line = one_line(err)
+    assert code == 2 and line == (
+        f"sxtdist: error: {vol}: is an sxtdist volume holding files it did not write (0): it "
+        "is left alone; move them, or write the volume elsewhere"
+    ), line
+    assert tree(tmp_path) == before
+
+
+def test_a_users_file_put_where_a_report_is_written_is_kept(
+    templates, tmp_path, run_cli, monkeypatch
+):
+    """``report`` checks its files' paths when it begins, holds no lock and writes them once
+    computed (minutes for a large volume): a user's CSV saved at ``VOLUME.report.csv``
+    meanwhile was renamed over. Checked again as each file is renamed in: refused (exit 2,
+    one line naming it), the user's file whole, no partial left."""
+    import sxtdist.report
+
+    vol = Workspace(tmp_path, templates).vol()
+    mine = tmp_path / "vol.zarr.report.csv"
+    halves = sxtdist.report._halves
+
+    def meanwhile(*args, **kwargs):
+        mine.write_text("my,table\n")  # the user, while the report is computed
+        return halves(*args, **kwargs)
+
+    monkeypatch.setattr(sxtdist.report, "_halves", meanwhile)
+    code, _, err = run_cli("report", vol)
+    line = one_line(err)
+    assert code == 2 and line.startswith(
+        f"sxtdist: error: {mine}: already exists and was not written by sxtdist"
+    ), line
+    assert mine.read_text() == "my,table\n"
+    assert sorted(os.listdir(tmp_path)) == ["vol.zarr", "vol.zarr.report.csv"]

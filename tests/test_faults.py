@@ -121,9 +121,45 @@ def test_killed_worker_task_reruns_and_volume_is_identical(acq, reference, tmp_p
     np.testing.assert_array_equal(vol.level(0).compute(), reference)
 
 
+#: Run by the interrupted process in place of ``python -m sxtdist ARGS``: the client records
+#: the first finished block, then waits (at most 120 s) before recording another, so that the
+#: signal always lands in a run with one block recorded and the others not. Without it, a
+#: loaded machine let the test see one block and send SIGINT only after the last one (eight
+#: blocks record in ~1.5 s): the run then finished (exit 0) or recorded every block.
+_HELD_AFTER_ONE_BLOCK = """
+import sys, time
+from sxtdist.volume import Volume
+from sxtdist.cli import main
+
+record, recorded = Volume.mark_blocks_done, []
+
+def held(self, ids):
+    if recorded:  # a later block: the signal interrupts this wait (the client's thread)
+        end = time.monotonic() + 120
+        while time.monotonic() < end:
+            time.sleep(0.05)
+    record(self, ids)
+    recorded.append(ids)
+
+Volume.mark_blocks_done = held
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_sigint_reconstruct_then_rerun_is_identical(acq, reference, tmp_path):
+    """Ctrl-C in a run that recorded one block: exit 130 with one line, the volume marked
+    running with that block, no lock left; the same command resumes the other blocks and
+    writes what an uninterrupted run writes."""
     out = tmp_path / "v.zarr"
-    p = _sxtdist("reconstruct", acq, out, "--workers", "1", *CLI_OPTS)
+    args = ["reconstruct", acq, out, "--workers", "1", *CLI_OPTS]
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    p = subprocess.Popen(
+        [sys.executable, "-c", _HELD_AFTER_ONE_BLOCK, *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for_blocks(out, 1, proc=p)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=120)
@@ -132,15 +168,15 @@ def test_sigint_reconstruct_then_rerun_is_identical(acq, reference, tmp_path):
     meta = _meta(out)
     n_blocks = meta["plan"]["n_blocks"]
     assert meta["status"] == "running"  # visibly unfinished
-    assert 1 <= len(meta["blocks_done"]) < n_blocks
+    assert len(meta["blocks_done"]) == 1 < n_blocks
     assert not os.path.exists(lock_path(out))
-    p = _sxtdist("reconstruct", acq, out, "--workers", "1", *CLI_OPTS)
+    p = _sxtdist(*args)
     _, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
-    assert "resuming:" in err
+    assert "resuming: 1 of" in err
     vol = open_volume(out)
     assert vol.status == "complete"
-    assert vol.meta["stopping"]["blocks_run"] == n_blocks - len(meta["blocks_done"])
+    assert vol.meta["stopping"]["blocks_run"] == n_blocks - 1
     np.testing.assert_array_equal(vol.level(0).compute(), reference)
 
 
