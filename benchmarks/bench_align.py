@@ -37,6 +37,8 @@ or anchor tasks; until commit e44a53a each pair prepared its own), for compariso
 ``--stretches-per-worker N`` plans ``N`` stretches per worker at this size on 2 workers
 (``PREPARED_STRETCHES_PER_WORKER``, 1 since speed10, 4 before: each stretch but the last
 prepares the next one's first view again; 1 worker and the ceiling's graph: one stretch);
+``--small-stretches-per-worker N`` does the same for part 1's views (``STRETCHES_PER_WORKER``,
+1 since speed11, 8 before; on 1 worker one stretch either way, where 894fc6c made 8);
 ``--memory`` adds part 2's peak memory of a worker process, from one more run on 1 and
 on 2 workers that is not timed. The timed run is the first on a fresh cluster (what
 ``sxtdist align`` does); ``--warm`` also times the same alignment once more on each
@@ -68,7 +70,8 @@ physical core), and what other processes took meanwhile.
 It prints first which sxtdist it imported (its directory and that tree's git commit).
 
 Run: ``PYTHONPATH=. python benchmarks/bench_align.py [--repeat 3] [--large-views 48]
-[--large-full 7] [--large-size 1024] [--one-task-per-pair] [--stretches-per-worker N] [--memory]
+[--large-full 7] [--large-size 1024] [--one-task-per-pair] [--stretches-per-worker N]
+[--small-stretches-per-worker N] [--memory]
 [--no-ceiling] [--warm] [--compare-pairs 8]``
 
 Dask places the tasks itself. Until 0.2.0 ``run_graph`` kept each worker on a stretch of
@@ -843,6 +846,12 @@ def main() -> None:
         default=0,
         help="part 2: stretches per worker of views prepared apart (0: sxtdist's own)",
     )
+    ap.add_argument(
+        "--small-stretches-per-worker",
+        type=int,
+        default=0,
+        help="part 1: stretches per worker of small views (0: sxtdist's own)",
+    )
     ap.add_argument("--compare-pairs", type=int, default=8, help="0: skip part 3")
     ap.add_argument("--skip-small", action="store_true", help="skip part 1")
     args = ap.parse_args()
@@ -850,6 +859,8 @@ def main() -> None:
     print(imported_tree(), flush=True)
     if args.stretches_per_worker:  # the graph is planned here, in the client
         _tasks_module().PREPARED_STRETCHES_PER_WORKER = args.stretches_per_worker
+    if args.small_stretches_per_worker:
+        _tasks_module().STRETCHES_PER_WORKER = args.small_stretches_per_worker
     workdir = tempfile.mkdtemp(prefix="sxtdist-bench-align-")
     try:
         if not args.skip_small:

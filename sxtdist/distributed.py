@@ -48,7 +48,7 @@ from typing import Any
 
 import dask.config
 
-from ._progress import progress_bar
+from ._progress import progress_bar, progress_enabled
 from .errors import ParameterError, SxtdistError, option
 from .execution import Execution, normalize_kind
 
@@ -657,6 +657,7 @@ def run_graph(
     keys: Sequence[str],
     desc: str,
     progress: bool | None = None,
+    units: tuple[Sequence[int], str] | None = None,
 ) -> list[Any]:
     """Compute ``keys`` of a task graph on the cluster; return their results in order.
 
@@ -667,11 +668,107 @@ def run_graph(
     the cluster may be shared. The progress bar counts ``keys``. Dask places the tasks
     (with the worker holding most of their inputs); a failed task is retried
     (:func:`task_retries`).
+
+    ``units``: how many units of work each key's task does (in ``keys``' order) and
+    their name (``"pair"``): the bar then counts units, which each task reports as it
+    does them (:func:`unit_reporter`), rather than tasks (one task per worker gave a bar
+    that stood at 0 until the end).
     """
     if not keys:
         return []
-    futures = client.get(_named_graph(graph), list(keys), sync=False, retries=task_retries())
-    return _collect(futures, client, desc, progress)
+    if units is None:
+        futures = client.get(_named_graph(graph), list(keys), sync=False, retries=task_retries())
+        return _collect(futures, client, desc, progress)
+    counts, name = units
+    # listening before the tasks are submitted: the scheduler forwards a report only to
+    # the clients subscribed when it comes
+    with _units_done(client, keys, counts, desc, progress, name) as finished:
+        futures = client.get(_named_graph(graph), list(keys), sync=False, retries=task_retries())
+        return _collect(futures, client, desc, False, on_done=finished)
+
+
+#: How often a task reports its units of work done at most (:func:`unit_reporter`), in
+#: seconds: a few messages a second whatever the work.
+UNIT_REPORT_EVERY_S = 0.25
+
+#: The Dask event topic on which tasks report their units done, ``[key, done]``: one
+#: topic for all (the scheduler keeps a bounded log per topic, and a topic per task would
+#: pile up on a cluster that aligns cell after cell).
+UNIT_TOPIC = "sxtdist-units"
+
+#: ``key -> done(n)`` of every :func:`run_graph` with ``units`` in progress (any thread).
+_UNIT_CALLBACKS: dict[str, Callable[[int], None]] = {}
+
+
+def unit_reporter(every_s: float | None = None) -> Callable[[int], None]:
+    """In a task of :func:`run_graph` with ``units``: ``report(done)``, to tell the client's
+    progress bar how many of its units the task has done so far (a worker event, at most
+    every ``every_s`` seconds, default :data:`UNIT_REPORT_EVERY_S`). Outside a Dask
+    worker (a synchronous scheduler, a test) it does nothing."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):  # not in a worker
+        return lambda done: None
+    key = str(worker.get_current_task())
+    every = UNIT_REPORT_EVERY_S if every_s is None else every_s
+    last = [-float("inf")]
+
+    def report(done: int) -> None:
+        import time
+
+        now = time.monotonic()
+        if now - last[0] >= every:
+            last[0] = now
+            worker.log_event(UNIT_TOPIC, [key, int(done)])
+
+    return report
+
+
+def _on_units(event: tuple[float, Any]) -> None:
+    """The client's handler of :data:`UNIT_TOPIC` (its event loop calls it)."""
+    key, done = event[1]
+    with _ACTIVE_LOCK:
+        callback = _UNIT_CALLBACKS.get(key)
+    if callback is not None:
+        callback(done)
+
+
+@contextmanager
+def _units_done(
+    client: Any, keys: Sequence[str], counts: Sequence[int], desc: str, progress: Any, name: str
+) -> Iterator[Callable[[str], None]]:
+    """A progress bar of ``sum(counts)`` units, advanced as the tasks of ``keys`` report
+    theirs (:func:`unit_reporter`); yields ``finished(key)``, which counts the rest of a
+    finished task's units. No bar shown: nothing subscribed."""
+    total = dict(zip(keys, counts, strict=True))
+    seen = dict.fromkeys(keys, 0)
+    lock = threading.Lock()
+    with progress_bar(sum(counts), desc, progress, unit=name) as advance:
+
+        def done(key: str, n: int) -> None:
+            with lock:  # reports and finished tasks come from two threads
+                more = min(int(n), total[key]) - seen[key]
+                if more > 0:
+                    seen[key] += more
+                    advance(more)
+
+        listen = progress_enabled(progress)
+        if listen:
+            with _ACTIVE_LOCK:
+                _UNIT_CALLBACKS.update({k: lambda n, k=k: done(k, n) for k in keys})
+            client.subscribe_topic(UNIT_TOPIC, _on_units)  # the same handler for every run
+        try:
+            yield lambda key: done(key, total[key])
+        finally:
+            if listen:
+                with _ACTIVE_LOCK:
+                    for k in keys:
+                        _UNIT_CALLBACKS.pop(k, None)
+                    last = not _UNIT_CALLBACKS
+                if last:
+                    client.unsubscribe_topic(UNIT_TOPIC)
 
 
 def _named_graph(graph: Mapping[str, Any]) -> Any:
@@ -698,11 +795,13 @@ def _collect(
     progress: bool | None,
     on_result: Callable[[Any, Any], None] | None = None,
     items: list[Any] | None = None,
+    on_done: Callable[[Any], None] | None = None,
 ) -> list[Any]:
     """Wait for ``futures`` with a progress bar; their results in order (see :func:`run_tasks`).
 
     ``on_result(items[i], result)`` is called as each finishes when given (``items``
-    then required)."""
+    then required); else ``on_done(key)``, where given, as each finishes, the results
+    gathered at the end."""
     from distributed import as_completed
 
     token = object()
@@ -719,6 +818,8 @@ def _collect(
                     if fut.status != "finished":  # failed or cancelled: raise it here
                         fut.result()
                     advance()
+                    if on_done is not None:
+                        on_done(fut.key)
                 return client.gather(futures)
             index = {f.key: i for i, f in enumerate(futures)}
             results: list[Any] = [None] * len(futures)

@@ -110,19 +110,22 @@ def test_shifts_are_those_before_the_stretches(tmp_path, one_worker, name, coars
         )
 
 
-def test_nothing_moves_between_two_workers(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["prepared", "tiny"])
+def test_nothing_moves_between_two_workers(tmp_path, monkeypatch, name):
     """On two workers each stretch prepares its views and its anchor views and registers
     its pairs, the one to the next stretch's first view included: one task per worker,
     none waiting for another, and nothing moves between the workers (the workers' own
     transfer logs), where anchor views in tasks of their own and the views at the
     stretches' ends moved (5-8 of them at 1024², docs/alignment.md); the shifts are one
-    worker's, to the last bit."""
+    worker's, to the last bit. Small views (``tiny``) too: one stretch per worker, where
+    8 each made 14 views' coarse registrations again (on ``small`` 1.31x the tasks' CPU
+    of one worker)."""
     from distributed import Client
 
     import sxtdist.alignment.tasks as tasks
     import sxtdist.distributed as distributed
 
-    path = prepared_acquisition(tmp_path / "p.zarr")
+    path, scans = fixture(name, tmp_path)
     graphs = []
 
     def recording_run_graph(client, graph, keys, *args, **kwargs):
@@ -132,17 +135,21 @@ def test_nothing_moves_between_two_workers(tmp_path, monkeypatch):
     run_graph = distributed.run_graph
     monkeypatch.setattr(distributed, "run_graph", recording_run_graph)
     with Client(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=":0") as c:
-        shifts = aligned_shifts(path, ["roi"], True, c)
+        shifts = aligned_shifts(path, scans, True, c)
         logs = c.run(lambda dask_worker: list(dask_worker.transfer_incoming_log))
     ((graph, keys),) = graphs
-    assert len(keys) == len(graph) == 2 * tasks.PREPARED_STRETCHES_PER_WORKER < 12  # views
+    per_worker = {"prepared": tasks.PREPARED_STRETCHES_PER_WORKER}.get(
+        name, tasks.STRETCHES_PER_WORKER
+    )
+    assert len(keys) == len(graph) == 2 * per_worker == 2  # one stretch per worker
     assert all(k.startswith("align-stretch-") for k in keys)
     for task in graph.values():  # nothing to wait for: no argument is a key
         assert not any(isinstance(a, str) and a in graph for a in task[1:])
     assert [e for log in logs.values() for e in log] == []
-    np.testing.assert_allclose(
-        digest(shifts["roi"]), MAIN_DIGESTS["prepared", True, "roi"], rtol=1e-12, atol=1e-12
-    )
+    for scan, d in shifts.items():
+        np.testing.assert_allclose(
+            digest(d), MAIN_DIGESTS[name, True, scan], rtol=1e-12, atol=1e-12, err_msg=scan
+        )
 
 
 def test_a_stretch_holds_few_prepared_views_however_long(tmp_path, monkeypatch):
@@ -230,9 +237,8 @@ def test_a_stretch_of_small_views_reads_each_view_once(tmp_path, monkeypatch):
         most[0] = max(most[0], len(alive))
         return out
 
-    def run(n_stretches: int) -> list:
-        monkeypatch.setattr(tasks, "STRETCHES_PER_WORKER", n_stretches)
-        graph = tasks.pair_graph(pairs, settings, "r", coarse=True)
+    def run(n_stretches: int) -> list:  # one per worker
+        graph = tasks.pair_graph(pairs, settings, "r", coarse=True, workers=n_stretches)
         assert len(graph.keys) == n_stretches
         return graph.results(dask.local.get_sync(graph.graph, graph.keys))[0]
 
@@ -339,3 +345,55 @@ def test_prepared_stretches_read_each_view_once(tmp_path, monkeypatch):
         )
         in_roi = sum(n for (array, _), n in reads.items() if array == settings.roi_array)
         assert in_roi == n_roi + len(graph.keys) - 1
+
+
+#: Set by the test's progress bar when it counts a unit a task reported
+#: (:func:`test_the_bar_counts_the_pairs_a_stretch_reports_as_it_goes`).
+_COUNTED = __import__("threading").Event()
+
+
+def _reports_two_of_five_then_waits() -> str:
+    """A task of five units that reports two, then ends only once the client counted one."""
+    from sxtdist.distributed import unit_reporter
+
+    report = unit_reporter(every_s=0.0)
+    report(1)
+    report(2)
+    assert _COUNTED.wait(20), "the client never counted a unit the task reported"
+    return "done"
+
+
+def test_the_bar_counts_the_pairs_a_stretch_reports_as_it_goes(monkeypatch):
+    """With one stretch task per worker a bar of tasks stands at 0 until the end: the
+    alignment's bar counts pairs, which each stretch reports as it registers them
+    (``run_graph``'s ``units``, ``unit_reporter``). Here the task ends only after the
+    client's bar counted a unit it reported; the rest are counted when it ends."""
+    from contextlib import contextmanager
+
+    from distributed import Client
+
+    import sxtdist.distributed as distributed
+
+    bars: list[tuple[int, str, list[int]]] = []
+
+    @contextmanager
+    def recording_bar(total, desc, enabled=None, unit="it"):
+        counted: list[int] = []
+        bars.append((total, unit, counted))
+
+        def advance(n: int = 1) -> None:
+            counted.append(n)
+            if unit == "pair":
+                _COUNTED.set()
+
+        yield advance
+
+    monkeypatch.setattr(distributed, "progress_bar", recording_bar)
+    _COUNTED.clear()
+    graph = {"units-test-0": (_reports_two_of_five_then_waits,)}
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as c:
+        got = distributed.run_graph(c, graph, list(graph), "t", True, ([5], "pair"))
+    assert got == ["done"]
+    ((total, _, advances),) = [b for b in bars if b[1] == "pair"]
+    assert total == 5 and sum(advances) == 5
+    assert advances[0] in (1, 2) and len(advances) >= 2  # a report counted before the end

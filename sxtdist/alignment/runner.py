@@ -470,7 +470,10 @@ def _register_pairs(
         settings.search_range,
     )
     t0 = time.perf_counter()
-    got = run_graph(client, tasks.graph, tasks.keys, "align roi pairs", progress)
+    # the bar counts pairs, which each stretch reports as it registers them: one task per
+    # worker, a bar of tasks stood still until the end
+    units = ([len(tasks.graph[k][1]) for k in tasks.keys], "pair")
+    got = run_graph(client, tasks.graph, tasks.keys, "align roi pairs", progress, units)
     results, coarse_results = tasks.results(got)
     own = {id(r) for r in coarse_results}  # unbinned, the anchors' own registrations
     timing = {

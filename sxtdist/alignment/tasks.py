@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -460,21 +460,21 @@ class StretchViews:
 
 
 #: Views smaller than :data:`PREPARED_VIEW_PIXELS` are registered in stretches of
-#: consecutive views (in angle), this many stretches per worker: each stretch one task
-#: that registers its anchor pairs (the coarse pass) and the neighbour pairs of its views
-#: (the one to the next stretch's first view too, whose coarse registration it makes
-#: again), each view read and prepared once (:class:`StretchViews`). One task per pair
-#: with the coarse pass made each neighbour wait for two anchor tasks, often run on
-#: different workers (``small`` on 2 workers: 179 tasks of about 5 ms, 45-58 inputs moved
-#: per run, the workers 82-89 % busy over the tasks' span, 0.26-0.36 s of client and
-#: scheduler CPU per run). With stretches and a task per neighbour pair across two: 15
-#: tasks, 4-9 inputs moved, 82-99 % busy, 0.08-0.18 s (8 per worker; 4 left one worker
-#: idle longer at the end: 70-93 %). Task-stream figures of ``benchmarks/bench_align.py``
-#: part 1 and a script like it, load average 9-19. With each view prepared once and no
-#: task across two stretches (nothing waits, nothing moves): the CPU of the graph of
-#: ``small`` on 2 workers' stretches 0.70 s instead of 0.96-1.00 s (in one process, 5
-#: runs each, load 27; docs/dev/alignment-history.md, session 6).
-STRETCHES_PER_WORKER = 8
+#: consecutive views (in angle), this many per worker from two workers (one on one
+#: worker): each stretch one task that registers its anchor pairs (the coarse pass) and
+#: the neighbour pairs of its views (the one to the next stretch's first view too, whose
+#: coarse registration it makes again), each view read and prepared once
+#: (:class:`SmallViews`). Each stretch but the last makes a view's coarse registration
+#: (on ``small`` its anchor pair's over the whole search range) again, with that view and
+#: its full view read and prepared: with 8 per worker the tasks of ``small`` took 1.31x
+#: and 1.16x the CPU on 2 workers that they took on 1, with one per worker 1.00x and
+#: 0.82x (the tasks' CPU per run from Dask's metrics, ``bench_align.py``'s
+#: ``time_workers``, medians of 3 rounds, two runs each alternated, load 9;
+#: docs/dev/alignment-history.md, session 11). Before: one task per
+#: pair (179 tasks of about 5 ms, 45-58 inputs moved per run), then 8 stretches per
+#: worker and a task per neighbour pair across two, then no task across two (session 6).
+#: As at 256² and more, Dask cannot even out workers of unequal speed then.
+STRETCHES_PER_WORKER = 1
 
 
 @dataclass
@@ -498,37 +498,59 @@ def register_stretch(
     pairs and the neighbour pairs from its views, to the next stretch's first view too),
     the same calls as a task per pair makes (:func:`coarse_anchor`, then
     :func:`register_pair` within what the coarse pass predicts), each view read and
-    prepared once (:class:`StretchViews`).
-
-    Along the neighbour chain's ``order`` of its views: each view's coarse pass (its
-    anchor pair), then every pair whose views have theirs, then the views no pair needs
-    any more are let go. ``foreign``: the anchor pairs of the views of other stretches
+    prepared once (:class:`SmallViews`), along the neighbour chain's ``order``
+    (:func:`run_stretch`). ``foreign``: the anchor pairs of the views of other stretches
     that its pairs reach; their coarse registrations are made again here (the same
     bits), so that no stretch waits for another, and returned by theirs only.
     """
-    views = StretchViews(settings)
+    views = SmallViews(settings, [p for _, p in pairs], foreign, coarse)
+    return run_stretch(pairs, settings, coarse, order, foreign, views, _pairs_reporter())
+
+
+class StretchCache(Protocol):
+    """What :func:`run_stretch` asks of a stretch's views (:class:`SmallViews`,
+    :class:`PreparedViews`): each registration made from the views it keeps, and what no
+    later registration needs let go."""
+
+    def coarse(self, pair: Pair, own: bool) -> PairResult:
+        """The coarse registration of anchor pair ``pair`` (``own``: of the stretch's own
+        view, else a view of the next stretch's, made again here)."""
+        ...
+
+    def register(self, pair: Pair, coarse: Sequence[PairResult | None]) -> PairResult:
+        """``pair``'s registration within what its views' ``coarse`` ones predict."""
+        ...
+
+    def reuse(self, pair: Pair) -> None:
+        """``pair``'s registration is its coarse one (an anchor pair, no binning)."""
+        ...
+
+
+def run_stretch(
+    pairs: Sequence[tuple[int, Pair]],
+    settings: PairSettings,
+    coarse: bool,
+    order: Sequence[int],
+    foreign: Sequence[Pair],
+    views: StretchCache,
+    report: Callable[[int], None] | None = None,
+) -> Registered:
+    """The work of a stretch task (:func:`register_stretch`, :func:`register_prepared_stretch`),
+    along the neighbour chain's ``order`` of its views (:func:`chain_steps`): each view's
+    coarse pass (its anchor pair's, ``own`` or ``foreign``), then every pair whose views
+    have theirs, from the views ``views`` keeps and lets go; ``report(n)`` after each
+    pair, ``n`` the pairs registered so far. Returns the pairs' results and the own views'
+    coarse registrations."""
     out = Registered({}, {})
-    known: dict[int, PairResult] = {}
     own = {p.i: p for _, p in pairs if p.kind == "anchor"} if coarse else {}
     others = {p.i: p for p in foreign} if coarse else {}
-    own_coarse = settings.coarse_bin == 1  # an anchor pair's coarse pass is its registration
-    # the registrations that prepare each view, to let it go after the last
-    reached = {v for _, p in pairs for v in views_of(p) if v in others}
-    work = [own.get(v) or others[v] for v in [*own, *reached]]
-    work += [p for _, p in pairs if not (coarse and own_coarse and p.kind == "anchor")]
-    uses = Counter(v for p in work for v in _scan_views(p))
-
-    def registered(p: Pair) -> None:
-        for v in _scan_views(p):
-            uses[v] -= 1
-            if uses[v] == 0:
-                views.release(*v)
+    own_coarse = coarse and settings.coarse_bin == 1  # an anchor pair's coarse pass is its own
+    known: dict[int, PairResult] = {}  # coarse registrations, own and foreign
 
     def coarse_of(v: int) -> None:
-        anchor = own.get(v) or others.get(v)
-        if anchor is not None and v not in known:
-            known[v] = coarse_anchor(anchor, settings, views)
-            registered(anchor)
+        p = own.get(v) or others.get(v)
+        if p is not None and v not in known:
+            known[v] = views.coarse(p, v in own)
             if v in own:
                 out.coarse[v] = known[v]
 
@@ -536,12 +558,67 @@ def register_stretch(
         if step is not None:
             coarse_of(step)
         for n, p in (pairs[r] for r in ready):
-            for v in views_of(p):
+            for v in views_of(p):  # the next stretch's first view: its coarse pass again
                 coarse_of(v)
-            out.pairs[n] = _registered_after_coarse(p, settings, coarse, known, views)
-            if not (coarse and own_coarse and p.kind == "anchor"):
-                registered(p)
+            if own_coarse and p.kind == "anchor":
+                out.pairs[n] = known[p.i]
+                views.reuse(p)
+            else:
+                out.pairs[n] = views.register(p, [known.get(v) for v in views_of(p)])
+            if report is not None:
+                report(len(out.pairs))
     return out
+
+
+def _pairs_reporter() -> Callable[[int], None]:
+    """``report(n)``: the stretch task's pairs registered so far, for the progress bar
+    (:func:`sxtdist.distributed.unit_reporter`; nothing outside a Dask worker)."""
+    from ..distributed import unit_reporter
+
+    return unit_reporter()
+
+
+class SmallViews:
+    """The views of a stretch of small views (:func:`register_stretch`, :func:`run_stretch`),
+    read and prepared once for all its registrations (:class:`StretchViews`), each let go
+    after the last registration that prepares it: its anchor pairs' coarse registrations
+    (own and ``foreign``) and its other pairs' registrations."""
+
+    def __init__(
+        self, settings: PairSettings, pairs: Sequence[Pair], foreign: Sequence[Pair], coarse: bool
+    ) -> None:
+        self.settings = settings
+        self.views = StretchViews(settings)
+        self._coarse = coarse
+        # the registrations that prepare each view, to let it go after the last
+        own = {p.i: p for p in pairs if p.kind == "anchor"} if coarse else {}
+        others = {p.i: p for p in foreign} if coarse else {}
+        reached = {v for p in pairs for v in views_of(p) if v in others}
+        work = [own.get(v) or others[v] for v in [*own, *reached]]
+        own_coarse = coarse and settings.coarse_bin == 1
+        work += [p for p in pairs if not (own_coarse and p.kind == "anchor")]
+        self._uses = Counter(v for p in work for v in _scan_views(p))
+
+    def _registered(self, pair: Pair) -> None:
+        for v in _scan_views(pair):
+            self._uses[v] -= 1
+            if self._uses[v] == 0:
+                self.views.release(*v)
+
+    def coarse(self, pair: Pair, own: bool) -> PairResult:
+        """:func:`coarse_anchor` from the views kept."""
+        result = coarse_anchor(pair, self.settings, self.views)
+        self._registered(pair)
+        return result
+
+    def register(self, pair: Pair, coarse: Sequence[PairResult | None]) -> PairResult:
+        """:func:`register_pair` from the views kept (no coarse pass: ``coarse`` unused)."""
+        result = register_pair(pair, self.settings, coarse if self._coarse else [], self.views)
+        self._registered(pair)
+        return result
+
+    def reuse(self, pair: Pair) -> None:
+        """Nothing to let go: the pair's views were counted for its coarse registration."""
 
 
 def chain_steps(pairs: Sequence[Pair], order: Sequence[int]) -> list[tuple[int | None, list[int]]]:
@@ -559,21 +636,6 @@ def chain_steps(pairs: Sequence[Pair], order: Sequence[int]) -> list[tuple[int |
 def _scan_views(p: Pair) -> list[tuple[str, int]]:
     """The views a pair registers, as ``(scan, index)`` (:meth:`StretchViews.release`)."""
     return [("roi", p.i), ("full" if p.kind == "anchor" else "roi", p.j)]
-
-
-def _registered_after_coarse(
-    p: Pair,
-    settings: PairSettings,
-    coarse: bool,
-    known: dict[int, PairResult],
-    views: StretchViews | None = None,
-) -> PairResult:
-    """A pair's registration given its views' coarse registrations ``known``: with no
-    binning an anchor pair's coarse registration is its own."""
-    if coarse and p.kind == "anchor" and settings.coarse_bin == 1:
-        return known[p.i]
-    deps = [known.get(v) for v in views_of(p)] if coarse else []
-    return register_pair(p, settings, deps, views)
 
 
 def view_stretches(pairs: Sequence[Pair], n_stretches: int) -> dict[int, int]:
@@ -624,20 +686,19 @@ def pair_graph(
     views), then every pair within the pairs' margin of what those predict. Views of at
     least :data:`PREPARED_VIEW_PIXELS`: stretches of consecutive views that prepare each
     view and anchor view once (:data:`PREPARED_STRETCHES_PER_WORKER` per worker of
-    ``workers`` from two workers, one on one worker, :func:`register_prepared_stretch`);
-    smaller views: stretches that prepare their views once too (:data:`STRETCHES_PER_WORKER`
-    per worker, :func:`register_stretch`); either registers the neighbour pair to the next
-    stretch's first view.
+    ``workers`` from two workers, :func:`register_prepared_stretch`); smaller views:
+    stretches that prepare their views once too (:data:`STRETCHES_PER_WORKER` per worker
+    from two workers, :func:`register_stretch`); one stretch on one worker. Each registers
+    the neighbour pair to the next stretch's first view.
 
     ``token`` makes the keys unique to this run (a cluster may align several datasets).
     """
-    if not prepares_views_apart(settings.roi.detector_shape):
-        return _stretch_graph(pairs, settings, token, coarse, STRETCHES_PER_WORKER * workers)
-    # one worker: a second stretch evens nothing out and prepares a view again
-    n_stretches = PREPARED_STRETCHES_PER_WORKER * workers if workers > 1 else 1
-    return _stretch_graph(
-        pairs, settings, token, coarse, n_stretches, register=register_prepared_stretch
-    )
+    prepared = prepares_views_apart(settings.roi.detector_shape)
+    per_worker = PREPARED_STRETCHES_PER_WORKER if prepared else STRETCHES_PER_WORKER
+    # one worker: a second stretch evens nothing out and makes a view's work again
+    n_stretches = per_worker * workers if workers > 1 else 1
+    register = register_prepared_stretch if prepared else register_stretch
+    return _stretch_graph(pairs, settings, token, coarse, n_stretches, register)
 
 
 def _stretch_graph(
@@ -727,6 +788,7 @@ class PreparedViews:
         self, settings: PairSettings, pairs: Sequence[Pair], foreign: Sequence[Pair], coarse: bool
     ) -> None:
         self.settings = settings
+        self._coarse = coarse
         binned = anchor_binnings(settings, coarse)
         # the foreign anchors serve only their coarse registrations, binned
         self._need = {(p.j, p.mirrored): [True] for p in foreign if True in binned}
@@ -769,6 +831,35 @@ class PreparedViews:
                 self._sums[key] = None if valid is None else centred(valid)
         return self._sums[key]
 
+    def coarse(self, pair: Pair, own: bool) -> PairResult:
+        """:func:`coarse_prepared` from the views kept (:func:`coarse_anchor` at no binning:
+        the anchor pair's own registration, its views its own); a foreign anchor pair's
+        anchor view let go after it (it was prepared for this alone), its view kept for its
+        neighbour pair."""
+        if self.settings.coarse_bin == 1:
+            result = coarse_anchor(pair, self.settings)
+        else:
+            view, anchor = self.roi(pair.i), self.anchor(pair, True)
+            result = coarse_prepared(pair, view, anchor, self.settings)
+        if not own:
+            self.done(pair, keep=[pair.i])
+        return result
+
+    def register(self, pair: Pair, coarse: Sequence[PairResult | None]) -> PairResult:
+        """:func:`register_prepared` from the views kept (no coarse pass: ``coarse`` unused),
+        then :meth:`done`."""
+        other = self.anchor(pair, False) if pair.kind == "anchor" else self.roi(pair.j)
+        deps = coarse if self._coarse else []
+        result = register_prepared(
+            pair, self.roi(pair.i), other, self.settings, *deps, centred=self.centred(pair)
+        )
+        self.done(pair)
+        return result
+
+    def reuse(self, pair: Pair) -> None:
+        """:meth:`done`: the pair's registration is its coarse one."""
+        self.done(pair)
+
     def done(self, pair: Pair, keep: Sequence[int] = ()) -> None:
         """A registration of ``pair`` is made (for a foreign anchor pair, its coarse
         one): let go what no other pair of the stretch needs (its interior views unless
@@ -804,41 +895,7 @@ def register_prepared_stretch(
     again here (the same bits) and returned by their own stretch only.
     """
     views = PreparedViews(settings, [p for _, p in pairs], foreign, coarse)
-    out = Registered({}, {})
-    unbinned = settings.coarse_bin == 1
-    own = {p.i: p for _, p in pairs if p.kind == "anchor"} if coarse else {}
-    others = {p.i: p for p in foreign} if coarse else {}
-    known: dict[int, PairResult] = {}  # coarse registrations, own and foreign
-
-    def coarse_of(v: int) -> None:
-        p = own.get(v) or others.get(v)
-        if p is None or v in known:
-            return
-        if unbinned:  # the anchor pair's own registration, its views its own
-            known[v] = coarse_anchor(p, settings)
-        else:
-            known[v] = coarse_prepared(p, views.roi(v), views.anchor(p, True), settings)
-        if v in own:
-            out.coarse[v] = known[v]
-        else:  # its anchor was prepared for this alone; the view stays for its pair
-            views.done(p, keep=[v])
-
-    for step, ready in chain_steps([p for _, p in pairs], order):
-        if step is not None:
-            coarse_of(step)
-        for n, p in (pairs[r] for r in ready):
-            for v in views_of(p):  # the next stretch's first view: its coarse pass again
-                coarse_of(v)
-            if coarse and unbinned and p.kind == "anchor":
-                out.pairs[n] = known[p.i]
-            else:
-                deps = [known.get(v) for v in views_of(p)] if coarse else []
-                other = views.anchor(p, False) if p.kind == "anchor" else views.roi(p.j)
-                out.pairs[n] = register_prepared(
-                    p, views.roi(p.i), other, settings, *deps, centred=views.centred(p)
-                )
-            views.done(p)
-    return out
+    return run_stretch(pairs, settings, coarse, order, foreign, views, _pairs_reporter())
 
 
 def _intensity_samples(tpl, ref, mask, shift, margin, k, seed) -> np.ndarray | None:
