@@ -246,7 +246,8 @@ def _levels(attrs: dict) -> set[str]:
 def strangers(path: str) -> list[str]:
     """What a folder that sxtdist wrote holds that sxtdist did not put there (a user's
     notes, another output written inside it): such a folder is not replaced, whatever it
-    was. ``[]`` for any other path.
+    was. Paths relative to it, found also inside its scans and levels (``roi/notes.txt``:
+    :func:`_inside_node`). ``[]`` for any other path.
 
     Judged by form as well as name, as a replacement deletes what is not a stranger: what
     sxtdist writes is a plain file (Zarr's metadata, a report's files) or a real folder
@@ -275,7 +276,10 @@ def strangers(path: str) -> list[str]:
         is_ours = MEMBERS.get(kind)
         folders = [n for n in names if forms[n] == "folder" and n not in ours]
         ours |= {n for n in folders if is_ours and is_ours(path, n, meta)}
-    return sorted(set(names) - ours - _litter(path, names, ours))
+    foreign = set(names) - ours - _litter(path, names, ours)
+    for n in sorted(ours):  # inside the scans and levels (a user's notes put in ``roi/``)
+        foreign |= {f"{n}/{x}" for x in _inside_node(os.path.join(path, n))}
+    return sorted(foreign)
 
 
 def _form(path: str) -> str:
@@ -298,6 +302,36 @@ def is_zarr_node(path: str | os.PathLike[str]) -> bool:
     return _form(path) == "folder" and any(
         _form(os.path.join(path, f)) == "file" for f in ("zarr.json", ".zarray", ".zgroup")
     )
+
+
+#: A chunk's key inside a Zarr array's folder (v2 ``0.0.0``, or a folder ``0`` of ``0/0/0``).
+CHUNK_KEY = re.compile(r"[0-9]+(\.[0-9]+)*")
+
+
+def _inside_node(folder: str) -> list[str]:
+    """What the Zarr node ``folder`` of an output holds that Zarr did not write, as paths
+    relative to it, down through its child nodes (a scan's levels): not its chunks, which
+    are not listed (``c/``, or the chunk keys of v2). ``[]`` where it is no Zarr node."""
+    if not is_zarr_node(folder):
+        return []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    ours = set()
+    for n in names:
+        form = _form(os.path.join(folder, n))
+        if (
+            (n in (*ZARR_FILES, ".zarray") and form == "file")
+            or (n == "c" and form == "folder")
+            or (CHUNK_KEY.fullmatch(n) and form in ("file", "folder"))
+            or is_zarr_node(os.path.join(folder, n))
+        ):
+            ours.add(n)
+    found = sorted(set(names) - ours - _litter(folder, names, ours))
+    for n in sorted(ours):
+        found += [f"{n}/{x}" for x in _inside_node(os.path.join(folder, n))]
+    return found
 
 
 def _litter(folder: str, names: Iterable[str], ours: set[str]) -> set[str]:
