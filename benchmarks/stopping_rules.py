@@ -29,8 +29,12 @@ The rules, evaluated on the records (the count a rule picks is applied to run A)
   ``far`` rises past its minimum by more than :data:`sxtdist.solvers.DIP_RISE` of what
   ``between / 2`` grew or falls again later (a
   dip of the bias, :func:`sxtdist.solvers.past_a_dip`), the minimum after it of ``far −
-  between / 8`` (:data:`sxtdist.solvers.DIP_CORRECTION`), from the tenth;
+  between / 8`` (:data:`sxtdist.solvers.DIP_CORRECTION`), from the tenth; a rise counts only
+  where ``far``'s next rise is smaller (it stalls, :data:`sxtdist.solvers.DIP_STALL`), from
+  the eleventh; in the noise regime never past the minimum of ``far − between / 4``
+  (:data:`sxtdist.solvers.LATEST_CORRECTION`), from the eleventh;
   :func:`sxtdist.runner.auto_count`);
+* ``tenth``: ``auto`` of the tenth session (a rise alone is a dip; no bound on the vertex);
 * ``eighth``: ``auto`` of the eighth session (no dip passed over);
 * ``seventh``: ``auto`` of the seventh session (the early band :data:`SEVENTH_EARLY`, no
   vertex in the noise regime);
@@ -65,7 +69,8 @@ Usage::
     python benchmarks/stopping_rules.py record --out /tmp/stop.jsonl [--presets small]
         [--seeds 1 2 3 4 5] [--doses 1 0.1] [--capillary on off] [--weights quadrature equal]
         [--no-holdout]
-    python benchmarks/stopping_rules.py table /tmp/stop.jsonl     # each rule against the oracle
+    python benchmarks/stopping_rules.py table /tmp/stop.jsonl [--per-seed]
+                                          # each rule against the oracle (a row per seed)
     python benchmarks/stopping_rules.py weights /tmp/stop.jsonl   # quadrature against equal
     python benchmarks/stopping_rules.py variants /tmp/stop.jsonl  # auto, far and variants
     python benchmarks/stopping_rules.py signature /tmp/stop.jsonl # what the early rule reads
@@ -443,6 +448,14 @@ def choices(r: dict) -> dict[str, int | None]:
     misfit = r.get("holdout_misfit")
     out["holdout"] = int(np.argmin(misfit)) + 1 if misfit else None
     out["auto"] = auto_count(r["far"], r["between"], r["weights"])
+    out["tenth"] = cross_validated_count(
+        r["far"],
+        r["between"],
+        late_factor(r["weights"]),
+        early=early_signature(r["weights"]),
+        dip_stall=None,
+        latest=None,
+    )
     out["seventh"] = cross_validated_count(
         r["far"],
         r["between"],
@@ -457,6 +470,7 @@ def choices(r: dict) -> dict[str, int | None]:
         late_factor(r["weights"]),
         early=early_signature(r["weights"]),
         dips=False,
+        latest=None,
     )
     out["bounded"] = cross_validated_count(
         r["far"], r["between"], late_factor(r["weights"]), early=None
@@ -478,11 +492,14 @@ def choices(r: dict) -> dict[str, int | None]:
     return out
 
 
-def table(path: str) -> str:
+def table(path: str, per_seed: bool = False) -> str:
+    """Each rule's count and loss against the oracle, min–max and mean (max) over the seeds of
+    a configuration, or one row per seed (``per_seed``)."""
     records = [json.loads(line) for line in open(path)]
     rules = [
         "fixed",
         "auto",
+        "tenth",
         "eighth",
         "seventh",
         "bounded",
@@ -498,7 +515,7 @@ def table(path: str) -> str:
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         key = (r["preset"], r["dose"], r["capillary"], r["weights"])
-        groups.setdefault(key, []).append(r)
+        groups.setdefault(key + ((r["seed"],) if per_seed else ()), []).append(r)
     lines = [
         "| preset | dose | capillary | weights | seeds | oracle: count, ROI PSNR | "
         + " | ".join(f"{k}: count, loss" for k in rules)
@@ -584,6 +601,27 @@ VARIANTS = {
             )
         )
         for c in (0.0, 0.0625, 0.1, 0.15, 0.25)
+    },
+    # auto with other levels than DIP_STALL (1/4 of the noise's growth over two counts), and
+    # without the bound on the noise regime's vertex (LATEST_CORRECTION)
+    "no latest": lambda r: cross_validated_count(
+        r["far"],
+        r["between"],
+        late_factor(r["weights"]),
+        early=early_signature(r["weights"]),
+        latest=None,
+    ),
+    **{
+        f"stall {t:g}": (
+            lambda r, t=t: cross_validated_count(
+                r["far"],
+                r["between"],
+                late_factor(r["weights"]),
+                early=early_signature(r["weights"]),
+                dip_stall=t,
+            )
+        )
+        for t in (0.05, 0.15, 0.35, 0.5)
     },
     # auto with other bounds than BETWEEN_GROWTH (1.4), and none (``unbounded``)
     **{
@@ -734,8 +772,10 @@ def signature_table(path: str) -> str:
     and what the dip test reads (:func:`sxtdist.solvers.past_a_dip`): ``far``'s rise from
     ``k_f`` to the next count over the growth of ``between / 2`` there (above
     :data:`sxtdist.solvers.DIP_RISE`: a dip, where the ratio is at most the band's first
-    value), on how many records ``far`` falls again
-    past ``k_f`` (a dip too), and ``far``'s minimum past a dip
+    value), ``far``'s rise over the two counts after that over ``between / 2``'s growth there
+    (below :data:`sxtdist.solvers.DIP_STALL`: ``far`` levels off, as past a dip), on how many
+    records
+    ``far`` falls again past ``k_f`` (a dip too), and ``far``'s minimum past a dip
     (:func:`sxtdist.solvers.far_minimum`)."""
     records = [json.loads(line) for line in open(path)]
     groups: dict[tuple, list[tuple]] = {}
@@ -746,6 +786,8 @@ def signature_table(path: str) -> str:
         e = between_exponent(b, k)
         rise = f[k + 1] - f[k] if k + 1 < f.size else np.nan
         grew = 0.5 * (b[k + 1] - b[k]) if k + 1 < f.size else np.nan
+        m = min(k + 3, f.size - 1)
+        then = (f[m] - f[k + 1]) / (0.5 * (b[m] - b[k + 1])) if m > k + 1 else np.nan
         row = (
             k + 1,
             far_vertex(r["far"]),
@@ -753,6 +795,7 @@ def signature_table(path: str) -> str:
             b[k] / b[-1],
             np.nan if e is None else e,
             rise / grew if grew > 0 else np.inf,
+            then,
             far_minimum(f, b)[0] + 1,
             bool(np.any(np.diff(f[k:]) < 0)),
         )
@@ -760,17 +803,19 @@ def signature_table(path: str) -> str:
     lines = [
         "| preset | dose | capillary | weights | seeds | k_f | far's vertex | oracle | "
         "between[k_f] / between[60] | exponent over [k_f/2, k_f] | "
-        "far's rise / between's growth / 2 | far falls again past k_f | k_f past a dip |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "far's rise / between's growth / 2 | then, over 2 counts | "
+        "far falls again past k_f | k_f past a dip |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, rows in sorted(groups.items()):
-        kf, vx, orc, g, e, rg, kd, fa = (np.asarray(c, np.float64) for c in zip(*rows))
+        kf, vx, orc, g, e, rg, st, kd, fa = (np.asarray(c, np.float64) for c in zip(*rows))
         lines.append(
             f"| {key[0]} | {key[1]:g} | {'on' if key[2] else 'off'} | {key[3]} | {len(rows)} | "
             f"{kf.min():.0f}–{kf.max():.0f} | {vx.min():.2f}–{vx.max():.2f} | "
             f"{orc.min():.0f}–{orc.max():.0f} | "
             f"{g.min():.3f}–{g.max():.3f} | {e.min():.2f}–{e.max():.2f} | "
-            f"{rg.min():.2f}–{rg.max():.2f} | {fa.sum():.0f} of {fa.size} | "
+            f"{rg.min():.2f}–{rg.max():.2f} | {np.nanmin(st):.3f}–{np.nanmax(st):.3f} | "
+            f"{fa.sum():.0f} of {fa.size} | "
             f"{kd.min():.0f}–{kd.max():.0f} |"
         )
     return "\n".join(lines)
@@ -849,6 +894,7 @@ def main(argv=None) -> int:
     )
     tab = sub.add_parser("table")
     tab.add_argument("records")
+    tab.add_argument("--per-seed", action="store_true", help="one row per record")
     wts = sub.add_parser("weights")
     wts.add_argument("records")
     var = sub.add_parser("variants")
@@ -863,7 +909,7 @@ def main(argv=None) -> int:
     )
     args = ap.parse_args(argv)
     if args.command == "table":
-        print(table(args.records))
+        print(table(args.records, args.per_seed))
         return 0
     if args.command == "weights":
         print(weights_table(args.records))

@@ -72,8 +72,11 @@ from .resources import require_disk, require_memory
 from .solvers import (
     BETWEEN_GROWTH,
     DIP_CORRECTION,
+    DIP_RISE,
+    DIP_STALL,
     EARLY_SIGNATURE,
     LATE_FACTOR,
+    LATEST_CORRECTION,
     cross_validated_count,
     far_minimum,
     far_vertex,
@@ -536,7 +539,8 @@ def _auto_iterations(
     show :data:`~sxtdist.solvers.EARLY_SIGNATURE`, and in the noise regime above it the
     first count at or after ``far``'s vertex, :func:`~sxtdist.solvers.far_vertex`; where
     the noise grows fast and ``far``'s minimum is a dip of the bias, the minimum after it of
-    ``far - between / 8``, :func:`~sxtdist.solvers.past_a_dip`; :func:`auto_count`), used for every
+    ``far - between / 8``, :func:`~sxtdist.solvers.past_a_dip`; in the noise regime never past
+    the minimum of ``far - between / 4``; :func:`auto_count`), used for every
     block (one count for the volume: blocks with counts of their own would show seams). ``benchmarks/stopping_rules.py`` measures it against the oracle
     (docs/reconstruction.md).
     """
@@ -589,6 +593,12 @@ def _auto_iterations(
         # that of far - dip_correction * between there)
         "error_lowest_past_a_dip": far_minimum(error, between, early)[0] + 1,
         "dip_correction": DIP_CORRECTION if early else None,
+        # the dip test: a rise past far's minimum of more than dip_rise of between/2's growth,
+        # then less than dip_stall of its growth over two counts (or a fall anywhere after)
+        "dip_rise": DIP_RISE if early else None,
+        "dip_stall": DIP_STALL if early else None,
+        # the noise regime's count is never past the minimum of far - latest_correction * between
+        "latest_correction": LATEST_CORRECTION if early else None,
         "late_factor": late_factor(weights),
         "between_growth": BETWEEN_GROWTH,
         "early_signature": early,

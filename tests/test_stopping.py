@@ -264,14 +264,58 @@ def test_a_dip_of_the_bias_is_passed_over():
     k = np.arange(1, AUTO_CAP + 1, dtype=np.float64)
     smooth = (k - 4.3) ** 2 + 100.0  # rises by 1.4 to 5, the noise k**2 by 12.5, never falls
     assert past_a_dip(smooth, k**2) == 0
-    assert past_a_dip(smooth, 0.5 * k**0.5) == 4  # a rise past a slow noise: read as a dip
-    # but the gate keeps it off (the noise grows 3.9 times past 4): the late factor's 5
+    # a rise past a slow noise: no dip, as far's rise does not stall (each rise larger than
+    # the one before, DIP_STALL); the tenth session's test (a rise alone) read it as a dip
+    assert past_a_dip(smooth, 0.5 * k**0.5) == 0
+    assert past_a_dip(smooth, 0.5 * k**0.5, stall=None) == 4
+    # and the gate keeps it off (the noise grows 3.9 times past 4): the late factor's 5
     slow = 0.5 * k**0.5
     assert (
         cross_validated_count(smooth, slow) == cross_validated_count(smooth, slow, dips=False) == 5
     )
     with pytest.raises(ValueError, match="equal"):
         past_a_dip(smooth, k[:-1])
+
+
+def _capillary_curves() -> tuple[np.ndarray, np.ndarray]:
+    """``far`` and ``between`` of the whole ``cell``'s pilot at a tenth of the dose with the
+    capillary, dev seed 1 (docs/dev/stopping-rule.md, session 11): the first 12 counts as
+    recorded, then growing on as there."""
+    head_far = [928.0, 811.1, 778.6, 807.3, 829.8, 848.4, 859.9, 866.3, 868.0, 869.5, 872.0, 875.8]
+    head_between = [3.3, 8.0, 38.6, 94.3, 169.6, 231.4, 262.1, 277.2, 284.2, 289.2, 294.8, 304.4]
+    n = AUTO_CAP - len(head_far)
+    far = np.array(head_far + [875.8 + 9.5 * (i + 1) for i in range(n)])
+    between = np.array(head_between + [304.4 + 19.0 * (i + 1) for i in range(n)])
+    return far, between
+
+
+def test_a_minimum_that_rises_with_the_noise_is_no_dip():
+    """The whole ``cell`` at a tenth of the dose with the capillary (dev seed 1,
+    :func:`_capillary_curves`; the oracle's count is 3, ``far``'s minimum, 4 loses 0.79 dB):
+    ``far`` rises past 3 by 1.03 of what ``between / 2`` grew, as past a dip, but then goes on
+    rising with the noise (by 41.1 over the next two counts, 0.60 of the noise's growth there;
+    past the whole cell's dips without the capillary at most 0.02): a minimum of
+    semi-convergence, no dip (``DIP_STALL``). The noise regime's vertex lies at 3.03, so its
+    first count after would be 4; ``far - between / 4`` (no earlier than the full data's best,
+    ``LATEST_CORRECTION``) is smallest at 3: 3. The tenth session's test (a rise alone) read a
+    dip and stopped at 4; without the bound the vertex gives 4."""
+    from sxtdist import runner
+    from sxtdist.solvers import far_vertex, past_a_dip
+
+    far, between = _capillary_curves()
+    assert int(np.argmin(far)) == 2 and far_vertex(far) == pytest.approx(3.03, abs=0.01)
+    assert past_a_dip(far, between) == 0
+    assert past_a_dip(far, between, stall=None) == 3
+    assert cross_validated_count(far, between) == 3
+    assert runner.auto_count(far, between, "quadrature") == 3
+    assert cross_validated_count(far, between, dip_stall=None) == 4  # the tenth session's
+    assert cross_validated_count(far, between, latest=None) == 4  # the vertex unbounded
+    # far levelling off after the same rise (as past the dips: the bias falls on): a dip,
+    # and the count is sought after it
+    level = far.copy()
+    level[4:6] = [807.0, 808.0]
+    assert past_a_dip(level, between) == 3
+    assert cross_validated_count(level, between) > 3
 
 
 def test_auto_count_reads_the_weights():
@@ -317,6 +361,9 @@ def test_auto_counts_from_the_pilot_blocks_summed_curves(tiny_acq, monkeypatch):
         assert rule["early_signature"] == ((0.15, 0.7, 1.2) if expect == 28 else None)
         assert rule["error_lowest_past_a_dip"] == 20  # no dip: the noise grows slowly
         assert rule["dip_correction"] == (0.125 if expect == 28 else None)
+        assert (rule["dip_rise"], rule["dip_stall"], rule["latest_correction"]) == (
+            (0.7, 0.25, 0.25) if expect == 28 else (None,) * 3
+        )
     np.testing.assert_allclose(rule["between"], between)
     np.testing.assert_allclose(rule["estimated_error"], far)
     # the whole cell's dip (test_a_dip_of_the_bias_is_passed_over): 2, far's minimum past it
