@@ -73,6 +73,7 @@ from .outputs import (
     OLD_SUFFIX,
     check_output,
     is_zarr_node,
+    node_strangers,
     recover_swap,
     register_members,
     remove,
@@ -830,6 +831,7 @@ def add_scan(
             raise OutputExistsError(
                 os.path.join(path, name), f"scan already exists ({use_overwrite()})"
             )
+        _check_replaceable(path, name)
         root = acq.group
         tmp_name = f"{PARTIAL_SCAN}{name}"
         tmp_dir = os.path.join(path, tmp_name)
@@ -846,6 +848,7 @@ def add_scan(
                 root.attrs[KEY] = {**acq.meta, **mark}
                 marked = True
             # swapped in whole: until then the old scan (if any) is as it was
+            _check_replaceable(path, name)  # again: the import took a while
             old = swap_in(tmp_dir, os.path.join(path, name))
             swapped = True
         except BaseException:
@@ -857,6 +860,19 @@ def add_scan(
         if old is not None:  # after the new metadata: readers wait out the renames only
             remove(old)
     return open_acquisition(path)
+
+
+def _check_replaceable(path: str, name: str) -> None:
+    """Refuse to replace the scan ``name`` of the acquisition ``path`` (it is removed once
+    the new one is in) where a user put files of their own in it (:func:`node_strangers`)."""
+    foreign = node_strangers(os.path.join(path, name))
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise OutputExistsError(
+            os.path.join(path, name),
+            f"is a scan holding files sxtdist did not write ({', '.join(foreign[:3])}{more}): "
+            "it is left alone; move them, or import into another acquisition",
+        )
 
 
 def _written_inside(path: str, name: str, meta: dict[str, Any]) -> bool:

@@ -247,7 +247,7 @@ def strangers(path: str) -> list[str]:
     """What a folder that sxtdist wrote holds that sxtdist did not put there (a user's
     notes, another output written inside it): such a folder is not replaced, whatever it
     was. Paths relative to it, found also inside its scans and levels (``roi/notes.txt``:
-    :func:`_inside_node`). ``[]`` for any other path.
+    :func:`node_strangers`). ``[]`` for any other path.
 
     Judged by form as well as name, as a replacement deletes what is not a stranger: what
     sxtdist writes is a plain file (Zarr's metadata, a report's files) or a real folder
@@ -278,7 +278,7 @@ def strangers(path: str) -> list[str]:
         ours |= {n for n in folders if is_ours and is_ours(path, n, meta)}
     foreign = set(names) - ours - _litter(path, names, ours)
     for n in sorted(ours):  # inside the scans and levels (a user's notes put in ``roi/``)
-        foreign |= {f"{n}/{x}" for x in _inside_node(os.path.join(path, n))}
+        foreign |= {f"{n}/{x}" for x in node_strangers(os.path.join(path, n))}
     return sorted(foreign)
 
 
@@ -308,10 +308,14 @@ def is_zarr_node(path: str | os.PathLike[str]) -> bool:
 CHUNK_KEY = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
-def _inside_node(folder: str) -> list[str]:
-    """What the Zarr node ``folder`` of an output holds that Zarr did not write, as paths
-    relative to it, down through its child nodes (a scan's levels): not its chunks, which
-    are not listed (``c/``, or the chunk keys of v2). ``[]`` where it is no Zarr node."""
+def node_strangers(folder: str | os.PathLike[str]) -> list[str]:
+    """What the Zarr node ``folder`` of an output (a scan, a level) holds that Zarr did not
+    write, as paths relative to it, down through its child nodes (a scan's levels).
+
+    Not its chunks, which are not listed (``c/``, or the chunk keys of v2). ``[]`` where it
+    is no Zarr node (:func:`is_zarr_node`).
+    """
+    folder = os.fspath(folder)
     if not is_zarr_node(folder):
         return []
     try:
@@ -330,7 +334,7 @@ def _inside_node(folder: str) -> list[str]:
             ours.add(n)
     found = sorted(set(names) - ours - _litter(folder, names, ours))
     for n in sorted(ours):
-        found += [f"{n}/{x}" for x in _inside_node(os.path.join(folder, n))]
+        found += [f"{n}/{x}" for x in node_strangers(os.path.join(folder, n))]
     return found
 
 

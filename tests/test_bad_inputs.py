@@ -477,6 +477,7 @@ CASES = [
     Case("import: a TIFF folder whose names differ only in extension clash", lambda ws: ["import", _tiff_folder(ws, ["p_1.tif", "p_2.TIF", "p_2.tiff", "p_3.TIFF"]), ws / "a.zarr", *IMPORT], 2, r"frames: p_2\.TIF and p_2\.tiff number the same view: keep one of them"),
     Case("import: TIFF cut in half", lambda ws: ["import", truncate(ws.tif("t.tif", FRAMES)), ws / "a.zarr", *IMPORT], 2, r"t\.tif: truncated: frame 5 of 10"),
     Case("import: ImageJ TIFF cut in half", lambda ws: ["import", truncate(ws.tif("t.tif", FRAMES, imagej=True)), ws / "a.zarr", *IMPORT], 2, r"truncated or damaged TIFF"),
+    Case("import: over a scan where a user put notes, --overwrite", lambda ws: ["import", ws.tif("t.tif", FRAMES), _with_mine(_existing_acq_with_good_roi(ws), "roi/notes.txt"), *IMPORT, "--overwrite"], 2, r"good\.zarr/roi: is a scan holding files sxtdist did not write \(notes\.txt\): it is left alone; move them, or import into another acquisition"),
     Case("import: truncated TIFF over a good scan, --overwrite", lambda ws: ["import", truncate(ws.tif("t.tif", FRAMES)), _existing_acq_with_good_roi(ws), *IMPORT, "--overwrite"], 2, r"truncated: frame 5"),
     Case("import: MRC cut in half", lambda ws: ["import", truncate(_mrc(ws, "t.mrc", FRAMES)), ws / "a.zarr", *IMPORT[:-2]], 2, r"truncated: frame 4 of 10"),
     Case("import: HDF5 cut in half", lambda ws: ["import", _hdf5(ws, "t.nx", truncated=True), ws / "a.zarr", *IMPORT], 2, r"t\.nx: truncated"),
@@ -1655,3 +1656,35 @@ def test_a_users_file_put_where_a_report_is_written_is_kept(
     ), line
     assert mine.read_text() == "my,table\n"
     assert sorted(os.listdir(tmp_path)) == ["vol.zarr", "vol.zarr.report.csv"]
+
+
+def test_notes_put_in_a_scan_while_it_is_replaced_are_kept(templates, tmp_path, monkeypatch):
+    """``import --overwrite`` swaps the new scan in and removes the old one: notes a user
+    put in the old scan's folder while the new one was written went with it. Checked again
+    before the swap: refused (exit 2, naming the scan and the notes), the old scan and the
+    notes whole, nothing left beside."""
+    import sxtdist.dataset
+    from sxtdist.errors import OutputExistsError
+
+    ws = Workspace(tmp_path, templates)
+    acq = _existing_acq_with_good_roi(ws)
+    before = tree(acq)
+    write_scan = sxtdist.dataset._write_scan
+
+    def meanwhile(*args, **kwargs):
+        (acq / "roi" / "notes.txt").write_text("mine\n")  # the user, during the import
+        return write_scan(*args, **kwargs)
+
+    monkeypatch.setattr(sxtdist.dataset, "_write_scan", meanwhile)
+    with pytest.raises(OutputExistsError) as info:
+        sxtdist.io.importer.import_scan(
+            ws.tif("t.tif", FRAMES), acq, "roi", angle_range=(0, 90), pixel_size_nm=20,
+            overwrite=True,
+        )  # fmt: skip
+    assert info.value.exit_code == 2
+    assert str(info.value).startswith(
+        f"{acq / 'roi'}: is a scan holding files sxtdist did not write (notes.txt)"
+    ), info.value
+    assert (acq / "roi" / "notes.txt").read_text() == "mine\n"
+    os.remove(acq / "roi" / "notes.txt")
+    assert tree(acq) == before
