@@ -5,13 +5,15 @@ in one line naming the file."""
 from __future__ import annotations
 
 import os
+import struct
 
 import h5py
+import mrcfile
 import numpy as np
 import pytest
 import tifffile
 
-from sxtdist.io.importer import import_scan
+from sxtdist.io.importer import import_scan, open_source
 
 RNG = np.random.default_rng(11)
 
@@ -72,3 +74,46 @@ def test_a_folder_holding_multi_page_tiffs_is_refused_not_read_one_frame_each(tm
         tmp_path / "flat.tif",
     ]
     _expect_refused(run_cli, args, tmp_path / "a.zarr", ["scan_1.tif", "holds 3 frames"])
+
+
+def _mode0(path, values, *, imod_flags=None, stats=None):
+    """A mode 0 MRC stack of ``values`` (0..255) as bytes; ``imod_flags``: IMOD's stamp and
+    these flags in header bytes 152-159; ``stats``: the header's (dmin, dmax)."""
+    with mrcfile.new(path) as m:
+        m.set_data(np.asarray(values, np.uint8).view(np.int8))
+        m.voxel_size = 200.0
+        if stats is not None:
+            m.header.dmin, m.header.dmax = stats
+    if imod_flags is not None:
+        with open(path, "r+b") as f:
+            f.seek(152)
+            f.write(struct.pack("<ii", 1146047817, imod_flags))
+
+
+def test_imod_byte_stacks_are_read_unsigned_as_imod_writes_them(tmp_path):
+    raw = RNG.integers(100, 250, (3, 5, 6)).astype(np.uint8)
+    _mode0(tmp_path / "flat.mrc", np.full((1, 5, 6), 250), imod_flags=0)
+    expected = -np.log(raw / 250.0)
+    for name, kw in {"imod.st": {"imod_flags": 0}, "old.st": {"stats": (100.0, 249.0)}}.items():
+        _mode0(tmp_path / name, raw, **kw)
+        acq = import_scan(
+            tmp_path / name, tmp_path / f"{name}.zarr", "roi", angle_range=(-60, 60),
+            flat=tmp_path / "flat.mrc",
+        )  # fmt: skip
+        np.testing.assert_allclose(acq["roi"].data.compute(), expected, rtol=1e-5, err_msg=name)
+        assert acq["roi"].pixel_size_nm == pytest.approx(20.0)
+    # IMOD's flag "signed bytes", and a file without the stamp whose range is signed: MRC2014
+    signed = RNG.integers(-100, 100, (3, 5, 6)).astype(np.int8)
+    for name, kw in {"signed.st": {"imod_flags": 1}, "plain.st": {"stats": (-100.0, 99.0)}}.items():
+        _mode0(tmp_path / name, signed.view(np.uint8), **kw)
+        with open_source(tmp_path / name) as src:
+            assert src.dtype == np.int8, name
+            np.testing.assert_array_equal(src.read(0, 3), signed)
+
+
+def test_an_mrc_header_with_no_sampling_has_no_pixel_size(tmp_path, run_cli):
+    with mrcfile.new(tmp_path / "s.mrc") as m:  # mx = 0: mrcfile's voxel size is infinite
+        m.set_data(RNG.uniform(0.2, 0.9, (3, 5, 6)).astype(np.float32))
+        m.header.mx, m.header.cella = 0, (1200.0, 1000.0, 3.0)
+    args = [tmp_path / "s.mrc", "--angle-range", "-60:60"]
+    _expect_refused(run_cli, args, tmp_path / "a.zarr", ["s.mrc", "has no pixel size"])
