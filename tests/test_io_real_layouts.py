@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
 
 import h5py
 import mrcfile
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 
+import sxtdist
 from sxtdist.io.importer import import_scan, open_source
 
 RNG = np.random.default_rng(11)
@@ -117,3 +119,37 @@ def test_an_mrc_header_with_no_sampling_has_no_pixel_size(tmp_path, run_cli):
         m.header.mx, m.header.cella = 0, (1200.0, 1000.0, 3.0)
     args = [tmp_path / "s.mrc", "--angle-range", "-60:60"]
     _expect_refused(run_cli, args, tmp_path / "a.zarr", ["s.mrc", "has no pixel size"])
+
+
+def test_three_or_four_frames_written_by_tifffile_are_frames_not_colour(tmp_path, run_cli):
+    raw = RNG.integers(100, 3000, (5, 4, 6)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "proj.tif", raw, photometric="minisblack")
+    with warnings.catch_warnings():  # tifffile's notice that such a stack becomes RGB planes
+        warnings.simplefilter("ignore", DeprecationWarning)
+        # three flats and four darks as a script saves them: one planar RGB(A) page each
+        flats = np.stack([np.full((4, 6), v, np.uint16) for v in (3000, 3100, 2900)])
+        tifffile.imwrite(tmp_path / "flats.tif", flats)
+        darks = np.stack([np.full((4, 6), v, np.float32) for v in (8, 10, 12, 10)])
+        tifffile.imwrite(tmp_path / "darks.tif", darks)
+    flat, dark = 3000.0, 10.0
+    code, _, err = run_cli(
+        "import", tmp_path / "proj.tif", tmp_path / "a.zarr", "--scan", "roi", "--angle-range",
+        "-60:60", "--pixel-size-nm", "20", "--flat", tmp_path / "flats.tif", "--dark",
+        tmp_path / "darks.tif",
+    )  # fmt: skip
+    assert code == 0, err
+    scan = sxtdist.open_acquisition(tmp_path / "a.zarr")["roi"]
+    expected = -np.log(np.clip((raw - dark) / (flat - dark), 1e-6, None))
+    np.testing.assert_allclose(scan.data.compute(), expected, rtol=1e-5)
+    # a colour picture (samples contiguous, as a screenshot) is still no projection
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((4, 6, 3), np.uint8))
+    args = [
+        tmp_path / "proj.tif",
+        "--angle-range",
+        "-60:60",
+        "--pixel-size-nm",
+        "20",
+        "--flat",
+        tmp_path / "rgb.tif",
+    ]
+    _expect_refused(run_cli, args, tmp_path / "b.zarr", ["rgb.tif", "colour"])
