@@ -8,12 +8,19 @@ ourselves) before ``.tlt`` (refined by tiltalign).
 
 The pixel size is the header's voxel size (Å). IMOD writes a cell equal to the
 image size (1 Å per pixel) when the pixel size is unknown, so 1 Å and 0 are
-read as "not set".
+read as "not set" (as is a sampling ``mx`` of 0, which makes it infinite).
+
+Mode 0 bytes are signed in MRC2014 (as mrcfile reads them) but unsigned in IMOD,
+which writes them so unless its flags (header bytes 152-159: the stamp
+1146047817, then bit 1 "bytes are signed") say otherwise. A stack with IMOD's
+stamp follows its flag; one without follows its header range (``dmin >= 0`` and
+``dmax > 127`` can only be unsigned), else MRC2014.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 
 import mrcfile
 import numpy as np
@@ -25,6 +32,20 @@ from .source import FrameSource, check_dtype, check_shape, read_angles_file
 SUFFIXES = (".mrc", ".mrcs", ".st", ".ali", ".preali", ".map", ".rec")
 ANGLE_SUFFIXES = (".rawtlt", ".tlt")
 HEADER_BYTES = 1024
+#: IMOD's stamp: the next header word holds its bit flags.
+IMOD_STAMP = 1146047817
+#: IMOD's flag "mode 0 bytes are stored as signed".
+IMOD_SIGNED_BYTES = 1
+
+
+def unsigned_bytes(path: str, header: np.recarray) -> bool:
+    """Whether a mode 0 stack holds unsigned bytes (IMOD's way) rather than signed (MRC2014)."""
+    with open(path, "rb") as f:
+        raw = f.read(160)
+    stamp, flags = np.frombuffer(raw[152:160], dtype=header.dtype["mode"])
+    if int(stamp) == IMOD_STAMP:
+        return not int(flags) & IMOD_SIGNED_BYTES
+    return float(header.dmin) >= 0 and float(header.dmax) > 127
 
 
 def open_mrc(path: str | os.PathLike[str]) -> FrameSource:
@@ -33,17 +54,24 @@ def open_mrc(path: str | os.PathLike[str]) -> FrameSource:
     if not os.path.isfile(path):
         raise InputError(path, "no such file")
     try:
-        with mrcfile.open(path, mode="r", header_only=True, permissive=False) as m:
-            header = m.header.copy()
-            voxel = float(m.voxel_size.x)
+        with warnings.catch_warnings():
+            # mrcfile's own use of numpy (NumPy 2.5 deprecates setting an array's dtype):
+            # nothing a user can act on, shown on every import
+            warnings.filterwarnings("ignore", "Setting the dtype", DeprecationWarning)
+            with mrcfile.open(path, mode="r", header_only=True, permissive=False) as m:
+                header = m.header.copy()
     except Exception as exc:  # mrcfile raises ValueError for bad maps, mode, size
         raise InputError(path, f"not a readable MRC file ({one_line(exc)})") from exc
+    mx = int(header.mx)
+    voxel = float(header.cella.x) / mx if mx > 0 else 0.0  # Å; mx = 0: no sampling given
     try:
         dtype = data_dtype_from_header(header)
     except ValueError as exc:
         raise InputError(
             path, f"MRC mode {int(header.mode)} is not a supported pixel type ({one_line(exc)})"
         ) from exc
+    if int(header.mode) == 0 and unsigned_bytes(path, header):
+        dtype = np.dtype(np.uint8)  # one byte: no byte order to keep
     dtype = check_dtype(path, dtype, f"MRC mode {int(header.mode)} data")
     nx, ny, nz = int(header.nx), int(header.ny), int(header.nz)
     shape = check_shape(path, (nz, ny, nx))
@@ -81,7 +109,11 @@ def open_mrc(path: str | os.PathLike[str]) -> FrameSource:
         dtype=dtype,
         reader=reader,
         angles_deg=angles,
-        pixel_size_nm=voxel / 10.0 if voxel > 1.0 else None,
-        extra={"mrc_mode": int(header.mode), "angles_file": angles_file},
+        pixel_size_nm=voxel / 10.0 if np.isfinite(voxel) and voxel > 1.0 else None,
+        extra={
+            "mrc_mode": int(header.mode),
+            "angles_file": angles_file,
+            "unsigned_bytes": bool(dtype == np.uint8),
+        },
         closer=fh.close,
     )

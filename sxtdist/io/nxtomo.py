@@ -13,8 +13,9 @@ import options ``--data-path``, ``--angles-path``, ``--image-key-path``):
 - the angles: ``ENTRY/sample/rotation_angle``, else ``rotation_angle`` beside the
   frames, in degrees or radians by their ``units`` attribute (degrees if absent);
   one per frame, or one per projection;
-- ``instrument/detector/x_pixel_size`` (``units``; metres, NeXus' default, if
-  absent), the energy from ``beam/incident_energy``,
+- ``sample/x_pixel_size`` (the pixel in the object plane, as newer NXtomo writers
+  keep it), else ``instrument/detector/x_pixel_size`` (``units``; metres, NeXus'
+  default, if absent), the energy from ``beam/incident_energy``,
   ``instrument/monochromator/energy`` or ``instrument/source/energy`` (``units``
   eV or keV; keV, tomoscan's convention, if absent) and the exposure from
   ``instrument/detector/count_time`` (seconds).
@@ -194,7 +195,7 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
         dtype=data.dtype,
         reader=lambda i0, i1: read_indices(chosen[i0:i1]),
         angles_deg=angles,
-        pixel_size_nm=_pixel_size_nm(det) if isinstance(det, h5py.Group) else None,
+        pixel_size_nm=_pixel_size_nm(entry, det),
         energy_ev=_energy_ev(entry) if entry is not None else None,
         exposure_s=_exposure_s(det, chosen) if isinstance(det, h5py.Group) else None,
         flat=flat,
@@ -403,13 +404,24 @@ def _scalar(ds: h5py.Dataset) -> float | None:
     return float(v[0]) if v.size and np.isfinite(v[0]) and v[0] > 0 else None
 
 
-def _pixel_size_nm(det: h5py.Group) -> float | None:
-    ds = det.get("x_pixel_size")
-    if not isinstance(ds, h5py.Dataset):
-        return None
-    v = _scalar(ds)
-    factor = UNIT_NM.get((_units(ds) or "m").strip().lower())
-    return None if v is None or factor is None else v * factor
+def _pixel_size_nm(entry: h5py.Group | None, det: object) -> float | None:
+    """The pixel size in the object plane: ``sample/x_pixel_size`` where the file has it,
+    else the detector's ``x_pixel_size``.
+
+    Newer NXtomo writers (ESRF's ``nxtomo``) keep the detector's own pixel (microns)
+    in the detector group and the pixel in the sample plane under ``sample``: behind a
+    zone plate the two differ by the magnification, a thousandfold.
+    """
+    groups = [entry.get("sample") if entry is not None else None, det]
+    for g in groups:
+        ds = g.get("x_pixel_size") if isinstance(g, h5py.Group) else None
+        if not isinstance(ds, h5py.Dataset):
+            continue
+        v = _scalar(ds)
+        factor = UNIT_NM.get((_units(ds) or "m").strip().lower())
+        if v is not None and factor is not None:
+            return v * factor
+    return None
 
 
 def _energy_ev(entry: h5py.Group) -> float | None:

@@ -235,12 +235,21 @@ def _open_folder(path: str, angles_from_names: str | None) -> FrameSource:
             with tifffile.TiffFile(f) as tif:
                 page = tif.pages[0]
                 shp, dt = tuple(page.shape), page.dtype
+                # only the first frame of each file is read: a stack here would lose the rest
+                frames = tif.series[0].shape if tif.series else shp
                 if shape0 is None:
                     pixel = pixel_size_nm(tif)
         except Exception as exc:
             raise InputError(f, f"not a readable TIFF file ({one_line(exc)})") from exc
         if len(shp) != 2 or page.samplesperpixel != 1:
             raise InputError(f, f"is not a single grayscale frame (shape {shp})")
+        if len(frames) > 2:
+            raise InputError(
+                f,
+                f"holds {int(np.prod(frames[:-2]))} frames (shape {tuple(frames)}), but a folder "
+                "is read as one frame per file: import the stack file itself, or keep only "
+                "single-frame files in the folder",
+            )
         if shape0 is None:
             shape0, dtype = shp, check_dtype(f, dt)
         elif shp != shape0:

@@ -1,0 +1,119 @@
+"""Valid files laid out as real instruments and programs write them, not as our own writers do:
+each imports with the angles, order, pixel size and values that were written, or is refused
+in one line naming the file."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import h5py
+import mrcfile
+import numpy as np
+import pytest
+import tifffile
+
+from sxtdist.io.importer import import_scan, open_source
+
+RNG = np.random.default_rng(11)
+
+
+def _nxtomo_with_both_pixel_sizes(path, raw, angles_deg):
+    """An NXtomo as ESRF's ``nxtomo`` writes it: the detector's own 6.5 µm pixel in the
+    detector group, the 15 nm object-plane pixel under ``sample``."""
+    with h5py.File(path, "w") as f:
+        e = f.create_group("entry0000")
+        e["definition"] = "NXtomo"
+        det = e.create_group("instrument/detector")
+        det["data"] = np.concatenate([np.full((1, *raw.shape[1:]), 1000, np.uint16), raw])
+        det["image_key"] = np.r_[1, np.zeros(len(raw), int)].astype(np.uint8)
+        det["x_pixel_size"] = 6.5e-6
+        det["x_pixel_size"].attrs["units"] = "m"
+        e["sample/x_pixel_size"] = 15e-9
+        e["sample/x_pixel_size"].attrs["units"] = "m"
+        e["sample/rotation_angle"] = np.r_[0.0, angles_deg]
+        e["sample/rotation_angle"].attrs["units"] = "degree"
+
+
+def test_nxtomo_object_plane_pixel_size_is_the_samples_not_the_detectors(tmp_path):
+    raw = RNG.integers(200, 900, (4, 5, 6)).astype(np.uint16)
+    angles = np.array([-60.0, -20.0, 20.0, 60.0])
+    _nxtomo_with_both_pixel_sizes(tmp_path / "scan.nx", raw, angles)
+    scan = import_scan(tmp_path / "scan.nx", tmp_path / "a.zarr", "roi")["roi"]
+    assert scan.pixel_size_nm == pytest.approx(15.0)  # not 6500 nm, the camera's pixel
+    np.testing.assert_allclose(scan.geometry.angles_deg, angles)
+    np.testing.assert_allclose(scan.data.compute(), -np.log(raw / 1000.0), rtol=1e-5)
+
+
+def _expect_refused(run_cli, args, acq, words):
+    code, _, err = run_cli("import", *args, acq, "--scan", "roi")
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sxtdist: error: "), err
+    assert "Traceback" not in err
+    for w in words:
+        assert w in err, err
+    assert not os.path.exists(acq)
+
+
+def test_a_folder_holding_multi_page_tiffs_is_refused_not_read_one_frame_each(tmp_path, run_cli):
+    raw = RNG.integers(100, 4095, (6, 5, 7)).astype(np.uint16)  # 12-bit counts
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    # a long scan saved in two parts (as ImageJ or a camera splits files): 3 frames each
+    tifffile.imwrite(folder / "scan_1.tif", raw[:3], photometric="minisblack")
+    tifffile.imwrite(folder / "scan_2.tif", raw[3:], photometric="minisblack")
+    tifffile.imwrite(tmp_path / "flat.tif", np.full((5, 7), 4095, np.uint16))
+    args = [
+        folder,
+        "--angle-range",
+        "-60:60",
+        "--pixel-size-nm",
+        "20",
+        "--flat",
+        tmp_path / "flat.tif",
+    ]
+    _expect_refused(run_cli, args, tmp_path / "a.zarr", ["scan_1.tif", "holds 3 frames"])
+
+
+def _mode0(path, values, *, imod_flags=None, stats=None):
+    """A mode 0 MRC stack of ``values`` (0..255) as bytes; ``imod_flags``: IMOD's stamp and
+    these flags in header bytes 152-159; ``stats``: the header's (dmin, dmax)."""
+    with mrcfile.new(path) as m:
+        m.set_data(np.asarray(values, np.uint8).view(np.int8))
+        m.voxel_size = 200.0
+        if stats is not None:
+            m.header.dmin, m.header.dmax = stats
+    if imod_flags is not None:
+        with open(path, "r+b") as f:
+            f.seek(152)
+            f.write(struct.pack("<ii", 1146047817, imod_flags))
+
+
+def test_imod_byte_stacks_are_read_unsigned_as_imod_writes_them(tmp_path):
+    raw = RNG.integers(100, 250, (3, 5, 6)).astype(np.uint8)
+    _mode0(tmp_path / "flat.mrc", np.full((1, 5, 6), 250), imod_flags=0)
+    expected = -np.log(raw / 250.0)
+    for name, kw in {"imod.st": {"imod_flags": 0}, "old.st": {"stats": (100.0, 249.0)}}.items():
+        _mode0(tmp_path / name, raw, **kw)
+        acq = import_scan(
+            tmp_path / name, tmp_path / f"{name}.zarr", "roi", angle_range=(-60, 60),
+            flat=tmp_path / "flat.mrc",
+        )  # fmt: skip
+        np.testing.assert_allclose(acq["roi"].data.compute(), expected, rtol=1e-5, err_msg=name)
+        assert acq["roi"].pixel_size_nm == pytest.approx(20.0)
+    # IMOD's flag "signed bytes", and a file without the stamp whose range is signed: MRC2014
+    signed = RNG.integers(-100, 100, (3, 5, 6)).astype(np.int8)
+    for name, kw in {"signed.st": {"imod_flags": 1}, "plain.st": {"stats": (-100.0, 99.0)}}.items():
+        _mode0(tmp_path / name, signed.view(np.uint8), **kw)
+        with open_source(tmp_path / name) as src:
+            assert src.dtype == np.int8, name
+            np.testing.assert_array_equal(src.read(0, 3), signed)
+
+
+def test_an_mrc_header_with_no_sampling_has_no_pixel_size(tmp_path, run_cli):
+    with mrcfile.new(tmp_path / "s.mrc") as m:  # mx = 0: mrcfile's voxel size is infinite
+        m.set_data(RNG.uniform(0.2, 0.9, (3, 5, 6)).astype(np.float32))
+        m.header.mx, m.header.cella = 0, (1200.0, 1000.0, 3.0)
+    args = [tmp_path / "s.mrc", "--angle-range", "-60:60"]
+    _expect_refused(run_cli, args, tmp_path / "a.zarr", ["s.mrc", "has no pixel size"])
