@@ -122,28 +122,49 @@ def test_killed_worker_task_reruns_and_volume_is_identical(acq, reference, tmp_p
 
 
 #: Run by the interrupted process in place of ``python -m sxtdist ARGS``: the client records
-#: the first finished block, then waits (at most 120 s) before recording another, so that the
+#: the first finished block of each volume, then holds any other (at most 120 s), so that the
 #: signal always lands in a run with one block recorded and the others not. Without it, a
-#: loaded machine let the test see one block and send SIGINT only after the last one (eight
-#: blocks record in ~1.5 s): the run then finished (exit 0) or recorded every block.
+#: loaded machine let the test see one block and signal only after the last one (eight
+#: blocks record in ~1.5 s): the run then finished (exit 0) or recorded every block. Held in
+#: the main thread (reconstruct), the signal interrupts the wait; held in a batch's cell
+#: thread, the batch's stopping (``cancel_tasks``) ends it as a cancelled task would.
 _HELD_AFTER_ONE_BLOCK = """
-import sys, time
+import sys, threading
+from concurrent.futures import CancelledError
+import sxtdist.batch
 from sxtdist.volume import Volume
 from sxtdist.cli import main
 
-record, recorded = Volume.mark_blocks_done, []
+record, recorded, stopped = Volume.mark_blocks_done, set(), threading.Event()
+cancel_tasks = sxtdist.batch.cancel_tasks
 
 def held(self, ids):
-    if recorded:  # a later block: the signal interrupts this wait (the client's thread)
-        end = time.monotonic() + 120
-        while time.monotonic() < end:
-            time.sleep(0.05)
+    if self.path in recorded and stopped.wait(120):
+        raise CancelledError("the batch stopped")
     record(self, ids)
-    recorded.append(ids)
+    recorded.add(self.path)
+
+def stopping():
+    stopped.set()
+    return cancel_tasks()
 
 Volume.mark_blocks_done = held
+sxtdist.batch.cancel_tasks = stopping
 sys.exit(main(sys.argv[1:]))
 """
+
+
+def _held_after_one_block(*args: str) -> subprocess.Popen:
+    """``sxtdist ARGS`` as a process that holds each volume at one block recorded
+    (:data:`_HELD_AFTER_ONE_BLOCK`)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen(
+        [sys.executable, "-c", _HELD_AFTER_ONE_BLOCK, *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_sigint_reconstruct_then_rerun_is_identical(acq, reference, tmp_path):
@@ -152,14 +173,7 @@ def test_sigint_reconstruct_then_rerun_is_identical(acq, reference, tmp_path):
     writes what an uninterrupted run writes."""
     out = tmp_path / "v.zarr"
     args = ["reconstruct", acq, out, "--workers", "1", *CLI_OPTS]
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    p = subprocess.Popen(
-        [sys.executable, "-c", _HELD_AFTER_ONE_BLOCK, *map(str, args)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    p = _held_after_one_block(*args)
     _wait_for_blocks(out, 1, proc=p)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=120)
@@ -186,7 +200,7 @@ def test_sigterm_batch_then_rerun_is_identical(acq, reference, tmp_path):
     out = tmp_path / "out"
     args = ("batch", manifest, "--out", out, "--workers", "2", "--no-metrics", "--align", "never")
     args = (*args, *CLI_OPTS)
-    p = _sxtdist(*args)
+    p = _held_after_one_block(*args)  # the signal lands with a's second block unrecorded
     _wait_for_blocks(out / "a.zarr", 1, proc=p)
     p.send_signal(signal.SIGTERM)  # what a batch system sends at the time limit
     stdout, err = p.communicate(timeout=120)
