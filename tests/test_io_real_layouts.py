@@ -13,9 +13,11 @@ import mrcfile
 import numpy as np
 import pytest
 import tifffile
+from _cfb import write_cfb
 
 import sxtdist
 from sxtdist.io.importer import import_scan, open_source
+from sxtdist.io.txrm import image_stream
 
 RNG = np.random.default_rng(11)
 
@@ -153,3 +155,29 @@ def test_three_or_four_frames_written_by_tifffile_are_frames_not_colour(tmp_path
         tmp_path / "rgb.tif",
     ]
     _expect_refused(run_cli, args, tmp_path / "b.zarr", ["rgb.tif", "colour"])
+
+
+def test_a_txrm_reference_taken_with_a_longer_exposure_is_scaled_to_the_images(tmp_path):
+    n, h, w = 4, 5, 7  # not square: rows are ImageHeight
+    raw = RNG.integers(500, 3000, (n, h, w)).astype(np.uint16)
+    angles = np.array([-45.0, -15.0, 15.0, 45.0])
+    ref = np.full((h, w), 6000.0)  # 2 s: twice the counts of the 1 s images' open beam
+    streams = {
+        "ImageInfo/NoOfImages": struct.pack("<I", n),
+        "ImageInfo/ImageWidth": struct.pack("<I", w),
+        "ImageInfo/ImageHeight": struct.pack("<I", h),
+        "ImageInfo/DataType": struct.pack("<I", 5),
+        "ImageInfo/Angles": angles.astype("<f4").tobytes(),
+        "ImageInfo/PixelSize": struct.pack("<f", 0.025),
+        "ImageInfo/ExpTimes": np.full(n, 1.0, "<f4").tobytes(),
+        "ReferenceData/Image": ref.astype("<f4").tobytes(),
+        "ReferenceData/DataType": struct.pack("<I", 10),
+        "ReferenceData/ExpTime": struct.pack("<f", 2.0),
+    }
+    streams.update({image_stream(i): raw[i].astype("<u2").tobytes() for i in range(n)})
+    write_cfb(str(tmp_path / "tomo.txrm"), streams)
+    scan = import_scan(tmp_path / "tomo.txrm", tmp_path / "a.zarr", "roi")["roi"]
+    np.testing.assert_allclose(scan.data.compute(), -np.log(raw / 3000.0), rtol=1e-5)
+    np.testing.assert_allclose(scan.geometry.angles_deg, angles)
+    assert scan.pixel_size_nm == pytest.approx(25.0) and scan.data.shape == (n, h, w)
+    assert scan.meta["source"]["reference_scaled_by"] == pytest.approx(0.5)
