@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
+import sys
 import warnings
 
 import h5py
@@ -181,3 +183,33 @@ def test_a_txrm_reference_taken_with_a_longer_exposure_is_scaled_to_the_images(t
     np.testing.assert_allclose(scan.geometry.angles_deg, angles)
     assert scan.pixel_size_nm == pytest.approx(25.0) and scan.data.shape == (n, h, w)
     assert scan.meta["source"]["reference_scaled_by"] == pytest.approx(0.5)
+
+
+def test_an_hdf5_compression_this_installation_cannot_decode_is_named(tmp_path):
+    """Detector writers compress with filters HDF5 loads as plugins (bitshuffle, LZ4, Blosc);
+    one missing is named with what to install. LZF, which h5py registers itself and can take
+    back, stands for them in a process of its own. (Its chunks must compress: HDF5 stores a
+    chunk the optional LZF filter cannot shrink as it is, readable without it.)"""
+    nx, acq = tmp_path / "scan.nx", tmp_path / "a.zarr"
+    script = (
+        "import sys, h5py, numpy as np\n"
+        "with h5py.File(sys.argv[1], 'w') as f:\n"
+        "    f['entry0000/definition'] = 'NXtomo'\n"
+        "    frames = np.full((4, 16, 16), 500, np.uint16)  # compressible: LZF kept\n"
+        "    f.create_dataset('entry0000/instrument/detector/data', data=frames,\n"
+        "                     chunks=(1, 16, 16), compression='lzf')\n"
+        "    f['entry0000/sample/rotation_angle'] = [0.0, 60.0, 120.0, 180.0]\n"
+        "assert h5py.h5z.unregister_filter(h5py.h5z.FILTER_LZF)\n"
+        "from sxtdist.cli import main\n"
+        "sys.exit(main(['import', *sys.argv[1:], '--scan', 'roi', '--pixel-size-nm', '20',\n"
+        "               '--flat', sys.argv[1]]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    r = subprocess.run(
+        [sys.executable, "-c", script, str(nx), str(acq)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert "scan.nx" in lines[0] and "filter lzf (id 32000)" in lines[0], r.stderr
+    assert "hdf5plugin" in lines[0] and not acq.exists()

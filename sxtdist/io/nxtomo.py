@@ -148,12 +148,54 @@ def _check_written(path: str, data: h5py.Dataset) -> None:
     )
 
 
+def _filters(data: h5py.Dataset) -> list[tuple[int, str]]:
+    """``(id, name)`` of the dataset's filters (compression and the like)."""
+    dcpl = data.id.get_create_plist()
+    out = []
+    for i in range(dcpl.get_nfilters()):
+        code, _flags, _values, name = dcpl.get_filter(i)
+        out.append((int(code), name.decode(errors="replace") if isinstance(name, bytes) else name))
+    return out
+
+
+def _check_filters(path: str, data: h5py.Dataset, where: str) -> None:
+    """Refuse, naming it, a compression this HDF5 cannot decode (bitshuffle, LZ4, Blosc, Zstd:
+    detector writers use them); HDF5's own error names only its plugin folder.
+
+    ``hdf5plugin``, where installed, registers those filters when imported. Whether one
+    can be loaded is learnt by reading the first frame (HDF5 may load a plugin that is not
+    registered yet).
+    """
+    if data.is_virtual or data.size == 0:  # a virtual dataset's filters are its sources'
+        return
+    filters = _filters(data)
+    if any(not h5py.h5z.filter_avail(code) for code, _ in filters):
+        try:
+            import hdf5plugin  # noqa: F401  (registers its filters on import)
+        except ImportError:
+            pass
+    try:
+        data[0]
+    except Exception as exc:
+        missing = [(c, n) for c, n in filters if not h5py.h5z.filter_avail(c)]
+        if not missing:
+            raise InputError(path, f"cannot read {where} ({one_line(exc)})") from exc
+        code, name = missing[0]
+        raise InputError(
+            path,
+            f"{where} is compressed with HDF5 filter {name or 'unnamed'} (id {code}), which "
+            "this installation cannot decode: install hdf5plugin (pip install hdf5plugin), "
+            "or decompress it where the filter is installed (h5repack -f NONE)",
+        ) from exc
+
+
 def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
     # where the frames are as reached from this file (through a link, the dataset's own
     # name is its path in the linked file)
     data, data_at = _frames_dataset(
         path, f, layout.data_path, layout.data_option or keyword("data_path")
     )
+    _check_filters(path, data, data_at)
     _check_written(path, data)
     n = data.shape[0]
     keys, key_where = _image_keys(path, f, data_at, layout.image_key_path)
