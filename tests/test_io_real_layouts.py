@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
 
 import h5py
 import mrcfile
 import numpy as np
 import pytest
 import tifffile
+from _cfb import write_cfb
 
+import sxtdist
 from sxtdist.io.importer import import_scan, open_source
+from sxtdist.io.txrm import image_stream
 
 RNG = np.random.default_rng(11)
 
@@ -117,3 +121,63 @@ def test_an_mrc_header_with_no_sampling_has_no_pixel_size(tmp_path, run_cli):
         m.header.mx, m.header.cella = 0, (1200.0, 1000.0, 3.0)
     args = [tmp_path / "s.mrc", "--angle-range", "-60:60"]
     _expect_refused(run_cli, args, tmp_path / "a.zarr", ["s.mrc", "has no pixel size"])
+
+
+def test_three_or_four_frames_written_by_tifffile_are_frames_not_colour(tmp_path, run_cli):
+    raw = RNG.integers(100, 3000, (5, 4, 6)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "proj.tif", raw, photometric="minisblack")
+    with warnings.catch_warnings():  # tifffile's notice that such a stack becomes RGB planes
+        warnings.simplefilter("ignore", DeprecationWarning)
+        # three flats and four darks as a script saves them: one planar RGB(A) page each
+        flats = np.stack([np.full((4, 6), v, np.uint16) for v in (3000, 3100, 2900)])
+        tifffile.imwrite(tmp_path / "flats.tif", flats)
+        darks = np.stack([np.full((4, 6), v, np.float32) for v in (8, 10, 12, 10)])
+        tifffile.imwrite(tmp_path / "darks.tif", darks)
+    flat, dark = 3000.0, 10.0
+    code, _, err = run_cli(
+        "import", tmp_path / "proj.tif", tmp_path / "a.zarr", "--scan", "roi", "--angle-range",
+        "-60:60", "--pixel-size-nm", "20", "--flat", tmp_path / "flats.tif", "--dark",
+        tmp_path / "darks.tif",
+    )  # fmt: skip
+    assert code == 0, err
+    scan = sxtdist.open_acquisition(tmp_path / "a.zarr")["roi"]
+    expected = -np.log(np.clip((raw - dark) / (flat - dark), 1e-6, None))
+    np.testing.assert_allclose(scan.data.compute(), expected, rtol=1e-5)
+    # a colour picture (samples contiguous, as a screenshot) is still no projection
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((4, 6, 3), np.uint8))
+    args = [
+        tmp_path / "proj.tif",
+        "--angle-range",
+        "-60:60",
+        "--pixel-size-nm",
+        "20",
+        "--flat",
+        tmp_path / "rgb.tif",
+    ]
+    _expect_refused(run_cli, args, tmp_path / "b.zarr", ["rgb.tif", "colour"])
+
+
+def test_a_txrm_reference_taken_with_a_longer_exposure_is_scaled_to_the_images(tmp_path):
+    n, h, w = 4, 5, 7  # not square: rows are ImageHeight
+    raw = RNG.integers(500, 3000, (n, h, w)).astype(np.uint16)
+    angles = np.array([-45.0, -15.0, 15.0, 45.0])
+    ref = np.full((h, w), 6000.0)  # 2 s: twice the counts of the 1 s images' open beam
+    streams = {
+        "ImageInfo/NoOfImages": struct.pack("<I", n),
+        "ImageInfo/ImageWidth": struct.pack("<I", w),
+        "ImageInfo/ImageHeight": struct.pack("<I", h),
+        "ImageInfo/DataType": struct.pack("<I", 5),
+        "ImageInfo/Angles": angles.astype("<f4").tobytes(),
+        "ImageInfo/PixelSize": struct.pack("<f", 0.025),
+        "ImageInfo/ExpTimes": np.full(n, 1.0, "<f4").tobytes(),
+        "ReferenceData/Image": ref.astype("<f4").tobytes(),
+        "ReferenceData/DataType": struct.pack("<I", 10),
+        "ReferenceData/ExpTime": struct.pack("<f", 2.0),
+    }
+    streams.update({image_stream(i): raw[i].astype("<u2").tobytes() for i in range(n)})
+    write_cfb(str(tmp_path / "tomo.txrm"), streams)
+    scan = import_scan(tmp_path / "tomo.txrm", tmp_path / "a.zarr", "roi")["roi"]
+    np.testing.assert_allclose(scan.data.compute(), -np.log(raw / 3000.0), rtol=1e-5)
+    np.testing.assert_allclose(scan.geometry.angles_deg, angles)
+    assert scan.pixel_size_nm == pytest.approx(25.0) and scan.data.shape == (n, h, w)
+    assert scan.meta["source"]["reference_scaled_by"] == pytest.approx(0.5)

@@ -135,7 +135,7 @@ def _inspect(path: str, tif: tifffile.TiffFile) -> tuple[tuple[int, int, int], n
             f"holds images of mixed shapes ({shapes}); all projections must have one shape",
         )
     s = series[0]
-    if "S" in s.axes:  # samples per pixel: RGB(A), not a grayscale stack
+    if "S" in s.axes and not _frames_as_planes(tif, s):  # samples per pixel: RGB(A)
         raise InputError(path, f"is a colour image (axes {s.axes}); projections must be grayscale")
     shape = check_shape(path, tuple(s.shape))
     dtype = check_dtype(path, s.dtype)
@@ -144,6 +144,24 @@ def _inspect(path: str, tif: tifffile.TiffFile) -> tuple[tuple[int, int, int], n
     # tifffile's zarr view reads one frame per chunk whatever the layout
     # (pages, contiguous ImageJ data beyond 4 GB, OME); never the whole stack
     return shape, dtype, zarr.open_array(s.aszarr(), mode="r")
+
+
+def _frames_as_planes(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries) -> bool:
+    """A stack of 3 or 4 frames that tifffile wrote as one RGB(A) page of separate planes.
+
+    ``tifffile.imwrite(path, stack)`` stores an array of shape ``(3, rows, cols)`` or
+    ``(4, rows, cols)`` (three flats, four darks) as planar colour unless told
+    ``photometric="minisblack"``, with its own description of the shape: its planes are
+    the frames written.
+    """
+    page = series.pages[0] if series.pages else None
+    return (
+        series.axes == "SYX"
+        and len(series.pages) == 1
+        and page is not None
+        and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE
+        and tif.is_shaped
+    )
 
 
 def _check_extent(path: str, series: object, shape: tuple[int, ...], dtype: np.dtype) -> None:

@@ -9,7 +9,10 @@ Streams read (names as Xradia writes them; OLE names are case-insensitive):
   (float32 per image, seconds; the median is kept);
 - ``ImageData{k}/Image{i}``: image ``i`` (1-based) in folder ``k = ceil(i/100)``;
 - ``ReferenceData/Image``: the flat field (reference) when the file carries one,
-  with its own ``ReferenceData/DataType``.
+  with its own ``ReferenceData/DataType``; ``ReferenceData/ExpTime`` (seconds) its
+  exposure, when the reference was taken with another exposure than the images: it
+  is scaled by their ratio (the median image exposure over the reference's), as
+  Diamond's ``txrm2tiff`` does, so that ``I / flat`` is a transmission.
 
 The raw images are detector counts; with a reference they are flat-field
 corrected on import.
@@ -17,6 +20,7 @@ corrected on import.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 
@@ -25,6 +29,8 @@ import olefile
 
 from ..errors import InputError, one_line
 from .source import FrameSource, check_shape
+
+logger = logging.getLogger(__name__)
 
 SUFFIXES = (".txrm", ".xrm")
 DATA_TYPES = {5: np.dtype("<u2"), 10: np.dtype("<f4")}
@@ -89,6 +95,32 @@ class _Streams:
         return np.frombuffer(b[:need], dt).reshape(shape)
 
 
+def _exposure_matched(
+    path: str, st: _Streams, flat: np.ndarray, exposure: np.ndarray | None
+) -> tuple[np.ndarray, float]:
+    """The reference scaled to the images' exposure, and the factor (1 where either is unknown).
+
+    Counts grow with the exposure: a reference of 2 s under images of 1 s, used as it is,
+    would add ln 2 to every optical depth.
+    """
+    ref = st.positive("ReferenceData/ExpTime", 1)
+    if ref is None or exposure is None:
+        return flat, 1.0
+    image = float(np.median(exposure))
+    if np.ptp(exposure) > 0.01 * image:
+        logger.info(
+            "%s: the images' exposures run from %g to %g s; the reference (%g s) is scaled to "
+            "their median, %g s",
+            path,
+            exposure.min(),
+            exposure.max(),
+            ref[0],
+            image,
+        )
+    factor = image / float(ref[0])
+    return (flat * np.float32(factor) if factor != 1.0 else flat), factor
+
+
 def _open(path: str, ole: olefile.OleFileIO) -> FrameSource:
     st = _Streams(path, ole)
     n = st.int("ImageInfo/NoOfImages") or st.int("ImageInfo/ImagesTaken")
@@ -115,10 +147,11 @@ def _open(path: str, ole: olefile.OleFileIO) -> FrameSource:
     pixel = st.positive("ImageInfo/PixelSize", 1)  # µm
     energy = st.positive("ImageInfo/Energy", n)  # eV per image
     exposure = st.positive("ImageInfo/ExpTimes", n)  # s per image
-    flat = None
+    flat, extra = None, {"xradia_data_type": code}
     if ole.exists("ReferenceData/Image"):
         ref_dt = DATA_TYPES.get(st.int("ReferenceData/DataType"), np.dtype("<f4"))
         flat = st.image("ReferenceData/Image", ref_dt, (height, width)).astype(np.float32)
+        flat, extra["reference_scaled_by"] = _exposure_matched(path, st, flat, exposure)
 
     def reader(i0: int, i1: int) -> np.ndarray:
         return np.stack([st.image(image_stream(i), dtype, (height, width)) for i in range(i0, i1)])
@@ -135,6 +168,6 @@ def _open(path: str, ole: olefile.OleFileIO) -> FrameSource:
         exposure_s=None if exposure is None else float(np.median(exposure)),
         flat=flat,
         values="intensity",
-        extra={"xradia_data_type": code},
+        extra=extra,
         closer=ole.close,
     )
