@@ -1688,3 +1688,21 @@ def test_notes_put_in_a_scan_while_it_is_replaced_are_kept(templates, tmp_path, 
     assert (acq / "roi" / "notes.txt").read_text() == "mine\n"
     os.remove(acq / "roi" / "notes.txt")
     assert tree(acq) == before
+
+
+def test_an_interrupt_as_the_cluster_closes_is_one_line(templates, run_cli, monkeypatch):
+    """Ctrl-C (or SIGTERM) while a command closes the cluster it started, after its work:
+    the interrupt escaped ``main`` as a traceback and the process died of SIGINT (exit
+    -2, seen at the end of an interrupted batch). It is one line and exit code 130."""
+    import sxtdist.distributed
+
+    def interrupted(since=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sxtdist.distributed, "close_kept_clusters", interrupted)
+    try:
+        code, _, err = run_cli("info", templates.acq)
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt escaped sxtdist's main()")
+    assert code == 130 and err.strip().splitlines()[-1] == "sxtdist: interrupted", err
+    assert "Traceback" not in err

@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             _closing_new_clusters(),
         ):
             return _main(args)
+    except KeyboardInterrupt:  # as the command's cluster closed: one line, not a traceback
+        click.echo("sxtdist: interrupted", err=True)
+        return 130
     finally:
         reset_logging()
 
