@@ -213,3 +213,27 @@ def test_an_hdf5_compression_this_installation_cannot_decode_is_named(tmp_path):
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert "scan.nx" in lines[0] and "filter lzf (id 32000)" in lines[0], r.stderr
     assert "hdf5plugin" in lines[0] and not acq.exists()
+
+
+def test_an_nxtomo_file_of_several_scans_says_which_it_imports(tmp_path, run_cli):
+    """nxtomomill writes a z-series as entries of one file; the first is imported, and the
+    others are named (a stack reached by two links, as NXdata links the detector's, is one)."""
+    raw = [RNG.uniform(0.1, 2.0, (3, 4, 5)).astype(np.float32) for _ in range(2)]  # OD
+    with h5py.File(tmp_path / "zseries.nx", "w") as f:
+        for k, frames in enumerate(raw):
+            e = f.create_group(f"entry000{k}")
+            e["definition"] = "NXtomo"
+            e["instrument/detector/data"] = frames
+            e["data/data"] = h5py.SoftLink(f"/entry000{k}/instrument/detector/data")
+            e["sample/rotation_angle"] = [-50.0, 0.0, 50.0 + k]
+    args = ["zseries.nx", "--pixel-size-nm", "20", "--values", "od"]
+    code, _, err = run_cli("import", *[tmp_path / a if a.endswith(".nx") else a for a in args],
+                           tmp_path / "a.zarr", "--scan", "roi")  # fmt: skip
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if "warning" in line]
+    assert len(warned) == 1 and "/entry0001/instrument/detector/data" in warned[0], err
+    assert "importing /entry0000/instrument/detector/data" in warned[0]
+    assert "--data-path" in warned[0] and "/entry0000/data/data" not in warned[0]
+    scan = sxtdist.open_acquisition(tmp_path / "a.zarr")["roi"]
+    np.testing.assert_allclose(scan.geometry.angles_deg, [-50.0, 0.0, 50.0])
+    np.testing.assert_allclose(scan.data.compute(), raw[0])

@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 
 import h5py
 import numpy as np
 
-from ..errors import InputError, keyword, one_line
+from ..errors import InputError, SxtdistWarning, keyword, one_line
 from .source import FrameSource, check_dtype, check_shape
 from .tiff import UNIT_NM
 
@@ -352,10 +353,35 @@ def _frames_dataset(
                 "no projections found (looked for ENTRY/instrument/detector/data and "
                 f"ENTRY/data/data); name the dataset with {keyword('data_path')}",
             )
+        others = _other_stacks(f, data)
+        if others:  # several scans in one file (a z-series): say which one is taken
+            warnings.warn(
+                f"{path}: holds {len(others) + 1} stacks of frames; importing {where}, not "
+                f"{', '.join(others[:3])}{' ...' if len(others) > 3 else ''} (name the one "
+                f"wanted with {option})",
+                SxtdistWarning,
+                stacklevel=2,
+            )
     check_dtype(path, data.dtype, where)
     if data.ndim != 3:
         raise InputError(path, f"{where} must be (frames, rows, cols), is {data.shape}")
     return data, where
+
+
+def _other_stacks(f: h5py.File, data: h5py.Dataset) -> list[str]:
+    """The paths where the search finds frames other than ``data`` (links to it excluded)."""
+    others = []
+    for g in _candidate_entries(f):
+        for rel in DATA_PATHS:
+            try:
+                ds = g.get(rel)
+            except (KeyError, OSError):  # a link whose file is missing: not this import's
+                continue
+            if isinstance(ds, h5py.Dataset) and ds.ndim == 3:
+                if ds != data and f"{g.name}/{rel}" not in others:
+                    others.append(f"{g.name}/{rel}")
+                break
+    return others
 
 
 def _entry_of(f: h5py.File, name: str) -> h5py.Group | None:
