@@ -237,3 +237,28 @@ def test_an_nxtomo_file_of_several_scans_says_which_it_imports(tmp_path, run_cli
     scan = sxtdist.open_acquisition(tmp_path / "a.zarr")["roi"]
     np.testing.assert_allclose(scan.geometry.angles_deg, [-50.0, 0.0, 50.0])
     np.testing.assert_allclose(scan.data.compute(), raw[0])
+
+
+@pytest.mark.parametrize(
+    ("angle_units", "energy", "energy_units"),
+    [
+        (np.array([b"degree"]), 0.52, np.array([b"keV"])),  # one-string arrays (IDL, LabVIEW)
+        ("°", 520.0, "electron_volt"),  # a degree sign; pint's names, as ESRF's nxtomo writes
+        ("degree", 0.52, "kiloelectron_volt"),
+    ],
+)
+def test_nxtomo_units_as_other_programs_write_them(tmp_path, angle_units, energy, energy_units):
+    od = RNG.uniform(0.1, 2.0, (3, 4, 5)).astype(np.float32)
+    with h5py.File(tmp_path / "scan.nx", "w") as f:
+        e = f.create_group("entry")
+        e["definition"] = "NXtomo"
+        e["instrument/detector/data"] = od
+        e["instrument/detector/x_pixel_size"] = 2e-8
+        e["sample/rotation_angle"] = [-45.0, 0.0, 45.0]
+        e["sample/rotation_angle"].attrs["units"] = angle_units
+        e["beam/incident_energy"] = energy
+        e["beam/incident_energy"].attrs["units"] = energy_units
+    scan = import_scan(tmp_path / "scan.nx", tmp_path / "a.zarr", "roi", values="od")["roi"]
+    np.testing.assert_allclose(scan.geometry.angles_deg, [-45.0, 0.0, 45.0])
+    assert scan.energy_ev == pytest.approx(520.0)
+    assert scan.pixel_size_nm == pytest.approx(20.0)

@@ -53,12 +53,15 @@ ENERGY_PATHS = (
     "instrument/monochromator/energy",
     "instrument/source/energy",
 )
+#: Energy units as written (pint's full names by ESRF's ``nxtomo``), in eV.
+ENERGY_UNITS = {"ev": 1.0, "electron_volt": 1.0, "kev": 1e3, "kiloelectron_volt": 1e3}
 #: ``image_key`` of each kind of frame.
 KEYS = {"projections": 0, "flats": 1, "darks": 2}
 ANGLE_UNITS = {
     "degree": 1.0,
     "degrees": 1.0,
     "deg": 1.0,
+    "°": 1.0,
     "rad": 180.0 / np.pi,
     "radian": 180.0 / np.pi,
     "radians": 180.0 / np.pi,
@@ -462,6 +465,8 @@ def _mean_of(data: h5py.Dataset, which: np.ndarray) -> np.ndarray | None:
 
 def _units(ds: h5py.Dataset) -> str | None:
     u = ds.attrs.get("units")
+    if isinstance(u, np.ndarray) and u.size == 1:  # a one-string array (IDL, LabVIEW writers)
+        u = u.reshape(-1)[0]
     if isinstance(u, bytes):
         u = u.decode(errors="replace")
     return None if u is None else str(u)
@@ -497,7 +502,7 @@ def _energy_ev(entry: h5py.Group) -> float | None:
         ds = entry.get(p)
         if isinstance(ds, h5py.Dataset):
             v = _scalar(ds)
-            factor = {"ev": 1.0, "kev": 1e3}.get((_units(ds) or "keV").strip().lower())
+            factor = ENERGY_UNITS.get((_units(ds) or "keV").strip().lower())
             if v is not None and factor is not None:
                 return v * factor
     return None
