@@ -262,3 +262,32 @@ def test_nxtomo_units_as_other_programs_write_them(tmp_path, angle_units, energy
     np.testing.assert_allclose(scan.geometry.angles_deg, [-45.0, 0.0, 45.0])
     assert scan.energy_ev == pytest.approx(520.0)
     assert scan.pixel_size_nm == pytest.approx(20.0)
+
+
+def test_a_txrm_scan_stopped_early_imports_the_images_taken(tmp_path, run_cli):
+    """Xradia keeps the images planned (NoOfImages) and taken (ImagesTaken): a scan stopped
+    early (a beam loss, a drifting cell) holds only those taken, as dxchange reads it."""
+    planned, taken, h, w = 7, 4, 5, 6
+    raw = RNG.integers(500, 3000, (taken, h, w)).astype(np.uint16)
+    angles = np.linspace(-60, 60, planned)
+    streams = {
+        "ImageInfo/NoOfImages": struct.pack("<I", planned),
+        "ImageInfo/ImagesTaken": struct.pack("<I", taken),
+        "ImageInfo/ImageWidth": struct.pack("<I", w),
+        "ImageInfo/ImageHeight": struct.pack("<I", h),
+        "ImageInfo/DataType": struct.pack("<I", 5),
+        "ImageInfo/Angles": angles.astype("<f4").tobytes(),
+        "ImageInfo/PixelSize": struct.pack("<f", 0.02),
+        "ReferenceData/Image": np.full((h, w), 3000.0, "<f4").tobytes(),
+        "ReferenceData/DataType": struct.pack("<I", 10),
+    }
+    streams.update({image_stream(i): raw[i].astype("<u2").tobytes() for i in range(taken)})
+    write_cfb(str(tmp_path / "stopped.txrm"), streams)
+    code, _, err = run_cli(
+        "import", tmp_path / "stopped.txrm", tmp_path / "a.zarr", "--scan", "roi"
+    )
+    assert code == 0, err
+    assert "stopped after 4 of 7 planned images" in err
+    scan = sxtdist.open_acquisition(tmp_path / "a.zarr")["roi"]
+    np.testing.assert_allclose(scan.geometry.angles_deg, angles[:taken], rtol=1e-6)
+    np.testing.assert_allclose(scan.data.compute(), -np.log(raw / 3000.0), rtol=1e-5)

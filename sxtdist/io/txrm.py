@@ -2,7 +2,8 @@
 
 Streams read (names as Xradia writes them; OLE names are case-insensitive):
 
-- ``ImageInfo/NoOfImages`` (or ``ImagesTaken``), ``ImageWidth``, ``ImageHeight``
+- ``ImageInfo/ImagesTaken`` (the images acquired; ``NoOfImages``, the images planned,
+  where it is absent: a scan stopped early has fewer taken), ``ImageWidth``, ``ImageHeight``
   (uint32) and ``DataType`` (5: uint16, 10: float32);
 - ``ImageInfo/Angles`` (float32 per image, degrees), ``ImageInfo/PixelSize``
   (float32, µm), ``ImageInfo/Energy`` (float32 per image, eV), ``ImageInfo/ExpTimes``
@@ -23,11 +24,12 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 
 import numpy as np
 import olefile
 
-from ..errors import InputError, one_line
+from ..errors import InputError, SxtdistWarning, one_line
 from .source import FrameSource, check_shape
 
 logger = logging.getLogger(__name__)
@@ -123,7 +125,15 @@ def _exposure_matched(
 
 def _open(path: str, ole: olefile.OleFileIO) -> FrameSource:
     st = _Streams(path, ole)
-    n = st.int("ImageInfo/NoOfImages") or st.int("ImageInfo/ImagesTaken")
+    planned, taken = st.int("ImageInfo/NoOfImages"), st.int("ImageInfo/ImagesTaken")
+    n = taken or planned
+    if taken and planned and taken < planned:  # stopped early: the images taken are the scan
+        warnings.warn(
+            f"{path}: the acquisition stopped after {taken} of {planned} planned images "
+            "(ImageInfo/ImagesTaken); the images taken are imported",
+            SxtdistWarning,
+            stacklevel=3,
+        )
     width, height = st.int("ImageInfo/ImageWidth"), st.int("ImageInfo/ImageHeight")
     if not n or not width or not height:
         raise InputError(
