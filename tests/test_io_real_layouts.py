@@ -318,3 +318,45 @@ def test_alba_mistral_raw_and_normalised_files_are_found(tmp_path):
     scan = import_scan(tmp_path / "tomo_norm.hdf5", tmp_path / "b.zarr", "roi", pixel_size_nm=10)
     np.testing.assert_allclose(scan["roi"].geometry.angles_deg, angles)
     np.testing.assert_allclose(scan["roi"].data.compute(), -np.log(t), rtol=1e-5)
+
+
+def _as_lzw(path):
+    """Mark every page of an uncompressed TIFF as LZW (Compression = 5), as Fiji, Photoshop and
+    many microscopes save: tifffile decodes it only with imagecodecs."""
+    with tifffile.TiffFile(path) as t:
+        at = [p.tags["Compression"].valueoffset for p in t.pages]
+    with open(path, "r+b") as f:
+        for offset in at:
+            f.seek(offset)
+            f.write((5).to_bytes(2, "little"))
+
+
+def test_a_tiff_compression_needing_imagecodecs_is_named_before_anything_is_written(
+    tmp_path, run_cli
+):
+    try:
+        import imagecodecs  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("imagecodecs is installed: LZW is read")
+    raw = RNG.integers(100, 4000, (3, 5, 6)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "stack.tif", raw, photometric="minisblack")
+    _as_lzw(tmp_path / "stack.tif")
+    (tmp_path / "frames").mkdir()
+    for i in range(3):
+        tifffile.imwrite(tmp_path / "frames" / f"p_{i}.tif", raw[i])
+    _as_lzw(tmp_path / "frames" / "p_1.tif")
+    tifffile.imwrite(tmp_path / "flat.tif", np.full((5, 6), 4000, np.uint16))
+    for source, name in ((tmp_path / "stack.tif", "stack.tif"), (tmp_path / "frames", "p_1.tif")):
+        args = [
+            source,
+            "--angle-range",
+            "0:90",
+            "--pixel-size-nm",
+            "10",
+            "--flat",
+            tmp_path / "flat.tif",
+        ]
+        words = [name, "compressed with LZW", "pip install imagecodecs"]
+        _expect_refused(run_cli, args, tmp_path / "a.zarr", words)

@@ -139,11 +139,27 @@ def _inspect(path: str, tif: tifffile.TiffFile) -> tuple[tuple[int, int, int], n
         raise InputError(path, f"is a colour image (axes {s.axes}); projections must be grayscale")
     shape = check_shape(path, tuple(s.shape))
     dtype = check_dtype(path, s.dtype)
+    if s.pages and s.pages[0] is not None:
+        _check_codec(path, s.pages[0])
     _check_extent(path, s, shape, dtype)
     len(s.pages)  # every page's header, now: a broken page list is a truncated file
     # tifffile's zarr view reads one frame per chunk whatever the layout
     # (pages, contiguous ImageJ data beyond 4 GB, OME); never the whole stack
     return shape, dtype, zarr.open_array(s.aszarr(), mode="r")
+
+
+def _check_codec(path: str, page: tifffile.TiffPage) -> None:
+    """Refuse, before anything is written, a compression tifffile cannot decode here (LZW,
+    JPEG and others need the ``imagecodecs`` package; deflate and none do not)."""
+    try:
+        tifffile.TIFF.DECOMPRESSORS[page.compression]
+    except KeyError:
+        name = getattr(page.compression, "name", str(page.compression))
+        raise InputError(
+            path,
+            f"is compressed with {name}, which needs the imagecodecs package to be read "
+            "(pip install imagecodecs)",
+        ) from None
 
 
 def _frames_as_planes(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries) -> bool:
@@ -259,6 +275,7 @@ def _open_folder(path: str, angles_from_names: str | None) -> FrameSource:
                     pixel = pixel_size_nm(tif)
         except Exception as exc:
             raise InputError(f, f"not a readable TIFF file ({one_line(exc)})") from exc
+        _check_codec(f, page)
         if len(shp) != 2 or page.samplesperpixel != 1:
             raise InputError(f, f"is not a single grayscale frame (shape {shp})")
         if len(frames) > 2:
