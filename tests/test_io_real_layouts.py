@@ -291,3 +291,30 @@ def test_a_txrm_scan_stopped_early_imports_the_images_taken(tmp_path, run_cli):
     scan = sxtdist.open_acquisition(tmp_path / "a.zarr")["roi"]
     np.testing.assert_allclose(scan.geometry.angles_deg, angles[:taken], rtol=1e-6)
     np.testing.assert_allclose(scan.data.compute(), -np.log(raw / 3000.0), rtol=1e-5)
+
+
+def test_alba_mistral_raw_and_normalised_files_are_found(tmp_path):
+    """ALBA MISTRAL's hdf5: raw frames in /NXtomo/instrument/sample/data, angles in
+    /NXtomo/data/rotation_angle, flats in /NXtomo/instrument/bright_field/data (here taken
+    twice as long), exposures in ExpTimes beside each; and the normalised stack its pipeline
+    writes, /TomoNormalized/TomoNormalized with rotation_angle beside it."""
+    raw = RNG.integers(300, 1400, (5, 4, 6)).astype(np.uint16)
+    angles = np.array([-70.0, -35.0, 0.0, 35.0, 70.0])
+    with h5py.File(tmp_path / "tomo.hdf5", "w") as f:
+        f["NXtomo/instrument/sample/data"] = raw
+        f["NXtomo/instrument/sample/ExpTimes"] = np.full(5, 1.0)
+        f["NXtomo/instrument/bright_field/data"] = np.full((3, 4, 6), 3000, np.uint16)
+        f["NXtomo/instrument/bright_field/ExpTimes"] = np.full(3, 2.0)
+        f["NXtomo/data/rotation_angle"] = angles
+    scan = import_scan(tmp_path / "tomo.hdf5", tmp_path / "a.zarr", "roi", pixel_size_nm=10)["roi"]
+    np.testing.assert_allclose(scan.geometry.angles_deg, angles)
+    np.testing.assert_allclose(scan.data.compute(), -np.log(raw / 1500.0), rtol=1e-5)
+    assert scan.meta["source"]["bright_field_scaled_by"] == pytest.approx(0.5)
+
+    t = RNG.uniform(0.2, 0.9, (5, 4, 6)).astype(np.float32)
+    with h5py.File(tmp_path / "tomo_norm.hdf5", "w") as f:
+        f["TomoNormalized/TomoNormalized"] = t
+        f["TomoNormalized/rotation_angle"] = angles
+    scan = import_scan(tmp_path / "tomo_norm.hdf5", tmp_path / "b.zarr", "roi", pixel_size_nm=10)
+    np.testing.assert_allclose(scan["roi"].geometry.angles_deg, angles)
+    np.testing.assert_allclose(scan["roi"].data.compute(), -np.log(t), rtol=1e-5)

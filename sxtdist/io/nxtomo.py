@@ -6,11 +6,15 @@ import options ``--data-path``, ``--angles-path``, ``--image-key-path``):
 - the frames: ``ENTRY/instrument/detector/data`` (the NXtomo definition), else
   ``ENTRY/data/data`` (an ``NXdata`` group, as Diamond's ``/entry1/tomo_entry``
   holds them), where ENTRY is a top-level group or a group inside one (an
-  ``NXsubentry``), those whose ``definition`` is ``NXtomo`` first;
+  ``NXsubentry``), those whose ``definition`` is ``NXtomo`` first; then ALBA
+  MISTRAL's ``ENTRY/instrument/sample/data`` (flats in
+  ``ENTRY/instrument/bright_field/data``, scaled by the ``ExpTimes`` beside each) and
+  its normalised ``/TomoNormalized/TomoNormalized``;
 - ``image_key_control`` (-1 marks alignment frames, skipped) or ``image_key``
   (0 projection, 1 flat, 2 dark, 3 invalid) in the detector group, else in the
   ``NXdata`` group; none: every frame is a projection;
-- the angles: ``ENTRY/sample/rotation_angle``, else ``rotation_angle`` beside the
+- the angles: ``ENTRY/sample/rotation_angle``, ``ENTRY/data/rotation_angle``, else
+  ``rotation_angle`` beside the
   frames, in degrees or radians by their ``units`` attribute (degrees if absent);
   one per frame, or one per projection;
 - ``sample/x_pixel_size`` (the pixel in the object plane, as newer NXtomo writers
@@ -46,7 +50,12 @@ from .tiff import UNIT_NM
 logger = logging.getLogger(__name__)
 
 SUFFIXES = (".nx", ".nxs", ".h5", ".hdf5", ".hdf", ".nxtomo")
-DATA_PATHS = ("instrument/detector/data", "data/data")
+#: Where the search looks for the frames in an ENTRY: the NXtomo definition, an NXdata
+#: group, ALBA MISTRAL's raw file (flats in ``instrument/bright_field/data``) and its
+#: normalised stack (``/TomoNormalized/TomoNormalized``, angles beside it).
+DATA_PATHS = ("instrument/detector/data", "data/data", "instrument/sample/data", "TomoNormalized")
+#: MISTRAL's flats: a dataset of their own beside the projections' detector group.
+BRIGHT_FIELD = "instrument/bright_field"
 KEY_NAMES = ("image_key_control", "image_key")
 ENERGY_PATHS = (
     "beam/incident_energy",
@@ -230,6 +239,9 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
             raise InputError(
                 path, f"cannot read flats/darks of {data_at} ({one_line(exc)})"
             ) from exc
+    scaled = None
+    if kind == "projections" and flat is None and entry is not None:
+        flat, scaled = _bright_field(path, entry, data_at, (n, *data.shape[1:]))
     angles = None
     if kind == "projections":
         angles = _angles(path, f, entry, data_at, layout.angles_path, n, chosen)
@@ -253,6 +265,7 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
             "image_key_path": key_where if key_where.startswith("/") else None,
             "n_flats": int(np.sum(keys == 1)),
             "n_darks": int(np.sum(keys == 2)),
+            **({} if scaled is None else {"bright_field_scaled_by": scaled}),
         },
         closer=f.close,
     )
@@ -353,8 +366,9 @@ def _frames_dataset(
         if data is None:
             raise InputError(
                 path,
-                "no projections found (looked for ENTRY/instrument/detector/data and "
-                f"ENTRY/data/data); name the dataset with {keyword('data_path')}",
+                "no projections found (looked for ENTRY/instrument/detector/data, "
+                "ENTRY/data/data, ENTRY/instrument/sample/data and TomoNormalized); name the "
+                f"dataset with {keyword('data_path')}",
             )
         others = _other_stacks(f, data)
         if others:  # several scans in one file (a z-series): say which one is taken
@@ -430,8 +444,11 @@ def _angles(
         ds = _get(path, f, angles_path, keyword("angles_path"))
     else:
         candidates = [f"{os.path.dirname(data_at)}/rotation_angle"]
-        if entry is not None:
-            candidates.insert(0, f"{entry.name}/sample/rotation_angle")
+        if entry is not None:  # NXtomo's place, then MISTRAL's (an NXdata group)
+            candidates[:0] = [
+                f"{entry.name}/sample/rotation_angle",
+                f"{entry.name}/data/rotation_angle",
+            ]
         where = next((p for p in candidates if p in f and isinstance(f[p], h5py.Dataset)), None)
         if where is None:
             return None
@@ -448,6 +465,38 @@ def _angles(
             f"{where} has {values.size} angles for {n_frames} frames ({chosen.size} projections)",
         )
     return values * ANGLE_UNITS[unit]
+
+
+def _bright_field(
+    path: str, entry: h5py.Group, data_at: str, shape: tuple[int, int, int]
+) -> tuple[np.ndarray | None, float | None]:
+    """MISTRAL's flats (``ENTRY/instrument/bright_field/data``) averaged, and scaled to the
+    projections' exposure when both give ``ExpTimes`` (the factor; ``None``: no flats).
+
+    Counts grow with the exposure: flats of 2 s under projections of 1 s, used as they are,
+    would add ln 2 to every optical depth.
+    """
+    group = entry.get(BRIGHT_FIELD)
+    ds = group.get("data") if isinstance(group, h5py.Group) else None
+    if not isinstance(ds, h5py.Dataset):
+        return None, None
+    where = f"{entry.name}/{BRIGHT_FIELD}/data"
+    frames = ds.shape if ds.ndim == 3 else (1, *ds.shape)
+    if tuple(frames[1:]) != tuple(shape[1:]):
+        raise InputError(path, f"{where} has frames of {frames[1:]}, projections are {shape[1:]}")
+    try:
+        flat = _mean_of(ds, np.ones(frames[0], bool)) if ds.ndim == 3 else ds[()].astype("f4")
+    except Exception as exc:
+        raise InputError(path, f"cannot read the flats at {where} ({one_line(exc)})") from exc
+    times = [entry.file.get(f"{g}/ExpTimes") for g in (os.path.dirname(data_at), group.name)]
+    if not all(isinstance(t, h5py.Dataset) for t in times):
+        return flat, 1.0
+    proj, ff = (np.asarray(t[()], float).reshape(-1) for t in times)
+    proj, ff = proj[np.isfinite(proj) & (proj > 0)], ff[np.isfinite(ff) & (ff > 0)]
+    if not proj.size or not ff.size:
+        return flat, 1.0
+    factor = float(np.median(proj) / np.median(ff))
+    return flat * np.float32(factor), factor
 
 
 def _mean_of(data: h5py.Dataset, which: np.ndarray) -> np.ndarray | None:
