@@ -360,3 +360,18 @@ def test_a_tiff_compression_needing_imagecodecs_is_named_before_anything_is_writ
         ]
         words = [name, "compressed with LZW", "pip install imagecodecs"]
         _expect_refused(run_cli, args, tmp_path / "a.zarr", words)
+
+
+@pytest.mark.parametrize(("value", "expected_ev"), [(520.0, 520.0), (0.52, 520.0), (17.5, 17500.0)])
+def test_nxtomo_energy_without_units_in_kev_or_ev_by_its_size(tmp_path, value, expected_ev):
+    """tomoscan writes keV without units; soft X-ray writers eV (520, the water window):
+    no tomography runs at 200 keV, so a unitless value from 200 up is eV."""
+    with h5py.File(tmp_path / "scan.nx", "w") as f:
+        e = f.create_group("entry")
+        e["instrument/detector/data"] = RNG.uniform(0.1, 2.0, (3, 4, 5)).astype(np.float32)
+        e["sample/rotation_angle"] = [-45.0, 0.0, 45.0]
+        e["instrument/source/energy"] = value
+    acq = import_scan(
+        tmp_path / "scan.nx", tmp_path / "a.zarr", "roi", values="od", pixel_size_nm=9
+    )
+    assert acq["roi"].energy_ev == pytest.approx(expected_ev)

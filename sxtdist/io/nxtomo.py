@@ -21,7 +21,8 @@ import options ``--data-path``, ``--angles-path``, ``--image-key-path``):
   keep it), else ``instrument/detector/x_pixel_size`` (``units``; metres, NeXus'
   default, if absent), the energy from ``beam/incident_energy``,
   ``instrument/monochromator/energy`` or ``instrument/source/energy`` (``units``
-  eV or keV; keV, tomoscan's convention, if absent) and the exposure from
+  eV or keV; if absent keV, tomoscan's convention, below 200 and eV from 200) and the
+  exposure from
   ``instrument/detector/count_time`` (seconds).
 
 External links are followed (HDF5 looks for the linked file beside the master
@@ -64,6 +65,8 @@ ENERGY_PATHS = (
 )
 #: Energy units as written (pint's full names by ESRF's ``nxtomo``), in eV.
 ENERGY_UNITS = {"ev": 1.0, "electron_volt": 1.0, "kev": 1e3, "kiloelectron_volt": 1e3}
+#: An energy without units at least this large is in eV, not keV.
+UNITLESS_EV_ABOVE = 200.0
 #: ``image_key`` of each kind of frame.
 KEYS = {"projections": 0, "flats": 1, "darks": 2}
 ANGLE_UNITS = {
@@ -547,11 +550,20 @@ def _pixel_size_nm(entry: h5py.Group | None, det: object) -> float | None:
 
 
 def _energy_ev(entry: h5py.Group) -> float | None:
+    """The photon energy (eV) from the first of :data:`ENERGY_PATHS` the entry has.
+
+    Without ``units`` a value is keV (tomoscan's convention) below
+    :data:`UNITLESS_EV_ABOVE` and eV from there: no tomography beamline runs at 200 keV,
+    and a soft X-ray writer's 520 (eV) read as keV would be a thousandfold off.
+    """
     for p in ENERGY_PATHS:
         ds = entry.get(p)
         if isinstance(ds, h5py.Dataset):
             v = _scalar(ds)
-            factor = ENERGY_UNITS.get((_units(ds) or "keV").strip().lower())
+            units = _units(ds)
+            if units is None and v is not None:
+                return v if v >= UNITLESS_EV_ABOVE else v * 1e3
+            factor = ENERGY_UNITS.get((units or "").strip().lower())
             if v is not None and factor is not None:
                 return v * factor
     return None
