@@ -386,7 +386,8 @@ def past_a_dip(
     :data:`DIP_RISE` of it, ``far[k + 1] - far[k] > max(0, DIP_RISE * (between[k + 1] -
     between[k]) / 2)``, and then levels off, ``far[k + 3] - far[k + 1] < stall * (between[k +
     3] - between[k + 1]) / 2`` (:data:`DIP_STALL`; fewer counts where the curve ends sooner;
-    ``None``: no such test, the tenth session's), or after which it falls again, is a dip of
+    ``None``: no such test, the tenth session's), or after which it falls again within those
+    two counts (``stall`` ``None``: at any later count), is a dip of
     the bias: CGNE's early iterates pass through the level of the large
     uniform regions (the whole ``cell`` at a tenth of the dose: the halves' and the full
     data's error dip at count 2 with the cell's structure still unresolved, and ``far``
@@ -412,7 +413,10 @@ def past_a_dip(
     rose = step[0] > max(0.0, DIP_RISE * 0.5 * (b[k + 1] - b[k]))
     m = min(k + 3, f.size - 1)
     level = stall is None or m == k + 1 or f[m] - f[k + 1] < stall * 0.5 * (b[m] - b[k + 1])
-    dip = (rose and level) or bool(np.any(step < 0))
+    # a fall counts inside the same two counts (the tenth session's rule, stall None: any
+    # later fall): many counts on, where far rises with the noise, a fall is the noise's
+    fell = bool(np.any(step[: (m - k) if stall is not None else None] < 0))
+    dip = (rose and level) or fell
     return k + 1 if dip else 0
 
 

@@ -318,6 +318,28 @@ def test_a_minimum_that_rises_with_the_noise_is_no_dip():
     assert cross_validated_count(level, between) > 3
 
 
+def test_a_late_fall_of_the_noise_is_no_dip():
+    """A fall of ``far`` counts as a dip's only inside the two counts the level test reads:
+    on the whole ``cell`` with the capillary at a tenth of the dose ``far`` may fall by a
+    hair six counts past its minimum, where it rises with the noise (0.95 of the noise's
+    growth, then a fall of 0.06 of it, as on one seed judged in session 11): a minimum of
+    semi-convergence still, the count 3. A fall inside the window (past the dips without
+    the capillary ``far`` falls at the next count) is a dip."""
+    from sxtdist.solvers import past_a_dip
+
+    far, between = _capillary_curves()
+    late = far.copy()
+    late[8] = late[7] - 0.5  # a hair below the count before: the noise's wiggle
+    assert int(np.argmin(late)) == 2 and late[9] > late[7]
+    assert past_a_dip(late, between) == 0
+    assert cross_validated_count(late, between) == 3
+    assert past_a_dip(late, between, stall=None) == 3  # the tenth session's: any fall
+    early = far.copy()
+    early[4] = early[3] - 0.5  # falls at the next count but one: inside the window
+    assert int(np.argmin(early)) == 2
+    assert past_a_dip(early, between) == 3
+
+
 def test_auto_count_reads_the_weights():
     """The early rule, like the late factor, applies with quadrature weights only."""
     from sxtdist import runner
