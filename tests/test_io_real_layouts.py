@@ -18,6 +18,7 @@ import tifffile
 from _cfb import write_cfb
 
 import sxtdist
+from sxtdist.errors import SxtdistWarning
 from sxtdist.io.importer import import_scan, open_source
 from sxtdist.io.txrm import image_stream
 
@@ -375,3 +376,30 @@ def test_nxtomo_energy_without_units_in_kev_or_ev_by_its_size(tmp_path, value, e
         tmp_path / "scan.nx", tmp_path / "a.zarr", "roi", values="od", pixel_size_nm=9
     )
     assert acq["roi"].energy_ev == pytest.approx(expected_ev)
+
+
+def test_pixels_taller_than_wide_are_warned_of_in_every_format(tmp_path):
+    od = RNG.uniform(0.1, 2.0, (3, 4, 5)).astype(np.float32)
+    with mrcfile.new(tmp_path / "s.mrc") as m:
+        m.set_data(od)
+        m.voxel_size = (200.0, 400.0, 200.0)  # Å: 20 nm wide, 40 nm tall
+    tifffile.imwrite(
+        tmp_path / "s.ome.tif", od,
+        metadata={"axes": "ZYX", "PhysicalSizeX": 0.02, "PhysicalSizeY": 0.04},
+    )  # fmt: skip
+    with h5py.File(tmp_path / "s.nx", "w") as f:
+        f["entry/instrument/detector/data"] = od
+        f["entry/instrument/detector/x_pixel_size"] = 2e-8
+        f["entry/instrument/detector/y_pixel_size"] = 4e-8
+    for name in ("s.mrc", "s.ome.tif", "s.nx"):
+        with pytest.warns(SxtdistWarning, match="20 nm wide and 40 nm tall") as w:
+            with open_source(tmp_path / name) as src:
+                assert src.pixel_size_nm == pytest.approx(20.0), name
+        assert name in str(w[0].message)
+    with mrcfile.new(tmp_path / "square.mrc") as m:  # within 1 %: no word
+        m.set_data(od)
+        m.voxel_size = (200.0, 200.5, 200.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SxtdistWarning)
+        with open_source(tmp_path / "square.mrc") as src:
+            assert src.pixel_size_nm == pytest.approx(20.0)

@@ -45,7 +45,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputError, SxtdistWarning, keyword, one_line
-from .source import FrameSource, check_dtype, check_shape
+from .source import FrameSource, check_dtype, check_shape, square_pixel
 from .tiff import UNIT_NM
 
 logger = logging.getLogger(__name__)
@@ -539,14 +539,20 @@ def _pixel_size_nm(entry: h5py.Group | None, det: object) -> float | None:
     """
     groups = [entry.get("sample") if entry is not None else None, det]
     for g in groups:
-        ds = g.get("x_pixel_size") if isinstance(g, h5py.Group) else None
-        if not isinstance(ds, h5py.Dataset):
-            continue
-        v = _scalar(ds)
-        factor = UNIT_NM.get((_units(ds) or "m").strip().lower())
-        if v is not None and factor is not None:
-            return v * factor
+        width = _length_nm(g, "x_pixel_size")
+        if width is not None:
+            return square_pixel(g.file.filename, width, _length_nm(g, "y_pixel_size"))
     return None
+
+
+def _length_nm(g: object, name: str) -> float | None:
+    """The length ``g/name`` in nm (``units``; metres if absent), or ``None``."""
+    ds = g.get(name) if isinstance(g, h5py.Group) else None
+    if not isinstance(ds, h5py.Dataset):
+        return None
+    v = _scalar(ds)
+    factor = UNIT_NM.get((_units(ds) or "m").strip().lower())
+    return None if v is None or factor is None else v * factor
 
 
 def _energy_ev(entry: h5py.Group) -> float | None:

@@ -12,13 +12,17 @@ from __future__ import annotations
 import os
 import re
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, keyword, one_line
+from ..errors import InputError, SxtdistWarning, keyword, one_line
+
+#: Pixel width and height further apart than this (relative) draw a warning.
+SQUARE_TOLERANCE = 0.01
 
 #: Pixel data types a projection may have (anything else is the wrong mode).
 REAL_KINDS = "uif"
@@ -205,3 +209,17 @@ def read_angles_file(path: str | os.PathLike[str]) -> np.ndarray:
     if not np.all(np.isfinite(angles)):
         raise InputError(path, "the angle list contains NaN or inf")
     return angles
+
+
+def square_pixel(path: str, width_nm: float | None, height_nm: float | None) -> float | None:
+    """The pixel width a file gives; a warning where its height differs (sxtdist's geometry
+    takes square pixels: the volume would come out stretched along the rotation axis)."""
+    if width_nm and height_nm and abs(height_nm - width_nm) > SQUARE_TOLERANCE * width_nm:
+        warnings.warn(
+            f"{path}: the pixels are {width_nm:g} nm wide and {height_nm:g} nm tall; sxtdist "
+            f"takes square pixels of the width, so the volume comes out stretched along the "
+            f"rotation axis by {height_nm / width_nm:.3g} (resample the stack to square pixels)",
+            SxtdistWarning,
+            stacklevel=3,
+        )
+    return width_nm
