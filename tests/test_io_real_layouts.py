@@ -453,3 +453,23 @@ def test_a_txrm_already_divided_by_its_reference_is_read_as_transmission(tmp_pat
     _txrm_float(tmp_path / "counts.txrm", counts, np.full((5, 6), 3000.0))
     c = import_scan(tmp_path / "counts.txrm", tmp_path / "c.zarr", "roi")["roi"]
     np.testing.assert_allclose(c.data.compute(), -np.log(t), rtol=1e-5, atol=1e-6)
+
+
+def test_an_angle_list_pasted_from_a_document_reads(tmp_path):
+    """IMOD writes .tlt with CRLF on Windows, descending when the tilt ran from + to -, and a
+    blank line at the end; a list copied from a paper has '−' (U+2212) and degree signs."""
+    od = RNG.uniform(0.1, 2.0, (4, 5, 6)).astype(np.float32)
+    with mrcfile.new(tmp_path / "tilt.st") as m:
+        m.set_data(od)
+        m.voxel_size = 150.0
+    (tmp_path / "tilt.tlt").write_bytes(b"  60.00\r\n  20.00\r\n -20.00\r\n -60.00\r\n\r\n")
+    (tmp_path / "pasted.txt").write_text("−60°\n−20°\n20°\n60°\n", encoding="utf-8")
+    for angles, expected in ((None, [60, 20, -20, -60]), ("pasted.txt", [-60, -20, 20, 60])):
+        acq = import_scan(
+            tmp_path / "tilt.st", tmp_path / f"{angles}.zarr", "roi", values="od",
+            angles=None if angles is None else tmp_path / angles,
+        )  # fmt: skip
+        scan = acq["roi"]
+        np.testing.assert_allclose(scan.geometry.angles_deg, expected)
+        np.testing.assert_allclose(scan.data.compute(), od)  # frames kept in the file's order
+        assert scan.pixel_size_nm == pytest.approx(15.0)

@@ -183,7 +183,8 @@ def read_angles_file(path: str | os.PathLike[str]) -> np.ndarray:
     """Angles in degrees, one per line (IMOD ``.tlt``/``.rawtlt``, or any text list).
 
     Blank lines and ``#`` comments are skipped; several numbers on a line are read
-    left to right.
+    left to right. A typographic minus (U+2212) and a trailing degree sign, as a list
+    copied from a document has them, are read as a minus and nothing.
     """
     path = os.fspath(path)
     try:
@@ -199,8 +200,8 @@ def read_angles_file(path: str | os.PathLike[str]) -> np.ndarray:
         for tok in re.split(r"[,\s]+", line):
             if not tok:
                 continue
-            try:
-                values.append(float(tok))
+            try:  # a list pasted from a document: '−' (U+2212) for the minus, a degree sign
+                values.append(float(tok.replace("\u2212", "-").removesuffix("°")))
             except ValueError:
                 raise InputError(path, f"line {n}: {tok!r} is not a number") from None
     if not values:
