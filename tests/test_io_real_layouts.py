@@ -310,7 +310,7 @@ def test_alba_mistral_raw_and_normalised_files_are_found(tmp_path):
     scan = import_scan(tmp_path / "tomo.hdf5", tmp_path / "a.zarr", "roi", pixel_size_nm=10)["roi"]
     np.testing.assert_allclose(scan.geometry.angles_deg, angles)
     np.testing.assert_allclose(scan.data.compute(), -np.log(raw / 1500.0), rtol=1e-5, atol=1e-6)
-    assert scan.meta["source"]["bright_field_scaled_by"] == pytest.approx(0.5)
+    assert scan.meta["source"]["flat_scaled_by"] == pytest.approx(0.5)
 
     t = RNG.uniform(0.2, 0.9, (5, 4, 6)).astype(np.float32)
     with h5py.File(tmp_path / "tomo_norm.hdf5", "w") as f:
@@ -473,3 +473,27 @@ def test_an_angle_list_pasted_from_a_document_reads(tmp_path):
         np.testing.assert_allclose(scan.geometry.angles_deg, expected)
         np.testing.assert_allclose(scan.data.compute(), od)  # frames kept in the file's order
         assert scan.pixel_size_nm == pytest.approx(15.0)
+
+
+def test_nxtomo_flats_exposed_longer_than_the_projections_are_scaled(tmp_path):
+    """nxtomomill keeps each frame's count_time: flats of 0.4 s under projections of 0.2 s
+    hold twice the signal above the dark."""
+    raw = RNG.integers(300, 1400, (4, 5, 6)).astype(np.uint16)
+    dark, flat_signal = 100.0, 3000.0  # the flats: dark + 2 x the 1500 counts of 0.2 s
+    keys = np.array([2, 1, 1, 0, 0, 0, 0])
+    frames = np.concatenate(
+        [np.full((1, 5, 6), dark), np.full((2, 5, 6), dark + flat_signal), raw]
+    ).astype(np.uint16)
+    with h5py.File(tmp_path / "scan.nx", "w") as f:
+        det = f.create_group("entry0000/instrument/detector")
+        f["entry0000/definition"] = "NXtomo"
+        det["data"] = frames
+        det["image_key"] = keys
+        det["count_time"] = np.where(keys == 0, 0.2, 0.4)
+        det["count_time"].attrs["units"] = "s"
+        f["entry0000/sample/rotation_angle"] = np.r_[0.0, 0.0, 0.0, -60.0, -20.0, 20.0, 60.0]
+    scan = import_scan(tmp_path / "scan.nx", tmp_path / "a.zarr", "roi", pixel_size_nm=10)["roi"]
+    expected = -np.log((raw - dark) / (flat_signal / 2))
+    np.testing.assert_allclose(scan.data.compute(), expected, rtol=1e-5, atol=1e-6)
+    assert scan.meta["source"]["flat_scaled_by"] == pytest.approx(0.5)
+    assert scan.meta["exposure_s"] == pytest.approx(0.2)

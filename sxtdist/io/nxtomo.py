@@ -243,6 +243,8 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
                 path, f"cannot read flats/darks of {data_at} ({one_line(exc)})"
             ) from exc
     scaled = None
+    if kind == "projections" and flat is not None and entry is not None:
+        flat, scaled = _flats_to_exposure(entry, keys, flat, dark)
     if kind == "projections" and flat is None and entry is not None:
         flat, scaled = _bright_field(path, entry, data_at, (n, *data.shape[1:]))
     angles = None
@@ -268,7 +270,7 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
             "image_key_path": key_where if key_where.startswith("/") else None,
             "n_flats": int(np.sum(keys == 1)),
             "n_darks": int(np.sum(keys == 2)),
-            **({} if scaled is None else {"bright_field_scaled_by": scaled}),
+            **({} if scaled is None else {"flat_scaled_by": scaled}),
         },
         closer=f.close,
     )
@@ -468,6 +470,29 @@ def _angles(
             f"{where} has {values.size} angles for {n_frames} frames ({chosen.size} projections)",
         )
     return values * ANGLE_UNITS[unit]
+
+
+def _flats_to_exposure(
+    entry: h5py.Group, keys: np.ndarray, flat: np.ndarray, dark: np.ndarray | None
+) -> tuple[np.ndarray, float | None]:
+    """The flat's signal scaled to the projections' exposure where the detector's per-frame
+    ``count_time`` says the flats were exposed otherwise (the factor; ``None``: not scaled).
+
+    The dark (the camera's offset) is not scaled: ``dark + (flat - dark) * ratio``.
+    """
+    ds = entry.get("instrument/detector/count_time")
+    if not isinstance(ds, h5py.Dataset) or ds.size != keys.size:
+        return flat, None
+    t = np.asarray(ds[()], float).reshape(-1)
+    proj, ff = t[keys == 0], t[keys == 1]
+    proj, ff = proj[np.isfinite(proj) & (proj > 0)], ff[np.isfinite(ff) & (ff > 0)]
+    if not proj.size or not ff.size:
+        return flat, None
+    ratio = float(np.median(proj) / np.median(ff))
+    if abs(ratio - 1.0) < 1e-6:
+        return flat, None
+    d = np.float32(0.0) if dark is None else dark
+    return d + (flat - d) * np.float32(ratio), ratio
 
 
 def _bright_field(
