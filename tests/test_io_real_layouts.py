@@ -18,6 +18,7 @@ import tifffile
 from _cfb import write_cfb
 
 import sxtdist
+from sxtdist.errors import SxtdistWarning
 from sxtdist.io.importer import import_scan, open_source
 from sxtdist.io.txrm import image_stream
 
@@ -48,7 +49,7 @@ def test_nxtomo_object_plane_pixel_size_is_the_samples_not_the_detectors(tmp_pat
     scan = import_scan(tmp_path / "scan.nx", tmp_path / "a.zarr", "roi")["roi"]
     assert scan.pixel_size_nm == pytest.approx(15.0)  # not 6500 nm, the camera's pixel
     np.testing.assert_allclose(scan.geometry.angles_deg, angles)
-    np.testing.assert_allclose(scan.data.compute(), -np.log(raw / 1000.0), rtol=1e-5)
+    np.testing.assert_allclose(scan.data.compute(), -np.log(raw / 1000.0), rtol=1e-5, atol=1e-6)
 
 
 def _expect_refused(run_cli, args, acq, words):
@@ -144,7 +145,7 @@ def test_three_or_four_frames_written_by_tifffile_are_frames_not_colour(tmp_path
     assert code == 0, err
     scan = sxtdist.open_acquisition(tmp_path / "a.zarr")["roi"]
     expected = -np.log(np.clip((raw - dark) / (flat - dark), 1e-6, None))
-    np.testing.assert_allclose(scan.data.compute(), expected, rtol=1e-5)
+    np.testing.assert_allclose(scan.data.compute(), expected, rtol=1e-5, atol=1e-6)
     # a colour picture (samples contiguous, as a screenshot) is still no projection
     tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((4, 6, 3), np.uint8))
     args = [
@@ -179,7 +180,7 @@ def test_a_txrm_reference_taken_with_a_longer_exposure_is_scaled_to_the_images(t
     streams.update({image_stream(i): raw[i].astype("<u2").tobytes() for i in range(n)})
     write_cfb(str(tmp_path / "tomo.txrm"), streams)
     scan = import_scan(tmp_path / "tomo.txrm", tmp_path / "a.zarr", "roi")["roi"]
-    np.testing.assert_allclose(scan.data.compute(), -np.log(raw / 3000.0), rtol=1e-5)
+    np.testing.assert_allclose(scan.data.compute(), -np.log(raw / 3000.0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(scan.geometry.angles_deg, angles)
     assert scan.pixel_size_nm == pytest.approx(25.0) and scan.data.shape == (n, h, w)
     assert scan.meta["source"]["reference_scaled_by"] == pytest.approx(0.5)
@@ -290,7 +291,7 @@ def test_a_txrm_scan_stopped_early_imports_the_images_taken(tmp_path, run_cli):
     assert "stopped after 4 of 7 planned images" in err
     scan = sxtdist.open_acquisition(tmp_path / "a.zarr")["roi"]
     np.testing.assert_allclose(scan.geometry.angles_deg, angles[:taken], rtol=1e-6)
-    np.testing.assert_allclose(scan.data.compute(), -np.log(raw / 3000.0), rtol=1e-5)
+    np.testing.assert_allclose(scan.data.compute(), -np.log(raw / 3000.0), rtol=1e-5, atol=1e-6)
 
 
 def test_alba_mistral_raw_and_normalised_files_are_found(tmp_path):
@@ -308,8 +309,8 @@ def test_alba_mistral_raw_and_normalised_files_are_found(tmp_path):
         f["NXtomo/data/rotation_angle"] = angles
     scan = import_scan(tmp_path / "tomo.hdf5", tmp_path / "a.zarr", "roi", pixel_size_nm=10)["roi"]
     np.testing.assert_allclose(scan.geometry.angles_deg, angles)
-    np.testing.assert_allclose(scan.data.compute(), -np.log(raw / 1500.0), rtol=1e-5)
-    assert scan.meta["source"]["bright_field_scaled_by"] == pytest.approx(0.5)
+    np.testing.assert_allclose(scan.data.compute(), -np.log(raw / 1500.0), rtol=1e-5, atol=1e-6)
+    assert scan.meta["source"]["flat_scaled_by"] == pytest.approx(0.5)
 
     t = RNG.uniform(0.2, 0.9, (5, 4, 6)).astype(np.float32)
     with h5py.File(tmp_path / "tomo_norm.hdf5", "w") as f:
@@ -317,7 +318,7 @@ def test_alba_mistral_raw_and_normalised_files_are_found(tmp_path):
         f["TomoNormalized/rotation_angle"] = angles
     scan = import_scan(tmp_path / "tomo_norm.hdf5", tmp_path / "b.zarr", "roi", pixel_size_nm=10)
     np.testing.assert_allclose(scan["roi"].geometry.angles_deg, angles)
-    np.testing.assert_allclose(scan["roi"].data.compute(), -np.log(t), rtol=1e-5)
+    np.testing.assert_allclose(scan["roi"].data.compute(), -np.log(t), rtol=1e-5, atol=1e-6)
 
 
 def _as_lzw(path):
@@ -375,3 +376,124 @@ def test_nxtomo_energy_without_units_in_kev_or_ev_by_its_size(tmp_path, value, e
         tmp_path / "scan.nx", tmp_path / "a.zarr", "roi", values="od", pixel_size_nm=9
     )
     assert acq["roi"].energy_ev == pytest.approx(expected_ev)
+
+
+def test_pixels_taller_than_wide_are_warned_of_in_every_format(tmp_path):
+    od = RNG.uniform(0.1, 2.0, (3, 4, 5)).astype(np.float32)
+    with mrcfile.new(tmp_path / "s.mrc") as m:
+        m.set_data(od)
+        m.voxel_size = (200.0, 400.0, 200.0)  # Å: 20 nm wide, 40 nm tall
+    tifffile.imwrite(
+        tmp_path / "s.ome.tif", od,
+        metadata={"axes": "ZYX", "PhysicalSizeX": 0.02, "PhysicalSizeY": 0.04},
+    )  # fmt: skip
+    with h5py.File(tmp_path / "s.nx", "w") as f:
+        f["entry/instrument/detector/data"] = od
+        f["entry/instrument/detector/x_pixel_size"] = 2e-8
+        f["entry/instrument/detector/y_pixel_size"] = 4e-8
+    for name in ("s.mrc", "s.ome.tif", "s.nx"):
+        with pytest.warns(SxtdistWarning, match="20 nm wide and 40 nm tall") as w:
+            with open_source(tmp_path / name) as src:
+                assert src.pixel_size_nm == pytest.approx(20.0), name
+        assert name in str(w[0].message)
+    with mrcfile.new(tmp_path / "square.mrc") as m:  # within 1 %: no word
+        m.set_data(od)
+        m.voxel_size = (200.0, 200.5, 200.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SxtdistWarning)
+        with open_source(tmp_path / "square.mrc") as src:
+            assert src.pixel_size_nm == pytest.approx(20.0)
+
+
+def _txrm_float(path, t, ref):
+    """A TXRM whose images are float32 (DataType 10), as XMController saves them with the
+    reference already applied, and the reference still in the file."""
+    n, h, w = t.shape
+    streams = {
+        "ImageInfo/NoOfImages": struct.pack("<I", n),
+        "ImageInfo/ImageWidth": struct.pack("<I", w),
+        "ImageInfo/ImageHeight": struct.pack("<I", h),
+        "ImageInfo/DataType": struct.pack("<I", 10),
+        "ImageInfo/Angles": np.linspace(-60, 60, n).astype("<f4").tobytes(),
+        "ImageInfo/PixelSize": struct.pack("<f", 0.02),
+        "ReferenceData/Image": ref.astype("<f4").tobytes(),
+        "ReferenceData/DataType": struct.pack("<I", 10),
+    }
+    streams.update({image_stream(i): t[i].astype("<f4").tobytes() for i in range(n)})
+    write_cfb(str(path), streams)
+
+
+def test_a_txrm_already_divided_by_its_reference_is_read_as_transmission(tmp_path, run_cli):
+    t = RNG.uniform(0.2, 0.95, (4, 5, 6)).astype(np.float32)
+    _txrm_float(tmp_path / "norm.txrm", t, np.full((5, 6), 3000.0))
+    code, _, err = run_cli("import", tmp_path / "norm.txrm", tmp_path / "a.zarr", "--scan", "roi")
+    assert code == 0, err
+    assert "already divided by its reference" in err
+    scan = sxtdist.open_acquisition(tmp_path / "a.zarr")["roi"]
+    np.testing.assert_allclose(scan.data.compute(), -np.log(t), rtol=1e-5, atol=1e-6)
+    # said outright, the file's own reference is left out, not an error
+    code, _, err = run_cli(
+        "import", tmp_path / "norm.txrm", tmp_path / "b.zarr", "--scan", "roi",
+        "--values", "transmission",
+    )  # fmt: skip
+    assert code == 0, err
+    b = sxtdist.open_acquisition(tmp_path / "b.zarr")["roi"]
+    np.testing.assert_allclose(b.data.compute(), -np.log(t), rtol=1e-5, atol=1e-6)
+    # a reference not far above the images is not judged applied: said outright, it is unused
+    _txrm_float(tmp_path / "dim.txrm", t, np.full((5, 6), 1.5))
+    code, _, err = run_cli(
+        "import", tmp_path / "dim.txrm", tmp_path / "d.zarr", "--scan", "roi",
+        "--values", "transmission",
+    )  # fmt: skip
+    assert code == 0, err
+    d = sxtdist.open_acquisition(tmp_path / "d.zarr")["roi"]
+    np.testing.assert_allclose(d.data.compute(), -np.log(t), rtol=1e-5, atol=1e-6)
+    # float counts (not divided) are still divided by the reference
+    counts = (t * 3000.0).astype(np.float32)
+    _txrm_float(tmp_path / "counts.txrm", counts, np.full((5, 6), 3000.0))
+    c = import_scan(tmp_path / "counts.txrm", tmp_path / "c.zarr", "roi")["roi"]
+    np.testing.assert_allclose(c.data.compute(), -np.log(t), rtol=1e-5, atol=1e-6)
+
+
+def test_an_angle_list_pasted_from_a_document_reads(tmp_path):
+    """IMOD writes .tlt with CRLF on Windows, descending when the tilt ran from + to -, and a
+    blank line at the end; a list copied from a paper has '−' (U+2212) and degree signs."""
+    od = RNG.uniform(0.1, 2.0, (4, 5, 6)).astype(np.float32)
+    with mrcfile.new(tmp_path / "tilt.st") as m:
+        m.set_data(od)
+        m.voxel_size = 150.0
+    (tmp_path / "tilt.tlt").write_bytes(b"  60.00\r\n  20.00\r\n -20.00\r\n -60.00\r\n\r\n")
+    (tmp_path / "pasted.txt").write_text("−60°\n−20°\n20°\n60°\n", encoding="utf-8")
+    for angles, expected in ((None, [60, 20, -20, -60]), ("pasted.txt", [-60, -20, 20, 60])):
+        acq = import_scan(
+            tmp_path / "tilt.st", tmp_path / f"{angles}.zarr", "roi", values="od",
+            angles=None if angles is None else tmp_path / angles,
+        )  # fmt: skip
+        scan = acq["roi"]
+        np.testing.assert_allclose(scan.geometry.angles_deg, expected)
+        np.testing.assert_allclose(scan.data.compute(), od)  # frames kept in the file's order
+        assert scan.pixel_size_nm == pytest.approx(15.0)
+
+
+def test_nxtomo_flats_exposed_longer_than_the_projections_are_scaled(tmp_path):
+    """nxtomomill keeps each frame's count_time: flats of 0.4 s under projections of 0.2 s
+    hold twice the signal above the dark."""
+    raw = RNG.integers(300, 1400, (4, 5, 6)).astype(np.uint16)
+    dark, flat_signal = 100.0, 3000.0  # the flats: dark + 2 x the 1500 counts of 0.2 s
+    keys = np.array([2, 1, 1, 0, 0, 0, 0])
+    frames = np.concatenate(
+        [np.full((1, 5, 6), dark), np.full((2, 5, 6), dark + flat_signal), raw]
+    ).astype(np.uint16)
+    with h5py.File(tmp_path / "scan.nx", "w") as f:
+        det = f.create_group("entry0000/instrument/detector")
+        f["entry0000/definition"] = "NXtomo"
+        det["data"] = frames
+        det["image_key"] = keys
+        det["count_time"] = np.where(keys == 0, 0.2, 0.4)
+        det["count_time"].attrs["units"] = "s"
+        f["entry0000/sample/rotation_angle"] = np.r_[0.0, 0.0, 0.0, -60.0, -20.0, 20.0, 60.0]
+    scan = import_scan(tmp_path / "scan.nx", tmp_path / "a.zarr", "roi", pixel_size_nm=10)["roi"]
+    expected = -np.log((raw - dark) / (flat_signal / 2))
+    np.testing.assert_allclose(scan.data.compute(), expected, rtol=1e-5, atol=1e-6)
+    assert scan.meta["source"]["flat_scaled_by"] == pytest.approx(0.5)
+    assert scan.meta["exposure_s"] == pytest.approx(0.2)

@@ -498,6 +498,10 @@ def _field(opts: ImportOptions, kind: str, src: FrameSource) -> np.ndarray | Non
     if path is None:
         img = src.flat if kind == "flats" else src.dark
         where = f"{what} field in the source"
+        if img is not None and opts.values in ("transmission", "od"):
+            # said outright: the file's own reference is not for these values
+            logger.info("%s: its %s field is not used (%s values)", src.path, what, opts.values)
+            return None
     else:
         where = os.fspath(path)
         with open_source(where, None, opts, frames=kind) as s:

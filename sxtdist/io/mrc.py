@@ -27,7 +27,7 @@ import numpy as np
 from mrcfile.utils import data_dtype_from_header
 
 from ..errors import InputError, one_line
-from .source import FrameSource, check_dtype, check_shape, read_angles_file
+from .source import FrameSource, check_dtype, check_shape, read_angles_file, square_pixel
 
 SUFFIXES = (".mrc", ".mrcs", ".st", ".ali", ".preali", ".map", ".rec")
 ANGLE_SUFFIXES = (".rawtlt", ".tlt")
@@ -36,6 +36,11 @@ HEADER_BYTES = 1024
 IMOD_STAMP = 1146047817
 #: IMOD's flag "mode 0 bytes are stored as signed".
 IMOD_SIGNED_BYTES = 1
+
+
+def _nm(angstrom: float) -> float | None:
+    """A header sampling in nm; 0 and 1 Å (IMOD's "unknown") are not set."""
+    return angstrom / 10.0 if np.isfinite(angstrom) and angstrom > 1.0 else None
 
 
 def unsigned_bytes(path: str, header: np.recarray) -> bool:
@@ -62,8 +67,9 @@ def open_mrc(path: str | os.PathLike[str]) -> FrameSource:
                 header = m.header.copy()
     except Exception as exc:  # mrcfile raises ValueError for bad maps, mode, size
         raise InputError(path, f"not a readable MRC file ({one_line(exc)})") from exc
-    mx = int(header.mx)
+    mx, my = int(header.mx), int(header.my)
     voxel = float(header.cella.x) / mx if mx > 0 else 0.0  # Å; mx = 0: no sampling given
+    height = float(header.cella.y) / my if my > 0 else 0.0
     try:
         dtype = data_dtype_from_header(header)
     except ValueError as exc:
@@ -109,7 +115,7 @@ def open_mrc(path: str | os.PathLike[str]) -> FrameSource:
         dtype=dtype,
         reader=reader,
         angles_deg=angles,
-        pixel_size_nm=voxel / 10.0 if np.isfinite(voxel) and voxel > 1.0 else None,
+        pixel_size_nm=square_pixel(path, _nm(voxel), _nm(height)),
         extra={
             "mrc_mode": int(header.mode),
             "angles_file": angles_file,

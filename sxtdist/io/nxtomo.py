@@ -45,7 +45,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputError, SxtdistWarning, keyword, one_line
-from .source import FrameSource, check_dtype, check_shape
+from .source import FrameSource, check_dtype, check_shape, square_pixel
 from .tiff import UNIT_NM
 
 logger = logging.getLogger(__name__)
@@ -243,6 +243,8 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
                 path, f"cannot read flats/darks of {data_at} ({one_line(exc)})"
             ) from exc
     scaled = None
+    if kind == "projections" and flat is not None and entry is not None:
+        flat, scaled = _flats_to_exposure(entry, keys, flat, dark)
     if kind == "projections" and flat is None and entry is not None:
         flat, scaled = _bright_field(path, entry, data_at, (n, *data.shape[1:]))
     angles = None
@@ -268,7 +270,7 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
             "image_key_path": key_where if key_where.startswith("/") else None,
             "n_flats": int(np.sum(keys == 1)),
             "n_darks": int(np.sum(keys == 2)),
-            **({} if scaled is None else {"bright_field_scaled_by": scaled}),
+            **({} if scaled is None else {"flat_scaled_by": scaled}),
         },
         closer=f.close,
     )
@@ -470,6 +472,29 @@ def _angles(
     return values * ANGLE_UNITS[unit]
 
 
+def _flats_to_exposure(
+    entry: h5py.Group, keys: np.ndarray, flat: np.ndarray, dark: np.ndarray | None
+) -> tuple[np.ndarray, float | None]:
+    """The flat's signal scaled to the projections' exposure where the detector's per-frame
+    ``count_time`` says the flats were exposed otherwise (the factor; ``None``: not scaled).
+
+    The dark (the camera's offset) is not scaled: ``dark + (flat - dark) * ratio``.
+    """
+    ds = entry.get("instrument/detector/count_time")
+    if not isinstance(ds, h5py.Dataset) or ds.size != keys.size:
+        return flat, None
+    t = np.asarray(ds[()], float).reshape(-1)
+    proj, ff = t[keys == 0], t[keys == 1]
+    proj, ff = proj[np.isfinite(proj) & (proj > 0)], ff[np.isfinite(ff) & (ff > 0)]
+    if not proj.size or not ff.size:
+        return flat, None
+    ratio = float(np.median(proj) / np.median(ff))
+    if abs(ratio - 1.0) < 1e-6:
+        return flat, None
+    d = np.float32(0.0) if dark is None else dark
+    return d + (flat - d) * np.float32(ratio), ratio
+
+
 def _bright_field(
     path: str, entry: h5py.Group, data_at: str, shape: tuple[int, int, int]
 ) -> tuple[np.ndarray | None, float | None]:
@@ -539,14 +564,20 @@ def _pixel_size_nm(entry: h5py.Group | None, det: object) -> float | None:
     """
     groups = [entry.get("sample") if entry is not None else None, det]
     for g in groups:
-        ds = g.get("x_pixel_size") if isinstance(g, h5py.Group) else None
-        if not isinstance(ds, h5py.Dataset):
-            continue
-        v = _scalar(ds)
-        factor = UNIT_NM.get((_units(ds) or "m").strip().lower())
-        if v is not None and factor is not None:
-            return v * factor
+        width = _length_nm(g, "x_pixel_size")
+        if width is not None:
+            return square_pixel(g.file.filename, width, _length_nm(g, "y_pixel_size"))
     return None
+
+
+def _length_nm(g: object, name: str) -> float | None:
+    """The length ``g/name`` in nm (``units``; metres if absent), or ``None``."""
+    ds = g.get(name) if isinstance(g, h5py.Group) else None
+    if not isinstance(ds, h5py.Dataset):
+        return None
+    v = _scalar(ds)
+    factor = UNIT_NM.get((_units(ds) or "m").strip().lower())
+    return None if v is None or factor is None else v * factor
 
 
 def _energy_ev(entry: h5py.Group) -> float | None:

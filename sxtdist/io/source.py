@@ -12,13 +12,17 @@ from __future__ import annotations
 import os
 import re
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, keyword, one_line
+from ..errors import InputError, SxtdistWarning, keyword, one_line
+
+#: Pixel width and height further apart than this (relative) draw a warning.
+SQUARE_TOLERANCE = 0.01
 
 #: Pixel data types a projection may have (anything else is the wrong mode).
 REAL_KINDS = "uif"
@@ -179,7 +183,8 @@ def read_angles_file(path: str | os.PathLike[str]) -> np.ndarray:
     """Angles in degrees, one per line (IMOD ``.tlt``/``.rawtlt``, or any text list).
 
     Blank lines and ``#`` comments are skipped; several numbers on a line are read
-    left to right.
+    left to right. A typographic minus (U+2212) and a trailing degree sign, as a list
+    copied from a document has them, are read as a minus and nothing.
     """
     path = os.fspath(path)
     try:
@@ -195,8 +200,8 @@ def read_angles_file(path: str | os.PathLike[str]) -> np.ndarray:
         for tok in re.split(r"[,\s]+", line):
             if not tok:
                 continue
-            try:
-                values.append(float(tok))
+            try:  # a list pasted from a document: '−' (U+2212) for the minus, a degree sign
+                values.append(float(tok.replace("\u2212", "-").removesuffix("°")))
             except ValueError:
                 raise InputError(path, f"line {n}: {tok!r} is not a number") from None
     if not values:
@@ -205,3 +210,17 @@ def read_angles_file(path: str | os.PathLike[str]) -> np.ndarray:
     if not np.all(np.isfinite(angles)):
         raise InputError(path, "the angle list contains NaN or inf")
     return angles
+
+
+def square_pixel(path: str, width_nm: float | None, height_nm: float | None) -> float | None:
+    """The pixel width a file gives; a warning where its height differs (sxtdist's geometry
+    takes square pixels: the volume would come out stretched along the rotation axis)."""
+    if width_nm and height_nm and abs(height_nm - width_nm) > SQUARE_TOLERANCE * width_nm:
+        warnings.warn(
+            f"{path}: the pixels are {width_nm:g} nm wide and {height_nm:g} nm tall; sxtdist "
+            f"takes square pixels of the width, so the volume comes out stretched along the "
+            f"rotation axis by {height_nm / width_nm:.3g} (resample the stack to square pixels)",
+            SxtdistWarning,
+            stacklevel=3,
+        )
+    return width_nm

@@ -24,7 +24,7 @@ import tifffile
 import zarr
 
 from ..errors import InputError, ParameterError, keyword, one_line
-from .source import FrameSource, check_dtype, check_shape
+from .source import FrameSource, check_dtype, check_shape, square_pixel
 
 SUFFIXES = (".tif", ".tiff")
 
@@ -353,7 +353,11 @@ def pixel_size_nm(tif: tifffile.TiffFile) -> float | None:
             for el in root.iter():
                 if el.tag.endswith("Pixels") and el.get("PhysicalSizeX"):
                     unit = el.get("PhysicalSizeXUnit", "µm")
-                    return _to_nm(float(el.get("PhysicalSizeX")), unit)
+                    width = _to_nm(float(el.get("PhysicalSizeX")), unit)
+                    tall = el.get("PhysicalSizeY")
+                    unit_y = el.get("PhysicalSizeYUnit", "µm")
+                    height = _to_nm(float(tall), unit_y) if tall else None
+                    return square_pixel(tif.filehandle.path, width, height)
         if tif.is_imagej:
             unit = (tif.imagej_metadata or {}).get("unit")
             tag = tif.pages[0].tags.get("XResolution")

@@ -123,6 +123,29 @@ def _exposure_matched(
     return (flat * np.float32(factor) if factor != 1.0 else flat), factor
 
 
+#: Float images whose median is at most this, under a reference this many times brighter,
+#: were divided by it already (XMController saves referenced images as float32).
+REFERENCED_MEDIAN, REFERENCED_RATIO = 2.0, 10.0
+
+
+def _already_referenced(
+    path: str, st: _Streams, flat: np.ndarray, dtype: np.dtype, shape: tuple[int, int]
+) -> bool:
+    """Whether float images are transmissions already (dividing them again would put every
+    optical depth near ln of the reference's counts); a warning says so."""
+    image = float(np.median(st.image(image_stream(0), dtype, shape)))
+    ref = float(np.median(flat))
+    if not (0 < image <= REFERENCED_MEDIAN and ref > REFERENCED_RATIO * image):
+        return False
+    warnings.warn(
+        f"{path}: its float images (median {image:.3g}) are already divided by its reference "
+        f"(median {ref:.4g}): read as transmission (give --flat to divide them by another)",
+        SxtdistWarning,
+        stacklevel=4,
+    )
+    return True
+
+
 def _open(path: str, ole: olefile.OleFileIO) -> FrameSource:
     st = _Streams(path, ole)
     planned, taken = st.int("ImageInfo/NoOfImages"), st.int("ImageInfo/ImagesTaken")
@@ -162,6 +185,8 @@ def _open(path: str, ole: olefile.OleFileIO) -> FrameSource:
         ref_dt = DATA_TYPES.get(st.int("ReferenceData/DataType"), np.dtype("<f4"))
         flat = st.image("ReferenceData/Image", ref_dt, (height, width)).astype(np.float32)
         flat, extra["reference_scaled_by"] = _exposure_matched(path, st, flat, exposure)
+        if dtype.kind == "f" and _already_referenced(path, st, flat, dtype, (height, width)):
+            flat, extra["reference_applied"] = None, True
 
     def reader(i0: int, i1: int) -> np.ndarray:
         return np.stack([st.image(image_stream(i), dtype, (height, width)) for i in range(i0, i1)])
@@ -177,7 +202,7 @@ def _open(path: str, ole: olefile.OleFileIO) -> FrameSource:
         energy_ev=None if energy is None else float(np.mean(energy)),
         exposure_s=None if exposure is None else float(np.median(exposure)),
         flat=flat,
-        values="intensity",
+        values=None if extra.get("reference_applied") else "intensity",
         extra=extra,
         closer=ole.close,
     )
