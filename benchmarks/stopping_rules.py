@@ -448,30 +448,21 @@ def choices(r: dict) -> dict[str, int | None]:
     misfit = r.get("holdout_misfit")
     out["holdout"] = int(np.argmin(misfit)) + 1 if misfit else None
     out["auto"] = auto_count(r["far"], r["between"], r["weights"])
-    out["tenth"] = cross_validated_count(
-        r["far"],
-        r["between"],
-        late_factor(r["weights"]),
-        early=early_signature(r["weights"]),
-        dip_stall=None,
-        latest=None,
-    )
-    out["seventh"] = cross_validated_count(
-        r["far"],
-        r["between"],
-        late_factor(r["weights"]),
-        early=SEVENTH_EARLY if early_signature(r["weights"]) else None,
-        noise_regime=False,
-        dips=False,
-    )
-    out["eighth"] = cross_validated_count(
-        r["far"],
-        r["between"],
-        late_factor(r["weights"]),
-        early=early_signature(r["weights"]),
-        dips=False,
-        latest=None,
-    )
+    early = early_signature(r["weights"])
+    # earlier sessions' auto, reproduced from the options that tell them apart
+    earlier = {
+        "tenth": {"early": early, "dip_stall": None, "latest": None},
+        "seventh": {
+            "early": SEVENTH_EARLY if early else None,
+            "noise_regime": False,
+            "dips": False,
+        },
+        "eighth": {"early": early, "dips": False, "latest": None},
+    }
+    for name, options in earlier.items():
+        out[name] = cross_validated_count(
+            r["far"], r["between"], late_factor(r["weights"]), **options
+        )
     out["bounded"] = cross_validated_count(
         r["far"], r["between"], late_factor(r["weights"]), early=None
     )
