@@ -72,6 +72,7 @@ from .lock import held_by, write_lock
 from .outputs import (
     OLD_SUFFIX,
     check_output,
+    first_named,
     is_zarr_node,
     node_strangers,
     recover_swap,
@@ -867,10 +868,9 @@ def _check_replaceable(path: str, name: str) -> None:
     the new one is in) where a user put files of their own in it (:func:`node_strangers`)."""
     foreign = node_strangers(os.path.join(path, name))
     if foreign:
-        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
         raise OutputExistsError(
             os.path.join(path, name),
-            f"is a scan holding files sxtdist did not write ({', '.join(foreign[:3])}{more}): "
+            f"is a scan holding files sxtdist did not write ({first_named(foreign)}): "
             "it is left alone; move them, or import into another acquisition",
         )
 

@@ -45,7 +45,7 @@ import re
 import shutil
 import stat
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
@@ -628,11 +628,10 @@ def _claim(
         elif resume:  # written into: a level that is a link or a user's folder is written through
             foreign = sorted(set(strangers(out)) & _levels(_zarr_kind(out)[1]))
     if foreign:  # a replacement would delete them with the folder
-        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
         what = "an alignment report" if found == "alignment-report" else f"an sxtdist {found}"
         raise OutputExistsError(
             out,
-            f"is {what} holding files it did not write ({', '.join(foreign[:3])}{more}): it "
+            f"is {what} holding files it did not write ({first_named(foreign)}): it "
             f"is left alone; move them, or write the {_NOUN.get(kind, kind)} elsewhere",
         )
     if found != kind:
@@ -822,14 +821,19 @@ def remove_made(path: str) -> None:
     if not foreign:
         remove(path)
         return
-    more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
     logger.warning(
-        "%s: kept, unfinished, as it holds files sxtdist did not write (%s%s): move them "
+        "%s: kept, unfinished, as it holds files sxtdist did not write (%s): move them "
         "out before the same command is run again",
         printable(path),
-        ", ".join(printable(n) for n in foreign[:3]),
-        more,
+        first_named([printable(n) for n in foreign]),
     )
+
+
+def first_named(names: Sequence[str], most: int = 3) -> str:
+    """``names``' first ``most`` joined by commas, and how many more there are: what a
+    message names of the files it found (``"a, b, c and 2 more"``)."""
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 def remove(path: str) -> None:
