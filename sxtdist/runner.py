@@ -594,7 +594,7 @@ def _auto_iterations(
         "error_lowest_past_a_dip": far_minimum(error, between, early)[0] + 1,
         "dip_correction": DIP_CORRECTION if early else None,
         # the dip test: a rise past far's minimum of more than dip_rise of between/2's growth,
-        # then less than dip_stall of its growth over two counts (or a fall anywhere after)
+        # then less than dip_stall of its growth over two counts (or a fall within them)
         "dip_rise": DIP_RISE if early else None,
         "dip_stall": DIP_STALL if early else None,
         # the noise regime's count is never past the minimum of far - latest_correction * between

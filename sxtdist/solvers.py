@@ -408,7 +408,7 @@ def past_a_dip(
         return 0
     # the bias stopped falling at k (far rose nearly as much as the noise grew, or more) and
     # then fell on as fast as the noise grew (far levelled off: semi-convergence's far goes on
-    # rising), or far fell again later (between's growth also counts the halves' different
+    # rising), or far fell again (between's growth also counts the halves' different
     # sampling). Without a count past the rise the rise alone decides
     rose = step[0] > max(0.0, DIP_RISE * 0.5 * (b[k + 1] - b[k]))
     m = min(k + 3, f.size - 1)
