@@ -612,7 +612,8 @@ class SmallViews:
         return result
 
     def register(self, pair: Pair, coarse: Sequence[PairResult | None]) -> PairResult:
-        """:func:`register_pair` from the views kept (no coarse pass: ``coarse`` unused)."""
+        """:func:`register_pair` from the views kept, within its views' ``coarse``
+        registrations (none where the alignment makes no coarse pass)."""
         result = register_pair(pair, self.settings, coarse if self._coarse else [], self.views)
         self._registered(pair)
         return result
