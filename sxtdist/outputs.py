@@ -306,14 +306,17 @@ def is_zarr_node(path: str | os.PathLike[str]) -> bool:
 
 #: A chunk's key inside a Zarr array's folder (v2 ``0.0.0``, or a folder ``0`` of ``0/0/0``).
 CHUNK_KEY = re.compile(r"[0-9]+(\.[0-9]+)*")
+#: One part of a chunk's key below ``c/`` (v3 ``c/0/1/2``) or a v2 folder ``0/1/2``.
+CHUNK_PART = re.compile(r"[0-9]+")
 
 
 def node_strangers(folder: str | os.PathLike[str]) -> list[str]:
     """What the Zarr node ``folder`` of an output (a scan, a level) holds that Zarr did not
-    write, as paths relative to it, down through its child nodes (a scan's levels).
+    write, as paths relative to it, down through its child nodes (a scan's levels) and its
+    chunk folders (``c/``, or a v2 key's folder ``0/``), where Zarr writes only chunks of
+    numbered names (:func:`chunk_strangers`: a user's ``c/notes.txt`` goes with the level).
 
-    Not its chunks, which are not listed (``c/``, or the chunk keys of v2). ``[]`` where it
-    is no Zarr node (:func:`is_zarr_node`).
+    ``[]`` where it is no Zarr node (:func:`is_zarr_node`).
     """
     folder = os.fspath(folder)
     if not is_zarr_node(folder):
@@ -334,8 +337,43 @@ def node_strangers(folder: str | os.PathLike[str]) -> list[str]:
             ours.add(n)
     found = sorted(set(names) - ours - _litter(folder, names, ours))
     for n in sorted(ours):
-        found += [f"{n}/{x}" for x in node_strangers(os.path.join(folder, n))]
+        where = os.path.join(folder, n)
+        inner = node_strangers(where) if is_zarr_node(where) else chunk_strangers(where)
+        found += [f"{n}/{x}" for x in inner]
     return found
+
+
+def chunk_strangers(folder: str | os.PathLike[str]) -> list[str]:
+    """What the chunk folder ``folder`` of a Zarr array (``c/``, or a v2 key's ``0/``) holds
+    that is no chunk: anything but plain files and real folders of numbered names
+    (:data:`CHUNK_PART`), all the way down, and a desktop's litter (:data:`OS_LITTER`).
+    Paths relative to it; ``[]`` for a file (a chunk) or where it cannot be read."""
+    folder = os.fspath(folder)
+    if _form(folder) != "folder":
+        return []
+    try:
+        with os.scandir(folder) as entries:
+            forms = {e.name: _entry_form(e) for e in entries}
+    except OSError:
+        return []
+    chunks = {n for n, f in forms.items() if CHUNK_PART.fullmatch(n) and f in ("file", "folder")}
+    found = sorted(set(forms) - chunks - _litter(folder, forms, set()))
+    for n in sorted(n for n in chunks if forms[n] == "folder"):
+        found += [f"{n}/{x}" for x in chunk_strangers(os.path.join(folder, n))]
+    return found
+
+
+def _entry_form(entry: os.DirEntry) -> str:
+    """:func:`_form` of a listed entry, from the listing where it can (one chunk file
+    after another: no ``lstat`` of each)."""
+    try:
+        if entry.is_symlink():
+            return "link"
+        if entry.is_file(follow_symlinks=False):
+            return "file"
+        return "folder" if entry.is_dir(follow_symlinks=False) else "other"
+    except OSError:
+        return "other"
 
 
 def _litter(folder: str, names: Iterable[str], ours: set[str]) -> set[str]:
