@@ -75,9 +75,11 @@ from .outputs import (
     first_named,
     is_zarr_node,
     node_strangers,
+    not_ours,
     recover_swap,
     register_members,
     remove,
+    remove_leftover,
     swap_in,
     writing,
 )
@@ -836,7 +838,7 @@ def add_scan(
         root = acq.group
         tmp_name = f"{PARTIAL_SCAN}{name}"
         tmp_dir = os.path.join(path, tmp_name)
-        remove(tmp_dir)  # left by an interrupted run
+        remove_leftover(tmp_dir, os.path.join(path, name))  # an interrupted import's only
         marked = swapped = False
         old = None
         try:
@@ -882,7 +884,10 @@ def _written_inside(path: str, name: str, meta: dict[str, Any]) -> bool:
     scans = meta.get("scans")
     if (isinstance(scans, dict) and name in scans) or (name == "truth" and "truth" in meta):
         return is_zarr_node(where)  # a user's folder put in its place is the user's
-    return name in LEFTOVER_SCANS and os.path.isdir(where) and not os.path.islink(where)
+    # a stopped import's by what it holds (a Zarr tree), not by its name alone
+    if name not in LEFTOVER_SCANS or not os.path.isdir(where) or os.path.islink(where):
+        return False
+    return not_ours(where) is None
 
 
 register_members("acquisition", _written_inside)
@@ -896,6 +901,15 @@ def leftover_scans(path: str) -> dict[str, str]:
     for name in sorted(LEFTOVER_SCANS):
         where = os.path.join(path, name)
         if not os.path.isdir(where) or os.path.islink(where):  # a link is a user's
+            continue
+        why = not_ours(where)
+        if why is not None:  # a user's folder of that name: never "delete it"
+            found[name] = (
+                f"{printable(where)}: named as a scan an import was writing, but sxtdist did "
+                f"not write it ({why}): the next import of scan "
+                f"{name.removeprefix(PARTIAL_SCAN).removesuffix(OLD_SUFFIX)!r} is refused "
+                "until it is moved or renamed"
+            )
             continue
         scan = name.removeprefix(PARTIAL_SCAN).removesuffix(OLD_SUFFIX)
         if name.endswith(OLD_SUFFIX) and not os.path.lexists(os.path.join(path, scan)):

@@ -7,7 +7,8 @@ A write killed outright leaves sxtdist's hidden names beside the output ``NAME``
 written leaves a writability probe in it (``.sxtdist-probe-HEX``). Hidden, they are found
 by no listing a user reads;
 ``sxtdist info`` and ``sxtdist verify`` name them (:func:`leftovers`): what each is, what
-clears it, and how to remove it. Nothing here removes anything.
+clears it, and how to remove it; one that sxtdist did not write (:func:`sxtdist.outputs.not_ours`:
+a user's file of that name) is said to be left alone. Nothing here removes anything.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .outputs import (
     aside_path,
     is_empty_folder,
     new_path,
+    not_ours,
     partial_path,
     probes,
 )
@@ -91,6 +93,13 @@ def _what_is(hidden: str) -> str:
     holder = held_by(out)
     if holder:  # a run writing the output now: its work, not a leftover
         return f"{shown}: {shown_out} is being written by {holder}, and this with it: leave it"
+    why = not_ours(hidden)
+    if why is not None:  # a user's (or another tool's) of that name: never "remove it"
+        return (
+            f"{shown}: has the hidden name sxtdist gives its unfinished writes of {shown_out}, "
+            f"but sxtdist did not write it ({why}): it is left alone, and {shown_out} is not "
+            "written while it is there; move or rename it"
+        )
     remove = f"rm -r {quoted(hidden)}"
     again = option("--overwrite", "overwrite=True")
     if suffix == NEW_SUFFIX:

@@ -23,11 +23,12 @@ import json
 import logging
 import os
 import socket
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
-from .errors import OutputLockedError, SxtdistError, naming, os_error
+from .errors import InputError, OutputLockedError, SxtdistError, naming, os_error, printable
 
 #: Suffix of the lock file ``.<name>.sxtdist-lock`` beside an output.
 LOCK_SUFFIX = ".sxtdist-lock"
@@ -59,10 +60,68 @@ def _owner(fd: int) -> dict:
         return {}
 
 
+#: What a lock file records of its owner (:func:`_identity`): a file holding anything else
+#: (a user's, another tool's) is not sxtdist's lock, and is never truncated nor removed.
+OWNER_KEYS = frozenset({"host", "pid", "started", "boot"})
+#: The most a lock file of sxtdist's holds.
+LOCK_MAX_BYTES = 4096
+
+
+def _is_lock_file(fd: int) -> bool:
+    """Whether the open file ``fd`` is a lock file of sxtdist's: a plain file, empty (just
+    made, or its owner killed before writing itself) or holding an owner's record (a JSON
+    object of :data:`OWNER_KEYS` naming a ``host`` and a ``pid``)."""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        os.lseek(fd, 0, os.SEEK_SET)
+        data = os.read(fd, LOCK_MAX_BYTES + 1)
+    except OSError:
+        return False
+    if not data:
+        return True
+    try:
+        owner = json.loads(data.decode())
+    except ValueError:  # UnicodeDecodeError too
+        return False
+    return (
+        len(data) <= LOCK_MAX_BYTES
+        and isinstance(owner, dict)
+        and set(owner) <= OWNER_KEYS
+        and isinstance(owner.get("host"), str)
+        and isinstance(owner.get("pid"), int)
+    )
+
+
+def _not_a_lock(lock: str, what: str) -> InputError:
+    """The refusal of a file at the lock's name ``lock`` that is not sxtdist's (``what``)."""
+    return InputError(
+        lock,
+        f"has the name of sxtdist's lock of {printable(lock_owner_path(lock))} but is {what}: "
+        "it is left alone; move or rename it, then run the command again",
+    )
+
+
+def lock_owner_path(lock: str) -> str:
+    """The output whose lock is the file ``lock`` (:func:`lock_path`'s inverse)."""
+    parent, name = os.path.split(lock)
+    return os.path.join(parent, name.removeprefix(".").removesuffix(LOCK_SUFFIX))
+
+
 def _take(lock: str) -> int | None:
-    """Lock ``lock`` (created if absent) without waiting; its descriptor, or None if held."""
+    """Lock ``lock`` (created if absent) without waiting; its descriptor, or None if held.
+
+    Only a lock file of sxtdist's (:func:`_is_lock_file`) is taken: anything else of its
+    name (a user's file, a link, a folder) is refused (:class:`InputError`), untouched."""
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # not through a link: a lock's truncation would empty what it points to
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _not_a_lock(lock, "a symbolic link") from None
+            if exc.errno == errno.EISDIR:
+                raise _not_a_lock(lock, "a folder") from None
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -75,6 +134,9 @@ def _take(lock: str) -> int | None:
             same = os.path.samestat(os.fstat(fd), os.stat(lock))
         except FileNotFoundError:
             same = False
+        if same and not _is_lock_file(fd):  # read locked: no holder is writing it now
+            os.close(fd)
+            raise _not_a_lock(lock, "a file sxtdist did not write")
         if same:
             return fd
         os.close(fd)  # the holder removed it as we locked it: take the new file instead
@@ -103,8 +165,8 @@ def _started(pid: int) -> int | None:
     field), or None where it cannot be read (no ``/proc``: macOS; no such process)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        return int(stat[stat.rindex(b")") + 2 :].split()[19])  # after the command's name
+            text = f.read()
+        return int(text[text.rindex(b")") + 2 :].split()[19])  # after the command's name
     except (OSError, ValueError, IndexError):
         return None
 
@@ -291,7 +353,7 @@ def held_by(path: str | os.PathLike[str]) -> str | None:
         return _describe(owner)
     try:
         fd = _take(lock)
-    except OSError:
+    except (OSError, InputError):  # InputError: not sxtdist's lock, left alone
         return None
     if fd is None:
         return _held_by(lock)

@@ -456,6 +456,77 @@ def is_empty_folder(path: str | os.PathLike[str]) -> bool:
     return names is not None and len(names) == len(probes(path))
 
 
+# -- sxtdist's hidden names --------------------------------------------------------------------
+
+
+def not_ours(path: str | os.PathLike[str]) -> str | None:
+    """Why what is at ``path``, one of sxtdist's hidden names (a :func:`partial_path`, a
+    :func:`new_path`, an :func:`aside_path`, a scan being imported), is not what sxtdist
+    leaves there: None when it is (or nothing is there), and may be removed or put back.
+
+    Told by what sxtdist always makes there, never by the name alone (a user's file or
+    folder, or another tool's, may have it): an empty file or folder (nothing to lose); a
+    file sxtdist recognises (:func:`recognise`: a summary's or a report's header, an
+    export's mark, a preview's text), or a folder holding only what sxtdist and Zarr write
+    (:func:`leftover_strangers`: an output of sxtdist's, a Zarr tree being written, an
+    alignment report's files before its mark). A symbolic link is sxtdist's to unlink: what
+    it points to is left whole.
+    """
+    path = os.fspath(path)
+    form = _form(path)
+    if form == "link" or not os.path.lexists(path):
+        return None
+    if form == "file":
+        empty = os.path.getsize(path) == 0
+        return None if empty or recognise(path) else "a file sxtdist did not write"
+    if form != "folder":
+        return "not a file or folder sxtdist writes"
+    try:
+        foreign = leftover_strangers(path)
+    except OSError as exc:
+        return f"a folder sxtdist cannot read ({exc.strerror or one_line(exc)})"
+    return f"holding files sxtdist did not write ({first_named(foreign)})" if foreign else None
+
+
+def leftover_strangers(folder: str) -> list[str]:
+    """What the real folder ``folder`` at a hidden name of sxtdist's holds that sxtdist or
+    Zarr did not write there, as paths relative to it (:func:`strangers` of an output,
+    :func:`node_strangers` of a Zarr tree, its levels and chunks; an alignment report's
+    files before its mark is written). Raises :class:`OSError` where it cannot be read."""
+    if _written_as(folder):
+        return strangers(folder)
+    if is_zarr_node(folder):  # a Zarr group or array being written, its attributes not yet
+        return node_strangers(folder)
+    forms = {n: _form(os.path.join(folder, n)) for n in os.listdir(folder)}
+    ours = {n for n in forms if is_zarr_node(os.path.join(folder, n))}  # a scan's level
+    if not ours:  # an alignment report's files, written before its mark
+        ours = {n for n, form in forms.items() if n in REPORT_FILES and form == "file"}
+    foreign = sorted(set(forms) - ours - _litter(folder, forms, ours))
+    for n in sorted(ours):
+        foreign += [f"{n}/{x}" for x in node_strangers(os.path.join(folder, n))]
+    return foreign
+
+
+def check_leftover(path: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
+    """Refuse (:class:`InputError`, naming ``path``) to remove or put back what is at the
+    hidden name ``path`` of the output ``out`` unless sxtdist left it (:func:`not_ours`)."""
+    why = not_ours(path)
+    if why is not None:
+        raise InputError(
+            path,
+            f"has the hidden name sxtdist gives its unfinished writes of {printable(out)}, "
+            f"but sxtdist did not write it ({why}): it is left alone; move or rename it "
+            "(or remove it, if it is nothing of yours), then run the command again",
+        )
+
+
+def remove_leftover(path: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
+    """Remove what a stopped write of ``out`` left at its hidden name ``path`` (nothing if
+    absent): only what sxtdist left there (:func:`check_leftover`)."""
+    check_leftover(path, out)
+    remove(os.fspath(path))
+
+
 # -- the rule ----------------------------------------------------------------------------------
 
 
@@ -737,18 +808,20 @@ def writing(
     try:
         with write_lock(out):
             recover_swap(partial_path(out), out)
-            # a creation stopped (:func:`creating`): sxtdist's by its name, and no one
-            # creates it now that the lock is ours; said cleared by ``sxtdist info``
+            # a creation stopped (:func:`creating`): no one creates it now that the lock is
+            # ours; said cleared by ``sxtdist info``; sxtdist's by what it holds, not its name
             for stopped in (new_path(out), new_path(partial_path(out))):
-                remove(stopped)
+                remove_leftover(stopped, out)
             # checked again under the lock: another run may have written it meanwhile
             existing = check_output(
                 out, kind, inputs=inputs, overwrite=overwrite, resume=resume, file=file
             )
             replace = existing is not None and overwrite
             write_path = partial_path(out) if (beside or replace) else out
-            if write_path != out and not resume:
-                remove(write_path)
+            if write_path != out:  # removed, or resumed: only a write of sxtdist's
+                check_leftover(write_path, out)
+                if not resume:
+                    remove(write_path)
             created = not os.path.lexists(write_path)
             target = Target(out, write_path)
             try:
@@ -783,6 +856,7 @@ def replacing_file(path: str | os.PathLike[str], kind: str | None = None) -> Ite
     if os.path.islink(path):
         path = os.path.realpath(path)
     tmp = partial_path(path)
+    remove_leftover(tmp, path)  # a stopped write's, not a user's file of that name
     try:
         yield tmp
         if kind is not None:
@@ -809,7 +883,7 @@ def creating(path: str | os.PathLike[str], build: Callable[[str], None]) -> None
     """
     path = os.fspath(path)
     new = new_path(path)
-    remove(new)  # a creation stopped before its rename
+    remove_leftover(new, path)  # a creation stopped before its rename
     try:
         build(new)
         _clear_probes(path)  # a killed run's: a rename over a folder needs it empty
@@ -906,10 +980,11 @@ def recover_swap(partial: str, out: str) -> None:
     """Undo what a :func:`swap_in` stopped mid-way left (a kill where the file system
     cannot exchange two folders): the old output set aside at ``partial.old`` goes back
     to ``out`` when nothing is there (its only copy), else it is removed (the swap was
-    done; its removal was not)."""
+    done; its removal was not). Only what sxtdist set aside (:func:`check_leftover`)."""
     aside = aside_path(partial)
     if not os.path.lexists(aside):
         return
+    check_leftover(aside, out)
     if os.path.lexists(out):
         remove(aside)
     else:

@@ -33,6 +33,7 @@ import pytest
 import tifffile
 
 import sxtdist
+import sxtdist.batch
 import sxtdist.io.importer
 from sxtdist.errors import SxtdistError, SxtdistWarning
 
@@ -271,6 +272,26 @@ def _named_like_litter(ws, output, *names):
     return output
 
 
+def _mine_at(ws, *names, out):
+    """The output ``out`` (a name in the case's folder, or a path), after a user's things
+    were put at names sxtdist gives its own hidden files (``name/`` a folder holding notes,
+    ``name@`` a link to a user's file, ``name`` a file of the user's text), paths under the
+    case's folder: by the name alone they were deleted or truncated."""
+    mine = ws / "mine.txt"
+    mine.write_text("mine\n")
+    for spec in names:
+        where = ws / spec.rstrip("/@")
+        where.parent.mkdir(parents=True, exist_ok=True)
+        if spec.endswith("/"):
+            where.mkdir()
+            (where / "notes.txt").write_text("mine\n")
+        elif spec.endswith("@"):
+            os.symlink(mine, where)
+        else:
+            where.write_text("mine\n")
+    return ws / out
+
+
 def _level_0_a_users_folder(ws):
     """A volume whose level ``0`` is a user's folder (its notes, no Zarr array)."""
     vol = ws.vol()
@@ -452,6 +473,13 @@ CASES = [
     Case("reconstruct: a volume holding 7, a link to a user's Zarr array, --overwrite", lambda ws: ["reconstruct", ws.acq(), _linked_to_a_users_array(ws), "--overwrite"], 2, r"holding files it did not write \(7\)"),
     Case("simulate: an acquisition whose roi and _partial_full are links to a user's folders, --overwrite", lambda ws: ["simulate", _scans_linked_to_a_users_folders(ws), "--preset", "tiny", "--overwrite"], 2, r"holding files it did not write \(_partial_full, roi\)"),
     Case("simulate: an acquisition with a user's notes in roi/ and a folder in full/0/, --overwrite", lambda ws: ["simulate", _with_mine(ws.acq(), "roi/notes.txt", "full/0/mine/"), "--preset", "tiny", "--overwrite"], 2, r"cell\.zarr: is an sxtdist acquisition holding files it did not write \(full/0/mine, roi/notes\.txt\): it is left alone"),
+    Case("reconstruct --overwrite: a user's file at .vol.zarr.sxtdist-partial", lambda ws: ["reconstruct", ws.acq(), _mine_at(ws, ".vol.zarr.sxtdist-partial", out=ws.vol()), "--overwrite"], 2, r"\.vol\.zarr\.sxtdist-partial: has the hidden name sxtdist gives its unfinished writes of \S+vol\.zarr, but sxtdist did not write it \(a file sxtdist did not write\): it is left alone; move or rename it"),
+    Case("reconstruct: a user's folder at .v.zarr.sxtdist-new", lambda ws: ["reconstruct", ws.acq(), _mine_at(ws, ".v.zarr.sxtdist-new/", out="v.zarr")], 2, r"\.v\.zarr\.sxtdist-new: has the hidden name sxtdist gives its unfinished writes of \S+v\.zarr, but sxtdist did not write it \(holding files sxtdist did not write \(notes\.txt\)\)"),
+    Case("export: a user's file at .e.mrc.sxtdist-partial.old, no e.mrc", lambda ws: ["export", ws.vol(), _mine_at(ws, ".e.mrc.sxtdist-partial.old", out="e.mrc")], 2, r"\.e\.mrc\.sxtdist-partial\.old: has the hidden name sxtdist gives its unfinished writes of \S+e\.mrc, but sxtdist did not write it"),
+    Case("import --overwrite: a user's folder _partial_roi in the acquisition", lambda ws: ["import", ws.tif("t.tif", FRAMES), _mine_at(ws, "cell.zarr/_partial_roi/", out=ws.acq()), *IMPORT, "--overwrite"], 2, r"cell\.zarr/_partial_roi: has the hidden name sxtdist gives its unfinished writes of \S+roi, but sxtdist did not write it \(holding files sxtdist did not write \(notes\.txt\)\)"),
+    Case("reconstruct: a user's file at .v.zarr.sxtdist-lock", lambda ws: ["reconstruct", ws.acq(), _mine_at(ws, ".v.zarr.sxtdist-lock", out="v.zarr")], 2, r"\.v\.zarr\.sxtdist-lock: has the name of sxtdist's lock of \S+v\.zarr but is a file sxtdist did not write: it is left alone"),
+    Case("reconstruct: a link to a user's file at .v.zarr.sxtdist-lock", lambda ws: ["reconstruct", ws.acq(), _mine_at(ws, ".v.zarr.sxtdist-lock@", out="v.zarr")], 2, r"\.v\.zarr\.sxtdist-lock: has the name of sxtdist's lock of \S+v\.zarr but is a symbolic link"),
+    Case("summary (Python): a user's file at .s.csv.sxtdist-partial", lambda ws: _api(sxtdist.batch.write_summary, [], _mine_at(ws, ".s.csv.sxtdist-partial", out="s.csv")), 2, r"\.s\.csv\.sxtdist-partial: has the hidden name sxtdist gives its unfinished writes of \S+s\.csv, but sxtdist did not write it \(a file sxtdist did not write\)"),
     Case("reconstruct: a volume with a user's notes in its level's chunk folder 0/c/, --overwrite", lambda ws: ["reconstruct", ws.acq(), _with_mine(ws.vol(), "0/c/notes.txt", "0/c/0/mine/"), "--overwrite"], 2, r"vol\.zarr: is an sxtdist volume holding files it did not write \(0/c/0/mine, 0/c/notes\.txt\): it is left alone"),
     Case("simulate: an acquisition with a user's notes in roi/0/c/ and a link in full/0/c/, --overwrite", lambda ws: ["simulate", _named_like_litter(ws, _with_mine(ws.acq(), "roi/0/c/notes.txt"), "full/0/c/123456@"), "--preset", "tiny", "--overwrite"], 2, r"cell\.zarr: is an sxtdist acquisition holding files it did not write \(full/0/c/123456, roi/0/c/notes\.txt\): it is left alone"),
     Case("reconstruct: a volume with a user's link in its level 0/, --overwrite", lambda ws: ["reconstruct", ws.acq(), _named_like_litter(ws, ws.vol(), "0/zarr.json.bak@"), "--overwrite"], 2, r"vol\.zarr: is an sxtdist volume holding files it did not write \(0/zarr\.json\.bak\)"),

@@ -130,3 +130,21 @@ def test_a_folder_or_link_named_like_a_probe_is_the_users(tmp_path, run_cli, tin
         _, stdout, _ = run_cli("info", out)
         assert "an empty file sxtdist made" not in stdout, stdout
     assert mine.read_text() == "mine"
+
+
+def test_info_leaves_a_users_files_of_sxtdists_hidden_names_alone(tmp_path, run_cli):
+    """A user's file at .v.zarr.sxtdist-partial and one at .v.zarr.sxtdist-lock: info told
+    to "rm -r" the first (sxtdist's by its name alone) and removed the second as a stale
+    lock. Now the first is said to be left alone, with no command to remove it, and both
+    stay as they were."""
+    out = tmp_path / "v.zarr"
+    create_volume(out, GRID, shard_z=4, chunk_z=4)
+    (tmp_path / ".v.zarr.sxtdist-partial").write_text("my draft\n")
+    (tmp_path / ".v.zarr.sxtdist-lock").write_text("my notes\n")
+    code, stdout, _ = run_cli("info", out)
+    assert code == 0, stdout
+    said = [x for x in stdout.splitlines() if ".v.zarr.sxtdist-partial" in x]
+    assert len(said) == 1 and "sxtdist did not write it (a file sxtdist did not write)" in said[0]
+    assert "left alone" in said[0] and "rm " not in said[0], said
+    assert (tmp_path / ".v.zarr.sxtdist-partial").read_text() == "my draft\n"
+    assert (tmp_path / ".v.zarr.sxtdist-lock").read_text() == "my notes\n"
