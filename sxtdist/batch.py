@@ -929,10 +929,18 @@ register_file_kind("summary", lambda path: (first_line(path) or "").startswith(S
 
 
 def write_summary(rows: Iterable[CellResult], path: str | os.PathLike[str]) -> None:
-    """Write the summary CSV (atomically: a reader never sees half a table)."""
+    """Write the summary CSV (atomically: a reader never sees half a table).
+
+    Rewritten as each cell starts and ends, long after the batch checked ``path``: each
+    time it is checked again as it is replaced (a summary of sxtdist's, or nothing), so a
+    user's file put there meanwhile is refused (:class:`~sxtdist.errors.OutputExistsError`),
+    not replaced."""
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with replacing_file(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+    with (
+        replacing_file(path, "summary") as tmp,
+        open(tmp, "w", newline="", encoding="utf-8") as f,
+    ):
         w = csv.DictWriter(f, fieldnames=_COLUMNS)
         w.writeheader()
         for r in rows:

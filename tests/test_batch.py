@@ -686,3 +686,22 @@ def test_align_always_aligns_once_and_resumes_an_unfinished_cell(two_cells, tmp_
         == vol.meta["plan"]["n_blocks"] - 1
     )
     assert sxtdist.open_acquisition(a, "r")["roi"].meta["alignment"]["date"] == date
+
+
+def test_the_summary_is_checked_again_each_time_it_is_rewritten(tmp_path):
+    """A batch rewrites its summary as each cell starts and ends, long after it checked the
+    path: a user's file put at batch-summary.csv meanwhile was replaced without a word (the
+    rewrite asked nothing). Now each rewrite checks it is a summary of sxtdist's (or
+    nothing): a user's file is refused, as it is, and sxtdist's own summary is replaced."""
+    from sxtdist.batch import CellResult, write_summary
+
+    path = tmp_path / "batch-summary.csv"
+    row = CellResult("a", "done", 1.0, "a.zarr")
+    write_summary([row], path)  # nothing there: written
+    write_summary([row, CellResult("b", "running", None, "b.zarr")], path)  # its own: replaced
+    assert [r["cell"] for r in read_summary(path)] == ["a", "b"]
+    path.write_text("name,score\nmine,1\n")  # a user's file, put there meanwhile
+    with pytest.raises(OutputExistsError, match="was not written by sxtdist"):
+        write_summary([row], path)
+    assert path.read_text() == "name,score\nmine,1\n"
+    assert sorted(os.listdir(tmp_path)) == ["batch-summary.csv"]  # no partial left behind
