@@ -58,6 +58,19 @@ def cache_path() -> str:
     return os.path.join(root, "sxtdist", f"rates-{socket.gethostname()}.json")
 
 
+def _is_cache(path: str) -> bool:
+    """Whether ``path`` is a plain file holding a calibration cache (any version's: a JSON
+    object of ``machine`` and ``rates``), which :func:`load_rates` may replace."""
+    if not os.path.isfile(path) or os.path.islink(path):
+        return False
+    try:
+        with open(path, encoding="utf-8") as f:
+            cached = json.loads(f.read(1 << 20))
+    except (OSError, ValueError):
+        return False
+    return isinstance(cached, dict) and {"machine", "rates"} <= set(cached)
+
+
 def _machine() -> dict:
     return {
         "host": socket.gethostname(),
@@ -83,6 +96,13 @@ def load_rates(recalibrate: bool = False) -> Rates:
         except (OSError, ValueError, TypeError, KeyError):
             pass
     rates = measure_rates()
+    if os.path.lexists(path) and not _is_cache(path):  # a user's file of that name: kept
+        logger.warning(
+            "%s: not a calibration cache of sxtdist's: left alone, and the rates measured "
+            "now are not kept (move it to have them kept)",
+            path,
+        )
+        return rates
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with replacing_file(path) as tmp, open(tmp, "w") as f:

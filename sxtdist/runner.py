@@ -961,7 +961,7 @@ def _resume_layout(job: _Job, restart: bool) -> tuple[Reconstruction, bool]:
     out, recipe = job.out, job.recipe
     if not _has_content(out):
         return recipe, False
-    if restart and recognise(out) != "volume":  # a partial left half made (ours, by its name)
+    if restart and recognise(out) != "volume":  # a partial left half made (outputs.writing: ours)
         remove(out)
         return recipe, False
     vol = open_volume(out, mode="r")

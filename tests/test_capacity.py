@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
@@ -175,6 +176,21 @@ def test_rates_are_measured_once_per_machine_and_cached(tmp_path, monkeypatch):
     open(path, "w").write(json.dumps(saved))
     calibration.load_rates()
     assert len(calls) == 4
+
+
+def test_a_users_file_at_the_cache_path_is_not_replaced(tmp_path, monkeypatch, caplog):
+    """The cache's name is sxtdist's, but a file there that is no calibration cache (a
+    user's, another tool's) was replaced by the new figures: now it is left as it was, the
+    rates measured are used and not kept, and a warning says so."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(calibration, "measure_rates", lambda: RATES)
+    path = calibration.cache_path()
+    os.makedirs(os.path.dirname(path))
+    open(path, "w").write("my notes\n")
+    assert calibration.load_rates() == RATES
+    assert open(path).read() == "my notes\n"
+    assert "not a calibration cache of sxtdist's: left alone" in caplog.text
+    assert sorted(os.listdir(os.path.dirname(path))) == [os.path.basename(path)]
 
 
 def test_a_small_calibration_measures_positive_rates():
