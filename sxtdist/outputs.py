@@ -734,8 +734,11 @@ def _claim(
     elif found := _written_as(out):  # strangers: a report is not one; others not replaced
         if found == "alignment-report" or overwrite:
             foreign = strangers(out)
-        elif resume:  # written into: a level that is a link or a user's folder is written through
-            foreign = sorted(set(strangers(out)) & _levels(_zarr_kind(out)[1]))
+        elif resume:  # written into: a level that is a link or a user's folder is written
+            # through; and what a user put inside a numbered level, which the resume's last
+            # step deletes to build again (a level its stopped run had built)
+            levels = _levels(_zarr_kind(out)[1])
+            foreign = [f for f in strangers(out) if f in levels or _in_a_level(f)]
     if foreign:  # a replacement would delete them with the folder
         what = "an alignment report" if found == "alignment-report" else f"an sxtdist {found}"
         raise OutputExistsError(
@@ -751,6 +754,13 @@ def _claim(
     if not (overwrite or resume):
         raise OutputExistsError(out, f"already exists ({use_overwrite()})")
     return out, found
+
+
+def _in_a_level(stranger: str) -> bool:
+    """Whether the stranger ``stranger`` (a path :func:`strangers` gives) lies inside a
+    numbered Zarr node of the output (``1/notes.txt``: a level, listed or being built)."""
+    top, _, rest = stranger.partition("/")
+    return bool(rest) and CHUNK_PART.fullmatch(top) is not None
 
 
 # -- writing -----------------------------------------------------------------------------------

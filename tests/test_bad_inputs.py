@@ -292,6 +292,18 @@ def _mine_at(ws, *names, out):
     return ws / out
 
 
+def _a_stopped_finalize_with_notes(ws):
+    """A volume whose last step stopped: every block done, status ``running``, level ``1``
+    built but not listed yet; a user's notes put in ``1/``, which the resume rebuilds."""
+    vol = ws.vol()
+    doc = json.loads((vol / "zarr.json").read_text())
+    doc["attributes"]["sxtdist"]["status"] = "running"
+    for m in doc["attributes"]["ome"]["multiscales"]:
+        m["datasets"] = m["datasets"][:1]
+    (vol / "zarr.json").write_text(json.dumps(doc))
+    return _with_mine(vol, "1/notes.txt")
+
+
 def _level_0_a_users_folder(ws):
     """A volume whose level ``0`` is a user's folder (its notes, no Zarr array)."""
     vol = ws.vol()
@@ -480,6 +492,7 @@ CASES = [
     Case("reconstruct: a user's file at .v.zarr.sxtdist-lock", lambda ws: ["reconstruct", ws.acq(), _mine_at(ws, ".v.zarr.sxtdist-lock", out="v.zarr")], 2, r"\.v\.zarr\.sxtdist-lock: has the name of sxtdist's lock of \S+v\.zarr but is a file sxtdist did not write: it is left alone"),
     Case("reconstruct: a link to a user's file at .v.zarr.sxtdist-lock", lambda ws: ["reconstruct", ws.acq(), _mine_at(ws, ".v.zarr.sxtdist-lock@", out="v.zarr")], 2, r"\.v\.zarr\.sxtdist-lock: has the name of sxtdist's lock of \S+v\.zarr but is a symbolic link"),
     Case("summary (Python): a user's file at .s.csv.sxtdist-partial", lambda ws: _api(sxtdist.batch.write_summary, [], _mine_at(ws, ".s.csv.sxtdist-partial", out="s.csv")), 2, r"\.s\.csv\.sxtdist-partial: has the hidden name sxtdist gives its unfinished writes of \S+s\.csv, but sxtdist did not write it \(a file sxtdist did not write\)"),
+    Case("reconstruct: resuming a volume with a user's notes in 1/, a level its last step rebuilds", lambda ws: ["reconstruct", ws.tpl.acq, _a_stopped_finalize_with_notes(ws), "--iterations", "2", "--workers", "1"], 2, r"vol\.zarr: is an sxtdist volume holding files it did not write \(1/notes\.txt\)"),
     Case("reconstruct: a volume with a user's notes in its level's chunk folder 0/c/, --overwrite", lambda ws: ["reconstruct", ws.acq(), _with_mine(ws.vol(), "0/c/notes.txt", "0/c/0/mine/"), "--overwrite"], 2, r"vol\.zarr: is an sxtdist volume holding files it did not write \(0/c/0/mine, 0/c/notes\.txt\): it is left alone"),
     Case("simulate: an acquisition with a user's notes in roi/0/c/ and a link in full/0/c/, --overwrite", lambda ws: ["simulate", _named_like_litter(ws, _with_mine(ws.acq(), "roi/0/c/notes.txt"), "full/0/c/123456@"), "--preset", "tiny", "--overwrite"], 2, r"cell\.zarr: is an sxtdist acquisition holding files it did not write \(full/0/c/123456, roi/0/c/notes\.txt\): it is left alone"),
     Case("reconstruct: a volume with a user's link in its level 0/, --overwrite", lambda ws: ["reconstruct", ws.acq(), _named_like_litter(ws, ws.vol(), "0/zarr.json.bak@"), "--overwrite"], 2, r"vol\.zarr: is an sxtdist volume holding files it did not write \(0/zarr\.json\.bak\)"),
