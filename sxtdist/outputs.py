@@ -427,20 +427,22 @@ def _only_checkpoints(path: str, ours: set[str]) -> bool:
 
 
 def probes(folder: str | os.PathLike[str]) -> list[str]:
-    """The writability probes in ``folder`` (:data:`PROBE`: files of that name, not a
-    folder or a link, which are a user's), as paths; ``[]`` where it is no folder or
-    cannot be read."""
+    """The writability probes in ``folder`` (:data:`PROBE`: empty files of that name, as
+    :func:`check_can_write` makes them; a folder, a link or a file holding anything is a
+    user's), as paths; ``[]`` where it is no folder or cannot be read."""
     try:
         with os.scandir(folder) as entries:
-            found = [e.path for e in entries if PROBE.fullmatch(e.name) and _plain_file(e)]
+            found = [e.path for e in entries if PROBE.fullmatch(e.name) and _empty_file(e)]
     except OSError:
         return []
     return sorted(found)
 
 
-def _plain_file(entry: os.DirEntry) -> bool:
+def _empty_file(entry: os.DirEntry) -> bool:
     try:
-        return entry.is_file(follow_symlinks=False)
+        return (
+            entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_size == 0
+        )
     except OSError:
         return False
 
