@@ -28,6 +28,54 @@ SQUARE_TOLERANCE = 0.01
 REAL_KINDS = "uif"
 
 
+@dataclass(frozen=True)
+class FlatSeries:
+    """Flat fields taken in sets at several points of a scan (before and after it, or
+    inside it), for a flat per projection: the beam decays or drifts between the sets.
+
+    Parameters
+    ----------
+    positions
+        ``(k,)`` where each set was taken: the mean file frame index of its frames
+        (a set of frames 0..9 stands for the beam at 4.5), increasing.
+    fields
+        ``(k, rows, cols)`` each set's average (float32).
+    frames
+        ``(n,)`` the file frame index of each projection.
+    """
+
+    positions: np.ndarray
+    fields: np.ndarray
+    frames: np.ndarray
+
+    def at(self, i0: int, i1: int) -> np.ndarray:
+        """The flats of projections ``i0 .. i1-1``, ``(i1-i0, rows, cols)``: linear in frame
+        index between the nearest sets before and after each one, the nearest set's
+        outside them (as tomoscan and httomo weight reduced flats)."""
+        p = np.asarray(self.frames[i0:i1], float)
+        hi = np.clip(np.searchsorted(self.positions, p, side="right"), 1, len(self.positions) - 1)
+        lo = hi - 1
+        span = self.positions[hi] - self.positions[lo]
+        w = np.clip((p - self.positions[lo]) / span, 0.0, 1.0).astype(np.float32)[:, None, None]
+        return (1 - w) * self.fields[lo] + w * self.fields[hi]
+
+    def cropped(self, r0: int, r1: int, c0: int, c1: int) -> FlatSeries:
+        return replace(self, fields=self.fields[:, r0:r1, c0:c1])
+
+
+def flat_sets(keys: np.ndarray, flat_key: int = 1, projection_key: int = 0) -> list[np.ndarray]:
+    """The file frame indices of each set of flats: flats with no projection between them
+    (darks or invalid frames may be) are one set."""
+    flats = np.flatnonzero(keys == flat_key)
+    proj = np.flatnonzero(keys == projection_key)
+    if flats.size == 0:
+        return []
+    # a projection between two flats (its count before the second grows) starts a new set
+    before = np.searchsorted(proj, flats)
+    cuts = np.flatnonzero(np.diff(before) > 0) + 1
+    return np.split(flats, cuts)
+
+
 @dataclass
 class FrameSource:
     """A projection stack opened for reading.
@@ -49,6 +97,9 @@ class FrameSource:
         What the file says, or ``None``.
     flat, dark
         Averaged flat and dark fields ``(rows, cols)`` held by the file, or ``None``.
+    flat_series
+        The file's flats as sets taken at two or more points of the scan
+        (:class:`FlatSeries`), or ``None`` (one set: ``flat`` is the flat of every frame).
     values
         What the pixel values are if the format says (``"intensity"`` for raw
         detector counts), else ``None``.
@@ -69,6 +120,7 @@ class FrameSource:
     exposure_s: float | None = None
     flat: np.ndarray | None = None
     dark: np.ndarray | None = None
+    flat_series: FlatSeries | None = None
     values: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     closer: Callable[[], None] | None = None
@@ -129,6 +181,9 @@ class FrameSource:
             reader=reader,
             flat=crop(self.flat),
             dark=crop(self.dark),
+            flat_series=None
+            if self.flat_series is None
+            else self.flat_series.cropped(r0, r1, c0, c1),
             extra={**self.extra, "crop": [[r0, r1], [c0, c1]], "uncropped_shape": [h, w]},
             closer=closer,
             _lock=threading.Lock(),
