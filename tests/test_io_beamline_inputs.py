@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import h5py
 import numpy as np
+import pytest
+import tifffile
 
+from sxtdist.errors import InputError
 from sxtdist.io.importer import import_scan
 
 # -- flats taken in sets during the scan -------------------------------------------------------
@@ -84,3 +87,61 @@ def test_one_set_of_flats_is_averaged_as_before(tmp_path):
     expected = -np.log((raw - 100.0) / (mean_flat - 100.0))
     np.testing.assert_allclose(acq["roi"].data.compute(), expected, rtol=1e-5)
     assert acq["roi"].meta["source"]["flat_interpolated"] is False
+
+
+# -- decimal commas in angle lists ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("-60,5\n0\n60,25\n", [-60.5, 0, 60.25]),  # one per line: Excel in a European locale
+        ("-60,5;-59,5;-58,5\n", [-60.5, -59.5, -58.5]),  # semicolons: European CSV
+        ("\u221260,5\t-59,5°\n", [-60.5, -59.5]),  # tabs, a typographic minus, a degree sign
+        ("-60,-40,-20,0,20,40,60\n", [-60, -40, -20, 0, 20, 40, 60]),  # commas separate
+        ("-60.5,-59.5\n-58,5\n", [-60.5, -59.5, -58, 5]),  # a point: the commas separate
+        ("-60,-58\n10,20\n", [-60, -58, 10, 20]),  # a signed part after a comma: separators
+    ],
+)
+def test_angle_lists_with_decimal_commas_where_unambiguous(tmp_path, text, expected):
+    from sxtdist.io.source import read_angles_file
+
+    (tmp_path / "a.tlt").write_text(text, encoding="utf-8")
+    np.testing.assert_allclose(read_angles_file(tmp_path / "a.tlt"), expected)
+
+
+def test_an_ambiguous_comma_list_is_refused_naming_the_file_and_line(tmp_path, run_cli):
+    """'-60,5,-59,5' is -60.5 and -59.5, or four numbers: refused, exit 2, no traceback."""
+    tifffile.imwrite(tmp_path / "p.tif", np.full((4, 5, 5), 0.5, np.float32))
+    (tmp_path / "a.txt").write_text("# tilt\n-60,5,-59,5\n-58,5,-57,5\n", encoding="utf-8")
+    code, out, err = run_cli(
+        "import", tmp_path / "p.tif", tmp_path / "a.zarr", "--scan=roi",
+        "--angles", tmp_path / "a.txt", "--pixel-size-nm=30", "-q",
+    )  # fmt: skip
+    assert code == 2, err
+    assert "a.txt" in err and "line 2: '-60,5,-59,5' is ambiguous" in err, err
+    assert "Traceback" not in err
+
+
+def test_angles_in_file_names_with_a_decimal_comma(tmp_path):
+    from sxtdist.io.tiff import angles_in_names
+
+    names = ["img_-60,5.tif", "img_0.tif", "img_60,25.tif", "flat.tif"]
+    kept, angles = angles_in_names(str(tmp_path), names, r"img_(.+)\.tif")
+    assert kept == names[:3]
+    np.testing.assert_allclose(angles, [-60.5, 0, 60.25])
+
+
+def test_nxtomo_angles_written_as_text_with_decimal_commas(tmp_path):
+    """A metadata field of text: rotation_angle as strings '-60,5' (a spreadsheet's)."""
+    keys = _keys((2, 1), (1, 2), (0, 3))
+    _decaying_nxtomo(tmp_path / "s.nx", keys, np.full((3, 4, 4), 0.5, np.float32), decay=0)
+    with h5py.File(tmp_path / "s.nx", "a") as f:
+        del f["entry/sample/rotation_angle"]
+        f["entry/sample/rotation_angle"] = ["0", "0", "0", "-60,5", "0", "60,5"]
+    acq = import_scan(tmp_path / "s.nx", tmp_path / "a.zarr", "roi")
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, [-60.5, 0, 60.5])
+    with h5py.File(tmp_path / "s.nx", "a") as f:
+        f["entry/sample/rotation_angle"][4] = "1,2,3"
+    with pytest.raises(InputError, match=r"rotation_angle\[4\] is '1,2,3', not a number"):
+        import_scan(tmp_path / "s.nx", tmp_path / "b.zarr", "roi")

@@ -47,7 +47,15 @@ import h5py
 import numpy as np
 
 from ..errors import InputError, SxtdistWarning, keyword, one_line
-from .source import FlatSeries, FrameSource, check_dtype, check_shape, flat_sets, square_pixel
+from .source import (
+    FlatSeries,
+    FrameSource,
+    check_dtype,
+    check_shape,
+    decimal_comma,
+    flat_sets,
+    square_pixel,
+)
 from .tiff import UNIT_NM
 
 logger = logging.getLogger(__name__)
@@ -466,7 +474,7 @@ def _angles(
         if where is None:
             return None
         ds = f[where]
-    values = np.asarray(ds[()], dtype=float).reshape(-1)
+    values = _numbers(path, where, ds)
     unit = (_units(ds) or "degree").strip().lower()
     if unit not in ANGLE_UNITS:
         raise InputError(path, f"{where} has units {unit!r}; expected degree or rad")
@@ -478,6 +486,22 @@ def _angles(
             f"{where} has {values.size} angles for {n_frames} frames ({chosen.size} projections)",
         )
     return values * ANGLE_UNITS[unit]
+
+
+def _numbers(path: str, where: str, ds: h5py.Dataset) -> np.ndarray:
+    """A dataset of numbers, also when written as text (a LabVIEW or spreadsheet writer's
+    ``"-60,5"``: one number with a decimal comma is read as one)."""
+    raw = np.asarray(ds[()]).reshape(-1)
+    if raw.dtype.kind not in "SUO":
+        return raw.astype(float)
+    values = []
+    for i, v in enumerate(raw):
+        text = (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)).strip()
+        try:
+            values.append(float(text.replace(",", ".") if decimal_comma(text) else text))
+        except ValueError:
+            raise InputError(path, f"{where}[{i}] is {text!r}, not a number") from None
+    return np.asarray(values, float)
 
 
 def _flats_to_exposure(
