@@ -219,3 +219,38 @@ def test_mrc_extended_header_without_tilts_gives_no_angles(tmp_path):
         tmp_path / "f.mrc", tmp_path / "b.zarr", "roi", values="transmission", angle_range=(-60, 60)
     )
     np.testing.assert_allclose(acq["roi"].geometry.angles_deg, [-60, 0, 60])
+
+
+# -- compressed inputs without their codec ---------------------------------------------------
+
+
+def test_mistral_flats_compressed_with_a_filter_not_installed_are_named(tmp_path):
+    """ALBA MISTRAL's flats (instrument/bright_field/data) compressed where the frames are not:
+    one line naming the dataset, the filter and the extra to install, exit 2, no traceback.
+    LZF, unregistered in a process of its own, stands for bitshuffle/LZ4/Blosc."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, h5py, numpy as np\n"
+        "with h5py.File(sys.argv[1], 'w') as f:\n"
+        "    f['NXtomo/instrument/sample/data'] = np.full((3, 16, 16), 1500, np.uint16)\n"
+        "    f['NXtomo/data/rotation_angle'] = [0.0, 60.0, 120.0]\n"
+        "    f.create_dataset('NXtomo/instrument/bright_field/data', chunks=(1, 16, 16),\n"
+        "                     data=np.full((2, 16, 16), 3000, np.uint16), compression='lzf')\n"
+        "assert h5py.h5z.unregister_filter(h5py.h5z.FILTER_LZF)\n"
+        "from sxtdist.cli import main\n"
+        "sys.exit(main(['import', *sys.argv[1:], '--scan', 'roi', '--pixel-size-nm', '20']))\n"
+    )
+    nx, acq = tmp_path / "mistral.hdf5", tmp_path / "a.zarr"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    r = subprocess.run(
+        [sys.executable, "-c", script, str(nx), str(acq)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert "mistral.hdf5" in lines[0] and "/NXtomo/instrument/bright_field/data" in lines[0]
+    assert "filter lzf" in lines[0] and 'pip install "sxtdist[codecs]"' in lines[0], lines[0]
+    assert not acq.exists()

@@ -48,6 +48,7 @@ import numpy as np
 
 from ..errors import InputError, SxtdistWarning, keyword, one_line
 from .source import (
+    CODECS_INSTALL,
     FlatSeries,
     FrameSource,
     check_dtype,
@@ -210,8 +211,9 @@ def _check_filters(path: str, data: h5py.Dataset, where: str) -> None:
         raise InputError(
             path,
             f"{where} is compressed with HDF5 filter {name or 'unnamed'} (id {code}), which "
-            "this installation cannot decode: install hdf5plugin (pip install hdf5plugin), "
-            "or decompress it where the filter is installed (h5repack -f NONE)",
+            f"this installation cannot decode: install hdf5plugin ({CODECS_INSTALL}, or pip "
+            "install hdf5plugin), or decompress it where the filter is installed "
+            "(h5repack -f NONE)",
         ) from exc
 
 
@@ -541,6 +543,7 @@ def _bright_field(
     if not isinstance(ds, h5py.Dataset):
         return None, None
     where = f"{entry.name}/{BRIGHT_FIELD}/data"
+    _check_filters(path, ds, where)  # compressed otherwise than the frames: named
     frames = ds.shape if ds.ndim == 3 else (1, *ds.shape)
     if tuple(frames[1:]) != tuple(shape[1:]):
         raise InputError(path, f"{where} has frames of {frames[1:]}, projections are {shape[1:]}")

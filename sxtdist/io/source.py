@@ -24,6 +24,9 @@ from ..errors import InputError, SxtdistWarning, keyword, one_line
 #: Pixel width and height further apart than this (relative) draw a warning.
 SQUARE_TOLERANCE = 0.01
 
+#: How to install the codecs of compressed inputs (imagecodecs for TIFF, hdf5plugin for HDF5).
+CODECS_INSTALL = 'pip install "sxtdist[codecs]"'
+
 #: Pixel data types a projection may have (anything else is the wrong mode).
 REAL_KINDS = "uif"
 
