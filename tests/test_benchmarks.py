@@ -205,3 +205,58 @@ def test_bench_align_ledger_counts_a_finished_commands_cpu():
     out = ledger.stop(None)
     assert out["own"] >= 0.38, out
     assert "thread-cpu" not in out
+
+
+def _git_tree() -> bool:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(BENCHMARKS.parent), "rev-parse", "HEAD"], capture_output=True
+        )
+    except OSError:
+        return False
+    return out.returncode == 0
+
+
+def test_bench_align_whole_leaves_nothing_behind_on_ctrl_c(tmp_path, monkeypatch):
+    """The old commit's code is extracted into a temporary directory that goes with the
+    run, Ctrl-C included."""
+    import tempfile
+
+    import pytest
+
+    if not _git_tree():
+        pytest.skip("not a git checkout: no commit to extract")
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # it imports bench_align
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    whole = _load("bench_align_whole")
+    with pytest.raises(KeyboardInterrupt), whole.scratch() as work:
+        named = whole.extract_commit("HEAD", work / "old")
+        assert (work / "old" / "sxtdist" / "__init__.py").is_file()
+        assert not (work / "old" / ".git").exists()
+        assert len(named.split()[0]) >= 7
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_align_whole_times_both_trees_from_one_acquisition(tmp_path, monkeypatch, capsys):
+    """One round of the whole ``sxtdist align`` (``tiny``), the committed HEAD against this
+    tree: one acquisition read by both, a run of each, the verdict against 1.5x, and
+    nothing left in the temporary directory."""
+    import tempfile
+
+    import pytest
+
+    if not _git_tree():
+        pytest.skip("not a git checkout: no commit to extract")
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    whole = _load("bench_align_whole")
+    whole.main(["--commit", "HEAD", "--rounds", "1", "--preset", "tiny"])
+    out = capsys.readouterr().out
+    assert "one acquisition (tiny, seed 1), by this tree's simulator, for both" in out
+    assert "round 1, old: wall" in out and "round 1, current: wall" in out
+    assert "current / old: per round" in out
+    assert "over 1 round" in out and "against <= 1.5x" in out
+    assert list(tmp_path.iterdir()) == []
