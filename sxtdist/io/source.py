@@ -28,6 +28,54 @@ SQUARE_TOLERANCE = 0.01
 REAL_KINDS = "uif"
 
 
+@dataclass(frozen=True)
+class FlatSeries:
+    """Flat fields taken in sets at several points of a scan (before and after it, or
+    inside it), for a flat per projection: the beam decays or drifts between the sets.
+
+    Parameters
+    ----------
+    positions
+        ``(k,)`` where each set was taken: the mean file frame index of its frames
+        (a set of frames 0..9 stands for the beam at 4.5), increasing.
+    fields
+        ``(k, rows, cols)`` each set's average (float32).
+    frames
+        ``(n,)`` the file frame index of each projection.
+    """
+
+    positions: np.ndarray
+    fields: np.ndarray
+    frames: np.ndarray
+
+    def at(self, i0: int, i1: int) -> np.ndarray:
+        """The flats of projections ``i0 .. i1-1``, ``(i1-i0, rows, cols)``: linear in frame
+        index between the nearest sets before and after each one, the nearest set's
+        outside them (as tomoscan and httomo weight reduced flats)."""
+        p = np.asarray(self.frames[i0:i1], float)
+        hi = np.clip(np.searchsorted(self.positions, p, side="right"), 1, len(self.positions) - 1)
+        lo = hi - 1
+        span = self.positions[hi] - self.positions[lo]
+        w = np.clip((p - self.positions[lo]) / span, 0.0, 1.0).astype(np.float32)[:, None, None]
+        return (1 - w) * self.fields[lo] + w * self.fields[hi]
+
+    def cropped(self, r0: int, r1: int, c0: int, c1: int) -> FlatSeries:
+        return replace(self, fields=self.fields[:, r0:r1, c0:c1])
+
+
+def flat_sets(keys: np.ndarray, flat_key: int = 1, projection_key: int = 0) -> list[np.ndarray]:
+    """The file frame indices of each set of flats: flats with no projection between them
+    (darks or invalid frames may be) are one set."""
+    flats = np.flatnonzero(keys == flat_key)
+    proj = np.flatnonzero(keys == projection_key)
+    if flats.size == 0:
+        return []
+    # a projection between two flats (its count before the second grows) starts a new set
+    before = np.searchsorted(proj, flats)
+    cuts = np.flatnonzero(np.diff(before) > 0) + 1
+    return np.split(flats, cuts)
+
+
 @dataclass
 class FrameSource:
     """A projection stack opened for reading.
@@ -49,6 +97,9 @@ class FrameSource:
         What the file says, or ``None``.
     flat, dark
         Averaged flat and dark fields ``(rows, cols)`` held by the file, or ``None``.
+    flat_series
+        The file's flats as sets taken at two or more points of the scan
+        (:class:`FlatSeries`), or ``None`` (one set: ``flat`` is the flat of every frame).
     values
         What the pixel values are if the format says (``"intensity"`` for raw
         detector counts), else ``None``.
@@ -69,6 +120,7 @@ class FrameSource:
     exposure_s: float | None = None
     flat: np.ndarray | None = None
     dark: np.ndarray | None = None
+    flat_series: FlatSeries | None = None
     values: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     closer: Callable[[], None] | None = None
@@ -129,6 +181,9 @@ class FrameSource:
             reader=reader,
             flat=crop(self.flat),
             dark=crop(self.dark),
+            flat_series=None
+            if self.flat_series is None
+            else self.flat_series.cropped(r0, r1, c0, c1),
             extra={**self.extra, "crop": [[r0, r1], [c0, c1]], "uncropped_shape": [h, w]},
             closer=closer,
             _lock=threading.Lock(),
@@ -183,8 +238,12 @@ def read_angles_file(path: str | os.PathLike[str]) -> np.ndarray:
     """Angles in degrees, one per line (IMOD ``.tlt``/``.rawtlt``, or any text list).
 
     Blank lines and ``#`` comments are skipped; several numbers on a line are read
-    left to right. A typographic minus (U+2212) and a trailing degree sign, as a list
-    copied from a document has them, are read as a minus and nothing.
+    left to right, separated by spaces, tabs, semicolons or commas. A typographic minus
+    (U+2212) and a trailing degree sign, as a list copied from a document has them, are
+    read as a minus and nothing. A decimal comma (``-60,5``, a European locale's) is read
+    where it is one: the file has no decimal point, and no comma in it can only be a
+    separator; a number list such as ``-60,5,-59,5`` that reads either way is refused,
+    naming the line (:func:`decimal_commas`).
     """
     path = os.fspath(path)
     try:
@@ -194,22 +253,71 @@ def read_angles_file(path: str | os.PathLike[str]) -> np.ndarray:
         raise InputError(path, f"cannot read the angle list ({exc.strerror})") from exc
     except UnicodeDecodeError:
         raise InputError(path, "is not a text file of angles (not UTF-8)") from None
+    lines = [
+        [t for t in re.split(r"[;\s]+", line.split("#", 1)[0].replace("\u2212", "-")) if t]
+        for line in text.splitlines()
+    ]
+    comma = decimal_commas(path, lines)
     values: list[float] = []
-    for n, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        for tok in re.split(r"[,\s]+", line):
-            if not tok:
-                continue
-            try:  # a list pasted from a document: '−' (U+2212) for the minus, a degree sign
-                values.append(float(tok.replace("\u2212", "-").removesuffix("°")))
-            except ValueError:
-                raise InputError(path, f"line {n}: {tok!r} is not a number") from None
+    for n, tokens in enumerate(lines, 1):
+        for tok in tokens:
+            for part in [tok] if comma else tok.split(","):
+                if not part:
+                    continue
+                try:  # a list pasted from a document: a degree sign
+                    values.append(float(part.removesuffix("°").replace(",", ".")))
+                except ValueError:
+                    raise InputError(path, f"line {n}: {part!r} is not a number") from None
     if not values:
         raise InputError(path, "the angle list is empty")
     angles = np.asarray(values, float)
     if not np.all(np.isfinite(angles)):
         raise InputError(path, "the angle list contains NaN or inf")
     return angles
+
+
+#: A number written with one decimal comma: sign, digits, comma, digits.
+_DECIMAL_COMMA = re.compile(r"[-+]?\d+,\d+°?")
+
+
+def decimal_commas(path: str, lines: list[list[str]]) -> bool:
+    """Whether the commas of an angle list (``lines`` of tokens split at spaces, tabs and
+    semicolons) are decimal commas (``True``) or separate numbers (``False``).
+
+    Separators when the file has a decimal point, or a comma in it can only separate
+    (``-60,-58``, ``0,10,20``: an odd count of parts, or a signed part after a comma);
+    otherwise a token with one comma is one number (``-60,5``, one per line or separated
+    by spaces or semicolons), and one with more (``-60,5,-59,5``: two numbers, or four) is
+    refused as ambiguous, naming its line.
+    """
+    tokens = [t for line in lines for t in line]
+    if not any("," in t for t in tokens) or any("." in t for t in tokens):
+        return False
+    if any("," in t and not _could_be_decimal(t) for t in tokens):
+        return False
+    for n, line in enumerate(lines, 1):
+        for tok in line:
+            if tok.count(",") > 1:
+                raise InputError(
+                    path,
+                    f"line {n}: {tok!r} is ambiguous: its commas may be decimal commas or "
+                    "separate numbers; write decimals with a point, or separate the numbers "
+                    "with spaces, tabs or semicolons",
+                )
+    return True
+
+
+def decimal_comma(text: str | None) -> bool:
+    """Whether ``text`` is one number written with a decimal comma (``-60,5``)."""
+    return text is not None and _DECIMAL_COMMA.fullmatch(text.strip()) is not None
+
+
+def _could_be_decimal(token: str) -> bool:
+    """Whether ``token``'s commas can all be decimal commas: numbers ``a,b`` joined by commas."""
+    parts = token.split(",")
+    if len(parts) % 2:
+        return False
+    return all(_DECIMAL_COMMA.fullmatch(f"{a},{b}") for a, b in zip(parts[::2], parts[1::2]))
 
 
 def square_pixel(path: str, width_nm: float | None, height_nm: float | None) -> float | None:

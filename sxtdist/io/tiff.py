@@ -24,7 +24,7 @@ import tifffile
 import zarr
 
 from ..errors import InputError, ParameterError, keyword, one_line
-from .source import FrameSource, check_dtype, check_shape, square_pixel
+from .source import FrameSource, check_dtype, check_shape, decimal_comma, square_pixel
 
 SUFFIXES = (".tif", ".tiff")
 
@@ -332,8 +332,9 @@ def angles_in_names(folder: str, names: list[str], pattern: str) -> tuple[list[s
         m = rx.search(name)
         if m is None:
             continue
-        try:
-            angles.append(float(m.group(group)))
+        try:  # one decimal comma ('img_-60,5.tif', a European locale's) is a decimal point
+            text = m.group(group)
+            angles.append(float(text.replace(",", ".") if decimal_comma(text) else text))
         except (TypeError, ValueError):
             raise InputError(
                 os.path.join(folder, name),

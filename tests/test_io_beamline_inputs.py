@@ -1,0 +1,147 @@
+"""Inputs from beamlines that no one here made: flats taken during the scan, decimal commas
+in angle lists, MRC tilt angles in the extended header, compressed inputs without codecs."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import tifffile
+
+from sxtdist.errors import InputError
+from sxtdist.io.importer import import_scan
+
+# -- flats taken in sets during the scan -------------------------------------------------------
+
+
+def _decaying_nxtomo(path, keys, transmission, beam0=4000.0, decay=0.004, dark=100.0):
+    """An NXtomo whose beam falls linearly with the frame index i: ``beam0 (1 - decay i)``.
+
+    Flats read ``dark + beam(i)``, projections ``dark + T beam(i)``, darks ``dark``
+    (float32: no rounding). Returns the flats' average, as the import took it before.
+    """
+    keys = np.asarray(keys)
+    beam = beam0 * (1.0 - decay * np.arange(keys.size))
+    frames = np.full((keys.size, *transmission.shape[1:]), dark, np.float32)
+    frames[keys == 0] += transmission * beam[keys == 0, None, None]
+    frames[keys == 1] += beam[keys == 1, None, None]
+    with h5py.File(path, "w") as f:
+        e = f.create_group("entry")
+        e["definition"] = "NXtomo"
+        det = e.create_group("instrument/detector")
+        det["data"] = frames
+        det["image_key"] = keys.astype(np.int32)
+        det["x_pixel_size"] = 30e-9
+        angles = np.zeros(keys.size)
+        angles[keys == 0] = np.linspace(-60, 60, int(np.sum(keys == 0)))
+        e["sample/rotation_angle"] = angles
+    return frames[keys == 1].mean(axis=0)
+
+
+def _keys(*parts):
+    return np.concatenate([np.full(n, k) for k, n in parts])
+
+
+def test_flats_before_and_after_a_decaying_beam_are_interpolated(tmp_path):
+    """NXtomo image_key 1 at the start and the end, a beam falling 0.4 % a frame (a
+    synchrotron's decay, exaggerated): the flat of each projection is interpolated between
+    the two sets, so a sample of constant transmission comes out constant; the average of
+    the flats (the import before) tilts it by +-ln(beam/average)."""
+    n = 40
+    keys = _keys((2, 3), (1, 5), (0, n), (1, 5))
+    t = np.full((n, 6, 8), 0.5, np.float32)
+    mean_flat = _decaying_nxtomo(tmp_path / "decay.nx", keys, t)
+    acq = import_scan(tmp_path / "decay.nx", tmp_path / "a.zarr", "roi", crop_cols=(1, 7))
+    od = acq["roi"].data.compute()
+    error_after = float(np.abs(od - np.log(2)).max())
+    raw = 100.0 + t * 4000.0 * (1 - 0.004 * np.flatnonzero(keys == 0))[:, None, None]
+    averaged = -np.log((raw - 100.0) / (mean_flat - 100.0))
+    error_before = float(np.abs(averaged - np.log(2)).max())
+    assert error_before > 0.05  # the average flat: 8 % too bright at the start
+    assert error_after < 1e-5, (error_before, error_after)
+    source = acq["roi"].meta["source"]
+    assert source["flat_interpolated"] and source["flat_sets"] == 2
+
+
+def test_flats_inside_the_series_weight_the_nearest_sets(tmp_path):
+    """Flats inside the series (as BESSY U41 takes them every N projections): each projection
+    uses the sets just before and after it, not the first and the last."""
+    keys = _keys((1, 2), (0, 10), (1, 2), (0, 10), (2, 2), (1, 2), (0, 10))  # ends in projections
+    t = np.random.default_rng(3).uniform(0.2, 0.9, (30, 5, 5)).astype(np.float32)
+    _decaying_nxtomo(tmp_path / "mid.nx", keys, t, decay=0.01)
+    od = import_scan(tmp_path / "mid.nx", tmp_path / "a.zarr", "roi")["roi"].data.compute()
+    inside = slice(0, 20)  # between sets: exact for a linear beam
+    np.testing.assert_allclose(od[inside], -np.log(t[inside]), atol=2e-5)
+    # after the last set: its flat, as the nearest (the beam fell on by up to 10 frames)
+    beam = 1 - 0.01 * np.flatnonzero(keys == 0)[20:]
+    last = 1 - 0.01 * np.flatnonzero(keys == 1)[-2:].mean()
+    np.testing.assert_allclose(od[20:], -np.log(t[20:] * beam[:, None, None] / last), atol=2e-5)
+
+
+def test_one_set_of_flats_is_averaged_as_before(tmp_path):
+    keys = _keys((2, 2), (1, 4), (0, 6))
+    t = np.full((6, 4, 4), 0.25, np.float32)
+    mean_flat = _decaying_nxtomo(tmp_path / "one.nx", keys, t)
+    acq = import_scan(tmp_path / "one.nx", tmp_path / "a.zarr", "roi")
+    raw = 100.0 + t * 4000.0 * (1 - 0.004 * np.arange(6, 12))[:, None, None]
+    expected = -np.log((raw - 100.0) / (mean_flat - 100.0))
+    np.testing.assert_allclose(acq["roi"].data.compute(), expected, rtol=1e-5)
+    assert acq["roi"].meta["source"]["flat_interpolated"] is False
+
+
+# -- decimal commas in angle lists ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("-60,5\n0\n60,25\n", [-60.5, 0, 60.25]),  # one per line: Excel in a European locale
+        ("-60,5;-59,5;-58,5\n", [-60.5, -59.5, -58.5]),  # semicolons: European CSV
+        ("\u221260,5\t-59,5°\n", [-60.5, -59.5]),  # tabs, a typographic minus, a degree sign
+        ("-60,-40,-20,0,20,40,60\n", [-60, -40, -20, 0, 20, 40, 60]),  # commas separate
+        ("-60.5,-59.5\n-58,5\n", [-60.5, -59.5, -58, 5]),  # a point: the commas separate
+        ("-60,-58\n10,20\n", [-60, -58, 10, 20]),  # a signed part after a comma: separators
+    ],
+)
+def test_angle_lists_with_decimal_commas_where_unambiguous(tmp_path, text, expected):
+    from sxtdist.io.source import read_angles_file
+
+    (tmp_path / "a.tlt").write_text(text, encoding="utf-8")
+    np.testing.assert_allclose(read_angles_file(tmp_path / "a.tlt"), expected)
+
+
+def test_an_ambiguous_comma_list_is_refused_naming_the_file_and_line(tmp_path, run_cli):
+    """'-60,5,-59,5' is -60.5 and -59.5, or four numbers: refused, exit 2, no traceback."""
+    tifffile.imwrite(tmp_path / "p.tif", np.full((4, 5, 5), 0.5, np.float32))
+    (tmp_path / "a.txt").write_text("# tilt\n-60,5,-59,5\n-58,5,-57,5\n", encoding="utf-8")
+    code, out, err = run_cli(
+        "import", tmp_path / "p.tif", tmp_path / "a.zarr", "--scan=roi",
+        "--angles", tmp_path / "a.txt", "--pixel-size-nm=30", "-q",
+    )  # fmt: skip
+    assert code == 2, err
+    assert "a.txt" in err and "line 2: '-60,5,-59,5' is ambiguous" in err, err
+    assert "Traceback" not in err
+
+
+def test_angles_in_file_names_with_a_decimal_comma(tmp_path):
+    from sxtdist.io.tiff import angles_in_names
+
+    names = ["img_-60,5.tif", "img_0.tif", "img_60,25.tif", "flat.tif"]
+    kept, angles = angles_in_names(str(tmp_path), names, r"img_(.+)\.tif")
+    assert kept == names[:3]
+    np.testing.assert_allclose(angles, [-60.5, 0, 60.25])
+
+
+def test_nxtomo_angles_written_as_text_with_decimal_commas(tmp_path):
+    """A metadata field of text: rotation_angle as strings '-60,5' (a spreadsheet's)."""
+    keys = _keys((2, 1), (1, 2), (0, 3))
+    _decaying_nxtomo(tmp_path / "s.nx", keys, np.full((3, 4, 4), 0.5, np.float32), decay=0)
+    with h5py.File(tmp_path / "s.nx", "a") as f:
+        del f["entry/sample/rotation_angle"]
+        f["entry/sample/rotation_angle"] = ["0", "0", "0", "-60,5", "0", "60,5"]
+    acq = import_scan(tmp_path / "s.nx", tmp_path / "a.zarr", "roi")
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, [-60.5, 0, 60.5])
+    with h5py.File(tmp_path / "s.nx", "a") as f:
+        f["entry/sample/rotation_angle"][4] = "1,2,3"
+    with pytest.raises(InputError, match=r"rotation_angle\[4\] is '1,2,3', not a number"):
+        import_scan(tmp_path / "s.nx", tmp_path / "b.zarr", "roi")
