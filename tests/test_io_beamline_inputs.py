@@ -145,3 +145,77 @@ def test_nxtomo_angles_written_as_text_with_decimal_commas(tmp_path):
         f["entry/sample/rotation_angle"][4] = "1,2,3"
     with pytest.raises(InputError, match=r"rotation_angle\[4\] is '1,2,3', not a number"):
         import_scan(tmp_path / "s.nx", tmp_path / "b.zarr", "roi")
+
+
+# -- MRC tilt angles in the extended header --------------------------------------------------
+
+
+def _fei_stack(path, angles, exttyp=b"FEI1"):
+    import mrcfile
+    from mrcfile.dtypes import get_ext_header_dtype
+
+    frames = np.full((len(angles), 6, 6), 0.5, np.float32)
+    with mrcfile.new(path, overwrite=True) as m:
+        m.set_data(frames)
+        m.voxel_size = 100.0
+        records = np.zeros(len(angles), get_ext_header_dtype(exttyp, m.header.mode.dtype.byteorder))
+        records["Metadata size"] = records.dtype.itemsize
+        records["Alpha tilt"] = angles
+        m.set_extended_header(np.frombuffer(records.tobytes(), "V1"))
+        m.header.exttyp = exttyp
+
+
+@pytest.mark.parametrize("exttyp", [b"FEI1", b"FEI2"])
+def test_mrc_tilts_from_an_fei_extended_header(tmp_path, exttyp):
+    angles = np.array([-60.25, -30.0, 0.5, 30.0, 59.75])
+    _fei_stack(tmp_path / "tomo.mrc", angles, exttyp)
+    acq = import_scan(tmp_path / "tomo.mrc", tmp_path / "a.zarr", "roi", values="transmission")
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, angles)
+    source = acq["roi"].meta["source"]
+    assert source["angles_from"] == f"the extended header ({exttyp.decode()} Alpha tilt)"
+    # a .rawtlt beside it comes first, and says so
+    (tmp_path / "tomo.rawtlt").write_text("-60\n-30\n0\n30\n60\n")
+    acq = import_scan(tmp_path / "tomo.mrc", tmp_path / "b.zarr", "roi", values="transmission")
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, [-60, -30, 0, 30, 60])
+    assert acq["roi"].meta["source"]["angles_from"].endswith("tomo.rawtlt")
+
+
+def _serialem_stack(path, angles, nreal=1 | 8, exttyp=b"SERI", byteorder="<"):
+    """SerialEM's extended header: per section nint bytes of shorts, tilt x 100 first."""
+    import mrcfile
+
+    nint = sum(b for bit, b in {1: 2, 2: 6, 4: 4, 8: 2, 16: 2, 32: 4}.items() if nreal & bit)
+    records = np.zeros((len(angles), nint // 2), f"{byteorder}i2")
+    records[:, 0] = np.round(np.asarray(angles) * 100)
+    records[:, 1:] = 77  # magnification and the rest
+    with mrcfile.new(path, overwrite=True) as m:
+        m.set_data(np.full((len(angles), 6, 6), 0.5, np.float32))
+        m.voxel_size = 100.0
+        m.set_extended_header(np.frombuffer(records.tobytes(), "V1"))
+        m.header.exttyp = exttyp
+        m.header.extra1 = np.frombuffer(np.array([nint, nreal], "<i2").tobytes() + bytes(4), "V8")[
+            0
+        ]
+
+
+@pytest.mark.parametrize("exttyp", [b"SERI", b"\0\0\0\0"])  # MRC2014's type, or an older header
+def test_mrc_tilts_from_serialem_extended_header(tmp_path, exttyp):
+    angles = [-45.5, -15.0, 15.0, 44.99]
+    _serialem_stack(tmp_path / "s.st", angles, exttyp=exttyp)
+    acq = import_scan(tmp_path / "s.st", tmp_path / "a.zarr", "roi", values="transmission")
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, angles)
+    assert acq["roi"].meta["source"]["angles_from"] == (
+        "the extended header (SerialEM tilt angles)"
+    )
+
+
+def test_mrc_extended_header_without_tilts_gives_no_angles(tmp_path):
+    """No tilt flag (nreal without bit 1), or equal tilts: no angles, so --angle-range works."""
+    _serialem_stack(tmp_path / "s.st", [0, 0, 0], nreal=8)
+    with pytest.raises(InputError, match="has no rotation angles"):
+        import_scan(tmp_path / "s.st", tmp_path / "a.zarr", "roi", values="transmission")
+    _fei_stack(tmp_path / "f.mrc", [0.0, 0.0, 0.0])
+    acq = import_scan(
+        tmp_path / "f.mrc", tmp_path / "b.zarr", "roi", values="transmission", angle_range=(-60, 60)
+    )
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, [-60, 0, 60])
