@@ -123,6 +123,24 @@ def test_an_ambiguous_comma_list_is_refused_naming_the_file_and_line(tmp_path, r
     assert "Traceback" not in err
 
 
+def test_an_index_and_angle_list_is_not_read_as_decimal_commas(tmp_path):
+    """'0,0' '1,2' '2,4' ...: a spreadsheet's index and angle of a 0..180 scan (no sign to
+    tell), or decimals; refused, not read as 0.0, 1.2, 2.4."""
+    from sxtdist.errors import InputError
+    from sxtdist.io.source import read_angles_file
+
+    (tmp_path / "a.csv").write_text("".join(f"{i},{2 * i}\n" for i in range(5)))
+    with pytest.raises(InputError, match=r"a\.csv: line 1: '0,0' is ambiguous: .* index column"):
+        read_angles_file(tmp_path / "a.csv")
+    # decimals: 1-degree steps (the same decimals on every line), or not from 0 or 1
+    for text, expected in (
+        ("0,0\n1,0\n2,0\n", [0, 1, 2]),
+        ("-2,5\n-1,5\n0,5\n", [-2.5, -1.5, 0.5]),
+    ):
+        (tmp_path / "b.csv").write_text(text)
+        np.testing.assert_allclose(read_angles_file(tmp_path / "b.csv"), expected)
+
+
 def test_angles_in_file_names_with_a_decimal_comma(tmp_path):
     from sxtdist.io.tiff import angles_in_names
 

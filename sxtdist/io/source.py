@@ -291,22 +291,36 @@ def decimal_commas(path: str, lines: list[list[str]]) -> bool:
     (``-60,-58``, ``0,10,20``: an odd count of parts, or a signed part after a comma);
     otherwise a token with one comma is one number (``-60,5``, one per line or separated
     by spaces or semicolons), and one with more (``-60,5,-59,5``: two numbers, or four) is
-    refused as ambiguous, naming its line.
+    refused as ambiguous, naming its line. So is a list whose lines' whole parts count
+    up by one from 0 or 1 with differing decimals (``0,0`` ``1,2`` ``2,4``: an index and an
+    angle, as a spreadsheet exports a 0..180 scan, or decimals); ``0,0`` ``1,0`` ``2,0``
+    and ``-60,5`` ``-59,5`` are read as decimals.
     """
     tokens = [t for line in lines for t in line]
     if not any("," in t for t in tokens) or any("." in t for t in tokens):
         return False
     if any("," in t and not _could_be_decimal(t) for t in tokens):
         return False
+    fix = "write decimals with a point, or separate the numbers with spaces, tabs or semicolons"
     for n, line in enumerate(lines, 1):
         for tok in line:
             if tok.count(",") > 1:
                 raise InputError(
                     path,
                     f"line {n}: {tok!r} is ambiguous: its commas may be decimal commas or "
-                    "separate numbers; write decimals with a point, or separate the numbers "
-                    "with spaces, tabs or semicolons",
+                    f"separate numbers; {fix}",
                 )
+    numbered = [(n, line[0]) for n, line in enumerate(lines, 1) if line]
+    if len(numbered) >= 3 and all(len(line) < 2 and "," in line[0] for line in lines if line):
+        whole = np.array([int(tok.split(",")[0]) for _, tok in numbered])
+        after = {tok.split(",")[1] for _, tok in numbered}  # one step's decimals: all alike
+        if whole[0] in (0, 1) and np.all(np.diff(whole) == 1) and len(after) > 1:
+            n, tok = numbered[0]
+            raise InputError(
+                path,
+                f"line {n}: {tok!r} is ambiguous: the numbers before the commas count up by "
+                f"one, as an index column does (index, angle) or decimals may; {fix}",
+            )
     return True
 
 
