@@ -227,6 +227,28 @@ def test_mrc_tilts_from_serialem_extended_header(tmp_path, exttyp):
     )
 
 
+def _mdoc(angles, skip=None):
+    head = "PixelSpacing = 10\nVoltage = 300\nImageFile = s.st\n\n"
+    return head + "".join(
+        f"[ZValue = {z}]\nTiltAngle = {a}\nMagnification = 1000\n\n"
+        for z, a in enumerate(angles)
+        if z != skip
+    )
+
+
+def test_mrc_tilts_from_a_serialem_mdoc(tmp_path):
+    """SerialEM's NAME.mdoc (TiltAngle per [ZValue]) before the extended header's tilts x 100."""
+    angles = [-45.52, -15.01, 15.0, 44.99]
+    _serialem_stack(tmp_path / "s.st", np.round(angles))
+    (tmp_path / "s.st.mdoc").write_text(_mdoc(angles))
+    acq = import_scan(tmp_path / "s.st", tmp_path / "a.zarr", "roi", values="transmission")
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, angles)
+    assert acq["roi"].meta["source"]["angles_from"].endswith("s.st.mdoc")
+    (tmp_path / "s.st.mdoc").write_text(_mdoc(angles, skip=2))
+    with pytest.raises(InputError, match=r"s\.st\.mdoc: has no TiltAngle for section 2"):
+        import_scan(tmp_path / "s.st", tmp_path / "b.zarr", "roi", values="transmission")
+
+
 def test_mrc_extended_header_without_tilts_gives_no_angles(tmp_path):
     """No tilt flag (nreal without bit 1), or equal tilts: no angles, so --angle-range works."""
     _serialem_stack(tmp_path / "s.st", [0, 0, 0], nreal=8)

@@ -4,7 +4,8 @@ The header is read with mrcfile; frames are read with plain file reads at the
 data offset (not a memory map, whose touched pages would count as resident
 memory for the whole stack). Angles come from a sidecar file with the same
 stem: ``.rawtlt`` (IMOD's nominal angles, right for a raw stack we align
-ourselves) before ``.tlt`` (refined by tiltalign); without one, from the extended
+ourselves) before ``.tlt`` (refined by tiltalign), then SerialEM's ``NAME.mdoc``
+(``TiltAngle`` of each ``ZValue``); without one, from the extended
 header where the microscope wrote them (FEI1/FEI2 ``Alpha tilt``, SerialEM's tilt
 angles, :func:`header_tilts`). The scan's ``source.angles_from`` says which.
 
@@ -30,7 +31,14 @@ import numpy as np
 from mrcfile.utils import data_dtype_from_header
 
 from ..errors import InputError, one_line
-from .source import FrameSource, check_dtype, check_shape, read_angles_file, square_pixel
+from .source import (
+    FrameSource,
+    check_dtype,
+    check_shape,
+    decimal_comma,
+    read_angles_file,
+    square_pixel,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +96,33 @@ def header_tilts(m: mrcfile.mrcobject.MrcObject) -> tuple[np.ndarray, str] | Non
     if not np.all(np.isfinite(tilts)) or np.ptp(tilts) == 0:
         return None
     return tilts.astype(float), f"the extended header ({where})"
+
+
+def mdoc_tilts(path: str, nz: int) -> np.ndarray:
+    """The ``TiltAngle`` of each ``[ZValue = k]`` section of a SerialEM ``.mdoc``, k = 0..nz-1."""
+    tilts: dict[int, float] = {}
+    z = None
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise InputError(path, f"cannot be read ({exc.strerror})") from exc
+    for n, line in enumerate(lines, 1):
+        key, _, value = (p.strip() for p in line.strip().strip("[]").partition("="))
+        try:
+            if key == "ZValue":
+                z = int(value)
+            elif key == "TiltAngle" and z is not None:
+                text = value.split()[0] if value else value
+                tilts[z] = float(text.replace(",", ".") if decimal_comma(text) else text)
+        except ValueError:
+            raise InputError(path, f"line {n}: {line.strip()!r} is not a number") from None
+    missing = [k for k in range(nz) if k not in tilts]
+    if missing:
+        raise InputError(
+            path, f"has no TiltAngle for section {missing[0]} ({len(tilts)} of the stack's {nz})"
+        )
+    return np.array([tilts[k] for k in range(nz)], float)
 
 
 #: SerialEM's ``nreal`` flags and the bytes each takes in a section's record (IMOD's
@@ -155,6 +190,9 @@ def open_mrc(path: str | os.PathLike[str]) -> FrameSource:
         if os.path.isfile(cand):
             angles, angles_file, angles_from = read_angles_file(cand), cand, cand
             break
+    if angles is None and os.path.isfile(path + ".mdoc"):  # SerialEM's: name.mrc.mdoc
+        angles_file = angles_from = path + ".mdoc"
+        angles = mdoc_tilts(angles_file, nz)
     if angles is None and tilts is not None:  # no sidecar: the tilts the microscope wrote
         angles, angles_from = tilts
     if angles_from is not None:
