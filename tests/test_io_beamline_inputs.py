@@ -294,3 +294,23 @@ def test_mistral_flats_compressed_with_a_filter_not_installed_are_named(tmp_path
     assert "mistral.hdf5" in lines[0] and "/NXtomo/instrument/bright_field/data" in lines[0]
     assert "filter lzf" in lines[0] and 'pip install "sxtdist[codecs]"' in lines[0], lines[0]
     assert not acq.exists()
+
+
+def test_many_flat_sets_are_read_once_each_and_few_kept(tmp_path):
+    """Flats every 3 projections (9 sets): each set is read once, in order, at most KEPT held
+    (memory of a few frames however many sets); blocks of 4 projections span set changes."""
+    from sxtdist.io.nxtomo import open_nxtomo
+    from sxtdist.io.source import FlatSeries
+
+    keys = np.concatenate([[2]] + [np.r_[1, 1, 0, 0, 0]] * 8 + [np.r_[1, 1]])
+    t = np.random.default_rng(5).uniform(0.2, 0.9, (24, 4, 5)).astype(np.float32)
+    _decaying_nxtomo(tmp_path / "many.nx", keys, t, decay=0.02)
+    acq = import_scan(tmp_path / "many.nx", tmp_path / "a.zarr", "roi", frames_per_chunk=4)
+    np.testing.assert_allclose(acq["roi"].data.compute(), -np.log(t), atol=2e-5)
+    loads = []
+    with open_nxtomo(tmp_path / "many.nx") as src:
+        series = src.flat_series.mapped(lambda f: loads.append(1) or f)
+        for i in range(0, 24, 4):
+            series.at(i, i + 4)
+            assert len(series._kept) <= FlatSeries.KEPT
+    assert len(loads) == 9

@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import h5py
 import numpy as np
@@ -260,7 +260,7 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
         flat, scaled = _flats_to_exposure(entry, keys, flat, dark)
         if scaled is not None and series is not None:  # the same exposure ratio for every set
             d = np.float32(0.0) if dark is None else dark
-            series = replace(series, fields=d + (series.fields - d) * np.float32(scaled))
+            series = series.mapped(lambda f: d + (f - d) * np.float32(scaled))
     if kind == "projections" and flat is None and entry is not None:
         flat, scaled = _bright_field(path, entry, data_at, (n, *data.shape[1:]))
     angles = None
@@ -564,13 +564,17 @@ def _bright_field(
 
 def _flat_series(data: h5py.Dataset, keys: np.ndarray, chosen: np.ndarray) -> FlatSeries | None:
     """The flats as the sets they were taken in (``image_key`` 1 at the start and the end,
-    or between parts of the scan), when there are two or more; else ``None``."""
+    or between parts of the scan), when there are two or more; else ``None``. Each set is
+    read when a projection needs it."""
     sets = flat_sets(keys)
     if len(sets) < 2:
         return None
-    fields = np.stack([_mean_of(data, np.isin(np.arange(keys.size), s)) for s in sets])
-    positions = np.array([s.mean() for s in sets], float)
-    return FlatSeries(positions=positions, fields=fields, frames=np.asarray(chosen))
+    masks = [np.isin(np.arange(keys.size), s) for s in sets]
+    return FlatSeries(
+        positions=np.array([s.mean() for s in sets], float),
+        frames=np.asarray(chosen),
+        load=lambda j: _mean_of(data, masks[j]),
+    )
 
 
 def _mean_of(data: h5py.Dataset, which: np.ndarray) -> np.ndarray | None:

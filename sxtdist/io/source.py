@@ -36,20 +36,37 @@ class FlatSeries:
     """Flat fields taken in sets at several points of a scan (before and after it, or
     inside it), for a flat per projection: the beam decays or drifts between the sets.
 
+    The sets are read when a projection needs them and a few kept, so memory stays at a
+    few frames however many sets the scan has.
+
     Parameters
     ----------
     positions
         ``(k,)`` where each set was taken: the mean file frame index of its frames
         (a set of frames 0..9 stands for the beam at 4.5), increasing.
-    fields
-        ``(k, rows, cols)`` each set's average (float32).
     frames
         ``(n,)`` the file frame index of each projection.
+    load
+        ``load(j)`` reads set ``j``'s average ``(rows, cols)``.
     """
 
     positions: np.ndarray
-    fields: np.ndarray
     frames: np.ndarray
+    load: Callable[[int], np.ndarray]
+    _kept: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    #: Sets kept read: a block of projections spans at most a few (they are read in order).
+    KEPT = 3
+
+    def field(self, j: int) -> np.ndarray:
+        """Set ``j``'s average flat (float32), read once while it is in use."""
+        with self._lock:
+            if j not in self._kept:
+                if len(self._kept) >= self.KEPT:
+                    self._kept.pop(next(iter(self._kept)))
+                self._kept[j] = np.asarray(self.load(j), np.float32)
+            return self._kept[j]
 
     def at(self, i0: int, i1: int) -> np.ndarray:
         """The flats of projections ``i0 .. i1-1``, ``(i1-i0, rows, cols)``: linear in frame
@@ -59,11 +76,15 @@ class FlatSeries:
         hi = np.clip(np.searchsorted(self.positions, p, side="right"), 1, len(self.positions) - 1)
         lo = hi - 1
         span = self.positions[hi] - self.positions[lo]
-        w = np.clip((p - self.positions[lo]) / span, 0.0, 1.0).astype(np.float32)[:, None, None]
-        return (1 - w) * self.fields[lo] + w * self.fields[hi]
+        w = np.clip((p - self.positions[lo]) / span, 0.0, 1.0).astype(np.float32)
+        return np.stack(
+            [(1 - wk) * self.field(a) + wk * self.field(b) for a, b, wk in zip(lo, hi, w)]
+        )
 
-    def cropped(self, r0: int, r1: int, c0: int, c1: int) -> FlatSeries:
-        return replace(self, fields=self.fields[:, r0:r1, c0:c1])
+    def mapped(self, fn: Callable[[np.ndarray], np.ndarray]) -> FlatSeries:
+        """The same sets, each passed through ``fn`` (a crop, an exposure scaling) when read."""
+        load = self.load
+        return replace(self, load=lambda j: fn(load(j)))
 
 
 def flat_sets(keys: np.ndarray, flat_key: int = 1, projection_key: int = 0) -> list[np.ndarray]:
@@ -186,7 +207,7 @@ class FrameSource:
             dark=crop(self.dark),
             flat_series=None
             if self.flat_series is None
-            else self.flat_series.cropped(r0, r1, c0, c1),
+            else self.flat_series.mapped(lambda f: f[r0:r1, c0:c1]),
             extra={**self.extra, "crop": [[r0, r1], [c0, c1]], "uncropped_shape": [h, w]},
             closer=closer,
             _lock=threading.Lock(),
