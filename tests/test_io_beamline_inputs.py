@@ -314,3 +314,31 @@ def test_many_flat_sets_are_read_once_each_and_few_kept(tmp_path):
             series.at(i, i + 4)
             assert len(series._kept) <= FlatSeries.KEPT
     assert len(loads) == 9
+
+
+def test_the_angles_source_is_what_gave_the_angles(tmp_path, caplog):
+    """source.angles_from (and the log) name what gave the angles the scan has: an --angles
+    file or --angle-range over the file's own, which is then named only when used."""
+    import logging
+
+    _fei_stack(tmp_path / "t.mrc", [-30.0, 0.0, 30.0])
+    (tmp_path / "mine.txt").write_text("-31\n0\n31\n")
+    kw = {"values": "transmission"}
+    with caplog.at_level(logging.INFO, logger="sxtdist"):
+        acq = import_scan(
+            tmp_path / "t.mrc", tmp_path / "a.zarr", "roi", angles=tmp_path / "mine.txt", **kw
+        )
+    assert acq["roi"].meta["source"]["angles_from"] == str(tmp_path / "mine.txt")
+    assert f"angles from {tmp_path / 'mine.txt'}" in caplog.text
+    acq = import_scan(tmp_path / "t.mrc", tmp_path / "b.zarr", "roi", angles=[1, 2, 3], **kw)
+    assert acq["roi"].meta["source"]["angles_from"] == "the values given (angles=)"
+    tifffile.imwrite(tmp_path / "p.tif", np.full((5, 6, 7), 0.5, np.float32))
+    acq = import_scan(
+        tmp_path / "p.tif",
+        tmp_path / "c.zarr",
+        "roi",
+        angle_range=(-60, 60),
+        pixel_size_nm=30,
+        **kw,
+    )
+    assert acq["roi"].meta["source"]["angles_from"] == "angle_range= -60:60"

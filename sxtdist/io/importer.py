@@ -312,6 +312,7 @@ def _import_open(
     source = src.path
     n, rows, cols = src.shape
     ang = _angles(src, opts.angles, opts.angle_range)  # checked as the scan is written
+    angles_from = _angles_from(src, opts)
     physics = _physics(src, opts.physics)
     xf = None if opts.xf is None else xf_alignment(opts.xf, n)
     pixel = float(physics["pixel_size_nm"])
@@ -322,7 +323,7 @@ def _import_open(
     # the source's own flats taken in sets during the scan: a flat per projection
     series = src.flat_series if opts.flat is None and flat_img is not None else None
     logger.info(
-        "importing %s (%s, %d frames of %dx%d %s, %s%s) as scan %r of %s",
+        "importing %s (%s, %d frames of %dx%d %s, %s%s; angles from %s) as scan %r of %s",
         source,
         src.format,
         n,
@@ -331,6 +332,7 @@ def _import_open(
         src.dtype,
         mode,
         _flat_note(series, flat_img),
+        angles_from,
         scan,
         acquisition,
     )
@@ -355,6 +357,7 @@ def _import_open(
                     "flat_from_source": opts.flat is None and src.flat is not None,
                     "flat_interpolated": series is not None,
                     **src.extra,
+                    "angles_from": angles_from,
                 }
             },
         )
@@ -474,6 +477,18 @@ def _angles(
     if not np.all(np.isfinite(ang)):
         raise InputError(where, "angles contain NaN or inf")
     return ang
+
+
+def _angles_from(src: FrameSource, opts: ImportOptions) -> str:
+    """Where the scan's angles came from, as :func:`_angles` chose, in words."""
+    if isinstance(opts.angles, (str, os.PathLike)):
+        return os.path.abspath(os.fspath(opts.angles))
+    if opts.angles is not None:
+        return f"the values given ({keyword('angles')})"
+    if src.angles_deg is not None:
+        return src.extra.get("angles_from") or f"the {src.format} file"
+    start, stop = opts.angle_range
+    return f"{keyword('angle_range')} {start:g}:{stop:g}"
 
 
 def _check_numbering(src: FrameSource, given: str, refuse: tuple[str, ...]) -> None:

@@ -22,7 +22,6 @@ stamp follows its flag; one without follows its header range (``dmin >= 0`` and
 
 from __future__ import annotations
 
-import logging
 import os
 import warnings
 
@@ -39,8 +38,6 @@ from .source import (
     read_angles_file,
     square_pixel,
 )
-
-logger = logging.getLogger(__name__)
 
 SUFFIXES = (".mrc", ".mrcs", ".st", ".ali", ".preali", ".map", ".rec")
 ANGLE_SUFFIXES = (".rawtlt", ".tlt")
@@ -195,8 +192,6 @@ def open_mrc(path: str | os.PathLike[str]) -> FrameSource:
         angles = mdoc_tilts(angles_file, nz)
     if angles is None and tilts is not None:  # no sidecar: the tilts the microscope wrote
         angles, angles_from = tilts
-    if angles_from is not None:
-        logger.info("%s: angles from %s", path, angles_from)
     fh = open(path, "rb")  # closed by FrameSource.close
 
     def reader(i0: int, i1: int) -> np.ndarray:
