@@ -169,3 +169,94 @@ def test_bench_align_ledger_counts_the_tasks_cpu():
     assert spent >= 0.3
     assert spent * 0.9 <= out["thread-cpu"] <= out["own"] + 1e-6, (spent, out)
     assert out.get("others", 0.0) >= 0.0
+
+
+def test_bench_align_verdict_reads_the_median_against_the_bound_and_the_load():
+    """The verdict lines of ``bench_align.py`` (1 -> 2 workers, at least 1.75x) and of
+    ``bench_align_whole.py`` (current / old, at most 1.5x) judge the median of the rounds,
+    and say a machine whose other processes took 0.1 core or more in a run was not quiet."""
+    bench = _load("bench_align")
+    assert bench.TARGET_RATIO == 1.75
+    line = bench.verdict("[1] small", [2.13, 1.87, 1.87], 1.75, True, [0.0, 0.04])
+    assert "median 1.87x over 3 rounds (1.87-2.13) against >= 1.75x: met;" in line
+    assert "0.00-0.04 cores over the 2 timed runs" in line and ": quiet" in line
+    # one round above the target, the median below it
+    line = bench.verdict("[2]", [1.9, 1.6, 1.7], 1.75, True, [0.0, 0.3])
+    assert "median 1.70x" in line and "NOT met" in line and "NOT quiet" in line
+    assert ": met" in bench.verdict("whole", [1.4, 1.6, 1.2], 1.5, False, [0.05])
+    assert "NOT met" in bench.verdict("whole", [1.6, 1.4, 1.55], 1.5, False, [0.05])
+    assert "quietness unknown" in bench.verdict("whole", [1.0], 1.5, False, [])
+    ledgers = [{"wall": 2.0, "others": 0.5}, {"wall": 1.0, "own": 1.0}]
+    assert bench.others_cores(ledgers) == [0.25]
+
+
+def test_bench_align_ledger_counts_a_finished_commands_cpu():
+    """``bench_align_whole.py`` runs ``sxtdist align`` as a command and reads its CPU from
+    the ledger once it has ended: a process that ended and was waited for is counted in
+    ``own`` (not in the other processes' CPU, which would make a busy machine of a quiet
+    one), and with no cluster there are no task metrics."""
+    import subprocess
+    import sys
+
+    bench = _load("bench_align")
+    spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.4: pass"
+    ledger = bench.CpuLedger.start(None)
+    subprocess.run([sys.executable, "-c", spin], check=True)
+    out = ledger.stop(None)
+    assert out["own"] >= 0.38, out
+    assert "thread-cpu" not in out
+
+
+def _git_tree() -> bool:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(BENCHMARKS.parent), "rev-parse", "HEAD"], capture_output=True
+        )
+    except OSError:
+        return False
+    return out.returncode == 0
+
+
+def test_bench_align_whole_leaves_nothing_behind_on_ctrl_c(tmp_path, monkeypatch):
+    """The old commit's code is extracted into a temporary directory that goes with the
+    run, Ctrl-C included."""
+    import tempfile
+
+    import pytest
+
+    if not _git_tree():
+        pytest.skip("not a git checkout: no commit to extract")
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # it imports bench_align
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    whole = _load("bench_align_whole")
+    with pytest.raises(KeyboardInterrupt), whole.scratch() as work:
+        named = whole.extract_commit("HEAD", work / "old")
+        assert (work / "old" / "sxtdist" / "__init__.py").is_file()
+        assert not (work / "old" / ".git").exists()
+        assert len(named.split()[0]) >= 7
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_align_whole_times_both_trees_from_one_acquisition(tmp_path, monkeypatch, capsys):
+    """One round of the whole ``sxtdist align`` (``tiny``), the committed HEAD against this
+    tree: one acquisition read by both, a run of each, the verdict against 1.5x, and
+    nothing left in the temporary directory."""
+    import tempfile
+
+    import pytest
+
+    if not _git_tree():
+        pytest.skip("not a git checkout: no commit to extract")
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    whole = _load("bench_align_whole")
+    whole.main(["--commit", "HEAD", "--rounds", "1", "--preset", "tiny"])
+    out = capsys.readouterr().out
+    assert "one acquisition (tiny, seed 1), by this tree's simulator, for both" in out
+    assert "round 1, old: wall" in out and "round 1, current: wall" in out
+    assert "current / old: per round" in out
+    assert "over 1 round" in out and "against <= 1.5x" in out
+    assert list(tmp_path.iterdir()) == []

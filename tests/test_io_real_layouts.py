@@ -214,6 +214,7 @@ def test_an_hdf5_compression_this_installation_cannot_decode_is_named(tmp_path):
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert "scan.nx" in lines[0] and "filter lzf (id 32000)" in lines[0], r.stderr
     assert "hdf5plugin" in lines[0] and not acq.exists()
+    assert 'pip install "sxtdist[codecs]"' in lines[0]
 
 
 def test_an_nxtomo_file_of_several_scans_says_which_it_imports(tmp_path, run_cli):
@@ -359,7 +360,7 @@ def test_a_tiff_compression_needing_imagecodecs_is_named_before_anything_is_writ
             "--flat",
             tmp_path / "flat.tif",
         ]
-        words = [name, "compressed with LZW", "pip install imagecodecs"]
+        words = [name, "compressed with LZW", 'pip install "sxtdist[codecs]"', "imagecodecs"]
         _expect_refused(run_cli, args, tmp_path / "a.zarr", words)
 
 

@@ -6,7 +6,9 @@ frames whatever the size of the file. Flat/dark correction::
 
     OD = -ln( clip((I - dark) / (flat - dark), EPS) )
 
-with flats and darks averaged. The scan is added to a new acquisition (written
+with darks averaged, and flats averaged, or, where the source holds flats taken in
+sets at several points of the scan, interpolated per projection in frame index
+between the sets before and after it (:class:`~sxtdist.io.source.FlatSeries`). The scan is added to a new acquisition (written
 whole or not at all) or to an existing one (written beside it and renamed into
 place), see :func:`sxtdist.dataset.add_scan`.
 """
@@ -48,7 +50,7 @@ from . import mrc, nxtomo, tiff, txrm
 from .checks import check_finite, check_pixel_type
 from .imod import xf_alignment
 from .metadata import ScanPhysics, check_axis_tilt, check_center_offset, physics_option
-from .source import FrameSource, read_angles_file
+from .source import FlatSeries, FrameSource, read_angles_file
 
 logger = logging.getLogger(__name__)
 
@@ -310,6 +312,7 @@ def _import_open(
     source = src.path
     n, rows, cols = src.shape
     ang = _angles(src, opts.angles, opts.angle_range)  # checked as the scan is written
+    angles_from = _angles_from(src, opts)
     physics = _physics(src, opts.physics)
     xf = None if opts.xf is None else xf_alignment(opts.xf, n)
     pixel = float(physics["pixel_size_nm"])
@@ -317,8 +320,10 @@ def _import_open(
     dark_img = _field(opts, "darks", src)
     mode = _mode(opts.values, flat_img, dark_img, src)
     check_pixel_type(source, src.dtype, counts_ok=mode == "intensity")
+    # the source's own flats taken in sets during the scan: a flat per projection
+    series = src.flat_series if opts.flat is None and flat_img is not None else None
     logger.info(
-        "importing %s (%s, %d frames of %dx%d %s, %s) as scan %r of %s",
+        "importing %s (%s, %d frames of %dx%d %s, %s%s; angles from %s) as scan %r of %s",
         source,
         src.format,
         n,
@@ -326,13 +331,15 @@ def _import_open(
         cols,
         src.dtype,
         mode,
+        _flat_note(series, flat_img),
+        angles_from,
         scan,
         acquisition,
     )
     clipped = _Clipped()
     with progress_bar(n, f"import {scan}", progress, unit="frame") as advance:
         data = _lazy_optical_depth(
-            src, mode, flat_img, dark_img, opts.frames_per_chunk, advance, clipped
+            src, mode, (flat_img, series), dark_img, opts.frames_per_chunk, advance, clipped
         )
         scan_data = ScanData(
             data=data,
@@ -348,7 +355,9 @@ def _import_open(
                     "flat": _abspath(opts.flat),
                     "dark": _abspath(opts.dark),
                     "flat_from_source": opts.flat is None and src.flat is not None,
+                    "flat_interpolated": series is not None,
                     **src.extra,
+                    "angles_from": angles_from,
                 }
             },
         )
@@ -367,6 +376,18 @@ def _import_open(
         )
     logger.info("wrote scan %r: %d projections, %g nm pixels", scan, n, pixel)
     return acq
+
+
+def _flat_note(series: FlatSeries | None, flat: np.ndarray | None) -> str:
+    """How the flat field is applied, for the import's log line."""
+    if flat is None:
+        return ""
+    if series is None:
+        return "; one flat, averaged"
+    return (
+        f"; flat interpolated per projection in frame index between {len(series.positions)} "
+        "sets taken during the scan"
+    )
 
 
 def _physics(src: FrameSource, given: ScanPhysics) -> dict[str, float | None]:
@@ -456,6 +477,18 @@ def _angles(
     if not np.all(np.isfinite(ang)):
         raise InputError(where, "angles contain NaN or inf")
     return ang
+
+
+def _angles_from(src: FrameSource, opts: ImportOptions) -> str:
+    """Where the scan's angles came from, as :func:`_angles` chose, in words."""
+    if isinstance(opts.angles, (str, os.PathLike)):
+        return os.path.abspath(os.fspath(opts.angles))
+    if opts.angles is not None:
+        return f"the values given ({keyword('angles')})"
+    if src.angles_deg is not None:
+        return src.extra.get("angles_from") or f"the {src.format} file"
+    start, stop = opts.angle_range
+    return f"{keyword('angle_range')} {start:g}:{stop:g}"
 
 
 def _check_numbering(src: FrameSource, given: str, refuse: tuple[str, ...]) -> None:
@@ -595,13 +628,19 @@ class _Clipped:
 def _lazy_optical_depth(
     src: FrameSource,
     mode: str,
-    flat: np.ndarray | None,
+    flat: tuple[np.ndarray | None, FlatSeries | None],
     dark: np.ndarray | None,
     per_chunk: int,
     advance: Any,
     clipped: _Clipped | None = None,
 ) -> da.Array:
+    """The optical depth of ``src``'s frames, read ``per_chunk`` at a time when computed.
+
+    ``flat`` is the averaged flat and, where the source's flats were taken in sets during
+    the scan, their :class:`~sxtdist.io.source.FlatSeries` (then used in its place).
+    """
     n, rows, cols = src.shape
+    mean_flat, series = flat
     sizes = tuple(min(per_chunk, n - i) for i in range(0, n, per_chunk))
     read: set[int] = set()  # the pieces counted: one read again (an error path) is not
     counting = threading.Lock()
@@ -619,7 +658,7 @@ def _lazy_optical_depth(
                     f"{keyword('flat')}/{keyword('dark')} for raw counts, or "
                     f"{keyword('values')} od for optical depth",
                 )
-        out = to_optical_depth(raw, mode, flat, dark)
+        out = to_optical_depth(raw, mode, mean_flat if series is None else series.at(i0, i1), dark)
         if clipped is not None and mode != "od":
             clipped.add(src.path, out, i0)
         with counting:

@@ -4,7 +4,10 @@ The header is read with mrcfile; frames are read with plain file reads at the
 data offset (not a memory map, whose touched pages would count as resident
 memory for the whole stack). Angles come from a sidecar file with the same
 stem: ``.rawtlt`` (IMOD's nominal angles, right for a raw stack we align
-ourselves) before ``.tlt`` (refined by tiltalign).
+ourselves) before ``.tlt`` (refined by tiltalign), then SerialEM's ``NAME.mdoc``
+(``TiltAngle`` of each ``ZValue``); without one, from the extended
+header where the microscope wrote them (FEI1/FEI2 ``Alpha tilt``, SerialEM's tilt
+angles, :func:`header_tilts`). The scan's ``source.angles_from`` says which.
 
 The pixel size is the header's voxel size (Å). IMOD writes a cell equal to the
 image size (1 Å per pixel) when the pixel size is unknown, so 1 Å and 0 are
@@ -27,7 +30,14 @@ import numpy as np
 from mrcfile.utils import data_dtype_from_header
 
 from ..errors import InputError, one_line
-from .source import FrameSource, check_dtype, check_shape, read_angles_file, square_pixel
+from .source import (
+    FrameSource,
+    check_dtype,
+    check_shape,
+    decimal_comma,
+    read_angles_file,
+    square_pixel,
+)
 
 SUFFIXES = (".mrc", ".mrcs", ".st", ".ali", ".preali", ".map", ".rec")
 ANGLE_SUFFIXES = (".rawtlt", ".tlt")
@@ -53,6 +63,84 @@ def unsigned_bytes(path: str, header: np.recarray) -> bool:
     return float(header.dmin) >= 0 and float(header.dmax) > 127
 
 
+def header_tilts(m: mrcfile.mrcobject.MrcObject) -> tuple[np.ndarray, str] | None:
+    """The tilt angle of each section from the extended header, and where it was read, or
+    ``None``: FEI1/FEI2 (Thermo Fisher EPU/Tomo) records' ``Alpha tilt`` (degrees), or
+    SerialEM's shorts (tilt x 100, first in each section's ``nint`` bytes when bit 1 of
+    ``nreal`` says so). Angles that are all equal or not finite are no tilt series: ``None``."""
+    header, nz = m.header, int(m.header.nz)
+    exttyp = bytes(header.exttyp)
+    if int(header.nsymbt) <= 0 or nz < 2:
+        return None
+    if exttyp in (b"FEI1", b"FEI2"):
+        with warnings.catch_warnings():  # a record of the wrong size: no angles, not a warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            records = m.indexed_extended_header
+        if records is None:
+            return None
+        tilts, where = np.asarray(records["Alpha tilt"], float), f"{exttyp.decode()} Alpha tilt"
+    else:
+        order = header.mode.dtype.byteorder
+        nint, nreal = np.frombuffer(bytes(header.extra1)[:4], dtype=f"{order}i2")
+        if (
+            not _serialem(exttyp, int(nint), int(nreal))
+            or int(nint) * nz > m.extended_header.nbytes
+        ):
+            return None
+        raw = np.frombuffer(m.extended_header.tobytes()[: int(nint) * nz], np.uint8)
+        tilts = raw.reshape(nz, int(nint))[:, :2].copy().view(f"{order}i2")[:, 0] / 100.0
+        where = "SerialEM tilt angles"
+    if not np.all(np.isfinite(tilts)) or np.ptp(tilts) == 0:
+        return None
+    return tilts.astype(float), f"the extended header ({where})"
+
+
+def mdoc_tilts(path: str, nz: int) -> np.ndarray:
+    """The ``TiltAngle`` of each ``[ZValue = k]`` section of a SerialEM ``.mdoc``, k = 0..nz-1."""
+    tilts: dict[int, float] = {}
+    z = None
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise InputError(path, f"cannot be read ({exc.strerror})") from exc
+    for n, line in enumerate(lines, 1):
+        key, _, value = (p.strip() for p in line.strip().strip("[]").partition("="))
+        try:
+            if key == "ZValue":
+                z = int(value)
+            elif key == "TiltAngle" and z is not None:
+                text = value.split()[0] if value else value
+                tilts[z] = float(text.replace(",", ".") if decimal_comma(text) else text)
+        except ValueError:
+            raise InputError(path, f"line {n}: {line.strip()!r} is not a number") from None
+    missing = [k for k in range(nz) if k not in tilts]
+    if missing:
+        raise InputError(
+            path, f"has no TiltAngle for section {missing[0]} ({len(tilts)} of the stack's {nz})"
+        )
+    return np.array([tilts[k] for k in range(nz)], float)
+
+
+#: SerialEM's ``nreal`` flags and the bytes each takes in a section's record (IMOD's
+#: mrc_format.txt): tilt x 100, montage piece, stage x 25, magnification / 100,
+#: intensity x 25000, dose.
+SERIALEM_BYTES = {1: 2, 2: 6, 4: 4, 8: 2, 16: 2, 32: 4}
+
+
+def _serialem(exttyp: bytes, nint: int, nreal: int) -> bool:
+    """Whether ``nint``/``nreal`` are SerialEM's (bytes per section, flags) with the tilt
+    angle: exttyp ``SERI``, or flags all known whose bytes add up to ``nint`` (an Agard
+    header's counts of integers and reals rarely do)."""
+    if nint < 2 or nreal <= 0 or not nreal & 1:
+        return False
+    if exttyp == b"SERI":
+        return True
+    if nreal & ~sum(SERIALEM_BYTES):
+        return False
+    return sum(b for bit, b in SERIALEM_BYTES.items() if nreal & bit) == nint
+
+
 def open_mrc(path: str | os.PathLike[str]) -> FrameSource:
     """Open an MRC stack; its frames are the z sections."""
     path = os.fspath(path)
@@ -65,6 +153,7 @@ def open_mrc(path: str | os.PathLike[str]) -> FrameSource:
             warnings.filterwarnings("ignore", "Setting the dtype", DeprecationWarning)
             with mrcfile.open(path, mode="r", header_only=True, permissive=False) as m:
                 header = m.header.copy()
+                tilts = header_tilts(m)
     except Exception as exc:  # mrcfile raises ValueError for bad maps, mode, size
         raise InputError(path, f"not a readable MRC file ({one_line(exc)})") from exc
     mx, my = int(header.mx), int(header.my)
@@ -92,12 +181,17 @@ def open_mrc(path: str | os.PathLike[str]) -> FrameSource:
             f"truncated: frame {first} of {nz} ends past the end of the file ({nz} sections "
             f"of {ny}x{nx} {dtype} need {expected} bytes, the file has {size})",
         )
-    angles, angles_file = None, None
+    angles, angles_file, angles_from = None, None, None
     for sfx in ANGLE_SUFFIXES:
         cand = os.path.splitext(path)[0] + sfx
         if os.path.isfile(cand):
-            angles, angles_file = read_angles_file(cand), cand
+            angles, angles_file, angles_from = read_angles_file(cand), cand, cand
             break
+    if angles is None and os.path.isfile(path + ".mdoc"):  # SerialEM's: name.mrc.mdoc
+        angles_file = angles_from = path + ".mdoc"
+        angles = mdoc_tilts(angles_file, nz)
+    if angles is None and tilts is not None:  # no sidecar: the tilts the microscope wrote
+        angles, angles_from = tilts
     fh = open(path, "rb")  # closed by FrameSource.close
 
     def reader(i0: int, i1: int) -> np.ndarray:
@@ -119,6 +213,7 @@ def open_mrc(path: str | os.PathLike[str]) -> FrameSource:
         extra={
             "mrc_mode": int(header.mode),
             "angles_file": angles_file,
+            "angles_from": angles_from,
             "unsigned_bytes": bool(dtype == np.uint8),
         },
         closer=fh.close,

@@ -28,8 +28,10 @@ import options ``--data-path``, ``--angles-path``, ``--image-key-path``):
 External links are followed (HDF5 looks for the linked file beside the master
 file); a link whose file is missing is an error naming the link. A virtual
 dataset whose source files are missing would read as its fill value, so those
-files are checked on opening. All flats are averaged into one flat and all darks
-into one dark. A file of flats or darks alone (as Diamond's I12 writes them) is
+files are checked on opening. All darks are averaged into one dark; flats taken in
+two or more sets (before and after the projections, or between parts of the scan) give
+each projection a flat interpolated in frame index between the sets before and after it
+(:class:`~sxtdist.io.source.FlatSeries`), one set is averaged into one flat. A file of flats or darks alone (as Diamond's I12 writes them) is
 opened with ``frames="flats"`` / ``"darks"``: its frames of that ``image_key``,
 or all of them when it has no key or marks every frame as a projection.
 """
@@ -45,7 +47,16 @@ import h5py
 import numpy as np
 
 from ..errors import InputError, SxtdistWarning, keyword, one_line
-from .source import FrameSource, check_dtype, check_shape, square_pixel
+from .source import (
+    CODECS_INSTALL,
+    FlatSeries,
+    FrameSource,
+    check_dtype,
+    check_shape,
+    decimal_comma,
+    flat_sets,
+    square_pixel,
+)
 from .tiff import UNIT_NM
 
 logger = logging.getLogger(__name__)
@@ -200,8 +211,9 @@ def _check_filters(path: str, data: h5py.Dataset, where: str) -> None:
         raise InputError(
             path,
             f"{where} is compressed with HDF5 filter {name or 'unnamed'} (id {code}), which "
-            "this installation cannot decode: install hdf5plugin (pip install hdf5plugin), "
-            "or decompress it where the filter is installed (h5repack -f NONE)",
+            f"this installation cannot decode: install hdf5plugin ({CODECS_INSTALL}, or pip "
+            "install hdf5plugin), or decompress it where the filter is installed "
+            "(h5repack -f NONE)",
         ) from exc
 
 
@@ -233,11 +245,12 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
             return data[int(idx[0]) : int(idx[-1]) + 1]
         return data[list(map(int, idx))]  # h5py fancy indexing wants increasing indices
 
-    flat = dark = None
+    flat = dark = series = None
     entry = _entry_of(f, data_at)
     if kind == "projections":
         try:
             flat, dark = _mean_of(data, keys == 1), _mean_of(data, keys == 2)
+            series = _flat_series(data, keys, chosen)
         except Exception as exc:
             raise InputError(
                 path, f"cannot read flats/darks of {data_at} ({one_line(exc)})"
@@ -245,6 +258,9 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
     scaled = None
     if kind == "projections" and flat is not None and entry is not None:
         flat, scaled = _flats_to_exposure(entry, keys, flat, dark)
+        if scaled is not None and series is not None:  # the same exposure ratio for every set
+            d = np.float32(0.0) if dark is None else dark
+            series = series.mapped(lambda f: d + (f - d) * np.float32(scaled))
     if kind == "projections" and flat is None and entry is not None:
         flat, scaled = _bright_field(path, entry, data_at, (n, *data.shape[1:]))
     angles = None
@@ -263,6 +279,7 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
         exposure_s=_exposure_s(det, chosen) if isinstance(det, h5py.Group) else None,
         flat=flat,
         dark=dark,
+        flat_series=series,
         values="intensity" if flat is not None else None,
         extra={
             "entry": None if entry is None else entry.name,
@@ -270,6 +287,7 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
             "image_key_path": key_where if key_where.startswith("/") else None,
             "n_flats": int(np.sum(keys == 1)),
             "n_darks": int(np.sum(keys == 2)),
+            "flat_sets": 0 if series is None else len(series.positions),
             **({} if scaled is None else {"flat_scaled_by": scaled}),
         },
         closer=f.close,
@@ -458,7 +476,7 @@ def _angles(
         if where is None:
             return None
         ds = f[where]
-    values = np.asarray(ds[()], dtype=float).reshape(-1)
+    values = _numbers(path, where, ds)
     unit = (_units(ds) or "degree").strip().lower()
     if unit not in ANGLE_UNITS:
         raise InputError(path, f"{where} has units {unit!r}; expected degree or rad")
@@ -470,6 +488,22 @@ def _angles(
             f"{where} has {values.size} angles for {n_frames} frames ({chosen.size} projections)",
         )
     return values * ANGLE_UNITS[unit]
+
+
+def _numbers(path: str, where: str, ds: h5py.Dataset) -> np.ndarray:
+    """A dataset of numbers, also when written as text (a LabVIEW or spreadsheet writer's
+    ``"-60,5"``: one number with a decimal comma is read as one)."""
+    raw = np.asarray(ds[()]).reshape(-1)
+    if raw.dtype.kind not in "SUO":
+        return raw.astype(float)
+    values = []
+    for i, v in enumerate(raw):
+        text = (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)).strip()
+        try:
+            values.append(float(text.replace(",", ".") if decimal_comma(text) else text))
+        except ValueError:
+            raise InputError(path, f"{where}[{i}] is {text!r}, not a number") from None
+    return np.asarray(values, float)
 
 
 def _flats_to_exposure(
@@ -509,6 +543,7 @@ def _bright_field(
     if not isinstance(ds, h5py.Dataset):
         return None, None
     where = f"{entry.name}/{BRIGHT_FIELD}/data"
+    _check_filters(path, ds, where)  # compressed otherwise than the frames: named
     frames = ds.shape if ds.ndim == 3 else (1, *ds.shape)
     if tuple(frames[1:]) != tuple(shape[1:]):
         raise InputError(path, f"{where} has frames of {frames[1:]}, projections are {shape[1:]}")
@@ -525,6 +560,21 @@ def _bright_field(
         return flat, 1.0
     factor = float(np.median(proj) / np.median(ff))
     return flat * np.float32(factor), factor
+
+
+def _flat_series(data: h5py.Dataset, keys: np.ndarray, chosen: np.ndarray) -> FlatSeries | None:
+    """The flats as the sets they were taken in (``image_key`` 1 at the start and the end,
+    or between parts of the scan), when there are two or more; else ``None``. Each set is
+    read when a projection needs it."""
+    sets = flat_sets(keys)
+    if len(sets) < 2:
+        return None
+    masks = [np.isin(np.arange(keys.size), s) for s in sets]
+    return FlatSeries(
+        positions=np.array([s.mean() for s in sets], float),
+        frames=np.asarray(chosen),
+        load=lambda j: _mean_of(data, masks[j]),
+    )
 
 
 def _mean_of(data: h5py.Dataset, which: np.ndarray) -> np.ndarray | None:

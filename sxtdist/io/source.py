@@ -24,8 +24,80 @@ from ..errors import InputError, SxtdistWarning, keyword, one_line
 #: Pixel width and height further apart than this (relative) draw a warning.
 SQUARE_TOLERANCE = 0.01
 
+#: How to install the codecs of compressed inputs (imagecodecs for TIFF, hdf5plugin for HDF5).
+CODECS_INSTALL = 'pip install "sxtdist[codecs]"'
+
 #: Pixel data types a projection may have (anything else is the wrong mode).
 REAL_KINDS = "uif"
+
+
+@dataclass(frozen=True)
+class FlatSeries:
+    """Flat fields taken in sets at several points of a scan (before and after it, or
+    inside it), for a flat per projection: the beam decays or drifts between the sets.
+
+    The sets are read when a projection needs them and a few kept, so memory stays at a
+    few frames however many sets the scan has.
+
+    Parameters
+    ----------
+    positions
+        ``(k,)`` where each set was taken: the mean file frame index of its frames
+        (a set of frames 0..9 stands for the beam at 4.5), increasing.
+    frames
+        ``(n,)`` the file frame index of each projection.
+    load
+        ``load(j)`` reads set ``j``'s average ``(rows, cols)``.
+    """
+
+    positions: np.ndarray
+    frames: np.ndarray
+    load: Callable[[int], np.ndarray]
+    _kept: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    #: Sets kept read: a block of projections spans at most a few (they are read in order).
+    KEPT = 3
+
+    def field(self, j: int) -> np.ndarray:
+        """Set ``j``'s average flat (float32), read once while it is in use."""
+        with self._lock:
+            if j not in self._kept:
+                if len(self._kept) >= self.KEPT:
+                    self._kept.pop(next(iter(self._kept)))
+                self._kept[j] = np.asarray(self.load(j), np.float32)
+            return self._kept[j]
+
+    def at(self, i0: int, i1: int) -> np.ndarray:
+        """The flats of projections ``i0 .. i1-1``, ``(i1-i0, rows, cols)``: linear in frame
+        index between the nearest sets before and after each one, the nearest set's
+        outside them (as tomoscan and httomo weight reduced flats)."""
+        p = np.asarray(self.frames[i0:i1], float)
+        hi = np.clip(np.searchsorted(self.positions, p, side="right"), 1, len(self.positions) - 1)
+        lo = hi - 1
+        span = self.positions[hi] - self.positions[lo]
+        w = np.clip((p - self.positions[lo]) / span, 0.0, 1.0).astype(np.float32)
+        return np.stack(
+            [(1 - wk) * self.field(a) + wk * self.field(b) for a, b, wk in zip(lo, hi, w)]
+        )
+
+    def mapped(self, fn: Callable[[np.ndarray], np.ndarray]) -> FlatSeries:
+        """The same sets, each passed through ``fn`` (a crop, an exposure scaling) when read."""
+        load = self.load
+        return replace(self, load=lambda j: fn(load(j)))
+
+
+def flat_sets(keys: np.ndarray, flat_key: int = 1, projection_key: int = 0) -> list[np.ndarray]:
+    """The file frame indices of each set of flats: flats with no projection between them
+    (darks or invalid frames may be) are one set."""
+    flats = np.flatnonzero(keys == flat_key)
+    proj = np.flatnonzero(keys == projection_key)
+    if flats.size == 0:
+        return []
+    # a projection between two flats (its count before the second grows) starts a new set
+    before = np.searchsorted(proj, flats)
+    cuts = np.flatnonzero(np.diff(before) > 0) + 1
+    return np.split(flats, cuts)
 
 
 @dataclass
@@ -49,6 +121,9 @@ class FrameSource:
         What the file says, or ``None``.
     flat, dark
         Averaged flat and dark fields ``(rows, cols)`` held by the file, or ``None``.
+    flat_series
+        The file's flats as sets taken at two or more points of the scan
+        (:class:`FlatSeries`), or ``None`` (one set: ``flat`` is the flat of every frame).
     values
         What the pixel values are if the format says (``"intensity"`` for raw
         detector counts), else ``None``.
@@ -69,6 +144,7 @@ class FrameSource:
     exposure_s: float | None = None
     flat: np.ndarray | None = None
     dark: np.ndarray | None = None
+    flat_series: FlatSeries | None = None
     values: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     closer: Callable[[], None] | None = None
@@ -129,6 +205,9 @@ class FrameSource:
             reader=reader,
             flat=crop(self.flat),
             dark=crop(self.dark),
+            flat_series=None
+            if self.flat_series is None
+            else self.flat_series.mapped(lambda f: f[r0:r1, c0:c1]),
             extra={**self.extra, "crop": [[r0, r1], [c0, c1]], "uncropped_shape": [h, w]},
             closer=closer,
             _lock=threading.Lock(),
@@ -183,8 +262,12 @@ def read_angles_file(path: str | os.PathLike[str]) -> np.ndarray:
     """Angles in degrees, one per line (IMOD ``.tlt``/``.rawtlt``, or any text list).
 
     Blank lines and ``#`` comments are skipped; several numbers on a line are read
-    left to right. A typographic minus (U+2212) and a trailing degree sign, as a list
-    copied from a document has them, are read as a minus and nothing.
+    left to right, separated by spaces, tabs, semicolons or commas. A typographic minus
+    (U+2212) and a trailing degree sign, as a list copied from a document has them, are
+    read as a minus and nothing. A decimal comma (``-60,5``, a European locale's) is read
+    where it is one: the file has no decimal point, and no comma in it can only be a
+    separator; a number list such as ``-60,5,-59,5`` that reads either way is refused,
+    naming the line (:func:`decimal_commas`).
     """
     path = os.fspath(path)
     try:
@@ -194,22 +277,85 @@ def read_angles_file(path: str | os.PathLike[str]) -> np.ndarray:
         raise InputError(path, f"cannot read the angle list ({exc.strerror})") from exc
     except UnicodeDecodeError:
         raise InputError(path, "is not a text file of angles (not UTF-8)") from None
+    lines = [
+        [t for t in re.split(r"[;\s]+", line.split("#", 1)[0].replace("\u2212", "-")) if t]
+        for line in text.splitlines()
+    ]
+    comma = decimal_commas(path, lines)
     values: list[float] = []
-    for n, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        for tok in re.split(r"[,\s]+", line):
-            if not tok:
-                continue
-            try:  # a list pasted from a document: '−' (U+2212) for the minus, a degree sign
-                values.append(float(tok.replace("\u2212", "-").removesuffix("°")))
-            except ValueError:
-                raise InputError(path, f"line {n}: {tok!r} is not a number") from None
+    for n, tokens in enumerate(lines, 1):
+        for tok in tokens:
+            for part in [tok] if comma else tok.split(","):
+                if not part:
+                    continue
+                try:  # a list pasted from a document: a degree sign
+                    values.append(float(part.removesuffix("°").replace(",", ".")))
+                except ValueError:
+                    raise InputError(path, f"line {n}: {part!r} is not a number") from None
     if not values:
         raise InputError(path, "the angle list is empty")
     angles = np.asarray(values, float)
     if not np.all(np.isfinite(angles)):
         raise InputError(path, "the angle list contains NaN or inf")
     return angles
+
+
+#: A number written with one decimal comma: sign, digits, comma, digits.
+_DECIMAL_COMMA = re.compile(r"[-+]?\d+,\d+°?")
+
+
+def decimal_commas(path: str, lines: list[list[str]]) -> bool:
+    """Whether the commas of an angle list (``lines`` of tokens split at spaces, tabs and
+    semicolons) are decimal commas (``True``) or separate numbers (``False``).
+
+    Separators when the file has a decimal point, or a comma in it can only separate
+    (``-60,-58``, ``0,10,20``: an odd count of parts, or a signed part after a comma);
+    otherwise a token with one comma is one number (``-60,5``, one per line or separated
+    by spaces or semicolons), and one with more (``-60,5,-59,5``: two numbers, or four) is
+    refused as ambiguous, naming its line. So is a list whose lines' whole parts count
+    up by one from 0 or 1 with differing decimals (``0,0`` ``1,2`` ``2,4``: an index and an
+    angle, as a spreadsheet exports a 0..180 scan, or decimals); ``0,0`` ``1,0`` ``2,0``
+    and ``-60,5`` ``-59,5`` are read as decimals.
+    """
+    tokens = [t for line in lines for t in line]
+    if not any("," in t for t in tokens) or any("." in t for t in tokens):
+        return False
+    if any("," in t and not _could_be_decimal(t) for t in tokens):
+        return False
+    fix = "write decimals with a point, or separate the numbers with spaces, tabs or semicolons"
+    for n, line in enumerate(lines, 1):
+        for tok in line:
+            if tok.count(",") > 1:
+                raise InputError(
+                    path,
+                    f"line {n}: {tok!r} is ambiguous: its commas may be decimal commas or "
+                    f"separate numbers; {fix}",
+                )
+    numbered = [(n, line[0]) for n, line in enumerate(lines, 1) if line]
+    if len(numbered) >= 3 and all(len(line) < 2 and "," in line[0] for line in lines if line):
+        whole = np.array([int(tok.split(",")[0]) for _, tok in numbered])
+        after = {tok.split(",")[1] for _, tok in numbered}  # one step's decimals: all alike
+        if whole[0] in (0, 1) and np.all(np.diff(whole) == 1) and len(after) > 1:
+            n, tok = numbered[0]
+            raise InputError(
+                path,
+                f"line {n}: {tok!r} is ambiguous: the numbers before the commas count up by "
+                f"one, as an index column does (index, angle) or decimals may; {fix}",
+            )
+    return True
+
+
+def decimal_comma(text: str | None) -> bool:
+    """Whether ``text`` is one number written with a decimal comma (``-60,5``)."""
+    return text is not None and _DECIMAL_COMMA.fullmatch(text.strip()) is not None
+
+
+def _could_be_decimal(token: str) -> bool:
+    """Whether ``token``'s commas can all be decimal commas: numbers ``a,b`` joined by commas."""
+    parts = token.split(",")
+    if len(parts) % 2:
+        return False
+    return all(_DECIMAL_COMMA.fullmatch(f"{a},{b}") for a, b in zip(parts[::2], parts[1::2]))
 
 
 def square_pixel(path: str, width_nm: float | None, height_nm: float | None) -> float | None:

@@ -24,7 +24,14 @@ import tifffile
 import zarr
 
 from ..errors import InputError, ParameterError, keyword, one_line
-from .source import FrameSource, check_dtype, check_shape, square_pixel
+from .source import (
+    CODECS_INSTALL,
+    FrameSource,
+    check_dtype,
+    check_shape,
+    decimal_comma,
+    square_pixel,
+)
 
 SUFFIXES = (".tif", ".tiff")
 
@@ -157,8 +164,8 @@ def _check_codec(path: str, page: tifffile.TiffPage) -> None:
         name = getattr(page.compression, "name", str(page.compression))
         raise InputError(
             path,
-            f"is compressed with {name}, which needs the imagecodecs package to be read "
-            "(pip install imagecodecs)",
+            f"is compressed with {name}, which needs the imagecodecs package to be read: "
+            f"{CODECS_INSTALL} (or pip install imagecodecs)",
         ) from None
 
 
@@ -332,8 +339,9 @@ def angles_in_names(folder: str, names: list[str], pattern: str) -> tuple[list[s
         m = rx.search(name)
         if m is None:
             continue
-        try:
-            angles.append(float(m.group(group)))
+        try:  # one decimal comma ('img_-60,5.tif', a European locale's) is a decimal point
+            text = m.group(group)
+            angles.append(float(text.replace(",", ".") if decimal_comma(text) else text))
         except (TypeError, ValueError):
             raise InputError(
                 os.path.join(folder, name),

@@ -1,0 +1,344 @@
+"""Inputs from beamlines that no one here made: flats taken during the scan, decimal commas
+in angle lists, MRC tilt angles in the extended header, compressed inputs without codecs."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import tifffile
+
+from sxtdist.errors import InputError
+from sxtdist.io.importer import import_scan
+
+# -- flats taken in sets during the scan -------------------------------------------------------
+
+
+def _decaying_nxtomo(path, keys, transmission, beam0=4000.0, decay=0.004, dark=100.0):
+    """An NXtomo whose beam falls linearly with the frame index i: ``beam0 (1 - decay i)``.
+
+    Flats read ``dark + beam(i)``, projections ``dark + T beam(i)``, darks ``dark``
+    (float32: no rounding). Returns the flats' average, as the import took it before.
+    """
+    keys = np.asarray(keys)
+    beam = beam0 * (1.0 - decay * np.arange(keys.size))
+    frames = np.full((keys.size, *transmission.shape[1:]), dark, np.float32)
+    frames[keys == 0] += transmission * beam[keys == 0, None, None]
+    frames[keys == 1] += beam[keys == 1, None, None]
+    with h5py.File(path, "w") as f:
+        e = f.create_group("entry")
+        e["definition"] = "NXtomo"
+        det = e.create_group("instrument/detector")
+        det["data"] = frames
+        det["image_key"] = keys.astype(np.int32)
+        det["x_pixel_size"] = 30e-9
+        angles = np.zeros(keys.size)
+        angles[keys == 0] = np.linspace(-60, 60, int(np.sum(keys == 0)))
+        e["sample/rotation_angle"] = angles
+    return frames[keys == 1].mean(axis=0)
+
+
+def _keys(*parts):
+    return np.concatenate([np.full(n, k) for k, n in parts])
+
+
+def test_flats_before_and_after_a_decaying_beam_are_interpolated(tmp_path):
+    """NXtomo image_key 1 at the start and the end, a beam falling 0.4 % a frame (a
+    synchrotron's decay, exaggerated): the flat of each projection is interpolated between
+    the two sets, so a sample of constant transmission comes out constant; the average of
+    the flats (the import before) tilts it by +-ln(beam/average)."""
+    n = 40
+    keys = _keys((2, 3), (1, 5), (0, n), (1, 5))
+    t = np.full((n, 6, 8), 0.5, np.float32)
+    mean_flat = _decaying_nxtomo(tmp_path / "decay.nx", keys, t)
+    acq = import_scan(tmp_path / "decay.nx", tmp_path / "a.zarr", "roi", crop_cols=(1, 7))
+    od = acq["roi"].data.compute()
+    error_after = float(np.abs(od - np.log(2)).max())
+    raw = 100.0 + t * 4000.0 * (1 - 0.004 * np.flatnonzero(keys == 0))[:, None, None]
+    averaged = -np.log((raw - 100.0) / (mean_flat - 100.0))
+    error_before = float(np.abs(averaged - np.log(2)).max())
+    assert error_before > 0.05  # the average flat: 8 % too bright at the start
+    assert error_after < 1e-5, (error_before, error_after)
+    source = acq["roi"].meta["source"]
+    assert source["flat_interpolated"] and source["flat_sets"] == 2
+
+
+def test_flats_inside_the_series_weight_the_nearest_sets(tmp_path):
+    """Flats inside the series (as BESSY U41 takes them every N projections): each projection
+    uses the sets just before and after it, not the first and the last."""
+    keys = _keys((1, 2), (0, 10), (1, 2), (0, 10), (2, 2), (1, 2), (0, 10))  # ends in projections
+    t = np.random.default_rng(3).uniform(0.2, 0.9, (30, 5, 5)).astype(np.float32)
+    _decaying_nxtomo(tmp_path / "mid.nx", keys, t, decay=0.01)
+    od = import_scan(tmp_path / "mid.nx", tmp_path / "a.zarr", "roi")["roi"].data.compute()
+    inside = slice(0, 20)  # between sets: exact for a linear beam
+    np.testing.assert_allclose(od[inside], -np.log(t[inside]), atol=2e-5)
+    # after the last set: its flat, as the nearest (the beam fell on by up to 10 frames)
+    beam = 1 - 0.01 * np.flatnonzero(keys == 0)[20:]
+    last = 1 - 0.01 * np.flatnonzero(keys == 1)[-2:].mean()
+    np.testing.assert_allclose(od[20:], -np.log(t[20:] * beam[:, None, None] / last), atol=2e-5)
+
+
+def test_one_set_of_flats_is_averaged_as_before(tmp_path):
+    keys = _keys((2, 2), (1, 4), (0, 6))
+    t = np.full((6, 4, 4), 0.25, np.float32)
+    mean_flat = _decaying_nxtomo(tmp_path / "one.nx", keys, t)
+    acq = import_scan(tmp_path / "one.nx", tmp_path / "a.zarr", "roi")
+    raw = 100.0 + t * 4000.0 * (1 - 0.004 * np.arange(6, 12))[:, None, None]
+    expected = -np.log((raw - 100.0) / (mean_flat - 100.0))
+    np.testing.assert_allclose(acq["roi"].data.compute(), expected, rtol=1e-5)
+    assert acq["roi"].meta["source"]["flat_interpolated"] is False
+
+
+# -- decimal commas in angle lists ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("-60,5\n0\n60,25\n", [-60.5, 0, 60.25]),  # one per line: Excel in a European locale
+        ("-60,5;-59,5;-58,5\n", [-60.5, -59.5, -58.5]),  # semicolons: European CSV
+        ("\u221260,5\t-59,5°\n", [-60.5, -59.5]),  # tabs, a typographic minus, a degree sign
+        ("-60,-40,-20,0,20,40,60\n", [-60, -40, -20, 0, 20, 40, 60]),  # commas separate
+        ("-60.5,-59.5\n-58,5\n", [-60.5, -59.5, -58, 5]),  # a point: the commas separate
+        ("-60,-58\n10,20\n", [-60, -58, 10, 20]),  # a signed part after a comma: separators
+    ],
+)
+def test_angle_lists_with_decimal_commas_where_unambiguous(tmp_path, text, expected):
+    from sxtdist.io.source import read_angles_file
+
+    (tmp_path / "a.tlt").write_text(text, encoding="utf-8")
+    np.testing.assert_allclose(read_angles_file(tmp_path / "a.tlt"), expected)
+
+
+def test_an_ambiguous_comma_list_is_refused_naming_the_file_and_line(tmp_path, run_cli):
+    """'-60,5,-59,5' is -60.5 and -59.5, or four numbers: refused, exit 2, no traceback."""
+    tifffile.imwrite(tmp_path / "p.tif", np.full((4, 5, 5), 0.5, np.float32))
+    (tmp_path / "a.txt").write_text("# tilt\n-60,5,-59,5\n-58,5,-57,5\n", encoding="utf-8")
+    code, out, err = run_cli(
+        "import", tmp_path / "p.tif", tmp_path / "a.zarr", "--scan=roi",
+        "--angles", tmp_path / "a.txt", "--pixel-size-nm=30", "-q",
+    )  # fmt: skip
+    assert code == 2, err
+    assert "a.txt" in err and "line 2: '-60,5,-59,5' is ambiguous" in err, err
+    assert "Traceback" not in err
+
+
+def test_an_index_and_angle_list_is_not_read_as_decimal_commas(tmp_path):
+    """'0,0' '1,2' '2,4' ...: a spreadsheet's index and angle of a 0..180 scan (no sign to
+    tell), or decimals; refused, not read as 0.0, 1.2, 2.4."""
+    from sxtdist.errors import InputError
+    from sxtdist.io.source import read_angles_file
+
+    (tmp_path / "a.csv").write_text("".join(f"{i},{2 * i}\n" for i in range(5)))
+    with pytest.raises(InputError, match=r"a\.csv: line 1: '0,0' is ambiguous: .* index column"):
+        read_angles_file(tmp_path / "a.csv")
+    # decimals: 1-degree steps (the same decimals on every line), or not from 0 or 1
+    for text, expected in (
+        ("0,0\n1,0\n2,0\n", [0, 1, 2]),
+        ("-2,5\n-1,5\n0,5\n", [-2.5, -1.5, 0.5]),
+    ):
+        (tmp_path / "b.csv").write_text(text)
+        np.testing.assert_allclose(read_angles_file(tmp_path / "b.csv"), expected)
+
+
+def test_angles_in_file_names_with_a_decimal_comma(tmp_path):
+    from sxtdist.io.tiff import angles_in_names
+
+    names = ["img_-60,5.tif", "img_0.tif", "img_60,25.tif", "flat.tif"]
+    kept, angles = angles_in_names(str(tmp_path), names, r"img_(.+)\.tif")
+    assert kept == names[:3]
+    np.testing.assert_allclose(angles, [-60.5, 0, 60.25])
+
+
+def test_nxtomo_angles_written_as_text_with_decimal_commas(tmp_path):
+    """A metadata field of text: rotation_angle as strings '-60,5' (a spreadsheet's)."""
+    keys = _keys((2, 1), (1, 2), (0, 3))
+    _decaying_nxtomo(tmp_path / "s.nx", keys, np.full((3, 4, 4), 0.5, np.float32), decay=0)
+    with h5py.File(tmp_path / "s.nx", "a") as f:
+        del f["entry/sample/rotation_angle"]
+        f["entry/sample/rotation_angle"] = ["0", "0", "0", "-60,5", "0", "60,5"]
+    acq = import_scan(tmp_path / "s.nx", tmp_path / "a.zarr", "roi")
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, [-60.5, 0, 60.5])
+    with h5py.File(tmp_path / "s.nx", "a") as f:
+        f["entry/sample/rotation_angle"][4] = "1,2,3"
+    with pytest.raises(InputError, match=r"rotation_angle\[4\] is '1,2,3', not a number"):
+        import_scan(tmp_path / "s.nx", tmp_path / "b.zarr", "roi")
+
+
+# -- MRC tilt angles in the extended header --------------------------------------------------
+
+
+def _fei_stack(path, angles, exttyp=b"FEI1"):
+    import mrcfile
+    from mrcfile.dtypes import get_ext_header_dtype
+
+    frames = np.full((len(angles), 6, 6), 0.5, np.float32)
+    with mrcfile.new(path, overwrite=True) as m:
+        m.set_data(frames)
+        m.voxel_size = 100.0
+        records = np.zeros(len(angles), get_ext_header_dtype(exttyp, m.header.mode.dtype.byteorder))
+        records["Metadata size"] = records.dtype.itemsize
+        records["Alpha tilt"] = angles
+        m.set_extended_header(np.frombuffer(records.tobytes(), "V1"))
+        m.header.exttyp = exttyp
+
+
+@pytest.mark.parametrize("exttyp", [b"FEI1", b"FEI2"])
+def test_mrc_tilts_from_an_fei_extended_header(tmp_path, exttyp):
+    angles = np.array([-60.25, -30.0, 0.5, 30.0, 59.75])
+    _fei_stack(tmp_path / "tomo.mrc", angles, exttyp)
+    acq = import_scan(tmp_path / "tomo.mrc", tmp_path / "a.zarr", "roi", values="transmission")
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, angles)
+    source = acq["roi"].meta["source"]
+    assert source["angles_from"] == f"the extended header ({exttyp.decode()} Alpha tilt)"
+    # a .rawtlt beside it comes first, and says so
+    (tmp_path / "tomo.rawtlt").write_text("-60\n-30\n0\n30\n60\n")
+    acq = import_scan(tmp_path / "tomo.mrc", tmp_path / "b.zarr", "roi", values="transmission")
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, [-60, -30, 0, 30, 60])
+    assert acq["roi"].meta["source"]["angles_from"].endswith("tomo.rawtlt")
+
+
+def _serialem_stack(path, angles, nreal=1 | 8, exttyp=b"SERI", byteorder="<"):
+    """SerialEM's extended header: per section nint bytes of shorts, tilt x 100 first."""
+    import mrcfile
+
+    nint = sum(b for bit, b in {1: 2, 2: 6, 4: 4, 8: 2, 16: 2, 32: 4}.items() if nreal & bit)
+    records = np.zeros((len(angles), nint // 2), f"{byteorder}i2")
+    records[:, 0] = np.round(np.asarray(angles) * 100)
+    records[:, 1:] = 77  # magnification and the rest
+    with mrcfile.new(path, overwrite=True) as m:
+        m.set_data(np.full((len(angles), 6, 6), 0.5, np.float32))
+        m.voxel_size = 100.0
+        m.set_extended_header(np.frombuffer(records.tobytes(), "V1"))
+        m.header.exttyp = exttyp
+        m.header.extra1 = np.frombuffer(np.array([nint, nreal], "<i2").tobytes() + bytes(4), "V8")[
+            0
+        ]
+
+
+@pytest.mark.parametrize("exttyp", [b"SERI", b"\0\0\0\0"])  # MRC2014's type, or an older header
+def test_mrc_tilts_from_serialem_extended_header(tmp_path, exttyp):
+    angles = [-45.5, -15.0, 15.0, 44.99]
+    _serialem_stack(tmp_path / "s.st", angles, exttyp=exttyp)
+    acq = import_scan(tmp_path / "s.st", tmp_path / "a.zarr", "roi", values="transmission")
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, angles)
+    assert acq["roi"].meta["source"]["angles_from"] == (
+        "the extended header (SerialEM tilt angles)"
+    )
+
+
+def _mdoc(angles, skip=None):
+    head = "PixelSpacing = 10\nVoltage = 300\nImageFile = s.st\n\n"
+    return head + "".join(
+        f"[ZValue = {z}]\nTiltAngle = {a}\nMagnification = 1000\n\n"
+        for z, a in enumerate(angles)
+        if z != skip
+    )
+
+
+def test_mrc_tilts_from_a_serialem_mdoc(tmp_path):
+    """SerialEM's NAME.mdoc (TiltAngle per [ZValue]) before the extended header's tilts x 100."""
+    angles = [-45.52, -15.01, 15.0, 44.99]
+    _serialem_stack(tmp_path / "s.st", np.round(angles))
+    (tmp_path / "s.st.mdoc").write_text(_mdoc(angles))
+    acq = import_scan(tmp_path / "s.st", tmp_path / "a.zarr", "roi", values="transmission")
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, angles)
+    assert acq["roi"].meta["source"]["angles_from"].endswith("s.st.mdoc")
+    (tmp_path / "s.st.mdoc").write_text(_mdoc(angles, skip=2))
+    with pytest.raises(InputError, match=r"s\.st\.mdoc: has no TiltAngle for section 2"):
+        import_scan(tmp_path / "s.st", tmp_path / "b.zarr", "roi", values="transmission")
+
+
+def test_mrc_extended_header_without_tilts_gives_no_angles(tmp_path):
+    """No tilt flag (nreal without bit 1), or equal tilts: no angles, so --angle-range works."""
+    _serialem_stack(tmp_path / "s.st", [0, 0, 0], nreal=8)
+    with pytest.raises(InputError, match="has no rotation angles"):
+        import_scan(tmp_path / "s.st", tmp_path / "a.zarr", "roi", values="transmission")
+    _fei_stack(tmp_path / "f.mrc", [0.0, 0.0, 0.0])
+    acq = import_scan(
+        tmp_path / "f.mrc", tmp_path / "b.zarr", "roi", values="transmission", angle_range=(-60, 60)
+    )
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, [-60, 0, 60])
+
+
+# -- compressed inputs without their codec ---------------------------------------------------
+
+
+def test_mistral_flats_compressed_with_a_filter_not_installed_are_named(tmp_path):
+    """ALBA MISTRAL's flats (instrument/bright_field/data) compressed where the frames are not:
+    one line naming the dataset, the filter and the extra to install, exit 2, no traceback.
+    LZF, unregistered in a process of its own, stands for bitshuffle/LZ4/Blosc."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, h5py, numpy as np\n"
+        "with h5py.File(sys.argv[1], 'w') as f:\n"
+        "    f['NXtomo/instrument/sample/data'] = np.full((3, 16, 16), 1500, np.uint16)\n"
+        "    f['NXtomo/data/rotation_angle'] = [0.0, 60.0, 120.0]\n"
+        "    f.create_dataset('NXtomo/instrument/bright_field/data', chunks=(1, 16, 16),\n"
+        "                     data=np.full((2, 16, 16), 3000, np.uint16), compression='lzf')\n"
+        "assert h5py.h5z.unregister_filter(h5py.h5z.FILTER_LZF)\n"
+        "from sxtdist.cli import main\n"
+        "sys.exit(main(['import', *sys.argv[1:], '--scan', 'roi', '--pixel-size-nm', '20']))\n"
+    )
+    nx, acq = tmp_path / "mistral.hdf5", tmp_path / "a.zarr"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    r = subprocess.run(
+        [sys.executable, "-c", script, str(nx), str(acq)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert "mistral.hdf5" in lines[0] and "/NXtomo/instrument/bright_field/data" in lines[0]
+    assert "filter lzf" in lines[0] and 'pip install "sxtdist[codecs]"' in lines[0], lines[0]
+    assert not acq.exists()
+
+
+def test_many_flat_sets_are_read_once_each_and_few_kept(tmp_path):
+    """Flats every 3 projections (9 sets): each set is read once, in order, at most KEPT held
+    (memory of a few frames however many sets); blocks of 4 projections span set changes."""
+    from sxtdist.io.nxtomo import open_nxtomo
+    from sxtdist.io.source import FlatSeries
+
+    keys = np.concatenate([[2]] + [np.r_[1, 1, 0, 0, 0]] * 8 + [np.r_[1, 1]])
+    t = np.random.default_rng(5).uniform(0.2, 0.9, (24, 4, 5)).astype(np.float32)
+    _decaying_nxtomo(tmp_path / "many.nx", keys, t, decay=0.02)
+    acq = import_scan(tmp_path / "many.nx", tmp_path / "a.zarr", "roi", frames_per_chunk=4)
+    np.testing.assert_allclose(acq["roi"].data.compute(), -np.log(t), atol=2e-5)
+    loads = []
+    with open_nxtomo(tmp_path / "many.nx") as src:
+        series = src.flat_series.mapped(lambda f: loads.append(1) or f)
+        for i in range(0, 24, 4):
+            series.at(i, i + 4)
+            assert len(series._kept) <= FlatSeries.KEPT
+    assert len(loads) == 9
+
+
+def test_the_angles_source_is_what_gave_the_angles(tmp_path, caplog):
+    """source.angles_from (and the log) name what gave the angles the scan has: an --angles
+    file or --angle-range over the file's own, which is then named only when used."""
+    import logging
+
+    _fei_stack(tmp_path / "t.mrc", [-30.0, 0.0, 30.0])
+    (tmp_path / "mine.txt").write_text("-31\n0\n31\n")
+    kw = {"values": "transmission"}
+    with caplog.at_level(logging.INFO, logger="sxtdist"):
+        acq = import_scan(
+            tmp_path / "t.mrc", tmp_path / "a.zarr", "roi", angles=tmp_path / "mine.txt", **kw
+        )
+    assert acq["roi"].meta["source"]["angles_from"] == str(tmp_path / "mine.txt")
+    assert f"angles from {tmp_path / 'mine.txt'}" in caplog.text
+    acq = import_scan(tmp_path / "t.mrc", tmp_path / "b.zarr", "roi", angles=[1, 2, 3], **kw)
+    assert acq["roi"].meta["source"]["angles_from"] == "the values given (angles=)"
+    tifffile.imwrite(tmp_path / "p.tif", np.full((5, 6, 7), 0.5, np.float32))
+    acq = import_scan(
+        tmp_path / "p.tif",
+        tmp_path / "c.zarr",
+        "roi",
+        angle_range=(-60, 60),
+        pixel_size_nm=30,
+        **kw,
+    )
+    assert acq["roi"].meta["source"]["angles_from"] == "angle_range= -60:60"
