@@ -51,9 +51,7 @@ from .outputs import (
     check_name,
     check_not_input,
     check_output,
-    first_line,
     make_folders,
-    register_file_kind,
     remove_empty_folders,
     replacing_file,
 )
@@ -923,9 +921,6 @@ def cell_metrics(acquisition: str, volume: str) -> dict[str, float | str | None]
 # --- summary -----------------------------------------------------------------------------
 
 _COLUMNS = ["cell", "status", "seconds", *METRICS, "output", "message"]
-#: How a summary sxtdist wrote begins (this version's columns, or an earlier one's).
-SUMMARY_START = "cell,status,seconds,"
-register_file_kind("summary", lambda path: (first_line(path) or "").startswith(SUMMARY_START))
 
 
 def write_summary(rows: Iterable[CellResult], path: str | os.PathLike[str]) -> None:

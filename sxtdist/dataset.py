@@ -70,14 +70,15 @@ from .io.checks import (
 )
 from .lock import held_by, write_lock
 from .outputs import (
+    LEFTOVER_SCANS,
     OLD_SUFFIX,
+    PARTIAL_SCAN,
+    SCAN_NAMES,
     check_output,
     first_named,
-    is_zarr_node,
     node_strangers,
     not_ours,
     recover_swap,
-    register_members,
     remove,
     remove_leftover,
     swap_in,
@@ -85,7 +86,6 @@ from .outputs import (
 )
 
 SCHEMA_VERSION = 1
-SCAN_NAMES = ("full", "roi")
 KEY = "sxtdist"
 #: Key of the metadata naming a scan whose projections are being replaced (:func:`add_scan`):
 #: from the swap until its new metadata are written, the acquisition is refused.
@@ -96,15 +96,8 @@ MAX_CENTER_OFFSET_VIEWS = 20
 REPLACING_FROM = "replacing_scan_from"
 #: The command that replaced it, and where it ran (``{"cwd", "command"}``; from the CLI).
 REPLACING_COMMAND = "replacing_scan_command"
-#: The name of a scan being written before it is renamed into place (``_partial_roi``).
-PARTIAL_SCAN = "_partial_"
 #: The keys of an unfinished replacement's mark.
 REPLACING_MARK = (REPLACING, REPLACING_FROM, REPLACING_COMMAND)
-#: What an import leaves inside an acquisition when it stops: the scan it was writing
-#: and, where the file system cannot swap two folders, the old scan it set aside.
-LEFTOVER_SCANS = frozenset(
-    f"{PARTIAL_SCAN}{name}{end}" for name in SCAN_NAMES for end in ("", OLD_SUFFIX)
-)
 #: Detector rows per inner chunk of a projection array (a band at full width). A block
 #: of ``R`` rows then decodes at most ``R + 2 (ROW_BAND - 1)`` rows of each view: with
 #: blocks of 32 rows and a halo of 4, 1.2x the bytes it needs (benchmarks/bench_io.py).
@@ -875,22 +868,6 @@ def _check_replaceable(path: str, name: str) -> None:
             f"is a scan holding files sxtdist did not write ({first_named(foreign)}): "
             "it is left alone; move them, or import into another acquisition",
         )
-
-
-def _written_inside(path: str, name: str, meta: dict[str, Any]) -> bool:
-    """Whether sxtdist wrote ``name`` inside the acquisition ``path`` (``meta``): a scan or
-    the truth volume its metadata list, or a scan an import left when it stopped."""
-    where = os.path.join(path, name)
-    scans = meta.get("scans")
-    if (isinstance(scans, dict) and name in scans) or (name == "truth" and "truth" in meta):
-        return is_zarr_node(where)  # a user's folder put in its place is the user's
-    # a stopped import's by what it holds (a Zarr tree), not by its name alone
-    if name not in LEFTOVER_SCANS or not os.path.isdir(where) or os.path.islink(where):
-        return False
-    return not_ours(where) is None
-
-
-register_members("acquisition", _written_inside)
 
 
 def leftover_scans(path: str) -> dict[str, str]:

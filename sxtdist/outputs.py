@@ -50,6 +50,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from .errors import InputError, OutputExistsError, naming, one_line, printable, use_overwrite
+from .file_kinds import FILE_KINDS
 from .lock import lock_path, write_lock
 
 logger = logging.getLogger(__name__)
@@ -141,47 +142,10 @@ def real_parent(path: str | os.PathLike[str]) -> str:
 # -- what is at a path ------------------------------------------------------------------------
 
 
-#: How to tell a file of each kind sxtdist writes, registered by the module that writes
-#: it (:func:`register_file_kind`), so that this module imports none of them. A kind
-#: whose module is not imported is not recognised: its files are left alone, as foreign.
-FILE_KINDS: dict[str, Callable[[str], bool]] = {}
-
-
-def register_file_kind(kind: str, is_ours: Callable[[str], bool]) -> None:
-    """Say how :func:`recognise` tells a file of ``kind`` (``is_ours(path)``, no exceptions)."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown output kind {kind!r}")
-    FILE_KINDS[kind] = is_ours
-
-
-#: What sxtdist puts inside a Zarr output of each kind besides Zarr's own files and the
-#: levels its attributes list (an acquisition's scans, a level being built),
-#: ``is_ours(folder, name, sxtdist_attributes)``, registered by the module that writes it
-#: (:func:`register_members`). Anything else inside is a user's (:func:`strangers`).
-MEMBERS: dict[str, Callable[[str, str, dict], bool]] = {}
-
-
-def register_members(kind: str, is_ours: Callable[[str, str, dict], bool]) -> None:
-    """Say how :func:`strangers` tells what sxtdist wrote inside a Zarr output of ``kind``
-    (``is_ours(folder, name, attrs)``, no exceptions)."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown output kind {kind!r}")
-    MEMBERS[kind] = is_ours
-
-
 def is_zarr_array(path: str) -> bool:
     """Whether ``path`` is a Zarr array (its v3 ``zarr.json`` says so, or a v2 ``.zarray``)."""
     meta = _read_json(os.path.join(path, "zarr.json"))
     return meta.get("node_type") == "array" or os.path.isfile(os.path.join(path, ".zarray"))
-
-
-def first_line(path: str) -> str | None:
-    """The first line of a text file (stripped), or None when it is not UTF-8 text."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.readline(4096).strip()
-    except (OSError, UnicodeDecodeError):
-        return None
 
 
 def recognise(path: str | os.PathLike[str]) -> str | None:
@@ -241,6 +205,47 @@ def _levels(attrs: dict) -> set[str]:
         return {str(d["path"]) for m in ome.get("multiscales") or () for d in m["datasets"]}
     except (TypeError, KeyError):
         return set()
+
+
+#: An acquisition's scans (:mod:`sxtdist.dataset`), the name an import writes a scan at
+#: before renaming it into place (``_partial_roi``), and what an import leaves inside an
+#: acquisition when it stops: the scan it was writing and, where the file system cannot
+#: swap two folders, the old scan it set aside.
+SCAN_NAMES = ("full", "roi")
+PARTIAL_SCAN = "_partial_"
+LEFTOVER_SCANS = frozenset(
+    f"{PARTIAL_SCAN}{name}{end}" for name in SCAN_NAMES for end in ("", OLD_SUFFIX)
+)
+
+
+def _acquisition_member(path: str, name: str, meta: dict) -> bool:
+    """Whether sxtdist wrote ``name`` inside the acquisition ``path`` (``meta``): a scan or
+    the truth volume its metadata list, or a scan an import left when it stopped."""
+    where = os.path.join(path, name)
+    scans = meta.get("scans")
+    if (isinstance(scans, dict) and name in scans) or (name == "truth" and "truth" in meta):
+        return is_zarr_node(where)  # a user's folder put in its place is the user's
+    # a stopped import's by what it holds (a Zarr tree), not by its name alone
+    if name not in LEFTOVER_SCANS or not os.path.isdir(where) or os.path.islink(where):
+        return False
+    return not_ours(where) is None
+
+
+def _volume_member(path: str, name: str, meta: dict) -> bool:
+    """Whether ``name`` inside the volume ``path`` is a level that
+    :meth:`sxtdist.volume.Volume.finalize` was building when it stopped: a Zarr array named
+    by a number, not listed yet."""
+    return name.isdigit() and is_zarr_array(os.path.join(path, name))
+
+
+#: What sxtdist puts inside a Zarr output of each kind besides Zarr's own files and the
+#: levels its attributes list, ``is_ours(folder, name, sxtdist_attributes)``; anything else
+#: inside is a user's (:func:`strangers`). Declared here, not by the modules that write
+#: them, so that they are known whatever a Python user imported.
+MEMBERS: dict[str, Callable[[str, str, dict], bool]] = {
+    "acquisition": _acquisition_member,
+    "volume": _volume_member,
+}
 
 
 def strangers(path: str) -> list[str]:

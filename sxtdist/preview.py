@@ -30,31 +30,15 @@ from .dataset import Acquisition, open_acquisition
 from .errors import ParameterError, SxtdistError
 from .execution import Execution
 from .fbp import FILTERS, axis_sinogram, combine, fbp, rows_for_slice, sample_positions
+from .file_kinds import LAYOUT_KEY, LAYOUT_KIND  # how a preview is recognised
 from .geometry import VolumeGrid, default_grid
-from .outputs import check_output, register_file_kind, writing
+from .outputs import check_output, writing
 
 logger = logging.getLogger(__name__)
 
 #: Panels larger than this (pixels a side) are shown binned.
 PANEL_PX = 512
 RING_RGB = (230, 25, 25)
-LAYOUT_KEY = "Description"
-#: The layout's ``kind``: how ``--overwrite`` recognises a preview sxtdist wrote.
-LAYOUT_KIND = "sxtdist preview"
-
-
-def _is_ours(path: str) -> bool:
-    """A PNG whose layout text says sxtdist's preview wrote it."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(1 << 16)
-    except OSError:
-        return False
-    mark = f'{LAYOUT_KEY}\x00{{"kind": "{LAYOUT_KIND}"'.encode()
-    return head.startswith(b"\x89PNG") and mark in head
-
-
-register_file_kind("preview", _is_ours)
 
 
 @dataclass(frozen=True)

@@ -30,28 +30,8 @@ import numpy as np
 
 from . import metrics, scoring
 from .errors import InputError, option
-from .outputs import check_output, first_line, register_file_kind, replacing_file, require_writable
-
-#: The first rows of the report's two CSV files and the PNG's ``Software`` text: how
-#: ``--overwrite`` recognises a report sxtdist wrote (:func:`sxtdist.outputs.recognise`).
-METRICS_HEADER = ["metric", "value", "unit", "note"]
-CURVES_HEADER = ["curve", "x", "x_unit", "y"]
-REPORT_SOFTWARE = "sxtdist report"
-
-
-def _is_ours(path: str) -> bool:
-    """A report file sxtdist wrote: a CSV with one of its headers, a PNG with its text."""
-    if path.lower().endswith(".png"):
-        try:
-            with open(path, "rb") as f:
-                head = f.read(1 << 16)
-        except OSError:
-            return False
-        return head.startswith(b"\x89PNG") and b"Software\x00" + REPORT_SOFTWARE.encode() in head
-    return first_line(path) in (",".join(METRICS_HEADER), ",".join(CURVES_HEADER))
-
-
-register_file_kind("report", _is_ours)
+from .file_kinds import CURVES_HEADER, METRICS_HEADER, REPORT_SOFTWARE  # how it is recognised
+from .outputs import check_output, replacing_file, require_writable
 
 #: Default number of central slices read for the images and the radial PSNR.
 MAX_SLICES = 64

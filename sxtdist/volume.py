@@ -32,7 +32,7 @@ from .dataset import KEY, SCHEMA_VERSION, _jsonable, _now, open_sxtdist_group
 from .errors import InputError
 from .geometry import VolumeGrid
 from .io import ngff
-from .outputs import check_output, creating, is_zarr_array, register_members, remove
+from .outputs import check_output, creating, remove
 
 #: Coarser levels are made while every axis stays at least this long.
 MIN_LEVEL_SIZE = 8
@@ -205,12 +205,3 @@ def is_volume(path: str | os.PathLike[str]) -> bool:
     except Exception:
         return False
     return isinstance(meta, dict) and meta.get("kind") == "volume"
-
-
-def _level_being_built(path: str, name: str, meta: dict[str, Any]) -> bool:
-    """Whether ``name`` inside the volume ``path`` is a level that :meth:`Volume.finalize`
-    was building when it stopped: a Zarr array named by a number, not listed yet."""
-    return name.isdigit() and is_zarr_array(os.path.join(path, name))
-
-
-register_members("volume", _level_being_built)

@@ -148,3 +148,87 @@ def test_info_leaves_a_users_files_of_sxtdists_hidden_names_alone(tmp_path, run_
     assert "left alone" in said[0] and "rm " not in said[0], said
     assert (tmp_path / ".v.zarr.sxtdist-partial").read_text() == "my draft\n"
     assert (tmp_path / ".v.zarr.sxtdist-lock").read_text() == "my notes\n"
+
+
+def _png(text: bytes) -> bytes:
+    """A 1x1 grey PNG carrying the text chunk ``text`` (``key\\0value``)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    head = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", head)
+        + chunk(b"tEXt", text)
+        + chunk(b"IDAT", zlib.compress(b"\x00\x00"))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_files_of_every_kind_are_sxtdists_whatever_a_python_user_imported(tmp_path, tiny_acq):
+    """A file kind was known only once the module that writes it was imported (report,
+    preview, batch, export registered theirs), and so was what sxtdist puts inside a volume
+    (a level being built) or an acquisition (a stopped import's scan): from plain Python,
+    ``leftovers`` said a report's unfinished write, or a replacement's holding such a
+    level or scan, "sxtdist did not write it", and ``recognise`` knew no file. Asked in a
+    fresh process that imports only ``sxtdist.leftovers`` (checked failing with the kinds
+    and members registered by their writers, as before)."""
+    import shutil
+    import subprocess
+    import sys
+
+    import mrcfile
+    import numpy as np
+
+    files = {
+        "r.report.csv": b"metric,value,unit,note\npsnr,30,dB,\n",
+        "r.report.curves.csv": b"curve,x,x_unit,y\n",
+        "r.report.png": _png(b"Software\x00sxtdist report"),
+        "p.png": _png(b'Description\x00{"kind": "sxtdist preview", "panels": []}'),
+        "batch-summary.csv": b"cell,status,seconds,psnr\n",
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    with mrcfile.new(tmp_path / "e.mrc") as m:
+        m.set_data(np.zeros((2, 3, 3), np.float32))
+        m.header.label[0] = b"sxtdist 0.1.0 export 2026-12-06"
+        m.header.nlabl = 1
+    kinds = {**dict.fromkeys(files, ""), "e.mrc": "export"}
+    kinds.update({"r.report.csv": "report", "r.report.curves.csv": "report"})
+    kinds.update({"r.report.png": "report", "p.png": "preview", "batch-summary.csv": "summary"})
+    partial = tmp_path / ".r.report.csv.sxtdist-partial"  # a report's write killed
+    partial.write_bytes(files["r.report.csv"])
+    vol = tmp_path / ".v.zarr.sxtdist-partial"  # a replacement stopped as it built level 7
+    create_volume(vol, GRID, shard_z=4, chunk_z=4)
+    shutil.copytree(vol / "0", vol / "7")
+    acq = tmp_path / ".a.zarr.sxtdist-partial"  # one holding a stopped import's scan
+    shutil.copytree(tiny_acq, acq)
+    shutil.copytree(acq / "roi", acq / "_partial_roi")
+    script = (
+        "import json, sys\n"
+        "from sxtdist.leftovers import leftovers\n"
+        "from sxtdist.outputs import recognise\n"
+        "folder, names = sys.argv[1], sys.argv[2:]\n"
+        "found = {n: recognise(f'{folder}/{n}') for n in names}\n"
+        "said = [x for o in ('r.report.csv', 'v.zarr', 'a.zarr') for x in leftovers(f'{folder}/{o}')]\n"
+        "print(json.dumps([found, said]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path), *kinds],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    import json
+
+    found, said = json.loads(done.stdout)
+    assert found == kinds
+    assert len(said) == 3, said
+    for line in said:
+        assert "an unfinished replacement of" in line and "did not write" not in line, line
+    assert partial.read_bytes() == files["r.report.csv"]

@@ -49,7 +49,8 @@ from ..errors import (
     SxtdistWarning,
     option,
 )
-from ..outputs import check_output, register_file_kind, require_writable, writing
+from ..file_kinds import MARK, export_mark  # how an export is recognised
+from ..outputs import check_output, require_writable, writing
 from ..volume import MIN_LEVEL_SIZE, open_volume
 from . import ngff
 
@@ -62,8 +63,6 @@ FORMATS = {
 }
 #: Suffixes of OME-TIFF (a kind of ``tiff``).
 OME_TIFF_SUFFIXES = (".ome.tif", ".ome.tiff")
-#: What every exported file's mark starts with (MRC label 0, TIFF Software tag).
-MARK = "sxtdist"
 #: ImageJ TIFFs must stay below 4 GiB; larger stacks are written as BigTIFF + OME.
 IMAGEJ_LIMIT = 2**32 - 2**25
 #: How a message names the command that finishes a volume.
@@ -239,38 +238,6 @@ class _Source:
         }
 
 
-def export_mark(path: str | os.PathLike[str]) -> str | None:
-    """The provenance sxtdist wrote into an exported MRC or TIFF, or None.
-
-    Returns MRC label 0 or the TIFF ``Software`` tag (``"sxtdist 0.1.0 ..."``)
-    when the file carries sxtdist's mark; None for any other file, one that
-    cannot be read, or a directory (an NGFF export holds ``sxtdist_export`` in
-    its attributes instead).
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(1024)
-    except OSError:
-        return None
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        import tifffile
-
-        try:
-            with tifffile.TiffFile(path) as t:
-                tag = t.pages.first.tags.get("Software")
-        except Exception:  # not a readable TIFF: not ours
-            return None
-        text = str(tag.value) if tag is not None else ""
-    elif len(head) == 1024 and head[208:212] == b"MAP ":
-        text = head[224:304].decode("ascii", "replace")  # label 0
-    else:
-        return None
-    return text.strip() if text.startswith(MARK + " ") else None
-
-
 def _slabs(arr: da.Array):
     """Yield ``(z0, slab)`` of whole z-slices, about :data:`SLAB_BYTES` at a time."""
     nz, ny, nx = arr.shape
@@ -442,7 +409,5 @@ def _fmt_crop(crop: Sequence[slice]) -> str:
         f"{'' if s.start is None else s.start}:{'' if s.stop is None else s.stop}" for s in crop
     )
 
-
-register_file_kind("export", lambda path: export_mark(path) is not None)
 
 __all__ = ["FORMATS", "export_mark", "export_volume", "format_from_suffix", "parse_crop"]
