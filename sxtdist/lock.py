@@ -93,13 +93,25 @@ def _is_lock_file(fd: int) -> bool:
     )
 
 
-def _not_a_lock(lock: str, what: str) -> InputError:
+class NotALockError(InputError):
+    """What is at a lock's name ``lock`` is not sxtdist's lock but ``what`` (a user's file,
+    a link, a folder): refused, left alone."""
+
+    def __init__(self, lock: str, what: str) -> None:
+        super().__init__(
+            lock,
+            f"has the name of sxtdist's lock of {printable(lock_owner_path(lock))} but is "
+            f"{what}: it is left alone; move or rename it, then run the command again",
+        )
+        self.lock, self.what = lock, what
+
+    def __reduce__(self):  # raised on a Dask worker, re-raised in the client as it was
+        return type(self), (self.lock, self.what)
+
+
+def _not_a_lock(lock: str, what: str) -> NotALockError:
     """The refusal of a file at the lock's name ``lock`` that is not sxtdist's (``what``)."""
-    return InputError(
-        lock,
-        f"has the name of sxtdist's lock of {printable(lock_owner_path(lock))} but is {what}: "
-        "it is left alone; move or rename it, then run the command again",
-    )
+    return NotALockError(lock, what)
 
 
 def lock_owner_path(lock: str) -> str:
@@ -320,7 +332,9 @@ def activity_lock(path: str | os.PathLike[str], activity: str) -> Iterator[None]
     """Hold, for the whole block, the lock of one ``activity`` on ``path`` (``"aligned"``:
     an ``align`` of an acquisition, from its first read to its store): a second run of it
     is refused at once (:class:`~sxtdist.errors.OutputLockedError`, "is being aligned by
-    pid N on HOST"). Writers of ``path`` itself take its own lock, not this one."""
+    pid N on HOST"); a user's file, folder or link at the lock's name (``.NAME.aligned.sxtdist-lock``)
+    is refused naming ``path``, then that file (:class:`~sxtdist.errors.InputError`). Writers
+    of ``path`` itself take its own lock, not this one."""
     path = os.fspath(path)
     marker = _marker(path, activity)
     with ExitStack() as stack:
@@ -330,6 +344,13 @@ def activity_lock(path: str | os.PathLike[str], activity: str) -> Iterator[None]
             holder = _held_by(lock_path(marker))
             raise OutputLockedError(
                 path, f"is being {activity} by {holder}; wait for it to finish"
+            ) from None
+        except NotALockError as exc:  # the place the user named first, then the file at fault
+            raise InputError(
+                path,
+                f"cannot be {activity}: {printable(exc.lock)}, the lock sxtdist holds while it "
+                f"is {activity}, is {exc.what}: it is left alone; move or rename it, then run "
+                "the command again",
             ) from None
         except OSError as exc:
             raise naming(exc, path) from exc  # the place the user named, not the marker
