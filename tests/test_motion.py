@@ -75,6 +75,27 @@ def test_check_motion_reads_a_file_and_names_it(tmp_path):
         check_motion(str(path), _tiny_geometries())
 
 
+def test_write_motion_refuses_an_existing_file_unless_overwrite(tmp_path):
+    """write_motion opened any path for writing: a user's file of that name was emptied
+    and replaced. Now it is refused as other outputs are (OutputExistsError, "use
+    overwrite=True"), whole; ``overwrite=True`` replaces it; a folder is refused (checked
+    failing with the open as it was)."""
+    from sxtdist.errors import OutputExistsError
+
+    path = tmp_path / "stage.json"
+    path.write_text("my notes\n")
+    with pytest.raises(
+        OutputExistsError, match=r"stage\.json: already exists \(use overwrite=True"
+    ):
+        write_motion(path, {"roi": np.ones((36, 2))})
+    assert path.read_text() == "my notes\n"
+    write_motion(path, {"roi": np.ones((36, 2))}, overwrite=True)
+    np.testing.assert_array_equal(check_motion(path, _tiny_geometries())["roi"], np.ones((36, 2)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stage.json"]  # nothing left beside
+    with pytest.raises(InputError, match=r"is a folder: name the file to write"):
+        write_motion(tmp_path, {"roi": np.ones((36, 2))}, overwrite=True)
+
+
 @pytest.mark.parametrize(
     "content, problem",
     [

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, ParameterError
+from ..errors import InputError, OutputExistsError, ParameterError, use_overwrite
 from ..geometry import ScanGeometry
+from ..outputs import replacing_file
 
 
 def read_motion(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -72,10 +73,33 @@ def check_motion(motion: Motion, geometries: Mapping[str, ScanGeometry]) -> dict
     return out
 
 
-def write_motion(path: str | os.PathLike[str], motion: Mapping[str, np.ndarray]) -> None:
-    """Write ``motion`` in the format :func:`read_motion` reads."""
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump({k: np.asarray(v, float).round(6).tolist() for k, v in motion.items()}, fh)
+def write_motion(
+    path: str | os.PathLike[str], motion: Mapping[str, np.ndarray], *, overwrite: bool = False
+) -> None:
+    """Write ``motion`` in the format :func:`read_motion` reads.
+
+    Parameters
+    ----------
+    path
+        The file to write.
+    motion
+        Per-view shifts ``{scan: (n_views, 2)}``.
+    overwrite
+        Replace a file already at ``path``. Without it an existing file (a user's, or a
+        motion written before) is refused, as other outputs are
+        (:class:`~sxtdist.errors.OutputExistsError`), and left whole.
+
+    The file is written beside and renamed over ``path``
+    (:func:`sxtdist.outputs.replacing_file`): a failed write leaves what was there.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise InputError(path, "is a folder: name the file to write")
+    if os.path.lexists(path) and not overwrite:
+        raise OutputExistsError(path, f"already exists ({use_overwrite()})")
+    data = {k: np.asarray(v, float).round(6).tolist() for k, v in motion.items()}
+    with replacing_file(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
 
 
 #: The motion families of :func:`motion_family`, in words. Amplitudes are in interior
