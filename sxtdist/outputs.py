@@ -841,6 +841,8 @@ def writing(
                     remove(write_path)
             created = not os.path.lexists(write_path)
             target = Target(out, write_path)
+            here = {os.path.abspath(p) for p in (out, write_path)} - _WRITING
+            _WRITING.update(here)
             try:
                 yield target
                 if target.beside:
@@ -854,10 +856,25 @@ def writing(
                 if created and not (keep and keep(exc, write_path)):
                     remove_made(write_path)
                 raise
+            finally:
+                _WRITING.difference_update(here)
     except BaseException:
         if made_parent:
             remove_empty_folders(made_parent)
         raise
+
+
+#: The outputs this process writes now under :func:`writing`, and where (absolute paths):
+#: their locks are held (:func:`written_here`).
+_WRITING: set[str] = set()
+
+
+def written_here(path: str | os.PathLike[str]) -> bool:
+    """Whether this process writes ``path`` now under :func:`writing`, holding the output's
+    lock (``path`` the output or where it is written): a function that creates it for such
+    a caller (:func:`sxtdist.volume.create_volume`) then takes no lock of its own, which
+    the caller's would refuse."""
+    return os.path.abspath(os.fspath(path)) in _WRITING
 
 
 @contextmanager

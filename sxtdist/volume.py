@@ -32,7 +32,7 @@ from .dataset import KEY, SCHEMA_VERSION, _jsonable, _now, open_sxtdist_group
 from .errors import InputError
 from .geometry import VolumeGrid
 from .io import ngff
-from .outputs import check_output, creating, remove
+from .outputs import check_output, creating, remove, writing, written_here
 
 #: Coarser levels are made while every axis stays at least this long.
 MIN_LEVEL_SIZE = 8
@@ -148,8 +148,29 @@ def create_volume(
     Level 0 is sharded ``(shard_z, ny, nx)`` along z so that each block of the
     plan writes whole shards; inner chunks are ``(chunk_z, ≤256, ≤256)``. The volume is
     built beside ``path`` and renamed into place (:func:`~sxtdist.outputs.creating`).
+    Called from Python, ``path`` is claimed and locked as a command's output is
+    (:func:`~sxtdist.outputs.writing`: refused while another run writes it, an old volume
+    replaced only with ``overwrite``, swapped out whole); a writer that holds its lock
+    already (:func:`~sxtdist.outputs.written_here`) creates it under that lock.
     """
     path = os.fspath(path)
+    args = (grid, shard_z, chunk_z, attributes)
+    if written_here(path):  # the caller's write (a reconstruction, a preview): its lock
+        return _create(path, *args, overwrite=overwrite)
+    with writing(path, "volume", overwrite=overwrite, beside=False) as target:
+        _create(target.write_path, *args, overwrite=False)
+    return Volume(path, zarr.open_group(path, mode="r+", zarr_format=3))
+
+
+def _create(
+    path: str,
+    grid: VolumeGrid,
+    shard_z: int,
+    chunk_z: int,
+    attributes: Mapping[str, Any] | None,
+    overwrite: bool,
+) -> Volume:
+    """:func:`create_volume` at ``path``, whose lock the caller holds."""
     if check_output(path, "volume", overwrite=overwrite):  # only a volume is replaced
         remove(path)
     nz, ny, nx = grid.shape

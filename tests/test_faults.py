@@ -490,6 +490,25 @@ def test_asking_who_holds_a_lock_never_refuses_a_writer(tmp_path, monkeypatch, l
         assert probed
 
 
+def test_create_volume_from_python_holds_the_lock(tmp_path, lock_held_elsewhere):
+    """create_volume(overwrite=True) called from Python checked and removed the volume
+    without its lock: a run writing it then had it deleted under it. Now it takes the lock
+    as a command does, refused while another run holds it, the volume whole (checked
+    failing with create_volume as it was); the writers that hold the lock still call it."""
+    from sxtdist.geometry import VolumeGrid
+    from sxtdist.volume import create_volume
+
+    grid = VolumeGrid((8, 16, 16), 20.0)
+    out = tmp_path / "v.zarr"
+    create_volume(out, grid, shard_z=4, chunk_z=4, attributes={"mine": 1})
+    with lock_held_elsewhere(out) as pid:
+        with pytest.raises(OutputLockedError, match=f"v\\.zarr: is being written by pid {pid}"):
+            create_volume(out, grid, shard_z=4, chunk_z=4, overwrite=True)
+        assert open_volume(out, mode="r").meta["mine"] == 1
+    assert create_volume(out, grid, shard_z=4, chunk_z=4, overwrite=True).meta.get("mine") is None
+    assert sorted(os.listdir(tmp_path)) == ["v.zarr"]  # no lock, partial or new left beside
+
+
 def test_a_lock_naming_a_pid_now_another_process_s_is_stale(tmp_path, run_cli):
     """A run killed outright leaves its lock file naming its pid; once that pid was another
     process's, held_by named it as the writer: a batch refused the output ("is being
