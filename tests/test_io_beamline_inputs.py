@@ -135,10 +135,66 @@ def test_an_index_and_angle_list_is_not_read_as_decimal_commas(tmp_path):
     # decimals: 1-degree steps (the same decimals on every line), or not from 0 or 1
     for text, expected in (
         ("0,0\n1,0\n2,0\n", [0, 1, 2]),
-        ("-2,5\n-1,5\n0,5\n", [-2.5, -1.5, 0.5]),
+        ("-2,5\n-1,5\n-0,5\n0,5\n", [-2.5, -1.5, -0.5, 0.5]),
     ):
         (tmp_path / "b.csv").write_text(text)
         np.testing.assert_allclose(read_angles_file(tmp_path / "b.csv"), expected)
+
+
+def _signed(tenths):
+    """Tenths of a degree written with a decimal comma, one decimal: -5 -> '-0,5'."""
+    sign = "-" if tenths < 0 else ""
+    return f"{sign}{abs(tenths) // 10},{abs(tenths) % 10}"
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [f"{a},2" for a in range(-60, 61, 2)],  # an angle and its exposure (2 s), through zero
+        [f"{a},2" for a in range(60, -61, -2)],  # the same, from +60 down
+        [f"{a},5" for a in range(0, 181, 2)],  # a 0..180 scan at 5 s: or 0.5, 2.5, ... 180.5?
+        [f"{a},25" for a in range(-60, 61, 3)],  # two digits after the comma, alike
+        ["-2,5", "-1,5", "0,5"],  # -2, -1, 0 at 5 s; as decimals 0.5 would be -0.5
+    ],
+)
+def test_an_angle_and_a_second_column_is_not_read_as_decimal_commas(tmp_path, run_cli, lines):
+    """'-60,2' '-58,2' ... '60,2' (an angle and an exposure) was read as -60.2, -58.2 ...
+    without a word; every list whose lines carry the same digits after the comma is refused
+    (exit 2, naming the file) unless only decimals can read it (below)."""
+    frames = np.full((len(lines), 5, 5), 0.5, np.float32)
+    tifffile.imwrite(tmp_path / "p.tif", frames, photometric="minisblack")
+    (tmp_path / "tilt.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, out, err = run_cli(
+        "import", tmp_path / "p.tif", tmp_path / "a.zarr", "--scan=roi",
+        "--angles", tmp_path / "tilt.csv", "--pixel-size-nm=30", "-q",
+    )  # fmt: skip
+    assert code == 2, err
+    assert "tilt.csv" in err and "use a decimal point, or one angle per line" in err, err
+    assert "Traceback" not in err and not (tmp_path / "a.zarr").exists()
+
+
+@pytest.mark.parametrize(
+    "tenths",
+    [
+        list(range(-595, 600, 10)),  # 1-degree steps through -0.5 and 0.5: the same decimals
+        list(range(-595, 600, 20)),  # 2-degree steps: -1.5, 0.5 (as a column: -1, 0)
+        list(range(595, -600, -10)),  # from +59.5 down
+        list(range(-600, 601, 15)),  # 1.5-degree steps: ,0 and ,5 alternate
+        list(range(-600, 601, 5)),  # 0.5-degree steps
+        list(range(-600, 601, 20)),  # 2-degree steps written '-60,0': the same either way
+        [-599987, -580012, -559993, 600004],  # an Xradia export's read-back angles, 4 decimals
+    ],
+)
+def test_decimal_comma_lists_of_real_scans_are_read(tmp_path, tenths):
+    from sxtdist.io.source import read_angles_file
+
+    if abs(tenths[0]) > 10_000:  # ten-thousandths
+        lines = [f"{t / 10_000:.4f}".replace(".", ",") for t in tenths]
+        expected = np.array(tenths) / 10_000
+    else:
+        lines, expected = [_signed(t) for t in tenths], np.array(tenths) / 10
+    (tmp_path / "a.tlt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    np.testing.assert_allclose(read_angles_file(tmp_path / "a.tlt"), expected)
 
 
 def test_angles_in_file_names_with_a_decimal_comma(tmp_path):
