@@ -284,11 +284,13 @@ def test_mrc_tilts_from_serialem_extended_header(tmp_path, exttyp):
 
 
 def _mdoc(angles, skip=None):
+    """A SerialEM .mdoc; section ``skip`` without its TiltAngle."""
     head = "PixelSpacing = 10\nVoltage = 300\nImageFile = s.st\n\n"
     return head + "".join(
-        f"[ZValue = {z}]\nTiltAngle = {a}\nMagnification = 1000\n\n"
+        f"[ZValue = {z}]\n"
+        + (f"TiltAngle = {a}\n" if z != skip else "")
+        + "Magnification = 1000\n\n"
         for z, a in enumerate(angles)
-        if z != skip
     )
 
 
@@ -303,6 +305,36 @@ def test_mrc_tilts_from_a_serialem_mdoc(tmp_path):
     (tmp_path / "s.st.mdoc").write_text(_mdoc(angles, skip=2))
     with pytest.raises(InputError, match=r"s\.st\.mdoc: has no TiltAngle for section 2"):
         import_scan(tmp_path / "s.st", tmp_path / "b.zarr", "roi", values="transmission")
+
+
+def test_mrc_tilts_from_an_mdoc_named_after_the_stems(tmp_path):
+    """SerialEM names it s.st.mdoc; users (and renamed stacks) s.mdoc: both are read."""
+    angles = [-45.52, -15.01, 15.0, 44.99]
+    _serialem_stack(tmp_path / "s.st", np.round(angles))
+    (tmp_path / "s.mdoc").write_text(_mdoc(angles))
+    acq = import_scan(tmp_path / "s.st", tmp_path / "a.zarr", "roi", values="transmission")
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, angles)
+    assert acq["roi"].meta["source"]["angles_from"].endswith("s.mdoc")
+    (tmp_path / "s.st.mdoc").write_text(_mdoc(angles))  # both, saying the same: read
+    acq = import_scan(tmp_path / "s.st", tmp_path / "b.zarr", "roi", values="transmission")
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, angles)
+    (tmp_path / "s.mdoc").write_text(_mdoc([-45.52, -15.01, 18.0, 44.99]))  # both, disagreeing
+    with pytest.raises(InputError, match=r"disagree: .*s\.st\.mdoc and .*s\.mdoc \(section 2"):
+        import_scan(tmp_path / "s.st", tmp_path / "c.zarr", "roi", values="transmission")
+
+
+@pytest.mark.parametrize("sections", [3, 5])
+def test_an_mdoc_of_more_or_fewer_sections_than_the_stack_is_refused(tmp_path, run_cli, sections):
+    """A log of 5 sections beside a stack of 4 was read for the first 4 without a word."""
+    _serialem_stack(tmp_path / "s.st", [-45, -15, 15, 45])
+    (tmp_path / "s.st.mdoc").write_text(_mdoc(np.linspace(-60, 60, sections)))
+    code, out, err = run_cli(
+        "import", tmp_path / "s.st", tmp_path / "a.zarr", "--scan=roi", "--values=transmission",
+        "-q",
+    )  # fmt: skip
+    assert code == 2, err
+    assert f"s.st.mdoc: has {sections} sections ([ZValue]) for the stack's 4" in err, err
+    assert "Traceback" not in err and not (tmp_path / "a.zarr").exists()
 
 
 def test_mrc_extended_header_without_tilts_gives_no_angles(tmp_path):

@@ -4,9 +4,9 @@ The header is read with mrcfile; frames are read with plain file reads at the
 data offset (not a memory map, whose touched pages would count as resident
 memory for the whole stack). Angles come from a sidecar file with the same
 stem: ``.rawtlt`` (IMOD's nominal angles, right for a raw stack we align
-ourselves) before ``.tlt`` (refined by tiltalign), then SerialEM's ``NAME.mdoc``
-(``TiltAngle`` of each ``ZValue``); without one, from the extended
-header where the microscope wrote them (FEI1/FEI2 ``Alpha tilt``, SerialEM's tilt
+ourselves) before ``.tlt`` (refined by tiltalign), then SerialEM's ``NAME.mrc.mdoc``
+or ``NAME.mdoc`` (``TiltAngle`` of each ``ZValue``, :func:`mdoc_beside`); without one,
+from the extended header where the microscope wrote them (FEI1/FEI2 ``Alpha tilt``, SerialEM's tilt
 angles, :func:`header_tilts`). The scan's ``source.angles_from`` says which.
 
 The pixel size is the header's voxel size (Å). IMOD writes a cell equal to the
@@ -96,9 +96,13 @@ def header_tilts(m: mrcfile.mrcobject.MrcObject) -> tuple[np.ndarray, str] | Non
 
 
 def mdoc_tilts(path: str, nz: int) -> np.ndarray:
-    """The ``TiltAngle`` of each ``[ZValue = k]`` section of a SerialEM ``.mdoc``, k = 0..nz-1."""
+    """The ``TiltAngle`` of each ``[ZValue = k]`` section of a SerialEM ``.mdoc``, k = 0..nz-1.
+
+    An ``.mdoc`` with more or fewer sections than the stack's ``nz`` is refused naming both
+    counts: it is another stack's, or this one's before sections were added or dropped.
+    """
     tilts: dict[int, float] = {}
-    z = None
+    z, sections = None, 0
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines()
@@ -108,18 +112,42 @@ def mdoc_tilts(path: str, nz: int) -> np.ndarray:
         key, _, value = (p.strip() for p in line.strip().strip("[]").partition("="))
         try:
             if key == "ZValue":
-                z = int(value)
+                z, sections = int(value), sections + 1
             elif key == "TiltAngle" and z is not None:
                 text = value.split()[0] if value else value
                 tilts[z] = float(text.replace(",", ".") if decimal_comma(text) else text)
         except ValueError:
             raise InputError(path, f"line {n}: {line.strip()!r} is not a number") from None
+    if sections != nz:
+        raise InputError(
+            path,
+            f"has {sections} sections ([ZValue]) for the stack's {nz}: not this stack's "
+            "SerialEM log as it stands; correct it or move it away from the stack",
+        )
     missing = [k for k in range(nz) if k not in tilts]
     if missing:
         raise InputError(
             path, f"has no TiltAngle for section {missing[0]} ({len(tilts)} of the stack's {nz})"
         )
     return np.array([tilts[k] for k in range(nz)], float)
+
+
+def mdoc_beside(path: str, nz: int) -> tuple[np.ndarray, str] | None:
+    """The tilts of SerialEM's ``.mdoc`` beside the stack and its path, or ``None``: SerialEM
+    names it ``STACK.mrc.mdoc``, users and other programs ``STACK.mdoc``. Both there and
+    saying different tilts: refused, naming both (which one is this stack's is not known)."""
+    names = dict.fromkeys((path + ".mdoc", os.path.splitext(path)[0] + ".mdoc"))
+    found = [(mdoc_tilts(c, nz), c) for c in names if os.path.isfile(c)]
+    if len(found) == 2 and not np.allclose(found[0][0], found[1][0], rtol=0, atol=1e-6):
+        (a, first), (b, second) = found
+        k = int(np.argmax(np.abs(a - b)))
+        raise InputError(
+            path,
+            f"two SerialEM logs beside it disagree: {first} and {second} (section {k}: "
+            f"TiltAngle {a[k]:g} and {b[k]:g}); remove or rename the one that is not this "
+            "stack's",
+        )
+    return found[0] if found else None
 
 
 #: SerialEM's ``nreal`` flags and the bytes each takes in a section's record (IMOD's
@@ -187,9 +215,10 @@ def open_mrc(path: str | os.PathLike[str]) -> FrameSource:
         if os.path.isfile(cand):
             angles, angles_file, angles_from = read_angles_file(cand), cand, cand
             break
-    if angles is None and os.path.isfile(path + ".mdoc"):  # SerialEM's: name.mrc.mdoc
-        angles_file = angles_from = path + ".mdoc"
-        angles = mdoc_tilts(angles_file, nz)
+    mdoc = None if angles is not None else mdoc_beside(path, nz)
+    if mdoc is not None:  # SerialEM's: name.mrc.mdoc, or name.mdoc
+        angles, angles_file = mdoc
+        angles_from = angles_file
     if angles is None and tilts is not None:  # no sidecar: the tilts the microscope wrote
         angles, angles_from = tilts
     fh = open(path, "rb")  # closed by FrameSource.close
