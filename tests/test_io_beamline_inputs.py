@@ -224,7 +224,8 @@ def test_nxtomo_angles_written_as_text_with_decimal_commas(tmp_path):
 # -- MRC tilt angles in the extended header --------------------------------------------------
 
 
-def _fei_stack(path, angles, exttyp=b"FEI1"):
+def _fei_stack(path, angles, exttyp=b"FEI1", bitmask=0xFFFFFFFF):
+    """Thermo Fisher's records; ``bitmask`` their Bitmask 1 (every field valid), one a section."""
     import mrcfile
     from mrcfile.dtypes import get_ext_header_dtype
 
@@ -235,6 +236,7 @@ def _fei_stack(path, angles, exttyp=b"FEI1"):
         records = np.zeros(len(angles), get_ext_header_dtype(exttyp, m.header.mode.dtype.byteorder))
         records["Metadata size"] = records.dtype.itemsize
         records["Alpha tilt"] = angles
+        records["Bitmask 1"] = bitmask
         m.set_extended_header(np.frombuffer(records.tobytes(), "V1"))
         m.header.exttyp = exttyp
 
@@ -252,6 +254,27 @@ def test_mrc_tilts_from_an_fei_extended_header(tmp_path, exttyp):
     acq = import_scan(tmp_path / "tomo.mrc", tmp_path / "b.zarr", "roi", values="transmission")
     np.testing.assert_allclose(acq["roi"].geometry.angles_deg, [-60, -30, 0, 30, 60])
     assert acq["roi"].meta["source"]["angles_from"].endswith("tomo.rawtlt")
+
+
+@pytest.mark.parametrize("exttyp", [b"FEI1", b"FEI2"])
+def test_an_fei_alpha_tilt_marked_not_valid_is_not_read(tmp_path, caplog, exttyp):
+    """Bitmask 1 bit 7 says whether Alpha tilt holds the tilt; where it does not (in every
+    section, or one), the field's numbers were read as the angles."""
+    angles = np.array([-60.25, -30.0, 0.5, 30.0, 59.75])
+    for n, bitmask in enumerate([0xFFFFFFFF & ~(1 << 7), [0xFFFFFFFF] * 4 + [0xFFFFFF7F]]):
+        _fei_stack(tmp_path / "tomo.mrc", angles, exttyp, bitmask=bitmask)
+        with caplog.at_level("INFO", logger="sxtdist.io.mrc"):
+            with pytest.raises(InputError, match=r"tomo\.mrc: has no rotation angles"):
+                import_scan(tmp_path / "tomo.mrc", tmp_path / f"{n}.zarr", "roi", values="od")
+        assert "Alpha tilt is marked not valid (Bitmask 1 bit 7)" in caplog.text
+    # the angles from elsewhere
+    acq = import_scan(
+        tmp_path / "tomo.mrc", tmp_path / "a.zarr", "roi", values="od", angle_range=(-60, 60)
+    )
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, np.linspace(-60, 60, 5))
+    _fei_stack(tmp_path / "tomo.mrc", angles, exttyp, bitmask=1 << 7)  # only the tilt valid
+    acq = import_scan(tmp_path / "tomo.mrc", tmp_path / "b.zarr", "roi", values="od")
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, angles)
 
 
 def _serialem_stack(path, angles, nreal=1 | 8, exttyp=b"SERI", byteorder="<"):

@@ -22,6 +22,7 @@ stamp follows its flag; one without follows its header range (``dmin >= 0`` and
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 
@@ -46,6 +47,13 @@ HEADER_BYTES = 1024
 IMOD_STAMP = 1146047817
 #: IMOD's flag "mode 0 bytes are stored as signed".
 IMOD_SIGNED_BYTES = 1
+#: The bit of an FEI1/FEI2 record's ``Bitmask 1`` that says its ``Alpha tilt`` is valid: bits
+#: 0-15 are the 16 fields from ``Timestamp`` to ``Pixel size Y`` in their order (``Alpha
+#: tilt`` the 8th), 16-21 the unused range, 22-31 ``Defocus`` to ``Magnification`` (Thermo
+#: Fisher's MRC2014 extended header; mrcfile.dtypes names the fields in that order).
+FEI_ALPHA_TILT_BIT = 7
+
+logger = logging.getLogger(__name__)
 
 
 def _nm(angstrom: float) -> float | None:
@@ -63,11 +71,15 @@ def unsigned_bytes(path: str, header: np.recarray) -> bool:
     return float(header.dmin) >= 0 and float(header.dmax) > 127
 
 
-def header_tilts(m: mrcfile.mrcobject.MrcObject) -> tuple[np.ndarray, str] | None:
+def header_tilts(
+    m: mrcfile.mrcobject.MrcObject, name: str = "the MRC file"
+) -> tuple[np.ndarray, str] | None:
     """The tilt angle of each section from the extended header, and where it was read, or
     ``None``: FEI1/FEI2 (Thermo Fisher EPU/Tomo) records' ``Alpha tilt`` (degrees), or
     SerialEM's shorts (tilt x 100, first in each section's ``nint`` bytes when bit 1 of
-    ``nreal`` says so). Angles that are all equal or not finite are no tilt series: ``None``."""
+    ``nreal`` says so). Angles that are all equal or not finite are no tilt series: ``None``;
+    so are FEI records whose ``Bitmask 1`` marks ``Alpha tilt`` not valid (in any section; a
+    note naming ``name`` is logged)."""
     header, nz = m.header, int(m.header.nz)
     exttyp = bytes(header.exttyp)
     if int(header.nsymbt) <= 0 or nz < 2:
@@ -79,6 +91,18 @@ def header_tilts(m: mrcfile.mrcobject.MrcObject) -> tuple[np.ndarray, str] | Non
         if records is None:
             return None
         tilts, where = np.asarray(records["Alpha tilt"], float), f"{exttyp.decode()} Alpha tilt"
+        valid = (np.asarray(records["Bitmask 1"], np.uint32) >> FEI_ALPHA_TILT_BIT) & 1
+        if not np.all(valid):  # the microscope says the field holds no tilt: not read
+            logger.info(
+                "%s: the %s extended header's Alpha tilt is marked not valid (Bitmask 1 bit %d) "
+                "in %d of %d records: not used",
+                name,
+                exttyp.decode(),
+                FEI_ALPHA_TILT_BIT,
+                int(np.sum(valid == 0)),
+                valid.size,
+            )
+            return None
     else:
         order = header.mode.dtype.byteorder
         nint, nreal = np.frombuffer(bytes(header.extra1)[:4], dtype=f"{order}i2")
@@ -181,7 +205,7 @@ def open_mrc(path: str | os.PathLike[str]) -> FrameSource:
             warnings.filterwarnings("ignore", "Setting the dtype", DeprecationWarning)
             with mrcfile.open(path, mode="r", header_only=True, permissive=False) as m:
                 header = m.header.copy()
-                tilts = header_tilts(m)
+                tilts = header_tilts(m, path)
     except Exception as exc:  # mrcfile raises ValueError for bad maps, mode, size
         raise InputError(path, f"not a readable MRC file ({one_line(exc)})") from exc
     mx, my = int(header.mx), int(header.my)
