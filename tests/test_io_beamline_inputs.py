@@ -78,6 +78,26 @@ def test_flats_inside_the_series_weight_the_nearest_sets(tmp_path):
     np.testing.assert_allclose(od[20:], -np.log(t[20:] * beam[:, None, None] / last), atol=2e-5)
 
 
+def test_a_flat_file_of_several_sets_is_averaged_and_the_log_says_so(tmp_path, caplog):
+    """--flat FILE holding flats before and after its own scan: where they were taken against
+    the projections of another file is not known, so they are averaged; the log line says
+    so, naming the file, its frames and its sets (it said nothing of the sets)."""
+    keys = _keys((2, 2), (1, 3), (0, 4), (1, 3))
+    mean_flat = _decaying_nxtomo(tmp_path / "flats.nx", keys, np.full((4, 4, 4), 0.5, np.float32))
+    proj = (100.0 + 0.25 * (mean_flat - 100.0))[None].repeat(5, axis=0)
+    tifffile.imwrite(tmp_path / "p.tif", proj.astype(np.float32), photometric="minisblack")
+    with caplog.at_level("INFO", logger="sxtdist.io.importer"):
+        acq = import_scan(
+            tmp_path / "p.tif", tmp_path / "a.zarr", "roi", flat=tmp_path / "flats.nx",
+            dark=tmp_path / "flats.nx", angle_range=(-60, 60), pixel_size_nm=30,
+        )  # fmt: skip
+    np.testing.assert_allclose(acq["roi"].data.compute(), np.log(4), rtol=1e-5)
+    assert (
+        "the 6 frames of " in caplog.text and "flats.nx averaged (its 2 sets alike" in caplog.text
+    )
+    assert acq["roi"].meta["source"]["flat_interpolated"] is False
+
+
 def test_one_set_of_flats_is_averaged_as_before(tmp_path):
     keys = _keys((2, 2), (1, 4), (0, 6))
     t = np.full((6, 4, 4), 0.25, np.float32)
