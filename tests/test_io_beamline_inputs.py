@@ -3,6 +3,8 @@ in angle lists, MRC tilt angles in the extended header, compressed inputs withou
 
 from __future__ import annotations
 
+import warnings
+
 import h5py
 import numpy as np
 import pytest
@@ -295,6 +297,26 @@ def test_an_fei_alpha_tilt_marked_not_valid_is_not_read(tmp_path, caplog, exttyp
     _fei_stack(tmp_path / "tomo.mrc", angles, exttyp, bitmask=1 << 7)  # only the tilt valid
     acq = import_scan(tmp_path / "tomo.mrc", tmp_path / "b.zarr", "roi", values="od")
     np.testing.assert_allclose(acq["roi"].geometry.angles_deg, angles)
+
+
+def test_an_angle_range_not_used_for_the_files_own_angles_is_warned_of(tmp_path):
+    """An FEI stack imported with --angle-range (needed before its header's tilts were read)
+    took the header's angles over it without a word; a range that differs is warned of."""
+    from sxtdist.errors import SxtdistWarning
+
+    angles = np.array([-60.25, -30.0, 0.5, 30.0, 59.75])
+    _fei_stack(tmp_path / "tomo.mrc", angles)
+    with pytest.warns(SxtdistWarning, match=r"angle.range=? -60:60 is not used: .*Alpha tilt"):
+        acq = import_scan(
+            tmp_path / "tomo.mrc", tmp_path / "a.zarr", "roi", values="od", angle_range=(-60, 60)
+        )
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, angles)
+    _fei_stack(tmp_path / "tomo.mrc", np.linspace(-60, 60, 5))  # the same angles: no word
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SxtdistWarning)
+        import_scan(
+            tmp_path / "tomo.mrc", tmp_path / "b.zarr", "roi", values="od", angle_range=(-60, 60)
+        )
 
 
 def _serialem_stack(path, angles, nreal=1 | 8, exttyp=b"SERI", byteorder="<"):

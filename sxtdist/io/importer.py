@@ -463,6 +463,8 @@ def _angles(
             ang = np.asarray(angles, float).reshape(-1)
     elif src.angles_deg is not None:
         where, ang = src.extra.get("angles_file") or src.path, np.asarray(src.angles_deg, float)
+        if angle_range is not None:
+            _unused_range(src, ang, angle_range)
     elif angle_range is not None:
         _check_numbering(src, keyword("angle_range"), refuse=("pattern", "gaps", "order"))
         start, stop = (float(v) for v in angle_range)
@@ -480,6 +482,23 @@ def _angles(
     if not np.all(np.isfinite(ang)):
         raise InputError(where, "angles contain NaN or inf")
     return ang
+
+
+def _unused_range(src: FrameSource, ang: np.ndarray, angle_range: tuple[float, float]) -> None:
+    """Warn where ``--angle-range`` is given but the file's own angles are used and differ
+    (an MRC whose extended header or ``.mdoc`` holds tilts it did not read before)."""
+    start, stop = (float(v) for v in angle_range)
+    if ang.size == src.n_frames and np.allclose(
+        ang, np.linspace(start, stop, ang.size), rtol=0, atol=0.01
+    ):
+        return
+    warnings.warn(
+        f"{src.path}: {keyword('angle_range')} {start:g}:{stop:g} is not used: the angles come "
+        f"from {src.extra.get('angles_from') or 'the file'} ({ang.min():g} to {ang.max():g}), "
+        f"which differ from it; give {keyword('angles')} to replace them",
+        SxtdistWarning,
+        stacklevel=4,
+    )
 
 
 def _angles_from(src: FrameSource, opts: ImportOptions) -> str:
