@@ -287,7 +287,10 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
             "image_key_path": key_where if key_where.startswith("/") else None,
             "n_flats": int(np.sum(keys == 1)),
             "n_darks": int(np.sum(keys == 2)),
-            "flat_sets": 0 if series is None else len(series.positions),
+            # a file given as --flat: how many sets its image_key shows (averaged all the same)
+            "flat_sets": len(flat_sets(keys))
+            if kind == "flats" and np.any(keys == 1)
+            else (0 if series is None else len(series.positions)),
             **({} if scaled is None else {"flat_scaled_by": scaled}),
         },
         closer=f.close,
