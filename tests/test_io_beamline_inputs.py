@@ -219,6 +219,36 @@ def test_decimal_comma_lists_of_real_scans_are_read(tmp_path, tenths):
     np.testing.assert_allclose(read_angles_file(tmp_path / "a.tlt"), expected)
 
 
+def test_a_dose_symmetric_list_of_half_degrees_is_read(tmp_path):
+    """The same decimals in acquisition order (0,5 -0,5 1,5 -1,5 ...): evenly spaced once sorted."""
+    from sxtdist.io.source import read_angles_file
+
+    tenths = [5, -5, 15, -15, 25, -25, 35, -35]
+    (tmp_path / "a.tlt").write_text("".join(_signed(t) + "\n" for t in tenths))
+    np.testing.assert_allclose(read_angles_file(tmp_path / "a.tlt"), np.array(tenths) / 10)
+
+
+def test_names_and_nxtomo_text_with_a_second_column_are_refused(tmp_path):
+    """'img_-60,2.tif' ... and NXtomo angles written '-60,2' ...: the same digits after every
+    comma (an angle and an exposure, or decimals) refused as in a list; half degrees through
+    zero read."""
+    from sxtdist.io.tiff import angles_in_names
+
+    names = [f"img_{a},2.tif" for a in range(-60, 61, 30)]
+    with pytest.raises(InputError, match=r"every file name's angle .* with a decimal point"):
+        angles_in_names(str(tmp_path), names, r"img_(.+)\.tif")
+    names = ["img_-0,5.tif", "img_-1,5.tif", "img_0,5.tif", "img_1,5.tif"]  # sorted as text
+    _, angles = angles_in_names(str(tmp_path), names, r"img_(.+)\.tif")
+    np.testing.assert_allclose(angles, [-0.5, -1.5, 0.5, 1.5])
+    keys = _keys((1, 2), (0, 3))
+    _decaying_nxtomo(tmp_path / "s.nx", keys, np.full((3, 4, 4), 0.5, np.float32), decay=0)
+    with h5py.File(tmp_path / "s.nx", "a") as f:
+        del f["entry/sample/rotation_angle"]
+        f["entry/sample/rotation_angle"] = ["0,2", "0,2", "-60,2", "0,2", "60,2"]
+    with pytest.raises(InputError, match=r"s\.nx: every value of .*rotation_angle is one number"):
+        import_scan(tmp_path / "s.nx", tmp_path / "a.zarr", "roi")
+
+
 def test_angles_in_file_names_with_a_decimal_comma(tmp_path):
     from sxtdist.io.tiff import angles_in_names
 
