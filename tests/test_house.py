@@ -231,3 +231,22 @@ def test_import_sxtdist_is_light():
     code = f"import sys, sxtdist\nprint(' '.join(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == []
+
+
+def test_alignment_and_cli_leave_what_they_use_late_unimported():
+    """``import sxtdist.alignment`` (a worker unpickling an alignment task, a notebook) and
+    ``import sxtdist.cli`` (every command, ``--help`` too) import none of the libraries
+    their modules use in one or two functions only: ``scipy.stats`` (the joint solve's
+    leave-one-out test, 0.2-0.4 s of imports), Dask's ``distributed`` (a client), ASTRA
+    (a projector), matplotlib (the report's plot)."""
+    import subprocess
+    import sys
+
+    late = ("scipy.stats", "distributed", "astra", "matplotlib")
+    for module in ("sxtdist.alignment", "sxtdist.cli"):
+        code = f"import sys, {module}\nprint(' '.join(m for m in {late!r} if m in sys.modules))"
+        out = subprocess.run(  # in the tree under test, whatever pytest's folder
+            [sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == [], module

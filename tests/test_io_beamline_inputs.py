@@ -3,6 +3,8 @@ in angle lists, MRC tilt angles in the extended header, compressed inputs withou
 
 from __future__ import annotations
 
+import warnings
+
 import h5py
 import numpy as np
 import pytest
@@ -78,6 +80,26 @@ def test_flats_inside_the_series_weight_the_nearest_sets(tmp_path):
     np.testing.assert_allclose(od[20:], -np.log(t[20:] * beam[:, None, None] / last), atol=2e-5)
 
 
+def test_a_flat_file_of_several_sets_is_averaged_and_the_log_says_so(tmp_path, caplog):
+    """--flat FILE holding flats before and after its own scan: where they were taken against
+    the projections of another file is not known, so they are averaged; the log line says
+    so, naming the file, its frames and its sets (it said nothing of the sets)."""
+    keys = _keys((2, 2), (1, 3), (0, 4), (1, 3))
+    mean_flat = _decaying_nxtomo(tmp_path / "flats.nx", keys, np.full((4, 4, 4), 0.5, np.float32))
+    proj = (100.0 + 0.25 * (mean_flat - 100.0))[None].repeat(5, axis=0)
+    tifffile.imwrite(tmp_path / "p.tif", proj.astype(np.float32), photometric="minisblack")
+    with caplog.at_level("INFO", logger="sxtdist.io.importer"):
+        acq = import_scan(
+            tmp_path / "p.tif", tmp_path / "a.zarr", "roi", flat=tmp_path / "flats.nx",
+            dark=tmp_path / "flats.nx", angle_range=(-60, 60), pixel_size_nm=30,
+        )  # fmt: skip
+    np.testing.assert_allclose(acq["roi"].data.compute(), np.log(4), rtol=1e-5)
+    assert (
+        "the 6 frames of " in caplog.text and "flats.nx averaged (its 2 sets alike" in caplog.text
+    )
+    assert acq["roi"].meta["source"]["flat_interpolated"] is False
+
+
 def test_one_set_of_flats_is_averaged_as_before(tmp_path):
     keys = _keys((2, 2), (1, 4), (0, 6))
     t = np.full((6, 4, 4), 0.25, np.float32)
@@ -135,10 +157,96 @@ def test_an_index_and_angle_list_is_not_read_as_decimal_commas(tmp_path):
     # decimals: 1-degree steps (the same decimals on every line), or not from 0 or 1
     for text, expected in (
         ("0,0\n1,0\n2,0\n", [0, 1, 2]),
-        ("-2,5\n-1,5\n0,5\n", [-2.5, -1.5, 0.5]),
+        ("-2,5\n-1,5\n-0,5\n0,5\n", [-2.5, -1.5, -0.5, 0.5]),
     ):
         (tmp_path / "b.csv").write_text(text)
         np.testing.assert_allclose(read_angles_file(tmp_path / "b.csv"), expected)
+
+
+def _signed(tenths):
+    """Tenths of a degree written with a decimal comma, one decimal: -5 -> '-0,5'."""
+    sign = "-" if tenths < 0 else ""
+    return f"{sign}{abs(tenths) // 10},{abs(tenths) % 10}"
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [f"{a},2" for a in range(-60, 61, 2)],  # an angle and its exposure (2 s), through zero
+        [f"{a},2" for a in range(60, -61, -2)],  # the same, from +60 down
+        [f"{a},5" for a in range(0, 181, 2)],  # a 0..180 scan at 5 s: or 0.5, 2.5, ... 180.5?
+        [f"{a},25" for a in range(-60, 61, 3)],  # two digits after the comma, alike
+        ["-2,5", "-1,5", "0,5"],  # -2, -1, 0 at 5 s; as decimals 0.5 would be -0.5
+    ],
+)
+def test_an_angle_and_a_second_column_is_not_read_as_decimal_commas(tmp_path, run_cli, lines):
+    """'-60,2' '-58,2' ... '60,2' (an angle and an exposure) was read as -60.2, -58.2 ...
+    without a word; every list whose lines carry the same digits after the comma is refused
+    (exit 2, naming the file) unless only decimals can read it (below)."""
+    frames = np.full((len(lines), 5, 5), 0.5, np.float32)
+    tifffile.imwrite(tmp_path / "p.tif", frames, photometric="minisblack")
+    (tmp_path / "tilt.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, out, err = run_cli(
+        "import", tmp_path / "p.tif", tmp_path / "a.zarr", "--scan=roi",
+        "--angles", tmp_path / "tilt.csv", "--pixel-size-nm=30", "-q",
+    )  # fmt: skip
+    assert code == 2, err
+    assert "tilt.csv" in err and "use a decimal point, or one angle per line" in err, err
+    assert "Traceback" not in err and not (tmp_path / "a.zarr").exists()
+
+
+@pytest.mark.parametrize(
+    "tenths",
+    [
+        list(range(-595, 600, 10)),  # 1-degree steps through -0.5 and 0.5: the same decimals
+        list(range(-595, 600, 20)),  # 2-degree steps: -1.5, 0.5 (as a column: -1, 0)
+        list(range(595, -600, -10)),  # from +59.5 down
+        list(range(-600, 601, 15)),  # 1.5-degree steps: ,0 and ,5 alternate
+        list(range(-600, 601, 5)),  # 0.5-degree steps
+        list(range(-600, 601, 20)),  # 2-degree steps written '-60,0': the same either way
+        [-599987, -580012, -559993, 600004],  # an Xradia export's read-back angles, 4 decimals
+    ],
+)
+def test_decimal_comma_lists_of_real_scans_are_read(tmp_path, tenths):
+    from sxtdist.io.source import read_angles_file
+
+    if abs(tenths[0]) > 10_000:  # ten-thousandths
+        lines = [f"{t / 10_000:.4f}".replace(".", ",") for t in tenths]
+        expected = np.array(tenths) / 10_000
+    else:
+        lines, expected = [_signed(t) for t in tenths], np.array(tenths) / 10
+    (tmp_path / "a.tlt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    np.testing.assert_allclose(read_angles_file(tmp_path / "a.tlt"), expected)
+
+
+def test_a_dose_symmetric_list_of_half_degrees_is_read(tmp_path):
+    """The same decimals in acquisition order (0,5 -0,5 1,5 -1,5 ...): evenly spaced once sorted."""
+    from sxtdist.io.source import read_angles_file
+
+    tenths = [5, -5, 15, -15, 25, -25, 35, -35]
+    (tmp_path / "a.tlt").write_text("".join(_signed(t) + "\n" for t in tenths))
+    np.testing.assert_allclose(read_angles_file(tmp_path / "a.tlt"), np.array(tenths) / 10)
+
+
+def test_names_and_nxtomo_text_with_a_second_column_are_refused(tmp_path):
+    """'img_-60,2.tif' ... and NXtomo angles written '-60,2' ...: the same digits after every
+    comma (an angle and an exposure, or decimals) refused as in a list; half degrees through
+    zero read."""
+    from sxtdist.io.tiff import angles_in_names
+
+    names = [f"img_{a},2.tif" for a in range(-60, 61, 30)]
+    with pytest.raises(InputError, match=r"every file name's angle .* with a decimal point"):
+        angles_in_names(str(tmp_path), names, r"img_(.+)\.tif")
+    names = ["img_-0,5.tif", "img_-1,5.tif", "img_0,5.tif", "img_1,5.tif"]  # sorted as text
+    _, angles = angles_in_names(str(tmp_path), names, r"img_(.+)\.tif")
+    np.testing.assert_allclose(angles, [-0.5, -1.5, 0.5, 1.5])
+    keys = _keys((1, 2), (0, 3))
+    _decaying_nxtomo(tmp_path / "s.nx", keys, np.full((3, 4, 4), 0.5, np.float32), decay=0)
+    with h5py.File(tmp_path / "s.nx", "a") as f:
+        del f["entry/sample/rotation_angle"]
+        f["entry/sample/rotation_angle"] = ["0,2", "0,2", "-60,2", "0,2", "60,2"]
+    with pytest.raises(InputError, match=r"s\.nx: every value of .*rotation_angle is one number"):
+        import_scan(tmp_path / "s.nx", tmp_path / "a.zarr", "roi")
 
 
 def test_angles_in_file_names_with_a_decimal_comma(tmp_path):
@@ -168,7 +276,8 @@ def test_nxtomo_angles_written_as_text_with_decimal_commas(tmp_path):
 # -- MRC tilt angles in the extended header --------------------------------------------------
 
 
-def _fei_stack(path, angles, exttyp=b"FEI1"):
+def _fei_stack(path, angles, exttyp=b"FEI1", bitmask=0xFFFFFFFF):
+    """Thermo Fisher's records; ``bitmask`` their Bitmask 1 (every field valid), one a section."""
     import mrcfile
     from mrcfile.dtypes import get_ext_header_dtype
 
@@ -179,6 +288,7 @@ def _fei_stack(path, angles, exttyp=b"FEI1"):
         records = np.zeros(len(angles), get_ext_header_dtype(exttyp, m.header.mode.dtype.byteorder))
         records["Metadata size"] = records.dtype.itemsize
         records["Alpha tilt"] = angles
+        records["Bitmask 1"] = bitmask
         m.set_extended_header(np.frombuffer(records.tobytes(), "V1"))
         m.header.exttyp = exttyp
 
@@ -196,6 +306,47 @@ def test_mrc_tilts_from_an_fei_extended_header(tmp_path, exttyp):
     acq = import_scan(tmp_path / "tomo.mrc", tmp_path / "b.zarr", "roi", values="transmission")
     np.testing.assert_allclose(acq["roi"].geometry.angles_deg, [-60, -30, 0, 30, 60])
     assert acq["roi"].meta["source"]["angles_from"].endswith("tomo.rawtlt")
+
+
+@pytest.mark.parametrize("exttyp", [b"FEI1", b"FEI2"])
+def test_an_fei_alpha_tilt_marked_not_valid_is_not_read(tmp_path, caplog, exttyp):
+    """Bitmask 1 bit 7 says whether Alpha tilt holds the tilt; where it does not (in every
+    section, or one), the field's numbers were read as the angles."""
+    angles = np.array([-60.25, -30.0, 0.5, 30.0, 59.75])
+    for n, bitmask in enumerate([0xFFFFFFFF & ~(1 << 7), [0xFFFFFFFF] * 4 + [0xFFFFFF7F]]):
+        _fei_stack(tmp_path / "tomo.mrc", angles, exttyp, bitmask=bitmask)
+        with caplog.at_level("INFO", logger="sxtdist.io.mrc"):
+            with pytest.raises(InputError, match=r"tomo\.mrc: has no rotation angles"):
+                import_scan(tmp_path / "tomo.mrc", tmp_path / f"{n}.zarr", "roi", values="od")
+        assert "Alpha tilt is marked not valid (Bitmask 1 bit 7)" in caplog.text
+    # the angles from elsewhere
+    acq = import_scan(
+        tmp_path / "tomo.mrc", tmp_path / "a.zarr", "roi", values="od", angle_range=(-60, 60)
+    )
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, np.linspace(-60, 60, 5))
+    _fei_stack(tmp_path / "tomo.mrc", angles, exttyp, bitmask=1 << 7)  # only the tilt valid
+    acq = import_scan(tmp_path / "tomo.mrc", tmp_path / "b.zarr", "roi", values="od")
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, angles)
+
+
+def test_an_angle_range_not_used_for_the_files_own_angles_is_warned_of(tmp_path):
+    """An FEI stack imported with --angle-range (needed before its header's tilts were read)
+    took the header's angles over it without a word; a range that differs is warned of."""
+    from sxtdist.errors import SxtdistWarning
+
+    angles = np.array([-60.25, -30.0, 0.5, 30.0, 59.75])
+    _fei_stack(tmp_path / "tomo.mrc", angles)
+    with pytest.warns(SxtdistWarning, match=r"angle.range=? -60:60 is not used: .*Alpha tilt"):
+        acq = import_scan(
+            tmp_path / "tomo.mrc", tmp_path / "a.zarr", "roi", values="od", angle_range=(-60, 60)
+        )
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, angles)
+    _fei_stack(tmp_path / "tomo.mrc", np.linspace(-60, 60, 5))  # the same angles: no word
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SxtdistWarning)
+        import_scan(
+            tmp_path / "tomo.mrc", tmp_path / "b.zarr", "roi", values="od", angle_range=(-60, 60)
+        )
 
 
 def _serialem_stack(path, angles, nreal=1 | 8, exttyp=b"SERI", byteorder="<"):
@@ -228,11 +379,13 @@ def test_mrc_tilts_from_serialem_extended_header(tmp_path, exttyp):
 
 
 def _mdoc(angles, skip=None):
+    """A SerialEM .mdoc; section ``skip`` without its TiltAngle."""
     head = "PixelSpacing = 10\nVoltage = 300\nImageFile = s.st\n\n"
     return head + "".join(
-        f"[ZValue = {z}]\nTiltAngle = {a}\nMagnification = 1000\n\n"
+        f"[ZValue = {z}]\n"
+        + (f"TiltAngle = {a}\n" if z != skip else "")
+        + "Magnification = 1000\n\n"
         for z, a in enumerate(angles)
-        if z != skip
     )
 
 
@@ -247,6 +400,36 @@ def test_mrc_tilts_from_a_serialem_mdoc(tmp_path):
     (tmp_path / "s.st.mdoc").write_text(_mdoc(angles, skip=2))
     with pytest.raises(InputError, match=r"s\.st\.mdoc: has no TiltAngle for section 2"):
         import_scan(tmp_path / "s.st", tmp_path / "b.zarr", "roi", values="transmission")
+
+
+def test_mrc_tilts_from_an_mdoc_named_after_the_stems(tmp_path):
+    """SerialEM names it s.st.mdoc; users (and renamed stacks) s.mdoc: both are read."""
+    angles = [-45.52, -15.01, 15.0, 44.99]
+    _serialem_stack(tmp_path / "s.st", np.round(angles))
+    (tmp_path / "s.mdoc").write_text(_mdoc(angles))
+    acq = import_scan(tmp_path / "s.st", tmp_path / "a.zarr", "roi", values="transmission")
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, angles)
+    assert acq["roi"].meta["source"]["angles_from"].endswith("s.mdoc")
+    (tmp_path / "s.st.mdoc").write_text(_mdoc(angles))  # both, saying the same: read
+    acq = import_scan(tmp_path / "s.st", tmp_path / "b.zarr", "roi", values="transmission")
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, angles)
+    (tmp_path / "s.mdoc").write_text(_mdoc([-45.52, -15.01, 18.0, 44.99]))  # both, disagreeing
+    with pytest.raises(InputError, match=r"disagree: .*s\.st\.mdoc and .*s\.mdoc \(section 2"):
+        import_scan(tmp_path / "s.st", tmp_path / "c.zarr", "roi", values="transmission")
+
+
+@pytest.mark.parametrize("sections", [3, 5])
+def test_an_mdoc_of_more_or_fewer_sections_than_the_stack_is_refused(tmp_path, run_cli, sections):
+    """A log of 5 sections beside a stack of 4 was read for the first 4 without a word."""
+    _serialem_stack(tmp_path / "s.st", [-45, -15, 15, 45])
+    (tmp_path / "s.st.mdoc").write_text(_mdoc(np.linspace(-60, 60, sections)))
+    code, out, err = run_cli(
+        "import", tmp_path / "s.st", tmp_path / "a.zarr", "--scan=roi", "--values=transmission",
+        "-q",
+    )  # fmt: skip
+    assert code == 2, err
+    assert f"s.st.mdoc: has {sections} sections ([ZValue]) for the stack's 4" in err, err
+    assert "Traceback" not in err and not (tmp_path / "a.zarr").exists()
 
 
 def test_mrc_extended_header_without_tilts_gives_no_angles(tmp_path):

@@ -59,7 +59,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
 
 from .confidence import AxisFit
 
@@ -138,6 +137,10 @@ def leave_full_views_out(
             move2 += delta[:n] ** 2
         moves[j] = np.sqrt(move2)
     per_dof = np.where(dof.sum(1) > 0, chi2.sum(1) / np.maximum(dof.sum(1), 1), np.nan)
+    # scipy.stats (0.2-0.4 s of imports) only here and in axis_inflation: a worker that
+    # imports the alignment's tasks, and a command that never solves, skip it
+    from scipy import stats
+
     inflation = axis_inflation(chi2, dof)
     total_dof = dof.sum(1)
     p = np.where(
@@ -223,6 +226,8 @@ def axis_inflation(chi2: np.ndarray, dof: np.ndarray) -> np.ndarray:
     freedom: the noise alone gives a median ratio of 1), at least 1. Per axis, since the
     full scan's ``dy`` (row profiles) and ``dx`` (centroids, anchors across angles) err
     differently; ``chi2``, ``dof``: ``(full views, 2)``."""
+    from scipy import stats  # on first use: see leave_full_views_out
+
     out = np.ones(2)
     for axis in range(2):
         ok = dof[:, axis] > 0

@@ -316,8 +316,8 @@ def _import_open(
     physics = _physics(src, opts.physics)
     xf = None if opts.xf is None else xf_alignment(opts.xf, n)
     pixel = float(physics["pixel_size_nm"])
-    flat_img = _field(opts, "flats", src)
-    dark_img = _field(opts, "darks", src)
+    flat_img, flat_file = _field(opts, "flats", src)
+    dark_img, _ = _field(opts, "darks", src)
     mode = _mode(opts.values, flat_img, dark_img, src)
     check_pixel_type(source, src.dtype, counts_ok=mode == "intensity")
     # the source's own flats taken in sets during the scan: a flat per projection
@@ -331,7 +331,7 @@ def _import_open(
         cols,
         src.dtype,
         mode,
-        _flat_note(series, flat_img),
+        _flat_note(series, flat_img, flat_file),
         angles_from,
         scan,
         acquisition,
@@ -378,10 +378,13 @@ def _import_open(
     return acq
 
 
-def _flat_note(series: FlatSeries | None, flat: np.ndarray | None) -> str:
-    """How the flat field is applied, for the import's log line."""
+def _flat_note(series: FlatSeries | None, flat: np.ndarray | None, flat_file: str = "") -> str:
+    """How the flat field is applied, for the import's log line (``flat_file``: what
+    :func:`_field` says of a ``--flat`` file's frames)."""
     if flat is None:
         return ""
+    if flat_file:
+        return f"; one flat, {flat_file}"
     if series is None:
         return "; one flat, averaged"
     return (
@@ -460,6 +463,8 @@ def _angles(
             ang = np.asarray(angles, float).reshape(-1)
     elif src.angles_deg is not None:
         where, ang = src.extra.get("angles_file") or src.path, np.asarray(src.angles_deg, float)
+        if angle_range is not None:
+            _unused_range(src, ang, angle_range)
     elif angle_range is not None:
         _check_numbering(src, keyword("angle_range"), refuse=("pattern", "gaps", "order"))
         start, stop = (float(v) for v in angle_range)
@@ -477,6 +482,23 @@ def _angles(
     if not np.all(np.isfinite(ang)):
         raise InputError(where, "angles contain NaN or inf")
     return ang
+
+
+def _unused_range(src: FrameSource, ang: np.ndarray, angle_range: tuple[float, float]) -> None:
+    """Warn where ``--angle-range`` is given but the file's own angles are used and differ
+    (an MRC whose extended header or ``.mdoc`` holds tilts it did not read before)."""
+    start, stop = (float(v) for v in angle_range)
+    if ang.size == src.n_frames and np.allclose(
+        ang, np.linspace(start, stop, ang.size), rtol=0, atol=0.01
+    ):
+        return
+    warnings.warn(
+        f"{src.path}: {keyword('angle_range')} {start:g}:{stop:g} is not used: the angles come "
+        f"from {src.extra.get('angles_from') or 'the file'} ({ang.min():g} to {ang.max():g}), "
+        f"which differ from it; give {keyword('angles')} to replace them",
+        SxtdistWarning,
+        stacklevel=4,
+    )
 
 
 def _angles_from(src: FrameSource, opts: ImportOptions) -> str:
@@ -524,29 +546,42 @@ def _check_numbering(src: FrameSource, given: str, refuse: tuple[str, ...]) -> N
     )
 
 
-def _field(opts: ImportOptions, kind: str, src: FrameSource) -> np.ndarray | None:
-    """The averaged flat (``kind="flats"``) or dark field, from its own file or the source."""
+def _field(opts: ImportOptions, kind: str, src: FrameSource) -> tuple[np.ndarray | None, str]:
+    """The averaged flat (``kind="flats"``) or dark field, from its own file or the source,
+    and for a file, what was averaged (``"the 8 frames of F.nx averaged"``, and its sets).
+
+    A file's flats are averaged whatever sets it holds: where they were taken against the
+    projections (their frame positions in the projections' series) is not in a second
+    file, so a flat per projection cannot be interpolated as for the source's own sets.
+    """
     path = opts.flat if kind == "flats" else opts.dark
-    what = kind[:-1]
+    what, note = kind[:-1], ""
     if path is None:
         img = src.flat if kind == "flats" else src.dark
         where = f"{what} field in the source"
         if img is not None and opts.values in ("transmission", "od"):
             # said outright: the file's own reference is not for these values
             logger.info("%s: its %s field is not used (%s values)", src.path, what, opts.values)
-            return None
+            return None, ""
     else:
         where = os.fspath(path)
         with open_source(where, None, opts, frames=kind) as s:
+            sets = int(s.extra.get("flat_sets") or 0)
             with s.cropped(opts.crop_rows, opts.crop_cols) as c:
                 img = c.mean()
+            note = f"the {s.n_frames} frames of {where} averaged"
+            if sets > 1:
+                note += (
+                    f" (its {sets} sets alike: when they were taken against the projections "
+                    "is not known, so a beam drifting between them is not followed)"
+                )
     if img is None:
-        return None
+        return None, ""
     if img.shape != src.shape[1:]:
         raise InputError(where, f"{what} field is {img.shape}, projections are {src.shape[1:]}")
     if not np.all(np.isfinite(img)):
         raise InputError(where, f"{what} field contains NaN or inf")
-    return np.asarray(img, np.float32)
+    return np.asarray(img, np.float32), note
 
 
 def _mode(values: str, flat: np.ndarray | None, dark: np.ndarray | None, src: FrameSource) -> str:

@@ -4,9 +4,9 @@ The header is read with mrcfile; frames are read with plain file reads at the
 data offset (not a memory map, whose touched pages would count as resident
 memory for the whole stack). Angles come from a sidecar file with the same
 stem: ``.rawtlt`` (IMOD's nominal angles, right for a raw stack we align
-ourselves) before ``.tlt`` (refined by tiltalign), then SerialEM's ``NAME.mdoc``
-(``TiltAngle`` of each ``ZValue``); without one, from the extended
-header where the microscope wrote them (FEI1/FEI2 ``Alpha tilt``, SerialEM's tilt
+ourselves) before ``.tlt`` (refined by tiltalign), then SerialEM's ``NAME.mrc.mdoc``
+or ``NAME.mdoc`` (``TiltAngle`` of each ``ZValue``, :func:`mdoc_beside`); without one,
+from the extended header where the microscope wrote them (FEI1/FEI2 ``Alpha tilt``, SerialEM's tilt
 angles, :func:`header_tilts`). The scan's ``source.angles_from`` says which.
 
 The pixel size is the header's voxel size (Å). IMOD writes a cell equal to the
@@ -22,6 +22,7 @@ stamp follows its flag; one without follows its header range (``dmin >= 0`` and
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 
@@ -46,6 +47,13 @@ HEADER_BYTES = 1024
 IMOD_STAMP = 1146047817
 #: IMOD's flag "mode 0 bytes are stored as signed".
 IMOD_SIGNED_BYTES = 1
+#: The bit of an FEI1/FEI2 record's ``Bitmask 1`` that says its ``Alpha tilt`` is valid: bits
+#: 0-15 are the 16 fields from ``Timestamp`` to ``Pixel size Y`` in their order (``Alpha
+#: tilt`` the 8th), 16-21 the unused range, 22-31 ``Defocus`` to ``Magnification`` (Thermo
+#: Fisher's MRC2014 extended header; mrcfile.dtypes names the fields in that order).
+FEI_ALPHA_TILT_BIT = 7
+
+logger = logging.getLogger(__name__)
 
 
 def _nm(angstrom: float) -> float | None:
@@ -63,11 +71,15 @@ def unsigned_bytes(path: str, header: np.recarray) -> bool:
     return float(header.dmin) >= 0 and float(header.dmax) > 127
 
 
-def header_tilts(m: mrcfile.mrcobject.MrcObject) -> tuple[np.ndarray, str] | None:
+def header_tilts(
+    m: mrcfile.mrcobject.MrcObject, name: str = "the MRC file"
+) -> tuple[np.ndarray, str] | None:
     """The tilt angle of each section from the extended header, and where it was read, or
     ``None``: FEI1/FEI2 (Thermo Fisher EPU/Tomo) records' ``Alpha tilt`` (degrees), or
     SerialEM's shorts (tilt x 100, first in each section's ``nint`` bytes when bit 1 of
-    ``nreal`` says so). Angles that are all equal or not finite are no tilt series: ``None``."""
+    ``nreal`` says so). Angles that are all equal or not finite are no tilt series: ``None``;
+    so are FEI records whose ``Bitmask 1`` marks ``Alpha tilt`` not valid (in any section; a
+    note naming ``name`` is logged)."""
     header, nz = m.header, int(m.header.nz)
     exttyp = bytes(header.exttyp)
     if int(header.nsymbt) <= 0 or nz < 2:
@@ -79,6 +91,18 @@ def header_tilts(m: mrcfile.mrcobject.MrcObject) -> tuple[np.ndarray, str] | Non
         if records is None:
             return None
         tilts, where = np.asarray(records["Alpha tilt"], float), f"{exttyp.decode()} Alpha tilt"
+        valid = (np.asarray(records["Bitmask 1"], np.uint32) >> FEI_ALPHA_TILT_BIT) & 1
+        if not np.all(valid):  # the microscope says the field holds no tilt: not read
+            logger.info(
+                "%s: the %s extended header's Alpha tilt is marked not valid (Bitmask 1 bit %d) "
+                "in %d of %d records: not used",
+                name,
+                exttyp.decode(),
+                FEI_ALPHA_TILT_BIT,
+                int(np.sum(valid == 0)),
+                valid.size,
+            )
+            return None
     else:
         order = header.mode.dtype.byteorder
         nint, nreal = np.frombuffer(bytes(header.extra1)[:4], dtype=f"{order}i2")
@@ -96,9 +120,13 @@ def header_tilts(m: mrcfile.mrcobject.MrcObject) -> tuple[np.ndarray, str] | Non
 
 
 def mdoc_tilts(path: str, nz: int) -> np.ndarray:
-    """The ``TiltAngle`` of each ``[ZValue = k]`` section of a SerialEM ``.mdoc``, k = 0..nz-1."""
+    """The ``TiltAngle`` of each ``[ZValue = k]`` section of a SerialEM ``.mdoc``, k = 0..nz-1.
+
+    An ``.mdoc`` with more or fewer sections than the stack's ``nz`` is refused naming both
+    counts: it is another stack's, or this one's before sections were added or dropped.
+    """
     tilts: dict[int, float] = {}
-    z = None
+    z, sections = None, 0
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines()
@@ -108,18 +136,42 @@ def mdoc_tilts(path: str, nz: int) -> np.ndarray:
         key, _, value = (p.strip() for p in line.strip().strip("[]").partition("="))
         try:
             if key == "ZValue":
-                z = int(value)
+                z, sections = int(value), sections + 1
             elif key == "TiltAngle" and z is not None:
                 text = value.split()[0] if value else value
                 tilts[z] = float(text.replace(",", ".") if decimal_comma(text) else text)
         except ValueError:
             raise InputError(path, f"line {n}: {line.strip()!r} is not a number") from None
+    if sections != nz:
+        raise InputError(
+            path,
+            f"has {sections} sections ([ZValue]) for the stack's {nz}: not this stack's "
+            "SerialEM log as it stands; correct it or move it away from the stack",
+        )
     missing = [k for k in range(nz) if k not in tilts]
     if missing:
         raise InputError(
             path, f"has no TiltAngle for section {missing[0]} ({len(tilts)} of the stack's {nz})"
         )
     return np.array([tilts[k] for k in range(nz)], float)
+
+
+def mdoc_beside(path: str, nz: int) -> tuple[np.ndarray, str] | None:
+    """The tilts of SerialEM's ``.mdoc`` beside the stack and its path, or ``None``: SerialEM
+    names it ``STACK.mrc.mdoc``, users and other programs ``STACK.mdoc``. Both there and
+    saying different tilts: refused, naming both (which one is this stack's is not known)."""
+    names = dict.fromkeys((path + ".mdoc", os.path.splitext(path)[0] + ".mdoc"))
+    found = [(mdoc_tilts(c, nz), c) for c in names if os.path.isfile(c)]
+    if len(found) == 2 and not np.allclose(found[0][0], found[1][0], rtol=0, atol=1e-6):
+        (a, first), (b, second) = found
+        k = int(np.argmax(np.abs(a - b)))
+        raise InputError(
+            path,
+            f"two SerialEM logs beside it disagree: {first} and {second} (section {k}: "
+            f"TiltAngle {a[k]:g} and {b[k]:g}); remove or rename the one that is not this "
+            "stack's",
+        )
+    return found[0] if found else None
 
 
 #: SerialEM's ``nreal`` flags and the bytes each takes in a section's record (IMOD's
@@ -153,7 +205,7 @@ def open_mrc(path: str | os.PathLike[str]) -> FrameSource:
             warnings.filterwarnings("ignore", "Setting the dtype", DeprecationWarning)
             with mrcfile.open(path, mode="r", header_only=True, permissive=False) as m:
                 header = m.header.copy()
-                tilts = header_tilts(m)
+                tilts = header_tilts(m, path)
     except Exception as exc:  # mrcfile raises ValueError for bad maps, mode, size
         raise InputError(path, f"not a readable MRC file ({one_line(exc)})") from exc
     mx, my = int(header.mx), int(header.my)
@@ -187,9 +239,10 @@ def open_mrc(path: str | os.PathLike[str]) -> FrameSource:
         if os.path.isfile(cand):
             angles, angles_file, angles_from = read_angles_file(cand), cand, cand
             break
-    if angles is None and os.path.isfile(path + ".mdoc"):  # SerialEM's: name.mrc.mdoc
-        angles_file = angles_from = path + ".mdoc"
-        angles = mdoc_tilts(angles_file, nz)
+    mdoc = None if angles is not None else mdoc_beside(path, nz)
+    if mdoc is not None:  # SerialEM's: name.mrc.mdoc, or name.mdoc
+        angles, angles_file = mdoc
+        angles_from = angles_file
     if angles is None and tilts is not None:  # no sidecar: the tilts the microscope wrote
         angles, angles_from = tilts
     fh = open(path, "rb")  # closed by FrameSource.close

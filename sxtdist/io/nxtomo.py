@@ -55,6 +55,7 @@ from .source import (
     check_shape,
     decimal_comma,
     flat_sets,
+    second_column,
     square_pixel,
 )
 from .tiff import UNIT_NM
@@ -287,7 +288,10 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
             "image_key_path": key_where if key_where.startswith("/") else None,
             "n_flats": int(np.sum(keys == 1)),
             "n_darks": int(np.sum(keys == 2)),
-            "flat_sets": 0 if series is None else len(series.positions),
+            # a file given as --flat: how many sets its image_key shows (averaged all the same)
+            "flat_sets": len(flat_sets(keys))
+            if kind == "flats" and np.any(keys == 1)
+            else (0 if series is None else len(series.positions)),
             **({} if scaled is None else {"flat_scaled_by": scaled}),
         },
         closer=f.close,
@@ -496,13 +500,16 @@ def _numbers(path: str, where: str, ds: h5py.Dataset) -> np.ndarray:
     raw = np.asarray(ds[()]).reshape(-1)
     if raw.dtype.kind not in "SUO":
         return raw.astype(float)
-    values = []
+    values, texts = [], []
     for i, v in enumerate(raw):
         text = (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)).strip()
+        texts.append(text)
         try:
             values.append(float(text.replace(",", ".") if decimal_comma(text) else text))
         except ValueError:
             raise InputError(path, f"{where}[{i}] is {text!r}, not a number") from None
+    if all(decimal_comma(t) for t in texts):  # '-60,2' '-58,2' ...: an exposure after each?
+        second_column(path, texts, f"value of {where}", "write the angles as numbers")
     return np.asarray(values, float)
 
 

@@ -315,7 +315,9 @@ def decimal_commas(path: str, lines: list[list[str]]) -> bool:
     refused as ambiguous, naming its line. So is a list whose lines' whole parts count
     up by one from 0 or 1 with differing decimals (``0,0`` ``1,2`` ``2,4``: an index and an
     angle, as a spreadsheet exports a 0..180 scan, or decimals); ``0,0`` ``1,0`` ``2,0``
-    and ``-60,5`` ``-59,5`` are read as decimals.
+    are read as decimals. A list whose lines all have the same digits after the comma
+    (``-60,2`` ``-58,2``: an angle and an exposure, or decimals) is refused unless only
+    decimals can read it (:func:`second_column`).
     """
     tokens = [t for line in lines for t in line]
     if not any("," in t for t in tokens) or any("." in t for t in tokens):
@@ -342,7 +344,53 @@ def decimal_commas(path: str, lines: list[list[str]]) -> bool:
                 f"line {n}: {tok!r} is ambiguous: the numbers before the commas count up by "
                 f"one, as an index column does (index, angle) or decimals may; {fix}",
             )
+    if numbered and all(len(line) < 2 for line in lines):
+        second_column(path, [tok for _, tok in numbered])
     return True
+
+
+def _evenly_spaced(values: np.ndarray) -> bool:
+    """Whether ``values`` step by one non-zero amount (to a millionth of a degree)."""
+    steps = np.diff(values)
+    return bool(steps.size and steps[0] != 0 and np.allclose(steps, steps[0], rtol=0, atol=1e-6))
+
+
+def second_column(
+    path: str,
+    tokens: list[str],
+    each: str = "line",
+    fix: str = "use a decimal point, or one angle per line",
+) -> None:
+    """Refuse a list, one number per line (``each``: per name, per value), whose numbers all
+    have the same digits after the comma (``-60,2`` ``-58,2`` ... ``60,2``): the hallmark of an angle and a second column (an
+    exposure of 2 s) as much as of decimals, and read as decimals it would be -60.2, -58.2 ...
+    without a word.
+
+    All zeros after the comma read the same either way (``-60,0``: -60). Otherwise only the
+    zero crossing tells the two apart: decimals evenly spaced through zero (``-1,5`` ``-0,5``
+    ``0,5``; a column of angles would hold -1, 0, 0), in any order, are read; a list whose part before the
+    comma is what is evenly spaced (``-2,5`` ``0,5`` ``2,5``: -2.5, 0.5, 2.5 as decimals), or
+    that does not cross zero (``10,5`` ``12,5``: 10.5 or 10 at 5 s), is refused: an
+    :class:`InputError` naming ``path`` and ending in ``fix``.
+    """
+    numbers = [tok.removesuffix("°") for tok in tokens]
+    if not all("," in tok for tok in numbers):  # a line without one has no second column
+        return
+    after = {tok.split(",")[1] for tok in numbers}
+    if len(after) != 1 or not after.pop().strip("0"):
+        return
+    # each reading in its own order: a list in acquisition order, names sorted as text
+    decimals = np.sort([float(tok.replace(",", ".")) for tok in numbers])
+    before = np.sort([float(tok.split(",")[0]) for tok in numbers])
+    if _evenly_spaced(decimals) and not _evenly_spaced(before):
+        return
+    raise InputError(
+        path,
+        f"every {each} is one number with the same digits after its comma ({tokens[0]!r}, "
+        f"{tokens[-1]!r}): an angle with a second column ({tokens[0]!r}: "
+        f"{numbers[0].split(',')[0]} degrees, then an exposure or a count) as much as a decimal "
+        f"comma; {fix}",
+    )
 
 
 def decimal_comma(text: str | None) -> bool:

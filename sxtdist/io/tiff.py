@@ -30,6 +30,7 @@ from .source import (
     check_dtype,
     check_shape,
     decimal_comma,
+    second_column,
     square_pixel,
 )
 
@@ -350,6 +351,9 @@ def angles_in_names(folder: str, names: list[str], pattern: str) -> tuple[list[s
         kept.append(name)
     if not kept:
         raise InputError(folder, f"no file name matches {keyword('angles_from_names')} {pattern!r}")
+    texts = [rx.search(name).group(group) for name in kept]
+    if all(decimal_comma(t) for t in texts):  # 'img_-60,2.tif' ...: an index or exposure after?
+        second_column(folder, texts, "file name's angle", "rename the files with a decimal point")
     return kept, np.asarray(angles, float)
 
 
