@@ -432,6 +432,30 @@ def test_an_mdoc_of_more_or_fewer_sections_than_the_stack_is_refused(tmp_path, r
     assert "Traceback" not in err and not (tmp_path / "a.zarr").exists()
 
 
+def test_angles_given_replace_a_sidecar_that_cannot_be_read(tmp_path):
+    """--angles replaces the stack's sidecars: one that cannot be read (an .mdoc of another
+    stack, two that disagree, a .rawtlt not of numbers) no longer stops the import."""
+    _serialem_stack(tmp_path / "s.st", [-45, -15, 15, 45])
+    (tmp_path / "given.txt").write_text("-40\n-10\n10\n40\n")
+    sidecars = [
+        {"s.st.mdoc": _mdoc(np.linspace(-60, 60, 5))},
+        {"s.st.mdoc": _mdoc([-1, 0, 1, 2]), "s.mdoc": _mdoc([-1, 0, 1, 3])},
+        {"s.rawtlt": "-60\nminus thirty\n"},
+    ]
+    for n, files in enumerate(sidecars):
+        for name, text in files.items():
+            (tmp_path / name).write_text(text)
+        with pytest.raises(InputError, match=r"s\.(st\.mdoc|mdoc|rawtlt|st): "):  # not given
+            import_scan(tmp_path / "s.st", tmp_path / f"no{n}.zarr", "roi", values="od")
+        acq = import_scan(
+            tmp_path / "s.st", tmp_path / f"{n}.zarr", "roi", values="od",
+            angles=tmp_path / "given.txt",
+        )  # fmt: skip
+        np.testing.assert_allclose(acq["roi"].geometry.angles_deg, [-40, -10, 10, 40])
+        for name in files:
+            (tmp_path / name).unlink()
+
+
 def test_mrc_extended_header_without_tilts_gives_no_angles(tmp_path):
     """No tilt flag (nreal without bit 1), or equal tilts: no angles, so --angle-range works."""
     _serialem_stack(tmp_path / "s.st", [0, 0, 0], nreal=8)

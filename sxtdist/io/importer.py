@@ -454,7 +454,11 @@ def _angles(
     angle_range: tuple[float, float] | None,
 ) -> np.ndarray:
     n = src.n_frames
+    if angles is None and src.angles_error is not None:
+        raise src.angles_error  # a sidecar that cannot be read: nothing replaces it
     if angles is not None:
+        if src.angles_error is not None:
+            logger.info("%s (replaced by %s)", src.angles_error, keyword("angles"))
         if isinstance(angles, (str, os.PathLike)):
             where = os.fspath(angles)
             ang = read_angles_file(where)

@@ -30,7 +30,7 @@ import mrcfile
 import numpy as np
 from mrcfile.utils import data_dtype_from_header
 
-from ..errors import InputError, one_line
+from ..errors import InputError, keyword, one_line
 from .source import (
     FrameSource,
     check_dtype,
@@ -146,7 +146,7 @@ def mdoc_tilts(path: str, nz: int) -> np.ndarray:
         raise InputError(
             path,
             f"has {sections} sections ([ZValue]) for the stack's {nz}: not this stack's "
-            "SerialEM log as it stands; correct it or move it away from the stack",
+            f"SerialEM log as it stands; correct it, move it away or give {keyword('angles')}",
         )
     missing = [k for k in range(nz) if k not in tilts]
     if missing:
@@ -169,9 +169,20 @@ def mdoc_beside(path: str, nz: int) -> tuple[np.ndarray, str] | None:
             path,
             f"two SerialEM logs beside it disagree: {first} and {second} (section {k}: "
             f"TiltAngle {a[k]:g} and {b[k]:g}); remove or rename the one that is not this "
-            "stack's",
+            f"stack's, or give {keyword('angles')}",
         )
     return found[0] if found else None
+
+
+def _sidecar_angles(path: str, nz: int) -> tuple[np.ndarray | None, str | None]:
+    """The angles of a sidecar beside the stack and its path: ``STEM.rawtlt``, ``STEM.tlt``,
+    then SerialEM's ``.mdoc`` (:func:`mdoc_beside`); ``(None, None)`` where there is none."""
+    for sfx in ANGLE_SUFFIXES:
+        cand = os.path.splitext(path)[0] + sfx
+        if os.path.isfile(cand):
+            return read_angles_file(cand), cand
+    mdoc = mdoc_beside(path, nz)  # SerialEM's: name.mrc.mdoc, or name.mdoc
+    return (None, None) if mdoc is None else mdoc
 
 
 #: SerialEM's ``nreal`` flags and the bytes each takes in a section's record (IMOD's
@@ -233,18 +244,14 @@ def open_mrc(path: str | os.PathLike[str]) -> FrameSource:
             f"truncated: frame {first} of {nz} ends past the end of the file ({nz} sections "
             f"of {ny}x{nx} {dtype} need {expected} bytes, the file has {size})",
         )
-    angles, angles_file, angles_from = None, None, None
-    for sfx in ANGLE_SUFFIXES:
-        cand = os.path.splitext(path)[0] + sfx
-        if os.path.isfile(cand):
-            angles, angles_file, angles_from = read_angles_file(cand), cand, cand
-            break
-    mdoc = None if angles is not None else mdoc_beside(path, nz)
-    if mdoc is not None:  # SerialEM's: name.mrc.mdoc, or name.mdoc
-        angles, angles_file = mdoc
-        angles_from = angles_file
-    if angles is None and tilts is not None:  # no sidecar: the tilts the microscope wrote
-        angles, angles_from = tilts
+    angles_error = None
+    try:
+        angles, angles_file = _sidecar_angles(path, nz)
+    except InputError as exc:  # refused when used: --angles replaces a sidecar, even this one
+        angles, angles_file, angles_error = None, None, exc
+    angles_from = angles_file
+    if angles is None and angles_error is None and tilts is not None:
+        angles, angles_from = tilts  # no sidecar: the tilts the microscope wrote
     fh = open(path, "rb")  # closed by FrameSource.close
 
     def reader(i0: int, i1: int) -> np.ndarray:
@@ -262,6 +269,7 @@ def open_mrc(path: str | os.PathLike[str]) -> FrameSource:
         dtype=dtype,
         reader=reader,
         angles_deg=angles,
+        angles_error=angles_error,
         pixel_size_nm=square_pixel(path, _nm(voxel), _nm(height)),
         extra={
             "mrc_mode": int(header.mode),

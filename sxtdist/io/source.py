@@ -119,6 +119,9 @@ class FrameSource:
         :class:`FrameSource` serialises calls.
     angles_deg, pixel_size_nm, energy_ev, exposure_s
         What the file says, or ``None``.
+    angles_error
+        Why the angles of a file beside it (an MRC's ``.rawtlt`` or ``.mdoc``) cannot be
+        read, raised where they would be used: ``--angles`` replaces them.
     flat, dark
         Averaged flat and dark fields ``(rows, cols)`` held by the file, or ``None``.
     flat_series
@@ -139,6 +142,7 @@ class FrameSource:
     dtype: np.dtype
     reader: Callable[[int, int], np.ndarray]
     angles_deg: np.ndarray | None = None
+    angles_error: InputError | None = None
     pixel_size_nm: float | None = None
     energy_ev: float | None = None
     exposure_s: float | None = None
