@@ -109,6 +109,22 @@ class NotALockError(InputError):
         return type(self), (self.lock, self.what)
 
 
+class NoLocksError(SxtdistError):
+    """The file system of ``path``'s folder does not support locks (``flock``: some NFS
+    mounts): the message names ``path``, what cannot be done (``doing``), then the lock."""
+
+    def __init__(self, path: str, lock: str, why: str, doing: str = "written") -> None:
+        super().__init__(
+            f"{printable(path)}: cannot be {doing}: its folder's file system does not support "
+            f"locks ({why}; sxtdist's lock {printable(lock)}); use a local or lock-capable "
+            "file system"
+        )
+        self.path, self.lock, self.why, self.doing = path, lock, why, doing
+
+    def __reduce__(self):  # raised on a Dask worker, re-raised in the client as it was
+        return type(self), (self.path, self.lock, self.why, self.doing)
+
+
 def _not_a_lock(lock: str, what: str) -> NotALockError:
     """The refusal of a file at the lock's name ``lock`` that is not sxtdist's (``what``)."""
     return NotALockError(lock, what)
@@ -288,10 +304,7 @@ def write_lock(path: str | os.PathLike[str], wait_s: float = 0.0) -> Iterator[st
         fd = _take_within(path, lock, wait_s)
     except OSError as exc:
         if exc.errno in (errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP):
-            raise SxtdistError(
-                f"{lock}: the file system does not support locks ({exc.strerror}); "
-                "write the output to a local or lock-capable file system"
-            ) from None
+            raise NoLocksError(path, lock, exc.strerror or "") from None
         raise naming(exc, path) from exc  # the output, not the hidden lock file beside it
     if fd is None:
         waited = f" (waited {wait_s:g} s)" if wait_s > 0 else ""
@@ -333,8 +346,9 @@ def activity_lock(path: str | os.PathLike[str], activity: str) -> Iterator[None]
     an ``align`` of an acquisition, from its first read to its store): a second run of it
     is refused at once (:class:`~sxtdist.errors.OutputLockedError`, "is being aligned by
     pid N on HOST"); a user's file, folder or link at the lock's name (``.NAME.aligned.sxtdist-lock``)
-    is refused naming ``path``, then that file (:class:`~sxtdist.errors.InputError`). Writers
-    of ``path`` itself take its own lock, not this one."""
+    is refused naming ``path``, then that file (:class:`~sxtdist.errors.InputError`), and so
+    is a file system without locks (:class:`NoLocksError`). Writers of ``path`` itself take
+    its own lock, not this one."""
     path = os.fspath(path)
     marker = _marker(path, activity)
     with ExitStack() as stack:
@@ -345,6 +359,8 @@ def activity_lock(path: str | os.PathLike[str], activity: str) -> Iterator[None]
             raise OutputLockedError(
                 path, f"is being {activity} by {holder}; wait for it to finish"
             ) from None
+        except NoLocksError as exc:  # the acquisition, not the marker; it is read, not written
+            raise NoLocksError(path, exc.lock, exc.why, activity) from None
         except NotALockError as exc:  # the place the user named first, then the file at fault
             raise InputError(
                 path,

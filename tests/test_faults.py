@@ -334,6 +334,34 @@ def test_an_activity_lock_that_cannot_be_taken_names_the_path_given(tmp_path, mo
     assert info.value.errno == errno.EROFS
 
 
+def test_a_file_system_without_locks_names_the_path_given(tmp_path, monkeypatch):
+    """On a file system without flock (some NFS mounts), align's refusal named its lock
+    file (.cell.zarr.aligned.sxtdist-lock) and told the user to "write the output"
+    elsewhere, of an acquisition it only reads. Now it names the acquisition and says
+    what cannot be done; a writer's names the output (checked failing with the message as
+    it was)."""
+    import errno
+
+    from sxtdist import lock
+    from sxtdist.errors import SxtdistError
+
+    def no_locks(fd, how):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(lock.fcntl, "flock", no_locks)
+    acq, out = tmp_path / "cell.zarr", tmp_path / "v.zarr"
+    with pytest.raises(SxtdistError) as info:
+        with lock.activity_lock(acq, "aligned"):
+            pass
+    said = str(info.value)
+    assert said.startswith(f"{acq}: cannot be aligned: its folder's file system does not "), said
+    assert ".cell.zarr.aligned.sxtdist-lock" in said and "write the output" not in said
+    with pytest.raises(SxtdistError, match=f"^{out}: cannot be written: its folder's file sys"):
+        with write_lock(out):
+            pass
+    assert not acq.exists() and not out.exists()
+
+
 def test_second_writer_of_the_same_output_is_refused(acq, reference, tmp_path):
     out = tmp_path / "v.zarr"
     first = _sxtdist("reconstruct", acq, out, "--workers", "1", *CLI_OPTS)
