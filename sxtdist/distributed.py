@@ -672,8 +672,7 @@ def run_graph(
     ``units``: how many units of work each key's task does (in ``keys``' order) and
     their name (``"pair"``): the bar then counts units, which each task reports as it
     does them (:func:`unit_reporter`), rather than tasks (one task per worker gave a bar
-    that stood at 0 until the end); each key's result is then fetched as its task ends,
-    while the others run.
+    that stood at 0 until the end).
     """
     if not keys:
         return []
@@ -685,12 +684,7 @@ def run_graph(
     # the clients subscribed when it comes
     with _units_done(client, keys, counts, desc, progress, name) as finished:
         futures = client.get(_named_graph(graph), list(keys), sync=False, retries=task_retries())
-        # a few tasks (one per worker): each result is fetched as its task ends, while the
-        # others run, rather than all in one gather after the last (a round trip per task,
-        # the last one's alone left after the tasks)
-        return _collect(
-            futures, client, desc, False, on_result=lambda key, _: finished(key), items=list(keys)
-        )
+        return _collect(futures, client, desc, False, on_done=finished)
 
 
 #: How often a task reports its units of work done at most (:func:`unit_reporter`), in
@@ -801,12 +795,13 @@ def _collect(
     progress: bool | None,
     on_result: Callable[[Any, Any], None] | None = None,
     items: list[Any] | None = None,
+    on_done: Callable[[Any], None] | None = None,
 ) -> list[Any]:
     """Wait for ``futures`` with a progress bar; their results in order (see :func:`run_tasks`).
 
     ``on_result(items[i], result)`` is called as each finishes when given (``items``
-    then required), each result fetched as its task ends; else the results are gathered
-    at the end."""
+    then required); else ``on_done(key)``, where given, as each finishes, the results
+    gathered at the end."""
     from distributed import as_completed
 
     token = object()
@@ -823,6 +818,8 @@ def _collect(
                     if fut.status != "finished":  # failed or cancelled: raise it here
                         fut.result()
                     advance()
+                    if on_done is not None:
+                        on_done(fut.key)
                 return client.gather(futures)
             index = {f.key: i for i, f in enumerate(futures)}
             results: list[Any] = [None] * len(futures)

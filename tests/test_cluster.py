@@ -375,62 +375,6 @@ def test_run_graph_does_not_hash_the_tasks_it_submits(monkeypatch):
     assert dask._expr.LLGExpr not in hashed
 
 
-#: Set by :func:`test_run_graph_with_units_fetches_each_result_as_its_task_ends` once the
-#: first task's result has left the cluster; the second task waits for it.
-_FIRST_FETCHED = __import__("threading").Event()
-
-
-def _first() -> str:
-    return "first"
-
-
-def _second() -> str:
-    _FIRST_FETCHED.wait(10.0)
-    return "second"
-
-
-def test_run_graph_with_units_fetches_each_result_as_its_task_ends():
-    """run_graph with ``units`` (the alignment's stretches, one task per worker): a task's
-    result is fetched, and let go on the cluster, as the task ends, while the others run,
-    rather than all in one gather after the last; only the last one's fetch is left after
-    the tasks. Here the second task ends only after the first's result left the
-    scheduler (or after 10 s: then the test fails)."""
-    import threading
-    import time
-
-    from distributed import Client, LocalCluster
-
-    from sxtdist.distributed import run_graph
-
-    _FIRST_FETCHED.clear()
-    seen = []
-    with (
-        LocalCluster(
-            n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0"
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        tasks = cluster.scheduler.tasks
-
-        def watch() -> None:  # the first result fetched: the scheduler let it go
-            deadline = time.monotonic() + 10.0
-            while time.monotonic() < deadline and not _FIRST_FETCHED.is_set():
-                state = getattr(tasks.get("units-a"), "state", None)
-                seen.append(state)
-                if seen.count("memory") and state in (None, "released", "forgotten"):
-                    _FIRST_FETCHED.set()
-                time.sleep(0.005)
-
-        watcher = threading.Thread(target=watch)
-        watcher.start()
-        graph = {"units-a": (_first,), "units-b": (_second,)}
-        started = time.monotonic()
-        got = run_graph(client, graph, ["units-a", "units-b"], "t", False, ([1, 1], "pair"))
-        watcher.join()
-    assert got == ["first", "second"]
-    assert _FIRST_FETCHED.is_set() and time.monotonic() - started < 5.0
-
-
 def test_run_graph_falls_back_to_a_dict_when_dask_changes_its_private_expression(monkeypatch):
     """``LLGExpr`` is Dask's private class: a Dask whose constructor takes other arguments
     must cost the submission its speed, not the alignment."""
