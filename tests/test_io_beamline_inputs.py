@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 import tifffile
+from _cli_in_a_process import run_script
 
 from sxtdist.errors import InputError
 from sxtdist.io.importer import import_scan
@@ -475,9 +476,6 @@ def test_mistral_flats_compressed_with_a_filter_not_installed_are_named(tmp_path
     """ALBA MISTRAL's flats (instrument/bright_field/data) compressed where the frames are not:
     one line naming the dataset, the filter and the extra to install, exit 2, no traceback.
     LZF, unregistered in a process of its own, stands for bitshuffle/LZ4/Blosc."""
-    import os
-    import subprocess
-    import sys
 
     script = (
         "import sys, h5py, numpy as np\n"
@@ -491,13 +489,8 @@ def test_mistral_flats_compressed_with_a_filter_not_installed_are_named(tmp_path
         "sys.exit(main(['import', *sys.argv[1:], '--scan', 'roi', '--pixel-size-nm', '20']))\n"
     )
     nx, acq = tmp_path / "mistral.hdf5", tmp_path / "a.zarr"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    r = subprocess.run(
-        [sys.executable, "-c", script, str(nx), str(acq)],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
-    lines = r.stderr.strip().splitlines()
-    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    code, lines = run_script(script, nx, acq)
+    assert code == 2 and len(lines) == 1, lines
     assert "mistral.hdf5" in lines[0] and "/NXtomo/instrument/bright_field/data" in lines[0]
     assert "filter lzf" in lines[0] and 'pip install "sxtdist[codecs]"' in lines[0], lines[0]
     assert not acq.exists()

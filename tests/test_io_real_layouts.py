@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import struct
-import subprocess
-import sys
 import warnings
 
 import h5py
@@ -16,6 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 from _cfb import write_cfb
+from _cli_in_a_process import run_script
 
 import sxtdist
 from sxtdist.errors import SxtdistWarning
@@ -205,14 +204,9 @@ def test_an_hdf5_compression_this_installation_cannot_decode_is_named(tmp_path):
         "sys.exit(main(['import', *sys.argv[1:], '--scan', 'roi', '--pixel-size-nm', '20',\n"
         "               '--flat', sys.argv[1]]))\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    r = subprocess.run(
-        [sys.executable, "-c", script, str(nx), str(acq)],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
-    lines = r.stderr.strip().splitlines()
-    assert r.returncode == 2 and len(lines) == 1, r.stderr
-    assert "scan.nx" in lines[0] and "filter lzf (id 32000)" in lines[0], r.stderr
+    code, lines = run_script(script, nx, acq)
+    assert code == 2 and len(lines) == 1, lines
+    assert "scan.nx" in lines[0] and "filter lzf (id 32000)" in lines[0], lines
     assert "hdf5plugin" in lines[0] and not acq.exists()
     assert 'pip install "sxtdist[codecs]"' in lines[0]
 
