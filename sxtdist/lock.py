@@ -125,11 +125,6 @@ class NoLocksError(SxtdistError):
         return type(self), (self.path, self.lock, self.why, self.doing)
 
 
-def _not_a_lock(lock: str, what: str) -> NotALockError:
-    """The refusal of a file at the lock's name ``lock`` that is not sxtdist's (``what``)."""
-    return NotALockError(lock, what)
-
-
 def lock_owner_path(lock: str) -> str:
     """The output whose lock is the file ``lock`` (:func:`lock_path`'s inverse)."""
     parent, name = os.path.split(lock)
@@ -146,9 +141,9 @@ def _take(lock: str) -> int | None:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise _not_a_lock(lock, "a symbolic link") from None
+                raise NotALockError(lock, "a symbolic link") from None
             if exc.errno == errno.EISDIR:
-                raise _not_a_lock(lock, "a folder") from None
+                raise NotALockError(lock, "a folder") from None
             raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -164,7 +159,7 @@ def _take(lock: str) -> int | None:
             same = False
         if same and not _is_lock_file(fd):  # read locked: no holder is writing it now
             os.close(fd)
-            raise _not_a_lock(lock, "a file sxtdist did not write")
+            raise NotALockError(lock, "a file sxtdist did not write")
         if same:
             return fd
         os.close(fd)  # the holder removed it as we locked it: take the new file instead
