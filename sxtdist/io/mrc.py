@@ -35,7 +35,7 @@ from .source import (
     FrameSource,
     check_dtype,
     check_shape,
-    decimal_comma,
+    number,
     read_angles_file,
     square_pixel,
 )
@@ -139,7 +139,7 @@ def mdoc_tilts(path: str, nz: int) -> np.ndarray:
                 z, sections = int(value), sections + 1
             elif key == "TiltAngle" and z is not None:
                 text = value.split()[0] if value else value
-                tilts[z] = float(text.replace(",", ".") if decimal_comma(text) else text)
+                tilts[z] = number(text)
         except ValueError:
             raise InputError(path, f"line {n}: {line.strip()!r} is not a number") from None
     if sections != nz:

@@ -55,6 +55,7 @@ from .source import (
     check_shape,
     decimal_comma,
     flat_sets,
+    number,
     second_column,
     square_pixel,
 )
@@ -260,8 +261,7 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
     if kind == "projections" and flat is not None and entry is not None:
         flat, scaled = _flats_to_exposure(entry, keys, flat, dark)
         if scaled is not None and series is not None:  # the same exposure ratio for every set
-            d = np.float32(0.0) if dark is None else dark
-            series = series.mapped(lambda f: d + (f - d) * np.float32(scaled))
+            series = series.mapped(lambda f: _scaled(f, dark, scaled))
     if kind == "projections" and flat is None and entry is not None:
         flat, scaled = _bright_field(path, entry, data_at, (n, *data.shape[1:]))
     angles = None
@@ -505,7 +505,7 @@ def _numbers(path: str, where: str, ds: h5py.Dataset) -> np.ndarray:
         text = (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)).strip()
         texts.append(text)
         try:
-            values.append(float(text.replace(",", ".") if decimal_comma(text) else text))
+            values.append(number(text))
         except ValueError:
             raise InputError(path, f"{where}[{i}] is {text!r}, not a number") from None
     if all(decimal_comma(t) for t in texts):  # '-60,2' '-58,2' ...: an exposure after each?
@@ -525,15 +525,25 @@ def _flats_to_exposure(
     if not isinstance(ds, h5py.Dataset) or ds.size != keys.size:
         return flat, None
     t = np.asarray(ds[()], float).reshape(-1)
-    proj, ff = t[keys == 0], t[keys == 1]
-    proj, ff = proj[np.isfinite(proj) & (proj > 0)], ff[np.isfinite(ff) & (ff > 0)]
-    if not proj.size or not ff.size:
+    ratio = _exposure_ratio(t[keys == 0], t[keys == 1])
+    if ratio is None or abs(ratio - 1.0) < 1e-6:
         return flat, None
-    ratio = float(np.median(proj) / np.median(ff))
-    if abs(ratio - 1.0) < 1e-6:
-        return flat, None
+    return _scaled(flat, dark, ratio), ratio
+
+
+def _exposure_ratio(projections: np.ndarray, flats: np.ndarray) -> float | None:
+    """The projections' median exposure over the flats' (seconds; times not finite or not
+    positive left out), or ``None`` where either has none."""
+    projections, flats = (t[np.isfinite(t) & (t > 0)] for t in (projections, flats))
+    if not projections.size or not flats.size:
+        return None
+    return float(np.median(projections) / np.median(flats))
+
+
+def _scaled(flat: np.ndarray, dark: np.ndarray | None, ratio: float) -> np.ndarray:
+    """``flat``'s signal scaled by ``ratio``, the dark (the camera's offset) not."""
     d = np.float32(0.0) if dark is None else dark
-    return d + (flat - d) * np.float32(ratio), ratio
+    return d + (flat - d) * np.float32(ratio)
 
 
 def _bright_field(
@@ -561,11 +571,9 @@ def _bright_field(
     times = [entry.file.get(f"{g}/ExpTimes") for g in (os.path.dirname(data_at), group.name)]
     if not all(isinstance(t, h5py.Dataset) for t in times):
         return flat, 1.0
-    proj, ff = (np.asarray(t[()], float).reshape(-1) for t in times)
-    proj, ff = proj[np.isfinite(proj) & (proj > 0)], ff[np.isfinite(ff) & (ff > 0)]
-    if not proj.size or not ff.size:
+    factor = _exposure_ratio(*(np.asarray(t[()], float).reshape(-1) for t in times))
+    if factor is None:
         return flat, 1.0
-    factor = float(np.median(proj) / np.median(ff))
     return flat * np.float32(factor), factor
 
 

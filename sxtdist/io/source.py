@@ -402,6 +402,12 @@ def decimal_comma(text: str | None) -> bool:
     return text is not None and _DECIMAL_COMMA.fullmatch(text.strip()) is not None
 
 
+def number(text: str) -> float:
+    """``text`` as a number, one decimal comma (``-60,5``, :func:`decimal_comma`) read as a
+    point; :class:`ValueError` where it is none."""
+    return float(text.replace(",", ".") if decimal_comma(text) else text)
+
+
 def _could_be_decimal(token: str) -> bool:
     """Whether ``token``'s commas can all be decimal commas: numbers ``a,b`` joined by commas."""
     parts = token.split(",")

@@ -30,6 +30,7 @@ from .source import (
     check_dtype,
     check_shape,
     decimal_comma,
+    number,
     second_column,
     square_pixel,
 )
@@ -335,23 +336,23 @@ def angles_in_names(folder: str, names: list[str], pattern: str) -> tuple[list[s
             f"{keyword('angles_from_names')}: {pattern!r} has no group (...) around the angle"
         )
     group = "angle" if "angle" in rx.groupindex else 1
-    kept, angles = [], []
+    kept, texts, angles = [], [], []
     for name in names:
         m = rx.search(name)
         if m is None:
             continue
+        text = m.group(group)
         try:  # one decimal comma ('img_-60,5.tif', a European locale's) is a decimal point
-            text = m.group(group)
-            angles.append(float(text.replace(",", ".") if decimal_comma(text) else text))
+            angles.append(number(text))
         except (TypeError, ValueError):
             raise InputError(
                 os.path.join(folder, name),
-                f"{keyword('angles_from_names')}: {m.group(group)!r} in the name is not a number",
+                f"{keyword('angles_from_names')}: {text!r} in the name is not a number",
             ) from None
         kept.append(name)
+        texts.append(text)
     if not kept:
         raise InputError(folder, f"no file name matches {keyword('angles_from_names')} {pattern!r}")
-    texts = [rx.search(name).group(group) for name in kept]
     if all(decimal_comma(t) for t in texts):  # 'img_-60,2.tif' ...: an index or exposure after?
         second_column(folder, texts, "file name's angle", "rename the files with a decimal point")
     return kept, np.asarray(angles, float)
