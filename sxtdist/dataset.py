@@ -879,16 +879,15 @@ def leftover_scans(path: str) -> dict[str, str]:
         where = os.path.join(path, name)
         if not os.path.isdir(where) or os.path.islink(where):  # a link is a user's
             continue
+        scan = name.removeprefix(PARTIAL_SCAN).removesuffix(OLD_SUFFIX)
         why = not_ours(where)
         if why is not None:  # a user's folder of that name: never "delete it"
             found[name] = (
                 f"{printable(where)}: named as a scan an import was writing, but sxtdist did "
-                f"not write it ({why}): the next import of scan "
-                f"{name.removeprefix(PARTIAL_SCAN).removesuffix(OLD_SUFFIX)!r} is refused "
-                "until it is moved or renamed"
+                f"not write it ({why}): the next import of scan {scan!r} is refused until it "
+                "is moved or renamed"
             )
             continue
-        scan = name.removeprefix(PARTIAL_SCAN).removesuffix(OLD_SUFFIX)
         if name.endswith(OLD_SUFFIX) and not os.path.lexists(os.path.join(path, scan)):
             # stopped between the swap's two renames: never tell to delete it
             found[name] = (
