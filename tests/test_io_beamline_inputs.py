@@ -390,14 +390,20 @@ def _mdoc(angles, skip=None):
     )
 
 
+def _read_angles(tmp_path, out, angles, source=None):
+    """Import the SerialEM stack s.st into ``out``: its angles are ``angles``, from ``source``."""
+    scan = import_scan(tmp_path / "s.st", tmp_path / out, "roi", values="transmission")["roi"]
+    np.testing.assert_allclose(scan.geometry.angles_deg, angles)
+    if source is not None:
+        assert scan.meta["source"]["angles_from"].endswith(source)
+
+
 def test_mrc_tilts_from_a_serialem_mdoc(tmp_path):
     """SerialEM's NAME.mdoc (TiltAngle per [ZValue]) before the extended header's tilts x 100."""
     angles = [-45.52, -15.01, 15.0, 44.99]
     _serialem_stack(tmp_path / "s.st", np.round(angles))
     (tmp_path / "s.st.mdoc").write_text(_mdoc(angles))
-    acq = import_scan(tmp_path / "s.st", tmp_path / "a.zarr", "roi", values="transmission")
-    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, angles)
-    assert acq["roi"].meta["source"]["angles_from"].endswith("s.st.mdoc")
+    _read_angles(tmp_path, "a.zarr", angles, "s.st.mdoc")
     (tmp_path / "s.st.mdoc").write_text(_mdoc(angles, skip=2))
     with pytest.raises(InputError, match=r"s\.st\.mdoc: has no TiltAngle for section 2"):
         import_scan(tmp_path / "s.st", tmp_path / "b.zarr", "roi", values="transmission")
@@ -408,12 +414,9 @@ def test_mrc_tilts_from_an_mdoc_named_after_the_stems(tmp_path):
     angles = [-45.52, -15.01, 15.0, 44.99]
     _serialem_stack(tmp_path / "s.st", np.round(angles))
     (tmp_path / "s.mdoc").write_text(_mdoc(angles))
-    acq = import_scan(tmp_path / "s.st", tmp_path / "a.zarr", "roi", values="transmission")
-    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, angles)
-    assert acq["roi"].meta["source"]["angles_from"].endswith("s.mdoc")
+    _read_angles(tmp_path, "a.zarr", angles, "s.mdoc")
     (tmp_path / "s.st.mdoc").write_text(_mdoc(angles))  # both, saying the same: read
-    acq = import_scan(tmp_path / "s.st", tmp_path / "b.zarr", "roi", values="transmission")
-    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, angles)
+    _read_angles(tmp_path, "b.zarr", angles)
     (tmp_path / "s.mdoc").write_text(_mdoc([-45.52, -15.01, 18.0, 44.99]))  # both, disagreeing
     with pytest.raises(InputError, match=r"disagree: .*s\.st\.mdoc and .*s\.mdoc \(section 2"):
         import_scan(tmp_path / "s.st", tmp_path / "c.zarr", "roi", values="transmission")

@@ -426,22 +426,20 @@ def test_a_txrm_already_divided_by_its_reference_is_read_as_transmission(tmp_pat
     assert "already divided by its reference" in err
     scan = sxtdist.open_acquisition(tmp_path / "a.zarr")["roi"]
     np.testing.assert_allclose(scan.data.compute(), -np.log(t), rtol=1e-5, atol=1e-6)
+
+    def as_transmission(name, out):  # --values transmission said outright
+        code, _, err = run_cli(
+            "import", tmp_path / name, tmp_path / out, "--scan", "roi", "--values", "transmission"
+        )  # fmt: skip
+        assert code == 0, err
+        return sxtdist.open_acquisition(tmp_path / out)["roi"]
+
     # said outright, the file's own reference is left out, not an error
-    code, _, err = run_cli(
-        "import", tmp_path / "norm.txrm", tmp_path / "b.zarr", "--scan", "roi",
-        "--values", "transmission",
-    )  # fmt: skip
-    assert code == 0, err
-    b = sxtdist.open_acquisition(tmp_path / "b.zarr")["roi"]
+    b = as_transmission("norm.txrm", "b.zarr")
     np.testing.assert_allclose(b.data.compute(), -np.log(t), rtol=1e-5, atol=1e-6)
     # a reference not far above the images is not judged applied: said outright, it is unused
     _txrm_float(tmp_path / "dim.txrm", t, np.full((5, 6), 1.5))
-    code, _, err = run_cli(
-        "import", tmp_path / "dim.txrm", tmp_path / "d.zarr", "--scan", "roi",
-        "--values", "transmission",
-    )  # fmt: skip
-    assert code == 0, err
-    d = sxtdist.open_acquisition(tmp_path / "d.zarr")["roi"]
+    d = as_transmission("dim.txrm", "d.zarr")
     np.testing.assert_allclose(d.data.compute(), -np.log(t), rtol=1e-5, atol=1e-6)
     # float counts (not divided) are still divided by the reference
     counts = (t * 3000.0).astype(np.float32)
