@@ -96,6 +96,23 @@ def test_write_motion_refuses_an_existing_file_unless_overwrite(tmp_path):
         write_motion(tmp_path, {"roi": np.ones((36, 2))}, overwrite=True)
 
 
+def test_write_motion_refuses_a_link_at_its_path_even_a_dangling_one(tmp_path):
+    """A link at the path (to a user's file, or to nowhere yet) is something there: refused
+    without overwrite, the file it points to untouched and nothing made where a dangling
+    one points (checked failing with os.path.exists in place of lexists)."""
+    from sxtdist.errors import OutputExistsError
+
+    mine, gone = tmp_path / "mine.json", tmp_path / "elsewhere" / "x.json"
+    mine.write_text("my notes\n")
+    gone.parent.mkdir()
+    for target in (mine, gone):
+        link = tmp_path / f"to-{target.stem}.json"
+        link.symlink_to(target)
+        with pytest.raises(OutputExistsError, match=r"already exists"):
+            write_motion(link, {"roi": np.ones((36, 2))})
+    assert mine.read_text() == "my notes\n" and not gone.exists()
+
+
 @pytest.mark.parametrize(
     "content, problem",
     [
