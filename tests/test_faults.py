@@ -589,3 +589,39 @@ def test_every_spelling_of_one_output_has_the_same_lock(tmp_path):
     with write_lock(tmp_path / "link" / "v.zarr"):  # free again, whichever way it is named
         pass
     assert os.listdir(real) == []
+
+
+def test_a_file_system_without_locks_is_an_environment_failure_that_leaves_nothing(
+    tmp_path, monkeypatch, run_cli, tiny_acq
+):
+    """Without flock the refusal exited 2 (bad input) and left the empty lock file it had
+    created beside the output. It is the environment's failure: exit 1, one line naming the
+    output and the reason, no traceback, and nothing left that the run created; a lock file
+    that was there before (a killed run's) stays as it was."""
+    import errno
+
+    from sxtdist import lock
+    from sxtdist.lock import NoLocksError
+
+    def no_locks(fd, how):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(lock.fcntl, "flock", no_locks)
+    out = tmp_path / "v.zarr"
+    with pytest.raises(NoLocksError) as info:
+        with write_lock(out):
+            pass
+    assert info.value.exit_code == 1
+    assert sorted(os.listdir(tmp_path)) == []
+    killed = tmp_path / ".old.zarr.sxtdist-lock"
+    killed.write_text('{"host": "h", "pid": 7}')
+    with pytest.raises(NoLocksError):
+        with write_lock(tmp_path / "old.zarr"):
+            pass
+    assert killed.read_text() == '{"host": "h", "pid": 7}'
+    killed.unlink()
+    code, _, err = run_cli("reconstruct", tiny_acq, out, "--iterations", "2", "--workers", "1")
+    assert code == 1, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert str(out) in err and "does not support locks" in err
+    assert sorted(os.listdir(tmp_path)) == []
