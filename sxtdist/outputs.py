@@ -476,12 +476,14 @@ def not_ours(path: str | os.PathLike[str]) -> str | None:
     file sxtdist recognises (:func:`recognise`: a summary's or a report's header, an
     export's mark, a preview's text), or a folder holding only what sxtdist and Zarr write
     (:func:`leftover_strangers`: an output of sxtdist's, a Zarr tree being written, an
-    alignment report's files before its mark). A symbolic link is sxtdist's to unlink: what
-    it points to is left whole.
+    alignment report's files before its mark). A symbolic link is never sxtdist's: it makes
+    none at these names, so one there is a user's (unlinked, it would be lost).
     """
     path = os.fspath(path)
     form = _form(path)
-    if form == "link" or not os.path.lexists(path):
+    if form == "link":
+        return f"a symbolic link to {printable(os.readlink(path))}: sxtdist makes none there"
+    if not os.path.lexists(path):
         return None
     if form == "file":
         empty = os.path.getsize(path) == 0
