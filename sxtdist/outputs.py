@@ -744,10 +744,9 @@ def _claim(
         if found == "alignment-report" or overwrite:
             foreign = strangers(out)
         elif resume:  # written into: a level that is a link or a user's folder is written
-            # through; and what a user put inside a numbered level, which the resume's last
-            # step deletes to build again (a level its stopped run had built)
+            # through; and what a user put where the resume writes or deletes (_resumed_over)
             levels = _levels(_zarr_kind(out)[1])
-            foreign = [f for f in strangers(out) if f in levels or _in_a_level(f)]
+            foreign = [f for f in strangers(out) if f in levels or _resumed_over(f)]
     if foreign:  # a replacement would delete them with the folder
         what = "an alignment report" if found == "alignment-report" else f"an sxtdist {found}"
         raise OutputExistsError(
@@ -765,11 +764,24 @@ def _claim(
     return out, found
 
 
-def _in_a_level(stranger: str) -> bool:
-    """Whether the stranger ``stranger`` (a path :func:`strangers` gives) lies inside a
-    numbered Zarr node of the output (``1/notes.txt``: a level, listed or being built)."""
+def _resumed_over(stranger: str) -> bool:
+    """Whether a resume of an unfinished volume would delete, or write through, the stranger
+    ``stranger`` (a path :func:`strangers` gives).
+
+    A resume writes level ``0``'s chunks (``0/c/Z/Y/X``), then deletes each coarser level
+    and builds it again (:meth:`sxtdist.volume.Volume.finalize`): what a user put inside a
+    coarser level (``1/notes.txt``) or under a numbered name where one is built (``3``) goes,
+    and a link or file on a chunk's path in level 0 (``0/c``, ``0/c/1``) is written through.
+    Anything else in level 0 (``0/notes.txt``, ``0/c/notes.txt``, ``0/c/1/notes.txt``) the
+    resume never touches: it stays, and the resume goes ahead.
+    """
     top, _, rest = stranger.partition("/")
-    return bool(rest) and CHUNK_PART.fullmatch(top) is not None
+    if CHUNK_PART.fullmatch(top) is None:
+        return False  # beside the levels: never touched
+    if top != "0":
+        return True
+    first, *below = rest.split("/")
+    return first == "c" and all(CHUNK_PART.fullmatch(p) for p in below)
 
 
 # -- writing -----------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -625,3 +626,63 @@ def test_a_file_system_without_locks_is_an_environment_failure_that_leaves_nothi
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert str(out) in err and "does not support locks" in err
     assert sorted(os.listdir(tmp_path)) == []
+
+
+def _stopped_after_one_block(acq, out, levels: bool = False) -> None:
+    """``out``: the reconstruction of ``acq`` as a run stopped after its first block leaves
+    it (status running, one block done, level 0 only: its coarser levels not built yet;
+    ``levels``: built but not listed, as a run stopped in its last step leaves them)."""
+    reconstruct(acq, out, workers=1, progress=False, **OPTS)
+    path = os.path.join(out, "zarr.json")
+    with open(path) as f:
+        doc = json.load(f)
+    doc["attributes"]["sxtdist"].update(status="running", blocks_done=[0])
+    for m in doc["attributes"]["ome"]["multiscales"]:
+        for level in m["datasets"][1:] if not levels else ():
+            shutil.rmtree(os.path.join(out, level["path"]))
+        m["datasets"] = m["datasets"][:1]
+    with open(path, "w") as f:
+        json.dump(doc, f)
+
+
+def test_a_resume_keeps_a_users_files_in_level_0_and_finishes(acq, reference, tmp_path, run_cli):
+    """A resume writes only level 0's chunks (c/Z/Y/X) and rebuilds the coarser levels;
+    it was refused for a user's file anywhere in level 0 (0/notes.txt, 0/c/notes.txt), which
+    it never touches. Now it goes ahead: the volume is the uninterrupted one and the user's
+    files are there byte for byte. What the resume writes through is still refused: a link
+    among the chunks (0/c/1 to a user's folder), and a user's file in a coarser level,
+    which it deletes to build again (seen failing on main's outputs.py: exit 2, 'holding
+    files it did not write (0/c/notes.txt, 0/mine, 0/notes.txt)')."""
+    out = tmp_path / "v.zarr"
+    _stopped_after_one_block(acq, out)
+    mine = {
+        "0/notes.txt": b"my notes\n",
+        "0/c/notes.txt": b"more notes\n",
+        "0/mine/data.bin": bytes(range(256)),
+    }
+    for name, data in mine.items():
+        os.makedirs(os.path.dirname(out / name), exist_ok=True)
+        (out / name).write_bytes(data)
+    code, _, err = run_cli("reconstruct", acq, out, *CLI_OPTS, "--workers", "1")
+    assert code == 0, err
+    vol = open_volume(out)
+    assert vol.status == "complete" and vol.damage() == [] and vol.meta["levels"] > 1
+    np.testing.assert_array_equal(vol.level(0).compute(), reference)
+    assert {n: (out / n).read_bytes() for n in mine} == mine
+    code, said, _ = run_cli("verify", out)  # whole; the user's files named, not checked
+    assert code == 0 and "0/notes.txt" in said, said
+    # what a resume writes through or deletes: still refused, untouched
+    for name in ("0/c/1", "1/notes.txt"):
+        other = tmp_path / name.replace("/", "_")
+        _stopped_after_one_block(acq, other, levels=True)
+        theirs = tmp_path / f"theirs{len(name)}"
+        theirs.mkdir()
+        os.makedirs(os.path.dirname(other / name), exist_ok=True)
+        if name == "0/c/1":
+            shutil.rmtree(other / name, ignore_errors=True)
+            os.symlink(theirs, other / name)
+        else:
+            (other / name).write_bytes(b"mine")
+        code, _, err = run_cli("reconstruct", acq, other, *CLI_OPTS, "--workers", "1")
+        assert code == 2 and f"did not write ({name})" in err, err
+        assert os.listdir(theirs) == []
