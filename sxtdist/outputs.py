@@ -64,6 +64,7 @@ KINDS = (
     "report",
     "summary",
     "preview",
+    "motion",
 )
 #: Suffix of the folder or file a replacement is written to, beside the output.
 PARTIAL_SUFFIX = ".sxtdist-partial"
