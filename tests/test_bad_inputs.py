@@ -1390,7 +1390,7 @@ def test_a_file_written_beside_and_renamed_names_itself_when_it_fails(tmp_path):
     (tmp_path / "ro").mkdir()
     target = tmp_path / "ro" / "v.zarr.report.csv"
     with pytest.raises(OSError) as e, replacing_file(target) as tmp:
-        os.rmdir(tmp_path / "ro")  # the folder gone (read-only alike: the write fails)
+        shutil.rmtree(tmp_path / "ro")  # the folder gone (read-only alike: the write fails)
         open(tmp, "w").close()
     assert e.value.filename == str(target) and "partial" not in str(e.value)
 
