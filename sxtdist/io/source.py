@@ -380,12 +380,15 @@ def second_column(
     numbers = [tok.removesuffix("°") for tok in tokens]
     if not all("," in tok for tok in numbers):  # a line without one has no second column
         return
-    after = {tok.split(",")[1] for tok in numbers}
-    if len(after) != 1 or not after.pop().strip("0"):
-        return
     # each reading in its own order: a list in acquisition order, names sorted as text
     decimals = np.sort([float(tok.replace(",", ".")) for tok in numbers])
     before = np.sort([float(tok.split(",")[0]) for tok in numbers])
+    after = {tok.split(",")[1] for tok in numbers}
+    if len(after) > 1:
+        _changing_second_column(path, tokens, before, decimals, each, fix)
+        return
+    if not after.pop().strip("0"):
+        return
     if _evenly_spaced(decimals) and not _evenly_spaced(before):
         return
     raise InputError(
@@ -394,6 +397,34 @@ def second_column(
         f"{tokens[-1]!r}): an angle with a second column ({tokens[0]!r}: "
         f"{numbers[0].split(',')[0]} degrees, then an exposure or a count) as much as a decimal "
         f"comma; {fix}",
+    )
+
+
+def _changing_second_column(
+    path: str, tokens: list[str], before: np.ndarray, decimals: np.ndarray, each: str, fix: str
+) -> None:
+    """Refuse a list of three or more whose parts before the commas step evenly (``-60``
+    ``-58`` ``-56``) while the parts after them differ (``-60,4`` ``-58,3`` ``-56,4``): an
+    angle with a second column that changes (an exposure lengthened at high tilt, a count,
+    a frame number) as much as decimals, and read as decimals every angle would be off by a
+    tenth, a hundredth ... of that column.
+
+    Decimals whose parts after the comma change make whole parts that do not step evenly:
+    a planned scan's steps of 1.5 or 0.25 degrees (``-3,0`` ``-1,5`` ``0,0``: -3, -1, 0),
+    read-back angles that straddle the planned ones (``-60,02`` ``-57,98``), a Saxton
+    scheme's shrinking steps. Those read. ``before`` and ``decimals`` are the two readings,
+    sorted.
+    """
+    if len(tokens) < 3 or not _evenly_spaced(before):
+        return
+    seconds = [tok.removesuffix("°").split(",")[1] for tok in tokens[:3]]
+    raise InputError(
+        path,
+        f"every {each} is one number with a comma, the numbers before the commas step evenly "
+        f"by {before[1] - before[0]:g} and those after differ ({', '.join(seconds)}, ...): an "
+        f"angle with a second column ({tokens[0]!r}: {tokens[0].split(',')[0]} degrees, then "
+        f"an exposure or a count of {seconds[0]}) as much as decimals "
+        f"({', '.join(f'{d:g}' for d in decimals[:3])}, ...); {fix}",
     )
 
 

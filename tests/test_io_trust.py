@@ -1,0 +1,82 @@
+"""Real-world inputs whose reading must be right or refused: angle lists with a second column
+that changes, a --flat naming the projection file, flats read once, FEI extended headers with
+spare records, NXtomo metadata written as text, and layouts no other test covers."""
+
+from __future__ import annotations
+
+import math
+
+import h5py
+import numpy as np
+import pytest
+import tifffile
+
+from sxtdist.errors import InputError
+from sxtdist.io.source import read_angles_file
+
+# -- an angle list with a second column that changes ---------------------------------------------
+
+
+def _exposure(angle: int) -> int:
+    """Seconds at ``angle`` when the exposure grows as 1/cos (as a low-dose scheme sets it)."""
+    return round(2 / math.cos(math.radians(angle)))
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [f"{a},{4 if a % 4 else 3}" for a in range(-60, 61, 2)],  # -60,3 -58,4 -56,3 ...
+        [f"{a},{_exposure(a)}" for a in range(-60, 61, 2)],  # 1/cos exposures: 4 s at 60
+        [f"{a},{_exposure(a)}" for a in (0, 20, -20, 40, -40, 60, -60)],  # dose-symmetric
+        [f"{a},{c}" for a, c in zip(range(0, 181, 10), range(100, 1000, 50))],  # counts
+        ["-60,4", "-58,3", "-56,4"],  # the brief's three lines
+    ],
+)
+def test_an_angle_and_a_changing_second_column_is_refused(tmp_path, run_cli, lines):
+    """'-60,4' '-58,3' '-56,4' (an angle and an exposure that changes) were read as decimals,
+    -60.4, -58.3 ...: the numbers before the commas step evenly, the decimals would not: an
+    angle list with a second column as much as decimals; refused (exit 2, naming the file).
+    Seen failing on main 30985ba (exit 0, the decimals imported)."""
+    frames = np.full((len(lines), 5, 5), 0.5, np.float32)
+    tifffile.imwrite(tmp_path / "p.tif", frames, photometric="minisblack")
+    (tmp_path / "tilt.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, _, err = run_cli(
+        "import", tmp_path / "p.tif", tmp_path / "a.zarr", "--scan=roi",
+        "--angles", tmp_path / "tilt.csv", "--pixel-size-nm=30", "-q",
+    )  # fmt: skip
+    assert code == 2, err
+    assert "tilt.csv" in err and "step evenly" in err and "second column" in err, err
+    assert "use a decimal point, or one angle per line" in err
+    assert "Traceback" not in err and not (tmp_path / "a.zarr").exists()
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        # read-back angles straddle the planned ones: the whole parts do not step evenly
+        (["-60,02", "-57,98", "-56,01", "-53,99", "-52,00"], [-60.02, -57.98, -56.01, -53.99, -52]),
+        # 1.5-degree steps written by a European Excel: decimals step evenly
+        (["-3,0", "-1,5", "0,0", "1,5", "3,0"], [-3, -1.5, 0, 1.5, 3]),
+        # 0.25-degree steps: two digits, whole parts repeat
+        (["10,00", "10,25", "10,50", "10,75", "11,00"], [10, 10.25, 10.5, 10.75, 11]),
+        # a Saxton scheme's steps (smaller at high tilt): neither reading steps evenly
+        (["-60,0", "-58,7", "-57,2", "-55,5", "-53,6"], [-60, -58.7, -57.2, -55.5, -53.6]),
+    ],
+)
+def test_decimal_comma_lists_whose_decimals_change_are_still_read(tmp_path, lines, expected):
+    (tmp_path / "a.tlt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    np.testing.assert_allclose(read_angles_file(tmp_path / "a.tlt"), expected)
+
+
+def test_names_and_nxtomo_text_with_a_changing_second_column_are_refused(tmp_path):
+    """The same rule where angles come from file names or NXtomo text."""
+    from sxtdist.io.nxtomo import _numbers
+    from sxtdist.io.tiff import angles_in_names
+
+    names = [f"img_{a},{_exposure(a)}.tif" for a in range(-60, 61, 20)]
+    with pytest.raises(InputError, match=r"file name's angle .* step evenly"):
+        angles_in_names(str(tmp_path), names, r"img_(.+)\.tif")
+    with h5py.File(tmp_path / "s.h5", "w") as f:
+        f["a"] = ["-60,4", "-58,3", "-56,4", "-54,3"]
+        with pytest.raises(InputError, match=r"s\.h5: every value of a .* step evenly"):
+            _numbers(str(tmp_path / "s.h5"), "a", f["a"])
