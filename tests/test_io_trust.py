@@ -12,6 +12,7 @@ import pytest
 import tifffile
 
 from sxtdist.errors import InputError
+from sxtdist.io.importer import import_scan
 from sxtdist.io.source import read_angles_file
 
 # -- an angle list with a second column that changes ---------------------------------------------
@@ -80,3 +81,71 @@ def test_names_and_nxtomo_text_with_a_changing_second_column_are_refused(tmp_pat
         f["a"] = ["-60,4", "-58,3", "-56,4", "-54,3"]
         with pytest.raises(InputError, match=r"s\.h5: every value of a .* step evenly"):
             _numbers(str(tmp_path / "s.h5"), "a", f["a"])
+
+
+# -- NXtomo flats in sets: each read once ---------------------------------------------------------
+
+
+def _nxtomo(path, keys, transmission, beam0=4000.0, decay=0.004, dark=100.0):
+    """An NXtomo whose beam falls with the frame index (as test_io_beamline_inputs' helper)."""
+    keys = np.asarray(keys)
+    beam = beam0 * (1.0 - decay * np.arange(keys.size))
+    frames = np.full((keys.size, *transmission.shape[1:]), dark, np.float32)
+    frames[keys == 0] += transmission * beam[keys == 0, None, None]
+    frames[keys == 1] += beam[keys == 1, None, None]
+    with h5py.File(path, "w") as f:
+        e = f.create_group("entry")
+        e["definition"] = "NXtomo"
+        det = e.create_group("instrument/detector")
+        det["data"] = frames
+        det["image_key"] = keys.astype(np.int32)
+        det["x_pixel_size"] = 30e-9
+        angles = np.zeros(keys.size)
+        angles[keys == 0] = np.linspace(-60, 60, int(np.sum(keys == 0)))
+        e["sample/rotation_angle"] = angles
+    return frames
+
+
+def _keys(*parts):
+    return np.concatenate([np.full(n, k) for k, n in parts])
+
+
+class _CountReads:
+    """Counts the frames read from HDF5 datasets by index (``data[i]``), per frame."""
+
+    def __init__(self, monkeypatch):
+        self.frames: dict[int, int] = {}
+        getitem = h5py.Dataset.__getitem__
+
+        def counting(ds, key, *args, **kw):
+            if isinstance(key, (int, np.integer)) and ds.ndim == 3:
+                self.frames[int(key)] = self.frames.get(int(key), 0) + 1
+            return getitem(ds, key, *args, **kw)
+
+        monkeypatch.setattr(h5py.Dataset, "__getitem__", counting)
+
+
+def test_flats_in_sets_are_read_once(tmp_path, monkeypatch):
+    """Flats before and after the projections: every flat frame is read once in the import
+    (they were read twice: averaged whole on opening, then again set by set). Seen failing
+    on main 30985ba (each flat frame read 2 times)."""
+    keys = _keys((2, 2), (1, 3), (0, 8), (1, 3))
+    t = np.random.default_rng(1).uniform(0.2, 0.9, (8, 4, 5)).astype(np.float32)
+    _nxtomo(tmp_path / "s.nx", keys, t, decay=0.01)
+    reads = _CountReads(monkeypatch)
+    acq = import_scan(tmp_path / "s.nx", tmp_path / "a.zarr", "roi", crop_cols=(0, 4))
+    np.testing.assert_allclose(acq["roi"].data.compute(), -np.log(t[..., :4]), atol=2e-5)
+    flats = np.flatnonzero(keys == 1)
+    assert {i: reads.frames.get(i) for i in flats} == {int(i): 1 for i in flats}
+    assert acq["roi"].meta["source"]["flat_interpolated"]
+
+
+def test_a_flat_set_with_nan_is_refused_naming_its_frames(tmp_path, run_cli):
+    keys = _keys((1, 2), (0, 4), (1, 2))
+    frames = _nxtomo(tmp_path / "s.nx", keys, np.full((4, 4, 4), 0.5, np.float32))
+    frames[7, 1, 1] = np.nan
+    with h5py.File(tmp_path / "s.nx", "a") as f:
+        f["entry/instrument/detector/data"][...] = frames
+    code, _, err = run_cli("import", tmp_path / "s.nx", tmp_path / "a.zarr", "--scan=roi", "-q")
+    assert code == 2 and "s.nx" in err and "flats 6..7" in err and "NaN or inf" in err, err
+    assert "Traceback" not in err

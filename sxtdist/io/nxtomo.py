@@ -251,8 +251,13 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
     entry = _entry_of(f, data_at)
     if kind == "projections":
         try:
-            flat, dark = _mean_of(data, keys == 1), _mean_of(data, keys == 2)
-            series = _flat_series(data, keys, chosen)
+            dark = _mean_of(data, keys == 2)
+            series = _flat_series(path, data, keys, chosen)
+            # sets: the first set's average stands for "a flat" (it stays kept for the first
+            # projections), so each flat is read once, not averaged whole first
+            flat = _mean_of(data, keys == 1) if series is None else series.field(0)
+        except InputError:
+            raise
         except Exception as exc:
             raise InputError(
                 path, f"cannot read flats/darks of {data_at} ({one_line(exc)})"
@@ -577,18 +582,28 @@ def _bright_field(
     return flat * np.float32(factor), factor
 
 
-def _flat_series(data: h5py.Dataset, keys: np.ndarray, chosen: np.ndarray) -> FlatSeries | None:
+def _flat_series(
+    path: str, data: h5py.Dataset, keys: np.ndarray, chosen: np.ndarray
+) -> FlatSeries | None:
     """The flats as the sets they were taken in (``image_key`` 1 at the start and the end,
     or between parts of the scan), when there are two or more; else ``None``. Each set is
-    read when a projection needs it."""
+    read when a projection needs it; a set with NaN or inf is refused, naming its frames
+    (no average of all the flats checks them first)."""
     sets = flat_sets(keys)
     if len(sets) < 2:
         return None
     masks = [np.isin(np.arange(keys.size), s) for s in sets]
+
+    def load(j: int) -> np.ndarray:
+        avg = _mean_of(data, masks[j])
+        if not np.all(np.isfinite(avg)):
+            raise InputError(
+                path, f"flats {sets[j][0]}..{sets[j][-1]} of {data.name} contain NaN or inf"
+            )
+        return avg
+
     return FlatSeries(
-        positions=np.array([s.mean() for s in sets], float),
-        frames=np.asarray(chosen),
-        load=lambda j: _mean_of(data, masks[j]),
+        positions=np.array([s.mean() for s in sets], float), frames=np.asarray(chosen), load=load
     )
 
 

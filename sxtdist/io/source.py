@@ -37,7 +37,8 @@ class FlatSeries:
     inside it), for a flat per projection: the beam decays or drifts between the sets.
 
     The sets are read when a projection needs them and a few kept, so memory stays at a
-    few frames however many sets the scan has.
+    few frames however many sets the scan has; each is read from the file once where the
+    projections are read in order.
 
     Parameters
     ----------
@@ -82,9 +83,12 @@ class FlatSeries:
         )
 
     def mapped(self, fn: Callable[[np.ndarray], np.ndarray]) -> FlatSeries:
-        """The same sets, each passed through ``fn`` (a crop, an exposure scaling) when read."""
-        load = self.load
-        return replace(self, load=lambda j: fn(load(j)))
+        """The same sets, each passed through ``fn`` (a crop, an exposure scaling) when read.
+
+        The new series takes each set from this one's :meth:`field`, not from ``load``: a set
+        this one has read already (the first, read on opening) is not read from the file again.
+        """
+        return replace(self, load=lambda j: fn(self.field(j)))
 
 
 def flat_sets(keys: np.ndarray, flat_key: int = 1, projection_key: int = 0) -> list[np.ndarray]:
@@ -123,7 +127,8 @@ class FrameSource:
         Why the angles of a file beside it (an MRC's ``.rawtlt`` or ``.mdoc``) cannot be
         read, raised where they would be used: ``--angles`` replaces them.
     flat, dark
-        Averaged flat and dark fields ``(rows, cols)`` held by the file, or ``None``.
+        Averaged flat and dark fields ``(rows, cols)`` held by the file, or ``None``. Where
+        ``flat_series`` is set, ``flat`` is its first set's average (the series replaces it).
     flat_series
         The file's flats as sets taken at two or more points of the scan
         (:class:`FlatSeries`), or ``None`` (one set: ``flat`` is the flat of every frame).
