@@ -190,3 +190,58 @@ def test_flat_or_dark_naming_a_projection_file_without_them_is_refused(tmp_path,
     )  # fmt: skip
     assert code == 2 and "s.nx: --dark names the projection file, which holds no dark" in err
     assert "Traceback" not in err
+
+
+# -- FEI extended headers with more records than sections ----------------------------------------
+
+
+def _fei(path, angles, nz, bitmasks=None, exttyp=b"FEI1"):
+    """An FEI stack of ``nz`` sections whose extended header holds ``len(angles)`` records
+    (``bitmasks`` their Bitmask 1, all fields valid by default; a record of zeros is room)."""
+    import mrcfile
+    from mrcfile.dtypes import get_ext_header_dtype
+
+    with mrcfile.new(path, overwrite=True) as m:
+        m.set_data(np.full((nz, 6, 6), 0.5, np.float32))
+        m.voxel_size = 100.0
+        records = np.zeros(len(angles), get_ext_header_dtype(exttyp, m.header.mode.dtype.byteorder))
+        records["Metadata size"] = records.dtype.itemsize
+        records["Alpha tilt"] = angles
+        records["Bitmask 1"] = 0xFFFFFFFF if bitmasks is None else bitmasks
+        m.set_extended_header(np.frombuffer(records.tobytes(), "V1"))
+        m.header.exttyp = exttyp
+
+
+@pytest.mark.parametrize("exttyp", [b"FEI1", b"FEI2"])
+def test_fei_records_past_the_sections_that_are_room_are_left_out(tmp_path, exttyp):
+    """5 sections in a header of 1024 records (the old FEI header's fixed size), those past
+    the 5th zeros: the first 5 are the sections' tilts. Passes on main 30985ba too (mrcfile
+    1.5.4 indexes only nz records); seen failing with the sections' slice left out of
+    _fei_section_records (the zero records' Bitmask: 'has no rotation angles')."""
+    angles = np.r_[[-60.0, -30.0, 0.0, 30.0, 60.0], np.zeros(1019)]
+    bitmasks = np.r_[np.full(5, 0xFFFFFFFF), np.zeros(1019)].astype(np.uint32)
+    _fei(tmp_path / "t.mrc", angles, 5, bitmasks, exttyp)
+    acq = import_scan(tmp_path / "t.mrc", tmp_path / "a.zarr", "roi", values="transmission")
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, angles[:5])
+
+
+@pytest.mark.parametrize(("n_records", "said"), [(7, "7 records for 5 sections and 2 past"),
+                                                 (3, "3 records for 5 sections")])  # fmt: skip
+def test_fei_records_that_do_not_match_the_sections_are_refused(tmp_path, run_cli, n_records, said):
+    """Records past the sections holding tilts (a stack cut after it was written), or fewer
+    records than sections: which tilt is whose is unknown. Refused naming the file (exit 2;
+    main 30985ba took 7 records' tilts for 5 sections to the count check, and gave 3 angles
+    for 5 frames); --angles replaces them."""
+    _fei(tmp_path / "t.mrc", np.linspace(-60, 60, n_records), 5)
+    code, _, err = run_cli(
+        "import", tmp_path / "t.mrc", tmp_path / "a.zarr", "--scan=roi", "--values=transmission",
+        "-q",
+    )  # fmt: skip
+    assert code == 2 and "t.mrc: the FEI1 extended header has " + said in err, err
+    assert "--angles" in err and "Traceback" not in err
+    (tmp_path / "mine.tlt").write_text("-40\n-20\n0\n20\n40\n")
+    acq = import_scan(
+        tmp_path / "t.mrc", tmp_path / "b.zarr", "roi", values="transmission",
+        angles=tmp_path / "mine.tlt",
+    )  # fmt: skip
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, [-40, -20, 0, 20, 40])
