@@ -245,3 +245,76 @@ def test_fei_records_that_do_not_match_the_sections_are_refused(tmp_path, run_cl
         angles=tmp_path / "mine.tlt",
     )  # fmt: skip
     np.testing.assert_allclose(acq["roi"].geometry.angles_deg, [-40, -20, 0, 20, 40])
+
+
+# -- NXtomo metadata written as text --------------------------------------------------------------
+
+
+def _text_nxtomo(path, pixel, energy, count_time=None, pixel_units=None):
+    """An NXtomo of 3 transmission frames whose pixel size and energy are as given."""
+    with h5py.File(path, "w") as f:
+        e = f.create_group("entry")
+        e["definition"] = "NXtomo"
+        det = e.create_group("instrument/detector")
+        det["data"] = np.full((3, 4, 4), 0.5, np.float32)
+        e["sample/x_pixel_size"] = pixel
+        if pixel_units is not None:
+            e["sample/x_pixel_size"].attrs["units"] = pixel_units
+        det["x_pixel_size"] = 6.5e-6  # the camera's own pixel: never the object's
+        e["beam/incident_energy"] = energy
+        if count_time is not None:
+            det["count_time"] = count_time
+        e["sample/rotation_angle"] = [-60.0, 0.0, 60.0]
+
+
+@pytest.mark.parametrize(
+    ("pixel", "energy", "count_time", "expected"),
+    [
+        ("10 nm", "520 eV", "0.5 s", (10, 520, 0.5)),
+        (b"1e-8 m", b"0.52 keV", [b"500 ms"] * 3, (10, 520, 0.5)),  # bytes, as h5py writes C
+        ("0,01 µm", "0,52 keV", None, (10, 520, None)),  # a decimal comma and a micro sign
+        ("10nm", "520", "2", (10, 520, 2)),  # no space; an energy without unit from 200: eV
+        ("10 Å", "0.52 kiloelectron_volt", None, (1, 520, None)),
+    ],
+)
+def test_nxtomo_pixel_size_energy_and_exposure_written_as_text(
+    tmp_path, pixel, energy, count_time, expected
+):
+    """'520 eV', '10 nm' ... as text (a LabVIEW or a hand-made writer's) were a traceback
+    ('internal error (ValueError: could not convert string to float)') on main 30985ba; the
+    number and its unit are read."""
+    _text_nxtomo(tmp_path / "t.nx", pixel, energy, count_time)
+    acq = import_scan(tmp_path / "t.nx", tmp_path / "a.zarr", "roi")
+    meta = acq["roi"].meta
+    got = (meta["pixel_size_nm"], meta["energy_ev"], meta.get("exposure_s"))
+    assert got == pytest.approx(expected), got
+
+
+@pytest.mark.parametrize(
+    ("pixel", "energy", "pixel_units", "said", "option"),
+    [
+        ("10 furlong", "520 eV", None, "x_pixel_size is in 'furlong', not a unit of length",
+         "--pixel-size-nm"),
+        ("ten nm", "520 eV", None, "x_pixel_size is 'ten nm', not a number and a unit",
+         "--pixel-size-nm"),
+        ("10 nm", "520 eV", "um", "x_pixel_size is '10 nm' but its units attribute says 'um'",
+         "--pixel-size-nm"),
+        (10.0, 520.0, "nanometres_", "x_pixel_size is in 'nanometres_'", "--pixel-size-nm"),
+        ("10 nm", "0.52 MeV", None, "incident_energy is in 'MeV', not a unit of energy",
+         "--energy-ev"),
+    ],
+)  # fmt: skip
+def test_nxtomo_metadata_in_a_unit_not_known_is_refused(
+    tmp_path, run_cli, pixel, energy, pixel_units, said, option
+):
+    """A unit not known (or text not a number), refused naming the file, the dataset and the
+    option that gives the value, unless that option is given. A numeric sample pixel with a
+    unit not known was passed over on main 30985ba: the detector's 6.5 µm pixel was taken,
+    650 times the object's."""
+    _text_nxtomo(tmp_path / "t.nx", pixel, energy, pixel_units=pixel_units)
+    args = ["import", tmp_path / "t.nx", tmp_path / "a.zarr", "--scan=roi", "-q"]
+    code, _, err = run_cli(*args)
+    assert code == 2 and "t.nx: /entry/" in err and said in err, err
+    assert err.rstrip().endswith(f"give {option}") and "Traceback" not in err
+    code, _, err = run_cli(*args, f"{option}=10")
+    assert code == 0, err

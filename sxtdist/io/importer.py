@@ -402,6 +402,10 @@ def _physics(src: FrameSource, given: ScanPhysics) -> dict[str, float | None]:
         "energy_ev": src.energy_ev,
         "exposure_s": src.exposure_s,
     }
+    for key, error in src.unreadable.items():  # a unit not known: wrong if guessed
+        if key not in given.given():
+            raise InputError(error.path, f"{error.problem}; give {physics_option(key)}")
+        logger.info("%s (replaced by %s)", error, physics_option(key))
     for key, value in given.given().items():
         if physics.get(key) is not None and not np.isclose(physics[key], value):
             logger.info(

@@ -132,6 +132,10 @@ class FrameSource:
     flat_series
         The file's flats as sets taken at two or more points of the scan
         (:class:`FlatSeries`), or ``None`` (one set: ``flat`` is the flat of every frame).
+    unreadable
+        Why a value the file holds (``pixel_size_nm``, ``energy_ev``, ``exposure_s``) cannot
+        be read (a unit not known), by key: raised where it would be used, unless the user
+        gives the value.
     values
         What the pixel values are if the format says (``"intensity"`` for raw
         detector counts), else ``None``.
@@ -154,6 +158,7 @@ class FrameSource:
     flat: np.ndarray | None = None
     dark: np.ndarray | None = None
     flat_series: FlatSeries | None = None
+    unreadable: dict[str, InputError] = field(default_factory=dict)
     values: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     closer: Callable[[], None] | None = None
