@@ -249,44 +249,15 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
             return data[int(idx[0]) : int(idx[-1]) + 1]
         return data[list(map(int, idx))]  # h5py fancy indexing wants increasing indices
 
-    flat = dark = series = None
     entry = _entry_of(f, data_at)
+    flat = dark = series = scaled = None
     if kind == "projections":
-        try:
-            dark = _mean_of(data, keys == 2)
-            series = _flat_series(path, data, keys, chosen)
-            # sets: the first set's average stands for "a flat" (it stays kept for the first
-            # projections), so each flat is read once, not averaged whole first
-            flat = _mean_of(data, keys == 1) if series is None else series.field(0)
-        except InputError:
-            raise
-        except Exception as exc:
-            raise InputError(
-                path, f"cannot read flats/darks of {data_at} ({one_line(exc)})"
-            ) from exc
-    scaled = None
-    if kind == "projections" and flat is not None and entry is not None:
-        flat, scaled = _flats_to_exposure(entry, keys, flat, dark)
-        if scaled is not None and series is not None:  # the same exposure ratio for every set
-            series = series.mapped(lambda f: _scaled(f, dark, scaled))
-    if kind == "projections" and flat is None and entry is not None:
-        flat, scaled = _bright_field(path, entry, data_at, (n, *data.shape[1:]))
+        flat, dark, series, scaled = _held_fields(path, entry, data, data_at, keys, chosen)
     angles = None
     if kind == "projections":
         angles = _angles(path, f, entry, data_at, layout.angles_path, n, chosen)
-    det = entry.get("instrument/detector") if entry is not None else None
     unreadable: dict[str, InputError] = {}
-    physics = {
-        key: _or_unreadable(unreadable, key, read)
-        for key, read in (
-            ("pixel_size_nm", lambda: _pixel_size_nm(entry, det)),
-            ("energy_ev", lambda: _energy_ev(entry) if entry is not None else None),
-            (
-                "exposure_s",
-                lambda: _exposure_s(det, chosen) if isinstance(det, h5py.Group) else None,
-            ),
-        )
-    }
+    physics = _physics(entry, chosen, unreadable)
     return FrameSource(
         path=path,
         format="nxtomo",
@@ -314,6 +285,55 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
         },
         closer=f.close,
     )
+
+
+def _held_fields(
+    path: str,
+    entry: h5py.Group | None,
+    data: h5py.Dataset,
+    data_at: str,
+    keys: np.ndarray,
+    chosen: np.ndarray,
+) -> tuple[np.ndarray | None, np.ndarray | None, FlatSeries | None, float | None]:
+    """The flat, dark, flat sets and the flats' exposure factor the file holds for its
+    projections ``chosen`` (``image_key`` 1 and 2 among the frames, else MISTRAL's flats)."""
+    try:
+        dark = _mean_of(data, keys == 2)
+        series = _flat_series(path, data, keys, chosen)
+        # sets: the first set's average stands for "a flat" (it stays kept for the first
+        # projections), so each flat is read once, not averaged whole first
+        flat = _mean_of(data, keys == 1) if series is None else series.field(0)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(path, f"cannot read flats/darks of {data_at} ({one_line(exc)})") from exc
+    scaled = None
+    if flat is not None and entry is not None:
+        flat, scaled = _flats_to_exposure(entry, keys, flat, dark)
+        if scaled is not None and series is not None:  # the same exposure ratio for every set
+            series = series.mapped(lambda f: _scaled(f, dark, scaled))
+    if flat is None and entry is not None:
+        flat, scaled = _bright_field(path, entry, data_at, (keys.size, *data.shape[1:]))
+    return flat, dark, series, scaled
+
+
+def _physics(
+    entry: h5py.Group | None, chosen: np.ndarray, unreadable: dict[str, InputError]
+) -> dict[str, float | None]:
+    """Pixel size, energy and exposure as the file has them; those in a unit not known are
+    ``None``, their errors put in ``unreadable`` (:func:`_or_unreadable`)."""
+    det = entry.get("instrument/detector") if entry is not None else None
+    return {
+        key: _or_unreadable(unreadable, key, read)
+        for key, read in (
+            ("pixel_size_nm", lambda: _pixel_size_nm(entry, det)),
+            ("energy_ev", lambda: _energy_ev(entry) if entry is not None else None),
+            (
+                "exposure_s",
+                lambda: _exposure_s(det, chosen) if isinstance(det, h5py.Group) else None,
+            ),
+        )
+    }
 
 
 def _or_unreadable(
