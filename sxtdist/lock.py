@@ -188,8 +188,17 @@ def _remove_if_same(lock: str, fd: int) -> None:
     """Remove ``lock`` if it is still the empty file open as ``fd`` (what :func:`_take`
     created), nothing else."""
     try:
-        st = os.fstat(fd)
-        if st.st_size == 0 and os.path.samestat(st, os.lstat(lock)):
+        empty = os.fstat(fd).st_size == 0
+    except OSError:
+        return
+    if empty:
+        _remove_if_ours(lock, fd)
+
+
+def _remove_if_ours(lock: str, fd: int) -> None:
+    """Remove ``lock`` if it is still the file locked as ``fd``, nothing else."""
+    try:
+        if os.path.samestat(os.fstat(fd), os.lstat(lock)):
             os.remove(lock)
     except OSError:
         pass
@@ -351,10 +360,9 @@ def write_lock(path: str | os.PathLike[str], wait_s: float = 0.0) -> Iterator[st
             raise failed from exc
     finally:
         _HELD.discard(lock)
-        try:
-            os.remove(lock)  # while still locked: a waiting taker then sees another file
-        except FileNotFoundError:
-            pass
+        # while still locked: a waiting taker then sees another file; only the file held (a
+        # file put at its name meanwhile is someone's)
+        _remove_if_ours(lock, fd)
         os.close(fd)
 
 
@@ -419,10 +427,7 @@ def held_by(path: str | os.PathLike[str]) -> str | None:
         return None
     if fd is None:
         return _held_by(lock)
-    try:
-        os.remove(lock)  # as a writer releases it: while still locked
-    except OSError:
-        pass
+    _remove_if_ours(lock, fd)  # as a writer releases it: while still locked
     os.close(fd)
     return None
 
