@@ -800,3 +800,35 @@ def test_a_lock_file_replaced_while_held_is_left_at_release(tmp_path):
         mine.write_text("my notes\n")
         os.replace(mine, lock)
     assert Path(lock).read_text() == "my notes\n"
+
+
+def test_a_log_file_is_appended_to_only_when_it_is_a_log_of_sxtdist_s(tmp_path, run_cli):
+    """--log-file appended to any file: named by a slip, a volume's zarr.json had a log line
+    added and the volume no longer opened ('is not a Zarr group'); an export's MRC or a
+    user's CSV got text at its end. Now an existing log file is appended to only when it is
+    empty or a log sxtdist wrote (its lines begin with a time, a level and 'sxtdist');
+    anything else is refused before the command runs (exit 2, naming it), as it was (seen
+    failing on main: exit 0, the zarr.json changed)."""
+    from sxtdist.geometry import VolumeGrid
+    from sxtdist.volume import create_volume
+
+    vol = create_volume(tmp_path / "v.zarr", VolumeGrid((8, 16, 16), 20.0), shard_z=4, chunk_z=4)
+    vol.write_slices(0, np.ones((8, 16, 16), np.float32))
+    vol.finalize()
+    log = tmp_path / "run.log"
+    for n in (1, 2):  # a new log, then the same one again: appended
+        code, _, err = run_cli("export", vol.path, tmp_path / f"e{n}.mrc", "--log-file", log)
+        assert code == 0, err
+    assert log.read_text().count("exporting level 0") == 2
+    (tmp_path / "empty.log").write_bytes(b"")
+    code, _, err = run_cli(
+        "export", vol.path, tmp_path / "e3.mrc", "--log-file", tmp_path / "empty.log"
+    )
+    assert code == 0 and "exporting" in (tmp_path / "empty.log").read_text(), err
+    (tmp_path / "mine.csv").write_text("a,b\n1,2\n")
+    for theirs in (tmp_path / "v.zarr" / "zarr.json", tmp_path / "e1.mrc", tmp_path / "mine.csv"):
+        before = theirs.read_bytes()
+        code, _, err = run_cli("export", vol.path, tmp_path / "e4.mrc", "--log-file", theirs)
+        assert code == 2 and f"{theirs}: is not a log file of sxtdist's" in err, err
+        assert len(err.strip().splitlines()) == 1
+        assert theirs.read_bytes() == before and not (tmp_path / "e4.mrc").exists()
