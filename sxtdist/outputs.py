@@ -823,6 +823,13 @@ def _claim(
     return out, found
 
 
+def rebuilt_strangers(path: str | os.PathLike[str]) -> list[str]:
+    """What a user put in the coarser levels of the volume ``path`` (``1/notes.txt``), which
+    its last step deletes to build again (:meth:`sxtdist.volume.Volume.finalize`): checked
+    again there, as a file put in one while the run wrote its blocks would go with it."""
+    return [f for f in strangers(os.fspath(path)) if _resumed_over(f) and f.split("/")[0] != "0"]
+
+
 def _resumed_over(stranger: str) -> bool:
     """Whether a resume of an unfinished volume would delete, or write through, the stranger
     ``stranger`` (a path :func:`strangers` gives).

@@ -832,3 +832,23 @@ def test_a_log_file_is_appended_to_only_when_it_is_a_log_of_sxtdist_s(tmp_path, 
         assert code == 2 and f"{theirs}: is not a log file of sxtdist's" in err, err
         assert len(err.strip().splitlines()) == 1
         assert theirs.read_bytes() == before and not (tmp_path / "e4.mrc").exists()
+
+
+def test_finalize_never_deletes_a_level_holding_a_users_files(tmp_path):
+    """A volume's last step deletes each coarser level to build it again: a user's file put
+    in a level while the run that resumes it wrote its blocks (after the resume's check)
+    went with it. Volume.finalize now checks first and refuses (OutputExistsError, naming
+    it), the volume left unfinished and the file whole (seen failing on main: deleted)."""
+    from sxtdist.errors import OutputExistsError
+    from sxtdist.geometry import VolumeGrid
+    from sxtdist.volume import create_volume
+
+    vol = create_volume(tmp_path / "v.zarr", VolumeGrid((32, 32, 32), 20.0), shard_z=8, chunk_z=8)
+    vol.write_slices(0, np.ones((32, 32, 32), np.float32))
+    assert vol.finalize() > 1
+    vol.update_meta(status="running")
+    (tmp_path / "v.zarr" / "1" / "notes.txt").write_text("mine\n")
+    with pytest.raises(OutputExistsError, match=r"v\.zarr: .*\(1/notes\.txt\)"):
+        vol.finalize()
+    assert (tmp_path / "v.zarr" / "1" / "notes.txt").read_text() == "mine\n"
+    assert open_volume(tmp_path / "v.zarr").status == "running"
