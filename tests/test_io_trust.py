@@ -318,3 +318,24 @@ def test_nxtomo_metadata_in_a_unit_not_known_is_refused(
     assert err.rstrip().endswith(f"give {option}") and "Traceback" not in err
     code, _, err = run_cli(*args, f"{option}=10")
     assert code == 0, err
+
+
+# -- darks in sets --------------------------------------------------------------------------------
+
+
+def test_darks_in_sets_are_averaged_and_their_levels_logged(tmp_path, caplog):
+    """Darks before (level 100) and after (level 104) the scan: averaged, all sets alike
+    (docs/io.md "Darks": a drift of counts costs less than the noise a set alone leaves),
+    each dark read once, and the log gives the sets' levels so a drift can be seen. Seen
+    failing on main 30985ba (no such line)."""
+    keys = _keys((2, 4), (1, 3), (0, 6), (1, 3), (2, 4))
+    frames = _nxtomo(tmp_path / "s.nx", keys, np.full((6, 4, 4), 0.5, np.float32), decay=0)
+    frames[keys == 2] = np.r_[np.full(4, 100.0), np.full(4, 104.0)][:, None, None]
+    with h5py.File(tmp_path / "s.nx", "a") as f:
+        f["entry/instrument/detector/data"][...] = frames
+    with caplog.at_level("INFO", logger="sxtdist.io.nxtomo"):
+        acq = import_scan(tmp_path / "s.nx", tmp_path / "a.zarr", "roi")
+    assert "darks in 2 sets (mean levels 100, 104): averaged" in caplog.text
+    # dark 102 under frames of dark 100: (2100 - 102) / (4100 - 102)
+    expected = -np.log((2100.0 - 102.0) / (4100.0 - 102.0))
+    np.testing.assert_allclose(acq["roi"].data.compute(), expected, rtol=1e-5)

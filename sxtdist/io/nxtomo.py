@@ -298,7 +298,7 @@ def _held_fields(
     """The flat, dark, flat sets and the flats' exposure factor the file holds for its
     projections ``chosen`` (``image_key`` 1 and 2 among the frames, else MISTRAL's flats)."""
     try:
-        dark = _mean_of(data, keys == 2)
+        dark = _dark(path, data, keys)
         series = _flat_series(path, data, keys, chosen)
         # sets: the first set's average stands for "a flat" (it stays kept for the first
         # projections), so each flat is read once, not averaged whole first
@@ -315,6 +315,32 @@ def _held_fields(
     if flat is None and entry is not None:
         flat, scaled = _bright_field(path, entry, data_at, (keys.size, *data.shape[1:]))
     return flat, dark, series, scaled
+
+
+def _dark(path: str, data: h5py.Dataset, keys: np.ndarray) -> np.ndarray | None:
+    """The darks (``image_key`` 2) averaged, all sets alike, each frame read once; darks in
+    two or more sets have their mean levels logged.
+
+    Not interpolated per projection as flats are: a dark drifts by counts, not percent, and
+    the average of all sets is the less noisy estimate of each pixel's offset; interpolated,
+    the darks of one set alone set the ends of the scan (docs/io.md, "Darks", measured by
+    ``benchmarks/dark_sets.py``).
+    """
+    sets = flat_sets(keys, flat_key=2)
+    if len(sets) < 2:
+        return _mean_of(data, keys == 2)
+    acc, levels = np.zeros(data.shape[1:], np.float64), []
+    for s in sets:  # one set at a time: memory of two frames however many sets
+        average = _mean_of(data, np.isin(np.arange(keys.size), s))
+        acc += average * len(s)
+        levels.append(f"{float(np.mean(average)):.5g}")
+    logger.info(
+        "%s: darks in %d sets (mean levels %s): averaged, all sets alike",
+        path,
+        len(sets),
+        ", ".join(levels),
+    )
+    return (acc / sum(len(s) for s in sets)).astype(np.float32)
 
 
 def _physics(
