@@ -37,7 +37,8 @@ class FlatSeries:
     inside it), for a flat per projection: the beam decays or drifts between the sets.
 
     The sets are read when a projection needs them and a few kept, so memory stays at a
-    few frames however many sets the scan has.
+    few frames however many sets the scan has; each is read from the file once where the
+    projections are read in order.
 
     Parameters
     ----------
@@ -82,9 +83,12 @@ class FlatSeries:
         )
 
     def mapped(self, fn: Callable[[np.ndarray], np.ndarray]) -> FlatSeries:
-        """The same sets, each passed through ``fn`` (a crop, an exposure scaling) when read."""
-        load = self.load
-        return replace(self, load=lambda j: fn(load(j)))
+        """The same sets, each passed through ``fn`` (a crop, an exposure scaling) when read.
+
+        The new series takes each set from this one's :meth:`field`, not from ``load``: a set
+        this one has read already (the first, read on opening) is not read from the file again.
+        """
+        return replace(self, load=lambda j: fn(self.field(j)))
 
 
 def flat_sets(keys: np.ndarray, flat_key: int = 1, projection_key: int = 0) -> list[np.ndarray]:
@@ -123,10 +127,15 @@ class FrameSource:
         Why the angles of a file beside it (an MRC's ``.rawtlt`` or ``.mdoc``) cannot be
         read, raised where they would be used: ``--angles`` replaces them.
     flat, dark
-        Averaged flat and dark fields ``(rows, cols)`` held by the file, or ``None``.
+        Averaged flat and dark fields ``(rows, cols)`` held by the file, or ``None``. Where
+        ``flat_series`` is set, ``flat`` is its first set's average (the series replaces it).
     flat_series
         The file's flats as sets taken at two or more points of the scan
         (:class:`FlatSeries`), or ``None`` (one set: ``flat`` is the flat of every frame).
+    unreadable
+        Why a value the file holds (``pixel_size_nm``, ``energy_ev``, ``exposure_s``) cannot
+        be read (a unit not known), by key: raised where it would be used, unless the user
+        gives the value.
     values
         What the pixel values are if the format says (``"intensity"`` for raw
         detector counts), else ``None``.
@@ -149,6 +158,7 @@ class FrameSource:
     flat: np.ndarray | None = None
     dark: np.ndarray | None = None
     flat_series: FlatSeries | None = None
+    unreadable: dict[str, InputError] = field(default_factory=dict)
     values: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     closer: Callable[[], None] | None = None
@@ -380,12 +390,15 @@ def second_column(
     numbers = [tok.removesuffix("°") for tok in tokens]
     if not all("," in tok for tok in numbers):  # a line without one has no second column
         return
-    after = {tok.split(",")[1] for tok in numbers}
-    if len(after) != 1 or not after.pop().strip("0"):
-        return
     # each reading in its own order: a list in acquisition order, names sorted as text
     decimals = np.sort([float(tok.replace(",", ".")) for tok in numbers])
     before = np.sort([float(tok.split(",")[0]) for tok in numbers])
+    after = {tok.split(",")[1] for tok in numbers}
+    if len(after) > 1:
+        _changing_second_column(path, tokens, before, decimals, each, fix)
+        return
+    if not after.pop().strip("0"):
+        return
     if _evenly_spaced(decimals) and not _evenly_spaced(before):
         return
     raise InputError(
@@ -394,6 +407,34 @@ def second_column(
         f"{tokens[-1]!r}): an angle with a second column ({tokens[0]!r}: "
         f"{numbers[0].split(',')[0]} degrees, then an exposure or a count) as much as a decimal "
         f"comma; {fix}",
+    )
+
+
+def _changing_second_column(
+    path: str, tokens: list[str], before: np.ndarray, decimals: np.ndarray, each: str, fix: str
+) -> None:
+    """Refuse a list of three or more whose parts before the commas step evenly (``-60``
+    ``-58`` ``-56``) while the parts after them differ (``-60,4`` ``-58,3`` ``-56,4``): an
+    angle with a second column that changes (an exposure lengthened at high tilt, a count,
+    a frame number) as much as decimals, and read as decimals every angle would be off by a
+    tenth, a hundredth ... of that column.
+
+    Decimals whose parts after the comma change make whole parts that do not step evenly:
+    a planned scan's steps of 1.5 or 0.25 degrees (``-3,0`` ``-1,5`` ``0,0``: -3, -1, 0),
+    read-back angles that straddle the planned ones (``-60,02`` ``-57,98``), a Saxton
+    scheme's shrinking steps. Those read. ``before`` and ``decimals`` are the two readings,
+    sorted.
+    """
+    if len(tokens) < 3 or not _evenly_spaced(before):
+        return
+    seconds = [tok.removesuffix("°").split(",")[1] for tok in tokens[:3]]
+    raise InputError(
+        path,
+        f"every {each} is one number with a comma, the numbers before the commas step evenly "
+        f"by {before[1] - before[0]:g} and those after differ ({', '.join(seconds)}, ...): an "
+        f"angle with a second column ({tokens[0]!r}: {tokens[0].split(',')[0]} degrees, then "
+        f"an exposure or a count of {seconds[0]}) as much as decimals "
+        f"({', '.join(f'{d:g}' for d in decimals[:3])}, ...); {fix}",
     )
 
 
