@@ -5,6 +5,7 @@ spare records, NXtomo metadata written as text, and layouts no other test covers
 from __future__ import annotations
 
 import math
+import re
 
 import h5py
 import numpy as np
@@ -67,6 +68,38 @@ def test_an_angle_and_a_changing_second_column_is_refused(tmp_path, run_cli, lin
 def test_decimal_comma_lists_whose_decimals_change_are_still_read(tmp_path, lines, expected):
     (tmp_path / "a.tlt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     np.testing.assert_allclose(read_angles_file(tmp_path / "a.tlt"), expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("angle,exposure\n-60,4\n-58,3\n-56,4\n", [-60, -58, -56]),  # named: two columns
+        ("Tilt;Dose\n-60,5;4\n-58,5;3\n", [-60.5, -58.5]),  # a European CSV
+        ("index\tangle (deg)\texposure\n0\t-60.5\t4\n1\t-58\t3\n", [-60.5, -58]),
+        ("\ufeffTheta\n-60,5\n-59,5\n", [-60.5, -59.5]),  # one named column, Excel's BOM
+        ("# exported\nangle exposure\n-60 4\n-58 3\n", [-60, -58]),
+    ],
+)
+def test_a_table_whose_header_names_the_angle_column_is_read(tmp_path, text, expected):
+    """A header naming the columns proves '-60,4' two numbers: the angle column is read (a
+    header was 'line 1: ... is not a number' on main 30985ba)."""
+    (tmp_path / "a.csv").write_text(text, encoding="utf-8")
+    np.testing.assert_allclose(read_angles_file(tmp_path / "a.csv"), expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("a,b\n1,2\n", "line 1: 'a,b' is a header naming no column of angles"),
+        ("angle,readback angle\n1,2\n", "line 1: 'angle,readback angle' is a header naming 2"),
+        ("angle,exposure\n-60,4\n-58\n", "line 3: 1 values under a header of 2"),
+        ("angle;exposure\nn/a;4\n", "line 2: 'n/a' is not a number"),
+    ],
+)
+def test_a_table_whose_angle_column_is_not_clear_is_refused(tmp_path, text, said):
+    (tmp_path / "a.csv").write_text(text, encoding="utf-8")
+    with pytest.raises(InputError, match=r"a\.csv: " + re.escape(said)):
+        read_angles_file(tmp_path / "a.csv")
 
 
 def test_names_and_nxtomo_text_with_a_changing_second_column_are_refused(tmp_path):
@@ -318,3 +351,116 @@ def test_nxtomo_metadata_in_a_unit_not_known_is_refused(
     assert err.rstrip().endswith(f"give {option}") and "Traceback" not in err
     code, _, err = run_cli(*args, f"{option}=10")
     assert code == 0, err
+
+
+# -- darks in sets --------------------------------------------------------------------------------
+
+
+def test_darks_in_sets_are_averaged_and_their_levels_logged(tmp_path, caplog):
+    """Darks before (level 100) and after (level 104) the scan: averaged, all sets alike
+    (docs/io.md "Darks": a drift of counts costs less than the noise a set alone leaves),
+    each dark read once, and the log gives the sets' levels so a drift can be seen. Seen
+    failing on main 30985ba (no such line)."""
+    keys = _keys((2, 4), (1, 3), (0, 6), (1, 3), (2, 4))
+    frames = _nxtomo(tmp_path / "s.nx", keys, np.full((6, 4, 4), 0.5, np.float32), decay=0)
+    frames[keys == 2] = np.r_[np.full(4, 100.0), np.full(4, 104.0)][:, None, None]
+    with h5py.File(tmp_path / "s.nx", "a") as f:
+        f["entry/instrument/detector/data"][...] = frames
+    with caplog.at_level("INFO", logger="sxtdist.io.importer"):
+        acq = import_scan(tmp_path / "s.nx", tmp_path / "a.zarr", "roi")
+    assert "; darks in 2 sets (mean levels 100, 104) averaged" in caplog.text
+    assert acq["roi"].meta["source"]["dark_set_levels"] == [100.0, 104.0]
+    # dark 102 under frames of dark 100: (2100 - 102) / (4100 - 102)
+    expected = -np.log((2100.0 - 102.0) / (4100.0 - 102.0))
+    np.testing.assert_allclose(acq["roi"].data.compute(), expected, rtol=1e-5)
+
+
+# -- layouts from the field: image_key spelt otherwise, a transposed stack, TXRM angles, litter ---
+
+
+def _keyed(path, keys, flats=4000.0, dark=100.0):
+    """An NXtomo of darks, flats and 10 projections (transmission 0.5) keyed by ``keys`` as
+    given (text, numbers); the layout of the frames is ``_keys((2, 3), (1, 3), (0, 10))``."""
+    layout = _keys((2, 3), (1, 3), (0, 10))
+    frames = np.full((16, 4, 4), dark, np.float32)
+    frames[layout == 1] += flats
+    frames[layout == 0] += 0.5 * flats
+    with h5py.File(path, "w") as f:
+        e = f.create_group("entry")
+        e["definition"] = "NXtomo"
+        det = e.create_group("instrument/detector")
+        det["data"], det["image_key"], det["x_pixel_size"] = frames, keys, 30e-9
+        e["sample/rotation_angle"] = np.r_[np.zeros(6), np.linspace(-60, 60, 10)]
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        [b"dark_field"] * 3 + [b"flat_field"] * 3 + [b"projection"] * 10,  # tomoscan's names
+        ["Dark"] * 3 + ["Flat"] * 3 + ["Projection"] * 10,
+        np.r_[[2.0] * 3, [1.0] * 3, [0.0] * 10],  # floats of whole numbers
+    ],
+)
+def test_nxtomo_image_key_written_as_words_is_read(tmp_path, keys):
+    """image_key as tomoscan's words was an internal error (ValueError: invalid literal for
+    int(), exit 1) on main 30985ba."""
+    _keyed(tmp_path / "s.nx", keys)
+    acq = import_scan(tmp_path / "s.nx", tmp_path / "a.zarr", "roi")
+    np.testing.assert_allclose(acq["roi"].data.compute(), np.log(2), rtol=1e-5)
+    assert acq["roi"].meta["source"]["n_flats"] == 3 and acq["roi"].meta["source"]["n_darks"] == 3
+
+
+@pytest.mark.parametrize(
+    ("bad", "said"),
+    [(7, "image_key[8] is 7, not an NXtomo image_key"),
+     (0.5, "image_key[8] is 0.5, not an NXtomo image_key"),
+     ("white", "image_key[8] is 'white', not an NXtomo image_key")],
+)  # fmt: skip
+def test_an_image_key_nxtomo_does_not_define_is_refused(tmp_path, run_cli, bad, said):
+    """A frame keyed 7 was skipped as an invalid one, a projection lost without a word, on
+    main 30985ba (exit 0, 9 projections); 'white' was an internal error. Refused naming the
+    frame (exit 2). -1 (alignment, as image_key_control has it) is skipped as before."""
+    keys = _keys((2, 3), (1, 3), (0, 10)).astype(object if isinstance(bad, str) else float)
+    if isinstance(bad, str):
+        keys = np.array([str(int(k)) for k in keys], object)
+    keys[8] = bad
+    _keyed(tmp_path / "s.nx", keys.astype("S") if isinstance(bad, str) else keys)
+    code, _, err = run_cli("import", tmp_path / "s.nx", tmp_path / "a.zarr", "--scan=roi", "-q")
+    assert code == 2 and "s.nx: /entry/instrument/detector/" + said in err, err
+    assert "Traceback" not in err
+    keys = _keys((2, 3), (1, 3), (0, 10))
+    keys[8] = -1
+    _keyed(tmp_path / "m.nx", keys)
+    assert import_scan(tmp_path / "m.nx", tmp_path / "b.zarr", "roi")["roi"].data.shape[0] == 9
+
+
+def test_a_stack_written_rows_cols_frames_is_named_as_such(tmp_path, run_cli):
+    """(rows, cols, frames) with an angle per frame: the count refusal says the angles match
+    another axis and what sxtdist reads (main 30985ba: only '20 angles for 8 frames')."""
+    with h5py.File(tmp_path / "t.nx", "w") as f:
+        f["entry/definition"] = "NXtomo"
+        f["entry/instrument/detector/data"] = np.full((8, 12, 20), 0.5, np.float32)
+        f["entry/instrument/detector/x_pixel_size"] = 30e-9
+        f["entry/sample/rotation_angle"] = np.linspace(-60, 60, 20)
+    code, _, err = run_cli("import", tmp_path / "t.nx", tmp_path / "a.zarr", "--scan=roi", "-q")
+    assert code == 2 and "has 20 angles for 8 frames" in err, err
+    assert "written as (rows, cols, frames)?" in err and "Traceback" not in err
+
+
+def test_txrm_angles_all_zero_or_too_few(tmp_path, run_cli):
+    """Xradia writes zeros where no angle was recorded: no tilt series, so --angle-range
+    gives the angles (main 30985ba: '--angle-range not used', then 'all 5 angles are equal',
+    exit 2). Fewer angles than images: refused unless --angles gives them (main refused even
+    then)."""
+    from test_io_import import _txrm
+
+    raw, ref = np.full((5, 6, 6), 500.0), np.full((6, 6), 1000.0)
+    _txrm(tmp_path / "z.txrm", raw, np.zeros(5), ref=ref)
+    acq = import_scan(tmp_path / "z.txrm", tmp_path / "a.zarr", "roi", angle_range=(-60, 60))
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, np.linspace(-60, 60, 5))
+    _txrm(tmp_path / "s.txrm", raw, np.linspace(-60, 60, 3), ref=ref)
+    code, _, err = run_cli("import", tmp_path / "s.txrm", tmp_path / "b.zarr", "--scan=roi", "-q")
+    assert code == 2 and "s.txrm: ImageInfo/Angles has 3 values for 5 images" in err, err
+    (tmp_path / "a.tlt").write_text("-60\n-30\n0\n30\n60\n")
+    acq = import_scan(tmp_path / "s.txrm", tmp_path / "c.zarr", "roi", angles=tmp_path / "a.tlt")
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, [-60, -30, 0, 30, 60])

@@ -333,7 +333,8 @@ def _import_open(
         cols,
         src.dtype,
         mode,
-        _flat_note(series, flat_img, flat_file if series is None else ""),
+        _flat_note(series, flat_img, flat_file if series is None else "")
+        + _dark_note(src, dark_img is not None and opts.dark is None),
         angles_from,
         scan,
         acquisition,
@@ -393,6 +394,15 @@ def _flat_note(series: FlatSeries | None, flat: np.ndarray | None, flat_file: st
         f"; flat interpolated per projection in frame index between {len(series.positions)} "
         "sets taken during the scan"
     )
+
+
+def _dark_note(src: FrameSource, used: bool) -> str:
+    """The source's darks in sets, for the import's log line: their levels, so that a
+    drift between them can be seen (they are averaged; docs/io.md, "Darks")."""
+    levels = src.extra.get("dark_set_levels")
+    if not used or not levels:
+        return ""
+    return f"; darks in {len(levels)} sets (mean levels {', '.join(f'{v:.5g}' for v in levels)}) averaged"
 
 
 def _physics(src: FrameSource, given: ScanPhysics) -> dict[str, float | None]:

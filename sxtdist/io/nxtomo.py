@@ -44,6 +44,7 @@ import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import h5py
 import numpy as np
@@ -232,7 +233,11 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
     n = data.shape[0]
     keys, key_where = _image_keys(path, f, data_at, layout.image_key_path)
     if keys is not None and keys.size != n:
-        raise InputError(path, f"{key_where} has {keys.size} entries for {n} frames in {data_at}")
+        raise InputError(
+            path,
+            f"{key_where} has {keys.size} entries for {n} frames in {data_at}"
+            + _axes_hint(keys.size, data.shape),
+        )
     if keys is None:
         keys = np.zeros(n, dtype=int)
     wanted = KEYS[kind]
@@ -250,12 +255,13 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
         return data[list(map(int, idx))]  # h5py fancy indexing wants increasing indices
 
     entry = _entry_of(f, data_at)
-    flat = dark = series = scaled = None
+    flat = dark = series = None
+    kept: dict[str, Any] = {}
     if kind == "projections":
-        flat, dark, series, scaled = _held_fields(path, entry, data, data_at, keys, chosen)
+        flat, dark, series, kept = _held_fields(path, entry, data, data_at, keys, chosen)
     angles = None
     if kind == "projections":
-        angles = _angles(path, f, entry, data_at, layout.angles_path, n, chosen)
+        angles = _angles(path, f, entry, data_at, layout.angles_path, data.shape, chosen)
     unreadable: dict[str, InputError] = {}
     physics = _physics(entry, chosen, unreadable)
     return FrameSource(
@@ -281,7 +287,7 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
             "flat_sets": len(flat_sets(keys))
             if kind == "flats" and np.any(keys == 1)
             else (0 if series is None else len(series.positions)),
-            **({} if scaled is None else {"flat_scaled_by": scaled}),
+            **kept,
         },
         closer=f.close,
     )
@@ -294,11 +300,12 @@ def _held_fields(
     data_at: str,
     keys: np.ndarray,
     chosen: np.ndarray,
-) -> tuple[np.ndarray | None, np.ndarray | None, FlatSeries | None, float | None]:
-    """The flat, dark, flat sets and the flats' exposure factor the file holds for its
-    projections ``chosen`` (``image_key`` 1 and 2 among the frames, else MISTRAL's flats)."""
+) -> tuple[np.ndarray | None, np.ndarray | None, FlatSeries | None, dict[str, Any]]:
+    """The flat, dark and flat sets the file holds for its projections ``chosen``
+    (``image_key`` 1 and 2 among the frames, else MISTRAL's flats), and what to keep of
+    them (the flats' exposure factor, the dark sets' levels)."""
     try:
-        dark = _mean_of(data, keys == 2)
+        dark, dark_levels = _dark(data, keys)
         series = _flat_series(path, data, keys, chosen)
         # sets: the first set's average stands for "a flat" (it stays kept for the first
         # projections), so each flat is read once, not averaged whole first
@@ -314,7 +321,28 @@ def _held_fields(
             series = series.mapped(lambda f: _scaled(f, dark, scaled))
     if flat is None and entry is not None:
         flat, scaled = _bright_field(path, entry, data_at, (keys.size, *data.shape[1:]))
-    return flat, dark, series, scaled
+    kept = {} if scaled is None else {"flat_scaled_by": scaled}
+    return flat, dark, series, {**kept, **({"dark_set_levels": dark_levels} if dark_levels else {})}
+
+
+def _dark(data: h5py.Dataset, keys: np.ndarray) -> tuple[np.ndarray | None, list[float]]:
+    """The darks (``image_key`` 2) averaged, all sets alike, each frame read once, and the
+    mean level of each set where there are two or more (the import's log line gives them).
+
+    Not interpolated per projection as flats are: a dark drifts by counts, not percent, and
+    the average of all sets is the less noisy estimate of each pixel's offset; interpolated,
+    the darks of one set alone set the ends of the scan (docs/io.md, "Darks", measured by
+    ``benchmarks/dark_sets.py``).
+    """
+    sets = flat_sets(keys, flat_key=2)
+    if len(sets) < 2:
+        return _mean_of(data, keys == 2), []
+    acc, levels = np.zeros(data.shape[1:], np.float64), []
+    for s in sets:  # one set at a time: memory of two frames however many sets
+        average = _mean_of(data, np.isin(np.arange(keys.size), s))
+        acc += average * len(s)
+        levels.append(float(np.mean(average)))
+    return (acc / sum(len(s) for s in sets)).astype(np.float32), levels
 
 
 def _physics(
@@ -489,12 +517,72 @@ def _entry_of(f: h5py.File, name: str) -> h5py.Group | None:
     return parent if isinstance(parent, h5py.Group) else None
 
 
+def _axes_hint(count: int, shape: tuple[int, ...]) -> str:
+    """A note for a count that matches another axis of the frames than the first: a stack
+    written ``(rows, cols, frames)``, which would read as ``rows`` images of the wrong cut."""
+    if count in shape[1:]:
+        return (
+            f"; the frames' dataset is {tuple(shape)}, and {count} is the size of another "
+            "axis: written as (rows, cols, frames)? sxtdist reads (frames, rows, cols): "
+            "transpose it to (frames, rows, cols) before importing"
+        )
+    return ""
+
+
+#: ``image_key`` as words (tomoscan's and ``nxtomo``'s ImageKey names, and short forms).
+KEY_WORDS = {
+    "projection": 0,
+    "flat_field": 1,
+    "flat": 1,
+    "dark_field": 2,
+    "dark": 2,
+    "invalid": 3,
+    "alignment": -1,
+}
+#: The values NXtomo defines: 0-3, and -1 (alignment, in ``image_key_control``).
+KNOWN_KEYS = (-1, 0, 1, 2, 3)
+
+
+def _key_values(path: str, ds: h5py.Dataset, where: str) -> np.ndarray:
+    """An ``image_key`` as integers: numbers, digits or the words of :data:`KEY_WORDS` as
+    text. A value NXtomo does not define (``7``, ``0.5``, ``"white"``) is refused naming the
+    frame: skipped, as frames keyed 3 are, a projection would be lost without a word."""
+    raw = np.asarray(ds[()]).reshape(-1)
+    if raw.dtype.kind in "SUO":
+        texts = [
+            (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)).strip().lower()
+            for v in raw
+        ]
+        values = [KEY_WORDS.get(t, t) for t in texts]
+        keys = np.array(
+            [int(v) if isinstance(v, int) or v.lstrip("-").isdigit() else 99 for v in values]
+        )
+        shown = [repr(t) for t in texts]
+    elif raw.dtype.kind in "iubf":
+        values = raw.astype(float)
+        whole = np.isfinite(values) & (values == np.round(values))  # 0.5 is no key
+        keys = np.where(whole, np.nan_to_num(values), 99).astype(int)
+        shown = [f"{v:g}" for v in values]
+    else:  # compound, complex ...: no key at all
+        keys, shown = np.full(raw.size, 99), [f"of type {raw.dtype}"] * raw.size
+    bad = np.flatnonzero(~np.isin(keys, KNOWN_KEYS))
+    if bad.size:
+        i = int(bad[0])
+        raise InputError(
+            path,
+            f"{where}[{i}] is {shown[i]}, not an NXtomo image_key (0 or projection, 1 or "
+            f"flat, 2 or dark, 3 or invalid, -1 alignment); {bad.size} frame(s) so: give "
+            f"{keyword('image_key_path')} of a key NXtomo defines",
+        )
+    return keys
+
+
 def _image_keys(
     path: str, f: h5py.File, data_at: str, key_path: str | None
 ) -> tuple[np.ndarray | None, str]:
     if key_path is not None:
         ds = _get(path, f, key_path, keyword("image_key_path"))
-        return np.asarray(ds[()], dtype=int).reshape(-1), key_path
+        return _key_values(path, ds, key_path), key_path
     entry = _entry_of(f, data_at)
     groups = [os.path.dirname(data_at)]
     if entry is not None:
@@ -503,7 +591,7 @@ def _image_keys(
         for key in KEY_NAMES:
             p = f"{g}/{key}"
             if p in f and isinstance(f[p], h5py.Dataset):
-                return np.asarray(f[p][()], dtype=int).reshape(-1), p
+                return _key_values(path, f[p], p), p
     return None, "the file (no image_key)"
 
 
@@ -513,7 +601,7 @@ def _angles(
     entry: h5py.Group | None,
     data_at: str,
     angles_path: str | None,
-    n_frames: int,
+    shape: tuple[int, ...],
     chosen: np.ndarray,
 ) -> np.ndarray | None:
     if angles_path is not None:
@@ -534,12 +622,14 @@ def _angles(
     unit = (_units(ds) or "degree").strip().lower()
     if unit not in ANGLE_UNITS:
         raise InputError(path, f"{where} has units {unit!r}; expected degree or rad")
+    n_frames = shape[0]
     if values.size == n_frames:
         values = values[chosen]
     elif values.size != chosen.size:
         raise InputError(
             path,
-            f"{where} has {values.size} angles for {n_frames} frames ({chosen.size} projections)",
+            f"{where} has {values.size} angles for {n_frames} frames ({chosen.size} projections)"
+            + _axes_hint(values.size, shape),
         )
     return values * ANGLE_UNITS[unit]
 
