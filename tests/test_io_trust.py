@@ -5,6 +5,7 @@ spare records, NXtomo metadata written as text, and layouts no other test covers
 from __future__ import annotations
 
 import math
+import re
 
 import h5py
 import numpy as np
@@ -67,6 +68,38 @@ def test_an_angle_and_a_changing_second_column_is_refused(tmp_path, run_cli, lin
 def test_decimal_comma_lists_whose_decimals_change_are_still_read(tmp_path, lines, expected):
     (tmp_path / "a.tlt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     np.testing.assert_allclose(read_angles_file(tmp_path / "a.tlt"), expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("angle,exposure\n-60,4\n-58,3\n-56,4\n", [-60, -58, -56]),  # named: two columns
+        ("Tilt;Dose\n-60,5;4\n-58,5;3\n", [-60.5, -58.5]),  # a European CSV
+        ("index\tangle (deg)\texposure\n0\t-60.5\t4\n1\t-58\t3\n", [-60.5, -58]),
+        ("\ufeffTheta\n-60,5\n-59,5\n", [-60.5, -59.5]),  # one named column, Excel's BOM
+        ("# exported\nangle exposure\n-60 4\n-58 3\n", [-60, -58]),
+    ],
+)
+def test_a_table_whose_header_names_the_angle_column_is_read(tmp_path, text, expected):
+    """A header naming the columns proves '-60,4' two numbers: the angle column is read (a
+    header was 'line 1: ... is not a number' on main 30985ba)."""
+    (tmp_path / "a.csv").write_text(text, encoding="utf-8")
+    np.testing.assert_allclose(read_angles_file(tmp_path / "a.csv"), expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("a,b\n1,2\n", "line 1: 'a,b' is a header naming no column of angles"),
+        ("angle,readback angle\n1,2\n", "line 1: 'angle,readback angle' is a header naming 2"),
+        ("angle,exposure\n-60,4\n-58\n", "line 3: 1 values under a header of 2"),
+        ("angle;exposure\nn/a;4\n", "line 2: 'n/a' is not a number"),
+    ],
+)
+def test_a_table_whose_angle_column_is_not_clear_is_refused(tmp_path, text, said):
+    (tmp_path / "a.csv").write_text(text, encoding="utf-8")
+    with pytest.raises(InputError, match=r"a\.csv: " + re.escape(said)):
+        read_angles_file(tmp_path / "a.csv")
 
 
 def test_names_and_nxtomo_text_with_a_changing_second_column_are_refused(tmp_path):
