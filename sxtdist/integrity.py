@@ -25,8 +25,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import zarr
 
-from .dataset import KEY, interrupted_replacement, leftover_scans, open_sxtdist_group
-from .errors import one_line, printable
+from .dataset import (
+    KEY,
+    interrupted_replacement,
+    leftover_scans,
+    open_acquisition,
+    open_sxtdist_group,
+)
+from .errors import InputError, one_line, printable
 from .leftovers import leftovers
 from .outputs import strangers
 
@@ -68,6 +74,7 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
     report = VerifyReport(path, kind)
     must_be_whole = True
     zero_if_missing: set[str] = set()
+    refused: InputError | None = None  # what the other commands refuse an acquisition for
     if kind == "volume":
         from .volume import open_volume
 
@@ -83,6 +90,7 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
         stopped = interrupted_replacement(group.attrs[KEY])
         if stopped:  # every other command refuses it: not whole, whatever its chunks
             report.problems.append(f"{path}: {stopped}")
+        refused = None if stopped else _refusal(path)
     # not walked: what stopped imports left, and what sxtdist did not write
     left = leftover_scans(path) if kind == "acquisition" else {}
     foreign = [n for n in strangers(path) if n not in left]
@@ -103,7 +111,26 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
             else:
                 report.problems.append(line)
         report.chunks += arr.nchunks
+    if refused is not None and not _told(report, refused):
+        report.problems.insert(0, str(refused))
     return report
+
+
+def _refusal(path: str) -> InputError | None:
+    """What every other command refuses the acquisition at ``path`` for (a scan listed but
+    gone, angles that do not match its projections: :func:`open_acquisition`), or None."""
+    try:
+        open_acquisition(path, mode="r")
+    except InputError as exc:
+        return exc
+    return None
+
+
+def _told(report: VerifyReport, refused: InputError) -> bool:
+    """Whether ``report`` already lists, chunk by chunk, the damage ``refused`` sums up (a
+    projection array's missing chunks): said once, where it is."""
+    where = f"{printable(refused.path)}: chunk "
+    return any(p.startswith(where) for p in report.problems)
 
 
 #: What :func:`verify` says of a file or folder sxtdist did not put in the dataset.

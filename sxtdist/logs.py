@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import stat
 import sys
 import threading
 import warnings
@@ -25,10 +27,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from .errors import InputError
+
 ROOT = "sxtdist"
 #: Verbosity (``-q`` = -1, default 0, ``-v`` = 1) to the level shown on standard error.
 LEVELS = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}
 FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: How a log file's line that :data:`FILE_FORMAT` wrote begins: what tells a log file of
+#: sxtdist's, which ``log_file`` may append to, from any other file.
+LOG_LINE = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ sxtdist[.:]")
 
 logging.getLogger(ROOT).addHandler(logging.NullHandler())
 
@@ -104,6 +111,7 @@ def configure_logging(
     terminal.setFormatter(_TerminalFormatter())
     handlers: list[logging.Handler] = [terminal]
     if log_file is not None:
+        check_log_file(log_file)
         file = logging.FileHandler(os.fspath(log_file), encoding="utf-8")
         file.setLevel(logging.DEBUG)
         file.setFormatter(logging.Formatter(FILE_FORMAT))
@@ -114,6 +122,36 @@ def configure_logging(
         logger.addHandler(h)
     logger.setLevel(min(h.level for h in handlers))
     return logger
+
+
+def check_log_file(path: str | os.PathLike[str]) -> None:
+    """Refuse a log file that is there and is not one to append to: only an empty file or a
+    log sxtdist wrote (its first line begins as :data:`FILE_FORMAT` writes one,
+    :data:`LOG_LINE`) is appended to, so that a slip (``--log-file vol.zarr/zarr.json``, an
+    export's MRC, a user's CSV) never writes into a file of another kind. A device or a
+    pipe (``/dev/stderr``) is written to as it is.
+
+    Raises
+    ------
+    InputError
+        ``path`` is a plain file of another kind; it is untouched.
+    """
+    path = os.fspath(path)
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+            return  # a new or empty file, a device, a pipe; a folder: the handler's error
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError:  # absent (made), or the handler's open names what is wrong
+        return
+    if not LOG_LINE.match(head):
+        raise InputError(
+            path,
+            "is not a log file of sxtdist's (its lines begin with a time, a level and "
+            "'sxtdist'): a log is appended only to such a file or an empty or new one, never "
+            "into a file of another kind; name another log file",
+        )
 
 
 def reset_logging() -> None:

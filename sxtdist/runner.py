@@ -17,7 +17,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -734,6 +734,7 @@ def reconstruct(
         recipe, resume = _resume_layout(work, restart=target.beside)
         work = dataclasses.replace(work, recipe=recipe)
         _check_capacity(work.problem.grid, work.out, resume, target.path if target.beside else None)
+        _tell_unaligned(job)  # once nothing refuses the run: a refusal stays one line
         with _connect(ex, backend, why) as (client, backend, why):
             logger.info("backend: %s (%s)", backend, why)
             vol, plan, stats = _run_blocks(client, work, ex, backend, resume)
@@ -918,6 +919,7 @@ def _prepare(
         "iterations_rule": _rule_asked(recipe, problem),
         "scans": list(problem.models),
         "views": {k: list(v) for k, v in problem.views.items()},
+        "alignment": _alignment_used(acq, problem.models),
         "excluded_untrusted": _excluded(acq, recipe, problem) if recipe.exclude_untrusted else None,
         "nonneg_every": problem.nonneg_every,
         "rtol": problem.rtol,
@@ -1024,6 +1026,32 @@ def check_resumable(
     is written; a batch checks every cell so before any cell runs."""
     recipe, _ = split_options(recipe, None, options)
     _resume_layout(_prepare(acquisition, out, recipe), restart=False)
+
+
+def _alignment_used(acq: Acquisition, names: Iterable[str]) -> dict[str, str]:
+    """How each scan of ``names`` was aligned, for the provenance: the method its alignment
+    records (``anchor``, ``moments``, ``imod xf`` ...), or ``unaligned``."""
+    return {
+        n: str((acq[n].meta.get("alignment") or {}).get("method") or "aligned")
+        if acq[n].aligned
+        else "unaligned"
+        for n in names
+    }
+
+
+def _tell_unaligned(job: _Job) -> None:
+    """Name the scans reconstructed without shifts because they were never aligned: a
+    forgotten ``sxtdist align`` otherwise shows only as a blurred volume."""
+    names = [n for n, how in job.provenance["alignment"].items() if how == "unaligned"]
+    if names:
+        path = job.acq.path
+        logger.info(
+            "%s: %s %s not aligned: reconstructed without shifts (%s measures and stores them)",
+            printable(path),
+            "scans" if len(names) > 1 else "scan",
+            ", ".join(names),
+            option(f"sxtdist align {quoted(path)}", "sxtdist.align(acq)"),
+        )
 
 
 def _started_with(prov: Mapping[str, Any]) -> str:

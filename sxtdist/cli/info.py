@@ -298,6 +298,10 @@ def _describe_volume(path: str) -> str:
     for key in ("input", "method", "iterations", "scans", "backend", "psf", "nonneg_every"):
         if key in prov:
             lines.append(f"  {key}: {prov[key]}")
+    if prov.get("alignment"):  # how each scan used was aligned ("unaligned": no shifts)
+        lines.append(
+            "  alignment: " + ", ".join(f"{n} {how}" for n, how in prov["alignment"].items())
+        )
     if meta.get("stopping"):
         lines.append(f"  stopping: {meta['stopping']}")
     if meta.get("elapsed_s") is not None:

@@ -320,8 +320,10 @@ def _import_open(
     dark_img, _ = _field(opts, "darks", src)
     mode = _mode(opts.values, flat_img, dark_img, src)
     check_pixel_type(source, src.dtype, counts_ok=mode == "intensity")
-    # the source's own flats taken in sets during the scan: a flat per projection
-    series = src.flat_series if opts.flat is None and flat_img is not None else None
+    # the source's own flats taken in sets during the scan (also where --flat names the
+    # projection file: their positions are known): a flat per projection
+    own_flats = opts.flat is None or _names_source(opts, "flats", src)
+    series = src.flat_series if own_flats and flat_img is not None else None
     logger.info(
         "importing %s (%s, %d frames of %dx%d %s, %s%s; angles from %s) as scan %r of %s",
         source,
@@ -331,7 +333,8 @@ def _import_open(
         cols,
         src.dtype,
         mode,
-        _flat_note(series, flat_img, flat_file),
+        _flat_note(series, flat_img, flat_file if series is None else "")
+        + _dark_note(src, dark_img is not None and opts.dark is None),
         angles_from,
         scan,
         acquisition,
@@ -354,7 +357,7 @@ def _import_open(
                     "values": mode,
                     "flat": _abspath(opts.flat),
                     "dark": _abspath(opts.dark),
-                    "flat_from_source": opts.flat is None and src.flat is not None,
+                    "flat_from_source": own_flats and src.flat is not None,
                     "flat_interpolated": series is not None,
                     **src.extra,
                     "angles_from": angles_from,
@@ -393,6 +396,15 @@ def _flat_note(series: FlatSeries | None, flat: np.ndarray | None, flat_file: st
     )
 
 
+def _dark_note(src: FrameSource, used: bool) -> str:
+    """The source's darks in sets, for the import's log line: their levels, so that a
+    drift between them can be seen (they are averaged; docs/io.md, "Darks")."""
+    levels = src.extra.get("dark_set_levels")
+    if not used or not levels:
+        return ""
+    return f"; darks in {len(levels)} sets (mean levels {', '.join(f'{v:.5g}' for v in levels)}) averaged"
+
+
 def _physics(src: FrameSource, given: ScanPhysics) -> dict[str, float | None]:
     """The file's physical values, overridden by those the user gave (a difference is logged)."""
     physics = {
@@ -400,6 +412,10 @@ def _physics(src: FrameSource, given: ScanPhysics) -> dict[str, float | None]:
         "energy_ev": src.energy_ev,
         "exposure_s": src.exposure_s,
     }
+    for key, error in src.unreadable.items():  # a unit not known: wrong if guessed
+        if key not in given.given():
+            raise InputError(error.path, f"{error.problem}; give {physics_option(key)}")
+        logger.info("%s (replaced by %s)", error, physics_option(key))
     for key, value in given.given().items():
         if physics.get(key) is not None and not np.isclose(physics[key], value):
             logger.info(
@@ -560,6 +576,23 @@ def _field(opts: ImportOptions, kind: str, src: FrameSource) -> tuple[np.ndarray
     """
     path = opts.flat if kind == "flats" else opts.dark
     what, note = kind[:-1], ""
+    if path is not None and _names_source(opts, kind, src):
+        # the projection file's own flats (darks): as the source read them, where a flat
+        # per projection is known (sets), not its frames of that key averaged again
+        img = src.flat if kind == "flats" else src.dark
+        if img is None:
+            raise InputError(
+                path,
+                f"{keyword(kind[:-1])} names the projection file, which holds no {what} frames "
+                f"(image_key {nxtomo.KEYS[kind]}): give the file of {kind}",
+            )
+        logger.info(
+            "%s: %s names the projection file: its own %s are used as the source holds them",
+            src.path,
+            keyword(kind[:-1]),
+            kind,
+        )
+        return np.asarray(img, np.float32), f"the projection file's own {kind}"
     if path is None:
         img = src.flat if kind == "flats" else src.dark
         where = f"{what} field in the source"
@@ -586,6 +619,30 @@ def _field(opts: ImportOptions, kind: str, src: FrameSource) -> tuple[np.ndarray
     if not np.all(np.isfinite(img)):
         raise InputError(where, f"{what} field contains NaN or inf")
     return np.asarray(img, np.float32), note
+
+
+def _names_source(opts: ImportOptions, kind: str, src: FrameSource) -> bool:
+    """Whether ``--flat`` (``kind="flats"``) or ``--dark`` names the projection file itself,
+    its frames of that kind where the projections are (not another dataset of the file).
+
+    An HDF5 file's own flats and darks are then the source's (their sets interpolated per
+    projection); any other format's frames are the projections, refused as flats or darks.
+    """
+    path = opts.flat if kind == "flats" else opts.dark
+    try:
+        if path is None or not os.path.samefile(path, src.path):
+            return False
+    except OSError:  # missing: refused where it is opened
+        return False
+    if src.format != "nxtomo":
+        held = " (the reference it holds is used without it)" if src.format == "txrm" else ""
+        raise InputError(
+            os.fspath(path),
+            f"{keyword(kind[:-1])} names the projection file: its frames are the projections, "
+            f"not {kind}{held}; give the file of {kind}",
+        )
+    own = opts.flat_data_path if kind == "flats" else opts.dark_data_path
+    return own is None or "/" + own.strip("/") == src.extra.get("data_path")
 
 
 def _mode(values: str, flat: np.ndarray | None, dark: np.ndarray | None, src: FrameSource) -> str:

@@ -28,6 +28,7 @@ import warnings
 
 import mrcfile
 import numpy as np
+from mrcfile.dtypes import get_ext_header_dtype
 from mrcfile.utils import data_dtype_from_header
 
 from ..errors import InputError, keyword, one_line
@@ -85,11 +86,10 @@ def header_tilts(
     if int(header.nsymbt) <= 0 or nz < 2:
         return None
     if exttyp in (b"FEI1", b"FEI2"):
-        with warnings.catch_warnings():  # a record of the wrong size: no angles, not a warning
-            warnings.simplefilter("ignore", RuntimeWarning)
-            records = m.indexed_extended_header
+        records = _fei_records(m)
         if records is None:
             return None
+        records = _fei_section_records(records, nz, exttyp.decode(), name)
         tilts, where = np.asarray(records["Alpha tilt"], float), f"{exttyp.decode()} Alpha tilt"
         valid = (np.asarray(records["Bitmask 1"], np.uint32) >> FEI_ALPHA_TILT_BIT) & 1
         if not np.all(valid):  # the microscope says the field holds no tilt: not read
@@ -117,6 +117,50 @@ def header_tilts(
     if not np.all(np.isfinite(tilts)) or np.ptp(tilts) == 0:
         return None
     return tilts.astype(float), f"the extended header ({where})"
+
+
+def _fei_records(m: mrcfile.mrcobject.MrcObject) -> np.ndarray | None:
+    """Every record of an FEI1/FEI2 extended header (as many as it holds, not only ``nz``:
+    mrcfile's ``indexed_extended_header`` gives the first ``nz``, or nothing where there are
+    fewer), or ``None`` where its first record is not of that type's size."""
+    dtype = get_ext_header_dtype(bytes(m.header.exttyp), m.header.mode.dtype.byteorder)
+    raw = m.extended_header.tobytes()
+    if len(raw) < dtype.itemsize:
+        return None
+    if int(np.frombuffer(raw[: dtype.itemsize], dtype)["Metadata size"][0]) != dtype.itemsize:
+        return None  # records of another size: not read as these (no angles)
+    return np.frombuffer(raw[: len(raw) // dtype.itemsize * dtype.itemsize], dtype)
+
+
+def _fei_section_records(records: np.ndarray, nz: int, exttyp: str, name: str) -> np.ndarray:
+    """The ``nz`` records of an FEI1/FEI2 extended header that belong to the sections.
+
+    Thermo Fisher's software reserves room for more records than a stack has sections (the
+    older FEI header always held 1024, unused ones zero): records past the ``nz``-th whose
+    ``Alpha tilt`` is not marked valid are that room, and the first ``nz`` are the
+    sections'. Past ones holding a valid tilt (a stack cut after it was written), or fewer
+    records than sections, leave which tilt is whose unknown: an :class:`InputError`
+    (:func:`open_mrc` keeps it as the angles' error, which ``--angles`` replaces).
+    """
+    fix = f"give the angles with {keyword('angles')} (or a .rawtlt beside the stack)"
+    if len(records) < nz:
+        raise InputError(
+            name,
+            f"the {exttyp} extended header has {len(records)} records for {nz} sections: "
+            f"which tilt is whose is not known; {fix}",
+        )
+    spare = records[nz:]
+    used = (np.asarray(spare["Bitmask 1"], np.uint32) >> FEI_ALPHA_TILT_BIT) & 1
+    if np.any(used):
+        raise InputError(
+            name,
+            f"the {exttyp} extended header has {len(records)} records for {nz} sections and "
+            f"{int(used.sum())} past the {nz}th hold a tilt (a stack cut after it was "
+            f"written?): which tilt is whose is not known; {fix}",
+        )
+    if len(spare):
+        logger.debug("%s: %d spare %s records past the %d sections", name, len(spare), exttyp, nz)
+    return records[:nz]
 
 
 def mdoc_tilts(path: str, nz: int) -> np.ndarray:
@@ -216,7 +260,10 @@ def open_mrc(path: str | os.PathLike[str]) -> FrameSource:
             warnings.filterwarnings("ignore", "Setting the dtype", DeprecationWarning)
             with mrcfile.open(path, mode="r", header_only=True, permissive=False) as m:
                 header = m.header.copy()
-                tilts = header_tilts(m, path)
+                try:
+                    tilts, tilts_error = header_tilts(m, path), None
+                except InputError as exc:  # refused where used: a sidecar or --angles replace it
+                    tilts, tilts_error = None, exc
     except Exception as exc:  # mrcfile raises ValueError for bad maps, mode, size
         raise InputError(path, f"not a readable MRC file ({one_line(exc)})") from exc
     mx, my = int(header.mx), int(header.my)
@@ -250,8 +297,10 @@ def open_mrc(path: str | os.PathLike[str]) -> FrameSource:
     except InputError as exc:  # refused when used: --angles replaces a sidecar, even this one
         angles, angles_file, angles_error = None, None, exc
     angles_from = angles_file
-    if angles is None and angles_error is None and tilts is not None:
-        angles, angles_from = tilts  # no sidecar: the tilts the microscope wrote
+    if angles is None and angles_error is None:
+        if tilts is not None:
+            angles, angles_from = tilts  # no sidecar: the tilts the microscope wrote
+        angles_error = tilts_error
     fh = open(path, "rb")  # closed by FrameSource.close
 
     def reader(i0: int, i1: int) -> np.ndarray:

@@ -40,8 +40,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import h5py
 import numpy as np
@@ -230,7 +233,11 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
     n = data.shape[0]
     keys, key_where = _image_keys(path, f, data_at, layout.image_key_path)
     if keys is not None and keys.size != n:
-        raise InputError(path, f"{key_where} has {keys.size} entries for {n} frames in {data_at}")
+        raise InputError(
+            path,
+            f"{key_where} has {keys.size} entries for {n} frames in {data_at}"
+            + _axes_hint(keys.size, data.shape),
+        )
     if keys is None:
         keys = np.zeros(n, dtype=int)
     wanted = KEYS[kind]
@@ -247,27 +254,16 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
             return data[int(idx[0]) : int(idx[-1]) + 1]
         return data[list(map(int, idx))]  # h5py fancy indexing wants increasing indices
 
-    flat = dark = series = None
     entry = _entry_of(f, data_at)
+    flat = dark = series = None
+    kept: dict[str, Any] = {}
     if kind == "projections":
-        try:
-            flat, dark = _mean_of(data, keys == 1), _mean_of(data, keys == 2)
-            series = _flat_series(data, keys, chosen)
-        except Exception as exc:
-            raise InputError(
-                path, f"cannot read flats/darks of {data_at} ({one_line(exc)})"
-            ) from exc
-    scaled = None
-    if kind == "projections" and flat is not None and entry is not None:
-        flat, scaled = _flats_to_exposure(entry, keys, flat, dark)
-        if scaled is not None and series is not None:  # the same exposure ratio for every set
-            series = series.mapped(lambda f: _scaled(f, dark, scaled))
-    if kind == "projections" and flat is None and entry is not None:
-        flat, scaled = _bright_field(path, entry, data_at, (n, *data.shape[1:]))
+        flat, dark, series, kept = _held_fields(path, entry, data, data_at, keys, chosen)
     angles = None
     if kind == "projections":
-        angles = _angles(path, f, entry, data_at, layout.angles_path, n, chosen)
-    det = entry.get("instrument/detector") if entry is not None else None
+        angles = _angles(path, f, entry, data_at, layout.angles_path, data.shape, chosen)
+    unreadable: dict[str, InputError] = {}
+    physics = _physics(entry, chosen, unreadable)
     return FrameSource(
         path=path,
         format="nxtomo",
@@ -275,9 +271,8 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
         dtype=data.dtype,
         reader=lambda i0, i1: read_indices(chosen[i0:i1]),
         angles_deg=angles,
-        pixel_size_nm=_pixel_size_nm(entry, det),
-        energy_ev=_energy_ev(entry) if entry is not None else None,
-        exposure_s=_exposure_s(det, chosen) if isinstance(det, h5py.Group) else None,
+        **physics,
+        unreadable=unreadable,
         flat=flat,
         dark=dark,
         flat_series=series,
@@ -292,10 +287,93 @@ def _open(path: str, f: h5py.File, layout: HdfLayout, kind: str) -> FrameSource:
             "flat_sets": len(flat_sets(keys))
             if kind == "flats" and np.any(keys == 1)
             else (0 if series is None else len(series.positions)),
-            **({} if scaled is None else {"flat_scaled_by": scaled}),
+            **kept,
         },
         closer=f.close,
     )
+
+
+def _held_fields(
+    path: str,
+    entry: h5py.Group | None,
+    data: h5py.Dataset,
+    data_at: str,
+    keys: np.ndarray,
+    chosen: np.ndarray,
+) -> tuple[np.ndarray | None, np.ndarray | None, FlatSeries | None, dict[str, Any]]:
+    """The flat, dark and flat sets the file holds for its projections ``chosen``
+    (``image_key`` 1 and 2 among the frames, else MISTRAL's flats), and what to keep of
+    them (the flats' exposure factor, the dark sets' levels)."""
+    try:
+        dark, dark_levels = _dark(data, keys)
+        series = _flat_series(path, data, keys, chosen)
+        # sets: the first set's average stands for "a flat" (it stays kept for the first
+        # projections), so each flat is read once, not averaged whole first
+        flat = _mean_of(data, keys == 1) if series is None else series.field(0)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(path, f"cannot read flats/darks of {data_at} ({one_line(exc)})") from exc
+    scaled = None
+    if flat is not None and entry is not None:
+        flat, scaled = _flats_to_exposure(entry, keys, flat, dark)
+        if scaled is not None and series is not None:  # the same exposure ratio for every set
+            series = series.mapped(lambda f: _scaled(f, dark, scaled))
+    if flat is None and entry is not None:
+        flat, scaled = _bright_field(path, entry, data_at, (keys.size, *data.shape[1:]))
+    kept = {} if scaled is None else {"flat_scaled_by": scaled}
+    return flat, dark, series, {**kept, **({"dark_set_levels": dark_levels} if dark_levels else {})}
+
+
+def _dark(data: h5py.Dataset, keys: np.ndarray) -> tuple[np.ndarray | None, list[float]]:
+    """The darks (``image_key`` 2) averaged, all sets alike, each frame read once, and the
+    mean level of each set where there are two or more (the import's log line gives them).
+
+    Not interpolated per projection as flats are: a dark drifts by counts, not percent, and
+    the average of all sets is the less noisy estimate of each pixel's offset; interpolated,
+    the darks of one set alone set the ends of the scan (docs/io.md, "Darks", measured by
+    ``benchmarks/dark_sets.py``).
+    """
+    sets = flat_sets(keys, flat_key=2)
+    if len(sets) < 2:
+        return _mean_of(data, keys == 2), []
+    acc, levels = np.zeros(data.shape[1:], np.float64), []
+    for s in sets:  # one set at a time: memory of two frames however many sets
+        average = _mean_of(data, np.isin(np.arange(keys.size), s))
+        acc += average * len(s)
+        levels.append(float(np.mean(average)))
+    return (acc / sum(len(s) for s in sets)).astype(np.float32), levels
+
+
+def _physics(
+    entry: h5py.Group | None, chosen: np.ndarray, unreadable: dict[str, InputError]
+) -> dict[str, float | None]:
+    """Pixel size, energy and exposure as the file has them; those in a unit not known are
+    ``None``, their errors put in ``unreadable`` (:func:`_or_unreadable`)."""
+    det = entry.get("instrument/detector") if entry is not None else None
+    return {
+        key: _or_unreadable(unreadable, key, read)
+        for key, read in (
+            ("pixel_size_nm", lambda: _pixel_size_nm(entry, det)),
+            ("energy_ev", lambda: _energy_ev(entry) if entry is not None else None),
+            (
+                "exposure_s",
+                lambda: _exposure_s(det, chosen) if isinstance(det, h5py.Group) else None,
+            ),
+        )
+    }
+
+
+def _or_unreadable(
+    unreadable: dict[str, InputError], key: str, read: Callable[[], float | None]
+) -> float | None:
+    """``read()``, or ``None`` with its :class:`_Unreadable` kept under ``key``: raised where
+    the value is used, unless the user gives it (the importer's ``--pixel-size-nm`` ...)."""
+    try:
+        return read()
+    except _Unreadable as exc:
+        unreadable[key] = exc
+        return None
 
 
 # -- finding datasets -------------------------------------------------------------------------
@@ -439,12 +517,72 @@ def _entry_of(f: h5py.File, name: str) -> h5py.Group | None:
     return parent if isinstance(parent, h5py.Group) else None
 
 
+def _axes_hint(count: int, shape: tuple[int, ...]) -> str:
+    """A note for a count that matches another axis of the frames than the first: a stack
+    written ``(rows, cols, frames)``, which would read as ``rows`` images of the wrong cut."""
+    if count in shape[1:]:
+        return (
+            f"; the frames' dataset is {tuple(shape)}, and {count} is the size of another "
+            "axis: written as (rows, cols, frames)? sxtdist reads (frames, rows, cols): "
+            "transpose it to (frames, rows, cols) before importing"
+        )
+    return ""
+
+
+#: ``image_key`` as words (tomoscan's and ``nxtomo``'s ImageKey names, and short forms).
+KEY_WORDS = {
+    "projection": 0,
+    "flat_field": 1,
+    "flat": 1,
+    "dark_field": 2,
+    "dark": 2,
+    "invalid": 3,
+    "alignment": -1,
+}
+#: The values NXtomo defines: 0-3, and -1 (alignment, in ``image_key_control``).
+KNOWN_KEYS = (-1, 0, 1, 2, 3)
+
+
+def _key_values(path: str, ds: h5py.Dataset, where: str) -> np.ndarray:
+    """An ``image_key`` as integers: numbers, digits or the words of :data:`KEY_WORDS` as
+    text. A value NXtomo does not define (``7``, ``0.5``, ``"white"``) is refused naming the
+    frame: skipped, as frames keyed 3 are, a projection would be lost without a word."""
+    raw = np.asarray(ds[()]).reshape(-1)
+    if raw.dtype.kind in "SUO":
+        texts = [
+            (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)).strip().lower()
+            for v in raw
+        ]
+        values = [KEY_WORDS.get(t, t) for t in texts]
+        keys = np.array(
+            [int(v) if isinstance(v, int) or v.lstrip("-").isdigit() else 99 for v in values]
+        )
+        shown = [repr(t) for t in texts]
+    elif raw.dtype.kind in "iubf":
+        values = raw.astype(float)
+        whole = np.isfinite(values) & (values == np.round(values))  # 0.5 is no key
+        keys = np.where(whole, np.nan_to_num(values), 99).astype(int)
+        shown = [f"{v:g}" for v in values]
+    else:  # compound, complex ...: no key at all
+        keys, shown = np.full(raw.size, 99), [f"of type {raw.dtype}"] * raw.size
+    bad = np.flatnonzero(~np.isin(keys, KNOWN_KEYS))
+    if bad.size:
+        i = int(bad[0])
+        raise InputError(
+            path,
+            f"{where}[{i}] is {shown[i]}, not an NXtomo image_key (0 or projection, 1 or "
+            f"flat, 2 or dark, 3 or invalid, -1 alignment); {bad.size} frame(s) so: give "
+            f"{keyword('image_key_path')} of a key NXtomo defines",
+        )
+    return keys
+
+
 def _image_keys(
     path: str, f: h5py.File, data_at: str, key_path: str | None
 ) -> tuple[np.ndarray | None, str]:
     if key_path is not None:
         ds = _get(path, f, key_path, keyword("image_key_path"))
-        return np.asarray(ds[()], dtype=int).reshape(-1), key_path
+        return _key_values(path, ds, key_path), key_path
     entry = _entry_of(f, data_at)
     groups = [os.path.dirname(data_at)]
     if entry is not None:
@@ -453,7 +591,7 @@ def _image_keys(
         for key in KEY_NAMES:
             p = f"{g}/{key}"
             if p in f and isinstance(f[p], h5py.Dataset):
-                return np.asarray(f[p][()], dtype=int).reshape(-1), p
+                return _key_values(path, f[p], p), p
     return None, "the file (no image_key)"
 
 
@@ -463,7 +601,7 @@ def _angles(
     entry: h5py.Group | None,
     data_at: str,
     angles_path: str | None,
-    n_frames: int,
+    shape: tuple[int, ...],
     chosen: np.ndarray,
 ) -> np.ndarray | None:
     if angles_path is not None:
@@ -484,12 +622,14 @@ def _angles(
     unit = (_units(ds) or "degree").strip().lower()
     if unit not in ANGLE_UNITS:
         raise InputError(path, f"{where} has units {unit!r}; expected degree or rad")
+    n_frames = shape[0]
     if values.size == n_frames:
         values = values[chosen]
     elif values.size != chosen.size:
         raise InputError(
             path,
-            f"{where} has {values.size} angles for {n_frames} frames ({chosen.size} projections)",
+            f"{where} has {values.size} angles for {n_frames} frames ({chosen.size} projections)"
+            + _axes_hint(values.size, shape),
         )
     return values * ANGLE_UNITS[unit]
 
@@ -524,7 +664,10 @@ def _flats_to_exposure(
     ds = entry.get("instrument/detector/count_time")
     if not isinstance(ds, h5py.Dataset) or ds.size != keys.size:
         return flat, None
-    t = np.asarray(ds[()], float).reshape(-1)
+    try:
+        t = _times_s(ds)
+    except _Unreadable:  # the exposure's own error says it (FrameSource.unreadable)
+        return flat, None
     ratio = _exposure_ratio(t[keys == 0], t[keys == 1])
     if ratio is None or abs(ratio - 1.0) < 1e-6:
         return flat, None
@@ -577,18 +720,28 @@ def _bright_field(
     return flat * np.float32(factor), factor
 
 
-def _flat_series(data: h5py.Dataset, keys: np.ndarray, chosen: np.ndarray) -> FlatSeries | None:
+def _flat_series(
+    path: str, data: h5py.Dataset, keys: np.ndarray, chosen: np.ndarray
+) -> FlatSeries | None:
     """The flats as the sets they were taken in (``image_key`` 1 at the start and the end,
     or between parts of the scan), when there are two or more; else ``None``. Each set is
-    read when a projection needs it."""
+    read when a projection needs it; a set with NaN or inf is refused, naming its frames
+    (no average of all the flats checks them first)."""
     sets = flat_sets(keys)
     if len(sets) < 2:
         return None
     masks = [np.isin(np.arange(keys.size), s) for s in sets]
+
+    def load(j: int) -> np.ndarray:
+        avg = _mean_of(data, masks[j])
+        if not np.all(np.isfinite(avg)):
+            raise InputError(
+                path, f"flats {sets[j][0]}..{sets[j][-1]} of {data.name} contain NaN or inf"
+            )
+        return avg
+
     return FlatSeries(
-        positions=np.array([s.mean() for s in sets], float),
-        frames=np.asarray(chosen),
-        load=lambda j: _mean_of(data, masks[j]),
+        positions=np.array([s.mean() for s in sets], float), frames=np.asarray(chosen), load=load
     )
 
 
@@ -605,6 +758,70 @@ def _mean_of(data: h5py.Dataset, which: np.ndarray) -> np.ndarray | None:
 # -- metadata ---------------------------------------------------------------------------------
 
 
+#: A quantity written as text: a number (a decimal point or comma), then its unit if any.
+_QUANTITY = re.compile(r"([-+]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][-+]?\d+)?)\s*(\S*)")
+#: Exposure units as written, in seconds.
+TIME_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3}
+
+
+class _Unreadable(InputError):
+    """A value the file holds in a unit (or words) this reader does not know."""
+
+
+def _value_and_unit(ds: h5py.Dataset) -> tuple[float | None, str | None]:
+    """The first value of ``ds`` and its unit as written: a number with its ``units``
+    attribute, or text with its own unit (``"520 eV"``, ``"10 nm"``, ``"0,5 s"``; an
+    attribute beside it must agree). The value is ``None`` where it is not positive and
+    finite; :class:`_Unreadable` where the text is no number and unit."""
+    raw = np.asarray(ds[()]).reshape(-1)
+    attr = _units(ds)
+    attr = attr.strip() if attr and attr.strip() else None
+    if not raw.size:
+        return None, attr
+    value = raw[0]
+    if raw.dtype.kind in "SUO":
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        m = _QUANTITY.fullmatch(text.strip())
+        if m is None:
+            raise _Unreadable(ds.file.filename, f"{ds.name} is {text!r}, not a number and a unit")
+        value, unit = m.group(1).replace(",", "."), m.group(2) or None
+        if unit and attr and unit.lower() != attr.lower():
+            raise _Unreadable(
+                ds.file.filename, f"{ds.name} is {text!r} but its units attribute says {attr!r}"
+            )
+        attr = unit or attr
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None, attr
+    return (value if np.isfinite(value) and value > 0 else None), attr
+
+
+def _quantity(ds: h5py.Dataset, table: dict[str, float], default: str) -> float | None:
+    """The first value of ``ds`` (:func:`_value_and_unit`; ``default`` its unit where it has
+    none) times its unit's factor in ``table``, or ``None``. :class:`_Unreadable` where the
+    unit is not in ``table``: read as another unit or passed over, the value would be wrong
+    by the factor between them (the detector's pixel for the object's)."""
+    value, unit = _value_and_unit(ds)
+    return None if value is None else value * _factor(ds, unit or default, table)
+
+
+#: How the unit tables are named in messages.
+_KNOWN = {"length": "nm, µm, mm, m or Å", "energy": "eV or keV", "time": "s or ms"}
+
+
+def _factor(ds: h5py.Dataset, unit: str, table: dict[str, float]) -> float:
+    """``table``'s factor for ``unit``; :class:`_Unreadable` naming ``ds`` where it has none."""
+    factor = table.get(unit.lower())
+    if factor is None:
+        kind = {id(UNIT_NM): "length", id(ENERGY_UNITS): "energy"}.get(id(table), "time")
+        raise _Unreadable(
+            ds.file.filename,
+            f"{ds.name} is in {unit!r}, not a unit of {kind} known here ({_KNOWN[kind]})",
+        )
+    return factor
+
+
 def _units(ds: h5py.Dataset) -> str | None:
     u = ds.attrs.get("units")
     if isinstance(u, np.ndarray) and u.size == 1:  # a one-string array (IDL, LabVIEW writers)
@@ -612,11 +829,6 @@ def _units(ds: h5py.Dataset) -> str | None:
     if isinstance(u, bytes):
         u = u.decode(errors="replace")
     return None if u is None else str(u)
-
-
-def _scalar(ds: h5py.Dataset) -> float | None:
-    v = np.asarray(ds[()], dtype=float).reshape(-1)
-    return float(v[0]) if v.size and np.isfinite(v[0]) and v[0] > 0 else None
 
 
 def _pixel_size_nm(entry: h5py.Group | None, det: object) -> float | None:
@@ -636,13 +848,12 @@ def _pixel_size_nm(entry: h5py.Group | None, det: object) -> float | None:
 
 
 def _length_nm(g: object, name: str) -> float | None:
-    """The length ``g/name`` in nm (``units``; metres if absent), or ``None``."""
+    """The length ``g/name`` in nm (``units``, or the unit written after a number in text;
+    metres if neither), or ``None``; :class:`_Unreadable` for a unit not known."""
     ds = g.get(name) if isinstance(g, h5py.Group) else None
     if not isinstance(ds, h5py.Dataset):
         return None
-    v = _scalar(ds)
-    factor = UNIT_NM.get((_units(ds) or "m").strip().lower())
-    return None if v is None or factor is None else v * factor
+    return _quantity(ds, UNIT_NM, "m")
 
 
 def _energy_ev(entry: h5py.Group) -> float | None:
@@ -655,13 +866,11 @@ def _energy_ev(entry: h5py.Group) -> float | None:
     for p in ENERGY_PATHS:
         ds = entry.get(p)
         if isinstance(ds, h5py.Dataset):
-            v = _scalar(ds)
-            units = _units(ds)
-            if units is None and v is not None:
+            v, unit = _value_and_unit(ds)
+            if v is not None and unit is None:
                 return v if v >= UNITLESS_EV_ABOVE else v * 1e3
-            factor = ENERGY_UNITS.get((units or "").strip().lower())
-            if v is not None and factor is not None:
-                return v * factor
+            if v is not None:
+                return v * _factor(ds, unit, ENERGY_UNITS)
     return None
 
 
@@ -670,11 +879,26 @@ def _exposure_s(det: h5py.Group, chosen: np.ndarray) -> float | None:
     ds = det.get("count_time")
     if not isinstance(ds, h5py.Dataset):
         return None
-    v = np.asarray(ds[()], dtype=float).reshape(-1)
+    v = _times_s(ds)
     if v.size > 1 and v.size > chosen.max():
         v = v[chosen]
-    factor = {"s": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3}.get(
-        (_units(ds) or "s").strip().lower()
-    )
     v = v[np.isfinite(v) & (v > 0)]
-    return float(np.median(v)) * factor if v.size and factor is not None else None
+    return float(np.median(v)) if v.size else None
+
+
+def _times_s(ds: h5py.Dataset) -> np.ndarray:
+    """Every value of a ``count_time`` in seconds: numbers in their ``units`` (seconds if
+    absent), or text each with its own unit (``"0.5 s"``, ``"500 ms"``); a unit not known
+    is :class:`_Unreadable`."""
+    raw = np.asarray(ds[()]).reshape(-1)
+    if raw.dtype.kind not in "SUO":
+        return raw.astype(float) * _factor(ds, (_units(ds) or "s").strip(), TIME_UNITS)
+    out = np.empty(raw.size)
+    for i, v in enumerate(raw):
+        text = (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)).strip()
+        m = _QUANTITY.fullmatch(text)
+        if m is None:
+            raise _Unreadable(ds.file.filename, f"{ds.name}[{i}] is {text!r}, not a time")
+        unit = m.group(2) or (_units(ds) or "s").strip()
+        out[i] = float(m.group(1).replace(",", ".")) * _factor(ds, unit, TIME_UNITS)
+    return out

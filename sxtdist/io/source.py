@@ -9,6 +9,7 @@ whole stack at once, so a stack larger than memory imports in bounded memory.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -20,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, SxtdistWarning, keyword, one_line
+
+logger = logging.getLogger(__name__)
 
 #: Pixel width and height further apart than this (relative) draw a warning.
 SQUARE_TOLERANCE = 0.01
@@ -37,7 +40,8 @@ class FlatSeries:
     inside it), for a flat per projection: the beam decays or drifts between the sets.
 
     The sets are read when a projection needs them and a few kept, so memory stays at a
-    few frames however many sets the scan has.
+    few frames however many sets the scan has; each is read from the file once where the
+    projections are read in order.
 
     Parameters
     ----------
@@ -82,9 +86,12 @@ class FlatSeries:
         )
 
     def mapped(self, fn: Callable[[np.ndarray], np.ndarray]) -> FlatSeries:
-        """The same sets, each passed through ``fn`` (a crop, an exposure scaling) when read."""
-        load = self.load
-        return replace(self, load=lambda j: fn(load(j)))
+        """The same sets, each passed through ``fn`` (a crop, an exposure scaling) when read.
+
+        The new series takes each set from this one's :meth:`field`, not from ``load``: a set
+        this one has read already (the first, read on opening) is not read from the file again.
+        """
+        return replace(self, load=lambda j: fn(self.field(j)))
 
 
 def flat_sets(keys: np.ndarray, flat_key: int = 1, projection_key: int = 0) -> list[np.ndarray]:
@@ -123,10 +130,15 @@ class FrameSource:
         Why the angles of a file beside it (an MRC's ``.rawtlt`` or ``.mdoc``) cannot be
         read, raised where they would be used: ``--angles`` replaces them.
     flat, dark
-        Averaged flat and dark fields ``(rows, cols)`` held by the file, or ``None``.
+        Averaged flat and dark fields ``(rows, cols)`` held by the file, or ``None``. Where
+        ``flat_series`` is set, ``flat`` is its first set's average (the series replaces it).
     flat_series
         The file's flats as sets taken at two or more points of the scan
         (:class:`FlatSeries`), or ``None`` (one set: ``flat`` is the flat of every frame).
+    unreadable
+        Why a value the file holds (``pixel_size_nm``, ``energy_ev``, ``exposure_s``) cannot
+        be read (a unit not known), by key: raised where it would be used, unless the user
+        gives the value.
     values
         What the pixel values are if the format says (``"intensity"`` for raw
         detector counts), else ``None``.
@@ -149,6 +161,7 @@ class FrameSource:
     flat: np.ndarray | None = None
     dark: np.ndarray | None = None
     flat_series: FlatSeries | None = None
+    unreadable: dict[str, InputError] = field(default_factory=dict)
     values: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     closer: Callable[[], None] | None = None
@@ -271,7 +284,9 @@ def read_angles_file(path: str | os.PathLike[str]) -> np.ndarray:
     read as a minus and nothing. A decimal comma (``-60,5``, a European locale's) is read
     where it is one: the file has no decimal point, and no comma in it can only be a
     separator; a number list such as ``-60,5,-59,5`` that reads either way is refused,
-    naming the line (:func:`decimal_commas`).
+    naming the line (:func:`decimal_commas`). A table with a header row naming its columns
+    (``angle,exposure``, ``Tilt;Dose``, as a spreadsheet exports it) gives the column whose
+    name says angle, tilt or theta (:func:`header_column`).
     """
     path = os.fspath(path)
     try:
@@ -281,10 +296,11 @@ def read_angles_file(path: str | os.PathLike[str]) -> np.ndarray:
         raise InputError(path, f"cannot read the angle list ({exc.strerror})") from exc
     except UnicodeDecodeError:
         raise InputError(path, "is not a text file of angles (not UTF-8)") from None
-    lines = [
-        [t for t in re.split(r"[;\s]+", line.split("#", 1)[0].replace("\u2212", "-")) if t]
-        for line in text.splitlines()
-    ]
+    rows = [line.split("#", 1)[0].replace("\u2212", "-") for line in text.splitlines()]
+    table = header_column(path, rows)
+    if table is not None:
+        return table
+    lines = [[t for t in re.split(r"[;\s]+", row) if t] for row in rows]
     comma = decimal_commas(path, lines)
     values: list[float] = []
     for n, tokens in enumerate(lines, 1):
@@ -302,6 +318,62 @@ def read_angles_file(path: str | os.PathLike[str]) -> np.ndarray:
     if not np.all(np.isfinite(angles)):
         raise InputError(path, "the angle list contains NaN or inf")
     return angles
+
+
+#: A column name that says it holds the angles (``Angle``, ``tilt angle (deg)``, ``theta``).
+_ANGLE_COLUMN = re.compile(r"angle|tilt|theta", re.IGNORECASE)
+
+
+def header_column(path: str, rows: list[str]) -> np.ndarray | None:
+    """The angle column of a table whose first row names its columns, or ``None`` where the
+    first row (comments removed) is numbers: no header.
+
+    The header's separator (a semicolon, else a tab, else a comma, else spaces) splits every
+    row; the one column whose name matches angle, tilt or theta is read, with a decimal
+    comma where the separator is not a comma. A header naming no such column, or two, and a
+    row of another width are refused naming the line: which column is the angle is then a
+    guess. Named columns are what makes ``-60,4`` two numbers provably.
+    """
+    numbered = [(n, row.strip()) for n, row in enumerate(rows, 1) if row.strip()]
+    if not numbered:
+        return None
+    n0, head = numbered[0]
+    sep = next((c for c in ";\t," if c in head), None)
+    names = [c.strip() for c in (head.split(sep) if sep else head.split())]
+    if all(_is_number(c) for c in names):
+        return None
+    hits = [i for i, c in enumerate(names) if _ANGLE_COLUMN.search(c)]
+    if len(hits) != 1:
+        said = "no column" if not hits else f"{len(hits)} columns"
+        raise InputError(
+            path,
+            f"line {n0}: {head!r} is a header naming {said} of angles (angle, tilt or theta); "
+            "name one column so, or give one angle per line",
+        )
+    col, values = hits[0], []
+    for n, row in numbered[1:]:
+        cells = [c.strip() for c in (row.split(sep) if sep else row.split())]
+        if len(cells) != len(names):
+            raise InputError(
+                path, f"line {n}: {len(cells)} values under a header of {len(names)} ({head!r})"
+            )
+        cell = cells[col].removesuffix("°")
+        try:
+            values.append(float(cell if sep == "," else cell.replace(",", ".", 1)))
+        except ValueError:
+            raise InputError(path, f"line {n}: {cells[col]!r} is not a number") from None
+    if not values:
+        raise InputError(path, f"line {n0}: a header ({head!r}) and no angles under it")
+    logger.info("%s: angles from column %r of %d", path, names[col], len(names))
+    return np.asarray(values, float)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.removesuffix("°").replace(",", ".", 1))
+    except ValueError:
+        return not text  # an empty cell is no name either
+    return True
 
 
 #: A number written with one decimal comma: sign, digits, comma, digits.
@@ -380,12 +452,15 @@ def second_column(
     numbers = [tok.removesuffix("°") for tok in tokens]
     if not all("," in tok for tok in numbers):  # a line without one has no second column
         return
-    after = {tok.split(",")[1] for tok in numbers}
-    if len(after) != 1 or not after.pop().strip("0"):
-        return
     # each reading in its own order: a list in acquisition order, names sorted as text
     decimals = np.sort([float(tok.replace(",", ".")) for tok in numbers])
     before = np.sort([float(tok.split(",")[0]) for tok in numbers])
+    after = {tok.split(",")[1] for tok in numbers}
+    if len(after) > 1:
+        _changing_second_column(path, tokens, before, decimals, each, fix)
+        return
+    if not after.pop().strip("0"):
+        return
     if _evenly_spaced(decimals) and not _evenly_spaced(before):
         return
     raise InputError(
@@ -394,6 +469,34 @@ def second_column(
         f"{tokens[-1]!r}): an angle with a second column ({tokens[0]!r}: "
         f"{numbers[0].split(',')[0]} degrees, then an exposure or a count) as much as a decimal "
         f"comma; {fix}",
+    )
+
+
+def _changing_second_column(
+    path: str, tokens: list[str], before: np.ndarray, decimals: np.ndarray, each: str, fix: str
+) -> None:
+    """Refuse a list of three or more whose parts before the commas step evenly (``-60``
+    ``-58`` ``-56``) while the parts after them differ (``-60,4`` ``-58,3`` ``-56,4``): an
+    angle with a second column that changes (an exposure lengthened at high tilt, a count,
+    a frame number) as much as decimals, and read as decimals every angle would be off by a
+    tenth, a hundredth ... of that column.
+
+    Decimals whose parts after the comma change make whole parts that do not step evenly:
+    a planned scan's steps of 1.5 or 0.25 degrees (``-3,0`` ``-1,5`` ``0,0``: -3, -1, 0),
+    read-back angles that straddle the planned ones (``-60,02`` ``-57,98``), a Saxton
+    scheme's shrinking steps. Those read. ``before`` and ``decimals`` are the two readings,
+    sorted.
+    """
+    if len(tokens) < 3 or not _evenly_spaced(before):
+        return
+    seconds = [tok.removesuffix("°").split(",")[1] for tok in tokens[:3]]
+    raise InputError(
+        path,
+        f"every {each} is one number with a comma, the numbers before the commas step evenly "
+        f"by {before[1] - before[0]:g} and those after differ ({', '.join(seconds)}, ...): an "
+        f"angle with a second column ({tokens[0]!r}: {tokens[0].split(',')[0]} degrees, then "
+        f"an exposure or a count of {seconds[0]}) as much as decimals "
+        f"({', '.join(f'{d:g}' for d in decimals[:3])}, ...); {fix}",
     )
 
 

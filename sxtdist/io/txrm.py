@@ -29,7 +29,7 @@ import warnings
 import numpy as np
 import olefile
 
-from ..errors import InputError, SxtdistWarning, one_line
+from ..errors import InputError, SxtdistWarning, keyword, one_line
 from .source import FrameSource, check_shape
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,32 @@ DATA_TYPES = {5: np.dtype("<u2"), 10: np.dtype("<f4")}
 def image_stream(i: int) -> str:
     """The stream name of image ``i`` (0-based)."""
     return f"ImageData{math.ceil((i + 1) / 100)}/Image{i + 1}"
+
+
+def _angles(
+    path: str, angles: np.ndarray | None, n: int
+) -> tuple[np.ndarray | None, InputError | None]:
+    """The first ``n`` of ``ImageInfo/Angles``, or none: all equal or not finite (Xradia
+    writes zeros where no angle was recorded: a mosaic, a single-angle series) is no tilt
+    series, so ``--angle-range`` applies; fewer values than images is an error that
+    ``--angles`` replaces (:attr:`FrameSource.angles_error`)."""
+    if angles is None:
+        return None, None
+    if angles.size < n:
+        return None, InputError(
+            path,
+            f"ImageInfo/Angles has {angles.size} values for {n} images: which angle is whose is "
+            f"not known; give {keyword('angles')}",
+        )
+    angles = angles[:n]
+    if n > 1 and (not np.all(np.isfinite(angles)) or np.ptp(angles) == 0):
+        logger.info(
+            "%s: ImageInfo/Angles holds no tilt series (%s): not used",
+            path,
+            "not all finite" if not np.all(np.isfinite(angles)) else f"all {angles[0]:g}",
+        )
+        return None, None
+    return angles, None
 
 
 def open_txrm(path: str | os.PathLike[str]) -> FrameSource:
@@ -172,11 +198,7 @@ def _open(path: str, ole: olefile.OleFileIO) -> FrameSource:
         raise InputError(
             path, f"{len(missing)} of {n} images are missing (first: {missing[0]}); truncated?"
         )
-    angles = st.floats("ImageInfo/Angles")
-    if angles is not None:
-        if angles.size < n:
-            raise InputError(path, f"ImageInfo/Angles has {angles.size} values for {n} images")
-        angles = angles[:n]
+    angles, angles_error = _angles(path, st.floats("ImageInfo/Angles"), n)
     pixel = st.positive("ImageInfo/PixelSize", 1)  # µm
     energy = st.positive("ImageInfo/Energy", n)  # eV per image
     exposure = st.positive("ImageInfo/ExpTimes", n)  # s per image
@@ -198,6 +220,7 @@ def _open(path: str, ole: olefile.OleFileIO) -> FrameSource:
         dtype=dtype,
         reader=reader,
         angles_deg=angles,
+        angles_error=angles_error,
         pixel_size_nm=None if pixel is None else float(pixel[0]) * 1e3,
         energy_ev=None if energy is None else float(np.mean(energy)),
         exposure_s=None if exposure is None else float(np.median(exposure)),
