@@ -464,3 +464,30 @@ def test_txrm_angles_all_zero_or_too_few(tmp_path, run_cli):
     (tmp_path / "a.tlt").write_text("-60\n-30\n0\n30\n60\n")
     acq = import_scan(tmp_path / "s.txrm", tmp_path / "c.zarr", "roi", angles=tmp_path / "a.tlt")
     np.testing.assert_allclose(acq["roi"].geometry.angles_deg, [-60, -30, 0, 30, 60])
+
+
+# -- sxtdist view: each status line once ----------------------------------------------------------
+
+
+def test_view_prints_each_status_line_once(tiny_acq):
+    """`import neuroglancer` calls logging.basicConfig(), giving the root logger a stderr
+    handler: 'serving ...' and 'stopped' came twice, once as 'INFO:sxtdist.cli.view:...'
+    (/work/coord/bugs.md R14-3). Seen failing on main 30985ba's viewer.py (both lines twice).
+    Run in a fresh process: pytest's own root handlers would keep basicConfig from acting."""
+    pytest.importorskip("neuroglancer")
+    from _cli_in_a_process import run_script
+
+    script = (
+        "import sys, types\n"
+        "import sxtdist.cli.view as view\n"
+        "def stop():\n"
+        "    raise KeyboardInterrupt\n"
+        "view.threading = types.SimpleNamespace(Event=lambda: types.SimpleNamespace(wait=stop))\n"
+        "from sxtdist.cli import main\n"
+        "sys.exit(main(['view', sys.argv[1], '--host', '127.0.0.1']))\n"
+    )
+    code, lines = run_script(script, tiny_acq)
+    assert code == 0, lines
+    assert sum("serving" in line for line in lines) == 1, lines
+    assert sum("stopped" in line for line in lines) == 1, lines
+    assert not any(line.startswith("INFO:sxtdist") for line in lines), lines
