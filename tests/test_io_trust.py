@@ -280,6 +280,40 @@ def test_fei_records_that_do_not_match_the_sections_are_refused(tmp_path, run_cl
     np.testing.assert_allclose(acq["roi"].geometry.angles_deg, [-40, -20, 0, 20, 40])
 
 
+def test_a_serialem_header_with_fewer_records_than_sections_is_refused(tmp_path, run_cli):
+    """exttyp SERI with records for 3 sections in a stack of 5 (sections appended after the
+    header was written): refused naming both counts, --angles replaces it (main 30985ba:
+    'has no rotation angles', the header's state not named)."""
+    import mrcfile
+
+    nint = 4  # tilt x 100 and magnification / 100: nreal 1 | 8
+    records = np.zeros((3, 2), "<i2")
+    records[:, 0] = [-3000, 0, 3000]
+    with mrcfile.new(tmp_path / "s.st", overwrite=True) as m:
+        m.set_data(np.full((5, 6, 6), 0.5, np.float32))
+        m.voxel_size = 100.0
+        m.set_extended_header(np.frombuffer(records.tobytes(), "V1"))
+        m.header.exttyp = b"SERI"
+        m.header.extra1 = np.frombuffer(np.array([nint, 1 | 8], "<i2").tobytes() + bytes(4), "V8")[
+            0
+        ]
+    code, _, err = run_cli(
+        "import", tmp_path / "s.st", tmp_path / "a.zarr", "--scan=roi", "--values=transmission", "-q"
+    )  # fmt: skip
+    assert code == 2, err
+    assert "s.st: the SerialEM extended header holds records for 3 sections" in err, err
+    assert "the stack has 5" in err and "--angles" in err and "Traceback" not in err
+    (tmp_path / "a.tlt").write_text("-60\n-30\n0\n30\n60\n")
+    acq = import_scan(
+        tmp_path / "s.st",
+        tmp_path / "b.zarr",
+        "roi",
+        values="transmission",
+        angles=tmp_path / "a.tlt",
+    )
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, [-60, -30, 0, 30, 60])
+
+
 # -- NXtomo metadata written as text --------------------------------------------------------------
 
 
