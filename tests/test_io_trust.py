@@ -555,3 +555,26 @@ def test_flats_exposed_longer_are_scaled_whatever_unit_count_time_is_in(tmp_path
     scan = open_acquisition(tmp_path / "a.zarr")["roi"]
     np.testing.assert_allclose(scan.data.compute(), np.log(4), rtol=1e-5)
     assert scan.meta["source"]["flat_scaled_by"] == pytest.approx(0.5)
+
+
+def test_a_held_flat_with_nan_names_the_file(tmp_path, run_cli):
+    """One set of flats holding NaN: 'flat field in the source: flat field contains NaN or
+    inf' on main 30985ba named no file."""
+    keys = _keys((1, 2), (0, 4))
+    frames = _nxtomo(tmp_path / "s.nx", keys, np.full((4, 4, 4), 0.5, np.float32))
+    frames[0, 1, 1] = np.nan
+    with h5py.File(tmp_path / "s.nx", "a") as f:
+        f["entry/instrument/detector/data"][...] = frames
+    code, _, err = run_cli("import", tmp_path / "s.nx", tmp_path / "a.zarr", "--scan=roi", "-q")
+    assert code == 2 and "s.nx: flat field contains NaN or inf" in err, err
+
+
+def test_nxtomo_angles_as_text_read_a_typographic_minus_and_a_degree_sign(tmp_path):
+    """'−60°' (as lists copied from a document have them) was 'not a number' on main 30985ba."""
+    keys = _keys((1, 2), (0, 4))
+    _nxtomo(tmp_path / "t.nx", keys, np.full((4, 4, 4), 0.5, np.float32))
+    with h5py.File(tmp_path / "t.nx", "a") as f:
+        del f["entry/sample/rotation_angle"]
+        f["entry/sample/rotation_angle"] = ["0", "0", "\u221260°", "-20°", "20°", "60°"]
+    acq = import_scan(tmp_path / "t.nx", tmp_path / "b.zarr", "roi")
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, [-60, -20, 20, 60])
