@@ -252,7 +252,7 @@ def test_align_on_a_read_only_acquisition_fails_before_the_work(
     """review5 finding 9: told at once, not after every pair is done; review6 'Read-only
     acquisition: align/edit/import name a hidden lock file and advise "write the output
     elsewhere"': one line naming the acquisition, the folder that cannot be written, what to
-    do, exit 2."""
+    do; align exit 1 (the environment's failure, bugs.md R14-2), edit exit 2 (import14's)."""
     import errno
 
     from sxtdist import lock
@@ -260,7 +260,7 @@ def test_align_on_a_read_only_acquisition_fails_before_the_work(
     for read_only in (os.fspath(tiny_copy), os.path.dirname(tiny_copy)):  # shifts; lock
         with deny_writes(read_only, errno.EROFS):  # that folder on a read-only file system
             code, out, err = run_cli("align", tiny_copy, "--workers", "1", "--report", "")
-        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert code == 1 and len(err.strip().splitlines()) == 1, err
         said = f"{tiny_copy}: cannot be written ({read_only}: Read-only file system): align"
         assert said in err, err
         assert "--dry-run" in err and "sxtdist-lock" not in err and "aligning" not in out + err
