@@ -555,3 +555,43 @@ def test_flats_exposed_longer_are_scaled_whatever_unit_count_time_is_in(tmp_path
     scan = open_acquisition(tmp_path / "a.zarr")["roi"]
     np.testing.assert_allclose(scan.data.compute(), np.log(4), rtol=1e-5)
     assert scan.meta["source"]["flat_scaled_by"] == pytest.approx(0.5)
+
+
+def test_a_held_flat_with_nan_names_the_file(tmp_path, run_cli):
+    """One set of flats holding NaN: 'flat field in the source: flat field contains NaN or
+    inf' on main 30985ba named no file."""
+    keys = _keys((1, 2), (0, 4))
+    frames = _nxtomo(tmp_path / "s.nx", keys, np.full((4, 4, 4), 0.5, np.float32))
+    frames[0, 1, 1] = np.nan
+    with h5py.File(tmp_path / "s.nx", "a") as f:
+        f["entry/instrument/detector/data"][...] = frames
+    code, _, err = run_cli("import", tmp_path / "s.nx", tmp_path / "a.zarr", "--scan=roi", "-q")
+    assert code == 2 and "s.nx: flat field contains NaN or inf" in err, err
+
+
+def test_nxtomo_angles_as_text_read_a_typographic_minus_and_a_degree_sign(tmp_path):
+    """'−60°' (as lists copied from a document have them) was 'not a number' on main 30985ba."""
+    keys = _keys((1, 2), (0, 4))
+    _nxtomo(tmp_path / "t.nx", keys, np.full((4, 4, 4), 0.5, np.float32))
+    with h5py.File(tmp_path / "t.nx", "a") as f:
+        del f["entry/sample/rotation_angle"]
+        f["entry/sample/rotation_angle"] = ["0", "0", "\u221260°", "-20°", "20°", "60°"]
+    acq = import_scan(tmp_path / "t.nx", tmp_path / "b.zarr", "roi")
+    np.testing.assert_allclose(acq["roi"].geometry.angles_deg, [-60, -20, 20, 60])
+
+
+def test_a_tiff_folder_of_mixed_pixel_types_is_refused(tmp_path, run_cli):
+    """One frame saved again as float (a transmission 0.5) among uint16 counts: np.stack
+    cast them together and the frame imported as counts, optical depth 9 (exit 0, main
+    30985ba). Refused naming the file (exit 2)."""
+    (tmp_path / "f").mkdir()
+    for i in range(4):
+        frame = np.full((8, 8), 0.5, np.float32) if i == 2 else np.full((8, 8), 2000, np.uint16)
+        tifffile.imwrite(tmp_path / "f" / f"p_{i}.tif", frame)
+    tifffile.imwrite(tmp_path / "flat.tif", np.full((8, 8), 4000, np.uint16))
+    code, _, err = run_cli(
+        "import", tmp_path / "f", tmp_path / "a.zarr", "--scan=roi", "--angle-range=0:90",
+        "--pixel-size-nm=30", "--flat", tmp_path / "flat.tif", "-q",
+    )  # fmt: skip
+    assert code == 2 and "p_2.tif: has pixels of float32 but p_0.tif has uint16" in err, err
+    assert "Traceback" not in err and not (tmp_path / "a.zarr").exists()
