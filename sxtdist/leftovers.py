@@ -3,7 +3,7 @@
 A write killed outright leaves sxtdist's hidden names beside the output ``NAME``
 (:mod:`sxtdist.outputs`): ``.NAME.sxtdist-new`` (a volume a reconstruction was creating),
 ``.NAME.sxtdist-partial`` (a replacement being written), ``.NAME.sxtdist-partial.old``
-(the old output set aside by a swap) and ``.NAME.sxtdist-tmp-HEX`` (a file output being
+(the old output set aside by a swap, until it is removed) and ``.NAME.sxtdist-tmp-HEX`` (a file output being
 written); a run killed as it checked that a folder can be
 written leaves a writability probe in it (``.sxtdist-probe-HEX``). Hidden, they are found
 by no listing a user reads;
@@ -31,6 +31,7 @@ from .outputs import (
     partial_path,
     probes,
     temps,
+    unremovable,
 )
 
 #: A hidden name of sxtdist's beside the output ``name``; a replacement's own creation is
@@ -155,7 +156,15 @@ def _what_is(hidden: str) -> str:
             f"do not remove it: the next write of {shown_out} puts it back first (or move it "
             f"back: mv {quoted(hidden)} {quoted(out)})"
         )
+    # the previous output, replaced: left where its removal stopped or failed (read-only)
+    if unremovable(hidden):
+        return (
+            f"{shown}: the old {shown_out} (the previous version; {shown_out} is its "
+            f"replacement), set aside when it was replaced and not removed, as this user may "
+            f"not write it (read-only): remove it: chmod -R u+w {quoted(hidden)} && {remove}"
+        )
     return (
-        f"{shown}: the old {shown_out}, set aside by a replacement that stopped after its "
-        f"swap: the next write of {shown_out} removes it; or remove it: {remove}"
+        f"{shown}: the old {shown_out} (the previous version; {shown_out} is its "
+        f"replacement), set aside when it was replaced, its removal stopped: the next write "
+        f"of {shown_out} removes it; or remove it: {remove}"
     )
