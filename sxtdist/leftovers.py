@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import datetime
 
 from .errors import option, printable, quoted
 from .lock import held_by
@@ -25,11 +26,13 @@ from .outputs import (
     PARTIAL_SUFFIX,
     TEMP,
     aside_path,
+    created,
     is_empty_folder,
     new_path,
     not_ours,
     partial_path,
     probes,
+    recognise,
     temps,
     unremovable,
 )
@@ -111,6 +114,21 @@ def _temp(tmp: str) -> str:
     )
 
 
+def _older(hidden: str, out: str) -> bool:
+    """Whether ``hidden`` at the partial name is the old output ``out`` replaced, not its
+    replacement: an output of the same kind created strictly before the one at ``out`` (a
+    replacement is created after the output it replaces). Where an exchange left the old
+    output before its removal failed or stopped (this version renames it to the aside
+    name first; earlier ones did not)."""
+    before, now = created(hidden), created(out)
+    if before is None or now is None or recognise(hidden) != recognise(out):
+        return False
+    try:  # ISO 8601 of one zone: compared as times, not as text of maybe other widths
+        return datetime.fromisoformat(before) < datetime.fromisoformat(now)
+    except ValueError:
+        return False
+
+
 def _what_is(hidden: str) -> str:
     """What the hidden ``hidden`` is, what clears it, how to remove it (one line)."""
     if TEMP.fullmatch(os.path.basename(hidden)):
@@ -143,6 +161,12 @@ def _what_is(hidden: str) -> str:
         return (
             f"{shown}: the start of {what}, left by a reconstruction stopped while creating it "
             f"(not an output, nothing of yours): {clears} removes it; or remove it: {remove}"
+        )
+    if suffix == PARTIAL_SUFFIX and _older(hidden, out):
+        return (
+            f"{shown}: the old {shown_out} (the previous version, created before {shown_out}, "
+            f"its replacement), set aside by a replacement that did not remove it: the next "
+            f"write of {shown_out} with {again} removes it; or remove it: {remove}"
         )
     if suffix == PARTIAL_SUFFIX:
         return (

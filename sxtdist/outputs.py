@@ -269,6 +269,14 @@ def _zarr_kind(path: str) -> tuple[str | None, dict]:
     return None, {}
 
 
+def created(path: str | os.PathLike[str]) -> str | None:
+    """When the volume or acquisition ``path`` was created (its metadata's ``created``, ISO
+    8601 in UTC, to the second), or None (another kind, or not said)."""
+    meta = _zarr_kind(os.fspath(path))[1].get("sxtdist")
+    when = meta.get("created") if isinstance(meta, dict) else None
+    return when if isinstance(when, str) else None
+
+
 def _levels(attrs: dict) -> set[str]:
     """The paths of a multiscale image's levels (NGFF 0.5 or 0.4 attributes)."""
     ome = attrs.get("ome") if isinstance(attrs.get("ome"), dict) else attrs
