@@ -403,7 +403,13 @@ def activity_lock(path: str | os.PathLike[str], activity: str) -> Iterator[None]
             ) from None
         except OSError as exc:
             raise naming(exc, path) from exc  # the place the user named, not the marker
-        yield
+        try:
+            yield
+        except (RuntimeError, OSError) as exc:  # a failed store names ``path``, not the marker
+            failed = os_error(exc, path)
+            if failed is None or failed is exc:
+                raise
+            raise failed from exc
 
 
 def held_by(path: str | os.PathLike[str]) -> str | None:

@@ -658,15 +658,23 @@ def check_can_write(path: str | os.PathLike[str]) -> None:
             raise OSError(exc.errno, exc.strerror or one_line(exc), folder) from None
 
 
+class UnwritableError(InputError):
+    """``path`` cannot be written (a read-only file system, no permission), told before the
+    work whose result goes there (:func:`require_writable`): one line naming it, the folder
+    and what to do, and exit code 1, the environment's failure, as a write that fails later
+    (README: "1 when the environment fails (disk full, read-only, permission)")."""
+
+    exit_code = 1
+
+
 def require_writable(path: str | os.PathLike[str], advice: str) -> None:
-    """:func:`check_can_write`, refused as bad input (:class:`InputError`): "``path``:
-    cannot be written (FOLDER: why): ``advice``", told before the work whose result goes
-    there."""
+    """:func:`check_can_write`, refused as :class:`UnwritableError`: "``path``: cannot be
+    written (FOLDER: why): ``advice``", told before the work whose result goes there."""
     try:
         check_can_write(path)
     except OSError as exc:
         why = f"{printable(exc.filename)}: {exc.strerror or one_line(exc)}"
-        raise InputError(os.fspath(path), f"cannot be written ({why}): {advice}") from None
+        raise UnwritableError(os.fspath(path), f"cannot be written ({why}): {advice}") from None
 
 
 def _nearest_folder(path: str | os.PathLike[str]) -> str:

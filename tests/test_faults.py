@@ -852,3 +852,24 @@ def test_finalize_never_deletes_a_level_holding_a_users_files(tmp_path):
         vol.finalize()
     assert (tmp_path / "v.zarr" / "1" / "notes.txt").read_text() == "mine\n"
     assert open_volume(tmp_path / "v.zarr").status == "running"
+
+
+def test_a_failure_inside_an_activity_lock_names_the_path_given(tmp_path):
+    """align on a full disk: the store's OSError named no file, and activity_lock's inner
+    write_lock named it after its marker, 'cell.zarr.aligned', a path that never exists
+    (bugs.md R14-4). Now it names the acquisition given; one naming a file keeps it (seen
+    failing on main's lock.py: the marker named)."""
+    import errno
+
+    from sxtdist import lock
+
+    acq = tmp_path / "cell.zarr"
+    for raised in (OSError(errno.EFBIG, "File too large"), RuntimeError("disk (os error 28)")):
+        with pytest.raises(OSError) as info:
+            with lock.activity_lock(acq, "aligned"):
+                raise raised
+        assert info.value.filename == str(acq) and info.value.errno in (errno.EFBIG, 28)
+    with pytest.raises(OSError) as info:
+        with lock.activity_lock(acq, "aligned"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.json"))
+    assert info.value.filename == str(tmp_path / "x.json")
