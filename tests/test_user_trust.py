@@ -99,6 +99,9 @@ def test_a_reconstruction_of_unaligned_scans_says_so_and_records_it(tiny_copy, t
     code, _, err = run_cli("reconstruct", tiny_copy, tmp_path / "c.zarr", "--scans", "full", *args)
     assert code == 0 and "not aligned" not in err, err  # only the scans used are named
 
+    code, _, err = run_cli("reconstruct", tiny_copy, tmp_path / "d.zarr", "--split-halves", *args)
+    assert code == 0 and err.count("not aligned") == 1, err  # once, not again for each half
+
 
 #: A Ctrl-C while the CLI's commands are imported (seconds on a busy machine), made
 #: certain: the import of one command module raises KeyboardInterrupt, as the signal does.
