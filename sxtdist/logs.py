@@ -96,6 +96,8 @@ def configure_logging(
 
     Calling it again replaces what an earlier call set up.
     """
+    if log_file is not None:
+        check_log_file(log_file)  # before the old set-up goes: a refusal changes nothing
     reset_logging()
     logger = logging.getLogger(ROOT)
     level = LEVELS[max(-1, min(1, int(verbosity)))]
@@ -114,6 +116,45 @@ def configure_logging(
         logger.addHandler(h)
     logger.setLevel(min(h.level for h in handlers))
     return logger
+
+
+#: The files that make a folder a Zarr node (v3, v2): a log file is never put inside one.
+ZARR_NODE_FILES = ("zarr.json", ".zgroup", ".zarray")
+#: How much of an existing log file is read to tell it is text (a log) and not data.
+TEXT_PROBE_BYTES = 4096
+
+
+def check_log_file(path: str | os.PathLike[str]) -> None:
+    """Refuse (:class:`~sxtdist.errors.InputError`) a log file that would change a dataset
+    or a user's data: one inside a Zarr dataset (an acquisition's ``zarr.json`` to which
+    the lines would be appended, or a new file there, which sxtdist did not write), or an
+    existing file that is not text (a projection file: NUL bytes in its beginning)."""
+    from .errors import InputError, printable
+
+    real = os.path.realpath(os.fspath(path))
+    folder = os.path.dirname(real)
+    while True:  # every folder above: a log file deep inside a volume's level too
+        if any(os.path.isfile(os.path.join(folder, f)) for f in ZARR_NODE_FILES):
+            raise InputError(
+                path,
+                f"lies inside the Zarr dataset {printable(folder)}: a log file there would "
+                "change it; write the log elsewhere",
+            )
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    try:
+        with open(real, "rb") as f:
+            start = f.read(TEXT_PROBE_BYTES)
+    except OSError:  # none yet (made as the first line is written), or unreadable: its own error
+        return
+    if b"\0" in start:
+        raise InputError(
+            path,
+            "is not a text file (a log is appended to as text; this holds binary "
+            "data): write the log elsewhere",
+        )
 
 
 def reset_logging() -> None:
@@ -151,6 +192,7 @@ def warnings_as_log_lines() -> Iterator[None]:
 
 __all__ = [
     "cell_messages_as_details",
+    "check_log_file",
     "configure_logging",
     "reset_logging",
     "warnings_as_log_lines",
