@@ -15,7 +15,8 @@
    full views of 1024² pixels of 30 nm over the same arc, written as an acquisition
    and aligned by the same runner (at this size one stretch of consecutive views per
    worker, one task each, that prepares its views and anchor views once and registers
-   their pairs; commit 50637ce: a task per view and per pair; ``--large-full 0``:
+   their pairs, the stretches cut by their estimated work, ``stretch_sizes`` since
+   speed15; commit 50637ce: a task per view and per pair; ``--large-full 0``:
    neighbours only);
    the time per pair with all work included (alignment time / pairs), the pairs' own
    registration time (all, and per kind) and the 1-worker / 2-worker ratio.
@@ -95,6 +96,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 
 import numpy as np
 
@@ -143,7 +145,7 @@ def coarse_pass_cost(acq, repeat: int) -> None:
         return  # the sxtdist of commit 50637ce: no coarse pass
     seconds: dict[bool, list[float]] = {True: [], False: []}
     with _fresh_client(1) as client:
-        client.run(lambda: __import__("sxtdist.alignment"))
+        client.run(_warm_imports)
         _align(acq, client, ["roi"], "anchor")  # warm
         for _ in range(repeat):
             for coarse in (True, False):
@@ -176,14 +178,14 @@ def time_workers(
     times: dict[int, list[float]] = {1: [], 2: []}
     again: dict[int, list[float]] = {1: [], 2: []}
     pair_s: dict[int, list[float]] = {1: [], 2: []}
-    waits: list[tuple[float, int, float]] = []
+    waits: list[tuple[float, int, float, str]] = []
     cpu: dict[int, list[float]] = {1: [], 2: []}
     ledgers: dict[int, list[dict]] = {1: [], 2: []}
     res = None
     for _ in range(repeat):
         for workers in (1, 2):
             with _fresh_client(workers) as client:
-                client.run(lambda: __import__("sxtdist.alignment"))  # warm imports
+                client.run(_warm_imports)  # off the clock
                 client.get_task_stream(start=time.time())  # starts the scheduler's record
                 for run in range(2 if warm else 1):
                     since = time.time()
@@ -201,6 +203,16 @@ def time_workers(
     return times, pair_s, res, again, (waits, cpu, ledgers)
 
 
+def _warm_imports() -> None:
+    """On a worker: import what its alignment tasks use, before the clock runs. The
+    worker-side module since speed15 (``import sxtdist.alignment`` alone imports no
+    submodule there); the package itself at commit 50637ce (no ``tasks`` module)."""
+    try:
+        import sxtdist.alignment.tasks
+    except ImportError:
+        import sxtdist.alignment  # noqa: F401
+
+
 def _fresh_client(workers: int):
     """A local cluster of ``workers`` made for this run and closed after it. Also works with
     the sxtdist of commit 50637ce (no ``Execution``; its ``get_client`` kept no cluster), for
@@ -214,25 +226,29 @@ def _fresh_client(workers: int):
     return get_client(workers=workers, keep_cluster=False)
 
 
-def end_wait(records: list[dict]) -> tuple[float, int, float]:
+def end_wait(records: list[dict]) -> tuple[float, int, float, str]:
     """From Dask's task stream of one run: how long the first worker to run out of tasks
     waited for the last (seconds between their last tasks' ends), how many inputs moved
-    between workers, and how busy the workers were over the tasks' span (their compute
-    seconds over workers x span: 1 when none ever waited for a task)."""
+    between workers, how busy the workers were over the tasks' span (their compute
+    seconds over workers x span: 1 when none ever waited for a task), and which task
+    ended last (its key's last part: a stretch's number, ``"0"`` the first in angle)."""
     ends: dict[str, float] = {}
     busy, start, stop = 0.0, np.inf, -np.inf
-    moved = 0
+    moved, last = 0, ""
     for r in records:
         for part in r["startstops"]:
             if part["action"] == "compute":
                 ends[r["worker"]] = max(ends.get(r["worker"], 0.0), part["stop"])
                 busy += part["stop"] - part["start"]
+                if part["stop"] > stop:
+                    last = str(r.get("key", "")).rsplit("-", 1)[-1]
                 start, stop = min(start, part["start"]), max(stop, part["stop"])
             elif part["action"] == "transfer":
                 moved += 1
     if not ends:
-        return 0.0, moved, 0.0
-    return max(ends.values()) - min(ends.values()), moved, busy / (len(ends) * (stop - start))
+        return 0.0, moved, 0.0, last
+    wait = max(ends.values()) - min(ends.values())
+    return wait, moved, busy / (len(ends) * (stop - start)), last
 
 
 def _print_end_wait(waits: list, cpu: dict, ledgers: dict | None = None) -> None:
@@ -244,15 +260,20 @@ def _print_end_wait(waits: list, cpu: dict, ledgers: dict | None = None) -> None
         _print_ledgers(ledgers)
     if not waits:
         return
-    wait = np.array([w for w, _, _ in waits])
-    moved = [m for _, m, _ in waits]
-    busy = [b for _, _, b in waits]
+    wait = np.array([w[0] for w in waits])
+    moved = [w[1] for w in waits]
+    busy = [w[2] for w in waits]
+    # which stretch the other waited for: the same one every run is an imbalance of work,
+    # not of the machine's load
+    last = Counter(w[3] for w in waits)
     print(
         f"    on 2 workers, one waited for the other at the end: median {np.median(wait):.3f} s "
         f"(mean {wait.mean():.3f}, largest {wait.max():.3f}) over {len(wait)} runs; inputs "
         f"moved between them: median {np.median(moved):g} ({min(moved)}-{max(moved)}); workers "
         f"busy over the tasks' span: median {np.median(busy):.0%} ({min(busy):.0%}-"
-        f"{max(busy):.0%})"
+        f"{max(busy):.0%}); the task that ended last: "
+        + ", ".join(f"stretch {k} in {n}" for k, n in sorted(last.items()))
+        + f" of {len(wait)} runs"
     )
     print(
         "    CPU of the client and scheduler (this process) per run: "
@@ -479,7 +500,7 @@ def peak_worker_memory(acq, scans: list[str], method: str) -> None:
     peaks = {}
     for workers in (1, 2):
         with get_client(workers=workers, keep_cluster=False) as client:
-            client.run(lambda: __import__("sxtdist.alignment"))
+            client.run(_warm_imports)
             with PeakRSS() as idle:
                 time.sleep(0.2)
             with PeakRSS() as busy:

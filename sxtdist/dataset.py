@@ -39,9 +39,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
 import zarr
 
@@ -60,7 +59,6 @@ from .errors import (
     use_overwrite,
 )
 from .geometry import MAX_AXIS_TILT_DEG, ScanGeometry
-from .io import ngff
 from .io.checks import (
     MAX_PIXEL_NM,
     OpticalDepthRange,
@@ -84,6 +82,9 @@ from .outputs import (
     swap_in,
     writing,
 )
+
+if TYPE_CHECKING:  # imported where used: a worker reading a view needs neither
+    import dask.array as da
 
 SCHEMA_VERSION = 1
 KEY = "sxtdist"
@@ -250,6 +251,8 @@ def place_scan(group: zarr.Group, m: Mapping[str, Any]) -> None:
     size, and its first pixel where the geometry puts it (:attr:`ScanGeometry.first_pixel_nm`,
     rows and columns about the volume's centre and the rotation axis), so viewers draw
     the interior scan at its place in the full one."""
+    from .io import ngff
+
     p = float(m["pixel_size_nm"])
     z, u = scan_geometry(m, group["0"].shape).first_pixel_nm
     name = group.basename
@@ -277,6 +280,8 @@ class Scan:
     @property
     def data(self) -> da.Array:
         """The projections as a lazy dask array ``(angle, y, x)``, a dask chunk per shard."""
+        import dask.array as da
+
         return da.from_zarr(self.array, chunks=self.array.shards or self.array.chunks)
 
     @property
@@ -353,6 +358,8 @@ class Acquisition:
     @property
     def truth(self) -> da.Array | None:
         """The ground-truth volume (simulated data only), lazily."""
+        import dask.array as da
+
         return da.from_zarr(self.group["truth"]["0"]) if "truth" in self.group else None
 
     @property
@@ -587,6 +594,10 @@ def create_acquisition(
             meta["scans"][name] = _write_scan(root, name, scan, path)
             place_scan(root[name], meta["scans"][name])
         if truth is not None:
+            import dask.array as da
+
+            from .io import ngff
+
             v = float(truth_meta["voxel_size_nm"])
             shape = tuple(truth.shape)
             group = ngff.create_multiscale(
@@ -616,6 +627,8 @@ def create_acquisition(
 
 def _write_scan(root: zarr.Group, name: str, scan: ScanData, path: str) -> dict[str, Any]:
     """Write one scan's projections into ``root/name``, verified as they go; its metadata."""
+    import dask.array as da
+
     data = scan.data if isinstance(scan.data, (da.Array, Stream)) else np.asarray(scan.data)
     if data.ndim != 3:
         raise ParameterError(
@@ -668,6 +681,10 @@ def write_projections(
     (:func:`write_shards`): after a failed check the writing stops, so the caller
     removes the partial output with nothing still writing into it.
     """
+    import dask.array as da
+
+    from .io import ngff
+
     where = where or os.path.join(_group_path(root), name)
     od = OpticalDepthRange()
 
@@ -934,6 +951,10 @@ def convert_layout(
             write_projections(root, name, scan.data, scan.pixel_size_nm)
             place_scan(root[name], scan.meta)
         if "truth" in acq.group:
+            import dask.array as da
+
+            from .io import ngff
+
             src = acq.group["truth"]
             level0 = src["0"]
             v = float(acq.meta["truth"]["voxel_size_nm"])
@@ -962,6 +983,8 @@ def open_acquisition(path: str | os.PathLike[str], mode: str = "r+") -> Acquisit
     inconsistent metadata, missing projections) raises :class:`InputError` with
     the path and the problem in one line.
     """
+    from .io import ngff
+
     path = os.fspath(path)
     group = open_sxtdist_group(path, mode=mode)
     meta = _current_meta(path, group)

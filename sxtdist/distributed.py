@@ -39,6 +39,7 @@ import atexit
 import logging
 import os
 import shutil
+import signal
 import sys
 import threading
 import uuid
@@ -201,7 +202,7 @@ def make_cluster(
             opts.setdefault("protocol", "tcp://")
             opts.setdefault("worker_dashboard_address", opts["dashboard_address"])
         # the scheduler and the nannies take their configuration when they are made
-        with dask.config.set(local_housekeeping()):
+        with dask.config.set(local_housekeeping()), workers_deaf_to_ctrl_c():
             return LocalCluster(**opts)
     if kind == "local-cuda":
         if rerun:  # one process per GPU is how dask-cuda works: no threads to fall back to
@@ -226,9 +227,32 @@ def make_cluster(
         opts.update(overrides)
         # a LocalCluster underneath: its scheduler, nannies and workers take the same
         # lighter housekeeping from the configuration in force when it is made
-        with dask.config.set(local_housekeeping()):
+        with dask.config.set(local_housekeeping()), workers_deaf_to_ctrl_c():
             return LocalCUDACluster(**opts)
     return _make_jobqueue_cluster(kind, overrides)
+
+
+@contextmanager
+def workers_deaf_to_ctrl_c() -> Iterator[None]:
+    """Ignore SIGINT while a local cluster spawns its worker processes, so they inherit it.
+
+    Ctrl-C in a terminal signals the whole foreground process group: the worker processes
+    too, each of which then printed a ``KeyboardInterrupt`` traceback from its event loop
+    (about a hundred lines) beside sxtdist's one ``sxtdist: interrupted``. A process
+    started with SIGINT ignored keeps it ignored (Python installs no handler of its own),
+    while this process gets its handler back at once and stops the run; the workers end
+    when the cluster closes. A Ctrl-C in the seconds the workers start is lost, and a
+    worker a nanny restarts later hears it again. Only the main thread may set handlers:
+    elsewhere (a notebook's thread) nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:  # None: a handler not set from Python, which Python cannot put back
+        signal.signal(signal.SIGINT, signal.SIG_DFL if before is None else before)
 
 
 #: What to do about a script that worker processes would run again.

@@ -12,6 +12,7 @@ writer can read its marks from here without an import cycle.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 
 #: The first rows of a report's two CSV files and its PNG's ``Software`` text.
@@ -25,6 +26,11 @@ LAYOUT_KIND = "sxtdist preview"
 SUMMARY_START = "cell,status,seconds,"
 #: What every exported file's mark starts with (MRC label 0, TIFF Software tag).
 MARK = "sxtdist"
+#: The key of a motion file's mark (:func:`sxtdist.simulation.motion.write_motion` writes
+#: it first: ``{"sxtdist": {"kind": "motion", ...}, "full": ...}``), and how such a file
+#: begins. A user's own motion file, in the same format without it, is the user's.
+MOTION_KEY = "sxtdist"
+MOTION_START = re.compile(rb'\s*\{\s*"sxtdist"\s*:\s*\{\s*"kind"\s*:\s*"motion"')
 
 
 def first_line(path: str | os.PathLike[str]) -> str | None:
@@ -61,6 +67,16 @@ def is_preview(path: str) -> bool:
 def is_summary(path: str) -> bool:
     """A batch summary sxtdist wrote: a CSV that begins with its columns."""
     return (first_line(path) or "").startswith(SUMMARY_START)
+
+
+def is_motion(path: str) -> bool:
+    """A motion file sxtdist wrote: JSON that begins with its mark (:data:`MOTION_START`)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError:
+        return False
+    return MOTION_START.match(head.removeprefix(b"\xef\xbb\xbf")) is not None
 
 
 def export_mark(path: str | os.PathLike[str]) -> str | None:
@@ -101,4 +117,5 @@ FILE_KINDS: dict[str, Callable[[str], bool]] = {
     "summary": is_summary,
     "report": is_report,
     "preview": is_preview,
+    "motion": is_motion,
 }

@@ -2,8 +2,9 @@
 
 A write killed outright leaves sxtdist's hidden names beside the output ``NAME``
 (:mod:`sxtdist.outputs`): ``.NAME.sxtdist-new`` (a volume a reconstruction was creating),
-``.NAME.sxtdist-partial`` (a replacement being written) and ``.NAME.sxtdist-partial.old``
-(the old output set aside by a swap); a run killed as it checked that a folder can be
+``.NAME.sxtdist-partial`` (a replacement being written), ``.NAME.sxtdist-partial.old``
+(the old output set aside by a swap) and ``.NAME.sxtdist-tmp-HEX`` (a file output being
+written); a run killed as it checked that a folder can be
 written leaves a writability probe in it (``.sxtdist-probe-HEX``). Hidden, they are found
 by no listing a user reads;
 ``sxtdist info`` and ``sxtdist verify`` name them (:func:`leftovers`): what each is, what
@@ -22,12 +23,14 @@ from .outputs import (
     NEW_SUFFIX,
     OLD_SUFFIX,
     PARTIAL_SUFFIX,
+    TEMP,
     aside_path,
     is_empty_folder,
     new_path,
     not_ours,
     partial_path,
     probes,
+    temps,
 )
 
 #: A hidden name of sxtdist's beside the output ``name``; a replacement's own creation is
@@ -40,7 +43,8 @@ HIDDEN = re.compile(
 
 def is_leftover(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is, by its name, one of the hidden names a write keeps beside an output."""
-    return HIDDEN.fullmatch(os.path.basename(os.path.abspath(os.fspath(path)))) is not None
+    name = os.path.basename(os.path.abspath(os.fspath(path)))
+    return HIDDEN.fullmatch(name) is not None or TEMP.fullmatch(name) is not None
 
 
 def leftovers(path: str | os.PathLike[str]) -> list[str]:
@@ -56,13 +60,13 @@ def leftovers(path: str | os.PathLike[str]) -> list[str]:
     found = [path] if is_leftover(path) and os.path.lexists(path) else []
     partial = partial_path(path)
     beside = (new_path(path), partial, aside_path(partial), new_path(partial))
-    found += [p for p in beside if os.path.lexists(p)]
+    found += [p for p in beside if os.path.lexists(p)] + temps(path)
     if os.path.isdir(path) and not _is_dataset(path):
         try:
             names = sorted(os.listdir(path))
         except OSError:
             names = []
-        found += [os.path.join(path, n) for n in names if HIDDEN.fullmatch(n)]
+        found += [os.path.join(path, n) for n in names if is_leftover(n)]
     return [_what_is(p) for p in dict.fromkeys(found)] + [_probe(p) for p in probes(path)]
 
 
@@ -82,8 +86,34 @@ def _is_dataset(path: str) -> bool:
     return any(os.path.exists(os.path.join(path, f)) for f in ("zarr.json", ".zgroup"))
 
 
+def _temp(tmp: str) -> str:
+    """What the file output's write ``tmp`` (:data:`~sxtdist.outputs.TEMP`) is, and how to
+    remove it (one line)."""
+    folder, found = os.path.dirname(tmp), TEMP.fullmatch(os.path.basename(tmp))
+    assert found is not None
+    out = os.path.join(folder, found["name"])
+    shown, shown_out = printable(tmp), printable(out)
+    holder = held_by(out)
+    if holder:
+        return f"{shown}: {shown_out} is being written by {holder}, and this with it: leave it"
+    why = not_ours(tmp)
+    if why is not None:  # killed before its mark, or a user's file: never said to be ours
+        return (
+            f"{shown}: named as a write of {shown_out} is, left by a run that stopped before "
+            f"its mark was in it, or not sxtdist's at all ({why}): it is left alone, in no "
+            f"one's way; if it is nothing of yours, remove it: rm {quoted(tmp)}"
+        )
+    return (
+        f"{shown}: an unfinished write of {shown_out}, left by a run that stopped; "
+        f"{shown_out} is as it was (nothing of yours): the next write of {shown_out} may "
+        f"remove it; or remove it: rm {quoted(tmp)}"
+    )
+
+
 def _what_is(hidden: str) -> str:
     """What the hidden ``hidden`` is, what clears it, how to remove it (one line)."""
+    if TEMP.fullmatch(os.path.basename(hidden)):
+        return _temp(hidden)
     found = HIDDEN.fullmatch(os.path.basename(hidden))
     assert found is not None
     folder, name, suffix = os.path.dirname(hidden), found["name"], found["suffix"]

@@ -111,7 +111,11 @@ class NotALockError(InputError):
 
 class NoLocksError(SxtdistError):
     """The file system of ``path``'s folder does not support locks (``flock``: some NFS
-    mounts): the message names ``path``, what cannot be done (``doing``), then the lock."""
+    mounts): the message names ``path``, what cannot be done (``doing``), then the lock.
+    The environment's failure, not bad input: exit code 1."""
+
+    #: as an :class:`OSError` of the place is (a read-only or full disk)
+    exit_code = 1
 
     def __init__(self, path: str, lock: str, why: str, doing: str = "written") -> None:
         super().__init__(
@@ -138,7 +142,9 @@ def _take(lock: str) -> int | None:
     name (a user's file, a link, a folder) is refused (:class:`InputError`), untouched."""
     while True:
         try:  # not through a link: a lock's truncation would empty what it points to
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            fd, created = _open_lock(lock)
+        except FileNotFoundError:  # its holder removed it between our two opens
+            continue
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise NotALockError(lock, "a symbolic link") from None
@@ -151,6 +157,8 @@ def _take(lock: str) -> int | None:
             os.close(fd)
             return None
         except BaseException:
+            if created:  # no locks here (ENOLCK): the empty file we made is not left behind
+                _remove_if_same(lock, fd)
             os.close(fd)
             raise
         try:
@@ -163,6 +171,37 @@ def _take(lock: str) -> int | None:
         if same:
             return fd
         os.close(fd)  # the holder removed it as we locked it: take the new file instead
+
+
+def _open_lock(lock: str) -> tuple[int, bool]:
+    """Open the lock file ``lock`` (not through a link), creating it if absent: its
+    descriptor, and whether this call created it (to remove it again when it cannot be
+    locked). :class:`FileNotFoundError` when it vanished between the two opens."""
+    flags = os.O_RDWR | os.O_NOFOLLOW
+    try:
+        return os.open(lock, flags | os.O_CREAT | os.O_EXCL, 0o644), True
+    except FileExistsError:  # a link, a folder or a file there: opened as it is
+        return os.open(lock, flags), False
+
+
+def _remove_if_same(lock: str, fd: int) -> None:
+    """Remove ``lock`` if it is still the empty file open as ``fd`` (what :func:`_take`
+    created), nothing else."""
+    try:
+        empty = os.fstat(fd).st_size == 0
+    except OSError:
+        return
+    if empty:
+        _remove_if_ours(lock, fd)
+
+
+def _remove_if_ours(lock: str, fd: int) -> None:
+    """Remove ``lock`` if it is still the file locked as ``fd``, nothing else."""
+    try:
+        if os.path.samestat(os.fstat(fd), os.lstat(lock)):
+            os.remove(lock)
+    except OSError:
+        pass
 
 
 def _read_owner(lock: str) -> dict:
@@ -321,10 +360,9 @@ def write_lock(path: str | os.PathLike[str], wait_s: float = 0.0) -> Iterator[st
             raise failed from exc
     finally:
         _HELD.discard(lock)
-        try:
-            os.remove(lock)  # while still locked: a waiting taker then sees another file
-        except FileNotFoundError:
-            pass
+        # while still locked: a waiting taker then sees another file; only the file held (a
+        # file put at its name meanwhile is someone's)
+        _remove_if_ours(lock, fd)
         os.close(fd)
 
 
@@ -365,7 +403,13 @@ def activity_lock(path: str | os.PathLike[str], activity: str) -> Iterator[None]
             ) from None
         except OSError as exc:
             raise naming(exc, path) from exc  # the place the user named, not the marker
-        yield
+        try:
+            yield
+        except (RuntimeError, OSError) as exc:  # a failed store names ``path``, not the marker
+            failed = os_error(exc, path)
+            if failed is None or failed is exc:
+                raise
+            raise failed from exc
 
 
 def held_by(path: str | os.PathLike[str]) -> str | None:
@@ -389,10 +433,7 @@ def held_by(path: str | os.PathLike[str]) -> str | None:
         return None
     if fd is None:
         return _held_by(lock)
-    try:
-        os.remove(lock)  # as a writer releases it: while still locked
-    except OSError:
-        pass
+    _remove_if_ours(lock, fd)  # as a writer releases it: while still locked
     os.close(fd)
     return None
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import stat
 import sys
 import threading
 import warnings
@@ -25,10 +27,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from .errors import InputError, printable
+
 ROOT = "sxtdist"
 #: Verbosity (``-q`` = -1, default 0, ``-v`` = 1) to the level shown on standard error.
 LEVELS = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}
 FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: How a log file's line that :data:`FILE_FORMAT` wrote begins: what tells a log file of
+#: sxtdist's, which ``log_file`` may append to, from any other file.
+LOG_LINE = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ sxtdist[.:]")
 
 logging.getLogger(ROOT).addHandler(logging.NullHandler())
 
@@ -96,8 +103,6 @@ def configure_logging(
 
     Calling it again replaces what an earlier call set up.
     """
-    if log_file is not None:
-        check_log_file(log_file)  # before the old set-up goes: a refusal changes nothing
     reset_logging()
     logger = logging.getLogger(ROOT)
     level = LEVELS[max(-1, min(1, int(verbosity)))]
@@ -106,6 +111,7 @@ def configure_logging(
     terminal.setFormatter(_TerminalFormatter())
     handlers: list[logging.Handler] = [terminal]
     if log_file is not None:
+        check_log_file(log_file)
         file = logging.FileHandler(os.fspath(log_file), encoding="utf-8")
         file.setLevel(logging.DEBUG)
         file.setFormatter(logging.Formatter(FILE_FORMAT))
@@ -118,22 +124,48 @@ def configure_logging(
     return logger
 
 
-#: The files that make a folder a Zarr node (v3, v2): a log file is never put inside one.
-ZARR_NODE_FILES = ("zarr.json", ".zgroup", ".zarray")
-#: How much of an existing log file is read to tell it is text (a log) and not data.
-TEXT_PROBE_BYTES = 4096
-
-
 def check_log_file(path: str | os.PathLike[str]) -> None:
-    """Refuse (:class:`~sxtdist.errors.InputError`) a log file that would change a dataset
-    or a user's data: one inside a Zarr dataset (an acquisition's ``zarr.json`` to which
-    the lines would be appended, or a new file there, which sxtdist did not write), or an
-    existing file that is not text (a projection file: NUL bytes in its beginning)."""
-    from .errors import InputError, printable
+    """Refuse a log file that is there and is not one to append to: only an empty file or a
+    log sxtdist wrote (its first line begins as :data:`FILE_FORMAT` writes one,
+    :data:`LOG_LINE`) is appended to, so that a slip (``--log-file vol.zarr/zarr.json``, an
+    export's MRC, a user's CSV) never writes into a file of another kind. A device or a
+    pipe (``/dev/stderr``) is written to as it is. No log file, new or not, is put inside
+    a Zarr dataset (``cell.zarr/run.log`` would be a file sxtdist did not write in it).
 
-    real = os.path.realpath(os.fspath(path))
-    folder = os.path.dirname(real)
-    while True:  # every folder above: a log file deep inside a volume's level too
+    Raises
+    ------
+    InputError
+        ``path`` is a plain file of another kind, or lies inside a Zarr dataset; it is
+        untouched.
+    """
+    path = os.fspath(path)
+    _refuse_inside_zarr(path)
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+            return  # a new or empty file, a device, a pipe; a folder: the handler's error
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError:  # absent (made), or the handler's open names what is wrong
+        return
+    if not LOG_LINE.match(head):
+        raise InputError(
+            path,
+            "is not a log file of sxtdist's (its lines begin with a time, a level and "
+            "'sxtdist'): a log is appended only to such a file or an empty or new one, never "
+            "into a file of another kind; name another log file",
+        )
+
+
+#: The files that make a folder a Zarr node (v3, v2): no log file is put inside one.
+ZARR_NODE_FILES = ("zarr.json", ".zgroup", ".zarray")
+
+
+def _refuse_inside_zarr(path: str) -> None:
+    """Refuse a log file in a folder at or below a Zarr node (an acquisition, a volume,
+    one of their scans or levels): told first, it says where the log would go."""
+    folder = os.path.dirname(os.path.realpath(path))
+    while True:  # every folder above: a log deep inside a volume's level too
         if any(os.path.isfile(os.path.join(folder, f)) for f in ZARR_NODE_FILES):
             raise InputError(
                 path,
@@ -142,19 +174,8 @@ def check_log_file(path: str | os.PathLike[str]) -> None:
             )
         parent = os.path.dirname(folder)
         if parent == folder:
-            break
+            return
         folder = parent
-    try:
-        with open(real, "rb") as f:
-            start = f.read(TEXT_PROBE_BYTES)
-    except OSError:  # none yet (made as the first line is written), or unreadable: its own error
-        return
-    if b"\0" in start:
-        raise InputError(
-            path,
-            "is not a text file (a log is appended to as text; this holds binary "
-            "data): write the log elsewhere",
-        )
 
 
 def reset_logging() -> None:
@@ -192,7 +213,6 @@ def warnings_as_log_lines() -> Iterator[None]:
 
 __all__ = [
     "cell_messages_as_details",
-    "check_log_file",
     "configure_logging",
     "reset_logging",
     "warnings_as_log_lines",

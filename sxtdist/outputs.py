@@ -21,7 +21,10 @@ goes through :func:`check_output` and :func:`writing`:
 - A replacement is written beside the output (``.<name>.sxtdist-partial``) and
   swapped into place when complete (``renameat2(RENAME_EXCHANGE)`` where the file
   system has it: the old output is whole until the new one is), then the old one
-  is removed. An interrupted replacement leaves the old output as it was.
+  is removed. An interrupted replacement leaves the old output as it was. A file
+  output is written under a name of its own instead (``.<name>.sxtdist-tmp-<hex>``,
+  :func:`make_temp`), so that a kill before its mark is in it leaves nothing at the
+  known name that sxtdist could not tell from a user's.
 - A new folder output written in place (a reconstruction, resumable there) is built
   beside (``.<name>.sxtdist-new``) and renamed into place whole (:func:`creating`): a
   run stopped as it creates one leaves nothing at the output that could be a user's; the
@@ -64,9 +67,16 @@ KINDS = (
     "report",
     "summary",
     "preview",
+    "motion",
 )
 #: Suffix of the folder or file a replacement is written to, beside the output.
 PARTIAL_SUFFIX = ".sxtdist-partial"
+#: Suffix of the file a file output is written to, beside it, before it is renamed over it:
+#: ``.<name>.sxtdist-tmp-<32 hex>`` (:func:`make_temp`), a name of its own for each write,
+#: made empty by sxtdist first (:data:`TEMP`).
+TEMP_SUFFIX = ".sxtdist-tmp-"
+#: A file output's write in progress, or left by a run killed before its rename.
+TEMP = re.compile(r"\.(?P<name>.+)\.sxtdist-tmp-[0-9a-f]{32}")
 #: Suffix of where :func:`swap_in` sets the old output aside, beside the replacement, when
 #: the file system cannot exchange two folders (:func:`aside_path`).
 OLD_SUFFIX = ".old"
@@ -123,6 +133,55 @@ def aside_path(partial: str | os.PathLike[str]) -> str:
     """Where :func:`swap_in` sets aside the old output that ``partial`` replaces (where the
     file system cannot exchange two folders), and :func:`recover_swap` looks for it."""
     return f"{os.fspath(partial)}{OLD_SUFFIX}"
+
+
+def make_temp(path: str | os.PathLike[str]) -> str:
+    """Make the empty file that the file output ``path`` is written to before it is renamed
+    over ``path``: ``.<name>.sxtdist-tmp-<hex>`` beside it (:data:`TEMP`), made exclusively
+    (a name no one had; nothing of anyone's opened), and return its path.
+
+    Why not the known :func:`partial_path`: a file is made by its writer (mrcfile, tifffile,
+    matplotlib) before the mark that tells it for sxtdist's (an MRC's label, a PNG's text)
+    is in it, and a run killed in between left at that name a file no later run could tell
+    from a user's, refusing every write of ``path`` until the user removed it. A kill now
+    leaves a file under a name of its own, in no one's way (:func:`clear_temps`,
+    :mod:`sxtdist.leftovers`)."""
+    tmp = _beside(path, f"{TEMP_SUFFIX}{uuid.uuid4().hex}")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    return tmp
+
+
+def temps(path: str | os.PathLike[str]) -> list[str]:
+    """The :func:`make_temp` files of the file output ``path`` beside it (those of runs
+    killed before their rename, or of a write in progress), as paths; ``[]`` where its
+    folder cannot be read."""
+    folder, name = real_parent(path), os.path.basename(os.path.abspath(os.fspath(path)))
+    try:
+        with os.scandir(folder) as entries:
+            found = [e.path for e in entries if (m := TEMP.fullmatch(e.name)) and m["name"] == name]
+    except OSError:
+        return []
+    return sorted(found)
+
+
+def clear_temps(path: str | os.PathLike[str]) -> None:
+    """Remove the :func:`temps` of ``path`` that killed runs left and sxtdist can tell for
+    its own (:func:`not_ours`: empty, or a file of a kind it writes); the caller holds the
+    output's lock, so no write of ``path`` is using one. Any other is left, with a warning:
+    a run killed before its mark was written, or a user's file of that name."""
+    for tmp in temps(path):
+        why = not_ours(tmp)
+        if why is None:
+            with suppress(FileNotFoundError):
+                remove(tmp)
+            continue
+        logger.warning(
+            "%s: left by a write of %s that stopped, but sxtdist cannot tell it for its own "
+            "(%s): left alone; remove it if it is nothing of yours",
+            printable(tmp),
+            printable(path),
+            why,
+        )
 
 
 def _beside(path: str | os.PathLike[str], suffix: str) -> str:
@@ -476,12 +535,14 @@ def not_ours(path: str | os.PathLike[str]) -> str | None:
     file sxtdist recognises (:func:`recognise`: a summary's or a report's header, an
     export's mark, a preview's text), or a folder holding only what sxtdist and Zarr write
     (:func:`leftover_strangers`: an output of sxtdist's, a Zarr tree being written, an
-    alignment report's files before its mark). A symbolic link is sxtdist's to unlink: what
-    it points to is left whole.
+    alignment report's files before its mark). A symbolic link is never sxtdist's: it makes
+    none at these names, so one there is a user's (unlinked, it would be lost).
     """
     path = os.fspath(path)
     form = _form(path)
-    if form == "link" or not os.path.lexists(path):
+    if form == "link":
+        return f"a symbolic link to {printable(os.readlink(path))}: sxtdist makes none there"
+    if not os.path.lexists(path):
         return None
     if form == "file":
         empty = os.path.getsize(path) == 0
@@ -597,15 +658,23 @@ def check_can_write(path: str | os.PathLike[str]) -> None:
             raise OSError(exc.errno, exc.strerror or one_line(exc), folder) from None
 
 
+class UnwritableError(InputError):
+    """``path`` cannot be written (a read-only file system, no permission), told before the
+    work whose result goes there (:func:`require_writable`): one line naming it, the folder
+    and what to do, and exit code 1, the environment's failure, as a write that fails later
+    (README: "1 when the environment fails (disk full, read-only, permission)")."""
+
+    exit_code = 1
+
+
 def require_writable(path: str | os.PathLike[str], advice: str) -> None:
-    """:func:`check_can_write`, refused as bad input (:class:`InputError`): "``path``:
-    cannot be written (FOLDER: why): ``advice``", told before the work whose result goes
-    there."""
+    """:func:`check_can_write`, refused as :class:`UnwritableError`: "``path``: cannot be
+    written (FOLDER: why): ``advice``", told before the work whose result goes there."""
     try:
         check_can_write(path)
     except OSError as exc:
         why = f"{printable(exc.filename)}: {exc.strerror or one_line(exc)}"
-        raise InputError(os.fspath(path), f"cannot be written ({why}): {advice}") from None
+        raise UnwritableError(os.fspath(path), f"cannot be written ({why}): {advice}") from None
 
 
 def _nearest_folder(path: str | os.PathLike[str]) -> str:
@@ -742,10 +811,9 @@ def _claim(
         if found == "alignment-report" or overwrite:
             foreign = strangers(out)
         elif resume:  # written into: a level that is a link or a user's folder is written
-            # through; and what a user put inside a numbered level, which the resume's last
-            # step deletes to build again (a level its stopped run had built)
+            # through; and what a user put where the resume writes or deletes (_resumed_over)
             levels = _levels(_zarr_kind(out)[1])
-            foreign = [f for f in strangers(out) if f in levels or _in_a_level(f)]
+            foreign = [f for f in strangers(out) if f in levels or _resumed_over(f)]
     if foreign:  # a replacement would delete them with the folder
         what = "an alignment report" if found == "alignment-report" else f"an sxtdist {found}"
         raise OutputExistsError(
@@ -763,11 +831,31 @@ def _claim(
     return out, found
 
 
-def _in_a_level(stranger: str) -> bool:
-    """Whether the stranger ``stranger`` (a path :func:`strangers` gives) lies inside a
-    numbered Zarr node of the output (``1/notes.txt``: a level, listed or being built)."""
+def rebuilt_strangers(path: str | os.PathLike[str]) -> list[str]:
+    """What a user put in the coarser levels of the volume ``path`` (``1/notes.txt``), which
+    its last step deletes to build again (:meth:`sxtdist.volume.Volume.finalize`): checked
+    again there, as a file put in one while the run wrote its blocks would go with it."""
+    return [f for f in strangers(os.fspath(path)) if _resumed_over(f) and f.split("/")[0] != "0"]
+
+
+def _resumed_over(stranger: str) -> bool:
+    """Whether a resume of an unfinished volume would delete, or write through, the stranger
+    ``stranger`` (a path :func:`strangers` gives).
+
+    A resume writes level ``0``'s chunks (``0/c/Z/Y/X``), then deletes each coarser level
+    and builds it again (:meth:`sxtdist.volume.Volume.finalize`): what a user put inside a
+    coarser level (``1/notes.txt``) or under a numbered name where one is built (``3``) goes,
+    and a link or file on a chunk's path in level 0 (``0/c``, ``0/c/1``) is written through.
+    Anything else in level 0 (``0/notes.txt``, ``0/c/notes.txt``, ``0/c/1/notes.txt``) the
+    resume never touches: it stays, and the resume goes ahead.
+    """
     top, _, rest = stranger.partition("/")
-    return bool(rest) and CHUNK_PART.fullmatch(top) is not None
+    if CHUNK_PART.fullmatch(top) is None:
+        return False  # beside the levels: never touched
+    if top != "0":
+        return True
+    first, *below = rest.split("/")
+    return first == "c" and all(CHUNK_PART.fullmatch(p) for p in below)
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -812,8 +900,10 @@ def writing(
     ``target.write_path`` beside the output, and on success it is swapped into
     place, ``out`` checked again first (a user's file put in the old output, or at its
     path, while the new one was written refuses the swap); otherwise it writes ``out``
-    itself (a resumable output that is visibly unfinished while written). A leftover at
-    the partial path (an interrupted write) is removed first unless ``resume``. On
+    itself (a resumable output that is visibly unfinished while written). A file output
+    (``file``) is written beside under a name of its own (:func:`make_temp`; those that
+    killed runs left and sxtdist tells for its own are removed: :func:`clear_temps`). A
+    leftover at the partial path (an interrupted write) is removed first unless ``resume``. On
     failure, what this call created is removed (:func:`remove_made`: not a folder where a
     user put files) unless ``keep(exc, write_path)`` says to keep it for a resume.
     ``file``: as :func:`check_output`'s.
@@ -840,6 +930,9 @@ def writing(
                 if not resume:
                     remove(write_path)
             created = not os.path.lexists(write_path)
+            if file and write_path != out:  # a file: under a name of its own (make_temp)
+                clear_temps(out)
+                write_path, created = make_temp(out), True
             target = Target(out, write_path)
             here = {os.path.abspath(p) for p in (out, write_path)} - _WRITING
             _WRITING.update(here)
@@ -879,7 +972,7 @@ def written_here(path: str | os.PathLike[str]) -> bool:
 
 @contextmanager
 def replacing_file(path: str | os.PathLike[str], kind: str | None = None) -> Iterator[str]:
-    """Write a file beside ``path`` (at the :func:`partial_path` yielded) and rename it over
+    """Write a file beside ``path`` (at the :func:`make_temp` path yielded) and rename it over
     ``path`` when the block ends: a reader never sees half a file, and a failed write
     leaves no partial behind and ``path`` as it was. Whether ``path`` may be written is
     the caller's to check first (:func:`check_output`: a symbolic link there leads to a
@@ -889,8 +982,12 @@ def replacing_file(path: str | os.PathLike[str], kind: str | None = None) -> Ite
     path = os.fspath(path)
     if os.path.islink(path):
         path = os.path.realpath(path)
-    tmp = partial_path(path)
-    remove_leftover(tmp, path)  # a stopped write's, not a user's file of that name
+    # an earlier version's stopped write at the known name: cleared, a user's file refused
+    remove_leftover(partial_path(path), path)
+    try:  # written under a name of its own (make_temp): a kill leaves no unmarked partial
+        tmp = make_temp(path)
+    except OSError as exc:
+        raise naming(exc, path) from exc
     try:
         yield tmp
         if kind is not None:

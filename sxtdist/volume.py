@@ -29,10 +29,18 @@ import zarr
 
 from . import _version
 from .dataset import KEY, SCHEMA_VERSION, _jsonable, _now, open_sxtdist_group
-from .errors import InputError
+from .errors import InputError, OutputExistsError
 from .geometry import VolumeGrid
 from .io import ngff
-from .outputs import check_output, creating, remove, writing, written_here
+from .outputs import (
+    check_output,
+    creating,
+    first_named,
+    rebuilt_strangers,
+    remove,
+    writing,
+    written_here,
+)
 
 #: Coarser levels are made while every axis stays at least this long.
 MIN_LEVEL_SIZE = 8
@@ -99,7 +107,20 @@ class Volume:
         arr[z0 : z0 + data.shape[0]] = np.asarray(data, dtype=np.float32)
 
     def finalize(self, **meta: Any) -> int:
-        """Build the coarser levels from level 0, record the contents, mark the volume complete."""
+        """Build the coarser levels from level 0, record the contents, mark the volume complete.
+
+        Each coarser level is deleted and built again: one where a user put files (since the
+        output was checked) is refused (:class:`~sxtdist.errors.OutputExistsError`), the
+        volume left unfinished and the files whole.
+        """
+        foreign = rebuilt_strangers(self.path)
+        if foreign:
+            raise OutputExistsError(
+                self.path,
+                f"holds files sxtdist did not write in the levels its last step builds again "
+                f"({first_named(foreign)}): it is left alone, unfinished; move them, then run "
+                "the same command again",
+            )
         n = ngff.add_downsampled_levels(
             self.group, 8, ngff.VOLUME_AXES, "volume", chunks=(64, 64, 64), min_size=MIN_LEVEL_SIZE
         )

@@ -371,6 +371,82 @@ def test_prepared_stretches_read_each_view_once(tmp_path, monkeypatch):
         assert in_roi == n_roi + len(graph.keys) - 1
 
 
+def _compositions(n: int, parts: int):
+    """Every way to cut ``n`` views into ``parts`` stretches of at least one view."""
+    if parts == 1:
+        yield [n]
+        return
+    for first in range(1, n - parts + 2):
+        for rest in _compositions(n - first, parts - 1):
+            yield [first, *rest]
+
+
+@pytest.mark.parametrize("boundary", [0.0, 0.7, 1.5])
+def test_stretch_sizes_give_the_least_largest_work(boundary):
+    """A stretch's work counted as its views plus ``boundary`` for each but the last
+    (the next stretch's first view prepared again, its coarse registration, the pair
+    across): the sizes hold every view, at least one each, and their largest work is the
+    least over every cut (all of them tried, up to 11 views and 4 stretches); where the
+    views do not divide evenly the first stretch, which does the boundary's work, is not
+    the one with the spare view."""
+    from sxtdist.alignment.tasks import stretch_sizes
+
+    def largest(sizes: list[int]) -> float:
+        return max(s + (boundary if k < len(sizes) - 1 else 0.0) for k, s in enumerate(sizes))
+
+    assert stretch_sizes(0, 2, boundary) == [0]
+    for n_views in range(1, 12):
+        for n_stretches in range(1, 5):
+            sizes = stretch_sizes(n_views, n_stretches, boundary)
+            count = min(n_views, n_stretches)
+            assert len(sizes) == count and sum(sizes) == n_views and min(sizes) >= 1
+            best = min(largest(c) for c in _compositions(n_views, count))
+            assert largest(sizes) == pytest.approx(best), (n_views, n_stretches, sizes)
+    if 0 < boundary < 1:  # under a view's work (PREPARED_BOUNDARY_VIEWS): 47 = 23 + 24
+        assert stretch_sizes(47, 2, boundary) == [23, 24]
+        assert stretch_sizes(48, 2, boundary) == [24, 24]
+
+
+def test_prepared_stretches_share_the_views_by_their_work(tmp_path):
+    """Views of PREPARED_VIEW_PIXELS and more, stretches cut by :func:`stretch_sizes` with
+    PREPARED_BOUNDARY_VIEWS: each interior view in exactly one stretch, consecutive in
+    the neighbour chain; with an odd count on two workers (47 views, 7 full views) each
+    stretch prepares 24 interior views (the first its 23 and the second's first again)
+    where an even cut of the views gave 25 against 23; and 12 views cut unevenly (5
+    stretches) register each pair exactly as one stretch does."""
+    import dask.local
+
+    import sxtdist.alignment.runner as runner
+    import sxtdist.alignment.tasks as tasks
+    from sxtdist.alignment.pairs import plan_pairs, views_of
+
+    angles = np.arange(47) * 2.0
+    pairs = plan_pairs(angles, np.linspace(0.0, angles[-1], 7), None)
+    stretch_of = tasks.view_stretches(pairs, 2, tasks.PREPARED_BOUNDARY_VIEWS)
+    assert sorted(stretch_of) == list(range(47))  # each view in exactly one stretch
+    assert [stretch_of[v] for v in range(47)] == [0] * 23 + [1] * 24  # angle order
+    prepared = [
+        len({v for p in pairs if stretch_of[p.i] == k for v in views_of(p)}) for k in (0, 1)
+    ]
+    assert prepared == [24, 24]
+
+    acq = sxtdist.open_acquisition(prepared_acquisition(tmp_path / "p.zarr"))
+    pairs = runner.plan(acq, ["roi"], "anchor")["pairs"]
+    settings = runner.pair_settings(acq, acq["full"].geometry)
+
+    def run(workers: int) -> list:
+        graph = tasks.pair_graph(pairs, settings, "w", coarse=True, workers=workers)
+        assert len(graph.keys) == workers
+        return graph.results(dask.local.get_sync(graph.graph, graph.keys))[0]
+
+    # the spare views to the last stretches (an even cut of the views: 3, 3, 2, 2, 2)
+    assert tasks.stretch_sizes(12, 5, tasks.PREPARED_BOUNDARY_VIEWS) == [2, 2, 2, 3, 3]
+    for a, b in zip(run(1), run(5), strict=True):
+        assert a.pair == b.pair
+        np.testing.assert_array_equal(a.ncc, b.ncc)
+        np.testing.assert_array_equal(a.shift, b.shift)
+
+
 #: Set by the test's progress bar when it counts a unit a task reported
 #: (:func:`test_the_bar_counts_the_pairs_a_stretch_reports_as_it_goes`).
 _COUNTED = __import__("threading").Event()
@@ -421,3 +497,46 @@ def test_the_bar_counts_the_pairs_a_stretch_reports_as_it_goes(monkeypatch):
     ((total, _, advances),) = [b for b in bars if b[1] == "pair"]
     assert total == 5 and sum(advances) == 5
     assert advances[0] in (1, 2) and len(advances) >= 2  # a report counted before the end
+
+
+def test_a_worker_imports_only_what_its_tasks_use():
+    """A worker unpickling an alignment task imports ``sxtdist.alignment.tasks`` (and the
+    package above it) in a fresh process: not the runner (the joint solve's sparse
+    solvers, the verdict), nor Dask's arrays and the OME-NGFF models that the dataset's
+    writers and ``open_acquisition`` use (0.45 s of a fresh worker's first task inside
+    ``sxtdist align``, speed15: ``python -X importtime -c "import sxtdist.alignment.tasks"``),
+    nor ``scipy.stats``, ``distributed``, ASTRA or matplotlib; what it reads a view with
+    (zarr) it does import. The package's public names still come on first use."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    late = (
+        "sxtdist.alignment.runner",
+        "sxtdist.alignment.shifts",
+        "dask.array",
+        "ome_zarr_models",
+        "sxtdist.io.ngff",
+        "scipy.stats",
+        "distributed",
+        "astra",
+        "matplotlib",
+    )
+    code = (
+        "import sys, sxtdist.alignment.tasks\n"
+        f"print(' '.join(m for m in {late!r} if m in sys.modules))\n"
+        "print('zarr' in sys.modules)\n"
+        "import sxtdist.alignment as a\n"
+        "print(a.align.__module__, a.AlignOptions.__module__, a.AlignmentResult.__module__)"
+    )
+    root = Path(sxtdist.__file__).resolve().parent.parent  # the tree under test
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    loaded, zarr_loaded, public = out.stdout.splitlines()
+    assert loaded.split() == []
+    assert zarr_loaded == "True"
+    assert public.split() == [
+        "sxtdist.alignment.runner",
+        "sxtdist.alignment.options",
+        "sxtdist.alignment.result",
+    ]

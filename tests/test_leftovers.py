@@ -232,3 +232,49 @@ def test_files_of_every_kind_are_sxtdists_whatever_a_python_user_imported(tmp_pa
     for line in said:
         assert "an unfinished replacement of" in line and "did not write" not in line, line
     assert partial.read_bytes() == files["r.report.csv"]
+
+
+def test_a_users_link_at_a_hidden_name_is_refused_never_unlinked(tmp_path, run_cli, tiny_acq):
+    """sxtdist makes no symbolic link at its hidden names, yet a link found there was taken
+    for its own: unlinked at .v.zarr.sxtdist-partial by an --overwrite, renamed onto the
+    output from .v.zarr.sxtdist-partial.old, unlinked at an acquisition's _partial_roi by
+    an import. A user's link is the user's: each write is refused (exit 2) naming the link,
+    the link and what it points to kept, and info says it is left alone (seen failing with
+    links taken as sxtdist's: the three links gone)."""
+    import shutil
+
+    import numpy as np
+    import pytest
+
+    from sxtdist.dataset import ScanData, add_scan
+    from sxtdist.errors import InputError
+
+    out = tmp_path / "v.zarr"
+    create_volume(out, GRID, shard_z=4, chunk_z=4)
+    mine = tmp_path / "mine.txt"
+    mine.write_text("mine")
+    partial = partial_path(out)
+    os.symlink(mine, partial)
+    code, stdout, _ = run_cli("info", out)
+    said = [x for x in stdout.splitlines() if ".v.zarr.sxtdist-partial:" in x]
+    assert len(said) == 1 and "a symbolic link to" in said[0] and "left alone" in said[0], said
+    with pytest.raises(InputError, match=r"sxtdist-partial: has the hidden name"):
+        with writing(out, "volume", overwrite=True):
+            pass
+    assert os.readlink(partial) == str(mine)
+    os.remove(partial)
+    os.rename(out, tmp_path / "kept.zarr")  # stopped between a swap's renames: out absent
+    aside = aside_path(partial)
+    os.symlink(tmp_path / "kept.zarr", aside)
+    code, _, err = run_cli("reconstruct", tiny_acq, out, "--iterations", "2", "--workers", "1")
+    assert code == 2 and "sxtdist-partial.old: has the hidden name" in err, err
+    assert os.readlink(aside) == str(tmp_path / "kept.zarr") and not out.exists()
+    os.remove(aside)
+    acq = tmp_path / "a.zarr"
+    shutil.copytree(tiny_acq, acq)
+    os.symlink(tmp_path / "kept.zarr", acq / "_partial_roi")
+    roi = ScanData(np.zeros((3, 4, 4), np.float32), [0.0, 60.0, 120.0], 10.0)
+    with pytest.raises(InputError, match=r"_partial_roi: has the hidden name"):
+        add_scan(acq, "roi", roi, overwrite=True)
+    assert os.readlink(acq / "_partial_roi") == str(tmp_path / "kept.zarr")
+    assert mine.read_text() == "mine" and open_volume(tmp_path / "kept.zarr").status == "running"

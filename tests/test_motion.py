@@ -4,6 +4,8 @@ the motion families of the alignment benchmark; ``simulate --motion FILE``."""
 from __future__ import annotations
 
 import json
+import os
+import re
 
 import numpy as np
 import pytest
@@ -77,18 +79,26 @@ def test_check_motion_reads_a_file_and_names_it(tmp_path):
 
 def test_write_motion_refuses_an_existing_file_unless_overwrite(tmp_path):
     """write_motion opened any path for writing: a user's file of that name was emptied
-    and replaced. Now it is refused as other outputs are (OutputExistsError, "use
-    overwrite=True"), whole; ``overwrite=True`` replaces it; a folder is refused (checked
-    failing with the open as it was)."""
+    and replaced. Now it is refused as other outputs are (OutputExistsError), whole, with
+    or without ``overwrite``; a motion file write_motion wrote is refused without
+    ``overwrite=True`` and replaced with it; a folder is refused (checked failing with the
+    open as it was)."""
     from sxtdist.errors import OutputExistsError
 
     path = tmp_path / "stage.json"
     path.write_text("my notes\n")
+    for overwrite in (False, True):
+        with pytest.raises(
+            OutputExistsError, match=r"stage\.json: already exists and was not written by sxtdist"
+        ):
+            write_motion(path, {"roi": np.ones((36, 2))}, overwrite=overwrite)
+    assert path.read_text() == "my notes\n"
+    path.unlink()
+    write_motion(path, {"roi": np.zeros((36, 2))})
     with pytest.raises(
         OutputExistsError, match=r"stage\.json: already exists \(use overwrite=True"
     ):
         write_motion(path, {"roi": np.ones((36, 2))})
-    assert path.read_text() == "my notes\n"
     write_motion(path, {"roi": np.ones((36, 2))}, overwrite=True)
     np.testing.assert_array_equal(check_motion(path, _tiny_geometries())["roi"], np.ones((36, 2)))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stage.json"]  # nothing left beside
@@ -96,20 +106,42 @@ def test_write_motion_refuses_an_existing_file_unless_overwrite(tmp_path):
         write_motion(tmp_path, {"roi": np.ones((36, 2))}, overwrite=True)
 
 
-def test_write_motion_refuses_a_link_at_its_path_even_a_dangling_one(tmp_path):
-    """A link at the path (to a user's file, or to nowhere yet) is something there: refused
-    without overwrite, the file it points to untouched and nothing made where a dangling
-    one points (checked failing with os.path.exists in place of lexists)."""
+def test_write_motion_never_replaces_a_users_motion_file(tmp_path):
+    """A motion file is a user's own as often as not (docs/alignment.md: "test your own
+    stage's motion"), in the very format write_motion writes: ``overwrite=True`` replaced
+    any file at its path. Now write_motion marks what it writes ("sxtdist": {"kind":
+    "motion"}, which check_motion passes over) and replaces only such a file: a user's
+    motion file is refused naming it (OutputExistsError, exit 2), byte for byte as it was,
+    and nothing is left beside it (seen failing on main's write_motion: replaced)."""
     from sxtdist.errors import OutputExistsError
+    from sxtdist.outputs import recognise
 
+    path = tmp_path / "stage.json"
+    theirs = json.dumps({"roi": [[0.5, -0.25]] * 36}, indent=2).encode()
+    path.write_bytes(theirs)
+    with pytest.raises(OutputExistsError, match=re.escape(f"{path}: already exists and was not")):
+        write_motion(path, {"roi": np.ones((36, 2))}, overwrite=True)
+    assert path.read_bytes() == theirs and sorted(os.listdir(tmp_path)) == ["stage.json"]
+    ours = tmp_path / "ours.json"
+    write_motion(ours, {"roi": np.ones((36, 2))})
+    assert recognise(ours) == "motion" and recognise(path) is None
+    assert json.loads(ours.read_text())["sxtdist"]["kind"] == "motion"
+    np.testing.assert_array_equal(check_motion(ours, _tiny_geometries())["roi"], np.ones((36, 2)))
+
+
+def test_write_motion_refuses_a_link_at_its_path_even_a_dangling_one(tmp_path):
+    """A link at the path (to a user's file, or to nowhere yet) is refused, with or without
+    overwrite, naming the link: the file it points to untouched and nothing made where a
+    dangling one points (checked failing with os.path.exists in place of lexists)."""
     mine, gone = tmp_path / "mine.json", tmp_path / "elsewhere" / "x.json"
     mine.write_text("my notes\n")
     gone.parent.mkdir()
     for target in (mine, gone):
         link = tmp_path / f"to-{target.stem}.json"
         link.symlink_to(target)
-        with pytest.raises(OutputExistsError, match=r"already exists"):
-            write_motion(link, {"roi": np.ones((36, 2))})
+        for overwrite in (False, True):
+            with pytest.raises(InputError, match=re.escape(f"{link}: is a symbolic link to")):
+                write_motion(link, {"roi": np.ones((36, 2))}, overwrite=overwrite)
     assert mine.read_text() == "my notes\n" and not gone.exists()
 
 

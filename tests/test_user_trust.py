@@ -141,9 +141,10 @@ def test_the_program_starts_through_the_guard():
 def test_a_log_file_inside_the_acquisition_is_refused(where, tiny_copy, tmp_path, run_cli):
     """``--log-file`` inside the input (a tab completion too far: cell.zarr/zarr.json)
     appended log lines to the acquisition's metadata: every command then said "is not a
-    Zarr group", the data lost to sxtdist. A new log file there (cell.zarr/run.log) became
-    a file sxtdist did not write inside it. Now refused before anything is written,
-    exit 2, the acquisition byte for byte as it was."""
+    Zarr group" (refused since b86b5b5: not a log of sxtdist's). A new log file there
+    (cell.zarr/run.log) became a file sxtdist did not write inside it, which then made
+    every --overwrite of the acquisition refuse. Now refused before anything is written,
+    exit 2, naming the dataset, the acquisition byte for byte as it was."""
     log = Path(tiny_copy) / where
     before = log.read_bytes() if log.exists() else None
     code, _, err = run_cli(
@@ -154,20 +155,3 @@ def test_a_log_file_inside_the_acquisition_is_refused(where, tiny_copy, tmp_path
     assert not (tmp_path / "v.zarr").exists()
     code, _, err = run_cli("info", tiny_copy)
     assert code == 0, err
-
-
-def test_a_log_file_that_is_binary_data_is_refused(tmp_path, run_cli):
-    """``--log-file`` naming a projection file (an MRC, a TIFF) appended text to the user's
-    data; a file holding NUL bytes is no log: refused, untouched."""
-    data = tmp_path / "tomo.mrc"
-    data.write_bytes(b"\x00\x01\x02" * 400)
-    code, _, err = run_cli("plan", "--cell-diameter-um", "8", "--roi-width-um", "3",
-                           "--pixel-size-nm", "40", "--log-file", data)  # fmt: skip
-    assert code == 2 and f"{data}: is not a text file" in err, err
-    assert data.read_bytes() == b"\x00\x01\x02" * 400
-    log = tmp_path / "run.log"
-    log.write_text("an earlier run's lines\n")  # a log of text: appended to, as before
-    code, _, err = run_cli("plan", "--cell-diameter-um", "8", "--roi-width-um", "3",
-                           "--pixel-size-nm", "40", "--log-file", log)  # fmt: skip
-    assert code == 0, err
-    assert log.read_text().startswith("an earlier run's lines\n")

@@ -18,8 +18,32 @@ Modules, from the maths up:
   tables and the plot.
 """
 
-from .options import AlignOptions
-from .result import AlignmentResult
-from .runner import align
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .options import AlignOptions
+    from .result import AlignmentResult
+    from .runner import align
 
 __all__ = ["AlignOptions", "AlignmentResult", "align"]
+
+#: Where each public name lives, imported on first use: a worker unpickling a task of
+#: :mod:`.tasks` imports this package first, and the runner (the joint solve's sparse
+#: solvers, Dask's arrays through the dataset's writers) is no part of its work.
+_LAZY = {"AlignOptions": ".options", "AlignmentResult": ".result", "align": ".runner"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value  # once: later lookups find it here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

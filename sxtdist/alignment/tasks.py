@@ -653,16 +653,49 @@ def _scan_views(p: Pair) -> list[tuple[str, int]]:
     return [("roi", p.i), ("full" if p.kind == "anchor" else "roi", p.j)]
 
 
-def view_stretches(pairs: Sequence[Pair], n_stretches: int) -> dict[int, int]:
+def view_stretches(
+    pairs: Sequence[Pair], n_stretches: int, boundary: float = 0.0
+) -> dict[int, int]:
     """Each interior view's stretch (``0 .. n_stretches - 1``, fewer if there are fewer
-    views): stretches of equal length, to one view, of consecutive views in angle order
-    (the neighbour chain's), then any view off the chain."""
+    views): stretches of consecutive views in angle order (the neighbour chain's), then
+    any view off the chain, of :func:`stretch_sizes` (``boundary``: the work a stretch
+    does for the next one, in views)."""
     chain = [p for p in pairs if p.kind == "neighbour"]  # in angle order, view i then j
     order = [chain[0].i, *(p.j for p in chain)] if chain else []
     # then any view off the chain (dict: ordered and unique)
     order = list(dict.fromkeys([*order, *(v for p in pairs for v in views_of(p))]))
-    count = max(1, min(n_stretches, len(order)))
-    return {v: k * count // len(order) for k, v in enumerate(order)}
+    sizes = stretch_sizes(len(order), n_stretches, boundary)
+    stretch = [k for k, size in enumerate(sizes) for _ in range(size)]
+    return dict(zip(order, stretch, strict=True))
+
+
+def stretch_sizes(n_views: int, n_stretches: int, boundary: float = 0.0) -> list[int]:
+    """Views per stretch, in the chain's order, so that the largest stretch's work is as
+    small as whole views allow: a stretch's work counted as its views plus ``boundary``
+    for each stretch but the last (what it does again for the next one: that stretch's
+    first view prepared, its coarse registration, the pair across). Equal view counts put
+    the boundary's work on top of the first stretch's share: where the views do not
+    divide evenly, its spare view goes to a later stretch instead. Each stretch holds at
+    least one view (``min(n_stretches, n_views)`` stretches, one for no views)."""
+    count = max(1, min(n_stretches, n_views))
+    if count == 1:
+        return [n_views]
+
+    def caps(load: float) -> list[int]:  # the most views each stretch may hold
+        tol = 1e-9  # 24.7 - 0.7 is 23.999...: a whole view, not one less
+        return [max(1, math.floor(load - boundary + tol))] * (count - 1) + [
+            max(1, math.floor(load + tol))
+        ]
+
+    # the least load that holds every view: a whole number of views, or one plus the
+    # boundary's work
+    loads = sorted({m + d for m in range(1, n_views + 1) for d in (0.0, boundary)})
+    sizes = next(c for c in (caps(load) for load in loads) if sum(c) >= n_views)
+    while sum(sizes) > n_views:  # one view less from the stretch with the most work
+        work = [s + (boundary if k < count - 1 else 0.0) for k, s in enumerate(sizes)]
+        k = max((k for k in range(count) if sizes[k] > 1), key=lambda k: (work[k], -k))
+        sizes[k] -= 1
+    return sizes
 
 
 @dataclass
@@ -713,7 +746,8 @@ def pair_graph(
     # one worker: a second stretch evens nothing out and makes a view's work again
     n_stretches = per_worker * workers if workers > 1 else 1
     register = register_prepared_stretch if prepared else register_stretch
-    return _stretch_graph(pairs, settings, token, coarse, n_stretches, register)
+    boundary = PREPARED_BOUNDARY_VIEWS if prepared else 0.0
+    return _stretch_graph(pairs, settings, token, coarse, n_stretches, register, boundary)
 
 
 def _stretch_graph(
@@ -723,15 +757,16 @@ def _stretch_graph(
     coarse: bool,
     n_stretches: int,
     register: Callable[..., Registered] = register_stretch,
+    boundary: float = 0.0,
 ) -> PairGraph:
     """:func:`pair_graph`: one task per stretch (``register``: :func:`register_stretch`,
     small views; :func:`register_prepared_stretch`, views prepared once each), each with the
     pairs of its views, the neighbour pair to the next stretch's first view included (whose
-    preparation and coarse registration it makes again): no task waits for another, and
-    nothing moves between workers."""
+    preparation and coarse registration it makes again; ``boundary``: that work in views,
+    :func:`stretch_sizes`): no task waits for another, and nothing moves between workers."""
     # the settings in every task rather than a key of their own: the stretches then
     # depend on nothing, and Dask hands them out as the workers free up
-    stretch_of = view_stretches(pairs, n_stretches)
+    stretch_of = view_stretches(pairs, n_stretches, boundary)
     anchor_of = {p.i: p for p in pairs if p.kind == "anchor"}
     groups: dict[int, list[int]] = {}
     for n, p in enumerate(pairs):
@@ -764,6 +799,20 @@ def _stretch_graph(
 #: workers of unequal speed by handing the slower fewer stretches
 #: (docs/dev/alignment-history.md, "speed10").
 PREPARED_STRETCHES_PER_WORKER = 1
+
+#: What a stretch of prepared views does for the next one, in views' work
+#: (:func:`stretch_sizes`): that stretch's first view prepared again (read, blur,
+#: transform, centred rectangle: 31 ms at 1024²), its coarse registration (5 ms) and the
+#: neighbour pair across (14 ms), against a view's own 72 ms (those, plus its anchor pair,
+#: 21.5 ms) -- one process, session 11's table in docs/dev/alignment-history.md; 0.75 from
+#: the calls counted in each stretch of 48 views of 1024² and their median CPU (speed15).
+#: The first stretch of an even split did that much more than the second (the end wait
+#: of 0.08-0.10 s); with an odd number of views it also had the spare one. A full view
+#: that both stretches anchor to is prepared by each: the same work on both sides. A cut
+#: at the edge of a full view's views makes the first stretch prepare the next full view
+#: binned too (half a view more): not counted, as no cut of 24, 48 or 90 views with 4, 7
+#: or 19 full views on 2 stretches was more even for it (speed15).
+PREPARED_BOUNDARY_VIEWS = 0.7
 
 
 #: Which anchor view a stretch prepares (:class:`PreparedViews`): ``(full view, mirrored)``.

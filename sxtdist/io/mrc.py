@@ -106,11 +106,18 @@ def header_tilts(
     else:
         order = header.mode.dtype.byteorder
         nint, nreal = np.frombuffer(bytes(header.extra1)[:4], dtype=f"{order}i2")
-        if (
-            not _serialem(exttyp, int(nint), int(nreal))
-            or int(nint) * nz > m.extended_header.nbytes
-        ):
+        if not _serialem(exttyp, int(nint), int(nreal)):
             return None
+        held = m.extended_header.nbytes // int(nint)
+        if held < nz:
+            if exttyp != b"SERI":  # flags that only look like SerialEM's: no tilts, as before
+                return None
+            raise InputError(
+                name,
+                f"the SerialEM extended header holds records for {held} sections ({int(nint)} "
+                f"bytes each) and the stack has {nz}: which tilt is whose is not known; give "
+                f"the angles with {keyword('angles')} (or a .rawtlt beside the stack)",
+            )
         raw = np.frombuffer(m.extended_header.tobytes()[: int(nint) * nz], np.uint8)
         tilts = raw.reshape(nz, int(nint))[:, :2].copy().view(f"{order}i2")[:, 0] / 100.0
         where = "SerialEM tilt angles"

@@ -666,8 +666,11 @@ def _flats_to_exposure(
         return flat, None
     try:
         t = _times_s(ds)
-    except _Unreadable:  # the exposure's own error says it (FrameSource.unreadable)
-        return flat, None
+    except _Unreadable:
+        raw = np.asarray(ds[()]).reshape(-1)
+        if raw.dtype.kind in "SUO":  # each value's own unit, one not known: nor is the ratio
+            raise
+        t = raw.astype(float)  # one unit for all, not known: it cancels in the ratio
     ratio = _exposure_ratio(t[keys == 0], t[keys == 1])
     if ratio is None or abs(ratio - 1.0) < 1e-6:
         return flat, None
@@ -761,7 +764,20 @@ def _mean_of(data: h5py.Dataset, which: np.ndarray) -> np.ndarray | None:
 #: A quantity written as text: a number (a decimal point or comma), then its unit if any.
 _QUANTITY = re.compile(r"([-+]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][-+]?\d+)?)\s*(\S*)")
 #: Exposure units as written, in seconds.
-TIME_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3}
+TIME_UNITS = {
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "seconds": 1.0,
+    "ms": 1e-3,
+    "millisecond": 1e-3,
+    "milliseconds": 1e-3,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "microsecond": 1e-6,
+    "microseconds": 1e-6,
+}
 
 
 class _Unreadable(InputError):
@@ -807,7 +823,7 @@ def _quantity(ds: h5py.Dataset, table: dict[str, float], default: str) -> float 
 
 
 #: How the unit tables are named in messages.
-_KNOWN = {"length": "nm, µm, mm, m or Å", "energy": "eV or keV", "time": "s or ms"}
+_KNOWN = {"length": "nm, µm, mm, m or Å", "energy": "eV or keV", "time": "s, ms or µs"}
 
 
 def _factor(ds: h5py.Dataset, unit: str, table: dict[str, float]) -> float:

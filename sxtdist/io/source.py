@@ -9,6 +9,7 @@ whole stack at once, so a stack larger than memory imports in bounded memory.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -20,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, SxtdistWarning, keyword, one_line
+
+logger = logging.getLogger(__name__)
 
 #: Pixel width and height further apart than this (relative) draw a warning.
 SQUARE_TOLERANCE = 0.01
@@ -281,7 +284,9 @@ def read_angles_file(path: str | os.PathLike[str]) -> np.ndarray:
     read as a minus and nothing. A decimal comma (``-60,5``, a European locale's) is read
     where it is one: the file has no decimal point, and no comma in it can only be a
     separator; a number list such as ``-60,5,-59,5`` that reads either way is refused,
-    naming the line (:func:`decimal_commas`).
+    naming the line (:func:`decimal_commas`). A table with a header row naming its columns
+    (``angle,exposure``, ``Tilt;Dose``, as a spreadsheet exports it) gives the column whose
+    name says angle, tilt or theta (:func:`header_column`).
     """
     path = os.fspath(path)
     try:
@@ -291,10 +296,11 @@ def read_angles_file(path: str | os.PathLike[str]) -> np.ndarray:
         raise InputError(path, f"cannot read the angle list ({exc.strerror})") from exc
     except UnicodeDecodeError:
         raise InputError(path, "is not a text file of angles (not UTF-8)") from None
-    lines = [
-        [t for t in re.split(r"[;\s]+", line.split("#", 1)[0].replace("\u2212", "-")) if t]
-        for line in text.splitlines()
-    ]
+    rows = [line.split("#", 1)[0].replace("\u2212", "-") for line in text.splitlines()]
+    table = header_column(path, rows)
+    if table is not None:
+        return table
+    lines = [[t for t in re.split(r"[;\s]+", row) if t] for row in rows]
     comma = decimal_commas(path, lines)
     values: list[float] = []
     for n, tokens in enumerate(lines, 1):
@@ -312,6 +318,62 @@ def read_angles_file(path: str | os.PathLike[str]) -> np.ndarray:
     if not np.all(np.isfinite(angles)):
         raise InputError(path, "the angle list contains NaN or inf")
     return angles
+
+
+#: A column name that says it holds the angles (``Angle``, ``tilt angle (deg)``, ``theta``).
+_ANGLE_COLUMN = re.compile(r"angle|tilt|theta", re.IGNORECASE)
+
+
+def header_column(path: str, rows: list[str]) -> np.ndarray | None:
+    """The angle column of a table whose first row names its columns, or ``None`` where the
+    first row (comments removed) is numbers: no header.
+
+    The header's separator (a semicolon, else a tab, else a comma, else spaces) splits every
+    row; the one column whose name matches angle, tilt or theta is read, with a decimal
+    comma where the separator is not a comma. A header naming no such column, or two, and a
+    row of another width are refused naming the line: which column is the angle is then a
+    guess. Named columns are what makes ``-60,4`` two numbers provably.
+    """
+    numbered = [(n, row.strip()) for n, row in enumerate(rows, 1) if row.strip()]
+    if not numbered:
+        return None
+    n0, head = numbered[0]
+    sep = next((c for c in ";\t," if c in head), None)
+    names = [c.strip() for c in (head.split(sep) if sep else head.split())]
+    if all(_is_number(c) for c in names):
+        return None
+    hits = [i for i, c in enumerate(names) if _ANGLE_COLUMN.search(c)]
+    if len(hits) != 1:
+        said = "no column" if not hits else f"{len(hits)} columns"
+        raise InputError(
+            path,
+            f"line {n0}: {head!r} is a header naming {said} of angles (angle, tilt or theta); "
+            "name one column so, or give one angle per line",
+        )
+    col, values = hits[0], []
+    for n, row in numbered[1:]:
+        cells = [c.strip() for c in (row.split(sep) if sep else row.split())]
+        if len(cells) != len(names):
+            raise InputError(
+                path, f"line {n}: {len(cells)} values under a header of {len(names)} ({head!r})"
+            )
+        cell = cells[col].removesuffix("°")
+        try:
+            values.append(float(cell if sep == "," else cell.replace(",", ".", 1)))
+        except ValueError:
+            raise InputError(path, f"line {n}: {cells[col]!r} is not a number") from None
+    if not values:
+        raise InputError(path, f"line {n0}: a header ({head!r}) and no angles under it")
+    logger.info("%s: angles from column %r of %d", path, names[col], len(names))
+    return np.asarray(values, float)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.removesuffix("°").replace(",", ".", 1))
+    except ValueError:
+        return not text  # an empty cell is no name either
+    return True
 
 
 #: A number written with one decimal comma: sign, digits, comma, digits.
@@ -445,8 +507,10 @@ def decimal_comma(text: str | None) -> bool:
 
 def number(text: str) -> float:
     """``text`` as a number, one decimal comma (``-60,5``, :func:`decimal_comma`) read as a
-    point; :class:`ValueError` where it is none."""
-    return float(text.replace(",", ".") if decimal_comma(text) else text)
+    point, a typographic minus (U+2212) as a minus and a trailing degree sign as nothing (as
+    angle lists have them); :class:`ValueError` where it is none."""
+    text = text.strip().replace("\u2212", "-")
+    return float((text.replace(",", ".") if decimal_comma(text) else text).removesuffix("°"))
 
 
 def _could_be_decimal(token: str) -> bool:

@@ -324,7 +324,7 @@ def _check_readable(path: str, kind: str) -> None:
 def _start_local_client(state: dict[str, Any], host: str) -> tuple[Any, str | None]:
     """Neuroglancer's own server and client (the ``neuroglancer`` package), if installed."""
     try:
-        import neuroglancer
+        neuroglancer = _import_neuroglancer()
     except ImportError:
         logger.info(
             "neuroglancer is not installed: the link uses the public client, which needs the "
@@ -335,6 +335,22 @@ def _start_local_client(state: dict[str, Any], host: str) -> tuple[Any, str | No
     viewer = neuroglancer.Viewer()
     viewer.set_state(neuroglancer.ViewerState(state))
     return viewer, viewer.get_viewer_url()
+
+
+def _import_neuroglancer() -> Any:
+    """``import neuroglancer``, without the stderr handler its import gives the root logger
+    (its ``boss_credentials`` module calls ``logging.basicConfig()``): sxtdist's records
+    reached it too and every status line was printed twice. A handler the user set before
+    is kept."""
+    root = logging.getLogger()
+    before = list(root.handlers)
+    try:
+        import neuroglancer
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in before:
+                root.removeHandler(handler)
+    return neuroglancer
 
 
 __all__ = ["View", "layer_specs", "public_link", "serve", "viewer_state"]

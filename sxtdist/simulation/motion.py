@@ -8,7 +8,9 @@ that scan's pixels, with the sign convention of the stored truth
     {"full": [[dy, dx], ...], "roi": [[dy, dx], ...]}
 
 with one pair per view of each scan it names (a scan it does not name gets the
-simulator's random shifts). :func:`motion_family` draws the families the alignment
+simulator's random shifts). :func:`write_motion` puts its mark first,
+``"sxtdist": {"kind": "motion", ...}``, which the reader passes over: only a file so
+marked is one it may replace (a user's own motion file has none). :func:`motion_family` draws the families the alignment
 benchmark (``benchmarks/align_motion.py``) is measured on.
 """
 
@@ -22,9 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, OutputExistsError, ParameterError, use_overwrite
+from .._version import __version__
+from ..errors import InputError, ParameterError
+from ..file_kinds import MOTION_KEY
 from ..geometry import ScanGeometry
-from ..outputs import replacing_file
+from ..outputs import writing
 
 
 def read_motion(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -56,6 +60,8 @@ def check_motion(motion: Motion, geometries: Mapping[str, ScanGeometry]) -> dict
         motion = read_motion(source)
     out = {}
     for name, value in motion.items():
+        if name == MOTION_KEY and source:  # write_motion's mark, not a scan
+            continue
         try:
             d = np.asarray(value, dtype=float)
         except (TypeError, ValueError):
@@ -85,21 +91,31 @@ def write_motion(
     motion
         Per-view shifts ``{scan: (n_views, 2)}``.
     overwrite
-        Replace a file already at ``path``. Without it an existing file (a user's, or a
-        motion written before) is refused, as other outputs are
-        (:class:`~sxtdist.errors.OutputExistsError`), and left whole.
+        Replace a motion file that this function wrote (it carries its mark,
+        ``"sxtdist": {"kind": "motion", ...}``). Without it any file at ``path`` is
+        refused (:class:`~sxtdist.errors.OutputExistsError`); with it, any other file (a
+        user's own motion file, in the same format but unmarked) still is, left whole.
 
-    The file is written beside and renamed over ``path``
-    (:func:`sxtdist.outputs.replacing_file`): a failed write leaves what was there.
+    Raises
+    ------
+    OutputExistsError
+        A file is at ``path`` that may not be replaced; the message names it.
+    InputError
+        ``path`` is a folder, or a symbolic link to anything but a motion file of
+        sxtdist's.
+
+    Notes
+    -----
+    Written as every output is (:func:`sxtdist.outputs.writing`): under the lock of
+    ``path``, beside it, and renamed over it when whole, ``path`` checked again first; a
+    failed write leaves what was there.
     """
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise InputError(path, "is a folder: name the file to write")
-    if os.path.lexists(path) and not overwrite:
-        raise OutputExistsError(path, f"already exists ({use_overwrite()})")
     data = {k: np.asarray(v, float).round(6).tolist() for k, v in motion.items()}
-    with replacing_file(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
+    # the mark first: what tells this file from a user's (file_kinds.is_motion reads it)
+    mark = {"kind": "motion", "software": f"sxtdist {__version__}"}
+    with writing(path, "motion", overwrite=overwrite, file=True) as target:
+        with open(target.write_path, "w", encoding="utf-8") as fh:
+            json.dump({MOTION_KEY: mark, **data}, fh)
 
 
 #: The motion families of :func:`motion_family`, in words. Amplitudes are in interior
