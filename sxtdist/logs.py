@@ -139,7 +139,12 @@ def check_log_file(path: str | os.PathLike[str]) -> None:
         untouched.
     """
     path = os.fspath(path)
+    _refuse_another_kind(path)
     _refuse_inside_zarr(path)
+
+
+def _refuse_another_kind(path: str) -> None:
+    """Refuse a plain file there that is neither empty nor a log of sxtdist's."""
     try:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
@@ -163,7 +168,8 @@ ZARR_NODE_FILES = ("zarr.json", ".zgroup", ".zarray")
 
 def _refuse_inside_zarr(path: str) -> None:
     """Refuse a log file in a folder at or below a Zarr node (an acquisition, a volume,
-    one of their scans or levels): told first, it says where the log would go."""
+    one of their scans or levels), a new file there too: it would be one sxtdist did not
+    write in the dataset."""
     folder = os.path.dirname(os.path.realpath(path))
     while True:  # every folder above: a log deep inside a volume's level too
         if any(os.path.isfile(os.path.join(folder, f)) for f in ZARR_NODE_FILES):

@@ -137,14 +137,13 @@ def test_the_program_starts_through_the_guard():
     assert project["project"]["scripts"]["sxtdist"] == "sxtdist._console:main"
 
 
-@pytest.mark.parametrize("where", ["zarr.json", "roi/zarr.json", "run.log"])
+@pytest.mark.parametrize("where", ["run.log", "roi/run.log", "roi/0/run.log"])
 def test_a_log_file_inside_the_acquisition_is_refused(where, tiny_copy, tmp_path, run_cli):
-    """``--log-file`` inside the input (a tab completion too far: cell.zarr/zarr.json)
-    appended log lines to the acquisition's metadata: every command then said "is not a
-    Zarr group" (refused since b86b5b5: not a log of sxtdist's). A new log file there
-    (cell.zarr/run.log) became a file sxtdist did not write inside it, which then made
-    every --overwrite of the acquisition refuse. Now refused before anything is written,
-    exit 2, naming the dataset, the acquisition byte for byte as it was."""
+    """A new ``--log-file`` inside the input (cell.zarr/run.log: the log kept with the
+    data) became a file sxtdist did not write inside the acquisition, which then made every
+    --overwrite of it refuse. (An existing file there, its zarr.json, is refused since
+    b86b5b5: not a log of sxtdist's.) Now refused before anything is written, exit 2,
+    naming the dataset, the acquisition as it was."""
     log = Path(tiny_copy) / where
     before = log.read_bytes() if log.exists() else None
     code, _, err = run_cli(
