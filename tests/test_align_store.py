@@ -252,7 +252,7 @@ def test_align_on_a_read_only_acquisition_fails_before_the_work(
     """review5 finding 9: told at once, not after every pair is done; review6 'Read-only
     acquisition: align/edit/import name a hidden lock file and advise "write the output
     elsewhere"': one line naming the acquisition, the folder that cannot be written, what to
-    do; align exit 1 (the environment's failure, bugs.md R14-2), edit exit 2 (import14's)."""
+    do; exit 1 (the environment's failure, bugs.md R14-2; edit exited 2)."""
     import errno
 
     from sxtdist import lock
@@ -270,7 +270,7 @@ def test_align_on_a_read_only_acquisition_fails_before_the_work(
 
     monkeypatch.setattr(lock, "_take", read_only)
     code, out, err = run_cli("edit", tiny_copy, "--scan", "roi", "--energy-ev", "520")
-    assert code == 2 and f"error: {tiny_copy}: cannot be written (Read-only file system)" in err
+    assert code == 1 and f"error: {tiny_copy}: cannot be written (Read-only file system)" in err
     assert "edit the copy" in err and "write the output elsewhere" not in err
 
 
