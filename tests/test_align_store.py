@@ -252,7 +252,7 @@ def test_align_on_a_read_only_acquisition_fails_before_the_work(
     """review5 finding 9: told at once, not after every pair is done; review6 'Read-only
     acquisition: align/edit/import name a hidden lock file and advise "write the output
     elsewhere"': one line naming the acquisition, the folder that cannot be written, what to
-    do; align exit 1 (the environment's failure, bugs.md R14-2), edit exit 2 (import14's)."""
+    do; exit 1 (the environment's failure, bugs.md R14-2; edit exited 2)."""
     import errno
 
     from sxtdist import lock
@@ -270,7 +270,7 @@ def test_align_on_a_read_only_acquisition_fails_before_the_work(
 
     monkeypatch.setattr(lock, "_take", read_only)
     code, out, err = run_cli("edit", tiny_copy, "--scan", "roi", "--energy-ev", "520")
-    assert code == 2 and f"error: {tiny_copy}: cannot be written (Read-only file system)" in err
+    assert code == 1 and f"error: {tiny_copy}: cannot be written (Read-only file system)" in err
     assert "edit the copy" in err and "write the output elsewhere" not in err
 
 
@@ -327,3 +327,36 @@ def test_aligning_full_alone_warns_that_an_anchored_roi_goes_stale(run_cli, tiny
     assert "'roi' was aligned to the earlier shifts of 'full'; align it again (--scans roi" in err
     code, out, err = run_cli("align", tiny_copy, "--workers", "1", "--report", "", "-q")
     assert code == 0 and "earlier shifts" not in err  # both scans: no warning
+
+
+def test_align_on_a_full_disk_names_the_acquisition_and_both_failures(tiny_copy):
+    """A file-size limit (as a full disk): the shifts can be neither stored in the
+    acquisition nor saved in a file. One line naming the acquisition, the first failure
+    and the second (exit 1, the environment's), not only the side file's failure with no
+    name (it escaped through the lock as 'ACQ.aligned', a path that does not exist)."""
+    import resource
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    before = _shifts(sxtdist.open_acquisition(tiny_copy))
+    limit = 8 * 1024  # the stored shifts' zarr.json is ~25 kB, the saved file ~15 kB
+    p = subprocess.run(
+        [sys.executable, "-m", "sxtdist", "align", tiny_copy, "--workers", "1", "--report", ""],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)),
+    )
+    problems = [x for x in p.stderr.splitlines() if x.startswith("sxtdist: error")]
+    assert p.returncode == 1, p.stderr
+    assert len(problems) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert problems[0].startswith(f"sxtdist: error: {tiny_copy}: File too large"), p.stderr
+    assert "could not be stored, nor saved in a file beside it or in the temporary" in problems[0]
+    assert "then align again" in problems[0]
+    assert ".aligned" not in problems[0]
+    assert _shifts(sxtdist.open_acquisition(tiny_copy)) == before  # nothing half-stored
+    left = [n for n in os.listdir(os.path.dirname(tiny_copy)) if "unstored-alignment" in n]
+    assert left == []  # no half-written side file

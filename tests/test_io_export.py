@@ -261,3 +261,41 @@ def test_exports_carry_sxtdist_mark_and_provenance(volume, tmp_path):
     (tmp_path / "text.txt").write_text("sxtdist 0.1")
     for name in ("other.tif", "other.mrc", "text.txt", "none.mrc"):
         assert export_mark(tmp_path / name) is None, name
+
+
+@pytest.mark.parametrize("name", ["big.tif", "big.ome.tif", "big.mrc"])
+def test_export_past_a_file_size_limit_names_the_output(tmp_path, name):
+    """A file that cannot grow (``ulimit -f``, as a full disk): one line naming the output
+    and why (exit 1), no file left. TIFFs said only "4096 requested and 896 written" (NumPy's
+    short write carries no errno), where an MRC named its file."""
+    import resource
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # slices of 64 kB: tifffile writes them with NumPy's tofile (small ones with write,
+    # whose failure carries its errno)
+    path = tmp_path / "vol" / "v.zarr"
+    data = np.random.default_rng(5).random((4, 128, 128), dtype=np.float32)
+    vol = create_volume(path, VolumeGrid(data.shape, VOXEL), shard_z=4, chunk_z=4)
+    vol.write_slices(0, data)
+    vol.finalize()
+    out = tmp_path / "out" / name
+    out.parent.mkdir()
+    repo = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    limit = 20 * 1024
+    p = subprocess.run(
+        [sys.executable, "-m", "sxtdist", "export", path, out, "-q"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)),
+    )
+    assert p.returncode == 1, p.stderr
+    assert p.stderr.strip() == (
+        f"sxtdist: error: {out}: File too large (a file grew past the size allowed (ulimit -f, "
+        "or the file system's limit))"
+    )
+    assert os.listdir(out.parent) == []

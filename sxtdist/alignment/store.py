@@ -26,7 +26,17 @@ from ..dataset import (
     open_acquisition,
 )
 from ..dataset import _jsonable as jsonable
-from ..errors import InputError, SxtdistError, one_line, printable, quoted
+from ..errors import (
+    OS_HINTS,
+    InputError,
+    SxtdistError,
+    describe_os_error,
+    one_line,
+    os_error,
+    printable,
+    quoted,
+    with_hint,
+)
 from ..outputs import remove
 
 logger = logging.getLogger(__name__)
@@ -70,14 +80,39 @@ def store(acq: Acquisition, changes: Mapping[str, Mapping[str, Any]]) -> None:
     except (ScanReplacedError, ScanEditedError):
         raise  # measured on projections that are gone, or with another geometry: not saved
     except (SxtdistError, OSError) as exc:
-        saved = save(acq, changes)
         logger.debug("could not store the alignment in %s", acq.path, exc_info=True)
+        try:
+            saved = save(acq, changes)
+        except OSError as failed:  # a full disk: neither; say both, not the second alone
+            raise _not_saved(acq.path, exc, failed) from exc
         raise ShiftsNotStoredError(
             f"{printable(acq.path)}: the alignment could not be stored ({one_line(exc)}); "
             f"it is saved in {printable(saved)}: store it with "
             f"'sxtdist align {quoted(acq.path)} --apply {quoted(saved)}'",
             saved,
         ) from exc
+
+
+def _not_saved(path: str, exc: BaseException, failed: OSError) -> BaseException:
+    """The error of a store that failed (``exc``) whose changes could not be saved either
+    (``failed``): an :class:`OSError` naming the acquisition where the store's was one (a
+    full disk: the environment's failure, exit 1), with both reasons; else an
+    :class:`~sxtdist.errors.SxtdistError` saying both."""
+    saving = describe_os_error(failed)
+    first = os_error(exc, path)
+    if first is None:
+        return SxtdistError(
+            f"{printable(path)}: the alignment could not be stored ({one_line(exc)}) nor "
+            f"saved in a file ({saving}): align again once that is mended"
+        )
+    # the same failure twice (a full disk) is said once, with what to do about it
+    why = OS_HINTS.get(first.errno) if failed.errno == first.errno else f"saving: {saving}"
+    why = why or "mend that"
+    hint = (
+        "the alignment could not be stored, nor saved in a file beside it or in the "
+        f"temporary folder; {why}{'' if 'again' in why else ', then align again'}"
+    )
+    return with_hint(first, path, hint)
 
 
 def _measured_on(acq: Acquisition, changes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -325,16 +325,40 @@ def _write_tiff(
     else:
         writer_kwargs = {"imagej": True}
         metadata = {"axes": "ZYX", "spacing": sz, "unit": "um"}
-    with tifffile.TiffWriter(path, **writer_kwargs) as tif:
-        tif.write(
-            frames(),
-            shape=(nz, ny, nx),
-            dtype=np.float32,
-            resolution=(1.0 / sx, 1.0 / sy),
-            contiguous=True,
-            software=source.description().encode("ascii", "backslashreplace").decode()[:200],
-            metadata=metadata,
-        )
+    try:
+        with tifffile.TiffWriter(path, **writer_kwargs) as tif:
+            tif.write(
+                frames(),
+                shape=(nz, ny, nx),
+                dtype=np.float32,
+                resolution=(1.0 / sx, 1.0 / sy),
+                contiguous=True,
+                software=source.description().encode("ascii", "backslashreplace").decode()[:200],
+                metadata=metadata,
+            )
+    except OSError as exc:
+        if exc.errno is not None:
+            raise
+        raise short_write(path, exc) from exc
+
+
+def short_write(path: str, exc: OSError) -> OSError:
+    """The :class:`OSError` that a write which came up short without an ``errno`` stands
+    for (NumPy's ``tofile``, which tifffile writes with: "4096 requested and 896 written"):
+    ``EFBIG`` where ``path`` reached this process's file-size limit (``ulimit -f``),
+    ``ENOSPC`` where its file system has no free block, else ``EIO`` with ``exc``'s text.
+    It names no file, so that the output is named (not the name it is written under)."""
+    import errno
+    import resource
+
+    size = os.path.getsize(path) if os.path.exists(path) else 0
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and size >= limit:
+        return OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+    disk = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    if disk.f_bavail == 0:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return OSError(errno.EIO, f"{os.strerror(errno.EIO)} ({exc})")
 
 
 def _write_ngff04(

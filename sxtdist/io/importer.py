@@ -595,7 +595,7 @@ def _field(opts: ImportOptions, kind: str, src: FrameSource) -> tuple[np.ndarray
         return np.asarray(img, np.float32), f"the projection file's own {kind}"
     if path is None:
         img = src.flat if kind == "flats" else src.dark
-        where = f"{what} field in the source"
+        where = src.path  # its own flats (darks), averaged: the message names the file
         if img is not None and opts.values in ("transmission", "od"):
             # said outright: the file's own reference is not for these values
             logger.info("%s: its %s field is not used (%s values)", src.path, what, opts.values)

@@ -24,7 +24,7 @@ import warnings
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..errors import InputError, ParameterError, SxtdistWarning, keyword, option
+from ..errors import ParameterError, SxtdistWarning, keyword, option
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +214,9 @@ def edit_scan(
     except OSError as exc:
         if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
             raise
-        raise InputError(
+        from ..outputs import UnwritableError  # exit 1: the environment's failure
+
+        raise UnwritableError(
             acq.path,
             f"cannot be written ({exc.strerror}): an edit changes the acquisition's metadata; "
             "copy it somewhere writable and edit the copy",

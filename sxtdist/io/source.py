@@ -507,8 +507,10 @@ def decimal_comma(text: str | None) -> bool:
 
 def number(text: str) -> float:
     """``text`` as a number, one decimal comma (``-60,5``, :func:`decimal_comma`) read as a
-    point; :class:`ValueError` where it is none."""
-    return float(text.replace(",", ".") if decimal_comma(text) else text)
+    point, a typographic minus (U+2212) as a minus and a trailing degree sign as nothing (as
+    angle lists have them); :class:`ValueError` where it is none."""
+    text = text.strip().replace("\u2212", "-")
+    return float((text.replace(",", ".") if decimal_comma(text) else text).removesuffix("°"))
 
 
 def _could_be_decimal(token: str) -> bool:

@@ -308,6 +308,12 @@ def _open_folder(path: str, angles_from_names: str | None) -> FrameSource:
             raise InputError(
                 f, f"has shape {shp} but {os.path.basename(files[0])} has {shape0} (mixed shapes)"
             )
+        elif dt != dtype:  # a frame saved again after processing: its values mean another thing
+            raise InputError(
+                f,
+                f"has pixels of {dt} but {os.path.basename(files[0])} has {dtype} (mixed pixel "
+                "types: a processed or converted file among the raw ones?); keep one kind",
+            )
 
     def read(i: int) -> np.ndarray:
         with _refuse_damage(files[i], f"frame {i}"):
