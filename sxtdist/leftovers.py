@@ -3,7 +3,7 @@
 A write killed outright leaves sxtdist's hidden names beside the output ``NAME``
 (:mod:`sxtdist.outputs`): ``.NAME.sxtdist-new`` (a volume a reconstruction was creating),
 ``.NAME.sxtdist-partial`` (a replacement being written), ``.NAME.sxtdist-partial.old``
-(the old output set aside by a swap) and ``.NAME.sxtdist-tmp-HEX`` (a file output being
+(the old output set aside by a swap, until it is removed) and ``.NAME.sxtdist-tmp-HEX`` (a file output being
 written); a run killed as it checked that a folder can be
 written leaves a writability probe in it (``.sxtdist-probe-HEX``). Hidden, they are found
 by no listing a user reads;
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import datetime
 
 from .errors import option, printable, quoted
 from .lock import held_by
@@ -25,12 +26,15 @@ from .outputs import (
     PARTIAL_SUFFIX,
     TEMP,
     aside_path,
+    created,
     is_empty_folder,
     new_path,
     not_ours,
     partial_path,
     probes,
+    recognise,
     temps,
+    unremovable,
 )
 
 #: A hidden name of sxtdist's beside the output ``name``; a replacement's own creation is
@@ -110,6 +114,21 @@ def _temp(tmp: str) -> str:
     )
 
 
+def _older(hidden: str, out: str) -> bool:
+    """Whether ``hidden`` at the partial name is the old output ``out`` replaced, not its
+    replacement: an output of the same kind created strictly before the one at ``out`` (a
+    replacement is created after the output it replaces). Where an exchange left the old
+    output before its removal failed or stopped (this version renames it to the aside
+    name first; earlier ones did not)."""
+    before, now = created(hidden), created(out)
+    if before is None or now is None or recognise(hidden) != recognise(out):
+        return False
+    try:  # ISO 8601 of one zone: compared as times, not as text of maybe other widths
+        return datetime.fromisoformat(before) < datetime.fromisoformat(now)
+    except ValueError:
+        return False
+
+
 def _what_is(hidden: str) -> str:
     """What the hidden ``hidden`` is, what clears it, how to remove it (one line)."""
     if TEMP.fullmatch(os.path.basename(hidden)):
@@ -143,6 +162,12 @@ def _what_is(hidden: str) -> str:
             f"{shown}: the start of {what}, left by a reconstruction stopped while creating it "
             f"(not an output, nothing of yours): {clears} removes it; or remove it: {remove}"
         )
+    if suffix == PARTIAL_SUFFIX and _older(hidden, out):
+        return (
+            f"{shown}: the old {shown_out} (the previous version, created before {shown_out}, "
+            f"its replacement), set aside by a replacement that did not remove it: the next "
+            f"write of {shown_out} with {again} removes it; or remove it: {remove}"
+        )
     if suffix == PARTIAL_SUFFIX:
         return (
             f"{shown}: an unfinished replacement of {shown_out}, left by a run with {again} "
@@ -155,7 +180,15 @@ def _what_is(hidden: str) -> str:
             f"do not remove it: the next write of {shown_out} puts it back first (or move it "
             f"back: mv {quoted(hidden)} {quoted(out)})"
         )
+    # the previous output, replaced: left where its removal stopped or failed (read-only)
+    if unremovable(hidden):
+        return (
+            f"{shown}: the old {shown_out} (the previous version; {shown_out} is its "
+            f"replacement), set aside when it was replaced and not removed, as this user may "
+            f"not write it (read-only): remove it: chmod -R u+w {quoted(hidden)} && {remove}"
+        )
     return (
-        f"{shown}: the old {shown_out}, set aside by a replacement that stopped after its "
-        f"swap: the next write of {shown_out} removes it; or remove it: {remove}"
+        f"{shown}: the old {shown_out} (the previous version; {shown_out} is its "
+        f"replacement), set aside when it was replaced, its removal stopped: the next write "
+        f"of {shown_out} removes it; or remove it: {remove}"
     )

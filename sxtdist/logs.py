@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .errors import InputError
+from .errors import InputError, printable
 
 ROOT = "sxtdist"
 #: Verbosity (``-q`` = -1, default 0, ``-v`` = 1) to the level shown on standard error.
@@ -129,14 +129,22 @@ def check_log_file(path: str | os.PathLike[str]) -> None:
     log sxtdist wrote (its first line begins as :data:`FILE_FORMAT` writes one,
     :data:`LOG_LINE`) is appended to, so that a slip (``--log-file vol.zarr/zarr.json``, an
     export's MRC, a user's CSV) never writes into a file of another kind. A device or a
-    pipe (``/dev/stderr``) is written to as it is.
+    pipe (``/dev/stderr``) is written to as it is. No log file, new or not, is put inside
+    a Zarr dataset (``cell.zarr/run.log`` would be a file sxtdist did not write in it).
 
     Raises
     ------
     InputError
-        ``path`` is a plain file of another kind; it is untouched.
+        ``path`` is a plain file of another kind, or lies inside a Zarr dataset; it is
+        untouched.
     """
     path = os.fspath(path)
+    _refuse_another_kind(path)
+    _refuse_inside_zarr(path)
+
+
+def _refuse_another_kind(path: str) -> None:
+    """Refuse a plain file there that is neither empty nor a log of sxtdist's."""
     try:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
@@ -152,6 +160,28 @@ def check_log_file(path: str | os.PathLike[str]) -> None:
             "'sxtdist'): a log is appended only to such a file or an empty or new one, never "
             "into a file of another kind; name another log file",
         )
+
+
+#: The files that make a folder a Zarr node (v3, v2): no log file is put inside one.
+ZARR_NODE_FILES = ("zarr.json", ".zgroup", ".zarray")
+
+
+def _refuse_inside_zarr(path: str) -> None:
+    """Refuse a log file in a folder at or below a Zarr node (an acquisition, a volume,
+    one of their scans or levels), a new file there too: it would be one sxtdist did not
+    write in the dataset."""
+    folder = os.path.dirname(os.path.realpath(path))
+    while True:  # every folder above: a log deep inside a volume's level too
+        if any(os.path.isfile(os.path.join(folder, f)) for f in ZARR_NODE_FILES):
+            raise InputError(
+                path,
+                f"lies inside the Zarr dataset {printable(folder)}: a log file there would "
+                "change it; write the log elsewhere",
+            )
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return
+        folder = parent
 
 
 def reset_logging() -> None:

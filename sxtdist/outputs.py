@@ -21,7 +21,11 @@ goes through :func:`check_output` and :func:`writing`:
 - A replacement is written beside the output (``.<name>.sxtdist-partial``) and
   swapped into place when complete (``renameat2(RENAME_EXCHANGE)`` where the file
   system has it: the old output is whole until the new one is), then the old one
-  is removed. An interrupted replacement leaves the old output as it was. A file
+  is set aside (:func:`aside_path`) and removed. An interrupted replacement leaves the
+  old output as it was. An old output this user could not remove (a folder in it
+  read-only: :func:`unremovable`) is refused before any work, exit 1; one that still
+  cannot be removed after the swap is left set aside, with a warning: the replacement
+  is done. A file
   output is written under a name of its own instead (``.<name>.sxtdist-tmp-<hex>``,
   :func:`make_temp`), so that a kill before its mark is in it leaves nothing at the
   known name that sxtdist could not tell from a user's.
@@ -52,7 +56,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
-from .errors import InputError, OutputExistsError, naming, one_line, printable, use_overwrite
+from .errors import (
+    InputError,
+    OutputExistsError,
+    naming,
+    one_line,
+    printable,
+    quoted,
+    use_overwrite,
+)
 from .file_kinds import FILE_KINDS
 from .lock import lock_path, write_lock
 
@@ -255,6 +267,14 @@ def _zarr_kind(path: str) -> tuple[str | None, dict]:
     if isinstance(attrs.get("sxtdist_export"), dict):
         return "export", attrs
     return None, {}
+
+
+def created(path: str | os.PathLike[str]) -> str | None:
+    """When the volume or acquisition ``path`` was created (its metadata's ``created``, ISO
+    8601 in UTC, to the second), or None (another kind, or not said)."""
+    meta = _zarr_kind(os.fspath(path))[1].get("sxtdist")
+    when = meta.get("created") if isinstance(meta, dict) else None
+    return when if isinstance(when, str) else None
 
 
 def _levels(attrs: dict) -> set[str]:
@@ -791,8 +811,10 @@ def _claim(
     overwrite: bool,
     resume: bool,
     file: bool,
+    removable: bool = True,
 ) -> tuple[str, str | None]:
-    """:func:`check_output`, and the path to write (:func:`through_link`)."""
+    """:func:`check_output`, and the path to write (:func:`through_link`); ``removable``:
+    also refuse to replace what this user could not remove (:func:`_check_removable`)."""
     if kind not in KINDS:
         raise ValueError(f"unknown output kind {kind!r}")
     out = check_name(out)
@@ -828,7 +850,59 @@ def _claim(
         )
     if not (overwrite or resume):
         raise OutputExistsError(out, f"already exists ({use_overwrite()})")
+    if overwrite and removable:  # replaced: what the replacement removes must be removable
+        _check_removable(out, kind, resume)
     return out, found
+
+
+def unremovable(path: str | os.PathLike[str]) -> list[str]:
+    """The folders of the tree ``path`` (itself included; links not followed) whose entries
+    this user cannot remove: without read, write or search permission (:func:`os.access`
+    as the effective user, who removes them; root passes, as its removal would). ``[]`` for
+    a file, a link or nothing: a file is removed by its folder's permission alone."""
+    path = os.fspath(path)
+    if _form(path) != "folder":
+        return []
+    effective = os.access in os.supports_effective_ids
+    mode = os.R_OK | os.W_OK | os.X_OK
+    # a folder that cannot be listed is named, and not entered (os.walk passes it over)
+    return [top for top, _, _ in os.walk(path) if not os.access(top, mode, effective_ids=effective)]
+
+
+def _check_removable(out: str, kind: str, resume: bool) -> None:
+    """Refuse (:class:`UnwritableError`, naming ``out``) to replace the output ``out`` when
+    what the replacement removes cannot be removed by this user (:func:`unremovable`): the
+    old output once the new one is swapped in (made read-only, ``chmod -R a-w``, or another
+    user's); an old copy an earlier replacement set aside (:func:`aside_path`); what one
+    left at :func:`partial_path`, unless ``resume`` (then it is written into, not removed).
+
+    Why before the work: found only after the swap, the command failed (exit 1, naming an
+    inner ``zarr.json``) with the new output in place and the old one left beside it.
+    """
+    noun = _NOUN.get(kind, kind)
+    partial = partial_path(out)
+    beside = {
+        aside_path(partial): f"the old {noun} that an earlier replacement set aside",
+        partial: "what an earlier replacement left",
+    }
+    for old in (out, *list(beside)[: 1 if resume else 2]):
+        locked = [printable(f) for f in unremovable(old)]
+        if not locked:
+            continue
+        where = f"no write permission for this user in {first_named(locked)}"
+        if old == out:
+            raise UnwritableError(
+                out,
+                f"cannot be replaced: the old {noun} could not be removed once the new one is "
+                f"in place ({where}): it is left as it was; make it writable "
+                f"(chmod -R u+w {quoted(out)}), or write the {noun} elsewhere",
+            )
+        raise UnwritableError(
+            out,
+            f"cannot be replaced: {beside[old]}, {printable(old)}, cannot be removed ({where}): "
+            f"remove it (chmod -R u+w {quoted(old)} && rm -r {quoted(old)}), then run the "
+            "command again",
+        )
 
 
 def rebuilt_strangers(path: str | os.PathLike[str]) -> list[str]:
@@ -899,7 +973,8 @@ def writing(
     With ``beside`` (or when replacing an existing output) the caller writes to
     ``target.write_path`` beside the output, and on success it is swapped into
     place, ``out`` checked again first (a user's file put in the old output, or at its
-    path, while the new one was written refuses the swap); otherwise it writes ``out``
+    path, while the new one was written refuses the swap; an old output made read-only
+    meanwhile does not: :func:`install` warns); otherwise it writes ``out``
     itself (a resumable output that is visibly unfinished while written). A file output
     (``file``) is written beside under a name of its own (:func:`make_temp`; those that
     killed runs left and sxtdist tells for its own are removed: :func:`clear_temps`). A
@@ -928,7 +1003,7 @@ def writing(
             if write_path != out:  # removed, or resumed: only a write of sxtdist's
                 check_leftover(write_path, out)
                 if not resume:
-                    remove(write_path)
+                    remove_beside(write_path, out, "what an earlier replacement left")
             created = not os.path.lexists(write_path)
             if file and write_path != out:  # a file: under a name of its own (make_temp)
                 clear_temps(out)
@@ -940,11 +1015,10 @@ def writing(
                 yield target
                 if target.beside:
                     # again as it is replaced: while it was written, a user may have put a
-                    # file in the old output (or one of theirs at its path)
-                    check_output(
-                        out, kind, inputs=inputs, overwrite=overwrite, resume=resume, file=file
-                    )
-                    install(write_path, out)
+                    # file in the old output (or one of theirs at its path); an old output
+                    # made read-only meanwhile is no reason to lose the work: install warns
+                    _claim(out, kind, inputs, overwrite, resume, file, removable=False)
+                    install(write_path, out, kind)
             except BaseException as exc:  # a failed install too: no partial left behind
                 if created and not (keep and keep(exc, write_path)):
                     remove_made(write_path)
@@ -1117,17 +1191,72 @@ def recover_swap(partial: str, out: str) -> None:
         return
     check_leftover(aside, out)
     if os.path.lexists(out):
-        remove(aside)
+        remove_beside(aside, out, "the old output that an earlier replacement set aside")
     else:
         os.replace(aside, out)
 
 
-def install(partial: str, out: str) -> None:
+def remove_beside(path: str, out: str, what: str) -> None:
+    """Remove what sxtdist keeps at the hidden name ``path`` beside the output ``out``
+    (``what`` it is); a failure is told as :class:`UnwritableError` naming ``out``, the
+    path the user gave, with ``path`` and why: the :class:`OSError` of a removal names only
+    an inner file (``zarr.json: Permission denied``)."""
+    try:
+        remove(path)
+    except OSError as exc:
+        why = exc.strerror or one_line(exc)
+        raise UnwritableError(
+            out,
+            f"cannot be written: {what}, {printable(path)}, cannot be removed ({why}): "
+            f"remove it (chmod -R u+w {quoted(path)} && rm -r {quoted(path)}), then run the "
+            "command again",
+        ) from None
+
+
+def install(partial: str, out: str, kind: str | None = None) -> None:
     """Put the finished ``partial`` in place of ``out`` and remove what was there
-    (:func:`swap_in`, then the old output)."""
+    (:func:`swap_in`, then the old output, set aside at :func:`aside_path` first).
+
+    The replacement is done once swapped in: an old output that cannot be removed then
+    (a folder in it made read-only meanwhile, an unexpected error) is left at its
+    :func:`aside_path`, with a warning naming it and why, and this returns: the command
+    succeeded (``kind``: how the warning names the old output).
+    """
     old = swap_in(partial, out)
-    if old is not None:
+    if old is None:
+        return
+    if old == partial:  # exchanged: the old output now has the replacement's name
+        old = _set_aside(partial)
+    try:
         remove(old)
+    except OSError as exc:
+        noun = _NOUN.get(kind, kind) if kind else "output"
+        logger.warning(
+            "%s: replaced; the old %s, set aside at %s, could not be removed (%s): "
+            "remove it yourself: chmod -R u+w %s && rm -r %s",
+            printable(out),
+            noun,
+            printable(old),
+            exc.strerror or one_line(exc),
+            quoted(old),
+            quoted(old),
+        )
+
+
+def _set_aside(partial: str) -> str:
+    """Rename the old output that an exchange left at ``partial`` (the replacement's name) to
+    :func:`aside_path`, and return where it is: were its removal to fail or stop, what is
+    left there is then named for what it is (:mod:`sxtdist.leftovers`: the old output, not
+    an unfinished replacement). A rename within one folder needs no write permission on the
+    folder renamed; where it fails (or the name is taken) the old output stays at ``partial``."""
+    aside = aside_path(partial)
+    if os.path.lexists(aside):
+        return partial
+    try:
+        os.rename(partial, aside)
+    except OSError:
+        return partial
+    return aside
 
 
 def swap_in(partial: str, out: str) -> str | None:

@@ -231,7 +231,8 @@ def split_options(
 
 #: True while a run works after :func:`build_problem` told it that its interior alignment is
 #: stale: the problems built again for its split halves (their checks, their runs) are of the
-#: same data, and the warning is told once per run, not once per half and check.
+#: same data, and the warning is told once per run, not once per half and check (so are the
+#: scans it reconstructs unaligned, :func:`_tell_unaligned`).
 _STALE_TOLD: contextvars.ContextVar[bool] = contextvars.ContextVar("stale_told", default=False)
 
 
@@ -723,6 +724,7 @@ def reconstruct(
         dict(options, iterations=iterations, method=method, scans=scans, workers=workers),
     )
     job = _prepare(acquisition, out, recipe)
+    told = _STALE_TOLD.get()  # a split half: its run said what its input lacks
     ex, backend, why = _local_backend(ex)
     claim = writing(
         job.out, "volume", inputs=[job.acq.path], overwrite=ex.overwrite, resume=True,
@@ -734,7 +736,8 @@ def reconstruct(
         recipe, resume = _resume_layout(work, restart=target.beside)
         work = dataclasses.replace(work, recipe=recipe)
         _check_capacity(work.problem.grid, work.out, resume, target.path if target.beside else None)
-        _tell_unaligned(job)  # once nothing refuses the run: a refusal stays one line
+        if not told:  # once nothing refuses the run: a refusal stays one line
+            _tell_unaligned(job)
         with _connect(ex, backend, why) as (client, backend, why):
             logger.info("backend: %s (%s)", backend, why)
             vol, plan, stats = _run_blocks(client, work, ex, backend, resume)

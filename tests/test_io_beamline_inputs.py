@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 from _cli_in_a_process import run_script
+from _import_inputs import decaying_nxtomo, import_with_angle_lines
 
 from sxtdist.errors import InputError
 from sxtdist.io.importer import import_scan
@@ -17,28 +18,11 @@ from sxtdist.io.importer import import_scan
 # -- flats taken in sets during the scan -------------------------------------------------------
 
 
-def _decaying_nxtomo(path, keys, transmission, beam0=4000.0, decay=0.004, dark=100.0):
-    """An NXtomo whose beam falls linearly with the frame index i: ``beam0 (1 - decay i)``.
-
-    Flats read ``dark + beam(i)``, projections ``dark + T beam(i)``, darks ``dark``
-    (float32: no rounding). Returns the flats' average, as the import took it before.
-    """
-    keys = np.asarray(keys)
-    beam = beam0 * (1.0 - decay * np.arange(keys.size))
-    frames = np.full((keys.size, *transmission.shape[1:]), dark, np.float32)
-    frames[keys == 0] += transmission * beam[keys == 0, None, None]
-    frames[keys == 1] += beam[keys == 1, None, None]
-    with h5py.File(path, "w") as f:
-        e = f.create_group("entry")
-        e["definition"] = "NXtomo"
-        det = e.create_group("instrument/detector")
-        det["data"] = frames
-        det["image_key"] = keys.astype(np.int32)
-        det["x_pixel_size"] = 30e-9
-        angles = np.zeros(keys.size)
-        angles[keys == 0] = np.linspace(-60, 60, int(np.sum(keys == 0)))
-        e["sample/rotation_angle"] = angles
-    return frames[keys == 1].mean(axis=0)
+def _decaying_nxtomo(path, keys, transmission, **beam):
+    """:func:`_import_inputs.decaying_nxtomo`; returns the flats' average, as the import took
+    it before."""
+    frames = decaying_nxtomo(path, keys, transmission, **beam)
+    return frames[np.asarray(keys) == 1].mean(axis=0)
 
 
 def _keys(*parts):
@@ -184,13 +168,7 @@ def test_an_angle_and_a_second_column_is_not_read_as_decimal_commas(tmp_path, ru
     """'-60,2' '-58,2' ... '60,2' (an angle and an exposure) was read as -60.2, -58.2 ...
     without a word; every list whose lines carry the same digits after the comma is refused
     (exit 2, naming the file) unless only decimals can read it (below)."""
-    frames = np.full((len(lines), 5, 5), 0.5, np.float32)
-    tifffile.imwrite(tmp_path / "p.tif", frames, photometric="minisblack")
-    (tmp_path / "tilt.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    code, out, err = run_cli(
-        "import", tmp_path / "p.tif", tmp_path / "a.zarr", "--scan=roi",
-        "--angles", tmp_path / "tilt.csv", "--pixel-size-nm=30", "-q",
-    )  # fmt: skip
+    code, err = import_with_angle_lines(tmp_path, run_cli, lines)
     assert code == 2, err
     assert "tilt.csv" in err and "use a decimal point, or one angle per line" in err, err
     assert "Traceback" not in err and not (tmp_path / "a.zarr").exists()

@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import tifffile
+from _import_inputs import decaying_nxtomo, import_with_angle_lines
 
 from sxtdist.errors import InputError
 from sxtdist.io.importer import import_scan
@@ -39,13 +40,7 @@ def test_an_angle_and_a_changing_second_column_is_refused(tmp_path, run_cli, lin
     -60.4, -58.3 ...: the numbers before the commas step evenly, the decimals would not: an
     angle list with a second column as much as decimals; refused (exit 2, naming the file).
     Seen failing on main 30985ba (exit 0, the decimals imported)."""
-    frames = np.full((len(lines), 5, 5), 0.5, np.float32)
-    tifffile.imwrite(tmp_path / "p.tif", frames, photometric="minisblack")
-    (tmp_path / "tilt.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    code, _, err = run_cli(
-        "import", tmp_path / "p.tif", tmp_path / "a.zarr", "--scan=roi",
-        "--angles", tmp_path / "tilt.csv", "--pixel-size-nm=30", "-q",
-    )  # fmt: skip
+    code, err = import_with_angle_lines(tmp_path, run_cli, lines)
     assert code == 2, err
     assert "tilt.csv" in err and "step evenly" in err and "second column" in err, err
     assert "use a decimal point, or one angle per line" in err
@@ -119,26 +114,6 @@ def test_names_and_nxtomo_text_with_a_changing_second_column_are_refused(tmp_pat
 # -- NXtomo flats in sets: each read once ---------------------------------------------------------
 
 
-def _nxtomo(path, keys, transmission, beam0=4000.0, decay=0.004, dark=100.0):
-    """An NXtomo whose beam falls with the frame index (as test_io_beamline_inputs' helper)."""
-    keys = np.asarray(keys)
-    beam = beam0 * (1.0 - decay * np.arange(keys.size))
-    frames = np.full((keys.size, *transmission.shape[1:]), dark, np.float32)
-    frames[keys == 0] += transmission * beam[keys == 0, None, None]
-    frames[keys == 1] += beam[keys == 1, None, None]
-    with h5py.File(path, "w") as f:
-        e = f.create_group("entry")
-        e["definition"] = "NXtomo"
-        det = e.create_group("instrument/detector")
-        det["data"] = frames
-        det["image_key"] = keys.astype(np.int32)
-        det["x_pixel_size"] = 30e-9
-        angles = np.zeros(keys.size)
-        angles[keys == 0] = np.linspace(-60, 60, int(np.sum(keys == 0)))
-        e["sample/rotation_angle"] = angles
-    return frames
-
-
 def _keys(*parts):
     return np.concatenate([np.full(n, k) for k, n in parts])
 
@@ -164,7 +139,7 @@ def test_flats_in_sets_are_read_once(tmp_path, monkeypatch):
     on main 30985ba (each flat frame read 2 times)."""
     keys = _keys((2, 2), (1, 3), (0, 8), (1, 3))
     t = np.random.default_rng(1).uniform(0.2, 0.9, (8, 4, 5)).astype(np.float32)
-    _nxtomo(tmp_path / "s.nx", keys, t, decay=0.01)
+    decaying_nxtomo(tmp_path / "s.nx", keys, t, decay=0.01)
     reads = _CountReads(monkeypatch)
     acq = import_scan(tmp_path / "s.nx", tmp_path / "a.zarr", "roi", crop_cols=(0, 4))
     np.testing.assert_allclose(acq["roi"].data.compute(), -np.log(t[..., :4]), atol=2e-5)
@@ -175,7 +150,7 @@ def test_flats_in_sets_are_read_once(tmp_path, monkeypatch):
 
 def test_a_flat_set_with_nan_is_refused_naming_its_frames(tmp_path, run_cli):
     keys = _keys((1, 2), (0, 4), (1, 2))
-    frames = _nxtomo(tmp_path / "s.nx", keys, np.full((4, 4, 4), 0.5, np.float32))
+    frames = decaying_nxtomo(tmp_path / "s.nx", keys, np.full((4, 4, 4), 0.5, np.float32))
     frames[7, 1, 1] = np.nan
     with h5py.File(tmp_path / "s.nx", "a") as f:
         f["entry/instrument/detector/data"][...] = frames
@@ -194,7 +169,7 @@ def test_a_flat_option_naming_the_projection_file_interpolates_its_sets(tmp_path
     main 30985ba (error 0.07, flat_interpolated False)."""
     keys = _keys((2, 3), (1, 4), (0, 30), (1, 4))
     t = np.full((30, 5, 6), 0.5, np.float32)
-    _nxtomo(tmp_path / "s.nx", keys, t)
+    decaying_nxtomo(tmp_path / "s.nx", keys, t)
     with caplog.at_level("INFO", logger="sxtdist.io.importer"):
         acq = import_scan(
             tmp_path / "s.nx", tmp_path / "a.zarr", "roi",
@@ -216,7 +191,7 @@ def test_flat_or_dark_naming_a_projection_file_without_them_is_refused(tmp_path,
         "--pixel-size-nm=30", "--flat", tmp_path / "p.tif", "-q",
     )  # fmt: skip
     assert code == 2 and "p.tif: --flat names the projection file" in err, err
-    _nxtomo(tmp_path / "s.nx", _keys((1, 2), (0, 4)), np.full((4, 4, 4), 0.5, np.float32))
+    decaying_nxtomo(tmp_path / "s.nx", _keys((1, 2), (0, 4)), np.full((4, 4, 4), 0.5, np.float32))
     code, _, err = run_cli(
         "import", tmp_path / "s.nx", tmp_path / "b.zarr", "--scan=roi",
         "--dark", tmp_path / "s.nx", "-q",
@@ -396,7 +371,7 @@ def test_darks_in_sets_are_averaged_and_their_levels_logged(tmp_path, caplog):
     each dark read once, and the log gives the sets' levels so a drift can be seen. Seen
     failing on main 30985ba (no such line)."""
     keys = _keys((2, 4), (1, 3), (0, 6), (1, 3), (2, 4))
-    frames = _nxtomo(tmp_path / "s.nx", keys, np.full((6, 4, 4), 0.5, np.float32), decay=0)
+    frames = decaying_nxtomo(tmp_path / "s.nx", keys, np.full((6, 4, 4), 0.5, np.float32), decay=0)
     frames[keys == 2] = np.r_[np.full(4, 100.0), np.full(4, 104.0)][:, None, None]
     with h5py.File(tmp_path / "s.nx", "a") as f:
         f["entry/instrument/detector/data"][...] = frames
@@ -561,7 +536,7 @@ def test_a_held_flat_with_nan_names_the_file(tmp_path, run_cli):
     """One set of flats holding NaN: 'flat field in the source: flat field contains NaN or
     inf' on main 30985ba named no file."""
     keys = _keys((1, 2), (0, 4))
-    frames = _nxtomo(tmp_path / "s.nx", keys, np.full((4, 4, 4), 0.5, np.float32))
+    frames = decaying_nxtomo(tmp_path / "s.nx", keys, np.full((4, 4, 4), 0.5, np.float32))
     frames[0, 1, 1] = np.nan
     with h5py.File(tmp_path / "s.nx", "a") as f:
         f["entry/instrument/detector/data"][...] = frames
@@ -572,7 +547,7 @@ def test_a_held_flat_with_nan_names_the_file(tmp_path, run_cli):
 def test_nxtomo_angles_as_text_read_a_typographic_minus_and_a_degree_sign(tmp_path):
     """'−60°' (as lists copied from a document have them) was 'not a number' on main 30985ba."""
     keys = _keys((1, 2), (0, 4))
-    _nxtomo(tmp_path / "t.nx", keys, np.full((4, 4, 4), 0.5, np.float32))
+    decaying_nxtomo(tmp_path / "t.nx", keys, np.full((4, 4, 4), 0.5, np.float32))
     with h5py.File(tmp_path / "t.nx", "a") as f:
         del f["entry/sample/rotation_angle"]
         f["entry/sample/rotation_angle"] = ["0", "0", "\u221260°", "-20°", "20°", "60°"]

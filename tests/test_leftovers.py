@@ -278,3 +278,26 @@ def test_a_users_link_at_a_hidden_name_is_refused_never_unlinked(tmp_path, run_c
         add_scan(acq, "roi", roi, overwrite=True)
     assert os.readlink(acq / "_partial_roi") == str(tmp_path / "kept.zarr")
     assert mine.read_text() == "mine" and open_volume(tmp_path / "kept.zarr").status == "running"
+
+
+def test_info_tells_an_old_output_left_at_the_partial_name_from_an_unfinished_one(
+    tmp_path, run_cli
+):
+    """An exchange that swapped the new volume in and then failed to remove the old one left
+    it at .v.zarr.sxtdist-partial (as sxtdist did before it set the old one aside under its
+    own name, bugs.md R14-6): info called it "an unfinished replacement of v.zarr ... v.zarr
+    is as it was", the opposite of what happened. Told by when each was created: the old
+    one before its replacement (seen failing on main's leftovers.py: "an unfinished
+    replacement"); a replacement created after v.zarr is still one."""
+    out = tmp_path / "v.zarr"
+    old = create_volume(partial_path(out), GRID, shard_z=4, chunk_z=4)
+    old.update_meta(status="complete", created="2026-12-01T09:00:00+00:00")
+    create_volume(out, GRID, shard_z=4, chunk_z=4).update_meta(status="complete")
+    code, stdout, _ = run_cli("info", out)
+    assert code == 0
+    assert f"leftover: {partial_path(out)}: the old {out} (the previous version" in stdout
+    assert "unfinished replacement" not in stdout and "as it was" not in stdout
+    open_volume(partial_path(out), mode="r+").update_meta(created="2099-01-01T00:00:00+00:00")
+    code, stdout, _ = run_cli("info", out)
+    assert code == 0
+    assert f"leftover: {partial_path(out)}: an unfinished replacement of {out}" in stdout

@@ -99,6 +99,9 @@ def test_a_reconstruction_of_unaligned_scans_says_so_and_records_it(tiny_copy, t
     code, _, err = run_cli("reconstruct", tiny_copy, tmp_path / "c.zarr", "--scans", "full", *args)
     assert code == 0 and "not aligned" not in err, err  # only the scans used are named
 
+    code, _, err = run_cli("reconstruct", tiny_copy, tmp_path / "d.zarr", "--split-halves", *args)
+    assert code == 0 and err.count("not aligned") == 1, err  # once, not again for each half
+
 
 #: A Ctrl-C while a command's module is imported (seconds on a busy machine; ``--help``
 #: alone imports none), made certain: its import raises KeyboardInterrupt, as the signal does.
@@ -132,3 +135,22 @@ def test_the_program_starts_through_the_guard():
     """The installed ``sxtdist`` program is the guarded entry point, not the CLI itself."""
     project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     assert project["project"]["scripts"]["sxtdist"] == "sxtdist._console:main"
+
+
+@pytest.mark.parametrize("where", ["run.log", "roi/run.log", "roi/0/run.log"])
+def test_a_log_file_inside_the_acquisition_is_refused(where, tiny_copy, tmp_path, run_cli):
+    """A new ``--log-file`` inside the input (cell.zarr/run.log: the log kept with the
+    data) became a file sxtdist did not write inside the acquisition, which then made every
+    --overwrite of it refuse. (An existing file there, its zarr.json, is refused since
+    b86b5b5: not a log of sxtdist's.) Now refused before anything is written, exit 2,
+    naming the dataset, the acquisition as it was."""
+    log = Path(tiny_copy) / where
+    before = log.read_bytes() if log.exists() else None
+    code, _, err = run_cli(
+        "reconstruct", tiny_copy, tmp_path / "v.zarr", "--iterations", "1", "--log-file", log
+    )
+    assert code == 2 and f"{log}: lies inside the Zarr dataset" in err, err
+    assert (log.read_bytes() if log.exists() else None) == before
+    assert not (tmp_path / "v.zarr").exists()
+    code, _, err = run_cli("info", tiny_copy)
+    assert code == 0, err
