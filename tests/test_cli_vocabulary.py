@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 
+import click
 import pytest
 
 from sxtdist.cli import cli
@@ -47,7 +48,9 @@ _MEASURES = {"size", "width", "diameter", "length"}
 def visible_options() -> dict[str, set[str]]:
     """``{command: {--long, -s, --no-x ...}}`` of the options ``--help`` shows."""
     out = {}
-    for name, cmd in cli.commands.items():
+    ctx = click.Context(cli)
+    for name in cli.list_commands(ctx):  # the group loads a command when asked for it
+        cmd = cli.get_command(ctx, name)
         opts = set()
         for p in cmd.params:
             if p.param_type_name == "option" and not p.hidden:

@@ -103,8 +103,8 @@ def test_a_reconstruction_of_unaligned_scans_says_so_and_records_it(tiny_copy, t
     assert code == 0 and err.count("not aligned") == 1, err  # once, not again for each half
 
 
-#: A Ctrl-C while the CLI's commands are imported (seconds on a busy machine), made
-#: certain: the import of one command module raises KeyboardInterrupt, as the signal does.
+#: A Ctrl-C while a command's module is imported (seconds on a busy machine; ``--help``
+#: alone imports none), made certain: its import raises KeyboardInterrupt, as the signal does.
 _CTRL_C_AT_IMPORT = """
 import runpy, sys
 class CtrlC:
@@ -112,7 +112,7 @@ class CtrlC:
         if name == "sxtdist.cli.simulate":
             raise KeyboardInterrupt
 sys.meta_path.insert(0, CtrlC())
-sys.argv = ["sxtdist", "--help"]
+sys.argv = ["sxtdist", "simulate", "--help"]
 """
 
 #: How a user starts it: ``python -m sxtdist``, or the ``sxtdist`` program's entry point.

@@ -1,6 +1,7 @@
 """The ``sxtdist`` command: thin, over the Python API.
 
-Each subcommand lives in its own module and is registered in :data:`COMMANDS`.
+Each subcommand lives in its own module, registered in :data:`COMMANDS` and imported
+only when it runs or its help is asked (:class:`LazyGroup`).
 Every failure is printed as one line on standard error
 (:mod:`sxtdist.cli._failures`): exit code 2 for bad input, 1 for an environment
 failure or a bug; ``--debug`` shows the traceback instead. Status lines are logging
@@ -23,27 +24,103 @@ from ..logs import configure_logging, reset_logging, warnings_as_log_lines
 from ._failures import DEBUG, describe
 from ._options import verbosity_options
 
-#: ``name -> module`` of the subcommands; each module defines a click command ``command``.
-COMMANDS = {
-    "simulate": "simulate",
-    "info": "info",
-    "align": "align",
-    "reconstruct": "reconstruct",
-    "demo": "demo",
-    "import": "import_",
-    "edit": "edit",
-    "preview": "preview",
-    "export": "export",
-    "batch": "batch",
-    "plan": "plan",
-    "report": "report",
-    "rechunk": "rechunk",
-    "view": "view",
-    "verify": "verify",
+#: ``name -> (module, short help)`` of the subcommands; each module defines a click command
+#: ``command``. The short help (the command's own, tests/test_cli_startup.py keeps them
+#: equal) lets ``sxtdist --help`` list the commands without importing their modules.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "simulate": (
+        "simulate",
+        "Simulate an interior + sparse full-view acquisition of a frozen cell into OUT (Zarr).",
+    ),
+    "info": ("info", "Describe the acquisition dataset or reconstructed volume at PATH."),
+    "align": (
+        "align",
+        "Align the scans of the acquisition ACQ and store the shifts in its metadata.",
+    ),
+    "reconstruct": (
+        "reconstruct",
+        "Reconstruct ACQUISITION (both scans together by default) into the volume OUT.",
+    ),
+    "demo": (
+        "demo",
+        "Run the whole pipeline on a simulated cell and print where the outputs are.",
+    ),
+    "import": (
+        "import_",
+        "Add the projections in SOURCE to ACQUISITION (created if absent) as one scan.",
+    ),
+    "edit": (
+        "edit",
+        "Set the pixel size, energy, zone plate, dose, centre or axis tilt of an imported scan.",
+    ),
+    "preview": (
+        "preview",
+        "Reconstruct a few slices of ACQUISITION by filtered back-projection, as a PNG.",
+    ),
+    "export": (
+        "export",
+        "Write VOLUME (a level, optionally cropped) to OUT as MRC, TIFF or OME-Zarr 0.4.",
+    ),
+    "batch": (
+        "batch",
+        "Align and reconstruct every cell listed in MANIFEST (YAML or CSV), several at once.",
+    ),
+    "plan": (
+        "plan",
+        "Recommend N_full, N_ROI and the photons per view for an interior + sparse scan.",
+    ),
+    "report": (
+        "report",
+        "Write VOLUME.report.png, .csv and .curves.csv: a look at a reconstruction.",
+    ),
+    "rechunk": (
+        "rechunk",
+        "Copy ACQUISITION to OUT with one projection per shard in bands of rows.",
+    ),
+    "view": (
+        "view",
+        "Serve PATH (an acquisition or a volume) over HTTP and print a neuroglancer link.",
+    ),
+    "verify": (
+        "verify",
+        "Check that every chunk of the acquisition or volume at PATH is there and readable.",
+    ),
 }
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """A group that imports a command's module only when the command is run or its own
+    help is asked: the modules import Dask, Zarr, SciPy ... (seconds on a busy machine),
+    which ``sxtdist --help`` does not need (click's documented lazy-loading pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command's name, sorted (as click lists a group's commands)."""
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command ``cmd_name``, its module imported and the verbosity options added
+        on first use (once: the options are added to the module's command in place)."""
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module = importlib.import_module(f"{__name__}.{COMMANDS[cmd_name][0]}")
+            self.add_command(verbosity_options(module.command), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List the commands with their short help from :data:`COMMANDS`, shortened to the
+        width as click shortens a loaded command's, without importing their modules."""
+        listed = click.Group(
+            commands={
+                name: self.commands.get(name) or click.Command(name, help=COMMANDS[name][1])
+                for name in self.list_commands(ctx)
+            }
+        )
+        listed.format_commands(ctx, formatter)
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="sxtdist")
 @verbosity_options
 def cli() -> None:
@@ -52,12 +129,6 @@ def cli() -> None:
     Typical use: simulate or import an acquisition, align it, reconstruct it,
     look at the report. Run ``sxtdist COMMAND --help`` for each step.
     """
-
-
-for _name, _module in COMMANDS.items():
-    cli.add_command(
-        verbosity_options(importlib.import_module(f"{__name__}.{_module}").command), _name
-    )
 
 
 @contextmanager
@@ -101,13 +172,16 @@ def main(argv: list[str] | None = None) -> int:
 def _closing_new_clusters():
     """The local clusters the command started and kept (sxtdist.distributed) are closed
     when it ends; those a caller of :func:`main` holds are left alone."""
-    from ..distributed import close_kept_clusters, kept_cluster_keys
-
-    before = kept_cluster_keys()
+    # A cluster is kept only by sxtdist.distributed (which imports Dask): not imported
+    # yet, none is kept, and a light command (--help, info) need not import it.
+    kept = sys.modules.get("sxtdist.distributed")
+    before = kept.kept_cluster_keys() if kept is not None else set()
     try:
         yield
     finally:
-        close_kept_clusters(since=before)
+        kept = sys.modules.get("sxtdist.distributed")
+        if kept is not None:
+            kept.close_kept_clusters(since=before)
 
 
 def _command(args: list[str]) -> str | None:

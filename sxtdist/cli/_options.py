@@ -21,7 +21,6 @@ import click
 
 from ..errors import ParameterError, SxtdistWarning
 from ..execution import BACKENDS, CLUSTER_KINDS, Execution
-from ..recon import parse_iterations
 
 
 def per_scan_float(text: str | None, name: str) -> float | dict[str, float] | None:
@@ -62,6 +61,10 @@ class _Iterations(click.ParamType):
     name = "N|auto"
 
     def convert(self, value, param, ctx):
+        # Here, not at the top: sxtdist.recon imports NumPy and the NGFF models, which the
+        # group (it imports this module for -v/-q) and ``sxtdist --help`` do not need.
+        from ..recon import parse_iterations
+
         try:
             return parse_iterations(value)
         except ParameterError as exc:

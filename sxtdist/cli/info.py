@@ -10,10 +10,8 @@ import click
 import numpy as np
 
 from ..alignment.anchoring import stale_anchoring
-from ..dataset import KEY, leftover_scans, open_sxtdist_group
 from ..errors import InputError, SxtdistWarning, printable, quoted
 from ..geometry import angular_spacing_deg
-from ..io import ngff
 from ..leftovers import is_leftover, leftovers
 from ._options import echo_json
 
@@ -46,6 +44,11 @@ def summary(path: str) -> dict[str, Any]:
     ``images`` maps each scan (and a simulated truth), or ``volume``, to its levels'
     shape, chunks, dtype, scale and translation (nm) and its display window.
     """
+    # The dataset's and NGFF's modules (Zarr, Dask, the NGFF models: seconds on a busy
+    # machine) are imported here and below, not at the top: ``sxtdist info --help`` needs
+    # none of them.
+    from ..dataset import KEY, open_sxtdist_group
+
     group = open_sxtdist_group(os.fspath(path))
     kind = group.attrs[KEY].get("kind", "acquisition")
     if kind == "volume":
@@ -73,6 +76,8 @@ def summary(path: str) -> dict[str, Any]:
 
 
 def _image_summary(group) -> dict[str, Any]:
+    from ..io import ngff
+
     scales, translations = ngff.level_scales(group), ngff.level_translations(group)
     levels = []
     for k, (scale, translation) in enumerate(zip(scales, translations)):
@@ -91,6 +96,8 @@ def _image_summary(group) -> dict[str, Any]:
 
 def describe(path: str) -> str:
     """A human-readable summary of an sxtdist dataset (acquisition or volume)."""
+    from ..dataset import KEY, open_sxtdist_group
+
     group = open_sxtdist_group(os.fspath(path))
     kind = group.attrs[KEY].get("kind", "acquisition")
     if kind == "volume":
@@ -101,7 +108,7 @@ def describe(path: str) -> str:
 
 
 def _describe_acquisition(path: str) -> str:
-    from ..dataset import open_acquisition
+    from ..dataset import KEY, leftover_scans, open_acquisition
 
     acq = open_acquisition(path, mode="r")
     meta = acq.group.attrs[KEY]
