@@ -92,6 +92,15 @@ def test_list_of_paths_is_a_manifest(tmp_path):
         ("m.yaml", "cells: []\n", "lists no cells"),
         ("m.yaml", "cells: [a.zarr]\nsettings: {}\n", "unknown top-level key(s): settings"),
         ("m.yaml", "- acquisition: a.zarr\n  scans: side\n", "scans must name full and/or roi"),
+        # the cell's options as its run checks them: refused with the manifest, not as each
+        # cell ran, after the queue and the alignment (seen accepted on main db261a1)
+        ("m.yaml", "- acquisition: a.zarr\n  method: cgn\n", "cell 1 (a): unknown method 'cgn'"),
+        ("m.yaml", "- acquisition: a.zarr\n  block_size: 0\n", "block_size must be a whole"),
+        ("m.yaml", "- acquisition: a.zarr\n  iterations: 200000\n", "must be from 1 to 100000"),
+        ("m.yaml", "- acquisition: a.zarr\n  method: sirt\n", "not for SIRT"),
+        ("m.yaml", "- acquisition: a.zarr\n  rtol: 2\n", "rtol must be between 0 and 1"),
+        ("m.yaml", "- acquisition: a.zarr\n  backend: tpu\n", "unknown backend 'tpu'"),
+        ("m.csv", "acquisition,weights\na.zarr,roi=0\n", "weights must be positive"),
         ("m.yaml", "[unclosed\n", "cannot read as YAML"),
         ("m.csv", "path,iterations\na.zarr,3\n", "needs an 'acquisition' column"),
         ("m.txt", "a.zarr\n", "must be .yaml, .yml or .csv"),
