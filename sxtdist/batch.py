@@ -751,15 +751,23 @@ class _Batch:
             return result("failed", time.perf_counter() - t0, message)
         except Exception as exc:
             if self.stop.is_set():
+                # an output with no finished block is removed (runner): nothing to resume
+                kept = os.path.isdir(cell.out)
                 return result(
                     "interrupted",
                     time.perf_counter() - t0,
-                    "output left unfinished (status running); re-run to resume",
+                    "output left unfinished (status running); re-run to resume"
+                    if kept
+                    else "stopped before its first block was written (no output); re-run to "
+                    "start it",
                 )
             failed = os_error(exc)  # a full disk: what it is and what to do, as the CLI says
             if failed is not None:
                 message = describe_os_error(failed, resumes=True)
                 return result("failed", time.perf_counter() - t0, message)
+            died = _workers_died(exc, self.client)
+            if died:
+                return result("failed", time.perf_counter() - t0, died)
             return result(
                 "failed", time.perf_counter() - t0, f"{type(exc).__name__}: {one_line(exc)}"
             )
@@ -802,8 +810,51 @@ class _Batch:
         seconds = time.perf_counter() - t0
         scored = self.metrics and not self.stop.is_set()
         scores = _metrics(cell, self.client) if scored else None
-        notes = [n for n, on in (("aligned", aligned), ("resumed", previous == "running")) if on]
+        notes = [n for n, on in ((aligned, aligned), ("resumed", previous == "running")) if on]
         return result("done", seconds, ", ".join(notes), scores)
+
+
+def _workers_died(exc: BaseException, client: Any) -> str:
+    """What a cell's row says when Dask gave up on one of its tasks because the workers
+    running it died (``KilledWorker``); ``""`` for any other error.
+
+    Dask's own text names a task key and a worker address and nothing a user can act on.
+    On a batch queue the usual cause is a job reaching its walltime while a block runs
+    (each try then dies the same way): say the walltime and where the job logs are.
+    """
+    try:
+        from distributed import KilledWorker
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return ""
+    if not isinstance(exc, KilledWorker):
+        return ""
+    import dask
+
+    n = exc.allowed_failures + 1
+    said = (
+        f"{n} worker(s) died running one of its blocks (Dask gives up then: "
+        "distributed.scheduler.allowed-failures)"
+    )
+    resume = "the finished blocks stay: run the batch again to resume"
+    # dask-jobqueue's clusters keep their job options here (what the job script is made of)
+    job = getattr(getattr(client, "cluster", None), "_job_kwargs", None)
+    if not isinstance(job, Mapping):
+        return (
+            f"{said}: killed, or out of memory (a smaller block_size or memory_budget, or "
+            f"more memory per worker); {resume}"
+        )
+    kind = job.get("config_name", "slurm")
+    walltime = job.get("walltime") or dask.config.get(f"jobqueue.{kind}.walltime", None)
+    logs = job.get("log_directory") or dask.config.get(f"jobqueue.{kind}.log-directory", None)
+    where = (
+        logs or "the batch system's default place (SLURM: slurm-JOBID.out where the batch began)"
+    )
+    return (
+        f"{said}: their jobs were cancelled, ran out of memory or reached their walltime "
+        f"({walltime}, jobqueue.{kind}.walltime); the job logs in {where} say which. A block "
+        f"that needs longer than the walltime never finishes: raise it or lower block_size; "
+        f"{resume}"
+    )
 
 
 def _redo_alone(cell: Cell) -> str:
@@ -832,8 +883,10 @@ _ALIGN_LOCKS_GUARD = threading.Lock()
 
 def _align_cell(
     cell: Cell, client: Any, mode: str | bool, method: str | None, done: set[str]
-) -> bool:
-    """Align the cell's acquisition first when asked; True if it was aligned now.
+) -> str:
+    """Align the cell's acquisition first when asked; what its row says of it (``""``
+    when it was not aligned now; ``"aligned"``, or the views to check and where the
+    report is when the alignment is not trusted).
 
     ``mode``: ``"auto"`` aligns when some scan is not aligned yet (so a re-run
     does not align again), ``True`` always, ``False`` never. The shifts go into the
@@ -842,7 +895,7 @@ def _align_cell(
     ``done`` holds the acquisitions this batch aligned already.
     """
     if mode is False:
-        return False
+        return ""
     from .alignment import align
     from .dataset import open_acquisition
 
@@ -851,17 +904,20 @@ def _align_cell(
         lock = _ALIGN_LOCKS.setdefault(key, threading.Lock())
     with lock:
         if key in done:
-            return False
+            return ""
         acq = open_acquisition(cell.acquisition, "r")
         if mode == "auto" and acq.aligned:
-            return False
+            return ""
         # its status lines are the cell's details (logs.cell_messages_as_details)
-        align(
+        found = align(
             cell.acquisition, None, method=method, client=client, report=_report_path(cell),
             progress=False,
         )  # fmt: skip
         done.add(key)
-        return True
+    # The alignment's own warning does not name the cell (many run at once): the row does.
+    if found.verdict == "trusted":
+        return "aligned"
+    return f"aligned: {found.verdict} (report {_report_path(cell)})"
 
 
 def _provenance_mismatch(cell: Cell) -> str:

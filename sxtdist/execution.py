@@ -180,20 +180,37 @@ def _check_count(what: str, value: Any, least: int) -> None:
         raise ParameterError(f"{what} must be at least {least}, got {value}")
 
 
+#: The least memory limit per worker: a worker process holds 150-250 MiB before any
+#: block (Python, NumPy, SciPy, ASTRA, Dask), and Dask pauses a worker at 80 % of its
+#: limit and kills it at 95 %. At 10 MiB the workers paused from the start and a run
+#: waited for ever without a word; at 150 MiB they were killed mid-block and the user
+#: read "internal error (KilledWorker ...)" (redteam14, bugs.md R14-7).
+MIN_MEMORY_LIMIT = 512 * 2**20
+
+
 def _check_memory_limit(value: Any) -> None:
     if value is None or value == "auto":
         return
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return
-    if isinstance(value, str):
+    size = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str):
         from dask.utils import parse_bytes
 
         try:
-            if parse_bytes(value) > 0:
-                return
+            size = parse_bytes(value)
         except (ValueError, TypeError):
             pass
-    raise ParameterError(f"memory limit must be 'auto', bytes or a size like '4GiB', got {value!r}")
+    if size is None or size <= 0:
+        raise ParameterError(
+            f"memory limit must be 'auto', bytes or a size like '4GiB', got {value!r}"
+        )
+    if size < MIN_MEMORY_LIMIT:
+        raise ParameterError(
+            f"{option('--memory-limit', 'memory_limit')} {value} per worker is less than a "
+            f"worker needs: it holds 150-250 MiB before any work (Python, NumPy, ASTRA, Dask) "
+            f"and Dask pauses it at 80 % of its limit; give at least 512MiB, or 'auto'"
+        )
 
 
 __all__ = ["BACKENDS", "CLUSTER_KINDS", "Execution", "execution_fields", "normalize_kind"]

@@ -92,7 +92,9 @@ def slurm_reason() -> str:
             ok, why_after = _slurm_state()
             if not ok:
                 tail = (r.stderr.strip().splitlines() or ["no output"])[-1]
-                why = f"{why_after}; deploy/slurm-local/start.sh failed: {tail}"
+                # exit 0 with the node busy (alloc: jobs hold all its CPUs) is no failure
+                said = "said" if r.returncode == 0 else "failed"
+                why = f"{why_after}; deploy/slurm-local/start.sh {said}: {tail}"
         else:
             why = f"{why}; {why_not}"
     _SLURM_REASON = "" if ok else f"SLURM not running: {why}"

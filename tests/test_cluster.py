@@ -519,7 +519,7 @@ def test_sxtdist_batch_on_slurm(tmp_path, monkeypatch, run_cli):
     assert "SLURM cluster: 2..2 job(s)" in err
     rows = read_summary(tmp_path / "out" / "batch-summary.csv")
     assert [(r["cell"], r["status"]) for r in rows] == [("c1", "done"), ("c2", "done")]
-    assert all(r["message"] == "aligned" for r in rows)  # aligned, then reconstructed
+    assert all(r["message"].startswith("aligned") for r in rows)  # aligned, then reconstructed
     for r in rows:
         assert float(r["psnr_roi_db"]) > 10
         assert open_volume(tmp_path / "out" / f"{r['cell']}.zarr").status == "complete"
@@ -596,3 +596,38 @@ def open_volume_blocks(out) -> list:
             return json.load(f)["attributes"]["sxtdist"].get("blocks_done", [])
     except (OSError, ValueError, KeyError):
         return []
+
+
+@pytest.mark.slurm
+def test_slurm_walltime_shorter_than_a_block_is_said(tmp_path, monkeypatch):
+    """A job's walltime shorter than one block: SLURM ends the job mid-block, Dask gives up
+    on the block, and the cell's row says so with the walltime and where the job logs are
+    (it said only Dask's ``KilledWorker: Attempted to run task '_solve_block-...'``)."""
+    import sxtdist
+
+    sxtdist.simulate(tmp_path / "c.zarr", preset="tiny", seed=42)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(
+        "PYTHONPATH",
+        os.pathsep.join([str(REPO), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]),
+    )
+    logs = tmp_path / "logs"
+    opts = dict(memory="1GB", walltime="00:01:00", log_directory=str(logs), **NO_DASHBOARD)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # one job's end
+        rows = sxtdist.reconstruct_batch(
+            [str(tmp_path / "c.zarr")],
+            tmp_path / "out",
+            cluster="slurm",
+            minimum_jobs=1,
+            maximum_jobs=1,
+            cluster_options=opts,
+            metrics=False,
+            align=False,
+            block_size=32,  # one block: the whole tiny cell
+            iterations=100_000,  # minutes of work: longer than the walltime
+        )
+    (row,) = rows
+    assert row.status == "failed", row
+    assert row.message.startswith("1 worker(s) died running one of its blocks"), row.message
+    assert f"(00:01:00, jobqueue.slurm.walltime); the job logs in {logs}" in row.message
+    assert "DUE TO TIME LIMIT" in "".join(p.read_text() for p in logs.glob("*.err"))

@@ -37,7 +37,24 @@ def describe(exc: BaseException, command: str | None = None) -> tuple[int, str]:
     failed = os_error(exc)  # an OSError, or zarrs' I/O error it stands for
     if failed is not None:
         return 1, describe_os_error(failed, resumes=command in RESUMING)
+    if type(exc).__name__ == "KilledWorker" and type(exc).__module__.startswith("distributed"):
+        return 1, workers_died(exc, command)
     if isinstance(exc, MemoryError):
         return 1, "out of memory: use smaller blocks (--block-size) or a machine with more memory"
     kind = type(exc).__name__
     return 1, f"internal error ({kind}: {one_line(str(exc))}); run with --debug for the traceback"
+
+
+def workers_died(exc: BaseException, command: str | None = None) -> str:
+    """One line for Dask giving up on a task whose workers died running it
+    (``KilledWorker``): its own text names a task key and a worker address, and said as an
+    "internal error" it read as a bug of sxtdist. A worker dies of the memory limit (the
+    nanny kills it at 95 %), of a signal, or of a job's walltime."""
+    tries = getattr(exc, "allowed_failures", 2) + 1
+    again = "; the finished blocks stay: run the same command again to resume"
+    return (
+        f"{tries} worker processes died running the same task (killed, most often for memory: "
+        "each worker's --memory-limit, or its job's memory, is too small for a block): give "
+        "the workers more memory, use smaller blocks (--block-size) or fewer workers per "
+        "machine" + (again if command in RESUMING else "")
+    )
