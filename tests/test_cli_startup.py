@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import click
+import pytest
 
 from sxtdist.cli import COMMANDS, cli
 
@@ -92,18 +93,29 @@ def test_help_imports_no_command_and_lists_each_as_click_would():
         assert f"\n  {name} " in found["lazy"][1], name
 
 
-def test_info_help_imports_its_module_only_and_no_dataset():
-    """``sxtdist info --help`` imports ``sxtdist.cli.info`` and no other command's module,
-    nor the dataset, Zarr or Dask (``info`` imports them when it describes something);
-    NumPy, which its lines use throughout, it may."""
-    watched = COMMAND_MODULES + tuple(m for m in HEAVY if m != "numpy")
+#: Commands whose ``--help`` is light, and what of :data:`HEAVY` their options need:
+#: ``info`` formats with NumPy, ``demo``'s ``--iterations`` default is sxtdist.recon's.
+LIGHT_HELP = {
+    "info": ("numpy",),
+    "view": (),
+    "demo": ("numpy", "scipy", "sxtdist.recon"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LIGHT_HELP))
+def test_a_command_s_help_imports_its_module_and_what_its_options_need(name):
+    """``sxtdist info --help`` (``view``, ``demo``) imports that command's module and no
+    other command's, nor the dataset, Zarr, Dask or the pipeline, which the command
+    imports when it runs."""
+    module = f"sxtdist.cli.{COMMANDS[name][0]}"
+    watched = COMMAND_MODULES + tuple(m for m in HEAVY if m not in LIGHT_HELP[name])
     script = (
         "import json, sys\n"
         "from sxtdist.cli import main\n"
-        "code = main(['info', '--help'])\n"
+        "code = main([NAME, '--help'])\n"
         "print(json.dumps([code, [m for m in WATCHED if m in sys.modules]]))\n"
     )
-    assert _run(script, WATCHED=watched) == [0, ["sxtdist.cli.info"]]
+    assert _run(script, NAME=name, WATCHED=watched) == [0, [module]]
 
 
 def test_each_kept_short_help_is_the_command_s_own():

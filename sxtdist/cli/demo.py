@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from ..demo import describe_results, run_demo
 from ..recon import AUTO
 from ._options import ITERATIONS, execution_options
 
@@ -24,5 +23,9 @@ from ._options import ITERATIONS, execution_options
 @execution_options(backend=True, overwrite="Replace the outputs of an earlier demo in --out.")
 def command(out_dir, preset, seed, iterations, execution) -> None:
     """Run the whole pipeline on a simulated cell and print where the outputs are."""
+    # Here, not at the top: the pipeline (simulation, alignment, runner: Dask, Zarr) is
+    # what ``sxtdist demo --help`` need not import.
+    from ..demo import describe_results, run_demo
+
     results = run_demo(out_dir, preset, seed, iterations, execution)
     click.echo(describe_results(out_dir, preset, results))

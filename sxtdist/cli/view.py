@@ -8,8 +8,6 @@ import webbrowser
 
 import click
 
-from ..io.viewer import serve
-
 logger = logging.getLogger(__name__)
 
 
@@ -41,6 +39,10 @@ def command(path, host, port, public_client, open_browser) -> None:
     contrast set to the data's display window. It works while this command runs;
     Ctrl-C stops it. Over SSH, forward the ports printed (ssh -L).
     """
+    # Here, not at the top: the viewer imports Zarr and the NGFF models, which ``sxtdist
+    # view --help`` does not need.
+    from ..io.viewer import serve
+
     with serve(path, host, port, local_client=not public_client) as view:
         if view.local_link:
             click.echo(f"neuroglancer  {view.local_link}")
