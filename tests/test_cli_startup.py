@@ -125,3 +125,15 @@ def test_each_kept_short_help_is_the_command_s_own():
     for name, (_, short) in COMMANDS.items():
         assert cli.get_command(ctx, name).get_short_help_str(limit=10**6) == short, name
     assert cli.list_commands(ctx) == sorted(COMMANDS)
+
+
+def test_info_of_an_acquisition_imports_no_dask(tiny_acq):
+    """``sxtdist info ACQ`` reads metadata: it imported Dask's arrays (io.ngff at the top,
+    and the truth's shape through a Dask array), 1045 modules where 660 do."""
+    script = (
+        "import json, sys\n"
+        "from sxtdist.cli import main\n"
+        "code = main(['info', ACQ])\n"
+        "print(json.dumps([code, [m for m in ('dask.array', 'distributed') if m in sys.modules]]))\n"
+    )
+    assert _run(script, ACQ=str(tiny_acq)) == [0, []]

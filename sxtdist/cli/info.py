@@ -171,10 +171,10 @@ def _describe_acquisition(path: str) -> str:
             from ..alignment.intensity import describe_intensity_transform
 
             lines.append(f"    intensity transform: {describe_intensity_transform(it)}")
-    if acq.truth is not None:
+    if "truth" in acq.group:  # its shape from Zarr: acq.truth would import dask.array
         t = acq.truth_meta
         lines.append(
-            f"  truth: volume {tuple(acq.truth.shape)} at {t['voxel_size_nm']:g} nm "
+            f"  truth: volume {tuple(acq.group['truth']['0'].shape)} at {t['voxel_size_nm']:g} nm "
             f"(simulated, preset {t.get('preset')}, seed {t.get('seed')})"
         )
     lines += [f"  leftover: {note}" for note in leftover_scans(path).values()]

@@ -22,7 +22,6 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import dask.array as da
 import numpy as np
 import zarr
 from ome_zarr_models.v05.axes import Axis
@@ -355,6 +354,8 @@ def add_downsampled_levels(
             coarse = coarse.astype(src_arr.dtype)
             previous = coarse
         else:
+            import dask.array as da  # only here: info and the readers need no dask
+
             src = da.from_zarr(src_arr)[cells]
             src = src.rechunk(tuple(max(f, (c // f) * f) for c, f in zip(chunks, factors)))
             coarse = da.coarsen(np.mean, src, dict(enumerate(factors))).astype(src_arr.dtype)
