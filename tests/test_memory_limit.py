@@ -40,6 +40,7 @@ def test_workers_that_died_are_said_so_not_an_internal_error():
     exc = KilledWorker("('_solve_block-abc', 0)", "tcp://127.0.0.1:4242", allowed_failures=3)
     code, line = describe(exc, "reconstruct")
     assert code == 1
-    assert line.startswith("4 worker processes died running the same task (killed, most often")
-    assert "--memory-limit" in line and "--block-size" in line and "internal error" not in line
+    assert line.startswith("4 worker processes died running the same task (killed: for memory")
+    assert "--memory-limit" in line and "--block-size" in line and "walltime" in line
+    assert "internal error" not in line
     assert line.endswith("run the same command again to resume")

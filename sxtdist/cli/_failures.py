@@ -53,8 +53,8 @@ def workers_died(exc: BaseException, command: str | None = None) -> str:
     tries = getattr(exc, "allowed_failures", 2) + 1
     again = "; the finished blocks stay: run the same command again to resume"
     return (
-        f"{tries} worker processes died running the same task (killed, most often for memory: "
-        "each worker's --memory-limit, or its job's memory, is too small for a block): give "
-        "the workers more memory, use smaller blocks (--block-size) or fewer workers per "
-        "machine" + (again if command in RESUMING else "")
+        f"{tries} worker processes died running the same task (killed: for memory, each "
+        "worker's --memory-limit or its job's memory too small for a block, or on a batch "
+        "queue at its job's walltime): give the workers more memory or time, or use smaller "
+        "blocks (--block-size)" + (again if command in RESUMING else "")
     )
