@@ -257,28 +257,16 @@ def _check_recipe(cell: Cell, where: str, what: str) -> None:
     """The cell's options together, checked as its run checks them (a block size of 0, an
     unknown method, SIRT with ``iterations: auto``, a count over the cap ...): refused with
     the manifest, not found as each cell ran, after the cluster's queue and the alignment."""
-    from .recon import MAX_ITERATIONS, METHODS
+    from .recon import check_solve_values
     from .runner import split_options
 
     try:
         recipe, _ = split_options(None, None, _reconstruct_options(cell))
-        if recipe.method not in METHODS:
-            raise ParameterError(
-                f"unknown method {recipe.method!r} (choose from {', '.join(METHODS)})"
-            )
-        if recipe.iterations != AUTO and recipe.iterations > MAX_ITERATIONS:
-            raise ParameterError(
-                f"iterations must be from 1 to {MAX_ITERATIONS}, got {recipe.iterations}"
-            )
         # the rest of what the solve's Problem checks once the acquisition is read
-        if recipe.rtol is not None and not recipe.rtol < 1:
-            raise ParameterError(f"rtol must be between 0 and 1, got {recipe.rtol}")
-        if recipe.nonneg_every is not None and recipe.nonneg_every < 1:
-            raise ParameterError(f"nonneg_every must be at least 1, got {recipe.nonneg_every}")
         weights = recipe.weights if isinstance(recipe.weights, Mapping) else {}
-        bad = {k: w for k, w in weights.items() if not 0 < w < float("inf")}
-        if bad:
-            raise ParameterError(f"weights must be positive, got {bad}")
+        check_solve_values(
+            recipe.method, recipe.iterations, weights, recipe.nonneg_every, recipe.rtol
+        )
     except (ParameterError, TypeError, ValueError) as exc:
         raise InputError(where, f"{what}: {exc}") from None
 

@@ -75,29 +75,38 @@ class Problem:
     views: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ParameterError(
-                f"unknown method {self.method!r} (choose from {', '.join(METHODS)})"
-            )
-        if not 1 <= self.iterations <= MAX_ITERATIONS:
-            raise ParameterError(
-                f"iterations must be from 1 to {MAX_ITERATIONS}, got {self.iterations}"
-            )
+        check_solve_values(self.method, self.iterations, self.weights, self.nonneg_every, self.rtol)
         if not self.models:
             raise ParameterError("no scans to reconstruct from")
-        if self.nonneg_every is not None and self.nonneg_every < 1:
-            raise ParameterError(f"{option('--nonneg-every', 'nonneg_every')} must be at least 1")
-        if self.rtol is not None and not 0 < self.rtol < 1:
-            raise ParameterError(
-                f"{option('--rtol', 'rtol')} must be between 0 and 1, got {self.rtol}"
-            )
-        for name, w in self.weights.items():
-            if not 0 < w < math.inf:
-                raise ParameterError(f"weight of scan {name!r} must be positive, got {w}")
 
     def rows(self, slab: tuple[int, int]) -> dict[str, np.ndarray]:
         """Detector rows each scan contributes to ``slab``."""
         return {name: m.rows_for_slab(self.grid, slab) for name, m in self.models.items()}
+
+
+def check_solve_values(
+    method: str,
+    iterations: int | str,
+    weights: Mapping[str, float] | None = None,
+    nonneg_every: int | None = None,
+    rtol: float | None = None,
+) -> None:
+    """Refuse (:class:`~sxtdist.errors.ParameterError`) values a solve cannot take: an unknown
+    method, an iteration count outside ``1 ..`` :data:`MAX_ITERATIONS` (:data:`AUTO` passes:
+    it is chosen later), ``nonneg_every`` below 1, ``rtol`` outside ``(0, 1)``, a weight
+    that is not positive and finite. :class:`Problem` checks its own with it, and a batch
+    its manifest's cells before any runs (the same rules, said the same way)."""
+    if method not in METHODS:
+        raise ParameterError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
+    if iterations != AUTO and not 1 <= int(iterations) <= MAX_ITERATIONS:
+        raise ParameterError(f"iterations must be from 1 to {MAX_ITERATIONS}, got {iterations}")
+    if nonneg_every is not None and nonneg_every < 1:
+        raise ParameterError(f"{option('--nonneg-every', 'nonneg_every')} must be at least 1")
+    if rtol is not None and not 0 < rtol < 1:
+        raise ParameterError(f"{option('--rtol', 'rtol')} must be between 0 and 1, got {rtol}")
+    for name, w in (weights or {}).items():
+        if not 0 < w < math.inf:
+            raise ParameterError(f"weight of scan {name!r} must be positive, got {w}")
 
 
 def parse_iterations(value: Any) -> int | str:

@@ -100,7 +100,7 @@ def test_list_of_paths_is_a_manifest(tmp_path):
         ("m.yaml", "- acquisition: a.zarr\n  method: sirt\n", "not for SIRT"),
         ("m.yaml", "- acquisition: a.zarr\n  rtol: 2\n", "rtol must be between 0 and 1"),
         ("m.yaml", "- acquisition: a.zarr\n  backend: tpu\n", "unknown backend 'tpu'"),
-        ("m.csv", "acquisition,weights\na.zarr,roi=0\n", "weights must be positive"),
+        ("m.csv", "acquisition,weights\na.zarr,roi=0\n", "weight of scan 'roi' must be positive"),
         ("m.yaml", "[unclosed\n", "cannot read as YAML"),
         ("m.csv", "path,iterations\na.zarr,3\n", "needs an 'acquisition' column"),
         ("m.txt", "a.zarr\n", "must be .yaml, .yml or .csv"),
