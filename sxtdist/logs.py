@@ -162,17 +162,15 @@ def _refuse_another_kind(path: str) -> None:
         )
 
 
-#: The files that make a folder a Zarr node (v3, v2): no log file is put inside one.
-ZARR_NODE_FILES = ("zarr.json", ".zgroup", ".zarray")
-
-
 def _refuse_inside_zarr(path: str) -> None:
     """Refuse a log file in a folder at or below a Zarr node (an acquisition, a volume,
     one of their scans or levels), a new file there too: it would be one sxtdist did not
     write in the dataset."""
+    from .outputs import is_zarr_node  # here: a log without a file imports no outputs
+
     folder = os.path.dirname(os.path.realpath(path))
     while True:  # every folder above: a log deep inside a volume's level too
-        if any(os.path.isfile(os.path.join(folder, f)) for f in ZARR_NODE_FILES):
+        if is_zarr_node(folder):
             raise InputError(
                 path,
                 f"lies inside the Zarr dataset {printable(folder)}: a log file there would "
