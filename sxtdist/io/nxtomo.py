@@ -813,24 +813,26 @@ def _value_and_unit(ds: h5py.Dataset) -> tuple[float | None, str | None]:
     return (value if np.isfinite(value) and value > 0 else None), attr
 
 
-def _quantity(ds: h5py.Dataset, table: dict[str, float], default: str) -> float | None:
+def _quantity(ds: h5py.Dataset, kind: str, default: str) -> float | None:
     """The first value of ``ds`` (:func:`_value_and_unit`; ``default`` its unit where it has
-    none) times its unit's factor in ``table``, or ``None``. :class:`_Unreadable` where the
-    unit is not in ``table``: read as another unit or passed over, the value would be wrong
+    none) times its unit's factor, a unit of ``kind`` (:func:`_factor`), or ``None``.
+    :class:`_Unreadable` where the unit is not one of ``kind``'s: read as another unit or passed over, the value would be wrong
     by the factor between them (the detector's pixel for the object's)."""
     value, unit = _value_and_unit(ds)
-    return None if value is None else value * _factor(ds, unit or default, table)
+    return None if value is None else value * _factor(ds, unit or default, kind)
 
 
 #: How the unit tables are named in messages.
 _KNOWN = {"length": "nm, µm, mm, m or Å", "energy": "eV or keV", "time": "s, ms or µs"}
 
 
-def _factor(ds: h5py.Dataset, unit: str, table: dict[str, float]) -> float:
-    """``table``'s factor for ``unit``; :class:`_Unreadable` naming ``ds`` where it has none."""
+def _factor(ds: h5py.Dataset, unit: str, kind: str) -> float:
+    """The factor of ``unit``, a unit of ``kind`` (``length``, ``energy``, ``time``: its
+    table, :data:`UNIT_NM`, :data:`ENERGY_UNITS`, :data:`TIME_UNITS`); :class:`_Unreadable`
+    naming ``ds`` where it has none."""
+    table = {"length": UNIT_NM, "energy": ENERGY_UNITS, "time": TIME_UNITS}[kind]
     factor = table.get(unit.lower())
     if factor is None:
-        kind = {id(UNIT_NM): "length", id(ENERGY_UNITS): "energy"}.get(id(table), "time")
         raise _Unreadable(
             ds.file.filename,
             f"{ds.name} is in {unit!r}, not a unit of {kind} known here ({_KNOWN[kind]})",
@@ -869,7 +871,7 @@ def _length_nm(g: object, name: str) -> float | None:
     ds = g.get(name) if isinstance(g, h5py.Group) else None
     if not isinstance(ds, h5py.Dataset):
         return None
-    return _quantity(ds, UNIT_NM, "m")
+    return _quantity(ds, "length", "m")
 
 
 def _energy_ev(entry: h5py.Group) -> float | None:
@@ -886,7 +888,7 @@ def _energy_ev(entry: h5py.Group) -> float | None:
             if v is not None and unit is None:
                 return v if v >= UNITLESS_EV_ABOVE else v * 1e3
             if v is not None:
-                return v * _factor(ds, unit, ENERGY_UNITS)
+                return v * _factor(ds, unit, "energy")
     return None
 
 
@@ -908,7 +910,7 @@ def _times_s(ds: h5py.Dataset) -> np.ndarray:
     is :class:`_Unreadable`."""
     raw = np.asarray(ds[()]).reshape(-1)
     if raw.dtype.kind not in "SUO":
-        return raw.astype(float) * _factor(ds, (_units(ds) or "s").strip(), TIME_UNITS)
+        return raw.astype(float) * _factor(ds, (_units(ds) or "s").strip(), "time")
     out = np.empty(raw.size)
     for i, v in enumerate(raw):
         text = (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)).strip()
@@ -916,5 +918,5 @@ def _times_s(ds: h5py.Dataset) -> np.ndarray:
         if m is None:
             raise _Unreadable(ds.file.filename, f"{ds.name}[{i}] is {text!r}, not a time")
         unit = m.group(2) or (_units(ds) or "s").strip()
-        out[i] = float(m.group(1).replace(",", ".")) * _factor(ds, unit, TIME_UNITS)
+        out[i] = float(m.group(1).replace(",", ".")) * _factor(ds, unit, "time")
     return out
