@@ -1763,3 +1763,33 @@ def test_an_interrupt_as_the_cluster_closes_is_one_line(templates, run_cli, monk
         pytest.fail("the interrupt escaped sxtdist's main()")
     assert code == 130 and err.strip().splitlines()[-1] == "sxtdist: interrupted", err
     assert "Traceback" not in err
+
+
+def test_a_users_file_link_or_folder_at_a_temporary_file_name_is_kept(tmp_path, run_cli):
+    """A file output is written under ``.NAME.sxtdist-tmp-HEX`` and each write clears those
+    that killed runs left, when it can tell them for its own (empty, or a file of its kind).
+    A user's file, a link to a user's file and a user's folder at such names are left alone,
+    byte for byte, each named in a warning; the export itself is written."""
+    from sxtdist.geometry import VolumeGrid
+    from sxtdist.volume import create_volume
+
+    vol = tmp_path / "v.zarr"
+    create_volume(vol, VolumeGrid((8, 16, 16), 20.0), shard_z=8, chunk_z=8).finalize()
+    out = tmp_path / "e.mrc"
+    mine = tmp_path / "mine.txt"
+    mine.write_text("the user's notes")
+    text = tmp_path / ".e.mrc.sxtdist-tmp-0123456789abcdef0123456789abcdef"
+    text.write_text("a user's file")
+    link = tmp_path / ".e.mrc.sxtdist-tmp-fedcba9876543210fedcba9876543210"
+    os.symlink(mine, link)
+    folder = tmp_path / ".e.mrc.sxtdist-tmp-00000000000000000000000000000000"
+    folder.mkdir()
+    (folder / "data.bin").write_bytes(b"\x00\x01")
+    code, _, err = run_cli("export", vol, out)
+    assert code == 0, err
+    assert out.is_file()
+    assert text.read_text() == "a user's file"
+    assert os.readlink(link) == str(mine) and mine.read_text() == "the user's notes"
+    assert (folder / "data.bin").read_bytes() == b"\x00\x01"
+    for kept in (text, link, folder):
+        assert kept.name in err, err
