@@ -532,15 +532,20 @@ def test_flats_exposed_longer_are_scaled_whatever_unit_count_time_is_in(tmp_path
     assert scan.meta["source"]["flat_scaled_by"] == pytest.approx(0.5)
 
 
-def test_a_held_flat_with_nan_names_the_file(tmp_path, run_cli):
+@pytest.mark.parametrize("named", [False, True])
+def test_a_held_flat_with_nan_names_the_file(tmp_path, run_cli, named):
     """One set of flats holding NaN: 'flat field in the source: flat field contains NaN or
-    inf' on main 30985ba named no file."""
+    inf' on main 30985ba named no file. The same with ``--flat`` naming the projection file
+    itself (``named``), which skipped the check."""
     keys = _keys((1, 2), (0, 4))
     frames = decaying_nxtomo(tmp_path / "s.nx", keys, np.full((4, 4, 4), 0.5, np.float32))
     frames[0, 1, 1] = np.nan
     with h5py.File(tmp_path / "s.nx", "a") as f:
         f["entry/instrument/detector/data"][...] = frames
-    code, _, err = run_cli("import", tmp_path / "s.nx", tmp_path / "a.zarr", "--scan=roi", "-q")
+    flat = ["--flat", tmp_path / "s.nx"] if named else []
+    code, _, err = run_cli(
+        "import", tmp_path / "s.nx", tmp_path / "a.zarr", "--scan=roi", *flat, "-q"
+    )
     assert code == 2 and "s.nx: flat field contains NaN or inf" in err, err
 
 

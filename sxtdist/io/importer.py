@@ -576,27 +576,27 @@ def _field(opts: ImportOptions, kind: str, src: FrameSource) -> tuple[np.ndarray
     """
     path = opts.flat if kind == "flats" else opts.dark
     what, note = kind[:-1], ""
-    if path is not None and _names_source(opts, kind, src):
-        # the projection file's own flats (darks): as the source read them, where a flat
-        # per projection is known (sets), not its frames of that key averaged again
+    named_source = path is not None and _names_source(opts, kind, src)
+    if path is None or named_source:
         img = src.flat if kind == "flats" else src.dark
-        if img is None:
-            raise InputError(
-                path,
-                f"{keyword(kind[:-1])} names the projection file, which holds no {what} frames "
-                f"(image_key {nxtomo.KEYS[kind]}): give the file of {kind}",
+        where = src.path  # its own flats (darks): the message names the file
+        if named_source:
+            # the projection file's own flats (darks): as the source read them, where a flat
+            # per projection is known (sets), not its frames of that key averaged again
+            if img is None:
+                raise InputError(
+                    path,
+                    f"{keyword(kind[:-1])} names the projection file, which holds no {what} "
+                    f"frames (image_key {nxtomo.KEYS[kind]}): give the file of {kind}",
+                )
+            logger.info(
+                "%s: %s names the projection file: its own %s are used as the source holds them",
+                src.path,
+                keyword(kind[:-1]),
+                kind,
             )
-        logger.info(
-            "%s: %s names the projection file: its own %s are used as the source holds them",
-            src.path,
-            keyword(kind[:-1]),
-            kind,
-        )
-        return np.asarray(img, np.float32), f"the projection file's own {kind}"
-    if path is None:
-        img = src.flat if kind == "flats" else src.dark
-        where = src.path  # its own flats (darks), averaged: the message names the file
-        if img is not None and opts.values in ("transmission", "od"):
+            note = f"the projection file's own {kind}"
+        elif img is not None and opts.values in ("transmission", "od"):
             # said outright: the file's own reference is not for these values
             logger.info("%s: its %s field is not used (%s values)", src.path, what, opts.values)
             return None, ""
